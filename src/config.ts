@@ -1,0 +1,106 @@
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import envPaths from 'env-paths';
+import { z } from 'zod';
+import type { LogLevel } from './logger.js';
+
+export interface Config {
+  /** Set: a PostgreSQL server through `pg`. Unset: embedded PGlite in `dataDir`. */
+  databaseUrl: string | undefined;
+  dataDir: string;
+  extensionDirs: string[];
+  disabledExtensions: string[];
+  lockTimeoutMs: number;
+  logLevel: LogLevel;
+}
+
+export type Command = { kind: 'serve'; config: Config } | { kind: 'help' } | { kind: 'version' };
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export const USAGE = `Usage: pg-workspace-mcp [options]
+
+MCP server (stdio) that gives AI agents isolated, per-project PostgreSQL workspaces.
+
+Options:
+  --data-dir DIR       embedded PGlite data directory (env PG_WORKSPACE_DATA_DIR;
+                       default: the per-user data directory, e.g. ~/.local/share/pg-workspace-mcp)
+  --extensions DIR     load a user extension directory; repeatable
+                       (env PG_WORKSPACE_EXTENSIONS, colon-separated)
+  --disable ID         disable an extension, e.g. codebase on a server without pgvector; repeatable
+                       (env PG_WORKSPACE_DISABLED_EXTENSIONS, comma-separated)
+  --help               show this help
+  --version            show the version
+
+Environment:
+  DATABASE_URL                   use this PostgreSQL server instead of the embedded database
+  PG_WORKSPACE_LOCK_TIMEOUT_MS   how long boot waits for the install lock (default 60000)
+  PG_WORKSPACE_LOG_LEVEL         debug | info | warn | error | silent (default info; logs go to stderr)
+`;
+
+const extensionId = z.string().regex(/^[a-z][a-z0-9]*(-[a-z0-9]+)*$/, 'an extension id (lower-case, hyphens)');
+
+const schema = z.object({
+  databaseUrl: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
+    .optional(),
+  dataDir: z.string().min(1),
+  extensionDirs: z.array(z.string().min(1)),
+  disabledExtensions: z.array(extensionId),
+  lockTimeoutMs: z.coerce
+    .number()
+    .int('must be a whole number of milliseconds')
+    .min(0)
+    .max(86_400_000, 'must be at most 86400000 (one day)'),
+  logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']),
+});
+
+const splitList = (value: string | undefined, separator: string) =>
+  (value ?? '').split(separator).map((s) => s.trim()).filter(Boolean);
+
+/** Command-line flags win over the environment, which wins over defaults. */
+export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): Command {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      strict: true,
+      options: {
+        'data-dir': { type: 'string' },
+        extensions: { type: 'string', multiple: true },
+        disable: { type: 'string', multiple: true },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
+      },
+    }));
+  } catch (error) {
+    throw new ConfigError(`${(error as Error).message}\n\n${USAGE}`);
+  }
+  if (values.help) return { kind: 'help' };
+  if (values.version) return { kind: 'version' };
+
+  const parsed = schema.safeParse({
+    databaseUrl: env['DATABASE_URL'] || undefined,
+    dataDir: path.resolve(values['data-dir'] ?? (env['PG_WORKSPACE_DATA_DIR'] || envPaths('pg-workspace-mcp', { suffix: '' }).data)),
+    extensionDirs: [...splitList(env['PG_WORKSPACE_EXTENSIONS'], ':'), ...(values.extensions ?? [])].map((d) => path.resolve(d)),
+    disabledExtensions: [...splitList(env['PG_WORKSPACE_DISABLED_EXTENSIONS'], ','), ...(values.disable ?? [])],
+    lockTimeoutMs: env['PG_WORKSPACE_LOCK_TIMEOUT_MS'] || 60_000,
+    logLevel: env['PG_WORKSPACE_LOG_LEVEL'] || 'info',
+  });
+  if (!parsed.success) {
+    const names: Record<string, string> = {
+      databaseUrl: 'DATABASE_URL',
+      dataDir: '--data-dir / PG_WORKSPACE_DATA_DIR',
+      extensionDirs: '--extensions / PG_WORKSPACE_EXTENSIONS',
+      disabledExtensions: '--disable / PG_WORKSPACE_DISABLED_EXTENSIONS',
+      lockTimeoutMs: 'PG_WORKSPACE_LOCK_TIMEOUT_MS',
+      logLevel: 'PG_WORKSPACE_LOG_LEVEL',
+    };
+    const problems = parsed.error.issues.map((i) => `  ${names[String(i.path[0])] ?? i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`Invalid configuration:\n${problems.join('\n')}\n\nRun with --help for the options.`);
+  }
+  return { kind: 'serve', config: { ...parsed.data, databaseUrl: parsed.data.databaseUrl } };
+}

@@ -1,0 +1,36 @@
+/** The one database surface the engine uses, implemented by PGlite (embedded) and `pg` (server). */
+
+export type Row = Record<string, unknown>;
+
+export interface Queryable {
+  /** One statement, values always as parameters. */
+  query<R = Row>(sql: string, params?: readonly unknown[]): Promise<R[]>;
+  /** A multi-statement script in one round trip (simple protocol, so no parameters). */
+  exec(sql: string): Promise<void>;
+}
+
+export interface Database extends Queryable {
+  readonly kind: 'pglite' | 'postgres';
+  /** Where the data lives, safe to log (no password). */
+  readonly description: string;
+  /** BEGIN … COMMIT around `fn`; ROLLBACK when it throws. */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /** Pins one session for `fn`, for work that must stay on the same backend. */
+  withSession<T>(fn: (session: Queryable) => Promise<T>): Promise<T>;
+  /** Called once the `vector` extension exists, so vector columns come back as arrays. */
+  registerVectorTypes(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Runs `fn` in a transaction on an already pinned session. */
+export async function inTransaction<T>(session: Queryable, fn: () => Promise<T>): Promise<T> {
+  await session.query('BEGIN');
+  try {
+    const result = await fn();
+    await session.query('COMMIT');
+    return result;
+  } catch (error) {
+    await session.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  }
+}

@@ -1,0 +1,81 @@
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
+import { vector } from '@electric-sql/pglite-pgvector';
+import pgvector from 'pgvector';
+import { inTransaction, type Database, type Queryable, type Row } from './database.js';
+import { DataDirLock } from './data-dir-lock.js';
+import { Mutex } from './mutex.js';
+
+/**
+ * Embedded PostgreSQL (PGlite, with pgvector) in `<dataDir>/pgdata`. PGlite is one session in
+ * one process: the data directory is locked against other processes, and inside this process
+ * every call takes its turn on the mutex, so a transaction is never interleaved with other work.
+ */
+export class PGliteDatabase implements Database {
+  readonly kind = 'pglite';
+  readonly description: string;
+  readonly #mutex = new Mutex();
+  readonly #session: Queryable;
+
+  private constructor(
+    private readonly pglite: PGlite,
+    private readonly lock: DataDirLock,
+    dataDir: string,
+  ) {
+    this.description = `embedded PGlite at ${dataDir}`;
+    this.#session = {
+      query: async <R>(sql: string, params?: readonly unknown[]) =>
+        (await pglite.query<R>(sql, params as unknown[] | undefined)).rows,
+      exec: async (sql: string) => {
+        await pglite.exec(sql);
+      },
+    };
+  }
+
+  static async open(dataDir: string): Promise<PGliteDatabase> {
+    await mkdir(dataDir, { recursive: true });
+    const lock = await DataDirLock.acquire(dataDir, path.join(dataDir, 'lock'));
+    try {
+      const pglite = await PGlite.create({
+        dataDir: path.join(dataDir, 'pgdata'),
+        extensions: { vector },
+      });
+      return new PGliteDatabase(pglite, lock, dataDir);
+    } catch (error) {
+      await lock.release();
+      throw error;
+    }
+  }
+
+  query<R = Row>(sql: string, params?: readonly unknown[]): Promise<R[]> {
+    return this.withSession((s) => s.query<R>(sql, params));
+  }
+
+  exec(sql: string): Promise<void> {
+    return this.withSession((s) => s.exec(sql));
+  }
+
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    return this.withSession((s) => inTransaction(s, () => fn(s)));
+  }
+
+  withSession<T>(fn: (session: Queryable) => Promise<T>): Promise<T> {
+    return this.#mutex.run(() => fn(this.#session));
+  }
+
+  async registerVectorTypes(): Promise<void> {
+    // The PGlite pgvector bundle ships no type parsers: add pgvector's own, as `pg` gets them.
+    const rows = await this.query<{ oid: number }>(
+      `SELECT oid FROM pg_catalog.pg_type WHERE typname = 'vector'`,
+    );
+    for (const { oid } of rows) this.pglite.parsers[oid] = (text: string) => pgvector.fromSql(text);
+  }
+
+  async close(): Promise<void> {
+    await this.#mutex.run(async () => {
+      await this.pglite.close();
+      await this.lock.release();
+    });
+  }
+}

@@ -1,0 +1,45 @@
+/** PostgreSQL error fields as both `pg` and PGlite report them. */
+export interface PgErrorFields {
+  code?: string;
+  message: string;
+  detail?: string;
+  hint?: string;
+  position?: string | number;
+}
+
+export function pgError(error: unknown): PgErrorFields | undefined {
+  const e = error as Partial<PgErrorFields> | null;
+  return e && typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) ? (e as PgErrorFields) : undefined;
+}
+
+export function sqlState(error: unknown): string | undefined {
+  return pgError(error)?.code;
+}
+
+/** PostgreSQL's own words: message, SQLSTATE, detail and hint. */
+export function describePgError(error: unknown): string {
+  const e = pgError(error);
+  if (!e) return error instanceof Error ? error.message : String(error);
+  return [
+    `${e.message} (SQLSTATE ${e.code})`,
+    e.detail ? `DETAIL: ${e.detail}` : '',
+    e.hint ? `HINT: ${e.hint}` : '',
+  ]
+    .filter(Boolean)
+    .join('\n');
+}
+
+/**
+ * Errors after which retrying later can succeed: the connection failed or the server is
+ * starting, stopping or overloaded (classes 08, 57P, 53), or the socket broke with no SQLSTATE.
+ */
+export function isConnectionFailure(error: unknown): boolean {
+  const code = sqlState(error);
+  if (code) return /^(08|57P|53)/.test(code);
+  const sysCode = (error as { code?: unknown })?.code;
+  const message = error instanceof Error ? error.message : '';
+  return (
+    (typeof sysCode === 'string' && /^E(CONNREFUSED|CONNRESET|PIPE|TIMEDOUT|HOSTUNREACH|NOTFOUND|AI_AGAIN)$/.test(sysCode)) ||
+    /Connection terminated|connection timeout|Client has encountered a connection error/i.test(message)
+  );
+}

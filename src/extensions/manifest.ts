@@ -1,0 +1,28 @@
+import { z } from 'zod';
+
+const sqlName = z
+  .string()
+  .regex(/^[a-z_][a-z0-9_]*$/, 'use lower-case letters, digits and underscores, starting with a letter')
+  .max(63);
+const tableName = z
+  .string()
+  .regex(
+    /^([a-z_][a-z0-9_]*\.)?[a-z_][a-z0-9_]*$/,
+    'use `schema.table` for a global table or a bare `table` for a workspace table',
+  );
+
+/** extension.json; unknown keys are rejected so a typo does not silently disable a check. */
+export const extensionManifest = z
+  .object({
+    id: z
+      .string()
+      .regex(/^[a-z][a-z0-9]*(-[a-z0-9]+)*$/, 'use lower-case letters, digits and single hyphens')
+      .max(63),
+    version: z.string().min(1),
+    requires: z.array(sqlName).default([]),
+    required_columns: z.record(tableName, z.array(sqlName).min(1)).default({}),
+    uses_tables: z.array(tableName).default([]),
+  })
+  .strict();
+
+export type ExtensionManifest = z.infer<typeof extensionManifest>;

@@ -1,0 +1,278 @@
+import type { Database, Queryable } from '../db/database.js';
+import { checkColumns } from '../db/catalog.js';
+import { quoteIdent } from '../db/identifiers.js';
+import { sqlState } from '../db/sql-errors.js';
+import type { Statement } from '../sql/statements.js';
+import { InstallError, type InstallPhase } from './install-error.js';
+import { withInstallLock, type InstallLockOptions as InstallOptions } from './install-lock.js';
+import type { InstallPlan, PreparedExtension } from './install-plan.js';
+
+export interface PhaseResult {
+  status: 'applied' | 'skipped';
+  statements: number;
+  ms: number;
+  /** Migrations applied in this run (migrations phase only). */
+  applied?: string[];
+}
+
+export interface ExtensionReport {
+  id: string;
+  version: string;
+  phases: Partial<Record<InstallPhase, PhaseResult>>;
+}
+
+export interface InstallReport {
+  outcome: 'up-to-date' | 'installed';
+  fingerprint: string;
+  ms: number;
+  /** Schemas of the PostgreSQL extensions (e.g. where `vector` lives), for workspace search paths. */
+  searchPathSchemas: string[];
+  extensions: ExtensionReport[];
+}
+
+
+/** How to get each PostgreSQL extension we know of, for the missing-extension error. */
+const HOW_TO_GET: Record<string, string> = {
+  vector:
+    'pgvector is not installed on this PostgreSQL server. Use a server that has it: the pgvector/pgvector image ' +
+    '(see docker-compose.yml), or install the package (Debian/Ubuntu: postgresql-<major>-pgvector; ' +
+    'Homebrew: pgvector; source: https://github.com/pgvector/pgvector). Or run without the extension ' +
+    'that needs it: PG_WORKSPACE_DISABLED_EXTENSIONS=',
+};
+
+/**
+ * Installs every enabled extension's global schema, in the phases of the design we grew from:
+ * all structural DDL, then pending migrations, then dependent DDL, then required-column checks,
+ * then seeds, each extension's share of a phase in one transaction. A warm boot whose database
+ * already holds this exact install costs one query and no lock.
+ */
+export async function installExtensions(
+  db: Database,
+  plan: InstallPlan,
+  options: InstallOptions,
+): Promise<InstallReport> {
+  const started = performance.now();
+  const current = await readInstallState(db);
+  if (current?.fingerprint === plan.fingerprint) {
+    return upToDate(plan, current.searchPathSchemas, started);
+  }
+  return withInstallLock(db, options, async () => {
+    // Another process may have finished the same install while we waited for the lock.
+    const again = await readInstallState(db);
+    if (again?.fingerprint === plan.fingerprint) return upToDate(plan, again.searchPathSchemas, started);
+    options.log.info('installing extension schemas', { extensions: plan.extensions.map((p) => p.extension.id) });
+
+    const reports = plan.extensions.map((p) => ({ id: p.extension.id, version: p.extension.version, phases: {} }) as ExtensionReport);
+    const each = async (phase: InstallPhase, step: (p: PreparedExtension) => Promise<PhaseResult>) => {
+      for (const [i, p] of plan.extensions.entries()) {
+        (reports[i] as ExtensionReport).phases[phase] = await step(p);
+      }
+    };
+
+    const installed = await checkPgExtensions(db, plan);
+    await refuseMigrationDrift(db, plan);
+    await each('structural', (p) => timed(() => applyStructural(db, p, installed)));
+    await each('migrations', (p) => timed(() => applyMigrations(db, p)));
+    await each('dependent', (p) => timed(() => runPhase(db, p, 'dependent', p.dependent)));
+    await each('columns', (p) => timed(() => validateRequiredColumns(db, p)));
+    await each('seeds', (p) => timed(() => runPhase(db, p, 'seeds', p.seeds)));
+    const searchPathSchemas = await recordInstallState(db, plan, reports);
+    return { outcome: 'installed', fingerprint: plan.fingerprint, ms: elapsed(started), searchPathSchemas, extensions: reports };
+  });
+}
+
+interface InstallState {
+  fingerprint: string;
+  searchPathSchemas: string[];
+}
+
+async function readInstallState(db: Queryable): Promise<InstallState | undefined> {
+  try {
+    const [row] = await db.query<{ fingerprint: string; search_path_schemas: string[] }>(
+      'SELECT fingerprint, search_path_schemas FROM project_registry.install_state',
+    );
+    return row && { fingerprint: row.fingerprint, searchPathSchemas: row.search_path_schemas };
+  } catch (error) {
+    if (sqlState(error) === '42P01') return undefined; // never installed
+    throw error;
+  }
+}
+
+function upToDate(plan: InstallPlan, searchPathSchemas: string[], started: number): InstallReport {
+  return {
+    outcome: 'up-to-date',
+    fingerprint: plan.fingerprint,
+    ms: elapsed(started),
+    searchPathSchemas,
+    extensions: plan.extensions.map((p) => ({ id: p.extension.id, version: p.extension.version, phases: {} })),
+  };
+}
+
+/** Fails before any DDL when a PostgreSQL extension is not available on the server. */
+async function checkPgExtensions(db: Queryable, plan: InstallPlan): Promise<Set<string>> {
+  const names = [...plan.pgExtensions.keys()];
+  if (names.length === 0) return new Set();
+  const rows = await db.query<{ name: string; installed: boolean }>(
+    `SELECT name, installed_version IS NOT NULL AS installed
+       FROM pg_catalog.pg_available_extensions WHERE name = ANY ($1::text[])`,
+    [names],
+  );
+  for (const name of names) {
+    if (rows.some((r) => r.name === name)) continue;
+    const needers = plan.pgExtensions.get(name) ?? [];
+    throw new InstallError(
+      needers.join(', '),
+      'extensions',
+      `needs the PostgreSQL extension "${name}", which this server does not have. ` +
+        (HOW_TO_GET[name] ? `${HOW_TO_GET[name]}${needers.join(',')}` : `Install "${name}" on the server.`),
+    );
+  }
+  return new Set(rows.filter((r) => r.installed).map((r) => r.name));
+}
+
+async function applyStructural(db: Database, p: PreparedExtension, installed: Set<string>): Promise<number> {
+  // An extension installed by an administrator is used as is: CREATE EXTENSION needs privileges
+  // that a production role often lacks.
+  const missing = p.extension.requires.filter((name) => !installed.has(name));
+  if (missing.length === 0 && p.structural.length === 0) return 0;
+  await db.transaction(async (tx) => {
+    for (const name of missing) {
+      try {
+        await tx.exec(`CREATE EXTENSION IF NOT EXISTS ${quoteIdent(name)}`);
+      } catch (error) {
+        throw new InstallError(
+          p.extension.id,
+          'structural',
+          `CREATE EXTENSION ${name} failed: ${(error as Error).message}. ` +
+            (sqlState(error) === '42501'
+              ? `Ask an administrator to run CREATE EXTENSION ${name}; in this database once.`
+              : ''),
+          error,
+        );
+      }
+      installed.add(name);
+    }
+    await runStatements(tx, p, 'structural', p.structural);
+  });
+  return missing.length + p.structural.length;
+}
+
+async function applyMigrations(db: Database, p: PreparedExtension): Promise<number | PhaseResult> {
+  if (p.migrations.length === 0) return 0;
+  const applied = new Set(
+    (
+      await db.query<{ name: string }>('SELECT name FROM project_registry.schema_migrations WHERE extension_id = $1', [
+        p.extension.id,
+      ])
+    ).map((r) => r.name),
+  );
+  const pending = p.migrations.filter((m) => !applied.has(m.migration.name));
+  if (pending.length === 0) return 0;
+  const ran: string[] = [];
+  let statements = 0;
+  await db.transaction(async (tx) => {
+    for (const { migration, statements: sql } of pending) {
+      // The ledger row comes first: a concurrent installer blocks on it and then skips.
+      const claimed = await tx.query(
+        `INSERT INTO project_registry.schema_migrations (extension_id, name, checksum)
+         VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING 1`,
+        [p.extension.id, migration.name, migration.checksum],
+      );
+      if (claimed.length === 0) continue;
+      await runStatements(tx, p, 'migrations', sql);
+      ran.push(migration.name);
+      statements += sql.length;
+    }
+  });
+  return { status: ran.length > 0 ? 'applied' : 'skipped', statements, ms: 0, applied: ran };
+}
+
+/** An applied migration whose file has changed since means the database and the code disagree. */
+async function refuseMigrationDrift(db: Queryable, plan: InstallPlan): Promise<void> {
+  let rows: { extension_id: string; name: string; checksum: string }[];
+  try {
+    rows = await db.query('SELECT extension_id, name, checksum FROM project_registry.schema_migrations');
+  } catch (error) {
+    if (sqlState(error) === '42P01') return;
+    throw error;
+  }
+  for (const p of plan.extensions) {
+    for (const { migration } of p.migrations) {
+      const row = rows.find((r) => r.extension_id === p.extension.id && r.name === migration.name);
+      if (row && row.checksum !== migration.checksum) {
+        throw new InstallError(
+          p.extension.id,
+          'migrations',
+          `${migration.path} was changed after it was applied (checksum in the ledger ${row.checksum}, ` +
+            `file now ${migration.checksum}). Applied migrations are immutable: restore the file and put ` +
+            `the change in a new migration.`,
+        );
+      }
+    }
+  }
+}
+
+async function runPhase(db: Database, p: PreparedExtension, phase: InstallPhase, statements: readonly Statement[]) {
+  if (statements.length === 0) return 0;
+  await db.transaction((tx) => runStatements(tx, p, phase, statements));
+  return statements.length;
+}
+
+async function runStatements(tx: Queryable, p: PreparedExtension, phase: InstallPhase, statements: readonly Statement[]) {
+  for (const statement of statements) {
+    try {
+      await tx.exec(statement.sql);
+    } catch (error) {
+      throw InstallError.statementFailed(p.extension.id, phase, statement, error);
+    }
+  }
+}
+
+async function validateRequiredColumns(db: Queryable, p: PreparedExtension): Promise<number> {
+  for (const { schema, table, columns } of p.requiredColumns) {
+    const check = await checkColumns(db, schema, table, columns);
+    if (!check.tableExists || check.missing.length > 0) {
+      throw new InstallError(
+        p.extension.id,
+        'columns',
+        check.tableExists
+          ? `required columns missing from ${schema}.${table}: ${check.missing.join(', ')}. Add them in a migration.`
+          : `required table ${schema}.${table} does not exist. Create it in the owning extension's schema.sql.`,
+      );
+    }
+  }
+  return p.requiredColumns.length;
+}
+
+async function recordInstallState(db: Database, plan: InstallPlan, reports: ExtensionReport[]): Promise<string[]> {
+  return db.transaction(async (tx) => {
+    const [row] = await tx.query<{ schemas: string[] }>(
+      `SELECT coalesce(array_agg(DISTINCT n.nspname::text), '{}') AS schemas
+         FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+        WHERE e.extname = ANY ($1::text[])`,
+      [[...plan.pgExtensions.keys()]],
+    );
+    const schemas = row?.schemas ?? [];
+    await tx.query(
+      `INSERT INTO project_registry.install_state (fingerprint, search_path_schemas, extensions, installed_at)
+       VALUES ($1, $2, $3, now())
+       ON CONFLICT (singleton) DO UPDATE
+         SET fingerprint = excluded.fingerprint, search_path_schemas = excluded.search_path_schemas,
+             extensions = excluded.extensions, installed_at = excluded.installed_at`,
+      [plan.fingerprint, schemas, JSON.stringify(reports.map((r) => ({ id: r.id, version: r.version })))],
+    );
+    return schemas;
+  });
+}
+
+async function timed(step: () => Promise<number | PhaseResult>): Promise<PhaseResult> {
+  const started = performance.now();
+  const result = await step();
+  const ms = elapsed(started);
+  if (typeof result === 'number') return { status: result > 0 ? 'applied' : 'skipped', statements: result, ms };
+  return { ...result, ms };
+}
+
+function elapsed(started: number): number {
+  return Math.round((performance.now() - started) * 10) / 10;
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env node
+import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
+import { ConfigError, parseCommand, USAGE } from './config.js';
+import { ProvisioningEngine } from './engine.js';
+import { createStderrLogger } from './logger.js';
+import { packageVersion } from './package-info.js';
+import { createServer } from './server.js';
+
+let command;
+try {
+  command = parseCommand(process.argv.slice(2), process.env);
+} catch (error) {
+  if (!(error instanceof ConfigError)) throw error;
+  process.stderr.write(`pg-workspace-mcp: ${error.message}\n`);
+  process.exit(2);
+}
+
+if (command.kind === 'help') {
+  process.stdout.write(USAGE);
+} else if (command.kind === 'version') {
+  process.stdout.write(`${packageVersion}\n`);
+} else {
+  const log = createStderrLogger(command.config.logLevel);
+  const engine = new ProvisioningEngine(command.config, log);
+  const { server, cleanup } = createServer({ engine });
+
+  let stopping = false;
+  const shutdown = async (reason: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info('shutting down', { reason });
+    try {
+      await cleanup();
+    } catch (error) {
+      log.error('error during shutdown', { error: String(error) });
+    }
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  // The client closing our stdin is how stdio servers are told to go; staying would orphan us.
+  process.stdin.on('end', () => void shutdown('stdin ended'));
+  process.stdin.on('close', () => void shutdown('stdin closed'));
+  process.on('unhandledRejection', (error) => log.error('unhandled rejection', { error: String(error) }));
+
+  await server.connect(new StdioServerTransport());
+  log.info('serving MCP on stdio', { version: packageVersion, database: command.config.databaseUrl ? 'postgres' : command.config.dataDir });
+}

@@ -1,0 +1,28 @@
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * The package root is found by walking up from this module because the same code runs from
+ * `src/` (tests) and from `dist/src/` (the built server), at different depths.
+ */
+function findPackageRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(path.join(dir, 'package.json'))) {
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new Error('pg-workspace-mcp: package.json not found above ' + dir);
+    dir = parent;
+  }
+  return dir;
+}
+
+export const packageRoot = findPackageRoot();
+
+export const packageVersion: string = (
+  JSON.parse(readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version: string }
+).version;
+
+/** Built-in extensions ship in the same directory format users write, in install order. */
+export const builtinExtensionDirs = ['core', 'codebase'].map((id) =>
+  path.join(packageRoot, 'extensions', id),
+);

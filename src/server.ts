@@ -1,0 +1,39 @@
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { registerEnsureWorkspaceTool } from '../tools/ensure-workspace.js';
+import { registerListWorkspacesTool } from '../tools/list-workspaces.js';
+import type { ToolDeps } from '../tools/tool-result.js';
+import { registerValidateColumnsTool } from '../tools/validate-columns.js';
+import type { ProvisioningEngine } from './engine.js';
+import { packageVersion } from './package-info.js';
+
+/** Below the 60 s request timeout of the SDK's clients, so a slow boot gives our message, not theirs. */
+const READY_TIMEOUT_MS = 45_000;
+
+export interface ServerDeps {
+  engine: ProvisioningEngine;
+  readyTimeoutMs?: number;
+}
+
+/** Builds the MCP server around an engine; boot starts here and never delays `initialize`. */
+export function createServer({ engine, readyTimeoutMs = READY_TIMEOUT_MS }: ServerDeps) {
+  const server = new McpServer(
+    { name: 'pg-workspace-mcp', version: packageVersion },
+    {
+      instructions:
+        'Each project gets its own PostgreSQL schema ("workspace"). Call ensure_workspace with the project id ' +
+        'before using a project; list_workspaces shows existing ones; validate_columns checks a table\'s shape.',
+    },
+  );
+  const deps: ToolDeps = { workspaces: async () => (await engine.ready(readyTimeoutMs)).workspaces };
+  registerEnsureWorkspaceTool(server, deps);
+  registerListWorkspacesTool(server, deps);
+  registerValidateColumnsTool(server, deps);
+  engine.start();
+  return {
+    server,
+    async cleanup() {
+      await server.close();
+      await engine.close();
+    },
+  };
+}

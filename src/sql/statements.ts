@@ -1,0 +1,124 @@
+import { parse, type RangeVar } from 'libpg-query';
+import type { SqlFile } from '../extensions/extension.js';
+
+/**
+ * Structural statements give the database its shape and run before migrations; dependent ones
+ * (indexes, views, functions, grants…) may reference what migrations add, so they run after.
+ */
+export type StatementRole = 'structural' | 'dependent' | 'other';
+
+export interface Statement {
+  readonly file: string;
+  /** 1-based position of the statement in its file, of `total`. */
+  readonly number: number;
+  readonly total: number;
+  readonly line: number;
+  /** libpg-query node name, e.g. `CreateStmt`. */
+  readonly kind: string;
+  readonly role: StatementRole;
+  readonly sql: string;
+  /** For CREATE TABLE: the table, schema-qualified only when the SQL qualifies it. */
+  readonly createsTable?: { schema: string | undefined; name: string };
+}
+
+export class SqlFileError extends Error {
+  override name = 'SqlFileError';
+  constructor(file: string, detail: string) {
+    super(`${file}: ${detail}`);
+  }
+}
+
+const STRUCTURAL = new Set([
+  'CreateStmt',
+  'CreateSchemaStmt',
+  'CreateSeqStmt',
+  'CompositeTypeStmt',
+  'CreateEnumStmt',
+  'CreateRangeStmt',
+  'CreateDomainStmt',
+]);
+
+const DEPENDENT = new Set([
+  'IndexStmt',
+  'ViewStmt',
+  'CreateFunctionStmt',
+  'CreateTrigStmt',
+  'CommentStmt',
+  'GrantStmt',
+  'AlterDefaultPrivilegesStmt',
+  'DoStmt',
+  'CreatePolicyStmt',
+  'AlterTableStmt',
+  'AlterSeqStmt',
+  'CreateTableAsStmt',
+  'RuleStmt',
+  'CreateStatsStmt',
+  'AlterOwnerStmt',
+]);
+
+/** Splits a file with PostgreSQL's own parser; a syntax error names the file and line. */
+export async function parseStatements(file: SqlFile): Promise<Statement[]> {
+  let tree: Awaited<ReturnType<typeof parse>>;
+  try {
+    tree = await parse(file.sql);
+  } catch (error) {
+    const cursor = (error as { sqlDetails?: { cursorPosition?: number } }).sqlDetails?.cursorPosition;
+    const where = cursor === undefined ? '' : ` at line ${lineAt(file.sql, cursor)}`;
+    throw new SqlFileError(file.path, `syntax error${where}: ${(error as Error).message}`);
+  }
+  // Parser locations are byte offsets into the UTF-8 text, not string indexes.
+  const bytes = Buffer.from(file.sql, 'utf8');
+  const raws = tree.stmts ?? [];
+  return raws.map((raw, index) => {
+    const start = raw.stmt_location ?? 0;
+    const end = raw.stmt_len ? start + raw.stmt_len : bytes.length;
+    const text = bytes.subarray(start, end).toString('utf8');
+    const sql = text.trim();
+    const offset = start + Buffer.byteLength(text.slice(0, text.length - text.trimStart().length));
+    const [kind, node] = Object.entries(raw.stmt ?? {})[0] ?? ['Unknown', {}];
+    const statement: Statement = {
+      file: file.path,
+      number: index + 1,
+      total: raws.length,
+      line: lineAt(file.sql, bytes.subarray(0, offset).toString('utf8').length),
+      kind,
+      role: roleOf(kind, node as Record<string, unknown>),
+      sql,
+    };
+    const relation = kind === 'CreateStmt' ? (node as { relation?: RangeVar }).relation : undefined;
+    return relation?.relname
+      ? { ...statement, createsTable: { schema: relation.schemaname, name: relation.relname } }
+      : statement;
+  });
+}
+
+function roleOf(kind: string, node: Record<string, unknown>): StatementRole {
+  if (STRUCTURAL.has(kind)) return 'structural';
+  if (kind === 'DefineStmt') return node['kind'] === 'OBJECT_TYPE' ? 'structural' : 'dependent';
+  if (DEPENDENT.has(kind)) return 'dependent';
+  return 'other';
+}
+
+function lineAt(text: string, index: number): number {
+  let line = 1;
+  for (let i = 0; i < index && i < text.length; i++) if (text.charCodeAt(i) === 10) line++;
+  return line;
+}
+
+/** Statements the installer refuses in every file: it owns transactions and extension creation. */
+export function rejectInstallerOwnedStatements(statements: readonly Statement[]): void {
+  for (const s of statements) {
+    if (s.kind === 'TransactionStmt') {
+      throw new SqlFileError(
+        s.file,
+        `statement ${s.number} (line ${s.line}) controls the transaction; remove it: the installer runs each file inside its own transaction.`,
+      );
+    }
+    if (s.kind === 'CreateExtensionStmt') {
+      throw new SqlFileError(
+        s.file,
+        `statement ${s.number} (line ${s.line}) creates a PostgreSQL extension; list it in extension.json "requires" instead, so boot can check it is available and say how to install it.`,
+      );
+    }
+  }
+}

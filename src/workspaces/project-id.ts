@@ -1,0 +1,35 @@
+/** Project ids and the schema names derived from them. */
+
+export const PROJECT_ID_PATTERN = /^[a-z][a-z0-9]*(-[a-z0-9]+)*$/;
+/** `project_` (8 bytes) + 55 stays within PostgreSQL's 63-byte identifier limit. */
+export const PROJECT_ID_MAX_LENGTH = 55;
+export const SCHEMA_PREFIX = 'project_';
+
+export const PROJECT_ID_RULES =
+  'A project id is 1-55 characters of lower-case ASCII letters and digits, starting with a letter, ' +
+  'with single hyphens between words (e.g. "client-a", "frontend-app-2").';
+
+export class WorkspaceIdError extends Error {
+  override name = 'WorkspaceIdError';
+}
+
+/** Throws a WorkspaceIdError that says what is wrong and what a valid id looks like. */
+export function validateProjectId(value: unknown): string {
+  if (typeof value !== 'string') throw new WorkspaceIdError(`The project id must be a string. ${PROJECT_ID_RULES}`);
+  const shown = value.length > 80 ? `${JSON.stringify(value.slice(0, 80))}… (${value.length} characters)` : JSON.stringify(value);
+  if (value.length > PROJECT_ID_MAX_LENGTH) {
+    throw new WorkspaceIdError(`Invalid project id ${shown}: longer than ${PROJECT_ID_MAX_LENGTH} characters. ${PROJECT_ID_RULES}`);
+  }
+  if (!PROJECT_ID_PATTERN.test(value)) {
+    throw new WorkspaceIdError(`Invalid project id ${shown}. ${PROJECT_ID_RULES}`);
+  }
+  return value;
+}
+
+/**
+ * `client-a` -> `project_client_a`. Injective because ids never contain `_`, and ids never
+ * have two hyphens in a row or at either end, so the mapping can be inverted.
+ */
+export function schemaNameFor(projectId: string): string {
+  return SCHEMA_PREFIX + validateProjectId(projectId).replaceAll('-', '_');
+}

@@ -1,0 +1,70 @@
+import { quoteIdent } from '../db/identifiers.js';
+import type { PreparedExtension } from '../installer/install-plan.js';
+import type { Statement } from '../sql/statements.js';
+
+export interface AppliedMigration {
+  extension_id: string;
+  name: string;
+  checksum: string;
+}
+
+/** What one provisioning transaction runs inside a workspace schema, as a single script. */
+export interface WorkspaceScript {
+  sql: string;
+  /** Where each statement starts in `sql` (characters, as PostgreSQL reports error positions). */
+  starts: ReadonlyArray<{ at: number; statement: Statement }>;
+  /** Ledger rows to record, in columns for one `unnest` insert. */
+  migrations: { extensionIds: string[]; names: string[]; checksums: string[] };
+}
+
+export class WorkspaceMigrationDriftError extends Error {
+  override name = 'WorkspaceMigrationDriftError';
+}
+
+/**
+ * Builds the script in the installer's phase order (structural, pending migrations, dependent)
+ * so that one round trip creates or upgrades a workspace. Schema files are idempotent, so the
+ * same script serves a new workspace, a lagging one and a pre-existing schema being adopted.
+ */
+export function buildWorkspaceScript(
+  schemaName: string,
+  searchPathSchemas: readonly string[],
+  extensions: readonly PreparedExtension[],
+  applied: readonly AppliedMigration[],
+): WorkspaceScript {
+  const path = [schemaName, ...searchPathSchemas.filter((s) => s !== schemaName)].map(quoteIdent).join(', ');
+  let sql = `CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schemaName)};\nSET LOCAL search_path TO ${path};\n`;
+  const starts: WorkspaceScript['starts'][number][] = [];
+  const migrations: WorkspaceScript['migrations'] = { extensionIds: [], names: [], checksums: [] };
+  const add = (statement: Statement) => {
+    starts.push({ at: sql.length, statement });
+    sql += `${statement.sql};\n`;
+  };
+
+  for (const p of extensions) p.workspace.structural.forEach(add);
+  for (const p of extensions) {
+    for (const { migration, statements } of p.workspace.migrations) {
+      const done = applied.find((a) => a.extension_id === p.extension.id && a.name === migration.name);
+      if (done && done.checksum !== migration.checksum) {
+        throw new WorkspaceMigrationDriftError(
+          `${migration.path} was changed after it was applied to workspaces (checksum in the ledger ${done.checksum}, ` +
+            `file now ${migration.checksum}). Applied migrations are immutable: restore the file and put the change in a new migration.`,
+        );
+      }
+      if (done) continue;
+      statements.forEach(add);
+      migrations.extensionIds.push(p.extension.id);
+      migrations.names.push(migration.name);
+      migrations.checksums.push(migration.checksum);
+    }
+  }
+  for (const p of extensions) p.workspace.dependent.forEach(add);
+  return { sql, starts, migrations };
+}
+
+/** The statement an error position (1-based, in characters) falls in. */
+export function statementAt(script: WorkspaceScript, position: number): Statement | undefined {
+  let found: Statement | undefined;
+  for (const { at, statement } of script.starts) if (at < position) found = statement;
+  return found;
+}

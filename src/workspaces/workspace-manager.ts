@@ -1,0 +1,284 @@
+import { checkColumns, type ColumnCheck } from '../db/catalog.js';
+import type { Database, Queryable } from '../db/database.js';
+import { MAX_IDENTIFIER_BYTES } from '../db/identifiers.js';
+import { pgError, sqlState } from '../db/sql-errors.js';
+import type { InstallPlan } from '../installer/install-plan.js';
+import type { Logger } from '../logger.js';
+import { schemaNameFor, validateProjectId, WorkspaceIdError } from './project-id.js';
+import { buildWorkspaceScript, statementAt, type AppliedMigration, type WorkspaceScript } from './workspace-ddl.js';
+import {
+  WorkspaceNotFoundError,
+  WorkspacePermissionError,
+  WorkspaceProvisionError,
+} from './workspace-errors.js';
+
+export interface Workspace {
+  projectId: string;
+  schemaName: string;
+  /** True only for the one call that created the schema. */
+  created: boolean;
+  createdAt: Date;
+  tables: string[];
+}
+
+export interface WorkspaceSummary {
+  projectId: string;
+  schemaName: string;
+  createdAt: Date;
+}
+
+export interface ListOptions {
+  limit?: number;
+  cursor?: string | undefined;
+  prefix?: string | undefined;
+}
+
+export interface ColumnValidation extends ColumnCheck {
+  schema: string;
+  table: string;
+  valid: boolean;
+}
+
+/**
+ * Per-workspace advisory locks use the two-int4 key form (a class constant and hashtext of the
+ * id), which PostgreSQL keeps apart from the bigint install lock. A hash collision between two
+ * ids only makes them take turns.
+ */
+const WORKSPACE_LOCK_CLASS = 0x70677773; // "pgws"
+
+const LOOKUP = `
+  SELECT w.created_at, w.workspace_fingerprint,
+         ARRAY(SELECT c.relname::text
+                 FROM pg_catalog.pg_class c
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = w.schema_name AND c.relkind IN ('r', 'p')
+                ORDER BY 1) AS tables
+    FROM project_registry.workspace_config w
+   WHERE w.project_id = $1`;
+
+interface LookupRow {
+  created_at: Date;
+  workspace_fingerprint: string;
+  tables: string[];
+}
+
+export class WorkspaceManager {
+  readonly #cache = new Map<string, Omit<Workspace, 'created'>>();
+  readonly #inflight = new Map<string, Promise<Workspace>>();
+
+  constructor(
+    private readonly db: Database,
+    private readonly plan: InstallPlan,
+    private readonly searchPathSchemas: readonly string[],
+    private readonly log: Logger,
+  ) {}
+
+  /**
+   * Returns the workspace, creating or upgrading it first when needed. A cache hit sends no
+   * query; callers in this process asking for the same id at once share one provisioning.
+   */
+  async ensure(projectId: string): Promise<Workspace> {
+    const schemaName = schemaNameFor(projectId);
+    const cached = this.#cache.get(projectId);
+    if (cached) return { ...cached, created: false };
+    const pending = this.#inflight.get(projectId);
+    if (pending) return { ...(await pending), created: false };
+    const work = this.#ensureUncached(projectId, schemaName).finally(() => this.#inflight.delete(projectId));
+    this.#inflight.set(projectId, work);
+    const workspace = await work;
+    this.#cache.set(projectId, { ...workspace, created: undefined } as Omit<Workspace, 'created'>);
+    return workspace;
+  }
+
+  async #ensureUncached(projectId: string, schemaName: string): Promise<Workspace> {
+    const [row] = await this.db.query<LookupRow>(LOOKUP, [projectId]);
+    if (row && row.workspace_fingerprint === this.plan.workspaceFingerprint) {
+      return { projectId, schemaName, created: false, createdAt: row.created_at, tables: row.tables };
+    }
+    try {
+      return await this.db.transaction((tx) => this.#provision(tx, projectId, schemaName));
+    } catch (error) {
+      throw await this.#explain(error, projectId, schemaName);
+    }
+  }
+
+  /** One transaction: lock, re-check, DDL in one round trip, registry and ledger rows. */
+  async #provision(tx: Queryable, projectId: string, schemaName: string): Promise<Workspace> {
+    await tx.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [WORKSPACE_LOCK_CLASS, projectId]);
+    const [row] = await tx.query<LookupRow>(LOOKUP, [projectId]);
+    if (row && row.workspace_fingerprint === this.plan.workspaceFingerprint) {
+      return { projectId, schemaName, created: false, createdAt: row.created_at, tables: row.tables };
+    }
+    const applied = row
+      ? await tx.query<AppliedMigration>(
+          'SELECT extension_id, name, checksum FROM project_registry.workspace_migrations WHERE project_id = $1',
+          [projectId],
+        )
+      : [];
+    const script = buildWorkspaceScript(schemaName, this.searchPathSchemas, this.plan.extensions, applied);
+    try {
+      await tx.exec(script.sql);
+    } catch (error) {
+      throw new ScriptError(script, error);
+    }
+    await this.#checkRequiredColumns(tx, schemaName);
+    const [registered] = await tx.query<{ created_at: Date; tables: string[] }>(
+      `WITH registered AS (
+         INSERT INTO project_registry.workspace_config (project_id, schema_name, workspace_fingerprint)
+         VALUES ($1, $2, $3)
+         ON CONFLICT (project_id) DO UPDATE SET workspace_fingerprint = excluded.workspace_fingerprint
+         RETURNING created_at
+       ), ledger AS (
+         INSERT INTO project_registry.workspace_migrations (project_id, extension_id, name, checksum)
+         SELECT $1, * FROM unnest($4::text[], $5::text[], $6::text[])
+       )
+       SELECT created_at,
+              ARRAY(SELECT c.relname::text
+                      FROM pg_catalog.pg_class c
+                      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                     WHERE n.nspname = $2 AND c.relkind IN ('r', 'p')
+                     ORDER BY 1) AS tables
+         FROM registered`,
+      [
+        projectId,
+        schemaName,
+        this.plan.workspaceFingerprint,
+        script.migrations.extensionIds,
+        script.migrations.names,
+        script.migrations.checksums,
+      ],
+    );
+    if (!registered) throw new Error(`registry insert for ${projectId} returned no row`);
+    this.log.info(row ? 'upgraded workspace' : 'created workspace', {
+      project_id: projectId,
+      schema: schemaName,
+      migrations: script.migrations.names,
+    });
+    return { projectId, schemaName, created: !row, createdAt: registered.created_at, tables: registered.tables };
+  }
+
+  async #checkRequiredColumns(tx: Queryable, schemaName: string): Promise<void> {
+    for (const p of this.plan.extensions) {
+      for (const { table, columns } of p.workspaceRequiredColumns) {
+        const check = await checkColumns(tx, schemaName, table, columns);
+        if (!check.tableExists || check.missing.length > 0) {
+          throw new Error(
+            `Extension "${p.extension.id}" requires ${table}(${columns.join(', ')}) in every workspace, but ` +
+              (check.tableExists ? `${check.missing.join(', ')} is missing` : `the table does not exist`) +
+              ` after its workspace DDL and migrations ran. Fix the extension's workspace/ files.`,
+          );
+        }
+      }
+    }
+  }
+
+  async #explain(error: unknown, projectId: string, schemaName: string): Promise<unknown> {
+    const cause = error instanceof ScriptError ? error.cause : error;
+    if (sqlState(cause) === '42501') {
+      const [who] = await this.db
+        .query<{ db: string; role: string }>('SELECT current_database() AS db, current_user AS role')
+        .catch(() => [undefined]);
+      return new WorkspacePermissionError(schemaName, who?.db ?? '<database>', who?.role ?? '<role>', cause);
+    }
+    if (!pgError(cause)) return cause;
+    let where = '';
+    if (error instanceof ScriptError) {
+      const position = Number(pgError(cause)?.position);
+      const statement = Number.isFinite(position) ? statementAt(error.script, position) : undefined;
+      where = statement
+        ? ` at ${statement.file} statement ${statement.number}/${statement.total} (line ${statement.line})`
+        : ' in the workspace DDL';
+    }
+    return new WorkspaceProvisionError(projectId, where, cause);
+  }
+
+  /** Keyset pages over the registry's primary key: the cost does not grow with the registry. */
+  async list(options: ListOptions = {}): Promise<{ workspaces: WorkspaceSummary[]; nextCursor: string | null }> {
+    const limit = options.limit ?? 50;
+    if (!Number.isInteger(limit) || limit < 1 || limit > 500) {
+      throw new RangeError(`limit must be an integer from 1 to 500, got ${limit}.`);
+    }
+    const prefix = options.prefix ?? '';
+    if (!/^[a-z0-9-]{0,55}$/.test(prefix)) {
+      throw new WorkspaceIdError(
+        `Invalid prefix ${JSON.stringify(prefix.slice(0, 80))}: a prefix is the start of a project id (lower-case letters, digits, hyphens; at most 55).`,
+      );
+    }
+    const after = options.cursor === undefined ? '' : decodeCursor(options.cursor);
+    // Ids are [a-z0-9-] in byte order (the column is COLLATE "C"), and '~' sorts after all of them.
+    const rows = await this.db.query<{ project_id: string; schema_name: string; created_at: Date }>(
+      `SELECT project_id, schema_name, created_at
+         FROM project_registry.workspace_config
+        WHERE project_id > $1 AND project_id >= $2 AND project_id < $3
+        ORDER BY project_id
+        LIMIT $4`,
+      [after, prefix, `${prefix}~`, limit + 1],
+    );
+    const page = rows.slice(0, limit);
+    const last = page.at(-1);
+    return {
+      workspaces: page.map((r) => ({ projectId: r.project_id, schemaName: r.schema_name, createdAt: r.created_at })),
+      nextCursor: rows.length > limit && last ? encodeCursor(last.project_id) : null,
+    };
+  }
+
+  /**
+   * Which columns a table has, from pg_catalog. With a project id the table is looked up in that
+   * workspace; otherwise `table` may be `schema.table` and defaults to `public`.
+   */
+  async validateColumns(input: { projectId?: string | undefined; table: string; columns: readonly string[] }): Promise<ColumnValidation> {
+    const columns = [...new Set(input.columns.map((c) => validateName(c, 'column')))];
+    if (columns.length === 0) throw new RangeError('columns must list at least one column name.');
+    let schema: string;
+    let table: string;
+    if (input.projectId !== undefined) {
+      schema = schemaNameFor(input.projectId);
+      table = validateName(input.table, 'table');
+    } else {
+      const parts = input.table.split('.');
+      if (parts.length > 2) {
+        throw new RangeError(`table ${JSON.stringify(input.table.slice(0, 130))} has more than one dot: use "table" or "schema.table".`);
+      }
+      [schema, table] = parts.length === 2 ? [parts[0] as string, parts[1] as string] : ['public', parts[0] as string];
+      schema = validateName(schema, 'schema');
+      table = validateName(table, 'table');
+    }
+    const check = await checkColumns(this.db, schema, table, columns);
+    if (!check.tableExists && input.projectId !== undefined) {
+      const [exists] = await this.db.query('SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1', [schema]);
+      if (!exists) throw new WorkspaceNotFoundError(input.projectId);
+    }
+    return { schema, table, ...check, valid: check.tableExists && check.missing.length === 0 };
+  }
+}
+
+class ScriptError extends Error {
+  constructor(readonly script: WorkspaceScript, override readonly cause: unknown) {
+    super((cause as Error)?.message ?? String(cause));
+  }
+}
+
+/** Names are matched exactly as stored in the catalog (unquoted SQL names are lower case). */
+function validateName(name: string, what: string): string {
+  if (typeof name !== 'string' || name.length === 0) throw new RangeError(`The ${what} name must not be empty.`);
+  if (Buffer.byteLength(name) > MAX_IDENTIFIER_BYTES || name.includes('\0')) {
+    throw new RangeError(
+      `The ${what} name ${JSON.stringify(name.slice(0, 80))}${name.length > 80 ? '…' : ''} is not a PostgreSQL identifier: ` +
+        `names are at most ${MAX_IDENTIFIER_BYTES} bytes and contain no NUL character.`,
+    );
+  }
+  return name;
+}
+
+function encodeCursor(projectId: string): string {
+  return Buffer.from(projectId, 'utf8').toString('base64url');
+}
+
+function decodeCursor(cursor: string): string {
+  const decoded = Buffer.from(cursor, 'base64url').toString('utf8');
+  try {
+    return validateProjectId(decoded);
+  } catch {
+    throw new RangeError('Invalid cursor: pass back the next_cursor value of a previous list_workspaces result unchanged.');
+  }
+}

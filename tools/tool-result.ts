@@ -1,0 +1,27 @@
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import type { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
+
+/** What every tool needs: the engine's workspace manager, once boot has finished. */
+export interface ToolDeps {
+  workspaces(): Promise<WorkspaceManager>;
+}
+
+/**
+ * Runs a tool body. Success carries both the structured result (checked by the SDK against the
+ * output schema) and a text rendering; any failure becomes an `isError` result with a message
+ * that says how to fix it, so one bad call never takes the server down.
+ */
+export async function runTool<T extends Record<string, unknown>>(
+  summarise: (result: T) => string,
+  body: () => Promise<T>,
+): Promise<CallToolResult> {
+  try {
+    const structured = await body();
+    return {
+      content: [{ type: 'text', text: `${summarise(structured)}\n${JSON.stringify(structured, null, 2)}` }],
+      structuredContent: structured,
+    };
+  } catch (error) {
+    return { isError: true, content: [{ type: 'text', text: error instanceof Error ? error.message : String(error) }] };
+  }
+}

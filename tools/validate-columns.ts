@@ -1,0 +1,54 @@
+import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { z } from 'zod';
+import { projectId } from './schemas.js';
+import { runTool, type ToolDeps } from './tool-result.js';
+
+const output = {
+  schema: z.string(),
+  table: z.string(),
+  table_exists: z.boolean(),
+  present: z.array(z.string()),
+  missing: z.array(z.string()),
+  valid: z.boolean().describe('the table exists and has every column asked for'),
+};
+
+export function registerValidateColumnsTool(server: McpServer, deps: ToolDeps): void {
+  server.registerTool(
+    'validate_columns',
+    {
+      title: 'Validate columns',
+      description:
+        'Checks that a table exists and has the given columns, without reading any rows. With project_id ' +
+        'the table is looked up in that project\'s workspace; without it, table may be "schema.table" ' +
+        '(default schema public). Names are matched exactly as PostgreSQL stores them (lower case unless ' +
+        'they were created quoted).',
+      inputSchema: {
+        project_id: projectId.optional(),
+        table: z.string().min(1).max(200).describe('table name, or "schema.table" when project_id is omitted'),
+        columns: z.array(z.string().min(1).max(63)).min(1).max(1600).describe('column names to check'),
+      },
+      outputSchema: output,
+      annotations: { readOnlyHint: true, openWorldHint: false },
+    },
+    ({ project_id, table, columns }) =>
+      runTool(
+        (r) =>
+          !r.table_exists
+            ? `Table ${r.schema}.${r.table} does not exist.`
+            : r.valid
+              ? `${r.schema}.${r.table} has all ${r.present.length} column(s).`
+              : `${r.schema}.${r.table} is missing: ${r.missing.join(', ')}.`,
+        async () => {
+          const v = await (await deps.workspaces()).validateColumns({ projectId: project_id, table, columns });
+          return {
+            schema: v.schema,
+            table: v.table,
+            table_exists: v.tableExists,
+            present: v.present,
+            missing: v.missing,
+            valid: v.valid,
+          };
+        },
+      ),
+  );
+}
