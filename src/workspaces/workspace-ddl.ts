@@ -1,3 +1,4 @@
+import type { Database } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
 import type { PreparedExtension } from '../installer/install-plan.js';
 import type { Statement } from '../sql/statements.js';
@@ -11,6 +12,8 @@ export interface AppliedMigration {
 /** What one provisioning transaction runs inside a workspace schema, as a single script. */
 export interface WorkspaceScript {
   sql: string;
+  /** Creates the schema and points search_path at it; runs before every statement. */
+  prelude: string;
   /** Where each statement starts in `sql` (characters, as PostgreSQL reports error positions). */
   starts: ReadonlyArray<{ at: number; statement: Statement }>;
   /** Ledger rows to record, in columns for one `unnest` insert. */
@@ -33,7 +36,8 @@ export function buildWorkspaceScript(
   applied: readonly AppliedMigration[],
 ): WorkspaceScript {
   const path = [schemaName, ...searchPathSchemas.filter((s) => s !== schemaName)].map(quoteIdent).join(', ');
-  let sql = `CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schemaName)};\nSET LOCAL search_path TO ${path};\n`;
+  const prelude = `CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schemaName)};\nSET LOCAL search_path TO ${path};\n`;
+  let sql = prelude;
   const starts: WorkspaceScript['starts'][number][] = [];
   const migrations: WorkspaceScript['migrations'] = { extensionIds: [], names: [], checksums: [] };
   const add = (statement: Statement) => {
@@ -59,12 +63,35 @@ export function buildWorkspaceScript(
     }
   }
   for (const p of extensions) p.workspace.dependent.forEach(add);
-  return { sql, starts, migrations };
+  return { sql, prelude, starts, migrations };
 }
 
-/** The statement an error position (1-based, in characters) falls in. */
-export function statementAt(script: WorkspaceScript, position: number): Statement | undefined {
-  let found: Statement | undefined;
-  for (const { at, statement } of script.starts) if (at < position) found = statement;
-  return found;
+/**
+ * Which statement of a failed script failed. PostgreSQL gives an error position for some errors
+ * only (not, say, for a missing column in CREATE INDEX), so without one the script is replayed a
+ * statement at a time in a transaction that is always rolled back: the failure path pays for
+ * precise errors, the success path keeps its single round trip.
+ */
+export async function locateFailure(db: Database, script: WorkspaceScript, position: number): Promise<Statement | undefined> {
+  if (Number.isFinite(position)) {
+    let found: Statement | undefined;
+    for (const { at, statement } of script.starts) if (at < position) found = statement;
+    if (found) return found;
+  }
+  return db.withSession(async (session) => {
+    await session.query('BEGIN');
+    try {
+      await session.exec(script.prelude);
+      for (const { statement } of script.starts) {
+        try {
+          await session.exec(statement.sql);
+        } catch {
+          return statement;
+        }
+      }
+      return undefined;
+    } finally {
+      await session.query('ROLLBACK');
+    }
+  });
 }

@@ -5,7 +5,7 @@ import { pgError, sqlState } from '../db/sql-errors.js';
 import type { InstallPlan } from '../installer/install-plan.js';
 import type { Logger } from '../logger.js';
 import { schemaNameFor, validateProjectId, WorkspaceIdError } from './project-id.js';
-import { buildWorkspaceScript, statementAt, type AppliedMigration, type WorkspaceScript } from './workspace-ddl.js';
+import { buildWorkspaceScript, locateFailure, type AppliedMigration, type WorkspaceScript } from './workspace-ddl.js';
 import {
   WorkspaceNotFoundError,
   WorkspacePermissionError,
@@ -183,8 +183,7 @@ export class WorkspaceManager {
     if (!pgError(cause)) return cause;
     let where = '';
     if (error instanceof ScriptError) {
-      const position = Number(pgError(cause)?.position);
-      const statement = Number.isFinite(position) ? statementAt(error.script, position) : undefined;
+      const statement = await locateFailure(this.db, error.script, Number(pgError(cause)?.position)).catch(() => undefined);
       where = statement
         ? ` at ${statement.file} statement ${statement.number}/${statement.total} (line ${statement.line})`
         : ' in the workspace DDL';

@@ -1,0 +1,118 @@
+import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { Database, Queryable } from '../../src/db/database.js';
+import { PGliteDatabase } from '../../src/db/pglite-database.js';
+import { PostgresDatabase } from '../../src/db/postgres-database.js';
+import { loadExtensions } from '../../src/extensions/load-extensions.js';
+import { installExtensions } from '../../src/installer/install-extensions.js';
+import { prepareInstallPlan, type InstallPlan } from '../../src/installer/install-plan.js';
+import { silentLogger } from '../../src/logger.js';
+import { builtinExtensionDirs } from '../../src/package-info.js';
+import type { PgCluster } from './pg-cluster.js';
+
+export async function tempDir(prefix = 'pgw-test-'): Promise<string> {
+  return mkdtemp(path.join(os.tmpdir(), prefix));
+}
+
+/** Writes an extension directory: `files` maps relative paths (e.g. `workspace/schema.sql`) to SQL. */
+export async function writeExtension(
+  root: string,
+  manifest: Record<string, unknown> & { id: string },
+  files: Record<string, string> = {},
+): Promise<string> {
+  const dir = path.join(root, manifest.id);
+  await mkdir(dir, { recursive: true });
+  await writeFile(path.join(dir, 'extension.json'), JSON.stringify({ version: '1', ...manifest }));
+  for (const [relative, sql] of Object.entries(files)) {
+    await mkdir(path.dirname(path.join(dir, relative)), { recursive: true });
+    await writeFile(path.join(dir, relative), sql);
+  }
+  return dir;
+}
+
+export async function planFor(dirs: readonly string[], disabled: readonly string[] = []): Promise<InstallPlan> {
+  return prepareInstallPlan(await loadExtensions([...builtinExtensionDirs, ...dirs], disabled));
+}
+
+export function install(db: Database, plan: InstallPlan, lockTimeoutMs = 60_000) {
+  return installExtensions(db, plan, { lockTimeoutMs, log: silentLogger });
+}
+
+/** The real database, with every call it receives recorded (for round-trip and no-DDL claims). */
+export function recording(db: Database): { db: Database; calls: string[] } {
+  const calls: string[] = [];
+  const wrap = (q: Queryable): Queryable => ({
+    query: (sql, params) => {
+      calls.push(sql);
+      return q.query(sql, params);
+    },
+    exec: (sql) => {
+      calls.push(sql);
+      return q.exec(sql);
+    },
+  });
+  const recorded: Database = {
+    kind: db.kind,
+    description: db.description,
+    ...wrap(db),
+    transaction: (fn) => {
+      calls.push('BEGIN');
+      return db.transaction((tx) => fn(wrap(tx)));
+    },
+    withSession: (fn) => db.withSession((s) => fn(wrap(s))),
+    registerVectorTypes: () => db.registerVectorTypes(),
+    close: () => db.close(),
+  };
+  return { db: recorded, calls };
+}
+
+/**
+ * Fresh databases for one test file. PGlite pays initdb (seconds) once per file: later stores
+ * are copies of a closed template directory.
+ */
+export interface Backend {
+  name: 'pglite' | 'postgres';
+  fresh(): Promise<Database>;
+  /** A URL for a fresh database (postgres only). */
+  freshUrl?(): Promise<string>;
+  cleanup(): Promise<void>;
+}
+
+export async function pgliteBackend(): Promise<Backend> {
+  const root = await tempDir('pgw-pglite-');
+  const template = path.join(root, 'template');
+  await (await PGliteDatabase.open(template)).close();
+  const opened: Database[] = [];
+  let n = 0;
+  return {
+    name: 'pglite',
+    async fresh() {
+      const dir = path.join(root, `db${++n}`);
+      await cp(template, dir, { recursive: true });
+      const db = await PGliteDatabase.open(dir);
+      opened.push(db);
+      return db;
+    },
+    async cleanup() {
+      await Promise.all(opened.map((db) => db.close().catch(() => undefined)));
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+}
+
+export function postgresBackend(cluster: PgCluster): Backend {
+  const opened: Database[] = [];
+  return {
+    name: 'postgres',
+    freshUrl: () => cluster.createDatabase('pgw'),
+    async fresh() {
+      const db = new PostgresDatabase({ connectionString: await cluster.createDatabase('pgw') });
+      opened.push(db);
+      return db;
+    },
+    async cleanup() {
+      await Promise.all(opened.map((db) => db.close().catch(() => undefined)));
+    },
+  };
+}

@@ -1,0 +1,239 @@
+import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import type { Database } from '../src/db/database.js';
+import { PostgresDatabase } from '../src/db/postgres-database.js';
+import type { InstallPlan } from '../src/installer/install-plan.js';
+import { silentLogger } from '../src/logger.js';
+import { WorkspaceIdError } from '../src/workspaces/project-id.js';
+import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
+import { WorkspacePermissionError, WorkspaceProvisionError } from '../src/workspaces/workspace-errors.js';
+import { install, pgliteBackend, planFor, postgresBackend, recording, tempDir, writeExtension, type Backend } from './support/fixtures.js';
+import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
+
+let cluster: PgCluster | null = null;
+beforeAll(async () => {
+  cluster = await startPgCluster();
+}, 60_000);
+afterAll(async () => cluster?.destroy());
+
+const INVALID_IDS = ['', 'A', 'Client-A', 'client_a', '-a', 'a-', 'a--b', '1abc', 'a b', "x'; DROP SCHEMA public; --", 'a'.repeat(56), 'ａ', 'é'];
+
+/** A workspace extension for the real-server runs, which have no pgvector. */
+async function notesExtension(root: string, extraMigration?: string) {
+  return writeExtension(root, { id: 'notes', required_columns: { notes: ['id', 'body'] } }, {
+    'workspace/schema.sql': `CREATE TABLE IF NOT EXISTS notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL);
+                             CREATE INDEX IF NOT EXISTS notes_body_idx ON notes (body);`,
+    'workspace/migrations/0001_tags.sql': 'ALTER TABLE notes ADD COLUMN IF NOT EXISTS tags text[];',
+    ...(extraMigration ? { 'workspace/migrations/0002_extra.sql': extraMigration } : {}),
+  });
+}
+
+for (const kind of ['pglite', 'postgres'] as const) {
+  describe(`workspace manager on ${kind}`, () => {
+    let backend: Backend | undefined;
+    let root: string;
+    const disabled = kind === 'postgres' ? ['codebase'] : [];
+
+    beforeAll(async () => {
+      root = await tempDir();
+      if (kind === 'pglite') backend = await pgliteBackend();
+      else if (cluster) backend = postgresBackend(cluster);
+    }, 60_000);
+    afterAll(async () => backend?.cleanup());
+
+    const ready = async (ctx: TestContext, plan?: InstallPlan): Promise<{ db: Database; plan: InstallPlan; manager: WorkspaceManager }> => {
+      if (!backend) ctx.skip();
+      const db = await (backend as Backend).fresh();
+      const p = plan ?? (await planFor([await notesExtension(root)], disabled));
+      const report = await install(db, p);
+      return { db, plan: p, manager: new WorkspaceManager(db, p, report.searchPathSchemas, silentLogger) };
+    };
+
+    it('rejects invalid project ids before any SQL, saying what a valid id looks like', async (ctx) => {
+      const { db, plan } = await ready(ctx);
+      const recorded = recording(db);
+      const manager = new WorkspaceManager(recorded.db, plan, [], silentLogger);
+      for (const id of INVALID_IDS) {
+        const failure = await manager.ensure(id).catch((e: unknown) => e);
+        expect(failure, id).toBeInstanceOf(WorkspaceIdError);
+        expect((failure as Error).message).toContain('lower-case ASCII letters and digits');
+      }
+      expect(recorded.calls).toEqual([]);
+    });
+
+    it('creates the schema, its tables and the registry row; later calls hit the cache', async (ctx) => {
+      const { db, plan, manager } = await ready(ctx);
+      const first = await manager.ensure('client-a');
+      expect(first).toMatchObject({ projectId: 'client-a', schemaName: 'project_client_a', created: true });
+      expect(first.tables).toContain('notes');
+      expect(first.createdAt).toBeInstanceOf(Date);
+      const [registry] = await db.query<{ schema_name: string; workspace_fingerprint: string }>(
+        'SELECT schema_name, workspace_fingerprint FROM project_registry.workspace_config WHERE project_id = $1',
+        ['client-a'],
+      );
+      expect(registry).toEqual({ schema_name: 'project_client_a', workspace_fingerprint: plan.workspaceFingerprint });
+      // The workspace migration ran inside the workspace schema.
+      expect(await db.query(`SELECT to_regclass('project_client_a.notes') IS NOT NULL AS ok`)).toEqual([{ ok: true }]);
+      const tags = await db.query(
+        `SELECT 1 FROM pg_attribute WHERE attrelid = 'project_client_a.notes'::regclass AND attname = 'tags'`,
+      );
+      expect(tags).toHaveLength(1);
+
+      const recorded = recording(db);
+      const warm = new WorkspaceManager(recorded.db, plan, [], silentLogger);
+      const again = await warm.ensure('client-a');
+      expect(again).toMatchObject({ created: false, createdAt: first.createdAt });
+      expect(recorded.calls).toHaveLength(1); // the registry lookup
+      await warm.ensure('client-a');
+      expect(recorded.calls).toHaveLength(1); // cache hit: no query
+    });
+
+    it('brings a workspace whose workspace migrations lag up to date on ensure', async (ctx) => {
+      const { db, manager } = await ready(ctx);
+      await manager.ensure('lagging');
+      const newer = await planFor([await notesExtension(await tempDir(), 'ALTER TABLE notes ADD COLUMN IF NOT EXISTS score int;')], disabled);
+      const report = await install(db, newer);
+      const upgraded = await new WorkspaceManager(db, newer, report.searchPathSchemas, silentLogger).ensure('lagging');
+      expect(upgraded.created).toBe(false);
+      const ledger = await db.query(
+        `SELECT name FROM project_registry.workspace_migrations WHERE project_id = 'lagging' ORDER BY name`,
+      );
+      expect(ledger).toEqual([{ name: '0001_tags' }, { name: '0002_extra' }]);
+      expect(
+        await db.query(`SELECT 1 FROM pg_attribute WHERE attrelid = 'project_lagging.notes'::regclass AND attname = 'score'`),
+      ).toHaveLength(1);
+      const [row] = await db.query<{ workspace_fingerprint: string }>(
+        `SELECT workspace_fingerprint FROM project_registry.workspace_config WHERE project_id = 'lagging'`,
+      );
+      expect(row?.workspace_fingerprint).toBe(newer.workspaceFingerprint);
+    });
+
+    it('leaves nothing behind when workspace DDL fails, and names the file and statement', async (ctx) => {
+      const dir = await writeExtension(await tempDir(), { id: 'bad-ws' }, {
+        'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS fine (id int);\nCREATE INDEX IF NOT EXISTS broken_idx ON fine (no_such_column);',
+      });
+      const { db, manager } = await ready(ctx, await planFor([dir], disabled));
+      const failure = await manager.ensure('doomed').catch((e: unknown) => e);
+      expect(failure).toBeInstanceOf(WorkspaceProvisionError);
+      expect((failure as Error).message).toContain('bad-ws/workspace/schema.sql statement 2/2 (line 2)');
+      expect((failure as Error).message).toContain('SQLSTATE 42703');
+      expect(await db.query(`SELECT to_regnamespace('project_doomed') AS s`)).toEqual([{ s: null }]);
+      expect(await db.query(`SELECT 1 FROM project_registry.workspace_config WHERE project_id = 'doomed'`)).toEqual([]);
+    });
+
+    it('pages through workspaces by key, filtered by prefix', async (ctx) => {
+      const { manager } = await ready(ctx);
+      const ids = ['team-a', 'team-b', 'team-c', 'team-d', 'team-e', 'other', 'teams'];
+      for (const id of ids) await manager.ensure(id);
+      const seen: string[] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await manager.list({ limit: 2, prefix: 'team-', cursor });
+        expect(page.workspaces.length).toBeLessThanOrEqual(2);
+        seen.push(...page.workspaces.map((w) => w.projectId));
+        cursor = page.nextCursor ?? undefined;
+      } while (cursor);
+      expect(seen).toEqual(['team-a', 'team-b', 'team-c', 'team-d', 'team-e']);
+      expect((await manager.list({ limit: 500 })).workspaces.map((w) => w.projectId)).toEqual([...ids].sort());
+      await expect(manager.list({ cursor: 'not a cursor' })).rejects.toThrow(/next_cursor/);
+      await expect(manager.list({ limit: 0 })).rejects.toThrow(/1 to 500/);
+    });
+
+    it('validates columns through pg_catalog, in a workspace or a qualified table', async (ctx) => {
+      const { manager } = await ready(ctx);
+      await manager.ensure('cols');
+      expect(await manager.validateColumns({ projectId: 'cols', table: 'notes', columns: ['id', 'body', 'nope'] })).toEqual({
+        schema: 'project_cols',
+        table: 'notes',
+        tableExists: true,
+        present: ['id', 'body'],
+        missing: ['nope'],
+        valid: false,
+      });
+      expect(
+        await manager.validateColumns({ table: 'project_registry.workspace_config', columns: ['project_id', 'created_at'] }),
+      ).toMatchObject({ tableExists: true, valid: true });
+      expect(await manager.validateColumns({ table: 'no_such_table', columns: ['id'] })).toMatchObject({
+        schema: 'public',
+        tableExists: false,
+        missing: ['id'],
+        valid: false,
+      });
+      await expect(manager.validateColumns({ projectId: 'never-made', table: 'notes', columns: ['id'] })).rejects.toThrow(
+        /ensure_workspace/,
+      );
+      await expect(manager.validateColumns({ table: 'a.b.c', columns: ['id'] })).rejects.toThrow(/more than one dot/);
+      await expect(manager.validateColumns({ table: 'x'.repeat(64), columns: ['id'] })).rejects.toThrow(/63 bytes/);
+    });
+  });
+}
+
+describe('workspace manager on a real PostgreSQL server', () => {
+  const server = (ctx: TestContext) => {
+    if (!cluster) ctx.skip();
+    return cluster as PgCluster;
+  };
+
+  /** N managers on N pools: as many independent "processes" racing on one database. */
+  async function racers(ctx: TestContext, n: number) {
+    const url = await server(ctx).createDatabase('race');
+    const plan = await planFor([await notesExtension(await tempDir())], ['codebase']);
+    const dbs = Array.from({ length: n }, () => new PostgresDatabase({ connectionString: url, maxConnections: 2 }));
+    const report = await install(dbs[0]!, plan);
+    return {
+      db: dbs[0]!,
+      managers: dbs.map((db) => new WorkspaceManager(db, plan, report.searchPathSchemas, silentLogger)),
+      close: () => Promise.all(dbs.map((db) => db.close())),
+    };
+  }
+
+  it('20 concurrent ensures of one id: all succeed, exactly one creates', async (ctx) => {
+    const { db, managers, close } = await racers(ctx, 20);
+    try {
+      const results = await Promise.all(managers.map((m) => m.ensure('contended')));
+      expect(results.filter((r) => r.created)).toHaveLength(1);
+      expect(new Set(results.map((r) => r.createdAt.toISOString())).size).toBe(1);
+      expect(await db.query(`SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = 'project_contended'`)).toEqual([{ n: 1 }]);
+      expect(await db.query(`SELECT count(*)::int AS n FROM project_registry.workspace_config`)).toEqual([{ n: 1 }]);
+      expect(await db.query(`SELECT count(*)::int AS n FROM project_registry.workspace_migrations`)).toEqual([{ n: 1 }]);
+    } finally {
+      await close();
+    }
+  });
+
+  it('20 concurrent ensures of 20 ids: one schema and one registry row each', async (ctx) => {
+    const { db, managers, close } = await racers(ctx, 20);
+    try {
+      const results = await Promise.all(managers.map((m, i) => m.ensure(`project-${i}`)));
+      expect(results.every((r) => r.created)).toBe(true);
+      expect(await db.query(`SELECT count(*)::int AS n FROM pg_namespace WHERE nspname LIKE 'project\\_project\\_%'`)).toEqual([{ n: 20 }]);
+      expect(await db.query(`SELECT count(DISTINCT project_id)::int AS n, count(*)::int AS rows FROM project_registry.workspace_config`)).toEqual([
+        { n: 20, rows: 20 },
+      ]);
+    } finally {
+      await close();
+    }
+  });
+
+  it('turns a missing CREATE privilege into an error carrying the GRANT to run', async (ctx) => {
+    const cluster = server(ctx);
+    const url = await cluster.createDatabase('perm');
+    const database = new URL(url).pathname.slice(1);
+    const admin = new PostgresDatabase({ connectionString: url });
+    const plan = await planFor([await notesExtension(await tempDir())], ['codebase']);
+    const report = await install(admin, plan);
+    await admin.exec(`DROP ROLE IF EXISTS limited_role; CREATE ROLE limited_role LOGIN;
+      REVOKE CREATE ON DATABASE "${database}" FROM PUBLIC;
+      GRANT USAGE ON SCHEMA project_registry TO limited_role;
+      GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA project_registry TO limited_role;`);
+    const limited = new PostgresDatabase({ connectionString: cluster.url(database, 'limited_role') });
+    try {
+      const failure = await new WorkspaceManager(limited, plan, report.searchPathSchemas, silentLogger).ensure('no-rights').catch((e: unknown) => e);
+      expect(failure).toBeInstanceOf(WorkspacePermissionError);
+      expect((failure as Error).message).toContain(`GRANT CREATE ON DATABASE "${database}" TO "limited_role";`);
+      expect(await admin.query(`SELECT to_regnamespace('project_no_rights') AS s`)).toEqual([{ s: null }]);
+    } finally {
+      await limited.close();
+      await admin.close();
+    }
+  });
+});
