@@ -93,7 +93,7 @@ export async function startPgCluster(options: { settings?: Record<string, string
       await pgBin('pg_ctl', ['-D', dataDir, '-w', ...args]);
     } catch (error) {
       const log = await readFile(logFile, 'utf8').catch(() => '');
-      throw new Error(`pg_ctl ${args.join(' ')} failed: ${(error as Error).message}\n${log.split('\n').slice(-20).join('\n')}`);
+      throw new Error(`pg_ctl ${args.join(' ')} failed: ${(error as Error).message}\n${log.split('\n').slice(-20).join('\n')}`, { cause: error });
     }
   };
   const stopNow = () => {
