@@ -3,6 +3,7 @@ import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js'
 import { ConfigError, parseCommand, USAGE } from './config.js';
 import { ProvisioningEngine } from './engine.js';
 import { createStderrLogger } from './logger.js';
+import { answerMalformedInput } from './malformed-input.js';
 import { packageVersion } from './package-info.js';
 import { createServer } from './server.js';
 
@@ -43,6 +44,8 @@ if (command.kind === 'help') {
   process.stdin.on('close', () => void shutdown('stdin closed'));
   process.on('unhandledRejection', (error) => log.error('unhandled rejection', { error: String(error) }));
 
-  await server.connect(new StdioServerTransport());
+  const transport = new StdioServerTransport();
+  answerMalformedInput(transport, log);
+  await server.connect(transport);
   log.info('serving MCP on stdio', { version: packageVersion, database: command.config.databaseUrl ? 'postgres' : command.config.dataDir });
 }

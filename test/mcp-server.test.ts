@@ -1,0 +1,148 @@
+import { rm } from 'node:fs/promises';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
+import type { Tool } from '@modelcontextprotocol/sdk/types.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ProvisioningEngine } from '../src/engine.js';
+import { silentLogger } from '../src/logger.js';
+import { createServer } from '../src/server.js';
+import { tempDir, writeExtension } from './support/fixtures.js';
+import { callTool } from './support/mcp.js';
+
+async function connect(options: { extensionDirs?: string[] } = {}) {
+  const dataDir = await tempDir('pgw-mcp-');
+  const engine = new ProvisioningEngine(
+    { databaseUrl: undefined, dataDir, extensionDirs: options.extensionDirs ?? [], disabledExtensions: [], lockTimeoutMs: 60_000 },
+    silentLogger,
+  );
+  const { server, cleanup } = createServer({ engine });
+  const client = new Client({ name: 'test', version: '1' });
+  const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
+  await server.connect(serverSide);
+  await client.connect(clientSide);
+  const statusAfterInitialize = engine.status.state;
+  const { tools } = await client.listTools();
+  return {
+    client,
+    tools,
+    engine,
+    statusAfterInitialize,
+    async close() {
+      await client.close();
+      await cleanup();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+describe('MCP server in process', () => {
+  let mcp: Awaited<ReturnType<typeof connect>>;
+  let tools: Tool[];
+  const call = (name: string, args: Record<string, unknown>) => callTool(mcp.client, tools, name, args);
+
+  beforeAll(async () => {
+    mcp = await connect();
+    tools = mcp.tools;
+  }, 60_000);
+  afterAll(async () => mcp.close());
+
+  it('answers initialize before the install has finished', () => {
+    // Boot needs initdb and the install (seconds); initialize came back while it was still going.
+    expect(mcp.statusAfterInitialize).toBe('booting');
+  });
+
+  it('lists the three tools with input and output schemas and honest annotations', () => {
+    expect(tools.map((t) => t.name).sort()).toEqual(['ensure_workspace', 'list_workspaces', 'validate_columns']);
+    for (const tool of tools) {
+      expect(tool.inputSchema.type).toBe('object');
+      expect(tool.outputSchema?.type).toBe('object');
+    }
+    const byName = Object.fromEntries(tools.map((t) => [t.name, t]));
+    expect(byName['ensure_workspace']?.annotations).toMatchObject({ idempotentHint: true, destructiveHint: false });
+    expect(byName['list_workspaces']?.annotations?.readOnlyHint).toBe(true);
+    expect(byName['validate_columns']?.annotations?.readOnlyHint).toBe(true);
+    expect(byName['ensure_workspace']?.description).toMatch(/project_client_a/);
+    expect(JSON.stringify(byName['ensure_workspace']?.inputSchema)).toContain('lower-case ASCII letters');
+  });
+
+  it('ensure_workspace creates once, then reports the existing workspace', async () => {
+    const first = await call('ensure_workspace', { project_id: 'client-a' });
+    expect(first.isError).toBe(false);
+    expect(first.data).toMatchObject({ project_id: 'client-a', schema_name: 'project_client_a', created: true, tables: ['chunks', 'files', 'repositories'] });
+    expect(first.text).toContain('Created workspace project_client_a');
+    const second = await call('ensure_workspace', { project_id: 'client-a' });
+    expect(second.data).toMatchObject({ created: false, created_at: first.data['created_at'] });
+  });
+
+  it('rejects bad ids with the id rules and keeps serving', async () => {
+    for (const bad of ['Bad_Id', '', 'a--b', '-a', 'a-', 'x'.repeat(56), "x'; drop table y; --"]) {
+      const result = await call('ensure_workspace', { project_id: bad });
+      expect(result.isError, bad).toBe(true);
+      expect(result.text).toContain('lower-case ASCII letters and digits');
+    }
+    expect((await call('ensure_workspace', { project_id: 'still-serving' })).isError).toBe(false);
+  });
+
+  it('list_workspaces pages with a cursor and filters by prefix', async () => {
+    const ids = ['page-a', 'page-b', 'page-c', 'page-d', 'page-e', 'page-f', 'page-g'];
+    for (const id of ids) await call('ensure_workspace', { project_id: id });
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await call('list_workspaces', { limit: 3, prefix: 'page-', ...(cursor ? { cursor } : {}) });
+      expect(page.isError).toBe(false);
+      seen.push(...(page.data['workspaces'] as { project_id: string }[]).map((w) => w.project_id));
+      cursor = (page.data['next_cursor'] as string | null) ?? undefined;
+    } while (cursor);
+    expect(seen).toEqual(ids);
+    const bad = await call('list_workspaces', { cursor: 'garbage!' });
+    expect(bad).toMatchObject({ isError: true });
+    expect(bad.text).toContain('next_cursor');
+    expect((await call('list_workspaces', { limit: 0 })).isError).toBe(true);
+    expect((await call('list_workspaces', { limit: 501 })).isError).toBe(true);
+  });
+
+  it('validate_columns reports present and missing columns, in a workspace or by qualified name', async () => {
+    await call('ensure_workspace', { project_id: 'cols' });
+    const inWorkspace = await call('validate_columns', { project_id: 'cols', table: 'chunks', columns: ['id', 'embedding', 'nope'] });
+    expect(inWorkspace.data).toEqual({
+      schema: 'project_cols',
+      table: 'chunks',
+      table_exists: true,
+      present: ['id', 'embedding'],
+      missing: ['nope'],
+      valid: false,
+    });
+    const qualified = await call('validate_columns', { table: 'project_registry.workspace_config', columns: ['project_id'] });
+    expect(qualified.data).toMatchObject({ table_exists: true, valid: true });
+    const missing = await call('validate_columns', { table: 'public.nothing_here', columns: ['id'] });
+    expect(missing.data).toMatchObject({ table_exists: false, valid: false, missing: ['id'] });
+    const noWorkspace = await call('validate_columns', { project_id: 'never-made', table: 'chunks', columns: ['id'] });
+    expect(noWorkspace.isError).toBe(true);
+    expect(noWorkspace.text).toContain('ensure_workspace');
+  });
+});
+
+describe('MCP server whose install failed', () => {
+  it('returns the install failure from every tool', async () => {
+    const dir = await writeExtension(await tempDir(), { id: 'broken' }, {
+      'schema.sql': 'CREATE TABLE IF NOT EXISTS broken_t (id int REFERENCES nope (id));',
+    });
+    const mcp = await connect({ extensionDirs: [dir] });
+    try {
+      for (const [name, args] of [
+        ['ensure_workspace', { project_id: 'a' }],
+        ['list_workspaces', {}],
+        ['validate_columns', { table: 'x', columns: ['y'] }],
+      ] as const) {
+        const result = await callTool(mcp.client, mcp.tools, name, args);
+        expect(result.isError, name).toBe(true);
+        expect(result.text).toContain('Extension "broken", structural phase: broken/schema.sql statement 1/1');
+        expect(result.text).toContain('relation "nope" does not exist');
+      }
+      expect(mcp.engine.status).toMatchObject({ state: 'failed', retrying: false });
+    } finally {
+      await mcp.close();
+    }
+  }, 60_000);
+});

@@ -1,0 +1,124 @@
+import { execFile, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from './support/fixtures.js';
+import { callTool } from './support/mcp.js';
+
+const run = promisify(execFile);
+const MAIN = path.resolve('dist/src/main.js');
+const env = { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp' };
+
+beforeAll(async () => {
+  // `npm test` builds first; a bare `vitest run` of this file builds here.
+  if (!existsSync(MAIN)) await run('npx', ['tsc', '-p', '.']);
+}, 120_000);
+
+/** One embedded store for the file, used by one server at a time: initdb is paid once. */
+let dataDir: string;
+beforeAll(async () => {
+  dataDir = await tempDir('pgw-stdio-');
+});
+afterAll(async () => rm(dataDir, { recursive: true, force: true }));
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('the built server over stdio', () => {
+  it('serves every tool to the SDK client and exits cleanly when stdin closes', async () => {
+    const transport = new StdioClientTransport({ command: process.execPath, args: [MAIN, '--data-dir', dataDir], env, stderr: 'pipe' });
+    let stderr = '';
+    transport.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const client = new Client({ name: 'stdio-test', version: '1' });
+    await client.connect(transport);
+    const pid = transport.pid as number;
+    const { tools } = await client.listTools();
+    expect(tools.map((t) => t.name).sort()).toEqual(['ensure_workspace', 'list_workspaces', 'validate_columns']);
+
+    const ensured = await callTool(client, tools, 'ensure_workspace', { project_id: 'over-stdio' });
+    expect(ensured.data).toMatchObject({ schema_name: 'project_over_stdio', created: true });
+    const listed = await callTool(client, tools, 'list_workspaces', { prefix: 'over-' });
+    expect(listed.data['workspaces']).toEqual([expect.objectContaining({ project_id: 'over-stdio' })]);
+    const checked = await callTool(client, tools, 'validate_columns', { project_id: 'over-stdio', table: 'files', columns: ['path'] });
+    expect(checked.data).toMatchObject({ valid: true });
+    const bad = await callTool(client, tools, 'ensure_workspace', { project_id: 'NOT valid' });
+    expect(bad.isError).toBe(true);
+
+    await client.close();
+    for (let i = 0; i < 100 && alive(pid); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(alive(pid)).toBe(false);
+    expect(stderr).toContain('shutting down');
+    // The lock file is empty again: the store was released, not abandoned.
+    expect((await readFile(path.join(dataDir, 'lock'), 'utf8')).trim()).toBe('');
+  }, 60_000);
+
+  it('writes nothing but JSON-RPC to stdout, answers a malformed line with an error and keeps serving', async () => {
+    const child = spawn(process.execPath, [MAIN, '--data-dir', dataDir], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const send = (message: unknown) => child.stdin.write(`${typeof message === 'string' ? message : JSON.stringify(message)}\n`);
+    const responses = () =>
+      stdout
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as { jsonrpc: string; id?: number | null; error?: unknown; result?: unknown });
+    const waitFor = async (id: number) => {
+      for (let i = 0; i < 600 && !responses().some((r) => r.id === id); i++) await new Promise((r) => setTimeout(r, 50));
+      return responses().find((r) => r.id === id);
+    };
+
+    send({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } });
+    expect(await waitFor(1)).toHaveProperty('result');
+    send({ jsonrpc: '2.0', method: 'notifications/initialized' });
+    send('{not json');
+    send({ hello: 'not json-rpc' });
+    send({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'ensure_workspace', arguments: { project_id: 'raw-client' } } });
+    const called = await waitFor(2);
+    expect(called).toMatchObject({ result: { structuredContent: { project_id: 'raw-client' } } });
+
+    child.stdin.end();
+    const code = await new Promise((resolve) => child.on('exit', resolve));
+    expect(code).toBe(0);
+    // Every stdout line is a JSON-RPC message (JSON.parse above would have thrown otherwise).
+    expect(responses().every((r) => r.jsonrpc === '2.0')).toBe(true);
+    const errors = responses().filter((r) => r.id === null).map((r) => (r.error as { code: number }).code);
+    expect(errors).toEqual([-32700, -32600]);
+    expect(stderr).toMatch(/pg-workspace-mcp info: serving MCP on stdio/);
+  }, 60_000);
+
+  it('prints its version and help, and rejects bad configuration naming the setting', async () => {
+    const pkg = JSON.parse(await readFile('package.json', 'utf8')) as { version: string };
+    expect((await run(process.execPath, [MAIN, '--version'])).stdout.trim()).toBe(pkg.version);
+    expect((await run(process.execPath, [MAIN, '--help'])).stdout).toContain('Usage: pg-workspace-mcp');
+    const failure = await run(process.execPath, [MAIN], { env: { ...env, PG_WORKSPACE_LOCK_TIMEOUT_MS: 'abc' } }).catch((e: unknown) => e);
+    expect((failure as { code: number }).code).toBe(2);
+    expect((failure as { stderr: string }).stderr).toContain('PG_WORKSPACE_LOCK_TIMEOUT_MS');
+    const flag = await run(process.execPath, [MAIN, '--no-such-flag']).catch((e: unknown) => e);
+    expect((flag as { stderr: string }).stderr).toContain("Unknown option '--no-such-flag'");
+  });
+
+  it('is driven by the MCP Inspector CLI', async () => {
+    const inspector = async (...args: string[]) => {
+      const { stdout } = await run('npx', ['--no-install', '@modelcontextprotocol/inspector', '--cli', process.execPath, MAIN, '--data-dir', dataDir, ...args], {
+        env: { ...process.env, PG_WORKSPACE_LOG_LEVEL: 'warn' },
+      });
+      return JSON.parse(stdout) as Record<string, unknown>;
+    };
+    const listed = await inspector('--method', 'tools/list');
+    expect((listed['tools'] as { name: string }[]).map((t) => t.name).sort()).toEqual(['ensure_workspace', 'list_workspaces', 'validate_columns']);
+    const called = await inspector('--method', 'tools/call', '--tool-name', 'ensure_workspace', '--tool-arg', 'project_id=inspector-demo');
+    expect(called['structuredContent']).toMatchObject({ project_id: 'inspector-demo', schema_name: 'project_inspector_demo' });
+  }, 90_000);
+});
