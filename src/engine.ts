@@ -2,7 +2,7 @@ import type { Config } from './config.js';
 import type { Database } from './db/database.js';
 import { PGliteDatabase } from './db/pglite-database.js';
 import { PostgresDatabase } from './db/postgres-database.js';
-import { describePgError, isConnectionFailure } from './db/sql-errors.js';
+import { explainError, isConnectionFailure } from './db/sql-errors.js';
 import { loadExtensions } from './extensions/load-extensions.js';
 import { installExtensions, type InstallReport } from './installer/install-extensions.js';
 import { prepareInstallPlan, type InstallPlan } from './installer/install-plan.js';
@@ -45,6 +45,16 @@ export class ProvisioningEngine {
 
   get status(): EngineStatus {
     return this.#status;
+  }
+
+  /** Where the data lives, for messages (no password). */
+  get description(): string {
+    return this.#db?.description ?? (this.config.databaseUrl ? 'the PostgreSQL server in DATABASE_URL' : this.config.dataDir);
+  }
+
+  /** What a tool reports for a failed call. */
+  explain(error: unknown): string {
+    return explainError(error, this.description);
   }
 
   /** Starts booting (once); never rejects: the outcome is read through `ready` or `status`. */
@@ -93,10 +103,7 @@ export class ProvisioningEngine {
       return { report, workspaces: new WorkspaceManager(this.#db, plan, report.searchPathSchemas, this.log) };
     } catch (error) {
       const retrying = isConnectionFailure(error);
-      const message = retrying
-        ? `Cannot reach the database (${this.#db?.description ?? 'not opened'}): ${describePgError(error)}. ` +
-          'Check that PostgreSQL is running and DATABASE_URL is right; the next call retries.'
-        : (error as Error).message;
+      const message = explainError(error, this.description);
       this.#status = { state: 'failed', error: message, retrying };
       this.log.error('boot failed', { error: message });
       throw new EngineUnavailableError(message, { cause: error });

@@ -24,7 +24,10 @@ export function createServer({ engine, readyTimeoutMs = READY_TIMEOUT_MS }: Serv
         'before using a project; list_workspaces shows existing ones; validate_columns checks a table\'s shape.',
     },
   );
-  const deps: ToolDeps = { workspaces: async () => (await engine.ready(readyTimeoutMs)).workspaces };
+  const deps: ToolDeps = {
+    workspaces: async () => (await engine.ready(readyTimeoutMs)).workspaces,
+    explain: (error) => engine.explain(error),
+  };
   registerEnsureWorkspaceTool(server, deps);
   registerListWorkspacesTool(server, deps);
   registerValidateColumnsTool(server, deps);

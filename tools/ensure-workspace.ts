@@ -27,6 +27,7 @@ export function registerEnsureWorkspaceTool(server: McpServer, deps: ToolDeps): 
     },
     ({ project_id }) =>
       runTool(
+        deps,
         (r) => (r.created ? `Created workspace ${r.schema_name}.` : `Workspace ${r.schema_name} already exists.`),
         async () => {
           const w = await (await deps.workspaces()).ensure(project_id);

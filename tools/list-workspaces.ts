@@ -27,6 +27,7 @@ export function registerListWorkspacesTool(server: McpServer, deps: ToolDeps): v
     },
     ({ limit, cursor, prefix }) =>
       runTool(
+        deps,
         (r) => `${r.workspaces.length} workspace(s)${r.next_cursor ? '; more with next_cursor' : ''}.`,
         async () => {
           const page = await (await deps.workspaces()).list({ limit, cursor, prefix });

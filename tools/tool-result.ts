@@ -4,6 +4,8 @@ import type { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
 /** What every tool needs: the engine's workspace manager, once boot has finished. */
 export interface ToolDeps {
   workspaces(): Promise<WorkspaceManager>;
+  /** Turns a failure into the message the agent sees (e.g. advice when the database is down). */
+  explain(error: unknown): string;
 }
 
 /**
@@ -12,6 +14,7 @@ export interface ToolDeps {
  * that says how to fix it, so one bad call never takes the server down.
  */
 export async function runTool<T extends Record<string, unknown>>(
+  deps: ToolDeps,
   summarise: (result: T) => string,
   body: () => Promise<T>,
 ): Promise<CallToolResult> {
@@ -22,6 +25,6 @@ export async function runTool<T extends Record<string, unknown>>(
       structuredContent: structured,
     };
   } catch (error) {
-    return { isError: true, content: [{ type: 'text', text: error instanceof Error ? error.message : String(error) }] };
+    return { isError: true, content: [{ type: 'text', text: deps.explain(error) }] };
   }
 }

@@ -32,6 +32,7 @@ export function registerValidateColumnsTool(server: McpServer, deps: ToolDeps): 
     },
     ({ project_id, table, columns }) =>
       runTool(
+        deps,
         (r) =>
           !r.table_exists
             ? `Table ${r.schema}.${r.table} does not exist.`

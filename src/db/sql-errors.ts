@@ -37,9 +37,21 @@ export function isConnectionFailure(error: unknown): boolean {
   const code = sqlState(error);
   if (code) return /^(08|57P|53)/.test(code);
   const sysCode = (error as { code?: unknown })?.code;
-  const message = error instanceof Error ? error.message : '';
+  // pg reports a dropped socket as a plain Error with no code; our own error classes never count.
+  const message = error instanceof Error && error.constructor === Error ? error.message : '';
   return (
     (typeof sysCode === 'string' && /^E(CONNREFUSED|CONNRESET|PIPE|TIMEDOUT|HOSTUNREACH|NOTFOUND|AI_AGAIN)$/.test(sysCode)) ||
     /Connection terminated|connection timeout|Client has encountered a connection error/i.test(message)
   );
+}
+
+/** The message a caller sees: a lost database gets advice instead of a socket error. */
+export function explainError(error: unknown, database: string): string {
+  if (isConnectionFailure(error)) {
+    return (
+      `Cannot reach the database (${database}): ${describePgError(error)}. Check that PostgreSQL is running ` +
+      'and DATABASE_URL is right; retry the call once it is back (the server reconnects by itself).'
+    );
+  }
+  return error instanceof Error ? error.message : String(error);
 }
