@@ -56,29 +56,46 @@ export async function installExtensions(
   if (current?.fingerprint === plan.fingerprint) {
     return upToDate(plan, current.searchPathSchemas, started);
   }
-  return withInstallLock(db, options, async () => {
-    // Another process may have finished the same install while we waited for the lock.
-    const again = await readInstallState(db);
-    if (again?.fingerprint === plan.fingerprint) return upToDate(plan, again.searchPathSchemas, started);
-    options.log.info('installing extension schemas', { extensions: plan.extensions.map((p) => p.extension.id) });
-
-    const reports = plan.extensions.map((p) => ({ id: p.extension.id, version: p.extension.version, phases: {} }) as ExtensionReport);
-    const each = async (phase: InstallPhase, step: (p: PreparedExtension) => Promise<PhaseResult>) => {
-      for (const [i, p] of plan.extensions.entries()) {
-        (reports[i] as ExtensionReport).phases[phase] = await step(p);
-      }
-    };
-
-    const installed = await checkPgExtensions(db, plan);
-    await refuseMigrationDrift(db, plan);
-    await each('structural', (p) => timed(() => applyStructural(db, p, installed)));
-    await each('migrations', (p) => timed(() => applyMigrations(db, p)));
-    await each('dependent', (p) => timed(() => runPhase(db, p, 'dependent', p.dependent)));
-    await each('columns', (p) => timed(() => validateRequiredColumns(db, p)));
-    await each('seeds', (p) => timed(() => runPhase(db, p, 'seeds', p.seeds)));
-    const searchPathSchemas = await recordInstallState(db, plan, reports);
-    return { outcome: 'installed', fingerprint: plan.fingerprint, ms: elapsed(started), searchPathSchemas, extensions: reports };
+  return withInstallLock(db, options, () => runInstall(db, plan, options, started)).catch(async (error: unknown) => {
+    const needsGrant = error instanceof InstallError && error.sqlState === '42501' && error.phase !== 'extensions';
+    throw needsGrant ? await withGrantAdvice(db, error) : error;
   });
+}
+
+async function runInstall(db: Database, plan: InstallPlan, options: InstallOptions, started: number): Promise<InstallReport> {
+  // Another process may have finished the same install while we waited for the lock.
+  const again = await readInstallState(db);
+  if (again?.fingerprint === plan.fingerprint) return upToDate(plan, again.searchPathSchemas, started);
+  options.log.info('installing extension schemas', { extensions: plan.extensions.map((p) => p.extension.id) });
+
+  const reports = plan.extensions.map((p) => ({ id: p.extension.id, version: p.extension.version, phases: {} }) as ExtensionReport);
+  const each = async (phase: InstallPhase, step: (p: PreparedExtension) => Promise<PhaseResult>) => {
+    for (const [i, p] of plan.extensions.entries()) {
+      (reports[i] as ExtensionReport).phases[phase] = await step(p);
+    }
+  };
+
+  const installed = await checkPgExtensions(db, plan);
+  await refuseMigrationDrift(db, plan);
+  await each('structural', (p) => timed(() => applyStructural(db, p, installed)));
+  await each('migrations', (p) => timed(() => applyMigrations(db, p)));
+  await each('dependent', (p) => timed(() => runPhase(db, p, 'dependent', p.dependent)));
+  await each('columns', (p) => timed(() => validateRequiredColumns(db, p)));
+  await each('seeds', (p) => timed(() => runPhase(db, p, 'seeds', p.seeds)));
+  const searchPathSchemas = await recordInstallState(db, plan, reports);
+  return { outcome: 'installed', fingerprint: plan.fingerprint, ms: elapsed(started), searchPathSchemas, extensions: reports };
+}
+
+/** Like a workspace's, an install's missing privilege comes with the GRANT that fixes it. */
+async function withGrantAdvice(db: Queryable, error: InstallError): Promise<InstallError> {
+  const [who] = await db
+    .query<{ db: string; role: string }>('SELECT current_database() AS db, current_user AS role')
+    .catch(() => [undefined]);
+  error.message +=
+    `\nThe database role lacks a privilege. An administrator can grant what the installer needs with:\n` +
+    `  GRANT CREATE ON DATABASE "${who?.db ?? '<database>'}" TO "${who?.role ?? '<role>'}";\n` +
+    `(plus CREATE on any existing schema the extension's DDL writes to, e.g. GRANT CREATE ON SCHEMA public TO ...).`;
+  return error;
 }
 
 interface InstallState {
@@ -142,7 +159,7 @@ async function applyStructural(db: Database, p: PreparedExtension, installed: Se
       } catch (error) {
         throw new InstallError(
           p.extension.id,
-          'structural',
+          'extensions',
           `CREATE EXTENSION ${name} failed: ${(error as Error).message}. ` +
             (sqlState(error) === '42501'
               ? `Ask an administrator to run CREATE EXTENSION ${name}; in this database once.`

@@ -1,0 +1,140 @@
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
+import type { Database } from '../src/db/database.js';
+import { ProvisioningEngine } from '../src/engine.js';
+import { silentLogger } from '../src/logger.js';
+import { createServer } from '../src/server.js';
+import { PROJECT_ID_MAX_LENGTH, PROJECT_ID_PATTERN, validateProjectId, WorkspaceIdError } from '../src/workspaces/project-id.js';
+import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
+import { install, pgliteBackend, planFor, recording, tempDir, type Backend } from './support/fixtures.js';
+
+/** Strings built to break naive SQL: quotes, comments, look-alikes, case, hyphen games, size. */
+const hostile = fc.oneof(
+  fc.string(),
+  fc.string({ unit: 'grapheme', maxLength: 80 }),
+  fc.constantFrom(
+    "a'; DROP SCHEMA project_registry CASCADE; --",
+    'a"; DROP TABLE x; --',
+    'robert"); DROP TABLE students;--',
+    '$$; SELECT pg_sleep(10); $$',
+    'ａｂｃ', // full-width look-alikes
+    'аbc', // Cyrillic а
+    'ABC',
+    'Client-A',
+    '-lead',
+    'trail-',
+    'double--hyphen',
+    '',
+    ' ',
+    'a'.repeat(PROJECT_ID_MAX_LENGTH + 1),
+    'a\u0000b',
+    'a\nb',
+  ),
+  fc.string({ minLength: 56, maxLength: 300 }),
+);
+
+describe('hostile input', () => {
+  let backend: Backend;
+  let db: Database;
+  let manager: WorkspaceManager;
+  let calls: string[];
+
+  beforeAll(async () => {
+    backend = await pgliteBackend();
+    const real = await backend.fresh();
+    const plan = await planFor([]);
+    const report = await install(real, plan);
+    const recorded = recording(real);
+    db = recorded.db;
+    calls = recorded.calls;
+    manager = new WorkspaceManager(db, plan, report.searchPathSchemas, silentLogger);
+  }, 60_000);
+  afterAll(async () => backend.cleanup());
+
+  it('accepts exactly the documented project ids and maps them to distinct schema names', () => {
+    fc.assert(
+      fc.property(hostile, (id) => {
+        const valid = PROJECT_ID_PATTERN.test(id) && id.length <= PROJECT_ID_MAX_LENGTH;
+        if (valid) expect(validateProjectId(id)).toBe(id);
+        else expect(() => validateProjectId(id)).toThrow(WorkspaceIdError);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('rejects every invalid project id before any SQL, with the id rules', async () => {
+    await fc.assert(
+      fc.asyncProperty(hostile, async (id) => {
+        fc.pre(!(PROJECT_ID_PATTERN.test(id) && id.length <= PROJECT_ID_MAX_LENGTH));
+        calls.length = 0;
+        await expect(manager.ensure(id)).rejects.toThrow(/lower-case ASCII letters and digits/);
+        expect(calls).toEqual([]);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('passes table and column names only as parameters, never in SQL text', async () => {
+    await fc.assert(
+      fc.asyncProperty(hostile, hostile, async (table, column) => {
+        calls.length = 0;
+        try {
+          const result = await manager.validateColumns({ table, columns: [column] });
+          expect(result.tableExists).toBe(false);
+        } catch (error) {
+          expect(error).toBeInstanceOf(RangeError); // empty, too long, NUL, too many dots
+          expect((error as Error).message.length).toBeGreaterThan(20);
+        }
+        for (const sql of calls) {
+          if (table.length > 3) expect(sql).not.toContain(table);
+          if (column.length > 3) expect(sql).not.toContain(column);
+        }
+      }),
+      { numRuns: 300 },
+    );
+    // Nothing was dropped along the way.
+    expect(await db.query(`SELECT to_regclass('project_registry.workspace_config') IS NOT NULL AS ok`)).toEqual([{ ok: true }]);
+  });
+});
+
+describe('hostile input over MCP', () => {
+  it('answers 1 MB arguments and injection attempts with clear errors and keeps serving', async () => {
+    const dataDir = await tempDir('pgw-hostile-');
+    const engine = new ProvisioningEngine(
+      { databaseUrl: undefined, dataDir, extensionDirs: [], disabledExtensions: [], lockTimeoutMs: 60_000 },
+      silentLogger,
+    );
+    const { server, cleanup } = createServer({ engine });
+    const client = new Client({ name: 'hostile', version: '1' });
+    const [a, b] = InMemoryTransport.createLinkedPair();
+    await server.connect(b);
+    await client.connect(a);
+    try {
+      const huge = 'x'.repeat(1024 * 1024);
+      for (const args of [
+        { name: 'ensure_workspace', arguments: { project_id: huge } },
+        { name: 'ensure_workspace', arguments: { project_id: "x'); DROP SCHEMA project_registry CASCADE; --" } },
+        { name: 'ensure_workspace', arguments: { project_id: 42 } },
+        { name: 'ensure_workspace', arguments: {} },
+        { name: 'validate_columns', arguments: { table: huge, columns: ['id'] } },
+        { name: 'validate_columns', arguments: { table: 't', columns: [huge] } },
+        { name: 'validate_columns', arguments: { table: 't', columns: [] } },
+        { name: 'list_workspaces', arguments: { prefix: "'; --" } },
+        { name: 'list_workspaces', arguments: { cursor: huge.slice(0, 150) } },
+      ]) {
+        const result = await client.callTool(args);
+        expect(result.isError, JSON.stringify(args).slice(0, 100)).toBe(true);
+        const text = (result.content as { text: string }[])[0]?.text ?? '';
+        expect(text.length).toBeGreaterThan(20);
+        expect(text.length).toBeLessThan(5000); // a 1 MB input is not echoed back
+      }
+      const fine = await client.callTool({ name: 'ensure_workspace', arguments: { project_id: 'survivor' } });
+      expect(fine.isError).toBeFalsy();
+    } finally {
+      await client.close();
+      await cleanup();
+    }
+  }, 60_000);
+});

@@ -1,0 +1,267 @@
+import { spawn } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { PostgresDatabase } from '../src/db/postgres-database.js';
+import { INSTALL_LOCK_KEY } from '../src/installer/install-lock.js';
+import { silentLogger } from '../src/logger.js';
+import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
+import { install, planFor, tempDir, writeExtension } from './support/fixtures.js';
+import { startPgBouncer, type PgBouncer } from './support/pgbouncer.js';
+import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
+import { MAIN, startServerProcess } from './support/server-process.js';
+
+let cluster: PgCluster | null = null;
+let bouncer: PgBouncer | null = null;
+let extensionDir: string;
+
+beforeAll(async () => {
+  cluster = await startPgCluster();
+  if (cluster) bouncer = await startPgBouncer(cluster);
+  // Migrations that sleep a little widen the windows in which concurrent boots collide.
+  extensionDir = await writeExtension(await tempDir(), { id: 'relia', required_columns: { items: ['id', 'label'] } }, {
+    'schema.sql': 'CREATE TABLE IF NOT EXISTS public.relia_events (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, note text);',
+    'migrations/0001_first.sql': `SELECT pg_sleep(0.02); INSERT INTO public.relia_events (note) VALUES ('0001');`,
+    'migrations/0002_second.sql': `INSERT INTO public.relia_events (note) VALUES ('0002');`,
+    'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS items (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY);',
+    'workspace/migrations/0001_label.sql': 'ALTER TABLE items ADD COLUMN IF NOT EXISTS label text;',
+  });
+}, 90_000);
+
+afterAll(async () => {
+  await bouncer?.stop();
+  await cluster?.destroy();
+});
+
+const server = (ctx: TestContext) => {
+  if (!cluster) ctx.skip();
+  return cluster as PgCluster;
+};
+const serverArgs = () => ['--extensions', extensionDir, '--disable', 'codebase'];
+
+describe('reliability on a real PostgreSQL server', () => {
+  it('16 servers booting at once on an empty database provision shared and own ids without an error', async (ctx) => {
+    const url = await server(ctx).createDatabase('boots');
+    const servers = await Promise.all(
+      Array.from({ length: 16 }, () => startServerProcess(serverArgs(), { DATABASE_URL: url, PG_WORKSPACE_LOG_LEVEL: 'warn' })),
+    );
+    try {
+      const results = await Promise.all(
+        servers.map((s, n) =>
+          Promise.all([
+            ...Array.from({ length: 10 }, (_, i) => s.call('ensure_workspace', { project_id: `shared-${i}` })),
+            ...Array.from({ length: 10 }, (_, i) => s.call('ensure_workspace', { project_id: `own-${n}-${i}` })),
+          ]),
+        ),
+      );
+      const flat = results.flat();
+      expect(flat.filter((r) => r.isError).map((r) => r.text)).toEqual([]);
+      expect(flat.filter((r) => r.data['created'] === true)).toHaveLength(10 + 160);
+      const db = new PostgresDatabase({ connectionString: url });
+      try {
+        expect(await db.query(`SELECT extension_id, name, count(*)::int AS n FROM project_registry.schema_migrations GROUP BY 1, 2 ORDER BY 1, 2`)).toEqual([
+          { extension_id: 'relia', name: '0001_first', n: 1 },
+          { extension_id: 'relia', name: '0002_second', n: 1 },
+        ]);
+        expect(await db.query(`SELECT note FROM public.relia_events ORDER BY id`)).toEqual([{ note: '0001' }, { note: '0002' }]);
+        expect(await db.query(`SELECT count(*)::int AS n FROM project_registry.workspace_config`)).toEqual([{ n: 170 }]);
+        expect(await db.query(`SELECT count(*)::int AS n FROM pg_namespace WHERE nspname LIKE 'project\\_%' AND nspname <> 'project_registry'`)).toEqual([{ n: 170 }]);
+        expect(await db.query(`SELECT count(*)::int AS n, count(DISTINCT project_id)::int AS d FROM project_registry.workspace_migrations`)).toEqual([{ n: 170, d: 170 }]);
+      } finally {
+        await db.close();
+      }
+    } finally {
+      await Promise.all(servers.map((s) => s.close()));
+    }
+  }, 180_000);
+
+  it('a boot blocked by a live lock holder logs the holder, times out clearly and keeps answering MCP', async (ctx) => {
+    const url = await server(ctx).createDatabase('held');
+    const holder = new PostgresDatabase({ connectionString: url });
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    let holding!: (pid: number) => void;
+    const held = new Promise<number>((r) => (holding = r));
+    const holderDone = holder.transaction(async (tx) => {
+      const [row] = await tx.query<{ pid: number }>('SELECT pg_backend_pid() AS pid, pg_advisory_xact_lock($1::bigint)', [INSTALL_LOCK_KEY.toString()]);
+      holding(row!.pid);
+      await released;
+    });
+    const holderPid = await held;
+    const s = await startServerProcess(serverArgs(), { DATABASE_URL: url, PG_WORKSPACE_LOCK_TIMEOUT_MS: '1500' });
+    try {
+      const result = await s.call('ensure_workspace', { project_id: 'blocked' });
+      expect(result.isError).toBe(true);
+      expect(result.text).toContain(`Gave up waiting for the install lock`);
+      expect(result.text).toContain(`pid ${holderPid}`);
+      expect(s.stderr()).toContain('waiting for the install lock');
+      expect(s.stderr()).toContain(`"pid":${holderPid}`);
+      // Still serving: the MCP side answers, and every tool gives the same clear failure.
+      expect((await s.client.listTools()).tools).toHaveLength(3);
+      expect((await s.call('list_workspaces', {})).text).toContain('install lock');
+    } finally {
+      release();
+      await holderDone;
+      await holder.close();
+      await s.close();
+    }
+  }, 60_000);
+
+  it('reports a stopped database clearly and recovers when it returns, at start and mid-session', async (ctx) => {
+    const c = server(ctx);
+    const url = await c.createDatabase('downtime');
+    // Mid-session: boot, work, lose the server, get it back.
+    const s = await startServerProcess(serverArgs(), { DATABASE_URL: url });
+    try {
+      expect((await s.call('ensure_workspace', { project_id: 'before-outage' })).isError).toBe(false);
+      await c.stop('fast');
+      const down = await s.call('ensure_workspace', { project_id: 'during-outage' });
+      expect(down.isError).toBe(true);
+      expect(down.text).toContain('Cannot reach the database');
+      await c.start();
+      const back = await s.call('ensure_workspace', { project_id: 'after-outage' });
+      expect(back.text).toContain('Created workspace');
+    } finally {
+      await s.close();
+    }
+    // At start: the server comes up without its database and boots once it is there.
+    await c.stop('fast');
+    const early = await startServerProcess(serverArgs(), { DATABASE_URL: url });
+    try {
+      const down = await early.call('list_workspaces', {});
+      expect(down.isError).toBe(true);
+      expect(down.text).toContain('Cannot reach the database');
+      await c.start();
+      const listed = await early.call('list_workspaces', {});
+      expect(listed.isError).toBe(false);
+      expect((listed.data['workspaces'] as { project_id: string }[]).map((w) => w.project_id)).toEqual(['after-outage', 'before-outage']);
+    } finally {
+      await early.close();
+      if (!(await c.sql('SELECT 1').then(() => true, () => false))) await c.start();
+    }
+  }, 90_000);
+
+  it('a role without CREATE on the database gets the GRANT that fixes it at boot', async (ctx) => {
+    const c = server(ctx);
+    const url = await c.createDatabase('nogrant');
+    const database = new URL(url).pathname.slice(1);
+    await c.sql(`DROP ROLE IF EXISTS weak_role`).catch(() => undefined);
+    await c.sql(`CREATE ROLE weak_role LOGIN`);
+    await c.sql(`REVOKE CREATE ON DATABASE "${database}" FROM PUBLIC`);
+    // Boot on an empty database: the installer cannot create the registry schema.
+    const s = await startServerProcess(serverArgs(), { DATABASE_URL: c.url(database, 'weak_role') });
+    try {
+      const failure = await s.call('ensure_workspace', { project_id: 'weak' });
+      expect(failure.isError).toBe(true);
+      expect(failure.text).toContain('permission denied');
+      expect(failure.text).toContain(`GRANT CREATE ON DATABASE "${database}" TO "weak_role";`);
+    } finally {
+      await s.close();
+    }
+  }, 60_000);
+
+  it('uses an extension an administrator installed, and says who must install a missing one', async (ctx) => {
+    const c = server(ctx);
+    const url = await c.createDatabase('roles');
+    const database = new URL(url).pathname.slice(1);
+    const ext = await writeExtension(await tempDir(), { id: 'inspect', requires: ['pageinspect'] });
+    const admin = new PostgresDatabase({ connectionString: url });
+    await admin.exec(`DROP ROLE IF EXISTS app_role; CREATE ROLE app_role LOGIN;
+      GRANT CREATE ON DATABASE "${database}" TO app_role; GRANT CREATE ON SCHEMA public TO app_role;`);
+    const asApp = ['--extensions', ext, ...serverArgs()];
+    const appUrl = c.url(database, 'app_role');
+    try {
+      // pageinspect needs a superuser to create: the app role cannot, and is told who can.
+      const refused = await startServerProcess(asApp, { DATABASE_URL: appUrl });
+      const failure = await refused.call('list_workspaces', {});
+      await refused.close();
+      expect(failure.isError).toBe(true);
+      expect(failure.text).toContain('Ask an administrator to run CREATE EXTENSION pageinspect');
+
+      await admin.exec('CREATE EXTENSION pageinspect');
+      const s = await startServerProcess(asApp, { DATABASE_URL: appUrl });
+      try {
+        const made = await s.call('ensure_workspace', { project_id: 'by-app-role' });
+        expect(made.isError, made.text).toBe(false);
+        expect(made.data).toMatchObject({ created: true });
+      } finally {
+        await s.close();
+      }
+    } finally {
+      await admin.close();
+    }
+  }, 60_000);
+
+  it('a server killed mid-install leaves no half-applied phase, and the next boot completes', async (ctx) => {
+    const url = await server(ctx).createDatabase('crash');
+    const slow = await writeExtension(await tempDir(), { id: 'slowpoke' }, {
+      'schema.sql': 'CREATE TABLE IF NOT EXISTS public.slow_marks (phase text);',
+      'migrations/0001_sleepy.sql': `INSERT INTO public.slow_marks VALUES ('migration'); SELECT pg_sleep(2);`,
+    });
+    const args = ['--extensions', slow, ...serverArgs()];
+    const child = spawn(process.execPath, [MAIN, ...args], { env: { ...process.env, DATABASE_URL: url }, stdio: ['pipe', 'ignore', 'ignore'] });
+    const db = new PostgresDatabase({ connectionString: url });
+    try {
+      // Kill it while the migration sleeps, i.e. inside the migrations phase's transaction.
+      for (let i = 0; i < 400; i++) {
+        const [row] = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE '%pg_sleep(2)%' AND pid <> pg_backend_pid()`);
+        if (row?.n) break;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      child.kill('SIGKILL');
+      await new Promise((r) => child.on('exit', r));
+      expect(await db.query('SELECT * FROM public.slow_marks')).toEqual([]);
+      expect(await db.query(`SELECT name FROM project_registry.schema_migrations WHERE extension_id = 'slowpoke'`)).toEqual([]);
+
+      const next = await startServerProcess(args, { DATABASE_URL: url, PG_WORKSPACE_LOCK_TIMEOUT_MS: '20000' });
+      try {
+        expect((await next.call('ensure_workspace', { project_id: 'after-crash' })).data).toMatchObject({ created: true });
+      } finally {
+        await next.close();
+      }
+      expect(await db.query('SELECT * FROM public.slow_marks')).toEqual([{ phase: 'migration' }]);
+    } finally {
+      child.kill('SIGKILL');
+      await db.close();
+    }
+  }, 60_000);
+});
+
+describe('through PgBouncer in transaction pooling mode', () => {
+  const through = async (ctx: TestContext) => {
+    const c = server(ctx);
+    if (!bouncer) ctx.skip();
+    const direct = await c.createDatabase('bounced');
+    return (bouncer as PgBouncer).url(new URL(direct).pathname.slice(1));
+  };
+
+  it('concurrent installs and provisioning stay exactly-once', async (ctx) => {
+    const url = await through(ctx);
+    const plan = await planFor([extensionDir], ['codebase']);
+    const dbs = Array.from({ length: 12 }, () => new PostgresDatabase({ connectionString: url, maxConnections: 3 }));
+    try {
+      const reports = await Promise.all(dbs.map((db) => install(db, plan)));
+      expect(reports.filter((r) => r.outcome === 'installed')).toHaveLength(1);
+      const managers = dbs.map((db, i) => new WorkspaceManager(db, plan, reports[i]!.searchPathSchemas, silentLogger));
+      const results = await Promise.all(managers.flatMap((m, n) => [m.ensure('pooled'), m.ensure(`pooled-${n}`)]));
+      expect(results.filter((r) => r.created)).toHaveLength(13);
+      expect(await dbs[0]!.query(`SELECT extension_id, name, count(*)::int AS n FROM project_registry.schema_migrations GROUP BY 1, 2 ORDER BY 2`)).toEqual([
+        { extension_id: 'relia', name: '0001_first', n: 1 },
+        { extension_id: 'relia', name: '0002_second', n: 1 },
+      ]);
+      expect(await dbs[0]!.query(`SELECT count(*)::int AS n FROM project_registry.workspace_config`)).toEqual([{ n: 13 }]);
+    } finally {
+      await Promise.all(dbs.map((db) => db.close()));
+    }
+  }, 60_000);
+
+  it('the built server boots and provisions through it', async (ctx) => {
+    const url = await through(ctx);
+    const servers = await Promise.all(Array.from({ length: 4 }, () => startServerProcess(serverArgs(), { DATABASE_URL: url })));
+    try {
+      const results = await Promise.all(servers.map((s) => s.call('ensure_workspace', { project_id: 'via-bouncer' })));
+      expect(results.filter((r) => r.isError)).toEqual([]);
+      expect(results.filter((r) => r.data['created'] === true)).toHaveLength(1);
+    } finally {
+      await Promise.all(servers.map((s) => s.close()));
+    }
+  }, 60_000);
+});

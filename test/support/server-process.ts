@@ -1,0 +1,39 @@
+import path from 'node:path';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import type { Tool } from '@modelcontextprotocol/sdk/types.js';
+import { callTool } from './mcp.js';
+
+export const MAIN = path.resolve('dist/src/main.js');
+
+export interface ServerProcess {
+  client: Client;
+  tools: Tool[];
+  pid: number;
+  stderr(): string;
+  call(name: string, args: Record<string, unknown>): ReturnType<typeof callTool>;
+  close(): Promise<void>;
+}
+
+/** The built server as a child process, driven over stdio by the SDK client. */
+export async function startServerProcess(args: string[], env: Record<string, string>): Promise<ServerProcess> {
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: [MAIN, ...args],
+    env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', ...env },
+    stderr: 'pipe',
+  });
+  let stderr = '';
+  transport.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const client = new Client({ name: 'reliability-test', version: '1' });
+  await client.connect(transport);
+  const { tools } = await client.listTools();
+  return {
+    client,
+    tools,
+    pid: transport.pid as number,
+    stderr: () => stderr,
+    call: (name, toolArgs) => callTool(client, tools, name, toolArgs),
+    close: () => client.close(),
+  };
+}
