@@ -190,36 +190,124 @@ describe('reliability on a real PostgreSQL server', () => {
     }
   }, 60_000);
 
-  it('a server killed mid-install leaves no half-applied phase, and the next boot completes', async (ctx) => {
-    const url = await server(ctx).createDatabase('crash');
-    const slow = await writeExtension(await tempDir(), { id: 'slowpoke' }, {
-      'schema.sql': 'CREATE TABLE IF NOT EXISTS public.slow_marks (phase text);',
-      'migrations/0001_sleepy.sql': `INSERT INTO public.slow_marks VALUES ('migration'); SELECT pg_sleep(2);`,
+  /**
+   * One extension per phase, each with a statement that stalls inside that phase's transaction
+   * (a pg_sleep, or for structural DDL a lock the test holds), so the test can SIGKILL the
+   * booting server right there and check that the phase left nothing behind.
+   */
+  const crashPoints = {
+    structural: {
+      files: { 'schema.sql': 'CREATE TABLE IF NOT EXISTS public.crash_child (id int REFERENCES public.crash_blocker (id));' },
+      stalled: '%crash_child%',
+      leftovers: `SELECT to_regclass('public.crash_child') AS leftover`,
+    },
+    migrations: {
+      files: { 'migrations/0001_sleepy.sql': `CREATE TABLE public.crash_migrated (id int); SELECT pg_sleep(2);` },
+      stalled: '%pg_sleep(2)%',
+      leftovers: `SELECT to_regclass('public.crash_migrated')::text AS leftover
+                  UNION ALL SELECT name FROM project_registry.schema_migrations WHERE extension_id = 'crashy'`,
+    },
+    dependent: {
+      files: { 'schema.sql': 'CREATE OR REPLACE VIEW public.crash_view AS SELECT 1 AS one; DO $$ BEGIN PERFORM pg_sleep(2); END $$;' },
+      stalled: '%pg_sleep(2)%',
+      leftovers: `SELECT to_regclass('public.crash_view') AS leftover`,
+    },
+    seeds: {
+      files: {
+        'schema.sql': 'CREATE TABLE IF NOT EXISTS public.crash_seeded (id int PRIMARY KEY);',
+        'seeds/slow.sql': 'INSERT INTO public.crash_seeded VALUES (1) ON CONFLICT DO NOTHING; SELECT pg_sleep(2);',
+      },
+      stalled: '%pg_sleep(2)%',
+      leftovers: `SELECT id::text AS leftover FROM public.crash_seeded`,
+    },
+  } as const;
+
+  for (const [phase, point] of Object.entries(crashPoints)) {
+    it(`a server killed in the ${phase} phase leaves nothing of that phase, and the next boot completes`, async (ctx) => {
+      const c = server(ctx);
+      const url = await c.createDatabase(`crash_${phase}`);
+      const db = new PostgresDatabase({ connectionString: url });
+      const blocker = new PostgresDatabase({ connectionString: url });
+      await db.exec('CREATE TABLE public.crash_blocker (id int PRIMARY KEY)');
+      let unblock = () => {};
+      const blocked = blocker.transaction(async (tx) => {
+        if (phase !== 'structural') return;
+        await tx.exec('LOCK TABLE public.crash_blocker IN ACCESS EXCLUSIVE MODE');
+        await new Promise<void>((resolve) => (unblock = resolve));
+      });
+      const ext = await writeExtension(await tempDir(), { id: 'crashy' }, point.files);
+      const args = ['--extensions', ext, ...serverArgs()];
+      const child = spawn(process.execPath, [MAIN, ...args], { env: { ...process.env, DATABASE_URL: url }, stdio: ['pipe', 'ignore', 'ignore'] });
+      try {
+        let stalled = false;
+        for (let i = 0; i < 400 && !stalled; i++) {
+          const [row] = await db.query<{ n: number }>(
+            `SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE $1 AND query NOT LIKE '%pg_stat_activity%'`,
+            [point.stalled],
+          );
+          stalled = (row?.n ?? 0) > 0;
+          if (!stalled) await new Promise((r) => setTimeout(r, 25));
+        }
+        expect(stalled).toBe(true);
+        child.kill('SIGKILL');
+        await new Promise((r) => child.on('exit', r));
+        unblock();
+        await blocked;
+        expect((await db.query<{ leftover: string | null }>(point.leftovers)).filter((r) => r.leftover !== null)).toEqual([]);
+
+        // The dead server's session may still hold the install lock until its backend notices.
+        const next = await startServerProcess(args, { DATABASE_URL: url, PG_WORKSPACE_LOCK_TIMEOUT_MS: '20000' });
+        try {
+          const made = await next.call('ensure_workspace', { project_id: 'after-crash' });
+          expect(made.isError, made.text).toBe(false);
+        } finally {
+          await next.close();
+        }
+        expect((await db.query<{ leftover: string | null }>(point.leftovers)).filter((r) => r.leftover !== null)).not.toEqual([]);
+      } finally {
+        child.kill('SIGKILL');
+        unblock();
+        await blocker.close();
+        await db.close();
+      }
+    }, 60_000);
+  }
+
+  it('a server killed while creating a workspace leaves no half-made workspace', async (ctx) => {
+    const url = await server(ctx).createDatabase('crash_ws');
+    const ext = await writeExtension(await tempDir(), { id: 'slow-ws' }, {
+      'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS slow_items (id int); DO $$ BEGIN PERFORM pg_sleep(2); END $$;',
     });
-    const args = ['--extensions', slow, ...serverArgs()];
-    const child = spawn(process.execPath, [MAIN, ...args], { env: { ...process.env, DATABASE_URL: url }, stdio: ['pipe', 'ignore', 'ignore'] });
+    const args = ['--extensions', ext, ...serverArgs()];
+    const first = await startServerProcess(args, { DATABASE_URL: url });
     const db = new PostgresDatabase({ connectionString: url });
     try {
-      // Kill it while the migration sleeps, i.e. inside the migrations phase's transaction.
+      const pending = first.call('ensure_workspace', { project_id: 'half-made' }).catch(() => undefined);
       for (let i = 0; i < 400; i++) {
-        const [row] = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE '%pg_sleep(2)%' AND pid <> pg_backend_pid()`);
+        const [row] = await db.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE '%pg_sleep(2)%' AND query NOT LIKE '%pg_stat_activity%'`,
+        );
         if (row?.n) break;
         await new Promise((r) => setTimeout(r, 25));
       }
-      child.kill('SIGKILL');
-      await new Promise((r) => child.on('exit', r));
-      expect(await db.query('SELECT * FROM public.slow_marks')).toEqual([]);
-      expect(await db.query(`SELECT name FROM project_registry.schema_migrations WHERE extension_id = 'slowpoke'`)).toEqual([]);
-
-      const next = await startServerProcess(args, { DATABASE_URL: url, PG_WORKSPACE_LOCK_TIMEOUT_MS: '20000' });
+      process.kill(first.pid, 'SIGKILL');
+      await pending;
+      // Once the killed session's transaction is gone, there is no trace of the workspace.
+      for (let i = 0; i < 200; i++) {
+        const [row] = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE '%pg_sleep(2)%' AND query NOT LIKE '%pg_stat_activity%'`);
+        if (!row?.n) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(await db.query(`SELECT to_regnamespace('project_half_made') AS s`)).toEqual([{ s: null }]);
+      expect(await db.query(`SELECT 1 FROM project_registry.workspace_config WHERE project_id = 'half-made'`)).toEqual([]);
+      const next = await startServerProcess(args, { DATABASE_URL: url });
       try {
-        expect((await next.call('ensure_workspace', { project_id: 'after-crash' })).data).toMatchObject({ created: true });
+        expect((await next.call('ensure_workspace', { project_id: 'half-made' })).data).toMatchObject({ created: true, tables: ['items', 'slow_items'] });
       } finally {
         await next.close();
       }
-      expect(await db.query('SELECT * FROM public.slow_marks')).toEqual([{ phase: 'migration' }]);
     } finally {
-      child.kill('SIGKILL');
+      await first.close().catch(() => undefined);
       await db.close();
     }
   }, 60_000);

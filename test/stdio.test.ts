@@ -98,6 +98,24 @@ describe('the built server over stdio', () => {
     expect(stderr).toMatch(/pg-workspace-mcp info: serving MCP on stdio/);
   }, 60_000);
 
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    it(`shuts down cleanly on ${signal}, releasing the embedded store`, async () => {
+      const child = spawn(process.execPath, [MAIN, '--data-dir', dataDir], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+      let stdout = '';
+      child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+      child.stdin.write(`${JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' })}\n`);
+      // The first tools/call waits for boot, so an answer means the store is open and locked.
+      child.stdin.write(`${JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'list_workspaces', arguments: {} } })}\n`);
+      for (let i = 0; i < 600 && !stdout.includes('"id":2'); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(stdout).toContain('"id":2');
+      expect((await readFile(path.join(dataDir, 'lock'), 'utf8')).trim()).toBe(String(child.pid));
+      child.kill(signal);
+      const code = await new Promise((resolve) => child.on('exit', resolve));
+      expect(code).toBe(0);
+      expect((await readFile(path.join(dataDir, 'lock'), 'utf8')).trim()).toBe('');
+    }, 60_000);
+  }
+
   it('prints its version and help, and rejects bad configuration naming the setting', async () => {
     const pkg = JSON.parse(await readFile('package.json', 'utf8')) as { version: string };
     expect((await run(process.execPath, [MAIN, '--version'])).stdout.trim()).toBe(pkg.version);
