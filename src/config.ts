@@ -14,15 +14,22 @@ export interface Config {
   logLevel: LogLevel;
 }
 
-export type Command = { kind: 'serve'; config: Config } | { kind: 'help' } | { kind: 'version' };
+export type Command =
+  | { kind: 'serve'; config: Config }
+  | { kind: 'migrate-workspaces'; config: Config; concurrency: number; dryRun: boolean }
+  | { kind: 'help' }
+  | { kind: 'version' };
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
 export const USAGE = `Usage: pg-workspace-mcp [options]
+       pg-workspace-mcp migrate-workspaces [--concurrency N] [--dry-run] [options]
 
 MCP server (stdio) that gives AI agents isolated, per-project PostgreSQL workspaces.
+migrate-workspaces applies pending workspace migrations to every lagging workspace, each in its
+own transaction, N at a time (default 4); safe beside running servers, and a rerun resumes.
 
 Options:
   --data-dir DIR       embedded PGlite data directory (env PG_WORKSPACE_DATA_DIR;
@@ -63,12 +70,14 @@ const splitList = (value: string | undefined, separator: string) =>
 
 /** Command-line flags win over the environment, which wins over defaults. */
 export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): Command {
+  const migrate = argv[0] === 'migrate-workspaces';
   let values;
   try {
     ({ values } = parseArgs({
-      args: [...argv],
+      args: migrate ? argv.slice(1) : [...argv],
       strict: true,
       options: {
+        ...(migrate ? { concurrency: { type: 'string' }, 'dry-run': { type: 'boolean' } } as const : {}),
         'data-dir': { type: 'string' },
         extensions: { type: 'string', multiple: true },
         disable: { type: 'string', multiple: true },
@@ -102,5 +111,9 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
     const problems = parsed.error.issues.map((i) => `  ${names[String(i.path[0])] ?? i.path.join('.')}: ${i.message}`);
     throw new ConfigError(`Invalid configuration:\n${problems.join('\n')}\n\nRun with --help for the options.`);
   }
-  return { kind: 'serve', config: { ...parsed.data, databaseUrl: parsed.data.databaseUrl } };
+  const config = { ...parsed.data, databaseUrl: parsed.data.databaseUrl };
+  if (!migrate) return { kind: 'serve', config };
+  const concurrency = z.coerce.number().int().min(1).max(64).safeParse(values.concurrency ?? 4);
+  if (!concurrency.success) throw new ConfigError(`--concurrency must be a whole number from 1 to 64, got ${String(values.concurrency)}.`);
+  return { kind: 'migrate-workspaces', config, concurrency: concurrency.data, dryRun: values['dry-run'] === true };
 }

@@ -8,9 +8,13 @@ import { installExtensions, type InstallReport } from './installer/install-exten
 import { prepareInstallPlan, type InstallPlan } from './installer/install-plan.js';
 import type { Logger } from './logger.js';
 import { builtinExtensionDirs } from './package-info.js';
+import { WorkspaceFleet } from './workspaces/workspace-fleet.js';
 import { WorkspaceManager } from './workspaces/workspace-manager.js';
 
-export type EngineConfig = Pick<Config, 'databaseUrl' | 'dataDir' | 'extensionDirs' | 'disabledExtensions' | 'lockTimeoutMs'>;
+export type EngineConfig = Pick<Config, 'databaseUrl' | 'dataDir' | 'extensionDirs' | 'disabledExtensions' | 'lockTimeoutMs'> & {
+  /** Pool size on PostgreSQL (default 10); the fleet upgrade needs one per worker. */
+  maxConnections?: number;
+};
 
 export class EngineUnavailableError extends Error {
   override name = 'EngineUnavailableError';
@@ -21,9 +25,10 @@ export type EngineStatus =
   | { state: 'ready'; report: InstallReport }
   | { state: 'failed'; error: string; retrying: boolean };
 
-interface Ready {
+export interface Ready {
   report: InstallReport;
   workspaces: WorkspaceManager;
+  fleet: WorkspaceFleet;
 }
 
 /**
@@ -100,7 +105,8 @@ export class ProvisioningEngine {
         extensions: report.extensions,
       });
       this.#status = { state: 'ready', report };
-      return { report, workspaces: new WorkspaceManager(this.#db, plan, report.searchPathSchemas, this.log) };
+      const workspaces = new WorkspaceManager(this.#db, plan, report.searchPathSchemas, this.log);
+      return { report, workspaces, fleet: new WorkspaceFleet(this.#db, plan, workspaces) };
     } catch (error) {
       const retrying = isConnectionFailure(error);
       const message = explainError(error, this.description);
@@ -122,7 +128,12 @@ export class ProvisioningEngine {
 
   #openDatabase(): Promise<Database> {
     return this.config.databaseUrl
-      ? Promise.resolve(new PostgresDatabase({ connectionString: this.config.databaseUrl }))
+      ? Promise.resolve(
+          new PostgresDatabase({
+            connectionString: this.config.databaseUrl,
+            ...(this.config.maxConnections ? { maxConnections: this.config.maxConnections } : {}),
+          }),
+        )
       : PGliteDatabase.open(this.config.dataDir);
   }
 

@@ -1,11 +1,8 @@
 #!/usr/bin/env node
-import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { ConfigError, parseCommand, USAGE } from './config.js';
-import { ProvisioningEngine } from './engine.js';
-import { createStderrLogger } from './logger.js';
-import { answerMalformedInput } from './malformed-input.js';
+import { migrateWorkspaces } from './migrate-workspaces-command.js';
 import { packageVersion } from './package-info.js';
-import { createServer } from './server.js';
+import { serveStdio } from './serve-stdio.js';
 
 let command;
 try {
@@ -16,36 +13,16 @@ try {
   process.exit(2);
 }
 
-if (command.kind === 'help') {
-  process.stdout.write(USAGE);
-} else if (command.kind === 'version') {
-  process.stdout.write(`${packageVersion}\n`);
-} else {
-  const log = createStderrLogger(command.config.logLevel);
-  const engine = new ProvisioningEngine(command.config, log);
-  const { server, cleanup } = createServer({ engine });
-
-  let stopping = false;
-  const shutdown = async (reason: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info('shutting down', { reason });
-    try {
-      await cleanup();
-    } catch (error) {
-      log.error('error during shutdown', { error: String(error) });
-    }
-    process.exit(0);
-  };
-  process.on('SIGINT', () => void shutdown('SIGINT'));
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  // The client closing our stdin is how stdio servers are told to go; staying would orphan us.
-  process.stdin.on('end', () => void shutdown('stdin ended'));
-  process.stdin.on('close', () => void shutdown('stdin closed'));
-  process.on('unhandledRejection', (error) => log.error('unhandled rejection', { error: String(error) }));
-
-  const transport = new StdioServerTransport();
-  answerMalformedInput(transport, log);
-  await server.connect(transport);
-  log.info('serving MCP on stdio', { version: packageVersion, database: command.config.databaseUrl ? 'postgres' : command.config.dataDir });
+switch (command.kind) {
+  case 'help':
+    process.stdout.write(USAGE);
+    break;
+  case 'version':
+    process.stdout.write(`${packageVersion}\n`);
+    break;
+  case 'migrate-workspaces':
+    process.exitCode = await migrateWorkspaces(command.config, command);
+    break;
+  case 'serve':
+    await serveStdio(command.config);
 }

@@ -3,6 +3,7 @@ import { registerEnsureWorkspaceTool } from '../tools/ensure-workspace.js';
 import { registerListWorkspacesTool } from '../tools/list-workspaces.js';
 import type { ToolDeps } from '../tools/tool-result.js';
 import { registerValidateColumnsTool } from '../tools/validate-columns.js';
+import { registerWorkspaceStatusTool } from '../tools/workspace-status.js';
 import type { ProvisioningEngine } from './engine.js';
 import { packageVersion } from './package-info.js';
 
@@ -21,16 +22,19 @@ export function createServer({ engine, readyTimeoutMs = READY_TIMEOUT_MS }: Serv
     {
       instructions:
         'Each project gets its own PostgreSQL schema ("workspace"). Call ensure_workspace with the project id ' +
-        'before using a project; list_workspaces shows existing ones; validate_columns checks a table\'s shape.',
+        'before using a project; list_workspaces shows existing ones; validate_columns checks a table\'s shape; ' +
+        'workspace_status shows which workspace migrations are applied or pending.',
     },
   );
   const deps: ToolDeps = {
     workspaces: async () => (await engine.ready(readyTimeoutMs)).workspaces,
+    fleet: async () => (await engine.ready(readyTimeoutMs)).fleet,
     explain: (error) => engine.explain(error),
   };
   registerEnsureWorkspaceTool(server, deps);
   registerListWorkspacesTool(server, deps);
   registerValidateColumnsTool(server, deps);
+  registerWorkspaceStatusTool(server, deps);
   engine.start();
   return {
     server,

@@ -51,8 +51,8 @@ describe('MCP server in process', () => {
     expect(mcp.statusAfterInitialize).toBe('booting');
   });
 
-  it('lists the three tools with input and output schemas and honest annotations', () => {
-    expect(tools.map((t) => t.name).sort()).toEqual(['ensure_workspace', 'list_workspaces', 'validate_columns']);
+  it('lists the tools with input and output schemas and honest annotations', () => {
+    expect(tools.map((t) => t.name).sort()).toEqual(['ensure_workspace', 'list_workspaces', 'validate_columns', 'workspace_status']);
     for (const tool of tools) {
       expect(tool.inputSchema.type).toBe('object');
       expect(tool.outputSchema?.type).toBe('object');
@@ -61,6 +61,7 @@ describe('MCP server in process', () => {
     expect(byName['ensure_workspace']?.annotations).toMatchObject({ idempotentHint: true, destructiveHint: false });
     expect(byName['list_workspaces']?.annotations?.readOnlyHint).toBe(true);
     expect(byName['validate_columns']?.annotations?.readOnlyHint).toBe(true);
+    expect(byName['workspace_status']?.annotations?.readOnlyHint).toBe(true);
     expect(byName['ensure_workspace']?.description).toMatch(/project_client_a/);
     expect(JSON.stringify(byName['ensure_workspace']?.inputSchema)).toContain('lower-case ASCII letters');
   });
@@ -123,6 +124,34 @@ describe('MCP server in process', () => {
   });
 });
 
+describe('workspace_status over MCP', () => {
+  it('reports one workspace and the fleet, and rejects an unknown workspace', async () => {
+    const dir = await writeExtension(await tempDir(), { id: 'notes' }, {
+      'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS notes (id int);',
+      'workspace/migrations/0001_body.sql': 'ALTER TABLE notes ADD COLUMN IF NOT EXISTS body text;',
+    });
+    const mcp = await connect({ extensionDirs: [dir] });
+    try {
+      const call = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
+      await call('ensure_workspace', { project_id: 'status-a' });
+      await call('ensure_workspace', { project_id: 'status-b' });
+      const one = await call('workspace_status', { project_id: 'status-a' });
+      expect(one.data).toEqual({
+        project_id: 'status-a',
+        workspace: { schema_name: 'project_status_a', up_to_date: true, applied: ['notes/0001_body'], pending: [] },
+        fleet: null,
+      });
+      const all = await call('workspace_status', {});
+      expect(all.data).toEqual({ project_id: null, workspace: null, fleet: { workspaces: 2, up_to_date: 2, lagging: 0, pending: [] } });
+      const unknown = await call('workspace_status', { project_id: 'nobody' });
+      expect(unknown.isError).toBe(true);
+      expect(unknown.text).toContain('ensure_workspace');
+    } finally {
+      await mcp.close();
+    }
+  }, 60_000);
+});
+
 describe('MCP server whose install failed', () => {
   it('returns the install failure from every tool', async () => {
     const dir = await writeExtension(await tempDir(), { id: 'broken' }, {
@@ -134,6 +163,7 @@ describe('MCP server whose install failed', () => {
         ['ensure_workspace', { project_id: 'a' }],
         ['list_workspaces', {}],
         ['validate_columns', { table: 'x', columns: ['y'] }],
+        ['workspace_status', {}],
       ] as const) {
         const result = await callTool(mcp.client, mcp.tools, name, args);
         expect(result.isError, name).toBe(true);

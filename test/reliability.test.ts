@@ -95,7 +95,7 @@ describe('reliability on a real PostgreSQL server', () => {
       expect(s.stderr()).toContain('waiting for the install lock');
       expect(s.stderr()).toContain(`"pid":${holderPid}`);
       // Still serving: the MCP side answers, and every tool gives the same clear failure.
-      expect((await s.client.listTools()).tools).toHaveLength(3);
+      expect((await s.client.listTools()).tools).toHaveLength(4);
       expect((await s.call('list_workspaces', {})).text).toContain('install lock');
     } finally {
       release();

@@ -1,9 +1,11 @@
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import type { WorkspaceFleet } from '../src/workspaces/workspace-fleet.js';
 import type { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
 
-/** What every tool needs: the engine's workspace manager, once boot has finished. */
+/** What the tools need from the engine, once boot has finished. */
 export interface ToolDeps {
   workspaces(): Promise<WorkspaceManager>;
+  fleet(): Promise<WorkspaceFleet>;
   /** Turns a failure into the message the agent sees (e.g. advice when the database is down). */
   explain(error: unknown): string;
 }

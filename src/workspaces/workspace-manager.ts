@@ -56,6 +56,13 @@ const LOOKUP = `
     FROM project_registry.workspace_config w
    WHERE w.project_id = $1`;
 
+interface Provisioned {
+  /** Absent when the workspace does not exist and was not to be created. */
+  workspace?: Workspace;
+  changed: boolean;
+  migrations: string[];
+}
+
 interface LookupRow {
   created_at: Date;
   workspace_fingerprint: string;
@@ -95,19 +102,36 @@ export class WorkspaceManager {
     if (row && row.workspace_fingerprint === this.plan.workspaceFingerprint) {
       return { projectId, schemaName, created: false, createdAt: row.created_at, tables: row.tables };
     }
+    const result = await this.#provision(projectId, schemaName, { create: true });
+    return result.workspace as Workspace;
+  }
+
+  /**
+   * Applies pending workspace migrations to an existing workspace, in its own transaction under
+   * its lock (safe beside running servers). Never creates a workspace.
+   */
+  async upgrade(projectId: string): Promise<{ outcome: 'upgraded' | 'up-to-date' | 'missing'; migrations: string[] }> {
+    const result = await this.#provision(projectId, schemaNameFor(projectId), { create: false });
+    if (!result.workspace) return { outcome: 'missing', migrations: [] };
+    return { outcome: result.changed ? 'upgraded' : 'up-to-date', migrations: result.migrations };
+  }
+
+  async #provision(projectId: string, schemaName: string, options: { create: boolean }): Promise<Provisioned> {
     try {
-      return await this.db.transaction((tx) => this.#provision(tx, projectId, schemaName));
+      return await this.db.transaction((tx) => this.#provisionIn(tx, projectId, schemaName, options));
     } catch (error) {
       throw await this.#explain(error, projectId, schemaName);
     }
   }
 
   /** One transaction: lock, re-check, DDL in one round trip, registry and ledger rows. */
-  async #provision(tx: Queryable, projectId: string, schemaName: string): Promise<Workspace> {
+  async #provisionIn(tx: Queryable, projectId: string, schemaName: string, { create }: { create: boolean }): Promise<Provisioned> {
     await tx.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [WORKSPACE_LOCK_CLASS, projectId]);
     const [row] = await tx.query<LookupRow>(LOOKUP, [projectId]);
+    if (!row && !create) return { changed: false, migrations: [] };
     if (row && row.workspace_fingerprint === this.plan.workspaceFingerprint) {
-      return { projectId, schemaName, created: false, createdAt: row.created_at, tables: row.tables };
+      const workspace = { projectId, schemaName, created: false, createdAt: row.created_at, tables: row.tables };
+      return { workspace, changed: false, migrations: [] };
     }
     const applied = row
       ? await tx.query<AppliedMigration>(
@@ -154,7 +178,9 @@ export class WorkspaceManager {
       schema: schemaName,
       migrations: script.migrations.names,
     });
-    return { projectId, schemaName, created: !row, createdAt: registered.created_at, tables: registered.tables };
+    const workspace = { projectId, schemaName, created: !row, createdAt: registered.created_at, tables: registered.tables };
+    const { extensionIds, names } = script.migrations;
+    return { workspace, changed: true, migrations: names.map((name, i) => `${extensionIds[i]}/${name}`) };
   }
 
   async #checkRequiredColumns(tx: Queryable, schemaName: string): Promise<void> {

@@ -1,0 +1,159 @@
+import type { Database } from '../db/database.js';
+import type { InstallPlan } from '../installer/install-plan.js';
+import type { WorkspaceManager } from './workspace-manager.js';
+
+export interface WorkspaceStatus {
+  projectId: string;
+  schemaName: string;
+  /** The workspace holds exactly the current workspace DDL and migrations. */
+  upToDate: boolean;
+  applied: string[];
+  pending: string[];
+}
+
+export interface FleetStatus {
+  workspaces: number;
+  upToDate: number;
+  lagging: number;
+  /** Each pending workspace migration (`extension/name`) and how many workspaces lack it. */
+  pending: { migration: string; workspaces: number }[];
+}
+
+export interface UpgradeProgress {
+  total: number;
+  done: number;
+  upgraded: number;
+  skipped: number;
+  failed: number;
+}
+
+export interface UpgradeOptions {
+  concurrency: number;
+  dryRun?: boolean;
+  signal?: AbortSignal;
+  onProgress?: (progress: UpgradeProgress) => void;
+}
+
+export interface UpgradeSummary extends UpgradeProgress {
+  /** Dry run: what would run where. */
+  plan: { projectId: string; pending: string[] }[];
+  failures: { projectId: string; error: string }[];
+  interrupted: boolean;
+  ms: number;
+}
+
+/**
+ * The workspaces as a fleet: which lag behind the current workspace DDL and migrations, and
+ * bringing them all up to date. Lagging is one indexed query on the registry's fingerprint
+ * column, written as two range predicates so that "not equal" is still an index scan.
+ */
+export class WorkspaceFleet {
+  constructor(
+    private readonly db: Database,
+    private readonly plan: InstallPlan,
+    private readonly manager: WorkspaceManager,
+  ) {}
+
+  async lagging(): Promise<string[]> {
+    const rows = await this.db.query<{ project_id: string }>(
+      `SELECT project_id FROM project_registry.workspace_config
+        WHERE workspace_fingerprint < $1 OR workspace_fingerprint > $1
+        ORDER BY project_id`,
+      [this.plan.workspaceFingerprint],
+    );
+    return rows.map((r) => r.project_id);
+  }
+
+  /** Migrations each workspace lacks, for a dry run or a status report. */
+  async pendingFor(projectIds: readonly string[]): Promise<Map<string, string[]>> {
+    const rows = await this.db.query<{ project_id: string; migration: string }>(
+      `SELECT project_id, extension_id || '/' || name AS migration
+         FROM project_registry.workspace_migrations WHERE project_id = ANY ($1::text[])`,
+      [projectIds],
+    );
+    const applied = new Map<string, Set<string>>();
+    for (const r of rows) applied.set(r.project_id, (applied.get(r.project_id) ?? new Set()).add(r.migration));
+    const all = this.#allMigrations();
+    return new Map(projectIds.map((id) => [id, all.filter((m) => !applied.get(id)?.has(m))]));
+  }
+
+  async status(projectId: string): Promise<WorkspaceStatus | undefined> {
+    const [row] = await this.db.query<{ schema_name: string; workspace_fingerprint: string; applied: string[] }>(
+      `SELECT w.schema_name, w.workspace_fingerprint,
+              ARRAY(SELECT m.extension_id || '/' || m.name FROM project_registry.workspace_migrations m
+                     WHERE m.project_id = w.project_id ORDER BY 1) AS applied
+         FROM project_registry.workspace_config w WHERE w.project_id = $1`,
+      [projectId],
+    );
+    if (!row) return undefined;
+    return {
+      projectId,
+      schemaName: row.schema_name,
+      upToDate: row.workspace_fingerprint === this.plan.workspaceFingerprint,
+      applied: row.applied,
+      pending: this.#allMigrations().filter((m) => !row.applied.includes(m)),
+    };
+  }
+
+  async fleetStatus(): Promise<FleetStatus> {
+    const [counts] = await this.db.query<{ total: number; current: number }>(
+      `SELECT count(*)::int AS total, count(*) FILTER (WHERE workspace_fingerprint = $1)::int AS current
+         FROM project_registry.workspace_config`,
+      [this.plan.workspaceFingerprint],
+    );
+    const applied = await this.db.query<{ migration: string; n: number }>(
+      `SELECT extension_id || '/' || name AS migration, count(*)::int AS n
+         FROM project_registry.workspace_migrations GROUP BY 1`,
+    );
+    const total = counts?.total ?? 0;
+    return {
+      workspaces: total,
+      upToDate: counts?.current ?? 0,
+      lagging: total - (counts?.current ?? 0),
+      pending: this.#allMigrations()
+        .map((migration) => ({ migration, workspaces: total - (applied.find((a) => a.migration === migration)?.n ?? 0) }))
+        .filter((p) => p.workspaces > 0),
+    };
+  }
+
+  /**
+   * Upgrades every lagging workspace, `concurrency` at a time, each in its own transaction: a
+   * rerun after a crash or an interrupt simply finds fewer lagging workspaces, and one failing
+   * workspace is reported without stopping the others.
+   */
+  async upgrade(options: UpgradeOptions): Promise<UpgradeSummary> {
+    const started = performance.now();
+    const ids = await this.lagging();
+    const summary: UpgradeSummary = { total: ids.length, done: 0, upgraded: 0, skipped: 0, failed: 0, plan: [], failures: [], interrupted: false, ms: 0 };
+    if (options.dryRun) {
+      const pending = await this.pendingFor(ids);
+      summary.plan = ids.map((projectId) => ({ projectId, pending: pending.get(projectId) ?? [] }));
+      summary.ms = performance.now() - started;
+      return summary;
+    }
+    let next = 0;
+    const worker = async () => {
+      while (next < ids.length && !options.signal?.aborted) {
+        const projectId = ids[next++] as string;
+        try {
+          const result = await this.manager.upgrade(projectId);
+          if (result.outcome === 'upgraded') summary.upgraded++;
+          else summary.skipped++;
+        } catch (error) {
+          summary.failed++;
+          summary.failures.push({ projectId, error: error instanceof Error ? error.message : String(error) });
+        }
+        summary.done++;
+        options.onProgress?.({ ...summary });
+      }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, options.concurrency) }, worker));
+    summary.interrupted = summary.done < ids.length;
+    summary.ms = performance.now() - started;
+    return summary;
+  }
+
+  #allMigrations(): string[] {
+    return this.plan.extensions.flatMap((p) => p.workspace.migrations.map((m) => `${p.extension.id}/${m.migration.name}`));
+  }
+}
