@@ -1,15 +1,11 @@
 import type { Config } from './config.js';
 import type { Database } from './db/database.js';
-import { PGliteDatabase } from './db/pglite-database.js';
-import { PostgresDatabase } from './db/postgres-database.js';
 import { explainError, isConnectionFailure } from './db/sql-errors.js';
-import { loadExtensions } from './extensions/load-extensions.js';
-import { installExtensions, type InstallReport } from './installer/install-extensions.js';
-import { prepareInstallPlan, type InstallPlan } from './installer/install-plan.js';
+import type { InstallReport } from './installer/install-extensions.js';
+import type { InstallPlan } from './installer/install-plan.js';
 import type { Logger } from './logger.js';
-import { builtinExtensionDirs } from './package-info.js';
-import { WorkspaceFleet } from './workspaces/workspace-fleet.js';
-import { WorkspaceManager } from './workspaces/workspace-manager.js';
+import type { WorkspaceFleet } from './workspaces/workspace-fleet.js';
+import type { WorkspaceManager } from './workspaces/workspace-manager.js';
 
 export type EngineConfig = Pick<Config, 'databaseUrl' | 'dataDir' | 'extensionDirs' | 'disabledExtensions' | 'lockTimeoutMs'> & {
   /** Pool size on PostgreSQL (default 10); the fleet upgrade needs one per worker. */
@@ -39,7 +35,10 @@ export interface Ready {
  */
 export class ProvisioningEngine {
   #db: Database | undefined;
+  #plan: Promise<InstallPlan> | undefined;
   #boot: Promise<Ready> | undefined;
+  /** Set once boot succeeded: the hot path (every tool call) returns it without a timer. */
+  #ready: Ready | undefined;
   #status: EngineStatus = { state: 'booting' };
   #closed = false;
 
@@ -68,9 +67,10 @@ export class ProvisioningEngine {
     this.#boot.catch(() => undefined);
   }
 
-  /** The workspace manager once boot has succeeded, waiting at most `timeoutMs` for it. */
+  /** The engine's services once boot has succeeded, waiting at most `timeoutMs` for it. */
   async ready(timeoutMs: number): Promise<Ready> {
     if (this.#closed) throw new EngineUnavailableError('The server is shutting down.');
+    if (this.#ready) return this.#ready;
     if (this.#status.state === 'failed' && this.#status.retrying) this.#boot = undefined;
     this.start();
     let timer: NodeJS.Timeout | undefined;
@@ -95,18 +95,14 @@ export class ProvisioningEngine {
   async #bootOnce(): Promise<Ready> {
     this.#status = { state: 'booting' };
     try {
-      const plan = await this.#plan();
-      this.#db ??= await this.#openDatabase();
-      const report = await installExtensions(this.#db, plan, { lockTimeoutMs: this.config.lockTimeoutMs, log: this.log });
-      if (plan.pgExtensions.has('vector')) await this.#db.registerVectorTypes();
-      this.log.info(report.outcome === 'up-to-date' ? 'database schema up to date' : 'extension schemas installed', {
-        database: this.#db.description,
-        ms: report.ms,
-        extensions: report.extensions,
-      });
-      this.#status = { state: 'ready', report };
-      const workspaces = new WorkspaceManager(this.#db, plan, report.searchPathSchemas, this.log);
-      return { report, workspaces, fleet: new WorkspaceFleet(this.#db, plan, workspaces) };
+      const boot = await import('./boot.js');
+      this.#plan ??= boot.planInstall(this.config);
+      const plan = await this.#plan;
+      this.#db ??= await boot.openDatabase(this.config);
+      const ready = await boot.installAndServe(this.#db, plan, this.config, this.log);
+      this.#status = { state: 'ready', report: ready.report };
+      this.#ready = ready;
+      return ready;
     } catch (error) {
       const retrying = isConnectionFailure(error);
       const message = explainError(error, this.description);
@@ -114,27 +110,6 @@ export class ProvisioningEngine {
       this.log.error('boot failed', { error: message });
       throw new EngineUnavailableError(message, { cause: error });
     }
-  }
-
-  #planned: Promise<InstallPlan> | undefined;
-
-  /** Extensions are read and parsed once: they are files, not database state. */
-  #plan(): Promise<InstallPlan> {
-    this.#planned ??= loadExtensions([...builtinExtensionDirs, ...this.config.extensionDirs], this.config.disabledExtensions).then(
-      prepareInstallPlan,
-    );
-    return this.#planned;
-  }
-
-  #openDatabase(): Promise<Database> {
-    return this.config.databaseUrl
-      ? Promise.resolve(
-          new PostgresDatabase({
-            connectionString: this.config.databaseUrl,
-            ...(this.config.maxConnections ? { maxConnections: this.config.maxConnections } : {}),
-          }),
-        )
-      : PGliteDatabase.open(this.config.dataDir);
   }
 
   async close(): Promise<void> {

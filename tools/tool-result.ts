@@ -23,7 +23,7 @@ export async function runTool<T extends Record<string, unknown>>(
   try {
     const structured = await body();
     return {
-      content: [{ type: 'text', text: `${summarise(structured)}\n${JSON.stringify(structured, null, 2)}` }],
+      content: [{ type: 'text', text: `${summarise(structured)}\n${JSON.stringify(structured)}` }],
       structuredContent: structured,
     };
   } catch (error) {

@@ -46,13 +46,22 @@ export interface ColumnValidation extends ColumnCheck {
  */
 const WORKSPACE_LOCK_CLASS = 0x70677773; // "pgws"
 
+/**
+ * The tables of a schema. pg_class has no index on relnamespace, so filtering it by schema scans
+ * every workspace's tables; each table's dependency on its schema in pg_depend is indexed by
+ * the referenced object, so this costs the same at 10 workspaces as at 10,000.
+ */
+const tablesOf = (schemaName: string) => `
+  ARRAY(SELECT c.relname::text
+          FROM pg_catalog.pg_depend d
+          JOIN pg_catalog.pg_class c ON c.oid = d.objid
+         WHERE d.refclassid = 'pg_catalog.pg_namespace'::regclass AND d.refobjsubid = 0
+           AND d.refobjid = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = ${schemaName})
+           AND d.classid = 'pg_catalog.pg_class'::regclass AND d.deptype = 'n' AND c.relkind IN ('r', 'p')
+         ORDER BY 1)`;
+
 const LOOKUP = `
-  SELECT w.created_at, w.workspace_fingerprint,
-         ARRAY(SELECT c.relname::text
-                 FROM pg_catalog.pg_class c
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                WHERE n.nspname = w.schema_name AND c.relkind IN ('r', 'p')
-                ORDER BY 1) AS tables
+  SELECT w.created_at, w.workspace_fingerprint, ${tablesOf('w.schema_name')} AS tables
     FROM project_registry.workspace_config w
    WHERE w.project_id = $1`;
 
@@ -156,13 +165,7 @@ export class WorkspaceManager {
          INSERT INTO project_registry.workspace_migrations (project_id, extension_id, name, checksum)
          SELECT $1, * FROM unnest($4::text[], $5::text[], $6::text[])
        )
-       SELECT created_at,
-              ARRAY(SELECT c.relname::text
-                      FROM pg_catalog.pg_class c
-                      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                     WHERE n.nspname = $2 AND c.relkind IN ('r', 'p')
-                     ORDER BY 1) AS tables
-         FROM registered`,
+       SELECT created_at, ${tablesOf('$2')} AS tables FROM registered`,
       [
         projectId,
         schemaName,

@@ -1,0 +1,36 @@
+-- Benchmark twin of the built-in codebase extension for servers without pgvector:
+-- the same tables with real[] in place of vector(768) and no HNSW index.
+-- Names are unqualified: the installer runs this inside each workspace's schema.
+CREATE TABLE IF NOT EXISTS repositories (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    path        text NOT NULL UNIQUE,
+    name        text NOT NULL,
+    indexed_at  timestamptz,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS files (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    repository_id  bigint NOT NULL REFERENCES repositories ON DELETE CASCADE,
+    path           text NOT NULL,
+    language       text,
+    content_hash   text NOT NULL,
+    size_bytes     integer NOT NULL,
+    modified_at    timestamptz,
+    deleted_at     timestamptz,
+    UNIQUE (repository_id, path)
+);
+
+CREATE TABLE IF NOT EXISTS chunks (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    file_id     bigint NOT NULL REFERENCES files ON DELETE CASCADE,
+    content     text NOT NULL,
+    start_line  integer NOT NULL,
+    end_line    integer NOT NULL,
+    embedding   real[],
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    CHECK (end_line >= start_line)
+);
+
+CREATE INDEX IF NOT EXISTS chunks_file_id_idx ON chunks (file_id);
+CREATE INDEX IF NOT EXISTS files_active_idx ON files (repository_id) WHERE deleted_at IS NULL;

@@ -1,0 +1,87 @@
+import type { Database } from '../src/db/database.js';
+import type { InstallPlan } from '../src/installer/install-plan.js';
+import { silentLogger } from '../src/logger.js';
+import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
+import type { Row } from './report.js';
+import { ratio, sample, type Distribution } from './stats.js';
+
+export interface LookupFigures {
+  ours: Record<string, Distribution>;
+  informationSchema: Record<string, Distribution>;
+}
+
+/**
+ * The questions agents ask, asked of a registry with `count` workspaces named `${prefix}-NNNNNN`:
+ * ours through the workspace manager (a fresh one for existence, so no cache helps), the
+ * baseline through information_schema.
+ */
+export async function measureLookups(db: Database, plan: InstallPlan, searchPath: string[], prefix: string, count: number, iterations: number): Promise<LookupFigures> {
+  const id = (i: number) => `${prefix}-${String(Math.abs(i * 7919) % count).padStart(6, '0')}`;
+  const schema = (i: number) => `project_${id(i).replaceAll('-', '_')}`;
+  const manager = new WorkspaceManager(db, plan, searchPath, silentLogger);
+  let middleCursor: string | undefined;
+  for (let seen = 0; seen < count / 2; ) {
+    const page = await manager.list({ limit: 500, prefix: `${prefix}-`, cursor: middleCursor });
+    seen += page.workspaces.length;
+    middleCursor = page.nextCursor ?? undefined;
+    if (!middleCursor) break;
+  }
+  const columns = ['id', 'content', 'embedding', 'missing_column'];
+  return {
+    ours: {
+      exists: await sample(iterations, (i) => new WorkspaceManager(db, plan, searchPath, silentLogger).ensure(id(i))),
+      'list first page': await sample(iterations, () => manager.list({ limit: 50 })),
+      'list middle page': await sample(iterations, () => manager.list({ limit: 50, cursor: middleCursor })),
+      validate_columns: await sample(iterations, (i) => manager.validateColumns({ projectId: id(i), table: 'chunks', columns })),
+    },
+    informationSchema: {
+      exists: await sample(iterations, (i) => db.query('SELECT 1 FROM information_schema.schemata WHERE schema_name = $1', [schema(i)])),
+      'list first page': await sample(iterations, () =>
+        db.query(`SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'project\\_%' ORDER BY schema_name LIMIT 50`),
+      ),
+      'list middle page': await sample(iterations, () =>
+        db.query(`SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'project\\_%' ORDER BY schema_name LIMIT 50 OFFSET $1`, [
+          Math.floor(count / 2),
+        ]),
+      ),
+      validate_columns: await sample(iterations, (i) =>
+        db.query('SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 AND column_name = ANY ($3)', [
+          schema(i),
+          'chunks',
+          columns,
+        ]),
+      ),
+    },
+  };
+}
+
+export function lookupRows(label: string, small: LookupFigures, smallCount: number, large: LookupFigures, largeCount: number): Row[] {
+  return Object.keys(large.ours).flatMap((measure) => {
+    const oursLarge = large.ours[measure] as Distribution;
+    const oursSmall = small.ours[measure] as Distribution;
+    const infoLarge = large.informationSchema[measure] as Distribution;
+    const growth = ratio(oursLarge.p50, oursSmall.p50);
+    const speedup = ratio(infoLarge.p50, oursLarge.p50);
+    return [
+      {
+        scenario: `3 lookups ${label}`,
+        measure: `${measure} at ${largeCount} vs ${smallCount}`,
+        ours: oursLarge,
+        baseline: { name: `ours at ${smallCount}`, value: oursSmall },
+        ratio: growth,
+        target: '<= 1.5',
+        met: growth <= 1.5,
+      },
+      {
+        scenario: `3 lookups ${label}`,
+        measure: `${measure} at ${largeCount}`,
+        ours: oursLarge,
+        baseline: { name: 'information_schema', value: infoLarge },
+        ratio: ratio(oursLarge.p50, infoLarge.p50),
+        target: 'baseline/ours >= 10',
+        met: speedup >= 10,
+        note: `information_schema is ${speedup}x slower`,
+      },
+    ];
+  });
+}

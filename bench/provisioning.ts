@@ -1,0 +1,100 @@
+import type { Database } from '../src/db/database.js';
+import { quoteIdent } from '../src/db/identifiers.js';
+import type { InstallPlan } from '../src/installer/install-plan.js';
+import { silentLogger } from '../src/logger.js';
+import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
+import { install } from '../test/support/fixtures.js';
+import { sample, type Distribution } from './stats.js';
+
+/** The workspace DDL of a plan, as the statements a workspace needs. */
+export function workspaceStatements(plan: InstallPlan): { sql: string; createsTable?: { name: string } }[] {
+  return plan.extensions.flatMap((p) => [...p.workspace.structural, ...p.workspace.dependent]);
+}
+
+export async function managerFor(db: Database, plan: InstallPlan): Promise<WorkspaceManager> {
+  const report = await install(db, plan);
+  return new WorkspaceManager(db, plan, report.searchPathSchemas, silentLogger);
+}
+
+/** Ours: ensure_workspace's engine call on ids never seen (a cache miss that creates). */
+export function provisionOurs(manager: WorkspaceManager, prefix: string, iterations: number): Promise<Distribution> {
+  return sample(iterations, (i) => manager.ensure(`${prefix}-${i < 0 ? `warm${-i}` : i}`));
+}
+
+/** Baseline (a), the floor: the same DDL as one transaction in one plain query. */
+export function provisionRawFloor(db: Database, plan: InstallPlan, prefix: string, searchPath: string[], iterations: number) {
+  const ddl = workspaceStatements(plan).map((s) => `${s.sql};`).join('\n');
+  return sample(iterations, (i) => {
+    const schema = `raw_${prefix}_${i < 0 ? `w${-i}` : i}`;
+    const path = [schema, ...searchPath].map(quoteIdent).join(', ');
+    return db.exec(`BEGIN; CREATE SCHEMA ${quoteIdent(schema)}; SET LOCAL search_path TO ${path};\n${ddl}\nCOMMIT;`);
+  });
+}
+
+/**
+ * Baseline (b), the Python seed's way: an information_schema existence query, then a
+ * transaction with one round trip per statement (SQLAlchemy's create_all also asks pg_class
+ * whether each table exists first), then the registry insert in a transaction of its own.
+ */
+export function provisionSeedStyle(db: Database, plan: InstallPlan, prefix: string, searchPath: string[], iterations: number) {
+  const statements = workspaceStatements(plan);
+  return sample(iterations, async (i) => {
+    const id = `seed-${prefix}-${i < 0 ? `w${-i}` : i}`;
+    const schema = `seed_${prefix}_${i < 0 ? `w${-i}` : i}`;
+    await db.query('SELECT 1 FROM information_schema.schemata WHERE schema_name = $1', [schema]);
+    await db.withSession(async (s) => {
+      await s.query('BEGIN');
+      await s.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`);
+      await s.query(`SET search_path TO ${[schema, ...searchPath].map(quoteIdent).join(', ')}`);
+      for (const statement of statements) {
+        if (statement.createsTable) {
+          await s.query(
+            `SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = $1 AND c.relname = $2`,
+            [schema, statement.createsTable.name],
+          );
+        }
+        await s.query(statement.sql);
+      }
+      await s.query('COMMIT');
+      await s.query('RESET search_path');
+    });
+    await db.transaction((tx) =>
+      tx.query(
+        `INSERT INTO project_registry.workspace_config (project_id, schema_name, workspace_fingerprint)
+         VALUES ($1, $2, 'seed-style') ON CONFLICT (project_id) DO NOTHING`,
+        [id, schema],
+      ),
+    );
+  });
+}
+
+/** Fills the registry with `n` real workspaces through our own path, `workers` at a time. */
+export async function seedWorkspaces(manager: WorkspaceManager, prefix: string, n: number, workers = 4): Promise<number> {
+  const started = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: workers }, async () => {
+      while (next < n) {
+        const i = next++;
+        await manager.ensure(`${prefix}-${String(i).padStart(6, '0')}`);
+      }
+    }),
+  );
+  return performance.now() - started;
+}
+
+/** Throughput of `workers` concurrent provisioners on distinct ids, and how many failed. */
+export async function provisionConcurrently(managers: WorkspaceManager[], prefix: string, perWorker: number) {
+  let errors = 0;
+  const started = performance.now();
+  await Promise.all(
+    managers.map(async (m, w) => {
+      for (let i = 0; i < perWorker; i++) {
+        await m.ensure(`${prefix}-${w}-${i}`).catch(() => errors++);
+      }
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  return { perSecond: Math.round(((managers.length * perWorker) / seconds) * 10) / 10, errors };
+}

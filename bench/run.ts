@@ -1,0 +1,206 @@
+/**
+ * `npm run bench`: every scenario measures ours and its baseline in the same run, against a
+ * throwaway PostgreSQL cluster started here (and PGlite where stated), prints a table and
+ * writes bench/results/latest.json. Sizes: BENCH_WORKSPACES (headline, default 10000),
+ * BENCH_ITERATIONS (30), BENCH_FLEET (1000), BENCH_ONLY (comma-separated scenario numbers).
+ */
+import { cp, mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { PostgresDatabase } from '../src/db/postgres-database.js';
+import { INSTALL_LOCK_KEY } from '../src/installer/install-lock.js';
+import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
+import { silentLogger } from '../src/logger.js';
+import { install, pgliteBackend, planFor, recording, tempDir } from '../test/support/fixtures.js';
+import { startPgCluster } from '../test/support/pg-cluster.js';
+import { fleetPass } from './fleet.js';
+import { lookupRows, measureLookups } from './lookups.js';
+import { managerFor, provisionConcurrently, provisionOurs, provisionRawFloor, provisionSeedStyle, seedWorkspaces } from './provisioning.js';
+import { formatTable, type Row } from './report.js';
+import { ratio } from './stats.js';
+import { bareServerBoot, bootTimes, cacheHitOverStdio } from './stdio-boot.js';
+
+const LARGE = Number(process.env['BENCH_WORKSPACES'] ?? 10_000);
+const SMALL = 100;
+const ITERATIONS = Number(process.env['BENCH_ITERATIONS'] ?? 30);
+const FLEET = Number(process.env['BENCH_FLEET'] ?? 1000);
+const ONLY = new Set((process.env['BENCH_ONLY'] ?? '1,2,3,4,5,6,7').split(','));
+const PLAIN = path.resolve('bench/extensions/codebase-plain');
+
+const rows: Row[] = [];
+const facts: Record<string, unknown> = { sizes: { large: LARGE, small: SMALL, iterations: ITERATIONS, fleet: FLEET } };
+const log = (message: string) => process.stderr.write(`[bench] ${message}\n`);
+
+const cluster = await startPgCluster();
+if (!cluster) throw new Error('The benchmarks need PostgreSQL binaries (see README).');
+const plan = await planFor([PLAIN], ['codebase']);
+const pgDb = async (pool = 10) => new PostgresDatabase({ connectionString: await cluster.createDatabase('bench'), maxConnections: pool });
+
+try {
+  // Scenario 1 at 0 workspaces (and 6: the same on PGlite).
+  let oursAtZero = 0;
+  let pgliteLookups: Awaited<ReturnType<typeof measureLookups>>['ours'] | undefined;
+  if (ONLY.has('1') || ONLY.has('6')) {
+    log('scenario 1: provisioning at 0 workspaces');
+    const db = await pgDb();
+    const manager = await managerFor(db, plan);
+    const searchPath = (await install(db, plan)).searchPathSchemas;
+    const ours = await provisionOurs(manager, 'zero', ITERATIONS);
+    const floor = await provisionRawFloor(db, plan, 'zero', searchPath, ITERATIONS);
+    const seed = await provisionSeedStyle(db, plan, 'zero', searchPath, ITERATIONS);
+    oursAtZero = ours.p50;
+    rows.push(
+      { scenario: '1 provisioning (pg)', measure: 'ensure new workspace', ours, baseline: { name: '(a) raw DDL, one query', value: floor }, ratio: ratio(ours.p50, floor.p50), target: '<= 1.3', met: ours.p50 <= 1.3 * floor.p50 },
+      { scenario: '1 provisioning (pg)', measure: 'ensure new workspace', ours, baseline: { name: '(b) Python seed style', value: seed }, ratio: ratio(ours.p50, seed.p50), target: 'baseline/ours >= 5', met: seed.p50 >= 5 * ours.p50, note: `seed style is ${ratio(seed.p50, ours.p50)}x slower` },
+    );
+    await db.close();
+
+    if (ONLY.has('6')) {
+      log('scenario 6: provisioning on PGlite');
+      const lite = await pgliteBackend();
+      const liteDb = await lite.fresh();
+      const plainOnLite = await provisionOurs(await managerFor(liteDb, plan), 'lite', ITERATIONS);
+      const defaults = await planFor([]);
+      const liteDefault = await lite.fresh();
+      const withVector = await provisionOurs(await managerFor(liteDefault, defaults), 'lite-vector', ITERATIONS);
+      const liteSmall = await lite.fresh();
+      const liteManager = await managerFor(liteSmall, plan);
+      await seedWorkspaces(liteManager, 'look', SMALL, 1);
+      const liteLookups = await measureLookups(liteSmall, plan, [], 'look', SMALL, ITERATIONS);
+      pgliteLookups = liteLookups.ours;
+      rows.push(
+        { scenario: '6 pglite vs pg', measure: 'ensure new workspace (same DDL)', ours: plainOnLite, baseline: { name: 'real PostgreSQL', value: ours }, ratio: ratio(plainOnLite.p50, ours.p50), target: 'report (published 2-3.4x)' },
+        { scenario: '6 pglite vs pg', measure: 'ensure new workspace, default set with pgvector', ours: withVector, note: 'PGlite only: Debian PostgreSQL 15 has no pgvector' },
+      );
+      await lite.cleanup();
+    }
+  }
+
+  // Scenario 3 (and 1 at scale, 7 fleet no-op and real pass at scale).
+  if (ONLY.has('3') || ONLY.has('1') || ONLY.has('7')) {
+    log(`scenario 3: seeding ${SMALL} and ${LARGE} workspaces`);
+    const small = await pgDb();
+    const smallManager = await managerFor(small, plan);
+    await seedWorkspaces(smallManager, 'look', SMALL);
+    const smallPath = (await install(small, plan)).searchPathSchemas;
+    const smallFigures = await measureLookups(small, plan, smallPath, 'look', SMALL, ITERATIONS);
+    await small.close();
+
+    const large = await pgDb();
+    const largeManager = await managerFor(large, plan);
+    const seedMs = await seedWorkspaces(largeManager, 'look', LARGE);
+    facts['seedLargeSeconds'] = Math.round(seedMs / 100) / 10;
+    log(`seeded ${LARGE} workspaces in ${facts['seedLargeSeconds']} s`);
+    const largePath = (await install(large, plan)).searchPathSchemas;
+    const largeFigures = await measureLookups(large, plan, largePath, 'look', LARGE, ITERATIONS);
+    rows.push(...lookupRows('(pg)', smallFigures, SMALL, largeFigures, LARGE));
+    if (pgliteLookups) {
+      const lite = pgliteLookups;
+      for (const measure of Object.keys(lite)) {
+        rows.push({ scenario: '6 pglite vs pg', measure: `${measure} at ${SMALL}`, ours: lite[measure]!, baseline: { name: 'real PostgreSQL', value: smallFigures.ours[measure]! }, ratio: ratio(lite[measure]!.p50, smallFigures.ours[measure]!.p50), target: 'report' });
+      }
+    }
+
+    if (ONLY.has('1')) {
+      const atScale = await provisionOurs(new WorkspaceManager(large, plan, largePath, silentLogger), 'scale', ITERATIONS);
+      rows.push({ scenario: '1 provisioning (pg)', measure: `ensure new workspace at ${LARGE} vs 0`, ours: atScale, baseline: { name: 'ours at 0', value: oursAtZero }, ratio: ratio(atScale.p50, oursAtZero), target: '<= 1.2', met: atScale.p50 <= 1.2 * oursAtZero });
+    }
+
+    if (ONLY.has('7')) {
+      log('scenario 7 (fleet): no-op and real passes');
+      const noop = await fleetPass(large, plan, 4);
+      rows.push({ scenario: '7 fleet upgrade', measure: `no-op pass over ${LARGE}`, ours: noop.perSecond, target: '>= 200 workspaces/s', met: noop.perSecond >= 200, note: 'workspaces/s' });
+      const v2Dir = await tempDir('bench-v2-');
+      await cp(PLAIN, v2Dir, { recursive: true });
+      await mkdir(path.join(v2Dir, 'workspace/migrations'), { recursive: true });
+      await writeFile(
+        path.join(v2Dir, 'workspace/migrations/0001_checksum_algo.sql'),
+        'ALTER TABLE files ADD COLUMN IF NOT EXISTS checksum_algo text;\nCREATE INDEX IF NOT EXISTS files_checksum_algo_idx ON files (checksum_algo);\n',
+      );
+      const v2 = await planFor([v2Dir], ['codebase']);
+      const passes: Record<number, number> = {};
+      for (const concurrency of [1, 4]) {
+        const db = await pgDb(concurrency + 1);
+        await seedWorkspaces(await managerFor(db, plan), 'fleet', FLEET);
+        const pass = await fleetPass(db, v2, concurrency);
+        if (pass.failed > 0) throw new Error(`fleet pass failed: ${JSON.stringify(pass.failures.slice(0, 3))}`);
+        passes[concurrency] = pass.perSecond;
+        await db.close();
+      }
+      rows.push({ scenario: '7 fleet upgrade', measure: `column + index over ${FLEET}, concurrency 4 vs 1`, ours: passes[4]!, baseline: { name: 'concurrency 1', value: passes[1]! }, ratio: ratio(passes[4]!, passes[1]!), target: '>= 1.5', met: passes[4]! >= 1.5 * passes[1]!, note: 'workspaces/s, zero errors' });
+      const big = await fleetPass(large, v2, 4);
+      rows.push({ scenario: '7 fleet upgrade', measure: `column + index over ${LARGE}, concurrency 4`, ours: big.perSecond, note: `workspaces/s, ${big.failed} errors` });
+    }
+    await large.close();
+  }
+
+  if (ONLY.has('5')) {
+    log('scenario 5: concurrent provisioning');
+    const throughput: Record<number, { perSecond: number; errors: number }> = {};
+    for (const workers of [1, 4, 16]) {
+      const db = await pgDb(workers);
+      const report = await install(db, plan);
+      const managers = Array.from({ length: workers }, () => new WorkspaceManager(db, plan, report.searchPathSchemas, silentLogger));
+      throughput[workers] = await provisionConcurrently(managers, `w${workers}`, Math.max(4, Math.floor(96 / workers)));
+      await db.close();
+    }
+    for (const workers of [4, 16]) {
+      rows.push({ scenario: '5 concurrent provisioning', measure: `${workers} workers vs 1`, ours: throughput[workers]!.perSecond, baseline: { name: '1 worker', value: throughput[1]!.perSecond }, ratio: ratio(throughput[workers]!.perSecond, throughput[1]!.perSecond), target: workers === 16 ? '>= 1.5' : 'report', ...(workers === 16 ? { met: throughput[16]!.perSecond >= 1.5 * throughput[1]!.perSecond } : {}), note: `workspaces/s, errors ${throughput[workers]!.errors}` });
+    }
+  }
+
+  if (ONLY.has('2')) {
+    log('scenario 2: cache hit over stdio');
+    const url = await cluster.createDatabase('bench');
+    const { ensure, noop } = await cacheHitOverStdio(['--extensions', PLAIN, '--disable', 'codebase'], { DATABASE_URL: url }, ITERATIONS * 10);
+    rows.push({ scenario: '2 cache hit over stdio', measure: 'ensure_workspace (cached)', ours: ensure, baseline: { name: 'no-op tool', value: noop }, ratio: ratio(ensure.p50, noop.p50), target: '<= 1.2', met: ensure.p50 <= 1.2 * noop.p50 });
+  }
+
+  if (ONLY.has('4')) {
+    log('scenario 4: boot');
+    const args = ['--extensions', PLAIN, '--disable', 'codebase'];
+    const existingDir = await tempDir('bench-boot-');
+    const upToDate = await cluster.createDatabase('bench');
+    const cases: [string, number, (i: number) => Promise<{ args: string[]; env: Record<string, string>; firstResult: boolean }>][] = [
+      ['fresh PGlite dir', 3, async () => ({ args: ['--data-dir', await tempDir('bench-boot-')], env: {}, firstResult: true })],
+      ['existing PGlite dir', 10, async () => ({ args: ['--data-dir', existingDir], env: {}, firstResult: true })],
+      ['fresh real database', 10, async () => ({ args, env: { DATABASE_URL: await cluster.createDatabase('bench') }, firstResult: true })],
+      ['up-to-date real database', 10, async () => ({ args, env: { DATABASE_URL: upToDate }, firstResult: true })],
+    ];
+    const bare = (await bareServerBoot(10)).initialize;
+    for (const [name, n, prepare] of cases) {
+      const figures = await bootTimes(n, prepare);
+      rows.push({ scenario: '4 boot', measure: `${name}: initialize`, ours: figures.initialize, baseline: { name: 'bare SDK server', value: bare }, ratio: ratio(figures.initialize.p50, bare.p50), target: 'p95 <= 300 ms', met: figures.initialize.p95 <= 300 });
+      rows.push({ scenario: '4 boot', measure: `${name}: first tool result`, ours: figures.firstResult });
+    }
+    // While another process holds the install lock: initialize must not wait for it.
+    const lockedUrl = await cluster.createDatabase('bench');
+    const holder = new PostgresDatabase({ connectionString: lockedUrl });
+    let release!: () => void;
+    const held = holder.transaction(async (tx) => {
+      await tx.query('SELECT pg_advisory_xact_lock($1::bigint)', [INSTALL_LOCK_KEY.toString()]);
+      await new Promise<void>((r) => (release = r));
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    const locked = await bootTimes(5, async () => ({ args, env: { DATABASE_URL: lockedUrl }, firstResult: false }));
+    release();
+    await held;
+    await holder.close();
+    rows.push({ scenario: '4 boot', measure: 'install lock held elsewhere: initialize', ours: locked.initialize, baseline: { name: 'bare SDK server', value: bare }, ratio: ratio(locked.initialize.p50, bare.p50), target: 'p95 <= 300 ms', met: locked.initialize.p95 <= 300 });
+
+    // Round trips of an up-to-date boot, counted on the real database.
+    const counted = new PostgresDatabase({ connectionString: upToDate });
+    const { db, calls } = recording(counted);
+    await install(db, plan);
+    await counted.close();
+    rows.push({ scenario: '4 boot', measure: 'up-to-date boot: round trips', ours: calls.length, target: '<= 2', met: calls.length <= 2 });
+  }
+} finally {
+  await cluster.destroy();
+}
+
+const table = formatTable(rows);
+process.stdout.write(`\n${table}\n\n`);
+await mkdir('bench/results', { recursive: true });
+await writeFile('bench/results/latest.json', JSON.stringify({ at: new Date().toISOString(), node: process.version, facts, rows }, null, 2));
+await writeFile('bench/results/latest.txt', `${table}\n`);
+log('wrote bench/results/latest.json and latest.txt');

@@ -1,0 +1,45 @@
+import type { Database } from './db/database.js';
+import type { EngineConfig, Ready } from './engine.js';
+import { loadExtensions } from './extensions/load-extensions.js';
+import { installExtensions } from './installer/install-extensions.js';
+import { prepareInstallPlan, type InstallPlan } from './installer/install-plan.js';
+import type { Logger } from './logger.js';
+import { builtinExtensionDirs } from './package-info.js';
+import { WorkspaceFleet } from './workspaces/workspace-fleet.js';
+import { WorkspaceManager } from './workspaces/workspace-manager.js';
+
+/*
+ * Everything boot needs that is heavy to load (the SQL parser, PGlite, pg) is reached from this
+ * module only, which the engine imports lazily: the MCP server answers `initialize` without
+ * waiting for it.
+ */
+
+/** Extensions are files: they are read and parsed once, whatever happens to the database. */
+export function planInstall(config: EngineConfig): Promise<InstallPlan> {
+  return loadExtensions([...builtinExtensionDirs, ...config.extensionDirs], config.disabledExtensions).then(prepareInstallPlan);
+}
+
+export async function openDatabase(config: EngineConfig): Promise<Database> {
+  if (!config.databaseUrl) {
+    const { PGliteDatabase } = await import('./db/pglite-database.js');
+    return PGliteDatabase.open(config.dataDir);
+  }
+  const { PostgresDatabase } = await import('./db/postgres-database.js');
+  return new PostgresDatabase({
+    connectionString: config.databaseUrl,
+    ...(config.maxConnections ? { maxConnections: config.maxConnections } : {}),
+  });
+}
+
+/** Installs the extension schemas and builds the services that run on the result. */
+export async function installAndServe(db: Database, plan: InstallPlan, config: EngineConfig, log: Logger): Promise<Ready> {
+  const report = await installExtensions(db, plan, { lockTimeoutMs: config.lockTimeoutMs, log });
+  if (plan.pgExtensions.has('vector')) await db.registerVectorTypes();
+  log.info(report.outcome === 'up-to-date' ? 'database schema up to date' : 'extension schemas installed', {
+    database: db.description,
+    ms: report.ms,
+    extensions: report.extensions,
+  });
+  const workspaces = new WorkspaceManager(db, plan, report.searchPathSchemas, log);
+  return { report, workspaces, fleet: new WorkspaceFleet(db, plan, workspaces) };
+}
