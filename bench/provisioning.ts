@@ -4,7 +4,6 @@ import type { InstallPlan } from '../src/installer/install-plan.js';
 import { silentLogger } from '../src/logger.js';
 import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
 import { install } from '../test/support/fixtures.js';
-import { sample, type Distribution } from './stats.js';
 
 /** The workspace DDL of a plan, as the statements a workspace needs. */
 export function workspaceStatements(plan: InstallPlan): { sql: string; createsTable?: { name: string } }[] {
@@ -16,19 +15,21 @@ export async function managerFor(db: Database, plan: InstallPlan): Promise<Works
   return new WorkspaceManager(db, plan, report.searchPathSchemas, silentLogger);
 }
 
+const suffix = (i: number) => (i < 0 ? `warm${-i}` : String(i));
+
 /** Ours: ensure_workspace's engine call on ids never seen (a cache miss that creates). */
-export function provisionOurs(manager: WorkspaceManager, prefix: string, iterations: number): Promise<Distribution> {
-  return sample(iterations, (i) => manager.ensure(`${prefix}-${i < 0 ? `warm${-i}` : i}`));
+export function provisionOurs(manager: WorkspaceManager, prefix: string): (i: number) => Promise<unknown> {
+  return (i) => manager.ensure(`${prefix}-${suffix(i)}`);
 }
 
 /** Baseline (a), the floor: the same DDL as one transaction in one plain query. */
-export function provisionRawFloor(db: Database, plan: InstallPlan, prefix: string, searchPath: string[], iterations: number) {
+export function provisionRawFloor(db: Database, plan: InstallPlan, prefix: string, searchPath: string[]): (i: number) => Promise<unknown> {
   const ddl = workspaceStatements(plan).map((s) => `${s.sql};`).join('\n');
-  return sample(iterations, (i) => {
-    const schema = `raw_${prefix}_${i < 0 ? `w${-i}` : i}`;
+  return (i) => {
+    const schema = `raw_${prefix}_${suffix(i)}`;
     const path = [schema, ...searchPath].map(quoteIdent).join(', ');
     return db.exec(`BEGIN; CREATE SCHEMA ${quoteIdent(schema)}; SET LOCAL search_path TO ${path};\n${ddl}\nCOMMIT;`);
-  });
+  };
 }
 
 /**
@@ -36,11 +37,11 @@ export function provisionRawFloor(db: Database, plan: InstallPlan, prefix: strin
  * transaction with one round trip per statement (SQLAlchemy's create_all also asks pg_class
  * whether each table exists first), then the registry insert in a transaction of its own.
  */
-export function provisionSeedStyle(db: Database, plan: InstallPlan, prefix: string, searchPath: string[], iterations: number) {
+export function provisionSeedStyle(db: Database, plan: InstallPlan, prefix: string, searchPath: string[]): (i: number) => Promise<unknown> {
   const statements = workspaceStatements(plan);
-  return sample(iterations, async (i) => {
-    const id = `seed-${prefix}-${i < 0 ? `w${-i}` : i}`;
-    const schema = `seed_${prefix}_${i < 0 ? `w${-i}` : i}`;
+  return async (i) => {
+    const id = `seed-${prefix}-${suffix(i)}`;
+    const schema = `seed_${prefix}_${suffix(i)}`;
     await db.query('SELECT 1 FROM information_schema.schemata WHERE schema_name = $1', [schema]);
     await db.withSession(async (s) => {
       await s.query('BEGIN');
@@ -66,7 +67,7 @@ export function provisionSeedStyle(db: Database, plan: InstallPlan, prefix: stri
         [id, schema],
       ),
     );
-  });
+  };
 }
 
 /** Fills the registry with `n` real workspaces through our own path, `workers` at a time. */

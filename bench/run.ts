@@ -16,7 +16,7 @@ import { fleetPass } from './fleet.js';
 import { lookupRows, measureLookups } from './lookups.js';
 import { managerFor, provisionConcurrently, provisionOurs, provisionRawFloor, provisionSeedStyle, seedWorkspaces } from './provisioning.js';
 import { formatTable, type Row } from './report.js';
-import { ratio } from './stats.js';
+import { ratio, sample, sampleInterleaved } from './stats.js';
 import { bareServerBoot, bootTimes, cacheHitOverStdio } from './stdio-boot.js';
 
 const LARGE = Number(process.env['BENCH_WORKSPACES'] ?? 10_000);
@@ -44,9 +44,11 @@ try {
     const db = await pgDb();
     const manager = await managerFor(db, plan);
     const searchPath = (await install(db, plan)).searchPathSchemas;
-    const ours = await provisionOurs(manager, 'zero', ITERATIONS);
-    const floor = await provisionRawFloor(db, plan, 'zero', searchPath, ITERATIONS);
-    const seed = await provisionSeedStyle(db, plan, 'zero', searchPath, ITERATIONS);
+    const { ours, floor, seed } = await sampleInterleaved(ITERATIONS, {
+      ours: provisionOurs(manager, 'zero'),
+      floor: provisionRawFloor(db, plan, 'zero', searchPath),
+      seed: provisionSeedStyle(db, plan, 'zero', searchPath),
+    });
     oursAtZero = ours.p50;
     rows.push(
       { scenario: '1 provisioning (pg)', measure: 'ensure new workspace', ours, baseline: { name: '(a) raw DDL, one query', value: floor }, ratio: ratio(ours.p50, floor.p50), target: '<= 1.3', met: ours.p50 <= 1.3 * floor.p50 },
@@ -58,10 +60,10 @@ try {
       log('scenario 6: provisioning on PGlite');
       const lite = await pgliteBackend();
       const liteDb = await lite.fresh();
-      const plainOnLite = await provisionOurs(await managerFor(liteDb, plan), 'lite', ITERATIONS);
+      const plainOnLite = await sample(ITERATIONS, provisionOurs(await managerFor(liteDb, plan), 'lite'));
       const defaults = await planFor([]);
       const liteDefault = await lite.fresh();
-      const withVector = await provisionOurs(await managerFor(liteDefault, defaults), 'lite-vector', ITERATIONS);
+      const withVector = await sample(ITERATIONS, provisionOurs(await managerFor(liteDefault, defaults), 'lite-vector'));
       const liteSmall = await lite.fresh();
       const liteManager = await managerFor(liteSmall, plan);
       await seedWorkspaces(liteManager, 'look', SMALL, 1);
@@ -101,7 +103,13 @@ try {
     }
 
     if (ONLY.has('1')) {
-      const atScale = await provisionOurs(new WorkspaceManager(large, plan, largePath, silentLogger), 'scale', ITERATIONS);
+      // The same three contenders at scale, so "at N vs at 0" compares like with like.
+      const scaled = await sampleInterleaved(ITERATIONS, {
+        ours: provisionOurs(new WorkspaceManager(large, plan, largePath, silentLogger), 'scale'),
+        floor: provisionRawFloor(large, plan, 'scale', largePath),
+      });
+      const atScale = scaled.ours;
+      rows.push({ scenario: '1 provisioning (pg)', measure: `ensure new workspace at ${LARGE}`, ours: atScale, baseline: { name: '(a) raw DDL, one query', value: scaled.floor }, ratio: ratio(atScale.p50, scaled.floor.p50), target: '<= 1.3', met: atScale.p50 <= 1.3 * scaled.floor.p50 });
       rows.push({ scenario: '1 provisioning (pg)', measure: `ensure new workspace at ${LARGE} vs 0`, ours: atScale, baseline: { name: 'ours at 0', value: oursAtZero }, ratio: ratio(atScale.p50, oursAtZero), target: '<= 1.2', met: atScale.p50 <= 1.2 * oursAtZero });
     }
 
@@ -135,14 +143,25 @@ try {
 
   if (ONLY.has('5')) {
     log('scenario 5: concurrent provisioning');
-    const throughput: Record<number, { perSecond: number; errors: number }> = {};
-    for (const workers of [1, 4, 16]) {
-      const db = await pgDb(workers);
-      const report = await install(db, plan);
-      const managers = Array.from({ length: workers }, () => new WorkspaceManager(db, plan, report.searchPathSchemas, silentLogger));
-      throughput[workers] = await provisionConcurrently(managers, `w${workers}`, Math.max(4, Math.floor(96 / workers)));
-      await db.close();
+    // Throughput drifts over a cluster's life (new databases, warming caches), so the worker
+    // counts take turns over several rounds and each reports its median round.
+    const rounds: Record<number, { perSecond: number; errors: number }[]> = { 1: [], 4: [], 16: [] };
+    for (let round = 0; round < 3; round++) {
+      for (const workers of [1, 4, 16]) {
+        const db = await pgDb(workers);
+        const report = await install(db, plan);
+        const managers = Array.from({ length: workers }, () => new WorkspaceManager(db, plan, report.searchPathSchemas, silentLogger));
+        await provisionConcurrently(managers, `warm${workers}`, 1);
+        rounds[workers]!.push(await provisionConcurrently(managers, `w${workers}`, Math.max(4, Math.floor(96 / workers))));
+        await db.close();
+      }
     }
+    const throughput = Object.fromEntries(
+      Object.entries(rounds).map(([w, results]) => {
+        const sorted = [...results].sort((a, b) => a.perSecond - b.perSecond);
+        return [w, { perSecond: sorted[1]!.perSecond, errors: results.reduce((n, r) => n + r.errors, 0) }];
+      }),
+    ) as Record<number, { perSecond: number; errors: number }>;
     for (const workers of [4, 16]) {
       rows.push({ scenario: '5 concurrent provisioning', measure: `${workers} workers vs 1`, ours: throughput[workers]!.perSecond, baseline: { name: '1 worker', value: throughput[1]!.perSecond }, ratio: ratio(throughput[workers]!.perSecond, throughput[1]!.perSecond), target: workers === 16 ? '>= 1.5' : 'report', ...(workers === 16 ? { met: throughput[16]!.perSecond >= 1.5 * throughput[1]!.perSecond } : {}), note: `workspaces/s, errors ${throughput[workers]!.errors}` });
     }

@@ -36,3 +36,24 @@ export async function sample(iterations: number, fn: (i: number) => Promise<unkn
 export function ratio(a: number, b: number): number {
   return Math.round((a / b) * 100) / 100;
 }
+
+/**
+ * Samples several contenders round-robin, so drift in the machine's state (caches warming, a
+ * neighbour's load) lands on all of them alike instead of on whichever ran first.
+ */
+export async function sampleInterleaved<K extends string>(
+  iterations: number,
+  contenders: Record<K, (i: number) => Promise<unknown>>,
+  warmup = 5,
+): Promise<Record<K, Distribution>> {
+  const names = Object.keys(contenders) as K[];
+  const samples = Object.fromEntries(names.map((n) => [n, [] as number[]])) as Record<K, number[]>;
+  for (let i = -warmup; i < iterations; i++) {
+    for (const name of names) {
+      const started = performance.now();
+      await contenders[name](i);
+      if (i >= 0) samples[name].push(performance.now() - started);
+    }
+  }
+  return Object.fromEntries(names.map((n) => [n, distribution(samples[n])])) as Record<K, Distribution>;
+}

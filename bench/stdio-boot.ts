@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { distribution, sample, type Distribution } from './stats.js';
+import { distribution, sampleInterleaved, type Distribution } from './stats.js';
 
 const MAIN = path.resolve('dist/src/main.js');
 const NOOP_SERVER = path.resolve('dist/bench/noop-server.js');
@@ -22,9 +22,14 @@ export async function cacheHitOverStdio(args: string[], env: Record<string, stri
   await client.connect(transport(NOOP_SERVER, args, env));
   try {
     await client.callTool({ name: 'ensure_workspace', arguments: { project_id: 'bench-cached' } });
-    const ensure = await sample(iterations, () => client.callTool({ name: 'ensure_workspace', arguments: { project_id: 'bench-cached' } }), 20);
-    const noop = await sample(iterations, () => client.callTool({ name: 'noop', arguments: {} }), 20);
-    return { ensure, noop };
+    return await sampleInterleaved(
+      iterations,
+      {
+        ensure: () => client.callTool({ name: 'ensure_workspace', arguments: { project_id: 'bench-cached' } }),
+        noop: () => client.callTool({ name: 'noop', arguments: {} }),
+      },
+      100,
+    );
   } finally {
     await client.close();
   }

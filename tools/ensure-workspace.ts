@@ -8,7 +8,7 @@ const output = {
   schema_name: z.string().describe('PostgreSQL schema holding this workspace'),
   created: z.boolean().describe('true only for the call that created the workspace'),
   created_at: isoTimestamp,
-  tables: z.array(z.string()).describe('tables in the workspace schema'),
+  tables: z.array(z.string()).describe('the tables the enabled extensions create in every workspace'),
 };
 
 export function registerEnsureWorkspaceTool(server: McpServer, deps: ToolDeps): void {

@@ -42,6 +42,8 @@ export interface InstallPlan {
   readonly fingerprint: string;
   /** Identity of what a workspace schema holds; stored per workspace in the registry. */
   readonly workspaceFingerprint: string;
+  /** The tables a workspace has once its DDL and migrations ran, from the parsed statements. */
+  readonly workspaceTables: readonly string[];
 }
 
 /** Bumped when the installer's own behaviour changes, so every database re-runs the install. */
@@ -57,6 +59,7 @@ export async function prepareInstallPlan(extensions: readonly Extension[]): Prom
   return {
     extensions: prepared,
     pgExtensions,
+    workspaceTables: declaredWorkspaceTables(prepared),
     fingerprint: sha256(
       JSON.stringify([
         INSTALLER_FORMAT,
@@ -84,6 +87,18 @@ export async function prepareInstallPlan(extensions: readonly Extension[]): Prom
       ]),
     ),
   };
+}
+
+function declaredWorkspaceTables(prepared: readonly PreparedExtension[]): string[] {
+  const tables = new Set<string>();
+  for (const p of prepared) {
+    const statements = [...p.workspace.structural, ...p.workspace.migrations.flatMap((m) => m.statements)];
+    for (const s of statements) {
+      if (s.createsTable) tables.add(s.createsTable.name);
+      for (const dropped of s.dropsTables ?? []) tables.delete(dropped);
+    }
+  }
+  return [...tables].sort();
 }
 
 async function prepareExtension(extension: Extension): Promise<PreparedExtension> {

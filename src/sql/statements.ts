@@ -19,6 +19,8 @@ export interface Statement {
   readonly sql: string;
   /** For CREATE TABLE: the table, schema-qualified only when the SQL qualifies it. */
   readonly createsTable?: { schema: string | undefined; name: string };
+  /** For DROP TABLE: the unqualified names of the tables dropped. */
+  readonly dropsTables?: string[];
 }
 
 export class SqlFileError extends Error {
@@ -86,9 +88,14 @@ export async function parseStatements(file: SqlFile): Promise<Statement[]> {
       sql,
     };
     const relation = kind === 'CreateStmt' ? (node as { relation?: RangeVar }).relation : undefined;
-    return relation?.relname
-      ? { ...statement, createsTable: { schema: relation.schemaname, name: relation.relname } }
-      : statement;
+    if (relation?.relname) return { ...statement, createsTable: { schema: relation.schemaname, name: relation.relname } };
+    if (kind === 'DropStmt' && (node as { removeType?: string }).removeType === 'OBJECT_TABLE') {
+      // Each dropped object is a name list such as [schema, table]; the table is its last part.
+      const objects = (node as { objects?: { List?: { items?: { String?: { sval?: string } }[] } }[] }).objects ?? [];
+      const names = objects.map((o) => o.List?.items?.at(-1)?.String?.sval).filter((n): n is string => n !== undefined);
+      return { ...statement, dropsTables: names };
+    }
+    return statement;
   });
 }
 

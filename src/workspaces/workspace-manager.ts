@@ -46,24 +46,9 @@ export interface ColumnValidation extends ColumnCheck {
  */
 const WORKSPACE_LOCK_CLASS = 0x70677773; // "pgws"
 
-/**
- * The tables of a schema. pg_class has no index on relnamespace, so filtering it by schema scans
- * every workspace's tables; each table's dependency on its schema in pg_depend is indexed by
- * the referenced object, so this costs the same at 10 workspaces as at 10,000.
- */
-const tablesOf = (schemaName: string) => `
-  ARRAY(SELECT c.relname::text
-          FROM pg_catalog.pg_depend d
-          JOIN pg_catalog.pg_class c ON c.oid = d.objid
-         WHERE d.refclassid = 'pg_catalog.pg_namespace'::regclass AND d.refobjsubid = 0
-           AND d.refobjid = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = ${schemaName})
-           AND d.classid = 'pg_catalog.pg_class'::regclass AND d.deptype = 'n' AND c.relkind IN ('r', 'p')
-         ORDER BY 1)`;
-
+/** The registry lookup stays a primary-key probe: the table list comes from the install plan. */
 const LOOKUP = `
-  SELECT w.created_at, w.workspace_fingerprint, ${tablesOf('w.schema_name')} AS tables
-    FROM project_registry.workspace_config w
-   WHERE w.project_id = $1`;
+  SELECT created_at, workspace_fingerprint FROM project_registry.workspace_config WHERE project_id = $1`;
 
 interface Provisioned {
   /** Absent when the workspace does not exist and was not to be created. */
@@ -75,7 +60,6 @@ interface Provisioned {
 interface LookupRow {
   created_at: Date;
   workspace_fingerprint: string;
-  tables: string[];
 }
 
 export class WorkspaceManager {
@@ -109,7 +93,7 @@ export class WorkspaceManager {
   async #ensureUncached(projectId: string, schemaName: string): Promise<Workspace> {
     const [row] = await this.db.query<LookupRow>(LOOKUP, [projectId]);
     if (row && row.workspace_fingerprint === this.plan.workspaceFingerprint) {
-      return { projectId, schemaName, created: false, createdAt: row.created_at, tables: row.tables };
+      return { projectId, schemaName, created: false, createdAt: row.created_at, tables: [...this.plan.workspaceTables] };
     }
     const result = await this.#provision(projectId, schemaName, { create: true });
     return result.workspace as Workspace;
@@ -139,7 +123,7 @@ export class WorkspaceManager {
     const [row] = await tx.query<LookupRow>(LOOKUP, [projectId]);
     if (!row && !create) return { changed: false, migrations: [] };
     if (row && row.workspace_fingerprint === this.plan.workspaceFingerprint) {
-      const workspace = { projectId, schemaName, created: false, createdAt: row.created_at, tables: row.tables };
+      const workspace = { projectId, schemaName, created: false, createdAt: row.created_at, tables: [...this.plan.workspaceTables] };
       return { workspace, changed: false, migrations: [] };
     }
     const applied = row
@@ -155,7 +139,7 @@ export class WorkspaceManager {
       throw new ScriptError(script, error);
     }
     await this.#checkRequiredColumns(tx, schemaName);
-    const [registered] = await tx.query<{ created_at: Date; tables: string[] }>(
+    const [registered] = await tx.query<{ created_at: Date }>(
       `WITH registered AS (
          INSERT INTO project_registry.workspace_config (project_id, schema_name, workspace_fingerprint)
          VALUES ($1, $2, $3)
@@ -165,7 +149,7 @@ export class WorkspaceManager {
          INSERT INTO project_registry.workspace_migrations (project_id, extension_id, name, checksum)
          SELECT $1, * FROM unnest($4::text[], $5::text[], $6::text[])
        )
-       SELECT created_at, ${tablesOf('$2')} AS tables FROM registered`,
+       SELECT created_at FROM registered`,
       [
         projectId,
         schemaName,
@@ -181,7 +165,7 @@ export class WorkspaceManager {
       schema: schemaName,
       migrations: script.migrations.names,
     });
-    const workspace = { projectId, schemaName, created: !row, createdAt: registered.created_at, tables: registered.tables };
+    const workspace = { projectId, schemaName, created: !row, createdAt: registered.created_at, tables: [...this.plan.workspaceTables] };
     const { extensionIds, names } = script.migrations;
     return { workspace, changed: true, migrations: names.map((name, i) => `${extensionIds[i]}/${name}`) };
   }
