@@ -4,12 +4,13 @@
  * writes bench/results/latest.json. Sizes: BENCH_WORKSPACES (headline, default 10000),
  * BENCH_ITERATIONS (30), BENCH_FLEET (1000), BENCH_ONLY (comma-separated scenario numbers).
  */
-import { cp, mkdir, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PostgresDatabase } from '../src/db/postgres-database.js';
 import { INSTALL_LOCK_KEY } from '../src/installer/install-lock.js';
 import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
 import { silentLogger } from '../src/logger.js';
+import { packageRoot } from '../src/package-info.js';
 import { install, pgliteBackend, planFor, recording, tempDir } from '../test/support/fixtures.js';
 import { startPgCluster } from '../test/support/pg-cluster.js';
 import { fleetPass } from './fleet.js';
@@ -24,7 +25,25 @@ const SMALL = 100;
 const ITERATIONS = Number(process.env['BENCH_ITERATIONS'] ?? 30);
 const FLEET = Number(process.env['BENCH_FLEET'] ?? 1000);
 const ONLY = new Set((process.env['BENCH_ONLY'] ?? '1,2,3,4,5,6,7').split(','));
-const PLAIN = path.resolve('bench/extensions/codebase-plain');
+
+/**
+ * Debian's PostgreSQL 15 has no pgvector, so the real-server runs use a twin of the built-in
+ * codebase extension, derived from it here: the same tables with real[] for vector(768) and
+ * no HNSW index.
+ */
+async function plainCodebaseExtension(): Promise<string> {
+  const dir = await tempDir('bench-codebase-plain-');
+  const ddl = (await readFile(path.join(packageRoot, 'extensions/codebase/workspace/schema.sql'), 'utf8'))
+    .replace(/vector\(768\)/g, 'real[]')
+    .split('\n')
+    .filter((line) => !line.includes('hnsw'))
+    .join('\n');
+  await mkdir(path.join(dir, 'workspace'), { recursive: true });
+  await writeFile(path.join(dir, 'extension.json'), JSON.stringify({ id: 'codebase-plain', version: '1.0.0' }));
+  await writeFile(path.join(dir, 'workspace/schema.sql'), ddl);
+  return dir;
+}
+const PLAIN = await plainCodebaseExtension();
 
 const rows: Row[] = [];
 const facts: Record<string, unknown> = { sizes: { large: LARGE, small: SMALL, iterations: ITERATIONS, fleet: FLEET } };

@@ -15,7 +15,7 @@ export interface ServerDeps {
   readyTimeoutMs?: number;
 }
 
-/** Builds the MCP server around an engine; boot starts here and never delays `initialize`. */
+/** Builds the MCP server around an engine, whose boot never delays `initialize`. */
 export function createServer({ engine, readyTimeoutMs = READY_TIMEOUT_MS }: ServerDeps) {
   const server = new McpServer(
     { name: 'pg-workspace-mcp', version: packageVersion },
@@ -35,7 +35,9 @@ export function createServer({ engine, readyTimeoutMs = READY_TIMEOUT_MS }: Serv
   registerListWorkspacesTool(server, deps);
   registerValidateColumnsTool(server, deps);
   registerWorkspaceStatusTool(server, deps);
-  engine.start();
+  // Boot begins once the client has finished the handshake, so loading the SQL parser and the
+  // database driver never delays the `initialize` answer; a tool call made first starts it too.
+  server.server.oninitialized = () => engine.start();
   return {
     server,
     async cleanup() {

@@ -238,6 +238,9 @@ describe('reliability on a real PostgreSQL server', () => {
       const ext = await writeExtension(await tempDir(), { id: 'crashy' }, point.files);
       const args = ['--extensions', ext, ...serverArgs()];
       const child = spawn(process.execPath, [MAIN, ...args], { env: { ...process.env, DATABASE_URL: url }, stdio: ['pipe', 'ignore', 'ignore'] });
+      // A client's handshake: boot starts once the client says it is initialized.
+      child.stdin.write(`${JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'crash', version: '1' } } })}\n`);
+      child.stdin.write(`${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' })}\n`);
       try {
         let stalled = false;
         for (let i = 0; i < 400 && !stalled; i++) {

@@ -34,3 +34,27 @@ export async function inTransaction<T>(session: Queryable, fn: () => Promise<T>)
     throw error;
   }
 }
+
+/**
+ * The parts of a Database that follow from pinning sessions: a query, a script or a
+ * transaction is a session borrowed for just that long.
+ */
+export abstract class SessionDatabase implements Database {
+  abstract readonly kind: Database['kind'];
+  abstract readonly description: string;
+  abstract withSession<T>(fn: (session: Queryable) => Promise<T>): Promise<T>;
+  abstract registerVectorTypes(): Promise<void>;
+  abstract close(): Promise<void>;
+
+  query<R = Row>(sql: string, params?: readonly unknown[]): Promise<R[]> {
+    return this.withSession((s) => s.query<R>(sql, params));
+  }
+
+  exec(sql: string): Promise<void> {
+    return this.withSession((s) => s.exec(sql));
+  }
+
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    return this.withSession((s) => inTransaction(s, () => fn(s)));
+  }
+}

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { vector } from '@electric-sql/pglite-pgvector';
 import pgvector from 'pgvector';
-import { inTransaction, type Database, type Queryable, type Row } from './database.js';
+import { SessionDatabase, type Queryable } from './database.js';
 import { DataDirLock } from './data-dir-lock.js';
 import { Mutex } from './mutex.js';
 
@@ -12,7 +12,7 @@ import { Mutex } from './mutex.js';
  * one process: the data directory is locked against other processes, and inside this process
  * every call takes its turn on the mutex, so a transaction is never interleaved with other work.
  */
-export class PGliteDatabase implements Database {
+export class PGliteDatabase extends SessionDatabase {
   readonly kind = 'pglite';
   readonly description: string;
   readonly #mutex = new Mutex();
@@ -23,6 +23,7 @@ export class PGliteDatabase implements Database {
     private readonly lock: DataDirLock,
     dataDir: string,
   ) {
+    super();
     this.description = `embedded PGlite at ${dataDir}`;
     this.#session = {
       query: async <R>(sql: string, params?: readonly unknown[]) =>
@@ -46,18 +47,6 @@ export class PGliteDatabase implements Database {
       await lock.release();
       throw error;
     }
-  }
-
-  query<R = Row>(sql: string, params?: readonly unknown[]): Promise<R[]> {
-    return this.withSession((s) => s.query<R>(sql, params));
-  }
-
-  exec(sql: string): Promise<void> {
-    return this.withSession((s) => s.exec(sql));
-  }
-
-  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
-    return this.withSession((s) => inTransaction(s, () => fn(s)));
   }
 
   withSession<T>(fn: (session: Queryable) => Promise<T>): Promise<T> {

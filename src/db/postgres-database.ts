@@ -1,6 +1,6 @@
 import pg from 'pg';
 import pgvector from 'pgvector/pg';
-import { inTransaction, type Database, type Queryable, type Row } from './database.js';
+import { SessionDatabase, type Queryable } from './database.js';
 
 const APPLICATION_NAME = 'pg-workspace-mcp';
 
@@ -11,7 +11,7 @@ export interface PostgresOptions {
 }
 
 /** A real PostgreSQL server through a `pg` Pool. */
-export class PostgresDatabase implements Database {
+export class PostgresDatabase extends SessionDatabase {
   readonly kind = 'postgres';
   readonly description: string;
   readonly #pool: pg.Pool;
@@ -19,6 +19,7 @@ export class PostgresDatabase implements Database {
   readonly #typedClients = new WeakSet<pg.PoolClient>();
 
   constructor(options: PostgresOptions) {
+    super();
     this.#pool = new pg.Pool({
       connectionString: options.connectionString,
       max: Math.max(2, options.maxConnections ?? 10),
@@ -28,18 +29,6 @@ export class PostgresDatabase implements Database {
     // the next query gets a fresh connection.
     this.#pool.on('error', () => undefined);
     this.description = redactPassword(options.connectionString);
-  }
-
-  query<R = Row>(sql: string, params?: readonly unknown[]): Promise<R[]> {
-    return this.withSession((s) => s.query<R>(sql, params));
-  }
-
-  exec(sql: string): Promise<void> {
-    return this.withSession((s) => s.exec(sql));
-  }
-
-  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
-    return this.withSession((s) => inTransaction(s, () => fn(s)));
   }
 
   async withSession<T>(fn: (session: Queryable) => Promise<T>): Promise<T> {
