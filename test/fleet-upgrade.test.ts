@@ -104,6 +104,20 @@ describe('migrate-workspaces on a real PostgreSQL server', () => {
     }
   }, 120_000);
 
+  it('draws a progress bar on a terminal', async (ctx) => {
+    const { url, v2Dir, close } = await fleetOf(ctx, 5);
+    try {
+      // script(1) gives the command a pseudo-terminal, as a person running it would have.
+      const command = [process.execPath, MAIN, 'migrate-workspaces', '--extensions', v2Dir, '--disable', 'codebase'].map((a) => `'${a}'`).join(' ');
+      const { stdout } = await run('script', ['-qec', command, '/dev/null'], { env: { ...process.env, DATABASE_URL: url } });
+      expect(stdout).toContain('\r[');
+      expect(stdout).toMatch(/\[#{30}\] 5\/5 \(upgraded 5, skipped 0, failed 0\)/);
+      expect(stdout).toContain('Upgraded 5, skipped 0 (already current or gone), failed 0 of 5');
+    } finally {
+      await close();
+    }
+  }, 60_000);
+
   it('lists what would run in a dry run and changes nothing', async (ctx) => {
     const { url, db, v2Dir, v2, close } = await fleetOf(ctx, 3);
     try {
@@ -124,6 +138,8 @@ describe('migrate-workspaces on a real PostgreSQL server', () => {
       const result = await cli(url, v2Dir, '--concurrency', '3');
       expect((result as { code?: number }).code).toBe(1);
       expect(result.stdout).toContain('Upgraded 11, skipped 0 (already current or gone), failed 1 of 12');
+      // Not a terminal: plain progress lines on stderr, ending with the final count.
+      expect(result.stderr).toContain('migrate-workspaces: 12/12 (upgraded 11, skipped 0, failed 1)');
       expect(result.stdout).toMatch(/ws-0005: Provisioning workspace "ws-0005" failed.*\n.*violated by some row/);
       const [row] = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM project_registry.workspace_migrations WHERE name = '0002_short'`);
       expect(row?.n).toBe(11);
