@@ -63,7 +63,9 @@ describe('the built server over stdio', () => {
   }, 60_000);
 
   it('writes nothing but JSON-RPC to stdout, answers a malformed line with an error and keeps serving', async () => {
-    const child = spawn(process.execPath, [MAIN, '--data-dir', dataDir], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    // A fresh store, so that PGlite's initdb runs inside this server too and is held to the rule.
+    const freshDir = await tempDir('pgw-stdout-');
+    const child = spawn(process.execPath, [MAIN, '--data-dir', freshDir], { env, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
@@ -96,6 +98,7 @@ describe('the built server over stdio', () => {
     const errors = responses().filter((r) => r.id === null).map((r) => (r.error as { code: number }).code);
     expect(errors).toEqual([-32700, -32600]);
     expect(stderr).toMatch(/pg-workspace-mcp info: serving MCP on stdio/);
+    await rm(freshDir, { recursive: true, force: true });
   }, 60_000);
 
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
