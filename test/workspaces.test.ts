@@ -1,3 +1,5 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import type { Database } from '../src/db/database.js';
 import { PostgresDatabase } from '../src/db/postgres-database.js';
@@ -92,8 +94,13 @@ for (const kind of ['pglite', 'postgres'] as const) {
       await manager.ensure('lagging');
       const newer = await planFor([await notesExtension(await tempDir(), 'ALTER TABLE notes ADD COLUMN IF NOT EXISTS score int;')], disabled);
       const report = await install(db, newer);
-      const upgraded = await new WorkspaceManager(db, newer, report.searchPathSchemas, silentLogger).ensure('lagging');
+      const recorded = recording(db);
+      const upgraded = await new WorkspaceManager(recorded.db, newer, report.searchPathSchemas, silentLogger).ensure('lagging');
       expect(upgraded.created).toBe(false);
+      // Only a migration was added: the unchanged schema files are not run again.
+      const script = recorded.calls.find((sql) => sql.startsWith('CREATE SCHEMA IF NOT EXISTS'));
+      expect(script).toContain('ADD COLUMN IF NOT EXISTS score');
+      expect(script).not.toContain('CREATE TABLE IF NOT EXISTS notes');
       const ledger = await db.query(
         `SELECT name FROM project_registry.workspace_migrations WHERE project_id = 'lagging' ORDER BY name`,
       );
@@ -105,6 +112,21 @@ for (const kind of ['pglite', 'postgres'] as const) {
         `SELECT workspace_fingerprint FROM project_registry.workspace_config WHERE project_id = 'lagging'`,
       );
       expect(row?.workspace_fingerprint).toBe(newer.workspaceFingerprint);
+    });
+
+    it('re-runs the workspace schema files when they change, adding what is new', async (ctx) => {
+      const { db, manager } = await ready(ctx);
+      await manager.ensure('reshaped');
+      const dir = await notesExtension(await tempDir());
+      await writeFile(
+        path.join(dir, 'workspace/schema.sql'),
+        `${await readFile(path.join(dir, 'workspace/schema.sql'), 'utf8')}\nCREATE TABLE IF NOT EXISTS labels (id int PRIMARY KEY);`,
+      );
+      const reshaped = await planFor([dir], disabled);
+      const report = await install(db, reshaped);
+      const again = await new WorkspaceManager(db, reshaped, report.searchPathSchemas, silentLogger).ensure('reshaped');
+      expect(again.tables).toContain('labels');
+      expect(await db.query(`SELECT to_regclass('project_reshaped.labels') IS NOT NULL AS ok`)).toEqual([{ ok: true }]);
     });
 
     it('leaves nothing behind when workspace DDL fails, and names the file and statement', async (ctx) => {

@@ -9,8 +9,10 @@ CREATE TABLE IF NOT EXISTS project_registry.workspace_config (
     schema_name           text NOT NULL UNIQUE,
     created_at            timestamptz NOT NULL DEFAULT now(),
     metadata              jsonb NOT NULL DEFAULT '{}'::jsonb,
-    -- Identity of the workspace DDL and migrations this schema holds (see workspace_migrations).
-    workspace_fingerprint text NOT NULL
+    -- Identity of the workspace DDL and migrations this schema holds (see workspace_migrations),
+    -- and of its schema files alone (unchanged: an upgrade only runs the new migrations).
+    workspace_fingerprint        text NOT NULL,
+    workspace_schema_fingerprint text
 );
 
 -- Migration ledger of the global install: one row per applied migration, written in the

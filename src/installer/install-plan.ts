@@ -42,6 +42,8 @@ export interface InstallPlan {
   readonly fingerprint: string;
   /** Identity of what a workspace schema holds; stored per workspace in the registry. */
   readonly workspaceFingerprint: string;
+  /** Identity of the workspace schema files alone: while it matches, an upgrade runs only migrations. */
+  readonly workspaceSchemaFingerprint: string;
   /** The tables a workspace has once its DDL and migrations ran, from the parsed statements. */
   readonly workspaceTables: readonly string[];
 }
@@ -74,6 +76,9 @@ export async function prepareInstallPlan(extensions: readonly Extension[]): Prom
           e.seeds.map((s) => [s.path, s.sql]),
         ]),
       ]),
+    ),
+    workspaceSchemaFingerprint: sha256(
+      JSON.stringify([INSTALLER_FORMAT, extensions.map((e) => [e.id, e.workspaceSchema?.sql ?? null, e.requiredColumns])]),
     ),
     workspaceFingerprint: sha256(
       JSON.stringify([

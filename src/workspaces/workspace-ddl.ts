@@ -27,13 +27,16 @@ export class WorkspaceMigrationDriftError extends Error {
 /**
  * Builds the script in the installer's phase order (structural, pending migrations, dependent)
  * so that one round trip creates or upgrades a workspace. Schema files are idempotent, so the
- * same script serves a new workspace, a lagging one and a pre-existing schema being adopted.
+ * same script serves a new workspace, a lagging one and a pre-existing schema being adopted;
+ * `schemaFiles: false` (they have not changed since this workspace last ran them) leaves them
+ * out, so an upgrade that only adds migrations runs only those.
  */
 export function buildWorkspaceScript(
   schemaName: string,
   searchPathSchemas: readonly string[],
   extensions: readonly PreparedExtension[],
   applied: readonly AppliedMigration[],
+  { schemaFiles }: { schemaFiles: boolean },
 ): WorkspaceScript {
   const path = [schemaName, ...searchPathSchemas.filter((s) => s !== schemaName)].map(quoteIdent).join(', ');
   const prelude = `CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schemaName)};\nSET LOCAL search_path TO ${path};\n`;
@@ -45,7 +48,7 @@ export function buildWorkspaceScript(
     sql += `${statement.sql};\n`;
   };
 
-  for (const p of extensions) p.workspace.structural.forEach(add);
+  if (schemaFiles) for (const p of extensions) p.workspace.structural.forEach(add);
   for (const p of extensions) {
     for (const { migration, statements } of p.workspace.migrations) {
       const done = applied.find((a) => a.extension_id === p.extension.id && a.name === migration.name);
@@ -62,7 +65,7 @@ export function buildWorkspaceScript(
       migrations.checksums.push(migration.checksum);
     }
   }
-  for (const p of extensions) p.workspace.dependent.forEach(add);
+  if (schemaFiles) for (const p of extensions) p.workspace.dependent.forEach(add);
   return { sql, prelude, starts, migrations };
 }
 

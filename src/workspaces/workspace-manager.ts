@@ -48,7 +48,8 @@ const WORKSPACE_LOCK_CLASS = 0x70677773; // "pgws"
 
 /** The registry lookup stays a primary-key probe: the table list comes from the install plan. */
 const LOOKUP = `
-  SELECT created_at, workspace_fingerprint FROM project_registry.workspace_config WHERE project_id = $1`;
+  SELECT created_at, workspace_fingerprint, workspace_schema_fingerprint
+    FROM project_registry.workspace_config WHERE project_id = $1`;
 
 interface Provisioned {
   /** Absent when the workspace does not exist and was not to be created. */
@@ -60,6 +61,7 @@ interface Provisioned {
 interface LookupRow {
   created_at: Date;
   workspace_fingerprint: string;
+  workspace_schema_fingerprint: string | null;
 }
 
 export class WorkspaceManager {
@@ -132,7 +134,9 @@ export class WorkspaceManager {
           [projectId],
         )
       : [];
-    const script = buildWorkspaceScript(schemaName, this.searchPathSchemas, this.plan.extensions, applied);
+    const script = buildWorkspaceScript(schemaName, this.searchPathSchemas, this.plan.extensions, applied, {
+      schemaFiles: row?.workspace_schema_fingerprint !== this.plan.workspaceSchemaFingerprint,
+    });
     try {
       await tx.exec(script.sql);
     } catch (error) {
@@ -141,9 +145,11 @@ export class WorkspaceManager {
     await this.#checkRequiredColumns(tx, schemaName);
     const [registered] = await tx.query<{ created_at: Date }>(
       `WITH registered AS (
-         INSERT INTO project_registry.workspace_config (project_id, schema_name, workspace_fingerprint)
-         VALUES ($1, $2, $3)
-         ON CONFLICT (project_id) DO UPDATE SET workspace_fingerprint = excluded.workspace_fingerprint
+         INSERT INTO project_registry.workspace_config (project_id, schema_name, workspace_fingerprint, workspace_schema_fingerprint)
+         VALUES ($1, $2, $3, $7)
+         ON CONFLICT (project_id) DO UPDATE
+           SET workspace_fingerprint = excluded.workspace_fingerprint,
+               workspace_schema_fingerprint = excluded.workspace_schema_fingerprint
          RETURNING created_at
        ), ledger AS (
          INSERT INTO project_registry.workspace_migrations (project_id, extension_id, name, checksum)
@@ -157,6 +163,7 @@ export class WorkspaceManager {
         script.migrations.extensionIds,
         script.migrations.names,
         script.migrations.checksums,
+        this.plan.workspaceSchemaFingerprint,
       ],
     );
     if (!registered) throw new Error(`registry insert for ${projectId} returned no row`);
