@@ -88,7 +88,8 @@ export class WorkspaceManager {
     const work = this.#ensureUncached(projectId, schemaName).finally(() => this.#inflight.delete(projectId));
     this.#inflight.set(projectId, work);
     const workspace = await work;
-    this.#cache.set(projectId, { ...workspace, created: undefined } as Omit<Workspace, 'created'>);
+    const { created: _created, ...known } = workspace;
+    this.#cache.set(projectId, known);
     return workspace;
   }
 
