@@ -7,11 +7,10 @@
 import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PostgresDatabase } from '../src/db/postgres-database.js';
-import { INSTALL_LOCK_KEY } from '../src/installer/install-lock.js';
 import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
 import { silentLogger } from '../src/logger.js';
 import { packageRoot } from '../src/package-info.js';
-import { install, pgliteBackend, planFor, recording, tempDir } from '../test/support/fixtures.js';
+import { holdInstallLock, install, pgliteBackend, planFor, recording, tempDir } from '../test/support/fixtures.js';
 import { startPgCluster } from '../test/support/pg-cluster.js';
 import { fleetPass } from './fleet.js';
 import { lookupRows, measureLookups } from './lookups.js';
@@ -212,17 +211,9 @@ try {
     }
     // While another process holds the install lock: initialize must not wait for it.
     const lockedUrl = await cluster.createDatabase('bench');
-    const holder = new PostgresDatabase({ connectionString: lockedUrl });
-    let release!: () => void;
-    const held = holder.transaction(async (tx) => {
-      await tx.query('SELECT pg_advisory_xact_lock($1::bigint)', [INSTALL_LOCK_KEY.toString()]);
-      await new Promise<void>((r) => (release = r));
-    });
-    await new Promise((r) => setTimeout(r, 200));
+    const lock = await holdInstallLock(lockedUrl);
     const locked = await bootTimes(5, async () => ({ args, env: { DATABASE_URL: lockedUrl }, firstResult: false }));
-    release();
-    await held;
-    await holder.close();
+    await lock.release();
     rows.push({ scenario: '4 boot', measure: 'install lock held elsewhere: initialize', ours: locked.initialize, baseline: { name: 'bare SDK server', value: bare }, ratio: ratio(locked.initialize.p50, bare.p50), target: 'p95 <= 300 ms', met: locked.initialize.p95 <= 300 });
 
     // Round trips of an up-to-date boot, counted on the real database.

@@ -1,14 +1,11 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import type { Database } from '../src/db/database.js';
-import { ProvisioningEngine } from '../src/engine.js';
 import { silentLogger } from '../src/logger.js';
-import { createServer } from '../src/server.js';
 import { PROJECT_ID_MAX_LENGTH, PROJECT_ID_PATTERN, validateProjectId, WorkspaceIdError } from '../src/workspaces/project-id.js';
 import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
-import { install, pgliteBackend, planFor, recording, tempDir, type Backend } from './support/fixtures.js';
+import { install, pgliteBackend, planFor, recording, type Backend } from './support/fixtures.js';
+import { connectInProcess } from './support/mcp.js';
 
 /** Strings built to break naive SQL: quotes, comments, look-alikes, case, hyphen games, size. */
 const hostile = fc.oneof(
@@ -101,16 +98,7 @@ describe('hostile input', () => {
 
 describe('hostile input over MCP', () => {
   it('answers 1 MB arguments and injection attempts with clear errors and keeps serving', async () => {
-    const dataDir = await tempDir('pgw-hostile-');
-    const engine = new ProvisioningEngine(
-      { databaseUrl: undefined, dataDir, extensionDirs: [], disabledExtensions: [], lockTimeoutMs: 60_000 },
-      silentLogger,
-    );
-    const { server, cleanup } = createServer({ engine });
-    const client = new Client({ name: 'hostile', version: '1' });
-    const [a, b] = InMemoryTransport.createLinkedPair();
-    await server.connect(b);
-    await client.connect(a);
+    const { client, close } = await connectInProcess();
     try {
       const huge = 'x'.repeat(1024 * 1024);
       for (const args of [
@@ -133,8 +121,7 @@ describe('hostile input over MCP', () => {
       const fine = await client.callTool({ name: 'ensure_workspace', arguments: { project_id: 'survivor' } });
       expect(fine.isError).toBeFalsy();
     } finally {
-      await client.close();
-      await cleanup();
+      await close();
     }
   }, 60_000);
 });

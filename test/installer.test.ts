@@ -3,9 +3,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { PostgresDatabase } from '../src/db/postgres-database.js';
 import { InstallError } from '../src/installer/install-error.js';
-import { INSTALL_LOCK_KEY, InstallLockTimeoutError } from '../src/installer/install-lock.js';
+import { InstallLockTimeoutError } from '../src/installer/install-lock.js';
 import { InstallPlanError } from '../src/installer/install-plan.js';
-import { install, pgliteBackend, planFor, postgresBackend, recording, tempDir, writeExtension, type Backend } from './support/fixtures.js';
+import { holdInstallLock, install, pgliteBackend, planFor, postgresBackend, recording, tempDir, writeExtension, type Backend } from './support/fixtures.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
 
 let cluster: PgCluster | null = null;
@@ -243,36 +243,20 @@ describe('extension installer on a real PostgreSQL server', () => {
 
   it('waits for a held install lock, then fails with the holder named once the timeout passes', async (ctx) => {
     const url = await server(ctx).createDatabase('locked');
-    const holder = new PostgresDatabase({ connectionString: url });
+    const lock = await holdInstallLock(url);
     const db = new PostgresDatabase({ connectionString: url });
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => (release = resolve));
-    let holderPid = 0;
-    let holding!: () => void;
-    const held = new Promise<void>((resolve) => (holding = resolve));
-    const holderDone = holder.transaction(async (tx) => {
-      const [row] = await tx.query<{ pid: number }>('SELECT pg_backend_pid() AS pid, pg_advisory_xact_lock($1::bigint)', [
-        INSTALL_LOCK_KEY.toString(),
-      ]);
-      holderPid = row!.pid;
-      holding();
-      await released;
-    });
     try {
-      await held;
       const started = Date.now();
       const failure = await install(db, await planFor([], ['codebase']), 600).catch((e: unknown) => e);
       expect(Date.now() - started).toBeGreaterThanOrEqual(600);
       expect(failure).toBeInstanceOf(InstallLockTimeoutError);
-      expect((failure as Error).message).toContain(`pid ${holderPid} (pg-workspace-mcp`);
+      expect((failure as Error).message).toContain(`pid ${lock.pid} (pg-workspace-mcp`);
       expect((failure as Error).message).toContain('PG_WORKSPACE_LOCK_TIMEOUT_MS');
 
-      release();
-      await holderDone;
+      await lock.release();
       expect((await install(db, await planFor([], ['codebase']), 600)).outcome).toBe('installed');
     } finally {
-      release();
-      await holder.close();
+      await lock.release();
       await db.close();
     }
   });

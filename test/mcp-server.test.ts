@@ -1,39 +1,7 @@
-import { rm } from 'node:fs/promises';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import type { Tool } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ProvisioningEngine } from '../src/engine.js';
-import { silentLogger } from '../src/logger.js';
-import { createServer } from '../src/server.js';
 import { tempDir, writeExtension } from './support/fixtures.js';
-import { callTool } from './support/mcp.js';
-
-async function connect(options: { extensionDirs?: string[] } = {}) {
-  const dataDir = await tempDir('pgw-mcp-');
-  const engine = new ProvisioningEngine(
-    { databaseUrl: undefined, dataDir, extensionDirs: options.extensionDirs ?? [], disabledExtensions: [], lockTimeoutMs: 60_000 },
-    silentLogger,
-  );
-  const { server, cleanup } = createServer({ engine });
-  const client = new Client({ name: 'test', version: '1' });
-  const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
-  await server.connect(serverSide);
-  await client.connect(clientSide);
-  const statusAfterInitialize = engine.status.state;
-  const { tools } = await client.listTools();
-  return {
-    client,
-    tools,
-    engine,
-    statusAfterInitialize,
-    async close() {
-      await client.close();
-      await cleanup();
-      await rm(dataDir, { recursive: true, force: true });
-    },
-  };
-}
+import { callTool, connectInProcess as connect } from './support/mcp.js';
 
 describe('MCP server in process', () => {
   let mcp: Awaited<ReturnType<typeof connect>>;

@@ -1,10 +1,9 @@
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { PostgresDatabase } from '../src/db/postgres-database.js';
-import { INSTALL_LOCK_KEY } from '../src/installer/install-lock.js';
 import { silentLogger } from '../src/logger.js';
 import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
-import { install, planFor, tempDir, writeExtension } from './support/fixtures.js';
+import { holdInstallLock, install, planFor, tempDir, writeExtension } from './support/fixtures.js';
 import { startPgBouncer, type PgBouncer } from './support/pgbouncer.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
 import { MAIN, startServerProcess } from './support/server-process.js';
@@ -75,17 +74,8 @@ describe('reliability on a real PostgreSQL server', () => {
 
   it('a boot blocked by a live lock holder logs the holder, times out clearly and keeps answering MCP', async (ctx) => {
     const url = await server(ctx).createDatabase('held');
-    const holder = new PostgresDatabase({ connectionString: url });
-    let release!: () => void;
-    const released = new Promise<void>((r) => (release = r));
-    let holding!: (pid: number) => void;
-    const held = new Promise<number>((r) => (holding = r));
-    const holderDone = holder.transaction(async (tx) => {
-      const [row] = await tx.query<{ pid: number }>('SELECT pg_backend_pid() AS pid, pg_advisory_xact_lock($1::bigint)', [INSTALL_LOCK_KEY.toString()]);
-      holding(row!.pid);
-      await released;
-    });
-    const holderPid = await held;
+    const lock = await holdInstallLock(url);
+    const holderPid = lock.pid;
     const s = await startServerProcess(serverArgs(), { DATABASE_URL: url, PG_WORKSPACE_LOCK_TIMEOUT_MS: '1500' });
     try {
       const result = await s.call('ensure_workspace', { project_id: 'blocked' });
@@ -98,9 +88,7 @@ describe('reliability on a real PostgreSQL server', () => {
       expect((await s.client.listTools()).tools).toHaveLength(4);
       expect((await s.call('list_workspaces', {})).text).toContain('install lock');
     } finally {
-      release();
-      await holderDone;
-      await holder.close();
+      await lock.release();
       await s.close();
     }
   }, 60_000);

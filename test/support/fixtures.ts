@@ -6,6 +6,7 @@ import { PGliteDatabase } from '../../src/db/pglite-database.js';
 import { PostgresDatabase } from '../../src/db/postgres-database.js';
 import { loadExtensions } from '../../src/extensions/load-extensions.js';
 import { installExtensions } from '../../src/installer/install-extensions.js';
+import { INSTALL_LOCK_KEY } from '../../src/installer/install-lock.js';
 import { prepareInstallPlan, type InstallPlan } from '../../src/installer/install-plan.js';
 import { silentLogger } from '../../src/logger.js';
 import { builtinExtensionDirs } from '../../src/package-info.js';
@@ -113,6 +114,35 @@ export function postgresBackend(cluster: PgCluster): Backend {
     },
     async cleanup() {
       await Promise.all(opened.map((db) => db.close().catch(() => undefined)));
+    },
+  };
+}
+
+/**
+ * Another session holding the install lock, as a booting server would, until `release`: its
+ * transaction stays open on a connection of its own.
+ */
+export async function holdInstallLock(url: string): Promise<{ pid: number; release(): Promise<void> }> {
+  const holder = new PostgresDatabase({ connectionString: url });
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let holding!: (pid: number) => void;
+  const held = new Promise<number>((resolve) => (holding = resolve));
+  const done = holder.transaction(async (tx) => {
+    const [row] = await tx.query<{ pid: number }>('SELECT pg_backend_pid() AS pid, pg_advisory_xact_lock($1::bigint)', [
+      INSTALL_LOCK_KEY.toString(),
+    ]);
+    holding(row?.pid ?? 0);
+    await released;
+  });
+  const pid = await held;
+  let closing: Promise<void> | undefined;
+  return {
+    pid,
+    release() {
+      release();
+      closing ??= done.then(() => holder.close());
+      return closing;
     },
   };
 }

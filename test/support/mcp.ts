@@ -1,7 +1,13 @@
+import { rm } from 'node:fs/promises';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
 import { Ajv } from 'ajv';
 import { expect } from 'vitest';
+import { ProvisioningEngine } from '../../src/engine.js';
+import { silentLogger } from '../../src/logger.js';
+import { createServer } from '../../src/server.js';
+import { tempDir } from './fixtures.js';
 
 /** Calls a tool and, on success, checks structuredContent against the tool's declared output schema. */
 export async function callTool(client: Client, tools: Tool[], name: string, args: Record<string, unknown>) {
@@ -14,4 +20,31 @@ export async function callTool(client: Client, tools: Tool[], name: string, args
     expect(text.length).toBeGreaterThan(0);
   }
   return { isError: result.isError === true, text, data: result.structuredContent as Record<string, unknown> };
+}
+
+/** Our server on an embedded store of its own, with the SDK client over an in-memory transport. */
+export async function connectInProcess(options: { extensionDirs?: string[] } = {}) {
+  const dataDir = await tempDir('pgw-mcp-');
+  const engine = new ProvisioningEngine(
+    { databaseUrl: undefined, dataDir, extensionDirs: options.extensionDirs ?? [], disabledExtensions: [], lockTimeoutMs: 60_000 },
+    silentLogger,
+  );
+  const { server, cleanup } = createServer({ engine });
+  const client = new Client({ name: 'test', version: '1' });
+  const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
+  await server.connect(serverSide);
+  await client.connect(clientSide);
+  const statusAfterInitialize = engine.status.state;
+  const { tools } = await client.listTools();
+  return {
+    client,
+    tools,
+    engine,
+    statusAfterInitialize,
+    async close() {
+      await client.close();
+      await cleanup();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
 }
