@@ -114,6 +114,33 @@ for (const kind of ['pglite', 'postgres'] as const) {
       expect(row?.workspace_fingerprint).toBe(newer.workspaceFingerprint);
     });
 
+    it('servers on older and newer extension versions share a database without re-running migrations', async (ctx) => {
+      const { db } = await ready(ctx);
+      const newer = await planFor([await notesExtension(await tempDir(), 'ALTER TABLE notes ADD COLUMN IF NOT EXISTS score int;')], disabled);
+      const older = await planFor([await notesExtension(await tempDir())], disabled);
+      const managerOn = async (plan: InstallPlan) =>
+        new WorkspaceManager(db, plan, (await install(db, plan)).searchPathSchemas, silentLogger);
+      await (await managerOn(newer)).ensure('mixed');
+      // An older server boots (its global files are the same, so no install) and touches the same workspace.
+      expect((await install(db, older)).outcome).toBe('up-to-date');
+      await (await managerOn(older)).ensure('mixed');
+      await (await managerOn(older)).ensure('mixed-old');
+      // The newer server comes back to both.
+      await (await managerOn(newer)).ensure('mixed');
+      await (await managerOn(newer)).ensure('mixed-old');
+      expect(
+        await db.query(
+          `SELECT project_id, name, count(*)::int AS n FROM project_registry.workspace_migrations
+            WHERE project_id LIKE 'mixed%' GROUP BY 1, 2 ORDER BY 1, 2`,
+        ),
+      ).toEqual([
+        { project_id: 'mixed', name: '0001_tags', n: 1 },
+        { project_id: 'mixed', name: '0002_extra', n: 1 },
+        { project_id: 'mixed-old', name: '0001_tags', n: 1 },
+        { project_id: 'mixed-old', name: '0002_extra', n: 1 },
+      ]);
+    });
+
     it('re-runs the workspace schema files when they change, adding what is new', async (ctx) => {
       const { db, manager } = await ready(ctx);
       await manager.ensure('reshaped');
