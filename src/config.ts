@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import envPaths from 'env-paths';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { LogLevel } from './logger.js';
 
 export interface Config {

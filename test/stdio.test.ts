@@ -10,7 +10,7 @@ import { tempDir } from './support/fixtures.js';
 import { callTool } from './support/mcp.js';
 
 const run = promisify(execFile);
-const MAIN = path.resolve('dist/src/main.js');
+const MAIN = path.resolve('dist/server/main.js');
 const env = { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp' };
 
 beforeAll(async () => {

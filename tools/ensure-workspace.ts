@@ -1,5 +1,5 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { z } from 'zod';
+import * as z from 'zod';
 import { isoTimestamp, projectId } from './schemas.js';
 import { runTool, type ToolDeps } from './tool-result.js';
 

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { PROJECT_ID_MAX_LENGTH, PROJECT_ID_PATTERN, PROJECT_ID_RULES } from '../src/workspaces/project-id.js';
 
 /** The id rules are in the JSON Schema too, so a model sees them before it calls. */

@@ -1,5 +1,5 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { z } from 'zod';
+import * as z from 'zod';
 import { validateProjectId } from '../src/workspaces/project-id.js';
 import { WorkspaceNotFoundError } from '../src/workspaces/workspace-errors.js';
 import { projectId } from './schemas.js';

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { Extension, Migration, SqlFile } from './extension.js';
 import { extensionManifest } from './manifest.js';
 

@@ -4,7 +4,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import type { Tool } from '@modelcontextprotocol/sdk/types.js';
 import { callTool } from './mcp.js';
 
-export const MAIN = path.resolve('dist/src/main.js');
+export const MAIN = path.resolve('dist/server/main.js');
 
 export interface ServerProcess {
   client: Client;

@@ -1,0 +1,34 @@
+/**
+ * Bundles the built server so that spawn-to-`initialize` pays for one file, not for resolving,
+ * reading and compiling the hundreds of modules of the MCP SDK, zod and ajv (Node 20 has no
+ * compile cache). Only what `initialize` needs is bundled: every other dependency (pg, PGlite,
+ * the SQL parser: wasm, native addons, optional requires) stays a package import, and with
+ * code splitting the engine's lazy `import()`s stay lazy chunks, loaded while booting.
+ * Runs after `tsc`, on its output, from the package root (as `npm run build` does).
+ */
+import { readFile } from 'node:fs/promises';
+import { build } from 'esbuild';
+
+const BUNDLED = new Set(['@modelcontextprotocol/sdk', 'zod']);
+const { dependencies } = JSON.parse(await readFile('package.json', 'utf8'));
+
+/** @param {Record<string, string>} entryPoints @param {string} outdir */
+function bundle(entryPoints, outdir) {
+  return build({
+    entryPoints,
+    outdir,
+    bundle: true,
+    splitting: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    minify: true,
+    sourcemap: true,
+    external: Object.keys(dependencies).filter((name) => !BUNDLED.has(name)),
+    logLevel: 'warning',
+  });
+}
+
+await bundle({ main: 'dist/src/main.js' }, 'dist/server');
+// The benchmark's own servers are built the same way, so that their figures are comparable.
+await bundle({ 'bare-server': 'dist/bench/bare-server.js', 'noop-server': 'dist/bench/noop-server.js' }, 'dist/bench-servers');
