@@ -26,3 +26,6 @@ export const packageVersion: string = (
 export const builtinExtensionDirs = ['core', 'codebase'].map((id) =>
   path.join(packageRoot, 'extensions', id),
 );
+
+/** A freshly initialised PGlite data directory, built by `npm run build` (absent when running from source only). */
+export const pgliteTemplateDir = path.join(packageRoot, 'dist', 'pglite-template');

@@ -1,9 +1,11 @@
 import { spawn } from 'node:child_process';
+import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DataDirInUseError } from '../src/db/data-dir-lock.js';
 import { PGliteDatabase } from '../src/db/pglite-database.js';
 import { silentLogger } from '../src/logger.js';
+import { pgliteTemplateDir } from '../src/package-info.js';
 import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
 import { install, pgliteBackend, planFor, tempDir, type Backend } from './support/fixtures.js';
 
@@ -78,6 +80,26 @@ describe('embedded PGlite with pgvector', () => {
     }
     const reopened = await PGliteDatabase.open(dir);
     expect(await reopened.query('SELECT 1 AS ok')).toEqual([{ ok: 1 }]);
+    await reopened.close();
+  });
+
+  it('makes a new store from the built template, replacing what a crash mid-copy left behind', async () => {
+    const templateVersion = await readFile(path.join(pgliteTemplateDir, 'PGLITE_VERSION'), 'utf8');
+    const dir = await tempDir('pgw-template-');
+    await mkdir(path.join(dir, 'pgdata.partial'));
+    await writeFile(path.join(dir, 'pgdata.partial', 'PG_VERSION'), 'half a copy');
+
+    const db = await PGliteDatabase.open(dir);
+    try {
+      expect(await readFile(path.join(dir, 'pgdata', 'PGLITE_VERSION'), 'utf8')).toBe(templateVersion);
+      await expect(access(path.join(dir, 'pgdata.partial'))).rejects.toThrow(/ENOENT/);
+      await db.exec('CREATE TABLE kept (x int); INSERT INTO kept VALUES (42)');
+    } finally {
+      await db.close();
+    }
+    // An existing store is opened as it is, never copied over.
+    const reopened = await PGliteDatabase.open(dir);
+    expect(await reopened.query('SELECT x FROM kept')).toEqual([{ x: 42 }]);
     await reopened.close();
   });
 });

@@ -1,8 +1,9 @@
-import { mkdir } from 'node:fs/promises';
+import { access, cp, mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { vector } from '@electric-sql/pglite-pgvector';
 import pgvector from 'pgvector';
+import { pgliteTemplateDir } from '../package-info.js';
 import { SessionDatabase, type Queryable } from './database.js';
 import { DataDirLock } from './data-dir-lock.js';
 import { Mutex } from './mutex.js';
@@ -38,10 +39,9 @@ export class PGliteDatabase extends SessionDatabase {
     await mkdir(dataDir, { recursive: true });
     const lock = await DataDirLock.acquire(dataDir, path.join(dataDir, 'lock'));
     try {
-      const pglite = await PGlite.create({
-        dataDir: path.join(dataDir, 'pgdata'),
-        extensions: { vector },
-      });
+      const pgdata = path.join(dataDir, 'pgdata');
+      if (!(await exists(pgdata)) && (await exists(pgliteTemplateDir))) await copyTemplate(pgdata);
+      const pglite = await PGlite.create({ dataDir: pgdata, extensions: { vector } });
       return new PGliteDatabase(pglite, lock, dataDir);
     } catch (error) {
       await lock.release();
@@ -67,4 +67,18 @@ export class PGliteDatabase extends SessionDatabase {
       await this.lock.release();
     });
   }
+}
+
+const exists = (file: string) => access(file).then(() => true, () => false);
+
+/**
+ * A new store starts as a copy of the initialised data directory built with the package
+ * (scripts/pglite-template.js) instead of running initdb. The copy is renamed into place only
+ * once complete, so a crash mid-copy leaves no half-made store (we hold the data-dir lock).
+ */
+async function copyTemplate(pgdata: string): Promise<void> {
+  const partial = `${pgdata}.partial`;
+  await rm(partial, { recursive: true, force: true });
+  await cp(pgliteTemplateDir, partial, { recursive: true });
+  await rename(partial, pgdata);
 }

@@ -1,4 +1,4 @@
-import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Database, Queryable } from '../../src/db/database.js';
@@ -69,8 +69,8 @@ export function recording(db: Database): { db: Database; calls: string[] } {
 }
 
 /**
- * Fresh databases for one test file. PGlite pays initdb (seconds) once per file: later stores
- * are copies of a closed template directory.
+ * Fresh databases for one test file. A new PGlite store is a copy of the template that
+ * `npm run build` makes, so it costs a fraction of a second, not initdb's seconds.
  */
 export interface Backend {
   name: 'pglite' | 'postgres';
@@ -82,16 +82,12 @@ export interface Backend {
 
 export async function pgliteBackend(): Promise<Backend> {
   const root = await tempDir('pgw-pglite-');
-  const template = path.join(root, 'template');
-  await (await PGliteDatabase.open(template)).close();
   const opened: Database[] = [];
   let n = 0;
   return {
     name: 'pglite',
     async fresh() {
-      const dir = path.join(root, `db${++n}`);
-      await cp(template, dir, { recursive: true });
-      const db = await PGliteDatabase.open(dir);
+      const db = await PGliteDatabase.open(path.join(root, `db${++n}`));
       opened.push(db);
       return db;
     },
