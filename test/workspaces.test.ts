@@ -169,6 +169,37 @@ for (const kind of ['pglite', 'postgres'] as const) {
       expect(await db.query(`SELECT 1 FROM project_registry.workspace_config WHERE project_id = 'doomed'`)).toEqual([]);
     });
 
+    it('names the statement from the error position PostgreSQL gives, and rolls back', async (ctx) => {
+      const dir = await writeExtension(await tempDir(), { id: 'typo-ws' }, {
+        'workspace/schema.sql':
+          'CREATE TABLE IF NOT EXISTS fine (id int);\n\nCREATE TABLE IF NOT EXISTS typed (x no_such_type);\nCREATE TABLE IF NOT EXISTS later (id int);',
+      });
+      const { db, manager } = await ready(ctx, await planFor([dir], disabled));
+      const failure = await manager.ensure('typo').catch((e: unknown) => e);
+      expect(failure).toBeInstanceOf(WorkspaceProvisionError);
+      expect((failure as Error).message).toContain('typo-ws/workspace/schema.sql statement 2/3 (line 3)');
+      expect((failure as Error).message).toContain('SQLSTATE 42704');
+      expect(await db.query(`SELECT to_regnamespace('project_typo') AS s`)).toEqual([{ s: null }]);
+    });
+
+    it('refuses a workspace that lacks a required column or table, leaving nothing behind', async (ctx) => {
+      const lacksColumn = await writeExtension(await tempDir(), { id: 'short', required_columns: { notes: ['id', 'body', 'title'] } }, {
+        'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS notes (id int PRIMARY KEY, body text);',
+      });
+      const lacksTable = await writeExtension(await tempDir(), { id: 'ghostly', required_columns: { ghosts: ['id'] } }, {
+        'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS spirits (id int);',
+      });
+      for (const [dir, expected] of [
+        [lacksColumn, 'Extension "short" requires notes(id, body, title) in every workspace, but title is missing'],
+        [lacksTable, 'Extension "ghostly" requires ghosts(id) in every workspace, but the table does not exist'],
+      ] as const) {
+        const { db, manager } = await ready(ctx, await planFor([dir], disabled));
+        await expect(manager.ensure('incomplete')).rejects.toThrow(expected);
+        expect(await db.query(`SELECT to_regnamespace('project_incomplete') AS s`)).toEqual([{ s: null }]);
+        expect(await db.query(`SELECT 1 FROM project_registry.workspace_config WHERE project_id = 'incomplete'`)).toEqual([]);
+      }
+    });
+
     it('pages through workspaces by key, filtered by prefix', async (ctx) => {
       const { manager } = await ready(ctx);
       const ids = ['team-a', 'team-b', 'team-c', 'team-d', 'team-e', 'other', 'teams'];

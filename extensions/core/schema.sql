@@ -47,3 +47,56 @@ CREATE TABLE IF NOT EXISTS project_registry.install_state (
 -- Finding lagging workspaces is one index scan.
 CREATE INDEX IF NOT EXISTS workspace_config_fingerprint_idx
     ON project_registry.workspace_config (workspace_fingerprint);
+
+-- Which required workspace columns a schema lacks: "table" when the table is missing, else
+-- "table.column". `required` is {"table": ["column", ...]}.
+CREATE OR REPLACE FUNCTION project_registry.missing_workspace_columns(schema_name text, required jsonb)
+RETURNS text[] LANGUAGE sql STABLE AS $$
+  SELECT coalesce(array_agg(DISTINCT CASE WHEN t.oid IS NULL THEN r.key ELSE r.key || '.' || c.name END), '{}')
+    FROM jsonb_each(required) r
+    CROSS JOIN LATERAL jsonb_array_elements_text(r.value) c(name)
+    LEFT JOIN pg_catalog.pg_class t
+           ON t.relname = r.key AND t.relkind IN ('r', 'p', 'v', 'm', 'f')
+          AND t.relnamespace = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = schema_name)
+   WHERE t.oid IS NULL
+      OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                      WHERE a.attrelid = t.oid AND a.attname = c.name AND a.attnum > 0 AND NOT a.attisdropped)
+$$;
+
+-- Creates a workspace in one round trip (the engine's path for an id it found unregistered):
+-- takes the workspace's lock, returns the registered row if a concurrent creator got there
+-- first, else runs the creation script, checks the required columns (raising PW001 with the
+-- missing ones as DETAIL, which rolls everything back) and registers the workspace and its
+-- ledger rows. Each statement of a volatile function sees what committed before it, so the
+-- lookup after the lock sees the lock's previous holder. SECURITY INVOKER: the script runs
+-- with the caller's own privileges, as if the caller had sent it.
+CREATE OR REPLACE FUNCTION project_registry.create_workspace(
+    project_id text, schema_name text, lock_class integer, fingerprint text, schema_fingerprint text,
+    script text, extension_ids text[], names text[], checksums text[], required jsonb)
+RETURNS TABLE (created boolean, registered_at timestamptz, registered_fingerprint text)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+  missing text[];
+BEGIN
+  PERFORM pg_advisory_xact_lock(lock_class, hashtext(create_workspace.project_id));
+  RETURN QUERY SELECT false, w.created_at, w.workspace_fingerprint
+                 FROM project_registry.workspace_config w WHERE w.project_id = create_workspace.project_id;
+  IF FOUND THEN
+    RETURN;
+  END IF;
+  EXECUTE script;
+  missing := project_registry.missing_workspace_columns(create_workspace.schema_name, required);
+  IF cardinality(missing) > 0 THEN
+    RAISE EXCEPTION 'required workspace columns missing in %', create_workspace.schema_name
+      USING ERRCODE = 'PW001', DETAIL = array_to_string(missing, ',');
+  END IF;
+  INSERT INTO project_registry.workspace_config AS w (project_id, schema_name, workspace_fingerprint, workspace_schema_fingerprint)
+  VALUES (create_workspace.project_id, create_workspace.schema_name, fingerprint, schema_fingerprint)
+  RETURNING w.created_at INTO registered_at;
+  INSERT INTO project_registry.workspace_migrations (project_id, extension_id, name, checksum)
+  SELECT create_workspace.project_id, * FROM unnest(extension_ids, names, checksums);
+  created := true;
+  registered_fingerprint := fingerprint;
+  RETURN NEXT;
+END
+$$;

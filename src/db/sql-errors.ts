@@ -5,6 +5,9 @@ export interface PgErrorFields {
   detail?: string;
   hint?: string;
   position?: string | number;
+  /** For an error inside a statement that PL/pgSQL ran with EXECUTE: that statement and where in it. */
+  internalQuery?: string;
+  internalPosition?: string | number;
 }
 
 export function pgError(error: unknown): PgErrorFields | undefined {

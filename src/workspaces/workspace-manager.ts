@@ -51,11 +51,28 @@ const LOOKUP = `
   SELECT created_at, workspace_fingerprint, workspace_schema_fingerprint
     FROM project_registry.workspace_config WHERE project_id = $1`;
 
+/**
+ * A new workspace in one round trip: core's create_workspace() locks, re-checks, runs the
+ * script, checks required columns and registers, all in the statement's own transaction.
+ */
+const CREATE = `
+  SELECT created, registered_at, registered_fingerprint
+    FROM project_registry.create_workspace($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`;
+
+/** create_workspace()'s SQLSTATE for required columns missing after the script ran. */
+const MISSING_COLUMNS = 'PW001';
+
 interface Provisioned {
   /** Absent when the workspace does not exist and was not to be created. */
   workspace?: Workspace;
   changed: boolean;
   migrations: string[];
+}
+
+interface CreatedRow {
+  created: boolean;
+  registered_at: Date;
+  registered_fingerprint: string;
 }
 
 interface LookupRow {
@@ -67,13 +84,21 @@ interface LookupRow {
 export class WorkspaceManager {
   readonly #cache = new Map<string, Omit<Workspace, 'created'>>();
   readonly #inflight = new Map<string, Promise<Workspace>>();
+  /** Every extension's required workspace columns, as missing_workspace_columns() takes them. */
+  readonly #required: string;
 
   constructor(
     private readonly db: Database,
     private readonly plan: InstallPlan,
     private readonly searchPathSchemas: readonly string[],
     private readonly log: Logger,
-  ) {}
+  ) {
+    const required: Record<string, string[]> = {};
+    for (const p of plan.extensions) {
+      for (const { table, columns } of p.workspaceRequiredColumns) required[table] = [...new Set([...(required[table] ?? []), ...columns])];
+    }
+    this.#required = JSON.stringify(required);
+  }
 
   /**
    * Returns the workspace, creating or upgrading it first when needed. A cache hit sends no
@@ -98,8 +123,45 @@ export class WorkspaceManager {
     if (row && row.workspace_fingerprint === this.plan.workspaceFingerprint) {
       return { projectId, schemaName, created: false, createdAt: row.created_at, tables: [...this.plan.workspaceTables] };
     }
+    // Unregistered: create in one round trip, unless a concurrent creator registered it at
+    // another version meanwhile, which the general path below then upgrades.
+    const created = row ? undefined : await this.#create(projectId, schemaName);
+    if (created) return created;
     const result = await this.#provision(projectId, schemaName, { create: true });
     return result.workspace as Workspace;
+  }
+
+  async #create(projectId: string, schemaName: string): Promise<Workspace | undefined> {
+    const script = buildWorkspaceScript(schemaName, this.searchPathSchemas, this.plan.extensions, [], { schemaFiles: true });
+    const { extensionIds, names, checksums } = script.migrations;
+    let row: CreatedRow | undefined;
+    try {
+      [row] = await this.db.query<CreatedRow>(CREATE, [
+        projectId,
+        schemaName,
+        WORKSPACE_LOCK_CLASS,
+        this.plan.workspaceFingerprint,
+        this.plan.workspaceSchemaFingerprint,
+        script.sql,
+        extensionIds,
+        names,
+        checksums,
+        this.#required,
+      ]);
+    } catch (error) {
+      const fields = pgError(error);
+      if (fields?.code === MISSING_COLUMNS) throw this.#missingColumnsError(fields.detail?.split(',') ?? []);
+      // Any other SQL error is the script's (its EXECUTE is all the function does that can fail
+      // on good input); PostgreSQL gives the position in it only with the script as internal query.
+      const position = fields?.internalQuery === script.sql ? Number(fields.internalPosition) : NaN;
+      throw await this.#explain(fields ? new ScriptError(script, error, position) : error, projectId, schemaName);
+    }
+    if (!row) throw new Error(`create_workspace for ${projectId} returned no row`);
+    if (!row.created && row.registered_fingerprint !== this.plan.workspaceFingerprint) return undefined;
+    if (row.created) {
+      this.log.info('created workspace', { project_id: projectId, schema: schemaName, migrations: names });
+    }
+    return { projectId, schemaName, created: row.created, createdAt: row.registered_at, tables: [...this.plan.workspaceTables] };
   }
 
   /**
@@ -141,9 +203,13 @@ export class WorkspaceManager {
     try {
       await tx.exec(script.sql);
     } catch (error) {
-      throw new ScriptError(script, error);
+      throw new ScriptError(script, error, Number(pgError(error)?.position));
     }
-    await this.#checkRequiredColumns(tx, schemaName);
+    const [check] = await tx.query<{ missing: string[] }>(
+      'SELECT project_registry.missing_workspace_columns($1, $2) AS missing',
+      [schemaName, this.#required],
+    );
+    if (check && check.missing.length > 0) throw this.#missingColumnsError(check.missing);
     const [registered] = await tx.query<{ created_at: Date }>(
       `WITH registered AS (
          INSERT INTO project_registry.workspace_config (project_id, schema_name, workspace_fingerprint, workspace_schema_fingerprint)
@@ -178,19 +244,20 @@ export class WorkspaceManager {
     return { workspace, changed: true, migrations: names.map((name, i) => `${extensionIds[i]}/${name}`) };
   }
 
-  async #checkRequiredColumns(tx: Queryable, schemaName: string): Promise<void> {
+  /** What missing_workspace_columns() reported ("table" or "table.column"), per extension. */
+  #missingColumnsError(missing: readonly string[]): Error {
     for (const p of this.plan.extensions) {
       for (const { table, columns } of p.workspaceRequiredColumns) {
-        const check = await checkColumns(tx, schemaName, table, columns);
-        if (!check.tableExists || check.missing.length > 0) {
-          throw new Error(
-            `Extension "${p.extension.id}" requires ${table}(${columns.join(', ')}) in every workspace, but ` +
-              (check.tableExists ? `${check.missing.join(', ')} is missing` : `the table does not exist`) +
-              ` after its workspace DDL and migrations ran. Fix the extension's workspace/ files.`,
-          );
-        }
+        const absent = columns.filter((c) => missing.includes(`${table}.${c}`));
+        if (!missing.includes(table) && absent.length === 0) continue;
+        return new Error(
+          `Extension "${p.extension.id}" requires ${table}(${columns.join(', ')}) in every workspace, but ` +
+            (absent.length > 0 ? `${absent.join(', ')} is missing` : `the table does not exist`) +
+            ` after its workspace DDL and migrations ran. Fix the extension's workspace/ files.`,
+        );
       }
     }
+    return new Error(`Required workspace columns are missing: ${missing.join(', ')}.`);
   }
 
   async #explain(error: unknown, projectId: string, schemaName: string): Promise<unknown> {
@@ -204,7 +271,7 @@ export class WorkspaceManager {
     if (!pgError(cause)) return cause;
     let where = '';
     if (error instanceof ScriptError) {
-      const statement = await locateFailure(this.db, error.script, Number(pgError(cause)?.position)).catch(() => undefined);
+      const statement = await locateFailure(this.db, error.script, error.position).catch(() => undefined);
       where = statement
         ? ` at ${statement.file} statement ${statement.number}/${statement.total} (line ${statement.line})`
         : ' in the workspace DDL';
@@ -273,7 +340,8 @@ export class WorkspaceManager {
 }
 
 class ScriptError extends Error {
-  constructor(readonly script: WorkspaceScript, override readonly cause: unknown) {
+  /** Where in the script PostgreSQL says it failed (NaN when it does not say). */
+  constructor(readonly script: WorkspaceScript, override readonly cause: unknown, readonly position: number) {
     super((cause as Error)?.message ?? String(cause));
   }
 }
