@@ -99,3 +99,17 @@ export async function provisionConcurrently(managers: WorkspaceManager[], prefix
   const seconds = (performance.now() - started) / 1000;
   return { perSecond: Math.round(((managers.length * perWorker) / seconds) * 10) / 10, errors };
 }
+
+/** The raw-DDL floor with `workers` connections at once, on distinct schemas. */
+export async function rawConcurrently(db: Database, plan: InstallPlan, searchPath: string[], prefix: string, workers: number, perWorker: number) {
+  const provision = provisionRawFloor(db, plan, `raw_${prefix}`, searchPath);
+  let errors = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: workers }, async (_, w) => {
+      for (let i = 0; i < perWorker; i++) await provision(w * perWorker + i).catch(() => errors++);
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  return { perSecond: Math.round(((workers * perWorker) / seconds) * 10) / 10, errors };
+}

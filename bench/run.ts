@@ -14,7 +14,7 @@ import { holdInstallLock, install, pgliteBackend, planFor, recording, tempDir } 
 import { startPgCluster } from '../test/support/pg-cluster.js';
 import { fleetPass } from './fleet.js';
 import { lookupRows, measureLookups } from './lookups.js';
-import { managerFor, provisionConcurrently, provisionOurs, provisionRawFloor, provisionSeedStyle, seedWorkspaces } from './provisioning.js';
+import { managerFor, provisionConcurrently, provisionOurs, provisionRawFloor, provisionSeedStyle, rawConcurrently, seedWorkspaces } from './provisioning.js';
 import { formatTable, type Row } from './report.js';
 import { ratio, sample, sampleInterleaved } from './stats.js';
 import { bareServerBoot, bootTimes, cacheHitOverStdio } from './stdio-boot.js';
@@ -44,6 +44,19 @@ async function plainCodebaseExtension(): Promise<string> {
 }
 const PLAIN = await plainCodebaseExtension();
 
+/**
+ * After thousands of workspaces are made in a minute, autovacuum is still catching up on the
+ * registry and the catalogs: until it does, stale statistics can turn a keyset page into a
+ * sort of the whole registry, and its work competes for the 2 cores. Lookups and provisioning
+ * "at N workspaces" are measured in the state autovacuum reaches, not in that transient.
+ */
+async function settle(db: PostgresDatabase): Promise<void> {
+  await db.exec(
+    'VACUUM (ANALYZE) project_registry.workspace_config, project_registry.workspace_migrations, ' +
+      'pg_catalog.pg_namespace, pg_catalog.pg_class, pg_catalog.pg_attribute, pg_catalog.pg_type, pg_catalog.pg_depend',
+  );
+}
+
 const rows: Row[] = [];
 const facts: Record<string, unknown> = { sizes: { large: LARGE, small: SMALL, iterations: ITERATIONS, fleet: FLEET } };
 const log = (message: string) => process.stderr.write(`[bench] ${message}\n`);
@@ -53,145 +66,10 @@ if (!cluster) throw new Error('The benchmarks need PostgreSQL binaries (see READ
 const plan = await planFor([PLAIN], ['codebase']);
 const pgDb = async (pool = 10) => new PostgresDatabase({ connectionString: await cluster.createDatabase('bench'), maxConnections: pool });
 
+let atZero: { db: PostgresDatabase; manager: WorkspaceManager; searchPath: string[] } | undefined;
 try {
-  // Scenario 1 at 0 workspaces (and 6: the same on PGlite).
-  let oursAtZero = 0;
-  let pgliteLookups: Awaited<ReturnType<typeof measureLookups>>['ours'] | undefined;
-  if (ONLY.has('1') || ONLY.has('6')) {
-    log('scenario 1: provisioning at 0 workspaces');
-    const db = await pgDb();
-    const manager = await managerFor(db, plan);
-    const searchPath = (await install(db, plan)).searchPathSchemas;
-    const { ours, floor, seed } = await sampleInterleaved(ITERATIONS, {
-      ours: provisionOurs(manager, 'zero'),
-      floor: provisionRawFloor(db, plan, 'zero', searchPath),
-      seed: provisionSeedStyle(db, plan, 'zero', searchPath),
-    });
-    oursAtZero = ours.p50;
-    rows.push(
-      { scenario: '1 provisioning (pg)', measure: 'ensure new workspace', ours, baseline: { name: '(a) raw DDL, one query', value: floor }, ratio: ratio(ours.p50, floor.p50), target: '<= 1.3', met: ours.p50 <= 1.3 * floor.p50 },
-      { scenario: '1 provisioning (pg)', measure: 'ensure new workspace', ours, baseline: { name: '(b) Python seed style', value: seed }, ratio: ratio(ours.p50, seed.p50), target: 'baseline/ours >= 5', met: seed.p50 >= 5 * ours.p50, note: `seed style is ${ratio(seed.p50, ours.p50)}x slower` },
-    );
-    await db.close();
-
-    if (ONLY.has('6')) {
-      log('scenario 6: provisioning on PGlite');
-      const lite = await pgliteBackend();
-      const liteDb = await lite.fresh();
-      const plainOnLite = await sample(ITERATIONS, provisionOurs(await managerFor(liteDb, plan), 'lite'));
-      const defaults = await planFor([]);
-      const liteDefault = await lite.fresh();
-      const withVector = await sample(ITERATIONS, provisionOurs(await managerFor(liteDefault, defaults), 'lite-vector'));
-      const liteSmall = await lite.fresh();
-      const liteManager = await managerFor(liteSmall, plan);
-      await seedWorkspaces(liteManager, 'look', SMALL, 1);
-      const liteLookups = await measureLookups(liteSmall, plan, [], 'look', SMALL, ITERATIONS);
-      pgliteLookups = liteLookups.ours;
-      rows.push(
-        { scenario: '6 pglite vs pg', measure: 'ensure new workspace (same DDL)', ours: plainOnLite, baseline: { name: 'real PostgreSQL', value: ours }, ratio: ratio(plainOnLite.p50, ours.p50), target: 'report (published 2-3.4x)' },
-        { scenario: '6 pglite vs pg', measure: 'ensure new workspace, default set with pgvector', ours: withVector, note: 'PGlite only: Debian PostgreSQL 15 has no pgvector' },
-      );
-      await lite.cleanup();
-    }
-  }
-
-  // Scenario 3 (and 1 at scale, 7 fleet no-op and real pass at scale).
-  if (ONLY.has('3') || ONLY.has('1') || ONLY.has('7')) {
-    log(`scenario 3: seeding ${SMALL} and ${LARGE} workspaces`);
-    const small = await pgDb();
-    const smallManager = await managerFor(small, plan);
-    await seedWorkspaces(smallManager, 'look', SMALL);
-    const smallPath = (await install(small, plan)).searchPathSchemas;
-    const smallFigures = await measureLookups(small, plan, smallPath, 'look', SMALL, ITERATIONS);
-    await small.close();
-
-    const large = await pgDb();
-    const largeManager = await managerFor(large, plan);
-    const seedMs = await seedWorkspaces(largeManager, 'look', LARGE);
-    facts['seedLargeSeconds'] = Math.round(seedMs / 100) / 10;
-    log(`seeded ${LARGE} workspaces in ${facts['seedLargeSeconds']} s`);
-    const largePath = (await install(large, plan)).searchPathSchemas;
-    const largeFigures = await measureLookups(large, plan, largePath, 'look', LARGE, ITERATIONS);
-    rows.push(...lookupRows('(pg)', smallFigures, SMALL, largeFigures, LARGE));
-    if (pgliteLookups) {
-      const lite = pgliteLookups;
-      for (const measure of Object.keys(lite)) {
-        rows.push({ scenario: '6 pglite vs pg', measure: `${measure} at ${SMALL}`, ours: lite[measure]!, baseline: { name: 'real PostgreSQL', value: smallFigures.ours[measure]! }, ratio: ratio(lite[measure]!.p50, smallFigures.ours[measure]!.p50), target: 'report' });
-      }
-    }
-
-    if (ONLY.has('1')) {
-      // The same three contenders at scale, so "at N vs at 0" compares like with like.
-      const scaled = await sampleInterleaved(ITERATIONS, {
-        ours: provisionOurs(new WorkspaceManager(large, plan, largePath, silentLogger), 'scale'),
-        floor: provisionRawFloor(large, plan, 'scale', largePath),
-      });
-      const atScale = scaled.ours;
-      rows.push({ scenario: '1 provisioning (pg)', measure: `ensure new workspace at ${LARGE}`, ours: atScale, baseline: { name: '(a) raw DDL, one query', value: scaled.floor }, ratio: ratio(atScale.p50, scaled.floor.p50), target: '<= 1.3', met: atScale.p50 <= 1.3 * scaled.floor.p50 });
-      rows.push({ scenario: '1 provisioning (pg)', measure: `ensure new workspace at ${LARGE} vs 0`, ours: atScale, baseline: { name: 'ours at 0', value: oursAtZero }, ratio: ratio(atScale.p50, oursAtZero), target: '<= 1.2', met: atScale.p50 <= 1.2 * oursAtZero });
-    }
-
-    if (ONLY.has('7')) {
-      log('scenario 7 (fleet): no-op and real passes');
-      const noop = await fleetPass(large, plan, 4);
-      rows.push({ scenario: '7 fleet upgrade', measure: `no-op pass over ${LARGE}`, ours: noop.perSecond, target: '>= 200 workspaces/s', met: noop.perSecond >= 200, note: 'workspaces/s' });
-      const v2Dir = await tempDir('bench-v2-');
-      await cp(PLAIN, v2Dir, { recursive: true });
-      await mkdir(path.join(v2Dir, 'workspace/migrations'), { recursive: true });
-      await writeFile(
-        path.join(v2Dir, 'workspace/migrations/0001_checksum_algo.sql'),
-        'ALTER TABLE files ADD COLUMN IF NOT EXISTS checksum_algo text;\nCREATE INDEX IF NOT EXISTS files_checksum_algo_idx ON files (checksum_algo);\n',
-      );
-      const v2 = await planFor([v2Dir], ['codebase']);
-      const passes: Record<number, number> = {};
-      for (const concurrency of [1, 4]) {
-        const db = await pgDb(concurrency + 1);
-        await seedWorkspaces(await managerFor(db, plan), 'fleet', FLEET);
-        const pass = await fleetPass(db, v2, concurrency);
-        if (pass.failed > 0) throw new Error(`fleet pass failed: ${JSON.stringify(pass.failures.slice(0, 3))}`);
-        passes[concurrency] = pass.perSecond;
-        await db.close();
-      }
-      rows.push({ scenario: '7 fleet upgrade', measure: `column + index over ${FLEET}, concurrency 4 vs 1`, ours: passes[4]!, baseline: { name: 'concurrency 1', value: passes[1]! }, ratio: ratio(passes[4]!, passes[1]!), target: '>= 1.5', met: passes[4]! >= 1.5 * passes[1]!, note: 'workspaces/s, zero errors' });
-      const big = await fleetPass(large, v2, 4);
-      rows.push({ scenario: '7 fleet upgrade', measure: `column + index over ${LARGE}, concurrency 4`, ours: big.perSecond, note: `workspaces/s, ${big.failed} errors` });
-    }
-    await large.close();
-  }
-
-  if (ONLY.has('5')) {
-    log('scenario 5: concurrent provisioning');
-    // Throughput drifts over a cluster's life (new databases, warming caches), so the worker
-    // counts take turns over several rounds and each reports its median round.
-    const rounds: Record<number, { perSecond: number; errors: number }[]> = { 1: [], 4: [], 16: [] };
-    for (let round = 0; round < 3; round++) {
-      for (const workers of [1, 4, 16]) {
-        const db = await pgDb(workers);
-        const report = await install(db, plan);
-        const managers = Array.from({ length: workers }, () => new WorkspaceManager(db, plan, report.searchPathSchemas, silentLogger));
-        await provisionConcurrently(managers, `warm${workers}`, 1);
-        rounds[workers]!.push(await provisionConcurrently(managers, `w${workers}`, Math.max(4, Math.floor(96 / workers))));
-        await db.close();
-      }
-    }
-    const throughput = Object.fromEntries(
-      Object.entries(rounds).map(([w, results]) => {
-        const sorted = [...results].sort((a, b) => a.perSecond - b.perSecond);
-        return [w, { perSecond: sorted[1]!.perSecond, errors: results.reduce((n, r) => n + r.errors, 0) }];
-      }),
-    ) as Record<number, { perSecond: number; errors: number }>;
-    for (const workers of [4, 16]) {
-      rows.push({ scenario: '5 concurrent provisioning', measure: `${workers} workers vs 1`, ours: throughput[workers]!.perSecond, baseline: { name: '1 worker', value: throughput[1]!.perSecond }, ratio: ratio(throughput[workers]!.perSecond, throughput[1]!.perSecond), target: workers === 16 ? '>= 1.5' : 'report', ...(workers === 16 ? { met: throughput[16]!.perSecond >= 1.5 * throughput[1]!.perSecond } : {}), note: `workspaces/s, errors ${throughput[workers]!.errors}` });
-    }
-  }
-
-  if (ONLY.has('2')) {
-    log('scenario 2: cache hit over stdio');
-    const url = await cluster.createDatabase('bench');
-    const { ensure, noop } = await cacheHitOverStdio(['--extensions', PLAIN, '--disable', 'codebase'], { DATABASE_URL: url }, ITERATIONS * 10);
-    rows.push({ scenario: '2 cache hit over stdio', measure: 'ensure_workspace (cached)', ours: ensure, baseline: { name: 'no-op tool', value: noop }, ratio: ratio(ensure.p50, noop.p50), target: '<= 1.2', met: ensure.p50 <= 1.2 * noop.p50 });
-  }
-
+  // The latency-sensitive scenarios run first, on a quiet machine: after the 10k-workspace
+  // databases exist, autovacuum works on their catalogs for minutes on the same 2 cores.
   if (ONLY.has('4')) {
     log('scenario 4: boot');
     const args = ['--extensions', PLAIN, '--disable', 'codebase'];
@@ -223,7 +101,163 @@ try {
     await counted.close();
     rows.push({ scenario: '4 boot', measure: 'up-to-date boot: round trips', ours: calls.length, target: '<= 2', met: calls.length <= 2 });
   }
+  if (ONLY.has('2')) {
+    log('scenario 2: cache hit over stdio');
+    const url = await cluster.createDatabase('bench');
+    const { ensure, noop } = await cacheHitOverStdio(['--extensions', PLAIN, '--disable', 'codebase'], { DATABASE_URL: url }, ITERATIONS * 10);
+    rows.push({ scenario: '2 cache hit over stdio', measure: 'ensure_workspace (cached)', ours: ensure, baseline: { name: 'no-op tool', value: noop }, ratio: ratio(ensure.p50, noop.p50), target: '<= 1.2', met: ensure.p50 <= 1.2 * noop.p50 });
+  }
+
+  // Scenario 1 at 0 workspaces (and 6: the same on PGlite).
+  let pgliteLookups: Awaited<ReturnType<typeof measureLookups>>['ours'] | undefined;
+  if (ONLY.has('1') || ONLY.has('6')) {
+    log('scenario 1: provisioning at 0 workspaces');
+    const db = await pgDb();
+    const manager = await managerFor(db, plan);
+    const searchPath = (await install(db, plan)).searchPathSchemas;
+    const { ours, floor, seed } = await sampleInterleaved(ITERATIONS, {
+      ours: provisionOurs(manager, 'zero'),
+      floor: provisionRawFloor(db, plan, 'zero', searchPath),
+      seed: provisionSeedStyle(db, plan, 'zero', searchPath),
+    });
+    rows.push(
+      { scenario: '1 provisioning (pg)', measure: 'ensure new workspace', ours, baseline: { name: '(a) raw DDL, one query', value: floor }, ratio: ratio(ours.p50, floor.p50), target: '<= 1.3', met: ours.p50 <= 1.3 * floor.p50 },
+      { scenario: '1 provisioning (pg)', measure: 'ensure new workspace', ours, baseline: { name: '(b) Python seed style', value: seed }, ratio: ratio(ours.p50, seed.p50), target: 'baseline/ours >= 5', met: seed.p50 >= 5 * ours.p50, note: `seed style is ${ratio(seed.p50, ours.p50)}x slower` },
+    );
+    // Kept for "at N vs at 0", which is sampled interleaved with the runs at scale.
+    atZero = { db, manager, searchPath };
+
+    if (ONLY.has('6')) {
+      log('scenario 6: provisioning on PGlite');
+      const lite = await pgliteBackend();
+      const liteDb = await lite.fresh();
+      const plainOnLite = await sample(ITERATIONS, provisionOurs(await managerFor(liteDb, plan), 'lite'));
+      const defaults = await planFor([]);
+      const liteDefault = await lite.fresh();
+      const withVector = await sample(ITERATIONS, provisionOurs(await managerFor(liteDefault, defaults), 'lite-vector'));
+      const liteSmall = await lite.fresh();
+      const liteManager = await managerFor(liteSmall, plan);
+      await seedWorkspaces(liteManager, 'look', SMALL, 1);
+      const liteLookups = await measureLookups(liteSmall, plan, [], 'look', SMALL, ITERATIONS);
+      pgliteLookups = liteLookups.ours;
+      rows.push(
+        { scenario: '6 pglite vs pg', measure: 'ensure new workspace (same DDL)', ours: plainOnLite, baseline: { name: 'real PostgreSQL', value: ours }, ratio: ratio(plainOnLite.p50, ours.p50), target: 'report (published 2-3.4x)' },
+        { scenario: '6 pglite vs pg', measure: 'ensure new workspace, default set with pgvector', ours: withVector, note: 'PGlite only: Debian PostgreSQL 15 has no pgvector' },
+      );
+      await lite.cleanup();
+    }
+  }
+
+  // Scenario 3 (and 1 at scale, 7 fleet no-op and real pass at scale).
+  if (ONLY.has('3') || ONLY.has('1') || ONLY.has('7')) {
+    log(`scenario 3: seeding ${SMALL} and ${LARGE} workspaces`);
+    const small = await pgDb();
+    const smallManager = await managerFor(small, plan);
+    await seedWorkspaces(smallManager, 'look', SMALL);
+    await settle(small);
+    const smallPath = (await install(small, plan)).searchPathSchemas;
+    const smallFigures = await measureLookups(small, plan, smallPath, 'look', SMALL, ITERATIONS);
+    await small.close();
+
+    const large = await pgDb();
+    const largeManager = await managerFor(large, plan);
+    const seedMs = await seedWorkspaces(largeManager, 'look', LARGE);
+    facts['seedLargeSeconds'] = Math.round(seedMs / 100) / 10;
+    log(`seeded ${LARGE} workspaces in ${facts['seedLargeSeconds']} s`);
+    await settle(large);
+    const largePath = (await install(large, plan)).searchPathSchemas;
+    const largeFigures = await measureLookups(large, plan, largePath, 'look', LARGE, ITERATIONS);
+    rows.push(...lookupRows('(pg)', smallFigures, SMALL, largeFigures, LARGE));
+    if (pgliteLookups) {
+      const lite = pgliteLookups;
+      for (const measure of Object.keys(lite)) {
+        rows.push({ scenario: '6 pglite vs pg', measure: `${measure} at ${SMALL}`, ours: lite[measure]!, baseline: { name: 'real PostgreSQL', value: smallFigures.ours[measure]! }, ratio: ratio(lite[measure]!.p50, smallFigures.ours[measure]!.p50), target: 'report' });
+      }
+    }
+
+    if (ONLY.has('1') && atZero) {
+      // Ours and the floor, at N and at 0, taking turns: the machine drifts too much between
+      // runs minutes apart for "at N vs at 0" to compare anything else.
+      const scaled = await sampleInterleaved(ITERATIONS, {
+        oursAtZero: provisionOurs(atZero.manager, 'zero-again'),
+        floorAtZero: provisionRawFloor(atZero.db, plan, 'zero_again', atZero.searchPath),
+        ours: provisionOurs(new WorkspaceManager(large, plan, largePath, silentLogger), 'scale'),
+        floor: provisionRawFloor(large, plan, 'scale', largePath),
+      });
+      const { ours, floor, oursAtZero, floorAtZero } = scaled;
+      rows.push(
+        { scenario: '1 provisioning (pg)', measure: `ensure new workspace at ${LARGE}`, ours, baseline: { name: '(a) raw DDL, one query', value: floor }, ratio: ratio(ours.p50, floor.p50), target: '<= 1.3', met: ours.p50 <= 1.3 * floor.p50 },
+        { scenario: '1 provisioning (pg)', measure: `ensure new workspace at ${LARGE} vs 0`, ours, baseline: { name: 'ours at 0', value: oursAtZero }, ratio: ratio(ours.p50, oursAtZero.p50), target: '<= 1.2', met: ours.p50 <= 1.2 * oursAtZero.p50 },
+        { scenario: '1 provisioning (pg)', measure: `raw DDL at ${LARGE} vs 0 (the catalog's own growth)`, ours: floor, baseline: { name: 'raw DDL at 0', value: floorAtZero }, ratio: ratio(floor.p50, floorAtZero.p50), target: 'report' },
+      );
+    }
+
+    if (ONLY.has('7')) {
+      log('scenario 7 (fleet): no-op and real passes');
+      const noop = await fleetPass(large, plan, 4);
+      rows.push({ scenario: '7 fleet upgrade', measure: `no-op pass over ${LARGE}`, ours: noop.perSecond, target: '>= 200 workspaces/s', met: noop.perSecond >= 200, note: 'workspaces/s: one indexed query finds nothing lagging' });
+      const v2Dir = await tempDir('bench-v2-');
+      await cp(PLAIN, v2Dir, { recursive: true });
+      await mkdir(path.join(v2Dir, 'workspace/migrations'), { recursive: true });
+      await writeFile(
+        path.join(v2Dir, 'workspace/migrations/0001_checksum_algo.sql'),
+        'ALTER TABLE files ADD COLUMN IF NOT EXISTS checksum_algo text;\nCREATE INDEX IF NOT EXISTS files_checksum_algo_idx ON files (checksum_algo);\n',
+      );
+      const v2 = await planFor([v2Dir], ['codebase']);
+      const passes: Record<number, number> = {};
+      for (const concurrency of [1, 4]) {
+        const db = await pgDb(concurrency + 1);
+        await seedWorkspaces(await managerFor(db, plan), 'fleet', FLEET);
+        const pass = await fleetPass(db, v2, concurrency);
+        if (pass.failed > 0) throw new Error(`fleet pass failed: ${JSON.stringify(pass.failures.slice(0, 3))}`);
+        passes[concurrency] = pass.perSecond;
+        await db.close();
+      }
+      rows.push({ scenario: '7 fleet upgrade', measure: `column + index over ${FLEET}, concurrency 4 vs 1`, ours: passes[4]!, baseline: { name: 'concurrency 1', value: passes[1]! }, ratio: ratio(passes[4]!, passes[1]!), target: '>= 1.5', met: passes[4]! >= 1.5 * passes[1]!, note: 'workspaces/s, zero errors' });
+      const big = await fleetPass(large, v2, 4);
+      rows.push({ scenario: '7 fleet upgrade', measure: `column + index over ${LARGE}, concurrency 4`, ours: big.perSecond, note: `workspaces/s, ${big.failed} errors` });
+    }
+    await large.close();
+  }
+
+  if (ONLY.has('5')) {
+    log('scenario 5: concurrent provisioning');
+    // Throughput drifts over a cluster's life (new databases, warming caches), so the worker
+    // counts take turns over several rounds and each reports its median round.
+    // The raw-DDL floor runs the same worker counts in the same rounds: how far PostgreSQL's own
+    // DDL scales on this machine is the ceiling for ours.
+    type Result = { perSecond: number; errors: number };
+    const rounds: Record<'ours' | 'raw', Record<number, Result[]>> = { ours: { 1: [], 4: [], 16: [] }, raw: { 1: [], 4: [], 16: [] } };
+    for (let round = 0; round < 3; round++) {
+      for (const workers of [1, 4, 16]) {
+        const db = await pgDb(workers);
+        const report = await install(db, plan);
+        const managers = Array.from({ length: workers }, () => new WorkspaceManager(db, plan, report.searchPathSchemas, silentLogger));
+        const perWorker = Math.max(4, Math.floor(96 / workers));
+        await provisionConcurrently(managers, `warm${workers}`, 1);
+        rounds.ours[workers]!.push(await provisionConcurrently(managers, `w${workers}`, perWorker));
+        rounds.raw[workers]!.push(await rawConcurrently(db, plan, report.searchPathSchemas, `w${workers}`, workers, perWorker));
+        await db.close();
+      }
+    }
+    const median = (results: Result[]): Result => {
+      const sorted = [...results].sort((a, b) => a.perSecond - b.perSecond);
+      return { perSecond: sorted[1]!.perSecond, errors: results.reduce((n, r) => n + r.errors, 0) };
+    };
+    for (const workers of [4, 16]) {
+      const ours = median(rounds.ours[workers]!);
+      const one = median(rounds.ours[1]!);
+      const raw = median(rounds.raw[workers]!);
+      const rawOne = median(rounds.raw[1]!);
+      rows.push(
+        { scenario: '5 concurrent provisioning', measure: `${workers} workers vs 1`, ours: ours.perSecond, baseline: { name: '1 worker', value: one.perSecond }, ratio: ratio(ours.perSecond, one.perSecond), target: workers === 16 ? '>= 1.5' : 'report', ...(workers === 16 ? { met: ours.perSecond >= 1.5 * one.perSecond } : {}), note: `workspaces/s, errors ${ours.errors}` },
+        { scenario: '5 concurrent provisioning', measure: `raw DDL: ${workers} connections vs 1`, ours: raw.perSecond, baseline: { name: '1 connection', value: rawOne.perSecond }, ratio: ratio(raw.perSecond, rawOne.perSecond), target: 'report (the ceiling)', note: `workspaces/s, errors ${raw.errors}` },
+      );
+    }
+  }
+
 } finally {
+  await atZero?.db.close();
   await cluster.destroy();
 }
 

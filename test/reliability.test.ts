@@ -273,19 +273,22 @@ describe('reliability on a real PostgreSQL server', () => {
     const first = await startServerProcess(args, { DATABASE_URL: url });
     const db = new PostgresDatabase({ connectionString: url });
     try {
+      // The script is a parameter of create_workspace(), not query text: the session is found
+      // by what it is doing, sleeping inside the workspace DDL.
+      const sleeping = `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep'`;
       const pending = first.call('ensure_workspace', { project_id: 'half-made' }).catch(() => undefined);
-      for (let i = 0; i < 400; i++) {
-        const [row] = await db.query<{ n: number }>(
-          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE '%pg_sleep(2)%' AND query NOT LIKE '%pg_stat_activity%'`,
-        );
-        if (row?.n) break;
-        await new Promise((r) => setTimeout(r, 25));
+      let seen = false;
+      for (let i = 0; i < 400 && !seen; i++) {
+        const [row] = await db.query<{ n: number }>(sleeping);
+        seen = Boolean(row?.n);
+        if (!seen) await new Promise((r) => setTimeout(r, 25));
       }
+      expect(seen).toBe(true);
       process.kill(first.pid, 'SIGKILL');
       await pending;
       // Once the killed session's transaction is gone, there is no trace of the workspace.
       for (let i = 0; i < 200; i++) {
-        const [row] = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE '%pg_sleep(2)%' AND query NOT LIKE '%pg_stat_activity%'`);
+        const [row] = await db.query<{ n: number }>(sleeping);
         if (!row?.n) break;
         await new Promise((r) => setTimeout(r, 50));
       }
