@@ -204,16 +204,21 @@ try {
         'ALTER TABLE files ADD COLUMN IF NOT EXISTS checksum_algo text;\nCREATE INDEX IF NOT EXISTS files_checksum_algo_idx ON files (checksum_algo);\n',
       );
       const v2 = await planFor([v2Dir], ['codebase']);
-      const passes: Record<number, number> = {};
-      for (const concurrency of [1, 4]) {
-        const db = await pgDb(concurrency + 1);
-        await seedWorkspaces(await managerFor(db, plan), 'fleet', FLEET);
-        const pass = await fleetPass(db, v2, concurrency);
-        if (pass.failed > 0) throw new Error(`fleet pass failed: ${JSON.stringify(pass.failures.slice(0, 3))}`);
-        passes[concurrency] = pass.perSecond;
-        await db.close();
+      // One pass is seconds long and the machine drifts by a third between passes: the two
+      // concurrencies take turns over three rounds and each reports its median pass.
+      const passes: Record<number, number[]> = { 1: [], 4: [] };
+      for (let round = 0; round < 3; round++) {
+        for (const concurrency of [1, 4]) {
+          const db = await pgDb(concurrency + 1);
+          await seedWorkspaces(await managerFor(db, plan), 'fleet', FLEET);
+          const pass = await fleetPass(db, v2, concurrency);
+          if (pass.failed > 0) throw new Error(`fleet pass failed: ${JSON.stringify(pass.failures.slice(0, 3))}`);
+          passes[concurrency]!.push(pass.perSecond);
+          await db.close();
+        }
       }
-      rows.push({ scenario: '7 fleet upgrade', measure: `column + index over ${FLEET}, concurrency 4 vs 1`, ours: passes[4]!, baseline: { name: 'concurrency 1', value: passes[1]! }, ratio: ratio(passes[4]!, passes[1]!), target: '>= 1.5', met: passes[4]! >= 1.5 * passes[1]!, note: 'workspaces/s, zero errors' });
+      const [one, four] = [1, 4].map((c) => [...passes[c]!].sort((a, b) => a - b)[1]!) as [number, number];
+      rows.push({ scenario: '7 fleet upgrade', measure: `column + index over ${FLEET}, concurrency 4 vs 1`, ours: four, baseline: { name: 'concurrency 1', value: one }, ratio: ratio(four, one), target: '>= 1.5', met: four >= 1.5 * one, note: `workspaces/s (median of 3 rounds: c1 ${passes[1]!.join(', ')}; c4 ${passes[4]!.join(', ')}), zero errors` });
       const big = await fleetPass(large, v2, 4);
       rows.push({ scenario: '7 fleet upgrade', measure: `column + index over ${LARGE}, concurrency 4`, ours: big.perSecond, note: `workspaces/s, ${big.failed} errors` });
     }
