@@ -84,7 +84,7 @@ $$;
 -- Creates a workspace in one round trip (the engine's path for an id it found unregistered):
 -- takes the workspace's lock, returns the registered row if a concurrent creator got there
 -- first, else runs the creation script, checks the required columns (raising PW001 with the
--- missing ones as DETAIL, which rolls everything back) and registers the workspace and its
+-- missing ones as a JSON array in DETAIL, which rolls everything back) and registers the workspace and its
 -- ledger rows. Each statement of a volatile function sees what committed before it, so the
 -- lookup after the lock sees the lock's previous holder. SECURITY INVOKER: the script runs
 -- with the caller's own privileges, as if the caller had sent it.
@@ -109,7 +109,7 @@ BEGIN
   missing := project_registry.missing_workspace_columns(create_workspace.schema_name, required);
   IF cardinality(missing) > 0 THEN
     RAISE EXCEPTION 'required workspace columns missing in %', create_workspace.schema_name
-      USING ERRCODE = 'PW001', DETAIL = array_to_string(missing, ',');
+      USING ERRCODE = 'PW001', DETAIL = to_json(missing)::text;
   END IF;
   INSERT INTO project_registry.workspace_config AS w (project_id, schema_name, workspace_fingerprint, workspace_schema_fingerprint)
   VALUES (create_workspace.project_id, create_workspace.schema_name, fingerprint, schema_fingerprint)

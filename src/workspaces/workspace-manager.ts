@@ -150,7 +150,7 @@ export class WorkspaceManager {
       ]);
     } catch (error) {
       const fields = pgError(error);
-      if (fields?.code === MISSING_COLUMNS) throw this.#missingColumnsError(fields.detail?.split(',') ?? []);
+      if (fields?.code === MISSING_COLUMNS) throw this.#missingColumnsError(JSON.parse(fields.detail ?? '[]') as string[]);
       // Any other SQL error is the script's (its EXECUTE is all the function does that can fail
       // on good input); PostgreSQL gives the position in it only with the script as internal query.
       const position = fields?.internalQuery === script.sql ? Number(fields.internalPosition) : NaN;
