@@ -13,6 +13,7 @@ import { packageRoot } from '../src/package-info.js';
 import { holdInstallLock, install, pgliteBackend, planFor, recording, tempDir } from '../test/support/fixtures.js';
 import { startPgCluster } from '../test/support/pg-cluster.js';
 import { fleetPass } from './fleet.js';
+import { startLatencyProxy } from './latency-proxy.js';
 import { lookupRows, measureLookups } from './lookups.js';
 import { managerFor, provisionConcurrently, provisionOurs, provisionRawFloor, provisionSeedStyle, rawConcurrently, seedWorkspaces } from './provisioning.js';
 import { formatTable, type Row } from './report.js';
@@ -126,6 +127,23 @@ try {
     );
     // Kept for "at N vs at 0", which is sampled interleaved with the runs at scale.
     atZero = { db, manager, searchPath };
+
+    // The seed style's cost is its round trips: the same comparison across a network, as a
+    // relay that delays every packet makes loopback behave.
+    for (const oneWayMs of [1, 4]) {
+      const relay = await startLatencyProxy({ host: cluster.host, port: cluster.port }, oneWayMs);
+      const far = new PostgresDatabase({ connectionString: relay.url(await cluster.createDatabase('bench')), maxConnections: 10 });
+      const farManager = await managerFor(far, plan);
+      const farPath = (await install(far, plan)).searchPathSchemas;
+      const roundTrip = await sample(ITERATIONS, () => far.query('SELECT 1'));
+      const remote = await sampleInterleaved(ITERATIONS, {
+        ours: provisionOurs(farManager, `far${oneWayMs}`),
+        seed: provisionSeedStyle(far, plan, `far${oneWayMs}`, farPath),
+      });
+      rows.push({ scenario: '1 provisioning (pg)', measure: `ensure new workspace, round trip ${roundTrip.p50} ms (delay relay)`, ours: remote.ours, baseline: { name: '(b) Python seed style', value: remote.seed }, ratio: ratio(remote.ours.p50, remote.seed.p50), target: 'report', note: `seed style is ${ratio(remote.seed.p50, remote.ours.p50)}x slower` });
+      await far.close();
+      await relay.close();
+    }
 
     if (ONLY.has('6')) {
       log('scenario 6: provisioning on PGlite');
