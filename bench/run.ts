@@ -195,7 +195,9 @@ try {
 
     if (ONLY.has('1') && atZero) {
       // Ours and the floor, at N and at 0, taking turns: the machine drifts too much between
-      // runs minutes apart for "at N vs at 0" to compare anything else.
+      // runs minutes apart for "at N vs at 0" to compare anything else. Both databases are in
+      // the settled state (an unvacuumed catalog, hint bits unset, read slower than a vacuumed one).
+      await settle(atZero.db);
       const scaled = await sampleInterleaved(ITERATIONS, {
         oursAtZero: provisionOurs(atZero.manager, 'zero-again'),
         floorAtZero: provisionRawFloor(atZero.db, plan, 'zero_again', atZero.searchPath),
