@@ -272,31 +272,45 @@ describe('reliability on a real PostgreSQL server', () => {
     const args = ['--extensions', ext, ...serverArgs()];
     const first = await startServerProcess(args, { DATABASE_URL: url });
     const db = new PostgresDatabase({ connectionString: url });
+    // Schema and registry row read in one statement, so under one snapshot.
+    const state = async () =>
+      (
+        await db.query<{ schema: boolean; registered: boolean }>(
+          `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'project_half_made') AS schema,
+                  EXISTS (SELECT 1 FROM project_registry.workspace_config WHERE project_id = 'half-made') AS registered`,
+        )
+      )[0]!;
     try {
       // The script is a parameter of create_workspace(), not query text: the session is found
       // by what it is doing, sleeping inside the workspace DDL.
-      const sleeping = `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep'`;
       const pending = first.call('ensure_workspace', { project_id: 'half-made' }).catch(() => undefined);
-      let seen = false;
-      for (let i = 0; i < 400 && !seen; i++) {
-        const [row] = await db.query<{ n: number }>(sleeping);
-        seen = Boolean(row?.n);
-        if (!seen) await new Promise((r) => setTimeout(r, 25));
+      let backend: number | undefined;
+      for (let i = 0; i < 400 && backend === undefined; i++) {
+        [backend] = (await db.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE wait_event = 'PgSleep'`)).map((r) => r.pid);
+        if (backend === undefined) await new Promise((r) => setTimeout(r, 25));
       }
-      expect(seen).toBe(true);
+      expect(backend).toBeDefined();
       process.kill(first.pid, 'SIGKILL');
       await pending;
-      // Once the killed session's transaction is gone, there is no trace of the workspace.
+      // The creation is one statement: PostgreSQL either rolls it back or finishes and commits
+      // it, client or no client. Watched until the killed client's backend is gone, the schema
+      // and its registry row exist together or not at all.
       for (let i = 0; i < 200; i++) {
-        const [row] = await db.query<{ n: number }>(sleeping);
-        if (!row?.n) break;
+        const { schema, registered } = await state();
+        expect(schema).toBe(registered);
+        const [alive] = await db.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [backend]);
+        if (!alive) break;
         await new Promise((r) => setTimeout(r, 50));
       }
-      expect(await db.query(`SELECT to_regnamespace('project_half_made') AS s`)).toEqual([{ s: null }]);
-      expect(await db.query(`SELECT 1 FROM project_registry.workspace_config WHERE project_id = 'half-made'`)).toEqual([]);
+      const after = await state();
+      expect(after.schema).toBe(after.registered);
       const next = await startServerProcess(args, { DATABASE_URL: url });
       try {
-        expect((await next.call('ensure_workspace', { project_id: 'half-made' })).data).toMatchObject({ created: true, tables: ['items', 'slow_items'] });
+        expect((await next.call('ensure_workspace', { project_id: 'half-made' })).data).toMatchObject({
+          created: !after.registered,
+          tables: ['items', 'slow_items'],
+        });
+        expect(await state()).toEqual({ schema: true, registered: true });
       } finally {
         await next.close();
       }
