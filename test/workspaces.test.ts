@@ -7,7 +7,7 @@ import type { InstallPlan } from '../src/installer/install-plan.js';
 import { silentLogger } from '../src/logger.js';
 import { WorkspaceIdError } from '../src/workspaces/project-id.js';
 import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
-import { WorkspacePermissionError, WorkspaceProvisionError } from '../src/workspaces/workspace-errors.js';
+import { WorkspaceNotFoundError, WorkspacePermissionError, WorkspaceProvisionError } from '../src/workspaces/workspace-errors.js';
 import { install, pgliteBackend, planFor, postgresBackend, recording, tempDir, writeExtension, type Backend } from './support/fixtures.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
 
@@ -201,6 +201,28 @@ for (const kind of ['pglite', 'postgres'] as const) {
         expect(await db.query(`SELECT to_regnamespace('project_incomplete') AS s`)).toEqual([{ s: null }]);
         expect(await db.query(`SELECT 1 FROM project_registry.workspace_config WHERE project_id = 'incomplete'`)).toEqual([]);
       }
+    });
+
+    it('re-creates a registered workspace whose schema was dropped by hand, with its migrations', async (ctx) => {
+      const { db, plan, manager } = await ready(ctx);
+      await manager.ensure('lost');
+      await db.exec('DROP SCHEMA project_lost CASCADE');
+
+      // This process has it cached: the first call that finds the schema gone says so and
+      // forgets it, and the next ensure re-creates it.
+      await expect(manager.validateColumns({ projectId: 'lost', table: 'notes', columns: ['id'] })).rejects.toBeInstanceOf(WorkspaceNotFoundError);
+      const again = await manager.ensure('lost');
+      expect(again.created).toBe(true);
+      expect(again.tables).toContain('notes');
+      expect((await manager.validateColumns({ projectId: 'lost', table: 'notes', columns: ['id', 'body', 'tags'] })).valid).toBe(true);
+      expect(await db.query(`SELECT name FROM project_registry.workspace_migrations WHERE project_id = 'lost'`)).toEqual([{ name: '0001_tags' }]);
+
+      // A server that never saw it finds the same from the registry.
+      await db.exec('DROP SCHEMA project_lost CASCADE');
+      const fresh = new WorkspaceManager(db, plan, (await install(db, plan)).searchPathSchemas, silentLogger);
+      expect(await fresh.ensure('lost')).toMatchObject({ created: true });
+      expect(await db.query(`SELECT to_regclass('project_lost.notes') IS NOT NULL AS ok`)).toEqual([{ ok: true }]);
+      expect(await db.query(`SELECT count(*)::int AS n FROM project_registry.workspace_config WHERE project_id = 'lost'`)).toEqual([{ n: 1 }]);
     });
 
     it('pages through workspaces by key, filtered by prefix', async (ctx) => {

@@ -46,10 +46,15 @@ export interface ColumnValidation extends ColumnCheck {
  */
 const WORKSPACE_LOCK_CLASS = 0x70677773; // "pgws"
 
-/** The registry lookup stays a primary-key probe: the table list comes from the install plan. */
+/**
+ * The registry lookup stays a primary-key probe (the table list comes from the install plan),
+ * plus an index probe of pg_namespace: a registered workspace whose schema was dropped by hand
+ * is re-created, not reported as existing.
+ */
 const LOOKUP = `
-  SELECT created_at, workspace_fingerprint, workspace_schema_fingerprint
-    FROM project_registry.workspace_config WHERE project_id = $1`;
+  SELECT w.created_at, w.workspace_fingerprint, w.workspace_schema_fingerprint,
+         EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = w.schema_name) AS schema_exists
+    FROM project_registry.workspace_config w WHERE w.project_id = $1`;
 
 /**
  * A new workspace in one round trip: core's create_workspace() locks, re-checks, runs the
@@ -79,7 +84,12 @@ interface LookupRow {
   created_at: Date;
   workspace_fingerprint: string;
   workspace_schema_fingerprint: string | null;
+  schema_exists: boolean;
 }
+
+/** The registry row says the workspace is there and current, and its schema is. */
+const isCurrent = (row: LookupRow, plan: InstallPlan): boolean =>
+  row.schema_exists && row.workspace_fingerprint === plan.workspaceFingerprint;
 
 export class WorkspaceManager {
   readonly #cache = new Map<string, Omit<Workspace, 'created'>>();
@@ -120,11 +130,12 @@ export class WorkspaceManager {
 
   async #ensureUncached(projectId: string, schemaName: string): Promise<Workspace> {
     const [row] = await this.db.query<LookupRow>(LOOKUP, [projectId]);
-    if (row && row.workspace_fingerprint === this.plan.workspaceFingerprint) {
+    if (row && isCurrent(row, this.plan)) {
       return { projectId, schemaName, created: false, createdAt: row.created_at, tables: [...this.plan.workspaceTables] };
     }
     // Unregistered: create in one round trip, unless a concurrent creator registered it at
-    // another version meanwhile, which the general path below then upgrades.
+    // another version meanwhile, which the general path below then upgrades (as it does a
+    // lagging workspace, or one whose schema is gone).
     const created = row ? undefined : await this.#create(projectId, schemaName);
     if (created) return created;
     const result = await this.#provision(projectId, schemaName, { create: true });
@@ -187,18 +198,22 @@ export class WorkspaceManager {
     await tx.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [WORKSPACE_LOCK_CLASS, projectId]);
     const [row] = await tx.query<LookupRow>(LOOKUP, [projectId]);
     if (!row && !create) return { changed: false, migrations: [] };
-    if (row && row.workspace_fingerprint === this.plan.workspaceFingerprint) {
+    if (row && isCurrent(row, this.plan)) {
       const workspace = { projectId, schemaName, created: false, createdAt: row.created_at, tables: [...this.plan.workspaceTables] };
       return { workspace, changed: false, migrations: [] };
     }
-    const applied = row
-      ? await tx.query<AppliedMigration>(
-          'SELECT extension_id, name, checksum FROM project_registry.workspace_migrations WHERE project_id = $1',
-          [projectId],
-        )
-      : [];
+    // Registered, but its schema was dropped: its ledger rows describe nothing any more.
+    const lost = row !== undefined && !row.schema_exists;
+    if (lost) await tx.query('DELETE FROM project_registry.workspace_migrations WHERE project_id = $1', [projectId]);
+    const applied =
+      row && !lost
+        ? await tx.query<AppliedMigration>(
+            'SELECT extension_id, name, checksum FROM project_registry.workspace_migrations WHERE project_id = $1',
+            [projectId],
+          )
+        : [];
     const script = buildWorkspaceScript(schemaName, this.searchPathSchemas, this.plan.extensions, applied, {
-      schemaFiles: row?.workspace_schema_fingerprint !== this.plan.workspaceSchemaFingerprint,
+      schemaFiles: lost || row?.workspace_schema_fingerprint !== this.plan.workspaceSchemaFingerprint,
     });
     try {
       await tx.exec(script.sql);
@@ -234,12 +249,11 @@ export class WorkspaceManager {
       ],
     );
     if (!registered) throw new Error(`registry insert for ${projectId} returned no row`);
-    this.log.info(row ? 'upgraded workspace' : 'created workspace', {
-      project_id: projectId,
-      schema: schemaName,
-      migrations: script.migrations.names,
-    });
-    const workspace = { projectId, schemaName, created: !row, createdAt: registered.created_at, tables: [...this.plan.workspaceTables] };
+    const fields = { project_id: projectId, schema: schemaName, migrations: script.migrations.names };
+    if (lost) this.log.warn('re-created workspace whose schema had been dropped', fields);
+    else this.log.info(row ? 'upgraded workspace' : 'created workspace', fields);
+    const created = !row || lost;
+    const workspace = { projectId, schemaName, created, createdAt: registered.created_at, tables: [...this.plan.workspaceTables] };
     const { extensionIds, names } = script.migrations;
     return { workspace, changed: true, migrations: names.map((name, i) => `${extensionIds[i]}/${name}`) };
   }
@@ -333,7 +347,11 @@ export class WorkspaceManager {
     const check = await checkColumns(this.db, schema, table, columns);
     if (!check.tableExists && input.projectId !== undefined) {
       const [exists] = await this.db.query('SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1', [schema]);
-      if (!exists) throw new WorkspaceNotFoundError(input.projectId);
+      if (!exists) {
+        // Gone (or never made): the next ensure must look again rather than trust the cache.
+        this.#cache.delete(input.projectId);
+        throw new WorkspaceNotFoundError(input.projectId);
+      }
     }
     return { schema, table, ...check, valid: check.tableExists && check.missing.length === 0 };
   }
