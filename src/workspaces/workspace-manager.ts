@@ -271,7 +271,7 @@ export class WorkspaceManager {
         );
       }
     }
-    return new Error(`Required workspace columns are missing: ${missing.join(', ')}.`);
+    return new Error(`Required workspace columns are missing: ${missing.join(', ')}. Fix the extensions' workspace/ files.`);
   }
 
   async #explain(error: unknown, projectId: string, schemaName: string): Promise<unknown> {
