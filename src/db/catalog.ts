@@ -7,10 +7,9 @@ export interface ColumnCheck {
 }
 
 /**
- * Which of `columns` exist on `schema.table`, read from pg_catalog so each lookup is an index
- * probe (pg_namespace, pg_class and pg_attribute by name), not a scan of information_schema.
- * The schema is resolved to its oid first so that pg_class is probed on (relname, relnamespace):
- * by name alone, a table that every workspace has would match once per workspace.
+ * Which of `columns` exist on `schema.table`, by core's project_registry.table_columns(): index
+ * probes of pg_namespace, pg_class and pg_attribute (never a scan of information_schema) whose
+ * plans each session caches. Core's schema is installed before anything asks.
  */
 export async function checkColumns(
   q: Queryable,
@@ -18,17 +17,13 @@ export async function checkColumns(
   table: string,
   columns: readonly string[],
 ): Promise<ColumnCheck> {
-  const [row] = await q.query<{ present: string[] }>(
-    `SELECT coalesce(array_agg(a.attname::text) FILTER (WHERE a.attname IS NOT NULL), '{}') AS present
-       FROM pg_catalog.pg_class c
-       LEFT JOIN pg_catalog.pg_attribute a
-              ON a.attrelid = c.oid AND a.attname = ANY ($3::text[]) AND a.attnum > 0 AND NOT a.attisdropped
-      WHERE c.relnamespace = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = $1)
-        AND c.relname = $2 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
-      GROUP BY c.oid`,
-    [schema, table, columns],
-  );
-  if (!row) return { tableExists: false, present: [], missing: [...columns] };
-  const present = columns.filter((c) => row.present.includes(c));
-  return { tableExists: true, present, missing: columns.filter((c) => !present.includes(c)) };
+  const [row] = await q.query<{ present: string[] | null }>('SELECT project_registry.table_columns($1, $2, $3) AS present', [
+    schema,
+    table,
+    columns,
+  ]);
+  if (!row?.present) return { tableExists: false, present: [], missing: [...columns] };
+  const found = new Set(row.present);
+  const present = columns.filter((c) => found.has(c));
+  return { tableExists: true, present, missing: columns.filter((c) => !found.has(c)) };
 }
