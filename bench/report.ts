@@ -17,7 +17,7 @@ export function formatTable(rows: readonly Row[]): string {
   const fmt = (v: Distribution | number | undefined) =>
     v === undefined ? '' : typeof v === 'number' ? String(v) : `${v.p50} / ${v.p99} ms`;
   const table = [
-    ['scenario', 'measure', 'ours (p50 / p99)', 'baseline', 'baseline (p50 / p99)', 'ratio', 'target', 'met'],
+    ['scenario', 'measure', 'ours (p50 / p99)', 'baseline', 'baseline (p50 / p99)', 'ratio', 'target', 'met', 'note'],
     ...rows.map((r) => [
       r.scenario,
       r.measure,
@@ -27,8 +27,9 @@ export function formatTable(rows: readonly Row[]): string {
       r.ratio === undefined ? '' : String(r.ratio),
       r.target ?? '',
       r.met === undefined ? '' : r.met ? 'yes' : 'NO',
+      r.note ?? '',
     ]),
   ];
   const widths = table[0]!.map((_, c) => Math.max(...table.map((row) => row[c]!.length)));
-  return table.map((row) => row.map((cell, c) => cell.padEnd(widths[c]!)).join('  ')).join('\n');
+  return table.map((row) => row.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd()).join('\n');
 }
