@@ -2,7 +2,8 @@
  * `npm run bench`: every scenario measures ours and its baseline in the same run, against a
  * throwaway PostgreSQL cluster started here (and PGlite where stated), prints a table and
  * writes bench/results/latest.json. Sizes: BENCH_WORKSPACES (headline, default 10000),
- * BENCH_ITERATIONS (30), BENCH_FLEET (1000), BENCH_ONLY (comma-separated scenario numbers).
+ * BENCH_ITERATIONS (30), BENCH_FLEET (1000), BENCH_ONLY (comma-separated scenario numbers),
+ * BENCH_DURABLE=1 (fsync and synchronous commit on, as in production).
  */
 import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -25,6 +26,9 @@ const SMALL = 100;
 const ITERATIONS = Number(process.env['BENCH_ITERATIONS'] ?? 30);
 const FLEET = Number(process.env['BENCH_FLEET'] ?? 1000);
 const ONLY = new Set((process.env['BENCH_ONLY'] ?? '1,2,3,4,5,6,7').split(','));
+// The harness cluster skips fsync: that favours the seed-style baseline, which commits twice per
+// workspace to ours once.
+const DURABLE = process.env['BENCH_DURABLE'] === '1';
 
 /**
  * Debian's PostgreSQL 15 has no pgvector, so the real-server runs use a twin of the built-in
@@ -59,10 +63,12 @@ async function settle(db: PostgresDatabase): Promise<void> {
 }
 
 const rows: Row[] = [];
-const facts: Record<string, unknown> = { sizes: { large: LARGE, small: SMALL, iterations: ITERATIONS, fleet: FLEET } };
+const facts: Record<string, unknown> = { sizes: { large: LARGE, small: SMALL, iterations: ITERATIONS, fleet: FLEET }, durable: DURABLE };
 const log = (message: string) => process.stderr.write(`[bench] ${message}\n`);
 
-const cluster = await startPgCluster();
+const cluster = await startPgCluster(
+  DURABLE ? { settings: { fsync: 'on', synchronous_commit: 'on', full_page_writes: 'on' } } : {},
+);
 if (!cluster) throw new Error('The benchmarks need PostgreSQL binaries (see README).');
 const plan = await planFor([PLAIN], ['codebase']);
 const pgDb = async (pool = 10) => new PostgresDatabase({ connectionString: await cluster.createDatabase('bench'), maxConnections: pool });
