@@ -15,7 +15,7 @@ import { holdInstallLock, install, pgliteBackend, planFor, recording, tempDir } 
 import { startPgCluster } from '../test/support/pg-cluster.js';
 import { fleetPass } from './fleet.js';
 import { startLatencyProxy } from './latency-proxy.js';
-import { lookupRows, measureLookups } from './lookups.js';
+import { lookupRows, measureLookups, type LookupFigures } from './lookups.js';
 import { managerFor, provisionConcurrently, provisionOurs, provisionRawFloor, provisionSeedStyle, rawConcurrently, seedWorkspaces } from './provisioning.js';
 import { formatTable, type Row } from './report.js';
 import { ratio, sample, sampleInterleaved } from './stats.js';
@@ -116,7 +116,7 @@ try {
   }
 
   // Scenario 1 at 0 workspaces (and 6: the same on PGlite).
-  let pgliteLookups: Awaited<ReturnType<typeof measureLookups>>['ours'] | undefined;
+  let pgliteLookups: LookupFigures['ours'] | undefined;
   if (ONLY.has('1') || ONLY.has('6')) {
     log('scenario 1: provisioning at 0 workspaces');
     const db = await pgDb();
@@ -165,7 +165,7 @@ try {
       const liteSmall = await lite.fresh();
       const liteManager = await managerFor(liteSmall, plan);
       await seedWorkspaces(liteManager, 'look', SMALL, 1);
-      const liteLookups = await measureLookups(liteSmall, plan, [], 'look', SMALL, ITERATIONS);
+      const { lite: liteLookups } = await measureLookups(plan, { lite: { db: liteSmall, searchPath: [], prefix: 'look', count: SMALL } }, ITERATIONS);
       pgliteLookups = liteLookups.ours;
       rows.push(
         { scenario: '6 pglite vs pg', measure: 'ensure new workspace (same DDL)', ours: plainOnLite, baseline: { name: 'real PostgreSQL', value: ours }, ratio: ratio(plainOnLite.p50, ours.p50), target: 'report (published 2-3.4x)' },
@@ -183,8 +183,6 @@ try {
     await seedWorkspaces(smallManager, 'look', SMALL);
     await settle(small);
     const smallPath = (await install(small, plan)).searchPathSchemas;
-    const smallFigures = await measureLookups(small, plan, smallPath, 'look', SMALL, ITERATIONS);
-    await small.close();
 
     const large = await pgDb();
     const largeManager = await managerFor(large, plan);
@@ -193,7 +191,15 @@ try {
     log(`seeded ${LARGE} workspaces in ${facts['seedLargeSeconds']} s`);
     await settle(large);
     const largePath = (await install(large, plan)).searchPathSchemas;
-    const largeFigures = await measureLookups(large, plan, largePath, 'look', LARGE, ITERATIONS);
+    const { small: smallFigures, large: largeFigures } = await measureLookups(
+      plan,
+      {
+        small: { db: small, searchPath: smallPath, prefix: 'look', count: SMALL },
+        large: { db: large, searchPath: largePath, prefix: 'look', count: LARGE },
+      },
+      ITERATIONS,
+    );
+    await small.close();
     rows.push(...lookupRows('(pg)', smallFigures, SMALL, largeFigures, LARGE));
     if (pgliteLookups) {
       const lite = pgliteLookups;
