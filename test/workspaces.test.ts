@@ -225,6 +225,30 @@ for (const kind of ['pglite', 'postgres'] as const) {
       expect(await db.query(`SELECT count(*)::int AS n FROM project_registry.workspace_config WHERE project_id = 'lost'`)).toEqual([{ n: 1 }]);
     });
 
+    it('validate_columns beside a creation sees the workspace whole or not at all', async (ctx) => {
+      const { db, plan } = await ready(ctx);
+      const searchPath = (await install(db, plan)).searchPathSchemas;
+      let whole = 0;
+      for (let round = 0; round < 5; round++) {
+        // A fresh manager (no cache) creates while the checks run back to back until it is done.
+        const manager = new WorkspaceManager(db, plan, searchPath, silentLogger);
+        let done = false;
+        const creating = manager.ensure(`racing-${round}`).finally(() => (done = true));
+        const seen: unknown[] = [];
+        while (!done) {
+          seen.push(await manager.validateColumns({ projectId: `racing-${round}`, table: 'notes', columns: ['id', 'body'] }).catch((e: unknown) => e));
+        }
+        expect(await creating).toMatchObject({ created: true });
+        for (const answer of seen) {
+          if (answer instanceof WorkspaceNotFoundError) continue;
+          expect(answer, `round ${round}`).toMatchObject({ tableExists: true, valid: true });
+          whole++;
+        }
+      }
+      // The checks did overlap the creations (else this proves nothing).
+      expect(whole).toBeGreaterThan(0);
+    });
+
     it('pages through workspaces by key, filtered by prefix', async (ctx) => {
       const { manager } = await ready(ctx);
       const ids = ['team-a', 'team-b', 'team-c', 'team-d', 'team-e', 'other', 'teams'];

@@ -344,14 +344,11 @@ export class WorkspaceManager {
       schema = validateName(schema, 'schema');
       table = validateName(table, 'table');
     }
-    const check = await checkColumns(this.db, schema, table, columns);
-    if (!check.tableExists && input.projectId !== undefined) {
-      const [exists] = await this.db.query('SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1', [schema]);
-      if (!exists) {
-        // Gone (or never made): the next ensure must look again rather than trust the cache.
-        this.#cache.delete(input.projectId);
-        throw new WorkspaceNotFoundError(input.projectId);
-      }
+    const { schemaExists, ...check } = await checkColumns(this.db, schema, table, columns);
+    if (!schemaExists && input.projectId !== undefined) {
+      // Gone (or never made): the next ensure must look again rather than trust the cache.
+      this.#cache.delete(input.projectId);
+      throw new WorkspaceNotFoundError(input.projectId);
     }
     return { schema, table, ...check, valid: check.tableExists && check.missing.length === 0 };
   }
