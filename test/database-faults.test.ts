@@ -149,3 +149,34 @@ describe('privileges granted while the server runs', () => {
     }
   }, 60_000);
 });
+
+describe("connections across an agent's pause", () => {
+  it("keeps its connection across a pause longer than pg's 10 s idle default, and parses vectors on new ones", async (ctx) => {
+    const c = server(ctx);
+    const url = await c.createDatabase('idle');
+    const db = new PostgresDatabase({ connectionString: url });
+    const backend = async () => (await db.query<{ pid: number }>('SELECT pg_backend_pid() AS pid'))[0]?.pid;
+    try {
+      const before = await backend();
+      await new Promise((r) => setTimeout(r, 11_000));
+      expect(await backend()).toBe(before);
+
+      const [vector] = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_available_extensions WHERE name = 'vector'`);
+      if (!vector?.n) {
+        process.stderr.write('\n!!! pgvector is not installed on this PostgreSQL: vector parsing on new connections not checked\n');
+        return;
+      }
+      await db.exec('CREATE EXTENSION IF NOT EXISTS vector');
+      await db.registerVectorTypes();
+      // The connection the types were looked up on ends: a new one parses with them as well.
+      await c.sql('SELECT pg_terminate_backend($1)', [before]);
+      // Time for the pool to hear that its idle client is gone (it then drops it).
+      await new Promise((r) => setTimeout(r, 300));
+      const [row] = await db.query<{ v: unknown; pid: number }>(`SELECT '[1,2.5,3]'::vector AS v, pg_backend_pid() AS pid`);
+      expect(row?.pid).not.toBe(before);
+      expect(row?.v).toEqual([1, 2.5, 3]);
+    } finally {
+      await db.close();
+    }
+  }, 60_000);
+});
