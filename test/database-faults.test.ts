@@ -3,7 +3,8 @@ import { PostgresDatabase } from '../src/db/postgres-database.js';
 import { explainError } from '../src/db/sql-errors.js';
 import { silentLogger } from '../src/logger.js';
 import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
-import { install, planFor, tempDir, writeExtension } from './support/fixtures.js';
+import { holdInstallLock, install, planFor, tempDir, writeExtension } from './support/fixtures.js';
+import { startPgBouncer, type PgBouncer } from './support/pgbouncer.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
 import { startServerProcess, type ServerProcess } from './support/server-process.js';
 
@@ -13,12 +14,16 @@ import { startServerProcess, type ServerProcess } from './support/server-process
  */
 
 let cluster: PgCluster | null = null;
+/** Transaction pooling with two server connections: the least the installer can work with. */
+let smallPool: PgBouncer | null = null;
 
 beforeAll(async () => {
   cluster = await startPgCluster();
+  if (cluster) smallPool = await startPgBouncer(cluster, { poolSize: 2 });
 }, 90_000);
 
 afterAll(async () => {
+  await smallPool?.stop();
   await cluster?.destroy();
 });
 
@@ -177,6 +182,59 @@ describe("connections across an agent's pause", () => {
       expect(row?.v).toEqual([1, 2.5, 3]);
     } finally {
       await db.close();
+    }
+  }, 60_000);
+});
+
+describe('booting through PgBouncer with a pool of 2 server connections', () => {
+  const through = async (ctx: TestContext) => {
+    const c = server(ctx);
+    if (!smallPool) ctx.skip();
+    const direct = await c.createDatabase('small_pool');
+    return { direct, pooled: (smallPool as PgBouncer).url(new URL(direct).pathname.slice(1)) };
+  };
+
+  it('8 servers booting at once all answer, and each migration runs once', async (ctx) => {
+    const { direct, pooled } = await through(ctx);
+    // A slow migration keeps the lock held while the other boots wait for it.
+    const ext = await writeExtension(await tempDir(), { id: 'slowmig' }, {
+      'schema.sql': 'CREATE TABLE IF NOT EXISTS public.slowmig_log (note text);',
+      'migrations/0001_slow.sql': `SELECT pg_sleep(1); INSERT INTO public.slowmig_log VALUES ('0001');`,
+    });
+    const servers = await Promise.all(
+      Array.from({ length: 8 }, () =>
+        startServerProcess(['--extensions', ext, ...coreOnly], { DATABASE_URL: pooled, PG_WORKSPACE_LOCK_TIMEOUT_MS: '40000' }),
+      ),
+    );
+    try {
+      const results = await Promise.all(servers.map((s, i) => s.call('ensure_workspace', { project_id: `small-pool-${i}` })));
+      expect(results.filter((r) => r.isError).map((r) => r.text)).toEqual([]);
+      const db = new PostgresDatabase({ connectionString: direct });
+      try {
+        expect(await db.query(`SELECT note FROM public.slowmig_log`)).toEqual([{ note: '0001' }]);
+      } finally {
+        await db.close();
+      }
+    } finally {
+      await Promise.all(servers.map((s) => s.close()));
+    }
+  }, 120_000);
+
+  it('a boot that timed out waiting for the lock says who holds it, and the next call after its release boots', async (ctx) => {
+    const { direct, pooled } = await through(ctx);
+    const lock = await holdInstallLock(direct);
+    const s = await startServerProcess(coreOnly, { DATABASE_URL: pooled, PG_WORKSPACE_LOCK_TIMEOUT_MS: '1500' });
+    try {
+      const blocked = await s.call('ensure_workspace', { project_id: 'after-timeout' });
+      expect(blocked.isError).toBe(true);
+      expect(blocked.text).toContain('Gave up waiting for the install lock');
+      expect(blocked.text).toContain(`pid ${lock.pid}`);
+      await lock.release();
+      const made = await s.call('ensure_workspace', { project_id: 'after-timeout' });
+      expect(made.isError, made.text).toBe(false);
+    } finally {
+      await lock.release();
+      await s.close();
     }
   }, 60_000);
 });
