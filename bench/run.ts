@@ -2,7 +2,8 @@
  * `npm run bench`: every scenario measures ours and its baseline in the same run, against a
  * throwaway PostgreSQL cluster started here (and PGlite where stated), prints a table and
  * writes bench/results/latest.json. Sizes: BENCH_WORKSPACES (headline, default 10000),
- * BENCH_ITERATIONS (30), BENCH_FLEET (1000), BENCH_ONLY (comma-separated scenario numbers),
+ * BENCH_ITERATIONS (30), BENCH_FLEET (1000), BENCH_IDLE_ROUNDS (4, of 15 s each), BENCH_ONLY
+ * (comma-separated scenario numbers),
  * BENCH_DURABLE=1 (fsync and synchronous commit on, as in production).
  */
 import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -14,6 +15,7 @@ import { packageRoot } from '../src/package-info.js';
 import { holdInstallLock, install, pgliteBackend, planFor, recording, tempDir } from '../test/support/fixtures.js';
 import { startPgCluster } from '../test/support/pg-cluster.js';
 import { fleetPass } from './fleet.js';
+import { callAfterIdle } from './idle.js';
 import { startLatencyProxy } from './latency-proxy.js';
 import { lookupRows, measureLookups, type LookupFigures } from './lookups.js';
 import { managerFor, provisionConcurrently, provisionOurs, provisionRawFloor, provisionSeedStyle, rawConcurrently, seedWorkspaces } from './provisioning.js';
@@ -25,7 +27,8 @@ const LARGE = Number(process.env['BENCH_WORKSPACES'] ?? 10_000);
 const SMALL = 100;
 const ITERATIONS = Number(process.env['BENCH_ITERATIONS'] ?? 30);
 const FLEET = Number(process.env['BENCH_FLEET'] ?? 1000);
-const ONLY = new Set((process.env['BENCH_ONLY'] ?? '1,2,3,4,5,6,7').split(','));
+const ONLY = new Set((process.env['BENCH_ONLY'] ?? '1,2,3,4,5,6,7,8').split(','));
+const IDLE_ROUNDS = Number(process.env['BENCH_IDLE_ROUNDS'] ?? 4);
 // The harness cluster skips fsync: that favours the seed-style baseline, which commits twice per
 // workspace to ours once.
 const DURABLE = process.env['BENCH_DURABLE'] === '1';
@@ -107,6 +110,15 @@ try {
     await install(db, plan);
     await counted.close();
     rows.push({ scenario: '4 boot', measure: 'up-to-date boot: round trips', ours: calls.length, target: '<= 2', met: calls.length <= 2 });
+  }
+  if (ONLY.has('8')) {
+    log(`scenario 8: a call after 15 s idle, ${IDLE_ROUNDS} rounds`);
+    const url = await cluster.createDatabase('bench');
+    const database = new URL(url).pathname.slice(1);
+    const backends = async () =>
+      (await cluster.sql(`SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = 'pg-workspace-mcp'`, [database])).map((r) => r['pid'] as number);
+    const idle = await callAfterIdle(['--extensions', PLAIN, '--disable', 'codebase'], { DATABASE_URL: url }, IDLE_ROUNDS, 15_000, backends);
+    rows.push({ scenario: '8 call after idle', measure: 'list_workspaces after 15 s idle (stdio)', ours: idle.afterIdle, baseline: { name: 'the next call, warm', value: idle.warm }, ratio: ratio(idle.afterIdle.p50, idle.warm.p50), target: '<= 1.5', met: idle.afterIdle.p50 <= 1.5 * idle.warm.p50, note: `a new connection after the pause in ${idle.reconnected} of ${IDLE_ROUNDS} rounds` });
   }
   if (ONLY.has('2')) {
     log('scenario 2: cache hit over stdio');

@@ -3,11 +3,11 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { distribution, sampleInterleaved, type Distribution } from './stats.js';
 
-const MAIN = path.resolve('dist/server/main.js');
+export const MAIN = path.resolve('dist/server/main.js');
 const NOOP_SERVER = path.resolve('dist/bench-servers/noop-server.js');
 const BARE_SERVER = path.resolve('dist/bench-servers/bare-server.js');
 
-function transport(entry: string, args: string[], env: Record<string, string>) {
+export function transport(entry: string, args: string[], env: Record<string, string>) {
   return new StdioClientTransport({
     command: process.execPath,
     args: [entry, ...args],

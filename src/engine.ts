@@ -1,6 +1,7 @@
 import type { Config } from './config.js';
 import type { Database } from './db/database.js';
-import { explainError, isConnectionFailure } from './db/sql-errors.js';
+import { isRetriedBootFailure } from './boot-failures.js';
+import { explainError } from './db/sql-errors.js';
 import type { InstallReport } from './installer/install-extensions.js';
 import type { InstallPlan } from './installer/install-plan.js';
 import type { Logger } from './logger.js';
@@ -30,8 +31,8 @@ export interface Ready {
 /**
  * The provisioning engine: opens the database, runs the extension installer and then serves
  * workspace operations. Boot runs in the background so the MCP server can answer `initialize`
- * at once; callers wait for it with a bound. A boot that failed because the database could not
- * be reached is retried on the next call, any other failure is final and reported as is.
+ * at once; callers wait for it with a bound. A boot that failed for a reason that can pass (see
+ * isRetriedBootFailure) is retried on the next call, any other failure is final and reported as is.
  */
 export class ProvisioningEngine {
   #db: Database | undefined;
@@ -104,7 +105,7 @@ export class ProvisioningEngine {
       this.#ready = ready;
       return ready;
     } catch (error) {
-      const retrying = isConnectionFailure(error);
+      const retrying = isRetriedBootFailure(error);
       const message = explainError(error, this.description);
       this.#status = { state: 'failed', error: message, retrying };
       this.log.error('boot failed', { error: message });

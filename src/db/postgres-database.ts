@@ -1,8 +1,17 @@
 import pg from 'pg';
-import pgvector from 'pgvector/pg';
+import pgvector from 'pgvector';
 import { SessionDatabase, type Queryable } from './database.js';
 
 const APPLICATION_NAME = 'pg-workspace-mcp';
+
+/**
+ * Agents call tools seconds to minutes apart: with pg's 10 s default idle timeout the first call
+ * after a pause paid a new connection (29-79 ms against ~1 ms warm). One connection is kept for
+ * good, the extra ones a burst opened close after a minute idle; TCP keepalive stops middleboxes
+ * from dropping the one kept.
+ */
+const IDLE_TIMEOUT_MS = 60_000;
+const KEEPALIVE_DELAY_MS = 30_000;
 
 export interface PostgresOptions {
   connectionString: string;
@@ -15,15 +24,24 @@ export class PostgresDatabase extends SessionDatabase {
   readonly kind = 'postgres';
   readonly description: string;
   readonly #pool: pg.Pool;
-  #vectorTypes = false;
-  readonly #typedClients = new WeakSet<pg.PoolClient>();
+  /** Parsers for pgvector's types by OID, filled once the extension exists; read by every client of the pool. */
+  readonly #parsers = new Map<number, (value: string) => unknown>();
 
   constructor(options: PostgresOptions) {
     super();
+    const parsers = this.#parsers;
     this.#pool = new pg.Pool({
       connectionString: options.connectionString,
       max: Math.max(2, options.maxConnections ?? 10),
+      min: 1,
+      idleTimeoutMillis: IDLE_TIMEOUT_MS,
+      keepAlive: true,
+      keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS,
       application_name: APPLICATION_NAME,
+      types: {
+        getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+          (format !== 'binary' && parsers.get(oid)) || pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+      },
     });
     // An idle client losing its server (restart, failover) must not crash the process;
     // the next query gets a fresh connection.
@@ -33,23 +51,36 @@ export class PostgresDatabase extends SessionDatabase {
 
   async withSession<T>(fn: (session: Queryable) => Promise<T>): Promise<T> {
     const client = await this.#pool.connect();
+    // pg-pool takes its own 'error' listener off a client it hands out. A server that ends the
+    // session (restart, pg_terminate_backend) while no statement runs on it, between statements
+    // or while the install-lock waiter sleeps, then emits an 'error' nobody hears, which ends the
+    // process. Heard here, it fails the session's next statement and discards the client.
+    let lost: Error | undefined;
+    const onError = (error: Error) => {
+      lost ??= error;
+    };
+    client.on('error', onError);
     let broken: Error | undefined;
     try {
-      if (this.#vectorTypes && !this.#typedClients.has(client)) {
-        await pgvector.registerTypes(client);
-        this.#typedClients.add(client);
-      }
-      return await fn(sessionOf(client));
+      return await fn(sessionOf(client, () => lost));
     } catch (error) {
       if (!isOrdinarySqlError(error)) broken = error as Error;
       throw error;
     } finally {
-      client.release(broken);
+      client.removeListener('error', onError);
+      client.release(lost ?? broken);
     }
   }
 
+  /**
+   * pgvector's registerTypes() asks for the OIDs on every connection it is given; they are the
+   * database's, so they are looked up once here and every client parses with them.
+   */
   async registerVectorTypes(): Promise<void> {
-    this.#vectorTypes = true;
+    const rows = await this.query<{ oid: number }>(
+      `SELECT oid::int AS oid FROM pg_catalog.pg_type WHERE typname IN ('vector', 'halfvec', 'sparsevec')`,
+    );
+    for (const { oid } of rows) this.#parsers.set(oid, (value) => pgvector.fromSql(value));
   }
 
   async close(): Promise<void> {
@@ -57,13 +88,19 @@ export class PostgresDatabase extends SessionDatabase {
   }
 }
 
-function sessionOf(client: pg.PoolClient): Queryable {
+function sessionOf(client: pg.PoolClient, lost: () => Error | undefined): Queryable {
+  const usable = () => {
+    const error = lost();
+    if (error) throw error;
+  };
   return {
     async query<R>(sql: string, params?: readonly unknown[]) {
+      usable();
       const result = await client.query(sql, params as unknown[] | undefined);
       return result.rows as R[];
     },
     async exec(sql: string) {
+      usable();
       await client.query(sql);
     },
   };

@@ -1,7 +1,7 @@
 import { checkColumns, type ColumnCheck } from '../db/catalog.js';
 import type { Database, Queryable } from '../db/database.js';
 import { MAX_IDENTIFIER_BYTES } from '../db/identifiers.js';
-import { pgError, sqlState } from '../db/sql-errors.js';
+import { isConnectionFailure, pgError, sqlState } from '../db/sql-errors.js';
 import type { InstallPlan } from '../installer/install-plan.js';
 import type { Logger } from '../logger.js';
 import { schemaNameFor, validateProjectId, WorkspaceIdError } from './project-id.js';
@@ -276,6 +276,9 @@ export class WorkspaceManager {
 
   async #explain(error: unknown, projectId: string, schemaName: string): Promise<unknown> {
     const cause = error instanceof ScriptError ? error.cause : error;
+    // The session or the server went away (57P01, 53300, a broken socket): nothing in the DDL
+    // to point at, and the caller is told to retry (explainError).
+    if (isConnectionFailure(cause)) return cause;
     if (sqlState(cause) === '42501') {
       const [who] = await this.db
         .query<{ db: string; role: string }>('SELECT current_database() AS db, current_user AS role')

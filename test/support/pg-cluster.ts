@@ -23,6 +23,8 @@ export interface PgCluster {
   stop(mode?: 'fast' | 'immediate'): Promise<void>;
   /** Starts the cluster again on the same port and data directory. */
   start(): Promise<void>;
+  /** `pg_ctl restart`: every session ends (at once with `immediate`, which then runs crash recovery). */
+  restart(mode?: 'fast' | 'immediate'): Promise<void>;
   destroy(): Promise<void>;
 }
 
@@ -145,6 +147,10 @@ export async function startPgCluster(options: { settings?: Record<string, string
       running = false;
     },
     start,
+    async restart(mode = 'fast') {
+      running = true;
+      await pgCtl(['-m', mode, '-l', logFile, '-t', '30', 'restart']);
+    },
     async destroy() {
       processExitGuards.delete(abandon);
       // Best effort: a test may have killed the server, and the directory must go regardless.

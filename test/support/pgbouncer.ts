@@ -19,7 +19,7 @@ export interface PgBouncer {
  * one client may run on different server sessions, which is what breaks session-level locks.
  * Returns null (loudly) when pgbouncer is not installed outside CI; under CI=true it throws.
  */
-export async function startPgBouncer(cluster: PgCluster): Promise<PgBouncer | null> {
+export async function startPgBouncer(cluster: PgCluster, options: { poolSize?: number } = {}): Promise<PgBouncer | null> {
   const binary = '/usr/sbin/pgbouncer';
   if (!(await run('test', ['-x', binary]).then(() => true, () => false))) {
     const message = 'pgbouncer is not installed (Debian package pgbouncer): PgBouncer tests cannot run.';
@@ -45,7 +45,7 @@ unix_socket_dir =
 auth_type = any
 pool_mode = transaction
 max_client_conn = 2000
-default_pool_size = 40
+default_pool_size = ${options.poolSize ?? 40}
 ignore_startup_parameters = extra_float_digits
 logfile = ${dir}/pgbouncer.log
 pidfile = ${dir}/pgbouncer.pid
