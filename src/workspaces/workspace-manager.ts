@@ -4,7 +4,7 @@ import { MAX_IDENTIFIER_BYTES } from '../db/identifiers.js';
 import { pgError, sqlState } from '../db/sql-errors.js';
 import type { InstallPlan } from '../installer/install-plan.js';
 import type { Logger } from '../logger.js';
-import { schemaNameFor, validateProjectId, WorkspaceIdError } from './project-id.js';
+import { ReservedSchemas, validateProjectId, WorkspaceIdError } from './project-id.js';
 import { buildWorkspaceScript, locateFailure, type AppliedMigration, type WorkspaceScript } from './workspace-ddl.js';
 import {
   WorkspaceNotFoundError,
@@ -96,6 +96,7 @@ export class WorkspaceManager {
   readonly #inflight = new Map<string, Promise<Workspace>>();
   /** Every extension's required workspace columns, as missing_workspace_columns() takes them. */
   readonly #required: string;
+  readonly #reserved = new ReservedSchemas();
 
   constructor(
     private readonly db: Database,
@@ -108,6 +109,11 @@ export class WorkspaceManager {
       for (const { table, columns } of p.workspaceRequiredColumns) required[table] = [...new Set([...(required[table] ?? []), ...columns])];
     }
     this.#required = JSON.stringify(required);
+    for (const [schema, extensionIds] of plan.globalSchemas) {
+      this.#reserved.add(schema, `used by the global SQL of extension ${extensionIds.map((id) => `"${id}"`).join(', ')}`);
+    }
+    const pgExtensions = [...plan.pgExtensions.keys()].join(', ');
+    for (const schema of searchPathSchemas) this.#reserved.add(schema, `where the PostgreSQL extensions this server requires (${pgExtensions}) are installed`);
   }
 
   /**
@@ -115,7 +121,7 @@ export class WorkspaceManager {
    * query; callers in this process asking for the same id at once share one provisioning.
    */
   async ensure(projectId: string): Promise<Workspace> {
-    const schemaName = schemaNameFor(projectId);
+    const schemaName = this.#reserved.schemaFor(projectId);
     const cached = this.#cache.get(projectId);
     if (cached) return { ...cached, created: false };
     const pending = this.#inflight.get(projectId);
@@ -180,7 +186,7 @@ export class WorkspaceManager {
    * its lock (safe beside running servers). Never creates a workspace.
    */
   async upgrade(projectId: string): Promise<{ outcome: 'upgraded' | 'up-to-date' | 'missing'; migrations: string[] }> {
-    const result = await this.#provision(projectId, schemaNameFor(projectId), { create: false });
+    const result = await this.#provision(projectId, this.#reserved.schemaFor(projectId), { create: false });
     if (!result.workspace) return { outcome: 'missing', migrations: [] };
     return { outcome: result.changed ? 'upgraded' : 'up-to-date', migrations: result.migrations };
   }
@@ -333,7 +339,7 @@ export class WorkspaceManager {
     let schema: string;
     let table: string;
     if (input.projectId !== undefined) {
-      schema = schemaNameFor(input.projectId);
+      schema = this.#reserved.schemaFor(input.projectId);
       table = validateName(input.table, 'table');
     } else {
       const parts = input.table.split('.');
