@@ -1,6 +1,7 @@
 import { checkColumns, type ColumnCheck } from '../db/catalog.js';
 import type { Database, Queryable } from '../db/database.js';
 import { MAX_IDENTIFIER_BYTES } from '../db/identifiers.js';
+import { privilegeAdvice } from '../db/privilege-advice.js';
 import { pgError, sqlState } from '../db/sql-errors.js';
 import type { InstallPlan } from '../installer/install-plan.js';
 import type { Logger } from '../logger.js';
@@ -283,10 +284,10 @@ export class WorkspaceManager {
   async #explain(error: unknown, projectId: string, schemaName: string): Promise<unknown> {
     const cause = error instanceof ScriptError ? error.cause : error;
     if (sqlState(cause) === '42501') {
-      const [who] = await this.db
-        .query<{ db: string; role: string }>('SELECT current_database() AS db, current_user AS role')
-        .catch(() => [undefined]);
-      return new WorkspacePermissionError(schemaName, who?.db ?? '<database>', who?.role ?? '<role>', cause);
+      // The workspace's DDL runs in its own new schema (CREATE on the database), with the schemas
+      // of the required PostgreSQL extensions on its search path.
+      const advice = await privilegeAdvice(this.db, { uses: this.searchPathSchemas });
+      return new WorkspacePermissionError(schemaName, advice, cause);
     }
     if (!pgError(cause)) return cause;
     let where = '';
