@@ -1,10 +1,9 @@
-import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import type { Config } from './config.js';
 import { ProvisioningEngine } from './engine.js';
 import { createStderrLogger } from './logger.js';
-import { answerMalformedInput } from './malformed-input.js';
 import { packageVersion } from './package-info.js';
 import { createServer } from './server.js';
+import { StdioLineTransport, UnreadableMessageError } from './stdio-transport.js';
 
 /** Serves MCP on stdin/stdout until the client goes away or a signal says stop. */
 export async function serveStdio(config: Config): Promise<void> {
@@ -31,8 +30,10 @@ export async function serveStdio(config: Config): Promise<void> {
   process.stdin.on('close', () => void shutdown('stdin closed'));
   process.on('unhandledRejection', (error) => log.error('unhandled rejection', { error: String(error) }));
 
-  const transport = new StdioServerTransport();
-  answerMalformedInput(transport, log);
+  const transport = new StdioLineTransport();
+  // Set before `connect`, which chains its own handler after this one.
+  transport.onerror = (error) =>
+    log.warn(error instanceof UnreadableMessageError ? 'unreadable message on stdin' : 'stdin failed', { error: error.message });
   await server.connect(transport);
   log.info('serving MCP on stdio', { version: packageVersion, database: config.databaseUrl ? 'postgres' : config.dataDir });
 }

@@ -146,6 +146,81 @@ describe('reliability on a real PostgreSQL server', () => {
     }
   }, 60_000);
 
+  it('a second role with the README grants is told to share the registry owner\'s rights, which then suffice both ways', async (ctx) => {
+    const c = server(ctx);
+    const url = await c.createDatabase('second');
+    const database = new URL(url).pathname.slice(1);
+    const [first, second] = [`first_${database}`, `second_${database}`];
+    const admin = new PostgresDatabase({ connectionString: url });
+    await admin.exec(`CREATE ROLE ${first} LOGIN; CREATE ROLE ${second} LOGIN;
+      GRANT CREATE ON DATABASE "${database}" TO ${first}, ${second}; GRANT CREATE ON SCHEMA public TO ${first}, ${second};`);
+    const call = async (role: string, args: string[], projectId: string) => {
+      const s = await startServerProcess(args, { DATABASE_URL: c.url(database, role) });
+      try {
+        return await s.call('ensure_workspace', { project_id: projectId });
+      } finally {
+        await s.close();
+      }
+    };
+    // A later install adds a workspace migration: re-running the schema files and upgrading
+    // a workspace both need the owner's rights.
+    const upgrade = await writeExtension(await tempDir(), { id: 'later' }, {
+      'schema.sql': 'CREATE OR REPLACE VIEW public.later_view AS SELECT 1 AS one;',
+      'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS later (id int);',
+      'workspace/migrations/0001_note.sql': 'ALTER TABLE later ADD COLUMN IF NOT EXISTS note text;',
+    });
+    try {
+      expect((await call(first, serverArgs(), 'by-first')).isError).toBe(false);
+      const refused = await call(second, serverArgs(), 'by-second');
+      expect(refused.isError).toBe(true);
+      expect(refused.text).toContain('permission denied for schema project_registry');
+      expect(refused.text).toContain(`GRANT "${first}" TO "${second}";`);
+      expect(refused.text).toContain(`ALTER ROLE "${second}" SET role = '${first}';`);
+      expect(refused.text).not.toContain('GRANT CREATE ON DATABASE');
+
+      await admin.exec(`GRANT "${first}" TO "${second}"; ALTER ROLE "${second}" SET role = '${first}';`);
+      expect((await call(second, serverArgs(), 'by-second')).data).toMatchObject({ created: true });
+      // The second role installs the change and upgrades the first role's workspace ...
+      const upgraded = await call(second, ['--extensions', upgrade, ...serverArgs()], 'by-first');
+      expect(upgraded.isError, upgraded.text).toBe(false);
+      expect(upgraded.data['tables']).toContain('later');
+      // ... and the first role upgrades the one the second role made: one owner throughout.
+      const back = await call(first, ['--extensions', upgrade, ...serverArgs()], 'by-second');
+      expect(back.isError, back.text).toBe(false);
+      expect(await admin.query(`SELECT DISTINCT nspowner::regrole::text AS owner FROM pg_namespace WHERE nspname LIKE 'project\\_%'`)).toEqual([{ owner: first }]);
+    } finally {
+      await admin.close();
+    }
+  }, 120_000);
+
+  it('a role without CREATE on schema public is told exactly that, not to grant what it has', async (ctx) => {
+    const c = server(ctx);
+    const url = await c.createDatabase('nopublic');
+    const database = new URL(url).pathname.slice(1);
+    const role = `nopublic_${database}`;
+    await c.sql(`CREATE ROLE ${role} LOGIN`);
+    await c.sql(`GRANT CREATE ON DATABASE "${database}" TO ${role}`);
+    const admin = new PostgresDatabase({ connectionString: url });
+    // PostgreSQL 15 already revokes it from PUBLIC; older servers did not.
+    await admin.exec('REVOKE CREATE ON SCHEMA public FROM PUBLIC');
+    try {
+      const s = await startServerProcess(serverArgs(), { DATABASE_URL: c.url(database, role) });
+      const failure = await s.call('ensure_workspace', { project_id: 'nopublic' }).finally(() => s.close());
+      expect(failure.isError).toBe(true);
+      expect(failure.text).toContain('permission denied for schema public');
+      expect(failure.text).toContain(`lacks CREATE on schema "public"`);
+      expect(failure.text).toContain(`GRANT CREATE ON SCHEMA "public" TO "${role}";`);
+      expect(failure.text).not.toContain('GRANT CREATE ON DATABASE');
+
+      await admin.exec(`GRANT CREATE ON SCHEMA public TO ${role}`);
+      const again = await startServerProcess(serverArgs(), { DATABASE_URL: c.url(database, role) });
+      const made = await again.call('ensure_workspace', { project_id: 'nopublic' }).finally(() => again.close());
+      expect(made.data).toMatchObject({ created: true });
+    } finally {
+      await admin.close();
+    }
+  }, 60_000);
+
   it('uses an extension an administrator installed, and says who must install a missing one', async (ctx) => {
     const c = server(ctx);
     const url = await c.createDatabase('roles');

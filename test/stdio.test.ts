@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -32,6 +32,63 @@ function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+interface RawResponse {
+  jsonrpc: string;
+  id?: number | string | null;
+  error?: unknown;
+  result?: unknown;
+}
+
+/** The built server driven by hand-written lines, for input no SDK client would send. */
+function rawServer(dir: string) {
+  const child = spawn(process.execPath, [MAIN, '--data-dir', dir], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+  let stdout = '';
+  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+  child.stderr.resume();
+  // A server that stopped reading may close the pipe under a large write: the assertions say so.
+  child.stdin.on('error', () => undefined);
+  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+  const responses = () =>
+    stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as RawResponse);
+  const send = (message: unknown) => child.stdin.write(`${JSON.stringify(message)}\n`);
+  const waitFor = async (id: number) => {
+    for (let i = 0; i < 1200 && !responses().some((r) => r.id === id); i++) await new Promise((r) => setTimeout(r, 50));
+    return responses().find((r) => r.id === id);
+  };
+  return {
+    pid: child.pid as number,
+    responses,
+    send,
+    waitFor,
+    /** Writes a line, waiting for the pipe to drain (it may hold megabytes). */
+    sendRaw: (line: string) => new Promise<void>((resolve, reject) => child.stdin.write(`${line}\n`, (error) => (error ? reject(error) : resolve()))),
+    /** Handshake and one tool call, so that boot is done and the store is open. */
+    async initialize() {
+      send({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } });
+      send({ jsonrpc: '2.0', method: 'notifications/initialized' });
+      send({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'list_workspaces', arguments: {} } });
+      expect(await waitFor(1)).toHaveProperty('result');
+    },
+    /** Closes stdin and returns the exit code, or 'alive' if the process ignored EOF for 15 s. */
+    async end(): Promise<number | null | 'alive'> {
+      child.stdin.end();
+      const timeout = new Promise<'alive'>((resolve) => setTimeout(() => resolve('alive'), 15_000));
+      const outcome = await Promise.race([exited, timeout]);
+      if (outcome === 'alive') child.kill('SIGKILL');
+      return outcome;
+    },
+  };
+}
+
+/** The process's peak resident set so far (Linux). */
+function peakRssBytes(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1]) * 1024;
 }
 
 describe('the built server over stdio', () => {
@@ -99,6 +156,44 @@ describe('the built server over stdio', () => {
     expect(errors).toEqual([-32700, -32600]);
     expect(stderr).toMatch(/pg-workspace-mcp info: serving MCP on stdio/);
     await rm(freshDir, { recursive: true, force: true });
+  }, 60_000);
+
+  it('answers a line over 10 MiB with an error carrying its id, memory bounded, then serves the next line and ends on EOF', async () => {
+    const server = rawServer(dataDir);
+    await server.initialize();
+    const before = peakRssBytes(server.pid);
+    // The TS SDK puts `id` after `params`, so the id is only readable at the end of the line.
+    const huge = 'x'.repeat(64 * 1024 * 1024);
+    const oversized = `{"method":"tools/call","params":{"name":"ensure_workspace","arguments":{"project_id":"${huge}"}},"jsonrpc":"2.0","id":2}`;
+    await server.sendRaw(oversized);
+    server.send({ jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'ensure_workspace', arguments: { project_id: 'after-huge' } } });
+    const answered = await server.waitFor(3);
+    expect(answered).toMatchObject({ result: { structuredContent: { project_id: 'after-huge' } } });
+    const refused = server.responses().find((r) => r.id === 2);
+    expect(refused).toMatchObject({ error: { code: -32600, message: expect.stringContaining('10485760') } });
+    // The error came first: the stream was resynchronised at the oversized line's newline.
+    expect(server.responses().findIndex((r) => r.id === 2)).toBeLessThan(server.responses().findIndex((r) => r.id === 3));
+    // 64 MiB went through; the server never held it (a generous bound for a loaded machine).
+    expect(peakRssBytes(server.pid) - before).toBeLessThan(32 * 1024 * 1024);
+
+    expect(await server.end()).toBe(0);
+    expect((await readFile(path.join(dataDir, 'lock'), 'utf8')).trim()).toBe('');
+  }, 90_000);
+
+  it('answers an invalid request whose id is readable with an error carrying that id', async () => {
+    const server = rawServer(dataDir);
+    await server.initialize();
+    server.send({ jsonrpc: '2.0', id: 7, method: 42 });
+    server.send({ jsonrpc: '2.0', id: 'eight', method: 'tools/list', params: 'not an object' });
+    // Looks like a response: answering it with its id could settle one of the client's own requests.
+    server.send({ jsonrpc: '2.0', id: 9, result: 'x', error: 'y' });
+    server.send({ jsonrpc: '2.0', id: 10, method: 'tools/list' });
+    await server.waitFor(10);
+    expect(server.responses().find((r) => r.id === 7)).toMatchObject({ error: { code: -32600 } });
+    expect(server.responses().find((r) => r.id === 'eight')).toMatchObject({ error: { code: -32600 } });
+    expect(server.responses().some((r) => r.id === 9)).toBe(false);
+    expect(server.responses().filter((r) => r.id === null)).toEqual([expect.objectContaining({ error: expect.objectContaining({ code: -32600 }) })]);
+    expect(await server.end()).toBe(0);
   }, 60_000);
 
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {

@@ -5,7 +5,7 @@ import type { Database } from '../src/db/database.js';
 import { PostgresDatabase } from '../src/db/postgres-database.js';
 import type { InstallPlan } from '../src/installer/install-plan.js';
 import { silentLogger } from '../src/logger.js';
-import { WorkspaceIdError } from '../src/workspaces/project-id.js';
+import { ReservedProjectIdError, WorkspaceIdError } from '../src/workspaces/project-id.js';
 import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
 import { WorkspaceNotFoundError, WorkspacePermissionError, WorkspaceProvisionError } from '../src/workspaces/workspace-errors.js';
 import { install, pgliteBackend, planFor, postgresBackend, recording, tempDir, writeExtension, type Backend } from './support/fixtures.js';
@@ -60,6 +60,46 @@ for (const kind of ['pglite', 'postgres'] as const) {
         expect((failure as Error).message).toContain('lower-case ASCII letters and digits');
       }
       expect(recorded.calls).toEqual([]);
+    });
+
+    it('refuses ids whose schema is the server\'s, an extension\'s global schema or a PostgreSQL extension\'s', async (ctx) => {
+      const lookup = await writeExtension(root, { id: 'lookup' }, {
+        'schema.sql': `CREATE SCHEMA IF NOT EXISTS project_lookup;
+                       CREATE TABLE IF NOT EXISTS project_lookup.kinds (kind text PRIMARY KEY);
+                       COMMENT ON SCHEMA project_lookup_archive IS 'made by hand, documented here';`,
+      });
+      if (!backend) ctx.skip();
+      const db = await (backend as Backend).fresh();
+      // A schema the server does not make, as an administrator would prepare one.
+      await db.exec('CREATE SCHEMA project_lookup_archive');
+      if (kind === 'postgres') await db.exec('CREATE SCHEMA project_ext; CREATE EXTENSION pg_trgm SCHEMA project_ext');
+      const extensions = kind === 'postgres' ? [await writeExtension(root, { id: 'trigrams', requires: ['pg_trgm'] })] : [];
+      const plan = await planFor([await notesExtension(root), lookup, ...extensions], disabled);
+      const report = await install(db, plan);
+      const manager = new WorkspaceManager(db, plan, report.searchPathSchemas, silentLogger);
+
+      const reserved: Record<string, string> = {
+        registry: "project_registry is the server's own",
+        'registry-archive': "project_registry_archive is the server's own",
+        lookup: 'project_lookup is used by the global SQL of extension "lookup"',
+        'lookup-archive': 'project_lookup_archive is used by the global SQL of extension "lookup"',
+        ...(kind === 'postgres' ? { ext: 'project_ext is where the PostgreSQL extensions this server requires (pg_trgm) are installed' } : {}),
+      };
+      for (const [id, why] of Object.entries(reserved)) {
+        const failure = await manager.ensure(id).catch((e: unknown) => e);
+        expect(failure, id).toBeInstanceOf(ReservedProjectIdError);
+        expect((failure as Error).message).toContain(`The project id "${id}" is reserved: its schema ${why}`);
+        await expect(manager.validateColumns({ projectId: id, table: 'kinds', columns: ['kind'] })).rejects.toThrow(ReservedProjectIdError);
+      }
+      const registered = await db.query('SELECT project_id FROM project_registry.workspace_config');
+      expect(registered).toEqual([]);
+      const [strays] = await db.query<{ n: number }>(
+        "SELECT count(*)::int AS n FROM pg_catalog.pg_tables WHERE tablename = 'notes' AND schemaname <> 'public'",
+      );
+      expect(strays?.n).toBe(0);
+      // Near misses are ordinary ids.
+      expect(await manager.ensure('registry2')).toMatchObject({ schemaName: 'project_registry2', created: true });
+      expect(await manager.ensure('lookups')).toMatchObject({ schemaName: 'project_lookups', created: true });
     });
 
     it('creates the schema, its tables and the registry row; later calls hit the cache', async (ctx) => {

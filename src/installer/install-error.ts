@@ -13,6 +13,8 @@ export class InstallError extends Error {
     readonly phase: InstallPhase,
     detail: string,
     cause?: unknown,
+    /** The statement that failed, when one did. */
+    readonly statement?: Statement,
   ) {
     super(`Extension "${extensionId}", ${phase} phase: ${detail}`, { cause });
     this.sqlState = pgError(cause)?.code;
@@ -25,6 +27,7 @@ export class InstallError extends Error {
       `${statement.file} statement ${statement.number}/${statement.total} (line ${statement.line}) failed; ` +
         `the phase was rolled back.\n${describePgError(cause)}\nSQL:\n${indent(statement.sql)}`,
       cause,
+      statement,
     );
   }
 }
@@ -32,4 +35,10 @@ export class InstallError extends Error {
 function indent(sql: string): string {
   const shown = sql.length > 2000 ? `${sql.slice(0, 2000)}…` : sql;
   return shown.replace(/^/gm, '    ');
+}
+
+/** A permission failure outside any extension's SQL (reading the registry at boot), with the GRANTs that fix it. */
+export class InstallPrivilegeError extends Error {
+  override name = 'InstallPrivilegeError';
+  readonly sqlState = '42501';
 }

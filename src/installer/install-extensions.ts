@@ -1,9 +1,10 @@
 import type { Database, Queryable } from '../db/database.js';
 import { checkColumns } from '../db/catalog.js';
 import { quoteIdent } from '../db/identifiers.js';
-import { sqlState } from '../db/sql-errors.js';
+import { privilegeAdvice } from '../db/privilege-advice.js';
+import { describePgError, sqlState } from '../db/sql-errors.js';
 import type { Statement } from '../sql/statements.js';
-import { InstallError, type InstallPhase } from './install-error.js';
+import { InstallError, InstallPrivilegeError, type InstallPhase } from './install-error.js';
 import { withInstallLock, type InstallLockOptions as InstallOptions } from './install-lock.js';
 import type { InstallPlan, PreparedExtension } from './install-plan.js';
 
@@ -52,14 +53,17 @@ export async function installExtensions(
   options: InstallOptions,
 ): Promise<InstallReport> {
   const started = performance.now();
-  const current = await readInstallState(db);
-  if (current?.fingerprint === plan.fingerprint) {
-    return upToDate(plan, current.searchPathSchemas, started);
+  try {
+    const current = await readInstallState(db);
+    if (current?.fingerprint === plan.fingerprint) {
+      return upToDate(plan, current.searchPathSchemas, started);
+    }
+    return await withInstallLock(db, options, () => runInstall(db, plan, options, started));
+  } catch (error) {
+    // CREATE EXTENSION's failure already says who must run it.
+    const needsGrant = sqlState(error) === '42501' || (error instanceof InstallError && error.sqlState === '42501' && error.phase !== 'extensions');
+    throw needsGrant ? await withGrantAdvice(db, plan, error) : error;
   }
-  return withInstallLock(db, options, () => runInstall(db, plan, options, started)).catch(async (error: unknown) => {
-    const needsGrant = error instanceof InstallError && error.sqlState === '42501' && error.phase !== 'extensions';
-    throw needsGrant ? await withGrantAdvice(db, error) : error;
-  });
 }
 
 async function runInstall(db: Database, plan: InstallPlan, options: InstallOptions, started: number): Promise<InstallReport> {
@@ -86,15 +90,18 @@ async function runInstall(db: Database, plan: InstallPlan, options: InstallOptio
   return { outcome: 'installed', fingerprint: plan.fingerprint, ms: elapsed(started), searchPathSchemas, extensions: reports };
 }
 
-/** Like a workspace's, an install's missing privilege comes with the GRANT that fixes it. */
-async function withGrantAdvice(db: Queryable, error: InstallError): Promise<InstallError> {
-  const [who] = await db
-    .query<{ db: string; role: string }>('SELECT current_database() AS db, current_user AS role')
-    .catch(() => [undefined]);
-  error.message +=
-    `\nThe database role lacks a privilege. An administrator can grant what the installer needs with:\n` +
-    `  GRANT CREATE ON DATABASE "${who?.db ?? '<database>'}" TO "${who?.role ?? '<role>'}";\n` +
-    `(plus CREATE on any existing schema the extension's DDL writes to, e.g. GRANT CREATE ON SCHEMA public TO ...).`;
+/** Like a workspace's, an install's missing privilege comes with the GRANTs that fix it. */
+async function withGrantAdvice(db: Queryable, plan: InstallPlan, error: unknown): Promise<Error> {
+  if (!(error instanceof InstallError)) {
+    const advice = await privilegeAdvice(db, { uses: [] });
+    return new InstallPrivilegeError(`Reading the workspace registry failed: ${describePgError(error)}\n${advice}`, { cause: error });
+  }
+  const statement = error.statement;
+  // Qualified type names (pg_catalog.int4) are not where a statement creates anything.
+  const schemas = statement ? statement.schemas.filter((s) => s !== 'pg_catalog') : [...plan.globalSchemas.keys()];
+  const unqualified = !statement || schemas.length === 0 || (statement.createsTable !== undefined && statement.createsTable.schema === undefined);
+  const advice = await privilegeAdvice(db, { creates: schemas, unqualified });
+  error.message += `\n${advice}`;
   return error;
 }
 

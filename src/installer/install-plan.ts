@@ -46,6 +46,8 @@ export interface InstallPlan {
   readonly workspaceSchemaFingerprint: string;
   /** The tables a workspace has once its DDL and migrations ran, from the parsed statements. */
   readonly workspaceTables: readonly string[];
+  /** Every schema the global DDL, migrations and seeds name, with the extensions naming it. */
+  readonly globalSchemas: ReadonlyMap<string, readonly string[]>;
 }
 
 /** Bumped when the installer's own behaviour changes, so every database re-runs the install. */
@@ -62,6 +64,7 @@ export async function prepareInstallPlan(extensions: readonly Extension[]): Prom
     extensions: prepared,
     pgExtensions,
     workspaceTables: declaredWorkspaceTables(prepared),
+    globalSchemas: namedGlobalSchemas(prepared),
     fingerprint: sha256(
       JSON.stringify([
         INSTALLER_FORMAT,
@@ -104,6 +107,17 @@ function declaredWorkspaceTables(prepared: readonly PreparedExtension[]): string
     }
   }
   return [...tables].sort();
+}
+
+function namedGlobalSchemas(prepared: readonly PreparedExtension[]): Map<string, string[]> {
+  const schemas = new Map<string, string[]>();
+  for (const p of prepared) {
+    const statements = [...p.structural, ...p.dependent, ...p.migrations.flatMap((m) => m.statements), ...p.seeds];
+    for (const schema of new Set(statements.flatMap((s) => s.schemas))) {
+      schemas.set(schema, [...(schemas.get(schema) ?? []), p.extension.id]);
+    }
+  }
+  return schemas;
 }
 
 async function prepareExtension(extension: Extension): Promise<PreparedExtension> {

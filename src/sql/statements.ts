@@ -21,6 +21,8 @@ export interface Statement {
   readonly createsTable?: { schema: string | undefined; name: string };
   /** For DROP TABLE: the unqualified names of the tables dropped. */
   readonly dropsTables?: string[];
+  /** The schemas the statement names (qualified names, schema statements), for reserved ids. */
+  readonly schemas: readonly string[];
 }
 
 export class SqlFileError extends Error {
@@ -86,6 +88,7 @@ export async function parseStatements(file: SqlFile): Promise<Statement[]> {
       kind,
       role: roleOf(kind, node as Record<string, unknown>),
       sql,
+      schemas: [...namedSchemas(node)],
     };
     const relation = kind === 'CreateStmt' ? (node as { relation?: RangeVar }).relation : undefined;
     if (relation?.relname) return { ...statement, createsTable: { schema: relation.schemaname, name: relation.relname } };
@@ -97,6 +100,49 @@ export async function parseStatements(file: SqlFile): Promise<Statement[]> {
     }
     return statement;
   });
+}
+
+type Node = Record<string, unknown>;
+
+/** `[{String: {sval}}, ...]` as strings, or undefined for any other list. */
+function nameParts(list: unknown): string[] | undefined {
+  if (!Array.isArray(list) || list.length === 0) return undefined;
+  const parts = list.map((item) => (item as { String?: { sval?: unknown } } | null)?.String?.sval);
+  return parts.every((p): p is string => typeof p === 'string') ? parts : undefined;
+}
+
+/** Lists of strings that are not qualified names: column references (table.column), enum labels. */
+const NOT_NAMES = new Set(['fields', 'vals']);
+
+/**
+ * The schemas a parse tree names: `schemaname` of relations and CREATE SCHEMA, the schema part
+ * of qualified names (functions, types, comments, drops...), and the objects of statements about
+ * schemas (GRANT ON SCHEMA, DROP/ALTER/COMMENT SCHEMA, default privileges IN SCHEMA, SET SCHEMA).
+ * What dynamic SQL names (EXECUTE, DO) cannot be seen here.
+ */
+function namedSchemas(node: unknown, found = new Set<string>()): Set<string> {
+  if (Array.isArray(node)) {
+    const parts = nameParts(node);
+    if (parts && parts.length >= 2) found.add(parts[parts.length - 2] as string);
+    for (const item of node) namedSchemas(item, found);
+    return found;
+  }
+  if (typeof node !== 'object' || node === null) return found;
+  const n = node as Node;
+  for (const key of ['schemaname', 'newschema'] as const) if (typeof n[key] === 'string') found.add(n[key]);
+  const aboutSchemas = [n['objtype'], n['removeType'], n['renameType'], n['objectType']].includes('OBJECT_SCHEMA');
+  if (aboutSchemas) {
+    for (const key of ['subname', 'newname']) if (typeof n[key] === 'string') found.add(n[key]);
+    const object = (n['object'] as { String?: { sval?: unknown } } | undefined)?.String?.sval;
+    if (typeof object === 'string') found.add(object);
+    for (const name of nameParts(n['objects']) ?? []) found.add(name);
+  }
+  if (n['defname'] === 'schemas') for (const name of nameParts((n['arg'] as { List?: { items?: unknown } })?.List?.items) ?? []) found.add(name);
+  for (const [key, value] of Object.entries(n)) {
+    // An option's value (a function's AS 'file', 'symbol', say) is no name either.
+    if (!NOT_NAMES.has(key) && !(key === 'arg' && 'defname' in n)) namedSchemas(value, found);
+  }
+  return found;
 }
 
 function roleOf(kind: string, node: Record<string, unknown>): StatementRole {

@@ -33,3 +33,42 @@ export function validateProjectId(value: unknown): string {
 export function schemaNameFor(projectId: string): string {
   return SCHEMA_PREFIX + validateProjectId(projectId).replaceAll('-', '_');
 }
+
+export const RESERVED_ID_RULES =
+  'Reserved ids: "registry" and every id beginning with "registry-" (the server\'s own schemas), and any id ' +
+  "whose schema an enabled extension's global SQL or a required PostgreSQL extension uses.";
+
+export class ReservedProjectIdError extends WorkspaceIdError {
+  override name = 'ReservedProjectIdError';
+}
+
+/**
+ * Schemas named like workspaces that are not workspaces, so the ids mapping to them are refused:
+ * otherwise `ensure_workspace` would put workspace tables into them (its DDL is idempotent) and
+ * register them. The server's registry is `project_registry`, and any schema the server adds
+ * later will be named `project_registry_*`: ids `registry` and `registry-*` are reserved for
+ * good. The others are found at boot, from the enabled extensions.
+ */
+export class ReservedSchemas {
+  readonly #users = new Map<string, string>();
+
+  /** `user` completes "its schema ... is": e.g. `used by the global SQL of extension "notes"`. */
+  add(schemaName: string, user: string): void {
+    if (schemaName.startsWith(SCHEMA_PREFIX) && !this.#users.has(schemaName)) this.#users.set(schemaName, user);
+  }
+
+  /** The workspace schema of a valid, unreserved project id. */
+  schemaFor(projectId: string): string {
+    const schemaName = schemaNameFor(projectId);
+    const user =
+      schemaName === 'project_registry' || schemaName.startsWith('project_registry_')
+        ? "the server's own (its workspace registry and bookkeeping)"
+        : this.#users.get(schemaName);
+    if (user) {
+      throw new ReservedProjectIdError(
+        `The project id "${projectId}" is reserved: its schema ${schemaName} is ${user}. Choose another id. ${RESERVED_ID_RULES}`,
+      );
+    }
+    return schemaName;
+  }
+}

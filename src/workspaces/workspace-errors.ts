@@ -7,17 +7,12 @@ export class WorkspaceNotFoundError extends Error {
   }
 }
 
-/** Like the Python seed: a missing privilege comes back with the GRANT that fixes it. */
+/** Like the Python seed: a missing privilege comes back with the GRANTs that fix it (see privilege-advice.ts). */
 export class WorkspacePermissionError extends Error {
   override name = 'WorkspacePermissionError';
   readonly sqlState = '42501';
-  constructor(schemaName: string, database: string, role: string, cause: unknown) {
-    super(
-      `Cannot create workspace schema "${schemaName}": the database role "${role}" lacks a privilege. ` +
-        `An administrator can fix it with:\n  GRANT CREATE ON DATABASE "${database}" TO "${role}";\n` +
-        `PostgreSQL said: ${describePgError(cause)}`,
-      { cause },
-    );
+  constructor(schemaName: string, advice: string, cause: unknown) {
+    super(`Cannot create or upgrade workspace schema "${schemaName}". ${advice}\nPostgreSQL said: ${describePgError(cause)}`, { cause });
   }
 }
 

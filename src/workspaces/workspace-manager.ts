@@ -1,10 +1,11 @@
 import { checkColumns, type ColumnCheck } from '../db/catalog.js';
 import type { Database, Queryable } from '../db/database.js';
 import { MAX_IDENTIFIER_BYTES } from '../db/identifiers.js';
+import { privilegeAdvice } from '../db/privilege-advice.js';
 import { isConnectionFailure, pgError, sqlState } from '../db/sql-errors.js';
 import type { InstallPlan } from '../installer/install-plan.js';
 import type { Logger } from '../logger.js';
-import { schemaNameFor, validateProjectId, WorkspaceIdError } from './project-id.js';
+import { ReservedSchemas, validateProjectId, WorkspaceIdError } from './project-id.js';
 import { buildWorkspaceScript, locateFailure, type AppliedMigration, type WorkspaceScript } from './workspace-ddl.js';
 import {
   WorkspaceNotFoundError,
@@ -96,6 +97,7 @@ export class WorkspaceManager {
   readonly #inflight = new Map<string, Promise<Workspace>>();
   /** Every extension's required workspace columns, as missing_workspace_columns() takes them. */
   readonly #required: string;
+  readonly #reserved = new ReservedSchemas();
 
   constructor(
     private readonly db: Database,
@@ -108,6 +110,11 @@ export class WorkspaceManager {
       for (const { table, columns } of p.workspaceRequiredColumns) required[table] = [...new Set([...(required[table] ?? []), ...columns])];
     }
     this.#required = JSON.stringify(required);
+    for (const [schema, extensionIds] of plan.globalSchemas) {
+      this.#reserved.add(schema, `used by the global SQL of extension ${extensionIds.map((id) => `"${id}"`).join(', ')}`);
+    }
+    const pgExtensions = [...plan.pgExtensions.keys()].join(', ');
+    for (const schema of searchPathSchemas) this.#reserved.add(schema, `where the PostgreSQL extensions this server requires (${pgExtensions}) are installed`);
   }
 
   /**
@@ -115,7 +122,7 @@ export class WorkspaceManager {
    * query; callers in this process asking for the same id at once share one provisioning.
    */
   async ensure(projectId: string): Promise<Workspace> {
-    const schemaName = schemaNameFor(projectId);
+    const schemaName = this.#reserved.schemaFor(projectId);
     const cached = this.#cache.get(projectId);
     if (cached) return { ...cached, created: false };
     const pending = this.#inflight.get(projectId);
@@ -180,7 +187,7 @@ export class WorkspaceManager {
    * its lock (safe beside running servers). Never creates a workspace.
    */
   async upgrade(projectId: string): Promise<{ outcome: 'upgraded' | 'up-to-date' | 'missing'; migrations: string[] }> {
-    const result = await this.#provision(projectId, schemaNameFor(projectId), { create: false });
+    const result = await this.#provision(projectId, this.#reserved.schemaFor(projectId), { create: false });
     if (!result.workspace) return { outcome: 'missing', migrations: [] };
     return { outcome: result.changed ? 'upgraded' : 'up-to-date', migrations: result.migrations };
   }
@@ -280,10 +287,10 @@ export class WorkspaceManager {
     // to point at, and the caller is told to retry (explainError).
     if (isConnectionFailure(cause)) return cause;
     if (sqlState(cause) === '42501') {
-      const [who] = await this.db
-        .query<{ db: string; role: string }>('SELECT current_database() AS db, current_user AS role')
-        .catch(() => [undefined]);
-      return new WorkspacePermissionError(schemaName, who?.db ?? '<database>', who?.role ?? '<role>', cause);
+      // The workspace's DDL runs in its own new schema (CREATE on the database), with the schemas
+      // of the required PostgreSQL extensions on its search path.
+      const advice = await privilegeAdvice(this.db, { uses: this.searchPathSchemas });
+      return new WorkspacePermissionError(schemaName, advice, cause);
     }
     if (!pgError(cause)) return cause;
     let where = '';
@@ -336,7 +343,7 @@ export class WorkspaceManager {
     let schema: string;
     let table: string;
     if (input.projectId !== undefined) {
-      schema = schemaNameFor(input.projectId);
+      schema = this.#reserved.schemaFor(input.projectId);
       table = validateName(input.table, 'table');
     } else {
       const parts = input.table.split('.');
