@@ -31,7 +31,8 @@ export interface Ready {
  * The provisioning engine: opens the database, runs the extension installer and then serves
  * workspace operations. Boot runs in the background so the MCP server can answer `initialize`
  * at once; callers wait for it with a bound. A boot that failed because the database could not
- * be reached is retried on the next call, any other failure is final and reported as is.
+ * be reached, or its data directory was in use, is retried on the next call; any other failure
+ * is final and reported as is.
  */
 export class ProvisioningEngine {
   #db: Database | undefined;
@@ -98,13 +99,14 @@ export class ProvisioningEngine {
       const boot = await import('./boot.js');
       this.#plan ??= boot.planInstall(this.config);
       const plan = await this.#plan;
-      this.#db ??= await boot.openDatabase(this.config);
+      this.#db ??= await boot.openDatabase(this.config, this.log);
       const ready = await boot.installAndServe(this.#db, plan, this.config, this.log);
       this.#status = { state: 'ready', report: ready.report };
       this.#ready = ready;
       return ready;
     } catch (error) {
-      const retrying = isConnectionFailure(error);
+      // A data directory in use by another process is free again once that process exits.
+      const retrying = isConnectionFailure(error) || (error instanceof Error && error.name === 'DataDirInUseError');
       const message = explainError(error, this.description);
       this.#status = { state: 'failed', error: message, retrying };
       this.log.error('boot failed', { error: message });
