@@ -10,9 +10,11 @@ export class DamagedStoreError extends Error {
   override name = 'DamagedStoreError';
 
   constructor(dataDir: string, cause: unknown) {
-    const reason = cause instanceof Error ? cause.message : String(cause);
+    const message = (cause instanceof Error ? cause.message : String(cause)).trim();
+    // PGlite's own words for an abort ("Build with -sASSERTIONS ...") only help its developers.
+    const reason = message.startsWith('Aborted(') ? 'PGlite aborted while reading it' : message;
     super(
-      `The embedded data directory ${dataDir} is damaged: PostgreSQL cannot read it (${reason.trim()}). ` +
+      `The embedded data directory ${dataDir} is damaged: PostgreSQL cannot read it (${reason}). ` +
         `Restore it from a backup, or move it aside and start fresh, keeping the old one: stop this server, ` +
         `run \`mv ${dataDir} ${dataDir}.damaged\`, then start it again (it makes a new, empty store there; ` +
         `the workspaces of the old store are not in it).`,

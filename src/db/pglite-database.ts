@@ -53,10 +53,52 @@ export class PGliteDatabase extends SessionDatabase {
       ).catch((error: unknown) => {
         throw isStoreDamage(error) ? new DamagedStoreError(dataDir, error) : error;
       });
-      return new PGliteDatabase(pglite, lock, dataDir);
+      const db = new PGliteDatabase(pglite, lock, dataDir);
+      await db.#checkRegistryReadable(dataDir).catch(async (error: unknown) => {
+        await pglite.close().catch(() => undefined);
+        throw error;
+      });
+      return db;
     } catch (error) {
       await lock.release();
       throw error;
+    }
+  }
+
+  /**
+   * A truncated table file reads as fewer rows, without an error: a registry that lost its rows
+   * would list no workspaces and re-run migrations. Each registry table's rows are counted
+   * through its heap and through its primary key; a difference (or an unreadable block) means
+   * the store is damaged. A few milliseconds at boot, even at 10,000 workspaces.
+   */
+  async #checkRegistryReadable(dataDir: string): Promise<void> {
+    const tables = await this.query<{ tbl: string; key: string }>(
+      `SELECT format('%I.%I', n.nspname, c.relname) AS tbl, format('%I', a.attname) AS key
+         FROM pg_catalog.pg_class c
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         JOIN pg_catalog.pg_index i ON i.indrelid = c.oid AND i.indisprimary
+         JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
+        WHERE n.nspname = 'project_registry' AND c.relkind = 'r'`,
+    );
+    if (tables.length === 0) return;
+    const counts = await this.transaction(async (tx) => {
+      const count = async (sql: string) => (await tx.query<{ n: number }>(sql))[0]?.n;
+      const result: { tbl: string; heap?: number; index?: number }[] = [];
+      for (const { tbl, key } of tables) {
+        await tx.exec('SET LOCAL enable_indexscan = off; SET LOCAL enable_indexonlyscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = on');
+        const heap = await count(`SELECT count(*)::int AS n FROM ${tbl}`);
+        await tx.exec('SET LOCAL enable_indexscan = on; SET LOCAL enable_indexonlyscan = on; SET LOCAL enable_seqscan = off');
+        const index = await count(`SELECT count(*)::int AS n FROM (SELECT ${key} FROM ${tbl} ORDER BY ${key}) AS k`);
+        result.push({ tbl, ...(heap === undefined ? {} : { heap }), ...(index === undefined ? {} : { index }) });
+      }
+      return result;
+    });
+    const lost = counts.find((c) => c.heap !== c.index);
+    if (lost) {
+      throw new DamagedStoreError(
+        dataDir,
+        `the registry table ${lost.tbl} reads ${lost.heap} rows from its file but its primary key indexes ${lost.index}`,
+      );
     }
   }
 

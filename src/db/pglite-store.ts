@@ -36,15 +36,19 @@ const exists = (file: string) => access(file).then(() => true, () => false);
  * the package when it is complete and from this PGlite version, else with PGlite's own initdb.
  * The caller holds the data-dir lock.
  */
-export async function openOrCreateStore(pgdata: string, onFallback: (reason: string) => void): Promise<PGlite> {
+export async function openOrCreateStore(
+  pgdata: string,
+  onFallback: (reason: string) => void,
+  templateDir = pgliteTemplateDir,
+): Promise<PGlite> {
   if ((await exists(pgdata)) && !(await exists(path.join(pgdata, INITIALISING)))) {
     // Stores made from a packed template before its directories were listed lack them.
-    const manifest = await readManifest();
+    const manifest = await readManifest(templateDir);
     if (manifest) await Promise.all(manifest.dirs.map((dir) => mkdir(path.join(pgdata, dir), { recursive: true }).catch(() => undefined)));
     return openPGlite(pgdata);
   }
   await rm(pgdata, { recursive: true, force: true });
-  const reason = await copyTemplate(pgdata);
+  const reason = await copyTemplate(pgdata, templateDir);
   if (!reason) {
     const pglite = await openedFine(pgdata);
     if (pglite) return pglite;
@@ -75,29 +79,29 @@ async function openedFine(pgdata: string): Promise<PGlite | undefined> {
  * Copies the template into `pgdata` (through `pgdata.partial`, renamed once complete and checked)
  * with the initialising marker. Returns why the template cannot be used, or undefined.
  */
-async function copyTemplate(pgdata: string): Promise<string | undefined> {
-  const manifest = await readManifest();
-  if (!manifest) return `no PGlite template at ${pgliteTemplateDir}`;
+async function copyTemplate(pgdata: string, templateDir: string): Promise<string | undefined> {
+  const manifest = await readManifest(templateDir);
+  if (!manifest) return `no PGlite template at ${templateDir}`;
   const installed = installedPGliteVersion();
   if (manifest.pgliteVersion !== installed) {
     return `the template was made by PGlite ${manifest.pgliteVersion}, this is PGlite ${installed}`;
   }
   const partial = `${pgdata}.partial`;
   await rm(partial, { recursive: true, force: true });
-  await cp(pgliteTemplateDir, partial, { recursive: true });
+  await cp(templateDir, partial, { recursive: true });
   await Promise.all(manifest.dirs.map((dir) => mkdir(path.join(partial, dir), { recursive: true })));
   const damage = await compareWithManifest(partial, manifest);
   if (damage) {
     await rm(partial, { recursive: true, force: true });
-    return `the PGlite template at ${pgliteTemplateDir} is incomplete (${damage})`;
+    return `the PGlite template at ${templateDir} is incomplete (${damage})`;
   }
   await writeFile(path.join(partial, INITIALISING), '');
   await rename(partial, pgdata);
   return undefined;
 }
 
-const readManifest = () =>
-  readFile(path.join(pgliteTemplateDir, TEMPLATE_MANIFEST), 'utf8').then(
+const readManifest = (templateDir: string) =>
+  readFile(path.join(templateDir, TEMPLATE_MANIFEST), 'utf8').then(
     (text) => JSON.parse(text) as TemplateManifest,
     () => undefined,
   );
