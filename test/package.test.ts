@@ -30,7 +30,7 @@ describe('the published package', () => {
       const [packed] = JSON.parse(stdout) as { filename: string; files: { path: string }[] }[];
       const files = (packed?.files ?? []).map((f) => f.path);
       expect(files).toEqual(expect.arrayContaining(['LICENSE', 'package.json', 'dist/server/main.js', 'dist/pglite-template/PGLITE_TEMPLATE.json']));
-      expect(files.filter((f) => /^dist\/(bench|bench-servers|test|src|tools)\/|\.map$|\.ts$/.test(f))).toEqual([]);
+      expect(files.filter((f) => /^dist\/(bench|bench-servers|test|src|tools)\/|\.js\.map$|\.ts$/.test(f))).toEqual([]);
 
       const prefix = path.join(root, 'prefix');
       await npm(['install', '--global', '--prefix', prefix, '--no-audit', '--no-fund', '--prefer-offline', path.join(root, packed?.filename ?? '')], root);
