@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DataDirInUseError } from '../src/db/data-dir-lock.js';
 import { PGliteDatabase } from '../src/db/pglite-database.js';
 import { silentLogger } from '../src/logger.js';
+import { TEMPLATE_MANIFEST } from '../src/db/pglite-store.js';
 import { pgliteTemplateDir } from '../src/package-info.js';
 import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
 import { install, pgliteBackend, planFor, tempDir, type Backend } from './support/fixtures.js';
@@ -84,15 +85,16 @@ describe('embedded PGlite with pgvector', () => {
   });
 
   it('makes a new store from the built template, replacing what a crash mid-copy left behind', async () => {
-    const templateVersion = await readFile(path.join(pgliteTemplateDir, 'PGLITE_VERSION'), 'utf8');
+    const manifest = await readFile(path.join(pgliteTemplateDir, TEMPLATE_MANIFEST), 'utf8');
     const dir = await tempDir('pgw-template-');
     await mkdir(path.join(dir, 'pgdata.partial'));
     await writeFile(path.join(dir, 'pgdata.partial', 'PG_VERSION'), 'half a copy');
 
     const db = await PGliteDatabase.open(dir);
     try {
-      expect(await readFile(path.join(dir, 'pgdata', 'PGLITE_VERSION'), 'utf8')).toBe(templateVersion);
+      expect(await readFile(path.join(dir, 'pgdata', TEMPLATE_MANIFEST), 'utf8')).toBe(manifest);
       await expect(access(path.join(dir, 'pgdata.partial'))).rejects.toThrow(/ENOENT/);
+      await expect(access(path.join(dir, 'pgdata', 'PGW_INITIALISING'))).rejects.toThrow(/ENOENT/);
       await db.exec('CREATE TABLE kept (x int); INSERT INTO kept VALUES (42)');
     } finally {
       await db.close();

@@ -7,6 +7,7 @@ import { InstallLockTimeoutError } from '../src/installer/install-lock.js';
 import { InstallPlanError } from '../src/installer/install-plan.js';
 import { holdInstallLock, install, pgliteBackend, planFor, postgresBackend, recording, tempDir, writeExtension, type Backend } from './support/fixtures.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
+import { pgliteWithoutPgvector } from './support/pglite-without-pgvector.js';
 
 let cluster: PgCluster | null = null;
 
@@ -185,14 +186,11 @@ describe('install plan', () => {
   });
 });
 
-describe('extension installer on a real PostgreSQL server', () => {
-  const server = (ctx: TestContext) => {
-    if (!cluster) ctx.skip();
-    return cluster as PgCluster;
-  };
-
-  it('names the extension that needs pgvector and how to get it when the server lacks it', async (ctx) => {
-    const db = new PostgresDatabase({ connectionString: await server(ctx).createDatabase('novector') });
+describe('extension installer on a database without pgvector', () => {
+  // PGlite's in-memory initdb takes seconds, more on a loaded machine.
+  it('names the extension that needs pgvector and how to get it', { timeout: 120_000 }, async () => {
+    // PGlite without its pgvector bundle lacks `vector`, whatever the machine has installed.
+    const db = await pgliteWithoutPgvector();
     try {
       const failure = await install(db, await planFor([])).catch((e: unknown) => e);
       expect(failure).toBeInstanceOf(InstallError);
@@ -202,6 +200,30 @@ describe('extension installer on a real PostgreSQL server', () => {
       expect(message).toContain('pgvector/pgvector');
       expect(message).toContain('postgresql-<major>-pgvector');
       expect(message).toContain('PG_WORKSPACE_DISABLED_EXTENSIONS=codebase');
+      expect(await db.query(`SELECT to_regnamespace('project_registry') AS s`)).toEqual([{ s: null }]);
+    } finally {
+      await db.close();
+    }
+  });
+});
+
+describe('extension installer on a real PostgreSQL server', () => {
+  const server = (ctx: TestContext) => {
+    if (!cluster) ctx.skip();
+    return cluster as PgCluster;
+  };
+
+  it('names a PostgreSQL extension the server does not have and the extension that needs it, before any DDL', { timeout: 120_000 }, async (ctx) => {
+    // An extension no server can have: the condition holds whatever this server has installed.
+    const needy = await writeExtension(await tempDir(), { id: 'needs-missing', requires: ['pgw_no_such_extension'] });
+    const db = new PostgresDatabase({ connectionString: await server(ctx).createDatabase('noext') });
+    try {
+      const failure = await install(db, await planFor([needy], ['codebase'])).catch((e: unknown) => e);
+      expect(failure).toBeInstanceOf(InstallError);
+      const message = (failure as Error).message;
+      expect(message).toContain('Extension "needs-missing"');
+      expect(message).toContain('needs the PostgreSQL extension "pgw_no_such_extension", which this server does not have');
+      expect(message).toContain('Install "pgw_no_such_extension" on the server.');
       // The check comes before any DDL: nothing was created.
       expect(await db.query(`SELECT to_regnamespace('project_registry') AS s`)).toEqual([{ s: null }]);
     } finally {

@@ -5,9 +5,10 @@ export class DataDirInUseError extends Error {
   constructor(dataDir: string, holderPid: string) {
     super(
       `The embedded data directory ${dataDir} is in use by another pg-workspace-mcp process` +
-        ` (pid ${holderPid || 'unknown'}). PGlite allows one process per data directory: stop that` +
-        ` process, point this one at another directory (--data-dir or PG_WORKSPACE_DATA_DIR), or use` +
-        ` a PostgreSQL server (DATABASE_URL) so that several processes can share one database.`,
+        ` (pid ${holderPid || 'unknown'}). PGlite allows one process per data directory: this server` +
+        ` tries again on every call and works once that process has exited; or point this one at another` +
+        ` directory (--data-dir or PG_WORKSPACE_DATA_DIR), or use a PostgreSQL server (DATABASE_URL)` +
+        ` so that several processes can share one database.`,
     );
     this.name = 'DataDirInUseError';
   }

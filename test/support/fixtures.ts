@@ -1,5 +1,4 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Database, Queryable } from '../../src/db/database.js';
 import { PGliteDatabase } from '../../src/db/pglite-database.js';
@@ -11,10 +10,10 @@ import { prepareInstallPlan, type InstallPlan } from '../../src/installer/instal
 import { silentLogger } from '../../src/logger.js';
 import { builtinExtensionDirs } from '../../src/package-info.js';
 import type { PgCluster } from './pg-cluster.js';
+import { tempDir } from './temp-dirs.js';
 
-export async function tempDir(prefix = 'pgw-test-'): Promise<string> {
-  return mkdtemp(path.join(os.tmpdir(), prefix));
-}
+export { tempDir };
+
 
 /** Writes an extension directory: `files` maps relative paths (e.g. `workspace/schema.sql`) to SQL. */
 export async function writeExtension(

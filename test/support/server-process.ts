@@ -16,10 +16,15 @@ export interface ServerProcess {
 }
 
 /** The built server as a child process, driven over stdio by the SDK client. */
-export async function startServerProcess(args: string[], env: Record<string, string>): Promise<ServerProcess> {
+export function startServerProcess(args: string[], env: Record<string, string>): Promise<ServerProcess> {
+  return startCommand(process.execPath, [MAIN, ...args], env);
+}
+
+/** Any command that serves MCP on stdio (e.g. an installed bin), driven by the SDK client. */
+export async function startCommand(command: string, args: string[], env: Record<string, string>): Promise<ServerProcess> {
   const transport = new StdioClientTransport({
-    command: process.execPath,
-    args: [MAIN, ...args],
+    command,
+    args,
     env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', ...env },
     stderr: 'pipe',
   });
