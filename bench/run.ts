@@ -2,7 +2,7 @@
  * `npm run bench`: every scenario measures ours and its baseline in the same run, against a
  * throwaway PostgreSQL cluster started here (and PGlite where stated), prints a table and
  * writes bench/results/latest.json. Sizes: BENCH_WORKSPACES (headline, default 10000),
- * BENCH_ITERATIONS (30), BENCH_FLEET (1000), BENCH_ONLY (comma-separated scenario numbers),
+ * BENCH_ITERATIONS (30), BENCH_FLEET (1000), BENCH_ONLY (comma-separated scenario numbers; 8 is the HTTP transport),
  * BENCH_DURABLE=1 (fsync and synchronous commit on, as in production).
  */
 import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -14,6 +14,7 @@ import { packageRoot } from '../src/package-info.js';
 import { holdInstallLock, install, pgliteBackend, planFor, recording, tempDir } from '../test/support/fixtures.js';
 import { startPgCluster } from '../test/support/pg-cluster.js';
 import { fleetPass } from './fleet.js';
+import { httpVsStdio } from './http-vs-stdio.js';
 import { startLatencyProxy } from './latency-proxy.js';
 import { lookupRows, measureLookups, type LookupFigures } from './lookups.js';
 import { managerFor, provisionConcurrently, provisionOurs, provisionRawFloor, provisionSeedStyle, rawConcurrently, seedWorkspaces } from './provisioning.js';
@@ -25,7 +26,7 @@ const LARGE = Number(process.env['BENCH_WORKSPACES'] ?? 10_000);
 const SMALL = 100;
 const ITERATIONS = Number(process.env['BENCH_ITERATIONS'] ?? 30);
 const FLEET = Number(process.env['BENCH_FLEET'] ?? 1000);
-const ONLY = new Set((process.env['BENCH_ONLY'] ?? '1,2,3,4,5,6,7').split(','));
+const ONLY = new Set((process.env['BENCH_ONLY'] ?? '1,2,3,4,5,6,7,8').split(','));
 // The harness cluster skips fsync: that favours the seed-style baseline, which commits twice per
 // workspace to ours once.
 const DURABLE = process.env['BENCH_DURABLE'] === '1';
@@ -107,6 +108,12 @@ try {
     await install(db, plan);
     await counted.close();
     rows.push({ scenario: '4 boot', measure: 'up-to-date boot: round trips', ours: calls.length, target: '<= 2', met: calls.length <= 2 });
+  }
+  if (ONLY.has('8')) {
+    log('scenario 8: tool round trip over HTTP vs stdio');
+    const url = await cluster.createDatabase('bench');
+    const { http, stdio } = await httpVsStdio(['--extensions', PLAIN, '--disable', 'codebase'], { DATABASE_URL: url }, ITERATIONS * 10);
+    rows.push({ scenario: '8 HTTP transport', measure: 'ensure_workspace (cached) round trip', ours: http, baseline: { name: 'over stdio', value: stdio }, ratio: ratio(http.p50, stdio.p50), target: 'report' });
   }
   if (ONLY.has('2')) {
     log('scenario 2: cache hit over stdio');
