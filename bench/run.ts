@@ -3,7 +3,7 @@
  * throwaway PostgreSQL cluster started here (and PGlite where stated), prints a table and
  * writes bench/results/latest.json. Sizes: BENCH_WORKSPACES (headline, default 10000),
  * BENCH_ITERATIONS (30), BENCH_FLEET (1000), BENCH_IDLE_ROUNDS (4, of 15 s each), BENCH_ONLY
- * (comma-separated scenario numbers),
+ * (comma-separated scenario numbers; 8 is the call after idle, 9 the HTTP transport),
  * BENCH_DURABLE=1 (fsync and synchronous commit on, as in production).
  */
 import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -15,6 +15,7 @@ import { packageRoot } from '../src/package-info.js';
 import { holdInstallLock, install, pgliteBackend, planFor, recording, tempDir } from '../test/support/fixtures.js';
 import { startPgCluster } from '../test/support/pg-cluster.js';
 import { fleetPass } from './fleet.js';
+import { httpVsStdio } from './http-vs-stdio.js';
 import { callAfterIdle } from './idle.js';
 import { startLatencyProxy } from './latency-proxy.js';
 import { lookupRows, measureLookups, type LookupFigures } from './lookups.js';
@@ -27,7 +28,7 @@ const LARGE = Number(process.env['BENCH_WORKSPACES'] ?? 10_000);
 const SMALL = 100;
 const ITERATIONS = Number(process.env['BENCH_ITERATIONS'] ?? 30);
 const FLEET = Number(process.env['BENCH_FLEET'] ?? 1000);
-const ONLY = new Set((process.env['BENCH_ONLY'] ?? '1,2,3,4,5,6,7,8').split(','));
+const ONLY = new Set((process.env['BENCH_ONLY'] ?? '1,2,3,4,5,6,7,8,9').split(','));
 const IDLE_ROUNDS = Number(process.env['BENCH_IDLE_ROUNDS'] ?? 4);
 // The harness cluster skips fsync: that favours the seed-style baseline, which commits twice per
 // workspace to ours once.
@@ -119,6 +120,12 @@ try {
       (await cluster.sql(`SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = 'pg-workspace-mcp'`, [database])).map((r) => r['pid'] as number);
     const idle = await callAfterIdle(['--extensions', PLAIN, '--disable', 'codebase'], { DATABASE_URL: url }, IDLE_ROUNDS, 15_000, backends);
     rows.push({ scenario: '8 call after idle', measure: 'list_workspaces after 15 s idle (stdio)', ours: idle.afterIdle, baseline: { name: 'the next call, warm', value: idle.warm }, ratio: ratio(idle.afterIdle.p50, idle.warm.p50), target: '<= 1.5', met: idle.afterIdle.p50 <= 1.5 * idle.warm.p50, note: `a new connection after the pause in ${idle.reconnected} of ${IDLE_ROUNDS} rounds` });
+  }
+  if (ONLY.has('9')) {
+    log('scenario 9: tool round trip over HTTP vs stdio');
+    const url = await cluster.createDatabase('bench_http');
+    const { http, stdio } = await httpVsStdio(['--extensions', PLAIN, '--disable', 'codebase'], { DATABASE_URL: url }, ITERATIONS * 10);
+    rows.push({ scenario: '9 HTTP transport', measure: 'ensure_workspace (cached) round trip', ours: http, baseline: { name: 'over stdio', value: stdio }, ratio: ratio(http.p50, stdio.p50), target: 'report' });
   }
   if (ONLY.has('2')) {
     log('scenario 2: cache hit over stdio');

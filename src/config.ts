@@ -14,8 +14,18 @@ export interface Config {
   logLevel: LogLevel;
 }
 
+/** Where `--http` serves; absent: stdio. */
+export interface HttpConfig {
+  host: string;
+  port: number;
+  /** Required when `host` is not a loopback address. */
+  token: string | undefined;
+  /** Host names the Host and Origin headers may carry (DNS-rebinding protection); empty: not checked. */
+  allowedHosts: string[];
+}
+
 export type Command =
-  | { kind: 'serve'; config: Config }
+  | { kind: 'serve'; config: Config; http: HttpConfig | undefined }
   | { kind: 'migrate-workspaces'; config: Config; concurrency: number; dryRun: boolean }
   | { kind: 'help' }
   | { kind: 'version' };
@@ -27,7 +37,7 @@ export class ConfigError extends Error {
 export const USAGE = `Usage: pg-workspace-mcp [options]
        pg-workspace-mcp migrate-workspaces [--concurrency N] [--dry-run] [options]
 
-MCP server (stdio) that gives AI agents isolated, per-project PostgreSQL workspaces.
+MCP server (stdio, or Streamable HTTP with --http) that gives AI agents isolated, per-project PostgreSQL workspaces.
 migrate-workspaces applies pending workspace migrations to every lagging workspace, each in its
 own transaction, N at a time (default 4); safe beside running servers, and a rerun resumes.
 
@@ -38,6 +48,9 @@ Options:
                        (env PG_WORKSPACE_EXTENSIONS, colon-separated)
   --disable ID         disable an extension, e.g. codebase on a server without pgvector; repeatable
                        (env PG_WORKSPACE_DISABLED_EXTENSIONS, comma-separated)
+  --http [HOST:]PORT   serve MCP over Streamable HTTP at http://HOST:PORT/mcp instead of stdio
+                       (env PG_WORKSPACE_HTTP; HOST defaults to 127.0.0.1; beyond loopback
+                       PG_WORKSPACE_HTTP_TOKEN is required)
   --help               show this help
   --version            show the version
 
@@ -45,6 +58,11 @@ Environment:
   DATABASE_URL                   use this PostgreSQL server instead of the embedded database
   PG_WORKSPACE_LOCK_TIMEOUT_MS   how long boot waits for the install lock (default 60000)
   PG_WORKSPACE_LOG_LEVEL         debug | info | warn | error | silent (default info; logs go to stderr)
+  PG_WORKSPACE_HTTP_TOKEN        with --http: clients must send "Authorization: Bearer <token>"
+                                 (at least 16 characters; required when HOST is not loopback)
+  PG_WORKSPACE_HTTP_ALLOWED_HOSTS  with --http: comma-separated host names the Host and Origin
+                                 headers may name (default: loopback names on a loopback HOST,
+                                 HOST itself otherwise; not checked on 0.0.0.0 / :: without it)
 `;
 
 const extensionId = z.string().regex(/^[a-z][a-z0-9]*(-[a-z0-9]+)*$/, 'an extension id (lower-case, hyphens)');
@@ -78,6 +96,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
       strict: true,
       options: {
         ...(migrate ? { concurrency: { type: 'string' }, 'dry-run': { type: 'boolean' } } as const : {}),
+        ...(migrate ? {} : { http: { type: 'string' } } as const),
         'data-dir': { type: 'string' },
         extensions: { type: 'string', multiple: true },
         disable: { type: 'string', multiple: true },
@@ -112,8 +131,43 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
     throw new ConfigError(`Invalid configuration:\n${problems.join('\n')}\n\nRun with --help for the options.`);
   }
   const config = { ...parsed.data, databaseUrl: parsed.data.databaseUrl };
-  if (!migrate) return { kind: 'serve', config };
+  if (!migrate) {
+    const address = 'http' in values ? (values.http as string | undefined) : undefined;
+    return { kind: 'serve', config, http: parseHttp(address ?? (env['PG_WORKSPACE_HTTP'] || undefined), env) };
+  }
   const concurrency = z.coerce.number().int().min(1).max(64).safeParse(values.concurrency ?? 4);
   if (!concurrency.success) throw new ConfigError(`--concurrency must be a whole number from 1 to 64, got ${String(values.concurrency)}.`);
   return { kind: 'migrate-workspaces', config, concurrency: concurrency.data, dryRun: values['dry-run'] === true };
+}
+
+const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '[::1]'];
+
+/** 127.0.0.0/8, ::1 and localhost: reachable from this machine only. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+function parseHttp(address: string | undefined, env: NodeJS.ProcessEnv): HttpConfig | undefined {
+  if (address === undefined) return undefined;
+  const match = /^(?:(\[[0-9a-fA-F:.]+\]|[^:[\]]+):)?(\d{1,5})$/.exec(address.trim());
+  const port = Number(match?.[2]);
+  if (!match || port > 65_535) {
+    throw new ConfigError(`--http / PG_WORKSPACE_HTTP: expected [HOST:]PORT (e.g. 8080, 127.0.0.1:8080, [::1]:8080), got "${address}".`);
+  }
+  const host = (match[1] ?? '127.0.0.1').replace(/^\[(.*)\]$/, '$1');
+  const token = env['PG_WORKSPACE_HTTP_TOKEN'] || undefined;
+  if (token !== undefined && token.length < 16) {
+    throw new ConfigError('PG_WORKSPACE_HTTP_TOKEN: must be at least 16 characters (e.g. `openssl rand -hex 32`).');
+  }
+  if (!isLoopback(host) && token === undefined) {
+    throw new ConfigError(
+      `--http ${address} listens beyond this machine, so it needs a bearer token: set PG_WORKSPACE_HTTP_TOKEN ` +
+        '(e.g. to the output of `openssl rand -hex 32`) and have clients send "Authorization: Bearer <token>". ' +
+        'Or bind to loopback (--http 127.0.0.1:PORT).',
+    );
+  }
+  const listed = splitList(env['PG_WORKSPACE_HTTP_ALLOWED_HOSTS'], ',').map((h) => h.toLowerCase());
+  const wildcard = host === '0.0.0.0' || host === '::';
+  const own = isLoopback(host) ? LOOPBACK_NAMES : wildcard ? [] : [host.includes(':') ? `[${host}]` : host];
+  return { host, port, token, allowedHosts: listed.length > 0 ? [...new Set([...own, ...listed])] : own };
 }

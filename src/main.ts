@@ -2,6 +2,7 @@
 import { ConfigError, parseCommand, USAGE } from './config.js';
 import { migrateWorkspaces } from './migrate-workspaces-command.js';
 import { packageVersion } from './package-info.js';
+import { serveHttp } from './serve-http.js';
 import { serveStdio } from './serve-stdio.js';
 
 let command;
@@ -24,5 +25,6 @@ switch (command.kind) {
     process.exitCode = await migrateWorkspaces(command.config, command);
     break;
   case 'serve':
-    await serveStdio(command.config);
+    if (command.http) await serveHttp(command.config, command.http);
+    else await serveStdio(command.config);
 }

@@ -1,6 +1,7 @@
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { registerEnsureWorkspaceTool } from '../tools/ensure-workspace.js';
 import { registerListWorkspacesTool } from '../tools/list-workspaces.js';
+import { strictToolCalls } from '../tools/strict-tool-calls.js';
 import type { ToolDeps } from '../tools/tool-result.js';
 import { registerValidateColumnsTool } from '../tools/validate-columns.js';
 import { registerWorkspaceStatusTool } from '../tools/workspace-status.js';
@@ -15,8 +16,11 @@ export interface ServerDeps {
   readyTimeoutMs?: number;
 }
 
-/** Builds the MCP server around an engine, whose boot never delays `initialize`. */
-export function createServer({ engine, readyTimeoutMs = READY_TIMEOUT_MS }: ServerDeps) {
+/**
+ * One MCP server (one client session) around an engine, whose boot never delays `initialize`.
+ * Closing it leaves the engine alone: over HTTP many sessions share one engine.
+ */
+export function createSessionServer({ engine, readyTimeoutMs = READY_TIMEOUT_MS }: ServerDeps): McpServer {
   const server = new McpServer(
     { name: 'pg-workspace-mcp', version: packageVersion },
     {
@@ -26,23 +30,36 @@ export function createServer({ engine, readyTimeoutMs = READY_TIMEOUT_MS }: Serv
         'workspace_status shows which workspace migrations are applied or pending.',
     },
   );
+  const ready = async (signal: AbortSignal | undefined) => {
+    const services = await engine.ready(readyTimeoutMs);
+    // A call the client cancelled while boot was running starts no work.
+    signal?.throwIfAborted();
+    return services;
+  };
   const deps: ToolDeps = {
-    workspaces: async () => (await engine.ready(readyTimeoutMs)).workspaces,
-    fleet: async () => (await engine.ready(readyTimeoutMs)).fleet,
+    workspaces: async (signal) => (await ready(signal)).workspaces,
+    fleet: async (signal) => (await ready(signal)).fleet,
     explain: (error) => engine.explain(error),
   };
   registerEnsureWorkspaceTool(server, deps);
   registerListWorkspacesTool(server, deps);
   registerValidateColumnsTool(server, deps);
   registerWorkspaceStatusTool(server, deps);
+  strictToolCalls(server);
   // Boot begins once the client has finished the handshake, so loading the SQL parser and the
   // database driver never delays the `initialize` answer; a tool call made first starts it too.
   server.server.oninitialized = () => engine.start();
+  return server;
+}
+
+/** A server that owns its engine (stdio: one client, one engine): cleanup closes both. */
+export function createServer(deps: ServerDeps) {
+  const server = createSessionServer(deps);
   return {
     server,
     async cleanup() {
       await server.close();
-      await engine.close();
+      await deps.engine.close();
     },
   };
 }

@@ -38,7 +38,8 @@ describe('MCP server in process', () => {
     const first = await call('ensure_workspace', { project_id: 'client-a' });
     expect(first.isError).toBe(false);
     expect(first.data).toMatchObject({ project_id: 'client-a', schema_name: 'project_client_a', created: true, tables: ['chunks', 'files', 'repositories'] });
-    expect(first.text).toContain('Created workspace project_client_a');
+    // The text block is the structured result as JSON, so a client that reads only text can parse it.
+    expect(JSON.parse(first.text)).toEqual(first.data);
     const second = await call('ensure_workspace', { project_id: 'client-a' });
     expect(second.data).toMatchObject({ created: false, created_at: first.data['created_at'] });
   });

@@ -25,12 +25,11 @@ export function registerEnsureWorkspaceTool(server: McpServer, deps: ToolDeps): 
       outputSchema: output,
       annotations: { idempotentHint: true, destructiveHint: false, readOnlyHint: false, openWorldHint: false },
     },
-    ({ project_id }) =>
+    ({ project_id }, { signal }) =>
       runTool(
         deps,
-        (r) => (r.created ? `Created workspace ${r.schema_name}.` : `Workspace ${r.schema_name} already exists.`),
         async () => {
-          const w = await (await deps.workspaces()).ensure(project_id);
+          const w = await (await deps.workspaces(signal)).ensure(project_id);
           return {
             project_id: w.projectId,
             schema_name: w.schemaName,

@@ -25,12 +25,11 @@ export function registerListWorkspacesTool(server: McpServer, deps: ToolDeps): v
       outputSchema: output,
       annotations: { readOnlyHint: true, openWorldHint: false },
     },
-    ({ limit, cursor, prefix }) =>
+    ({ limit, cursor, prefix }, { signal }) =>
       runTool(
         deps,
-        (r) => `${r.workspaces.length} workspace(s)${r.next_cursor ? '; more with next_cursor' : ''}.`,
         async () => {
-          const page = await (await deps.workspaces()).list({ limit, cursor, prefix });
+          const page = await (await deps.workspaces(signal)).list({ limit, cursor, prefix });
           return {
             workspaces: page.workspaces.map((w) => ({
               project_id: w.projectId,

@@ -4,26 +4,27 @@ import type { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
 
 /** What the tools need from the engine, once boot has finished. */
 export interface ToolDeps {
-  workspaces(): Promise<WorkspaceManager>;
-  fleet(): Promise<WorkspaceFleet>;
+  /** `signal`: the call's cancellation; a call cancelled before its work starts does none. */
+  workspaces(signal?: AbortSignal): Promise<WorkspaceManager>;
+  fleet(signal?: AbortSignal): Promise<WorkspaceFleet>;
   /** Turns a failure into the message the agent sees (e.g. advice when the database is down). */
   explain(error: unknown): string;
 }
 
 /**
- * Runs a tool body. Success carries both the structured result (checked by the SDK against the
- * output schema) and a text rendering; any failure becomes an `isError` result with a message
+ * Runs a tool body. Success carries the structured result (checked by the SDK against the
+ * output schema) and, for clients that read only text, the same object serialized as JSON, so
+ * it parses as is (the spec's advice for structured results); any failure becomes an `isError` result with a message
  * that says how to fix it, so one bad call never takes the server down.
  */
 export async function runTool<T extends Record<string, unknown>>(
   deps: ToolDeps,
-  summarise: (result: T) => string,
   body: () => Promise<T>,
 ): Promise<CallToolResult> {
   try {
     const structured = await body();
     return {
-      content: [{ type: 'text', text: `${summarise(structured)}\n${JSON.stringify(structured)}` }],
+      content: [{ type: 'text', text: JSON.stringify(structured) }],
       structuredContent: structured,
     };
   } catch (error) {

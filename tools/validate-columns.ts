@@ -30,17 +30,11 @@ export function registerValidateColumnsTool(server: McpServer, deps: ToolDeps): 
       outputSchema: output,
       annotations: { readOnlyHint: true, openWorldHint: false },
     },
-    ({ project_id, table, columns }) =>
+    ({ project_id, table, columns }, { signal }) =>
       runTool(
         deps,
-        (r) =>
-          !r.table_exists
-            ? `Table ${r.schema}.${r.table} does not exist.`
-            : r.valid
-              ? `${r.schema}.${r.table} has all ${r.present.length} column(s).`
-              : `${r.schema}.${r.table} is missing: ${r.missing.join(', ')}.`,
         async () => {
-          const v = await (await deps.workspaces()).validateColumns({ projectId: project_id, table, columns });
+          const v = await (await deps.workspaces(signal)).validateColumns({ projectId: project_id, table, columns });
           return {
             schema: v.schema,
             table: v.table,

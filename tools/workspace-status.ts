@@ -40,15 +40,11 @@ export function registerWorkspaceStatusTool(server: McpServer, deps: ToolDeps): 
       outputSchema: output,
       annotations: { readOnlyHint: true, openWorldHint: false },
     },
-    ({ project_id }) =>
+    ({ project_id }, { signal }) =>
       runTool(
         deps,
-        (r) =>
-          r.workspace
-            ? `Workspace ${r.workspace.schema_name} is ${r.workspace.up_to_date ? 'up to date' : `behind: ${r.workspace.pending.length} migration(s) pending`}.`
-            : `${r.fleet?.up_to_date} of ${r.fleet?.workspaces} workspace(s) up to date, ${r.fleet?.lagging} lagging.`,
         async () => {
-          const fleet = await deps.fleet();
+          const fleet = await deps.fleet(signal);
           if (project_id === undefined) {
             const f = await fleet.fleetStatus();
             return {

@@ -1,0 +1,178 @@
+import { spawnSync } from 'node:child_process';
+import { request } from 'node:http';
+import { CallToolResultSchema, ErrorCode, McpError, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { holdInstallLock, tempDir } from './support/fixtures.js';
+import { startHttpServer, type HttpServerProcess } from './support/http-server.js';
+import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
+import { MAIN } from './support/server-process.js';
+
+const INITIALIZE = JSON.stringify({
+  jsonrpc: '2.0',
+  id: 1,
+  method: 'initialize',
+  params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
+});
+
+/** A raw POST with the headers a browser (or a rebinding attacker's page) would choose. */
+function post(url: URL, headers: Record<string, string>, body = INITIALIZE): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      url,
+      { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers } },
+      (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+describe('Streamable HTTP on the embedded store', () => {
+  let server: HttpServerProcess;
+  beforeAll(async () => {
+    server = await startHttpServer(['--data-dir', await tempDir('pgw-http-')], {});
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it('answers /healthz', async () => {
+    const response = await fetch(new URL('/healthz', server.url));
+    expect(response.status).toBe(200);
+    expect(await response.json()).toMatchObject({ status: 'ok' });
+  });
+
+  // A fresh embedded store boots first (initdb, extension schemas): seconds on a loaded machine.
+  it('serves 8 sessions provisioning at once on one engine, with zero errors', { timeout: 180_000 }, async () => {
+    const clients = await Promise.all(Array.from({ length: 8 }, () => server.connect()));
+    try {
+      const results = (await Promise.all(
+        clients.flatMap((client, i) => [
+          client.callTool({ name: 'ensure_workspace', arguments: { project_id: `http-own-${i}` } }),
+          client.callTool({ name: 'ensure_workspace', arguments: { project_id: 'http-shared' } }),
+        ]),
+      )) as CallToolResult[];
+      expect(results.filter((r) => r.isError).map((r) => JSON.stringify(r.content))).toEqual([]);
+      const shared = results.filter((r) => (r.structuredContent as { project_id: string }).project_id === 'http-shared');
+      expect(shared.filter((r) => (r.structuredContent as { created: boolean }).created)).toHaveLength(1);
+      const list = (await clients[0]!.callTool({ name: 'list_workspaces', arguments: { prefix: 'http-' } })) as CallToolResult;
+      expect((list.structuredContent as { workspaces: unknown[] }).workspaces).toHaveLength(9);
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+    }
+  });
+
+  it('refuses a foreign Host or Origin (DNS rebinding) and accepts its own', async () => {
+    const own = `127.0.0.1:${server.url.port}`;
+    const foreignHost = await post(server.url, { host: `attacker.example:${server.url.port}` });
+    expect(foreignHost.status).toBe(403);
+    expect(foreignHost.body).toContain('Host header not allowed');
+    const foreignOrigin = await post(server.url, { host: own, origin: 'http://attacker.example' });
+    expect(foreignOrigin.status).toBe(403);
+    expect(foreignOrigin.body).toContain('Origin not allowed');
+    expect((await post(server.url, { host: `localhost:${server.url.port}`, origin: `http://localhost:${server.url.port}` })).status).toBe(200);
+  });
+
+  it('answers protocol errors as JSON-RPC errors, and the text block is the JSON result', async () => {
+    const client = await server.connect();
+    try {
+      const unknown = await client.callTool({ name: 'no_such_tool', arguments: {} }).catch((e: unknown) => e);
+      expect(unknown).toBeInstanceOf(McpError);
+      expect((unknown as McpError).code).toBe(ErrorCode.InvalidParams);
+      expect((unknown as McpError).message).toMatch(/^MCP error -32602: Unknown tool: no_such_tool\. This server's tools: ensure_workspace, /);
+
+      const stringArgs = await client
+        .request({ method: 'tools/call', params: { name: 'list_workspaces', arguments: '{"limit":5}' as unknown as Record<string, unknown> } }, CallToolResultSchema)
+        .catch((e: unknown) => e);
+      expect(stringArgs).toBeInstanceOf(McpError);
+      expect((stringArgs as McpError).code).toBe(ErrorCode.InvalidParams);
+      expect((stringArgs as McpError).message).toBe(
+        "MCP error -32602: Invalid tools/call request: params.arguments must be a JSON object of the tool's arguments (got a string).",
+      );
+
+      const ok = (await client.callTool({ name: 'ensure_workspace', arguments: { project_id: 'http-text' } })) as CallToolResult;
+      const [block] = ok.content;
+      expect(block?.type).toBe('text');
+      expect(JSON.parse(block?.type === 'text' ? block.text : '')).toEqual(ok.structuredContent);
+      // And the session still serves.
+      expect((await client.callTool({ name: 'list_workspaces', arguments: {} })).isError).toBeFalsy();
+    } finally {
+      await client.close();
+    }
+  });
+});
+
+describe('Streamable HTTP security and lifecycle', () => {
+  it('requires the bearer token when one is set', async () => {
+    const token = 'a-test-token-of-32-characters-xx';
+    const server = await startHttpServer(['--data-dir', await tempDir('pgw-http-')], { PG_WORKSPACE_HTTP_TOKEN: token });
+    try {
+      expect((await post(server.url, { host: `127.0.0.1:${server.url.port}` })).status).toBe(401);
+      expect((await post(server.url, { host: `127.0.0.1:${server.url.port}`, authorization: 'Bearer wrong-token-of-32-characters-xxx' })).status).toBe(401);
+      await expect(server.connect()).rejects.toThrow(/401|Unauthorized/);
+      const client = await server.connect({ Authorization: `Bearer ${token}` });
+      expect((await client.listTools()).tools.map((t) => t.name)).toContain('ensure_workspace');
+      await client.close();
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('refuses to listen beyond loopback without a token', () => {
+    const run = spawnSync(process.execPath, [MAIN, '--http', '0.0.0.0:0'], { env: { PATH: process.env['PATH'] ?? '' }, encoding: 'utf8' });
+    expect(run.status).toBe(2);
+    expect(run.stderr).toContain('PG_WORKSPACE_HTTP_TOKEN');
+  });
+
+  it('shuts down on SIGTERM, closing open sessions (the engine still booting)', async () => {
+    const server = await startHttpServer(['--data-dir', await tempDir('pgw-http-')], {});
+    const client = await server.connect();
+    expect((await client.listTools()).tools.length).toBeGreaterThan(0);
+    expect(await server.stop('SIGTERM')).toBe(0);
+    expect(server.stderr()).toMatch(/shutting down \{"reason":"SIGTERM","sessions":1\}/);
+    await client.close().catch(() => undefined);
+  });
+});
+
+describe('cancellation over HTTP (PostgreSQL)', () => {
+  let cluster: PgCluster | null = null;
+  beforeAll(async () => {
+    cluster = await startPgCluster();
+  });
+  afterAll(async () => {
+    await cluster?.destroy();
+  });
+  const needCluster = (ctx: TestContext) => {
+    if (!cluster) ctx.skip();
+    return cluster as PgCluster;
+  };
+
+  it('a call cancelled while boot waits starts no work; its uncancelled twin does', async (ctx) => {
+    const url = await needCluster(ctx).createDatabase('http_cancel');
+    // Boot waits on the install lock, so both calls are held before their work can start.
+    const lock = await holdInstallLock(url);
+    const server = await startHttpServer([], { DATABASE_URL: url });
+    try {
+      const client = await server.connect();
+      const cancel = new AbortController();
+      const cancelled = client.callTool({ name: 'ensure_workspace', arguments: { project_id: 'cancelled' } }, undefined, { signal: cancel.signal });
+      const kept = client.callTool({ name: 'ensure_workspace', arguments: { project_id: 'kept' } });
+      // Let the request reach the server before the cancellation does (they travel as separate POSTs).
+      await new Promise((r) => setTimeout(r, 1000));
+      cancel.abort('changed my mind');
+      await expect(cancelled).rejects.toThrow();
+      await lock.release();
+      expect(((await kept) as CallToolResult).isError).toBeFalsy();
+      const list = (await client.callTool({ name: 'list_workspaces', arguments: {} })) as CallToolResult;
+      expect((list.structuredContent as { workspaces: { project_id: string }[] }).workspaces.map((w) => w.project_id)).toEqual(['kept']);
+      await client.close();
+    } finally {
+      await lock.release();
+      await server.stop();
+    }
+  });
+});
