@@ -46,6 +46,8 @@ export interface InstallPlan {
   readonly workspaceSchemaFingerprint: string;
   /** The tables a workspace has once its DDL and migrations ran, from the parsed statements. */
   readonly workspaceTables: readonly string[];
+  /** The global tables the enabled extensions create, as `schema.table` (unqualified means public). */
+  readonly globalTables: readonly string[];
 }
 
 /** Bumped when the installer's own behaviour changes, so every database re-runs the install. */
@@ -62,6 +64,7 @@ export async function prepareInstallPlan(extensions: readonly Extension[]): Prom
     extensions: prepared,
     pgExtensions,
     workspaceTables: declaredWorkspaceTables(prepared),
+    globalTables: declaredGlobalTables(prepared),
     fingerprint: sha256(
       JSON.stringify([
         INSTALLER_FORMAT,
@@ -101,6 +104,16 @@ function declaredWorkspaceTables(prepared: readonly PreparedExtension[]): string
     for (const s of statements) {
       if (s.createsTable) tables.add(s.createsTable.name);
       for (const dropped of s.dropsTables ?? []) tables.delete(dropped);
+    }
+  }
+  return [...tables].sort();
+}
+
+function declaredGlobalTables(prepared: readonly PreparedExtension[]): string[] {
+  const tables = new Set<string>();
+  for (const p of prepared) {
+    for (const s of [...p.structural, ...p.migrations.flatMap((m) => m.statements)]) {
+      if (s.createsTable) tables.add(`${s.createsTable.schema ?? 'public'}.${s.createsTable.name}`);
     }
   }
   return [...tables].sort();
