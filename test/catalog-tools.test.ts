@@ -1,6 +1,8 @@
 import type { Tool } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import type { Database } from '../src/db/database.js';
+import { sqlState } from '../src/db/sql-errors.js';
+import { searchVectors } from '../src/workspaces/vector-search.js';
 import { callTool, connectInProcess } from './support/mcp.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
 
@@ -262,6 +264,18 @@ for (const kind of ['pglite', 'postgres'] as const) {
       expect(writing.text).toContain('read-only transaction');
       const [written] = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM project_docs.written');
       expect(written?.n).toBe(0);
+    });
+
+    it('search_vectors runs under a statement timeout on PostgreSQL', async (ctx) => {
+      if (!mcp || kind !== 'postgres') return ctx.skip(); // PGlite ignores statement_timeout.
+      await db.exec(`CREATE VIEW project_docs.slow AS SELECT n.id, n.v FROM project_docs.notes n, pg_sleep(5)`);
+      const failure = await searchVectors(db, { projectId: 'docs', table: 'slow', column: 'v', vector: [1, 0, 0] }, { statementTimeoutMs: 200 }).catch(
+        (e: unknown) => e,
+      );
+      expect(sqlState(failure)).toBe('57014');
+      // The session went back clean: the next search on the pool works.
+      const ok = await searchVectors(db, { projectId: 'docs', table: 'notes', column: 'v', vector: [1, 0, 0], k: 1 });
+      expect(ok.matches).toHaveLength(1);
     });
 
     it('validate_columns without project_id answers only for workspaces and extensions\' global tables', async (ctx) => {

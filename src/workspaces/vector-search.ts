@@ -107,7 +107,11 @@ const NATIVE_JSON_TYPES = new Set([
  * every name is checked against the catalog and quoted, every value is a parameter, and the
  * search runs in a READ ONLY transaction under a statement timeout.
  */
-export async function searchVectors(db: Database, input: VectorSearchInput): Promise<VectorSearchResult> {
+export async function searchVectors(
+  db: Database,
+  input: VectorSearchInput,
+  { statementTimeoutMs = SEARCH_STATEMENT_TIMEOUT_MS }: { statementTimeoutMs?: number } = {},
+): Promise<VectorSearchResult> {
   const schemaName = schemaNameFor(input.projectId);
   const table = validateIdentifier(input.table, 'table');
   const column = validateIdentifier(input.column, 'column');
@@ -121,7 +125,7 @@ export async function searchVectors(db: Database, input: VectorSearchInput): Pro
   for (const name of input.columns ?? []) validateIdentifier(name, 'column');
 
   return withReadOnlyTransaction(db, async (tx) => {
-    const [catalog] = await tx.query<CatalogRow>(CATALOG, [input.projectId, schemaName, table, column, `${SEARCH_STATEMENT_TIMEOUT_MS}ms`]);
+    const [catalog] = await tx.query<CatalogRow>(CATALOG, [input.projectId, schemaName, table, column, `${statementTimeoutMs}ms`]);
     if (!catalog?.registered) throw new WorkspaceNotFoundError(input.projectId);
     if (!catalog.table_exists || !catalog.columns) throw new TableNotFoundError(input.projectId, table);
     const byName = new Map(catalog.columns.map((c) => [c.name, c]));
