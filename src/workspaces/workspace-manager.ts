@@ -325,12 +325,6 @@ export class WorkspaceManager {
     };
   }
 
-  /**
-   * Which columns a table has, from pg_catalog. With a project id the table is looked up in that
-   * workspace; otherwise `table` may be `schema.table` (default `public`), in a workspace schema
-   * or among the global tables of the enabled extensions, and nowhere else: the server's role
-   * reads every catalog, so this must not become a way to map the rest of the database.
-   */
   /** The relations of a workspace, or one of them, from pg_catalog (see describeWorkspace). */
   async describe(projectId: string, table?: string): Promise<RelationDescription[]> {
     return describeWorkspace(this.db, validateProjectId(projectId), table === undefined ? undefined : validateIdentifier(table, 'table'));
@@ -341,6 +335,12 @@ export class WorkspaceManager {
     return searchVectors(this.db, { ...input, projectId: validateProjectId(input.projectId) });
   }
 
+  /**
+   * Which columns a table has, from pg_catalog. With a project id the table is looked up in that
+   * workspace; otherwise `table` may be `schema.table` (default `public`), in a workspace schema
+   * or among the global tables of the enabled extensions, and nowhere else: the server's role
+   * reads every catalog, so this must not become a way to map the rest of the database.
+   */
   async validateColumns(input: { projectId?: string | undefined; table: string; columns: readonly string[] }): Promise<ColumnValidation> {
     const columns = [...new Set(input.columns.map((c) => validateIdentifier(c, 'column')))];
     if (columns.length === 0) throw new RangeError('columns must list at least one column name.');
