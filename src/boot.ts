@@ -41,5 +41,5 @@ export async function installAndServe(db: Database, plan: InstallPlan, config: E
     extensions: report.extensions,
   });
   const workspaces = new WorkspaceManager(db, plan, report.searchPathSchemas, log);
-  return { report, workspaces, fleet: new WorkspaceFleet(db, plan, workspaces) };
+  return { report, db, workspaces, fleet: new WorkspaceFleet(db, plan, workspaces) };
 }

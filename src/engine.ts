@@ -24,6 +24,7 @@ export type EngineStatus =
 
 export interface Ready {
   report: InstallReport;
+  db: Database;
   workspaces: WorkspaceManager;
   fleet: WorkspaceFleet;
 }

@@ -1,7 +1,9 @@
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { registerDescribeWorkspaceTool } from '../tools/describe-workspace.js';
 import { registerEnsureWorkspaceTool } from '../tools/ensure-workspace.js';
 import { registerListWorkspacesTool } from '../tools/list-workspaces.js';
 import { strictToolCalls } from '../tools/strict-tool-calls.js';
+import { registerSearchVectorsTool } from '../tools/search-vectors.js';
 import type { ToolDeps } from '../tools/tool-result.js';
 import { registerValidateColumnsTool } from '../tools/validate-columns.js';
 import { registerWorkspaceStatusTool } from '../tools/workspace-status.js';
@@ -26,8 +28,9 @@ export function createSessionServer({ engine, readyTimeoutMs = READY_TIMEOUT_MS 
     {
       instructions:
         'Each project gets its own PostgreSQL schema ("workspace"). Call ensure_workspace with the project id ' +
-        'before using a project; list_workspaces shows existing ones; validate_columns checks a table\'s shape; ' +
-        'workspace_status shows which workspace migrations are applied or pending.',
+        'before using a project; list_workspaces shows existing ones; describe_workspace shows its tables, columns ' +
+        'and indexes; search_vectors finds the rows nearest to an embedding you pass; validate_columns checks a ' +
+        'table\'s shape; workspace_status shows which workspace migrations are applied or pending.',
     },
   );
   const ready = async (signal: AbortSignal | undefined) => {
@@ -45,6 +48,8 @@ export function createSessionServer({ engine, readyTimeoutMs = READY_TIMEOUT_MS 
   registerListWorkspacesTool(server, deps);
   registerValidateColumnsTool(server, deps);
   registerWorkspaceStatusTool(server, deps);
+  registerDescribeWorkspaceTool(server, deps);
+  registerSearchVectorsTool(server, deps);
   strictToolCalls(server);
   // Boot begins once the client has finished the handshake, so loading the SQL parser and the
   // database driver never delays the `initialize` answer; a tool call made first starts it too.

@@ -74,10 +74,11 @@ describe('hostile input', () => {
   });
 
   it('passes table and column names only as parameters, never in SQL text', async () => {
-    // The SQL sent for benign names, bare and schema-qualified: hostile names must not change it.
+    // The SQL sent for benign names, refused (not a workspace or extension table) and answered:
+    // hostile names must not change it.
     calls.length = 0;
-    await manager.validateColumns({ table: 'benign_table', columns: ['benign_column'] });
-    await manager.validateColumns({ table: 'benign_schema.benign_table', columns: ['benign_column'] });
+    await expect(manager.validateColumns({ table: 'benign_schema.benign_table', columns: ['benign_column'] })).rejects.toThrow(RangeError);
+    await manager.validateColumns({ table: 'project_registry.workspace_config', columns: ['benign_column'] });
     const statements = new Set(calls);
     expect(statements.size).toBeGreaterThan(0);
 
@@ -88,7 +89,7 @@ describe('hostile input', () => {
           const result = await manager.validateColumns({ table, columns: [column] });
           expect(result.tableExists).toBe(false);
         } catch (error) {
-          expect(error).toBeInstanceOf(RangeError); // empty, too long, NUL, too many dots
+          expect(error).toBeInstanceOf(RangeError); // empty, too long, NUL, too many dots, not answerable
           expect((error as Error).message.length).toBeGreaterThan(20);
         }
         for (const sql of calls) expect(statements).toContain(sql);
@@ -97,6 +98,37 @@ describe('hostile input', () => {
     );
     // Nothing was dropped along the way.
     expect(await db.query(`SELECT to_regclass('project_registry.workspace_config') IS NOT NULL AS ok`)).toEqual([{ ok: true }]);
+  });
+
+  it('describe_workspace and search_vectors send no SQL text built from names the catalog does not know', async () => {
+    await manager.ensure('hostile-names');
+    const vector = new Array<number>(768).fill(0.5);
+    const attempts = (name: string) => [
+      manager.describe('hostile-names', name),
+      manager.searchVectors({ projectId: 'hostile-names', table: name, column: 'embedding', vector }),
+      manager.searchVectors({ projectId: 'hostile-names', table: 'chunks', column: name, vector }),
+      manager.searchVectors({ projectId: 'hostile-names', table: 'chunks', column: 'embedding', vector, filter: { [name]: 1 } }),
+      manager.searchVectors({ projectId: 'hostile-names', table: 'chunks', column: 'embedding', vector, columns: [name] }),
+    ];
+    calls.length = 0;
+    for (const attempt of attempts('benign_name')) await expect(attempt).rejects.toThrow(/does not exist|not a column/);
+    const statements = new Set(calls);
+    expect(statements).toContain('BEGIN READ ONLY');
+
+    await fc.assert(
+      fc.asyncProperty(hostile, async (name) => {
+        fc.pre(!['chunks', 'files', 'repositories', 'id', 'file_id', 'content', 'start_line', 'end_line', 'embedding', 'created_at'].includes(name));
+        calls.length = 0;
+        for (const attempt of attempts(name)) {
+          const error = await attempt.then(() => undefined, (e: unknown) => e);
+          expect(error).toBeInstanceOf(Error);
+          expect((error as Error).message).toMatch(/does not exist|not a column|not a PostgreSQL identifier|must not be empty/);
+        }
+        for (const sql of calls) expect(statements).toContain(sql);
+      }),
+      { numRuns: 150 },
+    );
+    expect((await manager.describe('hostile-names')).map((t) => t.name)).toEqual(['chunks', 'files', 'repositories']);
   });
 });
 

@@ -20,7 +20,14 @@ describe('MCP server in process', () => {
   });
 
   it('lists the tools with input and output schemas and honest annotations', () => {
-    expect(tools.map((t) => t.name).sort()).toEqual(['ensure_workspace', 'list_workspaces', 'validate_columns', 'workspace_status']);
+    expect(tools.map((t) => t.name).sort()).toEqual([
+      'describe_workspace',
+      'ensure_workspace',
+      'list_workspaces',
+      'search_vectors',
+      'validate_columns',
+      'workspace_status',
+    ]);
     for (const tool of tools) {
       expect(tool.inputSchema.type).toBe('object');
       expect(tool.outputSchema?.type).toBe('object');
@@ -85,8 +92,11 @@ describe('MCP server in process', () => {
     });
     const qualified = await call('validate_columns', { table: 'project_registry.workspace_config', columns: ['project_id'] });
     expect(qualified.data).toMatchObject({ table_exists: true, valid: true });
-    const missing = await call('validate_columns', { table: 'public.nothing_here', columns: ['id'] });
+    const missing = await call('validate_columns', { table: 'project_cols.nothing_here', columns: ['id'] });
     expect(missing.data).toMatchObject({ table_exists: false, valid: false, missing: ['id'] });
+    const outside = await call('validate_columns', { table: 'public.nothing_here', columns: ['id'] });
+    expect(outside.isError).toBe(true);
+    expect(outside.text).toContain('global tables of the enabled extensions');
     const noWorkspace = await call('validate_columns', { project_id: 'never-made', table: 'chunks', columns: ['id'] });
     expect(noWorkspace.isError).toBe(true);
     expect(noWorkspace.text).toContain('ensure_workspace');

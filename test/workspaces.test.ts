@@ -321,12 +321,15 @@ for (const kind of ['pglite', 'postgres'] as const) {
       expect(
         await manager.validateColumns({ table: 'project_registry.workspace_config', columns: ['project_id', 'created_at'] }),
       ).toMatchObject({ tableExists: true, valid: true });
-      expect(await manager.validateColumns({ table: 'no_such_table', columns: ['id'] })).toMatchObject({
-        schema: 'public',
+      expect(await manager.validateColumns({ table: 'project_cols.no_such_table', columns: ['id'] })).toMatchObject({
+        schema: 'project_cols',
         tableExists: false,
         missing: ['id'],
         valid: false,
       });
+      await expect(manager.validateColumns({ table: 'no_such_table', columns: ['id'] })).rejects.toThrow(
+        /global tables of the enabled extensions .*not for public\.no_such_table/,
+      );
       await expect(manager.validateColumns({ projectId: 'never-made', table: 'notes', columns: ['id'] })).rejects.toThrow(
         /ensure_workspace/,
       );

@@ -134,3 +134,82 @@ BEGIN
   RETURN NEXT;
 END
 $$;
+
+-- The tables (and views) of one schema, or of one of its relations, as the describe_workspace
+-- tool shows them: columns, keys, constraints, indexes and the planner's row estimate, from
+-- pg_catalog in one statement. NULL when the schema does not exist; an empty array when the
+-- table asked for does not. PL/pgSQL for the same reason as table_columns(): the session caches
+-- the plan. reltuples is -1 until the first VACUUM or ANALYZE, which is "unknown", not 0.
+CREATE OR REPLACE FUNCTION project_registry.describe_relations(schema_name text, table_name text)
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  namespace oid;
+BEGIN
+  SELECT n.oid INTO namespace FROM pg_catalog.pg_namespace n WHERE n.nspname = describe_relations.schema_name;
+  IF namespace IS NULL THEN
+    RETURN NULL;
+  END IF;
+  RETURN (
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+      'name', c.relname,
+      'kind', CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'partitioned table' WHEN 'v' THEN 'view'
+                             WHEN 'm' THEN 'materialized view' WHEN 'f' THEN 'foreign table' END,
+      'row_estimate', CASE WHEN c.relkind IN ('r', 'm') AND c.reltuples >= 0 THEN c.reltuples::bigint END,
+      'columns', (
+        SELECT coalesce(jsonb_agg(jsonb_build_object(
+                 'name', a.attname,
+                 'type', format_type(a.atttypid, a.atttypmod),
+                 'nullable', NOT a.attnotnull,
+                 'default', pg_get_expr(d.adbin, d.adrelid),
+                 'identity', CASE a.attidentity WHEN 'a' THEN 'always' WHEN 'd' THEN 'by default' END,
+                 'generated', a.attgenerated = 's') ORDER BY a.attnum), '[]'::jsonb)
+          FROM pg_catalog.pg_attribute a
+          LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum AND a.attgenerated = ''
+         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+      'primary_key', (
+        SELECT jsonb_build_object('name', k.conname, 'columns', (
+                 SELECT jsonb_agg(a.attname ORDER BY u.ord) FROM unnest(k.conkey) WITH ORDINALITY u(attnum, ord)
+                   JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = u.attnum))
+          FROM pg_catalog.pg_constraint k WHERE k.conrelid = c.oid AND k.contype = 'p'),
+      'foreign_keys', (
+        SELECT coalesce(jsonb_agg(jsonb_build_object(
+                 'name', k.conname,
+                 'columns', (SELECT jsonb_agg(a.attname ORDER BY u.ord) FROM unnest(k.conkey) WITH ORDINALITY u(attnum, ord)
+                               JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.attnum),
+                 'references_schema', rn.nspname,
+                 'references_table', r.relname,
+                 'references_columns', (SELECT jsonb_agg(a.attname ORDER BY u.ord) FROM unnest(k.confkey) WITH ORDINALITY u(attnum, ord)
+                                          JOIN pg_catalog.pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.attnum),
+                 'on_delete', CASE k.confdeltype WHEN 'a' THEN 'no action' WHEN 'r' THEN 'restrict' WHEN 'c' THEN 'cascade'
+                                                 WHEN 'n' THEN 'set null' WHEN 'd' THEN 'set default' END,
+                 'on_update', CASE k.confupdtype WHEN 'a' THEN 'no action' WHEN 'r' THEN 'restrict' WHEN 'c' THEN 'cascade'
+                                                 WHEN 'n' THEN 'set null' WHEN 'd' THEN 'set default' END) ORDER BY k.conname), '[]'::jsonb)
+          FROM pg_catalog.pg_constraint k
+          JOIN pg_catalog.pg_class r ON r.oid = k.confrelid
+          JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
+         WHERE k.conrelid = c.oid AND k.contype = 'f'),
+      'other_constraints', (
+        SELECT coalesce(jsonb_agg(jsonb_build_object(
+                 'name', k.conname,
+                 'type', CASE k.contype WHEN 'u' THEN 'unique' WHEN 'c' THEN 'check' WHEN 'x' THEN 'exclusion' END,
+                 'definition', pg_get_constraintdef(k.oid)) ORDER BY k.conname), '[]'::jsonb)
+          FROM pg_catalog.pg_constraint k WHERE k.conrelid = c.oid AND k.contype IN ('u', 'c', 'x')),
+      'indexes', (
+        SELECT coalesce(jsonb_agg(jsonb_build_object(
+                 'name', ic.relname,
+                 'method', am.amname,
+                 'unique', i.indisunique,
+                 'primary', i.indisprimary,
+                 'valid', i.indisvalid,
+                 'definition', pg_get_indexdef(i.indexrelid)) ORDER BY ic.relname), '[]'::jsonb)
+          FROM pg_catalog.pg_index i
+          JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+          JOIN pg_catalog.pg_am am ON am.oid = ic.relam
+         WHERE i.indrelid = c.oid)
+    ) ORDER BY c.relname), '[]'::jsonb)
+      FROM pg_catalog.pg_class c
+     WHERE c.relnamespace = namespace AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+       AND (describe_relations.table_name IS NULL OR c.relname = describe_relations.table_name)
+  );
+END
+$$;

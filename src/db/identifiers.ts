@@ -7,3 +7,15 @@ export const MAX_IDENTIFIER_BYTES = 63;
 export function quoteIdent(name: string): string {
   return pg.escapeIdentifier(name);
 }
+
+/** Names are matched exactly as stored in the catalog (unquoted SQL names are lower case). */
+export function validateIdentifier(name: string, what: string): string {
+  if (typeof name !== 'string' || name.length === 0) throw new RangeError(`The ${what} name must not be empty.`);
+  if (Buffer.byteLength(name) > MAX_IDENTIFIER_BYTES || name.includes('\0')) {
+    throw new RangeError(
+      `The ${what} name ${JSON.stringify(name.slice(0, 80))}${name.length > 80 ? '…' : ''} is not a PostgreSQL identifier: ` +
+        `names are at most ${MAX_IDENTIFIER_BYTES} bytes and contain no NUL character.`,
+    );
+  }
+  return name;
+}

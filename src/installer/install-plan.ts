@@ -48,6 +48,8 @@ export interface InstallPlan {
   readonly workspaceTables: readonly string[];
   /** Every schema the global DDL, migrations and seeds name, with the extensions naming it. */
   readonly globalSchemas: ReadonlyMap<string, readonly string[]>;
+  /** The global tables the enabled extensions create, as `schema.table` (unqualified means public). */
+  readonly globalTables: readonly string[];
 }
 
 /** Bumped when the installer's own behaviour changes, so every database re-runs the install. */
@@ -65,6 +67,7 @@ export async function prepareInstallPlan(extensions: readonly Extension[]): Prom
     pgExtensions,
     workspaceTables: declaredWorkspaceTables(prepared),
     globalSchemas: namedGlobalSchemas(prepared),
+    globalTables: declaredGlobalTables(prepared),
     fingerprint: sha256(
       JSON.stringify([
         INSTALLER_FORMAT,
@@ -118,6 +121,16 @@ function namedGlobalSchemas(prepared: readonly PreparedExtension[]): Map<string,
     }
   }
   return schemas;
+}
+
+function declaredGlobalTables(prepared: readonly PreparedExtension[]): string[] {
+  const tables = new Set<string>();
+  for (const p of prepared) {
+    for (const s of [...p.structural, ...p.migrations.flatMap((m) => m.statements)]) {
+      if (s.createsTable) tables.add(`${s.createsTable.schema ?? 'public'}.${s.createsTable.name}`);
+    }
+  }
+  return [...tables].sort();
 }
 
 async function prepareExtension(extension: Extension): Promise<PreparedExtension> {

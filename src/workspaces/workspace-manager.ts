@@ -1,11 +1,13 @@
 import { checkColumns, type ColumnCheck } from '../db/catalog.js';
 import type { Database, Queryable } from '../db/database.js';
-import { MAX_IDENTIFIER_BYTES } from '../db/identifiers.js';
+import { validateIdentifier } from '../db/identifiers.js';
 import { privilegeAdvice } from '../db/privilege-advice.js';
 import { isConnectionFailure, pgError, sqlState } from '../db/sql-errors.js';
 import type { InstallPlan } from '../installer/install-plan.js';
 import type { Logger } from '../logger.js';
 import { ReservedSchemas, validateProjectId, WorkspaceIdError } from './project-id.js';
+import { searchVectors, type VectorSearchInput, type VectorSearchResult } from './vector-search.js';
+import { describeWorkspace, type RelationDescription } from './workspace-description.js';
 import { buildWorkspaceScript, locateFailure, type AppliedMigration, type WorkspaceScript } from './workspace-ddl.js';
 import {
   WorkspaceNotFoundError,
@@ -333,26 +335,39 @@ export class WorkspaceManager {
     };
   }
 
+  /** The relations of a workspace, or one of them, from pg_catalog (see describeWorkspace). */
+  async describe(projectId: string, table?: string): Promise<RelationDescription[]> {
+    return describeWorkspace(this.db, validateProjectId(projectId), table === undefined ? undefined : validateIdentifier(table, 'table'));
+  }
+
+  /** Nearest rows to a vector in a workspace's pgvector column (see searchVectors). */
+  async searchVectors(input: VectorSearchInput): Promise<VectorSearchResult> {
+    return searchVectors(this.db, { ...input, projectId: validateProjectId(input.projectId) });
+  }
+
   /**
    * Which columns a table has, from pg_catalog. With a project id the table is looked up in that
-   * workspace; otherwise `table` may be `schema.table` and defaults to `public`.
+   * workspace; otherwise `table` may be `schema.table` (default `public`), in a workspace schema
+   * or among the global tables of the enabled extensions, and nowhere else: the server's role
+   * reads every catalog, so this must not become a way to map the rest of the database.
    */
   async validateColumns(input: { projectId?: string | undefined; table: string; columns: readonly string[] }): Promise<ColumnValidation> {
-    const columns = [...new Set(input.columns.map((c) => validateName(c, 'column')))];
+    const columns = [...new Set(input.columns.map((c) => validateIdentifier(c, 'column')))];
     if (columns.length === 0) throw new RangeError('columns must list at least one column name.');
     let schema: string;
     let table: string;
     if (input.projectId !== undefined) {
       schema = this.#reserved.schemaFor(input.projectId);
-      table = validateName(input.table, 'table');
+      table = validateIdentifier(input.table, 'table');
     } else {
       const parts = input.table.split('.');
       if (parts.length > 2) {
         throw new RangeError(`table ${JSON.stringify(input.table.slice(0, 130))} has more than one dot: use "table" or "schema.table".`);
       }
       [schema, table] = parts.length === 2 ? [parts[0] as string, parts[1] as string] : ['public', parts[0] as string];
-      schema = validateName(schema, 'schema');
-      table = validateName(table, 'table');
+      schema = validateIdentifier(schema, 'schema');
+      table = validateIdentifier(table, 'table');
+      await this.#checkAnswerable(schema, table);
     }
     const { schemaExists, ...check } = await checkColumns(this.db, schema, table, columns);
     if (!schemaExists && input.projectId !== undefined) {
@@ -362,6 +377,17 @@ export class WorkspaceManager {
     }
     return { schema, table, ...check, valid: check.tableExists && check.missing.length === 0 };
   }
+
+  async #checkAnswerable(schema: string, table: string): Promise<void> {
+    if (this.plan.globalTables.includes(`${schema}.${table}`)) return;
+    const [workspace] = await this.db.query('SELECT 1 FROM project_registry.workspace_config WHERE schema_name = $1', [schema]);
+    if (workspace) return;
+    throw new RangeError(
+      `validate_columns answers for workspace tables and for the global tables of the enabled extensions ` +
+        `(${this.plan.globalTables.join(', ') || 'none'}), not for ${schema}.${table}. For a workspace table pass ` +
+        `project_id and the bare table name.`,
+    );
+  }
 }
 
 class ScriptError extends Error {
@@ -369,18 +395,6 @@ class ScriptError extends Error {
   constructor(readonly script: WorkspaceScript, override readonly cause: unknown, readonly position: number) {
     super((cause as Error)?.message ?? String(cause));
   }
-}
-
-/** Names are matched exactly as stored in the catalog (unquoted SQL names are lower case). */
-function validateName(name: string, what: string): string {
-  if (typeof name !== 'string' || name.length === 0) throw new RangeError(`The ${what} name must not be empty.`);
-  if (Buffer.byteLength(name) > MAX_IDENTIFIER_BYTES || name.includes('\0')) {
-    throw new RangeError(
-      `The ${what} name ${JSON.stringify(name.slice(0, 80))}${name.length > 80 ? '…' : ''} is not a PostgreSQL identifier: ` +
-        `names are at most ${MAX_IDENTIFIER_BYTES} bytes and contain no NUL character.`,
-    );
-  }
-  return name;
 }
 
 function encodeCursor(projectId: string): string {

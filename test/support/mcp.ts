@@ -22,11 +22,11 @@ export async function callTool(client: Client, tools: Tool[], name: string, args
   return { isError: result.isError === true, text, data: result.structuredContent as Record<string, unknown> };
 }
 
-/** Our server on an embedded store of its own, with the SDK client over an in-memory transport. */
-export async function connectInProcess(options: { extensionDirs?: string[] } = {}) {
+/** Our server on an embedded store of its own (or on `databaseUrl`), with the SDK client over an in-memory transport. */
+export async function connectInProcess(options: { extensionDirs?: string[]; databaseUrl?: string } = {}) {
   const dataDir = await tempDir('pgw-mcp-');
   const engine = new ProvisioningEngine(
-    { databaseUrl: undefined, dataDir, extensionDirs: options.extensionDirs ?? [], disabledExtensions: [], lockTimeoutMs: 60_000 },
+    { databaseUrl: options.databaseUrl, dataDir, extensionDirs: options.extensionDirs ?? [], disabledExtensions: [], lockTimeoutMs: 60_000 },
     silentLogger,
   );
   const { server, cleanup } = createServer({ engine });

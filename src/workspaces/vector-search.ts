@@ -1,0 +1,230 @@
+import type { Database, Queryable } from '../db/database.js';
+import { quoteIdent, validateIdentifier } from '../db/identifiers.js';
+import { schemaNameFor } from './project-id.js';
+import { TableNotFoundError } from './workspace-description.js';
+import { WorkspaceNotFoundError } from './workspace-errors.js';
+
+/** pgvector's distance operators; inner_product's `<#>` is the negated inner product, so smaller is nearer. */
+export const METRICS = { l2: '<->', cosine: '<=>', inner_product: '<#>' } as const;
+export type Metric = keyof typeof METRICS;
+
+export const SEARCH_K_DEFAULT = 10;
+export const SEARCH_K_MAX = 100;
+export const SEARCH_STATEMENT_TIMEOUT_MS = 10_000;
+/** pgvector's own limit on vector dimensions. */
+export const VECTOR_MAX_DIMENSIONS = 16_000;
+
+export type FilterValue = string | number | boolean | null;
+
+export interface VectorSearchInput {
+  projectId: string;
+  table: string;
+  column: string;
+  vector: readonly number[];
+  k?: number | undefined;
+  metric?: Metric | undefined;
+  filter?: Readonly<Record<string, FilterValue>> | undefined;
+  columns?: readonly string[] | undefined;
+}
+
+export interface VectorSearchResult {
+  table: string;
+  column: string;
+  metric: Metric;
+  /** Where the metric came from: the column's index, the caller, or the l2 fallback. */
+  metric_source: 'index' | 'argument' | 'default';
+  k: number;
+  columns: string[];
+  matches: Array<{ distance: number; row: Record<string, unknown> }>;
+}
+
+export class VectorSearchError extends Error {
+  override name = 'VectorSearchError';
+}
+
+interface CatalogColumn {
+  name: string;
+  type: string;
+  /** pg_type.typname, for deciding how a value travels as JSON. */
+  base: string;
+  /** One of pgvector's vector types. */
+  vector: boolean;
+  typmod: number;
+}
+
+interface CatalogRow {
+  registered: boolean;
+  table_exists: boolean;
+  vector_schema: string | null;
+  iterative_scan: boolean;
+  columns: CatalogColumn[] | null;
+  index_opclass: string | null;
+}
+
+/**
+ * What the search needs from pg_catalog, in one statement that also starts the statement timeout
+ * (transaction-local) and, on pgvector 0.8+, lets HNSW keep scanning past rows a filter rejects,
+ * so a filtered search still finds k rows. Defaults for the index opclass: the first valid index
+ * whose first key is the column.
+ */
+const CATALOG = `
+  WITH ext AS (
+    SELECT e.extnamespace, n.nspname,
+           string_to_array(e.extversion, '.')::int[] >= '{0,8,0}' AS iterative_scan
+      FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+     WHERE e.extname = 'vector'
+  ), rel AS (
+    SELECT c.oid FROM pg_catalog.pg_class c
+     WHERE c.relname = $3 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+       AND c.relnamespace = (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = $2)
+  )
+  SELECT EXISTS (SELECT 1 FROM project_registry.workspace_config w WHERE w.project_id = $1)
+           AND EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = $2) AS registered,
+         EXISTS (SELECT 1 FROM rel) AS table_exists,
+         (SELECT nspname FROM ext) AS vector_schema,
+         coalesce((SELECT iterative_scan FROM ext), false) AS iterative_scan,
+         (SELECT jsonb_agg(jsonb_build_object(
+                   'name', a.attname, 'type', format_type(a.atttypid, a.atttypmod), 'base', t.typname,
+                   'vector', t.typname IN ('vector', 'halfvec', 'sparsevec') AND t.typnamespace = (SELECT extnamespace FROM ext),
+                   'typmod', a.atttypmod) ORDER BY a.attnum)
+            FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+           WHERE a.attrelid = (SELECT oid FROM rel) AND a.attnum > 0 AND NOT a.attisdropped) AS columns,
+         (SELECT o.opcname FROM pg_catalog.pg_index i
+            JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+            JOIN pg_catalog.pg_opclass o ON o.oid = i.indclass[0]
+           WHERE i.indrelid = (SELECT oid FROM rel) AND a.attname = $4 AND i.indisvalid
+           ORDER BY i.indexrelid LIMIT 1) AS index_opclass,
+         set_config('statement_timeout', $5, true)`;
+
+/** Types whose values `pg` and PGlite both turn into the same JSON; every other type is sent as its text form. */
+const NATIVE_JSON_TYPES = new Set([
+  'bool', 'int2', 'int4', 'float4', 'float8', 'text', 'varchar', 'bpchar', 'name', 'uuid', 'json', 'jsonb',
+  'timestamptz', '_text', '_varchar', '_int2', '_int4', '_bool', '_float4', '_float8',
+]);
+
+/**
+ * Nearest rows to `vector` in a workspace table's pgvector column, without SQL from the caller:
+ * every name is checked against the catalog and quoted, every value is a parameter, and the
+ * search runs in a READ ONLY transaction under a statement timeout.
+ */
+export async function searchVectors(
+  db: Database,
+  input: VectorSearchInput,
+  { statementTimeoutMs = SEARCH_STATEMENT_TIMEOUT_MS }: { statementTimeoutMs?: number } = {},
+): Promise<VectorSearchResult> {
+  const schemaName = schemaNameFor(input.projectId);
+  const table = validateIdentifier(input.table, 'table');
+  const column = validateIdentifier(input.column, 'column');
+  const k = input.k ?? SEARCH_K_DEFAULT;
+  if (!Number.isInteger(k) || k < 1 || k > SEARCH_K_MAX) throw new VectorSearchError(`k must be an integer from 1 to ${SEARCH_K_MAX}, got ${k}.`);
+  if (input.vector.length === 0 || input.vector.length > VECTOR_MAX_DIMENSIONS || !input.vector.every(Number.isFinite)) {
+    throw new VectorSearchError(`vector must be 1 to ${VECTOR_MAX_DIMENSIONS} finite numbers.`);
+  }
+  const filter = Object.entries(input.filter ?? {});
+  for (const [name] of filter) validateIdentifier(name, 'filter column');
+  for (const name of input.columns ?? []) validateIdentifier(name, 'column');
+
+  return withReadOnlyTransaction(db, async (tx) => {
+    const [catalog] = await tx.query<CatalogRow>(CATALOG, [input.projectId, schemaName, table, column, `${statementTimeoutMs}ms`]);
+    if (!catalog?.registered) throw new WorkspaceNotFoundError(input.projectId);
+    if (!catalog.table_exists || !catalog.columns) throw new TableNotFoundError(input.projectId, table);
+    const byName = new Map(catalog.columns.map((c) => [c.name, c]));
+    const unknown = (name: string, what: string) =>
+      new VectorSearchError(
+        `${what} ${JSON.stringify(name)} is not a column of ${table}; its columns are: ${catalog.columns?.map((c) => c.name).join(', ')}.`,
+      );
+    const target = byName.get(column);
+    if (!target) throw unknown(column, 'column');
+    if (!catalog.vector_schema || !target.vector || target.base === 'sparsevec') {
+      const vectors = catalog.columns.filter((c) => c.vector && c.base !== 'sparsevec').map((c) => c.name);
+      throw new VectorSearchError(
+        `Column ${table}.${column} is ${target.type}, not a pgvector vector or halfvec column` +
+          (vectors.length > 0 ? `; this table's vector columns: ${vectors.join(', ')}.` : '; this table has none.'),
+      );
+    }
+    // vector(n) and halfvec(n) keep n in the typmod; -1 means any dimension.
+    if (target.typmod > 0 && target.typmod !== input.vector.length) {
+      throw new VectorSearchError(
+        `Column ${table}.${column} is ${target.type}: the vector must have ${target.typmod} dimensions, got ${input.vector.length}.`,
+      );
+    }
+    for (const [name] of filter) if (!byName.has(name)) throw unknown(name, 'filter column');
+    const returned = input.columns ? [...new Set(input.columns)] : catalog.columns.filter((c) => !c.vector).map((c) => c.name);
+    for (const name of returned) if (!byName.has(name)) throw unknown(name, 'column');
+
+    const fromIndex = metricOfOpclass(catalog.index_opclass);
+    const metric = input.metric ?? fromIndex ?? 'l2';
+    const ext = quoteIdent(catalog.vector_schema);
+    const distance = `${quoteIdent(column)} OPERATOR(${ext}.${METRICS[metric]}) $1::${ext}.${target.base}`;
+    let alias = 'distance';
+    while (byName.has(alias)) alias = `_${alias}`;
+    const params: unknown[] = [`[${input.vector.join(',')}]`, k];
+    const conditions = [`${quoteIdent(column)} IS NOT NULL`];
+    for (const [name, value] of filter) {
+      if (value === null) conditions.push(`${quoteIdent(name)} IS NULL`);
+      else conditions.push(`${quoteIdent(name)} = $${params.push(value)}`);
+    }
+    const select = returned.map((name) => selectExpression(byName.get(name) as CatalogColumn, ext));
+    // The HNSW default ef_search (40) caps how many rows an index scan returns.
+    const settings = [`set_config('hnsw.ef_search', '${Math.max(40, k)}', true)`];
+    if (catalog.iterative_scan && filter.length > 0) settings.push(`set_config('hnsw.iterative_scan', 'strict_order', true)`);
+    await tx.query(`SELECT ${settings.join(', ')}`);
+    const rows = await tx.query<Record<string, unknown>>(
+      `SELECT ${[...select, `${distance} AS ${quoteIdent(alias)}`].join(', ')}
+         FROM ${quoteIdent(schemaName)}.${quoteIdent(table)}
+        WHERE ${conditions.join(' AND ')}
+        ORDER BY ${distance}
+        LIMIT $2`,
+      params,
+    );
+    return {
+      table,
+      column,
+      metric,
+      metric_source: input.metric ? 'argument' : fromIndex ? 'index' : 'default',
+      k,
+      columns: returned,
+      matches: rows.map((r) => {
+        const { [alias]: d, ...row } = r;
+        return { distance: Number(d), row: jsonFriendly(row) as Record<string, unknown> };
+      }),
+    };
+  });
+}
+
+function metricOfOpclass(opclass: string | null): Metric | undefined {
+  if (opclass?.endsWith('_l2_ops')) return 'l2';
+  if (opclass?.endsWith('_cosine_ops')) return 'cosine';
+  if (opclass?.endsWith('_ip_ops')) return 'inner_product';
+  return undefined;
+}
+
+/** vector values come back as arrays (halfvec by way of vector); others natively or as text. */
+function selectExpression(c: CatalogColumn, ext: string): string {
+  const name = quoteIdent(c.name);
+  if (c.base === 'vector' && c.vector) return name;
+  if (c.base === 'halfvec' && c.vector) return `${name}::${ext}.vector AS ${name}`;
+  return NATIVE_JSON_TYPES.has(c.base) ? name : `${name}::text AS ${name}`;
+}
+
+function jsonFriendly(value: unknown): unknown {
+  if (value instanceof Date) return Number.isNaN(value.getTime()) ? String(value) : value.toISOString();
+  if (typeof value === 'bigint') return value.toString();
+  if (Array.isArray(value)) return value.map(jsonFriendly);
+  if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, jsonFriendly(v)]));
+  }
+  return value;
+}
+
+/** READ ONLY is PostgreSQL's guarantee that the search writes nothing; the transaction always rolls back. */
+async function withReadOnlyTransaction<T>(db: Database, fn: (tx: Queryable) => Promise<T>): Promise<T> {
+  return db.withSession(async (session) => {
+    await session.query('BEGIN READ ONLY');
+    try {
+      return await fn(session);
+    } finally {
+      await session.query('ROLLBACK').catch(() => undefined);
+    }
+  });
+}
