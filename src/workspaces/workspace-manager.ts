@@ -4,6 +4,7 @@ import { MAX_IDENTIFIER_BYTES } from '../db/identifiers.js';
 import { pgError, sqlState } from '../db/sql-errors.js';
 import type { InstallPlan } from '../installer/install-plan.js';
 import type { Logger } from '../logger.js';
+import { explainCitusRefusal, runScriptStatementwise } from './citus-workspaces.js';
 import { schemaNameFor, validateProjectId, WorkspaceIdError } from './project-id.js';
 import { buildWorkspaceScript, locateFailure, type AppliedMigration, type WorkspaceScript } from './workspace-ddl.js';
 import {
@@ -96,13 +97,17 @@ export class WorkspaceManager {
   readonly #inflight = new Map<string, Promise<Workspace>>();
   /** Every extension's required workspace columns, as missing_workspace_columns() takes them. */
   readonly #required: string;
+  /** On a Citus coordinator every workspace is a distributed schema (see db/citus.ts). */
+  readonly #citus: boolean;
 
   constructor(
     private readonly db: Database,
     private readonly plan: InstallPlan,
     private readonly searchPathSchemas: readonly string[],
     private readonly log: Logger,
+    options: { citus?: boolean } = {},
   ) {
+    this.#citus = options.citus ?? false;
     const required: Record<string, string[]> = {};
     for (const p of plan.extensions) {
       for (const { table, columns } of p.workspaceRequiredColumns) required[table] = [...new Set([...(required[table] ?? []), ...columns])];
@@ -143,7 +148,10 @@ export class WorkspaceManager {
   }
 
   async #create(projectId: string, schemaName: string): Promise<Workspace | undefined> {
-    const script = buildWorkspaceScript(schemaName, this.searchPathSchemas, this.plan.extensions, [], { schemaFiles: true });
+    const script = buildWorkspaceScript(schemaName, this.searchPathSchemas, this.plan.extensions, [], {
+      schemaFiles: true,
+      citus: this.#citus,
+    });
     const { extensionIds, names, checksums } = script.migrations;
     let row: CreatedRow | undefined;
     try {
@@ -214,11 +222,16 @@ export class WorkspaceManager {
         : [];
     const script = buildWorkspaceScript(schemaName, this.searchPathSchemas, this.plan.extensions, applied, {
       schemaFiles: lost || row?.workspace_schema_fingerprint !== this.plan.workspaceSchemaFingerprint,
+      citus: this.#citus,
     });
-    try {
-      await tx.exec(script.sql);
-    } catch (error) {
-      throw new ScriptError(script, error, Number(pgError(error)?.position));
+    if (this.#citus) {
+      await runScriptStatementwise(tx, script, (error, position) => new ScriptError(script, error, position));
+    } else {
+      try {
+        await tx.exec(script.sql);
+      } catch (error) {
+        throw new ScriptError(script, error, Number(pgError(error)?.position));
+      }
     }
     const [check] = await tx.query<{ missing: string[] }>(
       'SELECT project_registry.missing_workspace_columns($1, $2) AS missing',
@@ -276,6 +289,8 @@ export class WorkspaceManager {
 
   async #explain(error: unknown, projectId: string, schemaName: string): Promise<unknown> {
     const cause = error instanceof ScriptError ? error.cause : error;
+    const refused = this.#citus ? explainCitusRefusal(this.plan, projectId, cause) : undefined;
+    if (refused) return refused;
     if (sqlState(cause) === '42501') {
       const [who] = await this.db
         .query<{ db: string; role: string }>('SELECT current_database() AS db, current_user AS role')
