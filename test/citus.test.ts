@@ -207,10 +207,13 @@ describe('Citus schema-based sharding (coordinator + 2 workers)', () => {
     }).catch((error: { code: number; stdout: string; stderr: string }) => error);
     expect(result.stdout, result.stderr).toMatch(new RegExp(`^Upgraded ${WORKSPACES}, skipped 0 \\(already current or gone\\), failed 0 of ${WORKSPACES}`));
     // On the shards themselves: the new column answers a query routed to each workspace's worker.
-    const ids = await sqlOn(url, 'SELECT schema_name FROM project_registry.workspace_config');
-    for (const { schema_name: schema } of ids) {
-      await sqlOn(url, `INSERT INTO ${schema as string}.notes (body, score) VALUES ('x', 1)`);
-    }
+    await sqlOn(
+      url,
+      `DO $$ DECLARE s text; BEGIN
+         FOR s IN SELECT schema_name FROM project_registry.workspace_config LOOP
+           EXECUTE format('INSERT INTO %I.notes (body, score) VALUES (''x'', 1)', s);
+         END LOOP; END $$`,
+    );
     const indexes = await Promise.all([0, 1].map((i) => shardIndexes(cluster(ctx).workerUrl(i, url), 'notes_score_idx')));
     expect(indexes.reduce((a, b) => a + b, 0)).toBe(WORKSPACES);
     await assertCitusInvariants(url);
