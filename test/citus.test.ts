@@ -1,10 +1,13 @@
 import { execFile } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { PostgresDatabase } from '../src/db/postgres-database.js';
 import type { InstallPlan } from '../src/installer/install-plan.js';
 import { silentLogger } from '../src/logger.js';
+import { CitusDesignError } from '../src/workspaces/citus-workspaces.js';
 import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
 import { startCitusCluster, sqlOn, type CitusCluster } from './support/citus-cluster.js';
 import { install, planFor, tempDir, writeExtension } from './support/fixtures.js';
@@ -241,7 +244,7 @@ describe('Citus: designs it refuses, and the registry', () => {
       expect(report.citus).toMatch(/^13\./);
       const manager = new WorkspaceManager(db, plan, report.searchPathSchemas, silentLogger, { citus: true });
       const error = await manager.ensure('fk-one').catch((e: unknown) => e as Error);
-      expect(error).toBeInstanceOf(Error);
+      expect(error).toBeInstanceOf(CitusDesignError);
       expect((error as Error).message).toContain('extension "tagged"');
       expect((error as Error).message).toContain(`SELECT create_reference_table('public.note_kinds')`);
       expect(await sqlOn(url, `SELECT 1 FROM pg_namespace WHERE nspname = 'project_fk_one'`)).toEqual([]);
@@ -250,6 +253,19 @@ describe('Citus: designs it refuses, and the registry', () => {
       await sqlOn(url, `SELECT create_reference_table('public.note_kinds')`);
       await expect(manager.ensure('fk-one')).resolves.toMatchObject({ created: true });
       await assertCitusInvariants(url);
+
+      // An upgrade that adds such a table to an existing (distributed) workspace is refused alike.
+      await writeFile(path.join(dir, 'schema.sql'), 'CREATE TABLE IF NOT EXISTS public.note_kinds (kind text PRIMARY KEY);\nCREATE TABLE IF NOT EXISTS public.moods (mood text PRIMARY KEY);');
+      await mkdir(path.join(dir, 'workspace/migrations'), { recursive: true });
+      await writeFile(path.join(dir, 'workspace/migrations/0001_moods.sql'), 'CREATE TABLE IF NOT EXISTS moody (id int PRIMARY KEY, mood text REFERENCES public.moods);');
+      const v2 = await planFor([dir], ['codebase']);
+      const upgraded = await install(db, v2);
+      const upgrading = new WorkspaceManager(db, v2, upgraded.searchPathSchemas, silentLogger, { citus: true });
+      const refused = await upgrading.ensure('fk-one').catch((e: unknown) => e as Error);
+      expect(refused).toBeInstanceOf(CitusDesignError);
+      expect((refused as Error).message).toContain('a workspace table references moods');
+      expect((refused as Error).message).toContain(`SELECT create_reference_table('moods')`);
+      expect(await sqlOn(url, `SELECT to_regclass('project_fk_one.moody') AS t`)).toEqual([{ t: null }]);
     } finally {
       await db.close();
     }

@@ -115,12 +115,16 @@ export function distributeSchemaSql(schemaName: string): string {
 
 /**
  * Citus refuses a foreign key from a tenant table to a table outside its schema unless that is a
- * reference table. It reports this as an internal error (XX000), so only its message tells it
- * apart; the tables come from its DETAIL.
+ * reference table: when a schema is distributed (an internal error, XX000, naming both tables
+ * in DETAIL) and when a new table is made in an existing distributed schema (42P16, naming the
+ * referenced table). Neither SQLSTATE is specific to this, so the messages tell them apart.
  */
-export function citusForeignKeyRefusal(error: unknown): { from: string; to: string; constraint: string } | undefined {
+export function citusForeignKeyRefusal(error: unknown): { from?: string; to: string; constraint?: string } | undefined {
   const e = pgError(error);
-  if (!e?.message.startsWith('foreign keys from distributed schemas can only point to')) return undefined;
-  const m = /^"(.+)" references "(.+)" via foreign key constraint "(.+)"$/.exec(e.detail ?? '');
-  return { from: m?.[1] ?? '?', to: m?.[2] ?? '?', constraint: m?.[3] ?? '?' };
+  if (e?.message.startsWith('foreign keys from distributed schemas can only point to')) {
+    const m = /^"(.+)" references "(.+)" via foreign key constraint "(.+)"$/.exec(e.detail ?? '');
+    return m ? { from: m[1] as string, to: m[2] as string, constraint: m[3] as string } : { to: 'a table outside the workspace' };
+  }
+  const m = e && /^referenced table "(.+)" must be a distributed table or a reference table$/.exec(e.message);
+  return m ? { to: m[1] as string } : undefined;
 }

@@ -38,15 +38,17 @@ export class CitusDesignError extends Error {
 export function explainCitusRefusal(plan: InstallPlan, projectId: string, error: unknown): CitusDesignError | undefined {
   const refusal = citusForeignKeyRefusal(error);
   if (!refusal) return undefined;
-  const table = refusal.from.split('.').at(-1)?.replaceAll('"', '');
+  const table = refusal.from?.split('.').at(-1)?.replaceAll('"', '');
   const owner = plan.extensions.find((p) =>
     [...p.workspace.structural, ...p.workspace.migrations.flatMap((m) => m.statements)].some((s) => s.createsTable?.name === table),
   );
+  const which = refusal.from
+    ? `${refusal.from} references ${refusal.to} (constraint ${refusal.constraint ?? '?'})`
+    : `a workspace table references ${refusal.to}`;
   return new CitusDesignError(
-    `Provisioning workspace "${projectId}" failed; nothing was created. On Citus every workspace is a distributed ` +
+    `Provisioning workspace "${projectId}" failed; nothing was changed. On Citus every workspace is a distributed ` +
       `schema, and its tables may only have foreign keys to tables in the same workspace or to reference tables: ` +
-      `${refusal.from} references ${refusal.to} (constraint ${refusal.constraint})` +
-      `${owner ? `, declared in extension "${owner.extension.id}"'s workspace DDL` : ''}. ` +
+      `${which}${owner ? `, declared in extension "${owner.extension.id}"'s workspace DDL` : ''}. ` +
       `Either make ${refusal.to} a reference table (once, on the coordinator, as its owner: ` +
       `SELECT create_reference_table('${refusal.to.replaceAll("'", "''")}');), or drop the foreign key from the workspace DDL.`,
     { cause: error },
