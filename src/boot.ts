@@ -39,7 +39,8 @@ export async function installAndServe(db: Database, plan: InstallPlan, config: E
     database: db.description,
     ms: report.ms,
     extensions: report.extensions,
+    ...(report.citus ? { citus: report.citus } : {}),
   });
-  const workspaces = new WorkspaceManager(db, plan, report.searchPathSchemas, log);
+  const workspaces = new WorkspaceManager(db, plan, report.searchPathSchemas, log, { citus: report.citus !== null });
   return { report, db, workspaces, fleet: new WorkspaceFleet(db, plan, workspaces) };
 }

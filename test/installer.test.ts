@@ -98,7 +98,8 @@ for (const kind of ['pglite', 'postgres'] as const) {
       const report = await install(db, plan);
 
       expect(report.outcome).toBe('up-to-date');
-      expect(calls).toEqual(['SELECT fingerprint, search_path_schemas FROM project_registry.install_state']);
+      expect(calls).toHaveLength(1);
+      expect(calls[0]).toMatch(/^SELECT fingerprint, search_path_schemas,[^;]* FROM project_registry\.install_state$/s);
     });
 
     it('re-runs the install when an extension changes, applying only what is new', async (ctx) => {

@@ -1,5 +1,6 @@
 import type { Database, Queryable } from '../db/database.js';
 import { checkColumns } from '../db/catalog.js';
+import { checkCitusNode, detectCitus, extensionsMissingOnWorkers, keepRegistryOnCoordinator, withShardingOff } from '../db/citus.js';
 import { quoteIdent } from '../db/identifiers.js';
 import { privilegeAdvice } from '../db/privilege-advice.js';
 import { describePgError, sqlState } from '../db/sql-errors.js';
@@ -29,6 +30,8 @@ export interface InstallReport {
   /** Schemas of the PostgreSQL extensions (e.g. where `vector` lives), for workspace search paths. */
   searchPathSchemas: string[];
   extensions: ExtensionReport[];
+  /** The Citus version when the database is a Citus coordinator (workspaces become distributed schemas), else null. */
+  citus: string | null;
 }
 
 
@@ -55,10 +58,17 @@ export async function installExtensions(
   const started = performance.now();
   try {
     const current = await readInstallState(db);
-    if (current?.fingerprint === plan.fingerprint) {
-      return upToDate(plan, current.searchPathSchemas, started);
+    // Citus is detected once, here (in the warm boot's one query when installed); plain
+    // PostgreSQL and PGlite pay nothing more. On Citus a warm boot asks one more question.
+    const citus = current ? current.citus : await detectCitus(db);
+    const node = citus ? await checkCitusNode(db) : undefined;
+    if (current?.fingerprint === plan.fingerprint && !node?.registryDistributed) {
+      return upToDate(plan, current.searchPathSchemas, citus, started);
     }
-    return await withInstallLock(db, options, () => runInstall(db, plan, options, started));
+    // On Citus every installer transaction runs with schema-based sharding off, so the registry
+    // and any global schema stay plain schemas on the coordinator whatever the server's setting.
+    const target = citus ? withShardingOff(db) : db;
+    return await withInstallLock(db, options, () => runInstall(target, plan, options, started, citus));
   } catch (error) {
     // CREATE EXTENSION's failure already says who must run it.
     const needsGrant = sqlState(error) === '42501' || (error instanceof InstallError && error.sqlState === '42501' && error.phase !== 'extensions');
@@ -66,10 +76,17 @@ export async function installExtensions(
   }
 }
 
-async function runInstall(db: Database, plan: InstallPlan, options: InstallOptions, started: number): Promise<InstallReport> {
+async function runInstall(
+  db: Database,
+  plan: InstallPlan,
+  options: InstallOptions,
+  started: number,
+  citus: string | null,
+): Promise<InstallReport> {
+  if (citus) await db.transaction(keepRegistryOnCoordinator);
   // Another process may have finished the same install while we waited for the lock.
   const again = await readInstallState(db);
-  if (again?.fingerprint === plan.fingerprint) return upToDate(plan, again.searchPathSchemas, started);
+  if (again?.fingerprint === plan.fingerprint) return upToDate(plan, again.searchPathSchemas, citus, started);
   options.log.info('installing extension schemas', { extensions: plan.extensions.map((p) => p.extension.id) });
 
   const reports = plan.extensions.map((p) => ({ id: p.extension.id, version: p.extension.version, phases: {} }) as ExtensionReport);
@@ -80,6 +97,7 @@ async function runInstall(db: Database, plan: InstallPlan, options: InstallOptio
   };
 
   const installed = await checkPgExtensions(db, plan);
+  if (citus) await checkPgExtensionsOnWorkers(db, plan);
   await refuseMigrationDrift(db, plan);
   await each('structural', (p) => timed(() => applyStructural(db, p, installed)));
   await each('migrations', (p) => timed(() => applyMigrations(db, p)));
@@ -87,7 +105,7 @@ async function runInstall(db: Database, plan: InstallPlan, options: InstallOptio
   await each('columns', (p) => timed(() => validateRequiredColumns(db, p)));
   await each('seeds', (p) => timed(() => runPhase(db, p, 'seeds', p.seeds)));
   const searchPathSchemas = await recordInstallState(db, plan, reports);
-  return { outcome: 'installed', fingerprint: plan.fingerprint, ms: elapsed(started), searchPathSchemas, extensions: reports };
+  return { outcome: 'installed', fingerprint: plan.fingerprint, ms: elapsed(started), searchPathSchemas, extensions: reports, citus };
 }
 
 /** Like a workspace's, an install's missing privilege comes with the GRANTs that fix it. */
@@ -108,23 +126,27 @@ async function withGrantAdvice(db: Queryable, plan: InstallPlan, error: unknown)
 interface InstallState {
   fingerprint: string;
   searchPathSchemas: string[];
+  citus: string | null;
 }
 
 async function readInstallState(db: Queryable): Promise<InstallState | undefined> {
   try {
-    const [row] = await db.query<{ fingerprint: string; search_path_schemas: string[] }>(
-      'SELECT fingerprint, search_path_schemas FROM project_registry.install_state',
+    const [row] = await db.query<{ fingerprint: string; search_path_schemas: string[]; citus: string | null }>(
+      `SELECT fingerprint, search_path_schemas,
+              (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'citus') AS citus
+         FROM project_registry.install_state`,
     );
-    return row && { fingerprint: row.fingerprint, searchPathSchemas: row.search_path_schemas };
+    return row && { fingerprint: row.fingerprint, searchPathSchemas: row.search_path_schemas, citus: row.citus };
   } catch (error) {
     if (sqlState(error) === '42P01') return undefined; // never installed
     throw error;
   }
 }
 
-function upToDate(plan: InstallPlan, searchPathSchemas: string[], started: number): InstallReport {
+function upToDate(plan: InstallPlan, searchPathSchemas: string[], citus: string | null, started: number): InstallReport {
   return {
     outcome: 'up-to-date',
+    citus,
     fingerprint: plan.fingerprint,
     ms: elapsed(started),
     searchPathSchemas,
@@ -143,15 +165,34 @@ async function checkPgExtensions(db: Queryable, plan: InstallPlan): Promise<Set<
   );
   for (const name of names) {
     if (rows.some((r) => r.name === name)) continue;
-    const needers = plan.pgExtensions.get(name) ?? [];
-    throw new InstallError(
-      needers.join(', '),
-      'extensions',
-      `needs the PostgreSQL extension "${name}", which this server does not have. ` +
-        (HOW_TO_GET[name] ? `${HOW_TO_GET[name]}${needers.join(',')}` : `Install "${name}" on the server.`),
-    );
+    throw missingPgExtension(name, plan.pgExtensions.get(name) ?? []);
   }
   return new Set(rows.filter((r) => r.installed).map((r) => r.name));
+}
+
+/** The error for a PostgreSQL extension the server lacks, with how to get the ones we know. */
+function missingPgExtension(name: string, needers: readonly string[]): InstallError {
+  return new InstallError(
+    needers.join(', '),
+    'extensions',
+    `needs the PostgreSQL extension "${name}", which this server does not have. ` +
+      (HOW_TO_GET[name] ? `${HOW_TO_GET[name]}${needers.join(',')}` : `Install "${name}" on the server.`),
+  );
+}
+
+/** Citus creates an extension on every worker when the coordinator does: each needs its files. */
+async function checkPgExtensionsOnWorkers(db: Queryable, plan: InstallPlan): Promise<void> {
+  const missing = await extensionsMissingOnWorkers(db, [...plan.pgExtensions.keys()]);
+  for (const [node, names] of missing) {
+    const needers = names.flatMap((name) => plan.pgExtensions.get(name) ?? []);
+    throw new InstallError(
+      [...new Set(needers)].join(', '),
+      'extensions',
+      `needs the PostgreSQL extension(s) ${names.join(', ')} on every Citus node, but worker ${node} does not have ` +
+        `${names.length > 1 ? 'them' : 'it'} installed. Install the same extension packages on every worker ` +
+        `(Citus then creates the extension there when the coordinator does).`,
+    );
+  }
 }
 
 async function applyStructural(db: Database, p: PreparedExtension, installed: Set<string>): Promise<number> {

@@ -1,3 +1,4 @@
+import { distributeSchemaSql, SHARDING_OFF } from '../db/citus.js';
 import type { Database } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
 import type { PreparedExtension } from '../installer/install-plan.js';
@@ -18,6 +19,8 @@ export interface WorkspaceScript {
   starts: ReadonlyArray<{ at: number; statement: Statement }>;
   /** Ledger rows to record, in columns for one `unnest` insert. */
   migrations: { extensionIds: string[]; names: string[]; checksums: string[] };
+  /** On Citus: the last statement of `sql`, which makes the schema a distributed schema. */
+  distribute?: string;
 }
 
 export class WorkspaceMigrationDriftError extends Error {
@@ -36,10 +39,13 @@ export function buildWorkspaceScript(
   searchPathSchemas: readonly string[],
   extensions: readonly PreparedExtension[],
   applied: readonly AppliedMigration[],
-  { schemaFiles }: { schemaFiles: boolean },
+  { schemaFiles, citus = false }: { schemaFiles: boolean; citus?: boolean },
 ): WorkspaceScript {
   const path = [schemaName, ...searchPathSchemas.filter((s) => s !== schemaName)].map(quoteIdent).join(', ');
-  const prelude = `CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schemaName)};\nSET LOCAL search_path TO ${path};\n`;
+  // On Citus the schema is made plain and distributed with all its tables at the end (see db/citus.ts).
+  const prelude =
+    (citus ? `${SHARDING_OFF};\n` : '') +
+    `CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schemaName)};\nSET LOCAL search_path TO ${path};\n`;
   let sql = prelude;
   const starts: WorkspaceScript['starts'][number][] = [];
   const migrations: WorkspaceScript['migrations'] = { extensionIds: [], names: [], checksums: [] };
@@ -66,7 +72,9 @@ export function buildWorkspaceScript(
     }
   }
   if (schemaFiles) for (const p of extensions) p.workspace.dependent.forEach(add);
-  return { sql, prelude, starts, migrations };
+  if (!citus) return { sql, prelude, starts, migrations };
+  const distribute = distributeSchemaSql(schemaName);
+  return { sql: `${sql}${distribute};\n`, prelude, starts, migrations, distribute };
 }
 
 /**

@@ -5,6 +5,7 @@ import { privilegeAdvice } from '../db/privilege-advice.js';
 import { isConnectionFailure, pgError, sqlState } from '../db/sql-errors.js';
 import type { InstallPlan } from '../installer/install-plan.js';
 import type { Logger } from '../logger.js';
+import { explainCitusRefusal, runScriptStatementwise } from './citus-workspaces.js';
 import { ReservedSchemas, validateProjectId, WorkspaceIdError } from './project-id.js';
 import { searchVectors, type VectorSearchInput, type VectorSearchResult } from './vector-search.js';
 import { describeWorkspace, type RelationDescription } from './workspace-description.js';
@@ -100,13 +101,17 @@ export class WorkspaceManager {
   /** Every extension's required workspace columns, as missing_workspace_columns() takes them. */
   readonly #required: string;
   readonly #reserved = new ReservedSchemas();
+  /** On a Citus coordinator every workspace is a distributed schema (see db/citus.ts). */
+  readonly #citus: boolean;
 
   constructor(
     private readonly db: Database,
     private readonly plan: InstallPlan,
     private readonly searchPathSchemas: readonly string[],
     private readonly log: Logger,
+    options: { citus?: boolean } = {},
   ) {
+    this.#citus = options.citus ?? false;
     const required: Record<string, string[]> = {};
     for (const p of plan.extensions) {
       for (const { table, columns } of p.workspaceRequiredColumns) required[table] = [...new Set([...(required[table] ?? []), ...columns])];
@@ -152,7 +157,10 @@ export class WorkspaceManager {
   }
 
   async #create(projectId: string, schemaName: string): Promise<Workspace | undefined> {
-    const script = buildWorkspaceScript(schemaName, this.searchPathSchemas, this.plan.extensions, [], { schemaFiles: true });
+    const script = buildWorkspaceScript(schemaName, this.searchPathSchemas, this.plan.extensions, [], {
+      schemaFiles: true,
+      citus: this.#citus,
+    });
     const { extensionIds, names, checksums } = script.migrations;
     let row: CreatedRow | undefined;
     try {
@@ -223,11 +231,16 @@ export class WorkspaceManager {
         : [];
     const script = buildWorkspaceScript(schemaName, this.searchPathSchemas, this.plan.extensions, applied, {
       schemaFiles: lost || row?.workspace_schema_fingerprint !== this.plan.workspaceSchemaFingerprint,
+      citus: this.#citus,
     });
-    try {
-      await tx.exec(script.sql);
-    } catch (error) {
-      throw new ScriptError(script, error, Number(pgError(error)?.position));
+    if (this.#citus) {
+      await runScriptStatementwise(tx, script, (error, position) => new ScriptError(script, error, position));
+    } else {
+      try {
+        await tx.exec(script.sql);
+      } catch (error) {
+        throw new ScriptError(script, error, Number(pgError(error)?.position));
+      }
     }
     const [check] = await tx.query<{ missing: string[] }>(
       'SELECT project_registry.missing_workspace_columns($1, $2) AS missing',
@@ -288,6 +301,8 @@ export class WorkspaceManager {
     // The session or the server went away (57P01, 53300, a broken socket): nothing in the DDL
     // to point at, and the caller is told to retry (explainError).
     if (isConnectionFailure(cause)) return cause;
+    const refused = this.#citus ? explainCitusRefusal(this.plan, projectId, cause) : undefined;
+    if (refused) return refused;
     if (sqlState(cause) === '42501') {
       // The workspace's DDL runs in its own new schema (CREATE on the database), with the schemas
       // of the required PostgreSQL extensions on its search path.

@@ -1,0 +1,130 @@
+import type { Database, Queryable } from './database.js';
+import { pgError } from './sql-errors.js';
+
+/*
+ * Citus schema-based sharding, as the engine uses it: every workspace schema is a distributed
+ * ("tenant") schema whose tables live together on one worker, and the registry stays a plain
+ * schema on the coordinator. What Citus does that shapes this module (Citus 13.2 source):
+ * - with citus.enable_schema_based_sharding on, CREATE SCHEMA registers a tenant schema, but
+ *   only a top-level CREATE TABLE becomes a tenant table (utility_hook.c), so a table created
+ *   by EXECUTE in PL/pgSQL stays a local table inside a distributed schema;
+ * - citus_schema_distribute() converts a plain schema and all its tables, foreign keys included;
+ * - DDL on a distributed table is forwarded to the workers as the client's query string, so a
+ *   multi-statement string fails there ("cannot insert multiple commands into a prepared
+ *   statement"): DDL on existing workspaces goes one statement at a time.
+ * So workspace DDL always runs with the GUC off, and the schema is distributed at the end.
+ */
+
+/** Local to the transaction: the schema about to be made stays plain until it is distributed. */
+export const SHARDING_OFF = 'SET LOCAL citus.enable_schema_based_sharding = off';
+
+export class CitusSetupError extends Error {
+  override name = 'CitusSetupError';
+}
+
+/** The installed Citus version, or null on plain PostgreSQL and PGlite. Asked once, at boot. */
+export async function detectCitus(db: Database): Promise<string | null> {
+  if (db.kind === 'pglite') return null;
+  const [row] = await db.query<{ version: string | null }>(
+    `SELECT extversion AS version FROM pg_catalog.pg_extension WHERE extname = 'citus'`,
+  );
+  return row?.version ?? null;
+}
+
+/**
+ * On Citus: refuses a worker (tenant tables can only be made on the coordinator, and advisory
+ * locks are per node, so every server must share the coordinator) and says whether the
+ * registry has become a tenant schema (an install made with the GUC on), which must be undone.
+ */
+export async function checkCitusNode(db: Queryable): Promise<{ registryDistributed: boolean }> {
+  const [row] = await db.query<{ coordinator: boolean; registry_distributed: boolean }>(
+    `SELECT pg_catalog.citus_is_coordinator() AS coordinator,
+            EXISTS (SELECT 1 FROM pg_catalog.pg_dist_schema d JOIN pg_catalog.pg_namespace n ON n.oid = d.schemaid
+                     WHERE n.nspname = 'project_registry') AS registry_distributed`,
+  );
+  if (!row?.coordinator) {
+    throw new CitusSetupError(
+      'DATABASE_URL points to a Citus worker node. Point every pg-workspace-mcp server at the coordinator: ' +
+        'workspaces can only be created there, and the per-workspace locks are per node.',
+    );
+  }
+  return { registryDistributed: row.registry_distributed };
+}
+
+/** The registry and ledgers live on the coordinator, joined with its catalog: never a tenant schema. */
+export async function keepRegistryOnCoordinator(tx: Queryable): Promise<void> {
+  await tx.query(
+    `SELECT pg_catalog.citus_schema_undistribute(d.schemaid)
+       FROM pg_catalog.pg_dist_schema d JOIN pg_catalog.pg_namespace n ON n.oid = d.schemaid
+      WHERE n.nspname = 'project_registry'`,
+  );
+}
+
+/** Every installer transaction starts with schema-based sharding off: global schemas stay plain. */
+export function withShardingOff(db: Database): Database {
+  return {
+    kind: db.kind,
+    description: db.description,
+    query: (sql, params) => db.query(sql, params),
+    exec: (sql) => db.exec(sql),
+    transaction: (fn) =>
+      db.transaction(async (tx) => {
+        await tx.query(SHARDING_OFF);
+        return fn(tx);
+      }),
+    withSession: (fn) => db.withSession(fn),
+    registerVectorTypes: () => db.registerVectorTypes(),
+    close: () => db.close(),
+  };
+}
+
+/**
+ * Which of `names` each worker lacks (by "host:port"): CREATE EXTENSION on the coordinator is
+ * propagated to the workers, which must have the extension's files installed.
+ */
+export async function extensionsMissingOnWorkers(db: Queryable, names: readonly string[]): Promise<Map<string, string[]>> {
+  const missing = new Map<string, string[]>();
+  if (names.length === 0) return missing;
+  const list = names.map((n) => `'${n.replaceAll("'", "''")}'`).join(', ');
+  const rows = await db.query<{ node: string; success: boolean; result: string }>(
+    `SELECT nodename || ':' || nodeport AS node, success, result
+       FROM pg_catalog.run_command_on_workers($1)`,
+    [`SELECT coalesce(string_agg(name, ','), '') FROM pg_catalog.pg_available_extensions WHERE name IN (${list})`],
+  );
+  for (const row of rows) {
+    if (!row.success) throw new CitusSetupError(`Cannot ask Citus worker ${row.node} for its extensions: ${row.result}`);
+    const available = new Set(row.result.split(','));
+    const lacking = names.filter((n) => !available.has(n));
+    if (lacking.length > 0) missing.set(row.node, lacking);
+  }
+  return missing;
+}
+
+/**
+ * Distributes the workspace schema with every table in it, unless it already is distributed
+ * (an existing workspace being upgraded: Citus made its new top-level tables tenant tables).
+ * `schemaName` is a validated workspace schema name, so it is safe as a literal.
+ */
+export function distributeSchemaSql(schemaName: string): string {
+  return (
+    `SELECT pg_catalog.citus_schema_distribute(n.oid) FROM pg_catalog.pg_namespace n ` +
+    `WHERE n.nspname = '${schemaName.replaceAll("'", "''")}' ` +
+    `AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_schema d WHERE d.schemaid = n.oid)`
+  );
+}
+
+/**
+ * Citus refuses a foreign key from a tenant table to a table outside its schema unless that is a
+ * reference table: when a schema is distributed (an internal error, XX000, naming both tables
+ * in DETAIL) and when a new table is made in an existing distributed schema (42P16, naming the
+ * referenced table). Neither SQLSTATE is specific to this, so the messages tell them apart.
+ */
+export function citusForeignKeyRefusal(error: unknown): { from?: string; to: string; constraint?: string } | undefined {
+  const e = pgError(error);
+  if (e?.message.startsWith('foreign keys from distributed schemas can only point to')) {
+    const m = /^"(.+)" references "(.+)" via foreign key constraint "(.+)"$/.exec(e.detail ?? '');
+    return m ? { from: m[1] as string, to: m[2] as string, constraint: m[3] as string } : { to: 'a table outside the workspace' };
+  }
+  const m = e && /^referenced table "(.+)" must be a distributed table or a reference table$/.exec(e.message);
+  return m ? { to: m[1] as string } : undefined;
+}

@@ -1,0 +1,306 @@
+import { execFile } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { PostgresDatabase } from '../src/db/postgres-database.js';
+import type { InstallPlan } from '../src/installer/install-plan.js';
+import { silentLogger } from '../src/logger.js';
+import { CitusDesignError } from '../src/workspaces/citus-workspaces.js';
+import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
+import { startCitusCluster, sqlOn, type CitusCluster } from './support/citus-cluster.js';
+import { install, planFor, tempDir, writeExtension } from './support/fixtures.js';
+import { MAIN, startServerProcess, type ServerProcess } from './support/server-process.js';
+
+const run = promisify(execFile);
+
+let citus: CitusCluster | null = null;
+beforeAll(async () => {
+  citus = await startCitusCluster({ workers: 2 });
+}, 120_000);
+afterAll(async () => citus?.destroy());
+
+const cluster = (ctx: TestContext): CitusCluster => {
+  if (!citus) ctx.skip();
+  return citus as CitusCluster;
+};
+
+/** A workspace extension beside the built-in codebase (pgvector): a table, a migration, a foreign key inside the workspace. */
+const NOTES_V1 = {
+  'workspace/schema.sql':
+    'CREATE TABLE IF NOT EXISTS notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL, ' +
+    'chunk_id bigint REFERENCES chunks ON DELETE SET NULL);\nCREATE INDEX IF NOT EXISTS notes_body_idx ON notes (body);',
+  'workspace/migrations/0001_tags.sql': 'ALTER TABLE notes ADD COLUMN IF NOT EXISTS tags text[];',
+};
+const NOTES_V2 = {
+  ...NOTES_V1,
+  'workspace/migrations/0002_score.sql':
+    'ALTER TABLE notes ADD COLUMN IF NOT EXISTS score int;\nCREATE INDEX IF NOT EXISTS notes_score_idx ON notes (score);',
+};
+/** 4 servers ask for SHARED common ids and OWN ids each, all at once. */
+const SERVERS = 4;
+const SHARED = 2;
+const OWN = 3;
+const WORKSPACES = SHARED + SERVERS * OWN;
+
+const notes = async (files: Record<string, string>) =>
+  writeExtension(await tempDir(), { id: 'notes', uses_tables: ['chunks'], required_columns: { notes: ['id', 'body'] } }, files);
+
+/**
+ * The invariants of a Citus database: the registry is a plain schema; every registered
+ * workspace's schema exists and is distributed, and no workspace schema is unregistered; every
+ * table in a distributed schema is distributed in that schema's colocation group.
+ * Returns how many workspaces each worker holds.
+ */
+async function assertCitusInvariants(url: string): Promise<Record<string, number>> {
+  const [registry] = await sqlOn(
+    url,
+    `SELECT EXISTS (SELECT 1 FROM pg_dist_schema WHERE schemaid = 'project_registry'::regnamespace) AS distributed`,
+  );
+  expect(registry?.['distributed']).toBe(false);
+  const unmatched = await sqlOn(
+    url,
+    `SELECT coalesce(w.schema_name, n.nspname) AS schema, w.project_id IS NOT NULL AS registered, d.schemaid IS NOT NULL AS distributed
+       FROM project_registry.workspace_config w
+       FULL JOIN (SELECT oid, nspname FROM pg_namespace WHERE nspname LIKE 'project\\_%' AND nspname <> 'project_registry') n
+         ON n.nspname = w.schema_name
+       LEFT JOIN pg_dist_schema d ON d.schemaid = n.oid
+      WHERE w.project_id IS NULL OR n.oid IS NULL OR d.schemaid IS NULL`,
+  );
+  expect(unmatched).toEqual([]);
+  const strays = await sqlOn(
+    url,
+    `SELECT c.oid::regclass::text AS tbl, p.colocationid, d.colocationid AS schema_colocation
+       FROM pg_class c JOIN pg_dist_schema d ON d.schemaid = c.relnamespace
+       LEFT JOIN pg_dist_partition p ON p.logicalrelid = c.oid
+      WHERE c.relkind IN ('r', 'p') AND (p.logicalrelid IS NULL OR p.colocationid <> d.colocationid)`,
+  );
+  expect(strays).toEqual([]);
+  const tables = await sqlOn(url, `SELECT count(*)::int AS n FROM pg_dist_partition p JOIN pg_dist_schema d ON d.colocationid = p.colocationid`);
+  expect(Number(tables[0]?.['n'])).toBeGreaterThan(0);
+  const placement = await sqlOn(
+    url,
+    `SELECT nodeport::text AS node, count(DISTINCT colocation_id)::int AS workspaces FROM citus_shards
+      WHERE citus_table_type = 'schema' GROUP BY 1`,
+  );
+  return Object.fromEntries(placement.map((r) => [r['node'] as string, r['workspaces'] as number]));
+}
+
+/** How many shards on a worker have the index: Citus hides shards from the catalog unless asked. */
+async function shardIndexes(workerUrl: string, index: string): Promise<number> {
+  const client = new pg.Client({ connectionString: workerUrl });
+  await client.connect();
+  try {
+    await client.query('SET citus.override_table_visibility = off');
+    const { rows } = await client.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_indexes WHERE indexname ~ ('^' || $1 || '_[0-9]+$')`,
+      [index],
+    );
+    return rows[0]?.n ?? 0;
+  } finally {
+    await client.end();
+  }
+}
+
+/** validate_columns, list_workspaces and workspace_status on one workspace, through a server. */
+async function everyToolOn(server: ServerProcess, projectId: string) {
+  const ensured = await server.call('ensure_workspace', { project_id: projectId });
+  expect(ensured.isError, ensured.text).toBe(false);
+  expect(ensured.data['tables']).toEqual(['chunks', 'files', 'notes', 'repositories']);
+  const columns = await server.call('validate_columns', { project_id: projectId, table: 'chunks', columns: ['embedding', 'nope'] });
+  expect(columns.data).toMatchObject({ table_exists: true, present: ['embedding'], missing: ['nope'] });
+  const listed = await server.call('list_workspaces', { prefix: projectId, limit: 5 });
+  expect((listed.data['workspaces'] as { project_id: string }[]).map((w) => w.project_id)).toContain(projectId);
+  const status = await server.call('workspace_status', { project_id: projectId });
+  expect(status.data['workspace']).toMatchObject({ up_to_date: true, pending: [] });
+}
+
+describe('Citus schema-based sharding (coordinator + 2 workers)', () => {
+  let url: string;
+  let notesDir: string;
+  let servers: ServerProcess[] = [];
+  afterAll(async () => Promise.all(servers.map((s) => s.close())));
+
+  it('4 servers booting at once provision shared and own ids as distributed schemas, spread over the workers', async (ctx) => {
+    const c = cluster(ctx);
+    url = await c.createDatabase('boot');
+    // Citus's recommended setting: every new schema a distributed schema. The registry must stay out.
+    await sqlOn(url, `ALTER DATABASE ${new URL(url).pathname.slice(1)} SET citus.enable_schema_based_sharding = on`);
+    notesDir = await notes(NOTES_V1);
+    servers = await Promise.all(
+      Array.from({ length: SERVERS }, () => startServerProcess(['--extensions', notesDir], { DATABASE_URL: url, PG_WORKSPACE_LOG_LEVEL: 'warn' })),
+    );
+    const results = await Promise.all(
+      servers.map((s, n) =>
+        Promise.all([
+          ...Array.from({ length: SHARED }, (_, i) => s.call('ensure_workspace', { project_id: `shared-${i}` })),
+          ...Array.from({ length: OWN }, (_, i) => s.call('ensure_workspace', { project_id: `own-${n}-${i}` })),
+        ]),
+      ),
+    );
+    const flat = results.flat();
+    expect(flat.filter((r) => r.isError).map((r) => r.text)).toEqual([]);
+    expect(flat.filter((r) => r.data['created'] === true)).toHaveLength(WORKSPACES);
+    const perWorker = await assertCitusInvariants(url);
+    expect(Object.keys(perWorker).sort()).toEqual(c.workers.map((w) => String(w.port)).sort());
+    expect(Object.values(perWorker).reduce((a, b) => a + b, 0)).toBe(WORKSPACES);
+    // Created by the installer on the coordinator, propagated by Citus to every worker.
+    for (const i of [0, 1]) {
+      expect(await sqlOn(c.workerUrl(i, url), `SELECT extname FROM pg_extension WHERE extname = 'vector'`)).toHaveLength(1);
+    }
+    for (const s of servers) expect(s.stderr()).not.toMatch(/"level":"error"/);
+  }, 180_000);
+
+  it('every tool works, and a workspace moved to the other worker keeps its data, its vector search and every tool', async (ctx) => {
+    const c = cluster(ctx);
+    if (!url) ctx.skip();
+    const [s0, s1] = servers as [ServerProcess, ServerProcess];
+    await everyToolOn(s0, 'shared-0');
+    const fleet = await s1.call('workspace_status', {});
+    expect(fleet.data['fleet']).toMatchObject({ workspaces: WORKSPACES, up_to_date: WORKSPACES, lagging: 0 });
+
+    const schema = 'project_shared_0';
+    // chunk k is 1 in dimensions 0..k: from the query [1,1,1,0,...], chunk 2 is nearest, then 1, then 0.
+    const embedding = (k: number) => `[${Array.from({ length: 768 }, (_, i) => (i <= k ? 1 : 0)).join(',')}]`;
+    const [repo] = await sqlOn(url, `INSERT INTO ${schema}.repositories (path, name) VALUES ('/r', 'r') RETURNING id`);
+    const [file] = await sqlOn(url, `INSERT INTO ${schema}.files (repository_id, path, content_hash, size_bytes) VALUES ($1, 'a.ts', 'h', 1) RETURNING id`, [
+      repo?.['id'],
+    ]);
+    for (const k of [0, 1, 2]) {
+      await sqlOn(url, `INSERT INTO ${schema}.chunks (file_id, content, start_line, end_line, embedding) VALUES ($1, $2, $3, $3, $4)`, [
+        file?.['id'],
+        `chunk ${k}`,
+        k,
+        embedding(k),
+      ]);
+    }
+    const [before] = await sqlOn(url, `SELECT nodeport FROM citus_shards WHERE table_name = '${schema}.chunks'::regclass`);
+    const target = c.workers.find((w) => w.port !== Number(before?.['nodeport']));
+    await sqlOn(url, `SELECT citus_schema_move($1::regnamespace, $2::text, $3::int)`, [schema, target?.host, target?.port]);
+    const placements = await sqlOn(url, `SELECT DISTINCT nodeport FROM citus_shards WHERE table_name::text LIKE '${schema}.%'`);
+    expect(placements).toEqual([{ nodeport: target?.port }]);
+
+    const nearest = await sqlOn(url, `SELECT content FROM ${schema}.chunks ORDER BY embedding <-> $1::vector LIMIT 2`, [embedding(2)]);
+    expect(nearest.map((r) => r['content'])).toEqual(['chunk 2', 'chunk 1']);
+    for (const s of servers) await everyToolOn(s, 'shared-0');
+    await assertCitusInvariants(url);
+  }, 120_000);
+
+  it('re-creates a workspace schema dropped by hand as a distributed schema', async (ctx) => {
+    cluster(ctx);
+    if (!url) ctx.skip();
+    const [s0] = servers as [ServerProcess];
+    await sqlOn(url, 'DROP SCHEMA project_own_0_1 CASCADE');
+    // The server has it cached; validate_columns finds it gone, so the next ensure looks again.
+    expect((await s0.call('validate_columns', { project_id: 'own-0-1', table: 'notes', columns: ['id'] })).isError).toBe(true);
+    const again = await s0.call('ensure_workspace', { project_id: 'own-0-1' });
+    expect(again.data).toMatchObject({ created: true });
+    await everyToolOn(s0, 'own-0-1');
+    await sqlOn(url, `INSERT INTO project_own_0_1.notes (body) VALUES ('back')`);
+    await assertCitusInvariants(url);
+  }, 60_000);
+
+  it('migrate-workspaces upgrades every workspace on its worker (a column and an index per statement)', async (ctx) => {
+    cluster(ctx);
+    if (!url) ctx.skip();
+    const v2Dir = await notes(NOTES_V2);
+    const result = await run(process.execPath, [MAIN, 'migrate-workspaces', '--concurrency', '3', '--extensions', v2Dir], {
+      env: { ...process.env, DATABASE_URL: url },
+    }).catch((error: { code: number; stdout: string; stderr: string }) => error);
+    expect(result.stdout, result.stderr).toMatch(new RegExp(`^Upgraded ${WORKSPACES}, skipped 0 \\(already current or gone\\), failed 0 of ${WORKSPACES}`));
+    // On the shards themselves: the new column answers a query routed to each workspace's worker.
+    await sqlOn(
+      url,
+      `DO $$ DECLARE s text; BEGIN
+         FOR s IN SELECT schema_name FROM project_registry.workspace_config LOOP
+           EXECUTE format('INSERT INTO %I.notes (body, score) VALUES (''x'', 1)', s);
+         END LOOP; END $$`,
+    );
+    const indexes = await Promise.all([0, 1].map((i) => shardIndexes(cluster(ctx).workerUrl(i, url), 'notes_score_idx')));
+    expect(indexes.reduce((a, b) => a + b, 0)).toBe(WORKSPACES);
+    await assertCitusInvariants(url);
+    // The servers still on v1 see a newer schema than theirs and leave it alone; a v2 server serves it.
+    const v2Server = await startServerProcess(['--extensions', v2Dir], { DATABASE_URL: url, PG_WORKSPACE_LOG_LEVEL: 'warn' });
+    servers.push(v2Server);
+    const status = await v2Server.call('workspace_status', {});
+    expect(status.data['fleet']).toMatchObject({ workspaces: WORKSPACES, lagging: 0 });
+  }, 120_000);
+});
+
+describe('Citus: designs it refuses, and the registry', () => {
+  let plan: InstallPlan;
+
+  it('a foreign key from workspace DDL to a global table that is not a reference table fails clearly and leaves nothing', async (ctx) => {
+    const url = await cluster(ctx).createDatabase('fk');
+    const dir = await writeExtension(await tempDir(), { id: 'tagged' }, {
+      'schema.sql': 'CREATE TABLE IF NOT EXISTS public.note_kinds (kind text PRIMARY KEY);',
+      'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS tagged (id int PRIMARY KEY, kind text REFERENCES public.note_kinds);',
+    });
+    plan = await planFor([dir], ['codebase']);
+    const db = new PostgresDatabase({ connectionString: url });
+    try {
+      const report = await install(db, plan);
+      expect(report.citus).toMatch(/^13\./);
+      const manager = new WorkspaceManager(db, plan, report.searchPathSchemas, silentLogger, { citus: true });
+      const error = await manager.ensure('fk-one').catch((e: unknown) => e as Error);
+      expect(error).toBeInstanceOf(CitusDesignError);
+      expect((error as Error).message).toContain('extension "tagged"');
+      expect((error as Error).message).toContain(`SELECT create_reference_table('public.note_kinds')`);
+      expect(await sqlOn(url, `SELECT 1 FROM pg_namespace WHERE nspname = 'project_fk_one'`)).toEqual([]);
+      expect(await sqlOn(url, 'SELECT 1 FROM project_registry.workspace_config')).toEqual([]);
+      // The fix the message gives works.
+      await sqlOn(url, `SELECT create_reference_table('public.note_kinds')`);
+      await expect(manager.ensure('fk-one')).resolves.toMatchObject({ created: true });
+      await assertCitusInvariants(url);
+
+      // An upgrade that adds such a table to an existing (distributed) workspace is refused alike.
+      await writeFile(path.join(dir, 'schema.sql'), 'CREATE TABLE IF NOT EXISTS public.note_kinds (kind text PRIMARY KEY);\nCREATE TABLE IF NOT EXISTS public.moods (mood text PRIMARY KEY);');
+      await mkdir(path.join(dir, 'workspace/migrations'), { recursive: true });
+      await writeFile(path.join(dir, 'workspace/migrations/0001_moods.sql'), 'CREATE TABLE IF NOT EXISTS moody (id int PRIMARY KEY, mood text REFERENCES public.moods);');
+      const v2 = await planFor([dir], ['codebase']);
+      const upgraded = await install(db, v2);
+      const upgrading = new WorkspaceManager(db, v2, upgraded.searchPathSchemas, silentLogger, { citus: true });
+      const refused = await upgrading.ensure('fk-one').catch((e: unknown) => e as Error);
+      expect(refused).toBeInstanceOf(CitusDesignError);
+      expect((refused as Error).message).toContain('a workspace table references moods');
+      expect((refused as Error).message).toContain(`SELECT create_reference_table('moods')`);
+      expect(await sqlOn(url, `SELECT to_regclass('project_fk_one.moody') AS t`)).toEqual([{ t: null }]);
+    } finally {
+      await db.close();
+    }
+  }, 60_000);
+
+  it('a registry made a distributed schema by an earlier install is brought back to the coordinator at boot, re-installs keep it there, and a worker is refused', async (ctx) => {
+    const c = cluster(ctx);
+    const url = await c.createDatabase('registry');
+    const db = new PostgresDatabase({ connectionString: url });
+    try {
+      const dir = await writeExtension(await tempDir(), { id: 'items' }, {
+        'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS items (id int PRIMARY KEY);',
+      });
+      const small = await planFor([dir], ['codebase']);
+      await install(db, small);
+      await sqlOn(url, `SELECT citus_schema_distribute('project_registry')`);
+      // Warm boot (same fingerprint) notices and repairs it.
+      const warm = await install(db, small);
+      const manager = new WorkspaceManager(db, small, warm.searchPathSchemas, silentLogger, { citus: true });
+      await manager.ensure('after-repair');
+      // A re-install with other extensions, with the GUC on for the role, keeps it plain.
+      const dbName = new URL(url).pathname.slice(1);
+      await sqlOn(url, `ALTER ROLE postgres IN DATABASE ${dbName} SET citus.enable_schema_based_sharding = on`);
+      try {
+        const fresh = new PostgresDatabase({ connectionString: url });
+        await install(fresh, await planFor([dir]));
+        await fresh.close();
+      } finally {
+        await sqlOn(url, `ALTER ROLE postgres IN DATABASE ${dbName} RESET citus.enable_schema_based_sharding`);
+      }
+      await assertCitusInvariants(url);
+      const onWorker = new PostgresDatabase({ connectionString: c.workerUrl(0, url) });
+      await expect(install(onWorker, small).finally(() => onWorker.close())).rejects.toThrow(/Citus worker.*coordinator/s);
+    } finally {
+      await db.close();
+    }
+  }, 60_000);
+});
