@@ -98,6 +98,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
       const report = await install(db, plan);
 
       expect(report.outcome).toBe('up-to-date');
+      // One query, which also tells whether the database is a Citus coordinator.
       expect(calls).toHaveLength(1);
       expect(calls[0]).toMatch(/^SELECT fingerprint, search_path_schemas,[^;]* FROM project_registry\.install_state$/s);
     });

@@ -165,19 +165,15 @@ async function checkPgExtensions(db: Queryable, plan: InstallPlan): Promise<Set<
   );
   for (const name of names) {
     if (rows.some((r) => r.name === name)) continue;
-    throw missingPgExtension(name, plan.pgExtensions.get(name) ?? []);
+    const needers = plan.pgExtensions.get(name) ?? [];
+    throw new InstallError(
+      needers.join(', '),
+      'extensions',
+      `needs the PostgreSQL extension "${name}", which this server does not have. ` +
+        (HOW_TO_GET[name] ? `${HOW_TO_GET[name]}${needers.join(',')}` : `Install "${name}" on the server.`),
+    );
   }
   return new Set(rows.filter((r) => r.installed).map((r) => r.name));
-}
-
-/** The error for a PostgreSQL extension the server lacks, with how to get the ones we know. */
-function missingPgExtension(name: string, needers: readonly string[]): InstallError {
-  return new InstallError(
-    needers.join(', '),
-    'extensions',
-    `needs the PostgreSQL extension "${name}", which this server does not have. ` +
-      (HOW_TO_GET[name] ? `${HOW_TO_GET[name]}${needers.join(',')}` : `Install "${name}" on the server.`),
-  );
 }
 
 /** Citus creates an extension on every worker when the coordinator does: each needs its files. */
