@@ -19,10 +19,10 @@ export function planInstall(config: EngineConfig): Promise<InstallPlan> {
   return loadExtensions([...builtinExtensionDirs, ...config.extensionDirs], config.disabledExtensions).then(prepareInstallPlan);
 }
 
-export async function openDatabase(config: EngineConfig): Promise<Database> {
+export async function openDatabase(config: EngineConfig, log: Logger): Promise<Database> {
   if (!config.databaseUrl) {
-    const { PGliteDatabase } = await import('./db/pglite-database.js');
-    return PGliteDatabase.open(config.dataDir);
+    const { SharedStore } = await import('./db/shared-store.js');
+    return SharedStore.open(config.dataDir, log);
   }
   const { PostgresDatabase } = await import('./db/postgres-database.js');
   return new PostgresDatabase({

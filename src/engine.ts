@@ -98,7 +98,7 @@ export class ProvisioningEngine {
       const boot = await import('./boot.js');
       this.#plan ??= boot.planInstall(this.config);
       const plan = await this.#plan;
-      this.#db ??= await boot.openDatabase(this.config);
+      this.#db ??= await boot.openDatabase(this.config, this.log);
       const ready = await boot.installAndServe(this.#db, plan, this.config, this.log);
       this.#status = { state: 'ready', report: ready.report };
       this.#ready = ready;

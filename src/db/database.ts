@@ -9,6 +9,23 @@ export interface Queryable {
   exec(sql: string): Promise<void>;
 }
 
+/** Who holds a lock, for the messages of those waiting for it. */
+export interface LockHolder {
+  pid: number;
+  application_name: string;
+  client_addr: string | null;
+  state: string | null;
+  held_seconds: number | null;
+}
+
+/** Locks taken inside `Database.withLocks`, each held until that scope ends. */
+export interface LockScope {
+  /** Takes the lock `key` unless another holder has it; never waits. */
+  tryLock(key: bigint): Promise<boolean>;
+  /** Who holds `key` now (empty when nobody does). */
+  holders(key: bigint): Promise<LockHolder[]>;
+}
+
 export interface Database extends Queryable {
   readonly kind: 'pglite' | 'postgres';
   /** Where the data lives, safe to log (no password). */
@@ -17,6 +34,13 @@ export interface Database extends Queryable {
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
   /** Pins one session for `fn`, for work that must stay on the same backend. */
   withSession<T>(fn: (session: Queryable) => Promise<T>): Promise<T>;
+  /**
+   * A scope for locks that exclude every other process using this database while work runs on
+   * other sessions (the install lock). How depends on the backend: on PostgreSQL an advisory
+   * lock in a transaction kept open on a session of its own; on the embedded store, whose one
+   * session every process shares, a file lock in the data directory.
+   */
+  withLocks<T>(fn: (locks: LockScope) => Promise<T>): Promise<T>;
   /** Called once the `vector` extension exists, so vector columns come back as arrays. */
   registerVectorTypes(): Promise<void>;
   close(): Promise<void>;
@@ -43,6 +67,7 @@ export abstract class SessionDatabase implements Database {
   abstract readonly kind: Database['kind'];
   abstract readonly description: string;
   abstract withSession<T>(fn: (session: Queryable) => Promise<T>): Promise<T>;
+  abstract withLocks<T>(fn: (locks: LockScope) => Promise<T>): Promise<T>;
   abstract registerVectorTypes(): Promise<void>;
   abstract close(): Promise<void>;
 

@@ -4,8 +4,9 @@ import { PGlite } from '@electric-sql/pglite';
 import { vector } from '@electric-sql/pglite-pgvector';
 import pgvector from 'pgvector';
 import { pgliteTemplateDir } from '../package-info.js';
-import { SessionDatabase, type Queryable } from './database.js';
+import { SessionDatabase, type LockScope, type Queryable } from './database.js';
 import { DataDirLock } from './data-dir-lock.js';
+import { withFileLocks } from './file-locks.js';
 import { Mutex } from './mutex.js';
 
 /**
@@ -22,7 +23,7 @@ export class PGliteDatabase extends SessionDatabase {
   private constructor(
     private readonly pglite: PGlite,
     private readonly lock: DataDirLock,
-    dataDir: string,
+    private readonly dataDir: string,
   ) {
     super();
     this.description = `embedded PGlite at ${dataDir}`;
@@ -51,6 +52,16 @@ export class PGliteDatabase extends SessionDatabase {
 
   withSession<T>(fn: (session: Queryable) => Promise<T>): Promise<T> {
     return this.#mutex.run(() => fn(this.#session));
+  }
+
+  /** The processes sharing this store share its one session too: their locks are files. */
+  withLocks<T>(fn: (locks: LockScope) => Promise<T>): Promise<T> {
+    return withFileLocks(this.dataDir, fn);
+  }
+
+  /** PGlite and the turns its users take, for serving it to other processes (shared-store.ts). */
+  get shared(): { pglite: PGlite; turns: Mutex } {
+    return { pglite: this.pglite, turns: this.#mutex };
   }
 
   async registerVectorTypes(): Promise<void> {

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import pgvector from 'pgvector/pg';
-import { SessionDatabase, type Queryable } from './database.js';
+import { inTransaction, SessionDatabase, type LockHolder, type LockScope, type Queryable } from './database.js';
 
 const APPLICATION_NAME = 'pg-workspace-mcp';
 
@@ -34,6 +34,10 @@ export class PostgresDatabase extends SessionDatabase {
   async withSession<T>(fn: (session: Queryable) => Promise<T>): Promise<T> {
     const client = await this.#pool.connect();
     let broken: Error | undefined;
+    // The pool listens for errors only on idle clients: a connection lost between two queries of
+    // this session would otherwise be an uncaught exception. The next query then fails instead.
+    const onError = (error: Error) => (broken = error);
+    client.on('error', onError);
     try {
       if (this.#vectorTypes && !this.#typedClients.has(client)) {
         await pgvector.registerTypes(client);
@@ -44,8 +48,43 @@ export class PostgresDatabase extends SessionDatabase {
       if (!isOrdinarySqlError(error)) broken = error as Error;
       throw error;
     } finally {
+      client.off('error', onError);
       client.release(broken);
     }
+  }
+
+  /**
+   * Transaction-scoped advisory locks in a transaction kept open on a session of its own. Unlike
+   * session locks they cannot leak behind PgBouncer's transaction pooling, and they die with the
+   * session if the process does.
+   */
+  withLocks<T>(fn: (locks: LockScope) => Promise<T>): Promise<T> {
+    return this.withSession((session) =>
+      inTransaction(session, async () => {
+        // A server-wide idle-in-transaction timeout would otherwise end the locks mid-work.
+        await session.query('SET LOCAL idle_in_transaction_session_timeout = 0');
+        return fn({
+          tryLock: async (key) => {
+            const [row] = await session.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock($1::bigint) AS locked', [key.toString()]);
+            return row?.locked === true;
+          },
+          holders: (key) => this.#advisoryLockHolders(key),
+        });
+      }),
+    );
+  }
+
+  /** Who holds an advisory lock: a bigint key shows up as classid (high) / objid (low). */
+  #advisoryLockHolders(key: bigint): Promise<LockHolder[]> {
+    return this.query<LockHolder>(
+      `SELECT a.pid, a.application_name, a.client_addr::text AS client_addr, a.state,
+              round(extract(epoch FROM now() - a.xact_start))::int AS held_seconds
+         FROM pg_catalog.pg_locks l
+         JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+        WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+          AND l.classid = ($1::bigint >> 32)::oid AND l.objid = ($1::bigint & 4294967295)::oid`,
+      [key.toString()],
+    );
   }
 
   async registerVectorTypes(): Promise<void> {

@@ -62,6 +62,7 @@ export function recording(db: Database): { db: Database; calls: string[] } {
       return db.transaction((tx) => fn(wrap(tx)));
     },
     withSession: (fn) => db.withSession((s) => fn(wrap(s))),
+    withLocks: (fn) => db.withLocks(fn),
     registerVectorTypes: () => db.registerVectorTypes(),
     close: () => db.close(),
   };
