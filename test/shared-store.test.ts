@@ -102,15 +102,28 @@ describe('the shared embedded store (in-process owner and socket clients)', () =
     expect(wrong).toEqual([]);
   });
 
-  it('rolls back what a client left open when it disconnects, even mid-way through an extended-protocol exchange', async () => {
+  it('rolls back what a client left open when it disconnects: a transaction, or an exchange waiting for its Sync', async () => {
     const dir = await tempDir('pgw-shared-');
     const owner = await openStore(dir);
     await owner.exec('CREATE TABLE t (id int)');
+    const destroy = (c: pg.Client) => (c as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+
     const a = await connect(dir);
     await a.query('BEGIN');
     await a.query('INSERT INTO t VALUES (1)');
     await a.query('SELECT * FROM no_such_table').catch(() => undefined); // a failed transaction
-    (a as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+    destroy(a);
+    expect(await owner.query('SELECT count(*)::int AS n FROM t')).toEqual([{ n: 0 }]);
+
+    // Parse, Bind, Execute and no Sync: the INSERT ran in an implicit transaction that a Sync would commit.
+    const b = await connect(dir);
+    const wire = (b as unknown as { connection: Record<string, (arg?: unknown) => void> }).connection;
+    wire['parse']?.({ text: 'INSERT INTO t VALUES (2)', name: '', types: [] });
+    wire['bind']?.({ portal: '', statement: '', values: [] });
+    wire['execute']?.({ portal: '', rows: 0 });
+    wire['flush']?.();
+    await new Promise((r) => setTimeout(r, 500));
+    destroy(b);
     expect(await owner.query('SELECT count(*)::int AS n FROM t')).toEqual([{ n: 0 }]);
     expect(await owner.query('SELECT 1 AS ok')).toEqual([{ ok: 1 }]);
   });

@@ -29,6 +29,16 @@ function queryMessage(sql: string): Uint8Array {
 
 const ROLLBACK = queryMessage('ROLLBACK');
 
+/** A Parse that fails: it aborts whatever transaction is open, implicit or not, without committing it. */
+const ABORT = (() => {
+  const text = Buffer.from('pg-workspace-mcp: the client disconnected\0\0');
+  const message = Buffer.alloc(5 + text.length + 2);
+  message.write('P', 0);
+  message.writeInt32BE(4 + text.length + 2, 1);
+  text.copy(message, 5);
+  return message;
+})();
+
 /**
  * The transaction status of the ReadyForQuery message ending a response ('I' idle, 'T' in a
  * transaction, 'E' in a failed one), or undefined when the response has none: the client is
@@ -175,7 +185,10 @@ class SessionTurns {
     if (this.#holder?.id !== handlerId) return;
     try {
       await this.pglite.runExclusive(async () => {
-        // A Sync ends an extended-protocol exchange (and its skip-till-Sync after an error).
+        // What it left must not commit, as a Sync alone would commit a Parse … Execute without
+        // one: a failing statement aborts it first, the Sync ends the exchange (and its skip
+        // till Sync), and ROLLBACK ends an explicit transaction.
+        await this.#internal(ABORT);
         if ((await this.#internal(SYNC)) !== 'I') await this.#internal(ROLLBACK);
       });
     } finally {
