@@ -128,15 +128,21 @@ class SessionTurns {
     clearTimeout(holder.idle);
     let bytes = 0;
     let tail: Uint8Array = new Uint8Array(0);
-    await this.pglite.runExclusive(() =>
-      this.pglite.execProtocolRawStream(message, {
-        onRawData: (data) => {
-          bytes += data.length;
-          tail = lastBytes(tail, data, 6);
-          onData(data);
-        },
-      }),
-    );
+    try {
+      await this.pglite.runExclusive(() =>
+        this.pglite.execProtocolRawStream(message, {
+          onRawData: (data) => {
+            bytes += data.length;
+            tail = lastBytes(tail, data, 6);
+            onData(data);
+          },
+        }),
+      );
+    } catch (error) {
+      // PGlite itself failed (not an SQL error, which is a reply): never keep the others waiting.
+      this.#release();
+      throw error;
+    }
     const status = readyStatus(tail);
     holder.midExchange = status === undefined;
     if (status) holder.status = status;
