@@ -18,7 +18,13 @@ const WORKSPACE_FILES = {
 
 let extensionDir: string;
 beforeAll(async () => {
-  extensionDir = await writeExtension(await tempDir(), { id: 'shared' }, WORKSPACE_FILES);
+  // A global migration with a side effect: four servers installing at once through one shared
+  // session must still apply it exactly once (their install lock is a file lock, not an advisory one).
+  extensionDir = await writeExtension(await tempDir(), { id: 'shared' }, {
+    ...WORKSPACE_FILES,
+    'schema.sql': 'CREATE TABLE IF NOT EXISTS public.shared_events (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY);',
+    'migrations/0001_once.sql': 'INSERT INTO public.shared_events DEFAULT VALUES;',
+  });
 });
 
 /** Servers on one embedded data directory; codebase off to keep the run short (PGlite is slow to DDL here). */
@@ -98,6 +104,8 @@ describe('one embedded store shared by several processes', () => {
       expect(listed?.isError).toBe(false);
 
       const total = await checkInvariants(dir);
+      expect(await query(dir, 'SELECT count(*)::int AS n FROM public.shared_events')).toEqual([{ n: 1 }]);
+      expect(await query(dir, `SELECT count(*)::int AS n FROM project_registry.schema_migrations WHERE extension_id = 'shared'`)).toEqual([{ n: 1 }]);
       // Nothing lost: the first round's 16, the burst's 2 shared + 4 per survivor, and one more each.
       expect(total).toBe(16 + 2 + 12 + 3);
 

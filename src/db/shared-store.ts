@@ -147,7 +147,8 @@ export class SharedStore extends SessionDatabase {
     this.#owner = { db, server };
     this.#client = undefined;
     clearInterval(this.#watch);
-    await client?.close();
+    // Not awaited: ending the pool waits for its sessions, which end as their calls fail or finish.
+    void client?.close().catch(() => undefined);
     this.log.info(client ? 'took over the embedded store' : 'owns the embedded store', {
       data_dir: this.dataDir,
       socket: server?.socketPath ?? null,
