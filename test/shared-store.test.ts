@@ -128,6 +128,19 @@ describe('the shared embedded store (in-process owner and socket clients)', () =
     expect(await owner.query('SELECT 1 AS ok')).toEqual([{ ok: 1 }]);
   });
 
+  it("a client's session settings are everyone's while it is connected and reset when it leaves", async () => {
+    const dir = await tempDir('pgw-shared-');
+    const owner = await openStore(dir);
+    const a = await connect(dir);
+    await a.query(`SET datestyle = 'SQL, DMY'`);
+    expect(await owner.query('SHOW datestyle')).toEqual([{ DateStyle: 'SQL, DMY' }]);
+    await a.end();
+    for (let i = 0; i < 100 && (await owner.query<{ DateStyle: string }>('SHOW datestyle'))[0]?.DateStyle !== 'ISO, MDY'; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(await owner.query('SHOW datestyle')).toEqual([{ DateStyle: 'ISO, MDY' }]);
+  });
+
   it('disconnects a client that keeps a transaction idle past the limit, so the others go on', async () => {
     const dir = await tempDir('pgw-shared-');
     const owner = await openStore(dir, { idleInTransactionMs: 500 });

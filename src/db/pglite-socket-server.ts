@@ -28,6 +28,7 @@ function queryMessage(sql: string): Uint8Array {
 }
 
 const ROLLBACK = queryMessage('ROLLBACK');
+const RESET = queryMessage('RESET ALL');
 
 /** A Parse that fails: it aborts whatever transaction is open, implicit or not, without committing it. */
 const ABORT = (() => {
@@ -70,6 +71,8 @@ interface Connection {
   /** Its messages run in order, one after the other. */
   chain: Promise<unknown>;
   gone: boolean;
+  /** It sent more than its startup message, so it may have changed session settings. */
+  queried: boolean;
 }
 
 interface Holder {
@@ -100,7 +103,7 @@ class SessionTurns {
   ) {}
 
   add(handler: PGLiteSocketHandler): void {
-    this.#connections.set(handler.handlerId, { handler, chain: Promise.resolve(), gone: false });
+    this.#connections.set(handler.handlerId, { handler, chain: Promise.resolve(), gone: false, queried: false });
   }
 
   /** Called by the handler for each complete message of its client, in order. */
@@ -116,6 +119,7 @@ class SessionTurns {
     if (connection.gone) throw new Error('Handler disconnected');
     // Terminate: PGlite has no backend to end; the close that follows cleans up.
     if (message[0] === TERMINATE) return 0;
+    if (message[0] !== 0) connection.queried = true;
     if (this.#holder?.id !== id) {
       const release = await hold(this.turns);
       if (connection.gone) {
@@ -188,17 +192,23 @@ class SessionTurns {
     connection.gone = true;
     this.#connections.delete(handlerId);
     await connection.chain;
-    if (this.#holder?.id !== handlerId) return;
+    if (!connection.queried) return;
+    // A client that disconnects is the end of its session: what it SET does not outlive it
+    // (as a server pooler resets a connection); while it is connected, its SETs are everyone's.
+    const release = this.#holder?.id === handlerId ? () => this.#release() : await hold(this.turns);
     try {
       await this.pglite.runExclusive(async () => {
-        // What it left must not commit, as a Sync alone would commit a Parse … Execute without
-        // one: a failing statement aborts it first, the Sync ends the exchange (and its skip
-        // till Sync), and ROLLBACK ends an explicit transaction.
-        await this.#internal(ABORT);
-        if ((await this.#internal(SYNC)) !== 'I') await this.#internal(ROLLBACK);
+        if (this.#holder?.id === handlerId) {
+          // What it left must not commit, as a Sync alone would commit a Parse … Execute without
+          // one: a failing statement aborts it first, the Sync ends the exchange (and its skip
+          // till Sync), and ROLLBACK ends an explicit transaction.
+          await this.#internal(ABORT);
+          if ((await this.#internal(SYNC)) !== 'I') await this.#internal(ROLLBACK);
+        }
+        await this.#internal(RESET);
       });
     } finally {
-      this.#release();
+      release();
     }
   }
 }
