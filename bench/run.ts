@@ -271,13 +271,13 @@ try {
     try {
       const [ownerManager, clientManager] = [await managerFor(owner, plan), await managerFor(client, plan)];
       const created = await sampleInterleaved(ITERATIONS, { owner: provisionOurs(ownerManager, 'own'), client: provisionOurs(clientManager, 'cli') });
-      // A lookup: an existing, current workspace a manager has not cached yet (one registry query).
-      const lookup = (db: SharedStore) => async (i: number) => (await managerFor(db, plan)).ensure(`own-${Math.max(0, i)}`);
+      // A lookup: an existing, current workspace that a new manager has not cached (one registry query).
+      const lookup = (db: SharedStore) => (i: number) => new WorkspaceManager(db, plan, [], silentLogger).ensure(`own-${Math.max(0, i)}`);
       const looked = await sampleInterleaved(ITERATIONS, { owner: lookup(owner), client: lookup(client) });
       const trip = await sampleInterleaved(ITERATIONS * 3, { owner: () => owner.query('SELECT 1'), client: () => client.query('SELECT 1') });
       rows.push(
         { scenario: '8 shared store', measure: 'ensure new workspace: second client vs owner', ours: created.client, baseline: { name: 'owner (PGlite in-process)', value: created.owner }, ratio: ratio(created.client.p50, created.owner.p50), target: '<= 2', met: created.client.p50 <= 2 * created.owner.p50 },
-        { scenario: '8 shared store', measure: 'ensure existing workspace (uncached): client vs owner', ours: looked.client, baseline: { name: 'owner', value: looked.owner }, ratio: ratio(looked.client.p50, looked.owner.p50), target: 'report', note: 'includes the install check of a new manager' },
+        { scenario: '8 shared store', measure: 'ensure existing workspace (uncached): client vs owner', ours: looked.client, baseline: { name: 'owner', value: looked.owner }, ratio: ratio(looked.client.p50, looked.owner.p50), target: 'report' },
         { scenario: '8 shared store', measure: 'SELECT 1: client vs owner', ours: trip.client, baseline: { name: 'owner', value: trip.owner }, ratio: ratio(trip.client.p50, trip.owner.p50), target: 'report' },
       );
     } finally {
