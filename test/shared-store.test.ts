@@ -76,6 +76,27 @@ describe('the shared embedded store (in-process owner and socket clients)', () =
     expect(await fromOwner).toEqual([{ n: 2 }]);
   });
 
+  it("keeps this process's own transaction to itself: a client's statement never runs inside it", async () => {
+    const dir = await tempDir('pgw-shared-');
+    const owner = await openStore(dir);
+    await owner.exec('CREATE TABLE t (id int)');
+    const client = await connect(dir);
+    let inserted!: () => void;
+    const insertedYet = new Promise<void>((r) => (inserted = r));
+    const rolledBack = owner
+      .transaction(async (tx) => {
+        await tx.query('INSERT INTO t VALUES (1)');
+        inserted();
+        await new Promise((r) => setTimeout(r, 500));
+        throw new Error('roll back');
+      })
+      .catch(() => undefined);
+    await insertedYet;
+    // Run inside the open transaction, this would count a row that is then rolled back.
+    expect((await client.query('SELECT count(*)::int AS n FROM t')).rows).toEqual([{ n: 0 }]);
+    await rolledBack;
+  });
+
   it('interleaves many clients\' parameterised statements without mixing them up', async () => {
     const dir = await tempDir('pgw-shared-');
     const owner = await openStore(dir);
