@@ -3,12 +3,14 @@
  * throwaway PostgreSQL cluster started here (and PGlite where stated), prints a table and
  * writes bench/results/latest.json. Sizes: BENCH_WORKSPACES (headline, default 10000),
  * BENCH_ITERATIONS (30), BENCH_FLEET (1000), BENCH_IDLE_ROUNDS (4, of 15 s each), BENCH_ONLY
- * (comma-separated scenario numbers; 8 is the call after idle, 9 the HTTP transport),
+ * (comma-separated scenario numbers; 8 is the call after idle, 9 the HTTP
+ * transport, 10 the shared embedded store),
  * BENCH_DURABLE=1 (fsync and synchronous commit on, as in production).
  */
 import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PostgresDatabase } from '../src/db/postgres-database.js';
+import { SharedStore } from '../src/db/shared-store.js';
 import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
 import { silentLogger } from '../src/logger.js';
 import { packageRoot } from '../src/package-info.js';
@@ -28,7 +30,7 @@ const LARGE = Number(process.env['BENCH_WORKSPACES'] ?? 10_000);
 const SMALL = 100;
 const ITERATIONS = Number(process.env['BENCH_ITERATIONS'] ?? 30);
 const FLEET = Number(process.env['BENCH_FLEET'] ?? 1000);
-const ONLY = new Set((process.env['BENCH_ONLY'] ?? '1,2,3,4,5,6,7,8,9').split(','));
+const ONLY = new Set((process.env['BENCH_ONLY'] ?? '1,2,3,4,5,6,7,8,9,10').split(','));
 const IDLE_ROUNDS = Number(process.env['BENCH_IDLE_ROUNDS'] ?? 4);
 // The harness cluster skips fsync: that favours the seed-style baseline, which commits twice per
 // workspace to ours once.
@@ -277,6 +279,31 @@ try {
       rows.push({ scenario: '7 fleet upgrade', measure: `column + index over ${LARGE}, concurrency 4`, ours: big.perSecond, note: `workspaces/s, ${big.failed} errors` });
     }
     await large.close();
+  }
+
+  if (ONLY.has('10')) {
+    log('scenario 10: the shared embedded store, a client through the socket vs the owner');
+    // Both in this process: the owner serves the socket on the event loop the client also runs
+    // on, so the client's figure includes the owner's share of each round trip.
+    const dir = await tempDir('bench-shared-');
+    const owner = await SharedStore.open(dir, silentLogger);
+    const client = await SharedStore.open(dir, silentLogger);
+    try {
+      const [ownerManager, clientManager] = [await managerFor(owner, plan), await managerFor(client, plan)];
+      const created = await sampleInterleaved(ITERATIONS, { owner: provisionOurs(ownerManager, 'own'), client: provisionOurs(clientManager, 'cli') });
+      // A lookup: an existing, current workspace that a new manager has not cached (one registry query).
+      const lookup = (db: SharedStore) => (i: number) => new WorkspaceManager(db, plan, [], silentLogger).ensure(`own-${Math.max(0, i)}`);
+      const looked = await sampleInterleaved(ITERATIONS, { owner: lookup(owner), client: lookup(client) });
+      const trip = await sampleInterleaved(ITERATIONS * 3, { owner: () => owner.query('SELECT 1'), client: () => client.query('SELECT 1') });
+      rows.push(
+        { scenario: '10 shared store', measure: 'ensure new workspace: second client vs owner', ours: created.client, baseline: { name: 'owner (PGlite in-process)', value: created.owner }, ratio: ratio(created.client.p50, created.owner.p50), target: '<= 2', met: created.client.p50 <= 2 * created.owner.p50 },
+        { scenario: '10 shared store', measure: 'ensure existing workspace (uncached): client vs owner', ours: looked.client, baseline: { name: 'owner', value: looked.owner }, ratio: ratio(looked.client.p50, looked.owner.p50), target: 'report' },
+        { scenario: '10 shared store', measure: 'SELECT 1: client vs owner', ours: trip.client, baseline: { name: 'owner', value: trip.owner }, ratio: ratio(trip.client.p50, trip.owner.p50), target: 'report' },
+      );
+    } finally {
+      await client.close();
+      await owner.close();
+    }
   }
 
   if (ONLY.has('5')) {

@@ -21,8 +21,8 @@ export function planInstall(config: EngineConfig): Promise<InstallPlan> {
 
 export async function openDatabase(config: EngineConfig, log: Logger): Promise<Database> {
   if (!config.databaseUrl) {
-    const { PGliteDatabase } = await import('./db/pglite-database.js');
-    return PGliteDatabase.open(config.dataDir, log);
+    const { SharedStore } = await import('./db/shared-store.js');
+    return SharedStore.open(config.dataDir, log);
   }
   const { PostgresDatabase } = await import('./db/postgres-database.js');
   return new PostgresDatabase({

@@ -27,6 +27,7 @@ export interface HttpConfig {
 export type Command =
   | { kind: 'serve'; config: Config; http: HttpConfig | undefined }
   | { kind: 'migrate-workspaces'; config: Config; concurrency: number; dryRun: boolean }
+  | { kind: 'db-url'; config: Config }
   | { kind: 'help' }
   | { kind: 'version' };
 
@@ -36,10 +37,13 @@ export class ConfigError extends Error {
 
 export const USAGE = `Usage: pg-workspace-mcp [options]
        pg-workspace-mcp migrate-workspaces [--concurrency N] [--dry-run] [options]
+       pg-workspace-mcp db-url [options]
 
 MCP server (stdio, or Streamable HTTP with --http) that gives AI agents isolated, per-project PostgreSQL workspaces.
 migrate-workspaces applies pending workspace migrations to every lagging workspace, each in its
 own transaction, N at a time (default 4); safe beside running servers, and a rerun resumes.
+db-url prints the connection string for psql and GUI tools (the embedded store is served on a
+unix socket in its data directory by whichever server process owns it; only this user can connect).
 
 Options:
   --data-dir DIR       embedded PGlite data directory (env PG_WORKSPACE_DATA_DIR;
@@ -89,14 +93,15 @@ const splitList = (value: string | undefined, separator: string) =>
 /** Command-line flags win over the environment, which wins over defaults. */
 export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): Command {
   const migrate = argv[0] === 'migrate-workspaces';
+  const dbUrl = argv[0] === 'db-url';
   let values;
   try {
     ({ values } = parseArgs({
-      args: migrate ? argv.slice(1) : [...argv],
+      args: migrate || dbUrl ? argv.slice(1) : [...argv],
       strict: true,
       options: {
         ...(migrate ? { concurrency: { type: 'string' }, 'dry-run': { type: 'boolean' } } as const : {}),
-        ...(migrate ? {} : { http: { type: 'string' } } as const),
+        ...(migrate || dbUrl ? {} : { http: { type: 'string' } } as const),
         'data-dir': { type: 'string' },
         extensions: { type: 'string', multiple: true },
         disable: { type: 'string', multiple: true },
@@ -131,6 +136,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
     throw new ConfigError(`Invalid configuration:\n${problems.join('\n')}\n\nRun with --help for the options.`);
   }
   const config = { ...parsed.data, databaseUrl: parsed.data.databaseUrl };
+  if (dbUrl) return { kind: 'db-url', config };
   if (!migrate) {
     const address = 'http' in values ? (values.http as string | undefined) : undefined;
     return { kind: 'serve', config, http: parseHttp(address ?? (env['PG_WORKSPACE_HTTP'] || undefined), env) };

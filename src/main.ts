@@ -21,6 +21,11 @@ switch (command.kind) {
   case 'version':
     process.stdout.write(`${packageVersion}\n`);
     break;
+  case 'db-url': {
+    const { printDbUrl } = await import('./db-url-command.js');
+    process.exitCode = await printDbUrl(command.config);
+    break;
+  }
   case 'migrate-workspaces':
     process.exitCode = await migrateWorkspaces(command.config, command);
     break;

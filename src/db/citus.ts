@@ -73,6 +73,8 @@ export function withShardingOff(db: Database): Database {
         return fn(tx);
       }),
     withSession: (fn) => db.withSession(fn),
+    tryExclusive: (key, attempt, body) => db.tryExclusive(key, attempt, body),
+    lockHolders: (key) => db.lockHolders(key),
     registerVectorTypes: () => db.registerVectorTypes(),
     close: () => db.close(),
   };

@@ -9,6 +9,26 @@ export interface Queryable {
   exec(sql: string): Promise<void>;
 }
 
+/** Who holds a lock, for the messages of those waiting for it. */
+export interface LockHolder {
+  pid: number;
+  application_name: string;
+  client_addr: string | null;
+  state: string | null;
+  held_seconds: number | null;
+}
+
+/** What one try for an exclusive lock learned: taken, or busy (with its holders when asked). */
+export type LockDecision = { locked: true } | { locked: false; holders: LockHolder[] | undefined };
+
+/** The caller's side of one try (see `Database.tryExclusive`). */
+export interface LockTry {
+  /** Whether a busy try should name the holders (for a progress report or the final error). */
+  nameHolders(): boolean;
+  /** Told as soon as the try knows; false means the caller has given up, so a lock taken now is let go unused. */
+  decide(decision: LockDecision): boolean;
+}
+
 export interface Database extends Queryable {
   readonly kind: 'pglite' | 'postgres';
   /** Where the data lives, safe to log (no password). */
@@ -17,6 +37,17 @@ export interface Database extends Queryable {
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
   /** Pins one session for `fn`, for work that must stay on the same backend. */
   withSession<T>(fn: (session: Queryable) => Promise<T>): Promise<T>;
+  /**
+   * One try, never waiting, for the lock `key` that excludes every other process using this
+   * database while `body` runs on other sessions (the install lock): taken, `body` runs while it
+   * is held and its value is returned; busy, undefined. How depends on the backend: on
+   * PostgreSQL a transaction-scoped advisory lock in a transaction of its own, so a waiter holds
+   * no pooled connection between tries; on the embedded store, whose one session every process
+   * shares, a file lock in the data directory.
+   */
+  tryExclusive<T>(key: bigint, attempt: LockTry, body: () => Promise<T>): Promise<T | undefined>;
+  /** Who holds the lock `key` now (empty when nobody does). */
+  lockHolders(key: bigint): Promise<LockHolder[]>;
   /** Called once the `vector` extension exists, so vector columns come back as arrays. */
   registerVectorTypes(): Promise<void>;
   close(): Promise<void>;
@@ -43,6 +74,8 @@ export abstract class SessionDatabase implements Database {
   abstract readonly kind: Database['kind'];
   abstract readonly description: string;
   abstract withSession<T>(fn: (session: Queryable) => Promise<T>): Promise<T>;
+  abstract tryExclusive<T>(key: bigint, attempt: LockTry, body: () => Promise<T>): Promise<T | undefined>;
+  abstract lockHolders(key: bigint): Promise<LockHolder[]>;
   abstract registerVectorTypes(): Promise<void>;
   abstract close(): Promise<void>;
 

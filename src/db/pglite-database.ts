@@ -4,8 +4,9 @@ import type { PGlite } from '@electric-sql/pglite';
 import pgvector from 'pgvector';
 import { silentLogger, type Logger } from '../logger.js';
 import { DamagedStoreError, isStoreDamage } from './damaged-store.js';
-import { SessionDatabase, type Queryable } from './database.js';
+import { SessionDatabase, type LockHolder, type LockTry, type Queryable } from './database.js';
 import { DataDirLock } from './data-dir-lock.js';
+import { fileLockHolders, tryFileLock } from './file-locks.js';
 import { Mutex } from './mutex.js';
 import { openOrCreateStore } from './pglite-store.js';
 
@@ -23,7 +24,7 @@ export class PGliteDatabase extends SessionDatabase {
   private constructor(
     private readonly pglite: PGlite,
     private readonly lock: DataDirLock,
-    dataDir: string,
+    private readonly dataDir: string,
   ) {
     super();
     this.description = `embedded PGlite at ${dataDir}`;
@@ -104,6 +105,20 @@ export class PGliteDatabase extends SessionDatabase {
 
   withSession<T>(fn: (session: Queryable) => Promise<T>): Promise<T> {
     return this.#mutex.run(() => fn(this.#session));
+  }
+
+  /** The processes sharing this store share its one session too: their locks are files. */
+  tryExclusive<T>(key: bigint, attempt: LockTry, body: () => Promise<T>): Promise<T | undefined> {
+    return tryFileLock(this.dataDir, key, attempt, body);
+  }
+
+  lockHolders(key: bigint): Promise<LockHolder[]> {
+    return fileLockHolders(this.dataDir, key);
+  }
+
+  /** PGlite and the turns its users take, for serving it to other processes (shared-store.ts). */
+  get shared(): { pglite: PGlite; turns: Mutex } {
+    return { pglite: this.pglite, turns: this.#mutex };
   }
 
   async registerVectorTypes(): Promise<void> {

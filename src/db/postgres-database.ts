@@ -1,6 +1,6 @@
 import pg from 'pg';
 import pgvector from 'pgvector';
-import { SessionDatabase, type Queryable } from './database.js';
+import { inTransaction, SessionDatabase, type LockHolder, type LockTry, type Queryable } from './database.js';
 
 const APPLICATION_NAME = 'pg-workspace-mcp';
 
@@ -73,6 +73,30 @@ export class PostgresDatabase extends SessionDatabase {
   }
 
   /**
+   * One try in one transaction: with the lock, `body` runs while it is held (the
+   * transaction-scoped lock cannot leak behind PgBouncer's transaction pooling and dies with the
+   * session if the process does); without, the holders are read on the same connection and the
+   * transaction ends at once, giving the connection back: behind a pooler with few server
+   * connections, a waiter that kept one would starve the holder, which needs two.
+   */
+  tryExclusive<T>(key: bigint, attempt: LockTry, body: () => Promise<T>): Promise<T | undefined> {
+    return this.withSession((session) =>
+      inTransaction(session, async () => {
+        // A server-wide idle-in-transaction timeout would otherwise end the lock mid-work.
+        await session.query('SET LOCAL idle_in_transaction_session_timeout = 0');
+        const [row] = await session.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock($1::bigint) AS locked', [key.toString()]);
+        if (row?.locked) return attempt.decide({ locked: true }) ? body() : undefined;
+        attempt.decide({ locked: false, holders: attempt.nameHolders() ? await advisoryLockHolders(session, key) : undefined });
+        return undefined;
+      }),
+    );
+  }
+
+  lockHolders(key: bigint): Promise<LockHolder[]> {
+    return advisoryLockHolders(this, key);
+  }
+
+  /**
    * pgvector's registerTypes() asks for the OIDs on every connection it is given; they are the
    * database's, so they are looked up once here and every client parses with them.
    */
@@ -124,4 +148,17 @@ function redactPassword(connectionString: string): string {
   } catch {
     return 'postgresql (unparsable DATABASE_URL)';
   }
+}
+
+/** Who holds an advisory lock: a bigint key shows up as classid (high) / objid (low). */
+function advisoryLockHolders(q: Queryable, key: bigint): Promise<LockHolder[]> {
+  return q.query<LockHolder>(
+    `SELECT a.pid, a.application_name, a.client_addr::text AS client_addr, a.state,
+            round(extract(epoch FROM now() - a.xact_start))::int AS held_seconds
+       FROM pg_catalog.pg_locks l
+       JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+      WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+        AND l.classid = ($1::bigint >> 32)::oid AND l.objid = ($1::bigint & 4294967295)::oid`,
+    [key.toString()],
+  );
 }

@@ -32,11 +32,17 @@ export function describePgError(error: unknown): string {
     .join('\n');
 }
 
+/** A lost connection whose message already says what happened and what to do. */
+export class ConnectionLostError extends Error {
+  override name = 'ConnectionLostError';
+}
+
 /**
  * Errors after which retrying later can succeed: the connection failed or the server is
  * starting, stopping or overloaded (classes 08, 57P, 53), or the socket broke with no SQLSTATE.
  */
 export function isConnectionFailure(error: unknown): boolean {
+  if (error instanceof ConnectionLostError) return true;
   const code = sqlState(error);
   if (code) return /^(08|57P|53)/.test(code);
   const sysCode = (error as { code?: unknown })?.code;
@@ -50,6 +56,7 @@ export function isConnectionFailure(error: unknown): boolean {
 
 /** The message a caller sees: a lost database gets advice instead of a socket error. */
 export function explainError(error: unknown, database: string): string {
+  if (error instanceof ConnectionLostError) return error.message;
   if (isConnectionFailure(error)) {
     return (
       `Cannot reach the database (${database}): ${describePgError(error)}. Check that PostgreSQL is running ` +

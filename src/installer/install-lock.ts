@@ -1,5 +1,4 @@
-import type { Database, Queryable } from '../db/database.js';
-import { inTransaction } from '../db/database.js';
+import type { Database, LockDecision, LockHolder } from '../db/database.js';
 import type { Logger } from '../logger.js';
 
 /**
@@ -15,45 +14,23 @@ export class InstallLockTimeoutError extends Error {
   override name = 'InstallLockTimeoutError';
 }
 
-export type LockHolder = {
-  pid: number;
-  application_name: string;
-  client_addr: string | null;
-  state: string | null;
-  held_seconds: number | null;
-};
-
 export interface InstallLockOptions {
   lockTimeoutMs: number;
   log: Logger;
 }
 
 /**
- * Runs `body` while holding the install lock.
- *
- * On PostgreSQL the lock is transaction-scoped and lives in a transaction kept open on a
- * session of its own while the phases commit on others. Unlike a session lock it cannot leak
- * behind PgBouncer's transaction pooling, and it dies with the session if the process does.
- * PGlite has a single session (and the data directory is locked against other processes), so
- * there a session lock on that one session is enough.
- *
- * A waiter tries in short transactions and gives its connection back between tries: behind a
- * pooler with few server connections, a waiter that kept one would starve the holder, which
- * needs two (its lock and a phase), and all of them would wait for good.
+ * Runs `body` while holding the install lock, waiting for it at most `lockTimeoutMs`. The lock
+ * excludes every other process on the database while the phases commit on other sessions; how
+ * it is held is the backend's business (`Database.tryExclusive`). A waiter tries again and
+ * again, holding nothing between tries: behind a pooler with few server connections, a waiter
+ * that kept a connection would starve the holder, which needs two (its lock and a phase).
  */
 export async function withInstallLock<T>(
   db: Database,
   options: InstallLockOptions,
   body: () => Promise<T>,
 ): Promise<T> {
-  if (db.kind === 'pglite') {
-    await db.query('SELECT pg_advisory_lock($1::bigint)', [INSTALL_LOCK_KEY.toString()]);
-    try {
-      return await body();
-    } finally {
-      await db.query('SELECT pg_advisory_unlock($1::bigint)', [INSTALL_LOCK_KEY.toString()]);
-    }
-  }
   const { lockTimeoutMs: timeoutMs, log } = options;
   const started = Date.now();
   let nextReport = started;
@@ -71,7 +48,7 @@ export async function withInstallLock<T>(
     if (decision.locked) return (await attempt.done) as T;
     await attempt.done;
     if (waited >= timeoutMs) {
-      const holders = decision.holders ?? (await withinDeadline(installLockHolders(db), Date.now() + 1000));
+      const holders = decision.holders ?? (await withinDeadline(db.lockHolders(INSTALL_LOCK_KEY), Date.now() + 1000));
       throw timeoutError(waited, timeoutMs, `it is held by ${holders ? describeHolders(holders) : 'a session that could not be named'}`);
     }
     if (decision.holders) {
@@ -82,37 +59,31 @@ export async function withInstallLock<T>(
   }
 }
 
-type Decision = { locked: true } | { locked: false; holders: LockHolder[] | undefined };
-
 /**
- * One try in one transaction: with the lock, `body` runs while it is held; without, the holders
- * are read on the same connection (when `nameHolders` says so) and the transaction ends at once. `decision`
- * says which as soon as it is known, `done` when the transaction is over. Abandoned (the caller
+ * One try (`Database.tryExclusive`): with the lock, `body` runs while it is held; without, the
+ * holders are named (when `nameHolders` says so) and the try ends at once. `decision` says which
+ * as soon as it is known, `done` when the try is over. Abandoned (the caller
  * gave up while the try waited for a connection), a try that then gets the lock lets it go
  * without running `body`.
  */
 function tryOnce<T>(db: Database, nameHolders: () => boolean, body: () => Promise<T>) {
   let abandoned = false;
-  let decide!: (decision: Decision) => void;
+  let decide!: (decision: LockDecision) => void;
   let fail!: (error: unknown) => void;
-  const decision = new Promise<Decision>((resolve, reject) => {
+  const decision = new Promise<LockDecision>((resolve, reject) => {
     decide = resolve;
     fail = reject;
   });
-  const done = db.withSession((session) =>
-    inTransaction(session, async (): Promise<T | undefined> => {
-      // A server-wide idle-in-transaction timeout would otherwise end the lock mid-install.
-      await session.query('SET LOCAL idle_in_transaction_session_timeout = 0');
-      const [row] = await session.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock($1::bigint) AS locked', [
-        INSTALL_LOCK_KEY.toString(),
-      ]);
-      if (row?.locked && !abandoned) {
-        decide({ locked: true });
-        return body();
-      }
-      decide({ locked: false, holders: nameHolders() && !abandoned ? await installLockHolders(session) : undefined });
-      return undefined;
-    }),
+  const done = db.tryExclusive(
+    INSTALL_LOCK_KEY,
+    {
+      nameHolders: () => nameHolders() && !abandoned,
+      decide: (made) => {
+        decide(made);
+        return !abandoned;
+      },
+    },
+    body,
   );
   // Settles the decision if the try failed before making one; once made, this does nothing.
   done.catch(fail);
@@ -143,19 +114,6 @@ function timeoutError(waited: number, timeoutMs: number, why: string): InstallLo
       `Another pg-workspace-mcp is installing extension schemas on this database: let it finish, ` +
       `or end that session (SELECT pg_terminate_backend(<pid>)) if it is stuck, ` +
       `or raise PG_WORKSPACE_LOCK_TIMEOUT_MS (now ${timeoutMs}). The next tool call tries again.`,
-  );
-}
-
-/** Who holds the install lock: a bigint advisory key shows up as classid (high) / objid (low). */
-export function installLockHolders(db: Queryable): Promise<LockHolder[]> {
-  return db.query<LockHolder>(
-    `SELECT a.pid, a.application_name, a.client_addr::text AS client_addr, a.state,
-            round(extract(epoch FROM now() - a.xact_start))::int AS held_seconds
-       FROM pg_catalog.pg_locks l
-       JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
-      WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-        AND l.classid = ($1::bigint >> 32)::oid AND l.objid = ($1::bigint & 4294967295)::oid`,
-    [INSTALL_LOCK_KEY.toString()],
   );
 }
 

@@ -61,6 +61,8 @@ export function recording(db: Database): { db: Database; calls: string[] } {
       return db.transaction((tx) => fn(wrap(tx)));
     },
     withSession: (fn) => db.withSession((s) => fn(wrap(s))),
+    tryExclusive: (key, attempt, body) => db.tryExclusive(key, attempt, body),
+    lockHolders: (key) => db.lockHolders(key),
     registerVectorTypes: () => db.registerVectorTypes(),
     close: () => db.close(),
   };

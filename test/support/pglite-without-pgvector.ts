@@ -1,5 +1,5 @@
 import { PGlite } from '@electric-sql/pglite';
-import { SessionDatabase, type Queryable } from '../../src/db/database.js';
+import { SessionDatabase, type LockHolder, type LockTry, type Queryable } from '../../src/db/database.js';
 
 /** An in-memory PGlite without the pgvector bundle: a real database on which `vector` is not available. */
 export async function pgliteWithoutPgvector(): Promise<SessionDatabase> {
@@ -16,6 +16,13 @@ export async function pgliteWithoutPgvector(): Promise<SessionDatabase> {
     // One caller at a time in these tests: no mutex needed.
     withSession<T>(fn: (s: Queryable) => Promise<T>): Promise<T> {
       return fn(session);
+    }
+    // Nobody else uses this in-memory database: every try takes the lock.
+    tryExclusive<T>(_key: bigint, attempt: LockTry, body: () => Promise<T>): Promise<T | undefined> {
+      return attempt.decide({ locked: true }) ? body() : Promise.resolve(undefined);
+    }
+    async lockHolders(): Promise<LockHolder[]> {
+      return [];
     }
     async registerVectorTypes(): Promise<void> {}
     close(): Promise<void> {

@@ -1,0 +1,68 @@
+import type { LockHolder, LockTry, Queryable } from './database.js';
+import { SessionDatabase } from './database.js';
+import { fileLockHolders, tryFileLock } from './file-locks.js';
+import { PostgresDatabase } from './postgres-database.js';
+
+/** The connection could not be made: nothing was sent, so the caller may try again. */
+export class NotServingError extends Error {
+  override name = 'NotServingError';
+}
+
+/**
+ * The embedded store as another process serves it on its unix socket (pglite-socket-server.ts),
+ * through `pg`. Every client shares PGlite's one session, taking turns a transaction at a time,
+ * so nothing here may rely on session state: no session SETs (SET LOCAL is fine), no named
+ * prepared statements, and locks are files in the data directory rather than advisory locks,
+ * which every client would hold at once.
+ */
+export class SocketClientDatabase extends SessionDatabase {
+  readonly kind = 'pglite';
+  readonly description: string;
+  readonly #pg: PostgresDatabase;
+
+  constructor(
+    private readonly dataDir: string,
+    socketDir: string,
+  ) {
+    super();
+    this.description = `embedded PGlite at ${dataDir}`;
+    // A handful of connections: they only queue at the owner, which runs one transaction at a time.
+    this.#pg = new PostgresDatabase({ connectionString: socketUrl(socketDir), maxConnections: 4 });
+  }
+
+  /** Fails with NotServingError when no connection could be made, before `fn` ran. */
+  async withSession<T>(fn: (session: Queryable) => Promise<T>): Promise<T> {
+    let connected = false;
+    try {
+      return await this.#pg.withSession((session) => {
+        connected = true;
+        return fn(session);
+      });
+    } catch (error) {
+      if (connected) throw error;
+      throw new NotServingError((error as Error).message, { cause: error });
+    }
+  }
+
+  tryExclusive<T>(key: bigint, attempt: LockTry, body: () => Promise<T>): Promise<T | undefined> {
+    return tryFileLock(this.dataDir, key, attempt, body);
+  }
+
+  lockHolders(key: bigint): Promise<LockHolder[]> {
+    return fileLockHolders(this.dataDir, key);
+  }
+
+  registerVectorTypes(): Promise<void> {
+    return this.#pg.registerVectorTypes();
+  }
+
+  close(): Promise<void> {
+    return this.#pg.close();
+  }
+}
+
+/** The connection string for a unix socket directory, as psql and `pg` read it. */
+export function socketUrl(socketDir: string): string {
+  const host = socketDir.replace(/[^A-Za-z0-9/._~-]/g, (c) => encodeURIComponent(c));
+  return `postgresql://postgres@/postgres?host=${host}`;
+}
