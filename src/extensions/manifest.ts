@@ -4,12 +4,8 @@ const sqlName = z
   .string()
   .regex(/^[a-z_][a-z0-9_]*$/, 'use lower-case letters, digits and underscores, starting with a letter')
   .max(63);
-const tableName = z
-  .string()
-  .regex(
-    /^([a-z_][a-z0-9_]*\.)?[a-z_][a-z0-9_]*$/,
-    'use `schema.table` for a global table or a bare `table` for a workspace table',
-  );
+const TABLE_NAME_RULE = 'use `schema.table` for a global table or a bare `table` for a workspace table';
+const tableName = z.string().regex(/^([a-z_][a-z0-9_]*\.)?[a-z_][a-z0-9_]*$/, TABLE_NAME_RULE);
 
 /** extension.json; unknown keys are rejected so a typo does not silently disable a check. */
 export const extensionManifest = z
@@ -20,7 +16,12 @@ export const extensionManifest = z
       .max(63),
     version: z.string().min(1),
     requires: z.array(sqlName).default([]),
-    required_columns: z.record(tableName, z.array(sqlName).min(1)).default({}),
+    // zod reports a bad record key only as "Invalid key in record": say what a key looks like.
+    required_columns: z
+      .record(tableName, z.array(sqlName).min(1, 'list at least one column'), {
+        error: (issue) => (issue.code === 'invalid_key' ? TABLE_NAME_RULE : undefined),
+      })
+      .default({}),
     uses_tables: z.array(tableName).default([]),
   })
   .strict();
