@@ -1,7 +1,7 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../../harness/temp-dirs.js';
 import { ExtensionLoadError, loadExtension, loadExtensions } from '../../src/extensions/load-extensions.js';
 import { InstallPlanError, prepareInstallPlan } from '../../src/installer/install-plan.js';
 import { SqlFileError } from '../../src/sql/statements.js';
@@ -9,11 +9,10 @@ import { SqlFileError } from '../../src/sql/statements.js';
 let root: string;
 let n = 0;
 beforeAll(async () => {
-  root = await mkdtemp(path.join(os.tmpdir(), 'pgw-unit-ext-'));
+  root = await tempDir('pgw-unit-ext-');
 });
-afterAll(() => rm(root, { recursive: true, force: true }));
 
-/** A fresh extension directory: `files` maps relative paths to contents; `extension.json` is raw text. */
+/** A fresh extension directory; unlike harness's writeExtension, `extension.json` is raw text, so it can be broken. */
 async function extensionDir(files: Record<string, string>, name = `ext${++n}`): Promise<string> {
   const dir = path.join(root, `case${++n}`, name);
   for (const [relative, text] of Object.entries(files)) {

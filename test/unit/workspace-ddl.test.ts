@@ -1,38 +1,24 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { writeExtension } from '../../harness/extension-dirs.js';
+import { tempDir } from '../../harness/temp-dirs.js';
 import { loadExtension } from '../../src/extensions/load-extensions.js';
 import { prepareInstallPlan, type InstallPlan } from '../../src/installer/install-plan.js';
 import { buildWorkspaceScript, WorkspaceMigrationDriftError, type AppliedMigration } from '../../src/workspaces/workspace-ddl.js';
 
-let root: string;
 let plan: InstallPlan;
 
-async function writeExtension(id: string, files: Record<string, string>): Promise<string> {
-  const dir = path.join(root, id);
-  await mkdir(dir, { recursive: true });
-  await writeFile(path.join(dir, 'extension.json'), JSON.stringify({ id, version: '1' }));
-  for (const [relative, sql] of Object.entries(files)) {
-    await mkdir(path.dirname(path.join(dir, relative)), { recursive: true });
-    await writeFile(path.join(dir, relative), sql);
-  }
-  return dir;
-}
-
 beforeAll(async () => {
-  root = await mkdtemp(path.join(os.tmpdir(), 'pgw-unit-ddl-'));
+  const root = await tempDir('pgw-unit-ddl-');
   const dirs = [
-    await writeExtension('alpha', {
+    await writeExtension(root, { id: 'alpha' }, {
       'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS a (id int);\nCREATE INDEX IF NOT EXISTS a_id ON a (id);',
       'workspace/migrations/0001_x.sql': 'ALTER TABLE a ADD COLUMN IF NOT EXISTS x int;',
       'workspace/migrations/0002_y.sql': 'ALTER TABLE a ADD COLUMN IF NOT EXISTS y int;',
     }),
-    await writeExtension('beta', { 'workspace/schema.sql': 'CREATE VIEW b_view AS SELECT 1 AS one;\nCREATE TABLE IF NOT EXISTS b (id int);' }),
+    await writeExtension(root, { id: 'beta' }, { 'workspace/schema.sql': 'CREATE VIEW b_view AS SELECT 1 AS one;\nCREATE TABLE IF NOT EXISTS b (id int);' }),
   ];
   plan = await prepareInstallPlan(await Promise.all(dirs.map(loadExtension)));
 });
-afterAll(() => rm(root, { recursive: true, force: true }));
 
 const migration = (name: string) => plan.extensions[0]?.workspace.migrations.find((m) => m.migration.name === name)?.migration;
 const applied = (name: string, checksum = migration(name)?.checksum ?? ''): AppliedMigration => ({ extension_id: 'alpha', name, checksum });
