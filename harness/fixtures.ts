@@ -2,6 +2,7 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Database, Queryable } from '../src/db/database.js';
 import { PGliteDatabase } from '../src/db/pglite-database.js';
+import { DEFAULT_LOCK_TIMEOUT_MS } from '../src/config.js';
 import { PostgresDatabase } from '../src/db/postgres-database.js';
 import { builtinExtensionDirs } from '../src/extensions/builtin-extensions.js';
 import { loadExtensions } from '../src/extensions/load-extensions.js';
@@ -20,7 +21,7 @@ export async function planFor(dirs: readonly string[], disabled: readonly string
   return prepareInstallPlan(await loadExtensions([...builtinExtensionDirs, ...dirs], disabled));
 }
 
-export function install(db: Database, plan: InstallPlan, lockTimeoutMs = 60_000) {
+export function install(db: Database, plan: InstallPlan, lockTimeoutMs = DEFAULT_LOCK_TIMEOUT_MS) {
   return installExtensions(db, plan, { lockTimeoutMs, log: silentLogger });
 }
 

@@ -1,9 +1,10 @@
 import * as z from 'zod';
+import { MAX_IDENTIFIER_BYTES } from '../db/identifiers.js';
 
 const sqlName = z
   .string()
   .regex(/^[a-z_][a-z0-9_]*$/, 'use lower-case letters, digits and underscores, starting with a letter')
-  .max(63);
+  .max(MAX_IDENTIFIER_BYTES);
 const TABLE_NAME_RULE = 'use `schema.table` for a global table or a bare `table` for a workspace table';
 const tableName = z.string().regex(/^([a-z_][a-z0-9_]*\.)?[a-z_][a-z0-9_]*$/, TABLE_NAME_RULE);
 
@@ -13,7 +14,7 @@ export const extensionManifest = z
     id: z
       .string()
       .regex(/^[a-z][a-z0-9]*(-[a-z0-9]+)*$/, 'use lower-case letters, digits and single hyphens')
-      .max(63),
+      .max(MAX_IDENTIFIER_BYTES),
     version: z.string().min(1),
     requires: z.array(sqlName).default([]),
     // zod reports a bad record key only as "Invalid key in record": say what a key looks like.

@@ -117,7 +117,7 @@ describe('--http configuration', () => {
       /^--http 0\.0\.0\.0:8080 listens beyond this machine, so it needs a bearer token: set PG_WORKSPACE_HTTP_TOKEN .*Or bind to loopback/,
     );
     expect(() => http(['--http', '127.0.0.1:8080'], { PG_WORKSPACE_HTTP_TOKEN: 'short' })).toThrow(
-      'PG_WORKSPACE_HTTP_TOKEN: must be at least 16 characters',
+      new ConfigError('PG_WORKSPACE_HTTP_TOKEN: must be at least 16 characters (e.g. `openssl rand -hex 32`).'),
     );
     const token = 'x'.repeat(32);
     expect(http(['--http', '0.0.0.0:8080'], { PG_WORKSPACE_HTTP_TOKEN: token })).toMatchObject({ token, allowedHosts: [] });
