@@ -3,7 +3,7 @@ import type { InstallPlan } from '../src/installer/install-plan.js';
 import { silentLogger } from '../src/logger.js';
 import { WorkspaceFleet, type UpgradeSummary } from '../src/workspaces/workspace-fleet.js';
 import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
-import { install } from '../test/support/fixtures.js';
+import { install } from '../harness/fixtures.js';
 
 /** One migrate-workspaces pass (the command's engine call) with the given plan installed first. */
 export async function fleetPass(db: Database, plan: InstallPlan, concurrency: number): Promise<UpgradeSummary & { perSecond: number }> {

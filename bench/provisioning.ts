@@ -3,7 +3,7 @@ import { quoteIdent } from '../src/db/identifiers.js';
 import type { InstallPlan } from '../src/installer/install-plan.js';
 import { silentLogger } from '../src/logger.js';
 import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
-import { install } from '../test/support/fixtures.js';
+import { install } from '../harness/fixtures.js';
 
 /** The workspace DDL of a plan, as the statements a workspace needs. */
 export function workspaceStatements(plan: InstallPlan): { sql: string; createsTable?: { name: string } }[] {

@@ -4,7 +4,7 @@ import { loadExtensions } from './extensions/load-extensions.js';
 import { installExtensions } from './installer/install-extensions.js';
 import { prepareInstallPlan, type InstallPlan } from './installer/install-plan.js';
 import type { Logger } from './logger.js';
-import { builtinExtensionDirs } from './package-info.js';
+import { builtinExtensionDirs } from './extensions/builtin-extensions.js';
 import { WorkspaceFleet } from './workspaces/workspace-fleet.js';
 import { WorkspaceManager } from './workspaces/workspace-manager.js';
 

@@ -35,13 +35,19 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
+export const DEFAULT_LOCK_TIMEOUT_MS = 60_000;
+const MAX_LOCK_TIMEOUT_MS = 86_400_000;
+const DEFAULT_MIGRATE_CONCURRENCY = 4;
+const MAX_MIGRATE_CONCURRENCY = 64;
+const MIN_HTTP_TOKEN_LENGTH = 16;
+
 export const USAGE = `Usage: pg-workspace-mcp [options]
        pg-workspace-mcp migrate-workspaces [--concurrency N] [--dry-run] [options]
        pg-workspace-mcp db-url [options]
 
 MCP server (stdio, or Streamable HTTP with --http) that gives AI agents isolated, per-project PostgreSQL workspaces.
 migrate-workspaces applies pending workspace migrations to every lagging workspace, each in its
-own transaction, N at a time (default 4); safe beside running servers, and a rerun resumes.
+own transaction, N at a time (default ${DEFAULT_MIGRATE_CONCURRENCY}); safe beside running servers, and a rerun resumes.
 db-url prints the connection string for psql and GUI tools (the embedded store is served on a
 unix socket in its data directory by whichever server process owns it; only this user can connect).
 
@@ -60,10 +66,10 @@ Options:
 
 Environment:
   DATABASE_URL                   use this PostgreSQL server instead of the embedded database
-  PG_WORKSPACE_LOCK_TIMEOUT_MS   how long boot waits for the install lock (default 60000)
+  PG_WORKSPACE_LOCK_TIMEOUT_MS   how long boot waits for the install lock (default ${DEFAULT_LOCK_TIMEOUT_MS})
   PG_WORKSPACE_LOG_LEVEL         debug | info | warn | error | silent (default info; logs go to stderr)
   PG_WORKSPACE_HTTP_TOKEN        with --http: clients must send "Authorization: Bearer <token>"
-                                 (at least 16 characters; required when HOST is not loopback)
+                                 (at least ${MIN_HTTP_TOKEN_LENGTH} characters; required when HOST is not loopback)
   PG_WORKSPACE_HTTP_ALLOWED_HOSTS  with --http: comma-separated host names the Host and Origin
                                  headers may name (default: loopback names on a loopback HOST,
                                  HOST itself otherwise; not checked on 0.0.0.0 / :: without it)
@@ -83,7 +89,7 @@ const schema = z.object({
     .number()
     .int('must be a whole number of milliseconds')
     .min(0)
-    .max(86_400_000, 'must be at most 86400000 (one day)'),
+    .max(MAX_LOCK_TIMEOUT_MS, `must be at most ${MAX_LOCK_TIMEOUT_MS} (one day)`),
   logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']),
 });
 
@@ -120,7 +126,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
     dataDir: path.resolve(values['data-dir'] ?? (env['PG_WORKSPACE_DATA_DIR'] || envPaths('pg-workspace-mcp', { suffix: '' }).data)),
     extensionDirs: [...splitList(env['PG_WORKSPACE_EXTENSIONS'], ':'), ...(values.extensions ?? [])].map((d) => path.resolve(d)),
     disabledExtensions: [...splitList(env['PG_WORKSPACE_DISABLED_EXTENSIONS'], ','), ...(values.disable ?? [])],
-    lockTimeoutMs: env['PG_WORKSPACE_LOCK_TIMEOUT_MS'] || 60_000,
+    lockTimeoutMs: env['PG_WORKSPACE_LOCK_TIMEOUT_MS'] || DEFAULT_LOCK_TIMEOUT_MS,
     logLevel: env['PG_WORKSPACE_LOG_LEVEL'] || 'info',
   });
   if (!parsed.success) {
@@ -141,8 +147,10 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
     const address = 'http' in values ? (values.http as string | undefined) : undefined;
     return { kind: 'serve', config, http: parseHttp(address ?? (env['PG_WORKSPACE_HTTP'] || undefined), env) };
   }
-  const concurrency = z.coerce.number().int().min(1).max(64).safeParse(values.concurrency ?? 4);
-  if (!concurrency.success) throw new ConfigError(`--concurrency must be a whole number from 1 to 64, got ${String(values.concurrency)}.`);
+  const concurrency = z.coerce.number().int().min(1).max(MAX_MIGRATE_CONCURRENCY).safeParse(values.concurrency ?? DEFAULT_MIGRATE_CONCURRENCY);
+  if (!concurrency.success) {
+    throw new ConfigError(`--concurrency must be a whole number from 1 to ${MAX_MIGRATE_CONCURRENCY}, got ${String(values.concurrency)}.`);
+  }
   return { kind: 'migrate-workspaces', config, concurrency: concurrency.data, dryRun: values['dry-run'] === true };
 }
 
@@ -162,8 +170,8 @@ function parseHttp(address: string | undefined, env: NodeJS.ProcessEnv): HttpCon
   }
   const host = (match[1] ?? '127.0.0.1').replace(/^\[(.*)\]$/, '$1');
   const token = env['PG_WORKSPACE_HTTP_TOKEN'] || undefined;
-  if (token !== undefined && token.length < 16) {
-    throw new ConfigError('PG_WORKSPACE_HTTP_TOKEN: must be at least 16 characters (e.g. `openssl rand -hex 32`).');
+  if (token !== undefined && token.length < MIN_HTTP_TOKEN_LENGTH) {
+    throw new ConfigError(`PG_WORKSPACE_HTTP_TOKEN: must be at least ${MIN_HTTP_TOKEN_LENGTH} characters (e.g. \`openssl rand -hex 32\`).`);
   }
   if (!isLoopback(host) && token === undefined) {
     throw new ConfigError(

@@ -3,6 +3,9 @@ import { ProvisioningEngine } from './engine.js';
 import { createStderrLogger } from './logger.js';
 import type { UpgradeProgress, UpgradeSummary } from './workspaces/workspace-fleet.js';
 
+/** How long the install itself may take, on top of the wait for its lock, before the command gives up. */
+const INSTALL_ALLOWANCE_MS = 60_000;
+
 /**
  * `pg-workspace-mcp migrate-workspaces`: installs the global schema if needed, then upgrades
  * every lagging workspace. Progress goes to stderr (a bar on a terminal, lines otherwise), the
@@ -20,7 +23,7 @@ export async function migrateWorkspaces(config: Config, options: { concurrency: 
   process.on('SIGINT', interrupt);
   process.on('SIGTERM', interrupt);
   try {
-    const { fleet } = await engine.ready(config.lockTimeoutMs + 60_000);
+    const { fleet } = await engine.ready(config.lockTimeoutMs + INSTALL_ALLOWANCE_MS);
     const summary = await fleet.upgrade({
       concurrency: options.concurrency,
       dryRun: options.dryRun,

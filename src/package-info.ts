@@ -22,10 +22,5 @@ export const packageVersion: string = (
   JSON.parse(readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version: string }
 ).version;
 
-/** Built-in extensions ship in the same directory format users write, in install order. */
-export const builtinExtensionDirs = ['core', 'codebase'].map((id) =>
-  path.join(packageRoot, 'extensions', id),
-);
-
 /** A freshly initialised PGlite data directory, built by `npm run build` (absent when running from source only). */
 export const pgliteTemplateDir = path.join(packageRoot, 'dist', 'pglite-template');

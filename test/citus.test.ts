@@ -9,7 +9,7 @@ import type { InstallPlan } from '../src/installer/install-plan.js';
 import { silentLogger } from '../src/logger.js';
 import { CitusDesignError } from '../src/workspaces/citus-workspaces.js';
 import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
-import { startCitusCluster, sqlOn, type CitusCluster } from './support/citus-cluster.js';
+import { startCitusCluster, sqlOn, type CitusCluster } from '../harness/citus-cluster.js';
 import { install, planFor, tempDir, writeExtension } from './support/fixtures.js';
 import { MAIN, startServerProcess, type ServerProcess } from './support/server-process.js';
 

@@ -1,5 +1,7 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import * as z from 'zod';
+import { PROJECT_ID_MAX_LENGTH } from '../src/workspaces/project-id.js';
+import { LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX } from '../src/workspaces/workspace-manager.js';
 import { isoTimestamp } from './schemas.js';
 import { runTool, type ToolDeps } from './tool-result.js';
 
@@ -18,9 +20,15 @@ export function registerListWorkspacesTool(server: McpServer, deps: ToolDeps): v
         'projects already have a workspace; filter with prefix, and pass next_cursor back as cursor for ' +
         'the next page.',
       inputSchema: {
-        limit: z.number().int().min(1).max(500).default(50).describe('page size, 1-500 (default 50)'),
+        limit: z
+          .number()
+          .int()
+          .min(1)
+          .max(LIST_LIMIT_MAX)
+          .default(LIST_LIMIT_DEFAULT)
+          .describe(`page size, 1-${LIST_LIMIT_MAX} (default ${LIST_LIMIT_DEFAULT})`),
         cursor: z.string().max(200).optional().describe('next_cursor from the previous page'),
-        prefix: z.string().max(55).optional().describe('only project ids starting with this'),
+        prefix: z.string().max(PROJECT_ID_MAX_LENGTH).optional().describe('only project ids starting with this'),
       },
       outputSchema: output,
       annotations: { readOnlyHint: true, openWorldHint: false },

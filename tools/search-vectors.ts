@@ -1,5 +1,6 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import * as z from 'zod';
+import { MAX_IDENTIFIER_BYTES, MAX_TABLE_COLUMNS } from '../src/db/identifiers.js';
 import {
   METRICS,
   SEARCH_K_DEFAULT,
@@ -12,7 +13,7 @@ import { projectId } from './schemas.js';
 import { runTool, type ToolDeps } from './tool-result.js';
 
 const metric = z.enum(Object.keys(METRICS) as [Metric, ...Metric[]]);
-const identifier = z.string().min(1).max(63);
+const identifier = z.string().min(1).max(MAX_IDENTIFIER_BYTES);
 
 const output = {
   table: z.string(),
@@ -51,7 +52,7 @@ export function registerSearchVectorsTool(server: McpServer, deps: ToolDeps): vo
           .record(identifier, z.union([z.string(), z.number(), z.boolean(), z.null()]))
           .optional()
           .describe('equality conditions {column: value}, all of which must hold, e.g. {"file_id": 3}'),
-        columns: z.array(identifier).min(1).max(1600).optional().describe('the columns to return (default: all but vector columns)'),
+        columns: z.array(identifier).min(1).max(MAX_TABLE_COLUMNS).optional().describe('the columns to return (default: all but vector columns)'),
       },
       outputSchema: output,
       annotations: { readOnlyHint: true, openWorldHint: false },

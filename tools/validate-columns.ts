@@ -1,5 +1,6 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import * as z from 'zod';
+import { MAX_IDENTIFIER_BYTES, MAX_TABLE_COLUMNS } from '../src/db/identifiers.js';
 import { projectId } from './schemas.js';
 import { runTool, type ToolDeps } from './tool-result.js';
 
@@ -25,7 +26,7 @@ export function registerValidateColumnsTool(server: McpServer, deps: ToolDeps): 
       inputSchema: {
         project_id: projectId.optional(),
         table: z.string().min(1).max(200).describe('table name, or "schema.table" when project_id is omitted'),
-        columns: z.array(z.string().min(1).max(63)).min(1).max(1600).describe('column names to check'),
+        columns: z.array(z.string().min(1).max(MAX_IDENTIFIER_BYTES)).min(1).max(MAX_TABLE_COLUMNS).describe('column names to check'),
       },
       outputSchema: output,
       annotations: { readOnlyHint: true, openWorldHint: false },

@@ -2,6 +2,8 @@ import pg from 'pg';
 
 /** PostgreSQL's NAMEDATALEN - 1: longer identifiers are silently truncated by the server. */
 export const MAX_IDENTIFIER_BYTES = 63;
+/** PostgreSQL's MaxHeapAttributeNumber: no table has more columns. */
+export const MAX_TABLE_COLUMNS = 1600;
 
 /** Quotes an identifier for SQL text; callers validate it first so the quoting never surprises. */
 export function quoteIdent(name: string): string {

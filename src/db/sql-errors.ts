@@ -43,15 +43,14 @@ export class ConnectionLostError extends Error {
  */
 export function isConnectionFailure(error: unknown): boolean {
   if (error instanceof ConnectionLostError) return true;
+  const sysCode = (error as { code?: unknown } | null | undefined)?.code;
+  // Before the SQLSTATE: EPIPE is five capitals, so it would pass for one.
+  if (typeof sysCode === 'string' && /^E(CONNREFUSED|CONNRESET|PIPE|TIMEDOUT|HOSTUNREACH|NOTFOUND|AI_AGAIN)$/.test(sysCode)) return true;
   const code = sqlState(error);
   if (code) return /^(08|57P|53)/.test(code);
-  const sysCode = (error as { code?: unknown })?.code;
   // pg reports a dropped socket as a plain Error with no code; our own error classes never count.
   const message = error instanceof Error && error.constructor === Error ? error.message : '';
-  return (
-    (typeof sysCode === 'string' && /^E(CONNREFUSED|CONNRESET|PIPE|TIMEDOUT|HOSTUNREACH|NOTFOUND|AI_AGAIN)$/.test(sysCode)) ||
-    /Connection terminated|connection timeout|Client has encountered a connection error/i.test(message)
-  );
+  return /Connection terminated|connection timeout|Client has encountered a connection error/i.test(message);
 }
 
 /** The message a caller sees: a lost database gets advice instead of a socket error. */

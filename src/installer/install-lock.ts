@@ -9,6 +9,13 @@ export const INSTALL_LOCK_KEY = 0x70_67_77_73_6d_63_70_01n;
 
 /** How long one try may take to get a connection and an answer before the wait counts as stuck. */
 const TRY_GRACE_MS = 2000;
+/** A waiter's pause between tries: doubling from the first to the last, then staying there. */
+const FIRST_RETRY_DELAY_MS = 50;
+const MAX_RETRY_DELAY_MS = 1000;
+/** How often a waiter logs who holds the lock. */
+const HOLDERS_REPORT_INTERVAL_MS = 5000;
+/** How long the timeout error may wait to name the holders. */
+const HOLDERS_LOOKUP_MS = 1000;
 
 export class InstallLockTimeoutError extends Error {
   override name = 'InstallLockTimeoutError';
@@ -34,7 +41,7 @@ export async function withInstallLock<T>(
   const { lockTimeoutMs: timeoutMs, log } = options;
   const started = Date.now();
   let nextReport = started;
-  for (let delay = 50; ; delay = Math.min(delay * 2, 1000)) {
+  for (let delay = FIRST_RETRY_DELAY_MS; ; delay = Math.min(delay * 2, MAX_RETRY_DELAY_MS)) {
     // Holders are named on the try's own connection, when a report or the final error needs them.
     const attempt = tryOnce(db, () => Date.now() >= Math.min(nextReport, started + timeoutMs), body);
     // The deadline bounds the wait for the lock (and for a connection to ask on), never the
@@ -48,12 +55,12 @@ export async function withInstallLock<T>(
     if (decision.locked) return (await attempt.done) as T;
     await attempt.done;
     if (waited >= timeoutMs) {
-      const holders = decision.holders ?? (await withinDeadline(db.lockHolders(INSTALL_LOCK_KEY), Date.now() + 1000));
+      const holders = decision.holders ?? (await withinDeadline(db.lockHolders(INSTALL_LOCK_KEY), Date.now() + HOLDERS_LOOKUP_MS));
       throw timeoutError(waited, timeoutMs, `it is held by ${holders ? describeHolders(holders) : 'a session that could not be named'}`);
     }
     if (decision.holders) {
       log.info('waiting for the install lock', { waited_ms: waited, holders: decision.holders });
-      nextReport = Date.now() + 5000;
+      nextReport = Date.now() + HOLDERS_REPORT_INTERVAL_MS;
     }
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, Math.min(delay, timeoutMs - waited))));
   }

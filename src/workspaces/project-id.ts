@@ -6,7 +6,7 @@ export const PROJECT_ID_MAX_LENGTH = 55;
 export const SCHEMA_PREFIX = 'project_';
 
 export const PROJECT_ID_RULES =
-  'A project id is 1-55 characters of lower-case ASCII letters and digits, starting with a letter, ' +
+  `A project id is 1-${PROJECT_ID_MAX_LENGTH} characters of lower-case ASCII letters and digits, starting with a letter, ` +
   'with single hyphens between words (e.g. "client-a", "frontend-app-2").';
 
 export class WorkspaceIdError extends Error {

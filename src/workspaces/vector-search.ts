@@ -13,6 +13,8 @@ export const SEARCH_K_MAX = 100;
 export const SEARCH_STATEMENT_TIMEOUT_MS = 10_000;
 /** pgvector's own limit on vector dimensions. */
 export const VECTOR_MAX_DIMENSIONS = 16_000;
+/** pgvector's default `hnsw.ef_search`. */
+const HNSW_DEFAULT_EF_SEARCH = 40;
 
 export type FilterValue = string | number | boolean | null;
 
@@ -165,8 +167,8 @@ export async function searchVectors(
       else conditions.push(`${quoteIdent(name)} = $${params.push(value)}`);
     }
     const select = returned.map((name) => selectExpression(byName.get(name) as CatalogColumn, ext));
-    // The HNSW default ef_search (40) caps how many rows an index scan returns.
-    const settings = [`set_config('hnsw.ef_search', '${Math.max(40, k)}', true)`];
+    // The HNSW default ef_search caps how many rows an index scan returns.
+    const settings = [`set_config('hnsw.ef_search', '${Math.max(HNSW_DEFAULT_EF_SEARCH, k)}', true)`];
     if (catalog.iterative_scan && filter.length > 0) settings.push(`set_config('hnsw.iterative_scan', 'strict_order', true)`);
     await tx.query(`SELECT ${settings.join(', ')}`);
     const rows = await tx.query<Record<string, unknown>>(

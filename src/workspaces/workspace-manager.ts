@@ -6,7 +6,7 @@ import { isConnectionFailure, pgError, sqlState } from '../db/sql-errors.js';
 import type { InstallPlan } from '../installer/install-plan.js';
 import type { Logger } from '../logger.js';
 import { explainCitusRefusal, runScriptStatementwise } from './citus-workspaces.js';
-import { ReservedSchemas, validateProjectId, WorkspaceIdError } from './project-id.js';
+import { PROJECT_ID_MAX_LENGTH, ReservedSchemas, validateProjectId, WorkspaceIdError } from './project-id.js';
 import { searchVectors, type VectorSearchInput, type VectorSearchResult } from './vector-search.js';
 import { describeWorkspace, type RelationDescription } from './workspace-description.js';
 import { buildWorkspaceScript, locateFailure, type AppliedMigration, type WorkspaceScript } from './workspace-ddl.js';
@@ -36,6 +36,10 @@ export interface ListOptions {
   cursor?: string | undefined;
   prefix?: string | undefined;
 }
+
+export const LIST_LIMIT_DEFAULT = 50;
+export const LIST_LIMIT_MAX = 500;
+const LIST_PREFIX = new RegExp(`^[a-z0-9-]{0,${PROJECT_ID_MAX_LENGTH}}$`);
 
 export interface ColumnValidation extends ColumnCheck {
   schema: string;
@@ -322,14 +326,14 @@ export class WorkspaceManager {
 
   /** Keyset pages over the registry's primary key: the cost does not grow with the registry. */
   async list(options: ListOptions = {}): Promise<{ workspaces: WorkspaceSummary[]; nextCursor: string | null }> {
-    const limit = options.limit ?? 50;
-    if (!Number.isInteger(limit) || limit < 1 || limit > 500) {
-      throw new RangeError(`limit must be an integer from 1 to 500, got ${limit}.`);
+    const limit = options.limit ?? LIST_LIMIT_DEFAULT;
+    if (!Number.isInteger(limit) || limit < 1 || limit > LIST_LIMIT_MAX) {
+      throw new RangeError(`limit must be an integer from 1 to ${LIST_LIMIT_MAX}, got ${limit}.`);
     }
     const prefix = options.prefix ?? '';
-    if (!/^[a-z0-9-]{0,55}$/.test(prefix)) {
+    if (!LIST_PREFIX.test(prefix)) {
       throw new WorkspaceIdError(
-        `Invalid prefix ${JSON.stringify(prefix.slice(0, 80))}: a prefix is the start of a project id (lower-case letters, digits, hyphens; at most 55).`,
+        `Invalid prefix ${JSON.stringify(prefix.slice(0, 80))}: a prefix is the start of a project id (lower-case letters, digits, hyphens; at most ${PROJECT_ID_MAX_LENGTH}).`,
       );
     }
     const after = options.cursor === undefined ? '' : decodeCursor(options.cursor);

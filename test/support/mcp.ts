@@ -4,6 +4,7 @@ import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
 import { Ajv } from 'ajv';
 import { expect } from 'vitest';
+import { DEFAULT_LOCK_TIMEOUT_MS } from '../../src/config.js';
 import { ProvisioningEngine } from '../../src/engine.js';
 import { silentLogger } from '../../src/logger.js';
 import { createServer } from '../../src/server.js';
@@ -26,7 +27,7 @@ export async function callTool(client: Client, tools: Tool[], name: string, args
 export async function connectInProcess(options: { extensionDirs?: string[]; databaseUrl?: string } = {}) {
   const dataDir = await tempDir('pgw-mcp-');
   const engine = new ProvisioningEngine(
-    { databaseUrl: options.databaseUrl, dataDir, extensionDirs: options.extensionDirs ?? [], disabledExtensions: [], lockTimeoutMs: 60_000 },
+    { databaseUrl: options.databaseUrl, dataDir, extensionDirs: options.extensionDirs ?? [], disabledExtensions: [], lockTimeoutMs: DEFAULT_LOCK_TIMEOUT_MS },
     silentLogger,
   );
   const { server, cleanup } = createServer({ engine });

@@ -1,0 +1,135 @@
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, parseCommand, USAGE, type Config } from '../../src/config.js';
+
+const serve = (argv: string[], env: Record<string, string> = {}): Config => {
+  const command = parseCommand(argv, env);
+  if (command.kind !== 'serve') throw new Error(`expected serve, got ${command.kind}`);
+  return command.config;
+};
+
+/** The ConfigError message, asserting that it is one. */
+const failure = (argv: string[], env: Record<string, string> = {}): string => {
+  try {
+    parseCommand(argv, env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as Error).message;
+  }
+  throw new Error(`expected ${JSON.stringify(argv)} ${JSON.stringify(env)} to be refused`);
+};
+
+describe('parseCommand', () => {
+  it('serves with defaults when nothing is set', () => {
+    const config = serve([]);
+    expect(config).toMatchObject({ databaseUrl: undefined, extensionDirs: [], disabledExtensions: [], lockTimeoutMs: 60_000, logLevel: 'info' });
+    expect(path.isAbsolute(config.dataDir)).toBe(true);
+  });
+
+  it('reads the environment, and flags win over it (lists are added to)', () => {
+    const env = {
+      DATABASE_URL: 'postgresql://u@h/db',
+      PG_WORKSPACE_DATA_DIR: '/from/env',
+      PG_WORKSPACE_EXTENSIONS: '/a: /b :',
+      PG_WORKSPACE_DISABLED_EXTENSIONS: 'codebase, notes',
+      PG_WORKSPACE_LOCK_TIMEOUT_MS: '1500',
+      PG_WORKSPACE_LOG_LEVEL: 'debug',
+    };
+    expect(serve([], env)).toEqual({
+      databaseUrl: 'postgresql://u@h/db',
+      dataDir: '/from/env',
+      extensionDirs: ['/a', '/b'],
+      disabledExtensions: ['codebase', 'notes'],
+      lockTimeoutMs: 1500,
+      logLevel: 'debug',
+    });
+    const flagged = serve(['--data-dir', 'rel/dir', '--extensions', '/c', '--disable', 'extra', '--extensions', '/d'], env);
+    expect(flagged.dataDir).toBe(path.resolve('rel/dir'));
+    expect(flagged.extensionDirs).toEqual(['/a', '/b', '/c', '/d']);
+    expect(flagged.disabledExtensions).toEqual(['codebase', 'notes', 'extra']);
+  });
+
+  it('treats an empty variable as unset', () => {
+    expect(serve([], { DATABASE_URL: '', PG_WORKSPACE_LOCK_TIMEOUT_MS: '', PG_WORKSPACE_LOG_LEVEL: '' })).toMatchObject({
+      databaseUrl: undefined,
+      lockTimeoutMs: 60_000,
+      logLevel: 'info',
+    });
+  });
+
+  it('names the setting in every refusal, with what a good value looks like', () => {
+    expect(failure([], { DATABASE_URL: 'mysql://h/db' })).toContain('DATABASE_URL: must be a postgres:// or postgresql:// URL');
+    expect(failure([], { PG_WORKSPACE_LOCK_TIMEOUT_MS: '1.5' })).toContain('PG_WORKSPACE_LOCK_TIMEOUT_MS: must be a whole number of milliseconds');
+    expect(failure([], { PG_WORKSPACE_LOCK_TIMEOUT_MS: '86400001' })).toContain('PG_WORKSPACE_LOCK_TIMEOUT_MS: must be at most 86400000 (one day)');
+    expect(failure([], { PG_WORKSPACE_LOCK_TIMEOUT_MS: '-1' })).toContain('PG_WORKSPACE_LOCK_TIMEOUT_MS:');
+    expect(failure([], { PG_WORKSPACE_LOG_LEVEL: 'verbose' })).toMatch(/PG_WORKSPACE_LOG_LEVEL: .*"debug"\|"info"\|"warn"\|"error"\|"silent"/);
+    expect(failure(['--disable', 'Bad_Id'])).toContain('--disable / PG_WORKSPACE_DISABLED_EXTENSIONS: an extension id (lower-case, hyphens)');
+    expect(failure([], { PG_WORKSPACE_DISABLED_EXTENSIONS: 'ok,NOPE' })).toContain('--disable / PG_WORKSPACE_DISABLED_EXTENSIONS');
+  });
+
+  it('reports every bad setting at once, then points at --help', () => {
+    const message = failure([], { DATABASE_URL: 'nope', PG_WORKSPACE_LOG_LEVEL: 'loud' });
+    expect(message).toMatch(/^Invalid configuration:\n {2}DATABASE_URL: .*\n {2}PG_WORKSPACE_LOG_LEVEL: .*\n\nRun with --help for the options\.$/s);
+  });
+
+  it('refuses an unknown flag or a flag without its value, followed by the usage', () => {
+    expect(failure(['--nope'])).toMatch(/^Unknown option '--nope'/);
+    expect(failure(['--nope'])).toContain(USAGE);
+    expect(failure(['--data-dir'])).toMatch(/--data-dir <value>' argument missing/);
+    // --http belongs to serving and the migration flags to migrate-workspaces.
+    expect(failure(['migrate-workspaces', '--http', '8080'])).toMatch(/Unknown option '--http'/);
+    expect(failure(['--dry-run'])).toMatch(/Unknown option '--dry-run'/);
+  });
+
+  it('answers --help and --version before reading any setting', () => {
+    expect(parseCommand(['--help'], { DATABASE_URL: 'bad' })).toEqual({ kind: 'help' });
+    expect(parseCommand(['-h'], {})).toEqual({ kind: 'help' });
+    expect(parseCommand(['--version'], { PG_WORKSPACE_LOG_LEVEL: 'bad' })).toEqual({ kind: 'version' });
+    expect(parseCommand(['migrate-workspaces', '-v'], {})).toEqual({ kind: 'version' });
+  });
+
+  it('parses migrate-workspaces with its concurrency (1 to 64, default 4) and --dry-run', () => {
+    expect(parseCommand(['migrate-workspaces'], {})).toMatchObject({ kind: 'migrate-workspaces', concurrency: 4, dryRun: false });
+    expect(parseCommand(['migrate-workspaces', '--concurrency', '64', '--dry-run'], {})).toMatchObject({ concurrency: 64, dryRun: true });
+    for (const bad of ['0', '65', '2.5', 'four']) {
+      expect(failure(['migrate-workspaces', '--concurrency', bad])).toBe(`--concurrency must be a whole number from 1 to 64, got ${bad}.`);
+    }
+    expect(failure(['migrate-workspaces'], { DATABASE_URL: 'x' })).toContain('DATABASE_URL:');
+  });
+});
+
+const http = (argv: string[], env: Record<string, string> = {}) => {
+  const command = parseCommand(argv, env);
+  if (command.kind !== 'serve') throw new Error('expected serve');
+  return command.http;
+};
+
+describe('--http configuration', () => {
+  it('is off by default (stdio) and defaults to loopback with its own host names allowed', () => {
+    expect(http([])).toBeUndefined();
+    expect(http(['--http', '8080'])).toEqual({ host: '127.0.0.1', port: 8080, token: undefined, allowedHosts: ['localhost', '127.0.0.1', '[::1]'] });
+    expect(http([], { PG_WORKSPACE_HTTP: '[::1]:9000' })).toMatchObject({ host: '::1', port: 9000 });
+    expect(http(['--http', 'localhost:81'], { PG_WORKSPACE_HTTP: '9000' })).toMatchObject({ host: 'localhost', port: 81 });
+  });
+
+  it('needs a token of 16+ characters beyond loopback, and then checks that host', () => {
+    expect(() => http(['--http', '0.0.0.0:8080'])).toThrow(
+      /^--http 0\.0\.0\.0:8080 listens beyond this machine, so it needs a bearer token: set PG_WORKSPACE_HTTP_TOKEN .*Or bind to loopback/,
+    );
+    expect(() => http(['--http', '127.0.0.1:8080'], { PG_WORKSPACE_HTTP_TOKEN: 'short' })).toThrow(
+      new ConfigError('PG_WORKSPACE_HTTP_TOKEN: must be at least 16 characters (e.g. `openssl rand -hex 32`).'),
+    );
+    const token = 'x'.repeat(32);
+    expect(http(['--http', '0.0.0.0:8080'], { PG_WORKSPACE_HTTP_TOKEN: token })).toMatchObject({ token, allowedHosts: [] });
+    expect(http(['--http', '10.0.0.5:8080'], { PG_WORKSPACE_HTTP_TOKEN: token, PG_WORKSPACE_HTTP_ALLOWED_HOSTS: 'mcp.example' })).toMatchObject({
+      allowedHosts: ['10.0.0.5', 'mcp.example'],
+    });
+  });
+
+  it('rejects a malformed address with the expected form', () => {
+    for (const bad of ['', 'host', '70000', 'a:b:8080', '127.0.0.1:']) {
+      expect(() => http(['--http', bad]), bad).toThrow(ConfigError);
+      expect(() => http(['--http', bad]), bad).toThrow(`--http / PG_WORKSPACE_HTTP: expected [HOST:]PORT (e.g. 8080, 127.0.0.1:8080, [::1]:8080), got "${bad}".`);
+    }
+  });
+});
