@@ -10,7 +10,7 @@ import { createServer } from './server.js';
 export async function serveStdio(config: Config): Promise<void> {
   const log = createStderrLogger(config.logLevel);
   const engine = new ProvisioningEngine(config, log);
-  const { server, cleanup } = createServer({ engine });
+  const { server, cleanup } = createServer({ engine, allowedProjects: config.allowedProjects });
 
   let stopping = false;
   const shutdown = async (reason: string) => {

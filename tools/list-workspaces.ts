@@ -30,6 +30,7 @@ export function registerListWorkspacesTool(server: McpServer, deps: ToolDeps): v
         deps,
         (r) => `${r.workspaces.length} workspace(s)${r.next_cursor ? '; more with next_cursor' : ''}.`,
         async () => {
+          deps.access.checkUnscoped('list_workspaces');
           const page = await (await deps.workspaces()).list({ limit, cursor, prefix });
           return {
             workspaces: page.workspaces.map((w) => ({

@@ -1,4 +1,6 @@
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import type { ProjectAccess } from '../src/project-access.js';
+import type { WorkspaceSql } from '../src/sandbox/workspace-sql.js';
 import type { WorkspaceFleet } from '../src/workspaces/workspace-fleet.js';
 import type { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
 
@@ -6,6 +8,9 @@ import type { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
 export interface ToolDeps {
   workspaces(): Promise<WorkspaceManager>;
   fleet(): Promise<WorkspaceFleet>;
+  sql(): Promise<WorkspaceSql>;
+  /** The per-server project allowlist, which every tool obeys. */
+  access: ProjectAccess;
   /** Turns a failure into the message the agent sees (e.g. advice when the database is down). */
   explain(error: unknown): string;
 }

@@ -40,6 +40,7 @@ export function registerValidateColumnsTool(server: McpServer, deps: ToolDeps): 
               ? `${r.schema}.${r.table} has all ${r.present.length} column(s).`
               : `${r.schema}.${r.table} is missing: ${r.missing.join(', ')}.`,
         async () => {
+          if (project_id === undefined) deps.access.checkSchema(table.includes('.') ? (table.split('.')[0] as string) : 'public');
           const v = await (await deps.workspaces()).validateColumns({ projectId: project_id, table, columns });
           return {
             schema: v.schema,

@@ -1,10 +1,11 @@
 import { access, cp, mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { PGlite } from '@electric-sql/pglite';
+import { PGlite, protocol } from '@electric-sql/pglite';
 import { vector } from '@electric-sql/pglite-pgvector';
 import pgvector from 'pgvector';
 import { pgliteTemplateDir } from '../package-info.js';
-import { SessionDatabase, type Queryable } from './database.js';
+import { SessionDatabase, type PipelineOutcome, type PipelineStep, type Queryable } from './database.js';
+import { PipelineCollector, writePipeline, type PipelineMessage } from './pipeline.js';
 import { DataDirLock } from './data-dir-lock.js';
 import { Mutex } from './mutex.js';
 
@@ -59,6 +60,23 @@ export class PGliteDatabase extends SessionDatabase {
       `SELECT oid FROM pg_catalog.pg_type WHERE typname = 'vector'`,
     );
     for (const { oid } of rows) this.pglite.parsers[oid] = (text: string) => pgvector.fromSql(text);
+  }
+
+  pipeline(steps: readonly PipelineStep[]): Promise<PipelineOutcome> {
+    return this.#mutex.run(async () => {
+      const parts: Uint8Array[] = [];
+      writePipeline(steps, {
+        parse: (o) => parts.push(protocol.serialize.parse(o)),
+        bind: (o) => parts.push(protocol.serialize.bind(o)),
+        execute: (o) => parts.push(protocol.serialize.execute(o)),
+        describe: (o) => parts.push(protocol.serialize.describe(o)),
+        sync: () => parts.push(protocol.serialize.sync()),
+      });
+      const { messages } = await this.pglite.execProtocol(Buffer.concat(parts), { throwOnError: false });
+      const collector = new PipelineCollector(steps);
+      for (const message of messages) collector.on(message as PipelineMessage, message.name === 'error' ? message : undefined);
+      return collector.outcome;
+    });
   }
 
   async close(): Promise<void> {

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import pgvector from 'pgvector/pg';
-import { SessionDatabase, type Queryable } from './database.js';
+import { SessionDatabase, type PipelineOutcome, type PipelineStep, type Queryable } from './database.js';
+import { PipelineCollector, writePipeline, type PipelineMessage, type PipelineWriter } from './pipeline.js';
 
 const APPLICATION_NAME = 'pg-workspace-mcp';
 
@@ -52,8 +53,68 @@ export class PostgresDatabase extends SessionDatabase {
     this.#vectorTypes = true;
   }
 
+  async pipeline(steps: readonly PipelineStep[]): Promise<PipelineOutcome> {
+    const client = await this.#pool.connect();
+    let broken: Error | undefined;
+    try {
+      return await new Promise<PipelineOutcome>((resolve, reject) => {
+        void client.query(new PipelineSubmittable(steps, resolve, (error) => reject((broken = error))) as unknown as pg.QueryConfig);
+      });
+    } finally {
+      client.release(broken);
+    }
+  }
+
   async close(): Promise<void> {
     await this.#pool.end();
+  }
+}
+
+/**
+ * A pipeline through pg's extension point for custom queries (a "submittable", as pg-cursor
+ * uses): the client hands it the connection to write on and routes the answers to it.
+ */
+class PipelineSubmittable {
+  readonly #collector: PipelineCollector;
+
+  constructor(
+    private readonly steps: readonly PipelineStep[],
+    private readonly resolve: (outcome: PipelineOutcome) => void,
+    private readonly reject: (error: Error) => void,
+  ) {
+    this.#collector = new PipelineCollector(steps);
+  }
+
+  submit(connection: PipelineWriter): void {
+    writePipeline(this.steps, connection);
+  }
+
+  handleRowDescription(message: PipelineMessage): void {
+    this.#collector.on(message);
+  }
+
+  handleDataRow(message: PipelineMessage): void {
+    this.#collector.on(message);
+  }
+
+  handleCommandComplete(): void {
+    this.#collector.on({ name: 'commandComplete' });
+  }
+
+  handleEmptyQuery(): void {
+    this.#collector.on({ name: 'emptyQuery' });
+  }
+
+  handlePortalSuspended(): void {}
+
+  handleError(error: Error): void {
+    // A server error is followed by ReadyForQuery; a broken socket is not.
+    if (error instanceof pg.DatabaseError) this.#collector.on({ name: 'error' }, error);
+    else this.reject(error);
+  }
+
+  handleReadyForQuery(): void {
+    this.resolve(this.#collector.outcome);
   }
 }
 

@@ -62,6 +62,10 @@ export function recording(db: Database): { db: Database; calls: string[] } {
       return db.transaction((tx) => fn(wrap(tx)));
     },
     withSession: (fn) => db.withSession((s) => fn(wrap(s))),
+    pipeline: (steps) => {
+      calls.push(...steps.map((s) => ('sql' in s ? s.sql : `DESCRIBE ${s.describePortal}`)));
+      return db.pipeline(steps);
+    },
     registerVectorTypes: () => db.registerVectorTypes(),
     close: () => db.close(),
   };
