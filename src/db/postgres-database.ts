@@ -108,9 +108,11 @@ class PipelineSubmittable {
   handlePortalSuspended(): void {}
 
   handleError(error: Error): void {
-    // A server error is followed by ReadyForQuery; a broken socket is not.
-    if (error instanceof pg.DatabaseError) this.#collector.on({ name: 'error' }, error);
-    else this.reject(error);
+    // pg stops routing messages to a query once it failed (ReadyForQuery included), and holds
+    // the client's next query until that ReadyForQuery: the outcome is complete here.
+    if (!(error instanceof pg.DatabaseError)) return this.reject(error);
+    this.#collector.on({ name: 'error' }, error);
+    this.resolve(this.#collector.outcome);
   }
 
   handleReadyForQuery(): void {

@@ -175,6 +175,11 @@ BEGIN
         WHERE locktype OPERATOR(pg_catalog.=) 'advisory' AND pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()) THEN
       RAISE EXCEPTION 'advisory locks are reserved to the server' USING ERRCODE = '${SANDBOX_LEFTOVER}';
     END IF;
+    -- A role may always ALTER ROLE itself SET ...: harmless for a NOLOGIN role, but not the workspace's to change.
+    IF EXISTS (SELECT FROM pg_catalog.pg_db_role_setting s JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) s.setrole
+                WHERE r.rolname OPERATOR(pg_catalog.=) current_user) THEN
+      RAISE EXCEPTION 'role settings are the server''s' USING ERRCODE = '${SANDBOX_LEFTOVER}';
+    END IF;
     PERFORM pg_catalog.pg_advisory_unlock_all();
     UNLISTEN *;
     RESET ALL;
