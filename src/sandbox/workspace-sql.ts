@@ -126,7 +126,8 @@ export class WorkspaceSql {
    * run as the server). Returns false when it has none: no agent SQL ever ran in it.
    */
   async runScript(tx: Queryable, projectId: string, schemaName: string, script: string): Promise<boolean> {
-    const capability = await this.#capabilityOnce();
+    // On the caller's session: PGlite's only one is busy with the caller's transaction.
+    const capability = await this.#capabilityOnce(tx);
     const principal = this.#principalFor(capability, projectId);
     const [role] = await tx.query<{ present: boolean }>('SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $1) AS present', [
       principal.roleName,
@@ -220,8 +221,8 @@ export class WorkspaceSql {
     return fields.map((f) => ({ name: f.name, type: this.#typeNames.get(key(f)) ?? String(f.dataTypeID) }));
   }
 
-  async #capabilityOnce(): Promise<Capability> {
-    this.#capability ??= this.#checkCapability().catch((error: unknown) => {
+  async #capabilityOnce(q: Queryable = this.db): Promise<Capability> {
+    this.#capability ??= this.#checkCapability(q).catch((error: unknown) => {
       this.#capability = undefined;
       throw error;
     });
@@ -233,8 +234,8 @@ export class WorkspaceSql {
    * the fix otherwise, never a weaker mode. An extension schema in the search path where
    * everyone may create objects would let a workspace plant functions or operators there.
    */
-  async #checkCapability(): Promise<Capability> {
-    const [row] = await this.db.query<{ database: string; role: string; can: boolean; open_schemas: string[] }>(
+  async #checkCapability(q: Queryable): Promise<Capability> {
+    const [row] = await q.query<{ database: string; role: string; can: boolean; open_schemas: string[] }>(
       `SELECT current_database() AS database, current_user AS role,
               (SELECT rolsuper OR rolcreaterole FROM pg_catalog.pg_roles WHERE rolname = current_user) AS can,
               ARRAY(SELECT n.nspname::text FROM pg_catalog.pg_namespace n, aclexplode(n.nspacl) a
