@@ -151,8 +151,16 @@ export class WorkspaceSql {
         ORDER BY 1`,
       [SANDBOX_SCHEMA],
     );
-    for (const { project_id } of rows) await this.#principal(project_id);
-    return { adopted: rows.length, problem: undefined };
+    let adopted = 0;
+    const failed: string[] = [];
+    for (const { project_id } of rows) {
+      // Registered, so no ensure(): a workspace whose upgrade just failed keeps its error there.
+      await this.#principal(project_id, { ensure: false }).then(
+        () => adopted++,
+        (error: unknown) => failed.push(`${project_id}: ${(error as Error).message}`),
+      );
+    }
+    return { adopted, problem: failed.length > 0 ? `failed for ${failed.join('; ')}` : undefined };
   }
 
   #checkMaxRows(maxRows: number): void {
@@ -266,12 +274,12 @@ export class WorkspaceSql {
   }
 
   /** The workspace (created if needed, as ensure_workspace would) and its intact principal. */
-  async #principal(projectId: string): Promise<Principal> {
+  async #principal(projectId: string, { ensure = true } = {}): Promise<Principal> {
     const cached = this.#principals.get(projectId);
     if (cached) return cached;
     const capability = await this.#capabilityOnce();
     if (capability.problem) throw new SqlToolsUnavailableError(capability.problem);
-    await this.workspaces.ensure(projectId);
+    if (ensure) await this.workspaces.ensure(projectId);
     const principal = this.#principalFor(capability, projectId);
     await this.db.transaction(async (tx) => {
       await tx.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [WORKSPACE_LOCK_CLASS, projectId]);
