@@ -87,22 +87,22 @@ export class WorkspaceSql {
   ) {}
 
   /** One read-only statement of agent SQL. */
-  async query(projectId: string, sql: string, params: readonly AgentParam[], maxRows = DEFAULT_MAX_ROWS): Promise<RowsResult> {
-    this.#checkMaxRows(maxRows);
-    const statement = await prepareAgentStatement(sql, params, 'query');
-    return this.readAsWorkspace(projectId, statement.sql, maxRows);
+  query(projectId: string, sql: string, params: readonly AgentParam[], maxRows = DEFAULT_MAX_ROWS): Promise<RowsResult> {
+    return this.readAsWorkspace(projectId, sql, params, maxRows);
   }
 
   /**
-   * Runs a statement the server built (say, a nearest-neighbour search) as the workspace, read
-   * only, with the same limits as `query`: the way for any server code that reads tables an
-   * agent controls, since operators, functions, views and triggers there may be the agent's.
-   * `sql` must be complete (values already literal or the statement's own).
+   * The engine API for server code that reads tables an agent controls (say, search_vectors'
+   * nearest-neighbour SELECT): operators, functions, views and triggers there may be the
+   * agent's, so the statement runs exactly as `query` does, as the workspace, read-only, with
+   * the same limits. Identifiers must be validated and quoted by the caller; values go in
+   * `params` ($1, $2, ...; a vector as an array of numbers).
    */
-  async readAsWorkspace(projectId: string, sql: string, maxRows = DEFAULT_MAX_ROWS): Promise<RowsResult> {
+  async readAsWorkspace(projectId: string, sql: string, params: readonly AgentParam[] = [], maxRows = DEFAULT_MAX_ROWS): Promise<RowsResult> {
     this.#checkMaxRows(maxRows);
+    const statement = await prepareAgentStatement(sql, params, 'query');
     const principal = await this.#principal(projectId);
-    const { result } = await this.#run(projectId, principal, sql, { readOnly: true, rows: true, maxRows, count: false });
+    const { result } = await this.#run(projectId, principal, statement.sql, { readOnly: true, rows: true, maxRows, count: false });
     return result;
   }
 
