@@ -228,6 +228,21 @@ for (const kind of ['pglite', 'postgres'] as const) {
                 (SELECT body FROM project_victim.notes) AS body`,
       );
       expect(state).toEqual({ pwned: null, ledger: 1, body: 'x!' });
+
+      // A failing statement of a sandboxed script is located from PostgreSQL's position, never by
+      // replaying the script as the server.
+      const v3 = await planFor(
+        [await writeExtension(root, { id: 'notes', version: '3' }, {
+          ...files,
+          'workspace/migrations/0001_touch.sql': "UPDATE notes SET body = body || '!';",
+          'workspace/migrations/0002_bad.sql': "SELECT 1;\nSELECT missing_column FROM notes;",
+        })],
+        ['codebase'],
+      );
+      const r3 = await install(db, v3);
+      const m3 = new WorkspaceManager(db, v3, r3.searchPathSchemas, silentLogger);
+      m3.sandbox = new WorkspaceSql(db, m3, r3.searchPathSchemas, DEFAULT_SQL_LIMITS, silentLogger);
+      await expect(m3.upgrade('victim')).rejects.toThrow(/0002_bad\.sql statement 2\/2 \(line 2\)[\s\S]*missing_column/);
     }, 120_000);
   });
 }
