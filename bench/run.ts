@@ -4,7 +4,7 @@
  * writes bench/results/latest.json. Sizes: BENCH_WORKSPACES (headline, default 10000),
  * BENCH_ITERATIONS (30), BENCH_FLEET (1000), BENCH_IDLE_ROUNDS (4, of 15 s each), BENCH_ONLY
  * (comma-separated scenario numbers; 8 is the call after idle, 9 the HTTP
- * transport, 10 the shared embedded store),
+ * transport, 10 the shared embedded store, 11 the SQL tools),
  * BENCH_DURABLE=1 (fsync and synchronous commit on, as in production).
  */
 import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -24,13 +24,14 @@ import { lookupRows, measureLookups, type LookupFigures } from './lookups.js';
 import { managerFor, provisionConcurrently, provisionOurs, provisionRawFloor, provisionSeedStyle, rawConcurrently, seedWorkspaces } from './provisioning.js';
 import { formatTable, type Row } from './report.js';
 import { ratio, sample, sampleInterleaved } from './stats.js';
+import { sqlToolsOverStdio } from './sql-tools.js';
 import { bareServerBoot, bootTimes, cacheHitOverStdio } from './stdio-boot.js';
 
 const LARGE = Number(process.env['BENCH_WORKSPACES'] ?? 10_000);
 const SMALL = 100;
 const ITERATIONS = Number(process.env['BENCH_ITERATIONS'] ?? 30);
 const FLEET = Number(process.env['BENCH_FLEET'] ?? 1000);
-const ONLY = new Set((process.env['BENCH_ONLY'] ?? '1,2,3,4,5,6,7,8,9,10').split(','));
+const ONLY = new Set((process.env['BENCH_ONLY'] ?? '1,2,3,4,5,6,7,8,9,10,11').split(','));
 const IDLE_ROUNDS = Number(process.env['BENCH_IDLE_ROUNDS'] ?? 4);
 // The harness cluster skips fsync: that favours the seed-style baseline, which commits twice per
 // workspace to ours once.
@@ -83,6 +84,16 @@ let atZero: { db: PostgresDatabase; manager: WorkspaceManager; searchPath: strin
 try {
   // The latency-sensitive scenarios run first, on a quiet machine: after the 10k-workspace
   // databases exist, autovacuum works on their catalogs for minutes on the same 2 cores.
+  if (ONLY.has('11')) {
+    log('scenario 11: query and execute over stdio vs pg directly plus a no-op tool');
+    const { figures: f, rss } = await sqlToolsOverStdio(await cluster.createDatabase('bench'), ITERATIONS * 3);
+    // The baseline's p50 is the sum of the two p50s (its other quantiles: pg's alone).
+    const floor = (sql: typeof f.noop) => ({ name: 'pg directly + no-op tool', value: { ...sql, p50: Math.round((sql.p50 + f.noop.p50) * 1000) / 1000 } });
+    rows.push({ scenario: '11 sql tools', measure: 'query, 10-row SELECT', ours: f.query, baseline: floor(f.pgSelect), ratio: ratio(f.query.p50, f.pgSelect.p50 + f.noop.p50), target: '<= 1.5', met: f.query.p50 <= 1.5 * (f.pgSelect.p50 + f.noop.p50) });
+    rows.push({ scenario: '11 sql tools', measure: 'execute, one-row INSERT', ours: f.execute, baseline: floor(f.pgInsert), ratio: ratio(f.execute.p50, f.pgInsert.p50 + f.noop.p50), target: '<= 1.5', met: f.execute.p50 <= 1.5 * (f.pgInsert.p50 + f.noop.p50) });
+    rows.push({ scenario: '11 sql tools', measure: 'server RSS around a 1M-row query (max_rows 100), MB', ours: rss.after, baseline: { name: 'before', value: rss.before }, target: 'flat', met: rss.after - rss.before < 50 });
+    facts['sqlTools'] = { ...f, rss };
+  }
   if (ONLY.has('4')) {
     log('scenario 4: boot');
     const args = ['--extensions', PLAIN, '--disable', 'codebase'];

@@ -49,6 +49,10 @@ export function recording(db: Database): { db: Database; calls: string[] } {
     withSession: (fn) => db.withSession((s) => fn(wrap(s))),
     tryExclusive: (key, attempt, body) => db.tryExclusive(key, attempt, body),
     lockHolders: (key) => db.lockHolders(key),
+    pipeline: (steps) => {
+      calls.push(...steps.map((s) => ('sql' in s ? s.sql : `DESCRIBE ${s.describePortal}`)));
+      return db.pipeline(steps);
+    },
     registerVectorTypes: () => db.registerVectorTypes(),
     close: () => db.close(),
   };

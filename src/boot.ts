@@ -5,6 +5,7 @@ import { installExtensions } from './installer/install-extensions.js';
 import { prepareInstallPlan, type InstallPlan } from './installer/install-plan.js';
 import type { Logger } from './logger.js';
 import { builtinExtensionDirs } from './extensions/builtin-extensions.js';
+import { DEFAULT_SQL_LIMITS, WorkspaceSql } from './sandbox/workspace-sql.js';
 import { WorkspaceFleet } from './workspaces/workspace-fleet.js';
 import { WorkspaceManager } from './workspaces/workspace-manager.js';
 
@@ -42,5 +43,10 @@ export async function installAndServe(db: Database, plan: InstallPlan, config: E
     ...(report.citus ? { citus: report.citus } : {}),
   });
   const workspaces = new WorkspaceManager(db, plan, report.searchPathSchemas, log, { citus: report.citus !== null });
-  return { report, db, workspaces, fleet: new WorkspaceFleet(db, plan, workspaces) };
+  const sql = new WorkspaceSql(db, workspaces, report.searchPathSchemas, {
+    statementTimeoutMs: config.statementTimeoutMs ?? DEFAULT_SQL_LIMITS.statementTimeoutMs,
+    maxRowsCap: config.maxRowsCap ?? DEFAULT_SQL_LIMITS.maxRowsCap,
+  }, log);
+  workspaces.sandbox = sql;
+  return { report, db, workspaces, fleet: new WorkspaceFleet(db, plan, workspaces, sql), sql };
 }

@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import envPaths from 'env-paths';
 import * as z from 'zod';
 import type { LogLevel } from './logger.js';
+import { PROJECT_ID_PATTERN, PROJECT_ID_RULES } from './workspaces/project-id.js';
 
 export interface Config {
   /** Set: a PostgreSQL server through `pg`. Unset: embedded PGlite in `dataDir`. */
@@ -12,6 +13,12 @@ export interface Config {
   disabledExtensions: string[];
   lockTimeoutMs: number;
   logLevel: LogLevel;
+  /** Set: the only project ids any tool accepts. Unset: every valid id. */
+  allowedProjects: string[] | undefined;
+  /** Statement timeout of every query/execute call. */
+  statementTimeoutMs: number;
+  /** The largest max_rows a query may ask for. */
+  maxRowsCap: number;
 }
 
 /** Where `--http` serves; absent: stdio. */
@@ -61,6 +68,8 @@ Options:
   --http [HOST:]PORT   serve MCP over Streamable HTTP at http://HOST:PORT/mcp instead of stdio
                        (env PG_WORKSPACE_HTTP; HOST defaults to 127.0.0.1; beyond loopback
                        PG_WORKSPACE_HTTP_TOKEN is required)
+  --allow-project ID   accept only these project ids in every tool; repeatable
+                       (env PG_WORKSPACE_ALLOWED_PROJECTS, comma-separated; default: any id)
   --help               show this help
   --version            show the version
 
@@ -73,6 +82,8 @@ Environment:
   PG_WORKSPACE_HTTP_ALLOWED_HOSTS  with --http: comma-separated host names the Host and Origin
                                  headers may name (default: loopback names on a loopback HOST,
                                  HOST itself otherwise; not checked on 0.0.0.0 / :: without it)
+  PG_WORKSPACE_STATEMENT_TIMEOUT_MS  statement timeout of query/execute calls (default 10000)
+  PG_WORKSPACE_MAX_ROWS          the largest max_rows a query may ask for (default 10000)
 `;
 
 const extensionId = z.string().regex(/^[a-z][a-z0-9]*(-[a-z0-9]+)*$/, 'an extension id (lower-case, hyphens)');
@@ -91,6 +102,9 @@ const schema = z.object({
     .min(0)
     .max(MAX_LOCK_TIMEOUT_MS, `must be at most ${MAX_LOCK_TIMEOUT_MS} (one day)`),
   logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']),
+  allowedProjects: z.array(z.string().regex(PROJECT_ID_PATTERN, PROJECT_ID_RULES)).min(1, 'lists no project id').optional(),
+  statementTimeoutMs: z.coerce.number().int('must be a whole number of milliseconds').min(1).max(86_400_000),
+  maxRowsCap: z.coerce.number().int('must be a whole number').min(1).max(1_000_000, 'must be at most 1000000'),
 });
 
 const splitList = (value: string | undefined, separator: string) =>
@@ -111,6 +125,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
         'data-dir': { type: 'string' },
         extensions: { type: 'string', multiple: true },
         disable: { type: 'string', multiple: true },
+        'allow-project': { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -128,6 +143,12 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
     disabledExtensions: [...splitList(env['PG_WORKSPACE_DISABLED_EXTENSIONS'], ','), ...(values.disable ?? [])],
     lockTimeoutMs: env['PG_WORKSPACE_LOCK_TIMEOUT_MS'] || DEFAULT_LOCK_TIMEOUT_MS,
     logLevel: env['PG_WORKSPACE_LOG_LEVEL'] || 'info',
+    allowedProjects:
+      values['allow-project'] || env['PG_WORKSPACE_ALLOWED_PROJECTS'] !== undefined
+        ? [...splitList(env['PG_WORKSPACE_ALLOWED_PROJECTS'], ','), ...(values['allow-project'] ?? [])]
+        : undefined,
+    statementTimeoutMs: env['PG_WORKSPACE_STATEMENT_TIMEOUT_MS'] || 10_000,
+    maxRowsCap: env['PG_WORKSPACE_MAX_ROWS'] || 10_000,
   });
   if (!parsed.success) {
     const names: Record<string, string> = {
@@ -137,11 +158,14 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
       disabledExtensions: '--disable / PG_WORKSPACE_DISABLED_EXTENSIONS',
       lockTimeoutMs: 'PG_WORKSPACE_LOCK_TIMEOUT_MS',
       logLevel: 'PG_WORKSPACE_LOG_LEVEL',
+      allowedProjects: '--allow-project / PG_WORKSPACE_ALLOWED_PROJECTS',
+      statementTimeoutMs: 'PG_WORKSPACE_STATEMENT_TIMEOUT_MS',
+      maxRowsCap: 'PG_WORKSPACE_MAX_ROWS',
     };
     const problems = parsed.error.issues.map((i) => `  ${names[String(i.path[0])] ?? i.path.join('.')}: ${i.message}`);
     throw new ConfigError(`Invalid configuration:\n${problems.join('\n')}\n\nRun with --help for the options.`);
   }
-  const config = { ...parsed.data, databaseUrl: parsed.data.databaseUrl };
+  const config = { ...parsed.data, databaseUrl: parsed.data.databaseUrl, allowedProjects: parsed.data.allowedProjects };
   if (dbUrl) return { kind: 'db-url', config };
   if (!migrate) {
     const address = 'http' in values ? (values.http as string | undefined) : undefined;

@@ -7,8 +7,10 @@ import type { InstallPlan } from './installer/install-plan.js';
 import type { Logger } from './logger.js';
 import type { WorkspaceFleet } from './workspaces/workspace-fleet.js';
 import type { WorkspaceManager } from './workspaces/workspace-manager.js';
+import type { WorkspaceSql } from './sandbox/workspace-sql.js';
 
-export type EngineConfig = Pick<Config, 'databaseUrl' | 'dataDir' | 'extensionDirs' | 'disabledExtensions' | 'lockTimeoutMs'> & {
+export type EngineConfig = Pick<Config, 'databaseUrl' | 'dataDir' | 'extensionDirs' | 'disabledExtensions' | 'lockTimeoutMs'> &
+  Partial<Pick<Config, 'statementTimeoutMs' | 'maxRowsCap'>> & {
   /** Pool size on PostgreSQL (default 10); the fleet upgrade needs one per worker. */
   maxConnections?: number;
 };
@@ -24,9 +26,11 @@ export type EngineStatus =
 
 export interface Ready {
   report: InstallReport;
+  /** The database itself (tests and the bench look at it directly). */
   db: Database;
   workspaces: WorkspaceManager;
   fleet: WorkspaceFleet;
+  sql: WorkspaceSql;
 }
 
 /**

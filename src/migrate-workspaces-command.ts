@@ -66,6 +66,8 @@ function formatSummary(s: UpgradeSummary, dryRun: boolean): string {
   const failures = s.failures.map((f) => `  ${f.projectId}: ${f.error.split('\n').join('\n    ')}`);
   return (
     `Upgraded ${s.upgraded}, skipped ${s.skipped} (already current or gone), failed ${s.failed} of ${s.total} lagging workspace(s) in ${(s.ms / 1000).toFixed(1)} s.` +
+    (s.sandboxes.adopted > 0 ? `\nGave ${s.sandboxes.adopted} workspace(s) their SQL sandbox (PostgreSQL role).` : '') +
+    (s.sandboxes.problem ? `\nSQL sandboxes not made: ${s.sandboxes.problem}` : '') +
     (s.interrupted ? `\nInterrupted: ${s.total - s.done} not attempted; run the command again to continue.` : '') +
     (failures.length ? `\nFailures:\n${failures.join('\n')}` : '') +
     '\n'

@@ -57,7 +57,7 @@ export async function serveHttp(config: Config, http: HttpConfig): Promise<void>
   const sessions = new Map<string, Session>();
 
   const openSession = async (req: IncomingMessage, res: ServerResponse) => {
-    const server = createSessionServer({ engine });
+    const server = createSessionServer({ engine, allowedProjects: config.allowedProjects });
     const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
       sessionIdGenerator: randomUUID,
       onsessioninitialized: (id) => {

@@ -7,7 +7,10 @@ import { registerSearchVectorsTool } from '../tools/search-vectors.js';
 import type { ToolDeps } from '../tools/tool-result.js';
 import { registerValidateColumnsTool } from '../tools/validate-columns.js';
 import { registerWorkspaceStatusTool } from '../tools/workspace-status.js';
+import { registerExecuteTool } from '../tools/execute.js';
+import { registerQueryTool } from '../tools/query.js';
 import type { ProvisioningEngine } from './engine.js';
+import { ProjectAccess } from './project-access.js';
 import { packageVersion } from './package-info.js';
 
 /** Below the 60 s request timeout of the SDK's clients, so a slow boot gives our message, not theirs. */
@@ -16,23 +19,28 @@ const READY_TIMEOUT_MS = 45_000;
 export interface ServerDeps {
   engine: ProvisioningEngine;
   readyTimeoutMs?: number;
+  /** Only these project ids are served (unset: any). */
+  allowedProjects?: readonly string[] | undefined;
 }
 
 /**
  * One MCP server (one client session) around an engine, whose boot never delays `initialize`.
  * Closing it leaves the engine alone: over HTTP many sessions share one engine.
  */
-export function createSessionServer({ engine, readyTimeoutMs = READY_TIMEOUT_MS }: ServerDeps): McpServer {
+export function createSessionServer({ engine, readyTimeoutMs = READY_TIMEOUT_MS, allowedProjects }: ServerDeps): McpServer {
   const server = new McpServer(
     { name: 'pg-workspace-mcp', version: packageVersion },
     {
       instructions:
         'Each project gets its own PostgreSQL schema ("workspace"). Call ensure_workspace with the project id ' +
         'before using a project; list_workspaces shows existing ones; describe_workspace shows its tables, columns ' +
-        'and indexes; search_vectors finds the rows nearest to an embedding you pass; validate_columns checks a ' +
+        'and indexes; search_vectors finds the rows nearest to an embedding you pass; query reads and execute ' +
+        'changes a workspace with SQL (unqualified names are the workspace\'s tables); validate_columns checks a ' +
         'table\'s shape; workspace_status shows which workspace migrations are applied or pending.',
     },
   );
+  const access = new ProjectAccess(allowedProjects);
+  enforceAllowlist(server, access);
   const ready = async (signal: AbortSignal | undefined) => {
     const services = await engine.ready(readyTimeoutMs);
     // A call the client cancelled while boot was running starts no work.
@@ -42,6 +50,8 @@ export function createSessionServer({ engine, readyTimeoutMs = READY_TIMEOUT_MS 
   const deps: ToolDeps = {
     workspaces: async (signal) => (await ready(signal)).workspaces,
     fleet: async (signal) => (await ready(signal)).fleet,
+    sql: async (signal) => (await ready(signal)).sql,
+    access,
     explain: (error) => engine.explain(error),
   };
   registerEnsureWorkspaceTool(server, deps);
@@ -50,6 +60,8 @@ export function createSessionServer({ engine, readyTimeoutMs = READY_TIMEOUT_MS 
   registerWorkspaceStatusTool(server, deps);
   registerDescribeWorkspaceTool(server, deps);
   registerSearchVectorsTool(server, deps);
+  registerQueryTool(server, deps);
+  registerExecuteTool(server, deps);
   strictToolCalls(server);
   // Boot begins once the client has finished the handshake, so loading the SQL parser and the
   // database driver never delays the `initialize` answer; a tool call made first starts it too.
@@ -67,4 +79,24 @@ export function createServer(deps: ServerDeps) {
       await deps.engine.close();
     },
   };
+}
+
+/**
+ * Every tool registered on this server refuses a project_id outside the allowlist before its
+ * handler runs: one place, so a tool added later cannot forget it.
+ */
+function enforceAllowlist(server: McpServer, access: ProjectAccess): void {
+  const register = server.registerTool.bind(server) as (...args: unknown[]) => unknown;
+  (server as { registerTool: unknown }).registerTool = (name: string, config: unknown, handler: (...args: unknown[]) => unknown) =>
+    register(name, config, (args: unknown, extra: unknown) => {
+      const projectId = (args as { project_id?: unknown } | undefined)?.project_id;
+      if (typeof projectId === 'string' && !access.allows(projectId)) {
+        try {
+          access.check(projectId);
+        } catch (error) {
+          return { isError: true, content: [{ type: 'text', text: (error as Error).message }] };
+        }
+      }
+      return handler(args, extra);
+    });
 }

@@ -20,14 +20,7 @@ describe('MCP server in process', () => {
   });
 
   it('lists the tools with input and output schemas and honest annotations', () => {
-    expect(tools.map((t) => t.name).sort()).toEqual([
-      'describe_workspace',
-      'ensure_workspace',
-      'list_workspaces',
-      'search_vectors',
-      'validate_columns',
-      'workspace_status',
-    ]);
+    expect(tools.map((t) => t.name).sort()).toEqual(['describe_workspace', 'ensure_workspace', 'execute', 'list_workspaces', 'query', 'search_vectors', 'validate_columns', 'workspace_status']);
     for (const tool of tools) {
       expect(tool.inputSchema.type).toBe('object');
       expect(tool.outputSchema?.type).toBe('object');
@@ -37,6 +30,8 @@ describe('MCP server in process', () => {
     expect(byName['list_workspaces']?.annotations?.readOnlyHint).toBe(true);
     expect(byName['validate_columns']?.annotations?.readOnlyHint).toBe(true);
     expect(byName['workspace_status']?.annotations?.readOnlyHint).toBe(true);
+    expect(byName['query']?.annotations?.readOnlyHint).toBe(true);
+    expect(byName['execute']?.annotations).toMatchObject({ readOnlyHint: false, destructiveHint: true });
     expect(byName['ensure_workspace']?.description).toMatch(/project_client_a/);
     expect(JSON.stringify(byName['ensure_workspace']?.inputSchema)).toContain('lower-case ASCII letters');
   });

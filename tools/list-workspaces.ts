@@ -37,6 +37,7 @@ export function registerListWorkspacesTool(server: McpServer, deps: ToolDeps): v
       runTool(
         deps,
         async () => {
+          deps.access.checkUnscoped('list_workspaces');
           const page = await (await deps.workspaces(signal)).list({ limit, cursor, prefix });
           return {
             workspaces: page.workspaces.map((w) => ({

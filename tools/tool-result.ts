@@ -1,4 +1,6 @@
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import type { ProjectAccess } from '../src/project-access.js';
+import type { WorkspaceSql } from '../src/sandbox/workspace-sql.js';
 import type { WorkspaceFleet } from '../src/workspaces/workspace-fleet.js';
 import type { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
 
@@ -7,6 +9,9 @@ export interface ToolDeps {
   /** `signal`: the call's cancellation; a call cancelled before its work starts does none. */
   workspaces(signal?: AbortSignal): Promise<WorkspaceManager>;
   fleet(signal?: AbortSignal): Promise<WorkspaceFleet>;
+  sql(signal?: AbortSignal): Promise<WorkspaceSql>;
+  /** The per-server project allowlist, which every tool obeys. */
+  access: ProjectAccess;
   /** Turns a failure into the message the agent sees (e.g. advice when the database is down). */
   explain(error: unknown): string;
 }

@@ -46,6 +46,7 @@ export function registerWorkspaceStatusTool(server: McpServer, deps: ToolDeps): 
         async () => {
           const fleet = await deps.fleet(signal);
           if (project_id === undefined) {
+            deps.access.checkUnscoped('The fleet status (workspace_status without project_id)');
             const f = await fleet.fleetStatus();
             return {
               project_id: null,

@@ -213,3 +213,40 @@ BEGIN
   );
 END
 $$;
+
+-- The SQL tools' sandbox functions, one per workspace, each owned by its workspace's role (see
+-- src/sandbox/sandbox-ddl.ts). Nobody else may use or create anything here: a workspace role
+-- that cannot even name its function cannot alter it.
+CREATE SCHEMA IF NOT EXISTS project_sandbox;
+REVOKE ALL ON SCHEMA project_sandbox FROM PUBLIC;
+
+-- Hands every object of a workspace schema to the workspace's role, so that the agent may ALTER
+-- and DROP its own tables: tables and views (their indexes, row types and owned sequences
+-- follow), other sequences, routines and standalone types. Runs as the server, which created
+-- them; objects already owned by the role are left alone.
+CREATE OR REPLACE FUNCTION project_sandbox.adopt_objects(schema_name text, role_name text)
+RETURNS void LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  ns oid := (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = adopt_objects.schema_name);
+  owner oid := (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = adopt_objects.role_name);
+  object record;
+BEGIN
+  FOR object IN
+    SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                          WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END AS kind,
+           format('%I.%I', adopt_objects.schema_name, c.relname) AS name
+      FROM pg_catalog.pg_class c
+     WHERE c.relnamespace = ns AND c.relowner <> owner AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+       AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
+                        WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
+                          AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.deptype IN ('a', 'i'))
+    UNION ALL
+    SELECT 'ROUTINE', p.oid::regprocedure::text FROM pg_catalog.pg_proc p WHERE p.pronamespace = ns AND p.proowner <> owner
+    UNION ALL
+    SELECT 'TYPE', format('%I.%I', adopt_objects.schema_name, t.typname) FROM pg_catalog.pg_type t
+     WHERE t.typnamespace = ns AND t.typowner <> owner AND t.typtype IN ('e', 'd', 'r')
+  LOOP
+    EXECUTE format('ALTER %s %s OWNER TO %I', object.kind, object.name, adopt_objects.role_name);
+  END LOOP;
+END
+$$;

@@ -75,6 +75,7 @@ export function withShardingOff(db: Database): Database {
     withSession: (fn) => db.withSession(fn),
     tryExclusive: (key, attempt, body) => db.tryExclusive(key, attempt, body),
     lockHolders: (key) => db.lockHolders(key),
+    pipeline: (steps) => db.pipeline(steps),
     registerVectorTypes: () => db.registerVectorTypes(),
     close: () => db.close(),
   };

@@ -29,6 +29,25 @@ export interface LockTry {
   decide(decision: LockDecision): boolean;
 }
 
+/**
+ * One step of a pipeline: a statement with text parameters, or a Describe of a named portal
+ * (a cursor), which reports its columns without running it.
+ */
+export type PipelineStep = { sql: string; params?: readonly (string | null)[] } | { describePortal: string };
+
+export interface PipelineField {
+  name: string;
+  dataTypeID: number;
+  dataTypeModifier: number;
+}
+
+export interface PipelineOutcome {
+  /** One entry per step that completed: text rows of a statement, or the fields of a portal. */
+  results: { rows: (string | null)[][]; fields: PipelineField[] }[];
+  /** The server's error if a step failed: the later steps were skipped and everything rolled back. */
+  error?: unknown;
+}
+
 export interface Database extends Queryable {
   readonly kind: 'pglite' | 'postgres';
   /** Where the data lives, safe to log (no password). */
@@ -48,6 +67,11 @@ export interface Database extends Queryable {
   tryExclusive<T>(key: bigint, attempt: LockTry, body: () => Promise<T>): Promise<T | undefined>;
   /** Who holds the lock `key` now (empty when nobody does). */
   lockHolders(key: bigint): Promise<LockHolder[]>;
+  /**
+   * Sends the steps in one round trip, ended by one Sync: they form one implicit transaction,
+   * committed when all succeed. The session is clean afterwards (no transaction left open).
+   */
+  pipeline(steps: readonly PipelineStep[]): Promise<PipelineOutcome>;
   /** Called once the `vector` extension exists, so vector columns come back as arrays. */
   registerVectorTypes(): Promise<void>;
   close(): Promise<void>;
@@ -77,6 +101,7 @@ export abstract class SessionDatabase implements Database {
   abstract tryExclusive<T>(key: bigint, attempt: LockTry, body: () => Promise<T>): Promise<T | undefined>;
   abstract lockHolders(key: bigint): Promise<LockHolder[]>;
   abstract registerVectorTypes(): Promise<void>;
+  abstract pipeline(steps: readonly PipelineStep[]): Promise<PipelineOutcome>;
   abstract close(): Promise<void>;
 
   query<R = Row>(sql: string, params?: readonly unknown[]): Promise<R[]> {

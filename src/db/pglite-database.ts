@@ -1,10 +1,11 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import type { PGlite } from '@electric-sql/pglite';
+import { protocol, type PGlite } from '@electric-sql/pglite';
 import pgvector from 'pgvector';
 import { silentLogger, type Logger } from '../logger.js';
 import { DamagedStoreError, isStoreDamage } from './damaged-store.js';
-import { SessionDatabase, type LockHolder, type LockTry, type Queryable } from './database.js';
+import { SessionDatabase, type LockHolder, type LockTry, type PipelineOutcome, type PipelineStep, type Queryable } from './database.js';
+import { PipelineCollector, writePipeline, type PipelineMessage } from './pipeline.js';
 import { DataDirLock } from './data-dir-lock.js';
 import { fileLockHolders, tryFileLock } from './file-locks.js';
 import { Mutex } from './mutex.js';
@@ -127,6 +128,23 @@ export class PGliteDatabase extends SessionDatabase {
       `SELECT oid FROM pg_catalog.pg_type WHERE typname = 'vector'`,
     );
     for (const { oid } of rows) this.pglite.parsers[oid] = (text: string) => pgvector.fromSql(text);
+  }
+
+  pipeline(steps: readonly PipelineStep[]): Promise<PipelineOutcome> {
+    return this.#mutex.run(async () => {
+      const parts: Uint8Array[] = [];
+      writePipeline(steps, {
+        parse: (o) => parts.push(protocol.serialize.parse(o)),
+        bind: (o) => parts.push(protocol.serialize.bind(o)),
+        execute: (o) => parts.push(protocol.serialize.execute(o)),
+        describe: (o) => parts.push(protocol.serialize.describe(o)),
+        sync: () => parts.push(protocol.serialize.sync()),
+      });
+      const { messages } = await this.pglite.execProtocol(Buffer.concat(parts), { throwOnError: false });
+      const collector = new PipelineCollector(steps);
+      for (const message of messages) collector.on(message as PipelineMessage, message.name === 'error' ? message : undefined);
+      return collector.outcome;
+    });
   }
 
   async close(): Promise<void> {

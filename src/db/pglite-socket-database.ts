@@ -1,4 +1,4 @@
-import type { LockHolder, LockTry, Queryable } from './database.js';
+import type { LockHolder, LockTry, PipelineOutcome, PipelineStep, Queryable } from './database.js';
 import { SessionDatabase } from './database.js';
 import { fileLockHolders, tryFileLock } from './file-locks.js';
 import { PostgresDatabase } from './postgres-database.js';
@@ -31,13 +31,29 @@ export class SocketClientDatabase extends SessionDatabase {
   }
 
   /** Fails with NotServingError when no connection could be made, before `fn` ran. */
-  async withSession<T>(fn: (session: Queryable) => Promise<T>): Promise<T> {
+  withSession<T>(fn: (session: Queryable) => Promise<T>): Promise<T> {
+    return this.#connected((pg, connected) =>
+      pg.withSession((session) => {
+        connected();
+        return fn(session);
+      }),
+    );
+  }
+
+  /** A pipeline is written on a connection it already has: a failure to connect is NotServingError. */
+  pipeline(steps: readonly PipelineStep[]): Promise<PipelineOutcome> {
+    return this.#connected(async (pg, connected) => {
+      // The pool connects lazily: a first query proves the owner answers before the steps are sent.
+      await pg.query('SELECT 1');
+      connected();
+      return pg.pipeline(steps);
+    });
+  }
+
+  async #connected<T>(run: (pg: PostgresDatabase, connected: () => void) => Promise<T>): Promise<T> {
     let connected = false;
     try {
-      return await this.#pg.withSession((session) => {
-        connected = true;
-        return fn(session);
-      });
+      return await run(this.#pg, () => (connected = true));
     } catch (error) {
       if (connected) throw error;
       throw new NotServingError((error as Error).message, { cause: error });

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import pgvector from 'pgvector';
-import { inTransaction, SessionDatabase, type LockHolder, type LockTry, type Queryable } from './database.js';
+import { inTransaction, SessionDatabase, type LockHolder, type LockTry, type PipelineOutcome, type PipelineStep, type Queryable } from './database.js';
+import { PipelineCollector, writePipeline, type PipelineMessage, type PipelineWriter } from './pipeline.js';
 
 const APPLICATION_NAME = 'pg-workspace-mcp';
 
@@ -49,12 +50,19 @@ export class PostgresDatabase extends SessionDatabase {
     this.description = redactPassword(options.connectionString);
   }
 
-  async withSession<T>(fn: (session: Queryable) => Promise<T>): Promise<T> {
+  withSession<T>(fn: (session: Queryable) => Promise<T>): Promise<T> {
+    return this.#checkout((client, lost) => fn(sessionOf(client, lost)));
+  }
+
+  /**
+   * A pooled client for `use`. pg-pool takes its own 'error' listener off a client it hands
+   * out: a server that ends the session (restart, pg_terminate_backend) while no statement runs
+   * on it, between statements or while the install-lock waiter sleeps, would then emit an
+   * 'error' nobody hears, which ends the process. Heard here, it fails the session's next
+   * statement and discards the client.
+   */
+  async #checkout<T>(use: (client: pg.PoolClient, lost: () => Error | undefined) => Promise<T>): Promise<T> {
     const client = await this.#pool.connect();
-    // pg-pool takes its own 'error' listener off a client it hands out. A server that ends the
-    // session (restart, pg_terminate_backend) while no statement runs on it, between statements
-    // or while the install-lock waiter sleeps, then emits an 'error' nobody hears, which ends the
-    // process. Heard here, it fails the session's next statement and discards the client.
     let lost: Error | undefined;
     const onError = (error: Error) => {
       lost ??= error;
@@ -62,7 +70,7 @@ export class PostgresDatabase extends SessionDatabase {
     client.on('error', onError);
     let broken: Error | undefined;
     try {
-      return await fn(sessionOf(client, () => lost));
+      return await use(client, () => lost);
     } catch (error) {
       if (!isOrdinarySqlError(error)) broken = error as Error;
       throw error;
@@ -107,8 +115,67 @@ export class PostgresDatabase extends SessionDatabase {
     for (const { oid } of rows) this.#parsers.set(oid, (value) => pgvector.fromSql(value));
   }
 
+  pipeline(steps: readonly PipelineStep[]): Promise<PipelineOutcome> {
+    return this.#checkout(
+      (client) =>
+        new Promise<PipelineOutcome>((resolve, reject) => {
+          void client.query(new PipelineSubmittable(steps, resolve, reject) as unknown as pg.QueryConfig);
+        }),
+    );
+  }
+
   async close(): Promise<void> {
     await this.#pool.end();
+  }
+}
+
+/**
+ * A pipeline through pg's extension point for custom queries (a "submittable", as pg-cursor
+ * uses): the client hands it the connection to write on and routes the answers to it.
+ */
+class PipelineSubmittable {
+  readonly #collector: PipelineCollector;
+
+  constructor(
+    private readonly steps: readonly PipelineStep[],
+    private readonly resolve: (outcome: PipelineOutcome) => void,
+    private readonly reject: (error: Error) => void,
+  ) {
+    this.#collector = new PipelineCollector(steps);
+  }
+
+  submit(connection: PipelineWriter): void {
+    writePipeline(this.steps, connection);
+  }
+
+  handleRowDescription(message: PipelineMessage): void {
+    this.#collector.on(message);
+  }
+
+  handleDataRow(message: PipelineMessage): void {
+    this.#collector.on(message);
+  }
+
+  handleCommandComplete(): void {
+    this.#collector.on({ name: 'commandComplete' });
+  }
+
+  handleEmptyQuery(): void {
+    this.#collector.on({ name: 'emptyQuery' });
+  }
+
+  handlePortalSuspended(): void {}
+
+  handleError(error: Error): void {
+    // pg stops routing messages to a query once it failed (ReadyForQuery included), and holds
+    // the client's next query until that ReadyForQuery: the outcome is complete here.
+    if (!(error instanceof pg.DatabaseError)) return this.reject(error);
+    this.#collector.on({ name: 'error' }, error);
+    this.resolve(this.#collector.outcome);
+  }
+
+  handleReadyForQuery(): void {
+    this.resolve(this.#collector.outcome);
   }
 }
 

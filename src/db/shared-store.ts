@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { Logger } from '../logger.js';
-import { SessionDatabase, type LockHolder, type LockTry, type Queryable } from './database.js';
+import { SessionDatabase, type Database, type LockHolder, type LockTry, type PipelineOutcome, type PipelineStep, type Queryable } from './database.js';
 import { DataDirInUseError } from './data-dir-lock.js';
 import { fileLockHolders, tryFileLock } from './file-locks.js';
 import { PGliteDatabase } from './pglite-database.js';
@@ -72,15 +72,24 @@ export class SharedStore extends SessionDatabase {
     return this.#owner !== undefined;
   }
 
-  async withSession<T>(fn: (session: Queryable) => Promise<T>): Promise<T> {
+  withSession<T>(fn: (session: Queryable) => Promise<T>): Promise<T> {
+    return this.#route((db) => db.withSession(fn));
+  }
+
+  pipeline(steps: readonly PipelineStep[]): Promise<PipelineOutcome> {
+    return this.#route((db) => db.pipeline(steps));
+  }
+
+  /** Runs `use` on the owner's PGlite or through the socket, waiting for an owner (hand-over). */
+  async #route<T>(use: (db: Database) => Promise<T>): Promise<T> {
     const deadline = Date.now() + (this.options.connectWaitMs ?? 60_000);
     for (let delay = 25; ; delay = Math.min(delay * 2, 250)) {
       if (this.#closed) throw new ConnectionLostError(`The embedded store at ${this.dataDir} is closed: the server is shutting down.`);
       await this.#takeover;
-      if (this.#owner) return this.#owner.db.withSession(fn);
+      if (this.#owner) return use(this.#owner.db);
       const client = this.#client as SocketClientDatabase;
       try {
-        return await client.withSession(fn);
+        return await use(client);
       } catch (error) {
         if (!(error instanceof NotServingError)) throw this.#lost(error);
         if (Date.now() >= deadline) {

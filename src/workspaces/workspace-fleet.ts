@@ -1,5 +1,6 @@
 import type { Database } from '../db/database.js';
 import type { InstallPlan } from '../installer/install-plan.js';
+import type { WorkspaceSql } from '../sandbox/workspace-sql.js';
 import type { WorkspaceManager } from './workspace-manager.js';
 
 export interface WorkspaceStatus {
@@ -38,6 +39,8 @@ export interface UpgradeSummary extends UpgradeProgress {
   /** Dry run: what would run where. */
   plan: { projectId: string; pending: string[] }[];
   failures: { projectId: string; error: string }[];
+  /** Workspaces given their SQL sandbox (role and function), or why none could be. */
+  sandboxes: { adopted: number; problem: string | undefined };
   interrupted: boolean;
   ms: number;
 }
@@ -52,6 +55,7 @@ export class WorkspaceFleet {
     private readonly db: Database,
     private readonly plan: InstallPlan,
     private readonly manager: WorkspaceManager,
+    private readonly sql?: WorkspaceSql,
   ) {}
 
   async lagging(): Promise<string[]> {
@@ -124,7 +128,7 @@ export class WorkspaceFleet {
   async upgrade(options: UpgradeOptions): Promise<UpgradeSummary> {
     const started = performance.now();
     const ids = await this.lagging();
-    const summary: UpgradeSummary = { total: ids.length, done: 0, upgraded: 0, skipped: 0, failed: 0, plan: [], failures: [], interrupted: false, ms: 0 };
+    const summary: UpgradeSummary = { total: ids.length, done: 0, upgraded: 0, skipped: 0, failed: 0, plan: [], failures: [], sandboxes: { adopted: 0, problem: undefined }, interrupted: false, ms: 0 };
     if (options.dryRun) {
       const pending = await this.pendingFor(ids);
       summary.plan = ids.map((projectId) => ({ projectId, pending: pending.get(projectId) ?? [] }));
@@ -149,6 +153,8 @@ export class WorkspaceFleet {
     };
     await Promise.all(Array.from({ length: Math.max(1, options.concurrency) }, worker));
     summary.interrupted = summary.done < ids.length;
+    // Every workspace gets its principal (role, sandbox) here too, used by an agent or not.
+    if (!summary.interrupted && this.sql) summary.sandboxes = await this.sql.adoptAll();
     summary.ms = performance.now() - started;
     return summary;
   }

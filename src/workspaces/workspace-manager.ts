@@ -52,7 +52,7 @@ export interface ColumnValidation extends ColumnCheck {
  * id), which PostgreSQL keeps apart from the bigint install lock. A hash collision between two
  * ids only makes them take turns.
  */
-const WORKSPACE_LOCK_CLASS = 0x70677773; // "pgws"
+export const WORKSPACE_LOCK_CLASS = 0x70677773; // "pgws"
 
 /**
  * The registry lookup stays a primary-key probe (the table list comes from the install plan),
@@ -99,7 +99,14 @@ interface LookupRow {
 const isCurrent = (row: LookupRow, plan: InstallPlan): boolean =>
   row.schema_exists && row.workspace_fingerprint === plan.workspaceFingerprint;
 
+/** Runs an upgrade script inside a workspace's SQL sandbox; false when the workspace has none. */
+export interface ScriptSandbox {
+  runScript(tx: Queryable, projectId: string, schemaName: string, script: string): Promise<boolean>;
+}
+
 export class WorkspaceManager {
+  /** Set once the SQL tools exist: upgrades of workspaces agents have used run inside their sandbox. */
+  sandbox: ScriptSandbox | undefined;
   readonly #cache = new Map<string, Omit<Workspace, 'created'>>();
   readonly #inflight = new Map<string, Promise<Workspace>>();
   /** Every extension's required workspace columns, as missing_workspace_columns() takes them. */
@@ -238,12 +245,22 @@ export class WorkspaceManager {
       citus: this.#citus,
     });
     if (this.#citus) {
+      // Citus distributes only DDL sent as top-level statements, not DDL a function EXECUTEs, so
+      // there the script runs as the server, statement by statement (not in the sandbox).
       await runScriptStatementwise(tx, script, (error, position) => new ScriptError(script, error, position));
     } else {
+      // Agent code may live in a workspace its agent has used (triggers an UPDATE fires, views,
+      // operators shadowing an extension's): there the script runs as the workspace's role.
+      const body = script.sql.slice(script.prelude.length);
+      let asServer = false;
       try {
-        await tx.exec(script.sql);
+        asServer = !((await this.sandbox?.runScript(tx, projectId, schemaName, body)) ?? false);
+        if (asServer) await tx.exec(script.sql);
       } catch (error) {
-        throw new ScriptError(script, error, Number(pgError(error)?.position));
+        const fields = pgError(error);
+        if (asServer) throw new ScriptError(script, error, Number(fields?.position));
+        const inBody = fields?.internalQuery === body;
+        throw new ScriptError(script, error, inBody ? script.prelude.length + Number(fields.internalPosition) : NaN, true);
       }
     }
     const [check] = await tx.query<{ missing: string[] }>(
@@ -316,7 +333,10 @@ export class WorkspaceManager {
     if (!pgError(cause)) return cause;
     let where = '';
     if (error instanceof ScriptError) {
-      const statement = await locateFailure(this.db, error.script, error.position).catch(() => undefined);
+      const statement =
+        error.sandboxed && !Number.isFinite(error.position)
+          ? undefined
+          : await locateFailure(this.db, error.script, error.position).catch(() => undefined);
       where = statement
         ? ` at ${statement.file} statement ${statement.number}/${statement.total} (line ${statement.line})`
         : ' in the workspace DDL';
@@ -410,8 +430,16 @@ export class WorkspaceManager {
 }
 
 class ScriptError extends Error {
-  /** Where in the script PostgreSQL says it failed (NaN when it does not say). */
-  constructor(readonly script: WorkspaceScript, override readonly cause: unknown, readonly position: number) {
+  /**
+   * Where in the script PostgreSQL says it failed (NaN when it does not say). A script that ran
+   * in the sandbox is never replayed as the server to find the statement.
+   */
+  constructor(
+    readonly script: WorkspaceScript,
+    override readonly cause: unknown,
+    readonly position: number,
+    readonly sandboxed = false,
+  ) {
     super((cause as Error)?.message ?? String(cause));
   }
 }

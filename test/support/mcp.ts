@@ -24,13 +24,28 @@ export async function callTool(client: Client, tools: Tool[], name: string, args
 }
 
 /** Our server on an embedded store of its own (or on `databaseUrl`), with the SDK client over an in-memory transport. */
-export async function connectInProcess(options: { extensionDirs?: string[]; databaseUrl?: string } = {}) {
+export async function connectInProcess(
+  options: {
+    extensionDirs?: string[];
+    databaseUrl?: string;
+    disabledExtensions?: string[];
+    allowedProjects?: string[];
+    statementTimeoutMs?: number;
+  } = {},
+) {
   const dataDir = await tempDir('pgw-mcp-');
   const engine = new ProvisioningEngine(
-    { databaseUrl: options.databaseUrl, dataDir, extensionDirs: options.extensionDirs ?? [], disabledExtensions: [], lockTimeoutMs: DEFAULT_LOCK_TIMEOUT_MS },
+    {
+      databaseUrl: options.databaseUrl,
+      dataDir,
+      extensionDirs: options.extensionDirs ?? [],
+      disabledExtensions: options.disabledExtensions ?? [],
+      lockTimeoutMs: DEFAULT_LOCK_TIMEOUT_MS,
+      ...(options.statementTimeoutMs ? { statementTimeoutMs: options.statementTimeoutMs } : {}),
+    },
     silentLogger,
   );
-  const { server, cleanup } = createServer({ engine });
+  const { server, cleanup } = createServer({ engine, allowedProjects: options.allowedProjects });
   const client = new Client({ name: 'test', version: '1' });
   const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
   await server.connect(serverSide);

@@ -1,5 +1,5 @@
 import { PGlite } from '@electric-sql/pglite';
-import { SessionDatabase, type LockHolder, type LockTry, type Queryable } from '../../src/db/database.js';
+import { SessionDatabase, type LockHolder, type LockTry, type PipelineOutcome, type Queryable } from '../../src/db/database.js';
 
 /** An in-memory PGlite without the pgvector bundle: a real database on which `vector` is not available. */
 export async function pgliteWithoutPgvector(): Promise<SessionDatabase> {
@@ -23,6 +23,9 @@ export async function pgliteWithoutPgvector(): Promise<SessionDatabase> {
     }
     async lockHolders(): Promise<LockHolder[]> {
       return [];
+    }
+    pipeline(): Promise<PipelineOutcome> {
+      throw new Error('not used: these tests run no SQL tools');
     }
     async registerVectorTypes(): Promise<void> {}
     close(): Promise<void> {

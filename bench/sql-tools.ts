@@ -1,0 +1,56 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import pg from 'pg';
+import { sampleInterleaved } from './stats.js';
+
+const NOOP_SERVER = path.resolve('dist/bench-servers/noop-server.js');
+
+async function rssMb(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Math.round(Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024);
+}
+
+/**
+ * Scenario 8: query (a 10-row SELECT) and execute (a one-row INSERT) over real stdio, taking
+ * turns with the same SQL sent by `pg` directly and with a no-op tool on the same server; and
+ * the server's RSS around a query whose result has a million rows.
+ */
+export async function sqlToolsOverStdio(url: string, iterations: number) {
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: [NOOP_SERVER],
+    env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', PG_WORKSPACE_LOG_LEVEL: 'warn', DATABASE_URL: url, PG_WORKSPACE_DISABLED_EXTENSIONS: 'codebase' },
+    stderr: 'ignore',
+  });
+  const client = new Client({ name: 'bench', version: '1' });
+  await client.connect(transport);
+  const direct = new pg.Client({ connectionString: url });
+  await direct.connect();
+  const call = async (name: string, args: Record<string, unknown>) => {
+    const result = await client.callTool({ name, arguments: { project_id: 'bench-sql', ...args } });
+    if (result.isError) throw new Error(`${name} failed: ${JSON.stringify(result.content)}`);
+    return result;
+  };
+  try {
+    await call('execute', { sql: 'CREATE TABLE ten (n int, label text)' });
+    await call('execute', { sql: "INSERT INTO ten SELECT g, 'row ' || g FROM generate_series(1, 10) g" });
+    await call('execute', { sql: 'CREATE TABLE sink (n int)' });
+    const figures = await sampleInterleaved(iterations, {
+      query: () => call('query', { sql: 'SELECT n, label FROM ten' }),
+      pgSelect: () => direct.query('SELECT n, label FROM project_bench_sql.ten'),
+      execute: () => call('execute', { sql: 'INSERT INTO sink VALUES ($1)', params: [1] }),
+      pgInsert: () => direct.query('INSERT INTO project_bench_sql.sink VALUES ($1)', [1]),
+      noop: () => client.callTool({ name: 'noop', arguments: {} }),
+    });
+    const pid = transport.pid as number;
+    const before = await rssMb(pid);
+    await call('query', { sql: "SELECT g, repeat('x', 100) FROM generate_series(1, 1000000) g", max_rows: 100 });
+    const after = await rssMb(pid);
+    return { figures, rss: { before, after } };
+  } finally {
+    await direct.end();
+    await client.close();
+  }
+}

@@ -1,0 +1,70 @@
+import type { PipelineField, PipelineOutcome, PipelineStep } from './database.js';
+
+/** The backend messages a pipeline reacts to, as `pg-protocol` parses them for both drivers. */
+export type PipelineMessage =
+  | { name: 'rowDescription'; fields: PipelineField[] }
+  | { name: 'dataRow'; fields: (string | null)[] }
+  | { name: 'commandComplete' | 'emptyQuery' | 'noData' }
+  | { name: 'error' };
+
+/** Writes a pipeline through a protocol serializer (pg's connection or pg-protocol's `serialize`). */
+export interface PipelineWriter {
+  parse(opts: { text: string }): void;
+  bind(opts: { values: (string | null)[] }): void;
+  execute(opts: Record<string, never>): void;
+  describe(opts: { type: 'P'; name: string }): void;
+  sync(): void;
+}
+
+export function writePipeline(steps: readonly PipelineStep[], out: PipelineWriter): void {
+  for (const step of steps) {
+    if ('describePortal' in step) {
+      out.describe({ type: 'P', name: step.describePortal });
+    } else {
+      out.parse({ text: step.sql });
+      out.bind({ values: [...(step.params ?? [])] });
+      out.execute({});
+    }
+  }
+  out.sync();
+}
+
+/** Collects the answers step by step: a describe ends with its RowDescription, a statement with CommandComplete. */
+export class PipelineCollector {
+  readonly outcome: PipelineOutcome = { results: [] };
+  #current: PipelineOutcome['results'][number] = { rows: [], fields: [] };
+
+  constructor(private readonly steps: readonly PipelineStep[]) {}
+
+  on(message: PipelineMessage | { name: string }, error?: unknown): void {
+    const step = this.steps[this.outcome.results.length];
+    switch (message.name) {
+      case 'rowDescription':
+        this.#current.fields = (message as { fields: PipelineField[] }).fields.map((f) => ({
+          name: f.name,
+          dataTypeID: f.dataTypeID,
+          dataTypeModifier: f.dataTypeModifier,
+        }));
+        if (step && 'describePortal' in step) this.#finish();
+        break;
+      case 'noData':
+        if (step && 'describePortal' in step) this.#finish();
+        break;
+      case 'dataRow':
+        this.#current.rows.push((message as { fields: (string | null)[] }).fields);
+        break;
+      case 'commandComplete':
+      case 'emptyQuery':
+        this.#finish();
+        break;
+      case 'error':
+        this.outcome.error ??= error ?? message;
+        break;
+    }
+  }
+
+  #finish(): void {
+    this.outcome.results.push(this.#current);
+    this.#current = { rows: [], fields: [] };
+  }
+}

@@ -1,0 +1,195 @@
+import { createHash } from 'node:crypto';
+import pg from 'pg';
+import { MAX_IDENTIFIER_BYTES, quoteIdent } from '../db/identifiers.js';
+
+/**
+ * Each workspace's agent SQL runs as a PostgreSQL role of its own, inside a SECURITY DEFINER
+ * function that role owns: PostgreSQL refuses every role change (SET ROLE, RESET ROLE, SET
+ * SESSION AUTHORIZATION, set_config('role', ...)) inside a security-definer context, including
+ * in functions nested in it, so there is no way back to the server's role.
+ *
+ * The function lives in `project_sandbox`, where the workspace role has no privilege at all: it
+ * cannot replace the body (that needs CREATE there) nor even name the function to ALTER it
+ * (that needs USAGE). It can still drop it (DROP OWNED BY CURRENT_USER): the server then makes
+ * it again. Whatever was done to it, the body checks at run time that a role change is refused
+ * before it runs any agent SQL, rather than trusting catalog flags.
+ */
+export const SANDBOX_SCHEMA = 'project_sandbox';
+
+/** SQLSTATE the body raises when it finds itself outside a security-definer context. */
+export const SANDBOX_BROKEN = 'PW010';
+/** SQLSTATE for session state the agent tried to leave behind (cursor, temp object, lock...). */
+export const SANDBOX_LEFTOVER = 'PW011';
+
+/** The portal the body opens for a row-returning statement; the server describes it by name. */
+export const RESULT_PORTAL = 'pgw_result';
+
+/**
+ * Role names are cluster-global while workspaces are per database: the name carries a tag of
+ * the database, so two databases with the same project id never share a role.
+ */
+export function roleNameFor(databaseName: string, projectId: string): string {
+  const tag = createHash('sha256').update(databaseName).digest('hex').slice(0, 8);
+  const prefix = `pgw_${tag}_`;
+  const id = projectId.replaceAll('-', '_');
+  if (Buffer.byteLength(prefix + id) <= MAX_IDENTIFIER_BYTES) return prefix + id;
+  const hash = createHash('sha256').update(projectId).digest('hex').slice(0, 8);
+  return `${prefix}${id.slice(0, MAX_IDENTIFIER_BYTES - prefix.length - hash.length - 1)}_${hash}`;
+}
+
+export interface Principal {
+  schemaName: string;
+  roleName: string;
+  /** The workspace, then the schemas of required PostgreSQL extensions. */
+  searchPath: readonly string[];
+}
+
+/** The sandbox function of a workspace: `project_sandbox.<schema name>(step, statement, max_rows)`. */
+export function sandboxFunction(schemaName: string): string {
+  return `${quoteIdent(SANDBOX_SCHEMA)}.${quoteIdent(schemaName)}`;
+}
+
+const literal = (value: string) => pg.escapeLiteral(value);
+
+/**
+ * Makes the workspace's principal: the role (NOLOGIN, no attributes), its privileges (USAGE and
+ * CREATE on its schema, which stays the server's, so the role cannot grant access to it), the
+ * ownership of every object in the schema (so the agent may ALTER and DROP its tables), and the
+ * sandbox function. Idempotent; runs under the workspace's lock. The server role becomes a
+ * member of the workspace role: to hand it objects and the function (PostgreSQL asks the new
+ * owner for CREATE on the function's schema, granted for that one statement only).
+ */
+export function principalScript(p: Principal, createRole: boolean, serverRole: string): string {
+  const role = quoteIdent(p.roleName);
+  const schema = quoteIdent(p.schemaName);
+  const fn = `${sandboxFunction(p.schemaName)}(text, text, integer)`;
+  return [
+    createRole ? `CREATE ROLE ${role} NOLOGIN NOINHERIT` : '',
+    `GRANT ${role} TO ${quoteIdent(serverRole)}`,
+    `REVOKE ALL ON SCHEMA ${schema} FROM PUBLIC`,
+    `GRANT USAGE, CREATE ON SCHEMA ${schema} TO ${role}`,
+    `SELECT ${quoteIdent(SANDBOX_SCHEMA)}.adopt_objects(${literal(p.schemaName)}, ${literal(p.roleName)})`,
+    `DROP FUNCTION IF EXISTS ${fn}`,
+    sandboxBody(p),
+    `REVOKE ALL ON FUNCTION ${fn} FROM PUBLIC`,
+    `GRANT CREATE ON SCHEMA ${quoteIdent(SANDBOX_SCHEMA)} TO ${role}`,
+    `ALTER FUNCTION ${fn} OWNER TO ${role}`,
+    `REVOKE CREATE ON SCHEMA ${quoteIdent(SANDBOX_SCHEMA)} FROM ${role}`,
+  ]
+    .filter(Boolean)
+    .join(';\n');
+}
+
+/**
+ * The body. Steps: `open` opens RESULT_PORTAL on a row-returning statement; `fetch` reads at
+ * most max_rows of it (plus one, to tell truncation; `execute` then counts the rest) and
+ * finishes; `run` executes a statement without rows and finishes; `script` runs a workspace
+ * DDL/migration script and finishes. Finishing fires deferred constraints here, inside the
+ * sandbox, then refuses what would outlive the call on a pooled connection (cursors, temp
+ * objects, prepared statements, advisory locks, deferrable triggers that would fire at COMMIT
+ * as the server) and resets the session (RESET ALL, UNLISTEN *). Every path out through an
+ * error also drops prepared statements and session advisory locks, which a rollback keeps.
+ *
+ * Values come back as JSON with every number as a string (exact for bigint and numeric); the
+ * server turns the ones of small numeric types back into numbers.
+ */
+function sandboxBody(p: Principal): string {
+  const path = [...new Set([p.schemaName, ...p.searchPath])].map(quoteIdent).join(', ') + ', pg_temp';
+  return `CREATE FUNCTION ${sandboxFunction(p.schemaName)}(step text, statement text, max_rows integer)
+RETURNS text LANGUAGE plpgsql VOLATILE SECURITY DEFINER AS $sandbox$
+DECLARE
+  result refcursor := ${literal(RESULT_PORTAL)};
+  sandboxed boolean := false;
+  item record;
+  taken integer := 0;
+  more boolean := false;
+  counted bigint := 0;
+  rows text[] := '{}';
+  answer text;
+BEGIN
+  BEGIN
+    PERFORM pg_catalog.set_config('role', 'none', true);
+  EXCEPTION WHEN insufficient_privilege THEN
+    sandboxed := true;
+  END;
+  IF NOT sandboxed OR current_user OPERATOR(pg_catalog.<>) ${literal(p.roleName)} THEN
+    RAISE EXCEPTION 'the SQL sandbox of workspace % is not intact', ${literal(p.schemaName)} USING ERRCODE = '${SANDBOX_BROKEN}';
+  END IF;
+  PERFORM pg_catalog.set_config('search_path', ${literal(path)}, true);
+  BEGIN
+    IF step OPERATOR(pg_catalog.=) 'open' THEN
+      OPEN result FOR EXECUTE statement;
+      RETURN NULL;
+    ELSIF step OPERATOR(pg_catalog.=) 'fetch' THEN
+      WHILE taken OPERATOR(pg_catalog.<) max_rows LOOP
+        FETCH result INTO item;
+        EXIT WHEN NOT FOUND;
+        taken := taken OPERATOR(pg_catalog.+) 1;
+        rows := rows OPERATOR(pg_catalog.||) (
+          SELECT COALESCE(pg_catalog.json_agg(CASE WHEN pg_catalog.json_typeof(e.value) OPERATOR(pg_catalog.=) 'number'
+                                                  THEN pg_catalog.to_json(e.value::text) ELSE e.value END), '[]'::json)::text
+            FROM pg_catalog.json_each(pg_catalog.to_json(item)) e);
+      END LOOP;
+      MOVE FORWARD 1 FROM result;
+      more := FOUND;
+      IF more AND statement OPERATOR(pg_catalog.=) 'count' THEN
+        MOVE FORWARD ALL FROM result;
+        GET DIAGNOSTICS counted = ROW_COUNT;
+        counted := counted OPERATOR(pg_catalog.+) 1;
+      END IF;
+      CLOSE result;
+      answer := pg_catalog.json_build_object('rows', ('[' OPERATOR(pg_catalog.||) pg_catalog.array_to_string(rows, ',') OPERATOR(pg_catalog.||) ']')::json,
+                                             'more', more, 'total', taken OPERATOR(pg_catalog.+) counted)::text;
+    ELSIF step OPERATOR(pg_catalog.=) 'run' OR step OPERATOR(pg_catalog.=) 'script' THEN
+      EXECUTE statement;
+      GET DIAGNOSTICS counted = ROW_COUNT;
+      answer := pg_catalog.json_build_object('total', counted)::text;
+    ELSE
+      RAISE EXCEPTION 'unknown sandbox step %', step;
+    END IF;
+    -- Deferred constraint triggers would otherwise fire at COMMIT, as the server.
+    SET CONSTRAINTS ALL IMMEDIATE;
+    IF EXISTS (SELECT FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.tgrelid
+                WHERE c.relnamespace OPERATOR(pg_catalog.=) ${literal(p.schemaName)}::pg_catalog.regnamespace
+                  AND t.tgdeferrable AND NOT t.tgisinternal) THEN
+      RAISE EXCEPTION 'deferrable triggers are not allowed in a workspace: they would fire at commit, outside the sandbox'
+        USING ERRCODE = '${SANDBOX_LEFTOVER}';
+    END IF;
+    -- The protocol's unnamed portal (running this call) is listed as ''.
+    IF EXISTS (SELECT FROM pg_catalog.pg_cursors WHERE name OPERATOR(pg_catalog.<>) '') THEN
+      RAISE EXCEPTION 'a cursor was left open: each call is one statement and keeps no session state'
+        USING ERRCODE = '${SANDBOX_LEFTOVER}';
+    END IF;
+    IF EXISTS (SELECT FROM pg_catalog.pg_prepared_statements) THEN
+      RAISE EXCEPTION 'a prepared statement was left behind: each call is one statement and keeps no session state'
+        USING ERRCODE = '${SANDBOX_LEFTOVER}';
+    END IF;
+    IF pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.<>) 0 AND (
+         EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())
+      OR EXISTS (SELECT FROM pg_catalog.pg_type WHERE typnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())
+      OR EXISTS (SELECT FROM pg_catalog.pg_proc WHERE pronamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())) THEN
+      RAISE EXCEPTION 'temporary objects are not allowed: they would outlive the call on a pooled connection'
+        USING ERRCODE = '${SANDBOX_LEFTOVER}';
+    END IF;
+    IF step OPERATOR(pg_catalog.<>) 'script' AND EXISTS (SELECT FROM pg_catalog.pg_locks
+        WHERE locktype OPERATOR(pg_catalog.=) 'advisory' AND pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()) THEN
+      RAISE EXCEPTION 'advisory locks are reserved to the server' USING ERRCODE = '${SANDBOX_LEFTOVER}';
+    END IF;
+    -- A role may always ALTER ROLE itself SET ...: harmless for a NOLOGIN role, but not the workspace's to change.
+    IF EXISTS (SELECT FROM pg_catalog.pg_db_role_setting s JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) s.setrole
+                WHERE r.rolname OPERATOR(pg_catalog.=) current_user) THEN
+      RAISE EXCEPTION 'role settings are the server''s' USING ERRCODE = '${SANDBOX_LEFTOVER}';
+    END IF;
+    PERFORM pg_catalog.pg_advisory_unlock_all();
+    UNLISTEN *;
+    RESET ALL;
+    RETURN answer;
+  EXCEPTION WHEN OTHERS OR query_canceled THEN
+    -- A rollback keeps both of these: they are not transactional.
+    DEALLOCATE ALL;
+    PERFORM pg_catalog.pg_advisory_unlock_all();
+    RAISE;
+  END;
+END
+$sandbox$`;
+}

@@ -1,0 +1,327 @@
+import type { Database, PipelineField, PipelineStep, Queryable } from '../db/database.js';
+import { quoteIdent } from '../db/identifiers.js';
+import { pgError, sqlState } from '../db/sql-errors.js';
+import type { Logger } from '../logger.js';
+import { schemaNameFor } from '../workspaces/project-id.js';
+import { WORKSPACE_LOCK_CLASS, type WorkspaceManager } from '../workspaces/workspace-manager.js';
+import { prepareAgentStatement, type AgentParam } from './agent-statement.js';
+import {
+  principalScript,
+  RESULT_PORTAL,
+  roleNameFor,
+  SANDBOX_BROKEN,
+  SANDBOX_SCHEMA,
+  sandboxFunction,
+  type Principal,
+} from './sandbox-ddl.js';
+
+export interface SqlLimits {
+  /** Every call's statement timeout (PostgreSQL; PGlite ignores it, see README). */
+  statementTimeoutMs: number;
+  /** The largest max_rows a call may ask for. */
+  maxRowsCap: number;
+}
+
+export const DEFAULT_SQL_LIMITS: SqlLimits = { statementTimeoutMs: 10_000, maxRowsCap: 10_000 };
+export const DEFAULT_MAX_ROWS = 100;
+
+export interface Column {
+  name: string;
+  /** PostgreSQL's name for the type, with its modifier, e.g. `bigint`, `vector(768)`. */
+  type: string;
+}
+
+export interface RowsResult {
+  columns: Column[];
+  rows: unknown[][];
+  /** Rows returned (after the cap). */
+  rowCount: number;
+  /** More rows existed than were returned. */
+  truncated: boolean;
+}
+
+export interface ExecuteResult extends RowsResult {
+  command: string;
+  /** Rows the statement affected (for a data change), all of them, returned or not. */
+  affected: number;
+}
+
+/** The SQL tools cannot run safely here; the message says what to GRANT or ALTER. */
+export class SqlToolsUnavailableError extends Error {
+  override name = 'SqlToolsUnavailableError';
+}
+
+export class SqlLimitError extends RangeError {
+  override name = 'SqlLimitError';
+}
+
+/** Types whose JSON numbers are safe as JavaScript numbers; bigint and numeric stay strings. */
+const NUMBER_TYPES = new Set([21, 23, 26, 700, 701]);
+
+interface Capability {
+  database: string;
+  serverRole: string;
+  problem: string | undefined;
+}
+
+/**
+ * Runs agent SQL inside a workspace, as the workspace's own PostgreSQL role, in its sandbox
+ * function (see sandbox-ddl.ts). A call is one pipeline, one round trip, one implicit
+ * transaction: settings (statement timeout, READ ONLY), the sandbox opening the statement, a
+ * Describe of the portal it opened (columns and types without running anything as the
+ * server), and the sandbox fetching at most max_rows + 1 rows and checking that nothing
+ * outlives the call. The workspace's principal is made on first use, and again whenever it
+ * was dropped or altered.
+ */
+export class WorkspaceSql {
+  #capability: Promise<Capability> | undefined;
+  readonly #principals = new Map<string, Principal>();
+  readonly #typeNames = new Map<string, string>();
+
+  constructor(
+    private readonly db: Database,
+    private readonly workspaces: WorkspaceManager,
+    private readonly searchPathSchemas: readonly string[],
+    private readonly limits: SqlLimits,
+    private readonly log: Logger,
+  ) {}
+
+  /** One read-only statement of agent SQL. */
+  query(projectId: string, sql: string, params: readonly AgentParam[], maxRows = DEFAULT_MAX_ROWS): Promise<RowsResult> {
+    return this.readAsWorkspace(projectId, sql, params, maxRows);
+  }
+
+  /**
+   * The engine API for server code that reads tables an agent controls (say, search_vectors'
+   * nearest-neighbour SELECT): operators, functions, views and triggers there may be the
+   * agent's, so the statement runs exactly as `query` does, as the workspace, read-only, with
+   * the same limits. Identifiers must be validated and quoted by the caller; values go in
+   * `params` ($1, $2, ...; a vector as an array of numbers).
+   */
+  async readAsWorkspace(projectId: string, sql: string, params: readonly AgentParam[] = [], maxRows = DEFAULT_MAX_ROWS): Promise<RowsResult> {
+    this.#checkMaxRows(maxRows);
+    const statement = await prepareAgentStatement(sql, params, 'query');
+    const principal = await this.#principal(projectId);
+    const { result } = await this.#run(projectId, principal, statement.sql, { readOnly: true, rows: true, maxRows, count: false });
+    return result;
+  }
+
+  /** One statement that may change the workspace's data or objects. */
+  async execute(projectId: string, sql: string, params: readonly AgentParam[], maxRows = DEFAULT_MAX_ROWS): Promise<ExecuteResult> {
+    const statement = await prepareAgentStatement(sql, params, 'execute');
+    const principal = await this.#principal(projectId);
+    const { result, affected } = await this.#run(projectId, principal, statement.sql, {
+      readOnly: false,
+      rows: statement.returnsRows,
+      maxRows: Math.min(maxRows, this.limits.maxRowsCap),
+      count: statement.returnsRows && statement.kind !== 'SelectStmt',
+    });
+    return { ...result, command: statement.command, affected };
+  }
+
+  /**
+   * For workspace upgrades: runs a workspace DDL/migration script inside the sandbox, in the
+   * caller's transaction (which holds the workspace lock), when the workspace has a role, that
+   * is when agent code may live there (triggers, views, operators the script would otherwise
+   * run as the server). Returns false when it has none: no agent SQL ever ran in it.
+   */
+  async runScript(tx: Queryable, projectId: string, schemaName: string, script: string): Promise<boolean> {
+    // On the caller's session: PGlite's only one is busy with the caller's transaction.
+    const capability = await this.#capabilityOnce(tx);
+    const principal = this.#principalFor(capability, projectId);
+    const [role] = await tx.query<{ present: boolean }>('SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $1) AS present', [
+      principal.roleName,
+    ]);
+    if (!role?.present) return false;
+    if (capability.problem) throw new SqlToolsUnavailableError(capability.problem);
+    await tx.exec(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schemaName)}`);
+    await this.#repairIn(tx, principal, capability);
+    await tx.query(`SELECT ${sandboxFunction(schemaName)}('script', $1, 0)`, [script]);
+    return true;
+  }
+
+  /** Makes the principal of every registered workspace that lacks one (the fleet command). */
+  async adoptAll(): Promise<{ adopted: number; problem: string | undefined }> {
+    const capability = await this.#capabilityOnce();
+    if (capability.problem) return { adopted: 0, problem: capability.problem };
+    const rows = await this.db.query<{ project_id: string }>(
+      `SELECT w.project_id FROM project_registry.workspace_config w
+        WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_proc p
+                           WHERE p.pronamespace = pg_catalog.to_regnamespace($1) AND p.proname = w.schema_name)
+        ORDER BY 1`,
+      [SANDBOX_SCHEMA],
+    );
+    let adopted = 0;
+    const failed: string[] = [];
+    for (const { project_id } of rows) {
+      // Registered, so no ensure(): a workspace whose upgrade just failed keeps its error there.
+      await this.#principal(project_id, { ensure: false }).then(
+        () => adopted++,
+        (error: unknown) => failed.push(`${project_id}: ${(error as Error).message}`),
+      );
+    }
+    return { adopted, problem: failed.length > 0 ? `failed for ${failed.join('; ')}` : undefined };
+  }
+
+  #checkMaxRows(maxRows: number): void {
+    if (!Number.isInteger(maxRows) || maxRows < 0 || maxRows > this.limits.maxRowsCap) {
+      throw new SqlLimitError(`max_rows must be a whole number from 0 to ${this.limits.maxRowsCap} (this server's cap), got ${maxRows}.`);
+    }
+  }
+
+  async #run(
+    projectId: string,
+    principal: Principal,
+    sql: string,
+    options: { readOnly: boolean; rows: boolean; maxRows: number; count: boolean },
+    retried = false,
+  ): Promise<{ result: RowsResult; affected: number }> {
+    const fn = sandboxFunction(principal.schemaName);
+    const steps: PipelineStep[] = [
+      {
+        sql: `SELECT pg_catalog.set_config('statement_timeout', $1, true), pg_catalog.set_config('transaction_read_only', $2, true)`,
+        params: [String(this.limits.statementTimeoutMs), options.readOnly ? 'on' : 'off'],
+      },
+    ];
+    if (options.rows) {
+      steps.push(
+        { sql: `SELECT ${fn}('open', $1, 0)`, params: [sql] },
+        { describePortal: RESULT_PORTAL },
+        { sql: `SELECT ${fn}('fetch', $1, $2)`, params: [options.count ? 'count' : null, String(options.maxRows)] },
+      );
+    } else {
+      steps.push({ sql: `SELECT ${fn}('run', $1, 0)`, params: [sql] });
+    }
+    const outcome = await this.db.pipeline(steps);
+    if (outcome.error) {
+      const code = sqlState(outcome.error);
+      // The function was dropped (DROP OWNED BY CURRENT_USER) or altered: make it again, once.
+      const sandboxGone = code === SANDBOX_BROKEN || (code === '42883' && outcome.results.length === 1);
+      if (sandboxGone && !retried) {
+        this.log.warn('re-creating the SQL sandbox of a workspace', { project_id: projectId, code });
+        this.#principals.delete(projectId);
+        return this.#run(projectId, await this.#principal(projectId), sql, options, true);
+      }
+      throw outcome.error;
+    }
+    const answer = JSON.parse(outcome.results.at(-1)?.rows[0]?.[0] ?? '{}') as { rows?: unknown[][]; more?: boolean; total?: number | string };
+    const fields = options.rows ? (outcome.results[2]?.fields ?? []) : [];
+    const columns = await this.#columns(fields);
+    const rows = (answer.rows ?? []).map((row) => row.map((value, i) => decodeValue(value, fields[i], columns[i])));
+    return {
+      result: { columns, rows, rowCount: rows.length, truncated: answer.more === true },
+      affected: Number(answer.total ?? rows.length),
+    };
+  }
+
+  async #columns(fields: readonly PipelineField[]): Promise<Column[]> {
+    const key = (f: PipelineField) => `${f.dataTypeID}:${f.dataTypeModifier}`;
+    const unknown = [...new Set(fields.filter((f) => !this.#typeNames.has(key(f))).map(key))];
+    if (unknown.length > 0) {
+      // Type names are catalog reads (format_type), which run no agent code.
+      const rows = await this.db.query<{ key: string; name: string }>(
+        `SELECT k AS key, pg_catalog.format_type(split_part(k, ':', 1)::oid, split_part(k, ':', 2)::int) AS name
+           FROM unnest($1::text[]) k`,
+        [unknown],
+      );
+      for (const r of rows) this.#typeNames.set(r.key, r.name);
+    }
+    return fields.map((f) => ({ name: f.name, type: this.#typeNames.get(key(f)) ?? String(f.dataTypeID) }));
+  }
+
+  async #capabilityOnce(q: Queryable = this.db): Promise<Capability> {
+    this.#capability ??= this.#checkCapability(q).catch((error: unknown) => {
+      this.#capability = undefined;
+      throw error;
+    });
+    return this.#capability;
+  }
+
+  /**
+   * Isolation needs roles: the server must create them (CREATEROLE or superuser). Refused with
+   * the fix otherwise, never a weaker mode. An extension schema in the search path where
+   * everyone may create objects would let a workspace plant functions or operators there.
+   */
+  async #checkCapability(q: Queryable): Promise<Capability> {
+    const [row] = await q.query<{ database: string; role: string; can: boolean; open_schemas: string[] }>(
+      `SELECT current_database() AS database, current_user AS role,
+              (SELECT rolsuper OR rolcreaterole FROM pg_catalog.pg_roles WHERE rolname = current_user) AS can,
+              ARRAY(SELECT n.nspname::text FROM pg_catalog.pg_namespace n, aclexplode(n.nspacl) a
+                     WHERE n.nspname = ANY ($1::text[]) AND a.grantee = 0 AND a.privilege_type = 'CREATE') AS open_schemas`,
+      [[...this.searchPathSchemas]],
+    );
+    if (!row) throw new Error('capability check returned no row');
+    const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
+    let problem: string | undefined;
+    if (!row.can) {
+      problem =
+        `The SQL tools run each workspace's SQL as a PostgreSQL role of its own, and the server's role ${quote(row.role)} ` +
+        `cannot create roles. Run as a superuser: ALTER ROLE ${quote(row.role)} CREATEROLE; (other tools keep working without it).`;
+    } else if (row.open_schemas.length > 0) {
+      problem =
+        `Every role may create objects in schema(s) ${row.open_schemas.join(', ')}, which workspaces search for extension types: ` +
+        `a workspace could plant functions there. Run: ${row.open_schemas.map((s) => `REVOKE CREATE ON SCHEMA ${quote(s)} FROM PUBLIC;`).join(' ')}`;
+    }
+    return { database: row.database, serverRole: row.role, problem };
+  }
+
+  #principalFor(capability: Capability, projectId: string): Principal {
+    return {
+      schemaName: schemaNameFor(projectId),
+      roleName: roleNameFor(capability.database, projectId),
+      searchPath: this.searchPathSchemas,
+    };
+  }
+
+  /** The workspace (created if needed, as ensure_workspace would) and its intact principal. */
+  async #principal(projectId: string, { ensure = true } = {}): Promise<Principal> {
+    const cached = this.#principals.get(projectId);
+    if (cached) return cached;
+    const capability = await this.#capabilityOnce();
+    if (capability.problem) throw new SqlToolsUnavailableError(capability.problem);
+    if (ensure) await this.workspaces.ensure(projectId);
+    const principal = this.#principalFor(capability, projectId);
+    await this.db.transaction(async (tx) => {
+      await tx.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [WORKSPACE_LOCK_CLASS, projectId]);
+      await this.#repairIn(tx, principal, capability);
+    });
+    this.#principals.set(projectId, principal);
+    return principal;
+  }
+
+  /** Makes the role, privileges and sandbox function unless all are there and intact. */
+  async #repairIn(tx: Queryable, principal: Principal, capability: Capability): Promise<void> {
+    const [state] = await tx.query<{ role_exists: boolean; intact: boolean }>(
+      `SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $2) AS role_exists,
+              EXISTS (SELECT FROM pg_catalog.pg_proc p
+                       WHERE p.pronamespace = pg_catalog.to_regnamespace($3) AND p.proname = $1
+                         AND p.prosecdef AND p.proconfig IS NULL AND NOT p.proisstrict
+                         AND p.proowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $2)) AS intact`,
+      [principal.schemaName, principal.roleName, SANDBOX_SCHEMA],
+    );
+    if (state?.intact) return;
+    try {
+      await tx.exec(principalScript(principal, !state?.role_exists, capability.serverRole));
+    } catch (error) {
+      if (sqlState(error) === '42501') {
+        throw new SqlToolsUnavailableError(
+          `Could not set up the PostgreSQL role of workspace ${principal.schemaName}: ${pgError(error)?.message}. ` +
+            `The server's role ${capability.serverRole} needs CREATEROLE and must own the workspace schemas it created.`,
+        );
+      }
+      throw error;
+    }
+    this.log.info('made the SQL sandbox of a workspace', { schema: principal.schemaName, role: principal.roleName });
+  }
+}
+
+/** JSON values as the sandbox sent them (numbers as strings), typed by the portal's columns. */
+function decodeValue(value: unknown, field: PipelineField | undefined, column: Column | undefined): unknown {
+  if (typeof value !== 'string' || !field) return value;
+  if (NUMBER_TYPES.has(field.dataTypeID)) {
+    const n = Number(value);
+    return Number.isFinite(n) ? n : value;
+  }
+  if (column && /^(vector|halfvec)\b/.test(column.type) && value.startsWith('[')) return JSON.parse(value) as number[];
+  return value;
+}

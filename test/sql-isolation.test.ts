@@ -1,0 +1,397 @@
+import type { Tool } from '@modelcontextprotocol/sdk/types.js';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Database } from '../src/db/database.js';
+import { INSTALL_LOCK_KEY } from '../src/installer/install-lock.js';
+import { WORKSPACE_LOCK_CLASS } from '../src/workspaces/workspace-manager.js';
+import { tempDir, writeExtension } from './support/fixtures.js';
+import { callTool, connectInProcess } from './support/mcp.js';
+import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
+
+/*
+ * The escape suite: an agent holding workspace "alpha" tries, through the query and execute
+ * tools, to read or change anything outside it. Each attempt must fail (or, for the bounded
+ * cases, stay within its bound), and afterwards a superuser's snapshot of everything outside
+ * alpha (registry and ledgers, workspace beta's rows, roles and memberships, role settings,
+ * objects, functions and their flags, schemas and their privileges) must be unchanged, and the
+ * server's session must be clean (no prepared statement, cursor, LISTEN, advisory lock, temp
+ * object, changed setting).
+ */
+
+const TIMEOUT_MS = 1500;
+
+type Step = { tool: 'query' | 'execute'; sql: string; params?: unknown[] };
+interface Attack {
+  name: string;
+  /** Runs first and must succeed: objects inside alpha that the attack then uses. */
+  setup?: Step[];
+  attack: Step & { max_rows?: number };
+  /** The refusal, or 'bounded' when the call may succeed but must stay within its bound. */
+  expect: RegExp | 'bounded';
+  check?: (result: { isError: boolean; text: string; data: Record<string, unknown> }) => void;
+  postgresOnly?: boolean;
+}
+
+const PARSER = /execute does not run|query runs read-only|exactly one SQL statement/;
+const fn = (name: string, body: string): Step => ({
+  tool: 'execute',
+  sql: `CREATE FUNCTION ${name}() RETURNS text LANGUAGE plpgsql AS $f$ BEGIN ${body}; RETURN 'done'; END $f$`,
+});
+const call = (name: string): Step['sql'] => `SELECT ${name}()`;
+
+const ATTACKS: Attack[] = [
+  // Another workspace's tables.
+  { name: 'read beta qualified', attack: { tool: 'query', sql: 'SELECT * FROM project_beta.notes' }, expect: /permission denied for schema project_beta/ },
+  { name: 'write beta qualified', attack: { tool: 'execute', sql: "INSERT INTO project_beta.notes (body) VALUES ('x')" }, expect: /permission denied/ },
+  { name: 'update beta', attack: { tool: 'execute', sql: "UPDATE project_beta.notes SET body = 'pwned'" }, expect: /permission denied/ },
+  { name: 'delete beta', attack: { tool: 'execute', sql: 'DELETE FROM project_beta.notes' }, expect: /permission denied/ },
+  {
+    name: 'search_path pointed at beta',
+    setup: [fn('esc_path', "PERFORM set_config('search_path', 'project_beta', true); EXECUTE 'SELECT count(*) FROM notes'")],
+    attack: { tool: 'query', sql: call('esc_path') },
+    expect: /permission denied|does not exist/,
+  },
+  { name: 'view over beta', attack: { tool: 'execute', sql: 'CREATE VIEW peek AS SELECT * FROM project_beta.notes' }, expect: /permission denied/ },
+  {
+    name: 'function reading beta',
+    setup: [fn('peek_beta', 'RETURN (SELECT string_agg(body, \',\') FROM project_beta.notes)')],
+    attack: { tool: 'query', sql: call('peek_beta') },
+    expect: /permission denied/,
+  },
+  {
+    name: 'SECURITY DEFINER function reading beta',
+    setup: [{ tool: 'execute', sql: "CREATE FUNCTION peek_definer() RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER AS $f$ BEGIN RETURN (SELECT count(*) FROM project_beta.notes); END $f$" }],
+    attack: { tool: 'query', sql: 'SELECT peek_definer()' },
+    expect: /permission denied/,
+  },
+  // The registry, the ledgers, the catalogs' secrets.
+  { name: 'read the registry', attack: { tool: 'query', sql: 'SELECT * FROM project_registry.workspace_config' }, expect: /permission denied/ },
+  { name: 'delete the registry', attack: { tool: 'execute', sql: 'DELETE FROM project_registry.workspace_config' }, expect: /permission denied/ },
+  { name: 'read the workspace ledger', attack: { tool: 'query', sql: 'SELECT * FROM project_registry.workspace_migrations' }, expect: /permission denied/ },
+  {
+    name: 'write the global ledger',
+    attack: { tool: 'execute', sql: "INSERT INTO project_registry.schema_migrations (extension_id, name, checksum) VALUES ('x', 'y', 'z')" },
+    expect: /permission denied/,
+  },
+  { name: 'read pg_authid', attack: { tool: 'query', sql: 'SELECT rolname, rolpassword FROM pg_authid' }, expect: /permission denied/ },
+  // Role changes: refused inside a security-definer context, whatever the spelling.
+  { name: 'RESET ROLE', attack: { tool: 'execute', sql: 'RESET ROLE' }, expect: PARSER },
+  { name: 'SET ROLE', attack: { tool: 'execute', sql: 'SET ROLE postgres' }, expect: PARSER },
+  { name: 'SET SESSION AUTHORIZATION', attack: { tool: 'execute', sql: 'SET SESSION AUTHORIZATION postgres' }, expect: PARSER },
+  { name: "set_config('role')", attack: { tool: 'query', sql: "SELECT set_config('role', 'none', false)" }, expect: /cannot set parameter "role" within security-definer function/ },
+  {
+    name: "set_config('session_authorization')",
+    attack: { tool: 'query', sql: "SELECT set_config('session_authorization', 'postgres', false)" },
+    expect: /cannot set parameter "session_authorization"|permission denied/,
+  },
+  {
+    name: 'RESET ROLE inside a function, then write the registry',
+    setup: [fn('esc_reset', "RESET ROLE; DELETE FROM project_registry.workspace_config")],
+    attack: { tool: 'execute', sql: call('esc_reset') },
+    expect: /cannot set parameter "role" within security-definer function/,
+  },
+  {
+    name: 'SET ROLE to the server inside a function',
+    setup: [fn('esc_set', 'EXECUTE format(\'SET ROLE %I\', session_user)')],
+    attack: { tool: 'execute', sql: call('esc_set') },
+    expect: /cannot set parameter "role" within security-definer function/,
+  },
+  // Transaction control and multi-statement strings.
+  { name: 'COMMIT', attack: { tool: 'execute', sql: 'COMMIT' }, expect: PARSER },
+  { name: 'ROLLBACK', attack: { tool: 'execute', sql: 'ROLLBACK' }, expect: PARSER },
+  { name: 'BEGIN', attack: { tool: 'execute', sql: 'BEGIN' }, expect: PARSER },
+  { name: 'two statements', attack: { tool: 'query', sql: 'SELECT 1; DELETE FROM project_registry.workspace_config' }, expect: PARSER },
+  { name: 'COMMIT then RESET ROLE', attack: { tool: 'execute', sql: 'COMMIT; RESET ROLE; DROP SCHEMA project_beta CASCADE' }, expect: PARSER },
+  {
+    name: 'COMMIT inside a function',
+    setup: [fn('esc_commit', 'COMMIT')],
+    attack: { tool: 'execute', sql: call('esc_commit') },
+    expect: /invalid transaction termination|cannot/,
+  },
+  { name: 'write in query (READ ONLY)', attack: { tool: 'query', sql: "WITH x AS (INSERT INTO notes (body) VALUES ('q') RETURNING 1) SELECT * FROM x" }, expect: /read-only transaction/ },
+  { name: 'DO block', attack: { tool: 'execute', sql: 'DO $d$ BEGIN RESET ROLE; END $d$' }, expect: PARSER },
+  // The sandbox itself and the server's functions.
+  {
+    name: 'ALTER the sandbox function SECURITY INVOKER',
+    attack: { tool: 'execute', sql: 'ALTER FUNCTION project_sandbox.project_alpha(text, text, integer) SECURITY INVOKER' },
+    expect: PARSER,
+  },
+  {
+    name: 'ALTER the sandbox function from inside a function',
+    setup: [fn('esc_alter', "EXECUTE 'ALTER FUNCTION project_sandbox.project_alpha(text, text, integer) SECURITY INVOKER'")],
+    attack: { tool: 'execute', sql: call('esc_alter') },
+    expect: /permission denied for schema project_sandbox/,
+  },
+  {
+    name: "replace the server's table_columns()",
+    attack: {
+      tool: 'execute',
+      sql: 'CREATE OR REPLACE FUNCTION project_registry.table_columns(schema_name text, table_name text, columns text[]) RETURNS text[] LANGUAGE sql AS $$ SELECT NULL::text[] $$',
+    },
+    expect: /permission denied/,
+  },
+  {
+    name: 'SECURITY DEFINER on a server function',
+    setup: [fn('esc_definer', "EXECUTE 'ALTER FUNCTION project_registry.create_workspace SECURITY DEFINER'")],
+    attack: { tool: 'execute', sql: call('esc_definer') },
+    expect: /permission denied/,
+  },
+  // Granting to others.
+  { name: 'GRANT to PUBLIC', attack: { tool: 'execute', sql: 'GRANT ALL ON notes TO PUBLIC' }, expect: PARSER },
+  {
+    name: 'GRANT the schema to PUBLIC from a function',
+    setup: [fn('esc_grant', "EXECUTE 'GRANT USAGE ON SCHEMA project_alpha TO PUBLIC'")],
+    attack: { tool: 'execute', sql: call('esc_grant') },
+    // PostgreSQL only warns ("no privileges were granted"): the schema is the server's.
+    expect: 'bounded',
+  },
+  { name: 'GRANT a role', attack: { tool: 'execute', sql: 'GRANT pg_read_server_files TO CURRENT_USER' }, expect: PARSER },
+  // Files, programs, other databases.
+  { name: 'COPY TO PROGRAM', attack: { tool: 'execute', sql: "COPY notes TO PROGRAM 'id'" }, expect: PARSER },
+  {
+    name: 'COPY FROM a file inside a function',
+    setup: [fn('esc_copy', "EXECUTE 'COPY notes (body) FROM ''/etc/hostname'''")],
+    attack: { tool: 'execute', sql: call('esc_copy') },
+    expect: /permission denied|must be superuser|not allowed/,
+  },
+  { name: 'pg_read_file', attack: { tool: 'query', sql: "SELECT pg_read_file('/etc/passwd')" }, expect: /permission denied/ },
+  { name: 'lo_import', attack: { tool: 'execute', sql: "SELECT lo_import('/etc/passwd')" }, expect: /permission denied|must be superuser/ },
+  { name: 'CREATE EXTENSION dblink', attack: { tool: 'execute', sql: 'CREATE EXTENSION dblink' }, expect: PARSER },
+  { name: 'dblink', attack: { tool: 'query', sql: "SELECT dblink_connect('dbname=postgres')" }, expect: /does not exist/ },
+  // Locks and other sessions.
+  {
+    name: 'take the install lock',
+    attack: { tool: 'query', sql: `SELECT pg_advisory_lock(${INSTALL_LOCK_KEY})` },
+    expect: /advisory locks are reserved to the server/,
+  },
+  {
+    name: "take beta's workspace lock",
+    attack: { tool: 'query', sql: `SELECT pg_advisory_lock(${WORKSPACE_LOCK_CLASS}, hashtext('beta'))` },
+    expect: /advisory locks are reserved to the server/,
+  },
+  {
+    name: 'take a lock and fail on purpose',
+    attack: { tool: 'query', sql: `SELECT pg_advisory_lock(${INSTALL_LOCK_KEY}), 1 / 0` },
+    expect: /division by zero/,
+  },
+  { name: 'pg_terminate_backend', attack: { tool: 'query', sql: 'SELECT pg_terminate_backend(pg_backend_pid())' }, expect: /permission denied|must be/ },
+  { name: 'LOCK the registry', attack: { tool: 'execute', sql: 'LOCK TABLE project_registry.workspace_config' }, expect: PARSER },
+  {
+    name: 'LOCK the registry from a function',
+    setup: [fn('esc_lock', 'LOCK TABLE project_registry.workspace_config IN ACCESS EXCLUSIVE MODE')],
+    attack: { tool: 'execute', sql: call('esc_lock') },
+    expect: /permission denied/,
+  },
+  // Roles, system settings, libraries.
+  { name: 'ALTER ROLE CURRENT_USER SET', attack: { tool: 'execute', sql: 'ALTER ROLE CURRENT_USER SET search_path = project_beta' }, expect: PARSER },
+  {
+    name: 'ALTER ROLE CURRENT_USER SET from a function',
+    setup: [fn('esc_role_set', "EXECUTE 'ALTER ROLE CURRENT_USER SET work_mem = ''1GB'''")],
+    attack: { tool: 'execute', sql: call('esc_role_set') },
+    expect: /role settings are the server's/,
+  },
+  { name: 'ALTER ROLE SUPERUSER', attack: { tool: 'execute', sql: 'ALTER ROLE CURRENT_USER SUPERUSER' }, expect: PARSER },
+  { name: 'ALTER SYSTEM', attack: { tool: 'execute', sql: "ALTER SYSTEM SET work_mem = '1GB'" }, expect: PARSER },
+  { name: 'LOAD', attack: { tool: 'execute', sql: "LOAD 'auto_explain'" }, expect: PARSER },
+  { name: 'CREATE SCHEMA from a function', setup: [fn('esc_schema', 'CREATE SCHEMA evil')], attack: { tool: 'execute', sql: call('esc_schema') }, expect: /permission denied/ },
+  { name: 'a table in public', attack: { tool: 'execute', sql: 'CREATE TABLE public.evil (x int)' }, expect: /permission denied/ },
+  // Leftovers on a pooled connection.
+  {
+    name: 'temp table shadowing notes',
+    setup: [fn('esc_temp', "CREATE TEMP TABLE notes (id bigint, body text); INSERT INTO pg_temp.notes VALUES (1, 'shadow')")],
+    attack: { tool: 'execute', sql: call('esc_temp') },
+    expect: /temporary objects are not allowed/,
+  },
+  { name: 'CREATE TEMP TABLE', attack: { tool: 'execute', sql: 'CREATE TEMP TABLE t (x int)' }, expect: /temporary objects are not allowed/ },
+  {
+    name: 'cursor WITH HOLD',
+    setup: [fn('esc_cursor', "EXECUTE 'DECLARE leftover CURSOR WITH HOLD FOR SELECT * FROM notes'")],
+    attack: { tool: 'execute', sql: call('esc_cursor') },
+    expect: /a cursor was left open/,
+  },
+  {
+    name: 'prepared statement',
+    setup: [fn('esc_prepare', "EXECUTE 'PREPARE leftover AS SELECT 1'")],
+    attack: { tool: 'execute', sql: call('esc_prepare') },
+    expect: /a prepared statement was left behind/,
+  },
+  { name: 'PREPARE', attack: { tool: 'execute', sql: 'PREPARE p AS SELECT 1' }, expect: PARSER },
+  { name: 'LISTEN', attack: { tool: 'execute', sql: 'LISTEN channel' }, expect: PARSER },
+  {
+    name: 'LISTEN from a function (cancelled by the sandbox)',
+    setup: [fn('esc_listen', "EXECUTE 'LISTEN leftover'")],
+    attack: { tool: 'execute', sql: call('esc_listen') },
+    expect: 'bounded',
+  },
+  {
+    name: 'a session setting from a function',
+    setup: [fn('esc_setting', "PERFORM set_config('search_path', 'project_beta, public', false)")],
+    attack: { tool: 'execute', sql: call('esc_setting') },
+    expect: 'bounded',
+  },
+  {
+    name: 'deferred trigger that would fire at COMMIT as the server',
+    setup: [
+      { tool: 'execute', sql: "CREATE FUNCTION late() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN RESET ROLE; DELETE FROM project_registry.workspace_config; RETURN NULL; END $f$" },
+    ],
+    attack: { tool: 'execute', sql: 'CREATE CONSTRAINT TRIGGER late AFTER INSERT ON notes DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION late()' },
+    expect: /deferrable triggers are not allowed/,
+  },
+  // Time and size.
+  { name: 'pg_sleep past the timeout', attack: { tool: 'query', sql: 'SELECT pg_sleep(30)' }, expect: /statement timeout/, postgresOnly: true },
+  {
+    name: 'a huge result',
+    // Ten million rows from a nested loop over two small series: streamed, never materialised.
+    attack: { tool: 'query', sql: "SELECT a, b, repeat('x', 100) FROM generate_series(1, 10000) a, generate_series(1, 1000) b", max_rows: 5 },
+    expect: 'bounded',
+    check: (r) => expect(r.data).toMatchObject({ row_count: 5, truncated: true }),
+  },
+  { name: 'max_rows 0', attack: { tool: 'query', sql: 'SELECT * FROM notes', max_rows: 0 }, expect: 'bounded', check: (r) => expect(r.data['rows']).toEqual([]) },
+  { name: 'max_rows 10^9', attack: { tool: 'query', sql: 'SELECT 1', max_rows: 1_000_000_000 }, expect: /max_rows must be a whole number from 0 to/ },
+];
+
+const SNAPSHOT = `
+SELECT json_build_object(
+  'registry', (SELECT json_agg(w ORDER BY project_id) FROM (SELECT project_id, schema_name, workspace_fingerprint, metadata FROM project_registry.workspace_config) w),
+  'ledger', (SELECT json_agg(m ORDER BY project_id, extension_id, name) FROM (SELECT project_id, extension_id, name, checksum FROM project_registry.workspace_migrations) m),
+  'global_ledger', (SELECT json_agg(m ORDER BY extension_id, name) FROM (SELECT extension_id, name, checksum FROM project_registry.schema_migrations) m),
+  'install', (SELECT fingerprint FROM project_registry.install_state),
+  'beta', (SELECT json_agg(n ORDER BY id) FROM project_beta.notes n),
+  'roles', (SELECT json_agg(r ORDER BY rolname) FROM (SELECT rolname, rolsuper, rolcreaterole, rolcanlogin, rolinherit, rolbypassrls, rolconfig FROM pg_roles) r),
+  'members', (SELECT json_agg(m ORDER BY role, member) FROM (SELECT roleid::regrole::text AS role, member::regrole::text AS member FROM pg_auth_members) m),
+  'role_settings', (SELECT count(*) FROM pg_db_role_setting),
+  'objects', (SELECT json_agg(o ORDER BY name) FROM (
+     SELECT n.nspname || '.' || c.relname AS name, c.relkind, c.relowner::regrole::text AS owner, c.relacl::text AS acl
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname NOT IN ('project_alpha', 'pg_toast') AND n.nspname NOT LIKE 'pg\\_temp%' AND n.nspname NOT LIKE 'pg\\_toast\\_temp%') o),
+  'functions', (SELECT json_agg(f ORDER BY name) FROM (
+     SELECT p.oid::regprocedure::text AS name, p.prosecdef, p.proconfig, p.proowner::regrole::text AS owner, md5(p.prosrc) AS body
+       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+      WHERE n.nspname NOT IN ('project_alpha', 'pg_catalog', 'information_schema')
+        AND NOT (n.nspname = 'project_sandbox' AND p.proname = 'project_alpha')) f),
+  'schemas', (SELECT json_agg(s ORDER BY nspname) FROM (
+     SELECT nspname, nspowner::regrole::text AS owner, nspacl::text AS acl FROM pg_namespace
+      WHERE nspname NOT LIKE 'pg\\_temp%' AND nspname NOT LIKE 'pg\\_toast\\_temp%') s)
+)::text AS snapshot`;
+
+/** The server's own session after a call (PGlite has one; pg's pool hands back the last one used). */
+const SESSION = `
+SELECT (SELECT count(*) FROM pg_prepared_statements)::int AS prepared,
+       (SELECT count(*) FROM pg_cursors WHERE name <> '')::int AS cursors,
+       (SELECT count(*) FROM pg_listening_channels())::int AS listening,
+       (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory')::int AS advisory_locks,
+       (SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema())::int AS temp_objects,
+       current_setting('search_path') AS search_path, current_setting('statement_timeout') AS statement_timeout,
+       current_user AS role`;
+
+let cluster: PgCluster | null = null;
+beforeAll(async () => {
+  cluster = await startPgCluster();
+}, 120_000);
+afterAll(async () => cluster?.destroy());
+
+for (const kind of ['pglite', 'postgres'] as const) {
+  describe(`SQL tools cannot escape a workspace on ${kind}`, () => {
+    let mcp: Awaited<ReturnType<typeof connectInProcess>> | undefined;
+    let tools: Tool[];
+    let serverDb: Database;
+    let snapshot: () => Promise<string>;
+    let superuser: pg.Client | undefined;
+    const run = (name: string, args: Record<string, unknown>) => callTool((mcp as NonNullable<typeof mcp>).client, tools, name, args);
+
+    beforeAll(async () => {
+      const root = await tempDir();
+      const notes = await writeExtension(root, { id: 'notes' }, {
+        'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL);',
+      });
+      if (kind === 'pglite') {
+        mcp = await connectInProcess({ extensionDirs: [notes] });
+      } else {
+        if (!cluster) return;
+        // The production set-up: a server role that may create roles, not a superuser.
+        const url = await cluster.createDatabase('iso');
+        const database = new URL(url).pathname.slice(1);
+        await cluster.sql('DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = \'mcp_app\') THEN CREATE ROLE mcp_app LOGIN CREATEROLE; END IF; END $$');
+        await cluster.sql(`GRANT CREATE ON DATABASE ${database} TO mcp_app`);
+        superuser = new pg.Client({ connectionString: url });
+        await superuser.connect();
+        mcp = await connectInProcess({
+          extensionDirs: [notes],
+          databaseUrl: cluster.url(database, 'mcp_app'),
+          disabledExtensions: ['codebase'],
+          statementTimeoutMs: TIMEOUT_MS,
+        });
+      }
+      tools = mcp.tools;
+      const ready = await mcp.engine.ready(120_000);
+      serverDb = ready.db;
+      snapshot = async () => {
+        const rows = superuser ? (await superuser.query(SNAPSHOT)).rows : await serverDb.query<{ snapshot: string }>(SNAPSHOT);
+        return (rows[0] as { snapshot: string }).snapshot;
+      };
+      for (const id of ['alpha', 'beta']) expect((await run('ensure_workspace', { project_id: id })).isError).toBe(false);
+      const seeded = await run('execute', { project_id: 'beta', sql: "INSERT INTO notes (body) VALUES ('beta secret') RETURNING id" });
+      expect(seeded.isError, seeded.text).toBe(false);
+      expect((await run('execute', { project_id: 'alpha', sql: "INSERT INTO notes (body) VALUES ('alpha note')" })).isError).toBe(false);
+    }, 240_000);
+    afterAll(async () => {
+      await superuser?.end();
+      await mcp?.close();
+    });
+
+    it(`has at least 40 escape attempts`, () => {
+      expect(ATTACKS.length).toBeGreaterThanOrEqual(40);
+    });
+
+    for (const a of ATTACKS) {
+      it(`refuses: ${a.name}`, async (ctx) => {
+        if (!mcp || (a.postgresOnly && kind !== 'postgres')) ctx.skip();
+        for (const step of a.setup ?? []) {
+          const done = await run(step.tool, { project_id: 'alpha', ...step });
+          expect(done.isError, `setup ${step.sql}: ${done.text}`).toBe(false);
+        }
+        const session = (await serverDb.query(SESSION))[0];
+        const before = await snapshot();
+        const result = await run(a.attack.tool, { project_id: 'alpha', ...a.attack });
+        if (a.expect === 'bounded') {
+          expect(result.isError, result.text).toBe(false);
+        } else {
+          expect(result.isError, `should have failed: ${result.text}`).toBe(true);
+          expect(result.text).toMatch(a.expect);
+        }
+        a.check?.(result);
+        expect(await snapshot()).toBe(before);
+        expect((await serverDb.query(SESSION))[0]).toEqual(session);
+        // The workspace still works afterwards.
+        const after = await run('query', { project_id: 'alpha', sql: 'SELECT body FROM notes ORDER BY id' });
+        expect(after.isError, after.text).toBe(false);
+        expect(after.data['rows']).toEqual([['alpha note']]);
+      }, 60_000);
+    }
+
+    it('grants an agent makes on its own tables still reach nobody: beta cannot read alpha', async (ctx) => {
+      if (!mcp) ctx.skip();
+      const granted = await run('execute', { project_id: 'alpha', sql: fn('give_away', "EXECUTE 'GRANT ALL ON notes TO PUBLIC'").sql });
+      expect(granted.isError, granted.text).toBe(false);
+      expect((await run('execute', { project_id: 'alpha', sql: 'SELECT give_away()' })).isError).toBe(false);
+      const read = await run('query', { project_id: 'beta', sql: 'SELECT * FROM project_alpha.notes' });
+      expect(read.isError).toBe(true);
+      expect(read.text).toMatch(/permission denied for schema project_alpha/);
+    });
+
+    it('an agent that drops its own sandbox (DROP OWNED) gets a new one, and nothing else changes', async (ctx) => {
+      if (!mcp) ctx.skip();
+      const before = await snapshot();
+      await run('execute', { project_id: 'alpha', ...fn('self_destruct', "EXECUTE 'DROP OWNED BY CURRENT_USER'") });
+      const dropped = await run('execute', { project_id: 'alpha', sql: 'SELECT self_destruct()' });
+      expect(dropped.isError, dropped.text).toBe(false);
+      const again = await run('query', { project_id: 'alpha', sql: "SELECT to_regclass('notes') IS NULL AS gone" });
+      expect(again.isError, again.text).toBe(false);
+      // DROP OWNED took alpha's own tables with it: that is alpha's to do.
+      expect(again.data['rows']).toEqual([[true]]);
+      expect(await snapshot()).toBe(before);
+      // Provisioning still works for everyone.
+      expect((await run('ensure_workspace', { project_id: 'gamma' })).isError).toBe(false);
+    });
+  });
+}

@@ -1,0 +1,248 @@
+import type { Tool } from '@modelcontextprotocol/sdk/types.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { silentLogger } from '../src/logger.js';
+import { WorkspaceSql, DEFAULT_SQL_LIMITS } from '../src/sandbox/workspace-sql.js';
+import { WorkspaceFleet } from '../src/workspaces/workspace-fleet.js';
+import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
+import { install, pgliteBackend, planFor, postgresBackend, tempDir, writeExtension, type Backend } from './support/fixtures.js';
+import { callTool, connectInProcess } from './support/mcp.js';
+import { startPgBouncer } from './support/pgbouncer.js';
+import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
+
+let cluster: PgCluster | null = null;
+beforeAll(async () => {
+  cluster = await startPgCluster();
+}, 120_000);
+afterAll(async () => cluster?.destroy());
+
+const embedding = (seed: number) => Array.from({ length: 768 }, (_, i) => (i === seed ? 1 : 0));
+
+/** What a postgres server needs for the default set-up: pgvector created by an admin, a CREATEROLE role. */
+async function postgresUrl(c: PgCluster, role: string, createRole: boolean): Promise<{ url: string; vector: boolean }> {
+  const url = await c.createDatabase('tools');
+  const database = new URL(url).pathname.slice(1);
+  await c.sql(`DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${role}') THEN CREATE ROLE ${role} LOGIN ${createRole ? 'CREATEROLE' : ''}; END IF; END $$`);
+  await c.sql(`GRANT CREATE ON DATABASE ${database} TO ${role}`);
+  const [available] = await c.sql(`SELECT count(*)::int AS n FROM pg_available_extensions WHERE name = 'vector'`);
+  const vector = available?.['n'] === 1;
+  if (vector) {
+    const pg = await import('pg');
+    const admin = new pg.default.Client({ connectionString: url });
+    await admin.connect();
+    await admin.query('CREATE EXTENSION IF NOT EXISTS vector');
+    await admin.end();
+  }
+  return { url: c.url(database, role), vector };
+}
+
+for (const kind of ['pglite', 'postgres'] as const) {
+  describe(`query and execute through an MCP client on ${kind}`, () => {
+    let mcp: Awaited<ReturnType<typeof connectInProcess>> | undefined;
+    let tools: Tool[];
+    const run = (name: string, args: Record<string, unknown>) => callTool((mcp as NonNullable<typeof mcp>).client, tools, name, args);
+
+    beforeAll(async () => {
+      if (kind === 'pglite') {
+        mcp = await connectInProcess({ allowedProjects: ['agent-a', 'agent-b'] });
+      } else {
+        if (!cluster) return;
+        const { url, vector } = await postgresUrl(cluster, 'mcp_tools', true);
+        if (!vector) {
+          process.stderr.write('\n!!! pgvector is not installed in this PostgreSQL: the embedding test on postgres is skipped\n\n');
+          return;
+        }
+        mcp = await connectInProcess({ databaseUrl: url, allowedProjects: ['agent-a', 'agent-b'] });
+      }
+      tools = mcp.tools;
+    }, 240_000);
+    afterAll(async () => mcp?.close());
+
+    it('an agent creates a workspace, inserts chunks with embeddings and reads the nearest back', async (ctx) => {
+      if (!mcp) ctx.skip();
+      expect((await run('ensure_workspace', { project_id: 'agent-a' })).isError).toBe(false);
+      const repo = await run('execute', {
+        project_id: 'agent-a',
+        sql: 'WITH r AS (INSERT INTO repositories (path, name) VALUES ($1, $2) RETURNING id) ' +
+          "INSERT INTO files (repository_id, path, content_hash, size_bytes) SELECT id, 'a.ts', 'h', 10 FROM r RETURNING id",
+        params: ['/src/app', 'app'],
+      });
+      expect(repo.isError, repo.text).toBe(false);
+      const fileId = (repo.data['rows'] as string[][])[0]?.[0];
+      for (const [i, content] of ['alpha', 'beta', 'gamma'].entries()) {
+        const inserted = await run('execute', {
+          project_id: 'agent-a',
+          sql: 'INSERT INTO chunks (file_id, content, start_line, end_line, embedding) VALUES ($1, $2, 1, 2, $3) RETURNING id, embedding',
+          params: [fileId, content, embedding(i)],
+        });
+        expect(inserted.isError, inserted.text).toBe(false);
+        expect(inserted.data).toMatchObject({ command: 'INSERT', row_count: 1 });
+        expect((inserted.data['rows'] as unknown[][])[0]?.[1]).toEqual(embedding(i));
+      }
+      const nearest = await run('query', {
+        project_id: 'agent-a',
+        sql: 'SELECT content, embedding <=> $1 AS distance FROM chunks ORDER BY embedding <=> $1 LIMIT 2',
+        // Mostly "beta", a little "alpha", nothing of "gamma".
+        params: [embedding(1).map((x, i) => (i === 0 ? 0.5 : x))],
+      });
+      expect(nearest.isError, nearest.text).toBe(false);
+      expect(nearest.data['columns']).toEqual([
+        { name: 'content', type: 'text' },
+        { name: 'distance', type: 'double precision' },
+      ]);
+      expect((nearest.data['rows'] as unknown[][]).map((r) => r[0])).toEqual(['beta', 'alpha']);
+      const [first, second] = (nearest.data['rows'] as number[][]).map((r) => r[1] as number);
+      expect(first).toBeLessThan(second as number);
+    }, 120_000);
+
+    it('keeps bigint and numeric exact, and reports columns of an empty result', async (ctx) => {
+      if (!mcp) ctx.skip();
+      const r = await run('query', {
+        project_id: 'agent-b',
+        sql: 'SELECT 9007199254740993::bigint AS big, 0.1::numeric(20,19) AS exact, 1.5::float8 AS f, 7 AS i, $1::text AS p WHERE $2',
+        params: ['x', true],
+      });
+      expect(r.isError, r.text).toBe(false);
+      expect(r.data['rows']).toEqual([['9007199254740993', '0.1000000000000000000', 1.5, 7, 'x']]);
+      const empty = await run('query', { project_id: 'agent-b', sql: 'SELECT 1::bigint AS n, now() AS t WHERE false' });
+      expect(empty.data).toMatchObject({ rows: [], row_count: 0, truncated: false, columns: [{ name: 'n', type: 'bigint' }, { name: 't', type: 'timestamp with time zone' }] });
+    });
+
+    it('execute reports DDL and counts every affected row, returning at most 100', async (ctx) => {
+      if (!mcp) ctx.skip();
+      expect((await run('execute', { project_id: 'agent-b', sql: 'CREATE TABLE items (n int PRIMARY KEY)' })).data).toMatchObject({ command: 'CREATE TABLE' });
+      const many = await run('execute', { project_id: 'agent-b', sql: 'INSERT INTO items SELECT g FROM generate_series(1, 250) g RETURNING n' });
+      expect(many.data).toMatchObject({ command: 'INSERT', row_count: 250, truncated: true });
+      expect((many.data['rows'] as unknown[]).length).toBe(100);
+      const updated = await run('execute', { project_id: 'agent-b', sql: 'UPDATE items SET n = n + 1000 WHERE n <= $1', params: [10] });
+      expect(updated.data).toMatchObject({ command: 'UPDATE', row_count: 10, rows: [] });
+    });
+
+    it('every tool obeys the project allowlist', async (ctx) => {
+      if (!mcp) ctx.skip();
+      for (const [tool, args] of [
+        ['ensure_workspace', {}],
+        ['query', { sql: 'SELECT 1' }],
+        ['execute', { sql: 'SELECT 1' }],
+        ['validate_columns', { table: 'chunks', columns: ['id'] }],
+        ['workspace_status', {}],
+      ] as const) {
+        const refused = await run(tool, { project_id: 'intruder', ...args });
+        expect(refused.isError, tool).toBe(true);
+        expect(refused.text).toMatch(/is not one this server serves/);
+      }
+      expect((await run('list_workspaces', {})).isError).toBe(true);
+      expect((await run('workspace_status', {})).isError).toBe(true);
+      expect((await run('validate_columns', { table: 'project_intruder.chunks', columns: ['id'] })).isError).toBe(true);
+      expect((await run('workspace_status', { project_id: 'agent-a' })).isError).toBe(false);
+    });
+  });
+}
+
+describe('a server role without CREATEROLE', () => {
+  it('refuses the SQL tools with the ALTER ROLE that fixes it, and still provisions', async (ctx) => {
+    if (!cluster) ctx.skip();
+    const { url } = await postgresUrl(cluster as PgCluster, 'mcp_plain', false);
+    const mcp = await connectInProcess({ databaseUrl: url, disabledExtensions: ['codebase'] });
+    try {
+      const created = await callTool(mcp.client, mcp.tools, 'ensure_workspace', { project_id: 'plain' });
+      expect(created.isError, created.text).toBe(false);
+      const refused = await callTool(mcp.client, mcp.tools, 'query', { project_id: 'plain', sql: 'SELECT 1' });
+      expect(refused.isError).toBe(true);
+      expect(refused.text).toContain('ALTER ROLE "mcp_plain" CREATEROLE;');
+    } finally {
+      await mcp.close();
+    }
+  }, 120_000);
+});
+
+describe('behind PgBouncer in transaction mode', () => {
+  it('runs query and execute, many at once, each call one transaction', async (ctx) => {
+    if (!cluster) ctx.skip();
+    const started = await startPgBouncer(cluster as PgCluster);
+    if (!started) return ctx.skip();
+    const bouncer = started;
+    const url = await (cluster as PgCluster).createDatabase('bouncer');
+    const mcp = await connectInProcess({ databaseUrl: bouncer.url(new URL(url).pathname.slice(1)), disabledExtensions: ['codebase'] });
+    try {
+      const run = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
+      expect((await run('execute', { project_id: 'bounced', sql: 'CREATE TABLE t (n int)' })).isError).toBe(false);
+      const results = await Promise.all(
+        Array.from({ length: 12 }, (_, i) =>
+          i % 2 === 0
+            ? run('execute', { project_id: 'bounced', sql: 'INSERT INTO t VALUES ($1) RETURNING n', params: [i] })
+            : run('query', { project_id: 'bounced', sql: 'SELECT count(*) AS n FROM t' }),
+        ),
+      );
+      for (const r of results) expect(r.isError, r.text).toBe(false);
+      const total = await run('query', { project_id: 'bounced', sql: 'SELECT count(*)::int AS n FROM t' });
+      expect(total.data['rows']).toEqual([[6]]);
+    } finally {
+      await mcp.close();
+      await bouncer.stop();
+    }
+  }, 120_000);
+});
+
+for (const kind of ['pglite', 'postgres'] as const) {
+  describe(`workspace upgrades on ${kind}`, () => {
+    let backend: Backend | undefined;
+    beforeAll(async () => {
+      if (kind === 'pglite') backend = await pgliteBackend();
+      else if (cluster) backend = postgresBackend(cluster);
+    }, 60_000);
+    afterAll(async () => backend?.cleanup());
+
+    it("run inside the sandbox: a trigger the agent planted fires as the workspace's role, not the server's", async (ctx) => {
+      if (!backend) ctx.skip();
+      const db = await (backend as Backend).fresh();
+      const root = await tempDir();
+      const files = { 'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL);' };
+      const v1 = await planFor([await writeExtension(root, { id: 'notes', version: '1' }, files)], ['codebase']);
+      const r1 = await install(db, v1);
+      const m1 = new WorkspaceManager(db, v1, r1.searchPathSchemas, silentLogger);
+      const s1 = new WorkspaceSql(db, m1, r1.searchPathSchemas, DEFAULT_SQL_LIMITS, silentLogger);
+      m1.sandbox = s1;
+      // Each attempt swallows its own failure, so the migration succeeds whichever role it ran as.
+      await s1.execute('victim', `CREATE FUNCTION spy() RETURNS trigger LANGUAGE plpgsql AS $f$
+        BEGIN
+          BEGIN PERFORM set_config('role', 'none', true); EXCEPTION WHEN OTHERS THEN NULL; END;
+          BEGIN CREATE TABLE public.pwned AS SELECT current_user AS who; EXCEPTION WHEN OTHERS THEN NULL; END;
+          BEGIN DELETE FROM project_registry.workspace_migrations; EXCEPTION WHEN OTHERS THEN NULL; END;
+          RETURN NEW;
+        END $f$`, []);
+      await s1.execute('victim', 'CREATE TRIGGER spy BEFORE UPDATE ON notes FOR EACH ROW EXECUTE FUNCTION spy()', []);
+      await s1.execute('victim', "INSERT INTO notes (body) VALUES ('x')", []);
+
+      const v2 = await planFor(
+        [await writeExtension(root, { id: 'notes', version: '2' }, { ...files, 'workspace/migrations/0001_touch.sql': "UPDATE notes SET body = body || '!';" })],
+        ['codebase'],
+      );
+      const r2 = await install(db, v2);
+      const m2 = new WorkspaceManager(db, v2, r2.searchPathSchemas, silentLogger);
+      m2.sandbox = new WorkspaceSql(db, m2, r2.searchPathSchemas, DEFAULT_SQL_LIMITS, silentLogger);
+      const summary = await new WorkspaceFleet(db, v2, m2, m2.sandbox as WorkspaceSql).upgrade({ concurrency: 1 });
+      expect(summary).toMatchObject({ upgraded: 1, failed: 0 });
+      const [state] = await db.query<{ pwned: string | null; ledger: number; body: string }>(
+        `SELECT to_regclass('public.pwned')::text AS pwned,
+                (SELECT count(*)::int FROM project_registry.workspace_migrations) AS ledger,
+                (SELECT body FROM project_victim.notes) AS body`,
+      );
+      expect(state).toEqual({ pwned: null, ledger: 1, body: 'x!' });
+
+      // A failing statement of a sandboxed script is located from PostgreSQL's position, never by
+      // replaying the script as the server.
+      const v3 = await planFor(
+        [await writeExtension(root, { id: 'notes', version: '3' }, {
+          ...files,
+          'workspace/migrations/0001_touch.sql': "UPDATE notes SET body = body || '!';",
+          'workspace/migrations/0002_bad.sql': "SELECT 1;\nSELECT missing_column FROM notes;",
+        })],
+        ['codebase'],
+      );
+      const r3 = await install(db, v3);
+      const m3 = new WorkspaceManager(db, v3, r3.searchPathSchemas, silentLogger);
+      m3.sandbox = new WorkspaceSql(db, m3, r3.searchPathSchemas, DEFAULT_SQL_LIMITS, silentLogger);
+      await expect(m3.upgrade('victim')).rejects.toThrow(/0002_bad\.sql statement 2\/2 \(line 2\)[\s\S]*missing_column/);
+    }, 120_000);
+  });
+}

@@ -1,0 +1,43 @@
+import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import * as z from 'zod';
+import { DEFAULT_MAX_ROWS } from '../src/sandbox/workspace-sql.js';
+import { projectId } from './schemas.js';
+import { columns, rows, sqlParams, sqlText } from './sql-schemas.js';
+import { runTool, type ToolDeps } from './tool-result.js';
+
+const output = {
+  columns,
+  rows,
+  row_count: z.number().int().describe('rows returned here'),
+  truncated: z.boolean().describe('more rows existed than max_rows; they were not read'),
+};
+
+export function registerQueryTool(server: McpServer, deps: ToolDeps): void {
+  server.registerTool(
+    'query',
+    {
+      title: 'Query a workspace',
+      description:
+        'Runs one read-only SQL statement (SELECT, VALUES, EXPLAIN, SHOW) inside a project\'s workspace and returns ' +
+        'its rows. Unqualified names are the workspace\'s tables (e.g. SELECT id FROM chunks). Pass values as params ' +
+        'for $1, $2, ... (a vector as an array of numbers). The SQL runs with the workspace\'s own PostgreSQL role: it ' +
+        'sees nothing of other workspaces. At most max_rows rows come back (default 100); truncated says when there were more.',
+      inputSchema: {
+        project_id: projectId,
+        sql: sqlText,
+        params: sqlParams,
+        max_rows: z.number().int().min(0).optional().describe(`rows to return at most (default ${DEFAULT_MAX_ROWS}; the server caps it)`),
+      },
+      outputSchema: output,
+      annotations: { readOnlyHint: true, openWorldHint: false },
+    },
+    ({ project_id, sql, params, max_rows }, { signal }) =>
+      runTool(
+        deps,
+        async () => {
+          const result = await (await deps.sql(signal)).query(project_id, sql, params ?? [], max_rows ?? DEFAULT_MAX_ROWS);
+          return { columns: result.columns, rows: result.rows, row_count: result.rowCount, truncated: result.truncated };
+        },
+      ),
+  );
+}
