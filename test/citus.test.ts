@@ -63,7 +63,7 @@ async function assertCitusInvariants(url: string): Promise<Record<string, number
     url,
     `SELECT coalesce(w.schema_name, n.nspname) AS schema, w.project_id IS NOT NULL AS registered, d.schemaid IS NOT NULL AS distributed
        FROM project_registry.workspace_config w
-       FULL JOIN (SELECT oid, nspname FROM pg_namespace WHERE nspname LIKE 'project\\_%' AND nspname <> 'project_registry') n
+       FULL JOIN (SELECT oid, nspname FROM pg_namespace WHERE nspname LIKE 'project\\_%' AND nspname !~ '^project_registry(_|$)') n
          ON n.nspname = w.schema_name
        LEFT JOIN pg_dist_schema d ON d.schemaid = n.oid
       WHERE w.project_id IS NULL OR n.oid IS NULL OR d.schemaid IS NULL`,

@@ -62,7 +62,7 @@ describe('reliability on a real PostgreSQL server', () => {
         ]);
         expect(await db.query(`SELECT note FROM public.relia_events ORDER BY id`)).toEqual([{ note: '0001' }, { note: '0002' }]);
         expect(await db.query(`SELECT count(*)::int AS n FROM project_registry.workspace_config`)).toEqual([{ n: 170 }]);
-        expect(await db.query(`SELECT count(*)::int AS n FROM pg_namespace WHERE nspname LIKE 'project\\_%' AND nspname <> 'project_registry'`)).toEqual([{ n: 170 }]);
+        expect(await db.query(`SELECT count(*)::int AS n FROM pg_namespace WHERE nspname LIKE 'project\\_%' AND nspname !~ '^project_registry(_|$)'`)).toEqual([{ n: 170 }]);
         expect(await db.query(`SELECT count(*)::int AS n, count(DISTINCT project_id)::int AS d FROM project_registry.workspace_migrations`)).toEqual([{ n: 170, d: 170 }]);
       } finally {
         await db.close();
@@ -85,7 +85,7 @@ describe('reliability on a real PostgreSQL server', () => {
       expect(s.stderr()).toContain('waiting for the install lock');
       expect(s.stderr()).toContain(`"pid":${holderPid}`);
       // Still serving: the MCP side answers, and every tool gives the same clear failure.
-      expect((await s.client.listTools()).tools).toHaveLength(4);
+      expect((await s.client.listTools()).tools).toHaveLength(8);
       expect((await s.call('list_workspaces', {})).text).toContain('install lock');
     } finally {
       await lock.release();

@@ -47,7 +47,7 @@ async function checkInvariants(dir: string) {
   expect(
     await query(
       dir,
-      `(SELECT nspname AS orphan FROM pg_namespace WHERE nspname LIKE 'project\\_%' AND nspname <> 'project_registry'
+      `(SELECT nspname AS orphan FROM pg_namespace WHERE nspname LIKE 'project\\_%' AND nspname !~ '^project_registry(_|$)'
         EXCEPT SELECT schema_name FROM project_registry.workspace_config)
        UNION ALL
        (SELECT schema_name FROM project_registry.workspace_config

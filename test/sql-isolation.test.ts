@@ -113,14 +113,14 @@ const ATTACKS: Attack[] = [
   // The sandbox itself and the server's functions.
   {
     name: 'ALTER the sandbox function SECURITY INVOKER',
-    attack: { tool: 'execute', sql: 'ALTER FUNCTION project_sandbox.project_alpha(text, text, integer) SECURITY INVOKER' },
+    attack: { tool: 'execute', sql: 'ALTER FUNCTION project_registry_sandbox.project_alpha(text, text, integer) SECURITY INVOKER' },
     expect: PARSER,
   },
   {
     name: 'ALTER the sandbox function from inside a function',
-    setup: [fn('esc_alter', "EXECUTE 'ALTER FUNCTION project_sandbox.project_alpha(text, text, integer) SECURITY INVOKER'")],
+    setup: [fn('esc_alter', "EXECUTE 'ALTER FUNCTION project_registry_sandbox.project_alpha(text, text, integer) SECURITY INVOKER'")],
     attack: { tool: 'execute', sql: call('esc_alter') },
-    expect: /permission denied for schema project_sandbox/,
+    expect: /permission denied for schema project_registry_sandbox/,
   },
   {
     name: "replace the server's table_columns()",
@@ -268,7 +268,7 @@ SELECT json_build_object(
      SELECT p.oid::regprocedure::text AS name, p.prosecdef, p.proconfig, p.proowner::regrole::text AS owner, md5(p.prosrc) AS body
        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
       WHERE n.nspname NOT IN ('project_alpha', 'pg_catalog', 'information_schema')
-        AND NOT (n.nspname = 'project_sandbox' AND p.proname = 'project_alpha')) f),
+        AND NOT (n.nspname = 'project_registry_sandbox' AND p.proname = 'project_alpha')) f),
   'schemas', (SELECT json_agg(s ORDER BY nspname) FROM (
      SELECT nspname, nspowner::regrole::text AS owner, nspacl::text AS acl FROM pg_namespace
       WHERE nspname NOT LIKE 'pg\\_temp%' AND nspname NOT LIKE 'pg\\_toast\\_temp%') s)

@@ -217,14 +217,14 @@ $$;
 -- The SQL tools' sandbox functions, one per workspace, each owned by its workspace's role (see
 -- src/sandbox/sandbox-ddl.ts). Nobody else may use or create anything here: a workspace role
 -- that cannot even name its function cannot alter it.
-CREATE SCHEMA IF NOT EXISTS project_sandbox;
-REVOKE ALL ON SCHEMA project_sandbox FROM PUBLIC;
+CREATE SCHEMA IF NOT EXISTS project_registry_sandbox;
+REVOKE ALL ON SCHEMA project_registry_sandbox FROM PUBLIC;
 
 -- Hands every object of a workspace schema to the workspace's role, so that the agent may ALTER
 -- and DROP its own tables: tables and views (their indexes, row types and owned sequences
 -- follow), other sequences, routines and standalone types. Runs as the server, which created
 -- them; objects already owned by the role are left alone.
-CREATE OR REPLACE FUNCTION project_sandbox.adopt_objects(schema_name text, role_name text)
+CREATE OR REPLACE FUNCTION project_registry_sandbox.adopt_objects(schema_name text, role_name text)
 RETURNS void LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   ns oid := (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = adopt_objects.schema_name);

@@ -8,13 +8,13 @@ import { MAX_IDENTIFIER_BYTES, quoteIdent } from '../db/identifiers.js';
  * SESSION AUTHORIZATION, set_config('role', ...)) inside a security-definer context, including
  * in functions nested in it, so there is no way back to the server's role.
  *
- * The function lives in `project_sandbox`, where the workspace role has no privilege at all: it
+ * The function lives in `project_registry_sandbox`, where the workspace role has no privilege at all: it
  * cannot replace the body (that needs CREATE there) nor even name the function to ALTER it
  * (that needs USAGE). It can still drop it (DROP OWNED BY CURRENT_USER): the server then makes
  * it again. Whatever was done to it, the body checks at run time that a role change is refused
  * before it runs any agent SQL, rather than trusting catalog flags.
  */
-export const SANDBOX_SCHEMA = 'project_sandbox';
+export const SANDBOX_SCHEMA = 'project_registry_sandbox';
 
 /** SQLSTATE the body raises when it finds itself outside a security-definer context. */
 export const SANDBOX_BROKEN = 'PW010';
@@ -44,7 +44,7 @@ export interface Principal {
   searchPath: readonly string[];
 }
 
-/** The sandbox function of a workspace: `project_sandbox.<schema name>(step, statement, max_rows)`. */
+/** The sandbox function of a workspace: `project_registry_sandbox.<schema name>(step, statement, max_rows)`. */
 export function sandboxFunction(schemaName: string): string {
   return `${quoteIdent(SANDBOX_SCHEMA)}.${quoteIdent(schemaName)}`;
 }

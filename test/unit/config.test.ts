@@ -34,6 +34,9 @@ describe('parseCommand', () => {
       PG_WORKSPACE_DISABLED_EXTENSIONS: 'codebase, notes',
       PG_WORKSPACE_LOCK_TIMEOUT_MS: '1500',
       PG_WORKSPACE_LOG_LEVEL: 'debug',
+      PG_WORKSPACE_ALLOWED_PROJECTS: 'client-a, client-b',
+      PG_WORKSPACE_STATEMENT_TIMEOUT_MS: '2500',
+      PG_WORKSPACE_MAX_ROWS: '500',
     };
     expect(serve([], env)).toEqual({
       databaseUrl: 'postgresql://u@h/db',
@@ -42,8 +45,12 @@ describe('parseCommand', () => {
       disabledExtensions: ['codebase', 'notes'],
       lockTimeoutMs: 1500,
       logLevel: 'debug',
+      allowedProjects: ['client-a', 'client-b'],
+      statementTimeoutMs: 2500,
+      maxRowsCap: 500,
     });
-    const flagged = serve(['--data-dir', 'rel/dir', '--extensions', '/c', '--disable', 'extra', '--extensions', '/d'], env);
+    const flagged = serve(['--data-dir', 'rel/dir', '--extensions', '/c', '--disable', 'extra', '--extensions', '/d', '--allow-project', 'client-c'], env);
+    expect(flagged.allowedProjects).toEqual(['client-a', 'client-b', 'client-c']);
     expect(flagged.dataDir).toBe(path.resolve('rel/dir'));
     expect(flagged.extensionDirs).toEqual(['/a', '/b', '/c', '/d']);
     expect(flagged.disabledExtensions).toEqual(['codebase', 'notes', 'extra']);
