@@ -36,6 +36,13 @@ export default tseslint.config(
     },
   },
   {
+    // src/mcp/ registers the tools; a tool importing it back would make a cycle.
+    files: ['tools/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ group: ['**/src/mcp/*'], message: 'Tools do not import the MCP layer: src/mcp/ imports them.' }] }],
+    },
+  },
+  {
     // The entry point picks a front end (src/mcp/serve-*) or a command; it speaks no MCP itself.
     files: ['src/main.ts'],
     rules: {

@@ -26,17 +26,25 @@ describe('MCP boundary lint rule', () => {
     ]);
   });
 
-  it('refuses tools/ and src/mcp/ in the engine', async () => {
+  it('refuses tools/ and src/mcp/ in the engine, and src/mcp/ in tools/', async () => {
     expect(await restrictedImports('src/workspaces/boundary-probe.ts', "import type { ToolDeps } from '../../tools/tool-result.js';\nexport type D = ToolDeps;"))
       .toEqual([expect.stringContaining('never imports the MCP layer')]);
     expect(await restrictedImports('src/boot.ts', "import { TOOLS } from './mcp/tool-registry.js';\nvoid TOOLS;")).toEqual([
       expect.stringContaining('never imports the MCP layer'),
     ]);
+    expect(await restrictedImports('tools/boundary-probe.ts', "import { TOOLS } from '../src/mcp/tool-registry.js';\nvoid TOOLS;")).toEqual([
+      expect.stringContaining('src/mcp/ imports them'),
+    ]);
   });
 
   it('lets the MCP layer use the SDK and the engine, and the engine use itself', async () => {
-    expect(await restrictedImports('src/mcp/boundary-probe.ts', "import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';\nimport type { ToolDeps } from '../../tools/tool-result.js';\nimport { ProvisioningEngine } from '../engine.js';\nvoid McpServer; void ProvisioningEngine; export type D = ToolDeps;"))
-      .toEqual([]);
+    const mcpLayer = [
+      "import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';",
+      "import type { ToolDeps } from '../../tools/tool-result.js';",
+      "import { ProvisioningEngine } from '../engine.js';",
+      'void McpServer; void ProvisioningEngine; export type D = ToolDeps;',
+    ];
+    expect(await restrictedImports('src/mcp/boundary-probe.ts', mcpLayer.join('\n'))).toEqual([]);
     expect(await restrictedImports('src/workspaces/boundary-probe.ts', "import { WorkspaceManager } from './workspace-manager.js';\nvoid WorkspaceManager;")).toEqual([]);
     expect(await restrictedImports('src/main.ts', "import { serveStdio } from './mcp/serve-stdio.js';\nvoid serveStdio;")).toEqual([]);
   });
