@@ -11,6 +11,53 @@ export default tseslint.config(
     rules: { 'no-console': 'error' },
   },
   {
+    // The engine (src/ outside src/mcp/) knows nothing of MCP: src/mcp/ and tools/ sit on top of
+    // it, so another front end (a CLI command, another protocol) can use it as it is.
+    files: ['src/**/*.ts'],
+    ignores: ['src/mcp/**', 'src/main.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['@modelcontextprotocol/*'], message: 'The engine never imports the MCP SDK: MCP code belongs in src/mcp/ or tools/.' },
+            { group: ['**/tools/*', '**/mcp/*'], message: 'The engine never imports the MCP layer (tools/, src/mcp/): pass what it needs in.' },
+          ],
+        },
+      ],
+      // no-restricted-imports does not look at import(), which the engine uses for lazy loading.
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: 'ImportExpression[source.value=/^@modelcontextprotocol\\u002F|(^|\\u002F)(tools|mcp)\\u002F/]',
+          message: 'The engine never imports the MCP SDK or the MCP layer (tools/, src/mcp/), lazily or not.',
+        },
+      ],
+    },
+  },
+  {
+    // src/mcp/ registers the tools; a tool importing it back would make a cycle.
+    files: ['tools/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ group: ['**/src/mcp/*'], message: 'Tools do not import the MCP layer: src/mcp/ imports them.' }] }],
+    },
+  },
+  {
+    // The entry point picks a front end (src/mcp/serve-*) or a command; it speaks no MCP itself.
+    files: ['src/main.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['@modelcontextprotocol/*'], message: 'MCP code belongs in src/mcp/.' },
+            { group: ['**/tools/*'], message: 'Tools are registered in src/mcp/tool-registry.ts.' },
+          ],
+        },
+      ],
+    },
+  },
+  {
     // What bench and the tests share (clusters, fixtures, temp dirs) lives in harness/.
     files: ['bench/**/*.ts', 'harness/**/*.ts'],
     rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['**/test/**'], message: 'Share it through harness/ instead.' }] }] },

@@ -2,7 +2,7 @@ import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js'
 import { parseCommand } from '../src/config.js';
 import { ProvisioningEngine } from '../src/engine.js';
 import { createStderrLogger } from '../src/logger.js';
-import { createServer } from '../src/server.js';
+import { createServer } from '../src/mcp/server.js';
 
 /**
  * The real server plus a `noop` tool, so the benchmark can compare a cached ensure_workspace

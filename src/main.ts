@@ -2,8 +2,8 @@
 import { ConfigError, parseCommand, USAGE } from './config.js';
 import { migrateWorkspaces } from './migrate-workspaces-command.js';
 import { packageVersion } from './package-info.js';
-import { serveHttp } from './serve-http.js';
-import { serveStdio } from './serve-stdio.js';
+import { serveHttp } from './mcp/serve-http.js';
+import { serveStdio } from './mcp/serve-stdio.js';
 
 let command;
 try {

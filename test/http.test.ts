@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { request } from 'node:http';
 import { CallToolResultSchema, ErrorCode, McpError, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { TOOL_NAMES } from '../src/mcp/tool-registry.js';
 import { holdInstallLock, tempDir } from './support/fixtures.js';
 import { startHttpServer, type HttpServerProcess } from './support/http-server.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
@@ -83,7 +84,7 @@ describe('Streamable HTTP on the embedded store', () => {
       const unknown = await client.callTool({ name: 'no_such_tool', arguments: {} }).catch((e: unknown) => e);
       expect(unknown).toBeInstanceOf(McpError);
       expect((unknown as McpError).code).toBe(ErrorCode.InvalidParams);
-      expect((unknown as McpError).message).toMatch(/^MCP error -32602: Unknown tool: no_such_tool\. This server's tools: ensure_workspace, /);
+      expect((unknown as McpError).message).toBe(`MCP error -32602: Unknown tool: no_such_tool. This server's tools: ${TOOL_NAMES.join(', ')}.`);
 
       const stringArgs = await client
         .request({ method: 'tools/call', params: { name: 'list_workspaces', arguments: '{"limit":5}' as unknown as Record<string, unknown> } }, CallToolResultSchema)

@@ -1,5 +1,6 @@
 import type { Tool } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TOOL_NAMES, type ToolName } from '../src/mcp/tool-registry.js';
 import { tempDir, writeExtension } from './support/fixtures.js';
 import { callTool, connectInProcess as connect } from './support/mcp.js';
 
@@ -20,7 +21,7 @@ describe('MCP server in process', () => {
   });
 
   it('lists the tools with input and output schemas and honest annotations', () => {
-    expect(tools.map((t) => t.name).sort()).toEqual(['describe_workspace', 'ensure_workspace', 'execute', 'list_workspaces', 'query', 'search_vectors', 'validate_columns', 'workspace_status']);
+    expect(tools.map((t) => t.name)).toEqual(TOOL_NAMES);
     for (const tool of tools) {
       expect(tool.inputSchema.type).toBe('object');
       expect(tool.outputSchema?.type).toBe('object');
@@ -133,13 +134,19 @@ describe('MCP server whose install failed', () => {
     });
     const mcp = await connect({ extensionDirs: [dir] });
     try {
-      for (const [name, args] of [
-        ['ensure_workspace', { project_id: 'a' }],
-        ['list_workspaces', {}],
-        ['validate_columns', { table: 'x', columns: ['y'] }],
-        ['workspace_status', {}],
-      ] as const) {
-        const result = await callTool(mcp.client, mcp.tools, name, args);
+      // Keyed by ToolName: a new tool does not compile here until it is given arguments.
+      const argsFor: Record<ToolName, Record<string, unknown>> = {
+        ensure_workspace: { project_id: 'a' },
+        list_workspaces: {},
+        validate_columns: { table: 'x', columns: ['y'] },
+        workspace_status: {},
+        describe_workspace: { project_id: 'a' },
+        search_vectors: { project_id: 'a', table: 'chunks', column: 'embedding', vector: [0.1, 0.2] },
+        query: { project_id: 'a', sql: 'SELECT 1' },
+        execute: { project_id: 'a', sql: 'CREATE TABLE t (n int)' },
+      };
+      for (const name of TOOL_NAMES) {
+        const result = await callTool(mcp.client, mcp.tools, name, argsFor[name]);
         expect(result.isError, name).toBe(true);
         expect(result.text).toContain('Extension "broken", structural phase: broken/schema.sql statement 1/1');
         expect(result.text).toContain('relation "nope" does not exist');

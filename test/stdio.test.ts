@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TOOL_NAMES } from '../src/mcp/tool-registry.js';
 import { tempDir } from './support/fixtures.js';
 import { callTool } from './support/mcp.js';
 
@@ -100,7 +101,7 @@ describe('the built server over stdio', () => {
     await client.connect(transport);
     const pid = transport.pid as number;
     const { tools } = await client.listTools();
-    expect(tools.map((t) => t.name).sort()).toEqual(['describe_workspace', 'ensure_workspace', 'execute', 'list_workspaces', 'query', 'search_vectors', 'validate_columns', 'workspace_status']);
+    expect(tools.map((t) => t.name)).toEqual(TOOL_NAMES);
 
     const ensured = await callTool(client, tools, 'ensure_workspace', { project_id: 'over-stdio' });
     expect(ensured.data).toMatchObject({ schema_name: 'project_over_stdio', created: true });
@@ -236,7 +237,7 @@ describe('the built server over stdio', () => {
       return JSON.parse(stdout) as Record<string, unknown>;
     };
     const listed = await inspector('--method', 'tools/list');
-    expect((listed['tools'] as { name: string }[]).map((t) => t.name).sort()).toEqual(['describe_workspace', 'ensure_workspace', 'execute', 'list_workspaces', 'query', 'search_vectors', 'validate_columns', 'workspace_status']);
+    expect((listed['tools'] as { name: string }[]).map((t) => t.name)).toEqual(TOOL_NAMES);
     const called = await inspector('--method', 'tools/call', '--tool-name', 'ensure_workspace', '--tool-arg', 'project_id=inspector-demo');
     expect(called['structuredContent']).toMatchObject({ project_id: 'inspector-demo', schema_name: 'project_inspector_demo' });
   }, 90_000);

@@ -7,7 +7,7 @@ import { expect } from 'vitest';
 import { DEFAULT_LOCK_TIMEOUT_MS } from '../../src/config.js';
 import { ProvisioningEngine } from '../../src/engine.js';
 import { silentLogger } from '../../src/logger.js';
-import { createServer } from '../../src/server.js';
+import { createServer } from '../../src/mcp/server.js';
 import { tempDir } from './fixtures.js';
 
 /** Calls a tool and, on success, checks structuredContent against the tool's declared output schema. */

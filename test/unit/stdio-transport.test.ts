@@ -2,8 +2,8 @@ import { PassThrough } from 'node:stream';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { readableRequestId, RequestIdScanner } from '../../src/malformed-input.js';
-import { StdioLineTransport } from '../../src/stdio-transport.js';
+import { readableRequestId, RequestIdScanner } from '../../src/mcp/malformed-input.js';
+import { StdioLineTransport } from '../../src/mcp/stdio-transport.js';
 
 function scan(text: string, pieces: number[] = []) {
   const scanner = new RequestIdScanner();

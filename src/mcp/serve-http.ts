@@ -3,10 +3,10 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import type { AddressInfo } from 'node:net';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import type { Config, HttpConfig } from './config.js';
-import { ProvisioningEngine } from './engine.js';
-import { createStderrLogger } from './logger.js';
-import { packageVersion } from './package-info.js';
+import type { Config, HttpConfig } from '../config.js';
+import { ProvisioningEngine } from '../engine.js';
+import { createStderrLogger } from '../logger.js';
+import { packageVersion } from '../package-info.js';
 import { createSessionServer } from './server.js';
 
 interface Session {

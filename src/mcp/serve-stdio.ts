@@ -1,7 +1,7 @@
-import type { Config } from './config.js';
-import { ProvisioningEngine } from './engine.js';
-import { createStderrLogger } from './logger.js';
-import { packageVersion } from './package-info.js';
+import type { Config } from '../config.js';
+import { ProvisioningEngine } from '../engine.js';
+import { createStderrLogger } from '../logger.js';
+import { packageVersion } from '../package-info.js';
 import { createServer } from './server.js';
 import { StdioLineTransport, UnreadableMessageError } from './stdio-transport.js';
 

@@ -1,23 +1,17 @@
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { registerDescribeWorkspaceTool } from '../tools/describe-workspace.js';
-import { registerEnsureWorkspaceTool } from '../tools/ensure-workspace.js';
-import { registerListWorkspacesTool } from '../tools/list-workspaces.js';
-import { strictToolCalls } from '../tools/strict-tool-calls.js';
-import { registerSearchVectorsTool } from '../tools/search-vectors.js';
-import type { ToolDeps } from '../tools/tool-result.js';
-import { registerValidateColumnsTool } from '../tools/validate-columns.js';
-import { registerWorkspaceStatusTool } from '../tools/workspace-status.js';
-import { registerExecuteTool } from '../tools/execute.js';
-import { registerQueryTool } from '../tools/query.js';
-import type { ProvisioningEngine } from './engine.js';
-import { ProjectAccess } from './project-access.js';
-import { packageVersion } from './package-info.js';
+import type { ToolDeps } from '../../tools/tool-result.js';
+import type { ProvisioningEngine } from '../engine.js';
+import { packageVersion } from '../package-info.js';
+import { ProjectAccess } from '../project-access.js';
+import { strictToolCalls } from './strict-tool-calls.js';
+import { TOOLS } from './tool-registry.js';
 
 /** Below the 60 s request timeout of the SDK's clients, so a slow boot gives our message, not theirs. */
 const READY_TIMEOUT_MS = 45_000;
 
 export interface ServerDeps {
-  engine: ProvisioningEngine;
+  /** What the server uses of the engine: a tools/list needs none of it, so a unit test can pass a stand-in. */
+  engine: Pick<ProvisioningEngine, 'start' | 'ready' | 'explain' | 'close'>;
   readyTimeoutMs?: number;
   /** Only these project ids are served (unset: any). */
   allowedProjects?: readonly string[] | undefined;
@@ -54,14 +48,7 @@ export function createSessionServer({ engine, readyTimeoutMs = READY_TIMEOUT_MS,
     access,
     explain: (error) => engine.explain(error),
   };
-  registerEnsureWorkspaceTool(server, deps);
-  registerListWorkspacesTool(server, deps);
-  registerValidateColumnsTool(server, deps);
-  registerWorkspaceStatusTool(server, deps);
-  registerDescribeWorkspaceTool(server, deps);
-  registerSearchVectorsTool(server, deps);
-  registerQueryTool(server, deps);
-  registerExecuteTool(server, deps);
+  for (const tool of TOOLS) tool.register(server, deps);
   strictToolCalls(server);
   // Boot begins once the client has finished the handshake, so loading the SQL parser and the
   // database driver never delays the `initialize` answer; a tool call made first starts it too.

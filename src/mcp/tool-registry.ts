@@ -1,0 +1,37 @@
+import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { registerDescribeWorkspaceTool } from '../../tools/describe-workspace.js';
+import { registerEnsureWorkspaceTool } from '../../tools/ensure-workspace.js';
+import { registerExecuteTool } from '../../tools/execute.js';
+import { registerListWorkspacesTool } from '../../tools/list-workspaces.js';
+import { registerQueryTool } from '../../tools/query.js';
+import { registerSearchVectorsTool } from '../../tools/search-vectors.js';
+import type { ToolDeps } from '../../tools/tool-result.js';
+import { registerValidateColumnsTool } from '../../tools/validate-columns.js';
+import { registerWorkspaceStatusTool } from '../../tools/workspace-status.js';
+
+export interface ToolEntry {
+  /** The name the tool's file registers (test/unit/tool-registry.test.ts checks they agree). */
+  readonly name: string;
+  readonly register: (server: McpServer, deps: ToolDeps) => void;
+}
+
+/**
+ * Every tool the server offers, declared once: `createSessionServer` registers them from here,
+ * in this order (the order of `tools/list`), and tests read the names from here. A new tool is
+ * a file in `tools/` and a line here.
+ */
+export const TOOLS = [
+  { name: 'ensure_workspace', register: registerEnsureWorkspaceTool },
+  { name: 'list_workspaces', register: registerListWorkspacesTool },
+  { name: 'validate_columns', register: registerValidateColumnsTool },
+  { name: 'workspace_status', register: registerWorkspaceStatusTool },
+  { name: 'describe_workspace', register: registerDescribeWorkspaceTool },
+  { name: 'search_vectors', register: registerSearchVectorsTool },
+  { name: 'query', register: registerQueryTool },
+  { name: 'execute', register: registerExecuteTool },
+] as const satisfies readonly ToolEntry[];
+
+/** A test keyed by `ToolName` (e.g. `Record<ToolName, args>`) stops compiling until it covers a new tool. */
+export type ToolName = (typeof TOOLS)[number]['name'];
+
+export const TOOL_NAMES: readonly ToolName[] = TOOLS.map((tool) => tool.name);
