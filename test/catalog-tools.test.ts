@@ -272,6 +272,33 @@ for (const kind of ['pglite', 'postgres'] as const) {
       expect(written?.n).toBe(0);
     });
 
+    it("search_vectors sets hnsw.ef_search (and, filtered on pgvector 0.8+, iterative_scan) for its own statement", async (ctx) => {
+      if (!mcp) return ctx.skip();
+      // A view of the agent's shows what its statement runs with.
+      const view = await call(ctx, 'execute', {
+        project_id: 'docs',
+        sql: "CREATE VIEW seen_settings AS SELECT id, v, label, current_setting('hnsw.ef_search', true) AS ef, current_setting('hnsw.iterative_scan', true) AS iter FROM notes",
+      });
+      expect(view.isError, view.text).toBe(false);
+      const [ext] = await db.query<{ iterative: boolean }>(
+        "SELECT string_to_array(extversion, '.')::int[] >= '{0,8,0}' AS iterative FROM pg_extension WHERE extname = 'vector'",
+      );
+      const search = (args: Record<string, unknown>) =>
+        call(ctx, 'search_vectors', { project_id: 'docs', table: 'seen_settings', column: 'v', vector: [1, 0, 0], columns: ['ef', 'iter'], ...args });
+      const filtered = await search({ k: 60, filter: { label: 'x' } });
+      expect(filtered.isError, filtered.text).toBe(false);
+      expect((filtered.data['matches'] as Array<{ row: unknown }>).map((m) => m.row)).toEqual([
+        { ef: '60', iter: ext?.iterative ? 'strict_order' : expect.anything() },
+      ]);
+      const plain = await search({ k: 2 });
+      const rows = (plain.data['matches'] as Array<{ row: { ef: unknown; iter: unknown } }>).map((m) => m.row);
+      expect(rows.map((r) => r.ef)).toEqual(['40', '40']);
+      if (ext?.iterative) expect(rows.map((r) => r.iter)).toEqual(['off', 'off']);
+      // Transaction-local: the server's session keeps its defaults.
+      const [after] = await db.query<{ ef: string | null }>("SELECT current_setting('hnsw.ef_search', true) AS ef");
+      expect([null, undefined, '40']).toContain(after?.ef);
+    });
+
     it('search_vectors runs under the SQL tools\' statement timeout on PostgreSQL', async (ctx) => {
       if (!mcp || kind !== 'postgres') return ctx.skip(); // PGlite ignores statement_timeout.
       const slow = await call(ctx, 'execute', { project_id: 'docs', sql: 'CREATE VIEW slow AS SELECT n.id, n.v FROM notes n, pg_sleep(5)' });
