@@ -86,6 +86,11 @@ export class WorkspaceSql {
     private readonly log: Logger,
   ) {}
 
+  /** The largest max_rows a call may ask for. */
+  get maxRowsCap(): number {
+    return this.limits.maxRowsCap;
+  }
+
   /** One read-only statement of agent SQL. */
   query(projectId: string, sql: string, params: readonly AgentParam[], maxRows = DEFAULT_MAX_ROWS): Promise<RowsResult> {
     return this.readAsWorkspace(projectId, sql, params, maxRows);

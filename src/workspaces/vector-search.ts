@@ -103,6 +103,7 @@ const CATALOG = `
  * row-level security policies, casts and operators there are agent code.
  */
 export interface WorkspaceReader {
+  readonly maxRowsCap: number;
   readAsWorkspace(
     projectId: string,
     sql: string,
@@ -168,6 +169,7 @@ export async function searchVectors(
   for (const name of returned) if (!byName.has(name)) throw unknown(name, 'column');
   // Never a weaker mode: without the sandbox (say, the server cannot create roles) there is no search.
   if (!sandbox) throw new VectorSearchError('search_vectors runs inside the SQL sandbox, which this server has not set up.');
+  if (k > sandbox.maxRowsCap) throw new VectorSearchError(`k must be at most ${sandbox.maxRowsCap} here, this server's row cap (PG_WORKSPACE_MAX_ROWS).`);
 
   const fromIndex = metricOfOpclass(catalog.index_opclass);
   const metric = input.metric ?? fromIndex ?? 'l2';
