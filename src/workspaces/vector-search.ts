@@ -116,11 +116,11 @@ export interface WorkspaceReader {
 /**
  * Nearest rows to `vector` in a workspace table's pgvector column, without SQL from the caller:
  * every name is checked against the catalog and quoted, every value is a parameter. The catalog
- * is read as the server (pg_catalog only, no agent code), the search itself as the workspace in
- * its sandbox, read-only under the SQL tools' statement timeout: the table, its policies and the
- * types and operators of its columns belong to the agent, so as the server they would run agent
- * code with the server's privileges. Whatever changes between the two steps, the search still
- * runs as the workspace.
+ * and the registry are read as the server (no agent code runs there); the search itself runs as
+ * the workspace in its sandbox, read-only under the SQL tools' statement timeout: the table, its
+ * policies and the types and operators of its columns belong to the agent, so as the server they
+ * would run agent code with the server's privileges. Whatever changes between the two steps, the
+ * search still runs as the workspace.
  */
 export async function searchVectors(
   db: Database,
