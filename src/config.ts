@@ -82,7 +82,7 @@ Environment:
   PG_WORKSPACE_HTTP_ALLOWED_HOSTS  with --http: comma-separated host names the Host and Origin
                                  headers may name (default: loopback names on a loopback HOST,
                                  HOST itself otherwise; not checked on 0.0.0.0 / :: without it)
-  PG_WORKSPACE_STATEMENT_TIMEOUT_MS  statement timeout of query/execute calls (default 10000)
+  PG_WORKSPACE_STATEMENT_TIMEOUT_MS  statement timeout of query/execute/search_vectors calls (default 10000)
   PG_WORKSPACE_MAX_ROWS          the largest max_rows a query may ask for (default 10000)
 `;
 

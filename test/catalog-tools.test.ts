@@ -2,6 +2,8 @@ import type { Tool } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import type { Database } from '../src/db/database.js';
 import { sqlState } from '../src/db/sql-errors.js';
+import { silentLogger } from '../src/logger.js';
+import { WorkspaceSql } from '../src/sandbox/workspace-sql.js';
 import { searchVectors } from '../src/workspaces/vector-search.js';
 import { callTool, connectInProcess } from './support/mcp.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
@@ -242,13 +244,17 @@ for (const kind of ['pglite', 'postgres'] as const) {
 
     it('search_vectors reads halfvec and unindexed columns, and PostgreSQL keeps it read-only', async (ctx) => {
       if (!mcp) return ctx.skip();
-      await db.exec(`
-        CREATE TABLE project_docs.notes (id bigint PRIMARY KEY, label text, v halfvec(3), seen timestamptz);
-        INSERT INTO project_docs.notes VALUES (1, 'x', '[1,0,0]', '2026-01-02T03:04:05.678Z'), (2, 'y', '[0,1,0]', NULL);
-        CREATE TABLE project_docs.written (n int);
-        CREATE FUNCTION project_docs.writes() RETURNS vector LANGUAGE plpgsql AS
-          $$ BEGIN INSERT INTO project_docs.written VALUES (1); RETURN '[1,0,0]'; END $$;
-        CREATE VIEW project_docs.writing_view AS SELECT id, project_docs.writes() AS v FROM project_docs.notes;`);
+      // Made by the agent, as it would: the search reads them as the workspace's role.
+      for (const sql of [
+        'CREATE TABLE notes (id bigint PRIMARY KEY, label text, v halfvec(3), seen timestamptz)',
+        "INSERT INTO notes VALUES (1, 'x', '[1,0,0]', '2026-01-02T03:04:05.678Z'), (2, 'y', '[0,1,0]', NULL)",
+        'CREATE TABLE written (n int)',
+        "CREATE FUNCTION writes() RETURNS vector LANGUAGE plpgsql AS $$ BEGIN INSERT INTO project_docs.written VALUES (1); RETURN '[1,0,0]'; END $$",
+        'CREATE VIEW writing_view AS SELECT id, writes() AS v FROM notes',
+      ]) {
+        const done = await call(ctx, 'execute', { project_id: 'docs', sql });
+        expect(done.isError, `${sql}: ${done.text}`).toBe(false);
+      }
       const half = await call(ctx, 'search_vectors', { project_id: 'docs', table: 'notes', column: 'v', vector: [0, 1, 0], columns: ['id', 'v', 'seen'] });
       expect(half.isError, half.text).toBe(false);
       expect(half.data).toMatchObject({ metric: 'l2', metric_source: 'default' });
@@ -266,15 +272,43 @@ for (const kind of ['pglite', 'postgres'] as const) {
       expect(written?.n).toBe(0);
     });
 
-    it('search_vectors runs under a statement timeout on PostgreSQL', async (ctx) => {
-      if (!mcp || kind !== 'postgres') return ctx.skip(); // PGlite ignores statement_timeout.
-      await db.exec(`CREATE VIEW project_docs.slow AS SELECT n.id, n.v FROM project_docs.notes n, pg_sleep(5)`);
-      const failure = await searchVectors(db, { projectId: 'docs', table: 'slow', column: 'v', vector: [1, 0, 0] }, { statementTimeoutMs: 200 }).catch(
-        (e: unknown) => e,
+    it("search_vectors sets hnsw.ef_search (and, filtered on pgvector 0.8+, iterative_scan) for its own statement", async (ctx) => {
+      if (!mcp) return ctx.skip();
+      // A view of the agent's shows what its statement runs with.
+      const view = await call(ctx, 'execute', {
+        project_id: 'docs',
+        sql: "CREATE VIEW seen_settings AS SELECT id, v, label, current_setting('hnsw.ef_search', true) AS ef, current_setting('hnsw.iterative_scan', true) AS iter FROM notes",
+      });
+      expect(view.isError, view.text).toBe(false);
+      const [ext] = await db.query<{ iterative: boolean }>(
+        "SELECT string_to_array(extversion, '.')::int[] >= '{0,8,0}' AS iterative FROM pg_extension WHERE extname = 'vector'",
       );
+      const search = (args: Record<string, unknown>) =>
+        call(ctx, 'search_vectors', { project_id: 'docs', table: 'seen_settings', column: 'v', vector: [1, 0, 0], columns: ['ef', 'iter'], ...args });
+      const filtered = await search({ k: 60, filter: { label: 'x' } });
+      expect(filtered.isError, filtered.text).toBe(false);
+      expect((filtered.data['matches'] as Array<{ row: unknown }>).map((m) => m.row)).toEqual([
+        { ef: '60', iter: ext?.iterative ? 'strict_order' : expect.anything() },
+      ]);
+      const plain = await search({ k: 2 });
+      const rows = (plain.data['matches'] as Array<{ row: { ef: unknown; iter: unknown } }>).map((m) => m.row);
+      expect(rows.map((r) => r.ef)).toEqual(['40', '40']);
+      if (ext?.iterative) expect(rows.map((r) => r.iter)).toEqual(['off', 'off']);
+      // Transaction-local: the server's session keeps its defaults.
+      const [after] = await db.query<{ ef: string | null }>("SELECT current_setting('hnsw.ef_search', true) AS ef");
+      expect([null, undefined, '40']).toContain(after?.ef);
+    });
+
+    it('search_vectors runs under the SQL tools\' statement timeout on PostgreSQL', async (ctx) => {
+      if (!mcp || kind !== 'postgres') return ctx.skip(); // PGlite ignores statement_timeout.
+      const slow = await call(ctx, 'execute', { project_id: 'docs', sql: 'CREATE VIEW slow AS SELECT n.id, n.v FROM notes n, pg_sleep(5)' });
+      expect(slow.isError, slow.text).toBe(false);
+      const ready = await mcp.engine.ready(60_000);
+      const sandbox = new WorkspaceSql(db, ready.workspaces, ready.report.searchPathSchemas, { statementTimeoutMs: 200, maxRowsCap: 100 }, silentLogger);
+      const failure = await searchVectors(db, sandbox, { projectId: 'docs', table: 'slow', column: 'v', vector: [1, 0, 0] }).catch((e: unknown) => e);
       expect(sqlState(failure)).toBe('57014');
       // The session went back clean: the next search on the pool works.
-      const ok = await searchVectors(db, { projectId: 'docs', table: 'notes', column: 'v', vector: [1, 0, 0], k: 1 });
+      const ok = await searchVectors(db, sandbox, { projectId: 'docs', table: 'notes', column: 'v', vector: [1, 0, 0], k: 1 });
       expect(ok.matches).toHaveLength(1);
     });
 

@@ -6,6 +6,7 @@ import { INSTALL_LOCK_KEY } from '../src/installer/install-lock.js';
 import { WORKSPACE_LOCK_CLASS } from '../src/workspaces/workspace-manager.js';
 import { tempDir, writeExtension } from './support/fixtures.js';
 import { callTool, connectInProcess } from './support/mcp.js';
+import { SESSION, SNAPSHOT } from './support/isolation-snapshot.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
 
 /*
@@ -249,40 +250,6 @@ const ATTACKS: Attack[] = [
   { name: 'max_rows 0', attack: { tool: 'query', sql: 'SELECT * FROM notes', max_rows: 0 }, expect: 'bounded', check: (r) => expect(r.data['rows']).toEqual([]) },
   { name: 'max_rows 10^9', attack: { tool: 'query', sql: 'SELECT 1', max_rows: 1_000_000_000 }, expect: /max_rows must be a whole number from 0 to/ },
 ];
-
-const SNAPSHOT = `
-SELECT json_build_object(
-  'registry', (SELECT json_agg(w ORDER BY project_id) FROM (SELECT project_id, schema_name, workspace_fingerprint, metadata FROM project_registry.workspace_config) w),
-  'ledger', (SELECT json_agg(m ORDER BY project_id, extension_id, name) FROM (SELECT project_id, extension_id, name, checksum FROM project_registry.workspace_migrations) m),
-  'global_ledger', (SELECT json_agg(m ORDER BY extension_id, name) FROM (SELECT extension_id, name, checksum FROM project_registry.schema_migrations) m),
-  'install', (SELECT fingerprint FROM project_registry.install_state),
-  'beta', (SELECT json_agg(n ORDER BY id) FROM project_beta.notes n),
-  'roles', (SELECT json_agg(r ORDER BY rolname) FROM (SELECT rolname, rolsuper, rolcreaterole, rolcanlogin, rolinherit, rolbypassrls, rolconfig FROM pg_roles) r),
-  'members', (SELECT json_agg(m ORDER BY role, member) FROM (SELECT roleid::regrole::text AS role, member::regrole::text AS member FROM pg_auth_members) m),
-  'role_settings', (SELECT count(*) FROM pg_db_role_setting),
-  'objects', (SELECT json_agg(o ORDER BY name) FROM (
-     SELECT n.nspname || '.' || c.relname AS name, c.relkind, c.relowner::regrole::text AS owner, c.relacl::text AS acl
-       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE n.nspname NOT IN ('project_alpha', 'pg_toast') AND n.nspname NOT LIKE 'pg\\_temp%' AND n.nspname NOT LIKE 'pg\\_toast\\_temp%') o),
-  'functions', (SELECT json_agg(f ORDER BY name) FROM (
-     SELECT p.oid::regprocedure::text AS name, p.prosecdef, p.proconfig, p.proowner::regrole::text AS owner, md5(p.prosrc) AS body
-       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-      WHERE n.nspname NOT IN ('project_alpha', 'pg_catalog', 'information_schema')
-        AND NOT (n.nspname = 'project_registry_sandbox' AND p.proname = 'project_alpha')) f),
-  'schemas', (SELECT json_agg(s ORDER BY nspname) FROM (
-     SELECT nspname, nspowner::regrole::text AS owner, nspacl::text AS acl FROM pg_namespace
-      WHERE nspname NOT LIKE 'pg\\_temp%' AND nspname NOT LIKE 'pg\\_toast\\_temp%') s)
-)::text AS snapshot`;
-
-/** The server's own session after a call (PGlite has one; pg's pool hands back the last one used). */
-const SESSION = `
-SELECT (SELECT count(*) FROM pg_prepared_statements)::int AS prepared,
-       (SELECT count(*) FROM pg_cursors WHERE name <> '')::int AS cursors,
-       (SELECT count(*) FROM pg_listening_channels())::int AS listening,
-       (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory')::int AS advisory_locks,
-       (SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema())::int AS temp_objects,
-       current_setting('search_path') AS search_path, current_setting('statement_timeout') AS statement_timeout,
-       current_user AS role`;
 
 let cluster: PgCluster | null = null;
 beforeAll(async () => {

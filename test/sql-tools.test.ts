@@ -153,6 +153,25 @@ describe('a server role without CREATEROLE', () => {
       await mcp.close();
     }
   }, 120_000);
+
+  it('refuses search_vectors the same way: it reads agent tables only as the workspace', async (ctx) => {
+    if (!cluster) ctx.skip();
+    const { url, vector } = await postgresUrl(cluster as PgCluster, 'mcp_plain', false);
+    if (!vector) {
+      process.stderr.write('\n!!! pgvector is not installed in this PostgreSQL: the search_vectors refusal is not tested\n\n');
+      return ctx.skip();
+    }
+    const mcp = await connectInProcess({ databaseUrl: url });
+    try {
+      const created = await callTool(mcp.client, mcp.tools, 'ensure_workspace', { project_id: 'plain' });
+      expect(created.isError, created.text).toBe(false);
+      const refused = await callTool(mcp.client, mcp.tools, 'search_vectors', { project_id: 'plain', table: 'chunks', column: 'embedding', vector: embedding(0) });
+      expect(refused.isError).toBe(true);
+      expect(refused.text).toContain('ALTER ROLE "mcp_plain" CREATEROLE;');
+    } finally {
+      await mcp.close();
+    }
+  }, 120_000);
 });
 
 describe('behind PgBouncer in transaction mode', () => {

@@ -5,7 +5,6 @@ import {
   METRICS,
   SEARCH_K_DEFAULT,
   SEARCH_K_MAX,
-  SEARCH_STATEMENT_TIMEOUT_MS,
   VECTOR_MAX_DIMENSIONS,
   type Metric,
 } from '../src/workspaces/vector-search.js';
@@ -39,8 +38,8 @@ export function registerSearchVectorsTool(server: McpServer, deps: ToolDeps): vo
         "to the one of the column's vector index (cosine for chunks.embedding), else l2; inner_product " +
         'distances are the negated inner product, so smaller is nearer. filter keeps rows whose columns equal ' +
         'the given values (null matches NULL). Rows carry every column except vector columns unless columns ' +
-        `lists them; bigint and numeric values come back as strings, timestamps as ISO 8601. Read-only, ` +
-        `limited to ${SEARCH_STATEMENT_TIMEOUT_MS / 1000} s on PostgreSQL.`,
+        'lists them; bigint and numeric values come back as strings, timestamps as ISO 8601. Runs like query: ' +
+        "read-only, as the workspace's own role, under the same statement timeout.",
       inputSchema: {
         project_id: projectId,
         table: identifier.describe('workspace table, e.g. "chunks"'),

@@ -86,6 +86,11 @@ export class WorkspaceSql {
     private readonly log: Logger,
   ) {}
 
+  /** The largest max_rows a call may ask for. */
+  get maxRowsCap(): number {
+    return this.limits.maxRowsCap;
+  }
+
   /** One read-only statement of agent SQL. */
   query(projectId: string, sql: string, params: readonly AgentParam[], maxRows = DEFAULT_MAX_ROWS): Promise<RowsResult> {
     return this.readAsWorkspace(projectId, sql, params, maxRows);
@@ -96,13 +101,21 @@ export class WorkspaceSql {
    * nearest-neighbour SELECT): operators, functions, views and triggers there may be the
    * agent's, so the statement runs exactly as `query` does, as the workspace, read-only, with
    * the same limits. Identifiers must be validated and quoted by the caller; values go in
-   * `params` ($1, $2, ...; a vector as an array of numbers).
+   * `params` ($1, $2, ...; a vector as an array of numbers). `settings` (names chosen by the
+   * server, e.g. `hnsw.ef_search`) are set transaction-locally before the statement, in the
+   * same transaction; the sandbox resets them when it finishes.
    */
-  async readAsWorkspace(projectId: string, sql: string, params: readonly AgentParam[] = [], maxRows = DEFAULT_MAX_ROWS): Promise<RowsResult> {
+  async readAsWorkspace(
+    projectId: string,
+    sql: string,
+    params: readonly AgentParam[] = [],
+    maxRows = DEFAULT_MAX_ROWS,
+    settings: Readonly<Record<string, string>> = {},
+  ): Promise<RowsResult> {
     this.#checkMaxRows(maxRows);
     const statement = await prepareAgentStatement(sql, params, 'query');
     const principal = await this.#principal(projectId);
-    const { result } = await this.#run(projectId, principal, statement.sql, { readOnly: true, rows: true, maxRows, count: false });
+    const { result } = await this.#run(projectId, principal, statement.sql, { readOnly: true, rows: true, maxRows, count: false, settings });
     return result;
   }
 
@@ -173,16 +186,16 @@ export class WorkspaceSql {
     projectId: string,
     principal: Principal,
     sql: string,
-    options: { readOnly: boolean; rows: boolean; maxRows: number; count: boolean },
+    options: { readOnly: boolean; rows: boolean; maxRows: number; count: boolean; settings?: Readonly<Record<string, string>> },
     retried = false,
   ): Promise<{ result: RowsResult; affected: number }> {
     const fn = sandboxFunction(principal.schemaName);
-    const steps: PipelineStep[] = [
-      {
-        sql: `SELECT pg_catalog.set_config('statement_timeout', $1, true), pg_catalog.set_config('transaction_read_only', $2, true)`,
-        params: [String(this.limits.statementTimeoutMs), options.readOnly ? 'on' : 'off'],
-      },
-    ];
+    const params: string[] = [String(this.limits.statementTimeoutMs), options.readOnly ? 'on' : 'off'];
+    const set = [`pg_catalog.set_config('statement_timeout', $1, true)`, `pg_catalog.set_config('transaction_read_only', $2, true)`];
+    for (const [name, value] of Object.entries(options.settings ?? {})) {
+      set.push(`pg_catalog.set_config($${params.push(name)}, $${params.push(value)}, true)`);
+    }
+    const steps: PipelineStep[] = [{ sql: `SELECT ${set.join(', ')}`, params }];
     if (options.rows) {
       steps.push(
         { sql: `SELECT ${fn}('open', $1, 0)`, params: [sql] },

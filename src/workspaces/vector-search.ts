@@ -1,4 +1,6 @@
 import type { Database, Queryable } from '../db/database.js';
+import type { AgentParam } from '../sandbox/agent-statement.js';
+import type { RowsResult } from '../sandbox/workspace-sql.js';
 import { quoteIdent, validateIdentifier } from '../db/identifiers.js';
 import { schemaNameFor } from './project-id.js';
 import { TableNotFoundError } from './workspace-description.js';
@@ -10,7 +12,6 @@ export type Metric = keyof typeof METRICS;
 
 export const SEARCH_K_DEFAULT = 10;
 export const SEARCH_K_MAX = 100;
-export const SEARCH_STATEMENT_TIMEOUT_MS = 10_000;
 /** pgvector's own limit on vector dimensions. */
 export const VECTOR_MAX_DIMENSIONS = 16_000;
 /** pgvector's default `hnsw.ef_search`. */
@@ -95,24 +96,36 @@ const CATALOG = `
             JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
             JOIN pg_catalog.pg_opclass o ON o.oid = i.indclass[0]
            WHERE i.indrelid = (SELECT oid FROM rel) AND a.attname = $4 AND i.indisvalid
-           ORDER BY i.indexrelid LIMIT 1) AS index_opclass,
-         set_config('statement_timeout', $5, true)`;
+           ORDER BY i.indexrelid LIMIT 1) AS index_opclass`;
 
-/** Types whose values `pg` and PGlite both turn into the same JSON; every other type is sent as its text form. */
-const NATIVE_JSON_TYPES = new Set([
-  'bool', 'int2', 'int4', 'float4', 'float8', 'text', 'varchar', 'bpchar', 'name', 'uuid', 'json', 'jsonb',
-  'timestamptz', '_text', '_varchar', '_int2', '_int4', '_bool', '_float4', '_float8',
-]);
+/**
+ * Runs a read of a table an agent controls as the workspace's own role (WorkspaceSql): views,
+ * row-level security policies, casts and operators there are agent code.
+ */
+export interface WorkspaceReader {
+  readonly maxRowsCap: number;
+  readAsWorkspace(
+    projectId: string,
+    sql: string,
+    params: readonly AgentParam[],
+    maxRows: number,
+    settings: Readonly<Record<string, string>>,
+  ): Promise<RowsResult>;
+}
 
 /**
  * Nearest rows to `vector` in a workspace table's pgvector column, without SQL from the caller:
- * every name is checked against the catalog and quoted, every value is a parameter, and the
- * search runs in a READ ONLY transaction under a statement timeout.
+ * every name is checked against the catalog and quoted, every value is a parameter. The catalog
+ * and the registry are read as the server (no agent code runs there); the search itself runs as
+ * the workspace in its sandbox, read-only under the SQL tools' statement timeout: the table, its
+ * policies and the types and operators of its columns belong to the agent, so as the server they
+ * would run agent code with the server's privileges. Whatever changes between the two steps, the
+ * search still runs as the workspace.
  */
 export async function searchVectors(
   db: Database,
+  sandbox: WorkspaceReader | undefined,
   input: VectorSearchInput,
-  { statementTimeoutMs = SEARCH_STATEMENT_TIMEOUT_MS }: { statementTimeoutMs?: number } = {},
 ): Promise<VectorSearchResult> {
   const schemaName = schemaNameFor(input.projectId);
   const table = validateIdentifier(input.table, 'table');
@@ -126,72 +139,79 @@ export async function searchVectors(
   for (const [name] of filter) validateIdentifier(name, 'filter column');
   for (const name of input.columns ?? []) validateIdentifier(name, 'column');
 
-  return withReadOnlyTransaction(db, async (tx) => {
-    const [catalog] = await tx.query<CatalogRow>(CATALOG, [input.projectId, schemaName, table, column, `${statementTimeoutMs}ms`]);
-    if (!catalog?.registered) throw new WorkspaceNotFoundError(input.projectId);
-    if (!catalog.table_exists || !catalog.columns) throw new TableNotFoundError(input.projectId, table);
-    const byName = new Map(catalog.columns.map((c) => [c.name, c]));
-    const unknown = (name: string, what: string) =>
-      new VectorSearchError(
-        `${what} ${JSON.stringify(name)} is not a column of ${table}; its columns are: ${catalog.columns?.map((c) => c.name).join(', ')}.`,
-      );
-    const target = byName.get(column);
-    if (!target) throw unknown(column, 'column');
-    if (!catalog.vector_schema || !target.vector || target.base === 'sparsevec') {
-      const vectors = catalog.columns.filter((c) => c.vector && c.base !== 'sparsevec').map((c) => c.name);
-      throw new VectorSearchError(
-        `Column ${table}.${column} is ${target.type}, not a pgvector vector or halfvec column` +
-          (vectors.length > 0 ? `; this table's vector columns: ${vectors.join(', ')}.` : '; this table has none.'),
-      );
-    }
-    // vector(n) and halfvec(n) keep n in the typmod; -1 means any dimension.
-    if (target.typmod > 0 && target.typmod !== input.vector.length) {
-      throw new VectorSearchError(
-        `Column ${table}.${column} is ${target.type}: the vector must have ${target.typmod} dimensions, got ${input.vector.length}.`,
-      );
-    }
-    for (const [name] of filter) if (!byName.has(name)) throw unknown(name, 'filter column');
-    const returned = input.columns ? [...new Set(input.columns)] : catalog.columns.filter((c) => !c.vector).map((c) => c.name);
-    for (const name of returned) if (!byName.has(name)) throw unknown(name, 'column');
-
-    const fromIndex = metricOfOpclass(catalog.index_opclass);
-    const metric = input.metric ?? fromIndex ?? 'l2';
-    const ext = quoteIdent(catalog.vector_schema);
-    const distance = `${quoteIdent(column)} OPERATOR(${ext}.${METRICS[metric]}) $1::${ext}.${target.base}`;
-    let alias = 'distance';
-    while (byName.has(alias)) alias = `_${alias}`;
-    const params: unknown[] = [`[${input.vector.join(',')}]`, k];
-    const conditions = [`${quoteIdent(column)} IS NOT NULL`];
-    for (const [name, value] of filter) {
-      if (value === null) conditions.push(`${quoteIdent(name)} IS NULL`);
-      else conditions.push(`${quoteIdent(name)} = $${params.push(value)}`);
-    }
-    const select = returned.map((name) => selectExpression(byName.get(name) as CatalogColumn, ext));
-    // The HNSW default ef_search caps how many rows an index scan returns.
-    const settings = [`set_config('hnsw.ef_search', '${Math.max(HNSW_DEFAULT_EF_SEARCH, k)}', true)`];
-    if (catalog.iterative_scan && filter.length > 0) settings.push(`set_config('hnsw.iterative_scan', 'strict_order', true)`);
-    await tx.query(`SELECT ${settings.join(', ')}`);
-    const rows = await tx.query<Record<string, unknown>>(
-      `SELECT ${[...select, `${distance} AS ${quoteIdent(alias)}`].join(', ')}
-         FROM ${quoteIdent(schemaName)}.${quoteIdent(table)}
-        WHERE ${conditions.join(' AND ')}
-        ORDER BY ${distance}
-        LIMIT $2`,
-      params,
+  const [catalog] = await withReadOnlyTransaction(db, (tx) =>
+    tx.query<CatalogRow>(CATALOG, [input.projectId, schemaName, table, column]),
+  );
+  if (!catalog?.registered) throw new WorkspaceNotFoundError(input.projectId);
+  if (!catalog.table_exists || !catalog.columns) throw new TableNotFoundError(input.projectId, table);
+  const byName = new Map(catalog.columns.map((c) => [c.name, c]));
+  const unknown = (name: string, what: string) =>
+    new VectorSearchError(
+      `${what} ${JSON.stringify(name)} is not a column of ${table}; its columns are: ${catalog.columns?.map((c) => c.name).join(', ')}.`,
     );
-    return {
-      table,
-      column,
-      metric,
-      metric_source: input.metric ? 'argument' : fromIndex ? 'index' : 'default',
-      k,
-      columns: returned,
-      matches: rows.map((r) => {
-        const { [alias]: d, ...row } = r;
-        return { distance: Number(d), row: jsonFriendly(row) as Record<string, unknown> };
-      }),
-    };
-  });
+  const target = byName.get(column);
+  if (!target) throw unknown(column, 'column');
+  if (!catalog.vector_schema || !target.vector || target.base === 'sparsevec') {
+    const vectors = catalog.columns.filter((c) => c.vector && c.base !== 'sparsevec').map((c) => c.name);
+    throw new VectorSearchError(
+      `Column ${table}.${column} is ${target.type}, not a pgvector vector or halfvec column` +
+        (vectors.length > 0 ? `; this table's vector columns: ${vectors.join(', ')}.` : '; this table has none.'),
+    );
+  }
+  // vector(n) and halfvec(n) keep n in the typmod; -1 means any dimension.
+  if (target.typmod > 0 && target.typmod !== input.vector.length) {
+    throw new VectorSearchError(
+      `Column ${table}.${column} is ${target.type}: the vector must have ${target.typmod} dimensions, got ${input.vector.length}.`,
+    );
+  }
+  for (const [name] of filter) if (!byName.has(name)) throw unknown(name, 'filter column');
+  const returned = input.columns ? [...new Set(input.columns)] : catalog.columns.filter((c) => !c.vector).map((c) => c.name);
+  for (const name of returned) if (!byName.has(name)) throw unknown(name, 'column');
+  // Never a weaker mode: without the sandbox (say, the server cannot create roles) there is no search.
+  if (!sandbox) throw new VectorSearchError('search_vectors runs inside the SQL sandbox, which this server has not set up.');
+  if (k > sandbox.maxRowsCap) throw new VectorSearchError(`k must be at most ${sandbox.maxRowsCap} here, this server's row cap (PG_WORKSPACE_MAX_ROWS).`);
+
+  const fromIndex = metricOfOpclass(catalog.index_opclass);
+  const metric = input.metric ?? fromIndex ?? 'l2';
+  const ext = quoteIdent(catalog.vector_schema);
+  // Qualified: the workspace's search path comes first, and it may define its own <->.
+  const distance = `${quoteIdent(column)} OPERATOR(${ext}.${METRICS[metric]}) $1::${ext}.${target.base}`;
+  const params: AgentParam[] = [[...input.vector], k];
+  const conditions = [`${quoteIdent(column)} IS NOT NULL`];
+  for (const [name, value] of filter) {
+    if (value === null) conditions.push(`${quoteIdent(name)} IS NULL`);
+    else conditions.push(`${quoteIdent(name)} OPERATOR(pg_catalog.=) $${params.push(value)}`);
+  }
+  // The HNSW default ef_search caps how many rows an index scan returns; on pgvector 0.8+ an
+  // iterative scan goes on past rows a filter rejects, so a filtered search still finds k rows.
+  const settings: Record<string, string> = { 'hnsw.ef_search': String(Math.max(HNSW_DEFAULT_EF_SEARCH, k)) };
+  if (catalog.iterative_scan && filter.length > 0) settings['hnsw.iterative_scan'] = 'strict_order';
+  // Columns by position: the distance is the last one, whatever the table's names.
+  const select = returned.map((name) => quoteIdent(name));
+  const result = await sandbox.readAsWorkspace(
+    input.projectId,
+    `SELECT ${[...select, distance].join(', ')}
+       FROM ${quoteIdent(schemaName)}.${quoteIdent(table)}
+      WHERE ${conditions.join(' AND ')}
+      ORDER BY ${distance}
+      LIMIT $2`,
+    params,
+    k,
+    settings,
+  );
+  const kinds = returned.map((name) => byName.get(name) as CatalogColumn);
+  return {
+    table,
+    column,
+    metric,
+    metric_source: input.metric ? 'argument' : fromIndex ? 'index' : 'default',
+    k,
+    columns: returned,
+    matches: result.rows.map((values) => ({
+      distance: Number(values[returned.length]),
+      row: Object.fromEntries(returned.map((name, i) => [name, jsonValue(values[i], kinds[i] as CatalogColumn)])),
+    })),
+  };
 }
 
 function metricOfOpclass(opclass: string | null): Metric | undefined {
@@ -201,25 +221,21 @@ function metricOfOpclass(opclass: string | null): Metric | undefined {
   return undefined;
 }
 
-/** vector values come back as arrays (halfvec by way of vector); others natively or as text. */
-function selectExpression(c: CatalogColumn, ext: string): string {
-  const name = quoteIdent(c.name);
-  if (c.base === 'vector' && c.vector) return name;
-  if (c.base === 'halfvec' && c.vector) return `${name}::${ext}.vector AS ${name}`;
-  return NATIVE_JSON_TYPES.has(c.base) ? name : `${name}::text AS ${name}`;
-}
-
-function jsonFriendly(value: unknown): unknown {
-  if (value instanceof Date) return Number.isNaN(value.getTime()) ? String(value) : value.toISOString();
-  if (typeof value === 'bigint') return value.toString();
-  if (Array.isArray(value)) return value.map(jsonFriendly);
-  if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, jsonFriendly(v)]));
+/**
+ * The sandbox sends JSON (numbers of small numeric types as numbers; bigint and numeric as
+ * strings): vectors become arrays of numbers, timestamptz values ISO 8601 in UTC.
+ */
+function jsonValue(value: unknown, c: CatalogColumn): unknown {
+  if (typeof value !== 'string') return value;
+  if (c.vector && c.base !== 'sparsevec' && value.startsWith('[')) return JSON.parse(value) as number[];
+  if (c.base === 'timestamptz') {
+    const date = new Date(value);
+    return Number.isNaN(date.getTime()) ? value : date.toISOString();
   }
   return value;
 }
 
-/** READ ONLY is PostgreSQL's guarantee that the search writes nothing; the transaction always rolls back. */
+/** The catalog read: READ ONLY, always rolled back. */
 async function withReadOnlyTransaction<T>(db: Database, fn: (tx: Queryable) => Promise<T>): Promise<T> {
   return db.withSession(async (session) => {
     await session.query('BEGIN READ ONLY');

@@ -7,7 +7,7 @@ import type { InstallPlan } from '../installer/install-plan.js';
 import type { Logger } from '../logger.js';
 import { explainCitusRefusal, runScriptStatementwise } from './citus-workspaces.js';
 import { PROJECT_ID_MAX_LENGTH, ReservedSchemas, validateProjectId, WorkspaceIdError } from './project-id.js';
-import { searchVectors, type VectorSearchInput, type VectorSearchResult } from './vector-search.js';
+import { searchVectors, type VectorSearchInput, type VectorSearchResult, type WorkspaceReader } from './vector-search.js';
 import { describeWorkspace, type RelationDescription } from './workspace-description.js';
 import { buildWorkspaceScript, locateFailure, type AppliedMigration, type WorkspaceScript } from './workspace-ddl.js';
 import {
@@ -100,12 +100,15 @@ const isCurrent = (row: LookupRow, plan: InstallPlan): boolean =>
   row.schema_exists && row.workspace_fingerprint === plan.workspaceFingerprint;
 
 /** Runs an upgrade script inside a workspace's SQL sandbox; false when the workspace has none. */
-export interface ScriptSandbox {
+export interface ScriptSandbox extends WorkspaceReader {
   runScript(tx: Queryable, projectId: string, schemaName: string, script: string): Promise<boolean>;
 }
 
 export class WorkspaceManager {
-  /** Set once the SQL tools exist: upgrades of workspaces agents have used run inside their sandbox. */
+  /**
+   * Set once the SQL tools exist: upgrades of workspaces agents have used run inside their
+   * sandbox, and so does every vector search.
+   */
   sandbox: ScriptSandbox | undefined;
   readonly #cache = new Map<string, Omit<Workspace, 'created'>>();
   readonly #inflight = new Map<string, Promise<Workspace>>();
@@ -381,7 +384,7 @@ export class WorkspaceManager {
 
   /** Nearest rows to a vector in a workspace's pgvector column (see searchVectors). */
   async searchVectors(input: VectorSearchInput): Promise<VectorSearchResult> {
-    return searchVectors(this.db, { ...input, projectId: validateProjectId(input.projectId) });
+    return searchVectors(this.db, this.sandbox, { ...input, projectId: validateProjectId(input.projectId) });
   }
 
   /**
