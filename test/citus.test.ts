@@ -165,6 +165,9 @@ async function sqlToolsOn(server: ServerProcess, projectId: string, tag: string)
   expect(read.data).toMatchObject({ rows: [[1]] });
   const copied = await server.call('execute', { project_id: projectId, sql: `CREATE TABLE ${tag}_copy AS SELECT id, content FROM chunks WHERE start_line < $1`, params: [3] });
   expect(copied.isError, copied.text).toBe(false);
+  // DDL on the (now distributed) table reaches its shard; a key is also what moving it by logical replication needs.
+  const keyed = await server.call('execute', { project_id: projectId, sql: `ALTER TABLE ${tag}_copy ADD PRIMARY KEY (id)` });
+  expect(keyed.isError, keyed.text).toBe(false);
   const copy = await server.call('query', { project_id: projectId, sql: `SELECT content FROM ${tag}_copy ORDER BY content` });
   expect(copy.data).toMatchObject({ rows: [['chunk 0'], ['chunk 1'], ['chunk 2']] });
 }
