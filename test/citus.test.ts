@@ -116,6 +116,62 @@ async function everyToolOn(server: ServerProcess, projectId: string) {
   expect(status.data['workspace']).toMatchObject({ up_to_date: true, pending: [] });
 }
 
+/** chunk k is 1 in dimensions 0..k: from the query embedding(2) = [1,1,1,0,...], chunk 2 is nearest, then 1, then 0. */
+const embedding = (k: number) => Array.from({ length: 768 }, (_, i) => (i <= k ? 1 : 0));
+
+/**
+ * describe_workspace, search_vectors, query and execute on a workspace holding chunks 0..2 (see
+ * embedding), through a server; `tag` names what execute adds, so each round adds its own.
+ */
+async function sqlToolsOn(server: ServerProcess, projectId: string, tag: string) {
+  const described = await server.call('describe_workspace', { project_id: projectId, table: 'chunks' });
+  expect(described.isError, described.text).toBe(false);
+  const [chunks] = described.data['tables'] as Array<{ name: string; indexes: Array<{ method: string; definition: string }> }>;
+  expect(chunks?.indexes.filter((i) => i.method === 'hnsw').map((i) => i.definition)).toEqual([expect.stringMatching(/USING hnsw \(embedding (public\.)?vector_cosine_ops\)/)]);
+
+  const searched = await server.call('search_vectors', { project_id: projectId, table: 'chunks', column: 'embedding', vector: embedding(2), k: 3 });
+  expect(searched.isError, searched.text).toBe(false);
+  const matches = searched.data['matches'] as Array<{ distance: number; row: Record<string, unknown> }>;
+  expect(matches.map((m) => m.row['content'])).toEqual(['chunk 2', 'chunk 1', 'chunk 0']);
+  expect(matches[0]?.distance).toBeCloseTo(0, 6);
+
+  const queried = await server.call('query', { project_id: projectId, sql: 'SELECT content FROM chunks WHERE start_line = $1', params: [1] });
+  expect(queried.isError, queried.text).toBe(false);
+  expect(queried.data).toMatchObject({ rows: [['chunk 1']], row_count: 1, truncated: false });
+
+  const files = await server.call('execute', {
+    project_id: projectId,
+    sql: `INSERT INTO files (repository_id, path, content_hash, size_bytes) SELECT id, $1, 'h', 1 FROM repositories LIMIT 1 RETURNING id, path`,
+    params: [`${tag}.ts`],
+  });
+  expect(files.isError, files.text).toBe(false);
+  expect(files.data).toMatchObject({ command: 'INSERT', row_count: 1, rows: [[expect.stringMatching(/^\d+$/), `${tag}.ts`]] });
+  const fileId = (files.data['rows'] as string[][])[0]?.[0];
+  const chunk = await server.call('execute', {
+    project_id: projectId,
+    sql: 'INSERT INTO chunks (file_id, content, start_line, end_line, embedding) VALUES ($1, $2, 9, 9, $3) RETURNING content, file_id',
+    params: [fileId, `${tag} chunk`, embedding(700)],
+  });
+  expect(chunk.isError, chunk.text).toBe(false);
+  expect(chunk.data).toMatchObject({ command: 'INSERT', row_count: 1, rows: [[`${tag} chunk`, fileId]] });
+  // Far from embedding(2): the nearest three stay chunks 2, 1, 0 for the next round.
+
+  const created = await server.call('execute', { project_id: projectId, sql: `CREATE TABLE ${tag}_notes (id int PRIMARY KEY, body text)` });
+  expect(created.isError, created.text).toBe(false);
+  expect(created.data).toMatchObject({ command: 'CREATE TABLE' });
+  const inserted = await server.call('execute', { project_id: projectId, sql: `INSERT INTO ${tag}_notes VALUES (1, $1) RETURNING body`, params: ['hi'] });
+  expect(inserted.data).toMatchObject({ rows: [['hi']] });
+  const read = await server.call('query', { project_id: projectId, sql: `SELECT count(*)::int AS n FROM ${tag}_notes` });
+  expect(read.data).toMatchObject({ rows: [[1]] });
+  const copied = await server.call('execute', { project_id: projectId, sql: `CREATE TABLE ${tag}_copy AS SELECT id, content FROM chunks WHERE start_line < $1`, params: [3] });
+  expect(copied.isError, copied.text).toBe(false);
+  // DDL on the (now distributed) table reaches its shard; a key is also what moving it by logical replication needs.
+  const keyed = await server.call('execute', { project_id: projectId, sql: `ALTER TABLE ${tag}_copy ADD PRIMARY KEY (id)` });
+  expect(keyed.isError, keyed.text).toBe(false);
+  const copy = await server.call('query', { project_id: projectId, sql: `SELECT content FROM ${tag}_copy ORDER BY content` });
+  expect(copy.data).toMatchObject({ rows: [['chunk 0'], ['chunk 1'], ['chunk 2']] });
+}
+
 describe('Citus schema-based sharding (coordinator + 2 workers)', () => {
   let url: string;
   let notesDir: string;
@@ -161,8 +217,7 @@ describe('Citus schema-based sharding (coordinator + 2 workers)', () => {
     expect(fleet.data['fleet']).toMatchObject({ workspaces: WORKSPACES, up_to_date: WORKSPACES, lagging: 0 });
 
     const schema = 'project_shared_0';
-    // chunk k is 1 in dimensions 0..k: from the query [1,1,1,0,...], chunk 2 is nearest, then 1, then 0.
-    const embedding = (k: number) => `[${Array.from({ length: 768 }, (_, i) => (i <= k ? 1 : 0)).join(',')}]`;
+    const literal = (k: number) => `[${embedding(k).join(',')}]`;
     const [repo] = await sqlOn(url, `INSERT INTO ${schema}.repositories (path, name) VALUES ('/r', 'r') RETURNING id`);
     const [file] = await sqlOn(url, `INSERT INTO ${schema}.files (repository_id, path, content_hash, size_bytes) VALUES ($1, 'a.ts', 'h', 1) RETURNING id`, [
       repo?.['id'],
@@ -172,18 +227,27 @@ describe('Citus schema-based sharding (coordinator + 2 workers)', () => {
         file?.['id'],
         `chunk ${k}`,
         k,
-        embedding(k),
+        literal(k),
       ]);
     }
+    await sqlToolsOn(s0, 'shared-0', 'before_move');
+    await assertCitusInvariants(url);
     const [before] = await sqlOn(url, `SELECT nodeport FROM citus_shards WHERE table_name = '${schema}.chunks'::regclass`);
     const target = c.workers.find((w) => w.port !== Number(before?.['nodeport']));
     await sqlOn(url, `SELECT citus_schema_move($1::regnamespace, $2::text, $3::int)`, [schema, target?.host, target?.port]);
     const placements = await sqlOn(url, `SELECT DISTINCT nodeport FROM citus_shards WHERE table_name::text LIKE '${schema}.%'`);
     expect(placements).toEqual([{ nodeport: target?.port }]);
 
-    const nearest = await sqlOn(url, `SELECT content FROM ${schema}.chunks ORDER BY embedding <-> $1::vector LIMIT 2`, [embedding(2)]);
+    const nearest = await sqlOn(url, `SELECT content FROM ${schema}.chunks ORDER BY embedding <-> $1::vector LIMIT 2`, [literal(2)]);
     expect(nearest.map((r) => r['content'])).toEqual(['chunk 2', 'chunk 1']);
     for (const s of servers) await everyToolOn(s, 'shared-0');
+    // The tables execute made before the move moved with the workspace; the SQL tools work on the new worker.
+    expect(await sqlOn(url, `SELECT body FROM ${schema}.before_move_notes`)).toEqual([{ body: 'hi' }]);
+    const agentTables = await sqlOn(url, `SELECT table_name::text AS t, nodeport FROM citus_shards WHERE table_name::text ~ '^${schema}\\.before_move_' ORDER BY 1`);
+    expect(agentTables).toEqual([`${schema}.before_move_copy`, `${schema}.before_move_notes`].map((t) => ({ t, nodeport: target?.port })));
+    await sqlToolsOn(s1, 'shared-0', 'after_move');
+    const moved = await sqlOn(url, `SELECT DISTINCT nodeport FROM citus_shards WHERE table_name::text LIKE '${schema}.%'`);
+    expect(moved).toEqual([{ nodeport: target?.port }]);
     await assertCitusInvariants(url);
   }, 120_000);
 

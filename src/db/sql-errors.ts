@@ -56,6 +56,14 @@ export function isConnectionFailure(error: unknown): boolean {
 /** The message a caller sees: a lost database gets advice instead of a socket error. */
 export function explainError(error: unknown, database: string): string {
   if (error instanceof ConnectionLostError) return error.message;
+  // Citus's wording when the coordinator cannot open a connection to a worker, as the current role.
+  if (isConnectionFailure(error) && pgError(error)?.message.startsWith('connection to the remote node')) {
+    return (
+      `The database (${database}) could not reach a Citus worker: ${describePgError(error)}. If it names a workspace's role ` +
+      "(pgw_...), the worker's pg_hba.conf must let the coordinator connect as it (README, Scaling out); otherwise check " +
+      'that the worker is running, and retry the call once it is back.'
+    );
+  }
   if (isConnectionFailure(error)) {
     return (
       `Cannot reach the database (${database}): ${describePgError(error)}. Check that PostgreSQL is running ` +

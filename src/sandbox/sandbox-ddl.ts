@@ -59,12 +59,15 @@ const literal = (value: string) => pg.escapeLiteral(value);
  * member of the workspace role: to hand it objects and the function (PostgreSQL asks the new
  * owner for CREATE on the function's schema, granted for that one statement only).
  */
-export function principalScript(p: Principal, createRole: boolean, serverRole: string): string {
+export function principalScript(p: Principal, createRole: boolean, serverRole: string, citus = false): string {
   const role = quoteIdent(p.roleName);
   const schema = quoteIdent(p.schemaName);
   const fn = `${sandboxFunction(p.schemaName)}(text, text, integer)`;
   return [
     createRole ? `CREATE ROLE ${role} NOLOGIN NOINHERIT` : '',
+    // Citus reaches a workspace's worker over a connection as the current user: the role must
+    // be allowed to log in there (it has no password; see README, Scaling out).
+    citus ? `ALTER ROLE ${role} LOGIN` : '',
     `GRANT ${role} TO ${quoteIdent(serverRole)}`,
     `REVOKE ALL ON SCHEMA ${schema} FROM PUBLIC`,
     `GRANT USAGE, CREATE ON SCHEMA ${schema} TO ${role}`,
@@ -78,6 +81,24 @@ export function principalScript(p: Principal, createRole: boolean, serverRole: s
   ]
     .filter(Boolean)
     .join(';\n');
+}
+
+/**
+ * On Citus, run by the sandbox (as the workspace) after an agent's CREATE TABLE: Citus makes
+ * a table of a distributed schema a tenant table only when CREATE TABLE is a top-level
+ * statement, not one run from PL/pgSQL, so every table of the schema still local is made a
+ * single-shard table colocated with the schema's others, as Citus would have.
+ */
+export function distributeNewTables(schemaName: string): string {
+  const schema = `${literal(schemaName)}::pg_catalog.regnamespace`;
+  return `SELECT pg_catalog.create_distributed_table(c.oid::pg_catalog.regclass, NULL, colocate_with => a.anchor)
+  FROM pg_catalog.pg_class c,
+       (SELECT p.logicalrelid::pg_catalog.regclass::pg_catalog.text AS anchor
+          FROM pg_catalog.pg_dist_partition p JOIN pg_catalog.pg_dist_schema d ON d.colocationid OPERATOR(pg_catalog.=) p.colocationid
+         WHERE d.schemaid OPERATOR(pg_catalog.=) ${schema} LIMIT 1) a
+ WHERE c.relnamespace OPERATOR(pg_catalog.=) ${schema} AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}'::"char"[])
+   AND NOT c.relispartition
+   AND NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid OPERATOR(pg_catalog.=) c.oid)`;
 }
 
 /**
@@ -171,8 +192,10 @@ BEGIN
       RAISE EXCEPTION 'temporary objects are not allowed: they would outlive the call on a pooled connection'
         USING ERRCODE = '${SANDBOX_LEFTOVER}';
     END IF;
+    -- Key classes 1 and 2 are pg_advisory_*()'s; Citus takes its own (4 and up) on distributed tables.
     IF step OPERATOR(pg_catalog.<>) 'script' AND EXISTS (SELECT FROM pg_catalog.pg_locks
-        WHERE locktype OPERATOR(pg_catalog.=) 'advisory' AND pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()) THEN
+        WHERE locktype OPERATOR(pg_catalog.=) 'advisory' AND pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()
+          AND objsubid OPERATOR(pg_catalog.=) ANY ('{1,2}'::pg_catalog.int2[])) THEN
       RAISE EXCEPTION 'advisory locks are reserved to the server' USING ERRCODE = '${SANDBOX_LEFTOVER}';
     END IF;
     -- A role may always ALTER ROLE itself SET ...: harmless for a NOLOGIN role, but not the workspace's to change.

@@ -11,6 +11,7 @@ import {
   roleNameFor,
   SANDBOX_BROKEN,
   SANDBOX_SCHEMA,
+  distributeNewTables,
   sandboxFunction,
   type Principal,
 } from './sandbox-ddl.js';
@@ -57,6 +58,9 @@ export class SqlLimitError extends RangeError {
 
 /** Types whose JSON numbers are safe as JavaScript numbers; bigint and numeric stay strings. */
 const NUMBER_TYPES = new Set([21, 23, 26, 700, 701]);
+
+/** Statements that may create a table (distributed afterwards on Citus, see distributeNewTables). */
+const CREATES_TABLE = new Set(['CreateStmt', 'CreateTableAsStmt']);
 
 interface Capability {
   database: string;
@@ -128,6 +132,7 @@ export class WorkspaceSql {
       rows: statement.returnsRows,
       maxRows: Math.min(maxRows, this.limits.maxRowsCap),
       count: statement.returnsRows && statement.kind !== 'SelectStmt',
+      distribute: this.workspaces.citus && CREATES_TABLE.has(statement.kind),
     });
     return { ...result, command: statement.command, affected };
   }
@@ -186,7 +191,7 @@ export class WorkspaceSql {
     projectId: string,
     principal: Principal,
     sql: string,
-    options: { readOnly: boolean; rows: boolean; maxRows: number; count: boolean; settings?: Readonly<Record<string, string>> },
+    options: { readOnly: boolean; rows: boolean; maxRows: number; count: boolean; settings?: Readonly<Record<string, string>>; distribute?: boolean },
     retried = false,
   ): Promise<{ result: RowsResult; affected: number }> {
     const fn = sandboxFunction(principal.schemaName);
@@ -205,6 +210,9 @@ export class WorkspaceSql {
     } else {
       steps.push({ sql: `SELECT ${fn}('run', $1, 0)`, params: [sql] });
     }
+    const answered = steps.length - 1;
+    // Same implicit transaction: the new table is distributed, or the statement undone.
+    if (options.distribute) steps.push({ sql: `SELECT ${fn}('run', $1, 0)`, params: [distributeNewTables(principal.schemaName)] });
     const outcome = await this.db.pipeline(steps);
     if (outcome.error) {
       const code = sqlState(outcome.error);
@@ -217,7 +225,7 @@ export class WorkspaceSql {
       }
       throw outcome.error;
     }
-    const answer = JSON.parse(outcome.results.at(-1)?.rows[0]?.[0] ?? '{}') as { rows?: unknown[][]; more?: boolean; total?: number | string };
+    const answer = JSON.parse(outcome.results[answered]?.rows[0]?.[0] ?? '{}') as { rows?: unknown[][]; more?: boolean; total?: number | string };
     const fields = options.rows ? (outcome.results[2]?.fields ?? []) : [];
     const columns = await this.#columns(fields);
     const rows = (answer.rows ?? []).map((row) => row.map((value, i) => decodeValue(value, fields[i], columns[i])));
@@ -306,15 +314,16 @@ export class WorkspaceSql {
   async #repairIn(tx: Queryable, principal: Principal, capability: Capability): Promise<void> {
     const [state] = await tx.query<{ role_exists: boolean; intact: boolean }>(
       `SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $2) AS role_exists,
-              EXISTS (SELECT FROM pg_catalog.pg_proc p
+              (NOT $4::boolean OR EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $2 AND rolcanlogin))
+              AND EXISTS (SELECT FROM pg_catalog.pg_proc p
                        WHERE p.pronamespace = pg_catalog.to_regnamespace($3) AND p.proname = $1
                          AND p.prosecdef AND p.proconfig IS NULL AND NOT p.proisstrict
                          AND p.proowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $2)) AS intact`,
-      [principal.schemaName, principal.roleName, SANDBOX_SCHEMA],
+      [principal.schemaName, principal.roleName, SANDBOX_SCHEMA, this.workspaces.citus],
     );
     if (state?.intact) return;
     try {
-      await tx.exec(principalScript(principal, !state?.role_exists, capability.serverRole));
+      await tx.exec(principalScript(principal, !state?.role_exists, capability.serverRole, this.workspaces.citus));
     } catch (error) {
       if (sqlState(error) === '42501') {
         throw new SqlToolsUnavailableError(

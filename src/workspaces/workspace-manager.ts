@@ -138,6 +138,11 @@ export class WorkspaceManager {
     for (const schema of searchPathSchemas) this.#reserved.add(schema, `where the PostgreSQL extensions this server requires (${pgExtensions}) are installed`);
   }
 
+  /** Whether workspaces are Citus distributed schemas (a Citus coordinator). */
+  get citus(): boolean {
+    return this.#citus;
+  }
+
   /**
    * Returns the workspace, creating or upgrading it first when needed. A cache hit sends no
    * query; callers in this process asking for the same id at once share one provisioning.

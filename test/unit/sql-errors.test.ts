@@ -55,6 +55,17 @@ describe('sql-errors', () => {
     expect(explainError(pgFailure('42501', 'permission denied for schema x'), 'db')).toBe('permission denied for schema x');
     expect(explainError('odd', 'db')).toBe('odd');
   });
+
+  it("says a Citus worker, not DATABASE_URL, is what failed when the coordinator cannot connect to one", () => {
+    const refused = pgFailure(
+      '08006',
+      'connection to the remote node pgw_ab12cd34_a@10.0.0.2:5432 failed with the following error: FATAL:  role "pgw_ab12cd34_a" is not permitted to log in',
+    );
+    const message = explainError(refused, 'db');
+    expect(message).toMatch(/^The database \(db\) could not reach a Citus worker: connection to the remote node pgw_ab12cd34_a@10\.0\.0\.2:5432/);
+    expect(message).toContain("the worker's pg_hba.conf must let the coordinator connect as it");
+    expect(message).not.toContain('DATABASE_URL');
+  });
 });
 
 describe('isRetriedBootFailure', () => {
