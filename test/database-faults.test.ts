@@ -18,7 +18,10 @@ let cluster: PgCluster | null = null;
 let smallPool: PgBouncer | null = null;
 
 beforeAll(async () => {
-  cluster = await startPgCluster();
+  // Commits are durable here (the harness turns synchronous_commit off for speed): the tests crash
+  // the server with -m immediate, and with asynchronous commit PostgreSQL may lose commits it had
+  // acknowledged, such as the install a booted server already relies on.
+  cluster = await startPgCluster({ settings: { synchronous_commit: 'on' } });
   if (cluster) smallPool = await startPgBouncer(cluster, { poolSize: 2 });
 }, 90_000);
 
