@@ -63,7 +63,8 @@ async function burstAcross(c: PgCluster, label: string, disrupt: (database: stri
     await disrupt(database);
     const results = await Promise.all(calls);
     const unclear = results.filter((r) => r.isError && !/Cannot reach the database[\s\S]*retry the call/.test(r.text));
-    expect(unclear.map((r) => r.text)).toEqual([]);
+    // The server's stderr says why, should the process have died.
+    expect(unclear.map((r) => r.text), s.stderr().slice(-4000)).toEqual([]);
     expectAlive(s);
     const after = await s.call('ensure_workspace', { project_id: 'after' });
     expect(after.isError, after.text).toBe(false);
