@@ -206,3 +206,19 @@ async function osUser(name: string): Promise<{ uid: number; gid: number }> {
     throw new Error(`running as root needs the "${name}" OS user to start PostgreSQL`, { cause: error });
   }
 }
+
+/**
+ * A cluster whose PostgreSQL has pgvector, or a loud skip (a failure under CI=true): `what`
+ * names the tests that need it.
+ */
+export async function startPgvectorCluster(what: string): Promise<PgCluster | null> {
+  const cluster = await startPgCluster();
+  if (!cluster) return null;
+  const [row] = await cluster.sql(`SELECT count(*)::int AS n FROM pg_available_extensions WHERE name = 'vector'`);
+  if (row?.['n'] === 1) return cluster;
+  await cluster.destroy();
+  const message = `pgvector is not installed in the test PostgreSQL: ${what} on a real server cannot be tested.`;
+  if (process.env['CI'] === 'true') throw new Error(message);
+  process.stderr.write(`\n!!!!!!!!!!\n!!! SKIPPING REAL POSTGRESQL TESTS: ${message}\n!!!!!!!!!!\n\n`);
+  return null;
+}

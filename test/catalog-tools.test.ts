@@ -6,7 +6,7 @@ import { silentLogger } from '../src/logger.js';
 import { WorkspaceSql } from '../src/sandbox/workspace-sql.js';
 import { searchVectors } from '../src/workspaces/vector-search.js';
 import { callTool, connectInProcess } from './support/mcp.js';
-import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
+import { startPgvectorCluster, type PgCluster } from './support/pg-cluster.js';
 
 const DIMENSIONS = 768;
 
@@ -19,21 +19,6 @@ function vec(weights: Record<number, number>): number[] {
 
 const toSql = (v: number[]) => `[${v.join(',')}]`;
 
-/**
- * Real PostgreSQL needs pgvector for the built-in codebase tables: without it the run skips
- * loudly, or fails under CI=true.
- */
-async function pgvectorCluster(): Promise<PgCluster | null> {
-  const cluster = await startPgCluster();
-  if (!cluster) return null;
-  const [row] = await cluster.sql(`SELECT count(*)::int AS n FROM pg_available_extensions WHERE name = 'vector'`);
-  if (row?.['n'] === 1) return cluster;
-  await cluster.destroy();
-  const message = 'pgvector is not installed in the test PostgreSQL: search_vectors on a real server cannot be tested.';
-  if (process.env['CI'] === 'true') throw new Error(message);
-  process.stderr.write(`\n!!!!!!!!!!\n!!! SKIPPING REAL POSTGRESQL CATALOG TOOL TESTS: ${message}\n!!!!!!!!!!\n\n`);
-  return null;
-}
 
 for (const kind of ['pglite', 'postgres'] as const) {
   describe(`describe_workspace, search_vectors and validate_columns on ${kind}`, () => {
@@ -45,7 +30,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
 
     beforeAll(async () => {
       if (kind === 'postgres') {
-        cluster = await pgvectorCluster();
+        cluster = await startPgvectorCluster('the catalog tools');
         if (!cluster) return;
       }
       mcp = await connectInProcess(cluster ? { databaseUrl: await cluster.createDatabase('catalog') } : {});

@@ -1,12 +1,9 @@
-import type { Tool } from '@modelcontextprotocol/sdk/types.js';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../src/db/database.js';
 import { INSTALL_LOCK_KEY } from '../src/installer/install-lock.js';
-import { tempDir, writeExtension } from './support/fixtures.js';
-import { SESSION, SNAPSHOT } from './support/isolation-snapshot.js';
-import { callTool, connectInProcess } from './support/mcp.js';
-import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
+import { SESSION, startIsolationServer, type IsolationServer } from './support/isolation-snapshot.js';
+import { startPgvectorCluster, type PgCluster } from './support/pg-cluster.js';
 
 /*
  * search_vectors reads a table the agent owns, so whatever PostgreSQL runs while reading it
@@ -125,72 +122,36 @@ const ATTACKS: Attack[] = [
   },
 ];
 
-/** pgvector in the test PostgreSQL, or a loud skip (a failure under CI=true). */
-async function pgvectorCluster(): Promise<PgCluster | null> {
-  const cluster = await startPgCluster();
-  if (!cluster) return null;
-  const [row] = await cluster.sql(`SELECT count(*)::int AS n FROM pg_available_extensions WHERE name = 'vector'`);
-  if (row?.['n'] === 1) return cluster;
-  await cluster.destroy();
-  const message = 'pgvector is not installed in the test PostgreSQL: search_vectors escapes on a real server cannot be tested.';
-  if (process.env['CI'] === 'true') throw new Error(message);
-  process.stderr.write(`\n!!!!!!!!!!\n!!! SKIPPING REAL POSTGRESQL SEARCH ESCAPE TESTS: ${message}\n!!!!!!!!!!\n\n`);
-  return null;
-}
 
 let cluster: PgCluster | null = null;
 beforeAll(async () => {
-  cluster = await pgvectorCluster();
+  cluster = await startPgvectorCluster('search_vectors escapes');
 }, 120_000);
 afterAll(async () => cluster?.destroy());
 
 for (const kind of ['pglite', 'postgres'] as const) {
   describe(`search_vectors cannot escape a workspace on ${kind}`, () => {
-    let mcp: Awaited<ReturnType<typeof connectInProcess>> | undefined;
-    let tools: Tool[];
+    let server: IsolationServer | undefined;
     let serverDb: Database;
     let snapshot: () => Promise<string>;
     let fingerprints: string[] = [];
-    let superuser: pg.Client | undefined;
-    const run = (name: string, args: Record<string, unknown>) => callTool((mcp as NonNullable<typeof mcp>).client, tools, name, args);
+    const run = (name: string, args: Record<string, unknown>) => (server as IsolationServer).run(name, args);
 
     beforeAll(async () => {
-      const root = await tempDir();
-      const notes = await writeExtension(root, { id: 'notes' }, {
-        'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL);',
-      });
-      if (kind === 'pglite') {
-        mcp = await connectInProcess({ extensionDirs: [notes] });
-      } else {
-        if (!cluster) return;
-        // The production set-up: pgvector created by an admin, a server role that may create roles.
-        const url = await cluster.createDatabase('search_iso');
-        const database = new URL(url).pathname.slice(1);
-        await cluster.sql("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'mcp_search') THEN CREATE ROLE mcp_search LOGIN CREATEROLE; END IF; END $$");
-        await cluster.sql(`GRANT CREATE ON DATABASE ${database} TO mcp_search`);
-        superuser = new pg.Client({ connectionString: url });
-        await superuser.connect();
-        await superuser.query('CREATE EXTENSION vector');
-        mcp = await connectInProcess({ extensionDirs: [notes], databaseUrl: cluster.url(database, 'mcp_search'), statementTimeoutMs: TIMEOUT_MS });
-      }
-      tools = mcp.tools;
-      serverDb = (await mcp.engine.ready(120_000)).db;
-      const asSuperuser = async <R>(sql: string) => (superuser ? (await superuser.query(sql)).rows : await serverDb.query(sql)) as R[];
-      snapshot = async () => (await asSuperuser<{ snapshot: string }>(SNAPSHOT))[0]?.snapshot ?? '';
+      server = await startIsolationServer(kind, cluster, { role: 'mcp_search', databasePrefix: 'search_iso', statementTimeoutMs: TIMEOUT_MS, createVector: true });
+      if (!server) return;
+      ({ serverDb, snapshot } = server);
       for (const id of ['alpha', 'beta']) expect((await run('ensure_workspace', { project_id: id })).isError).toBe(false);
       const seeded = await run('execute', { project_id: 'beta', sql: `INSERT INTO notes (body) VALUES ('${CANARY}')` });
       expect(seeded.isError, seeded.text).toBe(false);
-      fingerprints = (await asSuperuser<{ f: string }>('SELECT DISTINCT workspace_fingerprint AS f FROM project_registry.workspace_config')).map((r) => r.f);
+      fingerprints = (await server.asSuperuser<{ f: string }>('SELECT DISTINCT workspace_fingerprint AS f FROM project_registry.workspace_config')).map((r) => r.f);
       expect(fingerprints.length).toBeGreaterThan(0);
     }, 240_000);
-    afterAll(async () => {
-      await superuser?.end();
-      await mcp?.close();
-    });
+    afterAll(async () => server?.close());
 
     for (const a of ATTACKS) {
       it(`stays inside: ${a.name}`, async (ctx) => {
-        if (!mcp) ctx.skip();
+        if (!server) ctx.skip();
         for (const sql of a.setup) {
           const done = await run('execute', { project_id: 'alpha', sql });
           expect(done.isError, `setup ${sql}: ${done.text}`).toBe(false);
@@ -218,7 +179,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
     }
 
     it('the distances are pgvector\'s own, with alpha\'s <-> in place', async (ctx) => {
-      if (!mcp) ctx.skip();
+      if (!server) ctx.skip();
       const result = await run('search_vectors', { project_id: 'alpha', table: 'op_docs', column: 'embedding', vector: [1, 0, 0], metric: 'l2', columns: ['id', 'embedding'] });
       expect(result.isError, result.text).toBe(false);
       expect(result.data['matches']).toEqual([

@@ -1,12 +1,8 @@
-import type { Tool } from '@modelcontextprotocol/sdk/types.js';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../src/db/database.js';
 import { INSTALL_LOCK_KEY } from '../src/installer/install-lock.js';
 import { WORKSPACE_LOCK_CLASS } from '../src/workspaces/workspace-manager.js';
-import { tempDir, writeExtension } from './support/fixtures.js';
-import { callTool, connectInProcess } from './support/mcp.js';
-import { SESSION, SNAPSHOT } from './support/isolation-snapshot.js';
+import { SESSION, startIsolationServer, type IsolationServer } from './support/isolation-snapshot.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
 
 /*
@@ -259,52 +255,21 @@ afterAll(async () => cluster?.destroy());
 
 for (const kind of ['pglite', 'postgres'] as const) {
   describe(`SQL tools cannot escape a workspace on ${kind}`, () => {
-    let mcp: Awaited<ReturnType<typeof connectInProcess>> | undefined;
-    let tools: Tool[];
+    let server: IsolationServer | undefined;
     let serverDb: Database;
     let snapshot: () => Promise<string>;
-    let superuser: pg.Client | undefined;
-    const run = (name: string, args: Record<string, unknown>) => callTool((mcp as NonNullable<typeof mcp>).client, tools, name, args);
+    const run = (name: string, args: Record<string, unknown>) => (server as IsolationServer).run(name, args);
 
     beforeAll(async () => {
-      const root = await tempDir();
-      const notes = await writeExtension(root, { id: 'notes' }, {
-        'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL);',
-      });
-      if (kind === 'pglite') {
-        mcp = await connectInProcess({ extensionDirs: [notes] });
-      } else {
-        if (!cluster) return;
-        // The production set-up: a server role that may create roles, not a superuser.
-        const url = await cluster.createDatabase('iso');
-        const database = new URL(url).pathname.slice(1);
-        await cluster.sql('DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = \'mcp_app\') THEN CREATE ROLE mcp_app LOGIN CREATEROLE; END IF; END $$');
-        await cluster.sql(`GRANT CREATE ON DATABASE ${database} TO mcp_app`);
-        superuser = new pg.Client({ connectionString: url });
-        await superuser.connect();
-        mcp = await connectInProcess({
-          extensionDirs: [notes],
-          databaseUrl: cluster.url(database, 'mcp_app'),
-          disabledExtensions: ['codebase'],
-          statementTimeoutMs: TIMEOUT_MS,
-        });
-      }
-      tools = mcp.tools;
-      const ready = await mcp.engine.ready(120_000);
-      serverDb = ready.db;
-      snapshot = async () => {
-        const rows = superuser ? (await superuser.query(SNAPSHOT)).rows : await serverDb.query<{ snapshot: string }>(SNAPSHOT);
-        return (rows[0] as { snapshot: string }).snapshot;
-      };
+      server = await startIsolationServer(kind, cluster, { role: 'mcp_app', databasePrefix: 'iso', statementTimeoutMs: TIMEOUT_MS, disabledExtensions: ['codebase'] });
+      if (!server) return;
+      ({ serverDb, snapshot } = server);
       for (const id of ['alpha', 'beta']) expect((await run('ensure_workspace', { project_id: id })).isError).toBe(false);
       const seeded = await run('execute', { project_id: 'beta', sql: "INSERT INTO notes (body) VALUES ('beta secret') RETURNING id" });
       expect(seeded.isError, seeded.text).toBe(false);
       expect((await run('execute', { project_id: 'alpha', sql: "INSERT INTO notes (body) VALUES ('alpha note')" })).isError).toBe(false);
     }, 240_000);
-    afterAll(async () => {
-      await superuser?.end();
-      await mcp?.close();
-    });
+    afterAll(async () => server?.close());
 
     it(`has at least 40 escape attempts`, () => {
       expect(ATTACKS.length).toBeGreaterThanOrEqual(40);
@@ -312,7 +277,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
 
     for (const a of ATTACKS) {
       it(`refuses: ${a.name}`, async (ctx) => {
-        if (!mcp || (a.postgresOnly && kind !== 'postgres')) ctx.skip();
+        if (!server || (a.postgresOnly && kind !== 'postgres')) ctx.skip();
         for (const step of a.setup ?? []) {
           const done = await run(step.tool, { project_id: 'alpha', ...step });
           expect(done.isError, `setup ${step.sql}: ${done.text}`).toBe(false);
@@ -337,7 +302,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
     }
 
     it('grants an agent makes on its own tables still reach nobody: beta cannot read alpha', async (ctx) => {
-      if (!mcp) ctx.skip();
+      if (!server) ctx.skip();
       const granted = await run('execute', { project_id: 'alpha', sql: fn('give_away', "EXECUTE 'GRANT ALL ON notes TO PUBLIC'").sql });
       expect(granted.isError, granted.text).toBe(false);
       expect((await run('execute', { project_id: 'alpha', sql: 'SELECT give_away()' })).isError).toBe(false);
@@ -347,7 +312,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
     });
 
     it('an agent that drops its own sandbox (DROP OWNED) gets a new one, and nothing else changes', async (ctx) => {
-      if (!mcp) ctx.skip();
+      if (!server) ctx.skip();
       const before = await snapshot();
       await run('execute', { project_id: 'alpha', ...fn('self_destruct', "EXECUTE 'DROP OWNED BY CURRENT_USER'") });
       const dropped = await run('execute', { project_id: 'alpha', sql: 'SELECT self_destruct()' });

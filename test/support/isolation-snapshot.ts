@@ -1,3 +1,9 @@
+import pg from 'pg';
+import type { Database } from '../../src/db/database.js';
+import type { PgCluster } from '../../harness/pg-cluster.js';
+import { tempDir, writeExtension } from './fixtures.js';
+import { callTool, connectInProcess } from './mcp.js';
+
 /**
  * Everything outside workspace alpha, as a superuser sees it: registry and ledgers, workspace
  * beta's notes, roles and memberships, role settings, objects, functions and their flags,
@@ -36,3 +42,62 @@ SELECT (SELECT count(*) FROM pg_prepared_statements)::int AS prepared,
        (SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema())::int AS temp_objects,
        current_setting('search_path') AS search_path, current_setting('statement_timeout') AS statement_timeout,
        current_user AS role`;
+
+/** One MCP server for an escape suite, with a superuser's view of everything outside the workspaces. */
+export interface IsolationServer {
+  /** The server's own database (its one session on PGlite, its pool on PostgreSQL). */
+  serverDb: Database;
+  run(name: string, args: Record<string, unknown>): ReturnType<typeof callTool>;
+  /** A superuser's query: the admin connection on PostgreSQL; PGlite's session user is one. */
+  asSuperuser<R>(sql: string): Promise<R[]>;
+  /** SNAPSHOT, as a superuser sees it. */
+  snapshot(): Promise<string>;
+  close(): Promise<void>;
+}
+
+/**
+ * The server under attack, with a `notes` workspace table. On PostgreSQL it is set up as in
+ * production: a server role that may create roles but is not a superuser, pgvector (when asked)
+ * created by an admin. Undefined when no PostgreSQL cluster could be started.
+ */
+export async function startIsolationServer(
+  kind: 'pglite' | 'postgres',
+  cluster: PgCluster | null,
+  options: { role: string; databasePrefix: string; statementTimeoutMs: number; createVector?: boolean; disabledExtensions?: string[] },
+): Promise<IsolationServer | undefined> {
+  const notes = await writeExtension(await tempDir(), { id: 'notes' }, {
+    'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL);',
+  });
+  let mcp: Awaited<ReturnType<typeof connectInProcess>>;
+  let superuser: pg.Client | undefined;
+  if (kind === 'pglite') {
+    mcp = await connectInProcess({ extensionDirs: [notes] });
+  } else {
+    if (!cluster) return undefined;
+    const url = await cluster.createDatabase(options.databasePrefix);
+    const database = new URL(url).pathname.slice(1);
+    await cluster.sql(`DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${options.role}') THEN CREATE ROLE ${options.role} LOGIN CREATEROLE; END IF; END $$`);
+    await cluster.sql(`GRANT CREATE ON DATABASE ${database} TO ${options.role}`);
+    superuser = new pg.Client({ connectionString: url });
+    await superuser.connect();
+    if (options.createVector) await superuser.query('CREATE EXTENSION vector');
+    mcp = await connectInProcess({
+      extensionDirs: [notes],
+      databaseUrl: cluster.url(database, options.role),
+      statementTimeoutMs: options.statementTimeoutMs,
+      ...(options.disabledExtensions ? { disabledExtensions: options.disabledExtensions } : {}),
+    });
+  }
+  const serverDb = (await mcp.engine.ready(120_000)).db;
+  const asSuperuser = async <R>(sql: string) => (superuser ? (await superuser.query(sql)).rows : await serverDb.query(sql)) as R[];
+  return {
+    serverDb,
+    run: (name, args) => callTool(mcp.client, mcp.tools, name, args),
+    asSuperuser,
+    snapshot: async () => (await asSuperuser<{ snapshot: string }>(SNAPSHOT))[0]?.snapshot ?? '',
+    async close() {
+      await superuser?.end();
+      await mcp.close();
+    },
+  };
+}
