@@ -32,6 +32,22 @@ const seeded = (seed: string, schema = MINE, manifest: Record<string, unknown> =
 ];
 
 describe('seed rules', () => {
+  it("passes README's example extension", async () => {
+    const notes: Fixture = [
+      { id: 'notes', requires: ['pg_trgm'], required_columns: { notes: ['id', 'body'], 'public.note_kinds': ['kind'] }, uses_tables: ['chunks'] },
+      {
+        'schema.sql': 'CREATE TABLE IF NOT EXISTS public.note_kinds (kind text PRIMARY KEY);',
+        'seeds/kinds.sql': "INSERT INTO public.note_kinds (kind) VALUES ('todo'), ('idea') ON CONFLICT (kind) DO NOTHING;",
+        'workspace/schema.sql':
+          'CREATE TABLE IF NOT EXISTS notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL,\n' +
+          '                                  chunk_id bigint REFERENCES chunks ON DELETE SET NULL);\n' +
+          'CREATE INDEX IF NOT EXISTS notes_body_trgm ON notes USING gin (body gin_trgm_ops);',
+        'workspace/migrations/0001_add_pinned.sql': 'ALTER TABLE notes ADD COLUMN IF NOT EXISTS pinned boolean NOT NULL DEFAULT false;',
+      },
+    ];
+    await expect(plan(notes)).resolves.toBeDefined();
+  });
+
   it('accepts idempotent upserts into the extension own tables, with built-in functions and reads it declares', async () => {
     const good = seeded(
       [
