@@ -1,6 +1,8 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { PGliteDatabase } from '../src/db/pglite-database.js';
-import { tempDir, writeExtension } from './support/fixtures.js';
+import { InstallError } from '../src/installer/install-error.js';
+import { install, pgliteBackend, planFor, postgresBackend, tempDir, writeExtension, type Backend } from './support/fixtures.js';
+import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
 import { startServerProcess, type ServerProcess } from './support/server-process.js';
 
 /**
@@ -63,3 +65,86 @@ describe('extension rules at boot', () => {
     }
   });
 });
+
+/**
+ * What the parser accepts but a second run would break: seeds run twice in their transaction at
+ * every install, so PostgreSQL refuses them now rather than on the next boot.
+ */
+let cluster: PgCluster | null = null;
+beforeAll(async () => {
+  cluster = await startPgCluster();
+}, 60_000);
+afterAll(async () => {
+  await cluster?.destroy();
+});
+
+for (const kind of ['pglite', 'postgres'] as const) {
+  describe(`seeds run twice at install, on ${kind}`, () => {
+    let backend: Backend | undefined;
+    // Debian's PostgreSQL 15 has no pgvector: the real-server runs go without `codebase`.
+    const disabled = kind === 'postgres' ? ['codebase'] : [];
+    beforeAll(async () => {
+      if (kind === 'pglite') backend = await pgliteBackend();
+      else if (cluster) backend = postgresBackend(cluster);
+    }, 60_000);
+    afterAll(async () => backend?.cleanup());
+    // startPgCluster already failed the run under CI=true; elsewhere a missing server skips loudly.
+    const available = (ctx: TestContext) => {
+      if (!backend) ctx.skip();
+      return backend as Backend;
+    };
+
+    const seeding = async (schema: string, seed: string) =>
+      planFor([await writeExtension(await tempDir(), { id: 'tags' }, { 'schema.sql': schema, 'seeds/tags.sql': seed })], disabled);
+
+    it('refuses a seed whose ON CONFLICT names a key other than the one its rows collide on, keeping none of its rows', async (ctx) => {
+      const db = await available(ctx).fresh();
+      const plan = await seeding(
+        'CREATE TABLE IF NOT EXISTS public.tags (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text UNIQUE);',
+        "INSERT INTO public.tags (name) VALUES ('todo') ON CONFLICT (id) DO NOTHING;",
+      );
+
+      const failure = await install(db, plan).catch((e: unknown) => e);
+
+      expect(failure).toBeInstanceOf(InstallError);
+      const message = (failure as Error).message;
+      expect(message).toContain('Extension "tags", seeds phase: tags/seeds/tags.sql statement 1/1 (line 1): the seeds are not idempotent');
+      expect(message).toContain('Running it a second time, as the next install will, failed: duplicate key value violates unique constraint "tags_name_key"');
+      expect(message).toContain('ON CONFLICT (that_key), or use ON CONFLICT DO NOTHING without a key.');
+      expect(await db.query('SELECT count(*)::int AS n FROM public.tags')).toEqual([{ n: 0 }]);
+      expect(await db.query(`SELECT to_regclass('project_registry.install_state') IS NULL OR NOT EXISTS (SELECT 1 FROM project_registry.install_state) AS none`)).toEqual([{ none: true }]);
+    });
+
+    it('refuses a seed whose ON CONFLICT never fires, as every install would add its rows again', async (ctx) => {
+      const db = await available(ctx).fresh();
+      const plan = await seeding(
+        'CREATE TABLE IF NOT EXISTS public.tags (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text);',
+        "INSERT INTO public.tags (name) VALUES ('todo'), ('idea') ON CONFLICT DO NOTHING;",
+      );
+
+      const failure = await install(db, plan).catch((e: unknown) => e);
+
+      expect(failure).toBeInstanceOf(InstallError);
+      expect((failure as Error).message).toContain(
+        'Running the seeds a second time, as the next install will, added 2 more row(s) to public.tags: their ON CONFLICT never fires.',
+      );
+      expect(await db.query('SELECT count(*)::int AS n FROM public.tags')).toEqual([{ n: 0 }]);
+    });
+
+    it('installs an upsert seed, which a second run leaves as it was', async (ctx) => {
+      const db = await available(ctx).fresh();
+      const plan = await seeding(
+        'CREATE TABLE IF NOT EXISTS public.tags (name text PRIMARY KEY, label text);',
+        "INSERT INTO public.tags VALUES ('todo', 'To do'), ('idea', 'Idea') ON CONFLICT (name) DO UPDATE SET label = excluded.label;",
+      );
+
+      const report = await install(db, plan);
+
+      expect(report.extensions.find((e) => e.id === 'tags')?.phases.seeds).toMatchObject({ status: 'applied', statements: 1 });
+      expect(await db.query('SELECT name, label FROM public.tags ORDER BY name')).toEqual([
+        { name: 'idea', label: 'Idea' },
+        { name: 'todo', label: 'To do' },
+      ]);
+    });
+  });
+}

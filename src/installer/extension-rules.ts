@@ -223,6 +223,15 @@ function checkSeedInsert(s: Statement, w: Write, lane: Lane, catalog: Catalog): 
   }
 }
 
+/** The tables seeds insert into (they passed checkExtensionRules, so only their own), as schema and table. */
+export function seedTargets(seeds: readonly Statement[]): Array<{ schema: string; table: string }> {
+  const keys = new Set(seeds.flatMap((s) => referencesOf(s, 'global').writes.map((w) => w.key)));
+  return [...keys].map((key) => {
+    const dot = key.indexOf('.');
+    return { schema: key.slice(0, dot), table: key.slice(dot + 1) };
+  });
+}
+
 /** The tables a statement changes, the schemas it acts on, the tables it reads and the functions it calls. */
 function referencesOf(s: Statement, scope: Scope): References {
   const writes: Write[] = [];
