@@ -271,7 +271,10 @@ function referencesOf(s: Statement, scope: Scope): References {
       case 'AlterPolicyStmt': return on(n['table'], 'alters a policy on');
       case 'RuleStmt': return on(n['relation'], 'creates a rule on');
       case 'CreateStatsStmt': return list(n['relations']).forEach((r) => on(r, 'creates statistics on'));
-      case 'CreateStmt': return on(n['relation'], 'creates');
+      case 'CreateStmt':
+        // A child table or partition shows up in every query of its parent: that changes the parent.
+        list(n['inhRelations']).forEach((r) => on(r, n['partbound'] ? 'adds a partition to' : 'adds an inheriting table to'));
+        return on(n['relation'], 'creates');
       case 'CreateTableAsStmt': return on((n['into'] as Node | undefined)?.['rel'], 'creates');
       case 'SelectStmt': return on((n['intoClause'] as Node | undefined)?.['rel'], 'creates');
       case 'ViewStmt': return created(n['view']);

@@ -205,6 +205,7 @@ describe("migration and schema rules: another extension's tables", () => {
       ["COMMENT ON TABLE owner_items IS 'mine now';", 'comments on public.owner_items', everywhere],
       ["COMMENT ON COLUMN public.owner_items.label IS 'x';", 'comments on part of public.owner_items', everywhere],
       ['GRANT SELECT ON owner_items TO PUBLIC;', 'changes privileges on public.owner_items', everywhere],
+      ['CREATE TABLE IF NOT EXISTS public.mine_child () INHERITS (owner_items);', 'adds an inheriting table to public.owner_items', global],
       ['TRUNCATE mine, owner_items;', 'truncates public.owner_items', global],
       ["UPDATE owner_items SET label = 'x';", 'updates public.owner_items', global],
       ['DELETE FROM owner_items;', 'deletes from public.owner_items', global],
