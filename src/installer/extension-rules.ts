@@ -109,12 +109,11 @@ function checkLane(s: Statement, refs: References, lane: Lane, catalog: Catalog)
   for (const w of refs.writes) {
     const owner = catalog.owners.get(w.key);
     if (owner === undefined || owner === lane.id) continue;
-    const problem = `It ${w.verb} ${w.key}, a table of extension "${owner}". ` +
-      'An extension changes only the tables its own SQL creates; `uses_tables` declares reads, not writes.';
     throw new ExtensionRuleError(
       lane.id,
       s,
-      problem,
+      `It ${w.verb} ${w.key}, a table of extension "${owner}". ` +
+        'An extension changes only the tables its own SQL creates; `uses_tables` declares reads, not writes.',
       w.verb === 'creates'
         ? `two extensions cannot create one table: rename yours, or drop this CREATE and list "${w.key}" in uses_tables.`
         : w.data
@@ -165,24 +164,32 @@ const RERUN =
  * running them again on any later install is harmless and touches no one else's data.
  */
 function checkSeed(s: Statement, lane: Lane, catalog: Catalog): void {
+  const refuse = (problem: string, fix: string) => new ExtensionRuleError(lane.id, s, problem, fix);
   const kind = s.kind.replace(/Stmt$/, '').toUpperCase();
   const what = `${/^[AEIOU]/.test(kind) ? 'an' : 'a'} ${kind}`;
   if (REMOVES.has(s.kind)) {
-    throw new ExtensionRuleError(lane.id, s, `Seeds may only insert, and this is ${what}. ${RERUN}: it would remove rows again each time.`,
-      'remove data once, in a migration (migrations/NNNN_*.sql runs exactly once).');
+    throw refuse(
+      `Seeds may only insert, and this is ${what}. ${RERUN}: it would remove rows again each time.`,
+      'remove data once, in a migration (migrations/NNNN_*.sql runs exactly once).',
+    );
   }
   if (REWRITES.has(s.kind)) {
-    throw new ExtensionRuleError(lane.id, s, `Seeds may only insert, and this is ${what}. ${RERUN}: it would rewrite rows changed since, each time.`,
-      'to keep seeded rows current, use INSERT ... ON CONFLICT (key) DO UPDATE SET ...; to change existing data once, use a migration.');
+    throw refuse(
+      `Seeds may only insert, and this is ${what}. ${RERUN}: it would rewrite rows changed since, each time.`,
+      'to keep seeded rows current, use INSERT ... ON CONFLICT (key) DO UPDATE SET ...; to change existing data once, use a migration.',
+    );
   }
   if (OPAQUE[s.kind] !== undefined) {
-    throw new ExtensionRuleError(lane.id, s,
+    throw refuse(
       `Seeds may only insert, and this is ${OPAQUE[s.kind]}: what it writes, and whether it can run twice, cannot be checked before it runs.`,
-      'write the data as INSERT ... ON CONFLICT statements; put functions in schema.sql and one-off work in a migration.');
+      'write the data as INSERT ... ON CONFLICT statements; put functions in schema.sql and one-off work in a migration.',
+    );
   }
   if (s.kind !== 'InsertStmt') {
-    throw new ExtensionRuleError(lane.id, s, `Seeds hold data only (INSERT ... ON CONFLICT), and this is ${leadingWords(s.sql)}.`,
-      'put DDL in schema.sql (idempotent: IF NOT EXISTS, CREATE OR REPLACE) or in a migration.');
+    throw refuse(
+      `Seeds hold data only (INSERT ... ON CONFLICT), and this is ${leadingWords(s.sql)}.`,
+      'put DDL in schema.sql (idempotent: IF NOT EXISTS, CREATE OR REPLACE) or in a migration; a seed holds nothing else.',
+    );
   }
   const refs = referencesOf(s, 'global');
   for (const w of refs.writes) checkSeedInsert(s, w, lane, catalog);
@@ -190,36 +197,45 @@ function checkSeed(s: Statement, lane: Lane, catalog: Catalog): void {
   for (const name of refs.calls) {
     const owner = catalog.volatileFunctions.get(name);
     if (owner === undefined) continue;
-    throw new ExtensionRuleError(lane.id, s,
+    throw refuse(
       `It calls ${name}(), a VOLATILE function of extension "${owner}": its body cannot be checked, so it may write anywhere or not be safe to run twice.`,
-      `declare ${name}() IMMUTABLE or STABLE if it only computes a value (PostgreSQL then refuses writes inside it), or compute the value in the seed.`);
+      `declare ${name}() IMMUTABLE or STABLE if it only computes a value (PostgreSQL then refuses writes inside it), or compute the value in the seed.`,
+    );
   }
 }
 
 function checkSeedInsert(s: Statement, w: Write, lane: Lane, catalog: Catalog): void {
+  const refuse = (problem: string, fix: string) => new ExtensionRuleError(lane.id, s, problem, fix);
   if (w.kind !== 'InsertStmt') {
-    throw new ExtensionRuleError(lane.id, s, `Its WITH clause ${w.verb} ${w.key}: seeds may only insert. ${RERUN}.`,
-      'write each insert as its own INSERT ... ON CONFLICT statement; change or remove existing data in a migration.');
+    throw refuse(
+      `Its WITH clause ${w.verb} ${w.key}: seeds may only insert. ${RERUN}.`,
+      'write each insert as its own INSERT ... ON CONFLICT statement; change or remove existing data in a migration.',
+    );
   }
   const owner = catalog.owners.get(w.key);
+  if (owner === undefined) {
+    throw refuse(
+      `It inserts into ${w.key}, which no enabled extension creates; a seed fills only its own extension's tables.`,
+      `create ${w.key} in ${lane.id}/schema.sql, or fix the name (unqualified means public.).`,
+    );
+  }
   if (owner !== lane.id) {
-    throw new ExtensionRuleError(lane.id, s,
-      owner === undefined
-        ? `It inserts into ${w.key}, which no enabled extension creates; a seed fills only its own extension's tables.`
-        : `It inserts into ${w.key}, a table of extension "${owner}"; a seed fills only its own extension's tables.`,
-      owner === undefined
-        ? `create ${w.key} in ${lane.id}/schema.sql, or fix the name (unqualified means public.).`
-        : `move this seed to "${owner}", or keep the rows in a table "${lane.id}" creates.`);
+    throw refuse(
+      `It inserts into ${w.key}, a table of extension "${owner}"; a seed fills only its own extension's tables.`,
+      `move this seed to "${owner}", or keep the rows in a table "${lane.id}" creates.`,
+    );
   }
   if (w.node['onConflictClause'] === undefined) {
-    throw new ExtensionRuleError(lane.id, s,
+    throw refuse(
       `An INSERT without ON CONFLICT loads once, then fails with "duplicate key value violates unique constraint". ${RERUN}, so every later install would fail.`,
-      'add ON CONFLICT (key) DO NOTHING, or ON CONFLICT (key) DO UPDATE SET ... to keep the seeded values current.');
+      'add ON CONFLICT (key) DO NOTHING, or ON CONFLICT (key) DO UPDATE SET ... to keep the seeded values current.',
+    );
   }
   if (!catalog.uniqueKeyed.has(w.key)) {
-    throw new ExtensionRuleError(lane.id, s,
+    throw refuse(
       `${w.key} has no PRIMARY KEY, UNIQUE or EXCLUDE constraint in the SQL that creates it, so ON CONFLICT never fires and every install inserts the rows again.`,
-      `give ${w.key} a primary key or unique constraint (in schema.sql, or in a migration for an existing table).`);
+      `give ${w.key} a primary key or unique constraint (in schema.sql, or in a migration for an existing table).`,
+    );
   }
 }
 
