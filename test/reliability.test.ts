@@ -279,7 +279,10 @@ describe('reliability on a real PostgreSQL server', () => {
     seeds: {
       files: {
         'schema.sql': 'CREATE TABLE IF NOT EXISTS public.crash_seeded (id int PRIMARY KEY);',
-        'seeds/slow.sql': 'INSERT INTO public.crash_seeded VALUES (1) ON CONFLICT DO NOTHING; SELECT pg_sleep(2);',
+        // A seed may only upsert (a bare SELECT is refused), so the sleep sits in the second insert.
+        'seeds/slow.sql':
+          'INSERT INTO public.crash_seeded VALUES (1) ON CONFLICT DO NOTHING;\n' +
+          'INSERT INTO public.crash_seeded SELECT 2 FROM pg_sleep(2) ON CONFLICT DO NOTHING;',
       },
       stalled: '%pg_sleep(2)%',
       leftovers: `SELECT id::text AS leftover FROM public.crash_seeded`,

@@ -8,6 +8,7 @@ import type { Statement } from '../sql/statements.js';
 import { InstallError, InstallPrivilegeError, type InstallPhase } from './install-error.js';
 import { withInstallLock, type InstallLockOptions as InstallOptions } from './install-lock.js';
 import type { InstallPlan, PreparedExtension } from './install-plan.js';
+import { applySeeds } from './seed-run.js';
 
 export interface PhaseResult {
   status: 'applied' | 'skipped';
@@ -103,7 +104,7 @@ async function runInstall(
   await each('migrations', (p) => timed(() => applyMigrations(db, p)));
   await each('dependent', (p) => timed(() => runPhase(db, p, 'dependent', p.dependent)));
   await each('columns', (p) => timed(() => validateRequiredColumns(db, p)));
-  await each('seeds', (p) => timed(() => runPhase(db, p, 'seeds', p.seeds)));
+  await each('seeds', (p) => timed(() => applySeeds(db, p)));
   const searchPathSchemas = await recordInstallState(db, plan, reports);
   return { outcome: 'installed', fingerprint: plan.fingerprint, ms: elapsed(started), searchPathSchemas, extensions: reports, citus };
 }

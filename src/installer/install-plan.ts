@@ -1,5 +1,6 @@
 import type { Extension, Migration, SqlFile } from '../extensions/extension.js';
 import { sha256 } from '../extensions/load-extensions.js';
+import { checkExtensionRules } from './extension-rules.js';
 import {
   parseStatements,
   rejectInstallerOwnedStatements,
@@ -58,6 +59,7 @@ const INSTALLER_FORMAT = 1;
 export async function prepareInstallPlan(extensions: readonly Extension[]): Promise<InstallPlan> {
   const prepared = await Promise.all(extensions.map(prepareExtension));
   validateTableOwnership(prepared);
+  checkExtensionRules(prepared);
   const pgExtensions = new Map<string, string[]>();
   for (const { extension } of prepared) {
     for (const name of extension.requires) pgExtensions.set(name, [...(pgExtensions.get(name) ?? []), extension.id]);

@@ -15,6 +15,8 @@ export interface Statement {
   readonly line: number;
   /** libpg-query node name, e.g. `CreateStmt`. */
   readonly kind: string;
+  /** The statement's parse tree (the node under `kind`), for checks that look inside it. */
+  readonly tree: Readonly<Record<string, unknown>>;
   readonly role: StatementRole;
   readonly sql: string;
   /** For CREATE TABLE: the table, schema-qualified only when the SQL qualifies it. */
@@ -86,6 +88,7 @@ export async function parseStatements(file: SqlFile): Promise<Statement[]> {
       total: raws.length,
       line: lineAt(file.sql, bytes.subarray(0, offset).toString('utf8').length),
       kind,
+      tree: node as Record<string, unknown>,
       role: roleOf(kind, node as Record<string, unknown>),
       sql,
       schemas: [...namedSchemas(node)],
