@@ -1,5 +1,8 @@
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../src/db/database.js';
+import { PGliteDatabase } from '../src/db/pglite-database.js';
 import { INSTALL_LOCK_KEY } from '../src/installer/install-lock.js';
 import type { InstallPlan } from '../src/installer/install-plan.js';
 import { silentLogger } from '../src/logger.js';
@@ -188,3 +191,21 @@ for (const kind of ['pglite', 'postgres'] as const) {
     });
   });
 }
+
+describe('the install lock of the embedded store', () => {
+  it('is not reported held when its holder was killed (its pid stays in the lock file, the kernel freed the lock)', async () => {
+    const dir = await tempDir();
+    const db = await PGliteDatabase.open(dir);
+    try {
+      const v1 = await plan(V1);
+      await install(db, v1);
+      // What a holder killed mid-install leaves behind: the file's text, no lock.
+      await writeFile(path.join(dir, `lock-${INSTALL_LOCK_KEY.toString(16)}`), `999999 ${Date.now() - 60_000}\n`);
+      const report = await diagnose(db, v1);
+      expect(report.install_lock).toEqual({ held: false, holders: [] });
+      expect(report.healthy).toBe(true);
+    } finally {
+      await db.close();
+    }
+  });
+});
