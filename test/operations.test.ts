@@ -3,6 +3,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../src/db/database.js';
 import { PGliteDatabase } from '../src/db/pglite-database.js';
+import { PostgresDatabase } from '../src/db/postgres-database.js';
 import { INSTALL_LOCK_KEY } from '../src/installer/install-lock.js';
 import type { InstallPlan } from '../src/installer/install-plan.js';
 import { silentLogger } from '../src/logger.js';
@@ -78,7 +79,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
     it('finds each planted fault, repair mends each on request, and doctor is clean afterwards', async (ctx) => {
       if (!backend) ctx.skip();
       const url = kind === 'postgres' ? await (backend as Backend).freshUrl?.() : undefined;
-      const db = url ? new (await import('../src/db/postgres-database.js')).PostgresDatabase({ connectionString: url }) : await (backend as Backend).fresh();
+      const db = url ? new PostgresDatabase({ connectionString: url }) : await (backend as Backend).fresh();
       try {
         const [v0, v1, edited] = [await plan(V0), await plan(V1), await plan(V1_EDITED)];
         const before = await diagnose(db, v1);
@@ -208,4 +209,56 @@ describe('the install lock of the embedded store', () => {
       await db.close();
     }
   });
+});
+
+describe('doctor on PostgreSQL: extensions and privileges', () => {
+  it('reports a required extension not created or not available, and each privilege the role lacks with the statement that grants it', async (ctx) => {
+    if (!cluster) ctx.skip();
+    const c = cluster as PgCluster;
+    const url = await c.createDatabase('doctor');
+    const database = new URL(url).pathname.slice(1);
+    const admin = new PostgresDatabase({ connectionString: url });
+    const limited = new PostgresDatabase({ connectionString: c.url(database, 'doctor_limited') });
+    try {
+      const root = await tempDir();
+      const needy = await planFor(
+        [
+          await writeExtension(root, { id: 'trgm-user', requires: ['pg_trgm'] }),
+          await writeExtension(root, { id: 'exotic', requires: ['no_such_extension'] }),
+        ],
+        ['codebase'],
+      );
+      const missing = (await diagnose(admin, needy)).findings.filter((f) => f.code === 'pg-extension-missing');
+      expect(missing.map((f) => [f.details['extension'], f.severity])).toEqual([
+        ['no_such_extension', 'error'],
+        ['pg_trgm', 'warning'],
+      ]);
+      expect(missing[0]?.fix).toContain('--disable exotic');
+
+      const v1 = await plan(V1);
+      await install(admin, v1);
+      await c.sql(`DROP ROLE IF EXISTS doctor_limited; CREATE ROLE doctor_limited LOGIN`);
+      await admin.exec(`GRANT USAGE ON SCHEMA project_registry TO doctor_limited;
+        GRANT SELECT ON ALL TABLES IN SCHEMA project_registry TO doctor_limited;`);
+      const report = await diagnose(limited, v1);
+      const privileges = report.findings.filter((f) => f.code === 'privilege-missing');
+      expect(privileges.map((f) => f.details['privilege'])).toEqual([
+        'CREATE on database',
+        'the rights of the registry owner "postgres"',
+        'CREATEROLE',
+      ]);
+      expect(privileges.flatMap((f) => f.details['grants'] as string[])).toEqual([
+        `GRANT CREATE ON DATABASE "${database}" TO "doctor_limited";`,
+        expect.stringContaining('"postgres" is a superuser, whose rights a server should not share'),
+        'ALTER ROLE "doctor_limited" CREATEROLE;',
+      ]);
+      expect(report.healthy).toBe(false);
+      await c.sql(`GRANT CREATE ON DATABASE "${database}" TO doctor_limited; ALTER ROLE doctor_limited CREATEROLE`);
+      expect((await diagnose(limited, v1)).findings.map((f) => f.details['privilege'])).toEqual(['the rights of the registry owner "postgres"']);
+    } finally {
+      await limited.close();
+      await admin.close();
+      await c.sql('DROP OWNED BY doctor_limited CASCADE; DROP ROLE IF EXISTS doctor_limited').catch(() => undefined);
+    }
+  }, 60_000);
 });
