@@ -115,7 +115,9 @@ for (const kind of ['pglite', 'postgres'] as const) {
         ]);
         expect(faulty.healthy).toBe(false);
         expect(faulty.install_lock.holders.map((h) => h.pid)).toEqual([lock.pid]);
-        expect(faulty.findings.find((f) => f.code === 'workspaces-lagging')?.details).toMatchObject({ count: 1, project_ids: ['ws-old'] });
+        const lagging = faulty.findings.find((f) => f.code === 'workspaces-lagging');
+        expect(lagging?.details).toMatchObject({ count: 1, project_ids: ['ws-old'] });
+        expect(lagging?.message).toBe('1 of 3 workspace(s) lag behind the workspace DDL and migrations (ws-old); pending: notes/0002_pinned in 1.');
         // doctor and workspace_status share the fleet status computation, and agree.
         const status = await fleet.fleetStatus();
         expect(faulty.fleet).toEqual({ workspaces: status.workspaces, up_to_date: status.upToDate, lagging: status.lagging, pending: status.pending });

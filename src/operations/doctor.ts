@@ -57,8 +57,9 @@ export interface DoctorReport {
   findings: Finding[];
 }
 
-/** Lagging workspaces named in a report (all are counted). */
+/** Lagging workspaces listed in a report's details, and named in its message (all are counted). */
 export const LAGGING_LISTED = 100;
+const LAGGING_NAMED = 5;
 
 const MIGRATE = 'pg-workspace-mcp migrate-workspaces';
 
@@ -152,8 +153,9 @@ async function inspect(tx: Queryable, plan: InstallPlan, database: string): Prom
       code: 'workspaces-lagging',
       severity: 'warning',
       message:
-        `${fleet.lagging} of ${fleet.workspaces} workspace(s) lag behind the workspace DDL and migrations` +
-        (fleet.pending.length > 0 ? ` (pending: ${fleet.pending.map((p) => `${p.migration} in ${p.workspaces}`).join(', ')}).` : '.'),
+        `${fleet.lagging} of ${fleet.workspaces} workspace(s) lag behind the workspace DDL and migrations ` +
+        `(${lagging.slice(0, LAGGING_NAMED).join(', ')}${lagging.length > LAGGING_NAMED ? ', …' : ''})` +
+        (fleet.pending.length > 0 ? `; pending: ${fleet.pending.map((p) => `${p.migration} in ${p.workspaces}`).join(', ')}.` : '.'),
       fix: `Each is upgraded on its next ensure_workspace; to upgrade all now: \`${MIGRATE}\`.`,
       details: { count: fleet.lagging, project_ids: lagging.slice(0, LAGGING_LISTED), pending: fleet.pending },
     });
