@@ -213,6 +213,39 @@ describe('the install lock of the embedded store', () => {
   });
 });
 
+describe('repair --forget-missing racing ensure_workspace on PostgreSQL', () => {
+  it('one wins cleanly each time: the workspace ends whole (registry row, schema, ledger), never forgotten while it exists', async (ctx) => {
+    if (!cluster) ctx.skip();
+    const db = new PostgresDatabase({ connectionString: await (cluster as PgCluster).createDatabase('race'), maxConnections: 6 });
+    try {
+      const v1 = await plan(V1);
+      const report = await install(db, v1);
+      const outcomes = new Set<string>();
+      for (let round = 0; round < 6; round++) {
+        await new WorkspaceManager(db, v1, report.searchPathSchemas, silentLogger).ensure('contested');
+        await db.exec('DROP SCHEMA project_contested CASCADE');
+        // A manager with an empty cache, as another server process would have.
+        const other = new WorkspaceManager(db, v1, report.searchPathSchemas, silentLogger);
+        const [actions, ensured] = await Promise.all([repair(db, v1, { ...FIXES, forgetMissing: true }), other.ensure('contested')]);
+        outcomes.add(`${actions[0]?.outcome}`);
+        expect(ensured.created).toBe(true);
+        const [state] = await db.query<{ registered: boolean; schema: boolean; ledger: number }>(
+          `SELECT EXISTS (SELECT FROM project_registry.workspace_config WHERE project_id = 'contested') AS registered,
+                  to_regnamespace('project_contested') IS NOT NULL AS schema,
+                  (SELECT count(*)::int FROM project_registry.workspace_migrations WHERE project_id = 'contested') AS ledger`,
+        );
+        // Whoever went first, ensure's workspace is whole: forgetting comes before it or not at all.
+        expect(state).toEqual({ registered: true, schema: true, ledger: 2 });
+        expect((await diagnose(db, v1)).findings).toEqual([]);
+      }
+      // Forgot first (changed), found it re-created under the lock (unchanged), or listed nothing lost (undefined): never failed.
+      expect([...outcomes].filter((o) => !['changed', 'unchanged', 'undefined'].includes(o))).toEqual([]);
+    } finally {
+      await db.close();
+    }
+  }, 120_000);
+});
+
 describe('doctor on PostgreSQL: extensions and privileges', () => {
   it('reports a required extension not created or not available, and each privilege the role lacks with the statement that grants it', async (ctx) => {
     if (!cluster) ctx.skip();
