@@ -260,10 +260,9 @@ export function formatRepair(actions: readonly RepairAction[], dryRun: boolean):
   if (actions.length === 0) return 'Nothing to repair for the fixes asked for.\n';
   const verb = { 'adopt-orphan': 'adopt', 'forget-missing': 'forget', 'accept-migration': 'accept' } as const;
   const lines = actions.map((a) => {
+    const not = { refused: 'not', failed: 'failed to', unchanged: 'nothing to' } as const;
     const head =
-      a.outcome === 'changed'
-        ? `${dryRun ? 'would ' : ''}${verb[a.fix]} ${a.subject}`
-        : `${a.outcome === 'refused' ? 'not' : 'nothing to'} ${verb[a.fix]} ${a.subject}: ${a.reason ?? ''}`;
+      a.outcome === 'changed' ? `${dryRun ? 'would ' : ''}${verb[a.fix]} ${a.subject}` : `${not[a.outcome]} ${verb[a.fix]} ${a.subject}: ${a.reason ?? ''}`;
     return [head, ...a.changes.map((c) => `  ${c}`)].join('\n');
   });
   return `${dryRun ? 'Dry run (every change rolled back):\n' : ''}${lines.join('\n')}\n`;

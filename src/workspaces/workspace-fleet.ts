@@ -53,8 +53,8 @@ export interface UpgradeSummary extends UpgradeProgress {
  */
 export class FleetStatusReader {
   constructor(
-    protected readonly db: Queryable,
-    protected readonly plan: InstallPlan,
+    private readonly db: Queryable,
+    private readonly plan: InstallPlan,
   ) {}
 
   async lagging(): Promise<string[]> {
