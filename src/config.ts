@@ -74,7 +74,7 @@ lagging workspaces, registry rows without schemas and schemas without rows, Post
 the install lock, privileges. Exit code 0 healthy, 1 findings, 2 could not run.
 repair applies the fixes doctor proposes, only those named: --adopt-orphans registers project_*
 schemas whose tables match the workspace DDL, --forget-missing deletes the registry rows (and roles)
-of workspaces whose schema is gone, --accept-migration re-stamps an edited migration's checksum
+of workspaces whose schema is gone and drops roles no workspace goes with, --accept-migration re-stamps an edited migration's checksum
 after review. Each in its own transaction; --dry-run rolls each back. Exit code 0 done, 1 some fix
 refused or failed, 2 could not run.
 

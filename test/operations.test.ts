@@ -49,7 +49,8 @@ async function services(db: Database, p: InstallPlan) {
   return { manager, sql, fleet: new WorkspaceFleet(db, p, manager, sql) };
 }
 
-const codes = (r: DoctorReport) => r.findings.map((f) => `${f.code}:${String(f.details['project_id'] ?? f.details['migration'] ?? '')}`).sort();
+const codes = (r: DoctorReport) =>
+  r.findings.map((f) => `${f.code}:${String(f.details['project_id'] ?? f.details['migration'] ?? f.details['role'] ?? '')}`).sort();
 const FIXES: RepairOptions = { adoptOrphans: false, forgetMissing: false, acceptMigrations: [], dryRun: false };
 
 /** Holds the install lock as a booting server would, until `release`. */
@@ -89,14 +90,17 @@ for (const kind of ['pglite', 'postgres'] as const) {
         // ws-old is made by v0, the rest by v1: ws-old lags behind 0002_pinned.
         await (await services(db, v0)).manager.ensure('ws-old');
         const { manager, sql, fleet } = await services(db, v1);
-        for (const id of ['ws-a', 'ws-lost', 'ws-orphan']) await manager.ensure(id);
-        await sql.execute('ws-lost', "INSERT INTO notes (body) VALUES ('gone soon')", []); // gives it its role
-        await sql.execute('ws-orphan', "INSERT INTO notes (body) VALUES ('kept')", []);
+        for (const id of ['ws-a', 'ws-lost', 'ws-orphan', 'ws-vanished']) await manager.ensure(id);
+        // The SQL tools give each its role.
+        for (const id of ['ws-lost', 'ws-orphan', 'ws-vanished']) await sql.execute(id, "INSERT INTO notes (body) VALUES ('kept')", []);
         const [{ database } = { database: '' }] = await db.query<{ database: string }>('SELECT current_database()::text AS database');
         const lostRole = roleNameFor(database, 'ws-lost');
+        const vanishedRole = roleNameFor(database, 'ws-vanished');
 
-        // Plant: a lost schema, an orphan that matches the workspace DDL, one that does not, the lock held.
+        // Plant: a lost schema, an orphan that matches the workspace DDL, one that does not, a
+        // workspace removed by hand but for its role, the lock held.
         await db.exec('DROP SCHEMA project_ws_lost CASCADE');
+        await db.exec(`DROP SCHEMA project_ws_vanished CASCADE; DELETE FROM project_registry.workspace_config WHERE project_id = 'ws-vanished'`);
         await db.query(`DELETE FROM project_registry.workspace_config WHERE project_id = 'ws-orphan'`);
         await db.exec('CREATE SCHEMA project_junk; CREATE TABLE project_junk.notes (id int);');
         const lock = await holdLock(db, url);
@@ -109,6 +113,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
         expect(codes(faulty)).toEqual([
           'install-lock-held:',
           'lost-schema:ws-lost',
+          `orphan-role:${vanishedRole}`,
           'orphan-schema:junk',
           'orphan-schema:ws-orphan',
           'workspaces-lagging:',
@@ -128,17 +133,24 @@ for (const kind of ['pglite', 'postgres'] as const) {
         const dry = await repair(db, v1, { ...FIXES, adoptOrphans: true, forgetMissing: true, dryRun: true });
         expect(dry.map((a) => `${a.fix}:${a.subject}:${a.outcome}`)).toEqual([
           'forget-missing:ws-lost:changed',
+          `forget-missing:${vanishedRole}:changed`,
           'adopt-orphan:junk:refused',
           'adopt-orphan:ws-orphan:changed',
         ]);
-        expect(codes(await diagnose(db, v1))).toEqual(['lost-schema:ws-lost', 'orphan-schema:junk', 'orphan-schema:ws-orphan', 'workspaces-lagging:']);
+        expect(codes(await diagnose(db, v1))).toEqual([
+          'lost-schema:ws-lost',
+          `orphan-role:${vanishedRole}`,
+          'orphan-schema:junk',
+          'orphan-schema:ws-orphan',
+          'workspaces-lagging:',
+        ]);
 
         const mended = await repair(db, v1, { ...FIXES, adoptOrphans: true, forgetMissing: true });
         const junk = mended.find((a) => a.subject === 'junk');
         expect(junk?.reason).toContain('notes.body is missing');
         expect(mended.find((a) => a.subject === 'ws-lost')?.changes.join('\n')).toMatch(/deleted 1 registry row and 2 ledger row\(s\)[\s\S]*dropped its role/);
-        const [roles] = await db.query<{ lost: boolean }>('SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1) AS lost', [lostRole]);
-        expect(roles?.lost).toBe(false);
+        const roles = await db.query<{ rolname: string }>('SELECT rolname::text FROM pg_roles WHERE rolname = ANY ($1::text[])', [[lostRole, vanishedRole]]);
+        expect(roles).toEqual([]);
         // The adopted workspace is a workspace again: current, with its data, usable by the SQL tools.
         const fresh = await services(db, v1);
         expect(await fresh.manager.ensure('ws-orphan')).toMatchObject({ created: false });

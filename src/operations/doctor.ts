@@ -4,6 +4,7 @@ import { privilegeFacts, registryOwnerGrants } from '../db/privilege-advice.js';
 import { INSTALL_LOCK_KEY } from '../installer/install-lock.js';
 import type { InstallPlan } from '../installer/install-plan.js';
 import * as registry from '../registry/operations-queries.js';
+import { roleNameFor, rolePrefixFor } from '../sandbox/sandbox-ddl.js';
 import { projectIdOfSchema, ReservedSchemas } from '../workspaces/project-id.js';
 import { FleetStatusReader, type FleetStatus } from '../workspaces/workspace-fleet.js';
 
@@ -20,6 +21,7 @@ export const FINDING_CODES = [
   'workspaces-lagging',
   'lost-schema',
   'orphan-schema',
+  'orphan-role',
   'pg-extension-missing',
   'install-lock-held',
   'privilege-missing',
@@ -172,10 +174,8 @@ async function inspect(tx: Queryable, plan: InstallPlan, database: string): Prom
       details: { project_id: lost.project_id, schema_name: lost.schema_name },
     });
   }
-  const reserved = reservedSchemas(plan, state.search_path_schemas);
-  for (const orphan of await registry.unregisteredProjectSchemas(tx)) {
-    const projectId = projectIdOfSchema(orphan.schema_name);
-    if (projectId === undefined || isReserved(reserved, projectId)) continue;
+  const orphans = await orphanSchemas(tx, plan, state.search_path_schemas);
+  for (const { projectId, schema: orphan } of orphans) {
     findings.push({
       code: 'orphan-schema',
       severity: 'warning',
@@ -187,7 +187,37 @@ async function inspect(tx: Queryable, plan: InstallPlan, database: string): Prom
       details: { project_id: projectId, schema_name: orphan.schema_name, owner: orphan.owner, tables: orphan.tables },
     });
   }
+  for (const role of await rolesWithoutWorkspace(tx, orphans.map((o) => o.projectId))) {
+    findings.push({
+      code: 'orphan-role',
+      severity: 'warning',
+      message: `Role ${role} is a workspace role of this database, but no workspace (registered, or an orphan schema) goes with it.`,
+      fix: `\`pg-workspace-mcp repair --forget-missing\` drops it (DROP OWNED BY ${quoteIdent(role)}; DROP ROLE ${quoteIdent(role)};).`,
+      details: { role },
+    });
+  }
   return report;
+}
+
+/** The `project_*` schemas without a registry row that are named for a project id (reserved ones aside). */
+export async function orphanSchemas(q: Queryable, plan: InstallPlan, searchPathSchemas: readonly string[]) {
+  const reserved = reservedSchemas(plan, searchPathSchemas);
+  return (await registry.unregisteredProjectSchemas(q)).flatMap((schema) => {
+    const projectId = projectIdOfSchema(schema.schema_name);
+    return projectId === undefined || isReserved(reserved, projectId) ? [] : [{ projectId, schema }];
+  });
+}
+
+/**
+ * This database's workspace roles (pgw_<dbtag>_…) that belong to no registered workspace and to
+ * no orphan schema (which an adoption would give its role back): left by a workspace removed by hand.
+ */
+export async function rolesWithoutWorkspace(q: Queryable, orphanIds: readonly string[]): Promise<string[]> {
+  const database = await registry.currentDatabase(q);
+  const roles = await registry.rolesStartingWith(q, rolePrefixFor(database));
+  if (roles.length === 0) return [];
+  const owned = new Set([...(await registry.registeredProjectIds(q)), ...orphanIds].map((id) => roleNameFor(database, id)));
+  return roles.filter((role) => !owned.has(role));
 }
 
 /** Global and workspace ledger rows against the migration files of the enabled extensions. */

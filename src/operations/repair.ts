@@ -3,12 +3,12 @@ import { quoteIdent } from '../db/identifiers.js';
 import { describePgError, explainError } from '../db/sql-errors.js';
 import type { InstallPlan } from '../installer/install-plan.js';
 import * as registry from '../registry/operations-queries.js';
-import { principalScript, roleNameFor, sandboxFunction } from '../sandbox/sandbox-ddl.js';
-import { projectIdOfSchema, schemaNameFor } from '../workspaces/project-id.js';
+import { principalScript, roleNameFor, rolePrefixFor, sandboxFunction } from '../sandbox/sandbox-ddl.js';
+import { projectIdOfSchema, SCHEMA_PREFIX, schemaNameFor } from '../workspaces/project-id.js';
 import { buildWorkspaceScript } from '../workspaces/workspace-ddl.js';
 import { WORKSPACE_LOCK_CLASS } from '../workspaces/workspace-manager.js';
 import { CannotRunError } from './cannot-run.js';
-import { isReserved, reservedSchemas } from './doctor.js';
+import { orphanSchemas, rolesWithoutWorkspace } from './doctor.js';
 
 export interface RepairOptions {
   adoptOrphans: boolean;
@@ -64,16 +64,17 @@ export async function repair(db: Database, plan: InstallPlan, options: RepairOpt
     );
   const actions: RepairAction[] = [];
   for (const m of accepted) actions.push(await run('accept-migration', m.id, (tx) => acceptMigration(tx, m)));
+  const orphanIds = async (q: Queryable) => (await orphanSchemas(q, plan, state.search_path_schemas)).map((o) => o.projectId);
   if (options.forgetMissing) {
     for (const { project_id } of await registry.lostSchemas(db)) {
       actions.push(await run('forget-missing', project_id, (tx) => forgetMissing(tx, project_id)));
     }
+    for (const role of await rolesWithoutWorkspace(db, await orphanIds(db))) {
+      actions.push(await run('forget-missing', role, (tx) => forgetRole(tx, role, orphanIds)));
+    }
   }
   if (options.adoptOrphans) {
-    const reserved = reservedSchemas(plan, state.search_path_schemas);
-    for (const orphan of await registry.unregisteredProjectSchemas(db)) {
-      const projectId = projectIdOfSchema(orphan.schema_name);
-      if (projectId === undefined || isReserved(reserved, projectId)) continue;
+    for (const projectId of await orphanIds(db)) {
       if (presence.citus) {
         actions.push({
           fix: 'adopt-orphan',
@@ -181,6 +182,22 @@ async function forgetMissing(tx: Queryable, projectId: string): Promise<RepairAc
     changes.push(`kept its role ${role}: ${describePgError(error)} (drop it as a role with CREATEROLE: DROP OWNED BY ${quoteIdent(role)}; DROP ROLE ${quoteIdent(role)};)`);
   }
   return { fix: 'forget-missing', subject: projectId, outcome: 'changed', changes };
+}
+
+/**
+ * Drops a workspace role that no workspace goes with (its schema and registry row were removed
+ * by hand), re-checked in the transaction; under its workspace's lock when the name gives the id
+ * (long ids end in a hash instead).
+ */
+async function forgetRole(tx: Queryable, role: string, orphanIds: (q: Queryable) => Promise<string[]>): Promise<RepairAction> {
+  const database = await registry.currentDatabase(tx);
+  const projectId = projectIdOfSchema(SCHEMA_PREFIX + role.slice(rolePrefixFor(database).length));
+  if (projectId !== undefined && roleNameFor(database, projectId) === role) await registry.lockWorkspace(tx, WORKSPACE_LOCK_CLASS, projectId);
+  if (!(await rolesWithoutWorkspace(tx, await orphanIds(tx))).includes(role)) {
+    return { fix: 'forget-missing', subject: role, outcome: 'unchanged', changes: [], reason: 'a workspace goes with it again (or it is gone)' };
+  }
+  await tx.exec(`DROP OWNED BY ${quoteIdent(role)}; DROP ROLE ${quoteIdent(role)}`);
+  return { fix: 'forget-missing', subject: role, outcome: 'changed', changes: [`dropped role ${role}, which no workspace goes with, and what it owned`] };
 }
 
 /**

@@ -35,6 +35,15 @@ const UNREGISTERED_PROJECT_SCHEMAS = `
      AND NOT EXISTS (SELECT FROM project_registry.workspace_config w WHERE w.schema_name = n.nspname)
    ORDER BY n.nspname`;
 
+/** Roles named like this database's workspace roles (`prefix` then anything), and the registered ids. */
+const WORKSPACE_ROLES = `
+  SELECT r.rolname::text AS role_name FROM pg_catalog.pg_roles r
+   WHERE starts_with(r.rolname, $1) ORDER BY r.rolname`;
+
+const REGISTERED_IDS = 'SELECT project_id FROM project_registry.workspace_config';
+
+const CURRENT_DATABASE = 'SELECT current_database()::text AS database';
+
 const PG_EXTENSIONS = `
   SELECT r.name, a.name IS NOT NULL AS available, a.installed_version IS NOT NULL AS installed
     FROM unnest($1::text[]) AS r(name)
@@ -185,6 +194,18 @@ export const workspaceLedgerChecksums = (q: Queryable) => q.query<WorkspaceLedge
 export const lostSchemas = (q: Queryable) => q.query<LostSchema>(LOST_SCHEMAS);
 
 export const unregisteredProjectSchemas = (q: Queryable) => q.query<UnregisteredSchema>(UNREGISTERED_PROJECT_SCHEMAS);
+
+export async function rolesStartingWith(q: Queryable, prefix: string): Promise<string[]> {
+  return (await q.query<{ role_name: string }>(WORKSPACE_ROLES, [prefix])).map((r) => r.role_name);
+}
+
+export async function currentDatabase(q: Queryable): Promise<string> {
+  return (await first<{ database: string }>(q, CURRENT_DATABASE)).database;
+}
+
+export async function registeredProjectIds(q: Queryable): Promise<string[]> {
+  return (await q.query<{ project_id: string }>(REGISTERED_IDS)).map((r) => r.project_id);
+}
 
 export const pgExtensionStates = (q: Queryable, names: readonly string[]) => q.query<PgExtensionState>(PG_EXTENSIONS, [names]);
 
