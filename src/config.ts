@@ -35,6 +35,16 @@ export type Command =
   | { kind: 'serve'; config: Config; http: HttpConfig | undefined }
   | { kind: 'migrate-workspaces'; config: Config; concurrency: number; dryRun: boolean }
   | { kind: 'db-url'; config: Config }
+  | { kind: 'doctor'; config: Config; json: boolean }
+  | {
+      kind: 'repair';
+      config: Config;
+      json: boolean;
+      dryRun: boolean;
+      adoptOrphans: boolean;
+      forgetMissing: boolean;
+      acceptMigrations: string[];
+    }
   | { kind: 'help' }
   | { kind: 'version' };
 
@@ -51,12 +61,22 @@ const MIN_HTTP_TOKEN_LENGTH = 16;
 export const USAGE = `Usage: pg-workspace-mcp [options]
        pg-workspace-mcp migrate-workspaces [--concurrency N] [--dry-run] [options]
        pg-workspace-mcp db-url [options]
+       pg-workspace-mcp doctor [--json] [options]
+       pg-workspace-mcp repair [--adopt-orphans] [--forget-missing] [--accept-migration EXT/NAME]... [--dry-run] [--json] [options]
 
 MCP server (stdio, or Streamable HTTP with --http) that gives AI agents isolated, per-project PostgreSQL workspaces.
 migrate-workspaces applies pending workspace migrations to every lagging workspace, each in its
 own transaction, N at a time (default ${DEFAULT_MIGRATE_CONCURRENCY}); safe beside running servers, and a rerun resumes.
 db-url prints the connection string for psql and GUI tools (the embedded store is served on a
 unix socket in its data directory by whichever server process owns it; only this user can connect).
+doctor checks the database against the extension files, read-only: install, migration ledgers,
+lagging workspaces, registry rows without schemas and schemas without rows, PostgreSQL extensions,
+the install lock, privileges. Exit code 0 healthy, 1 findings, 2 could not run.
+repair applies the fixes doctor proposes, only those named: --adopt-orphans registers project_*
+schemas whose tables match the workspace DDL, --forget-missing deletes the registry rows (and roles)
+of workspaces whose schema is gone and drops roles no workspace goes with, --accept-migration re-stamps an edited migration's checksum
+after review. Each in its own transaction; --dry-run rolls each back. Exit code 0 done, 1 some fix
+refused or failed, 2 could not run.
 
 Options:
   --data-dir DIR       embedded PGlite data directory (env PG_WORKSPACE_DATA_DIR;
@@ -114,14 +134,26 @@ const splitList = (value: string | undefined, separator: string) =>
 export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): Command {
   const migrate = argv[0] === 'migrate-workspaces';
   const dbUrl = argv[0] === 'db-url';
+  const doctor = argv[0] === 'doctor';
+  const repair = argv[0] === 'repair';
+  const subcommand = migrate || dbUrl || doctor || repair;
   let values;
   try {
     ({ values } = parseArgs({
-      args: migrate || dbUrl ? argv.slice(1) : [...argv],
+      args: subcommand ? argv.slice(1) : [...argv],
       strict: true,
       options: {
-        ...(migrate ? { concurrency: { type: 'string' }, 'dry-run': { type: 'boolean' } } as const : {}),
-        ...(migrate || dbUrl ? {} : { http: { type: 'string' } } as const),
+        ...(migrate ? { concurrency: { type: 'string' } } as const : {}),
+        ...(migrate || repair ? { 'dry-run': { type: 'boolean' } } as const : {}),
+        ...(doctor || repair ? { json: { type: 'boolean' } } as const : {}),
+        ...(repair
+          ? ({
+              'adopt-orphans': { type: 'boolean' },
+              'forget-missing': { type: 'boolean' },
+              'accept-migration': { type: 'string', multiple: true },
+            } as const)
+          : {}),
+        ...(subcommand ? {} : { http: { type: 'string' } } as const),
         'data-dir': { type: 'string' },
         extensions: { type: 'string', multiple: true },
         disable: { type: 'string', multiple: true },
@@ -167,6 +199,21 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
   }
   const config = { ...parsed.data, databaseUrl: parsed.data.databaseUrl, allowedProjects: parsed.data.allowedProjects };
   if (dbUrl) return { kind: 'db-url', config };
+  if (doctor) return { kind: 'doctor', config, json: values.json === true };
+  if (repair) {
+    const fixes = {
+      adoptOrphans: values['adopt-orphans'] === true,
+      forgetMissing: values['forget-missing'] === true,
+      acceptMigrations: (values['accept-migration'] as string[] | undefined) ?? [],
+    };
+    if (!fixes.adoptOrphans && !fixes.forgetMissing && fixes.acceptMigrations.length === 0) {
+      throw new ConfigError(
+        'repair changes only what a flag names: give --adopt-orphans, --forget-missing and/or --accept-migration EXT/NAME ' +
+          '(run `pg-workspace-mcp doctor` to see what needs repair).',
+      );
+    }
+    return { kind: 'repair', config, json: values.json === true, dryRun: values['dry-run'] === true, ...fixes };
+  }
   if (!migrate) {
     const address = 'http' in values ? (values.http as string | undefined) : undefined;
     return { kind: 'serve', config, http: parseHttp(address ?? (env['PG_WORKSPACE_HTTP'] || undefined), env) };

@@ -26,6 +26,16 @@ switch (command.kind) {
     process.exitCode = await printDbUrl(command.config);
     break;
   }
+  case 'doctor': {
+    const { doctorCommand } = await import('./operations/operations-command.js');
+    process.exitCode = await doctorCommand(command.config, command);
+    break;
+  }
+  case 'repair': {
+    const { repairCommand } = await import('./operations/operations-command.js');
+    process.exitCode = await repairCommand(command.config, command);
+    break;
+  }
   case 'migrate-workspaces':
     process.exitCode = await migrateWorkspaces(command.config, command);
     break;

@@ -36,7 +36,21 @@ export async function tryFileLock<T>(dir: string, key: bigint, attempt: LockTry,
 
 export async function fileLockHolders(dir: string, key: bigint): Promise<LockHolder[]> {
   const [pid, since] = (await readFile(fileOf(dir, key), 'utf8').catch(() => '')).trim().split(' ').map(Number);
-  if (!pid) return [];
+  // A holder that was killed left its pid in the file; the kernel freed its lock all the same.
+  if (!pid || !(await isLocked(fileOf(dir, key)))) return [];
   const heldSeconds = since ? Math.round((Date.now() - since) / 1000) : null;
   return [{ pid, application_name: 'pg-workspace-mcp', client_addr: null, state: `holds ${fileOf(dir, key)}`, held_seconds: heldSeconds }];
+}
+
+/** Whether any open file (this process's own included) holds the lock, by trying it on a descriptor of our own. */
+async function isLocked(file: string): Promise<boolean> {
+  const handle = await open(file, 'r+').catch(() => undefined);
+  if (!handle) return false;
+  try {
+    if (!fsx.tryLock(handle.fd)) return true;
+    fsx.unlock(handle.fd);
+    return false;
+  } finally {
+    await handle.close();
+  }
 }

@@ -31,6 +31,9 @@ export const openPGlite = (pgdata: string) => PGlite.create({ dataDir: pgdata, e
 
 const exists = (file: string) => access(file).then(() => true, () => false);
 
+/** Whether `pgdata` holds a store (one whose first start completed). */
+export const storeExists = async (pgdata: string) => (await exists(pgdata)) && !(await exists(path.join(pgdata, INITIALISING)));
+
 /**
  * Opens `pgdata`, making it first when there is no store there yet: from the template built with
  * the package when it is complete and from this PGlite version, else with PGlite's own initdb.
@@ -41,7 +44,7 @@ export async function openOrCreateStore(
   onFallback: (reason: string) => void,
   templateDir = pgliteTemplateDir,
 ): Promise<PGlite> {
-  if ((await exists(pgdata)) && !(await exists(path.join(pgdata, INITIALISING)))) {
+  if (await storeExists(pgdata)) {
     // Stores made from a packed template before its directories were listed lack them.
     const manifest = await readManifest(templateDir);
     if (manifest) await Promise.all(manifest.dirs.map((dir) => mkdir(path.join(pgdata, dir), { recursive: true }).catch(() => undefined)));

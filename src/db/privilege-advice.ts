@@ -9,7 +9,7 @@ export interface PrivilegeScope {
   unqualified?: boolean;
 }
 
-interface Facts {
+export interface PrivilegeFacts {
   role: string;
   database: string;
   create_on_database: boolean;
@@ -48,9 +48,9 @@ const REGISTRY = 'project_registry';
 export async function privilegeAdvice(db: Queryable, scope: PrivilegeScope): Promise<string> {
   const creates = (scope.creates ?? []).filter((s) => s !== REGISTRY);
   const uses = (scope.uses ?? []).filter((s) => s !== REGISTRY);
-  let facts: Facts | undefined;
+  let facts: PrivilegeFacts | undefined;
   try {
-    [facts] = await db.query<Facts>(FACTS, [[...creates, ...uses], scope.unqualified === true]);
+    facts = await privilegeFacts(db, [...creates, ...uses], scope.unqualified === true);
   } catch {
     facts = undefined;
   }
@@ -80,15 +80,7 @@ export async function privilegeAdvice(db: Queryable, scope: PrivilegeScope): Pro
         'must act as one owner, because the installer re-creates the registry\'s functions and workspace upgrades alter ' +
         'tables, which PostgreSQL allows only to the owner',
     );
-    if (facts.registry_owner_is_superuser) {
-      grants.push(
-        `-- "${owner}" is a superuser, whose rights a server should not share: run the servers as one ordinary role and, as a superuser, ` +
-          `make it the owner of schema ${REGISTRY}, of every object in it and of the workspace schemas (ALTER ... OWNER TO ${role}).`,
-      );
-    } else {
-      // Membership gives the owner's rights; the default role makes new workspaces belong to the owner too.
-      grants.push(`GRANT ${quoteIdent(owner)} TO ${role};`, `ALTER ROLE ${role} SET role = ${quoteLiteral(owner)};  -- from its next connection`);
-    }
+    grants.push(...registryOwnerGrants(facts));
   }
   if (why.length === 0) {
     return (
@@ -101,6 +93,27 @@ export async function privilegeAdvice(db: Queryable, scope: PrivilegeScope): Pro
     `The role "${facts.role}" lacks ${why.join('; and ')}. An administrator can fix it with:\n` +
     grants.map((g) => `  ${g}`).join('\n')
   );
+}
+
+/** What the current role may do on the database and on `schemas` (and the current schema when `currentSchema`). */
+export async function privilegeFacts(db: Queryable, schemas: readonly string[], currentSchema = false): Promise<PrivilegeFacts | undefined> {
+  const [facts] = await db.query<PrivilegeFacts>(FACTS, [schemas, currentSchema]);
+  return facts;
+}
+
+/** The statements that let the current role act as the registry's owner (see privilegeAdvice). */
+export function registryOwnerGrants(facts: PrivilegeFacts): string[] {
+  const owner = facts.registry_owner;
+  if (owner === null) return [];
+  const role = quoteIdent(facts.role);
+  if (facts.registry_owner_is_superuser) {
+    return [
+      `-- "${owner}" is a superuser, whose rights a server should not share: run the servers as one ordinary role and, as a superuser, ` +
+        `make it the owner of schema ${REGISTRY}, of every object in it and of the workspace schemas (ALTER ... OWNER TO ${role}).`,
+    ];
+  }
+  // Membership gives the owner's rights; the default role makes new workspaces belong to the owner too.
+  return [`GRANT ${quoteIdent(owner)} TO ${role};`, `ALTER ROLE ${role} SET role = ${quoteLiteral(owner)};  -- from its next connection`];
 }
 
 function quoteLiteral(value: string): string {

@@ -29,12 +29,16 @@ export const RESULT_PORTAL = 'pgw_result';
  * the database, so two databases with the same project id never share a role.
  */
 export function roleNameFor(databaseName: string, projectId: string): string {
-  const tag = createHash('sha256').update(databaseName).digest('hex').slice(0, 8);
-  const prefix = `pgw_${tag}_`;
+  const prefix = rolePrefixFor(databaseName);
   const id = projectId.replaceAll('-', '_');
   if (Buffer.byteLength(prefix + id) <= MAX_IDENTIFIER_BYTES) return prefix + id;
   const hash = createHash('sha256').update(projectId).digest('hex').slice(0, 8);
   return `${prefix}${id.slice(0, MAX_IDENTIFIER_BYTES - prefix.length - hash.length - 1)}_${hash}`;
+}
+
+/** What every workspace role of the database starts with. */
+export function rolePrefixFor(databaseName: string): string {
+  return `pgw_${createHash('sha256').update(databaseName).digest('hex').slice(0, 8)}_`;
 }
 
 export interface Principal {

@@ -34,6 +34,13 @@ export function schemaNameFor(projectId: string): string {
   return SCHEMA_PREFIX + validateProjectId(projectId).replaceAll('-', '_');
 }
 
+/** The inverse of schemaNameFor: the project id whose workspace schema is `schemaName`, if any. */
+export function projectIdOfSchema(schemaName: string): string | undefined {
+  if (!schemaName.startsWith(SCHEMA_PREFIX)) return undefined;
+  const id = schemaName.slice(SCHEMA_PREFIX.length).replaceAll('_', '-');
+  return id.length <= PROJECT_ID_MAX_LENGTH && PROJECT_ID_PATTERN.test(id) ? id : undefined;
+}
+
 export const RESERVED_ID_RULES =
   'Reserved ids: "registry" and every id beginning with "registry-" (the server\'s own schemas), and any id ' +
   "whose schema an enabled extension's global SQL or a required PostgreSQL extension uses.";

@@ -1,4 +1,4 @@
-import type { Database } from '../db/database.js';
+import type { Database, Queryable } from '../db/database.js';
 import type { InstallPlan } from '../installer/install-plan.js';
 import type { WorkspaceSql } from '../sandbox/workspace-sql.js';
 import type { WorkspaceManager } from './workspace-manager.js';
@@ -46,16 +46,15 @@ export interface UpgradeSummary extends UpgradeProgress {
 }
 
 /**
- * The workspaces as a fleet: which lag behind the current workspace DDL and migrations, and
- * bringing them all up to date. Lagging is one indexed query on the registry's fingerprint
- * column, written as two range predicates so that "not equal" is still an index scan.
+ * Which workspaces lag behind the current workspace DDL and migrations: what workspace_status
+ * and doctor report, on any Queryable (doctor reads in its own read-only transaction). Lagging
+ * is one indexed query on the registry's fingerprint column, written as two range predicates
+ * so that "not equal" is still an index scan.
  */
-export class WorkspaceFleet {
+export class FleetStatusReader {
   constructor(
-    private readonly db: Database,
+    private readonly db: Queryable,
     private readonly plan: InstallPlan,
-    private readonly manager: WorkspaceManager,
-    private readonly sql?: WorkspaceSql,
   ) {}
 
   async lagging(): Promise<string[]> {
@@ -120,6 +119,22 @@ export class WorkspaceFleet {
     };
   }
 
+  #allMigrations(): string[] {
+    return this.plan.extensions.flatMap((p) => p.workspace.migrations.map((m) => `${p.extension.id}/${m.migration.name}`));
+  }
+}
+
+/** The workspaces as a fleet: their status, and bringing them all up to date. */
+export class WorkspaceFleet extends FleetStatusReader {
+  constructor(
+    db: Database,
+    plan: InstallPlan,
+    private readonly manager: WorkspaceManager,
+    private readonly sql?: WorkspaceSql,
+  ) {
+    super(db, plan);
+  }
+
   /**
    * Upgrades every lagging workspace, `concurrency` at a time, each in its own transaction: a
    * rerun after a crash or an interrupt simply finds fewer lagging workspaces, and one failing
@@ -157,9 +172,5 @@ export class WorkspaceFleet {
     if (!summary.interrupted && this.sql) summary.sandboxes = await this.sql.adoptAll();
     summary.ms = performance.now() - started;
     return summary;
-  }
-
-  #allMigrations(): string[] {
-    return this.plan.extensions.flatMap((p) => p.workspace.migrations.map((m) => `${p.extension.id}/${m.migration.name}`));
   }
 }

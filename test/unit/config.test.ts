@@ -103,6 +103,21 @@ describe('parseCommand', () => {
     }
     expect(failure(['migrate-workspaces'], { DATABASE_URL: 'x' })).toContain('DATABASE_URL:');
   });
+
+  it('parses doctor and repair, whose fixes are only those a flag names', () => {
+    expect(parseCommand(['doctor'], {})).toMatchObject({ kind: 'doctor', json: false });
+    expect(parseCommand(['doctor', '--json', '--data-dir', '/d'], {})).toMatchObject({ kind: 'doctor', json: true, config: { dataDir: '/d' } });
+    expect(parseCommand(['repair', '--forget-missing'], {})).toMatchObject({
+      kind: 'repair', json: false, dryRun: false, adoptOrphans: false, forgetMissing: true, acceptMigrations: [],
+    });
+    expect(parseCommand(['repair', '--adopt-orphans', '--accept-migration', 'a/0001_x', '--accept-migration', 'b/0002_y', '--dry-run', '--json'], {}))
+      .toMatchObject({ adoptOrphans: true, forgetMissing: false, acceptMigrations: ['a/0001_x', 'b/0002_y'], dryRun: true, json: true });
+    expect(failure(['repair'])).toContain('repair changes only what a flag names');
+    expect(failure(['repair', '--dry-run'])).toContain('repair changes only what a flag names');
+    expect(failure(['doctor', '--dry-run'])).toMatch(/Unknown option '--dry-run'/);
+    expect(failure(['doctor', '--forget-missing'])).toMatch(/Unknown option '--forget-missing'/);
+    expect(failure(['--json'])).toMatch(/Unknown option '--json'/);
+  });
 });
 
 const http = (argv: string[], env: Record<string, string> = {}) => {

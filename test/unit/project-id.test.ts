@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   PROJECT_ID_MAX_LENGTH,
   ReservedProjectIdError,
+  projectIdOfSchema,
   ReservedSchemas,
   schemaNameFor,
   validateProjectId,
@@ -33,6 +34,13 @@ describe('project ids', () => {
     expect(schemaNameFor('client-a')).toBe('project_client_a');
     expect(schemaNameFor('client-a-2')).not.toBe(schemaNameFor('client-a2'));
     expect(() => schemaNameFor('client_a')).toThrow(WorkspaceIdError);
+  });
+
+  it('maps a workspace schema back to its id, and other names to none', () => {
+    for (const id of ['client-a', 'a', 'x1-2-3', 'a'.repeat(PROJECT_ID_MAX_LENGTH)]) expect(projectIdOfSchema(schemaNameFor(id))).toBe(id);
+    for (const name of ['project_', 'project__a', 'project_a_', 'project_Client', 'project_1a', 'public', 'projecta', `project_${'a'.repeat(56)}`]) {
+      expect(projectIdOfSchema(name), name).toBeUndefined();
+    }
   });
 });
 

@@ -1,0 +1,398 @@
+import type { Database, LockHolder, Queryable } from '../db/database.js';
+import { quoteIdent } from '../db/identifiers.js';
+import { privilegeFacts, registryOwnerGrants } from '../db/privilege-advice.js';
+import { INSTALL_LOCK_KEY } from '../installer/install-lock.js';
+import type { InstallPlan } from '../installer/install-plan.js';
+import * as registry from '../registry/operations-queries.js';
+import { roleNameFor, rolePrefixFor } from '../sandbox/sandbox-ddl.js';
+import { projectIdOfSchema, ReservedSchemas } from '../workspaces/project-id.js';
+import { FleetStatusReader, type FleetStatus } from '../workspaces/workspace-fleet.js';
+
+/**
+ * The finding codes of `doctor --json`: stable, so scripts may match on them. Each finding
+ * carries a message, the fix, and details whose keys are stable per code.
+ */
+export const FINDING_CODES = [
+  'not-installed',
+  'install-outdated',
+  'migration-drift',
+  'workspace-migration-drift',
+  'migration-file-missing',
+  'workspaces-lagging',
+  'lost-schema',
+  'orphan-schema',
+  'orphan-role',
+  'pg-extension-missing',
+  'install-lock-held',
+  'privilege-missing',
+] as const;
+
+export type FindingCode = (typeof FINDING_CODES)[number];
+
+/** `info` findings are reported but leave the database healthy (exit code 0). */
+export type Severity = 'error' | 'warning' | 'info';
+
+export interface Finding {
+  code: FindingCode;
+  severity: Severity;
+  message: string;
+  fix: string;
+  details: Record<string, unknown>;
+}
+
+/** Doctor's report, as `doctor --json` prints it (snake_case, like the tools' results). */
+export interface DoctorReport {
+  healthy: boolean;
+  database: string;
+  install: {
+    installed: boolean;
+    up_to_date: boolean;
+    database_fingerprint: string | null;
+    files_fingerprint: string;
+    installed_at: string | null;
+    /** Extension versions as installed and as on disk (null where one side lacks it). */
+    extensions: { id: string; installed: string | null; files: string | null }[];
+  };
+  /** What workspace_status reports for the fleet; null before the first install. */
+  fleet: { workspaces: number; up_to_date: number; lagging: number; pending: FleetStatus['pending'] } | null;
+  install_lock: { held: boolean; holders: LockHolder[] };
+  findings: Finding[];
+}
+
+/** Lagging workspaces listed in a report's details, and named in its message (all are counted). */
+export const LAGGING_LISTED = 100;
+const LAGGING_NAMED = 5;
+
+const MIGRATE = 'pg-workspace-mcp migrate-workspaces';
+
+/**
+ * One read-only look at the database against the extension files: every query runs in one
+ * READ ONLY transaction (PostgreSQL refuses any write in it) at one snapshot, so the findings
+ * agree with each other. The install lock's holders are read beside it (pg_locks, or the lock
+ * file of the embedded store).
+ */
+export async function diagnose(db: Database, plan: InstallPlan): Promise<DoctorReport> {
+  const holders = await db.lockHolders(INSTALL_LOCK_KEY);
+  const report = await db.transaction(async (tx) => {
+    await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
+    return inspect(tx, plan, db.description);
+  });
+  if (holders.length > 0) {
+    report.install_lock = { held: true, holders };
+    report.findings.push({
+      code: 'install-lock-held',
+      severity: 'warning',
+      message: `The install lock is held by ${holders.map(describeHolder).join(', ')}.`,
+      fix:
+        'A server is installing extension schemas: let it finish. If the holder is stuck, end it ' +
+        (db.kind === 'postgres' ? '(SELECT pg_terminate_backend(<pid>);).' : '(stop that process).'),
+      details: { holders },
+    });
+  }
+  report.healthy = report.findings.every((f) => f.severity === 'info');
+  return report;
+}
+
+async function inspect(tx: Queryable, plan: InstallPlan, database: string): Promise<DoctorReport> {
+  const findings: Finding[] = [];
+  const presence = await registry.registryPresence(tx);
+  const state = presence.registry ? await registry.installState(tx) : undefined;
+  const installedVersions = new Map((state?.extensions ?? []).map((e) => [e.id, e.version]));
+  const fileVersions = new Map(plan.extensions.map((p) => [p.extension.id, p.extension.version]));
+  const report: DoctorReport = {
+    healthy: false,
+    database,
+    install: {
+      installed: state !== undefined,
+      up_to_date: state?.fingerprint === plan.fingerprint,
+      database_fingerprint: state?.fingerprint ?? null,
+      files_fingerprint: plan.fingerprint,
+      installed_at: state ? new Date(state.installed_at).toISOString() : null,
+      extensions: [...new Set([...installedVersions.keys(), ...fileVersions.keys()])].map((id) => ({
+        id,
+        installed: installedVersions.get(id) ?? null,
+        files: fileVersions.get(id) ?? null,
+      })),
+    },
+    fleet: null,
+    install_lock: { held: false, holders: [] },
+    findings,
+  };
+  findings.push(...(await pgExtensionFindings(tx, plan)));
+  findings.push(...(await privilegeFindings(tx, state?.search_path_schemas ?? [])));
+  if (!state) {
+    findings.push({
+      code: 'not-installed',
+      severity: 'error',
+      message: presence.registry
+        ? 'The registry exists but no install has completed (project_registry.install_state is empty).'
+        : 'The extension schemas are not installed in this database (no project_registry schema).',
+      fix: `Start a server on this database, or run \`${MIGRATE}\`: either installs them.`,
+      details: { registry: presence.registry },
+    });
+    return report;
+  }
+  if (state.fingerprint !== plan.fingerprint) {
+    const changed = report.install.extensions.filter((e) => e.installed !== e.files).map((e) => `${e.id} ${e.installed ?? '(none)'} -> ${e.files ?? '(disabled)'}`);
+    findings.push({
+      code: 'install-outdated',
+      severity: 'warning',
+      message:
+        'The extension files differ from what the database last installed' +
+        (changed.length > 0 ? ` (${changed.join(', ')}).` : ' (same versions, changed SQL or settings).'),
+      fix: `The next server boot installs them, or run \`${MIGRATE}\` now.`,
+      details: { database_fingerprint: state.fingerprint, files_fingerprint: plan.fingerprint },
+    });
+  }
+  findings.push(...migrationFindings(plan, await registry.globalLedger(tx), await registry.workspaceLedgerChecksums(tx)));
+
+  const fleetReader = new FleetStatusReader(tx, plan);
+  const fleet = await fleetReader.fleetStatus();
+  report.fleet = { workspaces: fleet.workspaces, up_to_date: fleet.upToDate, lagging: fleet.lagging, pending: fleet.pending };
+  if (fleet.lagging > 0) {
+    const lagging = await fleetReader.lagging();
+    findings.push({
+      code: 'workspaces-lagging',
+      severity: 'warning',
+      message:
+        `${fleet.lagging} of ${fleet.workspaces} workspace(s) lag behind the workspace DDL and migrations ` +
+        `(${lagging.slice(0, LAGGING_NAMED).join(', ')}${lagging.length > LAGGING_NAMED ? ', …' : ''})` +
+        (fleet.pending.length > 0 ? `; pending: ${fleet.pending.map((p) => `${p.migration} in ${p.workspaces}`).join(', ')}.` : '.'),
+      fix: `Each is upgraded on its next ensure_workspace; to upgrade all now: \`${MIGRATE}\`.`,
+      details: { count: fleet.lagging, project_ids: lagging.slice(0, LAGGING_LISTED), pending: fleet.pending },
+    });
+  }
+
+  for (const lost of await registry.lostSchemas(tx)) {
+    findings.push({
+      code: 'lost-schema',
+      severity: 'warning',
+      message: `Workspace "${lost.project_id}" is registered but its schema ${lost.schema_name} does not exist (dropped by hand?).`,
+      fix:
+        `ensure_workspace re-creates it empty; or, if it is gone for good, \`pg-workspace-mcp repair --forget-missing\` ` +
+        'deletes its registry and ledger rows and its role.',
+      details: { project_id: lost.project_id, schema_name: lost.schema_name },
+    });
+  }
+  const orphans = await orphanSchemas(tx, plan, state.search_path_schemas);
+  for (const { projectId, schema: orphan } of orphans) {
+    findings.push({
+      code: 'orphan-schema',
+      severity: 'warning',
+      message: `Schema ${orphan.schema_name} (owner ${orphan.owner}, ${orphan.tables} table(s)) is named like the workspace "${projectId}" but is not registered.`,
+      fix:
+        `\`pg-workspace-mcp repair --adopt-orphans\` registers it if its tables match what the workspace DDL makes ` +
+        `(it says why not otherwise); or drop it (DROP SCHEMA ${quoteIdent(orphan.schema_name)} CASCADE) if it is not wanted. ` +
+        'Until then ensure_workspace for that id would take it over as it is.',
+      details: { project_id: projectId, schema_name: orphan.schema_name, owner: orphan.owner, tables: orphan.tables },
+    });
+  }
+  for (const role of await rolesWithoutWorkspace(tx, orphans.map((o) => o.projectId))) {
+    findings.push({
+      code: 'orphan-role',
+      severity: 'warning',
+      message: `Role ${role} is a workspace role of this database, but no workspace (registered, or an orphan schema) goes with it.`,
+      fix: `\`pg-workspace-mcp repair --forget-missing\` drops it (DROP OWNED BY ${quoteIdent(role)}; DROP ROLE ${quoteIdent(role)};).`,
+      details: { role },
+    });
+  }
+  return report;
+}
+
+/** The `project_*` schemas without a registry row that are named for a project id (reserved ones aside). */
+export async function orphanSchemas(q: Queryable, plan: InstallPlan, searchPathSchemas: readonly string[]) {
+  const reserved = reservedSchemas(plan, searchPathSchemas);
+  return (await registry.unregisteredProjectSchemas(q)).flatMap((schema) => {
+    const projectId = projectIdOfSchema(schema.schema_name);
+    return projectId === undefined || isReserved(reserved, projectId) ? [] : [{ projectId, schema }];
+  });
+}
+
+/**
+ * This database's workspace roles (pgw_<dbtag>_…) that belong to no registered workspace and to
+ * no orphan schema (which an adoption would give its role back): left by a workspace removed by hand.
+ */
+export async function rolesWithoutWorkspace(q: Queryable, orphanIds: readonly string[]): Promise<string[]> {
+  const database = await registry.currentDatabase(q);
+  const roles = await registry.rolesStartingWith(q, rolePrefixFor(database));
+  if (roles.length === 0) return [];
+  const owned = new Set([...(await registry.registeredProjectIds(q)), ...orphanIds].map((id) => roleNameFor(database, id)));
+  return roles.filter((role) => !owned.has(role));
+}
+
+/** Global and workspace ledger rows against the migration files of the enabled extensions. */
+function migrationFindings(plan: InstallPlan, global: registry.LedgerRow[], workspace: registry.WorkspaceLedgerChecksum[]): Finding[] {
+  const findings: Finding[] = [];
+  const accept = (id: string) =>
+    `If the edit is intended and safe (databases that ran the old version do NOT get the change), accept it after review: ` +
+    `\`pg-workspace-mcp repair --accept-migration ${id}\`. Otherwise restore the file and put the change in a new migration.`;
+  for (const p of plan.extensions) {
+    const ext = p.extension.id;
+    for (const { migration } of p.migrations) {
+      const row = global.find((r) => r.extension_id === ext && r.name === migration.name);
+      if (!row || row.checksum === migration.checksum) continue;
+      const id = `${ext}/${migration.name}`;
+      findings.push({
+        code: 'migration-drift',
+        severity: 'error',
+        message: `Global migration ${id} (${migration.path}) was changed after it was applied: ledger checksum ${row.checksum}, file ${migration.checksum}. Boot refuses to install until this is resolved.`,
+        fix: accept(id),
+        details: { migration: id, path: migration.path, ledger_checksum: row.checksum, file_checksum: migration.checksum },
+      });
+    }
+    for (const { migration } of p.workspace.migrations) {
+      const drifted = workspace.filter((r) => r.extension_id === ext && r.name === migration.name && r.checksum !== migration.checksum);
+      if (drifted.length === 0) continue;
+      const id = `${ext}/${migration.name}`;
+      const count = drifted.reduce((n, r) => n + r.workspaces, 0);
+      findings.push({
+        code: 'workspace-migration-drift',
+        severity: 'error',
+        message:
+          `Workspace migration ${id} (${migration.path}) was changed after it was applied: ${count} workspace(s) recorded ` +
+          `checksum ${drifted.map((r) => r.checksum).join(', ')}, file ${migration.checksum}. Upgrades of those workspaces fail until this is resolved.`,
+        fix: accept(id),
+        details: { migration: id, path: migration.path, workspaces: count, ledger_checksums: drifted.map((r) => r.checksum), file_checksum: migration.checksum },
+      });
+    }
+  }
+  const enabled = new Map(plan.extensions.map((p) => [p.extension.id, p]));
+  const missing = (rows: registry.LedgerRow[], kind: 'global' | 'workspace') =>
+    [...new Set(rows.map((r) => `${r.extension_id}/${r.name}`))].filter((id) => {
+      const [ext, name] = id.split('/') as [string, string];
+      const p = enabled.get(ext);
+      const files = kind === 'global' ? p?.migrations : p?.workspace.migrations;
+      return p !== undefined && !files?.some((m) => m.migration.name === name);
+    });
+  for (const [kind, ids] of [['global', missing(global, 'global')], ['workspace', missing(workspace, 'workspace')]] as const) {
+    for (const id of ids) {
+      findings.push({
+        code: 'migration-file-missing',
+        severity: 'info',
+        message: `The ${kind} migration ${id} is in the ledger, but its extension no longer ships the file.`,
+        fix: 'Nothing breaks: applied migrations are not re-run. Restore the file if it was removed by mistake.',
+        details: { migration: id, scope: kind },
+      });
+    }
+  }
+  return findings;
+}
+
+async function pgExtensionFindings(tx: Queryable, plan: InstallPlan): Promise<Finding[]> {
+  const names = [...plan.pgExtensions.keys()];
+  if (names.length === 0) return [];
+  return (await registry.pgExtensionStates(tx, names))
+    .filter((e) => !e.installed)
+    .map((e) => {
+      const needers = plan.pgExtensions.get(e.name) ?? [];
+      return {
+        code: 'pg-extension-missing' as const,
+        severity: e.available ? ('warning' as const) : ('error' as const),
+        message: e.available
+          ? `The PostgreSQL extension "${e.name}" (needed by ${needers.join(', ')}) is available but not created in this database.`
+          : `The PostgreSQL extension "${e.name}" (needed by ${needers.join(', ')}) is not available on this server.`,
+        fix: e.available
+          ? `The install creates it if the role may (else, as an administrator: CREATE EXTENSION ${quoteIdent(e.name)};).`
+          : `Install the "${e.name}" package on the server, or disable what needs it (--disable ${needers.join(' --disable ')}).`,
+        details: { extension: e.name, available: e.available, needed_by: needers },
+      };
+    });
+}
+
+/** The privileges a server needs (README, Guarantees and production privileges) that the role lacks. */
+async function privilegeFindings(tx: Queryable, searchPathSchemas: readonly string[]): Promise<Finding[]> {
+  const facts = await privilegeFacts(tx, searchPathSchemas);
+  const sandbox = await registry.sandboxCapability(tx, searchPathSchemas);
+  if (!facts) return [];
+  const role = quoteIdent(facts.role);
+  const lacks: { privilege: string; why: string; grants: string[] }[] = [];
+  if (!facts.create_on_database) {
+    lacks.push({
+      privilege: 'CREATE on database',
+      why: `to create the registry schema and a schema per workspace`,
+      grants: [`GRANT CREATE ON DATABASE ${quoteIdent(facts.database)} TO ${role};`],
+    });
+  }
+  if (facts.registry_owner !== null && !facts.acts_as_registry_owner) {
+    lacks.push({
+      privilege: `the rights of the registry owner "${facts.registry_owner}"`,
+      why: 'servers sharing a database must act as one owner: installs re-create the registry functions and upgrades alter workspace tables',
+      grants: registryOwnerGrants(facts),
+    });
+  }
+  for (const s of facts.schemas.filter((s) => !s.usage)) {
+    lacks.push({
+      privilege: `USAGE on schema "${s.schema}"`,
+      why: 'workspaces find the types of required PostgreSQL extensions there',
+      grants: [`GRANT USAGE ON SCHEMA ${quoteIdent(s.schema)} TO ${role};`],
+    });
+  }
+  if (!sandbox.create_role) {
+    lacks.push({
+      privilege: 'CREATEROLE',
+      why: 'query, execute and search_vectors run as a role per workspace (the other tools work without it)',
+      grants: [`ALTER ROLE ${role} CREATEROLE;`],
+    });
+  }
+  const findings: Finding[] = lacks.map((l) => ({
+    code: 'privilege-missing',
+    severity: 'error',
+    message: `The role "${facts.role}" lacks ${l.privilege}: ${l.why}.`,
+    fix: `As an administrator: ${l.grants.join(' ')}`,
+    details: { role: facts.role, privilege: l.privilege, grants: l.grants },
+  }));
+  for (const schema of sandbox.open_schemas) {
+    findings.push({
+      code: 'privilege-missing',
+      severity: 'error',
+      message: `Every role may create objects in schema "${schema}", which workspaces search for extension types: the SQL tools refuse to run.`,
+      fix: `As an administrator: REVOKE CREATE ON SCHEMA ${quoteIdent(schema)} FROM PUBLIC;`,
+      details: { role: facts.role, privilege: `no CREATE for PUBLIC on schema "${schema}"`, grants: [`REVOKE CREATE ON SCHEMA ${quoteIdent(schema)} FROM PUBLIC;`] },
+    });
+  }
+  return findings;
+}
+
+/** Schemas named like workspaces that are not: the server's own and those the extensions use. */
+export function reservedSchemas(plan: InstallPlan, searchPathSchemas: readonly string[]): ReservedSchemas {
+  const reserved = new ReservedSchemas();
+  for (const [schema, users] of plan.globalSchemas) reserved.add(schema, `used by the global SQL of ${users.join(', ')}`);
+  for (const schema of searchPathSchemas) reserved.add(schema, 'where required PostgreSQL extensions are installed');
+  return reserved;
+}
+
+export function isReserved(reserved: ReservedSchemas, projectId: string): boolean {
+  try {
+    reserved.schemaFor(projectId);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+function describeHolder(h: LockHolder): string {
+  return `pid ${h.pid} (${h.application_name || 'no application_name'}${h.client_addr ? ` from ${h.client_addr}` : ''}, for ${h.held_seconds ?? '?'} s)`;
+}
+
+/** The report for a person: a summary, then each finding with its fix. */
+export function formatDoctorReport(r: DoctorReport): string {
+  const lines = [`Database: ${r.database}`];
+  const i = r.install;
+  lines.push(
+    !i.installed
+      ? 'Install: not installed'
+      : `Install: ${i.up_to_date ? 'up to date' : 'outdated'} (fingerprint ${short(i.database_fingerprint)}` +
+          `${i.up_to_date ? '' : `, files ${short(i.files_fingerprint)}`}, installed ${i.installed_at})`,
+  );
+  if (r.fleet) lines.push(`Workspaces: ${r.fleet.workspaces} (${r.fleet.up_to_date} up to date, ${r.fleet.lagging} lagging)`);
+  lines.push(`Install lock: ${r.install_lock.held ? `held by ${r.install_lock.holders.map(describeHolder).join(', ')}` : 'free'}`);
+  const counted = r.findings.filter((f) => f.severity !== 'info');
+  lines.push('');
+  lines.push(counted.length === 0 ? 'Healthy: no findings.' : `${counted.length} finding(s):`);
+  for (const f of [...counted, ...r.findings.filter((f) => f.severity === 'info')]) {
+    lines.push(`  [${f.severity}] ${f.code}: ${f.message}`, `    fix: ${f.fix}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+const short = (fingerprint: string | null) => (fingerprint ? fingerprint.slice(0, 12) : '-');

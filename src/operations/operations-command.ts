@@ -1,0 +1,65 @@
+import path from 'node:path';
+import { planInstall, openDatabase } from '../boot.js';
+import type { Config } from '../config.js';
+import type { Database } from '../db/database.js';
+import { storeExists } from '../db/pglite-store.js';
+import { explainError } from '../db/sql-errors.js';
+import type { InstallPlan } from '../installer/install-plan.js';
+import { createStderrLogger } from '../logger.js';
+import { CannotRunError } from './cannot-run.js';
+import { diagnose, formatDoctorReport } from './doctor.js';
+import { formatRepair, repair, type RepairOptions } from './repair.js';
+
+/** Exit codes of doctor and repair. */
+export const EXIT_HEALTHY = 0;
+export const EXIT_FINDINGS = 1;
+export const EXIT_COULD_NOT_RUN = 2;
+
+/**
+ * Runs `work` on the database the server would use (DATABASE_URL, or the embedded store, shared
+ * with any server running on it), with the extension files parsed as a server would parse them.
+ * Anything that stops the command from running is printed (as JSON with --json) and is exit 2.
+ */
+async function withDatabase(
+  command: string,
+  config: Config,
+  json: boolean,
+  work: (db: Database, plan: InstallPlan) => Promise<number>,
+): Promise<number> {
+  const log = createStderrLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
+  let db: Database | undefined;
+  try {
+    const plan = await planInstall(config);
+    // Opening the embedded store makes one where there is none: nothing to look at there.
+    if (!config.databaseUrl && !(await storeExists(path.join(config.dataDir, 'pgdata')))) {
+      throw new CannotRunError(`There is no embedded store at ${config.dataDir} (a server makes it on first start). Pass --data-dir or DATABASE_URL.`);
+    }
+    db = await openDatabase(config, log);
+    return await work(db, plan);
+  } catch (error) {
+    const message = error instanceof CannotRunError ? error.message : explainError(error, db?.description ?? config.databaseUrl ?? config.dataDir);
+    if (json) process.stdout.write(`${JSON.stringify({ error: message })}\n`);
+    process.stderr.write(`pg-workspace-mcp ${command}: ${message}\n`);
+    return EXIT_COULD_NOT_RUN;
+  } finally {
+    await db?.close();
+  }
+}
+
+/** `pg-workspace-mcp doctor`: the read-only report; 0 healthy, 1 findings, 2 could not run. */
+export function doctorCommand(config: Config, options: { json: boolean }): Promise<number> {
+  return withDatabase('doctor', config, options.json, async (db, plan) => {
+    const report = await diagnose(db, plan);
+    process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : formatDoctorReport(report));
+    return report.healthy ? EXIT_HEALTHY : EXIT_FINDINGS;
+  });
+}
+
+/** `pg-workspace-mcp repair`: the named fixes; 0 done, 1 some refused or failed, 2 could not run. */
+export function repairCommand(config: Config, options: RepairOptions & { json: boolean }): Promise<number> {
+  return withDatabase('repair', config, options.json, async (db, plan) => {
+    const actions = await repair(db, plan, options);
+    process.stdout.write(options.json ? `${JSON.stringify({ dry_run: options.dryRun, actions }, null, 2)}\n` : formatRepair(actions, options.dryRun));
+    return actions.some((a) => a.outcome === 'refused' || a.outcome === 'failed') ? EXIT_FINDINGS : EXIT_HEALTHY;
+  });
+}

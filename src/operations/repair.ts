@@ -1,0 +1,286 @@
+import type { Database, Queryable } from '../db/database.js';
+import { quoteIdent } from '../db/identifiers.js';
+import { describePgError, explainError } from '../db/sql-errors.js';
+import type { InstallPlan } from '../installer/install-plan.js';
+import * as registry from '../registry/operations-queries.js';
+import { principalScript, roleNameFor, rolePrefixFor, sandboxFunction } from '../sandbox/sandbox-ddl.js';
+import { projectIdOfSchema, SCHEMA_PREFIX, schemaNameFor } from '../workspaces/project-id.js';
+import { buildWorkspaceScript } from '../workspaces/workspace-ddl.js';
+import { WORKSPACE_LOCK_CLASS } from '../workspaces/workspace-manager.js';
+import { CannotRunError } from './cannot-run.js';
+import { orphanSchemas, rolesWithoutWorkspace } from './doctor.js';
+
+export interface RepairOptions {
+  adoptOrphans: boolean;
+  forgetMissing: boolean;
+  /** Migrations to re-stamp, as `extension/name`. */
+  acceptMigrations: readonly string[];
+  /** Every fix runs, then its transaction is rolled back: what would change, checked for real. */
+  dryRun: boolean;
+}
+
+/** What one fix did (or, in a dry run, would do), or why it was not done. */
+export interface RepairAction {
+  fix: 'adopt-orphan' | 'forget-missing' | 'accept-migration';
+  /** The workspace's project id, or the migration's `extension/name`. */
+  subject: string;
+  outcome: 'changed' | 'unchanged' | 'refused' | 'failed';
+  changes: string[];
+  /** Why nothing was changed (unchanged, refused, or the error that rolled the fix back). */
+  reason?: string;
+}
+
+/**
+ * The scratch schema an adoption builds a fresh workspace in, to compare the orphan's tables
+ * with, inside a savepoint that is always rolled back. `project_registry_*` is the server's own
+ * (no project id maps to it).
+ */
+const REFERENCE_SCHEMA = 'project_registry_adoption_reference';
+
+class DryRunRollback extends Error {
+  constructor(readonly action: RepairAction) {
+    super('dry run');
+  }
+}
+
+/**
+ * The fixes doctor proposes, each only when its flag asks for it, each workspace or migration in
+ * a transaction of its own (a workspace's under its lock, re-checked there, so a server creating
+ * or dropping it meanwhile wins cleanly). Refusals are reported, not thrown.
+ */
+export async function repair(db: Database, plan: InstallPlan, options: RepairOptions): Promise<RepairAction[]> {
+  const accepted = options.acceptMigrations.map((id) => migrationFiles(plan, id));
+  const presence = await registry.registryPresence(db);
+  const state = presence.registry ? await registry.installState(db) : undefined;
+  if (!state) {
+    throw new CannotRunError(
+      'The extension schemas are not installed in this database, so there is no registry to repair. Start a server or run ' +
+        '`pg-workspace-mcp migrate-workspaces` to install them.',
+    );
+  }
+  const run = (fix: RepairAction['fix'], subject: string, fn: (tx: Queryable) => Promise<RepairAction>) =>
+    inFixTransaction(db, options.dryRun, fn).catch(
+      (error: unknown): RepairAction => ({ fix, subject, outcome: 'failed', changes: [], reason: explainError(error, db.description) }),
+    );
+  const actions: RepairAction[] = [];
+  for (const m of accepted) actions.push(await run('accept-migration', m.id, (tx) => acceptMigration(tx, m)));
+  const orphanIds = async (q: Queryable) => (await orphanSchemas(q, plan, state.search_path_schemas)).map((o) => o.projectId);
+  if (options.forgetMissing) {
+    for (const { project_id } of await registry.lostSchemas(db)) {
+      actions.push(await run('forget-missing', project_id, (tx) => forgetMissing(tx, project_id)));
+    }
+    for (const role of await rolesWithoutWorkspace(db, await orphanIds(db))) {
+      actions.push(await run('forget-missing', role, (tx) => forgetRole(tx, role, orphanIds)));
+    }
+  }
+  if (options.adoptOrphans) {
+    for (const projectId of await orphanIds(db)) {
+      if (presence.citus) {
+        actions.push({
+          fix: 'adopt-orphan',
+          subject: projectId,
+          outcome: 'refused',
+          changes: [],
+          reason: 'adopting is not supported on Citus: a workspace there must be a distributed schema, which an orphan may not be.',
+        });
+        continue;
+      }
+      actions.push(await run('adopt-orphan', projectId, (tx) => adoptOrphan(tx, plan, state.search_path_schemas, projectId)));
+    }
+  }
+  return actions;
+}
+
+/** The fix's transaction: committed, or in a dry run rolled back once the fix has run. */
+async function inFixTransaction(db: Database, dryRun: boolean, fix: (tx: Queryable) => Promise<RepairAction>): Promise<RepairAction> {
+  try {
+    return await db.transaction(async (tx) => {
+      const action = await fix(tx);
+      if (dryRun || action.outcome !== 'changed') throw new DryRunRollback(action);
+      return action;
+    });
+  } catch (error) {
+    if (error instanceof DryRunRollback) return error.action;
+    throw error;
+  }
+}
+
+interface AcceptedMigration {
+  id: string;
+  extensionId: string;
+  name: string;
+  /** The files' checksums, for the global and the workspace ledger (absent: no such file). */
+  global: string | undefined;
+  workspace: string | undefined;
+}
+
+function migrationFiles(plan: InstallPlan, id: string): AcceptedMigration {
+  const [extensionId, name, ...rest] = id.split('/');
+  const p = plan.extensions.find((e) => e.extension.id === extensionId);
+  const global = p?.migrations.find((m) => m.migration.name === name)?.migration.checksum;
+  const workspace = p?.workspace.migrations.find((m) => m.migration.name === name)?.migration.checksum;
+  if (!extensionId || !name || rest.length > 0 || (global === undefined && workspace === undefined)) {
+    const known = plan.extensions.flatMap((e) =>
+      [...e.migrations, ...e.workspace.migrations].map((m) => `${e.extension.id}/${m.migration.name}`),
+    );
+    throw new CannotRunError(
+      `--accept-migration ${id}: no enabled extension has a migration of that name. Give it as EXTENSION/NAME, the file name ` +
+        `without .sql, as doctor prints it (${[...new Set(known)].join(', ') || 'the enabled extensions have no migrations'}).`,
+    );
+  }
+  return { id, extensionId, name, global, workspace };
+}
+
+/** Re-stamps the ledger rows of an edited migration with the file's checksum (after review). */
+async function acceptMigration(tx: Queryable, m: AcceptedMigration): Promise<RepairAction> {
+  const changes: string[] = [];
+  if (m.global !== undefined) {
+    const previous = await registry.restampGlobalMigration(tx, m.extensionId, m.name, m.global);
+    if (previous !== undefined && previous !== m.global) changes.push(`global ledger checksum ${previous} -> ${m.global}`);
+  }
+  if (m.workspace !== undefined) {
+    const rows = await registry.restampWorkspaceMigration(tx, m.extensionId, m.name, m.workspace);
+    if (rows > 0) changes.push(`${rows} workspace ledger row(s) re-stamped to ${m.workspace}`);
+  }
+  return changes.length > 0
+    ? { fix: 'accept-migration', subject: m.id, outcome: 'changed', changes }
+    : { fix: 'accept-migration', subject: m.id, outcome: 'unchanged', changes, reason: 'the ledger already matches the file (or it was never applied)' };
+}
+
+/**
+ * Deletes the registry and ledger rows of a workspace whose schema is gone, and its SQL
+ * sandbox: the function (owned by the workspace's role) and the role, which nothing else uses.
+ * A role that cannot be dropped (the server's role lacks CREATEROLE) is kept and said so.
+ */
+async function forgetMissing(tx: Queryable, projectId: string): Promise<RepairAction> {
+  const schemaName = schemaNameFor(projectId);
+  await registry.lockWorkspace(tx, WORKSPACE_LOCK_CLASS, projectId);
+  const now = await registry.workspacePresence(tx, projectId, schemaName);
+  if (!now.registered || now.schema_exists) {
+    return {
+      fix: 'forget-missing',
+      subject: projectId,
+      outcome: 'unchanged',
+      changes: [],
+      reason: now.registered ? `its schema ${schemaName} exists again (re-created meanwhile)` : 'it is no longer registered',
+    };
+  }
+  const { ledgerRows, registryRows } = await registry.deleteWorkspaceRows(tx, projectId);
+  const changes = [`deleted ${registryRows} registry row and ${ledgerRows} ledger row(s) of schema ${schemaName}`];
+  const [{ database } = { database: '' }] = await tx.query<{ database: string }>('SELECT current_database()::text AS database');
+  const role = roleNameFor(database, projectId);
+  await tx.query('SAVEPOINT forget_role');
+  try {
+    await tx.exec(`DROP FUNCTION IF EXISTS ${sandboxFunction(schemaName)}(text, text, integer)`);
+    if (await registry.roleExists(tx, role)) {
+      await tx.exec(`DROP OWNED BY ${quoteIdent(role)}; DROP ROLE ${quoteIdent(role)}`);
+      changes.push(`dropped its role ${role} and sandbox function`);
+    }
+    await tx.query('RELEASE SAVEPOINT forget_role');
+  } catch (error) {
+    await tx.query('ROLLBACK TO SAVEPOINT forget_role');
+    changes.push(`kept its role ${role}: ${describePgError(error)} (drop it as a role with CREATEROLE: DROP OWNED BY ${quoteIdent(role)}; DROP ROLE ${quoteIdent(role)};)`);
+  }
+  return { fix: 'forget-missing', subject: projectId, outcome: 'changed', changes };
+}
+
+/**
+ * Drops a workspace role that no workspace goes with (its schema and registry row were removed
+ * by hand), re-checked in the transaction; under its workspace's lock when the name gives the id
+ * (long ids end in a hash instead).
+ */
+async function forgetRole(tx: Queryable, role: string, orphanIds: (q: Queryable) => Promise<string[]>): Promise<RepairAction> {
+  const database = await registry.currentDatabase(tx);
+  const projectId = projectIdOfSchema(SCHEMA_PREFIX + role.slice(rolePrefixFor(database).length));
+  if (projectId !== undefined && roleNameFor(database, projectId) === role) await registry.lockWorkspace(tx, WORKSPACE_LOCK_CLASS, projectId);
+  if (!(await rolesWithoutWorkspace(tx, await orphanIds(tx))).includes(role)) {
+    return { fix: 'forget-missing', subject: role, outcome: 'unchanged', changes: [], reason: 'a workspace goes with it again (or it is gone)' };
+  }
+  await tx.exec(`DROP OWNED BY ${quoteIdent(role)}; DROP ROLE ${quoteIdent(role)}`);
+  return { fix: 'forget-missing', subject: role, outcome: 'changed', changes: [`dropped role ${role}, which no workspace goes with, and what it owned`] };
+}
+
+/**
+ * Registers an orphan schema as a current workspace, when it is one: every table the workspace
+ * DDL and migrations make must be there with every column they make, of the same type and
+ * nullability (compared with a fresh workspace built in a rolled-back savepoint). Extra tables
+ * and columns are allowed, since agents add their own with `execute`. Its ledger then records
+ * every current workspace migration, and it gets its SQL sandbox (role and function) when the
+ * server's role may create roles.
+ */
+async function adoptOrphan(tx: Queryable, plan: InstallPlan, searchPathSchemas: string[], projectId: string): Promise<RepairAction> {
+  const schemaName = schemaNameFor(projectId);
+  const refused = (reason: string): RepairAction => ({ fix: 'adopt-orphan', subject: projectId, outcome: 'refused', changes: [], reason });
+  await registry.lockWorkspace(tx, WORKSPACE_LOCK_CLASS, projectId);
+  const now = await registry.workspacePresence(tx, projectId, schemaName);
+  if (now.registered || !now.schema_exists) {
+    return { ...refused(now.registered ? 'it was registered meanwhile' : 'its schema no longer exists'), outcome: 'unchanged' };
+  }
+  if (!now.acts_as_owner) {
+    return refused(`schema ${schemaName} belongs to role "${now.owner}", which this server's role cannot act as: workspaces must be the server's own.`);
+  }
+  const differences = await compareWithFreshWorkspace(tx, plan, searchPathSchemas, schemaName);
+  if (differences.length > 0) {
+    return refused(`its tables do not match what the workspace DDL makes: ${differences.join('; ')}.`);
+  }
+  const script = buildWorkspaceScript(schemaName, searchPathSchemas, plan.extensions, [], { schemaFiles: false });
+  await registry.registerWorkspace(
+    tx,
+    { projectId, schemaName, fingerprint: plan.workspaceFingerprint, schemaFingerprint: plan.workspaceSchemaFingerprint },
+    script.migrations,
+  );
+  const changes = [`registered schema ${schemaName} as workspace "${projectId}" with ${script.migrations.names.length} ledger row(s)`];
+  const capability = await registry.sandboxCapability(tx, searchPathSchemas);
+  const role = roleNameFor(capability.database, projectId);
+  if (capability.create_role) {
+    const exists = await registry.roleExists(tx, role);
+    await tx.exec(principalScript({ schemaName, roleName: role, searchPath: searchPathSchemas }, !exists, capability.role));
+    changes.push(`${exists ? 'gave its existing role' : 'made its role'} ${role} its objects and SQL sandbox`);
+  } else {
+    changes.push(`made no role: "${capability.role}" lacks CREATEROLE (the SQL tools make it on first use once granted)`);
+  }
+  return { fix: 'adopt-orphan', subject: projectId, outcome: 'changed', changes };
+}
+
+/** What the orphan lacks of a fresh workspace's tables, one phrase per difference. */
+async function compareWithFreshWorkspace(tx: Queryable, plan: InstallPlan, searchPathSchemas: string[], schemaName: string): Promise<string[]> {
+  const script = buildWorkspaceScript(REFERENCE_SCHEMA, searchPathSchemas, plan.extensions, [], { schemaFiles: true });
+  await tx.query('SAVEPOINT adoption_reference');
+  let reference: registry.ColumnSignature[];
+  try {
+    await tx.exec(script.sql);
+    reference = await registry.tableColumns(tx, REFERENCE_SCHEMA);
+  } finally {
+    // Also undoes the script's SET LOCAL search_path.
+    await tx.query('ROLLBACK TO SAVEPOINT adoption_reference');
+  }
+  const actual = await registry.tableColumns(tx, schemaName);
+  const differences: string[] = [];
+  for (const table of [...new Set(reference.map((c) => c.table_name))]) {
+    const has = actual.filter((c) => c.table_name === table);
+    if (has.length === 0) {
+      differences.push(`table ${table} is missing`);
+      continue;
+    }
+    for (const want of reference.filter((c) => c.table_name === table)) {
+      const got = has.find((c) => c.column_name === want.column_name);
+      if (!got) differences.push(`${table}.${want.column_name} is missing`);
+      else if (got.type_oid !== want.type_oid || got.typmod !== want.typmod) differences.push(`${table}.${want.column_name} is ${got.type}, not ${want.type}`);
+      else if (got.not_null !== want.not_null) differences.push(`${table}.${want.column_name} is ${got.not_null ? 'NOT NULL' : 'nullable'}, not ${want.not_null ? 'NOT NULL' : 'nullable'}`);
+    }
+  }
+  return differences;
+}
+
+/** What a repair did, for a person: one line per fix, then what it changed. */
+export function formatRepair(actions: readonly RepairAction[], dryRun: boolean): string {
+  if (actions.length === 0) return 'Nothing to repair for the fixes asked for.\n';
+  const verb = { 'adopt-orphan': 'adopt', 'forget-missing': 'forget', 'accept-migration': 'accept' } as const;
+  const lines = actions.map((a) => {
+    const not = { refused: 'not', failed: 'failed to', unchanged: 'nothing to' } as const;
+    const head =
+      a.outcome === 'changed' ? `${dryRun ? 'would ' : ''}${verb[a.fix]} ${a.subject}` : `${not[a.outcome]} ${verb[a.fix]} ${a.subject}: ${a.reason ?? ''}`;
+    return [head, ...a.changes.map((c) => `  ${c}`)].join('\n');
+  });
+  return `${dryRun ? 'Dry run (every change rolled back):\n' : ''}${lines.join('\n')}\n`;
+}

@@ -1,0 +1,261 @@
+import type { Queryable } from '../db/database.js';
+
+/*
+ * The registry SQL of the operations commands (doctor, repair), each statement named for what it
+ * does; the commands hold no SQL text of their own. Doctor's run in one read-only transaction.
+ */
+
+/** Whether the registry exists, and Citus (workspaces are distributed schemas there). */
+const REGISTRY_PRESENCE = `
+  SELECT pg_catalog.to_regclass('project_registry.install_state') IS NOT NULL AS registry,
+         (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'citus') AS citus`;
+
+const INSTALL_STATE = `
+  SELECT fingerprint, installed_at, search_path_schemas, extensions FROM project_registry.install_state`;
+
+const GLOBAL_LEDGER = `
+  SELECT extension_id, name, checksum FROM project_registry.schema_migrations ORDER BY extension_id, name`;
+
+/** Each distinct checksum a workspace migration was recorded with, and in how many workspaces. */
+const WORKSPACE_LEDGER_CHECKSUMS = `
+  SELECT extension_id, name, checksum, count(*)::int AS workspaces
+    FROM project_registry.workspace_migrations GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`;
+
+const LOST_SCHEMAS = `
+  SELECT w.project_id, w.schema_name FROM project_registry.workspace_config w
+   WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_namespace n WHERE n.nspname = w.schema_name)
+   ORDER BY w.project_id`;
+
+/** Schemas named like workspaces (`project_…`) that no registry row names. */
+const UNREGISTERED_PROJECT_SCHEMAS = `
+  SELECT n.nspname::text AS schema_name, pg_catalog.pg_get_userbyid(n.nspowner)::text AS owner,
+         (SELECT count(*)::int FROM pg_catalog.pg_class c WHERE c.relnamespace = n.oid AND c.relkind IN ('r', 'p')) AS tables
+    FROM pg_catalog.pg_namespace n
+   WHERE n.nspname LIKE 'project\\_%'
+     AND NOT EXISTS (SELECT FROM project_registry.workspace_config w WHERE w.schema_name = n.nspname)
+   ORDER BY n.nspname`;
+
+/** Roles named like this database's workspace roles (`prefix` then anything), and the registered ids. */
+const WORKSPACE_ROLES = `
+  SELECT r.rolname::text AS role_name FROM pg_catalog.pg_roles r
+   WHERE starts_with(r.rolname, $1) ORDER BY r.rolname`;
+
+const REGISTERED_IDS = 'SELECT project_id FROM project_registry.workspace_config';
+
+const CURRENT_DATABASE = 'SELECT current_database()::text AS database';
+
+const PG_EXTENSIONS = `
+  SELECT r.name, a.name IS NOT NULL AS available, a.installed_version IS NOT NULL AS installed
+    FROM unnest($1::text[]) AS r(name)
+    LEFT JOIN pg_catalog.pg_available_extensions a ON a.name = r.name
+   ORDER BY r.name`;
+
+/**
+ * What the SQL tools need of the role (see WorkspaceSql): creating the workspace roles, and no
+ * extension schema on the search path where every role may create objects.
+ */
+const SANDBOX_CAPABILITY = `
+  SELECT current_user::text AS role, current_database()::text AS database,
+         (SELECT rolsuper OR rolcreaterole FROM pg_catalog.pg_roles WHERE rolname = current_user) AS create_role,
+         ARRAY(SELECT n.nspname::text FROM pg_catalog.pg_namespace n, aclexplode(n.nspacl) a
+                WHERE n.nspname = ANY ($1::text[]) AND a.grantee = 0 AND a.privilege_type = 'CREATE') AS open_schemas`;
+
+const LOCK_WORKSPACE = 'SELECT pg_advisory_xact_lock($1, hashtext($2))';
+
+/** A workspace's registry row and schema, re-read under its lock before a repair changes anything. */
+const WORKSPACE_PRESENCE = `
+  SELECT EXISTS (SELECT FROM project_registry.workspace_config w WHERE w.project_id = $1) AS registered,
+         EXISTS (SELECT FROM pg_catalog.pg_namespace n WHERE n.nspname = $2) AS schema_exists,
+         (SELECT pg_catalog.pg_has_role(n.nspowner, 'USAGE') FROM pg_catalog.pg_namespace n WHERE n.nspname = $2) AS acts_as_owner,
+         (SELECT pg_catalog.pg_get_userbyid(n.nspowner)::text FROM pg_catalog.pg_namespace n WHERE n.nspname = $2) AS owner`;
+
+const DELETE_WORKSPACE_LEDGER = `
+  WITH gone AS (DELETE FROM project_registry.workspace_migrations WHERE project_id = $1 RETURNING 1)
+  SELECT count(*)::int AS n FROM gone`;
+
+const DELETE_WORKSPACE_ROW = `
+  WITH gone AS (DELETE FROM project_registry.workspace_config WHERE project_id = $1 RETURNING 1)
+  SELECT count(*)::int AS n FROM gone`;
+
+const ROLE_EXISTS = 'SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $1) AS present';
+
+/** Registers an existing schema as a current workspace, with a ledger row per workspace migration. */
+const REGISTER_WORKSPACE = `
+  WITH registered AS (
+    INSERT INTO project_registry.workspace_config (project_id, schema_name, workspace_fingerprint, workspace_schema_fingerprint)
+    VALUES ($1, $2, $3, $4)
+    RETURNING project_id
+  )
+  INSERT INTO project_registry.workspace_migrations (project_id, extension_id, name, checksum)
+  SELECT r.project_id, m.* FROM registered r, unnest($5::text[], $6::text[], $7::text[]) AS m`;
+
+const GLOBAL_CHECKSUM_FOR_UPDATE = `
+  SELECT checksum FROM project_registry.schema_migrations WHERE extension_id = $1 AND name = $2 FOR UPDATE`;
+
+const RESTAMP_GLOBAL = `
+  UPDATE project_registry.schema_migrations SET checksum = $3 WHERE extension_id = $1 AND name = $2`;
+
+const RESTAMP_WORKSPACES = `
+  WITH restamped AS (
+    UPDATE project_registry.workspace_migrations SET checksum = $3
+     WHERE extension_id = $1 AND name = $2 AND checksum <> $3 RETURNING 1
+  )
+  SELECT count(*)::int AS n FROM restamped`;
+
+/** Every column of every table of a schema, with its type as an OID and modifier (and as text for messages). */
+const TABLE_COLUMNS = `
+  SELECT c.relname::text AS table_name, a.attname::text AS column_name, a.atttypid::int AS type_oid, a.atttypmod AS typmod,
+         pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null
+    FROM pg_catalog.pg_class c
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+   WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')
+   ORDER BY c.relname, a.attnum`;
+
+export interface RegistryPresence {
+  registry: boolean;
+  citus: string | null;
+}
+
+export interface InstallStateRow {
+  fingerprint: string;
+  installed_at: Date;
+  search_path_schemas: string[];
+  extensions: { id: string; version: string }[];
+}
+
+export interface LedgerRow {
+  extension_id: string;
+  name: string;
+  checksum: string;
+}
+
+export interface WorkspaceLedgerChecksum extends LedgerRow {
+  workspaces: number;
+}
+
+export interface LostSchema {
+  project_id: string;
+  schema_name: string;
+}
+
+export interface UnregisteredSchema {
+  schema_name: string;
+  owner: string;
+  tables: number;
+}
+
+export interface PgExtensionState {
+  name: string;
+  available: boolean;
+  installed: boolean;
+}
+
+export interface SandboxCapability {
+  role: string;
+  database: string;
+  create_role: boolean;
+  open_schemas: string[];
+}
+
+export interface WorkspacePresence {
+  registered: boolean;
+  schema_exists: boolean;
+  /** Null when the schema does not exist. */
+  acts_as_owner: boolean | null;
+  owner: string | null;
+}
+
+export interface ColumnSignature {
+  table_name: string;
+  column_name: string;
+  type_oid: number;
+  typmod: number;
+  type: string;
+  not_null: boolean;
+}
+
+const first = async <R>(q: Queryable, sql: string, params: readonly unknown[] = []): Promise<R> => {
+  const [row] = await q.query<R>(sql, params);
+  if (!row) throw new Error(`expected a row from: ${sql.trim().split('\n')[0]}`);
+  return row;
+};
+
+export const registryPresence = (q: Queryable) => first<RegistryPresence>(q, REGISTRY_PRESENCE);
+
+export async function installState(q: Queryable): Promise<InstallStateRow | undefined> {
+  return (await q.query<InstallStateRow>(INSTALL_STATE))[0];
+}
+
+export const globalLedger = (q: Queryable) => q.query<LedgerRow>(GLOBAL_LEDGER);
+
+export const workspaceLedgerChecksums = (q: Queryable) => q.query<WorkspaceLedgerChecksum>(WORKSPACE_LEDGER_CHECKSUMS);
+
+export const lostSchemas = (q: Queryable) => q.query<LostSchema>(LOST_SCHEMAS);
+
+export const unregisteredProjectSchemas = (q: Queryable) => q.query<UnregisteredSchema>(UNREGISTERED_PROJECT_SCHEMAS);
+
+export async function rolesStartingWith(q: Queryable, prefix: string): Promise<string[]> {
+  return (await q.query<{ role_name: string }>(WORKSPACE_ROLES, [prefix])).map((r) => r.role_name);
+}
+
+export async function currentDatabase(q: Queryable): Promise<string> {
+  return (await first<{ database: string }>(q, CURRENT_DATABASE)).database;
+}
+
+export async function registeredProjectIds(q: Queryable): Promise<string[]> {
+  return (await q.query<{ project_id: string }>(REGISTERED_IDS)).map((r) => r.project_id);
+}
+
+export const pgExtensionStates = (q: Queryable, names: readonly string[]) => q.query<PgExtensionState>(PG_EXTENSIONS, [names]);
+
+export const sandboxCapability = (q: Queryable, searchPathSchemas: readonly string[]) =>
+  first<SandboxCapability>(q, SANDBOX_CAPABILITY, [searchPathSchemas]);
+
+export async function lockWorkspace(tx: Queryable, lockClass: number, projectId: string): Promise<void> {
+  await tx.query(LOCK_WORKSPACE, [lockClass, projectId]);
+}
+
+export const workspacePresence = (tx: Queryable, projectId: string, schemaName: string) =>
+  first<WorkspacePresence>(tx, WORKSPACE_PRESENCE, [projectId, schemaName]);
+
+/** Deletes a workspace's ledger rows, then its registry row; how many of each went. */
+export async function deleteWorkspaceRows(tx: Queryable, projectId: string): Promise<{ ledgerRows: number; registryRows: number }> {
+  const ledger = await first<{ n: number }>(tx, DELETE_WORKSPACE_LEDGER, [projectId]);
+  const registry = await first<{ n: number }>(tx, DELETE_WORKSPACE_ROW, [projectId]);
+  return { ledgerRows: ledger.n, registryRows: registry.n };
+}
+
+export async function roleExists(q: Queryable, roleName: string): Promise<boolean> {
+  return (await first<{ present: boolean }>(q, ROLE_EXISTS, [roleName])).present;
+}
+
+export async function registerWorkspace(
+  tx: Queryable,
+  row: { projectId: string; schemaName: string; fingerprint: string; schemaFingerprint: string },
+  ledger: { extensionIds: string[]; names: string[]; checksums: string[] },
+): Promise<void> {
+  await tx.query(REGISTER_WORKSPACE, [
+    row.projectId,
+    row.schemaName,
+    row.fingerprint,
+    row.schemaFingerprint,
+    ledger.extensionIds,
+    ledger.names,
+    ledger.checksums,
+  ]);
+}
+
+/** Sets a global migration's ledger checksum; the one it replaced, or undefined when it was never applied. */
+export async function restampGlobalMigration(tx: Queryable, extensionId: string, name: string, checksum: string): Promise<string | undefined> {
+  const [row] = await tx.query<{ checksum: string }>(GLOBAL_CHECKSUM_FOR_UPDATE, [extensionId, name]);
+  if (row && row.checksum !== checksum) await tx.query(RESTAMP_GLOBAL, [extensionId, name, checksum]);
+  return row?.checksum;
+}
+
+/** Sets a workspace migration's checksum in every workspace's ledger; how many rows changed. */
+export async function restampWorkspaceMigration(tx: Queryable, extensionId: string, name: string, checksum: string): Promise<number> {
+  return (await first<{ n: number }>(tx, RESTAMP_WORKSPACES, [extensionId, name, checksum])).n;
+}
+
+export const tableColumns = (q: Queryable, schemaName: string) => q.query<ColumnSignature>(TABLE_COLUMNS, [schemaName]);
