@@ -2,13 +2,8 @@ import { distributeSchemaSql, SHARDING_OFF } from '../db/citus.js';
 import type { Database } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
 import type { PreparedExtension } from '../installer/install-plan.js';
+import type { AppliedMigration, LedgerRows } from '../registry/registry-sql.js';
 import type { Statement } from '../sql/statements.js';
-
-export interface AppliedMigration {
-  extension_id: string;
-  name: string;
-  checksum: string;
-}
 
 /** What one provisioning transaction runs inside a workspace schema, as a single script. */
 export interface WorkspaceScript {
@@ -18,7 +13,7 @@ export interface WorkspaceScript {
   /** Where each statement starts in `sql` (characters, as PostgreSQL reports error positions). */
   starts: ReadonlyArray<{ at: number; statement: Statement }>;
   /** Ledger rows to record, in columns for one `unnest` insert. */
-  migrations: { extensionIds: string[]; names: string[]; checksums: string[] };
+  migrations: LedgerRows;
   /** On Citus: the last statement of `sql`, which makes the schema a distributed schema. */
   distribute?: string;
 }

@@ -1,15 +1,31 @@
-import { checkColumns, type ColumnCheck } from '../db/catalog.js';
 import type { Database, Queryable } from '../db/database.js';
 import { validateIdentifier } from '../db/identifiers.js';
 import { privilegeAdvice } from '../db/privilege-advice.js';
 import { isConnectionFailure, pgError, sqlState } from '../db/sql-errors.js';
 import type { InstallPlan } from '../installer/install-plan.js';
 import type { Logger } from '../logger.js';
+import {
+  appliedWorkspaceMigrations,
+  checkColumns,
+  createWorkspace,
+  forgetWorkspaceMigrations,
+  isWorkspaceSchema,
+  listWorkspaces,
+  lockWorkspace,
+  lookupWorkspace,
+  MISSING_COLUMNS,
+  missingWorkspaceColumns,
+  registerWorkspace,
+  type ColumnCheck,
+  type CreatedWorkspace,
+  type RegisteredWorkspace,
+  type Registration,
+} from '../registry/registry-sql.js';
 import { explainCitusRefusal, runScriptStatementwise } from './citus-workspaces.js';
 import { PROJECT_ID_MAX_LENGTH, ReservedSchemas, validateProjectId, WorkspaceIdError } from './project-id.js';
 import { searchVectors, type VectorSearchInput, type VectorSearchResult, type WorkspaceReader } from './vector-search.js';
 import { describeWorkspace, type RelationDescription } from './workspace-description.js';
-import { buildWorkspaceScript, locateFailure, type AppliedMigration, type WorkspaceScript } from './workspace-ddl.js';
+import { buildWorkspaceScript, locateFailure, type WorkspaceScript } from './workspace-ddl.js';
 import {
   WorkspaceNotFoundError,
   WorkspacePermissionError,
@@ -47,34 +63,6 @@ export interface ColumnValidation extends ColumnCheck {
   valid: boolean;
 }
 
-/**
- * Per-workspace advisory locks use the two-int4 key form (a class constant and hashtext of the
- * id), which PostgreSQL keeps apart from the bigint install lock. A hash collision between two
- * ids only makes them take turns.
- */
-export const WORKSPACE_LOCK_CLASS = 0x70677773; // "pgws"
-
-/**
- * The registry lookup stays a primary-key probe (the table list comes from the install plan),
- * plus an index probe of pg_namespace: a registered workspace whose schema was dropped by hand
- * is re-created, not reported as existing.
- */
-const LOOKUP = `
-  SELECT w.created_at, w.workspace_fingerprint, w.workspace_schema_fingerprint,
-         EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = w.schema_name) AS schema_exists
-    FROM project_registry.workspace_config w WHERE w.project_id = $1`;
-
-/**
- * A new workspace in one round trip: core's create_workspace() locks, re-checks, runs the
- * script, checks required columns and registers, all in the statement's own transaction.
- */
-const CREATE = `
-  SELECT created, registered_at, registered_fingerprint
-    FROM project_registry.create_workspace($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`;
-
-/** create_workspace()'s SQLSTATE for required columns missing after the script ran. */
-const MISSING_COLUMNS = 'PW001';
-
 interface Provisioned {
   /** Absent when the workspace does not exist and was not to be created. */
   workspace?: Workspace;
@@ -82,21 +70,8 @@ interface Provisioned {
   migrations: string[];
 }
 
-interface CreatedRow {
-  created: boolean;
-  registered_at: Date;
-  registered_fingerprint: string;
-}
-
-interface LookupRow {
-  created_at: Date;
-  workspace_fingerprint: string;
-  workspace_schema_fingerprint: string | null;
-  schema_exists: boolean;
-}
-
 /** The registry row says the workspace is there and current, and its schema is. */
-const isCurrent = (row: LookupRow, plan: InstallPlan): boolean =>
+const isCurrent = (row: RegisteredWorkspace, plan: InstallPlan): boolean =>
   row.schema_exists && row.workspace_fingerprint === plan.workspaceFingerprint;
 
 /** Runs an upgrade script inside a workspace's SQL sandbox; false when the workspace has none. */
@@ -162,7 +137,7 @@ export class WorkspaceManager {
   }
 
   async #ensureUncached(projectId: string, schemaName: string): Promise<Workspace> {
-    const [row] = await this.db.query<LookupRow>(LOOKUP, [projectId]);
+    const row = await lookupWorkspace(this.db, projectId);
     if (row && isCurrent(row, this.plan)) {
       return { projectId, schemaName, created: false, createdAt: row.created_at, tables: [...this.plan.workspaceTables] };
     }
@@ -180,21 +155,10 @@ export class WorkspaceManager {
       schemaFiles: true,
       citus: this.#citus,
     });
-    const { extensionIds, names, checksums } = script.migrations;
-    let row: CreatedRow | undefined;
+    const { names } = script.migrations;
+    let row: CreatedWorkspace;
     try {
-      [row] = await this.db.query<CreatedRow>(CREATE, [
-        projectId,
-        schemaName,
-        WORKSPACE_LOCK_CLASS,
-        this.plan.workspaceFingerprint,
-        this.plan.workspaceSchemaFingerprint,
-        script.sql,
-        extensionIds,
-        names,
-        checksums,
-        this.#required,
-      ]);
+      row = await createWorkspace(this.db, this.#registration(projectId, schemaName), script.sql, script.migrations, this.#required);
     } catch (error) {
       const fields = pgError(error);
       if (fields?.code === MISSING_COLUMNS) throw this.#missingColumnsError(JSON.parse(fields.detail ?? '[]') as string[]);
@@ -203,7 +167,6 @@ export class WorkspaceManager {
       const position = fields?.internalQuery === script.sql ? Number(fields.internalPosition) : NaN;
       throw await this.#explain(fields ? new ScriptError(script, error, position) : error, projectId, schemaName);
     }
-    if (!row) throw new Error(`create_workspace for ${projectId} returned no row`);
     if (!row.created && row.registered_fingerprint !== this.plan.workspaceFingerprint) return undefined;
     if (row.created) {
       this.log.info('created workspace', { project_id: projectId, schema: schemaName, migrations: names });
@@ -231,8 +194,8 @@ export class WorkspaceManager {
 
   /** One transaction: lock, re-check, DDL in one round trip, registry and ledger rows. */
   async #provisionIn(tx: Queryable, projectId: string, schemaName: string, { create }: { create: boolean }): Promise<Provisioned> {
-    await tx.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [WORKSPACE_LOCK_CLASS, projectId]);
-    const [row] = await tx.query<LookupRow>(LOOKUP, [projectId]);
+    await lockWorkspace(tx, projectId);
+    const row = await lookupWorkspace(tx, projectId);
     if (!row && !create) return { changed: false, migrations: [] };
     if (row && isCurrent(row, this.plan)) {
       const workspace = { projectId, schemaName, created: false, createdAt: row.created_at, tables: [...this.plan.workspaceTables] };
@@ -240,14 +203,8 @@ export class WorkspaceManager {
     }
     // Registered, but its schema was dropped: its ledger rows describe nothing any more.
     const lost = row !== undefined && !row.schema_exists;
-    if (lost) await tx.query('DELETE FROM project_registry.workspace_migrations WHERE project_id = $1', [projectId]);
-    const applied =
-      row && !lost
-        ? await tx.query<AppliedMigration>(
-            'SELECT extension_id, name, checksum FROM project_registry.workspace_migrations WHERE project_id = $1',
-            [projectId],
-          )
-        : [];
+    if (lost) await forgetWorkspaceMigrations(tx, projectId);
+    const applied = row && !lost ? await appliedWorkspaceMigrations(tx, projectId) : [];
     const script = buildWorkspaceScript(schemaName, this.searchPathSchemas, this.plan.extensions, applied, {
       schemaFiles: lost || row?.workspace_schema_fingerprint !== this.plan.workspaceSchemaFingerprint,
       citus: this.#citus,
@@ -271,42 +228,20 @@ export class WorkspaceManager {
         throw new ScriptError(script, error, inBody ? script.prelude.length + Number(fields.internalPosition) : NaN, true);
       }
     }
-    const [check] = await tx.query<{ missing: string[] }>(
-      'SELECT project_registry.missing_workspace_columns($1, $2) AS missing',
-      [schemaName, this.#required],
-    );
-    if (check && check.missing.length > 0) throw this.#missingColumnsError(check.missing);
-    const [registered] = await tx.query<{ created_at: Date }>(
-      `WITH registered AS (
-         INSERT INTO project_registry.workspace_config (project_id, schema_name, workspace_fingerprint, workspace_schema_fingerprint)
-         VALUES ($1, $2, $3, $7)
-         ON CONFLICT (project_id) DO UPDATE
-           SET workspace_fingerprint = excluded.workspace_fingerprint,
-               workspace_schema_fingerprint = excluded.workspace_schema_fingerprint
-         RETURNING created_at
-       ), ledger AS (
-         INSERT INTO project_registry.workspace_migrations (project_id, extension_id, name, checksum)
-         SELECT $1, * FROM unnest($4::text[], $5::text[], $6::text[])
-       )
-       SELECT created_at FROM registered`,
-      [
-        projectId,
-        schemaName,
-        this.plan.workspaceFingerprint,
-        script.migrations.extensionIds,
-        script.migrations.names,
-        script.migrations.checksums,
-        this.plan.workspaceSchemaFingerprint,
-      ],
-    );
-    if (!registered) throw new Error(`registry insert for ${projectId} returned no row`);
+    const missing = await missingWorkspaceColumns(tx, schemaName, this.#required);
+    if (missing.length > 0) throw this.#missingColumnsError(missing);
+    const createdAt = await registerWorkspace(tx, this.#registration(projectId, schemaName), script.migrations);
     const fields = { project_id: projectId, schema: schemaName, migrations: script.migrations.names };
     if (lost) this.log.warn('re-created workspace whose schema had been dropped', fields);
     else this.log.info(row ? 'upgraded workspace' : 'created workspace', fields);
     const created = !row || lost;
-    const workspace = { projectId, schemaName, created, createdAt: registered.created_at, tables: [...this.plan.workspaceTables] };
+    const workspace = { projectId, schemaName, created, createdAt, tables: [...this.plan.workspaceTables] };
     const { extensionIds, names } = script.migrations;
     return { workspace, changed: true, migrations: names.map((name, i) => `${extensionIds[i]}/${name}`) };
+  }
+
+  #registration(projectId: string, schemaName: string): Registration {
+    return { projectId, schemaName, fingerprint: this.plan.workspaceFingerprint, schemaFingerprint: this.plan.workspaceSchemaFingerprint };
   }
 
   /** What missing_workspace_columns() reported ("table" or "table.column"), per extension. */
@@ -365,15 +300,7 @@ export class WorkspaceManager {
       );
     }
     const after = options.cursor === undefined ? '' : decodeCursor(options.cursor);
-    // Ids are [a-z0-9-] in byte order (the column is COLLATE "C"), and '~' sorts after all of them.
-    const rows = await this.db.query<{ project_id: string; schema_name: string; created_at: Date }>(
-      `SELECT project_id, schema_name, created_at
-         FROM project_registry.workspace_config
-        WHERE project_id > $1 AND project_id >= $2 AND project_id < $3
-        ORDER BY project_id
-        LIMIT $4`,
-      [after, prefix, `${prefix}~`, limit + 1],
-    );
+    const rows = await listWorkspaces(this.db, after, prefix, limit + 1);
     const page = rows.slice(0, limit);
     const last = page.at(-1);
     return {
@@ -427,8 +354,7 @@ export class WorkspaceManager {
 
   async #checkAnswerable(schema: string, table: string): Promise<void> {
     if (this.plan.globalTables.includes(`${schema}.${table}`)) return;
-    const [workspace] = await this.db.query('SELECT 1 FROM project_registry.workspace_config WHERE schema_name = $1', [schema]);
-    if (workspace) return;
+    if (await isWorkspaceSchema(this.db, schema)) return;
     throw new RangeError(
       `validate_columns answers for workspace tables and for the global tables of the enabled extensions ` +
         `(${this.plan.globalTables.join(', ') || 'none'}), not for ${schema}.${table}. For a workspace table pass ` +
