@@ -11,6 +11,7 @@ import {
   recordInstallState as recordInstall,
 } from '../registry/registry-sql.js';
 import type { Statement } from '../sql/statements.js';
+import { migrationDrift } from '../extensions/extension.js';
 import { InstallError, InstallPrivilegeError, type InstallPhase } from './install-error.js';
 import { withInstallLock, type InstallLockOptions as InstallOptions } from './install-lock.js';
 import type { InstallPlan, PreparedExtension } from './install-plan.js';
@@ -227,16 +228,8 @@ async function refuseMigrationDrift(db: Queryable, plan: InstallPlan): Promise<v
   const rows = await appliedGlobalMigrations(db);
   for (const p of plan.extensions) {
     for (const { migration } of p.migrations) {
-      const row = rows.find((r) => r.extension_id === p.extension.id && r.name === migration.name);
-      if (row && row.checksum !== migration.checksum) {
-        throw new InstallError(
-          p.extension.id,
-          'migrations',
-          `${migration.path} was changed after it was applied (checksum in the ledger ${row.checksum}, ` +
-            `file now ${migration.checksum}). Applied migrations are immutable: restore the file and put ` +
-            `the change in a new migration.`,
-        );
-      }
+      const drift = migrationDrift(p.extension.id, migration, rows);
+      if (drift) throw new InstallError(p.extension.id, 'migrations', drift);
     }
   }
 }

@@ -1,5 +1,6 @@
 import type { Queryable } from '../db/database.js';
 import { sqlState } from '../db/sql-errors.js';
+import { WORKSPACE_LOCK_CLASS, WORKSPACE_LOCK_TIMEOUT_MS, workspaceLockTimeout } from './workspace-lock.js';
 
 /*
  * Every statement the engine sends to the workspace registry (core's `project_registry`
@@ -11,15 +12,15 @@ import { sqlState } from '../db/sql-errors.js';
 export const REGISTRY_TABLES = ['project_registry.workspace_config', 'project_registry.workspace_migrations'] as const;
 
 /**
- * Per-workspace advisory locks use the two-int4 key form (a class constant and hashtext of the
- * id), which PostgreSQL keeps apart from the bigint install lock. A hash collision between two
- * ids only makes them take turns.
+ * Takes the workspace's lock to the end of the transaction (core's lock_workspace()), waiting at
+ * most `timeoutMs`: serializes everything that changes one workspace (provisioning, its SQL principal).
  */
-export const WORKSPACE_LOCK_CLASS = 0x70677773; // "pgws"
-
-/** Serializes everything that changes one workspace (provisioning, its SQL principal), to the transaction's end. */
-export async function lockWorkspace(tx: Queryable, projectId: string): Promise<void> {
-  await tx.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [WORKSPACE_LOCK_CLASS, projectId]);
+export async function lockWorkspace(tx: Queryable, projectId: string, timeoutMs = WORKSPACE_LOCK_TIMEOUT_MS): Promise<void> {
+  try {
+    await tx.query('SELECT project_registry.lock_workspace($1, $2, $3)', [projectId, WORKSPACE_LOCK_CLASS, timeoutMs]);
+  } catch (error) {
+    throw workspaceLockTimeout(error, projectId, timeoutMs) ?? error;
+  }
 }
 
 /**
@@ -72,20 +73,6 @@ export async function appliedWorkspaceMigrations(q: Queryable, projectId: string
   ]);
 }
 
-/** A registered workspace whose schema was dropped: its ledger rows describe nothing any more. */
-export async function forgetWorkspaceMigrations(q: Queryable, projectId: string): Promise<void> {
-  await q.query('DELETE FROM project_registry.workspace_migrations WHERE project_id = $1', [projectId]);
-}
-
-/** Which required workspace columns a schema lacks: "table" or "table.column" (core's missing_workspace_columns()). */
-export async function missingWorkspaceColumns(q: Queryable, schemaName: string, required: string): Promise<string[]> {
-  const [row] = await q.query<{ missing: string[] }>('SELECT project_registry.missing_workspace_columns($1, $2) AS missing', [
-    schemaName,
-    required,
-  ]);
-  return row?.missing ?? [];
-}
-
 export interface Registration {
   projectId: string;
   schemaName: string;
@@ -93,28 +80,21 @@ export interface Registration {
   schemaFingerprint: string | null;
 }
 
-/** Registers (or re-fingerprints) a workspace and appends its ledger rows; its creation time. */
-export async function registerWorkspace(q: Queryable, r: Registration, ledger: LedgerRows): Promise<Date> {
+/**
+ * Registers (or re-fingerprints) a workspace whose script has just run, in the caller's
+ * transaction under its lock (core's register_workspace(): required columns, registry row,
+ * ledger rows); `fresh` replaces the ledger of a schema that was dropped. Its creation time.
+ */
+export async function registerWorkspace(q: Queryable, r: Registration, ledger: LedgerRows, required: string, fresh: boolean): Promise<Date> {
   const [row] = await q.query<{ created_at: Date }>(
-    `WITH registered AS (
-       INSERT INTO project_registry.workspace_config (project_id, schema_name, workspace_fingerprint, workspace_schema_fingerprint)
-       VALUES ($1, $2, $3, $7)
-       ON CONFLICT (project_id) DO UPDATE
-         SET workspace_fingerprint = excluded.workspace_fingerprint,
-             workspace_schema_fingerprint = excluded.workspace_schema_fingerprint
-       RETURNING created_at
-     ), ledger AS (
-       INSERT INTO project_registry.workspace_migrations (project_id, extension_id, name, checksum)
-       SELECT $1, * FROM unnest($4::text[], $5::text[], $6::text[])
-     )
-     SELECT created_at FROM registered`,
-    [r.projectId, r.schemaName, r.fingerprint, ledger.extensionIds, ledger.names, ledger.checksums, r.schemaFingerprint],
+    'SELECT project_registry.register_workspace($1, $2, $3, $4, $5, $6, $7, $8, $9) AS created_at',
+    [r.projectId, r.schemaName, r.fingerprint, r.schemaFingerprint, ledger.extensionIds, ledger.names, ledger.checksums, required, fresh],
   );
-  if (!row) throw new Error(`registry insert for ${r.projectId} returned no row`);
+  if (!row) throw new Error(`register_workspace for ${r.projectId} returned no row`);
   return row.created_at;
 }
 
-/** create_workspace()'s SQLSTATE for required columns missing after the script ran. */
+/** register_workspace()'s SQLSTATE for required columns missing after the script ran. */
 export const MISSING_COLUMNS = 'PW001';
 
 export interface CreatedWorkspace {
@@ -124,8 +104,9 @@ export interface CreatedWorkspace {
 }
 
 /**
- * A new workspace in one round trip: core's create_workspace() locks, re-checks, runs the
- * script, checks required columns and registers, all in the statement's own transaction.
+ * A new workspace in one round trip: core's create_workspace() is lockWorkspace, a re-check,
+ * the script and registerWorkspace in the statement's own transaction. Registered meanwhile by
+ * a concurrent creator, it returns that registration (`created` false).
  */
 export async function createWorkspace(
   q: Queryable,
@@ -133,23 +114,30 @@ export async function createWorkspace(
   script: string,
   ledger: LedgerRows,
   required: string,
+  lockTimeoutMs = WORKSPACE_LOCK_TIMEOUT_MS,
 ): Promise<CreatedWorkspace> {
-  const [row] = await q.query<CreatedWorkspace>(
-    `SELECT created, registered_at, registered_fingerprint
-       FROM project_registry.create_workspace($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-    [
-      r.projectId,
-      r.schemaName,
-      WORKSPACE_LOCK_CLASS,
-      r.fingerprint,
-      r.schemaFingerprint,
-      script,
-      ledger.extensionIds,
-      ledger.names,
-      ledger.checksums,
-      required,
-    ],
-  );
+  let row: CreatedWorkspace | undefined;
+  try {
+    [row] = await q.query<CreatedWorkspace>(
+      `SELECT created, registered_at, registered_fingerprint
+         FROM project_registry.create_workspace($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+      [
+        r.projectId,
+        r.schemaName,
+        WORKSPACE_LOCK_CLASS,
+        lockTimeoutMs,
+        r.fingerprint,
+        r.schemaFingerprint,
+        script,
+        ledger.extensionIds,
+        ledger.names,
+        ledger.checksums,
+        required,
+      ],
+    );
+  } catch (error) {
+    throw workspaceLockTimeout(error, r.projectId, lockTimeoutMs) ?? error;
+  }
   if (!row) throw new Error(`create_workspace for ${r.projectId} returned no row`);
   return row;
 }

@@ -1,26 +1,25 @@
 import type { Database, Queryable } from '../db/database.js';
 import { validateIdentifier } from '../db/identifiers.js';
 import { privilegeAdvice } from '../db/privilege-advice.js';
-import { isConnectionFailure, pgError, sqlState } from '../db/sql-errors.js';
+import { isConnectionFailure, pgError } from '../db/sql-errors.js';
 import type { InstallPlan } from '../installer/install-plan.js';
 import type { Logger } from '../logger.js';
 import {
   appliedWorkspaceMigrations,
   checkColumns,
   createWorkspace,
-  forgetWorkspaceMigrations,
   isWorkspaceSchema,
   listWorkspaces,
   lockWorkspace,
   lookupWorkspace,
   MISSING_COLUMNS,
-  missingWorkspaceColumns,
   registerWorkspace,
   type ColumnCheck,
   type CreatedWorkspace,
   type RegisteredWorkspace,
   type Registration,
 } from '../registry/registry-sql.js';
+import { WORKSPACE_LOCK_TIMEOUT_MS } from '../registry/workspace-lock.js';
 import { explainCitusRefusal, runScriptStatementwise } from './citus-workspaces.js';
 import { PROJECT_ID_MAX_LENGTH, ReservedSchemas, validateProjectId, WorkspaceIdError } from './project-id.js';
 import { searchVectors, type VectorSearchInput, type VectorSearchResult, type WorkspaceReader } from './vector-search.js';
@@ -92,15 +91,18 @@ export class WorkspaceManager {
   readonly #reserved = new ReservedSchemas();
   /** On a Citus coordinator every workspace is a distributed schema (see db/citus.ts). */
   readonly #citus: boolean;
+  /** How long provisioning waits for a workspace's lock before naming its holder. */
+  readonly #lockTimeoutMs: number;
 
   constructor(
     private readonly db: Database,
     private readonly plan: InstallPlan,
     private readonly searchPathSchemas: readonly string[],
     private readonly log: Logger,
-    options: { citus?: boolean } = {},
+    options: { citus?: boolean; lockTimeoutMs?: number } = {},
   ) {
     this.#citus = options.citus ?? false;
+    this.#lockTimeoutMs = options.lockTimeoutMs ?? WORKSPACE_LOCK_TIMEOUT_MS;
     const required: Record<string, string[]> = {};
     for (const p of plan.extensions) {
       for (const { table, columns } of p.workspaceRequiredColumns) required[table] = [...new Set([...(required[table] ?? []), ...columns])];
@@ -138,9 +140,7 @@ export class WorkspaceManager {
 
   async #ensureUncached(projectId: string, schemaName: string): Promise<Workspace> {
     const row = await lookupWorkspace(this.db, projectId);
-    if (row && isCurrent(row, this.plan)) {
-      return { projectId, schemaName, created: false, createdAt: row.created_at, tables: [...this.plan.workspaceTables] };
-    }
+    if (row && isCurrent(row, this.plan)) return this.#workspace(projectId, schemaName, false, row.created_at);
     // Unregistered: create in one round trip, unless a concurrent creator registered it at
     // another version meanwhile, which the general path below then upgrades (as it does a
     // lagging workspace, or one whose schema is gone).
@@ -150,28 +150,28 @@ export class WorkspaceManager {
     return result.workspace as Workspace;
   }
 
+  /**
+   * The one-round-trip form of #provisionIn for an id found unregistered: core's
+   * create_workspace() runs the same lock, re-check, script and registration server-side.
+   */
   async #create(projectId: string, schemaName: string): Promise<Workspace | undefined> {
     const script = buildWorkspaceScript(schemaName, this.searchPathSchemas, this.plan.extensions, [], {
       schemaFiles: true,
       citus: this.#citus,
     });
-    const { names } = script.migrations;
     let row: CreatedWorkspace;
     try {
-      row = await createWorkspace(this.db, this.#registration(projectId, schemaName), script.sql, script.migrations, this.#required);
+      row = await createWorkspace(this.db, this.#registration(projectId, schemaName), script.sql, script.migrations, this.#required, this.#lockTimeoutMs);
     } catch (error) {
+      // An SQL error here is the script's, the required-column check's or the lock's; PostgreSQL
+      // gives the position in the script only with the script as internal query.
       const fields = pgError(error);
-      if (fields?.code === MISSING_COLUMNS) throw this.#missingColumnsError(JSON.parse(fields.detail ?? '[]') as string[]);
-      // Any other SQL error is the script's (its EXECUTE is all the function does that can fail
-      // on good input); PostgreSQL gives the position in it only with the script as internal query.
       const position = fields?.internalQuery === script.sql ? Number(fields.internalPosition) : NaN;
       throw await this.#explain(fields ? new ScriptError(script, error, position) : error, projectId, schemaName);
     }
     if (!row.created && row.registered_fingerprint !== this.plan.workspaceFingerprint) return undefined;
-    if (row.created) {
-      this.log.info('created workspace', { project_id: projectId, schema: schemaName, migrations: names });
-    }
-    return { projectId, schemaName, created: row.created, createdAt: row.registered_at, tables: [...this.plan.workspaceTables] };
+    if (row.created) this.log.info('created workspace', { project_id: projectId, schema: schemaName, migrations: script.migrations.names });
+    return this.#workspace(projectId, schemaName, row.created, row.registered_at);
   }
 
   /**
@@ -192,52 +192,55 @@ export class WorkspaceManager {
     }
   }
 
-  /** One transaction: lock, re-check, DDL in one round trip, registry and ledger rows. */
+  /**
+   * One transaction of core's steps (lock_workspace, register_workspace) around a script that
+   * runs where it must: in the workspace's sandbox, or on Citus a statement at a time.
+   */
   async #provisionIn(tx: Queryable, projectId: string, schemaName: string, { create }: { create: boolean }): Promise<Provisioned> {
-    await lockWorkspace(tx, projectId);
+    await lockWorkspace(tx, projectId, this.#lockTimeoutMs);
     const row = await lookupWorkspace(tx, projectId);
     if (!row && !create) return { changed: false, migrations: [] };
-    if (row && isCurrent(row, this.plan)) {
-      const workspace = { projectId, schemaName, created: false, createdAt: row.created_at, tables: [...this.plan.workspaceTables] };
-      return { workspace, changed: false, migrations: [] };
-    }
+    if (row && isCurrent(row, this.plan)) return { workspace: this.#workspace(projectId, schemaName, false, row.created_at), changed: false, migrations: [] };
     // Registered, but its schema was dropped: its ledger rows describe nothing any more.
     const lost = row !== undefined && !row.schema_exists;
-    if (lost) await forgetWorkspaceMigrations(tx, projectId);
     const applied = row && !lost ? await appliedWorkspaceMigrations(tx, projectId) : [];
     const script = buildWorkspaceScript(schemaName, this.searchPathSchemas, this.plan.extensions, applied, {
       schemaFiles: lost || row?.workspace_schema_fingerprint !== this.plan.workspaceSchemaFingerprint,
       citus: this.#citus,
     });
+    await this.#runScript(tx, projectId, schemaName, script);
+    const createdAt = await registerWorkspace(tx, this.#registration(projectId, schemaName), script.migrations, this.#required, lost);
+    const fields = { project_id: projectId, schema: schemaName, migrations: script.migrations.names };
+    if (lost) this.log.warn('re-created workspace whose schema had been dropped', fields);
+    else this.log.info(row ? 'upgraded workspace' : 'created workspace', fields);
+    const { extensionIds, names } = script.migrations;
+    return { workspace: this.#workspace(projectId, schemaName, !row || lost, createdAt), changed: true, migrations: names.map((name, i) => `${extensionIds[i]}/${name}`) };
+  }
+
+  async #runScript(tx: Queryable, projectId: string, schemaName: string, script: WorkspaceScript): Promise<void> {
     if (this.#citus) {
       // Citus distributes only DDL sent as top-level statements, not DDL a function EXECUTEs, so
       // there the script runs as the server, statement by statement (not in the sandbox).
       await runScriptStatementwise(tx, script, (error, position) => new ScriptError(script, error, position));
-    } else {
-      // Agent code may live in a workspace its agent has used (triggers an UPDATE fires, views,
-      // operators shadowing an extension's): there the script runs as the workspace's role.
-      const body = script.sql.slice(script.prelude.length);
-      let asServer = false;
-      try {
-        asServer = !((await this.sandbox?.runScript(tx, projectId, schemaName, body)) ?? false);
-        if (asServer) await tx.exec(script.sql);
-      } catch (error) {
-        const fields = pgError(error);
-        if (asServer) throw new ScriptError(script, error, Number(fields?.position));
-        const inBody = fields?.internalQuery === body;
-        throw new ScriptError(script, error, inBody ? script.prelude.length + Number(fields.internalPosition) : NaN, true);
-      }
+      return;
     }
-    const missing = await missingWorkspaceColumns(tx, schemaName, this.#required);
-    if (missing.length > 0) throw this.#missingColumnsError(missing);
-    const createdAt = await registerWorkspace(tx, this.#registration(projectId, schemaName), script.migrations);
-    const fields = { project_id: projectId, schema: schemaName, migrations: script.migrations.names };
-    if (lost) this.log.warn('re-created workspace whose schema had been dropped', fields);
-    else this.log.info(row ? 'upgraded workspace' : 'created workspace', fields);
-    const created = !row || lost;
-    const workspace = { projectId, schemaName, created, createdAt, tables: [...this.plan.workspaceTables] };
-    const { extensionIds, names } = script.migrations;
-    return { workspace, changed: true, migrations: names.map((name, i) => `${extensionIds[i]}/${name}`) };
+    // Agent code may live in a workspace its agent has used (triggers an UPDATE fires, views,
+    // operators shadowing an extension's): there the script runs as the workspace's role.
+    const body = script.sql.slice(script.prelude.length);
+    let asServer = false;
+    try {
+      asServer = !((await this.sandbox?.runScript(tx, projectId, schemaName, body)) ?? false);
+      if (asServer) await tx.exec(script.sql);
+    } catch (error) {
+      const fields = pgError(error);
+      if (asServer) throw new ScriptError(script, error, Number(fields?.position));
+      const inBody = fields?.internalQuery === body;
+      throw new ScriptError(script, error, inBody ? script.prelude.length + Number(fields.internalPosition) : NaN, true);
+    }
+  }
+
+  #workspace(projectId: string, schemaName: string, created: boolean, createdAt: Date): Workspace {
+    return { projectId, schemaName, created, createdAt, tables: [...this.plan.workspaceTables] };
   }
 
   #registration(projectId: string, schemaName: string): Registration {
@@ -262,18 +265,20 @@ export class WorkspaceManager {
 
   async #explain(error: unknown, projectId: string, schemaName: string): Promise<unknown> {
     const cause = error instanceof ScriptError ? error.cause : error;
+    const fields = pgError(cause);
+    if (fields?.code === MISSING_COLUMNS) return this.#missingColumnsError(JSON.parse(fields.detail ?? '[]') as string[]);
     // The session or the server went away (57P01, 53300, a broken socket): nothing in the DDL
     // to point at, and the caller is told to retry (explainError).
     if (isConnectionFailure(cause)) return cause;
     const refused = this.#citus ? explainCitusRefusal(this.plan, projectId, cause) : undefined;
     if (refused) return refused;
-    if (sqlState(cause) === '42501') {
+    if (fields?.code === '42501') {
       // The workspace's DDL runs in its own new schema (CREATE on the database), with the schemas
       // of the required PostgreSQL extensions on its search path.
       const advice = await privilegeAdvice(this.db, { uses: this.searchPathSchemas });
       return new WorkspacePermissionError(schemaName, advice, cause);
     }
-    if (!pgError(cause)) return cause;
+    if (!fields) return cause;
     let where = '';
     if (error instanceof ScriptError) {
       const statement =
