@@ -1,6 +1,7 @@
 import type { Database } from '../src/db/database.js';
 import type { InstallPlan } from '../src/installer/install-plan.js';
 import { silentLogger } from '../src/logger.js';
+import { countWorkspaces } from '../src/registry/registry-sql.js';
 import { WorkspaceFleet, type UpgradeSummary } from '../src/workspaces/workspace-fleet.js';
 import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
 import { install } from '../harness/fixtures.js';
@@ -13,7 +14,6 @@ export async function fleetPass(db: Database, plan: InstallPlan, concurrency: nu
   const started = performance.now();
   const summary = await fleet.upgrade({ concurrency });
   const seconds = (performance.now() - started) / 1000;
-  const [row] = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM project_registry.workspace_config');
   // A no-op pass still covers the whole fleet: throughput is over every workspace checked.
-  return { ...summary, perSecond: Math.round(((summary.total || (row?.n ?? 0)) / seconds) * 10) / 10 };
+  return { ...summary, perSecond: Math.round(((summary.total || (await countWorkspaces(db))) / seconds) * 10) / 10 };
 }

@@ -2,6 +2,7 @@ import type { Database } from '../src/db/database.js';
 import { quoteIdent } from '../src/db/identifiers.js';
 import type { InstallPlan } from '../src/installer/install-plan.js';
 import { silentLogger } from '../src/logger.js';
+import { registerBare } from '../src/registry/registry-sql.js';
 import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
 import { install } from '../harness/fixtures.js';
 
@@ -60,13 +61,7 @@ export function provisionSeedStyle(db: Database, plan: InstallPlan, prefix: stri
       await s.query('COMMIT');
       await s.query('RESET search_path');
     });
-    await db.transaction((tx) =>
-      tx.query(
-        `INSERT INTO project_registry.workspace_config (project_id, schema_name, workspace_fingerprint)
-         VALUES ($1, $2, 'seed-style') ON CONFLICT (project_id) DO NOTHING`,
-        [id, schema],
-      ),
-    );
+    await db.transaction((tx) => registerBare(tx, id, schema, 'seed-style'));
   };
 }
 

@@ -13,6 +13,7 @@ import { PostgresDatabase } from '../src/db/postgres-database.js';
 import { SharedStore } from '../src/db/shared-store.js';
 import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
 import { silentLogger } from '../src/logger.js';
+import { REGISTRY_TABLES } from '../src/registry/registry-sql.js';
 import { packageRoot } from '../src/package-info.js';
 import { holdInstallLock, install, pgliteBackend, planFor, recording, tempDir } from '../harness/fixtures.js';
 import { startPgCluster } from '../harness/pg-cluster.js';
@@ -64,7 +65,7 @@ const PLAIN = await plainCodebaseExtension();
  */
 async function settle(db: PostgresDatabase): Promise<void> {
   await db.exec(
-    'VACUUM (ANALYZE) project_registry.workspace_config, project_registry.workspace_migrations, ' +
+    `VACUUM (ANALYZE) ${REGISTRY_TABLES.join(', ')}, ` +
       'pg_catalog.pg_namespace, pg_catalog.pg_class, pg_catalog.pg_attribute, pg_catalog.pg_type, pg_catalog.pg_depend',
   );
 }

@@ -85,6 +85,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
       expect(await db.query('SELECT extension_id, name FROM project_registry.schema_migrations ORDER BY 1, 2')).toEqual([
         { extension_id: 'alpha', name: '0001_add_extra' },
         { extension_id: 'alpha', name: '0002_backfill' },
+        { extension_id: 'core', name: '0001_create_workspace_lock_timeout' },
       ]);
     });
 
@@ -254,6 +255,7 @@ describe('extension installer on a real PostgreSQL server', () => {
         `SELECT extension_id, name, count(*)::int AS n FROM project_registry.schema_migrations GROUP BY 1, 2 ORDER BY 1, 2`,
       );
       expect(ledger).toEqual([
+        { extension_id: 'core', name: '0001_create_workspace_lock_timeout', n: 1 },
         { extension_id: 'slow', name: '0001_first', n: 1 },
         { extension_id: 'slow', name: '0002_second', n: 1 },
         { extension_id: 'slow', name: '0003_third', n: 1 },

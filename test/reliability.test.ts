@@ -58,6 +58,7 @@ describe('reliability on a real PostgreSQL server', () => {
       const db = new PostgresDatabase({ connectionString: url });
       try {
         expect(await db.query(`SELECT extension_id, name, count(*)::int AS n FROM project_registry.schema_migrations GROUP BY 1, 2 ORDER BY 1, 2`)).toEqual([
+          { extension_id: 'core', name: '0001_create_workspace_lock_timeout', n: 1 },
           { extension_id: 'relia', name: '0001_first', n: 1 },
           { extension_id: 'relia', name: '0002_second', n: 1 },
         ]);
@@ -419,6 +420,7 @@ describe('through PgBouncer in transaction pooling mode', () => {
       const results = await Promise.all(managers.flatMap((m, n) => [m.ensure('pooled'), m.ensure(`pooled-${n}`)]));
       expect(results.filter((r) => r.created)).toHaveLength(13);
       expect(await dbs[0]!.query(`SELECT extension_id, name, count(*)::int AS n FROM project_registry.schema_migrations GROUP BY 1, 2 ORDER BY 2`)).toEqual([
+        { extension_id: 'core', name: '0001_create_workspace_lock_timeout', n: 1 },
         { extension_id: 'relia', name: '0001_first', n: 1 },
         { extension_id: 'relia', name: '0002_second', n: 1 },
       ]);

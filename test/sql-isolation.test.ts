@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../src/db/database.js';
 import { INSTALL_LOCK_KEY } from '../src/installer/install-lock.js';
-import { WORKSPACE_LOCK_CLASS } from '../src/workspaces/workspace-manager.js';
+import { WORKSPACE_LOCK_CLASS } from '../src/registry/workspace-lock.js';
 import { SESSION, startIsolationServer, type IsolationServer } from './support/isolation-snapshot.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
 

@@ -5,6 +5,7 @@ import type { Database } from '../src/db/database.js';
 import { PostgresDatabase } from '../src/db/postgres-database.js';
 import type { InstallPlan } from '../src/installer/install-plan.js';
 import { silentLogger } from '../src/logger.js';
+import { WORKSPACE_LOCK_CLASS, WorkspaceLockTimeoutError } from '../src/registry/workspace-lock.js';
 import { ReservedProjectIdError, WorkspaceIdError } from '../src/workspaces/project-id.js';
 import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
 import { WorkspaceNotFoundError, WorkspacePermissionError, WorkspaceProvisionError } from '../src/workspaces/workspace-errors.js';
@@ -383,6 +384,45 @@ describe('workspace manager on a real PostgreSQL server', () => {
       ]);
     } finally {
       await close();
+    }
+  });
+
+  it('gives up on a workspace lock held by another session within the bound, naming it, and provisions once it is released', async (ctx) => {
+    const url = await server(ctx).createDatabase('locked');
+    const plan = await planFor([await notesExtension(await tempDir())], ['codebase']);
+    const db = new PostgresDatabase({ connectionString: url });
+    const holder = new PostgresDatabase({ connectionString: url });
+    try {
+      const report = await install(db, plan);
+      const manager = new WorkspaceManager(db, plan, report.searchPathSchemas, silentLogger, { lockTimeoutMs: 300 });
+      await manager.ensure('upgraded');
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      let holding!: (pid: number) => void;
+      const held = new Promise<number>((resolve) => (holding = resolve));
+      const holds = holder.transaction(async (tx) => {
+        const [row] = await tx.query<{ pid: number }>(
+          `SELECT pg_backend_pid() AS pid, pg_advisory_xact_lock($1, hashtext('fresh')), pg_advisory_xact_lock($1, hashtext('upgraded'))`,
+          [WORKSPACE_LOCK_CLASS],
+        );
+        holding(row?.pid ?? 0);
+        await released;
+      });
+      const pid = await held;
+      // A new id (core's create_workspace in one round trip) and an existing one (the upgrade's transaction).
+      for (const attempt of [() => manager.ensure('fresh'), () => manager.upgrade('upgraded')]) {
+        const failure = await attempt().catch((e: unknown) => e);
+        expect(failure).toBeInstanceOf(WorkspaceLockTimeoutError);
+        expect((failure as Error).message).toMatch(new RegExp(`after 300 ms; it is held by pid ${pid} \\(pg-workspace-mcp[^)]*, for \\d+ s\\).*retry the call`));
+      }
+      expect(await db.query(`SELECT to_regnamespace('project_fresh') AS s`)).toEqual([{ s: null }]);
+      release();
+      await holds;
+      expect((await manager.ensure('fresh')).created).toBe(true);
+      expect((await manager.upgrade('upgraded')).outcome).toBe('up-to-date');
+    } finally {
+      await holder.close();
+      await db.close();
     }
   });
 

@@ -94,22 +94,80 @@ BEGIN
 END
 $$;
 
+-- Takes a workspace's lock, to the end of the transaction, waiting at most timeout_ms: on
+-- timeout it raises PW002 with the holders as a JSON array in DETAIL (whoever waits says who
+-- to wait for). lock_timeout bounds the advisory lock like any other and is put back at once,
+-- so it bounds nothing of the DDL that follows. Every provisioning path and the SQL tools'
+-- principal repair take it here.
+CREATE OR REPLACE FUNCTION project_registry.lock_workspace(project_id text, lock_class integer, timeout_ms integer)
+RETURNS void LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  previous text := current_setting('lock_timeout');
+BEGIN
+  PERFORM set_config('lock_timeout', timeout_ms || 'ms', true);
+  BEGIN
+    PERFORM pg_advisory_xact_lock(lock_class, hashtext(lock_workspace.project_id));
+  EXCEPTION WHEN lock_not_available THEN
+    RAISE EXCEPTION 'workspace "%" stayed locked for % ms', lock_workspace.project_id, timeout_ms
+      USING ERRCODE = 'PW002', DETAIL = (
+        SELECT coalesce(json_agg(json_build_object(
+                 'pid', a.pid, 'application_name', a.application_name, 'client_addr', a.client_addr::text, 'state', a.state,
+                 'held_seconds', round(extract(epoch FROM clock_timestamp() - a.xact_start))::int)), '[]')::text
+          FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+           AND l.classid = lock_class::oid AND l.objid = hashtext(lock_workspace.project_id)::oid);
+  END;
+  PERFORM set_config('lock_timeout', previous, true);
+END
+$$;
+
+-- Registers a workspace whose script has just run, in the caller's transaction under its lock:
+-- checks the required columns (raising PW001 with the missing ones as a JSON array in DETAIL,
+-- which rolls everything back), then writes or re-fingerprints the registry row and appends
+-- the ledger rows; `fresh` (a schema re-created after it was dropped) first forgets the ledger
+-- rows of the schema that is gone. Returns the registry row's creation time.
+CREATE OR REPLACE FUNCTION project_registry.register_workspace(
+    project_id text, schema_name text, fingerprint text, schema_fingerprint text,
+    extension_ids text[], names text[], checksums text[], required jsonb, fresh boolean)
+RETURNS timestamptz LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  missing text[] := project_registry.missing_workspace_columns(register_workspace.schema_name, required);
+  registered timestamptz;
+BEGIN
+  IF cardinality(missing) > 0 THEN
+    RAISE EXCEPTION 'required workspace columns missing in %', register_workspace.schema_name
+      USING ERRCODE = 'PW001', DETAIL = to_json(missing)::text;
+  END IF;
+  IF fresh THEN
+    DELETE FROM project_registry.workspace_migrations m WHERE m.project_id = register_workspace.project_id;
+  END IF;
+  INSERT INTO project_registry.workspace_config AS w (project_id, schema_name, workspace_fingerprint, workspace_schema_fingerprint)
+  VALUES (register_workspace.project_id, register_workspace.schema_name, fingerprint, schema_fingerprint)
+  ON CONFLICT ON CONSTRAINT workspace_config_pkey DO UPDATE
+    SET workspace_fingerprint = excluded.workspace_fingerprint,
+        workspace_schema_fingerprint = excluded.workspace_schema_fingerprint
+  RETURNING w.created_at INTO registered;
+  INSERT INTO project_registry.workspace_migrations (project_id, extension_id, name, checksum)
+  SELECT register_workspace.project_id, * FROM unnest(extension_ids, names, checksums);
+  RETURN registered;
+END
+$$;
+
 -- Creates a workspace in one round trip (the engine's path for an id it found unregistered):
--- takes the workspace's lock, returns the registered row if a concurrent creator got there
--- first, else runs the creation script, checks the required columns (raising PW001 with the
--- missing ones as a JSON array in DETAIL, which rolls everything back) and registers the workspace and its
--- ledger rows. Each statement of a volatile function sees what committed before it, so the
+-- lock_workspace(), then the registered row if a concurrent creator got there first, else the
+-- creation script and register_workspace(), the steps the engine otherwise sends one by one
+-- (for an upgrade, whose script must run in the workspace's sandbox or, on Citus, a statement
+-- at a time). Each statement of a volatile function sees what committed before it, so the
 -- lookup after the lock sees the lock's previous holder. SECURITY INVOKER: the script runs
--- with the caller's own privileges, as if the caller had sent it.
+-- with the caller's own privileges, as if the caller had sent it. (Its form before the lock
+-- timeout is dropped by migrations/0001.)
 CREATE OR REPLACE FUNCTION project_registry.create_workspace(
-    project_id text, schema_name text, lock_class integer, fingerprint text, schema_fingerprint text,
-    script text, extension_ids text[], names text[], checksums text[], required jsonb)
+    project_id text, schema_name text, lock_class integer, lock_timeout_ms integer, fingerprint text,
+    schema_fingerprint text, script text, extension_ids text[], names text[], checksums text[], required jsonb)
 RETURNS TABLE (created boolean, registered_at timestamptz, registered_fingerprint text)
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  missing text[];
 BEGIN
-  PERFORM pg_advisory_xact_lock(lock_class, hashtext(create_workspace.project_id));
+  PERFORM project_registry.lock_workspace(create_workspace.project_id, lock_class, lock_timeout_ms);
   RETURN QUERY SELECT false, w.created_at, w.workspace_fingerprint
                  FROM project_registry.workspace_config w WHERE w.project_id = create_workspace.project_id;
   IF FOUND THEN
@@ -119,16 +177,8 @@ BEGIN
   -- The script pointed search_path at the new schema; a plan cached under another search_path
   -- is re-planned, so put it back for the statements below.
   PERFORM set_config('search_path', 'pg_catalog, pg_temp', true);
-  missing := project_registry.missing_workspace_columns(create_workspace.schema_name, required);
-  IF cardinality(missing) > 0 THEN
-    RAISE EXCEPTION 'required workspace columns missing in %', create_workspace.schema_name
-      USING ERRCODE = 'PW001', DETAIL = to_json(missing)::text;
-  END IF;
-  INSERT INTO project_registry.workspace_config AS w (project_id, schema_name, workspace_fingerprint, workspace_schema_fingerprint)
-  VALUES (create_workspace.project_id, create_workspace.schema_name, fingerprint, schema_fingerprint)
-  RETURNING w.created_at INTO registered_at;
-  INSERT INTO project_registry.workspace_migrations (project_id, extension_id, name, checksum)
-  SELECT create_workspace.project_id, * FROM unnest(extension_ids, names, checksums);
+  registered_at := project_registry.register_workspace(create_workspace.project_id, create_workspace.schema_name,
+    fingerprint, schema_fingerprint, extension_ids, names, checksums, required, false);
   created := true;
   registered_fingerprint := fingerprint;
   RETURN NEXT;

@@ -22,9 +22,11 @@ export class CitusSetupError extends Error {
   override name = 'CitusSetupError';
 }
 
-/** The installed Citus version, or null on plain PostgreSQL and PGlite. Asked once, at boot. */
-export async function detectCitus(db: Database): Promise<string | null> {
-  if (db.kind === 'pglite') return null;
+/**
+ * The installed Citus version, or null on plain PostgreSQL and PGlite (which has no Citus to
+ * install, and answers the same query). Asked once, by a boot that installs.
+ */
+export async function detectCitus(db: Queryable): Promise<string | null> {
   const [row] = await db.query<{ version: string | null }>(
     `SELECT extversion AS version FROM pg_catalog.pg_extension WHERE extname = 'citus'`,
   );

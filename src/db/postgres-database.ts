@@ -1,6 +1,7 @@
 import pg from 'pg';
 import pgvector from 'pgvector';
 import { inTransaction, SessionDatabase, type LockHolder, type LockTry, type PipelineOutcome, type PipelineStep, type Queryable } from './database.js';
+import { asConnectionBroken } from './pg-connection-errors.js';
 import { PipelineCollector, writePipeline, type PipelineMessage, type PipelineWriter } from './pipeline.js';
 
 const APPLICATION_NAME = 'pg-workspace-mcp';
@@ -67,7 +68,9 @@ export class PostgresDatabase extends SessionDatabase {
    * statement and discards the client.
    */
   async #checkout<T>(use: (client: pg.PoolClient, lost: () => Error | undefined) => Promise<T>): Promise<T> {
-    const client = await this.#pool.connect();
+    const client = await this.#pool.connect().catch((error: unknown) => {
+      throw asConnectionBroken(error);
+    });
     let lost: Error | undefined;
     const onError = (error: Error) => {
       lost ??= error;
@@ -78,7 +81,7 @@ export class PostgresDatabase extends SessionDatabase {
       return await use(client, () => lost);
     } catch (error) {
       if (!isOrdinarySqlError(error)) broken = error as Error;
-      throw error;
+      throw asConnectionBroken(error);
     } finally {
       client.removeListener('error', onError);
       client.release(lost ?? broken);

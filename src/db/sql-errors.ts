@@ -38,19 +38,25 @@ export class ConnectionLostError extends Error {
 }
 
 /**
+ * A connection its driver lost without a SQLSTATE, in the driver's own words: each backend
+ * turns its driver's way of saying so into this (see postgres-database.ts), so that nothing
+ * above the backends reads a driver's message text.
+ */
+export class ConnectionBrokenError extends Error {
+  override name = 'ConnectionBrokenError';
+}
+
+/**
  * Errors after which retrying later can succeed: the connection failed or the server is
  * starting, stopping or overloaded (classes 08, 57P, 53), or the socket broke with no SQLSTATE.
  */
 export function isConnectionFailure(error: unknown): boolean {
-  if (error instanceof ConnectionLostError) return true;
+  if (error instanceof ConnectionLostError || error instanceof ConnectionBrokenError) return true;
   const sysCode = (error as { code?: unknown } | null | undefined)?.code;
   // Before the SQLSTATE: EPIPE is five capitals, so it would pass for one.
   if (typeof sysCode === 'string' && /^E(CONNREFUSED|CONNRESET|PIPE|TIMEDOUT|HOSTUNREACH|NOTFOUND|AI_AGAIN)$/.test(sysCode)) return true;
   const code = sqlState(error);
-  if (code) return /^(08|57P|53)/.test(code);
-  // pg reports a dropped socket as a plain Error with no code; our own error classes never count.
-  const message = error instanceof Error && error.constructor === Error ? error.message : '';
-  return /Connection terminated|connection timeout|Client has encountered a connection error/i.test(message);
+  return code !== undefined && /^(08|57P|53)/.test(code);
 }
 
 /** The message a caller sees: a lost database gets advice instead of a socket error. */

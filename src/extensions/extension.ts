@@ -28,3 +28,22 @@ export interface Extension {
   readonly workspaceSchema: SqlFile | undefined;
   readonly workspaceMigrations: readonly Migration[];
 }
+
+/**
+ * Applied migrations are immutable: the refusal of `migration` when the ledger row applying it
+ * (`applied`, by extension and name) has another checksum, else undefined. `appliedTo` says
+ * where, for the message (" to workspaces", or "" for the global install).
+ */
+export function migrationDrift(
+  extensionId: string,
+  migration: Migration,
+  applied: readonly { extension_id: string; name: string; checksum: string }[],
+  appliedTo = '',
+): string | undefined {
+  const row = applied.find((a) => a.extension_id === extensionId && a.name === migration.name);
+  if (!row || row.checksum === migration.checksum) return undefined;
+  return (
+    `${migration.path} was changed after it was applied${appliedTo} (checksum in the ledger ${row.checksum}, ` +
+    `file now ${migration.checksum}). Applied migrations are immutable: restore the file and put the change in a new migration.`
+  );
+}

@@ -1,10 +1,17 @@
 import type { Database, Queryable } from '../db/database.js';
-import { checkColumns } from '../db/catalog.js';
 import { checkCitusNode, detectCitus, extensionsMissingOnWorkers, keepRegistryOnCoordinator, withShardingOff } from '../db/citus.js';
 import { quoteIdent } from '../db/identifiers.js';
 import { privilegeAdvice } from '../db/privilege-advice.js';
 import { describePgError, sqlState } from '../db/sql-errors.js';
+import {
+  appliedGlobalMigrations,
+  checkColumns,
+  claimGlobalMigration,
+  readInstallState,
+  recordInstallState as recordInstall,
+} from '../registry/registry-sql.js';
 import type { Statement } from '../sql/statements.js';
+import { migrationDrift } from '../extensions/extension.js';
 import { InstallError, InstallPrivilegeError, type InstallPhase } from './install-error.js';
 import { withInstallLock, type InstallLockOptions as InstallOptions } from './install-lock.js';
 import type { InstallPlan, PreparedExtension } from './install-plan.js';
@@ -124,26 +131,6 @@ async function withGrantAdvice(db: Queryable, plan: InstallPlan, error: unknown)
   return error;
 }
 
-interface InstallState {
-  fingerprint: string;
-  searchPathSchemas: string[];
-  citus: string | null;
-}
-
-async function readInstallState(db: Queryable): Promise<InstallState | undefined> {
-  try {
-    const [row] = await db.query<{ fingerprint: string; search_path_schemas: string[]; citus: string | null }>(
-      `SELECT fingerprint, search_path_schemas,
-              (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'citus') AS citus
-         FROM project_registry.install_state`,
-    );
-    return row && { fingerprint: row.fingerprint, searchPathSchemas: row.search_path_schemas, citus: row.citus };
-  } catch (error) {
-    if (sqlState(error) === '42P01') return undefined; // never installed
-    throw error;
-  }
-}
-
 function upToDate(plan: InstallPlan, searchPathSchemas: string[], citus: string | null, started: number): InstallReport {
   return {
     outcome: 'up-to-date',
@@ -221,26 +208,14 @@ async function applyStructural(db: Database, p: PreparedExtension, installed: Se
 
 async function applyMigrations(db: Database, p: PreparedExtension): Promise<number | PhaseResult> {
   if (p.migrations.length === 0) return 0;
-  const applied = new Set(
-    (
-      await db.query<{ name: string }>('SELECT name FROM project_registry.schema_migrations WHERE extension_id = $1', [
-        p.extension.id,
-      ])
-    ).map((r) => r.name),
-  );
+  const applied = new Set((await appliedGlobalMigrations(db, p.extension.id)).map((r) => r.name));
   const pending = p.migrations.filter((m) => !applied.has(m.migration.name));
   if (pending.length === 0) return 0;
   const ran: string[] = [];
   let statements = 0;
   await db.transaction(async (tx) => {
     for (const { migration, statements: sql } of pending) {
-      // The ledger row comes first: a concurrent installer blocks on it and then skips.
-      const claimed = await tx.query(
-        `INSERT INTO project_registry.schema_migrations (extension_id, name, checksum)
-         VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING 1`,
-        [p.extension.id, migration.name, migration.checksum],
-      );
-      if (claimed.length === 0) continue;
+      if (!(await claimGlobalMigration(tx, p.extension.id, migration))) continue;
       await runStatements(tx, p, 'migrations', sql);
       ran.push(migration.name);
       statements += sql.length;
@@ -251,25 +226,11 @@ async function applyMigrations(db: Database, p: PreparedExtension): Promise<numb
 
 /** An applied migration whose file has changed since means the database and the code disagree. */
 async function refuseMigrationDrift(db: Queryable, plan: InstallPlan): Promise<void> {
-  let rows: { extension_id: string; name: string; checksum: string }[];
-  try {
-    rows = await db.query('SELECT extension_id, name, checksum FROM project_registry.schema_migrations');
-  } catch (error) {
-    if (sqlState(error) === '42P01') return;
-    throw error;
-  }
+  const rows = await appliedGlobalMigrations(db);
   for (const p of plan.extensions) {
     for (const { migration } of p.migrations) {
-      const row = rows.find((r) => r.extension_id === p.extension.id && r.name === migration.name);
-      if (row && row.checksum !== migration.checksum) {
-        throw new InstallError(
-          p.extension.id,
-          'migrations',
-          `${migration.path} was changed after it was applied (checksum in the ledger ${row.checksum}, ` +
-            `file now ${migration.checksum}). Applied migrations are immutable: restore the file and put ` +
-            `the change in a new migration.`,
-        );
-      }
+      const drift = migrationDrift(p.extension.id, migration, rows);
+      if (drift) throw new InstallError(p.extension.id, 'migrations', drift);
     }
   }
 }
@@ -307,24 +268,8 @@ async function validateRequiredColumns(db: Queryable, p: PreparedExtension): Pro
 }
 
 async function recordInstallState(db: Database, plan: InstallPlan, reports: ExtensionReport[]): Promise<string[]> {
-  return db.transaction(async (tx) => {
-    const [row] = await tx.query<{ schemas: string[] }>(
-      `SELECT coalesce(array_agg(DISTINCT n.nspname::text), '{}') AS schemas
-         FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
-        WHERE e.extname = ANY ($1::text[])`,
-      [[...plan.pgExtensions.keys()]],
-    );
-    const schemas = row?.schemas ?? [];
-    await tx.query(
-      `INSERT INTO project_registry.install_state (fingerprint, search_path_schemas, extensions, installed_at)
-       VALUES ($1, $2, $3, now())
-       ON CONFLICT (singleton) DO UPDATE
-         SET fingerprint = excluded.fingerprint, search_path_schemas = excluded.search_path_schemas,
-             extensions = excluded.extensions, installed_at = excluded.installed_at`,
-      [plan.fingerprint, schemas, JSON.stringify(reports.map((r) => ({ id: r.id, version: r.version })))],
-    );
-    return schemas;
-  });
+  const extensions = reports.map((r) => ({ id: r.id, version: r.version }));
+  return db.transaction((tx) => recordInstall(tx, plan.fingerprint, [...plan.pgExtensions.keys()], extensions));
 }
 
 async function timed(step: () => Promise<number | PhaseResult>): Promise<PhaseResult> {

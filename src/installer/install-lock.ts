@@ -1,4 +1,5 @@
-import type { Database, LockDecision, LockHolder } from '../db/database.js';
+import type { Database, LockDecision } from '../db/database.js';
+import { describeHolders } from '../db/lock-holders.js';
 import type { Logger } from '../logger.js';
 
 /**
@@ -122,11 +123,4 @@ function timeoutError(waited: number, timeoutMs: number, why: string): InstallLo
       `or end that session (SELECT pg_terminate_backend(<pid>)) if it is stuck, ` +
       `or raise PG_WORKSPACE_LOCK_TIMEOUT_MS (now ${timeoutMs}). The next tool call tries again.`,
   );
-}
-
-function describeHolders(holders: readonly LockHolder[]): string {
-  if (holders.length === 0) return 'a session that has just released it';
-  return holders
-    .map((h) => `pid ${h.pid} (${h.application_name || 'no application_name'}${h.client_addr ? ` from ${h.client_addr}` : ''}, for ${h.held_seconds ?? '?'} s)`)
-    .join(', ');
 }

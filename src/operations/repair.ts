@@ -3,10 +3,10 @@ import { quoteIdent } from '../db/identifiers.js';
 import { describePgError, explainError } from '../db/sql-errors.js';
 import type { InstallPlan } from '../installer/install-plan.js';
 import * as registry from '../registry/operations-queries.js';
+import { lockWorkspace } from '../registry/registry-sql.js';
 import { principalScript, roleNameFor, rolePrefixFor, sandboxFunction } from '../sandbox/sandbox-ddl.js';
 import { projectIdOfSchema, SCHEMA_PREFIX, schemaNameFor } from '../workspaces/project-id.js';
 import { buildWorkspaceScript } from '../workspaces/workspace-ddl.js';
-import { WORKSPACE_LOCK_CLASS } from '../workspaces/workspace-manager.js';
 import { CannotRunError } from './cannot-run.js';
 import { orphanSchemas, rolesWithoutWorkspace } from './doctor.js';
 
@@ -154,7 +154,7 @@ async function acceptMigration(tx: Queryable, m: AcceptedMigration): Promise<Rep
  */
 async function forgetMissing(tx: Queryable, projectId: string): Promise<RepairAction> {
   const schemaName = schemaNameFor(projectId);
-  await registry.lockWorkspace(tx, WORKSPACE_LOCK_CLASS, projectId);
+  await lockWorkspace(tx, projectId);
   const now = await registry.workspacePresence(tx, projectId, schemaName);
   if (!now.registered || now.schema_exists) {
     return {
@@ -192,7 +192,7 @@ async function forgetMissing(tx: Queryable, projectId: string): Promise<RepairAc
 async function forgetRole(tx: Queryable, role: string, orphanIds: (q: Queryable) => Promise<string[]>): Promise<RepairAction> {
   const database = await registry.currentDatabase(tx);
   const projectId = projectIdOfSchema(SCHEMA_PREFIX + role.slice(rolePrefixFor(database).length));
-  if (projectId !== undefined && roleNameFor(database, projectId) === role) await registry.lockWorkspace(tx, WORKSPACE_LOCK_CLASS, projectId);
+  if (projectId !== undefined && roleNameFor(database, projectId) === role) await lockWorkspace(tx, projectId);
   if (!(await rolesWithoutWorkspace(tx, await orphanIds(tx))).includes(role)) {
     return { fix: 'forget-missing', subject: role, outcome: 'unchanged', changes: [], reason: 'a workspace goes with it again (or it is gone)' };
   }
@@ -211,7 +211,7 @@ async function forgetRole(tx: Queryable, role: string, orphanIds: (q: Queryable)
 async function adoptOrphan(tx: Queryable, plan: InstallPlan, searchPathSchemas: string[], projectId: string): Promise<RepairAction> {
   const schemaName = schemaNameFor(projectId);
   const refused = (reason: string): RepairAction => ({ fix: 'adopt-orphan', subject: projectId, outcome: 'refused', changes: [], reason });
-  await registry.lockWorkspace(tx, WORKSPACE_LOCK_CLASS, projectId);
+  await lockWorkspace(tx, projectId);
   const now = await registry.workspacePresence(tx, projectId, schemaName);
   if (now.registered || !now.schema_exists) {
     return { ...refused(now.registered ? 'it was registered meanwhile' : 'its schema no longer exists'), outcome: 'unchanged' };

@@ -60,8 +60,6 @@ const SANDBOX_CAPABILITY = `
          ARRAY(SELECT n.nspname::text FROM pg_catalog.pg_namespace n, aclexplode(n.nspacl) a
                 WHERE n.nspname = ANY ($1::text[]) AND a.grantee = 0 AND a.privilege_type = 'CREATE') AS open_schemas`;
 
-const LOCK_WORKSPACE = 'SELECT pg_advisory_xact_lock($1, hashtext($2))';
-
 /** A workspace's registry row and schema, re-read under its lock before a repair changes anything. */
 const WORKSPACE_PRESENCE = `
   SELECT EXISTS (SELECT FROM project_registry.workspace_config w WHERE w.project_id = $1) AS registered,
@@ -211,10 +209,6 @@ export const pgExtensionStates = (q: Queryable, names: readonly string[]) => q.q
 
 export const sandboxCapability = (q: Queryable, searchPathSchemas: readonly string[]) =>
   first<SandboxCapability>(q, SANDBOX_CAPABILITY, [searchPathSchemas]);
-
-export async function lockWorkspace(tx: Queryable, lockClass: number, projectId: string): Promise<void> {
-  await tx.query(LOCK_WORKSPACE, [lockClass, projectId]);
-}
 
 export const workspacePresence = (tx: Queryable, projectId: string, schemaName: string) =>
   first<WorkspacePresence>(tx, WORKSPACE_PRESENCE, [projectId, schemaName]);

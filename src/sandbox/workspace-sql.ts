@@ -3,7 +3,8 @@ import { quoteIdent } from '../db/identifiers.js';
 import { pgError, sqlState } from '../db/sql-errors.js';
 import type { Logger } from '../logger.js';
 import { schemaNameFor } from '../workspaces/project-id.js';
-import { WORKSPACE_LOCK_CLASS, type WorkspaceManager } from '../workspaces/workspace-manager.js';
+import { lockWorkspace, workspacesWithoutSandbox } from '../registry/registry-sql.js';
+import type { WorkspaceManager } from '../workspaces/workspace-manager.js';
 import { prepareAgentStatement, type AgentParam } from './agent-statement.js';
 import {
   principalScript,
@@ -162,16 +163,10 @@ export class WorkspaceSql {
   async adoptAll(): Promise<{ adopted: number; problem: string | undefined }> {
     const capability = await this.#capabilityOnce();
     if (capability.problem) return { adopted: 0, problem: capability.problem };
-    const rows = await this.db.query<{ project_id: string }>(
-      `SELECT w.project_id FROM project_registry.workspace_config w
-        WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_proc p
-                           WHERE p.pronamespace = pg_catalog.to_regnamespace($1) AND p.proname = w.schema_name)
-        ORDER BY 1`,
-      [SANDBOX_SCHEMA],
-    );
+    const ids = await workspacesWithoutSandbox(this.db, SANDBOX_SCHEMA);
     let adopted = 0;
     const failed: string[] = [];
-    for (const { project_id } of rows) {
+    for (const project_id of ids) {
       // Registered, so no ensure(): a workspace whose upgrade just failed keeps its error there.
       await this.#principal(project_id, { ensure: false }).then(
         () => adopted++,
@@ -303,7 +298,7 @@ export class WorkspaceSql {
     if (ensure) await this.workspaces.ensure(projectId);
     const principal = this.#principalFor(capability, projectId);
     await this.db.transaction(async (tx) => {
-      await tx.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [WORKSPACE_LOCK_CLASS, projectId]);
+      await lockWorkspace(tx, projectId);
       await this.#repairIn(tx, principal, capability);
     });
     this.#principals.set(projectId, principal);

@@ -2,6 +2,7 @@ import type { Database, Queryable } from '../db/database.js';
 import type { AgentParam } from '../sandbox/agent-statement.js';
 import type { RowsResult } from '../sandbox/workspace-sql.js';
 import { quoteIdent, validateIdentifier } from '../db/identifiers.js';
+import { IS_REGISTERED } from '../registry/registry-sql.js';
 import { schemaNameFor } from './project-id.js';
 import { TableNotFoundError } from './workspace-description.js';
 import { WorkspaceNotFoundError } from './workspace-errors.js';
@@ -81,7 +82,7 @@ const CATALOG = `
      WHERE c.relname = $3 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
        AND c.relnamespace = (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = $2)
   )
-  SELECT EXISTS (SELECT 1 FROM project_registry.workspace_config w WHERE w.project_id = $1)
+  SELECT ${IS_REGISTERED}
            AND EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = $2) AS registered,
          EXISTS (SELECT 1 FROM rel) AS table_exists,
          (SELECT nspname FROM ext) AS vector_schema,

@@ -1,14 +1,10 @@
 import { distributeSchemaSql, SHARDING_OFF } from '../db/citus.js';
 import type { Database } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
+import { migrationDrift } from '../extensions/extension.js';
 import type { PreparedExtension } from '../installer/install-plan.js';
+import type { AppliedMigration, LedgerRows } from '../registry/registry-sql.js';
 import type { Statement } from '../sql/statements.js';
-
-export interface AppliedMigration {
-  extension_id: string;
-  name: string;
-  checksum: string;
-}
 
 /** What one provisioning transaction runs inside a workspace schema, as a single script. */
 export interface WorkspaceScript {
@@ -18,7 +14,7 @@ export interface WorkspaceScript {
   /** Where each statement starts in `sql` (characters, as PostgreSQL reports error positions). */
   starts: ReadonlyArray<{ at: number; statement: Statement }>;
   /** Ledger rows to record, in columns for one `unnest` insert. */
-  migrations: { extensionIds: string[]; names: string[]; checksums: string[] };
+  migrations: LedgerRows;
   /** On Citus: the last statement of `sql`, which makes the schema a distributed schema. */
   distribute?: string;
 }
@@ -57,14 +53,9 @@ export function buildWorkspaceScript(
   if (schemaFiles) for (const p of extensions) p.workspace.structural.forEach(add);
   for (const p of extensions) {
     for (const { migration, statements } of p.workspace.migrations) {
-      const done = applied.find((a) => a.extension_id === p.extension.id && a.name === migration.name);
-      if (done && done.checksum !== migration.checksum) {
-        throw new WorkspaceMigrationDriftError(
-          `${migration.path} was changed after it was applied to workspaces (checksum in the ledger ${done.checksum}, ` +
-            `file now ${migration.checksum}). Applied migrations are immutable: restore the file and put the change in a new migration.`,
-        );
-      }
-      if (done) continue;
+      const drift = migrationDrift(p.extension.id, migration, applied, ' to workspaces');
+      if (drift) throw new WorkspaceMigrationDriftError(drift);
+      if (applied.some((a) => a.extension_id === p.extension.id && a.name === migration.name)) continue;
       statements.forEach(add);
       migrations.extensionIds.push(p.extension.id);
       migrations.names.push(migration.name);

@@ -1,4 +1,5 @@
 import type { Queryable } from '../db/database.js';
+import { describeRegistered } from '../registry/registry-sql.js';
 import { schemaNameFor } from './project-id.js';
 import { WorkspaceNotFoundError } from './workspace-errors.js';
 
@@ -60,12 +61,8 @@ export class TableNotFoundError extends Error {
  */
 export async function describeWorkspace(q: Queryable, projectId: string, table?: string): Promise<RelationDescription[]> {
   const schemaName = schemaNameFor(projectId);
-  const [row] = await q.query<{ registered: boolean; relations: RelationDescription[] | null }>(
-    `SELECT EXISTS (SELECT 1 FROM project_registry.workspace_config WHERE project_id = $1) AS registered,
-            project_registry.describe_relations($2, $3) AS relations`,
-    [projectId, schemaName, table ?? null],
-  );
-  if (!row?.registered || !row.relations) throw new WorkspaceNotFoundError(projectId);
+  const row = await describeRegistered<RelationDescription>(q, projectId, schemaName, table ?? null);
+  if (!row.registered || !row.relations) throw new WorkspaceNotFoundError(projectId);
   if (table !== undefined && row.relations.length === 0) throw new TableNotFoundError(projectId, table);
   return row.relations;
 }

@@ -1,5 +1,6 @@
 import type { Database, Queryable } from '../db/database.js';
 import type { InstallPlan } from '../installer/install-plan.js';
+import { appliedMigrationsOf, fleetCounts, laggingWorkspaces, workspaceWithLedger } from '../registry/registry-sql.js';
 import type { WorkspaceSql } from '../sandbox/workspace-sql.js';
 import type { WorkspaceManager } from './workspace-manager.js';
 
@@ -48,8 +49,7 @@ export interface UpgradeSummary extends UpgradeProgress {
 /**
  * Which workspaces lag behind the current workspace DDL and migrations: what workspace_status
  * and doctor report, on any Queryable (doctor reads in its own read-only transaction). Lagging
- * is one indexed query on the registry's fingerprint column, written as two range predicates
- * so that "not equal" is still an index scan.
+ * is one indexed query on the registry's fingerprint column (registry-sql.ts).
  */
 export class FleetStatusReader {
   constructor(
@@ -58,36 +58,18 @@ export class FleetStatusReader {
   ) {}
 
   async lagging(): Promise<string[]> {
-    const rows = await this.db.query<{ project_id: string }>(
-      `SELECT project_id FROM project_registry.workspace_config
-        WHERE workspace_fingerprint < $1 OR workspace_fingerprint > $1
-        ORDER BY project_id`,
-      [this.plan.workspaceFingerprint],
-    );
-    return rows.map((r) => r.project_id);
+    return laggingWorkspaces(this.db, this.plan.workspaceFingerprint);
   }
 
   /** Migrations each workspace lacks, for a dry run or a status report. */
   async pendingFor(projectIds: readonly string[]): Promise<Map<string, string[]>> {
-    const rows = await this.db.query<{ project_id: string; migration: string }>(
-      `SELECT project_id, extension_id || '/' || name AS migration
-         FROM project_registry.workspace_migrations WHERE project_id = ANY ($1::text[])`,
-      [projectIds],
-    );
-    const applied = new Map<string, Set<string>>();
-    for (const r of rows) applied.set(r.project_id, (applied.get(r.project_id) ?? new Set()).add(r.migration));
+    const applied = await appliedMigrationsOf(this.db, projectIds);
     const all = this.#allMigrations();
     return new Map(projectIds.map((id) => [id, all.filter((m) => !applied.get(id)?.has(m))]));
   }
 
   async status(projectId: string): Promise<WorkspaceStatus | undefined> {
-    const [row] = await this.db.query<{ schema_name: string; workspace_fingerprint: string; applied: string[] }>(
-      `SELECT w.schema_name, w.workspace_fingerprint,
-              ARRAY(SELECT m.extension_id || '/' || m.name FROM project_registry.workspace_migrations m
-                     WHERE m.project_id = w.project_id ORDER BY 1) AS applied
-         FROM project_registry.workspace_config w WHERE w.project_id = $1`,
-      [projectId],
-    );
+    const row = await workspaceWithLedger(this.db, projectId);
     if (!row) return undefined;
     return {
       projectId,
@@ -99,22 +81,13 @@ export class FleetStatusReader {
   }
 
   async fleetStatus(): Promise<FleetStatus> {
-    const [counts] = await this.db.query<{ total: number; current: number }>(
-      `SELECT count(*)::int AS total, count(*) FILTER (WHERE workspace_fingerprint = $1)::int AS current
-         FROM project_registry.workspace_config`,
-      [this.plan.workspaceFingerprint],
-    );
-    const applied = await this.db.query<{ migration: string; n: number }>(
-      `SELECT extension_id || '/' || name AS migration, count(*)::int AS n
-         FROM project_registry.workspace_migrations GROUP BY 1`,
-    );
-    const total = counts?.total ?? 0;
+    const { total, current, applied } = await fleetCounts(this.db, this.plan.workspaceFingerprint);
     return {
       workspaces: total,
-      upToDate: counts?.current ?? 0,
-      lagging: total - (counts?.current ?? 0),
+      upToDate: current,
+      lagging: total - current,
       pending: this.#allMigrations()
-        .map((migration) => ({ migration, workspaces: total - (applied.find((a) => a.migration === migration)?.n ?? 0) }))
+        .map((migration) => ({ migration, workspaces: total - (applied.get(migration) ?? 0) }))
         .filter((p) => p.workspaces > 0),
     };
   }

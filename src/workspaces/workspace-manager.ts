@@ -1,15 +1,30 @@
-import { checkColumns, type ColumnCheck } from '../db/catalog.js';
 import type { Database, Queryable } from '../db/database.js';
 import { validateIdentifier } from '../db/identifiers.js';
 import { privilegeAdvice } from '../db/privilege-advice.js';
-import { isConnectionFailure, pgError, sqlState } from '../db/sql-errors.js';
+import { isConnectionFailure, pgError } from '../db/sql-errors.js';
 import type { InstallPlan } from '../installer/install-plan.js';
 import type { Logger } from '../logger.js';
+import {
+  appliedWorkspaceMigrations,
+  checkColumns,
+  createWorkspace,
+  isWorkspaceSchema,
+  listWorkspaces,
+  lockWorkspace,
+  lookupWorkspace,
+  MISSING_COLUMNS,
+  registerWorkspace,
+  type ColumnCheck,
+  type CreatedWorkspace,
+  type RegisteredWorkspace,
+  type Registration,
+} from '../registry/registry-sql.js';
+import { WORKSPACE_LOCK_TIMEOUT_MS } from '../registry/workspace-lock.js';
 import { explainCitusRefusal, runScriptStatementwise } from './citus-workspaces.js';
 import { PROJECT_ID_MAX_LENGTH, ReservedSchemas, validateProjectId, WorkspaceIdError } from './project-id.js';
 import { searchVectors, type VectorSearchInput, type VectorSearchResult, type WorkspaceReader } from './vector-search.js';
 import { describeWorkspace, type RelationDescription } from './workspace-description.js';
-import { buildWorkspaceScript, locateFailure, type AppliedMigration, type WorkspaceScript } from './workspace-ddl.js';
+import { buildWorkspaceScript, locateFailure, type WorkspaceScript } from './workspace-ddl.js';
 import {
   WorkspaceNotFoundError,
   WorkspacePermissionError,
@@ -47,34 +62,6 @@ export interface ColumnValidation extends ColumnCheck {
   valid: boolean;
 }
 
-/**
- * Per-workspace advisory locks use the two-int4 key form (a class constant and hashtext of the
- * id), which PostgreSQL keeps apart from the bigint install lock. A hash collision between two
- * ids only makes them take turns.
- */
-export const WORKSPACE_LOCK_CLASS = 0x70677773; // "pgws"
-
-/**
- * The registry lookup stays a primary-key probe (the table list comes from the install plan),
- * plus an index probe of pg_namespace: a registered workspace whose schema was dropped by hand
- * is re-created, not reported as existing.
- */
-const LOOKUP = `
-  SELECT w.created_at, w.workspace_fingerprint, w.workspace_schema_fingerprint,
-         EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = w.schema_name) AS schema_exists
-    FROM project_registry.workspace_config w WHERE w.project_id = $1`;
-
-/**
- * A new workspace in one round trip: core's create_workspace() locks, re-checks, runs the
- * script, checks required columns and registers, all in the statement's own transaction.
- */
-const CREATE = `
-  SELECT created, registered_at, registered_fingerprint
-    FROM project_registry.create_workspace($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`;
-
-/** create_workspace()'s SQLSTATE for required columns missing after the script ran. */
-const MISSING_COLUMNS = 'PW001';
-
 interface Provisioned {
   /** Absent when the workspace does not exist and was not to be created. */
   workspace?: Workspace;
@@ -82,21 +69,8 @@ interface Provisioned {
   migrations: string[];
 }
 
-interface CreatedRow {
-  created: boolean;
-  registered_at: Date;
-  registered_fingerprint: string;
-}
-
-interface LookupRow {
-  created_at: Date;
-  workspace_fingerprint: string;
-  workspace_schema_fingerprint: string | null;
-  schema_exists: boolean;
-}
-
 /** The registry row says the workspace is there and current, and its schema is. */
-const isCurrent = (row: LookupRow, plan: InstallPlan): boolean =>
+const isCurrent = (row: RegisteredWorkspace, plan: InstallPlan): boolean =>
   row.schema_exists && row.workspace_fingerprint === plan.workspaceFingerprint;
 
 /** Runs an upgrade script inside a workspace's SQL sandbox; false when the workspace has none. */
@@ -117,15 +91,18 @@ export class WorkspaceManager {
   readonly #reserved = new ReservedSchemas();
   /** On a Citus coordinator every workspace is a distributed schema (see db/citus.ts). */
   readonly #citus: boolean;
+  /** How long provisioning waits for a workspace's lock before naming its holder. */
+  readonly #lockTimeoutMs: number;
 
   constructor(
     private readonly db: Database,
     private readonly plan: InstallPlan,
     private readonly searchPathSchemas: readonly string[],
     private readonly log: Logger,
-    options: { citus?: boolean } = {},
+    options: { citus?: boolean; lockTimeoutMs?: number } = {},
   ) {
     this.#citus = options.citus ?? false;
+    this.#lockTimeoutMs = options.lockTimeoutMs ?? WORKSPACE_LOCK_TIMEOUT_MS;
     const required: Record<string, string[]> = {};
     for (const p of plan.extensions) {
       for (const { table, columns } of p.workspaceRequiredColumns) required[table] = [...new Set([...(required[table] ?? []), ...columns])];
@@ -162,10 +139,8 @@ export class WorkspaceManager {
   }
 
   async #ensureUncached(projectId: string, schemaName: string): Promise<Workspace> {
-    const [row] = await this.db.query<LookupRow>(LOOKUP, [projectId]);
-    if (row && isCurrent(row, this.plan)) {
-      return { projectId, schemaName, created: false, createdAt: row.created_at, tables: [...this.plan.workspaceTables] };
-    }
+    const row = await lookupWorkspace(this.db, projectId);
+    if (row && isCurrent(row, this.plan)) return this.#workspace(projectId, schemaName, false, row.created_at);
     // Unregistered: create in one round trip, unless a concurrent creator registered it at
     // another version meanwhile, which the general path below then upgrades (as it does a
     // lagging workspace, or one whose schema is gone).
@@ -175,40 +150,28 @@ export class WorkspaceManager {
     return result.workspace as Workspace;
   }
 
+  /**
+   * The one-round-trip form of #provisionIn for an id found unregistered: core's
+   * create_workspace() runs the same lock, re-check, script and registration server-side.
+   */
   async #create(projectId: string, schemaName: string): Promise<Workspace | undefined> {
     const script = buildWorkspaceScript(schemaName, this.searchPathSchemas, this.plan.extensions, [], {
       schemaFiles: true,
       citus: this.#citus,
     });
-    const { extensionIds, names, checksums } = script.migrations;
-    let row: CreatedRow | undefined;
+    let row: CreatedWorkspace;
     try {
-      [row] = await this.db.query<CreatedRow>(CREATE, [
-        projectId,
-        schemaName,
-        WORKSPACE_LOCK_CLASS,
-        this.plan.workspaceFingerprint,
-        this.plan.workspaceSchemaFingerprint,
-        script.sql,
-        extensionIds,
-        names,
-        checksums,
-        this.#required,
-      ]);
+      row = await createWorkspace(this.db, this.#registration(projectId, schemaName), script.sql, script.migrations, this.#required, this.#lockTimeoutMs);
     } catch (error) {
+      // An SQL error here is the script's, the required-column check's or the lock's; PostgreSQL
+      // gives the position in the script only with the script as internal query.
       const fields = pgError(error);
-      if (fields?.code === MISSING_COLUMNS) throw this.#missingColumnsError(JSON.parse(fields.detail ?? '[]') as string[]);
-      // Any other SQL error is the script's (its EXECUTE is all the function does that can fail
-      // on good input); PostgreSQL gives the position in it only with the script as internal query.
       const position = fields?.internalQuery === script.sql ? Number(fields.internalPosition) : NaN;
       throw await this.#explain(fields ? new ScriptError(script, error, position) : error, projectId, schemaName);
     }
-    if (!row) throw new Error(`create_workspace for ${projectId} returned no row`);
     if (!row.created && row.registered_fingerprint !== this.plan.workspaceFingerprint) return undefined;
-    if (row.created) {
-      this.log.info('created workspace', { project_id: projectId, schema: schemaName, migrations: names });
-    }
-    return { projectId, schemaName, created: row.created, createdAt: row.registered_at, tables: [...this.plan.workspaceTables] };
+    if (row.created) this.log.info('created workspace', { project_id: projectId, schema: schemaName, migrations: script.migrations.names });
+    return this.#workspace(projectId, schemaName, row.created, row.registered_at);
   }
 
   /**
@@ -229,84 +192,59 @@ export class WorkspaceManager {
     }
   }
 
-  /** One transaction: lock, re-check, DDL in one round trip, registry and ledger rows. */
+  /**
+   * One transaction of core's steps (lock_workspace, register_workspace) around a script that
+   * runs where it must: in the workspace's sandbox, or on Citus a statement at a time.
+   */
   async #provisionIn(tx: Queryable, projectId: string, schemaName: string, { create }: { create: boolean }): Promise<Provisioned> {
-    await tx.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [WORKSPACE_LOCK_CLASS, projectId]);
-    const [row] = await tx.query<LookupRow>(LOOKUP, [projectId]);
+    await lockWorkspace(tx, projectId, this.#lockTimeoutMs);
+    const row = await lookupWorkspace(tx, projectId);
     if (!row && !create) return { changed: false, migrations: [] };
-    if (row && isCurrent(row, this.plan)) {
-      const workspace = { projectId, schemaName, created: false, createdAt: row.created_at, tables: [...this.plan.workspaceTables] };
-      return { workspace, changed: false, migrations: [] };
-    }
+    if (row && isCurrent(row, this.plan)) return { workspace: this.#workspace(projectId, schemaName, false, row.created_at), changed: false, migrations: [] };
     // Registered, but its schema was dropped: its ledger rows describe nothing any more.
     const lost = row !== undefined && !row.schema_exists;
-    if (lost) await tx.query('DELETE FROM project_registry.workspace_migrations WHERE project_id = $1', [projectId]);
-    const applied =
-      row && !lost
-        ? await tx.query<AppliedMigration>(
-            'SELECT extension_id, name, checksum FROM project_registry.workspace_migrations WHERE project_id = $1',
-            [projectId],
-          )
-        : [];
+    const applied = row && !lost ? await appliedWorkspaceMigrations(tx, projectId) : [];
     const script = buildWorkspaceScript(schemaName, this.searchPathSchemas, this.plan.extensions, applied, {
       schemaFiles: lost || row?.workspace_schema_fingerprint !== this.plan.workspaceSchemaFingerprint,
       citus: this.#citus,
     });
+    await this.#runScript(tx, projectId, schemaName, script);
+    const createdAt = await registerWorkspace(tx, this.#registration(projectId, schemaName), script.migrations, this.#required, lost);
+    const fields = { project_id: projectId, schema: schemaName, migrations: script.migrations.names };
+    if (lost) this.log.warn('re-created workspace whose schema had been dropped', fields);
+    else this.log.info(row ? 'upgraded workspace' : 'created workspace', fields);
+    const { extensionIds, names } = script.migrations;
+    return { workspace: this.#workspace(projectId, schemaName, !row || lost, createdAt), changed: true, migrations: names.map((name, i) => `${extensionIds[i]}/${name}`) };
+  }
+
+  async #runScript(tx: Queryable, projectId: string, schemaName: string, script: WorkspaceScript): Promise<void> {
     if (this.#citus) {
       // Citus distributes only DDL sent as top-level statements, not DDL a function EXECUTEs, so
       // there the script runs as the server, statement by statement (not in the sandbox).
       await runScriptStatementwise(tx, script, (error, position) => new ScriptError(script, error, position));
-    } else {
-      // Agent code may live in a workspace its agent has used (triggers an UPDATE fires, views,
-      // operators shadowing an extension's): there the script runs as the workspace's role.
-      const body = script.sql.slice(script.prelude.length);
-      let asServer = false;
-      try {
-        asServer = !((await this.sandbox?.runScript(tx, projectId, schemaName, body)) ?? false);
-        if (asServer) await tx.exec(script.sql);
-      } catch (error) {
-        const fields = pgError(error);
-        if (asServer) throw new ScriptError(script, error, Number(fields?.position));
-        const inBody = fields?.internalQuery === body;
-        throw new ScriptError(script, error, inBody ? script.prelude.length + Number(fields.internalPosition) : NaN, true);
-      }
+      return;
     }
-    const [check] = await tx.query<{ missing: string[] }>(
-      'SELECT project_registry.missing_workspace_columns($1, $2) AS missing',
-      [schemaName, this.#required],
-    );
-    if (check && check.missing.length > 0) throw this.#missingColumnsError(check.missing);
-    const [registered] = await tx.query<{ created_at: Date }>(
-      `WITH registered AS (
-         INSERT INTO project_registry.workspace_config (project_id, schema_name, workspace_fingerprint, workspace_schema_fingerprint)
-         VALUES ($1, $2, $3, $7)
-         ON CONFLICT (project_id) DO UPDATE
-           SET workspace_fingerprint = excluded.workspace_fingerprint,
-               workspace_schema_fingerprint = excluded.workspace_schema_fingerprint
-         RETURNING created_at
-       ), ledger AS (
-         INSERT INTO project_registry.workspace_migrations (project_id, extension_id, name, checksum)
-         SELECT $1, * FROM unnest($4::text[], $5::text[], $6::text[])
-       )
-       SELECT created_at FROM registered`,
-      [
-        projectId,
-        schemaName,
-        this.plan.workspaceFingerprint,
-        script.migrations.extensionIds,
-        script.migrations.names,
-        script.migrations.checksums,
-        this.plan.workspaceSchemaFingerprint,
-      ],
-    );
-    if (!registered) throw new Error(`registry insert for ${projectId} returned no row`);
-    const fields = { project_id: projectId, schema: schemaName, migrations: script.migrations.names };
-    if (lost) this.log.warn('re-created workspace whose schema had been dropped', fields);
-    else this.log.info(row ? 'upgraded workspace' : 'created workspace', fields);
-    const created = !row || lost;
-    const workspace = { projectId, schemaName, created, createdAt: registered.created_at, tables: [...this.plan.workspaceTables] };
-    const { extensionIds, names } = script.migrations;
-    return { workspace, changed: true, migrations: names.map((name, i) => `${extensionIds[i]}/${name}`) };
+    // Agent code may live in a workspace its agent has used (triggers an UPDATE fires, views,
+    // operators shadowing an extension's): there the script runs as the workspace's role.
+    const body = script.sql.slice(script.prelude.length);
+    let asServer = false;
+    try {
+      asServer = !((await this.sandbox?.runScript(tx, projectId, schemaName, body)) ?? false);
+      if (asServer) await tx.exec(script.sql);
+    } catch (error) {
+      const fields = pgError(error);
+      if (asServer) throw new ScriptError(script, error, Number(fields?.position));
+      const inBody = fields?.internalQuery === body;
+      throw new ScriptError(script, error, inBody ? script.prelude.length + Number(fields.internalPosition) : NaN, true);
+    }
+  }
+
+  #workspace(projectId: string, schemaName: string, created: boolean, createdAt: Date): Workspace {
+    return { projectId, schemaName, created, createdAt, tables: [...this.plan.workspaceTables] };
+  }
+
+  #registration(projectId: string, schemaName: string): Registration {
+    return { projectId, schemaName, fingerprint: this.plan.workspaceFingerprint, schemaFingerprint: this.plan.workspaceSchemaFingerprint };
   }
 
   /** What missing_workspace_columns() reported ("table" or "table.column"), per extension. */
@@ -327,18 +265,20 @@ export class WorkspaceManager {
 
   async #explain(error: unknown, projectId: string, schemaName: string): Promise<unknown> {
     const cause = error instanceof ScriptError ? error.cause : error;
+    const fields = pgError(cause);
+    if (fields?.code === MISSING_COLUMNS) return this.#missingColumnsError(JSON.parse(fields.detail ?? '[]') as string[]);
     // The session or the server went away (57P01, 53300, a broken socket): nothing in the DDL
     // to point at, and the caller is told to retry (explainError).
     if (isConnectionFailure(cause)) return cause;
     const refused = this.#citus ? explainCitusRefusal(this.plan, projectId, cause) : undefined;
     if (refused) return refused;
-    if (sqlState(cause) === '42501') {
+    if (fields?.code === '42501') {
       // The workspace's DDL runs in its own new schema (CREATE on the database), with the schemas
       // of the required PostgreSQL extensions on its search path.
       const advice = await privilegeAdvice(this.db, { uses: this.searchPathSchemas });
       return new WorkspacePermissionError(schemaName, advice, cause);
     }
-    if (!pgError(cause)) return cause;
+    if (!fields) return cause;
     let where = '';
     if (error instanceof ScriptError) {
       const statement =
@@ -365,15 +305,7 @@ export class WorkspaceManager {
       );
     }
     const after = options.cursor === undefined ? '' : decodeCursor(options.cursor);
-    // Ids are [a-z0-9-] in byte order (the column is COLLATE "C"), and '~' sorts after all of them.
-    const rows = await this.db.query<{ project_id: string; schema_name: string; created_at: Date }>(
-      `SELECT project_id, schema_name, created_at
-         FROM project_registry.workspace_config
-        WHERE project_id > $1 AND project_id >= $2 AND project_id < $3
-        ORDER BY project_id
-        LIMIT $4`,
-      [after, prefix, `${prefix}~`, limit + 1],
-    );
+    const rows = await listWorkspaces(this.db, after, prefix, limit + 1);
     const page = rows.slice(0, limit);
     const last = page.at(-1);
     return {
@@ -427,8 +359,7 @@ export class WorkspaceManager {
 
   async #checkAnswerable(schema: string, table: string): Promise<void> {
     if (this.plan.globalTables.includes(`${schema}.${table}`)) return;
-    const [workspace] = await this.db.query('SELECT 1 FROM project_registry.workspace_config WHERE schema_name = $1', [schema]);
-    if (workspace) return;
+    if (await isWorkspaceSchema(this.db, schema)) return;
     throw new RangeError(
       `validate_columns answers for workspace tables and for the global tables of the enabled extensions ` +
         `(${this.plan.globalTables.join(', ') || 'none'}), not for ${schema}.${table}. For a workspace table pass ` +

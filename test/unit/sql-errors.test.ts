@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { isRetriedBootFailure } from '../../src/boot-failures.js';
 import { describePgError, explainError, isConnectionFailure, pgError, sqlState } from '../../src/db/sql-errors.js';
+import { asConnectionBroken } from '../../src/db/pg-connection-errors.js';
 import { InstallLockTimeoutError } from '../../src/installer/install-lock.js';
 import { ExtensionLoadError } from '../../src/extensions/load-extensions.js';
 
@@ -39,10 +40,13 @@ describe('sql-errors', () => {
       expect(isConnectionFailure(systemError(code)), code).toBe(true);
     }
     expect(isConnectionFailure(systemError('ENOENT'))).toBe(false);
-    expect(isConnectionFailure(new Error('Connection terminated unexpectedly'))).toBe(true);
-    expect(isConnectionFailure(new Error('timeout expired: connection timeout'))).toBe(true);
-    expect(isConnectionFailure(new Error('Client has encountered a connection error and is not queryable'))).toBe(true);
-    expect(isConnectionFailure(new ExtensionLoadError('Connection terminated in a message we wrote'))).toBe(false);
+    // The pg backend turns pg's wording into ConnectionBrokenError; nothing else reads it.
+    for (const message of ['Connection terminated unexpectedly', 'timeout expired: connection timeout', 'Client has encountered a connection error and is not queryable']) {
+      expect(isConnectionFailure(new Error(message)), message).toBe(false);
+      expect(isConnectionFailure(asConnectionBroken(new Error(message))), message).toBe(true);
+    }
+    expect(isConnectionFailure(asConnectionBroken(new ExtensionLoadError('Connection terminated in a message we wrote')))).toBe(false);
+    expect(isConnectionFailure(asConnectionBroken(new Error('syntax error')))).toBe(false);
     expect(isConnectionFailure(new Error('syntax error'))).toBe(false);
     expect(isConnectionFailure(undefined)).toBe(false);
   });

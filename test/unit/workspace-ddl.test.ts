@@ -3,7 +3,8 @@ import { writeExtension } from '../../harness/extension-dirs.js';
 import { tempDir } from '../../harness/temp-dirs.js';
 import { loadExtension } from '../../src/extensions/load-extensions.js';
 import { prepareInstallPlan, type InstallPlan } from '../../src/installer/install-plan.js';
-import { buildWorkspaceScript, WorkspaceMigrationDriftError, type AppliedMigration } from '../../src/workspaces/workspace-ddl.js';
+import type { AppliedMigration } from '../../src/registry/registry-sql.js';
+import { buildWorkspaceScript, WorkspaceMigrationDriftError } from '../../src/workspaces/workspace-ddl.js';
 
 let plan: InstallPlan;
 
