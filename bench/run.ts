@@ -4,7 +4,7 @@
  * writes bench/results/latest.json. Sizes: BENCH_WORKSPACES (headline, default 10000),
  * BENCH_ITERATIONS (30), BENCH_FLEET (1000), BENCH_IDLE_ROUNDS (4, of 15 s each), BENCH_ONLY
  * (comma-separated scenario numbers; 8 is the call after idle, 9 the HTTP
- * transport, 10 the shared embedded store, 11 the SQL tools),
+ * transport, 10 the shared embedded store, 11 the SQL tools, 12 a fresh embedded store),
  * BENCH_DURABLE=1 (fsync and synchronous commit on, as in production).
  */
 import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -17,13 +17,14 @@ import { packageRoot } from '../src/package-info.js';
 import { holdInstallLock, install, pgliteBackend, planFor, recording, tempDir } from '../harness/fixtures.js';
 import { startPgCluster } from '../harness/pg-cluster.js';
 import { fleetPass } from './fleet.js';
+import { freshStorePhases } from './fresh-store.js';
 import { httpVsStdio } from './http-vs-stdio.js';
 import { callAfterIdle } from './idle.js';
 import { startLatencyProxy } from './latency-proxy.js';
 import { lookupRows, measureLookups, type LookupFigures } from './lookups.js';
 import { managerFor, provisionConcurrently, provisionOurs, provisionRawFloor, provisionSeedStyle, rawConcurrently, seedWorkspaces } from './provisioning.js';
 import { formatTable, type Row } from './report.js';
-import { ratio, sample, sampleInterleaved } from './stats.js';
+import { distribution, ratio, sample, sampleInterleaved } from './stats.js';
 import { sqlToolsOverStdio } from './sql-tools.js';
 import { bareServerBoot, bootTimes, cacheHitOverStdio } from './stdio-boot.js';
 
@@ -31,7 +32,7 @@ const LARGE = Number(process.env['BENCH_WORKSPACES'] ?? 10_000);
 const SMALL = 100;
 const ITERATIONS = Number(process.env['BENCH_ITERATIONS'] ?? 30);
 const FLEET = Number(process.env['BENCH_FLEET'] ?? 1000);
-const ONLY = new Set((process.env['BENCH_ONLY'] ?? '1,2,3,4,5,6,7,8,9,10,11').split(','));
+const ONLY = new Set((process.env['BENCH_ONLY'] ?? '1,2,3,4,5,6,7,8,9,10,11,12').split(','));
 const IDLE_ROUNDS = Number(process.env['BENCH_IDLE_ROUNDS'] ?? 4);
 // The harness cluster skips fsync: that favours the seed-style baseline, which commits twice per
 // workspace to ours once.
@@ -124,6 +125,38 @@ try {
     await install(db, plan);
     await counted.close();
     rows.push({ scenario: '4 boot', measure: 'up-to-date boot: round trips', ours: calls.length, target: '<= 2', met: calls.length <= 2 });
+  }
+  if (ONLY.has('12')) {
+    log('scenario 12: a fresh embedded store to its first result, beside PGlite opening an existing store');
+    const defaults = await planFor([]);
+    const phases = await freshStorePhases(defaults, ITERATIONS > 10 ? 8 : ITERATIONS);
+    const floorNote = `PGlite's own open of an existing store alone: ${phases.floor.p50} ms`;
+    rows.push(
+      { scenario: '12 fresh store', measure: 'bare open of an existing store, server settings (in-process)', ours: phases.ownOpen, baseline: { name: "PGlite's own bare open (the floor)", value: phases.floor }, ratio: ratio(phases.ownOpen.p50, phases.floor.p50), target: 'report' },
+      { scenario: '12 fresh store', measure: 'phase: copy the template', ours: phases.copy, target: 'report' },
+      { scenario: '12 fresh store', measure: 'phase: open a new store (copy + open + checks)', ours: phases.storeOpen, target: 'report' },
+      { scenario: '12 fresh store', measure: 'phase: install the default extensions', ours: phases.install, target: 'report' },
+      { scenario: '12 fresh store', measure: 'phase: first ensure_workspace', ours: phases.firstEnsure, target: 'report' },
+      { scenario: '12 fresh store', measure: 'nothing to first ensure_workspace (in-process)', ours: phases.total, baseline: { name: "PGlite's own bare open (the floor)", value: phases.floor }, ratio: ratio(phases.total.p50, phases.floor.p50), target: '<= 1000 ms', met: phases.total.p50 <= 1000, note: floorNote },
+    );
+    // The same over stdio, as a user meets it: a spawned server on a new directory, and on an
+    // existing one, taking turns.
+    const existingDir = await tempDir('bench-fresh-existing-');
+    const spawned: Record<'fresh' | 'existing', number[]> = { fresh: [], existing: [] };
+    for (let i = -1; i < 5; i++) {
+      for (const which of ['fresh', 'existing'] as const) {
+        const dir = which === 'fresh' ? await tempDir('bench-fresh-') : existingDir;
+        const figures = await bootTimes(1, async () => ({ args: ['--data-dir', dir], env: {}, firstResult: true }));
+        if (i >= 0) spawned[which].push(figures.firstResult.p50);
+      }
+    }
+    const [fresh, existing] = [distribution(spawned.fresh), distribution(spawned.existing)];
+    // A spawned server's floor: a bare SDK server's spawn to initialize, plus PGlite's open.
+    const bare = (await bareServerBoot(5)).initialize;
+    rows.push(
+      { scenario: '12 fresh store', measure: 'spawn to first tool result, fresh dir (stdio)', ours: fresh, baseline: { name: 'existing dir', value: existing }, ratio: ratio(fresh.p50, existing.p50), target: '<= 1000 ms', met: fresh.p50 <= 1000, note: `floor: a bare SDK server's spawn to initialize ${bare.p50} ms + PGlite's open ${phases.floor.p50} ms = ${Math.round(bare.p50 + phases.floor.p50)} ms` },
+    );
+    facts['freshStore'] = { ...phases, spawned: { fresh, existing, bareServerInitialize: bare } };
   }
   if (ONLY.has('8')) {
     log(`scenario 8: a call after 15 s idle, ${IDLE_ROUNDS} rounds`);
