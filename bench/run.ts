@@ -25,7 +25,7 @@ import { httpVsStdio } from './http-vs-stdio.js';
 import { callAfterIdle } from './idle.js';
 import { startLatencyProxy } from './latency-proxy.js';
 import { lookupRows, measureLookups, type LookupFigures } from './lookups.js';
-import { managerFor, provisionConcurrently, provisionOurs, provisionRawFloor, provisionSeedStyle, rawConcurrently, seedWorkspaces } from './provisioning.js';
+import { managerFor, provisionConcurrently, provisionFromSpare, provisionOurs, provisionRawFloor, provisionSeedStyle, rawConcurrently, seedWorkspaces } from './provisioning.js';
 import { formatTable, type Row } from './report.js';
 import { distribution, ratio, sample, sampleInterleaved } from './stats.js';
 import { sqlToolsOverStdio } from './sql-tools.js';
@@ -194,6 +194,12 @@ try {
       // bounds what any design that runs this DDL could reach.
       { scenario: '1 provisioning (pg)', measure: 'raw DDL floor vs seed style (the bound)', ours: floor, baseline: { name: '(b) Python seed style', value: seed }, ratio: ratio(floor.p50, seed.p50), target: 'report', note: `even the floor is only ${ratio(seed.p50, floor.p50)}x faster than the seed style` },
     );
+    // Issue 18 (5): what a pool of spare workspaces, renamed on first use, could save. Measured,
+    // not built (README, Benchmarks).
+    const spare = provisionFromSpare(db, plan, 'zero', searchPath);
+    for (let i = -5; i < ITERATIONS; i++) await spare.prepare(i);
+    const claimed = await sampleInterleaved(ITERATIONS, { ours: provisionOurs(manager, 'spare-cmp'), claim: spare.claim });
+    rows.push({ scenario: '1 provisioning (pg)', measure: 'claim a spare workspace (rename + registry row) vs ensure new', ours: claimed.claim, baseline: { name: 'ours, ensure new workspace', value: claimed.ours }, ratio: ratio(claimed.claim.p50, claimed.ours.p50), target: 'report (not built)' });
     // Kept for "at N vs at 0", which is sampled interleaved with the runs at scale.
     atZero = { db, manager, searchPath };
 
