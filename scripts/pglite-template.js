@@ -1,6 +1,6 @@
 /**
  * Builds dist/pglite-template: a closed, freshly initialised PGlite data directory. A new
- * embedded store is a copy of it (a tenth of a second) instead of PGlite's initdb (about five
+ * embedded store is a copy of it (a fraction of a second) instead of PGlite's initdb (about five
  * seconds here). It is rebuilt when the installed PGlite version or TEMPLATE_FORMAT changes.
  *
  * The template is kept small, since every new store copies it: initdb runs with 1 MiB WAL

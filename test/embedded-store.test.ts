@@ -25,6 +25,8 @@ async function opensAndAnswers(pgdata: string, template: string): Promise<string
   const pglite = await openOrCreateStore(pgdata, (reason) => fallbacks.push(reason), template);
   try {
     expect((await pglite.query<{ ok: number }>('SELECT 1 AS ok')).rows).toEqual([{ ok: 1 }]);
+    // Opened as the server opens it: the default 128 MB would double the time to open.
+    expect((await pglite.query<{ shared_buffers: string }>('SHOW shared_buffers')).rows).toEqual([{ shared_buffers: '16MB' }]);
     expect((await pglite.query<{ v: string }>(`SELECT extversion AS v FROM pg_available_extensions a
       LEFT JOIN pg_extension e ON e.extname = a.name WHERE a.name = 'vector'`)).rows).toHaveLength(1);
   } finally {
@@ -36,6 +38,12 @@ async function opensAndAnswers(pgdata: string, template: string): Promise<string
 }
 
 describe('making a new embedded store', () => {
+  it('copies a small template: one WAL segment of 1 MiB, none set aside for reuse', async () => {
+    const manifest = JSON.parse(await readFile(path.join(pgliteTemplateDir, TEMPLATE_MANIFEST), 'utf8')) as TemplateManifest;
+    const segments = Object.entries(manifest.files).filter(([file]) => /^pg_wal\/[0-9A-F]{24}$/.test(file));
+    expect(segments.map(([, size]) => size)).toEqual([1024 * 1024]);
+  });
+
   it('makes a working store from a template that lost its empty directories, as npm pack leaves it', async () => {
     const template = await templateCopy();
     const manifest = JSON.parse(await readFile(path.join(template, TEMPLATE_MANIFEST), 'utf8')) as TemplateManifest;

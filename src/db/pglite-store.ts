@@ -30,9 +30,9 @@ const INITIALISING = 'PGW_INITIALISING';
 /**
  * PostgreSQL's default 128 MB of shared buffers are most of what PGlite's start costs (it
  * allocates and clears them in its WebAssembly memory): on 2 loaded cores a start took
- * 1.2-2.5 s with them and 0.6-1.2 s with 16 MB, and the process holds 140 MB less. One session's
- * working set is small and the OS page cache keeps the files: provisioning and lookups measured
- * the same at 300 workspaces (README, Benchmarks).
+ * 1.2-2.5 s with them and 0.6-1.2 s with 16 MB, and the process holds about 120 MB less. One
+ * session's working set is small and the OS page cache keeps the files: provisioning and lookups
+ * measured the same at 300 workspaces (README, Benchmarks).
  */
 export const PGLITE_START_PARAMS = [...PGlite.defaultStartParams, '-c', 'shared_buffers=16MB'];
 
