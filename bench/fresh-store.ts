@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { vector } from '@electric-sql/pglite-pgvector';
@@ -73,4 +74,20 @@ export async function freshStorePhases(plan: InstallPlan, rounds: number): Promi
     }
   }
   return Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, distribution(v)])) as unknown as FreshStoreFigures;
+}
+
+const PGLITE_OPEN = path.resolve('dist/bench/pglite-open.js');
+
+/** Spawn of bench/pglite-open.ts to its `ready`: a new process's bare PGlite open of `pgdata`. */
+export function spawnedPGliteOpen(pgdata: string): Promise<number> {
+  const started = performance.now();
+  const child = spawn(process.execPath, [PGLITE_OPEN, pgdata], { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    let ready: number | undefined;
+    child.stdout.on('data', (chunk: Buffer) => {
+      if (ready === undefined && chunk.toString().includes('ready')) ready = performance.now() - started;
+    });
+    child.once('error', reject);
+    child.once('exit', (code) => (ready !== undefined && code === 0 ? resolve(ready) : reject(new Error(`pglite-open exited with ${code}`))));
+  });
 }
