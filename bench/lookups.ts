@@ -10,6 +10,12 @@ export interface LookupFigures {
   informationSchema: Record<string, Distribution>;
   /** `SELECT 1`: the round trip that no lookup can beat, for reading the ratios. */
   roundTrip: Distribution;
+  /**
+   * The same questions timed by the server (pg_stat_statements: planning and execution of every
+   * statement a question sent, per question, in ms), when the subject asked for it: the rest of
+   * an end-to-end figure is the client and the round trip.
+   */
+  serverSide?: { ours: Record<string, number>; informationSchema: Record<string, number>; roundTrip: number };
 }
 
 export interface LookupSubject {
@@ -18,6 +24,8 @@ export interface LookupSubject {
   /** Its registry holds `count` workspaces named `${prefix}-NNNNNN`. */
   prefix: string;
   count: number;
+  /** Also time the questions server-side: needs pg_stat_statements preloaded (real PostgreSQL). */
+  serverSide?: boolean;
 }
 
 type Questions = Record<string, (i: number) => Promise<unknown>>;
@@ -70,8 +78,9 @@ async function questions(plan: InstallPlan, { db, searchPath, prefix, count }: L
 export async function measureLookups<K extends string>(plan: InstallPlan, subjects: Record<K, LookupSubject>, iterations: number): Promise<Record<K, LookupFigures>> {
   const names = Object.keys(subjects) as K[];
   const contenders: Questions = {};
+  const asked: Partial<Record<K, { ours: Questions; informationSchema: Questions }>> = {};
   for (const name of names) {
-    const { ours, informationSchema } = await questions(plan, subjects[name]);
+    const { ours, informationSchema } = (asked[name] = await questions(plan, subjects[name]));
     for (const [measure, ask] of Object.entries(ours)) contenders[`${name}/ours/${measure}`] = ask;
     for (const [measure, ask] of Object.entries(informationSchema)) contenders[`${name}/info/${measure}`] = ask;
     contenders[`${name}/roundTrip`] = () => subjects[name].db.query('SELECT 1');
@@ -86,7 +95,39 @@ export async function measureLookups<K extends string>(plan: InstallPlan, subjec
       );
     return { ours: pick('ours'), informationSchema: pick('info'), roundTrip: sampled[`${name}/roundTrip`] as Distribution };
   };
-  return Object.fromEntries(names.map((name) => [name, figuresOf(name)])) as Record<K, LookupFigures>;
+  const figures = Object.fromEntries(names.map((name) => [name, figuresOf(name)])) as Record<K, LookupFigures>;
+  for (const name of names) {
+    const { db, serverSide } = subjects[name];
+    if (!serverSide) continue;
+    const { ours, informationSchema } = asked[name]!;
+    figures[name].serverSide = {
+      ours: await serverSideTimes(db, ours, iterations),
+      informationSchema: await serverSideTimes(db, informationSchema, iterations),
+      roundTrip: (await serverSideTimes(db, { roundTrip: () => db.query('SELECT 1') }, iterations))['roundTrip']!,
+    };
+  }
+  return figures;
+}
+
+/**
+ * Each question's server-side time per call: pg_stat_statements is reset, the question asked
+ * `calls` times on its own, and the planning and execution time of every statement it sent in
+ * this database summed (top-level statements: a function's inner queries are inside its call).
+ */
+async function serverSideTimes(db: Database, asks: Questions, calls: number): Promise<Record<string, number>> {
+  await db.exec('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
+  const times: Record<string, number> = {};
+  for (const [name, ask] of Object.entries(asks)) {
+    await ask(-1);
+    await db.query('SELECT pg_stat_statements_reset()');
+    for (let i = 0; i < calls; i++) await ask(i);
+    const [row] = await db.query<{ ms: number }>(
+      `SELECT coalesce(sum(total_exec_time + total_plan_time), 0)::float8 AS ms FROM pg_stat_statements
+        WHERE dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) AND query NOT LIKE '%pg_stat_statements%'`,
+    );
+    times[name] = Math.round(((row?.ms ?? 0) / calls) * 1000) / 1000;
+  }
+  return times;
 }
 
 export function lookupRows(label: string, small: LookupFigures, smallCount: number, large: LookupFigures, largeCount: number): Row[] {
@@ -120,6 +161,30 @@ export function lookupRows(label: string, small: LookupFigures, smallCount: numb
           `information_schema is ${speedup}x slower; a bare round trip (SELECT 1) takes ${large.roundTrip.p50} ms, ` +
           `so no lookup that asks the database can be more than ${ratio(infoLarge.p50, large.roundTrip.p50)}x faster`,
       },
+      ...serverSideRows(label, measure, large, largeCount),
     ];
   });
+}
+
+/** Where the time of a lookup goes: the server's share of the end-to-end figure, ours and the baseline's. */
+function serverSideRows(label: string, measure: string, figures: LookupFigures, count: number): Row[] {
+  const server = figures.serverSide;
+  if (!server) return [];
+  const ours = server.ours[measure] as number;
+  const info = server.informationSchema[measure] as number;
+  const endToEnd = (figures.ours[measure] as Distribution).p50;
+  const infoEndToEnd = (figures.informationSchema[measure] as Distribution).p50;
+  return [
+    {
+      scenario: `3 lookups ${label}`,
+      measure: `${measure} at ${count}, server-side ms (pg_stat_statements)`,
+      ours,
+      baseline: { name: 'information_schema, server-side', value: info },
+      ratio: ratio(ours, info),
+      target: 'report',
+      note:
+        `end to end ${endToEnd} ms (information_schema ${infoEndToEnd} ms): the server's share is ${Math.round((ours / endToEnd) * 100)}% ` +
+        `(${Math.round((info / infoEndToEnd) * 100)}%); SELECT 1 takes ${server.roundTrip} ms server-side, ${figures.roundTrip.p50} ms end to end`,
+    },
+  ];
 }

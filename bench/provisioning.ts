@@ -108,3 +108,25 @@ export async function rawConcurrently(db: Database, plan: InstallPlan, searchPat
   const seconds = (performance.now() - started) / 1000;
   return { perSecond: Math.round(((workers * perWorker) / seconds) * 10) / 10, errors };
 }
+
+/**
+ * Issue 18's optional spare-schema pool, measured before any is built: a workspace made ahead of
+ * time (`prepare`, untimed) under a spare name, then claimed as one transaction in one round
+ * trip: the rename and the registry row. A lower bound for such a pool: it leaves out what a real
+ * one would add (choosing a spare under a lock, refilling in the background, the ledger rows).
+ */
+export function provisionFromSpare(db: Database, plan: InstallPlan, prefix: string, searchPath: string[]) {
+  const makeSpare = provisionRawFloor(db, plan, `spare_${prefix}`, searchPath);
+  return {
+    prepare: (i: number) => makeSpare(i),
+    claim: (i: number) => {
+      const spare = `raw_spare_${prefix}_${suffix(i)}`;
+      const schema = `claimed_${prefix}_${suffix(i)}`;
+      return db.exec(
+        `BEGIN; ALTER SCHEMA ${quoteIdent(spare)} RENAME TO ${quoteIdent(schema)};
+         INSERT INTO project_registry.workspace_config (project_id, schema_name, workspace_fingerprint)
+         VALUES ('claimed-${prefix}-${suffix(i)}', '${schema}', 'spare'); COMMIT;`,
+      );
+    },
+  };
+}

@@ -4,12 +4,16 @@
  * writes bench/results/latest.json. Sizes: BENCH_WORKSPACES (headline, default 10000),
  * BENCH_ITERATIONS (30), BENCH_FLEET (1000), BENCH_IDLE_ROUNDS (4, of 15 s each), BENCH_ONLY
  * (comma-separated scenario numbers; 8 is the call after idle, 9 the HTTP
- * transport, 10 the shared embedded store, 11 the SQL tools),
+ * transport, 10 the shared embedded store, 11 the SQL tools, 12 a fresh embedded store),
  * BENCH_DURABLE=1 (fsync and synchronous commit on, as in production).
  */
-import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { cp, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { PGliteDatabase } from '../src/db/pglite-database.js';
 import { PostgresDatabase } from '../src/db/postgres-database.js';
+import { builtinExtensionDirs } from '../src/extensions/builtin-extensions.js';
+import { loadExtensions } from '../src/extensions/load-extensions.js';
+import { prepareInstallPlan } from '../src/installer/install-plan.js';
 import { SharedStore } from '../src/db/shared-store.js';
 import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
 import { silentLogger } from '../src/logger.js';
@@ -18,13 +22,14 @@ import { packageRoot } from '../src/package-info.js';
 import { holdInstallLock, install, pgliteBackend, planFor, recording, tempDir } from '../harness/fixtures.js';
 import { startPgCluster } from '../harness/pg-cluster.js';
 import { fleetPass } from './fleet.js';
+import { freshStorePhases, spawnedPGliteOpen } from './fresh-store.js';
 import { httpVsStdio } from './http-vs-stdio.js';
 import { callAfterIdle } from './idle.js';
 import { startLatencyProxy } from './latency-proxy.js';
 import { lookupRows, measureLookups, type LookupFigures } from './lookups.js';
-import { managerFor, provisionConcurrently, provisionOurs, provisionRawFloor, provisionSeedStyle, rawConcurrently, seedWorkspaces } from './provisioning.js';
+import { managerFor, provisionConcurrently, provisionFromSpare, provisionOurs, provisionRawFloor, provisionSeedStyle, rawConcurrently, seedWorkspaces } from './provisioning.js';
 import { formatTable, type Row } from './report.js';
-import { ratio, sample, sampleInterleaved } from './stats.js';
+import { distribution, ratio, sample, sampleInterleaved } from './stats.js';
 import { sqlToolsOverStdio } from './sql-tools.js';
 import { bareServerBoot, bootTimes, cacheHitOverStdio } from './stdio-boot.js';
 
@@ -32,30 +37,12 @@ const LARGE = Number(process.env['BENCH_WORKSPACES'] ?? 10_000);
 const SMALL = 100;
 const ITERATIONS = Number(process.env['BENCH_ITERATIONS'] ?? 30);
 const FLEET = Number(process.env['BENCH_FLEET'] ?? 1000);
-const ONLY = new Set((process.env['BENCH_ONLY'] ?? '1,2,3,4,5,6,7,8,9,10,11').split(','));
+const ONLY = new Set((process.env['BENCH_ONLY'] ?? '1,2,3,4,5,6,7,8,9,10,11,12').split(','));
 const IDLE_ROUNDS = Number(process.env['BENCH_IDLE_ROUNDS'] ?? 4);
 // The harness cluster skips fsync: that favours the seed-style baseline, which commits twice per
 // workspace to ours once.
 const DURABLE = process.env['BENCH_DURABLE'] === '1';
 
-/**
- * Debian's PostgreSQL 15 has no pgvector, so the real-server runs use a twin of the built-in
- * codebase extension, derived from it here: the same tables with real[] for vector(768) and
- * no HNSW index.
- */
-async function plainCodebaseExtension(): Promise<string> {
-  const dir = await tempDir('bench-codebase-plain-');
-  const ddl = (await readFile(path.join(packageRoot, 'extensions/codebase/workspace/schema.sql'), 'utf8'))
-    .replace(/vector\(768\)/g, 'real[]')
-    .split('\n')
-    .filter((line) => !line.includes('hnsw'))
-    .join('\n');
-  await mkdir(path.join(dir, 'workspace'), { recursive: true });
-  await writeFile(path.join(dir, 'extension.json'), JSON.stringify({ id: 'codebase-plain', version: '1.0.0' }));
-  await writeFile(path.join(dir, 'workspace/schema.sql'), ddl);
-  return dir;
-}
-const PLAIN = await plainCodebaseExtension();
 
 /**
  * After thousands of workspaces are made in a minute, autovacuum is still catching up on the
@@ -74,11 +61,22 @@ const rows: Row[] = [];
 const facts: Record<string, unknown> = { sizes: { large: LARGE, small: SMALL, iterations: ITERATIONS, fleet: FLEET }, durable: DURABLE };
 const log = (message: string) => process.stderr.write(`[bench] ${message}\n`);
 
-const cluster = await startPgCluster(
-  DURABLE ? { settings: { fsync: 'on', synchronous_commit: 'on', full_page_writes: 'on' } } : {},
-);
+// pg_stat_statements times the lookups server-side (scenario 3), beside their end-to-end figures.
+const cluster = await startPgCluster({
+  settings: {
+    shared_preload_libraries: "'pg_stat_statements'",
+    'pg_stat_statements.track_planning': 'on',
+    ...(DURABLE ? { fsync: 'on', synchronous_commit: 'on', full_page_writes: 'on' } : {}),
+  },
+});
 if (!cluster) throw new Error('The benchmarks need PostgreSQL binaries (see README).');
-const plan = await planFor([PLAIN], ['codebase']);
+// The product's own schema: the built-in extensions, codebase's vector(768) column and HNSW index included.
+const [vectorAvailable] = await cluster.sql(`SELECT count(*)::int AS n FROM pg_available_extensions WHERE name = 'vector'`);
+if (vectorAvailable?.['n'] !== 1) {
+  await cluster.destroy();
+  throw new Error('The benchmarks run the product schema, which needs pgvector in the PostgreSQL they start: ../shared/vendor/build-pg-extensions.sh pgvector');
+}
+const plan = await planFor([]);
 const pgDb = async (pool = 10) => new PostgresDatabase({ connectionString: await cluster.createDatabase('bench'), maxConnections: pool });
 
 let atZero: { db: PostgresDatabase; manager: WorkspaceManager; searchPath: string[] } | undefined;
@@ -97,7 +95,7 @@ try {
   }
   if (ONLY.has('4')) {
     log('scenario 4: boot');
-    const args = ['--extensions', PLAIN, '--disable', 'codebase'];
+    const args: string[] = [];
     const existingDir = await tempDir('bench-boot-');
     const upToDate = await cluster.createDatabase('bench');
     const cases: [string, number, (i: number) => Promise<{ args: string[]; env: Record<string, string>; firstResult: boolean }>][] = [
@@ -126,25 +124,60 @@ try {
     await counted.close();
     rows.push({ scenario: '4 boot', measure: 'up-to-date boot: round trips', ours: calls.length, target: '<= 2', met: calls.length <= 2 });
   }
+  if (ONLY.has('12')) {
+    log('scenario 12: a fresh embedded store to its first result, beside PGlite opening an existing store');
+    const phases = await freshStorePhases(plan, ITERATIONS > 10 ? 8 : ITERATIONS);
+    const floorNote = `PGlite's own open of an existing store alone: ${phases.floor.p50} ms`;
+    rows.push(
+      { scenario: '12 fresh store', measure: 'bare open of an existing store, server settings (in-process)', ours: phases.ownOpen, baseline: { name: "PGlite's own bare open (the floor)", value: phases.floor }, ratio: ratio(phases.ownOpen.p50, phases.floor.p50), target: 'report' },
+      { scenario: '12 fresh store', measure: 'phase: copy the template', ours: phases.copy, target: 'report' },
+      { scenario: '12 fresh store', measure: 'phase: open a new store (copy + open + checks)', ours: phases.storeOpen, target: 'report' },
+      { scenario: '12 fresh store', measure: 'phase: install the default extensions', ours: phases.install, target: 'report' },
+      { scenario: '12 fresh store', measure: 'phase: first ensure_workspace', ours: phases.firstEnsure, target: 'report' },
+      { scenario: '12 fresh store', measure: 'nothing to first ensure_workspace (in-process)', ours: phases.total, baseline: { name: "PGlite's own bare open (the floor)", value: phases.floor }, ratio: ratio(phases.total.p50, phases.floor.p50), target: '<= 1000 ms', met: phases.total.p50 <= 1000, note: floorNote },
+    );
+    // The same over stdio, as a user meets it: a spawned server on a new directory and on an
+    // existing one, taking turns with the floor a new process pays: Node starting, loading PGlite
+    // and opening an existing store with PGlite's own settings (no server, no install).
+    const existingDir = await tempDir('bench-fresh-existing-');
+    const floorStore = path.join(await tempDir('bench-fresh-floor-'), 'store');
+    await (await PGliteDatabase.open(floorStore, silentLogger)).close();
+    const spawned: Record<'fresh' | 'existing' | 'floor', number[]> = { fresh: [], existing: [], floor: [] };
+    for (let i = -1; i < 5; i++) {
+      for (const which of ['fresh', 'existing'] as const) {
+        const dir = which === 'fresh' ? await tempDir('bench-fresh-') : existingDir;
+        const figures = await bootTimes(1, async () => ({ args: ['--data-dir', dir], env: {}, firstResult: true }));
+        if (i >= 0) spawned[which].push(figures.firstResult.p50);
+      }
+      const floorMs = await spawnedPGliteOpen(path.join(floorStore, 'pgdata'));
+      if (i >= 0) spawned.floor.push(floorMs);
+    }
+    const [fresh, existing, spawnFloor] = [distribution(spawned.fresh), distribution(spawned.existing), distribution(spawned.floor)];
+    rows.push(
+      { scenario: '12 fresh store', measure: 'spawn to first tool result, fresh dir (stdio)', ours: fresh, baseline: { name: 'a new process opening an existing store with PGlite (the floor)', value: spawnFloor }, ratio: ratio(fresh.p50, spawnFloor.p50), target: '<= 1000 ms', met: fresh.p50 <= 1000, note: `the floor alone is ${spawnFloor.p50} ms` },
+      { scenario: '12 fresh store', measure: 'spawn to first tool result, existing dir (stdio)', ours: existing, baseline: { name: 'the floor', value: spawnFloor }, ratio: ratio(existing.p50, spawnFloor.p50), target: 'report' },
+    );
+    facts['freshStore'] = { ...phases, spawned: { fresh, existing, floor: spawnFloor } };
+  }
   if (ONLY.has('8')) {
     log(`scenario 8: a call after 15 s idle, ${IDLE_ROUNDS} rounds`);
     const url = await cluster.createDatabase('bench');
     const database = new URL(url).pathname.slice(1);
     const backends = async () =>
       (await cluster.sql(`SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = 'pg-workspace-mcp'`, [database])).map((r) => r['pid'] as number);
-    const idle = await callAfterIdle(['--extensions', PLAIN, '--disable', 'codebase'], { DATABASE_URL: url }, IDLE_ROUNDS, 15_000, backends);
+    const idle = await callAfterIdle([], { DATABASE_URL: url }, IDLE_ROUNDS, 15_000, backends);
     rows.push({ scenario: '8 call after idle', measure: 'list_workspaces after 15 s idle (stdio)', ours: idle.afterIdle, baseline: { name: 'the next call, warm', value: idle.warm }, ratio: ratio(idle.afterIdle.p50, idle.warm.p50), target: '<= 1.5', met: idle.afterIdle.p50 <= 1.5 * idle.warm.p50, note: `a new connection after the pause in ${idle.reconnected} of ${IDLE_ROUNDS} rounds` });
   }
   if (ONLY.has('9')) {
     log('scenario 9: tool round trip over HTTP vs stdio');
     const url = await cluster.createDatabase('bench_http');
-    const { http, stdio } = await httpVsStdio(['--extensions', PLAIN, '--disable', 'codebase'], { DATABASE_URL: url }, ITERATIONS * 10);
+    const { http, stdio } = await httpVsStdio([], { DATABASE_URL: url }, ITERATIONS * 10);
     rows.push({ scenario: '9 HTTP transport', measure: 'ensure_workspace (cached) round trip', ours: http, baseline: { name: 'over stdio', value: stdio }, ratio: ratio(http.p50, stdio.p50), target: 'report' });
   }
   if (ONLY.has('2')) {
     log('scenario 2: cache hit over stdio');
     const url = await cluster.createDatabase('bench');
-    const { ensure, noop } = await cacheHitOverStdio(['--extensions', PLAIN, '--disable', 'codebase'], { DATABASE_URL: url }, ITERATIONS * 10);
+    const { ensure, noop } = await cacheHitOverStdio([], { DATABASE_URL: url }, ITERATIONS * 10);
     rows.push({ scenario: '2 cache hit over stdio', measure: 'ensure_workspace (cached)', ours: ensure, baseline: { name: 'no-op tool', value: noop }, ratio: ratio(ensure.p50, noop.p50), target: '<= 1.2', met: ensure.p50 <= 1.2 * noop.p50 });
   }
 
@@ -167,6 +200,12 @@ try {
       // bounds what any design that runs this DDL could reach.
       { scenario: '1 provisioning (pg)', measure: 'raw DDL floor vs seed style (the bound)', ours: floor, baseline: { name: '(b) Python seed style', value: seed }, ratio: ratio(floor.p50, seed.p50), target: 'report', note: `even the floor is only ${ratio(seed.p50, floor.p50)}x faster than the seed style` },
     );
+    // Issue 18 (5): what a pool of spare workspaces, renamed on first use, could save. Measured,
+    // not built (README, Benchmarks).
+    const spare = provisionFromSpare(db, plan, 'zero', searchPath);
+    for (let i = -5; i < ITERATIONS; i++) await spare.prepare(i);
+    const claimed = await sampleInterleaved(ITERATIONS, { ours: provisionOurs(manager, 'spare-cmp'), claim: spare.claim });
+    rows.push({ scenario: '1 provisioning (pg)', measure: 'claim a spare workspace (rename + registry row) vs ensure new', ours: claimed.claim, baseline: { name: 'ours, ensure new workspace', value: claimed.ours }, ratio: ratio(claimed.claim.p50, claimed.ours.p50), target: 'report (not built)' });
     // Kept for "at N vs at 0", which is sampled interleaved with the runs at scale.
     atZero = { db, manager, searchPath };
 
@@ -191,18 +230,14 @@ try {
       log('scenario 6: provisioning on PGlite');
       const lite = await pgliteBackend();
       const liteDb = await lite.fresh();
-      const plainOnLite = await sample(ITERATIONS, provisionOurs(await managerFor(liteDb, plan), 'lite'));
-      const defaults = await planFor([]);
-      const liteDefault = await lite.fresh();
-      const withVector = await sample(ITERATIONS, provisionOurs(await managerFor(liteDefault, defaults), 'lite-vector'));
+      const onLite = await sample(ITERATIONS, provisionOurs(await managerFor(liteDb, plan), 'lite'));
       const liteSmall = await lite.fresh();
       const liteManager = await managerFor(liteSmall, plan);
       await seedWorkspaces(liteManager, 'look', SMALL, 1);
       const { lite: liteLookups } = await measureLookups(plan, { lite: { db: liteSmall, searchPath: [], prefix: 'look', count: SMALL } }, ITERATIONS);
       pgliteLookups = liteLookups.ours;
       rows.push(
-        { scenario: '6 pglite vs pg', measure: 'ensure new workspace (same DDL)', ours: plainOnLite, baseline: { name: 'real PostgreSQL', value: ours }, ratio: ratio(plainOnLite.p50, ours.p50), target: 'report (published 2-3.4x)' },
-        { scenario: '6 pglite vs pg', measure: 'ensure new workspace, default set with pgvector', ours: withVector, note: 'PGlite only: Debian PostgreSQL 15 has no pgvector' },
+        { scenario: '6 pglite vs pg', measure: 'ensure new workspace (same DDL)', ours: onLite, baseline: { name: 'real PostgreSQL', value: ours }, ratio: ratio(onLite.p50, ours.p50), target: 'report (published 2-3.4x)' },
       );
       await lite.cleanup();
     }
@@ -227,8 +262,8 @@ try {
     const { small: smallFigures, large: largeFigures } = await measureLookups(
       plan,
       {
-        small: { db: small, searchPath: smallPath, prefix: 'look', count: SMALL },
-        large: { db: large, searchPath: largePath, prefix: 'look', count: LARGE },
+        small: { db: small, searchPath: smallPath, prefix: 'look', count: SMALL, serverSide: true },
+        large: { db: large, searchPath: largePath, prefix: 'look', count: LARGE, serverSide: true },
       },
       ITERATIONS,
     );
@@ -265,13 +300,14 @@ try {
       const noop = await fleetPass(large, plan, 4);
       rows.push({ scenario: '7 fleet upgrade', measure: `no-op pass over ${LARGE}`, ours: noop.perSecond, target: '>= 200 workspaces/s', met: noop.perSecond >= 200, note: 'workspaces/s: one indexed query finds nothing lagging' });
       const v2Dir = await tempDir('bench-v2-');
-      await cp(PLAIN, v2Dir, { recursive: true });
+      // The built-in codebase extension, version 2: a workspace migration added.
+      await cp(path.join(packageRoot, 'extensions/codebase'), v2Dir, { recursive: true });
       await mkdir(path.join(v2Dir, 'workspace/migrations'), { recursive: true });
       await writeFile(
         path.join(v2Dir, 'workspace/migrations/0001_checksum_algo.sql'),
         'ALTER TABLE files ADD COLUMN IF NOT EXISTS checksum_algo text;\nCREATE INDEX IF NOT EXISTS files_checksum_algo_idx ON files (checksum_algo);\n',
       );
-      const v2 = await planFor([v2Dir], ['codebase']);
+      const v2 = await prepareInstallPlan(await loadExtensions(builtinExtensionDirs.map((dir) => (path.basename(dir) === 'codebase' ? v2Dir : dir))));
       // One pass is seconds long and the machine drifts by a third between passes: the two
       // concurrencies take turns over three rounds and each reports its median pass.
       const passes: Record<number, number[]> = { 1: [], 4: [] };

@@ -13,7 +13,7 @@ async function rssMb(pid: number): Promise<number> {
 }
 
 /**
- * Scenario 8: query (a 10-row SELECT) and execute (a one-row INSERT) over real stdio, taking
+ * Scenario 11: query (a 10-row SELECT) and execute (a one-row INSERT) over real stdio, taking
  * turns with the same SQL sent by `pg` directly and with a no-op tool on the same server; and
  * the server's RSS around a query whose result has a million rows.
  */
@@ -21,7 +21,7 @@ export async function sqlToolsOverStdio(url: string, iterations: number) {
   const transport = new StdioClientTransport({
     command: process.execPath,
     args: [NOOP_SERVER],
-    env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', PG_WORKSPACE_LOG_LEVEL: 'warn', DATABASE_URL: url, PG_WORKSPACE_DISABLED_EXTENSIONS: 'codebase' },
+    env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', PG_WORKSPACE_LOG_LEVEL: 'warn', DATABASE_URL: url },
     stderr: 'ignore',
   });
   const client = new Client({ name: 'bench', version: '1' });
