@@ -35,6 +35,8 @@ export interface ListOptions {
   limit?: number;
   cursor?: string | undefined;
   prefix?: string | undefined;
+  /** Only these project ids (the --allow-project allowlist); pages and cursors work as without. */
+  only?: readonly string[] | undefined;
 }
 
 export const LIST_LIMIT_DEFAULT = 50;
@@ -370,9 +372,10 @@ export class WorkspaceManager {
       `SELECT project_id, schema_name, created_at
          FROM project_registry.workspace_config
         WHERE project_id > $1 AND project_id >= $2 AND project_id < $3
+          AND ($5::text[] IS NULL OR project_id = ANY ($5::text[]))
         ORDER BY project_id
         LIMIT $4`,
-      [after, prefix, `${prefix}~`, limit + 1],
+      [after, prefix, `${prefix}~`, limit + 1, options.only ? [...options.only] : null],
     );
     const page = rows.slice(0, limit);
     const last = page.at(-1);
