@@ -265,6 +265,21 @@ const ATTACKS: Attack[] = [
   // Time and size.
   { name: 'pg_sleep past the timeout', attack: { tool: 'query', sql: 'SELECT pg_sleep(30)' }, expect: /statement timeout/, postgresOnly: true },
   {
+    // Folded while the statement is planned, before its rows are fetched by a statement of its own.
+    name: 'an IMMUTABLE function lifting the timeout at plan time',
+    setup: [{ tool: 'execute', sql: "CREATE FUNCTION no_timeout() RETURNS int LANGUAGE plpgsql IMMUTABLE AS $f$ BEGIN PERFORM set_config('statement_timeout', '0', true); RETURN 1; END $f$" }],
+    attack: { tool: 'query', sql: 'SELECT pg_sleep(30), no_timeout()' },
+    expect: /statement timeout/,
+    postgresOnly: true,
+  },
+  {
+    name: "the same in a data change (one statement: its timeout is armed before any agent code)",
+    setup: [{ tool: 'execute', sql: "CREATE FUNCTION no_timeout_too() RETURNS int LANGUAGE plpgsql IMMUTABLE AS $f$ BEGIN PERFORM set_config('statement_timeout', '0', true); RETURN 1; END $f$" }],
+    attack: { tool: 'execute', sql: 'INSERT INTO notes (body) SELECT pg_sleep(30)::text || no_timeout_too()' },
+    expect: /statement timeout/,
+    postgresOnly: true,
+  },
+  {
     name: 'a huge result',
     // Ten million rows from a nested loop over two small series: streamed, never materialised.
     attack: { tool: 'query', sql: "SELECT a, b, repeat('x', 100) FROM generate_series(1, 10000) a, generate_series(1, 1000) b", max_rows: 5 },
