@@ -112,12 +112,12 @@ const ATTACKS: Attack[] = [
   // The sandbox itself and the server's functions.
   {
     name: 'ALTER the sandbox function SECURITY INVOKER',
-    attack: { tool: 'execute', sql: 'ALTER FUNCTION project_registry_sandbox.project_alpha(text, text, integer) SECURITY INVOKER' },
+    attack: { tool: 'execute', sql: 'ALTER FUNCTION project_registry_sandbox.project_alpha(text, text, integer, integer) SECURITY INVOKER' },
     expect: PARSER,
   },
   {
     name: 'ALTER the sandbox function from inside a function',
-    setup: [fn('esc_alter', "EXECUTE 'ALTER FUNCTION project_registry_sandbox.project_alpha(text, text, integer) SECURITY INVOKER'")],
+    setup: [fn('esc_alter', "EXECUTE 'ALTER FUNCTION project_registry_sandbox.project_alpha(text, text, integer, integer) SECURITY INVOKER'")],
     attack: { tool: 'execute', sql: call('esc_alter') },
     expect: /permission denied for schema project_registry_sandbox/,
   },
