@@ -186,9 +186,8 @@ BEGIN
                'more', more, 'by_bytes', by_bytes, 'total', taken OPERATOR(pg_catalog.+) counted)::pg_catalog.text
         INTO answer
         FROM (SELECT o.i, (SELECT COALESCE(pg_catalog.json_agg(CASE WHEN pg_catalog.json_typeof(e.value) OPERATOR(pg_catalog.=) 'number'
-                                                                    THEN pg_catalog.to_json(e.value::pg_catalog.text) ELSE e.value END
-                                                               ORDER BY e.n), '[]'::pg_catalog.json)
-                             FROM pg_catalog.json_each(o.v) WITH ORDINALITY e(key, value, n)) AS v
+                                                                    THEN pg_catalog.to_json(e.value::pg_catalog.text) ELSE e.value END), '[]'::pg_catalog.json)
+                             FROM pg_catalog.json_each(o.v) e) AS v
                 FROM pg_catalog.unnest(items) WITH ORDINALITY o(v, i)) r;
     ELSIF step OPERATOR(pg_catalog.=) 'run' OR step OPERATOR(pg_catalog.=) 'script' THEN
       EXECUTE statement;
