@@ -318,3 +318,36 @@ for (const kind of ['pglite', 'postgres'] as const) {
     }, 120_000);
   });
 }
+
+describe('the sandbox function of a workspace', () => {
+  it("is made again when its body is not exactly this server's (as an older server left it)", async (ctx) => {
+    if (!cluster) ctx.skip();
+    const { url } = await postgresUrl(cluster as PgCluster, 'mcp_body', true);
+    const first = await connectInProcess({ databaseUrl: url, disabledExtensions: ['codebase'] });
+    try {
+      expect((await callTool(first.client, first.tools, 'query', { project_id: 'old-body', sql: 'SELECT 1' })).isError).toBe(false);
+    } finally {
+      await first.close();
+    }
+    const pg = await import('pg');
+    const admin = new pg.default.Client({ connectionString: (cluster as PgCluster).url(new URL(url).pathname.slice(1)) });
+    await admin.connect();
+    try {
+      // Same name, arguments, owner and flags; another body.
+      await admin.query(`CREATE OR REPLACE FUNCTION project_registry_sandbox.project_old_body(step text, statement text, max_rows integer, max_bytes integer)
+        RETURNS text LANGUAGE plpgsql SECURITY DEFINER AS $f$ BEGIN RETURN '{"rows": [["stale"]], "more": false, "total": 1}'; END $f$`);
+      const second = await connectInProcess({ databaseUrl: url, disabledExtensions: ['codebase'] });
+      try {
+        const answered = await callTool(second.client, second.tools, 'query', { project_id: 'old-body', sql: 'SELECT 1 AS one' });
+        expect(answered.isError, answered.text).toBe(false);
+        expect(answered.data['rows']).toEqual([[1]]);
+      } finally {
+        await second.close();
+      }
+      const [body] = (await admin.query(`SELECT prosrc FROM pg_proc WHERE proname = 'project_old_body'`)).rows as { prosrc: string }[];
+      expect(body?.prosrc).not.toContain('stale');
+    } finally {
+      await admin.end();
+    }
+  }, 120_000);
+});
