@@ -91,6 +91,7 @@ try {
     rows.push({ scenario: '11 sql tools', measure: 'query, 10-row SELECT', ours: f.query, baseline: floor(f.pgSelect), ratio: ratio(f.query.p50, f.pgSelect.p50 + f.noop.p50), target: '<= 1.5', met: f.query.p50 <= 1.5 * (f.pgSelect.p50 + f.noop.p50) });
     rows.push({ scenario: '11 sql tools', measure: 'execute, one-row INSERT', ours: f.execute, baseline: floor(f.pgInsert), ratio: ratio(f.execute.p50, f.pgInsert.p50 + f.noop.p50), target: '<= 1.5', met: f.execute.p50 <= 1.5 * (f.pgInsert.p50 + f.noop.p50) });
     rows.push({ scenario: '11 sql tools', measure: 'server RSS around a 1M-row query (max_rows 100), MB', ours: rss.after, baseline: { name: 'before', value: rss.before }, target: 'flat', met: rss.after - rss.before < 50 });
+    rows.push({ scenario: '11 sql tools', measure: `server RSS after 100 rows of 10 MB (byte budget; ${rss.wideRows} rows sent), MB`, ours: rss.afterWide, baseline: { name: 'before', value: rss.before }, target: 'flat', met: rss.afterWide - rss.before < 50 });
     facts['sqlTools'] = { ...f, rss };
   }
   if (ONLY.has('4')) {

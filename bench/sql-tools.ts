@@ -15,7 +15,7 @@ async function rssMb(pid: number): Promise<number> {
 /**
  * Scenario 11: query (a 10-row SELECT) and execute (a one-row INSERT) over real stdio, taking
  * turns with the same SQL sent by `pg` directly and with a no-op tool on the same server; and
- * the server's RSS around a query whose result has a million rows.
+ * the server's RSS around a query whose result has a million rows, and one of 100 rows of 10 MB.
  */
 export async function sqlToolsOverStdio(url: string, iterations: number) {
   const transport = new StdioClientTransport({
@@ -48,7 +48,11 @@ export async function sqlToolsOverStdio(url: string, iterations: number) {
     const before = await rssMb(pid);
     await call('query', { sql: "SELECT g, repeat('x', 100) FROM generate_series(1, 1000000) g", max_rows: 100 });
     const after = await rssMb(pid);
-    return { figures, rss: { before, after } };
+    // 100 rows of 10 MB: the byte budget (1 MiB) stops at the first, which alone is over it.
+    const wide = await call('query', { sql: "SELECT g, repeat('x', 10000000) FROM generate_series(1, 100) g", max_rows: 100 });
+    const afterWide = await rssMb(pid);
+    const wideRows = (wide.structuredContent as { row_count: number }).row_count;
+    return { figures, rss: { before, after, afterWide, wideRows } };
   } finally {
     await direct.end();
     await client.close();

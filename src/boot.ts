@@ -46,6 +46,7 @@ export async function installAndServe(db: Database, plan: InstallPlan, config: E
   const sql = new WorkspaceSql(db, workspaces, report.searchPathSchemas, {
     statementTimeoutMs: config.statementTimeoutMs ?? DEFAULT_SQL_LIMITS.statementTimeoutMs,
     maxRowsCap: config.maxRowsCap ?? DEFAULT_SQL_LIMITS.maxRowsCap,
+    maxResultBytes: config.maxResultBytes ?? DEFAULT_SQL_LIMITS.maxResultBytes,
   }, log);
   workspaces.sandbox = sql;
   return { report, db, workspaces, fleet: new WorkspaceFleet(db, plan, workspaces, sql), sql };

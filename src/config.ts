@@ -19,6 +19,8 @@ export interface Config {
   statementTimeoutMs: number;
   /** The largest max_rows a query may ask for. */
   maxRowsCap: number;
+  /** The most bytes of rows one query/execute call returns. */
+  maxResultBytes: number;
 }
 
 /** Where `--http` serves; absent: stdio. */
@@ -57,6 +59,9 @@ const MAX_LOCK_TIMEOUT_MS = 86_400_000;
 const DEFAULT_MIGRATE_CONCURRENCY = 4;
 const MAX_MIGRATE_CONCURRENCY = 64;
 const MIN_HTTP_TOKEN_LENGTH = 16;
+/** The most bytes of rows one SQL tool call returns, by default (PG_WORKSPACE_MAX_RESULT_BYTES). */
+export const DEFAULT_MAX_RESULT_BYTES = 1024 * 1024;
+const MAX_RESULT_BYTES_CAP = 256 * 1024 * 1024;
 
 export const USAGE = `Usage: pg-workspace-mcp [options]
        pg-workspace-mcp migrate-workspaces [--concurrency N] [--dry-run] [options]
@@ -104,6 +109,8 @@ Environment:
                                  HOST itself otherwise; not checked on 0.0.0.0 / :: without it)
   PG_WORKSPACE_STATEMENT_TIMEOUT_MS  statement timeout of query/execute/search_vectors calls (default 10000)
   PG_WORKSPACE_MAX_ROWS          the largest max_rows a query may ask for (default 10000)
+  PG_WORKSPACE_MAX_RESULT_BYTES  the most bytes of rows (as JSON) one query/execute call returns
+                                 (default ${DEFAULT_MAX_RESULT_BYTES})
 `;
 
 const extensionId = z.string().regex(/^[a-z][a-z0-9]*(-[a-z0-9]+)*$/, 'an extension id (lower-case, hyphens)');
@@ -125,6 +132,11 @@ const schema = z.object({
   allowedProjects: z.array(z.string().regex(PROJECT_ID_PATTERN, PROJECT_ID_RULES)).min(1, 'lists no project id').optional(),
   statementTimeoutMs: z.coerce.number().int('must be a whole number of milliseconds').min(1).max(86_400_000),
   maxRowsCap: z.coerce.number().int('must be a whole number').min(1).max(1_000_000, 'must be at most 1000000'),
+  maxResultBytes: z.coerce
+    .number()
+    .int('must be a whole number of bytes')
+    .min(1024, 'must be at least 1024')
+    .max(MAX_RESULT_BYTES_CAP, `must be at most ${MAX_RESULT_BYTES_CAP} (256 MiB)`),
 });
 
 const splitList = (value: string | undefined, separator: string) =>
@@ -181,6 +193,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
         : undefined,
     statementTimeoutMs: env['PG_WORKSPACE_STATEMENT_TIMEOUT_MS'] || 10_000,
     maxRowsCap: env['PG_WORKSPACE_MAX_ROWS'] || 10_000,
+    maxResultBytes: env['PG_WORKSPACE_MAX_RESULT_BYTES'] || DEFAULT_MAX_RESULT_BYTES,
   });
   if (!parsed.success) {
     const names: Record<string, string> = {
@@ -193,6 +206,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
       allowedProjects: '--allow-project / PG_WORKSPACE_ALLOWED_PROJECTS',
       statementTimeoutMs: 'PG_WORKSPACE_STATEMENT_TIMEOUT_MS',
       maxRowsCap: 'PG_WORKSPACE_MAX_ROWS',
+      maxResultBytes: 'PG_WORKSPACE_MAX_RESULT_BYTES',
     };
     const problems = parsed.error.issues.map((i) => `  ${names[String(i.path[0])] ?? i.path.join('.')}: ${i.message}`);
     throw new ConfigError(`Invalid configuration:\n${problems.join('\n')}\n\nRun with --help for the options.`);

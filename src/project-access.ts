@@ -21,6 +21,11 @@ export class ProjectAccess {
     return this.#allowed !== undefined;
   }
 
+  /** The allowed ids, or undefined when every id is. */
+  get allowed(): readonly string[] | undefined {
+    return this.#allowed ? [...this.#allowed] : undefined;
+  }
+
   allows(projectId: string): boolean {
     return !this.#allowed || this.#allowed.has(projectId);
   }

@@ -20,6 +20,8 @@ const TIMEOUT_MS = 1500;
 type Step = { tool: 'query' | 'execute'; sql: string; params?: unknown[] };
 interface Attack {
   name: string;
+  /** Runs first, as a superuser: objects outside the workspaces that the attack aims at (idempotent). */
+  admin?: string[];
   /** Runs first and must succeed: objects inside alpha that the attack then uses. */
   setup?: Step[];
   attack: Step & { max_rows?: number };
@@ -110,12 +112,12 @@ const ATTACKS: Attack[] = [
   // The sandbox itself and the server's functions.
   {
     name: 'ALTER the sandbox function SECURITY INVOKER',
-    attack: { tool: 'execute', sql: 'ALTER FUNCTION project_registry_sandbox.project_alpha(text, text, integer) SECURITY INVOKER' },
+    attack: { tool: 'execute', sql: 'ALTER FUNCTION project_registry_sandbox.project_alpha(text, text, integer, integer) SECURITY INVOKER' },
     expect: PARSER,
   },
   {
     name: 'ALTER the sandbox function from inside a function',
-    setup: [fn('esc_alter', "EXECUTE 'ALTER FUNCTION project_registry_sandbox.project_alpha(text, text, integer) SECURITY INVOKER'")],
+    setup: [fn('esc_alter', "EXECUTE 'ALTER FUNCTION project_registry_sandbox.project_alpha(text, text, integer, integer) SECURITY INVOKER'")],
     attack: { tool: 'execute', sql: call('esc_alter') },
     expect: /permission denied for schema project_registry_sandbox/,
   },
@@ -234,8 +236,49 @@ const ATTACKS: Attack[] = [
     attack: { tool: 'execute', sql: 'CREATE CONSTRAINT TRIGGER late AFTER INSERT ON notes DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION late()' },
     expect: /deferrable triggers are not allowed/,
   },
+  // Code of the workspace's that others' changes would run: an ON DELETE CASCADE foreign key to a
+  // table outside makes its AFTER triggers fire as whoever deletes there (the server included).
+  {
+    name: 'a foreign key to the registry, ON DELETE CASCADE',
+    attack: { tool: 'execute', sql: 'CREATE TABLE esc_fk (id text REFERENCES project_registry.workspace_config (project_id) ON DELETE CASCADE)' },
+    expect: /permission denied/,
+  },
+  {
+    name: 'a trigger on the registry',
+    setup: [{ tool: 'execute', sql: 'CREATE FUNCTION spy() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN RETURN NULL; END $f$' }],
+    attack: { tool: 'execute', sql: 'CREATE TRIGGER spy AFTER DELETE ON project_registry.workspace_config FOR EACH ROW EXECUTE FUNCTION spy()' },
+    expect: /permission denied/,
+  },
+  {
+    name: 'a foreign key to a global table every role may read, ON DELETE CASCADE',
+    admin: ['CREATE TABLE IF NOT EXISTS public.shared_lookup (id int PRIMARY KEY)', 'GRANT SELECT ON public.shared_lookup TO PUBLIC'],
+    attack: { tool: 'execute', sql: 'CREATE TABLE esc_fk (id int REFERENCES public.shared_lookup (id) ON DELETE CASCADE)' },
+    expect: /permission denied for table shared_lookup/,
+  },
+  {
+    name: 'a trigger on a global table every role may read',
+    admin: ['CREATE TABLE IF NOT EXISTS public.shared_lookup (id int PRIMARY KEY)', 'GRANT SELECT ON public.shared_lookup TO PUBLIC'],
+    setup: [{ tool: 'execute', sql: 'CREATE FUNCTION spy_lookup() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN RETURN NULL; END $f$' }],
+    attack: { tool: 'execute', sql: 'CREATE TRIGGER spy AFTER DELETE ON public.shared_lookup FOR EACH ROW EXECUTE FUNCTION spy_lookup()' },
+    expect: /permission denied for table shared_lookup/,
+  },
   // Time and size.
   { name: 'pg_sleep past the timeout', attack: { tool: 'query', sql: 'SELECT pg_sleep(30)' }, expect: /statement timeout/, postgresOnly: true },
+  {
+    // Folded while the statement is planned, before its rows are fetched by a statement of its own.
+    name: 'an IMMUTABLE function lifting the timeout at plan time',
+    setup: [{ tool: 'execute', sql: "CREATE FUNCTION no_timeout() RETURNS int LANGUAGE plpgsql IMMUTABLE AS $f$ BEGIN PERFORM set_config('statement_timeout', '0', true); RETURN 1; END $f$" }],
+    attack: { tool: 'query', sql: 'SELECT pg_sleep(30), no_timeout()' },
+    expect: /statement timeout/,
+    postgresOnly: true,
+  },
+  {
+    name: "the same in a data change (one statement: its timeout is armed before any agent code)",
+    setup: [{ tool: 'execute', sql: "CREATE FUNCTION no_timeout_too() RETURNS int LANGUAGE plpgsql IMMUTABLE AS $f$ BEGIN PERFORM set_config('statement_timeout', '0', true); RETURN 1; END $f$" }],
+    attack: { tool: 'execute', sql: 'INSERT INTO notes (body) SELECT pg_sleep(30)::text || no_timeout_too()' },
+    expect: /statement timeout/,
+    postgresOnly: true,
+  },
   {
     name: 'a huge result',
     // Ten million rows from a nested loop over two small series: streamed, never materialised.
@@ -278,6 +321,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
     for (const a of ATTACKS) {
       it(`refuses: ${a.name}`, async (ctx) => {
         if (!server || (a.postgresOnly && kind !== 'postgres')) ctx.skip();
+        for (const sql of a.admin ?? []) await (server as IsolationServer).asSuperuser(sql);
         for (const step of a.setup ?? []) {
           const done = await run(step.tool, { project_id: 'alpha', ...step });
           expect(done.isError, `setup ${step.sql}: ${done.text}`).toBe(false);
@@ -325,5 +369,40 @@ for (const kind of ['pglite', 'postgres'] as const) {
       // Provisioning still works for everyone.
       expect((await run('ensure_workspace', { project_id: 'gamma' })).isError).toBe(false);
     });
+  });
+}
+
+for (const kind of ['pglite', 'postgres'] as const) {
+  describe(`tables outside the workspaces on ${kind}`, () => {
+    it('refuse the SQL tools, with the REVOKE, while every role may reference them or put triggers on them', async (ctx) => {
+      const server = await startIsolationServer(kind, cluster, { role: 'mcp_refs', databasePrefix: 'iso_refs', statementTimeoutMs: TIMEOUT_MS, disabledExtensions: ['codebase'] });
+      if (!server) return ctx.skip();
+      try {
+        await server.asSuperuser('CREATE TABLE public.open_lookup (id int PRIMARY KEY)');
+        await server.asSuperuser('GRANT SELECT, REFERENCES ON public.open_lookup TO PUBLIC');
+        // Allowed, this foreign key would make the deletes of whoever deletes there cascade into
+        // alpha's table and fire alpha's AFTER triggers as that role.
+        const refused = await server.run('execute', { project_id: 'alpha', sql: 'CREATE TABLE child (id int REFERENCES public.open_lookup (id) ON DELETE CASCADE)' });
+        expect(refused.isError).toBe(true);
+        expect(refused.text).toContain('Run: REVOKE REFERENCES, TRIGGER ON TABLE public.open_lookup FROM PUBLIC;');
+        // A grant on a column is enough for a foreign key; it is revoked on its own.
+        await server.asSuperuser('REVOKE REFERENCES ON public.open_lookup FROM PUBLIC');
+        await server.asSuperuser('GRANT REFERENCES (id) ON public.open_lookup TO PUBLIC');
+        const column = await server.run('query', { project_id: 'alpha', sql: 'SELECT 1' });
+        expect(column.isError).toBe(true);
+        expect(column.text).toContain('REVOKE REFERENCES (id) ON TABLE public.open_lookup FROM PUBLIC;');
+        await server.asSuperuser('REVOKE REFERENCES (id) ON public.open_lookup FROM PUBLIC');
+        await server.asSuperuser('GRANT TRIGGER ON public.open_lookup TO PUBLIC');
+        expect((await server.run('query', { project_id: 'alpha', sql: 'SELECT 1' })).text).toContain('REVOKE REFERENCES, TRIGGER ON TABLE public.open_lookup');
+        // Fixed, the tools work at once, without a restart; and the foreign key is refused by PostgreSQL.
+        await server.asSuperuser('REVOKE TRIGGER ON public.open_lookup FROM PUBLIC');
+        const fixed = await server.run('query', { project_id: 'alpha', sql: 'SELECT 1 AS one' });
+        expect(fixed.isError, fixed.text).toBe(false);
+        const denied = await server.run('execute', { project_id: 'alpha', sql: 'CREATE TABLE child (id int REFERENCES public.open_lookup (id) ON DELETE CASCADE)' });
+        expect(denied.text).toMatch(/permission denied for table open_lookup/);
+      } finally {
+        await server.close();
+      }
+    }, 240_000);
   });
 }

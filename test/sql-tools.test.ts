@@ -117,6 +117,37 @@ for (const kind of ['pglite', 'postgres'] as const) {
       expect(updated.data).toMatchObject({ command: 'UPDATE', row_count: 10, rows: [] });
     });
 
+    it('bounds a result by bytes as well as rows, and says which bound cut it', async (ctx) => {
+      if (!mcp) ctx.skip();
+      const rows = (r: Awaited<ReturnType<typeof run>>) => r.data['rows'] as unknown[][];
+      // 20 rows of 200 kB: the default budget (1 MiB) holds 5 of them.
+      await run('execute', { project_id: 'agent-b', sql: 'CREATE TABLE wide (n int, body text)' });
+      const filled = await run('execute', { project_id: 'agent-b', sql: "INSERT INTO wide SELECT g, repeat('x', 200000) FROM generate_series(1, 20) g" });
+      expect(filled.data).toMatchObject({ row_count: 20 });
+      const wide = await run('query', { project_id: 'agent-b', sql: 'SELECT n, body FROM wide ORDER BY n', max_rows: 100 });
+      expect(wide.isError, wide.text).toBe(false);
+      expect(wide.data).toMatchObject({ row_count: 5, truncated: true });
+      expect(wide.data['truncated_reason']).toMatch(/^max_bytes: .*1048576 bytes.*PG_WORKSPACE_MAX_RESULT_BYTES/);
+      expect(rows(wide).map((r) => r[0])).toEqual([1, 2, 3, 4, 5]);
+      expect(wide.text.length).toBeLessThan(1024 * 1024 + 10_000);
+      // One row larger than the budget: none is sent, and the 99 after it are never read.
+      const huge = await run('query', { project_id: 'agent-b', sql: "SELECT g, repeat('y', 10000000) AS big FROM generate_series(1, 100) g", max_rows: 100 });
+      expect(huge.data).toMatchObject({ row_count: 0, rows: [], truncated: true, columns: [{ name: 'g', type: 'integer' }, { name: 'big', type: 'text' }] });
+      expect(huge.data['truncated_reason']).toMatch(/^max_bytes: /);
+      // RETURNING rows are bounded alike, and row_count still counts every row changed.
+      const returned = await run('execute', { project_id: 'agent-b', sql: 'UPDATE wide SET n = n + 100 RETURNING n, body' });
+      expect(returned.data).toMatchObject({ command: 'UPDATE', row_count: 20, truncated: true });
+      expect(rows(returned)).toHaveLength(5);
+      expect(returned.data['truncated_reason']).toMatch(/^max_bytes: /);
+      // Small rows: max_rows cuts first, and says so; a result within both bounds has no reason.
+      const capped = await run('query', { project_id: 'agent-b', sql: 'SELECT n FROM wide ORDER BY n', max_rows: 3 });
+      expect(capped.data).toMatchObject({ row_count: 3, truncated: true });
+      expect(capped.data['truncated_reason']).toMatch(/^max_rows: more than 3 rows/);
+      const whole = await run('query', { project_id: 'agent-b', sql: 'SELECT n FROM wide ORDER BY n', max_rows: 20 });
+      expect(whole.data).toMatchObject({ row_count: 20, truncated: false });
+      expect(whole.data).not.toHaveProperty('truncated_reason');
+    }, 120_000);
+
     it('every tool obeys the project allowlist', async (ctx) => {
       if (!mcp) ctx.skip();
       for (const [tool, args] of [
@@ -130,10 +161,32 @@ for (const kind of ['pglite', 'postgres'] as const) {
         expect(refused.isError, tool).toBe(true);
         expect(refused.text).toMatch(/is not one this server serves/);
       }
-      expect((await run('list_workspaces', {})).isError).toBe(true);
       expect((await run('workspace_status', {})).isError).toBe(true);
       expect((await run('validate_columns', { table: 'project_intruder.chunks', columns: ['id'] })).isError).toBe(true);
       expect((await run('workspace_status', { project_id: 'agent-a' })).isError).toBe(false);
+    });
+
+    it('list_workspaces lists the allowed workspaces only, a page at a time', async (ctx) => {
+      if (!mcp) ctx.skip();
+      // Workspaces outside the allowlist, made beside the tools: one sorts between the allowed two.
+      const manager = (await (mcp as NonNullable<typeof mcp>).engine.ready(60_000)).workspaces;
+      await manager.ensure('agent-aa');
+      await manager.ensure('intruder');
+      const ids = (r: Awaited<ReturnType<typeof run>>) => (r.data['workspaces'] as { project_id: string }[]).map((w) => w.project_id);
+      const all = await run('list_workspaces', {});
+      expect(all.isError, all.text).toBe(false);
+      expect(ids(all)).toEqual(['agent-a', 'agent-b']);
+      expect(all.data['next_cursor']).toBeNull();
+      const first = await run('list_workspaces', { limit: 1 });
+      expect(ids(first)).toEqual(['agent-a']);
+      expect(first.data['next_cursor']).toEqual(expect.any(String));
+      const second = await run('list_workspaces', { limit: 1, cursor: first.data['next_cursor'] });
+      expect(ids(second)).toEqual(['agent-b']);
+      expect(second.data['next_cursor']).toBeNull();
+      expect(ids(await run('list_workspaces', { prefix: 'agent-b' }))).toEqual(['agent-b']);
+      expect(ids(await run('list_workspaces', { prefix: 'intr' }))).toEqual([]);
+      expect(all.text).not.toContain('intruder');
+      expect((await run('list_workspaces', { cursor: 'garbage!' })).isError).toBe(true);
     });
   });
 }
@@ -265,3 +318,36 @@ for (const kind of ['pglite', 'postgres'] as const) {
     }, 120_000);
   });
 }
+
+describe('the sandbox function of a workspace', () => {
+  it("is made again when its body is not exactly this server's (as an older server left it)", async (ctx) => {
+    if (!cluster) ctx.skip();
+    const { url } = await postgresUrl(cluster as PgCluster, 'mcp_body', true);
+    const first = await connectInProcess({ databaseUrl: url, disabledExtensions: ['codebase'] });
+    try {
+      expect((await callTool(first.client, first.tools, 'query', { project_id: 'old-body', sql: 'SELECT 1' })).isError).toBe(false);
+    } finally {
+      await first.close();
+    }
+    const pg = await import('pg');
+    const admin = new pg.default.Client({ connectionString: (cluster as PgCluster).url(new URL(url).pathname.slice(1)) });
+    await admin.connect();
+    try {
+      // Same name, arguments, owner and flags; another body.
+      await admin.query(`CREATE OR REPLACE FUNCTION project_registry_sandbox.project_old_body(step text, statement text, max_rows integer, max_bytes integer)
+        RETURNS text LANGUAGE plpgsql SECURITY DEFINER AS $f$ BEGIN RETURN '{"rows": [["stale"]], "more": false, "total": 1}'; END $f$`);
+      const second = await connectInProcess({ databaseUrl: url, disabledExtensions: ['codebase'] });
+      try {
+        const answered = await callTool(second.client, second.tools, 'query', { project_id: 'old-body', sql: 'SELECT 1 AS one' });
+        expect(answered.isError, answered.text).toBe(false);
+        expect(answered.data['rows']).toEqual([[1]]);
+      } finally {
+        await second.close();
+      }
+      const [body] = (await admin.query(`SELECT prosrc FROM pg_proc WHERE proname = 'project_old_body'`)).rows as { prosrc: string }[];
+      expect(body?.prosrc).not.toContain('stale');
+    } finally {
+      await admin.end();
+    }
+  }, 120_000);
+});

@@ -1,7 +1,8 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import * as z from 'zod';
+import { DEFAULT_MAX_ROWS } from '../src/sandbox/workspace-sql.js';
 import { projectId } from './schemas.js';
-import { columns, rows, sqlParams, sqlText } from './sql-schemas.js';
+import { columns, describeTruncation, rows, sqlParams, sqlText, truncatedReason } from './sql-schemas.js';
 import { runTool, type ToolDeps } from './tool-result.js';
 
 const output = {
@@ -9,7 +10,8 @@ const output = {
   row_count: z.number().int().describe('rows the statement affected (or returned, for a SELECT)'),
   columns,
   rows: rows.describe('RETURNING rows (at most 100), in column order'),
-  truncated: z.boolean().describe('more RETURNING rows existed than were sent'),
+  truncated: z.boolean().describe('more RETURNING rows existed than were sent (100, or the byte budget)'),
+  truncated_reason: truncatedReason,
 };
 
 export function registerExecuteTool(server: McpServer, deps: ToolDeps): void {
@@ -31,8 +33,21 @@ export function registerExecuteTool(server: McpServer, deps: ToolDeps): void {
       runTool(
         deps,
         async () => {
-          const r = await (await deps.sql(signal)).execute(project_id, sql, params ?? []);
-          return { command: r.command, row_count: r.affected, columns: r.columns, rows: r.rows, truncated: r.truncated };
+          const sandbox = await deps.sql(signal);
+          const r = await sandbox.execute(project_id, sql, params ?? []);
+          const reason = describeTruncation(
+            r.truncatedBy,
+            `execute returns at most ${DEFAULT_MAX_ROWS} RETURNING rows (row_count counts them all); read the rest with query.`,
+            sandbox.maxResultBytes,
+          );
+          return {
+            command: r.command,
+            row_count: r.affected,
+            columns: r.columns,
+            rows: r.rows,
+            truncated: r.truncated,
+            ...(reason ? { truncated_reason: reason } : {}),
+          };
         },
       ),
   );

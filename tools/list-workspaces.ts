@@ -18,7 +18,7 @@ export function registerListWorkspacesTool(server: McpServer, deps: ToolDeps): v
       description:
         'Lists existing project workspaces in project id order, a page at a time. Use it to find which ' +
         'projects already have a workspace; filter with prefix, and pass next_cursor back as cursor for ' +
-        'the next page.',
+        'the next page. A server restricted to some projects lists only those.',
       inputSchema: {
         limit: z
           .number()
@@ -37,8 +37,8 @@ export function registerListWorkspacesTool(server: McpServer, deps: ToolDeps): v
       runTool(
         deps,
         async () => {
-          deps.access.checkUnscoped('list_workspaces');
-          const page = await (await deps.workspaces(signal)).list({ limit, cursor, prefix });
+          // With an allowlist, the allowed workspaces only: the others are not this agent's to see.
+          const page = await (await deps.workspaces(signal)).list({ limit, cursor, prefix, only: deps.access.allowed });
           return {
             workspaces: page.workspaces.map((w) => ({
               project_id: w.projectId,

@@ -24,6 +24,7 @@ const output = {
   matches: z
     .array(z.object({ distance: z.number(), row: z.record(z.string(), z.unknown()) }))
     .describe('nearest first'),
+  truncated_reason: z.string().optional().describe("present when fewer than k rows came back because they reached the server's byte budget"),
 };
 
 export function registerSearchVectorsTool(server: McpServer, deps: ToolDeps): void {

@@ -152,8 +152,15 @@ class PipelineSubmittable {
     this.#collector = new PipelineCollector(steps);
   }
 
-  submit(connection: PipelineWriter): void {
-    writePipeline(this.steps, connection);
+  submit(connection: PipelineWriter & { stream: { cork(): void; uncork(): void } }): void {
+    // One write for the whole pipeline (pg's own Query corks alike): uncorked, every message
+    // was a write(2) of its own, eleven for a query call, about 0.3 ms of the call.
+    connection.stream.cork();
+    try {
+      writePipeline(this.steps, connection);
+    } finally {
+      connection.stream.uncork();
+    }
   }
 
   handleRowDescription(message: PipelineMessage): void {

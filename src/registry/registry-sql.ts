@@ -149,17 +149,25 @@ export interface WorkspaceRow {
 }
 
 /**
- * One keyset page over the registry's primary key, ids after `after` starting with `prefix`:
- * ids are [a-z0-9-] in byte order (the column is COLLATE "C"), and '~' sorts after all of them.
+ * One keyset page over the registry's primary key, ids after `after` starting with `prefix`
+ * (and among `only`, when given): ids are [a-z0-9-] in byte order (the column is COLLATE "C"),
+ * and '~' sorts after all of them.
  */
-export async function listWorkspaces(q: Queryable, after: string, prefix: string, limit: number): Promise<WorkspaceRow[]> {
+export async function listWorkspaces(
+  q: Queryable,
+  after: string,
+  prefix: string,
+  limit: number,
+  only?: readonly string[],
+): Promise<WorkspaceRow[]> {
   return q.query<WorkspaceRow>(
     `SELECT project_id, schema_name, created_at
        FROM project_registry.workspace_config
       WHERE project_id > $1 AND project_id >= $2 AND project_id < $3
+        AND ($5::text[] IS NULL OR project_id = ANY ($5::text[]))
       ORDER BY project_id
       LIMIT $4`,
-    [after, prefix, `${prefix}~`, limit],
+    [after, prefix, `${prefix}~`, limit, only ? [...only] : null],
   );
 }
 

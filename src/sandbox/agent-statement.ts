@@ -60,8 +60,27 @@ const EXECUTE_KINDS: Record<string, string> = {
   RefreshMatViewStmt: 'REFRESH MATERIALIZED VIEW',
 };
 
-/** Parses, checks and binds one statement of agent SQL. */
-export async function prepareAgentStatement(sql: string, params: readonly AgentParam[], mode: AgentSqlMode): Promise<AgentStatement> {
+/** What the parse tree says about a text, whatever the mode and the parameters. */
+interface Analysis {
+  statements: number;
+  kind: string;
+  selectInto: boolean;
+  returnsRows: boolean;
+  refs: { number: number; location: number }[];
+}
+
+/**
+ * Agents send the same statement again and again with other parameters (an INSERT per row): the
+ * analysis of a short text is kept, so those calls skip the parser. Bounded in entries and in
+ * text length; the oldest entry goes first.
+ */
+const analyses = new Map<string, Analysis>();
+const ANALYSES_KEPT = 256;
+const ANALYSED_TEXT_KEPT = 4096;
+
+async function analyse(sql: string): Promise<Analysis> {
+  const kept = analyses.get(sql);
+  if (kept) return kept;
   let tree: Awaited<ReturnType<typeof parse>>;
   try {
     tree = await parse(sql);
@@ -69,14 +88,35 @@ export async function prepareAgentStatement(sql: string, params: readonly AgentP
     throw new AgentSqlError(`Syntax error: ${(error as Error).message}`);
   }
   const statements = tree.stmts ?? [];
-  if (statements.length !== 1) {
-    throw new AgentSqlError(
-      `Send exactly one SQL statement per call (got ${statements.length}); transactions are managed by the server: each call is one.`,
-    );
-  }
   const [kind, node] = Object.entries(statements[0]?.stmt ?? {})[0] ?? ['Unknown', {}];
   const body = node as Record<string, unknown>;
-  if (kind === 'SelectStmt' && body['intoClause']) {
+  const returning = body['returningClause'] ?? body['returningList'];
+  const analysis: Analysis = {
+    statements: statements.length,
+    kind,
+    selectInto: kind === 'SelectStmt' && Boolean(body['intoClause']),
+    returnsRows:
+      READ_KINDS.has(kind) ||
+      (Array.isArray((returning as { exprs?: unknown[] })?.exprs) && (returning as { exprs: unknown[] }).exprs.length > 0) ||
+      (Array.isArray(returning) && returning.length > 0),
+    refs: collectParams(node),
+  };
+  if (sql.length <= ANALYSED_TEXT_KEPT) {
+    if (analyses.size >= ANALYSES_KEPT) analyses.delete(analyses.keys().next().value as string);
+    analyses.set(sql, analysis);
+  }
+  return analysis;
+}
+
+/** Parses, checks and binds one statement of agent SQL. */
+export async function prepareAgentStatement(sql: string, params: readonly AgentParam[], mode: AgentSqlMode): Promise<AgentStatement> {
+  const { statements, kind, selectInto, returnsRows, refs } = await analyse(sql);
+  if (statements !== 1) {
+    throw new AgentSqlError(
+      `Send exactly one SQL statement per call (got ${statements}); transactions are managed by the server: each call is one.`,
+    );
+  }
+  if (selectInto) {
     throw new AgentSqlError('SELECT INTO is not supported: use CREATE TABLE ... AS with execute.');
   }
   if (mode === 'query' && !READ_KINDS.has(kind)) {
@@ -90,12 +130,7 @@ export async function prepareAgentStatement(sql: string, params: readonly AgentP
         'roles, grants, settings, COPY, DO blocks and session state are the server\'s.',
     );
   }
-  const returning = body['returningClause'] ?? body['returningList'];
-  const returnsRows =
-    READ_KINDS.has(kind) ||
-    (Array.isArray((returning as { exprs?: unknown[] })?.exprs) && ((returning as { exprs: unknown[] }).exprs.length > 0)) ||
-    (Array.isArray(returning) && returning.length > 0);
-  return { sql: bindParams(sql, collectParams(node), params), kind, returnsRows, command: command ?? 'SELECT' };
+  return { sql: bindParams(sql, refs, params), kind, returnsRows, command: command ?? 'SELECT' };
 }
 
 function collectParams(node: unknown, found: { number: number; location: number }[] = []) {

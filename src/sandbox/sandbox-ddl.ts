@@ -48,12 +48,15 @@ export interface Principal {
   searchPath: readonly string[];
 }
 
-/** The sandbox function of a workspace: `project_registry_sandbox.<schema name>(step, statement, max_rows)`. */
+/** The sandbox function of a workspace: `project_registry_sandbox.<schema name>(step, statement, max_rows, max_bytes)`. */
 export function sandboxFunction(schemaName: string): string {
   return `${quoteIdent(SANDBOX_SCHEMA)}.${quoteIdent(schemaName)}`;
 }
 
 const literal = (value: string) => pg.escapeLiteral(value);
+
+/** The sandbox function's argument types, for DROP and ALTER. */
+const SANDBOX_ARGUMENTS = 'text, text, integer, integer';
 
 /**
  * Makes the workspace's principal: the role (NOLOGIN, no attributes), its privileges (USAGE and
@@ -66,7 +69,7 @@ const literal = (value: string) => pg.escapeLiteral(value);
 export function principalScript(p: Principal, createRole: boolean, serverRole: string, citus = false): string {
   const role = quoteIdent(p.roleName);
   const schema = quoteIdent(p.schemaName);
-  const fn = `${sandboxFunction(p.schemaName)}(text, text, integer)`;
+  const fn = `${sandboxFunction(p.schemaName)}(${SANDBOX_ARGUMENTS})`;
   return [
     createRole ? `CREATE ROLE ${role} NOLOGIN NOINHERIT` : '',
     // Citus reaches a workspace's worker over a connection as the current user: the role must
@@ -77,7 +80,10 @@ export function principalScript(p: Principal, createRole: boolean, serverRole: s
     `GRANT USAGE, CREATE ON SCHEMA ${schema} TO ${role}`,
     `SELECT ${quoteIdent(SANDBOX_SCHEMA)}.adopt_objects(${literal(p.schemaName)}, ${literal(p.roleName)})`,
     `DROP FUNCTION IF EXISTS ${fn}`,
-    sandboxBody(p),
+    // The signature before max_bytes.
+    `DROP FUNCTION IF EXISTS ${sandboxFunction(p.schemaName)}(text, text, integer)`,
+    `CREATE FUNCTION ${sandboxFunction(p.schemaName)}(step text, statement text, max_rows integer, max_bytes integer)
+RETURNS text LANGUAGE plpgsql VOLATILE SECURITY DEFINER AS $sandbox$${sandboxSource(p)}$sandbox$`,
     `REVOKE ALL ON FUNCTION ${fn} FROM PUBLIC`,
     `GRANT CREATE ON SCHEMA ${quoteIdent(SANDBOX_SCHEMA)} TO ${role}`,
     `ALTER FUNCTION ${fn} OWNER TO ${role}`,
@@ -106,30 +112,37 @@ export function distributeNewTables(schemaName: string): string {
 }
 
 /**
- * The body. Steps: `open` opens RESULT_PORTAL on a row-returning statement; `fetch` reads at
- * most max_rows of it (plus one, to tell truncation; `execute` then counts the rest) and
- * finishes; `run` executes a statement without rows and finishes; `script` runs a workspace
- * DDL/migration script and finishes. Finishing fires deferred constraints here, inside the
- * sandbox, then refuses what would outlive the call on a pooled connection (cursors, temp
- * objects, prepared statements, advisory locks, deferrable triggers that would fire at COMMIT
- * as the server) and resets the session (RESET ALL, UNLISTEN *). Every path out through an
- * error also drops prepared statements and session advisory locks, which a rollback keeps.
+ * The body (`prosrc`): the server compares it with the function's, so a body from an older
+ * server, or one changed in any way, is made again. Steps: `open` opens RESULT_PORTAL on a
+ * row-returning statement; `fetch` reads at most max_rows of it and at most max_bytes of their
+ * JSON (plus one row, to tell truncation; `execute` then counts the rest) and finishes; `run`
+ * executes a statement without rows and finishes; `script` runs a workspace DDL/migration
+ * script and finishes. Finishing fires deferred constraints here, inside the sandbox, then
+ * refuses what would outlive the call on a pooled connection (cursors, temp objects, prepared
+ * statements, advisory locks, deferrable triggers that would fire at COMMIT as the server) and
+ * resets the session (RESET ALL, UNLISTEN *). Every path out through an error also drops
+ * prepared statements and session advisory locks, which a rollback keeps.
  *
  * Values come back as JSON with every number as a string (exact for bigint and numeric); the
- * server turns the ones of small numeric types back into numbers.
+ * server turns the ones of small numeric types back into numbers. A row is kept as
+ * `to_json(row)` while fetching (a plain expression, no query per row) and made an array of
+ * values once, in one query over all of them, at the end.
  */
-function sandboxBody(p: Principal): string {
+export function sandboxSource(p: Principal): string {
   const path = [...new Set([p.schemaName, ...p.searchPath])].map(quoteIdent).join(', ') + ', pg_temp';
-  return `CREATE FUNCTION ${sandboxFunction(p.schemaName)}(step text, statement text, max_rows integer)
-RETURNS text LANGUAGE plpgsql VOLATILE SECURITY DEFINER AS $sandbox$
+  return `
 DECLARE
   result refcursor := ${literal(RESULT_PORTAL)};
   sandboxed boolean := false;
   item record;
+  item_json json;
+  item_bytes integer;
   taken integer := 0;
+  bytes bigint := 0;
+  by_bytes boolean := false;
   more boolean := false;
   counted bigint := 0;
-  rows text[] := '{}';
+  items json[] := '{}';
   answer text;
 BEGIN
   BEGIN
@@ -149,36 +162,67 @@ BEGIN
       WHILE taken OPERATOR(pg_catalog.<) max_rows LOOP
         FETCH result INTO item;
         EXIT WHEN NOT FOUND;
+        item_json := pg_catalog.to_json(item);
+        item_bytes := pg_catalog.octet_length(item_json::pg_catalog.text);
+        IF bytes OPERATOR(pg_catalog.+) item_bytes OPERATOR(pg_catalog.>) max_bytes THEN
+          -- This row is left out: it counts as one more, as the row MOVE reads below would.
+          by_bytes := true;
+          EXIT;
+        END IF;
+        bytes := bytes OPERATOR(pg_catalog.+) item_bytes;
+        items := items OPERATOR(pg_catalog.||) item_json;
         taken := taken OPERATOR(pg_catalog.+) 1;
-        rows := rows OPERATOR(pg_catalog.||) (
-          SELECT COALESCE(pg_catalog.json_agg(CASE WHEN pg_catalog.json_typeof(e.value) OPERATOR(pg_catalog.=) 'number'
-                                                  THEN pg_catalog.to_json(e.value::text) ELSE e.value END), '[]'::json)::text
-            FROM pg_catalog.json_each(pg_catalog.to_json(item)) e);
       END LOOP;
-      MOVE FORWARD 1 FROM result;
-      more := FOUND;
+      IF by_bytes THEN
+        more := true;
+      ELSE
+        MOVE FORWARD 1 FROM result;
+        more := FOUND;
+      END IF;
       IF more AND statement OPERATOR(pg_catalog.=) 'count' THEN
         MOVE FORWARD ALL FROM result;
         GET DIAGNOSTICS counted = ROW_COUNT;
         counted := counted OPERATOR(pg_catalog.+) 1;
       END IF;
       CLOSE result;
-      answer := pg_catalog.json_build_object('rows', ('[' OPERATOR(pg_catalog.||) pg_catalog.array_to_string(rows, ',') OPERATOR(pg_catalog.||) ']')::json,
-                                             'more', more, 'total', taken OPERATOR(pg_catalog.+) counted)::text;
+      SELECT pg_catalog.json_build_object(
+               'rows', COALESCE(pg_catalog.json_agg(r.v ORDER BY r.i), '[]'::pg_catalog.json),
+               'more', more, 'by_bytes', by_bytes, 'total', taken OPERATOR(pg_catalog.+) counted)::pg_catalog.text
+        INTO answer
+        FROM (SELECT o.i, (SELECT COALESCE(pg_catalog.json_agg(CASE WHEN pg_catalog.json_typeof(e.value) OPERATOR(pg_catalog.=) 'number'
+                                                                    THEN pg_catalog.to_json(e.value::pg_catalog.text) ELSE e.value END), '[]'::pg_catalog.json)
+                             FROM pg_catalog.json_each(o.v) e) AS v
+                FROM pg_catalog.unnest(items) WITH ORDINALITY o(v, i)) r;
     ELSIF step OPERATOR(pg_catalog.=) 'run' OR step OPERATOR(pg_catalog.=) 'script' THEN
       EXECUTE statement;
       GET DIAGNOSTICS counted = ROW_COUNT;
-      answer := pg_catalog.json_build_object('total', counted)::text;
+      answer := pg_catalog.json_build_object('total', counted)::pg_catalog.text;
     ELSE
       RAISE EXCEPTION 'unknown sandbox step %', step;
     END IF;
     -- Deferred constraint triggers would otherwise fire at COMMIT, as the server.
     SET CONSTRAINTS ALL IMMEDIATE;
-    IF EXISTS (SELECT FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.tgrelid
-                WHERE c.relnamespace OPERATOR(pg_catalog.=) ${literal(p.schemaName)}::pg_catalog.regnamespace
-                  AND t.tgdeferrable AND NOT t.tgisinternal) THEN
-      RAISE EXCEPTION 'deferrable triggers are not allowed in a workspace: they would fire at commit, outside the sandbox'
-        USING ERRCODE = '${SANDBOX_LEFTOVER}';
+    -- Triggers, temporary objects and role settings are catalog rows, and writing any row takes
+    -- a transaction id: a transaction without one (every read-only query) made none of them.
+    IF pg_catalog.pg_current_xact_id_if_assigned() IS NOT NULL THEN
+      IF EXISTS (SELECT FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.tgrelid
+                  WHERE c.relnamespace OPERATOR(pg_catalog.=) ${literal(p.schemaName)}::pg_catalog.regnamespace
+                    AND t.tgdeferrable AND NOT t.tgisinternal) THEN
+        RAISE EXCEPTION 'deferrable triggers are not allowed in a workspace: they would fire at commit, outside the sandbox'
+          USING ERRCODE = '${SANDBOX_LEFTOVER}';
+      END IF;
+      IF pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.<>) 0 AND (
+           EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())
+        OR EXISTS (SELECT FROM pg_catalog.pg_type WHERE typnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())
+        OR EXISTS (SELECT FROM pg_catalog.pg_proc WHERE pronamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())) THEN
+        RAISE EXCEPTION 'temporary objects are not allowed: they would outlive the call on a pooled connection'
+          USING ERRCODE = '${SANDBOX_LEFTOVER}';
+      END IF;
+      -- A role may always ALTER ROLE itself SET ...: harmless for a NOLOGIN role, but not the workspace's to change.
+      IF EXISTS (SELECT FROM pg_catalog.pg_db_role_setting s JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) s.setrole
+                  WHERE r.rolname OPERATOR(pg_catalog.=) current_user) THEN
+        RAISE EXCEPTION 'role settings are the server''s' USING ERRCODE = '${SANDBOX_LEFTOVER}';
+      END IF;
     END IF;
     -- The protocol's unnamed portal (running this call) is listed as ''.
     IF EXISTS (SELECT FROM pg_catalog.pg_cursors WHERE name OPERATOR(pg_catalog.<>) '') THEN
@@ -189,23 +233,11 @@ BEGIN
       RAISE EXCEPTION 'a prepared statement was left behind: each call is one statement and keeps no session state'
         USING ERRCODE = '${SANDBOX_LEFTOVER}';
     END IF;
-    IF pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.<>) 0 AND (
-         EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())
-      OR EXISTS (SELECT FROM pg_catalog.pg_type WHERE typnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())
-      OR EXISTS (SELECT FROM pg_catalog.pg_proc WHERE pronamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())) THEN
-      RAISE EXCEPTION 'temporary objects are not allowed: they would outlive the call on a pooled connection'
-        USING ERRCODE = '${SANDBOX_LEFTOVER}';
-    END IF;
     -- Key classes 1 and 2 are pg_advisory_*()'s; Citus takes its own (4 and up) on distributed tables.
     IF step OPERATOR(pg_catalog.<>) 'script' AND EXISTS (SELECT FROM pg_catalog.pg_locks
         WHERE locktype OPERATOR(pg_catalog.=) 'advisory' AND pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()
           AND objsubid OPERATOR(pg_catalog.=) ANY ('{1,2}'::pg_catalog.int2[])) THEN
       RAISE EXCEPTION 'advisory locks are reserved to the server' USING ERRCODE = '${SANDBOX_LEFTOVER}';
-    END IF;
-    -- A role may always ALTER ROLE itself SET ...: harmless for a NOLOGIN role, but not the workspace's to change.
-    IF EXISTS (SELECT FROM pg_catalog.pg_db_role_setting s JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) s.setrole
-                WHERE r.rolname OPERATOR(pg_catalog.=) current_user) THEN
-      RAISE EXCEPTION 'role settings are the server''s' USING ERRCODE = '${SANDBOX_LEFTOVER}';
     END IF;
     PERFORM pg_catalog.pg_advisory_unlock_all();
     UNLISTEN *;
@@ -218,5 +250,5 @@ BEGIN
     RAISE;
   END;
 END
-$sandbox$`;
+`;
 }

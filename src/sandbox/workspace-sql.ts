@@ -1,3 +1,4 @@
+import { DEFAULT_MAX_RESULT_BYTES } from '../config.js';
 import type { Database, PipelineField, PipelineStep, Queryable } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
 import { pgError, sqlState } from '../db/sql-errors.js';
@@ -14,6 +15,7 @@ import {
   SANDBOX_SCHEMA,
   distributeNewTables,
   sandboxFunction,
+  sandboxSource,
   type Principal,
 } from './sandbox-ddl.js';
 
@@ -22,9 +24,14 @@ export interface SqlLimits {
   statementTimeoutMs: number;
   /** The largest max_rows a call may ask for. */
   maxRowsCap: number;
+  /**
+   * The most bytes of rows one call returns (their JSON, as the sandbox builds it): rows of
+   * large values stop a result before max_rows does, and no more than this is ever held.
+   */
+  maxResultBytes: number;
 }
 
-export const DEFAULT_SQL_LIMITS: SqlLimits = { statementTimeoutMs: 10_000, maxRowsCap: 10_000 };
+export const DEFAULT_SQL_LIMITS: SqlLimits = { statementTimeoutMs: 10_000, maxRowsCap: 10_000, maxResultBytes: DEFAULT_MAX_RESULT_BYTES };
 export const DEFAULT_MAX_ROWS = 100;
 
 export interface Column {
@@ -40,6 +47,8 @@ export interface RowsResult {
   rowCount: number;
   /** More rows existed than were returned. */
   truncated: boolean;
+  /** Which bound cut the rows, when one did. */
+  truncatedBy?: 'max_rows' | 'max_bytes';
 }
 
 export interface ExecuteResult extends RowsResult {
@@ -94,6 +103,11 @@ export class WorkspaceSql {
   /** The largest max_rows a call may ask for. */
   get maxRowsCap(): number {
     return this.limits.maxRowsCap;
+  }
+
+  /** The most bytes of rows a call returns. */
+  get maxResultBytes(): number {
+    return this.limits.maxResultBytes;
   }
 
   /** One read-only statement of agent SQL. */
@@ -155,7 +169,7 @@ export class WorkspaceSql {
     if (capability.problem) throw new SqlToolsUnavailableError(capability.problem);
     await tx.exec(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schemaName)}`);
     await this.#repairIn(tx, principal, capability);
-    await tx.query(`SELECT ${sandboxFunction(schemaName)}('script', $1, 0)`, [script]);
+    await tx.query(`SELECT ${sandboxFunction(schemaName)}('script', $1, 0, 0)`, [script]);
     return true;
   }
 
@@ -198,16 +212,22 @@ export class WorkspaceSql {
     const steps: PipelineStep[] = [{ sql: `SELECT ${set.join(', ')}`, params }];
     if (options.rows) {
       steps.push(
-        { sql: `SELECT ${fn}('open', $1, 0)`, params: [sql] },
+        { sql: `SELECT ${fn}('open', $1, 0, 0)`, params: [sql] },
         { describePortal: RESULT_PORTAL },
-        { sql: `SELECT ${fn}('fetch', $1, $2)`, params: [options.count ? 'count' : null, String(options.maxRows)] },
+        // The fetch runs the agent's statement: its timeout is armed from the setting when it
+        // starts, and agent code folded at planning (an IMMUTABLE function) may have changed it.
+        { sql: `SELECT pg_catalog.set_config('statement_timeout', $1, true)`, params: [String(this.limits.statementTimeoutMs)] },
+        {
+          sql: `SELECT ${fn}('fetch', $1, $2, $3)`,
+          params: [options.count ? 'count' : null, String(options.maxRows), String(this.limits.maxResultBytes)],
+        },
       );
     } else {
-      steps.push({ sql: `SELECT ${fn}('run', $1, 0)`, params: [sql] });
+      steps.push({ sql: `SELECT ${fn}('run', $1, 0, 0)`, params: [sql] });
     }
     const answered = steps.length - 1;
     // Same implicit transaction: the new table is distributed, or the statement undone.
-    if (options.distribute) steps.push({ sql: `SELECT ${fn}('run', $1, 0)`, params: [distributeNewTables(principal.schemaName)] });
+    if (options.distribute) steps.push({ sql: `SELECT ${fn}('run', $1, 0, 0)`, params: [distributeNewTables(principal.schemaName)] });
     const outcome = await this.db.pipeline(steps);
     if (outcome.error) {
       const code = sqlState(outcome.error);
@@ -220,12 +240,24 @@ export class WorkspaceSql {
       }
       throw outcome.error;
     }
-    const answer = JSON.parse(outcome.results[answered]?.rows[0]?.[0] ?? '{}') as { rows?: unknown[][]; more?: boolean; total?: number | string };
+    const answer = JSON.parse(outcome.results[answered]?.rows[0]?.[0] ?? '{}') as {
+      rows?: unknown[][];
+      more?: boolean;
+      by_bytes?: boolean;
+      total?: number | string;
+    };
     const fields = options.rows ? (outcome.results[2]?.fields ?? []) : [];
     const columns = await this.#columns(fields);
     const rows = (answer.rows ?? []).map((row) => row.map((value, i) => decodeValue(value, fields[i], columns[i])));
+    const truncated = answer.more === true;
     return {
-      result: { columns, rows, rowCount: rows.length, truncated: answer.more === true },
+      result: {
+        columns,
+        rows,
+        rowCount: rows.length,
+        truncated,
+        ...(truncated ? { truncatedBy: answer.by_bytes === true ? ('max_bytes' as const) : ('max_rows' as const) } : {}),
+      },
       affected: Number(answer.total ?? rows.length),
     };
   }
@@ -245,25 +277,49 @@ export class WorkspaceSql {
     return fields.map((f) => ({ name: f.name, type: this.#typeNames.get(key(f)) ?? String(f.dataTypeID) }));
   }
 
+  /** Checked once; a problem is checked again on the next call, so its fix needs no restart. */
   async #capabilityOnce(q: Queryable = this.db): Promise<Capability> {
-    this.#capability ??= this.#checkCapability(q).catch((error: unknown) => {
-      this.#capability = undefined;
+    const checking = (this.#capability ??= this.#checkCapability(q));
+    const capability = await checking.catch((error: unknown) => {
+      if (this.#capability === checking) this.#capability = undefined;
       throw error;
     });
-    return this.#capability;
+    if (capability.problem && this.#capability === checking) this.#capability = undefined;
+    return capability;
   }
 
   /**
    * Isolation needs roles: the server must create them (CREATEROLE or superuser). Refused with
    * the fix otherwise, never a weaker mode. An extension schema in the search path where
-   * everyone may create objects would let a workspace plant functions or operators there.
+   * everyone may create objects would let a workspace plant functions or operators there. A
+   * table outside the workspaces that every role may reference or put triggers on would run
+   * the workspace's code as whoever changes its rows (the server included): a workspace table's
+   * foreign key ON DELETE CASCADE makes the deletes cascade into it, and its AFTER triggers fire
+   * as the deleting role, as would a trigger on that table itself.
    */
   async #checkCapability(q: Queryable): Promise<Capability> {
-    const [row] = await q.query<{ database: string; role: string; can: boolean; open_schemas: string[] }>(
+    const [row] = await q.query<{ database: string; role: string; can: boolean; open_schemas: string[]; open_tables: string[] }>(
       `SELECT current_database() AS database, current_user AS role,
               (SELECT rolsuper OR rolcreaterole FROM pg_catalog.pg_roles WHERE rolname = current_user) AS can,
               ARRAY(SELECT n.nspname::text FROM pg_catalog.pg_namespace n, aclexplode(n.nspacl) a
-                     WHERE n.nspname = ANY ($1::text[]) AND a.grantee = 0 AND a.privilege_type = 'CREATE') AS open_schemas`,
+                     WHERE n.nspname = ANY ($1::text[]) AND a.grantee = 0 AND a.privilege_type = 'CREATE') AS open_schemas,
+              ARRAY(SELECT format('REVOKE REFERENCES, TRIGGER ON TABLE %I.%I FROM PUBLIC;', n.nspname, c.relname)
+                             || CASE WHEN cols.names IS NULL THEN ''
+                                     ELSE format(' REVOKE REFERENCES (%s) ON TABLE %I.%I FROM PUBLIC;', cols.names, n.nspname, c.relname) END
+                      FROM pg_catalog.pg_class c
+                      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                      LEFT JOIN LATERAL (SELECT string_agg(quote_ident(at.attname), ', ' ORDER BY at.attnum) AS names
+                                           FROM pg_catalog.pg_attribute at, aclexplode(at.attacl) g
+                                          WHERE at.attrelid = c.oid AND at.attacl IS NOT NULL
+                                            AND g.grantee = 0 AND g.privilege_type = 'REFERENCES') cols ON true
+                     WHERE c.relkind IN ('r', 'p', 'v', 'f', 'm')
+                       AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                       AND (n.nspname = ANY ($1::text[])
+                            OR EXISTS (SELECT FROM aclexplode(n.nspacl) u WHERE u.grantee = 0 AND u.privilege_type = 'USAGE'))
+                       AND (cols.names IS NOT NULL
+                            OR EXISTS (SELECT FROM aclexplode(c.relacl) g
+                                        WHERE g.grantee = 0 AND g.privilege_type IN ('REFERENCES', 'TRIGGER')))
+                     ORDER BY n.nspname, c.relname) AS open_tables`,
       [[...this.searchPathSchemas]],
     );
     if (!row) throw new Error('capability check returned no row');
@@ -277,6 +333,10 @@ export class WorkspaceSql {
       problem =
         `Every role may create objects in schema(s) ${row.open_schemas.join(', ')}, which workspaces search for extension types: ` +
         `a workspace could plant functions there. Run: ${row.open_schemas.map((s) => `REVOKE CREATE ON SCHEMA ${quote(s)} FROM PUBLIC;`).join(' ')}`;
+    } else if (row.open_tables.length > 0) {
+      problem =
+        'Every role may reference or put triggers on table(s) outside the workspaces: a workspace could make its own code run ' +
+        `as whoever changes their rows (the server included), through a foreign key ON DELETE CASCADE or a trigger. Run: ${row.open_tables.join(' ')}`;
     }
     return { database: row.database, serverRole: row.role, problem };
   }
@@ -305,16 +365,21 @@ export class WorkspaceSql {
     return principal;
   }
 
-  /** Makes the role, privileges and sandbox function unless all are there and intact. */
+  /**
+   * Makes the role, privileges and sandbox function unless all are there and intact: the
+   * function with its flags and exactly this server's body (an older server's is replaced).
+   */
   async #repairIn(tx: Queryable, principal: Principal, capability: Capability): Promise<void> {
     const [state] = await tx.query<{ role_exists: boolean; intact: boolean }>(
       `SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $2) AS role_exists,
               (NOT $4::boolean OR EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $2 AND rolcanlogin))
               AND EXISTS (SELECT FROM pg_catalog.pg_proc p
                        WHERE p.pronamespace = pg_catalog.to_regnamespace($3) AND p.proname = $1
-                         AND p.prosecdef AND p.proconfig IS NULL AND NOT p.proisstrict
-                         AND p.proowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $2)) AS intact`,
-      [principal.schemaName, principal.roleName, SANDBOX_SCHEMA, this.workspaces.citus],
+                         AND p.prosecdef AND p.proconfig IS NULL AND NOT p.proisstrict AND p.pronargs = 4 AND p.prosrc = $5
+                         AND p.proowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $2))
+              AND (SELECT count(*) FROM pg_catalog.pg_proc p
+                    WHERE p.pronamespace = pg_catalog.to_regnamespace($3) AND p.proname = $1) = 1 AS intact`,
+      [principal.schemaName, principal.roleName, SANDBOX_SCHEMA, this.workspaces.citus, sandboxSource(principal)],
     );
     if (state?.intact) return;
     try {

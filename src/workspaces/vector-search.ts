@@ -40,6 +40,8 @@ export interface VectorSearchResult {
   k: number;
   columns: string[];
   matches: Array<{ distance: number; row: Record<string, unknown> }>;
+  /** Set when the rows reached the server's byte budget per result before k. */
+  truncated_reason?: string;
 }
 
 export class VectorSearchError extends Error {
@@ -212,6 +214,13 @@ export async function searchVectors(
       distance: Number(values[returned.length]),
       row: Object.fromEntries(returned.map((name, i) => [name, jsonValue(values[i], kinds[i] as CatalogColumn)])),
     })),
+    ...(result.truncatedBy === 'max_bytes'
+      ? {
+          truncated_reason:
+            `max_bytes: the nearest ${result.rowCount} rows reached this server's budget of bytes per result (PG_WORKSPACE_MAX_RESULT_BYTES) ` +
+            'before k; pass columns to leave out large ones, or a smaller k.',
+        }
+      : {}),
   };
 }
 

@@ -50,6 +50,8 @@ export interface ListOptions {
   limit?: number;
   cursor?: string | undefined;
   prefix?: string | undefined;
+  /** Only these project ids (the --allow-project allowlist); pages and cursors work as without. */
+  only?: readonly string[] | undefined;
 }
 
 export const LIST_LIMIT_DEFAULT = 50;
@@ -305,7 +307,7 @@ export class WorkspaceManager {
       );
     }
     const after = options.cursor === undefined ? '' : decodeCursor(options.cursor);
-    const rows = await listWorkspaces(this.db, after, prefix, limit + 1);
+    const rows = await listWorkspaces(this.db, after, prefix, limit + 1, options.only);
     const page = rows.slice(0, limit);
     const last = page.at(-1);
     return {

@@ -37,6 +37,7 @@ describe('parseCommand', () => {
       PG_WORKSPACE_ALLOWED_PROJECTS: 'client-a, client-b',
       PG_WORKSPACE_STATEMENT_TIMEOUT_MS: '2500',
       PG_WORKSPACE_MAX_ROWS: '500',
+      PG_WORKSPACE_MAX_RESULT_BYTES: '65536',
     };
     expect(serve([], env)).toEqual({
       databaseUrl: 'postgresql://u@h/db',
@@ -48,6 +49,7 @@ describe('parseCommand', () => {
       allowedProjects: ['client-a', 'client-b'],
       statementTimeoutMs: 2500,
       maxRowsCap: 500,
+      maxResultBytes: 65536,
     });
     const flagged = serve(['--data-dir', 'rel/dir', '--extensions', '/c', '--disable', 'extra', '--extensions', '/d', '--allow-project', 'client-c'], env);
     expect(flagged.allowedProjects).toEqual(['client-a', 'client-b', 'client-c']);
