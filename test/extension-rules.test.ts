@@ -1,9 +1,10 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PGliteDatabase } from '../src/db/pglite-database.js';
 import { InstallError } from '../src/installer/install-error.js';
-import { install, pgliteBackend, planFor, postgresBackend, tempDir, writeExtension, type Backend } from './support/fixtures.js';
+import { install, planFor, tempDir, writeExtension } from './support/fixtures.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
 import { startServerProcess, type ServerProcess } from './support/server-process.js';
+import { BACKEND_KINDS, backendPerKind } from './support/backend-per-kind.js';
 
 /**
  * The rules of test/unit/extension-rules.test.ts, through the real boot (the built server on
@@ -78,21 +79,11 @@ afterAll(async () => {
   await cluster?.destroy();
 });
 
-for (const kind of ['pglite', 'postgres'] as const) {
+for (const kind of BACKEND_KINDS) {
   describe(`seeds run twice at install, on ${kind}`, () => {
-    let backend: Backend | undefined;
     // Debian's PostgreSQL 15 has no pgvector: the real-server runs go without `codebase`.
     const disabled = kind === 'postgres' ? ['codebase'] : [];
-    beforeAll(async () => {
-      if (kind === 'pglite') backend = await pgliteBackend();
-      else if (cluster) backend = postgresBackend(cluster);
-    }, 60_000);
-    afterAll(async () => backend?.cleanup());
-    // startPgCluster already failed the run under CI=true; elsewhere a missing server skips loudly.
-    const available = (ctx: TestContext) => {
-      if (!backend) ctx.skip();
-      return backend as Backend;
-    };
+    const available = backendPerKind(kind, () => cluster);
 
     const seeding = async (schema: string, seed: string) =>
       planFor([await writeExtension(await tempDir(), { id: 'tags' }, { 'schema.sql': schema, 'seeds/tags.sql': seed })], disabled);

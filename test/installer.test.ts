@@ -5,9 +5,10 @@ import { PostgresDatabase } from '../src/db/postgres-database.js';
 import { InstallError } from '../src/installer/install-error.js';
 import { InstallLockTimeoutError } from '../src/installer/install-lock.js';
 import { InstallPlanError } from '../src/installer/install-plan.js';
-import { holdInstallLock, install, pgliteBackend, planFor, postgresBackend, recording, tempDir, writeExtension, type Backend } from './support/fixtures.js';
+import { holdInstallLock, install, planFor, recording, tempDir, writeExtension } from './support/fixtures.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
 import { pgliteWithoutPgvector } from './support/pglite-without-pgvector.js';
+import { BACKEND_KINDS, backendPerKind } from './support/backend-per-kind.js';
 
 let cluster: PgCluster | null = null;
 
@@ -44,23 +45,12 @@ async function phasedExtensions(root: string) {
   return [a, b];
 }
 
-for (const kind of ['pglite', 'postgres'] as const) {
+for (const kind of BACKEND_KINDS) {
   describe(`extension installer on ${kind}`, () => {
-    let backend: Backend | undefined;
     // Debian's PostgreSQL 15 has no pgvector: the real-server runs go without `codebase`.
     const disabled = kind === 'postgres' ? ['codebase'] : [];
 
-    beforeAll(async () => {
-      if (kind === 'pglite') backend = await pgliteBackend();
-      else if (cluster) backend = postgresBackend(cluster);
-    }, 60_000);
-    afterAll(async () => backend?.cleanup());
-
-    // startPgCluster already failed the run under CI=true; elsewhere a missing server skips loudly.
-    const available = (ctx: TestContext) => {
-      if (!backend) ctx.skip();
-      return backend as Backend;
-    };
+    const available = backendPerKind(kind, () => cluster);
 
     it('runs structural DDL, migrations, dependent DDL, column checks and seeds in that order', async (ctx) => {
       const root = await tempDir();

@@ -13,8 +13,9 @@ import { DEFAULT_SQL_LIMITS, WorkspaceSql } from '../src/sandbox/workspace-sql.j
 import { roleNameFor } from '../src/sandbox/sandbox-ddl.js';
 import { WorkspaceFleet } from '../src/workspaces/workspace-fleet.js';
 import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
-import { holdInstallLock, install, recording, pgliteBackend, planFor, postgresBackend, tempDir, writeExtension, type Backend } from './support/fixtures.js';
+import { holdInstallLock, install, recording, planFor, tempDir, writeExtension } from './support/fixtures.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
+import { BACKEND_KINDS, backendPerKind } from './support/backend-per-kind.js';
 
 let cluster: PgCluster | null = null;
 beforeAll(async () => {
@@ -68,19 +69,14 @@ async function holdLock(db: Database, url: string | undefined): Promise<{ pid: n
   return { pid: process.pid, release: () => (release(), done.then(() => undefined)) };
 }
 
-for (const kind of ['pglite', 'postgres'] as const) {
+for (const kind of BACKEND_KINDS) {
   describe(`doctor and repair on ${kind}`, () => {
-    let backend: Backend | undefined;
-    beforeAll(async () => {
-      if (kind === 'pglite') backend = await pgliteBackend();
-      else if (cluster) backend = postgresBackend(cluster);
-    }, 60_000);
-    afterAll(async () => backend?.cleanup());
+    const available = backendPerKind(kind, () => cluster);
 
     it('finds each planted fault, repair mends each on request, and doctor is clean afterwards', async (ctx) => {
-      if (!backend) ctx.skip();
-      const url = kind === 'postgres' ? await (backend as Backend).freshUrl?.() : undefined;
-      const db = url ? new PostgresDatabase({ connectionString: url }) : await (backend as Backend).fresh();
+      const backend = available(ctx);
+      const url = kind === 'postgres' ? await backend.freshUrl?.() : undefined;
+      const db = url ? new PostgresDatabase({ connectionString: url }) : await backend.fresh();
       try {
         const [v0, v1, edited] = [await plan(V0), await plan(V1), await plan(V1_EDITED)];
         const before = await diagnose(db, v1);
@@ -188,8 +184,8 @@ for (const kind of ['pglite', 'postgres'] as const) {
     }, 120_000);
 
     it('reads in one read-only transaction, so PostgreSQL refuses any write in it', async (ctx) => {
-      if (!backend) ctx.skip();
-      const db = await (backend as Backend).fresh();
+      const backend = available(ctx);
+      const db = await backend.fresh();
       const v1 = await plan(V1);
       await (await services(db, v1)).manager.ensure('ws-a');
       const { db: recorded, calls } = recording(db);

@@ -4,10 +4,11 @@ import { silentLogger } from '../src/logger.js';
 import { WorkspaceSql, DEFAULT_SQL_LIMITS } from '../src/sandbox/workspace-sql.js';
 import { WorkspaceFleet } from '../src/workspaces/workspace-fleet.js';
 import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
-import { install, pgliteBackend, planFor, postgresBackend, tempDir, writeExtension, type Backend } from './support/fixtures.js';
+import { install, planFor, tempDir, writeExtension } from './support/fixtures.js';
 import { callTool, connectInProcess } from './support/mcp.js';
 import { startPgBouncer } from './support/pgbouncer.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
+import { BACKEND_KINDS, backendPerKind } from './support/backend-per-kind.js';
 
 let cluster: PgCluster | null = null;
 beforeAll(async () => {
@@ -35,7 +36,7 @@ async function postgresUrl(c: PgCluster, role: string, createRole: boolean): Pro
   return { url: c.url(database, role), vector };
 }
 
-for (const kind of ['pglite', 'postgres'] as const) {
+for (const kind of BACKEND_KINDS) {
   describe(`query and execute through an MCP client on ${kind}`, () => {
     let mcp: Awaited<ReturnType<typeof connectInProcess>> | undefined;
     let tools: Tool[];
@@ -255,18 +256,13 @@ describe('behind PgBouncer in transaction mode', () => {
   }, 120_000);
 });
 
-for (const kind of ['pglite', 'postgres'] as const) {
+for (const kind of BACKEND_KINDS) {
   describe(`workspace upgrades on ${kind}`, () => {
-    let backend: Backend | undefined;
-    beforeAll(async () => {
-      if (kind === 'pglite') backend = await pgliteBackend();
-      else if (cluster) backend = postgresBackend(cluster);
-    }, 60_000);
-    afterAll(async () => backend?.cleanup());
+    const available = backendPerKind(kind, () => cluster);
 
     it("run inside the sandbox: a trigger the agent planted fires as the workspace's role, not the server's", async (ctx) => {
-      if (!backend) ctx.skip();
-      const db = await (backend as Backend).fresh();
+      const backend = available(ctx);
+      const db = await backend.fresh();
       const root = await tempDir();
       const files = { 'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL);' };
       const v1 = await planFor([await writeExtension(root, { id: 'notes', version: '1' }, files)], ['codebase']);
