@@ -9,6 +9,9 @@ import { createStderrLogger } from '../logger.js';
 import { CannotRunError } from './cannot-run.js';
 import { diagnose, formatDoctorReport } from './doctor.js';
 import { formatRepair, repair, type RepairOptions } from './repair.js';
+import { installState, registryPresence } from '../registry/operations-queries.js';
+import { ProjectAccess } from '../project-access.js';
+import { WorkspaceManager } from '../workspaces/workspace-manager.js';
 
 /** Exit codes of doctor and repair. */
 export const EXIT_HEALTHY = 0;
@@ -61,5 +64,33 @@ export function repairCommand(config: Config, options: RepairOptions & { json: b
     const actions = await repair(db, plan, options);
     process.stdout.write(options.json ? `${JSON.stringify({ dry_run: options.dryRun, actions }, null, 2)}\n` : formatRepair(actions, options.dryRun));
     return actions.some((a) => a.outcome === 'refused' || a.outcome === 'failed') ? EXIT_FINDINGS : EXIT_HEALTHY;
+  });
+}
+
+/**
+ * `pg-workspace-mcp drop-workspace ID`: drops the workspace as the drop_workspace tool does (the
+ * command line names the id, which is the confirmation); 0 dropped, 1 no such workspace, 2 could
+ * not run (a refusal or failure included: nothing was changed then).
+ */
+export function dropWorkspaceCommand(config: Config, options: { projectId: string; json: boolean }): Promise<number> {
+  return withDatabase('drop-workspace', config, options.json, async (db, plan) => {
+    new ProjectAccess(config.allowedProjects).check(options.projectId);
+    const presence = await registryPresence(db);
+    const state = presence.registry ? await installState(db) : undefined;
+    if (!state) {
+      throw new CannotRunError('The extension schemas are not installed in this database, so there is no workspace to drop.');
+    }
+    const log = createStderrLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
+    const workspaces = new WorkspaceManager(db, plan, state.search_path_schemas, log, { citus: presence.citus !== null, lockTimeoutMs: config.lockTimeoutMs });
+    const outcome = await workspaces.drop(options.projectId);
+    const result = { project_id: outcome.projectId, schema_name: outcome.schemaName, dropped: outcome.dropped, changes: outcome.changes };
+    process.stdout.write(
+      options.json
+        ? `${JSON.stringify(result, null, 2)}\n`
+        : outcome.dropped
+          ? `dropped workspace ${outcome.projectId}\n${outcome.changes.map((c) => `  ${c}\n`).join('')}`
+          : `workspace ${outcome.projectId} does not exist (no schema ${outcome.schemaName}, registry row or role): nothing dropped\n`,
+    );
+    return outcome.dropped ? EXIT_HEALTHY : EXIT_FINDINGS;
   });
 }
