@@ -1,6 +1,9 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database, Queryable } from '../src/db/database.js';
 import { PostgresDatabase } from '../src/db/postgres-database.js';
+import { dbUrlOf } from '../src/db/shared-store.js';
 import type { InstallPlan } from '../src/installer/install-plan.js';
 import { silentLogger } from '../src/logger.js';
 import { repair } from '../src/operations/repair.js';
@@ -12,6 +15,7 @@ import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
 import { install, pgliteBackend, planFor, postgresBackend, tempDir, writeExtension, type Backend } from './support/fixtures.js';
 import { callTool, connectInProcess } from './support/mcp.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
+import { MAIN, startServerProcess } from './support/server-process.js';
 
 let cluster: PgCluster | null = null;
 beforeAll(async () => {
@@ -263,4 +267,83 @@ describe('drop_workspace as a tool', () => {
       await mcp.close();
     }
   }, 120_000);
+});
+
+const run = promisify(execFile);
+
+/** The built CLI: its exit code and output, whatever the code. */
+async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [MAIN, ...args], { env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp' } });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+describe('drop-workspace as a command, and server processes sharing one embedded store', () => {
+  const args = (dir: string) => ['--data-dir', dir, '--extensions', notesDir, '--disable', 'codebase'];
+
+  it('the command drops what a running server has cached; that server re-creates it on its next ensure; exit codes 0, 1, 2', async () => {
+    const dir = await tempDir('pgw-drop-cli-');
+    const server = await startServerProcess(args(dir), {});
+    const socket = new PostgresDatabase({ connectionString: dbUrlOf(dir) });
+    try {
+      for (const id of ['ws-a', 'ws-b']) expect((await server.call('ensure_workspace', { project_id: id })).isError).toBe(false);
+      expect((await server.call('execute', { project_id: 'ws-a', sql: "INSERT INTO notes (body) VALUES ('x')" })).isError).toBe(false);
+
+      const dropped = await cli(['drop-workspace', 'ws-a', ...args(dir)]);
+      expect(dropped).toMatchObject({ code: 0 });
+      expect(dropped.stdout).toMatch(/^dropped workspace ws-a\n {2}dropped schema project_ws_a and everything in it\n/);
+      expect(await traces(socket, 'ws-a')).toEqual(NONE);
+      expect(await traces(socket, 'ws-b')).toMatchObject({ schema: true, registered: true });
+
+      // The server had ws-a cached: it notices the drop and makes a new, empty workspace.
+      expect((await server.call('ensure_workspace', { project_id: 'ws-a' })).data).toMatchObject({ created: true });
+      expect((await server.call('query', { project_id: 'ws-a', sql: 'SELECT count(*) FROM notes' })).data).toMatchObject({ rows: [['0']] });
+
+      expect((await cli(['drop-workspace', 'ws-a', ...args(dir)])).code).toBe(0);
+      const again = await cli(['drop-workspace', 'ws-a', '--json', ...args(dir)]);
+      expect(again.code).toBe(1);
+      expect(JSON.parse(again.stdout)).toEqual({ project_id: 'ws-a', schema_name: 'project_ws_a', dropped: false, changes: [] });
+
+      const reserved = await cli(['drop-workspace', 'registry', '--json', ...args(dir)]);
+      expect(reserved.code).toBe(2);
+      expect((JSON.parse(reserved.stdout) as { error: string }).error).toMatch(/project_registry/);
+      const bad = await cli(['drop-workspace', 'WS_A', ...args(dir)]);
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toContain('drop-workspace takes exactly one project id');
+      expect((await cli(['drop-workspace', ...args(dir)])).code).toBe(2);
+      // The server kept serving, and ws-b was never touched.
+      expect((await server.call('list_workspaces', {})).data).toMatchObject({ workspaces: [{ project_id: 'ws-b' }] });
+    } finally {
+      await socket.close();
+      await server.close();
+    }
+  }, 180_000);
+
+  it('drop_workspace in one server process racing ensure_workspace in another: one wins cleanly each round', async () => {
+    const dir = await tempDir('pgw-drop-race-');
+    const [a, b] = await Promise.all([startServerProcess(args(dir), {}), startServerProcess(args(dir), {})]);
+    const socket = new PostgresDatabase({ connectionString: dbUrlOf(dir) });
+    try {
+      for (let round = 0; round < 5; round++) {
+        expect((await a.call('ensure_workspace', { project_id: 'ws-race' })).isError).toBe(false);
+        const [ensured, dropped] = await Promise.all([
+          a.call('ensure_workspace', { project_id: 'ws-race' }),
+          b.call('drop_workspace', { project_id: 'ws-race', confirm: 'ws-race' }),
+        ]);
+        expect([ensured.isError, dropped.isError, dropped.data['dropped']]).toEqual([false, false, true]);
+        const t = await traces(socket, 'ws-race');
+        if (ensured.data['created'] === true) expect(t).toMatchObject({ schema: true, registered: true, ledger: 1 });
+        else expect(t).toEqual(NONE);
+      }
+      expect((await a.call('ensure_workspace', { project_id: 'ws-race' })).isError).toBe(false);
+      expect(await traces(socket, 'ws-race')).toMatchObject({ schema: true, registered: true, ledger: 1 });
+    } finally {
+      await socket.close();
+      await Promise.all([a.close(), b.close()]);
+    }
+  }, 180_000);
 });
