@@ -37,6 +37,7 @@ export type Command =
   | { kind: 'db-url'; config: Config }
   | { kind: 'doctor'; config: Config; json: boolean }
   | { kind: 'drop-workspace'; config: Config; json: boolean; projectId: string }
+  | { kind: 'rename-workspace'; config: Config; json: boolean; from: string; to: string }
   | {
       kind: 'repair';
       config: Config;
@@ -65,6 +66,7 @@ export const USAGE = `Usage: pg-workspace-mcp [options]
        pg-workspace-mcp doctor [--json] [options]
        pg-workspace-mcp repair [--adopt-orphans] [--forget-missing] [--accept-migration EXT/NAME]... [--dry-run] [--json] [options]
        pg-workspace-mcp drop-workspace PROJECT_ID [--json] [options]
+       pg-workspace-mcp rename-workspace OLD_ID NEW_ID [--json] [options]
 
 MCP server (stdio, or Streamable HTTP with --http) that gives AI agents isolated, per-project PostgreSQL workspaces.
 migrate-workspaces applies pending workspace migrations to every lagging workspace, each in its
@@ -81,6 +83,8 @@ after review. Each in its own transaction; --dry-run rolls each back. Exit code 
 refused or failed, 2 could not run.
 drop-workspace deletes a workspace for good (its schema and everything in it, its registry and ledger
 rows, its role) in one transaction under its lock. Exit code 0 dropped, 1 no such workspace, 2 could not run.
+rename-workspace gives a workspace a new id: its schema (with its data), registry and ledger rows, role
+and SQL sandbox, in one transaction under both ids' locks. Exit code 0 renamed, 2 refused or could not run.
 
 Options:
   --data-dir DIR       embedded PGlite data directory (env PG_WORKSPACE_DATA_DIR;
@@ -141,18 +145,19 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
   const doctor = argv[0] === 'doctor';
   const repair = argv[0] === 'repair';
   const drop = argv[0] === 'drop-workspace';
-  const subcommand = migrate || dbUrl || doctor || repair || drop;
+  const rename = argv[0] === 'rename-workspace';
+  const subcommand = migrate || dbUrl || doctor || repair || drop || rename;
   let values;
   let positionals: string[];
   try {
     ({ values, positionals } = parseArgs({
       args: subcommand ? argv.slice(1) : [...argv],
       strict: true,
-      allowPositionals: drop,
+      allowPositionals: drop || rename,
       options: {
         ...(migrate ? { concurrency: { type: 'string' } } as const : {}),
         ...(migrate || repair ? { 'dry-run': { type: 'boolean' } } as const : {}),
-        ...(doctor || repair || drop ? { json: { type: 'boolean' } } as const : {}),
+        ...(doctor || repair || drop || rename ? { json: { type: 'boolean' } } as const : {}),
         ...(repair
           ? ({
               'adopt-orphans': { type: 'boolean' },
@@ -207,12 +212,18 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
   const config = { ...parsed.data, databaseUrl: parsed.data.databaseUrl, allowedProjects: parsed.data.allowedProjects };
   if (dbUrl) return { kind: 'db-url', config };
   if (doctor) return { kind: 'doctor', config, json: values.json === true };
-  if (drop) {
-    const [projectId, ...extra] = positionals;
-    if (projectId === undefined || extra.length > 0 || projectId.length > PROJECT_ID_MAX_LENGTH || !PROJECT_ID_PATTERN.test(projectId)) {
-      throw new ConfigError(`drop-workspace takes exactly one project id${projectId === undefined ? '' : `, got ${JSON.stringify(positionals.join(' '))}`}. ${PROJECT_ID_RULES}`);
+  if (drop || rename) {
+    const wanted = drop ? 1 : 2;
+    const valid = (id: string) => id.length <= PROJECT_ID_MAX_LENGTH && PROJECT_ID_PATTERN.test(id);
+    if (positionals.length !== wanted || !positionals.every(valid)) {
+      throw new ConfigError(
+        `${argv[0]} takes ${drop ? 'exactly one project id' : 'two project ids, the old and the new'}` +
+          `${positionals.length > 0 ? `, got ${JSON.stringify(positionals.join(' '))}` : ''}. ${PROJECT_ID_RULES}`,
+      );
     }
-    return { kind: 'drop-workspace', config, json: values.json === true, projectId };
+    const [first, second] = positionals as [string, string];
+    if (drop) return { kind: 'drop-workspace', config, json: values.json === true, projectId: first };
+    return { kind: 'rename-workspace', config, json: values.json === true, from: first, to: second };
   }
   if (repair) {
     const fixes = {

@@ -201,6 +201,48 @@ for (const kind of ['pglite', 'postgres'] as const) {
       }
     });
 
+    it('renames a workspace with its data, role and SQL sandbox; refuses a taken or missing id and changes nothing then', async (ctx) => {
+      if (!backend) ctx.skip();
+      const { db, other, close } = await twoServers();
+      try {
+        const a = await services(db);
+        const b = await services(other);
+        await a.manager.ensure('ws-old');
+        await a.manager.ensure('ws-taken');
+        await a.sql.execute('ws-old', "INSERT INTO notes (body, tags) VALUES ('kept', '{a}')", []);
+        await a.sql.execute('ws-old', 'CREATE TABLE agent_notes (n int)', []);
+        const before = await generation(db);
+
+        const changes = await b.manager.rename('ws-old', 'ws-new');
+        expect(changes).toEqual([
+          'renamed schema project_ws_old to project_ws_new',
+          'moved 1 registry row and 1 ledger row(s) to "ws-new"',
+          expect.stringMatching(/^renamed its role pgw_\w+_ws_old to pgw_\w+_ws_new and made its SQL sandbox anew$/),
+        ]);
+        expect(await generation(db)).toBe(before + 1);
+        expect(await traces(db, 'ws-old')).toEqual(NONE);
+        expect(await traces(db, 'ws-new')).toEqual({ schema: true, registered: true, ledger: 1, role: true, sandbox: true });
+        // The data came along, the SQL tools work as the renamed role (owning the agent's table), and the workspace is current.
+        expect((await b.sql.query('ws-new', 'SELECT body, tags FROM notes', [])).rows).toEqual([['kept', ['a']]]);
+        expect((await b.sql.execute('ws-new', 'DROP TABLE agent_notes', [])).command).toBe('DROP');
+        expect(await b.manager.ensure('ws-new')).toMatchObject({ created: false });
+        // A had ws-old cached: the generation tells it to look again, and the old id is a new, empty workspace.
+        expect(await a.manager.ensure('ws-old')).toMatchObject({ created: true });
+        expect((await a.sql.query('ws-old', 'SELECT count(*) FROM notes', [])).rows).toEqual([['0']]);
+
+        // Refusals, each leaving everything as it was.
+        await expect(b.manager.rename('ws-new', 'ws-taken')).rejects.toThrow('"ws-taken" is taken (registered): drop it first');
+        await expect(b.manager.rename('nothing-here', 'ws-free')).rejects.toThrow('Workspace "nothing-here" does not exist: nothing to rename.');
+        await expect(b.manager.rename('ws-new', 'ws-new')).rejects.toThrow('nothing to rename');
+        await expect(b.manager.rename('ws-new', 'registry')).rejects.toThrow(/project_registry/);
+        expect(await traces(db, 'ws-new')).toEqual({ schema: true, registered: true, ledger: 1, role: true, sandbox: true });
+        expect(await traces(db, 'ws-taken')).toMatchObject({ schema: true, registered: true, ledger: 1 });
+        expect(await traces(db, 'ws-free')).toEqual(NONE);
+      } finally {
+        await close();
+      }
+    });
+
     it('a drop that cannot get the workspace lock in time names the holder and changes nothing', async (ctx) => {
       if (!backend || kind !== 'postgres') ctx.skip();
       const url = (await (backend as Backend).freshUrl?.()) as string;
@@ -282,10 +324,10 @@ async function cli(args: string[]): Promise<{ code: number; stdout: string; stde
   }
 }
 
-describe('drop-workspace as a command, and server processes sharing one embedded store', () => {
+describe('drop-workspace and rename-workspace as commands, and server processes sharing one embedded store', () => {
   const args = (dir: string) => ['--data-dir', dir, '--extensions', notesDir, '--disable', 'codebase'];
 
-  it('the command drops what a running server has cached; that server re-creates it on its next ensure; exit codes 0, 1, 2', async () => {
+  it('drop-workspace drops what a running server has cached, which it then re-creates on its next ensure; rename-workspace; exit codes 0, 1, 2', async () => {
     const dir = await tempDir('pgw-drop-cli-');
     const server = await startServerProcess(args(dir), {});
     const socket = new PostgresDatabase({ connectionString: dbUrlOf(dir) });
@@ -315,8 +357,15 @@ describe('drop-workspace as a command, and server processes sharing one embedded
       expect(bad.code).toBe(2);
       expect(bad.stderr).toContain('drop-workspace takes exactly one project id');
       expect((await cli(['drop-workspace', ...args(dir)])).code).toBe(2);
-      // The server kept serving, and ws-b was never touched.
-      expect((await server.call('list_workspaces', {})).data).toMatchObject({ workspaces: [{ project_id: 'ws-b' }] });
+      const renamed = await cli(['rename-workspace', 'ws-b', 'ws-c', '--json', ...args(dir)]);
+      expect(renamed.code).toBe(0);
+      expect(JSON.parse(renamed.stdout)).toMatchObject({ from: 'ws-b', to: 'ws-c', changes: ['renamed schema project_ws_b to project_ws_c', expect.any(String)] });
+      const refused = await cli(['rename-workspace', 'ws-b', 'ws-d', ...args(dir)]);
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toContain('Workspace "ws-b" does not exist: nothing to rename.');
+      expect((await cli(['rename-workspace', 'ws-c', ...args(dir)])).stderr).toContain('rename-workspace takes two project ids, the old and the new');
+      // The server kept serving, and ws-c (renamed from ws-b) holds what ws-b held.
+      expect((await server.call('list_workspaces', {})).data).toMatchObject({ workspaces: [{ project_id: 'ws-c' }] });
     } finally {
       await socket.close();
       await server.close();

@@ -74,14 +74,7 @@ export function repairCommand(config: Config, options: RepairOptions & { json: b
  */
 export function dropWorkspaceCommand(config: Config, options: { projectId: string; json: boolean }): Promise<number> {
   return withDatabase('drop-workspace', config, options.json, async (db, plan) => {
-    new ProjectAccess(config.allowedProjects).check(options.projectId);
-    const presence = await registryPresence(db);
-    const state = presence.registry ? await installState(db) : undefined;
-    if (!state) {
-      throw new CannotRunError('The extension schemas are not installed in this database, so there is no workspace to drop.');
-    }
-    const log = createStderrLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
-    const workspaces = new WorkspaceManager(db, plan, state.search_path_schemas, log, { citus: presence.citus !== null, lockTimeoutMs: config.lockTimeoutMs });
+    const workspaces = await installedWorkspaces(db, plan, config, [options.projectId]);
     const outcome = await workspaces.drop(options.projectId);
     const result = { project_id: outcome.projectId, schema_name: outcome.schemaName, dropped: outcome.dropped, changes: outcome.changes };
     process.stdout.write(
@@ -93,4 +86,29 @@ export function dropWorkspaceCommand(config: Config, options: { projectId: strin
     );
     return outcome.dropped ? EXIT_HEALTHY : EXIT_FINDINGS;
   });
+}
+
+/** `pg-workspace-mcp rename-workspace OLD NEW`: 0 renamed, 2 refused or could not run (nothing changed). */
+export function renameWorkspaceCommand(config: Config, options: { from: string; to: string; json: boolean }): Promise<number> {
+  return withDatabase('rename-workspace', config, options.json, async (db, plan) => {
+    const workspaces = await installedWorkspaces(db, plan, config, [options.from, options.to]);
+    const changes = await workspaces.rename(options.from, options.to);
+    process.stdout.write(
+      options.json
+        ? `${JSON.stringify({ from: options.from, to: options.to, changes }, null, 2)}\n`
+        : `renamed workspace ${options.from} to ${options.to}\n${changes.map((c) => `  ${c}\n`).join('')}`,
+    );
+    return EXIT_HEALTHY;
+  });
+}
+
+/** The workspace engine on an installed database, for commands naming `projectIds` (which --allow-project must allow). */
+async function installedWorkspaces(db: Database, plan: InstallPlan, config: Config, projectIds: readonly string[]): Promise<WorkspaceManager> {
+  const access = new ProjectAccess(config.allowedProjects);
+  for (const id of projectIds) access.check(id);
+  const presence = await registryPresence(db);
+  const state = presence.registry ? await installState(db) : undefined;
+  if (!state) throw new CannotRunError('The extension schemas are not installed in this database, so it has no workspaces.');
+  const log = createStderrLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
+  return new WorkspaceManager(db, plan, state.search_path_schemas, log, { citus: presence.citus !== null });
 }

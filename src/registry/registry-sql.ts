@@ -51,7 +51,7 @@ export async function lookupWorkspace(q: Queryable, projectId: string): Promise<
  * value last changed may be stale. One row, one primary-key read: a workspace cache hit's cost.
  */
 export async function registryGeneration(q: Queryable): Promise<string> {
-  const [row] = await q.query<{ generation: string }>(`SELECT ${GENERATION} AS generation`);
+  const [row] = await q.query<{ generation: string }>('SELECT generation::text AS generation FROM project_registry.registry_generation');
   return row?.generation ?? '0';
 }
 

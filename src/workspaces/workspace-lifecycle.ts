@@ -1,13 +1,21 @@
 import type { Queryable } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
 import { describePgError } from '../db/sql-errors.js';
-import { currentDatabase, deleteWorkspaceRows, roleExists, workspacePresence } from '../registry/operations-queries.js';
+import {
+  currentDatabase,
+  deleteWorkspaceRows,
+  renameWorkspaceRows,
+  roleExists,
+  sandboxCapability,
+  workspacePresence,
+} from '../registry/operations-queries.js';
 import { bumpRegistryGeneration, lockWorkspace } from '../registry/registry-sql.js';
-import { roleNameFor, sandboxFunction } from '../sandbox/sandbox-ddl.js';
+import { principalScript, roleNameFor, sandboxFunction } from '../sandbox/sandbox-ddl.js';
 
 /*
- * Removing a workspace, as steps in the caller's transaction under the workspace's lock:
- * drop_workspace (the tool and the CLI) and repair --forget-missing share them.
+ * Removing and renaming a workspace, as steps in the caller's transaction under the workspace's
+ * lock: drop_workspace (the tool and the CLI), rename-workspace and repair --forget-missing share
+ * them. Each bumps the registry generation, which servers caching workspaces watch.
  */
 
 export interface DropOutcome {
@@ -19,8 +27,9 @@ export interface DropOutcome {
   changes: string[];
 }
 
-export class WorkspaceDropRefusedError extends Error {
-  override name = 'WorkspaceDropRefusedError';
+/** A drop or rename that would not be safe; nothing was changed. */
+export class WorkspaceLifecycleError extends Error {
+  override name = 'WorkspaceLifecycleError';
 }
 
 /**
@@ -62,7 +71,7 @@ export async function dropWorkspace(tx: Queryable, projectId: string, schemaName
   const changes: string[] = [];
   if (now.schema_exists) {
     if (!now.acts_as_owner) {
-      throw new WorkspaceDropRefusedError(
+      throw new WorkspaceLifecycleError(
         `Schema ${schemaName} belongs to role "${now.owner}", which this server's role cannot act as, so it cannot drop it: ` +
           `drop it as that role (DROP SCHEMA ${quoteIdent(schemaName)} CASCADE), then drop the workspace again to remove the rest.`,
       );
@@ -72,4 +81,62 @@ export async function dropWorkspace(tx: Queryable, projectId: string, schemaName
   }
   changes.push(...(await forgetWorkspace(tx, projectId, schemaName)));
   return { projectId, schemaName, dropped: true, changes };
+}
+
+export interface RenameRequest {
+  from: string;
+  to: string;
+  fromSchema: string;
+  toSchema: string;
+}
+
+/**
+ * Renames a workspace: its schema (the tables and their data go with it), its registry and
+ * ledger rows, its role; its SQL sandbox function, whose body names the schema and the role, is
+ * made anew. Under both ids' locks, taken in id order so that two renames crossing each other
+ * cannot deadlock. Refused when the source is not a whole workspace or anything of the target
+ * exists. Agent code that spells out the old schema name (a function body, say) is not rewritten.
+ */
+export async function renameWorkspace(
+  tx: Queryable,
+  r: RenameRequest,
+  searchPathSchemas: readonly string[],
+  lockTimeoutMs: number,
+): Promise<string[]> {
+  if (r.from === r.to) throw new WorkspaceLifecycleError(`"${r.from}" is already the workspace's id: nothing to rename.`);
+  for (const id of [r.from, r.to].sort()) await lockWorkspace(tx, id, lockTimeoutMs);
+  const source = await workspacePresence(tx, r.from, r.fromSchema);
+  if (!source.registered || !source.schema_exists) {
+    throw new WorkspaceLifecycleError(
+      source.registered
+        ? `Workspace "${r.from}" is registered but its schema ${r.fromSchema} is gone: nothing to rename (repair --forget-missing forgets it).`
+        : `Workspace "${r.from}" does not exist: nothing to rename.`,
+    );
+  }
+  if (!source.acts_as_owner) {
+    throw new WorkspaceLifecycleError(`Schema ${r.fromSchema} belongs to role "${source.owner}", which this server's role cannot act as, so it cannot rename it.`);
+  }
+  const capability = await sandboxCapability(tx, searchPathSchemas);
+  const [fromRole, toRole] = [roleNameFor(capability.database, r.from), roleNameFor(capability.database, r.to)];
+  const target = await workspacePresence(tx, r.to, r.toSchema);
+  if (target.registered || target.schema_exists || (await roleExists(tx, toRole))) {
+    throw new WorkspaceLifecycleError(
+      `"${r.to}" is taken (${target.registered ? 'registered' : target.schema_exists ? `schema ${r.toSchema} exists` : `role ${toRole} exists`}): ` +
+        `drop it first (pg-workspace-mcp drop-workspace ${r.to}) or choose another id.`,
+    );
+  }
+  await tx.exec(`ALTER SCHEMA ${quoteIdent(r.fromSchema)} RENAME TO ${quoteIdent(r.toSchema)}`);
+  const rows = await renameWorkspaceRows(tx, r.from, r.to, r.toSchema);
+  const changes = [
+    `renamed schema ${r.fromSchema} to ${r.toSchema}`,
+    `moved ${rows.registryRows} registry row and ${rows.ledgerRows} ledger row(s) to "${r.to}"`,
+  ];
+  await tx.exec(`DROP FUNCTION IF EXISTS ${sandboxFunction(r.fromSchema)}(text, text, integer)`);
+  if (await roleExists(tx, fromRole)) {
+    await tx.exec(`ALTER ROLE ${quoteIdent(fromRole)} RENAME TO ${quoteIdent(toRole)}`);
+    await tx.exec(principalScript({ schemaName: r.toSchema, roleName: toRole, searchPath: searchPathSchemas }, false, capability.role));
+    changes.push(`renamed its role ${fromRole} to ${toRole} and made its SQL sandbox anew`);
+  }
+  await bumpRegistryGeneration(tx);
+  return changes;
 }

@@ -27,7 +27,7 @@ import { PROJECT_ID_MAX_LENGTH, ReservedSchemas, validateProjectId, WorkspaceIdE
 import { searchVectors, type VectorSearchInput, type VectorSearchResult, type WorkspaceReader } from './vector-search.js';
 import { describeWorkspace, type RelationDescription } from './workspace-description.js';
 import { buildWorkspaceScript, locateFailure, type WorkspaceScript } from './workspace-ddl.js';
-import { dropWorkspace, type DropOutcome } from './workspace-lifecycle.js';
+import { dropWorkspace, renameWorkspace, WorkspaceLifecycleError, type DropOutcome } from './workspace-lifecycle.js';
 import {
   WorkspaceNotFoundError,
   WorkspacePermissionError,
@@ -321,6 +321,23 @@ export class WorkspaceManager {
         : ' in the workspace DDL';
     }
     return new WorkspaceProvisionError(projectId, where, cause);
+  }
+
+  /**
+   * Renames a workspace (schema, registry and ledger rows, role, SQL sandbox) in one transaction
+   * under both ids' locks; what it changed. Not on Citus, where it is not tested.
+   */
+  async rename(from: string, to: string): Promise<string[]> {
+    const request = { from, to, fromSchema: this.#reserved.schemaFor(from), toSchema: this.#reserved.schemaFor(to) };
+    if (this.#citus) throw new WorkspaceLifecycleError('Renaming a workspace is not supported on Citus (a distributed schema); nothing was changed.');
+    try {
+      const changes = await this.db.transaction((tx) => renameWorkspace(tx, request, this.searchPathSchemas, this.#lockTimeoutMs));
+      this.log.warn('renamed workspace', { project_id: from, to, changes });
+      return changes;
+    } finally {
+      this.#cache.delete(from);
+      this.#cache.delete(to);
+    }
   }
 
   /** Keyset pages over the registry's primary key: the cost does not grow with the registry. */
