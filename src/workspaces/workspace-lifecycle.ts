@@ -36,12 +36,22 @@ export class WorkspaceLifecycleError extends Error {
  * Deletes a workspace's registry and ledger rows, its SQL sandbox function and its role (which
  * nothing else uses), and bumps the registry's generation so that servers caching the workspace
  * look again once this commits. A role the server's role cannot drop (no CREATEROLE) is kept and
- * said so, with the statement to run. Returns what it changed.
+ * said so, with the statement to run. With `keepRole` (Citus) the role stays: each coordinator
+ * session caches its connections to the workers per role, and one made as a dropped role keeps
+ * the dropped role's identity, so a role dropped and made again under the same name would be
+ * refused on the workers through other servers' cached connections (until they close); a
+ * workspace made again under that id reuses the role. Returns what it changed.
  */
-export async function forgetWorkspace(tx: Queryable, projectId: string, schemaName: string): Promise<string[]> {
+export async function forgetWorkspace(tx: Queryable, projectId: string, schemaName: string, { keepRole = false } = {}): Promise<string[]> {
   const { ledgerRows, registryRows } = await deleteWorkspaceRows(tx, projectId);
   const changes = registryRows + ledgerRows > 0 ? [`deleted ${registryRows} registry row and ${ledgerRows} ledger row(s) of schema ${schemaName}`] : [];
   const role = roleNameFor(await currentDatabase(tx), projectId);
+  if (keepRole) {
+    await tx.exec(`DROP FUNCTION IF EXISTS ${sandboxFunction(schemaName)}(text, text, integer)`);
+    if (await roleExists(tx, role)) changes.push(`dropped its sandbox function and kept its role ${role} (Citus: see README)`);
+    await bumpRegistryGeneration(tx);
+    return changes;
+  }
   await tx.query('SAVEPOINT forget_role');
   try {
     await tx.exec(`DROP FUNCTION IF EXISTS ${sandboxFunction(schemaName)}(text, text, integer)`);
@@ -63,11 +73,17 @@ export async function forgetWorkspace(tx: Queryable, projectId: string, schemaNa
  * forgetWorkspace removes. Under the workspace's lock, so a concurrent ensure_workspace either
  * finished before (and its workspace is dropped whole) or waits and then creates it anew.
  */
-export async function dropWorkspace(tx: Queryable, projectId: string, schemaName: string, lockTimeoutMs: number): Promise<DropOutcome> {
+export async function dropWorkspace(
+  tx: Queryable,
+  projectId: string,
+  schemaName: string,
+  { lockTimeoutMs, citus }: { lockTimeoutMs: number; citus: boolean },
+): Promise<DropOutcome> {
   await lockWorkspace(tx, projectId, lockTimeoutMs);
   const now = await workspacePresence(tx, projectId, schemaName);
   const role = roleNameFor(await currentDatabase(tx), projectId);
-  if (!now.registered && !now.schema_exists && !(await roleExists(tx, role))) return { projectId, schemaName, dropped: false, changes: [] };
+  // On Citus the role outlives its workspace (forgetWorkspace): by itself it is nothing to drop.
+  if (!now.registered && !now.schema_exists && (citus || !(await roleExists(tx, role)))) return { projectId, schemaName, dropped: false, changes: [] };
   const changes: string[] = [];
   if (now.schema_exists) {
     if (!now.acts_as_owner) {
@@ -79,7 +95,7 @@ export async function dropWorkspace(tx: Queryable, projectId: string, schemaName
     await tx.exec(`DROP SCHEMA ${quoteIdent(schemaName)} CASCADE`);
     changes.push(`dropped schema ${schemaName} and everything in it`);
   }
-  changes.push(...(await forgetWorkspace(tx, projectId, schemaName)));
+  changes.push(...(await forgetWorkspace(tx, projectId, schemaName, { keepRole: citus })));
   return { projectId, schemaName, dropped: true, changes };
 }
 

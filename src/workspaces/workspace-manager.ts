@@ -173,7 +173,7 @@ export class WorkspaceManager {
     const schemaName = this.#reserved.schemaFor(projectId);
     let outcome: DropOutcome;
     try {
-      outcome = await this.db.transaction((tx) => dropWorkspace(tx, projectId, schemaName, this.#lockTimeoutMs));
+      outcome = await this.db.transaction((tx) => dropWorkspace(tx, projectId, schemaName, { lockTimeoutMs: this.#lockTimeoutMs, citus: this.#citus }));
     } finally {
       this.#cache.delete(projectId);
     }
