@@ -6,7 +6,7 @@ import { managerFor } from './provisioning.js';
 import { sampleInterleaved, type Distribution } from './stats.js';
 
 /**
- * Scenario 12: ensure on an existing workspace this process has cached, in process (no MCP): the
+ * Scenario 13: ensure on an existing workspace this process has cached, in process (no MCP): the
  * hit reads the registry generation (one row) so that a drop committed by another process is
  * seen. Against the floor of any query (SELECT 1) and an uncached lookup (a manager that has
  * not seen the id: the registry probe the cache saves).
