@@ -4,7 +4,8 @@
  * writes bench/results/latest.json. Sizes: BENCH_WORKSPACES (headline, default 10000),
  * BENCH_ITERATIONS (30), BENCH_FLEET (1000), BENCH_IDLE_ROUNDS (4, of 15 s each), BENCH_ONLY
  * (comma-separated scenario numbers; 8 is the call after idle, 9 the HTTP
- * transport, 10 the shared embedded store, 11 the SQL tools, 12 a fresh embedded store),
+ * transport, 10 the shared embedded store, 11 the SQL tools, 12 a fresh embedded store, 13 the
+ * workspace cache hit in process),
  * BENCH_DURABLE=1 (fsync and synchronous commit on, as in production).
  */
 import { cp, mkdir, writeFile } from 'node:fs/promises';
@@ -32,12 +33,13 @@ import { formatTable, type Row } from './report.js';
 import { distribution, ratio, sample, sampleInterleaved } from './stats.js';
 import { sqlToolsOverStdio } from './sql-tools.js';
 import { bareServerBoot, bootTimes, cacheHitOverStdio } from './stdio-boot.js';
+import { cacheHitInProcess } from './cache-hit.js';
 
 const LARGE = Number(process.env['BENCH_WORKSPACES'] ?? 10_000);
 const SMALL = 100;
 const ITERATIONS = Number(process.env['BENCH_ITERATIONS'] ?? 30);
 const FLEET = Number(process.env['BENCH_FLEET'] ?? 1000);
-const ONLY = new Set((process.env['BENCH_ONLY'] ?? '1,2,3,4,5,6,7,8,9,10,11,12').split(','));
+const ONLY = new Set((process.env['BENCH_ONLY'] ?? '1,2,3,4,5,6,7,8,9,10,11,12,13').split(','));
 const IDLE_ROUNDS = Number(process.env['BENCH_IDLE_ROUNDS'] ?? 4);
 // The harness cluster skips fsync: that favours the seed-style baseline, which commits twice per
 // workspace to ours once.
@@ -328,6 +330,29 @@ try {
       rows.push({ scenario: '7 fleet upgrade', measure: `column + index over ${LARGE}, concurrency 4`, ours: big.perSecond, note: `workspaces/s, ${big.failed} errors` });
     }
     await large.close();
+  }
+
+  if (ONLY.has('13')) {
+    log('scenario 13: ensure on a cached workspace, in process, on PostgreSQL, PGlite and a shared-store client');
+    const dir = await tempDir('bench-hit-');
+    const owner = await SharedStore.open(dir, silentLogger);
+    const client = await SharedStore.open(dir, silentLogger);
+    const pgHit = await pgDb();
+    try {
+      const figures: Record<string, Awaited<ReturnType<typeof cacheHitInProcess>>> = {};
+      for (const [name, db] of [['PostgreSQL', pgHit], ['PGlite (owner)', owner], ['shared-store client', client]] as const) {
+        const f = await cacheHitInProcess(db, plan, ITERATIONS * 10);
+        figures[name] = f;
+        rows.push(
+          { scenario: '13 cache hit', measure: `ensure existing workspace (cached), ${name}`, ours: f.hit, baseline: { name: 'SELECT 1', value: f.trip }, ratio: ratio(f.hit.p50, f.trip.p50), target: '<= 1.5', met: f.hit.p50 <= 1.5 * f.trip.p50 },
+          { scenario: '13 cache hit', measure: `ensure existing workspace (cached), ${name}`, ours: f.hit, baseline: { name: 'uncached lookup', value: f.lookup }, ratio: ratio(f.hit.p50, f.lookup.p50), target: 'report' },
+        );
+      }
+      facts['cacheHit'] = figures;
+    } finally {
+      await Promise.all([client.close(), pgHit.close()]);
+      await owner.close();
+    }
   }
 
   if (ONLY.has('10')) {

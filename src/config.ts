@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import envPaths from 'env-paths';
 import * as z from 'zod';
 import type { LogLevel } from './logger.js';
-import { PROJECT_ID_PATTERN, PROJECT_ID_RULES } from './workspaces/project-id.js';
+import { PROJECT_ID_MAX_LENGTH, PROJECT_ID_PATTERN, PROJECT_ID_RULES } from './workspaces/project-id.js';
 
 export interface Config {
   /** Set: a PostgreSQL server through `pg`. Unset: embedded PGlite in `dataDir`. */
@@ -38,6 +38,8 @@ export type Command =
   | { kind: 'migrate-workspaces'; config: Config; concurrency: number; dryRun: boolean }
   | { kind: 'db-url'; config: Config }
   | { kind: 'doctor'; config: Config; json: boolean }
+  | { kind: 'drop-workspace'; config: Config; json: boolean; projectId: string }
+  | { kind: 'rename-workspace'; config: Config; json: boolean; from: string; to: string }
   | {
       kind: 'repair';
       config: Config;
@@ -68,6 +70,8 @@ export const USAGE = `Usage: pg-workspace-mcp [options]
        pg-workspace-mcp db-url [options]
        pg-workspace-mcp doctor [--json] [options]
        pg-workspace-mcp repair [--adopt-orphans] [--forget-missing] [--accept-migration EXT/NAME]... [--dry-run] [--json] [options]
+       pg-workspace-mcp drop-workspace PROJECT_ID [--json] [options]
+       pg-workspace-mcp rename-workspace OLD_ID NEW_ID [--json] [options]
 
 MCP server (stdio, or Streamable HTTP with --http) that gives AI agents isolated, per-project PostgreSQL workspaces.
 migrate-workspaces applies pending workspace migrations to every lagging workspace, each in its
@@ -82,6 +86,10 @@ schemas whose tables match the workspace DDL, --forget-missing deletes the regis
 of workspaces whose schema is gone and drops roles no workspace goes with, --accept-migration re-stamps an edited migration's checksum
 after review. Each in its own transaction; --dry-run rolls each back. Exit code 0 done, 1 some fix
 refused or failed, 2 could not run.
+drop-workspace deletes a workspace for good (its schema and everything in it, its registry and ledger
+rows, its role) in one transaction under its lock. Exit code 0 dropped, 1 no such workspace, 2 could not run.
+rename-workspace gives a workspace a new id: its schema (with its data), registry and ledger rows, role
+and SQL sandbox, in one transaction under both ids' locks. Exit code 0 renamed, 2 refused or could not run.
 
 Options:
   --data-dir DIR       embedded PGlite data directory (env PG_WORKSPACE_DATA_DIR;
@@ -148,16 +156,20 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
   const dbUrl = argv[0] === 'db-url';
   const doctor = argv[0] === 'doctor';
   const repair = argv[0] === 'repair';
-  const subcommand = migrate || dbUrl || doctor || repair;
+  const drop = argv[0] === 'drop-workspace';
+  const rename = argv[0] === 'rename-workspace';
+  const subcommand = migrate || dbUrl || doctor || repair || drop || rename;
   let values;
+  let positionals: string[];
   try {
-    ({ values } = parseArgs({
+    ({ values, positionals } = parseArgs({
       args: subcommand ? argv.slice(1) : [...argv],
       strict: true,
+      allowPositionals: drop || rename,
       options: {
         ...(migrate ? { concurrency: { type: 'string' } } as const : {}),
         ...(migrate || repair ? { 'dry-run': { type: 'boolean' } } as const : {}),
-        ...(doctor || repair ? { json: { type: 'boolean' } } as const : {}),
+        ...(doctor || repair || drop || rename ? { json: { type: 'boolean' } } as const : {}),
         ...(repair
           ? ({
               'adopt-orphans': { type: 'boolean' },
@@ -214,6 +226,19 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
   const config = { ...parsed.data, databaseUrl: parsed.data.databaseUrl, allowedProjects: parsed.data.allowedProjects };
   if (dbUrl) return { kind: 'db-url', config };
   if (doctor) return { kind: 'doctor', config, json: values.json === true };
+  if (drop || rename) {
+    const wanted = drop ? 1 : 2;
+    const valid = (id: string) => id.length <= PROJECT_ID_MAX_LENGTH && PROJECT_ID_PATTERN.test(id);
+    if (positionals.length !== wanted || !positionals.every(valid)) {
+      throw new ConfigError(
+        `${argv[0]} takes ${drop ? 'exactly one project id' : 'two project ids, the old and the new'}` +
+          `${positionals.length > 0 ? `, got ${JSON.stringify(positionals.join(' '))}` : ''}. ${PROJECT_ID_RULES}`,
+      );
+    }
+    const [first, second] = positionals as [string, string];
+    if (drop) return { kind: 'drop-workspace', config, json: values.json === true, projectId: first };
+    return { kind: 'rename-workspace', config, json: values.json === true, from: first, to: second };
+  }
   if (repair) {
     const fixes = {
       adoptOrphans: values['adopt-orphans'] === true,

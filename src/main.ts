@@ -36,6 +36,16 @@ switch (command.kind) {
     process.exitCode = await repairCommand(command.config, command);
     break;
   }
+  case 'drop-workspace': {
+    const { dropWorkspaceCommand } = await import('./operations/operations-command.js');
+    process.exitCode = await dropWorkspaceCommand(command.config, command);
+    break;
+  }
+  case 'rename-workspace': {
+    const { renameWorkspaceCommand } = await import('./operations/operations-command.js');
+    process.exitCode = await renameWorkspaceCommand(command.config, command);
+    break;
+  }
   case 'migrate-workspaces':
     process.exitCode = await migrateWorkspaces(command.config, command);
     break;

@@ -265,6 +265,36 @@ describe('Citus schema-based sharding (coordinator + 2 workers)', () => {
     await assertCitusInvariants(url);
   }, 60_000);
 
+  it('drop_workspace drops a distributed workspace with its shards (keeping its role); another server that cached it re-creates it distributed', async (ctx) => {
+    cluster(ctx);
+    if (!url) ctx.skip();
+    const [s0, s1] = servers as [ServerProcess, ServerProcess];
+    // The SQL tools give it its role (LOGIN on Citus) and a table of the agent's own.
+    const made = await s0.call('execute', { project_id: 'own-0-2', sql: 'CREATE TABLE agent_notes (body text)' });
+    expect(made.isError, made.text).toBe(false);
+    const shards = `SELECT count(*)::int AS n FROM citus_shards WHERE table_name::text LIKE 'project_own_0_2.%'`;
+    expect(Number((await sqlOn(url, shards))[0]?.['n'])).toBeGreaterThan(0);
+    const dropped = await s1.call('drop_workspace', { project_id: 'own-0-2', confirm: 'own-0-2' });
+    expect(dropped.isError, dropped.text).toBe(false);
+    expect(dropped.data).toMatchObject({ dropped: true });
+    expect(dropped.data['changes']).toEqual([
+      'dropped schema project_own_0_2 and everything in it',
+      expect.stringMatching(/^deleted 1 registry row and \d+ ledger row\(s\) of schema project_own_0_2$/),
+      expect.stringMatching(/^dropped its sandbox function and kept its role pgw_\w+_own_0_2 \(Citus: see README\)$/),
+    ]);
+    expect(await sqlOn(url, shards)).toEqual([{ n: 0 }]);
+    // The role stays (s0's coordinator sessions hold worker connections made as it), with no sandbox function.
+    expect(await sqlOn(url, `SELECT count(*)::int AS n FROM pg_proc WHERE pronamespace = 'project_registry_sandbox'::regnamespace AND proname = 'project_own_0_2'`)).toEqual([{ n: 0 }]);
+    await assertCitusInvariants(url);
+    // s0 had it cached: it makes it again, as a distributed schema, and its SQL tools work there.
+    expect((await s0.call('ensure_workspace', { project_id: 'own-0-2' })).data).toMatchObject({ created: true });
+    const counted = await s0.call('query', { project_id: 'own-0-2', sql: 'SELECT count(*) FROM notes' });
+    expect(counted.isError, counted.text).toBe(false);
+    expect(counted.data).toMatchObject({ rows: [['0']] });
+    await everyToolOn(s0, 'own-0-2');
+    await assertCitusInvariants(url);
+  }, 120_000);
+
   it('migrate-workspaces upgrades every workspace on its worker (a column and an index per statement)', async (ctx) => {
     cluster(ctx);
     if (!url) ctx.skip();

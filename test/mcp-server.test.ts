@@ -144,6 +144,7 @@ describe('MCP server whose install failed', () => {
         search_vectors: { project_id: 'a', table: 'chunks', column: 'embedding', vector: [0.1, 0.2] },
         query: { project_id: 'a', sql: 'SELECT 1' },
         execute: { project_id: 'a', sql: 'CREATE TABLE t (n int)' },
+        drop_workspace: { project_id: 'a', confirm: 'a' },
       };
       for (const name of TOOL_NAMES) {
         const result = await callTool(mcp.client, mcp.tools, name, argsFor[name]);

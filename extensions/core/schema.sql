@@ -44,6 +44,16 @@ CREATE TABLE IF NOT EXISTS project_registry.install_state (
     installed_at          timestamptz NOT NULL DEFAULT now()
 );
 
+-- The registry's generation: every transaction that removes or renames a workspace (drop_workspace,
+-- repair --forget-missing) bumps it before it commits. A server caching "this workspace exists"
+-- reads it (one row) on each cache hit: a changed value means a workspace may be gone, so it
+-- looks again instead of answering from its cache. No row yet is generation 0 (the first bump
+-- inserts it).
+CREATE TABLE IF NOT EXISTS project_registry.registry_generation (
+    singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    generation bigint NOT NULL
+);
+
 -- Finding lagging workspaces is one index scan.
 CREATE INDEX IF NOT EXISTS workspace_config_fingerprint_idx
     ON project_registry.workspace_config (workspace_fingerprint);

@@ -30,7 +30,8 @@ export function createSessionServer({ engine, readyTimeoutMs = READY_TIMEOUT_MS,
         'before using a project; list_workspaces shows existing ones; describe_workspace shows its tables, columns ' +
         'and indexes; search_vectors finds the rows nearest to an embedding you pass; query reads and execute ' +
         'changes a workspace with SQL (unqualified names are the workspace\'s tables); validate_columns checks a ' +
-        'table\'s shape; workspace_status shows which workspace migrations are applied or pending.',
+        'table\'s shape; workspace_status shows which workspace migrations are applied or pending; drop_workspace ' +
+        'deletes a workspace for good.',
     },
   );
   const access = new ProjectAccess(allowedProjects);

@@ -1,5 +1,6 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { registerDescribeWorkspaceTool } from '../../tools/describe-workspace.js';
+import { registerDropWorkspaceTool } from '../../tools/drop-workspace.js';
 import { registerEnsureWorkspaceTool } from '../../tools/ensure-workspace.js';
 import { registerExecuteTool } from '../../tools/execute.js';
 import { registerListWorkspacesTool } from '../../tools/list-workspaces.js';
@@ -29,6 +30,7 @@ export const TOOLS = [
   { name: 'search_vectors', register: registerSearchVectorsTool },
   { name: 'query', register: registerQueryTool },
   { name: 'execute', register: registerExecuteTool },
+  { name: 'drop_workspace', register: registerDropWorkspaceTool },
 ] as const satisfies readonly ToolEntry[];
 
 /** A test keyed by `ToolName` (e.g. `Record<ToolName, args>`) stops compiling until it covers a new tool. */

@@ -9,6 +9,9 @@ import { createStderrLogger } from '../logger.js';
 import { CannotRunError } from './cannot-run.js';
 import { diagnose, formatDoctorReport } from './doctor.js';
 import { formatRepair, repair, type RepairOptions } from './repair.js';
+import { installState, registryPresence } from '../registry/operations-queries.js';
+import { ProjectAccess } from '../project-access.js';
+import { WorkspaceManager } from '../workspaces/workspace-manager.js';
 
 /** Exit codes of doctor and repair. */
 export const EXIT_HEALTHY = 0;
@@ -62,4 +65,50 @@ export function repairCommand(config: Config, options: RepairOptions & { json: b
     process.stdout.write(options.json ? `${JSON.stringify({ dry_run: options.dryRun, actions }, null, 2)}\n` : formatRepair(actions, options.dryRun));
     return actions.some((a) => a.outcome === 'refused' || a.outcome === 'failed') ? EXIT_FINDINGS : EXIT_HEALTHY;
   });
+}
+
+/**
+ * `pg-workspace-mcp drop-workspace ID`: drops the workspace as the drop_workspace tool does (the
+ * command line names the id, which is the confirmation); 0 dropped, 1 no such workspace, 2 could
+ * not run (a refusal or failure included: nothing was changed then).
+ */
+export function dropWorkspaceCommand(config: Config, options: { projectId: string; json: boolean }): Promise<number> {
+  return withDatabase('drop-workspace', config, options.json, async (db, plan) => {
+    const workspaces = await installedWorkspaces(db, plan, config, [options.projectId]);
+    const outcome = await workspaces.drop(options.projectId);
+    const result = { project_id: outcome.projectId, schema_name: outcome.schemaName, dropped: outcome.dropped, changes: outcome.changes };
+    process.stdout.write(
+      options.json
+        ? `${JSON.stringify(result, null, 2)}\n`
+        : outcome.dropped
+          ? `dropped workspace ${outcome.projectId}\n${outcome.changes.map((c) => `  ${c}\n`).join('')}`
+          : `workspace ${outcome.projectId} does not exist (no schema ${outcome.schemaName}, registry row or role): nothing dropped\n`,
+    );
+    return outcome.dropped ? EXIT_HEALTHY : EXIT_FINDINGS;
+  });
+}
+
+/** `pg-workspace-mcp rename-workspace OLD NEW`: 0 renamed, 2 refused or could not run (nothing changed). */
+export function renameWorkspaceCommand(config: Config, options: { from: string; to: string; json: boolean }): Promise<number> {
+  return withDatabase('rename-workspace', config, options.json, async (db, plan) => {
+    const workspaces = await installedWorkspaces(db, plan, config, [options.from, options.to]);
+    const changes = await workspaces.rename(options.from, options.to);
+    process.stdout.write(
+      options.json
+        ? `${JSON.stringify({ from: options.from, to: options.to, changes }, null, 2)}\n`
+        : `renamed workspace ${options.from} to ${options.to}\n${changes.map((c) => `  ${c}\n`).join('')}`,
+    );
+    return EXIT_HEALTHY;
+  });
+}
+
+/** The workspace engine on an installed database, for commands naming `projectIds` (which --allow-project must allow). */
+async function installedWorkspaces(db: Database, plan: InstallPlan, config: Config, projectIds: readonly string[]): Promise<WorkspaceManager> {
+  const access = new ProjectAccess(config.allowedProjects);
+  for (const id of projectIds) access.check(id);
+  const presence = await registryPresence(db);
+  const state = presence.registry ? await installState(db) : undefined;
+  if (!state) throw new CannotRunError('The extension schemas are not installed in this database, so it has no workspaces.');
+  const log = createStderrLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
+  return new WorkspaceManager(db, plan, state.search_path_schemas, log, { citus: presence.citus !== null });
 }

@@ -1,12 +1,13 @@
 import type { Database, Queryable } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
-import { describePgError, explainError } from '../db/sql-errors.js';
+import { explainError } from '../db/sql-errors.js';
 import type { InstallPlan } from '../installer/install-plan.js';
 import * as registry from '../registry/operations-queries.js';
 import { lockWorkspace } from '../registry/registry-sql.js';
-import { principalScript, roleNameFor, rolePrefixFor, sandboxFunction } from '../sandbox/sandbox-ddl.js';
+import { principalScript, roleNameFor, rolePrefixFor } from '../sandbox/sandbox-ddl.js';
 import { projectIdOfSchema, SCHEMA_PREFIX, schemaNameFor } from '../workspaces/project-id.js';
 import { buildWorkspaceScript } from '../workspaces/workspace-ddl.js';
+import { forgetWorkspace } from '../workspaces/workspace-lifecycle.js';
 import { CannotRunError } from './cannot-run.js';
 import { orphanSchemas, rolesWithoutWorkspace } from './doctor.js';
 
@@ -148,9 +149,8 @@ async function acceptMigration(tx: Queryable, m: AcceptedMigration): Promise<Rep
 }
 
 /**
- * Deletes the registry and ledger rows of a workspace whose schema is gone, and its SQL
- * sandbox: the function (owned by the workspace's role) and the role, which nothing else uses.
- * A role that cannot be dropped (the server's role lacks CREATEROLE) is kept and said so.
+ * Forgets a workspace whose schema is gone (forgetWorkspace: registry and ledger rows, SQL
+ * sandbox function and role, and the registry generation other servers' caches watch).
  */
 async function forgetMissing(tx: Queryable, projectId: string): Promise<RepairAction> {
   const schemaName = schemaNameFor(projectId);
@@ -165,23 +165,7 @@ async function forgetMissing(tx: Queryable, projectId: string): Promise<RepairAc
       reason: now.registered ? `its schema ${schemaName} exists again (re-created meanwhile)` : 'it is no longer registered',
     };
   }
-  const { ledgerRows, registryRows } = await registry.deleteWorkspaceRows(tx, projectId);
-  const changes = [`deleted ${registryRows} registry row and ${ledgerRows} ledger row(s) of schema ${schemaName}`];
-  const [{ database } = { database: '' }] = await tx.query<{ database: string }>('SELECT current_database()::text AS database');
-  const role = roleNameFor(database, projectId);
-  await tx.query('SAVEPOINT forget_role');
-  try {
-    await tx.exec(`DROP FUNCTION IF EXISTS ${sandboxFunction(schemaName)}(text, text, integer)`);
-    if (await registry.roleExists(tx, role)) {
-      await tx.exec(`DROP OWNED BY ${quoteIdent(role)}; DROP ROLE ${quoteIdent(role)}`);
-      changes.push(`dropped its role ${role} and sandbox function`);
-    }
-    await tx.query('RELEASE SAVEPOINT forget_role');
-  } catch (error) {
-    await tx.query('ROLLBACK TO SAVEPOINT forget_role');
-    changes.push(`kept its role ${role}: ${describePgError(error)} (drop it as a role with CREATEROLE: DROP OWNED BY ${quoteIdent(role)}; DROP ROLE ${quoteIdent(role)};)`);
-  }
-  return { fix: 'forget-missing', subject: projectId, outcome: 'changed', changes };
+  return { fix: 'forget-missing', subject: projectId, outcome: 'changed', changes: await forgetWorkspace(tx, projectId, schemaName) };
 }
 
 /**

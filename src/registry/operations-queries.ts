@@ -75,6 +75,25 @@ const DELETE_WORKSPACE_ROW = `
   WITH gone AS (DELETE FROM project_registry.workspace_config WHERE project_id = $1 RETURNING 1)
   SELECT count(*)::int AS n FROM gone`;
 
+/**
+ * Moves a workspace's registry row and ledger rows to a new id and schema name: the row is copied
+ * (its creation time kept), the ledger re-pointed, then the old row deleted (the ledger's foreign
+ * key does not cascade updates of the id).
+ */
+const RENAME_WORKSPACE_ROWS = `
+  WITH copied AS (
+    INSERT INTO project_registry.workspace_config
+           (project_id, schema_name, created_at, metadata, workspace_fingerprint, workspace_schema_fingerprint)
+    SELECT $2, $3, created_at, metadata, workspace_fingerprint, workspace_schema_fingerprint
+      FROM project_registry.workspace_config WHERE project_id = $1
+    RETURNING 1
+  )
+  SELECT count(*)::int AS n FROM copied`;
+
+const MOVE_WORKSPACE_LEDGER = `
+  WITH moved AS (UPDATE project_registry.workspace_migrations SET project_id = $2 WHERE project_id = $1 RETURNING 1)
+  SELECT count(*)::int AS n FROM moved`;
+
 const ROLE_EXISTS = 'SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $1) AS present';
 
 /** Registers an existing schema as a current workspace, with a ledger row per workspace migration. */
@@ -218,6 +237,19 @@ export async function deleteWorkspaceRows(tx: Queryable, projectId: string): Pro
   const ledger = await first<{ n: number }>(tx, DELETE_WORKSPACE_LEDGER, [projectId]);
   const registry = await first<{ n: number }>(tx, DELETE_WORKSPACE_ROW, [projectId]);
   return { ledgerRows: ledger.n, registryRows: registry.n };
+}
+
+/** Moves a workspace's registry and ledger rows from id `from` to `to` (schema `schemaName`); how many of each moved. */
+export async function renameWorkspaceRows(
+  tx: Queryable,
+  from: string,
+  to: string,
+  schemaName: string,
+): Promise<{ registryRows: number; ledgerRows: number }> {
+  const registry = await first<{ n: number }>(tx, RENAME_WORKSPACE_ROWS, [from, to, schemaName]);
+  const ledger = await first<{ n: number }>(tx, MOVE_WORKSPACE_LEDGER, [from, to]);
+  await first<{ n: number }>(tx, DELETE_WORKSPACE_ROW, [from]);
+  return { registryRows: registry.n, ledgerRows: ledger.n };
 }
 
 export async function roleExists(q: Queryable, roleName: string): Promise<boolean> {

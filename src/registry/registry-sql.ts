@@ -45,6 +45,52 @@ export async function lookupWorkspace(q: Queryable, projectId: string): Promise<
   return row;
 }
 
+/**
+ * The registry's generation (core's registry_generation), as text: every transaction that
+ * removes or renames a workspace bumps it, so a cached "this workspace exists" read before the
+ * value last changed may be stale. One row, one primary-key read: a workspace cache hit's cost.
+ */
+export async function registryGeneration(q: Queryable): Promise<string> {
+  const [row] = await q.query<{ generation: string }>('SELECT generation::text AS generation FROM project_registry.registry_generation');
+  return row?.generation ?? '0';
+}
+
+/** The generation as text; no row is 0 (the first bump inserts it). */
+const GENERATION = "coalesce((SELECT generation FROM project_registry.registry_generation), 0)::text";
+
+/**
+ * lookupWorkspace, with the registry's generation read in the same statement (one snapshot): a
+ * workspace found (or made) after this read was current at `generation` at least.
+ */
+export async function lookupWorkspaceWithGeneration(
+  q: Queryable,
+  projectId: string,
+): Promise<{ generation: string; row: RegisteredWorkspace | undefined }> {
+  const [found] = await q.query<RegisteredWorkspace & { generation: string; registered: boolean }>(
+    `SELECT ${GENERATION} AS generation, w.project_id IS NOT NULL AS registered,
+            w.created_at, w.workspace_fingerprint, w.workspace_schema_fingerprint,
+            EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = w.schema_name) AS schema_exists
+       FROM (VALUES (1)) AS one
+       LEFT JOIN project_registry.workspace_config w ON w.project_id = $1`,
+    [projectId],
+  );
+  if (!found) throw new Error(`the lookup of workspace ${projectId} returned no row`);
+  const { generation, registered, ...row } = found;
+  return { generation, row: registered ? row : undefined };
+}
+
+/**
+ * Bumps the registry's generation, in the transaction that removes or renames a workspace: other
+ * processes see the new value once it commits, together with the change. Called last, since the
+ * row lock it takes serializes such transactions until they commit.
+ */
+export async function bumpRegistryGeneration(tx: Queryable): Promise<void> {
+  await tx.query(
+    `INSERT INTO project_registry.registry_generation AS g (singleton, generation) VALUES (true, 1)
+     ON CONFLICT (singleton) DO UPDATE SET generation = g.generation + 1`,
+  );
+}
+
 /** A registered project, as an SQL condition on parameter `$1` (the project id) for statements that ask more. */
 export const IS_REGISTERED = 'EXISTS (SELECT 1 FROM project_registry.workspace_config w WHERE w.project_id = $1)';
 

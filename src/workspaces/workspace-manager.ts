@@ -12,7 +12,9 @@ import {
   listWorkspaces,
   lockWorkspace,
   lookupWorkspace,
+  lookupWorkspaceWithGeneration,
   MISSING_COLUMNS,
+  registryGeneration,
   registerWorkspace,
   type ColumnCheck,
   type CreatedWorkspace,
@@ -25,6 +27,7 @@ import { PROJECT_ID_MAX_LENGTH, ReservedSchemas, validateProjectId, WorkspaceIdE
 import { searchVectors, type VectorSearchInput, type VectorSearchResult, type WorkspaceReader } from './vector-search.js';
 import { describeWorkspace, type RelationDescription } from './workspace-description.js';
 import { buildWorkspaceScript, locateFailure, type WorkspaceScript } from './workspace-ddl.js';
+import { dropWorkspace, renameWorkspace, WorkspaceLifecycleError, type DropOutcome } from './workspace-lifecycle.js';
 import {
   WorkspaceNotFoundError,
   WorkspacePermissionError,
@@ -86,8 +89,9 @@ export class WorkspaceManager {
    * sandbox, and so does every vector search.
    */
   sandbox: ScriptSandbox | undefined;
-  readonly #cache = new Map<string, Omit<Workspace, 'created'>>();
-  readonly #inflight = new Map<string, Promise<Workspace>>();
+  /** Workspaces known to exist, each with the registry generation it was known at (see ensure). */
+  readonly #cache = new Map<string, { workspace: Omit<Workspace, 'created'>; generation: string }>();
+  readonly #inflight = new Map<string, Promise<{ workspace: Workspace; generation: string }>>();
   /** Every extension's required workspace columns, as missing_workspace_columns() takes them. */
   readonly #required: string;
   readonly #reserved = new ReservedSchemas();
@@ -123,33 +127,60 @@ export class WorkspaceManager {
   }
 
   /**
-   * Returns the workspace, creating or upgrading it first when needed. A cache hit sends no
-   * query; callers in this process asking for the same id at once share one provisioning.
+   * Returns the workspace, creating or upgrading it first when needed. A cache hit sends one
+   * read of the registry's generation, which every drop (in any process) bumps as it commits: a
+   * workspace cached at an older generation is looked up again, so a workspace dropped elsewhere
+   * is re-created, never reported from the cache. Callers in this process asking for the same
+   * id at once share one provisioning.
    */
   async ensure(projectId: string): Promise<Workspace> {
     const schemaName = this.#reserved.schemaFor(projectId);
     const cached = this.#cache.get(projectId);
-    if (cached) return { ...cached, created: false };
+    if (cached) {
+      if ((await registryGeneration(this.db)) === cached.generation) return { ...cached.workspace, created: false };
+      this.#cache.delete(projectId);
+    }
     const pending = this.#inflight.get(projectId);
-    if (pending) return { ...(await pending), created: false };
+    if (pending) return { ...(await pending).workspace, created: false };
     const work = this.#ensureUncached(projectId, schemaName).finally(() => this.#inflight.delete(projectId));
     this.#inflight.set(projectId, work);
-    const workspace = await work;
+    const { workspace, generation } = await work;
     const { created: _created, ...known } = workspace;
-    this.#cache.set(projectId, known);
+    this.#cache.set(projectId, { workspace: known, generation });
     return workspace;
   }
 
-  async #ensureUncached(projectId: string, schemaName: string): Promise<Workspace> {
-    const row = await lookupWorkspace(this.db, projectId);
-    if (row && isCurrent(row, this.plan)) return this.#workspace(projectId, schemaName, false, row.created_at);
+  /**
+   * The workspace, and the registry generation read (with the lookup, in one snapshot) before
+   * anything was decided: the workspace existed at that generation or later.
+   */
+  async #ensureUncached(projectId: string, schemaName: string): Promise<{ workspace: Workspace; generation: string }> {
+    const { generation, row } = await lookupWorkspaceWithGeneration(this.db, projectId);
+    if (row && isCurrent(row, this.plan)) return { workspace: this.#workspace(projectId, schemaName, false, row.created_at), generation };
     // Unregistered: create in one round trip, unless a concurrent creator registered it at
     // another version meanwhile, which the general path below then upgrades (as it does a
     // lagging workspace, or one whose schema is gone).
     const created = row ? undefined : await this.#create(projectId, schemaName);
-    if (created) return created;
+    if (created) return { workspace: created, generation };
     const result = await this.#provision(projectId, schemaName, { create: true });
-    return result.workspace as Workspace;
+    return { workspace: result.workspace as Workspace, generation };
+  }
+
+  /**
+   * Drops the workspace (schema with everything in it, registry and ledger rows, SQL sandbox
+   * function and role) in one transaction under its lock; `dropped` is false when nothing of it
+   * existed. Other servers caching it notice on their next ensure (the registry generation).
+   */
+  async drop(projectId: string): Promise<DropOutcome> {
+    const schemaName = this.#reserved.schemaFor(projectId);
+    let outcome: DropOutcome;
+    try {
+      outcome = await this.db.transaction((tx) => dropWorkspace(tx, projectId, schemaName, { lockTimeoutMs: this.#lockTimeoutMs, citus: this.#citus }));
+    } finally {
+      this.#cache.delete(projectId);
+    }
+    if (outcome.dropped) this.log.warn('dropped workspace', { project_id: projectId, schema: schemaName, changes: outcome.changes });
+    return outcome;
   }
 
   /**
@@ -292,6 +323,23 @@ export class WorkspaceManager {
         : ' in the workspace DDL';
     }
     return new WorkspaceProvisionError(projectId, where, cause);
+  }
+
+  /**
+   * Renames a workspace (schema, registry and ledger rows, role, SQL sandbox) in one transaction
+   * under both ids' locks; what it changed. Not on Citus, where it is not tested.
+   */
+  async rename(from: string, to: string): Promise<string[]> {
+    const request = { from, to, fromSchema: this.#reserved.schemaFor(from), toSchema: this.#reserved.schemaFor(to) };
+    if (this.#citus) throw new WorkspaceLifecycleError('Renaming a workspace is not supported on Citus (a distributed schema); nothing was changed.');
+    try {
+      const changes = await this.db.transaction((tx) => renameWorkspace(tx, request, this.searchPathSchemas, this.#lockTimeoutMs));
+      this.log.warn('renamed workspace', { project_id: from, to, changes });
+      return changes;
+    } finally {
+      this.#cache.delete(from);
+      this.#cache.delete(to);
+    }
   }
 
   /** Keyset pages over the registry's primary key: the cost does not grow with the registry. */

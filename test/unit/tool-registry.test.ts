@@ -9,6 +9,7 @@ describe('tool registry', () => {
     // The one place the set is written out: a tool that disappears from the registry fails here.
     expect([...TOOL_NAMES].sort()).toEqual([
       'describe_workspace',
+      'drop_workspace',
       'ensure_workspace',
       'execute',
       'list_workspaces',

@@ -1,0 +1,158 @@
+import type { Queryable } from '../db/database.js';
+import { quoteIdent } from '../db/identifiers.js';
+import { describePgError } from '../db/sql-errors.js';
+import {
+  currentDatabase,
+  deleteWorkspaceRows,
+  renameWorkspaceRows,
+  roleExists,
+  sandboxCapability,
+  workspacePresence,
+} from '../registry/operations-queries.js';
+import { bumpRegistryGeneration, lockWorkspace } from '../registry/registry-sql.js';
+import { principalScript, roleNameFor, sandboxFunction } from '../sandbox/sandbox-ddl.js';
+
+/*
+ * Removing and renaming a workspace, as steps in the caller's transaction under the workspace's
+ * lock: drop_workspace (the tool and the CLI), rename-workspace and repair --forget-missing share
+ * them. Each bumps the registry generation, which servers caching workspaces watch.
+ */
+
+export interface DropOutcome {
+  projectId: string;
+  schemaName: string;
+  /** False when nothing of the workspace existed (no schema, registry row or role). */
+  dropped: boolean;
+  /** What was removed, one phrase each. */
+  changes: string[];
+}
+
+/** A drop or rename that would not be safe; nothing was changed. */
+export class WorkspaceLifecycleError extends Error {
+  override name = 'WorkspaceLifecycleError';
+}
+
+/**
+ * Deletes a workspace's registry and ledger rows, its SQL sandbox function and its role (which
+ * nothing else uses), and bumps the registry's generation so that servers caching the workspace
+ * look again once this commits. A role the server's role cannot drop (no CREATEROLE) is kept and
+ * said so, with the statement to run. With `keepRole` (Citus) the role stays: each coordinator
+ * session caches its connections to the workers per role, and one made as a dropped role keeps
+ * the dropped role's identity, so a role dropped and made again under the same name would be
+ * refused on the workers through other servers' cached connections (until they close); a
+ * workspace made again under that id reuses the role. Returns what it changed.
+ */
+export async function forgetWorkspace(tx: Queryable, projectId: string, schemaName: string, { keepRole = false } = {}): Promise<string[]> {
+  const { ledgerRows, registryRows } = await deleteWorkspaceRows(tx, projectId);
+  const changes = registryRows + ledgerRows > 0 ? [`deleted ${registryRows} registry row and ${ledgerRows} ledger row(s) of schema ${schemaName}`] : [];
+  const role = roleNameFor(await currentDatabase(tx), projectId);
+  if (keepRole) {
+    await tx.exec(`DROP FUNCTION IF EXISTS ${sandboxFunction(schemaName)}(text, text, integer)`);
+    if (await roleExists(tx, role)) changes.push(`dropped its sandbox function and kept its role ${role} (Citus: see README)`);
+    await bumpRegistryGeneration(tx);
+    return changes;
+  }
+  await tx.query('SAVEPOINT forget_role');
+  try {
+    await tx.exec(`DROP FUNCTION IF EXISTS ${sandboxFunction(schemaName)}(text, text, integer)`);
+    if (await roleExists(tx, role)) {
+      await tx.exec(`DROP OWNED BY ${quoteIdent(role)}; DROP ROLE ${quoteIdent(role)}`);
+      changes.push(`dropped its role ${role} and sandbox function`);
+    }
+    await tx.query('RELEASE SAVEPOINT forget_role');
+  } catch (error) {
+    await tx.query('ROLLBACK TO SAVEPOINT forget_role');
+    changes.push(`kept its role ${role}: ${describePgError(error)} (drop it as a role with CREATEROLE: DROP OWNED BY ${quoteIdent(role)}; DROP ROLE ${quoteIdent(role)};)`);
+  }
+  await bumpRegistryGeneration(tx);
+  return changes;
+}
+
+/**
+ * Drops everything of a workspace that exists: its schema with all it holds (CASCADE), then what
+ * forgetWorkspace removes. Under the workspace's lock, so a concurrent ensure_workspace either
+ * finished before (and its workspace is dropped whole) or waits and then creates it anew.
+ */
+export async function dropWorkspace(
+  tx: Queryable,
+  projectId: string,
+  schemaName: string,
+  { lockTimeoutMs, citus }: { lockTimeoutMs: number; citus: boolean },
+): Promise<DropOutcome> {
+  await lockWorkspace(tx, projectId, lockTimeoutMs);
+  const now = await workspacePresence(tx, projectId, schemaName);
+  const role = roleNameFor(await currentDatabase(tx), projectId);
+  // On Citus the role outlives its workspace (forgetWorkspace): by itself it is nothing to drop.
+  if (!now.registered && !now.schema_exists && (citus || !(await roleExists(tx, role)))) return { projectId, schemaName, dropped: false, changes: [] };
+  const changes: string[] = [];
+  if (now.schema_exists) {
+    if (!now.acts_as_owner) {
+      throw new WorkspaceLifecycleError(
+        `Schema ${schemaName} belongs to role "${now.owner}", which this server's role cannot act as, so it cannot drop it: ` +
+          `drop it as that role (DROP SCHEMA ${quoteIdent(schemaName)} CASCADE), then drop the workspace again to remove the rest.`,
+      );
+    }
+    await tx.exec(`DROP SCHEMA ${quoteIdent(schemaName)} CASCADE`);
+    changes.push(`dropped schema ${schemaName} and everything in it`);
+  }
+  changes.push(...(await forgetWorkspace(tx, projectId, schemaName, { keepRole: citus })));
+  return { projectId, schemaName, dropped: true, changes };
+}
+
+export interface RenameRequest {
+  from: string;
+  to: string;
+  fromSchema: string;
+  toSchema: string;
+}
+
+/**
+ * Renames a workspace: its schema (the tables and their data go with it), its registry and
+ * ledger rows, its role; its SQL sandbox function, whose body names the schema and the role, is
+ * made anew. Under both ids' locks, taken in id order so that two renames crossing each other
+ * cannot deadlock. Refused when the source is not a whole workspace or anything of the target
+ * exists. Agent code that spells out the old schema name (a function body, say) is not rewritten.
+ */
+export async function renameWorkspace(
+  tx: Queryable,
+  r: RenameRequest,
+  searchPathSchemas: readonly string[],
+  lockTimeoutMs: number,
+): Promise<string[]> {
+  if (r.from === r.to) throw new WorkspaceLifecycleError(`"${r.from}" is already the workspace's id: nothing to rename.`);
+  for (const id of [r.from, r.to].sort()) await lockWorkspace(tx, id, lockTimeoutMs);
+  const source = await workspacePresence(tx, r.from, r.fromSchema);
+  if (!source.registered || !source.schema_exists) {
+    throw new WorkspaceLifecycleError(
+      source.registered
+        ? `Workspace "${r.from}" is registered but its schema ${r.fromSchema} is gone: nothing to rename (repair --forget-missing forgets it).`
+        : `Workspace "${r.from}" does not exist: nothing to rename.`,
+    );
+  }
+  if (!source.acts_as_owner) {
+    throw new WorkspaceLifecycleError(`Schema ${r.fromSchema} belongs to role "${source.owner}", which this server's role cannot act as, so it cannot rename it.`);
+  }
+  const capability = await sandboxCapability(tx, searchPathSchemas);
+  const [fromRole, toRole] = [roleNameFor(capability.database, r.from), roleNameFor(capability.database, r.to)];
+  const target = await workspacePresence(tx, r.to, r.toSchema);
+  if (target.registered || target.schema_exists || (await roleExists(tx, toRole))) {
+    throw new WorkspaceLifecycleError(
+      `"${r.to}" is taken (${target.registered ? 'registered' : target.schema_exists ? `schema ${r.toSchema} exists` : `role ${toRole} exists`}): ` +
+        `drop it first (pg-workspace-mcp drop-workspace ${r.to}) or choose another id.`,
+    );
+  }
+  await tx.exec(`ALTER SCHEMA ${quoteIdent(r.fromSchema)} RENAME TO ${quoteIdent(r.toSchema)}`);
+  const rows = await renameWorkspaceRows(tx, r.from, r.to, r.toSchema);
+  const changes = [
+    `renamed schema ${r.fromSchema} to ${r.toSchema}`,
+    `moved ${rows.registryRows} registry row and ${rows.ledgerRows} ledger row(s) to "${r.to}"`,
+  ];
+  await tx.exec(`DROP FUNCTION IF EXISTS ${sandboxFunction(r.fromSchema)}(text, text, integer)`);
+  if (await roleExists(tx, fromRole)) {
+    await tx.exec(`ALTER ROLE ${quoteIdent(fromRole)} RENAME TO ${quoteIdent(toRole)}`);
+    await tx.exec(principalScript({ schemaName: r.toSchema, roleName: toRole, searchPath: searchPathSchemas }, false, capability.role));
+    changes.push(`renamed its role ${fromRole} to ${toRole} and made its SQL sandbox anew`);
+  }
+  await bumpRegistryGeneration(tx);
+  return changes;
+}
