@@ -58,6 +58,12 @@ const literal = (value: string) => pg.escapeLiteral(value);
 /** The sandbox function's argument types, for DROP and ALTER. */
 const SANDBOX_ARGUMENTS = 'text, text, integer, integer';
 
+/** Drops a workspace's sandbox function, of this signature or the one before max_bytes. */
+export function dropSandboxFunction(schemaName: string): string {
+  const fn = sandboxFunction(schemaName);
+  return `DROP FUNCTION IF EXISTS ${fn}(${SANDBOX_ARGUMENTS}); DROP FUNCTION IF EXISTS ${fn}(text, text, integer)`;
+}
+
 /**
  * Makes the workspace's principal: the role (NOLOGIN, no attributes), its privileges (USAGE and
  * CREATE on its schema, which stays the server's, so the role cannot grant access to it), the
@@ -79,9 +85,7 @@ export function principalScript(p: Principal, createRole: boolean, serverRole: s
     `REVOKE ALL ON SCHEMA ${schema} FROM PUBLIC`,
     `GRANT USAGE, CREATE ON SCHEMA ${schema} TO ${role}`,
     `SELECT ${quoteIdent(SANDBOX_SCHEMA)}.adopt_objects(${literal(p.schemaName)}, ${literal(p.roleName)})`,
-    `DROP FUNCTION IF EXISTS ${fn}`,
-    // The signature before max_bytes.
-    `DROP FUNCTION IF EXISTS ${sandboxFunction(p.schemaName)}(text, text, integer)`,
+    dropSandboxFunction(p.schemaName),
     `CREATE FUNCTION ${sandboxFunction(p.schemaName)}(step text, statement text, max_rows integer, max_bytes integer)
 RETURNS text LANGUAGE plpgsql VOLATILE SECURITY DEFINER AS $sandbox$${sandboxSource(p)}$sandbox$`,
     `REVOKE ALL ON FUNCTION ${fn} FROM PUBLIC`,

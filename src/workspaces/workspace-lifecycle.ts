@@ -10,7 +10,7 @@ import {
   workspacePresence,
 } from '../registry/operations-queries.js';
 import { bumpRegistryGeneration, lockWorkspace } from '../registry/registry-sql.js';
-import { principalScript, roleNameFor, sandboxFunction } from '../sandbox/sandbox-ddl.js';
+import { dropSandboxFunction, principalScript, roleNameFor } from '../sandbox/sandbox-ddl.js';
 
 /*
  * Removing and renaming a workspace, as steps in the caller's transaction under the workspace's
@@ -47,14 +47,14 @@ export async function forgetWorkspace(tx: Queryable, projectId: string, schemaNa
   const changes = registryRows + ledgerRows > 0 ? [`deleted ${registryRows} registry row and ${ledgerRows} ledger row(s) of schema ${schemaName}`] : [];
   const role = roleNameFor(await currentDatabase(tx), projectId);
   if (keepRole) {
-    await tx.exec(`DROP FUNCTION IF EXISTS ${sandboxFunction(schemaName)}(text, text, integer)`);
+    await tx.exec(dropSandboxFunction(schemaName));
     if (await roleExists(tx, role)) changes.push(`dropped its sandbox function and kept its role ${role} (Citus: see README)`);
     await bumpRegistryGeneration(tx);
     return changes;
   }
   await tx.query('SAVEPOINT forget_role');
   try {
-    await tx.exec(`DROP FUNCTION IF EXISTS ${sandboxFunction(schemaName)}(text, text, integer)`);
+    await tx.exec(dropSandboxFunction(schemaName));
     if (await roleExists(tx, role)) {
       await tx.exec(`DROP OWNED BY ${quoteIdent(role)}; DROP ROLE ${quoteIdent(role)}`);
       changes.push(`dropped its role ${role} and sandbox function`);
@@ -147,7 +147,7 @@ export async function renameWorkspace(
     `renamed schema ${r.fromSchema} to ${r.toSchema}`,
     `moved ${rows.registryRows} registry row and ${rows.ledgerRows} ledger row(s) to "${r.to}"`,
   ];
-  await tx.exec(`DROP FUNCTION IF EXISTS ${sandboxFunction(r.fromSchema)}(text, text, integer)`);
+  await tx.exec(dropSandboxFunction(r.fromSchema));
   if (await roleExists(tx, fromRole)) {
     await tx.exec(`ALTER ROLE ${quoteIdent(fromRole)} RENAME TO ${quoteIdent(toRole)}`);
     await tx.exec(principalScript({ schemaName: r.toSchema, roleName: toRole, searchPath: searchPathSchemas }, false, capability.role));
