@@ -39,7 +39,6 @@ export function recording(db: Database): { db: Database; calls: string[] } {
     },
   });
   const recorded: Database = {
-    kind: db.kind,
     description: db.description,
     ...wrap(db),
     transaction: (fn) => {

@@ -65,7 +65,6 @@ export async function keepRegistryOnCoordinator(tx: Queryable): Promise<void> {
 /** Every installer transaction starts with schema-based sharding off: global schemas stay plain. */
 export function withShardingOff(db: Database): Database {
   return {
-    kind: db.kind,
     description: db.description,
     query: (sql, params) => db.query(sql, params),
     exec: (sql) => db.exec(sql),

@@ -49,7 +49,6 @@ export interface PipelineOutcome {
 }
 
 export interface Database extends Queryable {
-  readonly kind: 'pglite' | 'postgres';
   /** Where the data lives, safe to log (no password). */
   readonly description: string;
   /** BEGIN … COMMIT around `fn`; ROLLBACK when it throws. */
@@ -95,7 +94,6 @@ export async function inTransaction<T>(session: Queryable, fn: () => Promise<T>)
  * transaction is a session borrowed for just that long.
  */
 export abstract class SessionDatabase implements Database {
-  abstract readonly kind: Database['kind'];
   abstract readonly description: string;
   abstract withSession<T>(fn: (session: Queryable) => Promise<T>): Promise<T>;
   abstract tryExclusive<T>(key: bigint, attempt: LockTry, body: () => Promise<T>): Promise<T | undefined>;

@@ -17,7 +17,6 @@ import { openOrCreateStore } from './pglite-store.js';
  * every call takes its turn on the mutex, so a transaction is never interleaved with other work.
  */
 export class PGliteDatabase extends SessionDatabase {
-  readonly kind = 'pglite';
   readonly description: string;
   readonly #mutex = new Mutex();
   readonly #session: Queryable;

@@ -16,7 +16,6 @@ export class NotServingError extends Error {
  * which every client would hold at once.
  */
 export class SocketClientDatabase extends SessionDatabase {
-  readonly kind = 'pglite';
   readonly description: string;
   readonly #pg: PostgresDatabase;
 

@@ -23,7 +23,6 @@ export interface PostgresOptions {
 
 /** A real PostgreSQL server through a `pg` Pool. */
 export class PostgresDatabase extends SessionDatabase {
-  readonly kind = 'postgres';
   readonly description: string;
   readonly #pool: pg.Pool;
   /** Parsers for pgvector's types by OID, filled once the extension exists; read by every client of the pool. */

@@ -40,7 +40,6 @@ interface Owner {
  * connect (no owner serving yet, as during a hand-over) waits for one instead.
  */
 export class SharedStore extends SessionDatabase {
-  readonly kind = 'pglite';
   #owner: Owner | undefined;
   #client: SocketClientDatabase | undefined;
   #takeover: Promise<boolean> | undefined;

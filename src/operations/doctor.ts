@@ -84,8 +84,8 @@ export async function diagnose(db: Database, plan: InstallPlan): Promise<DoctorR
       severity: 'warning',
       message: `The install lock is held by ${holders.map(describeHolder).join(', ')}.`,
       fix:
-        'A server is installing extension schemas: let it finish. If the holder is stuck, end it ' +
-        (db.kind === 'postgres' ? '(SELECT pg_terminate_backend(<pid>);).' : '(stop that process).'),
+        'A server is installing extension schemas: let it finish. If the holder is stuck, end it: on ' +
+        'PostgreSQL SELECT pg_terminate_backend(<pid>); on the embedded store, stop that process.',
       details: { holders },
     });
   }
