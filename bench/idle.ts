@@ -1,6 +1,6 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { distribution, type Distribution } from './stats.js';
-import { MAIN, transport } from './stdio-boot.js';
+import { MAIN, NOOP_SERVER, transport } from './stdio-boot.js';
 
 export interface IdleFigures {
   /** One call each, made after the server had been idle for `pauseMs`. */
@@ -11,14 +11,29 @@ export interface IdleFigures {
   reconnected: number;
 }
 
+/** The server process and the call a round times. */
+export interface IdleCall {
+  script: string;
+  tool: string;
+  arguments: Record<string, unknown>;
+}
+
+export const LIST_WORKSPACES: IdleCall = { script: MAIN, tool: 'list_workspaces', arguments: { limit: 5 } };
+/**
+ * The floor: the same server's no-op tool, which touches no database, so what a pause costs it
+ * is the cost of waking two idle processes (client and server) and their pipes, not ours.
+ */
+export const NOOP_TOOL: IdleCall = { script: NOOP_SERVER, tool: 'noop', arguments: {} };
+
 /**
  * Scenario 8: agents call tools seconds to minutes apart, so the call users wait on most is the
  * first one after a pause. Each round sleeps `pauseMs` with the server idle, times one
- * `list_workspaces`, then times the next one as the warm reference. `backends` lists the server's
+ * call (`list_workspaces`, or the floor's no-op tool), then times the next one as the warm reference. `backends` lists the server's
  * backend pids: a pid not seen before the pause is a connection paid for by the call, a count
  * that a loaded machine's timings cannot blur.
  */
 export async function callAfterIdle(
+  call: IdleCall,
   args: string[],
   env: Record<string, string>,
   rounds: number,
@@ -26,10 +41,10 @@ export async function callAfterIdle(
   backends: () => Promise<number[]>,
 ): Promise<IdleFigures> {
   const client = new Client({ name: 'bench', version: '1' });
-  await client.connect(transport(MAIN, args, env));
+  await client.connect(transport(call.script, args, env));
   const timed = async () => {
     const started = performance.now();
-    await client.callTool({ name: 'list_workspaces', arguments: { limit: 5 } });
+    await client.callTool({ name: call.tool, arguments: call.arguments });
     return performance.now() - started;
   };
   try {

@@ -25,7 +25,7 @@ import { startPgCluster } from '../harness/pg-cluster.js';
 import { fleetPass } from './fleet.js';
 import { freshStorePhases, spawnedPGliteOpen } from './fresh-store.js';
 import { httpVsStdio } from './http-vs-stdio.js';
-import { callAfterIdle } from './idle.js';
+import { callAfterIdle, LIST_WORKSPACES, NOOP_TOOL } from './idle.js';
 import { startLatencyProxy } from './latency-proxy.js';
 import { lookupRows, measureLookups, type LookupFigures } from './lookups.js';
 import { managerFor, provisionConcurrently, provisionFromSpare, provisionOurs, provisionRawFloor, provisionSeedStyle, rawConcurrently, seedWorkspaces } from './provisioning.js';
@@ -168,8 +168,13 @@ try {
     const database = new URL(url).pathname.slice(1);
     const backends = async () =>
       (await cluster.sql(`SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = 'pg-workspace-mcp'`, [database])).map((r) => r['pid'] as number);
-    const idle = await callAfterIdle([], { DATABASE_URL: url }, IDLE_ROUNDS, 15_000, backends);
-    rows.push({ scenario: '8 call after idle', measure: 'list_workspaces after 15 s idle (stdio)', ours: idle.afterIdle, baseline: { name: 'the next call, warm', value: idle.warm }, ratio: ratio(idle.afterIdle.p50, idle.warm.p50), target: '<= 1.5', met: idle.afterIdle.p50 <= 1.5 * idle.warm.p50, note: `a new connection after the pause in ${idle.reconnected} of ${IDLE_ROUNDS} rounds` });
+    const idle = await callAfterIdle(LIST_WORKSPACES, [], { DATABASE_URL: url }, IDLE_ROUNDS, 15_000, backends);
+    const floor = await callAfterIdle(NOOP_TOOL, [], { DATABASE_URL: url }, IDLE_ROUNDS, 15_000, async () => []);
+    const floorRatio = ratio(floor.afterIdle.p50, floor.warm.p50);
+    rows.push(
+      { scenario: '8 call after idle', measure: 'list_workspaces after 15 s idle (stdio)', ours: idle.afterIdle, baseline: { name: 'the next call, warm', value: idle.warm }, ratio: ratio(idle.afterIdle.p50, idle.warm.p50), target: '<= 1.5', met: idle.afterIdle.p50 <= 1.5 * idle.warm.p50, note: `a new connection after the pause in ${idle.reconnected} of ${IDLE_ROUNDS} rounds; the no-op floor's own ratio: ${floorRatio}` },
+      { scenario: '8 call after idle', measure: 'floor: no-op tool after 15 s idle (stdio)', ours: floor.afterIdle, baseline: { name: 'the next no-op call, warm', value: floor.warm }, ratio: floorRatio, target: 'report' },
+    );
   }
   if (ONLY.has('9')) {
     log('scenario 9: tool round trip over HTTP vs stdio');

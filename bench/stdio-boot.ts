@@ -4,7 +4,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { distribution, sampleInterleaved, type Distribution } from './stats.js';
 
 export const MAIN = path.resolve('dist/server/main.js');
-const NOOP_SERVER = path.resolve('dist/bench-servers/noop-server.js');
+export const NOOP_SERVER = path.resolve('dist/bench-servers/noop-server.js');
 const BARE_SERVER = path.resolve('dist/bench-servers/bare-server.js');
 
 export function transport(entry: string, args: string[], env: Record<string, string>) {
