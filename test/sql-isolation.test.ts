@@ -157,16 +157,36 @@ const ATTACKS: Attack[] = [
   { name: 'lo_import', attack: { tool: 'execute', sql: "SELECT lo_import('/etc/passwd')" }, expect: /permission denied|must be superuser/ },
   { name: 'CREATE EXTENSION dblink', attack: { tool: 'execute', sql: 'CREATE EXTENSION dblink' }, expect: PARSER },
   { name: 'dblink', attack: { tool: 'query', sql: "SELECT dblink_connect('dbname=postgres')" }, expect: /does not exist/ },
-  // Locks and other sessions.
+  // Locks and other sessions. An advisory lock is held while the agent's statement runs (the
+  // statement timeout bounds it) and by no session after the call: SESSION counts every
+  // session's advisory locks, before and after.
   {
-    name: 'take the install lock',
+    name: 'take the install lock (released when the call ends)',
     attack: { tool: 'query', sql: `SELECT pg_advisory_lock(${INSTALL_LOCK_KEY})` },
-    expect: /advisory locks are reserved to the server/,
+    expect: 'bounded',
   },
   {
-    name: "take beta's workspace lock",
+    name: "take beta's workspace lock (released when the call ends)",
     attack: { tool: 'query', sql: `SELECT pg_advisory_lock(${WORKSPACE_LOCK_CLASS}, hashtext('beta'))` },
-    expect: /advisory locks are reserved to the server/,
+    expect: 'bounded',
+  },
+  {
+    name: "take beta's workspace lock for the transaction (ends with the call's)",
+    attack: { tool: 'execute', sql: `SELECT pg_advisory_xact_lock(${WORKSPACE_LOCK_CLASS}, hashtext('beta'))` },
+    expect: 'bounded',
+  },
+  {
+    name: 'take the install lock from a function, held while the statement runs',
+    setup: [
+      {
+        tool: 'execute',
+        sql: `CREATE FUNCTION esc_advisory() RETURNS bigint LANGUAGE plpgsql AS $f$ BEGIN PERFORM pg_advisory_lock(${INSTALL_LOCK_KEY});
+                RETURN (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()); END $f$`,
+      },
+    ],
+    attack: { tool: 'execute', sql: 'SELECT esc_advisory() AS held' },
+    expect: 'bounded',
+    check: (r) => expect(r.data['rows']).toEqual([['1']]),
   },
   {
     name: 'take a lock and fail on purpose',
