@@ -161,6 +161,7 @@ DECLARE
   counted bigint := 0;
   items json[] := '{}';
   answer text;
+  timeout text;
 BEGIN
   BEGIN
     PERFORM pg_catalog.set_config('role', 'none', true);
@@ -172,7 +173,12 @@ BEGIN
   END IF;
   BEGIN
     IF step OPERATOR(pg_catalog.=) 'open' THEN
+      -- The fetch's timeout is armed from the setting when it starts, and agent code folded while
+      -- the statement is planned (an IMMUTABLE function) may have changed it: the server's value
+      -- (set before this call, no agent code ran since) is put back.
+      timeout := pg_catalog.current_setting('statement_timeout');
       OPEN result FOR EXECUTE statement;
+      PERFORM pg_catalog.set_config('statement_timeout', timeout, true);
       RETURN NULL;
     ELSIF step OPERATOR(pg_catalog.=) 'fetch' THEN
       WHILE taken OPERATOR(pg_catalog.<) max_rows LOOP

@@ -214,10 +214,8 @@ export class WorkspaceSql {
     if (options.rows) {
       steps.push(
         { sql: `SELECT ${fn}('open', $1, 0, 0)`, params: [sql] },
+        // The open put the statement timeout back (agent code may run while it plans).
         { describePortal: RESULT_PORTAL },
-        // The fetch runs the agent's statement: its timeout is armed from the setting when it
-        // starts, and agent code folded at planning (an IMMUTABLE function) may have changed it.
-        { sql: `SELECT pg_catalog.set_config('statement_timeout', $1, true)`, params: [String(this.limits.statementTimeoutMs)] },
         {
           sql: `SELECT ${fn}('fetch', $1, $2, $3)`,
           params: [options.count ? 'count' : null, String(options.maxRows), String(this.limits.maxResultBytes)],
