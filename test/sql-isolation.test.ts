@@ -426,3 +426,29 @@ for (const kind of ['pglite', 'postgres'] as const) {
     }, 240_000);
   });
 }
+
+describe('the write-path catalog checks with statistics counting off (postgres)', () => {
+  it('still refuses a deferrable trigger and a role setting: without counts every check runs', async (ctx) => {
+    if (!cluster) return ctx.skip();
+    // The sandbox skips a catalog's check when this backend's counts say this transaction wrote no
+    // row there; with track_counts off the counts stay 0, so it must fall back to checking.
+    await cluster.sql(`DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'mcp_nocount') THEN CREATE ROLE mcp_nocount LOGIN CREATEROLE; END IF; END $$`);
+    await cluster.sql(`ALTER ROLE mcp_nocount SET track_counts = off`);
+    const server = await startIsolationServer('postgres', cluster, { role: 'mcp_nocount', databasePrefix: 'iso_nocount', statementTimeoutMs: TIMEOUT_MS, disabledExtensions: ['codebase'] });
+    if (!server) return ctx.skip();
+    try {
+      expect(await server.serverDb.query('SHOW track_counts')).toEqual([{ track_counts: 'off' }]);
+      const setup = await server.run('execute', { project_id: 'alpha', sql: 'CREATE FUNCTION late() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN RETURN NULL; END $f$' });
+      expect(setup.isError, setup.text).toBe(false);
+      const trigger = await server.run('execute', {
+        project_id: 'alpha',
+        sql: 'CREATE CONSTRAINT TRIGGER late AFTER INSERT ON notes DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION late()',
+      });
+      expect(trigger.text).toMatch(/deferrable triggers are not allowed/);
+      await server.run('execute', { project_id: 'alpha', ...fn('role_set', "EXECUTE 'ALTER ROLE CURRENT_USER SET work_mem = ''1GB'''") });
+      expect((await server.run('execute', { project_id: 'alpha', sql: call('role_set') })).text).toMatch(/role settings are the server's/);
+    } finally {
+      await server.close();
+    }
+  }, 240_000);
+});

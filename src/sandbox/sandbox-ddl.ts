@@ -162,6 +162,7 @@ DECLARE
   items json[] := '{}';
   answer text;
   timeout text;
+  counting boolean;
 BEGIN
   BEGIN
     PERFORM pg_catalog.set_config('role', 'none', true);
@@ -226,12 +227,19 @@ BEGIN
     SET CONSTRAINTS ALL IMMEDIATE;
     -- Triggers, temporary objects and role settings are catalog rows, and writing any row takes
     -- a transaction id: a transaction without one (every read-only query) made none of them.
+    -- Nor did one that wrote no row of pg_trigger (or pg_db_role_setting): the statistics'
+    -- counts of this backend's rows inserted and updated there are never below this
+    -- transaction's own (they may include earlier ones not yet reported), unless counting is off.
     IF pg_catalog.pg_current_xact_id_if_assigned() IS NOT NULL THEN
-      IF EXISTS (SELECT FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.tgrelid
-                  WHERE c.relnamespace OPERATOR(pg_catalog.=) ${literal(p.schemaName)}::pg_catalog.regnamespace
-                    AND t.tgdeferrable AND NOT t.tgisinternal) THEN
-        RAISE EXCEPTION 'deferrable triggers are not allowed in a workspace: they would fire at commit, outside the sandbox'
-          USING ERRCODE = '${SANDBOX_LEFTOVER}';
+      counting := pg_catalog.current_setting('track_counts')::pg_catalog.bool;
+      IF NOT counting OR pg_catalog.pg_stat_get_xact_tuples_inserted('pg_catalog.pg_trigger'::pg_catalog.regclass)
+           OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_updated('pg_catalog.pg_trigger'::pg_catalog.regclass) OPERATOR(pg_catalog.>) 0 THEN
+        IF EXISTS (SELECT FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.tgrelid
+                    WHERE c.relnamespace OPERATOR(pg_catalog.=) ${literal(p.schemaName)}::pg_catalog.regnamespace
+                      AND t.tgdeferrable AND NOT t.tgisinternal) THEN
+          RAISE EXCEPTION 'deferrable triggers are not allowed in a workspace: they would fire at commit, outside the sandbox'
+            USING ERRCODE = '${SANDBOX_LEFTOVER}';
+        END IF;
       END IF;
       IF pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.<>) 0 AND (
            EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())
@@ -241,9 +249,12 @@ BEGIN
           USING ERRCODE = '${SANDBOX_LEFTOVER}';
       END IF;
       -- A role may always ALTER ROLE itself SET ...: harmless for a NOLOGIN role, but not the workspace's to change.
-      IF EXISTS (SELECT FROM pg_catalog.pg_db_role_setting s JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) s.setrole
-                  WHERE r.rolname OPERATOR(pg_catalog.=) current_user) THEN
-        RAISE EXCEPTION 'role settings are the server''s' USING ERRCODE = '${SANDBOX_LEFTOVER}';
+      IF NOT counting OR pg_catalog.pg_stat_get_xact_tuples_inserted('pg_catalog.pg_db_role_setting'::pg_catalog.regclass)
+           OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_updated('pg_catalog.pg_db_role_setting'::pg_catalog.regclass) OPERATOR(pg_catalog.>) 0 THEN
+        IF EXISTS (SELECT FROM pg_catalog.pg_db_role_setting s JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) s.setrole
+                    WHERE r.rolname OPERATOR(pg_catalog.=) current_user) THEN
+          RAISE EXCEPTION 'role settings are the server''s' USING ERRCODE = '${SANDBOX_LEFTOVER}';
+        END IF;
       END IF;
     END IF;
     -- The protocol's unnamed portal (running this call) is listed as ''.
