@@ -189,6 +189,20 @@ const ATTACKS: Attack[] = [
     check: (r) => expect(r.data['rows']).toEqual([['1']]),
   },
   {
+    // Folded while the open plans, then the sandbox is gone: the fetch fails before its body runs.
+    name: "take beta's workspace lock at plan time and drop the sandbox",
+    setup: [
+      { tool: 'execute', sql: "CREATE FUNCTION drop_all() RETURNS int LANGUAGE plpgsql AS $f$ BEGIN EXECUTE 'DROP OWNED BY CURRENT_USER'; RETURN 1; END $f$" },
+      {
+        tool: 'execute',
+        sql: `CREATE FUNCTION grab_and_drop() RETURNS int LANGUAGE plpgsql IMMUTABLE AS $f$ BEGIN
+                PERFORM pg_advisory_lock(${WORKSPACE_LOCK_CLASS}, hashtext('beta')); RETURN drop_all(); END $f$`,
+      },
+    ],
+    attack: { tool: 'execute', sql: 'SELECT grab_and_drop()' },
+    expect: /does not exist/,
+  },
+  {
     name: 'take a lock and fail on purpose',
     attack: { tool: 'query', sql: `SELECT pg_advisory_lock(${INSTALL_LOCK_KEY}), 1 / 0` },
     expect: /division by zero/,
