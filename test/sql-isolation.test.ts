@@ -157,16 +157,50 @@ const ATTACKS: Attack[] = [
   { name: 'lo_import', attack: { tool: 'execute', sql: "SELECT lo_import('/etc/passwd')" }, expect: /permission denied|must be superuser/ },
   { name: 'CREATE EXTENSION dblink', attack: { tool: 'execute', sql: 'CREATE EXTENSION dblink' }, expect: PARSER },
   { name: 'dblink', attack: { tool: 'query', sql: "SELECT dblink_connect('dbname=postgres')" }, expect: /does not exist/ },
-  // Locks and other sessions.
+  // Locks and other sessions. An advisory lock is held while the agent's statement runs (the
+  // statement timeout bounds it) and by no session after the call: SESSION counts every
+  // session's advisory locks, before and after.
   {
-    name: 'take the install lock',
+    name: 'take the install lock (released when the call ends)',
     attack: { tool: 'query', sql: `SELECT pg_advisory_lock(${INSTALL_LOCK_KEY})` },
-    expect: /advisory locks are reserved to the server/,
+    expect: 'bounded',
   },
   {
-    name: "take beta's workspace lock",
+    name: "take beta's workspace lock (released when the call ends)",
     attack: { tool: 'query', sql: `SELECT pg_advisory_lock(${WORKSPACE_LOCK_CLASS}, hashtext('beta'))` },
-    expect: /advisory locks are reserved to the server/,
+    expect: 'bounded',
+  },
+  {
+    name: "take beta's workspace lock for the transaction (ends with the call's)",
+    attack: { tool: 'execute', sql: `SELECT pg_advisory_xact_lock(${WORKSPACE_LOCK_CLASS}, hashtext('beta'))` },
+    expect: 'bounded',
+  },
+  {
+    name: 'take the install lock from a function, held while the statement runs',
+    setup: [
+      {
+        tool: 'execute',
+        sql: `CREATE FUNCTION esc_advisory() RETURNS bigint LANGUAGE plpgsql AS $f$ BEGIN PERFORM pg_advisory_lock(${INSTALL_LOCK_KEY});
+                RETURN (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()); END $f$`,
+      },
+    ],
+    attack: { tool: 'execute', sql: 'SELECT esc_advisory() AS held' },
+    expect: 'bounded',
+    check: (r) => expect(r.data['rows']).toEqual([['1']]),
+  },
+  {
+    // Folded while the open plans, then the sandbox is gone: the fetch fails before its body runs.
+    name: "take beta's workspace lock at plan time and drop the sandbox",
+    setup: [
+      { tool: 'execute', sql: "CREATE FUNCTION drop_all() RETURNS int LANGUAGE plpgsql AS $f$ BEGIN EXECUTE 'DROP OWNED BY CURRENT_USER'; RETURN 1; END $f$" },
+      {
+        tool: 'execute',
+        sql: `CREATE FUNCTION grab_and_drop() RETURNS int LANGUAGE plpgsql IMMUTABLE AS $f$ BEGIN
+                PERFORM pg_advisory_lock(${WORKSPACE_LOCK_CLASS}, hashtext('beta')); RETURN drop_all(); END $f$`,
+      },
+    ],
+    attack: { tool: 'execute', sql: 'SELECT grab_and_drop()' },
+    expect: /does not exist/,
   },
   {
     name: 'take a lock and fail on purpose',
@@ -406,3 +440,29 @@ for (const kind of ['pglite', 'postgres'] as const) {
     }, 240_000);
   });
 }
+
+describe('the write-path catalog checks with statistics counting off (postgres)', () => {
+  it('still refuses a deferrable trigger and a role setting: without counts every check runs', async (ctx) => {
+    if (!cluster) return ctx.skip();
+    // The sandbox skips a catalog's check when this backend's counts say this transaction wrote no
+    // row there; with track_counts off the counts stay 0, so it must fall back to checking.
+    await cluster.sql(`DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'mcp_nocount') THEN CREATE ROLE mcp_nocount LOGIN CREATEROLE; END IF; END $$`);
+    await cluster.sql(`ALTER ROLE mcp_nocount SET track_counts = off`);
+    const server = await startIsolationServer('postgres', cluster, { role: 'mcp_nocount', databasePrefix: 'iso_nocount', statementTimeoutMs: TIMEOUT_MS, disabledExtensions: ['codebase'] });
+    if (!server) return ctx.skip();
+    try {
+      expect(await server.serverDb.query('SHOW track_counts')).toEqual([{ track_counts: 'off' }]);
+      const setup = await server.run('execute', { project_id: 'alpha', sql: 'CREATE FUNCTION late() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN RETURN NULL; END $f$' });
+      expect(setup.isError, setup.text).toBe(false);
+      const trigger = await server.run('execute', {
+        project_id: 'alpha',
+        sql: 'CREATE CONSTRAINT TRIGGER late AFTER INSERT ON notes DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION late()',
+      });
+      expect(trigger.text).toMatch(/deferrable triggers are not allowed/);
+      await server.run('execute', { project_id: 'alpha', ...fn('role_set', "EXECUTE 'ALTER ROLE CURRENT_USER SET work_mem = ''1GB'''") });
+      expect((await server.run('execute', { project_id: 'alpha', sql: call('role_set') })).text).toMatch(/role settings are the server's/);
+    } finally {
+      await server.close();
+    }
+  }, 240_000);
+});

@@ -5,7 +5,7 @@ import pgvector from 'pgvector';
 import { silentLogger, type Logger } from '../logger.js';
 import { DamagedStoreError, isStoreDamage } from './damaged-store.js';
 import { SessionDatabase, type LockHolder, type LockTry, type PipelineOutcome, type PipelineStep, type Queryable } from './database.js';
-import { PipelineCollector, writePipeline, type PipelineMessage } from './pipeline.js';
+import { AFTER_FAILED_PIPELINE, PipelineCollector, writePipeline, type PipelineMessage } from './pipeline.js';
 import { DataDirLock } from './data-dir-lock.js';
 import { fileLockHolders, tryFileLock } from './file-locks.js';
 import { Mutex } from './mutex.js';
@@ -142,6 +142,7 @@ export class PGliteDatabase extends SessionDatabase {
       const { messages } = await this.pglite.execProtocol(Buffer.concat(parts), { throwOnError: false });
       const collector = new PipelineCollector(steps);
       for (const message of messages) collector.on(message as PipelineMessage, message.name === 'error' ? message : undefined);
+      if (collector.outcome.error) await this.pglite.exec(AFTER_FAILED_PIPELINE);
       return collector.outcome;
     });
   }

@@ -16,6 +16,13 @@ export interface PipelineWriter {
   sync(): void;
 }
 
+/**
+ * Run on the same session after a pipeline failed: the rollback keeps prepared statements and
+ * session advisory locks, and agent code may have made them before the sandbox's own clean-up
+ * could run (say, in the open's planning, when the fetch then fails before its body starts).
+ */
+export const AFTER_FAILED_PIPELINE = 'SELECT pg_catalog.pg_advisory_unlock_all(); DEALLOCATE ALL';
+
 export function writePipeline(steps: readonly PipelineStep[], out: PipelineWriter): void {
   for (const step of steps) {
     if ('describePortal' in step) {

@@ -2,7 +2,7 @@ import pg from 'pg';
 import pgvector from 'pgvector';
 import { inTransaction, SessionDatabase, type LockHolder, type LockTry, type PipelineOutcome, type PipelineStep, type Queryable } from './database.js';
 import { asConnectionBroken } from './pg-connection-errors.js';
-import { PipelineCollector, writePipeline, type PipelineMessage, type PipelineWriter } from './pipeline.js';
+import { AFTER_FAILED_PIPELINE, PipelineCollector, writePipeline, type PipelineMessage, type PipelineWriter } from './pipeline.js';
 
 const APPLICATION_NAME = 'pg-workspace-mcp';
 
@@ -123,12 +123,19 @@ export class PostgresDatabase extends SessionDatabase {
   }
 
   pipeline(steps: readonly PipelineStep[]): Promise<PipelineOutcome> {
-    return this.#checkout(
-      (client) =>
-        new Promise<PipelineOutcome>((resolve, reject) => {
-          void client.query(new PipelineSubmittable(steps, resolve, reject) as unknown as pg.QueryConfig);
-        }),
-    );
+    return this.#checkout(async (client) => {
+      const outcome = await new Promise<PipelineOutcome>((resolve, reject) => {
+        void client.query(new PipelineSubmittable(steps, resolve, reject) as unknown as pg.QueryConfig);
+      });
+      // A session the server ended (08xxx, 57Pxx) is gone, and with it whatever it held.
+      if (outcome.error && isOrdinarySqlError(outcome.error)) {
+        await client.query(AFTER_FAILED_PIPELINE).catch((error: unknown) => {
+          // Not an ordinary SQL error: the session, perhaps not clean, is discarded.
+          throw new Error(`could not clean the session after a failed statement: ${(error as Error).message}`);
+        });
+      }
+      return outcome;
+    });
   }
 
   async close(): Promise<void> {

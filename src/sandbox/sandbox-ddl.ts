@@ -87,7 +87,8 @@ export function principalScript(p: Principal, createRole: boolean, serverRole: s
     `SELECT ${quoteIdent(SANDBOX_SCHEMA)}.adopt_objects(${literal(p.schemaName)}, ${literal(p.roleName)})`,
     dropSandboxFunction(p.schemaName),
     `CREATE FUNCTION ${sandboxFunction(p.schemaName)}(step text, statement text, max_rows integer, max_bytes integer)
-RETURNS text LANGUAGE plpgsql VOLATILE SECURITY DEFINER AS $sandbox$${sandboxSource(p)}$sandbox$`,
+RETURNS text LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = ${sandboxSearchPath(p).map(quoteIdent).join(', ')}
+AS $sandbox$${sandboxSource(p)}$sandbox$`,
     `REVOKE ALL ON FUNCTION ${fn} FROM PUBLIC`,
     `GRANT CREATE ON SCHEMA ${quoteIdent(SANDBOX_SCHEMA)} TO ${role}`,
     `ALTER FUNCTION ${fn} OWNER TO ${role}`,
@@ -116,6 +117,17 @@ export function distributeNewTables(schemaName: string): string {
 }
 
 /**
+ * The search path the whole body runs with, set by the function's own SET clause (not by a
+ * set_config in the body: statements before it would then run with the caller's path in one call
+ * and the path the previous call left in the next, and PostgreSQL re-plans a cached statement
+ * whenever its search path changed, every statement of the body before the set_config each
+ * call). PostgreSQL puts the caller's path back when the function returns.
+ */
+export function sandboxSearchPath(p: Principal): string[] {
+  return [...new Set([p.schemaName, ...p.searchPath]), 'pg_temp'];
+}
+
+/**
  * The body (`prosrc`): the server compares it with the function's, so a body from an older
  * server, or one changed in any way, is made again. Steps: `open` opens RESULT_PORTAL on a
  * row-returning statement; `fetch` reads at most max_rows of it and at most max_bytes of their
@@ -123,9 +135,15 @@ export function distributeNewTables(schemaName: string): string {
  * executes a statement without rows and finishes; `script` runs a workspace DDL/migration
  * script and finishes. Finishing fires deferred constraints here, inside the sandbox, then
  * refuses what would outlive the call on a pooled connection (cursors, temp objects, prepared
- * statements, advisory locks, deferrable triggers that would fire at COMMIT as the server) and
- * resets the session (RESET ALL, UNLISTEN *). Every path out through an error also drops
- * prepared statements and session advisory locks, which a rollback keeps.
+ * statements, deferrable triggers that would fire at COMMIT as the server) and resets the session
+ * (session advisory locks released, RESET ALL, UNLISTEN *). Every path out through an error also
+ * drops prepared statements and session advisory locks, which a rollback keeps.
+ *
+ * Advisory locks are released, not refused: the server's own (install, workspace) are
+ * transaction-scoped, and one the agent takes is held while its statement runs whether or not
+ * the sandbox refuses it afterwards; what matters is that none outlives the call. A
+ * transaction-level one ends with the call's transaction, a session-level one here. (Refusing
+ * needed a scan of pg_locks, the whole lock table and the predicate locks, on every call.)
  *
  * Values come back as JSON with every number as a string (exact for bigint and numeric); the
  * server turns the ones of small numeric types back into numbers. A row is kept as
@@ -133,7 +151,6 @@ export function distributeNewTables(schemaName: string): string {
  * values once, in one query over all of them, at the end.
  */
 export function sandboxSource(p: Principal): string {
-  const path = [...new Set([p.schemaName, ...p.searchPath])].map(quoteIdent).join(', ') + ', pg_temp';
   return `
 DECLARE
   result refcursor := ${literal(RESULT_PORTAL)};
@@ -148,6 +165,8 @@ DECLARE
   counted bigint := 0;
   items json[] := '{}';
   answer text;
+  timeout text;
+  counting boolean;
 BEGIN
   BEGIN
     PERFORM pg_catalog.set_config('role', 'none', true);
@@ -157,10 +176,14 @@ BEGIN
   IF NOT sandboxed OR current_user OPERATOR(pg_catalog.<>) ${literal(p.roleName)} THEN
     RAISE EXCEPTION 'the SQL sandbox of workspace % is not intact', ${literal(p.schemaName)} USING ERRCODE = '${SANDBOX_BROKEN}';
   END IF;
-  PERFORM pg_catalog.set_config('search_path', ${literal(path)}, true);
   BEGIN
     IF step OPERATOR(pg_catalog.=) 'open' THEN
+      -- The fetch's timeout is armed from the setting when it starts, and agent code folded while
+      -- the statement is planned (an IMMUTABLE function) may have changed it: the server's value
+      -- (set before this call, no agent code ran since) is put back.
+      timeout := pg_catalog.current_setting('statement_timeout');
       OPEN result FOR EXECUTE statement;
+      PERFORM pg_catalog.set_config('statement_timeout', timeout, true);
       RETURN NULL;
     ELSIF step OPERATOR(pg_catalog.=) 'fetch' THEN
       WHILE taken OPERATOR(pg_catalog.<) max_rows LOOP
@@ -208,12 +231,19 @@ BEGIN
     SET CONSTRAINTS ALL IMMEDIATE;
     -- Triggers, temporary objects and role settings are catalog rows, and writing any row takes
     -- a transaction id: a transaction without one (every read-only query) made none of them.
+    -- Nor did one that wrote no row of pg_trigger (or pg_db_role_setting): the statistics'
+    -- counts of this backend's rows inserted and updated there are never below this
+    -- transaction's own (they may include earlier ones not yet reported), unless counting is off.
     IF pg_catalog.pg_current_xact_id_if_assigned() IS NOT NULL THEN
-      IF EXISTS (SELECT FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.tgrelid
-                  WHERE c.relnamespace OPERATOR(pg_catalog.=) ${literal(p.schemaName)}::pg_catalog.regnamespace
-                    AND t.tgdeferrable AND NOT t.tgisinternal) THEN
-        RAISE EXCEPTION 'deferrable triggers are not allowed in a workspace: they would fire at commit, outside the sandbox'
-          USING ERRCODE = '${SANDBOX_LEFTOVER}';
+      counting := pg_catalog.current_setting('track_counts')::pg_catalog.bool;
+      IF NOT counting OR pg_catalog.pg_stat_get_xact_tuples_inserted('pg_catalog.pg_trigger'::pg_catalog.regclass)
+           OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_updated('pg_catalog.pg_trigger'::pg_catalog.regclass) OPERATOR(pg_catalog.>) 0 THEN
+        IF EXISTS (SELECT FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.tgrelid
+                    WHERE c.relnamespace OPERATOR(pg_catalog.=) ${literal(p.schemaName)}::pg_catalog.regnamespace
+                      AND t.tgdeferrable AND NOT t.tgisinternal) THEN
+          RAISE EXCEPTION 'deferrable triggers are not allowed in a workspace: they would fire at commit, outside the sandbox'
+            USING ERRCODE = '${SANDBOX_LEFTOVER}';
+        END IF;
       END IF;
       IF pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.<>) 0 AND (
            EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())
@@ -223,9 +253,12 @@ BEGIN
           USING ERRCODE = '${SANDBOX_LEFTOVER}';
       END IF;
       -- A role may always ALTER ROLE itself SET ...: harmless for a NOLOGIN role, but not the workspace's to change.
-      IF EXISTS (SELECT FROM pg_catalog.pg_db_role_setting s JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) s.setrole
-                  WHERE r.rolname OPERATOR(pg_catalog.=) current_user) THEN
-        RAISE EXCEPTION 'role settings are the server''s' USING ERRCODE = '${SANDBOX_LEFTOVER}';
+      IF NOT counting OR pg_catalog.pg_stat_get_xact_tuples_inserted('pg_catalog.pg_db_role_setting'::pg_catalog.regclass)
+           OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_updated('pg_catalog.pg_db_role_setting'::pg_catalog.regclass) OPERATOR(pg_catalog.>) 0 THEN
+        IF EXISTS (SELECT FROM pg_catalog.pg_db_role_setting s JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) s.setrole
+                    WHERE r.rolname OPERATOR(pg_catalog.=) current_user) THEN
+          RAISE EXCEPTION 'role settings are the server''s' USING ERRCODE = '${SANDBOX_LEFTOVER}';
+        END IF;
       END IF;
     END IF;
     -- The protocol's unnamed portal (running this call) is listed as ''.
@@ -237,12 +270,8 @@ BEGIN
       RAISE EXCEPTION 'a prepared statement was left behind: each call is one statement and keeps no session state'
         USING ERRCODE = '${SANDBOX_LEFTOVER}';
     END IF;
-    -- Key classes 1 and 2 are pg_advisory_*()'s; Citus takes its own (4 and up) on distributed tables.
-    IF step OPERATOR(pg_catalog.<>) 'script' AND EXISTS (SELECT FROM pg_catalog.pg_locks
-        WHERE locktype OPERATOR(pg_catalog.=) 'advisory' AND pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()
-          AND objsubid OPERATOR(pg_catalog.=) ANY ('{1,2}'::pg_catalog.int2[])) THEN
-      RAISE EXCEPTION 'advisory locks are reserved to the server' USING ERRCODE = '${SANDBOX_LEFTOVER}';
-    END IF;
+    -- Session-level advisory locks would outlive the call; transaction-level ones end with the
+    -- call's transaction, as they would have had the sandbox refused them (see sandboxSource).
     PERFORM pg_catalog.pg_advisory_unlock_all();
     UNLISTEN *;
     RESET ALL;

@@ -15,6 +15,7 @@ import {
   SANDBOX_SCHEMA,
   distributeNewTables,
   sandboxFunction,
+  sandboxSearchPath,
   sandboxSource,
   type Principal,
 } from './sandbox-ddl.js';
@@ -213,10 +214,8 @@ export class WorkspaceSql {
     if (options.rows) {
       steps.push(
         { sql: `SELECT ${fn}('open', $1, 0, 0)`, params: [sql] },
+        // The open put the statement timeout back (agent code may run while it plans).
         { describePortal: RESULT_PORTAL },
-        // The fetch runs the agent's statement: its timeout is armed from the setting when it
-        // starts, and agent code folded at planning (an IMMUTABLE function) may have changed it.
-        { sql: `SELECT pg_catalog.set_config('statement_timeout', $1, true)`, params: [String(this.limits.statementTimeoutMs)] },
         {
           sql: `SELECT ${fn}('fetch', $1, $2, $3)`,
           params: [options.count ? 'count' : null, String(options.maxRows), String(this.limits.maxResultBytes)],
@@ -367,7 +366,8 @@ export class WorkspaceSql {
 
   /**
    * Makes the role, privileges and sandbox function unless all are there and intact: the
-   * function with its flags and exactly this server's body (an older server's is replaced).
+   * function with its flags, exactly this server's body (an older server's is replaced) and
+   * nothing but its search path as settings (PostgreSQL stores SET clauses quote_ident-ed).
    */
   async #repairIn(tx: Queryable, principal: Principal, capability: Capability): Promise<void> {
     const [state] = await tx.query<{ role_exists: boolean; intact: boolean }>(
@@ -375,11 +375,13 @@ export class WorkspaceSql {
               (NOT $4::boolean OR EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $2 AND rolcanlogin))
               AND EXISTS (SELECT FROM pg_catalog.pg_proc p
                        WHERE p.pronamespace = pg_catalog.to_regnamespace($3) AND p.proname = $1
-                         AND p.prosecdef AND p.proconfig IS NULL AND NOT p.proisstrict AND p.pronargs = 4 AND p.prosrc = $5
+                         AND p.prosecdef AND NOT p.proisstrict
+                         AND p.proconfig = ARRAY['search_path=' || (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(e), ', ' ORDER BY o)
+                                                                       FROM pg_catalog.unnest($6::text[]) WITH ORDINALITY u(e, o))] AND p.pronargs = 4 AND p.prosrc = $5
                          AND p.proowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $2))
               AND (SELECT count(*) FROM pg_catalog.pg_proc p
                     WHERE p.pronamespace = pg_catalog.to_regnamespace($3) AND p.proname = $1) = 1 AS intact`,
-      [principal.schemaName, principal.roleName, SANDBOX_SCHEMA, this.workspaces.citus, sandboxSource(principal)],
+      [principal.schemaName, principal.roleName, SANDBOX_SCHEMA, this.workspaces.citus, sandboxSource(principal), sandboxSearchPath(principal)],
     );
     if (state?.intact) return;
     try {
