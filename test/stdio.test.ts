@@ -5,7 +5,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TOOL_NAMES } from '../src/mcp/tool-registry.js';
 import { tempDir } from './support/fixtures.js';
 import { callTool } from './support/mcp.js';
@@ -42,6 +42,19 @@ interface RawResponse {
   result?: unknown;
 }
 
+/**
+ * Raw servers still running after their test: a failed assertion skips the test's own end(), and
+ * a server left holding the data directory would fail every later test that opens it.
+ */
+const running = new Set<Promise<unknown>>();
+const killers = new Set<() => void>();
+afterEach(async () => {
+  for (const kill of killers) kill();
+  await Promise.all(running);
+  killers.clear();
+  running.clear();
+});
+
 /** The built server driven by hand-written lines, for input no SDK client would send. */
 function rawServer(dir: string) {
   const child = spawn(process.execPath, [MAIN, '--data-dir', dir], { env, stdio: ['pipe', 'pipe', 'pipe'] });
@@ -51,6 +64,8 @@ function rawServer(dir: string) {
   // A server that stopped reading may close the pipe under a large write: the assertions say so.
   child.stdin.on('error', () => undefined);
   const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+  running.add(exited);
+  killers.add(() => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL'));
   const responses = () =>
     stdout
       .split('\n')
@@ -162,7 +177,8 @@ describe('the built server over stdio', () => {
   it('answers a line over 10 MiB with an error carrying its id, memory bounded, then serves the next line and ends on EOF', async () => {
     const server = rawServer(dataDir);
     await server.initialize();
-    // A first creation grows PGlite's heap; the one after the huge line then costs no more.
+    // The workspace is made before the baseline, so that the call after the huge line (the same
+    // id again) adds nothing to PGlite's heap, which grows in steps: the bound is on the line.
     server.send({ jsonrpc: '2.0', id: 100, method: 'tools/call', params: { name: 'ensure_workspace', arguments: { project_id: 'before-huge' } } });
     expect(await server.waitFor(100)).toHaveProperty('result');
     const before = peakRssBytes(server.pid);
@@ -170,9 +186,9 @@ describe('the built server over stdio', () => {
     const huge = 'x'.repeat(64 * 1024 * 1024);
     const oversized = `{"method":"tools/call","params":{"name":"ensure_workspace","arguments":{"project_id":"${huge}"}},"jsonrpc":"2.0","id":2}`;
     await server.sendRaw(oversized);
-    server.send({ jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'ensure_workspace', arguments: { project_id: 'after-huge' } } });
+    server.send({ jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'ensure_workspace', arguments: { project_id: 'before-huge' } } });
     const answered = await server.waitFor(3);
-    expect(answered).toMatchObject({ result: { structuredContent: { project_id: 'after-huge' } } });
+    expect(answered).toMatchObject({ result: { structuredContent: { project_id: 'before-huge', created: false } } });
     const refused = server.responses().find((r) => r.id === 2);
     expect(refused).toMatchObject({ error: { code: -32600, message: expect.stringContaining('10485760') } });
     // The error came first: the stream was resynchronised at the oversized line's newline.
