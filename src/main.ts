@@ -26,24 +26,12 @@ switch (command.kind) {
     process.exitCode = await printDbUrl(command.config);
     break;
   }
-  case 'doctor': {
-    const { doctorCommand } = await import('./operations/operations-command.js');
-    process.exitCode = await doctorCommand(command.config, command);
-    break;
-  }
-  case 'repair': {
-    const { repairCommand } = await import('./operations/operations-command.js');
-    process.exitCode = await repairCommand(command.config, command);
-    break;
-  }
-  case 'drop-workspace': {
-    const { dropWorkspaceCommand } = await import('./operations/operations-command.js');
-    process.exitCode = await dropWorkspaceCommand(command.config, command);
-    break;
-  }
+  case 'doctor':
+  case 'repair':
+  case 'drop-workspace':
   case 'rename-workspace': {
-    const { renameWorkspaceCommand } = await import('./operations/operations-command.js');
-    process.exitCode = await renameWorkspaceCommand(command.config, command);
+    const { runOperation } = await import('./operations/operations-command.js');
+    process.exitCode = await runOperation(command);
     break;
   }
   case 'migrate-workspaces':

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { planInstall, openDatabase } from '../boot.js';
-import type { Config } from '../config.js';
+import type { Command, Config } from '../config.js';
 import type { Database } from '../db/database.js';
 import { storeExists } from '../db/pglite-store.js';
 import { explainError } from '../db/sql-errors.js';
@@ -50,7 +50,7 @@ async function withDatabase(
 }
 
 /** `pg-workspace-mcp doctor`: the read-only report; 0 healthy, 1 findings, 2 could not run. */
-export function doctorCommand(config: Config, options: { json: boolean }): Promise<number> {
+function doctorCommand(config: Config, options: { json: boolean }): Promise<number> {
   return withDatabase('doctor', config, options.json, async (db, plan) => {
     const report = await diagnose(db, plan);
     process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : formatDoctorReport(report));
@@ -59,7 +59,7 @@ export function doctorCommand(config: Config, options: { json: boolean }): Promi
 }
 
 /** `pg-workspace-mcp repair`: the named fixes; 0 done, 1 some refused or failed, 2 could not run. */
-export function repairCommand(config: Config, options: RepairOptions & { json: boolean }): Promise<number> {
+function repairCommand(config: Config, options: RepairOptions & { json: boolean }): Promise<number> {
   return withDatabase('repair', config, options.json, async (db, plan) => {
     const actions = await repair(db, plan, options);
     process.stdout.write(options.json ? `${JSON.stringify({ dry_run: options.dryRun, actions }, null, 2)}\n` : formatRepair(actions, options.dryRun));
@@ -72,7 +72,7 @@ export function repairCommand(config: Config, options: RepairOptions & { json: b
  * command line names the id, which is the confirmation); 0 dropped, 1 no such workspace, 2 could
  * not run (a refusal or failure included: nothing was changed then).
  */
-export function dropWorkspaceCommand(config: Config, options: { projectId: string; json: boolean }): Promise<number> {
+function dropWorkspaceCommand(config: Config, options: { projectId: string; json: boolean }): Promise<number> {
   return withDatabase('drop-workspace', config, options.json, async (db, plan) => {
     const workspaces = await installedWorkspaces(db, plan, config, [options.projectId]);
     const outcome = await workspaces.drop(options.projectId);
@@ -89,7 +89,7 @@ export function dropWorkspaceCommand(config: Config, options: { projectId: strin
 }
 
 /** `pg-workspace-mcp rename-workspace OLD NEW`: 0 renamed, 2 refused or could not run (nothing changed). */
-export function renameWorkspaceCommand(config: Config, options: { from: string; to: string; json: boolean }): Promise<number> {
+function renameWorkspaceCommand(config: Config, options: { from: string; to: string; json: boolean }): Promise<number> {
   return withDatabase('rename-workspace', config, options.json, async (db, plan) => {
     const workspaces = await installedWorkspaces(db, plan, config, [options.from, options.to]);
     const changes = await workspaces.rename(options.from, options.to);
@@ -111,4 +111,20 @@ async function installedWorkspaces(db: Database, plan: InstallPlan, config: Conf
   if (!state) throw new CannotRunError('The extension schemas are not installed in this database, so it has no workspaces.');
   const log = createStderrLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
   return new WorkspaceManager(db, plan, state.search_path_schemas, log, { citus: presence.citus !== null });
+}
+
+/** The operations commands, by the command line's kind. */
+export type OperationCommand = Extract<Command, { kind: 'doctor' | 'repair' | 'drop-workspace' | 'rename-workspace' }>;
+
+export function runOperation(command: OperationCommand): Promise<number> {
+  switch (command.kind) {
+    case 'doctor':
+      return doctorCommand(command.config, command);
+    case 'repair':
+      return repairCommand(command.config, command);
+    case 'drop-workspace':
+      return dropWorkspaceCommand(command.config, command);
+    case 'rename-workspace':
+      return renameWorkspaceCommand(command.config, command);
+  }
 }
