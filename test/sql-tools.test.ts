@@ -104,6 +104,14 @@ for (const kind of BACKEND_KINDS) {
       });
       expect(r.isError, r.text).toBe(false);
       expect(r.data['rows']).toEqual([['9007199254740993', '0.1000000000000000000', 1.5, 7, 'x']]);
+      // Rows reach the server as to_json objects: repeated and numeric column names keep their
+      // places, and json, arrays and booleans their JSON form.
+      const shapes = await run('query', {
+        project_id: 'agent-b',
+        sql: `SELECT 1, 2, 'b' AS "2", 'a' AS "1", '{"k": [1, 2]}'::jsonb AS j, ARRAY[1.5, NULL] AS arr, true AS t, NULL::text AS n, '"]}{' AS s`,
+      });
+      expect(shapes.isError, shapes.text).toBe(false);
+      expect(shapes.data['rows']).toEqual([[1, 2, 'b', 'a', { k: [1, 2] }, [1.5, null], true, null, '"]}{']]);
       const empty = await run('query', { project_id: 'agent-b', sql: 'SELECT 1::bigint AS n, now() AS t WHERE false' });
       expect(empty.data).toMatchObject({ rows: [], row_count: 0, truncated: false, columns: [{ name: 'n', type: 'bigint' }, { name: 't', type: 'timestamp with time zone' }] });
     });

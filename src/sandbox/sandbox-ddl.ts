@@ -145,10 +145,8 @@ export function sandboxSearchPath(p: Principal): string[] {
  * transaction-level one ends with the call's transaction, a session-level one here. (Refusing
  * needed a scan of pg_locks, the whole lock table and the predicate locks, on every call.)
  *
- * Values come back as JSON with every number as a string (exact for bigint and numeric); the
- * server turns the ones of small numeric types back into numbers. A row is kept as
- * `to_json(row)` while fetching (a plain expression, no query per row) and made an array of
- * values once, in one query over all of them, at the end.
+ * Rows come back as `to_json(row)`, a plain expression with no query per row; the server reads
+ * their members in order (readSandboxAnswer), keeping numbers exact.
  */
 export function sandboxSource(p: Principal): string {
   return `
@@ -212,14 +210,8 @@ BEGIN
         counted := counted OPERATOR(pg_catalog.+) 1;
       END IF;
       CLOSE result;
-      SELECT pg_catalog.json_build_object(
-               'rows', COALESCE(pg_catalog.json_agg(r.v ORDER BY r.i), '[]'::pg_catalog.json),
-               'more', more, 'by_bytes', by_bytes, 'total', taken OPERATOR(pg_catalog.+) counted)::pg_catalog.text
-        INTO answer
-        FROM (SELECT o.i, (SELECT COALESCE(pg_catalog.json_agg(CASE WHEN pg_catalog.json_typeof(e.value) OPERATOR(pg_catalog.=) 'number'
-                                                                    THEN pg_catalog.to_json(e.value::pg_catalog.text) ELSE e.value END), '[]'::pg_catalog.json)
-                             FROM pg_catalog.json_each(o.v) e) AS v
-                FROM pg_catalog.unnest(items) WITH ORDINALITY o(v, i)) r;
+      answer := pg_catalog.json_build_object('more', more, 'by_bytes', by_bytes, 'total', taken OPERATOR(pg_catalog.+) counted,
+                                             'rows', pg_catalog.array_to_json(items))::pg_catalog.text;
     ELSIF step OPERATOR(pg_catalog.=) 'run' OR step OPERATOR(pg_catalog.=) 'script' THEN
       EXECUTE statement;
       GET DIAGNOSTICS counted = ROW_COUNT;

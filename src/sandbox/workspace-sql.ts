@@ -7,6 +7,7 @@ import { schemaNameFor } from '../workspaces/project-id.js';
 import { lockWorkspace, workspacesWithoutSandbox } from '../registry/registry-sql.js';
 import type { WorkspaceManager } from '../workspaces/workspace-manager.js';
 import { prepareAgentStatement, type AgentParam } from './agent-statement.js';
+import { readSandboxAnswer } from './sandbox-answer.js';
 import {
   principalScript,
   RESULT_PORTAL,
@@ -239,25 +240,19 @@ export class WorkspaceSql {
       }
       throw outcome.error;
     }
-    const answer = JSON.parse(outcome.results[answered]?.rows[0]?.[0] ?? '{}') as {
-      rows?: unknown[][];
-      more?: boolean;
-      by_bytes?: boolean;
-      total?: number | string;
-    };
+    const answer = readSandboxAnswer(outcome.results[answered]?.rows[0]?.[0] ?? '{}');
     const fields = options.rows ? (outcome.results[2]?.fields ?? []) : [];
     const columns = await this.#columns(fields);
-    const rows = (answer.rows ?? []).map((row) => row.map((value, i) => decodeValue(value, fields[i], columns[i])));
-    const truncated = answer.more === true;
+    const rows = answer.rows.map((row) => row.map((value, i) => decodeValue(value, fields[i], columns[i])));
     return {
       result: {
         columns,
         rows,
         rowCount: rows.length,
-        truncated,
-        ...(truncated ? { truncatedBy: answer.by_bytes === true ? ('max_bytes' as const) : ('max_rows' as const) } : {}),
+        truncated: answer.more,
+        ...(answer.more ? { truncatedBy: answer.byBytes ? ('max_bytes' as const) : ('max_rows' as const) } : {}),
       },
-      affected: Number(answer.total ?? rows.length),
+      affected: answer.total,
     };
   }
 
@@ -399,7 +394,7 @@ export class WorkspaceSql {
   }
 }
 
-/** JSON values as the sandbox sent them (numbers as strings), typed by the portal's columns. */
+/** JSON values as the sandbox sent them (top-level numbers as their text), typed by the portal's columns. */
 function decodeValue(value: unknown, field: PipelineField | undefined, column: Column | undefined): unknown {
   if (typeof value !== 'string' || !field) return value;
   if (NUMBER_TYPES.has(field.dataTypeID)) {
