@@ -305,13 +305,19 @@ for (const kind of BACKEND_KINDS) {
       );
       expect(state).toEqual({ pwned: null, ledger: 1, body: 'x!' });
 
+      // A trigger that leaves what a rollback keeps: a session advisory lock, a prepared statement.
+      const s2 = m2.sandbox as WorkspaceSql;
+      await s2.execute('victim', `CREATE FUNCTION leftover() RETURNS trigger LANGUAGE plpgsql AS $f$
+        BEGIN PERFORM pg_advisory_lock(4242); EXECUTE 'PREPARE agent_leftover AS SELECT 1'; RETURN NEW; END $f$`, []);
+      await s2.execute('victim', 'CREATE TRIGGER leftover BEFORE UPDATE ON notes FOR EACH ROW EXECUTE FUNCTION leftover()', []);
+
       // A failing statement of a sandboxed script is located from PostgreSQL's position, never by
-      // replaying the script as the server.
+      // replaying the script as the server; and the script's session is left clean.
       const v3 = await planFor(
         [await writeExtension(root, { id: 'notes', version: '3' }, {
           ...files,
           'workspace/migrations/0001_touch.sql': "UPDATE notes SET body = body || '!';",
-          'workspace/migrations/0002_bad.sql': "SELECT 1;\nSELECT missing_column FROM notes;",
+          'workspace/migrations/0002_bad.sql': "UPDATE notes SET body = body;\nSELECT missing_column FROM notes;",
         })],
         ['codebase'],
       );
@@ -319,6 +325,12 @@ for (const kind of BACKEND_KINDS) {
       const m3 = new WorkspaceManager(db, v3, r3.searchPathSchemas, silentLogger);
       m3.sandbox = new WorkspaceSql(db, m3, r3.searchPathSchemas, DEFAULT_SQL_LIMITS, silentLogger);
       await expect(m3.upgrade('victim')).rejects.toThrow(/0002_bad\.sql statement 2\/2 \(line 2\)[\s\S]*missing_column/);
+      // pg_locks covers every session; the pool lends the session it got back last, the script's.
+      const [after] = await db.query<{ locks: number; prepared: number }>(
+        `SELECT (SELECT count(*)::int FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242) AS locks,
+                (SELECT count(*)::int FROM pg_prepared_statements) AS prepared`,
+      );
+      expect(after).toEqual({ locks: 0, prepared: 0 });
     }, 120_000);
   });
 }
