@@ -366,4 +366,31 @@ describe('the sandbox function of a workspace', () => {
       await admin.end();
     }
   }, 120_000);
+
+  it('refuses to run agent SQL once made SECURITY INVOKER behind a running server, and is made again', async (ctx) => {
+    if (!cluster) ctx.skip();
+    const { url } = await postgresUrl(cluster as PgCluster, 'mcp_invoker', true);
+    const server = await connectInProcess({ databaseUrl: url, disabledExtensions: ['codebase'] });
+    const pg = await import('pg');
+    const admin = new pg.default.Client({ connectionString: (cluster as PgCluster).url(new URL(url).pathname.slice(1)) });
+    await admin.connect();
+    try {
+      const whoami = () => callTool(server.client, server.tools, 'query', { project_id: 'invoked', sql: 'SELECT current_user::text AS who' });
+      const before = await whoami();
+      expect(before.isError, before.text).toBe(false);
+      const role = (before.data['rows'] as string[][])[0]?.[0];
+      expect(role).toMatch(/^pgw_/);
+      // The server has the workspace cached: only the body's own check stands between the
+      // agent's SQL and the server's role now.
+      await admin.query('ALTER FUNCTION project_registry_sandbox.project_invoked(text, text, integer, integer) SECURITY INVOKER');
+      const after = await whoami();
+      expect(after.isError, after.text).toBe(false);
+      expect(after.data['rows']).toEqual([[role]]);
+      const [flags] = (await admin.query(`SELECT prosecdef FROM pg_proc WHERE proname = 'project_invoked'`)).rows as { prosecdef: boolean }[];
+      expect(flags?.prosecdef).toBe(true);
+    } finally {
+      await admin.end();
+      await server.close();
+    }
+  }, 120_000);
 });
