@@ -3,6 +3,9 @@ import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import pg from 'pg';
+import { parseCommand } from '../src/config.js';
+import { ProvisioningEngine } from '../src/engine.js';
+import { silentLogger } from '../src/logger.js';
 import { sampleInterleaved } from './stats.js';
 
 const NOOP_SERVER = path.resolve('dist/bench-servers/noop-server.js');
@@ -16,6 +19,9 @@ async function rssMb(pid: number): Promise<number> {
  * Scenario 11: query (a 10-row SELECT) and execute (a one-row INSERT) over real stdio, taking
  * turns with the same SQL sent by `pg` directly and with a no-op tool on the same server; and
  * the server's RSS around a query whose result has a million rows, and one of 100 rows of 10 MB.
+ * Then, to show where the time goes, the same two calls made on an engine in this process (the
+ * sandbox's round trip without MCP) taking turns with `pg` directly, in a pass of their own so
+ * that the first pass takes turns exactly as before.
  */
 export async function sqlToolsOverStdio(url: string, iterations: number) {
   const transport = new StdioClientTransport({
@@ -44,6 +50,18 @@ export async function sqlToolsOverStdio(url: string, iterations: number) {
       pgInsert: () => direct.query('INSERT INTO project_bench_sql.sink VALUES ($1)', [1]),
       noop: () => client.callTool({ name: 'noop', arguments: {} }),
     });
+    // Configured as the spawned server is, from the same environment.
+    const command = parseCommand([], { DATABASE_URL: url, HOME: process.env['HOME'] ?? '/tmp' });
+    if (command.kind !== 'serve') throw new Error('expected a serve configuration');
+    const engine = new ProvisioningEngine(command.config, silentLogger);
+    engine.start();
+    const { sql } = await engine.ready(60_000);
+    const inProcess = await sampleInterleaved(iterations, {
+      query: () => sql.query('bench-sql', 'SELECT n, label FROM ten', []),
+      pgSelect: () => direct.query('SELECT n, label FROM project_bench_sql.ten'),
+      execute: () => sql.execute('bench-sql', 'INSERT INTO sink VALUES ($1)', [1]),
+      pgInsert: () => direct.query('INSERT INTO project_bench_sql.sink VALUES ($1)', [1]),
+    }).finally(() => engine.close());
     const pid = transport.pid as number;
     const before = await rssMb(pid);
     await call('query', { sql: "SELECT g, repeat('x', 100) FROM generate_series(1, 1000000) g", max_rows: 100 });
@@ -52,7 +70,7 @@ export async function sqlToolsOverStdio(url: string, iterations: number) {
     const wide = await call('query', { sql: "SELECT g, repeat('x', 10000000) FROM generate_series(1, 100) g", max_rows: 100 });
     const afterWide = await rssMb(pid);
     const wideRows = (wide.structuredContent as { row_count: number }).row_count;
-    return { figures, rss: { before, after, afterWide, wideRows } };
+    return { figures, inProcess, rss: { before, after, afterWide, wideRows } };
   } finally {
     await direct.end();
     await client.close();
