@@ -6,14 +6,17 @@
  * code splitting the engine's lazy `import()`s stay lazy chunks, loaded while booting.
  * Runs after `tsc`, on its output, from the package root (as `npm run build` does).
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { build } from 'esbuild';
 
 const BUNDLED = new Set(['@modelcontextprotocol/sdk', 'zod']);
 const { dependencies } = JSON.parse(await readFile('package.json', 'utf8'));
 
 /** @param {Record<string, string>} entryPoints @param {string} outdir */
-function bundle(entryPoints, outdir) {
+async function bundle(entryPoints, outdir) {
+  // Chunk names carry a content hash: without this, every rebuild left the last build's chunks
+  // beside the new ones, and `npm pack` shipped them all (dist/server/*.js).
+  await rm(outdir, { recursive: true, force: true });
   return build({
     entryPoints,
     outdir,
