@@ -8,6 +8,7 @@ import { builtinExtensionDirs } from './extensions/builtin-extensions.js';
 import { DEFAULT_SQL_LIMITS, WorkspaceSql } from './sandbox/workspace-sql.js';
 import { WorkspaceFleet } from './workspaces/workspace-fleet.js';
 import { WorkspaceManager } from './workspaces/workspace-manager.js';
+import { readInstallState } from './registry/registry-sql.js';
 
 /*
  * Everything boot needs that is heavy to load (the SQL parser, PGlite, pg) is reached from this
@@ -50,4 +51,9 @@ export async function installAndServe(db: Database, plan: InstallPlan, config: E
   }, log);
   workspaces.sandbox = sql;
   return { report, db, workspaces, fleet: new WorkspaceFleet(db, plan, workspaces, sql), sql };
+}
+
+/** The database holds no install of this server any more (its registry dropped, or restored from before it). */
+export async function installGone(db: Database): Promise<boolean> {
+  return (await readInstallState(db)) === undefined;
 }

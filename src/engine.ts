@@ -1,7 +1,7 @@
 import type { Config } from './config.js';
 import type { Database } from './db/database.js';
 import { isRetriedBootFailure } from './boot-failures.js';
-import { explainError } from './db/sql-errors.js';
+import { explainError, pgError, sqlState } from './db/sql-errors.js';
 import type { InstallReport } from './installer/install-extensions.js';
 import type { InstallPlan } from './installer/install-plan.js';
 import type { Logger } from './logger.js';
@@ -62,9 +62,42 @@ export class ProvisioningEngine {
     return this.#db?.description ?? (this.config.databaseUrl ? 'the PostgreSQL server in DATABASE_URL' : this.config.dataDir);
   }
 
-  /** What a tool reports for a failed call. */
+  /** What a command reports for a failure. */
   explain(error: unknown): string {
     return explainError(error, this.description);
+  }
+
+  /**
+   * What a tool reports for a failed call. A failure that names the registry is checked against
+   * the database (an agent's query may name a table there that does not exist): if the install
+   * is gone, dropped or restored away under the running server, it is made again at once and the
+   * message says so, instead of every later call failing until a restart.
+   */
+  async explainFailedCall(error: unknown): Promise<string> {
+    if (namesMissingRegistryObject(error) && (await this.#reinstallIfGone())) {
+      return (
+        `The server's registry (schema project_registry) is gone from the database (${this.description}): it was dropped, ` +
+        'or the database restored from before the server installed it. The server is installing it again now: retry the call. ' +
+        "Workspace schemas that outlived it are listed by 'pg-workspace-mcp doctor', and 'pg-workspace-mcp repair --adopt-orphans' registers them again."
+      );
+    }
+    return this.explain(error);
+  }
+
+  /** True when this server's install is no longer in the database; then boots (installs) again. */
+  async #reinstallIfGone(): Promise<boolean> {
+    const ready = this.#ready;
+    if (!ready) return false;
+    const { installGone } = await import('./boot.js');
+    if (!(await installGone(ready.db).catch(() => false))) return false;
+    // Only the first call to see it starts the boot; tools wait for it through ready().
+    if (this.#ready === ready) {
+      this.log.warn('the registry is gone from the database: installing it again', { database: this.description });
+      this.#ready = undefined;
+      this.#boot = this.#bootOnce();
+      this.#boot.catch(() => undefined);
+    }
+    return true;
   }
 
   /** Starts booting (once); never rejects: the outcome is read through `ready` or `status`. */
@@ -124,4 +157,9 @@ export class ProvisioningEngine {
     await this.#db?.close();
     this.#db = undefined;
   }
+}
+
+/** Undefined table, schema or function in project_registry: what calls see once the install is gone. */
+function namesMissingRegistryObject(error: unknown): boolean {
+  return ['42P01', '3F000', '42883'].includes(sqlState(error) ?? '') && (pgError(error)?.message.includes('project_registry') ?? false);
 }

@@ -7,6 +7,8 @@ import { holdInstallLock, install, planFor, tempDir, writeExtension } from './su
 import { startPgBouncer, type PgBouncer } from './support/pgbouncer.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
 import { startServerProcess, type ServerProcess } from './support/server-process.js';
+import { callTool, connectInProcess } from './support/mcp.js';
+import { BACKEND_KINDS } from './support/backend-per-kind.js';
 
 /*
  * What the database does to a running server: restarts, terminated sessions, privileges granted
@@ -242,3 +244,44 @@ describe('booting through PgBouncer with a pool of 2 server connections', () => 
     }
   }, 60_000);
 });
+
+for (const kind of BACKEND_KINDS) {
+  describe(`the registry dropped under a running server (${kind})`, () => {
+    it('the next call says so and installs it again; the one after works; an agent naming a missing registry table changes nothing', async (ctx) => {
+      const databaseUrl = kind === 'postgres' ? await server(ctx).createDatabase('lost_registry') : undefined;
+      const mcp = await connectInProcess({ ...(databaseUrl ? { databaseUrl } : {}), disabledExtensions: ['codebase'] });
+      const call = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
+      try {
+        expect((await call('execute', { project_id: 'before', sql: "CREATE TABLE notes AS SELECT 'kept' AS body" })).isError).toBe(false);
+        // An agent's query naming a table the registry never had is the agent's error, nothing more.
+        const typo = await call('query', { project_id: 'before', sql: 'SELECT * FROM project_registry.no_such_table' });
+        expect(typo.isError).toBe(true);
+        expect(typo.text).not.toMatch(/installing it again/);
+        expect(mcp.engine.status.state).toBe('ready');
+
+        const { db } = await mcp.engine.ready(60_000);
+        await db.exec('DROP SCHEMA project_registry CASCADE');
+        const first = await call('ensure_workspace', { project_id: 'after' });
+        expect(first.isError).toBe(true);
+        expect(first.text).toMatch(/registry \(schema project_registry\) is gone[\s\S]*installing it again now: retry the call[\s\S]*repair --adopt-orphans/);
+        // Retried, as the message says: the reinstall is under way or done.
+        let retried = await call('ensure_workspace', { project_id: 'after' });
+        for (let i = 0; retried.isError && i < 50; i++) {
+          await new Promise((resolve) => setTimeout(resolve, 200));
+          retried = await call('ensure_workspace', { project_id: 'after' });
+        }
+        expect(retried.isError, retried.text).toBe(false);
+        expect(retried.data).toMatchObject({ project_id: 'after', created: true });
+        const listed = await call('list_workspaces', {});
+        expect(listed.isError, listed.text).toBe(false);
+        expect(JSON.stringify(listed.data)).toContain('"after"');
+        // A workspace schema that outlived the registry is taken back, data and all, on its next use.
+        const kept = await call('query', { project_id: 'before', sql: 'SELECT body FROM notes' });
+        expect(kept.isError, kept.text).toBe(false);
+        expect(kept.data['rows']).toEqual([['kept']]);
+      } finally {
+        await mcp.close();
+      }
+    }, 120_000);
+  });
+}

@@ -13,7 +13,7 @@ export interface ToolDeps {
   /** The per-server project allowlist, which every tool obeys. */
   access: ProjectAccess;
   /** Turns a failure into the message the agent sees (e.g. advice when the database is down). */
-  explain(error: unknown): string;
+  explain(error: unknown): Promise<string>;
 }
 
 /**
@@ -33,6 +33,6 @@ export async function runTool<T extends Record<string, unknown>>(
       structuredContent: structured,
     };
   } catch (error) {
-    return { isError: true, content: [{ type: 'text', text: deps.explain(error) }] };
+    return { isError: true, content: [{ type: 'text', text: await deps.explain(error) }] };
   }
 }

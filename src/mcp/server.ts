@@ -11,7 +11,7 @@ const READY_TIMEOUT_MS = 45_000;
 
 export interface ServerDeps {
   /** What the server uses of the engine: a tools/list needs none of it, so a unit test can pass a stand-in. */
-  engine: Pick<ProvisioningEngine, 'start' | 'ready' | 'explain' | 'close'>;
+  engine: Pick<ProvisioningEngine, 'start' | 'ready' | 'explainFailedCall' | 'close'>;
   readyTimeoutMs?: number;
   /** Only these project ids are served (unset: any). */
   allowedProjects?: readonly string[] | undefined;
@@ -47,7 +47,7 @@ export function createSessionServer({ engine, readyTimeoutMs = READY_TIMEOUT_MS,
     fleet: async (signal) => (await ready(signal)).fleet,
     sql: async (signal) => (await ready(signal)).sql,
     access,
-    explain: (error) => engine.explain(error),
+    explain: (error) => engine.explainFailedCall(error),
   };
   for (const tool of TOOLS) tool.register(server, deps);
   strictToolCalls(server);

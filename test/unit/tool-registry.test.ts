@@ -25,7 +25,7 @@ describe('tool registry', () => {
     const engine = {
       start() {},
       ready: () => Promise.reject(new Error('tools/list needs no engine')),
-      explain: (error: unknown) => String(error),
+      explainFailedCall: async (error: unknown) => String(error),
       close: async () => {},
     };
     const server = createSessionServer({ engine });
