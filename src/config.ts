@@ -293,9 +293,9 @@ export function isLoopback(host: string): boolean {
 }
 
 /** A whole number from `min` to `max`, else a ConfigError naming the setting and the expected range. */
-function wholeNumber(setting: string, given: string | undefined, fallback: number, min: number, max: number, unit: string): number {
+function wholeNumber(setting: string, given: string | undefined, fallback: number, min: number, max: number, what: string): number {
   const parsed = z.coerce.number().int().min(min).max(max).safeParse(given ?? fallback);
-  if (!parsed.success) throw new ConfigError(`${setting}: must be a whole number ${unit}from ${min} to ${max}, got "${given}".`);
+  if (!parsed.success) throw new ConfigError(`${setting}: must be ${what} from ${min} to ${max}, got "${given}".`);
   return parsed.data;
 }
 
@@ -335,7 +335,7 @@ function parseHttp(
     DEFAULT_HTTP_SESSION_IDLE_TIMEOUT_S,
     1,
     MAX_HTTP_SESSION_IDLE_TIMEOUT_S,
-    'of seconds ',
+    'a whole number of seconds',
   );
   const maxSessions = wholeNumber(
     '--http-max-sessions / PG_WORKSPACE_HTTP_MAX_SESSIONS',
@@ -343,7 +343,7 @@ function parseHttp(
     DEFAULT_HTTP_MAX_SESSIONS,
     1,
     MAX_HTTP_MAX_SESSIONS,
-    '',
+    'a whole number',
   );
   return {
     host,
