@@ -31,6 +31,10 @@ export interface HttpConfig {
   token: string | undefined;
   /** Host names the Host and Origin headers may carry (DNS-rebinding protection); empty: not checked. */
   allowedHosts: string[];
+  /** A session with no request in flight and no open stream for this long is closed. */
+  sessionIdleTimeoutMs: number;
+  /** The most sessions open at once. */
+  maxSessions: number;
 }
 
 export type Command =
@@ -61,6 +65,10 @@ const MAX_LOCK_TIMEOUT_MS = 86_400_000;
 const DEFAULT_MIGRATE_CONCURRENCY = 4;
 const MAX_MIGRATE_CONCURRENCY = 64;
 const MIN_HTTP_TOKEN_LENGTH = 16;
+const DEFAULT_HTTP_SESSION_IDLE_TIMEOUT_S = 1800;
+const MAX_HTTP_SESSION_IDLE_TIMEOUT_S = 604_800;
+const DEFAULT_HTTP_MAX_SESSIONS = 100;
+const MAX_HTTP_MAX_SESSIONS = 100_000;
 /** The most bytes of rows one SQL tool call returns, by default (PG_WORKSPACE_MAX_RESULT_BYTES). */
 export const DEFAULT_MAX_RESULT_BYTES = 1024 * 1024;
 const MAX_RESULT_BYTES_CAP = 256 * 1024 * 1024;
@@ -101,6 +109,14 @@ Options:
   --http [HOST:]PORT   serve MCP over Streamable HTTP at http://HOST:PORT/mcp instead of stdio
                        (env PG_WORKSPACE_HTTP; HOST defaults to 127.0.0.1; beyond loopback
                        PG_WORKSPACE_HTTP_TOKEN is required)
+  --http-session-idle-timeout SECONDS
+                       with --http: close a session idle this long, i.e. no request in flight and
+                       no open stream (env PG_WORKSPACE_HTTP_SESSION_IDLE_TIMEOUT; default
+                       ${DEFAULT_HTTP_SESSION_IDLE_TIMEOUT_S}); its client gets 404 and initializes a new one
+  --http-max-sessions N
+                       with --http: the most sessions at once; at the cap a new one closes the least
+                       recently active idle session, or is refused (503) when every one is busy
+                       (env PG_WORKSPACE_HTTP_MAX_SESSIONS; default ${DEFAULT_HTTP_MAX_SESSIONS})
   --allow-project ID   accept only these project ids in every tool; repeatable
                        (env PG_WORKSPACE_ALLOWED_PROJECTS, comma-separated; default: any id)
   --help               show this help
@@ -177,7 +193,9 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
               'accept-migration': { type: 'string', multiple: true },
             } as const)
           : {}),
-        ...(subcommand ? {} : { http: { type: 'string' } } as const),
+        ...(subcommand
+          ? {}
+          : ({ http: { type: 'string' }, 'http-session-idle-timeout': { type: 'string' }, 'http-max-sessions': { type: 'string' } } as const)),
         'data-dir': { type: 'string' },
         extensions: { type: 'string', multiple: true },
         disable: { type: 'string', multiple: true },
@@ -254,8 +272,11 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
     return { kind: 'repair', config, json: values.json === true, dryRun: values['dry-run'] === true, ...fixes };
   }
   if (!migrate) {
-    const address = 'http' in values ? (values.http as string | undefined) : undefined;
-    return { kind: 'serve', config, http: parseHttp(address ?? (env['PG_WORKSPACE_HTTP'] || undefined), env) };
+    const flag = (name: 'http' | 'http-session-idle-timeout' | 'http-max-sessions') =>
+      name in values ? (values[name as keyof typeof values] as string | undefined) : undefined;
+    const address = flag('http') ?? (env['PG_WORKSPACE_HTTP'] || undefined);
+    const sessionFlags = { idleTimeout: flag('http-session-idle-timeout'), maxSessions: flag('http-max-sessions') };
+    return { kind: 'serve', config, http: parseHttp(address, env, sessionFlags) };
   }
   const concurrency = z.coerce.number().int().min(1).max(MAX_MIGRATE_CONCURRENCY).safeParse(values.concurrency ?? DEFAULT_MIGRATE_CONCURRENCY);
   if (!concurrency.success) {
@@ -271,8 +292,23 @@ export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
-function parseHttp(address: string | undefined, env: NodeJS.ProcessEnv): HttpConfig | undefined {
-  if (address === undefined) return undefined;
+/** A whole number from `min` to `max`, else a ConfigError naming the setting and the expected range. */
+function wholeNumber(setting: string, given: string | undefined, fallback: number, min: number, max: number, what: string): number {
+  const parsed = z.coerce.number().int().min(min).max(max).safeParse(given ?? fallback);
+  if (!parsed.success) throw new ConfigError(`${setting}: must be ${what} from ${min} to ${max}, got "${given}".`);
+  return parsed.data;
+}
+
+function parseHttp(
+  address: string | undefined,
+  env: NodeJS.ProcessEnv,
+  sessionFlags: { idleTimeout: string | undefined; maxSessions: string | undefined },
+): HttpConfig | undefined {
+  if (address === undefined) {
+    const stray = sessionFlags.idleTimeout !== undefined ? '--http-session-idle-timeout' : sessionFlags.maxSessions !== undefined ? '--http-max-sessions' : undefined;
+    if (stray) throw new ConfigError(`${stray} applies to the HTTP server only: give --http [HOST:]PORT too (or PG_WORKSPACE_HTTP).`);
+    return undefined;
+  }
   const match = /^(?:(\[[0-9a-fA-F:.]+\]|[^:[\]]+):)?(\d{1,5})$/.exec(address.trim());
   const port = Number(match?.[2]);
   if (!match || port > 65_535) {
@@ -293,5 +329,28 @@ function parseHttp(address: string | undefined, env: NodeJS.ProcessEnv): HttpCon
   const listed = splitList(env['PG_WORKSPACE_HTTP_ALLOWED_HOSTS'], ',').map((h) => h.toLowerCase());
   const wildcard = host === '0.0.0.0' || host === '::';
   const own = isLoopback(host) ? LOOPBACK_NAMES : wildcard ? [] : [host.includes(':') ? `[${host}]` : host];
-  return { host, port, token, allowedHosts: listed.length > 0 ? [...new Set([...own, ...listed])] : own };
+  const idleTimeoutS = wholeNumber(
+    '--http-session-idle-timeout / PG_WORKSPACE_HTTP_SESSION_IDLE_TIMEOUT',
+    sessionFlags.idleTimeout ?? (env['PG_WORKSPACE_HTTP_SESSION_IDLE_TIMEOUT'] || undefined),
+    DEFAULT_HTTP_SESSION_IDLE_TIMEOUT_S,
+    1,
+    MAX_HTTP_SESSION_IDLE_TIMEOUT_S,
+    'a whole number of seconds',
+  );
+  const maxSessions = wholeNumber(
+    '--http-max-sessions / PG_WORKSPACE_HTTP_MAX_SESSIONS',
+    sessionFlags.maxSessions ?? (env['PG_WORKSPACE_HTTP_MAX_SESSIONS'] || undefined),
+    DEFAULT_HTTP_MAX_SESSIONS,
+    1,
+    MAX_HTTP_MAX_SESSIONS,
+    'a whole number',
+  );
+  return {
+    host,
+    port,
+    token,
+    allowedHosts: listed.length > 0 ? [...new Set([...own, ...listed])] : own,
+    sessionIdleTimeoutMs: idleTimeoutS * 1000,
+    maxSessions,
+  };
 }

@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
-import { request } from 'node:http';
+import { request, type IncomingHttpHeaders } from 'node:http';
 import { CallToolResultSchema, ErrorCode, McpError, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi, type TestContext } from 'vitest';
 import { TOOL_NAMES } from '../src/mcp/tool-registry.js';
 import { holdInstallLock, tempDir } from './support/fixtures.js';
 import { startHttpServer, type HttpServerProcess } from './support/http-server.js';
@@ -16,7 +16,7 @@ const INITIALIZE = JSON.stringify({
 });
 
 /** A raw POST with the headers a browser (or a rebinding attacker's page) would choose. */
-function post(url: URL, headers: Record<string, string>, body = INITIALIZE): Promise<{ status: number; body: string }> {
+function post(url: URL, headers: Record<string, string>, body = INITIALIZE): Promise<{ status: number; body: string; headers: IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {
     const req = request(
       url,
@@ -24,7 +24,7 @@ function post(url: URL, headers: Record<string, string>, body = INITIALIZE): Pro
       (res) => {
         let text = '';
         res.on('data', (c: Buffer) => (text += c.toString()));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text, headers: res.headers }));
       },
     );
     req.on('error', reject);
@@ -103,6 +103,106 @@ describe('Streamable HTTP on the embedded store', () => {
       expect((await client.callTool({ name: 'list_workspaces', arguments: {} })).isError).toBeFalsy();
     } finally {
       await client.close();
+    }
+  });
+});
+
+/** A session opened with a bare initialize: unlike the SDK's client, it holds no GET stream open. */
+async function openRawSession(url: URL): Promise<string> {
+  const response = await post(url, {});
+  expect(response.status, response.body).toBe(200);
+  const id = response.headers['mcp-session-id'];
+  if (typeof id !== 'string') throw new Error(`initialize answered without Mcp-Session-Id: ${response.body}`);
+  return id;
+}
+
+const ping = (url: URL, session: string) =>
+  post(url, { 'mcp-session-id': session, 'mcp-protocol-version': '2025-06-18' }, JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'ping' }));
+
+/** Opens the session's standalone GET SSE stream and holds it open until close(). */
+function openStream(url: URL, session: string): Promise<{ close(): void }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'GET', headers: { accept: 'text/event-stream', 'mcp-session-id': session, 'mcp-protocol-version': '2025-06-18' } }, (res) => {
+      if (res.statusCode !== 200) return reject(new Error(`GET stream refused: ${res.statusCode}`));
+      resolve({ close: () => req.destroy() });
+    });
+    req.on('error', (error) => (req.destroyed ? undefined : reject(error)));
+    req.end();
+  });
+}
+
+async function healthz(url: URL): Promise<{ engine: string; sessions: number }> {
+  return (await fetch(new URL('/healthz', url))).json() as Promise<{ engine: string; sessions: number }>;
+}
+
+describe('Streamable HTTP session expiry and cap', () => {
+  it('closes a session idle past the timeout, but not while its GET stream is open', { timeout: 120_000 }, async () => {
+    const server = await startHttpServer(['--data-dir', await tempDir('pgw-http-')], { PG_WORKSPACE_HTTP_SESSION_IDLE_TIMEOUT: '2' });
+    try {
+      // The embedded store's boot can hold the event loop for seconds: let it finish first, so
+      // that no stall of that size falls between opening a session and opening its stream.
+      await vi.waitFor(async () => expect((await healthz(server.url)).engine).toBe('ready'), { timeout: 90_000, interval: 200 });
+      const listening = await openRawSession(server.url);
+      const stream = await openStream(server.url, listening);
+      // Opened after the stream: whenever this one is past the timeout, so is the other's last activity.
+      const idle = await openRawSession(server.url);
+      expect((await healthz(server.url)).sessions).toBe(2);
+
+      await vi.waitFor(async () => expect((await healthz(server.url)).sessions).toBe(1), { timeout: 30_000, interval: 200 });
+      const expired = await ping(server.url, idle);
+      expect(expired.status).toBe(404);
+      expect(expired.body).toContain('Session not found');
+      expect(server.stderr()).toContain(`session expired: idle past the timeout {"session":"${idle}"`);
+      expect((await ping(server.url, listening)).status).toBe(200);
+
+      // Once its stream closes, the other session goes idle and expires in turn.
+      stream.close();
+      await vi.waitFor(async () => expect((await healthz(server.url)).sessions).toBe(0), { timeout: 30_000, interval: 200 });
+      expect((await ping(server.url, listening)).status).toBe(404);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('at the cap, a new session evicts the least recently active idle one; when all are busy it gets 503', { timeout: 60_000 }, async () => {
+    const server = await startHttpServer(['--data-dir', await tempDir('pgw-http-')], { PG_WORKSPACE_HTTP_MAX_SESSIONS: '2' });
+    const streams: { close(): void }[] = [];
+    try {
+      const first = await openRawSession(server.url);
+      const second = await openRawSession(server.url);
+      // A request makes the first the more recently active of the two idle sessions.
+      expect((await ping(server.url, first)).status).toBe(200);
+      const third = await openRawSession(server.url);
+      expect((await ping(server.url, second)).status).toBe(404);
+      expect(server.stderr()).toContain(`session evicted: the server is at its session cap {"session":"${second}"}`);
+      expect((await ping(server.url, first)).status).toBe(200);
+      expect((await healthz(server.url)).sessions).toBe(2);
+
+      streams.push(await openStream(server.url, first), await openStream(server.url, third));
+      const refused = await post(server.url, {});
+      expect(refused.status).toBe(503);
+      expect(JSON.parse(refused.body)).toEqual({
+        jsonrpc: '2.0',
+        error: {
+          code: -32000,
+          message:
+            'Too many sessions: all 2 are busy (a request in flight or an open stream). ' +
+            'Try again later, or raise the cap with --http-max-sessions / PG_WORKSPACE_HTTP_MAX_SESSIONS.',
+        },
+        id: null,
+      });
+      expect((await ping(server.url, first)).status).toBe(200);
+      expect((await ping(server.url, third)).status).toBe(200);
+      expect((await healthz(server.url)).sessions).toBe(2);
+
+      // A closed stream makes its session idle again, and so evictable.
+      streams.pop()?.close();
+      await vi.waitFor(async () => expect((await post(server.url, {})).status).toBe(200), { timeout: 10_000, interval: 100 });
+      expect((await ping(server.url, third)).status).toBe(404);
+      expect((await ping(server.url, first)).status).toBe(200);
+    } finally {
+      for (const stream of streams) stream.close();
+      await server.stop();
     }
   });
 });

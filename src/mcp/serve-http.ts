@@ -1,18 +1,13 @@
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { Config, HttpConfig } from '../config.js';
 import { ProvisioningEngine } from '../engine.js';
 import { createStderrLogger } from '../logger.js';
 import { packageVersion } from '../package-info.js';
+import { HttpSessions } from './http-sessions.js';
 import { createSessionServer } from './server.js';
-
-interface Session {
-  transport: StreamableHTTPServerTransport;
-  server: McpServer;
-}
 
 function reject(res: ServerResponse, status: number, message: string, headers: Record<string, string> = {}): void {
   res.writeHead(status, { 'content-type': 'application/json', ...headers });
@@ -54,21 +49,34 @@ function tokenMatches(req: IncomingMessage, token: string): boolean {
 export async function serveHttp(config: Config, http: HttpConfig): Promise<void> {
   const log = createStderrLogger(config.logLevel);
   const engine = new ProvisioningEngine(config, log);
-  const sessions = new Map<string, Session>();
+  const sessions = new HttpSessions({ idleTimeoutMs: http.sessionIdleTimeoutMs, maxSessions: http.maxSessions }, log);
 
   const openSession = async (req: IncomingMessage, res: ServerResponse) => {
+    const activity = sessions.open();
+    if (!activity) {
+      return reject(
+        res,
+        503,
+        `Too many sessions: all ${http.maxSessions} are busy (a request in flight or an open stream). ` +
+          'Try again later, or raise the cap with --http-max-sessions / PG_WORKSPACE_HTTP_MAX_SESSIONS.',
+        { 'retry-after': '5' },
+      );
+    }
     const server = createSessionServer({ engine, allowedProjects: config.allowedProjects });
     const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
       sessionIdGenerator: randomUUID,
-      onsessioninitialized: (id) => {
-        sessions.set(id, { transport, server });
-      },
+      onsessioninitialized: (id) => sessions.register(activity, id, { transport, server }),
     });
     transport.onclose = () => {
-      if (transport.sessionId) sessions.delete(transport.sessionId);
+      if (transport.sessionId) sessions.forget(transport.sessionId);
     };
-    await server.connect(transport);
-    await transport.handleRequest(req, res);
+    sessions.track(activity, res);
+    try {
+      await server.connect(transport);
+      await transport.handleRequest(req, res);
+    } finally {
+      sessions.settle(activity);
+    }
     // Anything but a valid initialize was refused by the transport and opened no session.
     if (!transport.sessionId) await server.close();
   };
@@ -88,7 +96,8 @@ export async function serveHttp(config: Config, http: HttpConfig): Promise<void>
     const id = req.headers['mcp-session-id'];
     if (typeof id === 'string') {
       const session = sessions.get(id);
-      if (!session) return reject(res, 404, 'Session not found: it ended or the server restarted; initialize a new one');
+      if (!session) return reject(res, 404, 'Session not found: it ended, expired or the server restarted; initialize a new one');
+      sessions.track(session.activity, res);
       return session.transport.handleRequest(req, res);
     }
     if (req.method === 'POST') return openSession(req, res);
@@ -111,7 +120,7 @@ export async function serveHttp(config: Config, http: HttpConfig): Promise<void>
     httpServer.close();
     try {
       // Closing a session ends its open SSE streams, so no client is left waiting.
-      await Promise.all([...sessions.values()].map((s) => s.server.close()));
+      await sessions.closeAll();
       httpServer.closeAllConnections();
       await engine.close();
     } catch (error) {

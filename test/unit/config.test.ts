@@ -131,7 +131,14 @@ const http = (argv: string[], env: Record<string, string> = {}) => {
 describe('--http configuration', () => {
   it('is off by default (stdio) and defaults to loopback with its own host names allowed', () => {
     expect(http([])).toBeUndefined();
-    expect(http(['--http', '8080'])).toEqual({ host: '127.0.0.1', port: 8080, token: undefined, allowedHosts: ['localhost', '127.0.0.1', '[::1]'] });
+    expect(http(['--http', '8080'])).toEqual({
+      host: '127.0.0.1',
+      port: 8080,
+      token: undefined,
+      allowedHosts: ['localhost', '127.0.0.1', '[::1]'],
+      sessionIdleTimeoutMs: 1_800_000,
+      maxSessions: 100,
+    });
     expect(http([], { PG_WORKSPACE_HTTP: '[::1]:9000' })).toMatchObject({ host: '::1', port: 9000 });
     expect(http(['--http', 'localhost:81'], { PG_WORKSPACE_HTTP: '9000' })).toMatchObject({ host: 'localhost', port: 81 });
   });
@@ -155,5 +162,45 @@ describe('--http configuration', () => {
       expect(() => http(['--http', bad]), bad).toThrow(ConfigError);
       expect(() => http(['--http', bad]), bad).toThrow(`--http / PG_WORKSPACE_HTTP: expected [HOST:]PORT (e.g. 8080, 127.0.0.1:8080, [::1]:8080), got "${bad}".`);
     }
+  });
+
+  it('reads the session idle timeout (seconds) and cap from the environment, and flags win', () => {
+    const env = { PG_WORKSPACE_HTTP_SESSION_IDLE_TIMEOUT: '90', PG_WORKSPACE_HTTP_MAX_SESSIONS: '7' };
+    expect(http(['--http', '8080'], env)).toMatchObject({ sessionIdleTimeoutMs: 90_000, maxSessions: 7 });
+    expect(http(['--http', '8080', '--http-session-idle-timeout', '2', '--http-max-sessions', '1'], env)).toMatchObject({
+      sessionIdleTimeoutMs: 2000,
+      maxSessions: 1,
+    });
+    expect(http(['--http', '8080'], { PG_WORKSPACE_HTTP_SESSION_IDLE_TIMEOUT: '', PG_WORKSPACE_HTTP_MAX_SESSIONS: '' })).toMatchObject({
+      sessionIdleTimeoutMs: 1_800_000,
+      maxSessions: 100,
+    });
+    // Without --http the variables have nothing to configure (stdio has one session, for life).
+    expect(http([], { PG_WORKSPACE_HTTP_MAX_SESSIONS: 'many' })).toBeUndefined();
+  });
+
+  it('refuses a session timeout or cap that is not a whole number in range, naming the setting', () => {
+    for (const bad of ['0', '1.5', 'soon', '604801']) {
+      expect(failure(['--http', '8080', '--http-session-idle-timeout', bad])).toBe(
+        `--http-session-idle-timeout / PG_WORKSPACE_HTTP_SESSION_IDLE_TIMEOUT: must be a whole number of seconds from 1 to 604800, got "${bad}".`,
+      );
+    }
+    for (const bad of ['-5', '30m']) {
+      expect(failure(['--http', '8080'], { PG_WORKSPACE_HTTP_SESSION_IDLE_TIMEOUT: bad })).toContain(
+        `PG_WORKSPACE_HTTP_SESSION_IDLE_TIMEOUT: must be a whole number of seconds from 1 to 604800, got "${bad}".`,
+      );
+    }
+    for (const bad of ['0', '100001', '2.5', 'lots']) {
+      expect(failure(['--http', '8080'], { PG_WORKSPACE_HTTP_MAX_SESSIONS: bad })).toBe(
+        `--http-max-sessions / PG_WORKSPACE_HTTP_MAX_SESSIONS: must be a whole number from 1 to 100000, got "${bad}".`,
+      );
+    }
+  });
+
+  it('refuses the session flags without --http, and on a subcommand', () => {
+    expect(failure(['--http-max-sessions', '5'])).toBe('--http-max-sessions applies to the HTTP server only: give --http [HOST:]PORT too (or PG_WORKSPACE_HTTP).');
+    expect(failure(['--http-session-idle-timeout', '60'])).toContain('--http-session-idle-timeout applies to the HTTP server only');
+    expect(http(['--http-max-sessions', '5'], { PG_WORKSPACE_HTTP: '8080' })).toMatchObject({ maxSessions: 5 });
+    expect(failure(['doctor', '--http-max-sessions', '5'])).toMatch(/Unknown option '--http-max-sessions'/);
   });
 });
