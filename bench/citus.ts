@@ -30,9 +30,9 @@ const WORKSPACES = Number(process.env['BENCH_CITUS_WORKSPACES'] ?? 200);
 const log = (message: string) => process.stderr.write(`[bench:citus] ${message}\n`);
 
 const citus = await startCitusCluster({ workers: 2 });
-if (!citus) throw new Error('The Citus benchmark needs Citus installed (see README, Scaling out).');
+if (!citus) throw new Error('The Citus benchmark needs Citus installed (see docs/citus.md).');
 const plain = await startPgCluster();
-if (!plain) throw new Error('The benchmarks need PostgreSQL binaries (see README).');
+if (!plain) throw new Error('The benchmarks need PostgreSQL binaries (see docs/development.md).');
 const plan = await planFor([]);
 const rows: Row[] = [];
 const opened: Database[] = [];

@@ -71,7 +71,7 @@ const cluster = await startPgCluster({
     ...(DURABLE ? { fsync: 'on', synchronous_commit: 'on', full_page_writes: 'on' } : {}),
   },
 });
-if (!cluster) throw new Error('The benchmarks need PostgreSQL binaries (see README).');
+if (!cluster) throw new Error('The benchmarks need PostgreSQL binaries (see docs/development.md).');
 // The product's own schema: the built-in extensions, codebase's vector(768) column and HNSW index included.
 const [vectorAvailable] = await cluster.sql(`SELECT count(*)::int AS n FROM pg_available_extensions WHERE name = 'vector'`);
 if (vectorAvailable?.['n'] !== 1) {
@@ -213,7 +213,7 @@ try {
       { scenario: '1 provisioning (pg)', measure: 'raw DDL floor vs seed style (the bound)', ours: floor, baseline: { name: '(b) Python seed style', value: seed }, ratio: ratio(floor.p50, seed.p50), target: 'report', note: `even the floor is only ${ratio(seed.p50, floor.p50)}x faster than the seed style` },
     );
     // Issue 18 (5): what a pool of spare workspaces, renamed on first use, could save. Measured,
-    // not built (README, Benchmarks).
+    // not built (docs/benchmarks.md).
     const spare = provisionFromSpare(db, plan, 'zero', searchPath);
     for (let i = -5; i < ITERATIONS; i++) await spare.prepare(i);
     const claimed = await sampleInterleaved(ITERATIONS, { ours: provisionOurs(manager, 'spare-cmp'), claim: spare.claim });

@@ -280,7 +280,7 @@ describe('Citus schema-based sharding (coordinator + 2 workers)', () => {
     expect(dropped.data['changes']).toEqual([
       'dropped schema project_own_0_2 and everything in it',
       expect.stringMatching(/^deleted 1 registry row and \d+ ledger row\(s\) of schema project_own_0_2$/),
-      expect.stringMatching(/^dropped its sandbox function and kept its role pgw_\w+_own_0_2 \(Citus: see README\)$/),
+      expect.stringMatching(/^dropped its sandbox function and kept its role pgw_\w+_own_0_2 \(Citus: see docs\/citus.md\)$/),
     ]);
     expect(await sqlOn(url, shards)).toEqual([{ n: 0 }]);
     // The role stays (s0's coordinator sessions hold worker connections made as it), with no sandbox function.

@@ -32,7 +32,7 @@ const INITIALISING = 'PGW_INITIALISING';
  * allocates and clears them in its WebAssembly memory): on 2 loaded cores a start took
  * 1.2-2.5 s with them and 0.6-1.2 s with 16 MB, and the process holds about 120 MB less. One
  * session's working set is small and the OS page cache keeps the files: provisioning and lookups
- * measured the same at 300 workspaces (README, Benchmarks).
+ * measured the same at 300 workspaces (docs/benchmarks.md).
  */
 export const PGLITE_START_PARAMS = [...PGlite.defaultStartParams, '-c', 'shared_buffers=16MB'];
 

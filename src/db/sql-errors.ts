@@ -66,7 +66,7 @@ export function explainError(error: unknown, database: string): string {
   if (isConnectionFailure(error) && pgError(error)?.message.startsWith('connection to the remote node')) {
     return (
       `The database (${database}) could not reach a Citus worker: ${describePgError(error)}. If it names a workspace's role ` +
-      "(pgw_...), the worker's pg_hba.conf must let the coordinator connect as it (README, Scaling out); otherwise check " +
+      "(pgw_...), the worker's pg_hba.conf must let the coordinator connect as it (docs/citus.md); otherwise check " +
       'that the worker is running, and retry the call once it is back.'
     );
   }

@@ -7,7 +7,7 @@ import type { PreparedExtension } from './install-plan.js';
  * only when it lists them in `uses_tables`, and its seeds only upsert into its own tables.
  * The installer runs every file as the server's role, which may do all of this, so PostgreSQL
  * cannot draw these lines; what the parser cannot see (DO blocks and function bodies in schema
- * files and migrations, dynamic SQL) is the extension author's responsibility, and README says so.
+ * files and migrations, dynamic SQL) is the extension author's responsibility, and docs/extensions.md says so.
  */
 export class ExtensionRuleError extends Error {
   override name = 'ExtensionRuleError';

@@ -299,7 +299,7 @@ async function pgExtensionFindings(tx: Queryable, plan: InstallPlan): Promise<Fi
     });
 }
 
-/** The privileges a server needs (README, Guarantees and production privileges) that the role lacks. */
+/** The privileges a server needs (docs/isolation.md) that the role lacks. */
 async function privilegeFindings(tx: Queryable, searchPathSchemas: readonly string[]): Promise<Finding[]> {
   const facts = await privilegeFacts(tx, searchPathSchemas);
   const sandbox = await registry.sandboxCapability(tx, searchPathSchemas);

@@ -79,7 +79,7 @@ export function principalScript(p: Principal, createRole: boolean, serverRole: s
   return [
     createRole ? `CREATE ROLE ${role} NOLOGIN NOINHERIT` : '',
     // Citus reaches a workspace's worker over a connection as the current user: the role must
-    // be allowed to log in there (it has no password; see README, Scaling out).
+    // be allowed to log in there (it has no password; see docs/citus.md).
     citus ? `ALTER ROLE ${role} LOGIN` : '',
     `GRANT ${role} TO ${quoteIdent(serverRole)}`,
     `REVOKE ALL ON SCHEMA ${schema} FROM PUBLIC`,

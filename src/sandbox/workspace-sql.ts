@@ -22,7 +22,7 @@ import {
 } from './sandbox-ddl.js';
 
 export interface SqlLimits {
-  /** Every call's statement timeout (PostgreSQL; PGlite ignores it, see README). */
+  /** Every call's statement timeout (PostgreSQL; PGlite ignores it, see docs/isolation.md). */
   statementTimeoutMs: number;
   /** The largest max_rows a call may ask for. */
   maxRowsCap: number;

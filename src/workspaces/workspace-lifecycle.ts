@@ -48,7 +48,7 @@ export async function forgetWorkspace(tx: Queryable, projectId: string, schemaNa
   const role = roleNameFor(await currentDatabase(tx), projectId);
   if (keepRole) {
     await tx.exec(dropSandboxFunction(schemaName));
-    if (await roleExists(tx, role)) changes.push(`dropped its sandbox function and kept its role ${role} (Citus: see README)`);
+    if (await roleExists(tx, role)) changes.push(`dropped its sandbox function and kept its role ${role} (Citus: see docs/citus.md)`);
     await bumpRegistryGeneration(tx);
     return changes;
   }

@@ -32,7 +32,7 @@ const seeded = (seed: string, schema = MINE, manifest: Record<string, unknown> =
 ];
 
 describe('seed rules', () => {
-  it("passes README's example extension", async () => {
+  it("passes the documented example extension (docs/extensions.md)", async () => {
     const notes: Fixture = [
       { id: 'notes', requires: ['pg_trgm'], required_columns: { notes: ['id', 'body'], 'public.note_kinds': ['kind'] }, uses_tables: ['chunks'] },
       {
