@@ -320,6 +320,14 @@ const ATTACKS: Attack[] = [
     expect: 'bounded',
     check: (r) => expect(r.data).toMatchObject({ row_count: 5, truncated: true }),
   },
+  {
+    // The text of an error is the agent's: it is cut before it leaves PostgreSQL (and again as pg reads it).
+    name: 'an error of 10 MB',
+    setup: [fn('huge_error', "RAISE EXCEPTION '%', repeat('x', 10000000)")],
+    attack: { tool: 'query', sql: call('huge_error') },
+    expect: /x{1000}/,
+    check: (r) => expect(r.text.length).toBeLessThan(50_000),
+  },
   { name: 'max_rows 0', attack: { tool: 'query', sql: 'SELECT * FROM notes', max_rows: 0 }, expect: 'bounded', check: (r) => expect(r.data['rows']).toEqual([]) },
   { name: 'max_rows 10^9', attack: { tool: 'query', sql: 'SELECT 1', max_rows: 1_000_000_000 }, expect: /max_rows must be a whole number from 0 to/ },
 ];
@@ -403,6 +411,38 @@ for (const kind of ['pglite', 'postgres'] as const) {
       // Provisioning still works for everyone.
       expect((await run('ensure_workspace', { project_id: 'gamma' })).isError).toBe(false);
     });
+  });
+}
+
+for (const kind of ['pglite', 'postgres'] as const) {
+  describe(`one huge message cannot end the server on ${kind}`, () => {
+    // pg-protocol made each field of a message one JavaScript string, in the socket's 'data'
+    // handler: past V8's limit (about 512 MiB) that threw ERR_STRING_TOO_LONG there, ending the
+    // process and every agent's session with it; no exception handler sees a notice. PGlite's own
+    // reader aborted the process on a 300 MB error.
+    const size = kind === 'postgres' ? 600_000_000 : 300_000_000;
+    const raise = kind === 'postgres' ? 'NOTICE' : 'EXCEPTION';
+    it(`survives ${raise === 'NOTICE' ? 'a notice' : 'an error'} of ${size / 1e6} million characters, and keeps serving`, async (ctx) => {
+      const server = await startIsolationServer(kind, cluster, { role: 'mcp_huge', databasePrefix: 'iso_huge', statementTimeoutMs: 120_000, disabledExtensions: ['codebase'] });
+      if (!server) return ctx.skip();
+      try {
+        const made = await server.run('execute', { project_id: 'alpha', ...fn('shout', `RAISE ${raise} '%', repeat('x', ${size})`) });
+        expect(made.isError, made.text).toBe(false);
+        const shouted = await server.run('query', { project_id: 'alpha', sql: 'SELECT shout() AS said' });
+        if (raise === 'NOTICE') {
+          expect(shouted.isError, shouted.text).toBe(false);
+          expect(shouted.data['rows']).toEqual([['done']]);
+        } else {
+          expect(shouted.isError).toBe(true);
+          expect(shouted.text).toMatch(/x{1000}/);
+          expect(shouted.text.length).toBeLessThan(50_000);
+        }
+        const after = await server.run('query', { project_id: 'beta', sql: 'SELECT count(*) AS n FROM notes' });
+        expect(after.isError, after.text).toBe(false);
+      } finally {
+        await server.close();
+      }
+    }, 300_000);
   });
 }
 

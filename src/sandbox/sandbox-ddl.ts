@@ -21,6 +21,9 @@ export const SANDBOX_BROKEN = 'PW010';
 /** SQLSTATE for session state the agent tried to leave behind (cursor, temp object, lock...). */
 export const SANDBOX_LEFTOVER = 'PW011';
 
+/** An agent's error longer than this (characters, in any field) is cut in the sandbox. */
+export const SANDBOX_ERROR_FIELD_CHARS = 8000;
+
 /** The portal the body opens for a row-returning statement; the server describes it by name. */
 export const RESULT_PORTAL = 'pgw_result';
 
@@ -165,6 +168,11 @@ DECLARE
   answer text;
   timeout text;
   counting boolean;
+  err_state text;
+  err_message text;
+  err_detail text;
+  err_hint text;
+  err_context text;
 BEGIN
   BEGIN
     PERFORM pg_catalog.set_config('role', 'none', true);
@@ -272,6 +280,16 @@ BEGIN
     -- A rollback keeps both of these: they are not transactional.
     DEALLOCATE ALL;
     PERFORM pg_catalog.pg_advisory_unlock_all();
+    -- An error's text is the agent's to choose (RAISE, or a value quoted in PostgreSQL's own
+    -- message), up to a gigabyte: cut here, before it is sent (the server's reader bounds it
+    -- too, and notices, which no handler catches; see bounded-messages.ts).
+    GET STACKED DIAGNOSTICS err_state = RETURNED_SQLSTATE, err_message = MESSAGE_TEXT, err_detail = PG_EXCEPTION_DETAIL,
+                            err_hint = PG_EXCEPTION_HINT, err_context = PG_EXCEPTION_CONTEXT;
+    IF GREATEST(pg_catalog.length(err_message), pg_catalog.length(err_detail), pg_catalog.length(err_hint),
+                           pg_catalog.length(err_context)) OPERATOR(pg_catalog.>) ${SANDBOX_ERROR_FIELD_CHARS} THEN
+      RAISE EXCEPTION USING ERRCODE = err_state, MESSAGE = pg_catalog.left(err_message, ${SANDBOX_ERROR_FIELD_CHARS}) OPERATOR(pg_catalog.||) ' …',
+        DETAIL = pg_catalog.left(COALESCE(err_detail, ''), ${SANDBOX_ERROR_FIELD_CHARS}), HINT = pg_catalog.left(COALESCE(err_hint, ''), ${SANDBOX_ERROR_FIELD_CHARS});
+    END IF;
     RAISE;
   END;
 END
