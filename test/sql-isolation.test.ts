@@ -236,6 +236,16 @@ const ATTACKS: Attack[] = [
     expect: /temporary objects are not allowed/,
   },
   { name: 'CREATE TEMP TABLE', attack: { tool: 'execute', sql: 'CREATE TEMP TABLE t (x int)' }, expect: /temporary objects are not allowed/ },
+  // Temporary objects of every kind, not only tables, types and functions: B would find them in pg_temp.
+  { name: 'a temporary operator', attack: { tool: 'execute', sql: 'CREATE OPERATOR pg_temp.=== (function = int4eq, leftarg = int, rightarg = int)' }, expect: /temporary objects are not allowed/ },
+  { name: 'a temporary collation', attack: { tool: 'execute', sql: "CREATE COLLATION pg_temp.leftover (provider = libc, locale = 'C')" }, expect: /temporary objects are not allowed/ },
+  { name: 'a temporary text search configuration', attack: { tool: 'execute', sql: 'CREATE TEXT SEARCH CONFIGURATION pg_temp.leftover (COPY = simple)' }, expect: /temporary objects are not allowed/ },
+  {
+    name: 'a temporary text search dictionary from a function',
+    setup: [fn('esc_dict', "EXECUTE 'CREATE TEXT SEARCH DICTIONARY pg_temp.leftover (TEMPLATE = simple)'")],
+    attack: { tool: 'execute', sql: call('esc_dict') },
+    expect: /temporary objects are not allowed/,
+  },
   {
     name: 'cursor WITH HOLD',
     setup: [fn('esc_cursor', "EXECUTE 'DECLARE leftover CURSOR WITH HOLD FOR SELECT * FROM notes'")],
@@ -386,6 +396,38 @@ for (const kind of ['pglite', 'postgres'] as const) {
         expect(after.data['rows']).toEqual([['alpha note']]);
       }, 60_000);
     }
+
+    // The session is shared (PGlite has one; pg's pool hands back the last one used): each test
+    // first checks that alpha and beta ran on the same backend, or it would prove nothing.
+    const pid = async (projectId: string) => ((await run('query', { project_id: projectId, sql: 'SELECT pg_backend_pid()' })).data['rows'] as number[][])[0]?.[0];
+
+    it("random() in beta is not decided by setseed() in alpha", async (ctx) => {
+      if (!server) ctx.skip();
+      const seeded = await run('query', { project_id: 'alpha', sql: 'SELECT pg_backend_pid() AS pid, setseed(0.5)' });
+      expect(seeded.isError, seeded.text).toBe(false);
+      const drawn = await run('query', { project_id: 'beta', sql: 'SELECT pg_backend_pid() AS pid, random() AS r' });
+      const [alphaPid] = (seeded.data['rows'] as unknown[][])[0] ?? [];
+      const [betaPid, r] = (drawn.data['rows'] as unknown[][])[0] ?? [];
+      expect(betaPid).toBe(alphaPid);
+      await (server as IsolationServer).asSuperuser('SELECT setseed(0.5)');
+      const [seededDraw] = await (server as IsolationServer).asSuperuser<{ r: number }>('SELECT random() AS r');
+      expect(r).not.toBe(seededDraw?.r);
+    });
+
+    it("lastval() in beta says nothing of alpha's sequences", async (ctx) => {
+      if (!server) ctx.skip();
+      const inserted = await run('execute', { project_id: 'alpha', sql: "INSERT INTO notes (body) VALUES ('numbered') RETURNING pg_backend_pid()" });
+      expect(inserted.isError, inserted.text).toBe(false);
+      try {
+        expect(await pid('beta')).toBe((inserted.data['rows'] as number[][])[0]?.[0]);
+        const last = await run('query', { project_id: 'beta', sql: 'SELECT lastval()' });
+        expect(last.isError).toBe(true);
+        // Not "permission denied for sequence notes_id_seq": the session forgot alpha's.
+        expect(last.text).toMatch(/lastval is not yet defined in this session/);
+      } finally {
+        await run('execute', { project_id: 'alpha', sql: "DELETE FROM notes WHERE body = 'numbered'" });
+      }
+    });
 
     it('grants an agent makes on its own tables still reach nobody: beta cannot read alpha', async (ctx) => {
       if (!server) ctx.skip();

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { MAX_IDENTIFIER_BYTES, quoteIdent } from '../db/identifiers.js';
+import { RESEED_RANDOM } from '../db/pipeline.js';
 
 /**
  * Each workspace's agent SQL runs as a PostgreSQL role of its own, inside a SECURITY DEFINER
@@ -139,8 +140,10 @@ export function sandboxSearchPath(p: Principal): string[] {
  * script and finishes. Finishing fires deferred constraints here, inside the sandbox, then
  * refuses what would outlive the call on a pooled connection (cursors, temp objects, prepared
  * statements, deferrable triggers that would fire at COMMIT as the server) and resets the session
- * (session advisory locks released, RESET ALL, UNLISTEN *). Every path out through an error also
- * drops prepared statements and session advisory locks, which a rollback keeps.
+ * (session advisory locks released, random() seeded afresh, sequences' currval and lastval
+ * discarded, RESET ALL, UNLISTEN *). Every path out through an error also drops prepared
+ * statements and session advisory locks, seeds random() and discards the sequences' state, which a
+ * rollback keeps.
  *
  * Advisory locks are released, not refused: the server's own (install, workspace) are
  * transaction-scoped, and one the agent takes is held while its statement runs whether or not
@@ -245,10 +248,12 @@ BEGIN
             USING ERRCODE = '${SANDBOX_LEFTOVER}';
         END IF;
       END IF;
-      IF pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.<>) 0 AND (
-           EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())
-        OR EXISTS (SELECT FROM pg_catalog.pg_type WHERE typnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())
-        OR EXISTS (SELECT FROM pg_catalog.pg_proc WHERE pronamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())) THEN
+      -- Every object made in a schema (tables, types, functions, operators, collations, text
+      -- search configurations and dictionaries, conversions, statistics) records a dependency
+      -- on it: one probe of pg_depend's index finds them all.
+      IF pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.<>) 0 AND EXISTS (
+           SELECT FROM pg_catalog.pg_depend WHERE refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass
+                                              AND refobjid OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()) THEN
         RAISE EXCEPTION 'temporary objects are not allowed: they would outlive the call on a pooled connection'
           USING ERRCODE = '${SANDBOX_LEFTOVER}';
       END IF;
@@ -272,14 +277,18 @@ BEGIN
     END IF;
     -- Session-level advisory locks would outlive the call; transaction-level ones end with the
     -- call's transaction, as they would have had the sandbox refused them (see sandboxSource).
-    PERFORM pg_catalog.pg_advisory_unlock_all();
+    -- And the rest of what a session keeps: random()'s seed, sequences' currval and lastval
+    -- (another workspace's lastval() would name this one's sequence), LISTEN, settings.
+    PERFORM pg_catalog.pg_advisory_unlock_all(), ${RESEED_RANDOM};
+    DISCARD SEQUENCES;
     UNLISTEN *;
     RESET ALL;
     RETURN answer;
   EXCEPTION WHEN OTHERS OR query_canceled THEN
-    -- A rollback keeps both of these: they are not transactional.
+    -- A rollback keeps these: they are not transactional.
     DEALLOCATE ALL;
-    PERFORM pg_catalog.pg_advisory_unlock_all();
+    PERFORM pg_catalog.pg_advisory_unlock_all(), ${RESEED_RANDOM};
+    DISCARD SEQUENCES;
     -- An error's text is the agent's to choose (RAISE, or a value quoted in PostgreSQL's own
     -- message), up to a gigabyte: cut here, before it is sent (the server's reader bounds it
     -- too, and notices, which no handler catches; see bounded-messages.ts).
