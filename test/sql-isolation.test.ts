@@ -207,6 +207,13 @@ const ATTACKS: Attack[] = [
     attack: { tool: 'query', sql: `SELECT pg_advisory_lock(${INSTALL_LOCK_KEY}), 1 / 0` },
     expect: /division by zero/,
   },
+  {
+    // startIsolationServer revoked it, as the server asks on a database with wal_level = logical.
+    name: 'pg_logical_emit_message from a read-only query',
+    attack: { tool: 'query', sql: "SELECT pg_logical_emit_message(false, 'app_jobs', (SELECT string_agg(body, ',') FROM notes))" },
+    expect: /permission denied for function pg_logical_emit_message/,
+    postgresOnly: true,
+  },
   { name: 'pg_terminate_backend', attack: { tool: 'query', sql: 'SELECT pg_terminate_backend(pg_backend_pid())' }, expect: /permission denied|must be/ },
   { name: 'LOCK the registry', attack: { tool: 'execute', sql: 'LOCK TABLE project_registry.workspace_config' }, expect: PARSER },
   {
@@ -344,7 +351,8 @@ const ATTACKS: Attack[] = [
 
 let cluster: PgCluster | null = null;
 beforeAll(async () => {
-  cluster = await startPgCluster();
+  // wal_level = logical: pg_logical_emit_message()'s text then reaches every logical replication stream.
+  cluster = await startPgCluster({ settings: { wal_level: 'logical' } });
 }, 120_000);
 afterAll(async () => cluster?.destroy());
 
@@ -522,6 +530,28 @@ for (const kind of ['pglite', 'postgres'] as const) {
     }, 240_000);
   });
 }
+
+describe('logical messages on postgres (wal_level = logical)', () => {
+  it('refuse the SQL tools, with the REVOKE, while every role may call pg_logical_emit_message', async (ctx) => {
+    const server = await startIsolationServer('postgres', cluster, { role: 'mcp_wal', databasePrefix: 'iso_wal', statementTimeoutMs: TIMEOUT_MS, disabledExtensions: ['codebase'] });
+    if (!server) return ctx.skip();
+    try {
+      expect(await server.asSuperuser('SHOW wal_level')).toEqual([{ wal_level: 'logical' }]);
+      // PostgreSQL's default: PUBLIC may call it. A read-only query then put alpha's rows into
+      // every logical replication stream of the database.
+      await server.asSuperuser('GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) TO PUBLIC');
+      const refused = await server.run('query', { project_id: 'alpha', sql: "SELECT pg_logical_emit_message(false, 'app_jobs', 'alpha data')" });
+      expect(refused.isError).toBe(true);
+      expect(refused.text).toContain('Run: REVOKE EXECUTE ON FUNCTION pg_logical_emit_message(boolean,text,text) FROM PUBLIC;');
+      await server.asSuperuser('REVOKE EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) FROM PUBLIC');
+      const denied = await server.run('query', { project_id: 'alpha', sql: "SELECT pg_logical_emit_message(false, 'app_jobs', 'alpha data')" });
+      expect(denied.text).toMatch(/permission denied for function pg_logical_emit_message/);
+      expect((await server.run('query', { project_id: 'alpha', sql: 'SELECT 1 AS one' })).isError).toBe(false);
+    } finally {
+      await server.close();
+    }
+  }, 240_000);
+});
 
 describe('the write-path catalog checks with statistics counting off (postgres)', () => {
   it('still refuses a deferrable trigger and a role setting: without counts every check runs', async (ctx) => {

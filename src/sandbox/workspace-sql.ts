@@ -289,10 +289,12 @@ export class WorkspaceSql {
    * table outside the workspaces that every role may reference or put triggers on would run
    * the workspace's code as whoever changes its rows (the server included): a workspace table's
    * foreign key ON DELETE CASCADE makes the deletes cascade into it, and its AFTER triggers fire
-   * as the deleting role, as would a trigger on that table itself.
+   * as the deleting role, as would a trigger on that table itself. pg_logical_emit_message(),
+   * which PUBLIC may call, puts any text into the WAL, where logical decoding (wal_level =
+   * logical) hands it to every replication consumer: data leaving by a read-only query.
    */
   async #checkCapability(q: Queryable): Promise<Capability> {
-    const [row] = await q.query<{ database: string; role: string; can: boolean; open_schemas: string[]; open_tables: string[] }>(
+    const [row] = await q.query<{ database: string; role: string; can: boolean; open_schemas: string[]; open_tables: string[]; open_functions: string[] }>(
       `SELECT current_database() AS database, current_user AS role,
               (SELECT rolsuper OR rolcreaterole FROM pg_catalog.pg_roles WHERE rolname = current_user) AS can,
               ARRAY(SELECT n.nspname::text FROM pg_catalog.pg_namespace n, aclexplode(n.nspacl) a
@@ -313,7 +315,14 @@ export class WorkspaceSql {
                        AND (cols.names IS NOT NULL
                             OR EXISTS (SELECT FROM aclexplode(c.relacl) g
                                         WHERE g.grantee = 0 AND g.privilege_type IN ('REFERENCES', 'TRIGGER')))
-                     ORDER BY n.nspname, c.relname) AS open_tables`,
+                     ORDER BY n.nspname, c.relname) AS open_tables,
+              ARRAY(SELECT format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC;', p.oid::regprocedure)
+                      FROM pg_catalog.pg_proc p
+                     WHERE p.pronamespace = 'pg_catalog'::regnamespace AND p.proname = 'pg_logical_emit_message'
+                       AND current_setting('wal_level') = 'logical'
+                       AND EXISTS (SELECT FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) g
+                                    WHERE g.grantee = 0 AND g.privilege_type = 'EXECUTE')
+                     ORDER BY 1) AS open_functions`,
       [[...this.searchPathSchemas]],
     );
     if (!row) throw new Error('capability check returned no row');
@@ -331,6 +340,10 @@ export class WorkspaceSql {
       problem =
         'Every role may reference or put triggers on table(s) outside the workspaces: a workspace could make its own code run ' +
         `as whoever changes their rows (the server included), through a foreign key ON DELETE CASCADE or a trigger. Run: ${row.open_tables.join(' ')}`;
+    } else if (row.open_functions.length > 0) {
+      problem =
+        'Every role may write messages into the WAL with pg_logical_emit_message(), and with wal_level = logical every logical ' +
+        `replication stream of this database carries them: a workspace could send its data out, even from a read-only query. Run: ${row.open_functions.join(' ')}`;
     }
     return { database: row.database, serverRole: row.role, problem };
   }
