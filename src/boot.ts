@@ -48,6 +48,7 @@ export async function installAndServe(db: Database, plan: InstallPlan, config: E
     statementTimeoutMs: config.statementTimeoutMs ?? DEFAULT_SQL_LIMITS.statementTimeoutMs,
     maxRowsCap: config.maxRowsCap ?? DEFAULT_SQL_LIMITS.maxRowsCap,
     maxResultBytes: config.maxResultBytes ?? DEFAULT_SQL_LIMITS.maxResultBytes,
+    maxCallsPerWorkspace: config.maxCallsPerWorkspace ?? DEFAULT_SQL_LIMITS.maxCallsPerWorkspace,
   }, log);
   workspaces.sandbox = sql;
   return { report, db, workspaces, fleet: new WorkspaceFleet(db, plan, workspaces, sql), sql };

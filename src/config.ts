@@ -21,6 +21,8 @@ export interface Config {
   maxRowsCap: number;
   /** The most bytes of rows one query/execute call returns. */
   maxResultBytes: number;
+  /** The most query/execute/search_vectors calls of one workspace that run at once. */
+  maxCallsPerWorkspace: number;
 }
 
 /** Where `--http` serves; absent: stdio. */
@@ -72,6 +74,8 @@ const MAX_HTTP_MAX_SESSIONS = 100_000;
 /** The most bytes of rows one SQL tool call returns, by default (PG_WORKSPACE_MAX_RESULT_BYTES). */
 export const DEFAULT_MAX_RESULT_BYTES = 1024 * 1024;
 const MAX_RESULT_BYTES_CAP = 256 * 1024 * 1024;
+/** Below the pool's 10 connections: one workspace's burst leaves the others connections to run on. */
+export const DEFAULT_MAX_CALLS_PER_WORKSPACE = 4;
 
 export const USAGE = `Usage: pg-workspace-mcp [options]
        pg-workspace-mcp migrate-workspaces [--concurrency N] [--dry-run] [options]
@@ -117,6 +121,10 @@ Options:
                        with --http: the most sessions at once; at the cap a new one closes the least
                        recently active idle session, or is refused (503) when every one is busy
                        (env PG_WORKSPACE_HTTP_MAX_SESSIONS; default ${DEFAULT_HTTP_MAX_SESSIONS})
+  --max-calls-per-workspace N
+                       the most query/execute/search_vectors calls of one workspace that run at
+                       once; the rest wait their turn (env PG_WORKSPACE_MAX_CALLS_PER_WORKSPACE;
+                       default ${DEFAULT_MAX_CALLS_PER_WORKSPACE}), so one workspace cannot take every pooled connection
   --allow-project ID   accept only these project ids in every tool; repeatable
                        (env PG_WORKSPACE_ALLOWED_PROJECTS, comma-separated; default: any id)
   --help               show this help
@@ -161,6 +169,7 @@ const schema = z.object({
     .int('must be a whole number of bytes')
     .min(1024, 'must be at least 1024')
     .max(MAX_RESULT_BYTES_CAP, `must be at most ${MAX_RESULT_BYTES_CAP} (256 MiB)`),
+  maxCallsPerWorkspace: z.coerce.number().int('must be a whole number').min(1, 'must be at least 1').max(1000, 'must be at most 1000'),
 });
 
 const splitList = (value: string | undefined, separator: string) =>
@@ -195,7 +204,12 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
           : {}),
         ...(subcommand
           ? {}
-          : ({ http: { type: 'string' }, 'http-session-idle-timeout': { type: 'string' }, 'http-max-sessions': { type: 'string' } } as const)),
+          : ({
+              http: { type: 'string' },
+              'http-session-idle-timeout': { type: 'string' },
+              'http-max-sessions': { type: 'string' },
+              'max-calls-per-workspace': { type: 'string' },
+            } as const)),
         'data-dir': { type: 'string' },
         extensions: { type: 'string', multiple: true },
         disable: { type: 'string', multiple: true },
@@ -224,6 +238,9 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
     statementTimeoutMs: env['PG_WORKSPACE_STATEMENT_TIMEOUT_MS'] || 10_000,
     maxRowsCap: env['PG_WORKSPACE_MAX_ROWS'] || 10_000,
     maxResultBytes: env['PG_WORKSPACE_MAX_RESULT_BYTES'] || DEFAULT_MAX_RESULT_BYTES,
+    maxCallsPerWorkspace:
+      ('max-calls-per-workspace' in values ? values['max-calls-per-workspace'] : undefined) ??
+      (env['PG_WORKSPACE_MAX_CALLS_PER_WORKSPACE'] || DEFAULT_MAX_CALLS_PER_WORKSPACE),
   });
   if (!parsed.success) {
     const names: Record<string, string> = {
@@ -237,6 +254,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
       statementTimeoutMs: 'PG_WORKSPACE_STATEMENT_TIMEOUT_MS',
       maxRowsCap: 'PG_WORKSPACE_MAX_ROWS',
       maxResultBytes: 'PG_WORKSPACE_MAX_RESULT_BYTES',
+      maxCallsPerWorkspace: '--max-calls-per-workspace / PG_WORKSPACE_MAX_CALLS_PER_WORKSPACE',
     };
     const problems = parsed.error.issues.map((i) => `  ${names[String(i.path[0])] ?? i.path.join('.')}: ${i.message}`);
     throw new ConfigError(`Invalid configuration:\n${problems.join('\n')}\n\nRun with --help for the options.`);

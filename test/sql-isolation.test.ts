@@ -531,6 +531,33 @@ for (const kind of ['pglite', 'postgres'] as const) {
   });
 }
 
+describe('one workspace cannot take every pooled connection (postgres)', () => {
+  it("beta's query is served while alpha's twelve slow ones still run", async (ctx) => {
+    const server = await startIsolationServer('postgres', cluster, { role: 'mcp_busy', databasePrefix: 'iso_busy', statementTimeoutMs: 30_000, disabledExtensions: ['codebase'] });
+    if (!server) return ctx.skip();
+    try {
+      for (const id of ['alpha', 'beta']) expect((await server.run('query', { project_id: id, sql: 'SELECT 1 AS warm' })).isError).toBe(false);
+      // Twelve slow calls from alpha against a pool of 10 connections.
+      let alphaDone = 0;
+      const slow = Array.from({ length: 12 }, () =>
+        server.run('query', { project_id: 'alpha', sql: 'SELECT pg_sleep(2) AS slept' }).finally(() => alphaDone++),
+      );
+      // Until alpha's calls hold the connections they may (4 by default; all 10 before the cap).
+      const running = async () =>
+        (await server.asSuperuser<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = 'mcp_busy' AND state = 'active' AND wait_event = 'PgSleep'`))[0]?.n ?? 0;
+      while ((await running()) < 4) await new Promise((resolve) => setTimeout(resolve, 20));
+      const quick = await server.run('query', { project_id: 'beta', sql: 'SELECT count(*) AS n FROM notes' });
+      expect(quick.isError, quick.text).toBe(false);
+      // Served while every one of alpha's calls was still running or waiting its turn.
+      expect(alphaDone).toBe(0);
+      expect(await running()).toBe(4);
+      for (const r of await Promise.all(slow)) expect(r.isError, r.text).toBe(false);
+    } finally {
+      await server.close();
+    }
+  }, 240_000);
+});
+
 describe('logical messages on postgres (wal_level = logical)', () => {
   it('refuse the SQL tools, with the REVOKE, while every role may call pg_logical_emit_message', async (ctx) => {
     const server = await startIsolationServer('postgres', cluster, { role: 'mcp_wal', databasePrefix: 'iso_wal', statementTimeoutMs: TIMEOUT_MS, disabledExtensions: ['codebase'] });

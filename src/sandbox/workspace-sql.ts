@@ -1,4 +1,4 @@
-import { DEFAULT_MAX_RESULT_BYTES } from '../config.js';
+import { DEFAULT_MAX_CALLS_PER_WORKSPACE, DEFAULT_MAX_RESULT_BYTES } from '../config.js';
 import type { Database, PipelineField, PipelineStep, Queryable } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
 import { pgError, sqlState } from '../db/sql-errors.js';
@@ -7,6 +7,7 @@ import { schemaNameFor } from '../workspaces/project-id.js';
 import { lockWorkspace, workspacesWithoutSandbox } from '../registry/registry-sql.js';
 import type { WorkspaceManager } from '../workspaces/workspace-manager.js';
 import { prepareAgentStatement, type AgentParam } from './agent-statement.js';
+import { PerWorkspaceLimit } from './per-workspace-limit.js';
 import { readSandboxAnswer } from './sandbox-answer.js';
 import {
   principalScript,
@@ -31,9 +32,16 @@ export interface SqlLimits {
    * large values stop a result before max_rows does, and no more than this is ever held.
    */
   maxResultBytes: number;
+  /** The most calls of one workspace that run at once (the rest wait): others are always served. */
+  maxCallsPerWorkspace: number;
 }
 
-export const DEFAULT_SQL_LIMITS: SqlLimits = { statementTimeoutMs: 10_000, maxRowsCap: 10_000, maxResultBytes: DEFAULT_MAX_RESULT_BYTES };
+export const DEFAULT_SQL_LIMITS: SqlLimits = {
+  statementTimeoutMs: 10_000,
+  maxRowsCap: 10_000,
+  maxResultBytes: DEFAULT_MAX_RESULT_BYTES,
+  maxCallsPerWorkspace: DEFAULT_MAX_CALLS_PER_WORKSPACE,
+};
 export const DEFAULT_MAX_ROWS = 100;
 
 export interface Column {
@@ -93,6 +101,7 @@ export class WorkspaceSql {
   #capability: Promise<Capability> | undefined;
   readonly #principals = new Map<string, Principal>();
   readonly #typeNames = new Map<string, string>();
+  readonly #turns: PerWorkspaceLimit;
 
   constructor(
     private readonly db: Database,
@@ -100,7 +109,9 @@ export class WorkspaceSql {
     private readonly searchPathSchemas: readonly string[],
     private readonly limits: SqlLimits,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.#turns = new PerWorkspaceLimit(limits.maxCallsPerWorkspace);
+  }
 
   /** The largest max_rows a call may ask for. */
   get maxRowsCap(): number {
@@ -136,7 +147,9 @@ export class WorkspaceSql {
     this.#checkMaxRows(maxRows);
     const statement = await prepareAgentStatement(sql, params, 'query');
     const principal = await this.#principal(projectId);
-    const { result } = await this.#run(projectId, principal, statement.sql, { readOnly: true, rows: true, maxRows, count: false, settings });
+    const { result } = await this.#turns.run(projectId, () =>
+      this.#run(projectId, principal, statement.sql, { readOnly: true, rows: true, maxRows, count: false, settings }),
+    );
     return result;
   }
 
@@ -144,13 +157,15 @@ export class WorkspaceSql {
   async execute(projectId: string, sql: string, params: readonly AgentParam[], maxRows = DEFAULT_MAX_ROWS): Promise<ExecuteResult> {
     const statement = await prepareAgentStatement(sql, params, 'execute');
     const principal = await this.#principal(projectId);
-    const { result, affected } = await this.#run(projectId, principal, statement.sql, {
-      readOnly: false,
-      rows: statement.returnsRows,
-      maxRows: Math.min(maxRows, this.limits.maxRowsCap),
-      count: statement.returnsRows && statement.kind !== 'SelectStmt',
-      distribute: this.workspaces.citus && CREATES_TABLE.has(statement.kind),
-    });
+    const { result, affected } = await this.#turns.run(projectId, () =>
+      this.#run(projectId, principal, statement.sql, {
+        readOnly: false,
+        rows: statement.returnsRows,
+        maxRows: Math.min(maxRows, this.limits.maxRowsCap),
+        count: statement.returnsRows && statement.kind !== 'SelectStmt',
+        distribute: this.workspaces.citus && CREATES_TABLE.has(statement.kind),
+      }),
+    );
     return { ...result, command: statement.command, affected };
   }
 

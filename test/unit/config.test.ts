@@ -38,6 +38,7 @@ describe('parseCommand', () => {
       PG_WORKSPACE_STATEMENT_TIMEOUT_MS: '2500',
       PG_WORKSPACE_MAX_ROWS: '500',
       PG_WORKSPACE_MAX_RESULT_BYTES: '65536',
+      PG_WORKSPACE_MAX_CALLS_PER_WORKSPACE: '3',
     };
     expect(serve([], env)).toEqual({
       databaseUrl: 'postgresql://u@h/db',
@@ -50,8 +51,10 @@ describe('parseCommand', () => {
       statementTimeoutMs: 2500,
       maxRowsCap: 500,
       maxResultBytes: 65536,
+      maxCallsPerWorkspace: 3,
     });
-    const flagged = serve(['--data-dir', 'rel/dir', '--extensions', '/c', '--disable', 'extra', '--extensions', '/d', '--allow-project', 'client-c'], env);
+    const flagged = serve(['--data-dir', 'rel/dir', '--extensions', '/c', '--disable', 'extra', '--extensions', '/d', '--allow-project', 'client-c', '--max-calls-per-workspace', '7'], env);
+    expect(flagged.maxCallsPerWorkspace).toBe(7);
     expect(flagged.allowedProjects).toEqual(['client-a', 'client-b', 'client-c']);
     expect(flagged.dataDir).toBe(path.resolve('rel/dir'));
     expect(flagged.extensionDirs).toEqual(['/a', '/b', '/c', '/d']);
@@ -73,6 +76,7 @@ describe('parseCommand', () => {
     expect(failure([], { PG_WORKSPACE_LOCK_TIMEOUT_MS: '-1' })).toContain('PG_WORKSPACE_LOCK_TIMEOUT_MS:');
     expect(failure([], { PG_WORKSPACE_LOG_LEVEL: 'verbose' })).toMatch(/PG_WORKSPACE_LOG_LEVEL: .*"debug"\|"info"\|"warn"\|"error"\|"silent"/);
     expect(failure(['--disable', 'Bad_Id'])).toContain('--disable / PG_WORKSPACE_DISABLED_EXTENSIONS: an extension id (lower-case, hyphens)');
+    expect(failure(['--max-calls-per-workspace', '0'])).toContain('--max-calls-per-workspace / PG_WORKSPACE_MAX_CALLS_PER_WORKSPACE: must be at least 1');
     expect(failure([], { PG_WORKSPACE_DISABLED_EXTENSIONS: 'ok,NOPE' })).toContain('--disable / PG_WORKSPACE_DISABLED_EXTENSIONS');
   });
 
