@@ -43,7 +43,10 @@ export async function installAndServe(db: Database, plan: InstallPlan, config: E
     extensions: report.extensions,
     ...(report.citus ? { citus: report.citus } : {}),
   });
-  const workspaces = new WorkspaceManager(db, plan, report.searchPathSchemas, log, { citus: report.citus !== null });
+  const workspaces = new WorkspaceManager(db, plan, report.searchPathSchemas, log, {
+    citus: report.citus !== null,
+    ...(config.upgradeTimeoutMs ? { upgradeTimeoutMs: config.upgradeTimeoutMs } : {}),
+  });
   const sql = new WorkspaceSql(db, workspaces, report.searchPathSchemas, {
     statementTimeoutMs: config.statementTimeoutMs ?? DEFAULT_SQL_LIMITS.statementTimeoutMs,
     maxRowsCap: config.maxRowsCap ?? DEFAULT_SQL_LIMITS.maxRowsCap,

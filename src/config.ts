@@ -23,6 +23,8 @@ export interface Config {
   maxResultBytes: number;
   /** The most query/execute/search_vectors calls of one workspace that run at once. */
   maxCallsPerWorkspace: number;
+  /** Statement timeout of each statement of a workspace upgrade (agent triggers may fire in it). */
+  upgradeTimeoutMs: number;
 }
 
 /** Where `--http` serves; absent: stdio. */
@@ -76,6 +78,8 @@ export const DEFAULT_MAX_RESULT_BYTES = 1024 * 1024;
 const MAX_RESULT_BYTES_CAP = 256 * 1024 * 1024;
 /** Below the pool's 10 connections: one workspace's burst leaves the others connections to run on. */
 export const DEFAULT_MAX_CALLS_PER_WORKSPACE = 4;
+/** Workspace migrations may rewrite big tables: longer than an agent's call, but bounded. */
+export const DEFAULT_UPGRADE_TIMEOUT_MS = 60_000;
 
 export const USAGE = `Usage: pg-workspace-mcp [options]
        pg-workspace-mcp migrate-workspaces [--concurrency N] [--dry-run] [options]
@@ -143,6 +147,8 @@ Environment:
   PG_WORKSPACE_MAX_ROWS          the largest max_rows a query may ask for (default 10000)
   PG_WORKSPACE_MAX_RESULT_BYTES  the most bytes of rows (as JSON) one query/execute call returns
                                  (default ${DEFAULT_MAX_RESULT_BYTES})
+  PG_WORKSPACE_UPGRADE_TIMEOUT_MS  statement timeout of each statement of a workspace upgrade, where an
+                                 agent's triggers may fire (ensure_workspace, migrate-workspaces; default ${DEFAULT_UPGRADE_TIMEOUT_MS})
 `;
 
 const extensionId = z.string().regex(/^[a-z][a-z0-9]*(-[a-z0-9]+)*$/, 'an extension id (lower-case, hyphens)');
@@ -170,6 +176,7 @@ const schema = z.object({
     .min(1024, 'must be at least 1024')
     .max(MAX_RESULT_BYTES_CAP, `must be at most ${MAX_RESULT_BYTES_CAP} (256 MiB)`),
   maxCallsPerWorkspace: z.coerce.number().int('must be a whole number').min(1, 'must be at least 1').max(1000, 'must be at most 1000'),
+  upgradeTimeoutMs: z.coerce.number().int('must be a whole number of milliseconds').min(1).max(86_400_000),
 });
 
 const splitList = (value: string | undefined, separator: string) =>
@@ -241,6 +248,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
     maxCallsPerWorkspace:
       ('max-calls-per-workspace' in values ? values['max-calls-per-workspace'] : undefined) ??
       (env['PG_WORKSPACE_MAX_CALLS_PER_WORKSPACE'] || DEFAULT_MAX_CALLS_PER_WORKSPACE),
+    upgradeTimeoutMs: env['PG_WORKSPACE_UPGRADE_TIMEOUT_MS'] || DEFAULT_UPGRADE_TIMEOUT_MS,
   });
   if (!parsed.success) {
     const names: Record<string, string> = {
@@ -255,6 +263,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
       maxRowsCap: 'PG_WORKSPACE_MAX_ROWS',
       maxResultBytes: 'PG_WORKSPACE_MAX_RESULT_BYTES',
       maxCallsPerWorkspace: '--max-calls-per-workspace / PG_WORKSPACE_MAX_CALLS_PER_WORKSPACE',
+      upgradeTimeoutMs: 'PG_WORKSPACE_UPGRADE_TIMEOUT_MS',
     };
     const problems = parsed.error.issues.map((i) => `  ${names[String(i.path[0])] ?? i.path.join('.')}: ${i.message}`);
     throw new ConfigError(`Invalid configuration:\n${problems.join('\n')}\n\nRun with --help for the options.`);

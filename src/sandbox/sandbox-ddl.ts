@@ -186,11 +186,12 @@ BEGIN
     RAISE EXCEPTION 'the SQL sandbox of workspace % is not intact', ${literal(p.schemaName)} USING ERRCODE = '${SANDBOX_BROKEN}';
   END IF;
   BEGIN
+    -- The server's statement timeout, set before this call (no agent code ran since): agent code
+    -- may change it, and it is put back for the server's next statement in this transaction
+    -- (the fetch, whose timeout is armed from the setting when it starts; an upgrade's next step).
+    timeout := pg_catalog.current_setting('statement_timeout');
     IF step OPERATOR(pg_catalog.=) 'open' THEN
-      -- The fetch's timeout is armed from the setting when it starts, and agent code folded while
-      -- the statement is planned (an IMMUTABLE function) may have changed it: the server's value
-      -- (set before this call, no agent code ran since) is put back.
-      timeout := pg_catalog.current_setting('statement_timeout');
+      -- Agent code folded while the statement is planned (an IMMUTABLE function) may have changed it.
       OPEN result FOR EXECUTE statement;
       PERFORM pg_catalog.set_config('statement_timeout', timeout, true);
       RETURN NULL;
@@ -283,6 +284,7 @@ BEGIN
     DISCARD SEQUENCES;
     UNLISTEN *;
     RESET ALL;
+    PERFORM pg_catalog.set_config('statement_timeout', timeout, true);
     RETURN answer;
   EXCEPTION WHEN OTHERS OR query_canceled THEN
     -- A rollback keeps these: they are not transactional.

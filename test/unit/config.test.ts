@@ -39,6 +39,7 @@ describe('parseCommand', () => {
       PG_WORKSPACE_MAX_ROWS: '500',
       PG_WORKSPACE_MAX_RESULT_BYTES: '65536',
       PG_WORKSPACE_MAX_CALLS_PER_WORKSPACE: '3',
+      PG_WORKSPACE_UPGRADE_TIMEOUT_MS: '90000',
     };
     expect(serve([], env)).toEqual({
       databaseUrl: 'postgresql://u@h/db',
@@ -52,6 +53,7 @@ describe('parseCommand', () => {
       maxRowsCap: 500,
       maxResultBytes: 65536,
       maxCallsPerWorkspace: 3,
+      upgradeTimeoutMs: 90_000,
     });
     const flagged = serve(['--data-dir', 'rel/dir', '--extensions', '/c', '--disable', 'extra', '--extensions', '/d', '--allow-project', 'client-c', '--max-calls-per-workspace', '7'], env);
     expect(flagged.maxCallsPerWorkspace).toBe(7);
