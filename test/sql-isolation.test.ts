@@ -144,6 +144,26 @@ const ATTACKS: Attack[] = [
     // PostgreSQL only warns ("no privileges were granted"): the schema is the server's.
     expect: 'bounded',
   },
+  {
+    // pg_stats would show notes' values to every role: refused when the call ends.
+    name: 'GRANT SELECT to PUBLIC from a function',
+    setup: [fn('esc_public', "EXECUTE 'GRANT SELECT ON notes TO PUBLIC'")],
+    attack: { tool: 'execute', sql: call('esc_public') },
+    expect: /grants to roles outside the workspace are not allowed \(on notes\)/,
+  },
+  {
+    name: 'a column grant to PUBLIC from a function',
+    setup: [fn('esc_column', "EXECUTE 'GRANT SELECT (body) ON notes TO PUBLIC'")],
+    attack: { tool: 'execute', sql: call('esc_column') },
+    expect: /grants to roles outside the workspace are not allowed \(on notes\)/,
+  },
+  {
+    // Large objects belong to no schema: one granted to PUBLIC is readable by every role.
+    name: 'a large object granted to PUBLIC',
+    setup: [fn('esc_lo', "PERFORM lo_from_bytea(424242, 'alpha secret'); EXECUTE 'GRANT SELECT ON LARGE OBJECT 424242 TO PUBLIC'")],
+    attack: { tool: 'execute', sql: call('esc_lo') },
+    expect: /grants to roles outside the workspace are not allowed \(on a large object\)/,
+  },
   { name: 'GRANT a role', attack: { tool: 'execute', sql: 'GRANT pg_read_server_files TO CURRENT_USER' }, expect: PARSER },
   // Files, programs, other databases.
   { name: 'COPY TO PROGRAM', attack: { tool: 'execute', sql: "COPY notes TO PROGRAM 'id'" }, expect: PARSER },
@@ -437,11 +457,19 @@ for (const kind of ['pglite', 'postgres'] as const) {
       }
     });
 
-    it('grants an agent makes on its own tables still reach nobody: beta cannot read alpha', async (ctx) => {
+    it("grants an agent makes to others are refused: beta sees neither alpha's rows nor their statistics", async (ctx) => {
       if (!server) ctx.skip();
       const granted = await run('execute', { project_id: 'alpha', sql: fn('give_away', "EXECUTE 'GRANT ALL ON notes TO PUBLIC'").sql });
       expect(granted.isError, granted.text).toBe(false);
-      expect((await run('execute', { project_id: 'alpha', sql: 'SELECT give_away()' })).isError).toBe(false);
+      const given = await run('execute', { project_id: 'alpha', sql: 'SELECT give_away()' });
+      expect(given.isError).toBe(true);
+      expect(given.text).toMatch(/grants to roles outside the workspace are not allowed \(on notes\)/);
+      // pg_stats shows a column's common values to every role that may read the table, schema or not.
+      expect((await run('execute', { project_id: 'alpha', ...fn('stats_now', "EXECUTE 'ANALYZE notes'") })).isError).toBe(false);
+      const analyzed = await run('execute', { project_id: 'alpha', sql: call('stats_now') });
+      expect(analyzed.isError, analyzed.text).toBe(false);
+      const stats = await run('query', { project_id: 'beta', sql: "SELECT count(*)::int AS n FROM pg_stats WHERE schemaname = 'project_alpha'" });
+      expect(stats.data['rows']).toEqual([[0]]);
       const read = await run('query', { project_id: 'beta', sql: 'SELECT * FROM project_alpha.notes' });
       expect(read.isError).toBe(true);
       expect(read.text).toMatch(/permission denied for schema project_alpha/);

@@ -176,6 +176,7 @@ DECLARE
   err_detail text;
   err_hint text;
   err_context text;
+  granted text;
 BEGIN
   BEGIN
     PERFORM pg_catalog.set_config('role', 'none', true);
@@ -264,6 +265,34 @@ BEGIN
         IF EXISTS (SELECT FROM pg_catalog.pg_db_role_setting s JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) s.setrole
                     WHERE r.rolname OPERATOR(pg_catalog.=) current_user) THEN
           RAISE EXCEPTION 'role settings are the server''s' USING ERRCODE = '${SANDBOX_LEFTOVER}';
+        END IF;
+      END IF;
+      -- A grant to any other role (PUBLIC included) reaches no rows without USAGE on the schema,
+      -- but pg_stats shows a column's common values and histogram to every role that may read it.
+      -- Grants are pg_class and pg_attribute updates (or new rows, with default privileges); the
+      -- schema's relations are found through pg_depend's index, not a scan of pg_class.
+      IF NOT counting OR pg_catalog.pg_stat_get_xact_tuples_inserted('pg_catalog.pg_class'::pg_catalog.regclass)
+           OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_updated('pg_catalog.pg_class'::pg_catalog.regclass)
+           OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_updated('pg_catalog.pg_attribute'::pg_catalog.regclass) OPERATOR(pg_catalog.>) 0 THEN
+        SELECT pg_catalog.string_agg(pg_catalog.quote_ident(c.relname), ', ' ORDER BY c.relname) INTO granted
+          FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.objid
+         WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass
+           AND d.refobjid OPERATOR(pg_catalog.=) ${literal(p.schemaName)}::pg_catalog.regnamespace
+           AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+           AND (EXISTS (SELECT FROM pg_catalog.aclexplode(c.relacl) a WHERE a.grantee OPERATOR(pg_catalog.<>) c.relowner)
+                OR EXISTS (SELECT FROM pg_catalog.pg_attribute t, pg_catalog.aclexplode(t.attacl) a
+                            WHERE t.attrelid OPERATOR(pg_catalog.=) c.oid AND t.attacl IS NOT NULL AND a.grantee OPERATOR(pg_catalog.<>) c.relowner));
+        IF granted IS NOT NULL THEN
+          RAISE EXCEPTION 'grants to roles outside the workspace are not allowed (on %): pg_stats would show the values to them', granted
+            USING ERRCODE = '${SANDBOX_LEFTOVER}', HINT = 'Grant nothing to other roles or PUBLIC; REVOKE what was granted (REVOKE ALL ON ... FROM PUBLIC).';
+        END IF;
+      END IF;
+      -- Large objects belong to no schema: one granted to others could be read by them outright.
+      IF NOT counting OR pg_catalog.pg_stat_get_xact_tuples_inserted('pg_catalog.pg_largeobject_metadata'::pg_catalog.regclass)
+           OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_updated('pg_catalog.pg_largeobject_metadata'::pg_catalog.regclass) OPERATOR(pg_catalog.>) 0 THEN
+        IF EXISTS (SELECT FROM pg_catalog.pg_largeobject_metadata m, pg_catalog.aclexplode(m.lomacl) a
+                    WHERE m.lomowner OPERATOR(pg_catalog.=) ${literal(p.roleName)}::pg_catalog.regrole AND a.grantee OPERATOR(pg_catalog.<>) m.lomowner) THEN
+          RAISE EXCEPTION 'grants to roles outside the workspace are not allowed (on a large object)' USING ERRCODE = '${SANDBOX_LEFTOVER}';
         END IF;
       END IF;
     END IF;
