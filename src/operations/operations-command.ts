@@ -11,7 +11,12 @@ import { diagnose, formatDoctorReport } from './doctor.js';
 import { formatRepair, repair, type RepairOptions } from './repair.js';
 import { installState, registryPresence } from '../registry/operations-queries.js';
 import { ProjectAccess } from '../project-access.js';
+import { terminalSafe } from '../terminal-text.js';
 import { WorkspaceManager } from '../workspaces/workspace-manager.js';
+
+// Reports carry text agents control (their errors, their objects' names): escaped for the terminal.
+const print = (text: string) => process.stdout.write(terminalSafe(text));
+const printError = (text: string) => process.stderr.write(terminalSafe(text));
 
 /** Exit codes of doctor and repair. */
 export const EXIT_HEALTHY = 0;
@@ -41,8 +46,8 @@ async function withDatabase(
     return await work(db, plan);
   } catch (error) {
     const message = error instanceof CannotRunError ? error.message : explainError(error, db?.description ?? config.databaseUrl ?? config.dataDir);
-    if (json) process.stdout.write(`${JSON.stringify({ error: message })}\n`);
-    process.stderr.write(`pg-workspace-mcp ${command}: ${message}\n`);
+    if (json) print(`${JSON.stringify({ error: message })}\n`);
+    printError(`pg-workspace-mcp ${command}: ${message}\n`);
     return EXIT_COULD_NOT_RUN;
   } finally {
     await db?.close();
@@ -53,7 +58,7 @@ async function withDatabase(
 function doctorCommand(config: Config, options: { json: boolean }): Promise<number> {
   return withDatabase('doctor', config, options.json, async (db, plan) => {
     const report = await diagnose(db, plan);
-    process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : formatDoctorReport(report));
+    print(options.json ? `${JSON.stringify(report, null, 2)}\n` : formatDoctorReport(report));
     return report.healthy ? EXIT_HEALTHY : EXIT_FINDINGS;
   });
 }
@@ -62,7 +67,7 @@ function doctorCommand(config: Config, options: { json: boolean }): Promise<numb
 function repairCommand(config: Config, options: RepairOptions & { json: boolean }): Promise<number> {
   return withDatabase('repair', config, options.json, async (db, plan) => {
     const actions = await repair(db, plan, options);
-    process.stdout.write(options.json ? `${JSON.stringify({ dry_run: options.dryRun, actions }, null, 2)}\n` : formatRepair(actions, options.dryRun));
+    print(options.json ? `${JSON.stringify({ dry_run: options.dryRun, actions }, null, 2)}\n` : formatRepair(actions, options.dryRun));
     return actions.some((a) => a.outcome === 'refused' || a.outcome === 'failed') ? EXIT_FINDINGS : EXIT_HEALTHY;
   });
 }
@@ -77,7 +82,7 @@ function dropWorkspaceCommand(config: Config, options: { projectId: string; json
     const workspaces = await installedWorkspaces(db, plan, config, [options.projectId]);
     const outcome = await workspaces.drop(options.projectId);
     const result = { project_id: outcome.projectId, schema_name: outcome.schemaName, dropped: outcome.dropped, changes: outcome.changes };
-    process.stdout.write(
+    print(
       options.json
         ? `${JSON.stringify(result, null, 2)}\n`
         : outcome.dropped
@@ -93,7 +98,7 @@ function renameWorkspaceCommand(config: Config, options: { from: string; to: str
   return withDatabase('rename-workspace', config, options.json, async (db, plan) => {
     const workspaces = await installedWorkspaces(db, plan, config, [options.from, options.to]);
     const changes = await workspaces.rename(options.from, options.to);
-    process.stdout.write(
+    print(
       options.json
         ? `${JSON.stringify({ from: options.from, to: options.to, changes }, null, 2)}\n`
         : `renamed workspace ${options.from} to ${options.to}\n${changes.map((c) => `  ${c}\n`).join('')}`,
