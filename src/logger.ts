@@ -21,7 +21,7 @@ export function createStderrLogger(level: LogLevel, write = (line: string) => pr
   const at = (lineLevel: Exclude<LogLevel, 'silent'>) => (message: string, fields?: LogFields) => {
     if (RANK[lineLevel] < RANK[level]) return;
     const extra = fields && Object.keys(fields).length > 0 ? ` ${JSON.stringify(fields)}` : '';
-    write(`${new Date().toISOString()} pg-workspace-mcp ${lineLevel}: ${lineSafe(message + extra)}\n`);
+    write(`${new Date().toISOString()} pg-workspace-mcp ${lineLevel}: ${lineSafe(message)}${lineSafe(extra)}\n`);
   };
   return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
 }
