@@ -2,6 +2,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import envPaths from 'env-paths';
 import * as z from 'zod';
+import { DEFAULT_MAINTENANCE_IDLE_MS } from './db/store-maintenance.js';
 import type { LogLevel } from './logger.js';
 import { PROJECT_ID_MAX_LENGTH, PROJECT_ID_PATTERN, PROJECT_ID_RULES } from './workspaces/project-id.js';
 
@@ -21,6 +22,8 @@ export interface Config {
   maxRowsCap: number;
   /** The most bytes of rows one query/execute call returns. */
   maxResultBytes: number;
+  /** The embedded store vacuums and analyzes the tables that need it once idle this long. */
+  maintenanceIdleMs: number;
 }
 
 /** Where `--http` serves; absent: stdio. */
@@ -135,6 +138,8 @@ Environment:
   PG_WORKSPACE_MAX_ROWS          the largest max_rows a query may ask for (default 10000)
   PG_WORKSPACE_MAX_RESULT_BYTES  the most bytes of rows (as JSON) one query/execute call returns
                                  (default ${DEFAULT_MAX_RESULT_BYTES})
+  PG_WORKSPACE_MAINTENANCE_IDLE_MS  the embedded store vacuums and analyzes the tables that need it
+                                 (it has no autovacuum) once no call came for this long (default ${DEFAULT_MAINTENANCE_IDLE_MS})
 `;
 
 const extensionId = z.string().regex(/^[a-z][a-z0-9]*(-[a-z0-9]+)*$/, 'an extension id (lower-case, hyphens)');
@@ -161,6 +166,7 @@ const schema = z.object({
     .int('must be a whole number of bytes')
     .min(1024, 'must be at least 1024')
     .max(MAX_RESULT_BYTES_CAP, `must be at most ${MAX_RESULT_BYTES_CAP} (256 MiB)`),
+  maintenanceIdleMs: z.coerce.number().int('must be a whole number of milliseconds').min(10, 'must be at least 10').max(3_600_000, 'must be at most 3600000 (an hour)'),
 });
 
 const splitList = (value: string | undefined, separator: string) =>
@@ -224,6 +230,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
     statementTimeoutMs: env['PG_WORKSPACE_STATEMENT_TIMEOUT_MS'] || 10_000,
     maxRowsCap: env['PG_WORKSPACE_MAX_ROWS'] || 10_000,
     maxResultBytes: env['PG_WORKSPACE_MAX_RESULT_BYTES'] || DEFAULT_MAX_RESULT_BYTES,
+    maintenanceIdleMs: env['PG_WORKSPACE_MAINTENANCE_IDLE_MS'] || DEFAULT_MAINTENANCE_IDLE_MS,
   });
   if (!parsed.success) {
     const names: Record<string, string> = {
@@ -237,6 +244,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
       statementTimeoutMs: 'PG_WORKSPACE_STATEMENT_TIMEOUT_MS',
       maxRowsCap: 'PG_WORKSPACE_MAX_ROWS',
       maxResultBytes: 'PG_WORKSPACE_MAX_RESULT_BYTES',
+      maintenanceIdleMs: 'PG_WORKSPACE_MAINTENANCE_IDLE_MS',
     };
     const problems = parsed.error.issues.map((i) => `  ${names[String(i.path[0])] ?? i.path.join('.')}: ${i.message}`);
     throw new ConfigError(`Invalid configuration:\n${problems.join('\n')}\n\nRun with --help for the options.`);

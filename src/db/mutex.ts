@@ -1,10 +1,34 @@
 /** A FIFO lock for one process: PGlite has a single session, so its users take turns. */
 export class Mutex {
   #tail: Promise<unknown> = Promise.resolve();
+  /** Turns running or waiting. */
+  #pending = 0;
+  #turns = 0;
+  #lastEnded = performance.now();
 
   run<T>(fn: () => Promise<T>): Promise<T> {
-    const result = this.#tail.then(fn);
+    this.#pending++;
+    this.#turns++;
+    const result = this.#tail.then(fn).finally(() => {
+      this.#pending--;
+      this.#lastEnded = performance.now();
+    });
     this.#tail = result.catch(() => undefined);
     return result;
+  }
+
+  /** Turns running or waiting now. */
+  get pending(): number {
+    return this.#pending;
+  }
+
+  /** Turns ever asked for: a count that moved means someone used the session. */
+  get turns(): number {
+    return this.#turns;
+  }
+
+  /** How long nobody has held or waited for a turn, in milliseconds (0 while someone does). */
+  idleFor(): number {
+    return this.#pending > 0 ? 0 : performance.now() - this.#lastEnded;
   }
 }

@@ -10,6 +10,12 @@ import { DataDirLock } from './data-dir-lock.js';
 import { fileLockHolders, tryFileLock } from './file-locks.js';
 import { Mutex } from './mutex.js';
 import { openOrCreateStore } from './pglite-store.js';
+import { DEFAULT_MAINTENANCE_IDLE_MS, StoreMaintenance } from './store-maintenance.js';
+
+export interface PGliteOptions {
+  /** How long the store must be idle before it vacuums and analyzes the tables that need it. */
+  maintenanceIdleMs?: number;
+}
 
 /**
  * Embedded PostgreSQL (PGlite, with pgvector) in `<dataDir>/pgdata`. PGlite is one session in
@@ -20,6 +26,7 @@ export class PGliteDatabase extends SessionDatabase {
   readonly description: string;
   readonly #mutex = new Mutex();
   readonly #session: Queryable;
+  #maintenance: StoreMaintenance | undefined;
 
   private constructor(
     private readonly pglite: PGlite,
@@ -45,7 +52,7 @@ export class PGliteDatabase extends SessionDatabase {
     };
   }
 
-  static async open(dataDir: string, log: Logger = silentLogger): Promise<PGliteDatabase> {
+  static async open(dataDir: string, log: Logger = silentLogger, options: PGliteOptions = {}): Promise<PGliteDatabase> {
     await mkdir(dataDir, { recursive: true });
     const lock = await DataDirLock.acquire(dataDir, path.join(dataDir, 'lock'));
     try {
@@ -59,6 +66,7 @@ export class PGliteDatabase extends SessionDatabase {
         await pglite.close().catch(() => undefined);
         throw error;
       });
+      db.#maintenance = new StoreMaintenance(db.#mutex, db.#session, options.maintenanceIdleMs ?? DEFAULT_MAINTENANCE_IDLE_MS, log);
       return db;
     } catch (error) {
       await lock.release();
@@ -148,6 +156,7 @@ export class PGliteDatabase extends SessionDatabase {
   }
 
   async close(): Promise<void> {
+    await this.#maintenance?.stop();
     await this.#mutex.run(async () => {
       try {
         await this.pglite.close();

@@ -3,7 +3,7 @@ import type { Logger } from '../logger.js';
 import { SessionDatabase, type Database, type LockHolder, type LockTry, type PipelineOutcome, type PipelineStep, type Queryable } from './database.js';
 import { DataDirInUseError } from './data-dir-lock.js';
 import { fileLockHolders, tryFileLock } from './file-locks.js';
-import { PGliteDatabase } from './pglite-database.js';
+import { PGliteDatabase, type PGliteOptions } from './pglite-database.js';
 import { NotServingError, SocketClientDatabase, socketUrl } from './pglite-socket-database.js';
 import { PGliteSocketServer, type SocketServerOptions } from './pglite-socket-server.js';
 import { ConnectionLostError, describePgError, isConnectionFailure } from './sql-errors.js';
@@ -14,7 +14,7 @@ export const socketDirOf = (dataDir: string) => path.join(dataDir, 'socket');
 /** What `pg-workspace-mcp db-url` prints: psql and GUIs connect with it. */
 export const dbUrlOf = (dataDir: string) => socketUrl(socketDirOf(dataDir));
 
-export interface SharedStoreOptions extends SocketServerOptions {
+export interface SharedStoreOptions extends SocketServerOptions, PGliteOptions {
   /** How long a call waits for an owner to serve the store before it fails (default 60 s). */
   connectWaitMs?: number;
   /** How often a process that does not own the store checks whether it can (default 250 ms). */
@@ -139,7 +139,7 @@ export class SharedStore extends SessionDatabase {
   async #own(): Promise<boolean> {
     let db: PGliteDatabase;
     try {
-      db = await PGliteDatabase.open(this.dataDir);
+      db = await PGliteDatabase.open(this.dataDir, this.log, this.options);
     } catch (error) {
       if (error instanceof DataDirInUseError) return false;
       throw error;

@@ -1,0 +1,76 @@
+import pg from 'pg';
+import { afterEach, describe, expect, it } from 'vitest';
+import { dbUrlOf, SharedStore } from '../src/db/shared-store.js';
+import { silentLogger } from '../src/logger.js';
+import { tempDir } from './support/fixtures.js';
+
+const IDLE_MS = 50;
+const opened: { close(): Promise<void> }[] = [];
+afterEach(async () => {
+  await Promise.all(opened.splice(0).reverse().map((s) => s.close().catch(() => undefined)));
+});
+
+async function openStore(): Promise<{ store: SharedStore; dir: string }> {
+  const dir = await tempDir('pgw-maintenance-');
+  const store = await SharedStore.open(dir, silentLogger, { maintenanceIdleMs: IDLE_MS });
+  opened.push(store);
+  return { store, dir };
+}
+
+const vacuums = async (store: SharedStore) =>
+  (await store.query<{ n: number }>(`SELECT pg_catalog.pg_stat_get_vacuum_count('t'::regclass)::int AS n`))[0]?.n ?? 0;
+
+/** Polls (leaving the store idle in between) until the table has been vacuumed more than `before` times. */
+async function vacuumedSince(store: SharedStore, before: number): Promise<number> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const now = await vacuums(store);
+    if (now > before) return now;
+    if (Date.now() > deadline) throw new Error(`the table was not vacuumed within 20 s of idleness (vacuum count still ${now})`);
+    await new Promise((resolve) => setTimeout(resolve, IDLE_MS * 5));
+  }
+}
+
+describe('the embedded store maintains itself (PGlite has no autovacuum)', () => {
+  it('vacuums and analyzes a table that keeps being updated, when idle: it stays within about twice its fresh size and has statistics', async () => {
+    const { store } = await openStore();
+    await store.exec(
+      `CREATE TABLE t (id int PRIMARY KEY, note text);
+       INSERT INTO t SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g;`,
+    );
+    const size = async () => (await store.query<{ bytes: number }>(`SELECT pg_catalog.pg_table_size('t')::int AS bytes`))[0]?.bytes ?? 0;
+    const fresh = await size();
+    let count = await vacuums(store);
+    for (let round = 1; round <= 10; round++) {
+      await store.exec(`UPDATE t SET note = repeat('${round % 10}', 200)`);
+      count = await vacuumedSince(store, count);
+    }
+    // Without maintenance: eleven versions of every row, about 11 times the fresh size.
+    expect(await size()).toBeLessThanOrEqual(fresh * 2.2);
+    const [stats] = await store.query<{ analyzed: boolean; rows: number; columns: number }>(
+      `SELECT s.last_analyze IS NOT NULL AS analyzed, c.reltuples::int AS rows,
+              (SELECT count(*)::int FROM pg_catalog.pg_stats WHERE schemaname = 'public' AND tablename = 't') AS columns
+         FROM pg_catalog.pg_stat_user_tables s JOIN pg_catalog.pg_class c ON c.oid = s.relid WHERE s.relname = 't'`,
+    );
+    expect(stats).toEqual({ analyzed: true, rows: 20000, columns: 2 });
+  });
+
+  it("never runs inside a socket client's open transaction: it waits for the commit", async () => {
+    const { store, dir } = await openStore();
+    await store.exec(`CREATE TABLE t (id int PRIMARY KEY, note text); INSERT INTO t SELECT g, 'x' FROM generate_series(1, 2000) g`);
+    const before = await vacuumedSince(store, 0);
+    const client = new pg.Client({ connectionString: dbUrlOf(dir) });
+    client.on('error', () => undefined);
+    await client.connect();
+    opened.push({ close: () => client.end() });
+    await client.query('BEGIN');
+    await client.query(`UPDATE t SET note = 'y'`);
+    // The transaction stays open, idle, for many idle intervals; the count is read inside it.
+    await new Promise((resolve) => setTimeout(resolve, IDLE_MS * 20));
+    await client.query('SET LOCAL stats_fetch_consistency = none');
+    const during = await client.query<{ n: number }>(`SELECT pg_catalog.pg_stat_get_vacuum_count('t'::regclass)::int AS n`);
+    expect(during.rows[0]?.n).toBe(before);
+    await client.query('COMMIT');
+    expect(await vacuumedSince(store, before)).toBe(before + 1);
+  });
+});
