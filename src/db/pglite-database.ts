@@ -129,6 +129,18 @@ export class PGliteDatabase extends SessionDatabase {
     return { pglite: this.pglite, turns: this.#mutex };
   }
 
+  /** The one session is this caller's for the statement (and PGlite ignores statement timeouts). */
+  runAsRole(role: string, sql: string): Promise<void> {
+    return this.#mutex.run(async () => {
+      await this.#session.query(`SELECT pg_catalog.set_config('role', $1, false)`, [role]);
+      try {
+        await this.#session.exec(sql);
+      } finally {
+        await this.#session.exec('RESET ROLE');
+      }
+    });
+  }
+
   async registerVectorTypes(): Promise<void> {
     // The PGlite pgvector bundle ships no type parsers: add pgvector's own, as `pg` gets them.
     const rows = await this.query<{ oid: number }>(

@@ -67,6 +67,16 @@ export class SocketClientDatabase extends SessionDatabase {
     return fileLockHolders(this.dataDir, key);
   }
 
+  /**
+   * The owner gives its one session to a client a transaction at a time, so a role set before a
+   * statement that cannot run in a transaction would be the next client's as well: the statement
+   * runs as the store's own role (a superuser). Callers check what it may touch beforehand, and
+   * PostgreSQL runs a table's code during VACUUM as the table's owner whoever asked.
+   */
+  runAsRole(_role: string, sql: string): Promise<void> {
+    return this.exec(sql);
+  }
+
   registerVectorTypes(): Promise<void> {
     return this.#pg.registerVectorTypes();
   }

@@ -105,6 +105,10 @@ export class SharedStore extends SessionDatabase {
     }
   }
 
+  runAsRole(role: string, sql: string, timeoutMs: number): Promise<void> {
+    return this.#route((db) => db.runAsRole(role, sql, timeoutMs));
+  }
+
   /** The store's processes share its one session: their locks are files in the data directory. */
   tryExclusive<T>(key: bigint, attempt: LockTry, body: () => Promise<T>): Promise<T | undefined> {
     return tryFileLock(this.dataDir, key, attempt, body);
