@@ -73,4 +73,20 @@ describe('the embedded store maintains itself (PGlite has no autovacuum)', () =>
     await client.query('COMMIT');
     expect(await vacuumedSince(store, before)).toBe(before + 1);
   });
+
+  it('runs a VACUUM for a workspace role outside any transaction, on the owner and through the socket, and leaves no role behind', async () => {
+    const { store, dir } = await openStore();
+    const client = await SharedStore.open(dir, silentLogger);
+    opened.push(client);
+    expect(client.owner).toBe(false);
+    await store.exec(`CREATE ROLE w NOLOGIN; CREATE TABLE t (id int); ALTER TABLE t OWNER TO w; INSERT INTO t VALUES (1)`);
+    const before = await vacuums(store);
+    await store.runAsRole('w', 'VACUUM public.t', 1000);
+    await client.runAsRole('w', 'VACUUM public.t', 1000);
+    expect(await vacuums(store)).toBe(before + 2);
+    // A failing statement too: the session is the server's again afterwards.
+    await expect(store.runAsRole('w', 'VACUUM public.missing', 1000)).rejects.toThrow(/does not exist/);
+    expect(await store.query('SELECT current_user AS who')).toEqual([{ who: 'postgres' }]);
+    expect(await client.query('SELECT current_user AS who')).toEqual([{ who: 'postgres' }]);
+  });
 });
