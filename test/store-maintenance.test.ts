@@ -55,6 +55,24 @@ describe('the embedded store maintains itself (PGlite has no autovacuum)', () =>
     expect(stats).toEqual({ analyzed: true, rows: 20000, columns: 2 });
   });
 
+  it('maintains a store in constant use too, between two calls, when no idle moment came for ten idle intervals', async () => {
+    const { store } = await openStore();
+    await store.exec(
+      `CREATE TABLE t (id int PRIMARY KEY, note text);
+       INSERT INTO t SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g;`,
+    );
+    const fresh = (await store.query<{ bytes: number }>(`SELECT pg_catalog.pg_table_size('t')::int AS bytes`))[0]?.bytes ?? 0;
+    const before = await vacuums(store);
+    // Back to back, never idle for IDLE_MS: each UPDATE takes longer than that on its own.
+    for (let round = 1; round <= 10; round++) await store.exec(`UPDATE t SET note = repeat('${round % 10}', 200)`);
+    const [after] = await store.query<{ n: number; bytes: number }>(
+      `SELECT pg_catalog.pg_stat_get_vacuum_count('t'::regclass)::int AS n, pg_catalog.pg_table_size('t')::int AS bytes`,
+    );
+    expect(after?.n).toBeGreaterThan(before);
+    // Eleven versions of every row without maintenance.
+    expect(after?.bytes).toBeLessThan(fresh * 8);
+  });
+
   it("never runs inside a socket client's open transaction: it waits for the commit", async () => {
     const { store, dir } = await openStore();
     await store.exec(`CREATE TABLE t (id int PRIMARY KEY, note text); INSERT INTO t SELECT g, 'x' FROM generate_series(1, 2000) g`);

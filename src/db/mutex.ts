@@ -5,16 +5,22 @@ export class Mutex {
   #pending = 0;
   #turns = 0;
   #lastEnded = performance.now();
+  #onFree: (() => void) | undefined;
 
   run<T>(fn: () => Promise<T>): Promise<T> {
     this.#pending++;
     this.#turns++;
     const result = this.#tail.then(fn).finally(() => {
-      this.#pending--;
       this.#lastEnded = performance.now();
+      if (--this.#pending === 0) this.#onFree?.();
     });
     this.#tail = result.catch(() => undefined);
     return result;
+  }
+
+  /** `listener` is told each time the last turn running or waiting ends. */
+  onFree(listener: () => void): void {
+    this.#onFree = listener;
   }
 
   /** Turns running or waiting now. */

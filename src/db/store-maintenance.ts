@@ -35,6 +35,13 @@ interface TableDue {
   analyze: boolean;
 }
 
+/**
+ * A store in constant use (calls back to back, never idle for `idleMs`) is still maintained: once
+ * this many idle intervals passed since the last pass, the next moment nobody holds or waits for
+ * the session will do.
+ */
+const OVERDUE_AFTER_INTERVALS = 10;
+
 const commandFor = (t: TableDue) => (t.vacuum ? `VACUUM${t.analyze ? ' (ANALYZE)' : ''} ${t.tbl}` : `ANALYZE ${t.tbl}`);
 
 /**
@@ -43,7 +50,8 @@ const commandFor = (t: TableDue) => (t.vacuum ? `VACUUM${t.analyze ? ' (ANALYZE)
  * waited for) the session for `idleMs`, and someone used it since the last pass, the tables past
  * autovacuum's thresholds are vacuumed and analyzed, one per turn on the session and only while
  * nobody else wants it: a call arriving meanwhile waits for one table at most, and the pass
- * resumes at the next idle moment. Taking turns on the session's mutex also keeps it out of a
+ * resumes at the next idle moment. A store never idle that long is maintained between two calls
+ * every OVERDUE_AFTER_INTERVALS idle intervals. Taking turns on the session's mutex also keeps it out of a
  * socket client's open transaction (the client holds its turn until the transaction ends), as
  * VACUUM must be.
  */
@@ -52,6 +60,7 @@ export class StoreMaintenance {
   /** The session's turn count when the last pass finished: unchanged, there is nothing new to look at. */
   #seen = -1;
   #pass: Promise<void> | undefined;
+  #lastPass = performance.now();
   #stopped = false;
 
   constructor(
@@ -62,6 +71,8 @@ export class StoreMaintenance {
   ) {
     this.#timer = setInterval(() => this.#tick(), Math.max(5, Math.floor(idleMs / 2)));
     this.#timer.unref();
+    // Between two calls back to back: the moment an overdue pass can have.
+    turns.onFree(() => this.#tick());
   }
 
   /** Stops looking, and waits for a table being maintained now. */
@@ -72,23 +83,29 @@ export class StoreMaintenance {
   }
 
   #tick(): void {
-    if (this.#pass || this.#stopped || this.turns.turns === this.#seen || this.turns.idleFor() < this.idleMs) return;
-    this.#pass = this.#maintain()
+    if (this.#pass || this.#stopped || this.turns.turns === this.#seen || this.turns.pending > 0) return;
+    const overdue = performance.now() - this.#lastPass >= this.idleMs * OVERDUE_AFTER_INTERVALS;
+    if (!overdue && this.turns.idleFor() < this.idleMs) return;
+    this.#pass = this.#maintain(overdue)
       .catch((error: unknown) => {
         // Tried again once the session has been used again, not at every tick.
         this.#seen = this.turns.turns;
         this.log.warn('embedded store maintenance failed', { error: (error as Error).message });
       })
-      .finally(() => (this.#pass = undefined));
+      .finally(() => {
+        this.#pass = undefined;
+        this.#lastPass = performance.now();
+      });
   }
 
-  async #maintain(): Promise<void> {
+  /** Overdue, the first table is maintained even if a call is already waiting: else it never would be. */
+  async #maintain(overdue: boolean): Promise<void> {
     const due = await this.turns.run(async () => {
       await this.session.query(FLUSH_STATISTICS);
       return this.session.query<TableDue>(TABLES_DUE);
     });
-    for (const table of due) {
-      if (this.#stopped || this.turns.pending > 0) return;
+    for (const [i, table] of due.entries()) {
+      if (this.#stopped || (this.turns.pending > 0 && !(overdue && i === 0))) return;
       const started = performance.now();
       await this.turns.run(() => this.session.exec(commandFor(table))).then(
         () => this.log.debug('embedded store maintenance', { command: commandFor(table), ms: Math.round(performance.now() - started) }),
