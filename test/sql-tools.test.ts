@@ -298,6 +298,11 @@ describe('behind PgBouncer in transaction mode', () => {
       for (const r of results) expect(r.isError, r.text).toBe(false);
       const total = await run('query', { project_id: 'bounced', sql: 'SELECT count(*)::int AS n FROM t' });
       expect(total.data['rows']).toEqual([[6]]);
+      // ANALYZE runs in the call's transaction; VACUUM needs a connection started as the workspace's role.
+      expect((await run('execute', { project_id: 'bounced', sql: 'ANALYZE t' })).isError).toBe(false);
+      const vacuum = await run('execute', { project_id: 'bounced', sql: 'VACUUM t' });
+      expect(vacuum.isError).toBe(true);
+      expect(vacuum.text).toMatch(/connection of its own started as role pgw_\w+_bounced, and the database refused it \(unsupported startup parameter: options\)\. A pooler such as PgBouncer/);
     } finally {
       await mcp.close();
       await bouncer.stop();

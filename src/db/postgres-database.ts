@@ -128,7 +128,15 @@ export class PostgresDatabase extends SessionDatabase {
     });
     client.on('error', () => undefined);
     try {
-      await client.connect();
+      await client.connect().catch((error: unknown) => {
+        if (!(error as { code?: unknown }).code) throw error;
+        // The server answered, and refused the startup options: PgBouncer refuses any.
+        throw new Error(
+          `This statement runs on a connection of its own started as role ${role}, and the database refused it ` +
+            `(${(error as Error).message}). A pooler such as PgBouncer refuses startup options: give this server a DATABASE_URL ` +
+            'that reaches PostgreSQL itself for it.',
+        );
+      });
       await client.query(sql);
     } catch (error) {
       throw asConnectionBroken(error);
