@@ -14,7 +14,8 @@ import type { Statement } from '../sql/statements.js';
 import { migrationDrift } from '../extensions/extension.js';
 import { InstallError, InstallPrivilegeError, type InstallPhase } from './install-error.js';
 import { withInstallLock, type InstallLockOptions as InstallOptions } from './install-lock.js';
-import type { InstallPlan, PreparedExtension } from './install-plan.js';
+import type { InstallPlan } from './install-plan.js';
+import type { PreparedExtension } from './prepared-extension.js';
 import { applySeeds } from './seed-run.js';
 
 export interface PhaseResult {

@@ -4,7 +4,7 @@ import { describePgError } from '../db/sql-errors.js';
 import type { Statement } from '../sql/statements.js';
 import { seedTargets } from './extension-rules.js';
 import { InstallError } from './install-error.js';
-import type { PreparedExtension } from './install-plan.js';
+import type { PreparedExtension } from './prepared-extension.js';
 
 /**
  * Runs an extension's seeds in one transaction, then runs them again in it and requires the
