@@ -1,4 +1,4 @@
-import type { Statement } from '../sql/statements.js';
+import type { Statement } from '../extensions/extension-sql.js';
 import type { PreparedExtension } from './prepared-extension.js';
 
 /**

@@ -10,7 +10,7 @@ import {
   readInstallState,
   recordInstallState as recordInstall,
 } from '../registry/registry-sql.js';
-import type { Statement } from '../sql/statements.js';
+import type { Statement } from '../extensions/extension-sql.js';
 import { migrationDrift } from '../extensions/extension.js';
 import { InstallError, InstallPrivilegeError, type InstallPhase } from './install-error.js';
 import { withInstallLock, type InstallLockOptions as InstallOptions } from './install-lock.js';

@@ -7,7 +7,7 @@ import {
   rejectInstallerOwnedStatements,
   SqlFileError,
   type Statement,
-} from '../sql/statements.js';
+} from '../extensions/extension-sql.js';
 
 export class InstallPlanError extends Error {
   override name = 'InstallPlanError';

@@ -1,5 +1,5 @@
 import type { Extension, Migration } from '../extensions/extension.js';
-import type { Statement } from '../sql/statements.js';
+import type { Statement } from '../extensions/extension-sql.js';
 
 /*
  * What the install plan makes of an extension: its own module, because both the plan

@@ -4,7 +4,7 @@ import { quoteIdent } from '../db/identifiers.js';
 import { migrationDrift } from '../extensions/extension.js';
 import type { PreparedExtension } from '../installer/prepared-extension.js';
 import type { AppliedMigration, LedgerRows } from '../registry/registry-sql.js';
-import type { Statement } from '../sql/statements.js';
+import type { Statement } from '../extensions/extension-sql.js';
 
 /** What one provisioning transaction runs inside a workspace schema, as a single script. */
 export interface WorkspaceScript {
