@@ -5,6 +5,12 @@ import { silentLogger } from '../src/logger.js';
 import { tempDir } from './support/fixtures.js';
 
 const IDLE_MS = 50;
+/**
+ * Index-expression code that takes a session advisory lock wherever it runs, which outlives the
+ * statement (PostgreSQL refuses PREPARE there: a security-restricted operation).
+ */
+const STICKY_CODE = `CREATE FUNCTION sticky(n int) RETURNS int LANGUAGE sql IMMUTABLE
+       AS $f$ SELECT n FROM (SELECT pg_catalog.pg_advisory_lock(4242)) AS locked $f$;`;
 const opened: { close(): Promise<void> }[] = [];
 afterEach(async () => {
   await Promise.all(opened.splice(0).reverse().map((s) => s.close().catch(() => undefined)));
@@ -73,6 +79,22 @@ describe('the embedded store maintains itself (PGlite has no autovacuum)', () =>
     expect(after?.bytes).toBeLessThan(fresh * 8);
   });
 
+  it("leaves no session advisory lock of a table's own code behind on the shared session", async () => {
+    const { store } = await openStore();
+    // Index expressions run during VACUUM and ANALYZE, as the table's owner: a workspace's may do this.
+    await store.exec(
+      `${STICKY_CODE}
+       CREATE TABLE t (id int PRIMARY KEY, note text);
+       CREATE INDEX ON t ((sticky(id)));
+       SELECT pg_catalog.pg_advisory_unlock_all();`,
+    );
+    await store.exec(`INSERT INTO t SELECT g, 'x' FROM generate_series(1, 2000) g; SELECT pg_catalog.pg_advisory_unlock_all();`);
+    const before = await vacuums(store);
+    await store.exec(`UPDATE t SET note = 'y'; SELECT pg_catalog.pg_advisory_unlock_all();`);
+    await vacuumedSince(store, before);
+    expect(await store.query(`SELECT count(*)::int AS n FROM pg_catalog.pg_locks WHERE locktype = 'advisory'`)).toEqual([{ n: 0 }]);
+  });
+
   it("never runs inside a socket client's open transaction: it waits for the commit", async () => {
     const { store, dir } = await openStore();
     await store.exec(`CREATE TABLE t (id int PRIMARY KEY, note text); INSERT INTO t SELECT g, 'x' FROM generate_series(1, 2000) g`);
@@ -97,10 +119,16 @@ describe('the embedded store maintains itself (PGlite has no autovacuum)', () =>
     const client = await SharedStore.open(dir, silentLogger);
     opened.push(client);
     expect(client.owner).toBe(false);
-    await store.exec(`CREATE ROLE w NOLOGIN; CREATE TABLE t (id int); ALTER TABLE t OWNER TO w; INSERT INTO t VALUES (1)`);
+    await store.exec(`${STICKY_CODE}
+      CREATE ROLE w NOLOGIN; CREATE TABLE t (id int); CREATE INDEX ON t ((sticky(id))); ALTER TABLE t OWNER TO w; INSERT INTO t VALUES (1);
+      SELECT pg_catalog.pg_advisory_unlock_all();`);
+    const leftovers = `SELECT count(*)::int AS locks FROM pg_catalog.pg_locks WHERE locktype = 'advisory'`;
     const before = await vacuums(store);
-    await store.runAsRole('w', 'VACUUM public.t', 1000);
-    await client.runAsRole('w', 'VACUUM public.t', 1000);
+    // ANALYZE runs the index expression, as w (the table's owner).
+    await store.runAsRole('w', 'VACUUM (ANALYZE) public.t', 1000);
+    expect(await store.query(leftovers)).toEqual([{ locks: 0 }]);
+    await client.runAsRole('w', 'VACUUM (ANALYZE) public.t', 1000);
+    expect(await client.query(leftovers)).toEqual([{ locks: 0 }]);
     expect(await vacuums(store)).toBe(before + 2);
     // A failing statement too: the session is the server's again afterwards.
     await expect(store.runAsRole('w', 'VACUUM public.missing', 1000)).rejects.toThrow(/does not exist/);

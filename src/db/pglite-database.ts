@@ -5,7 +5,7 @@ import pgvector from 'pgvector';
 import { silentLogger, type Logger } from '../logger.js';
 import { DamagedStoreError, isStoreDamage } from './damaged-store.js';
 import { SessionDatabase, type LockHolder, type LockTry, type PipelineOutcome, type PipelineStep, type Queryable } from './database.js';
-import { AFTER_FAILED_PIPELINE, PipelineCollector, writePipeline, type PipelineMessage } from './pipeline.js';
+import { AFTER_FAILED_PIPELINE, AFTER_TABLE_CODE, PipelineCollector, writePipeline, type PipelineMessage } from './pipeline.js';
 import { DataDirLock } from './data-dir-lock.js';
 import { fileLockHolders, tryFileLock } from './file-locks.js';
 import { Mutex } from './mutex.js';
@@ -136,7 +136,8 @@ export class PGliteDatabase extends SessionDatabase {
       try {
         await this.#session.exec(sql);
       } finally {
-        await this.#session.exec('RESET ROLE');
+        // And what the table's code (index expressions) may have left on the session.
+        await this.#session.exec(`RESET ROLE; ${AFTER_TABLE_CODE}`);
       }
     });
   }

@@ -1,6 +1,7 @@
 import type { Logger } from '../logger.js';
 import type { Queryable } from './database.js';
 import type { Mutex } from './mutex.js';
+import { AFTER_TABLE_CODE } from './pipeline.js';
 import { sqlState } from './sql-errors.js';
 
 /** How long the embedded store must be idle before it maintains itself (PG_WORKSPACE_MAINTENANCE_IDLE_MS). */
@@ -107,7 +108,8 @@ export class StoreMaintenance {
     for (const [i, table] of due.entries()) {
       if (this.#stopped || (this.turns.pending > 0 && !(overdue && i === 0))) return;
       const started = performance.now();
-      await this.turns.run(() => this.session.exec(commandFor(table))).then(
+      // In the same turn: what the table's code (index expressions) left on the session goes with it.
+      await this.turns.run(() => this.session.exec(commandFor(table)).finally(() => this.session.exec(AFTER_TABLE_CODE))).then(
         () => this.log.debug('embedded store maintenance', { command: commandFor(table), ms: Math.round(performance.now() - started) }),
         (error: unknown) => {
           // Dropped since the statistics were read: nothing to do.
