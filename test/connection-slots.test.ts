@@ -2,6 +2,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { NoFreeConnectionError } from '../src/db/connection-room.js';
 import { PostgresDatabase } from '../src/db/postgres-database.js';
+import { startPgBouncer } from './support/pgbouncer.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
 import { startServerProcess, type ServerProcess } from './support/server-process.js';
 
@@ -100,4 +101,34 @@ describe('connection slots shared by many servers', () => {
       await db.close();
     }
   }, 60_000);
+});
+
+describe('connection slots behind PgBouncer in session mode', () => {
+  it('8 servers through a pool of 20: every call is served before PgBouncer gives up waiting', async () => {
+    // A cluster of its own with the harness's ample max_connections: here the pooler's pool is the limit.
+    const ample = await startPgCluster();
+    if (!ample) return;
+    // Session mode: a client connection keeps a server connection until it closes. The issue
+    // measured with PgBouncer's default 120 s wait; 30 s keeps the test short.
+    const bouncer = await startPgBouncer(ample, { poolMode: 'session', poolSize: 20, queryWaitTimeoutS: 30 });
+    const servers: ServerProcess[] = [];
+    try {
+      if (!bouncer) return;
+      const env = { DATABASE_URL: bouncer.url(new URL(await ample.createDatabase('session')).pathname.slice(1)), PG_WORKSPACE_LOG_LEVEL: 'error' };
+      for (let i = 0; i < 8; i++) servers.push(await startServerProcess(['--disable', 'codebase'], env));
+      const results = await Promise.all(
+        servers.map((s, n) =>
+          Promise.all([
+            ...Array.from({ length: 10 }, (_, i) => s.call('ensure_workspace', { project_id: `session-${n}-${i}` })),
+            ...Array.from({ length: 10 }, () => s.call('list_workspaces', { limit: 1 })),
+          ]),
+        ),
+      );
+      expect(results.flat().filter((r) => r.isError).map((r) => r.text)).toEqual([]);
+    } finally {
+      await Promise.all(servers.map((s) => s.close()));
+      await bouncer?.stop();
+      await ample.destroy();
+    }
+  }, 180_000);
 });

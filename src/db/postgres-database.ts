@@ -11,9 +11,10 @@ const APPLICATION_NAME = 'pg-workspace-mcp';
 /**
  * Agents call tools seconds to minutes apart: with pg's 10 s default idle timeout the first call
  * after a pause paid a new connection (29-79 ms against ~1 ms warm). One connection is kept warm
- * while the database has room for it (connection-room.ts); the extra ones a burst opened close
- * after 10 s idle, since they are slots other servers may be waiting for. TCP keepalive stops
- * middleboxes from dropping the one kept.
+ * while the database has room for it (connection-room.ts); an extra one a burst opened closes
+ * as soon as no call of this server waits for it, since it is a slot (behind PgBouncer in
+ * session mode, a server connection) other servers may be waiting for. The idle timeout only
+ * catches what slips past that. TCP keepalive stops middleboxes from dropping the one kept.
  */
 const EXTRA_IDLE_TIMEOUT_MS = 10_000;
 const KEEPALIVE_DELAY_MS = 30_000;
@@ -106,7 +107,8 @@ export class PostgresDatabase extends SessionDatabase {
     } finally {
       client.removeListener('error', onError);
       const failed = lost ?? broken;
-      if (failed || this.#warm || this.#pool.waitingCount > 0) client.release(failed);
+      if (failed || this.#pool.waitingCount > 0) client.release(failed);
+      else if (this.#warm) client.release(this.#pool.idleCount > 0);
       else void this.#releaseCold(client);
     }
   }
