@@ -1,7 +1,8 @@
 import type { Database, Queryable } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
 import { explainError } from '../db/sql-errors.js';
-import type { InstallPlan, PreparedExtension } from '../installer/install-plan.js';
+import type { InstallPlan } from '../installer/install-plan.js';
+import type { PreparedExtension } from '../installer/prepared-extension.js';
 import * as registry from '../registry/operations-queries.js';
 import { lockWorkspace } from '../registry/registry-sql.js';
 import { principalScript, roleNameFor, rolePrefixFor } from '../sandbox/sandbox-ddl.js';
