@@ -52,7 +52,7 @@ describe('connection slots shared by many servers', () => {
     const env = { DATABASE_URL: url, PG_WORKSPACE_LOG_LEVEL: 'error', PG_WORKSPACE_CONNECT_WAIT_MS: '30000' };
     const servers: ServerProcess[] = [];
     try {
-      for (let i = 0; i < 16; i++) servers.push(await startServerProcess(['--disable', 'codebase'], env));
+      servers.push(...(await Promise.all(Array.from({ length: 16 }, () => startServerProcess(['--disable', 'codebase'], env)))));
       // All at once: each server boots and makes 15 calls at once (issue 24 measured 240 such calls).
       const together = await Promise.all(
         servers.map((s, n) =>
@@ -115,7 +115,7 @@ describe('connection slots behind PgBouncer in session mode', () => {
     try {
       if (!bouncer) return;
       const env = { DATABASE_URL: bouncer.url(new URL(await ample.createDatabase('session')).pathname.slice(1)), PG_WORKSPACE_LOG_LEVEL: 'error' };
-      for (let i = 0; i < 8; i++) servers.push(await startServerProcess(['--disable', 'codebase'], env));
+      servers.push(...(await Promise.all(Array.from({ length: 8 }, () => startServerProcess(['--disable', 'codebase'], env)))));
       const results = await Promise.all(
         servers.map((s, n) =>
           Promise.all([
