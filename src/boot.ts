@@ -30,6 +30,8 @@ export async function openDatabase(config: EngineConfig, log: Logger): Promise<D
   return new PostgresDatabase({
     connectionString: config.databaseUrl,
     ...(config.maxConnections ? { maxConnections: config.maxConnections } : {}),
+    ...(config.connectWaitMs !== undefined ? { connectWaitMs: config.connectWaitMs } : {}),
+    sharedSlots: true,
   });
 }
 
