@@ -291,6 +291,12 @@ $$;
 CREATE SCHEMA IF NOT EXISTS project_registry_sandbox;
 REVOKE ALL ON SCHEMA project_registry_sandbox FROM PUBLIC;
 
+-- The body those functions share, which the server writes (SECURITY INVOKER: it runs as the
+-- workspace role whose function calls it). Every role may call it, none may create anything here.
+CREATE SCHEMA IF NOT EXISTS project_registry_sandbox_body;
+REVOKE ALL ON SCHEMA project_registry_sandbox_body FROM PUBLIC;
+GRANT USAGE ON SCHEMA project_registry_sandbox_body TO PUBLIC;
+
 -- Hands every object of a workspace schema to the workspace's role, so that the agent may ALTER
 -- and DROP its own tables: tables and views (their indexes, row types and owned sequences
 -- follow), other sequences, routines and standalone types. Runs as the server, which created
