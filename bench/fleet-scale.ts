@@ -13,6 +13,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { parseCommand } from '../src/config.js';
 import { quoteIdent } from '../src/db/identifiers.js';
+import { PostgresDatabase } from '../src/db/postgres-database.js';
 import { ProvisioningEngine, type Ready } from '../src/engine.js';
 import { silentLogger } from '../src/logger.js';
 import { principalScript, roleNameFor, sandboxBodyScript } from '../src/sandbox/sandbox-ddl.js';
@@ -43,6 +44,8 @@ interface Side {
   engine: ProvisioningEngine;
   ready: Ready;
   url: string;
+  /** The floor's own connection, opened after the build: PostgreSQL's cost, not a busy session's. */
+  direct: PostgresDatabase;
 }
 
 async function side(settings: Record<string, string>): Promise<Side> {
@@ -53,7 +56,7 @@ async function side(settings: Record<string, string>): Promise<Side> {
   if (command.kind !== 'serve') throw new Error('expected a serve configuration');
   const engine = new ProvisioningEngine(command.config, silentLogger);
   engine.start();
-  return { cluster, engine, ready: await engine.ready(120_000), url };
+  return { cluster, engine, ready: await engine.ready(120_000), url, direct: new PostgresDatabase({ connectionString: url, maxConnections: 2 }) };
 }
 
 /** The calls an agent makes on a new workspace, through the engine the tools call. */
@@ -109,7 +112,7 @@ const STEPS: Record<Step, string> = {
   trigger: 'execute CREATE TRIGGER',
   insert: 'execute one-row INSERT',
   describe: 'describe_workspace',
-  rawWorkspace: 'floor: the workspace DDL sent directly (superuser, one query)',
+  rawWorkspace: 'floor: the workspace DDL sent directly (superuser, own connection, one query)',
   rawTable: 'floor: the same CREATE TABLE sent directly',
   rawFn: 'floor: the same CREATE FUNCTION sent directly',
   rawTrigger: 'floor: the same CREATE TRIGGER sent directly',
@@ -124,7 +127,8 @@ async function measureOnce(s: Side, i: number, samples: Record<Step, number[]>):
     await fn();
     samples[step].push(performance.now() - t);
   };
-  const { workspaces, sql, db } = s.ready;
+  const { workspaces, sql } = s.ready;
+  const db = s.direct;
   await timed('ensure', () => workspaces.ensure(projectId));
   await timed('firstCall', () => sql.query(projectId, 'SELECT 1', []));
   await timed('table', () => sql.execute(projectId, AGENT.table, []));
@@ -202,6 +206,7 @@ try {
   await writeFile('bench/results/fleet-scale.txt', `${table}\n`);
 } finally {
   for (const s of [small, large]) {
+    await s.direct.close();
     await s.engine.close();
     await s.cluster.destroy();
   }
