@@ -17,6 +17,15 @@ const APPLICATION_NAME = 'pg-workspace-mcp';
  * catches what slips past that. TCP keepalive stops middleboxes from dropping the one kept.
  */
 const EXTRA_IDLE_TIMEOUT_MS = 10_000;
+
+/**
+ * A connection is replaced after this many checkouts. A PostgreSQL backend keeps in its caches
+ * every relation, type and function it has touched, and on every catalog change (its own DDL or
+ * any other backend's) walks some of those caches whole: a connection that had served a thousand
+ * workspaces ran each DDL statement several times slower. A new connection costs a few
+ * milliseconds, once in this many calls.
+ */
+const MAX_USES = 200;
 const KEEPALIVE_DELAY_MS = 30_000;
 
 export interface PostgresOptions {
@@ -55,6 +64,7 @@ export class PostgresDatabase extends SessionDatabase {
       // pg-pool reads min live: #setWarm moves it between 1 (keep one) and 0.
       min: 1,
       idleTimeoutMillis: EXTRA_IDLE_TIMEOUT_MS,
+      maxUses: MAX_USES,
       keepAlive: true,
       keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS,
       application_name: APPLICATION_NAME,
