@@ -46,6 +46,7 @@ export interface PostgresOptions {
 export class PostgresDatabase extends SessionDatabase {
   readonly description: string;
   readonly #pool: pg.Pool;
+  readonly #connectionString: string;
   /** Parsers for pgvector's types by OID, filled once the extension exists; read by every client of the pool. */
   readonly #parsers = new Map<number, (value: string) => unknown>();
   readonly #connectWaitMs: number;
@@ -56,6 +57,7 @@ export class PostgresDatabase extends SessionDatabase {
 
   constructor(options: PostgresOptions) {
     super();
+    this.#connectionString = options.connectionString;
     const parsers = this.#parsers;
     this.#connectWaitMs = options.connectWaitMs ?? 0;
     this.#pool = new pg.Pool({
@@ -221,6 +223,38 @@ export class PostgresDatabase extends SessionDatabase {
 
   lockHolders(key: bigint): Promise<LockHolder[]> {
     return advisoryLockHolders(this, key);
+  }
+
+  /**
+   * On a connection of its own, closed after the statement, with the role and the timeout as
+   * startup options: a SET ROLE on a pooled session could land, behind a transaction pooler such
+   * as PgBouncer, on a server connection other than the statement's and stay there.
+   */
+  async runAsRole(role: string, sql: string, timeoutMs: number): Promise<void> {
+    // Role names are the server's own (roleNameFor): nothing to escape in a startup option.
+    if (!/^[A-Za-z0-9_]+$/.test(role)) throw new RangeError(`not a workspace role name: ${JSON.stringify(role)}`);
+    const client = new pg.Client({
+      connectionString: this.#connectionString,
+      application_name: APPLICATION_NAME,
+      options: `-c role=${role} -c statement_timeout=${Math.floor(timeoutMs)}`,
+    });
+    client.on('error', () => undefined);
+    try {
+      await client.connect().catch((error: unknown) => {
+        if (!(error as { code?: unknown }).code) throw error;
+        // The server answered, and refused the startup options: PgBouncer refuses any.
+        throw new Error(
+          `This statement runs on a connection of its own started as role ${role}, and the database refused it ` +
+            `(${(error as Error).message}). A pooler such as PgBouncer refuses startup options: give this server a DATABASE_URL ` +
+            'that reaches PostgreSQL itself for it.',
+        );
+      });
+      await client.query(sql);
+    } catch (error) {
+      throw asConnectionBroken(error);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
   }
 
   /**
