@@ -94,6 +94,9 @@ const MOVE_WORKSPACE_LEDGER = `
   WITH moved AS (UPDATE project_registry.workspace_migrations SET project_id = $2 WHERE project_id = $1 RETURNING 1)
   SELECT count(*)::int AS n FROM moved`;
 
+/** The embedding-space pins go with the workspace (their foreign key would delete them with the old row). */
+const MOVE_EMBEDDING_SPACES = 'UPDATE project_registry.embedding_spaces SET project_id = $2 WHERE project_id = $1';
+
 const ROLE_EXISTS = 'SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $1) AS present';
 
 /** Registers an existing schema as a current workspace, with a ledger row per workspace migration. */
@@ -248,6 +251,7 @@ export async function renameWorkspaceRows(
 ): Promise<{ registryRows: number; ledgerRows: number }> {
   const registry = await first<{ n: number }>(tx, RENAME_WORKSPACE_ROWS, [from, to, schemaName]);
   const ledger = await first<{ n: number }>(tx, MOVE_WORKSPACE_LEDGER, [from, to]);
+  await tx.query(MOVE_EMBEDDING_SPACES, [from, to]);
   await first<{ n: number }>(tx, DELETE_WORKSPACE_ROW, [from]);
   return { registryRows: registry.n, ledgerRows: ledger.n };
 }
