@@ -57,12 +57,12 @@ CREATE TABLE IF NOT EXISTS project_registry.registry_generation (
 -- The embedding space (provider, model, dimensions, prefixes) that wrote each workspace vector
 -- column filled from text: vectors of two spaces cannot be compared, so a column holds one and is
 -- searched with queries of that one (src/embeddings/embedding-spaces.ts). Keyed by project id, so
--- a drop cascades and a rename moves the rows. While `reembed` moves a column to another space,
+-- a drop deletes the rows and a rename (an UPDATE of the id) moves them. While `reembed` moves a column to another space,
 -- `target` is that space and the reembed_* columns its progress: rows after `reembed_cursor` (in
 -- the table's primary-key order) still hold vectors of the old space. Only the server writes
 -- here: workspace roles have no privilege on project_registry.
 CREATE TABLE IF NOT EXISTS project_registry.embedding_spaces (
-    project_id      text COLLATE "C" NOT NULL REFERENCES project_registry.workspace_config ON DELETE CASCADE,
+    project_id      text COLLATE "C" NOT NULL REFERENCES project_registry.workspace_config ON DELETE CASCADE ON UPDATE CASCADE,
     table_name      text NOT NULL,
     column_name     text NOT NULL,
     text_column     text NOT NULL,
