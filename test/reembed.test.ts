@@ -1,9 +1,5 @@
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Database } from '../src/db/database.js';
-import { PostgresDatabase } from '../src/db/postgres-database.js';
-import { dbUrlOf } from '../src/db/shared-store.js';
 import { parseEmbeddingsConfig, type EmbeddingsConfig } from '../src/embeddings/embeddings-config.js';
 import { assertSearchable, EmbeddingSpaceError, pin } from '../src/embeddings/embedding-spaces.js';
 import { HttpEmbedder } from '../src/embeddings/http-embedder.js';
@@ -17,18 +13,16 @@ import { BACKEND_KINDS, backendPerKind } from './support/backend-per-kind.js';
 import { cosine, startEmbeddingStub, stubEmbedding, type EmbeddingStub } from './support/embedding-stub.js';
 import { install, planFor, tempDir, writeExtension } from './support/fixtures.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
-import { MAIN, startServerProcess } from './support/server-process.js';
 
 let cluster: PgCluster | null = null;
 let stub: EmbeddingStub;
 let plan: InstallPlan;
-let extensionDir: string;
 beforeAll(async () => {
   [cluster, stub] = await Promise.all([startPgCluster(), startEmbeddingStub({ dimensions: 8 })]);
-  extensionDir = await writeExtension(await tempDir(), { id: 'docs', requires: ['vector'] }, {
+  const dir = await writeExtension(await tempDir(), { id: 'docs', requires: ['vector'] }, {
     'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS docs (id bigint PRIMARY KEY, body text, embedding vector(8));',
   });
-  plan = await planFor([extensionDir], ['codebase']);
+  plan = await planFor([dir], ['codebase']);
 }, 120_000);
 afterAll(async () => Promise.all([cluster?.destroy(), stub?.close()]));
 beforeEach(() => stub.reset());
@@ -155,47 +149,3 @@ for (const kind of BACKEND_KINDS) {
     });
   });
 }
-
-describe('the reembed command', () => {
-  it('moves a workspace beside the server serving its embedded store, with progress on stderr, and exits 0', async () => {
-    const dir = await tempDir();
-    const common = ['--data-dir', dir, '--extensions', extensionDir, '--disable', 'codebase'];
-    const server = await startServerProcess(common, {});
-    const socket = new PostgresDatabase({ connectionString: dbUrlOf(dir) });
-    try {
-      expect((await server.call('ensure_workspace', { project_id: 'alpha' })).isError).toBeFalsy();
-      // What an ingest in the old space left: rows with its vectors, and the pin.
-      const values = BODIES.map((body, i) => `(${i + 1}, '${body}', '${JSON.stringify(stubEmbedding(`old: ${body}`, 8))}')`).join(', ');
-      expect((await server.call('execute', { project_id: 'alpha', sql: `INSERT INTO docs VALUES ${values}` })).isError).toBeFalsy();
-      await pin(socket, { ...COLUMN, textColumn: 'body' }, embedder('old').space);
-
-      const env = {
-        PATH: process.env['PATH'] ?? '',
-        HOME: process.env['HOME'] ?? '/tmp',
-        PG_WORKSPACE_EMBEDDINGS: 'openai',
-        PG_WORKSPACE_EMBEDDINGS_URL: stub.openaiUrl,
-        PG_WORKSPACE_EMBEDDINGS_API_KEY: 'sk-cli-secret-0123456789',
-        PG_WORKSPACE_EMBEDDINGS_MODEL: 'stub-embed',
-        PG_WORKSPACE_EMBEDDINGS_DIMENSIONS: '8',
-        PG_WORKSPACE_EMBEDDINGS_DOCUMENT_PREFIX: 'new: ',
-        PG_WORKSPACE_EMBEDDINGS_BATCH_SIZE: '4',
-        PG_WORKSPACE_EMBEDDINGS_CONCURRENCY: '1',
-      };
-      const { stdout, stderr } = await promisify(execFile)(process.execPath, [MAIN, 'reembed', '--project', 'alpha', ...common], { env });
-      expect(stdout).toBe('  alpha docs.embedding: moved (10 rows, 10 embedded by this run)\n');
-      expect(stderr).toContain('reembed: moving pinned columns of workspace "alpha" to openai "stub-embed" (8 dimensions, document prefix "new: ")');
-      expect(stderr).toContain('reembed: alpha docs.embedding: 10 of 10 rows');
-      expect(stderr).not.toContain('sk-cli-secret-0123456789');
-      expect(stub.requests).toHaveLength(3);
-      expect(stub.requests.every((r) => r.headers.authorization === 'Bearer sk-cli-secret-0123456789')).toBe(true);
-      expect(await readPin(socket, COLUMN)).toMatchObject({ provider: 'openai', document_prefix: 'new: ', target: null });
-      // The server kept serving, and reads the new vectors.
-      const read = await server.call('query', { project_id: 'alpha', sql: 'SELECT body, embedding::text AS v FROM docs ORDER BY id' });
-      const rows = (read.data as { rows: Array<[string, string]> }).rows;
-      expect(rows.map(([body, v]) => cosine(JSON.parse(v) as number[], stubEmbedding(`new: ${body}`, 8)))).toEqual(rows.map(() => expect.closeTo(1, 5)));
-    } finally {
-      await socket.close();
-      await server.close();
-    }
-  }, 120_000);
-});
