@@ -39,7 +39,8 @@ export async function reembedWorkspaces(config: Config & { embeddings: Embedding
     const { reembed } = await import('./embeddings/reembed.js');
     const outcomes = await reembed(db, sql, embedder, {
       projectId,
-      batchRows: config.embeddings.batchSize * config.embeddings.concurrency,
+      batchRows: Math.min(config.embeddings.batchSize * config.embeddings.concurrency, sql.maxRowsCap),
+      maxInputChars: config.embeddings.maxInputChars,
       signal: abort.signal,
       onProgress: progressReporter(),
     });
@@ -63,6 +64,11 @@ function progressReporter(): (p: ReembedProgress) => void {
   };
 }
 
+/** Texts longer than the maximum are embedded from their beginning: the summary says how many. */
+function cutNote(o: ReembedOutcome): string {
+  return o.cut > 0 ? `; ${o.cut} cut to PG_WORKSPACE_EMBEDDINGS_MAX_INPUT_CHARS` : '';
+}
+
 function formatSummary(outcomes: readonly ReembedOutcome[]): string {
   if (outcomes.length === 0) return 'No pinned vector columns: nothing to re-embed.\n';
   const lines = outcomes.map((o) => {
@@ -71,7 +77,7 @@ function formatSummary(outcomes: readonly ReembedOutcome[]): string {
       case 'current':
         return `  ${name}: already in this space`;
       case 'moved':
-        return `  ${name}: moved (${o.total} rows, ${o.embedded} embedded by this run)`;
+        return `  ${name}: moved (${o.total} rows, ${o.embedded} embedded by this run${cutNote(o)})`;
       case 'interrupted':
         return `  ${name}: interrupted at ${o.done} of ${o.total} rows; run the command again to continue`;
       case 'failed':

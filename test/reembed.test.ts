@@ -89,14 +89,14 @@ for (const kind of BACKEND_KINDS) {
       const progress: ReembedProgress[] = [];
       const first = await reembed(db, sql, moved, {
         projectId: 'alpha',
-        batchRows: 3,
+        batchRows: 3, maxInputChars: 8000,
         signal: controller.signal,
         onProgress: (p) => {
           progress.push(p);
           if (p.done >= 6) controller.abort();
         },
       });
-      expect(first).toEqual([{ ...COLUMN, outcome: 'interrupted', done: 6, total: 10, embedded: 6 }]);
+      expect(first).toEqual([{ ...COLUMN, outcome: 'interrupted', done: 6, total: 10, embedded: 6, cut: 0 }]);
       expect(progress.map((p) => p.done)).toEqual([0, 3, 6]);
       expect(stub.requests).toHaveLength(2);
       expect(await spacesOfRows(db)).toEqual(['new', 'new', 'new', 'new', 'new', 'new', 'old', 'old', 'old', 'old']);
@@ -113,8 +113,8 @@ for (const kind of BACKEND_KINDS) {
 
       // Second run: only the four rows left, in two requests; then the pin switches.
       stub.reset();
-      const second = await reembed(db, sql, moved, { projectId: 'alpha', batchRows: 3 });
-      expect(second).toEqual([{ ...COLUMN, outcome: 'moved', done: 10, total: 10, embedded: 4 }]);
+      const second = await reembed(db, sql, moved, { projectId: 'alpha', batchRows: 3, maxInputChars: 8000 });
+      expect(second).toEqual([{ ...COLUMN, outcome: 'moved', done: 10, total: 10, embedded: 4, cut: 0 }]);
       expect(stub.requests.map((r) => r.body['input'])).toEqual([BODIES.slice(6, 9).map((b) => `new: ${b}`), [`new: ${BODIES[9]}`]]);
       expect(await spacesOfRows(db)).toEqual(Array(10).fill('new'));
       expect(await readPin(db, COLUMN)).toMatchObject({ provider: 'openai', document_prefix: 'new: ', target: null, reembed_cursor: null });
@@ -123,7 +123,7 @@ for (const kind of BACKEND_KINDS) {
 
       // Third run: nothing to do, nothing sent.
       stub.reset();
-      expect(await reembed(db, sql, moved, { batchRows: 3 })).toEqual([{ ...COLUMN, outcome: 'current', done: 0, total: 0, embedded: 0 }]);
+      expect(await reembed(db, sql, moved, { batchRows: 3, maxInputChars: 8000 })).toEqual([{ ...COLUMN, outcome: 'current', done: 0, total: 0, embedded: 0, cut: 0 }]);
       expect(stub.requests).toHaveLength(0);
     });
 
@@ -132,20 +132,29 @@ for (const kind of BACKEND_KINDS) {
       const { sql } = await seeded(db);
       const moved = embedder('new', { PG_WORKSPACE_EMBEDDINGS_MAX_RETRIES: '0' });
       stub.fail({ dimensions: 8 }, { status: 400, body: { error: { message: 'bad day' } } });
-      const [failed] = await reembed(db, sql, moved, { projectId: 'alpha', batchRows: 3 });
+      const [failed] = await reembed(db, sql, moved, { projectId: 'alpha', batchRows: 3, maxInputChars: 8000 });
       expect(failed).toMatchObject({ outcome: 'failed', done: 3, total: 10 });
       expect(failed?.error).toContain('refused the request (HTTP 400: bad day)');
       expect(await spacesOfRows(db)).toEqual(['new', 'new', 'new', ...Array(7).fill('old')]);
 
       stub.reset();
-      expect(await reembed(db, sql, moved, { projectId: 'alpha', batchRows: 3 })).toMatchObject([{ outcome: 'moved', embedded: 7 }]);
+      expect(await reembed(db, sql, moved, { projectId: 'alpha', batchRows: 3, maxInputChars: 8000 })).toMatchObject([{ outcome: 'moved', embedded: 7 }]);
       expect(stub.requests).toHaveLength(3);
 
       const longer = embedder('old', { PG_WORKSPACE_EMBEDDINGS_DIMENSIONS: '16' });
-      const [refused] = await reembed(db, sql, longer, { projectId: 'alpha', batchRows: 3 });
+      const [refused] = await reembed(db, sql, longer, { projectId: 'alpha', batchRows: 3, maxInputChars: 8000 });
       expect(refused).toMatchObject({ outcome: 'failed', done: 0 });
       expect(refused?.error).toContain('docs.embedding holds 8 dimensions, but the new space, ollama "stub-embed" (16 dimensions, document prefix "old: "), makes 16');
       expect(await readPin(db, COLUMN)).toMatchObject({ provider: 'openai', target: null });
+    });
+
+    it('reads long texts only as far as the provider takes them, and counts the ones it cut', async (ctx) => {
+      const db = await available(ctx).fresh();
+      const { sql } = await seeded(db);
+      const short = embedder('new', { PG_WORKSPACE_EMBEDDINGS_MAX_INPUT_CHARS: '12' });
+      const [moved] = await reembed(db, sql, short, { projectId: 'alpha', batchRows: 5, maxInputChars: 12 });
+      expect(moved).toMatchObject({ outcome: 'moved', embedded: 10, cut: 10 });
+      expect(stub.requests.flatMap((r) => r.body['input'] as string[])).toEqual(BODIES.map((b) => `new: ${b.slice(0, 12)}`));
     });
   });
 }

@@ -31,16 +31,20 @@ export interface ReembedOutcome extends SpaceColumn {
   outcome: 'moved' | 'current' | 'interrupted' | 'failed';
   done: number;
   total: number;
-  /** Requests' worth of rows embedded by this run. */
+  /** Texts embedded by this run. */
   embedded: number;
+  /** Of those, texts longer than the provider's maximum, embedded from their beginning. */
+  cut: number;
   error?: string;
 }
 
 export interface ReembedOptions {
   /** One workspace; undefined: every workspace with a pinned column. */
   projectId?: string | undefined;
-  /** Rows read, embedded and written per step (default: the embedder's batch size times its concurrency). */
+  /** Rows read, embedded and written per step (the command: the embedder's batch size times its concurrency). */
   batchRows: number;
+  /** The embedder's PG_WORKSPACE_EMBEDDINGS_MAX_INPUT_CHARS: a longer text is read only that far (and one more, so it is reported as cut). */
+  maxInputChars: number;
   signal?: AbortSignal | undefined;
   onProgress?: (p: ReembedProgress) => void;
 }
@@ -83,7 +87,7 @@ export async function reembed(db: Queryable, rows: WorkspaceRows, embedder: Embe
   for (const pinned of await listPins(db, options.projectId)) {
     const column = { projectId: pinned.project_id, table: pinned.table_name, column: pinned.column_name };
     if (options.signal?.aborted) {
-      outcomes.push({ ...column, outcome: 'interrupted', done: Number(pinned.reembed_done), total: Number(pinned.reembed_total), embedded: 0 });
+      outcomes.push({ ...column, outcome: 'interrupted', done: Number(pinned.reembed_done), total: Number(pinned.reembed_total), embedded: 0, cut: 0 });
       continue;
     }
     outcomes.push(await moveColumn(db, rows, embedder, pinned, options));
@@ -97,7 +101,8 @@ async function moveColumn(db: Queryable, rows: WorkspaceRows, embedder: Embedder
   let done = Number(pinned.reembed_done);
   let total = Number(pinned.reembed_total);
   let embedded = 0;
-  if (!pinned.target && sameSpace(pinnedSpaceOf(pinned), target)) return { ...column, outcome: 'current', done: 0, total: 0, embedded };
+  let cut = 0;
+  if (!pinned.target && sameSpace(pinnedSpaceOf(pinned), target)) return { ...column, outcome: 'current', done: 0, total: 0, embedded, cut };
   try {
     const schema = quoteIdent(schemaNameFor(column.projectId));
     const table = `${schema}.${quoteIdent(validateIdentifier(column.table, 'table'))}`;
@@ -118,22 +123,27 @@ async function moveColumn(db: Queryable, rows: WorkspaceRows, embedder: Embedder
     }
     options.onProgress?.({ ...column, done, total });
     for (;;) {
-      if (options.signal?.aborted) return { ...column, outcome: 'interrupted', done, total, embedded };
+      if (options.signal?.aborted) return { ...column, outcome: 'interrupted', done, total, embedded, cut };
       const batch = await rows.readAsWorkspace(
         column.projectId,
         // Ordered by the table's column, not the output's text of it (ORDER BY a bare name takes the output's).
-        `SELECT t.${key}::text AS key, t.${text} AS text FROM ${table} AS t
+        `SELECT t.${key}::text AS key, left(t.${text}, $3) AS text FROM ${table} AS t
           WHERE t.${text} IS NOT NULL AND ($1::text IS NULL OR t.${key} > $1::${shape.key.type})
           ORDER BY t.${key} LIMIT $2`,
-        [cursor, options.batchRows],
+        [cursor, options.batchRows, options.maxInputChars + 1],
         options.batchRows,
       );
+      // Fewer rows than asked when the texts reach the sandbox's byte budget; none would end the move early.
+      if (batch.rows.length === 0 && batch.truncated) {
+        throw new ReembedError(`the next row of ${column.table} is larger than this server's PG_WORKSPACE_MAX_RESULT_BYTES: raise it for the run.`);
+      }
       if (batch.rows.length === 0) break;
       const keys = batch.rows.map((r) => String(r[0]));
       const texts = batch.rows.map((r) => String(r[1]));
       const present = texts.flatMap((t, i) => (t.length > 0 ? [i] : []));
       const vectors = await embedder.embedDocuments(present.map((i) => texts[i] as string), options.signal);
       embedded += vectors.length;
+      cut += vectors.filter((v) => v.truncated).length;
       // An empty text has no embedding: its vector goes, rather than stay in the old space.
       const written: Array<{ key: string; vector: string | null }> = keys.map((key) => ({ key, vector: null }));
       present.forEach((i, n) => ((written[i] as { vector: string | null }).vector = JSON.stringify(vectors[n]?.vector)));
@@ -153,10 +163,10 @@ async function moveColumn(db: Queryable, rows: WorkspaceRows, embedder: Embedder
     if (!(await finishReembed(db, column, target))) {
       throw new ReembedError('another reembed run with other settings took the column over meanwhile; run it again with the settings you mean.');
     }
-    return { ...column, outcome: 'moved', done: total, total, embedded };
+    return { ...column, outcome: 'moved', done: total, total, embedded, cut };
   } catch (error) {
-    if (options.signal?.aborted) return { ...column, outcome: 'interrupted', done, total, embedded };
-    return { ...column, outcome: 'failed', done, total, embedded, error: error instanceof Error ? error.message : String(error) };
+    if (options.signal?.aborted) return { ...column, outcome: 'interrupted', done, total, embedded, cut };
+    return { ...column, outcome: 'failed', done, total, embedded, cut, error: error instanceof Error ? error.message : String(error) };
   }
 }
 
