@@ -46,10 +46,10 @@ const BODIES = Array.from({ length: 10 }, (_, i) => `document ${i + 1} about ${[
 const COLUMN = { projectId: 'alpha', table: 'docs', column: 'embedding' };
 
 /** A workspace whose ten docs were embedded in the old space, as an ingest would: pin, then write as the workspace. */
-async function seeded(db: Database) {
+async function seeded(db: Database, limits = DEFAULT_SQL_LIMITS) {
   const report = await install(db, plan);
   const manager = new WorkspaceManager(db, plan, report.searchPathSchemas, silentLogger);
-  const sql = new WorkspaceSql(db, manager, report.searchPathSchemas, DEFAULT_SQL_LIMITS, silentLogger);
+  const sql = new WorkspaceSql(db, manager, report.searchPathSchemas, limits, silentLogger);
   manager.sandbox = sql;
   await manager.ensure('alpha');
   const old = embedder('old');
@@ -155,6 +155,16 @@ for (const kind of BACKEND_KINDS) {
       const [moved] = await reembed(db, sql, short, { projectId: 'alpha', batchRows: 5, maxInputChars: 12 });
       expect(moved).toMatchObject({ outcome: 'moved', embedded: 10, cut: 10 });
       expect(stub.requests.flatMap((r) => r.body['input'] as string[])).toEqual(BODIES.map((b) => `new: ${b.slice(0, 12)}`));
+    });
+
+    it('fails, rather than finish early, when a row is larger than the byte budget of a read', async (ctx) => {
+      const db = await available(ctx).fresh();
+      const { sql } = await seeded(db, { ...DEFAULT_SQL_LIMITS, maxResultBytes: 1024 });
+      await db.query(`UPDATE project_alpha.docs SET body = repeat('long ', 400) WHERE id = 4`);
+      const [failed] = await reembed(db, sql, embedder('new'), { projectId: 'alpha', batchRows: 3, maxInputChars: 8000 });
+      expect(failed).toMatchObject({ outcome: 'failed', done: 3, total: 10 });
+      expect(failed?.error).toBe("the next row of docs is larger than this server's PG_WORKSPACE_MAX_RESULT_BYTES: raise it for the run.");
+      expect(await readPin(db, COLUMN)).toMatchObject({ provider: 'ollama', reembed_cursor: '3' });
     });
   });
 }
