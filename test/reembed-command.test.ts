@@ -68,3 +68,29 @@ describe('the reembed command', () => {
     }
   }, 120_000);
 });
+
+describe('embedding settings on the command line', () => {
+  /** The built CLI's exit code and stderr, whatever the code. */
+  async function cli(args: string[], env: Record<string, string> = {}) {
+    try {
+      const { stderr } = await promisify(execFile)(process.execPath, [MAIN, ...args], { env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', ...env } });
+      return { code: 0, stderr };
+    } catch (error) {
+      const e = error as { code: number; stderr: string };
+      return { code: e.code, stderr: e.stderr };
+    }
+  }
+
+  it('stop the server and reembed with exit code 2 and a message naming the setting, the key never echoed', async () => {
+    const key = 'sk-never-echo-0123456789';
+    const serve = await cli(['--embeddings', 'ollama', '--embeddings-dimensions', '0'], { PG_WORKSPACE_EMBEDDINGS_API_KEY: key });
+    expect(serve).toEqual({
+      code: 2,
+      stderr: 'pg-workspace-mcp: --embeddings-dimensions / PG_WORKSPACE_EMBEDDINGS_DIMENSIONS: must be a whole number from 1 to 16000, got "0".\n',
+    });
+    const reembed = await cli(['reembed', '--all'], { PG_WORKSPACE_EMBEDDINGS_API_KEY: key });
+    expect(reembed.code).toBe(2);
+    expect(reembed.stderr).toContain('reembed moves columns to the configured embedding space');
+    expect(serve.stderr + reembed.stderr).not.toContain(key);
+  }, 30_000);
+});
