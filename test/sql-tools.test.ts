@@ -413,6 +413,51 @@ describe('the sandbox function of a workspace', () => {
     }
   }, 120_000);
 
+  it('is made for many workspaces at once, each owning everything in its schema, all sharing one body', async (ctx) => {
+    if (!cluster) ctx.skip();
+    const { url } = await postgresUrl(cluster as PgCluster, 'mcp_many', true);
+    const root = await tempDir();
+    // Every kind of object adopt_objects() hands over, made by the server with the workspace.
+    const extension = await writeExtension(root, { id: 'kinds' }, {
+      'workspace/schema.sql': `CREATE TABLE IF NOT EXISTS items (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text);
+        CREATE OR REPLACE VIEW item_bodies AS SELECT body FROM items;
+        CREATE SEQUENCE IF NOT EXISTS tickets;
+        CREATE TYPE mood AS ENUM ('calm');
+        CREATE OR REPLACE FUNCTION shout(t text) RETURNS text LANGUAGE sql AS $f$ SELECT upper(t) $f$;`,
+    });
+    const server = await connectInProcess({ databaseUrl: url, disabledExtensions: ['codebase'], extensionDirs: [extension] });
+    const pg = await import('pg');
+    const admin = new pg.default.Client({ connectionString: (cluster as PgCluster).url(new URL(url).pathname.slice(1)) });
+    await admin.connect();
+    try {
+      // First calls on eight new workspaces at once: each writes its principal (and one the
+      // shared body), all touching the sandbox schema's privileges.
+      const ids = Array.from({ length: 8 }, (_, i) => `many-${i}`);
+      const first = await Promise.all(ids.map((id) => callTool(server.client, server.tools, 'execute', { project_id: id, sql: "INSERT INTO items (body) VALUES ('x')" })));
+      for (const result of first) expect(result.isError, result.text).toBe(false);
+      const { rows: strangers } = await admin.query(
+        `SELECT n.nspname, o.kind, o.name FROM pg_namespace n,
+                LATERAL (SELECT 'class' AS kind, relname::text AS name, relowner AS owner FROM pg_class WHERE relnamespace = n.oid
+                         UNION ALL SELECT 'routine', proname::text, proowner FROM pg_proc WHERE pronamespace = n.oid
+                         UNION ALL SELECT 'type', typname::text, typowner FROM pg_type WHERE typnamespace = n.oid) o
+          WHERE n.nspname LIKE 'project_many_%' AND o.owner <> (SELECT p.proowner FROM pg_proc p
+                 WHERE p.pronamespace = 'project_registry_sandbox'::regnamespace AND p.proname = n.nspname)`,
+      );
+      expect(strangers).toEqual([]);
+      const drop = await callTool(server.client, server.tools, 'execute', { project_id: 'many-0', sql: 'DROP TYPE mood' });
+      expect(drop.isError, drop.text).toBe(false);
+      const { rows: bodies } = await admin.query(
+        `SELECT l.lanname AS language, count(*)::int AS n FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+          WHERE p.pronamespace IN ('project_registry_sandbox'::regnamespace, 'project_registry_sandbox_body'::regnamespace) GROUP BY 1 ORDER BY 1`,
+      );
+      // adopt_objects() is the sandbox schema's own function, plpgsql too.
+      expect(bodies).toEqual([{ language: 'plpgsql', n: 2 }, { language: 'sql', n: 8 }]);
+    } finally {
+      await admin.end();
+      await server.close();
+    }
+  }, 120_000);
+
   it('refuses to run agent SQL once made SECURITY INVOKER behind a running server, and is made again', async (ctx) => {
     if (!cluster) ctx.skip();
     const { url } = await postgresUrl(cluster as PgCluster, 'mcp_invoker', true);

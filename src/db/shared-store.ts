@@ -6,7 +6,7 @@ import { fileLockHolders, tryFileLock } from './file-locks.js';
 import { PGliteDatabase, type PGliteOptions } from './pglite-database.js';
 import { NotServingError, SocketClientDatabase, socketUrl } from './pglite-socket-database.js';
 import { PGliteSocketServer, type SocketServerOptions } from './pglite-socket-server.js';
-import { ConnectionLostError, describePgError, isConnectionFailure } from './sql-errors.js';
+import { ConnectionLostError, describePgError, isConnectionFailure, StoreOwnerLostError } from './sql-errors.js';
 
 /** Where the owner of `dataDir` serves it: a directory only this user may enter. */
 export const socketDirOf = (dataDir: string) => path.join(dataDir, 'socket');
@@ -35,8 +35,9 @@ interface Owner {
  * the lock, one waiting process takes it, opens PGlite (its recovery replays what was committed
  * and drops what was not) and serves on the same socket path; the others reconnect to it.
  *
- * A call that was running on the owner when it died fails with a ConnectionLostError: its
- * transaction committed before or was rolled back, never half-applied. A call that could not
+ * A call that was running on the owner when it died fails with a StoreOwnerLostError: its
+ * transaction committed before or was rolled back, never half-applied (the MCP server repeats
+ * the tools that are safe to repeat). A call that could not
  * connect (no owner serving yet, as during a hand-over) waits for one instead.
  */
 export class SharedStore extends SessionDatabase {
@@ -198,7 +199,7 @@ export class SharedStore extends SessionDatabase {
   #lost(error: unknown): unknown {
     if (!isConnectionFailure(error) || error instanceof ConnectionLostError) return error;
     void this.#tryTakeover();
-    return new ConnectionLostError(
+    return new StoreOwnerLostError(
       `The process serving the embedded store at ${this.dataDir} went away during this call (${describePgError(error)}). ` +
         'What the call changed was committed before that or rolled back whole, never half-applied; another ' +
         'pg-workspace-mcp process takes the store over at once: retry the call.',

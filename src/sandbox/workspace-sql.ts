@@ -13,9 +13,13 @@ import {
   principalScript,
   RESULT_PORTAL,
   roleNameFor,
+  SANDBOX_BODY,
   SANDBOX_BROKEN,
+  SANDBOX_LOCK_CLASS,
   SANDBOX_SCHEMA,
   distributeNewTables,
+  sandboxBodyScript,
+  sandboxBodySource,
   sandboxFunction,
   sandboxSearchPath,
   sandboxSource,
@@ -407,7 +411,7 @@ export class WorkspaceSql {
    * nothing but its search path as settings (PostgreSQL stores SET clauses quote_ident-ed).
    */
   async #repairIn(tx: Queryable, principal: Principal, capability: Capability): Promise<void> {
-    const [state] = await tx.query<{ role_exists: boolean; intact: boolean }>(
+    const [state] = await tx.query<{ role_exists: boolean; intact: boolean; body_intact: boolean }>(
       `SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $2) AS role_exists,
               (NOT $4::boolean OR EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $2 AND rolcanlogin))
               AND EXISTS (SELECT FROM pg_catalog.pg_proc p
@@ -417,12 +421,27 @@ export class WorkspaceSql {
                                                                        FROM pg_catalog.unnest($6::text[]) WITH ORDINALITY u(e, o))] AND p.pronargs = 4 AND p.prosrc = $5
                          AND p.proowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $2))
               AND (SELECT count(*) FROM pg_catalog.pg_proc p
-                    WHERE p.pronamespace = pg_catalog.to_regnamespace($3) AND p.proname = $1) = 1 AS intact`,
-      [principal.schemaName, principal.roleName, SANDBOX_SCHEMA, this.workspaces.citus, sandboxSource(principal), sandboxSearchPath(principal)],
+                    WHERE p.pronamespace = pg_catalog.to_regnamespace($3) AND p.proname = $1) = 1 AS intact,
+              EXISTS (SELECT FROM pg_catalog.pg_proc b
+                       WHERE b.oid = pg_catalog.to_regprocedure($7) AND NOT b.prosecdef AND b.proconfig IS NULL AND b.prosrc = $8) AS body_intact`,
+      [
+        principal.schemaName,
+        principal.roleName,
+        SANDBOX_SCHEMA,
+        this.workspaces.citus,
+        sandboxSource(principal),
+        sandboxSearchPath(principal),
+        SANDBOX_BODY,
+        sandboxBodySource(),
+      ],
     );
-    if (state?.intact) return;
+    if (state?.intact && state.body_intact) return;
     try {
-      await tx.exec(principalScript(principal, !state?.role_exists, capability.serverRole, this.workspaces.citus));
+      // One at a time across workspaces and servers: both scripts write shared catalog rows (the
+      // body, the sandbox schema's privileges), which two transactions cannot update at once.
+      await tx.query('SELECT pg_catalog.pg_advisory_xact_lock($1, 0)', [SANDBOX_LOCK_CLASS]);
+      if (!state?.body_intact) await tx.exec(sandboxBodyScript());
+      if (!state?.intact) await tx.exec(principalScript(principal, !state?.role_exists, capability.serverRole, this.workspaces.citus));
     } catch (error) {
       if (sqlState(error) === '42501') {
         throw new SqlToolsUnavailableError(
