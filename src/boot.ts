@@ -24,7 +24,7 @@ export function planInstall(config: EngineConfig): Promise<InstallPlan> {
 export async function openDatabase(config: EngineConfig, log: Logger): Promise<Database> {
   if (!config.databaseUrl) {
     const { SharedStore } = await import('./db/shared-store.js');
-    return SharedStore.open(config.dataDir, log);
+    return SharedStore.open(config.dataDir, log, config.maintenanceIdleMs ? { maintenanceIdleMs: config.maintenanceIdleMs } : {});
   }
   const { PostgresDatabase } = await import('./db/postgres-database.js');
   return new PostgresDatabase({

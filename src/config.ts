@@ -2,6 +2,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import envPaths from 'env-paths';
 import * as z from 'zod';
+import { DEFAULT_MAINTENANCE_IDLE_MS } from './db/store-maintenance.js';
 import type { LogLevel } from './logger.js';
 import { PROJECT_ID_MAX_LENGTH, PROJECT_ID_PATTERN, PROJECT_ID_RULES } from './workspaces/project-id.js';
 
@@ -23,6 +24,8 @@ export interface Config {
   maxResultBytes: number;
   /** On PostgreSQL: how long a call that finds no free connection slot waits for one. */
   connectWaitMs: number;
+  /** The embedded store vacuums and analyzes the tables that need it once idle this long. */
+  maintenanceIdleMs: number;
 }
 
 /** Where `--http` serves; absent: stdio. */
@@ -141,6 +144,8 @@ Environment:
                                  (default ${DEFAULT_MAX_RESULT_BYTES})
   PG_WORKSPACE_CONNECT_WAIT_MS   with DATABASE_URL: how long a call waits for a free connection slot
                                  when PostgreSQL or the pooler has none (default ${DEFAULT_CONNECT_WAIT_MS})
+  PG_WORKSPACE_MAINTENANCE_IDLE_MS  the embedded store vacuums and analyzes the tables that need it
+                                 (it has no autovacuum) once no call came for this long (default ${DEFAULT_MAINTENANCE_IDLE_MS})
 `;
 
 const extensionId = z.string().regex(/^[a-z][a-z0-9]*(-[a-z0-9]+)*$/, 'an extension id (lower-case, hyphens)');
@@ -168,6 +173,7 @@ const schema = z.object({
     .min(1024, 'must be at least 1024')
     .max(MAX_RESULT_BYTES_CAP, `must be at most ${MAX_RESULT_BYTES_CAP} (256 MiB)`),
   connectWaitMs: z.coerce.number().int('must be a whole number of milliseconds').min(0).max(600_000, 'must be at most 600000 (10 minutes)'),
+  maintenanceIdleMs: z.coerce.number().int('must be a whole number of milliseconds').min(10, 'must be at least 10').max(3_600_000, 'must be at most 3600000 (an hour)'),
 });
 
 const splitList = (value: string | undefined, separator: string) =>
@@ -232,6 +238,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
     maxRowsCap: env['PG_WORKSPACE_MAX_ROWS'] || 10_000,
     maxResultBytes: env['PG_WORKSPACE_MAX_RESULT_BYTES'] || DEFAULT_MAX_RESULT_BYTES,
     connectWaitMs: env['PG_WORKSPACE_CONNECT_WAIT_MS'] || DEFAULT_CONNECT_WAIT_MS,
+    maintenanceIdleMs: env['PG_WORKSPACE_MAINTENANCE_IDLE_MS'] || DEFAULT_MAINTENANCE_IDLE_MS,
   });
   if (!parsed.success) {
     const names: Record<string, string> = {
@@ -246,6 +253,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
       maxRowsCap: 'PG_WORKSPACE_MAX_ROWS',
       maxResultBytes: 'PG_WORKSPACE_MAX_RESULT_BYTES',
       connectWaitMs: 'PG_WORKSPACE_CONNECT_WAIT_MS',
+      maintenanceIdleMs: 'PG_WORKSPACE_MAINTENANCE_IDLE_MS',
     };
     const problems = parsed.error.issues.map((i) => `  ${names[String(i.path[0])] ?? i.path.join('.')}: ${i.message}`);
     throw new ConfigError(`Invalid configuration:\n${problems.join('\n')}\n\nRun with --help for the options.`);

@@ -17,6 +17,15 @@ const APPLICATION_NAME = 'pg-workspace-mcp';
  * catches what slips past that. TCP keepalive stops middleboxes from dropping the one kept.
  */
 const EXTRA_IDLE_TIMEOUT_MS = 10_000;
+
+/**
+ * A connection is replaced after this many checkouts. A PostgreSQL backend keeps in its caches
+ * every relation, type and function it has touched, and on every catalog change (its own DDL or
+ * any other backend's) walks some of those caches whole: a connection that had served a thousand
+ * workspaces ran each DDL statement several times slower. A new connection costs a few
+ * milliseconds, once in this many calls.
+ */
+const MAX_USES = 200;
 const KEEPALIVE_DELAY_MS = 30_000;
 
 export interface PostgresOptions {
@@ -37,6 +46,7 @@ export interface PostgresOptions {
 export class PostgresDatabase extends SessionDatabase {
   readonly description: string;
   readonly #pool: pg.Pool;
+  readonly #connectionString: string;
   /** Parsers for pgvector's types by OID, filled once the extension exists; read by every client of the pool. */
   readonly #parsers = new Map<number, (value: string) => unknown>();
   readonly #connectWaitMs: number;
@@ -47,6 +57,7 @@ export class PostgresDatabase extends SessionDatabase {
 
   constructor(options: PostgresOptions) {
     super();
+    this.#connectionString = options.connectionString;
     const parsers = this.#parsers;
     this.#connectWaitMs = options.connectWaitMs ?? 0;
     this.#pool = new pg.Pool({
@@ -55,6 +66,7 @@ export class PostgresDatabase extends SessionDatabase {
       // pg-pool reads min live: #setWarm moves it between 1 (keep one) and 0.
       min: 1,
       idleTimeoutMillis: EXTRA_IDLE_TIMEOUT_MS,
+      maxUses: MAX_USES,
       keepAlive: true,
       keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS,
       application_name: APPLICATION_NAME,
@@ -211,6 +223,38 @@ export class PostgresDatabase extends SessionDatabase {
 
   lockHolders(key: bigint): Promise<LockHolder[]> {
     return advisoryLockHolders(this, key);
+  }
+
+  /**
+   * On a connection of its own, closed after the statement, with the role and the timeout as
+   * startup options: a SET ROLE on a pooled session could land, behind a transaction pooler such
+   * as PgBouncer, on a server connection other than the statement's and stay there.
+   */
+  async runAsRole(role: string, sql: string, timeoutMs: number): Promise<void> {
+    // Role names are the server's own (roleNameFor): nothing to escape in a startup option.
+    if (!/^[A-Za-z0-9_]+$/.test(role)) throw new RangeError(`not a workspace role name: ${JSON.stringify(role)}`);
+    const client = new pg.Client({
+      connectionString: this.#connectionString,
+      application_name: APPLICATION_NAME,
+      options: `-c role=${role} -c statement_timeout=${Math.floor(timeoutMs)}`,
+    });
+    client.on('error', () => undefined);
+    try {
+      await client.connect().catch((error: unknown) => {
+        if (!(error as { code?: unknown }).code) throw error;
+        // The server answered, and refused the startup options: PgBouncer refuses any.
+        throw new Error(
+          `This statement runs on a connection of its own started as role ${role}, and the database refused it ` +
+            `(${(error as Error).message}). A pooler such as PgBouncer refuses startup options: give this server a DATABASE_URL ` +
+            'that reaches PostgreSQL itself for it.',
+        );
+      });
+      await client.query(sql);
+    } catch (error) {
+      throw asConnectionBroken(error);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
   }
 
   /**

@@ -3,7 +3,7 @@ import type { Logger } from '../logger.js';
 import { SessionDatabase, type Database, type LockHolder, type LockTry, type PipelineOutcome, type PipelineStep, type Queryable } from './database.js';
 import { DataDirInUseError } from './data-dir-lock.js';
 import { fileLockHolders, tryFileLock } from './file-locks.js';
-import { PGliteDatabase } from './pglite-database.js';
+import { PGliteDatabase, type PGliteOptions } from './pglite-database.js';
 import { NotServingError, SocketClientDatabase, socketUrl } from './pglite-socket-database.js';
 import { PGliteSocketServer, type SocketServerOptions } from './pglite-socket-server.js';
 import { ConnectionLostError, describePgError, isConnectionFailure, StoreOwnerLostError } from './sql-errors.js';
@@ -14,7 +14,7 @@ export const socketDirOf = (dataDir: string) => path.join(dataDir, 'socket');
 /** What `pg-workspace-mcp db-url` prints: psql and GUIs connect with it. */
 export const dbUrlOf = (dataDir: string) => socketUrl(socketDirOf(dataDir));
 
-export interface SharedStoreOptions extends SocketServerOptions {
+export interface SharedStoreOptions extends SocketServerOptions, PGliteOptions {
   /** How long a call waits for an owner to serve the store before it fails (default 60 s). */
   connectWaitMs?: number;
   /** How often a process that does not own the store checks whether it can (default 250 ms). */
@@ -106,6 +106,10 @@ export class SharedStore extends SessionDatabase {
     }
   }
 
+  runAsRole(role: string, sql: string, timeoutMs: number): Promise<void> {
+    return this.#route((db) => db.runAsRole(role, sql, timeoutMs));
+  }
+
   /** The store's processes share its one session: their locks are files in the data directory. */
   tryExclusive<T>(key: bigint, attempt: LockTry, body: () => Promise<T>): Promise<T | undefined> {
     return tryFileLock(this.dataDir, key, attempt, body);
@@ -140,7 +144,7 @@ export class SharedStore extends SessionDatabase {
   async #own(): Promise<boolean> {
     let db: PGliteDatabase;
     try {
-      db = await PGliteDatabase.open(this.dataDir);
+      db = await PGliteDatabase.open(this.dataDir, this.log, this.options);
     } catch (error) {
       if (error instanceof DataDirInUseError) return false;
       throw error;
