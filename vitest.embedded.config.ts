@@ -11,10 +11,13 @@ export default defineConfig({
     include: [
       'test/unit/**/*.test.ts',
       'test/catalog-tools.test.ts',
+      'test/embedding-providers.test.ts',
+      'test/embedding-spaces.test.ts',
       'test/hostile-input.test.ts',
       'test/installer.test.ts',
       'test/mcp-server.test.ts',
       'test/operations.test.ts',
+      'test/reembed.test.ts',
       'test/search-isolation.test.ts',
       'test/shared-store.test.ts',
       'test/sql-isolation.test.ts',

@@ -2,6 +2,7 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
 import { failureOf, type ToolDeps } from '../../tools/tool-result.js';
 import { isStoreHandover } from '../db/sql-errors.js';
+import { EmbeddingsNotConfiguredError } from '../embeddings/provider-errors.js';
 import type { ProvisioningEngine } from '../engine.js';
 import { packageVersion } from '../package-info.js';
 import { ProjectAccess } from '../project-access.js';
@@ -49,6 +50,11 @@ export function createSessionServer({ engine, readyTimeoutMs = READY_TIMEOUT_MS,
     workspaces: async (signal) => (await ready(signal)).workspaces,
     fleet: async (signal) => (await ready(signal)).fleet,
     sql: async (signal) => (await ready(signal)).sql,
+    embedder: async (signal) => {
+      const { embedder } = await ready(signal);
+      if (!embedder) throw new EmbeddingsNotConfiguredError();
+      return embedder;
+    },
     access,
     explain: (error) => engine.explainFailedCall(error),
   };
