@@ -54,6 +54,27 @@ CREATE TABLE IF NOT EXISTS project_registry.registry_generation (
     generation bigint NOT NULL
 );
 
+-- Snapshots of workspaces (snapshot_workspace, and the state a restore replaced): each is a
+-- schema the server owns whose name no workspace can have (docs/snapshots.md), with the workspace
+-- migration level it was taken at, so that a restore puts the workspace back at that level and
+-- the next ensure_workspace or migrate-workspaces upgrades it. Created by migrations/0002 on
+-- databases installed before.
+CREATE TABLE IF NOT EXISTS project_registry.workspace_snapshots (
+    project_id    text COLLATE "C" NOT NULL REFERENCES project_registry.workspace_config ON DELETE CASCADE,
+    snapshot      integer NOT NULL CHECK (snapshot > 0),
+    schema_name   text NOT NULL UNIQUE,
+    label         text,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    size_bytes    bigint NOT NULL,
+    -- 'snapshot' (snapshot_workspace) or 'restore' (the state a restore replaced).
+    origin        text NOT NULL CHECK (origin IN ('snapshot', 'restore')),
+    workspace_fingerprint        text NOT NULL,
+    workspace_schema_fingerprint text,
+    -- The workspace's ledger when it was taken: [{"extension_id", "name", "checksum"}, ...].
+    migrations    jsonb NOT NULL,
+    PRIMARY KEY (project_id, snapshot)
+);
+
 -- Finding lagging workspaces is one index scan.
 CREATE INDEX IF NOT EXISTS workspace_config_fingerprint_idx
     ON project_registry.workspace_config (workspace_fingerprint);
@@ -282,7 +303,8 @@ REVOKE ALL ON SCHEMA project_registry_sandbox FROM PUBLIC;
 
 -- Hands every object of a workspace schema to the workspace's role, so that the agent may ALTER
 -- and DROP its own tables: tables and views (their indexes, row types and owned sequences
--- follow), other sequences, routines and standalone types. Runs as the server, which created
+-- follow), other sequences, routines and standalone types (composite ones included). Snapshots
+-- use it the other way too: a snapshot's objects go to the role that keeps them. Runs as the server, which created
 -- them; objects already owned by the role are left alone.
 CREATE OR REPLACE FUNCTION project_registry_sandbox.adopt_objects(schema_name text, role_name text)
 RETURNS void LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
@@ -293,10 +315,10 @@ DECLARE
 BEGIN
   FOR object IN
     SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
-                          WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END AS kind,
+                          WHEN 'f' THEN 'FOREIGN TABLE' WHEN 'c' THEN 'TYPE' ELSE 'TABLE' END AS kind,
            format('%I.%I', adopt_objects.schema_name, c.relname) AS name
       FROM pg_catalog.pg_class c
-     WHERE c.relnamespace = ns AND c.relowner <> owner AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+     WHERE c.relnamespace = ns AND c.relowner <> owner AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S', 'c')
        AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
                         WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
                           AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.deptype IN ('a', 'i'))
