@@ -269,3 +269,88 @@ for (const kind of BACKEND_KINDS) {
     });
   });
 }
+
+/*
+ * The escape suite of snapshots and forks: each trap is agent code in a place a copy might run
+ * it (a trigger, a default, an index expression or predicate, a generated column, a check, a
+ * domain, a materialized view, a view, a row level security policy). Its function raises, naming
+ * the role it runs as, unless that role is the one trap_config allows. With the workspace's own
+ * role allowed, every snapshot and fork succeeds: nothing ran as anyone else, the server's role
+ * included. Then no role is allowed: a trap the copy evaluates fails it, naming the workspace's
+ * role, and one it never evaluates does not; either way nothing is left behind.
+ */
+const TRAPS: { name: string; setup: string[]; runs: boolean }[] = [
+  { name: 'trigger', setup: ['CREATE TABLE t (n int)', "CREATE FUNCTION trap_t() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN PERFORM trap_i('trigger', 0); RETURN NEW; END $f$", 'CREATE TRIGGER t_trap BEFORE INSERT OR UPDATE ON t FOR EACH ROW EXECUTE FUNCTION trap_t()', 'INSERT INTO t VALUES (1)'], runs: false },
+  { name: 'default', setup: ["CREATE TABLE t (n int DEFAULT trap_i('default', 0))", 'INSERT INTO t DEFAULT VALUES'], runs: false },
+  { name: 'index expression', setup: ['CREATE TABLE t (n int)', 'INSERT INTO t VALUES (1)', "CREATE INDEX t_trap ON t (trap_i('index expression', n))"], runs: true },
+  { name: 'index predicate', setup: ['CREATE TABLE t (n int)', 'INSERT INTO t VALUES (1)', "CREATE INDEX t_trap ON t (n) WHERE trap_i('index predicate', n) = 1"], runs: true },
+  { name: 'generated column', setup: ["CREATE TABLE t (n int, g int GENERATED ALWAYS AS (trap_i('generated column', n)) STORED)", 'INSERT INTO t (n) VALUES (1)'], runs: true },
+  { name: 'check constraint', setup: ["CREATE TABLE t (n int CHECK (trap_i('check constraint', n) = 1))", 'INSERT INTO t VALUES (1)'], runs: true },
+  { name: 'domain', setup: ["CREATE DOMAIN d AS int CHECK (trap_i('domain', VALUE) = 1)", 'CREATE TABLE t (n d)', 'INSERT INTO t VALUES (1)'], runs: true },
+  { name: 'materialized view', setup: ["CREATE MATERIALIZED VIEW t AS SELECT trap_i('materialized view', 1) AS n"], runs: true },
+  { name: 'view', setup: ["CREATE VIEW t AS SELECT trap_i('view', 1) AS n"], runs: false },
+  {
+    name: 'row level security policy',
+    setup: [
+      'CREATE TABLE t (n int)',
+      'INSERT INTO t VALUES (1)',
+      'ALTER TABLE t ENABLE ROW LEVEL SECURITY',
+      "CREATE FUNCTION make_policy() RETURNS int LANGUAGE plpgsql AS $f$ BEGIN EXECUTE $p$CREATE POLICY p ON t USING (trap_i('row level security policy', n) = 1)$p$; RETURN 1; END $f$",
+      'SELECT make_policy()',
+    ],
+    runs: false,
+  },
+];
+
+for (const kind of BACKEND_KINDS) {
+  describe(`snapshot and fork escape suite on ${kind}`, () => {
+    const backend = backendPerKind(kind, () => cluster);
+
+    it('no code an agent planted runs as the server while a snapshot or a fork copies', async (ctx) => {
+      const db = await backend(ctx).fresh();
+      const { manager, sql } = await services(db);
+      const [{ database, server } = { database: '', server: '' }] = await db.query<{ database: string; server: string }>(
+        'SELECT current_database()::text AS database, current_user::text AS server',
+      );
+      for (const [i, trap] of TRAPS.entries()) {
+        const id = `trap-${i}`;
+        const role = roleNameFor(database, id);
+        await manager.ensure(id);
+        await sql.execute(id, 'CREATE TABLE trap_config (allowed text)', []);
+        await sql.execute(id, 'INSERT INTO trap_config VALUES (current_user)', []);
+        await sql.execute(
+          id,
+          `CREATE FUNCTION trap_i(tag text, n int) RETURNS int LANGUAGE plpgsql IMMUTABLE SET search_path FROM CURRENT AS $f$ BEGIN
+             IF current_user::text IS DISTINCT FROM (SELECT allowed FROM trap_config) THEN RAISE EXCEPTION 'trap % ran as %', tag, current_user; END IF;
+             RETURN 1; END $f$`,
+          [],
+        );
+        for (const statement of trap.setup) await sql.execute(id, statement, []);
+
+        // Allowed: the workspace's role only. Whatever ran, ran as it.
+        await expect(manager.snapshot(id), trap.name).resolves.toMatchObject({ snapshot: 1 });
+        await expect(manager.fork(id, `${id}-fork`), trap.name).resolves.toMatchObject({ schemaName: `project_trap_${i}_fork` });
+        await expect(manager.fork(id, `${id}-from-snap`, 1), trap.name).resolves.toBeDefined();
+
+        // Armed: any run fails the copy and says as whom.
+        await sql.execute(id, "UPDATE trap_config SET allowed = 'nobody'", []);
+        const before = await db.query('SELECT project_id, schema_name, workspace_fingerprint FROM project_registry.workspace_config ORDER BY 1');
+        const outcomes = await Promise.all(
+          [() => manager.snapshot(id), () => manager.fork(id, `${id}-armed`)].map((op) => op().then(() => 'copied', (e: Error) => e.message)),
+        );
+        for (const outcome of outcomes) {
+          expect(outcome, trap.name).not.toContain(`ran as ${server}`);
+          if (trap.runs) expect(outcome, trap.name).toContain(`trap ${trap.name} ran as ${role}`);
+          else expect(outcome, trap.name).toBe('copied');
+        }
+        if (trap.runs) {
+          // Nothing half-made: no second snapshot, no fork, the registry as it was.
+          expect((await manager.listSnapshots(id)).length, trap.name).toBe(1);
+          expect(await schemaExists(db, `project_trap_${i}__snap_2`), trap.name).toBe(false);
+          expect(await schemaExists(db, `project_trap_${i}_armed`), trap.name).toBe(false);
+          expect(await db.query('SELECT project_id, schema_name, workspace_fingerprint FROM project_registry.workspace_config ORDER BY 1')).toEqual(before);
+        }
+      }
+    }, 300_000);
+  });
+}
