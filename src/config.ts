@@ -21,6 +21,10 @@ export interface Config {
   maxRowsCap: number;
   /** The most bytes of rows one query/execute call returns. */
   maxResultBytes: number;
+  /** The most snapshots one workspace keeps. */
+  maxSnapshots: number;
+  /** The most bytes one workspace's snapshots take together. */
+  snapshotBudgetBytes: number;
 }
 
 /** Where `--http` serves; absent: stdio. */
@@ -72,6 +76,9 @@ const MAX_HTTP_MAX_SESSIONS = 100_000;
 /** The most bytes of rows one SQL tool call returns, by default (PG_WORKSPACE_MAX_RESULT_BYTES). */
 export const DEFAULT_MAX_RESULT_BYTES = 1024 * 1024;
 const MAX_RESULT_BYTES_CAP = 256 * 1024 * 1024;
+/** Snapshots per workspace, and their bytes together, by default (docs/snapshots.md). */
+export const DEFAULT_MAX_SNAPSHOTS = 10;
+export const DEFAULT_SNAPSHOT_BUDGET_BYTES = 1024 * 1024 * 1024;
 
 export const USAGE = `Usage: pg-workspace-mcp [options]
        pg-workspace-mcp migrate-workspaces [--concurrency N] [--dry-run] [options]
@@ -135,6 +142,9 @@ Environment:
   PG_WORKSPACE_MAX_ROWS          the largest max_rows a query may ask for (default 10000)
   PG_WORKSPACE_MAX_RESULT_BYTES  the most bytes of rows (as JSON) one query/execute call returns
                                  (default ${DEFAULT_MAX_RESULT_BYTES})
+  PG_WORKSPACE_MAX_SNAPSHOTS     the most snapshots one workspace keeps (default ${DEFAULT_MAX_SNAPSHOTS})
+  PG_WORKSPACE_SNAPSHOT_BUDGET_BYTES  the most bytes one workspace's snapshots take together
+                                 (default ${DEFAULT_SNAPSHOT_BUDGET_BYTES}, 1 GiB)
 `;
 
 const extensionId = z.string().regex(/^[a-z][a-z0-9]*(-[a-z0-9]+)*$/, 'an extension id (lower-case, hyphens)');
@@ -161,6 +171,8 @@ const schema = z.object({
     .int('must be a whole number of bytes')
     .min(1024, 'must be at least 1024')
     .max(MAX_RESULT_BYTES_CAP, `must be at most ${MAX_RESULT_BYTES_CAP} (256 MiB)`),
+  maxSnapshots: z.coerce.number().int('must be a whole number').min(0).max(10_000, 'must be at most 10000'),
+  snapshotBudgetBytes: z.coerce.number().int('must be a whole number of bytes').min(0).max(Number.MAX_SAFE_INTEGER),
 });
 
 const splitList = (value: string | undefined, separator: string) =>
@@ -224,6 +236,8 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
     statementTimeoutMs: env['PG_WORKSPACE_STATEMENT_TIMEOUT_MS'] || 10_000,
     maxRowsCap: env['PG_WORKSPACE_MAX_ROWS'] || 10_000,
     maxResultBytes: env['PG_WORKSPACE_MAX_RESULT_BYTES'] || DEFAULT_MAX_RESULT_BYTES,
+    maxSnapshots: env['PG_WORKSPACE_MAX_SNAPSHOTS'] || DEFAULT_MAX_SNAPSHOTS,
+    snapshotBudgetBytes: env['PG_WORKSPACE_SNAPSHOT_BUDGET_BYTES'] || DEFAULT_SNAPSHOT_BUDGET_BYTES,
   });
   if (!parsed.success) {
     const names: Record<string, string> = {
@@ -237,6 +251,8 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
       statementTimeoutMs: 'PG_WORKSPACE_STATEMENT_TIMEOUT_MS',
       maxRowsCap: 'PG_WORKSPACE_MAX_ROWS',
       maxResultBytes: 'PG_WORKSPACE_MAX_RESULT_BYTES',
+      maxSnapshots: 'PG_WORKSPACE_MAX_SNAPSHOTS',
+      snapshotBudgetBytes: 'PG_WORKSPACE_SNAPSHOT_BUDGET_BYTES',
     };
     const problems = parsed.error.issues.map((i) => `  ${names[String(i.path[0])] ?? i.path.join('.')}: ${i.message}`);
     throw new ConfigError(`Invalid configuration:\n${problems.join('\n')}\n\nRun with --help for the options.`);

@@ -10,7 +10,7 @@ import type { WorkspaceManager } from './workspaces/workspace-manager.js';
 import type { WorkspaceSql } from './sandbox/workspace-sql.js';
 
 export type EngineConfig = Pick<Config, 'databaseUrl' | 'dataDir' | 'extensionDirs' | 'disabledExtensions' | 'lockTimeoutMs'> &
-  Partial<Pick<Config, 'statementTimeoutMs' | 'maxRowsCap' | 'maxResultBytes'>> & {
+  Partial<Pick<Config, 'statementTimeoutMs' | 'maxRowsCap' | 'maxResultBytes' | 'maxSnapshots' | 'snapshotBudgetBytes'>> & {
   /** Pool size on PostgreSQL (default 10); the fleet upgrade needs one per worker. */
   maxConnections?: number;
 };

@@ -145,6 +145,11 @@ describe('MCP server whose install failed', () => {
         query: { project_id: 'a', sql: 'SELECT 1' },
         execute: { project_id: 'a', sql: 'CREATE TABLE t (n int)' },
         drop_workspace: { project_id: 'a', confirm: 'a' },
+        snapshot_workspace: { project_id: 'a', label: 'x' },
+        list_snapshots: { project_id: 'a' },
+        restore_workspace: { project_id: 'a', snapshot: 1, confirm: 'a' },
+        drop_snapshot: { project_id: 'a', snapshot: 1 },
+        fork_workspace: { from: 'a', to: 'b' },
       };
       for (const name of TOOL_NAMES) {
         const result = await callTool(mcp.client, mcp.tools, name, argsFor[name]);

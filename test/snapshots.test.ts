@@ -9,6 +9,7 @@ import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
 import type { SnapshotLimits } from '../src/workspaces/workspace-snapshots.js';
 import { backendPerKind, BACKEND_KINDS } from './support/backend-per-kind.js';
 import { install, planFor, tempDir, writeExtension } from './support/fixtures.js';
+import { callTool, connectInProcess } from './support/mcp.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
 
 /*
@@ -354,3 +355,42 @@ for (const kind of BACKEND_KINDS) {
     }, 300_000);
   });
 }
+
+describe('the snapshot tools over MCP', () => {
+  it('an agent snapshots, breaks its workspace, restores it and finds its rows back; confirm and --allow-project are enforced', async () => {
+    const notes = await writeExtension(await tempDir(), { id: 'notes' }, {
+      'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL);',
+    });
+    const mcp = await connectInProcess({ extensionDirs: [notes], disabledExtensions: ['codebase'], allowedProjects: ['agent', 'agent-copy'] });
+    try {
+      const call = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
+      expect((await call('execute', { project_id: 'agent', sql: "INSERT INTO notes (body) VALUES ('one'), ('two')" })).isError).toBe(false);
+      const taken = await call('snapshot_workspace', { project_id: 'agent', label: 'good state' });
+      expect(taken).toMatchObject({ isError: false, data: { project_id: 'agent', snapshot: 1, label: 'good state', origin: 'snapshot', migration_level_current: true } });
+      expect((await call('execute', { project_id: 'agent', sql: 'DROP TABLE notes' })).isError).toBe(false);
+      expect((await call('query', { project_id: 'agent', sql: 'SELECT * FROM notes' })).text).toContain('relation "notes" does not exist');
+
+      const unconfirmed = await call('restore_workspace', { project_id: 'agent', snapshot: 1, confirm: 'yes' });
+      expect(unconfirmed.text).toBe('Nothing was restored: confirm must repeat project_id exactly ("agent"), got "yes".');
+      const restored = await call('restore_workspace', { project_id: 'agent', snapshot: 1, confirm: 'agent' });
+      expect(restored).toMatchObject({ isError: false, data: { restored: 1, kept_as: 2 } });
+      expect((await call('query', { project_id: 'agent', sql: 'SELECT body FROM notes ORDER BY id' })).data).toMatchObject({ rows: [['one'], ['two']] });
+      const listed = await call('list_snapshots', { project_id: 'agent' });
+      expect(listed.data).toMatchObject({ snapshots: [{ snapshot: 2, origin: 'restore', label: 'before restoring snapshot 1' }] });
+      expect((await call('list_workspaces', {})).data).toMatchObject({ workspaces: [{ project_id: 'agent' }] });
+
+      const forked = await call('fork_workspace', { from: 'agent', to: 'agent-copy' });
+      expect(forked).toMatchObject({ isError: false, data: { schema_name: 'project_agent_copy' } });
+      expect((await call('query', { project_id: 'agent-copy', sql: 'SELECT count(*) FROM notes' })).data).toMatchObject({ rows: [['2']] });
+      const outside = await call('fork_workspace', { from: 'agent', to: 'elsewhere' });
+      expect(outside.text).toContain('is not one this server serves');
+      expect((await call('restore_workspace', { project_id: 'agent', snapshot: 7, confirm: 'agent' })).text).toBe(
+        'Workspace "agent" has no snapshot 7: list_snapshots lists the ones it has.',
+      );
+      expect((await call('drop_snapshot', { project_id: 'agent', snapshot: 2 })).data).toEqual({ project_id: 'agent', snapshot: 2, dropped: true });
+      expect((await call('list_snapshots', { project_id: 'agent' })).data).toEqual({ project_id: 'agent', snapshots: [] });
+    } finally {
+      await mcp.close();
+    }
+  }, 120_000);
+});

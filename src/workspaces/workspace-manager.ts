@@ -55,6 +55,9 @@ export interface Workspace {
   tables: string[];
 }
 
+/** A snapshot, and whether it is at this server's workspace migration level (else a restore is upgraded on next use). */
+export type SnapshotInfo = SnapshotRow & { levelCurrent: boolean };
+
 export interface WorkspaceSummary {
   projectId: string;
   schemaName: string;
@@ -362,19 +365,23 @@ export class WorkspaceManager {
    * A point-in-time copy of the workspace (docs/snapshots.md), in one transaction under its
    * lock; reads go on meanwhile. Counted against the per-workspace limits.
    */
-  async snapshot(projectId: string, label?: string): Promise<SnapshotRow> {
+  async snapshot(projectId: string, label?: string): Promise<SnapshotInfo> {
     const schemaName = this.#reserved.schemaFor(projectId);
     const runner = this.#snapshotsSupported();
     const row = await this.db.transaction((tx) =>
       takeSnapshot(tx, { projectId, schemaName, lockTimeoutMs: this.#lockTimeoutMs, runner }, label ?? null, this.#snapshotLimits),
     );
     this.log.info('took a snapshot of a workspace', { project_id: projectId, snapshot: row.snapshot, bytes: row.size_bytes });
-    return row;
+    return this.#snapshotInfo(row);
   }
 
-  async listSnapshots(projectId: string): Promise<SnapshotRow[]> {
+  async listSnapshots(projectId: string): Promise<SnapshotInfo[]> {
     this.#reserved.schemaFor(projectId);
-    return snapshotsOf(this.db, projectId);
+    return (await snapshotsOf(this.db, projectId)).map((row) => this.#snapshotInfo(row));
+  }
+
+  #snapshotInfo(row: SnapshotRow): SnapshotInfo {
+    return { ...row, levelCurrent: row.workspace_fingerprint === this.plan.workspaceFingerprint };
   }
 
   /** Drops one snapshot; false when the workspace has no such snapshot (nothing changed). */

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { DEFAULT_MAX_SNAPSHOTS, DEFAULT_SNAPSHOT_BUDGET_BYTES } from '../config.js';
 import type { Queryable } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
 import { currentDatabase, roleExists, sandboxCapability, workspacePresence } from '../registry/operations-queries.js';
@@ -34,7 +35,7 @@ export interface SnapshotLimits {
   budgetBytes: number;
 }
 
-export const DEFAULT_SNAPSHOT_LIMITS: SnapshotLimits = { maxSnapshots: 10, budgetBytes: 1024 * 1024 * 1024 };
+export const DEFAULT_SNAPSHOT_LIMITS: SnapshotLimits = { maxSnapshots: DEFAULT_MAX_SNAPSHOTS, budgetBytes: DEFAULT_SNAPSHOT_BUDGET_BYTES };
 
 /** Runs SQL as a workspace's own role, in its SQL sandbox (WorkspaceSql), in the caller's transaction. */
 export interface WorkspaceRunner {
