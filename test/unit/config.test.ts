@@ -38,6 +38,8 @@ describe('parseCommand', () => {
       PG_WORKSPACE_STATEMENT_TIMEOUT_MS: '2500',
       PG_WORKSPACE_MAX_ROWS: '500',
       PG_WORKSPACE_MAX_RESULT_BYTES: '65536',
+      PG_WORKSPACE_MAX_SNAPSHOTS: '3',
+      PG_WORKSPACE_SNAPSHOT_BUDGET_BYTES: '1048576',
     };
     expect(serve([], env)).toEqual({
       databaseUrl: 'postgresql://u@h/db',
@@ -50,6 +52,8 @@ describe('parseCommand', () => {
       statementTimeoutMs: 2500,
       maxRowsCap: 500,
       maxResultBytes: 65536,
+      maxSnapshots: 3,
+      snapshotBudgetBytes: 1048576,
     });
     const flagged = serve(['--data-dir', 'rel/dir', '--extensions', '/c', '--disable', 'extra', '--extensions', '/d', '--allow-project', 'client-c'], env);
     expect(flagged.allowedProjects).toEqual(['client-a', 'client-b', 'client-c']);
