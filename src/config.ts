@@ -48,6 +48,7 @@ export type Command =
   | { kind: 'doctor'; config: Config; json: boolean }
   | { kind: 'drop-workspace'; config: Config; json: boolean; projectId: string }
   | { kind: 'rename-workspace'; config: Config; json: boolean; from: string; to: string }
+  | { kind: 'snapshots'; config: Config; json: boolean; request: SnapshotRequest }
   | {
       kind: 'repair';
       config: Config;
@@ -59,6 +60,25 @@ export type Command =
     }
   | { kind: 'help' }
   | { kind: 'version' };
+
+/** The snapshot commands (docs/snapshots.md), as their arguments name them. */
+export type SnapshotRequest =
+  | { action: 'snapshot-workspace'; projectId: string; label: string | undefined }
+  | { action: 'list-snapshots'; projectId: string }
+  | { action: 'restore-workspace'; projectId: string; snapshot: number }
+  | { action: 'drop-snapshot'; projectId: string; snapshot: number }
+  | { action: 'fork-workspace'; from: string; to: string; snapshot: number | undefined };
+
+/** Each snapshot command's positional arguments: project ids and snapshot numbers. */
+const SNAPSHOT_COMMANDS: Record<SnapshotRequest['action'], readonly ('ID' | 'SNAPSHOT')[]> = {
+  'snapshot-workspace': ['ID'],
+  'list-snapshots': ['ID'],
+  'restore-workspace': ['ID', 'SNAPSHOT'],
+  'drop-snapshot': ['ID', 'SNAPSHOT'],
+  'fork-workspace': ['ID', 'ID'],
+};
+
+const isSnapshotCommand = (word: string | undefined): word is SnapshotRequest['action'] => word !== undefined && Object.hasOwn(SNAPSHOT_COMMANDS, word);
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -87,6 +107,8 @@ export const USAGE = `Usage: pg-workspace-mcp [options]
        pg-workspace-mcp repair [--adopt-orphans] [--forget-missing] [--accept-migration EXT/NAME]... [--dry-run] [--json] [options]
        pg-workspace-mcp drop-workspace PROJECT_ID [--json] [options]
        pg-workspace-mcp rename-workspace OLD_ID NEW_ID [--json] [options]
+       pg-workspace-mcp snapshot-workspace ID [--label TEXT] | list-snapshots ID | restore-workspace ID SNAPSHOT
+                        | drop-snapshot ID SNAPSHOT | fork-workspace FROM TO [--snapshot SNAPSHOT]   [--json] [options]
 
 MCP server (stdio, or Streamable HTTP with --http) that gives AI agents isolated, per-project PostgreSQL workspaces.
 migrate-workspaces applies pending workspace migrations to every lagging workspace, each in its
@@ -105,6 +127,9 @@ drop-workspace deletes a workspace for good (its schema and everything in it, it
 rows, its role) in one transaction under its lock. Exit code 0 dropped, 1 no such workspace, 2 could not run.
 rename-workspace gives a workspace a new id: its schema (with its data), registry and ledger rows, role
 and SQL sandbox, in one transaction under both ids' locks. Exit code 0 renamed, 2 refused or could not run.
+snapshot-workspace, list-snapshots, restore-workspace, drop-snapshot and fork-workspace do what the
+tools of the same names do (docs/snapshots.md); naming the id is the restore's confirmation. Exit
+code 0 done, 1 nothing to drop, 2 refused or could not run.
 
 Options:
   --data-dir DIR       embedded PGlite data directory (env PG_WORKSPACE_DATA_DIR;
@@ -186,18 +211,21 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
   const repair = argv[0] === 'repair';
   const drop = argv[0] === 'drop-workspace';
   const rename = argv[0] === 'rename-workspace';
-  const subcommand = migrate || dbUrl || doctor || repair || drop || rename;
+  const snapshots = isSnapshotCommand(argv[0]) ? argv[0] : undefined;
+  const subcommand = migrate || dbUrl || doctor || repair || drop || rename || snapshots !== undefined;
   let values;
   let positionals: string[];
   try {
     ({ values, positionals } = parseArgs({
       args: subcommand ? argv.slice(1) : [...argv],
       strict: true,
-      allowPositionals: drop || rename,
+      allowPositionals: drop || rename || snapshots !== undefined,
       options: {
         ...(migrate ? { concurrency: { type: 'string' } } as const : {}),
         ...(migrate || repair ? { 'dry-run': { type: 'boolean' } } as const : {}),
-        ...(doctor || repair || drop || rename ? { json: { type: 'boolean' } } as const : {}),
+        ...(doctor || repair || drop || rename || snapshots ? { json: { type: 'boolean' } } as const : {}),
+        ...(snapshots === 'snapshot-workspace' ? { label: { type: 'string' } } as const : {}),
+        ...(snapshots === 'fork-workspace' ? { snapshot: { type: 'string' } } as const : {}),
         ...(repair
           ? ({
               'adopt-orphans': { type: 'boolean' },
@@ -273,6 +301,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
     if (drop) return { kind: 'drop-workspace', config, json: values.json === true, projectId: first };
     return { kind: 'rename-workspace', config, json: values.json === true, from: first, to: second };
   }
+  if (snapshots) return { kind: 'snapshots', config, json: values.json === true, request: snapshotRequest(snapshots, positionals, values) };
   if (repair) {
     const fixes = {
       adoptOrphans: values['adopt-orphans'] === true,
@@ -369,4 +398,34 @@ function parseHttp(
     sessionIdleTimeoutMs: idleTimeoutS * 1000,
     maxSessions,
   };
+}
+
+/** A snapshot command's arguments, checked: project ids by their rules, snapshot numbers as positive integers. */
+function snapshotRequest(action: SnapshotRequest['action'], positionals: readonly string[], flags: { label?: unknown; snapshot?: unknown }): SnapshotRequest {
+  const shape = SNAPSHOT_COMMANDS[action];
+  const number = (text: string) => (/^[1-9][0-9]{0,8}$/.test(text) ? Number(text) : undefined);
+  const fits = positionals.length === shape.length &&
+    shape.every((kind, i) => {
+      const value = positionals[i] as string;
+      return kind === 'ID' ? value.length <= PROJECT_ID_MAX_LENGTH && PROJECT_ID_PATTERN.test(value) : number(value) !== undefined;
+    });
+  const snapshotFlag = typeof flags.snapshot === 'string' ? number(flags.snapshot) : undefined;
+  if (!fits || (flags.snapshot !== undefined && snapshotFlag === undefined)) {
+    throw new ConfigError(
+      `${action} takes ${shape.join(' ')}${action === 'fork-workspace' ? ' (FROM TO) [--snapshot SNAPSHOT]' : ''}` +
+        `${positionals.length > 0 ? `, got ${JSON.stringify(positionals.join(' '))}` : ''}: a SNAPSHOT is a number list-snapshots shows. ${PROJECT_ID_RULES}`,
+    );
+  }
+  const [first, second] = positionals as [string, string];
+  switch (action) {
+    case 'snapshot-workspace':
+      return { action, projectId: first, label: typeof flags.label === 'string' ? flags.label : undefined };
+    case 'list-snapshots':
+      return { action, projectId: first };
+    case 'restore-workspace':
+    case 'drop-snapshot':
+      return { action, projectId: first, snapshot: Number(second) };
+    case 'fork-workspace':
+      return { action, from: first, to: second, snapshot: snapshotFlag };
+  }
 }
