@@ -182,6 +182,48 @@ for (const kind of BACKEND_KINDS) {
       expect(await manager.listSnapshots('ws-a')).toEqual([]);
     });
 
+    it('a snapshot taken before a workspace migration restores to the old shape and is upgraded on next use', async (ctx) => {
+      const db = await backend(ctx).fresh();
+      const v1 = await writeExtension(await tempDir(), { id: 'notes' }, {
+        'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL);',
+      });
+      const v2 = await writeExtension(await tempDir(), { id: 'notes' }, {
+        'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL);',
+        'workspace/migrations/0001_tags.sql': "ALTER TABLE notes ADD COLUMN IF NOT EXISTS tags text[] NOT NULL DEFAULT '{}';",
+      });
+      const serve = async (dir: string) => {
+        const p = await planFor([dir], ['codebase']);
+        const report = await install(db, p);
+        const manager = new WorkspaceManager(db, p, report.searchPathSchemas, silentLogger);
+        const sql = new WorkspaceSql(db, manager, report.searchPathSchemas, DEFAULT_SQL_LIMITS, silentLogger);
+        manager.sandbox = sql;
+        return { manager, sql };
+      };
+      const columns = async () =>
+        (await db.query<{ attname: string }>("SELECT attname FROM pg_attribute WHERE attrelid = 'project_ws_m.notes'::regclass AND attnum > 0 ORDER BY attnum")).map((r) => r.attname);
+      const ledger = async () => (await db.query<{ name: string }>("SELECT name FROM project_registry.workspace_migrations WHERE project_id = 'ws-m'")).map((r) => r.name);
+
+      const old = await serve(v1);
+      await old.sql.execute('ws-m', "INSERT INTO notes (body) VALUES ('from v1')", []);
+      await old.manager.snapshot('ws-m', 'v1');
+      // The next version's migrate-workspaces upgrades the workspace; the snapshot stays at v1.
+      const next = await serve(v2);
+      expect(await next.manager.upgrade('ws-m')).toEqual({ outcome: 'upgraded', migrations: ['notes/0001_tags'] });
+      expect(await columns()).toEqual(['id', 'body', 'tags']);
+      expect((await next.manager.listSnapshots('ws-m')).map((s) => s.levelCurrent)).toEqual([false]);
+
+      await next.manager.restore('ws-m', 1);
+      // The old shape and the old ledger are back, and the state replaced (upgraded) is kept at the new level.
+      expect(await columns()).toEqual(['id', 'body']);
+      expect(await ledger()).toEqual([]);
+      expect((await next.manager.listSnapshots('ws-m')).map((s) => [s.snapshot, s.levelCurrent])).toEqual([[2, true]]);
+      // Its next use upgrades it, as migrate-workspaces would, and the rows are there.
+      expect(await next.manager.ensure('ws-m')).toMatchObject({ created: false });
+      expect(await columns()).toEqual(['id', 'body', 'tags']);
+      expect(await ledger()).toEqual(['0001_tags']);
+      expect((await next.sql.query('ws-m', 'SELECT body, tags FROM notes', [])).rows).toEqual([['from v1', []]]);
+    });
+
     it('the agent cannot read or write a snapshot, nor destroy it with DROP OWNED; dropping the workspace drops its snapshots and their role', async (ctx) => {
       const db = await backend(ctx).fresh();
       const { manager, sql } = await services(db);
