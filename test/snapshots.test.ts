@@ -251,6 +251,10 @@ for (const kind of BACKEND_KINDS) {
       await manager.restore('ws-r', 1);
       expect((await sql.query('ws-r', 'SELECT body FROM notes', [])).rows).toEqual([['precious']]);
 
+      // Its snapshots and their role are named for its id: a rename is refused, changing nothing.
+      await expect(manager.rename('ws-r', 'ws-r2')).rejects.toThrow('Workspace "ws-r" has 1 snapshot(s), whose schemas and role are named for its id');
+      expect(await schemaExists(db, 'project_ws_r')).toBe(true);
+
       const [{ database } = { database: '' }] = await db.query<{ database: string }>('SELECT current_database()::text AS database');
       const keeper = snapshotRoleNameFor(database, 'ws-r');
       const outcome = await manager.drop('ws-r');
