@@ -182,6 +182,29 @@ for (const kind of BACKEND_KINDS) {
       expect(await manager.listSnapshots('ws-a')).toEqual([]);
     });
 
+    it("another server's caches see a restore on their next call, as after a drop", async (ctx) => {
+      const b = backend(ctx);
+      // Two servers: separate pools on PostgreSQL, two engines on one PGlite in process.
+      const url = kind === 'postgres' ? await b.freshUrl?.() : undefined;
+      const db = url ? new PostgresDatabase({ connectionString: url }) : await b.fresh();
+      const otherDb = url ? new PostgresDatabase({ connectionString: url }) : db;
+      try {
+        const a = await services(db);
+        const other = await services(otherDb);
+        await a.sql.execute('ws-c', "INSERT INTO notes (body) VALUES ('before')", []);
+        await other.manager.snapshot('ws-c');
+        await a.sql.execute('ws-c', "UPDATE notes SET body = 'after'", []);
+        // A has the workspace and its sandbox cached; the other server restores.
+        expect(await a.manager.ensure('ws-c')).toMatchObject({ created: false });
+        await other.manager.restore('ws-c', 1);
+        expect((await a.sql.query('ws-c', 'SELECT body FROM notes', [])).rows).toEqual([['before']]);
+        expect((await a.sql.execute('ws-c', "INSERT INTO notes (body) VALUES ('next') RETURNING id", [])).rows).toEqual([['2']]);
+        expect(await a.manager.ensure('ws-c')).toMatchObject({ created: false });
+      } finally {
+        if (url) await Promise.all([db.close(), otherDb.close()]);
+      }
+    });
+
     it('a snapshot taken before a workspace migration restores to the old shape and is upgraded on next use', async (ctx) => {
       const db = await backend(ctx).fresh();
       const v1 = await writeExtension(await tempDir(), { id: 'notes' }, {
