@@ -205,7 +205,7 @@ for (const kind of BACKEND_KINDS) {
       }
     });
 
-    it('a snapshot taken before a workspace migration restores to the old shape and is upgraded on next use', async (ctx) => {
+    it('a snapshot taken before a workspace migration restores to the old shape (and its embedding pins) and is upgraded on next use', async (ctx) => {
       const db = await backend(ctx).fresh();
       const v1 = await writeExtension(await tempDir(), { id: 'notes' }, {
         'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL);',
@@ -228,7 +228,18 @@ for (const kind of BACKEND_KINDS) {
 
       const old = await serve(v1);
       await old.sql.execute('ws-m', "INSERT INTO notes (body) VALUES ('from v1')", []);
+      // Which embedding space wrote a vector column is the registry's, and goes with the data it describes.
+      const pin = (model: string) =>
+        db.query(
+          `INSERT INTO project_registry.embedding_spaces (project_id, table_name, column_name, text_column, provider, model, dimensions, query_prefix, document_prefix)
+           VALUES ('ws-m', 'notes', 'embedding', 'body', 'ollama', $1, 3, '', '')
+           ON CONFLICT (project_id, table_name, column_name) DO UPDATE SET model = excluded.model`,
+          [model],
+        );
+      const pinned = async () => (await db.query<{ model: string }>("SELECT model FROM project_registry.embedding_spaces WHERE project_id = 'ws-m'")).map((r) => r.model);
+      await pin('model-v1');
       await old.manager.snapshot('ws-m', 'v1');
+      await pin('model-v2');
       // The next version's migrate-workspaces upgrades the workspace; the snapshot stays at v1.
       const next = await serve(v2);
       expect(await next.manager.upgrade('ws-m')).toEqual({ outcome: 'upgraded', migrations: ['notes/0001_tags'] });
@@ -239,12 +250,16 @@ for (const kind of BACKEND_KINDS) {
       // The old shape and the old ledger are back, and the state replaced (upgraded) is kept at the new level.
       expect(await columns()).toEqual(['id', 'body']);
       expect(await ledger()).toEqual([]);
+      expect(await pinned()).toEqual(['model-v1']);
       expect((await next.manager.listSnapshots('ws-m')).map((s) => [s.snapshot, s.levelCurrent])).toEqual([[2, true]]);
       // Its next use upgrades it, as migrate-workspaces would, and the rows are there.
       expect(await next.manager.ensure('ws-m')).toMatchObject({ created: false });
       expect(await columns()).toEqual(['id', 'body', 'tags']);
       expect(await ledger()).toEqual(['0001_tags']);
       expect((await next.sql.query('ws-m', 'SELECT body, tags FROM notes', [])).rows).toEqual([['from v1', []]]);
+      // Undoing the restore brings the later pin back with the later data.
+      await next.manager.restore('ws-m', 2);
+      expect(await pinned()).toEqual(['model-v2']);
     });
 
     it('the agent cannot read or write a snapshot, nor destroy it with DROP OWNED; dropping the workspace drops its snapshots and their role', async (ctx) => {

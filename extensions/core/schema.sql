@@ -72,6 +72,8 @@ CREATE TABLE IF NOT EXISTS project_registry.workspace_snapshots (
     workspace_schema_fingerprint text,
     -- The workspace's ledger when it was taken: [{"extension_id", "name", "checksum"}, ...].
     migrations    jsonb NOT NULL,
+    -- Its embedding_spaces rows (which space wrote each vector column) when it was taken.
+    embedding_spaces jsonb NOT NULL DEFAULT '[]',
     PRIMARY KEY (project_id, snapshot)
 );
 

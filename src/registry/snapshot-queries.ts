@@ -11,6 +11,8 @@ export interface MigrationLevel {
   workspace_schema_fingerprint: string | null;
   /** [{extension_id, name, checksum}] */
   migrations: { extension_id: string; name: string; checksum: string }[];
+  /** The workspace's embedding_spaces rows (without project_id): which space wrote each vector column. */
+  embedding_spaces: Record<string, unknown>[];
 }
 
 export interface SnapshotRow extends MigrationLevel {
@@ -23,7 +25,7 @@ export interface SnapshotRow extends MigrationLevel {
 }
 
 const SNAPSHOT_COLUMNS = `snapshot, schema_name, label, created_at, size_bytes::float8 AS size_bytes, origin,
-       workspace_fingerprint, workspace_schema_fingerprint, migrations`;
+       workspace_fingerprint, workspace_schema_fingerprint, migrations, embedding_spaces`;
 
 export async function listSnapshots(q: Queryable, projectId: string): Promise<SnapshotRow[]> {
   return q.query<SnapshotRow>(
@@ -70,7 +72,9 @@ export async function workspaceLevel(q: Queryable, projectId: string): Promise<M
     `SELECT w.workspace_fingerprint, w.workspace_schema_fingerprint,
             coalesce((SELECT jsonb_agg(jsonb_build_object('extension_id', m.extension_id, 'name', m.name, 'checksum', m.checksum)
                                        ORDER BY m.extension_id, m.name)
-                        FROM project_registry.workspace_migrations m WHERE m.project_id = w.project_id), '[]') AS migrations
+                        FROM project_registry.workspace_migrations m WHERE m.project_id = w.project_id), '[]') AS migrations,
+            coalesce((SELECT jsonb_agg(to_jsonb(e) - 'project_id' ORDER BY e.table_name, e.column_name)
+                        FROM project_registry.embedding_spaces e WHERE e.project_id = w.project_id), '[]') AS embedding_spaces
        FROM project_registry.workspace_config w WHERE w.project_id = $1`,
     [projectId],
   );
@@ -85,8 +89,8 @@ export async function insertSnapshot(
 ): Promise<SnapshotRow> {
   const [row] = await tx.query<SnapshotRow>(
     `INSERT INTO project_registry.workspace_snapshots
-       (project_id, snapshot, schema_name, label, size_bytes, origin, workspace_fingerprint, workspace_schema_fingerprint, migrations)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+       (project_id, snapshot, schema_name, label, size_bytes, origin, workspace_fingerprint, workspace_schema_fingerprint, migrations, embedding_spaces)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
      RETURNING ${SNAPSHOT_COLUMNS}`,
     [
       projectId,
@@ -98,6 +102,7 @@ export async function insertSnapshot(
       s.workspace_fingerprint,
       s.workspace_schema_fingerprint,
       JSON.stringify(s.migrations),
+      JSON.stringify(s.embedding_spaces),
     ],
   );
   if (!row) throw new Error(`recording snapshot ${s.snapshot} of ${projectId} returned no row`);
@@ -109,8 +114,9 @@ export async function deleteSnapshot(tx: Queryable, projectId: string, snapshot:
 }
 
 /**
- * Puts a workspace's registry row and ledger at `level` (a restored snapshot's): the next
- * ensure_workspace or migrate-workspaces then upgrades it as any lagging workspace.
+ * Puts a workspace's registry row, ledger and embedding-space pins at `level` (a restored
+ * snapshot's): the next ensure_workspace or migrate-workspaces then upgrades it as any lagging
+ * workspace, and search_vectors queries each column in the space that wrote its vectors.
  */
 export async function setWorkspaceLevel(tx: Queryable, projectId: string, level: MigrationLevel): Promise<void> {
   await tx.query(
@@ -138,6 +144,14 @@ export async function registerFork(tx: Queryable, projectId: string, schemaName:
 }
 
 async function insertLedger(tx: Queryable, projectId: string, level: MigrationLevel): Promise<void> {
+  // The pins go with the data they describe: every column of the table, whatever it holds then.
+  await tx.query('DELETE FROM project_registry.embedding_spaces WHERE project_id = $1', [projectId]);
+  await tx.query(
+    `INSERT INTO project_registry.embedding_spaces
+     SELECT (jsonb_populate_record(NULL::project_registry.embedding_spaces, e || jsonb_build_object('project_id', $1::text))).*
+       FROM jsonb_array_elements($2::jsonb) e`,
+    [projectId, JSON.stringify(level.embedding_spaces)],
+  );
   await tx.query(
     `INSERT INTO project_registry.workspace_migrations (project_id, extension_id, name, checksum)
      SELECT $1, m.extension_id, m.name, m.checksum FROM jsonb_to_recordset($2::jsonb) AS m(extension_id text, name text, checksum text)`,

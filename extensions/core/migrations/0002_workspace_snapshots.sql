@@ -10,5 +10,7 @@ CREATE TABLE IF NOT EXISTS project_registry.workspace_snapshots (
     workspace_fingerprint        text NOT NULL,
     workspace_schema_fingerprint text,
     migrations    jsonb NOT NULL,
+    -- Its embedding_spaces rows (which space wrote each vector column) when it was taken.
+    embedding_spaces jsonb NOT NULL DEFAULT '[]',
     PRIMARY KEY (project_id, snapshot)
 );
