@@ -41,6 +41,8 @@ describe('parseCommand', () => {
       PG_WORKSPACE_MAX_RESULT_BYTES: '65536',
       PG_WORKSPACE_MAX_CALLS_PER_WORKSPACE: '3',
       PG_WORKSPACE_UPGRADE_TIMEOUT_MS: '90000',
+      PG_WORKSPACE_MAX_SNAPSHOTS: '3',
+      PG_WORKSPACE_SNAPSHOT_BUDGET_BYTES: '1048576',
       PG_WORKSPACE_CONNECT_WAIT_MS: '3000',
       PG_WORKSPACE_MAINTENANCE_IDLE_MS: '250',
     };
@@ -57,6 +59,8 @@ describe('parseCommand', () => {
       maxResultBytes: 65536,
       maxCallsPerWorkspace: 3,
       upgradeTimeoutMs: 90_000,
+      maxSnapshots: 3,
+      snapshotBudgetBytes: 1048576,
       connectWaitMs: 3000,
       maintenanceIdleMs: 250,
     });
