@@ -1,9 +1,4 @@
-import { lineSafe } from './terminal-text.js';
-
-/**
- * Logs go to stderr as one line each: stdout carries JSON-RPC and nothing else. A message may
- * carry an agent's text (an error it raised): control characters are escaped (terminal-text.ts).
- */
+/** Logs go to stderr as one line each: stdout carries JSON-RPC and nothing else. */
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
 export type LogFields = Record<string, unknown>;
@@ -21,7 +16,7 @@ export function createStderrLogger(level: LogLevel, write = (line: string) => pr
   const at = (lineLevel: Exclude<LogLevel, 'silent'>) => (message: string, fields?: LogFields) => {
     if (RANK[lineLevel] < RANK[level]) return;
     const extra = fields && Object.keys(fields).length > 0 ? ` ${JSON.stringify(fields)}` : '';
-    write(`${new Date().toISOString()} pg-workspace-mcp ${lineLevel}: ${lineSafe(message)}${lineSafe(extra)}\n`);
+    write(`${new Date().toISOString()} pg-workspace-mcp ${lineLevel}: ${message}${extra}\n`);
   };
   return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
 }
