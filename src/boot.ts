@@ -9,6 +9,7 @@ import { DEFAULT_SQL_LIMITS, WorkspaceSql } from './sandbox/workspace-sql.js';
 import { WorkspaceFleet } from './workspaces/workspace-fleet.js';
 import { WorkspaceManager } from './workspaces/workspace-manager.js';
 import { readInstallState } from './registry/registry-sql.js';
+import { SearchService } from './search/search-service.js';
 
 /*
  * Everything boot needs that is heavy to load (the SQL parser, PGlite, pg) is reached from this
@@ -50,7 +51,8 @@ export async function installAndServe(db: Database, plan: InstallPlan, config: E
     maxResultBytes: config.maxResultBytes ?? DEFAULT_SQL_LIMITS.maxResultBytes,
   }, log);
   workspaces.sandbox = sql;
-  return { report, db, workspaces, fleet: new WorkspaceFleet(db, plan, workspaces, sql), sql };
+  const search = new SearchService(db, sql, config.embedder);
+  return { report, db, workspaces, fleet: new WorkspaceFleet(db, plan, workspaces, sql), sql, search };
 }
 
 /** The database holds no install of this server any more (its registry dropped, or restored from before it). */

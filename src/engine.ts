@@ -8,11 +8,15 @@ import type { Logger } from './logger.js';
 import type { WorkspaceFleet } from './workspaces/workspace-fleet.js';
 import type { WorkspaceManager } from './workspaces/workspace-manager.js';
 import type { WorkspaceSql } from './sandbox/workspace-sql.js';
+import type { Embedder } from './embeddings/embedder.js';
+import type { SearchService } from './search/search-service.js';
 
 export type EngineConfig = Pick<Config, 'databaseUrl' | 'dataDir' | 'extensionDirs' | 'disabledExtensions' | 'lockTimeoutMs'> &
   Partial<Pick<Config, 'statementTimeoutMs' | 'maxRowsCap' | 'maxResultBytes'>> & {
   /** Pool size on PostgreSQL (default 10); the fleet upgrade needs one per worker. */
   maxConnections?: number;
+  /** The embedding provider of search and ingest; unset: full-text search only. */
+  embedder?: Embedder | undefined;
 };
 
 export class EngineUnavailableError extends Error {
@@ -31,6 +35,7 @@ export interface Ready {
   workspaces: WorkspaceManager;
   fleet: WorkspaceFleet;
   sql: WorkspaceSql;
+  search: SearchService;
 }
 
 /**

@@ -142,6 +142,8 @@ describe('MCP server whose install failed', () => {
         workspace_status: {},
         describe_workspace: { project_id: 'a' },
         search_vectors: { project_id: 'a', table: 'chunks', column: 'embedding', vector: [0.1, 0.2] },
+        search: { project_id: 'a', query: 'install' },
+        add_documents: { project_id: 'a', documents: [{ source: 'notes.md', text: 'hello' }] },
         query: { project_id: 'a', sql: 'SELECT 1' },
         execute: { project_id: 'a', sql: 'CREATE TABLE t (n int)' },
         drop_workspace: { project_id: 'a', confirm: 'a' },

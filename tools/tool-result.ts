@@ -1,6 +1,7 @@
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type { ProjectAccess } from '../src/project-access.js';
 import type { WorkspaceSql } from '../src/sandbox/workspace-sql.js';
+import type { SearchService } from '../src/search/search-service.js';
 import type { WorkspaceFleet } from '../src/workspaces/workspace-fleet.js';
 import type { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
 
@@ -10,6 +11,8 @@ export interface ToolDeps {
   workspaces(signal?: AbortSignal): Promise<WorkspaceManager>;
   fleet(signal?: AbortSignal): Promise<WorkspaceFleet>;
   sql(signal?: AbortSignal): Promise<WorkspaceSql>;
+  /** Search by text and ingest (search, add_documents, index_directory). */
+  search(signal?: AbortSignal): Promise<SearchService>;
   /** The per-server project allowlist, which every tool obeys. */
   access: ProjectAccess;
   /** Turns a failure into the message the agent sees (e.g. advice when the database is down). */

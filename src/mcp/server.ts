@@ -46,6 +46,7 @@ export function createSessionServer({ engine, readyTimeoutMs = READY_TIMEOUT_MS,
     workspaces: async (signal) => (await ready(signal)).workspaces,
     fleet: async (signal) => (await ready(signal)).fleet,
     sql: async (signal) => (await ready(signal)).sql,
+    search: async (signal) => (await ready(signal)).search,
     access,
     explain: (error) => engine.explainFailedCall(error),
   };

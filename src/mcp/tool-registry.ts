@@ -1,10 +1,12 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { registerAddDocumentsTool } from '../../tools/add-documents.js';
 import { registerDescribeWorkspaceTool } from '../../tools/describe-workspace.js';
 import { registerDropWorkspaceTool } from '../../tools/drop-workspace.js';
 import { registerEnsureWorkspaceTool } from '../../tools/ensure-workspace.js';
 import { registerExecuteTool } from '../../tools/execute.js';
 import { registerListWorkspacesTool } from '../../tools/list-workspaces.js';
 import { registerQueryTool } from '../../tools/query.js';
+import { registerSearchTool } from '../../tools/search.js';
 import { registerSearchVectorsTool } from '../../tools/search-vectors.js';
 import type { ToolDeps } from '../../tools/tool-result.js';
 import { registerValidateColumnsTool } from '../../tools/validate-columns.js';
@@ -27,6 +29,8 @@ export const TOOLS = [
   { name: 'validate_columns', register: registerValidateColumnsTool },
   { name: 'workspace_status', register: registerWorkspaceStatusTool },
   { name: 'describe_workspace', register: registerDescribeWorkspaceTool },
+  { name: 'search', register: registerSearchTool },
+  { name: 'add_documents', register: registerAddDocumentsTool },
   { name: 'search_vectors', register: registerSearchVectorsTool },
   { name: 'query', register: registerQueryTool },
   { name: 'execute', register: registerExecuteTool },

@@ -8,12 +8,14 @@ describe('tool registry', () => {
   it('holds exactly the tools the server is documented to offer', () => {
     // The one place the set is written out: a tool that disappears from the registry fails here.
     expect([...TOOL_NAMES].sort()).toEqual([
+      'add_documents',
       'describe_workspace',
       'drop_workspace',
       'ensure_workspace',
       'execute',
       'list_workspaces',
       'query',
+      'search',
       'search_vectors',
       'validate_columns',
       'workspace_status',

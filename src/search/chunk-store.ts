@@ -1,0 +1,175 @@
+import type { Embedder } from '../embeddings/embedder.js';
+import type { AgentParam } from '../sandbox/agent-statement.js';
+import type { ExecuteResult, RowsResult } from '../sandbox/workspace-sql.js';
+import type { Chunk } from './chunking.js';
+import { EMBEDDED_HASHES, REMOVE_FILES, STORED_FILES, WRITE_FILE } from './ingest-sql.js';
+
+/** The SQL sandbox as ingest uses it: every read and write runs as the workspace's role. */
+export interface WorkspaceWriter {
+  readonly maxRowsCap: number;
+  readAsWorkspace(projectId: string, sql: string, params: readonly AgentParam[], maxRows: number): Promise<RowsResult>;
+  execute(projectId: string, sql: string, params: readonly AgentParam[], maxRows?: number): Promise<ExecuteResult>;
+}
+
+export interface Repository {
+  /** `documents:` for add_documents; the directory's real path for index_directory. */
+  path: string;
+  name: string;
+}
+
+export interface PreparedFile {
+  path: string;
+  /** sha256 of the whole text. */
+  hash: string;
+  sizeBytes: number;
+  language: string | null;
+  metadata: Record<string, unknown> | null;
+  chunks: Chunk[];
+}
+
+export interface FileOutcome {
+  path: string;
+  added: number;
+  removed: number;
+  kept: number;
+  /** Chunks sent to the embedding provider for this file. */
+  embedded: number;
+  /** Nothing changed: the file was stored exactly so already. */
+  unchanged: boolean;
+  /** The file was stored before this call. */
+  existed: boolean;
+  /** Chunks the provider cut to fit its input limit. */
+  truncated: Array<{ start_line: number; end_line: number; input_chars: number; kept_chars: number }>;
+}
+
+/** How many hashes one lookup of stored embeddings carries (its answer stays well under the byte budget). */
+const HASHES_PER_LOOKUP = 2000;
+/** Files whose stored state one read returns. */
+const FILES_PER_LOOKUP = 200;
+
+/**
+ * Stores files and their chunks into a workspace's codebase tables: a file whose text, chunks
+ * and metadata are stored already is left alone; a chunk whose hash some chunk of the workspace
+ * already carries an embedding for is not embedded again; each file is then written in one
+ * statement (see WRITE_FILE), so it is replaced whole or not at all. Embeddings are requested in
+ * one call for all the files given (the provider batches them).
+ */
+export async function storeFiles(
+  sandbox: WorkspaceWriter,
+  embedder: Embedder | undefined,
+  projectId: string,
+  repository: Repository,
+  files: readonly PreparedFile[],
+  signal?: AbortSignal,
+): Promise<FileOutcome[]> {
+  const stored = new Map<string, { hash: string; metadata: unknown; chunkHashes: string[]; unembedded: number }>();
+  for (let at = 0; at < files.length; at += FILES_PER_LOOKUP) {
+    const paths = files.slice(at, at + FILES_PER_LOOKUP).map((f) => f.path);
+    const { rows } = await sandbox.readAsWorkspace(projectId, STORED_FILES, [repository.path, paths], sandbox.maxRowsCap);
+    for (const [path, hash, metadata, chunkHashes, unembedded] of rows) {
+      stored.set(path as string, { hash: hash as string, metadata, chunkHashes: chunkHashes as string[], unembedded: Number(unembedded) });
+    }
+  }
+  const changed = files.filter((file) => {
+    const before = stored.get(file.path);
+    return !(
+      before &&
+      before.hash === file.hash &&
+      (before.unembedded === 0 || !embedder) &&
+      sameJson(before.metadata, file.metadata) &&
+      before.chunkHashes.join() === file.chunks.map((c) => c.hash).join()
+    );
+  });
+
+  // What needs an embedding: a chunk no chunk of the workspace has one for yet, once per hash.
+  const vectors = new Map<string, { vector: number[]; truncated: FileOutcome['truncated'][number] | undefined }>();
+  const embeddedBy = new Map<string, number>();
+  if (embedder) {
+    const wanted = [...new Set(changed.flatMap((f) => f.chunks.map((c) => c.hash)))];
+    const known = new Set<string>();
+    for (let at = 0; at < wanted.length; at += HASHES_PER_LOOKUP) {
+      const { rows } = await sandbox.readAsWorkspace(projectId, EMBEDDED_HASHES, [wanted.slice(at, at + HASHES_PER_LOOKUP)], 1);
+      for (const hash of (rows[0]?.[0] as string[] | undefined) ?? []) known.add(hash);
+    }
+    const todo = new Map<string, Chunk>();
+    for (const file of changed) {
+      for (const chunk of file.chunks) {
+        if (known.has(chunk.hash) || todo.has(chunk.hash)) continue;
+        todo.set(chunk.hash, chunk);
+        embeddedBy.set(file.path, (embeddedBy.get(file.path) ?? 0) + 1);
+      }
+    }
+    const pending = [...todo.values()];
+    const embeddings = pending.length > 0 ? await embedder.embedDocuments(pending.map((c) => c.content), signal) : [];
+    pending.forEach((chunk, i) => {
+      const embedding = embeddings[i];
+      if (!embedding) throw new Error(`the embedding provider returned ${embeddings.length} embeddings for ${pending.length} texts`);
+      vectors.set(chunk.hash, {
+        vector: embedding.vector,
+        truncated: embedding.truncated && {
+          start_line: chunk.startLine,
+          end_line: chunk.endLine,
+          input_chars: embedding.truncated.inputChars,
+          kept_chars: embedding.truncated.keptChars,
+        },
+      });
+    });
+  }
+
+  const outcomes = new Map<string, FileOutcome>();
+  for (const file of changed) {
+    signal?.throwIfAborted();
+    const chunks = file.chunks.map((c) => ({
+      content: c.content,
+      start_line: c.startLine,
+      end_line: c.endLine,
+      hash: c.hash,
+      embedding: vectors.has(c.hash) ? `[${(vectors.get(c.hash)?.vector ?? []).join(',')}]` : null,
+    }));
+    const { rows } = await sandbox.execute(projectId, WRITE_FILE, [
+      repository.path,
+      repository.name,
+      file.path,
+      file.hash,
+      file.sizeBytes,
+      file.language,
+      file.metadata,
+      chunks,
+    ]);
+    const [added, removed, kept] = (rows[0] ?? [0, 0, 0]).map(Number);
+    outcomes.set(file.path, {
+      path: file.path,
+      added: added ?? 0,
+      removed: removed ?? 0,
+      kept: kept ?? 0,
+      embedded: embeddedBy.get(file.path) ?? 0,
+      unchanged: false,
+      existed: stored.has(file.path),
+      truncated: file.chunks.flatMap((c) => vectors.get(c.hash)?.truncated ?? []),
+    });
+  }
+  return files.map(
+    (file) =>
+      outcomes.get(file.path) ?? { path: file.path, added: 0, removed: 0, kept: file.chunks.length, embedded: 0, unchanged: true, existed: true, truncated: [] },
+  );
+}
+
+/** Removes files of a repository and their chunks; answers how many files went. */
+export async function removeFiles(sandbox: WorkspaceWriter, projectId: string, repository: Repository, paths: readonly string[]): Promise<number> {
+  if (paths.length === 0) return 0;
+  const { affected } = await sandbox.execute(projectId, REMOVE_FILES, [repository.path, [...paths]]);
+  return affected;
+}
+
+function sameJson(a: unknown, b: unknown): boolean {
+  return JSON.stringify(canonical(a ?? null)) === JSON.stringify(canonical(b ?? null));
+}
+
+/** jsonb orders object keys its own way: compare with keys sorted. */
+function canonical(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(canonical);
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => [k, canonical(v)]));
+  }
+  return value;
+}

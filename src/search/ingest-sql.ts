@@ -1,0 +1,76 @@
+/**
+ * Every statement ingest sends (lists travel as JSON arrays: values are inlined as literals), all run as the workspace's role in its sandbox (the tables, their
+ * triggers, rules and defaults are the agent's). Unqualified names: the sandbox's search path is
+ * the workspace, then the extension schemas (where `vector` lives).
+ */
+
+/**
+ * What is stored of some files of one repository: $1 the repository path, $2 the file paths.
+ * One row per stored file: its hash and its chunks' hashes, and how many of those lack an embedding.
+ */
+export const STORED_FILES = `
+SELECT f.path, f.content_hash, f.metadata,
+       coalesce((SELECT pg_catalog.array_agg(c.content_hash ORDER BY c.start_line, c.id) FROM chunks c WHERE c.file_id OPERATOR(pg_catalog.=) f.id), '{}') AS chunk_hashes,
+       (SELECT pg_catalog.count(*) FROM chunks c WHERE c.file_id OPERATOR(pg_catalog.=) f.id AND c.embedding IS NULL)::int4 AS unembedded
+  FROM files f JOIN repositories r ON r.id OPERATOR(pg_catalog.=) f.repository_id
+ WHERE r.path OPERATOR(pg_catalog.=) $1 AND f.path OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT pg_catalog.json_array_elements_text($2::json)))`;
+
+/** Every file of a repository with its hash ($1 the repository path): what a directory run compares against. */
+export const REPOSITORY_FILES = `
+SELECT f.path, f.content_hash
+  FROM files f JOIN repositories r ON r.id OPERATOR(pg_catalog.=) f.repository_id
+ WHERE r.path OPERATOR(pg_catalog.=) $1 ORDER BY f.path OFFSET $2 LIMIT $3`;
+
+/** Which of the hashes $1 some chunk of the workspace already has an embedding for. */
+export const EMBEDDED_HASHES = `
+SELECT coalesce(pg_catalog.array_agg(DISTINCT c.content_hash), '{}') FROM chunks c
+ WHERE c.content_hash OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT pg_catalog.json_array_elements_text($1::json))) AND c.embedding IS NOT NULL`;
+
+/**
+ * Writes one file (or document) and its chunks in one statement, so a file is replaced whole or
+ * not at all: $1 repository path, $2 repository name, $3 file path, $4 content hash, $5 size in
+ * bytes, $6 language, $7 metadata (JSON or null), $8 the chunks as a JSON array of
+ * {content, start_line, end_line, hash, embedding} (embedding a vector literal or null). Chunks
+ * whose hash the file already has stay (their lines updated, a missing embedding filled); the
+ * others go; new ones take their embedding from the array, else from any chunk of the workspace
+ * with the same hash. Answers how many chunks were added, removed and kept.
+ */
+export const WRITE_FILE = `
+WITH repo AS (
+  INSERT INTO repositories (path, name, indexed_at) VALUES ($1, $2, pg_catalog.now())
+  ON CONFLICT (path) DO UPDATE SET indexed_at = EXCLUDED.indexed_at RETURNING id
+), file AS (
+  INSERT INTO files (repository_id, path, content_hash, size_bytes, language, metadata, modified_at)
+  SELECT repo.id, $3, $4, $5, $6, $7::jsonb, pg_catalog.now() FROM repo
+  ON CONFLICT (repository_id, path) DO UPDATE
+     SET content_hash = EXCLUDED.content_hash, size_bytes = EXCLUDED.size_bytes, language = EXCLUDED.language,
+         metadata = EXCLUDED.metadata, modified_at = EXCLUDED.modified_at, deleted_at = NULL
+  RETURNING id
+), incoming AS (
+  SELECT * FROM pg_catalog.json_to_recordset($8::json) AS x(content text, start_line int4, end_line int4, hash text, embedding text)
+), removed AS (
+  DELETE FROM chunks c USING file
+   WHERE c.file_id OPERATOR(pg_catalog.=) file.id
+     AND (c.content_hash IS NULL OR NOT c.content_hash OPERATOR(pg_catalog.=) ANY (SELECT hash FROM incoming))
+  RETURNING 1
+), kept AS (
+  UPDATE chunks c SET start_line = i.start_line, end_line = i.end_line, embedding = coalesce(c.embedding, i.embedding::vector)
+    FROM file, incoming i
+   WHERE c.file_id OPERATOR(pg_catalog.=) file.id AND c.content_hash OPERATOR(pg_catalog.=) i.hash
+  RETURNING 1
+), added AS (
+  INSERT INTO chunks (file_id, content, start_line, end_line, content_hash, embedding)
+  SELECT file.id, i.content, i.start_line, i.end_line, i.hash,
+         coalesce(i.embedding::vector,
+                  (SELECT c.embedding FROM chunks c WHERE c.content_hash OPERATOR(pg_catalog.=) i.hash AND c.embedding IS NOT NULL LIMIT 1))
+    FROM file, incoming i
+   WHERE NOT EXISTS (SELECT FROM chunks c WHERE c.file_id OPERATOR(pg_catalog.=) file.id AND c.content_hash OPERATOR(pg_catalog.=) i.hash)
+  RETURNING 1
+)
+SELECT (SELECT pg_catalog.count(*) FROM added)::int4 AS added, (SELECT pg_catalog.count(*) FROM removed)::int4 AS removed,
+       (SELECT pg_catalog.count(*) FROM kept)::int4 AS kept`;
+
+/** Removes files of a repository ($1) by path ($2), their chunks with them (ON DELETE CASCADE). */
+export const REMOVE_FILES = `
+DELETE FROM files f USING repositories r
+ WHERE r.id OPERATOR(pg_catalog.=) f.repository_id AND r.path OPERATOR(pg_catalog.=) $1 AND f.path OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT pg_catalog.json_array_elements_text($2::json)))`;
