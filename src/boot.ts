@@ -51,7 +51,7 @@ export async function installAndServe(db: Database, plan: InstallPlan, config: E
     maxResultBytes: config.maxResultBytes ?? DEFAULT_SQL_LIMITS.maxResultBytes,
   }, log);
   workspaces.sandbox = sql;
-  const search = new SearchService(db, sql, config.embedder);
+  const search = new SearchService(db, sql, config.embedder, config.allowedRoots ?? [], log);
   return { report, db, workspaces, fleet: new WorkspaceFleet(db, plan, workspaces, sql), sql, search };
 }
 

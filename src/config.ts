@@ -21,6 +21,8 @@ export interface Config {
   maxRowsCap: number;
   /** The most bytes of rows one query/execute call returns. */
   maxResultBytes: number;
+  /** Directories index_directory may read (for clients without MCP roots; a bound on those with them). */
+  allowedRoots: string[];
 }
 
 /** Where `--http` serves; absent: stdio. */
@@ -119,6 +121,9 @@ Options:
                        (env PG_WORKSPACE_HTTP_MAX_SESSIONS; default ${DEFAULT_HTTP_MAX_SESSIONS})
   --allow-project ID   accept only these project ids in every tool; repeatable
                        (env PG_WORKSPACE_ALLOWED_PROJECTS, comma-separated; default: any id)
+  --allow-root DIR     index_directory may read inside DIR; repeatable (env PG_WORKSPACE_ALLOWED_ROOTS,
+                       colon-separated). Needed for clients without MCP roots; with roots, a path
+                       must be inside both a client root and, when set, one of these
   --help               show this help
   --version            show the version
 
@@ -161,6 +166,7 @@ const schema = z.object({
     .int('must be a whole number of bytes')
     .min(1024, 'must be at least 1024')
     .max(MAX_RESULT_BYTES_CAP, `must be at most ${MAX_RESULT_BYTES_CAP} (256 MiB)`),
+  allowedRoots: z.array(z.string().min(1)),
 });
 
 const splitList = (value: string | undefined, separator: string) =>
@@ -200,6 +206,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
         extensions: { type: 'string', multiple: true },
         disable: { type: 'string', multiple: true },
         'allow-project': { type: 'string', multiple: true },
+        'allow-root': { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -224,6 +231,9 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
     statementTimeoutMs: env['PG_WORKSPACE_STATEMENT_TIMEOUT_MS'] || 10_000,
     maxRowsCap: env['PG_WORKSPACE_MAX_ROWS'] || 10_000,
     maxResultBytes: env['PG_WORKSPACE_MAX_RESULT_BYTES'] || DEFAULT_MAX_RESULT_BYTES,
+    allowedRoots: [...splitList(env['PG_WORKSPACE_ALLOWED_ROOTS'], ':'), ...(values['allow-root'] ?? [])].map((d) =>
+      path.resolve(d),
+    ),
   });
   if (!parsed.success) {
     const names: Record<string, string> = {
@@ -237,6 +247,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
       statementTimeoutMs: 'PG_WORKSPACE_STATEMENT_TIMEOUT_MS',
       maxRowsCap: 'PG_WORKSPACE_MAX_ROWS',
       maxResultBytes: 'PG_WORKSPACE_MAX_RESULT_BYTES',
+      allowedRoots: '--allow-root / PG_WORKSPACE_ALLOWED_ROOTS',
     };
     const problems = parsed.error.issues.map((i) => `  ${names[String(i.path[0])] ?? i.path.join('.')}: ${i.message}`);
     throw new ConfigError(`Invalid configuration:\n${problems.join('\n')}\n\nRun with --help for the options.`);

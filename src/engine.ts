@@ -15,6 +15,8 @@ export type EngineConfig = Pick<Config, 'databaseUrl' | 'dataDir' | 'extensionDi
   Partial<Pick<Config, 'statementTimeoutMs' | 'maxRowsCap' | 'maxResultBytes'>> & {
   /** Pool size on PostgreSQL (default 10); the fleet upgrade needs one per worker. */
   maxConnections?: number;
+  /** --allow-root: directories index_directory may read (besides the client's MCP roots). */
+  allowedRoots?: readonly string[] | undefined;
   /** The embedding provider of search and ingest; unset: full-text search only. */
   embedder?: Embedder | undefined;
 };
@@ -158,6 +160,8 @@ export class ProvisioningEngine {
 
   async close(): Promise<void> {
     this.#closed = true;
+    // Directory runs stop between files first: what they wrote is whole, and the next run resumes.
+    await this.#ready?.search.close();
     // A boot still waiting for the install lock fails on the closed database and ends with it.
     await this.#db?.close();
     this.#db = undefined;

@@ -144,6 +144,8 @@ describe('MCP server whose install failed', () => {
         search_vectors: { project_id: 'a', table: 'chunks', column: 'embedding', vector: [0.1, 0.2] },
         search: { project_id: 'a', query: 'install' },
         add_documents: { project_id: 'a', documents: [{ source: 'notes.md', text: 'hello' }] },
+        index_directory: { project_id: 'a', path: '/tmp' },
+        index_status: { project_id: 'a' },
         query: { project_id: 'a', sql: 'SELECT 1' },
         execute: { project_id: 'a', sql: 'CREATE TABLE t (n int)' },
         drop_workspace: { project_id: 'a', confirm: 'a' },

@@ -4,6 +4,8 @@ import { registerDescribeWorkspaceTool } from '../../tools/describe-workspace.js
 import { registerDropWorkspaceTool } from '../../tools/drop-workspace.js';
 import { registerEnsureWorkspaceTool } from '../../tools/ensure-workspace.js';
 import { registerExecuteTool } from '../../tools/execute.js';
+import { registerIndexDirectoryTool } from '../../tools/index-directory.js';
+import { registerIndexStatusTool } from '../../tools/index-status.js';
 import { registerListWorkspacesTool } from '../../tools/list-workspaces.js';
 import { registerQueryTool } from '../../tools/query.js';
 import { registerSearchTool } from '../../tools/search.js';
@@ -31,6 +33,8 @@ export const TOOLS = [
   { name: 'describe_workspace', register: registerDescribeWorkspaceTool },
   { name: 'search', register: registerSearchTool },
   { name: 'add_documents', register: registerAddDocumentsTool },
+  { name: 'index_directory', register: registerIndexDirectoryTool },
+  { name: 'index_status', register: registerIndexStatusTool },
   { name: 'search_vectors', register: registerSearchVectorsTool },
   { name: 'query', register: registerQueryTool },
   { name: 'execute', register: registerExecuteTool },

@@ -74,3 +74,12 @@ SELECT (SELECT pg_catalog.count(*) FROM added)::int4 AS added, (SELECT pg_catalo
 export const REMOVE_FILES = `
 DELETE FROM files f USING repositories r
  WHERE r.id OPERATOR(pg_catalog.=) f.repository_id AND r.path OPERATOR(pg_catalog.=) $1 AND f.path OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT pg_catalog.json_array_elements_text($2::json)))`;
+
+/** What is stored per repository (index_status): files, chunks, chunks still without an embedding. */
+export const REPOSITORY_SUMMARY = `
+SELECT r.path, r.indexed_at,
+       (SELECT pg_catalog.count(*) FROM files f WHERE f.repository_id OPERATOR(pg_catalog.=) r.id)::int4 AS files,
+       (SELECT pg_catalog.count(*) FROM chunks c JOIN files f ON f.id OPERATOR(pg_catalog.=) c.file_id WHERE f.repository_id OPERATOR(pg_catalog.=) r.id)::int4 AS chunks,
+       (SELECT pg_catalog.count(*) FROM chunks c JOIN files f ON f.id OPERATOR(pg_catalog.=) c.file_id
+         WHERE f.repository_id OPERATOR(pg_catalog.=) r.id AND c.embedding IS NULL)::int4 AS unembedded
+  FROM repositories r ORDER BY r.path LIMIT $1`;

@@ -1,7 +1,9 @@
 import { rm } from 'node:fs/promises';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
-import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
+import { ListRootsRequestSchema, type CallToolResult, type Tool } from '@modelcontextprotocol/sdk/types.js';
+import { pathToFileURL } from 'node:url';
+import type { Embedder } from '../../src/embeddings/embedder.js';
 import { Ajv } from 'ajv';
 import { expect } from 'vitest';
 import { DEFAULT_LOCK_TIMEOUT_MS } from '../../src/config.js';
@@ -31,9 +33,16 @@ export async function connectInProcess(
     disabledExtensions?: string[];
     allowedProjects?: string[];
     statementTimeoutMs?: number;
+    /** The client declares these directories as its MCP roots (unset: no roots capability). */
+    roots?: string[];
+    /** --allow-root */
+    allowedRoots?: string[];
+    /** An embedded store to reuse (kept on close); default a fresh one, removed on close. */
+    dataDir?: string;
+    embedder?: Embedder;
   } = {},
 ) {
-  const dataDir = await tempDir('pgw-mcp-');
+  const dataDir = options.dataDir ?? (await tempDir('pgw-mcp-'));
   const engine = new ProvisioningEngine(
     {
       databaseUrl: options.databaseUrl,
@@ -42,11 +51,17 @@ export async function connectInProcess(
       disabledExtensions: options.disabledExtensions ?? [],
       lockTimeoutMs: DEFAULT_LOCK_TIMEOUT_MS,
       ...(options.statementTimeoutMs ? { statementTimeoutMs: options.statementTimeoutMs } : {}),
+      allowedRoots: options.allowedRoots ?? [],
+      embedder: options.embedder,
     },
     silentLogger,
   );
   const { server, cleanup } = createServer({ engine, allowedProjects: options.allowedProjects });
-  const client = new Client({ name: 'test', version: '1' });
+  const client = new Client({ name: 'test', version: '1' }, options.roots ? { capabilities: { roots: {} } } : {});
+  if (options.roots) {
+    const roots = options.roots.map((dir) => ({ uri: pathToFileURL(dir).href }));
+    client.setRequestHandler(ListRootsRequestSchema, () => ({ roots }));
+  }
   const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
   await server.connect(serverSide);
   await client.connect(clientSide);
@@ -60,7 +75,7 @@ export async function connectInProcess(
     async close() {
       await client.close();
       await cleanup();
-      await rm(dataDir, { recursive: true, force: true });
+      if (!options.dataDir) await rm(dataDir, { recursive: true, force: true });
     },
   };
 }

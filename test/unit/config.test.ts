@@ -38,6 +38,7 @@ describe('parseCommand', () => {
       PG_WORKSPACE_STATEMENT_TIMEOUT_MS: '2500',
       PG_WORKSPACE_MAX_ROWS: '500',
       PG_WORKSPACE_MAX_RESULT_BYTES: '65536',
+      PG_WORKSPACE_ALLOWED_ROOTS: '/src/a:/src/b',
     };
     expect(serve([], env)).toEqual({
       databaseUrl: 'postgresql://u@h/db',
@@ -50,8 +51,13 @@ describe('parseCommand', () => {
       statementTimeoutMs: 2500,
       maxRowsCap: 500,
       maxResultBytes: 65536,
+      allowedRoots: ['/src/a', '/src/b'],
     });
-    const flagged = serve(['--data-dir', 'rel/dir', '--extensions', '/c', '--disable', 'extra', '--extensions', '/d', '--allow-project', 'client-c'], env);
+    const flagged = serve(
+      ['--data-dir', 'rel/dir', '--extensions', '/c', '--disable', 'extra', '--extensions', '/d', '--allow-project', 'client-c', '--allow-root', 'rel/root'],
+      env,
+    );
+    expect(flagged.allowedRoots).toEqual(['/src/a', '/src/b', path.resolve('rel/root')]);
     expect(flagged.allowedProjects).toEqual(['client-a', 'client-b', 'client-c']);
     expect(flagged.dataDir).toBe(path.resolve('rel/dir'));
     expect(flagged.extensionDirs).toEqual(['/a', '/b', '/c', '/d']);

@@ -13,6 +13,8 @@ describe('tool registry', () => {
       'drop_workspace',
       'ensure_workspace',
       'execute',
+      'index_directory',
+      'index_status',
       'list_workspaces',
       'query',
       'search',
