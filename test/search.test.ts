@@ -79,9 +79,9 @@ for (const kind of BACKEND_KINDS) {
       expect(added.data['added']).toBeGreaterThanOrEqual(4);
       expect(added.data['note']).toMatch(/No embedding provider/);
 
-      const found = await run('search', { project_id: 'docs', query: 'backup with pg_dump', k: 3 });
+      const found = await run('search', { project_id: 'docs', query: 'database with pg_dump', k: 3 });
       expect(found.isError, found.text).toBe(false);
-      expect(found.data).toMatchObject({ mode: 'text', table: 'chunks', language: 'simple' });
+      expect(found.data).toMatchObject({ mode: 'text', table: 'chunks', language: 'english' });
       expect(found.data['note']).toMatch(/no embedding provider/i);
       const [best] = found.data['results'] as Hit[];
       expect(best?.content).toContain('pg_dump');
@@ -126,13 +126,13 @@ for (const kind of BACKEND_KINDS) {
         project_id: 'notes',
         sql: "INSERT INTO notes VALUES (1, 'Cats', 'Cats sleep most of the day', 5), (2, 'Dogs', 'Dogs are running in the park', 7), (3, 'Birds', 'Birds run on the beach', 9)",
       });
-      const english = await run('search', { project_id: 'notes', query: 'runs', table: 'notes', text_column: 'body', language: 'english' });
+      const english = await run('search', { project_id: 'notes', query: 'runs', table: 'notes', text_column: 'body' });
       expect(english.isError, english.text).toBe(false);
       const rows = (english.data['results'] as Array<{ row: Record<string, unknown>; content: string }>).map((r) => r.row['id']);
       expect(rows.sort()).toEqual([2, 3]);
       expect((english.data['results'] as Array<{ row: Record<string, unknown> }>)[0]?.row).toHaveProperty('n_views');
       // 'simple' keeps words as written: "runs" is neither "running" nor "run".
-      const simple = await run('search', { project_id: 'notes', query: 'runs', table: 'notes', text_column: 'body' });
+      const simple = await run('search', { project_id: 'notes', query: 'runs', table: 'notes', text_column: 'body', language: 'simple' });
       expect(simple.data['results']).toEqual([]);
 
       const ambiguous = await run('search', { project_id: 'notes', query: 'cats', table: 'notes' });

@@ -22,7 +22,7 @@ export const SEARCH_MODES: readonly SearchMode[] = ['hybrid', 'vector', 'text'];
 export const SEARCH_DEFAULT_K = 10;
 export const SEARCH_QUERY_MAX_CHARS = 4000;
 /** The configuration `chunks.content_tsv` is generated with (extensions/codebase/workspace). */
-export const CHUNKS_TEXT_LANGUAGE = 'simple';
+export const CHUNKS_TEXT_LANGUAGE = 'english';
 /** Each ranking of a hybrid search contributes this many candidates per result asked for (at least 40). */
 const CANDIDATES_PER_RESULT = 4;
 const MIN_CANDIDATES = 40;
@@ -148,7 +148,7 @@ export async function searchWorkspace(db: Database, sandbox: WorkspaceReader | u
 
   let relation: SearchRelation;
   const filterSql: string[] = [];
-  const params: AgentParam[] = [anyWordQuery(query), language, 0, k, null];
+  const params: AgentParam[] = [query, language, 0, k, null, usesOperators(query)];
   const select: string[] = [];
   if (isChunks) {
     const tsvector = language === CHUNKS_TEXT_LANGUAGE ? 's.content_tsv' : 'pg_catalog.to_tsvector($2::pg_catalog.regconfig, s.content)';
@@ -210,14 +210,12 @@ export async function searchWorkspace(db: Database, sandbox: WorkspaceReader | u
 
 /**
  * websearch_to_tsquery ANDs plain words, so a question ("how do I back up the store") would
- * match only chunks holding every one of them. A query without websearch operators (quotes, a
- * leading minus, "or") becomes "a or b or c": every chunk holding any word is a candidate, and
- * ts_rank_cd puts those holding more of them, closer together, first. With operators it is
- * taken as written.
+ * match only rows holding every word. A query with websearch operators (quotes, a leading minus,
+ * "or") is taken as written; any other matches rows holding any of its informative words (see
+ * search-sql.ts).
  */
-export function anyWordQuery(query: string): string {
-  if (/"|(^|\s)-\S|\sor\s/i.test(query)) return query;
-  return query.split(/\s+/).filter(Boolean).join(' or ');
+export function usesOperators(query: string): boolean {
+  return /"|(^|\s)-\S|\sor\s/i.test(query);
 }
 
 const quoteName = (name: string) => `"${name.replaceAll('"', '""')}"`;

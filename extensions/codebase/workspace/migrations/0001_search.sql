@@ -4,4 +4,4 @@
 ALTER TABLE files ADD COLUMN IF NOT EXISTS metadata jsonb;
 ALTER TABLE chunks ADD COLUMN IF NOT EXISTS content_hash text;
 ALTER TABLE chunks ADD COLUMN IF NOT EXISTS content_tsv tsvector
-    GENERATED ALWAYS AS (to_tsvector('simple'::regconfig, content)) STORED;
+    GENERATED ALWAYS AS (to_tsvector('english'::regconfig, content)) STORED;
