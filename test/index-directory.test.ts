@@ -6,6 +6,7 @@ import { tempDir } from './support/fixtures.js';
 import { callTool, connectInProcess } from './support/mcp.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
 import { BACKEND_KINDS } from './support/backend-per-kind.js';
+import { startTrigramStub, stubEmbedder } from './support/trigram-embeddings.js';
 
 /*
  * index_directory on a generated repository: .gitignore, binaries, an oversized file and
@@ -132,6 +133,43 @@ for (const kind of BACKEND_KINDS) {
         expect((summary.data['runs'] as unknown[]).length).toBe(2);
       } finally {
         await mcp.close();
+      }
+    }, 120_000);
+
+    it('with a provider, a re-run sends embedding requests for the changed file only', async (ctx) => {
+      if (kind === 'postgres' && !url) ctx.skip();
+      const stub = await startTrigramStub();
+      const dir = path.join(path.dirname(repo.root), 'embedded');
+      await mkdir(dir, { recursive: true });
+      await Promise.all(Array.from({ length: 20 }, (_, i) => writeFile(path.join(dir, `mod${i}.ts`), tsFile(`module${i}Entry`, 60))));
+      const mcp = await connectInProcess({ ...(url ? { databaseUrl: url } : { dataDir }), allowedRoots: [dir], embedder: stubEmbedder(stub.url) });
+      try {
+        const run = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
+        const first = await run('index_directory', { project_id: 'embedded', path: dir });
+        const done = await waitForRun(run, 'embedded', first.data['job_id'] as string);
+        const chunks = await run('query', { project_id: 'embedded', sql: 'SELECT count(*)::int, count(embedding)::int, count(DISTINCT content_hash)::int FROM chunks' });
+        const [total, embedded, distinct] = (chunks.data['rows'] as number[][])[0] ?? [];
+        expect(total).toBeGreaterThan(20);
+        expect(embedded).toBe(total);
+        expect(done).toMatchObject({ state: 'done', files_changed: 20, embedded: distinct });
+        expect(stub.texts.length).toBe(distinct);
+
+        await writeFile(path.join(dir, 'mod7.ts'), tsFile('module7Entry', 60).replace('step59', 'stepChanged'));
+        const before = stub.texts.length;
+        const second = await run('index_directory', { project_id: 'embedded', path: dir });
+        const again = await waitForRun(run, 'embedded', second.data['job_id'] as string);
+        const sent = stub.texts.slice(before);
+        expect(again).toMatchObject({ state: 'done', files_changed: 1, files_unchanged: 19, embedded: sent.length });
+        // Only the changed chunk of mod7.ts (the last): the file's other chunks were stored already.
+        expect(sent).toHaveLength(1);
+        expect(sent[0]).toContain('stepChanged');
+        const hit = await run('search', { project_id: 'embedded', query: 'stepChanged module7Entry', k: 1 });
+        expect(hit.data).toMatchObject({ mode: 'hybrid' });
+        expect((hit.data['results'] as Array<{ source: { path: string } }>)[0]?.source.path).toBe('mod7.ts');
+      } finally {
+        await mcp.close();
+        await stub.close();
+        await rm(dir, { recursive: true, force: true });
       }
     }, 120_000);
 

@@ -119,6 +119,21 @@ for (const kind of BACKEND_KINDS) {
       expect(rows.data['rows']).toEqual([[4]]);
     });
 
+    it("writes as the workspace's role: an agent's trigger on chunks runs as that role, never as the server", async (ctx) => {
+      if (!mcp) ctx.skip();
+      await run('ensure_workspace', { project_id: 'trig' });
+      await run('execute', { project_id: 'trig', sql: 'CREATE TABLE seen (who text, is_super boolean)' });
+      await run('execute', {
+        project_id: 'trig',
+        sql: "CREATE FUNCTION note_writer() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN INSERT INTO seen SELECT current_user, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user); RETURN NEW; END $f$",
+      });
+      await run('execute', { project_id: 'trig', sql: 'CREATE TRIGGER note_writer BEFORE INSERT ON chunks FOR EACH ROW EXECUTE FUNCTION note_writer()' });
+      const added = await run('add_documents', { project_id: 'trig', documents: [{ source: 'a.md', text: 'one paragraph' }] });
+      expect(added.isError, added.text).toBe(false);
+      const seen = await run('query', { project_id: 'trig', sql: 'SELECT who, is_super FROM seen' });
+      expect(seen.data['rows']).toEqual([[expect.stringMatching(/^pgw_[0-9a-f]{8}_trig$/), false]]);
+    });
+
     it("searches an agent's own table by a text column, and says what is wrong with bad arguments", async (ctx) => {
       if (!mcp) ctx.skip();
       await run('execute', { project_id: 'notes', sql: 'CREATE TABLE notes (id int PRIMARY KEY, title text, body text, n_views bigint)' });
