@@ -1,5 +1,6 @@
 import type { Database } from './db/database.js';
 import type { EngineConfig, Ready } from './engine.js';
+import { createEmbedder } from './embeddings/http-embedder.js';
 import { loadExtensions } from './extensions/load-extensions.js';
 import { installExtensions } from './installer/install-extensions.js';
 import { prepareInstallPlan, type InstallPlan } from './installer/install-plan.js';
@@ -51,8 +52,10 @@ export async function installAndServe(db: Database, plan: InstallPlan, config: E
     maxResultBytes: config.maxResultBytes ?? DEFAULT_SQL_LIMITS.maxResultBytes,
   }, log);
   workspaces.sandbox = sql;
-  const search = new SearchService(db, sql, config.embedder, config.allowedRoots ?? [], log);
-  return { report, db, workspaces, fleet: new WorkspaceFleet(db, plan, workspaces, sql), sql, search };
+  const embedder = createEmbedder(config.embeddings, log);
+  if (embedder) log.info('embedding provider configured', { provider: embedder.space.provider, model: embedder.space.model, dimensions: embedder.space.dimensions });
+  const search = new SearchService(db, sql, embedder, config.allowedRoots ?? [], log);
+  return { report, db, workspaces, fleet: new WorkspaceFleet(db, plan, workspaces, sql), sql, embedder, search };
 }
 
 /** The database holds no install of this server any more (its registry dropped, or restored from before it). */

@@ -2,6 +2,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import envPaths from 'env-paths';
 import * as z from 'zod';
+import { EMBEDDINGS_DEFAULTS, EMBEDDINGS_FLAGS, EmbeddingsConfigError, parseEmbeddingsConfig, type EmbeddingsConfig, type EmbeddingsFlags } from './embeddings/embeddings-config.js';
 import type { LogLevel } from './logger.js';
 import { PROJECT_ID_MAX_LENGTH, PROJECT_ID_PATTERN, PROJECT_ID_RULES } from './workspaces/project-id.js';
 
@@ -23,6 +24,8 @@ export interface Config {
   maxResultBytes: number;
   /** Directories index_directory may read (for clients without MCP roots; a bound on those with them). */
   allowedRoots: string[];
+  /** The embedding provider (serve only); unset: none. */
+  embeddings?: EmbeddingsConfig | undefined;
 }
 
 /** Where `--http` serves; absent: stdio. */
@@ -124,6 +127,23 @@ Options:
   --allow-root DIR     index_directory may read inside DIR; repeatable (env PG_WORKSPACE_ALLOWED_ROOTS,
                        colon-separated). Needed for clients without MCP roots; with roots, a path
                        must be inside both a client root and, when set, one of these
+  --embeddings none|openai|ollama
+                       the embedding provider that turns text into vectors (env PG_WORKSPACE_EMBEDDINGS;
+                       default none): openai is any OpenAI-compatible POST {URL}/embeddings, ollama
+                       is Ollama's POST {URL}/api/embed (docs/embeddings.md)
+  --embeddings-url URL its base URL (env PG_WORKSPACE_EMBEDDINGS_URL; default https://api.openai.com/v1
+                       for openai, http://127.0.0.1:11434 for ollama)
+  --embeddings-model NAME
+                       (env PG_WORKSPACE_EMBEDDINGS_MODEL; default text-embedding-3-small for openai,
+                       nomic-embed-text for ollama)
+  --embeddings-dimensions N
+                       numbers per vector, sent to the provider when given (env
+                       PG_WORKSPACE_EMBEDDINGS_DIMENSIONS; default: the model's own, required for
+                       models the server does not know)
+  --embeddings-query-prefix TEXT, --embeddings-document-prefix TEXT
+                       put before search queries / stored texts (env PG_WORKSPACE_EMBEDDINGS_QUERY_PREFIX,
+                       PG_WORKSPACE_EMBEDDINGS_DOCUMENT_PREFIX; default: the model's, e.g.
+                       "search_query: " for nomic-embed-text, else none)
   --help               show this help
   --version            show the version
 
@@ -140,6 +160,12 @@ Environment:
   PG_WORKSPACE_MAX_ROWS          the largest max_rows a query may ask for (default 10000)
   PG_WORKSPACE_MAX_RESULT_BYTES  the most bytes of rows (as JSON) one query/execute call returns
                                  (default ${DEFAULT_MAX_RESULT_BYTES})
+  PG_WORKSPACE_EMBEDDINGS_API_KEY  with --embeddings: sent as "Authorization: Bearer <key>" (never a flag)
+  PG_WORKSPACE_EMBEDDINGS_BATCH_SIZE   texts per provider request (default ${EMBEDDINGS_DEFAULTS.batchSize})
+  PG_WORKSPACE_EMBEDDINGS_CONCURRENCY  provider requests in flight at once (default ${EMBEDDINGS_DEFAULTS.concurrency})
+  PG_WORKSPACE_EMBEDDINGS_TIMEOUT_MS   per-request timeout (default ${EMBEDDINGS_DEFAULTS.timeoutMs})
+  PG_WORKSPACE_EMBEDDINGS_MAX_RETRIES  retries on 429, 5xx, timeouts and network errors (default ${EMBEDDINGS_DEFAULTS.maxRetries})
+  PG_WORKSPACE_EMBEDDINGS_MAX_INPUT_CHARS  longer texts are cut to this, and results say so (default ${EMBEDDINGS_DEFAULTS.maxInputChars})
 `;
 
 const extensionId = z.string().regex(/^[a-z][a-z0-9]*(-[a-z0-9]+)*$/, 'an extension id (lower-case, hyphens)');
@@ -202,6 +228,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
         ...(subcommand
           ? {}
           : ({ http: { type: 'string' }, 'http-session-idle-timeout': { type: 'string' }, 'http-max-sessions': { type: 'string' } } as const)),
+        ...(subcommand ? {} : EMBEDDINGS_FLAGS),
         'data-dir': { type: 'string' },
         extensions: { type: 'string', multiple: true },
         disable: { type: 'string', multiple: true },
@@ -283,17 +310,28 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
     return { kind: 'repair', config, json: values.json === true, dryRun: values['dry-run'] === true, ...fixes };
   }
   if (!migrate) {
-    const flag = (name: 'http' | 'http-session-idle-timeout' | 'http-max-sessions') =>
+    const flag = (name: 'http' | 'http-session-idle-timeout' | 'http-max-sessions' | keyof EmbeddingsFlags) =>
       name in values ? (values[name as keyof typeof values] as string | undefined) : undefined;
     const address = flag('http') ?? (env['PG_WORKSPACE_HTTP'] || undefined);
     const sessionFlags = { idleTimeout: flag('http-session-idle-timeout'), maxSessions: flag('http-max-sessions') };
-    return { kind: 'serve', config, http: parseHttp(address, env, sessionFlags) };
+    const http = parseHttp(address, env, sessionFlags);
+    const embeddingFlags = Object.fromEntries(Object.keys(EMBEDDINGS_FLAGS).map((name) => [name, flag(name as keyof EmbeddingsFlags)]));
+    return { kind: 'serve', config: { ...config, embeddings: embeddingsConfig(embeddingFlags, env) }, http };
   }
   const concurrency = z.coerce.number().int().min(1).max(MAX_MIGRATE_CONCURRENCY).safeParse(values.concurrency ?? DEFAULT_MIGRATE_CONCURRENCY);
   if (!concurrency.success) {
     throw new ConfigError(`--concurrency must be a whole number from 1 to ${MAX_MIGRATE_CONCURRENCY}, got ${String(values.concurrency)}.`);
   }
   return { kind: 'migrate-workspaces', config, concurrency: concurrency.data, dryRun: values['dry-run'] === true };
+}
+
+function embeddingsConfig(flags: EmbeddingsFlags, env: NodeJS.ProcessEnv): EmbeddingsConfig | undefined {
+  try {
+    return parseEmbeddingsConfig(flags, env);
+  } catch (error) {
+    if (error instanceof EmbeddingsConfigError) throw new ConfigError(error.message);
+    throw error;
+  }
 }
 
 const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '[::1]'];

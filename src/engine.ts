@@ -1,5 +1,6 @@
 import type { Config } from './config.js';
 import type { Database } from './db/database.js';
+import type { Embedder } from './embeddings/embedder.js';
 import { isRetriedBootFailure } from './boot-failures.js';
 import { explainError, pgError, sqlState } from './db/sql-errors.js';
 import type { InstallReport } from './installer/install-extensions.js';
@@ -8,17 +9,14 @@ import type { Logger } from './logger.js';
 import type { WorkspaceFleet } from './workspaces/workspace-fleet.js';
 import type { WorkspaceManager } from './workspaces/workspace-manager.js';
 import type { WorkspaceSql } from './sandbox/workspace-sql.js';
-import type { Embedder } from './embeddings/embedder.js';
 import type { SearchService } from './search/search-service.js';
 
 export type EngineConfig = Pick<Config, 'databaseUrl' | 'dataDir' | 'extensionDirs' | 'disabledExtensions' | 'lockTimeoutMs'> &
-  Partial<Pick<Config, 'statementTimeoutMs' | 'maxRowsCap' | 'maxResultBytes'>> & {
+  Partial<Pick<Config, 'statementTimeoutMs' | 'maxRowsCap' | 'maxResultBytes' | 'embeddings'>> & {
   /** Pool size on PostgreSQL (default 10); the fleet upgrade needs one per worker. */
   maxConnections?: number;
   /** --allow-root: directories index_directory may read (besides the client's MCP roots). */
   allowedRoots?: readonly string[] | undefined;
-  /** The embedding provider of search and ingest; unset: full-text search only. */
-  embedder?: Embedder | undefined;
 };
 
 export class EngineUnavailableError extends Error {
@@ -38,6 +36,8 @@ export interface Ready {
   fleet: WorkspaceFleet;
   sql: WorkspaceSql;
   search: SearchService;
+  /** The configured embedding provider; undefined with `--embeddings none`. */
+  embedder: Embedder | undefined;
 }
 
 /**

@@ -3,10 +3,10 @@ import path from 'node:path';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from './support/fixtures.js';
-import { callTool, connectInProcess } from './support/mcp.js';
+import { startEmbeddingStub } from './support/embedding-stub.js';
+import { callTool, connectInProcess, embeddingsAt } from './support/mcp.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
 import { BACKEND_KINDS } from './support/backend-per-kind.js';
-import { startTrigramStub, stubEmbedder } from './support/trigram-embeddings.js';
 
 /*
  * index_directory on a generated repository: .gitignore, binaries, an oversized file and
@@ -138,11 +138,12 @@ for (const kind of BACKEND_KINDS) {
 
     it('with a provider, a re-run sends embedding requests for the changed file only', async (ctx) => {
       if (kind === 'postgres' && !url) ctx.skip();
-      const stub = await startTrigramStub();
+      const stub = await startEmbeddingStub();
+      const sentTexts = () => stub.requests.flatMap((r) => r.body['input'] as string[]);
       const dir = path.join(path.dirname(repo.root), 'embedded');
       await mkdir(dir, { recursive: true });
       await Promise.all(Array.from({ length: 20 }, (_, i) => writeFile(path.join(dir, `mod${i}.ts`), tsFile(`module${i}Entry`, 60))));
-      const mcp = await connectInProcess({ ...(url ? { databaseUrl: url } : { dataDir }), allowedRoots: [dir], embedder: stubEmbedder(stub.url) });
+      const mcp = await connectInProcess({ ...(url ? { databaseUrl: url } : { dataDir }), allowedRoots: [dir], embeddings: embeddingsAt(stub.openaiUrl) });
       try {
         const run = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
         const first = await run('index_directory', { project_id: 'embedded', path: dir });
@@ -152,13 +153,13 @@ for (const kind of BACKEND_KINDS) {
         expect(total).toBeGreaterThan(20);
         expect(embedded).toBe(total);
         expect(done).toMatchObject({ state: 'done', files_changed: 20, embedded: distinct });
-        expect(stub.texts.length).toBe(distinct);
+        expect(sentTexts().length).toBe(distinct);
 
         await writeFile(path.join(dir, 'mod7.ts'), tsFile('module7Entry', 60).replace('step59', 'stepChanged'));
-        const before = stub.texts.length;
+        const before = sentTexts().length;
         const second = await run('index_directory', { project_id: 'embedded', path: dir });
         const again = await waitForRun(run, 'embedded', second.data['job_id'] as string);
-        const sent = stub.texts.slice(before);
+        const sent = sentTexts().slice(before);
         expect(again).toMatchObject({ state: 'done', files_changed: 1, files_unchanged: 19, embedded: sent.length });
         // Only the changed chunk of mod7.ts (the last): the file's other chunks were stored already.
         expect(sent).toHaveLength(1);

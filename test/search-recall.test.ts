@@ -1,8 +1,8 @@
 import type { Tool } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labelledSet } from './support/labelled-set.js';
-import { callTool, connectInProcess } from './support/mcp.js';
-import { startTrigramStub, stubEmbedder, type TrigramStub } from './support/trigram-embeddings.js';
+import { startEmbeddingStub, type EmbeddingStub } from './support/embedding-stub.js';
+import { callTool, connectInProcess, embeddingsAt } from './support/mcp.js';
 
 /*
  * Recall@5 of each search mode on a labelled set (60 documents, 30 questions with one known
@@ -14,15 +14,15 @@ import { startTrigramStub, stubEmbedder, type TrigramStub } from './support/trig
 const K = 5;
 
 describe('search recall on a labelled set', () => {
-  let stub: TrigramStub;
+  let stub: EmbeddingStub;
   let mcp: Awaited<ReturnType<typeof connectInProcess>>;
   let tools: Tool[];
   const run = (name: string, args: Record<string, unknown>) => callTool(mcp.client, tools, name, args);
   const { documents, queries } = labelledSet();
 
   beforeAll(async () => {
-    stub = await startTrigramStub();
-    mcp = await connectInProcess({ embedder: stubEmbedder(stub.url) });
+    stub = await startEmbeddingStub();
+    mcp = await connectInProcess({ embeddings: embeddingsAt(stub.openaiUrl) });
     tools = mcp.tools;
   }, 120_000);
   afterAll(async () => {
@@ -33,12 +33,12 @@ describe('search recall on a labelled set', () => {
   it('adds the set once: each chunk embedded once, and adding it again embeds nothing', async () => {
     const added = await run('add_documents', { project_id: 'recall', documents });
     expect(added.isError, added.text).toBe(false);
-    expect(added.data).toMatchObject({ added: documents.length, skipped: 0, embedded: documents.length, embedding_model: 'trigram-stub' });
-    expect(stub.texts.length).toBe(documents.length);
-    const requests = stub.requests;
+    expect(added.data).toMatchObject({ added: documents.length, skipped: 0, embedded: documents.length, embedding_model: 'stub-embed' });
+    expect(stub.inputs).toBe(documents.length);
+    const requests = stub.requests.length;
     const again = await run('add_documents', { project_id: 'recall', documents });
     expect(again.data).toMatchObject({ added: 0, skipped: documents.length, embedded: 0 });
-    expect(stub.requests).toBe(requests);
+    expect(stub.requests.length).toBe(requests);
   });
 
   it('hybrid recalls at least as well as the better of text and vector', async () => {

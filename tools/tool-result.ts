@@ -1,4 +1,5 @@
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import type { Embedder } from '../src/embeddings/embedder.js';
 import type { ProjectAccess } from '../src/project-access.js';
 import type { WorkspaceSql } from '../src/sandbox/workspace-sql.js';
 import type { SearchService } from '../src/search/search-service.js';
@@ -13,6 +14,11 @@ export interface ToolDeps {
   sql(signal?: AbortSignal): Promise<WorkspaceSql>;
   /** Search by text and ingest (search, add_documents, index_directory). */
   search(signal?: AbortSignal): Promise<SearchService>;
+  /**
+   * The configured embedding provider (`--embeddings`). Without one it throws
+   * EmbeddingsNotConfiguredError, whose message tells the agent how to configure it.
+   */
+  embedder(signal?: AbortSignal): Promise<Embedder>;
   /** The per-server project allowlist, which every tool obeys. */
   access: ProjectAccess;
   /** Turns a failure into the message the agent sees (e.g. advice when the database is down). */

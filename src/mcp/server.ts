@@ -1,5 +1,6 @@
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { ToolDeps } from '../../tools/tool-result.js';
+import { EmbeddingsNotConfiguredError } from '../embeddings/provider-errors.js';
 import type { ProvisioningEngine } from '../engine.js';
 import { packageVersion } from '../package-info.js';
 import { ProjectAccess } from '../project-access.js';
@@ -49,6 +50,11 @@ export function createSessionServer({ engine, readyTimeoutMs = READY_TIMEOUT_MS,
     fleet: async (signal) => (await ready(signal)).fleet,
     sql: async (signal) => (await ready(signal)).sql,
     search: async (signal) => (await ready(signal)).search,
+    embedder: async (signal) => {
+      const { embedder } = await ready(signal);
+      if (!embedder) throw new EmbeddingsNotConfiguredError();
+      return embedder;
+    },
     access,
     explain: (error) => engine.explainFailedCall(error),
   };

@@ -3,7 +3,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { ListRootsRequestSchema, type CallToolResult, type Tool } from '@modelcontextprotocol/sdk/types.js';
 import { pathToFileURL } from 'node:url';
-import type { Embedder } from '../../src/embeddings/embedder.js';
+import { parseEmbeddingsConfig, type EmbeddingsConfig } from '../../src/embeddings/embeddings-config.js';
 import { Ajv } from 'ajv';
 import { expect } from 'vitest';
 import { DEFAULT_LOCK_TIMEOUT_MS } from '../../src/config.js';
@@ -11,6 +11,19 @@ import { ProvisioningEngine } from '../../src/engine.js';
 import { silentLogger } from '../../src/logger.js';
 import { createServer } from '../../src/mcp/server.js';
 import { tempDir } from './fixtures.js';
+
+/**
+ * The server's provider configuration for the loopback stub (test/support/embedding-stub.ts):
+ * OpenAI-compatible, a model without prefixes, the codebase extension's 768 dimensions.
+ */
+export function embeddingsAt(openaiUrl: string): EmbeddingsConfig {
+  const config = parseEmbeddingsConfig(
+    {},
+    { PG_WORKSPACE_EMBEDDINGS: 'openai', PG_WORKSPACE_EMBEDDINGS_URL: openaiUrl, PG_WORKSPACE_EMBEDDINGS_MODEL: 'stub-embed', PG_WORKSPACE_EMBEDDINGS_DIMENSIONS: '768' },
+  );
+  if (!config) throw new Error('expected an embeddings configuration');
+  return config;
+}
 
 /** Calls a tool and, on success, checks structuredContent against the tool's declared output schema. */
 export async function callTool(client: Client, tools: Tool[], name: string, args: Record<string, unknown>) {
@@ -39,7 +52,8 @@ export async function connectInProcess(
     allowedRoots?: string[];
     /** An embedded store to reuse (kept on close); default a fresh one, removed on close. */
     dataDir?: string;
-    embedder?: Embedder;
+    /** An embedding provider, e.g. embeddingsAt(stub.openaiUrl). */
+    embeddings?: EmbeddingsConfig;
   } = {},
 ) {
   const dataDir = options.dataDir ?? (await tempDir('pgw-mcp-'));
@@ -52,7 +66,7 @@ export async function connectInProcess(
       lockTimeoutMs: DEFAULT_LOCK_TIMEOUT_MS,
       ...(options.statementTimeoutMs ? { statementTimeoutMs: options.statementTimeoutMs } : {}),
       allowedRoots: options.allowedRoots ?? [],
-      embedder: options.embedder,
+      embeddings: options.embeddings,
     },
     silentLogger,
   );

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseCommand, USAGE, type Config } from '../../src/config.js';
 
@@ -208,5 +209,99 @@ describe('--http configuration', () => {
     expect(failure(['--http-session-idle-timeout', '60'])).toContain('--http-session-idle-timeout applies to the HTTP server only');
     expect(http(['--http-max-sessions', '5'], { PG_WORKSPACE_HTTP: '8080' })).toMatchObject({ maxSessions: 5 });
     expect(failure(['doctor', '--http-max-sessions', '5'])).toMatch(/Unknown option '--http-max-sessions'/);
+  });
+});
+
+describe('--embeddings configuration', () => {
+  it('is off by default', () => {
+    expect(serve([]).embeddings).toBeUndefined();
+    expect(serve(['--embeddings', 'none'], { PG_WORKSPACE_EMBEDDINGS: 'ollama' }).embeddings).toBeUndefined();
+  });
+
+  it('ollama: a local nomic-embed-text, whose length and task prefixes the server knows', () => {
+    const embeddings = serve([], { PG_WORKSPACE_EMBEDDINGS: 'ollama' }).embeddings;
+    expect(embeddings).toEqual({
+      space: { provider: 'ollama', model: 'nomic-embed-text', dimensions: 768, queryPrefix: 'search_query: ', documentPrefix: 'search_document: ' },
+      url: 'http://127.0.0.1:11434/',
+      sendDimensions: false,
+      apiKey: undefined,
+      batchSize: 64,
+      concurrency: 4,
+      timeoutMs: 60_000,
+      maxRetries: 5,
+      maxInputChars: 8000,
+    });
+  });
+
+  it('openai: api.openai.com with text-embedding-3-small; flags win over the environment', () => {
+    expect(serve(['--embeddings', 'openai']).embeddings).toMatchObject({
+      space: { provider: 'openai', model: 'text-embedding-3-small', dimensions: 1536, queryPrefix: '', documentPrefix: '' },
+      url: 'https://api.openai.com/v1',
+    });
+    const env = {
+      PG_WORKSPACE_EMBEDDINGS: 'ollama',
+      PG_WORKSPACE_EMBEDDINGS_URL: 'http://gpu-box:11434',
+      PG_WORKSPACE_EMBEDDINGS_MODEL: 'all-minilm',
+      PG_WORKSPACE_EMBEDDINGS_BATCH_SIZE: '16',
+      PG_WORKSPACE_EMBEDDINGS_CONCURRENCY: '1',
+      PG_WORKSPACE_EMBEDDINGS_TIMEOUT_MS: '5000',
+      PG_WORKSPACE_EMBEDDINGS_MAX_RETRIES: '0',
+      PG_WORKSPACE_EMBEDDINGS_MAX_INPUT_CHARS: '2000',
+    };
+    expect(serve([], env).embeddings).toMatchObject({ space: { model: 'all-minilm', dimensions: 384 }, url: 'http://gpu-box:11434/', batchSize: 16, concurrency: 1, timeoutMs: 5000, maxRetries: 0, maxInputChars: 2000 });
+    const flagged = serve(
+      ['--embeddings', 'openai', '--embeddings-url', 'http://127.0.0.1:1234/v1/', '--embeddings-model', 'my-model', '--embeddings-dimensions', '512',
+        '--embeddings-query-prefix', 'query: ', '--embeddings-document-prefix', ''],
+      env,
+    ).embeddings;
+    expect(flagged).toMatchObject({
+      space: { provider: 'openai', model: 'my-model', dimensions: 512, queryPrefix: 'query: ', documentPrefix: '' },
+      url: 'http://127.0.0.1:1234/v1',
+      sendDimensions: true,
+    });
+  });
+
+  it('takes the API key from the environment only, and never shows it', () => {
+    const config = serve(['--embeddings', 'openai'], { PG_WORKSPACE_EMBEDDINGS_API_KEY: 'sk-secret-value-123' });
+    expect(config.embeddings?.apiKey?.reveal()).toBe('sk-secret-value-123');
+    expect(JSON.stringify(config)).not.toContain('sk-secret-value-123');
+    expect(inspect(config, { depth: 10 })).not.toContain('sk-secret-value-123');
+    expect(`${String(config.embeddings?.apiKey)}`).toBe('[redacted]');
+    expect(failure(['--embeddings-api-key', 'sk-x'])).toMatch(/^Unknown option '--embeddings-api-key'/);
+  });
+
+  it('needs the dimensions of a model it does not know', () => {
+    expect(failure(['--embeddings', 'openai', '--embeddings-model', 'BAAI/bge-small-en-v1.5'])).toBe(
+      '--embeddings-dimensions / PG_WORKSPACE_EMBEDDINGS_DIMENSIONS: required for the model "BAAI/bge-small-en-v1.5" ' +
+        '(how many numbers each of its vectors has, e.g. 768; its model card says).',
+    );
+    expect(serve(['--embeddings', 'ollama', '--embeddings-model', 'nomic-embed-text:latest']).embeddings?.space.dimensions).toBe(768);
+  });
+
+  it('names the setting in every refusal', () => {
+    expect(failure(['--embeddings', 'cohere'])).toBe('--embeddings / PG_WORKSPACE_EMBEDDINGS: must be none, openai or ollama, got "cohere".');
+    for (const bad of ['0', '2.5', 'many', '16001']) {
+      expect(failure(['--embeddings', 'ollama', '--embeddings-dimensions', bad])).toBe(
+        `--embeddings-dimensions / PG_WORKSPACE_EMBEDDINGS_DIMENSIONS: must be a whole number from 1 to 16000, got "${bad}".`,
+      );
+    }
+    const ollama = { PG_WORKSPACE_EMBEDDINGS: 'ollama' };
+    expect(failure([], { ...ollama, PG_WORKSPACE_EMBEDDINGS_BATCH_SIZE: '0' })).toBe('PG_WORKSPACE_EMBEDDINGS_BATCH_SIZE: must be a whole number from 1 to 2048, got "0".');
+    expect(failure([], { ...ollama, PG_WORKSPACE_EMBEDDINGS_CONCURRENCY: '65' })).toContain('PG_WORKSPACE_EMBEDDINGS_CONCURRENCY: must be a whole number from 1 to 64');
+    expect(failure([], { ...ollama, PG_WORKSPACE_EMBEDDINGS_TIMEOUT_MS: '50' })).toContain('PG_WORKSPACE_EMBEDDINGS_TIMEOUT_MS: must be a whole number from 100 to 600000');
+    expect(failure([], { ...ollama, PG_WORKSPACE_EMBEDDINGS_MAX_RETRIES: '-1' })).toContain('PG_WORKSPACE_EMBEDDINGS_MAX_RETRIES:');
+    expect(failure([], { ...ollama, PG_WORKSPACE_EMBEDDINGS_MAX_INPUT_CHARS: '1e3' })).toContain('PG_WORKSPACE_EMBEDDINGS_MAX_INPUT_CHARS:');
+    expect(failure([], { ...ollama, PG_WORKSPACE_EMBEDDINGS_URL: 'ftp://host' })).toBe(
+      '--embeddings-url / PG_WORKSPACE_EMBEDDINGS_URL: must be an http:// or https:// URL, got a ftp: URL.',
+    );
+    expect(failure([], { ...ollama, PG_WORKSPACE_EMBEDDINGS_URL: 'not a url' })).toContain('must be an http:// or https:// URL, e.g.');
+    expect(failure([], { ...ollama, PG_WORKSPACE_EMBEDDINGS_URL: 'https://user:pw@host/v1' })).toBe(
+      '--embeddings-url / PG_WORKSPACE_EMBEDDINGS_URL: must not carry a user name or password; put the API key in PG_WORKSPACE_EMBEDDINGS_API_KEY.',
+    );
+  });
+
+  it('refuses provider settings without a provider, and the flags on commands that embed nothing', () => {
+    expect(failure(['--embeddings-model', 'x'])).toBe('--embeddings-model configures an embedding provider: give --embeddings openai|ollama too (or PG_WORKSPACE_EMBEDDINGS).');
+    expect(failure(['doctor', '--embeddings', 'ollama'])).toMatch(/^Unknown option '--embeddings'/);
   });
 });
