@@ -155,6 +155,35 @@ export class WorkspaceSql {
   }
 
   /**
+   * For server code that writes tables an agent controls (ingest into `files`/`chunks`): several
+   * data changes in one transaction, each as `execute` runs one (parsed, values bound as
+   * literals, as the workspace's role in its sandbox, under the statement timeout), in one
+   * round trip. All commit or none does. Returns the rows each statement affected.
+   */
+  async writeAsWorkspace(projectId: string, statements: ReadonlyArray<{ sql: string; params: readonly AgentParam[] }>, retried = false): Promise<number[]> {
+    const prepared = await Promise.all(statements.map((s) => prepareAgentStatement(s.sql, s.params, 'execute')));
+    const principal = await this.#principal(projectId);
+    const fn = sandboxFunction(principal.schemaName);
+    const steps: PipelineStep[] = [
+      {
+        sql: `SELECT pg_catalog.set_config('statement_timeout', $1, true), pg_catalog.set_config('transaction_read_only', 'off', true)`,
+        params: [String(this.limits.statementTimeoutMs)],
+      },
+      ...prepared.map((statement) => ({ sql: `SELECT ${fn}('run', $1, 0, 0)`, params: [statement.sql] })),
+    ];
+    const outcome = await this.db.pipeline(steps);
+    if (outcome.error) {
+      const code = sqlState(outcome.error);
+      if ((code === SANDBOX_BROKEN || (code === '42883' && outcome.results.length === 1)) && !retried) {
+        this.#principals.delete(projectId);
+        return this.writeAsWorkspace(projectId, statements, true);
+      }
+      throw outcome.error;
+    }
+    return outcome.results.slice(1).map((r) => readSandboxAnswer(r.rows[0]?.[0] ?? '{}').total);
+  }
+
+  /**
    * For workspace upgrades: runs a workspace DDL/migration script inside the sandbox, in the
    * caller's transaction (which holds the workspace lock), when the workspace has a role, that
    * is when agent code may live there (triggers, views, operators the script would otherwise

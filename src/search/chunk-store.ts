@@ -2,13 +2,23 @@ import type { Embedder } from '../embeddings/embedder.js';
 import type { AgentParam } from '../sandbox/agent-statement.js';
 import type { ExecuteResult, RowsResult } from '../sandbox/workspace-sql.js';
 import type { Chunk } from './chunking.js';
-import { EMBEDDED_HASHES, REMOVE_FILES, STORED_FILES, WRITE_FILE } from './ingest-sql.js';
+import {
+  EMBEDDED_HASHES,
+  INSERT_NEW_CHUNKS,
+  REMOVE_FILES,
+  REMOVE_STALE_CHUNKS,
+  STORED_FILES,
+  UPDATE_KEPT_CHUNKS,
+  WRITE_FILE,
+  WRITE_REPOSITORY,
+} from './ingest-sql.js';
 
 /** The SQL sandbox as ingest uses it: every read and write runs as the workspace's role. */
 export interface WorkspaceWriter {
   readonly maxRowsCap: number;
   readAsWorkspace(projectId: string, sql: string, params: readonly AgentParam[], maxRows: number): Promise<RowsResult>;
   execute(projectId: string, sql: string, params: readonly AgentParam[], maxRows?: number): Promise<ExecuteResult>;
+  writeAsWorkspace(projectId: string, statements: ReadonlyArray<{ sql: string; params: readonly AgentParam[] }>): Promise<number[]>;
 }
 
 export interface Repository {
@@ -51,7 +61,7 @@ const FILES_PER_LOOKUP = 200;
  * Stores files and their chunks into a workspace's codebase tables: a file whose text, chunks
  * and metadata are stored already is left alone; a chunk whose hash some chunk of the workspace
  * already carries an embedding for is not embedded again; each file is then written in one
- * statement (see WRITE_FILE), so it is replaced whole or not at all. Embeddings are requested in
+ * transaction (see ingest-sql.ts), so it is replaced whole or not at all. Embeddings are requested in
  * one call for all the files given (the provider batches them).
  */
 export async function storeFiles(
@@ -126,17 +136,13 @@ export async function storeFiles(
       hash: c.hash,
       embedding: vectors.has(c.hash) ? `[${(vectors.get(c.hash)?.vector ?? []).join(',')}]` : null,
     }));
-    const { rows } = await sandbox.execute(projectId, WRITE_FILE, [
-      repository.path,
-      repository.name,
-      file.path,
-      file.hash,
-      file.sizeBytes,
-      file.language,
-      file.metadata,
-      chunks,
+    const [, , removed, kept, added] = await sandbox.writeAsWorkspace(projectId, [
+      { sql: WRITE_REPOSITORY, params: [repository.path, repository.name] },
+      { sql: WRITE_FILE, params: [repository.path, file.path, file.hash, file.sizeBytes, file.language, file.metadata] },
+      { sql: REMOVE_STALE_CHUNKS, params: [repository.path, file.path, chunks] },
+      { sql: UPDATE_KEPT_CHUNKS, params: [repository.path, file.path, chunks] },
+      { sql: INSERT_NEW_CHUNKS, params: [repository.path, file.path, chunks] },
     ]);
-    const [added, removed, kept] = (rows[0] ?? [0, 0, 0]).map(Number);
     outcomes.set(file.path, {
       path: file.path,
       added: added ?? 0,

@@ -27,48 +27,50 @@ SELECT coalesce(pg_catalog.array_agg(DISTINCT c.content_hash), '{}') FROM chunks
  WHERE c.content_hash OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT pg_catalog.json_array_elements_text($1::json))) AND c.embedding IS NOT NULL`;
 
 /**
- * Writes one file (or document) and its chunks in one statement, so a file is replaced whole or
- * not at all: $1 repository path, $2 repository name, $3 file path, $4 content hash, $5 size in
- * bytes, $6 language, $7 metadata (JSON or null), $8 the chunks as a JSON array of
- * {content, start_line, end_line, hash, embedding} (embedding a vector literal or null). Chunks
- * whose hash the file already has stay (their lines updated, a missing embedding filled); the
- * others go; new ones take their embedding from the array, else from any chunk of the workspace
- * with the same hash. Answers how many chunks were added, removed and kept.
+ * Writing one file (or document) and its chunks: these statements run in this order in one
+ * transaction (WorkspaceSql.writeAsWorkspace), so a file is replaced whole or not at all. (One
+ * statement of data-modifying CTEs did the same, but Citus refuses its correlated subqueries.)
+ * $1 repository path, $2 file path; chunks travel as a JSON array of {content, start_line,
+ * end_line, hash, embedding} (embedding a vector literal or null).
  */
+export const WRITE_REPOSITORY = `
+INSERT INTO repositories (path, name, indexed_at) VALUES ($1, $2, pg_catalog.now())
+ON CONFLICT (path) DO UPDATE SET indexed_at = EXCLUDED.indexed_at`;
+
+/** $3 content hash, $4 size in bytes, $5 language, $6 metadata (JSON or null). */
 export const WRITE_FILE = `
-WITH repo AS (
-  INSERT INTO repositories (path, name, indexed_at) VALUES ($1, $2, pg_catalog.now())
-  ON CONFLICT (path) DO UPDATE SET indexed_at = EXCLUDED.indexed_at RETURNING id
-), file AS (
-  INSERT INTO files (repository_id, path, content_hash, size_bytes, language, metadata, modified_at)
-  SELECT repo.id, $3, $4, $5, $6, $7::jsonb, pg_catalog.now() FROM repo
-  ON CONFLICT (repository_id, path) DO UPDATE
-     SET content_hash = EXCLUDED.content_hash, size_bytes = EXCLUDED.size_bytes, language = EXCLUDED.language,
-         metadata = EXCLUDED.metadata, modified_at = EXCLUDED.modified_at, deleted_at = NULL
-  RETURNING id
-), incoming AS (
-  SELECT * FROM pg_catalog.json_to_recordset($8::json) AS x(content text, start_line int4, end_line int4, hash text, embedding text)
-), removed AS (
-  DELETE FROM chunks c USING file
-   WHERE c.file_id OPERATOR(pg_catalog.=) file.id
-     AND (c.content_hash IS NULL OR NOT c.content_hash OPERATOR(pg_catalog.=) ANY (SELECT hash FROM incoming))
-  RETURNING 1
-), kept AS (
-  UPDATE chunks c SET start_line = i.start_line, end_line = i.end_line, embedding = coalesce(c.embedding, i.embedding::vector)
-    FROM file, incoming i
-   WHERE c.file_id OPERATOR(pg_catalog.=) file.id AND c.content_hash OPERATOR(pg_catalog.=) i.hash
-  RETURNING 1
-), added AS (
-  INSERT INTO chunks (file_id, content, start_line, end_line, content_hash, embedding)
-  SELECT file.id, i.content, i.start_line, i.end_line, i.hash,
-         coalesce(i.embedding::vector,
-                  (SELECT c.embedding FROM chunks c WHERE c.content_hash OPERATOR(pg_catalog.=) i.hash AND c.embedding IS NOT NULL LIMIT 1))
-    FROM file, incoming i
-   WHERE NOT EXISTS (SELECT FROM chunks c WHERE c.file_id OPERATOR(pg_catalog.=) file.id AND c.content_hash OPERATOR(pg_catalog.=) i.hash)
-  RETURNING 1
-)
-SELECT (SELECT pg_catalog.count(*) FROM added)::int4 AS added, (SELECT pg_catalog.count(*) FROM removed)::int4 AS removed,
-       (SELECT pg_catalog.count(*) FROM kept)::int4 AS kept`;
+INSERT INTO files (repository_id, path, content_hash, size_bytes, language, metadata, modified_at)
+SELECT r.id, $2, $3, $4, $5, $6::jsonb, pg_catalog.now() FROM repositories r WHERE r.path OPERATOR(pg_catalog.=) $1
+ON CONFLICT (repository_id, path) DO UPDATE
+   SET content_hash = EXCLUDED.content_hash, size_bytes = EXCLUDED.size_bytes, language = EXCLUDED.language,
+       metadata = EXCLUDED.metadata, modified_at = EXCLUDED.modified_at, deleted_at = NULL`;
+
+const FILE_CHUNKS = `files f, repositories r
+ WHERE c.file_id OPERATOR(pg_catalog.=) f.id AND f.repository_id OPERATOR(pg_catalog.=) r.id
+   AND r.path OPERATOR(pg_catalog.=) $1 AND f.path OPERATOR(pg_catalog.=) $2`;
+
+/** The file's chunks whose hash is not among the new ones ($3) go. */
+export const REMOVE_STALE_CHUNKS = `
+DELETE FROM chunks c USING ${FILE_CHUNKS}
+   AND (c.content_hash IS NULL
+        OR NOT c.content_hash OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT x.hash FROM pg_catalog.json_to_recordset($3::json) AS x(hash text))))`;
+
+/** The ones it keeps get their new lines, and an embedding if they had none. */
+export const UPDATE_KEPT_CHUNKS = `
+UPDATE chunks c SET start_line = i.start_line, end_line = i.end_line, embedding = coalesce(c.embedding, i.embedding::vector)
+  FROM pg_catalog.json_to_recordset($3::json) AS i(start_line int4, end_line int4, hash text, embedding text), ${FILE_CHUNKS}
+   AND c.content_hash OPERATOR(pg_catalog.=) i.hash`;
+
+/** New ones take their embedding from the array, else from any chunk of the workspace with the same hash. */
+export const INSERT_NEW_CHUNKS = `
+INSERT INTO chunks (file_id, content, start_line, end_line, content_hash, embedding)
+SELECT f.id, i.content, i.start_line, i.end_line, i.hash, coalesce(i.embedding::vector, e.embedding)
+  FROM pg_catalog.json_to_recordset($3::json) AS i(content text, start_line int4, end_line int4, hash text, embedding text)
+  JOIN files f ON f.path OPERATOR(pg_catalog.=) $2
+  JOIN repositories r ON r.id OPERATOR(pg_catalog.=) f.repository_id AND r.path OPERATOR(pg_catalog.=) $1
+  LEFT JOIN chunks c ON c.file_id OPERATOR(pg_catalog.=) f.id AND c.content_hash OPERATOR(pg_catalog.=) i.hash
+  LEFT JOIN LATERAL (SELECT x.embedding FROM chunks x WHERE x.content_hash OPERATOR(pg_catalog.=) i.hash AND x.embedding IS NOT NULL LIMIT 1) e ON true
+ WHERE c.id IS NULL`;
 
 /** Removes files of a repository ($1) by path ($2), their chunks with them (ON DELETE CASCADE). */
 export const REMOVE_FILES = `
