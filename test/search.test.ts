@@ -119,6 +119,37 @@ for (const kind of BACKEND_KINDS) {
       expect(rows.data['rows']).toEqual([[4]]);
     });
 
+    it('a workspace made before the search columns gets them from migrate-workspaces, its old chunks searchable', async (ctx) => {
+      if (!mcp) ctx.skip();
+      const { db, fleet } = await (mcp as NonNullable<typeof mcp>).engine.ready(30_000);
+      await run('add_documents', { project_id: 'legacy', documents: [{ source: 'old.md', text: 'Written before full-text search existed.' }] });
+      // Back to the codebase tables as the previous release made them, its migration unrecorded.
+      await db.exec(`
+        ALTER TABLE project_legacy.chunks DROP COLUMN content_tsv, DROP COLUMN content_hash;
+        ALTER TABLE project_legacy.files DROP COLUMN metadata;
+        DELETE FROM project_registry.workspace_migrations WHERE project_id = 'legacy' AND name = '0001_search';
+        UPDATE project_registry.workspace_config SET workspace_fingerprint = 'previous', workspace_schema_fingerprint = NULL WHERE project_id = 'legacy';`);
+      const before = await run('workspace_status', { project_id: 'legacy' });
+      expect(before.data['workspace']).toMatchObject({ up_to_date: false, pending: ['codebase/0001_search'] });
+
+      const summary = await fleet.upgrade({ concurrency: 2 });
+      expect(summary).toMatchObject({ failed: 0 });
+      expect(summary.upgraded).toBeGreaterThanOrEqual(1);
+      const after = await run('workspace_status', { project_id: 'legacy' });
+      expect(after.data['workspace']).toMatchObject({ up_to_date: true, pending: [] });
+      const described = await run('describe_workspace', { project_id: 'legacy', table: 'chunks' });
+      const [chunks] = described.data['tables'] as Array<{ columns: Array<{ name: string; generated: boolean }>; indexes: Array<{ name: string; method: string }> }>;
+      expect(chunks?.columns.find((c) => c.name === 'content_tsv')).toMatchObject({ generated: true });
+      expect(chunks?.indexes.find((i) => i.name === 'chunks_content_tsv_idx')).toMatchObject({ method: 'gin' });
+      const found = await run('search', { project_id: 'legacy', query: 'written before' });
+      expect((found.data['results'] as Hit[]).map((r) => r.source.path)).toEqual(['old.md']);
+      // Its chunk has no hash yet: adding the document again replaces it once, then skips it.
+      const readded = await run('add_documents', { project_id: 'legacy', documents: [{ source: 'old.md', text: 'Written before full-text search existed.' }] });
+      expect(readded.data).toMatchObject({ added: 1, removed: 1 });
+      const again = await run('add_documents', { project_id: 'legacy', documents: [{ source: 'old.md', text: 'Written before full-text search existed.' }] });
+      expect(again.data).toMatchObject({ added: 0, removed: 0, skipped: 1 });
+    });
+
     it("writes as the workspace's role: an agent's trigger on chunks runs as that role, never as the server", async (ctx) => {
       if (!mcp) ctx.skip();
       await run('ensure_workspace', { project_id: 'trig' });
