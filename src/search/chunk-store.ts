@@ -1,4 +1,4 @@
-import type { Embedder } from '../embeddings/embedder.js';
+import type { Embedder, Embedding } from '../embeddings/embedder.js';
 import type { AgentParam } from '../sandbox/agent-statement.js';
 import type { ExecuteResult, RowsResult } from '../sandbox/workspace-sql.js';
 import type { Chunk } from './chunking.js';
@@ -56,13 +56,15 @@ export interface FileOutcome {
 const HASHES_PER_LOOKUP = 2000;
 /** Files whose stored state one read returns. */
 const FILES_PER_LOOKUP = 200;
+/** Chunks embedded per group: a few provider batches, so its concurrency is used while the group before is written. */
+const CHUNKS_PER_GROUP = 256;
 
 /**
  * Stores files and their chunks into a workspace's codebase tables: a file whose text, chunks
  * and metadata are stored already is left alone; a chunk whose hash some chunk of the workspace
  * already carries an embedding for is not embedded again; each file is then written in one
- * transaction (see ingest-sql.ts), so it is replaced whole or not at all. Embeddings are requested in
- * one call for all the files given (the provider batches them).
+ * transaction (see ingest-sql.ts), so it is replaced whole or not at all. Files go in groups of
+ * about CHUNKS_PER_GROUP chunks; embedding one group overlaps with writing the one before.
  */
 export async function storeFiles(
   sandbox: WorkspaceWriter,
@@ -92,72 +94,105 @@ export async function storeFiles(
   });
 
   // What needs an embedding: a chunk no chunk of the workspace has one for yet, once per hash.
-  const vectors = new Map<string, { vector: number[]; truncated: FileOutcome['truncated'][number] | undefined }>();
-  const embeddedBy = new Map<string, number>();
+  const known = new Set<string>();
   if (embedder) {
     const wanted = [...new Set(changed.flatMap((f) => f.chunks.map((c) => c.hash)))];
-    const known = new Set<string>();
     for (let at = 0; at < wanted.length; at += HASHES_PER_LOOKUP) {
       const { rows } = await sandbox.readAsWorkspace(projectId, EMBEDDED_HASHES, [wanted.slice(at, at + HASHES_PER_LOOKUP)], 1);
       for (const hash of (rows[0]?.[0] as string[] | undefined) ?? []) known.add(hash);
     }
+  }
+
+  // Files go in groups: a group is embedded while the one before it is written, so the provider
+  // (usually the slower side) is kept busy and the writes cost little on top.
+  const vectors = new Map<string, Vector>();
+  const embeddedBy = new Map<string, number>();
+  const outcomes = new Map<string, FileOutcome>();
+  let writing: Promise<void> = Promise.resolve();
+  for (const group of groupsOf(changed, CHUNKS_PER_GROUP)) {
     const todo = new Map<string, Chunk>();
-    for (const file of changed) {
+    for (const file of group) {
       for (const chunk of file.chunks) {
-        if (known.has(chunk.hash) || todo.has(chunk.hash)) continue;
+        if (!embedder || known.has(chunk.hash) || todo.has(chunk.hash) || vectors.has(chunk.hash)) continue;
         todo.set(chunk.hash, chunk);
         embeddedBy.set(file.path, (embeddedBy.get(file.path) ?? 0) + 1);
       }
     }
-    const pending = [...todo.values()];
-    const embeddings = pending.length > 0 ? await embedder.embedDocuments(pending.map((c) => c.content), signal) : [];
-    pending.forEach((chunk, i) => {
-      const embedding = embeddings[i];
-      if (!embedding) throw new Error(`the embedding provider returned ${embeddings.length} embeddings for ${pending.length} texts`);
-      vectors.set(chunk.hash, {
-        vector: embedding.vector,
-        truncated: embedding.truncated && {
-          start_line: chunk.startLine,
-          end_line: chunk.endLine,
-          input_chars: embedding.truncated.inputChars,
-          kept_chars: embedding.truncated.keptChars,
-        },
+    const embedding = embedder && todo.size > 0 ? embedChunks(embedder, [...todo.values()], vectors, signal) : Promise.resolve();
+    // Both settle before either failure is thrown: nothing runs on after the call returns.
+    const [embedded, written] = await Promise.allSettled([embedding, writing]);
+    if (written.status === 'rejected') throw written.reason;
+    if (embedded.status === 'rejected') throw embedded.reason;
+    writing = writeGroup(group);
+  }
+  await writing;
+
+  async function writeGroup(group: readonly PreparedFile[]): Promise<void> {
+    for (const file of group) {
+      signal?.throwIfAborted();
+      const chunks = file.chunks.map((c) => ({
+        content: c.content,
+        start_line: c.startLine,
+        end_line: c.endLine,
+        hash: c.hash,
+        embedding: vectors.has(c.hash) ? `[${(vectors.get(c.hash)?.vector ?? []).join(',')}]` : null,
+      }));
+      const [, , removed, kept, added] = await sandbox.writeAsWorkspace(projectId, [
+        { sql: WRITE_REPOSITORY, params: [repository.path, repository.name] },
+        { sql: WRITE_FILE, params: [repository.path, file.path, file.hash, file.sizeBytes, file.language, file.metadata] },
+        { sql: REMOVE_STALE_CHUNKS, params: [repository.path, file.path, chunks] },
+        { sql: UPDATE_KEPT_CHUNKS, params: [repository.path, file.path, chunks] },
+        { sql: INSERT_NEW_CHUNKS, params: [repository.path, file.path, chunks] },
+      ]);
+      outcomes.set(file.path, {
+        path: file.path,
+        added: added ?? 0,
+        removed: removed ?? 0,
+        kept: kept ?? 0,
+        embedded: embeddedBy.get(file.path) ?? 0,
+        unchanged: false,
+        existed: stored.has(file.path),
+        truncated: file.chunks.flatMap((c) => vectors.get(c.hash)?.truncated ?? []),
       });
-    });
+    }
   }
 
-  const outcomes = new Map<string, FileOutcome>();
-  for (const file of changed) {
-    signal?.throwIfAborted();
-    const chunks = file.chunks.map((c) => ({
-      content: c.content,
-      start_line: c.startLine,
-      end_line: c.endLine,
-      hash: c.hash,
-      embedding: vectors.has(c.hash) ? `[${(vectors.get(c.hash)?.vector ?? []).join(',')}]` : null,
-    }));
-    const [, , removed, kept, added] = await sandbox.writeAsWorkspace(projectId, [
-      { sql: WRITE_REPOSITORY, params: [repository.path, repository.name] },
-      { sql: WRITE_FILE, params: [repository.path, file.path, file.hash, file.sizeBytes, file.language, file.metadata] },
-      { sql: REMOVE_STALE_CHUNKS, params: [repository.path, file.path, chunks] },
-      { sql: UPDATE_KEPT_CHUNKS, params: [repository.path, file.path, chunks] },
-      { sql: INSERT_NEW_CHUNKS, params: [repository.path, file.path, chunks] },
-    ]);
-    outcomes.set(file.path, {
-      path: file.path,
-      added: added ?? 0,
-      removed: removed ?? 0,
-      kept: kept ?? 0,
-      embedded: embeddedBy.get(file.path) ?? 0,
-      unchanged: false,
-      existed: stored.has(file.path),
-      truncated: file.chunks.flatMap((c) => vectors.get(c.hash)?.truncated ?? []),
-    });
-  }
   return files.map(
     (file) =>
       outcomes.get(file.path) ?? { path: file.path, added: 0, removed: 0, kept: file.chunks.length, embedded: 0, unchanged: true, existed: true, truncated: [] },
   );
+}
+
+type Vector = { vector: number[]; truncated: FileOutcome['truncated'][number] | undefined };
+
+async function embedChunks(embedder: Embedder, chunks: readonly Chunk[], into: Map<string, Vector>, signal: AbortSignal | undefined): Promise<void> {
+  const embeddings = await embedder.embedDocuments(chunks.map((c) => c.content), signal);
+  if (embeddings.length !== chunks.length) throw new Error(`the embedding provider returned ${embeddings.length} embeddings for ${chunks.length} texts`);
+  chunks.forEach((chunk, i) => {
+    const { vector, truncated } = embeddings[i] as Embedding;
+    into.set(chunk.hash, {
+      vector,
+      truncated: truncated && { start_line: chunk.startLine, end_line: chunk.endLine, input_chars: truncated.inputChars, kept_chars: truncated.keptChars },
+    });
+  });
+}
+
+/** Consecutive files holding about `chunks` chunks each (a file is never split). */
+function groupsOf(files: readonly PreparedFile[], chunks: number): PreparedFile[][] {
+  const groups: PreparedFile[][] = [];
+  let group: PreparedFile[] = [];
+  let size = 0;
+  for (const file of files) {
+    group.push(file);
+    size += file.chunks.length;
+    if (size >= chunks) {
+      groups.push(group);
+      group = [];
+      size = 0;
+    }
+  }
+  if (group.length > 0) groups.push(group);
+  return groups;
 }
 
 /** Removes files of a repository and their chunks; answers how many files went. */
