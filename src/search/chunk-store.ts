@@ -9,7 +9,7 @@ import {
   REMOVE_STALE_CHUNKS,
   STORED_FILES,
   UPDATE_KEPT_CHUNKS,
-  WRITE_FILE,
+  WRITE_FILES,
   WRITE_REPOSITORY,
 } from './ingest-sql.js';
 
@@ -128,27 +128,37 @@ export async function storeFiles(
   await writing;
 
   async function writeGroup(group: readonly PreparedFile[]): Promise<void> {
+    signal?.throwIfAborted();
+    const embeddingOf = (hash: string) => {
+      const vector = vectors.get(hash)?.vector;
+      return vector ? `[${vector.join(',')}]` : null;
+    };
+    const paths = group.map((f) => ({ path: f.path }));
+    const chunkRow = (f: PreparedFile, c: Chunk) => ({ path: f.path, content: c.content, start_line: c.startLine, end_line: c.endLine, hash: c.hash, embedding: embeddingOf(c.hash) });
+    const isStored = (f: PreparedFile, c: Chunk) => stored.get(f.path)?.chunkHashes.includes(c.hash) ?? false;
+    const keptChunks = group.flatMap((f) => f.chunks.filter((c) => isStored(f, c)).map((c) => ({ ...chunkRow(f, c), content: null })));
+    const newChunks = group.flatMap((f) => f.chunks.filter((c) => !isStored(f, c)).map((c) => chunkRow(f, c)));
+    await sandbox.writeAsWorkspace(projectId, [
+      { sql: WRITE_REPOSITORY, params: [repository.path, repository.name] },
+      {
+        sql: WRITE_FILES,
+        params: [repository.path, group.map((f) => ({ path: f.path, hash: f.hash, size: f.sizeBytes, language: f.language, metadata: f.metadata }))],
+      },
+      // Each statement gets the chunk fields it reads: the texts and vectors travel once.
+      { sql: REMOVE_STALE_CHUNKS, params: [repository.path, paths, group.flatMap((f) => f.chunks.map((c) => ({ path: f.path, hash: c.hash })))] },
+      { sql: UPDATE_KEPT_CHUNKS, params: [repository.path, paths, keptChunks] },
+      { sql: INSERT_NEW_CHUNKS, params: [repository.path, paths, newChunks] },
+    ]);
+    // Per file, from what was stored before: the statements above made it so, in one transaction.
     for (const file of group) {
-      signal?.throwIfAborted();
-      const chunks = file.chunks.map((c) => ({
-        content: c.content,
-        start_line: c.startLine,
-        end_line: c.endLine,
-        hash: c.hash,
-        embedding: vectors.has(c.hash) ? `[${(vectors.get(c.hash)?.vector ?? []).join(',')}]` : null,
-      }));
-      const [, , removed, kept, added] = await sandbox.writeAsWorkspace(projectId, [
-        { sql: WRITE_REPOSITORY, params: [repository.path, repository.name] },
-        { sql: WRITE_FILE, params: [repository.path, file.path, file.hash, file.sizeBytes, file.language, file.metadata] },
-        { sql: REMOVE_STALE_CHUNKS, params: [repository.path, file.path, chunks] },
-        { sql: UPDATE_KEPT_CHUNKS, params: [repository.path, file.path, chunks] },
-        { sql: INSERT_NEW_CHUNKS, params: [repository.path, file.path, chunks] },
-      ]);
+      const before = new Set(stored.get(file.path)?.chunkHashes ?? []);
+      const now = new Set(file.chunks.map((c) => c.hash));
+      const kept = [...now].filter((h) => before.has(h)).length;
       outcomes.set(file.path, {
         path: file.path,
-        added: added ?? 0,
-        removed: removed ?? 0,
-        kept: kept ?? 0,
+        added: now.size - kept,
+        removed: [...before].filter((h) => !now.has(h)).length,
+        kept,
         embedded: embeddedBy.get(file.path) ?? 0,
         unchanged: false,
         existed: stored.has(file.path),

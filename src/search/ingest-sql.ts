@@ -27,46 +27,50 @@ SELECT coalesce(pg_catalog.array_agg(DISTINCT c.content_hash), '{}') FROM chunks
  WHERE c.content_hash OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT pg_catalog.json_array_elements_text($1::json))) AND c.embedding IS NOT NULL`;
 
 /**
- * Writing one file (or document) and its chunks: these statements run in this order in one
- * transaction (WorkspaceSql.writeAsWorkspace), so a file is replaced whole or not at all. (One
- * statement of data-modifying CTEs did the same, but Citus refuses its correlated subqueries.)
- * $1 repository path, $2 file path; chunks travel as a JSON array of {content, start_line,
- * end_line, hash, embedding} (embedding a vector literal or null).
+ * Writing a group of files (or documents) and their chunks: these statements run in this order
+ * in one transaction (WorkspaceSql.writeAsWorkspace), so the files are replaced whole or not at
+ * all. (One statement of data-modifying CTEs did the same, but Citus refuses its correlated
+ * subqueries.) $1 the repository path; $2 the files as a JSON array of {path, hash, size,
+ * language, metadata}; $3 their chunks as a JSON array of {path, content, start_line, end_line,
+ * hash, embedding} (embedding a vector literal or null).
  */
 export const WRITE_REPOSITORY = `
 INSERT INTO repositories (path, name, indexed_at) VALUES ($1, $2, pg_catalog.now())
 ON CONFLICT (path) DO UPDATE SET indexed_at = EXCLUDED.indexed_at`;
 
-/** $3 content hash, $4 size in bytes, $5 language, $6 metadata (JSON or null). */
-export const WRITE_FILE = `
+export const WRITE_FILES = `
 INSERT INTO files (repository_id, path, content_hash, size_bytes, language, metadata, modified_at)
-SELECT r.id, $2, $3, $4, $5, $6::jsonb, pg_catalog.now() FROM repositories r WHERE r.path OPERATOR(pg_catalog.=) $1
+SELECT r.id, x.path, x.hash, x.size, x.language, x.metadata, pg_catalog.now()
+  FROM pg_catalog.json_to_recordset($2::json) AS x(path text, hash text, size int4, language text, metadata jsonb), repositories r
+ WHERE r.path OPERATOR(pg_catalog.=) $1
 ON CONFLICT (repository_id, path) DO UPDATE
    SET content_hash = EXCLUDED.content_hash, size_bytes = EXCLUDED.size_bytes, language = EXCLUDED.language,
        metadata = EXCLUDED.metadata, modified_at = EXCLUDED.modified_at, deleted_at = NULL`;
 
-const FILE_CHUNKS = `files f, repositories r
- WHERE c.file_id OPERATOR(pg_catalog.=) f.id AND f.repository_id OPERATOR(pg_catalog.=) r.id
-   AND r.path OPERATOR(pg_catalog.=) $1 AND f.path OPERATOR(pg_catalog.=) $2`;
+const INCOMING = `pg_catalog.json_to_recordset($3::json) AS i(path text, content text, start_line int4, end_line int4, hash text, embedding text)`;
+const FILES_OF_GROUP = `files f JOIN repositories r ON r.id OPERATOR(pg_catalog.=) f.repository_id AND r.path OPERATOR(pg_catalog.=) $1
+  JOIN pg_catalog.json_to_recordset($2::json) AS x(path text) ON x.path OPERATOR(pg_catalog.=) f.path`;
 
-/** The file's chunks whose hash is not among the new ones ($3) go. */
+/** Chunks of these files whose hash is not among the file's new ones go. */
 export const REMOVE_STALE_CHUNKS = `
-DELETE FROM chunks c USING ${FILE_CHUNKS}
-   AND (c.content_hash IS NULL
-        OR NOT c.content_hash OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT x.hash FROM pg_catalog.json_to_recordset($3::json) AS x(hash text))))`;
+DELETE FROM chunks WHERE id OPERATOR(pg_catalog.=) ANY (ARRAY(
+  SELECT c.id FROM chunks c JOIN ${FILES_OF_GROUP} ON c.file_id OPERATOR(pg_catalog.=) f.id
+    LEFT JOIN ${INCOMING} ON i.path OPERATOR(pg_catalog.=) f.path AND i.hash OPERATOR(pg_catalog.=) c.content_hash
+   WHERE i.hash IS NULL))`;
 
-/** The ones it keeps get their new lines, and an embedding if they had none. */
+/** The ones a file keeps get their new lines, and an embedding if they had none. */
 export const UPDATE_KEPT_CHUNKS = `
 UPDATE chunks c SET start_line = i.start_line, end_line = i.end_line, embedding = coalesce(c.embedding, i.embedding::vector)
-  FROM pg_catalog.json_to_recordset($3::json) AS i(start_line int4, end_line int4, hash text, embedding text), ${FILE_CHUNKS}
-   AND c.content_hash OPERATOR(pg_catalog.=) i.hash`;
+  FROM ${INCOMING}, files f, repositories r
+ WHERE c.file_id OPERATOR(pg_catalog.=) f.id AND f.repository_id OPERATOR(pg_catalog.=) r.id AND r.path OPERATOR(pg_catalog.=) $1
+   AND f.path OPERATOR(pg_catalog.=) i.path AND c.content_hash OPERATOR(pg_catalog.=) i.hash`;
 
 /** New ones take their embedding from the array, else from any chunk of the workspace with the same hash. */
 export const INSERT_NEW_CHUNKS = `
 INSERT INTO chunks (file_id, content, start_line, end_line, content_hash, embedding)
 SELECT f.id, i.content, i.start_line, i.end_line, i.hash, coalesce(i.embedding::vector, e.embedding)
-  FROM pg_catalog.json_to_recordset($3::json) AS i(content text, start_line int4, end_line int4, hash text, embedding text)
-  JOIN files f ON f.path OPERATOR(pg_catalog.=) $2
+  FROM ${INCOMING}
+  JOIN files f ON f.path OPERATOR(pg_catalog.=) i.path
   JOIN repositories r ON r.id OPERATOR(pg_catalog.=) f.repository_id AND r.path OPERATOR(pg_catalog.=) $1
   LEFT JOIN chunks c ON c.file_id OPERATOR(pg_catalog.=) f.id AND c.content_hash OPERATOR(pg_catalog.=) i.hash
   LEFT JOIN LATERAL (SELECT x.embedding FROM chunks x WHERE x.content_hash OPERATOR(pg_catalog.=) i.hash AND x.embedding IS NOT NULL LIMIT 1) e ON true
