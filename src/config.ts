@@ -45,6 +45,7 @@ export interface HttpConfig {
 export type Command =
   | { kind: 'serve'; config: Config; http: HttpConfig | undefined }
   | { kind: 'migrate-workspaces'; config: Config; concurrency: number; dryRun: boolean }
+  | { kind: 'reembed'; config: Config & { embeddings: EmbeddingsConfig }; projectId: string | undefined }
   | { kind: 'db-url'; config: Config }
   | { kind: 'doctor'; config: Config; json: boolean }
   | { kind: 'drop-workspace'; config: Config; json: boolean; projectId: string }
@@ -85,6 +86,7 @@ export const USAGE = `Usage: pg-workspace-mcp [options]
        pg-workspace-mcp repair [--adopt-orphans] [--forget-missing] [--accept-migration EXT/NAME]... [--dry-run] [--json] [options]
        pg-workspace-mcp drop-workspace PROJECT_ID [--json] [options]
        pg-workspace-mcp rename-workspace OLD_ID NEW_ID [--json] [options]
+       pg-workspace-mcp reembed (--project ID | --all) --embeddings openai|ollama [embedding options] [options]
 
 MCP server (stdio, or Streamable HTTP with --http) that gives AI agents isolated, per-project PostgreSQL workspaces.
 migrate-workspaces applies pending workspace migrations to every lagging workspace, each in its
@@ -101,6 +103,10 @@ after review. Each in its own transaction; --dry-run rolls each back. Exit code 
 refused or failed, 2 could not run.
 drop-workspace deletes a workspace for good (its schema and everything in it, its registry and ledger
 rows, its role) in one transaction under its lock. Exit code 0 dropped, 1 no such workspace, 2 could not run.
+reembed moves the vector columns pinned to an embedding space (those filled from text) to the
+configured one, in batches; resumable (a rerun continues where it stopped), safe beside running
+servers (searches of a column being moved are refused until it is done). Exit code 0 done, 1 some
+column failed or interrupted, 2 could not run.
 rename-workspace gives a workspace a new id: its schema (with its data), registry and ledger rows, role
 and SQL sandbox, in one transaction under both ids' locks. Exit code 0 renamed, 2 refused or could not run.
 
@@ -206,7 +212,8 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
   const repair = argv[0] === 'repair';
   const drop = argv[0] === 'drop-workspace';
   const rename = argv[0] === 'rename-workspace';
-  const subcommand = migrate || dbUrl || doctor || repair || drop || rename;
+  const reembed = argv[0] === 'reembed';
+  const subcommand = migrate || dbUrl || doctor || repair || drop || rename || reembed;
   let values;
   let positionals: string[];
   try {
@@ -228,7 +235,8 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
         ...(subcommand
           ? {}
           : ({ http: { type: 'string' }, 'http-session-idle-timeout': { type: 'string' }, 'http-max-sessions': { type: 'string' } } as const)),
-        ...(subcommand ? {} : EMBEDDINGS_FLAGS),
+        ...(subcommand && !reembed ? {} : EMBEDDINGS_FLAGS),
+        ...(reembed ? ({ project: { type: 'string' }, all: { type: 'boolean' } } as const) : {}),
         'data-dir': { type: 'string' },
         extensions: { type: 'string', multiple: true },
         disable: { type: 'string', multiple: true },
@@ -309,14 +317,32 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
     }
     return { kind: 'repair', config, json: values.json === true, dryRun: values['dry-run'] === true, ...fixes };
   }
+  const flag = (name: 'http' | 'http-session-idle-timeout' | 'http-max-sessions' | 'project' | keyof EmbeddingsFlags) =>
+    name in values ? (values[name as keyof typeof values] as string | undefined) : undefined;
+  const embeddingFlags = () => Object.fromEntries(Object.keys(EMBEDDINGS_FLAGS).map((name) => [name, flag(name as keyof EmbeddingsFlags)]));
+  if (reembed) {
+    const projectId = flag('project');
+    const all = 'all' in values && values.all === true;
+    if ((projectId === undefined) === !all) {
+      throw new ConfigError('reembed takes --project ID (one workspace) or --all (every workspace), one of the two.');
+    }
+    if (projectId !== undefined && !(projectId.length <= PROJECT_ID_MAX_LENGTH && PROJECT_ID_PATTERN.test(projectId))) {
+      throw new ConfigError(`--project: ${JSON.stringify(projectId)} is not a project id. ${PROJECT_ID_RULES}`);
+    }
+    const embeddings = embeddingsConfig(embeddingFlags(), env);
+    if (!embeddings) {
+      throw new ConfigError(
+        'reembed moves columns to the configured embedding space: give the new settings (--embeddings openai|ollama, ' +
+          'with --embeddings-model and the others as needed, or their PG_WORKSPACE_EMBEDDINGS* variables).',
+      );
+    }
+    return { kind: 'reembed', config: { ...config, embeddings }, projectId };
+  }
   if (!migrate) {
-    const flag = (name: 'http' | 'http-session-idle-timeout' | 'http-max-sessions' | keyof EmbeddingsFlags) =>
-      name in values ? (values[name as keyof typeof values] as string | undefined) : undefined;
     const address = flag('http') ?? (env['PG_WORKSPACE_HTTP'] || undefined);
     const sessionFlags = { idleTimeout: flag('http-session-idle-timeout'), maxSessions: flag('http-max-sessions') };
     const http = parseHttp(address, env, sessionFlags);
-    const embeddingFlags = Object.fromEntries(Object.keys(EMBEDDINGS_FLAGS).map((name) => [name, flag(name as keyof EmbeddingsFlags)]));
-    return { kind: 'serve', config: { ...config, embeddings: embeddingsConfig(embeddingFlags, env) }, http };
+    return { kind: 'serve', config: { ...config, embeddings: embeddingsConfig(embeddingFlags(), env) }, http };
   }
   const concurrency = z.coerce.number().int().min(1).max(MAX_MIGRATE_CONCURRENCY).safeParse(values.concurrency ?? DEFAULT_MIGRATE_CONCURRENCY);
   if (!concurrency.success) {

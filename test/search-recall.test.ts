@@ -2,6 +2,9 @@ import type { Tool } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labelledSet } from './support/labelled-set.js';
 import { startEmbeddingStub, type EmbeddingStub } from './support/embedding-stub.js';
+import { rm } from 'node:fs/promises';
+import { parseEmbeddingsConfig, type EmbeddingsConfig } from '../src/embeddings/embeddings-config.js';
+import { tempDir } from './support/fixtures.js';
 import { callTool, connectInProcess, embeddingsAt } from './support/mcp.js';
 
 /*
@@ -20,14 +23,17 @@ describe('search recall on a labelled set', () => {
   const run = (name: string, args: Record<string, unknown>) => callTool(mcp.client, tools, name, args);
   const { documents, queries } = labelledSet();
 
+  let dataDir: string;
   beforeAll(async () => {
     stub = await startEmbeddingStub();
-    mcp = await connectInProcess({ embeddings: embeddingsAt(stub.openaiUrl) });
+    dataDir = await tempDir('pgw-recall-');
+    mcp = await connectInProcess({ dataDir, embeddings: embeddingsAt(stub.openaiUrl) });
     tools = mcp.tools;
   }, 120_000);
   afterAll(async () => {
     await mcp?.close();
     await stub?.close();
+    await rm(dataDir, { recursive: true, force: true });
   });
 
   it('adds the set once: each chunk embedded once, and adding it again embeds nothing', async () => {
@@ -84,5 +90,25 @@ describe('search recall on a labelled set', () => {
     expect(best?.['score']).toBeLessThanOrEqual(0.5 + 0.5 * (1 - (best?.['distance'] as number)) + 1e-9);
     const scores = (result.data['results'] as Array<{ score: number }>).map((r) => r.score);
     expect(scores).toEqual([...scores].sort((a, b) => b - a));
+  });
+
+  it('a server embedding with another model is refused on the pinned chunks, naming both spaces; text search still works', async () => {
+    await mcp.close();
+    const other = parseEmbeddingsConfig(
+      {},
+      { PG_WORKSPACE_EMBEDDINGS: 'openai', PG_WORKSPACE_EMBEDDINGS_URL: stub.openaiUrl, PG_WORKSPACE_EMBEDDINGS_MODEL: 'other-model', PG_WORKSPACE_EMBEDDINGS_DIMENSIONS: '768' },
+    ) as EmbeddingsConfig;
+    mcp = await connectInProcess({ dataDir, embeddings: other });
+    tools = mcp.tools;
+    const requests = stub.requests.length;
+    const added = await run('add_documents', { project_id: 'recall', documents: [{ source: 'new.md', text: 'a new note' }] });
+    expect(added.isError).toBe(true);
+    expect(added.text).toMatch(/holds vectors of openai "stub-embed".*embeds with openai "other-model".*reembed/);
+    const hybrid = await run('search', { project_id: 'recall', query: queries[0]?.query });
+    expect(hybrid.isError).toBe(true);
+    expect(hybrid.text).toMatch(/holds vectors of openai "stub-embed"/);
+    expect(stub.requests.length).toBe(requests);
+    const text = await run('search', { project_id: 'recall', query: queries[0]?.query, mode: 'text', k: K });
+    expect((text.data['results'] as Array<{ source: { path: string } }>).map((r) => r.source.path)).toContain(queries[0]?.answer);
   });
 });

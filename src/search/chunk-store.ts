@@ -21,6 +21,12 @@ export interface WorkspaceWriter {
   writeAsWorkspace(projectId: string, statements: ReadonlyArray<{ sql: string; params: readonly AgentParam[] }>): Promise<number[]>;
 }
 
+/** The provider, and the pin of `chunks.embedding` to its space (embedding-spaces.ts) taken before vectors are written. */
+export interface ChunkEmbeddings {
+  embedder: Embedder;
+  pin(projectId: string): Promise<void>;
+}
+
 export interface Repository {
   /** `documents:` for add_documents; the directory's real path for index_directory. */
   path: string;
@@ -68,12 +74,13 @@ const CHUNKS_PER_GROUP = 256;
  */
 export async function storeFiles(
   sandbox: WorkspaceWriter,
-  embedder: Embedder | undefined,
+  embeddings: ChunkEmbeddings | undefined,
   projectId: string,
   repository: Repository,
   files: readonly PreparedFile[],
   signal?: AbortSignal,
 ): Promise<FileOutcome[]> {
+  const embedder = embeddings?.embedder;
   const stored = new Map<string, { hash: string; metadata: unknown; chunkHashes: string[]; unembedded: number }>();
   for (let at = 0; at < files.length; at += FILES_PER_LOOKUP) {
     const paths = files.slice(at, at + FILES_PER_LOOKUP).map((f) => f.path);
@@ -95,7 +102,9 @@ export async function storeFiles(
 
   // What needs an embedding: a chunk no chunk of the workspace has one for yet, once per hash.
   const known = new Set<string>();
-  if (embedder) {
+  if (embeddings && changed.length > 0) {
+    // Refused here, before anything is embedded, when the column holds vectors of another space.
+    await embeddings.pin(projectId);
     const wanted = [...new Set(changed.flatMap((f) => f.chunks.map((c) => c.hash)))];
     for (let at = 0; at < wanted.length; at += HASHES_PER_LOOKUP) {
       const { rows } = await sandbox.readAsWorkspace(projectId, EMBEDDED_HASHES, [wanted.slice(at, at + HASHES_PER_LOOKUP)], 1);

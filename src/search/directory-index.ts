@@ -1,12 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { Embedder } from '../embeddings/embedder.js';
 import type { Logger } from '../logger.js';
 import { validateProjectId } from '../workspaces/project-id.js';
 import { resolveAllowedDirectory, type AllowedRoots } from './allowed-roots.js';
 import { chunkText, contentHash, DEFAULT_CHUNK_OPTIONS } from './chunking.js';
-import { removeFiles, storeFiles, type PreparedFile, type Repository, type WorkspaceWriter } from './chunk-store.js';
+import { removeFiles, storeFiles, type ChunkEmbeddings, type PreparedFile, type Repository, type WorkspaceWriter } from './chunk-store.js';
 import { REPOSITORY_FILES } from './ingest-sql.js';
 import { walkDirectory } from './directory-walk.js';
 
@@ -77,7 +76,7 @@ export class DirectoryIndexer {
 
   constructor(
     private readonly sandbox: WorkspaceWriter,
-    private readonly embedder: Embedder | undefined,
+    private readonly embeddings: ChunkEmbeddings | undefined,
     private readonly log: Logger,
   ) {}
 
@@ -165,7 +164,7 @@ export class DirectoryIndexer {
     let batchChunks = 0;
     const flush = async () => {
       if (batch.length === 0) return;
-      const outcomes = await storeFiles(this.sandbox, this.embedder, status.project_id, repository, batch, signal);
+      const outcomes = await storeFiles(this.sandbox, this.embeddings, status.project_id, repository, batch, signal);
       for (const o of outcomes) {
         status.chunks_added += o.added;
         status.chunks_removed += o.removed;

@@ -2,7 +2,9 @@ import type { Database } from '../db/database.js';
 import type { Embedder } from '../embeddings/embedder.js';
 import type { Logger } from '../logger.js';
 import type { WorkspaceSql } from '../sandbox/workspace-sql.js';
+import { pin } from '../embeddings/embedding-spaces.js';
 import type { AllowedRoots } from './allowed-roots.js';
+import type { ChunkEmbeddings } from './chunk-store.js';
 import { DirectoryIndexer, type IndexDirectoryInput, type IndexJobStatus, type ProgressListener } from './directory-index.js';
 import { validateProjectId } from '../workspaces/project-id.js';
 import { REPOSITORY_SUMMARY } from './ingest-sql.js';
@@ -27,6 +29,7 @@ export interface RepositorySummary {
  */
 export class SearchService {
   readonly #directories: DirectoryIndexer;
+  readonly #embeddings: ChunkEmbeddings | undefined;
 
   constructor(
     private readonly db: Database,
@@ -36,7 +39,12 @@ export class SearchService {
     readonly serverRoots: readonly string[],
     log: Logger,
   ) {
-    this.#directories = new DirectoryIndexer(sandbox, embedder, log);
+    this.#embeddings = embedder && {
+      embedder,
+      // Its own short transaction: the sandbox writes that follow run on another session.
+      pin: (projectId) => db.transaction((tx) => pin(tx, { projectId, table: 'chunks', column: 'embedding', textColumn: 'content' }, embedder.space)),
+    };
+    this.#directories = new DirectoryIndexer(sandbox, this.#embeddings, log);
   }
 
   search(input: SearchInput, signal?: AbortSignal): Promise<SearchResult> {
@@ -44,7 +52,7 @@ export class SearchService {
   }
 
   addDocuments(input: AddDocumentsInput, signal?: AbortSignal): Promise<AddDocumentsResult> {
-    return addDocuments(this.sandbox, this.embedder, input, signal);
+    return addDocuments(this.sandbox, this.#embeddings, input, signal);
   }
 
   /** Starts indexing a directory in the background; `clientRoots`: the MCP client's roots, undefined if it has none. */

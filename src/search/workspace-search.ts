@@ -1,6 +1,7 @@
 import type { Database } from '../db/database.js';
 import { validateIdentifier } from '../db/identifiers.js';
 import type { Embedder } from '../embeddings/embedder.js';
+import { assertSearchable } from '../embeddings/embedding-spaces.js';
 import type { AgentParam } from '../sandbox/agent-statement.js';
 import { schemaNameFor, validateProjectId } from '../workspaces/project-id.js';
 import {
@@ -123,6 +124,7 @@ export async function searchWorkspace(db: Database, sandbox: WorkspaceReader | u
 
   // The vector side: the column, its metric, and whether it can take the provider's vectors.
   let vector: SearchRelation['vector'];
+  let vectorColumn: string | undefined;
   if (mode !== 'text') {
     const column = resolveVectorColumn(catalog, table, input.vectorColumn ?? (isChunks ? 'embedding' : undefined));
     if (!column) {
@@ -137,6 +139,7 @@ export async function searchWorkspace(db: Database, sandbox: WorkspaceReader | u
             'they cannot be compared. Use mode "text", or configure a model of that dimension.',
         );
       }
+      vectorColumn = column.name;
       vector = {
         column: `s.${quoteName(column.name)}`,
         extensionSchema: catalog.vector_schema as string,
@@ -177,7 +180,12 @@ export async function searchWorkspace(db: Database, sandbox: WorkspaceReader | u
 
   const candidates = mode === 'text' ? k : Math.max(MIN_CANDIDATES, k * CANDIDATES_PER_RESULT);
   params[2] = candidates;
-  if (mode !== 'text') params[4] = (await (embedder as Embedder).embedQuery(query, signal)).vector;
+  if (mode !== 'text') {
+    const space = (embedder as Embedder).space;
+    // A column pinned to another embedding space (or being moved by reembed) cannot be compared with this query.
+    await assertSearchable(db, { projectId, table, column: vectorColumn as string }, space);
+    params[4] = (await (embedder as Embedder).embedQuery(query, signal)).vector;
+  }
   const settings: Record<string, string> = {};
   if (mode !== 'text') settings['hnsw.ef_search'] = String(Math.max(HNSW_DEFAULT_EF_SEARCH, candidates));
   if (mode !== 'text' && catalog.iterative_scan && filterSql.length > 0) settings['hnsw.iterative_scan'] = 'relaxed_order';

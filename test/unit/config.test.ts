@@ -305,3 +305,28 @@ describe('--embeddings configuration', () => {
     expect(failure(['doctor', '--embeddings', 'ollama'])).toMatch(/^Unknown option '--embeddings'/);
   });
 });
+
+describe('reembed', () => {
+  const ollama = { PG_WORKSPACE_EMBEDDINGS: 'ollama' };
+  it('takes --project ID or --all, and the embedding settings to move to', () => {
+    expect(parseCommand(['reembed', '--project', 'alpha'], ollama)).toMatchObject({
+      kind: 'reembed',
+      projectId: 'alpha',
+      config: { embeddings: { space: { provider: 'ollama', model: 'nomic-embed-text' } } },
+    });
+    expect(parseCommand(['reembed', '--all', '--embeddings', 'openai', '--embeddings-dimensions', '768'], {})).toMatchObject({
+      kind: 'reembed',
+      projectId: undefined,
+      config: { embeddings: { space: { provider: 'openai', dimensions: 768 }, sendDimensions: true } },
+    });
+  });
+
+  it('refuses neither or both of --project and --all, a bad id, and no provider', () => {
+    const oneOf = 'reembed takes --project ID (one workspace) or --all (every workspace), one of the two.';
+    expect(failure(['reembed'], ollama)).toBe(oneOf);
+    expect(failure(['reembed', '--all', '--project', 'a'], ollama)).toBe(oneOf);
+    expect(failure(['reembed', '--project', 'Bad_Id'], ollama)).toContain('--project: "Bad_Id" is not a project id.');
+    expect(failure(['reembed', '--all'])).toContain('reembed moves columns to the configured embedding space');
+    expect(failure(['reembed', '--all', '--http', '8080'], ollama)).toMatch(/Unknown option '--http'/);
+  });
+});
