@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import envPaths from 'env-paths';
 import * as z from 'zod';
 import { EMBEDDINGS_DEFAULTS, EMBEDDINGS_FLAGS, EmbeddingsConfigError, parseEmbeddingsConfig, type EmbeddingsConfig, type EmbeddingsFlags } from './embeddings/embeddings-config.js';
+import { DEFAULT_MAINTENANCE_IDLE_MS } from './db/store-maintenance.js';
 import type { LogLevel } from './logger.js';
 import { PROJECT_ID_MAX_LENGTH, PROJECT_ID_PATTERN, PROJECT_ID_RULES } from './workspaces/project-id.js';
 
@@ -26,6 +27,10 @@ export interface Config {
   allowedRoots: string[];
   /** The embedding provider (serve only); unset: none. */
   embeddings?: EmbeddingsConfig | undefined;
+  /** On PostgreSQL: how long a call that finds no free connection slot waits for one. */
+  connectWaitMs: number;
+  /** The embedded store vacuums and analyzes the tables that need it once idle this long. */
+  maintenanceIdleMs: number;
 }
 
 /** Where `--http` serves; absent: stdio. */
@@ -78,6 +83,8 @@ const MAX_HTTP_MAX_SESSIONS = 100_000;
 /** The most bytes of rows one SQL tool call returns, by default (PG_WORKSPACE_MAX_RESULT_BYTES). */
 export const DEFAULT_MAX_RESULT_BYTES = 1024 * 1024;
 const MAX_RESULT_BYTES_CAP = 256 * 1024 * 1024;
+/** How long a call waits for a free connection slot by default (PG_WORKSPACE_CONNECT_WAIT_MS). */
+export const DEFAULT_CONNECT_WAIT_MS = 20_000;
 
 export const USAGE = `Usage: pg-workspace-mcp [options]
        pg-workspace-mcp migrate-workspaces [--concurrency N] [--dry-run] [options]
@@ -172,6 +179,10 @@ Environment:
   PG_WORKSPACE_EMBEDDINGS_TIMEOUT_MS   per-request timeout (default ${EMBEDDINGS_DEFAULTS.timeoutMs})
   PG_WORKSPACE_EMBEDDINGS_MAX_RETRIES  retries on 429, 5xx, timeouts and network errors (default ${EMBEDDINGS_DEFAULTS.maxRetries})
   PG_WORKSPACE_EMBEDDINGS_MAX_INPUT_CHARS  longer texts are cut to this, and results say so (default ${EMBEDDINGS_DEFAULTS.maxInputChars})
+  PG_WORKSPACE_CONNECT_WAIT_MS   with DATABASE_URL: how long a call waits for a free connection slot
+                                 when PostgreSQL or the pooler has none (default ${DEFAULT_CONNECT_WAIT_MS})
+  PG_WORKSPACE_MAINTENANCE_IDLE_MS  the embedded store vacuums and analyzes the tables that need it
+                                 (it has no autovacuum) once no call came for this long (default ${DEFAULT_MAINTENANCE_IDLE_MS})
 `;
 
 const extensionId = z.string().regex(/^[a-z][a-z0-9]*(-[a-z0-9]+)*$/, 'an extension id (lower-case, hyphens)');
@@ -199,6 +210,8 @@ const schema = z.object({
     .min(1024, 'must be at least 1024')
     .max(MAX_RESULT_BYTES_CAP, `must be at most ${MAX_RESULT_BYTES_CAP} (256 MiB)`),
   allowedRoots: z.array(z.string().min(1)),
+  connectWaitMs: z.coerce.number().int('must be a whole number of milliseconds').min(0).max(600_000, 'must be at most 600000 (10 minutes)'),
+  maintenanceIdleMs: z.coerce.number().int('must be a whole number of milliseconds').min(10, 'must be at least 10').max(3_600_000, 'must be at most 3600000 (an hour)'),
 });
 
 const splitList = (value: string | undefined, separator: string) =>
@@ -269,6 +282,8 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
     allowedRoots: [...splitList(env['PG_WORKSPACE_ALLOWED_ROOTS'], ':'), ...(values['allow-root'] ?? [])].map((d) =>
       path.resolve(d),
     ),
+    connectWaitMs: env['PG_WORKSPACE_CONNECT_WAIT_MS'] || DEFAULT_CONNECT_WAIT_MS,
+    maintenanceIdleMs: env['PG_WORKSPACE_MAINTENANCE_IDLE_MS'] || DEFAULT_MAINTENANCE_IDLE_MS,
   });
   if (!parsed.success) {
     const names: Record<string, string> = {
@@ -283,6 +298,8 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
       maxRowsCap: 'PG_WORKSPACE_MAX_ROWS',
       maxResultBytes: 'PG_WORKSPACE_MAX_RESULT_BYTES',
       allowedRoots: '--allow-root / PG_WORKSPACE_ALLOWED_ROOTS',
+      connectWaitMs: 'PG_WORKSPACE_CONNECT_WAIT_MS',
+      maintenanceIdleMs: 'PG_WORKSPACE_MAINTENANCE_IDLE_MS',
     };
     const problems = parsed.error.issues.map((i) => `  ${names[String(i.path[0])] ?? i.path.join('.')}: ${i.message}`);
     throw new ConfigError(`Invalid configuration:\n${problems.join('\n')}\n\nRun with --help for the options.`);

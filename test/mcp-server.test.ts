@@ -1,3 +1,5 @@
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { Tool } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TOOL_NAMES, type ToolName } from '../src/mcp/tool-registry.js';
@@ -97,6 +99,56 @@ describe('MCP server in process', () => {
     expect(noWorkspace.isError).toBe(true);
     expect(noWorkspace.text).toContain('ensure_workspace');
   });
+});
+
+describe('null for an optional argument', () => {
+  it('means "not given" for every optional argument of every tool', async () => {
+    const shared = await tempDir();
+    await writeFile(path.join(shared, 'notes.md'), 'a note\n');
+    const mcp = await connect({ allowedRoots: [shared] });
+    try {
+      const call = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
+      expect((await call('ensure_workspace', { project_id: 'nulls' })).isError).toBe(false);
+      const vector = Array.from({ length: 768 }, (_, i) => (i % 7) / 7);
+      // Only the required arguments: keyed by ToolName, so a new tool does not compile here until it has some.
+      const required: Record<ToolName, Record<string, unknown>> = {
+        ensure_workspace: { project_id: 'nulls' },
+        list_workspaces: {},
+        validate_columns: { table: 'project_registry.workspace_config', columns: ['project_id'] },
+        workspace_status: {},
+        describe_workspace: { project_id: 'nulls' },
+        search_vectors: { project_id: 'nulls', table: 'chunks', column: 'embedding', vector },
+        query: { project_id: 'nulls', sql: 'SELECT 1 AS one' },
+        execute: { project_id: 'nulls', sql: 'CREATE TABLE IF NOT EXISTS notes (id int)' },
+        drop_workspace: { project_id: 'nulls', confirm: 'nulls' },
+        search: { project_id: 'nulls', query: 'note' },
+        add_documents: { project_id: 'nulls', documents: [{ source: 'a.md', text: 'a note' }] },
+        index_directory: { project_id: 'nulls', path: shared },
+        index_status: { project_id: 'nulls' },
+      };
+      let nulls = 0;
+      for (const name of TOOL_NAMES) {
+        const schema = mcp.tools.find((t) => t.name === name)?.inputSchema;
+        const optional = Object.keys(schema?.properties ?? {}).filter((key) => !(schema?.required ?? []).includes(key));
+        nulls += optional.length;
+        const withNulls = { ...required[name], ...Object.fromEntries(optional.map((key) => [key, null])) };
+        const annotations = mcp.tools.find((t) => t.name === name)?.annotations;
+        const expected = annotations?.readOnlyHint ? await call(name, required[name]) : undefined;
+        const result = await call(name, withNulls);
+        expect(result.isError, `${name}: ${result.text}`).toBe(false);
+        // A read-only tool answers exactly as if the null arguments had been left out (index_status
+        // too, but the index_directory run it reports may have moved on between the two calls).
+        if (expected && name !== 'index_status') expect(result.data, name).toEqual(expected.data);
+      }
+      expect(nulls).toBeGreaterThanOrEqual(10);
+      // A required argument sent as null is still refused, with the SDK's message.
+      const refused = await call('query', { project_id: 'nulls', sql: null });
+      expect(refused.isError).toBe(true);
+      expect(refused.text).toMatch(/sql/);
+    } finally {
+      await mcp.close();
+    }
+  }, 60_000);
 });
 
 describe('workspace_status over MCP', () => {

@@ -54,6 +54,7 @@ export async function connectInProcess(
     dataDir?: string;
     /** An embedding provider, e.g. embeddingsAt(stub.openaiUrl). */
     embeddings?: EmbeddingsConfig;
+    maintenanceIdleMs?: number;
   } = {},
 ) {
   const dataDir = options.dataDir ?? (await tempDir('pgw-mcp-'));
@@ -67,6 +68,7 @@ export async function connectInProcess(
       ...(options.statementTimeoutMs ? { statementTimeoutMs: options.statementTimeoutMs } : {}),
       allowedRoots: options.allowedRoots ?? [],
       embeddings: options.embeddings,
+      ...(options.maintenanceIdleMs ? { maintenanceIdleMs: options.maintenanceIdleMs } : {}),
     },
     silentLogger,
   );

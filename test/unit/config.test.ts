@@ -40,6 +40,8 @@ describe('parseCommand', () => {
       PG_WORKSPACE_MAX_ROWS: '500',
       PG_WORKSPACE_MAX_RESULT_BYTES: '65536',
       PG_WORKSPACE_ALLOWED_ROOTS: '/src/a:/src/b',
+      PG_WORKSPACE_CONNECT_WAIT_MS: '3000',
+      PG_WORKSPACE_MAINTENANCE_IDLE_MS: '250',
     };
     expect(serve([], env)).toEqual({
       databaseUrl: 'postgresql://u@h/db',
@@ -53,6 +55,8 @@ describe('parseCommand', () => {
       maxRowsCap: 500,
       maxResultBytes: 65536,
       allowedRoots: ['/src/a', '/src/b'],
+      connectWaitMs: 3000,
+      maintenanceIdleMs: 250,
     });
     const flagged = serve(
       ['--data-dir', 'rel/dir', '--extensions', '/c', '--disable', 'extra', '--extensions', '/d', '--allow-project', 'client-c', '--allow-root', 'rel/root'],
@@ -78,6 +82,8 @@ describe('parseCommand', () => {
     expect(failure([], { PG_WORKSPACE_LOCK_TIMEOUT_MS: '1.5' })).toContain('PG_WORKSPACE_LOCK_TIMEOUT_MS: must be a whole number of milliseconds');
     expect(failure([], { PG_WORKSPACE_LOCK_TIMEOUT_MS: '86400001' })).toContain('PG_WORKSPACE_LOCK_TIMEOUT_MS: must be at most 86400000 (one day)');
     expect(failure([], { PG_WORKSPACE_LOCK_TIMEOUT_MS: '-1' })).toContain('PG_WORKSPACE_LOCK_TIMEOUT_MS:');
+    expect(failure([], { PG_WORKSPACE_CONNECT_WAIT_MS: '-5' })).toContain('PG_WORKSPACE_CONNECT_WAIT_MS:');
+    expect(failure([], { PG_WORKSPACE_MAINTENANCE_IDLE_MS: '5' })).toContain('PG_WORKSPACE_MAINTENANCE_IDLE_MS: must be at least 10');
     expect(failure([], { PG_WORKSPACE_LOG_LEVEL: 'verbose' })).toMatch(/PG_WORKSPACE_LOG_LEVEL: .*"debug"\|"info"\|"warn"\|"error"\|"silent"/);
     expect(failure(['--disable', 'Bad_Id'])).toContain('--disable / PG_WORKSPACE_DISABLED_EXTENSIONS: an extension id (lower-case, hyphens)');
     expect(failure([], { PG_WORKSPACE_DISABLED_EXTENSIONS: 'ok,NOPE' })).toContain('--disable / PG_WORKSPACE_DISABLED_EXTENSIONS');
