@@ -169,7 +169,8 @@ export async function searchVectors(
     );
   }
   for (const [name] of filter) if (!byName.has(name)) throw unknown(name, 'filter column');
-  const returned = input.columns ? [...new Set(input.columns)] : catalog.columns.filter((c) => !c.vector).map((c) => c.name);
+  // By default no vectors, nor tsvectors (chunks.content_tsv): long, and derived from a column that is returned.
+  const returned = input.columns ? [...new Set(input.columns)] : catalog.columns.filter((c) => !c.vector && c.base !== 'tsvector').map((c) => c.name);
   for (const name of returned) if (!byName.has(name)) throw unknown(name, 'column');
   // Never a weaker mode: without the sandbox (say, the server cannot create roles) there is no search.
   if (!sandbox) throw new VectorSearchError('search_vectors runs inside the SQL sandbox, which this server has not set up.');
