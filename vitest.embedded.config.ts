@@ -22,6 +22,7 @@ export default defineConfig({
       'test/shared-store.test.ts',
       'test/sql-isolation.test.ts',
       'test/sql-tools.test.ts',
+      'test/store-maintenance.test.ts',
       'test/workspaces.test.ts',
     ],
     env: { PGW_TEST_LAYER: 'embedded' },

@@ -25,12 +25,14 @@ export function planInstall(config: EngineConfig): Promise<InstallPlan> {
 export async function openDatabase(config: EngineConfig, log: Logger): Promise<Database> {
   if (!config.databaseUrl) {
     const { SharedStore } = await import('./db/shared-store.js');
-    return SharedStore.open(config.dataDir, log);
+    return SharedStore.open(config.dataDir, log, config.maintenanceIdleMs ? { maintenanceIdleMs: config.maintenanceIdleMs } : {});
   }
   const { PostgresDatabase } = await import('./db/postgres-database.js');
   return new PostgresDatabase({
     connectionString: config.databaseUrl,
     ...(config.maxConnections ? { maxConnections: config.maxConnections } : {}),
+    ...(config.connectWaitMs !== undefined ? { connectWaitMs: config.connectWaitMs } : {}),
+    sharedSlots: true,
   });
 }
 

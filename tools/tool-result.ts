@@ -5,6 +5,14 @@ import type { WorkspaceSql } from '../src/sandbox/workspace-sql.js';
 import type { WorkspaceFleet } from '../src/workspaces/workspace-fleet.js';
 import type { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
 
+/** The failure behind an `isError` result, for the server's wrapper: a symbol key, so never sent. */
+const FAILURE = Symbol('failure');
+
+/** Why a result of `runTool` is an error (undefined for a success). */
+export function failureOf(result: unknown): unknown {
+  return (result as { [FAILURE]?: unknown } | undefined)?.[FAILURE];
+}
+
 /** What the tools need from the engine, once boot has finished. */
 export interface ToolDeps {
   /** `signal`: the call's cancellation; a call cancelled before its work starts does none. */
@@ -39,6 +47,6 @@ export async function runTool<T extends Record<string, unknown>>(
       structuredContent: structured,
     };
   } catch (error) {
-    return { isError: true, content: [{ type: 'text', text: await deps.explain(error) }] };
+    return { isError: true, content: [{ type: 'text', text: await deps.explain(error) }], [FAILURE]: error };
   }
 }
