@@ -2,8 +2,8 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import envPaths from 'env-paths';
 import * as z from 'zod';
-import { EMBEDDINGS_DEFAULTS, EMBEDDINGS_FLAGS, EmbeddingsConfigError, parseEmbeddingsConfig, type EmbeddingsConfig, type EmbeddingsFlags } from './embeddings/embeddings-config.js';
 import { DEFAULT_MAINTENANCE_IDLE_MS } from './db/store-maintenance.js';
+import { EMBEDDINGS_DEFAULTS, EMBEDDINGS_FLAGS, EmbeddingsConfigError, parseEmbeddingsConfig, type EmbeddingsConfig, type EmbeddingsFlags } from './embeddings/embeddings-config.js';
 import type { LogLevel } from './logger.js';
 import { PROJECT_ID_MAX_LENGTH, PROJECT_ID_PATTERN, PROJECT_ID_RULES } from './workspaces/project-id.js';
 
@@ -25,12 +25,12 @@ export interface Config {
   maxResultBytes: number;
   /** Directories index_directory may read (for clients without MCP roots; a bound on those with them). */
   allowedRoots: string[];
-  /** The embedding provider (serve only); unset: none. */
-  embeddings?: EmbeddingsConfig | undefined;
   /** On PostgreSQL: how long a call that finds no free connection slot waits for one. */
   connectWaitMs: number;
   /** The embedded store vacuums and analyzes the tables that need it once idle this long. */
   maintenanceIdleMs: number;
+  /** The embedding provider (serve only); unset: none. */
+  embeddings?: EmbeddingsConfig | undefined;
 }
 
 /** Where `--http` serves; absent: stdio. */
@@ -173,16 +173,16 @@ Environment:
   PG_WORKSPACE_MAX_ROWS          the largest max_rows a query may ask for (default 10000)
   PG_WORKSPACE_MAX_RESULT_BYTES  the most bytes of rows (as JSON) one query/execute call returns
                                  (default ${DEFAULT_MAX_RESULT_BYTES})
+  PG_WORKSPACE_CONNECT_WAIT_MS   with DATABASE_URL: how long a call waits for a free connection slot
+                                 when PostgreSQL or the pooler has none (default ${DEFAULT_CONNECT_WAIT_MS})
+  PG_WORKSPACE_MAINTENANCE_IDLE_MS  the embedded store vacuums and analyzes the tables that need it
+                                 (it has no autovacuum) once no call came for this long (default ${DEFAULT_MAINTENANCE_IDLE_MS})
   PG_WORKSPACE_EMBEDDINGS_API_KEY  with --embeddings: sent as "Authorization: Bearer <key>" (never a flag)
   PG_WORKSPACE_EMBEDDINGS_BATCH_SIZE   texts per provider request (default ${EMBEDDINGS_DEFAULTS.batchSize})
   PG_WORKSPACE_EMBEDDINGS_CONCURRENCY  provider requests in flight at once (default ${EMBEDDINGS_DEFAULTS.concurrency})
   PG_WORKSPACE_EMBEDDINGS_TIMEOUT_MS   per-request timeout (default ${EMBEDDINGS_DEFAULTS.timeoutMs})
   PG_WORKSPACE_EMBEDDINGS_MAX_RETRIES  retries on 429, 5xx, timeouts and network errors (default ${EMBEDDINGS_DEFAULTS.maxRetries})
   PG_WORKSPACE_EMBEDDINGS_MAX_INPUT_CHARS  longer texts are cut to this, and results say so (default ${EMBEDDINGS_DEFAULTS.maxInputChars})
-  PG_WORKSPACE_CONNECT_WAIT_MS   with DATABASE_URL: how long a call waits for a free connection slot
-                                 when PostgreSQL or the pooler has none (default ${DEFAULT_CONNECT_WAIT_MS})
-  PG_WORKSPACE_MAINTENANCE_IDLE_MS  the embedded store vacuums and analyzes the tables that need it
-                                 (it has no autovacuum) once no call came for this long (default ${DEFAULT_MAINTENANCE_IDLE_MS})
 `;
 
 const extensionId = z.string().regex(/^[a-z][a-z0-9]*(-[a-z0-9]+)*$/, 'an extension id (lower-case, hyphens)');

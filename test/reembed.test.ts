@@ -6,6 +6,7 @@ import { HttpEmbedder } from '../src/embeddings/http-embedder.js';
 import { reembed, type ReembedProgress } from '../src/embeddings/reembed.js';
 import type { InstallPlan } from '../src/installer/install-plan.js';
 import { silentLogger } from '../src/logger.js';
+import { diagnose } from '../src/operations/doctor.js';
 import { readPin } from '../src/registry/embedding-space-sql.js';
 import { DEFAULT_SQL_LIMITS, WorkspaceSql } from '../src/sandbox/workspace-sql.js';
 import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
@@ -110,6 +111,9 @@ for (const kind of BACKEND_KINDS) {
       await expect(pin(db, { ...COLUMN, textColumn: 'body' }, old.space)).rejects.toThrow(EmbeddingSpaceError);
       await pin(db, { ...COLUMN, textColumn: 'body' }, moved.space);
       expect(await readPin(db, COLUMN)).toMatchObject({ provider: 'ollama', reembed_cursor: '6', reembed_done: '6' });
+      const unfinished = (await diagnose(db, plan)).findings.filter((f) => f.code === 'reembed-unfinished');
+      expect(unfinished).toMatchObject([{ severity: 'warning', details: { project_id: 'alpha', table: 'docs', column: 'embedding', done: 6, total: 10 } }]);
+      expect(unfinished[0]?.fix).toBe('Run `pg-workspace-mcp reembed --project alpha` with the target\'s settings again: it continues where it stopped.');
 
       // Second run: only the four rows left, in two requests; then the pin switches.
       stub.reset();
@@ -119,6 +123,7 @@ for (const kind of BACKEND_KINDS) {
       expect(await spacesOfRows(db)).toEqual(Array(10).fill('new'));
       expect(await readPin(db, COLUMN)).toMatchObject({ provider: 'openai', document_prefix: 'new: ', target: null, reembed_cursor: null });
       await assertSearchable(db, COLUMN, moved.space);
+      expect((await diagnose(db, plan)).findings.map((f) => f.code)).not.toContain('reembed-unfinished');
       await expect(assertSearchable(db, COLUMN, old.space)).rejects.toThrow('holds vectors of openai "stub-embed"');
 
       // Third run: nothing to do, nothing sent.

@@ -1,8 +1,8 @@
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { EmbeddingsNotConfiguredError } from '../embeddings/provider-errors.js';
 import type { ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
 import { failureOf, type ToolDeps } from '../../tools/tool-result.js';
 import { isStoreHandover } from '../db/sql-errors.js';
+import { EmbeddingsNotConfiguredError } from '../embeddings/provider-errors.js';
 import type { ProvisioningEngine } from '../engine.js';
 import { packageVersion } from '../package-info.js';
 import { ProjectAccess } from '../project-access.js';

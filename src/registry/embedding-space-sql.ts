@@ -112,3 +112,15 @@ export async function finishReembed(q: Queryable, c: SpaceColumn, target: Embedd
   );
   return rows.length === 1;
 }
+
+/**
+ * Columns a `reembed` run left mid-move (interrupted or failed), for doctor; none on a database
+ * installed before embedding_spaces existed.
+ */
+export async function columnsBeingReembedded(q: Queryable): Promise<PinnedRow[]> {
+  const [present] = await q.query<{ exists: boolean }>("SELECT to_regclass('project_registry.embedding_spaces') IS NOT NULL AS exists");
+  if (!present?.exists) return [];
+  return q.query<PinnedRow>(
+    `SELECT ${COLUMNS} FROM project_registry.embedding_spaces WHERE target IS NOT NULL ORDER BY project_id, table_name, column_name`,
+  );
+}
