@@ -12,7 +12,10 @@ CREATE TABLE IF NOT EXISTS project_registry.workspace_config (
     -- Identity of the workspace DDL and migrations this schema holds (see workspace_migrations),
     -- and of its schema files alone (unchanged: an upgrade only runs the new migrations).
     workspace_fingerprint        text NOT NULL,
-    workspace_schema_fingerprint text
+    workspace_schema_fingerprint text,
+    -- The workspace's PostgreSQL role (src/sandbox/sandbox-ddl.ts), recorded when its SQL tools
+    -- first make it and read ever after, never recomputed. UNIQUE: a role serves one workspace.
+    role_name                    text UNIQUE
 );
 
 -- Migration ledger of the global install: one row per applied migration, written in the
@@ -283,14 +286,23 @@ REVOKE ALL ON SCHEMA project_registry_sandbox FROM PUBLIC;
 -- Hands every object of a workspace schema to the workspace's role, so that the agent may ALTER
 -- and DROP its own tables: tables and views (their indexes, row types and owned sequences
 -- follow), other sequences, routines and standalone types. Runs as the server, which created
--- them; objects already owned by the role are left alone.
+-- them; objects already owned by the role are left alone. Any other workspace role (pgw_...)
+-- loses its privileges on the schema: a role two workspaces shared under the naming of before
+-- 2026-12 keeps nothing of the workspace that gets a role of its own.
 CREATE OR REPLACE FUNCTION project_registry_sandbox.adopt_objects(schema_name text, role_name text)
 RETURNS void LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   ns oid := (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = adopt_objects.schema_name);
   owner oid := (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = adopt_objects.role_name);
   object record;
+  other name;
 BEGIN
+  FOR other IN
+    SELECT DISTINCT r.rolname FROM pg_catalog.pg_namespace n, aclexplode(n.nspacl) a JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+     WHERE n.oid = ns AND a.grantee <> owner AND a.grantee <> n.nspowner AND r.rolname LIKE 'pgw\_%'
+  LOOP
+    EXECUTE format('REVOKE ALL ON SCHEMA %I FROM %I', adopt_objects.schema_name, other);
+  END LOOP;
   FOR object IN
     SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
                           WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END AS kind,

@@ -4,7 +4,7 @@ import { privilegeFacts, registryOwnerGrants } from '../db/privilege-advice.js';
 import { INSTALL_LOCK_KEY } from '../installer/install-lock.js';
 import type { InstallPlan } from '../installer/install-plan.js';
 import * as registry from '../registry/operations-queries.js';
-import { roleNameFor, rolePrefixFor } from '../sandbox/sandbox-ddl.js';
+import { roleNameFor, rolePrefixFor, SANDBOX_SCHEMA } from '../sandbox/sandbox-ddl.js';
 import { projectIdOfSchema, ReservedSchemas } from '../workspaces/project-id.js';
 import { FleetStatusReader, type FleetStatus } from '../workspaces/workspace-fleet.js';
 
@@ -22,6 +22,7 @@ export const FINDING_CODES = [
   'lost-schema',
   'orphan-schema',
   'orphan-role',
+  'shared-role',
   'pg-extension-missing',
   'install-lock-held',
   'privilege-missing',
@@ -196,6 +197,21 @@ async function inspect(tx: Queryable, plan: InstallPlan, database: string): Prom
       details: { role },
     });
   }
+  for (const shared of await registry.sharedRoles(tx, SANDBOX_SCHEMA)) {
+    const places = [...(shared.schemas ?? []).map((s) => `schema ${s}`), ...(shared.databases ?? []).map((d) => `database ${d}`)];
+    findings.push({
+      code: 'shared-role',
+      severity: 'error',
+      message:
+        `Role ${shared.role_name} serves more than one workspace (${places.join(', ')}): an agent of either can read and change ` +
+        'the other\'s objects, and dropping either workspace would drop what the role owns in the other.',
+      fix:
+        'Make one SQL tool call (query) in either workspace of this database: the workspace whose recorded role it is not ' +
+        'gets a role of its own first, with its objects, and the shared role loses its privileges there. A use in another database ' +
+        '(a database renamed, and another made under the old name) is that database\'s: drop its workspace there, or the role.',
+      details: { role: shared.role_name, schemas: shared.schemas ?? [], databases: shared.databases ?? [] },
+    });
+  }
   return report;
 }
 
@@ -216,7 +232,11 @@ export async function rolesWithoutWorkspace(q: Queryable, orphanIds: readonly st
   const database = await registry.currentDatabase(q);
   const roles = await registry.rolesStartingWith(q, rolePrefixFor(database));
   if (roles.length === 0) return [];
-  const owned = new Set([...(await registry.registeredProjectIds(q)), ...orphanIds].map((id) => roleNameFor(database, id)));
+  const registered = await registry.registeredRoles(q);
+  const owned = new Set([
+    ...registered.map((w) => w.role_name ?? roleNameFor(database, w.project_id)),
+    ...orphanIds.map((id) => roleNameFor(database, id)),
+  ]);
   return roles.filter((role) => !owned.has(role));
 }
 

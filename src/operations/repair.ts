@@ -3,8 +3,8 @@ import { quoteIdent } from '../db/identifiers.js';
 import { explainError } from '../db/sql-errors.js';
 import type { InstallPlan } from '../installer/install-plan.js';
 import * as registry from '../registry/operations-queries.js';
-import { lockWorkspace } from '../registry/registry-sql.js';
-import { principalScript, roleNameFor, rolePrefixFor } from '../sandbox/sandbox-ddl.js';
+import { lockWorkspace, recordWorkspaceRole, roleUsesElsewhere } from '../registry/registry-sql.js';
+import { principalScript, roleNameFor, rolePrefixFor, SANDBOX_SCHEMA } from '../sandbox/sandbox-ddl.js';
 import { projectIdOfSchema, SCHEMA_PREFIX, schemaNameFor } from '../workspaces/project-id.js';
 import { buildWorkspaceScript } from '../workspaces/workspace-ddl.js';
 import { forgetWorkspace } from '../workspaces/workspace-lifecycle.js';
@@ -218,7 +218,10 @@ async function adoptOrphan(tx: Queryable, plan: InstallPlan, searchPathSchemas: 
   const role = roleNameFor(capability.database, projectId);
   if (capability.create_role) {
     const exists = await registry.roleExists(tx, role);
+    const elsewhere = exists ? await roleUsesElsewhere(tx, role, schemaName, SANDBOX_SCHEMA) : [];
+    if (elsewhere.length > 0) return refused(`its role ${role} already serves ${elsewhere.join(', ')}: a workspace role never serves two.`);
     await tx.exec(principalScript({ schemaName, roleName: role, searchPath: searchPathSchemas }, !exists, capability.role));
+    await recordWorkspaceRole(tx, projectId, role);
     changes.push(`${exists ? 'gave its existing role' : 'made its role'} ${role} its objects and SQL sandbox`);
   } else {
     changes.push(`made no role: "${capability.role}" lacks CREATEROLE (the SQL tools make it on first use once granted)`);

@@ -1,0 +1,163 @@
+import { execFile } from 'node:child_process';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { tempDir, writeExtension } from './support/fixtures.js';
+import { callTool, connectInProcess } from './support/mcp.js';
+import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
+import { MAIN, startServerProcess, type ServerProcess } from './support/server-process.js';
+
+/*
+ * The escape suite's provisioning side: an agent attacks through the MCP tools only, with its
+ * server restricted (--allow-project) to its own id, and aims at what the server itself does
+ * later with the objects the agent made or the names it chose: the role its id maps to, a schema
+ * the server takes back or adopts, a workspace upgrade. sql-isolation.test.ts covers what an
+ * agent's own statements can reach.
+ */
+
+let cluster: PgCluster | null = null;
+beforeAll(async () => {
+  cluster = await startPgCluster();
+}, 120_000);
+afterAll(async () => cluster?.destroy());
+
+async function notesExtension(): Promise<string> {
+  return writeExtension(await tempDir(), { id: 'notes' }, {
+    'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL);',
+  });
+}
+
+/**
+ * One database and a way to serve project ids on it, each server allowed one id: on PostgreSQL
+ * built servers as child processes on a fresh database of the throwaway cluster, as a role with
+ * CREATEROLE (not a superuser). On PGlite one in-process server allowed the ids it is asked for:
+ * two processes sharing one embedded store (one serving it to the other over its socket) lose
+ * query results now and then (see docs/embedded-store.md), which these tests are not about.
+ */
+async function sharedDatabase(kind: 'pglite' | 'postgres', ctx: TestContext, prefix: string, ids: readonly string[]) {
+  const notes = await notesExtension();
+  if (kind === 'pglite') {
+    const mcp = await connectInProcess({ extensionDirs: [notes], allowedProjects: [...ids] });
+    const server: Served = { call: (name, args) => callTool(mcp.client, mcp.tools, name, args), close: async () => {} };
+    return { serve: async (_id: string) => server, close: () => mcp.close(), superuserUrl: undefined, env: undefined };
+  }
+  if (!cluster) ctx.skip();
+  const running = cluster as PgCluster;
+  const url = await running.createDatabase(prefix);
+  const database = new URL(url).pathname.slice(1);
+  await running.sql(`DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'mcp_prov') THEN CREATE ROLE mcp_prov LOGIN CREATEROLE; END IF; END $$`);
+  await running.sql(`GRANT CREATE ON DATABASE ${database} TO mcp_prov`);
+  const env = { PG_WORKSPACE_LOG_LEVEL: 'warn', DATABASE_URL: running.url(database, 'mcp_prov') };
+  return {
+    serve: (id: string): Promise<Served> => startServerProcess(['--extensions', notes, '--disable', 'codebase', '--allow-project', id], env),
+    close: async () => {},
+    superuserUrl: url,
+    env: { ...env, PG_WORKSPACE_EXTENSIONS: notes, PG_WORKSPACE_DISABLED_EXTENSIONS: 'codebase' },
+  };
+}
+
+interface Served {
+  call: ServerProcess['call'];
+  close(): Promise<void>;
+}
+
+const run = (server: Served, name: string, args: Record<string, unknown>) => server.call(name, args);
+
+// The issue's pair: the victim's 51-character id was named by 41 characters, "_" and 32 bits of
+// its sha256 (c7cfb544); the attacker's 50-character id spells out the same name.
+const VICTIM = 'acme-corp-payments-service-production-embeddings-v2';
+const ATTACKER = 'acme-corp-payments-service-production-emb-c7cfb544';
+const VICTIM_SCHEMA = `project_${VICTIM.replaceAll('-', '_')}`;
+
+for (const kind of ['pglite', 'postgres'] as const) {
+  describe(`provisioning cannot be turned against another workspace on ${kind}`, () => {
+    it('two project ids never share a role: a crafted id can neither read, write nor drop another workspace', async (ctx) => {
+      const db = await sharedDatabase(kind, ctx, 'prov_roles', [VICTIM, ATTACKER]);
+      const victim = await db.serve(VICTIM);
+      const attacker = await db.serve(ATTACKER);
+      try {
+        const seeded = await run(victim, 'execute', { project_id: VICTIM, sql: "INSERT INTO notes (body) VALUES ('victim secret')" });
+        expect(seeded.isError, seeded.text).toBe(false);
+
+        const read = await run(attacker, 'query', { project_id: ATTACKER, sql: `SELECT body FROM ${VICTIM_SCHEMA}.notes` });
+        expect(read.isError, `the attacker read the victim's table: ${read.text}`).toBe(true);
+        expect(read.text).toMatch(/permission denied for schema/);
+        const write = await run(attacker, 'execute', { project_id: ATTACKER, sql: `DELETE FROM ${VICTIM_SCHEMA}.notes` });
+        expect(write.isError, write.text).toBe(true);
+        const roles = await run(attacker, 'query', { project_id: ATTACKER, sql: 'SELECT current_user AS me' });
+        const mine = await run(victim, 'query', { project_id: VICTIM, sql: 'SELECT current_user AS me' });
+        expect(roles.data['rows']).not.toEqual(mine.data['rows']);
+
+        // The attacker's drop takes its own role with it, and nothing of the victim's.
+        const dropped = await run(attacker, 'drop_workspace', { project_id: ATTACKER, confirm: ATTACKER });
+        expect(dropped.isError, dropped.text).toBe(false);
+        const after = await run(victim, 'query', { project_id: VICTIM, sql: 'SELECT body FROM notes' });
+        expect(after.isError, after.text).toBe(false);
+        expect(after.data['rows']).toEqual([['victim secret']]);
+      } finally {
+        await attacker.close();
+        await victim.close();
+        await db.close();
+      }
+    }, 240_000);
+  });
+}
+
+describe('a role two workspaces share (the naming of before 2026-12) on postgres', () => {
+  it('doctor reports it; the first SQL call gives the workspace it is not recorded for a role of its own, with its objects', async (ctx) => {
+    const db = await sharedDatabase('postgres', ctx, 'prov_shared', []);
+    for (const id of ['alpha', 'beta']) {
+      const s = await db.serve(id);
+      expect((await run(s, 'execute', { project_id: id, sql: `INSERT INTO notes (body) VALUES ('${id} note')` })).isError).toBe(false);
+      await s.close();
+    }
+    // What an older server left when two ids mapped to one role: beta's objects and schema
+    // privileges are alpha's role's, beta's registry row records none.
+    const admin = new pg.Client({ connectionString: db.superuserUrl });
+    await admin.connect();
+    try {
+      const roles = Object.fromEntries(
+        (await admin.query<{ project_id: string; role_name: string }>('SELECT project_id, role_name FROM project_registry.workspace_config')).rows.map((r) => [r.project_id, r.role_name]),
+      );
+      const [shared, own] = [JSON.stringify(roles['alpha']), JSON.stringify(roles['beta'])];
+      await admin.query(`DROP FUNCTION project_registry_sandbox.project_beta(text, text, integer, integer);
+        ALTER TABLE project_beta.notes OWNER TO ${shared};
+        REVOKE ALL ON SCHEMA project_beta FROM ${own}; GRANT USAGE, CREATE ON SCHEMA project_beta TO ${shared};
+        DROP ROLE ${own};
+        UPDATE project_registry.workspace_config SET role_name = NULL WHERE project_id = 'beta'`);
+      const doctor = JSON.parse((await runCli(['doctor', '--json'], db.env ?? {})).stdout) as { findings: { code: string; details: Record<string, unknown> }[] };
+      expect(doctor.findings.filter((f) => f.code === 'shared-role').map((f) => f.details)).toEqual([
+        { role: roles['alpha'], schemas: ['project_alpha', 'project_beta'], databases: [] },
+      ]);
+
+      const alpha = await db.serve('alpha');
+      const beta = await db.serve('beta');
+      try {
+        const peek = await run(alpha, 'query', { project_id: 'alpha', sql: 'SELECT body FROM project_beta.notes' });
+        expect(peek.isError, `alpha still reads beta: ${peek.text}`).toBe(true);
+        expect(peek.text).toMatch(/permission denied for schema project_beta/);
+        const mine = await run(beta, 'query', { project_id: 'beta', sql: 'SELECT body, current_user AS me FROM notes' });
+        expect(mine.isError, mine.text).toBe(false);
+        expect(mine.data['rows']).toEqual([['beta note', expect.not.stringMatching(roles['alpha'] as string)]]);
+        const theirs = await run(beta, 'query', { project_id: 'beta', sql: 'SELECT body FROM project_alpha.notes' });
+        expect(theirs.text).toMatch(/permission denied for schema project_alpha/);
+      } finally {
+        await alpha.close();
+        await beta.close();
+      }
+      const after = JSON.parse((await runCli(['doctor', '--json'], db.env ?? {})).stdout) as { findings: { code: string }[] };
+      expect(after.findings.map((f) => f.code)).not.toContain('shared-role');
+    } finally {
+      await admin.end();
+    }
+  }, 240_000);
+});
+
+/** A command of the built server (doctor, repair...), its output and exit code. */
+function runCli(args: string[], env: Record<string, string>): Promise<{ stdout: string; code: number | null }> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [MAIN, ...args], { env: { PATH: process.env['PATH'] ?? '', ...env } }, (error, stdout) => {
+      if (error && typeof error.code !== 'number') reject(error);
+      else resolve({ stdout, code: error ? (error.code as number) : 0 });
+    });
+  });
+}
