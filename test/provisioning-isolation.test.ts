@@ -161,3 +161,114 @@ function runCli(args: string[], env: Record<string, string>): Promise<{ stdout: 
     });
   });
 }
+
+/**
+ * One in-process server on a fresh database (PostgreSQL: as a role with CREATEROLE, not a
+ * superuser), with the `notes` workspace table and a workspace migration that updates it (so
+ * that re-running the migrations fires whatever an agent put on the table), and a superuser.
+ */
+async function serverWithAdmin(kind: 'pglite' | 'postgres', ctx: TestContext, prefix: string) {
+  const notes = await writeExtension(await tempDir(), { id: 'notes' }, {
+    'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL);',
+    'workspace/migrations/0001_touch.sql': 'UPDATE notes SET body = body;',
+  });
+  let admin: pg.Client | undefined;
+  let databaseUrl: string | undefined;
+  if (kind === 'postgres') {
+    if (!cluster) ctx.skip();
+    const running = cluster as PgCluster;
+    const url = await running.createDatabase(prefix);
+    const database = new URL(url).pathname.slice(1);
+    await running.sql(`DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'mcp_prov') THEN CREATE ROLE mcp_prov LOGIN CREATEROLE; END IF; END $$`);
+    await running.sql(`GRANT CREATE ON DATABASE ${database} TO mcp_prov`);
+    databaseUrl = running.url(database, 'mcp_prov');
+    admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+  }
+  const mcp = await connectInProcess({ extensionDirs: [notes], ...(databaseUrl ? { databaseUrl, disabledExtensions: ['codebase'] } : {}) });
+  const { db } = await mcp.engine.ready(120_000);
+  return {
+    call: (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args),
+    /** PGlite's session user is a superuser; on PostgreSQL the admin connection. */
+    asSuperuser: async <R>(sql: string) => (admin ? (await admin.query(sql)).rows : await db.query(sql)) as R[],
+    async close() {
+      await admin?.end();
+      await mcp.close();
+    },
+  };
+}
+
+const SERVER_ONLY = /^(postgres|mcp_prov)$/;
+
+for (const kind of ['pglite', 'postgres'] as const) {
+  describe(`the server never runs agent code, nor takes what is not its own, on ${kind}`, () => {
+    it('a workspace taken back after its registry row was lost runs its migrations as the workspace role: an agent trigger gets nothing', async (ctx) => {
+      const s = await serverWithAdmin(kind, ctx, 'prov_takeback');
+      try {
+        const setup = [
+          "INSERT INTO notes (body) VALUES ('x')",
+          'CREATE TABLE witness (who text, loot text)',
+          // Swallows its own failures, so that the take-back succeeds whoever it runs as.
+          `CREATE FUNCTION spy() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN
+             INSERT INTO witness (who) VALUES (current_user::text);
+             BEGIN
+               INSERT INTO witness (loot) SELECT body FROM project_beta.notes;
+             EXCEPTION WHEN OTHERS THEN NULL;
+             END;
+             RETURN NEW; END $f$`,
+          'CREATE TRIGGER spy BEFORE UPDATE ON notes FOR EACH ROW EXECUTE FUNCTION spy()',
+        ];
+        for (const sql of setup) expect((await s.call('execute', { project_id: 'alpha', sql })).isError, sql).toBe(false);
+        expect((await s.call('execute', { project_id: 'beta', sql: "INSERT INTO notes (body) VALUES ('beta secret')" })).isError).toBe(false);
+
+        // The registry row is lost (a restore, a mistake); the schema, with the agent's trigger, stays.
+        await s.asSuperuser(`DELETE FROM project_registry.workspace_config WHERE project_id = 'alpha'`);
+        await s.asSuperuser(`INSERT INTO project_registry.registry_generation AS g (singleton, generation) VALUES (true, 1)
+                             ON CONFLICT (singleton) DO UPDATE SET generation = g.generation + 1`);
+        const back = await s.call('ensure_workspace', { project_id: 'alpha' });
+        expect(back.isError, back.text).toBe(false);
+
+        const seen = await s.asSuperuser<{ who: string | null; loot: string | null }>('SELECT who, loot FROM project_alpha.witness');
+        // The migration's UPDATE did fire the trigger, as the workspace's role.
+        expect(seen.filter((r) => r.who !== null).length).toBeGreaterThan(0);
+        for (const r of seen) {
+          expect(r.who ?? '', 'the agent trigger ran as the server').not.toMatch(SERVER_ONLY);
+          expect(r.loot, 'the agent trigger read another workspace').toBeNull();
+        }
+        const mine = await s.call('query', { project_id: 'alpha', sql: 'SELECT body FROM notes' });
+        expect(mine.data['rows']).toEqual([['x']]);
+      } finally {
+        await s.close();
+      }
+    }, 240_000);
+
+    it('a schema named like a workspace that the server did not make is refused, naming it, and left as it was', async (ctx) => {
+      const s = await serverWithAdmin(kind, ctx, 'prov_foreign');
+      try {
+        // The application shares the server's role (on PGlite everyone is its one user).
+        const app = kind === 'postgres' ? ['SET ROLE mcp_prov'] : [];
+        for (const sql of [...app, 'CREATE SCHEMA project_billing', 'CREATE TABLE project_billing.invoices (amount int)', 'INSERT INTO project_billing.invoices VALUES (4200)']) {
+          await s.asSuperuser(sql);
+        }
+        if (kind === 'postgres') await s.asSuperuser('RESET ROLE');
+        const state = `SELECT n.nspowner::regrole::text AS schema_owner, c.relowner::regrole::text AS table_owner, n.nspacl::text AS acl,
+                              (SELECT count(*)::int FROM project_billing.invoices) AS rows,
+                              (SELECT count(*)::int FROM project_registry.workspace_config WHERE project_id = 'billing') AS registered
+                         FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = 'invoices' WHERE n.nspname = 'project_billing'`;
+        const before = await s.asSuperuser(state);
+        const ensured = await s.call('ensure_workspace', { project_id: 'billing' });
+        expect(ensured.isError, `adopted: ${ensured.text}`).toBe(true);
+        expect(ensured.text).toMatch(/Schema project_billing exists but was not made by pg-workspace-mcp/);
+        expect(ensured.text).toContain('repair --adopt-orphans');
+        const read = await s.call('query', { project_id: 'billing', sql: 'SELECT amount FROM invoices' });
+        expect(read.isError, `read through query: ${read.text}`).toBe(true);
+        expect(read.text).toMatch(/project_billing/);
+        expect(await s.asSuperuser(state)).toEqual(before);
+        // Other ids are served as ever.
+        expect((await s.call('ensure_workspace', { project_id: 'billing-2' })).isError).toBe(false);
+      } finally {
+        await s.close();
+      }
+    }, 240_000);
+  });
+}

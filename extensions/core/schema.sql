@@ -166,6 +166,23 @@ BEGIN
 END
 $$;
 
+-- What the server writes on a workspace schema it made (COMMENT ON SCHEMA), and nobody else
+-- does: only a schema's owner may comment on it, the server owns the workspace schemas, and
+-- agents can create no schema. A schema named like a workspace without it (an application's own
+-- project_billing, say) is never taken over by ensure_workspace: only `repair --adopt-orphans`
+-- takes one, when told to.
+CREATE OR REPLACE FUNCTION project_registry.workspace_marker(project_id text)
+RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT 'pg-workspace-mcp workspace ' || project_id
+$$;
+
+CREATE OR REPLACE FUNCTION project_registry.mark_workspace_schema(schema_name text, project_id text)
+RETURNS void LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  EXECUTE format('COMMENT ON SCHEMA %I IS %L', mark_workspace_schema.schema_name, project_registry.workspace_marker(mark_workspace_schema.project_id));
+END
+$$;
+
 -- Creates a workspace in one round trip (the engine's path for an id it found unregistered):
 -- lock_workspace(), then the registered row if a concurrent creator got there first, else the
 -- creation script and register_workspace(), the steps the engine otherwise sends one by one
@@ -186,7 +203,15 @@ BEGIN
   IF FOUND THEN
     RETURN;
   END IF;
+  -- A schema of that name without a registry row is not created here: the engine takes it back
+  -- (a workspace schema the server made, its registry row lost) with its script run as the
+  -- workspace's role, where agent code may be, or refuses it (a schema the server did not make).
+  IF EXISTS (SELECT FROM pg_catalog.pg_namespace n WHERE n.nspname = create_workspace.schema_name) THEN
+    RETURN QUERY SELECT false, NULL::timestamptz, NULL::text;
+    RETURN;
+  END IF;
   EXECUTE script;
+  PERFORM project_registry.mark_workspace_schema(create_workspace.schema_name, create_workspace.project_id);
   -- The script pointed search_path at the new schema; a plan cached under another search_path
   -- is re-planned, so put it back for the statements below.
   PERFORM set_config('search_path', 'pg_catalog, pg_temp', true);

@@ -184,7 +184,8 @@ async function inspect(tx: Queryable, plan: InstallPlan, database: string): Prom
       fix:
         `\`pg-workspace-mcp repair --adopt-orphans\` registers it if its tables match what the workspace DDL makes ` +
         `(it says why not otherwise); or drop it (DROP SCHEMA ${quoteIdent(orphan.schema_name)} CASCADE) if it is not wanted. ` +
-        'Until then ensure_workspace for that id would take it over as it is.',
+        'Until then ensure_workspace takes it back only if the server made it (its marker: COMMENT ON SCHEMA), running its ' +
+        'workspace DDL as the workspace\'s role; a schema the server did not make is refused.',
       details: { project_id: projectId, schema_name: orphan.schema_name, owner: orphan.owner, tables: orphan.tables },
     });
   }

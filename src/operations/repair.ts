@@ -3,7 +3,7 @@ import { quoteIdent } from '../db/identifiers.js';
 import { explainError } from '../db/sql-errors.js';
 import type { InstallPlan } from '../installer/install-plan.js';
 import * as registry from '../registry/operations-queries.js';
-import { lockWorkspace, recordWorkspaceRole, roleUsesElsewhere } from '../registry/registry-sql.js';
+import { lockWorkspace, markWorkspaceSchema, recordWorkspaceRole, roleUsesElsewhere } from '../registry/registry-sql.js';
 import { principalScript, roleNameFor, rolePrefixFor, SANDBOX_SCHEMA } from '../sandbox/sandbox-ddl.js';
 import { projectIdOfSchema, SCHEMA_PREFIX, schemaNameFor } from '../workspaces/project-id.js';
 import { buildWorkspaceScript } from '../workspaces/workspace-ddl.js';
@@ -213,6 +213,8 @@ async function adoptOrphan(tx: Queryable, plan: InstallPlan, searchPathSchemas: 
     { projectId, schemaName, fingerprint: plan.workspaceFingerprint, schemaFingerprint: plan.workspaceSchemaFingerprint },
     script.migrations,
   );
+  // Told to adopt it: from now on it is the server's, taken back like any workspace it made.
+  await markWorkspaceSchema(tx, schemaName, projectId);
   const changes = [`registered schema ${schemaName} as workspace "${projectId}" with ${script.migrations.names.length} ledger row(s)`];
   const capability = await registry.sandboxCapability(tx, searchPathSchemas);
   const role = roleNameFor(capability.database, projectId);

@@ -490,3 +490,39 @@ ${dependencySchema('$3')}
   );
   return rows.map((r) => r.place);
 }
+
+// Workspace schemas the server made carry its marker (core's workspace_marker()).
+
+/** Whether a schema exists, and whether it carries the marker the server writes on the schema of `projectId`. */
+export async function workspaceSchemaState(q: Queryable, schemaName: string, projectId: string): Promise<{ exists: boolean; marked: boolean }> {
+  const [row] = await q.query<{ exists: boolean; marked: boolean }>(
+    `SELECT n.oid IS NOT NULL AS exists,
+            coalesce(pg_catalog.obj_description(n.oid, 'pg_namespace') = project_registry.workspace_marker($2), false) AS marked
+       FROM (VALUES (1)) one LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = $1`,
+    [schemaName, projectId],
+  );
+  return row ?? { exists: false, marked: false };
+}
+
+/** Writes the server's marker on a workspace schema it made (or was told to adopt). */
+export async function markWorkspaceSchema(tx: Queryable, schemaName: string, projectId: string): Promise<void> {
+  await tx.query('SELECT project_registry.mark_workspace_schema($1, $2)', [schemaName, projectId]);
+}
+
+/**
+ * Whether anything in a schema (or its sandbox function) is owned by a role other than the
+ * server's: only then can agent code be there (the server's own objects are its DDL's).
+ */
+export async function holdsOthersObjects(q: Queryable, schemaName: string, sandboxSchema: string): Promise<boolean> {
+  const [row] = await q.query<{ others: boolean }>(
+    `SELECT EXISTS (
+       SELECT FROM pg_catalog.pg_shdepend d
+        CROSS JOIN LATERAL (${dependencySchema('$2')}) s
+        WHERE d.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+          AND d.deptype = 'o' AND d.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass
+          AND d.refobjid <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)
+          AND s.nspname = $1) AS others`,
+    [schemaName, sandboxSchema],
+  );
+  return row?.others ?? false;
+}

@@ -5,6 +5,7 @@ import { pgError, sqlState } from '../db/sql-errors.js';
 import type { Logger } from '../logger.js';
 import { projectIdOfSchema, schemaNameFor } from '../workspaces/project-id.js';
 import {
+  holdsOthersObjects,
   lockWorkspace,
   recordWorkspaceRole,
   roleUsesElsewhere,
@@ -161,10 +162,11 @@ export class WorkspaceSql {
   }
 
   /**
-   * For workspace upgrades: runs a workspace DDL/migration script inside the sandbox, in the
-   * caller's transaction (which holds the workspace lock), when the workspace has a role, that
-   * is when agent code may live there (triggers, views, operators the script would otherwise
-   * run as the server). Returns false when it has none: no agent SQL ever ran in it.
+   * For workspace upgrades and take-backs: runs a workspace DDL/migration script inside the
+   * sandbox, in the caller's transaction (which holds the workspace lock), when agent code may
+   * live there (triggers, views, operators the script would otherwise run as the server): the
+   * workspace has a role, or anything in its schema belongs to a role other than the server's
+   * (the role is then made). Returns false otherwise: only the server's own objects are there.
    */
   async runScript(tx: Queryable, projectId: string, schemaName: string, script: string): Promise<boolean> {
     // On the caller's session: PGlite's only one is busy with the caller's transaction.
@@ -173,8 +175,14 @@ export class WorkspaceSql {
     const [role] = await tx.query<{ present: boolean }>('SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $1) AS present', [
       principal.roleName,
     ]);
-    if (!role?.present) return false;
-    if (capability.problem) throw new SqlToolsUnavailableError(capability.problem);
+    // No role, and nothing in the schema but the server's own objects: no agent code to run.
+    if (!role?.present && !(await holdsOthersObjects(tx, schemaName, SANDBOX_SCHEMA))) return false;
+    if (capability.problem) {
+      throw new SqlToolsUnavailableError(
+        `Schema ${schemaName} holds objects the server did not make, so its workspace DDL must run as the workspace's role, ` +
+          `which needs the SQL tools: ${capability.problem}`,
+      );
+    }
     await tx.exec(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schemaName)}`);
     await this.#repairIn(tx, projectId, principal, capability);
     await tx.query(`SELECT ${sandboxFunction(schemaName)}('script', $1, 0, 0)`, [script]);

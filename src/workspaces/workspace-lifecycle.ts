@@ -8,7 +8,7 @@ import {
   sandboxCapability,
   workspacePresence,
 } from '../registry/operations-queries.js';
-import { bumpRegistryGeneration, lockWorkspace, recordWorkspaceRole, roleUsesElsewhere } from '../registry/registry-sql.js';
+import { bumpRegistryGeneration, lockWorkspace, markWorkspaceSchema, recordWorkspaceRole, roleUsesElsewhere } from '../registry/registry-sql.js';
 import { dropSandboxFunction, principalScript, roleNameFor, SANDBOX_SCHEMA } from '../sandbox/sandbox-ddl.js';
 import { workspaceRoleOf } from '../sandbox/workspace-role.js';
 
@@ -151,6 +151,7 @@ export async function renameWorkspace(
     throw new WorkspaceLifecycleError(`The role ${fromRole} of "${r.from}" also serves ${shared.join(', ')}: renaming it would rename theirs (doctor reports shared roles).`);
   }
   await tx.exec(`ALTER SCHEMA ${quoteIdent(r.fromSchema)} RENAME TO ${quoteIdent(r.toSchema)}`);
+  await markWorkspaceSchema(tx, r.toSchema, r.to);
   const rows = await renameWorkspaceRows(tx, r.from, r.to, r.toSchema);
   const changes = [
     `renamed schema ${r.fromSchema} to ${r.toSchema}`,

@@ -1,7 +1,9 @@
 import type { Database, Queryable } from '../db/database.js';
 import { validateIdentifier } from '../db/identifiers.js';
 import { privilegeAdvice } from '../db/privilege-advice.js';
-import { isConnectionFailure, pgError } from '../db/sql-errors.js';
+import { isConnectionFailure, pgError, sqlState } from '../db/sql-errors.js';
+import { SHARDING_OFF } from '../db/citus.js';
+import { quoteIdent } from '../db/identifiers.js';
 import type { InstallPlan } from '../installer/install-plan.js';
 import type { Logger } from '../logger.js';
 import {
@@ -13,6 +15,8 @@ import {
   lockWorkspace,
   lookupWorkspace,
   lookupWorkspaceWithGeneration,
+  markWorkspaceSchema,
+  workspaceSchemaState,
   MISSING_COLUMNS,
   registryGeneration,
   registerWorkspace,
@@ -29,6 +33,7 @@ import { describeWorkspace, type RelationDescription } from './workspace-descrip
 import { buildWorkspaceScript, locateFailure, type WorkspaceScript } from './workspace-ddl.js';
 import { dropWorkspace, renameWorkspace, WorkspaceLifecycleError, type DropOutcome } from './workspace-lifecycle.js';
 import {
+  ForeignSchemaError,
   WorkspaceNotFoundError,
   WorkspacePermissionError,
   WorkspaceProvisionError,
@@ -159,7 +164,8 @@ export class WorkspaceManager {
     if (row && isCurrent(row, this.plan)) return { workspace: this.#workspace(projectId, schemaName, false, row.created_at), generation };
     // Unregistered: create in one round trip, unless a concurrent creator registered it at
     // another version meanwhile, which the general path below then upgrades (as it does a
-    // lagging workspace, or one whose schema is gone).
+    // lagging workspace, or one whose schema is gone), or its schema exists without a registry
+    // row, which the general path takes back (as the workspace's role) or refuses.
     const created = row ? undefined : await this.#create(projectId, schemaName);
     if (created) return { workspace: created, generation };
     const result = await this.#provision(projectId, schemaName, { create: true });
@@ -191,11 +197,14 @@ export class WorkspaceManager {
     const script = buildWorkspaceScript(schemaName, this.searchPathSchemas, this.plan.extensions, [], {
       schemaFiles: true,
       citus: this.#citus,
+      create: true,
     });
     let row: CreatedWorkspace;
     try {
       row = await createWorkspace(this.db, this.#registration(projectId, schemaName), script.sql, script.migrations, this.#required, this.#lockTimeoutMs);
     } catch (error) {
+      // The schema appeared meanwhile: the general path decides whether it is the server's.
+      if (sqlState(error) === '42P06') return undefined;
       // An SQL error here is the script's, the required-column check's or the lock's; PostgreSQL
       // gives the position in the script only with the script as internal query.
       const fields = pgError(error);
@@ -236,6 +245,15 @@ export class WorkspaceManager {
     if (row && isCurrent(row, this.plan)) return { workspace: this.#workspace(projectId, schemaName, false, row.created_at), changed: false, migrations: [] };
     // Registered, but its schema was dropped: its ledger rows describe nothing any more.
     const lost = row !== undefined && !row.schema_exists;
+    // Unregistered with a schema: taken back only if the server made it (its marker), never
+    // someone else's schema of that name.
+    const schema = row ? undefined : await workspaceSchemaState(tx, schemaName, projectId);
+    if (schema?.exists && !schema.marked) throw new ForeignSchemaError(projectId, schemaName);
+    if (lost || (schema && !schema.exists)) {
+      if (this.#citus) await tx.exec(SHARDING_OFF);
+      await tx.exec(`CREATE SCHEMA ${quoteIdent(schemaName)}`);
+      await markWorkspaceSchema(tx, schemaName, projectId);
+    }
     const applied = row && !lost ? await appliedWorkspaceMigrations(tx, projectId) : [];
     const script = buildWorkspaceScript(schemaName, this.searchPathSchemas, this.plan.extensions, applied, {
       schemaFiles: lost || row?.workspace_schema_fingerprint !== this.plan.workspaceSchemaFingerprint,
@@ -245,9 +263,10 @@ export class WorkspaceManager {
     const createdAt = await registerWorkspace(tx, this.#registration(projectId, schemaName), script.migrations, this.#required, lost);
     const fields = { project_id: projectId, schema: schemaName, migrations: script.migrations.names };
     if (lost) this.log.warn('re-created workspace whose schema had been dropped', fields);
+    else if (schema?.exists) this.log.warn('took back a workspace schema whose registry row was lost', fields);
     else this.log.info(row ? 'upgraded workspace' : 'created workspace', fields);
     const { extensionIds, names } = script.migrations;
-    return { workspace: this.#workspace(projectId, schemaName, !row || lost, createdAt), changed: true, migrations: names.map((name, i) => `${extensionIds[i]}/${name}`) };
+    return { workspace: this.#workspace(projectId, schemaName, (!row && !schema?.exists) || lost, createdAt), changed: true, migrations: names.map((name, i) => `${extensionIds[i]}/${name}`) };
   }
 
   async #runScript(tx: Queryable, projectId: string, schemaName: string, script: WorkspaceScript): Promise<void> {
