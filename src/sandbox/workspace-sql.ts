@@ -162,13 +162,14 @@ export class WorkspaceSql {
   }
 
   /**
-   * For workspace upgrades and take-backs: runs a workspace DDL/migration script inside the
-   * sandbox, in the caller's transaction (which holds the workspace lock), when agent code may
-   * live there (triggers, views, operators the script would otherwise run as the server): the
-   * workspace has a role, or anything in its schema belongs to a role other than the server's
-   * (the role is then made). Returns false otherwise: only the server's own objects are there.
+   * For workspace upgrades and take-backs: the sandbox function (its qualified name) to run the
+   * workspace DDL/migration script in, as `SELECT <fn>('script', statement, 0, 0)`, in the
+   * caller's transaction (which holds the workspace lock), when agent code may live in the
+   * workspace (triggers, rules, views, operators the script would otherwise run as the server):
+   * the workspace has a role, or anything in its schema belongs to a role other than the
+   * server's (the role is then made). Undefined otherwise: only the server's own objects are there.
    */
-  async runScript(tx: Queryable, projectId: string, schemaName: string, script: string): Promise<boolean> {
+  async scriptSandbox(tx: Queryable, projectId: string, schemaName: string): Promise<string | undefined> {
     // On the caller's session: PGlite's only one is busy with the caller's transaction.
     const capability = await this.#capabilityOnce(tx);
     const principal = await this.#principalIn(tx, capability, projectId);
@@ -176,17 +177,16 @@ export class WorkspaceSql {
       principal.roleName,
     ]);
     // No role, and nothing in the schema but the server's own objects: no agent code to run.
-    if (!role?.present && !(await holdsOthersObjects(tx, schemaName, SANDBOX_SCHEMA))) return false;
+    if (!role?.present && !(await holdsOthersObjects(tx, schemaName, SANDBOX_SCHEMA))) return undefined;
     if (capability.problem) {
       throw new SqlToolsUnavailableError(
-        `Schema ${schemaName} holds objects the server did not make, so its workspace DDL must run as the workspace's role, ` +
+        `Schema ${schemaName} may hold agent code, so its workspace DDL must run as the workspace's role, ` +
           `which needs the SQL tools: ${capability.problem}`,
       );
     }
     await tx.exec(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schemaName)}`);
     await this.#repairIn(tx, projectId, principal, capability);
-    await tx.query(`SELECT ${sandboxFunction(schemaName)}('script', $1, 0, 0)`, [script]);
-    return true;
+    return sandboxFunction(schemaName);
   }
 
   /** Makes the principal of every registered workspace that lacks one (the fleet command). */

@@ -26,6 +26,7 @@ import {
   type Registration,
 } from '../registry/registry-sql.js';
 import { WORKSPACE_LOCK_TIMEOUT_MS } from '../registry/workspace-lock.js';
+import { distributeNewTables } from '../sandbox/sandbox-ddl.js';
 import { explainCitusRefusal, runScriptStatementwise } from './citus-workspaces.js';
 import { PROJECT_ID_MAX_LENGTH, ReservedSchemas, validateProjectId, WorkspaceIdError } from './project-id.js';
 import { searchVectors, type VectorSearchInput, type VectorSearchResult, type WorkspaceReader } from './vector-search.js';
@@ -83,9 +84,9 @@ interface Provisioned {
 const isCurrent = (row: RegisteredWorkspace, plan: InstallPlan): boolean =>
   row.schema_exists && row.workspace_fingerprint === plan.workspaceFingerprint;
 
-/** Runs an upgrade script inside a workspace's SQL sandbox; false when the workspace has none. */
+/** The SQL sandbox function an upgrade script must run in (see WorkspaceSql.scriptSandbox), if any. */
 export interface ScriptSandbox extends WorkspaceReader {
-  runScript(tx: Queryable, projectId: string, schemaName: string, script: string): Promise<boolean>;
+  scriptSandbox(tx: Queryable, projectId: string, schemaName: string): Promise<string | undefined>;
 }
 
 export class WorkspaceManager {
@@ -269,23 +270,42 @@ export class WorkspaceManager {
     return { workspace: this.#workspace(projectId, schemaName, (!row && !schema?.exists) || lost, createdAt), changed: true, migrations: names.map((name, i) => `${extensionIds[i]}/${name}`) };
   }
 
+  /**
+   * Agent code may live in a workspace its agent has used (triggers an UPDATE fires, rules and
+   * views an extension's table name now resolves to, operators shadowing an extension's): there
+   * the script runs as the workspace's role, in its sandbox, on every backend. Elsewhere (only
+   * the server's own objects) it runs as the server.
+   */
   async #runScript(tx: Queryable, projectId: string, schemaName: string, script: WorkspaceScript): Promise<void> {
+    const sandbox = await this.sandbox?.scriptSandbox(tx, projectId, schemaName);
     if (this.#citus) {
-      // Citus distributes only DDL sent as top-level statements, not DDL a function EXECUTEs, so
-      // there the script runs as the server, statement by statement (not in the sandbox).
-      await runScriptStatementwise(tx, script, (error, position) => new ScriptError(script, error, position));
+      // Citus forwards DDL on a distributed table to its worker as the query string it came in,
+      // which must hold one statement: a statement at a time, here or through the sandbox.
+      if (!sandbox) {
+        await runScriptStatementwise(tx, script, (error, position) => new ScriptError(script, error, position));
+        return;
+      }
+      await tx.exec(script.prelude);
+      for (const { at, statement } of script.starts) {
+        try {
+          await tx.query(`SELECT ${sandbox}('script', $1, 0, 0)`, [statement.sql]);
+        } catch (error) {
+          const fields = pgError(error);
+          const position = at + (fields?.internalQuery === statement.sql ? Number(fields.internalPosition) : 1);
+          throw new ScriptError(script, error, position, true);
+        }
+      }
+      // A table a migration made from the sandbox (not a top-level CREATE TABLE) is still local.
+      await tx.query(`SELECT ${sandbox}('script', $1, 0, 0)`, [distributeNewTables(schemaName)]);
       return;
     }
-    // Agent code may live in a workspace its agent has used (triggers an UPDATE fires, views,
-    // operators shadowing an extension's): there the script runs as the workspace's role.
     const body = script.sql.slice(script.prelude.length);
-    let asServer = false;
     try {
-      asServer = !((await this.sandbox?.runScript(tx, projectId, schemaName, body)) ?? false);
-      if (asServer) await tx.exec(script.sql);
+      if (sandbox) await tx.query(`SELECT ${sandbox}('script', $1, 0, 0)`, [body]);
+      else await tx.exec(script.sql);
     } catch (error) {
       const fields = pgError(error);
-      if (asServer) throw new ScriptError(script, error, Number(fields?.position));
+      if (!sandbox) throw new ScriptError(script, error, Number(fields?.position));
       const inBody = fields?.internalQuery === body;
       throw new ScriptError(script, error, inBody ? script.prelude.length + Number(fields.internalPosition) : NaN, true);
     }
