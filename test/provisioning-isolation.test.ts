@@ -242,6 +242,29 @@ for (const kind of ['pglite', 'postgres'] as const) {
       }
     }, 240_000);
 
+    it('a password an agent sets on its own role never authenticates: the role is expired for good, which it cannot undo', async (ctx) => {
+      const s = await serverWithAdmin(kind, ctx, 'prov_password');
+      try {
+        const steps = [
+          `CREATE FUNCTION set_password() RETURNS void LANGUAGE plpgsql AS $f$ BEGIN EXECUTE 'ALTER ROLE CURRENT_USER PASSWORD ''agent'''; END $f$`,
+          `CREATE FUNCTION unexpire() RETURNS void LANGUAGE plpgsql AS $f$ BEGIN EXECUTE 'ALTER ROLE CURRENT_USER VALID UNTIL ''infinity'''; END $f$`,
+        ];
+        for (const sql of steps) expect((await s.call('execute', { project_id: 'alpha', sql })).isError, sql).toBe(false);
+        // PostgreSQL lets any role set its own password (on Citus the role may log in)...
+        expect((await s.call('execute', { project_id: 'alpha', sql: 'SELECT set_password()' })).isError).toBe(false);
+        // ...but not its expiry.
+        const unexpired = await s.call('execute', { project_id: 'alpha', sql: 'SELECT unexpire()' });
+        expect(unexpired.isError).toBe(true);
+        expect(unexpired.text).toMatch(/permission denied/);
+        const [role] = await s.asSuperuser<{ expired: boolean }>(
+          `SELECT rolvaliduntil = '-infinity' AS expired FROM pg_roles r JOIN project_registry.workspace_config w ON w.role_name = r.rolname WHERE w.project_id = 'alpha'`,
+        );
+        expect(role).toEqual({ expired: true });
+      } finally {
+        await s.close();
+      }
+    }, 240_000);
+
     it('a schema named like a workspace that the server did not make is refused, naming it, and left as it was', async (ctx) => {
       const s = await serverWithAdmin(kind, ctx, 'prov_foreign');
       try {
@@ -272,3 +295,47 @@ for (const kind of ['pglite', 'postgres'] as const) {
     }, 240_000);
   });
 }
+
+describe('a database renamed, and another made under its old name (postgres)', () => {
+  it('the renamed database keeps its workspace roles; the new one never takes them over', async (ctx) => {
+    if (!cluster) return ctx.skip();
+    const running = cluster;
+    const extensionDirs = [await notesExtension()];
+    await running.sql(`DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'mcp_prov') THEN CREATE ROLE mcp_prov LOGIN CREATEROLE; END IF; END $$`);
+    const serve = async (database: string) => {
+      await running.sql(`GRANT CREATE ON DATABASE ${database} TO mcp_prov`);
+      const mcp = await connectInProcess({ extensionDirs, databaseUrl: running.url(database, 'mcp_prov'), disabledExtensions: ['codebase'] });
+      return { call: (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args), close: () => mcp.close() };
+    };
+    const whoAmI = 'SELECT current_user::text AS me, (SELECT count(*)::int FROM notes) AS notes';
+    const name = new URL(await running.createDatabase('prov_renamed')).pathname.slice(1);
+    const before = await serve(name);
+    let role: unknown;
+    try {
+      expect((await before.call('execute', { project_id: 'alpha', sql: "INSERT INTO notes (body) VALUES ('kept')" })).isError).toBe(false);
+      role = ((await before.call('query', { project_id: 'alpha', sql: whoAmI })).data['rows'] as unknown[][])[0]?.[0];
+    } finally {
+      await before.close();
+    }
+    await running.sql(`ALTER DATABASE ${name} RENAME TO ${name}_old`);
+    await running.sql(`CREATE DATABASE ${name}`);
+
+    const renamed = await serve(`${name}_old`);
+    try {
+      const again = await renamed.call('query', { project_id: 'alpha', sql: whoAmI });
+      expect(again.isError, again.text).toBe(false);
+      expect(again.data['rows']).toEqual([[role, 1]]);
+    } finally {
+      await renamed.close();
+    }
+    const reused = await serve(name);
+    try {
+      // Same id, same database name: the role name the naming gives is the renamed database's role.
+      const refused = await reused.call('query', { project_id: 'alpha', sql: whoAmI });
+      expect(refused.isError, `the new database's agent ran as ${String(role)}: ${refused.text}`).toBe(true);
+      expect(refused.text).toContain(`The PostgreSQL role ${String(role)} that workspace project_alpha would run as already serves database ${name}_old`);
+    } finally {
+      await reused.close();
+    }
+  }, 240_000);
+});

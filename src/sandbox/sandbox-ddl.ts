@@ -85,8 +85,10 @@ export function principalScript(p: Principal, createRole: boolean, serverRole: s
   return [
     createRole ? `CREATE ROLE ${role} NOLOGIN NOINHERIT` : '',
     // Citus reaches a workspace's worker over a connection as the current user: the role must
-    // be allowed to log in there (it has no password; see docs/citus.md).
-    citus ? `ALTER ROLE ${role} LOGIN` : '',
+    // be allowed to log in there (it has no password; see docs/citus.md). A role may always set
+    // its own password, and only a role with CREATEROLE may change VALID UNTIL: expired for
+    // good, no password the agent sets ever authenticates, on any backend.
+    `ALTER ROLE ${role} ${citus ? 'LOGIN ' : ''}VALID UNTIL '-infinity'`,
     `GRANT ${role} TO ${quoteIdent(serverRole)}`,
     `REVOKE ALL ON SCHEMA ${schema} FROM PUBLIC`,
     `GRANT USAGE, CREATE ON SCHEMA ${schema} TO ${role}`,

@@ -403,7 +403,7 @@ export class WorkspaceSql {
   async #repairIn(tx: Queryable, projectId: string, principal: Principal, capability: Capability): Promise<void> {
     const [state] = await tx.query<{ role_exists: boolean; intact: boolean }>(
       `SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $2) AS role_exists,
-              (NOT $4::boolean OR EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $2 AND rolcanlogin))
+              EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $2 AND rolvaliduntil = '-infinity' AND (rolcanlogin OR NOT $4::boolean))
               AND EXISTS (SELECT FROM pg_catalog.pg_proc p
                        WHERE p.pronamespace = pg_catalog.to_regnamespace($3) AND p.proname = $1
                          AND p.prosecdef AND NOT p.proisstrict
