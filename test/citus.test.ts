@@ -451,5 +451,17 @@ describe('Citus: an upgrade never runs agent code as the server', () => {
     } finally {
       await second.close();
     }
+    // Its schema dropped by hand, the workspace (whose role exists) is made again, distributed.
+    await sqlOn(url, 'DROP SCHEMA project_alpha CASCADE');
+    const third = await connectInProcess({ extensionDirs: [v2], databaseUrl: url, disabledExtensions: ['codebase'] });
+    try {
+      const again = await call(third, 'ensure_workspace', { project_id: 'alpha' });
+      expect(again.isError, again.text).toBe(false);
+      expect(again.data['created']).toBe(true);
+      expect((await call(third, 'execute', { project_id: 'alpha', sql: "INSERT INTO notes (body) VALUES ('again') RETURNING body" })).isError).toBe(false);
+      await assertCitusInvariants(url);
+    } finally {
+      await third.close();
+    }
   }, 180_000);
 });

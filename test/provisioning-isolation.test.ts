@@ -1,4 +1,6 @@
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { tempDir, writeExtension } from './support/fixtures.js';
@@ -339,3 +341,45 @@ describe('a database renamed, and another made under its old name (postgres)', (
     }
   }, 240_000);
 });
+
+/** The role name of before 2026-12 (what core migration 0002 computes in SQL), as the server computed it then. */
+function legacyRoleName(database: string, projectId: string): string {
+  const prefix = `pgw_${createHash('sha256').update(database).digest('hex').slice(0, 8)}_`;
+  const id = projectId.replaceAll('-', '_');
+  if (Buffer.byteLength(prefix + id) <= 63) return prefix + id;
+  return `${prefix}${id.slice(0, 63 - prefix.length - 9)}_${createHash('sha256').update(projectId).digest('hex').slice(0, 8)}`;
+}
+
+for (const kind of ['pglite', 'postgres'] as const) {
+  describe(`core migration 0002 on a registry of before 2026-12 (${kind})`, () => {
+    it('records each existing role as it was named, and a role two ids shared for the id that spells it out', async (ctx) => {
+      const s = await serverWithAdmin(kind, ctx, 'prov_migration');
+      try {
+        const ids = [VICTIM, ATTACKER, 'plain', 'no-role-yet'];
+        for (const id of ids) expect((await s.call('ensure_workspace', { project_id: id })).isError).toBe(false);
+        const [{ database }] = (await s.asSuperuser<{ database: string }>('SELECT current_database() AS database')) as [{ database: string }];
+        // As an older server left it: roles named the old way (the crafted pair share one), none recorded.
+        for (const id of [VICTIM, 'plain']) {
+          await s.asSuperuser(`DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${legacyRoleName(database, id)}') THEN CREATE ROLE "${legacyRoleName(database, id)}" NOLOGIN; END IF; END $$`);
+        }
+        expect(legacyRoleName(database, VICTIM)).toBe(legacyRoleName(database, ATTACKER));
+        await s.asSuperuser('UPDATE project_registry.workspace_config SET role_name = NULL');
+        const migration = await readFile(new URL('../extensions/core/migrations/0002_workspace_role_name.sql', import.meta.url), 'utf8');
+        for (const statement of migration.replace(/^--.*$/gm, '').split(';').filter((t) => t.trim())) await s.asSuperuser(statement);
+        const recorded = await s.asSuperuser<{ project_id: string; role_name: string | null }>(
+          'SELECT project_id, role_name FROM project_registry.workspace_config ORDER BY project_id',
+        );
+        expect(recorded).toEqual(
+          [
+            { project_id: VICTIM, role_name: null },
+            { project_id: ATTACKER, role_name: legacyRoleName(database, ATTACKER) },
+            { project_id: 'no-role-yet', role_name: null },
+            { project_id: 'plain', role_name: legacyRoleName(database, 'plain') },
+          ].sort((a, b) => (a.project_id < b.project_id ? -1 : 1)),
+        );
+      } finally {
+        await s.close();
+      }
+    }, 240_000);
+  });
+}

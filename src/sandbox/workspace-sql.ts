@@ -403,7 +403,8 @@ export class WorkspaceSql {
   async #repairIn(tx: Queryable, projectId: string, principal: Principal, capability: Capability): Promise<void> {
     const [state] = await tx.query<{ role_exists: boolean; intact: boolean }>(
       `SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $2) AS role_exists,
-              EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $2 AND rolvaliduntil = '-infinity' AND (rolcanlogin OR NOT $4::boolean))
+              EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $2 AND rolvaliduntil = '-infinity' AND (rolcanlogin OR NOT $4::boolean)
+                         AND pg_catalog.has_schema_privilege(oid, pg_catalog.to_regnamespace($1)::oid, 'USAGE'))
               AND EXISTS (SELECT FROM pg_catalog.pg_proc p
                        WHERE p.pronamespace = pg_catalog.to_regnamespace($3) AND p.proname = $1
                          AND p.prosecdef AND NOT p.proisstrict

@@ -260,7 +260,7 @@ export class WorkspaceManager {
       schemaFiles: lost || row?.workspace_schema_fingerprint !== this.plan.workspaceSchemaFingerprint,
       citus: this.#citus,
     });
-    await this.#runScript(tx, projectId, schemaName, script);
+    await this.#runScript(tx, projectId, schemaName, script, lost || schema?.exists === false);
     const createdAt = await registerWorkspace(tx, this.#registration(projectId, schemaName), script.migrations, this.#required, lost);
     const fields = { project_id: projectId, schema: schemaName, migrations: script.migrations.names };
     if (lost) this.log.warn('re-created workspace whose schema had been dropped', fields);
@@ -276,13 +276,20 @@ export class WorkspaceManager {
    * the script runs as the workspace's role, in its sandbox, on every backend. Elsewhere (only
    * the server's own objects) it runs as the server.
    */
-  async #runScript(tx: Queryable, projectId: string, schemaName: string, script: WorkspaceScript): Promise<void> {
+  async #runScript(tx: Queryable, projectId: string, schemaName: string, script: WorkspaceScript, fresh: boolean): Promise<void> {
+    if (fresh) {
+      // The schema was made in this transaction: nothing of the agent's is in it. A role the
+      // workspace kept (its schema was dropped by hand) then gets the new schema and its objects.
+      await this.#runAsServer(tx, script);
+      await this.sandbox?.scriptSandbox(tx, projectId, schemaName);
+      return;
+    }
     const sandbox = await this.sandbox?.scriptSandbox(tx, projectId, schemaName);
     if (this.#citus) {
       // Citus forwards DDL on a distributed table to its worker as the query string it came in,
       // which must hold one statement: a statement at a time, here or through the sandbox.
       if (!sandbox) {
-        await runScriptStatementwise(tx, script, (error, position) => new ScriptError(script, error, position));
+        await this.#runAsServer(tx, script);
         return;
       }
       await tx.exec(script.prelude);
@@ -299,15 +306,30 @@ export class WorkspaceManager {
       await tx.query(`SELECT ${sandbox}('script', $1, 0, 0)`, [distributeNewTables(schemaName)]);
       return;
     }
+    if (!sandbox) {
+      await this.#runAsServer(tx, script);
+      return;
+    }
     const body = script.sql.slice(script.prelude.length);
     try {
-      if (sandbox) await tx.query(`SELECT ${sandbox}('script', $1, 0, 0)`, [body]);
-      else await tx.exec(script.sql);
+      await tx.query(`SELECT ${sandbox}('script', $1, 0, 0)`, [body]);
     } catch (error) {
       const fields = pgError(error);
-      if (!sandbox) throw new ScriptError(script, error, Number(fields?.position));
       const inBody = fields?.internalQuery === body;
       throw new ScriptError(script, error, inBody ? script.prelude.length + Number(fields.internalPosition) : NaN, true);
+    }
+  }
+
+  /** The script as the server (on Citus a statement at a time): only where nothing of the agent's is. */
+  async #runAsServer(tx: Queryable, script: WorkspaceScript): Promise<void> {
+    if (this.#citus) {
+      await runScriptStatementwise(tx, script, (error, position) => new ScriptError(script, error, position));
+      return;
+    }
+    try {
+      await tx.exec(script.sql);
+    } catch (error) {
+      throw new ScriptError(script, error, Number(pgError(error)?.position));
     }
   }
 
