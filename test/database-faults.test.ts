@@ -192,6 +192,22 @@ describe("connections across an agent's pause", () => {
   }, 60_000);
 });
 
+describe('a connection that has served many calls', () => {
+  it('is replaced after 200 checkouts, its caches with it, and the next call runs on a new one', async (ctx) => {
+    const c = server(ctx);
+    const db = new PostgresDatabase({ connectionString: await c.createDatabase('uses') });
+    const backend = async () => (await db.query<{ pid: number }>('SELECT pg_backend_pid() AS pid'))[0]?.pid;
+    try {
+      const pids = [];
+      for (let i = 0; i < 201; i++) pids.push(await backend());
+      expect(new Set(pids.slice(0, 200)).size).toBe(1);
+      expect(pids[200]).not.toBe(pids[0]);
+    } finally {
+      await db.close();
+    }
+  }, 60_000);
+});
+
 describe('booting through PgBouncer with a pool of 2 server connections', () => {
   const through = async (ctx: TestContext) => {
     const c = server(ctx);

@@ -122,6 +122,23 @@ const ATTACKS: Attack[] = [
     expect: /permission denied for schema project_registry_sandbox/,
   },
   {
+    name: "replace the sandbox's shared body",
+    setup: [
+      fn(
+        'esc_body',
+        "EXECUTE 'CREATE OR REPLACE FUNCTION project_registry_sandbox_body.run(step text, statement text, max_rows integer, max_bytes integer, schema_name text, role_name text) RETURNS text LANGUAGE sql AS $b$ SELECT NULL::text $b$'",
+      ),
+    ],
+    attack: { tool: 'execute', sql: call('esc_body') },
+    expect: /permission denied for schema project_registry_sandbox_body/,
+  },
+  {
+    name: "make the sandbox's shared body SECURITY DEFINER",
+    setup: [fn('esc_body_definer', "EXECUTE 'ALTER FUNCTION project_registry_sandbox_body.run(text, text, integer, integer, text, text) SECURITY DEFINER'")],
+    attack: { tool: 'execute', sql: call('esc_body_definer') },
+    expect: /must be owner of function project_registry_sandbox_body\.run/,
+  },
+  {
     name: "replace the server's table_columns()",
     attack: {
       tool: 'execute',

@@ -247,6 +247,30 @@ for (const kind of ['pglite', 'postgres'] as const) {
       }
     });
 
+    it('keeps every registry column on rename, one added after the rename was written included', async (ctx) => {
+      if (!backend) ctx.skip();
+      const { db, close } = await twoServers();
+      try {
+        const a = await services(db);
+        await a.manager.ensure('ws-col');
+        // A registry column this code does not know of, as a later core migration would add.
+        await db.exec("ALTER TABLE project_registry.workspace_config ADD COLUMN added_later text NOT NULL DEFAULT 'default'");
+        await db.query("UPDATE project_registry.workspace_config SET added_later = 'kept', metadata = '{\"k\": 1}' WHERE project_id = 'ws-col'");
+        const [before] = await db.query<{ created_at: Date }>("SELECT created_at FROM project_registry.workspace_config WHERE project_id = 'ws-col'");
+
+        await a.manager.rename('ws-col', 'ws-col-renamed');
+
+        const rows = await db.query<{ project_id: string; schema_name: string; added_later: string; metadata: unknown; created_at: Date }>(
+          "SELECT project_id, schema_name, added_later, metadata, created_at FROM project_registry.workspace_config WHERE project_id LIKE 'ws-col%'",
+        );
+        expect(rows).toEqual([
+          { project_id: 'ws-col-renamed', schema_name: 'project_ws_col_renamed', added_later: 'kept', metadata: { k: 1 }, created_at: before?.created_at },
+        ]);
+      } finally {
+        await close();
+      }
+    });
+
     // PostgreSQL only: on the embedded store every process shares one session, which waits its turn instead.
     if (kind === 'postgres') it('a drop that cannot get the workspace lock in time names the holder and changes nothing', async (ctx) => {
       if (!backend) ctx.skip();

@@ -57,6 +57,31 @@ CREATE TABLE IF NOT EXISTS project_registry.registry_generation (
     generation bigint NOT NULL
 );
 
+-- The embedding space (provider, model, dimensions, prefixes) that wrote each workspace vector
+-- column filled from text: vectors of two spaces cannot be compared, so a column holds one and is
+-- searched with queries of that one (src/embeddings/embedding-spaces.ts). Keyed by project id, so
+-- a drop deletes the rows and a rename (an UPDATE of the id) moves them. While `reembed` moves a column to another space,
+-- `target` is that space and the reembed_* columns its progress: rows after `reembed_cursor` (in
+-- the table's primary-key order) still hold vectors of the old space. Only the server writes
+-- here: workspace roles have no privilege on project_registry.
+CREATE TABLE IF NOT EXISTS project_registry.embedding_spaces (
+    project_id      text COLLATE "C" NOT NULL REFERENCES project_registry.workspace_config ON DELETE CASCADE ON UPDATE CASCADE,
+    table_name      text NOT NULL,
+    column_name     text NOT NULL,
+    text_column     text NOT NULL,
+    provider        text NOT NULL,
+    model           text NOT NULL,
+    dimensions      integer NOT NULL CHECK (dimensions > 0),
+    query_prefix    text NOT NULL,
+    document_prefix text NOT NULL,
+    pinned_at       timestamptz NOT NULL DEFAULT now(),
+    target          jsonb,
+    reembed_cursor  text,
+    reembed_done    bigint NOT NULL DEFAULT 0,
+    reembed_total   bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (project_id, table_name, column_name)
+);
+
 -- Finding lagging workspaces is one index scan.
 CREATE INDEX IF NOT EXISTS workspace_config_fingerprint_idx
     ON project_registry.workspace_config (workspace_fingerprint);
@@ -232,10 +257,22 @@ CREATE OR REPLACE FUNCTION project_registry.describe_relations(schema_name text,
 RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   namespace oid;
+  relations oid[];
 BEGIN
   SELECT n.oid INTO namespace FROM pg_catalog.pg_namespace n WHERE n.nspname = describe_relations.schema_name;
   IF namespace IS NULL THEN
     RETURN NULL;
+  END IF;
+  -- One relation by its name and namespace (pg_class's index), all of them by pg_depend's: every
+  -- relation depends on its namespace there, where pg_class has no index on the namespace alone
+  -- and grows with every workspace.
+  IF describe_relations.table_name IS NOT NULL THEN
+    relations := ARRAY(SELECT c.oid FROM pg_catalog.pg_class c
+                        WHERE c.relname = describe_relations.table_name AND c.relnamespace = namespace);
+  ELSE
+    relations := ARRAY(SELECT d.objid FROM pg_catalog.pg_depend d
+                        WHERE d.refclassid = 'pg_catalog.pg_namespace'::regclass AND d.refobjid = namespace
+                          AND d.classid = 'pg_catalog.pg_class'::regclass);
   END IF;
   RETURN (
     SELECT coalesce(jsonb_agg(jsonb_build_object(
@@ -296,8 +333,7 @@ BEGIN
          WHERE i.indrelid = c.oid)
     ) ORDER BY c.relname), '[]'::jsonb)
       FROM pg_catalog.pg_class c
-     WHERE c.relnamespace = namespace AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
-       AND (describe_relations.table_name IS NULL OR c.relname = describe_relations.table_name)
+     WHERE c.oid = ANY (relations) AND c.relnamespace = namespace AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
   );
 END
 $$;
@@ -307,6 +343,12 @@ $$;
 -- that cannot even name its function cannot alter it.
 CREATE SCHEMA IF NOT EXISTS project_registry_sandbox;
 REVOKE ALL ON SCHEMA project_registry_sandbox FROM PUBLIC;
+
+-- The body those functions share, which the server writes (SECURITY INVOKER: it runs as the
+-- workspace role whose function calls it). Every role may call it, none may create anything here.
+CREATE SCHEMA IF NOT EXISTS project_registry_sandbox_body;
+REVOKE ALL ON SCHEMA project_registry_sandbox_body FROM PUBLIC;
+GRANT USAGE ON SCHEMA project_registry_sandbox_body TO PUBLIC;
 
 -- Hands every object of a workspace schema to the workspace's role, so that the agent may ALTER
 -- and DROP its own tables: tables and views (their indexes, row types and owned sequences
@@ -328,20 +370,30 @@ BEGIN
   LOOP
     EXECUTE format('REVOKE ALL ON SCHEMA %I FROM %I', adopt_objects.schema_name, other);
   END LOOP;
+  -- The schema's objects found by pg_depend's index (each depends on its namespace there):
+  -- pg_class, pg_proc and pg_type have no index on the namespace alone and grow with every
+  -- workspace. Indexes, row types and owned sequences follow their table.
   FOR object IN
+    WITH members (catalog, member) AS MATERIALIZED (
+      SELECT d.classid, d.objid FROM pg_catalog.pg_depend d
+       WHERE d.refclassid = 'pg_catalog.pg_namespace'::regclass AND d.refobjid = ns)
     SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
                           WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END AS kind,
            format('%I.%I', adopt_objects.schema_name, c.relname) AS name
       FROM pg_catalog.pg_class c
-     WHERE c.relnamespace = ns AND c.relowner <> owner AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+     WHERE c.oid = ANY (ARRAY(SELECT member FROM members WHERE catalog = 'pg_catalog.pg_class'::regclass))
+       AND c.relnamespace = ns AND c.relowner <> owner AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
        AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
                         WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
                           AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.deptype IN ('a', 'i'))
     UNION ALL
-    SELECT 'ROUTINE', p.oid::regprocedure::text FROM pg_catalog.pg_proc p WHERE p.pronamespace = ns AND p.proowner <> owner
+    SELECT 'ROUTINE', p.oid::regprocedure::text FROM pg_catalog.pg_proc p
+     WHERE p.oid = ANY (ARRAY(SELECT member FROM members WHERE catalog = 'pg_catalog.pg_proc'::regclass))
+       AND p.pronamespace = ns AND p.proowner <> owner
     UNION ALL
     SELECT 'TYPE', format('%I.%I', adopt_objects.schema_name, t.typname) FROM pg_catalog.pg_type t
-     WHERE t.typnamespace = ns AND t.typowner <> owner AND t.typtype IN ('e', 'd', 'r')
+     WHERE t.oid = ANY (ARRAY(SELECT member FROM members WHERE catalog = 'pg_catalog.pg_type'::regclass))
+       AND t.typnamespace = ns AND t.typowner <> owner AND t.typtype IN ('e', 'd', 'r')
   LOOP
     EXECUTE format('ALTER %s %s OWNER TO %I', object.kind, object.name, adopt_objects.role_name);
   END LOOP;

@@ -1,5 +1,5 @@
-import type { Statement } from '../sql/statements.js';
-import type { PreparedExtension } from './install-plan.js';
+import type { Statement } from '../extensions/extension-sql.js';
+import type { PreparedExtension } from './prepared-extension.js';
 
 /**
  * The lanes extensions stay in, checked on the parsed SQL at boot, before the database is

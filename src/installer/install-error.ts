@@ -1,5 +1,5 @@
 import { describePgError, pgError } from '../db/sql-errors.js';
-import type { Statement } from '../sql/statements.js';
+import type { Statement } from '../extensions/extension-sql.js';
 
 export type InstallPhase = 'structural' | 'migrations' | 'dependent' | 'columns' | 'seeds' | 'extensions';
 

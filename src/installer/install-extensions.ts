@@ -10,11 +10,12 @@ import {
   readInstallState,
   recordInstallState as recordInstall,
 } from '../registry/registry-sql.js';
-import type { Statement } from '../sql/statements.js';
+import type { Statement } from '../extensions/extension-sql.js';
 import { migrationDrift } from '../extensions/extension.js';
 import { InstallError, InstallPrivilegeError, type InstallPhase } from './install-error.js';
 import { withInstallLock, type InstallLockOptions as InstallOptions } from './install-lock.js';
-import type { InstallPlan, PreparedExtension } from './install-plan.js';
+import type { InstallPlan } from './install-plan.js';
+import type { PreparedExtension } from './prepared-extension.js';
 import { applySeeds } from './seed-run.js';
 
 export interface PhaseResult {

@@ -1,4 +1,5 @@
 import type { Extension, Migration, SqlFile } from '../extensions/extension.js';
+import type { PreparedExtension, PreparedMigration } from './prepared-extension.js';
 import { sha256 } from '../extensions/load-extensions.js';
 import { checkExtensionRules } from './extension-rules.js';
 import {
@@ -6,33 +7,10 @@ import {
   rejectInstallerOwnedStatements,
   SqlFileError,
   type Statement,
-} from '../sql/statements.js';
+} from '../extensions/extension-sql.js';
 
 export class InstallPlanError extends Error {
   override name = 'InstallPlanError';
-}
-
-export interface PreparedMigration {
-  readonly migration: Migration;
-  readonly statements: readonly Statement[];
-}
-
-/** One extension's SQL, parsed and sorted into the installer's phases. */
-export interface PreparedExtension {
-  readonly extension: Extension;
-  readonly structural: readonly Statement[];
-  readonly dependent: readonly Statement[];
-  readonly migrations: readonly PreparedMigration[];
-  readonly seeds: readonly Statement[];
-  readonly workspace: {
-    readonly structural: readonly Statement[];
-    readonly dependent: readonly Statement[];
-    readonly migrations: readonly PreparedMigration[];
-  };
-  /** Global tables as `schema.table`, checked at boot. */
-  readonly requiredColumns: ReadonlyArray<{ schema: string; table: string; columns: readonly string[] }>;
-  /** Workspace tables, checked inside each workspace when it is made or upgraded. */
-  readonly workspaceRequiredColumns: ReadonlyArray<{ table: string; columns: readonly string[] }>;
 }
 
 export interface InstallPlan {

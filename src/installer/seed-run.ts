@@ -1,10 +1,10 @@
 import type { Database, Queryable } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
 import { describePgError } from '../db/sql-errors.js';
-import type { Statement } from '../sql/statements.js';
+import type { Statement } from '../extensions/extension-sql.js';
 import { seedTargets } from './extension-rules.js';
 import { InstallError } from './install-error.js';
-import type { PreparedExtension } from './install-plan.js';
+import type { PreparedExtension } from './prepared-extension.js';
 
 /**
  * Runs an extension's seeds in one transaction, then runs them again in it and requires the

@@ -3,6 +3,8 @@ import { quoteIdent } from '../db/identifiers.js';
 import { privilegeFacts, registryOwnerGrants } from '../db/privilege-advice.js';
 import { INSTALL_LOCK_KEY } from '../installer/install-lock.js';
 import type { InstallPlan } from '../installer/install-plan.js';
+import { describeSpace, pinnedSpaceOf } from '../embeddings/embedding-spaces.js';
+import { columnsBeingReembedded } from '../registry/embedding-space-sql.js';
 import * as registry from '../registry/operations-queries.js';
 import { roleNameFor, rolePrefixFor, SANDBOX_SCHEMA } from '../sandbox/sandbox-ddl.js';
 import { projectIdOfSchema, ReservedSchemas } from '../workspaces/project-id.js';
@@ -26,6 +28,7 @@ export const FINDING_CODES = [
   'pg-extension-missing',
   'install-lock-held',
   'privilege-missing',
+  'reembed-unfinished',
 ] as const;
 
 export type FindingCode = (typeof FINDING_CODES)[number];
@@ -187,6 +190,19 @@ async function inspect(tx: Queryable, plan: InstallPlan, database: string): Prom
         'Until then ensure_workspace takes it back only if the server made it (its marker: COMMENT ON SCHEMA), running its ' +
         'workspace DDL as the workspace\'s role; a schema the server did not make is refused.',
       details: { project_id: projectId, schema_name: orphan.schema_name, owner: orphan.owner, tables: orphan.tables },
+    });
+  }
+  for (const moving of await columnsBeingReembedded(tx)) {
+    const target = moving.target as NonNullable<typeof moving.target>;
+    findings.push({
+      code: 'reembed-unfinished',
+      severity: 'warning',
+      message:
+        `Column ${moving.table_name}.${moving.column_name} of workspace "${moving.project_id}" is being re-embedded from ` +
+        `${describeSpace(pinnedSpaceOf(moving))} to ${describeSpace(target)} (${moving.reembed_done} of ${moving.reembed_total} rows done); ` +
+        'until the move finishes, searches of it are refused.',
+      fix: `Run \`pg-workspace-mcp reembed --project ${moving.project_id}\` with the target's settings again: it continues where it stopped.`,
+      details: { project_id: moving.project_id, table: moving.table_name, column: moving.column_name, done: Number(moving.reembed_done), total: Number(moving.reembed_total) },
     });
   }
   for (const role of await rolesWithoutWorkspace(tx, orphans.map((o) => o.projectId))) {

@@ -100,23 +100,18 @@ const DELETE_WORKSPACE_ROW = `
   SELECT count(*)::int AS n FROM gone`;
 
 /**
- * Moves a workspace's registry row and ledger rows to a new id and schema name: the row is copied
- * (its creation time kept), the ledger re-pointed, then the old row deleted (the ledger's foreign
- * key does not cascade updates of the id).
+ * Moves a workspace's registry row and ledger rows to a new id and schema name in one statement:
+ * an UPDATE in place keeps every column of the row, including ones added after this was written.
+ * The ledger's foreign key (ON UPDATE NO ACTION) is checked at the end of the statement, when
+ * both sides point at the new id.
  */
 const RENAME_WORKSPACE_ROWS = `
-  WITH copied AS (
-    INSERT INTO project_registry.workspace_config
-           (project_id, schema_name, created_at, metadata, workspace_fingerprint, workspace_schema_fingerprint)
-    SELECT $2, $3, created_at, metadata, workspace_fingerprint, workspace_schema_fingerprint
-      FROM project_registry.workspace_config WHERE project_id = $1
-    RETURNING 1
+  WITH ledger AS (
+    UPDATE project_registry.workspace_migrations SET project_id = $2 WHERE project_id = $1 RETURNING 1
+  ), registry AS (
+    UPDATE project_registry.workspace_config SET project_id = $2, schema_name = $3 WHERE project_id = $1 RETURNING 1
   )
-  SELECT count(*)::int AS n FROM copied`;
-
-const MOVE_WORKSPACE_LEDGER = `
-  WITH moved AS (UPDATE project_registry.workspace_migrations SET project_id = $2 WHERE project_id = $1 RETURNING 1)
-  SELECT count(*)::int AS n FROM moved`;
+  SELECT (SELECT count(*)::int FROM registry) AS registry_rows, (SELECT count(*)::int FROM ledger) AS ledger_rows`;
 
 const ROLE_EXISTS = 'SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $1) AS present';
 
@@ -277,10 +272,8 @@ export async function renameWorkspaceRows(
   to: string,
   schemaName: string,
 ): Promise<{ registryRows: number; ledgerRows: number }> {
-  const registry = await first<{ n: number }>(tx, RENAME_WORKSPACE_ROWS, [from, to, schemaName]);
-  const ledger = await first<{ n: number }>(tx, MOVE_WORKSPACE_LEDGER, [from, to]);
-  await first<{ n: number }>(tx, DELETE_WORKSPACE_ROW, [from]);
-  return { registryRows: registry.n, ledgerRows: ledger.n };
+  const moved = await first<{ registry_rows: number; ledger_rows: number }>(tx, RENAME_WORKSPACE_ROWS, [from, to, schemaName]);
+  return { registryRows: moved.registry_rows, ledgerRows: moved.ledger_rows };
 }
 
 export async function roleExists(q: Queryable, roleName: string): Promise<boolean> {

@@ -13,8 +13,31 @@ import { MAX_IDENTIFIER_BYTES, quoteIdent } from '../db/identifiers.js';
  * (that needs USAGE). It can still drop it (DROP OWNED BY CURRENT_USER): the server then makes
  * it again. Whatever was done to it, the body checks at run time that a role change is refused
  * before it runs any agent SQL, rather than trusting catalog flags.
+ *
+ * That function is one line of SQL calling the body every workspace shares (SANDBOX_BODY, a
+ * SECURITY INVOKER PL/pgSQL function the server writes, which runs as the workspace role it is
+ * called by). A PL/pgSQL body of each workspace's own was compiled, with a cached plan for each
+ * of its statements, by every connection for every workspace it served, and PostgreSQL walks a
+ * connection's every cached plan on each catalog change it sees: after a thousand workspaces,
+ * each DDL statement on that connection, the agent's or the server's, took tens of milliseconds.
+ * A SQL function keeps no plan between calls; the shared body is compiled once per connection.
  */
 export const SANDBOX_SCHEMA = 'project_registry_sandbox';
+
+/**
+ * Where the shared body lives (made by core's schema.sql): every role may use it, as its
+ * function runs as its caller, and none may create anything there.
+ */
+export const SANDBOX_BODY_SCHEMA = 'project_registry_sandbox_body';
+
+/** The shared body, `run(step, statement, max_rows, max_bytes, schema_name, role_name)`, as to_regprocedure reads it. */
+export const SANDBOX_BODY = `${quoteIdent(SANDBOX_BODY_SCHEMA)}.run(text, text, integer, integer, text, text)`;
+
+/**
+ * The advisory lock (two-int4 form, key 0) under which the server writes the shared body and a
+ * workspace's principal: "pgsb", beside the workspace locks' "pgws".
+ */
+export const SANDBOX_LOCK_CLASS = 0x70677362;
 
 /** SQLSTATE the body raises when it finds itself outside a security-definer context. */
 export const SANDBOX_BROKEN = 'PW010';
@@ -95,7 +118,7 @@ export function principalScript(p: Principal, createRole: boolean, serverRole: s
     `SELECT ${quoteIdent(SANDBOX_SCHEMA)}.adopt_objects(${literal(p.schemaName)}, ${literal(p.roleName)})`,
     dropSandboxFunction(p.schemaName),
     `CREATE FUNCTION ${sandboxFunction(p.schemaName)}(step text, statement text, max_rows integer, max_bytes integer)
-RETURNS text LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = ${sandboxSearchPath(p).map(quoteIdent).join(', ')}
+RETURNS text LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = ${sandboxSearchPath(p).map(quoteIdent).join(', ')}
 AS $sandbox$${sandboxSource(p)}$sandbox$`,
     `REVOKE ALL ON FUNCTION ${fn} FROM PUBLIC`,
     `GRANT CREATE ON SCHEMA ${quoteIdent(SANDBOX_SCHEMA)} TO ${role}`,
@@ -136,8 +159,28 @@ export function sandboxSearchPath(p: Principal): string[] {
 }
 
 /**
- * The body (`prosrc`): the server compares it with the function's, so a body from an older
- * server, or one changed in any way, is made again. Steps: `open` opens RESULT_PORTAL on a
+ * A workspace's sandbox function's body (`prosrc`): the shared body, called with the workspace's
+ * schema and role. The server compares it with the function's, so a function from an older
+ * server, or one changed in any way, is made again.
+ */
+export function sandboxSource(p: Principal): string {
+  return `SELECT ${quoteIdent(SANDBOX_BODY_SCHEMA)}.run(step, statement, max_rows, max_bytes, ${literal(p.schemaName)}, ${literal(p.roleName)})`;
+}
+
+/**
+ * Makes the shared body (see sandboxBodySource); the server runs it whenever the body in the
+ * database is not exactly its own, under SANDBOX_LOCK.
+ */
+export function sandboxBodyScript(): string {
+  return `CREATE OR REPLACE FUNCTION ${quoteIdent(SANDBOX_BODY_SCHEMA)}.run(step text, statement text, max_rows integer, max_bytes integer,
+                                                         schema_name text, role_name text)
+RETURNS text LANGUAGE plpgsql VOLATILE SECURITY INVOKER AS $sandbox$${sandboxBodySource()}$sandbox$`;
+}
+
+/**
+ * The shared body (`prosrc`), run as the workspace role whose sandbox function called it, with
+ * that function's search path. The server compares it with the function's, so a body from an
+ * older server, or one changed in any way, is made again. Steps: `open` opens RESULT_PORTAL on a
  * row-returning statement; `fetch` reads at most max_rows of it and at most max_bytes of their
  * JSON (plus one row, to tell truncation; `execute` then counts the rest) and finishes; `run`
  * executes a statement without rows and finishes; `script` runs a workspace DDL/migration
@@ -156,7 +199,7 @@ export function sandboxSearchPath(p: Principal): string[] {
  * Rows come back as `to_json(row)`, a plain expression with no query per row; the server reads
  * their members in order (readSandboxAnswer), keeping numbers exact.
  */
-export function sandboxSource(p: Principal): string {
+export function sandboxBodySource(): string {
   return `
 DECLARE
   result refcursor := ${literal(RESULT_PORTAL)};
@@ -179,8 +222,8 @@ BEGIN
   EXCEPTION WHEN insufficient_privilege THEN
     sandboxed := true;
   END;
-  IF NOT sandboxed OR current_user OPERATOR(pg_catalog.<>) ${literal(p.roleName)} THEN
-    RAISE EXCEPTION 'the SQL sandbox of workspace % is not intact', ${literal(p.schemaName)} USING ERRCODE = '${SANDBOX_BROKEN}';
+  IF NOT sandboxed OR current_user OPERATOR(pg_catalog.<>) role_name THEN
+    RAISE EXCEPTION 'the SQL sandbox of workspace % is not intact', schema_name USING ERRCODE = '${SANDBOX_BROKEN}';
   END IF;
   BEGIN
     IF step OPERATOR(pg_catalog.=) 'open' THEN
@@ -238,8 +281,15 @@ BEGIN
       counting := pg_catalog.current_setting('track_counts')::pg_catalog.bool;
       IF NOT counting OR pg_catalog.pg_stat_get_xact_tuples_inserted('pg_catalog.pg_trigger'::pg_catalog.regclass)
            OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_updated('pg_catalog.pg_trigger'::pg_catalog.regclass) OPERATOR(pg_catalog.>) 0 THEN
-        IF EXISTS (SELECT FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.tgrelid
-                    WHERE c.relnamespace OPERATOR(pg_catalog.=) ${literal(p.schemaName)}::pg_catalog.regnamespace
+        -- The schema's relations by pg_depend's index (each depends on its namespace there), then
+        -- their triggers by pg_trigger's: pg_class has no index on the namespace alone, so a
+        -- join on relnamespace scanned pg_class or pg_trigger, which grow with every workspace.
+        IF EXISTS (SELECT FROM pg_catalog.pg_trigger t
+                    WHERE t.tgrelid OPERATOR(pg_catalog.=) ANY (ARRAY(
+                            SELECT d.objid FROM pg_catalog.pg_depend d
+                             WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass
+                               AND d.refobjid OPERATOR(pg_catalog.=) schema_name::pg_catalog.regnamespace
+                               AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass))
                       AND t.tgdeferrable AND NOT t.tgisinternal) THEN
           RAISE EXCEPTION 'deferrable triggers are not allowed in a workspace: they would fire at commit, outside the sandbox'
             USING ERRCODE = '${SANDBOX_LEFTOVER}';

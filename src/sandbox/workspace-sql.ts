@@ -13,15 +13,20 @@ import {
   workspacesWithoutSandbox,
 } from '../registry/registry-sql.js';
 import type { WorkspaceManager } from '../workspaces/workspace-manager.js';
-import { prepareAgentStatement, type AgentParam } from './agent-statement.js';
+import { AgentSqlError, prepareAgentStatement, type AgentParam } from './agent-statement.js';
+import { maintenanceSql, parseMaintenance, RESOLVE_NAMED, WORKSPACE_TABLES } from './maintenance-statement.js';
 import { readSandboxAnswer } from './sandbox-answer.js';
 import { workspaceRoleOf } from './workspace-role.js';
 import {
   principalScript,
   RESULT_PORTAL,
+  SANDBOX_BODY,
   SANDBOX_BROKEN,
+  SANDBOX_LOCK_CLASS,
   SANDBOX_SCHEMA,
   distributeNewTables,
+  sandboxBodyScript,
+  sandboxBodySource,
   sandboxFunction,
   sandboxSearchPath,
   sandboxSource,
@@ -151,6 +156,7 @@ export class WorkspaceSql {
   async execute(projectId: string, sql: string, params: readonly AgentParam[], maxRows = DEFAULT_MAX_ROWS): Promise<ExecuteResult> {
     const statement = await prepareAgentStatement(sql, params, 'execute');
     const principal = await this.#principal(projectId);
+    if (statement.kind === 'VacuumStmt') return this.#maintain(projectId, principal, statement.sql);
     const { result, affected } = await this.#run(projectId, principal, statement.sql, {
       readOnly: false,
       rows: statement.returnsRows,
@@ -159,6 +165,46 @@ export class WorkspaceSql {
       distribute: this.workspaces.citus && CREATES_TABLE.has(statement.kind),
     });
     return { ...result, command: statement.command, affected };
+  }
+
+  /**
+   * VACUUM or ANALYZE of the workspace's own tables (maintenance-statement.ts): the names are
+   * resolved and checked as the workspace, then ANALYZE runs in the sandbox like any statement
+   * and VACUUM, which cannot run in a transaction, outside it as the workspace's role.
+   */
+  async #maintain(projectId: string, principal: Principal, sql: string): Promise<ExecuteResult> {
+    const statement = await parseMaintenance(sql);
+    const asWorkspace = async (text: string, params: AgentParam[]) =>
+      (await this.#run(projectId, principal, (await prepareAgentStatement(text, params, 'query')).sql, {
+        readOnly: true,
+        rows: true,
+        maxRows: this.limits.maxRowsCap,
+        count: false,
+      })).result.rows;
+    let tables: { qualified: string; columns: string }[];
+    if (statement.tables.length === 0) {
+      tables = (await asWorkspace(WORKSPACE_TABLES, [])).map(([qualified]) => ({ qualified: String(qualified), columns: '' }));
+    } else {
+      const rows = await asWorkspace(RESOLVE_NAMED, [statement.tables.map((t) => t.name)]);
+      tables = rows.map(([name, qualified, found, inside, owned], i) => {
+        if (!found) throw new AgentSqlError(`${statement.command}: there is no table ${String(name)} in workspace ${projectId}.`);
+        if (!inside || !owned) {
+          throw new AgentSqlError(
+            `${statement.command} runs on the workspace's own tables only, and ${String(qualified)} is not one of workspace ${projectId}'s.`,
+          );
+        }
+        return { qualified: String(qualified), columns: statement.tables[i]?.columns ?? '' };
+      });
+    }
+    const done: ExecuteResult = { columns: [], rows: [], rowCount: 0, truncated: false, command: statement.command, affected: 0 };
+    if (tables.length === 0) return done;
+    const text = maintenanceSql(statement, tables);
+    if (statement.command === 'ANALYZE') {
+      await this.#run(projectId, principal, text, { readOnly: false, rows: false, maxRows: 0, count: false });
+      return done;
+    }
+    await this.db.runAsRole(principal.roleName, text, this.limits.statementTimeoutMs);
+    return done;
   }
 
   /**
@@ -401,7 +447,7 @@ export class WorkspaceSql {
    * workspace, another database: a role is never shared), and is recorded in the registry.
    */
   async #repairIn(tx: Queryable, projectId: string, principal: Principal, capability: Capability): Promise<void> {
-    const [state] = await tx.query<{ role_exists: boolean; intact: boolean }>(
+    const [state] = await tx.query<{ role_exists: boolean; intact: boolean; body_intact: boolean }>(
       `SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $2) AS role_exists,
               EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $2 AND rolvaliduntil = '-infinity' AND (rolcanlogin OR NOT $4::boolean)
                          AND pg_catalog.has_schema_privilege(oid, pg_catalog.to_regnamespace($1)::oid, 'USAGE'))
@@ -412,8 +458,19 @@ export class WorkspaceSql {
                                                                        FROM pg_catalog.unnest($6::text[]) WITH ORDINALITY u(e, o))] AND p.pronargs = 4 AND p.prosrc = $5
                          AND p.proowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $2))
               AND (SELECT count(*) FROM pg_catalog.pg_proc p
-                    WHERE p.pronamespace = pg_catalog.to_regnamespace($3) AND p.proname = $1) = 1 AS intact`,
-      [principal.schemaName, principal.roleName, SANDBOX_SCHEMA, this.workspaces.citus, sandboxSource(principal), sandboxSearchPath(principal)],
+                    WHERE p.pronamespace = pg_catalog.to_regnamespace($3) AND p.proname = $1) = 1 AS intact,
+              EXISTS (SELECT FROM pg_catalog.pg_proc b
+                       WHERE b.oid = pg_catalog.to_regprocedure($7) AND NOT b.prosecdef AND b.proconfig IS NULL AND b.prosrc = $8) AS body_intact`,
+      [
+        principal.schemaName,
+        principal.roleName,
+        SANDBOX_SCHEMA,
+        this.workspaces.citus,
+        sandboxSource(principal),
+        sandboxSearchPath(principal),
+        SANDBOX_BODY,
+        sandboxBodySource(),
+      ],
     );
     if (!state?.intact) {
       const elsewhere = state?.role_exists ? await roleUsesElsewhere(tx, principal.roleName, principal.schemaName, SANDBOX_SCHEMA) : [];
@@ -424,8 +481,14 @@ export class WorkspaceSql {
             `\`pg-workspace-mcp doctor\` lists shared roles; drop the other use of the role, or the role, as an administrator.`,
         );
       }
+    }
+    if (!state?.intact || !state.body_intact) {
       try {
-        await tx.exec(principalScript(principal, !state?.role_exists, capability.serverRole, this.workspaces.citus));
+        // One at a time across workspaces and servers: both scripts write shared catalog rows (the
+        // body, the sandbox schema's privileges), which two transactions cannot update at once.
+        await tx.query('SELECT pg_catalog.pg_advisory_xact_lock($1, 0)', [SANDBOX_LOCK_CLASS]);
+        if (!state?.body_intact) await tx.exec(sandboxBodyScript());
+        if (!state?.intact) await tx.exec(principalScript(principal, !state?.role_exists, capability.serverRole, this.workspaces.citus));
       } catch (error) {
         if (sqlState(error) === '42501') {
           throw new SqlToolsUnavailableError(

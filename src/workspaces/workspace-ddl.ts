@@ -2,9 +2,9 @@ import { distributeSchemaSql, SHARDING_OFF } from '../db/citus.js';
 import type { Database } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
 import { migrationDrift } from '../extensions/extension.js';
-import type { PreparedExtension } from '../installer/install-plan.js';
+import type { PreparedExtension } from '../installer/prepared-extension.js';
 import type { AppliedMigration, LedgerRows } from '../registry/registry-sql.js';
-import type { Statement } from '../sql/statements.js';
+import type { Statement } from '../extensions/extension-sql.js';
 
 /** What one provisioning transaction runs inside a workspace schema, as a single script. */
 export interface WorkspaceScript {

@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, type TestContext } from 'vitest';
 import { pgliteBackend, postgresBackend, type Backend } from './fixtures.js';
 import type { PgCluster } from './pg-cluster.js';
+import { EMBEDDED_ONLY } from './test-layer.js';
 
 export type BackendKind = 'pglite' | 'postgres';
-export const BACKEND_KINDS: readonly BackendKind[] = ['pglite', 'postgres'];
+export const BACKEND_KINDS: readonly BackendKind[] = EMBEDDED_ONLY ? ['pglite'] : ['pglite', 'postgres'];
 
 /**
  * The backend of a `describe` block run once per kind: made before its tests, cleaned up after.

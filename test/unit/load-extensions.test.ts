@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../../harness/temp-dirs.js';
 import { ExtensionLoadError, loadExtension, loadExtensions } from '../../src/extensions/load-extensions.js';
 import { InstallPlanError, prepareInstallPlan } from '../../src/installer/install-plan.js';
-import { SqlFileError } from '../../src/sql/statements.js';
+import { SqlFileError } from '../../src/extensions/extension-sql.js';
 
 let root: string;
 let n = 0;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseStatements, rejectInstallerOwnedStatements, SqlFileError } from '../../src/sql/statements.js';
+import { parseStatements, rejectInstallerOwnedStatements, SqlFileError } from '../../src/extensions/extension-sql.js';
 
 const parse = (sql: string, path = 'ext/schema.sql') => parseStatements({ path, sql });
 

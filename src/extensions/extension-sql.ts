@@ -1,5 +1,5 @@
 import { parse, type RangeVar } from 'libpg-query';
-import type { SqlFile } from '../extensions/extension.js';
+import type { SqlFile } from './extension.js';
 
 /**
  * Structural statements give the database its shape and run before migrations; dependent ones

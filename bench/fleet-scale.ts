@@ -1,0 +1,217 @@
+/**
+ * `npm run bench:fleet` (issue 24, item 7): every per-workspace call at a few workspaces and at
+ * many, each workspace set up as an agent would (ensure, then `execute` of a CREATE TABLE with a
+ * foreign key, a CREATE FUNCTION and a CREATE TRIGGER). Two throwaway clusters, one per size:
+ * roles are cluster-wide catalog rows, so a small fleet beside a large one in the same cluster
+ * would not be small. Both run the engine in this process (no MCP), taking turns call by call,
+ * beside the same statements sent directly as the superuser (PostgreSQL's own growth: the floor).
+ *
+ * Knobs: BENCH_FLEET_SMALL (10), BENCH_FLEET_LARGE (10000), BENCH_ITERATIONS (20),
+ * BENCH_FLEET_WORKERS (2, connections building each fleet), BENCH_FLEET_HOLD=1 (after the
+ * build, print both databases' URLs and keep the clusters until Ctrl-C, for EXPLAIN and profiling).
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { parseCommand } from '../src/config.js';
+import { quoteIdent } from '../src/db/identifiers.js';
+import { PostgresDatabase } from '../src/db/postgres-database.js';
+import { ProvisioningEngine, type Ready } from '../src/engine.js';
+import { silentLogger } from '../src/logger.js';
+import { principalScript, roleNameFor, sandboxBodyScript } from '../src/sandbox/sandbox-ddl.js';
+import { schemaNameFor } from '../src/workspaces/project-id.js';
+import { planFor } from '../harness/fixtures.js';
+import { startPgCluster, type PgCluster } from '../harness/pg-cluster.js';
+import { provisionRawFloor } from './provisioning.js';
+import { formatTable, type Row } from './report.js';
+import { distribution, ratio, type Distribution } from './stats.js';
+
+const SMALL = Number(process.env['BENCH_FLEET_SMALL'] ?? 10);
+const LARGE = Number(process.env['BENCH_FLEET_LARGE'] ?? 10_000);
+const ITERATIONS = Number(process.env['BENCH_ITERATIONS'] ?? 20);
+const WORKERS = Number(process.env['BENCH_FLEET_WORKERS'] ?? 2);
+const log = (message: string) => process.stderr.write(`[bench:fleet] ${message}\n`);
+
+/** An agent's objects: a table with a foreign key to the workspace's own `files`, a function, a trigger. */
+const AGENT = {
+  table: `CREATE TABLE notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    file_id bigint REFERENCES files ON DELETE CASCADE, body text NOT NULL, updated_at timestamptz)`,
+  fn: `CREATE FUNCTION touch_note() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN NEW.updated_at := now(); RETURN NEW; END$$`,
+  trigger: 'CREATE TRIGGER notes_touch BEFORE INSERT OR UPDATE ON notes FOR EACH ROW EXECUTE FUNCTION touch_note()',
+  insert: 'INSERT INTO notes (body) VALUES ($1)',
+};
+
+interface Side {
+  cluster: PgCluster;
+  engine: ProvisioningEngine;
+  ready: Ready;
+  url: string;
+  /** The floor's own connection, opened after the build: PostgreSQL's cost, not a busy session's. */
+  direct: PostgresDatabase;
+}
+
+async function side(settings: Record<string, string>): Promise<Side> {
+  const cluster = await startPgCluster({ settings });
+  if (!cluster) throw new Error('The benchmarks need PostgreSQL binaries (see docs/development.md).');
+  const url = await cluster.createDatabase('fleet');
+  const command = parseCommand([], { DATABASE_URL: url, HOME: process.env['HOME'] ?? '/tmp' });
+  if (command.kind !== 'serve') throw new Error('expected a serve configuration');
+  const engine = new ProvisioningEngine(command.config, silentLogger);
+  engine.start();
+  return { cluster, engine, ready: await engine.ready(120_000), url, direct: new PostgresDatabase({ connectionString: url, maxConnections: 2 }) };
+}
+
+/** The calls an agent makes on a new workspace, through the engine the tools call. */
+async function agentWorkspace(r: Ready, projectId: string): Promise<void> {
+  await r.workspaces.ensure(projectId);
+  for (const sql of [AGENT.table, AGENT.fn, AGENT.trigger]) await r.sql.execute(projectId, sql, []);
+  await r.sql.execute(projectId, AGENT.insert, ['first']);
+}
+
+/**
+ * `count` workspaces as agentWorkspace leaves them, in bulk: the engine's own ensure (the
+ * workspace DDL and registry rows), then in one statement per workspace the engine's own
+ * principal script (role, grants, sandbox function) and the agent's objects made as the
+ * workspace's role (SET ROLE instead of its sandbox function: the same owner, the same catalog
+ * rows, without a pipeline per statement).
+ */
+async function buildFleet(r: Ready, prefix: string, count: number): Promise<void> {
+  const [{ database, role } = { database: '', role: '' }] = await r.db.query<{ database: string; role: string }>(
+    'SELECT current_database() AS database, current_user AS role',
+  );
+  const searchPath = r.report.searchPathSchemas;
+  // What the engine's first SQL call on any workspace makes before its principal.
+  await r.db.exec(sandboxBodyScript());
+  let next = 0;
+  let done = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: WORKERS }, async () => {
+      while (next < count) {
+        const projectId = `${prefix}-${String(next++).padStart(6, '0')}`;
+        await r.workspaces.ensure(projectId);
+        const p = { schemaName: schemaNameFor(projectId), roleName: roleNameFor(database, projectId), searchPath };
+        const path = [p.schemaName, ...searchPath].map(quoteIdent).join(', ');
+        await r.db.exec(
+          // One at a time: every principal script grants and revokes on the sandbox schema, whose ACL
+          // two sessions cannot update at once ("tuple concurrently updated").
+          `BEGIN; SELECT pg_advisory_xact_lock(24007); ${principalScript(p, true, role)};
+           SET LOCAL ROLE ${quoteIdent(p.roleName)}; SET LOCAL search_path TO ${path};
+           ${AGENT.table}; ${AGENT.fn}; ${AGENT.trigger}; ${AGENT.insert.replace('$1', "'first'")}; COMMIT`,
+        );
+        if (++done % 500 === 0) log(`${prefix}: ${done} of ${count} workspaces, ${Math.round((performance.now() - started) / 1000)} s`);
+      }
+    }),
+  );
+}
+
+type Step = 'ensure' | 'firstCall' | 'table' | 'fn' | 'trigger' | 'insert' | 'describe' | 'rawWorkspace' | 'rawTable' | 'rawFn' | 'rawTrigger' | 'rawInsert';
+const STEPS: Record<Step, string> = {
+  ensure: 'ensure_workspace, new workspace',
+  firstCall: 'first SQL call on it (query SELECT 1: makes its role and sandbox)',
+  table: 'execute CREATE TABLE with a foreign key',
+  fn: 'execute CREATE FUNCTION',
+  trigger: 'execute CREATE TRIGGER',
+  insert: 'execute one-row INSERT',
+  describe: 'describe_workspace',
+  rawWorkspace: 'floor: the workspace DDL sent directly (superuser, own connection, one query)',
+  rawTable: 'floor: the same CREATE TABLE sent directly',
+  rawFn: 'floor: the same CREATE FUNCTION sent directly',
+  rawTrigger: 'floor: the same CREATE TRIGGER sent directly',
+  rawInsert: 'floor: the same INSERT sent directly',
+};
+
+/** One workspace's calls in order, each timed; then the same statements sent directly. */
+async function measureOnce(s: Side, i: number, samples: Record<Step, number[]>): Promise<void> {
+  const projectId = `measured-${i}`;
+  const timed = async (step: Step, fn: () => Promise<unknown>) => {
+    const t = performance.now();
+    await fn();
+    samples[step].push(performance.now() - t);
+  };
+  const { workspaces, sql } = s.ready;
+  const db = s.direct;
+  await timed('ensure', () => workspaces.ensure(projectId));
+  await timed('firstCall', () => sql.query(projectId, 'SELECT 1', []));
+  await timed('table', () => sql.execute(projectId, AGENT.table, []));
+  await timed('fn', () => sql.execute(projectId, AGENT.fn, []));
+  await timed('trigger', () => sql.execute(projectId, AGENT.trigger, []));
+  await timed('insert', () => sql.execute(projectId, AGENT.insert, ['x']));
+  await timed('describe', () => workspaces.describe(projectId));
+  const raw = `raw_measured_${i}`;
+  await timed('rawWorkspace', () => provisionRawFloor(db, plan, 'measured', s.ready.report.searchPathSchemas)(i));
+  const path = `SET search_path TO ${quoteIdent(raw)}`;
+  await db.withSession(async (session) => {
+    await session.exec(path);
+    const direct = (step: Step, text: string, params?: unknown[]) => timed(step, () => session.query(text, params));
+    await direct('rawTable', AGENT.table);
+    await direct('rawFn', AGENT.fn);
+    await direct('rawTrigger', AGENT.trigger);
+    await direct('rawInsert', AGENT.insert, ['x']);
+    await session.exec('RESET search_path');
+  });
+}
+
+const plan = await planFor([]);
+const settings = { shared_preload_libraries: "'pg_stat_statements'" };
+log(`starting two clusters: ${SMALL} and ${LARGE} workspaces`);
+const [small, large] = [await side(settings), await side(settings)];
+const rows: Row[] = [];
+try {
+  const builtAt = performance.now();
+  await Promise.all([buildFleet(small.ready, 'fleet', SMALL), buildFleet(large.ready, 'fleet', LARGE)]);
+  const buildSeconds = Math.round((performance.now() - builtAt) / 1000);
+  log(`built both fleets in ${buildSeconds} s; settling (VACUUM ANALYZE)`);
+  for (const s of [small, large]) await s.ready.db.exec('VACUUM ANALYZE');
+  if (process.env['BENCH_FLEET_HOLD'] === '1') {
+    log(`holding: small ${small.url}, large ${large.url} (Ctrl-C ends)`);
+    await new Promise(() => setInterval(() => undefined, 60_000));
+  }
+  // A server that has served its whole fleet, as one that made it through the tools has: every
+  // workspace's SQL sandbox called once by this engine (its connections' caches hold them).
+  for (const [s, count] of [[small, SMALL], [large, LARGE]] as const) {
+    const touched = performance.now();
+    for (let i = 0; i < count; i++) await s.ready.sql.query(`fleet-${String(i).padStart(6, '0')}`, 'SELECT 1', []);
+    log(`called the sandbox of each of ${count} workspaces in ${Math.round(performance.now() - touched)} ms`);
+  }
+  // Two whole workspaces through the tools' engine calls, unmeasured: caches and plans warm.
+  for (const s of [small, large]) for (const w of [0, 1]) await agentWorkspace(s.ready, `warm-${w}`);
+  const samples = { small: newSamples(), large: newSamples() };
+  for (let i = 0; i < ITERATIONS; i++) {
+    // Taking turns, the first of each pair alternating: drift lands on both alike.
+    const order = i % 2 === 0 ? (['small', 'large'] as const) : (['large', 'small'] as const);
+    for (const which of order) await measureOnce(which === 'small' ? small : large, i, samples[which]);
+  }
+  for (const step of Object.keys(STEPS) as Step[]) {
+    const [a, b] = [distribution(samples.small[step]), distribution(samples.large[step])];
+    const floor = step.startsWith('raw');
+    rows.push({
+      scenario: 'fleet scale (pg)',
+      measure: `${STEPS[step]} at ${LARGE} vs ${SMALL}`,
+      ours: b,
+      baseline: { name: `at ${SMALL}`, value: a },
+      ratio: ratio(b.p50, a.p50),
+      target: floor ? 'report' : '<= 1.2',
+      ...(floor ? {} : { met: b.p50 <= 1.2 * a.p50 }),
+    });
+  }
+  const table = formatTable(rows);
+  process.stdout.write(`\n${table}\n\n`);
+  await mkdir('bench/results', { recursive: true });
+  const raw = Object.fromEntries(
+    (['small', 'large'] as const).map((w) => [w, Object.fromEntries(Object.entries(samples[w]).map(([k, v]) => [k, distribution(v)]))]),
+  ) as Record<'small' | 'large', Record<Step, Distribution>>;
+  await writeFile(
+    'bench/results/fleet-scale.json',
+    JSON.stringify({ at: new Date().toISOString(), node: process.version, sizes: { small: SMALL, large: LARGE, iterations: ITERATIONS }, buildSeconds, raw, rows }, null, 2),
+  );
+  await writeFile('bench/results/fleet-scale.txt', `${table}\n`);
+} finally {
+  for (const s of [small, large]) {
+    await s.direct.close();
+    await s.engine.close();
+    await s.cluster.destroy();
+  }
+}
+
+function newSamples(): Record<Step, number[]> {
+  return Object.fromEntries(Object.keys(STEPS).map((k) => [k, []])) as unknown as Record<Step, number[]>;
+}
