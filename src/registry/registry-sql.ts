@@ -465,6 +465,11 @@ export async function recordWorkspaceRole(tx: Queryable, projectId: string, role
   await tx.query('UPDATE project_registry.workspace_config SET role_name = $2 WHERE project_id = $1 AND role_name IS NULL', [projectId, roleName]);
 }
 
+/** Sets (or with null clears) a workspace's recorded role: a rename renames its role too. */
+export async function setWorkspaceRole(tx: Queryable, projectId: string, roleName: string | null): Promise<void> {
+  await tx.query('UPDATE project_registry.workspace_config SET role_name = $2 WHERE project_id = $1', [projectId, roleName]);
+}
+
 /**
  * Where a role owns something or holds a privilege outside one workspace (its schema, what is in
  * it, and its sandbox function named for it), read from pg_shdepend, which records both for every

@@ -8,7 +8,7 @@ import {
   sandboxCapability,
   workspacePresence,
 } from '../registry/operations-queries.js';
-import { bumpRegistryGeneration, lockWorkspace, markWorkspaceSchema, recordWorkspaceRole, roleUsesElsewhere } from '../registry/registry-sql.js';
+import { bumpRegistryGeneration, lockWorkspace, markWorkspaceSchema, roleUsesElsewhere, setWorkspaceRole } from '../registry/registry-sql.js';
 import { dropSandboxFunction, principalScript, roleNameFor, SANDBOX_SCHEMA } from '../sandbox/sandbox-ddl.js';
 import { workspaceRoleOf } from '../sandbox/workspace-role.js';
 
@@ -161,9 +161,11 @@ export async function renameWorkspace(
   if (await roleExists(tx, fromRole)) {
     await tx.exec(`ALTER ROLE ${quoteIdent(fromRole)} RENAME TO ${quoteIdent(toRole)}`);
     await tx.exec(principalScript({ schemaName: r.toSchema, roleName: toRole, searchPath: searchPathSchemas }, false, capability.role));
-    await recordWorkspaceRole(tx, r.to, toRole);
+
     changes.push(`renamed its role ${fromRole} to ${toRole} and made its SQL sandbox anew`);
   }
+  // The row kept the old id's recorded role: the role now has the new id's name, or never existed.
+  await setWorkspaceRole(tx, r.to, (await roleExists(tx, toRole)) ? toRole : null);
   await bumpRegistryGeneration(tx);
   return changes;
 }
