@@ -241,8 +241,8 @@ export class PostgresDatabase extends SessionDatabase {
     client.on('error', () => undefined);
     try {
       await client.connect().catch((error: unknown) => {
-        if (!(error as { code?: unknown }).code) throw error;
-        // The server answered, and refused the startup options: PgBouncer refuses any.
+        // 08P01, a protocol violation: the startup options refused, as PgBouncer refuses any.
+        if ((error as { code?: unknown }).code !== '08P01') throw error;
         throw new Error(
           `This statement runs on a connection of its own started as role ${role}, and the database refused it ` +
             `(${(error as Error).message}). A pooler such as PgBouncer refuses startup options: give this server a DATABASE_URL ` +

@@ -6,7 +6,7 @@ import type { InstallPlan } from '../installer/install-plan.js';
 import { describeSpace, pinnedSpaceOf } from '../embeddings/embedding-spaces.js';
 import { columnsBeingReembedded } from '../registry/embedding-space-sql.js';
 import * as registry from '../registry/operations-queries.js';
-import { roleNameFor, rolePrefixFor, SANDBOX_SCHEMA } from '../sandbox/sandbox-ddl.js';
+import { roleNameFor, rolePrefixFor, SANDBOX_SCHEMA, snapshotRoleNameFor } from '../sandbox/sandbox-ddl.js';
 import { projectIdOfSchema, ReservedSchemas } from '../workspaces/project-id.js';
 import { FleetStatusReader, type FleetStatus } from '../workspaces/workspace-fleet.js';
 
@@ -250,9 +250,11 @@ export async function rolesWithoutWorkspace(q: Queryable, orphanIds: readonly st
   const roles = await registry.rolesStartingWith(q, rolePrefixFor(database));
   if (roles.length === 0) return [];
   const registered = await registry.registeredRoles(q);
+  // A registered workspace's snapshots have a role of their own (docs/snapshots.md).
   const owned = new Set([
     ...registered.map((w) => w.role_name ?? roleNameFor(database, w.project_id)),
     ...orphanIds.map((id) => roleNameFor(database, id)),
+    ...registered.map((w) => snapshotRoleNameFor(database, w.project_id)),
   ]);
   return roles.filter((role) => !owned.has(role));
 }

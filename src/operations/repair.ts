@@ -5,7 +5,7 @@ import type { InstallPlan } from '../installer/install-plan.js';
 import type { PreparedExtension } from '../installer/prepared-extension.js';
 import * as registry from '../registry/operations-queries.js';
 import { lockWorkspace, markWorkspaceSchema, recordWorkspaceRole, roleUsesElsewhere } from '../registry/registry-sql.js';
-import { principalScript, roleNameFor, rolePrefixFor, sandboxBodyScript, SANDBOX_LOCK_CLASS, SANDBOX_SCHEMA } from '../sandbox/sandbox-ddl.js';
+import { principalScript, roleNameFor, rolePrefixFor, SANDBOX_LOCK_CLASS, SANDBOX_SCHEMA, sandboxBodyScript } from '../sandbox/sandbox-ddl.js';
 import { projectIdOfSchema, SCHEMA_PREFIX, schemaNameFor } from '../workspaces/project-id.js';
 import { buildWorkspaceScript } from '../workspaces/workspace-ddl.js';
 import { forgetWorkspace } from '../workspaces/workspace-lifecycle.js';
@@ -240,8 +240,8 @@ async function adoptOrphan(tx: Queryable, plan: InstallPlan, searchPathSchemas: 
     const exists = await registry.roleExists(tx, role);
     const elsewhere = exists ? await roleUsesElsewhere(tx, role, schemaName, SANDBOX_SCHEMA) : [];
     if (elsewhere.length > 0) return refused(`its role ${role} already serves ${elsewhere.join(', ')}: a workspace role never serves two.`);
-    // The sandbox function calls the shared body, which must exist first (no SQL tool may have run
-    // yet); written under the lock the SQL tools write it under.
+    // The workspace's function calls the shared body, which only the SQL tools' first use writes:
+    // in a database where they never ran, it is not there yet. Written as they write it, under their lock.
     await tx.query('SELECT pg_catalog.pg_advisory_xact_lock($1, 0)', [SANDBOX_LOCK_CLASS]);
     await tx.exec(sandboxBodyScript());
     await tx.exec(principalScript({ schemaName, roleName: role, searchPath: searchPathSchemas }, !exists, capability.role));
