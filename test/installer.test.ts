@@ -76,8 +76,9 @@ for (const kind of BACKEND_KINDS) {
         { extension_id: 'alpha', name: '0001_add_extra' },
         { extension_id: 'alpha', name: '0002_backfill' },
         { extension_id: 'core', name: '0001_create_workspace_lock_timeout' },
-        { extension_id: 'core', name: '0002_workspace_role_name' },
-        { extension_id: 'core', name: '0003_mark_workspace_schemas' },
+        { extension_id: 'core', name: '0002_workspace_snapshots' },
+        { extension_id: 'core', name: '0003_workspace_role_name' },
+        { extension_id: 'core', name: '0004_mark_workspace_schemas' },
       ]);
     });
 
@@ -248,8 +249,9 @@ describe('extension installer on a real PostgreSQL server', () => {
       );
       expect(ledger).toEqual([
         { extension_id: 'core', name: '0001_create_workspace_lock_timeout', n: 1 },
-        { extension_id: 'core', name: '0002_workspace_role_name', n: 1 },
-        { extension_id: 'core', name: '0003_mark_workspace_schemas', n: 1 },
+        { extension_id: 'core', name: '0002_workspace_snapshots', n: 1 },
+        { extension_id: 'core', name: '0003_workspace_role_name', n: 1 },
+        { extension_id: 'core', name: '0004_mark_workspace_schemas', n: 1 },
         { extension_id: 'slow', name: '0001_first', n: 1 },
         { extension_id: 'slow', name: '0002_second', n: 1 },
         { extension_id: 'slow', name: '0003_third', n: 1 },

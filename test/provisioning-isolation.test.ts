@@ -342,7 +342,7 @@ describe('a database renamed, and another made under its old name (postgres)', (
   }, 240_000);
 });
 
-/** The role name of before 2026-12 (what core migration 0002 computes in SQL), as the server computed it then. */
+/** The role name of before 2026-12 (what core migration 0003 computes in SQL), as the server computed it then. */
 function legacyRoleName(database: string, projectId: string): string {
   const prefix = `pgw_${createHash('sha256').update(database).digest('hex').slice(0, 8)}_`;
   const id = projectId.replaceAll('-', '_');
@@ -351,7 +351,7 @@ function legacyRoleName(database: string, projectId: string): string {
 }
 
 for (const kind of ['pglite', 'postgres'] as const) {
-  describe(`core migration 0002 on a registry of before 2026-12 (${kind})`, () => {
+  describe(`core migration 0003 on a registry of before 2026-12 (${kind})`, () => {
     it('records each existing role as it was named, and a role two ids shared for the id that spells it out', async (ctx) => {
       const s = await serverWithAdmin(kind, ctx, 'prov_migration');
       try {
@@ -364,7 +364,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
         }
         expect(legacyRoleName(database, VICTIM)).toBe(legacyRoleName(database, ATTACKER));
         await s.asSuperuser('UPDATE project_registry.workspace_config SET role_name = NULL');
-        const migration = await readFile(new URL('../extensions/core/migrations/0002_workspace_role_name.sql', import.meta.url), 'utf8');
+        const migration = await readFile(new URL('../extensions/core/migrations/0003_workspace_role_name.sql', import.meta.url), 'utf8');
         for (const statement of migration.replace(/^--.*$/gm, '').split(';').filter((t) => t.trim())) await s.asSuperuser(statement);
         const recorded = await s.asSuperuser<{ project_id: string; role_name: string | null }>(
           'SELECT project_id, role_name FROM project_registry.workspace_config ORDER BY project_id',
