@@ -27,6 +27,8 @@ export interface Config {
   maxCallsPerWorkspace: number;
   /** Statement timeout of each statement of a workspace upgrade (agent triggers may fire in it). */
   upgradeTimeoutMs: number;
+  /** Directories index_directory may read (for clients without MCP roots; a bound on those with them). */
+  allowedRoots: string[];
   /** The most snapshots one workspace keeps. */
   maxSnapshots: number;
   /** The most bytes one workspace's snapshots take together. */
@@ -179,6 +181,9 @@ Options:
                        default ${DEFAULT_MAX_CALLS_PER_WORKSPACE}), so one workspace cannot take every pooled connection
   --allow-project ID   accept only these project ids in every tool; repeatable
                        (env PG_WORKSPACE_ALLOWED_PROJECTS, comma-separated; default: any id)
+  --allow-root DIR     index_directory may read inside DIR; repeatable (env PG_WORKSPACE_ALLOWED_ROOTS,
+                       colon-separated). Needed for clients without MCP roots; with roots, a path
+                       must be inside both a client root and, when set, one of these
   --embeddings none|openai|ollama
                        the embedding provider that turns text into vectors (env PG_WORKSPACE_EMBEDDINGS;
                        default none): openai is any OpenAI-compatible POST {URL}/embeddings, ollama
@@ -255,6 +260,7 @@ const schema = z.object({
     .max(MAX_RESULT_BYTES_CAP, `must be at most ${MAX_RESULT_BYTES_CAP} (256 MiB)`),
   maxCallsPerWorkspace: z.coerce.number().int('must be a whole number').min(1, 'must be at least 1').max(1000, 'must be at most 1000'),
   upgradeTimeoutMs: z.coerce.number().int('must be a whole number of milliseconds').min(1).max(86_400_000),
+  allowedRoots: z.array(z.string().min(1)),
   maxSnapshots: z.coerce.number().int('must be a whole number').min(0).max(10_000, 'must be at most 10000'),
   snapshotBudgetBytes: z.coerce.number().int('must be a whole number of bytes').min(0).max(Number.MAX_SAFE_INTEGER),
   connectWaitMs: z.coerce.number().int('must be a whole number of milliseconds').min(0).max(600_000, 'must be at most 600000 (10 minutes)'),
@@ -309,6 +315,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
         extensions: { type: 'string', multiple: true },
         disable: { type: 'string', multiple: true },
         'allow-project': { type: 'string', multiple: true },
+        'allow-root': { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -337,6 +344,9 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
       ('max-calls-per-workspace' in values ? values['max-calls-per-workspace'] : undefined) ??
       (env['PG_WORKSPACE_MAX_CALLS_PER_WORKSPACE'] || DEFAULT_MAX_CALLS_PER_WORKSPACE),
     upgradeTimeoutMs: env['PG_WORKSPACE_UPGRADE_TIMEOUT_MS'] || DEFAULT_UPGRADE_TIMEOUT_MS,
+    allowedRoots: [...splitList(env['PG_WORKSPACE_ALLOWED_ROOTS'], ':'), ...(values['allow-root'] ?? [])].map((d) =>
+      path.resolve(d),
+    ),
     maxSnapshots: env['PG_WORKSPACE_MAX_SNAPSHOTS'] || DEFAULT_MAX_SNAPSHOTS,
     snapshotBudgetBytes: env['PG_WORKSPACE_SNAPSHOT_BUDGET_BYTES'] || DEFAULT_SNAPSHOT_BUDGET_BYTES,
     connectWaitMs: env['PG_WORKSPACE_CONNECT_WAIT_MS'] || DEFAULT_CONNECT_WAIT_MS,
@@ -356,6 +366,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
       maxResultBytes: 'PG_WORKSPACE_MAX_RESULT_BYTES',
       maxCallsPerWorkspace: '--max-calls-per-workspace / PG_WORKSPACE_MAX_CALLS_PER_WORKSPACE',
       upgradeTimeoutMs: 'PG_WORKSPACE_UPGRADE_TIMEOUT_MS',
+      allowedRoots: '--allow-root / PG_WORKSPACE_ALLOWED_ROOTS',
       maxSnapshots: 'PG_WORKSPACE_MAX_SNAPSHOTS',
       snapshotBudgetBytes: 'PG_WORKSPACE_SNAPSHOT_BUDGET_BYTES',
       connectWaitMs: 'PG_WORKSPACE_CONNECT_WAIT_MS',

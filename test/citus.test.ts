@@ -11,6 +11,7 @@ import { CitusDesignError } from '../src/workspaces/citus-workspaces.js';
 import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
 import { startCitusCluster, sqlOn, type CitusCluster } from '../harness/citus-cluster.js';
 import { install, planFor, tempDir, writeExtension } from './support/fixtures.js';
+import { callTool, connectInProcess } from './support/mcp.js';
 import { MAIN, startServerProcess, type ServerProcess } from './support/server-process.js';
 
 const run = promisify(execFile);
@@ -397,4 +398,70 @@ describe('Citus: designs it refuses, and the registry', () => {
       await db.close();
     }
   }, 60_000);
+});
+
+describe('Citus: an upgrade never runs agent code as the server', () => {
+  it('a view with an ON UPDATE DO INSTEAD rule in place of an extension table runs its function as the workspace role', async (ctx) => {
+    const url = await cluster(ctx).createDatabase('upgrade_rule');
+    const table = 'CREATE TABLE IF NOT EXISTS notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL);';
+    const v1 = await writeExtension(await tempDir(), { id: 'notes' }, { 'workspace/schema.sql': table });
+    const v2 = await writeExtension(await tempDir(), { id: 'notes' }, { 'workspace/schema.sql': table, 'workspace/migrations/0001_touch.sql': 'UPDATE notes SET body = body;' });
+    const first = await connectInProcess({ extensionDirs: [v1], databaseUrl: url, disabledExtensions: ['codebase'] });
+    const call = (mcp: typeof first, name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
+    try {
+      expect((await call(first, 'execute', { project_id: 'beta', sql: "INSERT INTO notes (body) VALUES ('beta secret')" })).isError).toBe(false);
+      const agent = [
+        "INSERT INTO notes (body) VALUES ('x')",
+        'CREATE TABLE witness (who text, loot text)',
+        // Swallows its own failures, so that the upgrade succeeds whoever it runs as.
+        `CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $f$ BEGIN
+           INSERT INTO witness (who) VALUES (current_user::text);
+           BEGIN
+             INSERT INTO witness (loot) SELECT body FROM project_beta.notes;
+           EXCEPTION WHEN OTHERS THEN NULL;
+           END;
+         END $f$`,
+        'ALTER TABLE notes RENAME TO notes_real',
+        'CREATE VIEW notes AS SELECT * FROM notes_real',
+        // The parser refuses CREATE RULE; a function runs it all the same (PostgreSQL is the boundary).
+        `CREATE FUNCTION make_rule() RETURNS void LANGUAGE plpgsql AS $f$ BEGIN
+           EXECUTE 'CREATE RULE touch AS ON UPDATE TO notes DO INSTEAD SELECT f()';
+         END $f$`,
+        'SELECT make_rule()',
+      ];
+      for (const sql of agent) {
+        const done = await call(first, 'execute', { project_id: 'alpha', sql });
+        expect(done.isError, `${sql}: ${done.text}`).toBe(false);
+      }
+    } finally {
+      await first.close();
+    }
+    const second = await connectInProcess({ extensionDirs: [v2], databaseUrl: url, disabledExtensions: ['codebase'] });
+    try {
+      const upgraded = await call(second, 'ensure_workspace', { project_id: 'alpha' });
+      expect(upgraded.isError, upgraded.text).toBe(false);
+      const seen = (await sqlOn(url, 'SELECT who, loot FROM project_alpha.witness')) as { who: string | null; loot: string | null }[];
+      // The migration's UPDATE did reach the rule.
+      expect(seen.filter((r) => r.who !== null).length).toBeGreaterThan(0);
+      for (const r of seen) {
+        expect(r.who, 'the agent function ran as the server').toMatch(/^pgw_/);
+        expect(r.loot, 'the agent function read another workspace').toBeNull();
+      }
+      await assertCitusInvariants(url);
+    } finally {
+      await second.close();
+    }
+    // Its schema dropped by hand, the workspace (whose role exists) is made again, distributed.
+    await sqlOn(url, 'DROP SCHEMA project_alpha CASCADE');
+    const third = await connectInProcess({ extensionDirs: [v2], databaseUrl: url, disabledExtensions: ['codebase'] });
+    try {
+      const again = await call(third, 'ensure_workspace', { project_id: 'alpha' });
+      expect(again.isError, again.text).toBe(false);
+      expect(again.data['created']).toBe(true);
+      expect((await call(third, 'execute', { project_id: 'alpha', sql: "INSERT INTO notes (body) VALUES ('again') RETURNING body" })).isError).toBe(false);
+      await assertCitusInvariants(url);
+    } finally {
+      await third.close();
+    }
+  }, 180_000);
 });

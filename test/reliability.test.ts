@@ -59,6 +59,9 @@ describe('reliability on a real PostgreSQL server', () => {
       try {
         expect(await db.query(`SELECT extension_id, name, count(*)::int AS n FROM project_registry.schema_migrations GROUP BY 1, 2 ORDER BY 1, 2`)).toEqual([
           { extension_id: 'core', name: '0001_create_workspace_lock_timeout', n: 1 },
+          { extension_id: 'core', name: '0002_workspace_snapshots', n: 1 },
+          { extension_id: 'core', name: '0003_workspace_role_name', n: 1 },
+          { extension_id: 'core', name: '0004_mark_workspace_schemas', n: 1 },
           { extension_id: 'relia', name: '0001_first', n: 1 },
           { extension_id: 'relia', name: '0002_second', n: 1 },
         ]);
@@ -423,6 +426,9 @@ describe('through PgBouncer in transaction pooling mode', () => {
         { extension_id: 'core', name: '0001_create_workspace_lock_timeout', n: 1 },
         { extension_id: 'relia', name: '0001_first', n: 1 },
         { extension_id: 'relia', name: '0002_second', n: 1 },
+        { extension_id: 'core', name: '0002_workspace_snapshots', n: 1 },
+        { extension_id: 'core', name: '0003_workspace_role_name', n: 1 },
+        { extension_id: 'core', name: '0004_mark_workspace_schemas', n: 1 },
       ]);
       expect(await dbs[0]!.query(`SELECT count(*)::int AS n FROM project_registry.workspace_config`)).toEqual([{ n: 13 }]);
     } finally {

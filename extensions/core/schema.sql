@@ -12,7 +12,10 @@ CREATE TABLE IF NOT EXISTS project_registry.workspace_config (
     -- Identity of the workspace DDL and migrations this schema holds (see workspace_migrations),
     -- and of its schema files alone (unchanged: an upgrade only runs the new migrations).
     workspace_fingerprint        text NOT NULL,
-    workspace_schema_fingerprint text
+    workspace_schema_fingerprint text,
+    -- The workspace's PostgreSQL role (src/sandbox/sandbox-ddl.ts), recorded when its SQL tools
+    -- first make it and read ever after, never recomputed. UNIQUE: a role serves one workspace.
+    role_name                    text UNIQUE
 );
 
 -- Migration ledger of the global install: one row per applied migration, written in the
@@ -211,6 +214,23 @@ BEGIN
 END
 $$;
 
+-- What the server writes on a workspace schema it made (COMMENT ON SCHEMA), and nobody else
+-- does: only a schema's owner may comment on it, the server owns the workspace schemas, and
+-- agents can create no schema. A schema named like a workspace without it (an application's own
+-- project_billing, say) is never taken over by ensure_workspace: only `repair --adopt-orphans`
+-- takes one, when told to.
+CREATE OR REPLACE FUNCTION project_registry.workspace_marker(project_id text)
+RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT 'pg-workspace-mcp workspace ' || project_id
+$$;
+
+CREATE OR REPLACE FUNCTION project_registry.mark_workspace_schema(schema_name text, project_id text)
+RETURNS void LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  EXECUTE format('COMMENT ON SCHEMA %I IS %L', mark_workspace_schema.schema_name, project_registry.workspace_marker(mark_workspace_schema.project_id));
+END
+$$;
+
 -- Creates a workspace in one round trip (the engine's path for an id it found unregistered):
 -- lock_workspace(), then the registered row if a concurrent creator got there first, else the
 -- creation script and register_workspace(), the steps the engine otherwise sends one by one
@@ -231,7 +251,15 @@ BEGIN
   IF FOUND THEN
     RETURN;
   END IF;
+  -- A schema of that name without a registry row is not created here: the engine takes it back
+  -- (a workspace schema the server made, its registry row lost) with its script run as the
+  -- workspace's role, where agent code may be, or refuses it (a schema the server did not make).
+  IF EXISTS (SELECT FROM pg_catalog.pg_namespace n WHERE n.nspname = create_workspace.schema_name) THEN
+    RETURN QUERY SELECT false, NULL::timestamptz, NULL::text;
+    RETURN;
+  END IF;
   EXECUTE script;
+  PERFORM project_registry.mark_workspace_schema(create_workspace.schema_name, create_workspace.project_id);
   -- The script pointed search_path at the new schema; a plan cached under another search_path
   -- is re-planned, so put it back for the statements below.
   PERFORM set_config('search_path', 'pg_catalog, pg_temp', true);
@@ -349,14 +377,23 @@ GRANT USAGE ON SCHEMA project_registry_sandbox_body TO PUBLIC;
 -- and DROP its own tables: tables and views (their indexes, row types and owned sequences
 -- follow), other sequences, routines and standalone types (composite ones included). Snapshots
 -- use it the other way too: a snapshot's objects go to the role that keeps them. Runs as the
--- server, which created them; objects already owned by the role are left alone.
+-- server, which created them; objects already owned by the role are left alone. Any other
+-- workspace role (pgw_...) loses its privileges on the schema: a role two workspaces shared
+-- under the naming of before 2026-12 keeps nothing of the workspace that gets a role of its own.
 CREATE OR REPLACE FUNCTION project_registry_sandbox.adopt_objects(schema_name text, role_name text)
 RETURNS void LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   ns oid := (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = adopt_objects.schema_name);
   owner oid := (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = adopt_objects.role_name);
   object record;
+  other name;
 BEGIN
+  FOR other IN
+    SELECT DISTINCT r.rolname FROM pg_catalog.pg_namespace n, aclexplode(n.nspacl) a JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+     WHERE n.oid = ns AND a.grantee <> owner AND a.grantee <> n.nspowner AND r.rolname LIKE 'pgw\_%'
+  LOOP
+    EXECUTE format('REVOKE ALL ON SCHEMA %I FROM %I', adopt_objects.schema_name, other);
+  END LOOP;
   -- The schema's objects found by pg_depend's index (each depends on its namespace there):
   -- pg_class, pg_proc and pg_type have no index on the namespace alone and grow with every
   -- workspace. Indexes, row types and owned sequences follow their table.

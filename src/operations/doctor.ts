@@ -6,7 +6,7 @@ import type { InstallPlan } from '../installer/install-plan.js';
 import { describeSpace, pinnedSpaceOf } from '../embeddings/embedding-spaces.js';
 import { columnsBeingReembedded } from '../registry/embedding-space-sql.js';
 import * as registry from '../registry/operations-queries.js';
-import { roleNameFor, rolePrefixFor, snapshotRoleNameFor } from '../sandbox/sandbox-ddl.js';
+import { roleNameFor, rolePrefixFor, SANDBOX_SCHEMA, snapshotRoleNameFor } from '../sandbox/sandbox-ddl.js';
 import { projectIdOfSchema, ReservedSchemas } from '../workspaces/project-id.js';
 import { FleetStatusReader, type FleetStatus } from '../workspaces/workspace-fleet.js';
 
@@ -24,6 +24,7 @@ export const FINDING_CODES = [
   'lost-schema',
   'orphan-schema',
   'orphan-role',
+  'shared-role',
   'pg-extension-missing',
   'install-lock-held',
   'privilege-missing',
@@ -186,7 +187,8 @@ async function inspect(tx: Queryable, plan: InstallPlan, database: string): Prom
       fix:
         `\`pg-workspace-mcp repair --adopt-orphans\` registers it if its tables match what the workspace DDL makes ` +
         `(it says why not otherwise); or drop it (DROP SCHEMA ${quoteIdent(orphan.schema_name)} CASCADE) if it is not wanted. ` +
-        'Until then ensure_workspace for that id would take it over as it is.',
+        'Until then ensure_workspace takes it back only if the server made it (its marker: COMMENT ON SCHEMA), running its ' +
+        'workspace DDL as the workspace\'s role; a schema the server did not make is refused.',
       details: { project_id: projectId, schema_name: orphan.schema_name, owner: orphan.owner, tables: orphan.tables },
     });
   }
@@ -212,6 +214,21 @@ async function inspect(tx: Queryable, plan: InstallPlan, database: string): Prom
       details: { role },
     });
   }
+  for (const shared of await registry.sharedRoles(tx, SANDBOX_SCHEMA)) {
+    const places = [...(shared.schemas ?? []).map((s) => `schema ${s}`), ...(shared.databases ?? []).map((d) => `database ${d}`)];
+    findings.push({
+      code: 'shared-role',
+      severity: 'error',
+      message:
+        `Role ${shared.role_name} serves more than one workspace (${places.join(', ')}): an agent of either can read and change ` +
+        'the other\'s objects, and dropping either workspace would drop what the role owns in the other.',
+      fix:
+        'Make one SQL tool call (query) in either workspace of this database: the workspace whose recorded role it is not ' +
+        'gets a role of its own first, with its objects, and the shared role loses its privileges there. A use in another database ' +
+        '(a database renamed, and another made under the old name) is that database\'s: drop its workspace there, or the role.',
+      details: { role: shared.role_name, schemas: shared.schemas ?? [], databases: shared.databases ?? [] },
+    });
+  }
   return report;
 }
 
@@ -232,11 +249,12 @@ export async function rolesWithoutWorkspace(q: Queryable, orphanIds: readonly st
   const database = await registry.currentDatabase(q);
   const roles = await registry.rolesStartingWith(q, rolePrefixFor(database));
   if (roles.length === 0) return [];
-  const registered = await registry.registeredProjectIds(q);
+  const registered = await registry.registeredRoles(q);
   // A registered workspace's snapshots have a role of their own (docs/snapshots.md).
   const owned = new Set([
-    ...[...registered, ...orphanIds].map((id) => roleNameFor(database, id)),
-    ...registered.map((id) => snapshotRoleNameFor(database, id)),
+    ...registered.map((w) => w.role_name ?? roleNameFor(database, w.project_id)),
+    ...orphanIds.map((id) => roleNameFor(database, id)),
+    ...registered.map((w) => snapshotRoleNameFor(database, w.project_id)),
   ]);
   return roles.filter((role) => !owned.has(role));
 }

@@ -4,8 +4,8 @@ import { explainError } from '../db/sql-errors.js';
 import type { InstallPlan } from '../installer/install-plan.js';
 import type { PreparedExtension } from '../installer/prepared-extension.js';
 import * as registry from '../registry/operations-queries.js';
-import { lockWorkspace } from '../registry/registry-sql.js';
-import { principalScript, roleNameFor, rolePrefixFor, SANDBOX_LOCK_CLASS, sandboxBodyScript } from '../sandbox/sandbox-ddl.js';
+import { lockWorkspace, markWorkspaceSchema, recordWorkspaceRole, roleUsesElsewhere } from '../registry/registry-sql.js';
+import { principalScript, roleNameFor, rolePrefixFor, SANDBOX_LOCK_CLASS, SANDBOX_SCHEMA, sandboxBodyScript } from '../sandbox/sandbox-ddl.js';
 import { projectIdOfSchema, SCHEMA_PREFIX, schemaNameFor } from '../workspaces/project-id.js';
 import { buildWorkspaceScript } from '../workspaces/workspace-ddl.js';
 import { forgetWorkspace } from '../workspaces/workspace-lifecycle.js';
@@ -228,6 +228,8 @@ async function adoptOrphan(tx: Queryable, plan: InstallPlan, searchPathSchemas: 
     },
     script.migrations,
   );
+  // Told to adopt it: from now on it is the server's, taken back like any workspace it made.
+  await markWorkspaceSchema(tx, schemaName, projectId);
   const changes = [`registered schema ${schemaName} as workspace "${projectId}" with ${script.migrations.names.length} ledger row(s)`];
   if (!current) {
     changes.push(`adopted at the level before ${level.pending.join(', ')}, which its tables predate: \`pg-workspace-mcp migrate-workspaces\` applies them`);
@@ -236,11 +238,14 @@ async function adoptOrphan(tx: Queryable, plan: InstallPlan, searchPathSchemas: 
   const role = roleNameFor(capability.database, projectId);
   if (capability.create_role) {
     const exists = await registry.roleExists(tx, role);
+    const elsewhere = exists ? await roleUsesElsewhere(tx, role, schemaName, SANDBOX_SCHEMA) : [];
+    if (elsewhere.length > 0) return refused(`its role ${role} already serves ${elsewhere.join(', ')}: a workspace role never serves two.`);
     // The workspace's function calls the shared body, which only the SQL tools' first use writes:
     // in a database where they never ran, it is not there yet. Written as they write it, under their lock.
     await tx.query('SELECT pg_catalog.pg_advisory_xact_lock($1, 0)', [SANDBOX_LOCK_CLASS]);
     await tx.exec(sandboxBodyScript());
     await tx.exec(principalScript({ schemaName, roleName: role, searchPath: searchPathSchemas }, !exists, capability.role));
+    await recordWorkspaceRole(tx, projectId, role);
     changes.push(`${exists ? 'gave its existing role' : 'made its role'} ${role} its objects and SQL sandbox`);
   } else {
     changes.push(`made no role: "${capability.role}" lacks CREATEROLE (the SQL tools make it on first use once granted)`);

@@ -1,4 +1,5 @@
 import type { Queryable } from '../db/database.js';
+import { dependencySchema } from './registry-sql.js';
 
 /*
  * The registry SQL of the operations commands (doctor, repair), each statement named for what it
@@ -40,7 +41,30 @@ const WORKSPACE_ROLES = `
   SELECT r.rolname::text AS role_name FROM pg_catalog.pg_roles r
    WHERE starts_with(r.rolname, $1) ORDER BY r.rolname`;
 
-const REGISTERED_IDS = 'SELECT project_id FROM project_registry.workspace_config';
+/** Read through to_jsonb: doctor also reads a registry installed before the column existed. */
+const REGISTERED_ROLES = `SELECT w.project_id, pg_catalog.to_jsonb(w) ->> 'role_name' AS role_name FROM project_registry.workspace_config w`;
+
+/**
+ * Workspace roles (pgw_…) that own something or hold a privilege in more than one registered
+ * workspace (its schema, what is in it, its sandbox function), or in another database: one role
+ * serving two workspaces, as the naming of before 2026-12 allowed. $1 is the sandbox schema.
+ */
+const SHARED_ROLES = `
+  SELECT r.rolname::text AS role_name,
+         array_agg(DISTINCT s.nspname ORDER BY s.nspname) FILTER (WHERE w.schema_name IS NOT NULL) AS schemas,
+         array_agg(DISTINCT db.datname::text ORDER BY db.datname::text) FILTER (WHERE d.dbid NOT IN (0, me.oid)) AS databases
+    FROM pg_catalog.pg_roles r
+    JOIN pg_catalog.pg_shdepend d ON d.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass AND d.refobjid = r.oid
+   CROSS JOIN (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) me
+    LEFT JOIN pg_catalog.pg_database db ON db.oid = d.dbid
+    LEFT JOIN LATERAL (${dependencySchema('$1')}
+                       WHERE d.dbid = me.oid) s ON true
+    LEFT JOIN project_registry.workspace_config w ON w.schema_name = s.nspname
+   WHERE r.rolname LIKE 'pgw\\_%'
+   GROUP BY r.rolname
+  HAVING count(DISTINCT w.schema_name) > 1
+      OR (count(DISTINCT w.schema_name) = 1 AND count(*) FILTER (WHERE d.dbid NOT IN (0, me.oid)) > 0)
+   ORDER BY 1`;
 
 const CURRENT_DATABASE = 'SELECT current_database()::text AS database';
 
@@ -215,9 +239,16 @@ export async function currentDatabase(q: Queryable): Promise<string> {
   return (await first<{ database: string }>(q, CURRENT_DATABASE)).database;
 }
 
-export async function registeredProjectIds(q: Queryable): Promise<string[]> {
-  return (await q.query<{ project_id: string }>(REGISTERED_IDS)).map((r) => r.project_id);
+/** Every registered workspace with its recorded role (null: none recorded yet). */
+export const registeredRoles = (q: Queryable) => q.query<{ project_id: string; role_name: string | null }>(REGISTERED_ROLES);
+
+export interface SharedRole {
+  role_name: string;
+  schemas: string[] | null;
+  databases: string[] | null;
 }
+
+export const sharedRoles = (q: Queryable, sandboxSchema: string) => q.query<SharedRole>(SHARED_ROLES, [sandboxSchema]);
 
 export const pgExtensionStates = (q: Queryable, names: readonly string[]) => q.query<PgExtensionState>(PG_EXTENSIONS, [names]);
 

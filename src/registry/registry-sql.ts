@@ -427,3 +427,107 @@ export async function claimGlobalMigration(tx: Queryable, extensionId: string, m
   );
   return claimed.length > 0;
 }
+
+// Workspace roles (src/sandbox/workspace-role.ts): recorded in the registry, one workspace each.
+
+/**
+ * The schema a pg_shdepend row `d` of this database is about (a column `nspname`): the schema
+ * itself, the workspace schema a sandbox function (in `sandboxSchema`, an SQL expression) is
+ * named for, or the schema of the object. Shared by the check a role passes before it serves a
+ * workspace and by doctor's shared-role finding.
+ */
+export const dependencySchema = (sandboxSchema: string) => `
+         SELECT CASE WHEN d.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
+                     THEN (SELECT n.nspname::text FROM pg_catalog.pg_namespace n WHERE n.oid = d.objid)
+                     WHEN d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+                          AND (SELECT p.pronamespace FROM pg_catalog.pg_proc p WHERE p.oid = d.objid) = pg_catalog.to_regnamespace(${sandboxSchema})
+                     THEN (SELECT p.proname::text FROM pg_catalog.pg_proc p WHERE p.oid = d.objid)
+                     ELSE (pg_catalog.pg_identify_object(d.classid, d.objid, d.objsubid)).schema END AS nspname`;
+
+/** The role recorded for a workspace; undefined when none is (or the workspace is not registered). */
+export async function recordedWorkspaceRole(q: Queryable, projectId: string): Promise<string | undefined> {
+  const [row] = await q.query<{ role_name: string | null }>('SELECT role_name FROM project_registry.workspace_config WHERE project_id = $1', [projectId]);
+  return row?.role_name ?? undefined;
+}
+
+/** The registered workspace whose recorded role is `roleName`, if any. */
+export async function workspaceOfRole(q: Queryable, roleName: string): Promise<string | undefined> {
+  const [row] = await q.query<{ project_id: string }>('SELECT project_id FROM project_registry.workspace_config WHERE role_name = $1', [roleName]);
+  return row?.project_id;
+}
+
+/**
+ * Records `roleName` as a registered workspace's role unless it has one; in the caller's
+ * transaction under the workspace's lock. A role recorded for another workspace is a unique
+ * violation (23505), raised.
+ */
+export async function recordWorkspaceRole(tx: Queryable, projectId: string, roleName: string): Promise<void> {
+  await tx.query('UPDATE project_registry.workspace_config SET role_name = $2 WHERE project_id = $1 AND role_name IS NULL', [projectId, roleName]);
+}
+
+/** Sets (or with null clears) a workspace's recorded role: a rename renames its role too. */
+export async function setWorkspaceRole(tx: Queryable, projectId: string, roleName: string | null): Promise<void> {
+  await tx.query('UPDATE project_registry.workspace_config SET role_name = $2 WHERE project_id = $1', [projectId, roleName]);
+}
+
+/**
+ * Where a role owns something or holds a privilege outside one workspace (its schema, what is in
+ * it, and its sandbox function named for it), read from pg_shdepend, which records both for every
+ * database of the cluster: one phrase per place, empty when it serves nothing else. Its large
+ * objects have no schema and count as its workspace's.
+ */
+export async function roleUsesElsewhere(q: Queryable, roleName: string, schemaName: string, sandboxSchema: string): Promise<string[]> {
+  const rows = await q.query<{ place: string }>(
+    `SELECT DISTINCT CASE WHEN d.dbid = 0 THEN 'shared object ' || pg_catalog.pg_describe_object(d.classid, d.objid, 0)
+                          WHEN d.dbid <> me.oid THEN 'database ' || coalesce(db.datname::text, d.dbid::text)
+                          ELSE coalesce('schema ' || s.nspname, pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid)) END AS place
+       FROM pg_catalog.pg_roles r
+       JOIN pg_catalog.pg_shdepend d ON d.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass AND d.refobjid = r.oid
+      CROSS JOIN (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) me
+       LEFT JOIN pg_catalog.pg_database db ON db.oid = d.dbid
+       LEFT JOIN LATERAL (
+${dependencySchema('$3')}
+          WHERE d.dbid = me.oid) s ON true
+      WHERE r.rolname = $1
+        AND (d.dbid <> me.oid OR (s.nspname IS DISTINCT FROM $2 AND d.classid <> 'pg_catalog.pg_largeobject'::pg_catalog.regclass))
+      ORDER BY 1`,
+    [roleName, schemaName, sandboxSchema],
+  );
+  return rows.map((r) => r.place);
+}
+
+// Workspace schemas the server made carry its marker (core's workspace_marker()).
+
+/** Whether a schema exists, and whether it carries the marker the server writes on the schema of `projectId`. */
+export async function workspaceSchemaState(q: Queryable, schemaName: string, projectId: string): Promise<{ exists: boolean; marked: boolean }> {
+  const [row] = await q.query<{ exists: boolean; marked: boolean }>(
+    `SELECT n.oid IS NOT NULL AS exists,
+            coalesce(pg_catalog.obj_description(n.oid, 'pg_namespace') = project_registry.workspace_marker($2), false) AS marked
+       FROM (VALUES (1)) one LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = $1`,
+    [schemaName, projectId],
+  );
+  return row ?? { exists: false, marked: false };
+}
+
+/** Writes the server's marker on a workspace schema it made (or was told to adopt). */
+export async function markWorkspaceSchema(tx: Queryable, schemaName: string, projectId: string): Promise<void> {
+  await tx.query('SELECT project_registry.mark_workspace_schema($1, $2)', [schemaName, projectId]);
+}
+
+/**
+ * Whether anything in a schema (or its sandbox function) is owned by a role other than the
+ * server's: only then can agent code be there (the server's own objects are its DDL's).
+ */
+export async function holdsOthersObjects(q: Queryable, schemaName: string, sandboxSchema: string): Promise<boolean> {
+  const [row] = await q.query<{ others: boolean }>(
+    `SELECT EXISTS (
+       SELECT FROM pg_catalog.pg_shdepend d
+        CROSS JOIN LATERAL (${dependencySchema('$2')}) s
+        WHERE d.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+          AND d.deptype = 'o' AND d.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass
+          AND d.refobjid <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)
+          AND s.nspname = $1) AS others`,
+    [schemaName, sandboxSchema],
+  );
+  return row?.others ?? false;
+}

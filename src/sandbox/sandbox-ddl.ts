@@ -52,15 +52,21 @@ export const SANDBOX_ERROR_FIELD_CHARS = 8000;
 export const RESULT_PORTAL = 'pgw_result';
 
 /**
- * Role names are cluster-global while workspaces are per database: the name carries a tag of
- * the database, so two databases with the same project id never share a role.
+ * The role a new workspace gets (an existing workspace's role is the one its registry row
+ * records, never recomputed). Role names are cluster-global while workspaces are per database:
+ * the name carries a tag of the database, so two databases with the same project id never share
+ * a role. Injective by construction: an id that fits is spelled out (hyphens as underscores,
+ * which no id contains, and never two in a row, since ids never have two hyphens in a row); a
+ * longer one becomes its first characters, a double underscore (a shape no spelled-out id can
+ * have) and 64 bits of sha256, so two ids share a name only if they share 32 characters and
+ * 64 bits of hash. The registry's UNIQUE role_name refuses even that.
  */
 export function roleNameFor(databaseName: string, projectId: string): string {
   const prefix = rolePrefixFor(databaseName);
   const id = projectId.replaceAll('-', '_');
   if (Buffer.byteLength(prefix + id) <= MAX_IDENTIFIER_BYTES) return prefix + id;
-  const hash = createHash('sha256').update(projectId).digest('hex').slice(0, 8);
-  return `${prefix}${id.slice(0, MAX_IDENTIFIER_BYTES - prefix.length - hash.length - 1)}_${hash}`;
+  const hash = createHash('sha256').update(projectId).digest('hex').slice(0, 16);
+  return `${prefix}${id.slice(0, MAX_IDENTIFIER_BYTES - prefix.length - hash.length - 2)}__${hash}`;
 }
 
 /**
@@ -117,8 +123,10 @@ export function principalScript(p: Principal, createRole: boolean, serverRole: s
   return [
     createRole ? `CREATE ROLE ${role} NOLOGIN NOINHERIT` : '',
     // Citus reaches a workspace's worker over a connection as the current user: the role must
-    // be allowed to log in there (it has no password; see docs/citus.md).
-    citus ? `ALTER ROLE ${role} LOGIN` : '',
+    // be allowed to log in there (it has no password; see docs/citus.md). A role may always set
+    // its own password, and only a role with CREATEROLE may change VALID UNTIL: expired for
+    // good, no password the agent sets ever authenticates, on any backend.
+    `ALTER ROLE ${role} ${citus ? 'LOGIN ' : ''}VALID UNTIL '-infinity'`,
     `GRANT ${role} TO ${quoteIdent(serverRole)}`,
     `REVOKE ALL ON SCHEMA ${schema} FROM PUBLIC`,
     `GRANT USAGE, CREATE ON SCHEMA ${schema} TO ${role}`,

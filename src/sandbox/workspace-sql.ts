@@ -3,17 +3,24 @@ import type { Database, PipelineField, PipelineStep, Queryable } from '../db/dat
 import { quoteIdent } from '../db/identifiers.js';
 import { pgError, sqlState } from '../db/sql-errors.js';
 import type { Logger } from '../logger.js';
-import { schemaNameFor } from '../workspaces/project-id.js';
-import { lockWorkspace, workspacesWithoutSandbox } from '../registry/registry-sql.js';
+import { projectIdOfSchema, schemaNameFor } from '../workspaces/project-id.js';
+import {
+  holdsOthersObjects,
+  lockWorkspace,
+  recordWorkspaceRole,
+  roleUsesElsewhere,
+  workspaceOfRole,
+  workspacesWithoutSandbox,
+} from '../registry/registry-sql.js';
 import type { WorkspaceManager } from '../workspaces/workspace-manager.js';
 import { AgentSqlError, prepareAgentStatement, type AgentParam } from './agent-statement.js';
 import { maintenanceSql, parseMaintenance, RESOLVE_NAMED, WORKSPACE_TABLES } from './maintenance-statement.js';
 import { PerWorkspaceLimit } from './per-workspace-limit.js';
 import { readSandboxAnswer } from './sandbox-answer.js';
+import { workspaceRoleOf } from './workspace-role.js';
 import {
   principalScript,
   RESULT_PORTAL,
-  roleNameFor,
   SANDBOX_BODY,
   SANDBOX_BROKEN,
   SANDBOX_LOCK_CLASS,
@@ -176,6 +183,35 @@ export class WorkspaceSql {
   }
 
   /**
+   * For server code that writes tables an agent controls (ingest into `files`/`chunks`): several
+   * data changes in one transaction, each as `execute` runs one (parsed, values bound as
+   * literals, as the workspace's role in its sandbox, under the statement timeout), in one
+   * round trip. All commit or none does. Returns the rows each statement affected.
+   */
+  async writeAsWorkspace(projectId: string, statements: ReadonlyArray<{ sql: string; params: readonly AgentParam[] }>, retried = false): Promise<number[]> {
+    const prepared = await Promise.all(statements.map((s) => prepareAgentStatement(s.sql, s.params, 'execute')));
+    const principal = await this.#principal(projectId);
+    const fn = sandboxFunction(principal.schemaName);
+    const steps: PipelineStep[] = [
+      {
+        sql: `SELECT pg_catalog.set_config('statement_timeout', $1, true), pg_catalog.set_config('transaction_read_only', 'off', true)`,
+        params: [String(this.limits.statementTimeoutMs)],
+      },
+      ...prepared.map((statement) => ({ sql: `SELECT ${fn}('run', $1, 0, 0)`, params: [statement.sql] })),
+    ];
+    const outcome = await this.db.pipeline(steps);
+    if (outcome.error) {
+      const code = sqlState(outcome.error);
+      if ((code === SANDBOX_BROKEN || (code === '42883' && outcome.results.length === 1)) && !retried) {
+        this.#principals.delete(projectId);
+        return this.writeAsWorkspace(projectId, statements, true);
+      }
+      throw outcome.error;
+    }
+    return outcome.results.slice(1).map((r) => readSandboxAnswer(r.rows[0]?.[0] ?? '{}').total);
+  }
+
+  /**
    * VACUUM or ANALYZE of the workspace's own tables (maintenance-statement.ts): the names are
    * resolved and checked as the workspace, then ANALYZE runs in the sandbox like any statement
    * and VACUUM, which cannot run in a transaction, outside it as the workspace's role.
@@ -216,24 +252,31 @@ export class WorkspaceSql {
   }
 
   /**
-   * For workspace upgrades: runs a workspace DDL/migration script inside the sandbox, in the
-   * caller's transaction (which holds the workspace lock), when the workspace has a role, that
-   * is when agent code may live there (triggers, views, operators the script would otherwise
-   * run as the server). Returns false when it has none: no agent SQL ever ran in it.
+   * For workspace upgrades and take-backs: the sandbox function (its qualified name) to run the
+   * workspace DDL/migration script in, as `SELECT <fn>('script', statement, 0, 0)`, in the
+   * caller's transaction (which holds the workspace lock), when agent code may live in the
+   * workspace (triggers, rules, views, operators the script would otherwise run as the server):
+   * the workspace has a role, or anything in its schema belongs to a role other than the
+   * server's (the role is then made). Undefined otherwise: only the server's own objects are there.
    */
-  async runScript(tx: Queryable, projectId: string, schemaName: string, script: string): Promise<boolean> {
+  async scriptSandbox(tx: Queryable, projectId: string, schemaName: string): Promise<string | undefined> {
     // On the caller's session: PGlite's only one is busy with the caller's transaction.
     const capability = await this.#capabilityOnce(tx);
-    const principal = this.#principalFor(capability, projectId);
+    const principal = await this.#principalIn(tx, capability, projectId);
     const [role] = await tx.query<{ present: boolean }>('SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $1) AS present', [
       principal.roleName,
     ]);
-    if (!role?.present) return false;
-    if (capability.problem) throw new SqlToolsUnavailableError(capability.problem);
+    // No role, and nothing in the schema but the server's own objects: no agent code to run.
+    if (!role?.present && !(await holdsOthersObjects(tx, schemaName, SANDBOX_SCHEMA))) return undefined;
+    if (capability.problem) {
+      throw new SqlToolsUnavailableError(
+        `Schema ${schemaName} may hold agent code, so its workspace DDL must run as the workspace's role, ` +
+          `which needs the SQL tools: ${capability.problem}`,
+      );
+    }
     await tx.exec(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schemaName)}`);
-    await this.#repairIn(tx, principal, capability);
-    await tx.query(`SELECT ${sandboxFunction(schemaName)}('script', $1, 0, 0)`, [script]);
-    return true;
+    await this.#repairIn(tx, projectId, principal, capability);
+    return sandboxFunction(schemaName);
   }
 
   /**
@@ -243,7 +286,7 @@ export class WorkspaceSql {
   async ensurePrincipal(tx: Queryable, projectId: string): Promise<void> {
     const capability = await this.#capabilityOnce(tx);
     if (capability.problem) throw new SqlToolsUnavailableError(capability.problem);
-    await this.#repairIn(tx, this.#principalFor(capability, projectId), capability);
+    await this.#repairIn(tx, projectId, await this.#principalIn(tx, capability, projectId), capability);
   }
 
   /**
@@ -428,39 +471,62 @@ export class WorkspaceSql {
     return { database: row.database, serverRole: row.role, problem };
   }
 
-  #principalFor(capability: Capability, projectId: string): Principal {
+  /** The workspace's recorded role, or for one that has none yet the name it gets (roleNameFor). */
+  async #principalIn(q: Queryable, capability: Capability, projectId: string): Promise<Principal> {
     return {
       schemaName: schemaNameFor(projectId),
-      roleName: roleNameFor(capability.database, projectId),
+      roleName: await workspaceRoleOf(q, projectId, capability.database),
       searchPath: this.searchPathSchemas,
     };
   }
 
   /** The workspace (created if needed, as ensure_workspace would) and its intact principal. */
-  async #principal(projectId: string, { ensure = true } = {}): Promise<Principal> {
+  async #principal(projectId: string, { ensure = true } = {}, visiting = new Set<string>()): Promise<Principal> {
     const cached = this.#principals.get(projectId);
     if (cached) return cached;
     const capability = await this.#capabilityOnce();
     if (capability.problem) throw new SqlToolsUnavailableError(capability.problem);
     if (ensure) await this.workspaces.ensure(projectId);
-    const principal = this.#principalFor(capability, projectId);
-    await this.db.transaction(async (tx) => {
+    visiting.add(projectId);
+    // A role two workspaces share (made by the naming of before 2026-12) first leaves the
+    // workspace it was not recorded for: that one gets a role of its own, with its objects.
+    for (const other of await this.#sharingWorkspaces(projectId, capability)) {
+      if (!visiting.has(other)) await this.#principal(other, { ensure: false }, visiting);
+    }
+    const principal = await this.db.transaction(async (tx) => {
       await lockWorkspace(tx, projectId);
-      await this.#repairIn(tx, principal, capability);
+      const found = await this.#principalIn(tx, capability, projectId);
+      await this.#repairIn(tx, projectId, found, capability);
+      return found;
     });
     this.#principals.set(projectId, principal);
     return principal;
+  }
+
+  /** Registered workspaces other than `projectId` whose schema its role reaches but whose role it is not. */
+  async #sharingWorkspaces(projectId: string, capability: Capability): Promise<string[]> {
+    const { roleName, schemaName } = await this.#principalIn(this.db, capability, projectId);
+    const others: string[] = [];
+    for (const place of await roleUsesElsewhere(this.db, roleName, schemaName, SANDBOX_SCHEMA)) {
+      const other = place.startsWith('schema ') ? projectIdOfSchema(place.slice('schema '.length)) : undefined;
+      if (other === undefined || (await workspaceOfRole(this.db, roleName)) === other) continue;
+      if ((await this.#principalIn(this.db, capability, other)).roleName !== roleName) others.push(other);
+    }
+    return others;
   }
 
   /**
    * Makes the role, privileges and sandbox function unless all are there and intact: the
    * function with its flags, exactly this server's body (an older server's is replaced) and
    * nothing but its search path as settings (PostgreSQL stores SET clauses quote_ident-ed).
+   * An existing role is taken only if it serves nothing outside this workspace (another
+   * workspace, another database: a role is never shared), and is recorded in the registry.
    */
-  async #repairIn(tx: Queryable, principal: Principal, capability: Capability): Promise<void> {
+  async #repairIn(tx: Queryable, projectId: string, principal: Principal, capability: Capability): Promise<void> {
     const [state] = await tx.query<{ role_exists: boolean; intact: boolean; body_intact: boolean }>(
       `SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $2) AS role_exists,
-              (NOT $4::boolean OR EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $2 AND rolcanlogin))
+              EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $2 AND rolvaliduntil = '-infinity' AND (rolcanlogin OR NOT $4::boolean)
+                         AND pg_catalog.has_schema_privilege(oid, pg_catalog.to_regnamespace($1)::oid, 'USAGE'))
               AND EXISTS (SELECT FROM pg_catalog.pg_proc p
                        WHERE p.pronamespace = pg_catalog.to_regnamespace($3) AND p.proname = $1
                          AND p.prosecdef AND NOT p.proisstrict
@@ -482,23 +548,42 @@ export class WorkspaceSql {
         sandboxBodySource(),
       ],
     );
-    if (state?.intact && state.body_intact) return;
-    try {
-      // One at a time across workspaces and servers: both scripts write shared catalog rows (the
-      // body, the sandbox schema's privileges), which two transactions cannot update at once.
-      await tx.query('SELECT pg_catalog.pg_advisory_xact_lock($1, 0)', [SANDBOX_LOCK_CLASS]);
-      if (!state?.body_intact) await tx.exec(sandboxBodyScript());
-      if (!state?.intact) await tx.exec(principalScript(principal, !state?.role_exists, capability.serverRole, this.workspaces.citus));
-    } catch (error) {
-      if (sqlState(error) === '42501') {
+    if (!state?.intact) {
+      const elsewhere = state?.role_exists ? await roleUsesElsewhere(tx, principal.roleName, principal.schemaName, SANDBOX_SCHEMA) : [];
+      if (elsewhere.length > 0) {
         throw new SqlToolsUnavailableError(
-          `Could not set up the PostgreSQL role of workspace ${principal.schemaName}: ${pgError(error)?.message}. ` +
-            `The server's role ${capability.serverRole} needs CREATEROLE and must own the workspace schemas it created.`,
+          `The PostgreSQL role ${principal.roleName} that workspace ${principal.schemaName} would run as already serves ` +
+            `${elsewhere.join(', ')}: a workspace role never serves two workspaces (or databases), so the SQL tools are refused here. ` +
+            `\`pg-workspace-mcp doctor\` lists shared roles; drop the other use of the role, or the role, as an administrator.`,
         );
       }
-      throw error;
     }
-    this.log.info('made the SQL sandbox of a workspace', { schema: principal.schemaName, role: principal.roleName });
+    if (!state?.intact || !state.body_intact) {
+      try {
+        // One at a time across workspaces and servers: both scripts write shared catalog rows (the
+        // body, the sandbox schema's privileges), which two transactions cannot update at once.
+        await tx.query('SELECT pg_catalog.pg_advisory_xact_lock($1, 0)', [SANDBOX_LOCK_CLASS]);
+        if (!state?.body_intact) await tx.exec(sandboxBodyScript());
+        if (!state?.intact) await tx.exec(principalScript(principal, !state?.role_exists, capability.serverRole, this.workspaces.citus));
+      } catch (error) {
+        if (sqlState(error) === '42501') {
+          throw new SqlToolsUnavailableError(
+            `Could not set up the PostgreSQL role of workspace ${principal.schemaName}: ${pgError(error)?.message}. ` +
+              `The server's role ${capability.serverRole} needs CREATEROLE and must own the workspace schemas it created.`,
+          );
+        }
+        throw error;
+      }
+      this.log.info('made the SQL sandbox of a workspace', { schema: principal.schemaName, role: principal.roleName });
+    }
+    try {
+      await recordWorkspaceRole(tx, projectId, principal.roleName);
+    } catch (error) {
+      if (sqlState(error) !== '23505') throw error;
+      throw new SqlToolsUnavailableError(
+        `The PostgreSQL role ${principal.roleName} is recorded for another workspace, so workspace ${principal.schemaName} cannot use it: a workspace role never serves two workspaces.`,
+      );
+    }
   }
 }
 

@@ -28,20 +28,21 @@ export class WorkspaceMigrationDriftError extends Error {
  * so that one round trip creates or upgrades a workspace. Schema files are idempotent, so the
  * same script serves a new workspace, a lagging one and a pre-existing schema being adopted;
  * `schemaFiles: false` (they have not changed since this workspace last ran them) leaves them
- * out, so an upgrade that only adds migrations runs only those.
+ * out, so an upgrade that only adds migrations runs only those. `create`: the schema must not
+ * exist yet (a new workspace never runs in a schema someone made meanwhile).
  */
 export function buildWorkspaceScript(
   schemaName: string,
   searchPathSchemas: readonly string[],
   extensions: readonly PreparedExtension[],
   applied: readonly AppliedMigration[],
-  { schemaFiles, citus = false }: { schemaFiles: boolean; citus?: boolean },
+  { schemaFiles, citus = false, create = false }: { schemaFiles: boolean; citus?: boolean; create?: boolean },
 ): WorkspaceScript {
   const path = [schemaName, ...searchPathSchemas.filter((s) => s !== schemaName)].map(quoteIdent).join(', ');
   // On Citus the schema is made plain and distributed with all its tables at the end (see db/citus.ts).
   const prelude =
     (citus ? `${SHARDING_OFF};\n` : '') +
-    `CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schemaName)};\nSET LOCAL search_path TO ${path};\n`;
+    `CREATE SCHEMA ${create ? '' : 'IF NOT EXISTS '}${quoteIdent(schemaName)};\nSET LOCAL search_path TO ${path};\n`;
   let sql = prelude;
   const starts: WorkspaceScript['starts'][number][] = [];
   const migrations: WorkspaceScript['migrations'] = { extensionIds: [], names: [], checksums: [] };

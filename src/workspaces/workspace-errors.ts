@@ -28,3 +28,16 @@ export class WorkspaceProvisionError extends Error {
     this.sqlState = pgError(cause)?.code;
   }
 }
+
+/** A schema named like the workspace that the server did not make: never taken over. */
+export class ForeignSchemaError extends Error {
+  override name = 'ForeignSchemaError';
+  constructor(projectId: string, schemaName: string) {
+    super(
+      `Schema ${schemaName} exists but was not made by pg-workspace-mcp (it lacks the server's workspace marker), so it is not ` +
+        `taken over as workspace "${projectId}"; nothing was changed. Choose another project id, or rename or drop that schema. ` +
+        `If it is a workspace whose registry row was lost, \`pg-workspace-mcp repair --adopt-orphans\` takes it back after ` +
+        `checking its tables (see docs/operations.md).`,
+    );
+  }
+}

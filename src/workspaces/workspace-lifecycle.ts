@@ -9,9 +9,10 @@ import {
   sandboxCapability,
   workspacePresence,
 } from '../registry/operations-queries.js';
-import { bumpRegistryGeneration, lockWorkspace } from '../registry/registry-sql.js';
+import { bumpRegistryGeneration, lockWorkspace, markWorkspaceSchema, roleUsesElsewhere, setWorkspaceRole } from '../registry/registry-sql.js';
 import { listSnapshots, snapshotTotals } from '../registry/snapshot-queries.js';
-import { dropSandboxFunction, principalScript, roleNameFor, snapshotRoleNameFor } from '../sandbox/sandbox-ddl.js';
+import { dropSandboxFunction, principalScript, roleNameFor, SANDBOX_SCHEMA, snapshotRoleNameFor } from '../sandbox/sandbox-ddl.js';
+import { workspaceRoleOf } from '../sandbox/workspace-role.js';
 
 /*
  * Removing and renaming a workspace, as steps in the caller's transaction under the workspace's
@@ -44,11 +45,11 @@ export class WorkspaceLifecycleError extends Error {
  * workspace made again under that id reuses the role. Returns what it changed.
  */
 export async function forgetWorkspace(tx: Queryable, projectId: string, schemaName: string, { keepRole = false } = {}): Promise<string[]> {
+  const role = await workspaceRoleOf(tx, projectId);
   const snapshots = await dropSnapshotSchemas(tx, projectId);
   const { ledgerRows, registryRows } = await deleteWorkspaceRows(tx, projectId);
   const changes = registryRows + ledgerRows > 0 ? [`deleted ${registryRows} registry row and ${ledgerRows} ledger row(s) of schema ${schemaName}`] : [];
   changes.push(...snapshots);
-  const role = roleNameFor(await currentDatabase(tx), projectId);
   if (keepRole) {
     await tx.exec(dropSandboxFunction(schemaName));
     if (await roleExists(tx, role)) changes.push(`dropped its sandbox function and kept its role ${role} (Citus: see docs/citus.md)`);
@@ -58,7 +59,12 @@ export async function forgetWorkspace(tx: Queryable, projectId: string, schemaNa
   await tx.query('SAVEPOINT forget_role');
   try {
     await tx.exec(dropSandboxFunction(schemaName));
-    if (await roleExists(tx, role)) {
+    // DROP OWNED BY reaches every schema: a role that serves anything else (shared under the
+    // naming of before 2026-12) is kept, and so is what it serves.
+    const elsewhere = (await roleExists(tx, role)) ? await roleUsesElsewhere(tx, role, schemaName, SANDBOX_SCHEMA) : undefined;
+    if (elsewhere && elsewhere.length > 0) {
+      changes.push(`kept its role ${role}: it also serves ${elsewhere.join(', ')} (doctor reports it as a shared role)`);
+    } else if (elsewhere) {
       await tx.exec(`DROP OWNED BY ${quoteIdent(role)}; DROP ROLE ${quoteIdent(role)}`);
       changes.push(`dropped its role ${role} and sandbox function`);
     }
@@ -89,7 +95,7 @@ export async function dropWorkspace(
 ): Promise<DropOutcome> {
   await lockWorkspace(tx, projectId, lockTimeoutMs);
   const now = await workspacePresence(tx, projectId, schemaName);
-  const role = roleNameFor(await currentDatabase(tx), projectId);
+  const role = await workspaceRoleOf(tx, projectId);
   // On Citus the role outlives its workspace (forgetWorkspace): by itself it is nothing to drop.
   if (!now.registered && !now.schema_exists && (citus || !(await roleExists(tx, role)))) return { projectId, schemaName, dropped: false, changes: [] };
   const changes: string[] = [];
@@ -142,7 +148,7 @@ export async function renameWorkspace(
   }
   await refuseIfSnapshots(tx, r.from);
   const capability = await sandboxCapability(tx, searchPathSchemas);
-  const [fromRole, toRole] = [roleNameFor(capability.database, r.from), roleNameFor(capability.database, r.to)];
+  const [fromRole, toRole] = [await workspaceRoleOf(tx, r.from, capability.database), roleNameFor(capability.database, r.to)];
   const target = await workspacePresence(tx, r.to, r.toSchema);
   if (target.registered || target.schema_exists || (await roleExists(tx, toRole))) {
     throw new WorkspaceLifecycleError(
@@ -150,7 +156,12 @@ export async function renameWorkspace(
         `drop it first (pg-workspace-mcp drop-workspace ${r.to}) or choose another id.`,
     );
   }
+  const shared = (await roleExists(tx, fromRole)) ? await roleUsesElsewhere(tx, fromRole, r.fromSchema, SANDBOX_SCHEMA) : [];
+  if (shared.length > 0) {
+    throw new WorkspaceLifecycleError(`The role ${fromRole} of "${r.from}" also serves ${shared.join(', ')}: renaming it would rename theirs (doctor reports shared roles).`);
+  }
   await tx.exec(`ALTER SCHEMA ${quoteIdent(r.fromSchema)} RENAME TO ${quoteIdent(r.toSchema)}`);
+  await markWorkspaceSchema(tx, r.toSchema, r.to);
   const rows = await renameWorkspaceRows(tx, r.from, r.to, r.toSchema);
   const changes = [
     `renamed schema ${r.fromSchema} to ${r.toSchema}`,
@@ -160,8 +171,11 @@ export async function renameWorkspace(
   if (await roleExists(tx, fromRole)) {
     await tx.exec(`ALTER ROLE ${quoteIdent(fromRole)} RENAME TO ${quoteIdent(toRole)}`);
     await tx.exec(principalScript({ schemaName: r.toSchema, roleName: toRole, searchPath: searchPathSchemas }, false, capability.role));
+
     changes.push(`renamed its role ${fromRole} to ${toRole} and made its SQL sandbox anew`);
   }
+  // The row kept the old id's recorded role: the role now has the new id's name, or never existed.
+  await setWorkspaceRole(tx, r.to, (await roleExists(tx, toRole)) ? toRole : null);
   await bumpRegistryGeneration(tx);
   return changes;
 }

@@ -1,8 +1,10 @@
 import type { Database, Queryable } from '../db/database.js';
 import { validateIdentifier } from '../db/identifiers.js';
 import { privilegeAdvice } from '../db/privilege-advice.js';
-import { isConnectionFailure, pgError } from '../db/sql-errors.js';
 import { DEFAULT_UPGRADE_TIMEOUT_MS } from '../config.js';
+import { isConnectionFailure, pgError, sqlState } from '../db/sql-errors.js';
+import { SHARDING_OFF } from '../db/citus.js';
+import { quoteIdent } from '../db/identifiers.js';
 import type { InstallPlan } from '../installer/install-plan.js';
 import type { Logger } from '../logger.js';
 import {
@@ -14,6 +16,8 @@ import {
   lockWorkspace,
   lookupWorkspace,
   lookupWorkspaceWithGeneration,
+  markWorkspaceSchema,
+  workspaceSchemaState,
   MISSING_COLUMNS,
   registryGeneration,
   registerWorkspace,
@@ -23,6 +27,7 @@ import {
   type Registration,
 } from '../registry/registry-sql.js';
 import { WORKSPACE_LOCK_TIMEOUT_MS } from '../registry/workspace-lock.js';
+import { distributeNewTables } from '../sandbox/sandbox-ddl.js';
 import { explainCitusRefusal, runScriptStatementwise } from './citus-workspaces.js';
 import { PROJECT_ID_MAX_LENGTH, ReservedSchemas, validateProjectId, WorkspaceIdError } from './project-id.js';
 import { searchVectors, type VectorSearchInput, type VectorSearchResult, type WorkspaceReader } from './vector-search.js';
@@ -42,6 +47,7 @@ import {
 } from './workspace-snapshots.js';
 import type { SnapshotRow } from '../registry/snapshot-queries.js';
 import {
+  ForeignSchemaError,
   WorkspaceNotFoundError,
   WorkspacePermissionError,
   WorkspaceProvisionError,
@@ -94,9 +100,9 @@ interface Provisioned {
 const isCurrent = (row: RegisteredWorkspace, plan: InstallPlan): boolean =>
   row.schema_exists && row.workspace_fingerprint === plan.workspaceFingerprint;
 
-/** Runs an upgrade script inside a workspace's SQL sandbox; false when the workspace has none. */
+/** The SQL sandbox function an upgrade script must run in (see WorkspaceSql.scriptSandbox), if any. */
 export interface ScriptSandbox extends WorkspaceReader, WorkspaceRunner {
-  runScript(tx: Queryable, projectId: string, schemaName: string, script: string): Promise<boolean>;
+  scriptSandbox(tx: Queryable, projectId: string, schemaName: string): Promise<string | undefined>;
 }
 
 export class WorkspaceManager {
@@ -181,7 +187,8 @@ export class WorkspaceManager {
     if (row && isCurrent(row, this.plan)) return { workspace: this.#workspace(projectId, schemaName, false, row.created_at), generation };
     // Unregistered: create in one round trip, unless a concurrent creator registered it at
     // another version meanwhile, which the general path below then upgrades (as it does a
-    // lagging workspace, or one whose schema is gone).
+    // lagging workspace, or one whose schema is gone), or its schema exists without a registry
+    // row, which the general path takes back (as the workspace's role) or refuses.
     const created = row ? undefined : await this.#create(projectId, schemaName);
     if (created) return { workspace: created, generation };
     const result = await this.#provision(projectId, schemaName, { create: true });
@@ -213,11 +220,14 @@ export class WorkspaceManager {
     const script = buildWorkspaceScript(schemaName, this.searchPathSchemas, this.plan.extensions, [], {
       schemaFiles: true,
       citus: this.#citus,
+      create: true,
     });
     let row: CreatedWorkspace;
     try {
       row = await createWorkspace(this.db, this.#registration(projectId, schemaName), script.sql, script.migrations, this.#required, this.#lockTimeoutMs);
     } catch (error) {
+      // The schema appeared meanwhile: the general path decides whether it is the server's.
+      if (sqlState(error) === '42P06') return undefined;
       // An SQL error here is the script's, the required-column check's or the lock's; PostgreSQL
       // gives the position in the script only with the script as internal query.
       const fields = pgError(error);
@@ -261,39 +271,90 @@ export class WorkspaceManager {
     if (row && isCurrent(row, this.plan)) return { workspace: this.#workspace(projectId, schemaName, false, row.created_at), changed: false, migrations: [] };
     // Registered, but its schema was dropped: its ledger rows describe nothing any more.
     const lost = row !== undefined && !row.schema_exists;
+    // Unregistered with a schema: taken back only if the server made it (its marker), never
+    // someone else's schema of that name.
+    const schema = row ? undefined : await workspaceSchemaState(tx, schemaName, projectId);
+    if (schema?.exists && !schema.marked) throw new ForeignSchemaError(projectId, schemaName);
+    if (lost || (schema && !schema.exists)) {
+      if (this.#citus) await tx.exec(SHARDING_OFF);
+      await tx.exec(`CREATE SCHEMA ${quoteIdent(schemaName)}`);
+      await markWorkspaceSchema(tx, schemaName, projectId);
+    }
     const applied = row && !lost ? await appliedWorkspaceMigrations(tx, projectId) : [];
     const script = buildWorkspaceScript(schemaName, this.searchPathSchemas, this.plan.extensions, applied, {
       schemaFiles: lost || row?.workspace_schema_fingerprint !== this.plan.workspaceSchemaFingerprint,
       citus: this.#citus,
     });
-    await this.#runScript(tx, projectId, schemaName, script);
+    await this.#runScript(tx, projectId, schemaName, script, lost || schema?.exists === false);
     const createdAt = await registerWorkspace(tx, this.#registration(projectId, schemaName), script.migrations, this.#required, lost);
     const fields = { project_id: projectId, schema: schemaName, migrations: script.migrations.names };
     if (lost) this.log.warn('re-created workspace whose schema had been dropped', fields);
+    else if (schema?.exists) this.log.warn('took back a workspace schema whose registry row was lost', fields);
     else this.log.info(row ? 'upgraded workspace' : 'created workspace', fields);
     const { extensionIds, names } = script.migrations;
-    return { workspace: this.#workspace(projectId, schemaName, !row || lost, createdAt), changed: true, migrations: names.map((name, i) => `${extensionIds[i]}/${name}`) };
+    return { workspace: this.#workspace(projectId, schemaName, (!row && !schema?.exists) || lost, createdAt), changed: true, migrations: names.map((name, i) => `${extensionIds[i]}/${name}`) };
   }
 
-  async #runScript(tx: Queryable, projectId: string, schemaName: string, script: WorkspaceScript): Promise<void> {
+  /**
+   * Agent code may live in a workspace its agent has used (triggers an UPDATE fires, rules and
+   * views an extension's table name now resolves to, operators shadowing an extension's): there
+   * the script runs as the workspace's role, in its sandbox, on every backend. Elsewhere (only
+   * the server's own objects) it runs as the server.
+   */
+  async #runScript(tx: Queryable, projectId: string, schemaName: string, script: WorkspaceScript, fresh: boolean): Promise<void> {
+    if (fresh) {
+      // The schema was made in this transaction: nothing of the agent's is in it. A role the
+      // workspace kept (its schema was dropped by hand) then gets the new schema and its objects.
+      await this.#runAsServer(tx, script);
+      await this.sandbox?.scriptSandbox(tx, projectId, schemaName);
+      return;
+    }
+    const sandbox = await this.sandbox?.scriptSandbox(tx, projectId, schemaName);
     if (this.#citus) {
-      // Citus distributes only DDL sent as top-level statements, not DDL a function EXECUTEs, so
-      // there the script runs as the server, statement by statement (not in the sandbox).
+      // Citus forwards DDL on a distributed table to its worker as the query string it came in,
+      // which must hold one statement: a statement at a time, here or through the sandbox.
+      if (!sandbox) {
+        await this.#runAsServer(tx, script);
+        return;
+      }
+      await tx.exec(script.prelude);
+      for (const { at, statement } of script.starts) {
+        try {
+          await tx.query(`SELECT ${sandbox}('script', $1, 0, 0)`, [statement.sql]);
+        } catch (error) {
+          const fields = pgError(error);
+          const position = at + (fields?.internalQuery === statement.sql ? Number(fields.internalPosition) : 1);
+          throw new ScriptError(script, error, position, true);
+        }
+      }
+      // A table a migration made from the sandbox (not a top-level CREATE TABLE) is still local.
+      await tx.query(`SELECT ${sandbox}('script', $1, 0, 0)`, [distributeNewTables(schemaName)]);
+      return;
+    }
+    if (!sandbox) {
+      await this.#runAsServer(tx, script);
+      return;
+    }
+    const body = script.sql.slice(script.prelude.length);
+    try {
+      await tx.query(`SELECT ${sandbox}('script', $1, 0, 0)`, [body]);
+    } catch (error) {
+      const fields = pgError(error);
+      const inBody = fields?.internalQuery === body;
+      throw new ScriptError(script, error, inBody ? script.prelude.length + Number(fields.internalPosition) : NaN, true);
+    }
+  }
+
+  /** The script as the server (on Citus a statement at a time): only where nothing of the agent's is. */
+  async #runAsServer(tx: Queryable, script: WorkspaceScript): Promise<void> {
+    if (this.#citus) {
       await runScriptStatementwise(tx, script, (error, position) => new ScriptError(script, error, position));
       return;
     }
-    // Agent code may live in a workspace its agent has used (triggers an UPDATE fires, views,
-    // operators shadowing an extension's): there the script runs as the workspace's role.
-    const body = script.sql.slice(script.prelude.length);
-    let asServer = false;
     try {
-      asServer = !((await this.sandbox?.runScript(tx, projectId, schemaName, body)) ?? false);
-      if (asServer) await tx.exec(script.sql);
+      await tx.exec(script.sql);
     } catch (error) {
-      const fields = pgError(error);
-      if (asServer) throw new ScriptError(script, error, Number(fields?.position));
-      const inBody = fields?.internalQuery === body;
-      throw new ScriptError(script, error, inBody ? script.prelude.length + Number(fields.internalPosition) : NaN, true);
+      throw new ScriptError(script, error, Number(pgError(error)?.position));
     }
   }
 

@@ -41,6 +41,7 @@ describe('parseCommand', () => {
       PG_WORKSPACE_MAX_RESULT_BYTES: '65536',
       PG_WORKSPACE_MAX_CALLS_PER_WORKSPACE: '3',
       PG_WORKSPACE_UPGRADE_TIMEOUT_MS: '90000',
+      PG_WORKSPACE_ALLOWED_ROOTS: '/src/a:/src/b',
       PG_WORKSPACE_MAX_SNAPSHOTS: '3',
       PG_WORKSPACE_SNAPSHOT_BUDGET_BYTES: '1048576',
       PG_WORKSPACE_CONNECT_WAIT_MS: '3000',
@@ -59,12 +60,17 @@ describe('parseCommand', () => {
       maxResultBytes: 65536,
       maxCallsPerWorkspace: 3,
       upgradeTimeoutMs: 90_000,
+      allowedRoots: ['/src/a', '/src/b'],
       maxSnapshots: 3,
       snapshotBudgetBytes: 1048576,
       connectWaitMs: 3000,
       maintenanceIdleMs: 250,
     });
-    const flagged = serve(['--data-dir', 'rel/dir', '--extensions', '/c', '--disable', 'extra', '--extensions', '/d', '--allow-project', 'client-c', '--max-calls-per-workspace', '7'], env);
+    const flagged = serve(
+      ['--data-dir', 'rel/dir', '--extensions', '/c', '--disable', 'extra', '--extensions', '/d', '--allow-project', 'client-c', '--allow-root', 'rel/root', '--max-calls-per-workspace', '7'],
+      env,
+    );
+    expect(flagged.allowedRoots).toEqual(['/src/a', '/src/b', path.resolve('rel/root')]);
     expect(flagged.maxCallsPerWorkspace).toBe(7);
     expect(flagged.allowedProjects).toEqual(['client-a', 'client-b', 'client-c']);
     expect(flagged.dataDir).toBe(path.resolve('rel/dir'));
