@@ -144,7 +144,9 @@ export function distributeNewTables(schemaName: string): string {
  * set_config in the body: statements before it would then run with the caller's path in one call
  * and the path the previous call left in the next, and PostgreSQL re-plans a cached statement
  * whenever its search path changed, every statement of the body before the set_config each
- * call). PostgreSQL puts the caller's path back when the function returns.
+ * call). PostgreSQL puts the caller's path back when the function returns. The shared body
+ * runs with its caller's path, so a connection re-plans its statements once when it passes from
+ * one workspace to another, and never while it serves the same one.
  */
 export function sandboxSearchPath(p: Principal): string[] {
   return [...new Set([p.schemaName, ...p.searchPath]), 'pg_temp'];
