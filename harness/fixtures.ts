@@ -52,6 +52,10 @@ export function recording(db: Database): { db: Database; calls: string[] } {
       calls.push(...steps.map((s) => ('sql' in s ? s.sql : `DESCRIBE ${s.describePortal}`)));
       return db.pipeline(steps);
     },
+    runAsRole: (role, sql, timeoutMs) => {
+      calls.push(sql);
+      return db.runAsRole(role, sql, timeoutMs);
+    },
     registerVectorTypes: () => db.registerVectorTypes(),
     close: () => db.close(),
   };

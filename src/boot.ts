@@ -1,5 +1,6 @@
 import type { Database } from './db/database.js';
 import type { EngineConfig, Ready } from './engine.js';
+import { createEmbedder } from './embeddings/http-embedder.js';
 import { loadExtensions } from './extensions/load-extensions.js';
 import { installExtensions } from './installer/install-extensions.js';
 import { prepareInstallPlan, type InstallPlan } from './installer/install-plan.js';
@@ -24,12 +25,14 @@ export function planInstall(config: EngineConfig): Promise<InstallPlan> {
 export async function openDatabase(config: EngineConfig, log: Logger): Promise<Database> {
   if (!config.databaseUrl) {
     const { SharedStore } = await import('./db/shared-store.js');
-    return SharedStore.open(config.dataDir, log);
+    return SharedStore.open(config.dataDir, log, config.maintenanceIdleMs ? { maintenanceIdleMs: config.maintenanceIdleMs } : {});
   }
   const { PostgresDatabase } = await import('./db/postgres-database.js');
   return new PostgresDatabase({
     connectionString: config.databaseUrl,
     ...(config.maxConnections ? { maxConnections: config.maxConnections } : {}),
+    ...(config.connectWaitMs !== undefined ? { connectWaitMs: config.connectWaitMs } : {}),
+    sharedSlots: true,
   });
 }
 
@@ -50,7 +53,9 @@ export async function installAndServe(db: Database, plan: InstallPlan, config: E
     maxResultBytes: config.maxResultBytes ?? DEFAULT_SQL_LIMITS.maxResultBytes,
   }, log);
   workspaces.sandbox = sql;
-  return { report, db, workspaces, fleet: new WorkspaceFleet(db, plan, workspaces, sql), sql };
+  const embedder = createEmbedder(config.embeddings, log);
+  if (embedder) log.info('embedding provider configured', { provider: embedder.space.provider, model: embedder.space.model, dimensions: embedder.space.dimensions });
+  return { report, db, workspaces, fleet: new WorkspaceFleet(db, plan, workspaces, sql), sql, embedder };
 }
 
 /** The database holds no install of this server any more (its registry dropped, or restored from before it). */

@@ -2,6 +2,8 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import envPaths from 'env-paths';
 import * as z from 'zod';
+import { DEFAULT_MAINTENANCE_IDLE_MS } from './db/store-maintenance.js';
+import { EMBEDDINGS_DEFAULTS, EMBEDDINGS_FLAGS, EmbeddingsConfigError, parseEmbeddingsConfig, type EmbeddingsConfig, type EmbeddingsFlags } from './embeddings/embeddings-config.js';
 import type { LogLevel } from './logger.js';
 import { PROJECT_ID_MAX_LENGTH, PROJECT_ID_PATTERN, PROJECT_ID_RULES } from './workspaces/project-id.js';
 
@@ -21,6 +23,12 @@ export interface Config {
   maxRowsCap: number;
   /** The most bytes of rows one query/execute call returns. */
   maxResultBytes: number;
+  /** On PostgreSQL: how long a call that finds no free connection slot waits for one. */
+  connectWaitMs: number;
+  /** The embedded store vacuums and analyzes the tables that need it once idle this long. */
+  maintenanceIdleMs: number;
+  /** The embedding provider (serve only); unset: none. */
+  embeddings?: EmbeddingsConfig | undefined;
 }
 
 /** Where `--http` serves; absent: stdio. */
@@ -40,6 +48,7 @@ export interface HttpConfig {
 export type Command =
   | { kind: 'serve'; config: Config; http: HttpConfig | undefined }
   | { kind: 'migrate-workspaces'; config: Config; concurrency: number; dryRun: boolean }
+  | { kind: 'reembed'; config: Config & { embeddings: EmbeddingsConfig }; projectId: string | undefined }
   | { kind: 'db-url'; config: Config }
   | { kind: 'doctor'; config: Config; json: boolean }
   | { kind: 'drop-workspace'; config: Config; json: boolean; projectId: string }
@@ -72,6 +81,8 @@ const MAX_HTTP_MAX_SESSIONS = 100_000;
 /** The most bytes of rows one SQL tool call returns, by default (PG_WORKSPACE_MAX_RESULT_BYTES). */
 export const DEFAULT_MAX_RESULT_BYTES = 1024 * 1024;
 const MAX_RESULT_BYTES_CAP = 256 * 1024 * 1024;
+/** How long a call waits for a free connection slot by default (PG_WORKSPACE_CONNECT_WAIT_MS). */
+export const DEFAULT_CONNECT_WAIT_MS = 20_000;
 
 export const USAGE = `Usage: pg-workspace-mcp [options]
        pg-workspace-mcp migrate-workspaces [--concurrency N] [--dry-run] [options]
@@ -80,6 +91,7 @@ export const USAGE = `Usage: pg-workspace-mcp [options]
        pg-workspace-mcp repair [--adopt-orphans] [--forget-missing] [--accept-migration EXT/NAME]... [--dry-run] [--json] [options]
        pg-workspace-mcp drop-workspace PROJECT_ID [--json] [options]
        pg-workspace-mcp rename-workspace OLD_ID NEW_ID [--json] [options]
+       pg-workspace-mcp reembed (--project ID | --all) --embeddings openai|ollama [embedding options] [options]
 
 MCP server (stdio, or Streamable HTTP with --http) that gives AI agents isolated, per-project PostgreSQL workspaces.
 migrate-workspaces applies pending workspace migrations to every lagging workspace, each in its
@@ -96,6 +108,10 @@ after review. Each in its own transaction; --dry-run rolls each back. Exit code 
 refused or failed, 2 could not run.
 drop-workspace deletes a workspace for good (its schema and everything in it, its registry and ledger
 rows, its role) in one transaction under its lock. Exit code 0 dropped, 1 no such workspace, 2 could not run.
+reembed moves the vector columns pinned to an embedding space (those filled from text) to the
+configured one, in batches; resumable (a rerun continues where it stopped), safe beside running
+servers (searches of a column being moved are refused until it is done). Exit code 0 done, 1 some
+column failed or interrupted, 2 could not run.
 rename-workspace gives a workspace a new id: its schema (with its data), registry and ledger rows, role
 and SQL sandbox, in one transaction under both ids' locks. Exit code 0 renamed, 2 refused or could not run.
 
@@ -119,6 +135,23 @@ Options:
                        (env PG_WORKSPACE_HTTP_MAX_SESSIONS; default ${DEFAULT_HTTP_MAX_SESSIONS})
   --allow-project ID   accept only these project ids in every tool; repeatable
                        (env PG_WORKSPACE_ALLOWED_PROJECTS, comma-separated; default: any id)
+  --embeddings none|openai|ollama
+                       the embedding provider that turns text into vectors (env PG_WORKSPACE_EMBEDDINGS;
+                       default none): openai is any OpenAI-compatible POST {URL}/embeddings, ollama
+                       is Ollama's POST {URL}/api/embed (docs/embeddings.md)
+  --embeddings-url URL its base URL (env PG_WORKSPACE_EMBEDDINGS_URL; default https://api.openai.com/v1
+                       for openai, http://127.0.0.1:11434 for ollama)
+  --embeddings-model NAME
+                       (env PG_WORKSPACE_EMBEDDINGS_MODEL; default text-embedding-3-small for openai,
+                       nomic-embed-text for ollama)
+  --embeddings-dimensions N
+                       numbers per vector, sent to the provider when given (env
+                       PG_WORKSPACE_EMBEDDINGS_DIMENSIONS; default: the model's own, required for
+                       models the server does not know)
+  --embeddings-query-prefix TEXT, --embeddings-document-prefix TEXT
+                       put before search queries / stored texts (env PG_WORKSPACE_EMBEDDINGS_QUERY_PREFIX,
+                       PG_WORKSPACE_EMBEDDINGS_DOCUMENT_PREFIX; default: the model's, e.g.
+                       "search_query: " for nomic-embed-text, else none)
   --help               show this help
   --version            show the version
 
@@ -135,6 +168,16 @@ Environment:
   PG_WORKSPACE_MAX_ROWS          the largest max_rows a query may ask for (default 10000)
   PG_WORKSPACE_MAX_RESULT_BYTES  the most bytes of rows (as JSON) one query/execute call returns
                                  (default ${DEFAULT_MAX_RESULT_BYTES})
+  PG_WORKSPACE_CONNECT_WAIT_MS   with DATABASE_URL: how long a call waits for a free connection slot
+                                 when PostgreSQL or the pooler has none (default ${DEFAULT_CONNECT_WAIT_MS})
+  PG_WORKSPACE_MAINTENANCE_IDLE_MS  the embedded store vacuums and analyzes the tables that need it
+                                 (it has no autovacuum) once no call came for this long (default ${DEFAULT_MAINTENANCE_IDLE_MS})
+  PG_WORKSPACE_EMBEDDINGS_API_KEY  with --embeddings: sent as "Authorization: Bearer <key>" (never a flag)
+  PG_WORKSPACE_EMBEDDINGS_BATCH_SIZE   texts per provider request (default ${EMBEDDINGS_DEFAULTS.batchSize})
+  PG_WORKSPACE_EMBEDDINGS_CONCURRENCY  provider requests in flight at once (default ${EMBEDDINGS_DEFAULTS.concurrency})
+  PG_WORKSPACE_EMBEDDINGS_TIMEOUT_MS   per-request timeout (default ${EMBEDDINGS_DEFAULTS.timeoutMs})
+  PG_WORKSPACE_EMBEDDINGS_MAX_RETRIES  retries on 429, 5xx, timeouts and network errors (default ${EMBEDDINGS_DEFAULTS.maxRetries})
+  PG_WORKSPACE_EMBEDDINGS_MAX_INPUT_CHARS  longer texts are cut to this, and results say so (default ${EMBEDDINGS_DEFAULTS.maxInputChars})
 `;
 
 const extensionId = z.string().regex(/^[a-z][a-z0-9]*(-[a-z0-9]+)*$/, 'an extension id (lower-case, hyphens)');
@@ -161,6 +204,8 @@ const schema = z.object({
     .int('must be a whole number of bytes')
     .min(1024, 'must be at least 1024')
     .max(MAX_RESULT_BYTES_CAP, `must be at most ${MAX_RESULT_BYTES_CAP} (256 MiB)`),
+  connectWaitMs: z.coerce.number().int('must be a whole number of milliseconds').min(0).max(600_000, 'must be at most 600000 (10 minutes)'),
+  maintenanceIdleMs: z.coerce.number().int('must be a whole number of milliseconds').min(10, 'must be at least 10').max(3_600_000, 'must be at most 3600000 (an hour)'),
 });
 
 const splitList = (value: string | undefined, separator: string) =>
@@ -174,7 +219,8 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
   const repair = argv[0] === 'repair';
   const drop = argv[0] === 'drop-workspace';
   const rename = argv[0] === 'rename-workspace';
-  const subcommand = migrate || dbUrl || doctor || repair || drop || rename;
+  const reembed = argv[0] === 'reembed';
+  const subcommand = migrate || dbUrl || doctor || repair || drop || rename || reembed;
   let values;
   let positionals: string[];
   try {
@@ -196,6 +242,8 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
         ...(subcommand
           ? {}
           : ({ http: { type: 'string' }, 'http-session-idle-timeout': { type: 'string' }, 'http-max-sessions': { type: 'string' } } as const)),
+        ...(subcommand && !reembed ? {} : EMBEDDINGS_FLAGS),
+        ...(reembed ? ({ project: { type: 'string' }, all: { type: 'boolean' } } as const) : {}),
         'data-dir': { type: 'string' },
         extensions: { type: 'string', multiple: true },
         disable: { type: 'string', multiple: true },
@@ -224,6 +272,8 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
     statementTimeoutMs: env['PG_WORKSPACE_STATEMENT_TIMEOUT_MS'] || 10_000,
     maxRowsCap: env['PG_WORKSPACE_MAX_ROWS'] || 10_000,
     maxResultBytes: env['PG_WORKSPACE_MAX_RESULT_BYTES'] || DEFAULT_MAX_RESULT_BYTES,
+    connectWaitMs: env['PG_WORKSPACE_CONNECT_WAIT_MS'] || DEFAULT_CONNECT_WAIT_MS,
+    maintenanceIdleMs: env['PG_WORKSPACE_MAINTENANCE_IDLE_MS'] || DEFAULT_MAINTENANCE_IDLE_MS,
   });
   if (!parsed.success) {
     const names: Record<string, string> = {
@@ -237,6 +287,8 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
       statementTimeoutMs: 'PG_WORKSPACE_STATEMENT_TIMEOUT_MS',
       maxRowsCap: 'PG_WORKSPACE_MAX_ROWS',
       maxResultBytes: 'PG_WORKSPACE_MAX_RESULT_BYTES',
+      connectWaitMs: 'PG_WORKSPACE_CONNECT_WAIT_MS',
+      maintenanceIdleMs: 'PG_WORKSPACE_MAINTENANCE_IDLE_MS',
     };
     const problems = parsed.error.issues.map((i) => `  ${names[String(i.path[0])] ?? i.path.join('.')}: ${i.message}`);
     throw new ConfigError(`Invalid configuration:\n${problems.join('\n')}\n\nRun with --help for the options.`);
@@ -271,18 +323,47 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
     }
     return { kind: 'repair', config, json: values.json === true, dryRun: values['dry-run'] === true, ...fixes };
   }
+  const flag = (name: 'http' | 'http-session-idle-timeout' | 'http-max-sessions' | 'project' | keyof EmbeddingsFlags) =>
+    name in values ? (values[name as keyof typeof values] as string | undefined) : undefined;
+  const embeddingFlags = () => Object.fromEntries(Object.keys(EMBEDDINGS_FLAGS).map((name) => [name, flag(name as keyof EmbeddingsFlags)]));
+  if (reembed) {
+    const projectId = flag('project');
+    const all = 'all' in values && values.all === true;
+    if ((projectId === undefined) === !all) {
+      throw new ConfigError('reembed takes --project ID (one workspace) or --all (every workspace), one of the two.');
+    }
+    if (projectId !== undefined && !(projectId.length <= PROJECT_ID_MAX_LENGTH && PROJECT_ID_PATTERN.test(projectId))) {
+      throw new ConfigError(`--project: ${JSON.stringify(projectId)} is not a project id. ${PROJECT_ID_RULES}`);
+    }
+    const embeddings = embeddingsConfig(embeddingFlags(), env);
+    if (!embeddings) {
+      throw new ConfigError(
+        'reembed moves columns to the configured embedding space: give the new settings (--embeddings openai|ollama, ' +
+          'with --embeddings-model and the others as needed, or their PG_WORKSPACE_EMBEDDINGS* variables).',
+      );
+    }
+    return { kind: 'reembed', config: { ...config, embeddings }, projectId };
+  }
   if (!migrate) {
-    const flag = (name: 'http' | 'http-session-idle-timeout' | 'http-max-sessions') =>
-      name in values ? (values[name as keyof typeof values] as string | undefined) : undefined;
     const address = flag('http') ?? (env['PG_WORKSPACE_HTTP'] || undefined);
     const sessionFlags = { idleTimeout: flag('http-session-idle-timeout'), maxSessions: flag('http-max-sessions') };
-    return { kind: 'serve', config, http: parseHttp(address, env, sessionFlags) };
+    const http = parseHttp(address, env, sessionFlags);
+    return { kind: 'serve', config: { ...config, embeddings: embeddingsConfig(embeddingFlags(), env) }, http };
   }
   const concurrency = z.coerce.number().int().min(1).max(MAX_MIGRATE_CONCURRENCY).safeParse(values.concurrency ?? DEFAULT_MIGRATE_CONCURRENCY);
   if (!concurrency.success) {
     throw new ConfigError(`--concurrency must be a whole number from 1 to ${MAX_MIGRATE_CONCURRENCY}, got ${String(values.concurrency)}.`);
   }
   return { kind: 'migrate-workspaces', config, concurrency: concurrency.data, dryRun: values['dry-run'] === true };
+}
+
+function embeddingsConfig(flags: EmbeddingsFlags, env: NodeJS.ProcessEnv): EmbeddingsConfig | undefined {
+  try {
+    return parseEmbeddingsConfig(flags, env);
+  } catch (error) {
+    if (error instanceof EmbeddingsConfigError) throw new ConfigError(error.message);
+    throw error;
+  }
 }
 
 const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '[::1]'];

@@ -1,5 +1,6 @@
 import type { Config } from './config.js';
 import type { Database } from './db/database.js';
+import type { Embedder } from './embeddings/embedder.js';
 import { isRetriedBootFailure } from './boot-failures.js';
 import { explainError, pgError, sqlState } from './db/sql-errors.js';
 import type { InstallReport } from './installer/install-extensions.js';
@@ -10,7 +11,7 @@ import type { WorkspaceManager } from './workspaces/workspace-manager.js';
 import type { WorkspaceSql } from './sandbox/workspace-sql.js';
 
 export type EngineConfig = Pick<Config, 'databaseUrl' | 'dataDir' | 'extensionDirs' | 'disabledExtensions' | 'lockTimeoutMs'> &
-  Partial<Pick<Config, 'statementTimeoutMs' | 'maxRowsCap' | 'maxResultBytes'>> & {
+  Partial<Pick<Config, 'statementTimeoutMs' | 'maxRowsCap' | 'maxResultBytes' | 'connectWaitMs' | 'maintenanceIdleMs' | 'embeddings'>> & {
   /** Pool size on PostgreSQL (default 10); the fleet upgrade needs one per worker. */
   maxConnections?: number;
 };
@@ -31,6 +32,8 @@ export interface Ready {
   workspaces: WorkspaceManager;
   fleet: WorkspaceFleet;
   sql: WorkspaceSql;
+  /** The configured embedding provider; undefined with `--embeddings none`. */
+  embedder: Embedder | undefined;
 }
 
 /**

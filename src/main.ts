@@ -34,6 +34,11 @@ switch (command.kind) {
     process.exitCode = await runOperation(command);
     break;
   }
+  case 'reembed': {
+    const { reembedWorkspaces } = await import('./reembed-command.js');
+    process.exitCode = await reembedWorkspaces(command.config, command.projectId);
+    break;
+  }
   case 'migrate-workspaces':
     process.exitCode = await migrateWorkspaces(command.config, command);
     break;

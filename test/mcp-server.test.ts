@@ -99,6 +99,49 @@ describe('MCP server in process', () => {
   });
 });
 
+describe('null for an optional argument', () => {
+  it('means "not given" for every optional argument of every tool', async () => {
+    const mcp = await connect();
+    try {
+      const call = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
+      expect((await call('ensure_workspace', { project_id: 'nulls' })).isError).toBe(false);
+      const vector = Array.from({ length: 768 }, (_, i) => (i % 7) / 7);
+      // Only the required arguments: keyed by ToolName, so a new tool does not compile here until it has some.
+      const required: Record<ToolName, Record<string, unknown>> = {
+        ensure_workspace: { project_id: 'nulls' },
+        list_workspaces: {},
+        validate_columns: { table: 'project_registry.workspace_config', columns: ['project_id'] },
+        workspace_status: {},
+        describe_workspace: { project_id: 'nulls' },
+        search_vectors: { project_id: 'nulls', table: 'chunks', column: 'embedding', vector },
+        query: { project_id: 'nulls', sql: 'SELECT 1 AS one' },
+        execute: { project_id: 'nulls', sql: 'CREATE TABLE IF NOT EXISTS notes (id int)' },
+        drop_workspace: { project_id: 'nulls', confirm: 'nulls' },
+      };
+      let nulls = 0;
+      for (const name of TOOL_NAMES) {
+        const schema = mcp.tools.find((t) => t.name === name)?.inputSchema;
+        const optional = Object.keys(schema?.properties ?? {}).filter((key) => !(schema?.required ?? []).includes(key));
+        nulls += optional.length;
+        const withNulls = { ...required[name], ...Object.fromEntries(optional.map((key) => [key, null])) };
+        const annotations = mcp.tools.find((t) => t.name === name)?.annotations;
+        const expected = annotations?.readOnlyHint ? await call(name, required[name]) : undefined;
+        const result = await call(name, withNulls);
+        expect(result.isError, `${name}: ${result.text}`).toBe(false);
+        // A read-only tool answers exactly as if the null arguments had been left out.
+        if (expected) expect(result.data, name).toEqual(expected.data);
+      }
+      expect(nulls).toBeGreaterThanOrEqual(10);
+      // A required argument sent as null is still refused, with the SDK's message.
+      const refused = await call('query', { project_id: 'nulls', sql: null });
+      expect(refused.isError).toBe(true);
+      expect(refused.text).toMatch(/sql/);
+    } finally {
+      await mcp.close();
+    }
+  }, 60_000);
+});
+
 describe('workspace_status over MCP', () => {
   it('reports one workspace and the fleet, and rejects an unknown workspace', async () => {
     const dir = await writeExtension(await tempDir(), { id: 'notes' }, {

@@ -183,6 +183,39 @@ for (const kind of BACKEND_KINDS) {
       }
     }, 120_000);
 
+    it('adopts an orphan behind on workspace migrations at the level it matches, and migrate-workspaces applies the rest', async (ctx) => {
+      const backend = available(ctx);
+      const db = await backend.fresh();
+      // A second extension, so each one's level is found on its own: tasks is at its full level.
+      const tasks = await writeExtension(await tempDir(), { id: 'tasks' }, {
+        'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS tasks (id int);',
+        'workspace/migrations/0001_done.sql': 'ALTER TABLE tasks ADD COLUMN IF NOT EXISTS done boolean;',
+        'workspace/migrations/0002_due.sql': 'ALTER TABLE tasks ADD COLUMN IF NOT EXISTS due date;',
+      });
+      const withTasks = async (files: Record<string, string>) => planFor([await writeExtension(await tempDir(), { id: 'notes' }, files), tasks], ['codebase']);
+      const [v0, v1] = [await withTasks(V0), await withTasks(V1)];
+      // Restored from a backup taken under v0: made by v0 (notes/0001_tags, no 0002_pinned), its registry row gone.
+      await (await services(db, v0)).manager.ensure('ws-restored');
+      await db.exec(`INSERT INTO project_ws_restored.notes (body, tags) VALUES ('kept', '{a}')`);
+      await db.query(`DELETE FROM project_registry.workspace_config WHERE project_id = 'ws-restored'`);
+      // Matches no level: notes has no body at any of them.
+      await db.exec('CREATE SCHEMA project_nomatch; CREATE TABLE project_nomatch.notes (id bigint, tags text[]); CREATE TABLE project_nomatch.tasks (id int);');
+      const { fleet } = await services(db, v1);
+
+      const actions = await repair(db, v1, { ...FIXES, adoptOrphans: true });
+      expect(actions.map((a) => `${a.subject}:${a.outcome}`)).toEqual(['nomatch:refused', 'ws-restored:changed']);
+      expect(actions[0]?.reason).toContain('notes.body is missing');
+      const adopted = actions[1]?.changes.join('\n');
+      expect(adopted).toContain('with 3 ledger row(s)');
+      expect(adopted).toContain('adopted at the level before notes/0002_pinned');
+      expect(await fleet.status('ws-restored')).toMatchObject({ upToDate: false, applied: ['notes/0001_tags', 'tasks/0001_done', 'tasks/0002_due'], pending: ['notes/0002_pinned'] });
+
+      expect(await fleet.upgrade({ concurrency: 1 })).toMatchObject({ upgraded: 1, failed: 0 });
+      expect(await fleet.status('ws-restored')).toMatchObject({ upToDate: true, pending: [] });
+      expect(await db.query(`SELECT body, tags, pinned FROM project_ws_restored.notes`)).toEqual([{ body: 'kept', tags: ['a'], pinned: false }]);
+      expect(codes(await diagnose(db, v1))).toEqual(['orphan-schema:nomatch']);
+    }, 120_000);
+
     it('reads in one read-only transaction, so PostgreSQL refuses any write in it', async (ctx) => {
       const backend = available(ctx);
       const db = await backend.fresh();

@@ -44,7 +44,8 @@ for (const kind of BACKEND_KINDS) {
 
     beforeAll(async () => {
       if (kind === 'pglite') {
-        mcp = await connectInProcess({ allowedProjects: ['agent-a', 'agent-b'] });
+        // The store's own maintenance stays out of the way of the counts the VACUUM test reads.
+        mcp = await connectInProcess({ allowedProjects: ['agent-a', 'agent-b'], maintenanceIdleMs: 3_600_000 });
       } else {
         if (!cluster) return;
         const { url, vector } = await postgresUrl(cluster, 'mcp_tools', true);
@@ -124,6 +125,46 @@ for (const kind of BACKEND_KINDS) {
       expect((many.data['rows'] as unknown[]).length).toBe(100);
       const updated = await run('execute', { project_id: 'agent-b', sql: 'UPDATE items SET n = n + 1000 WHERE n <= $1', params: [10] });
       expect(updated.data).toMatchObject({ command: 'UPDATE', row_count: 10, rows: [] });
+    });
+
+    it("execute runs ANALYZE and VACUUM of the workspace's own tables, and of nobody else's", async (ctx) => {
+      if (!mcp) ctx.skip();
+      const ok = async (sql: string) => {
+        const r = await run('execute', { project_id: 'agent-a', sql });
+        expect(r.isError, r.text).toBe(false);
+        return r.data;
+      };
+      const stats = async () =>
+        (await run('query', {
+          project_id: 'agent-a',
+          sql: `SELECT s.vacuum_count::int AS vacuums, s.analyze_count::int AS analyzes, c.reltuples::int AS rows,
+                       (SELECT count(*)::int FROM pg_stats WHERE schemaname = current_schema() AND tablename = 'kept') AS columns
+                  FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+                 WHERE s.schemaname = current_schema() AND s.relname = 'kept'`,
+        })).data['rows'];
+      await ok('CREATE TABLE kept (n int PRIMARY KEY, note text)');
+      await ok("INSERT INTO kept SELECT g, 'x' FROM generate_series(1, 500) g");
+      await ok("UPDATE kept SET note = 'y'");
+      expect(await ok('ANALYZE kept (n)')).toMatchObject({ command: 'ANALYZE' });
+      expect(await stats()).toEqual([[0, 1, 500, 1]]);
+      expect(await ok('VACUUM (ANALYZE, VERBOSE) kept')).toMatchObject({ command: 'VACUUM' });
+      expect(await stats()).toEqual([[1, 2, 500, 2]]);
+      // No table named: every table of the workspace.
+      expect(await ok('VACUUM')).toMatchObject({ command: 'VACUUM' });
+      expect(await stats()).toEqual([[2, 2, 500, 2]]);
+
+      const refused = async (sql: string, message: RegExp) => {
+        const r = await run('execute', { project_id: 'agent-a', sql });
+        expect(r.isError, sql).toBe(true);
+        expect(r.text).toMatch(message);
+      };
+      await run('execute', { project_id: 'agent-b', sql: 'CREATE TABLE IF NOT EXISTS theirs (n int)' });
+      await refused('VACUUM project_agent_b.theirs', /permission denied for schema project_agent_b/);
+      await refused('ANALYZE project_agent_b.theirs', /permission denied for schema project_agent_b/);
+      await refused('VACUUM pg_catalog.pg_class', /own tables only, and pg_catalog\.pg_class is not one of workspace agent-a's/);
+      await refused('ANALYZE missing', /no table "missing" in workspace agent-a/);
+      await refused('VACUUM (ONLY_DATABASE_STATS)', /option ONLY_DATABASE_STATS is not available/);
+      await refused('BEGIN', /execute does not run TransactionStmt/);
     });
 
     it('bounds a result by bytes as well as rows, and says which bound cut it', async (ctx) => {
@@ -257,6 +298,11 @@ describe('behind PgBouncer in transaction mode', () => {
       for (const r of results) expect(r.isError, r.text).toBe(false);
       const total = await run('query', { project_id: 'bounced', sql: 'SELECT count(*)::int AS n FROM t' });
       expect(total.data['rows']).toEqual([[6]]);
+      // ANALYZE runs in the call's transaction; VACUUM needs a connection started as the workspace's role.
+      expect((await run('execute', { project_id: 'bounced', sql: 'ANALYZE t' })).isError).toBe(false);
+      const vacuum = await run('execute', { project_id: 'bounced', sql: 'VACUUM t' });
+      expect(vacuum.isError).toBe(true);
+      expect(vacuum.text).toMatch(/connection of its own started as role pgw_\w+_bounced, and the database refused it \(unsupported startup parameter: options\)\. A pooler such as PgBouncer/);
     } finally {
       await mcp.close();
       await bouncer.stop();

@@ -22,7 +22,8 @@ export function registerExecuteTool(server: McpServer, deps: ToolDeps): void {
       description:
         'Runs one SQL statement that changes a project\'s workspace: INSERT, UPDATE, DELETE or MERGE (with RETURNING ' +
         'to get rows back), TRUNCATE, or CREATE/ALTER/DROP of tables, indexes, views, functions and types inside the ' +
-        'workspace. Unqualified names are the workspace\'s. Pass values as params for $1, $2, ... (a vector as an ' +
+        'workspace, or VACUUM/ANALYZE of the workspace\'s own tables (all of them when none is named). ' +
+        'Unqualified names are the workspace\'s. Pass values as params for $1, $2, ... (a vector as an ' +
         'array of numbers). Each call is its own transaction; it runs with the workspace\'s own PostgreSQL role and ' +
         'cannot touch anything outside the workspace.',
       inputSchema: { project_id: projectId, sql: sqlText, params: sqlParams },

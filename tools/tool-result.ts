@@ -1,8 +1,17 @@
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import type { Embedder } from '../src/embeddings/embedder.js';
 import type { ProjectAccess } from '../src/project-access.js';
 import type { WorkspaceSql } from '../src/sandbox/workspace-sql.js';
 import type { WorkspaceFleet } from '../src/workspaces/workspace-fleet.js';
 import type { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
+
+/** The failure behind an `isError` result, for the server's wrapper: a symbol key, so never sent. */
+const FAILURE = Symbol('failure');
+
+/** Why a result of `runTool` is an error (undefined for a success). */
+export function failureOf(result: unknown): unknown {
+  return (result as { [FAILURE]?: unknown } | undefined)?.[FAILURE];
+}
 
 /** What the tools need from the engine, once boot has finished. */
 export interface ToolDeps {
@@ -10,6 +19,11 @@ export interface ToolDeps {
   workspaces(signal?: AbortSignal): Promise<WorkspaceManager>;
   fleet(signal?: AbortSignal): Promise<WorkspaceFleet>;
   sql(signal?: AbortSignal): Promise<WorkspaceSql>;
+  /**
+   * The configured embedding provider (`--embeddings`). Without one it throws
+   * EmbeddingsNotConfiguredError, whose message tells the agent how to configure it.
+   */
+  embedder(signal?: AbortSignal): Promise<Embedder>;
   /** The per-server project allowlist, which every tool obeys. */
   access: ProjectAccess;
   /** Turns a failure into the message the agent sees (e.g. advice when the database is down). */
@@ -33,6 +47,6 @@ export async function runTool<T extends Record<string, unknown>>(
       structuredContent: structured,
     };
   } catch (error) {
-    return { isError: true, content: [{ type: 'text', text: await deps.explain(error) }] };
+    return { isError: true, content: [{ type: 'text', text: await deps.explain(error) }], [FAILURE]: error };
   }
 }

@@ -54,6 +54,31 @@ CREATE TABLE IF NOT EXISTS project_registry.registry_generation (
     generation bigint NOT NULL
 );
 
+-- The embedding space (provider, model, dimensions, prefixes) that wrote each workspace vector
+-- column filled from text: vectors of two spaces cannot be compared, so a column holds one and is
+-- searched with queries of that one (src/embeddings/embedding-spaces.ts). Keyed by project id, so
+-- a drop deletes the rows and a rename (an UPDATE of the id) moves them. While `reembed` moves a column to another space,
+-- `target` is that space and the reembed_* columns its progress: rows after `reembed_cursor` (in
+-- the table's primary-key order) still hold vectors of the old space. Only the server writes
+-- here: workspace roles have no privilege on project_registry.
+CREATE TABLE IF NOT EXISTS project_registry.embedding_spaces (
+    project_id      text COLLATE "C" NOT NULL REFERENCES project_registry.workspace_config ON DELETE CASCADE ON UPDATE CASCADE,
+    table_name      text NOT NULL,
+    column_name     text NOT NULL,
+    text_column     text NOT NULL,
+    provider        text NOT NULL,
+    model           text NOT NULL,
+    dimensions      integer NOT NULL CHECK (dimensions > 0),
+    query_prefix    text NOT NULL,
+    document_prefix text NOT NULL,
+    pinned_at       timestamptz NOT NULL DEFAULT now(),
+    target          jsonb,
+    reembed_cursor  text,
+    reembed_done    bigint NOT NULL DEFAULT 0,
+    reembed_total   bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (project_id, table_name, column_name)
+);
+
 -- Finding lagging workspaces is one index scan.
 CREATE INDEX IF NOT EXISTS workspace_config_fingerprint_idx
     ON project_registry.workspace_config (workspace_fingerprint);

@@ -77,6 +77,7 @@ export function withShardingOff(db: Database): Database {
     tryExclusive: (key, attempt, body) => db.tryExclusive(key, attempt, body),
     lockHolders: (key) => db.lockHolders(key),
     pipeline: (steps) => db.pipeline(steps),
+    runAsRole: (role, sql, timeoutMs) => db.runAsRole(role, sql, timeoutMs),
     registerVectorTypes: () => db.registerVectorTypes(),
     close: () => db.close(),
   };

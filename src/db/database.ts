@@ -71,6 +71,12 @@ export interface Database extends Queryable {
    * committed when all succeed. The session is clean afterwards (no transaction left open).
    */
   pipeline(steps: readonly PipelineStep[]): Promise<PipelineOutcome>;
+  /**
+   * Runs one statement that cannot run in a transaction (VACUUM) as `role`, a role the server is
+   * a member of, with a statement timeout; the role is never left on a session another caller
+   * may use.
+   */
+  runAsRole(role: string, sql: string, timeoutMs: number): Promise<void>;
   /** Called once the `vector` extension exists, so vector columns come back as arrays. */
   registerVectorTypes(): Promise<void>;
   close(): Promise<void>;
@@ -99,6 +105,7 @@ export abstract class SessionDatabase implements Database {
   abstract tryExclusive<T>(key: bigint, attempt: LockTry, body: () => Promise<T>): Promise<T | undefined>;
   abstract lockHolders(key: bigint): Promise<LockHolder[]>;
   abstract registerVectorTypes(): Promise<void>;
+  abstract runAsRole(role: string, sql: string, timeoutMs: number): Promise<void>;
   abstract pipeline(steps: readonly PipelineStep[]): Promise<PipelineOutcome>;
   abstract close(): Promise<void>;
 

@@ -5,11 +5,17 @@ import pgvector from 'pgvector';
 import { silentLogger, type Logger } from '../logger.js';
 import { DamagedStoreError, isStoreDamage } from './damaged-store.js';
 import { SessionDatabase, type LockHolder, type LockTry, type PipelineOutcome, type PipelineStep, type Queryable } from './database.js';
-import { AFTER_FAILED_PIPELINE, PipelineCollector, writePipeline, type PipelineMessage } from './pipeline.js';
+import { AFTER_FAILED_PIPELINE, AFTER_TABLE_CODE, PipelineCollector, writePipeline, type PipelineMessage } from './pipeline.js';
 import { DataDirLock } from './data-dir-lock.js';
 import { fileLockHolders, tryFileLock } from './file-locks.js';
 import { Mutex } from './mutex.js';
 import { openOrCreateStore } from './pglite-store.js';
+import { DEFAULT_MAINTENANCE_IDLE_MS, StoreMaintenance } from './store-maintenance.js';
+
+export interface PGliteOptions {
+  /** How long the store must be idle before it vacuums and analyzes the tables that need it. */
+  maintenanceIdleMs?: number;
+}
 
 /**
  * Embedded PostgreSQL (PGlite, with pgvector) in `<dataDir>/pgdata`. PGlite is one session in
@@ -20,6 +26,7 @@ export class PGliteDatabase extends SessionDatabase {
   readonly description: string;
   readonly #mutex = new Mutex();
   readonly #session: Queryable;
+  #maintenance: StoreMaintenance | undefined;
 
   private constructor(
     private readonly pglite: PGlite,
@@ -45,7 +52,7 @@ export class PGliteDatabase extends SessionDatabase {
     };
   }
 
-  static async open(dataDir: string, log: Logger = silentLogger): Promise<PGliteDatabase> {
+  static async open(dataDir: string, log: Logger = silentLogger, options: PGliteOptions = {}): Promise<PGliteDatabase> {
     await mkdir(dataDir, { recursive: true });
     const lock = await DataDirLock.acquire(dataDir, path.join(dataDir, 'lock'));
     try {
@@ -59,6 +66,7 @@ export class PGliteDatabase extends SessionDatabase {
         await pglite.close().catch(() => undefined);
         throw error;
       });
+      db.#maintenance = new StoreMaintenance(db.#mutex, db.#session, options.maintenanceIdleMs ?? DEFAULT_MAINTENANCE_IDLE_MS, log);
       return db;
     } catch (error) {
       await lock.release();
@@ -121,6 +129,19 @@ export class PGliteDatabase extends SessionDatabase {
     return { pglite: this.pglite, turns: this.#mutex };
   }
 
+  /** The one session is this caller's for the statement (and PGlite ignores statement timeouts). */
+  runAsRole(role: string, sql: string): Promise<void> {
+    return this.#mutex.run(async () => {
+      await this.#session.query(`SELECT pg_catalog.set_config('role', $1, false)`, [role]);
+      try {
+        await this.#session.exec(sql);
+      } finally {
+        // And what the table's code (index expressions) may have left on the session.
+        await this.#session.exec(`RESET ROLE; ${AFTER_TABLE_CODE}`);
+      }
+    });
+  }
+
   async registerVectorTypes(): Promise<void> {
     // The PGlite pgvector bundle ships no type parsers: add pgvector's own, as `pg` gets them.
     const rows = await this.query<{ oid: number }>(
@@ -148,6 +169,7 @@ export class PGliteDatabase extends SessionDatabase {
   }
 
   async close(): Promise<void> {
+    await this.#maintenance?.stop();
     await this.#mutex.run(async () => {
       try {
         await this.pglite.close();

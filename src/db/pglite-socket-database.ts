@@ -1,6 +1,7 @@
 import type { LockHolder, LockTry, PipelineOutcome, PipelineStep, Queryable } from './database.js';
 import { SessionDatabase } from './database.js';
 import { fileLockHolders, tryFileLock } from './file-locks.js';
+import { AFTER_TABLE_CODE } from './pipeline.js';
 import { PostgresDatabase } from './postgres-database.js';
 
 /** The connection could not be made: nothing was sent, so the caller may try again. */
@@ -65,6 +66,20 @@ export class SocketClientDatabase extends SessionDatabase {
 
   lockHolders(key: bigint): Promise<LockHolder[]> {
     return fileLockHolders(this.dataDir, key);
+  }
+
+  /**
+   * The owner gives its one session to a client a transaction at a time, so a role set before a
+   * statement that cannot run in a transaction would be the next client's as well: the statement
+   * runs as the store's own role (a superuser). Callers check what it may touch beforehand, and
+   * PostgreSQL runs a table's code during VACUUM as the table's owner whoever asked. What that
+   * code may leave on the session goes in the same exchange (VACUUM may open a pipeline, never
+   * follow a statement in one), so no other client runs between; after a failure the pipeline's
+   * own clean-up follows at once.
+   */
+  async runAsRole(_role: string, sql: string): Promise<void> {
+    const outcome = await this.pipeline([{ sql }, { sql: AFTER_TABLE_CODE }]);
+    if (outcome.error) throw outcome.error;
   }
 
   registerVectorTypes(): Promise<void> {

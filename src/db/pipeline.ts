@@ -23,6 +23,13 @@ export interface PipelineWriter {
  */
 export const AFTER_FAILED_PIPELINE = 'SELECT pg_catalog.pg_advisory_unlock_all(); DEALLOCATE ALL';
 
+/**
+ * After the server's own VACUUM or ANALYZE on the embedded store's shared session: they run a
+ * table's code (index expressions, as the table's owner, in a security-restricted operation that
+ * refuses PREPARE), which may take session advisory locks the next user of the session would hold.
+ */
+export const AFTER_TABLE_CODE = 'SELECT pg_catalog.pg_advisory_unlock_all()';
+
 export function writePipeline(steps: readonly PipelineStep[], out: PipelineWriter): void {
   for (const step of steps) {
     if ('describePortal' in step) {

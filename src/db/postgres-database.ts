@@ -1,18 +1,22 @@
 import pg from 'pg';
 import pgvector from 'pgvector';
 import { inTransaction, SessionDatabase, type LockHolder, type LockTry, type PipelineOutcome, type PipelineStep, type Queryable } from './database.js';
+import { FREE_SLOTS_SQL, hasRoom, isOutOfSlots, NoFreeConnectionError, ROOM_CHECK_MS, slotWaits, type SlotCount } from './connection-room.js';
 import { asConnectionBroken } from './pg-connection-errors.js';
 import { AFTER_FAILED_PIPELINE, PipelineCollector, writePipeline, type PipelineMessage, type PipelineWriter } from './pipeline.js';
+import { describePgError } from './sql-errors.js';
 
 const APPLICATION_NAME = 'pg-workspace-mcp';
 
 /**
  * Agents call tools seconds to minutes apart: with pg's 10 s default idle timeout the first call
- * after a pause paid a new connection (29-79 ms against ~1 ms warm). One connection is kept for
- * good, the extra ones a burst opened close after a minute idle; TCP keepalive stops middleboxes
- * from dropping the one kept.
+ * after a pause paid a new connection (29-79 ms against ~1 ms warm). One connection is kept warm
+ * while the database has room for it (connection-room.ts); an extra one a burst opened closes
+ * as soon as no call of this server waits for it, since it is a slot (behind PgBouncer in
+ * session mode, a server connection) other servers may be waiting for. The idle timeout only
+ * catches what slips past that. TCP keepalive stops middleboxes from dropping the one kept.
  */
-const IDLE_TIMEOUT_MS = 60_000;
+const EXTRA_IDLE_TIMEOUT_MS = 10_000;
 
 /**
  * A connection is replaced after this many checkouts. A PostgreSQL backend keeps in its caches
@@ -28,23 +32,40 @@ export interface PostgresOptions {
   connectionString: string;
   /** The installer pins one session for its lock while phases run on others: never below 2. */
   maxConnections?: number;
+  /** How long a call that finds no free connection slot waits for one before it fails (default: not at all). */
+  connectWaitMs?: number;
+  /**
+   * The server's connection slots are shared with other clients (PostgreSQL, a pooler): keep
+   * the warm connection only while there is room for it. Off for the embedded store's socket,
+   * whose owner queues every client on its one session anyway.
+   */
+  sharedSlots?: boolean;
 }
 
 /** A real PostgreSQL server through a `pg` Pool. */
 export class PostgresDatabase extends SessionDatabase {
   readonly description: string;
   readonly #pool: pg.Pool;
+  readonly #connectionString: string;
   /** Parsers for pgvector's types by OID, filled once the extension exists; read by every client of the pool. */
   readonly #parsers = new Map<number, (value: string) => unknown>();
+  readonly #connectWaitMs: number;
+  /** Keeping a connection between calls: true while the database has room for it. */
+  #warm = true;
+  #lastRoomCheck = 0;
+  readonly #roomTimer: NodeJS.Timeout | undefined;
 
   constructor(options: PostgresOptions) {
     super();
+    this.#connectionString = options.connectionString;
     const parsers = this.#parsers;
+    this.#connectWaitMs = options.connectWaitMs ?? 0;
     this.#pool = new pg.Pool({
       connectionString: options.connectionString,
       max: Math.max(2, options.maxConnections ?? 10),
+      // pg-pool reads min live: #setWarm moves it between 1 (keep one) and 0.
       min: 1,
-      idleTimeoutMillis: IDLE_TIMEOUT_MS,
+      idleTimeoutMillis: EXTRA_IDLE_TIMEOUT_MS,
       maxUses: MAX_USES,
       keepAlive: true,
       keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS,
@@ -63,6 +84,10 @@ export class PostgresDatabase extends SessionDatabase {
     // its next use fails as a connection failure and it is discarded.
     this.#pool.on('connect', (client) => client.on('error', () => undefined));
     this.description = redactPassword(options.connectionString);
+    if (options.sharedSlots) {
+      // A server holding a warm connection between calls looks now and then whether others need the slot.
+      this.#roomTimer = setInterval(() => void this.#checkIdleRoom(), ROOM_CHECK_MS).unref();
+    }
   }
 
   withSession<T>(fn: (session: Queryable) => Promise<T>): Promise<T> {
@@ -77,9 +102,7 @@ export class PostgresDatabase extends SessionDatabase {
    * statement and discards the client.
    */
   async #checkout<T>(use: (client: pg.PoolClient, lost: () => Error | undefined) => Promise<T>): Promise<T> {
-    const client = await this.#pool.connect().catch((error: unknown) => {
-      throw asConnectionBroken(error);
-    });
+    const client = await this.#connect();
     let lost: Error | undefined;
     const onError = (error: Error) => {
       lost ??= error;
@@ -90,10 +113,91 @@ export class PostgresDatabase extends SessionDatabase {
       return await use(client, () => lost);
     } catch (error) {
       if (!isOrdinarySqlError(error)) broken = error as Error;
+      // PgBouncer in session mode gives a new connection its server at the first statement.
+      if (isOutOfSlots(error)) throw this.#noFreeSlot(error, 'PgBouncer waited its query_wait_timeout');
       throw asConnectionBroken(error);
     } finally {
       client.removeListener('error', onError);
-      client.release(lost ?? broken);
+      const failed = lost ?? broken;
+      if (failed || this.#pool.waitingCount > 0) client.release(failed);
+      else if (this.#warm) client.release(this.#pool.idleCount > 0);
+      else void this.#releaseCold(client);
+    }
+  }
+
+  /** A pooled client; when the database has no free slot, tries again a bounded, jittered while. */
+  async #connect(): Promise<pg.PoolClient> {
+    const started = Date.now();
+    let waits: AsyncGenerator<number> | undefined;
+    for (;;) {
+      try {
+        return await this.#pool.connect();
+      } catch (error) {
+        if (!isOutOfSlots(error)) throw asConnectionBroken(error);
+        this.#setWarm(false);
+        waits ??= slotWaits(this.#connectWaitMs);
+        if ((await waits.next()).done) throw this.#noFreeSlot(error, `this call waited ${Math.round((Date.now() - started) / 1000)} s for one`);
+      }
+    }
+  }
+
+  #noFreeSlot(cause: unknown, waited: string): NoFreeConnectionError {
+    return new NoFreeConnectionError(
+      `The database (${this.description}) has no free connection slot: ${describePgError(cause)}; ${waited}. ` +
+        'Other clients hold them all: close servers you do not use, raise max_connections (or the pooler\'s pool ' +
+        'size), or put PgBouncer in transaction mode in front; then retry the call. Nothing was sent to the database.',
+      { cause },
+    );
+  }
+
+  /**
+   * Warm (pg-pool's min 1): one idle connection stays between calls. Cold (min 0): a call's
+   * connection closes when it is done, and the idle ones close now, giving their slots back.
+   */
+  #setWarm(warm: boolean): void {
+    this.#warm = warm;
+    this.#pool.options.min = warm ? 1 : 0;
+    if (!warm) void this.#closeIdle();
+  }
+
+  /** pg-pool has no call to close idle clients: each is checked out (it comes at once, being idle) and discarded. */
+  async #closeIdle(): Promise<void> {
+    while (!this.#warm && this.#pool.idleCount > 0 && this.#pool.waitingCount === 0) {
+      const client = await this.#pool.connect().catch(() => undefined);
+      client?.release(true);
+    }
+  }
+
+  async #roomOn(client: pg.PoolClient): Promise<boolean> {
+    this.#lastRoomCheck = Date.now();
+    const { rows } = await client.query<SlotCount>(FREE_SLOTS_SQL);
+    return rows[0] !== undefined && hasRoom(rows[0]);
+  }
+
+  /** Cold, after a call: at most every ROOM_CHECK_MS, asks whether there is room to keep this connection. */
+  async #releaseCold(client: pg.PoolClient): Promise<void> {
+    if (Date.now() - this.#lastRoomCheck < ROOM_CHECK_MS) return client.release(true);
+    try {
+      const room = await this.#roomOn(client);
+      if (room) this.#setWarm(true);
+      client.release(!room);
+    } catch (error) {
+      client.release(error as Error);
+    }
+  }
+
+  /** Warm and idle: gives the connections back when the database runs short of free slots. */
+  async #checkIdleRoom(): Promise<void> {
+    if (!this.#warm || this.#pool.idleCount === 0 || this.#pool.waitingCount > 0) return;
+    let client: pg.PoolClient | undefined;
+    try {
+      client = await this.#pool.connect();
+      const room = await this.#roomOn(client);
+      client.release();
+      client = undefined;
+      if (!room) this.#setWarm(false);
+    } catch (error) {
+      client?.release(error as Error);
     }
   }
 
@@ -119,6 +223,38 @@ export class PostgresDatabase extends SessionDatabase {
 
   lockHolders(key: bigint): Promise<LockHolder[]> {
     return advisoryLockHolders(this, key);
+  }
+
+  /**
+   * On a connection of its own, closed after the statement, with the role and the timeout as
+   * startup options: a SET ROLE on a pooled session could land, behind a transaction pooler such
+   * as PgBouncer, on a server connection other than the statement's and stay there.
+   */
+  async runAsRole(role: string, sql: string, timeoutMs: number): Promise<void> {
+    // Role names are the server's own (roleNameFor): nothing to escape in a startup option.
+    if (!/^[A-Za-z0-9_]+$/.test(role)) throw new RangeError(`not a workspace role name: ${JSON.stringify(role)}`);
+    const client = new pg.Client({
+      connectionString: this.#connectionString,
+      application_name: APPLICATION_NAME,
+      options: `-c role=${role} -c statement_timeout=${Math.floor(timeoutMs)}`,
+    });
+    client.on('error', () => undefined);
+    try {
+      await client.connect().catch((error: unknown) => {
+        // 08P01, a protocol violation: the startup options refused, as PgBouncer refuses any.
+        if ((error as { code?: unknown }).code !== '08P01') throw error;
+        throw new Error(
+          `This statement runs on a connection of its own started as role ${role}, and the database refused it ` +
+            `(${(error as Error).message}). A pooler such as PgBouncer refuses startup options: give this server a DATABASE_URL ` +
+            'that reaches PostgreSQL itself for it.',
+        );
+      });
+      await client.query(sql);
+    } catch (error) {
+      throw asConnectionBroken(error);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
   }
 
   /**
@@ -149,6 +285,7 @@ export class PostgresDatabase extends SessionDatabase {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.#roomTimer);
     await this.#pool.end();
   }
 }

@@ -3,10 +3,10 @@ import type { Logger } from '../logger.js';
 import { SessionDatabase, type Database, type LockHolder, type LockTry, type PipelineOutcome, type PipelineStep, type Queryable } from './database.js';
 import { DataDirInUseError } from './data-dir-lock.js';
 import { fileLockHolders, tryFileLock } from './file-locks.js';
-import { PGliteDatabase } from './pglite-database.js';
+import { PGliteDatabase, type PGliteOptions } from './pglite-database.js';
 import { NotServingError, SocketClientDatabase, socketUrl } from './pglite-socket-database.js';
 import { PGliteSocketServer, type SocketServerOptions } from './pglite-socket-server.js';
-import { ConnectionLostError, describePgError, isConnectionFailure } from './sql-errors.js';
+import { ConnectionLostError, describePgError, isConnectionFailure, StoreOwnerLostError } from './sql-errors.js';
 
 /** Where the owner of `dataDir` serves it: a directory only this user may enter. */
 export const socketDirOf = (dataDir: string) => path.join(dataDir, 'socket');
@@ -14,7 +14,7 @@ export const socketDirOf = (dataDir: string) => path.join(dataDir, 'socket');
 /** What `pg-workspace-mcp db-url` prints: psql and GUIs connect with it. */
 export const dbUrlOf = (dataDir: string) => socketUrl(socketDirOf(dataDir));
 
-export interface SharedStoreOptions extends SocketServerOptions {
+export interface SharedStoreOptions extends SocketServerOptions, PGliteOptions {
   /** How long a call waits for an owner to serve the store before it fails (default 60 s). */
   connectWaitMs?: number;
   /** How often a process that does not own the store checks whether it can (default 250 ms). */
@@ -35,8 +35,9 @@ interface Owner {
  * the lock, one waiting process takes it, opens PGlite (its recovery replays what was committed
  * and drops what was not) and serves on the same socket path; the others reconnect to it.
  *
- * A call that was running on the owner when it died fails with a ConnectionLostError: its
- * transaction committed before or was rolled back, never half-applied. A call that could not
+ * A call that was running on the owner when it died fails with a StoreOwnerLostError: its
+ * transaction committed before or was rolled back, never half-applied (the MCP server repeats
+ * the tools that are safe to repeat). A call that could not
  * connect (no owner serving yet, as during a hand-over) waits for one instead.
  */
 export class SharedStore extends SessionDatabase {
@@ -105,6 +106,10 @@ export class SharedStore extends SessionDatabase {
     }
   }
 
+  runAsRole(role: string, sql: string, timeoutMs: number): Promise<void> {
+    return this.#route((db) => db.runAsRole(role, sql, timeoutMs));
+  }
+
   /** The store's processes share its one session: their locks are files in the data directory. */
   tryExclusive<T>(key: bigint, attempt: LockTry, body: () => Promise<T>): Promise<T | undefined> {
     return tryFileLock(this.dataDir, key, attempt, body);
@@ -139,7 +144,7 @@ export class SharedStore extends SessionDatabase {
   async #own(): Promise<boolean> {
     let db: PGliteDatabase;
     try {
-      db = await PGliteDatabase.open(this.dataDir);
+      db = await PGliteDatabase.open(this.dataDir, this.log, this.options);
     } catch (error) {
       if (error instanceof DataDirInUseError) return false;
       throw error;
@@ -194,7 +199,7 @@ export class SharedStore extends SessionDatabase {
   #lost(error: unknown): unknown {
     if (!isConnectionFailure(error) || error instanceof ConnectionLostError) return error;
     void this.#tryTakeover();
-    return new ConnectionLostError(
+    return new StoreOwnerLostError(
       `The process serving the embedded store at ${this.dataDir} went away during this call (${describePgError(error)}). ` +
         'What the call changed was committed before that or rolled back whole, never half-applied; another ' +
         'pg-workspace-mcp process takes the store over at once: retry the call.',

@@ -38,6 +38,21 @@ export class ConnectionLostError extends Error {
 }
 
 /**
+ * The process serving the embedded store (shared-store.ts) died during a call: what the call did was committed before or
+ * rolled back whole. A call that is safe to repeat may be made again once another process has
+ * taken the store over (`isStoreHandover`); others report it.
+ */
+export class StoreOwnerLostError extends ConnectionLostError {
+  override name = 'StoreOwnerLostError';
+}
+
+/** The failure, or one of its causes, is the store's owner dying during the call. */
+export function isStoreHandover(error: unknown): boolean {
+  for (let e = error; e instanceof Error; e = e.cause) if (e instanceof StoreOwnerLostError) return true;
+  return false;
+}
+
+/**
  * A connection its driver lost without a SQLSTATE, in the driver's own words: each backend
  * turns its driver's way of saying so into this (see postgres-database.ts), so that nothing
  * above the backends reads a driver's message text.

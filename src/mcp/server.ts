@@ -1,5 +1,8 @@
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import type { ToolDeps } from '../../tools/tool-result.js';
+import type { ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
+import { failureOf, type ToolDeps } from '../../tools/tool-result.js';
+import { isStoreHandover } from '../db/sql-errors.js';
+import { EmbeddingsNotConfiguredError } from '../embeddings/provider-errors.js';
 import type { ProvisioningEngine } from '../engine.js';
 import { packageVersion } from '../package-info.js';
 import { ProjectAccess } from '../project-access.js';
@@ -35,6 +38,7 @@ export function createSessionServer({ engine, readyTimeoutMs = READY_TIMEOUT_MS,
     },
   );
   const access = new ProjectAccess(allowedProjects);
+  repeatAfterHandover(server);
   enforceAllowlist(server, access);
   const ready = async (signal: AbortSignal | undefined) => {
     const services = await engine.ready(readyTimeoutMs);
@@ -46,6 +50,11 @@ export function createSessionServer({ engine, readyTimeoutMs = READY_TIMEOUT_MS,
     workspaces: async (signal) => (await ready(signal)).workspaces,
     fleet: async (signal) => (await ready(signal)).fleet,
     sql: async (signal) => (await ready(signal)).sql,
+    embedder: async (signal) => {
+      const { embedder } = await ready(signal);
+      if (!embedder) throw new EmbeddingsNotConfiguredError();
+      return embedder;
+    },
     access,
     explain: (error) => engine.explainFailedCall(error),
   };
@@ -87,4 +96,26 @@ function enforceAllowlist(server: McpServer, access: ProjectAccess): void {
       }
       return handler(args, extra);
     });
+}
+
+/**
+ * A call cut off because the process serving the embedded store died is made once more, after
+ * another process has taken the store over (the store waits for it), when the tool is safe to
+ * repeat by its own annotations: read-only, or idempotent and not destructive. Others (execute,
+ * drop_workspace) report it, since they cannot know whether what they did was committed.
+ */
+function repeatAfterHandover(server: McpServer): void {
+  const register = server.registerTool.bind(server) as (...args: unknown[]) => unknown;
+  (server as { registerTool: unknown }).registerTool = (
+    name: string,
+    config: { annotations?: ToolAnnotations },
+    handler: (...args: unknown[]) => Promise<unknown>,
+  ) => {
+    const { readOnlyHint, idempotentHint, destructiveHint } = config.annotations ?? {};
+    if (!(readOnlyHint === true || (idempotentHint === true && destructiveHint === false))) return register(name, config, handler);
+    return register(name, config, async (args: unknown, extra: unknown) => {
+      const result = await handler(args, extra);
+      return isStoreHandover(failureOf(result)) ? handler(args, extra) : result;
+    });
+  };
 }

@@ -3,6 +3,8 @@ import { quoteIdent } from '../db/identifiers.js';
 import { privilegeFacts, registryOwnerGrants } from '../db/privilege-advice.js';
 import { INSTALL_LOCK_KEY } from '../installer/install-lock.js';
 import type { InstallPlan } from '../installer/install-plan.js';
+import { describeSpace, pinnedSpaceOf } from '../embeddings/embedding-spaces.js';
+import { columnsBeingReembedded } from '../registry/embedding-space-sql.js';
 import * as registry from '../registry/operations-queries.js';
 import { roleNameFor, rolePrefixFor } from '../sandbox/sandbox-ddl.js';
 import { projectIdOfSchema, ReservedSchemas } from '../workspaces/project-id.js';
@@ -25,6 +27,7 @@ export const FINDING_CODES = [
   'pg-extension-missing',
   'install-lock-held',
   'privilege-missing',
+  'reembed-unfinished',
 ] as const;
 
 export type FindingCode = (typeof FINDING_CODES)[number];
@@ -185,6 +188,19 @@ async function inspect(tx: Queryable, plan: InstallPlan, database: string): Prom
         `(it says why not otherwise); or drop it (DROP SCHEMA ${quoteIdent(orphan.schema_name)} CASCADE) if it is not wanted. ` +
         'Until then ensure_workspace for that id would take it over as it is.',
       details: { project_id: projectId, schema_name: orphan.schema_name, owner: orphan.owner, tables: orphan.tables },
+    });
+  }
+  for (const moving of await columnsBeingReembedded(tx)) {
+    const target = moving.target as NonNullable<typeof moving.target>;
+    findings.push({
+      code: 'reembed-unfinished',
+      severity: 'warning',
+      message:
+        `Column ${moving.table_name}.${moving.column_name} of workspace "${moving.project_id}" is being re-embedded from ` +
+        `${describeSpace(pinnedSpaceOf(moving))} to ${describeSpace(target)} (${moving.reembed_done} of ${moving.reembed_total} rows done); ` +
+        'until the move finishes, searches of it are refused.',
+      fix: `Run \`pg-workspace-mcp reembed --project ${moving.project_id}\` with the target's settings again: it continues where it stopped.`,
+      details: { project_id: moving.project_id, table: moving.table_name, column: moving.column_name, done: Number(moving.reembed_done), total: Number(moving.reembed_total) },
     });
   }
   for (const role of await rolesWithoutWorkspace(tx, orphans.map((o) => o.projectId))) {

@@ -2,6 +2,7 @@ import type { Database, Queryable } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
 import { explainError } from '../db/sql-errors.js';
 import type { InstallPlan } from '../installer/install-plan.js';
+import type { PreparedExtension } from '../installer/prepared-extension.js';
 import * as registry from '../registry/operations-queries.js';
 import { lockWorkspace } from '../registry/registry-sql.js';
 import { principalScript, roleNameFor, rolePrefixFor } from '../sandbox/sandbox-ddl.js';
@@ -37,6 +38,12 @@ export interface RepairAction {
  * (no project id maps to it).
  */
 const REFERENCE_SCHEMA = 'project_registry_adoption_reference';
+
+/**
+ * The fingerprints of a workspace adopted below the current migration level: no plan has them,
+ * so it lags until it is upgraded, and its upgrade re-runs the (idempotent) schema files too.
+ */
+const ADOPTED_BEHIND = 'adopted-behind-current-level';
 
 class DryRunRollback extends Error {
   constructor(readonly action: RepairAction) {
@@ -185,12 +192,14 @@ async function forgetRole(tx: Queryable, role: string, orphanIds: (q: Queryable)
 }
 
 /**
- * Registers an orphan schema as a current workspace, when it is one: every table the workspace
- * DDL and migrations make must be there with every column they make, of the same type and
- * nullability (compared with a fresh workspace built in a rolled-back savepoint). Extra tables
- * and columns are allowed, since agents add their own with `execute`. Its ledger then records
- * every current workspace migration, and it gets its SQL sandbox (role and function) when the
- * server's role may create roles.
+ * Registers an orphan schema as a workspace, when it is one: every table the workspace DDL and
+ * migrations make must be there with every column they make, of the same type and nullability
+ * (compared with a fresh workspace built in a rolled-back savepoint). Extra tables and columns
+ * are allowed, since agents add their own with `execute`. A schema restored from a backup may
+ * predate the latest workspace migrations: it is adopted at the migration level it matches
+ * (`matchingLevel`), its ledger records the migrations of that level, and `migrate-workspaces`
+ * (or the next `ensure_workspace`) applies the rest. It gets its SQL sandbox (role and
+ * function) when the server's role may create roles.
  */
 async function adoptOrphan(tx: Queryable, plan: InstallPlan, searchPathSchemas: string[], projectId: string): Promise<RepairAction> {
   const schemaName = schemaNameFor(projectId);
@@ -203,17 +212,26 @@ async function adoptOrphan(tx: Queryable, plan: InstallPlan, searchPathSchemas: 
   if (!now.acts_as_owner) {
     return refused(`schema ${schemaName} belongs to role "${now.owner}", which this server's role cannot act as: workspaces must be the server's own.`);
   }
-  const differences = await compareWithFreshWorkspace(tx, plan, searchPathSchemas, schemaName);
-  if (differences.length > 0) {
-    return refused(`its tables do not match what the workspace DDL makes: ${differences.join('; ')}.`);
+  const level = await matchingLevel(tx, plan.extensions, searchPathSchemas, schemaName);
+  if ('differences' in level) {
+    return refused(`its tables do not match what the workspace DDL makes: ${level.differences.join('; ')}.`);
   }
-  const script = buildWorkspaceScript(schemaName, searchPathSchemas, plan.extensions, [], { schemaFiles: false });
+  const script = buildWorkspaceScript(schemaName, searchPathSchemas, level.extensions, [], { schemaFiles: false });
+  const current = level.pending.length === 0;
   await registry.registerWorkspace(
     tx,
-    { projectId, schemaName, fingerprint: plan.workspaceFingerprint, schemaFingerprint: plan.workspaceSchemaFingerprint },
+    {
+      projectId,
+      schemaName,
+      fingerprint: current ? plan.workspaceFingerprint : ADOPTED_BEHIND,
+      schemaFingerprint: current ? plan.workspaceSchemaFingerprint : ADOPTED_BEHIND,
+    },
     script.migrations,
   );
   const changes = [`registered schema ${schemaName} as workspace "${projectId}" with ${script.migrations.names.length} ledger row(s)`];
+  if (!current) {
+    changes.push(`adopted at the level before ${level.pending.join(', ')}, which its tables predate: \`pg-workspace-mcp migrate-workspaces\` applies them`);
+  }
   const capability = await registry.sandboxCapability(tx, searchPathSchemas);
   const role = roleNameFor(capability.database, projectId);
   if (capability.create_role) {
@@ -226,9 +244,46 @@ async function adoptOrphan(tx: Queryable, plan: InstallPlan, searchPathSchemas: 
   return { fix: 'adopt-orphan', subject: projectId, outcome: 'changed', changes };
 }
 
-/** What the orphan lacks of a fresh workspace's tables, one phrase per difference. */
-async function compareWithFreshWorkspace(tx: Queryable, plan: InstallPlan, searchPathSchemas: string[], schemaName: string): Promise<string[]> {
-  const script = buildWorkspaceScript(REFERENCE_SCHEMA, searchPathSchemas, plan.extensions, [], { schemaFiles: true });
+/** Each extension with only its first `applied[id]` workspace migrations (and, below the top, no dependent DDL). */
+function atLevel(extensions: readonly PreparedExtension[], applied: ReadonlyMap<string, number>): PreparedExtension[] {
+  return extensions.map((p) => {
+    const count = applied.get(p.extension.id) ?? p.workspace.migrations.length;
+    if (count === p.workspace.migrations.length) return p;
+    // Indexes and views may name columns a later migration adds; only tables are compared.
+    return { ...p, workspace: { ...p.workspace, migrations: p.workspace.migrations.slice(0, count), dependent: [] } };
+  });
+}
+
+type Level = { extensions: PreparedExtension[]; pending: string[] } | { differences: string[] };
+
+/**
+ * The highest workspace migration level whose tables the orphan has. Extensions never change
+ * each other's tables, so each one's level is found on its own (the others at none of their
+ * migrations, which a schema at any level has), from all of its migrations down; the levels
+ * together are then checked once more. None: the differences from the current level, for the
+ * refusal.
+ */
+async function matchingLevel(tx: Queryable, extensions: readonly PreparedExtension[], searchPathSchemas: string[], schemaName: string): Promise<Level> {
+  const differences = (applied: ReadonlyMap<string, number>) =>
+    compareWithWorkspaceAt(tx, atLevel(extensions, applied), searchPathSchemas, schemaName);
+  const current = await differences(new Map());
+  if (current.length === 0) return { extensions: [...extensions], pending: [] };
+  const none = new Map(extensions.map((p) => [p.extension.id, 0]));
+  if ((await differences(none)).length > 0) return { differences: current };
+  const found = new Map<string, number>();
+  for (const p of extensions) {
+    let count = p.workspace.migrations.length;
+    while (count > 0 && (await differences(new Map([...none, [p.extension.id, count]]))).length > 0) count--;
+    found.set(p.extension.id, count);
+  }
+  if ((await differences(found)).length > 0) return { differences: current };
+  const pending = extensions.flatMap((p) => p.workspace.migrations.slice(found.get(p.extension.id)).map((m) => `${p.extension.id}/${m.migration.name}`));
+  return { extensions: atLevel(extensions, found), pending };
+}
+
+/** What the orphan lacks of a fresh workspace's tables at this level, one phrase per difference. */
+async function compareWithWorkspaceAt(tx: Queryable, extensions: readonly PreparedExtension[], searchPathSchemas: string[], schemaName: string): Promise<string[]> {
+  const script = buildWorkspaceScript(REFERENCE_SCHEMA, searchPathSchemas, extensions, [], { schemaFiles: true });
   await tx.query('SAVEPOINT adoption_reference');
   let reference: registry.ColumnSignature[];
   try {

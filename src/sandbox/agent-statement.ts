@@ -58,6 +58,8 @@ const EXECUTE_KINDS: Record<string, string> = {
   CommentStmt: 'COMMENT',
   CreateStatsStmt: 'CREATE STATISTICS',
   RefreshMatViewStmt: 'REFRESH MATERIALIZED VIEW',
+  // Of the workspace's own tables: see maintenance-statement.ts.
+  VacuumStmt: 'VACUUM',
 };
 
 /** What the parse tree says about a text, whatever the mode and the parameters. */
@@ -125,8 +127,8 @@ export async function prepareAgentStatement(sql: string, params: readonly AgentP
   const command = EXECUTE_KINDS[kind];
   if (mode === 'execute' && !command) {
     throw new AgentSqlError(
-      `execute does not run ${kind}: it runs one data change (INSERT, UPDATE, DELETE, MERGE, TRUNCATE) or DDL of ` +
-        'objects inside the workspace (tables, indexes, views, sequences, functions, triggers, types). Transaction control, ' +
+      `execute does not run ${kind}: it runs one data change (INSERT, UPDATE, DELETE, MERGE, TRUNCATE), DDL of ` +
+        'objects inside the workspace (tables, indexes, views, sequences, functions, triggers, types) or VACUUM/ANALYZE of its tables. Transaction control, ' +
         'roles, grants, settings, COPY, DO blocks and session state are the server\'s.',
     );
   }

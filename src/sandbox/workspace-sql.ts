@@ -6,7 +6,8 @@ import type { Logger } from '../logger.js';
 import { schemaNameFor } from '../workspaces/project-id.js';
 import { lockWorkspace, workspacesWithoutSandbox } from '../registry/registry-sql.js';
 import type { WorkspaceManager } from '../workspaces/workspace-manager.js';
-import { prepareAgentStatement, type AgentParam } from './agent-statement.js';
+import { AgentSqlError, prepareAgentStatement, type AgentParam } from './agent-statement.js';
+import { maintenanceSql, parseMaintenance, RESOLVE_NAMED, WORKSPACE_TABLES } from './maintenance-statement.js';
 import { readSandboxAnswer } from './sandbox-answer.js';
 import {
   principalScript,
@@ -148,6 +149,7 @@ export class WorkspaceSql {
   async execute(projectId: string, sql: string, params: readonly AgentParam[], maxRows = DEFAULT_MAX_ROWS): Promise<ExecuteResult> {
     const statement = await prepareAgentStatement(sql, params, 'execute');
     const principal = await this.#principal(projectId);
+    if (statement.kind === 'VacuumStmt') return this.#maintain(projectId, principal, statement.sql);
     const { result, affected } = await this.#run(projectId, principal, statement.sql, {
       readOnly: false,
       rows: statement.returnsRows,
@@ -156,6 +158,46 @@ export class WorkspaceSql {
       distribute: this.workspaces.citus && CREATES_TABLE.has(statement.kind),
     });
     return { ...result, command: statement.command, affected };
+  }
+
+  /**
+   * VACUUM or ANALYZE of the workspace's own tables (maintenance-statement.ts): the names are
+   * resolved and checked as the workspace, then ANALYZE runs in the sandbox like any statement
+   * and VACUUM, which cannot run in a transaction, outside it as the workspace's role.
+   */
+  async #maintain(projectId: string, principal: Principal, sql: string): Promise<ExecuteResult> {
+    const statement = await parseMaintenance(sql);
+    const asWorkspace = async (text: string, params: AgentParam[]) =>
+      (await this.#run(projectId, principal, (await prepareAgentStatement(text, params, 'query')).sql, {
+        readOnly: true,
+        rows: true,
+        maxRows: this.limits.maxRowsCap,
+        count: false,
+      })).result.rows;
+    let tables: { qualified: string; columns: string }[];
+    if (statement.tables.length === 0) {
+      tables = (await asWorkspace(WORKSPACE_TABLES, [])).map(([qualified]) => ({ qualified: String(qualified), columns: '' }));
+    } else {
+      const rows = await asWorkspace(RESOLVE_NAMED, [statement.tables.map((t) => t.name)]);
+      tables = rows.map(([name, qualified, found, inside, owned], i) => {
+        if (!found) throw new AgentSqlError(`${statement.command}: there is no table ${String(name)} in workspace ${projectId}.`);
+        if (!inside || !owned) {
+          throw new AgentSqlError(
+            `${statement.command} runs on the workspace's own tables only, and ${String(qualified)} is not one of workspace ${projectId}'s.`,
+          );
+        }
+        return { qualified: String(qualified), columns: statement.tables[i]?.columns ?? '' };
+      });
+    }
+    const done: ExecuteResult = { columns: [], rows: [], rowCount: 0, truncated: false, command: statement.command, affected: 0 };
+    if (tables.length === 0) return done;
+    const text = maintenanceSql(statement, tables);
+    if (statement.command === 'ANALYZE') {
+      await this.#run(projectId, principal, text, { readOnly: false, rows: false, maxRows: 0, count: false });
+      return done;
+    }
+    await this.db.runAsRole(principal.roleName, text, this.limits.statementTimeoutMs);
+    return done;
   }
 
   /**

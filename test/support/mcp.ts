@@ -31,6 +31,7 @@ export async function connectInProcess(
     disabledExtensions?: string[];
     allowedProjects?: string[];
     statementTimeoutMs?: number;
+    maintenanceIdleMs?: number;
   } = {},
 ) {
   const dataDir = await tempDir('pgw-mcp-');
@@ -42,6 +43,7 @@ export async function connectInProcess(
       disabledExtensions: options.disabledExtensions ?? [],
       lockTimeoutMs: DEFAULT_LOCK_TIMEOUT_MS,
       ...(options.statementTimeoutMs ? { statementTimeoutMs: options.statementTimeoutMs } : {}),
+      ...(options.maintenanceIdleMs ? { maintenanceIdleMs: options.maintenanceIdleMs } : {}),
     },
     silentLogger,
   );

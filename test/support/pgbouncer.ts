@@ -15,11 +15,16 @@ export interface PgBouncer {
 }
 
 /**
- * PgBouncer in transaction pooling mode in front of a test cluster: consecutive transactions of
- * one client may run on different server sessions, which is what breaks session-level locks.
+ * PgBouncer in front of a test cluster, by default in transaction pooling mode: consecutive
+ * transactions of one client may run on different server sessions, which is what breaks
+ * session-level locks. In session mode a client keeps its server connection until it
+ * disconnects, and waits at most `queryWaitTimeoutS` for one.
  * Returns null (loudly) when pgbouncer is not installed outside CI; under CI=true it throws.
  */
-export async function startPgBouncer(cluster: PgCluster, options: { poolSize?: number } = {}): Promise<PgBouncer | null> {
+export async function startPgBouncer(
+  cluster: PgCluster,
+  options: { poolSize?: number; poolMode?: 'transaction' | 'session'; queryWaitTimeoutS?: number } = {},
+): Promise<PgBouncer | null> {
   const binary = '/usr/sbin/pgbouncer';
   if (!(await run('test', ['-x', binary]).then(() => true, () => false))) {
     const message = 'pgbouncer is not installed (Debian package pgbouncer): PgBouncer tests cannot run.';
@@ -43,7 +48,8 @@ listen_addr = 127.0.0.1
 listen_port = ${port}
 unix_socket_dir =
 auth_type = any
-pool_mode = transaction
+pool_mode = ${options.poolMode ?? 'transaction'}
+query_wait_timeout = ${options.queryWaitTimeoutS ?? 120}
 max_client_conn = 2000
 default_pool_size = ${options.poolSize ?? 40}
 ignore_startup_parameters = extra_float_digits

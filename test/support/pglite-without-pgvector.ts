@@ -27,6 +27,9 @@ export async function pgliteWithoutPgvector(): Promise<SessionDatabase> {
     pipeline(): Promise<PipelineOutcome> {
       throw new Error('not used: these tests run no SQL tools');
     }
+    runAsRole(): Promise<void> {
+      throw new Error('not used: these tests run no SQL tools');
+    }
     async registerVectorTypes(): Promise<void> {}
     close(): Promise<void> {
       return pglite.close();

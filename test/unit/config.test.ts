@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseCommand, USAGE, type Config } from '../../src/config.js';
 
@@ -38,6 +39,8 @@ describe('parseCommand', () => {
       PG_WORKSPACE_STATEMENT_TIMEOUT_MS: '2500',
       PG_WORKSPACE_MAX_ROWS: '500',
       PG_WORKSPACE_MAX_RESULT_BYTES: '65536',
+      PG_WORKSPACE_CONNECT_WAIT_MS: '3000',
+      PG_WORKSPACE_MAINTENANCE_IDLE_MS: '250',
     };
     expect(serve([], env)).toEqual({
       databaseUrl: 'postgresql://u@h/db',
@@ -50,6 +53,8 @@ describe('parseCommand', () => {
       statementTimeoutMs: 2500,
       maxRowsCap: 500,
       maxResultBytes: 65536,
+      connectWaitMs: 3000,
+      maintenanceIdleMs: 250,
     });
     const flagged = serve(['--data-dir', 'rel/dir', '--extensions', '/c', '--disable', 'extra', '--extensions', '/d', '--allow-project', 'client-c'], env);
     expect(flagged.allowedProjects).toEqual(['client-a', 'client-b', 'client-c']);
@@ -71,6 +76,8 @@ describe('parseCommand', () => {
     expect(failure([], { PG_WORKSPACE_LOCK_TIMEOUT_MS: '1.5' })).toContain('PG_WORKSPACE_LOCK_TIMEOUT_MS: must be a whole number of milliseconds');
     expect(failure([], { PG_WORKSPACE_LOCK_TIMEOUT_MS: '86400001' })).toContain('PG_WORKSPACE_LOCK_TIMEOUT_MS: must be at most 86400000 (one day)');
     expect(failure([], { PG_WORKSPACE_LOCK_TIMEOUT_MS: '-1' })).toContain('PG_WORKSPACE_LOCK_TIMEOUT_MS:');
+    expect(failure([], { PG_WORKSPACE_CONNECT_WAIT_MS: '-5' })).toContain('PG_WORKSPACE_CONNECT_WAIT_MS:');
+    expect(failure([], { PG_WORKSPACE_MAINTENANCE_IDLE_MS: '5' })).toContain('PG_WORKSPACE_MAINTENANCE_IDLE_MS: must be at least 10');
     expect(failure([], { PG_WORKSPACE_LOG_LEVEL: 'verbose' })).toMatch(/PG_WORKSPACE_LOG_LEVEL: .*"debug"\|"info"\|"warn"\|"error"\|"silent"/);
     expect(failure(['--disable', 'Bad_Id'])).toContain('--disable / PG_WORKSPACE_DISABLED_EXTENSIONS: an extension id (lower-case, hyphens)');
     expect(failure([], { PG_WORKSPACE_DISABLED_EXTENSIONS: 'ok,NOPE' })).toContain('--disable / PG_WORKSPACE_DISABLED_EXTENSIONS');
@@ -202,5 +209,124 @@ describe('--http configuration', () => {
     expect(failure(['--http-session-idle-timeout', '60'])).toContain('--http-session-idle-timeout applies to the HTTP server only');
     expect(http(['--http-max-sessions', '5'], { PG_WORKSPACE_HTTP: '8080' })).toMatchObject({ maxSessions: 5 });
     expect(failure(['doctor', '--http-max-sessions', '5'])).toMatch(/Unknown option '--http-max-sessions'/);
+  });
+});
+
+describe('--embeddings configuration', () => {
+  it('is off by default', () => {
+    expect(serve([]).embeddings).toBeUndefined();
+    expect(serve(['--embeddings', 'none'], { PG_WORKSPACE_EMBEDDINGS: 'ollama' }).embeddings).toBeUndefined();
+  });
+
+  it('ollama: a local nomic-embed-text, whose length and task prefixes the server knows', () => {
+    const embeddings = serve([], { PG_WORKSPACE_EMBEDDINGS: 'ollama' }).embeddings;
+    expect(embeddings).toEqual({
+      space: { provider: 'ollama', model: 'nomic-embed-text', dimensions: 768, queryPrefix: 'search_query: ', documentPrefix: 'search_document: ' },
+      url: 'http://127.0.0.1:11434/',
+      sendDimensions: false,
+      apiKey: undefined,
+      batchSize: 64,
+      concurrency: 4,
+      timeoutMs: 60_000,
+      maxRetries: 5,
+      maxInputChars: 8000,
+    });
+  });
+
+  it('openai: api.openai.com with text-embedding-3-small; flags win over the environment', () => {
+    expect(serve(['--embeddings', 'openai']).embeddings).toMatchObject({
+      space: { provider: 'openai', model: 'text-embedding-3-small', dimensions: 1536, queryPrefix: '', documentPrefix: '' },
+      url: 'https://api.openai.com/v1',
+    });
+    const env = {
+      PG_WORKSPACE_EMBEDDINGS: 'ollama',
+      PG_WORKSPACE_EMBEDDINGS_URL: 'http://gpu-box:11434',
+      PG_WORKSPACE_EMBEDDINGS_MODEL: 'all-minilm',
+      PG_WORKSPACE_EMBEDDINGS_BATCH_SIZE: '16',
+      PG_WORKSPACE_EMBEDDINGS_CONCURRENCY: '1',
+      PG_WORKSPACE_EMBEDDINGS_TIMEOUT_MS: '5000',
+      PG_WORKSPACE_EMBEDDINGS_MAX_RETRIES: '0',
+      PG_WORKSPACE_EMBEDDINGS_MAX_INPUT_CHARS: '2000',
+    };
+    expect(serve([], env).embeddings).toMatchObject({ space: { model: 'all-minilm', dimensions: 384 }, url: 'http://gpu-box:11434/', batchSize: 16, concurrency: 1, timeoutMs: 5000, maxRetries: 0, maxInputChars: 2000 });
+    const flagged = serve(
+      ['--embeddings', 'openai', '--embeddings-url', 'http://127.0.0.1:1234/v1/', '--embeddings-model', 'my-model', '--embeddings-dimensions', '512',
+        '--embeddings-query-prefix', 'query: ', '--embeddings-document-prefix', ''],
+      env,
+    ).embeddings;
+    expect(flagged).toMatchObject({
+      space: { provider: 'openai', model: 'my-model', dimensions: 512, queryPrefix: 'query: ', documentPrefix: '' },
+      url: 'http://127.0.0.1:1234/v1',
+      sendDimensions: true,
+    });
+  });
+
+  it('takes the API key from the environment only, and never shows it', () => {
+    const config = serve(['--embeddings', 'openai'], { PG_WORKSPACE_EMBEDDINGS_API_KEY: 'sk-secret-value-123' });
+    expect(config.embeddings?.apiKey?.reveal()).toBe('sk-secret-value-123');
+    expect(JSON.stringify(config)).not.toContain('sk-secret-value-123');
+    expect(inspect(config, { depth: 10 })).not.toContain('sk-secret-value-123');
+    expect(`${String(config.embeddings?.apiKey)}`).toBe('[redacted]');
+    expect(failure(['--embeddings-api-key', 'sk-x'])).toMatch(/^Unknown option '--embeddings-api-key'/);
+  });
+
+  it('needs the dimensions of a model it does not know', () => {
+    expect(failure(['--embeddings', 'openai', '--embeddings-model', 'BAAI/bge-small-en-v1.5'])).toBe(
+      '--embeddings-dimensions / PG_WORKSPACE_EMBEDDINGS_DIMENSIONS: required for the model "BAAI/bge-small-en-v1.5" ' +
+        '(how many numbers each of its vectors has, e.g. 768; its model card says).',
+    );
+    expect(serve(['--embeddings', 'ollama', '--embeddings-model', 'nomic-embed-text:latest']).embeddings?.space.dimensions).toBe(768);
+  });
+
+  it('names the setting in every refusal', () => {
+    expect(failure(['--embeddings', 'cohere'])).toBe('--embeddings / PG_WORKSPACE_EMBEDDINGS: must be none, openai or ollama, got "cohere".');
+    for (const bad of ['0', '2.5', 'many', '16001']) {
+      expect(failure(['--embeddings', 'ollama', '--embeddings-dimensions', bad])).toBe(
+        `--embeddings-dimensions / PG_WORKSPACE_EMBEDDINGS_DIMENSIONS: must be a whole number from 1 to 16000, got "${bad}".`,
+      );
+    }
+    const ollama = { PG_WORKSPACE_EMBEDDINGS: 'ollama' };
+    expect(failure([], { ...ollama, PG_WORKSPACE_EMBEDDINGS_BATCH_SIZE: '0' })).toBe('PG_WORKSPACE_EMBEDDINGS_BATCH_SIZE: must be a whole number from 1 to 2048, got "0".');
+    expect(failure([], { ...ollama, PG_WORKSPACE_EMBEDDINGS_CONCURRENCY: '65' })).toContain('PG_WORKSPACE_EMBEDDINGS_CONCURRENCY: must be a whole number from 1 to 64');
+    expect(failure([], { ...ollama, PG_WORKSPACE_EMBEDDINGS_TIMEOUT_MS: '50' })).toContain('PG_WORKSPACE_EMBEDDINGS_TIMEOUT_MS: must be a whole number from 100 to 600000');
+    expect(failure([], { ...ollama, PG_WORKSPACE_EMBEDDINGS_MAX_RETRIES: '-1' })).toContain('PG_WORKSPACE_EMBEDDINGS_MAX_RETRIES:');
+    expect(failure([], { ...ollama, PG_WORKSPACE_EMBEDDINGS_MAX_INPUT_CHARS: '1e3' })).toContain('PG_WORKSPACE_EMBEDDINGS_MAX_INPUT_CHARS:');
+    expect(failure([], { ...ollama, PG_WORKSPACE_EMBEDDINGS_URL: 'ftp://host' })).toBe(
+      '--embeddings-url / PG_WORKSPACE_EMBEDDINGS_URL: must be an http:// or https:// URL, got a ftp: URL.',
+    );
+    expect(failure([], { ...ollama, PG_WORKSPACE_EMBEDDINGS_URL: 'not a url' })).toContain('must be an http:// or https:// URL, e.g.');
+    expect(failure([], { ...ollama, PG_WORKSPACE_EMBEDDINGS_URL: 'https://user:pw@host/v1' })).toBe(
+      '--embeddings-url / PG_WORKSPACE_EMBEDDINGS_URL: must not carry a user name or password; put the API key in PG_WORKSPACE_EMBEDDINGS_API_KEY.',
+    );
+  });
+
+  it('refuses provider settings without a provider, and the flags on commands that embed nothing', () => {
+    expect(failure(['--embeddings-model', 'x'])).toBe('--embeddings-model configures an embedding provider: give --embeddings openai|ollama too (or PG_WORKSPACE_EMBEDDINGS).');
+    expect(failure(['doctor', '--embeddings', 'ollama'])).toMatch(/^Unknown option '--embeddings'/);
+  });
+});
+
+describe('reembed', () => {
+  const ollama = { PG_WORKSPACE_EMBEDDINGS: 'ollama' };
+  it('takes --project ID or --all, and the embedding settings to move to', () => {
+    expect(parseCommand(['reembed', '--project', 'alpha'], ollama)).toMatchObject({
+      kind: 'reembed',
+      projectId: 'alpha',
+      config: { embeddings: { space: { provider: 'ollama', model: 'nomic-embed-text' } } },
+    });
+    expect(parseCommand(['reembed', '--all', '--embeddings', 'openai', '--embeddings-dimensions', '768'], {})).toMatchObject({
+      kind: 'reembed',
+      projectId: undefined,
+      config: { embeddings: { space: { provider: 'openai', dimensions: 768 }, sendDimensions: true } },
+    });
+  });
+
+  it('refuses neither or both of --project and --all, a bad id, and no provider', () => {
+    const oneOf = 'reembed takes --project ID (one workspace) or --all (every workspace), one of the two.';
+    expect(failure(['reembed'], ollama)).toBe(oneOf);
+    expect(failure(['reembed', '--all', '--project', 'a'], ollama)).toBe(oneOf);
+    expect(failure(['reembed', '--project', 'Bad_Id'], ollama)).toContain('--project: "Bad_Id" is not a project id.');
+    expect(failure(['reembed', '--all'])).toContain('reembed moves columns to the configured embedding space');
+    expect(failure(['reembed', '--all', '--http', '8080'], ollama)).toMatch(/Unknown option '--http'/);
   });
 });

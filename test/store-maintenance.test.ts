@@ -1,0 +1,138 @@
+import pg from 'pg';
+import { afterEach, describe, expect, it } from 'vitest';
+import { dbUrlOf, SharedStore } from '../src/db/shared-store.js';
+import { silentLogger } from '../src/logger.js';
+import { tempDir } from './support/fixtures.js';
+
+const IDLE_MS = 50;
+/**
+ * Index-expression code that takes a session advisory lock wherever it runs, which outlives the
+ * statement (PostgreSQL refuses PREPARE there: a security-restricted operation).
+ */
+const STICKY_CODE = `CREATE FUNCTION sticky(n int) RETURNS int LANGUAGE sql IMMUTABLE
+       AS $f$ SELECT n FROM (SELECT pg_catalog.pg_advisory_lock(4242)) AS locked $f$;`;
+const opened: { close(): Promise<void> }[] = [];
+afterEach(async () => {
+  await Promise.all(opened.splice(0).reverse().map((s) => s.close().catch(() => undefined)));
+});
+
+async function openStore(): Promise<{ store: SharedStore; dir: string }> {
+  const dir = await tempDir('pgw-maintenance-');
+  const store = await SharedStore.open(dir, silentLogger, { maintenanceIdleMs: IDLE_MS });
+  opened.push(store);
+  return { store, dir };
+}
+
+const vacuums = async (store: SharedStore) =>
+  (await store.query<{ n: number }>(`SELECT pg_catalog.pg_stat_get_vacuum_count('t'::regclass)::int AS n`))[0]?.n ?? 0;
+
+/** Polls (leaving the store idle in between) until the table has been vacuumed more than `before` times. */
+async function vacuumedSince(store: SharedStore, before: number): Promise<number> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const now = await vacuums(store);
+    if (now > before) return now;
+    if (Date.now() > deadline) throw new Error(`the table was not vacuumed within 20 s of idleness (vacuum count still ${now})`);
+    await new Promise((resolve) => setTimeout(resolve, IDLE_MS * 5));
+  }
+}
+
+describe('the embedded store maintains itself (PGlite has no autovacuum)', () => {
+  it('vacuums and analyzes a table that keeps being updated, when idle: it stays within about twice its fresh size and has statistics', async () => {
+    const { store } = await openStore();
+    await store.exec(
+      `CREATE TABLE t (id int PRIMARY KEY, note text);
+       INSERT INTO t SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g;`,
+    );
+    const size = async () => (await store.query<{ bytes: number }>(`SELECT pg_catalog.pg_table_size('t')::int AS bytes`))[0]?.bytes ?? 0;
+    const fresh = await size();
+    let count = await vacuums(store);
+    for (let round = 1; round <= 10; round++) {
+      await store.exec(`UPDATE t SET note = repeat('${round % 10}', 200)`);
+      count = await vacuumedSince(store, count);
+    }
+    // Without maintenance: eleven versions of every row, about 11 times the fresh size.
+    expect(await size()).toBeLessThanOrEqual(fresh * 2.2);
+    const [stats] = await store.query<{ analyzed: boolean; rows: number; columns: number }>(
+      `SELECT s.last_analyze IS NOT NULL AS analyzed, c.reltuples::int AS rows,
+              (SELECT count(*)::int FROM pg_catalog.pg_stats WHERE schemaname = 'public' AND tablename = 't') AS columns
+         FROM pg_catalog.pg_stat_user_tables s JOIN pg_catalog.pg_class c ON c.oid = s.relid WHERE s.relname = 't'`,
+    );
+    expect(stats).toEqual({ analyzed: true, rows: 20000, columns: 2 });
+  });
+
+  it('maintains a store in constant use too, between two calls, when no idle moment came for ten idle intervals', async () => {
+    const { store } = await openStore();
+    await store.exec(
+      `CREATE TABLE t (id int PRIMARY KEY, note text);
+       INSERT INTO t SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g;`,
+    );
+    const fresh = (await store.query<{ bytes: number }>(`SELECT pg_catalog.pg_table_size('t')::int AS bytes`))[0]?.bytes ?? 0;
+    const before = await vacuums(store);
+    // Back to back, never idle for IDLE_MS: each UPDATE takes longer than that on its own.
+    for (let round = 1; round <= 10; round++) await store.exec(`UPDATE t SET note = repeat('${round % 10}', 200)`);
+    const [after] = await store.query<{ n: number; bytes: number }>(
+      `SELECT pg_catalog.pg_stat_get_vacuum_count('t'::regclass)::int AS n, pg_catalog.pg_table_size('t')::int AS bytes`,
+    );
+    expect(after?.n).toBeGreaterThan(before);
+    // Eleven versions of every row without maintenance.
+    expect(after?.bytes).toBeLessThan(fresh * 8);
+  });
+
+  it("leaves no session advisory lock of a table's own code behind on the shared session", async () => {
+    const { store } = await openStore();
+    // Index expressions run during VACUUM and ANALYZE, as the table's owner: a workspace's may do this.
+    await store.exec(
+      `${STICKY_CODE}
+       CREATE TABLE t (id int PRIMARY KEY, note text);
+       CREATE INDEX ON t ((sticky(id)));
+       SELECT pg_catalog.pg_advisory_unlock_all();`,
+    );
+    await store.exec(`INSERT INTO t SELECT g, 'x' FROM generate_series(1, 2000) g; SELECT pg_catalog.pg_advisory_unlock_all();`);
+    const before = await vacuums(store);
+    await store.exec(`UPDATE t SET note = 'y'; SELECT pg_catalog.pg_advisory_unlock_all();`);
+    await vacuumedSince(store, before);
+    expect(await store.query(`SELECT count(*)::int AS n FROM pg_catalog.pg_locks WHERE locktype = 'advisory'`)).toEqual([{ n: 0 }]);
+  });
+
+  it("never runs inside a socket client's open transaction: it waits for the commit", async () => {
+    const { store, dir } = await openStore();
+    await store.exec(`CREATE TABLE t (id int PRIMARY KEY, note text); INSERT INTO t SELECT g, 'x' FROM generate_series(1, 2000) g`);
+    const before = await vacuumedSince(store, 0);
+    const client = new pg.Client({ connectionString: dbUrlOf(dir) });
+    client.on('error', () => undefined);
+    await client.connect();
+    opened.push({ close: () => client.end() });
+    await client.query('BEGIN');
+    await client.query(`UPDATE t SET note = 'y'`);
+    // The transaction stays open, idle, for many idle intervals; the count is read inside it.
+    await new Promise((resolve) => setTimeout(resolve, IDLE_MS * 20));
+    await client.query('SET LOCAL stats_fetch_consistency = none');
+    const during = await client.query<{ n: number }>(`SELECT pg_catalog.pg_stat_get_vacuum_count('t'::regclass)::int AS n`);
+    expect(during.rows[0]?.n).toBe(before);
+    await client.query('COMMIT');
+    expect(await vacuumedSince(store, before)).toBe(before + 1);
+  });
+
+  it('runs a VACUUM for a workspace role outside any transaction, on the owner and through the socket, and leaves no role behind', async () => {
+    const { store, dir } = await openStore();
+    const client = await SharedStore.open(dir, silentLogger);
+    opened.push(client);
+    expect(client.owner).toBe(false);
+    await store.exec(`${STICKY_CODE}
+      CREATE ROLE w NOLOGIN; CREATE TABLE t (id int); CREATE INDEX ON t ((sticky(id))); ALTER TABLE t OWNER TO w; INSERT INTO t VALUES (1);
+      SELECT pg_catalog.pg_advisory_unlock_all();`);
+    const leftovers = `SELECT count(*)::int AS locks FROM pg_catalog.pg_locks WHERE locktype = 'advisory'`;
+    const before = await vacuums(store);
+    // ANALYZE runs the index expression, as w (the table's owner).
+    await store.runAsRole('w', 'VACUUM (ANALYZE) public.t', 1000);
+    expect(await store.query(leftovers)).toEqual([{ locks: 0 }]);
+    await client.runAsRole('w', 'VACUUM (ANALYZE) public.t', 1000);
+    expect(await client.query(leftovers)).toEqual([{ locks: 0 }]);
+    expect(await vacuums(store)).toBe(before + 2);
+    // A failing statement too: the session is the server's again afterwards.
+    await expect(store.runAsRole('w', 'VACUUM public.missing', 1000)).rejects.toThrow(/does not exist/);
+    expect(await store.query('SELECT current_user AS who')).toEqual([{ who: 'postgres' }]);
+    expect(await client.query('SELECT current_user AS who')).toEqual([{ who: 'postgres' }]);
+  });
+});
