@@ -9,6 +9,7 @@ import { builtinExtensionDirs } from './extensions/builtin-extensions.js';
 import { DEFAULT_SQL_LIMITS, WorkspaceSql } from './sandbox/workspace-sql.js';
 import { WorkspaceFleet } from './workspaces/workspace-fleet.js';
 import { WorkspaceManager } from './workspaces/workspace-manager.js';
+import { DEFAULT_SNAPSHOT_LIMITS, type SnapshotLimits } from './workspaces/workspace-snapshots.js';
 import { readInstallState } from './registry/registry-sql.js';
 
 /*
@@ -46,7 +47,10 @@ export async function installAndServe(db: Database, plan: InstallPlan, config: E
     extensions: report.extensions,
     ...(report.citus ? { citus: report.citus } : {}),
   });
-  const workspaces = new WorkspaceManager(db, plan, report.searchPathSchemas, log, { citus: report.citus !== null });
+  const workspaces = new WorkspaceManager(db, plan, report.searchPathSchemas, log, {
+    citus: report.citus !== null,
+    snapshotLimits: snapshotLimits(config),
+  });
   const sql = new WorkspaceSql(db, workspaces, report.searchPathSchemas, {
     statementTimeoutMs: config.statementTimeoutMs ?? DEFAULT_SQL_LIMITS.statementTimeoutMs,
     maxRowsCap: config.maxRowsCap ?? DEFAULT_SQL_LIMITS.maxRowsCap,
@@ -56,6 +60,14 @@ export async function installAndServe(db: Database, plan: InstallPlan, config: E
   const embedder = createEmbedder(config.embeddings, log);
   if (embedder) log.info('embedding provider configured', { provider: embedder.space.provider, model: embedder.space.model, dimensions: embedder.space.dimensions });
   return { report, db, workspaces, fleet: new WorkspaceFleet(db, plan, workspaces, sql), sql, embedder };
+}
+
+/** The per-workspace snapshot limits a configuration sets (docs/snapshots.md). */
+export function snapshotLimits(config: Partial<Pick<EngineConfig, 'maxSnapshots' | 'snapshotBudgetBytes'>>): SnapshotLimits {
+  return {
+    maxSnapshots: config.maxSnapshots ?? DEFAULT_SNAPSHOT_LIMITS.maxSnapshots,
+    budgetBytes: config.snapshotBudgetBytes ?? DEFAULT_SNAPSHOT_LIMITS.budgetBytes,
+  };
 }
 
 /** The database holds no install of this server any more (its registry dropped, or restored from before it). */

@@ -23,6 +23,10 @@ export interface Config {
   maxRowsCap: number;
   /** The most bytes of rows one query/execute call returns. */
   maxResultBytes: number;
+  /** The most snapshots one workspace keeps. */
+  maxSnapshots: number;
+  /** The most bytes one workspace's snapshots take together. */
+  snapshotBudgetBytes: number;
   /** On PostgreSQL: how long a call that finds no free connection slot waits for one. */
   connectWaitMs: number;
   /** The embedded store vacuums and analyzes the tables that need it once idle this long. */
@@ -53,6 +57,7 @@ export type Command =
   | { kind: 'doctor'; config: Config; json: boolean }
   | { kind: 'drop-workspace'; config: Config; json: boolean; projectId: string }
   | { kind: 'rename-workspace'; config: Config; json: boolean; from: string; to: string }
+  | { kind: 'snapshots'; config: Config; json: boolean; request: SnapshotRequest }
   | {
       kind: 'repair';
       config: Config;
@@ -64,6 +69,25 @@ export type Command =
     }
   | { kind: 'help' }
   | { kind: 'version' };
+
+/** The snapshot commands (docs/snapshots.md), as their arguments name them. */
+export type SnapshotRequest =
+  | { action: 'snapshot-workspace'; projectId: string; label: string | undefined }
+  | { action: 'list-snapshots'; projectId: string }
+  | { action: 'restore-workspace'; projectId: string; snapshot: number }
+  | { action: 'drop-snapshot'; projectId: string; snapshot: number }
+  | { action: 'fork-workspace'; from: string; to: string; snapshot: number | undefined };
+
+/** Each snapshot command's positional arguments: project ids and snapshot numbers. */
+const SNAPSHOT_COMMANDS: Record<SnapshotRequest['action'], readonly ('ID' | 'SNAPSHOT')[]> = {
+  'snapshot-workspace': ['ID'],
+  'list-snapshots': ['ID'],
+  'restore-workspace': ['ID', 'SNAPSHOT'],
+  'drop-snapshot': ['ID', 'SNAPSHOT'],
+  'fork-workspace': ['ID', 'ID'],
+};
+
+const isSnapshotCommand = (word: string | undefined): word is SnapshotRequest['action'] => word !== undefined && Object.hasOwn(SNAPSHOT_COMMANDS, word);
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -81,6 +105,9 @@ const MAX_HTTP_MAX_SESSIONS = 100_000;
 /** The most bytes of rows one SQL tool call returns, by default (PG_WORKSPACE_MAX_RESULT_BYTES). */
 export const DEFAULT_MAX_RESULT_BYTES = 1024 * 1024;
 const MAX_RESULT_BYTES_CAP = 256 * 1024 * 1024;
+/** Snapshots per workspace, and their bytes together, by default (docs/snapshots.md). */
+export const DEFAULT_MAX_SNAPSHOTS = 10;
+export const DEFAULT_SNAPSHOT_BUDGET_BYTES = 1024 * 1024 * 1024;
 /** How long a call waits for a free connection slot by default (PG_WORKSPACE_CONNECT_WAIT_MS). */
 export const DEFAULT_CONNECT_WAIT_MS = 20_000;
 
@@ -91,6 +118,8 @@ export const USAGE = `Usage: pg-workspace-mcp [options]
        pg-workspace-mcp repair [--adopt-orphans] [--forget-missing] [--accept-migration EXT/NAME]... [--dry-run] [--json] [options]
        pg-workspace-mcp drop-workspace PROJECT_ID [--json] [options]
        pg-workspace-mcp rename-workspace OLD_ID NEW_ID [--json] [options]
+       pg-workspace-mcp snapshot-workspace ID [--label TEXT] | list-snapshots ID | restore-workspace ID SNAPSHOT
+                        | drop-snapshot ID SNAPSHOT | fork-workspace FROM TO [--snapshot SNAPSHOT]   [--json] [options]
        pg-workspace-mcp reembed (--project ID | --all) --embeddings openai|ollama [embedding options] [options]
 
 MCP server (stdio, or Streamable HTTP with --http) that gives AI agents isolated, per-project PostgreSQL workspaces.
@@ -114,6 +143,9 @@ servers (searches of a column being moved are refused until it is done). Exit co
 column failed or interrupted, 2 could not run.
 rename-workspace gives a workspace a new id: its schema (with its data), registry and ledger rows, role
 and SQL sandbox, in one transaction under both ids' locks. Exit code 0 renamed, 2 refused or could not run.
+snapshot-workspace, list-snapshots, restore-workspace, drop-snapshot and fork-workspace do what the
+tools of the same names do (docs/snapshots.md); naming the id is the restore's confirmation. Exit
+code 0 done, 1 nothing to drop, 2 refused or could not run.
 
 Options:
   --data-dir DIR       embedded PGlite data directory (env PG_WORKSPACE_DATA_DIR;
@@ -168,6 +200,9 @@ Environment:
   PG_WORKSPACE_MAX_ROWS          the largest max_rows a query may ask for (default 10000)
   PG_WORKSPACE_MAX_RESULT_BYTES  the most bytes of rows (as JSON) one query/execute call returns
                                  (default ${DEFAULT_MAX_RESULT_BYTES})
+  PG_WORKSPACE_MAX_SNAPSHOTS     the most snapshots one workspace keeps (default ${DEFAULT_MAX_SNAPSHOTS})
+  PG_WORKSPACE_SNAPSHOT_BUDGET_BYTES  the most bytes one workspace's snapshots take together
+                                 (default ${DEFAULT_SNAPSHOT_BUDGET_BYTES}, 1 GiB)
   PG_WORKSPACE_CONNECT_WAIT_MS   with DATABASE_URL: how long a call waits for a free connection slot
                                  when PostgreSQL or the pooler has none (default ${DEFAULT_CONNECT_WAIT_MS})
   PG_WORKSPACE_MAINTENANCE_IDLE_MS  the embedded store vacuums and analyzes the tables that need it
@@ -204,6 +239,8 @@ const schema = z.object({
     .int('must be a whole number of bytes')
     .min(1024, 'must be at least 1024')
     .max(MAX_RESULT_BYTES_CAP, `must be at most ${MAX_RESULT_BYTES_CAP} (256 MiB)`),
+  maxSnapshots: z.coerce.number().int('must be a whole number').min(0).max(10_000, 'must be at most 10000'),
+  snapshotBudgetBytes: z.coerce.number().int('must be a whole number of bytes').min(0).max(Number.MAX_SAFE_INTEGER),
   connectWaitMs: z.coerce.number().int('must be a whole number of milliseconds').min(0).max(600_000, 'must be at most 600000 (10 minutes)'),
   maintenanceIdleMs: z.coerce.number().int('must be a whole number of milliseconds').min(10, 'must be at least 10').max(3_600_000, 'must be at most 3600000 (an hour)'),
 });
@@ -220,18 +257,21 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
   const drop = argv[0] === 'drop-workspace';
   const rename = argv[0] === 'rename-workspace';
   const reembed = argv[0] === 'reembed';
-  const subcommand = migrate || dbUrl || doctor || repair || drop || rename || reembed;
+  const snapshots = isSnapshotCommand(argv[0]) ? argv[0] : undefined;
+  const subcommand = migrate || dbUrl || doctor || repair || drop || rename || reembed || snapshots !== undefined;
   let values;
   let positionals: string[];
   try {
     ({ values, positionals } = parseArgs({
       args: subcommand ? argv.slice(1) : [...argv],
       strict: true,
-      allowPositionals: drop || rename,
+      allowPositionals: drop || rename || snapshots !== undefined,
       options: {
         ...(migrate ? { concurrency: { type: 'string' } } as const : {}),
         ...(migrate || repair ? { 'dry-run': { type: 'boolean' } } as const : {}),
-        ...(doctor || repair || drop || rename ? { json: { type: 'boolean' } } as const : {}),
+        ...(doctor || repair || drop || rename || snapshots ? { json: { type: 'boolean' } } as const : {}),
+        ...(snapshots === 'snapshot-workspace' ? { label: { type: 'string' } } as const : {}),
+        ...(snapshots === 'fork-workspace' ? { snapshot: { type: 'string' } } as const : {}),
         ...(repair
           ? ({
               'adopt-orphans': { type: 'boolean' },
@@ -272,6 +312,8 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
     statementTimeoutMs: env['PG_WORKSPACE_STATEMENT_TIMEOUT_MS'] || 10_000,
     maxRowsCap: env['PG_WORKSPACE_MAX_ROWS'] || 10_000,
     maxResultBytes: env['PG_WORKSPACE_MAX_RESULT_BYTES'] || DEFAULT_MAX_RESULT_BYTES,
+    maxSnapshots: env['PG_WORKSPACE_MAX_SNAPSHOTS'] || DEFAULT_MAX_SNAPSHOTS,
+    snapshotBudgetBytes: env['PG_WORKSPACE_SNAPSHOT_BUDGET_BYTES'] || DEFAULT_SNAPSHOT_BUDGET_BYTES,
     connectWaitMs: env['PG_WORKSPACE_CONNECT_WAIT_MS'] || DEFAULT_CONNECT_WAIT_MS,
     maintenanceIdleMs: env['PG_WORKSPACE_MAINTENANCE_IDLE_MS'] || DEFAULT_MAINTENANCE_IDLE_MS,
   });
@@ -287,6 +329,8 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
       statementTimeoutMs: 'PG_WORKSPACE_STATEMENT_TIMEOUT_MS',
       maxRowsCap: 'PG_WORKSPACE_MAX_ROWS',
       maxResultBytes: 'PG_WORKSPACE_MAX_RESULT_BYTES',
+      maxSnapshots: 'PG_WORKSPACE_MAX_SNAPSHOTS',
+      snapshotBudgetBytes: 'PG_WORKSPACE_SNAPSHOT_BUDGET_BYTES',
       connectWaitMs: 'PG_WORKSPACE_CONNECT_WAIT_MS',
       maintenanceIdleMs: 'PG_WORKSPACE_MAINTENANCE_IDLE_MS',
     };
@@ -309,6 +353,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
     if (drop) return { kind: 'drop-workspace', config, json: values.json === true, projectId: first };
     return { kind: 'rename-workspace', config, json: values.json === true, from: first, to: second };
   }
+  if (snapshots) return { kind: 'snapshots', config, json: values.json === true, request: snapshotRequest(snapshots, positionals, values) };
   if (repair) {
     const fixes = {
       adoptOrphans: values['adopt-orphans'] === true,
@@ -434,4 +479,34 @@ function parseHttp(
     sessionIdleTimeoutMs: idleTimeoutS * 1000,
     maxSessions,
   };
+}
+
+/** A snapshot command's arguments, checked: project ids by their rules, snapshot numbers as positive integers. */
+function snapshotRequest(action: SnapshotRequest['action'], positionals: readonly string[], flags: { label?: unknown; snapshot?: unknown }): SnapshotRequest {
+  const shape = SNAPSHOT_COMMANDS[action];
+  const number = (text: string) => (/^[1-9][0-9]{0,8}$/.test(text) ? Number(text) : undefined);
+  const fits = positionals.length === shape.length &&
+    shape.every((kind, i) => {
+      const value = positionals[i] as string;
+      return kind === 'ID' ? value.length <= PROJECT_ID_MAX_LENGTH && PROJECT_ID_PATTERN.test(value) : number(value) !== undefined;
+    });
+  const snapshotFlag = typeof flags.snapshot === 'string' ? number(flags.snapshot) : undefined;
+  if (!fits || (flags.snapshot !== undefined && snapshotFlag === undefined)) {
+    throw new ConfigError(
+      `${action} takes ${shape.join(' ')}${action === 'fork-workspace' ? ' (FROM TO) [--snapshot SNAPSHOT]' : ''}` +
+        `${positionals.length > 0 ? `, got ${JSON.stringify(positionals.join(' '))}` : ''}: a SNAPSHOT is a number list-snapshots shows. ${PROJECT_ID_RULES}`,
+    );
+  }
+  const [first, second] = positionals as [string, string];
+  switch (action) {
+    case 'snapshot-workspace':
+      return { action, projectId: first, label: typeof flags.label === 'string' ? flags.label : undefined };
+    case 'list-snapshots':
+      return { action, projectId: first };
+    case 'restore-workspace':
+    case 'drop-snapshot':
+      return { action, projectId: first, snapshot: Number(second) };
+    case 'fork-workspace':
+      return { action, from: first, to: second, snapshot: snapshotFlag };
+  }
 }

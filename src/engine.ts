@@ -11,7 +11,7 @@ import type { WorkspaceManager } from './workspaces/workspace-manager.js';
 import type { WorkspaceSql } from './sandbox/workspace-sql.js';
 
 export type EngineConfig = Pick<Config, 'databaseUrl' | 'dataDir' | 'extensionDirs' | 'disabledExtensions' | 'lockTimeoutMs'> &
-  Partial<Pick<Config, 'statementTimeoutMs' | 'maxRowsCap' | 'maxResultBytes' | 'connectWaitMs' | 'maintenanceIdleMs' | 'embeddings'>> & {
+  Partial<Pick<Config, 'statementTimeoutMs' | 'maxRowsCap' | 'maxResultBytes' | 'connectWaitMs' | 'maintenanceIdleMs' | 'embeddings' | 'maxSnapshots' | 'snapshotBudgetBytes'>> & {
   /** Pool size on PostgreSQL (default 10); the fleet upgrade needs one per worker. */
   maxConnections?: number;
 };

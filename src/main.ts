@@ -29,7 +29,8 @@ switch (command.kind) {
   case 'doctor':
   case 'repair':
   case 'drop-workspace':
-  case 'rename-workspace': {
+  case 'rename-workspace':
+  case 'snapshots': {
     const { runOperation } = await import('./operations/operations-command.js');
     process.exitCode = await runOperation(command);
     break;

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
-import { NoFreeConnectionError } from '../src/db/connection-room.js';
+import { FREE_SLOTS_SQL, NoFreeConnectionError, type SlotCount } from '../src/db/connection-room.js';
 import { PostgresDatabase } from '../src/db/postgres-database.js';
 import { startPgBouncer } from './support/pgbouncer.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
@@ -77,6 +77,27 @@ describe('connection slots shared by many servers', () => {
       await Promise.all(servers.map((s) => s.close()));
     }
   }, 240_000);
+
+  it("counts other roles' sessions for a role that cannot see their details, and leaves it the reserved slots", async (ctx) => {
+    const c = server(ctx);
+    await c.sql('CREATE ROLE slot_counter LOGIN');
+    const held = await Promise.all([0, 1].map(async () => {
+      const client = new pg.Client({ connectionString: c.url('postgres') });
+      await client.connect();
+      return client;
+    }));
+    const counter = new pg.Client({ connectionString: c.url('postgres', 'slot_counter') });
+    await counter.connect();
+    try {
+      const [count] = (await counter.query<SlotCount>(FREE_SLOTS_SQL)).rows;
+      // superuser_reserved_connections (3) are not this role's; the two held and its own are taken.
+      expect(count?.slots).toBe(MAX_CONNECTIONS - 3);
+      expect(count?.free).toBeLessThanOrEqual(MAX_CONNECTIONS - 3 - 3);
+    } finally {
+      await counter.end();
+      await Promise.all(held.map((client) => client.end()));
+    }
+  });
 
   it('a call that finds no free slot waits for one, and fails after its bound with what to do', async (ctx) => {
     const c = server(ctx);

@@ -117,7 +117,14 @@ describe('null for an optional argument', () => {
         query: { project_id: 'nulls', sql: 'SELECT 1 AS one' },
         execute: { project_id: 'nulls', sql: 'CREATE TABLE IF NOT EXISTS notes (id int)' },
         drop_workspace: { project_id: 'nulls', confirm: 'nulls' },
+        // On a workspace of their own, in TOOLS order: taken, listed, restored (kept as 2), dropped, forked.
+        snapshot_workspace: { project_id: 'nulls-snap' },
+        list_snapshots: { project_id: 'nulls-snap' },
+        restore_workspace: { project_id: 'nulls-snap', snapshot: 1, confirm: 'nulls-snap' },
+        drop_snapshot: { project_id: 'nulls-snap', snapshot: 2 },
+        fork_workspace: { from: 'nulls-snap', to: 'nulls-fork' },
       };
+      expect((await call('ensure_workspace', { project_id: 'nulls-snap' })).isError).toBe(false);
       let nulls = 0;
       for (const name of TOOL_NAMES) {
         const schema = mcp.tools.find((t) => t.name === name)?.inputSchema;
@@ -188,6 +195,11 @@ describe('MCP server whose install failed', () => {
         query: { project_id: 'a', sql: 'SELECT 1' },
         execute: { project_id: 'a', sql: 'CREATE TABLE t (n int)' },
         drop_workspace: { project_id: 'a', confirm: 'a' },
+        snapshot_workspace: { project_id: 'a', label: 'x' },
+        list_snapshots: { project_id: 'a' },
+        restore_workspace: { project_id: 'a', snapshot: 1, confirm: 'a' },
+        drop_snapshot: { project_id: 'a', snapshot: 1 },
+        fork_workspace: { from: 'a', to: 'b' },
       };
       for (const name of TOOL_NAMES) {
         const result = await callTool(mcp.client, mcp.tools, name, argsFor[name]);

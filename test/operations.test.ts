@@ -200,8 +200,9 @@ for (const kind of BACKEND_KINDS) {
       await db.query(`DELETE FROM project_registry.workspace_config WHERE project_id = 'ws-restored'`);
       // Matches no level: notes has no body at any of them.
       await db.exec('CREATE SCHEMA project_nomatch; CREATE TABLE project_nomatch.notes (id bigint, tags text[]); CREATE TABLE project_nomatch.tasks (id int);');
-      const { fleet } = await services(db, v1);
+      const { fleet, sql } = await services(db, v1);
 
+      // No SQL tool has run in this database: the adoption writes the shared sandbox body its function calls.
       const actions = await repair(db, v1, { ...FIXES, adoptOrphans: true });
       expect(actions.map((a) => `${a.subject}:${a.outcome}`)).toEqual(['nomatch:refused', 'ws-restored:changed']);
       expect(actions[0]?.reason).toContain('notes.body is missing');
@@ -214,6 +215,7 @@ for (const kind of BACKEND_KINDS) {
       expect(await fleet.status('ws-restored')).toMatchObject({ upToDate: true, pending: [] });
       expect(await db.query(`SELECT body, tags, pinned FROM project_ws_restored.notes`)).toEqual([{ body: 'kept', tags: ['a'], pinned: false }]);
       expect(codes(await diagnose(db, v1))).toEqual(['orphan-schema:nomatch']);
+      expect((await sql.query('ws-restored', 'SELECT body, pinned FROM notes', [])).rows).toEqual([['kept', false]]);
     }, 120_000);
 
     it('reads in one read-only transaction, so PostgreSQL refuses any write in it', async (ctx) => {

@@ -54,6 +54,29 @@ CREATE TABLE IF NOT EXISTS project_registry.registry_generation (
     generation bigint NOT NULL
 );
 
+-- Snapshots of workspaces (snapshot_workspace, and the state a restore replaced): each is a
+-- schema the server owns whose name no workspace can have (docs/snapshots.md), with the workspace
+-- migration level it was taken at, so that a restore puts the workspace back at that level and
+-- the next ensure_workspace or migrate-workspaces upgrades it. Created by migrations/0002 on
+-- databases installed before.
+CREATE TABLE IF NOT EXISTS project_registry.workspace_snapshots (
+    project_id    text COLLATE "C" NOT NULL REFERENCES project_registry.workspace_config ON DELETE CASCADE,
+    snapshot      integer NOT NULL CHECK (snapshot > 0),
+    schema_name   text NOT NULL UNIQUE,
+    label         text,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    size_bytes    bigint NOT NULL,
+    -- 'snapshot' (snapshot_workspace) or 'restore' (the state a restore replaced).
+    origin        text NOT NULL CHECK (origin IN ('snapshot', 'restore')),
+    workspace_fingerprint        text NOT NULL,
+    workspace_schema_fingerprint text,
+    -- The workspace's ledger when it was taken: [{"extension_id", "name", "checksum"}, ...].
+    migrations    jsonb NOT NULL,
+    -- Its embedding_spaces rows (which space wrote each vector column) when it was taken.
+    embedding_spaces jsonb NOT NULL DEFAULT '[]',
+    PRIMARY KEY (project_id, snapshot)
+);
+
 -- The embedding space (provider, model, dimensions, prefixes) that wrote each workspace vector
 -- column filled from text: vectors of two spaces cannot be compared, so a column holds one and is
 -- searched with queries of that one (src/embeddings/embedding-spaces.ts). Keyed by project id, so
@@ -324,8 +347,9 @@ GRANT USAGE ON SCHEMA project_registry_sandbox_body TO PUBLIC;
 
 -- Hands every object of a workspace schema to the workspace's role, so that the agent may ALTER
 -- and DROP its own tables: tables and views (their indexes, row types and owned sequences
--- follow), other sequences, routines and standalone types. Runs as the server, which created
--- them; objects already owned by the role are left alone.
+-- follow), other sequences, routines and standalone types (composite ones included). Snapshots
+-- use it the other way too: a snapshot's objects go to the role that keeps them. Runs as the
+-- server, which created them; objects already owned by the role are left alone.
 CREATE OR REPLACE FUNCTION project_registry_sandbox.adopt_objects(schema_name text, role_name text)
 RETURNS void LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -341,11 +365,11 @@ BEGIN
       SELECT d.classid, d.objid FROM pg_catalog.pg_depend d
        WHERE d.refclassid = 'pg_catalog.pg_namespace'::regclass AND d.refobjid = ns)
     SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
-                          WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END AS kind,
+                          WHEN 'f' THEN 'FOREIGN TABLE' WHEN 'c' THEN 'TYPE' ELSE 'TABLE' END AS kind,
            format('%I.%I', adopt_objects.schema_name, c.relname) AS name
       FROM pg_catalog.pg_class c
      WHERE c.oid = ANY (ARRAY(SELECT member FROM members WHERE catalog = 'pg_catalog.pg_class'::regclass))
-       AND c.relnamespace = ns AND c.relowner <> owner AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+       AND c.relnamespace = ns AND c.relowner <> owner AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S', 'c')
        AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
                         WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
                           AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.deptype IN ('a', 'i'))

@@ -16,10 +16,13 @@ export const ROOM_CHECK_MS = 5_000;
 /**
  * Free connection slots for this role, as PostgreSQL counts them: a superuser may use every
  * slot, others not the reserved ones (`reserved_connections` is PostgreSQL 16's; NULL before).
+ * A role without pg_read_all_stats sees other roles' sessions with a NULL backend_type but
+ * their database: counted too (an autovacuum worker among them errs on the side of room for others).
  */
 export const FREE_SLOTS_SQL = `
 SELECT s.slots::int AS slots,
-       (s.slots - (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE backend_type = 'client backend'))::int AS free
+       (s.slots - (SELECT count(*) FROM pg_catalog.pg_stat_activity
+                    WHERE backend_type = 'client backend' OR (backend_type IS NULL AND datid IS NOT NULL)))::int AS free
   FROM (SELECT current_setting('max_connections')::int
                - CASE WHEN r.rolsuper THEN 0
                       ELSE current_setting('superuser_reserved_connections')::int

@@ -2,10 +2,15 @@ import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { registerDescribeWorkspaceTool } from '../../tools/describe-workspace.js';
 import { registerDropWorkspaceTool } from '../../tools/drop-workspace.js';
 import { registerEnsureWorkspaceTool } from '../../tools/ensure-workspace.js';
+import { registerDropSnapshotTool } from '../../tools/drop-snapshot.js';
 import { registerExecuteTool } from '../../tools/execute.js';
+import { registerForkWorkspaceTool } from '../../tools/fork-workspace.js';
+import { registerListSnapshotsTool } from '../../tools/list-snapshots.js';
 import { registerListWorkspacesTool } from '../../tools/list-workspaces.js';
 import { registerQueryTool } from '../../tools/query.js';
+import { registerRestoreWorkspaceTool } from '../../tools/restore-workspace.js';
 import { registerSearchVectorsTool } from '../../tools/search-vectors.js';
+import { registerSnapshotWorkspaceTool } from '../../tools/snapshot-workspace.js';
 import type { ToolDeps } from '../../tools/tool-result.js';
 import { registerValidateColumnsTool } from '../../tools/validate-columns.js';
 import { registerWorkspaceStatusTool } from '../../tools/workspace-status.js';
@@ -31,6 +36,11 @@ export const TOOLS = [
   { name: 'query', register: registerQueryTool },
   { name: 'execute', register: registerExecuteTool },
   { name: 'drop_workspace', register: registerDropWorkspaceTool },
+  { name: 'snapshot_workspace', register: registerSnapshotWorkspaceTool },
+  { name: 'list_snapshots', register: registerListSnapshotsTool },
+  { name: 'restore_workspace', register: registerRestoreWorkspaceTool },
+  { name: 'drop_snapshot', register: registerDropSnapshotTool },
+  { name: 'fork_workspace', register: registerForkWorkspaceTool },
 ] as const satisfies readonly ToolEntry[];
 
 /** A test keyed by `ToolName` (e.g. `Record<ToolName, args>`) stops compiling until it covers a new tool. */

@@ -6,7 +6,7 @@ import type { InstallPlan } from '../installer/install-plan.js';
 import { describeSpace, pinnedSpaceOf } from '../embeddings/embedding-spaces.js';
 import { columnsBeingReembedded } from '../registry/embedding-space-sql.js';
 import * as registry from '../registry/operations-queries.js';
-import { roleNameFor, rolePrefixFor } from '../sandbox/sandbox-ddl.js';
+import { roleNameFor, rolePrefixFor, snapshotRoleNameFor } from '../sandbox/sandbox-ddl.js';
 import { projectIdOfSchema, ReservedSchemas } from '../workspaces/project-id.js';
 import { FleetStatusReader, type FleetStatus } from '../workspaces/workspace-fleet.js';
 
@@ -232,7 +232,12 @@ export async function rolesWithoutWorkspace(q: Queryable, orphanIds: readonly st
   const database = await registry.currentDatabase(q);
   const roles = await registry.rolesStartingWith(q, rolePrefixFor(database));
   if (roles.length === 0) return [];
-  const owned = new Set([...(await registry.registeredProjectIds(q)), ...orphanIds].map((id) => roleNameFor(database, id)));
+  const registered = await registry.registeredProjectIds(q);
+  // A registered workspace's snapshots have a role of their own (docs/snapshots.md).
+  const owned = new Set([
+    ...[...registered, ...orphanIds].map((id) => roleNameFor(database, id)),
+    ...registered.map((id) => snapshotRoleNameFor(database, id)),
+  ]);
   return roles.filter((role) => !owned.has(role));
 }
 

@@ -1,6 +1,6 @@
 import path from 'node:path';
-import { planInstall, openDatabase } from '../boot.js';
-import type { Command, Config } from '../config.js';
+import { planInstall, openDatabase, snapshotLimits } from '../boot.js';
+import type { Command, Config, SnapshotRequest } from '../config.js';
 import type { Database } from '../db/database.js';
 import { storeExists } from '../db/pglite-store.js';
 import { explainError } from '../db/sql-errors.js';
@@ -11,7 +11,8 @@ import { diagnose, formatDoctorReport } from './doctor.js';
 import { formatRepair, repair, type RepairOptions } from './repair.js';
 import { installState, registryPresence } from '../registry/operations-queries.js';
 import { ProjectAccess } from '../project-access.js';
-import { WorkspaceManager } from '../workspaces/workspace-manager.js';
+import { DEFAULT_SQL_LIMITS, WorkspaceSql } from '../sandbox/workspace-sql.js';
+import { WorkspaceManager, type SnapshotInfo } from '../workspaces/workspace-manager.js';
 
 /** Exit codes of doctor and repair. */
 export const EXIT_HEALTHY = 0;
@@ -102,6 +103,50 @@ function renameWorkspaceCommand(config: Config, options: { from: string; to: str
   });
 }
 
+/**
+ * The snapshot commands, as the tools of the same names (the copy runs as the workspace's role,
+ * in its sandbox, so these need the SQL tools' privileges too): 0 done, 1 nothing to drop, 2
+ * refused or could not run (nothing changed).
+ */
+function snapshotCommand(config: Config, options: { request: SnapshotRequest; json: boolean }): Promise<number> {
+  const r = options.request;
+  return withDatabase(r.action, config, options.json, async (db, plan) => {
+    const workspaces = await installedWorkspaces(db, plan, config, r.action === 'fork-workspace' ? [r.from, r.to] : [r.projectId]);
+    const print = (result: object, text: string) => process.stdout.write(options.json ? `${JSON.stringify(result, null, 2)}\n` : text);
+    const line = (s: SnapshotInfo) =>
+      `  ${s.snapshot}  ${s.created_at.toISOString()}  ${(s.size_bytes / 1024 / 1024).toFixed(1)} MiB  ${s.origin}` +
+      `${s.levelCurrent ? '' : '  (older migration level)'}${s.label ? `  ${s.label}` : ''}\n`;
+    switch (r.action) {
+      case 'snapshot-workspace': {
+        const s = await workspaces.snapshot(r.projectId, r.label);
+        print(s, `took snapshot ${s.snapshot} of workspace ${r.projectId}\n${line(s)}`);
+        return EXIT_HEALTHY;
+      }
+      case 'list-snapshots': {
+        const list = await workspaces.listSnapshots(r.projectId);
+        print({ project_id: r.projectId, snapshots: list }, list.length > 0 ? list.map(line).join('') : `workspace ${r.projectId} has no snapshots\n`);
+        return EXIT_HEALTHY;
+      }
+      case 'restore-workspace': {
+        const outcome = await workspaces.restore(r.projectId, r.snapshot);
+        const result = { project_id: r.projectId, restored: outcome.restored.snapshot, kept_as: outcome.kept.snapshot, changes: outcome.changes };
+        print(result, `restored workspace ${r.projectId} from snapshot ${r.snapshot}\n${outcome.changes.map((c) => `  ${c}\n`).join('')}`);
+        return EXIT_HEALTHY;
+      }
+      case 'drop-snapshot': {
+        const dropped = await workspaces.dropSnapshot(r.projectId, r.snapshot);
+        print({ project_id: r.projectId, snapshot: r.snapshot, dropped }, dropped ? `dropped snapshot ${r.snapshot} of ${r.projectId}\n` : `workspace ${r.projectId} has no snapshot ${r.snapshot}: nothing dropped\n`);
+        return dropped ? EXIT_HEALTHY : EXIT_FINDINGS;
+      }
+      case 'fork-workspace': {
+        const outcome = await workspaces.fork(r.from, r.to, r.snapshot);
+        print({ from: r.from, to: r.to, schema_name: outcome.schemaName, changes: outcome.changes }, `forked ${r.from} into ${r.to}\n${outcome.changes.map((c) => `  ${c}\n`).join('')}`);
+        return EXIT_HEALTHY;
+      }
+    }
+  });
+}
+
 /** The workspace engine on an installed database, for commands naming `projectIds` (which --allow-project must allow). */
 async function installedWorkspaces(db: Database, plan: InstallPlan, config: Config, projectIds: readonly string[]): Promise<WorkspaceManager> {
   const access = new ProjectAccess(config.allowedProjects);
@@ -110,11 +155,14 @@ async function installedWorkspaces(db: Database, plan: InstallPlan, config: Conf
   const state = presence.registry ? await installState(db) : undefined;
   if (!state) throw new CannotRunError('The extension schemas are not installed in this database, so it has no workspaces.');
   const log = createStderrLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
-  return new WorkspaceManager(db, plan, state.search_path_schemas, log, { citus: presence.citus !== null });
+  const workspaces = new WorkspaceManager(db, plan, state.search_path_schemas, log, { citus: presence.citus !== null, snapshotLimits: snapshotLimits(config) });
+  // Snapshots and forks copy as the workspace's role, through its SQL sandbox.
+  workspaces.sandbox = new WorkspaceSql(db, workspaces, state.search_path_schemas, DEFAULT_SQL_LIMITS, log);
+  return workspaces;
 }
 
 /** The operations commands, by the command line's kind. */
-export type OperationCommand = Extract<Command, { kind: 'doctor' | 'repair' | 'drop-workspace' | 'rename-workspace' }>;
+export type OperationCommand = Extract<Command, { kind: 'doctor' | 'repair' | 'drop-workspace' | 'rename-workspace' | 'snapshots' }>;
 
 export function runOperation(command: OperationCommand): Promise<number> {
   switch (command.kind) {
@@ -126,5 +174,7 @@ export function runOperation(command: OperationCommand): Promise<number> {
       return dropWorkspaceCommand(command.config, command);
     case 'rename-workspace':
       return renameWorkspaceCommand(command.config, command);
+    case 'snapshots':
+      return snapshotCommand(command.config, command);
   }
 }

@@ -5,7 +5,7 @@ import type { InstallPlan } from '../installer/install-plan.js';
 import type { PreparedExtension } from '../installer/prepared-extension.js';
 import * as registry from '../registry/operations-queries.js';
 import { lockWorkspace } from '../registry/registry-sql.js';
-import { principalScript, roleNameFor, rolePrefixFor } from '../sandbox/sandbox-ddl.js';
+import { principalScript, roleNameFor, rolePrefixFor, SANDBOX_LOCK_CLASS, sandboxBodyScript } from '../sandbox/sandbox-ddl.js';
 import { projectIdOfSchema, SCHEMA_PREFIX, schemaNameFor } from '../workspaces/project-id.js';
 import { buildWorkspaceScript } from '../workspaces/workspace-ddl.js';
 import { forgetWorkspace } from '../workspaces/workspace-lifecycle.js';
@@ -236,6 +236,10 @@ async function adoptOrphan(tx: Queryable, plan: InstallPlan, searchPathSchemas: 
   const role = roleNameFor(capability.database, projectId);
   if (capability.create_role) {
     const exists = await registry.roleExists(tx, role);
+    // The workspace's function calls the shared body, which only the SQL tools' first use writes:
+    // in a database where they never ran, it is not there yet. Written as they write it, under their lock.
+    await tx.query('SELECT pg_catalog.pg_advisory_xact_lock($1, 0)', [SANDBOX_LOCK_CLASS]);
+    await tx.exec(sandboxBodyScript());
     await tx.exec(principalScript({ schemaName, roleName: role, searchPath: searchPathSchemas }, !exists, capability.role));
     changes.push(`${exists ? 'gave its existing role' : 'made its role'} ${role} its objects and SQL sandbox`);
   } else {

@@ -59,6 +59,17 @@ export function roleNameFor(databaseName: string, projectId: string): string {
   return `${prefix}${id.slice(0, MAX_IDENTIFIER_BYTES - prefix.length - hash.length - 1)}_${hash}`;
 }
 
+/**
+ * The role that owns a workspace's snapshots (docs/snapshots.md): NOLOGIN, no privileges, not
+ * granted to the workspace's role, so the agent cannot write into a snapshot, and whatever of its
+ * code a snapshot's definitions hold (an index expression an ANALYZE evaluates, say) runs as a
+ * role that can touch nothing else. Named like a workspace role of the id `<id>--snapshots`,
+ * which no workspace can have.
+ */
+export function snapshotRoleNameFor(databaseName: string, projectId: string): string {
+  return roleNameFor(databaseName, `${projectId}--snapshots`);
+}
+
 /** What every workspace role of the database starts with. */
 export function rolePrefixFor(databaseName: string): string {
   return `pgw_${createHash('sha256').update(databaseName).digest('hex').slice(0, 8)}_`;

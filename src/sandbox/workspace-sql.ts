@@ -221,6 +221,25 @@ export class WorkspaceSql {
     return true;
   }
 
+  /**
+   * Makes the workspace's role and SQL sandbox unless they are there and intact, in the caller's
+   * transaction, which holds the workspace's lock (snapshots, restores and forks).
+   */
+  async ensurePrincipal(tx: Queryable, projectId: string): Promise<void> {
+    const capability = await this.#capabilityOnce(tx);
+    if (capability.problem) throw new SqlToolsUnavailableError(capability.problem);
+    await this.#repairIn(tx, this.#principalFor(capability, projectId), capability);
+  }
+
+  /**
+   * Runs server-built SQL (a snapshot's copy) as the workspace's role, inside its sandbox, in the
+   * caller's transaction: whatever agent code it touches runs as the workspace, never as the server.
+   */
+  async runAsWorkspace(tx: Queryable, projectId: string, script: string): Promise<void> {
+    await this.ensurePrincipal(tx, projectId);
+    await tx.query(`SELECT ${sandboxFunction(schemaNameFor(projectId))}('script', $1, 0, 0)`, [script]);
+  }
+
   /** Makes the principal of every registered workspace that lacks one (the fleet command). */
   async adoptAll(): Promise<{ adopted: number; problem: string | undefined }> {
     const capability = await this.#capabilityOnce();

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+
 /** Project ids and the schema names derived from them. */
 
 export const PROJECT_ID_PATTERN = /^[a-z][a-z0-9]*(-[a-z0-9]+)*$/;
@@ -78,4 +80,20 @@ export class ReservedSchemas {
     }
     return schemaName;
   }
+}
+
+/** What every snapshot schema's name has after its workspace's part (see snapshotSchemaName). */
+export const SNAPSHOT_SCHEMA_INFIX = '__snap_';
+
+/**
+ * The schema of a workspace's snapshot number `n`: `project_client_a__snap_3`. No workspace
+ * schema contains `__` (ids never have two hyphens in a row), so no project id maps to it and it
+ * is never taken for a workspace or an orphan. A name that would pass PostgreSQL's 63 bytes keeps
+ * the start of the workspace's schema name and a hash of all of it.
+ */
+export function snapshotSchemaName(workspaceSchema: string, n: number): string {
+  const suffix = `${SNAPSHOT_SCHEMA_INFIX}${n}`;
+  if (workspaceSchema.length + suffix.length <= 63) return workspaceSchema + suffix;
+  const hash = createHash('sha256').update(workspaceSchema).digest('hex').slice(0, 8);
+  return `${workspaceSchema.slice(0, 63 - suffix.length - hash.length - 1)}_${hash}${suffix}`;
 }

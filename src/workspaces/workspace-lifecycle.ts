@@ -10,7 +10,8 @@ import {
   workspacePresence,
 } from '../registry/operations-queries.js';
 import { bumpRegistryGeneration, lockWorkspace } from '../registry/registry-sql.js';
-import { dropSandboxFunction, principalScript, roleNameFor } from '../sandbox/sandbox-ddl.js';
+import { listSnapshots, snapshotTotals } from '../registry/snapshot-queries.js';
+import { dropSandboxFunction, principalScript, roleNameFor, snapshotRoleNameFor } from '../sandbox/sandbox-ddl.js';
 
 /*
  * Removing and renaming a workspace, as steps in the caller's transaction under the workspace's
@@ -43,8 +44,10 @@ export class WorkspaceLifecycleError extends Error {
  * workspace made again under that id reuses the role. Returns what it changed.
  */
 export async function forgetWorkspace(tx: Queryable, projectId: string, schemaName: string, { keepRole = false } = {}): Promise<string[]> {
+  const snapshots = await dropSnapshotSchemas(tx, projectId);
   const { ledgerRows, registryRows } = await deleteWorkspaceRows(tx, projectId);
   const changes = registryRows + ledgerRows > 0 ? [`deleted ${registryRows} registry row and ${ledgerRows} ledger row(s) of schema ${schemaName}`] : [];
+  changes.push(...snapshots);
   const role = roleNameFor(await currentDatabase(tx), projectId);
   if (keepRole) {
     await tx.exec(dropSandboxFunction(schemaName));
@@ -58,6 +61,11 @@ export async function forgetWorkspace(tx: Queryable, projectId: string, schemaNa
     if (await roleExists(tx, role)) {
       await tx.exec(`DROP OWNED BY ${quoteIdent(role)}; DROP ROLE ${quoteIdent(role)}`);
       changes.push(`dropped its role ${role} and sandbox function`);
+    }
+    const keeper = snapshotRoleNameFor(await currentDatabase(tx), projectId);
+    if (await roleExists(tx, keeper)) {
+      await tx.exec(`DROP OWNED BY ${quoteIdent(keeper)}; DROP ROLE ${quoteIdent(keeper)}`);
+      changes.push(`dropped its snapshot role ${keeper}`);
     }
     await tx.query('RELEASE SAVEPOINT forget_role');
   } catch (error) {
@@ -132,6 +140,7 @@ export async function renameWorkspace(
   if (!source.acts_as_owner) {
     throw new WorkspaceLifecycleError(`Schema ${r.fromSchema} belongs to role "${source.owner}", which this server's role cannot act as, so it cannot rename it.`);
   }
+  await refuseIfSnapshots(tx, r.from);
   const capability = await sandboxCapability(tx, searchPathSchemas);
   const [fromRole, toRole] = [roleNameFor(capability.database, r.from), roleNameFor(capability.database, r.to)];
   const target = await workspacePresence(tx, r.to, r.toSchema);
@@ -155,4 +164,25 @@ export async function renameWorkspace(
   }
   await bumpRegistryGeneration(tx);
   return changes;
+}
+
+/**
+ * Drops the schemas of every snapshot of a workspace being forgotten (their rows go with the
+ * registry row); forgetWorkspace drops its snapshot role with its own. What it changed.
+ */
+async function dropSnapshotSchemas(tx: Queryable, projectId: string): Promise<string[]> {
+  const rows = await listSnapshots(tx, projectId);
+  for (const row of rows) await tx.exec(`DROP SCHEMA IF EXISTS ${quoteIdent(row.schema_name)} CASCADE`);
+  return rows.length > 0 ? [`dropped its ${rows.length} snapshot(s): ${rows.map((r) => r.schema_name).join(', ')}`] : [];
+}
+
+/** Refuses renaming a workspace that has snapshots: their schemas and role are named for its id. */
+async function refuseIfSnapshots(tx: Queryable, projectId: string): Promise<void> {
+  const { count } = await snapshotTotals(tx, projectId);
+  if (count > 0) {
+    throw new WorkspaceLifecycleError(
+      `Workspace "${projectId}" has ${count} snapshot(s), whose schemas and role are named for its id: drop them (drop_snapshot) ` +
+        'or fork the workspace under the new id instead. Nothing was changed.',
+    );
+  }
 }

@@ -29,6 +29,18 @@ import { describeWorkspace, type RelationDescription } from './workspace-descrip
 import { buildWorkspaceScript, locateFailure, type WorkspaceScript } from './workspace-ddl.js';
 import { dropWorkspace, renameWorkspace, WorkspaceLifecycleError, type DropOutcome } from './workspace-lifecycle.js';
 import {
+  DEFAULT_SNAPSHOT_LIMITS,
+  dropSnapshot,
+  forkWorkspace,
+  restoreSnapshot,
+  snapshotsOf,
+  takeSnapshot,
+  type RestoreOutcome,
+  type SnapshotLimits,
+  type WorkspaceRunner,
+} from './workspace-snapshots.js';
+import type { SnapshotRow } from '../registry/snapshot-queries.js';
+import {
   WorkspaceNotFoundError,
   WorkspacePermissionError,
   WorkspaceProvisionError,
@@ -42,6 +54,9 @@ export interface Workspace {
   createdAt: Date;
   tables: string[];
 }
+
+/** A snapshot, and whether it is at this server's workspace migration level (else a restore is upgraded on next use). */
+export type SnapshotInfo = SnapshotRow & { levelCurrent: boolean };
 
 export interface WorkspaceSummary {
   projectId: string;
@@ -79,7 +94,7 @@ const isCurrent = (row: RegisteredWorkspace, plan: InstallPlan): boolean =>
   row.schema_exists && row.workspace_fingerprint === plan.workspaceFingerprint;
 
 /** Runs an upgrade script inside a workspace's SQL sandbox; false when the workspace has none. */
-export interface ScriptSandbox extends WorkspaceReader {
+export interface ScriptSandbox extends WorkspaceReader, WorkspaceRunner {
   runScript(tx: Queryable, projectId: string, schemaName: string, script: string): Promise<boolean>;
 }
 
@@ -100,15 +115,19 @@ export class WorkspaceManager {
   /** How long provisioning waits for a workspace's lock before naming its holder. */
   readonly #lockTimeoutMs: number;
 
+  /** Per-workspace snapshot count and bytes (PG_WORKSPACE_MAX_SNAPSHOTS, PG_WORKSPACE_SNAPSHOT_BUDGET_BYTES). */
+  readonly #snapshotLimits: SnapshotLimits;
+
   constructor(
     private readonly db: Database,
     private readonly plan: InstallPlan,
     private readonly searchPathSchemas: readonly string[],
     private readonly log: Logger,
-    options: { citus?: boolean; lockTimeoutMs?: number } = {},
+    options: { citus?: boolean; lockTimeoutMs?: number; snapshotLimits?: SnapshotLimits } = {},
   ) {
     this.#citus = options.citus ?? false;
     this.#lockTimeoutMs = options.lockTimeoutMs ?? WORKSPACE_LOCK_TIMEOUT_MS;
+    this.#snapshotLimits = options.snapshotLimits ?? DEFAULT_SNAPSHOT_LIMITS;
     const required: Record<string, string[]> = {};
     for (const p of plan.extensions) {
       for (const { table, columns } of p.workspaceRequiredColumns) required[table] = [...new Set([...(required[table] ?? []), ...columns])];
@@ -340,6 +359,72 @@ export class WorkspaceManager {
       this.#cache.delete(from);
       this.#cache.delete(to);
     }
+  }
+
+  /**
+   * A point-in-time copy of the workspace (docs/snapshots.md), in one transaction under its
+   * lock; reads go on meanwhile. Counted against the per-workspace limits.
+   */
+  async snapshot(projectId: string, label?: string): Promise<SnapshotInfo> {
+    const schemaName = this.#reserved.schemaFor(projectId);
+    const runner = this.#snapshotsSupported();
+    const row = await this.db.transaction((tx) =>
+      takeSnapshot(tx, { projectId, schemaName, lockTimeoutMs: this.#lockTimeoutMs, runner }, label ?? null, this.#snapshotLimits),
+    );
+    this.log.info('took a snapshot of a workspace', { project_id: projectId, snapshot: row.snapshot, bytes: row.size_bytes });
+    return this.#snapshotInfo(row);
+  }
+
+  async listSnapshots(projectId: string): Promise<SnapshotInfo[]> {
+    this.#reserved.schemaFor(projectId);
+    return (await snapshotsOf(this.db, projectId)).map((row) => this.#snapshotInfo(row));
+  }
+
+  #snapshotInfo(row: SnapshotRow): SnapshotInfo {
+    return { ...row, levelCurrent: row.workspace_fingerprint === this.plan.workspaceFingerprint };
+  }
+
+  /** Drops one snapshot; false when the workspace has no such snapshot (nothing changed). */
+  async dropSnapshot(projectId: string, snapshot: number): Promise<boolean> {
+    const schemaName = this.#reserved.schemaFor(projectId);
+    const dropped = await this.db.transaction((tx) => dropSnapshot(tx, { projectId, schemaName, lockTimeoutMs: this.#lockTimeoutMs }, snapshot));
+    if (dropped) this.log.warn('dropped a snapshot of a workspace', { project_id: projectId, snapshot });
+    return dropped;
+  }
+
+  /** The workspace becomes the snapshot's state, atomically; the state it replaced is kept as a new snapshot. */
+  async restore(projectId: string, snapshot: number): Promise<RestoreOutcome> {
+    const schemaName = this.#reserved.schemaFor(projectId);
+    this.#snapshotsSupported();
+    try {
+      const outcome = await this.db.transaction((tx) =>
+        restoreSnapshot(tx, { projectId, schemaName, lockTimeoutMs: this.#lockTimeoutMs }, snapshot, this.searchPathSchemas),
+      );
+      this.log.warn('restored a workspace from a snapshot', { project_id: projectId, snapshot, kept_as: outcome.kept.snapshot });
+      return outcome;
+    } finally {
+      this.#cache.delete(projectId);
+    }
+  }
+
+  /** A new workspace `to` holding a copy of `from` (or of one of its snapshots), with its own role and sandbox. */
+  async fork(from: string, to: string, snapshot?: number): Promise<{ createdAt: Date; schemaName: string; changes: string[] }> {
+    const request = { from, to, fromSchema: this.#reserved.schemaFor(from), toSchema: this.#reserved.schemaFor(to), snapshot };
+    const runner = this.#snapshotsSupported();
+    try {
+      const outcome = await this.db.transaction((tx) => forkWorkspace(tx, request, this.searchPathSchemas, this.#lockTimeoutMs, runner));
+      this.log.info('forked a workspace', { project_id: from, to, snapshot });
+      return { ...outcome, schemaName: request.toSchema };
+    } finally {
+      this.#cache.delete(to);
+    }
+  }
+
+  /** Snapshots copy as the workspace's role, through its SQL sandbox; not on Citus (not tested with distributed schemas). */
+  #snapshotsSupported(): WorkspaceRunner {
+    if (this.#citus) throw new WorkspaceLifecycleError('Snapshots, restores and forks are not supported on Citus yet; nothing was changed.');
+    if (!this.sandbox) throw new WorkspaceLifecycleError('Snapshots need the SQL tools (the copy runs as the workspace\'s role), which this process has not set up.');
+    return this.sandbox;
   }
 
   /** Keyset pages over the registry's primary key: the cost does not grow with the registry. */

@@ -39,6 +39,8 @@ describe('parseCommand', () => {
       PG_WORKSPACE_STATEMENT_TIMEOUT_MS: '2500',
       PG_WORKSPACE_MAX_ROWS: '500',
       PG_WORKSPACE_MAX_RESULT_BYTES: '65536',
+      PG_WORKSPACE_MAX_SNAPSHOTS: '3',
+      PG_WORKSPACE_SNAPSHOT_BUDGET_BYTES: '1048576',
       PG_WORKSPACE_CONNECT_WAIT_MS: '3000',
       PG_WORKSPACE_MAINTENANCE_IDLE_MS: '250',
     };
@@ -53,6 +55,8 @@ describe('parseCommand', () => {
       statementTimeoutMs: 2500,
       maxRowsCap: 500,
       maxResultBytes: 65536,
+      maxSnapshots: 3,
+      snapshotBudgetBytes: 1048576,
       connectWaitMs: 3000,
       maintenanceIdleMs: 250,
     });

@@ -9,12 +9,17 @@ describe('tool registry', () => {
     // The one place the set is written out: a tool that disappears from the registry fails here.
     expect([...TOOL_NAMES].sort()).toEqual([
       'describe_workspace',
+      'drop_snapshot',
       'drop_workspace',
       'ensure_workspace',
       'execute',
+      'fork_workspace',
+      'list_snapshots',
       'list_workspaces',
       'query',
+      'restore_workspace',
       'search_vectors',
+      'snapshot_workspace',
       'validate_columns',
       'workspace_status',
     ]);

@@ -1,0 +1,285 @@
+import pg from 'pg';
+import { DEFAULT_MAX_SNAPSHOTS, DEFAULT_SNAPSHOT_BUDGET_BYTES } from '../config.js';
+import type { Queryable } from '../db/database.js';
+import { quoteIdent } from '../db/identifiers.js';
+import { currentDatabase, roleExists, sandboxCapability, workspacePresence } from '../registry/operations-queries.js';
+import { bumpRegistryGeneration, lockWorkspace } from '../registry/registry-sql.js';
+import {
+  deleteSnapshot,
+  findSnapshot,
+  insertSnapshot,
+  listSnapshots,
+  registerFork,
+  schemaSize,
+  setWorkspaceLevel,
+  snapshotTotals,
+  workspaceLevel,
+  type SnapshotRow,
+} from '../registry/snapshot-queries.js';
+import { principalScript, roleNameFor, snapshotRoleNameFor, SANDBOX_SCHEMA } from '../sandbox/sandbox-ddl.js';
+import { schemaCopyScript } from '../snapshots/schema-copy.js';
+import { snapshotSchemaName } from './project-id.js';
+import { WorkspaceLifecycleError } from './workspace-lifecycle.js';
+
+/*
+ * Snapshots, restores and forks of workspaces (docs/snapshots.md), as steps in the caller's
+ * transaction under the workspace's lock, like drop and rename (workspace-lifecycle.ts). A
+ * snapshot is a schema named so that no workspace can have it, owned by the server, its objects
+ * owned by the workspace's snapshot role; the copy into it runs as the workspace's own role.
+ */
+
+export interface SnapshotLimits {
+  /** The most snapshots one workspace keeps. */
+  maxSnapshots: number;
+  /** The most bytes one workspace's snapshots take together. */
+  budgetBytes: number;
+}
+
+export const DEFAULT_SNAPSHOT_LIMITS: SnapshotLimits = { maxSnapshots: DEFAULT_MAX_SNAPSHOTS, budgetBytes: DEFAULT_SNAPSHOT_BUDGET_BYTES };
+
+/** Runs SQL as a workspace's own role, in its SQL sandbox (WorkspaceSql), in the caller's transaction. */
+export interface WorkspaceRunner {
+  /** Makes the workspace's role and sandbox unless they are there and intact. */
+  ensurePrincipal(tx: Queryable, projectId: string): Promise<void>;
+  runAsWorkspace(tx: Queryable, projectId: string, script: string): Promise<void>;
+}
+
+/** A limit of PG_WORKSPACE_MAX_SNAPSHOTS or PG_WORKSPACE_SNAPSHOT_BUDGET_BYTES reached; nothing was changed. */
+export class SnapshotLimitError extends Error {
+  override name = 'SnapshotLimitError';
+}
+
+export interface SnapshotContext {
+  projectId: string;
+  schemaName: string;
+  lockTimeoutMs: number;
+  runner: WorkspaceRunner;
+}
+
+const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+
+/** The workspace must be registered with its schema there, and the server able to act as its owner. */
+async function requireWorkspace(tx: Queryable, projectId: string, schemaName: string): Promise<void> {
+  const now = await workspacePresence(tx, projectId, schemaName);
+  if (!now.registered || !now.schema_exists) {
+    throw new WorkspaceLifecycleError(
+      now.registered
+        ? `Workspace "${projectId}" is registered but its schema ${schemaName} is gone (repair --forget-missing forgets it).`
+        : `Workspace "${projectId}" does not exist (ensure_workspace creates it).`,
+    );
+  }
+  if (!now.acts_as_owner) throw new WorkspaceLifecycleError(`Schema ${schemaName} belongs to role "${now.owner}", which this server's role cannot act as.`);
+}
+
+async function requireSnapshot(tx: Queryable, projectId: string, snapshot: number): Promise<SnapshotRow> {
+  const row = await findSnapshot(tx, projectId, snapshot);
+  if (!row) throw new WorkspaceLifecycleError(`Workspace "${projectId}" has no snapshot ${snapshot}: list_snapshots lists the ones it has.`);
+  return row;
+}
+
+/** The role that keeps a workspace's snapshots, made on first use; the server becomes a member, to hand it objects. */
+async function snapshotRole(tx: Queryable, database: string, projectId: string): Promise<string> {
+  const keeper = snapshotRoleNameFor(database, projectId);
+  if (!(await roleExists(tx, keeper))) await tx.exec(`CREATE ROLE ${quoteIdent(keeper)} NOLOGIN NOINHERIT`);
+  await tx.exec(`GRANT ${quoteIdent(keeper)} TO CURRENT_USER`);
+  return keeper;
+}
+
+/** Hands every object of `schemaName` to `role` (which needs CREATE there for that statement only). */
+function handOver(schemaName: string, role: string): string {
+  const schema = quoteIdent(schemaName);
+  return [
+    `GRANT CREATE ON SCHEMA ${schema} TO ${quoteIdent(role)}`,
+    `SELECT ${quoteIdent(SANDBOX_SCHEMA)}.adopt_objects(${literal(schemaName)}, ${literal(role)})`,
+    `REVOKE CREATE ON SCHEMA ${schema} FROM ${quoteIdent(role)}`,
+  ].join(';\n');
+}
+
+const literal = (value: string) => pg.escapeLiteral(value);
+
+/**
+ * Takes a snapshot: a new schema the copy fills as the workspace's own role (its SQL sandbox),
+ * under SHARE locks on the workspace's tables (reads go on, writes wait for the commit), then
+ * handed to the snapshot role, with the workspace's role left without any privilege on it.
+ */
+export async function takeSnapshot(tx: Queryable, c: SnapshotContext, label: string | null, limits: SnapshotLimits): Promise<SnapshotRow> {
+  await lockWorkspace(tx, c.projectId, c.lockTimeoutMs);
+  await requireWorkspace(tx, c.projectId, c.schemaName);
+  const totals = await snapshotTotals(tx, c.projectId);
+  if (totals.count >= limits.maxSnapshots) {
+    throw new SnapshotLimitError(
+      `Workspace "${c.projectId}" has ${totals.count} snapshot(s), the most this server keeps per workspace ` +
+        `(PG_WORKSPACE_MAX_SNAPSHOTS=${limits.maxSnapshots}): drop one with drop_snapshot first. Nothing was changed.`,
+    );
+  }
+  const budgetRefusal = (bytes: number) =>
+    new SnapshotLimitError(
+      `A snapshot of workspace "${c.projectId}" takes ${mib(bytes)}, and its ${totals.count} snapshot(s) already take ` +
+        `${mib(totals.bytes)} of its budget of ${mib(limits.budgetBytes)} (PG_WORKSPACE_SNAPSHOT_BUDGET_BYTES): ` +
+        'drop snapshots it no longer needs (drop_snapshot) first. Nothing was changed.',
+    );
+  // Refused before copying when the workspace alone would not fit, and after it on the copy's own size.
+  const estimate = await schemaSize(tx, c.schemaName);
+  if (totals.bytes + estimate > limits.budgetBytes) throw budgetRefusal(estimate);
+  const database = await currentDatabase(tx);
+  const role = roleNameFor(database, c.projectId);
+  const keeper = await snapshotRole(tx, database, c.projectId);
+  const target = snapshotSchemaName(c.schemaName, totals.next);
+  await c.runner.ensurePrincipal(tx, c.projectId);
+  await tx.exec(
+    `CREATE SCHEMA ${quoteIdent(target)};\nREVOKE ALL ON SCHEMA ${quoteIdent(target)} FROM PUBLIC;\n` +
+      `GRANT USAGE, CREATE ON SCHEMA ${quoteIdent(target)} TO ${quoteIdent(role)}`,
+  );
+  await c.runner.runAsWorkspace(tx, c.projectId, schemaCopyScript({ source: c.schemaName, target, lockSource: true }));
+  await tx.exec(`REVOKE ALL ON SCHEMA ${quoteIdent(target)} FROM ${quoteIdent(role)};\n${handOver(target, keeper)}`);
+  const size = await schemaSize(tx, target);
+  if (totals.bytes + size > limits.budgetBytes) throw budgetRefusal(size);
+  return insertSnapshot(tx, c.projectId, {
+    snapshot: totals.next,
+    schema_name: target,
+    label,
+    size_bytes: size,
+    origin: 'snapshot',
+    ...(await workspaceLevel(tx, c.projectId)),
+  });
+}
+
+export async function snapshotsOf(q: Queryable, projectId: string): Promise<SnapshotRow[]> {
+  return listSnapshots(q, projectId);
+}
+
+/** Drops one snapshot (its schema with everything in it, and its row); false when there was none. */
+export async function dropSnapshot(tx: Queryable, c: Omit<SnapshotContext, 'runner'>, snapshot: number): Promise<boolean> {
+  await lockWorkspace(tx, c.projectId, c.lockTimeoutMs);
+  const row = await findSnapshot(tx, c.projectId, snapshot);
+  if (!row) return false;
+  await tx.exec(`DROP SCHEMA IF EXISTS ${quoteIdent(row.schema_name)} CASCADE`);
+  await deleteSnapshot(tx, c.projectId, snapshot);
+  return true;
+}
+
+export interface RestoreOutcome {
+  restored: SnapshotRow;
+  /** The state the restore replaced, kept as a snapshot of its own. */
+  kept: SnapshotRow;
+  changes: string[];
+}
+
+/**
+ * Makes the snapshot the workspace, atomically and without copying: the workspace's schema is
+ * renamed to a new snapshot's name (the state it replaced, kept so that the restore can be
+ * undone) and the snapshot's schema to the workspace's. Ownership goes with each (the snapshot
+ * role's objects to the workspace's role and back), the SQL sandbox is made anew, the registry
+ * takes the snapshot's migration level (the next use upgrades it) and its generation is bumped,
+ * so other servers look the workspace up again.
+ */
+export async function restoreSnapshot(
+  tx: Queryable,
+  c: Omit<SnapshotContext, 'runner'>,
+  snapshot: number,
+  searchPathSchemas: readonly string[],
+): Promise<RestoreOutcome> {
+  await lockWorkspace(tx, c.projectId, c.lockTimeoutMs);
+  await requireWorkspace(tx, c.projectId, c.schemaName);
+  const restored = await requireSnapshot(tx, c.projectId, snapshot);
+  const { next } = await snapshotTotals(tx, c.projectId);
+  const capability = await sandboxCapability(tx, searchPathSchemas);
+  const role = roleNameFor(capability.database, c.projectId);
+  const keeper = await snapshotRole(tx, capability.database, c.projectId);
+  const keptSchema = snapshotSchemaName(c.schemaName, next);
+  const level = await workspaceLevel(tx, c.projectId);
+  await tx.exec(
+    `ALTER SCHEMA ${quoteIdent(c.schemaName)} RENAME TO ${quoteIdent(keptSchema)};\n` +
+      `ALTER SCHEMA ${quoteIdent(restored.schema_name)} RENAME TO ${quoteIdent(c.schemaName)};\n` +
+      `REVOKE ALL ON SCHEMA ${quoteIdent(keptSchema)} FROM ${quoteIdent(role)};\n${handOver(keptSchema, keeper)}`,
+  );
+  await tx.exec(principalScript({ schemaName: c.schemaName, roleName: role, searchPath: searchPathSchemas }, !(await roleExists(tx, role)), capability.role));
+  await deleteSnapshot(tx, c.projectId, snapshot);
+  const kept = await insertSnapshot(tx, c.projectId, {
+    snapshot: next,
+    schema_name: keptSchema,
+    label: `before restoring snapshot ${snapshot}`,
+    size_bytes: await schemaSize(tx, keptSchema),
+    origin: 'restore',
+    ...level,
+  });
+  await setWorkspaceLevel(tx, c.projectId, restored);
+  await bumpRegistryGeneration(tx);
+  return {
+    restored,
+    kept,
+    changes: [
+      `renamed schema ${c.schemaName} (the state replaced) to ${keptSchema}, kept as snapshot ${next}`,
+      `renamed schema ${restored.schema_name} (snapshot ${snapshot}) to ${c.schemaName}`,
+      `made the workspace's SQL sandbox anew and put its migration level back to snapshot ${snapshot}'s`,
+    ],
+  };
+}
+
+export interface ForkRequest {
+  from: string;
+  to: string;
+  fromSchema: string;
+  toSchema: string;
+  /** A snapshot of `from` to fork instead of its current state. */
+  snapshot: number | undefined;
+}
+
+/**
+ * A new workspace `to`, with its own role and SQL sandbox, holding a copy of `from`'s current
+ * state or of one of its snapshots. The copy runs as `from`'s role (its code, its data), in
+ * `from`'s sandbox, then everything is handed to `to`'s role. Refused where anything of `to`
+ * exists. Under both ids' locks, in id order.
+ */
+export async function forkWorkspace(
+  tx: Queryable,
+  r: ForkRequest,
+  searchPathSchemas: readonly string[],
+  lockTimeoutMs: number,
+  runner: WorkspaceRunner,
+): Promise<{ createdAt: Date; changes: string[] }> {
+  if (r.from === r.to) throw new WorkspaceLifecycleError(`A fork needs a new id: "${r.to}" is the workspace forked.`);
+  for (const id of [r.from, r.to].sort()) await lockWorkspace(tx, id, lockTimeoutMs);
+  await requireWorkspace(tx, r.from, r.fromSchema);
+  const source = r.snapshot === undefined ? undefined : await requireSnapshot(tx, r.from, r.snapshot);
+  const capability = await sandboxCapability(tx, searchPathSchemas);
+  const [fromRole, toRole] = [roleNameFor(capability.database, r.from), roleNameFor(capability.database, r.to)];
+  const target = await workspacePresence(tx, r.to, r.toSchema);
+  if (target.registered || target.schema_exists || (await roleExists(tx, toRole))) {
+    throw new WorkspaceLifecycleError(
+      `"${r.to}" is taken (${target.registered ? 'registered' : target.schema_exists ? `schema ${r.toSchema} exists` : `role ${toRole} exists`}): ` +
+        'fork into an id that does not exist, or drop it first (drop_workspace). Nothing was changed.',
+    );
+  }
+  const level = source ?? (await workspaceLevel(tx, r.from));
+  const sourceSchema = source?.schema_name ?? r.fromSchema;
+  const [to, from, src] = [quoteIdent(r.toSchema), quoteIdent(fromRole), quoteIdent(sourceSchema)];
+  await tx.exec(`CREATE SCHEMA ${to}`);
+  await tx.exec(principalScript({ schemaName: r.toSchema, roleName: toRole, searchPath: searchPathSchemas }, true, capability.role));
+  await runner.ensurePrincipal(tx, r.from);
+  // For the copy only: `from`'s role writes into the new schema and owns the snapshot it reads
+  // (an owner reads every row: no policy of the snapshot's filters the copy). Nobody else sees
+  // any of it before the commit, when it is all back.
+  await tx.exec(`GRANT USAGE, CREATE ON SCHEMA ${to} TO ${from}`);
+  if (source) await tx.exec(`GRANT USAGE ON SCHEMA ${src} TO ${from};\n${handOver(sourceSchema, fromRole)}`);
+  await runner.runAsWorkspace(
+    tx,
+    r.from,
+    schemaCopyScript({ source: sourceSchema, target: r.toSchema, roleMap: { [fromRole]: toRole }, lockSource: source === undefined }),
+  );
+  await tx.exec(`REVOKE ALL ON SCHEMA ${to} FROM ${from}`);
+  if (source) {
+    const keeper = snapshotRoleNameFor(capability.database, r.from);
+    await tx.exec(`REVOKE ALL ON SCHEMA ${src} FROM ${from};\n${handOver(sourceSchema, keeper)}`);
+  }
+  await tx.exec(`SELECT ${quoteIdent(SANDBOX_SCHEMA)}.adopt_objects(${literal(r.toSchema)}, ${literal(toRole)})`);
+  const createdAt = await registerFork(tx, r.to, r.toSchema, level);
+  return {
+    createdAt,
+    changes: [
+      `created schema ${r.toSchema} with a copy of ${source ? `snapshot ${r.snapshot} of "${r.from}"` : `"${r.from}"`}`,
+      `made its role ${toRole} and SQL sandbox`,
+      `registered "${r.to}" at the migration level of what it copied`,
+    ],
+  };
+}
