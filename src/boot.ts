@@ -11,6 +11,7 @@ import { WorkspaceFleet } from './workspaces/workspace-fleet.js';
 import { WorkspaceManager } from './workspaces/workspace-manager.js';
 import { DEFAULT_SNAPSHOT_LIMITS, type SnapshotLimits } from './workspaces/workspace-snapshots.js';
 import { readInstallState } from './registry/registry-sql.js';
+import { SearchService } from './search/search-service.js';
 
 /*
  * Everything boot needs that is heavy to load (the SQL parser, PGlite, pg) is reached from this
@@ -59,7 +60,8 @@ export async function installAndServe(db: Database, plan: InstallPlan, config: E
   workspaces.sandbox = sql;
   const embedder = createEmbedder(config.embeddings, log);
   if (embedder) log.info('embedding provider configured', { provider: embedder.space.provider, model: embedder.space.model, dimensions: embedder.space.dimensions });
-  return { report, db, workspaces, fleet: new WorkspaceFleet(db, plan, workspaces, sql), sql, embedder };
+  const search = new SearchService(db, sql, embedder, config.allowedRoots ?? [], log);
+  return { report, db, workspaces, fleet: new WorkspaceFleet(db, plan, workspaces, sql), sql, embedder, search };
 }
 
 /** The per-workspace snapshot limits a configuration sets (docs/snapshots.md). */

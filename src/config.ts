@@ -23,6 +23,8 @@ export interface Config {
   maxRowsCap: number;
   /** The most bytes of rows one query/execute call returns. */
   maxResultBytes: number;
+  /** Directories index_directory may read (for clients without MCP roots; a bound on those with them). */
+  allowedRoots: string[];
   /** The most snapshots one workspace keeps. */
   maxSnapshots: number;
   /** The most bytes one workspace's snapshots take together. */
@@ -167,6 +169,9 @@ Options:
                        (env PG_WORKSPACE_HTTP_MAX_SESSIONS; default ${DEFAULT_HTTP_MAX_SESSIONS})
   --allow-project ID   accept only these project ids in every tool; repeatable
                        (env PG_WORKSPACE_ALLOWED_PROJECTS, comma-separated; default: any id)
+  --allow-root DIR     index_directory may read inside DIR; repeatable (env PG_WORKSPACE_ALLOWED_ROOTS,
+                       colon-separated). Needed for clients without MCP roots; with roots, a path
+                       must be inside both a client root and, when set, one of these
   --embeddings none|openai|ollama
                        the embedding provider that turns text into vectors (env PG_WORKSPACE_EMBEDDINGS;
                        default none): openai is any OpenAI-compatible POST {URL}/embeddings, ollama
@@ -239,6 +244,7 @@ const schema = z.object({
     .int('must be a whole number of bytes')
     .min(1024, 'must be at least 1024')
     .max(MAX_RESULT_BYTES_CAP, `must be at most ${MAX_RESULT_BYTES_CAP} (256 MiB)`),
+  allowedRoots: z.array(z.string().min(1)),
   maxSnapshots: z.coerce.number().int('must be a whole number').min(0).max(10_000, 'must be at most 10000'),
   snapshotBudgetBytes: z.coerce.number().int('must be a whole number of bytes').min(0).max(Number.MAX_SAFE_INTEGER),
   connectWaitMs: z.coerce.number().int('must be a whole number of milliseconds').min(0).max(600_000, 'must be at most 600000 (10 minutes)'),
@@ -288,6 +294,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
         extensions: { type: 'string', multiple: true },
         disable: { type: 'string', multiple: true },
         'allow-project': { type: 'string', multiple: true },
+        'allow-root': { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -312,6 +319,9 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
     statementTimeoutMs: env['PG_WORKSPACE_STATEMENT_TIMEOUT_MS'] || 10_000,
     maxRowsCap: env['PG_WORKSPACE_MAX_ROWS'] || 10_000,
     maxResultBytes: env['PG_WORKSPACE_MAX_RESULT_BYTES'] || DEFAULT_MAX_RESULT_BYTES,
+    allowedRoots: [...splitList(env['PG_WORKSPACE_ALLOWED_ROOTS'], ':'), ...(values['allow-root'] ?? [])].map((d) =>
+      path.resolve(d),
+    ),
     maxSnapshots: env['PG_WORKSPACE_MAX_SNAPSHOTS'] || DEFAULT_MAX_SNAPSHOTS,
     snapshotBudgetBytes: env['PG_WORKSPACE_SNAPSHOT_BUDGET_BYTES'] || DEFAULT_SNAPSHOT_BUDGET_BYTES,
     connectWaitMs: env['PG_WORKSPACE_CONNECT_WAIT_MS'] || DEFAULT_CONNECT_WAIT_MS,
@@ -329,6 +339,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
       statementTimeoutMs: 'PG_WORKSPACE_STATEMENT_TIMEOUT_MS',
       maxRowsCap: 'PG_WORKSPACE_MAX_ROWS',
       maxResultBytes: 'PG_WORKSPACE_MAX_RESULT_BYTES',
+      allowedRoots: '--allow-root / PG_WORKSPACE_ALLOWED_ROOTS',
       maxSnapshots: 'PG_WORKSPACE_MAX_SNAPSHOTS',
       snapshotBudgetBytes: 'PG_WORKSPACE_SNAPSHOT_BUDGET_BYTES',
       connectWaitMs: 'PG_WORKSPACE_CONNECT_WAIT_MS',

@@ -9,11 +9,14 @@ import type { Logger } from './logger.js';
 import type { WorkspaceFleet } from './workspaces/workspace-fleet.js';
 import type { WorkspaceManager } from './workspaces/workspace-manager.js';
 import type { WorkspaceSql } from './sandbox/workspace-sql.js';
+import type { SearchService } from './search/search-service.js';
 
 export type EngineConfig = Pick<Config, 'databaseUrl' | 'dataDir' | 'extensionDirs' | 'disabledExtensions' | 'lockTimeoutMs'> &
   Partial<Pick<Config, 'statementTimeoutMs' | 'maxRowsCap' | 'maxResultBytes' | 'connectWaitMs' | 'maintenanceIdleMs' | 'embeddings' | 'maxSnapshots' | 'snapshotBudgetBytes'>> & {
   /** Pool size on PostgreSQL (default 10); the fleet upgrade needs one per worker. */
   maxConnections?: number;
+  /** --allow-root: directories index_directory may read (besides the client's MCP roots). */
+  allowedRoots?: readonly string[] | undefined;
 };
 
 export class EngineUnavailableError extends Error {
@@ -32,6 +35,7 @@ export interface Ready {
   workspaces: WorkspaceManager;
   fleet: WorkspaceFleet;
   sql: WorkspaceSql;
+  search: SearchService;
   /** The configured embedding provider; undefined with `--embeddings none`. */
   embedder: Embedder | undefined;
 }
@@ -156,6 +160,8 @@ export class ProvisioningEngine {
 
   async close(): Promise<void> {
     this.#closed = true;
+    // Directory runs stop between files first: what they wrote is whole, and the next run resumes.
+    await this.#ready?.search.close();
     // A boot still waiting for the install lock fails on the closed database and ends with it.
     await this.#db?.close();
     this.#db = undefined;

@@ -20,7 +20,7 @@ export async function reembedWorkspaces(config: Config & { embeddings: Embedding
   const abort = new AbortController();
   const interrupt = () => {
     if (abort.signal.aborted) process.exit(130);
-    process.stderr.write('\nInterrupted: stopping after the batch in flight (Ctrl-C again to quit now); a rerun continues.\n');
+    process.stderr.write('\nInterrupted: stopping; the batches written are kept and a rerun continues from them (Ctrl-C again to quit at once).\n');
     abort.abort();
   };
   process.on('SIGINT', interrupt);

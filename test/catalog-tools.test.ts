@@ -112,11 +112,13 @@ for (const kind of ['pglite', 'postgres'] as const) {
       ]);
       const indexes = chunks['indexes'] as Array<Record<string, unknown>>;
       expect(indexes.map((i) => [i['name'], i['method'], i['unique'], i['primary']])).toEqual([
+        ['chunks_content_hash_idx', 'btree', false, false],
+        ['chunks_content_tsv_idx', 'gin', false, false],
         ['chunks_embedding_hnsw_idx', 'hnsw', false, false],
         ['chunks_file_id_idx', 'btree', false, false],
         ['chunks_pkey', 'btree', true, true],
       ]);
-      expect(indexes[0]?.['definition']).toMatch(/USING hnsw \(embedding (\S+\.)?vector_cosine_ops\)/);
+      expect(indexes[2]?.['definition']).toMatch(/USING hnsw \(embedding (\S+\.)?vector_cosine_ops\)/);
       const files = tables[1] as Record<string, unknown>;
       expect(files['other_constraints']).toEqual([
         { name: 'files_repository_id_path_key', type: 'unique', definition: 'UNIQUE (repository_id, path)' },
@@ -156,7 +158,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
       const expected = [0, 1 - 2 / Math.sqrt(4.25), 1, 2];
       matches.forEach((m, i) => expect(m.distance).toBeCloseTo(expected[i] as number, 5));
       const row = matches[0]?.row as Record<string, unknown>;
-      expect(Object.keys(row).sort()).toEqual(['content', 'created_at', 'end_line', 'file_id', 'id', 'start_line']);
+      expect(Object.keys(row).sort()).toEqual(['content', 'content_hash', 'created_at', 'end_line', 'file_id', 'id', 'start_line']);
       // bigint as a string on both backends, timestamps as ISO 8601.
       expect(row['file_id']).toBe(ids['a.ts']);
       expect(row['id']).toMatch(/^\d+$/);

@@ -1,9 +1,10 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PostgresDatabase } from '../src/db/postgres-database.js';
 import { dbUrlOf } from '../src/db/shared-store.js';
-import { pin } from '../src/embeddings/embedding-spaces.js';
+import { assertSearchable, pin } from '../src/embeddings/embedding-spaces.js';
 import { readPin } from '../src/registry/embedding-space-sql.js';
 import { cosine, startEmbeddingStub, stubEmbedding, type EmbeddingStub } from './support/embedding-stub.js';
 import { tempDir, writeExtension } from './support/fixtures.js';
@@ -62,6 +63,59 @@ describe('the reembed command', () => {
       const read = await server.call('query', { project_id: 'alpha', sql: 'SELECT body, embedding::text AS v FROM docs ORDER BY id' });
       const rows = (read.data as { rows: Array<[string, string]> }).rows;
       expect(rows.map(([body, v]) => cosine(JSON.parse(v) as number[], stubEmbedding(`new: ${body}`, 8)))).toEqual(rows.map(() => expect.closeTo(1, 5)));
+    } finally {
+      await socket.close();
+      await server.close();
+    }
+  }, 120_000);
+
+  it('stops at Ctrl-C, dropping the batch in flight (exit 1), and a rerun continues after the last batch written', async () => {
+    const dir = await tempDir();
+    const common = ['--data-dir', dir, '--extensions', extensionDir, '--disable', 'codebase'];
+    const server = await startServerProcess(common, {});
+    const socket = new PostgresDatabase({ connectionString: dbUrlOf(dir) });
+    try {
+      expect((await server.call('ensure_workspace', { project_id: 'alpha' })).isError).toBeFalsy();
+      const values = BODIES.map((body, i) => `(${i + 1}, '${body}', '${JSON.stringify(stubEmbedding(`old: ${body}`, 8))}')`).join(', ');
+      expect((await server.call('execute', { project_id: 'alpha', sql: `INSERT INTO docs VALUES ${values}` })).isError).toBeFalsy();
+      await pin(socket, { ...COLUMN, textColumn: 'body' }, OLD_SPACE);
+      const env = {
+        PATH: process.env['PATH'] ?? '',
+        HOME: process.env['HOME'] ?? '/tmp',
+        PG_WORKSPACE_EMBEDDINGS: 'openai',
+        PG_WORKSPACE_EMBEDDINGS_URL: stub.openaiUrl,
+        PG_WORKSPACE_EMBEDDINGS_MODEL: 'stub-embed',
+        PG_WORKSPACE_EMBEDDINGS_DIMENSIONS: '8',
+        PG_WORKSPACE_EMBEDDINGS_DOCUMENT_PREFIX: 'new: ',
+        PG_WORKSPACE_EMBEDDINGS_BATCH_SIZE: '4',
+        PG_WORKSPACE_EMBEDDINGS_CONCURRENCY: '1',
+      };
+      stub.reset();
+      stub.delayMs = 500;
+      const child = spawn(process.execPath, [MAIN, 'reembed', '--project', 'alpha', ...common], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      // The second batch's request has reached the provider: the first batch is written.
+      for (let waited = 0; stub.requests.length < 2; waited += 50) {
+        if (waited > 60_000) throw new Error(`the second request never came:\n${stderr}`);
+        await sleep(50);
+      }
+      child.kill('SIGINT');
+      expect(await exited).toBe(1);
+      expect(stderr).toContain('Interrupted: stopping; the batches written are kept and a rerun continues from them');
+      expect(stdout).toBe('  alpha docs.embedding: interrupted at 4 of 10 rows; run the command again to continue\n');
+      expect(await readPin(socket, COLUMN)).toMatchObject({ provider: 'ollama', reembed_cursor: '4', reembed_done: '4' });
+      // Searching is refused meanwhile, by the server too.
+      await expect(assertSearchable(socket, COLUMN, OLD_SPACE)).rejects.toThrow('is being re-embedded');
+
+      stub.reset();
+      const rerun = await promisify(execFile)(process.execPath, [MAIN, 'reembed', '--project', 'alpha', ...common], { env });
+      expect(rerun.stdout).toBe('  alpha docs.embedding: moved (10 rows, 6 embedded by this run)\n');
+      expect(stub.requests.map((r) => (r.body['input'] as string[]).length)).toEqual([4, 2]);
+      expect(await readPin(socket, COLUMN)).toMatchObject({ provider: 'openai', target: null });
     } finally {
       await socket.close();
       await server.close();

@@ -144,7 +144,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
       expect(script).toContain('ADD COLUMN IF NOT EXISTS score');
       expect(script).not.toContain('CREATE TABLE IF NOT EXISTS notes');
       const ledger = await db.query(
-        `SELECT name FROM project_registry.workspace_migrations WHERE project_id = 'lagging' ORDER BY name`,
+        `SELECT name FROM project_registry.workspace_migrations WHERE project_id = 'lagging' AND extension_id = 'notes' ORDER BY name`,
       );
       expect(ledger).toEqual([{ name: '0001_tags' }, { name: '0002_extra' }]);
       expect(
@@ -173,7 +173,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
       expect(
         await db.query(
           `SELECT project_id, name, count(*)::int AS n FROM project_registry.workspace_migrations
-            WHERE project_id LIKE 'mixed%' GROUP BY 1, 2 ORDER BY 1, 2`,
+            WHERE project_id LIKE 'mixed%' AND extension_id = 'notes' GROUP BY 1, 2 ORDER BY 1, 2`,
         ),
       ).toEqual([
         { project_id: 'mixed', name: '0001_tags', n: 1 },
@@ -257,7 +257,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
       expect(again.created).toBe(true);
       expect(again.tables).toContain('notes');
       expect((await manager.validateColumns({ projectId: 'lost', table: 'notes', columns: ['id', 'body', 'tags'] })).valid).toBe(true);
-      expect(await db.query(`SELECT name FROM project_registry.workspace_migrations WHERE project_id = 'lost'`)).toEqual([{ name: '0001_tags' }]);
+      expect(await db.query(`SELECT name FROM project_registry.workspace_migrations WHERE project_id = 'lost' AND extension_id = 'notes'`)).toEqual([{ name: '0001_tags' }]);
 
       // A server that never saw it finds the same from the registry.
       await db.exec('DROP SCHEMA project_lost CASCADE');

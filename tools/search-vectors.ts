@@ -38,7 +38,7 @@ export function registerSearchVectorsTool(server: McpServer, deps: ToolDeps): vo
         'chunks.embedding). Returns up to k rows, nearest first, each with its distance. The metric defaults ' +
         "to the one of the column's vector index (cosine for chunks.embedding), else l2; inner_product " +
         'distances are the negated inner product, so smaller is nearer. filter keeps rows whose columns equal ' +
-        'the given values (null matches NULL). Rows carry every column except vector columns unless columns ' +
+        'the given values (null matches NULL). Rows carry every column except vector and tsvector columns unless columns ' +
         'lists them; bigint and numeric values come back as strings, timestamps as ISO 8601. Runs like query: ' +
         "read-only, as the workspace's own role, under the same statement timeout.",
       inputSchema: {
@@ -52,7 +52,7 @@ export function registerSearchVectorsTool(server: McpServer, deps: ToolDeps): vo
           .record(identifier, z.union([z.string(), z.number(), z.boolean(), z.null()]))
           .optional()
           .describe('equality conditions {column: value}, all of which must hold, e.g. {"file_id": 3}'),
-        columns: z.array(identifier).min(1).max(MAX_TABLE_COLUMNS).optional().describe('the columns to return (default: all but vector columns)'),
+        columns: z.array(identifier).min(1).max(MAX_TABLE_COLUMNS).optional().describe('the columns to return (default: all but vector and tsvector columns)'),
       },
       outputSchema: output,
       annotations: { readOnlyHint: true, openWorldHint: false },

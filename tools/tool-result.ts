@@ -2,6 +2,7 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type { Embedder } from '../src/embeddings/embedder.js';
 import type { ProjectAccess } from '../src/project-access.js';
 import type { WorkspaceSql } from '../src/sandbox/workspace-sql.js';
+import type { SearchService } from '../src/search/search-service.js';
 import type { WorkspaceFleet } from '../src/workspaces/workspace-fleet.js';
 import type { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
 
@@ -19,6 +20,8 @@ export interface ToolDeps {
   workspaces(signal?: AbortSignal): Promise<WorkspaceManager>;
   fleet(signal?: AbortSignal): Promise<WorkspaceFleet>;
   sql(signal?: AbortSignal): Promise<WorkspaceSql>;
+  /** Search by text and ingest (search, add_documents, index_directory). */
+  search(signal?: AbortSignal): Promise<SearchService>;
   /**
    * The configured embedding provider (`--embeddings`). Without one it throws
    * EmbeddingsNotConfiguredError, whose message tells the agent how to configure it.

@@ -31,7 +31,9 @@ export function createSessionServer({ engine, readyTimeoutMs = READY_TIMEOUT_MS,
       instructions:
         'Each project gets its own PostgreSQL schema ("workspace"). Call ensure_workspace with the project id ' +
         'before using a project; list_workspaces shows existing ones; describe_workspace shows its tables, columns ' +
-        'and indexes; search_vectors finds the rows nearest to an embedding you pass; query reads and execute ' +
+        'and indexes; add_documents stores texts and index_directory indexes a local directory (index_status ' +
+        'follows it) so that search finds them by words, with file and line references; search_vectors finds the ' +
+        'rows nearest to an embedding you pass; query reads and execute ' +
         'changes a workspace with SQL (unqualified names are the workspace\'s tables); validate_columns checks a ' +
         'table\'s shape; workspace_status shows which workspace migrations are applied or pending; drop_workspace ' +
         'deletes a workspace for good.',
@@ -50,6 +52,7 @@ export function createSessionServer({ engine, readyTimeoutMs = READY_TIMEOUT_MS,
     workspaces: async (signal) => (await ready(signal)).workspaces,
     fleet: async (signal) => (await ready(signal)).fleet,
     sql: async (signal) => (await ready(signal)).sql,
+    search: async (signal) => (await ready(signal)).search,
     embedder: async (signal) => {
       const { embedder } = await ready(signal);
       if (!embedder) throw new EmbeddingsNotConfiguredError();

@@ -1,14 +1,18 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { registerAddDocumentsTool } from '../../tools/add-documents.js';
 import { registerDescribeWorkspaceTool } from '../../tools/describe-workspace.js';
 import { registerDropWorkspaceTool } from '../../tools/drop-workspace.js';
 import { registerEnsureWorkspaceTool } from '../../tools/ensure-workspace.js';
 import { registerDropSnapshotTool } from '../../tools/drop-snapshot.js';
 import { registerExecuteTool } from '../../tools/execute.js';
 import { registerForkWorkspaceTool } from '../../tools/fork-workspace.js';
+import { registerIndexDirectoryTool } from '../../tools/index-directory.js';
+import { registerIndexStatusTool } from '../../tools/index-status.js';
 import { registerListSnapshotsTool } from '../../tools/list-snapshots.js';
 import { registerListWorkspacesTool } from '../../tools/list-workspaces.js';
 import { registerQueryTool } from '../../tools/query.js';
 import { registerRestoreWorkspaceTool } from '../../tools/restore-workspace.js';
+import { registerSearchTool } from '../../tools/search.js';
 import { registerSearchVectorsTool } from '../../tools/search-vectors.js';
 import { registerSnapshotWorkspaceTool } from '../../tools/snapshot-workspace.js';
 import type { ToolDeps } from '../../tools/tool-result.js';
@@ -32,6 +36,10 @@ export const TOOLS = [
   { name: 'validate_columns', register: registerValidateColumnsTool },
   { name: 'workspace_status', register: registerWorkspaceStatusTool },
   { name: 'describe_workspace', register: registerDescribeWorkspaceTool },
+  { name: 'search', register: registerSearchTool },
+  { name: 'add_documents', register: registerAddDocumentsTool },
+  { name: 'index_directory', register: registerIndexDirectoryTool },
+  { name: 'index_status', register: registerIndexStatusTool },
   { name: 'search_vectors', register: registerSearchVectorsTool },
   { name: 'query', register: registerQueryTool },
   { name: 'execute', register: registerExecuteTool },

@@ -159,6 +159,35 @@ export class WorkspaceSql {
   }
 
   /**
+   * For server code that writes tables an agent controls (ingest into `files`/`chunks`): several
+   * data changes in one transaction, each as `execute` runs one (parsed, values bound as
+   * literals, as the workspace's role in its sandbox, under the statement timeout), in one
+   * round trip. All commit or none does. Returns the rows each statement affected.
+   */
+  async writeAsWorkspace(projectId: string, statements: ReadonlyArray<{ sql: string; params: readonly AgentParam[] }>, retried = false): Promise<number[]> {
+    const prepared = await Promise.all(statements.map((s) => prepareAgentStatement(s.sql, s.params, 'execute')));
+    const principal = await this.#principal(projectId);
+    const fn = sandboxFunction(principal.schemaName);
+    const steps: PipelineStep[] = [
+      {
+        sql: `SELECT pg_catalog.set_config('statement_timeout', $1, true), pg_catalog.set_config('transaction_read_only', 'off', true)`,
+        params: [String(this.limits.statementTimeoutMs)],
+      },
+      ...prepared.map((statement) => ({ sql: `SELECT ${fn}('run', $1, 0, 0)`, params: [statement.sql] })),
+    ];
+    const outcome = await this.db.pipeline(steps);
+    if (outcome.error) {
+      const code = sqlState(outcome.error);
+      if ((code === SANDBOX_BROKEN || (code === '42883' && outcome.results.length === 1)) && !retried) {
+        this.#principals.delete(projectId);
+        return this.writeAsWorkspace(projectId, statements, true);
+      }
+      throw outcome.error;
+    }
+    return outcome.results.slice(1).map((r) => readSandboxAnswer(r.rows[0]?.[0] ?? '{}').total);
+  }
+
+  /**
    * VACUUM or ANALYZE of the workspace's own tables (maintenance-statement.ts): the names are
    * resolved and checked as the workspace, then ANALYZE runs in the sandbox like any statement
    * and VACUUM, which cannot run in a transaction, outside it as the workspace's role.

@@ -48,7 +48,7 @@ export class VectorSearchError extends Error {
   override name = 'VectorSearchError';
 }
 
-interface CatalogColumn {
+export interface CatalogColumn {
   name: string;
   type: string;
   /** pg_type.typname, for deciding how a value travels as JSON. */
@@ -58,9 +58,11 @@ interface CatalogColumn {
   typmod: number;
 }
 
-interface CatalogRow {
+export interface CatalogRow {
   registered: boolean;
   table_exists: boolean;
+  /** pg_class.relkind: r table, p partitioned, v view, m materialized view, f foreign. */
+  relkind: string | null;
   vector_schema: string | null;
   iterative_scan: boolean;
   columns: CatalogColumn[] | null;
@@ -80,13 +82,14 @@ const CATALOG = `
       FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
      WHERE e.extname = 'vector'
   ), rel AS (
-    SELECT c.oid FROM pg_catalog.pg_class c
+    SELECT c.oid, c.relkind FROM pg_catalog.pg_class c
      WHERE c.relname = $3 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
        AND c.relnamespace = (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = $2)
   )
   SELECT ${IS_REGISTERED}
            AND EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = $2) AS registered,
          EXISTS (SELECT 1 FROM rel) AS table_exists,
+         (SELECT relkind FROM rel) AS relkind,
          (SELECT nspname FROM ext) AS vector_schema,
          coalesce((SELECT iterative_scan FROM ext), false) AS iterative_scan,
          (SELECT jsonb_agg(jsonb_build_object(
@@ -142,9 +145,7 @@ export async function searchVectors(
   for (const [name] of filter) validateIdentifier(name, 'filter column');
   for (const name of input.columns ?? []) validateIdentifier(name, 'column');
 
-  const [catalog] = await withReadOnlyTransaction(db, (tx) =>
-    tx.query<CatalogRow>(CATALOG, [input.projectId, schemaName, table, column]),
-  );
+  const catalog = await readTableCatalog(db, input.projectId, table, column);
   if (!catalog?.registered) throw new WorkspaceNotFoundError(input.projectId);
   if (!catalog.table_exists || !catalog.columns) throw new TableNotFoundError(input.projectId, table);
   const byName = new Map(catalog.columns.map((c) => [c.name, c]));
@@ -168,7 +169,8 @@ export async function searchVectors(
     );
   }
   for (const [name] of filter) if (!byName.has(name)) throw unknown(name, 'filter column');
-  const returned = input.columns ? [...new Set(input.columns)] : catalog.columns.filter((c) => !c.vector).map((c) => c.name);
+  // By default no vectors, nor tsvectors (chunks.content_tsv): long, and derived from a column that is returned.
+  const returned = input.columns ? [...new Set(input.columns)] : catalog.columns.filter((c) => !c.vector && c.base !== 'tsvector').map((c) => c.name);
   for (const name of returned) if (!byName.has(name)) throw unknown(name, 'column');
   // Never a weaker mode: without the sandbox (say, the server cannot create roles) there is no search.
   if (!sandbox) throw new VectorSearchError('search_vectors runs inside the SQL sandbox, which this server has not set up.');
@@ -224,7 +226,16 @@ export async function searchVectors(
   };
 }
 
-function metricOfOpclass(opclass: string | null): Metric | undefined {
+/**
+ * A workspace table's columns and the opclass of the vector index on `indexedColumn`, read as the
+ * server in a read-only transaction (catalog reads run no agent code); undefined for no row.
+ */
+export async function readTableCatalog(db: Database, projectId: string, table: string, indexedColumn: string): Promise<CatalogRow | undefined> {
+  const [catalog] = await withReadOnlyTransaction(db, (tx) => tx.query<CatalogRow>(CATALOG, [projectId, schemaNameFor(projectId), table, indexedColumn]));
+  return catalog;
+}
+
+export function metricOfOpclass(opclass: string | null): Metric | undefined {
   if (opclass?.endsWith('_l2_ops')) return 'l2';
   if (opclass?.endsWith('_cosine_ops')) return 'cosine';
   if (opclass?.endsWith('_ip_ops')) return 'inner_product';
@@ -235,7 +246,7 @@ function metricOfOpclass(opclass: string | null): Metric | undefined {
  * The sandbox sends JSON (numbers of small numeric types as numbers; bigint and numeric as
  * strings): vectors become arrays of numbers, timestamptz values ISO 8601 in UTC.
  */
-function jsonValue(value: unknown, c: CatalogColumn): unknown {
+export function jsonValue(value: unknown, c: CatalogColumn): unknown {
   if (typeof value !== 'string') return value;
   if (c.vector && c.base !== 'sparsevec' && value.startsWith('[')) return JSON.parse(value) as number[];
   if (c.base === 'timestamptz') {

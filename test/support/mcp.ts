@@ -1,7 +1,9 @@
 import { rm } from 'node:fs/promises';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
-import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
+import { ListRootsRequestSchema, type CallToolResult, type Tool } from '@modelcontextprotocol/sdk/types.js';
+import { pathToFileURL } from 'node:url';
+import { parseEmbeddingsConfig, type EmbeddingsConfig } from '../../src/embeddings/embeddings-config.js';
 import { Ajv } from 'ajv';
 import { expect } from 'vitest';
 import { DEFAULT_LOCK_TIMEOUT_MS } from '../../src/config.js';
@@ -9,6 +11,19 @@ import { ProvisioningEngine } from '../../src/engine.js';
 import { silentLogger } from '../../src/logger.js';
 import { createServer } from '../../src/mcp/server.js';
 import { tempDir } from './fixtures.js';
+
+/**
+ * The server's provider configuration for the loopback stub (test/support/embedding-stub.ts):
+ * OpenAI-compatible, a model without prefixes, the codebase extension's 768 dimensions.
+ */
+export function embeddingsAt(openaiUrl: string): EmbeddingsConfig {
+  const config = parseEmbeddingsConfig(
+    {},
+    { PG_WORKSPACE_EMBEDDINGS: 'openai', PG_WORKSPACE_EMBEDDINGS_URL: openaiUrl, PG_WORKSPACE_EMBEDDINGS_MODEL: 'stub-embed', PG_WORKSPACE_EMBEDDINGS_DIMENSIONS: '768' },
+  );
+  if (!config) throw new Error('expected an embeddings configuration');
+  return config;
+}
 
 /** Calls a tool and, on success, checks structuredContent against the tool's declared output schema. */
 export async function callTool(client: Client, tools: Tool[], name: string, args: Record<string, unknown>) {
@@ -31,10 +46,18 @@ export async function connectInProcess(
     disabledExtensions?: string[];
     allowedProjects?: string[];
     statementTimeoutMs?: number;
+    /** The client declares these directories as its MCP roots (unset: no roots capability). */
+    roots?: string[];
+    /** --allow-root */
+    allowedRoots?: string[];
+    /** An embedded store to reuse (kept on close); default a fresh one, removed on close. */
+    dataDir?: string;
+    /** An embedding provider, e.g. embeddingsAt(stub.openaiUrl). */
+    embeddings?: EmbeddingsConfig;
     maintenanceIdleMs?: number;
   } = {},
 ) {
-  const dataDir = await tempDir('pgw-mcp-');
+  const dataDir = options.dataDir ?? (await tempDir('pgw-mcp-'));
   const engine = new ProvisioningEngine(
     {
       databaseUrl: options.databaseUrl,
@@ -43,12 +66,18 @@ export async function connectInProcess(
       disabledExtensions: options.disabledExtensions ?? [],
       lockTimeoutMs: DEFAULT_LOCK_TIMEOUT_MS,
       ...(options.statementTimeoutMs ? { statementTimeoutMs: options.statementTimeoutMs } : {}),
+      allowedRoots: options.allowedRoots ?? [],
+      embeddings: options.embeddings,
       ...(options.maintenanceIdleMs ? { maintenanceIdleMs: options.maintenanceIdleMs } : {}),
     },
     silentLogger,
   );
   const { server, cleanup } = createServer({ engine, allowedProjects: options.allowedProjects });
-  const client = new Client({ name: 'test', version: '1' });
+  const client = new Client({ name: 'test', version: '1' }, options.roots ? { capabilities: { roots: {} } } : {});
+  if (options.roots) {
+    const roots = options.roots.map((dir) => ({ uri: pathToFileURL(dir).href }));
+    client.setRequestHandler(ListRootsRequestSchema, () => ({ roots }));
+  }
   const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
   await server.connect(serverSide);
   await client.connect(clientSide);
@@ -62,7 +91,7 @@ export async function connectInProcess(
     async close() {
       await client.close();
       await cleanup();
-      await rm(dataDir, { recursive: true, force: true });
+      if (!options.dataDir) await rm(dataDir, { recursive: true, force: true });
     },
   };
 }

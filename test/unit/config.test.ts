@@ -39,6 +39,7 @@ describe('parseCommand', () => {
       PG_WORKSPACE_STATEMENT_TIMEOUT_MS: '2500',
       PG_WORKSPACE_MAX_ROWS: '500',
       PG_WORKSPACE_MAX_RESULT_BYTES: '65536',
+      PG_WORKSPACE_ALLOWED_ROOTS: '/src/a:/src/b',
       PG_WORKSPACE_MAX_SNAPSHOTS: '3',
       PG_WORKSPACE_SNAPSHOT_BUDGET_BYTES: '1048576',
       PG_WORKSPACE_CONNECT_WAIT_MS: '3000',
@@ -55,12 +56,17 @@ describe('parseCommand', () => {
       statementTimeoutMs: 2500,
       maxRowsCap: 500,
       maxResultBytes: 65536,
+      allowedRoots: ['/src/a', '/src/b'],
       maxSnapshots: 3,
       snapshotBudgetBytes: 1048576,
       connectWaitMs: 3000,
       maintenanceIdleMs: 250,
     });
-    const flagged = serve(['--data-dir', 'rel/dir', '--extensions', '/c', '--disable', 'extra', '--extensions', '/d', '--allow-project', 'client-c'], env);
+    const flagged = serve(
+      ['--data-dir', 'rel/dir', '--extensions', '/c', '--disable', 'extra', '--extensions', '/d', '--allow-project', 'client-c', '--allow-root', 'rel/root'],
+      env,
+    );
+    expect(flagged.allowedRoots).toEqual(['/src/a', '/src/b', path.resolve('rel/root')]);
     expect(flagged.allowedProjects).toEqual(['client-a', 'client-b', 'client-c']);
     expect(flagged.dataDir).toBe(path.resolve('rel/dir'));
     expect(flagged.extensionDirs).toEqual(['/a', '/b', '/c', '/d']);

@@ -8,16 +8,20 @@ describe('tool registry', () => {
   it('holds exactly the tools the server is documented to offer', () => {
     // The one place the set is written out: a tool that disappears from the registry fails here.
     expect([...TOOL_NAMES].sort()).toEqual([
+      'add_documents',
       'describe_workspace',
       'drop_snapshot',
       'drop_workspace',
       'ensure_workspace',
       'execute',
       'fork_workspace',
+      'index_directory',
+      'index_status',
       'list_snapshots',
       'list_workspaces',
       'query',
       'restore_workspace',
+      'search',
       'search_vectors',
       'snapshot_workspace',
       'validate_columns',

@@ -17,6 +17,7 @@ CREATE TABLE IF NOT EXISTS files (
     size_bytes     integer NOT NULL,
     modified_at    timestamptz,
     deleted_at     timestamptz,
+    metadata       jsonb,
     UNIQUE (repository_id, path)
 );
 
@@ -28,9 +29,15 @@ CREATE TABLE IF NOT EXISTS chunks (
     end_line    integer NOT NULL,
     embedding   vector(768),
     created_at  timestamptz NOT NULL DEFAULT now(),
+    content_hash text,
+    -- Full-text search (the search tool): 'english' matches word forms (plurals, verb forms) and
+    -- recalled more than 'simple' on our labelled set (docs/search.md).
+    content_tsv tsvector GENERATED ALWAYS AS (to_tsvector('english'::regconfig, content)) STORED,
     CHECK (end_line >= start_line)
 );
 
 CREATE INDEX IF NOT EXISTS chunks_file_id_idx ON chunks (file_id);
 CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw_idx ON chunks USING hnsw (embedding vector_cosine_ops);
+CREATE INDEX IF NOT EXISTS chunks_content_tsv_idx ON chunks USING gin (content_tsv);
+CREATE INDEX IF NOT EXISTS chunks_content_hash_idx ON chunks (content_hash);
 CREATE INDEX IF NOT EXISTS files_active_idx ON files (repository_id) WHERE deleted_at IS NULL;

@@ -1,0 +1,178 @@
+/**
+ * `npm run bench:search`: search and ingest (issue 23), each figure a ratio taken in one run,
+ * against a throwaway PostgreSQL cluster and the loopback stub provider:
+ * 1. ingest throughput: add_documents of BENCH_INGEST_DOCS documents through the engine, taking
+ *    turns with the stub's own floor, the same texts sent directly by the same HttpEmbedder (same
+ *    batch size and concurrency); with the stub answering at once, and after BENCH_STUB_DELAY_MS
+ *    per request (a provider's own time);
+ * 2. search latency on BENCH_SEARCH_CHUNKS chunks (default 100000): hybrid and text against
+ *    vector-only, taking turns;
+ * 3. HNSW recall@10 (ef_search 40, pgvector's default, and 100) against exact search.
+ * Writes bench/results/search.json.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import pg from 'pg';
+import { parseEmbeddingsConfig, type EmbeddingsConfig } from '../src/embeddings/embeddings-config.js';
+import { HttpEmbedder } from '../src/embeddings/http-embedder.js';
+import { ProvisioningEngine } from '../src/engine.js';
+import { silentLogger } from '../src/logger.js';
+import { chunkText } from '../src/search/chunking.js';
+import { startPgCluster } from '../harness/pg-cluster.js';
+import { tempDir } from '../harness/temp-dirs.js';
+import { startEmbeddingStub, stubEmbedding } from '../harness/embedding-stub.js';
+import { ratio, sampleInterleaved } from './stats.js';
+
+const INGEST_DOCS = Number(process.env['BENCH_INGEST_DOCS'] ?? 200);
+const CHUNKS = Number(process.env['BENCH_SEARCH_CHUNKS'] ?? 100_000);
+const ITERATIONS = Number(process.env['BENCH_ITERATIONS'] ?? 30);
+const STUB_DELAY_MS = Number(process.env['BENCH_STUB_DELAY_MS'] ?? 50);
+const RECALL_QUERIES = 50;
+const log = (message: string) => process.stderr.write(`[bench:search] ${message}\n`);
+
+/** A deterministic generator (mulberry32) for the synthetic corpus. */
+function random(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const next = random(42);
+/** 2000 made-up words, so texts share some and differ in most, as prose does. */
+const VOCABULARY = Array.from({ length: 2000 }, (_, i) => {
+  const syllables = ['ka', 'lo', 'mi', 'ne', 'ru', 'sa', 'ti', 'vo', 'ze', 'pa', 'qui', 'dor'];
+  let word = '';
+  for (let n = i + 1, k = 0; n > 0 || k < 2; n = Math.floor(n / syllables.length), k++) word += syllables[n % syllables.length];
+  return word;
+});
+const sentence = (words: number) => Array.from({ length: words }, () => VOCABULARY[Math.floor(next() ** 2 * VOCABULARY.length)]).join(' ');
+
+const cluster = await startPgCluster();
+if (!cluster) throw new Error('The benchmark needs PostgreSQL binaries (see docs/development.md).');
+const stub = await startEmbeddingStub();
+const url = await cluster.createDatabase('search');
+const admin = new pg.Client({ connectionString: url });
+await admin.connect();
+await admin.query('CREATE EXTENSION IF NOT EXISTS vector');
+const embeddings = parseEmbeddingsConfig(
+  {},
+  { PG_WORKSPACE_EMBEDDINGS: 'openai', PG_WORKSPACE_EMBEDDINGS_URL: stub.openaiUrl, PG_WORKSPACE_EMBEDDINGS_MODEL: 'stub-embed', PG_WORKSPACE_EMBEDDINGS_DIMENSIONS: '768' },
+) as EmbeddingsConfig;
+const engine = new ProvisioningEngine(
+  { databaseUrl: url, dataDir: await tempDir('pgw-bench-search-'), extensionDirs: [], disabledExtensions: [], lockTimeoutMs: 60_000, embeddings },
+  silentLogger,
+);
+engine.start();
+const { search } = await engine.ready(120_000);
+const results: Record<string, unknown> = { sizes: { ingestDocs: INGEST_DOCS, chunks: CHUNKS, iterations: ITERATIONS, stubDelayMs: STUB_DELAY_MS } };
+
+try {
+  // 1. Ingest throughput against the stub's floor.
+  const documents = Array.from({ length: INGEST_DOCS }, (_, i) => ({
+    source: `doc-${i}.md`,
+    text: Array.from({ length: 4 }, () => Array.from({ length: 3 }, () => `${sentence(20)}.`).join(' ')).join('\n\n'),
+  }));
+  const texts = [...new Set(documents.flatMap((d) => chunkText(d.text).map((c) => c.content)))];
+  const direct = new HttpEmbedder(embeddings, silentLogger);
+  for (const delay of [0, STUB_DELAY_MS]) {
+    stub.delayMs = delay;
+    let round = 0;
+    // Each round stores the documents into a workspace of its own, made beforehand (its DDL and role are not ingest).
+    for (let r = 0; r < 4; r++) await search.addDocuments({ projectId: `ingest-${delay}-${r}`, documents: [{ source: 'seed.md', text: `seed ${delay} ${r}` }] });
+    const figures = await sampleInterleaved(
+      3,
+      {
+        floor: () => direct.embedDocuments(texts),
+        ingest: async () => {
+          const result = await search.addDocuments({ projectId: `ingest-${delay}-${round++}`, documents });
+          if (result.embedded !== texts.length) throw new Error(`ingest embedded ${result.embedded} of ${texts.length}`);
+        },
+      },
+      1,
+    );
+    const chunksPerSecond = (ms: number) => Math.round((texts.length / ms) * 1000);
+    results[`ingest_delay_${delay}ms`] = {
+      chunks: texts.length,
+      floor: figures.floor,
+      ingest: figures.ingest,
+      floorChunksPerSecond: chunksPerSecond(figures.floor.p50),
+      ingestChunksPerSecond: chunksPerSecond(figures.ingest.p50),
+      throughputRatio: ratio(figures.floor.p50, figures.ingest.p50),
+    };
+    log(`ingest ${texts.length} chunks, stub delay ${delay} ms: floor p50 ${figures.floor.p50} ms, ingest p50 ${figures.ingest.p50} ms, throughput ${ratio(figures.floor.p50, figures.ingest.p50)} x floor`);
+  }
+  stub.delayMs = 0;
+
+  // 2. A workspace of CHUNKS chunks, loaded directly (setup, not measured), the HNSW index built after.
+  await search.addDocuments({ projectId: 'bench-search', documents: [{ source: 'seed.md', text: 'seed' }] });
+  const schema = 'project_bench_search';
+  await admin.query(`DROP INDEX ${schema}.chunks_embedding_hnsw_idx`);
+  const [{ id: repo }] = (await admin.query(`INSERT INTO ${schema}.repositories (path, name) VALUES ('/bench', 'bench') RETURNING id`)).rows as [{ id: string }];
+  const FILES = Math.max(1, Math.round(CHUNKS / 100));
+  const { rows: files } = await admin.query<{ id: string }>(
+    `INSERT INTO ${schema}.files (repository_id, path, content_hash, size_bytes) SELECT $1, 'file-' || g || '.md', 'h' || g, 1 FROM generate_series(1, $2::int) g RETURNING id`,
+    [repo, FILES],
+  );
+  const started = performance.now();
+  for (let at = 0; at < CHUNKS; at += 1000) {
+    const n = Math.min(1000, CHUNKS - at);
+    const contents = Array.from({ length: n }, () => `${sentence(25)}.`);
+    await admin.query(
+      `INSERT INTO ${schema}.chunks (file_id, content, start_line, end_line, content_hash, embedding)
+       SELECT f, c, 1, 1, md5(c), e::vector FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(f, c, e)`,
+      [contents.map((_, i) => files[(at + i) % files.length]?.id), contents, contents.map((c) => `[${stubEmbedding(c, 768).join(',')}]`)],
+    );
+  }
+  log(`loaded ${CHUNKS} chunks in ${Math.round(performance.now() - started)} ms`);
+  const built = performance.now();
+  await admin.query(`SET maintenance_work_mem = '1GB'`);
+  await admin.query(`CREATE INDEX chunks_embedding_hnsw_idx ON ${schema}.chunks USING hnsw (embedding vector_cosine_ops)`);
+  await admin.query(`VACUUM ANALYZE ${schema}.chunks, ${schema}.files, ${schema}.repositories`);
+  log(`HNSW index built in ${Math.round(performance.now() - built)} ms`);
+
+  const queries = Array.from({ length: RECALL_QUERIES }, () => sentence(4));
+  const latency = await sampleInterleaved(ITERATIONS, {
+    vector: (i) => search.search({ projectId: 'bench-search', query: queries[(i + RECALL_QUERIES) % RECALL_QUERIES] as string, mode: 'vector', k: 10 }),
+    hybrid: (i) => search.search({ projectId: 'bench-search', query: queries[(i + RECALL_QUERIES) % RECALL_QUERIES] as string, mode: 'hybrid', k: 10 }),
+    text: (i) => search.search({ projectId: 'bench-search', query: queries[(i + RECALL_QUERIES) % RECALL_QUERIES] as string, mode: 'text', k: 10 }),
+  });
+  results['latency'] = { ...latency, hybridOverVector: ratio(latency.hybrid.p50, latency.vector.p50), textOverVector: ratio(latency.text.p50, latency.vector.p50) };
+  log(`search on ${CHUNKS} chunks, p50: vector ${latency.vector.p50} ms, hybrid ${latency.hybrid.p50} ms (${ratio(latency.hybrid.p50, latency.vector.p50)} x), text ${latency.text.p50} ms`);
+
+  // 3. HNSW recall@10 against exact search, on the stub's embeddings of the same queries.
+  // Distances tie often (texts sharing no word are all at distance 1): an index result counts as
+  // found when it is no farther than the exact search's 10th.
+  const nearest = async (vector: number[], exact: boolean, efSearch: number) => {
+    await admin.query('BEGIN');
+    try {
+      await admin.query(`SET LOCAL hnsw.ef_search = ${efSearch}`);
+      if (exact) await admin.query('SET LOCAL enable_indexscan = off');
+      const { rows } = await admin.query<{ d: number }>(`SELECT embedding <=> $1::vector AS d FROM ${schema}.chunks ORDER BY 1 LIMIT 10`, [`[${vector.join(',')}]`]);
+      return rows.map((r) => Number(r.d));
+    } finally {
+      await admin.query('ROLLBACK');
+    }
+  };
+  for (const efSearch of [40, 100]) {
+    let found = 0;
+    for (const query of queries) {
+      const vector = stubEmbedding(query, 768);
+      const tenth = (await nearest(vector, true, efSearch)).at(-1) ?? Infinity;
+      found += (await nearest(vector, false, efSearch)).filter((d) => d <= tenth + 1e-9).length;
+    }
+    const recall = Math.round((found / (queries.length * 10)) * 1000) / 1000;
+    results[`hnswRecallAt10_ef${efSearch}`] = recall;
+    log(`HNSW recall@10 against exact, ef_search ${efSearch}: ${recall} (${queries.length} queries)`);
+  }
+} finally {
+  await admin.end();
+  await engine.close();
+  await stub.close();
+  await cluster.destroy();
+}
+await mkdir(path.resolve('bench/results'), { recursive: true });
+await writeFile(path.resolve('bench/results/search.json'), `${JSON.stringify(results, null, 2)}\n`);
+process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);

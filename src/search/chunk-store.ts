@@ -1,0 +1,235 @@
+import type { Embedder, Embedding } from '../embeddings/embedder.js';
+import type { AgentParam } from '../sandbox/agent-statement.js';
+import type { ExecuteResult, RowsResult } from '../sandbox/workspace-sql.js';
+import type { Chunk } from './chunking.js';
+import {
+  EMBEDDED_HASHES,
+  INSERT_NEW_CHUNKS,
+  REMOVE_FILES,
+  REMOVE_STALE_CHUNKS,
+  STORED_FILES,
+  UPDATE_KEPT_CHUNKS,
+  WRITE_FILES,
+  WRITE_REPOSITORY,
+} from './ingest-sql.js';
+
+/** The SQL sandbox as ingest uses it: every read and write runs as the workspace's role. */
+export interface WorkspaceWriter {
+  readonly maxRowsCap: number;
+  readAsWorkspace(projectId: string, sql: string, params: readonly AgentParam[], maxRows: number): Promise<RowsResult>;
+  execute(projectId: string, sql: string, params: readonly AgentParam[], maxRows?: number): Promise<ExecuteResult>;
+  writeAsWorkspace(projectId: string, statements: ReadonlyArray<{ sql: string; params: readonly AgentParam[] }>): Promise<number[]>;
+}
+
+/** The provider, and the pin of `chunks.embedding` to its space (embedding-spaces.ts) taken before vectors are written. */
+export interface ChunkEmbeddings {
+  embedder: Embedder;
+  pin(projectId: string): Promise<void>;
+}
+
+export interface Repository {
+  /** `documents:` for add_documents; the directory's real path for index_directory. */
+  path: string;
+  name: string;
+}
+
+export interface PreparedFile {
+  path: string;
+  /** sha256 of the whole text. */
+  hash: string;
+  sizeBytes: number;
+  language: string | null;
+  metadata: Record<string, unknown> | null;
+  chunks: Chunk[];
+}
+
+export interface FileOutcome {
+  path: string;
+  added: number;
+  removed: number;
+  kept: number;
+  /** Chunks sent to the embedding provider for this file. */
+  embedded: number;
+  /** Nothing changed: the file was stored exactly so already. */
+  unchanged: boolean;
+  /** The file was stored before this call. */
+  existed: boolean;
+  /** Chunks the provider cut to fit its input limit. */
+  truncated: Array<{ start_line: number; end_line: number; input_chars: number; kept_chars: number }>;
+}
+
+/** How many hashes one lookup of stored embeddings carries (its answer stays well under the byte budget). */
+const HASHES_PER_LOOKUP = 2000;
+/** Files whose stored state one read returns. */
+const FILES_PER_LOOKUP = 200;
+/** Chunks embedded per group: a few provider batches, so its concurrency is used while the group before is written. */
+const CHUNKS_PER_GROUP = 256;
+
+/**
+ * Stores files and their chunks into a workspace's codebase tables: a file whose text, chunks
+ * and metadata are stored already is left alone; a chunk whose hash some chunk of the workspace
+ * already carries an embedding for is not embedded again; each file is then written in one
+ * transaction (see ingest-sql.ts), so it is replaced whole or not at all. Files go in groups of
+ * about CHUNKS_PER_GROUP chunks; embedding one group overlaps with writing the one before.
+ */
+export async function storeFiles(
+  sandbox: WorkspaceWriter,
+  embeddings: ChunkEmbeddings | undefined,
+  projectId: string,
+  repository: Repository,
+  files: readonly PreparedFile[],
+  signal?: AbortSignal,
+): Promise<FileOutcome[]> {
+  const embedder = embeddings?.embedder;
+  const stored = new Map<string, { hash: string; metadata: unknown; chunkHashes: string[]; unembedded: number }>();
+  for (let at = 0; at < files.length; at += FILES_PER_LOOKUP) {
+    const paths = files.slice(at, at + FILES_PER_LOOKUP).map((f) => f.path);
+    const { rows } = await sandbox.readAsWorkspace(projectId, STORED_FILES, [repository.path, paths], sandbox.maxRowsCap);
+    for (const [path, hash, metadata, chunkHashes, unembedded] of rows) {
+      stored.set(path as string, { hash: hash as string, metadata, chunkHashes: chunkHashes as string[], unembedded: Number(unembedded) });
+    }
+  }
+  const changed = files.filter((file) => {
+    const before = stored.get(file.path);
+    return !(
+      before &&
+      before.hash === file.hash &&
+      (before.unembedded === 0 || !embedder) &&
+      sameJson(before.metadata, file.metadata) &&
+      before.chunkHashes.join() === file.chunks.map((c) => c.hash).join()
+    );
+  });
+
+  // What needs an embedding: a chunk no chunk of the workspace has one for yet, once per hash.
+  const known = new Set<string>();
+  if (embeddings && changed.length > 0) {
+    // Refused here, before anything is embedded, when the column holds vectors of another space.
+    await embeddings.pin(projectId);
+    const wanted = [...new Set(changed.flatMap((f) => f.chunks.map((c) => c.hash)))];
+    for (let at = 0; at < wanted.length; at += HASHES_PER_LOOKUP) {
+      const { rows } = await sandbox.readAsWorkspace(projectId, EMBEDDED_HASHES, [wanted.slice(at, at + HASHES_PER_LOOKUP)], 1);
+      for (const hash of (rows[0]?.[0] as string[] | undefined) ?? []) known.add(hash);
+    }
+  }
+
+  // Files go in groups: a group is embedded while the one before it is written, so the provider
+  // (usually the slower side) is kept busy and the writes cost little on top.
+  const vectors = new Map<string, Vector>();
+  const embeddedBy = new Map<string, number>();
+  const outcomes = new Map<string, FileOutcome>();
+  let writing: Promise<void> = Promise.resolve();
+  for (const group of groupsOf(changed, CHUNKS_PER_GROUP)) {
+    const todo = new Map<string, Chunk>();
+    for (const file of group) {
+      for (const chunk of file.chunks) {
+        if (!embedder || known.has(chunk.hash) || todo.has(chunk.hash) || vectors.has(chunk.hash)) continue;
+        todo.set(chunk.hash, chunk);
+        embeddedBy.set(file.path, (embeddedBy.get(file.path) ?? 0) + 1);
+      }
+    }
+    const embedding = embedder && todo.size > 0 ? embedChunks(embedder, [...todo.values()], vectors, signal) : Promise.resolve();
+    // Both settle before either failure is thrown: nothing runs on after the call returns.
+    const [embedded, written] = await Promise.allSettled([embedding, writing]);
+    if (written.status === 'rejected') throw written.reason;
+    if (embedded.status === 'rejected') throw embedded.reason;
+    writing = writeGroup(group);
+  }
+  await writing;
+
+  async function writeGroup(group: readonly PreparedFile[]): Promise<void> {
+    signal?.throwIfAborted();
+    const embeddingOf = (hash: string) => {
+      const vector = vectors.get(hash)?.vector;
+      return vector ? `[${vector.join(',')}]` : null;
+    };
+    const paths = group.map((f) => ({ path: f.path }));
+    const chunkRow = (f: PreparedFile, c: Chunk) => ({ path: f.path, content: c.content, start_line: c.startLine, end_line: c.endLine, hash: c.hash, embedding: embeddingOf(c.hash) });
+    const isStored = (f: PreparedFile, c: Chunk) => stored.get(f.path)?.chunkHashes.includes(c.hash) ?? false;
+    const keptChunks = group.flatMap((f) => f.chunks.filter((c) => isStored(f, c)).map((c) => ({ ...chunkRow(f, c), content: null })));
+    const newChunks = group.flatMap((f) => f.chunks.filter((c) => !isStored(f, c)).map((c) => chunkRow(f, c)));
+    await sandbox.writeAsWorkspace(projectId, [
+      { sql: WRITE_REPOSITORY, params: [repository.path, repository.name] },
+      {
+        sql: WRITE_FILES,
+        params: [repository.path, group.map((f) => ({ path: f.path, hash: f.hash, size: f.sizeBytes, language: f.language, metadata: f.metadata }))],
+      },
+      // Each statement gets the chunk fields it reads: the texts and vectors travel once.
+      { sql: REMOVE_STALE_CHUNKS, params: [repository.path, paths, group.flatMap((f) => f.chunks.map((c) => ({ path: f.path, hash: c.hash })))] },
+      { sql: UPDATE_KEPT_CHUNKS, params: [repository.path, paths, keptChunks] },
+      { sql: INSERT_NEW_CHUNKS, params: [repository.path, paths, newChunks] },
+    ]);
+    // Per file, from what was stored before: the statements above made it so, in one transaction.
+    for (const file of group) {
+      const before = new Set(stored.get(file.path)?.chunkHashes ?? []);
+      const now = new Set(file.chunks.map((c) => c.hash));
+      const kept = [...now].filter((h) => before.has(h)).length;
+      outcomes.set(file.path, {
+        path: file.path,
+        added: now.size - kept,
+        removed: [...before].filter((h) => !now.has(h)).length,
+        kept,
+        embedded: embeddedBy.get(file.path) ?? 0,
+        unchanged: false,
+        existed: stored.has(file.path),
+        truncated: file.chunks.flatMap((c) => vectors.get(c.hash)?.truncated ?? []),
+      });
+    }
+  }
+
+  return files.map(
+    (file) =>
+      outcomes.get(file.path) ?? { path: file.path, added: 0, removed: 0, kept: file.chunks.length, embedded: 0, unchanged: true, existed: true, truncated: [] },
+  );
+}
+
+type Vector = { vector: number[]; truncated: FileOutcome['truncated'][number] | undefined };
+
+async function embedChunks(embedder: Embedder, chunks: readonly Chunk[], into: Map<string, Vector>, signal: AbortSignal | undefined): Promise<void> {
+  const embeddings = await embedder.embedDocuments(chunks.map((c) => c.content), signal);
+  if (embeddings.length !== chunks.length) throw new Error(`the embedding provider returned ${embeddings.length} embeddings for ${chunks.length} texts`);
+  chunks.forEach((chunk, i) => {
+    const { vector, truncated } = embeddings[i] as Embedding;
+    into.set(chunk.hash, {
+      vector,
+      truncated: truncated && { start_line: chunk.startLine, end_line: chunk.endLine, input_chars: truncated.inputChars, kept_chars: truncated.keptChars },
+    });
+  });
+}
+
+/** Consecutive files holding about `chunks` chunks each (a file is never split). */
+function groupsOf(files: readonly PreparedFile[], chunks: number): PreparedFile[][] {
+  const groups: PreparedFile[][] = [];
+  let group: PreparedFile[] = [];
+  let size = 0;
+  for (const file of files) {
+    group.push(file);
+    size += file.chunks.length;
+    if (size >= chunks) {
+      groups.push(group);
+      group = [];
+      size = 0;
+    }
+  }
+  if (group.length > 0) groups.push(group);
+  return groups;
+}
+
+/** Removes files of a repository and their chunks; answers how many files went. */
+export async function removeFiles(sandbox: WorkspaceWriter, projectId: string, repository: Repository, paths: readonly string[]): Promise<number> {
+  if (paths.length === 0) return 0;
+  const { affected } = await sandbox.execute(projectId, REMOVE_FILES, [repository.path, [...paths]]);
+  return affected;
+}
+
+function sameJson(a: unknown, b: unknown): boolean {
+  return JSON.stringify(canonical(a ?? null)) === JSON.stringify(canonical(b ?? null));
+}
+
+/** jsonb orders object keys its own way: compare with keys sorted. */
+function canonical(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(canonical);
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => [k, canonical(v)]));
+  }
+  return value;
+}

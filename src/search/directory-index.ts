@@ -1,0 +1,232 @@
+import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from '../logger.js';
+import { validateProjectId } from '../workspaces/project-id.js';
+import { resolveAllowedDirectory, type AllowedRoots } from './allowed-roots.js';
+import { chunkText, contentHash, DEFAULT_CHUNK_OPTIONS } from './chunking.js';
+import { removeFiles, storeFiles, type ChunkEmbeddings, type PreparedFile, type Repository, type WorkspaceWriter } from './chunk-store.js';
+import { REPOSITORY_FILES } from './ingest-sql.js';
+import { walkDirectory } from './directory-walk.js';
+
+export const DEFAULT_MAX_FILE_BYTES = 1024 * 1024;
+/** Files written per batch: their chunks go to the provider in one call, each file in its own statement. */
+const FILES_PER_BATCH = 32;
+const CHUNKS_PER_BATCH = 256;
+const STORED_PAGE = 5000;
+const REMOVED_PER_STATEMENT = 500;
+/** Finished jobs kept for index_status, per server. */
+const FINISHED_JOBS_KEPT = 50;
+
+export interface IndexDirectoryInput {
+  projectId: string;
+  path: string;
+  include?: readonly string[] | undefined;
+  exclude?: readonly string[] | undefined;
+  maxFileBytes?: number | undefined;
+}
+
+export interface IndexJobStatus {
+  job_id: string;
+  project_id: string;
+  path: string;
+  state: 'running' | 'done' | 'failed' | 'cancelled';
+  phase: 'walking' | 'indexing' | 'removing' | 'finished';
+  files_total: number;
+  files_done: number;
+  files_changed: number;
+  files_unchanged: number;
+  files_removed: number;
+  chunks_added: number;
+  chunks_removed: number;
+  embedded: number;
+  skipped: { binary: string[]; oversized: string[]; outside_root: string[]; unreadable: string[] };
+  error: string | null;
+  started_at: string;
+  finished_at: string | null;
+}
+
+export type ProgressListener = (status: IndexJobStatus) => void;
+
+interface Job {
+  status: IndexJobStatus;
+  done: Promise<IndexJobStatus>;
+  abort: AbortController;
+  listeners: Set<ProgressListener>;
+}
+
+const LANGUAGES: Readonly<Record<string, string>> = {
+  '.ts': 'typescript', '.tsx': 'typescript', '.mts': 'typescript', '.cts': 'typescript',
+  '.js': 'javascript', '.jsx': 'javascript', '.mjs': 'javascript', '.cjs': 'javascript',
+  '.py': 'python', '.rb': 'ruby', '.go': 'go', '.rs': 'rust', '.java': 'java', '.kt': 'kotlin',
+  '.c': 'c', '.h': 'c', '.cc': 'cpp', '.cpp': 'cpp', '.hpp': 'cpp', '.cs': 'csharp', '.php': 'php',
+  '.swift': 'swift', '.scala': 'scala', '.sql': 'sql', '.sh': 'shell', '.md': 'markdown',
+  '.json': 'json', '.yaml': 'yaml', '.yml': 'yaml', '.toml': 'toml', '.html': 'html', '.css': 'css',
+};
+
+/**
+ * index_directory's runs: each in the background, one at a time per workspace and directory.
+ * A run compares every file's content hash with the one stored: only new and changed files are
+ * chunked, embedded and written (each file in one statement, so it is replaced whole or not at
+ * all), and files gone from the directory are removed once the walk is complete. A run stopped
+ * half-way (a restart) leaves the files it finished stored; the next run skips them and goes on.
+ */
+export class DirectoryIndexer {
+  readonly #jobs = new Map<string, Job>();
+
+  constructor(
+    private readonly sandbox: WorkspaceWriter,
+    private readonly embeddings: ChunkEmbeddings | undefined,
+    private readonly log: Logger,
+  ) {}
+
+  /** Starts a run (or joins the one already running for that directory) and returns its status. */
+  async start(input: IndexDirectoryInput, roots: AllowedRoots, listener?: ProgressListener): Promise<{ status: IndexJobStatus; done: Promise<IndexJobStatus> }> {
+    const projectId = validateProjectId(input.projectId);
+    const root = await resolveAllowedDirectory(input.path, roots);
+    const running = [...this.#jobs.values()].find((j) => j.status.state === 'running' && j.status.project_id === projectId && j.status.path === root);
+    if (running) {
+      if (listener) running.listeners.add(listener);
+      return { status: { ...running.status }, done: running.done };
+    }
+    const status: IndexJobStatus = {
+      job_id: randomUUID(),
+      project_id: projectId,
+      path: root,
+      state: 'running',
+      phase: 'walking',
+      files_total: 0,
+      files_done: 0,
+      files_changed: 0,
+      files_unchanged: 0,
+      files_removed: 0,
+      chunks_added: 0,
+      chunks_removed: 0,
+      embedded: 0,
+      skipped: { binary: [], oversized: [], outside_root: [], unreadable: [] },
+      error: null,
+      started_at: new Date().toISOString(),
+      finished_at: null,
+    };
+    const job: Job = { status, abort: new AbortController(), listeners: new Set(listener ? [listener] : []), done: Promise.resolve(status) };
+    job.done = this.#run(job, input).then(
+      () => this.#finish(job, 'done', null),
+      (error: unknown) => this.#finish(job, job.abort.signal.aborted ? 'cancelled' : 'failed', (error as Error).message ?? String(error)),
+    );
+    this.#jobs.set(status.job_id, job);
+    this.#forgetOldJobs();
+    return { status: { ...status }, done: job.done };
+  }
+
+  /** Runs of a workspace, newest first; with a job id, that one. */
+  status(projectId: string, jobId?: string): IndexJobStatus[] {
+    return [...this.#jobs.values()]
+      .map((j) => j.status)
+      .filter((s) => s.project_id === projectId && (jobId === undefined || s.job_id === jobId))
+      .reverse()
+      .map((s) => ({ ...s }));
+  }
+
+  /** Stops every run (server shutdown): each stops between files, leaving whole files only. */
+  async close(): Promise<void> {
+    const running = [...this.#jobs.values()].filter((j) => j.status.state === 'running');
+    for (const job of running) job.abort.abort();
+    await Promise.all(running.map((j) => j.done));
+  }
+
+  async #run(job: Job, input: IndexDirectoryInput): Promise<void> {
+    const { status } = job;
+    const signal = job.abort.signal;
+    const repository: Repository = { path: status.path, name: path.basename(status.path) };
+    const walked = await walkDirectory(
+      status.path,
+      { include: input.include ?? [], exclude: input.exclude ?? [], maxFileBytes: input.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES },
+      signal,
+    );
+    status.skipped = {
+      binary: walked.skipped.binary,
+      oversized: walked.skipped.oversized,
+      outside_root: walked.skipped.outsideRoot,
+      unreadable: walked.skipped.unreadable,
+    };
+    status.files_total = walked.files.length;
+    status.phase = 'indexing';
+    this.#report(job);
+
+    const stored = new Map<string, string>();
+    for (let offset = 0; ; offset += STORED_PAGE) {
+      const { rows } = await this.sandbox.readAsWorkspace(status.project_id, REPOSITORY_FILES, [repository.path, offset, STORED_PAGE], Math.min(STORED_PAGE, this.sandbox.maxRowsCap));
+      for (const [file, hash] of rows) stored.set(file as string, hash as string);
+      if (rows.length < Math.min(STORED_PAGE, this.sandbox.maxRowsCap)) break;
+    }
+
+    let batch: PreparedFile[] = [];
+    let batchChunks = 0;
+    const flush = async () => {
+      if (batch.length === 0) return;
+      const outcomes = await storeFiles(this.sandbox, this.embeddings, status.project_id, repository, batch, signal);
+      for (const o of outcomes) {
+        status.chunks_added += o.added;
+        status.chunks_removed += o.removed;
+        status.embedded += o.embedded;
+      }
+      status.files_done += batch.length;
+      batch = [];
+      batchChunks = 0;
+      this.#report(job);
+    };
+    for (const file of walked.files) {
+      signal.throwIfAborted();
+      const text = await readFile(file.absolute, 'utf8').catch(() => undefined);
+      if (text === undefined) {
+        status.skipped.unreadable.push(file.path);
+        status.files_done++;
+        continue;
+      }
+      const hash = contentHash(text);
+      if (stored.get(file.path) === hash) {
+        status.files_unchanged++;
+        status.files_done++;
+        continue;
+      }
+      status.files_changed++;
+      const chunks = chunkText(text, DEFAULT_CHUNK_OPTIONS, 'code');
+      batch.push({ path: file.path, hash, sizeBytes: file.sizeBytes, language: LANGUAGES[path.extname(file.path).toLowerCase()] ?? null, metadata: null, chunks });
+      batchChunks += chunks.length;
+      if (batch.length >= FILES_PER_BATCH || batchChunks >= CHUNKS_PER_BATCH) await flush();
+    }
+    await flush();
+
+    // Only after a complete walk: a run stopped earlier must not take files it did not reach for deleted.
+    status.phase = 'removing';
+    const present = new Set(walked.files.map((f) => f.path));
+    const gone = [...stored.keys()].filter((p) => !present.has(p));
+    for (let at = 0; at < gone.length; at += REMOVED_PER_STATEMENT) {
+      signal.throwIfAborted();
+      status.files_removed += await removeFiles(this.sandbox, status.project_id, repository, gone.slice(at, at + REMOVED_PER_STATEMENT));
+    }
+  }
+
+  #finish(job: Job, state: IndexJobStatus['state'], error: string | null): IndexJobStatus {
+    Object.assign(job.status, { state, error, phase: 'finished', finished_at: new Date().toISOString() });
+    if (error) this.log.warn('index_directory run ended early', { project_id: job.status.project_id, path: job.status.path, state, error });
+    this.#report(job);
+    job.listeners.clear();
+    return { ...job.status };
+  }
+
+  #report(job: Job): void {
+    for (const listener of job.listeners) {
+      try {
+        listener({ ...job.status });
+      } catch {
+        job.listeners.delete(listener);
+      }
+    }
+  }
+
+  #forgetOldJobs(): void {
+    const finished = [...this.#jobs.values()].filter((j) => j.status.state !== 'running');
+    for (const job of finished.slice(0, Math.max(0, finished.length - FINISHED_JOBS_KEPT))) this.#jobs.delete(job.status.job_id);
+  }
+}

@@ -1,0 +1,108 @@
+import { open, readdir, readFile, realpath, stat } from 'node:fs/promises';
+import path from 'node:path';
+import ignore, { type Ignore } from 'ignore';
+import { isInside } from './allowed-roots.js';
+
+export interface WalkedFile {
+  /** Relative to the root, with forward slashes. */
+  path: string;
+  absolute: string;
+  sizeBytes: number;
+}
+
+export interface WalkOptions {
+  /** gitignore-style patterns to index only (empty: everything not excluded). */
+  include: readonly string[];
+  /** gitignore-style patterns to leave out, besides .gitignore files and .git. */
+  exclude: readonly string[];
+  maxFileBytes: number;
+}
+
+export interface WalkResult {
+  files: WalkedFile[];
+  skipped: { binary: string[]; oversized: string[]; outsideRoot: string[]; unreadable: string[] };
+}
+
+/** Bytes read to tell a binary file: Git's own heuristic looks for a NUL in the first 8000. */
+const BINARY_PROBE_BYTES = 8000;
+
+/**
+ * The files of a directory that index_directory reads: .gitignore files honoured at every
+ * level (patterns relative to their own directory, as Git does), `.git` left out, `exclude`
+ * left out and, when given, only `include` kept. A symlink is followed only when its target
+ * lies inside the root (then the target is read once, under the link's path); one leading out
+ * is refused and listed. Binary and oversized files are listed, not read.
+ */
+export async function walkDirectory(root: string, options: WalkOptions, signal?: AbortSignal): Promise<WalkResult> {
+  const result: WalkResult = { files: [], skipped: { binary: [], oversized: [], outsideRoot: [], unreadable: [] } };
+  const excluded = ignore().add(['.git/', ...options.exclude]);
+  const included = options.include.length > 0 ? ignore().add([...options.include]) : undefined;
+  const visited = new Set<string>();
+
+  async function visit(directory: string, rules: ReadonlyArray<{ base: string; matcher: Ignore }>): Promise<void> {
+    signal?.throwIfAborted();
+    const real = await realpath(directory);
+    if (visited.has(real)) return;
+    visited.add(real);
+    const own = await readFile(path.join(directory, '.gitignore'), 'utf8').catch(() => undefined);
+    const here = own === undefined ? rules : [...rules, { base: directory, matcher: ignore().add(own) }];
+    const entries = await readdir(directory, { withFileTypes: true });
+    entries.sort((a, b) => (a.name < b.name ? -1 : 1));
+    for (const entry of entries) {
+      const absolute = path.join(directory, entry.name);
+      const relative = path.relative(root, absolute).split(path.sep).join('/');
+      let isDirectory = entry.isDirectory();
+      let isFile = entry.isFile();
+      if (entry.isSymbolicLink()) {
+        const target = await realpath(absolute).catch(() => undefined);
+        if (target === undefined) {
+          result.skipped.unreadable.push(relative);
+          continue;
+        }
+        if (!isInside(target, root)) {
+          result.skipped.outsideRoot.push(relative);
+          continue;
+        }
+        const targetStat = await stat(target);
+        isDirectory = targetStat.isDirectory();
+        isFile = targetStat.isFile();
+      }
+      if (!isDirectory && !isFile) continue;
+      const probe = isDirectory ? `${relative}/` : relative;
+      if (excluded.ignores(probe) || here.some((r) => r.matcher.ignores(relativeTo(r.base, absolute, isDirectory)))) continue;
+      if (isDirectory) {
+        await visit(absolute, here);
+        continue;
+      }
+      if (included && !included.ignores(relative)) continue;
+      const { size } = await stat(absolute);
+      if (size > options.maxFileBytes) {
+        result.skipped.oversized.push(relative);
+        continue;
+      }
+      if (await looksBinary(absolute)) {
+        result.skipped.binary.push(relative);
+        continue;
+      }
+      result.files.push({ path: relative, absolute, sizeBytes: size });
+    }
+  }
+  await visit(root, []);
+  return result;
+}
+
+function relativeTo(base: string, absolute: string, isDirectory: boolean): string {
+  const relative = path.relative(base, absolute).split(path.sep).join('/');
+  return isDirectory ? `${relative}/` : relative;
+}
+
+async function looksBinary(file: string): Promise<boolean> {
+  const handle = await open(file, 'r');
+  try {
+    const buffer = Buffer.alloc(BINARY_PROBE_BYTES);
+    const { bytesRead } = await handle.read(buffer, 0, BINARY_PROBE_BYTES, 0);
+    return buffer.subarray(0, bytesRead).includes(0);
+  } finally {
+    await handle.close();
+  }
+}

@@ -1,0 +1,81 @@
+import type { Database } from '../db/database.js';
+import type { Embedder } from '../embeddings/embedder.js';
+import type { Logger } from '../logger.js';
+import type { WorkspaceSql } from '../sandbox/workspace-sql.js';
+import { pin } from '../embeddings/embedding-spaces.js';
+import type { AllowedRoots } from './allowed-roots.js';
+import type { ChunkEmbeddings } from './chunk-store.js';
+import { DirectoryIndexer, type IndexDirectoryInput, type IndexJobStatus, type ProgressListener } from './directory-index.js';
+import { validateProjectId } from '../workspaces/project-id.js';
+import { REPOSITORY_SUMMARY } from './ingest-sql.js';
+import { addDocuments, type AddDocumentsInput, type AddDocumentsResult } from './document-ingest.js';
+import { searchWorkspace, type SearchInput, type SearchResult } from './workspace-search.js';
+
+const REPOSITORIES_LISTED = 100;
+
+export interface RepositorySummary {
+  path: string;
+  indexed_at: string | null;
+  files: number;
+  chunks: number;
+  chunks_without_embedding: number;
+}
+
+/**
+ * Text in, knowledge out: search by text and ingest of documents (and directories) into the
+ * workspaces' codebase tables. Every read and write of a workspace table runs as the
+ * workspace's role in its sandbox (WorkspaceSql). `embedder` is undefined when no provider is
+ * configured: then chunks are stored without embeddings and search is full-text only.
+ */
+export class SearchService {
+  readonly #directories: DirectoryIndexer;
+  readonly #embeddings: ChunkEmbeddings | undefined;
+
+  constructor(
+    private readonly db: Database,
+    private readonly sandbox: WorkspaceSql,
+    readonly embedder: Embedder | undefined,
+    /** --allow-root: where index_directory may read for clients without MCP roots (and a bound on those with them). */
+    readonly serverRoots: readonly string[],
+    log: Logger,
+  ) {
+    this.#embeddings = embedder && {
+      embedder,
+      // Its own short transaction: the sandbox writes that follow run on another session.
+      pin: (projectId) => db.transaction((tx) => pin(tx, { projectId, table: 'chunks', column: 'embedding', textColumn: 'content' }, embedder.space)),
+    };
+    this.#directories = new DirectoryIndexer(sandbox, this.#embeddings, log);
+  }
+
+  search(input: SearchInput, signal?: AbortSignal): Promise<SearchResult> {
+    return searchWorkspace(this.db, this.sandbox, this.embedder, input, signal);
+  }
+
+  addDocuments(input: AddDocumentsInput, signal?: AbortSignal): Promise<AddDocumentsResult> {
+    return addDocuments(this.sandbox, this.#embeddings, input, signal);
+  }
+
+  /** Starts indexing a directory in the background; `clientRoots`: the MCP client's roots, undefined if it has none. */
+  indexDirectory(input: IndexDirectoryInput, clientRoots: readonly string[] | undefined, listener?: ProgressListener) {
+    const roots: AllowedRoots = { client: clientRoots, server: this.serverRoots };
+    return this.#directories.start(input, roots, listener);
+  }
+
+  /** This server's runs for a workspace, and what its tables hold per repository (which survives restarts). */
+  async indexStatus(projectId: string, jobId?: string): Promise<{ runs: IndexJobStatus[]; repositories: RepositorySummary[] }> {
+    const id = validateProjectId(projectId);
+    const { rows } = await this.sandbox.readAsWorkspace(id, REPOSITORY_SUMMARY, [REPOSITORIES_LISTED], REPOSITORIES_LISTED);
+    const repositories = rows.map(([path, indexedAt, files, chunks, unembedded]) => ({
+      path: path as string,
+      indexed_at: indexedAt === null ? null : new Date(indexedAt as string).toISOString(),
+      files: Number(files),
+      chunks: Number(chunks),
+      chunks_without_embedding: Number(unembedded),
+    }));
+    return { runs: this.#directories.status(id, jobId), repositories };
+  }
+
+  close(): Promise<void> {
+    return this.#directories.close();
+  }
+}

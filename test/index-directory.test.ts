@@ -1,0 +1,263 @@
+import { mkdir, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from './support/fixtures.js';
+import { startEmbeddingStub } from './support/embedding-stub.js';
+import { callTool, connectInProcess, embeddingsAt } from './support/mcp.js';
+import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
+import { BACKEND_KINDS } from './support/backend-per-kind.js';
+
+/*
+ * index_directory on a generated repository: .gitignore, binaries, an oversized file and
+ * symlinks in and out of the root; roots from the MCP client; incremental re-runs; a run
+ * stopped by a restart leaves whole files only and the next run resumes.
+ */
+
+let cluster: PgCluster | null = null;
+beforeAll(async () => {
+  cluster = await startPgCluster();
+}, 120_000);
+afterAll(async () => cluster?.destroy());
+
+async function postgresUrl(c: PgCluster): Promise<string | undefined> {
+  const url = await c.createDatabase('index');
+  const [available] = await c.sql(`SELECT count(*)::int AS n FROM pg_available_extensions WHERE name = 'vector'`);
+  if (available?.['n'] !== 1) return undefined;
+  const pg = await import('pg');
+  const admin = new pg.default.Client({ connectionString: url });
+  await admin.connect();
+  await admin.query('CREATE EXTENSION IF NOT EXISTS vector');
+  await admin.end();
+  return url;
+}
+
+const tsFile = (name: string, lines = 3) =>
+  `export function ${name}(input: string): string {\n${Array.from({ length: lines }, (_, i) => `  const step${i} = input.trim(); // ${name} step ${i}`).join('\n')}\n  return input;\n}\n`;
+
+/** A repository with everything index_directory must leave out, and a directory outside it. */
+async function makeRepository(): Promise<{ root: string; outside: string }> {
+  const base = await tempDir('pgw-repo-');
+  const root = path.join(base, 'repo');
+  const outside = path.join(base, 'outside');
+  await mkdir(path.join(root, 'src', 'nested'), { recursive: true });
+  await mkdir(path.join(root, 'build'), { recursive: true });
+  await mkdir(path.join(root, 'docs'), { recursive: true });
+  await mkdir(outside, { recursive: true });
+  await writeFile(path.join(root, '.gitignore'), 'build/\n*.log\n');
+  await writeFile(path.join(root, 'src', 'nested', '.gitignore'), 'generated.ts\n');
+  await writeFile(path.join(root, 'src', 'parser.ts'), tsFile('parseConfiguration'));
+  await writeFile(path.join(root, 'src', 'nested', 'walker.ts'), tsFile('walkTheTree'));
+  await writeFile(path.join(root, 'src', 'nested', 'generated.ts'), tsFile('generatedThing'));
+  await writeFile(path.join(root, 'src', 'util.py'), 'def normalize_whitespace(text):\n    return " ".join(text.split())\n');
+  await writeFile(path.join(root, 'docs', 'guide.md'), '# Guide\n\nRun the reticulator before the splines.\n');
+  await writeFile(path.join(root, 'build', 'bundle.js'), 'function bundledOutput() {}\n');
+  await writeFile(path.join(root, 'debug.log'), 'log line mentioning parseConfiguration\n');
+  await writeFile(path.join(root, 'logo.png'), Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x00, 0x00, 0x1a, 0x0a]));
+  await writeFile(path.join(root, 'huge.txt'), 'x'.repeat(300_000));
+  await writeFile(path.join(outside, 'secret.ts'), tsFile('outsideSecret'));
+  await symlink(outside, path.join(root, 'escape'));
+  await symlink(path.join(outside, 'secret.ts'), path.join(root, 'secret-link.ts'));
+  await symlink(path.join(root, 'src', 'parser.ts'), path.join(root, 'parser-link.ts'));
+  return { root, outside };
+}
+
+type Run = Record<string, unknown> & { skipped: Record<string, string[]> };
+
+for (const kind of BACKEND_KINDS) {
+  describe(`index_directory on ${kind}`, () => {
+    let repo: { root: string; outside: string };
+    let url: string | undefined;
+    let dataDir: string;
+    beforeAll(async () => {
+      repo = await makeRepository();
+      dataDir = await tempDir('pgw-index-store-');
+      if (kind === 'postgres' && cluster) url = await postgresUrl(cluster);
+    }, 120_000);
+    afterAll(async () => {
+      await rm(path.dirname(repo.root), { recursive: true, force: true });
+      await rm(dataDir, { recursive: true, force: true });
+    });
+    const connect = (options: { roots?: string[]; allowedRoots?: string[] } = {}) =>
+      connectInProcess({ ...(url ? { databaseUrl: url } : { dataDir }), ...options });
+
+    it('indexes what .gitignore keeps, inside the client roots, reporting progress; re-runs only touch changes', async (ctx) => {
+      if (kind === 'postgres' && !url) ctx.skip();
+      const mcp = await connect({ roots: [repo.root] });
+      try {
+        const progress: Array<{ progress: number; total?: number | undefined }> = [];
+        const first = (await mcp.client.callTool({ name: 'index_directory', arguments: { project_id: 'repo', path: repo.root, max_file_bytes: 100_000 } }, undefined, {
+          onprogress: (p) => progress.push(p),
+        })) as CallToolResult;
+        expect(first.isError, JSON.stringify(first.content)).toBeFalsy();
+        const run = first.structuredContent as Run;
+        expect(run).toMatchObject({ state: 'done', phase: 'finished', files_total: 7, files_changed: 7, files_unchanged: 0, files_removed: 0, embedded: 0, error: null });
+        expect(run.skipped).toEqual({ binary: ['logo.png'], oversized: ['huge.txt'], outside_root: ['escape', 'secret-link.ts'], unreadable: [] });
+        expect(progress.length).toBeGreaterThan(0);
+        expect(progress.at(-1)).toMatchObject({ progress: 7, total: 7 });
+
+        const run2 = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
+        const files = await run2('query', { project_id: 'repo', sql: 'SELECT f.path, f.language FROM files f ORDER BY 1' });
+        // .gitignore files are text of the repository like any other.
+        expect(files.data['rows']).toEqual([
+          ['.gitignore', null],
+          ['docs/guide.md', 'markdown'],
+          ['parser-link.ts', 'typescript'],
+          ['src/nested/.gitignore', null],
+          ['src/nested/walker.ts', 'typescript'],
+          ['src/parser.ts', 'typescript'],
+          ['src/util.py', 'python'],
+        ]);
+        const hit = await run2('search', { project_id: 'repo', query: 'walkTheTree', k: 1 });
+        expect((hit.data['results'] as Array<{ source: unknown }>)[0]?.source).toMatchObject({ path: 'src/nested/walker.ts', start_line: 1, end_line: 6, repository: repo.root });
+        for (const absent of ['outsideSecret', 'bundledOutput', 'generatedThing']) {
+          const none = await run2('search', { project_id: 'repo', query: absent });
+          expect(none.data['results'], absent).toEqual([]);
+        }
+
+        // Change one file, delete one, add one.
+        await writeFile(path.join(repo.root, 'src', 'parser.ts'), tsFile('parseConfiguration', 5));
+        await unlink(path.join(repo.root, 'src', 'util.py'));
+        await writeFile(path.join(repo.root, 'src', 'added.ts'), tsFile('freshlyAdded'));
+        const second = await run2('index_directory', { project_id: 'repo', path: repo.root, max_file_bytes: 100_000 });
+        expect(second.data).toMatchObject({ state: 'running' });
+        const status = await waitForRun(run2, 'repo', second.data['job_id'] as string);
+        // parser-link.ts follows parser.ts: both changed.
+        expect(status).toMatchObject({ state: 'done', files_total: 7, files_changed: 3, files_unchanged: 4, files_removed: 1 });
+        const gone = await run2('search', { project_id: 'repo', query: 'normalize_whitespace' });
+        expect(gone.data['results']).toEqual([]);
+        const longer = await run2('search', { project_id: 'repo', query: 'parseConfiguration', filter: { path: 'src/parser.ts' } });
+        expect((longer.data['results'] as Array<{ source: { end_line: number } }>)[0]?.source.end_line).toBe(8);
+        const summary = await run2('index_status', { project_id: 'repo' });
+        expect(summary.data['repositories']).toEqual([{ path: repo.root, indexed_at: expect.any(String), files: 7, chunks: 7, chunks_without_embedding: 7 }]);
+        expect((summary.data['runs'] as unknown[]).length).toBe(2);
+      } finally {
+        await mcp.close();
+      }
+    }, 120_000);
+
+    it('with a provider, a re-run sends embedding requests for the changed file only', async (ctx) => {
+      if (kind === 'postgres' && !url) ctx.skip();
+      const stub = await startEmbeddingStub();
+      const sentTexts = () => stub.requests.flatMap((r) => r.body['input'] as string[]);
+      const dir = path.join(path.dirname(repo.root), 'embedded');
+      await mkdir(dir, { recursive: true });
+      await Promise.all(Array.from({ length: 20 }, (_, i) => writeFile(path.join(dir, `mod${i}.ts`), tsFile(`module${i}Entry`, 60))));
+      const mcp = await connectInProcess({ ...(url ? { databaseUrl: url } : { dataDir }), allowedRoots: [dir], embeddings: embeddingsAt(stub.openaiUrl) });
+      try {
+        const run = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
+        const first = await run('index_directory', { project_id: 'embedded', path: dir });
+        const done = await waitForRun(run, 'embedded', first.data['job_id'] as string);
+        const chunks = await run('query', { project_id: 'embedded', sql: 'SELECT count(*)::int, count(embedding)::int, count(DISTINCT content_hash)::int FROM chunks' });
+        const [total, embedded, distinct] = (chunks.data['rows'] as number[][])[0] ?? [];
+        expect(total).toBeGreaterThan(20);
+        expect(embedded).toBe(total);
+        expect(done).toMatchObject({ state: 'done', files_changed: 20, embedded: distinct });
+        expect(sentTexts().length).toBe(distinct);
+
+        await writeFile(path.join(dir, 'mod7.ts'), tsFile('module7Entry', 60).replace('step59', 'stepChanged'));
+        const before = sentTexts().length;
+        const second = await run('index_directory', { project_id: 'embedded', path: dir });
+        const again = await waitForRun(run, 'embedded', second.data['job_id'] as string);
+        const sent = sentTexts().slice(before);
+        expect(again).toMatchObject({ state: 'done', files_changed: 1, files_unchanged: 19, embedded: sent.length });
+        // Only the changed chunk of mod7.ts (the last): the file's other chunks were stored already.
+        expect(sent).toHaveLength(1);
+        expect(sent[0]).toContain('stepChanged');
+        const hit = await run('search', { project_id: 'embedded', query: 'stepChanged module7Entry', k: 1 });
+        expect(hit.data).toMatchObject({ mode: 'hybrid' });
+        expect((hit.data['results'] as Array<{ source: { path: string } }>)[0]?.source.path).toBe('mod7.ts');
+      } finally {
+        await mcp.close();
+        await stub.close();
+        await rm(dir, { recursive: true, force: true });
+      }
+    }, 120_000);
+
+    it('refuses paths outside the roots, and directories with no roots at all', async (ctx) => {
+      if (kind === 'postgres' && !url) ctx.skip();
+      const withRoots = await connect({ roots: [path.join(repo.root, 'src')] });
+      try {
+        const call = (args: Record<string, unknown>) => callTool(withRoots.client, withRoots.tools, 'index_directory', { project_id: 'repo', ...args });
+        expect((await call({ path: repo.root })).text).toMatch(/outside the roots this client shared/);
+        expect((await call({ path: path.join(repo.root, 'escape') })).text).toMatch(/outside the roots/);
+        expect((await call({ path: 'src' })).text).toMatch(/must be absolute/);
+        expect((await call({ path: path.join(repo.root, 'nope') })).text).toMatch(/Cannot read.*ENOENT/);
+      } finally {
+        await withRoots.close();
+      }
+      const noRoots = await connect();
+      try {
+        const refused = await callTool(noRoots.client, noRoots.tools, 'index_directory', { project_id: 'repo', path: repo.root });
+        expect(refused.text).toMatch(/no MCP roots.*--allow-root/);
+      } finally {
+        await noRoots.close();
+      }
+      const serverRoots = await connect({ allowedRoots: [repo.outside] });
+      try {
+        const refused = await callTool(serverRoots.client, serverRoots.tools, 'index_directory', { project_id: 'repo', path: repo.root });
+        expect(refused.text).toMatch(/outside the directories this server allows \(--allow-root/);
+      } finally {
+        await serverRoots.close();
+      }
+    }, 120_000);
+
+    it('a restart mid-run leaves whole files only, and the next run goes on from there', async (ctx) => {
+      if (kind === 'postgres' && !url) ctx.skip();
+      const big = path.join(path.dirname(repo.root), 'big');
+      await mkdir(big, { recursive: true });
+      const FILES = 400;
+      await Promise.all(Array.from({ length: FILES }, (_, i) => writeFile(path.join(big, `file${String(i).padStart(3, '0')}.ts`), tsFile(`function${i}`, 40))));
+      const first = await connect({ allowedRoots: [big] });
+      let stoppedAt: Run;
+      try {
+        const started = await callTool(first.client, first.tools, 'index_directory', { project_id: 'restart', path: big });
+        expect(started.isError, started.text).toBe(false);
+        // Wait for some files to be written, then shut the server down mid-run.
+        for (;;) {
+          const s = await callTool(first.client, first.tools, 'index_status', { project_id: 'restart' });
+          const [run] = s.data['runs'] as Run[];
+          if ((run?.['files_done'] as number) > 0) break;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      } finally {
+        await first.close();
+      }
+      const second = await connect({ allowedRoots: [big] });
+      try {
+        const run2 = (name: string, args: Record<string, unknown>) => callTool(second.client, second.tools, name, args);
+        // Every stored file has all of its chunks: the same count a whole write gives (each file here chunks alike).
+        const stored = await run2('query', {
+          project_id: 'restart',
+          sql: 'SELECT count(*)::int AS files, count(DISTINCT n)::int AS shapes, min(n)::int AS n FROM (SELECT f.id, count(c.id) AS n FROM files f LEFT JOIN chunks c ON c.file_id = f.id GROUP BY f.id) s',
+        });
+        const [files, shapes, perFile] = (stored.data['rows'] as number[][])[0] ?? [];
+        expect(files).toBeGreaterThan(0);
+        expect(files).toBeLessThan(FILES);
+        expect(shapes).toBe(1);
+        expect(perFile).toBeGreaterThan(1);
+        const resumed = await run2('index_directory', { project_id: 'restart', path: big });
+        stoppedAt = await waitForRun(run2, 'restart', resumed.data['job_id'] as string);
+        expect(stoppedAt).toMatchObject({ state: 'done', files_total: FILES, files_unchanged: files, files_changed: FILES - (files ?? 0), files_removed: 0 });
+        const all = await run2('query', { project_id: 'restart', sql: 'SELECT count(*)::int FROM files' });
+        expect(all.data['rows']).toEqual([[FILES]]);
+      } finally {
+        await second.close();
+        await rm(big, { recursive: true, force: true });
+      }
+    }, 240_000);
+  });
+}
+
+async function waitForRun(
+  run: (name: string, args: Record<string, unknown>) => Promise<{ data: Record<string, unknown> }>,
+  projectId: string,
+  jobId: string,
+): Promise<Run> {
+  for (;;) {
+    const { data } = await run('index_status', { project_id: projectId, job_id: jobId });
+    const [status] = data['runs'] as Run[];
+    if (status && status['state'] !== 'running') return status;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -1,0 +1,207 @@
+import type { Tool } from '@modelcontextprotocol/sdk/types.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { callTool, connectInProcess } from './support/mcp.js';
+import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
+import { BACKEND_KINDS } from './support/backend-per-kind.js';
+
+/*
+ * The default set-up's done-criterion (issue 23): with no embedding provider, an agent adds
+ * documents and finds them by text with the tools alone, on both backends.
+ */
+
+let cluster: PgCluster | null = null;
+beforeAll(async () => {
+  cluster = await startPgCluster();
+}, 120_000);
+afterAll(async () => cluster?.destroy());
+
+async function postgresUrl(c: PgCluster): Promise<string | undefined> {
+  const url = await c.createDatabase('search');
+  const [available] = await c.sql(`SELECT count(*)::int AS n FROM pg_available_extensions WHERE name = 'vector'`);
+  if (available?.['n'] !== 1) return undefined;
+  const pg = await import('pg');
+  const admin = new pg.default.Client({ connectionString: url });
+  await admin.connect();
+  await admin.query('CREATE EXTENSION IF NOT EXISTS vector');
+  await admin.end();
+  return url;
+}
+
+interface Hit {
+  content: string;
+  source: { table: string; path: string; start_line: number; end_line: number; repository: string };
+  metadata: unknown;
+  text_rank: number | null;
+  vector_rank: number | null;
+}
+
+const GUIDE = [
+  '# Installing',
+  '',
+  'Run npm install pg-workspace-mcp and add the server to your client configuration.',
+  '',
+  '# Backups',
+  '',
+  'The embedded store keeps its data in one directory: copy it while the server is stopped.',
+  'A PostgreSQL server is backed up with pg_dump like any other database.',
+].join('\n');
+
+for (const kind of BACKEND_KINDS) {
+  describe(`search and add_documents without a provider on ${kind}`, () => {
+    let mcp: Awaited<ReturnType<typeof connectInProcess>> | undefined;
+    let tools: Tool[];
+    const run = (name: string, args: Record<string, unknown>) => callTool((mcp as NonNullable<typeof mcp>).client, tools, name, args);
+
+    beforeAll(async () => {
+      if (kind === 'pglite') mcp = await connectInProcess();
+      else {
+        const url = cluster && (await postgresUrl(cluster));
+        if (!url) return;
+        mcp = await connectInProcess({ databaseUrl: url });
+      }
+      tools = mcp.tools;
+    }, 240_000);
+    afterAll(async () => mcp?.close());
+
+    it('adds documents and finds them by text, with source, lines and metadata, saying it is text only', async (ctx) => {
+      if (!mcp) ctx.skip();
+      const added = await run('add_documents', {
+        project_id: 'docs',
+        documents: [
+          { source: 'guide.md', text: GUIDE, metadata: { kind: 'guide' } },
+          { source: 'faq.md', text: 'Why PGlite?\n\nIt needs no server: the database runs inside the process.' },
+        ],
+        chunk_size: 100,
+        chunk_overlap: 0,
+      });
+      expect(added.isError, added.text).toBe(false);
+      expect(added.data).toMatchObject({ skipped: 0, removed: 0, embedded: 0, embedding_model: null });
+      expect(added.data['added']).toBeGreaterThanOrEqual(4);
+      expect(added.data['note']).toMatch(/No embedding provider/);
+
+      const found = await run('search', { project_id: 'docs', query: 'database with pg_dump', k: 3 });
+      expect(found.isError, found.text).toBe(false);
+      expect(found.data).toMatchObject({ mode: 'text', table: 'chunks', language: 'english' });
+      expect(found.data['note']).toMatch(/no embedding provider/i);
+      const [best] = found.data['results'] as Hit[];
+      expect(best?.content).toContain('pg_dump');
+      expect(best?.source).toMatchObject({ table: 'chunks', path: 'guide.md', repository: 'documents:', end_line: 8 });
+      expect(best?.source.start_line).toBeLessThanOrEqual(8);
+      expect(best?.metadata).toEqual({ kind: 'guide' });
+      expect(best?.text_rank).toBe(1);
+      expect(best?.vector_rank).toBeNull();
+
+      // websearch syntax: an excluded word removes the chunk that has it.
+      const excluded = await run('search', { project_id: 'docs', query: 'server -pg_dump' });
+      const contents = (excluded.data['results'] as Array<{ content: string }>).map((r) => r.content);
+      expect(contents.length).toBeGreaterThan(0);
+      expect(contents.some((c) => c.includes('pg_dump'))).toBe(false);
+
+      // A filter on the path.
+      const faqOnly = await run('search', { project_id: 'docs', query: 'server database', filter: { path: 'faq.md' } });
+      expect((faqOnly.data['results'] as Array<{ source: { path: string } }>).map((r) => r.source.path)).toEqual(['faq.md']);
+    });
+
+    it('re-adding the same text writes nothing; changed text replaces the old chunks', async (ctx) => {
+      if (!mcp) ctx.skip();
+      const again = await run('add_documents', { project_id: 'docs', documents: [{ source: 'guide.md', text: GUIDE, metadata: { kind: 'guide' } }], chunk_size: 100, chunk_overlap: 0 });
+      expect(again.data).toMatchObject({ added: 0, removed: 0, documents: [{ source: 'guide.md', status: 'unchanged' }] });
+      expect(again.data['skipped']).toBeGreaterThanOrEqual(3);
+
+      const changed = GUIDE.replace('pg_dump', 'pg_basebackup');
+      const replaced = await run('add_documents', { project_id: 'docs', documents: [{ source: 'guide.md', text: changed, metadata: { kind: 'guide' } }], chunk_size: 100, chunk_overlap: 0 });
+      expect(replaced.data).toMatchObject({ added: 1, removed: 1, documents: [{ source: 'guide.md', status: 'replaced', added: 1, removed: 1 }] });
+      const old = await run('search', { project_id: 'docs', query: 'pg_dump' });
+      expect(old.data['results']).toEqual([]);
+      const now = await run('search', { project_id: 'docs', query: 'pg_basebackup' });
+      expect((now.data['results'] as Array<{ content: string }>)[0]?.content).toContain('pg_basebackup');
+      const rows = await run('query', { project_id: 'docs', sql: "SELECT count(*)::int AS n FROM chunks c JOIN files f ON f.id = c.file_id WHERE f.path = 'guide.md'" });
+      expect(rows.data['rows']).toEqual([[4]]);
+    });
+
+    it('a workspace made before the search columns gets them from migrate-workspaces, its old chunks searchable', async (ctx) => {
+      if (!mcp) ctx.skip();
+      const { db, fleet } = await (mcp as NonNullable<typeof mcp>).engine.ready(30_000);
+      await run('add_documents', { project_id: 'legacy', documents: [{ source: 'old.md', text: 'Written before full-text search existed.' }] });
+      // Back to the codebase tables as the previous release made them, its migration unrecorded.
+      await db.exec(`
+        ALTER TABLE project_legacy.chunks DROP COLUMN content_tsv, DROP COLUMN content_hash;
+        ALTER TABLE project_legacy.files DROP COLUMN metadata;
+        DELETE FROM project_registry.workspace_migrations WHERE project_id = 'legacy' AND name = '0001_search';
+        UPDATE project_registry.workspace_config SET workspace_fingerprint = 'previous', workspace_schema_fingerprint = NULL WHERE project_id = 'legacy';`);
+      const before = await run('workspace_status', { project_id: 'legacy' });
+      expect(before.data['workspace']).toMatchObject({ up_to_date: false, pending: ['codebase/0001_search'] });
+
+      const summary = await fleet.upgrade({ concurrency: 2 });
+      expect(summary).toMatchObject({ failed: 0 });
+      expect(summary.upgraded).toBeGreaterThanOrEqual(1);
+      const after = await run('workspace_status', { project_id: 'legacy' });
+      expect(after.data['workspace']).toMatchObject({ up_to_date: true, pending: [] });
+      const described = await run('describe_workspace', { project_id: 'legacy', table: 'chunks' });
+      const [chunks] = described.data['tables'] as Array<{ columns: Array<{ name: string; generated: boolean }>; indexes: Array<{ name: string; method: string }> }>;
+      expect(chunks?.columns.find((c) => c.name === 'content_tsv')).toMatchObject({ generated: true });
+      expect(chunks?.indexes.find((i) => i.name === 'chunks_content_tsv_idx')).toMatchObject({ method: 'gin' });
+      const found = await run('search', { project_id: 'legacy', query: 'written before' });
+      expect((found.data['results'] as Hit[]).map((r) => r.source.path)).toEqual(['old.md']);
+      // Its chunk has no hash yet: adding the document again replaces it once, then skips it.
+      const readded = await run('add_documents', { project_id: 'legacy', documents: [{ source: 'old.md', text: 'Written before full-text search existed.' }] });
+      expect(readded.data).toMatchObject({ added: 1, removed: 1 });
+      const again = await run('add_documents', { project_id: 'legacy', documents: [{ source: 'old.md', text: 'Written before full-text search existed.' }] });
+      expect(again.data).toMatchObject({ added: 0, removed: 0, skipped: 1 });
+    });
+
+    it("writes as the workspace's role: an agent's trigger on chunks runs as that role, never as the server", async (ctx) => {
+      if (!mcp) ctx.skip();
+      await run('ensure_workspace', { project_id: 'trig' });
+      await run('execute', { project_id: 'trig', sql: 'CREATE TABLE seen (who text, is_super boolean)' });
+      await run('execute', {
+        project_id: 'trig',
+        sql: "CREATE FUNCTION note_writer() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN INSERT INTO seen SELECT current_user, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user); RETURN NEW; END $f$",
+      });
+      await run('execute', { project_id: 'trig', sql: 'CREATE TRIGGER note_writer BEFORE INSERT ON chunks FOR EACH ROW EXECUTE FUNCTION note_writer()' });
+      const added = await run('add_documents', { project_id: 'trig', documents: [{ source: 'a.md', text: 'one paragraph' }] });
+      expect(added.isError, added.text).toBe(false);
+      const seen = await run('query', { project_id: 'trig', sql: 'SELECT who, is_super FROM seen' });
+      expect(seen.data['rows']).toEqual([[expect.stringMatching(/^pgw_[0-9a-f]{8}_trig$/), false]]);
+    });
+
+    it("searches an agent's own table by a text column, and says what is wrong with bad arguments", async (ctx) => {
+      if (!mcp) ctx.skip();
+      await run('execute', { project_id: 'notes', sql: 'CREATE TABLE notes (id int PRIMARY KEY, title text, body text, n_views bigint)' });
+      await run('execute', {
+        project_id: 'notes',
+        sql: "INSERT INTO notes VALUES (1, 'Cats', 'Cats sleep most of the day', 5), (2, 'Dogs', 'Dogs are running in the park', 7), (3, 'Birds', 'Birds run on the beach', 9)",
+      });
+      const english = await run('search', { project_id: 'notes', query: 'runs', table: 'notes', text_column: 'body' });
+      expect(english.isError, english.text).toBe(false);
+      const rows = (english.data['results'] as Array<{ row: Record<string, unknown>; content: string }>).map((r) => r.row['id']);
+      expect(rows.sort()).toEqual([2, 3]);
+      expect((english.data['results'] as Array<{ row: Record<string, unknown> }>)[0]?.row).toHaveProperty('n_views');
+      // 'simple' keeps words as written: "runs" is neither "running" nor "run".
+      const simple = await run('search', { project_id: 'notes', query: 'runs', table: 'notes', text_column: 'body', language: 'simple' });
+      expect(simple.data['results']).toEqual([]);
+
+      const ambiguous = await run('search', { project_id: 'notes', query: 'cats', table: 'notes' });
+      expect(ambiguous).toMatchObject({ isError: true });
+      expect(ambiguous.text).toMatch(/2 text columns \(title, body\): say which one in text_column/);
+      const notText = await run('search', { project_id: 'notes', query: 'cats', table: 'notes', text_column: 'n_views' });
+      expect(notText.text).toMatch(/notes.n_views is bigint, not text/);
+      const missing = await run('search', { project_id: 'notes', query: 'cats', table: 'nope' });
+      expect(missing.isError).toBe(true);
+      expect(missing.text).toMatch(/nope/);
+      const vector = await run('search', { project_id: 'notes', query: 'cats', mode: 'vector' });
+      expect(vector.text).toMatch(/needs an embedding provider.*--embeddings/);
+      const badLanguage = await run('search', { project_id: 'notes', query: 'cats', table: 'notes', text_column: 'body', language: 'klingon' });
+      expect(badLanguage.text).toMatch(/klingon/);
+      const badFilter = await run('search', { project_id: 'docs', query: 'server', filter: { owner: 'x' } });
+      expect(badFilter.text).toMatch(/path, language, repository, file_id/);
+      const badChunks = await run('add_documents', { project_id: 'docs', documents: [{ source: 'a', text: 'b' }], chunk_size: 200, chunk_overlap: 150 });
+      expect(badChunks.text).toMatch(/chunk_overlap must be/);
+      const twice = await run('add_documents', { project_id: 'docs', documents: [{ source: 'a', text: 'b' }, { source: 'a', text: 'c' }] });
+      expect(twice.text).toMatch(/appears twice/);
+      // Still serving.
+      const ok = await run('search', { project_id: 'docs', query: 'PGlite' });
+      expect(ok.isError).toBe(false);
+    });
+  });
+}
