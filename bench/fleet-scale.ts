@@ -16,7 +16,7 @@ import { quoteIdent } from '../src/db/identifiers.js';
 import { PostgresDatabase } from '../src/db/postgres-database.js';
 import { ProvisioningEngine, type Ready } from '../src/engine.js';
 import { silentLogger } from '../src/logger.js';
-import { principalScript, roleNameFor, sandboxBodyScript } from '../src/sandbox/sandbox-ddl.js';
+import { principalScript, roleNameFor } from '../src/sandbox/sandbox-ddl.js';
 import { schemaNameFor } from '../src/workspaces/project-id.js';
 import { planFor } from '../harness/fixtures.js';
 import { startPgCluster, type PgCluster } from '../harness/pg-cluster.js';
@@ -78,8 +78,6 @@ async function buildFleet(r: Ready, prefix: string, count: number): Promise<void
     'SELECT current_database() AS database, current_user AS role',
   );
   const searchPath = r.report.searchPathSchemas;
-  // What the engine's first SQL call on any workspace makes before its principal.
-  await r.db.exec(sandboxBodyScript());
   let next = 0;
   let done = 0;
   const started = performance.now();
@@ -91,9 +89,7 @@ async function buildFleet(r: Ready, prefix: string, count: number): Promise<void
         const p = { schemaName: schemaNameFor(projectId), roleName: roleNameFor(database, projectId), searchPath };
         const path = [p.schemaName, ...searchPath].map(quoteIdent).join(', ');
         await r.db.exec(
-          // One at a time: every principal script grants and revokes on the sandbox schema, whose ACL
-          // two sessions cannot update at once ("tuple concurrently updated").
-          `BEGIN; SELECT pg_advisory_xact_lock(24007); ${principalScript(p, true, role)};
+          `BEGIN; ${principalScript(p, true, role)};
            SET LOCAL ROLE ${quoteIdent(p.roleName)}; SET LOCAL search_path TO ${path};
            ${AGENT.table}; ${AGENT.fn}; ${AGENT.trigger}; ${AGENT.insert.replace('$1', "'first'")}; COMMIT`,
         );

@@ -396,17 +396,18 @@ BEGIN
   END LOOP;
   -- The schema's objects found by pg_depend's index (each depends on its namespace there):
   -- pg_class, pg_proc and pg_type have no index on the namespace alone and grow with every
-  -- workspace. Indexes, row types and owned sequences follow their table.
+  -- workspace. Indexes, row types and owned sequences follow their table. A standalone
+  -- composite type's namespace dependency is its pg_type row's, not its pg_class row's.
   FOR object IN
     WITH members (catalog, member) AS MATERIALIZED (
       SELECT d.classid, d.objid FROM pg_catalog.pg_depend d
        WHERE d.refclassid = 'pg_catalog.pg_namespace'::regclass AND d.refobjid = ns)
     SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
-                          WHEN 'f' THEN 'FOREIGN TABLE' WHEN 'c' THEN 'TYPE' ELSE 'TABLE' END AS kind,
+                          WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END AS kind,
            format('%I.%I', adopt_objects.schema_name, c.relname) AS name
       FROM pg_catalog.pg_class c
      WHERE c.oid = ANY (ARRAY(SELECT member FROM members WHERE catalog = 'pg_catalog.pg_class'::regclass))
-       AND c.relnamespace = ns AND c.relowner <> owner AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S', 'c')
+       AND c.relnamespace = ns AND c.relowner <> owner AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
        AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
                         WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
                           AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.deptype IN ('a', 'i'))
@@ -417,7 +418,7 @@ BEGIN
     UNION ALL
     SELECT 'TYPE', format('%I.%I', adopt_objects.schema_name, t.typname) FROM pg_catalog.pg_type t
      WHERE t.oid = ANY (ARRAY(SELECT member FROM members WHERE catalog = 'pg_catalog.pg_type'::regclass))
-       AND t.typnamespace = ns AND t.typowner <> owner AND t.typtype IN ('e', 'd', 'r')
+       AND t.typnamespace = ns AND t.typowner <> owner AND t.typtype IN ('e', 'd', 'r', 'c')
   LOOP
     EXECUTE format('ALTER %s %s OWNER TO %I', object.kind, object.name, adopt_objects.role_name);
   END LOOP;

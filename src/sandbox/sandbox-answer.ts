@@ -1,6 +1,6 @@
 import { printParseErrorCode, visit } from 'jsonc-parser';
 
-/** What a sandbox call answers (see sandboxSource): rows fetched, and whether more existed. */
+/** What a sandbox call answers (see sandboxBodySource): rows fetched, and whether more existed. */
 export interface SandboxAnswer {
   /** Each row's values in column order; a top-level number as its exact text. */
   rows: unknown[][];

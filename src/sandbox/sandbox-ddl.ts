@@ -121,6 +121,11 @@ export function principalScript(p: Principal, createRole: boolean, serverRole: s
   const schema = quoteIdent(p.schemaName);
   const fn = `${sandboxFunction(p.schemaName)}(${SANDBOX_ARGUMENTS})`;
   return [
+    // One at a time across workspaces and servers: the body and the sandbox schema's privileges
+    // are rows every workspace shares, which two transactions cannot update at once.
+    `SELECT pg_catalog.pg_advisory_xact_lock(${SANDBOX_LOCK_CLASS}, 0)`,
+    // The function below is checked against the body when it is made.
+    sandboxBodyScript(),
     createRole ? `CREATE ROLE ${role} NOLOGIN NOINHERIT` : '',
     // Citus reaches a workspace's worker over a connection as the current user: the role must
     // be allowed to log in there (it has no password; see docs/citus.md). A role may always set
@@ -167,7 +172,9 @@ export function distributeNewTables(schemaName: string): string {
  * set_config in the body: statements before it would then run with the caller's path in one call
  * and the path the previous call left in the next, and PostgreSQL re-plans a cached statement
  * whenever its search path changed, every statement of the body before the set_config each
- * call). PostgreSQL puts the caller's path back when the function returns.
+ * call). PostgreSQL puts the caller's path back when the function returns. The shared body
+ * runs with its caller's path, so a connection re-plans its statements once when it passes from
+ * one workspace to another, and never while it serves the same one.
  */
 export function sandboxSearchPath(p: Principal): string[] {
   return [...new Set([p.schemaName, ...p.searchPath]), 'pg_temp'];
@@ -183,8 +190,8 @@ export function sandboxSource(p: Principal): string {
 }
 
 /**
- * Makes the shared body (see sandboxBodySource); the server runs it whenever the body in the
- * database is not exactly its own, under SANDBOX_LOCK.
+ * Makes the shared body (see sandboxBodySource); every principalScript runs it first, under
+ * SANDBOX_LOCK_CLASS, so a body that is not exactly this server's is replaced.
  */
 export function sandboxBodyScript(): string {
   return `CREATE OR REPLACE FUNCTION ${quoteIdent(SANDBOX_BODY_SCHEMA)}.run(step text, statement text, max_rows integer, max_bytes integer,

@@ -23,10 +23,8 @@ import {
   RESULT_PORTAL,
   SANDBOX_BODY,
   SANDBOX_BROKEN,
-  SANDBOX_LOCK_CLASS,
   SANDBOX_SCHEMA,
   distributeNewTables,
-  sandboxBodyScript,
   sandboxBodySource,
   sandboxFunction,
   sandboxSearchPath,
@@ -560,11 +558,8 @@ export class WorkspaceSql {
     }
     if (!state?.intact || !state.body_intact) {
       try {
-        // One at a time across workspaces and servers: both scripts write shared catalog rows (the
-        // body, the sandbox schema's privileges), which two transactions cannot update at once.
-        await tx.query('SELECT pg_catalog.pg_advisory_xact_lock($1, 0)', [SANDBOX_LOCK_CLASS]);
-        if (!state?.body_intact) await tx.exec(sandboxBodyScript());
-        if (!state?.intact) await tx.exec(principalScript(principal, !state?.role_exists, capability.serverRole, this.workspaces.citus));
+        // principalScript writes the shared body too, under the sandbox lock.
+        await tx.exec(principalScript(principal, !state?.role_exists, capability.serverRole, this.workspaces.citus));
       } catch (error) {
         if (sqlState(error) === '42501') {
           throw new SqlToolsUnavailableError(
