@@ -70,6 +70,8 @@ export async function startCitusCluster(options: { workers?: number } = {}): Pro
         nodes.map(async (node) => {
           await node.sql(`CREATE DATABASE "${name}"`);
           await sqlOn(node.url(name), 'CREATE EXTENSION citus');
+          // Citus runs with wal_level = logical: the SQL tools are refused until this is done (docs/isolation.md).
+          await sqlOn(node.url(name), 'REVOKE EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text), pg_logical_emit_message(boolean, text, bytea) FROM PUBLIC');
         }),
       );
       const url = coordinator.url(name);

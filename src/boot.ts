@@ -50,12 +50,14 @@ export async function installAndServe(db: Database, plan: InstallPlan, config: E
   });
   const workspaces = new WorkspaceManager(db, plan, report.searchPathSchemas, log, {
     citus: report.citus !== null,
+    ...(config.upgradeTimeoutMs ? { upgradeTimeoutMs: config.upgradeTimeoutMs } : {}),
     snapshotLimits: snapshotLimits(config),
   });
   const sql = new WorkspaceSql(db, workspaces, report.searchPathSchemas, {
     statementTimeoutMs: config.statementTimeoutMs ?? DEFAULT_SQL_LIMITS.statementTimeoutMs,
     maxRowsCap: config.maxRowsCap ?? DEFAULT_SQL_LIMITS.maxRowsCap,
     maxResultBytes: config.maxResultBytes ?? DEFAULT_SQL_LIMITS.maxResultBytes,
+    maxCallsPerWorkspace: config.maxCallsPerWorkspace ?? DEFAULT_SQL_LIMITS.maxCallsPerWorkspace,
   }, log);
   workspaces.sandbox = sql;
   const embedder = createEmbedder(config.embeddings, log);

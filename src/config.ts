@@ -23,6 +23,10 @@ export interface Config {
   maxRowsCap: number;
   /** The most bytes of rows one query/execute call returns. */
   maxResultBytes: number;
+  /** The most query/execute/search_vectors calls of one workspace that run at once. */
+  maxCallsPerWorkspace: number;
+  /** Statement timeout of each statement of a workspace upgrade (agent triggers may fire in it). */
+  upgradeTimeoutMs: number;
   /** Directories index_directory may read (for clients without MCP roots; a bound on those with them). */
   allowedRoots: string[];
   /** The most snapshots one workspace keeps. */
@@ -107,6 +111,10 @@ const MAX_HTTP_MAX_SESSIONS = 100_000;
 /** The most bytes of rows one SQL tool call returns, by default (PG_WORKSPACE_MAX_RESULT_BYTES). */
 export const DEFAULT_MAX_RESULT_BYTES = 1024 * 1024;
 const MAX_RESULT_BYTES_CAP = 256 * 1024 * 1024;
+/** Below the pool's 10 connections: one workspace's burst leaves the others connections to run on. */
+export const DEFAULT_MAX_CALLS_PER_WORKSPACE = 4;
+/** Workspace migrations may rewrite big tables: longer than an agent's call, but bounded. */
+export const DEFAULT_UPGRADE_TIMEOUT_MS = 60_000;
 /** Snapshots per workspace, and their bytes together, by default (docs/snapshots.md). */
 export const DEFAULT_MAX_SNAPSHOTS = 10;
 export const DEFAULT_SNAPSHOT_BUDGET_BYTES = 1024 * 1024 * 1024;
@@ -167,6 +175,10 @@ Options:
                        with --http: the most sessions at once; at the cap a new one closes the least
                        recently active idle session, or is refused (503) when every one is busy
                        (env PG_WORKSPACE_HTTP_MAX_SESSIONS; default ${DEFAULT_HTTP_MAX_SESSIONS})
+  --max-calls-per-workspace N
+                       the most query/execute/search_vectors calls of one workspace that run at
+                       once; the rest wait their turn (env PG_WORKSPACE_MAX_CALLS_PER_WORKSPACE;
+                       default ${DEFAULT_MAX_CALLS_PER_WORKSPACE}), so one workspace cannot take every pooled connection
   --allow-project ID   accept only these project ids in every tool; repeatable
                        (env PG_WORKSPACE_ALLOWED_PROJECTS, comma-separated; default: any id)
   --allow-root DIR     index_directory may read inside DIR; repeatable (env PG_WORKSPACE_ALLOWED_ROOTS,
@@ -205,6 +217,8 @@ Environment:
   PG_WORKSPACE_MAX_ROWS          the largest max_rows a query may ask for (default 10000)
   PG_WORKSPACE_MAX_RESULT_BYTES  the most bytes of rows (as JSON) one query/execute call returns
                                  (default ${DEFAULT_MAX_RESULT_BYTES})
+  PG_WORKSPACE_UPGRADE_TIMEOUT_MS  statement timeout of each statement of a workspace upgrade, where an
+                                 agent's triggers may fire (ensure_workspace, migrate-workspaces; default ${DEFAULT_UPGRADE_TIMEOUT_MS})
   PG_WORKSPACE_MAX_SNAPSHOTS     the most snapshots one workspace keeps (default ${DEFAULT_MAX_SNAPSHOTS})
   PG_WORKSPACE_SNAPSHOT_BUDGET_BYTES  the most bytes one workspace's snapshots take together
                                  (default ${DEFAULT_SNAPSHOT_BUDGET_BYTES}, 1 GiB)
@@ -244,6 +258,8 @@ const schema = z.object({
     .int('must be a whole number of bytes')
     .min(1024, 'must be at least 1024')
     .max(MAX_RESULT_BYTES_CAP, `must be at most ${MAX_RESULT_BYTES_CAP} (256 MiB)`),
+  maxCallsPerWorkspace: z.coerce.number().int('must be a whole number').min(1, 'must be at least 1').max(1000, 'must be at most 1000'),
+  upgradeTimeoutMs: z.coerce.number().int('must be a whole number of milliseconds').min(1).max(86_400_000),
   allowedRoots: z.array(z.string().min(1)),
   maxSnapshots: z.coerce.number().int('must be a whole number').min(0).max(10_000, 'must be at most 10000'),
   snapshotBudgetBytes: z.coerce.number().int('must be a whole number of bytes').min(0).max(Number.MAX_SAFE_INTEGER),
@@ -287,7 +303,12 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
           : {}),
         ...(subcommand
           ? {}
-          : ({ http: { type: 'string' }, 'http-session-idle-timeout': { type: 'string' }, 'http-max-sessions': { type: 'string' } } as const)),
+          : ({
+              http: { type: 'string' },
+              'http-session-idle-timeout': { type: 'string' },
+              'http-max-sessions': { type: 'string' },
+              'max-calls-per-workspace': { type: 'string' },
+            } as const)),
         ...(subcommand && !reembed ? {} : EMBEDDINGS_FLAGS),
         ...(reembed ? ({ project: { type: 'string' }, all: { type: 'boolean' } } as const) : {}),
         'data-dir': { type: 'string' },
@@ -319,6 +340,10 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
     statementTimeoutMs: env['PG_WORKSPACE_STATEMENT_TIMEOUT_MS'] || 10_000,
     maxRowsCap: env['PG_WORKSPACE_MAX_ROWS'] || 10_000,
     maxResultBytes: env['PG_WORKSPACE_MAX_RESULT_BYTES'] || DEFAULT_MAX_RESULT_BYTES,
+    maxCallsPerWorkspace:
+      ('max-calls-per-workspace' in values ? values['max-calls-per-workspace'] : undefined) ??
+      (env['PG_WORKSPACE_MAX_CALLS_PER_WORKSPACE'] || DEFAULT_MAX_CALLS_PER_WORKSPACE),
+    upgradeTimeoutMs: env['PG_WORKSPACE_UPGRADE_TIMEOUT_MS'] || DEFAULT_UPGRADE_TIMEOUT_MS,
     allowedRoots: [...splitList(env['PG_WORKSPACE_ALLOWED_ROOTS'], ':'), ...(values['allow-root'] ?? [])].map((d) =>
       path.resolve(d),
     ),
@@ -339,6 +364,8 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
       statementTimeoutMs: 'PG_WORKSPACE_STATEMENT_TIMEOUT_MS',
       maxRowsCap: 'PG_WORKSPACE_MAX_ROWS',
       maxResultBytes: 'PG_WORKSPACE_MAX_RESULT_BYTES',
+      maxCallsPerWorkspace: '--max-calls-per-workspace / PG_WORKSPACE_MAX_CALLS_PER_WORKSPACE',
+      upgradeTimeoutMs: 'PG_WORKSPACE_UPGRADE_TIMEOUT_MS',
       allowedRoots: '--allow-root / PG_WORKSPACE_ALLOWED_ROOTS',
       maxSnapshots: 'PG_WORKSPACE_MAX_SNAPSHOTS',
       snapshotBudgetBytes: 'PG_WORKSPACE_SNAPSHOT_BUDGET_BYTES',

@@ -1,6 +1,7 @@
 import type { Config } from './config.js';
 import { ProvisioningEngine } from './engine.js';
 import { createStderrLogger } from './logger.js';
+import { terminalSafe } from './terminal-text.js';
 import type { UpgradeProgress, UpgradeSummary } from './workspaces/workspace-fleet.js';
 
 /** How long the install itself may take, on top of the wait for its lock, before the command gives up. */
@@ -30,10 +31,11 @@ export async function migrateWorkspaces(config: Config, options: { concurrency: 
       signal: abort.signal,
       onProgress: progressReporter(),
     });
-    process.stdout.write(formatSummary(summary, options.dryRun));
+    // The failures quote errors that agents' triggers may have raised: escaped for the terminal.
+    process.stdout.write(terminalSafe(formatSummary(summary, options.dryRun)));
     return summary.failed > 0 || summary.interrupted ? 1 : 0;
   } catch (error) {
-    process.stderr.write(`pg-workspace-mcp migrate-workspaces: ${engine.explain(error)}\n`);
+    process.stderr.write(terminalSafe(`pg-workspace-mcp migrate-workspaces: ${engine.explain(error)}\n`));
     return 1;
   } finally {
     await engine.close();

@@ -291,7 +291,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
       const slow = await call(ctx, 'execute', { project_id: 'docs', sql: 'CREATE VIEW slow AS SELECT n.id, n.v FROM notes n, pg_sleep(5)' });
       expect(slow.isError, slow.text).toBe(false);
       const ready = await mcp.engine.ready(60_000);
-      const sandbox = new WorkspaceSql(db, ready.workspaces, ready.report.searchPathSchemas, { statementTimeoutMs: 200, maxRowsCap: 100, maxResultBytes: 1024 * 1024 }, silentLogger);
+      const sandbox = new WorkspaceSql(db, ready.workspaces, ready.report.searchPathSchemas, { statementTimeoutMs: 200, maxRowsCap: 100, maxResultBytes: 1024 * 1024, maxCallsPerWorkspace: 4 }, silentLogger);
       const failure = await searchVectors(db, sandbox, { projectId: 'docs', table: 'slow', column: 'v', vector: [1, 0, 0] }).catch((e: unknown) => e);
       expect(sqlState(failure)).toBe('57014');
       // The session went back clean: the next search on the pool works.

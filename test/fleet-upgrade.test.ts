@@ -6,6 +6,7 @@ import type { InstallPlan } from '../src/installer/install-plan.js';
 import { silentLogger } from '../src/logger.js';
 import { WorkspaceFleet } from '../src/workspaces/workspace-fleet.js';
 import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
+import { controls } from './unit/control-characters.js';
 import { install, planFor, tempDir, writeExtension } from './support/fixtures.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
 import { MAIN } from './support/server-process.js';
@@ -143,6 +144,26 @@ describe('migrate-workspaces on a real PostgreSQL server', () => {
       expect(result.stdout).toMatch(/ws-0005: Provisioning workspace "ws-0005" failed.*\n.*violated by some row/);
       const [row] = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM project_registry.workspace_migrations WHERE name = '0002_short'`);
       expect(row?.n).toBe(11);
+    } finally {
+      await close();
+    }
+  }, 60_000);
+
+  it("prints an agent trigger's error with its control characters escaped", async (ctx) => {
+    const touching = { ...V1, 'workspace/migrations/0002_touch.sql': 'UPDATE notes SET body = body;' };
+    const { url, db, v2Dir, close } = await fleetOf(ctx, 2, touching);
+    try {
+      // What a red team's trigger raised: retitle the window, erase the line, hide what follows.
+      await db.exec(`CREATE FUNCTION project_ws_0001.loud() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN
+                       RAISE EXCEPTION '%', 'failed' || chr(27) || ']0;pwned' || chr(7) || chr(27) || '[2K' || chr(13) || chr(27) || '[8mhidden';
+                     END $f$;
+                     CREATE TRIGGER loud BEFORE UPDATE ON project_ws_0001.notes FOR EACH ROW EXECUTE FUNCTION project_ws_0001.loud();
+                     INSERT INTO project_ws_0001.notes (body) VALUES ('x');`);
+      const result = await cli(url, v2Dir);
+      expect((result as { code?: number }).code).toBe(1);
+      expect(result.stdout).toContain('ws-0001');
+      expect(result.stdout).toContain('failed\\u001b]0;pwned\\u0007\\u001b[2K\\u000d\\u001b[8mhidden');
+      for (const output of [result.stdout, result.stderr]) expect(controls(output, '\n\t')).toEqual([]);
     } finally {
       await close();
     }

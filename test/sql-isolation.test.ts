@@ -161,6 +161,26 @@ const ATTACKS: Attack[] = [
     // PostgreSQL only warns ("no privileges were granted"): the schema is the server's.
     expect: 'bounded',
   },
+  {
+    // pg_stats would show notes' values to every role: refused when the call ends.
+    name: 'GRANT SELECT to PUBLIC from a function',
+    setup: [fn('esc_public', "EXECUTE 'GRANT SELECT ON notes TO PUBLIC'")],
+    attack: { tool: 'execute', sql: call('esc_public') },
+    expect: /grants to roles outside the workspace are not allowed \(on notes\)/,
+  },
+  {
+    name: 'a column grant to PUBLIC from a function',
+    setup: [fn('esc_column', "EXECUTE 'GRANT SELECT (body) ON notes TO PUBLIC'")],
+    attack: { tool: 'execute', sql: call('esc_column') },
+    expect: /grants to roles outside the workspace are not allowed \(on notes\)/,
+  },
+  {
+    // Large objects belong to no schema: one granted to PUBLIC is readable by every role.
+    name: 'a large object granted to PUBLIC',
+    setup: [fn('esc_lo', "PERFORM lo_from_bytea(424242, 'alpha secret'); EXECUTE 'GRANT SELECT ON LARGE OBJECT 424242 TO PUBLIC'")],
+    attack: { tool: 'execute', sql: call('esc_lo') },
+    expect: /grants to roles outside the workspace are not allowed \(on a large object\)/,
+  },
   { name: 'GRANT a role', attack: { tool: 'execute', sql: 'GRANT pg_read_server_files TO CURRENT_USER' }, expect: PARSER },
   // Files, programs, other databases.
   { name: 'COPY TO PROGRAM', attack: { tool: 'execute', sql: "COPY notes TO PROGRAM 'id'" }, expect: PARSER },
@@ -224,6 +244,13 @@ const ATTACKS: Attack[] = [
     attack: { tool: 'query', sql: `SELECT pg_advisory_lock(${INSTALL_LOCK_KEY}), 1 / 0` },
     expect: /division by zero/,
   },
+  {
+    // startIsolationServer revoked it, as the server asks on a database with wal_level = logical.
+    name: 'pg_logical_emit_message from a read-only query',
+    attack: { tool: 'query', sql: "SELECT pg_logical_emit_message(false, 'app_jobs', (SELECT string_agg(body, ',') FROM notes))" },
+    expect: /permission denied for function pg_logical_emit_message/,
+    postgresOnly: true,
+  },
   { name: 'pg_terminate_backend', attack: { tool: 'query', sql: 'SELECT pg_terminate_backend(pg_backend_pid())' }, expect: /permission denied|must be/ },
   { name: 'LOCK the registry', attack: { tool: 'execute', sql: 'LOCK TABLE project_registry.workspace_config' }, expect: PARSER },
   {
@@ -253,6 +280,16 @@ const ATTACKS: Attack[] = [
     expect: /temporary objects are not allowed/,
   },
   { name: 'CREATE TEMP TABLE', attack: { tool: 'execute', sql: 'CREATE TEMP TABLE t (x int)' }, expect: /temporary objects are not allowed/ },
+  // Temporary objects of every kind, not only tables, types and functions: B would find them in pg_temp.
+  { name: 'a temporary operator', attack: { tool: 'execute', sql: 'CREATE OPERATOR pg_temp.=== (function = int4eq, leftarg = int, rightarg = int)' }, expect: /temporary objects are not allowed/ },
+  { name: 'a temporary collation', attack: { tool: 'execute', sql: "CREATE COLLATION pg_temp.leftover (provider = libc, locale = 'C')" }, expect: /temporary objects are not allowed/ },
+  { name: 'a temporary text search configuration', attack: { tool: 'execute', sql: 'CREATE TEXT SEARCH CONFIGURATION pg_temp.leftover (COPY = simple)' }, expect: /temporary objects are not allowed/ },
+  {
+    name: 'a temporary text search dictionary from a function',
+    setup: [fn('esc_dict', "EXECUTE 'CREATE TEXT SEARCH DICTIONARY pg_temp.leftover (TEMPLATE = simple)'")],
+    attack: { tool: 'execute', sql: call('esc_dict') },
+    expect: /temporary objects are not allowed/,
+  },
   {
     name: 'cursor WITH HOLD',
     setup: [fn('esc_cursor', "EXECUTE 'DECLARE leftover CURSOR WITH HOLD FOR SELECT * FROM notes'")],
@@ -337,13 +374,22 @@ const ATTACKS: Attack[] = [
     expect: 'bounded',
     check: (r) => expect(r.data).toMatchObject({ row_count: 5, truncated: true }),
   },
+  {
+    // The text of an error is the agent's: it is cut before it leaves PostgreSQL (and again as pg reads it).
+    name: 'an error of 10 MB',
+    setup: [fn('huge_error', "RAISE EXCEPTION '%', repeat('x', 10000000)")],
+    attack: { tool: 'query', sql: call('huge_error') },
+    expect: /x{1000}/,
+    check: (r) => expect(r.text.length).toBeLessThan(50_000),
+  },
   { name: 'max_rows 0', attack: { tool: 'query', sql: 'SELECT * FROM notes', max_rows: 0 }, expect: 'bounded', check: (r) => expect(r.data['rows']).toEqual([]) },
   { name: 'max_rows 10^9', attack: { tool: 'query', sql: 'SELECT 1', max_rows: 1_000_000_000 }, expect: /max_rows must be a whole number from 0 to/ },
 ];
 
 let cluster: PgCluster | null = null;
 beforeAll(async () => {
-  cluster = await startPgCluster();
+  // wal_level = logical: pg_logical_emit_message()'s text then reaches every logical replication stream.
+  cluster = await startPgCluster({ settings: { wal_level: 'logical' } });
 }, 120_000);
 afterAll(async () => cluster?.destroy());
 
@@ -396,11 +442,51 @@ for (const kind of ['pglite', 'postgres'] as const) {
       }, 60_000);
     }
 
-    it('grants an agent makes on its own tables still reach nobody: beta cannot read alpha', async (ctx) => {
+    // The session is shared (PGlite has one; pg's pool hands back the last one used): each test
+    // first checks that alpha and beta ran on the same backend, or it would prove nothing.
+    const pid = async (projectId: string) => ((await run('query', { project_id: projectId, sql: 'SELECT pg_backend_pid()' })).data['rows'] as number[][])[0]?.[0];
+
+    it("random() in beta is not decided by setseed() in alpha", async (ctx) => {
+      if (!server) ctx.skip();
+      const seeded = await run('query', { project_id: 'alpha', sql: 'SELECT pg_backend_pid() AS pid, setseed(0.5)' });
+      expect(seeded.isError, seeded.text).toBe(false);
+      const drawn = await run('query', { project_id: 'beta', sql: 'SELECT pg_backend_pid() AS pid, random() AS r' });
+      const [alphaPid] = (seeded.data['rows'] as unknown[][])[0] ?? [];
+      const [betaPid, r] = (drawn.data['rows'] as unknown[][])[0] ?? [];
+      expect(betaPid).toBe(alphaPid);
+      await (server as IsolationServer).asSuperuser('SELECT setseed(0.5)');
+      const [seededDraw] = await (server as IsolationServer).asSuperuser<{ r: number }>('SELECT random() AS r');
+      expect(r).not.toBe(seededDraw?.r);
+    });
+
+    it("lastval() in beta says nothing of alpha's sequences", async (ctx) => {
+      if (!server) ctx.skip();
+      const inserted = await run('execute', { project_id: 'alpha', sql: "INSERT INTO notes (body) VALUES ('numbered') RETURNING pg_backend_pid()" });
+      expect(inserted.isError, inserted.text).toBe(false);
+      try {
+        expect(await pid('beta')).toBe((inserted.data['rows'] as number[][])[0]?.[0]);
+        const last = await run('query', { project_id: 'beta', sql: 'SELECT lastval()' });
+        expect(last.isError).toBe(true);
+        // Not "permission denied for sequence notes_id_seq": the session forgot alpha's.
+        expect(last.text).toMatch(/lastval is not yet defined in this session/);
+      } finally {
+        await run('execute', { project_id: 'alpha', sql: "DELETE FROM notes WHERE body = 'numbered'" });
+      }
+    });
+
+    it("grants an agent makes to others are refused: beta sees neither alpha's rows nor their statistics", async (ctx) => {
       if (!server) ctx.skip();
       const granted = await run('execute', { project_id: 'alpha', sql: fn('give_away', "EXECUTE 'GRANT ALL ON notes TO PUBLIC'").sql });
       expect(granted.isError, granted.text).toBe(false);
-      expect((await run('execute', { project_id: 'alpha', sql: 'SELECT give_away()' })).isError).toBe(false);
+      const given = await run('execute', { project_id: 'alpha', sql: 'SELECT give_away()' });
+      expect(given.isError).toBe(true);
+      expect(given.text).toMatch(/grants to roles outside the workspace are not allowed \(on notes\)/);
+      // pg_stats shows a column's common values to every role that may read the table, schema or not.
+      expect((await run('execute', { project_id: 'alpha', ...fn('stats_now', "EXECUTE 'ANALYZE notes'") })).isError).toBe(false);
+      const analyzed = await run('execute', { project_id: 'alpha', sql: call('stats_now') });
+      expect(analyzed.isError, analyzed.text).toBe(false);
+      const stats = await run('query', { project_id: 'beta', sql: "SELECT count(*)::int AS n FROM pg_stats WHERE schemaname = 'project_alpha'" });
+      expect(stats.data['rows']).toEqual([[0]]);
       const read = await run('query', { project_id: 'beta', sql: 'SELECT * FROM project_alpha.notes' });
       expect(read.isError).toBe(true);
       expect(read.text).toMatch(/permission denied for schema project_alpha/);
@@ -420,6 +506,38 @@ for (const kind of ['pglite', 'postgres'] as const) {
       // Provisioning still works for everyone.
       expect((await run('ensure_workspace', { project_id: 'gamma' })).isError).toBe(false);
     });
+  });
+}
+
+for (const kind of ['pglite', 'postgres'] as const) {
+  describe(`one huge message cannot end the server on ${kind}`, () => {
+    // pg-protocol made each field of a message one JavaScript string, in the socket's 'data'
+    // handler: past V8's limit (about 512 MiB) that threw ERR_STRING_TOO_LONG there, ending the
+    // process and every agent's session with it; no exception handler sees a notice. PGlite's own
+    // reader aborted the process on a 300 MB error.
+    const size = kind === 'postgres' ? 600_000_000 : 300_000_000;
+    const raise = kind === 'postgres' ? 'NOTICE' : 'EXCEPTION';
+    it(`survives ${raise === 'NOTICE' ? 'a notice' : 'an error'} of ${size / 1e6} million characters, and keeps serving`, async (ctx) => {
+      const server = await startIsolationServer(kind, cluster, { role: 'mcp_huge', databasePrefix: 'iso_huge', statementTimeoutMs: 120_000, disabledExtensions: ['codebase'] });
+      if (!server) return ctx.skip();
+      try {
+        const made = await server.run('execute', { project_id: 'alpha', ...fn('shout', `RAISE ${raise} '%', repeat('x', ${size})`) });
+        expect(made.isError, made.text).toBe(false);
+        const shouted = await server.run('query', { project_id: 'alpha', sql: 'SELECT shout() AS said' });
+        if (raise === 'NOTICE') {
+          expect(shouted.isError, shouted.text).toBe(false);
+          expect(shouted.data['rows']).toEqual([['done']]);
+        } else {
+          expect(shouted.isError).toBe(true);
+          expect(shouted.text).toMatch(/x{1000}/);
+          expect(shouted.text.length).toBeLessThan(50_000);
+        }
+        const after = await server.run('query', { project_id: 'beta', sql: 'SELECT count(*) AS n FROM notes' });
+        expect(after.isError, after.text).toBe(false);
+      } finally {
+        await server.close();
+      }
+    }, 300_000);
   });
 }
 
@@ -457,6 +575,55 @@ for (const kind of ['pglite', 'postgres'] as const) {
     }, 240_000);
   });
 }
+
+describe('one workspace cannot take every pooled connection (postgres)', () => {
+  it("beta's query is served while alpha's twelve slow ones still run", async (ctx) => {
+    const server = await startIsolationServer('postgres', cluster, { role: 'mcp_busy', databasePrefix: 'iso_busy', statementTimeoutMs: 30_000, disabledExtensions: ['codebase'] });
+    if (!server) return ctx.skip();
+    try {
+      for (const id of ['alpha', 'beta']) expect((await server.run('query', { project_id: id, sql: 'SELECT 1 AS warm' })).isError).toBe(false);
+      // Twelve slow calls from alpha against a pool of 10 connections.
+      let alphaDone = 0;
+      const slow = Array.from({ length: 12 }, () =>
+        server.run('query', { project_id: 'alpha', sql: 'SELECT pg_sleep(2) AS slept' }).finally(() => alphaDone++),
+      );
+      // Until alpha's calls hold the connections they may (4 by default; all 10 before the cap).
+      const running = async () =>
+        (await server.asSuperuser<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = 'mcp_busy' AND state = 'active' AND wait_event = 'PgSleep'`))[0]?.n ?? 0;
+      while ((await running()) < 4) await new Promise((resolve) => setTimeout(resolve, 20));
+      const quick = await server.run('query', { project_id: 'beta', sql: 'SELECT count(*) AS n FROM notes' });
+      expect(quick.isError, quick.text).toBe(false);
+      // Served while every one of alpha's calls was still running or waiting its turn.
+      expect(alphaDone).toBe(0);
+      expect(await running()).toBe(4);
+      for (const r of await Promise.all(slow)) expect(r.isError, r.text).toBe(false);
+    } finally {
+      await server.close();
+    }
+  }, 240_000);
+});
+
+describe('logical messages on postgres (wal_level = logical)', () => {
+  it('refuse the SQL tools, with the REVOKE, while every role may call pg_logical_emit_message', async (ctx) => {
+    const server = await startIsolationServer('postgres', cluster, { role: 'mcp_wal', databasePrefix: 'iso_wal', statementTimeoutMs: TIMEOUT_MS, disabledExtensions: ['codebase'] });
+    if (!server) return ctx.skip();
+    try {
+      expect(await server.asSuperuser('SHOW wal_level')).toEqual([{ wal_level: 'logical' }]);
+      // PostgreSQL's default: PUBLIC may call it. A read-only query then put alpha's rows into
+      // every logical replication stream of the database.
+      await server.asSuperuser('GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) TO PUBLIC');
+      const refused = await server.run('query', { project_id: 'alpha', sql: "SELECT pg_logical_emit_message(false, 'app_jobs', 'alpha data')" });
+      expect(refused.isError).toBe(true);
+      expect(refused.text).toContain('Run: REVOKE EXECUTE ON FUNCTION pg_logical_emit_message(boolean,text,text) FROM PUBLIC;');
+      await server.asSuperuser('REVOKE EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) FROM PUBLIC');
+      const denied = await server.run('query', { project_id: 'alpha', sql: "SELECT pg_logical_emit_message(false, 'app_jobs', 'alpha data')" });
+      expect(denied.text).toMatch(/permission denied for function pg_logical_emit_message/);
+      expect((await server.run('query', { project_id: 'alpha', sql: 'SELECT 1 AS one' })).isError).toBe(false);
+    } finally {
+      await server.close();
+    }
+  }, 240_000);
+});
 
 describe('the write-path catalog checks with statistics counting off (postgres)', () => {
   it('still refuses a deferrable trigger and a role setting: without counts every check runs', async (ctx) => {

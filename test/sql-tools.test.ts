@@ -381,6 +381,45 @@ for (const kind of BACKEND_KINDS) {
   });
 }
 
+describe('workspace upgrades on postgres', () => {
+  const available = backendPerKind('postgres', () => cluster);
+
+  it("are bounded: an agent's slow trigger cannot hold an upgrade past the upgrade timeout", async (ctx) => {
+    const db = await available(ctx).fresh();
+    const root = await tempDir();
+    const files = { 'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL);' };
+    const v1 = await planFor([await writeExtension(root, { id: 'notes', version: '1' }, files)], ['codebase']);
+    const r1 = await install(db, v1);
+    const m1 = new WorkspaceManager(db, v1, r1.searchPathSchemas, silentLogger);
+    const s1 = new WorkspaceSql(db, m1, r1.searchPathSchemas, DEFAULT_SQL_LIMITS, silentLogger);
+    m1.sandbox = s1;
+    // The trigger even lifts the timeout first: too late for the statement already running.
+    await s1.execute('slowpoke', `CREATE FUNCTION stall() RETURNS trigger LANGUAGE plpgsql AS $f$
+      BEGIN PERFORM set_config('statement_timeout', '0', true); PERFORM pg_sleep(8); RETURN NEW; END $f$`, []);
+    await s1.execute('slowpoke', 'CREATE TRIGGER stall BEFORE UPDATE ON notes FOR EACH ROW EXECUTE FUNCTION stall()', []);
+    await s1.execute('slowpoke', "INSERT INTO notes (body) VALUES ('x')", []);
+
+    const v2 = await planFor(
+      [await writeExtension(root, { id: 'notes', version: '2' }, { ...files, 'workspace/migrations/0001_touch.sql': "UPDATE notes SET body = body || '!';" })],
+      ['codebase'],
+    );
+    const r2 = await install(db, v2);
+    const m2 = new WorkspaceManager(db, v2, r2.searchPathSchemas, silentLogger, { upgradeTimeoutMs: 500 });
+    m2.sandbox = new WorkspaceSql(db, m2, r2.searchPathSchemas, DEFAULT_SQL_LIMITS, silentLogger);
+    const failure = await m2.upgrade('slowpoke').then(
+      () => undefined,
+      (error: unknown) => error as Error,
+    );
+    expect(failure?.message).toMatch(/statement timeout/);
+    // Nothing of the upgrade stayed, and the workspace still works.
+    const [state] = await db.query<{ ledger: number; body: string }>(
+      `SELECT (SELECT count(*)::int FROM project_registry.workspace_migrations WHERE project_id = 'slowpoke') AS ledger,
+              (SELECT body FROM project_slowpoke.notes) AS body`,
+    );
+    expect(state).toEqual({ ledger: 0, body: 'x' });
+  }, 120_000);
+});
+
 describe('the sandbox function of a workspace', () => {
   it("is made again when its body is not exactly this server's (as an older server left it)", async (ctx) => {
     if (!cluster) ctx.skip();

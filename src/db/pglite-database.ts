@@ -5,6 +5,7 @@ import pgvector from 'pgvector';
 import { silentLogger, type Logger } from '../logger.js';
 import { DamagedStoreError, isStoreDamage } from './damaged-store.js';
 import { SessionDatabase, type LockHolder, type LockTry, type PipelineOutcome, type PipelineStep, type Queryable } from './database.js';
+import { MessageBounder } from './bounded-messages.js';
 import { AFTER_FAILED_PIPELINE, AFTER_TABLE_CODE, PipelineCollector, writePipeline, type PipelineMessage } from './pipeline.js';
 import { DataDirLock } from './data-dir-lock.js';
 import { fileLockHolders, tryFileLock } from './file-locks.js';
@@ -160,9 +161,16 @@ export class PGliteDatabase extends SessionDatabase {
         describe: (o) => parts.push(protocol.serialize.describe(o)),
         sync: () => parts.push(protocol.serialize.sync()),
       });
-      const { messages } = await this.pglite.execProtocol(Buffer.concat(parts), { throwOnError: false });
+      // Raw, through a MessageBounder (bounded-messages.ts) into the parser: PGlite's own
+      // execProtocol collects and parses a whole answer, an agent's 300 MB notice included.
       const collector = new PipelineCollector(steps);
-      for (const message of messages) collector.on(message as PipelineMessage, message.name === 'error' ? message : undefined);
+      const parser = new protocol.Parser();
+      const bounder = new MessageBounder();
+      const onMessage = (message: { name: string }) => collector.on(message as PipelineMessage, message.name === 'error' ? message : undefined);
+      await this.pglite.execProtocolRawStream(Buffer.concat(parts), {
+        // A copy: the chunk is a view of PGlite's memory, and the parser may keep part of it.
+        onRawData: (chunk) => bounder.push(Buffer.from(chunk), (bytes) => parser.parse(bytes, onMessage)),
+      });
       if (collector.outcome.error) await this.pglite.exec(AFTER_FAILED_PIPELINE);
       return collector.outcome;
     });

@@ -17,11 +17,21 @@ export interface PipelineWriter {
 }
 
 /**
- * Run on the same session after a pipeline failed: the rollback keeps prepared statements and
- * session advisory locks, and agent code may have made them before the sandbox's own clean-up
- * could run (say, in the open's planning, when the fetch then fails before its body starts).
+ * Seeds random() afresh from a strong source (gen_random_uuid: 48 random bits): after
+ * `setseed()`, or after reading a few outputs, one workspace could predict another's random()
+ * on a shared session.
  */
-export const AFTER_FAILED_PIPELINE = 'SELECT pg_catalog.pg_advisory_unlock_all(); DEALLOCATE ALL';
+export const RESEED_RANDOM =
+  `pg_catalog.setseed((('x' OPERATOR(pg_catalog.||) pg_catalog.left(pg_catalog.replace(pg_catalog.gen_random_uuid()::pg_catalog.text, '-', ''), 12))` +
+  `::pg_catalog.bit(48)::pg_catalog.int8)::pg_catalog.float8 OPERATOR(pg_catalog./) 281474976710656)`;
+
+/**
+ * Run on the same session after a pipeline failed: the rollback keeps prepared statements,
+ * session advisory locks, the random seed and sequences' currval/lastval, and agent code may
+ * have changed them before the sandbox's own clean-up could run (say, in the open's planning,
+ * when the fetch then fails before its body starts).
+ */
+export const AFTER_FAILED_PIPELINE = `SELECT pg_catalog.pg_advisory_unlock_all(), ${RESEED_RANDOM}; DEALLOCATE ALL; DISCARD SEQUENCES`;
 
 /**
  * After the server's own VACUUM or ANALYZE on the embedded store's shared session: they run a

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import pgvector from 'pgvector';
 import { inTransaction, SessionDatabase, type LockHolder, type LockTry, type PipelineOutcome, type PipelineStep, type Queryable } from './database.js';
+import { boundedStream } from './bounded-messages.js';
 import { FREE_SLOTS_SQL, hasRoom, isOutOfSlots, NoFreeConnectionError, ROOM_CHECK_MS, slotWaits, type SlotCount } from './connection-room.js';
 import { asConnectionBroken } from './pg-connection-errors.js';
 import { AFTER_FAILED_PIPELINE, PipelineCollector, writePipeline, type PipelineMessage, type PipelineWriter } from './pipeline.js';
@@ -70,6 +71,7 @@ export class PostgresDatabase extends SessionDatabase {
       keepAlive: true,
       keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS,
       application_name: APPLICATION_NAME,
+      Client: BoundedClient,
       types: {
         getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
           (format !== 'binary' && parsers.get(oid)) || pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
@@ -287,6 +289,21 @@ export class PostgresDatabase extends SessionDatabase {
   async close(): Promise<void> {
     clearInterval(this.#roomTimer);
     await this.#pool.end();
+  }
+}
+
+/**
+ * A client whose protocol parser reads the server's bytes through a MessageBounder
+ * (bounded-messages.ts), on the plain socket and on the TLS one alike: pg's Connection hands
+ * each stream it reads to `attachListeners`, which is wrapped here on this client's own
+ * connection (pg has no option for it).
+ */
+class BoundedClient extends pg.Client {
+  constructor(config?: pg.ClientConfig) {
+    super(config);
+    const connection = this.connection as unknown as { attachListeners(stream: NodeJS.ReadableStream): void };
+    const attach = connection.attachListeners.bind(connection);
+    connection.attachListeners = (stream) => attach(boundedStream(stream));
   }
 }
 

@@ -11,8 +11,13 @@ import { diagnose, formatDoctorReport } from './doctor.js';
 import { formatRepair, repair, type RepairOptions } from './repair.js';
 import { installState, registryPresence } from '../registry/operations-queries.js';
 import { ProjectAccess } from '../project-access.js';
+import { terminalSafe } from '../terminal-text.js';
 import { DEFAULT_SQL_LIMITS, WorkspaceSql } from '../sandbox/workspace-sql.js';
 import { WorkspaceManager, type SnapshotInfo } from '../workspaces/workspace-manager.js';
+
+// Reports carry text agents control (their errors, their objects' names): escaped for the terminal.
+const print = (text: string) => process.stdout.write(terminalSafe(text));
+const printError = (text: string) => process.stderr.write(terminalSafe(text));
 
 /** Exit codes of doctor and repair. */
 export const EXIT_HEALTHY = 0;
@@ -42,8 +47,8 @@ async function withDatabase(
     return await work(db, plan);
   } catch (error) {
     const message = error instanceof CannotRunError ? error.message : explainError(error, db?.description ?? config.databaseUrl ?? config.dataDir);
-    if (json) process.stdout.write(`${JSON.stringify({ error: message })}\n`);
-    process.stderr.write(`pg-workspace-mcp ${command}: ${message}\n`);
+    if (json) print(`${JSON.stringify({ error: message })}\n`);
+    printError(`pg-workspace-mcp ${command}: ${message}\n`);
     return EXIT_COULD_NOT_RUN;
   } finally {
     await db?.close();
@@ -54,7 +59,7 @@ async function withDatabase(
 function doctorCommand(config: Config, options: { json: boolean }): Promise<number> {
   return withDatabase('doctor', config, options.json, async (db, plan) => {
     const report = await diagnose(db, plan);
-    process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : formatDoctorReport(report));
+    print(options.json ? `${JSON.stringify(report, null, 2)}\n` : formatDoctorReport(report));
     return report.healthy ? EXIT_HEALTHY : EXIT_FINDINGS;
   });
 }
@@ -63,7 +68,7 @@ function doctorCommand(config: Config, options: { json: boolean }): Promise<numb
 function repairCommand(config: Config, options: RepairOptions & { json: boolean }): Promise<number> {
   return withDatabase('repair', config, options.json, async (db, plan) => {
     const actions = await repair(db, plan, options);
-    process.stdout.write(options.json ? `${JSON.stringify({ dry_run: options.dryRun, actions }, null, 2)}\n` : formatRepair(actions, options.dryRun));
+    print(options.json ? `${JSON.stringify({ dry_run: options.dryRun, actions }, null, 2)}\n` : formatRepair(actions, options.dryRun));
     return actions.some((a) => a.outcome === 'refused' || a.outcome === 'failed') ? EXIT_FINDINGS : EXIT_HEALTHY;
   });
 }
@@ -78,7 +83,7 @@ function dropWorkspaceCommand(config: Config, options: { projectId: string; json
     const workspaces = await installedWorkspaces(db, plan, config, [options.projectId]);
     const outcome = await workspaces.drop(options.projectId);
     const result = { project_id: outcome.projectId, schema_name: outcome.schemaName, dropped: outcome.dropped, changes: outcome.changes };
-    process.stdout.write(
+    print(
       options.json
         ? `${JSON.stringify(result, null, 2)}\n`
         : outcome.dropped
@@ -94,7 +99,7 @@ function renameWorkspaceCommand(config: Config, options: { from: string; to: str
   return withDatabase('rename-workspace', config, options.json, async (db, plan) => {
     const workspaces = await installedWorkspaces(db, plan, config, [options.from, options.to]);
     const changes = await workspaces.rename(options.from, options.to);
-    process.stdout.write(
+    print(
       options.json
         ? `${JSON.stringify({ from: options.from, to: options.to, changes }, null, 2)}\n`
         : `renamed workspace ${options.from} to ${options.to}\n${changes.map((c) => `  ${c}\n`).join('')}`,
@@ -112,35 +117,36 @@ function snapshotCommand(config: Config, options: { request: SnapshotRequest; js
   const r = options.request;
   return withDatabase(r.action, config, options.json, async (db, plan) => {
     const workspaces = await installedWorkspaces(db, plan, config, r.action === 'fork-workspace' ? [r.from, r.to] : [r.projectId]);
-    const print = (result: object, text: string) => process.stdout.write(options.json ? `${JSON.stringify(result, null, 2)}\n` : text);
+    // Labels are the agents' to choose: escaped like every report.
+    const show = (result: object, text: string) => print(options.json ? `${JSON.stringify(result, null, 2)}\n` : text);
     const line = (s: SnapshotInfo) =>
       `  ${s.snapshot}  ${s.created_at.toISOString()}  ${(s.size_bytes / 1024 / 1024).toFixed(1)} MiB  ${s.origin}` +
       `${s.levelCurrent ? '' : '  (older migration level)'}${s.label ? `  ${s.label}` : ''}\n`;
     switch (r.action) {
       case 'snapshot-workspace': {
         const s = await workspaces.snapshot(r.projectId, r.label);
-        print(s, `took snapshot ${s.snapshot} of workspace ${r.projectId}\n${line(s)}`);
+        show(s, `took snapshot ${s.snapshot} of workspace ${r.projectId}\n${line(s)}`);
         return EXIT_HEALTHY;
       }
       case 'list-snapshots': {
         const list = await workspaces.listSnapshots(r.projectId);
-        print({ project_id: r.projectId, snapshots: list }, list.length > 0 ? list.map(line).join('') : `workspace ${r.projectId} has no snapshots\n`);
+        show({ project_id: r.projectId, snapshots: list }, list.length > 0 ? list.map(line).join('') : `workspace ${r.projectId} has no snapshots\n`);
         return EXIT_HEALTHY;
       }
       case 'restore-workspace': {
         const outcome = await workspaces.restore(r.projectId, r.snapshot);
         const result = { project_id: r.projectId, restored: outcome.restored.snapshot, kept_as: outcome.kept.snapshot, changes: outcome.changes };
-        print(result, `restored workspace ${r.projectId} from snapshot ${r.snapshot}\n${outcome.changes.map((c) => `  ${c}\n`).join('')}`);
+        show(result, `restored workspace ${r.projectId} from snapshot ${r.snapshot}\n${outcome.changes.map((c) => `  ${c}\n`).join('')}`);
         return EXIT_HEALTHY;
       }
       case 'drop-snapshot': {
         const dropped = await workspaces.dropSnapshot(r.projectId, r.snapshot);
-        print({ project_id: r.projectId, snapshot: r.snapshot, dropped }, dropped ? `dropped snapshot ${r.snapshot} of ${r.projectId}\n` : `workspace ${r.projectId} has no snapshot ${r.snapshot}: nothing dropped\n`);
+        show({ project_id: r.projectId, snapshot: r.snapshot, dropped }, dropped ? `dropped snapshot ${r.snapshot} of ${r.projectId}\n` : `workspace ${r.projectId} has no snapshot ${r.snapshot}: nothing dropped\n`);
         return dropped ? EXIT_HEALTHY : EXIT_FINDINGS;
       }
       case 'fork-workspace': {
         const outcome = await workspaces.fork(r.from, r.to, r.snapshot);
-        print({ from: r.from, to: r.to, schema_name: outcome.schemaName, changes: outcome.changes }, `forked ${r.from} into ${r.to}\n${outcome.changes.map((c) => `  ${c}\n`).join('')}`);
+        show({ from: r.from, to: r.to, schema_name: outcome.schemaName, changes: outcome.changes }, `forked ${r.from} into ${r.to}\n${outcome.changes.map((c) => `  ${c}\n`).join('')}`);
         return EXIT_HEALTHY;
       }
     }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { MAX_IDENTIFIER_BYTES, quoteIdent } from '../db/identifiers.js';
+import { RESEED_RANDOM } from '../db/pipeline.js';
 
 /**
  * Each workspace's agent SQL runs as a PostgreSQL role of its own, inside a SECURITY DEFINER
@@ -43,6 +44,9 @@ export const SANDBOX_LOCK_CLASS = 0x70677362;
 export const SANDBOX_BROKEN = 'PW010';
 /** SQLSTATE for session state the agent tried to leave behind (cursor, temp object, lock...). */
 export const SANDBOX_LEFTOVER = 'PW011';
+
+/** An agent's error longer than this (characters, in any field) is cut in the sandbox. */
+export const SANDBOX_ERROR_FIELD_CHARS = 8000;
 
 /** The portal the body opens for a row-returning statement; the server describes it by name. */
 export const RESULT_PORTAL = 'pgw_result';
@@ -205,8 +209,10 @@ RETURNS text LANGUAGE plpgsql VOLATILE SECURITY INVOKER AS $sandbox$${sandboxBod
  * script and finishes. Finishing fires deferred constraints here, inside the sandbox, then
  * refuses what would outlive the call on a pooled connection (cursors, temp objects, prepared
  * statements, deferrable triggers that would fire at COMMIT as the server) and resets the session
- * (session advisory locks released, RESET ALL, UNLISTEN *). Every path out through an error also
- * drops prepared statements and session advisory locks, which a rollback keeps.
+ * (session advisory locks released, random() seeded afresh, sequences' currval and lastval
+ * discarded, RESET ALL, UNLISTEN *). Every path out through an error also drops prepared
+ * statements and session advisory locks, seeds random() and discards the sequences' state, which a
+ * rollback keeps.
  *
  * Advisory locks are released, not refused: the server's own (install, workspace) are
  * transaction-scoped, and one the agent takes is held while its statement runs whether or not
@@ -234,6 +240,12 @@ DECLARE
   answer text;
   timeout text;
   counting boolean;
+  err_state text;
+  err_message text;
+  err_detail text;
+  err_hint text;
+  err_context text;
+  granted text;
 BEGIN
   BEGIN
     PERFORM pg_catalog.set_config('role', 'none', true);
@@ -244,11 +256,12 @@ BEGIN
     RAISE EXCEPTION 'the SQL sandbox of workspace % is not intact', schema_name USING ERRCODE = '${SANDBOX_BROKEN}';
   END IF;
   BEGIN
+    -- The server's statement timeout, set before this call (no agent code ran since): agent code
+    -- may change it, and it is put back for the server's next statement in this transaction
+    -- (the fetch, whose timeout is armed from the setting when it starts; an upgrade's next step).
+    timeout := pg_catalog.current_setting('statement_timeout');
     IF step OPERATOR(pg_catalog.=) 'open' THEN
-      -- The fetch's timeout is armed from the setting when it starts, and agent code folded while
-      -- the statement is planned (an IMMUTABLE function) may have changed it: the server's value
-      -- (set before this call, no agent code ran since) is put back.
-      timeout := pg_catalog.current_setting('statement_timeout');
+      -- Agent code folded while the statement is planned (an IMMUTABLE function) may have changed it.
       OPEN result FOR EXECUTE statement;
       PERFORM pg_catalog.set_config('statement_timeout', timeout, true);
       RETURN NULL;
@@ -313,10 +326,12 @@ BEGIN
             USING ERRCODE = '${SANDBOX_LEFTOVER}';
         END IF;
       END IF;
-      IF pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.<>) 0 AND (
-           EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())
-        OR EXISTS (SELECT FROM pg_catalog.pg_type WHERE typnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())
-        OR EXISTS (SELECT FROM pg_catalog.pg_proc WHERE pronamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())) THEN
+      -- Every object made in a schema (tables, types, functions, operators, collations, text
+      -- search configurations and dictionaries, conversions, statistics) records a dependency
+      -- on it: one probe of pg_depend's index finds them all.
+      IF pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.<>) 0 AND EXISTS (
+           SELECT FROM pg_catalog.pg_depend WHERE refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass
+                                              AND refobjid OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()) THEN
         RAISE EXCEPTION 'temporary objects are not allowed: they would outlive the call on a pooled connection'
           USING ERRCODE = '${SANDBOX_LEFTOVER}';
       END IF;
@@ -326,6 +341,34 @@ BEGIN
         IF EXISTS (SELECT FROM pg_catalog.pg_db_role_setting s JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) s.setrole
                     WHERE r.rolname OPERATOR(pg_catalog.=) current_user) THEN
           RAISE EXCEPTION 'role settings are the server''s' USING ERRCODE = '${SANDBOX_LEFTOVER}';
+        END IF;
+      END IF;
+      -- A grant to any other role (PUBLIC included) reaches no rows without USAGE on the schema,
+      -- but pg_stats shows a column's common values and histogram to every role that may read it.
+      -- Grants are pg_class and pg_attribute updates (or new rows, with default privileges); the
+      -- schema's relations are found through pg_depend's index, not a scan of pg_class.
+      IF NOT counting OR pg_catalog.pg_stat_get_xact_tuples_inserted('pg_catalog.pg_class'::pg_catalog.regclass)
+           OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_updated('pg_catalog.pg_class'::pg_catalog.regclass)
+           OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_updated('pg_catalog.pg_attribute'::pg_catalog.regclass) OPERATOR(pg_catalog.>) 0 THEN
+        SELECT pg_catalog.string_agg(pg_catalog.quote_ident(c.relname), ', ' ORDER BY c.relname) INTO granted
+          FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.objid
+         WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass
+           AND d.refobjid OPERATOR(pg_catalog.=) schema_name::pg_catalog.regnamespace
+           AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+           AND (EXISTS (SELECT FROM pg_catalog.aclexplode(c.relacl) a WHERE a.grantee OPERATOR(pg_catalog.<>) c.relowner)
+                OR EXISTS (SELECT FROM pg_catalog.pg_attribute t, pg_catalog.aclexplode(t.attacl) a
+                            WHERE t.attrelid OPERATOR(pg_catalog.=) c.oid AND t.attacl IS NOT NULL AND a.grantee OPERATOR(pg_catalog.<>) c.relowner));
+        IF granted IS NOT NULL THEN
+          RAISE EXCEPTION 'grants to roles outside the workspace are not allowed (on %): pg_stats would show the values to them', granted
+            USING ERRCODE = '${SANDBOX_LEFTOVER}', HINT = 'Grant nothing to other roles or PUBLIC; REVOKE what was granted (REVOKE ALL ON ... FROM PUBLIC).';
+        END IF;
+      END IF;
+      -- Large objects belong to no schema: one granted to others could be read by them outright.
+      IF NOT counting OR pg_catalog.pg_stat_get_xact_tuples_inserted('pg_catalog.pg_largeobject_metadata'::pg_catalog.regclass)
+           OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_updated('pg_catalog.pg_largeobject_metadata'::pg_catalog.regclass) OPERATOR(pg_catalog.>) 0 THEN
+        IF EXISTS (SELECT FROM pg_catalog.pg_largeobject_metadata m, pg_catalog.aclexplode(m.lomacl) a
+                    WHERE m.lomowner OPERATOR(pg_catalog.=) role_name::pg_catalog.regrole AND a.grantee OPERATOR(pg_catalog.<>) m.lomowner) THEN
+          RAISE EXCEPTION 'grants to roles outside the workspace are not allowed (on a large object)' USING ERRCODE = '${SANDBOX_LEFTOVER}';
         END IF;
       END IF;
     END IF;
@@ -340,14 +383,29 @@ BEGIN
     END IF;
     -- Session-level advisory locks would outlive the call; transaction-level ones end with the
     -- call's transaction, as they would have had the sandbox refused them (see sandboxSource).
-    PERFORM pg_catalog.pg_advisory_unlock_all();
+    -- And the rest of what a session keeps: random()'s seed, sequences' currval and lastval
+    -- (another workspace's lastval() would name this one's sequence), LISTEN, settings.
+    PERFORM pg_catalog.pg_advisory_unlock_all(), ${RESEED_RANDOM};
+    DISCARD SEQUENCES;
     UNLISTEN *;
     RESET ALL;
+    PERFORM pg_catalog.set_config('statement_timeout', timeout, true);
     RETURN answer;
   EXCEPTION WHEN OTHERS OR query_canceled THEN
-    -- A rollback keeps both of these: they are not transactional.
+    -- A rollback keeps these: they are not transactional.
     DEALLOCATE ALL;
-    PERFORM pg_catalog.pg_advisory_unlock_all();
+    PERFORM pg_catalog.pg_advisory_unlock_all(), ${RESEED_RANDOM};
+    DISCARD SEQUENCES;
+    -- An error's text is the agent's to choose (RAISE, or a value quoted in PostgreSQL's own
+    -- message), up to a gigabyte: cut here, before it is sent (the server's reader bounds it
+    -- too, and notices, which no handler catches; see bounded-messages.ts).
+    GET STACKED DIAGNOSTICS err_state = RETURNED_SQLSTATE, err_message = MESSAGE_TEXT, err_detail = PG_EXCEPTION_DETAIL,
+                            err_hint = PG_EXCEPTION_HINT, err_context = PG_EXCEPTION_CONTEXT;
+    IF GREATEST(pg_catalog.length(err_message), pg_catalog.length(err_detail), pg_catalog.length(err_hint),
+                           pg_catalog.length(err_context)) OPERATOR(pg_catalog.>) ${SANDBOX_ERROR_FIELD_CHARS} THEN
+      RAISE EXCEPTION USING ERRCODE = err_state, MESSAGE = pg_catalog.left(err_message, ${SANDBOX_ERROR_FIELD_CHARS}) OPERATOR(pg_catalog.||) ' …',
+        DETAIL = pg_catalog.left(COALESCE(err_detail, ''), ${SANDBOX_ERROR_FIELD_CHARS}), HINT = pg_catalog.left(COALESCE(err_hint, ''), ${SANDBOX_ERROR_FIELD_CHARS});
+    END IF;
     RAISE;
   END;
 END

@@ -1,4 +1,4 @@
-import { DEFAULT_MAX_RESULT_BYTES } from '../config.js';
+import { DEFAULT_MAX_CALLS_PER_WORKSPACE, DEFAULT_MAX_RESULT_BYTES } from '../config.js';
 import type { Database, PipelineField, PipelineStep, Queryable } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
 import { pgError, sqlState } from '../db/sql-errors.js';
@@ -15,6 +15,7 @@ import {
 import type { WorkspaceManager } from '../workspaces/workspace-manager.js';
 import { AgentSqlError, prepareAgentStatement, type AgentParam } from './agent-statement.js';
 import { maintenanceSql, parseMaintenance, RESOLVE_NAMED, WORKSPACE_TABLES } from './maintenance-statement.js';
+import { PerWorkspaceLimit } from './per-workspace-limit.js';
 import { readSandboxAnswer } from './sandbox-answer.js';
 import { workspaceRoleOf } from './workspace-role.js';
 import {
@@ -41,9 +42,16 @@ export interface SqlLimits {
    * large values stop a result before max_rows does, and no more than this is ever held.
    */
   maxResultBytes: number;
+  /** The most calls of one workspace that run at once (the rest wait): others are always served. */
+  maxCallsPerWorkspace: number;
 }
 
-export const DEFAULT_SQL_LIMITS: SqlLimits = { statementTimeoutMs: 10_000, maxRowsCap: 10_000, maxResultBytes: DEFAULT_MAX_RESULT_BYTES };
+export const DEFAULT_SQL_LIMITS: SqlLimits = {
+  statementTimeoutMs: 10_000,
+  maxRowsCap: 10_000,
+  maxResultBytes: DEFAULT_MAX_RESULT_BYTES,
+  maxCallsPerWorkspace: DEFAULT_MAX_CALLS_PER_WORKSPACE,
+};
 export const DEFAULT_MAX_ROWS = 100;
 
 export interface Column {
@@ -103,6 +111,7 @@ export class WorkspaceSql {
   #capability: Promise<Capability> | undefined;
   readonly #principals = new Map<string, Principal>();
   readonly #typeNames = new Map<string, string>();
+  readonly #turns: PerWorkspaceLimit;
 
   constructor(
     private readonly db: Database,
@@ -110,7 +119,9 @@ export class WorkspaceSql {
     private readonly searchPathSchemas: readonly string[],
     private readonly limits: SqlLimits,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.#turns = new PerWorkspaceLimit(limits.maxCallsPerWorkspace);
+  }
 
   /** The largest max_rows a call may ask for. */
   get maxRowsCap(): number {
@@ -146,7 +157,9 @@ export class WorkspaceSql {
     this.#checkMaxRows(maxRows);
     const statement = await prepareAgentStatement(sql, params, 'query');
     const principal = await this.#principal(projectId);
-    const { result } = await this.#run(projectId, principal, statement.sql, { readOnly: true, rows: true, maxRows, count: false, settings });
+    const { result } = await this.#turns.run(projectId, () =>
+      this.#run(projectId, principal, statement.sql, { readOnly: true, rows: true, maxRows, count: false, settings }),
+    );
     return result;
   }
 
@@ -154,14 +167,16 @@ export class WorkspaceSql {
   async execute(projectId: string, sql: string, params: readonly AgentParam[], maxRows = DEFAULT_MAX_ROWS): Promise<ExecuteResult> {
     const statement = await prepareAgentStatement(sql, params, 'execute');
     const principal = await this.#principal(projectId);
-    if (statement.kind === 'VacuumStmt') return this.#maintain(projectId, principal, statement.sql);
-    const { result, affected } = await this.#run(projectId, principal, statement.sql, {
-      readOnly: false,
-      rows: statement.returnsRows,
-      maxRows: Math.min(maxRows, this.limits.maxRowsCap),
-      count: statement.returnsRows && statement.kind !== 'SelectStmt',
-      distribute: this.workspaces.citus && CREATES_TABLE.has(statement.kind),
-    });
+    if (statement.kind === 'VacuumStmt') return this.#turns.run(projectId, () => this.#maintain(projectId, principal, statement.sql));
+    const { result, affected } = await this.#turns.run(projectId, () =>
+      this.#run(projectId, principal, statement.sql, {
+        readOnly: false,
+        rows: statement.returnsRows,
+        maxRows: Math.min(maxRows, this.limits.maxRowsCap),
+        count: statement.returnsRows && statement.kind !== 'SelectStmt',
+        distribute: this.workspaces.citus && CREATES_TABLE.has(statement.kind),
+      }),
+    );
     return { ...result, command: statement.command, affected };
   }
 
@@ -395,10 +410,12 @@ export class WorkspaceSql {
    * table outside the workspaces that every role may reference or put triggers on would run
    * the workspace's code as whoever changes its rows (the server included): a workspace table's
    * foreign key ON DELETE CASCADE makes the deletes cascade into it, and its AFTER triggers fire
-   * as the deleting role, as would a trigger on that table itself.
+   * as the deleting role, as would a trigger on that table itself. pg_logical_emit_message(),
+   * which PUBLIC may call, puts any text into the WAL, where logical decoding (wal_level =
+   * logical) hands it to every replication consumer: data leaving by a read-only query.
    */
   async #checkCapability(q: Queryable): Promise<Capability> {
-    const [row] = await q.query<{ database: string; role: string; can: boolean; open_schemas: string[]; open_tables: string[] }>(
+    const [row] = await q.query<{ database: string; role: string; can: boolean; open_schemas: string[]; open_tables: string[]; open_functions: string[] }>(
       `SELECT current_database() AS database, current_user AS role,
               (SELECT rolsuper OR rolcreaterole FROM pg_catalog.pg_roles WHERE rolname = current_user) AS can,
               ARRAY(SELECT n.nspname::text FROM pg_catalog.pg_namespace n, aclexplode(n.nspacl) a
@@ -419,7 +436,14 @@ export class WorkspaceSql {
                        AND (cols.names IS NOT NULL
                             OR EXISTS (SELECT FROM aclexplode(c.relacl) g
                                         WHERE g.grantee = 0 AND g.privilege_type IN ('REFERENCES', 'TRIGGER')))
-                     ORDER BY n.nspname, c.relname) AS open_tables`,
+                     ORDER BY n.nspname, c.relname) AS open_tables,
+              ARRAY(SELECT format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC;', p.oid::regprocedure)
+                      FROM pg_catalog.pg_proc p
+                     WHERE p.pronamespace = 'pg_catalog'::regnamespace AND p.proname = 'pg_logical_emit_message'
+                       AND current_setting('wal_level') = 'logical'
+                       AND EXISTS (SELECT FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) g
+                                    WHERE g.grantee = 0 AND g.privilege_type = 'EXECUTE')
+                     ORDER BY 1) AS open_functions`,
       [[...this.searchPathSchemas]],
     );
     if (!row) throw new Error('capability check returned no row');
@@ -437,6 +461,10 @@ export class WorkspaceSql {
       problem =
         'Every role may reference or put triggers on table(s) outside the workspaces: a workspace could make its own code run ' +
         `as whoever changes their rows (the server included), through a foreign key ON DELETE CASCADE or a trigger. Run: ${row.open_tables.join(' ')}`;
+    } else if (row.open_functions.length > 0) {
+      problem =
+        'Every role may write messages into the WAL with pg_logical_emit_message(), and with wal_level = logical every logical ' +
+        `replication stream of this database carries them: a workspace could send its data out, even from a read-only query. Run: ${row.open_functions.join(' ')}`;
     }
     return { database: row.database, serverRole: row.role, problem };
   }

@@ -1,6 +1,7 @@
 import type { Database, Queryable } from '../db/database.js';
 import { validateIdentifier } from '../db/identifiers.js';
 import { privilegeAdvice } from '../db/privilege-advice.js';
+import { DEFAULT_UPGRADE_TIMEOUT_MS } from '../config.js';
 import { isConnectionFailure, pgError, sqlState } from '../db/sql-errors.js';
 import { SHARDING_OFF } from '../db/citus.js';
 import { quoteIdent } from '../db/identifiers.js';
@@ -120,6 +121,7 @@ export class WorkspaceManager {
   readonly #citus: boolean;
   /** How long provisioning waits for a workspace's lock before naming its holder. */
   readonly #lockTimeoutMs: number;
+  readonly #upgradeTimeoutMs: number;
 
   /** Per-workspace snapshot count and bytes (PG_WORKSPACE_MAX_SNAPSHOTS, PG_WORKSPACE_SNAPSHOT_BUDGET_BYTES). */
   readonly #snapshotLimits: SnapshotLimits;
@@ -129,9 +131,10 @@ export class WorkspaceManager {
     private readonly plan: InstallPlan,
     private readonly searchPathSchemas: readonly string[],
     private readonly log: Logger,
-    options: { citus?: boolean; lockTimeoutMs?: number; snapshotLimits?: SnapshotLimits } = {},
+    options: { citus?: boolean; lockTimeoutMs?: number; upgradeTimeoutMs?: number; snapshotLimits?: SnapshotLimits } = {},
   ) {
     this.#citus = options.citus ?? false;
+    this.#upgradeTimeoutMs = options.upgradeTimeoutMs ?? DEFAULT_UPGRADE_TIMEOUT_MS;
     this.#lockTimeoutMs = options.lockTimeoutMs ?? WORKSPACE_LOCK_TIMEOUT_MS;
     this.#snapshotLimits = options.snapshotLimits ?? DEFAULT_SNAPSHOT_LIMITS;
     const required: Record<string, string[]> = {};
@@ -260,6 +263,9 @@ export class WorkspaceManager {
    */
   async #provisionIn(tx: Queryable, projectId: string, schemaName: string, { create }: { create: boolean }): Promise<Provisioned> {
     await lockWorkspace(tx, projectId, this.#lockTimeoutMs);
+    // The script may fire the agent's triggers (an UPDATE) and run its operators: each statement
+    // from here is bounded, the sandbox putting the bound back after agent code ran.
+    await tx.query(`SELECT pg_catalog.set_config('statement_timeout', $1, true)`, [String(this.#upgradeTimeoutMs)]);
     const row = await lookupWorkspace(tx, projectId);
     if (!row && !create) return { changed: false, migrations: [] };
     if (row && isCurrent(row, this.plan)) return { workspace: this.#workspace(projectId, schemaName, false, row.created_at), changed: false, migrations: [] };

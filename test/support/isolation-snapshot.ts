@@ -81,6 +81,8 @@ export async function startIsolationServer(
     superuser = new pg.Client({ connectionString: url });
     await superuser.connect();
     if (options.createVector) await superuser.query('CREATE EXTENSION vector');
+    // As docs/isolation.md asks on a database with wal_level = logical.
+    await superuser.query('REVOKE EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text), pg_logical_emit_message(boolean, text, bytea) FROM PUBLIC');
     mcp = await connectInProcess({
       extensionDirs: [notes],
       databaseUrl: cluster.url(database, options.role),

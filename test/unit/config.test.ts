@@ -39,6 +39,8 @@ describe('parseCommand', () => {
       PG_WORKSPACE_STATEMENT_TIMEOUT_MS: '2500',
       PG_WORKSPACE_MAX_ROWS: '500',
       PG_WORKSPACE_MAX_RESULT_BYTES: '65536',
+      PG_WORKSPACE_MAX_CALLS_PER_WORKSPACE: '3',
+      PG_WORKSPACE_UPGRADE_TIMEOUT_MS: '90000',
       PG_WORKSPACE_ALLOWED_ROOTS: '/src/a:/src/b',
       PG_WORKSPACE_MAX_SNAPSHOTS: '3',
       PG_WORKSPACE_SNAPSHOT_BUDGET_BYTES: '1048576',
@@ -56,6 +58,8 @@ describe('parseCommand', () => {
       statementTimeoutMs: 2500,
       maxRowsCap: 500,
       maxResultBytes: 65536,
+      maxCallsPerWorkspace: 3,
+      upgradeTimeoutMs: 90_000,
       allowedRoots: ['/src/a', '/src/b'],
       maxSnapshots: 3,
       snapshotBudgetBytes: 1048576,
@@ -63,10 +67,11 @@ describe('parseCommand', () => {
       maintenanceIdleMs: 250,
     });
     const flagged = serve(
-      ['--data-dir', 'rel/dir', '--extensions', '/c', '--disable', 'extra', '--extensions', '/d', '--allow-project', 'client-c', '--allow-root', 'rel/root'],
+      ['--data-dir', 'rel/dir', '--extensions', '/c', '--disable', 'extra', '--extensions', '/d', '--allow-project', 'client-c', '--allow-root', 'rel/root', '--max-calls-per-workspace', '7'],
       env,
     );
     expect(flagged.allowedRoots).toEqual(['/src/a', '/src/b', path.resolve('rel/root')]);
+    expect(flagged.maxCallsPerWorkspace).toBe(7);
     expect(flagged.allowedProjects).toEqual(['client-a', 'client-b', 'client-c']);
     expect(flagged.dataDir).toBe(path.resolve('rel/dir'));
     expect(flagged.extensionDirs).toEqual(['/a', '/b', '/c', '/d']);
@@ -90,6 +95,7 @@ describe('parseCommand', () => {
     expect(failure([], { PG_WORKSPACE_MAINTENANCE_IDLE_MS: '5' })).toContain('PG_WORKSPACE_MAINTENANCE_IDLE_MS: must be at least 10');
     expect(failure([], { PG_WORKSPACE_LOG_LEVEL: 'verbose' })).toMatch(/PG_WORKSPACE_LOG_LEVEL: .*"debug"\|"info"\|"warn"\|"error"\|"silent"/);
     expect(failure(['--disable', 'Bad_Id'])).toContain('--disable / PG_WORKSPACE_DISABLED_EXTENSIONS: an extension id (lower-case, hyphens)');
+    expect(failure(['--max-calls-per-workspace', '0'])).toContain('--max-calls-per-workspace / PG_WORKSPACE_MAX_CALLS_PER_WORKSPACE: must be at least 1');
     expect(failure([], { PG_WORKSPACE_DISABLED_EXTENSIONS: 'ok,NOPE' })).toContain('--disable / PG_WORKSPACE_DISABLED_EXTENSIONS');
   });
 
