@@ -160,7 +160,13 @@ export class PGliteDatabase extends SessionDatabase {
         describe: (o) => parts.push(protocol.serialize.describe(o)),
         sync: () => parts.push(protocol.serialize.sync()),
       });
-      const { messages } = await this.pglite.execProtocol(Buffer.concat(parts), { throwOnError: false });
+      // execProtocolStream, never execProtocol: PGlite writes a reply to the callback the last
+      // execProtocolRawStream installed (it never uninstalls it), and execProtocol only installs
+      // its own when there is none. After a socket client's exchange (pglite-socket-server.ts),
+      // execProtocol's reply went to that client's socket (or to the server's clean-up callback
+      // of a client that left) and it returned no messages: a query answered with no rows and no
+      // error. execProtocolStream always parses the reply itself.
+      const messages = await this.pglite.execProtocolStream(Buffer.concat(parts), { throwOnError: false });
       const collector = new PipelineCollector(steps);
       for (const message of messages) collector.on(message as PipelineMessage, message.name === 'error' ? message : undefined);
       if (collector.outcome.error) await this.pglite.exec(AFTER_FAILED_PIPELINE);
