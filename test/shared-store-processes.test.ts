@@ -168,6 +168,29 @@ describe('one embedded store shared by several processes', () => {
     }
   }, 120_000);
 
+  it("the owner's query after another server's call returns its rows, and the other server never receives the owner's reply", async () => {
+    const dir = await tempDir('pgw-two-servers-');
+    const servers: ServerProcess[] = [];
+    try {
+      for (let i = 0; i < 2; i++) servers.push(await startServerProcess(serverArgs(dir), {}));
+      const [owner, other] = servers as [ServerProcess, ServerProcess];
+      expect(await ownerPid(dir)).toBe(owner.pid);
+      expect((await owner.call('execute', { project_id: 'pair', sql: "CREATE TABLE notes AS SELECT 'one'::text AS body" })).isError).toBe(false);
+      expect((await other.call('query', { project_id: 'pair', sql: 'SELECT 1' })).isError).toBe(false);
+      for (let i = 0; i < 3; i++) {
+        // The other server's call is the last exchange PGlite ran before the owner's query.
+        const theirs = await other.call('query', { project_id: 'pair', sql: 'SELECT body FROM notes' });
+        expect(theirs.isError, theirs.text).toBe(false);
+        expect(theirs.data).toMatchObject({ columns: [{ name: 'body', type: 'text' }], rows: [['one']] });
+        const mine = await owner.call('query', { project_id: 'pair', sql: 'SELECT body FROM notes' });
+        expect(mine.isError, mine.text).toBe(false);
+        expect(mine.data).toMatchObject({ columns: [{ name: 'body', type: 'text' }], rows: [['one']] });
+      }
+    } finally {
+      await Promise.all(servers.map((s) => s.close().catch(() => undefined)));
+    }
+  }, 120_000);
+
   it('migrate-workspaces upgrades the workspaces of a store that a running server owns', async () => {
     const dir = await tempDir('pgw-mig-');
     const v1 = await writeExtension(await tempDir(), { id: 'shared' }, WORKSPACE_FILES);

@@ -58,6 +58,29 @@ describe('the shared embedded store (in-process owner and socket clients)', () =
     expect(await client.query('SELECT note FROM t WHERE id = $1', [1])).toEqual([{ note: 'from the client' }]);
   });
 
+  it("the owner's pipelines get their own answers after a client's exchange, never the client's socket (or nothing)", async () => {
+    const dir = await tempDir('pgw-shared-');
+    const owner = await openStore(dir);
+    await owner.exec("CREATE TABLE t (id int PRIMARY KEY, note text); INSERT INTO t VALUES (1, 'one')");
+    const steps = [{ sql: 'SELECT note FROM t WHERE id = $1', params: ['1'] }];
+    // (An Execute without a Describe gets no RowDescription: rows only.)
+    const expected = { results: [{ fields: [], rows: [['one']] }] };
+    // A client that stays connected: its last exchange was the one PGlite ran before the owner's.
+    const client = await connect(dir);
+    const stray: unknown[] = [];
+    client.on('error', (error) => stray.push(error));
+    await client.query('SELECT 1');
+    expect(await owner.pipeline(steps)).toEqual(expected);
+    expect(await owner.pipeline(steps)).toEqual(expected);
+    // A client that left: the server's own clean-up of its session was the last exchange.
+    const leaving = await openStore(dir);
+    expect(await leaving.query('SELECT note FROM t')).toEqual([{ note: 'one' }]);
+    await leaving.close();
+    expect(await owner.pipeline(steps)).toEqual(expected);
+    expect((await client.query('SELECT 2 AS n')).rows).toEqual([{ n: 2 }]);
+    expect(stray).toEqual([]);
+  });
+
   it("keeps a client's transaction to that client: nobody else runs inside it or sees it before the commit", async () => {
     const dir = await tempDir('pgw-shared-');
     const owner = await openStore(dir);

@@ -519,6 +519,10 @@ describe('the snapshot commands beside a running server', () => {
       const restored = await cli(['restore-workspace', 'ws-a', '1', ...args]);
       expect(restored.code).toBe(0);
       expect(restored.stdout).toContain('restored workspace ws-a from snapshot 1');
+      // The server's very first call after the restore (its sandbox cached from before) reads the restored rows.
+      const first = await server.call('query', { project_id: 'ws-a', sql: 'SELECT body FROM notes' });
+      expect(first.isError).toBe(false);
+      expect(first.data).toMatchObject({ columns: [{ name: 'body', type: 'text' }], rows: [['kept']] });
       // Committed by another process: the store holds the restored rows, and the server's next ensure finds the workspace whole.
       const socket = new PostgresDatabase({ connectionString: dbUrlOf(dir) });
       try {

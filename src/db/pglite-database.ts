@@ -163,6 +163,10 @@ export class PGliteDatabase extends SessionDatabase {
       });
       // Raw, through a MessageBounder (bounded-messages.ts) into the parser: PGlite's own
       // execProtocol collects and parses a whole answer, an agent's 300 MB notice included.
+      // And never execProtocol: PGlite writes a reply to the callback the last raw stream
+      // installed (it never uninstalls it), and execProtocol only installs its own when there is
+      // none, so after a socket client's exchange (pglite-socket-server.ts) its reply went to that
+      // client's socket and it returned no messages. A raw stream always installs its own.
       const collector = new PipelineCollector(steps);
       const parser = new protocol.Parser();
       const bounder = new MessageBounder();

@@ -133,6 +133,9 @@ class SessionTurns {
     let bytes = 0;
     let tail: Uint8Array = new Uint8Array(0);
     try {
+      // PGlite keeps this callback installed after the exchange: this process's own calls must
+      // parse their replies themselves (query, exec, execProtocolStream; never execProtocol or
+      // execProtocolRaw, whose reply would come here, see PGliteDatabase.pipeline).
       await this.pglite.runExclusive(() =>
         this.pglite.execProtocolRawStream(message, {
           onRawData: (data) => {

@@ -40,6 +40,31 @@ export const AFTER_FAILED_PIPELINE = `SELECT pg_catalog.pg_advisory_unlock_all()
  */
 export const AFTER_TABLE_CODE = 'SELECT pg_catalog.pg_advisory_unlock_all()';
 
+/**
+ * A pipeline whose answer lacks steps though no step failed: its driver lost part of the reply
+ * (this happened on the embedded store, see PGliteDatabase.pipeline). Its result is unknown, so
+ * it is an error rather than an empty result a caller would take for the truth.
+ */
+export class IncompletePipelineError extends Error {
+  override name = 'IncompletePipelineError';
+
+  constructor(answered: number, steps: number) {
+    super(
+      `The database answered ${answered} of the ${steps} steps of this call and reported no error, so its result is unknown ` +
+        '(it is not returned, rather than an empty or wrong one). Retry the call; a change made by execute may have been ' +
+        'committed, so check before repeating it.',
+    );
+  }
+}
+
+/** The outcome, or IncompletePipelineError when it answered fewer steps than were sent without an error. */
+export function completeOutcome(outcome: PipelineOutcome, steps: readonly PipelineStep[]): PipelineOutcome {
+  if (outcome.error === undefined && outcome.results.length !== steps.length) {
+    throw new IncompletePipelineError(outcome.results.length, steps.length);
+  }
+  return outcome;
+}
+
 export function writePipeline(steps: readonly PipelineStep[], out: PipelineWriter): void {
   for (const step of steps) {
     if ('describePortal' in step) {

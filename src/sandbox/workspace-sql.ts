@@ -1,6 +1,7 @@
 import { DEFAULT_MAX_CALLS_PER_WORKSPACE, DEFAULT_MAX_RESULT_BYTES } from '../config.js';
 import type { Database, PipelineField, PipelineStep, Queryable } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
+import { completeOutcome } from '../db/pipeline.js';
 import { pgError, sqlState } from '../db/sql-errors.js';
 import type { Logger } from '../logger.js';
 import { projectIdOfSchema, schemaNameFor } from '../workspaces/project-id.js';
@@ -197,7 +198,7 @@ export class WorkspaceSql {
       },
       ...prepared.map((statement) => ({ sql: `SELECT ${fn}('run', $1, 0, 0)`, params: [statement.sql] })),
     ];
-    const outcome = await this.db.pipeline(steps);
+    const outcome = completeOutcome(await this.db.pipeline(steps), steps);
     if (outcome.error) {
       const code = sqlState(outcome.error);
       if ((code === SANDBOX_BROKEN || (code === '42883' && outcome.results.length === 1)) && !retried) {
@@ -349,7 +350,8 @@ export class WorkspaceSql {
     const answered = steps.length - 1;
     // Same implicit transaction: the new table is distributed, or the statement undone.
     if (options.distribute) steps.push({ sql: `SELECT ${fn}('run', $1, 0, 0)`, params: [distributeNewTables(principal.schemaName)] });
-    const outcome = await this.db.pipeline(steps);
+    // Never an empty result for a reply that lost its steps: an agent could not tell it from the truth.
+    const outcome = completeOutcome(await this.db.pipeline(steps), steps);
     if (outcome.error) {
       const code = sqlState(outcome.error);
       // The function was dropped (DROP OWNED BY CURRENT_USER) or altered: make it again, once.
