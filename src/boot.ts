@@ -1,5 +1,5 @@
 import type { Database } from './db/database.js';
-import type { EngineConfig, Ready } from './engine.js';
+import type { EngineConfig, Ready } from './services.js';
 import { createEmbedder } from './embeddings/http-embedder.js';
 import { loadExtensions } from './extensions/load-extensions.js';
 import { installExtensions } from './installer/install-extensions.js';

@@ -1,23 +1,10 @@
-import type { Config } from './config.js';
 import type { Database } from './db/database.js';
-import type { Embedder } from './embeddings/embedder.js';
 import { isRetriedBootFailure } from './boot-failures.js';
 import { explainError, pgError, sqlState } from './db/sql-errors.js';
 import type { InstallReport } from './installer/install-extensions.js';
 import type { InstallPlan } from './installer/install-plan.js';
 import type { Logger } from './logger.js';
-import type { WorkspaceFleet } from './workspaces/workspace-fleet.js';
-import type { WorkspaceManager } from './workspaces/workspace-manager.js';
-import type { WorkspaceSql } from './sandbox/workspace-sql.js';
-import type { SearchService } from './search/search-service.js';
-
-export type EngineConfig = Pick<Config, 'databaseUrl' | 'dataDir' | 'extensionDirs' | 'disabledExtensions' | 'lockTimeoutMs'> &
-  Partial<Pick<Config, 'statementTimeoutMs' | 'maxRowsCap' | 'maxResultBytes' | 'maxCallsPerWorkspace' | 'upgradeTimeoutMs' | 'connectWaitMs' | 'maintenanceIdleMs' | 'embeddings' | 'maxSnapshots' | 'snapshotBudgetBytes'>> & {
-  /** Pool size on PostgreSQL (default 10); the fleet upgrade needs one per worker. */
-  maxConnections?: number;
-  /** --allow-root: directories index_directory may read (besides the client's MCP roots). */
-  allowedRoots?: readonly string[] | undefined;
-};
+import type { EngineConfig, Ready } from './services.js';
 
 export class EngineUnavailableError extends Error {
   override name = 'EngineUnavailableError';
@@ -27,18 +14,6 @@ export type EngineStatus =
   | { state: 'booting' }
   | { state: 'ready'; report: InstallReport }
   | { state: 'failed'; error: string; retrying: boolean };
-
-export interface Ready {
-  report: InstallReport;
-  /** The database itself (tests and the bench look at it directly). */
-  db: Database;
-  workspaces: WorkspaceManager;
-  fleet: WorkspaceFleet;
-  sql: WorkspaceSql;
-  search: SearchService;
-  /** The configured embedding provider; undefined with `--embeddings none`. */
-  embedder: Embedder | undefined;
-}
 
 /**
  * The provisioning engine: opens the database, runs the extension installer and then serves

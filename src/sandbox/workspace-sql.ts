@@ -13,7 +13,6 @@ import {
   workspaceOfRole,
   workspacesWithoutSandbox,
 } from '../registry/registry-sql.js';
-import type { WorkspaceManager } from '../workspaces/workspace-manager.js';
 import { AgentSqlError, prepareAgentStatement, type AgentParam } from './agent-statement.js';
 import { maintenanceSql, parseMaintenance, RESOLVE_NAMED, WORKSPACE_TABLES } from './maintenance-statement.js';
 import { PerWorkspaceLimit } from './per-workspace-limit.js';
@@ -100,6 +99,16 @@ interface Capability {
 }
 
 /**
+ * What the SQL tools need of the workspace engine (WorkspaceManager): a workspace made before
+ * its first call, and whether workspaces are distributed. Narrow, so the sandbox does not
+ * depend on the manager, which runs its upgrade scripts in the sandbox.
+ */
+export interface WorkspaceProvisioner {
+  ensure(projectId: string): Promise<unknown>;
+  readonly citus: boolean;
+}
+
+/**
  * Runs agent SQL inside a workspace, as the workspace's own PostgreSQL role, in its sandbox
  * function (see sandbox-ddl.ts). A call is one pipeline, one round trip, one implicit
  * transaction: settings (statement timeout, READ ONLY), the sandbox opening the statement, a
@@ -116,7 +125,7 @@ export class WorkspaceSql {
 
   constructor(
     private readonly db: Database,
-    private readonly workspaces: WorkspaceManager,
+    private readonly workspaces: WorkspaceProvisioner,
     private readonly searchPathSchemas: readonly string[],
     private readonly limits: SqlLimits,
     private readonly log: Logger,
