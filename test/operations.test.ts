@@ -73,6 +73,33 @@ for (const kind of BACKEND_KINDS) {
   describe(`doctor and repair on ${kind}`, () => {
     const available = backendPerKind(kind, () => cluster);
 
+    it('reports, with the same REVOKE, exactly what makes the SQL tools refuse to run', async (ctx) => {
+      const db = await available(ctx).fresh();
+      try {
+        const v1 = await plan(V1);
+        const { manager, sql } = await services(db, v1);
+        await manager.ensure('open-check');
+        expect((await diagnose(db, v1)).findings.filter((f) => f.code === 'privilege-missing')).toEqual([]);
+        // A table outside the workspaces every role may reference: the tools refuse, and doctor says why.
+        await db.exec('CREATE TABLE public.doctor_open (id int PRIMARY KEY); GRANT REFERENCES ON public.doctor_open TO PUBLIC');
+        const refusal = await sql.query('open-check', 'SELECT 1', []).then(
+          () => '',
+          (error: unknown) => String(error),
+        );
+        const revoke = 'REVOKE REFERENCES, TRIGGER ON TABLE public.doctor_open FROM PUBLIC;';
+        expect(refusal).toContain(revoke);
+        const findings = (await diagnose(db, v1)).findings.filter((f) => f.code === 'privilege-missing');
+        expect(findings.map((f) => f.details['grants'])).toEqual([[revoke]]);
+        expect(findings[0]?.fix).toContain(revoke);
+        // Fixed, both agree again.
+        await db.exec(revoke);
+        await expect(sql.query('open-check', 'SELECT 1 AS one', [])).resolves.toMatchObject({ rows: [[1]] });
+        expect((await diagnose(db, v1)).findings.filter((f) => f.code === 'privilege-missing')).toEqual([]);
+      } finally {
+        await db.close();
+      }
+    });
+
     it('finds each planted fault, repair mends each on request, and doctor is clean afterwards', async (ctx) => {
       const backend = available(ctx);
       const url = kind === 'postgres' ? await backend.freshUrl?.() : undefined;

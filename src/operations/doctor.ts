@@ -1,4 +1,5 @@
 import type { Database, LockHolder, Queryable } from '../db/database.js';
+import { capabilityProblems, readSandboxCapability } from '../sandbox/sandbox-capability.js';
 import { quoteIdent } from '../db/identifiers.js';
 import { privilegeFacts, registryOwnerGrants } from '../db/privilege-advice.js';
 import { INSTALL_LOCK_KEY } from '../installer/install-lock.js';
@@ -341,7 +342,7 @@ async function pgExtensionFindings(tx: Queryable, plan: InstallPlan): Promise<Fi
 /** The privileges a server needs (docs/isolation.md) that the role lacks. */
 async function privilegeFindings(tx: Queryable, searchPathSchemas: readonly string[]): Promise<Finding[]> {
   const facts = await privilegeFacts(tx, searchPathSchemas);
-  const sandbox = await registry.sandboxCapability(tx, searchPathSchemas);
+  const problems = capabilityProblems(await readSandboxCapability(tx, searchPathSchemas));
   if (!facts) return [];
   const role = quoteIdent(facts.role);
   const lacks: { privilege: string; why: string; grants: string[] }[] = [];
@@ -366,13 +367,6 @@ async function privilegeFindings(tx: Queryable, searchPathSchemas: readonly stri
       grants: [`GRANT USAGE ON SCHEMA ${quoteIdent(s.schema)} TO ${role};`],
     });
   }
-  if (!sandbox.create_role) {
-    lacks.push({
-      privilege: 'CREATEROLE',
-      why: 'query, execute and search_vectors run as a role per workspace (the other tools work without it)',
-      grants: [`ALTER ROLE ${role} CREATEROLE;`],
-    });
-  }
   const findings: Finding[] = lacks.map((l) => ({
     code: 'privilege-missing',
     severity: 'error',
@@ -380,13 +374,14 @@ async function privilegeFindings(tx: Queryable, searchPathSchemas: readonly stri
     fix: `As an administrator: ${l.grants.join(' ')}`,
     details: { role: facts.role, privilege: l.privilege, grants: l.grants },
   }));
-  for (const schema of sandbox.open_schemas) {
+  // The SQL tools' own check (sandbox-capability.ts): each reason they refuse is a finding here.
+  for (const problem of problems) {
     findings.push({
       code: 'privilege-missing',
       severity: 'error',
-      message: `Every role may create objects in schema "${schema}", which workspaces search for extension types: the SQL tools refuse to run.`,
-      fix: `As an administrator: REVOKE CREATE ON SCHEMA ${quoteIdent(schema)} FROM PUBLIC;`,
-      details: { role: facts.role, privilege: `no CREATE for PUBLIC on schema "${schema}"`, grants: [`REVOKE CREATE ON SCHEMA ${quoteIdent(schema)} FROM PUBLIC;`] },
+      message: `${problem.message} query, execute and search_vectors refuse to run until it is fixed.`,
+      fix: `As an administrator: ${problem.grants.join(' ')}`,
+      details: { role: facts.role, privilege: problem.privilege, grants: problem.grants },
     });
   }
   return findings;

@@ -1,4 +1,5 @@
 import type { Database, Queryable } from '../db/database.js';
+import { readSandboxCapability } from '../sandbox/sandbox-capability.js';
 import { quoteIdent } from '../db/identifiers.js';
 import { explainError } from '../db/sql-errors.js';
 import type { InstallPlan } from '../installer/install-plan.js';
@@ -234,7 +235,7 @@ async function adoptOrphan(tx: Queryable, plan: InstallPlan, searchPathSchemas: 
   if (!current) {
     changes.push(`adopted at the level before ${level.pending.join(', ')}, which its tables predate: \`pg-workspace-mcp migrate-workspaces\` applies them`);
   }
-  const capability = await registry.sandboxCapability(tx, searchPathSchemas);
+  const capability = await readSandboxCapability(tx, searchPathSchemas);
   const role = roleNameFor(capability.database, projectId);
   if (capability.create_role) {
     const exists = await registry.roleExists(tx, role);

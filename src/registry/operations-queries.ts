@@ -74,16 +74,6 @@ const PG_EXTENSIONS = `
     LEFT JOIN pg_catalog.pg_available_extensions a ON a.name = r.name
    ORDER BY r.name`;
 
-/**
- * What the SQL tools need of the role (see WorkspaceSql): creating the workspace roles, and no
- * extension schema on the search path where every role may create objects.
- */
-const SANDBOX_CAPABILITY = `
-  SELECT current_user::text AS role, current_database()::text AS database,
-         (SELECT rolsuper OR rolcreaterole FROM pg_catalog.pg_roles WHERE rolname = current_user) AS create_role,
-         ARRAY(SELECT n.nspname::text FROM pg_catalog.pg_namespace n, aclexplode(n.nspacl) a
-                WHERE n.nspname = ANY ($1::text[]) AND a.grantee = 0 AND a.privilege_type = 'CREATE') AS open_schemas`;
-
 /** A workspace's registry row and schema, re-read under its lock before a repair changes anything. */
 const WORKSPACE_PRESENCE = `
   SELECT EXISTS (SELECT FROM project_registry.workspace_config w WHERE w.project_id = $1) AS registered,
@@ -187,13 +177,6 @@ export interface PgExtensionState {
   installed: boolean;
 }
 
-export interface SandboxCapability {
-  role: string;
-  database: string;
-  create_role: boolean;
-  open_schemas: string[];
-}
-
 export interface WorkspacePresence {
   registered: boolean;
   schema_exists: boolean;
@@ -252,8 +235,6 @@ export const sharedRoles = (q: Queryable, sandboxSchema: string) => q.query<Shar
 
 export const pgExtensionStates = (q: Queryable, names: readonly string[]) => q.query<PgExtensionState>(PG_EXTENSIONS, [names]);
 
-export const sandboxCapability = (q: Queryable, searchPathSchemas: readonly string[]) =>
-  first<SandboxCapability>(q, SANDBOX_CAPABILITY, [searchPathSchemas]);
 
 export const workspacePresence = (tx: Queryable, projectId: string, schemaName: string) =>
   first<WorkspacePresence>(tx, WORKSPACE_PRESENCE, [projectId, schemaName]);

@@ -17,6 +17,7 @@ import { AgentSqlError, prepareAgentStatement, type AgentParam } from './agent-s
 import { maintenanceSql, parseMaintenance, RESOLVE_NAMED, WORKSPACE_TABLES } from './maintenance-statement.js';
 import { PerWorkspaceLimit } from './per-workspace-limit.js';
 import { readSandboxAnswer } from './sandbox-answer.js';
+import { capabilityProblems, readSandboxCapability } from './sandbox-capability.js';
 import { workspaceRoleOf } from './workspace-role.js';
 import {
   principalScript,
@@ -414,70 +415,12 @@ export class WorkspaceSql {
     return capability;
   }
 
-  /**
-   * Isolation needs roles: the server must create them (CREATEROLE or superuser). Refused with
-   * the fix otherwise, never a weaker mode. An extension schema in the search path where
-   * everyone may create objects would let a workspace plant functions or operators there. A
-   * table outside the workspaces that every role may reference or put triggers on would run
-   * the workspace's code as whoever changes its rows (the server included): a workspace table's
-   * foreign key ON DELETE CASCADE makes the deletes cascade into it, and its AFTER triggers fire
-   * as the deleting role, as would a trigger on that table itself. pg_logical_emit_message(),
-   * which PUBLIC may call, puts any text into the WAL, where logical decoding (wal_level =
-   * logical) hands it to every replication consumer: data leaving by a read-only query.
-   */
+  /** The SQL tools refuse, never a weaker mode, while the database allows an escape (sandbox-capability.ts). */
   async #checkCapability(q: Queryable): Promise<Capability> {
-    const [row] = await q.query<{ database: string; role: string; can: boolean; open_schemas: string[]; open_tables: string[]; open_functions: string[] }>(
-      `SELECT current_database() AS database, current_user AS role,
-              (SELECT rolsuper OR rolcreaterole FROM pg_catalog.pg_roles WHERE rolname = current_user) AS can,
-              ARRAY(SELECT n.nspname::text FROM pg_catalog.pg_namespace n, aclexplode(n.nspacl) a
-                     WHERE n.nspname = ANY ($1::text[]) AND a.grantee = 0 AND a.privilege_type = 'CREATE') AS open_schemas,
-              ARRAY(SELECT format('REVOKE REFERENCES, TRIGGER ON TABLE %I.%I FROM PUBLIC;', n.nspname, c.relname)
-                             || CASE WHEN cols.names IS NULL THEN ''
-                                     ELSE format(' REVOKE REFERENCES (%s) ON TABLE %I.%I FROM PUBLIC;', cols.names, n.nspname, c.relname) END
-                      FROM pg_catalog.pg_class c
-                      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                      LEFT JOIN LATERAL (SELECT string_agg(quote_ident(at.attname), ', ' ORDER BY at.attnum) AS names
-                                           FROM pg_catalog.pg_attribute at, aclexplode(at.attacl) g
-                                          WHERE at.attrelid = c.oid AND at.attacl IS NOT NULL
-                                            AND g.grantee = 0 AND g.privilege_type = 'REFERENCES') cols ON true
-                     WHERE c.relkind IN ('r', 'p', 'v', 'f', 'm')
-                       AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-                       AND (n.nspname = ANY ($1::text[])
-                            OR EXISTS (SELECT FROM aclexplode(n.nspacl) u WHERE u.grantee = 0 AND u.privilege_type = 'USAGE'))
-                       AND (cols.names IS NOT NULL
-                            OR EXISTS (SELECT FROM aclexplode(c.relacl) g
-                                        WHERE g.grantee = 0 AND g.privilege_type IN ('REFERENCES', 'TRIGGER')))
-                     ORDER BY n.nspname, c.relname) AS open_tables,
-              ARRAY(SELECT format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC;', p.oid::regprocedure)
-                      FROM pg_catalog.pg_proc p
-                     WHERE p.pronamespace = 'pg_catalog'::regnamespace AND p.proname = 'pg_logical_emit_message'
-                       AND current_setting('wal_level') = 'logical'
-                       AND EXISTS (SELECT FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) g
-                                    WHERE g.grantee = 0 AND g.privilege_type = 'EXECUTE')
-                     ORDER BY 1) AS open_functions`,
-      [[...this.searchPathSchemas]],
-    );
-    if (!row) throw new Error('capability check returned no row');
-    const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
-    let problem: string | undefined;
-    if (!row.can) {
-      problem =
-        `The SQL tools run each workspace's SQL as a PostgreSQL role of its own, and the server's role ${quote(row.role)} ` +
-        `cannot create roles. Run as a superuser: ALTER ROLE ${quote(row.role)} CREATEROLE; (other tools keep working without it).`;
-    } else if (row.open_schemas.length > 0) {
-      problem =
-        `Every role may create objects in schema(s) ${row.open_schemas.join(', ')}, which workspaces search for extension types: ` +
-        `a workspace could plant functions there. Run: ${row.open_schemas.map((s) => `REVOKE CREATE ON SCHEMA ${quote(s)} FROM PUBLIC;`).join(' ')}`;
-    } else if (row.open_tables.length > 0) {
-      problem =
-        'Every role may reference or put triggers on table(s) outside the workspaces: a workspace could make its own code run ' +
-        `as whoever changes their rows (the server included), through a foreign key ON DELETE CASCADE or a trigger. Run: ${row.open_tables.join(' ')}`;
-    } else if (row.open_functions.length > 0) {
-      problem =
-        'Every role may write messages into the WAL with pg_logical_emit_message(), and with wal_level = logical every logical ' +
-        `replication stream of this database carries them: a workspace could send its data out, even from a read-only query. Run: ${row.open_functions.join(' ')}`;
-    }
-    return { database: row.database, serverRole: row.role, problem };
+    const capability = await readSandboxCapability(q, this.searchPathSchemas);
+    const [first] = capabilityProblems(capability);
+    const problem = first && `${first.message} Run: ${first.grants.join(' ')}`;
+    return { database: capability.database, serverRole: capability.role, problem };
   }
 
   /** The workspace's recorded role, or for one that has none yet the name it gets (roleNameFor). */

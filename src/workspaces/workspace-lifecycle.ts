@@ -6,9 +6,9 @@ import {
   deleteWorkspaceRows,
   renameWorkspaceRows,
   roleExists,
-  sandboxCapability,
   workspacePresence,
 } from '../registry/operations-queries.js';
+import { readSandboxCapability } from '../sandbox/sandbox-capability.js';
 import { bumpRegistryGeneration, lockWorkspace, markWorkspaceSchema, roleUsesElsewhere, setWorkspaceRole } from '../registry/registry-sql.js';
 import { listSnapshots, snapshotTotals } from '../registry/snapshot-queries.js';
 import { dropSandboxFunction, principalScript, roleNameFor, SANDBOX_SCHEMA, snapshotRoleNameFor } from '../sandbox/sandbox-ddl.js';
@@ -147,7 +147,7 @@ export async function renameWorkspace(
     throw new WorkspaceLifecycleError(`Schema ${r.fromSchema} belongs to role "${source.owner}", which this server's role cannot act as, so it cannot rename it.`);
   }
   await refuseIfSnapshots(tx, r.from);
-  const capability = await sandboxCapability(tx, searchPathSchemas);
+  const capability = await readSandboxCapability(tx, searchPathSchemas);
   const [fromRole, toRole] = [await workspaceRoleOf(tx, r.from, capability.database), roleNameFor(capability.database, r.to)];
   const target = await workspacePresence(tx, r.to, r.toSchema);
   if (target.registered || target.schema_exists || (await roleExists(tx, toRole))) {

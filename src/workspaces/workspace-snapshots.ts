@@ -2,7 +2,8 @@ import pg from 'pg';
 import { DEFAULT_MAX_SNAPSHOTS, DEFAULT_SNAPSHOT_BUDGET_BYTES } from '../config.js';
 import type { Queryable } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
-import { currentDatabase, roleExists, sandboxCapability, workspacePresence } from '../registry/operations-queries.js';
+import { currentDatabase, roleExists, workspacePresence } from '../registry/operations-queries.js';
+import { readSandboxCapability } from '../sandbox/sandbox-capability.js';
 import { bumpRegistryGeneration, lockWorkspace } from '../registry/registry-sql.js';
 import {
   deleteSnapshot,
@@ -183,7 +184,7 @@ export async function restoreSnapshot(
   await requireWorkspace(tx, c.projectId, c.schemaName);
   const restored = await requireSnapshot(tx, c.projectId, snapshot);
   const { next } = await snapshotTotals(tx, c.projectId);
-  const capability = await sandboxCapability(tx, searchPathSchemas);
+  const capability = await readSandboxCapability(tx, searchPathSchemas);
   const role = roleNameFor(capability.database, c.projectId);
   const keeper = await snapshotRole(tx, capability.database, c.projectId);
   const keptSchema = snapshotSchemaName(c.schemaName, next);
@@ -242,7 +243,7 @@ export async function forkWorkspace(
   for (const id of [r.from, r.to].sort()) await lockWorkspace(tx, id, lockTimeoutMs);
   await requireWorkspace(tx, r.from, r.fromSchema);
   const source = r.snapshot === undefined ? undefined : await requireSnapshot(tx, r.from, r.snapshot);
-  const capability = await sandboxCapability(tx, searchPathSchemas);
+  const capability = await readSandboxCapability(tx, searchPathSchemas);
   const [fromRole, toRole] = [roleNameFor(capability.database, r.from), roleNameFor(capability.database, r.to)];
   const target = await workspacePresence(tx, r.to, r.toSchema);
   if (target.registered || target.schema_exists || (await roleExists(tx, toRole))) {
