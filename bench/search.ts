@@ -22,6 +22,7 @@ import { startPgCluster } from '../harness/pg-cluster.js';
 import { tempDir } from '../harness/temp-dirs.js';
 import { startEmbeddingStub, stubEmbedding } from '../harness/embedding-stub.js';
 import { ratio, sampleInterleaved } from './stats.js';
+import { seededRandom } from '../harness/seeded-random.js';
 
 const INGEST_DOCS = Number(process.env['BENCH_INGEST_DOCS'] ?? 200);
 const CHUNKS = Number(process.env['BENCH_SEARCH_CHUNKS'] ?? 100_000);
@@ -30,17 +31,7 @@ const STUB_DELAY_MS = Number(process.env['BENCH_STUB_DELAY_MS'] ?? 50);
 const RECALL_QUERIES = 50;
 const log = (message: string) => process.stderr.write(`[bench:search] ${message}\n`);
 
-/** A deterministic generator (mulberry32) for the synthetic corpus. */
-function random(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const next = random(42);
+const next = seededRandom(42);
 /** 2000 made-up words, so texts share some and differ in most, as prose does. */
 const VOCABULARY = Array.from({ length: 2000 }, (_, i) => {
   const syllables = ['ka', 'lo', 'mi', 'ne', 'ru', 'sa', 'ti', 'vo', 'ze', 'pa', 'qui', 'dor'];

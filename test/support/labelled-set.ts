@@ -6,6 +6,8 @@
  * catch), and by the food and place rather than the animal.
  */
 
+import { seededRandom } from '../../harness/seeded-random.js';
+
 const ANIMALS = ['fox', 'otter', 'heron', 'badger', 'falcon', 'lynx', 'beaver', 'walrus', 'gecko', 'moose', 'pelican', 'stoat'];
 const PLURALS: Record<string, string> = { fox: 'foxes', lynx: 'lynxes', walrus: 'walruses', moose: 'moose' };
 const CITIES = ['Lisbon', 'Oslo', 'Kyoto', 'Quito', 'Dakar', 'Hobart'];
@@ -34,19 +36,8 @@ export interface LabelledQuery {
   style: 'same words' | 'other forms' | 'by food and place';
 }
 
-/** A small deterministic generator (mulberry32), so every run builds the same set. */
-function random(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export function labelledSet(): { documents: LabelledDocument[]; queries: LabelledQuery[] } {
-  const next = random(23);
+  const next = seededRandom(23);
   const pick = <T>(list: readonly T[]) => list[Math.floor(next() * list.length)] as T;
   const pairs = ANIMALS.flatMap((animal) => CITIES.map((city) => ({ animal, city })));
   for (let i = pairs.length - 1; i > 0; i--) {
