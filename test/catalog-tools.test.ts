@@ -286,8 +286,8 @@ for (const kind of ['pglite', 'postgres'] as const) {
       expect([null, undefined, '40']).toContain(after?.ef);
     });
 
-    it('search_vectors runs under the SQL tools\' statement timeout on PostgreSQL', async (ctx) => {
-      if (!mcp || kind !== 'postgres') return ctx.skip(); // PGlite ignores statement_timeout.
+    it('search_vectors runs under the SQL tools\' statement timeout', async (ctx) => {
+      if (!mcp) return ctx.skip();
       const slow = await call(ctx, 'execute', { project_id: 'docs', sql: 'CREATE VIEW slow AS SELECT n.id, n.v FROM notes n, pg_sleep(5)' });
       expect(slow.isError, slow.text).toBe(false);
       const ready = await mcp.engine.ready(60_000);

@@ -71,7 +71,7 @@ export async function startIsolationServer(
   let mcp: Awaited<ReturnType<typeof connectInProcess>>;
   let superuser: pg.Client | undefined;
   if (kind === 'pglite') {
-    mcp = await connectInProcess({ extensionDirs: [notes] });
+    mcp = await connectInProcess({ extensionDirs: [notes], statementTimeoutMs: options.statementTimeoutMs });
   } else {
     if (!cluster) return undefined;
     const url = await cluster.createDatabase(options.databasePrefix);

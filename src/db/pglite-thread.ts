@@ -1,0 +1,233 @@
+import { Worker } from 'node:worker_threads';
+import { PGLITE_START_PARAMS } from './pglite-store.js';
+
+/** PostgreSQL's SQLSTATE for a statement cancelled by its timeout. */
+export const QUERY_CANCELED = '57014';
+
+/** PostgreSQL's error for a statement the embedded store's watch ended at its timeout. */
+export class StatementTimeoutError extends Error {
+  override name = 'StatementTimeoutError';
+  readonly code = QUERY_CANCELED;
+  readonly severity = 'ERROR';
+
+  constructor() {
+    super('canceling statement due to statement timeout');
+  }
+
+  readonly detail =
+    'The embedded store (PGlite) cannot interrupt a statement: it stopped its engine, rolled the transaction back and reopened the store.';
+}
+
+interface Request {
+  id: number;
+  op: 'query' | 'exec' | 'raw' | 'vector' | 'close';
+  sql?: string;
+  params?: readonly unknown[];
+  bytes?: Uint8Array;
+  oids?: number[];
+}
+
+interface Pending {
+  request: Request;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+  onData?: (data: Uint8Array) => void;
+  /** The last bytes of a raw reply, for its ReadyForQuery. */
+  tail: Uint8Array;
+}
+
+type Reply =
+  | { ready: true }
+  | { failed: Record<string, unknown> }
+  | { id: number; timer: number }
+  | { id: number; data: Uint8Array }
+  | { id: number; done: true; value?: unknown; error?: Record<string, unknown> };
+
+/** The worker's error as an Error with PostgreSQL's fields (code, detail, …), as PGlite threw it. */
+function revive(plain: Record<string, unknown>): Error {
+  const error = new Error(String(plain['message']));
+  Object.assign(error, plain);
+  return error;
+}
+
+const WORKER_URL = new URL('./pglite-thread-worker.js', import.meta.url);
+
+/**
+ * PGlite in a worker thread, one call at a time, with PostgreSQL's statement timeout enforced:
+ * PGlite cannot interrupt a running statement (pg_sleep, a cross join by mistake), which held
+ * the store and every process sharing it. The worker reports when PostgreSQL arms its timer; if
+ * the timer falls due before the call returned, the worker is ended (about 0.2 s), the call
+ * fails with PostgreSQL's own timeout error (57014), and the store is reopened: PostgreSQL's
+ * recovery keeps what was committed and drops the transaction that was running (about 1 s),
+ * and the calls waiting meanwhile then run. A new session: what the old one had SET is gone.
+ */
+export class PGliteThread {
+  #worker: Worker | undefined;
+  /** The worker whose PGlite is open: its crash reopens the store. */
+  #live: Worker | undefined;
+  #ready!: Promise<void>;
+  readonly #queue: Pending[] = [];
+  #running: Pending | undefined;
+  #nextId = 1;
+  #watch: NodeJS.Timeout | undefined;
+  #vectorOids: number[] = [];
+  #closed = false;
+  /** How often the watch ended a statement: the store was reopened as many times. */
+  restarts = 0;
+
+  private constructor(
+    private readonly dataDir: string,
+    private readonly startParams: readonly string[],
+  ) {}
+
+  static async start(dataDir: string, startParams: readonly string[] = PGLITE_START_PARAMS): Promise<PGliteThread> {
+    const thread = new PGliteThread(dataDir, startParams);
+    thread.#ready = thread.#spawn();
+    try {
+      await thread.#ready;
+    } catch (error) {
+      thread.#closed = true;
+      await thread.#worker?.terminate();
+      throw error;
+    }
+    return thread;
+  }
+
+  query<R>(sql: string, params?: readonly unknown[]): Promise<R[]> {
+    return this.#call({ op: 'query', sql, ...(params ? { params } : {}) }) as Promise<R[]>;
+  }
+
+  async exec(sql: string): Promise<void> {
+    await this.#call({ op: 'exec', sql });
+  }
+
+  /** Protocol messages in, the backend's bytes out to `onData` as they come. */
+  async execRaw(bytes: Uint8Array, onData: (data: Uint8Array) => void): Promise<void> {
+    await this.#call({ op: 'raw', bytes }, onData);
+  }
+
+  /** pgvector's parser for these type OIDs (kept across a restart). */
+  async parseVectors(oids: number[]): Promise<void> {
+    this.#vectorOids = oids;
+    await this.#call({ op: 'vector', oids });
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.#call({ op: 'close' });
+    } finally {
+      this.#closed = true;
+      await this.#worker?.terminate();
+    }
+  }
+
+  #spawn(): Promise<void> {
+    const worker = new Worker(WORKER_URL, { workerData: { dataDir: this.dataDir, startParams: this.startParams } });
+    this.#worker = worker;
+    const ready = new Promise<void>((resolve, reject) => {
+      const failed = (error: unknown) => {
+        worker.off('message', first);
+        reject(error);
+      };
+      const first = (reply: Reply) => {
+        if ('ready' in reply) {
+          this.#live = worker;
+          resolve();
+        }
+        else if ('failed' in reply) reject(revive(reply.failed));
+        else return;
+        worker.off('message', first);
+        worker.off('error', failed);
+      };
+      worker.on('message', first);
+      worker.once('error', failed);
+    });
+    worker.on('message', (reply: Reply) => this.#onReply(reply));
+    // A crash of the thread itself (not an SQL error): the call fails and the store is reopened.
+    worker.on('error', (error) => this.#lost(worker, error));
+    worker.on('exit', () => this.#lost(worker, new Error("the embedded store's engine stopped")));
+    return ready;
+  }
+
+  #call(request: Omit<Request, 'id'>, onData?: (data: Uint8Array) => void): Promise<unknown> {
+    if (this.#closed) return Promise.reject(new Error('the embedded store is closed'));
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ request: { ...request, id: this.#nextId++ }, resolve, reject, ...(onData ? { onData } : {}), tail: new Uint8Array(0) });
+      this.#next();
+    });
+  }
+
+  #next(): void {
+    if (this.#running) return;
+    const pending = this.#queue.shift();
+    if (!pending) return;
+    this.#running = pending;
+    this.#ready.then(
+      () => {
+        if (this.#running === pending) this.#worker?.postMessage(pending.request);
+      },
+      (error: unknown) => this.#finish(pending, error),
+    );
+  }
+
+  #onReply(reply: Reply): void {
+    if (!('id' in reply)) return;
+    const pending = this.#running;
+    if (!pending || pending.request.id !== reply.id) return;
+    if ('timer' in reply) {
+      // PostgreSQL (re)armed its one timer: the earliest of its active timeouts falls due then.
+      clearTimeout(this.#watch);
+      this.#watch = reply.timer > 0 ? setTimeout(() => this.#timedOut(pending), reply.timer) : undefined;
+    } else if ('data' in reply) {
+      const data = reply.data;
+      pending.tail = data.length >= 6 ? data.subarray(data.length - 6) : Uint8Array.from([...pending.tail, ...data].slice(-6));
+      pending.onData?.(data);
+    } else if (reply.error) {
+      this.#finish(pending, revive(reply.error));
+    } else {
+      this.#finish(pending, undefined, reply.value);
+    }
+  }
+
+  #finish(pending: Pending, error: unknown, value?: unknown): void {
+    if (this.#running !== pending) return;
+    clearTimeout(this.#watch);
+    this.#watch = undefined;
+    this.#running = undefined;
+    if (error === undefined) pending.resolve(value);
+    else pending.reject(error);
+    this.#next();
+  }
+
+  /** The call's timeout fell due while it ran: end the engine, fail the call, reopen. */
+  #timedOut(pending: Pending): void {
+    if (this.#running !== pending) return;
+    // Its reply is complete (ReadyForQuery came): it finished as the timer fell due.
+    const t = pending.tail;
+    if (t.length === 6 && t[0] === 0x5a && t[4] === 5) return;
+    this.#restart(pending, new StatementTimeoutError());
+  }
+
+  #lost(worker: Worker, error: unknown): void {
+    if (this.#live !== worker || this.#closed) return;
+    this.#restart(this.#running, error);
+  }
+
+  #restart(pending: Pending | undefined, error: unknown): void {
+    const old = this.#worker;
+    this.#live = undefined;
+    this.#worker = undefined;
+    this.restarts++;
+    // Never two PGlites on one directory: the new one opens it once the old thread is gone.
+    this.#ready = Promise.resolve(old?.terminate()).then(() => this.#spawn());
+    // Told to whoever calls next; not an unhandled rejection meanwhile.
+    this.#ready.catch(() => undefined);
+    if (pending) this.#finish(pending, error);
+    // The new session's parsers, before the calls waiting run.
+    if (this.#vectorOids.length > 0) {
+      const oids = this.#vectorOids;
+      this.#queue.unshift({ request: { id: this.#nextId++, op: 'vector', oids }, resolve: () => undefined, reject: () => undefined, tail: new Uint8Array(0) });
+    }
+    this.#next();
+  }
+}
