@@ -49,6 +49,8 @@ function queryMessage(sql: string): Uint8Array {
 }
 
 const ROLLBACK = queryMessage('ROLLBACK');
+/** Leaves the session in a failed transaction, which refuses every statement until a ROLLBACK. */
+const FAILED_TRANSACTION = queryMessage('BEGIN; SELECT 1 / 0');
 const RESET = queryMessage('RESET ALL');
 
 /** A Parse that fails: it aborts whatever transaction is open, implicit or not, without committing it. */
@@ -199,11 +201,7 @@ class SessionTurns {
   async #timedOut(connection: Connection, holder: Holder, message: Uint8Array, error: StatementTimeoutError, send: (data: Uint8Array) => void): Promise<void> {
     send(errorResponse(error));
     let status = 'I';
-    if (holder.status !== 'I') {
-      await this.#internal(queryMessage('BEGIN'));
-      await this.#internal(ABORT);
-      status = (await this.#internal(SYNC)) ?? 'I';
-    }
+    if (holder.status !== 'I') status = (await this.#internal(FAILED_TRANSACTION)) ?? 'I';
     if (message[0] === QUERY_TYPE || message[0] === SYNC_TYPE) send(readyForQuery(status));
     else connection.skipToSync = true;
   }

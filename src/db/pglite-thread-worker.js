@@ -134,7 +134,11 @@ async function run(request) {
 
 parentPort.on('message', async (request) => {
   try {
-    deliverPending(status === 'I');
+    // Re-armed inside a transaction, the alarm is a timeout of this session's (say, the statement
+    // timeout a Parse armed for the Execute that follows): it is this call's to watch too.
+    const idle = status === 'I';
+    if (!idle) current = request.id;
+    deliverPending(idle);
     current = request.id;
     const value = await run(request);
     if (request.op === 'query' || request.op === 'exec') status = pglite.isInTransaction() ? 'T' : 'I';
