@@ -399,7 +399,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
     const run = (name: string, args: Record<string, unknown>) => (server as IsolationServer).run(name, args);
 
     beforeAll(async () => {
-      // PGlite takes about 2 s on a loaded machine to make and send the 10 MB error below.
+      // PGlite makes and sends the 10 MB error below far slower than PostgreSQL (seconds on a loaded machine).
       const statementTimeoutMs = kind === 'pglite' ? 5_000 : TIMEOUT_MS;
       server = await startIsolationServer(kind, cluster, { role: 'mcp_app', databasePrefix: 'iso', statementTimeoutMs, disabledExtensions: ['codebase'] });
       if (!server) return;

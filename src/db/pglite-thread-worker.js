@@ -30,6 +30,8 @@ let clockShift = 0;
 let alarmDue;
 /** The call running now: the owner's id, to which timer arming is reported. */
 let current = 0;
+/** Shared with the owner: the id of the call running here, 0 once it returned (see pglite-thread.ts). */
+const running = workerData.running;
 
 // Emscripten instantiates PGlite's module through WebAssembly.instantiate with its imports:
 // the first module with a setitimer import is PostgreSQL's (its dynamic libraries come later).
@@ -132,20 +134,26 @@ async function run(request) {
   }
 }
 
+function finished() {
+  current = 0;
+  Atomics.store(running, 0, 0);
+}
+
 parentPort.on('message', async (request) => {
   try {
     // Re-armed inside a transaction, the alarm is a timeout of this session's (say, the statement
     // timeout a Parse armed for the Execute that follows): it is this call's to watch too.
     const idle = status === 'I';
     if (!idle) current = request.id;
+    Atomics.store(running, 0, request.id);
     deliverPending(idle);
     current = request.id;
     const value = await run(request);
+    finished();
     if (request.op === 'query' || request.op === 'exec') status = pglite.isInTransaction() ? 'T' : 'I';
-    current = 0;
     parentPort.postMessage({ id: request.id, done: true, value });
   } catch (error) {
-    current = 0;
+    finished();
     parentPort.postMessage({ id: request.id, done: true, error: plainError(error) });
   }
 });

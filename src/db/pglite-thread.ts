@@ -32,8 +32,6 @@ interface Pending {
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
   onData?: (data: Uint8Array) => void;
-  /** The last bytes of a raw reply, for its ReadyForQuery. */
-  tail: Uint8Array;
 }
 
 type Reply =
@@ -71,6 +69,11 @@ export class PGliteThread {
   #nextId = 1;
   #watch: NodeJS.Timeout | undefined;
   #vectorOids: number[] = [];
+  /**
+   * The id of the call the worker is running now, 0 once it returned: the watch reads it, since
+   * the replies of a call that just finished (a large one) may still be queued for this thread.
+   */
+  readonly #inWorker = new Int32Array(new SharedArrayBuffer(4));
   #closed = false;
   /** How often the watch ended a statement: the store was reopened as many times. */
   restarts = 0;
@@ -122,7 +125,7 @@ export class PGliteThread {
   }
 
   #spawn(): Promise<void> {
-    const worker = new Worker(WORKER_URL, { workerData: { dataDir: this.dataDir, startParams: this.startParams } });
+    const worker = new Worker(WORKER_URL, { workerData: { dataDir: this.dataDir, startParams: this.startParams, running: this.#inWorker } });
     this.#worker = worker;
     const ready = new Promise<void>((resolve, reject) => {
       const failed = (error: unknown) => {
@@ -132,6 +135,7 @@ export class PGliteThread {
       const first = (reply: Reply) => {
         if ('ready' in reply) {
           this.#live = worker;
+          this.#holdOpen();
           resolve();
         }
         else if ('failed' in reply) reject(revive(reply.failed));
@@ -142,6 +146,7 @@ export class PGliteThread {
       worker.on('message', first);
       worker.once('error', failed);
     });
+    this.#holdOpen();
     worker.on('message', (reply: Reply) => this.#onReply(reply));
     // A crash of the thread itself (not an SQL error): the call fails and the store is reopened.
     worker.on('error', (error) => this.#lost(worker, error));
@@ -152,12 +157,13 @@ export class PGliteThread {
   #call(request: Omit<Request, 'id'>, onData?: (data: Uint8Array) => void): Promise<unknown> {
     if (this.#closed) return Promise.reject(new Error('the embedded store is closed'));
     return new Promise((resolve, reject) => {
-      this.#queue.push({ request: { ...request, id: this.#nextId++ }, resolve, reject, ...(onData ? { onData } : {}), tail: new Uint8Array(0) });
+      this.#queue.push({ request: { ...request, id: this.#nextId++ }, resolve, reject, ...(onData ? { onData } : {}) });
       this.#next();
     });
   }
 
   #next(): void {
+    this.#holdOpen();
     if (this.#running) return;
     const pending = this.#queue.shift();
     if (!pending) return;
@@ -179,9 +185,7 @@ export class PGliteThread {
       clearTimeout(this.#watch);
       this.#watch = reply.timer > 0 ? setTimeout(() => this.#timedOut(pending), reply.timer) : undefined;
     } else if ('data' in reply) {
-      const data = reply.data;
-      pending.tail = data.length >= 6 ? data.subarray(data.length - 6) : Uint8Array.from([...pending.tail, ...data].slice(-6));
-      pending.onData?.(data);
+      pending.onData?.(reply.data);
     } else if (reply.error) {
       this.#finish(pending, revive(reply.error));
     } else {
@@ -199,12 +203,20 @@ export class PGliteThread {
     this.#next();
   }
 
+  /**
+   * The thread keeps the process alive while it opens the store and while a call runs or waits,
+   * and only then: an idle store
+   * left open must not keep a finished command from exiting, as PGlite in process never did.
+   */
+  #holdOpen(): void {
+    if (this.#running || this.#queue.length > 0 || !this.#live) this.#worker?.ref();
+    else this.#worker?.unref();
+  }
+
   /** The call's timeout fell due while it ran: end the engine, fail the call, reopen. */
   #timedOut(pending: Pending): void {
-    if (this.#running !== pending) return;
-    // Its reply is complete (ReadyForQuery came): it finished as the timer fell due.
-    const t = pending.tail;
-    if (t.length === 6 && t[0] === 0x5a && t[4] === 5) return;
+    // Returned in the worker already (its last replies are on their way): it finished in time.
+    if (this.#running !== pending || Atomics.load(this.#inWorker, 0) !== pending.request.id) return;
     this.#restart(pending, new StatementTimeoutError());
   }
 
@@ -226,7 +238,7 @@ export class PGliteThread {
     // The new session's parsers, before the calls waiting run.
     if (this.#vectorOids.length > 0) {
       const oids = this.#vectorOids;
-      this.#queue.unshift({ request: { id: this.#nextId++, op: 'vector', oids }, resolve: () => undefined, reject: () => undefined, tail: new Uint8Array(0) });
+      this.#queue.unshift({ request: { id: this.#nextId++, op: 'vector', oids }, resolve: () => undefined, reject: () => undefined });
     }
     this.#next();
   }
