@@ -62,7 +62,7 @@ export class PGliteDatabase extends SessionDatabase {
         path.join(dataDir, 'pgdata'),
         (reason) => log.warn('new embedded store made with initdb (slower) instead of the template', { reason }),
         undefined,
-        (pgdata) => PGliteThread.start(pgdata),
+        (pgdata) => PGliteThread.start(pgdata, (reason) => log.warn('the embedded store reopened after its engine was stopped', { reason })),
       ).catch((error: unknown) => {
         throw isStoreDamage(error) ? new DamagedStoreError(dataDir, error) : error;
       });

@@ -1,21 +1,17 @@
 import { Worker } from 'node:worker_threads';
 import { PGLITE_START_PARAMS } from './pglite-store.js';
 
-/** PostgreSQL's SQLSTATE for a statement cancelled by its timeout. */
-export const QUERY_CANCELED = '57014';
-
-/** PostgreSQL's error for a statement the embedded store's watch ended at its timeout. */
+/** PostgreSQL's error (SQLSTATE 57014, its words) for a statement the embedded store's watch ended at its timeout. */
 export class StatementTimeoutError extends Error {
   override name = 'StatementTimeoutError';
-  readonly code = QUERY_CANCELED;
+  readonly code = '57014';
   readonly severity = 'ERROR';
+  readonly detail =
+    'The embedded store (PGlite) cannot interrupt a statement: it stopped its engine, rolled the transaction back and reopened the store.';
 
   constructor() {
     super('canceling statement due to statement timeout');
   }
-
-  readonly detail =
-    'The embedded store (PGlite) cannot interrupt a statement: it stopped its engine, rolled the transaction back and reopened the store.';
 }
 
 interface Request {
@@ -75,16 +71,15 @@ export class PGliteThread {
    */
   readonly #inWorker = new Int32Array(new SharedArrayBuffer(4));
   #closed = false;
-  /** How often the watch ended a statement: the store was reopened as many times. */
-  restarts = 0;
 
   private constructor(
     private readonly dataDir: string,
-    private readonly startParams: readonly string[],
+    private readonly onRestart: (reason: string) => void,
   ) {}
 
-  static async start(dataDir: string, startParams: readonly string[] = PGLITE_START_PARAMS): Promise<PGliteThread> {
-    const thread = new PGliteThread(dataDir, startParams);
+  /** `onRestart` is told why, each time the store is reopened (a statement timeout, a crash). */
+  static async start(dataDir: string, onRestart: (reason: string) => void = () => undefined): Promise<PGliteThread> {
+    const thread = new PGliteThread(dataDir, onRestart);
     thread.#ready = thread.#spawn();
     try {
       await thread.#ready;
@@ -125,7 +120,7 @@ export class PGliteThread {
   }
 
   #spawn(): Promise<void> {
-    const worker = new Worker(WORKER_URL, { workerData: { dataDir: this.dataDir, startParams: this.startParams, running: this.#inWorker } });
+    const worker = new Worker(WORKER_URL, { workerData: { dataDir: this.dataDir, startParams: PGLITE_START_PARAMS, running: this.#inWorker } });
     this.#worker = worker;
     const ready = new Promise<void>((resolve, reject) => {
       const failed = (error: unknown) => {
@@ -229,7 +224,7 @@ export class PGliteThread {
     const old = this.#worker;
     this.#live = undefined;
     this.#worker = undefined;
-    this.restarts++;
+    this.onRestart(error instanceof Error ? error.message : String(error));
     // Never two PGlites on one directory: the new one opens it once the old thread is gone.
     this.#ready = Promise.resolve(old?.terminate()).then(() => this.#spawn());
     // Told to whoever calls next; not an unhandled rejection meanwhile.
