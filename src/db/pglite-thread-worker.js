@@ -20,6 +20,8 @@
 import { parentPort, workerData } from 'node:worker_threads';
 
 const ITIMER_REAL = 0;
+/** The most of a reply held back to go with the call's end. */
+const HELD_BYTES = 256 * 1024;
 
 /** @type {undefined | ((which: number, ms: number) => number)} */
 let setitimer;
@@ -108,20 +110,45 @@ async function run(request) {
       return undefined;
     case 'raw': {
       tail = new Uint8Array(0);
+      // Small replies go with the call's end, one message instead of two; a large one streams
+      // in pieces of at most HELD_BYTES, so neither thread holds it whole.
+      let held = [];
+      let heldBytes = 0;
+      const flush = () => {
+        if (heldBytes === 0) return undefined;
+        let data = held[0];
+        if (held.length > 1) {
+          // Each piece an ArrayBuffer of its own, as a transfer needs (never Node's shared pool).
+          data = new Uint8Array(heldBytes);
+          let at = 0;
+          for (const part of held) {
+            data.set(part, at);
+            at += part.length;
+          }
+        }
+        held = [];
+        heldBytes = 0;
+        return data;
+      };
       await pglite.execProtocolRawStream(request.bytes, {
         onRawData: (chunk) => {
           // A copy: the chunk is a view of PGlite's memory.
           const data = chunk.slice();
           if (data.length >= 6) tail = data.subarray(data.length - 6);
           else tail = Uint8Array.from([...tail, ...data].slice(-6));
-          parentPort.postMessage({ id: request.id, data }, [data.buffer]);
+          held.push(data);
+          heldBytes += data.length;
+          if (heldBytes >= HELD_BYTES) {
+            const piece = flush();
+            parentPort.postMessage({ id: request.id, data: piece }, [piece.buffer]);
+          }
         },
       });
       const t = tail;
       // ReadyForQuery: 'Z', length 5, status.
       if (t.length === 6 && t[0] === 0x5a && t[4] === 5) status = String.fromCharCode(t[5]);
       else status = 'busy';
-      return undefined;
+      return flush();
     }
     case 'vector':
       for (const oid of request.oids) pglite.parsers[oid] = (text) => pgvector.fromSql(text);
@@ -151,7 +178,7 @@ parentPort.on('message', async (request) => {
     const value = await run(request);
     finished();
     if (request.op === 'query' || request.op === 'exec') status = pglite.isInTransaction() ? 'T' : 'I';
-    parentPort.postMessage({ id: request.id, done: true, value });
+    parentPort.postMessage({ id: request.id, done: true, value }, value instanceof Uint8Array ? [value.buffer] : []);
   } catch (error) {
     finished();
     parentPort.postMessage({ id: request.id, done: true, error: plainError(error) });

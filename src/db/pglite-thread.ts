@@ -99,9 +99,10 @@ export class PGliteThread {
     await this.#call({ op: 'exec', sql });
   }
 
-  /** Protocol messages in, the backend's bytes out to `onData` as they come. */
+  /** Protocol messages in, the backend's bytes out to `onData` in order (a large reply in pieces as it comes). */
   async execRaw(bytes: Uint8Array, onData: (data: Uint8Array) => void): Promise<void> {
-    await this.#call({ op: 'raw', bytes }, onData);
+    const rest = (await this.#call({ op: 'raw', bytes }, onData)) as Uint8Array | undefined;
+    if (rest) onData(rest);
   }
 
   /** pgvector's parser for these type OIDs (kept across a restart). */
