@@ -16,8 +16,8 @@ import pg from 'pg';
  * path, so unqualified names in them resolve to wherever the function lives.
  *
  * Order: types, functions whose signature needs no table, domain checks, sequences, tables (columns, defaults,
- * generated and identity columns), the other functions, rows, keys and checks, views and
- * materialized views, indexes, foreign keys, sequence ownership and values, triggers, row level
+ * generated and identity columns), sequence ownership, the other functions, rows, keys and checks,
+ * views and materialized views, indexes, foreign keys, sequence values, triggers, row level
  * security. Rows go in before indexes and triggers exist: no trigger fires, defaults are not
  * evaluated (every value is given), generated columns are recomputed. Objects this copy does not
  * reproduce are refused by name before anything is made.
@@ -33,6 +33,12 @@ export interface SchemaCopy {
   roleMap?: Readonly<Record<string, string>>;
   /** Takes SHARE locks on the source's tables first: its rows cannot change while they are read, its reads go on. */
   lockSource: boolean;
+  /**
+   * Which steps run (default all). On Citus the tables are made and filled first, as local
+   * tables, then distributed (citus-schema-copy.ts), then the rest is made on the distributed
+   * tables: a foreign key between local tables stops Citus from distributing either.
+   */
+  part?: 'whole' | 'before-distribution' | 'after-distribution';
 }
 
 const literal = (value: string) => pg.escapeLiteral(value);
@@ -44,6 +50,7 @@ DECLARE
   target text := ${literal(copy.target)};
   role_map jsonb := ${literal(JSON.stringify(copy.roleMap ?? {}))};
   lock_source boolean := ${copy.lockSource ? 'true' : 'false'};
+  part text := ${literal(copy.part ?? 'whole')};
 ${COPY_BODY}
 $pgw_copy$`;
 }
@@ -67,9 +74,11 @@ const COPY_BODY = `
   views text[] := '{}';
   indexes text[] := '{}';
   foreign_keys text[] := '{}';
+  sequence_owners text[] := '{}';
   sequence_state text[] := '{}';
   triggers text[] := '{}';
   security text[] := '{}';
+  steps text[] := '{}';
   item record;
   definition text;
   prefix text;
@@ -223,7 +232,7 @@ BEGIN
       item.relname, pg_catalog.format_type(item.seqtypid, NULL), item.seqincrement, item.seqmin, item.seqmax, item.seqstart, item.seqcache,
       CASE WHEN item.seqcycle THEN 'CYCLE' ELSE 'NO CYCLE' END);
     IF item.owned_by IS NOT NULL THEN
-      sequence_state := sequence_state OPERATOR(pg_catalog.||) pg_catalog.format('ALTER SEQUENCE %I OWNED BY %s', item.relname, item.owned_by);
+      sequence_owners := sequence_owners OPERATOR(pg_catalog.||) pg_catalog.format('ALTER SEQUENCE %I OWNED BY %s', item.relname, item.owned_by);
     END IF;
   END LOOP;
 
@@ -340,10 +349,16 @@ BEGIN
 
   -- Replaying: unqualified names now mean the target's objects.
   PERFORM pg_catalog.set_config('search_path', pg_catalog.format('%I, pg_catalog, pg_temp', target), true);
-  FOREACH step IN ARRAY types OPERATOR(pg_catalog.||) early_functions OPERATOR(pg_catalog.||) domain_checks OPERATOR(pg_catalog.||) sequences OPERATOR(pg_catalog.||) tables
-                          OPERATOR(pg_catalog.||) late_functions OPERATOR(pg_catalog.||) rows_copied OPERATOR(pg_catalog.||) keys
-                          OPERATOR(pg_catalog.||) views OPERATOR(pg_catalog.||) indexes OPERATOR(pg_catalog.||) foreign_keys
-                          OPERATOR(pg_catalog.||) sequence_state OPERATOR(pg_catalog.||) triggers OPERATOR(pg_catalog.||) security LOOP
+  IF part OPERATOR(pg_catalog.<>) 'after-distribution' THEN
+    steps := types OPERATOR(pg_catalog.||) early_functions OPERATOR(pg_catalog.||) domain_checks OPERATOR(pg_catalog.||) sequences
+             OPERATOR(pg_catalog.||) tables OPERATOR(pg_catalog.||) sequence_owners OPERATOR(pg_catalog.||) late_functions
+             OPERATOR(pg_catalog.||) rows_copied OPERATOR(pg_catalog.||) keys;
+  END IF;
+  IF part OPERATOR(pg_catalog.<>) 'before-distribution' THEN
+    steps := steps OPERATOR(pg_catalog.||) views OPERATOR(pg_catalog.||) indexes OPERATOR(pg_catalog.||) foreign_keys
+             OPERATOR(pg_catalog.||) sequence_state OPERATOR(pg_catalog.||) triggers OPERATOR(pg_catalog.||) security;
+  END IF;
+  FOREACH step IN ARRAY steps LOOP
     IF step IS NOT NULL THEN
       EXECUTE step;
     END IF;

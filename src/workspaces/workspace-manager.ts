@@ -38,6 +38,8 @@ import {
   DEFAULT_SNAPSHOT_LIMITS,
   dropSnapshot,
   forkWorkspace,
+  prepareForkOnCitus,
+  prepareSnapshotOnCitus,
   restoreSnapshot,
   snapshotsOf,
   takeSnapshot,
@@ -46,6 +48,7 @@ import {
   type WorkspaceRunner,
 } from './workspace-snapshots.js';
 import type { SnapshotRow } from '../registry/snapshot-queries.js';
+import { discardCitusCopy, placeNearSource, type CitusCopyPlan } from '../snapshots/citus-schema-copy.js';
 import {
   ForeignSchemaError,
   WorkspaceNotFoundError,
@@ -434,12 +437,31 @@ export class WorkspaceManager {
    */
   async snapshot(projectId: string, label?: string): Promise<SnapshotInfo> {
     const schemaName = this.#reserved.schemaFor(projectId);
-    const runner = this.#snapshotsSupported();
-    const row = await this.db.transaction((tx) =>
-      takeSnapshot(tx, { projectId, schemaName, lockTimeoutMs: this.#lockTimeoutMs, runner }, label ?? null, this.#snapshotLimits),
+    const c = { projectId, schemaName, lockTimeoutMs: this.#lockTimeoutMs, runner: this.#snapshotRunner(), citus: this.#citus };
+    const row = await this.#withCitusCopy(
+      (tx) => prepareSnapshotOnCitus(tx, c, this.searchPathSchemas),
+      (tx, prepared) => takeSnapshot(tx, c, label ?? null, this.#snapshotLimits, prepared),
     );
     this.log.info('took a snapshot of a workspace', { project_id: projectId, snapshot: row.snapshot, bytes: row.size_bytes });
     return this.#snapshotInfo(row);
+  }
+
+  /**
+   * The transaction `run`, on Citus after `prepare` committed and its schema was placed beside
+   * its source (citus-schema-copy.ts), discarding what it prepared when `run` fails.
+   */
+  async #withCitusCopy<T>(prepare: (tx: Queryable) => Promise<CitusCopyPlan>, run: (tx: Queryable, prepared?: CitusCopyPlan) => Promise<T>): Promise<T> {
+    if (!this.#citus) return this.db.transaction((tx) => run(tx));
+    const prepared = await this.db.transaction(prepare);
+    try {
+      await placeNearSource(this.db, prepared);
+      return await this.db.transaction((tx) => run(tx, prepared));
+    } catch (error) {
+      await this.db.transaction((tx) => discardCitusCopy(tx, prepared)).catch((cleanup: unknown) =>
+        this.log.warn('could not drop a Citus copy that failed', { schema: prepared.target, error: String(cleanup) }),
+      );
+      throw error;
+    }
   }
 
   async listSnapshots(projectId: string): Promise<SnapshotInfo[]> {
@@ -454,7 +476,7 @@ export class WorkspaceManager {
   /** Drops one snapshot; false when the workspace has no such snapshot (nothing changed). */
   async dropSnapshot(projectId: string, snapshot: number): Promise<boolean> {
     const schemaName = this.#reserved.schemaFor(projectId);
-    const dropped = await this.db.transaction((tx) => dropSnapshot(tx, { projectId, schemaName, lockTimeoutMs: this.#lockTimeoutMs }, snapshot));
+    const dropped = await this.db.transaction((tx) => dropSnapshot(tx, { projectId, schemaName, lockTimeoutMs: this.#lockTimeoutMs, citus: this.#citus }, snapshot));
     if (dropped) this.log.warn('dropped a snapshot of a workspace', { project_id: projectId, snapshot });
     return dropped;
   }
@@ -462,10 +484,10 @@ export class WorkspaceManager {
   /** The workspace becomes the snapshot's state, atomically; the state it replaced is kept as a new snapshot. */
   async restore(projectId: string, snapshot: number): Promise<RestoreOutcome> {
     const schemaName = this.#reserved.schemaFor(projectId);
-    this.#snapshotsSupported();
+    this.#snapshotRunner();
     try {
       const outcome = await this.db.transaction((tx) =>
-        restoreSnapshot(tx, { projectId, schemaName, lockTimeoutMs: this.#lockTimeoutMs }, snapshot, this.searchPathSchemas),
+        restoreSnapshot(tx, { projectId, schemaName, lockTimeoutMs: this.#lockTimeoutMs, citus: this.#citus }, snapshot, this.searchPathSchemas),
       );
       this.log.warn('restored a workspace from a snapshot', { project_id: projectId, snapshot, kept_as: outcome.kept.snapshot });
       return outcome;
@@ -477,9 +499,12 @@ export class WorkspaceManager {
   /** A new workspace `to` holding a copy of `from` (or of one of its snapshots), with its own role and sandbox. */
   async fork(from: string, to: string, snapshot?: number): Promise<{ createdAt: Date; schemaName: string; changes: string[] }> {
     const request = { from, to, fromSchema: this.#reserved.schemaFor(from), toSchema: this.#reserved.schemaFor(to), snapshot };
-    const runner = this.#snapshotsSupported();
+    const runner = this.#snapshotRunner();
     try {
-      const outcome = await this.db.transaction((tx) => forkWorkspace(tx, request, this.searchPathSchemas, this.#lockTimeoutMs, runner));
+      const outcome = await this.#withCitusCopy(
+        (tx) => prepareForkOnCitus(tx, request, this.searchPathSchemas, this.#lockTimeoutMs, runner),
+        (tx, prepared) => forkWorkspace(tx, request, this.searchPathSchemas, this.#lockTimeoutMs, runner, prepared),
+      );
       this.log.info('forked a workspace', { project_id: from, to, snapshot });
       return { ...outcome, schemaName: request.toSchema };
     } finally {
@@ -487,9 +512,8 @@ export class WorkspaceManager {
     }
   }
 
-  /** Snapshots copy as the workspace's role, through its SQL sandbox; not on Citus (not tested with distributed schemas). */
-  #snapshotsSupported(): WorkspaceRunner {
-    if (this.#citus) throw new WorkspaceLifecycleError('Snapshots, restores and forks are not supported on Citus yet; nothing was changed.');
+  /** Snapshots copy in SQL sandboxes (as the workspace's role, or on Citus as the copy's owner). */
+  #snapshotRunner(): WorkspaceRunner {
     if (!this.sandbox) throw new WorkspaceLifecycleError('Snapshots need the SQL tools (the copy runs as the workspace\'s role), which this process has not set up.');
     return this.sandbox;
   }
