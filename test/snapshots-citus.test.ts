@@ -62,6 +62,15 @@ const AGENT_OBJECTS = [
   `INSERT INTO chunks (file_id, content, start_line, end_line, embedding)
      SELECT id, 'x', 1, 2, array_fill(0.25::real, ARRAY[768])::vector FROM files`,
   'CREATE VIEW heavy AS SELECT id, title, twice(weight) AS w2 FROM tasks WHERE weight > 1',
+  // Storage options, grants within the workspace (made from a function: the tool refuses GRANT) and comments.
+  'ALTER TABLE tasks SET (fillfactor = 70)',
+  'CREATE INDEX tasks_title_ff ON tasks (title) WITH (fillfactor = 50)',
+  `CREATE FUNCTION make_grants() RETURNS int LANGUAGE plpgsql AS $f$ BEGIN
+     REVOKE TRUNCATE ON tasks FROM CURRENT_USER; REVOKE ALL ON FUNCTION twice(integer) FROM PUBLIC; RETURN 1; END $f$`,
+  'SELECT make_grants()',
+  "COMMENT ON TABLE tasks IS 'the tasks'",
+  "COMMENT ON COLUMN tasks.title IS 'what to do'",
+  "COMMENT ON FUNCTION twice(integer) IS 'doubles'",
 ];
 
 /** Each table of a schema with its colocation group and the worker of its shard ("host:port"). */
@@ -101,6 +110,7 @@ describe('snapshots, restores and forks on Citus (coordinator + 2 workers)', () 
       const before = await stateOf(db, 'project_ws_a');
       expect(before).toContain('tasks_doubled');
       expect(before).toContain('USING hnsw');
+      for (const kept of ['the tasks', 'fillfactor=70', "fillfactor='50'", '"owner UPDATE"']) expect(before).toContain(kept);
 
       // Three snapshots: with two workers, Citus's own choice of worker would differ for one of them.
       for (const n of [1, 2, 3]) {

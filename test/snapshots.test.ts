@@ -48,6 +48,31 @@ async function services(db: Database, snapshotLimits?: SnapshotLimits) {
   return { manager, sql };
 }
 
+/** Storage options, grants within the workspace and comments, which a snapshot keeps too. */
+const STORAGE_GRANTS_COMMENTS = [
+  'ALTER TABLE tasks SET (fillfactor = 70, autovacuum_enabled = false, toast.autovacuum_enabled = false)',
+  'CREATE INDEX tasks_title_ff ON tasks (title) WITH (fillfactor = 50)',
+  'ALTER INDEX tasks_pkey SET (fillfactor = 60)',
+  'ALTER TABLE steps ALTER COLUMN note SET STORAGE EXTERNAL',
+  'ALTER TABLE steps ALTER COLUMN note SET STATISTICS 500',
+  'ALTER TABLE steps ALTER COLUMN note SET (n_distinct = 10)',
+  // The tool's parser refuses GRANT and REVOKE; an agent can still run them from a function of its own.
+  `CREATE FUNCTION make_grants() RETURNS int LANGUAGE plpgsql AS $f$ BEGIN
+     REVOKE TRUNCATE ON tasks FROM CURRENT_USER; GRANT SELECT (title) ON tasks TO CURRENT_USER;
+     REVOKE ALL ON FUNCTION twice(integer) FROM PUBLIC; REVOKE USAGE ON SEQUENCE tickets FROM CURRENT_USER; RETURN 1; END $f$`,
+  'SELECT make_grants()',
+  "COMMENT ON TABLE tasks IS 'the tasks'",
+  "COMMENT ON COLUMN tasks.title IS 'what to do'",
+  "COMMENT ON FUNCTION twice(integer) IS 'doubles'",
+  "COMMENT ON TYPE mood IS 'feelings'",
+  "COMMENT ON DOMAIN positive IS 'above zero'",
+  "COMMENT ON VIEW heavy IS 'the heavy ones'",
+  "COMMENT ON INDEX tasks_doubled IS 'by double weight'",
+  "COMMENT ON CONSTRAINT tasks_title_key ON tasks IS 'one of each'",
+  "COMMENT ON SEQUENCE tickets IS 'numbers'",
+  "COMMENT ON TRIGGER tasks_upper ON tasks IS 'shouts'",
+];
+
 /** What an agent builds: every kind of object a snapshot promises to keep, with rows. */
 const AGENT_OBJECTS = [
   "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')",
@@ -77,6 +102,7 @@ const AGENT_OBJECTS = [
   "CREATE FUNCTION make_policy() RETURNS int LANGUAGE plpgsql AS $f$ BEGIN EXECUTE $p$CREATE POLICY own_steps ON steps FOR SELECT USING (note <> 'hidden')$p$; RETURN 1; END $f$",
   'SELECT make_policy()',
   "SELECT nextval('tickets')",
+  ...STORAGE_GRANTS_COMMENTS,
 ];
 
 for (const kind of BACKEND_KINDS) {
