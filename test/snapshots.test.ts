@@ -274,19 +274,33 @@ for (const kind of BACKEND_KINDS) {
       await manager.restore('ws-r', 1);
       expect((await sql.query('ws-r', 'SELECT body FROM notes', [])).rows).toEqual([['precious']]);
 
-      // Its snapshots and their role are named for its id: a rename is refused, changing nothing.
-      await expect(manager.rename('ws-r', 'ws-r2')).rejects.toThrow('Workspace "ws-r" has 1 snapshot(s), whose schemas and role are named for its id');
-      expect(await schemaExists(db, 'project_ws_r')).toBe(true);
-
+      // A rename carries its snapshots along (schemas, rows, snapshot role), in one transaction.
       const [{ database } = { database: '' }] = await db.query<{ database: string }>('SELECT current_database()::text AS database');
-      const keeper = snapshotRoleNameFor(database, 'ws-r');
-      const outcome = await manager.drop('ws-r');
-      expect(outcome.changes.join('\n')).toMatch(/dropped its 1 snapshot\(s\): project_ws_r__snap_2[^]*dropped its snapshot role/);
+      await sql.execute('ws-r', "UPDATE notes SET body = 'changed'", []);
+      await manager.snapshot('ws-r');
+      await sql.execute('ws-r', "UPDATE notes SET body = 'later'", []);
+      const renamed = await manager.rename('ws-r', 'ws-r2');
+      expect(renamed.join('\n')).toContain('renamed its 2 snapshot(s) to project_ws_r2__snap_2, project_ws_r2__snap_3');
+      expect(renamed.join('\n')).toContain(`renamed its snapshot role ${snapshotRoleNameFor(database, 'ws-r')} to ${snapshotRoleNameFor(database, 'ws-r2')}`);
+      expect(await manager.listSnapshots('ws-r')).toEqual([]);
+      expect((await manager.listSnapshots('ws-r2')).map((s) => s.schema_name)).toEqual(['project_ws_r2__snap_2', 'project_ws_r2__snap_3']);
+      expect(await schemaExists(db, 'project_ws_r__snap_3')).toBe(false);
+      const [owner] = await db.query<{ owner: string }>("SELECT pg_get_userbyid(relowner)::text AS owner FROM pg_class WHERE oid = 'project_ws_r2__snap_3.notes'::regclass");
+      expect(owner?.owner).toBe(snapshotRoleNameFor(database, 'ws-r2'));
+      await expect(sql.query('ws-r2', 'SELECT * FROM project_ws_r2__snap_3.notes', [])).rejects.toThrow(/permission denied for schema/);
+      // Its snapshots serve under the new id.
+      await manager.restore('ws-r2', 3);
+      expect((await sql.query('ws-r2', 'SELECT body FROM notes', [])).rows).toEqual([['changed']]);
+      expect((await diagnose(db, plan)).findings.filter((f) => f.severity !== 'info')).toEqual([]);
+
+      const keeper = snapshotRoleNameFor(database, 'ws-r2');
+      const outcome = await manager.drop('ws-r2');
+      expect(outcome.changes.join('\n')).toMatch(/dropped its 2 snapshot\(s\): project_ws_r2__snap_2, project_ws_r2__snap_4[^]*dropped its snapshot role/);
       const [left] = await db.query<{ schemas: number; roles: number; rows: number }>(
         `SELECT (SELECT count(*)::int FROM pg_namespace WHERE nspname LIKE 'project\\_ws\\_r%') AS schemas,
-                (SELECT count(*)::int FROM pg_roles WHERE rolname IN ($1, $2)) AS roles,
+                (SELECT count(*)::int FROM pg_roles WHERE rolname IN ($1, $2, $3, $4)) AS roles,
                 (SELECT count(*)::int FROM project_registry.workspace_snapshots) AS rows`,
-        [keeper, roleNameFor(database, 'ws-r')],
+        [keeper, roleNameFor(database, 'ws-r2'), snapshotRoleNameFor(database, 'ws-r'), roleNameFor(database, 'ws-r')],
       );
       expect(left).toEqual({ schemas: 0, roles: 0, rows: 0 });
     });

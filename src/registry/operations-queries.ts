@@ -95,13 +95,22 @@ const DELETE_WORKSPACE_ROW = `
  * The ledger's foreign key (ON UPDATE NO ACTION) is checked at the end of the statement, when
  * both sides point at the new id.
  */
+/**
+ * One statement: the snapshot rows' foreign key (no ON UPDATE CASCADE) is checked at its end,
+ * when the registry row and they carry the new id together.
+ */
 const RENAME_WORKSPACE_ROWS = `
   WITH ledger AS (
     UPDATE project_registry.workspace_migrations SET project_id = $2 WHERE project_id = $1 RETURNING 1
   ), registry AS (
     UPDATE project_registry.workspace_config SET project_id = $2, schema_name = $3 WHERE project_id = $1 RETURNING 1
+  ), snapshots AS (
+    UPDATE project_registry.workspace_snapshots s SET project_id = $2, schema_name = m.schema_name
+      FROM unnest($4::int[], $5::text[]) AS m(snapshot, schema_name)
+     WHERE s.project_id = $1 AND s.snapshot = m.snapshot RETURNING 1
   )
-  SELECT (SELECT count(*)::int FROM registry) AS registry_rows, (SELECT count(*)::int FROM ledger) AS ledger_rows`;
+  SELECT (SELECT count(*)::int FROM registry) AS registry_rows, (SELECT count(*)::int FROM ledger) AS ledger_rows,
+         (SELECT count(*)::int FROM snapshots) AS snapshot_rows`;
 
 const ROLE_EXISTS = 'SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $1) AS present';
 
@@ -247,14 +256,22 @@ export async function deleteWorkspaceRows(tx: Queryable, projectId: string): Pro
 }
 
 /** Moves a workspace's registry and ledger rows from id `from` to `to` (schema `schemaName`); how many of each moved. */
+/** Moves a workspace's registry, ledger and snapshot rows to a new id, its snapshots to their new schema names. */
 export async function renameWorkspaceRows(
   tx: Queryable,
   from: string,
   to: string,
   schemaName: string,
-): Promise<{ registryRows: number; ledgerRows: number }> {
-  const moved = await first<{ registry_rows: number; ledger_rows: number }>(tx, RENAME_WORKSPACE_ROWS, [from, to, schemaName]);
-  return { registryRows: moved.registry_rows, ledgerRows: moved.ledger_rows };
+  snapshots: readonly { snapshot: number; schemaName: string }[],
+): Promise<{ registryRows: number; ledgerRows: number; snapshotRows: number }> {
+  const moved = await first<{ registry_rows: number; ledger_rows: number; snapshot_rows: number }>(tx, RENAME_WORKSPACE_ROWS, [
+    from,
+    to,
+    schemaName,
+    snapshots.map((s) => s.snapshot),
+    snapshots.map((s) => s.schemaName),
+  ]);
+  return { registryRows: moved.registry_rows, ledgerRows: moved.ledger_rows, snapshotRows: moved.snapshot_rows };
 }
 
 export async function roleExists(q: Queryable, roleName: string): Promise<boolean> {
