@@ -137,6 +137,9 @@ describe('snapshots, restores and forks on Citus (coordinator + 2 workers)', () 
       expect(await stateOf(db, 'project_ws_a')).toBe(before);
       expect(await stateOf(db, 'project_ws_a__snap_2')).toBe(broken);
       expect(await schemaExists(db, 'project_ws_a__snap_1')).toBe(false);
+      const marker = async (schema: string) =>
+        (await db.query<{ c: string | null }>("SELECT obj_description(to_regnamespace($1), 'pg_namespace') AS c", [schema]))[0]?.c;
+      expect([await marker('project_ws_a'), await marker('project_ws_a__snap_2')]).toEqual(['pg-workspace-mcp workspace ws-a', null]);
 
       // The SQL tools work on the restored workspace: identity goes on, the generated column is computed,
       // the foreign key holds, and a new table is distributed with the others.
@@ -155,6 +158,7 @@ describe('snapshots, restores and forks on Citus (coordinator + 2 workers)', () 
       await manager.fork('ws-a', 'ws-b');
       expect(await stateOf(db, 'project_ws_b')).toBe(broken);
       await expectColocatedWith(db, 'project_ws_b', 'project_ws_a');
+      expect(await marker('project_ws_b')).toBe('pg-workspace-mcp workspace ws-b');
       const kept = (await manager.listSnapshots('ws-a')).at(-1);
       const keptState = await stateOf(db, kept?.schema_name as string);
       expect(keptState).toContain('again');

@@ -141,6 +141,10 @@ for (const kind of BACKEND_KINDS) {
       expect(await stateOf(db, 'project_ws_a__snap_2')).toBe(broken);
       expect(await schemaExists(db, 'project_ws_a__snap_1')).toBe(false);
       expect((await manager.listSnapshots('ws-a')).map((s) => [s.snapshot, s.origin])).toEqual([[2, 'restore']]);
+      // The server's marker is the workspace's schema's, whichever state it holds (ensure takes back only a marked schema).
+      const marker = async (schema: string) =>
+        (await db.query<{ c: string | null }>("SELECT obj_description(to_regnamespace($1), 'pg_namespace') AS c", [schema]))[0]?.c;
+      expect([await marker('project_ws_a'), await marker('project_ws_a__snap_2')]).toEqual(['pg-workspace-mcp workspace ws-a', null]);
 
       // The SQL tools work on the restored state as before: the trigger fires, identity and sequences go on where they were.
       const inserted = await sql.execute('ws-a', "INSERT INTO tasks (title, weight) VALUES ('again', 3) RETURNING id, title, ticket, doubled", []);
@@ -334,6 +338,8 @@ for (const kind of BACKEND_KINDS) {
 
       const fork = await manager.fork('ws-src', 'ws-copy', 1);
       expect(fork.schemaName).toBe('project_ws_copy');
+      const [marked] = await db.query<{ c: string | null }>("SELECT obj_description('project_ws_copy'::regnamespace, 'pg_namespace') AS c");
+      expect(marked?.c).toBe('pg-workspace-mcp workspace ws-copy');
       // Same objects and rows, except that the policy names the fork's... PUBLIC stays PUBLIC here.
       expect(await stateOf(db, 'project_ws_copy')).toBe(source);
       // Its own data: a change in the fork leaves the source alone, and the fork is a current workspace.
@@ -358,6 +364,42 @@ for (const kind of BACKEND_KINDS) {
     });
   });
 }
+
+describe('the snapshot role is the one the registry records (postgres)', () => {
+  it('a database renamed keeps its snapshot role: a restore hands the kept state to it, a drop drops it', async (ctx) => {
+    if (!cluster) return ctx.skip();
+    const running = cluster;
+    const name = new URL(await running.createDatabase('snap_renamed')).pathname.slice(1);
+    const keeper = snapshotRoleNameFor(name, 'ws-d');
+    let db: Database = new PostgresDatabase({ connectionString: running.url(name) });
+    try {
+      const { manager, sql } = await services(db);
+      await sql.execute('ws-d', "INSERT INTO notes (body) VALUES ('kept')", []);
+      await manager.snapshot('ws-d');
+    } finally {
+      await db.close();
+    }
+    await running.sql(`ALTER DATABASE ${name} RENAME TO ${name}_old`);
+    db = new PostgresDatabase({ connectionString: running.url(`${name}_old`) });
+    try {
+      const { manager, sql } = await services(db);
+      await sql.execute('ws-d', "UPDATE notes SET body = 'changed'", []);
+      await manager.restore('ws-d', 1);
+      expect((await sql.query('ws-d', 'SELECT body FROM notes', [])).rows).toEqual([['kept']]);
+      // The state the restore kept went to the snapshot role the snapshot was taken with, not to a new one.
+      const [owner] = await db.query<{ owner: string }>("SELECT pg_get_userbyid(relowner)::text AS owner FROM pg_class WHERE oid = 'project_ws_d__snap_2.notes'::regclass");
+      expect(owner?.owner).toBe(keeper);
+      expect((await manager.drop('ws-d')).changes.join('\n')).toContain(`dropped its snapshot role ${keeper}`);
+      const [left] = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_roles WHERE rolname IN ($1, $2)', [
+        keeper,
+        snapshotRoleNameFor(`${name}_old`, 'ws-d'),
+      ]);
+      expect(left?.n).toBe(0);
+    } finally {
+      await db.close();
+    }
+  }, 120_000);
+});
 
 /*
  * The escape suite of snapshots and forks: each trap is agent code in a place a copy might run

@@ -42,7 +42,8 @@ const WORKSPACE_ROLES = `
    WHERE starts_with(r.rolname, $1) ORDER BY r.rolname`;
 
 /** Read through to_jsonb: doctor also reads a registry installed before the column existed. */
-const REGISTERED_ROLES = `SELECT w.project_id, pg_catalog.to_jsonb(w) ->> 'role_name' AS role_name FROM project_registry.workspace_config w`;
+const REGISTERED_ROLES = `SELECT w.project_id, pg_catalog.to_jsonb(w) ->> 'role_name' AS role_name,
+       pg_catalog.to_jsonb(w) ->> 'snapshot_role_name' AS snapshot_role_name FROM project_registry.workspace_config w`;
 
 /**
  * Workspace roles (pgw_…) that own something or hold a privilege in more than one registered
@@ -232,7 +233,8 @@ export async function currentDatabase(q: Queryable): Promise<string> {
 }
 
 /** Every registered workspace with its recorded role (null: none recorded yet). */
-export const registeredRoles = (q: Queryable) => q.query<{ project_id: string; role_name: string | null }>(REGISTERED_ROLES);
+export const registeredRoles = (q: Queryable) =>
+  q.query<{ project_id: string; role_name: string | null; snapshot_role_name: string | null }>(REGISTERED_ROLES);
 
 export interface SharedRole {
   role_name: string;

@@ -2,17 +2,16 @@ import type { Queryable } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
 import { describePgError } from '../db/sql-errors.js';
 import {
-  currentDatabase,
   deleteWorkspaceRows,
   renameWorkspaceRows,
   roleExists,
   workspacePresence,
 } from '../registry/operations-queries.js';
 import { readSandboxCapability } from '../sandbox/sandbox-capability.js';
-import { bumpRegistryGeneration, lockWorkspace, markWorkspaceSchema, roleUsesElsewhere, setWorkspaceRole } from '../registry/registry-sql.js';
+import { bumpRegistryGeneration, lockWorkspace, markWorkspaceSchema, roleUsesElsewhere, setSnapshotRole, setWorkspaceRole } from '../registry/registry-sql.js';
 import { listSnapshots } from '../registry/snapshot-queries.js';
 import { dropSandboxFunction, principalScript, roleNameFor, SANDBOX_SCHEMA, snapshotRoleNameFor } from '../sandbox/sandbox-ddl.js';
-import { workspaceRoleOf } from '../sandbox/workspace-role.js';
+import { snapshotRoleOf, workspaceRoleOf } from '../sandbox/workspace-role.js';
 import { snapshotSchemaName } from './project-id.js';
 
 /*
@@ -47,6 +46,8 @@ export class WorkspaceLifecycleError extends Error {
  */
 export async function forgetWorkspace(tx: Queryable, projectId: string, schemaName: string, { keepRole = false } = {}): Promise<string[]> {
   const role = await workspaceRoleOf(tx, projectId);
+  // Read before the registry row goes.
+  const keeper = await snapshotRoleOf(tx, projectId);
   const snapshots = await dropSnapshotSchemas(tx, projectId);
   const { ledgerRows, registryRows } = await deleteWorkspaceRows(tx, projectId);
   const changes = registryRows + ledgerRows > 0 ? [`deleted ${registryRows} registry row and ${ledgerRows} ledger row(s) of schema ${schemaName}`] : [];
@@ -69,7 +70,6 @@ export async function forgetWorkspace(tx: Queryable, projectId: string, schemaNa
       await tx.exec(`DROP OWNED BY ${quoteIdent(role)}; DROP ROLE ${quoteIdent(role)}`);
       changes.push(`dropped its role ${role} and sandbox function`);
     }
-    const keeper = snapshotRoleNameFor(await currentDatabase(tx), projectId);
     if (await roleExists(tx, keeper)) {
       await tx.exec(`DROP OWNED BY ${quoteIdent(keeper)}; DROP ROLE ${quoteIdent(keeper)}`);
       changes.push(`dropped its snapshot role ${keeper}`);
@@ -149,7 +149,7 @@ export async function renameWorkspace(
   }
   const capability = await readSandboxCapability(tx, searchPathSchemas);
   const [fromRole, toRole] = [await workspaceRoleOf(tx, r.from, capability.database), roleNameFor(capability.database, r.to)];
-  const [fromKeeper, toKeeper] = [snapshotRoleNameFor(capability.database, r.from), snapshotRoleNameFor(capability.database, r.to)];
+  const [fromKeeper, toKeeper] = [await snapshotRoleOf(tx, r.from, capability.database), snapshotRoleNameFor(capability.database, r.to)];
   // The snapshots go along: their schemas are named for the workspace's, their role for its id.
   const snapshots = (await listSnapshots(tx, r.from)).map((s) => ({ from: s.schema_name, snapshot: s.snapshot, schemaName: snapshotSchemaName(r.toSchema, s.snapshot) }));
   const target = await workspacePresence(tx, r.to, r.toSchema);
@@ -180,6 +180,8 @@ export async function renameWorkspace(
     await tx.exec(`ALTER ROLE ${quoteIdent(fromKeeper)} RENAME TO ${quoteIdent(toKeeper)}`);
     changes.push(`renamed its snapshot role ${fromKeeper} to ${toKeeper}`);
   }
+  // The row kept the old id's recorded snapshot role (if any): it now has the new id's name.
+  await setSnapshotRole(tx, r.to, (await roleExists(tx, toKeeper)) ? toKeeper : null);
   await tx.exec(dropSandboxFunction(r.fromSchema));
   if (await roleExists(tx, fromRole)) {
     await tx.exec(`ALTER ROLE ${quoteIdent(fromRole)} RENAME TO ${quoteIdent(toRole)}`);

@@ -4,7 +4,7 @@ import type { Queryable } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
 import { currentDatabase, roleExists, workspacePresence } from '../registry/operations-queries.js';
 import { readSandboxCapability } from '../sandbox/sandbox-capability.js';
-import { bumpRegistryGeneration, lockWorkspace } from '../registry/registry-sql.js';
+import { bumpRegistryGeneration, lockWorkspace, markWorkspaceSchema, setSnapshotRole } from '../registry/registry-sql.js';
 import {
   deleteSnapshot,
   findSnapshot,
@@ -17,7 +17,8 @@ import {
   workspaceLevel,
   type SnapshotRow,
 } from '../registry/snapshot-queries.js';
-import { principalScript, roleNameFor, snapshotRoleNameFor, SANDBOX_SCHEMA } from '../sandbox/sandbox-ddl.js';
+import { principalScript, roleNameFor, SANDBOX_SCHEMA } from '../sandbox/sandbox-ddl.js';
+import { snapshotRoleOf, workspaceRoleOf } from '../sandbox/workspace-role.js';
 import { copyOnCitus, prepareCitusCopy, type CitusCopyPlan } from '../snapshots/citus-schema-copy.js';
 import { schemaCopyScript } from '../snapshots/schema-copy.js';
 import { snapshotSchemaName } from './project-id.js';
@@ -83,8 +84,9 @@ async function requireSnapshot(tx: Queryable, projectId: string, snapshot: numbe
 
 /** The role that keeps a workspace's snapshots, made on first use; the server becomes a member, to hand it objects. */
 async function snapshotRole(tx: Queryable, database: string, projectId: string): Promise<string> {
-  const keeper = snapshotRoleNameFor(database, projectId);
+  const keeper = await snapshotRoleOf(tx, projectId, database);
   if (!(await roleExists(tx, keeper))) await tx.exec(`CREATE ROLE ${quoteIdent(keeper)} NOLOGIN NOINHERIT`);
+  await setSnapshotRole(tx, projectId, keeper);
   await tx.exec(`GRANT ${quoteIdent(keeper)} TO CURRENT_USER`);
   return keeper;
 }
@@ -142,7 +144,7 @@ export async function takeSnapshot(
     size = estimate;
   } else {
     const database = await currentDatabase(tx);
-    const role = roleNameFor(database, c.projectId);
+    const role = await workspaceRoleOf(tx, c.projectId, database);
     const keeper = await snapshotRole(tx, database, c.projectId);
     await c.runner.ensurePrincipal(tx, c.projectId);
     await tx.exec(
@@ -178,7 +180,7 @@ export async function prepareSnapshotOnCitus(tx: Queryable, c: SnapshotContext, 
   const keeper = await snapshotRole(tx, capability.database, c.projectId);
   const target = snapshotSchemaName(c.schemaName, (await snapshotTotals(tx, c.projectId)).next);
   await tx.exec(`DROP SCHEMA IF EXISTS ${quoteIdent(target)} CASCADE`);
-  const plan = { target, copier: keeper, sourceOwner: roleNameFor(capability.database, c.projectId), near: c.schemaName, searchPath: searchPathSchemas };
+  const plan = { target, copier: keeper, sourceOwner: await workspaceRoleOf(tx, c.projectId, capability.database), near: c.schemaName, searchPath: searchPathSchemas };
   await prepareCitusCopy(tx, plan, capability.role, false);
   return plan;
 }
@@ -225,7 +227,7 @@ export async function restoreSnapshot(
   const keptSize = await schemaSize(tx, c.schemaName, c.citus);
   const { next } = await snapshotTotals(tx, c.projectId);
   const capability = await readSandboxCapability(tx, searchPathSchemas);
-  const role = roleNameFor(capability.database, c.projectId);
+  const role = await workspaceRoleOf(tx, c.projectId, capability.database);
   const keeper = await snapshotRole(tx, capability.database, c.projectId);
   const keptSchema = snapshotSchemaName(c.schemaName, next);
   const level = await workspaceLevel(tx, c.projectId);
@@ -235,9 +237,12 @@ export async function restoreSnapshot(
     `ALTER SCHEMA ${quoteIdent(restored.schema_name)} RENAME TO ${quoteIdent(c.schemaName)}`,
     `REVOKE ALL ON SCHEMA ${quoteIdent(keptSchema)} FROM ${quoteIdent(role)}`,
     handOver(keptSchema, keeper),
+    // The server's marker goes with the name: the kept state is no workspace.
+    `COMMENT ON SCHEMA ${quoteIdent(keptSchema)} IS NULL`,
   ]) {
     await tx.exec(statement);
   }
+  await markWorkspaceSchema(tx, c.schemaName, c.projectId);
   await tx.exec(
     principalScript({ schemaName: c.schemaName, roleName: role, searchPath: searchPathSchemas }, !(await roleExists(tx, role)), capability.role, c.citus),
   );
@@ -279,7 +284,7 @@ async function forkChecks(tx: Queryable, r: ForkRequest, searchPathSchemas: read
   await requireWorkspace(tx, r.from, r.fromSchema);
   const source = r.snapshot === undefined ? undefined : await requireSnapshot(tx, r.from, r.snapshot);
   const capability = await readSandboxCapability(tx, searchPathSchemas);
-  const [fromRole, toRole] = [roleNameFor(capability.database, r.from), roleNameFor(capability.database, r.to)];
+  const [fromRole, toRole] = [await workspaceRoleOf(tx, r.from, capability.database), roleNameFor(capability.database, r.to)];
   const target = await workspacePresence(tx, r.to, r.toSchema);
   // On Citus a dropped workspace's role stays (forgetWorkspace): a workspace made again reuses it.
   const roleTaken = !citus && (await roleExists(tx, toRole));
@@ -307,7 +312,7 @@ export async function prepareForkOnCitus(
   const { source, capability, fromRole, toRole, sourceSchema } = await forkChecks(tx, r, searchPathSchemas, lockTimeoutMs, true);
   await runner.ensurePrincipal(tx, r.from);
   const plan: CitusCopyPlan = source
-    ? { target: r.toSchema, copier: toRole, sourceOwner: snapshotRoleNameFor(capability.database, r.from), sourceSchemaToOpen: sourceSchema, near: sourceSchema, searchPath: searchPathSchemas }
+    ? { target: r.toSchema, copier: toRole, sourceOwner: await snapshotRoleOf(tx, r.from, capability.database), sourceSchemaToOpen: sourceSchema, near: sourceSchema, searchPath: searchPathSchemas }
     : { target: r.toSchema, copier: toRole, sourceOwner: fromRole, near: sourceSchema, searchPath: searchPathSchemas };
   await prepareCitusCopy(tx, plan, capability.role, !(await roleExists(tx, toRole)));
   return plan;
@@ -349,12 +354,13 @@ export async function forkWorkspace(
     await runner.runAsWorkspace(tx, r.from, schemaCopyScript({ ...copy, target: r.toSchema }));
     await tx.exec(`REVOKE ALL ON SCHEMA ${to} FROM ${from}`);
     if (source) {
-      const keeper = snapshotRoleNameFor(capability.database, r.from);
+      const keeper = await snapshotRoleOf(tx, r.from, capability.database);
       await tx.exec(`REVOKE ALL ON SCHEMA ${src} FROM ${from};\n${handOver(sourceSchema, keeper)}`);
     }
     await tx.exec(`SELECT ${quoteIdent(SANDBOX_SCHEMA)}.adopt_objects(${literal(r.toSchema)}, ${literal(toRole)})`);
   }
   const createdAt = await registerFork(tx, r.to, r.toSchema, level);
+  await markWorkspaceSchema(tx, r.toSchema, r.to);
   return {
     createdAt,
     changes: [
@@ -371,6 +377,6 @@ async function forkSourceOnCitus(tx: Queryable, r: ForkRequest, searchPathSchema
   const source = r.snapshot === undefined ? undefined : await requireSnapshot(tx, r.from, r.snapshot);
   if ((await workspacePresence(tx, r.to, r.toSchema)).registered) throw new WorkspaceLifecycleError(`"${r.to}" was registered meanwhile. Nothing was changed.`);
   const capability = await readSandboxCapability(tx, searchPathSchemas);
-  const [fromRole, toRole] = [roleNameFor(capability.database, r.from), roleNameFor(capability.database, r.to)];
+  const [fromRole, toRole] = [await workspaceRoleOf(tx, r.from, capability.database), roleNameFor(capability.database, r.to)];
   return { source, capability, fromRole, toRole, sourceSchema: source?.schema_name ?? r.fromSchema };
 }
