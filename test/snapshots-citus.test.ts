@@ -1,12 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { startCitusCluster, type CitusCluster } from '../harness/citus-cluster.js';
 import type { Queryable } from '../src/db/database.js';
-import { PostgresDatabase } from '../src/db/postgres-database.js';
+import { PostgresDatabase } from '../src/db/postgres/postgres-database.js';
 import type { InstallPlan } from '../src/installer/install-plan.js';
 import { silentLogger } from '../src/logger.js';
 import { roleNameFor, snapshotRoleNameFor } from '../src/sandbox/sandbox-ddl.js';
-import { DEFAULT_SQL_LIMITS, WorkspaceSql } from '../src/sandbox/workspace-sql.js';
-import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
+import { sandboxedWorkspaces } from '../src/sandboxed-workspaces.js';
 import { install, planFor, tempDir, writeExtension } from './support/fixtures.js';
 import { schemaExists, stateOf } from './support/schema-state.js';
 
@@ -36,9 +35,7 @@ async function services(ctx: TestContext) {
   const url = await (citus as CitusCluster).createDatabase('snap');
   const db = new PostgresDatabase({ connectionString: url });
   const report = await install(db, plan);
-  const manager = new WorkspaceManager(db, plan, report.searchPathSchemas, silentLogger, { citus: true });
-  const sql = new WorkspaceSql(db, manager, report.searchPathSchemas, DEFAULT_SQL_LIMITS, silentLogger);
-  manager.sandbox = sql;
+  const { workspaces: manager, sql } = sandboxedWorkspaces(db, plan, report.searchPathSchemas, silentLogger, { citus: true });
   const [{ database = '', server = '' } = {}] = await db.query<{ database: string; server: string }>(
     'SELECT current_database()::text AS database, current_user::text AS server',
   );

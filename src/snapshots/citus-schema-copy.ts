@@ -1,4 +1,4 @@
-import { distributeSchemaSql, SHARDING_OFF } from '../db/citus.js';
+import { distributeSchemaSql, SHARDING_OFF } from '../db/postgres/citus.js';
 import type { Queryable } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
 import { distributeNewTables, dropSandboxFunction, principalScript, sandboxFunction } from '../sandbox/sandbox-ddl.js';
