@@ -1,4 +1,4 @@
-import { distributeSchemaSql, SHARDING_OFF } from '../db/postgres/citus.js';
+import { distributeSchemaSql, moveSchema, SHARDING_OFF, workerOfSchema } from '../db/postgres/citus.js';
 import type { Queryable } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
 import { distributeNewTables, dropSandboxFunction, principalScript, sandboxFunction } from '../sandbox/sandbox-ddl.js';
@@ -16,7 +16,7 @@ import { schemaCopyScript, type SchemaCopy } from './schema-copy.js';
  * - only a top-level CREATE TABLE in a distributed schema makes a tenant table (the copy's run
  *   from PL/pgSQL), and create_distributed_table colocates a table with the schema's group only
  *   through a table already in it: the target schema is made distributed with an empty anchor
- *   table in it, owned by the copier, before the copy;
+ *   table in it (handed to the copier), before the copy;
  * - a new colocation group goes to the worker its id picks: the empty anchor is moved to the
  *   source's worker (citus_schema_move, outside the transaction that makes it), so the copy lives
  *   beside what it copies and the rows never cross workers;
@@ -64,40 +64,19 @@ export async function prepareCitusCopy(tx: Queryable, plan: CitusCopyPlan, serve
 
 /** The membership (and the source schema's USAGE) granted for the copy, taken back. */
 async function closeSource(tx: Queryable, plan: CitusCopyPlan): Promise<void> {
-  // Taken back already (a discard after a copy that committed) is only a warning.
   await tx.exec(`REVOKE ${quoteIdent(plan.sourceOwner)} FROM ${quoteIdent(plan.copier)}`);
   await tx.exec(`ALTER ROLE ${quoteIdent(plan.copier)} NOINHERIT`);
   if (plan.sourceSchemaToOpen) await tx.exec(`REVOKE ALL ON SCHEMA ${quoteIdent(plan.sourceSchemaToOpen)} FROM ${quoteIdent(plan.sourceOwner)}`);
 }
 
-/** The worker holding a distributed schema's tables ("host", port), or undefined while it has none. */
-async function workerOf(q: Queryable, schemaName: string): Promise<{ host: string; port: number } | undefined> {
-  const [row] = await q.query<{ host: string; port: number }>(
-    `SELECT n.nodename AS host, n.nodeport AS port
-       FROM pg_catalog.pg_dist_schema d
-       JOIN pg_catalog.pg_dist_partition p ON p.colocationid = d.colocationid
-       JOIN pg_catalog.pg_dist_shard s ON s.logicalrelid = p.logicalrelid
-       JOIN pg_catalog.pg_dist_placement pl ON pl.shardid = s.shardid
-       JOIN pg_catalog.pg_dist_node n ON n.groupid = pl.groupid
-      WHERE d.schemaid = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = $1)
-      LIMIT 1`,
-    [schemaName],
-  );
-  return row;
-}
-
 /**
- * Between the two transactions: the prepared target (only the server's empty anchor, so no code
- * of the agent's runs) goes to the source's worker. Citus moves a shard outside a transaction.
+ * Between the two transactions: the prepared target (only the empty anchor, so no code of the
+ * agent's runs) goes to the source's worker. Citus moves a shard outside a transaction.
  */
 export async function placeNearSource(q: Queryable, plan: CitusCopyPlan): Promise<void> {
-  const [source, target] = [await workerOf(q, plan.near), await workerOf(q, plan.target)];
+  const [source, target] = [await workerOfSchema(q, plan.near), await workerOfSchema(q, plan.target)];
   if (!source || !target || (source.host === target.host && source.port === target.port)) return;
-  await q.query(`SELECT pg_catalog.citus_schema_move($1::pg_catalog.regnamespace, $2, $3, 'block_writes')`, [
-    plan.target,
-    source.host,
-    source.port,
-  ]);
+  await moveSchema(q, plan.target, source);
 }
 
 /**
