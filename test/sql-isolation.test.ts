@@ -304,6 +304,7 @@ const ATTACKS: Attack[] = [
   },
   { name: 'PREPARE', attack: { tool: 'execute', sql: 'PREPARE p AS SELECT 1' }, expect: PARSER },
   { name: 'LISTEN', attack: { tool: 'execute', sql: 'LISTEN channel' }, expect: PARSER },
+  { name: 'NOTIFY', attack: { tool: 'execute', sql: "NOTIFY app_jobs, 'alpha data'" }, expect: PARSER },
   {
     name: 'LISTEN from a function (cancelled by the sandbox)',
     setup: [fn('esc_listen', "EXECUTE 'LISTEN leftover'")],
@@ -619,6 +620,28 @@ describe('logical messages on postgres (wal_level = logical)', () => {
       const denied = await server.run('query', { project_id: 'alpha', sql: "SELECT pg_logical_emit_message(false, 'app_jobs', 'alpha data')" });
       expect(denied.text).toMatch(/permission denied for function pg_logical_emit_message/);
       expect((await server.run('query', { project_id: 'alpha', sql: 'SELECT 1 AS one' })).isError).toBe(false);
+    } finally {
+      await server.close();
+    }
+  }, 240_000);
+});
+
+describe('NOTIFY on postgres', () => {
+  it("a read-only query's NOTIFY and pg_notify() reach no other session's LISTEN: the call rolls back", async (ctx) => {
+    const server = await startIsolationServer('postgres', cluster, { role: 'mcp_notify', databasePrefix: 'iso_notify', statementTimeoutMs: TIMEOUT_MS, disabledExtensions: ['codebase'] });
+    if (!server) return ctx.skip();
+    try {
+      const received = await server.listen('app_jobs');
+      // The statement needs no privilege and runs in a read-only transaction, from a function too.
+      const made = await server.run('execute', { project_id: 'alpha', ...fn('tell', "NOTIFY app_jobs, 'alpha secret'; PERFORM pg_notify('app_jobs', 'alpha secret too')") });
+      expect(made.isError, made.text).toBe(false);
+      const told = await server.run('query', { project_id: 'alpha', sql: 'SELECT tell() AS said' });
+      expect(told.isError, told.text).toBe(false);
+      expect(told.data['rows']).toEqual([['done']]);
+      // Notifications arrive in commit order: once the marker is in, the agent's would be too.
+      await server.asSuperuser("NOTIFY app_jobs, 'marker'");
+      while (!received.includes('marker')) await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(received).toEqual(['marker']);
     } finally {
       await server.close();
     }

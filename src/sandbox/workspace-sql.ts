@@ -360,6 +360,12 @@ export class WorkspaceSql {
     const answered = steps.length - 1;
     // Same implicit transaction: the new table is distributed, or the statement undone.
     if (options.distribute) steps.push({ sql: `SELECT ${fn}('run', $1, 0, 0)`, params: [distributeNewTables(principal.schemaName)] });
+    // A read ends in a rollback, not the commit Sync would make: NOTIFY (which needs no privilege
+    // and runs in a read-only transaction, from an agent's function too) and transactional
+    // logical messages take effect only at commit. In the protocol's implicit transaction
+    // ROLLBACK warns "no transaction in progress" and ends it (notices are not results); after an
+    // error in an earlier step it is skipped, and the transaction rolls back at Sync anyway.
+    if (options.readOnly) steps.push({ sql: 'ROLLBACK' });
     // Never an empty result for a reply that lost its steps: an agent could not tell it from the truth.
     const outcome = completeOutcome(await this.db.pipeline(steps), steps);
     if (outcome.error) {
