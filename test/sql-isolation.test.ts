@@ -443,9 +443,11 @@ for (const kind of ['pglite', 'postgres'] as const) {
       }, 60_000);
     }
 
-    // The session is shared (PGlite has one; pg's pool hands back the last one used): each test
-    // first checks that alpha and beta ran on the same backend, or it would prove nothing.
+    // PGlite's one session serves every workspace: each test first checks that alpha and beta ran
+    // on it, or it would prove nothing. On PostgreSQL a pooled session that ran alpha's agent code
+    // never runs beta's (see the custom settings test): beta must be on another backend.
     const pid = async (projectId: string) => ((await run('query', { project_id: projectId, sql: 'SELECT pg_backend_pid()' })).data['rows'] as number[][])[0]?.[0];
+    const expectSharing = (betaPid: unknown, alphaPid: unknown) => (kind === 'pglite' ? expect(betaPid).toBe(alphaPid) : expect(betaPid).not.toBe(alphaPid));
 
     it("random() in beta is not decided by setseed() in alpha", async (ctx) => {
       if (!server) ctx.skip();
@@ -454,7 +456,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
       const drawn = await run('query', { project_id: 'beta', sql: 'SELECT pg_backend_pid() AS pid, random() AS r' });
       const [alphaPid] = (seeded.data['rows'] as unknown[][])[0] ?? [];
       const [betaPid, r] = (drawn.data['rows'] as unknown[][])[0] ?? [];
-      expect(betaPid).toBe(alphaPid);
+      expectSharing(betaPid, alphaPid);
       await (server as IsolationServer).asSuperuser('SELECT setseed(0.5)');
       const [seededDraw] = await (server as IsolationServer).asSuperuser<{ r: number }>('SELECT random() AS r');
       expect(r).not.toBe(seededDraw?.r);
@@ -465,7 +467,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
       const inserted = await run('execute', { project_id: 'alpha', sql: "INSERT INTO notes (body) VALUES ('numbered') RETURNING pg_backend_pid()" });
       expect(inserted.isError, inserted.text).toBe(false);
       try {
-        expect(await pid('beta')).toBe((inserted.data['rows'] as number[][])[0]?.[0]);
+        expectSharing(await pid('beta'), (inserted.data['rows'] as number[][])[0]?.[0]);
         const last = await run('query', { project_id: 'beta', sql: 'SELECT lastval()' });
         expect(last.isError).toBe(true);
         // Not "permission denied for sequence notes_id_seq": the session forgot alpha's.
@@ -473,6 +475,30 @@ for (const kind of ['pglite', 'postgres'] as const) {
       } finally {
         await run('execute', { project_id: 'alpha', sql: "DELETE FROM notes WHERE body = 'numbered'" });
       }
+    });
+
+    it("a custom setting alpha made tells beta nothing: never its value, and on PostgreSQL not even that it exists", async (ctx) => {
+      if (!server) ctx.skip();
+      // From execute (committed) and from query, where the setting outlives the call's transaction.
+      expect((await run('execute', { project_id: 'alpha', ...fn('leave_setting', "PERFORM set_config('pgw_test.from_execute', 'alpha secret', false)") })).isError).toBe(false);
+      const left = await run('execute', { project_id: 'alpha', sql: 'SELECT pg_backend_pid() AS pid, leave_setting() AS done' });
+      expect(left.isError, left.text).toBe(false);
+      const also = await run('query', { project_id: 'alpha', sql: "SELECT pg_backend_pid() AS pid, set_config('pgw_test.from_query', 'alpha secret', false) AS v" });
+      expect(also.isError, also.text).toBe(false);
+      const [alphaPid] = (also.data['rows'] as unknown[][])[0] ?? [];
+      expect((left.data['rows'] as unknown[][])[0]?.[0]).toBe(alphaPid);
+      const read = await run('query', {
+        project_id: 'beta',
+        sql: "SELECT pg_backend_pid() AS pid, current_setting('pgw_test.from_execute', true) AS e, current_setting('pgw_test.from_query', true) AS q",
+      });
+      expect(read.isError, read.text).toBe(false);
+      const [betaPid, e, q] = (read.data['rows'] as unknown[][])[0] ?? [];
+      expectSharing(betaPid, alphaPid);
+      // PGlite's one session keeps the placeholder, emptied (PostgreSQL can neither list nor
+      // remove one): beta can tell that the name was set, never to what (docs/isolation.md).
+      expect([e, q]).toEqual(kind === 'pglite' ? ['', ''] : [null, null]);
+      // alpha's own next call is served as before.
+      expect((await run('query', { project_id: 'alpha', sql: 'SELECT 1 AS one' })).isError).toBe(false);
     });
 
     it("grants an agent makes to others are refused: beta sees neither alpha's rows nor their statistics", async (ctx) => {

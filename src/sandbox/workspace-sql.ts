@@ -208,7 +208,7 @@ export class WorkspaceSql {
       },
       ...prepared.map((statement) => ({ sql: `SELECT ${fn}('run', $1, 0, 0)`, params: [statement.sql] })),
     ];
-    const outcome = completeOutcome(await this.db.pipeline(steps), steps);
+    const outcome = completeOutcome(await this.db.pipeline(steps, projectId), steps);
     if (outcome.error) {
       const code = sqlState(outcome.error);
       if ((code === SANDBOX_BROKEN || (code === '42883' && outcome.results.length === 1)) && !retried) {
@@ -367,7 +367,7 @@ export class WorkspaceSql {
     // error in an earlier step it is skipped, and the transaction rolls back at Sync anyway.
     if (options.readOnly) steps.push({ sql: 'ROLLBACK' });
     // Never an empty result for a reply that lost its steps: an agent could not tell it from the truth.
-    const outcome = completeOutcome(await this.db.pipeline(steps), steps);
+    const outcome = completeOutcome(await this.db.pipeline(steps, projectId), steps);
     if (outcome.error) {
       const code = sqlState(outcome.error);
       // The function was dropped (DROP OWNED BY CURRENT_USER) or altered: make it again, once.
