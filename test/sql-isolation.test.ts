@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../src/db/database.js';
 import { INSTALL_LOCK_KEY } from '../src/installer/install-lock.js';
@@ -661,9 +662,15 @@ describe('NOTIFY on postgres', () => {
       // The statement needs no privilege and runs in a read-only transaction, from a function too.
       const made = await server.run('execute', { project_id: 'alpha', ...fn('tell', "NOTIFY app_jobs, 'alpha secret'; PERFORM pg_notify('app_jobs', 'alpha secret too')") });
       expect(made.isError, made.text).toBe(false);
+      const logged = (await readFile(cluster?.logFile ?? '', 'utf8')).length;
       const told = await server.run('query', { project_id: 'alpha', sql: 'SELECT tell() AS said' });
       expect(told.isError, told.text).toBe(false);
       expect(told.data['rows']).toEqual([['done']]);
+      // And quietly: a ROLLBACK in the protocol's implicit transaction warns, into the server log too.
+      const failed = await server.run('query', { project_id: 'alpha', sql: 'SELECT tell(), 1 / 0' });
+      expect(failed.text).toMatch(/division by zero/);
+      expect((await server.run('query', { project_id: 'alpha', sql: 'SELECT 1 AS one' })).isError).toBe(false);
+      expect((await readFile(cluster?.logFile ?? '', 'utf8')).slice(logged)).not.toMatch(/no transaction in progress/);
       // Notifications arrive in commit order: once the marker is in, the agent's would be too.
       await server.asSuperuser("NOTIFY app_jobs, 'marker'");
       while (!received.includes('marker')) await new Promise((resolve) => setTimeout(resolve, 10));

@@ -34,6 +34,17 @@ export const RESEED_RANDOM =
 export const AFTER_FAILED_PIPELINE = `SELECT pg_catalog.pg_advisory_unlock_all(), ${RESEED_RANDOM}; DEALLOCATE ALL; DISCARD SEQUENCES`;
 
 /**
+ * The clean-up after a failed pipeline: one that opened an explicit transaction (its first step
+ * BEGIN, as a read-only `query`'s does, to end in ROLLBACK) is still in it, failed, since Sync
+ * ends only the protocol's implicit transaction; it is rolled back first. (A ROLLBACK outside a
+ * transaction block would only warn, into the server log too.)
+ */
+export function afterFailedPipeline(steps: readonly PipelineStep[]): string {
+  const first = steps[0];
+  return first && 'sql' in first && first.sql === 'BEGIN' ? `ROLLBACK; ${AFTER_FAILED_PIPELINE}` : AFTER_FAILED_PIPELINE;
+}
+
+/**
  * After the server's own VACUUM or ANALYZE on the embedded store's shared session: they run a
  * table's code (index expressions, as the table's owner, in a security-restricted operation that
  * refuses PREPARE), which may take session advisory locks the next user of the session would

@@ -4,7 +4,7 @@ import { inTransaction, SessionDatabase, type LockHolder, type LockTry, type Pip
 import { boundedStream } from './bounded-messages.js';
 import { FREE_SLOTS_SQL, hasRoom, isOutOfSlots, NoFreeConnectionError, ROOM_CHECK_MS, slotWaits, type SlotCount } from './connection-room.js';
 import { asConnectionBroken } from './pg-connection-errors.js';
-import { AFTER_FAILED_PIPELINE, PipelineCollector, writePipeline, type PipelineMessage, type PipelineWriter } from './pipeline.js';
+import { afterFailedPipeline, PipelineCollector, writePipeline, type PipelineMessage, type PipelineWriter } from './pipeline.js';
 import { describePgError } from './sql-errors.js';
 
 const APPLICATION_NAME = 'pg-workspace-mcp';
@@ -296,7 +296,7 @@ export class PostgresDatabase extends SessionDatabase {
       });
       // A session the server ended (08xxx, 57Pxx) is gone, and with it whatever it held.
       if (outcome.error && isOrdinarySqlError(outcome.error)) {
-        await client.query(AFTER_FAILED_PIPELINE).catch((error: unknown) => {
+        await client.query(afterFailedPipeline(steps)).catch((error: unknown) => {
           // Not an ordinary SQL error: the session, perhaps not clean, is discarded.
           throw new Error(`could not clean the session after a failed statement: ${(error as Error).message}`);
         });
