@@ -265,7 +265,8 @@ export class WorkspaceManager {
 
   async #provision(projectId: string, schemaName: string, options: { create: boolean }): Promise<Provisioned> {
     try {
-      return await this.db.transaction((tx) => this.#provisionIn(tx, projectId, schemaName, options));
+      // An upgrade may run the workspace's agent code (in its sandbox): see Database.pipeline's agentOf.
+      return await this.db.transaction((tx) => this.#provisionIn(tx, projectId, schemaName, options), projectId);
     } catch (error) {
       throw await this.#explain(error, projectId, schemaName);
     }
@@ -450,6 +451,7 @@ export class WorkspaceManager {
     const schemaName = this.#reserved.schemaFor(projectId);
     const c = { projectId, schemaName, lockTimeoutMs: this.#lockTimeoutMs, runner: this.#snapshotRunner(), citus: this.#citus };
     const row = await this.#withCitusCopy(
+      projectId,
       (tx) => prepareSnapshotOnCitus(tx, c, this.searchPathSchemas),
       (tx, prepared) => takeSnapshot(tx, c, label ?? null, this.#snapshotLimits, prepared),
     );
@@ -458,15 +460,20 @@ export class WorkspaceManager {
   }
 
   /**
-   * The transaction `run`, on Citus after `prepare` committed and its schema was placed beside
-   * its source (citus-schema-copy.ts), discarding what it prepared when `run` fails.
+   * The transaction `run` (which runs `agentOf`'s code), on Citus after `prepare` committed and
+   * its schema was placed beside its source (citus-schema-copy.ts), discarding what it prepared
+   * when `run` fails. Neither preparing nor discarding runs agent code.
    */
-  async #withCitusCopy<T>(prepare: (tx: Queryable) => Promise<CitusCopyPlan>, run: (tx: Queryable, prepared?: CitusCopyPlan) => Promise<T>): Promise<T> {
-    if (!this.#citus) return this.db.transaction((tx) => run(tx));
+  async #withCitusCopy<T>(
+    agentOf: string,
+    prepare: (tx: Queryable) => Promise<CitusCopyPlan>,
+    run: (tx: Queryable, prepared?: CitusCopyPlan) => Promise<T>,
+  ): Promise<T> {
+    if (!this.#citus) return this.db.transaction((tx) => run(tx), agentOf);
     const prepared = await this.db.transaction(prepare);
     try {
       await placeNearSource(this.db, prepared);
-      return await this.db.transaction((tx) => run(tx, prepared));
+      return await this.db.transaction((tx) => run(tx, prepared), agentOf);
     } catch (error) {
       await this.db.transaction((tx) => discardCitusCopy(tx, prepared)).catch((cleanup: unknown) =>
         this.log.warn('could not drop a Citus copy that failed', { schema: prepared.target, error: String(cleanup) }),
@@ -497,8 +504,9 @@ export class WorkspaceManager {
     const schemaName = this.#reserved.schemaFor(projectId);
     this.#snapshotRunner();
     try {
-      const outcome = await this.db.transaction((tx) =>
-        restoreSnapshot(tx, { projectId, schemaName, lockTimeoutMs: this.#lockTimeoutMs, citus: this.#citus }, snapshot, this.searchPathSchemas),
+      const outcome = await this.db.transaction(
+        (tx) => restoreSnapshot(tx, { projectId, schemaName, lockTimeoutMs: this.#lockTimeoutMs, citus: this.#citus }, snapshot, this.searchPathSchemas),
+        projectId,
       );
       this.log.warn('restored a workspace from a snapshot', { project_id: projectId, snapshot, kept_as: outcome.kept.snapshot });
       return outcome;
@@ -512,7 +520,9 @@ export class WorkspaceManager {
     const request = { from, to, fromSchema: this.#reserved.schemaFor(from), toSchema: this.#reserved.schemaFor(to), snapshot };
     const runner = this.#snapshotRunner();
     try {
+      // The copy runs the source's code (as the new workspace's role), which is the source's to see.
       const outcome = await this.#withCitusCopy(
+        from,
         (tx) => prepareForkOnCitus(tx, request, this.searchPathSchemas, this.#lockTimeoutMs, runner),
         (tx, prepared) => forkWorkspace(tx, request, this.searchPathSchemas, this.#lockTimeoutMs, runner, prepared),
       );
