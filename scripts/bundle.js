@@ -35,8 +35,8 @@ async function bundle(entryPoints, outdir) {
 await bundle({ main: 'dist/src/main.js' }, 'dist/server');
 // PGlite's worker thread runs from a file of its own, beside the module that starts it: in the
 // bundle and in tsc's output alike (bench/ imports the latter).
-const WORKER = 'src/db/pglite-thread-worker.js';
+const WORKER = 'src/db/embedded/pglite-thread-worker.js';
 await copyFile(WORKER, 'dist/server/pglite-thread-worker.js');
-await copyFile(WORKER, 'dist/src/db/pglite-thread-worker.js');
+await copyFile(WORKER, 'dist/src/db/embedded/pglite-thread-worker.js');
 // The benchmark's own servers are built the same way, so that their figures are comparable.
 await bundle({ 'bare-server': 'dist/bench/bare-server.js', 'noop-server': 'dist/bench/noop-server.js' }, 'dist/bench-servers');

@@ -127,9 +127,10 @@ export interface Registration {
 }
 
 /**
- * Registers (or re-fingerprints) a workspace whose script has just run, in the caller's
- * transaction under its lock (core's register_workspace(): required columns, registry row,
- * ledger rows); `fresh` replaces the ledger of a schema that was dropped. Its creation time.
+ * Registers (or re-fingerprints) a workspace whose script has just run, or a schema `repair`
+ * adopts, in the caller's transaction under its lock (core's register_workspace(): required
+ * columns, registry row, ledger rows): the one registration path. `fresh` replaces the ledger
+ * (a schema that was dropped, or adopted). Its creation time.
  */
 export async function registerWorkspace(q: Queryable, r: Registration, ledger: LedgerRows, required: string, fresh: boolean): Promise<Date> {
   const [row] = await q.query<{ created_at: Date }>(
@@ -463,6 +464,19 @@ export async function workspaceOfRole(q: Queryable, roleName: string): Promise<s
  */
 export async function recordWorkspaceRole(tx: Queryable, projectId: string, roleName: string): Promise<void> {
   await tx.query('UPDATE project_registry.workspace_config SET role_name = $2 WHERE project_id = $1 AND role_name IS NULL', [projectId, roleName]);
+}
+
+/** The snapshot role recorded for a workspace; undefined when none is. */
+export async function recordedSnapshotRole(q: Queryable, projectId: string): Promise<string | undefined> {
+  const [row] = await q.query<{ name: string | null }>('SELECT snapshot_role_name AS name FROM project_registry.workspace_config WHERE project_id = $1', [
+    projectId,
+  ]);
+  return row?.name ?? undefined;
+}
+
+/** Records (or with null clears) a workspace's snapshot role: when made, and when a rename renames it. */
+export async function setSnapshotRole(tx: Queryable, projectId: string, roleName: string | null): Promise<void> {
+  await tx.query('UPDATE project_registry.workspace_config SET snapshot_role_name = $2 WHERE project_id = $1', [projectId, roleName]);
 }
 
 /** Sets (or with null clears) a workspace's recorded role: a rename renames its role too. */

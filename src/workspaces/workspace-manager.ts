@@ -3,7 +3,7 @@ import { validateIdentifier } from '../db/identifiers.js';
 import { privilegeAdvice } from '../db/privilege-advice.js';
 import { DEFAULT_UPGRADE_TIMEOUT_MS } from '../config.js';
 import { isConnectionFailure, pgError, sqlState } from '../db/sql-errors.js';
-import { SHARDING_OFF } from '../db/citus.js';
+import { SHARDING_OFF } from '../db/postgres/citus.js';
 import { quoteIdent } from '../db/identifiers.js';
 import type { InstallPlan } from '../installer/install-plan.js';
 import type { Logger } from '../logger.js';
@@ -38,6 +38,8 @@ import {
   DEFAULT_SNAPSHOT_LIMITS,
   dropSnapshot,
   forkWorkspace,
+  prepareForkOnCitus,
+  prepareSnapshotOnCitus,
   restoreSnapshot,
   snapshotsOf,
   takeSnapshot,
@@ -46,6 +48,7 @@ import {
   type WorkspaceRunner,
 } from './workspace-snapshots.js';
 import type { SnapshotRow } from '../registry/snapshot-queries.js';
+import { discardCitusCopy, placeNearSource, type CitusCopyPlan } from '../snapshots/citus-schema-copy.js';
 import {
   ForeignSchemaError,
   WorkspaceNotFoundError,
@@ -105,19 +108,29 @@ export interface ScriptSandbox extends WorkspaceReader, WorkspaceRunner {
   scriptSandbox(tx: Queryable, projectId: string, schemaName: string): Promise<string | undefined>;
 }
 
-export class WorkspaceManager {
+/** How a WorkspaceManager is set up; every field has a default. */
+export interface WorkspaceManagerOptions {
+  citus?: boolean;
+  lockTimeoutMs?: number;
+  upgradeTimeoutMs?: number;
+  snapshotLimits?: SnapshotLimits;
   /**
-   * Set once the SQL tools exist: upgrades of workspaces agents have used run inside their
-   * sandbox, and so does every vector search.
+   * The SQL tools' sandbox (src/sandboxed-workspaces.ts builds the pair): upgrades of workspaces
+   * agents have used run inside it, and so do vector searches and snapshot copies. Without it
+   * (tests of provisioning alone) those refuse or run as before agents had SQL.
    */
-  sandbox: ScriptSandbox | undefined;
+  sandbox?: ScriptSandbox;
+}
+
+export class WorkspaceManager {
+  readonly sandbox: ScriptSandbox | undefined;
   /** Workspaces known to exist, each with the registry generation it was known at (see ensure). */
   readonly #cache = new Map<string, { workspace: Omit<Workspace, 'created'>; generation: string }>();
   readonly #inflight = new Map<string, Promise<{ workspace: Workspace; generation: string }>>();
   /** Every extension's required workspace columns, as missing_workspace_columns() takes them. */
   readonly #required: string;
   readonly #reserved = new ReservedSchemas();
-  /** On a Citus coordinator every workspace is a distributed schema (see db/citus.ts). */
+  /** On a Citus coordinator every workspace is a distributed schema (see db/postgres/citus.ts). */
   readonly #citus: boolean;
   /** How long provisioning waits for a workspace's lock before naming its holder. */
   readonly #lockTimeoutMs: number;
@@ -131,8 +144,9 @@ export class WorkspaceManager {
     private readonly plan: InstallPlan,
     private readonly searchPathSchemas: readonly string[],
     private readonly log: Logger,
-    options: { citus?: boolean; lockTimeoutMs?: number; upgradeTimeoutMs?: number; snapshotLimits?: SnapshotLimits } = {},
+    options: WorkspaceManagerOptions = {},
   ) {
+    this.sandbox = options.sandbox;
     this.#citus = options.citus ?? false;
     this.#upgradeTimeoutMs = options.upgradeTimeoutMs ?? DEFAULT_UPGRADE_TIMEOUT_MS;
     this.#lockTimeoutMs = options.lockTimeoutMs ?? WORKSPACE_LOCK_TIMEOUT_MS;
@@ -251,7 +265,8 @@ export class WorkspaceManager {
 
   async #provision(projectId: string, schemaName: string, options: { create: boolean }): Promise<Provisioned> {
     try {
-      return await this.db.transaction((tx) => this.#provisionIn(tx, projectId, schemaName, options));
+      // An upgrade may run the workspace's agent code (in its sandbox): see Database.pipeline's agentOf.
+      return await this.db.transaction((tx) => this.#provisionIn(tx, projectId, schemaName, options), projectId);
     } catch (error) {
       throw await this.#explain(error, projectId, schemaName);
     }
@@ -434,12 +449,37 @@ export class WorkspaceManager {
    */
   async snapshot(projectId: string, label?: string): Promise<SnapshotInfo> {
     const schemaName = this.#reserved.schemaFor(projectId);
-    const runner = this.#snapshotsSupported();
-    const row = await this.db.transaction((tx) =>
-      takeSnapshot(tx, { projectId, schemaName, lockTimeoutMs: this.#lockTimeoutMs, runner }, label ?? null, this.#snapshotLimits),
+    const c = { projectId, schemaName, lockTimeoutMs: this.#lockTimeoutMs, runner: this.#snapshotRunner(), citus: this.#citus };
+    const row = await this.#withCitusCopy(
+      projectId,
+      (tx) => prepareSnapshotOnCitus(tx, c, this.searchPathSchemas),
+      (tx, prepared) => takeSnapshot(tx, c, label ?? null, this.#snapshotLimits, prepared),
     );
     this.log.info('took a snapshot of a workspace', { project_id: projectId, snapshot: row.snapshot, bytes: row.size_bytes });
     return this.#snapshotInfo(row);
+  }
+
+  /**
+   * The transaction `run` (which runs `agentOf`'s code), on Citus after `prepare` committed and
+   * its schema was placed beside its source (citus-schema-copy.ts), discarding what it prepared
+   * when `run` fails. Neither preparing nor discarding runs agent code.
+   */
+  async #withCitusCopy<T>(
+    agentOf: string,
+    prepare: (tx: Queryable) => Promise<CitusCopyPlan>,
+    run: (tx: Queryable, prepared?: CitusCopyPlan) => Promise<T>,
+  ): Promise<T> {
+    if (!this.#citus) return this.db.transaction((tx) => run(tx), agentOf);
+    const prepared = await this.db.transaction(prepare);
+    try {
+      await placeNearSource(this.db, prepared);
+      return await this.db.transaction((tx) => run(tx, prepared), agentOf);
+    } catch (error) {
+      await this.db.transaction((tx) => discardCitusCopy(tx, prepared)).catch((cleanup: unknown) =>
+        this.log.warn('could not drop a Citus copy that failed', { schema: prepared.target, error: String(cleanup) }),
+      );
+      throw error;
+    }
   }
 
   async listSnapshots(projectId: string): Promise<SnapshotInfo[]> {
@@ -454,7 +494,7 @@ export class WorkspaceManager {
   /** Drops one snapshot; false when the workspace has no such snapshot (nothing changed). */
   async dropSnapshot(projectId: string, snapshot: number): Promise<boolean> {
     const schemaName = this.#reserved.schemaFor(projectId);
-    const dropped = await this.db.transaction((tx) => dropSnapshot(tx, { projectId, schemaName, lockTimeoutMs: this.#lockTimeoutMs }, snapshot));
+    const dropped = await this.db.transaction((tx) => dropSnapshot(tx, { projectId, schemaName, lockTimeoutMs: this.#lockTimeoutMs, citus: this.#citus }, snapshot));
     if (dropped) this.log.warn('dropped a snapshot of a workspace', { project_id: projectId, snapshot });
     return dropped;
   }
@@ -462,10 +502,11 @@ export class WorkspaceManager {
   /** The workspace becomes the snapshot's state, atomically; the state it replaced is kept as a new snapshot. */
   async restore(projectId: string, snapshot: number): Promise<RestoreOutcome> {
     const schemaName = this.#reserved.schemaFor(projectId);
-    this.#snapshotsSupported();
+    this.#snapshotRunner();
     try {
-      const outcome = await this.db.transaction((tx) =>
-        restoreSnapshot(tx, { projectId, schemaName, lockTimeoutMs: this.#lockTimeoutMs }, snapshot, this.searchPathSchemas),
+      const outcome = await this.db.transaction(
+        (tx) => restoreSnapshot(tx, { projectId, schemaName, lockTimeoutMs: this.#lockTimeoutMs, citus: this.#citus }, snapshot, this.searchPathSchemas),
+        projectId,
       );
       this.log.warn('restored a workspace from a snapshot', { project_id: projectId, snapshot, kept_as: outcome.kept.snapshot });
       return outcome;
@@ -477,9 +518,14 @@ export class WorkspaceManager {
   /** A new workspace `to` holding a copy of `from` (or of one of its snapshots), with its own role and sandbox. */
   async fork(from: string, to: string, snapshot?: number): Promise<{ createdAt: Date; schemaName: string; changes: string[] }> {
     const request = { from, to, fromSchema: this.#reserved.schemaFor(from), toSchema: this.#reserved.schemaFor(to), snapshot };
-    const runner = this.#snapshotsSupported();
+    const runner = this.#snapshotRunner();
     try {
-      const outcome = await this.db.transaction((tx) => forkWorkspace(tx, request, this.searchPathSchemas, this.#lockTimeoutMs, runner));
+      // The copy runs the source's code (as the new workspace's role), which is the source's to see.
+      const outcome = await this.#withCitusCopy(
+        from,
+        (tx) => prepareForkOnCitus(tx, request, this.searchPathSchemas, this.#lockTimeoutMs, runner),
+        (tx, prepared) => forkWorkspace(tx, request, this.searchPathSchemas, this.#lockTimeoutMs, runner, prepared),
+      );
       this.log.info('forked a workspace', { project_id: from, to, snapshot });
       return { ...outcome, schemaName: request.toSchema };
     } finally {
@@ -487,9 +533,8 @@ export class WorkspaceManager {
     }
   }
 
-  /** Snapshots copy as the workspace's role, through its SQL sandbox; not on Citus (not tested with distributed schemas). */
-  #snapshotsSupported(): WorkspaceRunner {
-    if (this.#citus) throw new WorkspaceLifecycleError('Snapshots, restores and forks are not supported on Citus yet; nothing was changed.');
+  /** Snapshots copy in SQL sandboxes (as the workspace's role, or on Citus as the copy's owner). */
+  #snapshotRunner(): WorkspaceRunner {
     if (!this.sandbox) throw new WorkspaceLifecycleError('Snapshots need the SQL tools (the copy runs as the workspace\'s role), which this process has not set up.');
     return this.sandbox;
   }

@@ -2,7 +2,7 @@ import { chmod, mkdir, rm } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { PGLiteSocketHandler } from '@electric-sql/pglite-socket';
-import type { Mutex } from './mutex.js';
+import type { Mutex } from '../mutex.js';
 import { StatementTimeoutError, type PGliteThread } from './pglite-thread.js';
 
 /** PostgreSQL clients look for `<dir>/.s.PGSQL.<port>`: with this name `psql -h <dir>` finds the socket. */

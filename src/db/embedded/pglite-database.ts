@@ -1,14 +1,14 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { protocol } from '@electric-sql/pglite';
-import { silentLogger, type Logger } from '../logger.js';
+import { silentLogger, type Logger } from '../../logger.js';
 import { DamagedStoreError, isStoreDamage } from './damaged-store.js';
-import { SessionDatabase, type LockHolder, type LockTry, type PipelineOutcome, type PipelineStep, type Queryable } from './database.js';
-import { MessageBounder } from './bounded-messages.js';
-import { AFTER_FAILED_PIPELINE, AFTER_TABLE_CODE, PipelineCollector, writePipeline, type PipelineMessage } from './pipeline.js';
+import { SessionDatabase, type LockHolder, type LockTry, type PipelineOutcome, type PipelineStep, type Queryable } from '../database.js';
+import { MessageBounder } from '../bounded-messages.js';
+import { afterFailedPipeline, AFTER_TABLE_CODE, PipelineCollector, writePipeline, type PipelineMessage } from '../pipeline.js';
 import { DataDirLock } from './data-dir-lock.js';
 import { fileLockHolders, tryFileLock } from './file-locks.js';
-import { Mutex } from './mutex.js';
+import { Mutex } from '../mutex.js';
 import { openOrCreateStore } from './pglite-store.js';
 import { PGliteThread, StatementTimeoutError } from './pglite-thread.js';
 import { DEFAULT_MAINTENANCE_IDLE_MS, StoreMaintenance } from './store-maintenance.js';
@@ -184,7 +184,7 @@ export class PGliteDatabase extends SessionDatabase {
         if (!(error instanceof StatementTimeoutError)) throw error;
         collector.on({ name: 'error' }, error);
       }
-      if (collector.outcome.error) await this.pglite.exec(AFTER_FAILED_PIPELINE);
+      if (collector.outcome.error) await this.pglite.exec(afterFailedPipeline(steps));
       return collector.outcome;
     });
   }
