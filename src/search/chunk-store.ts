@@ -1,6 +1,7 @@
 import type { Embedder, Embedding } from '../embeddings/embedder.js';
 import type { AgentParam } from '../sandbox/agent-statement.js';
-import type { ExecuteResult, RowsResult } from '../sandbox/workspace-sql.js';
+import { EmbeddingSpaceError } from '../embeddings/embedding-spaces.js';
+import { WriteGuardError, type ExecuteResult, type RowsResult } from '../sandbox/workspace-sql.js';
 import type { Chunk } from './chunking.js';
 import {
   EMBEDDED_HASHES,
@@ -18,13 +19,20 @@ export interface WorkspaceWriter {
   readonly maxRowsCap: number;
   readAsWorkspace(projectId: string, sql: string, params: readonly AgentParam[], maxRows: number): Promise<RowsResult>;
   execute(projectId: string, sql: string, params: readonly AgentParam[], maxRows?: number): Promise<ExecuteResult>;
-  writeAsWorkspace(projectId: string, statements: ReadonlyArray<{ sql: string; params: readonly AgentParam[] }>): Promise<number[]>;
+  writeAsWorkspace(
+    projectId: string,
+    statements: ReadonlyArray<{ sql: string; params: readonly AgentParam[] }>,
+    guard?: { sql: string; params: readonly string[] },
+  ): Promise<number[]>;
 }
 
 /** The provider, and the pin of `chunks.embedding` to its space (embedding-spaces.ts) taken before vectors are written. */
 export interface ChunkEmbeddings {
   embedder: Embedder;
+  /** Records or checks the pin (its own transaction): refuses another space before anything is embedded. */
   pin(projectId: string): Promise<void>;
+  /** The statement each write transaction starts with: the pin checked again and held until the write commits. */
+  hold(projectId: string): { sql: string; params: readonly string[] };
 }
 
 export interface Repository {
@@ -174,7 +182,14 @@ export async function storeFiles(
       { sql: UPDATE_KEPT_CHUNKS, params: [repository.path, paths, keptChunks] },
       { sql: INSERT_NEW_CHUNKS, params: [repository.path, paths, newChunks] },
     ];
-    await sandbox.writeAsWorkspace(projectId, statements);
+    // A `reembed` may have begun moving the column since the pin was checked: the write then stops, saying why.
+    try {
+      await sandbox.writeAsWorkspace(projectId, statements, embeddings?.hold(projectId));
+    } catch (error) {
+      if (!(error instanceof WriteGuardError) || !embeddings) throw error;
+      await embeddings.pin(projectId);
+      throw new EmbeddingSpaceError(`The embedding space of workspace "${projectId}"'s chunks changed while this call ran (${error.message}): retry it.`);
+    }
     // Per file, from what was stored before: the statements above made it so, in one transaction.
     for (const file of group) {
       const before = new Set(stored.get(file.path)?.chunkHashes ?? []);
