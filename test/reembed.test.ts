@@ -10,6 +10,7 @@ import { diagnose } from '../src/operations/doctor.js';
 import { holdPinStatement, readPin } from '../src/registry/embedding-space-sql.js';
 import { DEFAULT_SQL_LIMITS, WorkspaceSql } from '../src/sandbox/workspace-sql.js';
 import { SearchService } from '../src/search/search-service.js';
+import { PostgresDatabase } from '../src/db/postgres-database.js';
 import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
 import { BACKEND_KINDS, backendPerKind } from './support/backend-per-kind.js';
 import { cosine, startEmbeddingStub, stubEmbedding, type EmbeddingStub } from './support/embedding-stub.js';
@@ -218,6 +219,35 @@ for (const kind of BACKEND_KINDS) {
       await write;
       // (The docs column's vector(8) cannot take the old space's 768 dimensions: that move fails, as it should.)
       expect((await back)[0]).toMatchObject({ ...CHUNKS, outcome: 'moved' });
+    });
+
+    it('moves a column in one run at a time: a second run beside the first, on another engine, leaves it alone and names the first', async (ctx) => {
+      const backend = available(ctx);
+      // On PostgreSQL two engines (pools) on one database; the embedded store has one engine per data directory.
+      const url = await backend.freshUrl?.();
+      const db = url ? new PostgresDatabase({ connectionString: url }) : await backend.fresh();
+      const other = url ? new PostgresDatabase({ connectionString: url }) : db;
+      try {
+        const { sql } = await seeded(db);
+        const report = await install(other, plan);
+        const manager = new WorkspaceManager(other, plan, report.searchPathSchemas, silentLogger);
+        const otherSql = new WorkspaceSql(other, manager, report.searchPathSchemas, DEFAULT_SQL_LIMITS, silentLogger);
+        manager.sandbox = otherSql;
+
+        stub.fail({ delayMs: 1500 });
+        const first = reembed(db, sql, embedder('new'), { projectId: 'alpha', batchRows: 3, maxInputChars: 8000 });
+        while (stub.requests.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+        const [second] = await reembed(other, otherSql, embedder('new'), { projectId: 'alpha', batchRows: 3, maxInputChars: 8000 });
+        expect(second).toMatchObject({ ...COLUMN, outcome: 'busy', embedded: 0 });
+        expect(second?.error).toMatch(new RegExp(`^another reembed run is moving this column now \\(process ${url ? '\\d+' : process.pid}, for \\d+ s\\); this run left it alone\\.`));
+        expect(await first).toEqual([{ ...COLUMN, outcome: 'moved', done: 10, total: 10, embedded: 10, cut: 0 }]);
+        expect(stub.requests).toHaveLength(4);
+        expect(await spacesOfRows(db)).toEqual(Array(10).fill('new'));
+        // Once the first is done, the lock is free: a run finds the column moved.
+        expect(await reembed(other, otherSql, embedder('new'), { projectId: 'alpha', batchRows: 3, maxInputChars: 8000 })).toMatchObject([{ outcome: 'current' }]);
+      } finally {
+        if (url) await Promise.all([db.close(), other.close()]);
+      }
     });
   });
 }
