@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { sandboxedWorkspaces } from '../src/sandboxed-workspaces.js';
 import type { Database } from '../src/db/database.js';
 import { parseEmbeddingsConfig, type EmbeddingsConfig } from '../src/embeddings/embeddings-config.js';
 import { assertSearchable, EmbeddingSpaceError, pin, spaceOf } from '../src/embeddings/embedding-spaces.js';
@@ -8,10 +9,9 @@ import type { InstallPlan } from '../src/installer/install-plan.js';
 import { silentLogger } from '../src/logger.js';
 import { diagnose } from '../src/operations/doctor.js';
 import { holdPinStatement, readPin } from '../src/registry/embedding-space-sql.js';
-import { DEFAULT_SQL_LIMITS, WorkspaceSql } from '../src/sandbox/workspace-sql.js';
+import { DEFAULT_SQL_LIMITS } from '../src/sandbox/workspace-sql.js';
 import { SearchService } from '../src/search/search-service.js';
-import { PostgresDatabase } from '../src/db/postgres-database.js';
-import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
+import { PostgresDatabase } from '../src/db/postgres/postgres-database.js';
 import { BACKEND_KINDS, backendPerKind } from './support/backend-per-kind.js';
 import { cosine, startEmbeddingStub, stubEmbedding, type EmbeddingStub } from './support/embedding-stub.js';
 import { install, planFor, tempDir, writeExtension } from './support/fixtures.js';
@@ -54,9 +54,7 @@ const COLUMN = { projectId: 'alpha', table: 'docs', column: 'embedding' };
 /** A workspace whose ten docs were embedded in the old space, as an ingest would: pin, then write as the workspace. */
 async function seeded(db: Database, limits = DEFAULT_SQL_LIMITS, extensions = plan) {
   const report = await install(db, extensions);
-  const manager = new WorkspaceManager(db, extensions, report.searchPathSchemas, silentLogger);
-  const sql = new WorkspaceSql(db, manager, report.searchPathSchemas, limits, silentLogger);
-  manager.sandbox = sql;
+  const { workspaces: manager, sql } = sandboxedWorkspaces(db, extensions, report.searchPathSchemas, silentLogger, { limits });
   await manager.ensure('alpha');
   const old = embedder('old');
   await pin(db, { ...COLUMN, textColumn: 'body' }, old.space);
@@ -230,9 +228,7 @@ for (const kind of BACKEND_KINDS) {
       try {
         const { sql } = await seeded(db);
         const report = await install(other, plan);
-        const manager = new WorkspaceManager(other, plan, report.searchPathSchemas, silentLogger);
-        const otherSql = new WorkspaceSql(other, manager, report.searchPathSchemas, DEFAULT_SQL_LIMITS, silentLogger);
-        manager.sandbox = otherSql;
+        const { sql: otherSql } = sandboxedWorkspaces(other, plan, report.searchPathSchemas, silentLogger);
 
         stub.fail({ delayMs: 1500 });
         const first = reembed(db, sql, embedder('new'), { projectId: 'alpha', batchRows: 3, maxInputChars: 8000 });
