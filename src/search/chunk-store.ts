@@ -80,7 +80,8 @@ const EMBEDDING_LOOKAHEAD = 4;
  * and metadata are stored already is left alone; a chunk whose hash some chunk of the workspace
  * already carries an embedding for is not embedded again; each file is then written in one
  * transaction (see ingest-sql.ts), so it is replaced whole or not at all. Files go in groups of
- * about CHUNKS_PER_GROUP chunks; embedding the next groups overlaps with writing one.
+ * at most CHUNKS_PER_GROUP chunks (a larger file alone); embedding the next groups overlaps with
+ * writing one.
  */
 export async function storeFiles(
   sandbox: WorkspaceWriter,
