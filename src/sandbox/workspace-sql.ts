@@ -34,7 +34,7 @@ import {
 } from './sandbox-ddl.js';
 
 export interface SqlLimits {
-  /** Every call's statement timeout (PostgreSQL; PGlite ignores it, see docs/isolation.md). */
+  /** Every call's statement timeout (on PGlite enforced by restarting its engine, see docs/isolation.md). */
   statementTimeoutMs: number;
   /** The largest max_rows a call may ask for. */
   maxRowsCap: number;
