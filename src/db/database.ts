@@ -125,3 +125,10 @@ export abstract class SessionDatabase implements Database {
     return this.withSession((s) => inTransaction(s, () => fn(s)), agentOf);
   }
 }
+
+/** The first row of a statement that always returns one (an aggregate, EXISTS): an error naming the statement if none came. */
+export async function firstRow<R>(q: Queryable, sql: string, params: readonly unknown[] = []): Promise<R> {
+  const [row] = await q.query<R>(sql, params);
+  if (!row) throw new Error(`expected a row from: ${sql.trim().split('\n')[0]}`);
+  return row;
+}

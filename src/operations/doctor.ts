@@ -6,6 +6,7 @@ import { INSTALL_LOCK_KEY } from '../installer/install-lock.js';
 import type { InstallPlan } from '../installer/install-plan.js';
 import { describeSpace, pinnedSpaceOf } from '../embeddings/embedding-spaces.js';
 import { columnsBeingReembedded } from '../registry/embedding-space-sql.js';
+import * as lifecycle from '../registry/lifecycle-queries.js';
 import * as registry from '../registry/operations-queries.js';
 import { roleNameFor, rolePrefixFor, SANDBOX_SCHEMA, snapshotRoleNameFor } from '../sandbox/sandbox-ddl.js';
 import { projectIdOfSchema, ReservedSchemas } from '../workspaces/project-id.js';
@@ -247,7 +248,7 @@ export async function orphanSchemas(q: Queryable, plan: InstallPlan, searchPathS
  * no orphan schema (which an adoption would give its role back): left by a workspace removed by hand.
  */
 export async function rolesWithoutWorkspace(q: Queryable, orphanIds: readonly string[]): Promise<string[]> {
-  const database = await registry.currentDatabase(q);
+  const database = await lifecycle.currentDatabase(q);
   const roles = await registry.rolesStartingWith(q, rolePrefixFor(database));
   if (roles.length === 0) return [];
   const registered = await registry.registeredRoles(q);

@@ -4,6 +4,7 @@ import { quoteIdent } from '../db/identifiers.js';
 import { explainError } from '../db/sql-errors.js';
 import type { InstallPlan } from '../installer/install-plan.js';
 import type { PreparedExtension } from '../installer/prepared-extension.js';
+import * as lifecycle from '../registry/lifecycle-queries.js';
 import * as registry from '../registry/operations-queries.js';
 import { lockWorkspace, markWorkspaceSchema, recordWorkspaceRole, registerWorkspace, roleUsesElsewhere } from '../registry/registry-sql.js';
 import { principalScript, roleNameFor, rolePrefixFor, SANDBOX_LOCK_CLASS, SANDBOX_SCHEMA, sandboxBodyScript } from '../sandbox/sandbox-ddl.js';
@@ -163,7 +164,7 @@ async function acceptMigration(tx: Queryable, m: AcceptedMigration): Promise<Rep
 async function forgetMissing(tx: Queryable, projectId: string): Promise<RepairAction> {
   const schemaName = schemaNameFor(projectId);
   await lockWorkspace(tx, projectId);
-  const now = await registry.workspacePresence(tx, projectId, schemaName);
+  const now = await lifecycle.workspacePresence(tx, projectId, schemaName);
   if (!now.registered || now.schema_exists) {
     return {
       fix: 'forget-missing',
@@ -182,7 +183,7 @@ async function forgetMissing(tx: Queryable, projectId: string): Promise<RepairAc
  * (long ids end in a hash instead).
  */
 async function forgetRole(tx: Queryable, role: string, orphanIds: (q: Queryable) => Promise<string[]>): Promise<RepairAction> {
-  const database = await registry.currentDatabase(tx);
+  const database = await lifecycle.currentDatabase(tx);
   const projectId = projectIdOfSchema(SCHEMA_PREFIX + role.slice(rolePrefixFor(database).length));
   if (projectId !== undefined && roleNameFor(database, projectId) === role) await lockWorkspace(tx, projectId);
   if (!(await rolesWithoutWorkspace(tx, await orphanIds(tx))).includes(role)) {
@@ -206,7 +207,7 @@ async function adoptOrphan(tx: Queryable, plan: InstallPlan, searchPathSchemas: 
   const schemaName = schemaNameFor(projectId);
   const refused = (reason: string): RepairAction => ({ fix: 'adopt-orphan', subject: projectId, outcome: 'refused', changes: [], reason });
   await lockWorkspace(tx, projectId);
-  const now = await registry.workspacePresence(tx, projectId, schemaName);
+  const now = await lifecycle.workspacePresence(tx, projectId, schemaName);
   if (now.registered || !now.schema_exists) {
     return { ...refused(now.registered ? 'it was registered meanwhile' : 'its schema no longer exists'), outcome: 'unchanged' };
   }
@@ -243,7 +244,7 @@ async function adoptOrphan(tx: Queryable, plan: InstallPlan, searchPathSchemas: 
   const capability = await readSandboxCapability(tx, searchPathSchemas);
   const role = roleNameFor(capability.database, projectId);
   if (capability.create_role) {
-    const exists = await registry.roleExists(tx, role);
+    const exists = await lifecycle.roleExists(tx, role);
     const elsewhere = exists ? await roleUsesElsewhere(tx, role, schemaName, SANDBOX_SCHEMA) : [];
     if (elsewhere.length > 0) return refused(`its role ${role} already serves ${elsewhere.join(', ')}: a workspace role never serves two.`);
     // The workspace's function calls the shared body, which only the SQL tools' first use writes:

@@ -1,9 +1,11 @@
-import type { Queryable } from '../db/database.js';
+import { firstRow, type Queryable } from '../db/database.js';
 import { dependencySchema } from './registry-sql.js';
 
 /*
  * The registry SQL of the operations commands (doctor, repair), each statement named for what it
  * does; the commands hold no SQL text of their own. Doctor's run in one read-only transaction.
+ * What the workspace lifecycle (drop, rename, snapshots) shares with repair is in
+ * lifecycle-queries.ts.
  */
 
 /** Whether the registry exists, and Citus (workspaces are distributed schemas there). */
@@ -67,53 +69,11 @@ const SHARED_ROLES = `
       OR (count(DISTINCT w.schema_name) = 1 AND count(*) FILTER (WHERE d.dbid NOT IN (0, me.oid)) > 0)
    ORDER BY 1`;
 
-const CURRENT_DATABASE = 'SELECT current_database()::text AS database';
-
 const PG_EXTENSIONS = `
   SELECT r.name, a.name IS NOT NULL AS available, a.installed_version IS NOT NULL AS installed
     FROM unnest($1::text[]) AS r(name)
     LEFT JOIN pg_catalog.pg_available_extensions a ON a.name = r.name
    ORDER BY r.name`;
-
-/** A workspace's registry row and schema, re-read under its lock before a repair changes anything. */
-const WORKSPACE_PRESENCE = `
-  SELECT EXISTS (SELECT FROM project_registry.workspace_config w WHERE w.project_id = $1) AS registered,
-         EXISTS (SELECT FROM pg_catalog.pg_namespace n WHERE n.nspname = $2) AS schema_exists,
-         (SELECT pg_catalog.pg_has_role(n.nspowner, 'USAGE') FROM pg_catalog.pg_namespace n WHERE n.nspname = $2) AS acts_as_owner,
-         (SELECT pg_catalog.pg_get_userbyid(n.nspowner)::text FROM pg_catalog.pg_namespace n WHERE n.nspname = $2) AS owner`;
-
-const DELETE_WORKSPACE_LEDGER = `
-  WITH gone AS (DELETE FROM project_registry.workspace_migrations WHERE project_id = $1 RETURNING 1)
-  SELECT count(*)::int AS n FROM gone`;
-
-const DELETE_WORKSPACE_ROW = `
-  WITH gone AS (DELETE FROM project_registry.workspace_config WHERE project_id = $1 RETURNING 1)
-  SELECT count(*)::int AS n FROM gone`;
-
-/**
- * Moves a workspace's registry row and ledger rows to a new id and schema name in one statement:
- * an UPDATE in place keeps every column of the row, including ones added after this was written.
- * The ledger's foreign key (ON UPDATE NO ACTION) is checked at the end of the statement, when
- * both sides point at the new id.
- */
-/**
- * One statement: the snapshot rows' foreign key (no ON UPDATE CASCADE) is checked at its end,
- * when the registry row and they carry the new id together.
- */
-const RENAME_WORKSPACE_ROWS = `
-  WITH ledger AS (
-    UPDATE project_registry.workspace_migrations SET project_id = $2 WHERE project_id = $1 RETURNING 1
-  ), registry AS (
-    UPDATE project_registry.workspace_config SET project_id = $2, schema_name = $3 WHERE project_id = $1 RETURNING 1
-  ), snapshots AS (
-    UPDATE project_registry.workspace_snapshots s SET project_id = $2, schema_name = m.schema_name
-      FROM unnest($4::int[], $5::text[]) AS m(snapshot, schema_name)
-     WHERE s.project_id = $1 AND s.snapshot = m.snapshot RETURNING 1
-  )
-  SELECT (SELECT count(*)::int FROM registry) AS registry_rows, (SELECT count(*)::int FROM ledger) AS ledger_rows,
-         (SELECT count(*)::int FROM snapshots) AS snapshot_rows`;
-
-const ROLE_EXISTS = 'SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $1) AS present';
 
 const GLOBAL_CHECKSUM_FOR_UPDATE = `
   SELECT checksum FROM project_registry.schema_migrations WHERE extension_id = $1 AND name = $2 FOR UPDATE`;
@@ -177,14 +137,6 @@ export interface PgExtensionState {
   installed: boolean;
 }
 
-export interface WorkspacePresence {
-  registered: boolean;
-  schema_exists: boolean;
-  /** Null when the schema does not exist. */
-  acts_as_owner: boolean | null;
-  owner: string | null;
-}
-
 export interface ColumnSignature {
   table_name: string;
   column_name: string;
@@ -194,13 +146,8 @@ export interface ColumnSignature {
   not_null: boolean;
 }
 
-const first = async <R>(q: Queryable, sql: string, params: readonly unknown[] = []): Promise<R> => {
-  const [row] = await q.query<R>(sql, params);
-  if (!row) throw new Error(`expected a row from: ${sql.trim().split('\n')[0]}`);
-  return row;
-};
 
-export const registryPresence = (q: Queryable) => first<RegistryPresence>(q, REGISTRY_PRESENCE);
+export const registryPresence = (q: Queryable) => firstRow<RegistryPresence>(q, REGISTRY_PRESENCE);
 
 export async function installState(q: Queryable): Promise<InstallStateRow | undefined> {
   return (await q.query<InstallStateRow>(INSTALL_STATE))[0];
@@ -218,11 +165,6 @@ export async function rolesStartingWith(q: Queryable, prefix: string): Promise<s
   return (await q.query<{ role_name: string }>(WORKSPACE_ROLES, [prefix])).map((r) => r.role_name);
 }
 
-export async function currentDatabase(q: Queryable): Promise<string> {
-  return (await first<{ database: string }>(q, CURRENT_DATABASE)).database;
-}
-
-/** Every registered workspace with its recorded role (null: none recorded yet). */
 export const registeredRoles = (q: Queryable) =>
   q.query<{ project_id: string; role_name: string | null; snapshot_role_name: string | null }>(REGISTERED_ROLES);
 
@@ -237,39 +179,6 @@ export const sharedRoles = (q: Queryable, sandboxSchema: string) => q.query<Shar
 export const pgExtensionStates = (q: Queryable, names: readonly string[]) => q.query<PgExtensionState>(PG_EXTENSIONS, [names]);
 
 
-export const workspacePresence = (tx: Queryable, projectId: string, schemaName: string) =>
-  first<WorkspacePresence>(tx, WORKSPACE_PRESENCE, [projectId, schemaName]);
-
-/** Deletes a workspace's ledger rows, then its registry row; how many of each went. */
-export async function deleteWorkspaceRows(tx: Queryable, projectId: string): Promise<{ ledgerRows: number; registryRows: number }> {
-  const ledger = await first<{ n: number }>(tx, DELETE_WORKSPACE_LEDGER, [projectId]);
-  const registry = await first<{ n: number }>(tx, DELETE_WORKSPACE_ROW, [projectId]);
-  return { ledgerRows: ledger.n, registryRows: registry.n };
-}
-
-/** Moves a workspace's registry and ledger rows from id `from` to `to` (schema `schemaName`); how many of each moved. */
-/** Moves a workspace's registry, ledger and snapshot rows to a new id, its snapshots to their new schema names. */
-export async function renameWorkspaceRows(
-  tx: Queryable,
-  from: string,
-  to: string,
-  schemaName: string,
-  snapshots: readonly { snapshot: number; schemaName: string }[],
-): Promise<{ registryRows: number; ledgerRows: number; snapshotRows: number }> {
-  const moved = await first<{ registry_rows: number; ledger_rows: number; snapshot_rows: number }>(tx, RENAME_WORKSPACE_ROWS, [
-    from,
-    to,
-    schemaName,
-    snapshots.map((s) => s.snapshot),
-    snapshots.map((s) => s.schemaName),
-  ]);
-  return { registryRows: moved.registry_rows, ledgerRows: moved.ledger_rows, snapshotRows: moved.snapshot_rows };
-}
-
-export async function roleExists(q: Queryable, roleName: string): Promise<boolean> {
-  return (await first<{ present: boolean }>(q, ROLE_EXISTS, [roleName])).present;
-}
-
 /** Sets a global migration's ledger checksum; the one it replaced, or undefined when it was never applied. */
 export async function restampGlobalMigration(tx: Queryable, extensionId: string, name: string, checksum: string): Promise<string | undefined> {
   const [row] = await tx.query<{ checksum: string }>(GLOBAL_CHECKSUM_FOR_UPDATE, [extensionId, name]);
@@ -279,7 +188,7 @@ export async function restampGlobalMigration(tx: Queryable, extensionId: string,
 
 /** Sets a workspace migration's checksum in every workspace's ledger; how many rows changed. */
 export async function restampWorkspaceMigration(tx: Queryable, extensionId: string, name: string, checksum: string): Promise<number> {
-  return (await first<{ n: number }>(tx, RESTAMP_WORKSPACES, [extensionId, name, checksum])).n;
+  return (await firstRow<{ n: number }>(tx, RESTAMP_WORKSPACES, [extensionId, name, checksum])).n;
 }
 
 export const tableColumns = (q: Queryable, schemaName: string) => q.query<ColumnSignature>(TABLE_COLUMNS, [schemaName]);

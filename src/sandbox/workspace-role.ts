@@ -1,5 +1,5 @@
 import type { Queryable } from '../db/database.js';
-import { currentDatabase } from '../registry/operations-queries.js';
+import { currentDatabase } from '../registry/lifecycle-queries.js';
 import { recordedSnapshotRole, recordedWorkspaceRole } from '../registry/registry-sql.js';
 import { roleNameFor, snapshotRoleNameFor } from './sandbox-ddl.js';
 

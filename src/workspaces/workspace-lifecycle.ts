@@ -6,7 +6,7 @@ import {
   renameWorkspaceRows,
   roleExists,
   workspacePresence,
-} from '../registry/operations-queries.js';
+} from '../registry/lifecycle-queries.js';
 import { readSandboxCapability } from '../sandbox/sandbox-capability.js';
 import { bumpRegistryGeneration, lockWorkspace, markWorkspaceSchema, roleUsesElsewhere, setSnapshotRole, setWorkspaceRole } from '../registry/registry-sql.js';
 import { listSnapshots } from '../registry/snapshot-queries.js';

@@ -2,7 +2,7 @@ import pg from 'pg';
 import { DEFAULT_MAX_SNAPSHOTS, DEFAULT_SNAPSHOT_BUDGET_BYTES } from '../config.js';
 import type { Queryable } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
-import { currentDatabase, roleExists, workspacePresence } from '../registry/operations-queries.js';
+import { currentDatabase, roleExists, workspacePresence } from '../registry/lifecycle-queries.js';
 import { readSandboxCapability } from '../sandbox/sandbox-capability.js';
 import { bumpRegistryGeneration, lockWorkspace, markWorkspaceSchema, setSnapshotRole } from '../registry/registry-sql.js';
 import {
