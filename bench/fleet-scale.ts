@@ -3,8 +3,9 @@
  * many, each workspace set up as an agent would (ensure, then `execute` of a CREATE TABLE with a
  * foreign key, a CREATE FUNCTION and a CREATE TRIGGER). Two throwaway clusters, one per size:
  * roles are cluster-wide catalog rows, so a small fleet beside a large one in the same cluster
- * would not be small. Both run the engine in this process (no MCP), taking turns call by call,
- * beside the same statements sent directly as the superuser (PostgreSQL's own growth: the floor).
+ * would not be small. Both run the engine in this process (no MCP), as a role of its own, taking
+ * turns call by call, beside the same statements sent directly as the superuser (PostgreSQL's own
+ * growth: the floor).
  *
  * Each call is timed twice: wall clock, and the CPU time the cluster's processes spent on it
  * (server-cpu.ts), which a machine shared with other work moves far less.
@@ -12,8 +13,10 @@
  * Knobs: BENCH_FLEET_SMALL (10), BENCH_FLEET_LARGE (10000), BENCH_ITERATIONS (20),
  * BENCH_FLEET_WORKERS (2, connections building each fleet), BENCH_FLEET_HOLD=1 (after the
  * build, print both databases' URLs and keep the clusters until Ctrl-C, for EXPLAIN and profiling),
- * BENCH_FLEET_URLS=<small>,<large> (measure on a held run's fleets instead of building: the
- * measured workspaces are dropped afterwards, so the fleets keep their size for the next run).
+ * BENCH_FLEET_URLS=<small>,<large> (the superuser's URLs a held run printed: measure on its
+ * fleets instead of building; the measured workspaces are dropped afterwards, so the fleets keep
+ * their size for the next run), BENCH_FLEET_SUPERUSER=1 (the engine as the superuser, not as a
+ * CREATEROLE role of its own; a held run and the runs on it must agree).
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { parseCommand } from '../src/config.js';
@@ -36,6 +39,8 @@ const LARGE = Number(process.env['BENCH_FLEET_LARGE'] ?? 10_000);
 const ITERATIONS = Number(process.env['BENCH_ITERATIONS'] ?? 20);
 const WORKERS = Number(process.env['BENCH_FLEET_WORKERS'] ?? 2);
 const REUSE = process.env['BENCH_FLEET_URLS']?.split(',');
+/** The engine's role (see serverUrl). */
+const SERVER_ROLE = 'mcp_app';
 /** Names the measured workspaces of this run, which a held fleet may have seen runs before. */
 const RUN = REUSE ? `r${Date.now().toString(36)}` : 'measured';
 const log = (message: string) => process.stderr.write(`[bench:fleet] ${message}\n`);
@@ -61,11 +66,30 @@ interface Side {
   cpu: (() => number) | undefined;
 }
 
+/**
+ * The engine's database URL: as SERVER_ROLE, set up as docs/isolation.md asks (CREATEROLE, CREATE
+ * on the database, pgvector created by an admin), or as the superuser with BENCH_FLEET_SUPERUSER=1,
+ * for whom PostgreSQL skips the privilege checks a server's role pays for.
+ */
+async function serverUrl(cluster: PgCluster | undefined, url: string): Promise<string> {
+  if (process.env['BENCH_FLEET_SUPERUSER'] === '1') return url;
+  const parsed = new URL(url);
+  if (cluster) {
+    const database = parsed.pathname.slice(1);
+    await cluster.sql(`CREATE ROLE ${SERVER_ROLE} LOGIN CREATEROLE`);
+    await cluster.sql(`GRANT CREATE ON DATABASE ${quoteIdent(database)} TO ${SERVER_ROLE}`);
+    const admin = new PostgresDatabase({ connectionString: url, maxConnections: 1 });
+    await admin.exec('CREATE EXTENSION IF NOT EXISTS vector').finally(() => admin.close());
+  }
+  parsed.username = SERVER_ROLE;
+  return parsed.toString();
+}
+
 async function side(settings: Record<string, string>, heldUrl?: string): Promise<Side> {
   const cluster = heldUrl ? undefined : ((await startPgCluster({ settings })) ?? undefined);
   if (!heldUrl && !cluster) throw new Error('The benchmarks need PostgreSQL binaries (see docs/development.md).');
   const url = heldUrl ?? (await cluster!.createDatabase('fleet'));
-  const command = parseCommand([], { DATABASE_URL: url, HOME: process.env['HOME'] ?? '/tmp' });
+  const command = parseCommand([], { DATABASE_URL: await serverUrl(cluster, url), HOME: process.env['HOME'] ?? '/tmp' });
   if (command.kind !== 'serve') throw new Error('expected a serve configuration');
   const engine = new ProvisioningEngine(command.config, silentLogger);
   engine.start();
@@ -177,7 +201,7 @@ try {
   if (!REUSE) {
     await Promise.all([buildFleet(small.ready, 'fleet', SMALL), buildFleet(large.ready, 'fleet', LARGE)]);
     log(`built both fleets in ${Math.round((performance.now() - builtAt) / 1000)} s; settling (VACUUM ANALYZE)`);
-    for (const s of [small, large]) await s.ready.db.exec('VACUUM ANALYZE');
+    for (const s of [small, large]) await s.direct.exec('VACUUM ANALYZE');
   }
   const buildSeconds = REUSE ? undefined : Math.round((performance.now() - builtAt) / 1000);
   if (!small.cpu || !large.cpu) log('the clusters\' CPU time cannot be read here (/proc, data directory): wall clock only');
