@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { defineConfig } from 'vitest/config';
 import base from './vitest.config.js';
 
@@ -29,5 +30,8 @@ export default defineConfig({
       'test/workspaces.test.ts',
     ],
     env: { PGW_TEST_LAYER: 'embedded' },
+    // Vitest's default is one worker fewer than the cores: one on a 2-core machine, which ran these
+    // files one after another. They spend their time in PGlite, one core each, so use every core.
+    maxWorkers: Math.max(availableParallelism(), 2),
   },
 });

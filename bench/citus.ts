@@ -10,10 +10,10 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { SHARDING_OFF } from '../src/db/citus.js';
+import { SHARDING_OFF } from '../src/db/postgres/citus.js';
 import type { Database } from '../src/db/database.js';
 import { quoteIdent } from '../src/db/identifiers.js';
-import { PostgresDatabase } from '../src/db/postgres-database.js';
+import { PostgresDatabase } from '../src/db/postgres/postgres-database.js';
 import { silentLogger } from '../src/logger.js';
 import { packageRoot } from '../src/package-info.js';
 import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';

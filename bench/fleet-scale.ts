@@ -21,7 +21,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { parseCommand } from '../src/config.js';
 import { quoteIdent } from '../src/db/identifiers.js';
-import { PostgresDatabase } from '../src/db/postgres-database.js';
+import { PostgresDatabase } from '../src/db/postgres/postgres-database.js';
 import { ProvisioningEngine } from '../src/engine.js';
 import type { Ready } from '../src/services.js';
 import { silentLogger } from '../src/logger.js';

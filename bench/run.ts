@@ -10,12 +10,12 @@
  */
 import { cp, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { PGliteDatabase } from '../src/db/pglite-database.js';
-import { PostgresDatabase } from '../src/db/postgres-database.js';
+import { PGliteDatabase } from '../src/db/embedded/pglite-database.js';
+import { PostgresDatabase } from '../src/db/postgres/postgres-database.js';
 import { builtinExtensionDirs } from '../src/extensions/builtin-extensions.js';
 import { loadExtensions } from '../src/extensions/load-extensions.js';
 import { prepareInstallPlan } from '../src/installer/install-plan.js';
-import { SharedStore } from '../src/db/shared-store.js';
+import { SharedStore } from '../src/db/embedded/shared-store.js';
 import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
 import { silentLogger } from '../src/logger.js';
 import { REGISTRY_TABLES } from '../src/registry/registry-sql.js';

@@ -9,11 +9,11 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { PostgresDatabase } from '../src/db/postgres-database.js';
+import { sandboxedWorkspaces } from '../src/sandboxed-workspaces.js';
+import { PostgresDatabase } from '../src/db/postgres/postgres-database.js';
 import { silentLogger } from '../src/logger.js';
 import { packageRoot } from '../src/package-info.js';
-import { DEFAULT_SQL_LIMITS, WorkspaceSql } from '../src/sandbox/workspace-sql.js';
-import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
+import { DEFAULT_SQL_LIMITS } from '../src/sandbox/workspace-sql.js';
 import { install, planFor } from '../harness/fixtures.js';
 import { startPgCluster } from '../harness/pg-cluster.js';
 import { formatTable, type Row } from './report.js';
@@ -31,11 +31,10 @@ const rows: Row[] = [];
 try {
   const plan = await planFor([]);
   const report = await install(db, plan);
-  const manager = new WorkspaceManager(db, plan, report.searchPathSchemas, silentLogger, {
+  const { workspaces: manager, sql } = sandboxedWorkspaces(db, plan, report.searchPathSchemas, silentLogger, {
     snapshotLimits: { maxSnapshots: 1000, budgetBytes: Number.MAX_SAFE_INTEGER },
+    limits: { ...DEFAULT_SQL_LIMITS, statementTimeoutMs: 600_000 },
   });
-  const sql = new WorkspaceSql(db, manager, report.searchPathSchemas, { ...DEFAULT_SQL_LIMITS, statementTimeoutMs: 600_000 }, silentLogger);
-  manager.sandbox = sql;
 
   /** A workspace whose `items` table holds about `mb` MB of rows (200-byte bodies), made by the agent's own SQL. */
   async function workspaceOf(id: string, mb: number): Promise<number> {

@@ -1,9 +1,9 @@
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Database, Queryable } from '../src/db/database.js';
-import { PGliteDatabase } from '../src/db/pglite-database.js';
+import { PGliteDatabase } from '../src/db/embedded/pglite-database.js';
 import { DEFAULT_LOCK_TIMEOUT_MS } from '../src/config.js';
-import { PostgresDatabase } from '../src/db/postgres-database.js';
+import { PostgresDatabase } from '../src/db/postgres/postgres-database.js';
 import { builtinExtensionDirs } from '../src/extensions/builtin-extensions.js';
 import { loadExtensions } from '../src/extensions/load-extensions.js';
 import { installExtensions } from '../src/installer/install-extensions.js';

@@ -12,12 +12,12 @@
  * Beside the data it writes PGLITE_TEMPLATE.json: the PGlite version and every directory and
  * file (with its size). `npm pack` drops empty directories (PostgreSQL needs 14), so the server
  * makes them from this list when it copies the template, and checks the copy against it
- * (src/db/pglite-store.ts).
+ * (src/db/embedded/pglite-store.ts).
  */
 import { cp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { PGlite } from '@electric-sql/pglite';
 import { vector } from '@electric-sql/pglite-pgvector';
-import { listTree } from '../dist/src/db/pglite-store.js';
+import { listTree } from '../dist/src/db/embedded/pglite-store.js';
 
 const TEMPLATE = 'dist/pglite-template';
 const MANIFEST = 'PGLITE_TEMPLATE.json';

@@ -6,9 +6,9 @@ import { installExtensions } from './installer/install-extensions.js';
 import { prepareInstallPlan, type InstallPlan } from './installer/install-plan.js';
 import type { Logger } from './logger.js';
 import { builtinExtensionDirs } from './extensions/builtin-extensions.js';
-import { DEFAULT_SQL_LIMITS, WorkspaceSql } from './sandbox/workspace-sql.js';
+import { DEFAULT_SQL_LIMITS } from './sandbox/workspace-sql.js';
+import { sandboxedWorkspaces } from './sandboxed-workspaces.js';
 import { WorkspaceFleet } from './workspaces/workspace-fleet.js';
-import { WorkspaceManager } from './workspaces/workspace-manager.js';
 import { DEFAULT_SNAPSHOT_LIMITS, type SnapshotLimits } from './workspaces/workspace-snapshots.js';
 import { readInstallState } from './registry/registry-sql.js';
 import { SearchService } from './search/search-service.js';
@@ -26,10 +26,10 @@ export function planInstall(config: EngineConfig): Promise<InstallPlan> {
 
 export async function openDatabase(config: EngineConfig, log: Logger): Promise<Database> {
   if (!config.databaseUrl) {
-    const { SharedStore } = await import('./db/shared-store.js');
+    const { SharedStore } = await import('./db/embedded/shared-store.js');
     return SharedStore.open(config.dataDir, log, config.maintenanceIdleMs ? { maintenanceIdleMs: config.maintenanceIdleMs } : {});
   }
-  const { PostgresDatabase } = await import('./db/postgres-database.js');
+  const { PostgresDatabase } = await import('./db/postgres/postgres-database.js');
   return new PostgresDatabase({
     connectionString: config.databaseUrl,
     ...(config.maxConnections ? { maxConnections: config.maxConnections } : {}),
@@ -48,18 +48,17 @@ export async function installAndServe(db: Database, plan: InstallPlan, config: E
     extensions: report.extensions,
     ...(report.citus ? { citus: report.citus } : {}),
   });
-  const workspaces = new WorkspaceManager(db, plan, report.searchPathSchemas, log, {
+  const { workspaces, sql } = sandboxedWorkspaces(db, plan, report.searchPathSchemas, log, {
     citus: report.citus !== null,
     ...(config.upgradeTimeoutMs ? { upgradeTimeoutMs: config.upgradeTimeoutMs } : {}),
     snapshotLimits: snapshotLimits(config),
+    limits: {
+      statementTimeoutMs: config.statementTimeoutMs ?? DEFAULT_SQL_LIMITS.statementTimeoutMs,
+      maxRowsCap: config.maxRowsCap ?? DEFAULT_SQL_LIMITS.maxRowsCap,
+      maxResultBytes: config.maxResultBytes ?? DEFAULT_SQL_LIMITS.maxResultBytes,
+      maxCallsPerWorkspace: config.maxCallsPerWorkspace ?? DEFAULT_SQL_LIMITS.maxCallsPerWorkspace,
+    },
   });
-  const sql = new WorkspaceSql(db, workspaces, report.searchPathSchemas, {
-    statementTimeoutMs: config.statementTimeoutMs ?? DEFAULT_SQL_LIMITS.statementTimeoutMs,
-    maxRowsCap: config.maxRowsCap ?? DEFAULT_SQL_LIMITS.maxRowsCap,
-    maxResultBytes: config.maxResultBytes ?? DEFAULT_SQL_LIMITS.maxResultBytes,
-    maxCallsPerWorkspace: config.maxCallsPerWorkspace ?? DEFAULT_SQL_LIMITS.maxCallsPerWorkspace,
-  }, log);
-  workspaces.sandbox = sql;
   const embedder = createEmbedder(config.embeddings, log);
   if (embedder) log.info('embedding provider configured', { provider: embedder.space.provider, model: embedder.space.model, dimensions: embedder.space.dimensions });
   const search = new SearchService(db, sql, embedder, config.allowedRoots ?? [], log);

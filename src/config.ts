@@ -2,7 +2,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import envPaths from 'env-paths';
 import * as z from 'zod';
-import { DEFAULT_MAINTENANCE_IDLE_MS } from './db/store-maintenance.js';
+import { DEFAULT_MAINTENANCE_IDLE_MS } from './db/embedded/store-maintenance.js';
 import { EMBEDDINGS_DEFAULTS, EMBEDDINGS_FLAGS, EmbeddingsConfigError, parseEmbeddingsConfig, type EmbeddingsConfig, type EmbeddingsFlags } from './embeddings/embeddings-config.js';
 import type { LogLevel } from './logger.js';
 import { PROJECT_ID_MAX_LENGTH, PROJECT_ID_PATTERN, PROJECT_ID_RULES } from './workspaces/project-id.js';

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { ConfigError, parseCommand, USAGE } from './config.js';
-import { migrateWorkspaces } from './migrate-workspaces-command.js';
+import { migrateWorkspaces } from './commands/migrate-workspaces.js';
 import { packageVersion } from './package-info.js';
 import { serveHttp } from './mcp/serve-http.js';
 import { serveStdio } from './mcp/serve-stdio.js';
@@ -22,21 +22,37 @@ switch (command.kind) {
     process.stdout.write(`${packageVersion}\n`);
     break;
   case 'db-url': {
-    const { printDbUrl } = await import('./db-url-command.js');
+    const { printDbUrl } = await import('./commands/db-url.js');
     process.exitCode = await printDbUrl(command.config);
     break;
   }
-  case 'doctor':
-  case 'repair':
-  case 'drop-workspace':
-  case 'rename-workspace':
+  case 'doctor': {
+    const { doctorCommand } = await import('./commands/doctor.js');
+    process.exitCode = await doctorCommand(command.config, command);
+    break;
+  }
+  case 'repair': {
+    const { repairCommand } = await import('./commands/repair.js');
+    process.exitCode = await repairCommand(command.config, command);
+    break;
+  }
+  case 'drop-workspace': {
+    const { dropWorkspaceCommand } = await import('./commands/drop-workspace.js');
+    process.exitCode = await dropWorkspaceCommand(command.config, command);
+    break;
+  }
+  case 'rename-workspace': {
+    const { renameWorkspaceCommand } = await import('./commands/rename-workspace.js');
+    process.exitCode = await renameWorkspaceCommand(command.config, command);
+    break;
+  }
   case 'snapshots': {
-    const { runOperation } = await import('./operations/operations-command.js');
-    process.exitCode = await runOperation(command);
+    const { snapshotCommand } = await import('./commands/snapshots.js');
+    process.exitCode = await snapshotCommand(command.config, command);
     break;
   }
   case 'reembed': {
-    const { reembedWorkspaces } = await import('./reembed-command.js');
+    const { reembedWorkspaces } = await import('./commands/reembed.js');
     process.exitCode = await reembedWorkspaces(command.config, command.projectId);
     break;
   }

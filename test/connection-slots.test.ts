@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
-import { FREE_SLOTS_SQL, NoFreeConnectionError, type SlotCount } from '../src/db/connection-room.js';
-import { PostgresDatabase } from '../src/db/postgres-database.js';
+import { FREE_SLOTS_SQL, NoFreeConnectionError, type SlotCount } from '../src/db/postgres/connection-room.js';
+import { PostgresDatabase } from '../src/db/postgres/postgres-database.js';
 import { startPgBouncer } from './support/pgbouncer.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
 import { startServerProcess, type ServerProcess } from './support/server-process.js';

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
-import { PostgresDatabase } from '../src/db/postgres-database.js';
+import { PostgresDatabase } from '../src/db/postgres/postgres-database.js';
 import { explainError } from '../src/db/sql-errors.js';
 import { silentLogger } from '../src/logger.js';
 import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';

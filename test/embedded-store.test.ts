@@ -1,9 +1,9 @@
 import { cp, readdir, readFile, rm, rmdir, truncate, writeFile, access, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DamagedStoreError } from '../src/db/damaged-store.js';
-import { PGliteDatabase } from '../src/db/pglite-database.js';
-import { listTree, openOrCreateStore, TEMPLATE_MANIFEST, type TemplateManifest } from '../src/db/pglite-store.js';
+import { DamagedStoreError } from '../src/db/embedded/damaged-store.js';
+import { PGliteDatabase } from '../src/db/embedded/pglite-database.js';
+import { listTree, openOrCreateStore, TEMPLATE_MANIFEST, type TemplateManifest } from '../src/db/embedded/pglite-store.js';
 import { ProvisioningEngine } from '../src/engine.js';
 import { silentLogger } from '../src/logger.js';
 import { pgliteTemplateDir } from '../src/package-info.js';

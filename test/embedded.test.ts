@@ -2,10 +2,10 @@ import { spawn } from 'node:child_process';
 import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DataDirInUseError } from '../src/db/data-dir-lock.js';
-import { PGliteDatabase } from '../src/db/pglite-database.js';
+import { DataDirInUseError } from '../src/db/embedded/data-dir-lock.js';
+import { PGliteDatabase } from '../src/db/embedded/pglite-database.js';
 import { silentLogger } from '../src/logger.js';
-import { TEMPLATE_MANIFEST } from '../src/db/pglite-store.js';
+import { TEMPLATE_MANIFEST } from '../src/db/embedded/pglite-store.js';
 import { pgliteTemplateDir } from '../src/package-info.js';
 import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
 import { install, pgliteBackend, planFor, tempDir, type Backend } from './support/fixtures.js';
@@ -61,7 +61,7 @@ describe('embedded PGlite with pgvector', () => {
         [
           '--input-type=module',
           '-e',
-          `import { PGliteDatabase } from ${JSON.stringify(path.resolve('dist/src/db/pglite-database.js'))};
+          `import { PGliteDatabase } from ${JSON.stringify(path.resolve('dist/src/db/embedded/pglite-database.js'))};
            try { await PGliteDatabase.open(${JSON.stringify(dir)}); process.stdout.write('opened'); }
            catch (e) { process.stdout.write(e.name + ': ' + e.message); }`,
         ],

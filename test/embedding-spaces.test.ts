@@ -1,13 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sandboxedWorkspaces } from '../src/sandboxed-workspaces.js';
 import type { Database } from '../src/db/database.js';
 import type { EmbeddingSpace } from '../src/embeddings/embedder.js';
 import { assertSearchable, EmbeddingSpaceError, pin } from '../src/embeddings/embedding-spaces.js';
 import type { InstallPlan } from '../src/installer/install-plan.js';
 import { silentLogger } from '../src/logger.js';
 import { readPin } from '../src/registry/embedding-space-sql.js';
-import { DEFAULT_SQL_LIMITS, WorkspaceSql } from '../src/sandbox/workspace-sql.js';
 import { WorkspaceNotFoundError } from '../src/workspaces/workspace-errors.js';
-import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
 import { BACKEND_KINDS, backendPerKind } from './support/backend-per-kind.js';
 import { install, planFor, tempDir, writeExtension } from './support/fixtures.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
@@ -32,9 +31,7 @@ const DOCS = { table: 'docs', column: 'embedding', textColumn: 'body' };
 
 async function services(db: Database) {
   const report = await install(db, plan);
-  const manager = new WorkspaceManager(db, plan, report.searchPathSchemas, silentLogger);
-  const sql = new WorkspaceSql(db, manager, report.searchPathSchemas, DEFAULT_SQL_LIMITS, silentLogger);
-  manager.sandbox = sql;
+  const { workspaces: manager, sql } = sandboxedWorkspaces(db, plan, report.searchPathSchemas, silentLogger);
   return { manager, sql };
 }
 

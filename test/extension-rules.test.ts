@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { PGliteDatabase } from '../src/db/pglite-database.js';
+import { PGliteDatabase } from '../src/db/embedded/pglite-database.js';
 import { InstallError } from '../src/installer/install-error.js';
 import { install, planFor, tempDir, writeExtension } from './support/fixtures.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';

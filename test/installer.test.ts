@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
-import { PostgresDatabase } from '../src/db/postgres-database.js';
+import { PostgresDatabase } from '../src/db/postgres/postgres-database.js';
 import { InstallError } from '../src/installer/install-error.js';
 import { InstallLockTimeoutError } from '../src/installer/install-lock.js';
 import { InstallPlanError } from '../src/installer/install-plan.js';

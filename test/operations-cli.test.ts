@@ -1,8 +1,8 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PostgresDatabase } from '../src/db/postgres-database.js';
-import { dbUrlOf } from '../src/db/shared-store.js';
+import { PostgresDatabase } from '../src/db/postgres/postgres-database.js';
+import { dbUrlOf } from '../src/db/embedded/shared-store.js';
 import type { DoctorReport } from '../src/operations/doctor.js';
 import { tempDir } from './support/fixtures.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';

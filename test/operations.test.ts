@@ -1,15 +1,15 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sandboxedWorkspaces } from '../src/sandboxed-workspaces.js';
 import type { Database } from '../src/db/database.js';
-import { PGliteDatabase } from '../src/db/pglite-database.js';
-import { PostgresDatabase } from '../src/db/postgres-database.js';
+import { PGliteDatabase } from '../src/db/embedded/pglite-database.js';
+import { PostgresDatabase } from '../src/db/postgres/postgres-database.js';
 import { INSTALL_LOCK_KEY } from '../src/installer/install-lock.js';
 import type { InstallPlan } from '../src/installer/install-plan.js';
 import { silentLogger } from '../src/logger.js';
 import { diagnose, FINDING_CODES, type DoctorReport } from '../src/operations/doctor.js';
 import { repair, type RepairOptions } from '../src/operations/repair.js';
-import { DEFAULT_SQL_LIMITS, WorkspaceSql } from '../src/sandbox/workspace-sql.js';
 import { roleNameFor } from '../src/sandbox/sandbox-ddl.js';
 import { WorkspaceFleet } from '../src/workspaces/workspace-fleet.js';
 import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
@@ -44,9 +44,7 @@ const plan = async (files: Record<string, string>) => planFor([await writeExtens
 /** The engine's services on `db` for `p`, as a server builds them (installing first). */
 async function services(db: Database, p: InstallPlan) {
   const report = await install(db, p);
-  const manager = new WorkspaceManager(db, p, report.searchPathSchemas, silentLogger);
-  const sql = new WorkspaceSql(db, manager, report.searchPathSchemas, DEFAULT_SQL_LIMITS, silentLogger);
-  manager.sandbox = sql;
+  const { workspaces: manager, sql } = sandboxedWorkspaces(db, p, report.searchPathSchemas, silentLogger);
   return { manager, sql, fleet: new WorkspaceFleet(db, p, manager, sql) };
 }
 

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { sandboxedWorkspaces } from '../src/sandboxed-workspaces.js';
 import type { Database } from '../src/db/database.js';
 import { parseEmbeddingsConfig, type EmbeddingsConfig } from '../src/embeddings/embeddings-config.js';
 import { assertSearchable, EmbeddingSpaceError, pin } from '../src/embeddings/embedding-spaces.js';
@@ -8,8 +9,7 @@ import type { InstallPlan } from '../src/installer/install-plan.js';
 import { silentLogger } from '../src/logger.js';
 import { diagnose } from '../src/operations/doctor.js';
 import { readPin } from '../src/registry/embedding-space-sql.js';
-import { DEFAULT_SQL_LIMITS, WorkspaceSql } from '../src/sandbox/workspace-sql.js';
-import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
+import { DEFAULT_SQL_LIMITS } from '../src/sandbox/workspace-sql.js';
 import { BACKEND_KINDS, backendPerKind } from './support/backend-per-kind.js';
 import { cosine, startEmbeddingStub, stubEmbedding, type EmbeddingStub } from './support/embedding-stub.js';
 import { install, planFor, tempDir, writeExtension } from './support/fixtures.js';
@@ -49,9 +49,7 @@ const COLUMN = { projectId: 'alpha', table: 'docs', column: 'embedding' };
 /** A workspace whose ten docs were embedded in the old space, as an ingest would: pin, then write as the workspace. */
 async function seeded(db: Database, limits = DEFAULT_SQL_LIMITS) {
   const report = await install(db, plan);
-  const manager = new WorkspaceManager(db, plan, report.searchPathSchemas, silentLogger);
-  const sql = new WorkspaceSql(db, manager, report.searchPathSchemas, limits, silentLogger);
-  manager.sandbox = sql;
+  const { workspaces: manager, sql } = sandboxedWorkspaces(db, plan, report.searchPathSchemas, silentLogger, { limits });
   await manager.ensure('alpha');
   const old = embedder('old');
   await pin(db, { ...COLUMN, textColumn: 'body' }, old.space);

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
-import { PostgresDatabase } from '../src/db/postgres-database.js';
+import { PostgresDatabase } from '../src/db/postgres/postgres-database.js';
 import { TOOL_NAMES } from '../src/mcp/tool-registry.js';
 import { silentLogger } from '../src/logger.js';
 import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { dbUrlOf } from '../src/db/shared-store.js';
+import { dbUrlOf } from '../src/db/embedded/shared-store.js';
 import { findPgBinDir } from './support/pg-cluster.js';
 import { tempDir, writeExtension } from './support/fixtures.js';
 import { MAIN, startServerProcess, type ServerProcess } from './support/server-process.js';

@@ -1,15 +1,14 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sandboxedWorkspaces } from '../src/sandboxed-workspaces.js';
 import type { Database, Queryable } from '../src/db/database.js';
-import { PostgresDatabase } from '../src/db/postgres-database.js';
-import { dbUrlOf } from '../src/db/shared-store.js';
+import { PostgresDatabase } from '../src/db/postgres/postgres-database.js';
+import { dbUrlOf } from '../src/db/embedded/shared-store.js';
 import type { InstallPlan } from '../src/installer/install-plan.js';
 import { silentLogger } from '../src/logger.js';
 import { diagnose } from '../src/operations/doctor.js';
 import { roleNameFor, snapshotRoleNameFor } from '../src/sandbox/sandbox-ddl.js';
-import { DEFAULT_SQL_LIMITS, WorkspaceSql } from '../src/sandbox/workspace-sql.js';
-import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
 import type { SnapshotLimits } from '../src/workspaces/workspace-snapshots.js';
 import { backendPerKind, BACKEND_KINDS } from './support/backend-per-kind.js';
 import { install, planFor, tempDir, writeExtension } from './support/fixtures.js';
@@ -41,9 +40,7 @@ beforeAll(async () => {
 
 async function services(db: Database, snapshotLimits?: SnapshotLimits) {
   const report = await install(db, plan);
-  const manager = new WorkspaceManager(db, plan, report.searchPathSchemas, silentLogger, snapshotLimits ? { snapshotLimits } : {});
-  const sql = new WorkspaceSql(db, manager, report.searchPathSchemas, DEFAULT_SQL_LIMITS, silentLogger);
-  manager.sandbox = sql;
+  const { workspaces: manager, sql } = sandboxedWorkspaces(db, plan, report.searchPathSchemas, silentLogger, snapshotLimits ? { snapshotLimits } : {});
   return { manager, sql };
 }
 
@@ -217,9 +214,7 @@ for (const kind of BACKEND_KINDS) {
       const serve = async (dir: string) => {
         const p = await planFor([dir], ['codebase']);
         const report = await install(db, p);
-        const manager = new WorkspaceManager(db, p, report.searchPathSchemas, silentLogger);
-        const sql = new WorkspaceSql(db, manager, report.searchPathSchemas, DEFAULT_SQL_LIMITS, silentLogger);
-        manager.sandbox = sql;
+        const { workspaces: manager, sql } = sandboxedWorkspaces(db, p, report.searchPathSchemas, silentLogger);
         return { manager, sql };
       };
       const columns = async () =>

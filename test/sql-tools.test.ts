@@ -1,9 +1,8 @@
 import type { Tool } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sandboxedWorkspaces } from '../src/sandboxed-workspaces.js';
 import { silentLogger } from '../src/logger.js';
-import { WorkspaceSql, DEFAULT_SQL_LIMITS } from '../src/sandbox/workspace-sql.js';
 import { WorkspaceFleet } from '../src/workspaces/workspace-fleet.js';
-import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
 import { install, planFor, tempDir, writeExtension } from './support/fixtures.js';
 import { callTool, connectInProcess } from './support/mcp.js';
 import { startPgBouncer } from './support/pgbouncer.js';
@@ -321,9 +320,7 @@ for (const kind of BACKEND_KINDS) {
       const files = { 'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL);' };
       const v1 = await planFor([await writeExtension(root, { id: 'notes', version: '1' }, files)], ['codebase']);
       const r1 = await install(db, v1);
-      const m1 = new WorkspaceManager(db, v1, r1.searchPathSchemas, silentLogger);
-      const s1 = new WorkspaceSql(db, m1, r1.searchPathSchemas, DEFAULT_SQL_LIMITS, silentLogger);
-      m1.sandbox = s1;
+      const { sql: s1 } = sandboxedWorkspaces(db, v1, r1.searchPathSchemas, silentLogger);
       // Each attempt swallows its own failure, so the migration succeeds whichever role it ran as.
       await s1.execute('victim', `CREATE FUNCTION spy() RETURNS trigger LANGUAGE plpgsql AS $f$
         BEGIN
@@ -340,9 +337,8 @@ for (const kind of BACKEND_KINDS) {
         ['codebase'],
       );
       const r2 = await install(db, v2);
-      const m2 = new WorkspaceManager(db, v2, r2.searchPathSchemas, silentLogger);
-      m2.sandbox = new WorkspaceSql(db, m2, r2.searchPathSchemas, DEFAULT_SQL_LIMITS, silentLogger);
-      const summary = await new WorkspaceFleet(db, v2, m2, m2.sandbox as WorkspaceSql).upgrade({ concurrency: 1 });
+      const { workspaces: m2, sql: s2 } = sandboxedWorkspaces(db, v2, r2.searchPathSchemas, silentLogger);
+      const summary = await new WorkspaceFleet(db, v2, m2, s2).upgrade({ concurrency: 1 });
       expect(summary).toMatchObject({ upgraded: 1, failed: 0 });
       const [state] = await db.query<{ pwned: string | null; ledger: number; body: string }>(
         `SELECT to_regclass('public.pwned')::text AS pwned,
@@ -352,7 +348,6 @@ for (const kind of BACKEND_KINDS) {
       expect(state).toEqual({ pwned: null, ledger: 1, body: 'x!' });
 
       // A trigger that leaves what a rollback keeps: a session advisory lock, a prepared statement.
-      const s2 = m2.sandbox as WorkspaceSql;
       await s2.execute('victim', `CREATE FUNCTION leftover() RETURNS trigger LANGUAGE plpgsql AS $f$
         BEGIN PERFORM pg_advisory_lock(4242); EXECUTE 'PREPARE agent_leftover AS SELECT 1'; RETURN NEW; END $f$`, []);
       await s2.execute('victim', 'CREATE TRIGGER leftover BEFORE UPDATE ON notes FOR EACH ROW EXECUTE FUNCTION leftover()', []);
@@ -368,8 +363,7 @@ for (const kind of BACKEND_KINDS) {
         ['codebase'],
       );
       const r3 = await install(db, v3);
-      const m3 = new WorkspaceManager(db, v3, r3.searchPathSchemas, silentLogger);
-      m3.sandbox = new WorkspaceSql(db, m3, r3.searchPathSchemas, DEFAULT_SQL_LIMITS, silentLogger);
+      const { workspaces: m3 } = sandboxedWorkspaces(db, v3, r3.searchPathSchemas, silentLogger);
       await expect(m3.upgrade('victim')).rejects.toThrow(/0002_bad\.sql statement 2\/2 \(line 2\)[\s\S]*missing_column/);
       // pg_locks covers every session; the pool lends the session it got back last, the script's.
       const [after] = await db.query<{ locks: number; prepared: number }>(
@@ -390,9 +384,7 @@ describe('workspace upgrades on postgres', () => {
     const files = { 'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL);' };
     const v1 = await planFor([await writeExtension(root, { id: 'notes', version: '1' }, files)], ['codebase']);
     const r1 = await install(db, v1);
-    const m1 = new WorkspaceManager(db, v1, r1.searchPathSchemas, silentLogger);
-    const s1 = new WorkspaceSql(db, m1, r1.searchPathSchemas, DEFAULT_SQL_LIMITS, silentLogger);
-    m1.sandbox = s1;
+    const { sql: s1 } = sandboxedWorkspaces(db, v1, r1.searchPathSchemas, silentLogger);
     // The trigger even lifts the timeout first: too late for the statement already running.
     await s1.execute('slowpoke', `CREATE FUNCTION stall() RETURNS trigger LANGUAGE plpgsql AS $f$
       BEGIN PERFORM set_config('statement_timeout', '0', true); PERFORM pg_sleep(8); RETURN NEW; END $f$`, []);
@@ -404,8 +396,7 @@ describe('workspace upgrades on postgres', () => {
       ['codebase'],
     );
     const r2 = await install(db, v2);
-    const m2 = new WorkspaceManager(db, v2, r2.searchPathSchemas, silentLogger, { upgradeTimeoutMs: 500 });
-    m2.sandbox = new WorkspaceSql(db, m2, r2.searchPathSchemas, DEFAULT_SQL_LIMITS, silentLogger);
+    const { workspaces: m2 } = sandboxedWorkspaces(db, v2, r2.searchPathSchemas, silentLogger, { upgradeTimeoutMs: 500 });
     const failure = await m2.upgrade('slowpoke').then(
       () => undefined,
       (error: unknown) => error as Error,

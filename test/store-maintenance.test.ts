@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { dbUrlOf, SharedStore } from '../src/db/shared-store.js';
+import { dbUrlOf, SharedStore } from '../src/db/embedded/shared-store.js';
 import { silentLogger } from '../src/logger.js';
 import { tempDir } from './support/fixtures.js';
 

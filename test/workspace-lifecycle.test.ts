@@ -1,18 +1,17 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sandboxedWorkspaces } from '../src/sandboxed-workspaces.js';
 import type { Database, Queryable } from '../src/db/database.js';
-import { PostgresDatabase } from '../src/db/postgres-database.js';
-import { dbUrlOf } from '../src/db/shared-store.js';
+import { PostgresDatabase } from '../src/db/postgres/postgres-database.js';
+import { dbUrlOf } from '../src/db/embedded/shared-store.js';
 import type { InstallPlan } from '../src/installer/install-plan.js';
 import { silentLogger } from '../src/logger.js';
 import { diagnose } from '../src/operations/doctor.js';
 import { repair } from '../src/operations/repair.js';
 import { WORKSPACE_LOCK_CLASS, WorkspaceLockTimeoutError } from '../src/registry/workspace-lock.js';
 import { roleNameFor, SANDBOX_SCHEMA } from '../src/sandbox/sandbox-ddl.js';
-import { DEFAULT_SQL_LIMITS, WorkspaceSql } from '../src/sandbox/workspace-sql.js';
 import { WorkspaceNotFoundError } from '../src/workspaces/workspace-errors.js';
-import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
 import { install, pgliteBackend, planFor, postgresBackend, tempDir, writeExtension, type Backend } from './support/fixtures.js';
 import { callTool, connectInProcess } from './support/mcp.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
@@ -38,9 +37,7 @@ beforeAll(async () => {
 /** A server's services on `db` (installing first): its own caches, as a separate process has. */
 async function services(db: Database, options: { lockTimeoutMs?: number } = {}) {
   const report = await install(db, plan);
-  const manager = new WorkspaceManager(db, plan, report.searchPathSchemas, silentLogger, options);
-  const sql = new WorkspaceSql(db, manager, report.searchPathSchemas, DEFAULT_SQL_LIMITS, silentLogger);
-  manager.sandbox = sql;
+  const { workspaces: manager, sql } = sandboxedWorkspaces(db, plan, report.searchPathSchemas, silentLogger, options);
   return { manager, sql };
 }
 

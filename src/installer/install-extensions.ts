@@ -1,5 +1,5 @@
 import type { Database, Queryable } from '../db/database.js';
-import { checkCitusNode, detectCitus, extensionsMissingOnWorkers, keepRegistryOnCoordinator, withShardingOff } from '../db/citus.js';
+import { checkCitusNode, detectCitus, extensionsMissingOnWorkers, keepRegistryOnCoordinator, withShardingOff } from '../db/postgres/citus.js';
 import { quoteIdent } from '../db/identifiers.js';
 import { privilegeAdvice } from '../db/privilege-advice.js';
 import { describePgError, sqlState } from '../db/sql-errors.js';

@@ -5,7 +5,7 @@ import { explainError } from '../db/sql-errors.js';
 import type { InstallPlan } from '../installer/install-plan.js';
 import type { PreparedExtension } from '../installer/prepared-extension.js';
 import * as registry from '../registry/operations-queries.js';
-import { lockWorkspace, markWorkspaceSchema, recordWorkspaceRole, roleUsesElsewhere } from '../registry/registry-sql.js';
+import { lockWorkspace, markWorkspaceSchema, recordWorkspaceRole, registerWorkspace, roleUsesElsewhere } from '../registry/registry-sql.js';
 import { principalScript, roleNameFor, rolePrefixFor, SANDBOX_LOCK_CLASS, SANDBOX_SCHEMA, sandboxBodyScript } from '../sandbox/sandbox-ddl.js';
 import { projectIdOfSchema, SCHEMA_PREFIX, schemaNameFor } from '../workspaces/project-id.js';
 import { buildWorkspaceScript } from '../workspaces/workspace-ddl.js';
@@ -219,7 +219,10 @@ async function adoptOrphan(tx: Queryable, plan: InstallPlan, searchPathSchemas: 
   }
   const script = buildWorkspaceScript(schemaName, searchPathSchemas, level.extensions, [], { schemaFiles: false });
   const current = level.pending.length === 0;
-  await registry.registerWorkspace(
+  // The one registration path, as ensure_workspace registers. No required columns: the level
+  // match above checked the tables, and columns a pending migration adds are not there yet.
+  // `fresh`: the ledger is exactly the level's, whatever rows an earlier registration left.
+  await registerWorkspace(
     tx,
     {
       projectId,
@@ -228,6 +231,8 @@ async function adoptOrphan(tx: Queryable, plan: InstallPlan, searchPathSchemas: 
       schemaFingerprint: current ? plan.workspaceSchemaFingerprint : ADOPTED_BEHIND,
     },
     script.migrations,
+    '{}',
+    true,
   );
   // Told to adopt it: from now on it is the server's, taken back like any workspace it made.
   await markWorkspaceSchema(tx, schemaName, projectId);

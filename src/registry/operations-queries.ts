@@ -105,16 +105,6 @@ const RENAME_WORKSPACE_ROWS = `
 
 const ROLE_EXISTS = 'SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $1) AS present';
 
-/** Registers an existing schema as a current workspace, with a ledger row per workspace migration. */
-const REGISTER_WORKSPACE = `
-  WITH registered AS (
-    INSERT INTO project_registry.workspace_config (project_id, schema_name, workspace_fingerprint, workspace_schema_fingerprint)
-    VALUES ($1, $2, $3, $4)
-    RETURNING project_id
-  )
-  INSERT INTO project_registry.workspace_migrations (project_id, extension_id, name, checksum)
-  SELECT r.project_id, m.* FROM registered r, unnest($5::text[], $6::text[], $7::text[]) AS m`;
-
 const GLOBAL_CHECKSUM_FOR_UPDATE = `
   SELECT checksum FROM project_registry.schema_migrations WHERE extension_id = $1 AND name = $2 FOR UPDATE`;
 
@@ -259,22 +249,6 @@ export async function renameWorkspaceRows(
 
 export async function roleExists(q: Queryable, roleName: string): Promise<boolean> {
   return (await first<{ present: boolean }>(q, ROLE_EXISTS, [roleName])).present;
-}
-
-export async function registerWorkspace(
-  tx: Queryable,
-  row: { projectId: string; schemaName: string; fingerprint: string; schemaFingerprint: string },
-  ledger: { extensionIds: string[]; names: string[]; checksums: string[] },
-): Promise<void> {
-  await tx.query(REGISTER_WORKSPACE, [
-    row.projectId,
-    row.schemaName,
-    row.fingerprint,
-    row.schemaFingerprint,
-    ledger.extensionIds,
-    ledger.names,
-    ledger.checksums,
-  ]);
 }
 
 /** Sets a global migration's ledger checksum; the one it replaced, or undefined when it was never applied. */

@@ -127,9 +127,10 @@ export interface Registration {
 }
 
 /**
- * Registers (or re-fingerprints) a workspace whose script has just run, in the caller's
- * transaction under its lock (core's register_workspace(): required columns, registry row,
- * ledger rows); `fresh` replaces the ledger of a schema that was dropped. Its creation time.
+ * Registers (or re-fingerprints) a workspace whose script has just run, or a schema `repair`
+ * adopts, in the caller's transaction under its lock (core's register_workspace(): required
+ * columns, registry row, ledger rows): the one registration path. `fresh` replaces the ledger
+ * (a schema that was dropped, or adopted). Its creation time.
  */
 export async function registerWorkspace(q: Queryable, r: Registration, ledger: LedgerRows, required: string, fresh: boolean): Promise<Date> {
   const [row] = await q.query<{ created_at: Date }>(

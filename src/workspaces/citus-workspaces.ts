@@ -1,4 +1,4 @@
-import { citusForeignKeyRefusal } from '../db/citus.js';
+import { citusForeignKeyRefusal } from '../db/postgres/citus.js';
 import type { Queryable } from '../db/database.js';
 import { pgError } from '../db/sql-errors.js';
 import type { InstallPlan } from '../installer/install-plan.js';

@@ -1,4 +1,4 @@
-import { distributeSchemaSql, SHARDING_OFF } from '../db/citus.js';
+import { distributeSchemaSql, SHARDING_OFF } from '../db/postgres/citus.js';
 import type { Database } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
 import { migrationDrift } from '../extensions/extension.js';
@@ -39,7 +39,7 @@ export function buildWorkspaceScript(
   { schemaFiles, citus = false, create = false }: { schemaFiles: boolean; citus?: boolean; create?: boolean },
 ): WorkspaceScript {
   const path = [schemaName, ...searchPathSchemas.filter((s) => s !== schemaName)].map(quoteIdent).join(', ');
-  // On Citus the schema is made plain and distributed with all its tables at the end (see db/citus.ts).
+  // On Citus the schema is made plain and distributed with all its tables at the end (see db/postgres/citus.ts).
   const prelude =
     (citus ? `${SHARDING_OFF};\n` : '') +
     `CREATE SCHEMA ${create ? '' : 'IF NOT EXISTS '}${quoteIdent(schemaName)};\nSET LOCAL search_path TO ${path};\n`;

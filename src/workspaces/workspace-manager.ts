@@ -3,7 +3,7 @@ import { validateIdentifier } from '../db/identifiers.js';
 import { privilegeAdvice } from '../db/privilege-advice.js';
 import { DEFAULT_UPGRADE_TIMEOUT_MS } from '../config.js';
 import { isConnectionFailure, pgError, sqlState } from '../db/sql-errors.js';
-import { SHARDING_OFF } from '../db/citus.js';
+import { SHARDING_OFF } from '../db/postgres/citus.js';
 import { quoteIdent } from '../db/identifiers.js';
 import type { InstallPlan } from '../installer/install-plan.js';
 import type { Logger } from '../logger.js';
@@ -105,19 +105,29 @@ export interface ScriptSandbox extends WorkspaceReader, WorkspaceRunner {
   scriptSandbox(tx: Queryable, projectId: string, schemaName: string): Promise<string | undefined>;
 }
 
-export class WorkspaceManager {
+/** How a WorkspaceManager is set up; every field has a default. */
+export interface WorkspaceManagerOptions {
+  citus?: boolean;
+  lockTimeoutMs?: number;
+  upgradeTimeoutMs?: number;
+  snapshotLimits?: SnapshotLimits;
   /**
-   * Set once the SQL tools exist: upgrades of workspaces agents have used run inside their
-   * sandbox, and so does every vector search.
+   * The SQL tools' sandbox (src/sandboxed-workspaces.ts builds the pair): upgrades of workspaces
+   * agents have used run inside it, and so do vector searches and snapshot copies. Without it
+   * (tests of provisioning alone) those refuse or run as before agents had SQL.
    */
-  sandbox: ScriptSandbox | undefined;
+  sandbox?: ScriptSandbox;
+}
+
+export class WorkspaceManager {
+  readonly sandbox: ScriptSandbox | undefined;
   /** Workspaces known to exist, each with the registry generation it was known at (see ensure). */
   readonly #cache = new Map<string, { workspace: Omit<Workspace, 'created'>; generation: string }>();
   readonly #inflight = new Map<string, Promise<{ workspace: Workspace; generation: string }>>();
   /** Every extension's required workspace columns, as missing_workspace_columns() takes them. */
   readonly #required: string;
   readonly #reserved = new ReservedSchemas();
-  /** On a Citus coordinator every workspace is a distributed schema (see db/citus.ts). */
+  /** On a Citus coordinator every workspace is a distributed schema (see db/postgres/citus.ts). */
   readonly #citus: boolean;
   /** How long provisioning waits for a workspace's lock before naming its holder. */
   readonly #lockTimeoutMs: number;
@@ -131,8 +141,9 @@ export class WorkspaceManager {
     private readonly plan: InstallPlan,
     private readonly searchPathSchemas: readonly string[],
     private readonly log: Logger,
-    options: { citus?: boolean; lockTimeoutMs?: number; upgradeTimeoutMs?: number; snapshotLimits?: SnapshotLimits } = {},
+    options: WorkspaceManagerOptions = {},
   ) {
+    this.sandbox = options.sandbox;
     this.#citus = options.citus ?? false;
     this.#upgradeTimeoutMs = options.upgradeTimeoutMs ?? DEFAULT_UPGRADE_TIMEOUT_MS;
     this.#lockTimeoutMs = options.lockTimeoutMs ?? WORKSPACE_LOCK_TIMEOUT_MS;

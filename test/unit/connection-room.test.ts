@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { hasRoom, isOutOfSlots, slotWaits } from '../../src/db/connection-room.js';
+import { hasRoom, isOutOfSlots, slotWaits } from '../../src/db/postgres/connection-room.js';
 
 describe('connection room', () => {
   it('keeps a warm connection while 2 slots, or a tenth of them, stay free besides it', () => {

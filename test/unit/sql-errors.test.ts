@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { isRetriedBootFailure } from '../../src/boot-failures.js';
 import { describePgError, explainError, isConnectionFailure, pgError, sqlState } from '../../src/db/sql-errors.js';
-import { asConnectionBroken } from '../../src/db/pg-connection-errors.js';
+import { asConnectionBroken } from '../../src/db/postgres/pg-connection-errors.js';
 import { InstallLockTimeoutError } from '../../src/installer/install-lock.js';
 import { ExtensionLoadError } from '../../src/extensions/load-extensions.js';
 

@@ -1,4 +1,4 @@
-import { ConnectionBrokenError } from './sql-errors.js';
+import { ConnectionBrokenError } from '../sql-errors.js';
 
 /**
  * pg reports a dropped socket as a plain Error with no code, in words of its own (pg-pool's and

@@ -3,7 +3,7 @@ import net from 'node:net';
 import path from 'node:path';
 import type { PGlite } from '@electric-sql/pglite';
 import { PGLiteSocketHandler } from '@electric-sql/pglite-socket';
-import type { Mutex } from './mutex.js';
+import type { Mutex } from '../mutex.js';
 
 /** PostgreSQL clients look for `<dir>/.s.PGSQL.<port>`: with this name `psql -h <dir>` finds the socket. */
 export const SOCKET_FILE = '.s.PGSQL.5432';

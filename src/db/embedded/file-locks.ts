@@ -1,7 +1,7 @@
 import { open, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import fsx from 'fs-native-extensions';
-import type { LockHolder, LockTry } from './database.js';
+import type { LockHolder, LockTry } from '../database.js';
 
 /*
  * Locks as flock(2)s on files `<dir>/lock-<key in hex>`, for the processes sharing one embedded

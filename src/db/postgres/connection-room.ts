@@ -1,4 +1,4 @@
-import { ConnectionLostError, pgError } from './sql-errors.js';
+import { ConnectionLostError, pgError } from '../sql-errors.js';
 
 /**
  * Every stdio client starts a server of its own, each with its own pool, and they share the

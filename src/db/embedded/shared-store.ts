@@ -1,12 +1,12 @@
 import path from 'node:path';
-import type { Logger } from '../logger.js';
-import { SessionDatabase, type Database, type LockHolder, type LockTry, type PipelineOutcome, type PipelineStep, type Queryable } from './database.js';
+import type { Logger } from '../../logger.js';
+import { SessionDatabase, type Database, type LockHolder, type LockTry, type PipelineOutcome, type PipelineStep, type Queryable } from '../database.js';
 import { DataDirInUseError } from './data-dir-lock.js';
 import { fileLockHolders, tryFileLock } from './file-locks.js';
 import { PGliteDatabase, type PGliteOptions } from './pglite-database.js';
 import { NotServingError, SocketClientDatabase, socketUrl } from './pglite-socket-database.js';
 import { PGliteSocketServer, type SocketServerOptions } from './pglite-socket-server.js';
-import { ConnectionLostError, describePgError, isConnectionFailure, StoreOwnerLostError } from './sql-errors.js';
+import { ConnectionLostError, describePgError, isConnectionFailure, StoreOwnerLostError } from '../sql-errors.js';
 
 /** Where the owner of `dataDir` serves it: a directory only this user may enter. */
 export const socketDirOf = (dataDir: string) => path.join(dataDir, 'socket');

@@ -1,8 +1,8 @@
-import type { LockHolder, LockTry, PipelineOutcome, PipelineStep, Queryable } from './database.js';
-import { SessionDatabase } from './database.js';
+import type { LockHolder, LockTry, PipelineOutcome, PipelineStep, Queryable } from '../database.js';
+import { SessionDatabase } from '../database.js';
 import { fileLockHolders, tryFileLock } from './file-locks.js';
-import { AFTER_TABLE_CODE } from './pipeline.js';
-import { PostgresDatabase } from './postgres-database.js';
+import { AFTER_TABLE_CODE } from '../pipeline.js';
+import { PostgresDatabase } from '../postgres/postgres-database.js';
 
 /** The connection could not be made: nothing was sent, so the caller may try again. */
 export class NotServingError extends Error {

@@ -1,8 +1,8 @@
-import type { Config } from './config.js';
-import { ProvisioningEngine } from './engine.js';
-import { createStderrLogger } from './logger.js';
-import { terminalSafe } from './terminal-text.js';
-import type { UpgradeProgress, UpgradeSummary } from './workspaces/workspace-fleet.js';
+import type { Config } from '../config.js';
+import { ProvisioningEngine } from '../engine.js';
+import { createStderrLogger } from '../logger.js';
+import { terminalSafe } from '../terminal-text.js';
+import type { UpgradeProgress, UpgradeSummary } from '../workspaces/workspace-fleet.js';
 
 /** How long the install itself may take, on top of the wait for its lock, before the command gives up. */
 const INSTALL_ALLOWANCE_MS = 60_000;

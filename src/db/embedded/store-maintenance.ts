@@ -1,8 +1,8 @@
-import type { Logger } from '../logger.js';
-import type { Queryable } from './database.js';
-import type { Mutex } from './mutex.js';
-import { AFTER_TABLE_CODE } from './pipeline.js';
-import { sqlState } from './sql-errors.js';
+import type { Logger } from '../../logger.js';
+import type { Queryable } from '../database.js';
+import type { Mutex } from '../mutex.js';
+import { AFTER_TABLE_CODE } from '../pipeline.js';
+import { sqlState } from '../sql-errors.js';
 
 /** How long the embedded store must be idle before it maintains itself (PG_WORKSPACE_MAINTENANCE_IDLE_MS). */
 export const DEFAULT_MAINTENANCE_IDLE_MS = 1000;

@@ -1,11 +1,11 @@
 import pg from 'pg';
 import pgvector from 'pgvector';
-import { inTransaction, SessionDatabase, type LockHolder, type LockTry, type PipelineOutcome, type PipelineStep, type Queryable } from './database.js';
-import { boundedStream } from './bounded-messages.js';
+import { inTransaction, SessionDatabase, type LockHolder, type LockTry, type PipelineOutcome, type PipelineStep, type Queryable } from '../database.js';
+import { boundedStream } from '../bounded-messages.js';
 import { FREE_SLOTS_SQL, hasRoom, isOutOfSlots, NoFreeConnectionError, ROOM_CHECK_MS, slotWaits, type SlotCount } from './connection-room.js';
 import { asConnectionBroken } from './pg-connection-errors.js';
-import { AFTER_FAILED_PIPELINE, PipelineCollector, writePipeline, type PipelineMessage, type PipelineWriter } from './pipeline.js';
-import { describePgError } from './sql-errors.js';
+import { AFTER_FAILED_PIPELINE, PipelineCollector, writePipeline, type PipelineMessage, type PipelineWriter } from '../pipeline.js';
+import { describePgError } from '../sql-errors.js';
 
 const APPLICATION_NAME = 'pg-workspace-mcp';
 

@@ -1,9 +1,9 @@
-import type { Config } from './config.js';
-import type { EmbeddingsConfig } from './embeddings/embeddings-config.js';
-import { describeSpace } from './embeddings/embedding-spaces.js';
-import type { ReembedOutcome, ReembedProgress } from './embeddings/reembed.js';
-import { ProvisioningEngine } from './engine.js';
-import { createStderrLogger } from './logger.js';
+import type { Config } from '../config.js';
+import type { EmbeddingsConfig } from '../embeddings/embeddings-config.js';
+import { describeSpace } from '../embeddings/embedding-spaces.js';
+import type { ReembedOutcome, ReembedProgress } from '../embeddings/reembed.js';
+import { ProvisioningEngine } from '../engine.js';
+import { createStderrLogger } from '../logger.js';
 
 /** How long the install itself may take, on top of the wait for its lock, before the command gives up. */
 const INSTALL_ALLOWANCE_MS = 60_000;
@@ -36,7 +36,7 @@ export async function reembedWorkspaces(config: Config & { embeddings: Embedding
     const { db, sql, embedder } = ready;
     if (!embedder) throw new Error('reembed runs with an embedding provider configured');
     process.stderr.write(`reembed: moving pinned columns of ${projectId ? `workspace "${projectId}"` : 'every workspace'} to ${describeSpace(embedder.space)}\n`);
-    const { reembed } = await import('./embeddings/reembed.js');
+    const { reembed } = await import('../embeddings/reembed.js');
     const outcomes = await reembed(db, sql, embedder, {
       projectId,
       batchRows: Math.min(config.embeddings.batchSize * config.embeddings.concurrency, sql.maxRowsCap),

@@ -1,4 +1,4 @@
-import { pgError } from './sql-errors.js';
+import { pgError } from '../sql-errors.js';
 
 /**
  * An embedded store PostgreSQL cannot read. PGlite reports most such damage (a truncated

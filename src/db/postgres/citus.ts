@@ -1,5 +1,5 @@
-import type { Database, Queryable } from './database.js';
-import { pgError } from './sql-errors.js';
+import type { Database, Queryable } from '../database.js';
+import { pgError } from '../sql-errors.js';
 
 /*
  * Citus schema-based sharding, as the engine uses it: every workspace schema is a distributed

@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { vector } from '@electric-sql/pglite-pgvector';
-import { pgliteTemplateDir } from '../package-info.js';
+import { pgliteTemplateDir } from '../../package-info.js';
 
 /**
  * What scripts/pglite-template.js records beside the template: `npm pack` drops empty

@@ -1,8 +1,8 @@
 import net from 'node:net';
 import path from 'node:path';
-import type { Config } from './config.js';
-import { SOCKET_FILE } from './db/pglite-socket-server.js';
-import { dbUrlOf, socketDirOf } from './db/shared-store.js';
+import type { Config } from '../config.js';
+import { SOCKET_FILE } from '../db/embedded/pglite-socket-server.js';
+import { dbUrlOf, socketDirOf } from '../db/embedded/shared-store.js';
 
 /**
  * `pg-workspace-mcp db-url`: the connection string for psql and GUI tools. For the embedded store

@@ -1,0 +1,72 @@
+import path from 'node:path';
+import { planInstall, openDatabase, snapshotLimits } from '../boot.js';
+import type { Config } from '../config.js';
+import type { Database } from '../db/database.js';
+import { storeExists } from '../db/embedded/pglite-store.js';
+import { explainError } from '../db/sql-errors.js';
+import type { InstallPlan } from '../installer/install-plan.js';
+import { createStderrLogger } from '../logger.js';
+import { CannotRunError } from '../operations/cannot-run.js';
+import { installState, registryPresence } from '../registry/operations-queries.js';
+import { ProjectAccess } from '../project-access.js';
+import { terminalSafe } from '../terminal-text.js';
+import { sandboxedWorkspaces } from '../sandboxed-workspaces.js';
+import type { WorkspaceManager } from '../workspaces/workspace-manager.js';
+
+/*
+ * What the commands that open the database share: opening it as a server would, the exit codes,
+ * printing, and the workspace engine for commands that act on workspaces.
+ */
+
+// Reports carry text agents control (their errors, their objects' names): escaped for the terminal.
+export const print = (text: string) => process.stdout.write(terminalSafe(text));
+const printError = (text: string) => process.stderr.write(terminalSafe(text));
+
+/** Exit codes of doctor and repair. */
+export const EXIT_HEALTHY = 0;
+export const EXIT_FINDINGS = 1;
+export const EXIT_COULD_NOT_RUN = 2;
+
+/**
+ * Runs `work` on the database the server would use (DATABASE_URL, or the embedded store, shared
+ * with any server running on it), with the extension files parsed as a server would parse them.
+ * Anything that stops the command from running is printed (as JSON with --json) and is exit 2.
+ */
+export async function withDatabase(
+  command: string,
+  config: Config,
+  json: boolean,
+  work: (db: Database, plan: InstallPlan) => Promise<number>,
+): Promise<number> {
+  const log = createStderrLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
+  let db: Database | undefined;
+  try {
+    const plan = await planInstall(config);
+    // Opening the embedded store makes one where there is none: nothing to look at there.
+    if (!config.databaseUrl && !(await storeExists(path.join(config.dataDir, 'pgdata')))) {
+      throw new CannotRunError(`There is no embedded store at ${config.dataDir} (a server makes it on first start). Pass --data-dir or DATABASE_URL.`);
+    }
+    db = await openDatabase(config, log);
+    return await work(db, plan);
+  } catch (error) {
+    const message = error instanceof CannotRunError ? error.message : explainError(error, db?.description ?? config.databaseUrl ?? config.dataDir);
+    if (json) print(`${JSON.stringify({ error: message })}\n`);
+    printError(`pg-workspace-mcp ${command}: ${message}\n`);
+    return EXIT_COULD_NOT_RUN;
+  } finally {
+    await db?.close();
+  }
+}
+
+/** The workspace engine on an installed database, for commands naming `projectIds` (which --allow-project must allow). */
+export async function installedWorkspaces(db: Database, plan: InstallPlan, config: Config, projectIds: readonly string[]): Promise<WorkspaceManager> {
+  const access = new ProjectAccess(config.allowedProjects);
+  for (const id of projectIds) access.check(id);
+  const presence = await registryPresence(db);
+  const state = presence.registry ? await installState(db) : undefined;
+  if (!state) throw new CannotRunError('The extension schemas are not installed in this database, so it has no workspaces.');
+  const log = createStderrLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
+  // Snapshots and forks copy as the workspace's role, through its SQL sandbox.
+  return sandboxedWorkspaces(db, plan, state.search_path_schemas, log, { citus: presence.citus !== null, snapshotLimits: snapshotLimits(config) }).workspaces;
+}
+
