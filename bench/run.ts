@@ -87,7 +87,7 @@ try {
   // databases exist, autovacuum works on their catalogs for minutes on the same 2 cores.
   if (ONLY.has('11')) {
     log('scenario 11: query and execute over stdio vs pg directly plus a no-op tool');
-    const { figures: f, inProcess: e, rss } = await sqlToolsOverStdio(await cluster.createDatabase('bench'), ITERATIONS * 3);
+    const { figures: f, inProcess: e, switching: w, rss } = await sqlToolsOverStdio(await cluster.createDatabase('bench'), ITERATIONS * 3);
     // The baseline's p50 is the sum of the two p50s (its other quantiles: pg's alone).
     const floor = (sql: typeof f.noop) => ({ name: 'pg directly + no-op tool', value: { ...sql, p50: Math.round((sql.p50 + f.noop.p50) * 1000) / 1000 } });
     rows.push({ scenario: '11 sql tools', measure: 'query, 10-row SELECT', ours: f.query, baseline: floor(f.pgSelect), ratio: ratio(f.query.p50, f.pgSelect.p50 + f.noop.p50), target: '<= 1.5', met: f.query.p50 <= 1.5 * (f.pgSelect.p50 + f.noop.p50) });
@@ -96,9 +96,17 @@ try {
     const inProcessNote = 'no MCP: the sandbox round trip alone (definer function, cursor, checks)';
     rows.push({ scenario: '11 sql tools', measure: 'query, in process (no MCP)', ours: e.query, baseline: { name: 'pg directly', value: e.pgSelect }, ratio: ratio(e.query.p50, e.pgSelect.p50), note: inProcessNote });
     rows.push({ scenario: '11 sql tools', measure: 'execute, in process (no MCP)', ours: e.execute, baseline: { name: 'pg directly', value: e.pgInsert }, ratio: ratio(e.execute.p50, e.pgInsert.p50), note: inProcessNote });
+    rows.push({
+      scenario: '11 sql tools',
+      measure: 'three queries, in process, two passing to another workspace',
+      ours: w.twoWorkspaces,
+      baseline: { name: 'three of one workspace', value: w.sameWorkspace },
+      ratio: ratio(w.twoWorkspaces.p50, w.sameWorkspace.p50),
+      note: 'a pooled session never passes between workspaces: each pass opens a connection',
+    });
     rows.push({ scenario: '11 sql tools', measure: 'server RSS around a 1M-row query (max_rows 100), MB', ours: rss.after, baseline: { name: 'before', value: rss.before }, target: 'flat', met: rss.after - rss.before < 50 });
     rows.push({ scenario: '11 sql tools', measure: `server RSS after 100 rows of 10 MB (byte budget; ${rss.wideRows} rows sent), MB`, ours: rss.afterWide, baseline: { name: 'before', value: rss.before }, target: 'flat', met: rss.afterWide - rss.before < 50 });
-    facts['sqlTools'] = { ...f, inProcess: e, rss };
+    facts['sqlTools'] = { ...f, inProcess: e, switching: w, rss };
   }
   if (ONLY.has('4')) {
     log('scenario 4: boot');

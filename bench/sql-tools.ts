@@ -21,7 +21,8 @@ async function rssMb(pid: number): Promise<number> {
  * the server's RSS around a query whose result has a million rows, and one of 100 rows of 10 MB.
  * Then, to show where the time goes, the same two calls made on an engine in this process (the
  * sandbox's round trip without MCP) taking turns with `pg` directly, in a pass of their own so
- * that the first pass takes turns exactly as before.
+ * that the first pass takes turns exactly as before; and calls of two workspaces taking turns
+ * against calls of one.
  */
 export async function sqlToolsOverStdio(url: string, iterations: number) {
   const transport = new StdioClientTransport({
@@ -61,6 +62,22 @@ export async function sqlToolsOverStdio(url: string, iterations: number) {
       pgSelect: () => direct.query('SELECT n, label FROM project_bench_sql.ten'),
       execute: () => sql.execute('bench-sql', 'INSERT INTO sink VALUES ($1)', [1]),
       pgInsert: () => direct.query('INSERT INTO project_bench_sql.sink VALUES ($1)', [1]),
+    });
+    // On PostgreSQL a pooled session that ran one workspace's agent code never runs another's
+    // (custom settings' placeholders): passing from one workspace to another opens a connection.
+    // Three calls with two passes against three of one workspace; each ends on the same one.
+    const one = () => sql.query('bench-sql-b', 'SELECT 1 AS one', []);
+    const switching = await sampleInterleaved(iterations, {
+      sameWorkspace: async () => {
+        await one();
+        await one();
+        await one();
+      },
+      twoWorkspaces: async () => {
+        await one();
+        await sql.query('bench-sql', 'SELECT 1 AS one', []);
+        await one();
+      },
     }).finally(() => engine.close());
     const pid = transport.pid as number;
     const before = await rssMb(pid);
@@ -70,7 +87,7 @@ export async function sqlToolsOverStdio(url: string, iterations: number) {
     const wide = await call('query', { sql: "SELECT g, repeat('x', 10000000) FROM generate_series(1, 100) g", max_rows: 100 });
     const afterWide = await rssMb(pid);
     const wideRows = (wide.structuredContent as { row_count: number }).row_count;
-    return { figures, inProcess, rss: { before, after, afterWide, wideRows } };
+    return { figures, inProcess, switching, rss: { before, after, afterWide, wideRows } };
   } finally {
     await direct.end();
     await client.close();

@@ -14,6 +14,8 @@ export interface PgCluster {
   readonly host: string;
   readonly port: number;
   readonly superuser: string;
+  /** The server's log (what `pg_ctl -l` writes: warnings and errors of every session). */
+  readonly logFile: string;
   /** Connection URL for a database on this cluster, as superuser unless user/password are given. */
   url(database: string, user?: string, password?: string): string;
   /** CREATE DATABASE with a name unique on this cluster; returns its URL. */
@@ -125,6 +127,7 @@ export async function startPgCluster(options: { settings?: Record<string, string
     host: '127.0.0.1',
     port,
     superuser: 'postgres',
+    logFile,
     url: (database, user = 'postgres', password) =>
       `postgresql://${encodeURIComponent(user)}${password ? `:${encodeURIComponent(password)}` : ''}` +
       `@127.0.0.1:${port}/${encodeURIComponent(database)}`,

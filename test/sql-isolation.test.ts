@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../src/db/database.js';
 import { INSTALL_LOCK_KEY } from '../src/installer/install-lock.js';
@@ -304,6 +305,7 @@ const ATTACKS: Attack[] = [
   },
   { name: 'PREPARE', attack: { tool: 'execute', sql: 'PREPARE p AS SELECT 1' }, expect: PARSER },
   { name: 'LISTEN', attack: { tool: 'execute', sql: 'LISTEN channel' }, expect: PARSER },
+  { name: 'NOTIFY', attack: { tool: 'execute', sql: "NOTIFY app_jobs, 'alpha data'" }, expect: PARSER },
   {
     name: 'LISTEN from a function (cancelled by the sandbox)',
     setup: [fn('esc_listen', "EXECUTE 'LISTEN leftover'")],
@@ -442,9 +444,11 @@ for (const kind of ['pglite', 'postgres'] as const) {
       }, 60_000);
     }
 
-    // The session is shared (PGlite has one; pg's pool hands back the last one used): each test
-    // first checks that alpha and beta ran on the same backend, or it would prove nothing.
+    // PGlite's one session serves every workspace: each test first checks that alpha and beta ran
+    // on it, or it would prove nothing. On PostgreSQL a pooled session that ran alpha's agent code
+    // never runs beta's (see the custom settings test): beta must be on another backend.
     const pid = async (projectId: string) => ((await run('query', { project_id: projectId, sql: 'SELECT pg_backend_pid()' })).data['rows'] as number[][])[0]?.[0];
+    const expectSharing = (betaPid: unknown, alphaPid: unknown) => (kind === 'pglite' ? expect(betaPid).toBe(alphaPid) : expect(betaPid).not.toBe(alphaPid));
 
     it("random() in beta is not decided by setseed() in alpha", async (ctx) => {
       if (!server) ctx.skip();
@@ -453,7 +457,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
       const drawn = await run('query', { project_id: 'beta', sql: 'SELECT pg_backend_pid() AS pid, random() AS r' });
       const [alphaPid] = (seeded.data['rows'] as unknown[][])[0] ?? [];
       const [betaPid, r] = (drawn.data['rows'] as unknown[][])[0] ?? [];
-      expect(betaPid).toBe(alphaPid);
+      expectSharing(betaPid, alphaPid);
       await (server as IsolationServer).asSuperuser('SELECT setseed(0.5)');
       const [seededDraw] = await (server as IsolationServer).asSuperuser<{ r: number }>('SELECT random() AS r');
       expect(r).not.toBe(seededDraw?.r);
@@ -464,7 +468,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
       const inserted = await run('execute', { project_id: 'alpha', sql: "INSERT INTO notes (body) VALUES ('numbered') RETURNING pg_backend_pid()" });
       expect(inserted.isError, inserted.text).toBe(false);
       try {
-        expect(await pid('beta')).toBe((inserted.data['rows'] as number[][])[0]?.[0]);
+        expectSharing(await pid('beta'), (inserted.data['rows'] as number[][])[0]?.[0]);
         const last = await run('query', { project_id: 'beta', sql: 'SELECT lastval()' });
         expect(last.isError).toBe(true);
         // Not "permission denied for sequence notes_id_seq": the session forgot alpha's.
@@ -472,6 +476,30 @@ for (const kind of ['pglite', 'postgres'] as const) {
       } finally {
         await run('execute', { project_id: 'alpha', sql: "DELETE FROM notes WHERE body = 'numbered'" });
       }
+    });
+
+    it("a custom setting alpha made tells beta nothing: never its value, and on PostgreSQL not even that it exists", async (ctx) => {
+      if (!server) ctx.skip();
+      // From execute (committed) and from query, where the setting outlives the call's transaction.
+      expect((await run('execute', { project_id: 'alpha', ...fn('leave_setting', "PERFORM set_config('pgw_test.from_execute', 'alpha secret', false)") })).isError).toBe(false);
+      const left = await run('execute', { project_id: 'alpha', sql: 'SELECT pg_backend_pid() AS pid, leave_setting() AS done' });
+      expect(left.isError, left.text).toBe(false);
+      const also = await run('query', { project_id: 'alpha', sql: "SELECT pg_backend_pid() AS pid, set_config('pgw_test.from_query', 'alpha secret', false) AS v" });
+      expect(also.isError, also.text).toBe(false);
+      const [alphaPid] = (also.data['rows'] as unknown[][])[0] ?? [];
+      expect((left.data['rows'] as unknown[][])[0]?.[0]).toBe(alphaPid);
+      const read = await run('query', {
+        project_id: 'beta',
+        sql: "SELECT pg_backend_pid() AS pid, current_setting('pgw_test.from_execute', true) AS e, current_setting('pgw_test.from_query', true) AS q",
+      });
+      expect(read.isError, read.text).toBe(false);
+      const [betaPid, e, q] = (read.data['rows'] as unknown[][])[0] ?? [];
+      expectSharing(betaPid, alphaPid);
+      // PGlite's one session keeps the placeholder, emptied (PostgreSQL can neither list nor
+      // remove one): beta can tell that the name was set, never to what (docs/isolation.md).
+      expect([e, q]).toEqual(kind === 'pglite' ? ['', ''] : [null, null]);
+      // alpha's own next call is served as before.
+      expect((await run('query', { project_id: 'alpha', sql: 'SELECT 1 AS one' })).isError).toBe(false);
     });
 
     it("grants an agent makes to others are refused: beta sees neither alpha's rows nor their statistics", async (ctx) => {
@@ -619,6 +647,34 @@ describe('logical messages on postgres (wal_level = logical)', () => {
       const denied = await server.run('query', { project_id: 'alpha', sql: "SELECT pg_logical_emit_message(false, 'app_jobs', 'alpha data')" });
       expect(denied.text).toMatch(/permission denied for function pg_logical_emit_message/);
       expect((await server.run('query', { project_id: 'alpha', sql: 'SELECT 1 AS one' })).isError).toBe(false);
+    } finally {
+      await server.close();
+    }
+  }, 240_000);
+});
+
+describe('NOTIFY on postgres', () => {
+  it("a read-only query's NOTIFY and pg_notify() reach no other session's LISTEN: the call rolls back", async (ctx) => {
+    const server = await startIsolationServer('postgres', cluster, { role: 'mcp_notify', databasePrefix: 'iso_notify', statementTimeoutMs: TIMEOUT_MS, disabledExtensions: ['codebase'] });
+    if (!server) return ctx.skip();
+    try {
+      const received = await server.listen('app_jobs');
+      // The statement needs no privilege and runs in a read-only transaction, from a function too.
+      const made = await server.run('execute', { project_id: 'alpha', ...fn('tell', "NOTIFY app_jobs, 'alpha secret'; PERFORM pg_notify('app_jobs', 'alpha secret too')") });
+      expect(made.isError, made.text).toBe(false);
+      const logged = (await readFile(cluster?.logFile ?? '', 'utf8')).length;
+      const told = await server.run('query', { project_id: 'alpha', sql: 'SELECT tell() AS said' });
+      expect(told.isError, told.text).toBe(false);
+      expect(told.data['rows']).toEqual([['done']]);
+      // And quietly: a ROLLBACK in the protocol's implicit transaction warns, into the server log too.
+      const failed = await server.run('query', { project_id: 'alpha', sql: 'SELECT tell(), 1 / 0' });
+      expect(failed.text).toMatch(/division by zero/);
+      expect((await server.run('query', { project_id: 'alpha', sql: 'SELECT 1 AS one' })).isError).toBe(false);
+      expect((await readFile(cluster?.logFile ?? '', 'utf8')).slice(logged)).not.toMatch(/no transaction in progress/);
+      // Notifications arrive in commit order: once the marker is in, the agent's would be too.
+      await server.asSuperuser("NOTIFY app_jobs, 'marker'");
+      while (!received.includes('marker')) await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(received).toEqual(['marker']);
     } finally {
       await server.close();
     }

@@ -95,6 +95,32 @@ describe('the embedded store maintains itself (PGlite has no autovacuum)', () =>
     expect(await store.query(`SELECT count(*)::int AS n FROM pg_catalog.pg_locks WHERE locktype = 'advisory'`)).toEqual([{ n: 0 }]);
   });
 
+  it("leaves neither random()'s seed nor a sequence's lastval of a table's own code on the shared session", async () => {
+    const { store } = await openStore();
+    // An index expression (IMMUTABLE by its author's word) that seeds random() and draws from a
+    // sequence whenever VACUUM or ANALYZE evaluates it: the next workspace on the session would
+    // draw random() numbers this one decided, and lastval() would name its sequence.
+    await store.exec(
+      `CREATE SEQUENCE drawn;
+       CREATE FUNCTION seeding(n int) RETURNS int LANGUAGE sql IMMUTABLE
+         AS $f$ SELECT n FROM (SELECT pg_catalog.setseed(0.5), pg_catalog.nextval('public.drawn')) AS s $f$;
+       CREATE TABLE t (id int PRIMARY KEY, note text);
+       CREATE INDEX ON t ((seeding(id)));
+       INSERT INTO t SELECT g, 'x' FROM generate_series(1, 2000) g;`,
+    );
+    await store.exec('DISCARD SEQUENCES');
+    const before = await vacuums(store);
+    await store.exec(`UPDATE t SET note = 'y'`);
+    await store.exec('DISCARD SEQUENCES');
+    await vacuumedSince(store, before);
+    const [after] = await store.query<{ r: number }>('SELECT random() AS r');
+    const lastval = await store.query('SELECT lastval()').then(() => 'defined', (error: Error) => error.message);
+    await store.exec('SELECT setseed(0.5)');
+    const [seeded] = await store.query<{ r: number }>('SELECT random() AS r');
+    expect(after?.r).not.toBe(seeded?.r);
+    expect(lastval).toMatch(/lastval is not yet defined in this session/);
+  });
+
   it("never runs inside a socket client's open transaction: it waits for the commit", async () => {
     const { store, dir } = await openStore();
     await store.exec(`CREATE TABLE t (id int PRIMARY KEY, note text); INSERT INTO t SELECT g, 'x' FROM generate_series(1, 2000) g`);

@@ -51,10 +51,10 @@ export interface PipelineOutcome {
 export interface Database extends Queryable {
   /** Where the data lives, safe to log (no password). */
   readonly description: string;
-  /** BEGIN … COMMIT around `fn`; ROLLBACK when it throws. */
-  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
-  /** Pins one session for `fn`, for work that must stay on the same backend. */
-  withSession<T>(fn: (session: Queryable) => Promise<T>): Promise<T>;
+  /** BEGIN … COMMIT around `fn`; ROLLBACK when it throws. `agentOf`: as for `pipeline`. */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>, agentOf?: string): Promise<T>;
+  /** Pins one session for `fn`, for work that must stay on the same backend. `agentOf`: as for `pipeline`. */
+  withSession<T>(fn: (session: Queryable) => Promise<T>, agentOf?: string): Promise<T>;
   /**
    * One try, never waiting, for the lock `key` that excludes every other process using this
    * database while `body` runs on other sessions (the install lock): taken, `body` runs while it
@@ -69,8 +69,12 @@ export interface Database extends Queryable {
   /**
    * Sends the steps in one round trip, ended by one Sync: they form one implicit transaction,
    * committed when all succeed. The session is clean afterwards (no transaction left open).
+   * `agentOf` names the workspace whose agent code the steps may run: a custom setting
+   * (`set_config('x.y', ...)`) leaves a placeholder in the session that PostgreSQL can neither
+   * list nor remove, so where there are sessions to choose from (a pool) a session that ran one
+   * workspace's agent code never runs another's; the embedded store has one session only.
    */
-  pipeline(steps: readonly PipelineStep[]): Promise<PipelineOutcome>;
+  pipeline(steps: readonly PipelineStep[], agentOf?: string): Promise<PipelineOutcome>;
   /**
    * Runs one statement that cannot run in a transaction (VACUUM) as `role`, a role the server is
    * a member of, with a statement timeout; the role is never left on a session another caller
@@ -101,12 +105,12 @@ export async function inTransaction<T>(session: Queryable, fn: () => Promise<T>)
  */
 export abstract class SessionDatabase implements Database {
   abstract readonly description: string;
-  abstract withSession<T>(fn: (session: Queryable) => Promise<T>): Promise<T>;
+  abstract withSession<T>(fn: (session: Queryable) => Promise<T>, agentOf?: string): Promise<T>;
   abstract tryExclusive<T>(key: bigint, attempt: LockTry, body: () => Promise<T>): Promise<T | undefined>;
   abstract lockHolders(key: bigint): Promise<LockHolder[]>;
   abstract registerVectorTypes(): Promise<void>;
   abstract runAsRole(role: string, sql: string, timeoutMs: number): Promise<void>;
-  abstract pipeline(steps: readonly PipelineStep[]): Promise<PipelineOutcome>;
+  abstract pipeline(steps: readonly PipelineStep[], agentOf?: string): Promise<PipelineOutcome>;
   abstract close(): Promise<void>;
 
   query<R = Row>(sql: string, params?: readonly unknown[]): Promise<R[]> {
@@ -117,7 +121,7 @@ export abstract class SessionDatabase implements Database {
     return this.withSession((s) => s.exec(sql));
   }
 
-  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
-    return this.withSession((s) => inTransaction(s, () => fn(s)));
+  transaction<T>(fn: (tx: Queryable) => Promise<T>, agentOf?: string): Promise<T> {
+    return this.withSession((s) => inTransaction(s, () => fn(s)), agentOf);
   }
 }

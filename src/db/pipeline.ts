@@ -34,11 +34,25 @@ export const RESEED_RANDOM =
 export const AFTER_FAILED_PIPELINE = `SELECT pg_catalog.pg_advisory_unlock_all(), ${RESEED_RANDOM}; DEALLOCATE ALL; DISCARD SEQUENCES`;
 
 /**
+ * The clean-up after a failed pipeline: one that opened an explicit transaction (its first step
+ * BEGIN, as a read-only `query`'s does, to end in ROLLBACK) is still in it, failed, since Sync
+ * ends only the protocol's implicit transaction; it is rolled back first. (A ROLLBACK outside a
+ * transaction block would only warn, into the server log too.)
+ */
+export function afterFailedPipeline(steps: readonly PipelineStep[]): string {
+  const first = steps[0];
+  return first && 'sql' in first && first.sql === 'BEGIN' ? `ROLLBACK; ${AFTER_FAILED_PIPELINE}` : AFTER_FAILED_PIPELINE;
+}
+
+/**
  * After the server's own VACUUM or ANALYZE on the embedded store's shared session: they run a
  * table's code (index expressions, as the table's owner, in a security-restricted operation that
- * refuses PREPARE), which may take session advisory locks the next user of the session would hold.
+ * refuses PREPARE), which may take session advisory locks the next user of the session would
+ * hold, seed random() (setseed) for it, or draw from a sequence its lastval() would then name.
+ * One statement each, for a pipeline's steps.
  */
-export const AFTER_TABLE_CODE = 'SELECT pg_catalog.pg_advisory_unlock_all()';
+export const AFTER_TABLE_CODE_STEPS = [`SELECT pg_catalog.pg_advisory_unlock_all(), ${RESEED_RANDOM}`, 'DISCARD SEQUENCES'] as const;
+export const AFTER_TABLE_CODE = AFTER_TABLE_CODE_STEPS.join('; ');
 
 /**
  * A pipeline whose answer lacks steps though no step failed: its driver lost part of the reply

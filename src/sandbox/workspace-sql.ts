@@ -208,7 +208,7 @@ export class WorkspaceSql {
       },
       ...prepared.map((statement) => ({ sql: `SELECT ${fn}('run', $1, 0, 0)`, params: [statement.sql] })),
     ];
-    const outcome = completeOutcome(await this.db.pipeline(steps), steps);
+    const outcome = completeOutcome(await this.db.pipeline(steps, projectId), steps);
     if (outcome.error) {
       const code = sqlState(outcome.error);
       if ((code === SANDBOX_BROKEN || (code === '42883' && outcome.results.length === 1)) && !retried) {
@@ -343,7 +343,13 @@ export class WorkspaceSql {
     for (const [name, value] of Object.entries(options.settings ?? {})) {
       set.push(`pg_catalog.set_config($${params.push(name)}, $${params.push(value)}, true)`);
     }
-    const steps: PipelineStep[] = [{ sql: `SELECT ${set.join(', ')}`, params }];
+    // A read is an explicit transaction ended by ROLLBACK, never the commit Sync would make: NOTIFY
+    // (which needs no privilege and runs in a read-only transaction, from an agent's function too)
+    // and transactional logical messages take effect only at commit. Explicit, since a ROLLBACK
+    // in the protocol's implicit transaction warns, into the server log too; after a failed step
+    // the database's clean-up rolls it back (afterFailedPipeline).
+    const steps: PipelineStep[] = options.readOnly ? [{ sql: 'BEGIN' }] : [];
+    const settingsStep = steps.push({ sql: `SELECT ${set.join(', ')}`, params }) - 1;
     if (options.rows) {
       steps.push(
         { sql: `SELECT ${fn}('open', $1, 0, 0)`, params: [sql] },
@@ -360,12 +366,13 @@ export class WorkspaceSql {
     const answered = steps.length - 1;
     // Same implicit transaction: the new table is distributed, or the statement undone.
     if (options.distribute) steps.push({ sql: `SELECT ${fn}('run', $1, 0, 0)`, params: [distributeNewTables(principal.schemaName)] });
+    if (options.readOnly) steps.push({ sql: 'ROLLBACK' });
     // Never an empty result for a reply that lost its steps: an agent could not tell it from the truth.
-    const outcome = completeOutcome(await this.db.pipeline(steps), steps);
+    const outcome = completeOutcome(await this.db.pipeline(steps, projectId), steps);
     if (outcome.error) {
       const code = sqlState(outcome.error);
       // The function was dropped (DROP OWNED BY CURRENT_USER) or altered: make it again, once.
-      const sandboxGone = code === SANDBOX_BROKEN || (code === '42883' && outcome.results.length === 1);
+      const sandboxGone = code === SANDBOX_BROKEN || (code === '42883' && outcome.results.length === settingsStep + 1);
       if (sandboxGone && !retried) {
         this.log.warn('re-creating the SQL sandbox of a workspace', { project_id: projectId, code });
         this.#principals.delete(projectId);
@@ -374,7 +381,7 @@ export class WorkspaceSql {
       throw outcome.error;
     }
     const answer = readSandboxAnswer(outcome.results[answered]?.rows[0]?.[0] ?? '{}');
-    const fields = options.rows ? (outcome.results[2]?.fields ?? []) : [];
+    const fields = options.rows ? (outcome.results[settingsStep + 2]?.fields ?? []) : [];
     const columns = await this.#columns(fields);
     const rows = answer.rows.map((row) => row.map((value, i) => decodeValue(value, fields[i], columns[i])));
     return {

@@ -262,7 +262,8 @@ export class WorkspaceManager {
 
   async #provision(projectId: string, schemaName: string, options: { create: boolean }): Promise<Provisioned> {
     try {
-      return await this.db.transaction((tx) => this.#provisionIn(tx, projectId, schemaName, options));
+      // An upgrade may run the workspace's agent code (in its sandbox): see Database.pipeline's agentOf.
+      return await this.db.transaction((tx) => this.#provisionIn(tx, projectId, schemaName, options), projectId);
     } catch (error) {
       throw await this.#explain(error, projectId, schemaName);
     }
@@ -446,8 +447,9 @@ export class WorkspaceManager {
   async snapshot(projectId: string, label?: string): Promise<SnapshotInfo> {
     const schemaName = this.#reserved.schemaFor(projectId);
     const runner = this.#snapshotsSupported();
-    const row = await this.db.transaction((tx) =>
-      takeSnapshot(tx, { projectId, schemaName, lockTimeoutMs: this.#lockTimeoutMs, runner }, label ?? null, this.#snapshotLimits),
+    const row = await this.db.transaction(
+      (tx) => takeSnapshot(tx, { projectId, schemaName, lockTimeoutMs: this.#lockTimeoutMs, runner }, label ?? null, this.#snapshotLimits),
+      projectId,
     );
     this.log.info('took a snapshot of a workspace', { project_id: projectId, snapshot: row.snapshot, bytes: row.size_bytes });
     return this.#snapshotInfo(row);
@@ -475,8 +477,9 @@ export class WorkspaceManager {
     const schemaName = this.#reserved.schemaFor(projectId);
     this.#snapshotsSupported();
     try {
-      const outcome = await this.db.transaction((tx) =>
-        restoreSnapshot(tx, { projectId, schemaName, lockTimeoutMs: this.#lockTimeoutMs }, snapshot, this.searchPathSchemas),
+      const outcome = await this.db.transaction(
+        (tx) => restoreSnapshot(tx, { projectId, schemaName, lockTimeoutMs: this.#lockTimeoutMs }, snapshot, this.searchPathSchemas),
+        projectId,
       );
       this.log.warn('restored a workspace from a snapshot', { project_id: projectId, snapshot, kept_as: outcome.kept.snapshot });
       return outcome;
@@ -490,7 +493,8 @@ export class WorkspaceManager {
     const request = { from, to, fromSchema: this.#reserved.schemaFor(from), toSchema: this.#reserved.schemaFor(to), snapshot };
     const runner = this.#snapshotsSupported();
     try {
-      const outcome = await this.db.transaction((tx) => forkWorkspace(tx, request, this.searchPathSchemas, this.#lockTimeoutMs, runner));
+      // The copy runs the source's code (as the new workspace's role), which is the source's to see.
+      const outcome = await this.db.transaction((tx) => forkWorkspace(tx, request, this.searchPathSchemas, this.#lockTimeoutMs, runner), from);
       this.log.info('forked a workspace', { project_id: from, to, snapshot });
       return { ...outcome, schemaName: request.toSchema };
     } finally {

@@ -50,6 +50,11 @@ export interface IsolationServer {
   run(name: string, args: Record<string, unknown>): ReturnType<typeof callTool>;
   /** A superuser's query: the admin connection on PostgreSQL; PGlite's session user is one. */
   asSuperuser<R>(sql: string): Promise<R[]>;
+  /**
+   * Another application's session listening on `channel` (PostgreSQL only: PGlite has one
+   * session, the server's): the payloads it receives, as they arrive.
+   */
+  listen(channel: string): Promise<string[]>;
   /** SNAPSHOT, as a superuser sees it. */
   snapshot(): Promise<string>;
   close(): Promise<void>;
@@ -70,11 +75,13 @@ export async function startIsolationServer(
   });
   let mcp: Awaited<ReturnType<typeof connectInProcess>>;
   let superuser: pg.Client | undefined;
+  let adminUrl: string | undefined;
   if (kind === 'pglite') {
     mcp = await connectInProcess({ extensionDirs: [notes] });
   } else {
     if (!cluster) return undefined;
     const url = await cluster.createDatabase(options.databasePrefix);
+    adminUrl = url;
     const database = new URL(url).pathname.slice(1);
     await cluster.sql(`DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${options.role}') THEN CREATE ROLE ${options.role} LOGIN CREATEROLE; END IF; END $$`);
     await cluster.sql(`GRANT CREATE ON DATABASE ${database} TO ${options.role}`);
@@ -92,12 +99,25 @@ export async function startIsolationServer(
   }
   const serverDb = (await mcp.engine.ready(120_000)).db;
   const asSuperuser = async <R>(sql: string) => (superuser ? (await superuser.query(sql)).rows : await serverDb.query(sql)) as R[];
+  let listener: pg.Client | undefined;
   return {
     serverDb,
+    async listen(channel) {
+      if (!adminUrl) throw new Error('listen() needs the PostgreSQL backend');
+      const received: string[] = [];
+      if (!listener) {
+        listener = new pg.Client({ connectionString: adminUrl });
+        await listener.connect();
+      }
+      listener.on('notification', (n) => received.push(n.payload ?? ''));
+      await listener.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+      return received;
+    },
     run: (name, args) => callTool(mcp.client, mcp.tools, name, args),
     asSuperuser,
     snapshot: async () => (await asSuperuser<{ snapshot: string }>(SNAPSHOT))[0]?.snapshot ?? '',
     async close() {
+      await listener?.end();
       await superuser?.end();
       await mcp.close();
     },

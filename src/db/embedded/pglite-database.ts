@@ -6,7 +6,7 @@ import { silentLogger, type Logger } from '../../logger.js';
 import { DamagedStoreError, isStoreDamage } from './damaged-store.js';
 import { SessionDatabase, type LockHolder, type LockTry, type PipelineOutcome, type PipelineStep, type Queryable } from '../database.js';
 import { MessageBounder } from '../bounded-messages.js';
-import { AFTER_FAILED_PIPELINE, AFTER_TABLE_CODE, PipelineCollector, writePipeline, type PipelineMessage } from '../pipeline.js';
+import { afterFailedPipeline, AFTER_TABLE_CODE, PipelineCollector, writePipeline, type PipelineMessage } from '../pipeline.js';
 import { DataDirLock } from './data-dir-lock.js';
 import { fileLockHolders, tryFileLock } from './file-locks.js';
 import { Mutex } from '../mutex.js';
@@ -175,7 +175,7 @@ export class PGliteDatabase extends SessionDatabase {
         // A copy: the chunk is a view of PGlite's memory, and the parser may keep part of it.
         onRawData: (chunk) => bounder.push(Buffer.from(chunk), (bytes) => parser.parse(bytes, onMessage)),
       });
-      if (collector.outcome.error) await this.pglite.exec(AFTER_FAILED_PIPELINE);
+      if (collector.outcome.error) await this.pglite.exec(afterFailedPipeline(steps));
       return collector.outcome;
     });
   }

@@ -1,7 +1,7 @@
 import type { LockHolder, LockTry, PipelineOutcome, PipelineStep, Queryable } from '../database.js';
 import { SessionDatabase } from '../database.js';
 import { fileLockHolders, tryFileLock } from './file-locks.js';
-import { AFTER_TABLE_CODE } from '../pipeline.js';
+import { AFTER_TABLE_CODE_STEPS } from '../pipeline.js';
 import { PostgresDatabase } from '../postgres/postgres-database.js';
 
 /** The connection could not be made: nothing was sent, so the caller may try again. */
@@ -78,7 +78,7 @@ export class SocketClientDatabase extends SessionDatabase {
    * own clean-up follows at once.
    */
   async runAsRole(_role: string, sql: string): Promise<void> {
-    const outcome = await this.pipeline([{ sql }, { sql: AFTER_TABLE_CODE }]);
+    const outcome = await this.pipeline([{ sql }, ...AFTER_TABLE_CODE_STEPS.map((step) => ({ sql: step }))]);
     if (outcome.error) throw outcome.error;
   }
 

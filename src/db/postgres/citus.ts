@@ -68,15 +68,15 @@ export function withShardingOff(db: Database): Database {
     description: db.description,
     query: (sql, params) => db.query(sql, params),
     exec: (sql) => db.exec(sql),
-    transaction: (fn) =>
+    transaction: (fn, agentOf) =>
       db.transaction(async (tx) => {
         await tx.query(SHARDING_OFF);
         return fn(tx);
-      }),
-    withSession: (fn) => db.withSession(fn),
+      }, agentOf),
+    withSession: (fn, agentOf) => db.withSession(fn, agentOf),
     tryExclusive: (key, attempt, body) => db.tryExclusive(key, attempt, body),
     lockHolders: (key) => db.lockHolders(key),
-    pipeline: (steps) => db.pipeline(steps),
+    pipeline: (steps, agentOf) => db.pipeline(steps, agentOf),
     runAsRole: (role, sql, timeoutMs) => db.runAsRole(role, sql, timeoutMs),
     registerVectorTypes: () => db.registerVectorTypes(),
     close: () => db.close(),

@@ -4,7 +4,7 @@ import { inTransaction, SessionDatabase, type LockHolder, type LockTry, type Pip
 import { boundedStream } from '../bounded-messages.js';
 import { FREE_SLOTS_SQL, hasRoom, isOutOfSlots, NoFreeConnectionError, ROOM_CHECK_MS, slotWaits, type SlotCount } from './connection-room.js';
 import { asConnectionBroken } from './pg-connection-errors.js';
-import { AFTER_FAILED_PIPELINE, PipelineCollector, writePipeline, type PipelineMessage, type PipelineWriter } from '../pipeline.js';
+import { afterFailedPipeline, PipelineCollector, writePipeline, type PipelineMessage, type PipelineWriter } from '../pipeline.js';
 import { describePgError } from '../sql-errors.js';
 
 const APPLICATION_NAME = 'pg-workspace-mcp';
@@ -55,6 +55,8 @@ export class PostgresDatabase extends SessionDatabase {
   #warm = true;
   #lastRoomCheck = 0;
   readonly #roomTimer: NodeJS.Timeout | undefined;
+  /** The workspace whose agent code each pooled client has run (see #connectFor). */
+  readonly #ranAgentOf = new WeakMap<pg.Client, string>();
 
   constructor(options: PostgresOptions) {
     super();
@@ -92,8 +94,8 @@ export class PostgresDatabase extends SessionDatabase {
     }
   }
 
-  withSession<T>(fn: (session: Queryable) => Promise<T>): Promise<T> {
-    return this.#checkout((client, lost) => fn(sessionOf(client, lost)));
+  withSession<T>(fn: (session: Queryable) => Promise<T>, agentOf?: string): Promise<T> {
+    return this.#checkout((client, lost) => fn(sessionOf(client, lost)), agentOf);
   }
 
   /**
@@ -103,8 +105,8 @@ export class PostgresDatabase extends SessionDatabase {
    * 'error' nobody hears, which ends the process. Heard here, it fails the session's next
    * statement and discards the client.
    */
-  async #checkout<T>(use: (client: pg.PoolClient, lost: () => Error | undefined) => Promise<T>): Promise<T> {
-    const client = await this.#connect();
+  async #checkout<T>(use: (client: pg.PoolClient, lost: () => Error | undefined) => Promise<T>, agentOf?: string): Promise<T> {
+    const client = await this.#connectFor(agentOf);
     let lost: Error | undefined;
     const onError = (error: Error) => {
       lost ??= error;
@@ -119,11 +121,28 @@ export class PostgresDatabase extends SessionDatabase {
       if (isOutOfSlots(error)) throw this.#noFreeSlot(error, 'PgBouncer waited its query_wait_timeout');
       throw asConnectionBroken(error);
     } finally {
+      if (agentOf !== undefined) this.#ranAgentOf.set(client, agentOf);
       client.removeListener('error', onError);
       const failed = lost ?? broken;
       if (failed || this.#pool.waitingCount > 0) client.release(failed);
       else if (this.#warm) client.release(this.#pool.idleCount > 0);
       else void this.#releaseCold(client);
+    }
+  }
+
+  /**
+   * A pooled client for `agentOf`'s agent code (any client when undefined): one that ran another
+   * workspace's is closed and the next taken, down to a new connection if need be. Its custom
+   * settings' placeholders, which PostgreSQL can neither list nor remove, would otherwise tell
+   * that workspace's agent what another's set (`current_setting('x.y', true)` is '' for one,
+   * NULL for none): a covert channel. The server's own statements use any client.
+   */
+  async #connectFor(agentOf: string | undefined): Promise<pg.PoolClient> {
+    for (;;) {
+      const client = await this.#connect();
+      const ran = this.#ranAgentOf.get(client);
+      if (agentOf === undefined || ran === undefined || ran === agentOf) return client;
+      client.release(true);
     }
   }
 
@@ -270,20 +289,20 @@ export class PostgresDatabase extends SessionDatabase {
     for (const { oid } of rows) this.#parsers.set(oid, (value) => pgvector.fromSql(value));
   }
 
-  pipeline(steps: readonly PipelineStep[]): Promise<PipelineOutcome> {
+  pipeline(steps: readonly PipelineStep[], agentOf?: string): Promise<PipelineOutcome> {
     return this.#checkout(async (client) => {
       const outcome = await new Promise<PipelineOutcome>((resolve, reject) => {
         void client.query(new PipelineSubmittable(steps, resolve, reject) as unknown as pg.QueryConfig);
       });
       // A session the server ended (08xxx, 57Pxx) is gone, and with it whatever it held.
       if (outcome.error && isOrdinarySqlError(outcome.error)) {
-        await client.query(AFTER_FAILED_PIPELINE).catch((error: unknown) => {
+        await client.query(afterFailedPipeline(steps)).catch((error: unknown) => {
           // Not an ordinary SQL error: the session, perhaps not clean, is discarded.
           throw new Error(`could not clean the session after a failed statement: ${(error as Error).message}`);
         });
       }
       return outcome;
-    });
+    }, agentOf);
   }
 
   async close(): Promise<void> {
