@@ -62,8 +62,8 @@ interface Side {
   url: string;
   /** The floor's own connection, opened after the build: PostgreSQL's cost, not a busy session's. */
   direct: PostgresDatabase;
-  /** The cluster's CPU time so far, in ms (undefined where it cannot be read). */
-  cpu: (() => number) | undefined;
+  /** The cluster's CPU time (undefined where it cannot be read). */
+  cpu: Awaited<ReturnType<typeof clusterCpu>>;
 }
 
 /**
@@ -162,11 +162,11 @@ interface Samples {
 async function measureOnce(s: Side, i: number, samples: Record<Step, Samples>): Promise<void> {
   const projectId = `${RUN}-${i}`;
   const timed = async (step: Step, fn: () => Promise<unknown>) => {
-    const c = s.cpu?.();
+    const c = s.cpu?.now();
     const t = performance.now();
     await fn();
     samples[step].ms.push(performance.now() - t);
-    if (c !== undefined) samples[step].cpu.push(s.cpu!() - c);
+    if (c) samples[step].cpu.push(s.cpu!.since(c));
   };
   const { workspaces, sql } = s.ready;
   const db = s.direct;
