@@ -3,8 +3,9 @@
  * against a throwaway PostgreSQL cluster and the loopback stub provider:
  * 1. ingest throughput: add_documents of BENCH_INGEST_DOCS documents through the engine, taking
  *    turns with the stub's own floor, the same texts sent directly by the same HttpEmbedder (same
- *    batch size and concurrency); with the stub answering at once, and after BENCH_STUB_DELAY_MS
- *    per request (a provider's own time);
+ *    batch size and concurrency), and with ingest into a workspace whose HNSW index was dropped
+ *    (the index's upkeep is most of a write); with the stub answering at once, and after
+ *    BENCH_STUB_DELAY_MS per request (a provider's own time);
  * 2. search latency on BENCH_SEARCH_CHUNKS chunks (default 100000): hybrid and text against
  *    vector-only, taking turns;
  * 3. HNSW recall@10 (ef_search 40, pgvector's default, and 100) against exact search.
@@ -70,30 +71,35 @@ try {
   const direct = new HttpEmbedder(embeddings, silentLogger);
   for (const delay of [0, STUB_DELAY_MS]) {
     stub.delayMs = delay;
-    let round = 0;
+    const rounds = { ingest: 0, unindexed: 0 };
     // Each round stores the documents into a workspace of its own, made beforehand (its DDL and role are not ingest).
-    for (let r = 0; r < 4; r++) await search.addDocuments({ projectId: `ingest-${delay}-${r}`, documents: [{ source: 'seed.md', text: `seed ${delay} ${r}` }] });
-    const figures = await sampleInterleaved(
-      3,
-      {
-        floor: () => direct.embedDocuments(texts),
-        ingest: async () => {
-          const result = await search.addDocuments({ projectId: `ingest-${delay}-${round++}`, documents });
-          if (result.embedded !== texts.length) throw new Error(`ingest embedded ${result.embedded} of ${texts.length}`);
-        },
-      },
-      1,
-    );
+    // The unindexed ones lack the HNSW index: what ingest costs without the index's upkeep.
+    for (let r = 0; r < 4; r++) {
+      for (const kind of ['ingest', 'unindexed'] as const) {
+        await search.addDocuments({ projectId: `${kind}-${delay}-${r}`, documents: [{ source: 'seed.md', text: `seed ${delay} ${r}` }] });
+        if (kind === 'unindexed') await admin.query(`DROP INDEX project_unindexed_${delay}_${r}.chunks_embedding_hnsw_idx`);
+      }
+    }
+    const ingest = (kind: keyof typeof rounds) => async () => {
+      const result = await search.addDocuments({ projectId: `${kind}-${delay}-${rounds[kind]++}`, documents });
+      if (result.embedded !== texts.length) throw new Error(`ingest embedded ${result.embedded} of ${texts.length}`);
+    };
+    const figures = await sampleInterleaved(3, { floor: () => direct.embedDocuments(texts), ingest: ingest('ingest'), unindexed: ingest('unindexed') }, 1);
     const chunksPerSecond = (ms: number) => Math.round((texts.length / ms) * 1000);
     results[`ingest_delay_${delay}ms`] = {
       chunks: texts.length,
       floor: figures.floor,
       ingest: figures.ingest,
+      unindexed: figures.unindexed,
       floorChunksPerSecond: chunksPerSecond(figures.floor.p50),
       ingestChunksPerSecond: chunksPerSecond(figures.ingest.p50),
       throughputRatio: ratio(figures.floor.p50, figures.ingest.p50),
+      throughputRatioWithoutHnsw: ratio(figures.floor.p50, figures.unindexed.p50),
     };
-    log(`ingest ${texts.length} chunks, stub delay ${delay} ms: floor p50 ${figures.floor.p50} ms, ingest p50 ${figures.ingest.p50} ms, throughput ${ratio(figures.floor.p50, figures.ingest.p50)} x floor`);
+    log(
+      `ingest ${texts.length} chunks, stub delay ${delay} ms: floor p50 ${figures.floor.p50} ms, ingest p50 ${figures.ingest.p50} ms, ` +
+        `throughput ${ratio(figures.floor.p50, figures.ingest.p50)} x floor; without the HNSW index ${figures.unindexed.p50} ms, ${ratio(figures.floor.p50, figures.unindexed.p50)} x`,
+    );
   }
   stub.delayMs = 0;
 

@@ -6,7 +6,7 @@
  * code splitting the engine's lazy `import()`s stay lazy chunks, loaded while booting.
  * Runs after `tsc`, on its output, from the package root (as `npm run build` does).
  */
-import { readFile, rm } from 'node:fs/promises';
+import { copyFile, readFile, rm } from 'node:fs/promises';
 import { build } from 'esbuild';
 
 const BUNDLED = new Set(['@modelcontextprotocol/sdk', 'zod']);
@@ -33,5 +33,10 @@ async function bundle(entryPoints, outdir) {
 }
 
 await bundle({ main: 'dist/src/main.js' }, 'dist/server');
+// PGlite's worker thread runs from a file of its own, beside the module that starts it: in the
+// bundle and in tsc's output alike (bench/ imports the latter).
+const WORKER = 'src/db/embedded/pglite-thread-worker.js';
+await copyFile(WORKER, 'dist/server/pglite-thread-worker.js');
+await copyFile(WORKER, 'dist/src/db/embedded/pglite-thread-worker.js');
 // The benchmark's own servers are built the same way, so that their figures are comparable.
 await bundle({ 'bare-server': 'dist/bench/bare-server.js', 'noop-server': 'dist/bench/noop-server.js' }, 'dist/bench-servers');

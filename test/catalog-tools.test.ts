@@ -286,16 +286,18 @@ for (const kind of ['pglite', 'postgres'] as const) {
       expect([null, undefined, '40']).toContain(after?.ef);
     });
 
-    it('search_vectors runs under the SQL tools\' statement timeout on PostgreSQL', async (ctx) => {
-      if (!mcp || kind !== 'postgres') return ctx.skip(); // PGlite ignores statement_timeout.
+    it('search_vectors runs under the SQL tools\' statement timeout', async (ctx) => {
+      if (!mcp) return ctx.skip();
       const slow = await call(ctx, 'execute', { project_id: 'docs', sql: 'CREATE VIEW slow AS SELECT n.id, n.v FROM notes n, pg_sleep(5)' });
       expect(slow.isError, slow.text).toBe(false);
       const ready = await mcp.engine.ready(60_000);
       const sandbox = new WorkspaceSql(db, ready.workspaces, ready.report.searchPathSchemas, { statementTimeoutMs: 200, maxRowsCap: 100, maxResultBytes: 1024 * 1024, maxCallsPerWorkspace: 4 }, silentLogger);
       const failure = await searchVectors(db, sandbox, { projectId: 'docs', table: 'slow', column: 'v', vector: [1, 0, 0] }).catch((e: unknown) => e);
       expect(sqlState(failure)).toBe('57014');
-      // The session went back clean: the next search on the pool works.
-      const ok = await searchVectors(db, sandbox, { projectId: 'docs', table: 'notes', column: 'v', vector: [1, 0, 0], k: 1 });
+      // The session went back clean: the next search on the pool works (with room for the first
+      // statements of the embedded store's new session, whose caches are cold).
+      const roomy = new WorkspaceSql(db, ready.workspaces, ready.report.searchPathSchemas, { statementTimeoutMs: 10_000, maxRowsCap: 100, maxResultBytes: 1024 * 1024, maxCallsPerWorkspace: 4 }, silentLogger);
+      const ok = await searchVectors(db, roomy, { projectId: 'docs', table: 'notes', column: 'v', vector: [1, 0, 0], k: 1 });
       expect(ok.matches).toHaveLength(1);
     });
 

@@ -208,6 +208,28 @@ describe('a connection that has served many calls', () => {
   }, 60_000);
 });
 
+describe('who holds an advisory lock', () => {
+  it('is found for keys of either sign (a bigint key splits into two OIDs, unsigned)', async (ctx) => {
+    const c = server(ctx);
+    const url = await c.createDatabase('holders');
+    const db = new PostgresDatabase({ connectionString: url });
+    const holder = new PostgresDatabase({ connectionString: url });
+    try {
+      for (const key of [42n, -42n, -(2n ** 63n), 2n ** 63n - 1n]) {
+        await holder.withSession(async (session) => {
+          const [{ pid } = { pid: 0 }] = await session.query<{ pid: number }>('SELECT pg_backend_pid() AS pid, pg_advisory_lock($1::bigint)', [key.toString()]);
+          const holders = await db.lockHolders(key);
+          await session.query('SELECT pg_advisory_unlock($1::bigint)', [key.toString()]);
+          expect(holders.map((h) => h.pid)).toEqual([pid]);
+        });
+      }
+    } finally {
+      await holder.close();
+      await db.close();
+    }
+  }, 60_000);
+});
+
 describe('booting through PgBouncer with a pool of 2 server connections', () => {
   const through = async (ctx: TestContext) => {
     const c = server(ctx);

@@ -2,14 +2,16 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { sandboxedWorkspaces } from '../src/sandboxed-workspaces.js';
 import type { Database } from '../src/db/database.js';
 import { parseEmbeddingsConfig, type EmbeddingsConfig } from '../src/embeddings/embeddings-config.js';
-import { assertSearchable, EmbeddingSpaceError, pin } from '../src/embeddings/embedding-spaces.js';
+import { assertSearchable, EmbeddingSpaceError, pin, spaceOf } from '../src/embeddings/embedding-spaces.js';
 import { HttpEmbedder } from '../src/embeddings/http-embedder.js';
 import { reembed, type ReembedProgress } from '../src/embeddings/reembed.js';
 import type { InstallPlan } from '../src/installer/install-plan.js';
 import { silentLogger } from '../src/logger.js';
 import { diagnose } from '../src/operations/doctor.js';
-import { readPin } from '../src/registry/embedding-space-sql.js';
+import { holdPinStatement, readPin } from '../src/registry/embedding-space-sql.js';
 import { DEFAULT_SQL_LIMITS } from '../src/sandbox/workspace-sql.js';
+import { SearchService } from '../src/search/search-service.js';
+import { PostgresDatabase } from '../src/db/postgres/postgres-database.js';
 import { BACKEND_KINDS, backendPerKind } from './support/backend-per-kind.js';
 import { cosine, startEmbeddingStub, stubEmbedding, type EmbeddingStub } from './support/embedding-stub.js';
 import { install, planFor, tempDir, writeExtension } from './support/fixtures.js';
@@ -18,12 +20,15 @@ import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
 let cluster: PgCluster | null = null;
 let stub: EmbeddingStub;
 let plan: InstallPlan;
+/** With the codebase extension: its chunks, as ingest writes them. */
+let withChunks: InstallPlan;
 beforeAll(async () => {
   [cluster, stub] = await Promise.all([startPgCluster(), startEmbeddingStub({ dimensions: 8 })]);
   const dir = await writeExtension(await tempDir(), { id: 'docs', requires: ['vector'] }, {
     'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS docs (id bigint PRIMARY KEY, body text, embedding vector(8));',
   });
   plan = await planFor([dir], ['codebase']);
+  withChunks = await planFor([dir]);
 }, 120_000);
 afterAll(async () => Promise.all([cluster?.destroy(), stub?.close()]));
 beforeEach(() => stub.reset());
@@ -47,9 +52,9 @@ const BODIES = Array.from({ length: 10 }, (_, i) => `document ${i + 1} about ${[
 const COLUMN = { projectId: 'alpha', table: 'docs', column: 'embedding' };
 
 /** A workspace whose ten docs were embedded in the old space, as an ingest would: pin, then write as the workspace. */
-async function seeded(db: Database, limits = DEFAULT_SQL_LIMITS) {
-  const report = await install(db, plan);
-  const { workspaces: manager, sql } = sandboxedWorkspaces(db, plan, report.searchPathSchemas, silentLogger, { limits });
+async function seeded(db: Database, limits = DEFAULT_SQL_LIMITS, extensions = plan) {
+  const report = await install(db, extensions);
+  const { workspaces: manager, sql } = sandboxedWorkspaces(db, extensions, report.searchPathSchemas, silentLogger, { limits });
   await manager.ensure('alpha');
   const old = embedder('old');
   await pin(db, { ...COLUMN, textColumn: 'body' }, old.space);
@@ -168,6 +173,77 @@ for (const kind of BACKEND_KINDS) {
       expect(failed).toMatchObject({ outcome: 'failed', done: 3, total: 10 });
       expect(failed?.error).toBe("the next row of docs is larger than this server's PG_WORKSPACE_MAX_RESULT_BYTES: raise it for the run.");
       expect(await readPin(db, COLUMN)).toMatchObject({ provider: 'ollama', reembed_cursor: '3' });
+    });
+
+    it('refuses an ingest write of the old space that reaches the database after a move began: a write in flight holds the move back', async (ctx) => {
+      const db = await available(ctx).fresh();
+      const { sql } = await seeded(db, DEFAULT_SQL_LIMITS, withChunks);
+      const old = embedder('old', { PG_WORKSPACE_EMBEDDINGS: 'openai', PG_WORKSPACE_EMBEDDINGS_URL: stub.openaiUrl, PG_WORKSPACE_EMBEDDINGS_DIMENSIONS: '768' });
+      const moved = embedder('new', { PG_WORKSPACE_EMBEDDINGS_DIMENSIONS: '768' });
+      const ingest = new SearchService(db, sql, old, [], silentLogger);
+      const CHUNKS = { projectId: 'alpha', table: 'chunks', column: 'embedding' };
+      await ingest.addDocuments({ projectId: 'alpha', documents: [{ source: 'a.md', text: 'tables and their indexes' }] });
+
+      // The ingest passes the pin's check, then waits for its embeddings while a move runs to the end.
+      stub.reset();
+      stub.fail({ delayMs: 1500 });
+      const writing = ingest.addDocuments({ projectId: 'alpha', documents: [{ source: 'b.md', text: 'roles and their schemas' }] });
+      writing.catch(() => undefined);
+      while (stub.requests.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+      const [chunksMoved] = await reembed(db, sql, moved, { projectId: 'alpha', batchRows: 3, maxInputChars: 8000 });
+      expect(chunksMoved).toMatchObject({ ...CHUNKS, outcome: 'moved', total: 1 });
+      await expect(writing).rejects.toThrow(/^Column chunks\.embedding of workspace "alpha" holds vectors of openai "stub-embed" \(768 dimensions, document prefix "new: "\)/);
+      const rows = await db.query<{ content: string; embedding: string }>('SELECT content, embedding::text FROM project_alpha.chunks ORDER BY id');
+      expect(rows.map((r) => r.content)).toEqual(['tables and their indexes']);
+      expect(cosine(JSON.parse(rows[0]?.embedding ?? '[]') as number[], stubEmbedding('new: tables and their indexes', 768))).toBeGreaterThan(0.9999);
+
+      // A write's transaction holds the pin: the move cannot begin until it commits (real sessions, on PostgreSQL).
+      if (kind !== 'postgres') return;
+      let commit!: () => void;
+      const committing = new Promise<void>((resolve) => (commit = resolve));
+      let held!: () => void;
+      const holding = new Promise<void>((resolve) => (held = resolve));
+      const write = db.transaction(async (tx) => {
+        const hold = holdPinStatement(CHUNKS, spaceOf(moved.space));
+        await tx.query(hold.sql, hold.params);
+        held();
+        await committing;
+      });
+      await holding;
+      const back = reembed(db, sql, old, { projectId: 'alpha', batchRows: 3, maxInputChars: 8000 });
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(await readPin(db, CHUNKS)).toMatchObject({ provider: 'openai', document_prefix: 'new: ', target: null });
+      commit();
+      await write;
+      // (The docs column's vector(8) cannot take the old space's 768 dimensions: that move fails, as it should.)
+      expect((await back)[0]).toMatchObject({ ...CHUNKS, outcome: 'moved' });
+    });
+
+    it('moves a column in one run at a time: a second run beside the first, on another engine, leaves it alone and names the first', async (ctx) => {
+      const backend = available(ctx);
+      // On PostgreSQL two engines (pools) on one database; the embedded store has one engine per data directory.
+      const url = await backend.freshUrl?.();
+      const db = url ? new PostgresDatabase({ connectionString: url }) : await backend.fresh();
+      const other = url ? new PostgresDatabase({ connectionString: url }) : db;
+      try {
+        const { sql } = await seeded(db);
+        const report = await install(other, plan);
+        const { sql: otherSql } = sandboxedWorkspaces(other, plan, report.searchPathSchemas, silentLogger);
+
+        stub.fail({ delayMs: 1500 });
+        const first = reembed(db, sql, embedder('new'), { projectId: 'alpha', batchRows: 3, maxInputChars: 8000 });
+        while (stub.requests.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+        const [second] = await reembed(other, otherSql, embedder('new'), { projectId: 'alpha', batchRows: 3, maxInputChars: 8000 });
+        expect(second).toMatchObject({ ...COLUMN, outcome: 'busy', embedded: 0 });
+        expect(second?.error).toMatch(new RegExp(`^another reembed run is moving this column now \\(process ${url ? '\\d+' : process.pid}, for \\d+ s\\); this run left it alone\\.`));
+        expect(await first).toEqual([{ ...COLUMN, outcome: 'moved', done: 10, total: 10, embedded: 10, cut: 0 }]);
+        expect(stub.requests).toHaveLength(4);
+        expect(await spacesOfRows(db)).toEqual(Array(10).fill('new'));
+        // Once the first is done, the lock is free: a run finds the column moved.
+        expect(await reembed(other, otherSql, embedder('new'), { projectId: 'alpha', batchRows: 3, maxInputChars: 8000 })).toMatchObject([{ outcome: 'current' }]);
+      } finally {
+        if (url) await Promise.all([db.close(), other.close()]);
+      }
     });
   });
 }

@@ -3,15 +3,23 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCitusCluster, sqlOn, type CitusCluster } from '../harness/citus-cluster.js';
-import { startEmbeddingStub, type EmbeddingStub } from './support/embedding-stub.js';
+import { parseEmbeddingsConfig, type EmbeddingsConfig } from '../src/embeddings/embeddings-config.js';
+import { HttpEmbedder } from '../src/embeddings/http-embedder.js';
+import { reembed } from '../src/embeddings/reembed.js';
+import { ProvisioningEngine } from '../src/engine.js';
+import { DEFAULT_LOCK_TIMEOUT_MS } from '../src/config.js';
+import { silentLogger } from '../src/logger.js';
+import { cosine, startEmbeddingStub, stubEmbedding, type EmbeddingStub } from './support/embedding-stub.js';
 import { tempDir } from './support/fixtures.js';
 import { callTool, connectInProcess, embeddingsAt } from './support/mcp.js';
 
 /*
  * Search and ingest on Citus: the codebase tables' new columns and indexes are distributed with
  * the workspace's schema (on its worker), and add_documents, index_directory and every search
- * mode work there.
+ * mode work there; so do the pinned space and reembed.
  */
+
+const EMBEDDINGS_ENV = { PG_WORKSPACE_EMBEDDINGS: 'openai', PG_WORKSPACE_EMBEDDINGS_MODEL: 'stub-embed', PG_WORKSPACE_EMBEDDINGS_DIMENSIONS: '768' };
 
 let citus: CitusCluster | null = null;
 let stub: EmbeddingStub;
@@ -82,6 +90,47 @@ describe('search and ingest on Citus (coordinator + 2 workers)', () => {
     } finally {
       await mcp.close();
       await rm(path.dirname(dir), { recursive: true, force: true });
+    }
+  }, 240_000);
+
+  it('moves the chunks to a new embedding space: one reembed run at a time, and an ingest write of the old space arriving meanwhile refused', async (ctx) => {
+    if (!citus) ctx.skip();
+    const url = await (citus as CitusCluster).createDatabase('reembed');
+    const mcp = await connectInProcess({ databaseUrl: url, embeddings: embeddingsAt(stub.openaiUrl) });
+    // A second engine (as the reembed command runs), configured for the new space: "new: " before each document.
+    const moving = new ProvisioningEngine(
+      { databaseUrl: url, dataDir: await tempDir('pgw-citus-reembed-'), extensionDirs: [], disabledExtensions: [], lockTimeoutMs: DEFAULT_LOCK_TIMEOUT_MS },
+      silentLogger,
+    );
+    moving.start();
+    try {
+      const run = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
+      const added = await run('add_documents', { project_id: 'dist', documents: [{ source: 'a.md', text: 'Shards are placed on workers by the coordinator.' }] });
+      expect(added.isError, added.text).toBe(false);
+      const { db, sql } = await moving.ready(120_000);
+      const config = parseEmbeddingsConfig({}, { ...EMBEDDINGS_ENV, PG_WORKSPACE_EMBEDDINGS_URL: stub.openaiUrl, PG_WORKSPACE_EMBEDDINGS_DOCUMENT_PREFIX: 'new: ' }) as EmbeddingsConfig;
+      const options = { projectId: 'dist', batchRows: 64, maxInputChars: 8000 };
+
+      // The ingest passes the pin's check and waits for its embedding; the move starts meanwhile.
+      stub.reset();
+      stub.fail({ delayMs: 1500 }, { delayMs: 1000 });
+      const writing = run('add_documents', { project_id: 'dist', documents: [{ source: 'b.md', text: 'Reference tables are copied to every node.' }] });
+      while (stub.requests.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+      const first = reembed(db, sql, new HttpEmbedder(config, silentLogger), options);
+      while (stub.requests.length === 1) await new Promise((resolve) => setTimeout(resolve, 10));
+      // A second run beside the first leaves the column alone.
+      expect(await reembed(db, sql, new HttpEmbedder(config, silentLogger), options)).toMatchObject([{ table: 'chunks', outcome: 'busy' }]);
+      expect(await first).toMatchObject([{ table: 'chunks', outcome: 'moved', done: 1, total: 1 }]);
+      const refused = await writing;
+      expect(refused.isError).toBe(true);
+      expect(refused.text).toContain('holds vectors of openai "stub-embed" (768 dimensions, document prefix "new: ")');
+
+      const rows = await sqlOn(url, 'SELECT content, embedding::text AS embedding FROM project_dist.chunks ORDER BY id');
+      expect(rows.map((r) => r['content'])).toEqual(['Shards are placed on workers by the coordinator.']);
+      expect(cosine(JSON.parse(String(rows[0]?.['embedding'])) as number[], stubEmbedding('new: Shards are placed on workers by the coordinator.', 768))).toBeGreaterThan(0.9999);
+    } finally {
+      await moving.close();
+      await mcp.close();
     }
   }, 240_000);
 });

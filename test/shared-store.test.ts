@@ -6,7 +6,7 @@ import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SOCKET_FILE } from '../src/db/embedded/pglite-socket-server.js';
 import { dbUrlOf, SharedStore, socketDirOf } from '../src/db/embedded/shared-store.js';
-import { ConnectionLostError } from '../src/db/sql-errors.js';
+import { ConnectionLostError, sqlState } from '../src/db/sql-errors.js';
 import { silentLogger } from '../src/logger.js';
 import { findPgBinDir } from './support/pg-cluster.js';
 import { tempDir } from './support/fixtures.js';
@@ -144,6 +144,44 @@ describe('the shared embedded store (in-process owner and socket clients)', () =
       })(),
     ]);
     expect(wrong).toEqual([]);
+  });
+
+  it("ends a statement at its timeout: the call fails with 57014, its transaction rolls back, committed rows stay, and the others' calls go on", async () => {
+    const dir = await tempDir('pgw-shared-');
+    const owner = await openStore(dir);
+    const other = await openStore(dir);
+    await owner.exec('CREATE TABLE t (id int)');
+    await owner.query('INSERT INTO t VALUES ($1)', [1]);
+    const sleep = [{ sql: "SELECT pg_catalog.set_config('statement_timeout', '300', true)" }, { sql: 'SELECT pg_sleep(30)' }];
+
+    // This process's own pipeline, and another process's through the socket: PostgreSQL's error, as an outcome.
+    for (const store of [owner, other]) {
+      const started = Date.now();
+      const waiting = owner.query<{ n: number }>('SELECT count(*)::int AS n FROM t');
+      const outcome = await store.pipeline(sleep);
+      expect(sqlState(outcome.error)).toBe('57014');
+      expect(Date.now() - started).toBeLessThan(15_000);
+      // The call that waited for the session meanwhile runs once the store is back.
+      expect(await waiting).toEqual([{ n: 1 }]);
+    }
+
+    // A client inside a transaction: it is failed, as PostgreSQL fails it, until the client rolls back.
+    const [a, b] = [await connect(dir), await connect(dir)];
+    await a.query('BEGIN');
+    await a.query('INSERT INTO t VALUES ($1)', [2]);
+    await a.query("SET LOCAL statement_timeout = '300'");
+    await expect(a.query('SELECT pg_sleep(30)')).rejects.toMatchObject({ code: '57014', message: 'canceling statement due to statement timeout' });
+    const fromB = b.query('SELECT count(*)::int AS n FROM t WHERE id > $1', [0]);
+    await expect(a.query('INSERT INTO t VALUES ($1)', [3])).rejects.toMatchObject({ code: '25P02' });
+    await a.query('ROLLBACK');
+    expect((await fromB).rows).toEqual([{ n: 1 }]);
+
+    // Mid-way through an extended-protocol exchange: skipped to its Sync, and the connection goes on.
+    await a.query("SET statement_timeout = '300'");
+    await expect(a.query('SELECT pg_sleep($1)', [30])).rejects.toMatchObject({ code: '57014' });
+    await a.query('RESET statement_timeout');
+    expect((await a.query('SELECT count(*)::int AS n FROM t WHERE id > $1', [0])).rows).toEqual([{ n: 1 }]);
+    expect(await other.query('SELECT count(*)::int AS n FROM t')).toEqual([{ n: 1 }]);
   });
 
   it('rolls back what a client left open when it disconnects: a transaction, or an exchange waiting for its Sync', async () => {

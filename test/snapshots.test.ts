@@ -1,10 +1,10 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sandboxedWorkspaces } from '../src/sandboxed-workspaces.js';
-import type { Database, Queryable } from '../src/db/database.js';
+import type { Database } from '../src/db/database.js';
 import { PostgresDatabase } from '../src/db/postgres/postgres-database.js';
 import { dbUrlOf } from '../src/db/embedded/shared-store.js';
+import { sandboxedWorkspaces } from '../src/sandboxed-workspaces.js';
 import type { InstallPlan } from '../src/installer/install-plan.js';
 import { silentLogger } from '../src/logger.js';
 import { diagnose } from '../src/operations/doctor.js';
@@ -14,6 +14,7 @@ import { backendPerKind, BACKEND_KINDS } from './support/backend-per-kind.js';
 import { install, planFor, tempDir, writeExtension } from './support/fixtures.js';
 import { callTool, connectInProcess } from './support/mcp.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
+import { schemaExists, stateOf } from './support/schema-state.js';
 import { MAIN, startServerProcess } from './support/server-process.js';
 
 /*
@@ -44,6 +45,31 @@ async function services(db: Database, snapshotLimits?: SnapshotLimits) {
   return { manager, sql };
 }
 
+/** Storage options, grants within the workspace and comments, which a snapshot keeps too. */
+const STORAGE_GRANTS_COMMENTS = [
+  'ALTER TABLE tasks SET (fillfactor = 70, autovacuum_enabled = false, toast.autovacuum_enabled = false)',
+  'CREATE INDEX tasks_title_ff ON tasks (title) WITH (fillfactor = 50)',
+  'ALTER INDEX tasks_pkey SET (fillfactor = 60)',
+  'ALTER TABLE steps ALTER COLUMN note SET STORAGE EXTERNAL',
+  'ALTER TABLE steps ALTER COLUMN note SET STATISTICS 500',
+  'ALTER TABLE steps ALTER COLUMN note SET (n_distinct = 10)',
+  // The tool's parser refuses GRANT and REVOKE; an agent can still run them from a function of its own.
+  `CREATE FUNCTION make_grants() RETURNS int LANGUAGE plpgsql AS $f$ BEGIN
+     REVOKE TRUNCATE ON tasks FROM CURRENT_USER; GRANT SELECT (title) ON tasks TO CURRENT_USER;
+     REVOKE ALL ON FUNCTION twice(integer) FROM PUBLIC; REVOKE USAGE ON SEQUENCE tickets FROM CURRENT_USER; RETURN 1; END $f$`,
+  'SELECT make_grants()',
+  "COMMENT ON TABLE tasks IS 'the tasks'",
+  "COMMENT ON COLUMN tasks.title IS 'what to do'",
+  "COMMENT ON FUNCTION twice(integer) IS 'doubles'",
+  "COMMENT ON TYPE mood IS 'feelings'",
+  "COMMENT ON DOMAIN positive IS 'above zero'",
+  "COMMENT ON VIEW heavy IS 'the heavy ones'",
+  "COMMENT ON INDEX tasks_doubled IS 'by double weight'",
+  "COMMENT ON CONSTRAINT tasks_title_key ON tasks IS 'one of each'",
+  "COMMENT ON SEQUENCE tickets IS 'numbers'",
+  "COMMENT ON TRIGGER tasks_upper ON tasks IS 'shouts'",
+];
+
 /** What an agent builds: every kind of object a snapshot promises to keep, with rows. */
 const AGENT_OBJECTS = [
   "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')",
@@ -73,49 +99,8 @@ const AGENT_OBJECTS = [
   "CREATE FUNCTION make_policy() RETURNS int LANGUAGE plpgsql AS $f$ BEGIN EXECUTE $p$CREATE POLICY own_steps ON steps FOR SELECT USING (note <> 'hidden')$p$; RETURN 1; END $f$",
   'SELECT make_policy()',
   "SELECT nextval('tickets')",
+  ...STORAGE_GRANTS_COMMENTS,
 ];
-
-/** Every object of a schema and its definition, and every table's rows, as text (the schema's name written as <schema>). */
-async function stateOf(q: Queryable, schema: string): Promise<string> {
-  const [row] = await q.query<{ state: string }>(
-    `SELECT json_build_object(
-       'relations', (SELECT json_agg(json_build_object('name', c.relname, 'kind', c.relkind, 'owner_is_keeper', false,
-                       'columns', (SELECT json_agg(json_build_object('name', a.attname, 'type', format_type(a.atttypid, a.atttypmod),
-                                     'not_null', a.attnotnull, 'default', pg_get_expr(d.adbin, d.adrelid), 'generated', a.attgenerated,
-                                     'identity', a.attidentity) ORDER BY a.attnum)
-                                     FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-                                    WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
-                       'constraints', (SELECT json_agg(conname || ' ' || pg_get_constraintdef(k.oid) ORDER BY conname) FROM pg_constraint k WHERE k.conrelid = c.oid),
-                       'indexes', (SELECT json_agg(pg_get_indexdef(i.indexrelid) ORDER BY 1) FROM pg_index i WHERE i.indrelid = c.oid),
-                       'triggers', (SELECT json_agg(pg_get_triggerdef(t.oid) ORDER BY t.tgname) FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal),
-                       'policies', (SELECT json_agg(p.polname || ' ' || pg_get_expr(p.polqual, p.polrelid) ORDER BY p.polname) FROM pg_policy p WHERE p.polrelid = c.oid),
-                       'rls', c.relrowsecurity,
-                       'view', CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END) ORDER BY c.relname)
-                      FROM pg_class c WHERE c.relnamespace = to_regnamespace($1)),
-       'functions', (SELECT json_agg(p.proname || '(' || pg_get_function_arguments(p.oid) || ') ' || pg_get_function_result(p.oid) || ' ' || p.prosrc ORDER BY p.proname)
-                       FROM pg_proc p WHERE p.pronamespace = to_regnamespace($1)),
-       'types', (SELECT json_agg(t.typname || ' ' || t.typtype::text ORDER BY t.typname) FROM pg_type t WHERE t.typnamespace = to_regnamespace($1)),
-       'enum', (SELECT json_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid WHERE t.typnamespace = to_regnamespace($1))
-     )::text AS state`,
-    [schema],
-  );
-  const tables = await q.query<{ name: string; kind: string }>(
-    "SELECT relname AS name, relkind::text AS kind FROM pg_class WHERE relnamespace = to_regnamespace($1) AND relkind IN ('r', 'm', 'S') ORDER BY 1",
-    [schema],
-  );
-  const data: Record<string, unknown> = {};
-  for (const t of tables) {
-    const from = `"${schema}"."${t.name}"`;
-    data[t.name] =
-      t.kind === 'S'
-        ? (await q.query(`SELECT last_value::text, is_called FROM ${from}`))[0]
-        : (await q.query<{ r: string }>(`SELECT to_jsonb(t)::text AS r FROM ${from} t`)).map((r) => r.r).sort();
-  }
-  return `${row?.state ?? ''}\n${JSON.stringify(data)}`.replaceAll(schema, '<schema>');
-}
-
-const schemaExists = async (q: Queryable, schema: string) =>
-  (await q.query<{ present: boolean }>('SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1) AS present', [schema]))[0]?.present;
 
 for (const kind of BACKEND_KINDS) {
   describe(`workspace snapshots on ${kind}`, () => {
@@ -153,6 +138,10 @@ for (const kind of BACKEND_KINDS) {
       expect(await stateOf(db, 'project_ws_a__snap_2')).toBe(broken);
       expect(await schemaExists(db, 'project_ws_a__snap_1')).toBe(false);
       expect((await manager.listSnapshots('ws-a')).map((s) => [s.snapshot, s.origin])).toEqual([[2, 'restore']]);
+      // The server's marker is the workspace's schema's, whichever state it holds (ensure takes back only a marked schema).
+      const marker = async (schema: string) =>
+        (await db.query<{ c: string | null }>("SELECT obj_description(to_regnamespace($1), 'pg_namespace') AS c", [schema]))[0]?.c;
+      expect([await marker('project_ws_a'), await marker('project_ws_a__snap_2')]).toEqual(['pg-workspace-mcp workspace ws-a', null]);
 
       // The SQL tools work on the restored state as before: the trigger fires, identity and sequences go on where they were.
       const inserted = await sql.execute('ws-a', "INSERT INTO tasks (title, weight) VALUES ('again', 3) RETURNING id, title, ticket, doubled", []);
@@ -284,19 +273,33 @@ for (const kind of BACKEND_KINDS) {
       await manager.restore('ws-r', 1);
       expect((await sql.query('ws-r', 'SELECT body FROM notes', [])).rows).toEqual([['precious']]);
 
-      // Its snapshots and their role are named for its id: a rename is refused, changing nothing.
-      await expect(manager.rename('ws-r', 'ws-r2')).rejects.toThrow('Workspace "ws-r" has 1 snapshot(s), whose schemas and role are named for its id');
-      expect(await schemaExists(db, 'project_ws_r')).toBe(true);
-
+      // A rename carries its snapshots along (schemas, rows, snapshot role), in one transaction.
       const [{ database } = { database: '' }] = await db.query<{ database: string }>('SELECT current_database()::text AS database');
-      const keeper = snapshotRoleNameFor(database, 'ws-r');
-      const outcome = await manager.drop('ws-r');
-      expect(outcome.changes.join('\n')).toMatch(/dropped its 1 snapshot\(s\): project_ws_r__snap_2[^]*dropped its snapshot role/);
+      await sql.execute('ws-r', "UPDATE notes SET body = 'changed'", []);
+      await manager.snapshot('ws-r');
+      await sql.execute('ws-r', "UPDATE notes SET body = 'later'", []);
+      const renamed = await manager.rename('ws-r', 'ws-r2');
+      expect(renamed.join('\n')).toContain('renamed its 2 snapshot(s) to project_ws_r2__snap_2, project_ws_r2__snap_3');
+      expect(renamed.join('\n')).toContain(`renamed its snapshot role ${snapshotRoleNameFor(database, 'ws-r')} to ${snapshotRoleNameFor(database, 'ws-r2')}`);
+      expect(await manager.listSnapshots('ws-r')).toEqual([]);
+      expect((await manager.listSnapshots('ws-r2')).map((s) => s.schema_name)).toEqual(['project_ws_r2__snap_2', 'project_ws_r2__snap_3']);
+      expect(await schemaExists(db, 'project_ws_r__snap_3')).toBe(false);
+      const [owner] = await db.query<{ owner: string }>("SELECT pg_get_userbyid(relowner)::text AS owner FROM pg_class WHERE oid = 'project_ws_r2__snap_3.notes'::regclass");
+      expect(owner?.owner).toBe(snapshotRoleNameFor(database, 'ws-r2'));
+      await expect(sql.query('ws-r2', 'SELECT * FROM project_ws_r2__snap_3.notes', [])).rejects.toThrow(/permission denied for schema/);
+      // Its snapshots serve under the new id.
+      await manager.restore('ws-r2', 3);
+      expect((await sql.query('ws-r2', 'SELECT body FROM notes', [])).rows).toEqual([['changed']]);
+      expect((await diagnose(db, plan)).findings.filter((f) => f.severity !== 'info')).toEqual([]);
+
+      const keeper = snapshotRoleNameFor(database, 'ws-r2');
+      const outcome = await manager.drop('ws-r2');
+      expect(outcome.changes.join('\n')).toMatch(/dropped its 2 snapshot\(s\): project_ws_r2__snap_2, project_ws_r2__snap_4[^]*dropped its snapshot role/);
       const [left] = await db.query<{ schemas: number; roles: number; rows: number }>(
         `SELECT (SELECT count(*)::int FROM pg_namespace WHERE nspname LIKE 'project\\_ws\\_r%') AS schemas,
-                (SELECT count(*)::int FROM pg_roles WHERE rolname IN ($1, $2)) AS roles,
+                (SELECT count(*)::int FROM pg_roles WHERE rolname IN ($1, $2, $3, $4)) AS roles,
                 (SELECT count(*)::int FROM project_registry.workspace_snapshots) AS rows`,
-        [keeper, roleNameFor(database, 'ws-r')],
+        [keeper, roleNameFor(database, 'ws-r2'), snapshotRoleNameFor(database, 'ws-r'), roleNameFor(database, 'ws-r')],
       );
       expect(left).toEqual({ schemas: 0, roles: 0, rows: 0 });
     });
@@ -330,6 +333,8 @@ for (const kind of BACKEND_KINDS) {
 
       const fork = await manager.fork('ws-src', 'ws-copy', 1);
       expect(fork.schemaName).toBe('project_ws_copy');
+      const [marked] = await db.query<{ c: string | null }>("SELECT obj_description('project_ws_copy'::regnamespace, 'pg_namespace') AS c");
+      expect(marked?.c).toBe('pg-workspace-mcp workspace ws-copy');
       // Same objects and rows, except that the policy names the fork's... PUBLIC stays PUBLIC here.
       expect(await stateOf(db, 'project_ws_copy')).toBe(source);
       // Its own data: a change in the fork leaves the source alone, and the fork is a current workspace.
@@ -354,6 +359,42 @@ for (const kind of BACKEND_KINDS) {
     });
   });
 }
+
+describe('the snapshot role is the one the registry records (postgres)', () => {
+  it('a database renamed keeps its snapshot role: a restore hands the kept state to it, a drop drops it', async (ctx) => {
+    if (!cluster) return ctx.skip();
+    const running = cluster;
+    const name = new URL(await running.createDatabase('snap_renamed')).pathname.slice(1);
+    const keeper = snapshotRoleNameFor(name, 'ws-d');
+    let db: Database = new PostgresDatabase({ connectionString: running.url(name) });
+    try {
+      const { manager, sql } = await services(db);
+      await sql.execute('ws-d', "INSERT INTO notes (body) VALUES ('kept')", []);
+      await manager.snapshot('ws-d');
+    } finally {
+      await db.close();
+    }
+    await running.sql(`ALTER DATABASE ${name} RENAME TO ${name}_old`);
+    db = new PostgresDatabase({ connectionString: running.url(`${name}_old`) });
+    try {
+      const { manager, sql } = await services(db);
+      await sql.execute('ws-d', "UPDATE notes SET body = 'changed'", []);
+      await manager.restore('ws-d', 1);
+      expect((await sql.query('ws-d', 'SELECT body FROM notes', [])).rows).toEqual([['kept']]);
+      // The state the restore kept went to the snapshot role the snapshot was taken with, not to a new one.
+      const [owner] = await db.query<{ owner: string }>("SELECT pg_get_userbyid(relowner)::text AS owner FROM pg_class WHERE oid = 'project_ws_d__snap_2.notes'::regclass");
+      expect(owner?.owner).toBe(keeper);
+      expect((await manager.drop('ws-d')).changes.join('\n')).toContain(`dropped its snapshot role ${keeper}`);
+      const [left] = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_roles WHERE rolname IN ($1, $2)', [
+        keeper,
+        snapshotRoleNameFor(`${name}_old`, 'ws-d'),
+      ]);
+      expect(left?.n).toBe(0);
+    } finally {
+      await db.close();
+    }
+  }, 120_000);
+});
 
 /*
  * The escape suite of snapshots and forks: each trap is agent code in a place a copy might run

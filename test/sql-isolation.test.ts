@@ -353,21 +353,19 @@ const ATTACKS: Attack[] = [
     expect: /permission denied for table shared_lookup/,
   },
   // Time and size.
-  { name: 'pg_sleep past the timeout', attack: { tool: 'query', sql: 'SELECT pg_sleep(30)' }, expect: /statement timeout/, postgresOnly: true },
+  { name: 'pg_sleep past the timeout', attack: { tool: 'query', sql: 'SELECT pg_sleep(30)' }, expect: /statement timeout/ },
   {
     // Folded while the statement is planned, before its rows are fetched by a statement of its own.
     name: 'an IMMUTABLE function lifting the timeout at plan time',
     setup: [{ tool: 'execute', sql: "CREATE FUNCTION no_timeout() RETURNS int LANGUAGE plpgsql IMMUTABLE AS $f$ BEGIN PERFORM set_config('statement_timeout', '0', true); RETURN 1; END $f$" }],
     attack: { tool: 'query', sql: 'SELECT pg_sleep(30), no_timeout()' },
     expect: /statement timeout/,
-    postgresOnly: true,
   },
   {
     name: "the same in a data change (one statement: its timeout is armed before any agent code)",
     setup: [{ tool: 'execute', sql: "CREATE FUNCTION no_timeout_too() RETURNS int LANGUAGE plpgsql IMMUTABLE AS $f$ BEGIN PERFORM set_config('statement_timeout', '0', true); RETURN 1; END $f$" }],
     attack: { tool: 'execute', sql: 'INSERT INTO notes (body) SELECT pg_sleep(30)::text || no_timeout_too()' },
     expect: /statement timeout/,
-    postgresOnly: true,
   },
   {
     name: 'a huge result',
@@ -403,7 +401,9 @@ for (const kind of ['pglite', 'postgres'] as const) {
     const run = (name: string, args: Record<string, unknown>) => (server as IsolationServer).run(name, args);
 
     beforeAll(async () => {
-      server = await startIsolationServer(kind, cluster, { role: 'mcp_app', databasePrefix: 'iso', statementTimeoutMs: TIMEOUT_MS, disabledExtensions: ['codebase'] });
+      // PGlite makes and sends the 10 MB error below far slower than PostgreSQL (seconds on a loaded machine).
+      const statementTimeoutMs = kind === 'pglite' ? 5_000 : TIMEOUT_MS;
+      server = await startIsolationServer(kind, cluster, { role: 'mcp_app', databasePrefix: 'iso', statementTimeoutMs, disabledExtensions: ['codebase'] });
       if (!server) return;
       ({ serverDb, snapshot } = server);
       for (const id of ['alpha', 'beta']) expect((await run('ensure_workspace', { project_id: id })).isError).toBe(false);

@@ -15,7 +15,9 @@ CREATE TABLE IF NOT EXISTS project_registry.workspace_config (
     workspace_schema_fingerprint text,
     -- The workspace's PostgreSQL role (src/sandbox/sandbox-ddl.ts), recorded when its SQL tools
     -- first make it and read ever after, never recomputed. UNIQUE: a role serves one workspace.
-    role_name                    text UNIQUE
+    role_name                    text UNIQUE,
+    -- The role owning its snapshots (docs/snapshots.md), recorded when first made, likewise.
+    snapshot_role_name           text UNIQUE
 );
 
 -- Migration ledger of the global install: one row per applied migration, written in the

@@ -11,7 +11,7 @@ const INSTALL_ALLOWANCE_MS = 60_000;
 /**
  * `pg-workspace-mcp reembed (--project ID | --all)`: moves pinned vector columns to the configured
  * embedding space. Progress goes to stderr, the summary to stdout. Exit code 0 when every column
- * is in the new space, 1 when one failed or the run was interrupted (a rerun continues), 2 when
+ * is in the new space, 1 when one failed, another run was moving one, or the run was interrupted (a rerun continues), 2 when
  * it could not run.
  */
 export async function reembedWorkspaces(config: Config & { embeddings: EmbeddingsConfig }, projectId: string | undefined): Promise<number> {
@@ -45,7 +45,7 @@ export async function reembedWorkspaces(config: Config & { embeddings: Embedding
       onProgress: progressReporter(),
     });
     process.stdout.write(formatSummary(outcomes));
-    return outcomes.some((o) => o.outcome === 'failed' || o.outcome === 'interrupted') ? 1 : 0;
+    return outcomes.some((o) => o.outcome === 'failed' || o.outcome === 'interrupted' || o.outcome === 'busy') ? 1 : 0;
   } catch (error) {
     process.stderr.write(`pg-workspace-mcp reembed: ${engine.explain(error)}\n`);
     return 1;
@@ -80,6 +80,8 @@ function formatSummary(outcomes: readonly ReembedOutcome[]): string {
         return `  ${name}: moved (${o.total} rows, ${o.embedded} embedded by this run${cutNote(o)})`;
       case 'interrupted':
         return `  ${name}: interrupted at ${o.done} of ${o.total} rows; run the command again to continue`;
+      case 'busy':
+        return `  ${name}: not moved: ${o.error ?? 'another run holds it'}`;
       case 'failed':
         return `  ${name}: failed at ${o.done} of ${o.total} rows: ${o.error ?? 'unknown error'}\n    A rerun continues from there.`;
     }

@@ -10,6 +10,16 @@ export function quoteIdent(name: string): string {
   return pg.escapeIdentifier(name);
 }
 
+/**
+ * Quotes a value as a string literal, exactly as pg.escapeLiteral does (`'` and `\\` doubled, an
+ * `E` prefix when there is a backslash), in one regular-expression pass: pg's loop appends one
+ * character at a time, which cost ingest a third of its time on megabytes of vectors.
+ */
+export function quoteLiteral(value: string): string {
+  const doubled = value.replace(/['\\]/g, '$&$&');
+  return value.includes('\\') ? ` E'${doubled}'` : `'${doubled}'`;
+}
+
 /** Names are matched exactly as stored in the catalog (unquoted SQL names are lower case). */
 export function validateIdentifier(name: string, what: string): string {
   if (typeof name !== 'string' || name.length === 0) throw new RangeError(`The ${what} name must not be empty.`);

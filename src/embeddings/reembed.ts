@@ -1,4 +1,5 @@
-import type { Queryable } from '../db/database.js';
+import { createHash } from 'node:crypto';
+import type { Database, LockDecision, LockHolder, Queryable } from '../db/database.js';
 import { quoteIdent, validateIdentifier } from '../db/identifiers.js';
 import { advanceReembed, beginReembed, finishReembed, listPins, type PinnedRow, type SpaceColumn } from '../registry/embedding-space-sql.js';
 import type { AgentParam } from '../sandbox/agent-statement.js';
@@ -13,8 +14,13 @@ import { describeSpace, pinnedSpaceOf, sameSpace, spaceOf } from './embedding-sp
  * so an interrupted run resumes after it (at worst a batch whose write committed but whose
  * progress did not is embedded again). Until the last row is done the pin stays on the old space
  * with `target` set: searches of the column are refused ("being re-embedded, N of M done") and
- * only writes of the new space are taken; the pin switches once every row is done.
+ * only writes of the new space are taken; the pin switches once every row is done. One run at a
+ * time moves a column: each holds the column's lock (an advisory lock on PostgreSQL, a file lock
+ * on the embedded store, see Database.tryExclusive) while it moves it; another run skips it as busy.
  */
+
+/** What the move needs of the database: queries, and the lock one run at a time holds per column. */
+export type ReembedDatabase = Queryable & Pick<Database, 'tryExclusive'>;
 
 /** What the move needs of the SQL sandbox: a workspace's rows are read and written as its own role. */
 export interface WorkspaceRows {
@@ -28,7 +34,8 @@ export interface ReembedProgress extends SpaceColumn {
 }
 
 export interface ReembedOutcome extends SpaceColumn {
-  outcome: 'moved' | 'current' | 'interrupted' | 'failed';
+  /** busy: another run was moving the column, so this one left it alone. */
+  outcome: 'moved' | 'current' | 'interrupted' | 'failed' | 'busy';
   done: number;
   total: number;
   /** Texts embedded by this run. */
@@ -82,7 +89,7 @@ const TABLE_SHAPE = `
            WHERE a.attrelid = (SELECT oid FROM rel) AND a.attname = $3 AND NOT a.attisdropped) AS vector_type`;
 
 /** Moves every pinned column of one workspace (or all) to `embedder.space`, one column after another. */
-export async function reembed(db: Queryable, rows: WorkspaceRows, embedder: Embedder, options: ReembedOptions): Promise<ReembedOutcome[]> {
+export async function reembed(db: ReembedDatabase, rows: WorkspaceRows, embedder: Embedder, options: ReembedOptions): Promise<ReembedOutcome[]> {
   const outcomes: ReembedOutcome[] = [];
   for (const pinned of await listPins(db, options.projectId)) {
     const column = { projectId: pinned.project_id, table: pinned.table_name, column: pinned.column_name };
@@ -90,9 +97,33 @@ export async function reembed(db: Queryable, rows: WorkspaceRows, embedder: Embe
       outcomes.push({ ...column, outcome: 'interrupted', done: Number(pinned.reembed_done), total: Number(pinned.reembed_total), embedded: 0, cut: 0 });
       continue;
     }
-    outcomes.push(await moveColumn(db, rows, embedder, pinned, options));
+    let holders: LockHolder[] | undefined;
+    const attempt = {
+      nameHolders: () => true,
+      decide: (decision: LockDecision) => {
+        if (!decision.locked) holders = decision.holders;
+        return true;
+      },
+    };
+    const moved = await db.tryExclusive(columnLockKey(column), attempt, async () => {
+      // Read again under the lock: the run that held it may have moved the column meanwhile.
+      const now = (await listPins(db, column.projectId)).find((p) => p.table_name === column.table && p.column_name === column.column);
+      return moveColumn(db, rows, embedder, now ?? pinned, options);
+    });
+    outcomes.push(moved ?? { ...column, outcome: 'busy', done: Number(pinned.reembed_done), total: Number(pinned.reembed_total), embedded: 0, cut: 0, error: busyMessage(holders) });
   }
   return outcomes;
+}
+
+/** The column's lock: 63 bits of sha256 of what names it, in a space of its own ("reembed"); not negative, as lockHolders reads keys. */
+function columnLockKey(c: SpaceColumn): bigint {
+  return createHash('sha256').update(JSON.stringify(['reembed', c.projectId, c.table, c.column])).digest().readBigUInt64BE(0) >> 1n;
+}
+
+function busyMessage(holders: readonly LockHolder[] | undefined): string {
+  const holder = holders?.[0];
+  const who = holder ? ` (process ${holder.pid}${holder.held_seconds !== null ? `, for ${holder.held_seconds} s` : ''})` : '';
+  return `another reembed run is moving this column now${who}; this run left it alone. Wait for that run to finish (or stop it), then run this again if needed.`;
 }
 
 async function moveColumn(db: Queryable, rows: WorkspaceRows, embedder: Embedder, pinned: PinnedRow, options: ReembedOptions): Promise<ReembedOutcome> {

@@ -255,7 +255,7 @@ export async function rolesWithoutWorkspace(q: Queryable, orphanIds: readonly st
   const owned = new Set([
     ...registered.map((w) => w.role_name ?? roleNameFor(database, w.project_id)),
     ...orphanIds.map((id) => roleNameFor(database, id)),
-    ...registered.map((w) => snapshotRoleNameFor(database, w.project_id)),
+    ...registered.map((w) => w.snapshot_role_name ?? snapshotRoleNameFor(database, w.project_id)),
   ]);
   return roles.filter((role) => !owned.has(role));
 }

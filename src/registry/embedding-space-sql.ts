@@ -54,6 +54,28 @@ export async function insertOrReadPin(q: Queryable, c: SpaceColumn, textColumn: 
   return row;
 }
 
+/**
+ * The first statement of a transaction that writes vectors of space `s` into the column (run as
+ * the server, before the writes, in the same transaction): locks the pin FOR SHARE to the end of
+ * the transaction, so `reembed` cannot begin moving the column (an UPDATE of the pin, which waits)
+ * before the write commits, and fails (22P02, invalid input for int4: plain SQL has no RAISE)
+ * unless `s` is the space the column takes now: its target while a move runs, else its pinned one.
+ * The check before embedding (insertOrReadPin) ran in an earlier transaction: a move may have
+ * begun since.
+ */
+export function holdPinStatement(c: SpaceColumn, s: EmbeddingSpace): { sql: string; params: string[] } {
+  return {
+    sql: `SELECT (coalesce((
+        SELECT CASE WHEN coalesce(p.target, jsonb_build_object('provider', p.provider, 'model', p.model, 'dimensions', p.dimensions,
+                                                               'queryPrefix', p.query_prefix, 'documentPrefix', p.document_prefix)) = $4::jsonb
+                    THEN '0' ELSE 'the embedding space of ' || p.table_name || '.' || p.column_name || ' changed before this write' END
+          FROM project_registry.embedding_spaces p
+         WHERE p.project_id = $1 AND p.table_name = $2 AND p.column_name = $3
+           FOR SHARE), 'the embedding space pin of this column is gone'))::int4`,
+    params: [c.projectId, c.table, c.column, JSON.stringify(s)],
+  };
+}
+
 export async function readPin(q: Queryable, c: SpaceColumn): Promise<PinnedRow | undefined> {
   const [row] = await q.query<PinnedRow>(
     `SELECT ${COLUMNS} FROM project_registry.embedding_spaces WHERE project_id = $1 AND table_name = $2 AND column_name = $3`,

@@ -42,7 +42,8 @@ const WORKSPACE_ROLES = `
    WHERE starts_with(r.rolname, $1) ORDER BY r.rolname`;
 
 /** Read through to_jsonb: doctor also reads a registry installed before the column existed. */
-const REGISTERED_ROLES = `SELECT w.project_id, pg_catalog.to_jsonb(w) ->> 'role_name' AS role_name FROM project_registry.workspace_config w`;
+const REGISTERED_ROLES = `SELECT w.project_id, pg_catalog.to_jsonb(w) ->> 'role_name' AS role_name,
+       pg_catalog.to_jsonb(w) ->> 'snapshot_role_name' AS snapshot_role_name FROM project_registry.workspace_config w`;
 
 /**
  * Workspace roles (pgw_…) that own something or hold a privilege in more than one registered
@@ -95,13 +96,22 @@ const DELETE_WORKSPACE_ROW = `
  * The ledger's foreign key (ON UPDATE NO ACTION) is checked at the end of the statement, when
  * both sides point at the new id.
  */
+/**
+ * One statement: the snapshot rows' foreign key (no ON UPDATE CASCADE) is checked at its end,
+ * when the registry row and they carry the new id together.
+ */
 const RENAME_WORKSPACE_ROWS = `
   WITH ledger AS (
     UPDATE project_registry.workspace_migrations SET project_id = $2 WHERE project_id = $1 RETURNING 1
   ), registry AS (
     UPDATE project_registry.workspace_config SET project_id = $2, schema_name = $3 WHERE project_id = $1 RETURNING 1
+  ), snapshots AS (
+    UPDATE project_registry.workspace_snapshots s SET project_id = $2, schema_name = m.schema_name
+      FROM unnest($4::int[], $5::text[]) AS m(snapshot, schema_name)
+     WHERE s.project_id = $1 AND s.snapshot = m.snapshot RETURNING 1
   )
-  SELECT (SELECT count(*)::int FROM registry) AS registry_rows, (SELECT count(*)::int FROM ledger) AS ledger_rows`;
+  SELECT (SELECT count(*)::int FROM registry) AS registry_rows, (SELECT count(*)::int FROM ledger) AS ledger_rows,
+         (SELECT count(*)::int FROM snapshots) AS snapshot_rows`;
 
 const ROLE_EXISTS = 'SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $1) AS present';
 
@@ -213,7 +223,8 @@ export async function currentDatabase(q: Queryable): Promise<string> {
 }
 
 /** Every registered workspace with its recorded role (null: none recorded yet). */
-export const registeredRoles = (q: Queryable) => q.query<{ project_id: string; role_name: string | null }>(REGISTERED_ROLES);
+export const registeredRoles = (q: Queryable) =>
+  q.query<{ project_id: string; role_name: string | null; snapshot_role_name: string | null }>(REGISTERED_ROLES);
 
 export interface SharedRole {
   role_name: string;
@@ -237,14 +248,22 @@ export async function deleteWorkspaceRows(tx: Queryable, projectId: string): Pro
 }
 
 /** Moves a workspace's registry and ledger rows from id `from` to `to` (schema `schemaName`); how many of each moved. */
+/** Moves a workspace's registry, ledger and snapshot rows to a new id, its snapshots to their new schema names. */
 export async function renameWorkspaceRows(
   tx: Queryable,
   from: string,
   to: string,
   schemaName: string,
-): Promise<{ registryRows: number; ledgerRows: number }> {
-  const moved = await first<{ registry_rows: number; ledger_rows: number }>(tx, RENAME_WORKSPACE_ROWS, [from, to, schemaName]);
-  return { registryRows: moved.registry_rows, ledgerRows: moved.ledger_rows };
+  snapshots: readonly { snapshot: number; schemaName: string }[],
+): Promise<{ registryRows: number; ledgerRows: number; snapshotRows: number }> {
+  const moved = await first<{ registry_rows: number; ledger_rows: number; snapshot_rows: number }>(tx, RENAME_WORKSPACE_ROWS, [
+    from,
+    to,
+    schemaName,
+    snapshots.map((s) => s.snapshot),
+    snapshots.map((s) => s.schemaName),
+  ]);
+  return { registryRows: moved.registry_rows, ledgerRows: moved.ledger_rows, snapshotRows: moved.snapshot_rows };
 }
 
 export async function roleExists(q: Queryable, roleName: string): Promise<boolean> {

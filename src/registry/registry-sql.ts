@@ -466,6 +466,19 @@ export async function recordWorkspaceRole(tx: Queryable, projectId: string, role
   await tx.query('UPDATE project_registry.workspace_config SET role_name = $2 WHERE project_id = $1 AND role_name IS NULL', [projectId, roleName]);
 }
 
+/** The snapshot role recorded for a workspace; undefined when none is. */
+export async function recordedSnapshotRole(q: Queryable, projectId: string): Promise<string | undefined> {
+  const [row] = await q.query<{ name: string | null }>('SELECT snapshot_role_name AS name FROM project_registry.workspace_config WHERE project_id = $1', [
+    projectId,
+  ]);
+  return row?.name ?? undefined;
+}
+
+/** Records (or with null clears) a workspace's snapshot role: when made, and when a rename renames it. */
+export async function setSnapshotRole(tx: Queryable, projectId: string, roleName: string | null): Promise<void> {
+  await tx.query('UPDATE project_registry.workspace_config SET snapshot_role_name = $2 WHERE project_id = $1', [projectId, roleName]);
+}
+
 /** Sets (or with null clears) a workspace's recorded role: a rename renames its role too. */
 export async function setWorkspaceRole(tx: Queryable, projectId: string, roleName: string | null): Promise<void> {
   await tx.query('UPDATE project_registry.workspace_config SET role_name = $2 WHERE project_id = $1', [projectId, roleName]);

@@ -54,11 +54,16 @@ export async function snapshotTotals(q: Queryable, projectId: string): Promise<{
 
 /**
  * The bytes a schema's tables, materialized views and sequences take, indexes and TOAST
- * included: catalog functions only, nothing of the agent's runs.
+ * included: catalog functions only, nothing of the agent's runs. On Citus a distributed table's
+ * bytes are its shards' (citus_total_relation_size), not the coordinator's empty shell's.
  */
-export async function schemaSize(q: Queryable, schemaName: string): Promise<number> {
+export async function schemaSize(q: Queryable, schemaName: string, citus: boolean): Promise<number> {
+  const size = citus
+    ? `CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = c.oid)
+            THEN pg_catalog.citus_total_relation_size(c.oid) ELSE pg_catalog.pg_total_relation_size(c.oid) END`
+    : 'pg_catalog.pg_total_relation_size(c.oid)';
   const [row] = await q.query<{ bytes: number }>(
-    `SELECT coalesce(sum(pg_catalog.pg_total_relation_size(c.oid)), 0)::float8 AS bytes
+    `SELECT coalesce(sum(${size}), 0)::float8 AS bytes
        FROM pg_catalog.pg_class c
       WHERE c.relnamespace = (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = $1) AND c.relkind IN ('r', 'm', 'S')`,
     [schemaName],

@@ -1,5 +1,5 @@
 import { parse } from 'libpg-query';
-import pg from 'pg';
+import { quoteLiteral } from '../db/identifiers.js';
 
 /**
  * A first, parser-level check of SQL sent to `query` and `execute` (defence in depth: the
@@ -179,9 +179,9 @@ function bindParams(sql: string, refs: { number: number; location: number }[], p
 
 function literalOf(value: AgentParam): string {
   if (value === null) return 'NULL';
-  if (typeof value === 'string') return pg.escapeLiteral(value);
-  if (typeof value === 'number' || typeof value === 'boolean') return pg.escapeLiteral(String(value));
+  if (typeof value === 'string') return quoteLiteral(value);
+  if (typeof value === 'number' || typeof value === 'boolean') return quoteLiteral(String(value));
   // An array of numbers is a vector literal ('[1,2,3]'); anything else is JSON.
-  if (Array.isArray(value) && value.every((v) => typeof v === 'number')) return pg.escapeLiteral(`[${value.join(',')}]`);
-  return pg.escapeLiteral(JSON.stringify(value));
+  if (Array.isArray(value) && value.every((v) => typeof v === 'number')) return quoteLiteral(`[${value.join(',')}]`);
+  return quoteLiteral(JSON.stringify(value));
 }

@@ -34,7 +34,7 @@ import {
 } from './sandbox-ddl.js';
 
 export interface SqlLimits {
-  /** Every call's statement timeout (PostgreSQL; PGlite ignores it, see docs/isolation.md). */
+  /** Every call's statement timeout (on PGlite enforced by restarting its engine, see docs/isolation.md). */
   statementTimeoutMs: number;
   /** The largest max_rows a call may ask for. */
   maxRowsCap: number;
@@ -81,6 +81,15 @@ export interface ExecuteResult extends RowsResult {
 /** The SQL tools cannot run safely here; the message says what to GRANT or ALTER. */
 export class SqlToolsUnavailableError extends Error {
   override name = 'SqlToolsUnavailableError';
+}
+
+/** The guard of writeAsWorkspace failed: nothing was written. */
+export class WriteGuardError extends Error {
+  override name = 'WriteGuardError';
+
+  constructor(cause: unknown) {
+    super(`the check before this write failed: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+  }
 }
 
 export class SqlLimitError extends RangeError {
@@ -195,9 +204,16 @@ export class WorkspaceSql {
    * For server code that writes tables an agent controls (ingest into `files`/`chunks`): several
    * data changes in one transaction, each as `execute` runs one (parsed, values bound as
    * literals, as the workspace's role in its sandbox, under the statement timeout), in one
-   * round trip. All commit or none does. Returns the rows each statement affected.
+   * round trip. All commit or none does. `guard`, a statement of the server's own (no agent code)
+   * run first in the same transaction, may lock what the writes depend on and fail to stop them:
+   * its failure is a WriteGuardError. Returns the rows each statement affected.
    */
-  async writeAsWorkspace(projectId: string, statements: ReadonlyArray<{ sql: string; params: readonly AgentParam[] }>, retried = false): Promise<number[]> {
+  async writeAsWorkspace(
+    projectId: string,
+    statements: ReadonlyArray<{ sql: string; params: readonly AgentParam[] }>,
+    guard?: { sql: string; params: readonly string[] },
+    retried = false,
+  ): Promise<number[]> {
     const prepared = await Promise.all(statements.map((s) => prepareAgentStatement(s.sql, s.params, 'execute')));
     const principal = await this.#principal(projectId);
     const fn = sandboxFunction(principal.schemaName);
@@ -206,18 +222,21 @@ export class WorkspaceSql {
         sql: `SELECT pg_catalog.set_config('statement_timeout', $1, true), pg_catalog.set_config('transaction_read_only', 'off', true)`,
         params: [String(this.limits.statementTimeoutMs)],
       },
+      ...(guard ? [guard] : []),
       ...prepared.map((statement) => ({ sql: `SELECT ${fn}('run', $1, 0, 0)`, params: [statement.sql] })),
     ];
+    const firstWrite = guard ? 2 : 1;
     const outcome = completeOutcome(await this.db.pipeline(steps, projectId), steps);
     if (outcome.error) {
+      if (guard && outcome.results.length === 1) throw new WriteGuardError(outcome.error);
       const code = sqlState(outcome.error);
-      if ((code === SANDBOX_BROKEN || (code === '42883' && outcome.results.length === 1)) && !retried) {
+      if ((code === SANDBOX_BROKEN || (code === '42883' && outcome.results.length === firstWrite)) && !retried) {
         this.#principals.delete(projectId);
-        return this.writeAsWorkspace(projectId, statements, true);
+        return this.writeAsWorkspace(projectId, statements, guard, true);
       }
       throw outcome.error;
     }
-    return outcome.results.slice(1).map((r) => readSandboxAnswer(r.rows[0]?.[0] ?? '{}').total);
+    return outcome.results.slice(firstWrite).map((r) => readSandboxAnswer(r.rows[0]?.[0] ?? '{}').total);
   }
 
   /**

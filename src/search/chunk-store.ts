@@ -1,6 +1,7 @@
 import type { Embedder, Embedding } from '../embeddings/embedder.js';
 import type { AgentParam } from '../sandbox/agent-statement.js';
-import type { ExecuteResult, RowsResult } from '../sandbox/workspace-sql.js';
+import { EmbeddingSpaceError } from '../embeddings/embedding-spaces.js';
+import { WriteGuardError, type ExecuteResult, type RowsResult } from '../sandbox/workspace-sql.js';
 import type { Chunk } from './chunking.js';
 import {
   EMBEDDED_HASHES,
@@ -18,13 +19,20 @@ export interface WorkspaceWriter {
   readonly maxRowsCap: number;
   readAsWorkspace(projectId: string, sql: string, params: readonly AgentParam[], maxRows: number): Promise<RowsResult>;
   execute(projectId: string, sql: string, params: readonly AgentParam[], maxRows?: number): Promise<ExecuteResult>;
-  writeAsWorkspace(projectId: string, statements: ReadonlyArray<{ sql: string; params: readonly AgentParam[] }>): Promise<number[]>;
+  writeAsWorkspace(
+    projectId: string,
+    statements: ReadonlyArray<{ sql: string; params: readonly AgentParam[] }>,
+    guard?: { sql: string; params: readonly string[] },
+  ): Promise<number[]>;
 }
 
 /** The provider, and the pin of `chunks.embedding` to its space (embedding-spaces.ts) taken before vectors are written. */
 export interface ChunkEmbeddings {
   embedder: Embedder;
+  /** Records or checks the pin (its own transaction): refuses another space before anything is embedded. */
   pin(projectId: string): Promise<void>;
+  /** The statement each write transaction starts with: the pin checked again and held until the write commits. */
+  hold(projectId: string): { sql: string; params: readonly string[] };
 }
 
 export interface Repository {
@@ -62,15 +70,18 @@ export interface FileOutcome {
 const HASHES_PER_LOOKUP = 2000;
 /** Files whose stored state one read returns. */
 const FILES_PER_LOOKUP = 200;
-/** Chunks embedded per group: a few provider batches, so its concurrency is used while the group before is written. */
-const CHUNKS_PER_GROUP = 256;
+/** Chunks written per transaction at most: one provider batch at the default size, so writing starts as soon as the first batch is back. */
+const CHUNKS_PER_GROUP = 64;
+/** Groups embedded beyond the one being written (the provider's concurrency limit bounds the requests). */
+const EMBEDDING_LOOKAHEAD = 4;
 
 /**
  * Stores files and their chunks into a workspace's codebase tables: a file whose text, chunks
  * and metadata are stored already is left alone; a chunk whose hash some chunk of the workspace
  * already carries an embedding for is not embedded again; each file is then written in one
  * transaction (see ingest-sql.ts), so it is replaced whole or not at all. Files go in groups of
- * about CHUNKS_PER_GROUP chunks; embedding one group overlaps with writing the one before.
+ * at most CHUNKS_PER_GROUP chunks (a larger file alone); embedding the next groups overlaps with
+ * writing one.
  */
 export async function storeFiles(
   sandbox: WorkspaceWriter,
@@ -112,29 +123,43 @@ export async function storeFiles(
     }
   }
 
-  // Files go in groups: a group is embedded while the one before it is written, so the provider
-  // (usually the slower side) is kept busy and the writes cost little on top.
+  // Files go in small groups, embedded up to EMBEDDING_LOOKAHEAD groups ahead of the one being
+  // written: the provider's requests (all callers' share its concurrency limit) keep coming while
+  // each group is written in its own transaction, in order.
   const vectors = new Map<string, Vector>();
   const embeddedBy = new Map<string, number>();
   const outcomes = new Map<string, FileOutcome>();
-  let writing: Promise<void> = Promise.resolve();
-  for (const group of groupsOf(changed, CHUNKS_PER_GROUP)) {
-    const todo = new Map<string, Chunk>();
+  const groups = groupsOf(changed, CHUNKS_PER_GROUP);
+  const claimed = new Set<string>();
+  const stop = new AbortController();
+  const embedSignal = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
+  const embedding: Array<Promise<void>> = [];
+  const startEmbedding = (group: readonly PreparedFile[]) => {
+    const todo: Chunk[] = [];
     for (const file of group) {
       for (const chunk of file.chunks) {
-        if (!embedder || known.has(chunk.hash) || todo.has(chunk.hash) || vectors.has(chunk.hash)) continue;
-        todo.set(chunk.hash, chunk);
+        if (!embedder || known.has(chunk.hash) || claimed.has(chunk.hash)) continue;
+        claimed.add(chunk.hash);
+        todo.push(chunk);
         embeddedBy.set(file.path, (embeddedBy.get(file.path) ?? 0) + 1);
       }
     }
-    const embedding = embedder && todo.size > 0 ? embedChunks(embedder, [...todo.values()], vectors, signal) : Promise.resolve();
-    // Both settle before either failure is thrown: nothing runs on after the call returns.
-    const [embedded, written] = await Promise.allSettled([embedding, writing]);
-    if (written.status === 'rejected') throw written.reason;
-    if (embedded.status === 'rejected') throw embedded.reason;
-    writing = writeGroup(group);
+    const done = embedder && todo.length > 0 ? embedChunks(embedder, todo, vectors, embedSignal) : Promise.resolve();
+    // Awaited in its turn; until then a failure must not count as unhandled.
+    done.catch(() => undefined);
+    embedding.push(done);
+  };
+  try {
+    for (const [g, group] of groups.entries()) {
+      while (embedding.length < Math.min(groups.length, g + 1 + EMBEDDING_LOOKAHEAD)) startEmbedding(groups[embedding.length] as PreparedFile[]);
+      await embedding[g];
+      await writeGroup(group);
+    }
+  } finally {
+    // A failure stops the embeddings still running, and they settle before it is thrown: nothing runs on after the call returns.
+    stop.abort();
+    await Promise.allSettled(embedding);
   }
-  await writing;
 
   async function writeGroup(group: readonly PreparedFile[]): Promise<void> {
     signal?.throwIfAborted();
@@ -147,7 +172,7 @@ export async function storeFiles(
     const isStored = (f: PreparedFile, c: Chunk) => stored.get(f.path)?.chunkHashes.includes(c.hash) ?? false;
     const keptChunks = group.flatMap((f) => f.chunks.filter((c) => isStored(f, c)).map((c) => ({ ...chunkRow(f, c), content: null })));
     const newChunks = group.flatMap((f) => f.chunks.filter((c) => !isStored(f, c)).map((c) => chunkRow(f, c)));
-    await sandbox.writeAsWorkspace(projectId, [
+    const statements = [
       { sql: WRITE_REPOSITORY, params: [repository.path, repository.name] },
       {
         sql: WRITE_FILES,
@@ -157,7 +182,15 @@ export async function storeFiles(
       { sql: REMOVE_STALE_CHUNKS, params: [repository.path, paths, group.flatMap((f) => f.chunks.map((c) => ({ path: f.path, hash: c.hash })))] },
       { sql: UPDATE_KEPT_CHUNKS, params: [repository.path, paths, keptChunks] },
       { sql: INSERT_NEW_CHUNKS, params: [repository.path, paths, newChunks] },
-    ]);
+    ];
+    // A `reembed` may have begun moving the column since the pin was checked: the write then stops, saying why.
+    try {
+      await sandbox.writeAsWorkspace(projectId, statements, embeddings?.hold(projectId));
+    } catch (error) {
+      if (!(error instanceof WriteGuardError) || !embeddings) throw error;
+      await embeddings.pin(projectId);
+      throw new EmbeddingSpaceError(`The embedding space of workspace "${projectId}"'s chunks changed while this call ran (${error.message}): retry it.`);
+    }
     // Per file, from what was stored before: the statements above made it so, in one transaction.
     for (const file of group) {
       const before = new Set(stored.get(file.path)?.chunkHashes ?? []);
@@ -196,19 +229,19 @@ async function embedChunks(embedder: Embedder, chunks: readonly Chunk[], into: M
   });
 }
 
-/** Consecutive files holding about `chunks` chunks each (a file is never split). */
+/** Consecutive files of at most `chunks` chunks per group (a file is never split: one larger goes alone). */
 function groupsOf(files: readonly PreparedFile[], chunks: number): PreparedFile[][] {
   const groups: PreparedFile[][] = [];
   let group: PreparedFile[] = [];
   let size = 0;
   for (const file of files) {
-    group.push(file);
-    size += file.chunks.length;
-    if (size >= chunks) {
+    if (group.length > 0 && size + file.chunks.length > chunks) {
       groups.push(group);
       group = [];
       size = 0;
     }
+    group.push(file);
+    size += file.chunks.length;
   }
   if (group.length > 0) groups.push(group);
   return groups;

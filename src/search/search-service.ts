@@ -2,7 +2,8 @@ import type { Database } from '../db/database.js';
 import type { Embedder } from '../embeddings/embedder.js';
 import type { Logger } from '../logger.js';
 import type { WorkspaceSql } from '../sandbox/workspace-sql.js';
-import { pin } from '../embeddings/embedding-spaces.js';
+import { pin, spaceOf } from '../embeddings/embedding-spaces.js';
+import { holdPinStatement } from '../registry/embedding-space-sql.js';
 import type { AllowedRoots } from './allowed-roots.js';
 import type { ChunkEmbeddings } from './chunk-store.js';
 import { DirectoryIndexer, type IndexDirectoryInput, type IndexJobStatus, type ProgressListener } from './directory-index.js';
@@ -12,6 +13,8 @@ import { addDocuments, type AddDocumentsInput, type AddDocumentsResult } from '.
 import { searchWorkspace, type SearchInput, type SearchResult } from './workspace-search.js';
 
 const REPOSITORIES_LISTED = 100;
+/** The vector column ingest fills, and its pin. */
+const CHUNKS_EMBEDDING = { table: 'chunks', column: 'embedding' };
 
 export interface RepositorySummary {
   path: string;
@@ -42,7 +45,8 @@ export class SearchService {
     this.#embeddings = embedder && {
       embedder,
       // Its own short transaction: the sandbox writes that follow run on another session.
-      pin: (projectId) => db.transaction((tx) => pin(tx, { projectId, table: 'chunks', column: 'embedding', textColumn: 'content' }, embedder.space)),
+      pin: (projectId) => db.transaction((tx) => pin(tx, { projectId, ...CHUNKS_EMBEDDING, textColumn: 'content' }, embedder.space)),
+      hold: (projectId) => holdPinStatement({ projectId, ...CHUNKS_EMBEDDING }, spaceOf(embedder.space)),
     };
     this.#directories = new DirectoryIndexer(sandbox, this.#embeddings, log);
   }

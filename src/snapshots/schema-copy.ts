@@ -16,8 +16,8 @@ import pg from 'pg';
  * path, so unqualified names in them resolve to wherever the function lives.
  *
  * Order: types, functions whose signature needs no table, domain checks, sequences, tables (columns, defaults,
- * generated and identity columns), the other functions, rows, keys and checks, views and
- * materialized views, indexes, foreign keys, sequence ownership and values, triggers, row level
+ * generated and identity columns), sequence ownership, the other functions, rows, keys and checks,
+ * views and materialized views, indexes, foreign keys, sequence values, triggers, row level
  * security. Rows go in before indexes and triggers exist: no trigger fires, defaults are not
  * evaluated (every value is given), generated columns are recomputed. Objects this copy does not
  * reproduce are refused by name before anything is made.
@@ -33,6 +33,12 @@ export interface SchemaCopy {
   roleMap?: Readonly<Record<string, string>>;
   /** Takes SHARE locks on the source's tables first: its rows cannot change while they are read, its reads go on. */
   lockSource: boolean;
+  /**
+   * Which steps run (default all). On Citus the tables are made and filled first, as local
+   * tables, then distributed (citus-schema-copy.ts), then the rest is made on the distributed
+   * tables: a foreign key between local tables stops Citus from distributing either.
+   */
+  part?: 'whole' | 'before-distribution' | 'after-distribution';
 }
 
 const literal = (value: string) => pg.escapeLiteral(value);
@@ -44,6 +50,7 @@ DECLARE
   target text := ${literal(copy.target)};
   role_map jsonb := ${literal(JSON.stringify(copy.roleMap ?? {}))};
   lock_source boolean := ${copy.lockSource ? 'true' : 'false'};
+  part text := ${literal(copy.part ?? 'whole')};
 ${COPY_BODY}
 $pgw_copy$`;
 }
@@ -67,9 +74,14 @@ const COPY_BODY = `
   views text[] := '{}';
   indexes text[] := '{}';
   foreign_keys text[] := '{}';
+  storage text[] := '{}';
+  sequence_owners text[] := '{}';
   sequence_state text[] := '{}';
   triggers text[] := '{}';
   security text[] := '{}';
+  grants text[] := '{}';
+  comments text[] := '{}';
+  steps text[] := '{}';
   item record;
   definition text;
   prefix text;
@@ -223,16 +235,19 @@ BEGIN
       item.relname, pg_catalog.format_type(item.seqtypid, NULL), item.seqincrement, item.seqmin, item.seqmax, item.seqstart, item.seqcache,
       CASE WHEN item.seqcycle THEN 'CYCLE' ELSE 'NO CYCLE' END);
     IF item.owned_by IS NOT NULL THEN
-      sequence_state := sequence_state OPERATOR(pg_catalog.||) pg_catalog.format('ALTER SEQUENCE %I OWNED BY %s', item.relname, item.owned_by);
+      sequence_owners := sequence_owners OPERATOR(pg_catalog.||) pg_catalog.format('ALTER SEQUENCE %I OWNED BY %s', item.relname, item.owned_by);
     END IF;
   END LOOP;
 
-  -- Tables: columns with their types, collations, defaults, generated and identity columns.
+  -- Tables: columns with their types, collations, defaults, generated and identity columns, and
+  -- the table's storage options (its TOAST table's as toast.*).
   FOR item IN
-    SELECT c.oid, c.relname, c.relpersistence, c.relrowsecurity, c.relforcerowsecurity
+    SELECT c.oid, c.relname, c.relpersistence, c.relrowsecurity, c.relforcerowsecurity,
+           c.reloptions OPERATOR(pg_catalog.||) ARRAY(SELECT 'toast.' OPERATOR(pg_catalog.||) o FROM pg_catalog.pg_class x, pg_catalog.unnest(x.reloptions) o
+                                                       WHERE x.oid OPERATOR(pg_catalog.=) c.reltoastrelid) AS options
       FROM pg_catalog.pg_class c WHERE c.relnamespace OPERATOR(pg_catalog.=) src AND c.relkind OPERATOR(pg_catalog.=) 'r' ORDER BY c.oid
   LOOP
-    tables := tables OPERATOR(pg_catalog.||) pg_catalog.format('CREATE %sTABLE %I (%s)',
+    tables := tables OPERATOR(pg_catalog.||) pg_catalog.format('CREATE %sTABLE %I (%s)%s',
       CASE WHEN item.relpersistence OPERATOR(pg_catalog.=) 'u' THEN 'UNLOGGED ' ELSE '' END, item.relname,
       COALESCE((SELECT pg_catalog.string_agg(pg_catalog.format('%I %s', a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod))
                  OPERATOR(pg_catalog.||) CASE WHEN a.attcollation OPERATOR(pg_catalog.<>) t.typcollation
@@ -258,7 +273,26 @@ BEGIN
              JOIN pg_catalog.pg_sequence sq ON sq.seqrelid OPERATOR(pg_catalog.=) sc.oid
             WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid OPERATOR(pg_catalog.=) a.attrelid
               AND d.refobjsubid OPERATOR(pg_catalog.=) a.attnum AND d.deptype OPERATOR(pg_catalog.=) 'i' AND sc.relkind OPERATOR(pg_catalog.=) 'S') ids ON true
-        WHERE a.attrelid OPERATOR(pg_catalog.=) item.oid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped), ''));
+        WHERE a.attrelid OPERATOR(pg_catalog.=) item.oid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped), ''),
+      CASE WHEN pg_catalog.cardinality(item.options) OPERATOR(pg_catalog.>) 0
+           THEN pg_catalog.format(' WITH (%s)', pg_catalog.array_to_string(item.options, ', ')) ELSE '' END);
+    -- Column storage, compression, statistics targets and options, set before the rows go in.
+    storage := storage OPERATOR(pg_catalog.||) ARRAY(
+      SELECT pg_catalog.format('ALTER TABLE %I ALTER COLUMN %I %s', item.relname, a.attname, s.setting)
+        FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid,
+             LATERAL (SELECT 'SET STORAGE ' OPERATOR(pg_catalog.||) CASE a.attstorage WHEN 'p' THEN 'PLAIN' WHEN 'e' THEN 'EXTERNAL' WHEN 'm' THEN 'MAIN' ELSE 'EXTENDED' END
+                       WHERE a.attstorage OPERATOR(pg_catalog.<>) t.typstorage
+                      UNION ALL
+                      SELECT 'SET COMPRESSION ' OPERATOR(pg_catalog.||) CASE a.attcompression WHEN 'l' THEN 'lz4' ELSE 'pglz' END
+                       WHERE a.attcompression OPERATOR(pg_catalog.<>) ''
+                      UNION ALL
+                      SELECT 'SET STATISTICS ' OPERATOR(pg_catalog.||) a.attstattarget WHERE a.attstattarget OPERATOR(pg_catalog.>=) 0
+                      UNION ALL
+                      -- The column options PostgreSQL defines (a server build may keep stamps of its own there).
+                      SELECT pg_catalog.format('SET (%s)', pg_catalog.array_to_string(ARRAY(
+                               SELECT o FROM pg_catalog.unnest(a.attoptions) o WHERE o OPERATOR(pg_catalog.~) '^n_distinct(_inherited)?='), ', '))
+                       WHERE EXISTS (SELECT FROM pg_catalog.unnest(a.attoptions) o WHERE o OPERATOR(pg_catalog.~) '^n_distinct(_inherited)?=')) s(setting)
+       WHERE a.attrelid OPERATOR(pg_catalog.=) item.oid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped ORDER BY a.attnum);
     rows_copied := rows_copied OPERATOR(pg_catalog.||) (
       SELECT pg_catalog.format('INSERT INTO %I.%I (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM ONLY %I.%I', target, item.relname, cols, vals, source, item.relname)
         FROM (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum) AS cols,
@@ -277,7 +311,13 @@ BEGIN
       SELECT pg_catalog.format('ALTER TABLE %I ADD CONSTRAINT %I %s', item.relname, k.conname, pg_catalog.pg_get_constraintdef(k.oid))
         FROM pg_catalog.pg_constraint k
        WHERE k.conrelid OPERATOR(pg_catalog.=) item.oid AND k.contype OPERATOR(pg_catalog.=) ANY ('{p,u,x,c}'::"char"[])
-       ORDER BY k.contype OPERATOR(pg_catalog.=) 'c', k.oid);
+       ORDER BY k.contype OPERATOR(pg_catalog.=) 'c', k.oid)
+      -- A constraint's index's storage options (pg_get_constraintdef leaves them out).
+      OPERATOR(pg_catalog.||) ARRAY(
+      SELECT pg_catalog.format('ALTER INDEX %I SET (%s)', x.relname, pg_catalog.array_to_string(x.reloptions, ', '))
+        FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class x ON x.oid OPERATOR(pg_catalog.=) k.conindid
+       WHERE k.conrelid OPERATOR(pg_catalog.=) item.oid AND k.contype OPERATOR(pg_catalog.=) ANY ('{p,u,x}'::"char"[]) AND x.reloptions IS NOT NULL
+       ORDER BY k.oid);
     foreign_keys := foreign_keys OPERATOR(pg_catalog.||) ARRAY(
       SELECT pg_catalog.format('ALTER TABLE %I ADD CONSTRAINT %I %s', item.relname, k.conname, pg_catalog.pg_get_constraintdef(k.oid))
         FROM pg_catalog.pg_constraint k
@@ -311,8 +351,9 @@ BEGIN
       views := views OPERATOR(pg_catalog.||) pg_catalog.format('CREATE VIEW %I%s AS %s', item.relname,
         CASE WHEN item.reloptions IS NOT NULL THEN pg_catalog.format(' WITH (%s)', pg_catalog.array_to_string(item.reloptions, ', ')) ELSE '' END, definition);
     ELSE
-      views := views OPERATOR(pg_catalog.||) pg_catalog.format('CREATE MATERIALIZED VIEW %I AS %s WITH %sDATA', item.relname, definition,
-        CASE WHEN item.relispopulated THEN '' ELSE 'NO ' END);
+      views := views OPERATOR(pg_catalog.||) pg_catalog.format('CREATE MATERIALIZED VIEW %I%s AS %s WITH %sDATA', item.relname,
+        CASE WHEN item.reloptions IS NOT NULL THEN pg_catalog.format(' WITH (%s)', pg_catalog.array_to_string(item.reloptions, ', ')) ELSE '' END,
+        definition, CASE WHEN item.relispopulated THEN '' ELSE 'NO ' END);
     END IF;
   END LOOP;
 
@@ -338,12 +379,89 @@ BEGIN
     END IF;
   END LOOP;
 
+  -- Grants on single objects (tables, views, sequences, columns, functions, types): all taken away,
+  -- then given as they were, the owner's own to CURRENT_USER (the copy's owner while it copies;
+  -- ALTER ... OWNER moves them to the next owner with the object).
+  FOR item IN
+    SELECT pg_catalog.format(CASE c.relkind WHEN 'S' THEN 'SEQUENCE %I' ELSE 'TABLE %I' END, c.relname) AS object, c.relacl AS acl, c.relowner AS owner, NULL::text AS columns
+      FROM pg_catalog.pg_class c
+     WHERE c.relnamespace OPERATOR(pg_catalog.=) src AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,v,m,S}'::"char"[]) AND c.relacl IS NOT NULL
+    UNION ALL
+    SELECT pg_catalog.format('TABLE %I', c.relname), a.attacl, c.relowner, pg_catalog.quote_ident(a.attname)
+      FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.attrelid
+     WHERE c.relnamespace OPERATOR(pg_catalog.=) src AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,v,m}'::"char"[])
+       AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped AND a.attacl IS NOT NULL
+    UNION ALL
+    SELECT pg_catalog.format('%s %I(%s)', CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid)),
+           p.proacl, p.proowner, NULL
+      FROM pg_catalog.pg_proc p WHERE p.pronamespace OPERATOR(pg_catalog.=) src AND p.proacl IS NOT NULL
+    UNION ALL
+    SELECT pg_catalog.format('TYPE %I', t.typname), t.typacl, t.typowner, NULL
+      FROM pg_catalog.pg_type t
+     WHERE t.typnamespace OPERATOR(pg_catalog.=) src AND t.typacl IS NOT NULL AND t.typtype OPERATOR(pg_catalog.=) ANY ('{e,c,d,r}'::"char"[])
+  LOOP
+    IF item.columns IS NULL THEN
+      grants := grants OPERATOR(pg_catalog.||) pg_catalog.format('REVOKE ALL ON %s FROM PUBLIC, CURRENT_USER', item.object);
+    END IF;
+    grants := grants OPERATOR(pg_catalog.||) ARRAY(
+      SELECT pg_catalog.format('GRANT %s%s ON %s TO %s%s', a.privilege_type,
+               CASE WHEN item.columns IS NOT NULL THEN pg_catalog.format(' (%s)', item.columns) ELSE '' END, item.object,
+               CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC' WHEN a.grantee OPERATOR(pg_catalog.=) item.owner THEN 'CURRENT_USER'
+                    ELSE pg_catalog.quote_ident(COALESCE(role_map OPERATOR(pg_catalog.->>) pg_catalog.pg_get_userbyid(a.grantee)::text,
+                                                         pg_catalog.pg_get_userbyid(a.grantee)::text)) END,
+               CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
+        FROM pg_catalog.aclexplode(item.acl) a ORDER BY a.grantee, a.privilege_type);
+  END LOOP;
+
+  -- Comments on every object copied (the schema's own stays the server's).
+  comments := ARRAY(
+    SELECT pg_catalog.format('COMMENT ON %s IS %L', o.what, d.description)
+      FROM (SELECT pg_catalog.format('%s %I', CASE c.relkind WHEN 'r' THEN 'TABLE' WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                                                             WHEN 'S' THEN 'SEQUENCE' ELSE 'INDEX' END, c.relname) AS what,
+                   'pg_catalog.pg_class'::pg_catalog.regclass AS classoid, c.oid AS objoid, 0 AS objsubid
+              FROM pg_catalog.pg_class c WHERE c.relnamespace OPERATOR(pg_catalog.=) src AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,v,m,S,i}'::"char"[])
+            UNION ALL
+            SELECT pg_catalog.format('COLUMN %I.%I', c.relname, a.attname), 'pg_catalog.pg_class'::pg_catalog.regclass, c.oid, a.attnum
+              FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.attrelid
+             WHERE c.relnamespace OPERATOR(pg_catalog.=) src AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,v,m,c}'::"char"[])
+               AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+            UNION ALL
+            SELECT pg_catalog.format('%s %I(%s)', CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid)),
+                   'pg_catalog.pg_proc'::pg_catalog.regclass, p.oid, 0
+              FROM pg_catalog.pg_proc p WHERE p.pronamespace OPERATOR(pg_catalog.=) src
+            UNION ALL
+            SELECT pg_catalog.format('%s %I', CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, t.typname), 'pg_catalog.pg_type'::pg_catalog.regclass, t.oid, 0
+              FROM pg_catalog.pg_type t WHERE t.typnamespace OPERATOR(pg_catalog.=) src AND t.typtype OPERATOR(pg_catalog.=) ANY ('{e,c,d,r}'::"char"[])
+            UNION ALL
+            SELECT pg_catalog.format('CONSTRAINT %I ON %I', k.conname, c.relname), 'pg_catalog.pg_constraint'::pg_catalog.regclass, k.oid, 0
+              FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) k.conrelid WHERE c.relnamespace OPERATOR(pg_catalog.=) src
+            UNION ALL
+            SELECT pg_catalog.format('CONSTRAINT %I ON DOMAIN %I', k.conname, t.typname), 'pg_catalog.pg_constraint'::pg_catalog.regclass, k.oid, 0
+              FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) k.contypid WHERE t.typnamespace OPERATOR(pg_catalog.=) src
+            UNION ALL
+            SELECT pg_catalog.format('TRIGGER %I ON %I', g.tgname, c.relname), 'pg_catalog.pg_trigger'::pg_catalog.regclass, g.oid, 0
+              FROM pg_catalog.pg_trigger g JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) g.tgrelid
+             WHERE c.relnamespace OPERATOR(pg_catalog.=) src AND NOT g.tgisinternal
+            UNION ALL
+            SELECT pg_catalog.format('POLICY %I ON %I', y.polname, c.relname), 'pg_catalog.pg_policy'::pg_catalog.regclass, y.oid, 0
+              FROM pg_catalog.pg_policy y JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) y.polrelid WHERE c.relnamespace OPERATOR(pg_catalog.=) src) o
+      JOIN pg_catalog.pg_description d
+        ON d.classoid OPERATOR(pg_catalog.=) o.classoid AND d.objoid OPERATOR(pg_catalog.=) o.objoid AND d.objsubid OPERATOR(pg_catalog.=) o.objsubid
+     ORDER BY o.what);
+
   -- Replaying: unqualified names now mean the target's objects.
   PERFORM pg_catalog.set_config('search_path', pg_catalog.format('%I, pg_catalog, pg_temp', target), true);
-  FOREACH step IN ARRAY types OPERATOR(pg_catalog.||) early_functions OPERATOR(pg_catalog.||) domain_checks OPERATOR(pg_catalog.||) sequences OPERATOR(pg_catalog.||) tables
-                          OPERATOR(pg_catalog.||) late_functions OPERATOR(pg_catalog.||) rows_copied OPERATOR(pg_catalog.||) keys
-                          OPERATOR(pg_catalog.||) views OPERATOR(pg_catalog.||) indexes OPERATOR(pg_catalog.||) foreign_keys
-                          OPERATOR(pg_catalog.||) sequence_state OPERATOR(pg_catalog.||) triggers OPERATOR(pg_catalog.||) security LOOP
+  IF part OPERATOR(pg_catalog.<>) 'after-distribution' THEN
+    steps := types OPERATOR(pg_catalog.||) early_functions OPERATOR(pg_catalog.||) domain_checks OPERATOR(pg_catalog.||) sequences
+             OPERATOR(pg_catalog.||) tables OPERATOR(pg_catalog.||) storage OPERATOR(pg_catalog.||) sequence_owners OPERATOR(pg_catalog.||) late_functions
+             OPERATOR(pg_catalog.||) rows_copied OPERATOR(pg_catalog.||) keys;
+  END IF;
+  IF part OPERATOR(pg_catalog.<>) 'before-distribution' THEN
+    steps := steps OPERATOR(pg_catalog.||) views OPERATOR(pg_catalog.||) indexes OPERATOR(pg_catalog.||) foreign_keys
+             OPERATOR(pg_catalog.||) sequence_state OPERATOR(pg_catalog.||) triggers OPERATOR(pg_catalog.||) security
+             OPERATOR(pg_catalog.||) grants OPERATOR(pg_catalog.||) comments;
+  END IF;
+  FOREACH step IN ARRAY steps LOOP
     IF step IS NOT NULL THEN
       EXECUTE step;
     END IF;

@@ -2,17 +2,17 @@ import type { Queryable } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
 import { describePgError } from '../db/sql-errors.js';
 import {
-  currentDatabase,
   deleteWorkspaceRows,
   renameWorkspaceRows,
   roleExists,
   workspacePresence,
 } from '../registry/operations-queries.js';
 import { readSandboxCapability } from '../sandbox/sandbox-capability.js';
-import { bumpRegistryGeneration, lockWorkspace, markWorkspaceSchema, roleUsesElsewhere, setWorkspaceRole } from '../registry/registry-sql.js';
-import { listSnapshots, snapshotTotals } from '../registry/snapshot-queries.js';
+import { bumpRegistryGeneration, lockWorkspace, markWorkspaceSchema, roleUsesElsewhere, setSnapshotRole, setWorkspaceRole } from '../registry/registry-sql.js';
+import { listSnapshots } from '../registry/snapshot-queries.js';
 import { dropSandboxFunction, principalScript, roleNameFor, SANDBOX_SCHEMA, snapshotRoleNameFor } from '../sandbox/sandbox-ddl.js';
-import { workspaceRoleOf } from '../sandbox/workspace-role.js';
+import { snapshotRoleOf, workspaceRoleOf } from '../sandbox/workspace-role.js';
+import { snapshotSchemaName } from './project-id.js';
 
 /*
  * Removing and renaming a workspace, as steps in the caller's transaction under the workspace's
@@ -46,6 +46,8 @@ export class WorkspaceLifecycleError extends Error {
  */
 export async function forgetWorkspace(tx: Queryable, projectId: string, schemaName: string, { keepRole = false } = {}): Promise<string[]> {
   const role = await workspaceRoleOf(tx, projectId);
+  // Read before the registry row goes.
+  const keeper = await snapshotRoleOf(tx, projectId);
   const snapshots = await dropSnapshotSchemas(tx, projectId);
   const { ledgerRows, registryRows } = await deleteWorkspaceRows(tx, projectId);
   const changes = registryRows + ledgerRows > 0 ? [`deleted ${registryRows} registry row and ${ledgerRows} ledger row(s) of schema ${schemaName}`] : [];
@@ -68,7 +70,6 @@ export async function forgetWorkspace(tx: Queryable, projectId: string, schemaNa
       await tx.exec(`DROP OWNED BY ${quoteIdent(role)}; DROP ROLE ${quoteIdent(role)}`);
       changes.push(`dropped its role ${role} and sandbox function`);
     }
-    const keeper = snapshotRoleNameFor(await currentDatabase(tx), projectId);
     if (await roleExists(tx, keeper)) {
       await tx.exec(`DROP OWNED BY ${quoteIdent(keeper)}; DROP ROLE ${quoteIdent(keeper)}`);
       changes.push(`dropped its snapshot role ${keeper}`);
@@ -122,8 +123,8 @@ export interface RenameRequest {
 
 /**
  * Renames a workspace: its schema (the tables and their data go with it), its registry and
- * ledger rows, its role; its SQL sandbox function, whose body names the schema and the role, is
- * made anew. Under both ids' locks, taken in id order so that two renames crossing each other
+ * ledger rows, its role, its snapshots (schemas, rows and snapshot role); its SQL sandbox
+ * function, whose body names the schema and the role, is made anew. Under both ids' locks, taken in id order so that two renames crossing each other
  * cannot deadlock. Refused when the source is not a whole workspace or anything of the target
  * exists. Agent code that spells out the old schema name (a function body, say) is not rewritten.
  */
@@ -146,27 +147,41 @@ export async function renameWorkspace(
   if (!source.acts_as_owner) {
     throw new WorkspaceLifecycleError(`Schema ${r.fromSchema} belongs to role "${source.owner}", which this server's role cannot act as, so it cannot rename it.`);
   }
-  await refuseIfSnapshots(tx, r.from);
   const capability = await readSandboxCapability(tx, searchPathSchemas);
   const [fromRole, toRole] = [await workspaceRoleOf(tx, r.from, capability.database), roleNameFor(capability.database, r.to)];
+  const [fromKeeper, toKeeper] = [await snapshotRoleOf(tx, r.from, capability.database), snapshotRoleNameFor(capability.database, r.to)];
+  // The snapshots go along: their schemas are named for the workspace's, their role for its id.
+  const snapshots = (await listSnapshots(tx, r.from)).map((s) => ({ from: s.schema_name, snapshot: s.snapshot, schemaName: snapshotSchemaName(r.toSchema, s.snapshot) }));
   const target = await workspacePresence(tx, r.to, r.toSchema);
-  if (target.registered || target.schema_exists || (await roleExists(tx, toRole))) {
-    throw new WorkspaceLifecycleError(
-      `"${r.to}" is taken (${target.registered ? 'registered' : target.schema_exists ? `schema ${r.toSchema} exists` : `role ${toRole} exists`}): ` +
-        `drop it first (pg-workspace-mcp drop-workspace ${r.to}) or choose another id.`,
-    );
-  }
+  const taken = target.registered
+    ? 'registered'
+    : target.schema_exists
+      ? `schema ${r.toSchema} exists`
+      : (await roleExists(tx, toRole))
+        ? `role ${toRole} exists`
+        : (await roleExists(tx, toKeeper))
+          ? `role ${toKeeper} exists`
+          : (await schemasExisting(tx, snapshots.map((s) => s.schemaName)))[0];
+  if (taken) throw new WorkspaceLifecycleError(`"${r.to}" is taken (${taken}): drop it first (pg-workspace-mcp drop-workspace ${r.to}) or choose another id.`);
   const shared = (await roleExists(tx, fromRole)) ? await roleUsesElsewhere(tx, fromRole, r.fromSchema, SANDBOX_SCHEMA) : [];
   if (shared.length > 0) {
     throw new WorkspaceLifecycleError(`The role ${fromRole} of "${r.from}" also serves ${shared.join(', ')}: renaming it would rename theirs (doctor reports shared roles).`);
   }
   await tx.exec(`ALTER SCHEMA ${quoteIdent(r.fromSchema)} RENAME TO ${quoteIdent(r.toSchema)}`);
   await markWorkspaceSchema(tx, r.toSchema, r.to);
-  const rows = await renameWorkspaceRows(tx, r.from, r.to, r.toSchema);
+  for (const s of snapshots) await tx.exec(`ALTER SCHEMA ${quoteIdent(s.from)} RENAME TO ${quoteIdent(s.schemaName)}`);
+  const rows = await renameWorkspaceRows(tx, r.from, r.to, r.toSchema, snapshots);
   const changes = [
     `renamed schema ${r.fromSchema} to ${r.toSchema}`,
     `moved ${rows.registryRows} registry row and ${rows.ledgerRows} ledger row(s) to "${r.to}"`,
   ];
+  if (snapshots.length > 0) changes.push(`renamed its ${rows.snapshotRows} snapshot(s) to ${snapshots.map((s) => s.schemaName).join(', ')}`);
+  if (await roleExists(tx, fromKeeper)) {
+    await tx.exec(`ALTER ROLE ${quoteIdent(fromKeeper)} RENAME TO ${quoteIdent(toKeeper)}`);
+    changes.push(`renamed its snapshot role ${fromKeeper} to ${toKeeper}`);
+  }
+  // The row kept the old id's recorded snapshot role (if any): it now has the new id's name.
+  await setSnapshotRole(tx, r.to, (await roleExists(tx, toKeeper)) ? toKeeper : null);
   await tx.exec(dropSandboxFunction(r.fromSchema));
   if (await roleExists(tx, fromRole)) {
     await tx.exec(`ALTER ROLE ${quoteIdent(fromRole)} RENAME TO ${quoteIdent(toRole)}`);
@@ -190,13 +205,9 @@ async function dropSnapshotSchemas(tx: Queryable, projectId: string): Promise<st
   return rows.length > 0 ? [`dropped its ${rows.length} snapshot(s): ${rows.map((r) => r.schema_name).join(', ')}`] : [];
 }
 
-/** Refuses renaming a workspace that has snapshots: their schemas and role are named for its id. */
-async function refuseIfSnapshots(tx: Queryable, projectId: string): Promise<void> {
-  const { count } = await snapshotTotals(tx, projectId);
-  if (count > 0) {
-    throw new WorkspaceLifecycleError(
-      `Workspace "${projectId}" has ${count} snapshot(s), whose schemas and role are named for its id: drop them (drop_snapshot) ` +
-        'or fork the workspace under the new id instead. Nothing was changed.',
-    );
-  }
+/** Which of `names` are existing schemas. */
+async function schemasExisting(tx: Queryable, names: readonly string[]): Promise<string[]> {
+  if (names.length === 0) return [];
+  const rows = await tx.query<{ nspname: string }>('SELECT nspname FROM pg_catalog.pg_namespace WHERE nspname = ANY ($1::text[])', [[...names]]);
+  return rows.map((r) => `schema ${r.nspname} exists`);
 }

@@ -38,6 +38,8 @@ import {
   DEFAULT_SNAPSHOT_LIMITS,
   dropSnapshot,
   forkWorkspace,
+  prepareForkOnCitus,
+  prepareSnapshotOnCitus,
   restoreSnapshot,
   snapshotsOf,
   takeSnapshot,
@@ -46,6 +48,7 @@ import {
   type WorkspaceRunner,
 } from './workspace-snapshots.js';
 import type { SnapshotRow } from '../registry/snapshot-queries.js';
+import { discardCitusCopy, placeNearSource, type CitusCopyPlan } from '../snapshots/citus-schema-copy.js';
 import {
   ForeignSchemaError,
   WorkspaceNotFoundError,
@@ -446,13 +449,37 @@ export class WorkspaceManager {
    */
   async snapshot(projectId: string, label?: string): Promise<SnapshotInfo> {
     const schemaName = this.#reserved.schemaFor(projectId);
-    const runner = this.#snapshotsSupported();
-    const row = await this.db.transaction(
-      (tx) => takeSnapshot(tx, { projectId, schemaName, lockTimeoutMs: this.#lockTimeoutMs, runner }, label ?? null, this.#snapshotLimits),
+    const c = { projectId, schemaName, lockTimeoutMs: this.#lockTimeoutMs, runner: this.#snapshotRunner(), citus: this.#citus };
+    const row = await this.#withCitusCopy(
       projectId,
+      (tx) => prepareSnapshotOnCitus(tx, c, this.searchPathSchemas),
+      (tx, prepared) => takeSnapshot(tx, c, label ?? null, this.#snapshotLimits, prepared),
     );
     this.log.info('took a snapshot of a workspace', { project_id: projectId, snapshot: row.snapshot, bytes: row.size_bytes });
     return this.#snapshotInfo(row);
+  }
+
+  /**
+   * The transaction `run` (which runs `agentOf`'s code), on Citus after `prepare` committed and
+   * its schema was placed beside its source (citus-schema-copy.ts), discarding what it prepared
+   * when `run` fails. Neither preparing nor discarding runs agent code.
+   */
+  async #withCitusCopy<T>(
+    agentOf: string,
+    prepare: (tx: Queryable) => Promise<CitusCopyPlan>,
+    run: (tx: Queryable, prepared?: CitusCopyPlan) => Promise<T>,
+  ): Promise<T> {
+    if (!this.#citus) return this.db.transaction((tx) => run(tx), agentOf);
+    const prepared = await this.db.transaction(prepare);
+    try {
+      await placeNearSource(this.db, prepared);
+      return await this.db.transaction((tx) => run(tx, prepared), agentOf);
+    } catch (error) {
+      await this.db.transaction((tx) => discardCitusCopy(tx, prepared)).catch((cleanup: unknown) =>
+        this.log.warn('could not drop a Citus copy that failed', { schema: prepared.target, error: String(cleanup) }),
+      );
+      throw error;
+    }
   }
 
   async listSnapshots(projectId: string): Promise<SnapshotInfo[]> {
@@ -467,7 +494,7 @@ export class WorkspaceManager {
   /** Drops one snapshot; false when the workspace has no such snapshot (nothing changed). */
   async dropSnapshot(projectId: string, snapshot: number): Promise<boolean> {
     const schemaName = this.#reserved.schemaFor(projectId);
-    const dropped = await this.db.transaction((tx) => dropSnapshot(tx, { projectId, schemaName, lockTimeoutMs: this.#lockTimeoutMs }, snapshot));
+    const dropped = await this.db.transaction((tx) => dropSnapshot(tx, { projectId, schemaName, lockTimeoutMs: this.#lockTimeoutMs, citus: this.#citus }, snapshot));
     if (dropped) this.log.warn('dropped a snapshot of a workspace', { project_id: projectId, snapshot });
     return dropped;
   }
@@ -475,10 +502,10 @@ export class WorkspaceManager {
   /** The workspace becomes the snapshot's state, atomically; the state it replaced is kept as a new snapshot. */
   async restore(projectId: string, snapshot: number): Promise<RestoreOutcome> {
     const schemaName = this.#reserved.schemaFor(projectId);
-    this.#snapshotsSupported();
+    this.#snapshotRunner();
     try {
       const outcome = await this.db.transaction(
-        (tx) => restoreSnapshot(tx, { projectId, schemaName, lockTimeoutMs: this.#lockTimeoutMs }, snapshot, this.searchPathSchemas),
+        (tx) => restoreSnapshot(tx, { projectId, schemaName, lockTimeoutMs: this.#lockTimeoutMs, citus: this.#citus }, snapshot, this.searchPathSchemas),
         projectId,
       );
       this.log.warn('restored a workspace from a snapshot', { project_id: projectId, snapshot, kept_as: outcome.kept.snapshot });
@@ -491,10 +518,14 @@ export class WorkspaceManager {
   /** A new workspace `to` holding a copy of `from` (or of one of its snapshots), with its own role and sandbox. */
   async fork(from: string, to: string, snapshot?: number): Promise<{ createdAt: Date; schemaName: string; changes: string[] }> {
     const request = { from, to, fromSchema: this.#reserved.schemaFor(from), toSchema: this.#reserved.schemaFor(to), snapshot };
-    const runner = this.#snapshotsSupported();
+    const runner = this.#snapshotRunner();
     try {
       // The copy runs the source's code (as the new workspace's role), which is the source's to see.
-      const outcome = await this.db.transaction((tx) => forkWorkspace(tx, request, this.searchPathSchemas, this.#lockTimeoutMs, runner), from);
+      const outcome = await this.#withCitusCopy(
+        from,
+        (tx) => prepareForkOnCitus(tx, request, this.searchPathSchemas, this.#lockTimeoutMs, runner),
+        (tx, prepared) => forkWorkspace(tx, request, this.searchPathSchemas, this.#lockTimeoutMs, runner, prepared),
+      );
       this.log.info('forked a workspace', { project_id: from, to, snapshot });
       return { ...outcome, schemaName: request.toSchema };
     } finally {
@@ -502,9 +533,8 @@ export class WorkspaceManager {
     }
   }
 
-  /** Snapshots copy as the workspace's role, through its SQL sandbox; not on Citus (not tested with distributed schemas). */
-  #snapshotsSupported(): WorkspaceRunner {
-    if (this.#citus) throw new WorkspaceLifecycleError('Snapshots, restores and forks are not supported on Citus yet; nothing was changed.');
+  /** Snapshots copy in SQL sandboxes (as the workspace's role, or on Citus as the copy's owner). */
+  #snapshotRunner(): WorkspaceRunner {
     if (!this.sandbox) throw new WorkspaceLifecycleError('Snapshots need the SQL tools (the copy runs as the workspace\'s role), which this process has not set up.');
     return this.sandbox;
   }

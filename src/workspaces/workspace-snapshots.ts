@@ -4,7 +4,7 @@ import type { Queryable } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
 import { currentDatabase, roleExists, workspacePresence } from '../registry/operations-queries.js';
 import { readSandboxCapability } from '../sandbox/sandbox-capability.js';
-import { bumpRegistryGeneration, lockWorkspace } from '../registry/registry-sql.js';
+import { bumpRegistryGeneration, lockWorkspace, markWorkspaceSchema, setSnapshotRole } from '../registry/registry-sql.js';
 import {
   deleteSnapshot,
   findSnapshot,
@@ -17,7 +17,9 @@ import {
   workspaceLevel,
   type SnapshotRow,
 } from '../registry/snapshot-queries.js';
-import { principalScript, roleNameFor, snapshotRoleNameFor, SANDBOX_SCHEMA } from '../sandbox/sandbox-ddl.js';
+import { principalScript, roleNameFor, SANDBOX_SCHEMA } from '../sandbox/sandbox-ddl.js';
+import { snapshotRoleOf, workspaceRoleOf } from '../sandbox/workspace-role.js';
+import { copyOnCitus, prepareCitusCopy, type CitusCopyPlan } from '../snapshots/citus-schema-copy.js';
 import { schemaCopyScript } from '../snapshots/schema-copy.js';
 import { snapshotSchemaName } from './project-id.js';
 import { WorkspaceLifecycleError } from './workspace-lifecycle.js';
@@ -55,6 +57,8 @@ export interface SnapshotContext {
   schemaName: string;
   lockTimeoutMs: number;
   runner: WorkspaceRunner;
+  /** On Citus: workspaces are distributed schemas, and copies are prepared first (citus-schema-copy.ts). */
+  citus: boolean;
 }
 
 const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
@@ -80,8 +84,9 @@ async function requireSnapshot(tx: Queryable, projectId: string, snapshot: numbe
 
 /** The role that keeps a workspace's snapshots, made on first use; the server becomes a member, to hand it objects. */
 async function snapshotRole(tx: Queryable, database: string, projectId: string): Promise<string> {
-  const keeper = snapshotRoleNameFor(database, projectId);
+  const keeper = await snapshotRoleOf(tx, projectId, database);
   if (!(await roleExists(tx, keeper))) await tx.exec(`CREATE ROLE ${quoteIdent(keeper)} NOLOGIN NOINHERIT`);
+  await setSnapshotRole(tx, projectId, keeper);
   await tx.exec(`GRANT ${quoteIdent(keeper)} TO CURRENT_USER`);
   return keeper;
 }
@@ -103,7 +108,13 @@ const literal = (value: string) => pg.escapeLiteral(value);
  * under SHARE locks on the workspace's tables (reads go on, writes wait for the commit), then
  * handed to the snapshot role, with the workspace's role left without any privilege on it.
  */
-export async function takeSnapshot(tx: Queryable, c: SnapshotContext, label: string | null, limits: SnapshotLimits): Promise<SnapshotRow> {
+export async function takeSnapshot(
+  tx: Queryable,
+  c: SnapshotContext,
+  label: string | null,
+  limits: SnapshotLimits,
+  prepared?: CitusCopyPlan,
+): Promise<SnapshotRow> {
   await lockWorkspace(tx, c.projectId, c.lockTimeoutMs);
   await requireWorkspace(tx, c.projectId, c.schemaName);
   const totals = await snapshotTotals(tx, c.projectId);
@@ -120,21 +131,31 @@ export async function takeSnapshot(tx: Queryable, c: SnapshotContext, label: str
         'drop snapshots it no longer needs (drop_snapshot) first. Nothing was changed.',
     );
   // Refused before copying when the workspace alone would not fit, and after it on the copy's own size.
-  const estimate = await schemaSize(tx, c.schemaName);
+  const estimate = await schemaSize(tx, c.schemaName, c.citus);
   if (totals.bytes + estimate > limits.budgetBytes) throw budgetRefusal(estimate);
-  const database = await currentDatabase(tx);
-  const role = roleNameFor(database, c.projectId);
-  const keeper = await snapshotRole(tx, database, c.projectId);
   const target = snapshotSchemaName(c.schemaName, totals.next);
-  await c.runner.ensurePrincipal(tx, c.projectId);
-  await tx.exec(
-    `CREATE SCHEMA ${quoteIdent(target)};\nREVOKE ALL ON SCHEMA ${quoteIdent(target)} FROM PUBLIC;\n` +
-      `GRANT USAGE, CREATE ON SCHEMA ${quoteIdent(target)} TO ${quoteIdent(role)}`,
-  );
-  await c.runner.runAsWorkspace(tx, c.projectId, schemaCopyScript({ source: c.schemaName, target, lockSource: true }));
-  await tx.exec(`REVOKE ALL ON SCHEMA ${quoteIdent(target)} FROM ${quoteIdent(role)};\n${handOver(target, keeper)}`);
-  const size = await schemaSize(tx, target);
-  if (totals.bytes + size > limits.budgetBytes) throw budgetRefusal(size);
+  let size: number;
+  if (c.citus) {
+    if (prepared?.target !== target) {
+      throw new WorkspaceLifecycleError(`Another snapshot of workspace "${c.projectId}" was taken meanwhile: try again. Nothing was changed.`);
+    }
+    await copyOnCitus(tx, prepared, { source: c.schemaName, lockSource: true }, false);
+    // Citus measures no shard in a transaction that wrote to shards: the workspace's size it copied.
+    size = estimate;
+  } else {
+    const database = await currentDatabase(tx);
+    const role = await workspaceRoleOf(tx, c.projectId, database);
+    const keeper = await snapshotRole(tx, database, c.projectId);
+    await c.runner.ensurePrincipal(tx, c.projectId);
+    await tx.exec(
+      `CREATE SCHEMA ${quoteIdent(target)};\nREVOKE ALL ON SCHEMA ${quoteIdent(target)} FROM PUBLIC;\n` +
+        `GRANT USAGE, CREATE ON SCHEMA ${quoteIdent(target)} TO ${quoteIdent(role)}`,
+    );
+    await c.runner.runAsWorkspace(tx, c.projectId, schemaCopyScript({ source: c.schemaName, target, lockSource: true }));
+    await tx.exec(`REVOKE ALL ON SCHEMA ${quoteIdent(target)} FROM ${quoteIdent(role)};\n${handOver(target, keeper)}`);
+    size = await schemaSize(tx, target, false);
+    if (totals.bytes + size > limits.budgetBytes) throw budgetRefusal(size);
+  }
   return insertSnapshot(tx, c.projectId, {
     snapshot: totals.next,
     schema_name: target,
@@ -143,6 +164,25 @@ export async function takeSnapshot(tx: Queryable, c: SnapshotContext, label: str
     origin: 'snapshot',
     ...(await workspaceLevel(tx, c.projectId)),
   });
+}
+
+/**
+ * On Citus, the committed first step of a snapshot (citus-schema-copy.ts): the next snapshot's
+ * schema, distributed and empty, with the snapshot role's sandbox on it and a membership of the
+ * workspace's role to read it with. Under the workspace's lock; a schema of that name left by a
+ * snapshot that never finished (no registry row) is dropped first.
+ */
+export async function prepareSnapshotOnCitus(tx: Queryable, c: SnapshotContext, searchPathSchemas: readonly string[]): Promise<CitusCopyPlan> {
+  await lockWorkspace(tx, c.projectId, c.lockTimeoutMs);
+  await requireWorkspace(tx, c.projectId, c.schemaName);
+  await c.runner.ensurePrincipal(tx, c.projectId);
+  const capability = await readSandboxCapability(tx, searchPathSchemas);
+  const keeper = await snapshotRole(tx, capability.database, c.projectId);
+  const target = snapshotSchemaName(c.schemaName, (await snapshotTotals(tx, c.projectId)).next);
+  await tx.exec(`DROP SCHEMA IF EXISTS ${quoteIdent(target)} CASCADE`);
+  const plan = { target, copier: keeper, sourceOwner: await workspaceRoleOf(tx, c.projectId, capability.database), near: c.schemaName, searchPath: searchPathSchemas };
+  await prepareCitusCopy(tx, plan, capability.role, false);
+  return plan;
 }
 
 export async function snapshotsOf(q: Queryable, projectId: string): Promise<SnapshotRow[]> {
@@ -183,24 +223,35 @@ export async function restoreSnapshot(
   await lockWorkspace(tx, c.projectId, c.lockTimeoutMs);
   await requireWorkspace(tx, c.projectId, c.schemaName);
   const restored = await requireSnapshot(tx, c.projectId, snapshot);
+  // Measured first: Citus measures no shard once the transaction sent anything to the workers.
+  const keptSize = await schemaSize(tx, c.schemaName, c.citus);
   const { next } = await snapshotTotals(tx, c.projectId);
   const capability = await readSandboxCapability(tx, searchPathSchemas);
-  const role = roleNameFor(capability.database, c.projectId);
+  const role = await workspaceRoleOf(tx, c.projectId, capability.database);
   const keeper = await snapshotRole(tx, capability.database, c.projectId);
   const keptSchema = snapshotSchemaName(c.schemaName, next);
   const level = await workspaceLevel(tx, c.projectId);
+  // A statement at a time: Citus forwards DDL on distributed objects as the string it came in.
+  for (const statement of [
+    `ALTER SCHEMA ${quoteIdent(c.schemaName)} RENAME TO ${quoteIdent(keptSchema)}`,
+    `ALTER SCHEMA ${quoteIdent(restored.schema_name)} RENAME TO ${quoteIdent(c.schemaName)}`,
+    `REVOKE ALL ON SCHEMA ${quoteIdent(keptSchema)} FROM ${quoteIdent(role)}`,
+    handOver(keptSchema, keeper),
+    // The server's marker goes with the name: the kept state is no workspace.
+    `COMMENT ON SCHEMA ${quoteIdent(keptSchema)} IS NULL`,
+  ]) {
+    await tx.exec(statement);
+  }
+  await markWorkspaceSchema(tx, c.schemaName, c.projectId);
   await tx.exec(
-    `ALTER SCHEMA ${quoteIdent(c.schemaName)} RENAME TO ${quoteIdent(keptSchema)};\n` +
-      `ALTER SCHEMA ${quoteIdent(restored.schema_name)} RENAME TO ${quoteIdent(c.schemaName)};\n` +
-      `REVOKE ALL ON SCHEMA ${quoteIdent(keptSchema)} FROM ${quoteIdent(role)};\n${handOver(keptSchema, keeper)}`,
+    principalScript({ schemaName: c.schemaName, roleName: role, searchPath: searchPathSchemas }, !(await roleExists(tx, role)), capability.role, c.citus),
   );
-  await tx.exec(principalScript({ schemaName: c.schemaName, roleName: role, searchPath: searchPathSchemas }, !(await roleExists(tx, role)), capability.role));
   await deleteSnapshot(tx, c.projectId, snapshot);
   const kept = await insertSnapshot(tx, c.projectId, {
     snapshot: next,
     schema_name: keptSchema,
     label: `before restoring snapshot ${snapshot}`,
-    size_bytes: await schemaSize(tx, keptSchema),
+    size_bytes: keptSize,
     origin: 'restore',
     ...level,
   });
@@ -226,11 +277,53 @@ export interface ForkRequest {
   snapshot: number | undefined;
 }
 
+/** What a fork copies and where, checked under both ids' locks (taken in id order). */
+async function forkChecks(tx: Queryable, r: ForkRequest, searchPathSchemas: readonly string[], lockTimeoutMs: number, citus: boolean) {
+  if (r.from === r.to) throw new WorkspaceLifecycleError(`A fork needs a new id: "${r.to}" is the workspace forked.`);
+  for (const id of [r.from, r.to].sort()) await lockWorkspace(tx, id, lockTimeoutMs);
+  await requireWorkspace(tx, r.from, r.fromSchema);
+  const source = r.snapshot === undefined ? undefined : await requireSnapshot(tx, r.from, r.snapshot);
+  const capability = await readSandboxCapability(tx, searchPathSchemas);
+  const [fromRole, toRole] = [await workspaceRoleOf(tx, r.from, capability.database), roleNameFor(capability.database, r.to)];
+  const target = await workspacePresence(tx, r.to, r.toSchema);
+  // On Citus a dropped workspace's role stays (forgetWorkspace): a workspace made again reuses it.
+  const roleTaken = !citus && (await roleExists(tx, toRole));
+  if (target.registered || target.schema_exists || roleTaken) {
+    throw new WorkspaceLifecycleError(
+      `"${r.to}" is taken (${target.registered ? 'registered' : target.schema_exists ? `schema ${r.toSchema} exists` : `role ${toRole} exists`}): ` +
+        'fork into an id that does not exist, or drop it first (drop_workspace). Nothing was changed.',
+    );
+  }
+  return { source, capability, fromRole, toRole, sourceSchema: source?.schema_name ?? r.fromSchema };
+}
+
+/**
+ * On Citus, the committed first step of a fork (citus-schema-copy.ts): `to`'s schema, distributed
+ * and empty, with `to`'s role and sandbox, and a membership of the owner of what is copied
+ * (`from`'s role, or the snapshot role, which may read the snapshot's schema for the copy).
+ */
+export async function prepareForkOnCitus(
+  tx: Queryable,
+  r: ForkRequest,
+  searchPathSchemas: readonly string[],
+  lockTimeoutMs: number,
+  runner: WorkspaceRunner,
+): Promise<CitusCopyPlan> {
+  const { source, capability, fromRole, toRole, sourceSchema } = await forkChecks(tx, r, searchPathSchemas, lockTimeoutMs, true);
+  await runner.ensurePrincipal(tx, r.from);
+  const plan: CitusCopyPlan = source
+    ? { target: r.toSchema, copier: toRole, sourceOwner: await snapshotRoleOf(tx, r.from, capability.database), sourceSchemaToOpen: sourceSchema, near: sourceSchema, searchPath: searchPathSchemas }
+    : { target: r.toSchema, copier: toRole, sourceOwner: fromRole, near: sourceSchema, searchPath: searchPathSchemas };
+  await prepareCitusCopy(tx, plan, capability.role, !(await roleExists(tx, toRole)));
+  return plan;
+}
+
 /**
  * A new workspace `to`, with its own role and SQL sandbox, holding a copy of `from`'s current
  * state or of one of its snapshots. The copy runs as `from`'s role (its code, its data), in
- * `from`'s sandbox, then everything is handed to `to`'s role. Refused where anything of `to`
- * exists. Under both ids' locks, in id order.
+ * `from`'s sandbox, then everything is handed to `to`'s role; on Citus (`prepared`) it runs as
+ * `to`'s role, reading through the membership prepareForkOnCitus granted. Refused where anything
+ * of `to` exists. Under both ids' locks, in id order.
  */
 export async function forkWorkspace(
   tx: Queryable,
@@ -238,43 +331,36 @@ export async function forkWorkspace(
   searchPathSchemas: readonly string[],
   lockTimeoutMs: number,
   runner: WorkspaceRunner,
+  prepared?: CitusCopyPlan,
 ): Promise<{ createdAt: Date; changes: string[] }> {
-  if (r.from === r.to) throw new WorkspaceLifecycleError(`A fork needs a new id: "${r.to}" is the workspace forked.`);
-  for (const id of [r.from, r.to].sort()) await lockWorkspace(tx, id, lockTimeoutMs);
-  await requireWorkspace(tx, r.from, r.fromSchema);
-  const source = r.snapshot === undefined ? undefined : await requireSnapshot(tx, r.from, r.snapshot);
-  const capability = await readSandboxCapability(tx, searchPathSchemas);
-  const [fromRole, toRole] = [roleNameFor(capability.database, r.from), roleNameFor(capability.database, r.to)];
-  const target = await workspacePresence(tx, r.to, r.toSchema);
-  if (target.registered || target.schema_exists || (await roleExists(tx, toRole))) {
-    throw new WorkspaceLifecycleError(
-      `"${r.to}" is taken (${target.registered ? 'registered' : target.schema_exists ? `schema ${r.toSchema} exists` : `role ${toRole} exists`}): ` +
-        'fork into an id that does not exist, or drop it first (drop_workspace). Nothing was changed.',
-    );
-  }
+  if (prepared) for (const id of [r.from, r.to].sort()) await lockWorkspace(tx, id, lockTimeoutMs);
+  const { source, capability, fromRole, toRole, sourceSchema } = prepared
+    ? await forkSourceOnCitus(tx, r, searchPathSchemas)
+    : await forkChecks(tx, r, searchPathSchemas, lockTimeoutMs, false);
   const level = source ?? (await workspaceLevel(tx, r.from));
-  const sourceSchema = source?.schema_name ?? r.fromSchema;
-  const [to, from, src] = [quoteIdent(r.toSchema), quoteIdent(fromRole), quoteIdent(sourceSchema)];
-  await tx.exec(`CREATE SCHEMA ${to}`);
-  await tx.exec(principalScript({ schemaName: r.toSchema, roleName: toRole, searchPath: searchPathSchemas }, true, capability.role));
-  await runner.ensurePrincipal(tx, r.from);
-  // For the copy only: `from`'s role writes into the new schema and owns the snapshot it reads
-  // (an owner reads every row: no policy of the snapshot's filters the copy). Nobody else sees
-  // any of it before the commit, when it is all back.
-  await tx.exec(`GRANT USAGE, CREATE ON SCHEMA ${to} TO ${from}`);
-  if (source) await tx.exec(`GRANT USAGE ON SCHEMA ${src} TO ${from};\n${handOver(sourceSchema, fromRole)}`);
-  await runner.runAsWorkspace(
-    tx,
-    r.from,
-    schemaCopyScript({ source: sourceSchema, target: r.toSchema, roleMap: { [fromRole]: toRole }, lockSource: source === undefined }),
-  );
-  await tx.exec(`REVOKE ALL ON SCHEMA ${to} FROM ${from}`);
-  if (source) {
-    const keeper = snapshotRoleNameFor(capability.database, r.from);
-    await tx.exec(`REVOKE ALL ON SCHEMA ${src} FROM ${from};\n${handOver(sourceSchema, keeper)}`);
+  const copy = { source: sourceSchema, roleMap: { [fromRole]: toRole }, lockSource: source === undefined };
+  if (prepared) {
+    await copyOnCitus(tx, prepared, copy, true);
+  } else {
+    const [to, from, src] = [quoteIdent(r.toSchema), quoteIdent(fromRole), quoteIdent(sourceSchema)];
+    await tx.exec(`CREATE SCHEMA ${to}`);
+    await tx.exec(principalScript({ schemaName: r.toSchema, roleName: toRole, searchPath: searchPathSchemas }, true, capability.role));
+    await runner.ensurePrincipal(tx, r.from);
+    // For the copy only: `from`'s role writes into the new schema and owns the snapshot it reads
+    // (an owner reads every row: no policy of the snapshot's filters the copy). Nobody else sees
+    // any of it before the commit, when it is all back.
+    await tx.exec(`GRANT USAGE, CREATE ON SCHEMA ${to} TO ${from}`);
+    if (source) await tx.exec(`GRANT USAGE ON SCHEMA ${src} TO ${from};\n${handOver(sourceSchema, fromRole)}`);
+    await runner.runAsWorkspace(tx, r.from, schemaCopyScript({ ...copy, target: r.toSchema }));
+    await tx.exec(`REVOKE ALL ON SCHEMA ${to} FROM ${from}`);
+    if (source) {
+      const keeper = await snapshotRoleOf(tx, r.from, capability.database);
+      await tx.exec(`REVOKE ALL ON SCHEMA ${src} FROM ${from};\n${handOver(sourceSchema, keeper)}`);
+    }
+    await tx.exec(`SELECT ${quoteIdent(SANDBOX_SCHEMA)}.adopt_objects(${literal(r.toSchema)}, ${literal(toRole)})`);
   }
-  await tx.exec(`SELECT ${quoteIdent(SANDBOX_SCHEMA)}.adopt_objects(${literal(r.toSchema)}, ${literal(toRole)})`);
   const createdAt = await registerFork(tx, r.to, r.toSchema, level);
+  await markWorkspaceSchema(tx, r.toSchema, r.to);
   return {
     createdAt,
     changes: [
@@ -283,4 +369,14 @@ export async function forkWorkspace(
       `registered "${r.to}" at the migration level of what it copied`,
     ],
   };
+}
+
+/** On Citus, after the preparation committed: `from` and its snapshot still there, `to` still unregistered. */
+async function forkSourceOnCitus(tx: Queryable, r: ForkRequest, searchPathSchemas: readonly string[]) {
+  await requireWorkspace(tx, r.from, r.fromSchema);
+  const source = r.snapshot === undefined ? undefined : await requireSnapshot(tx, r.from, r.snapshot);
+  if ((await workspacePresence(tx, r.to, r.toSchema)).registered) throw new WorkspaceLifecycleError(`"${r.to}" was registered meanwhile. Nothing was changed.`);
+  const capability = await readSandboxCapability(tx, searchPathSchemas);
+  const [fromRole, toRole] = [await workspaceRoleOf(tx, r.from, capability.database), roleNameFor(capability.database, r.to)];
+  return { source, capability, fromRole, toRole, sourceSchema: source?.schema_name ?? r.fromSchema };
 }

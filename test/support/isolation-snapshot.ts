@@ -77,7 +77,7 @@ export async function startIsolationServer(
   let superuser: pg.Client | undefined;
   let adminUrl: string | undefined;
   if (kind === 'pglite') {
-    mcp = await connectInProcess({ extensionDirs: [notes] });
+    mcp = await connectInProcess({ extensionDirs: [notes], statementTimeoutMs: options.statementTimeoutMs });
   } else {
     if (!cluster) return undefined;
     const url = await cluster.createDatabase(options.databasePrefix);

@@ -1,7 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { protocol, type PGlite } from '@electric-sql/pglite';
-import pgvector from 'pgvector';
+import { protocol } from '@electric-sql/pglite';
 import { silentLogger, type Logger } from '../../logger.js';
 import { DamagedStoreError, isStoreDamage } from './damaged-store.js';
 import { SessionDatabase, type LockHolder, type LockTry, type PipelineOutcome, type PipelineStep, type Queryable } from '../database.js';
@@ -11,6 +10,7 @@ import { DataDirLock } from './data-dir-lock.js';
 import { fileLockHolders, tryFileLock } from './file-locks.js';
 import { Mutex } from '../mutex.js';
 import { openOrCreateStore } from './pglite-store.js';
+import { PGliteThread, StatementTimeoutError } from './pglite-thread.js';
 import { DEFAULT_MAINTENANCE_IDLE_MS, StoreMaintenance } from './store-maintenance.js';
 
 export interface PGliteOptions {
@@ -19,9 +19,10 @@ export interface PGliteOptions {
 }
 
 /**
- * Embedded PostgreSQL (PGlite, with pgvector) in `<dataDir>/pgdata`. PGlite is one session in
- * one process: the data directory is locked against other processes, and inside this process
- * every call takes its turn on the mutex, so a transaction is never interleaved with other work.
+ * Embedded PostgreSQL (PGlite, with pgvector) in `<dataDir>/pgdata`, run in a worker thread that
+ * enforces statement timeouts (pglite-thread.ts). PGlite is one session in one process: the data
+ * directory is locked against other processes, and inside this process every call takes its turn
+ * on the mutex, so a transaction is never interleaved with other work.
  */
 export class PGliteDatabase extends SessionDatabase {
   readonly description: string;
@@ -30,7 +31,7 @@ export class PGliteDatabase extends SessionDatabase {
   #maintenance: StoreMaintenance | undefined;
 
   private constructor(
-    private readonly pglite: PGlite,
+    private readonly pglite: PGliteThread,
     private readonly lock: DataDirLock,
     private readonly dataDir: string,
   ) {
@@ -40,7 +41,7 @@ export class PGliteDatabase extends SessionDatabase {
     this.#session = {
       query: async <R>(sql: string, params?: readonly unknown[]) => {
         try {
-          return (await pglite.query<R>(sql, params as unknown[] | undefined)).rows;
+          return await pglite.query<R>(sql, params);
         } catch (error) {
           throw damaged(error);
         }
@@ -57,8 +58,11 @@ export class PGliteDatabase extends SessionDatabase {
     await mkdir(dataDir, { recursive: true });
     const lock = await DataDirLock.acquire(dataDir, path.join(dataDir, 'lock'));
     try {
-      const pglite = await openOrCreateStore(path.join(dataDir, 'pgdata'), (reason) =>
-        log.warn('new embedded store made with initdb (slower) instead of the template', { reason }),
+      const pglite = await openOrCreateStore(
+        path.join(dataDir, 'pgdata'),
+        (reason) => log.warn('new embedded store made with initdb (slower) instead of the template', { reason }),
+        undefined,
+        (pgdata) => PGliteThread.start(pgdata, (reason) => log.warn('the embedded store reopened after its engine was stopped', { reason })),
       ).catch((error: unknown) => {
         throw isStoreDamage(error) ? new DamagedStoreError(dataDir, error) : error;
       });
@@ -126,19 +130,19 @@ export class PGliteDatabase extends SessionDatabase {
   }
 
   /** PGlite and the turns its users take, for serving it to other processes (shared-store.ts). */
-  get shared(): { pglite: PGlite; turns: Mutex } {
+  get shared(): { pglite: PGliteThread; turns: Mutex } {
     return { pglite: this.pglite, turns: this.#mutex };
   }
 
-  /** The one session is this caller's for the statement (and PGlite ignores statement timeouts). */
-  runAsRole(role: string, sql: string): Promise<void> {
+  /** The one session is this caller's for the statement. */
+  runAsRole(role: string, sql: string, timeoutMs: number): Promise<void> {
     return this.#mutex.run(async () => {
-      await this.#session.query(`SELECT pg_catalog.set_config('role', $1, false)`, [role]);
+      await this.#session.query(`SELECT pg_catalog.set_config('role', $1, false), pg_catalog.set_config('statement_timeout', $2, false)`, [role, String(timeoutMs)]);
       try {
         await this.#session.exec(sql);
       } finally {
         // And what the table's code (index expressions) may have left on the session.
-        await this.#session.exec(`RESET ROLE; ${AFTER_TABLE_CODE}`);
+        await this.#session.exec(`RESET ROLE; RESET statement_timeout; ${AFTER_TABLE_CODE}`);
       }
     });
   }
@@ -148,7 +152,7 @@ export class PGliteDatabase extends SessionDatabase {
     const rows = await this.query<{ oid: number }>(
       `SELECT oid FROM pg_catalog.pg_type WHERE typname = 'vector'`,
     );
-    for (const { oid } of rows) this.pglite.parsers[oid] = (text: string) => pgvector.fromSql(text);
+    await this.pglite.parseVectors(rows.map((r) => r.oid));
   }
 
   pipeline(steps: readonly PipelineStep[]): Promise<PipelineOutcome> {
@@ -171,10 +175,15 @@ export class PGliteDatabase extends SessionDatabase {
       const parser = new protocol.Parser();
       const bounder = new MessageBounder();
       const onMessage = (message: { name: string }) => collector.on(message as PipelineMessage, message.name === 'error' ? message : undefined);
-      await this.pglite.execProtocolRawStream(Buffer.concat(parts), {
-        // A copy: the chunk is a view of PGlite's memory, and the parser may keep part of it.
-        onRawData: (chunk) => bounder.push(Buffer.from(chunk), (bytes) => parser.parse(bytes, onMessage)),
-      });
+      try {
+        await this.pglite.execRaw(Buffer.concat(parts), (chunk) =>
+          bounder.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length), (bytes) => parser.parse(bytes, onMessage)),
+        );
+      } catch (error) {
+        // Ended at its timeout: an outcome, as PostgreSQL's own cancel is (a new session, rolled back).
+        if (!(error instanceof StatementTimeoutError)) throw error;
+        collector.on({ name: 'error' }, error);
+      }
       if (collector.outcome.error) await this.pglite.exec(afterFailedPipeline(steps));
       return collector.outcome;
     });

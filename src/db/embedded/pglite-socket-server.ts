@@ -1,9 +1,9 @@
 import { chmod, mkdir, rm } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import type { PGlite } from '@electric-sql/pglite';
 import { PGLiteSocketHandler } from '@electric-sql/pglite-socket';
 import type { Mutex } from '../mutex.js';
+import { StatementTimeoutError, type PGliteThread } from './pglite-thread.js';
 
 /** PostgreSQL clients look for `<dir>/.s.PGSQL.<port>`: with this name `psql -h <dir>` finds the socket. */
 export const SOCKET_FILE = '.s.PGSQL.5432';
@@ -15,7 +15,28 @@ const MAX_SOCKET_PATH_BYTES = 107;
 export const IDLE_IN_TRANSACTION_MS = 15_000;
 
 const SYNC = new Uint8Array([0x53, 0, 0, 0, 4]);
+const SYNC_TYPE = 0x53;
+const QUERY_TYPE = 0x51;
 const TERMINATE = 0x58;
+
+/** An ErrorResponse with PostgreSQL's fields for `error` (severity, SQLSTATE, message, detail). */
+function errorResponse(error: StatementTimeoutError): Buffer {
+  const field = (code: string, value: string) => Buffer.concat([Buffer.from(code), Buffer.from(value), Buffer.from([0])]);
+  const body = Buffer.concat([
+    field('S', error.severity),
+    field('V', error.severity),
+    field('C', error.code),
+    field('M', error.message),
+    field('D', error.detail),
+    Buffer.from([0]),
+  ]);
+  const header = Buffer.alloc(5);
+  header.write('E', 0);
+  header.writeInt32BE(body.length + 4, 1);
+  return Buffer.concat([header, body]);
+}
+
+const readyForQuery = (status: string) => Buffer.from([0x5a, 0, 0, 0, 5, status.charCodeAt(0)]);
 
 /** A simple-protocol Query message. */
 function queryMessage(sql: string): Uint8Array {
@@ -28,6 +49,8 @@ function queryMessage(sql: string): Uint8Array {
 }
 
 const ROLLBACK = queryMessage('ROLLBACK');
+/** Leaves the session in a failed transaction, which refuses every statement until a ROLLBACK. */
+const FAILED_TRANSACTION = queryMessage('BEGIN; SELECT 1 / 0');
 const RESET = queryMessage('RESET ALL');
 
 /** A Parse that fails: it aborts whatever transaction is open, implicit or not, without committing it. */
@@ -73,6 +96,8 @@ interface Connection {
   gone: boolean;
   /** It sent more than its startup message, so it may have changed session settings. */
   queried: boolean;
+  /** Its statement was ended at its timeout mid-way through an exchange: its messages up to Sync are skipped, as PostgreSQL does after an error. */
+  skipToSync: boolean;
 }
 
 interface Holder {
@@ -97,13 +122,13 @@ class SessionTurns {
   #holder: Holder | undefined;
 
   constructor(
-    private readonly pglite: PGlite,
+    private readonly pglite: PGliteThread,
     private readonly turns: Mutex,
     private readonly idleInTransactionMs: number,
   ) {}
 
   add(handler: PGLiteSocketHandler): void {
-    this.#connections.set(handler.handlerId, { handler, chain: Promise.resolve(), gone: false, queried: false });
+    this.#connections.set(handler.handlerId, { handler, chain: Promise.resolve(), gone: false, queried: false, skipToSync: false });
   }
 
   /** Called by the handler for each complete message of its client, in order. */
@@ -130,25 +155,31 @@ class SessionTurns {
     }
     const holder = this.#holder;
     clearTimeout(holder.idle);
+    if (connection.skipToSync && message[0] !== SYNC_TYPE) {
+      holder.midExchange = true;
+      return 0;
+    }
+    connection.skipToSync = false;
     let bytes = 0;
     let tail: Uint8Array = new Uint8Array(0);
+    const send = (data: Uint8Array) => {
+      bytes += data.length;
+      tail = lastBytes(tail, data, 6);
+      onData(data);
+    };
     try {
       // PGlite keeps this callback installed after the exchange: this process's own calls must
       // parse their replies themselves (query, exec, execProtocolStream; never execProtocol or
       // execProtocolRaw, whose reply would come here, see PGliteDatabase.pipeline).
-      await this.pglite.runExclusive(() =>
-        this.pglite.execProtocolRawStream(message, {
-          onRawData: (data) => {
-            bytes += data.length;
-            tail = lastBytes(tail, data, 6);
-            onData(data);
-          },
-        }),
-      );
+      await this.pglite.execRaw(message, send);
     } catch (error) {
-      // PGlite itself failed (not an SQL error, which is a reply): never keep the others waiting.
-      this.#release();
-      throw error;
+      if (error instanceof StatementTimeoutError) {
+        await this.#timedOut(connection, holder, message, error, send);
+      } else {
+        // PGlite itself failed (not an SQL error, which is a reply): never keep the others waiting.
+        this.#release();
+        throw error;
+      }
     }
     const status = readyStatus(tail);
     holder.midExchange = status === undefined;
@@ -159,6 +190,20 @@ class SessionTurns {
       holder.idle = setTimeout(() => void connection.handler.detach(true), this.idleInTransactionMs);
     }
     return bytes;
+  }
+
+  /**
+   * The client's statement was ended at its timeout and the store reopened with a new session:
+   * it is told as PostgreSQL tells it (the error; then ReadyForQuery at once for a simple query,
+   * or after skipping to its Sync), and a transaction it had open is failed, as PostgreSQL's
+   * would be, so that its next statements are refused until it rolls back rather than run alone.
+   */
+  async #timedOut(connection: Connection, holder: Holder, message: Uint8Array, error: StatementTimeoutError, send: (data: Uint8Array) => void): Promise<void> {
+    send(errorResponse(error));
+    let status = 'I';
+    if (holder.status !== 'I') status = (await this.#internal(FAILED_TRANSACTION)) ?? 'I';
+    if (message[0] === QUERY_TYPE || message[0] === SYNC_TYPE) send(readyForQuery(status));
+    else connection.skipToSync = true;
   }
 
   #release(): void {
@@ -175,7 +220,7 @@ class SessionTurns {
    */
   async #internal(message: Uint8Array): Promise<string | undefined> {
     let tail: Uint8Array = new Uint8Array(0);
-    await this.pglite.execProtocolRawStream(message, { onRawData: (data) => (tail = lastBytes(tail, data, 6)) });
+    await this.pglite.execRaw(message, (data) => (tail = lastBytes(tail, data, 6)));
     return readyStatus(tail);
   }
 
@@ -200,16 +245,14 @@ class SessionTurns {
     // (as a server pooler resets a connection); while it is connected, its SETs are everyone's.
     const release = this.#holder?.id === handlerId ? () => this.#release() : await hold(this.turns);
     try {
-      await this.pglite.runExclusive(async () => {
-        if (this.#holder?.id === handlerId) {
-          // What it left must not commit, as a Sync alone would commit a Parse … Execute without
-          // one: a failing statement aborts it first, the Sync ends the exchange (and its skip
-          // till Sync), and ROLLBACK ends an explicit transaction.
-          await this.#internal(ABORT);
-          if ((await this.#internal(SYNC)) !== 'I') await this.#internal(ROLLBACK);
-        }
-        await this.#internal(RESET);
-      });
+      if (this.#holder?.id === handlerId) {
+        // What it left must not commit, as a Sync alone would commit a Parse … Execute without
+        // one: a failing statement aborts it first, the Sync ends the exchange (and its skip
+        // till Sync), and ROLLBACK ends an explicit transaction.
+        await this.#internal(ABORT);
+        if ((await this.#internal(SYNC)) !== 'I') await this.#internal(ROLLBACK);
+      }
+      await this.#internal(RESET);
     } finally {
       release();
     }
@@ -233,7 +276,7 @@ export class PGliteSocketServer {
     private readonly server: net.Server,
   ) {}
 
-  static async listen(shared: { pglite: PGlite; turns: Mutex }, dir: string, options: SocketServerOptions = {}): Promise<PGliteSocketServer> {
+  static async listen(shared: { pglite: PGliteThread; turns: Mutex }, dir: string, options: SocketServerOptions = {}): Promise<PGliteSocketServer> {
     const socketPath = path.join(dir, SOCKET_FILE);
     if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH_BYTES) {
       throw new Error(

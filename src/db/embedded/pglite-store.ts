@@ -32,11 +32,19 @@ const INITIALISING = 'PGW_INITIALISING';
  * allocates and clears them in its WebAssembly memory): on 2 loaded cores a start took
  * 1.2-2.5 s with them and 0.6-1.2 s with 16 MB, and the process holds about 120 MB less. One
  * session's working set is small and the OS page cache keeps the files: provisioning and lookups
- * measured the same at 300 workspaces (docs/benchmarks.md).
+ * measured the same at 300 workspaces (docs/benchmarks.md). And no startup-progress timer: PGlite
+ * never disables it, and its alarm every 10 s would hide from the statement-timeout watch
+ * (pglite-thread-worker.js) when a statement arms its timeout.
  */
-export const PGLITE_START_PARAMS = [...PGlite.defaultStartParams, '-c', 'shared_buffers=16MB'];
+export const PGLITE_START_PARAMS = [...PGlite.defaultStartParams, '-c', 'shared_buffers=16MB', '-c', 'log_startup_progress_interval=0'];
 
 export const openPGlite = (pgdata: string) => PGlite.create({ dataDir: pgdata, extensions: { vector }, startParams: PGLITE_START_PARAMS });
+
+/** What openOrCreateStore needs of an opened store. */
+interface Store {
+  query(sql: string): Promise<unknown>;
+  close(): Promise<void>;
+}
 
 const exists = (file: string) => access(file).then(() => true, () => false);
 
@@ -48,22 +56,23 @@ export const storeExists = async (pgdata: string) => (await exists(pgdata)) && !
  * the package when it is complete and from this PGlite version, else with PGlite's own initdb.
  * The caller holds the data-dir lock.
  */
-export async function openOrCreateStore(
+export async function openOrCreateStore<S extends Store = PGlite>(
   pgdata: string,
   onFallback: (reason: string) => void,
   templateDir = pgliteTemplateDir,
-): Promise<PGlite> {
+  open: (pgdata: string) => Promise<S> = openPGlite as unknown as (pgdata: string) => Promise<S>,
+): Promise<S> {
   if (await storeExists(pgdata)) {
     // Stores made from a packed template before its directories were listed lack them.
     const manifest = await readManifest(templateDir);
     if (manifest) await Promise.all(manifest.dirs.map((dir) => mkdir(path.join(pgdata, dir), { recursive: true }).catch(() => undefined)));
-    return openPGlite(pgdata);
+    return open(pgdata);
   }
   await rm(pgdata, { recursive: true, force: true });
   const reason = await copyTemplate(pgdata, templateDir);
   if (!reason) {
-    const pglite = await openedFine(pgdata);
-    if (pglite) return pglite;
+    const store = await openedFine(pgdata, open);
+    if (store) return store;
     onFallback('the store copied from the template did not open');
   } else {
     onFallback(reason);
@@ -71,18 +80,20 @@ export async function openOrCreateStore(
   await rm(pgdata, { recursive: true, force: true });
   await mkdir(pgdata, { recursive: true });
   await writeFile(path.join(pgdata, INITIALISING), '');
-  const pglite = await openPGlite(pgdata);
+  const store = await open(pgdata);
   await rm(path.join(pgdata, INITIALISING));
-  return pglite;
+  return store;
 }
 
-async function openedFine(pgdata: string): Promise<PGlite | undefined> {
+async function openedFine<S extends Store>(pgdata: string, open: (pgdata: string) => Promise<S>): Promise<S | undefined> {
+  let store: S | undefined;
   try {
-    const pglite = await openPGlite(pgdata);
-    await pglite.query('SELECT 1');
+    store = await open(pgdata);
+    await store.query('SELECT 1');
     await rm(path.join(pgdata, INITIALISING));
-    return pglite;
+    return store;
   } catch {
+    await store?.close().catch(() => undefined);
     return undefined;
   }
 }

@@ -133,3 +133,24 @@ export function citusForeignKeyRefusal(error: unknown): { from?: string; to: str
   const m = e && /^referenced table "(.+)" must be a distributed table or a reference table$/.exec(e.message);
   return m ? { to: m[1] as string } : undefined;
 }
+
+/** The worker holding a distributed schema's tables ("host", port), or undefined while it has none. */
+export async function workerOfSchema(q: Queryable, schemaName: string): Promise<{ host: string; port: number } | undefined> {
+  const [row] = await q.query<{ host: string; port: number }>(
+    `SELECT n.nodename AS host, n.nodeport AS port
+       FROM pg_catalog.pg_dist_schema d
+       JOIN pg_catalog.pg_dist_partition p ON p.colocationid = d.colocationid
+       JOIN pg_catalog.pg_dist_shard s ON s.logicalrelid = p.logicalrelid
+       JOIN pg_catalog.pg_dist_placement pl ON pl.shardid = s.shardid
+       JOIN pg_catalog.pg_dist_node n ON n.groupid = pl.groupid
+      WHERE d.schemaid = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = $1)
+      LIMIT 1`,
+    [schemaName],
+  );
+  return row;
+}
+
+/** Moves a distributed schema's shards to `to` (citus_schema_move, copying with writes blocked); outside a transaction. */
+export async function moveSchema(q: Queryable, schemaName: string, to: { host: string; port: number }): Promise<void> {
+  await q.query(`SELECT pg_catalog.citus_schema_move($1::pg_catalog.regnamespace, $2, $3, 'block_writes')`, [schemaName, to.host, to.port]);
+}

@@ -1,0 +1,110 @@
+import { distributeSchemaSql, moveSchema, SHARDING_OFF, workerOfSchema } from '../db/postgres/citus.js';
+import type { Queryable } from '../db/database.js';
+import { quoteIdent } from '../db/identifiers.js';
+import { distributeNewTables, dropSandboxFunction, principalScript, sandboxFunction } from '../sandbox/sandbox-ddl.js';
+import { schemaCopyScript, type SchemaCopy } from './schema-copy.js';
+
+/*
+ * A schema copy (a snapshot, or a fork's new workspace) on Citus, where every workspace is a
+ * distributed schema on one worker. What Citus does that shapes this (Citus 13.2 source):
+ * - in one coordinator transaction each role reaches the workers over connections of its own,
+ *   and a placement modified over one role's connection cannot be touched over another's
+ *   (placement_connection.c), nor does one role's connection see what another's made and has not
+ *   committed (a schema, a grant). The server cannot make the copy and then hand it to the
+ *   snapshot role, as on PostgreSQL: the role that will own the copy makes it, reading the source
+ *   through a membership of the source's owner granted (and committed) beforehand;
+ * - only a top-level CREATE TABLE in a distributed schema makes a tenant table (the copy's run
+ *   from PL/pgSQL), and create_distributed_table colocates a table with the schema's group only
+ *   through a table already in it: the target schema is made distributed with an empty anchor
+ *   table in it (handed to the copier), before the copy;
+ * - a new colocation group goes to the worker its id picks: the empty anchor is moved to the
+ *   source's worker (citus_schema_move, outside the transaction that makes it), so the copy lives
+ *   beside what it copies and the rows never cross workers;
+ * - size functions refuse to run in a transaction that wrote to shards.
+ * So: a committed preparation (schema, anchor, copier's sandbox and membership), a move, then in
+ * the caller's transaction the copy in the copier's sandbox (tables and rows, distribution, the
+ * rest), and the membership taken back. No statement of the copy runs as the server.
+ */
+
+/** The empty table that anchors the target's colocation group until the copy is distributed. */
+const ANCHOR = 'pgw_copy_anchor';
+
+export interface CitusCopyPlan {
+  /** The schema the copy fills: made distributed (with the anchor) by prepareCitusCopy. */
+  target: string;
+  /** The role that makes and owns the copy: the snapshot role, or a fork's new workspace role. */
+  copier: string;
+  /** The owner of what is copied, granted to the copier for the copy only. */
+  sourceOwner: string;
+  /** A schema nobody may use (a snapshot's) that sourceOwner may use for the copy only. */
+  sourceSchemaToOpen?: string;
+  /** The schema whose worker the copy goes to. */
+  near: string;
+  /** The schemas after the target on the copier's sandbox search path (as for a workspace). */
+  searchPath: readonly string[];
+}
+
+/**
+ * First transaction (the caller's, committed before the copy): the target as a distributed schema
+ * holding only the anchor, the copier's SQL sandbox on it, and the membership that lets the
+ * copier read the source. Nothing of the agent's is touched.
+ */
+export async function prepareCitusCopy(tx: Queryable, plan: CitusCopyPlan, serverRole: string, createCopier: boolean): Promise<void> {
+  const target = quoteIdent(plan.target);
+  await tx.exec(SHARDING_OFF);
+  await tx.exec(`CREATE SCHEMA ${target}`);
+  await tx.exec(`CREATE TABLE ${target}.${quoteIdent(ANCHOR)} ()`);
+  await tx.exec(distributeSchemaSql(plan.target));
+  await tx.exec(principalScript({ schemaName: plan.target, roleName: plan.copier, searchPath: plan.searchPath }, createCopier, serverRole, true));
+  // Inheriting, for the copy only: the sandbox refuses every role change.
+  await tx.exec(`GRANT ${quoteIdent(plan.sourceOwner)} TO ${quoteIdent(plan.copier)}`);
+  await tx.exec(`ALTER ROLE ${quoteIdent(plan.copier)} INHERIT`);
+  if (plan.sourceSchemaToOpen) await tx.exec(`GRANT USAGE ON SCHEMA ${quoteIdent(plan.sourceSchemaToOpen)} TO ${quoteIdent(plan.sourceOwner)}`);
+}
+
+/** The membership (and the source schema's USAGE) granted for the copy, taken back. */
+async function closeSource(tx: Queryable, plan: CitusCopyPlan): Promise<void> {
+  await tx.exec(`REVOKE ${quoteIdent(plan.sourceOwner)} FROM ${quoteIdent(plan.copier)}`);
+  await tx.exec(`ALTER ROLE ${quoteIdent(plan.copier)} NOINHERIT`);
+  if (plan.sourceSchemaToOpen) await tx.exec(`REVOKE ALL ON SCHEMA ${quoteIdent(plan.sourceSchemaToOpen)} FROM ${quoteIdent(plan.sourceOwner)}`);
+}
+
+/**
+ * Between the two transactions: the prepared target (only the empty anchor, so no code of the
+ * agent's runs) goes to the source's worker. Citus moves a shard outside a transaction.
+ */
+export async function placeNearSource(q: Queryable, plan: CitusCopyPlan): Promise<void> {
+  const [source, target] = [await workerOfSchema(q, plan.near), await workerOfSchema(q, plan.target)];
+  if (!source || !target || (source.host === target.host && source.port === target.port)) return;
+  await moveSchema(q, plan.target, source);
+}
+
+/**
+ * In the caller's transaction: the copy as the copier, in its sandbox (tables and rows as local
+ * tables, their distribution into the anchor's group, then indexes, views, foreign keys, sequence
+ * values, triggers and policies on the distributed tables), then the anchor dropped and the
+ * membership taken back. With `keepSandbox` false (a snapshot) the copier's sandbox is dropped too,
+ * and its privileges on the target.
+ */
+export async function copyOnCitus(tx: Queryable, plan: CitusCopyPlan, copy: Omit<SchemaCopy, 'part' | 'target'>, keepSandbox: boolean): Promise<void> {
+  const sandbox = sandboxFunction(plan.target);
+  const run = (script: string) => tx.query(`SELECT ${sandbox}('script', $1, 0, 0)`, [script]);
+  await run(schemaCopyScript({ ...copy, target: plan.target, part: 'before-distribution' }));
+  await run(distributeNewTables(plan.target));
+  await run(schemaCopyScript({ ...copy, target: plan.target, lockSource: false, part: 'after-distribution' }));
+  await run(`DROP TABLE ${quoteIdent(plan.target)}.${quoteIdent(ANCHOR)}`);
+  await closeSource(tx, plan);
+  if (keepSandbox) return;
+  await tx.exec(dropSandboxFunction(plan.target));
+  await tx.exec(`REVOKE ALL ON SCHEMA ${quoteIdent(plan.target)} FROM ${quoteIdent(plan.copier)}`);
+}
+
+/**
+ * After a copy that failed or was refused (its transaction rolled back): the prepared target and
+ * the copier's sandbox on it are dropped and the membership taken back, if still there.
+ */
+export async function discardCitusCopy(tx: Queryable, plan: CitusCopyPlan): Promise<void> {
+  await tx.exec(`DROP SCHEMA IF EXISTS ${quoteIdent(plan.target)} CASCADE`);
+  await tx.exec(dropSandboxFunction(plan.target));
+  await closeSource(tx, plan);
+}
