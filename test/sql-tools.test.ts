@@ -488,6 +488,43 @@ describe('the sandbox function of a workspace', () => {
     }
   }, 120_000);
 
+  it("is called by the server's own EXECUTE grant, which a function of an older server gets, not through its membership of the workspace role", async (ctx) => {
+    if (!cluster) ctx.skip();
+    const { url } = await postgresUrl(cluster as PgCluster, 'mcp_grant', true);
+    const pg = await import('pg');
+    const admin = new pg.default.Client({ connectionString: (cluster as PgCluster).url(new URL(url).pathname.slice(1)) });
+    await admin.connect();
+    const fn = 'project_registry_sandbox.project_granted(text, text, integer, integer)';
+    const grantees = async () =>
+      (await admin.query(`SELECT a.grantee::regrole::text AS who FROM pg_proc p, aclexplode(p.proacl) a WHERE p.oid = $1::regprocedure AND a.privilege_type = 'EXECUTE' ORDER BY 1`, [fn])).rows.map(
+        (r: { who: string }) => r.who,
+      );
+    const whoami = async (server: Awaited<ReturnType<typeof connectInProcess>>) => {
+      const result = await callTool(server.client, server.tools, 'query', { project_id: 'granted', sql: 'SELECT current_user::text AS who' });
+      expect(result.isError, result.text).toBe(false);
+      return (result.data['rows'] as string[][])[0]?.[0] ?? '';
+    };
+    try {
+      const first = await connectInProcess({ databaseUrl: url, disabledExtensions: ['codebase'] });
+      const role = await whoami(first).finally(() => first.close());
+      expect(await grantees()).toEqual(['mcp_grant', role].sort());
+      // As an older server left it: the owner's EXECUTE only.
+      await admin.query(`REVOKE EXECUTE ON FUNCTION ${fn} FROM mcp_grant`);
+      const second = await connectInProcess({ databaseUrl: url, disabledExtensions: ['codebase'] });
+      try {
+        expect(await whoami(second)).toBe(role);
+        expect(await grantees()).toEqual(['mcp_grant', role].sort());
+        // Without the membership (which only making the sandbox needs) the calls go on.
+        await admin.query(`REVOKE "${role}" FROM mcp_grant`);
+        expect(await whoami(second)).toBe(role);
+      } finally {
+        await second.close();
+      }
+    } finally {
+      await admin.end();
+    }
+  }, 120_000);
+
   it('refuses to run agent SQL once made SECURITY INVOKER behind a running server, and is made again', async (ctx) => {
     if (!cluster) ctx.skip();
     const { url } = await postgresUrl(cluster as PgCluster, 'mcp_invoker', true);

@@ -114,7 +114,8 @@ export function dropSandboxFunction(schemaName: string): string {
  * ownership of every object in the schema (so the agent may ALTER and DROP its tables), and the
  * sandbox function. Idempotent; runs under the workspace's lock. The server role becomes a
  * member of the workspace role: to hand it objects and the function (PostgreSQL asks the new
- * owner for CREATE on the function's schema, granted for that one statement only).
+ * owner for CREATE on the function's schema, granted for that one statement only); it calls the
+ * function by a grant of its own.
  */
 export function principalScript(p: Principal, createRole: boolean, serverRole: string, citus = false): string {
   const role = quoteIdent(p.roleName);
@@ -144,6 +145,12 @@ AS $sandbox$${sandboxSource(p)}$sandbox$`,
     `GRANT CREATE ON SCHEMA ${quoteIdent(SANDBOX_SCHEMA)} TO ${role}`,
     `ALTER FUNCTION ${fn} OWNER TO ${role}`,
     `REVOKE CREATE ON SCHEMA ${quoteIdent(SANDBOX_SCHEMA)} FROM ${role}`,
+    // The server's own EXECUTE, found in the function's ACL: through its membership alone, each
+    // call's check walks the list of every role the server belongs to, a list PostgreSQL (before
+    // 17) rebuilds in quadratic time after any role change in the cluster: 13 ms per connection
+    // at 10,000 workspaces (docs/benchmarks.md, Fleet scale). After the owner change, which
+    // would make a grant of the server's the owner's.
+    `GRANT EXECUTE ON FUNCTION ${fn} TO ${quoteIdent(serverRole)}`,
   ]
     .filter(Boolean)
     .join(';\n');

@@ -495,8 +495,9 @@ export class WorkspaceSql {
 
   /**
    * Makes the role, privileges and sandbox function unless all are there and intact: the
-   * function with its flags, exactly this server's body (an older server's is replaced) and
-   * nothing but its search path as settings (PostgreSQL stores SET clauses quote_ident-ed).
+   * function with its flags, exactly this server's body (an older server's is replaced),
+   * nothing but its search path as settings (PostgreSQL stores SET clauses quote_ident-ed) and
+   * the server's own EXECUTE grant.
    * An existing role is taken only if it serves nothing outside this workspace (another
    * workspace, another database: a role is never shared), and is recorded in the registry.
    */
@@ -510,7 +511,9 @@ export class WorkspaceSql {
                          AND p.prosecdef AND NOT p.proisstrict
                          AND p.proconfig = ARRAY['search_path=' || (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(e), ', ' ORDER BY o)
                                                                        FROM pg_catalog.unnest($6::text[]) WITH ORDINALITY u(e, o))] AND p.pronargs = 4 AND p.prosrc = $5
-                         AND p.proowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $2))
+                         AND p.proowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $2)
+                         AND EXISTS (SELECT FROM pg_catalog.aclexplode(p.proacl) a
+                                      WHERE a.grantee = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $9) AND a.privilege_type = 'EXECUTE'))
               AND (SELECT count(*) FROM pg_catalog.pg_proc p
                     WHERE p.pronamespace = pg_catalog.to_regnamespace($3) AND p.proname = $1) = 1 AS intact,
               EXISTS (SELECT FROM pg_catalog.pg_proc b
@@ -524,6 +527,7 @@ export class WorkspaceSql {
         sandboxSearchPath(principal),
         SANDBOX_BODY,
         sandboxBodySource(),
+        capability.serverRole,
       ],
     );
     if (!state?.intact) {

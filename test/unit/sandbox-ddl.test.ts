@@ -60,6 +60,8 @@ describe('principalScript', () => {
         const [grantRole] = of('GrantRoleStmt');
         expect((grantRole?.['granted_roles'] as Array<{ AccessPriv: { priv_name: string } }>)[0]?.AccessPriv.priv_name).toBe(roleName);
         expect((grantRole?.['grantee_roles'] as Array<{ RoleSpec: { rolename: string } }>)[0]?.RoleSpec.rolename).toBe(serverRole);
+        const execute = of('GrantStmt').filter((n) => n['objtype'] === 'OBJECT_FUNCTION' && n['is_grant']);
+        expect(execute.map((n) => (n['grantees'] as Array<{ RoleSpec: { rolename: string } }>)[0]?.RoleSpec.rolename)).toEqual([serverRole]);
 
         const functions = of('CreateFunctionStmt').filter((n) => names(n['funcname'])[0] === SANDBOX_SCHEMA);
         expect(functions.map((n) => names(n['funcname']))).toEqual([[SANDBOX_SCHEMA, schemaName]]);
@@ -79,7 +81,7 @@ describe('principalScript', () => {
     );
   });
 
-  it('locks first, gives the function away only after PUBLIC lost EXECUTE, and takes back the CREATE it lent for that', async () => {
+  it("locks first, gives the function away only after PUBLIC lost EXECUTE, takes back the CREATE it lent for that, then grants the server's EXECUTE", async () => {
     for (const citus of [false, true]) {
       const script = await statements(principalScript(principalOf('project_a', 'pgw_0_a'), true, 'server', citus));
       const first = script[0]?.node['targetList'] as Array<{ ResTarget: { val: { FuncCall: { funcname: unknown; args: Node[] } } } }>;
@@ -95,7 +97,16 @@ describe('principalScript', () => {
       const givenAway = index((s) => s.kind === 'AlterOwnerStmt' && s.node['objectType'] === 'OBJECT_FUNCTION');
       const takenBack = index((s) => onSandboxSchema(s, false));
       expect(created).toBeGreaterThan(0);
-      expect([created, revokedFromPublic, lent, givenAway, takenBack]).toEqual([created, created + 1, created + 2, created + 3, created + 4]);
+      // The server's own EXECUTE after the owner change, which would have made it the owner's.
+      const serverExecute = index((s) => s.kind === 'GrantStmt' && s.node['objtype'] === 'OBJECT_FUNCTION' && Boolean(s.node['is_grant']));
+      expect([created, revokedFromPublic, lent, givenAway, takenBack, serverExecute]).toEqual([
+        created,
+        created + 1,
+        created + 2,
+        created + 3,
+        created + 4,
+        created + 5,
+      ]);
 
       // The role can log in only on Citus (its workers connect as it), and never with a password.
       const alter = script.find((s) => s.kind === 'AlterRoleStmt')?.node['options'] as Array<{ DefElem: { defname: string; arg: unknown } }>;
