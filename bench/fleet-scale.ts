@@ -100,8 +100,8 @@ async function side(settings: Record<string, string>, heldUrl?: string): Promise
 /** The calls an agent makes on a new workspace, through the engine the tools call. */
 async function agentWorkspace(r: Ready, projectId: string): Promise<void> {
   await r.workspaces.ensure(projectId);
-  for (const sql of [AGENT.table, AGENT.fn, AGENT.trigger]) await r.sql.execute(projectId, sql, []);
-  await r.sql.execute(projectId, AGENT.insert, ['first']);
+  for (const sql of [AGENT.table, AGENT.fn, AGENT.trigger]) await r.sandbox.execute(projectId, sql, []);
+  await r.sandbox.execute(projectId, AGENT.insert, ['first']);
 }
 
 /**
@@ -168,7 +168,7 @@ async function measureOnce(s: Side, i: number, samples: Record<Step, Samples>): 
     samples[step].ms.push(performance.now() - t);
     if (c) samples[step].cpu.push(s.cpu!.since(c));
   };
-  const { workspaces, sql } = s.ready;
+  const { workspaces, sandbox: sql } = s.ready;
   const db = s.direct;
   await timed('ensure', () => workspaces.ensure(projectId));
   await timed('firstCall', () => sql.query(projectId, 'SELECT 1', []));
@@ -213,7 +213,7 @@ try {
   // workspace's SQL sandbox called once by this engine (its connections' caches hold them).
   for (const [s, count] of [[small, SMALL], [large, LARGE]] as const) {
     const touched = performance.now();
-    for (let i = 0; i < count; i++) await s.ready.sql.query(`fleet-${String(i).padStart(6, '0')}`, 'SELECT 1', []);
+    for (let i = 0; i < count; i++) await s.ready.sandbox.query(`fleet-${String(i).padStart(6, '0')}`, 'SELECT 1', []);
     log(`called the sandbox of each of ${count} workspaces in ${Math.round(performance.now() - touched)} ms`);
   }
   // Two whole workspaces through the tools' engine calls, unmeasured: caches and plans warm.

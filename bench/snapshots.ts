@@ -13,7 +13,7 @@ import { sandboxedWorkspaces } from '../src/sandboxed-workspaces.js';
 import { PostgresDatabase } from '../src/db/postgres/postgres-database.js';
 import { silentLogger } from '../src/logger.js';
 import { packageRoot } from '../src/package-info.js';
-import { DEFAULT_SQL_LIMITS } from '../src/sandbox/workspace-sql.js';
+import { DEFAULT_SQL_LIMITS } from '../src/sandbox/workspace-sandbox.js';
 import { install, planFor } from '../harness/fixtures.js';
 import { startPgCluster } from '../harness/pg-cluster.js';
 import { formatTable, type Row } from './report.js';
@@ -31,7 +31,7 @@ const rows: Row[] = [];
 try {
   const plan = await planFor([]);
   const report = await install(db, plan);
-  const { workspaces: manager, sql } = sandboxedWorkspaces(db, plan, report.searchPathSchemas, silentLogger, {
+  const { workspaces: manager, sandbox: sql } = sandboxedWorkspaces(db, plan, report.searchPathSchemas, silentLogger, {
     snapshotLimits: { maxSnapshots: 1000, budgetBytes: Number.MAX_SAFE_INTEGER },
     limits: { ...DEFAULT_SQL_LIMITS, statementTimeoutMs: 600_000 },
   });

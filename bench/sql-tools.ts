@@ -56,7 +56,7 @@ export async function sqlToolsOverStdio(url: string, iterations: number) {
     if (command.kind !== 'serve') throw new Error('expected a serve configuration');
     const engine = new ProvisioningEngine(command.config, silentLogger);
     engine.start();
-    const { sql } = await engine.ready(60_000);
+    const { sandbox: sql } = await engine.ready(60_000);
     const inProcess = await sampleInterleaved(iterations, {
       query: () => sql.query('bench-sql', 'SELECT n, label FROM ten', []),
       pgSelect: () => direct.query('SELECT n, label FROM project_bench_sql.ten'),

@@ -6,7 +6,7 @@ import { installExtensions } from './installer/install-extensions.js';
 import { prepareInstallPlan, type InstallPlan } from './installer/install-plan.js';
 import type { Logger } from './logger.js';
 import { builtinExtensionDirs } from './extensions/builtin-extensions.js';
-import { DEFAULT_SQL_LIMITS } from './sandbox/workspace-sql.js';
+import { DEFAULT_SQL_LIMITS } from './sandbox/workspace-sandbox.js';
 import { sandboxedWorkspaces } from './sandboxed-workspaces.js';
 import { WorkspaceFleet } from './workspaces/workspace-fleet.js';
 import { DEFAULT_SNAPSHOT_LIMITS, type SnapshotLimits } from './workspaces/workspace-snapshots.js';
@@ -48,7 +48,7 @@ export async function installAndServe(db: Database, plan: InstallPlan, config: E
     extensions: report.extensions,
     ...(report.citus ? { citus: report.citus } : {}),
   });
-  const { workspaces, sql } = sandboxedWorkspaces(db, plan, report.searchPathSchemas, log, {
+  const { workspaces, sandbox } = sandboxedWorkspaces(db, plan, report.searchPathSchemas, log, {
     citus: report.citus !== null,
     ...(config.upgradeTimeoutMs ? { upgradeTimeoutMs: config.upgradeTimeoutMs } : {}),
     snapshotLimits: snapshotLimits(config),
@@ -61,8 +61,8 @@ export async function installAndServe(db: Database, plan: InstallPlan, config: E
   });
   const embedder = createEmbedder(config.embeddings, log);
   if (embedder) log.info('embedding provider configured', { provider: embedder.space.provider, model: embedder.space.model, dimensions: embedder.space.dimensions });
-  const search = new SearchService(db, sql, embedder, config.allowedRoots ?? [], log);
-  return { report, db, workspaces, fleet: new WorkspaceFleet(db, plan, workspaces, sql), sql, embedder, search };
+  const search = new SearchService(db, sandbox, embedder, config.allowedRoots ?? [], log);
+  return { report, db, workspaces, fleet: new WorkspaceFleet(db, plan, workspaces, sandbox), sandbox, embedder, search };
 }
 
 /** The per-workspace snapshot limits a configuration sets (docs/snapshots.md). */

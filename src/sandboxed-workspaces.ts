@@ -1,7 +1,7 @@
 import type { Database } from './db/database.js';
 import type { InstallPlan } from './installer/install-plan.js';
 import type { Logger } from './logger.js';
-import { DEFAULT_SQL_LIMITS, WorkspaceSql, type SqlLimits, type WorkspaceProvisioner } from './sandbox/workspace-sql.js';
+import { DEFAULT_SQL_LIMITS, WorkspaceSandbox, type SqlLimits, type WorkspaceProvisioner } from './sandbox/workspace-sandbox.js';
 import { WorkspaceManager, type WorkspaceManagerOptions } from './workspaces/workspace-manager.js';
 
 /**
@@ -16,10 +16,10 @@ export function sandboxedWorkspaces(
   searchPathSchemas: readonly string[],
   log: Logger,
   options: Omit<WorkspaceManagerOptions, 'sandbox'> & { limits?: SqlLimits } = {},
-): { workspaces: WorkspaceManager; sql: WorkspaceSql } {
+): { workspaces: WorkspaceManager; sandbox: WorkspaceSandbox } {
   const { limits = DEFAULT_SQL_LIMITS, ...managerOptions } = options;
   const provisioner: WorkspaceProvisioner = { citus: managerOptions.citus ?? false, ensure: (projectId) => workspaces.ensure(projectId) };
-  const sql = new WorkspaceSql(db, provisioner, searchPathSchemas, limits, log);
-  const workspaces: WorkspaceManager = new WorkspaceManager(db, plan, searchPathSchemas, log, { ...managerOptions, sandbox: sql });
-  return { workspaces, sql };
+  const sandbox = new WorkspaceSandbox(db, provisioner, searchPathSchemas, limits, log);
+  const workspaces: WorkspaceManager = new WorkspaceManager(db, plan, searchPathSchemas, log, { ...managerOptions, sandbox });
+  return { workspaces, sandbox };
 }

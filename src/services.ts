@@ -3,7 +3,7 @@ import type { Database } from './db/database.js';
 import type { Embedder } from './embeddings/embedder.js';
 import type { InstallReport } from './installer/install-extensions.js';
 import type { SearchService } from './search/search-service.js';
-import type { WorkspaceSql } from './sandbox/workspace-sql.js';
+import type { WorkspaceSandbox } from './sandbox/workspace-sandbox.js';
 import type { WorkspaceFleet } from './workspaces/workspace-fleet.js';
 import type { WorkspaceManager } from './workspaces/workspace-manager.js';
 
@@ -27,7 +27,7 @@ export interface Ready {
   db: Database;
   workspaces: WorkspaceManager;
   fleet: WorkspaceFleet;
-  sql: WorkspaceSql;
+  sandbox: WorkspaceSandbox;
   search: SearchService;
   /** The configured embedding provider; undefined with `--embeddings none`. */
   embedder: Embedder | undefined;

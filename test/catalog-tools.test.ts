@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vit
 import type { Database } from '../src/db/database.js';
 import { sqlState } from '../src/db/sql-errors.js';
 import { silentLogger } from '../src/logger.js';
-import { WorkspaceSql } from '../src/sandbox/workspace-sql.js';
+import { WorkspaceSandbox } from '../src/sandbox/workspace-sandbox.js';
 import { searchVectors } from '../src/workspaces/vector-search.js';
 import { callTool, connectInProcess } from './support/mcp.js';
 import { startPgvectorCluster, type PgCluster } from './support/pg-cluster.js';
@@ -291,12 +291,12 @@ for (const kind of ['pglite', 'postgres'] as const) {
       const slow = await call(ctx, 'execute', { project_id: 'docs', sql: 'CREATE VIEW slow AS SELECT n.id, n.v FROM notes n, pg_sleep(5)' });
       expect(slow.isError, slow.text).toBe(false);
       const ready = await mcp.engine.ready(60_000);
-      const sandbox = new WorkspaceSql(db, ready.workspaces, ready.report.searchPathSchemas, { statementTimeoutMs: 200, maxRowsCap: 100, maxResultBytes: 1024 * 1024, maxCallsPerWorkspace: 4 }, silentLogger);
+      const sandbox = new WorkspaceSandbox(db, ready.workspaces, ready.report.searchPathSchemas, { statementTimeoutMs: 200, maxRowsCap: 100, maxResultBytes: 1024 * 1024, maxCallsPerWorkspace: 4 }, silentLogger);
       const failure = await searchVectors(db, sandbox, { projectId: 'docs', table: 'slow', column: 'v', vector: [1, 0, 0] }).catch((e: unknown) => e);
       expect(sqlState(failure)).toBe('57014');
       // The session went back clean: the next search on the pool works (with room for the first
       // statements of the embedded store's new session, whose caches are cold).
-      const roomy = new WorkspaceSql(db, ready.workspaces, ready.report.searchPathSchemas, { statementTimeoutMs: 10_000, maxRowsCap: 100, maxResultBytes: 1024 * 1024, maxCallsPerWorkspace: 4 }, silentLogger);
+      const roomy = new WorkspaceSandbox(db, ready.workspaces, ready.report.searchPathSchemas, { statementTimeoutMs: 10_000, maxRowsCap: 100, maxResultBytes: 1024 * 1024, maxCallsPerWorkspace: 4 }, silentLogger);
       const ok = await searchVectors(db, roomy, { projectId: 'docs', table: 'notes', column: 'v', vector: [1, 0, 0], k: 1 });
       expect(ok.matches).toHaveLength(1);
     });

@@ -31,7 +31,7 @@ const DOCS = { table: 'docs', column: 'embedding', textColumn: 'body' };
 
 async function services(db: Database) {
   const report = await install(db, plan);
-  const { workspaces: manager, sql } = sandboxedWorkspaces(db, plan, report.searchPathSchemas, silentLogger);
+  const { workspaces: manager, sandbox: sql } = sandboxedWorkspaces(db, plan, report.searchPathSchemas, silentLogger);
   return { manager, sql };
 }
 

@@ -44,7 +44,7 @@ const plan = async (files: Record<string, string>) => planFor([await writeExtens
 /** The engine's services on `db` for `p`, as a server builds them (installing first). */
 async function services(db: Database, p: InstallPlan) {
   const report = await install(db, p);
-  const { workspaces: manager, sql } = sandboxedWorkspaces(db, p, report.searchPathSchemas, silentLogger);
+  const { workspaces: manager, sandbox: sql } = sandboxedWorkspaces(db, p, report.searchPathSchemas, silentLogger);
   return { manager, sql, fleet: new WorkspaceFleet(db, p, manager, sql) };
 }
 

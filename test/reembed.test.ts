@@ -9,7 +9,7 @@ import type { InstallPlan } from '../src/installer/install-plan.js';
 import { silentLogger } from '../src/logger.js';
 import { diagnose } from '../src/operations/doctor.js';
 import { holdPinStatement, readPin } from '../src/registry/embedding-space-sql.js';
-import { DEFAULT_SQL_LIMITS } from '../src/sandbox/workspace-sql.js';
+import { DEFAULT_SQL_LIMITS } from '../src/sandbox/workspace-sandbox.js';
 import { SearchService } from '../src/search/search-service.js';
 import { PostgresDatabase } from '../src/db/postgres/postgres-database.js';
 import { BACKEND_KINDS, backendPerKind } from './support/backend-per-kind.js';
@@ -54,7 +54,7 @@ const COLUMN = { projectId: 'alpha', table: 'docs', column: 'embedding' };
 /** A workspace whose ten docs were embedded in the old space, as an ingest would: pin, then write as the workspace. */
 async function seeded(db: Database, limits = DEFAULT_SQL_LIMITS, extensions = plan) {
   const report = await install(db, extensions);
-  const { workspaces: manager, sql } = sandboxedWorkspaces(db, extensions, report.searchPathSchemas, silentLogger, { limits });
+  const { workspaces: manager, sandbox: sql } = sandboxedWorkspaces(db, extensions, report.searchPathSchemas, silentLogger, { limits });
   await manager.ensure('alpha');
   const old = embedder('old');
   await pin(db, { ...COLUMN, textColumn: 'body' }, old.space);
@@ -228,7 +228,7 @@ for (const kind of BACKEND_KINDS) {
       try {
         const { sql } = await seeded(db);
         const report = await install(other, plan);
-        const { sql: otherSql } = sandboxedWorkspaces(other, plan, report.searchPathSchemas, silentLogger);
+        const { sandbox: otherSql } = sandboxedWorkspaces(other, plan, report.searchPathSchemas, silentLogger);
 
         stub.fail({ delayMs: 1500 });
         const first = reembed(db, sql, embedder('new'), { projectId: 'alpha', batchRows: 3, maxInputChars: 8000 });

@@ -107,7 +107,7 @@ describe('search and ingest on Citus (coordinator + 2 workers)', () => {
       const run = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
       const added = await run('add_documents', { project_id: 'dist', documents: [{ source: 'a.md', text: 'Shards are placed on workers by the coordinator.' }] });
       expect(added.isError, added.text).toBe(false);
-      const { db, sql } = await moving.ready(120_000);
+      const { db, sandbox: sql } = await moving.ready(120_000);
       const config = parseEmbeddingsConfig({}, { ...EMBEDDINGS_ENV, PG_WORKSPACE_EMBEDDINGS_URL: stub.openaiUrl, PG_WORKSPACE_EMBEDDINGS_DOCUMENT_PREFIX: 'new: ' }) as EmbeddingsConfig;
       const options = { projectId: 'dist', batchRows: 64, maxInputChars: 8000 };
 

@@ -35,7 +35,7 @@ async function services(ctx: TestContext) {
   const url = await (citus as CitusCluster).createDatabase('snap');
   const db = new PostgresDatabase({ connectionString: url });
   const report = await install(db, plan);
-  const { workspaces: manager, sql } = sandboxedWorkspaces(db, plan, report.searchPathSchemas, silentLogger, { citus: true });
+  const { workspaces: manager, sandbox: sql } = sandboxedWorkspaces(db, plan, report.searchPathSchemas, silentLogger, { citus: true });
   const [{ database = '', server = '' } = {}] = await db.query<{ database: string; server: string }>(
     'SELECT current_database()::text AS database, current_user::text AS server',
   );

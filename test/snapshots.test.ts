@@ -41,7 +41,7 @@ beforeAll(async () => {
 
 async function services(db: Database, snapshotLimits?: SnapshotLimits) {
   const report = await install(db, plan);
-  const { workspaces: manager, sql } = sandboxedWorkspaces(db, plan, report.searchPathSchemas, silentLogger, snapshotLimits ? { snapshotLimits } : {});
+  const { workspaces: manager, sandbox: sql } = sandboxedWorkspaces(db, plan, report.searchPathSchemas, silentLogger, snapshotLimits ? { snapshotLimits } : {});
   return { manager, sql };
 }
 
@@ -203,7 +203,7 @@ for (const kind of BACKEND_KINDS) {
       const serve = async (dir: string) => {
         const p = await planFor([dir], ['codebase']);
         const report = await install(db, p);
-        const { workspaces: manager, sql } = sandboxedWorkspaces(db, p, report.searchPathSchemas, silentLogger);
+        const { workspaces: manager, sandbox: sql } = sandboxedWorkspaces(db, p, report.searchPathSchemas, silentLogger);
         return { manager, sql };
       };
       const columns = async () =>

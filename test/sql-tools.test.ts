@@ -320,7 +320,7 @@ for (const kind of BACKEND_KINDS) {
       const files = { 'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL);' };
       const v1 = await planFor([await writeExtension(root, { id: 'notes', version: '1' }, files)], ['codebase']);
       const r1 = await install(db, v1);
-      const { sql: s1 } = sandboxedWorkspaces(db, v1, r1.searchPathSchemas, silentLogger);
+      const { sandbox: s1 } = sandboxedWorkspaces(db, v1, r1.searchPathSchemas, silentLogger);
       // Each attempt swallows its own failure, so the migration succeeds whichever role it ran as.
       await s1.execute('victim', `CREATE FUNCTION spy() RETURNS trigger LANGUAGE plpgsql AS $f$
         BEGIN
@@ -337,7 +337,7 @@ for (const kind of BACKEND_KINDS) {
         ['codebase'],
       );
       const r2 = await install(db, v2);
-      const { workspaces: m2, sql: s2 } = sandboxedWorkspaces(db, v2, r2.searchPathSchemas, silentLogger);
+      const { workspaces: m2, sandbox: s2 } = sandboxedWorkspaces(db, v2, r2.searchPathSchemas, silentLogger);
       const summary = await new WorkspaceFleet(db, v2, m2, s2).upgrade({ concurrency: 1 });
       expect(summary).toMatchObject({ upgraded: 1, failed: 0 });
       const [state] = await db.query<{ pwned: string | null; ledger: number; body: string }>(
@@ -384,7 +384,7 @@ describe('workspace upgrades on postgres', () => {
     const files = { 'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL);' };
     const v1 = await planFor([await writeExtension(root, { id: 'notes', version: '1' }, files)], ['codebase']);
     const r1 = await install(db, v1);
-    const { sql: s1 } = sandboxedWorkspaces(db, v1, r1.searchPathSchemas, silentLogger);
+    const { sandbox: s1 } = sandboxedWorkspaces(db, v1, r1.searchPathSchemas, silentLogger);
     // The trigger even lifts the timeout first: too late for the statement already running.
     await s1.execute('slowpoke', `CREATE FUNCTION stall() RETURNS trigger LANGUAGE plpgsql AS $f$
       BEGIN PERFORM set_config('statement_timeout', '0', true); PERFORM pg_sleep(8); RETURN NEW; END $f$`, []);

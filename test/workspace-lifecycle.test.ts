@@ -37,7 +37,7 @@ beforeAll(async () => {
 /** A server's services on `db` (installing first): its own caches, as a separate process has. */
 async function services(db: Database, options: { lockTimeoutMs?: number } = {}) {
   const report = await install(db, plan);
-  const { workspaces: manager, sql } = sandboxedWorkspaces(db, plan, report.searchPathSchemas, silentLogger, options);
+  const { workspaces: manager, sandbox: sql } = sandboxedWorkspaces(db, plan, report.searchPathSchemas, silentLogger, options);
   return { manager, sql };
 }
 

@@ -1,6 +1,6 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import * as z from 'zod';
-import { DEFAULT_MAX_ROWS } from '../src/sandbox/workspace-sql.js';
+import { DEFAULT_MAX_ROWS } from '../src/sandbox/workspace-sandbox.js';
 import { projectId } from './schemas.js';
 import { columns, describeTruncation, rows, sqlParams, sqlText, truncatedReason } from './sql-schemas.js';
 import { runTool, type ToolDeps } from './tool-result.js';
@@ -34,7 +34,7 @@ export function registerExecuteTool(server: McpServer, deps: ToolDeps): void {
       runTool(
         deps,
         async () => {
-          const sandbox = await deps.sql(signal);
+          const sandbox = await deps.sandbox(signal);
           const r = await sandbox.execute(project_id, sql, params ?? []);
           const reason = describeTruncation(
             r.truncatedBy,

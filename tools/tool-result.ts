@@ -1,7 +1,7 @@
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type { Embedder } from '../src/embeddings/embedder.js';
 import type { ProjectAccess } from '../src/project-access.js';
-import type { WorkspaceSql } from '../src/sandbox/workspace-sql.js';
+import type { WorkspaceSandbox } from '../src/sandbox/workspace-sandbox.js';
 import type { SearchService } from '../src/search/search-service.js';
 import type { WorkspaceFleet } from '../src/workspaces/workspace-fleet.js';
 import type { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
@@ -19,7 +19,7 @@ export interface ToolDeps {
   /** `signal`: the call's cancellation; a call cancelled before its work starts does none. */
   workspaces(signal?: AbortSignal): Promise<WorkspaceManager>;
   fleet(signal?: AbortSignal): Promise<WorkspaceFleet>;
-  sql(signal?: AbortSignal): Promise<WorkspaceSql>;
+  sandbox(signal?: AbortSignal): Promise<WorkspaceSandbox>;
   /** Search by text and ingest (search, add_documents, index_directory). */
   search(signal?: AbortSignal): Promise<SearchService>;
   /**

@@ -33,13 +33,13 @@ export async function reembedWorkspaces(config: Config & { embeddings: Embedding
       process.stderr.write(`pg-workspace-mcp reembed: ${engine.explain(error)}\n`);
       return 2;
     }
-    const { db, sql, embedder } = ready;
+    const { db, sandbox, embedder } = ready;
     if (!embedder) throw new Error('reembed runs with an embedding provider configured');
     process.stderr.write(`reembed: moving pinned columns of ${projectId ? `workspace "${projectId}"` : 'every workspace'} to ${describeSpace(embedder.space)}\n`);
     const { reembed } = await import('../embeddings/reembed.js');
-    const outcomes = await reembed(db, sql, embedder, {
+    const outcomes = await reembed(db, sandbox, embedder, {
       projectId,
-      batchRows: Math.min(config.embeddings.batchSize * config.embeddings.concurrency, sql.maxRowsCap),
+      batchRows: Math.min(config.embeddings.batchSize * config.embeddings.concurrency, sandbox.maxRowsCap),
       maxInputChars: config.embeddings.maxInputChars,
       signal: abort.signal,
       onProgress: progressReporter(),

@@ -3,7 +3,7 @@ import type { Database, LockDecision, LockHolder, Queryable } from '../db/databa
 import { quoteIdent, validateIdentifier } from '../db/identifiers.js';
 import { advanceReembed, beginReembed, finishReembed, listPins, type PinnedRow, type SpaceColumn } from '../registry/embedding-space-sql.js';
 import type { AgentParam } from '../sandbox/agent-statement.js';
-import type { ExecuteResult, RowsResult } from '../sandbox/workspace-sql.js';
+import type { ExecuteResult, RowsResult } from '../sandbox/workspace-sandbox.js';
 import { schemaNameFor } from '../workspaces/project-id.js';
 import type { Embedder, EmbeddingSpace } from './embedder.js';
 import { describeSpace, pinnedSpaceOf, sameSpace, spaceOf } from './embedding-spaces.js';

@@ -2,7 +2,7 @@ import type { Queryable } from '../db/database.js';
 
 /**
  * What the SQL tools need of the database before they run any agent SQL, read in one query and
- * used by both the tools (WorkspaceSql refuses with the first problem) and `doctor` (one finding
+ * used by both the tools (WorkspaceSandbox refuses with the first problem) and `doctor` (one finding
  * per problem), so the two can never disagree.
  *
  * Isolation needs roles: the server must create them (CREATEROLE or superuser). An extension

@@ -28,7 +28,7 @@ SELECT coalesce(pg_catalog.array_agg(DISTINCT c.content_hash), '{}') FROM chunks
 
 /**
  * Writing a group of files (or documents) and their chunks: these statements run in this order
- * in one transaction (WorkspaceSql.writeAsWorkspace), so the files are replaced whole or not at
+ * in one transaction (WorkspaceSandbox.writeAsWorkspace), so the files are replaced whole or not at
  * all. (One statement of data-modifying CTEs did the same, but Citus refuses its correlated
  * subqueries.) $1 the repository path; $2 the files as a JSON array of {path, hash, size,
  * language, metadata}; $3 their chunks as a JSON array of {path, content, start_line, end_line,

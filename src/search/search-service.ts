@@ -1,7 +1,7 @@
 import type { Database } from '../db/database.js';
 import type { Embedder } from '../embeddings/embedder.js';
 import type { Logger } from '../logger.js';
-import type { WorkspaceSql } from '../sandbox/workspace-sql.js';
+import type { WorkspaceSandbox } from '../sandbox/workspace-sandbox.js';
 import { pin, spaceOf } from '../embeddings/embedding-spaces.js';
 import { holdPinStatement } from '../registry/embedding-space-sql.js';
 import type { AllowedRoots } from './allowed-roots.js';
@@ -27,7 +27,7 @@ export interface RepositorySummary {
 /**
  * Text in, knowledge out: search by text and ingest of documents (and directories) into the
  * workspaces' codebase tables. Every read and write of a workspace table runs as the
- * workspace's role in its sandbox (WorkspaceSql). `embedder` is undefined when no provider is
+ * workspace's role in its sandbox (WorkspaceSandbox). `embedder` is undefined when no provider is
  * configured: then chunks are stored without embeddings and search is full-text only.
  */
 export class SearchService {
@@ -36,7 +36,7 @@ export class SearchService {
 
   constructor(
     private readonly db: Database,
-    private readonly sandbox: WorkspaceSql,
+    private readonly sandbox: WorkspaceSandbox,
     readonly embedder: Embedder | undefined,
     /** --allow-root: where index_directory may read for clients without MCP roots (and a bound on those with them). */
     readonly serverRoots: readonly string[],

@@ -1,6 +1,6 @@
 import type { Database, Queryable } from '../db/database.js';
 import type { AgentParam } from '../sandbox/agent-statement.js';
-import type { RowsResult } from '../sandbox/workspace-sql.js';
+import type { RowsResult } from '../sandbox/workspace-sandbox.js';
 import { quoteIdent, validateIdentifier } from '../db/identifiers.js';
 import { IS_REGISTERED } from '../registry/registry-sql.js';
 import { schemaNameFor } from './project-id.js';
@@ -105,7 +105,7 @@ const CATALOG = `
            ORDER BY i.indexrelid LIMIT 1) AS index_opclass`;
 
 /**
- * Runs a read of a table an agent controls as the workspace's own role (WorkspaceSql): views,
+ * Runs a read of a table an agent controls as the workspace's own role (WorkspaceSandbox): views,
  * row-level security policies, casts and operators there are agent code.
  */
 export interface WorkspaceReader {

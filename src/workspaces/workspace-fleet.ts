@@ -1,7 +1,7 @@
 import type { Database, Queryable } from '../db/database.js';
 import type { InstallPlan } from '../installer/install-plan.js';
 import { appliedMigrationsOf, fleetCounts, laggingWorkspaces, workspaceWithLedger } from '../registry/registry-sql.js';
-import type { WorkspaceSql } from '../sandbox/workspace-sql.js';
+import type { WorkspaceSandbox } from '../sandbox/workspace-sandbox.js';
 import type { WorkspaceManager } from './workspace-manager.js';
 
 export interface WorkspaceStatus {
@@ -103,7 +103,7 @@ export class WorkspaceFleet extends FleetStatusReader {
     db: Database,
     plan: InstallPlan,
     private readonly manager: WorkspaceManager,
-    private readonly sql?: WorkspaceSql,
+    private readonly sql?: WorkspaceSandbox,
   ) {
     super(db, plan);
   }

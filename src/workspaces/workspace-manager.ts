@@ -103,7 +103,7 @@ interface Provisioned {
 const isCurrent = (row: RegisteredWorkspace, plan: InstallPlan): boolean =>
   row.schema_exists && row.workspace_fingerprint === plan.workspaceFingerprint;
 
-/** The SQL sandbox function an upgrade script must run in (see WorkspaceSql.scriptSandbox), if any. */
+/** The SQL sandbox function an upgrade script must run in (see WorkspaceSandbox.scriptSandbox), if any. */
 export interface ScriptSandbox extends WorkspaceReader, WorkspaceRunner {
   scriptSandbox(tx: Queryable, projectId: string, schemaName: string): Promise<string | undefined>;
 }

@@ -40,7 +40,7 @@ export interface SnapshotLimits {
 
 export const DEFAULT_SNAPSHOT_LIMITS: SnapshotLimits = { maxSnapshots: DEFAULT_MAX_SNAPSHOTS, budgetBytes: DEFAULT_SNAPSHOT_BUDGET_BYTES };
 
-/** Runs SQL as a workspace's own role, in its SQL sandbox (WorkspaceSql), in the caller's transaction. */
+/** Runs SQL as a workspace's own role, in its SQL sandbox (WorkspaceSandbox), in the caller's transaction. */
 export interface WorkspaceRunner {
   /** Makes the workspace's role and sandbox unless they are there and intact. */
   ensurePrincipal(tx: Queryable, projectId: string): Promise<void>;

@@ -127,7 +127,7 @@ export interface WorkspaceProvisioner {
  * outlives the call. The workspace's principal is made on first use, and again whenever it
  * was dropped or altered.
  */
-export class WorkspaceSql {
+export class WorkspaceSandbox {
   #capability: Promise<Capability> | undefined;
   readonly #principals = new Map<string, Principal>();
   readonly #typeNames = new Map<string, string>();
