@@ -294,6 +294,8 @@ for (const kind of ['pglite', 'postgres'] as const) {
       const sandbox = new WorkspaceSandbox(db, ready.workspaces, ready.report.searchPathSchemas, { statementTimeoutMs: 200, maxRowsCap: 100, maxResultBytes: 1024 * 1024, maxCallsPerWorkspace: 4 }, silentLogger);
       const failure = await searchVectors(db, sandbox, { projectId: 'docs', table: 'slow', column: 'v', vector: [1, 0, 0] }).catch((e: unknown) => e);
       expect(sqlState(failure)).toBe('57014');
+      // The agent learns which limit it hit and what to do, not only PostgreSQL's words.
+      expect((failure as Error).message).toMatch(/^canceling statement due to statement timeout: it ran past this server's limit of 200 ms \(PG_WORKSPACE_STATEMENT_TIMEOUT_MS\)[\s\S]*Narrow it/);
       // The session went back clean: the next search on the pool works (with room for the first
       // statements of the embedded store's new session, whose caches are cold).
       const roomy = new WorkspaceSandbox(db, ready.workspaces, ready.report.searchPathSchemas, { statementTimeoutMs: 10_000, maxRowsCap: 100, maxResultBytes: 1024 * 1024, maxCallsPerWorkspace: 4 }, silentLogger);

@@ -92,6 +92,24 @@ export class WriteGuardError extends Error {
   }
 }
 
+/**
+ * A call that ran past the statement timeout, as PostgreSQL reports it (SQLSTATE 57014, its words
+ * first), saying which limit it hit and what the agent can do about it.
+ */
+export class StatementTimeoutError extends Error {
+  override name = 'StatementTimeoutError';
+  readonly code = '57014';
+
+  constructor(timeoutMs: number, cause: unknown) {
+    super(
+      `canceling statement due to statement timeout: it ran past this server's limit of ${timeoutMs} ms ` +
+        '(PG_WORKSPACE_STATEMENT_TIMEOUT_MS) and its transaction was rolled back. Narrow it (WHERE, LIMIT, an index) ' +
+        'or split the work into smaller statements; the operator can raise the limit.',
+      { cause },
+    );
+  }
+}
+
 export class SqlLimitError extends RangeError {
   override name = 'SqlLimitError';
 }
@@ -396,6 +414,10 @@ export class WorkspaceSandbox {
         this.log.warn('re-creating the SQL sandbox of a workspace', { project_id: projectId, code });
         this.#principals.delete(projectId);
         return this.#run(projectId, await this.#principal(projectId), sql, options, true);
+      }
+      // 57014 is also a cancel on request; only the timeout's wording is the limit's.
+      if (code === '57014' && /statement timeout/.test(pgError(outcome.error)?.message ?? '')) {
+        throw new StatementTimeoutError(this.limits.statementTimeoutMs, outcome.error);
       }
       throw outcome.error;
     }
