@@ -243,6 +243,24 @@ for (const kind of BACKEND_KINDS) {
       expect((await sql.query('ws-restored', 'SELECT body, pinned FROM notes', [])).rows).toEqual([['kept', false]]);
     }, 120_000);
 
+    it('reports a snapshot schema no snapshot is registered for (a copy that never finished), and no registered one', async (ctx) => {
+      const db = await available(ctx).fresh();
+      const v1 = await plan(V1);
+      const { manager } = await services(db, v1);
+      await manager.ensure('snappy');
+      const taken = await manager.snapshot('snappy');
+      // What a Citus snapshot leaves when its process stops between its steps: the prepared schema, no row.
+      await db.exec('CREATE SCHEMA project_snappy__snap_7');
+      const leftovers = async () => (await diagnose(db, v1)).findings.filter((f) => f.code === 'snapshot-leftover');
+      const [found, ...more] = await leftovers();
+      expect(more).toEqual([]);
+      expect(found?.details).toEqual({ project_id: 'snappy', schema_name: 'project_snappy__snap_7', snapshot: 7 });
+      expect(found?.fix).toContain('DROP SCHEMA "project_snappy__snap_7" CASCADE');
+      await db.exec('DROP SCHEMA project_snappy__snap_7 CASCADE');
+      expect(await leftovers()).toEqual([]);
+      expect((await manager.listSnapshots('snappy')).map((s) => s.snapshot)).toEqual([taken.snapshot]);
+    }, 120_000);
+
     it('reads in one read-only transaction, so PostgreSQL refuses any write in it', async (ctx) => {
       const backend = available(ctx);
       const db = await backend.fresh();

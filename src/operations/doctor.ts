@@ -9,7 +9,7 @@ import { columnsBeingReembedded } from '../registry/embedding-space-sql.js';
 import * as lifecycle from '../registry/lifecycle-queries.js';
 import * as registry from '../registry/operations-queries.js';
 import { roleNameFor, rolePrefixFor, SANDBOX_SCHEMA, snapshotRoleNameFor } from '../sandbox/sandbox-ddl.js';
-import { projectIdOfSchema, ReservedSchemas } from '../workspaces/project-id.js';
+import { projectIdOfSchema, ReservedSchemas, SNAPSHOT_SCHEMA_INFIX } from '../workspaces/project-id.js';
 import { FleetStatusReader, type FleetStatus } from '../workspaces/workspace-fleet.js';
 
 /**
@@ -31,6 +31,7 @@ export const FINDING_CODES = [
   'install-lock-held',
   'privilege-missing',
   'reembed-unfinished',
+  'snapshot-leftover',
 ] as const;
 
 export type FindingCode = (typeof FINDING_CODES)[number];
@@ -194,6 +195,17 @@ async function inspect(tx: Queryable, plan: InstallPlan, database: string): Prom
       details: { project_id: projectId, schema_name: orphan.schema_name, owner: orphan.owner, tables: orphan.tables },
     });
   }
+  for (const leftover of await snapshotLeftovers(tx)) {
+    findings.push({
+      code: 'snapshot-leftover',
+      severity: 'warning',
+      message:
+        `Schema ${leftover.schemaName} is named like snapshot ${leftover.snapshot} of workspace "${leftover.projectId}", but no snapshot is ` +
+        'registered for it: left by a snapshot or fork that never finished (on Citus, a process that stopped between its steps).',
+      fix: `Drop it (DROP SCHEMA ${quoteIdent(leftover.schemaName)} CASCADE); the workspace's next snapshot of that number drops it too.`,
+      details: { project_id: leftover.projectId, schema_name: leftover.schemaName, snapshot: leftover.snapshot },
+    });
+  }
   for (const moving of await columnsBeingReembedded(tx)) {
     const target = moving.target as NonNullable<typeof moving.target>;
     findings.push({
@@ -240,6 +252,16 @@ export async function orphanSchemas(q: Queryable, plan: InstallPlan, searchPathS
   return (await registry.unregisteredProjectSchemas(q)).flatMap((schema) => {
     const projectId = projectIdOfSchema(schema.schema_name);
     return projectId === undefined || isReserved(reserved, projectId) ? [] : [{ projectId, schema }];
+  });
+}
+
+/** Snapshot-named schemas (`project_<id>__snap_<n>`) of a valid id that no snapshot row names. */
+async function snapshotLeftovers(q: Queryable): Promise<{ projectId: string; schemaName: string; snapshot: number }[]> {
+  return (await registry.unregisteredSnapshotSchemas(q)).flatMap((schemaName) => {
+    const at = schemaName.lastIndexOf(SNAPSHOT_SCHEMA_INFIX);
+    const projectId = projectIdOfSchema(schemaName.slice(0, at));
+    const number = schemaName.slice(at + SNAPSHOT_SCHEMA_INFIX.length);
+    return projectId !== undefined && /^[1-9][0-9]*$/.test(number) ? [{ projectId, schemaName, snapshot: Number(number) }] : [];
   });
 }
 

@@ -39,6 +39,14 @@ const UNREGISTERED_PROJECT_SCHEMAS = `
    ORDER BY n.nspname`;
 
 /** Roles named like this database's workspace roles (`prefix` then anything), and the registered ids. */
+/** Schemas named like a workspace's snapshot (`project_…__snap_N`) that no snapshot row names. */
+const UNREGISTERED_SNAPSHOT_SCHEMAS = `
+  SELECT n.nspname::text AS schema_name
+    FROM pg_catalog.pg_namespace n
+   WHERE n.nspname LIKE 'project\\_%\\_\\_snap\\_%'
+     AND NOT EXISTS (SELECT FROM project_registry.workspace_snapshots s WHERE s.schema_name = n.nspname)
+   ORDER BY n.nspname`;
+
 const WORKSPACE_ROLES = `
   SELECT r.rolname::text AS role_name FROM pg_catalog.pg_roles r
    WHERE starts_with(r.rolname, $1) ORDER BY r.rolname`;
@@ -160,6 +168,9 @@ export const workspaceLedgerChecksums = (q: Queryable) => q.query<WorkspaceLedge
 export const lostSchemas = (q: Queryable) => q.query<LostSchema>(LOST_SCHEMAS);
 
 export const unregisteredProjectSchemas = (q: Queryable) => q.query<UnregisteredSchema>(UNREGISTERED_PROJECT_SCHEMAS);
+
+export const unregisteredSnapshotSchemas = async (q: Queryable) =>
+  (await q.query<{ schema_name: string }>(UNREGISTERED_SNAPSHOT_SCHEMAS)).map((r) => r.schema_name);
 
 export async function rolesStartingWith(q: Queryable, prefix: string): Promise<string[]> {
   return (await q.query<{ role_name: string }>(WORKSPACE_ROLES, [prefix])).map((r) => r.role_name);
