@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import pg from 'pg';
@@ -6,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vit
 import { tempDir, writeExtension } from './support/fixtures.js';
 import { callTool, connectInProcess } from './support/mcp.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
-import { MAIN, startServerProcess, type ServerProcess } from './support/server-process.js';
+import { runCli, startServerProcess, type ServerProcess } from './support/server-process.js';
 
 /*
  * The escape suite's provisioning side: an agent attacks through the MCP tools only, with its
@@ -154,15 +153,6 @@ describe('a role two workspaces share (the naming of before 2026-12) on postgres
   }, 240_000);
 });
 
-/** A command of the built server (doctor, repair...), its output and exit code. */
-function runCli(args: string[], env: Record<string, string>): Promise<{ stdout: string; code: number | null }> {
-  return new Promise((resolve, reject) => {
-    execFile(process.execPath, [MAIN, ...args], { env: { PATH: process.env['PATH'] ?? '', ...env } }, (error, stdout) => {
-      if (error && typeof error.code !== 'number') reject(error);
-      else resolve({ stdout, code: error ? (error.code as number) : 0 });
-    });
-  });
-}
 
 /**
  * One in-process server on a fresh database (PostgreSQL: as a role with CREATEROLE, not a

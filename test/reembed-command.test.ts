@@ -8,7 +8,7 @@ import { assertSearchable, pin } from '../src/embeddings/embedding-spaces.js';
 import { readPin } from '../src/registry/embedding-space-sql.js';
 import { cosine, startEmbeddingStub, stubEmbedding, type EmbeddingStub } from './support/embedding-stub.js';
 import { tempDir, writeExtension } from './support/fixtures.js';
-import { MAIN, startServerProcess } from './support/server-process.js';
+import { MAIN, runCli, startServerProcess } from './support/server-process.js';
 
 /* The built CLI (npm run build first), beside a server process owning the embedded store. */
 
@@ -26,31 +26,46 @@ const BODIES = Array.from({ length: 10 }, (_, i) => `document ${i + 1} about ${[
 const COLUMN = { projectId: 'alpha', table: 'docs', column: 'embedding' };
 const OLD_SPACE = { provider: 'ollama', model: 'stub-embed', dimensions: 8, queryPrefix: '', documentPrefix: 'old: ' } as const;
 
+/**
+ * A server process owning a new embedded store, and a socket client of it, with workspace alpha
+ * as an ingest in the old space left it: rows with the old space's vectors, and the pin.
+ */
+async function seededServer() {
+  const dir = await tempDir();
+  const common = ['--data-dir', dir, '--extensions', extensionDir, '--disable', 'codebase'];
+  const server = await startServerProcess(common, {});
+  const socket = new PostgresDatabase({ connectionString: dbUrlOf(dir) });
+  try {
+    expect((await server.call('ensure_workspace', { project_id: 'alpha' })).isError).toBeFalsy();
+    const values = BODIES.map((body, i) => `(${i + 1}, '${body}', '${JSON.stringify(stubEmbedding(`old: ${body}`, 8))}')`).join(', ');
+    expect((await server.call('execute', { project_id: 'alpha', sql: `INSERT INTO docs VALUES ${values}` })).isError).toBeFalsy();
+    await pin(socket, { ...COLUMN, textColumn: 'body' }, OLD_SPACE);
+  } catch (error) {
+    await socket.close();
+    await server.close();
+    throw error;
+  }
+  return { common, server, socket };
+}
+
+/** The command's environment for the new space: the stub's OpenAI endpoint, batches of 4, one at a time. */
+const newSpaceEnv = (): Record<string, string> => ({
+  PATH: process.env['PATH'] ?? '',
+  HOME: process.env['HOME'] ?? '/tmp',
+  PG_WORKSPACE_EMBEDDINGS: 'openai',
+  PG_WORKSPACE_EMBEDDINGS_URL: stub.openaiUrl,
+  PG_WORKSPACE_EMBEDDINGS_MODEL: 'stub-embed',
+  PG_WORKSPACE_EMBEDDINGS_DIMENSIONS: '8',
+  PG_WORKSPACE_EMBEDDINGS_DOCUMENT_PREFIX: 'new: ',
+  PG_WORKSPACE_EMBEDDINGS_BATCH_SIZE: '4',
+  PG_WORKSPACE_EMBEDDINGS_CONCURRENCY: '1',
+});
+
 describe('the reembed command', () => {
   it('moves a workspace beside the server serving its embedded store, with progress on stderr, and exits 0', async () => {
-    const dir = await tempDir();
-    const common = ['--data-dir', dir, '--extensions', extensionDir, '--disable', 'codebase'];
-    const server = await startServerProcess(common, {});
-    const socket = new PostgresDatabase({ connectionString: dbUrlOf(dir) });
+    const { common, server, socket } = await seededServer();
     try {
-      expect((await server.call('ensure_workspace', { project_id: 'alpha' })).isError).toBeFalsy();
-      // What an ingest in the old space left: rows with its vectors, and the pin.
-      const values = BODIES.map((body, i) => `(${i + 1}, '${body}', '${JSON.stringify(stubEmbedding(`old: ${body}`, 8))}')`).join(', ');
-      expect((await server.call('execute', { project_id: 'alpha', sql: `INSERT INTO docs VALUES ${values}` })).isError).toBeFalsy();
-      await pin(socket, { ...COLUMN, textColumn: 'body' }, OLD_SPACE);
-
-      const env = {
-        PATH: process.env['PATH'] ?? '',
-        HOME: process.env['HOME'] ?? '/tmp',
-        PG_WORKSPACE_EMBEDDINGS: 'openai',
-        PG_WORKSPACE_EMBEDDINGS_URL: stub.openaiUrl,
-        PG_WORKSPACE_EMBEDDINGS_API_KEY: 'sk-cli-secret-0123456789',
-        PG_WORKSPACE_EMBEDDINGS_MODEL: 'stub-embed',
-        PG_WORKSPACE_EMBEDDINGS_DIMENSIONS: '8',
-        PG_WORKSPACE_EMBEDDINGS_DOCUMENT_PREFIX: 'new: ',
-        PG_WORKSPACE_EMBEDDINGS_BATCH_SIZE: '4',
-        PG_WORKSPACE_EMBEDDINGS_CONCURRENCY: '1',
-      };
+      const env = { ...newSpaceEnv(), PG_WORKSPACE_EMBEDDINGS_API_KEY: 'sk-cli-secret-0123456789' };
       const { stdout, stderr } = await promisify(execFile)(process.execPath, [MAIN, 'reembed', '--project', 'alpha', ...common], { env });
       expect(stdout).toBe('  alpha docs.embedding: moved (10 rows, 10 embedded by this run)\n');
       expect(stderr).toContain('reembed: moving pinned columns of workspace "alpha" to openai "stub-embed" (8 dimensions, document prefix "new: ")');
@@ -70,26 +85,9 @@ describe('the reembed command', () => {
   }, 120_000);
 
   it('stops at Ctrl-C, dropping the batch in flight (exit 1), and a rerun continues after the last batch written', async () => {
-    const dir = await tempDir();
-    const common = ['--data-dir', dir, '--extensions', extensionDir, '--disable', 'codebase'];
-    const server = await startServerProcess(common, {});
-    const socket = new PostgresDatabase({ connectionString: dbUrlOf(dir) });
+    const { common, server, socket } = await seededServer();
     try {
-      expect((await server.call('ensure_workspace', { project_id: 'alpha' })).isError).toBeFalsy();
-      const values = BODIES.map((body, i) => `(${i + 1}, '${body}', '${JSON.stringify(stubEmbedding(`old: ${body}`, 8))}')`).join(', ');
-      expect((await server.call('execute', { project_id: 'alpha', sql: `INSERT INTO docs VALUES ${values}` })).isError).toBeFalsy();
-      await pin(socket, { ...COLUMN, textColumn: 'body' }, OLD_SPACE);
-      const env = {
-        PATH: process.env['PATH'] ?? '',
-        HOME: process.env['HOME'] ?? '/tmp',
-        PG_WORKSPACE_EMBEDDINGS: 'openai',
-        PG_WORKSPACE_EMBEDDINGS_URL: stub.openaiUrl,
-        PG_WORKSPACE_EMBEDDINGS_MODEL: 'stub-embed',
-        PG_WORKSPACE_EMBEDDINGS_DIMENSIONS: '8',
-        PG_WORKSPACE_EMBEDDINGS_DOCUMENT_PREFIX: 'new: ',
-        PG_WORKSPACE_EMBEDDINGS_BATCH_SIZE: '4',
-        PG_WORKSPACE_EMBEDDINGS_CONCURRENCY: '1',
-      };
+      const env = newSpaceEnv();
       stub.reset();
       stub.delayMs = 500;
       const child = spawn(process.execPath, [MAIN, 'reembed', '--project', 'alpha', ...common], { env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -124,25 +122,15 @@ describe('the reembed command', () => {
 });
 
 describe('embedding settings on the command line', () => {
-  /** The built CLI's exit code and stderr, whatever the code. */
-  async function cli(args: string[], env: Record<string, string> = {}) {
-    try {
-      const { stderr } = await promisify(execFile)(process.execPath, [MAIN, ...args], { env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', ...env } });
-      return { code: 0, stderr };
-    } catch (error) {
-      const e = error as { code: number; stderr: string };
-      return { code: e.code, stderr: e.stderr };
-    }
-  }
-
   it('stop the server and reembed with exit code 2 and a message naming the setting, the key never echoed', async () => {
     const key = 'sk-never-echo-0123456789';
-    const serve = await cli(['--embeddings', 'ollama', '--embeddings-dimensions', '0'], { PG_WORKSPACE_EMBEDDINGS_API_KEY: key });
+    const serve = await runCli(['--embeddings', 'ollama', '--embeddings-dimensions', '0'], { PG_WORKSPACE_EMBEDDINGS_API_KEY: key });
     expect(serve).toEqual({
       code: 2,
+      stdout: '',
       stderr: 'pg-workspace-mcp: --embeddings-dimensions / PG_WORKSPACE_EMBEDDINGS_DIMENSIONS: must be a whole number from 1 to 16000, got "0".\n',
     });
-    const reembed = await cli(['reembed', '--all'], { PG_WORKSPACE_EMBEDDINGS_API_KEY: key });
+    const reembed = await runCli(['reembed', '--all'], { PG_WORKSPACE_EMBEDDINGS_API_KEY: key });
     expect(reembed.code).toBe(2);
     expect(reembed.stderr).toContain('reembed moves columns to the configured embedding space');
     expect(serve.stderr + reembed.stderr).not.toContain(key);

@@ -1,5 +1,3 @@
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../src/db/database.js';
 import { PostgresDatabase } from '../src/db/postgres/postgres-database.js';
@@ -15,7 +13,7 @@ import { install, planFor, tempDir, writeExtension } from './support/fixtures.js
 import { callTool, connectInProcess } from './support/mcp.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
 import { schemaExists, stateOf } from './support/schema-state.js';
-import { MAIN, startServerProcess } from './support/server-process.js';
+import { runCli, startServerProcess } from './support/server-process.js';
 
 /*
  * Snapshots, restores and forks (docs/snapshots.md) on both backends: an agent snapshots its
@@ -520,18 +518,6 @@ describe('the snapshot tools over MCP', () => {
   }, 120_000);
 });
 
-const run = promisify(execFile);
-
-/** The built CLI: its exit code and output, whatever the code. */
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [MAIN, ...args], { env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp' } });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 describe('the snapshot commands beside a running server', () => {
   it('snapshot-workspace, list-snapshots, restore-workspace, fork-workspace and drop-snapshot beside a server process on the embedded store', async () => {
@@ -543,16 +529,16 @@ describe('the snapshot commands beside a running server', () => {
     const server = await startServerProcess(args, {});
     try {
       expect((await server.call('execute', { project_id: 'ws-a', sql: "INSERT INTO notes (body) VALUES ('kept')" })).isError).toBe(false);
-      const taken = await cli(['snapshot-workspace', 'ws-a', '--label', 'nightly', '--json', ...args]);
+      const taken = await runCli(['snapshot-workspace', 'ws-a', '--label', 'nightly', '--json', ...args]);
       expect(taken.code).toBe(0);
       expect(JSON.parse(taken.stdout)).toMatchObject({ snapshot: 1, label: 'nightly', origin: 'snapshot' });
       // The server has ws-a and its sandbox cached; the agent breaks the workspace through it.
       expect((await server.call('execute', { project_id: 'ws-a', sql: 'DELETE FROM notes' })).isError).toBe(false);
 
-      const listed = await cli(['list-snapshots', 'ws-a', ...args]);
+      const listed = await runCli(['list-snapshots', 'ws-a', ...args]);
       expect(listed).toMatchObject({ code: 0 });
       expect(listed.stdout).toMatch(/^ {2}1 {2}\S+ {2}\d+\.\d MiB {2}snapshot {2}nightly\n$/);
-      const restored = await cli(['restore-workspace', 'ws-a', '1', ...args]);
+      const restored = await runCli(['restore-workspace', 'ws-a', '1', ...args]);
       expect(restored.code).toBe(0);
       expect(restored.stdout).toContain('restored workspace ws-a from snapshot 1');
       // The server's very first call after the restore (its sandbox cached from before) reads the restored rows.
@@ -568,17 +554,17 @@ describe('the snapshot commands beside a running server', () => {
       }
       expect((await server.call('ensure_workspace', { project_id: 'ws-a' })).data).toMatchObject({ created: false });
 
-      const forked = await cli(['fork-workspace', 'ws-a', 'ws-b', '--snapshot', '2', '--json', ...args]);
+      const forked = await runCli(['fork-workspace', 'ws-a', 'ws-b', '--snapshot', '2', '--json', ...args]);
       expect(forked.code).toBe(0);
       expect((await server.call('query', { project_id: 'ws-b', sql: 'SELECT count(*) FROM notes' })).data).toMatchObject({ rows: [['0']] });
-      expect((await cli(['drop-snapshot', 'ws-a', '2', ...args])).code).toBe(0);
-      const again = await cli(['drop-snapshot', 'ws-a', '2', '--json', ...args]);
+      expect((await runCli(['drop-snapshot', 'ws-a', '2', ...args])).code).toBe(0);
+      const again = await runCli(['drop-snapshot', 'ws-a', '2', '--json', ...args]);
       expect(again.code).toBe(1);
       expect(JSON.parse(again.stdout)).toEqual({ project_id: 'ws-a', snapshot: 2, dropped: false });
-      const refused = await cli(['restore-workspace', 'ws-a', '5', ...args]);
+      const refused = await runCli(['restore-workspace', 'ws-a', '5', ...args]);
       expect(refused.code).toBe(2);
       expect(refused.stderr).toContain('Workspace "ws-a" has no snapshot 5: list_snapshots lists the ones it has.');
-      const bad = await cli(['restore-workspace', 'ws-a', 'latest', ...args]);
+      const bad = await runCli(['restore-workspace', 'ws-a', 'latest', ...args]);
       expect(bad.code).toBe(2);
       expect(bad.stderr).toContain('restore-workspace takes ID SNAPSHOT');
     } finally {

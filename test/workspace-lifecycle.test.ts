@@ -1,5 +1,3 @@
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sandboxedWorkspaces } from '../src/sandboxed-workspaces.js';
 import type { Database, Queryable } from '../src/db/database.js';
@@ -15,7 +13,7 @@ import { WorkspaceNotFoundError } from '../src/workspaces/workspace-errors.js';
 import { install, pgliteBackend, planFor, postgresBackend, tempDir, writeExtension, type Backend } from './support/fixtures.js';
 import { callTool, connectInProcess } from './support/mcp.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
-import { MAIN, startServerProcess } from './support/server-process.js';
+import { runCli, startServerProcess } from './support/server-process.js';
 
 let cluster: PgCluster | null = null;
 beforeAll(async () => {
@@ -337,18 +335,6 @@ describe('drop_workspace as a tool', () => {
   }, 120_000);
 });
 
-const run = promisify(execFile);
-
-/** The built CLI: its exit code and output, whatever the code. */
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [MAIN, ...args], { env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp' } });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 describe('drop-workspace and rename-workspace as commands, and server processes sharing one embedded store', () => {
   const args = (dir: string) => ['--data-dir', dir, '--extensions', notesDir, '--disable', 'codebase'];
@@ -361,7 +347,7 @@ describe('drop-workspace and rename-workspace as commands, and server processes 
       for (const id of ['ws-a', 'ws-b']) expect((await server.call('ensure_workspace', { project_id: id })).isError).toBe(false);
       expect((await server.call('execute', { project_id: 'ws-a', sql: "INSERT INTO notes (body) VALUES ('x')" })).isError).toBe(false);
 
-      const dropped = await cli(['drop-workspace', 'ws-a', ...args(dir)]);
+      const dropped = await runCli(['drop-workspace', 'ws-a', ...args(dir)]);
       expect(dropped).toMatchObject({ code: 0 });
       expect(dropped.stdout).toMatch(/^dropped workspace ws-a\n {2}dropped schema project_ws_a and everything in it\n/);
       expect(await traces(socket, 'ws-a')).toEqual(NONE);
@@ -371,25 +357,25 @@ describe('drop-workspace and rename-workspace as commands, and server processes 
       expect((await server.call('ensure_workspace', { project_id: 'ws-a' })).data).toMatchObject({ created: true });
       expect((await server.call('query', { project_id: 'ws-a', sql: 'SELECT count(*) FROM notes' })).data).toMatchObject({ rows: [['0']] });
 
-      expect((await cli(['drop-workspace', 'ws-a', ...args(dir)])).code).toBe(0);
-      const again = await cli(['drop-workspace', 'ws-a', '--json', ...args(dir)]);
+      expect((await runCli(['drop-workspace', 'ws-a', ...args(dir)])).code).toBe(0);
+      const again = await runCli(['drop-workspace', 'ws-a', '--json', ...args(dir)]);
       expect(again.code).toBe(1);
       expect(JSON.parse(again.stdout)).toEqual({ project_id: 'ws-a', schema_name: 'project_ws_a', dropped: false, changes: [] });
 
-      const reserved = await cli(['drop-workspace', 'registry', '--json', ...args(dir)]);
+      const reserved = await runCli(['drop-workspace', 'registry', '--json', ...args(dir)]);
       expect(reserved.code).toBe(2);
       expect((JSON.parse(reserved.stdout) as { error: string }).error).toMatch(/project_registry/);
-      const bad = await cli(['drop-workspace', 'WS_A', ...args(dir)]);
+      const bad = await runCli(['drop-workspace', 'WS_A', ...args(dir)]);
       expect(bad.code).toBe(2);
       expect(bad.stderr).toContain('drop-workspace takes exactly one project id');
-      expect((await cli(['drop-workspace', ...args(dir)])).code).toBe(2);
-      const renamed = await cli(['rename-workspace', 'ws-b', 'ws-c', '--json', ...args(dir)]);
+      expect((await runCli(['drop-workspace', ...args(dir)])).code).toBe(2);
+      const renamed = await runCli(['rename-workspace', 'ws-b', 'ws-c', '--json', ...args(dir)]);
       expect(renamed.code).toBe(0);
       expect(JSON.parse(renamed.stdout)).toMatchObject({ from: 'ws-b', to: 'ws-c', changes: ['renamed schema project_ws_b to project_ws_c', expect.any(String)] });
-      const refused = await cli(['rename-workspace', 'ws-b', 'ws-d', ...args(dir)]);
+      const refused = await runCli(['rename-workspace', 'ws-b', 'ws-d', ...args(dir)]);
       expect(refused.code).toBe(2);
       expect(refused.stderr).toContain('Workspace "ws-b" does not exist: nothing to rename.');
-      expect((await cli(['rename-workspace', 'ws-c', ...args(dir)])).stderr).toContain('rename-workspace takes two project ids, the old and the new');
+      expect((await runCli(['rename-workspace', 'ws-c', ...args(dir)])).stderr).toContain('rename-workspace takes two project ids, the old and the new');
       // The server kept serving, and ws-c (renamed from ws-b) holds what ws-b held.
       expect((await server.call('list_workspaces', {})).data).toMatchObject({ workspaces: [{ project_id: 'ws-c' }] });
     } finally {
