@@ -123,6 +123,13 @@ const ATTACKS: Attack[] = [
     expect: /permission denied for schema project_registry_sandbox/,
   },
   {
+    // The function is the workspace role's own (SECURITY DEFINER): shared, it would run any role's SQL as alpha.
+    name: 'GRANT EXECUTE on its own sandbox function to PUBLIC',
+    setup: [fn('esc_share_sandbox', "EXECUTE 'GRANT EXECUTE ON FUNCTION project_registry_sandbox.project_alpha(text, text, integer, integer) TO PUBLIC'")],
+    attack: { tool: 'execute', sql: call('esc_share_sandbox') },
+    expect: /permission denied for schema project_registry_sandbox/,
+  },
+  {
     name: "replace the sandbox's shared body",
     setup: [
       fn(
