@@ -20,6 +20,7 @@ import {
 import { principalScript, roleNameFor, SANDBOX_SCHEMA } from '../sandbox/sandbox-ddl.js';
 import { snapshotRoleOf, workspaceRoleOf } from '../sandbox/workspace-role.js';
 import { copyOnCitus, prepareCitusCopy, type CitusCopyPlan } from '../snapshots/citus-schema-copy.js';
+import { refuseForkBridges } from '../snapshots/fork-bridges.js';
 import { schemaCopyScript } from '../snapshots/schema-copy.js';
 import { snapshotSchemaName } from './project-id.js';
 import { WorkspaceLifecycleError } from './workspace-lifecycle.js';
@@ -359,6 +360,7 @@ export async function forkWorkspace(
     }
     await tx.exec(`SELECT ${quoteIdent(SANDBOX_SCHEMA)}.adopt_objects(${literal(r.toSchema)}, ${literal(toRole)})`);
   }
+  await refuseForkBridges(tx, { from: r.from, to: r.to, toSchema: r.toSchema, toRole });
   const createdAt = await registerFork(tx, r.to, r.toSchema, level);
   await markWorkspaceSchema(tx, r.toSchema, r.to);
   return {

@@ -1,0 +1,77 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BACKEND_KINDS } from './support/backend-per-kind.js';
+import { startIsolationServer } from './support/isolation-snapshot.js';
+import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
+
+/*
+ * The escape suite's fork side: an agent attacks through the MCP tools only. A fork copies a
+ * workspace by running a copy as a role that may, for that transaction, write the new
+ * workspace and read (or own) the source; agent code the copy evaluates (here a CHECK
+ * constraint validated as it is added) runs then with both. What it makes must not outlive the
+ * fork as a bridge between the two workspaces: a trigger on the new workspace's table calling a
+ * SECURITY DEFINER function of the source (every row the new workspace's agent writes lands in
+ * the source), or a trigger on the source's table calling a function made in the new
+ * workspace (which the fork hands to the new workspace's role: the source's agent runs code as
+ * it). The fork is refused instead, and nothing of it is left.
+ */
+
+let cluster: PgCluster | null = null;
+beforeAll(async () => {
+  cluster = await startPgCluster();
+}, 60_000);
+afterAll(async () => cluster?.destroy());
+
+/**
+ * Workspace "evil": `plant()` runs when the fork's copy validates bait's CHECK, finds the schema it
+ * may now create in (the fork's) and bridges it both ways.
+ */
+const PLANT = [
+  'CREATE TABLE loot (v text)',
+  'CREATE TABLE door (n int)',
+  `CREATE FUNCTION spy() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = project_evil AS $f$ BEGIN
+     INSERT INTO loot VALUES (NEW.body); RETURN NULL; END $f$`,
+  `CREATE FUNCTION plant() RETURNS boolean LANGUAGE plpgsql AS $f$
+   DECLARE target text := (SELECT nspname FROM pg_namespace WHERE nspname LIKE 'project\\_%' AND nspname <> 'project_evil'
+                             AND has_schema_privilege(oid, 'CREATE') LIMIT 1);
+   BEGIN
+     IF target IS NULL THEN RETURN true; END IF;
+     EXECUTE format('CREATE TRIGGER spy AFTER INSERT ON %I.notes FOR EACH ROW EXECUTE FUNCTION project_evil.spy()', target);
+     EXECUTE format($b$CREATE FUNCTION %I.backdoor() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $d$ BEGIN
+                      RAISE EXCEPTION 'stolen as %%: %%', current_user, (SELECT string_agg(body, ',') FROM %I.notes); END $d$$b$, target, target);
+     EXECUTE format('CREATE TRIGGER backdoor AFTER INSERT ON project_evil.door FOR EACH ROW EXECUTE FUNCTION %I.backdoor()', target);
+     RETURN true;
+   END $f$`,
+  'CREATE TABLE bait (n int CHECK (plant()))',
+  'INSERT INTO bait VALUES (1)',
+];
+
+for (const kind of BACKEND_KINDS) {
+  describe(`fork escape suite on ${kind}`, () => {
+    it("a fork's copy leaves no bridge between the source and the new workspace", async (ctx) => {
+      const server = await startIsolationServer(kind, cluster, { role: 'mcp_fork', databasePrefix: 'iso_fork', statementTimeoutMs: 5000, disabledExtensions: ['codebase'] });
+      if (!server) return ctx.skip();
+      try {
+        for (const sql of PLANT) {
+          const setup = await server.run('execute', { project_id: 'evil', sql });
+          expect(setup.isError, `${sql}: ${setup.text}`).toBe(false);
+        }
+        const fork = await server.run('fork_workspace', { from: 'evil', to: 'victim' });
+        if (!fork.isError) {
+          // What the attack would do with it: the victim's rows land in evil's table, evil reads the victim's.
+          await server.run('execute', { project_id: 'victim', sql: "INSERT INTO notes (body) VALUES ('victim secret')" });
+          const loot = await server.run('query', { project_id: 'evil', sql: 'SELECT v FROM loot' });
+          const door = await server.run('execute', { project_id: 'evil', sql: 'INSERT INTO door VALUES (1)' });
+          expect.fail(`the fork went through: loot ${loot.text}; door ${door.text}`);
+        }
+        expect(fork.text).toContain('is refused: code the copy ran made objects that would link the two workspaces');
+        expect(fork.text).toContain('trigger spy on table project_victim.notes depends on function project_evil.spy()');
+        expect(fork.text).toContain('trigger backdoor on table project_evil.door depends on function project_victim.backdoor()');
+        // Nothing of it is left: no new workspace, no trigger on evil's door.
+        expect(await server.asSuperuser("SELECT nspname FROM pg_namespace WHERE nspname = 'project_victim'")).toEqual([]);
+        expect(await server.asSuperuser("SELECT tgname FROM pg_trigger WHERE tgrelid = 'project_evil.door'::regclass")).toEqual([]);
+      } finally {
+        await server.close();
+      }
+    }, 120_000);
+  });
+}
