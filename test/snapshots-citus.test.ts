@@ -223,4 +223,39 @@ describe('snapshots, restores and forks on Citus (coordinator + 2 workers)', () 
       await db.close();
     }
   }, 300_000);
+
+  it("a fork's copy, run as the new workspace's role reading through the source's, leaves no bridge between them", async (ctx) => {
+    const { db, manager, sql, database } = await services(ctx);
+    try {
+      await manager.ensure('evil');
+      // Run as the fork's role while the copy validates bait's CHECK: a function in the source's
+      // schema (made through the membership), owned by the fork's role, reading the fork's table.
+      for (const statement of [
+        `CREATE FUNCTION plant() RETURNS boolean LANGUAGE plpgsql AS $f$
+         DECLARE target text := (SELECT nspname FROM pg_namespace WHERE nspname LIKE 'project\\_%' AND nspname NOT IN ('project_evil')
+                                   AND nspname NOT LIKE 'project\\_registry%' AND has_schema_privilege(oid, 'CREATE') LIMIT 1);
+         BEGIN
+           IF target IS NULL THEN RETURN true; END IF;
+           EXECUTE format($x$CREATE OR REPLACE FUNCTION project_evil.peek() RETURNS SETOF text LANGUAGE sql SECURITY DEFINER
+                             AS 'SELECT body FROM %I.notes'$x$, target);
+           RETURN true;
+         END $f$`,
+        'CREATE TABLE bait (n int CHECK (plant()))',
+        'INSERT INTO bait VALUES (1)',
+      ]) {
+        await sql.execute('evil', statement, []);
+      }
+      const fork = await manager.fork('evil', 'victim').then(() => 'copied', (e: Error) => e.message);
+      if (fork === 'copied') {
+        await sql.execute('victim', "INSERT INTO notes (body) VALUES ('victim secret')", []);
+        const peek = await sql.query('evil', 'SELECT * FROM peek()', []).then((r) => JSON.stringify(r.rows), (e: Error) => e.message);
+        expect.fail(`the fork went through; evil reads through its function: ${peek}`);
+      }
+      expect(fork).toContain(`function project_evil.peek() belongs to role ${roleNameFor(database, 'victim')}`);
+      expect(await schemaExists(db, 'project_victim')).toBe(false);
+      expect(await db.query("SELECT proname FROM pg_proc WHERE proname = 'peek'")).toEqual([]);
+    } finally {
+      await db.close();
+    }
+  }, 300_000);
 });
