@@ -27,7 +27,11 @@ export function planInstall(config: EngineConfig): Promise<InstallPlan> {
 export async function openDatabase(config: EngineConfig, log: Logger): Promise<Database> {
   if (!config.databaseUrl) {
     const { SharedStore } = await import('./db/embedded/shared-store.js');
-    return SharedStore.open(config.dataDir, log, config.maintenanceIdleMs ? { maintenanceIdleMs: config.maintenanceIdleMs } : {});
+    return SharedStore.open(config.dataDir, log, {
+      ...(config.maintenanceIdleMs ? { maintenanceIdleMs: config.maintenanceIdleMs } : {}),
+      // Server work that runs agent code (index expressions), bounded as upgrades are.
+      ...(config.upgradeTimeoutMs ? { maintenanceTimeoutMs: config.upgradeTimeoutMs } : {}),
+    });
   }
   const { PostgresDatabase } = await import('./db/postgres/postgres-database.js');
   return new PostgresDatabase({

@@ -55,6 +55,8 @@ export async function connectInProcess(
     /** An embedding provider, e.g. embeddingsAt(stub.openaiUrl). */
     embeddings?: EmbeddingsConfig;
     maintenanceIdleMs?: number;
+    /** Also the embedded store's maintenance statements' timeout. */
+    upgradeTimeoutMs?: number;
   } = {},
 ) {
   const dataDir = options.dataDir ?? (await tempDir('pgw-mcp-'));
@@ -69,6 +71,7 @@ export async function connectInProcess(
       allowedRoots: options.allowedRoots ?? [],
       embeddings: options.embeddings,
       ...(options.maintenanceIdleMs ? { maintenanceIdleMs: options.maintenanceIdleMs } : {}),
+      ...(options.upgradeTimeoutMs ? { upgradeTimeoutMs: options.upgradeTimeoutMs } : {}),
     },
     silentLogger,
   );

@@ -1,6 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { protocol } from '@electric-sql/pglite';
+import { DEFAULT_UPGRADE_TIMEOUT_MS } from '../../config.js';
 import { silentLogger, type Logger } from '../../logger.js';
 import { DamagedStoreError, isStoreDamage } from './damaged-store.js';
 import { SessionDatabase, type LockHolder, type LockTry, type PipelineOutcome, type PipelineStep, type Queryable } from '../database.js';
@@ -16,6 +17,8 @@ import { DEFAULT_MAINTENANCE_IDLE_MS, StoreMaintenance } from './store-maintenan
 export interface PGliteOptions {
   /** How long the store must be idle before it vacuums and analyzes the tables that need it. */
   maintenanceIdleMs?: number;
+  /** The statement timeout of each of those VACUUMs and ANALYZEs, which run the tables' index expressions (default: the upgrade timeout's). */
+  maintenanceTimeoutMs?: number;
 }
 
 /**
@@ -71,7 +74,13 @@ export class PGliteDatabase extends SessionDatabase {
         await pglite.close().catch(() => undefined);
         throw error;
       });
-      db.#maintenance = new StoreMaintenance(db.#mutex, db.#session, options.maintenanceIdleMs ?? DEFAULT_MAINTENANCE_IDLE_MS, log);
+      db.#maintenance = new StoreMaintenance(
+        db.#mutex,
+        db.#session,
+        options.maintenanceIdleMs ?? DEFAULT_MAINTENANCE_IDLE_MS,
+        log,
+        options.maintenanceTimeoutMs ?? DEFAULT_UPGRADE_TIMEOUT_MS,
+      );
       return db;
     } catch (error) {
       await lock.release();

@@ -51,7 +51,8 @@ const commandFor = (t: TableDue) => (t.vacuum ? `VACUUM${t.analyze ? ' (ANALYZE)
  * waited for) the session for `idleMs`, and someone used it since the last pass, the tables past
  * autovacuum's thresholds are vacuumed and analyzed, one per turn on the session and only while
  * nobody else wants it: a call arriving meanwhile waits for one table at most, and the pass
- * resumes at the next idle moment. A store never idle that long is maintained between two calls
+ * resumes at the next idle moment. Each statement runs under a timeout, ended as any embedded
+ * statement is (the store reopens, which also clears the statistics that made the table due). A store never idle that long is maintained between two calls
  * every OVERDUE_AFTER_INTERVALS idle intervals. Taking turns on the session's mutex also keeps it out of a
  * socket client's open transaction (the client holds its turn until the transaction ends), as
  * VACUUM must be.
@@ -69,6 +70,8 @@ export class StoreMaintenance {
     private readonly session: Queryable,
     private readonly idleMs: number,
     private readonly log: Logger,
+    /** Each VACUUM and ANALYZE's statement timeout: a table's index expressions are its owner's code. */
+    private readonly timeoutMs: number,
   ) {
     this.#timer = setInterval(() => this.#tick(), Math.max(5, Math.floor(idleMs / 2)));
     this.#timer.unref();
@@ -109,7 +112,16 @@ export class StoreMaintenance {
       if (this.#stopped || (this.turns.pending > 0 && !(overdue && i === 0))) return;
       const started = performance.now();
       // In the same turn: what the table's code (index expressions) left on the session goes with it.
-      await this.turns.run(() => this.session.exec(commandFor(table)).finally(() => this.session.exec(AFTER_TABLE_CODE))).then(
+      // Under a timeout: that code is a workspace's, and an index expression sleeping in ANALYZE
+      // held the one session, so every workspace's calls, for as long as it chose.
+      await this.turns.run(async () => {
+        await this.session.query(`SELECT pg_catalog.set_config('statement_timeout', $1, false)`, [String(this.timeoutMs)]);
+        try {
+          await this.session.exec(commandFor(table));
+        } finally {
+          await this.session.exec(`RESET statement_timeout; ${AFTER_TABLE_CODE}`);
+        }
+      }).then(
         () => this.log.debug('embedded store maintenance', { command: commandFor(table), ms: Math.round(performance.now() - started) }),
         (error: unknown) => {
           // Dropped since the statistics were read: nothing to do.
