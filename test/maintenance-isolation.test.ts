@@ -46,4 +46,43 @@ describe('embedded store maintenance escape suite on pglite', () => {
       await mcp.close();
     }
   }, 3 * 60_000);
+
+  it("what a table's code granted or set during the idle-time ANALYZE is undone", async () => {
+    const mcp = await connectInProcess({ statementTimeoutMs: TIMEOUT_MS, maintenanceIdleMs: 50, disabledExtensions: ['codebase'] });
+    const run = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
+    try {
+      for (const sql of [
+        'CREATE TABLE armed (on_ boolean)',
+        'INSERT INTO armed VALUES (false)',
+        `CREATE FUNCTION share() RETURNS int LANGUAGE plpgsql VOLATILE AS $f$ BEGIN
+           IF (SELECT on_ FROM project_alpha.armed) THEN
+             UPDATE project_alpha.armed SET on_ = false;
+             EXECUTE 'GRANT SELECT ON project_alpha.t TO PUBLIC';
+             EXECUTE format('GRANT SELECT ON LARGE OBJECT %s TO PUBLIC', pg_catalog.lo_from_bytea(0, 'alpha secret'::bytea));
+             EXECUTE format('ALTER ROLE %I SET work_mem = %L', current_user, '77kB');
+           END IF; RETURN 1; END $f$`,
+        'CREATE FUNCTION idx(v text) RETURNS text LANGUAGE sql IMMUTABLE AS $f$ SELECT v || (project_alpha.share() * 0)::text $f$',
+        'CREATE TABLE t (v text)',
+        'CREATE INDEX t_i ON t (project_alpha.idx(v))',
+        "INSERT INTO t SELECT 'secret-' || (g % 3) FROM generate_series(1, 300) g",
+        'UPDATE armed SET on_ = true',
+      ]) {
+        const setup = await run('execute', { project_id: 'alpha', sql });
+        expect(setup.isError, `${sql}: ${setup.text}`).toBe(false);
+      }
+      const db = (await mcp.engine.ready(60_000)).db;
+      // The store's session is a superuser's: it sees when the code ran (it disarms itself).
+      const deadline = Date.now() + 30_000;
+      while ((await db.query<{ on_: boolean }>('SELECT on_ FROM project_alpha.armed'))[0]?.on_) {
+        if (Date.now() > deadline) throw new Error('the idle-time ANALYZE did not run the index expression within 30 s');
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      const others = `SELECT count(*)::int AS n FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = 'project_alpha.t'::regclass AND a.grantee <> c.relowner
+                      UNION ALL SELECT count(*)::int FROM pg_largeobject_metadata m, aclexplode(m.lomacl) a WHERE a.grantee <> m.lomowner`;
+      expect(await db.query(others)).toEqual([{ n: 0 }, { n: 0 }]);
+      expect(await db.query('SELECT setconfig FROM pg_db_role_setting')).toEqual([]);
+    } finally {
+      await mcp.close();
+    }
+  }, 60_000);
 });

@@ -3,6 +3,7 @@ import type { Database, PipelineField, PipelineStep, Queryable } from '../db/dat
 import { quoteIdent } from '../db/identifiers.js';
 import { completeOutcome } from '../db/pipeline.js';
 import { pgError, sqlState } from '../db/sql-errors.js';
+import { undoTableCodeGrants } from '../db/table-code-grants.js';
 import type { Logger } from '../logger.js';
 import { projectIdOfSchema, schemaNameFor } from '../workspaces/project-id.js';
 import {
@@ -294,6 +295,15 @@ export class WorkspaceSandbox {
       return done;
     }
     await this.db.runAsRole(principal.roleName, text, this.limits.statementTimeoutMs);
+    // Outside the sandbox, the tables' code (index expressions) ran unchecked: what it granted to
+    // other roles, or set on the role, was committed with the VACUUM, and is undone now.
+    const undone = await this.db.transaction((tx) => undoTableCodeGrants(tx, principal.roleName));
+    if (undone.length > 0) {
+      throw new AgentSqlError(
+        `VACUUM ran and committed, but the code of a table it processed (an index expression) granted to roles outside the workspace ` +
+          `or changed the role's settings, which the server undid (${undone.join('; ')}): pg_stats would show the values to them.`,
+      );
+    }
     return done;
   }
 

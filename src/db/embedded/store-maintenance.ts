@@ -3,6 +3,7 @@ import type { Queryable } from '../database.js';
 import type { Mutex } from '../mutex.js';
 import { AFTER_TABLE_CODE } from '../pipeline.js';
 import { sqlState } from '../sql-errors.js';
+import { undoTableCodeGrants } from '../table-code-grants.js';
 
 /** How long the embedded store must be idle before it maintains itself (PG_WORKSPACE_MAINTENANCE_IDLE_MS). */
 export const DEFAULT_MAINTENANCE_IDLE_MS = 1000;
@@ -15,6 +16,8 @@ export const DEFAULT_MAINTENANCE_IDLE_MS = 1000;
  */
 const TABLES_DUE = `
 SELECT pg_catalog.format('%I.%I', s.schemaname, s.relname) AS tbl,
+       CASE WHEN c.relowner <> (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)
+            THEN pg_catalog.pg_get_userbyid(c.relowner)::text END AS owner,
        s.n_dead_tup > 50 + 0.2 * r.n OR s.n_ins_since_vacuum > 1000 + 0.2 * r.n AS vacuum,
        s.n_mod_since_analyze > 50 + 0.1 * r.n AS analyze
   FROM pg_catalog.pg_stat_user_tables s
@@ -32,6 +35,8 @@ const FLUSH_STATISTICS = 'SELECT pg_catalog.pg_stat_force_next_flush()';
 
 interface TableDue {
   tbl: string;
+  /** The table's owner, unless it is the session's own role. */
+  owner: string | null;
   vacuum: boolean;
   analyze: boolean;
 }
@@ -120,6 +125,9 @@ export class StoreMaintenance {
           await this.session.exec(commandFor(table));
         } finally {
           await this.session.exec(`RESET statement_timeout; ${AFTER_TABLE_CODE}`);
+          // And the grants and role settings it made, which no sandbox call saw (table-code-grants.ts).
+          const undone = table.owner === null ? [] : await undoTableCodeGrants(this.session, table.owner);
+          if (undone.length > 0) this.log.warn("embedded store maintenance undid what a table's code granted", { command: commandFor(table), undone });
         }
       }).then(
         () => this.log.debug('embedded store maintenance', { command: commandFor(table), ms: Math.round(performance.now() - started) }),

@@ -1,0 +1,66 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BACKEND_KINDS } from './support/backend-per-kind.js';
+import { startIsolationServer } from './support/isolation-snapshot.js';
+import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
+
+/*
+ * The escape suite's VACUUM side: an agent attacks through the MCP tools only. VACUUM cannot run
+ * in a transaction, so `execute` runs it outside the SQL sandbox (as the workspace's role), and
+ * VACUUM (ANALYZE) evaluates the table's index expressions: the agent's code, unchecked by the
+ * sandbox's end-of-call checks. Armed after the index was made, it granted the table and a
+ * large object to PUBLIC and set a role setting: workspace beta then read alpha's values in
+ * pg_stats and the large object's text. The server now undoes those after the VACUUM and says so.
+ */
+
+let cluster: PgCluster | null = null;
+beforeAll(async () => {
+  cluster = await startPgCluster();
+}, 60_000);
+afterAll(async () => cluster?.destroy());
+
+const ARMED_INDEX = [
+  'CREATE TABLE armed (on_ boolean)',
+  'INSERT INTO armed VALUES (false)',
+  // Qualified: VACUUM and ANALYZE run index expressions with a restricted search path.
+  `CREATE FUNCTION share() RETURNS int LANGUAGE plpgsql VOLATILE AS $f$ DECLARE lo oid; BEGIN
+     IF (SELECT on_ FROM project_alpha.armed) THEN
+       UPDATE project_alpha.armed SET on_ = false;
+       EXECUTE 'GRANT SELECT ON project_alpha.t TO PUBLIC';
+       lo := pg_catalog.lo_from_bytea(0, 'alpha secret'::bytea);
+       EXECUTE format('GRANT SELECT ON LARGE OBJECT %s TO PUBLIC', lo);
+       EXECUTE format('ALTER ROLE %I SET work_mem = %L', current_user, '77kB');
+     END IF; RETURN 1; END $f$`,
+  'CREATE FUNCTION idx(v text) RETURNS text LANGUAGE sql IMMUTABLE AS $f$ SELECT v || (project_alpha.share() * 0)::text $f$',
+  'CREATE TABLE t (v text)',
+  "INSERT INTO t SELECT 'secret-' || (g % 3) FROM generate_series(1, 300) g",
+  'CREATE INDEX t_i ON t (project_alpha.idx(v))',
+  'UPDATE armed SET on_ = true',
+];
+
+for (const kind of BACKEND_KINDS) {
+  describe(`VACUUM escape suite on ${kind}`, () => {
+    it("a table's code run by VACUUM (ANALYZE) leaves no grant to other roles and no role setting", async (ctx) => {
+      const server = await startIsolationServer(kind, cluster, { role: 'mcp_vacuum', databasePrefix: 'iso_vacuum', statementTimeoutMs: 5000, disabledExtensions: ['codebase'] });
+      if (!server) return ctx.skip();
+      try {
+        for (const sql of ARMED_INDEX) {
+          const setup = await server.run('execute', { project_id: 'alpha', sql });
+          expect(setup.isError, `${sql}: ${setup.text}`).toBe(false);
+        }
+        const vacuum = await server.run('execute', { project_id: 'alpha', sql: 'VACUUM (ANALYZE) t' });
+        expect(vacuum.isError).toBe(true);
+        expect(vacuum.text).toContain('granted to roles outside the workspace or changed the role');
+        const stats = await server.run('query', {
+          project_id: 'beta',
+          sql: "SELECT most_common_vals::text FROM pg_stats WHERE schemaname = 'project_alpha' AND tablename = 't'",
+        });
+        expect(stats.data?.['rows']).toEqual([]);
+        const lo = await server.run('query', { project_id: 'beta', sql: "SELECT convert_from(lo_get(oid), 'UTF8') FROM pg_largeobject_metadata" });
+        expect(lo.text).toMatch(/permission denied for large object/);
+        expect(await server.asSuperuser('SELECT setconfig FROM pg_db_role_setting')).toEqual([]);
+      } finally {
+        await server.close();
+      }
+    }, 120_000);
+  });
+}
