@@ -6,6 +6,7 @@ import type { InstallPlan } from '../src/installer/install-plan.js';
 import { silentLogger } from '../src/logger.js';
 import { roleNameFor, snapshotRoleNameFor } from '../src/sandbox/sandbox-ddl.js';
 import { sandboxedWorkspaces } from '../src/sandboxed-workspaces.js';
+import { prepareForkOnCitus } from '../src/workspaces/workspace-snapshots.js';
 import { install, planFor, tempDir, writeExtension } from './support/fixtures.js';
 import { schemaExists, stateOf } from './support/schema-state.js';
 
@@ -39,7 +40,7 @@ async function services(ctx: TestContext) {
   const [{ database = '', server = '' } = {}] = await db.query<{ database: string; server: string }>(
     'SELECT current_database()::text AS database, current_user::text AS server',
   );
-  return { db, manager, sql, database, server };
+  return { db, manager, sql, database, server, searchPathSchemas: report.searchPathSchemas };
 }
 
 /** What an agent builds on Citus, with rows (the objects of the PostgreSQL suite that Citus lets a distributed schema hold). */
@@ -254,6 +255,24 @@ describe('snapshots, restores and forks on Citus (coordinator + 2 workers)', () 
       expect(fork).toContain(`function project_evil.peek() belongs to role ${roleNameFor(database, 'victim')}`);
       expect(await schemaExists(db, 'project_victim')).toBe(false);
       expect(await db.query("SELECT proname FROM pg_proc WHERE proname = 'peek'")).toEqual([]);
+    } finally {
+      await db.close();
+    }
+  }, 300_000);
+
+  it('a fork stopped between its two steps leaves the new role no way into the source when that id becomes a workspace', async (ctx) => {
+    const { db, manager, sql, searchPathSchemas } = await services(ctx);
+    try {
+      await manager.ensure('src');
+      await sql.execute('src', "INSERT INTO notes (body) VALUES ('src secret')", []);
+      // The fork's first step committed (dst's role, inheriting src's for the copy), then the process stopped.
+      const request = { from: 'src', to: 'dst', fromSchema: 'project_src', toSchema: 'project_dst', snapshot: undefined };
+      await db.transaction((tx) => prepareForkOnCitus(tx, request, searchPathSchemas, 10_000, sql));
+      // An administrator drops what it left (doctor lists the schema); the id is then used as a workspace.
+      await db.exec('DROP SCHEMA project_dst CASCADE');
+      await manager.ensure('dst');
+      const read = await sql.query('dst', 'SELECT body FROM project_src.notes', []).then((r) => JSON.stringify(r.rows), (e: Error) => e.message);
+      expect(read).toMatch(/permission denied for schema project_src/);
     } finally {
       await db.close();
     }

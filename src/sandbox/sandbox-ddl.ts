@@ -134,6 +134,15 @@ export function principalScript(p: Principal, createRole: boolean, serverRole: s
     // good, no password the agent sets ever authenticates, on any backend.
     `ALTER ROLE ${role} ${citus ? 'LOGIN ' : ''}VALID UNTIL '-infinity'`,
     `GRANT ${role} TO ${quoteIdent(serverRole)}`,
+    // A workspace role is a member of no role. On Citus a copy grants its copier the source's
+    // role for one transaction; a process that stopped before taking it back left the role
+    // inheriting another workspace's privileges, for whatever used that id next.
+    `DO $pgw_members$ DECLARE granted name; BEGIN
+       FOR granted IN SELECT r.rolname FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) m.roleid
+                       WHERE m.member OPERATOR(pg_catalog.=) ${literal(p.roleName)}::pg_catalog.regrole LOOP
+         EXECUTE pg_catalog.format('REVOKE %I FROM %I', granted, ${literal(p.roleName)});
+       END LOOP;
+     END $pgw_members$`,
     `REVOKE ALL ON SCHEMA ${schema} FROM PUBLIC`,
     `GRANT USAGE, CREATE ON SCHEMA ${schema} TO ${role}`,
     `SELECT ${quoteIdent(SANDBOX_SCHEMA)}.adopt_objects(${literal(p.schemaName)}, ${literal(p.roleName)})`,

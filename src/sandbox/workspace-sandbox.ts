@@ -529,7 +529,7 @@ export class WorkspaceSandbox {
    * Makes the role, privileges and sandbox function unless all are there and intact: the
    * function with its flags, exactly this server's body (an older server's is replaced),
    * nothing but its search path as settings (PostgreSQL stores SET clauses quote_ident-ed) and
-   * the server's own EXECUTE grant.
+   * the server's own EXECUTE grant; the role a member of no role (principalScript revokes any).
    * An existing role is taken only if it serves nothing outside this workspace (another
    * workspace, another database: a role is never shared), and is recorded in the registry.
    */
@@ -537,7 +537,8 @@ export class WorkspaceSandbox {
     const [state] = await tx.query<{ role_exists: boolean; intact: boolean; body_intact: boolean }>(
       `SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $2) AS role_exists,
               EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $2 AND rolvaliduntil = '-infinity' AND (rolcanlogin OR NOT $4::boolean)
-                         AND pg_catalog.has_schema_privilege(oid, pg_catalog.to_regnamespace($1)::oid, 'USAGE'))
+                         AND pg_catalog.has_schema_privilege(oid, pg_catalog.to_regnamespace($1)::oid, 'USAGE')
+                         AND NOT EXISTS (SELECT FROM pg_catalog.pg_auth_members m WHERE m.member = pg_roles.oid))
               AND EXISTS (SELECT FROM pg_catalog.pg_proc p
                        WHERE p.pronamespace = pg_catalog.to_regnamespace($3) AND p.proname = $1
                          AND p.prosecdef AND NOT p.proisstrict
