@@ -39,8 +39,13 @@ const PLANT = [
      EXECUTE format($b$CREATE FUNCTION %I.backdoor() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $d$ BEGIN
                       RAISE EXCEPTION 'stolen as %%: %%', current_user, (SELECT string_agg(body, ',') FROM %I.notes); END $d$$b$, target, target);
      EXECUTE format('CREATE TRIGGER backdoor AFTER INSERT ON project_evil.door FOR EACH ROW EXECUTE FUNCTION %I.backdoor()', target);
+     -- An operator of the fork's whose negator (a link pg_depend does not record) is evil's.
+     CREATE OPERATOR project_evil.!== (LEFTARG = text, RIGHTARG = text, FUNCTION = project_evil.differs);
+     EXECUTE format('CREATE OPERATOR %I.=== (LEFTARG = text, RIGHTARG = text, FUNCTION = pg_catalog.texteq, NEGATOR = OPERATOR(project_evil.!==))', target);
      RETURN true;
    END $f$`,
+  `CREATE FUNCTION differs(a text, b text) RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER SET search_path = project_evil AS $f$ BEGIN
+     INSERT INTO loot VALUES (a); RETURN a <> b; END $f$`,
   'CREATE TABLE bait (n int CHECK (plant()))',
   'INSERT INTO bait VALUES (1)',
 ];
@@ -66,6 +71,7 @@ for (const kind of BACKEND_KINDS) {
         expect(fork.text).toContain('is refused: code the copy ran made objects that would link the two workspaces');
         expect(fork.text).toContain('trigger spy on table project_victim.notes depends on function project_evil.spy()');
         expect(fork.text).toContain('trigger backdoor on table project_evil.door depends on function project_victim.backdoor()');
+        expect(fork.text).toContain('operator project_victim.===(text,text) is nothing a fork copies');
         // Nothing of it is left: no new workspace, no trigger on evil's door.
         expect(await server.asSuperuser("SELECT nspname FROM pg_namespace WHERE nspname = 'project_victim'")).toEqual([]);
         expect(await server.asSuperuser("SELECT tgname FROM pg_trigger WHERE tgrelid = 'project_evil.door'::regclass")).toEqual([]);
@@ -73,5 +79,50 @@ for (const kind of BACKEND_KINDS) {
         await server.close();
       }
     }, 120_000);
+  });
+}
+
+for (const kind of BACKEND_KINDS) {
+  describe(`snapshot and fork time limit on ${kind}`, () => {
+    it("agent code a snapshot's or a fork's copy runs is bounded by the upgrade timeout", async (ctx) => {
+      const server = await startIsolationServer(kind, cluster, {
+        role: 'mcp_slowcopy',
+        databasePrefix: 'iso_slowcopy',
+        statementTimeoutMs: 1000,
+        upgradeTimeoutMs: 1500,
+        disabledExtensions: ['codebase'],
+      });
+      if (!server) return ctx.skip();
+      try {
+        // A CHECK the copy validates, sleeping once armed: the copy held a connection (on
+        // PGlite the one session every workspace shares) and the workspace's lock that long.
+        for (const sql of [
+          'CREATE TABLE armed (on_ boolean)',
+          'INSERT INTO armed VALUES (false)',
+          `CREATE FUNCTION slow() RETURNS boolean LANGUAGE plpgsql AS $f$ BEGIN
+             IF (SELECT on_ FROM project_alpha.armed) THEN PERFORM pg_catalog.pg_sleep(60); END IF; RETURN true; END $f$`,
+          'CREATE TABLE bait (n int CHECK (slow()))',
+          'INSERT INTO bait VALUES (1)',
+          'UPDATE armed SET on_ = true',
+        ]) {
+          const setup = await server.run('execute', { project_id: 'alpha', sql });
+          expect(setup.isError, `${sql}: ${setup.text}`).toBe(false);
+        }
+        for (const [tool, args] of [
+          ['snapshot_workspace', { project_id: 'alpha' }],
+          ['fork_workspace', { from: 'alpha', to: 'alpha-copy' }],
+        ] as const) {
+          const started = performance.now();
+          const outcome = await server.run(tool, args);
+          const seconds = (performance.now() - started) / 1000;
+          expect(outcome.isError, tool).toBe(true);
+          expect(outcome.text, tool).toMatch(/statement timeout/);
+          // The timeout, and on PGlite the store's reopening after it; far from the 60 s sleep.
+          expect(seconds, tool).toBeLessThan(8);
+        }
+      } finally {
+        await server.close();
+      }
+    }, 180_000);
   });
 }

@@ -19,6 +19,8 @@ import { WorkspaceLifecycleError } from '../workspaces/workspace-lifecycle.js';
  *   another workspace, a snapshot or the registry (any schema named project_...), extension
  *   members and system objects being fine;
  * - an object outside it depends on one of its objects;
+ * - its schema holds anything but relations, types and routines (what the copy makes): an
+ *   operator's commutator and negator are references pg_depend does not record;
  * - one of its objects is owned by, granted to or names (a policy) another role, or is granted to
  *   PUBLIC (pg_stats shows what every role may read);
  * - the new role owns or is granted anything outside it (its schema, its SQL sandbox and its own
@@ -60,6 +62,14 @@ found (problem) AS (
                     WHERE n.nspname = (pg_catalog.pg_identify_object(d.refclassid, d.refobjid, 0)).schema) END AS nsp) s
     JOIN pg_catalog.pg_namespace n ON n.oid = s.nsp
    WHERE n.nspname LIKE 'project\\_%' AND n.oid <> (SELECT oid FROM target)
+  UNION ALL
+  -- The copy makes tables, views, sequences, indexes, types and routines only. Operators and the
+  -- like hold references pg_depend does not record (an operator's commutator and negator).
+  SELECT pg_catalog.format('%s is nothing a fork copies', pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid))
+    FROM pg_catalog.pg_depend d, target
+   WHERE d.refclassid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND d.refobjid = target.oid
+     AND d.classid NOT IN ('pg_catalog.pg_class'::pg_catalog.regclass, 'pg_catalog.pg_type'::pg_catalog.regclass,
+                           'pg_catalog.pg_proc'::pg_catalog.regclass)
   UNION ALL
   SELECT pg_catalog.format('%s depends on %s', pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid),
                            pg_catalog.pg_describe_object(d.refclassid, d.refobjid, d.refobjsubid))

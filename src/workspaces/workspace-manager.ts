@@ -469,11 +469,17 @@ export class WorkspaceManager {
     prepare: (tx: Queryable) => Promise<CitusCopyPlan>,
     run: (tx: Queryable, prepared?: CitusCopyPlan) => Promise<T>,
   ): Promise<T> {
-    if (!this.#citus) return this.db.transaction((tx) => run(tx), agentOf);
+    // The copy runs the agent's code (a CHECK, a domain, a materialized view): bounded like an
+    // upgrade's, or one sleeping there held a connection (PGlite's one session) and the lock.
+    const bounded = async (tx: Queryable, prepared?: CitusCopyPlan) => {
+      await tx.query(`SELECT pg_catalog.set_config('statement_timeout', $1, true)`, [String(this.#upgradeTimeoutMs)]);
+      return run(tx, prepared);
+    };
+    if (!this.#citus) return this.db.transaction((tx) => bounded(tx), agentOf);
     const prepared = await this.db.transaction(prepare);
     try {
       await placeNearSource(this.db, prepared);
-      return await this.db.transaction((tx) => run(tx, prepared), agentOf);
+      return await this.db.transaction((tx) => bounded(tx, prepared), agentOf);
     } catch (error) {
       await this.db.transaction((tx) => discardCitusCopy(tx, prepared)).catch((cleanup: unknown) =>
         this.log.warn('could not drop a Citus copy that failed', { schema: prepared.target, error: String(cleanup) }),

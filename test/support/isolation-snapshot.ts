@@ -68,7 +68,7 @@ export interface IsolationServer {
 export async function startIsolationServer(
   kind: 'pglite' | 'postgres',
   cluster: PgCluster | null,
-  options: { role: string; databasePrefix: string; statementTimeoutMs: number; createVector?: boolean; disabledExtensions?: string[] },
+  options: { role: string; databasePrefix: string; statementTimeoutMs: number; upgradeTimeoutMs?: number; createVector?: boolean; disabledExtensions?: string[] },
 ): Promise<IsolationServer | undefined> {
   const notes = await writeExtension(await tempDir(), { id: 'notes' }, {
     'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL);',
@@ -77,7 +77,11 @@ export async function startIsolationServer(
   let superuser: pg.Client | undefined;
   let adminUrl: string | undefined;
   if (kind === 'pglite') {
-    mcp = await connectInProcess({ extensionDirs: [notes], statementTimeoutMs: options.statementTimeoutMs });
+    mcp = await connectInProcess({
+      extensionDirs: [notes],
+      statementTimeoutMs: options.statementTimeoutMs,
+      ...(options.upgradeTimeoutMs ? { upgradeTimeoutMs: options.upgradeTimeoutMs } : {}),
+    });
   } else {
     if (!cluster) return undefined;
     const url = await cluster.createDatabase(options.databasePrefix);
@@ -94,6 +98,7 @@ export async function startIsolationServer(
       extensionDirs: [notes],
       databaseUrl: cluster.url(database, options.role),
       statementTimeoutMs: options.statementTimeoutMs,
+      ...(options.upgradeTimeoutMs ? { upgradeTimeoutMs: options.upgradeTimeoutMs } : {}),
       ...(options.disabledExtensions ? { disabledExtensions: options.disabledExtensions } : {}),
     });
   }
