@@ -126,3 +126,35 @@ for (const kind of BACKEND_KINDS) {
     }, 180_000);
   });
 }
+
+describe('snapshots and forks of one workspace cannot take every pooled connection (postgres)', () => {
+  it("beta's query is served while alpha's twelve slow forks still run or wait", async (ctx) => {
+    const server = await startIsolationServer('postgres', cluster, { role: 'mcp_busyfork', databasePrefix: 'iso_busyfork', statementTimeoutMs: 30_000, disabledExtensions: ['codebase'] });
+    if (!server) return ctx.skip();
+    try {
+      for (const sql of [
+        `CREATE FUNCTION slow() RETURNS boolean LANGUAGE plpgsql AS $f$ BEGIN
+           IF current_user::text NOT LIKE '%alpha' OR current_setting('search_path') LIKE '%fork%' THEN PERFORM pg_catalog.pg_sleep(1); END IF; RETURN true; END $f$`,
+        'CREATE TABLE bait (n int CHECK (slow()))',
+      ]) {
+        const setup = await server.run('execute', { project_id: 'alpha', sql });
+        expect(setup.isError, `${sql}: ${setup.text}`).toBe(false);
+      }
+      await server.run('execute', { project_id: 'alpha', sql: 'INSERT INTO bait VALUES (1)' });
+      expect((await server.run('query', { project_id: 'beta', sql: 'SELECT 1 AS warm' })).isError).toBe(false);
+      // Twelve forks of alpha against a pool of 10 connections: each copy sleeps 1 s, one at a
+      // time (alpha's lock), and every fork waiting for the lock held a connection.
+      let alphaDone = 0;
+      const forks = Array.from({ length: 12 }, (_, i) => server.run('fork_workspace', { from: 'alpha', to: `alpha-fork-${i}` }).finally(() => alphaDone++));
+      const busy = async () =>
+        (await server.asSuperuser<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = 'mcp_busyfork' AND state = 'active'`))[0]?.n ?? 0;
+      while ((await busy()) < 4) await new Promise((resolve) => setTimeout(resolve, 20));
+      const quick = await server.run('query', { project_id: 'beta', sql: 'SELECT count(*) AS n FROM notes' });
+      expect(quick.isError, quick.text).toBe(false);
+      expect(alphaDone).toBe(0);
+      for (const r of await Promise.all(forks)) expect(r.isError, r.text).toBe(false);
+    } finally {
+      await server.close();
+    }
+  }, 240_000);
+});

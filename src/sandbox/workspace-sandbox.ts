@@ -349,6 +349,15 @@ export class WorkspaceSandbox {
    * Runs server-built SQL (a snapshot's copy) as the workspace's role, inside its sandbox, in the
    * caller's transaction: whatever agent code it touches runs as the workspace, never as the server.
    */
+  /**
+   * For snapshots, restores and forks: one of the workspace's calls at once (PG_WORKSPACE_MAX_CALLS_PER_WORKSPACE).
+   * Each holds a connection, also while it waits for the workspace's lock: twelve forks of one
+   * workspace took every pooled connection, and another workspace's query waited for three copies.
+   */
+  inTurn<T>(projectId: string, fn: () => Promise<T>): Promise<T> {
+    return this.#turns.run(projectId, fn);
+  }
+
   async runAsWorkspace(tx: Queryable, projectId: string, script: string): Promise<void> {
     await this.ensurePrincipal(tx, projectId);
     await tx.query(`SELECT ${sandboxFunction(schemaNameFor(projectId))}('script', $1, 0, 0)`, [script]);

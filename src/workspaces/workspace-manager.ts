@@ -475,17 +475,19 @@ export class WorkspaceManager {
       await tx.query(`SELECT pg_catalog.set_config('statement_timeout', $1, true)`, [String(this.#upgradeTimeoutMs)]);
       return run(tx, prepared);
     };
-    if (!this.#citus) return this.db.transaction((tx) => bounded(tx), agentOf);
-    const prepared = await this.db.transaction(prepare);
-    try {
-      await placeNearSource(this.db, prepared);
-      return await this.db.transaction((tx) => bounded(tx, prepared), agentOf);
-    } catch (error) {
-      await this.db.transaction((tx) => discardCitusCopy(tx, prepared)).catch((cleanup: unknown) =>
-        this.log.warn('could not drop a Citus copy that failed', { schema: prepared.target, error: String(cleanup) }),
-      );
-      throw error;
-    }
+    return this.#snapshotRunner().inTurn(agentOf, async () => {
+      if (!this.#citus) return this.db.transaction((tx) => bounded(tx), agentOf);
+      const prepared = await this.db.transaction(prepare);
+      try {
+        await placeNearSource(this.db, prepared);
+        return await this.db.transaction((tx) => bounded(tx, prepared), agentOf);
+      } catch (error) {
+        await this.db.transaction((tx) => discardCitusCopy(tx, prepared)).catch((cleanup: unknown) =>
+          this.log.warn('could not drop a Citus copy that failed', { schema: prepared.target, error: String(cleanup) }),
+        );
+        throw error;
+      }
+    });
   }
 
   async listSnapshots(projectId: string): Promise<SnapshotInfo[]> {
@@ -500,7 +502,8 @@ export class WorkspaceManager {
   /** Drops one snapshot; false when the workspace has no such snapshot (nothing changed). */
   async dropSnapshot(projectId: string, snapshot: number): Promise<boolean> {
     const schemaName = this.#reserved.schemaFor(projectId);
-    const dropped = await this.db.transaction((tx) => dropSnapshot(tx, { projectId, schemaName, lockTimeoutMs: this.#lockTimeoutMs, citus: this.#citus }, snapshot));
+    const drop = () => this.db.transaction((tx) => dropSnapshot(tx, { projectId, schemaName, lockTimeoutMs: this.#lockTimeoutMs, citus: this.#citus }, snapshot));
+    const dropped = await (this.sandbox ? this.sandbox.inTurn(projectId, drop) : drop());
     if (dropped) this.log.warn('dropped a snapshot of a workspace', { project_id: projectId, snapshot });
     return dropped;
   }
@@ -508,11 +511,13 @@ export class WorkspaceManager {
   /** The workspace becomes the snapshot's state, atomically; the state it replaced is kept as a new snapshot. */
   async restore(projectId: string, snapshot: number): Promise<RestoreOutcome> {
     const schemaName = this.#reserved.schemaFor(projectId);
-    this.#snapshotRunner();
+    const runner = this.#snapshotRunner();
     try {
-      const outcome = await this.db.transaction(
-        (tx) => restoreSnapshot(tx, { projectId, schemaName, lockTimeoutMs: this.#lockTimeoutMs, citus: this.#citus }, snapshot, this.searchPathSchemas),
-        projectId,
+      const outcome = await runner.inTurn(projectId, () =>
+        this.db.transaction(
+          (tx) => restoreSnapshot(tx, { projectId, schemaName, lockTimeoutMs: this.#lockTimeoutMs, citus: this.#citus }, snapshot, this.searchPathSchemas),
+          projectId,
+        ),
       );
       this.log.warn('restored a workspace from a snapshot', { project_id: projectId, snapshot, kept_as: outcome.kept.snapshot });
       return outcome;

@@ -46,6 +46,8 @@ export interface WorkspaceRunner {
   /** Makes the workspace's role and sandbox unless they are there and intact. */
   ensurePrincipal(tx: Queryable, projectId: string): Promise<void>;
   runAsWorkspace(tx: Queryable, projectId: string, script: string): Promise<void>;
+  /** Runs `fn` as one of the workspace's calls, within its limit of calls at once (PerWorkspaceLimit). */
+  inTurn<T>(projectId: string, fn: () => Promise<T>): Promise<T>;
 }
 
 /** A limit of PG_WORKSPACE_MAX_SNAPSHOTS or PG_WORKSPACE_SNAPSHOT_BUDGET_BYTES reached; nothing was changed. */
