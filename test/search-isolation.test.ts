@@ -187,5 +187,36 @@ for (const kind of ['pglite', 'postgres'] as const) {
         { distance: expect.closeTo(Math.SQRT2, 6), row: { id: 2, embedding: [0, 1, 0] } },
       ]);
     });
+
+    it('add_documents of one workspace holds at most PG_WORKSPACE_MAX_CALLS_PER_WORKSPACE connections at once', async (ctx) => {
+      if (!server || kind !== 'postgres') return ctx.skip();
+      const iso = server;
+      for (const sql of [
+        'CREATE FUNCTION slow_chunks() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN PERFORM pg_sleep(0.3); RETURN NULL; END $f$',
+        'CREATE TRIGGER slow_chunks AFTER INSERT ON chunks FOR EACH STATEMENT EXECUTE FUNCTION slow_chunks()',
+      ]) {
+        const done = await run('execute', { project_id: 'alpha', sql });
+        expect(done.isError, done.text).toBe(false);
+      }
+      try {
+        // Twelve writes at once: one sleeps at a time (they update the same repository row), the
+        // others wait for it, each holding a pooled connection; uncapped they took ten of ten.
+        let writing = true;
+        const writes = Promise.all(
+          Array.from({ length: 12 }, (_, i) => run('add_documents', { project_id: 'alpha', documents: [{ source: `slow-${i}.md`, text: `slow document ${i}` }] })),
+        ).finally(() => (writing = false));
+        let most = 0;
+        while (writing) {
+          const [row] = await iso.asSuperuser<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = 'mcp_search' AND state = 'active'`);
+          most = Math.max(most, row?.n ?? 0);
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        for (const r of await writes) expect(r.isError, r.text).toBe(false);
+        expect(most).toBeGreaterThan(1);
+        expect(most).toBeLessThanOrEqual(4);
+      } finally {
+        await run('execute', { project_id: 'alpha', sql: 'DROP TRIGGER slow_chunks ON chunks' });
+      }
+    }, 120_000);
   });
 }

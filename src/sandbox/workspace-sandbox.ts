@@ -245,7 +245,8 @@ export class WorkspaceSandbox {
       ...prepared.map((statement) => ({ sql: `SELECT ${fn}('run', $1, 0, 0)`, params: [statement.sql] })),
     ];
     const firstWrite = guard ? 2 : 1;
-    const outcome = completeOutcome(await this.db.pipeline(steps, projectId), steps);
+    // Within the workspace's limit of calls at once, as execute is: ingest's writes run its triggers.
+    const outcome = completeOutcome(await this.#turns.run(projectId, () => this.db.pipeline(steps, projectId)), steps);
     if (outcome.error) {
       if (guard && outcome.results.length === 1) throw new WriteGuardError(outcome.error);
       const code = sqlState(outcome.error);
