@@ -103,7 +103,7 @@ try {
       ours: w.twoWorkspaces,
       baseline: { name: 'three of one workspace', value: w.sameWorkspace },
       ratio: ratio(w.twoWorkspaces.p50, w.sameWorkspace.p50),
-      note: 'a pooled session never passes between workspaces: each pass opens a connection',
+      note: 'a pooled session never passes between workspaces; each keeps its own idle one (scenario 14)',
     });
     rows.push({ scenario: '11 sql tools', measure: 'server RSS around a 1M-row query (max_rows 100), MB', ours: rss.after, baseline: { name: 'before', value: rss.before }, target: 'flat', met: rss.after - rss.before < 50 });
     rows.push({ scenario: '11 sql tools', measure: `server RSS after 100 rows of 10 MB (byte budget; ${rss.wideRows} rows sent), MB`, ours: rss.afterWide, baseline: { name: 'before', value: rss.before }, target: 'flat', met: rss.afterWide - rss.before < 50 });
