@@ -9,9 +9,10 @@ import type pg from 'pg';
  * its workspace's own connection again.
  *
  * One per workspace: today's one warm connection, per workspace served lately (a burst's extras
- * close as they always did). Every connection kept is one of pg-pool's, lent out, so the pool's
- * `max` bounds the kept and the busy together. All but the last close after `idleMs` unused; the
- * last stays while `keepLast()` says so (the database has room for it, connection-room.ts).
+ * close as they always did), and at most `capacity()`, the oldest closing for a newer one. Every
+ * connection kept is one of pg-pool's, lent out, so the pool's `max` bounds the kept and the busy
+ * together. All but the last close after `idleMs` unused; the last stays while `keepLast()` says
+ * so (the database has room for it, connection-room.ts).
  */
 export class ParkedConnections {
   /** Oldest first: a Map keeps insertion order, and a connection parked again goes to the end. */
@@ -20,6 +21,7 @@ export class ParkedConnections {
   constructor(
     private readonly idleMs: number,
     private readonly keepLast: () => boolean,
+    private readonly capacity: () => number,
   ) {}
 
   get size(): number {
@@ -29,6 +31,7 @@ export class ParkedConnections {
   /** Keeps `client` unless one of the same workspace is kept already; false: the caller closes it. */
   park(client: pg.PoolClient, ranAgentOf: string | undefined): boolean {
     for (const kept of this.#parked.values()) if (kept.ranAgentOf === ranAgentOf) return false;
+    while (this.#parked.size >= this.capacity()) this.takeOldest()?.release(true);
     // A kept connection the server ends (restart, pg_terminate_backend) is dropped, not lent out.
     const onError = (error: Error) => {
       if (this.#unpark(client)) client.release(error);

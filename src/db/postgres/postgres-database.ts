@@ -2,7 +2,7 @@ import pg from 'pg';
 import pgvector from 'pgvector';
 import { inTransaction, SessionDatabase, type LockHolder, type LockTry, type PipelineOutcome, type PipelineStep, type Queryable } from '../database.js';
 import { boundedStream } from '../bounded-messages.js';
-import { FREE_SLOTS_SQL, hasRoom, isOutOfSlots, NoFreeConnectionError, ROOM_CHECK_MS, slotWaits, type SlotCount } from './connection-room.js';
+import { CLIENT_PORT_SQL, FREE_SLOTS_SQL, hasRoom, isDirect, isOutOfSlots, NoFreeConnectionError, ROOM_CHECK_MS, slotWaits, type SlotCount } from './connection-room.js';
 import { ParkedConnections } from './parked-connections.js';
 import { asConnectionBroken } from './pg-connection-errors.js';
 import { afterFailedPipeline, PipelineCollector, writePipeline, type PipelineMessage, type PipelineWriter } from '../pipeline.js';
@@ -62,8 +62,15 @@ export class PostgresDatabase extends SessionDatabase {
   readonly #ranAgentOf = new WeakMap<pg.Client, string>();
   /** Calls each client served: pg-pool counts only its own checkouts, and a kept client is lent again without one. */
   readonly #uses = new WeakMap<pg.Client, number>();
+  /**
+   * Whether PostgreSQL itself is at the other end (learnt on the first connection when slots are
+   * shared). Behind a pooler, whose pool others wait for and PostgreSQL does not report, one idle
+   * connection is kept, as ever, not one per workspace; a call of another workspace closes it
+   * before opening one, as it may hold the pooler's last server connection.
+   */
+  #direct: boolean | undefined;
   /** Idle clients, kept lent out of pg-pool (whose idle list stays empty) so that a call can choose among them. */
-  readonly #parked = new ParkedConnections(EXTRA_IDLE_TIMEOUT_MS, () => this.#warm);
+  readonly #parked = new ParkedConnections(EXTRA_IDLE_TIMEOUT_MS, () => this.#warm, () => (this.#direct === false ? 1 : this.#maxConnections));
 
   constructor(options: PostgresOptions) {
     super();
@@ -71,6 +78,7 @@ export class PostgresDatabase extends SessionDatabase {
     const parsers = this.#parsers;
     this.#connectWaitMs = options.connectWaitMs ?? 0;
     this.#maxConnections = Math.max(2, options.maxConnections ?? 10);
+    this.#direct = options.sharedSlots ? undefined : true;
     this.#pool = new pg.Pool({
       connectionString: options.connectionString,
       max: this.#maxConnections,
@@ -156,10 +164,11 @@ export class PostgresDatabase extends SessionDatabase {
   async #connectFor(agentOf: string | undefined): Promise<pg.PoolClient> {
     const parked = agentOf === undefined ? this.#parked.takeAny() : this.#parked.takeFor(agentOf);
     if (parked) return parked;
-    if (this.#pool.totalCount >= this.#maxConnections) this.#parked.takeOldest()?.release(true);
+    if (this.#direct === false || this.#pool.totalCount >= this.#maxConnections) this.#parked.takeOldest()?.release(true);
     // A client a finishing call handed on may have run another workspace's code: closed, the next taken.
     for (;;) {
       const client = await this.#connect();
+      if (this.#direct === undefined) this.#direct = await this.#isDirect(client);
       const ran = this.#ranAgentOf.get(client);
       if (agentOf === undefined || ran === undefined || ran === agentOf) return client;
       client.release(true);
@@ -179,6 +188,19 @@ export class PostgresDatabase extends SessionDatabase {
         waits ??= slotWaits(this.#connectWaitMs);
         if ((await waits.next()).done) throw this.#noFreeSlot(error, `this call waited ${Math.round((Date.now() - started) / 1000)} s for one`);
       }
+    }
+  }
+
+  /** The first statement on a new connection: behind PgBouncer in session mode, where it waits for a server connection. */
+  async #isDirect(client: pg.PoolClient): Promise<boolean> {
+    try {
+      const { rows } = await client.query<{ port: number | null }>(CLIENT_PORT_SQL);
+      const { stream } = (client as unknown as { connection: { stream: { localPort?: number } } }).connection;
+      return isDirect(rows[0]?.port ?? null, stream.localPort);
+    } catch (error) {
+      client.release(error as Error);
+      if (isOutOfSlots(error)) throw this.#noFreeSlot(error, 'PgBouncer waited its query_wait_timeout');
+      throw asConnectionBroken(error);
     }
   }
 
