@@ -31,7 +31,7 @@ export class ParkedConnections {
   /** Keeps `client` unless one of the same workspace is kept already; false: the caller closes it. */
   park(client: pg.PoolClient, ranAgentOf: string | undefined): boolean {
     for (const kept of this.#parked.values()) if (kept.ranAgentOf === ranAgentOf) return false;
-    while (this.#parked.size >= this.capacity()) this.takeOldest()?.release(true);
+    while (this.#parked.size > 0 && this.#parked.size >= this.capacity()) this.takeOldest()?.release(true);
     // A kept connection the server ends (restart, pg_terminate_backend) is dropped, not lent out.
     const onError = (error: Error) => {
       if (this.#unpark(client)) client.release(error);
