@@ -42,25 +42,29 @@ async function engineOn(ctx: TestContext, maxConnections?: number) {
  * reports its backend: no backend may serve two workspaces' agent code. Returns the backends of
  * each round.
  */
-async function takeTurns(sandbox: WorkspaceSandbox, workspaces: readonly string[], rounds: number): Promise<number[][]> {
+async function takeTurns(sandbox: WorkspaceSandbox, workspaces: readonly string[], rounds: number, together = false): Promise<number[][]> {
   const ranAgentOf = new Map<number, string>();
+  const call = async (workspace: string, n: number) => {
+    const others = workspaces.filter((w) => w !== workspace);
+    const result = await sandbox.query(
+      workspace,
+      `SELECT pg_backend_pid() AS pid, set_config($1, 'secret', false) AS left_behind, ARRAY[${others.map((_, i) => `current_setting($${i + 2}, true)`).join(', ')}] AS seen`,
+      [`pgw_reuse.w${n}`, ...others.map((w) => `pgw_reuse.w${workspaces.indexOf(w)}`)],
+    );
+    const [pid, , seen] = result.rows[0] ?? [];
+    expect(seen, `${workspace} read another workspace's setting`).toEqual(others.map(() => null));
+    expect(ranAgentOf.get(pid as number) ?? workspace, `backend ${String(pid)} ran another workspace's agent code`).toBe(workspace);
+    ranAgentOf.set(pid as number, workspace);
+    return pid as number;
+  };
   const perRound: number[][] = [];
   for (let round = 0; round < rounds; round++) {
-    const pids: number[] = [];
-    for (const [n, workspace] of workspaces.entries()) {
-      const others = workspaces.filter((w) => w !== workspace);
-      const result = await sandbox.query(
-        workspace,
-        `SELECT pg_backend_pid() AS pid, set_config($1, 'secret', false) AS left_behind, ARRAY[${others.map((_, i) => `current_setting($${i + 2}, true)`).join(', ')}] AS seen`,
-        [`pgw_reuse.w${n}`, ...others.map((w) => `pgw_reuse.w${workspaces.indexOf(w)}`)],
-      );
-      const [pid, , seen] = result.rows[0] ?? [];
-      expect(seen, `${workspace} read another workspace's setting`).toEqual(others.map(() => null));
-      expect(ranAgentOf.get(pid as number) ?? workspace, `backend ${String(pid)} ran another workspace's agent code`).toBe(workspace);
-      ranAgentOf.set(pid as number, workspace);
-      pids.push(pid as number);
+    if (together) perRound.push(await Promise.all(workspaces.map(call)));
+    else {
+      const pids: number[] = [];
+      for (const [n, workspace] of workspaces.entries()) pids.push(await call(workspace, n));
+      perRound.push(pids);
     }
-    perRound.push(pids);
   }
   return perRound;
 }
@@ -85,6 +89,18 @@ describe('connections kept between calls of several workspaces (postgres)', () =
       const rounds = await takeTurns(sandbox, ['limit-a', 'limit-b', 'limit-c', 'limit-d'], 3);
       expect(rounds.flat()).toHaveLength(12);
       expect(await backends()).toBeLessThanOrEqual(2);
+    } finally {
+      await db.close();
+    }
+  }, 60_000);
+
+  it('calls of six workspaces at once on a pool of 3: each is served, and none runs on a backend that ran another workspace', async (ctx) => {
+    const { db, sandbox, backends } = await engineOn(ctx, 3);
+    try {
+      const workspaces = Array.from({ length: 6 }, (_, i) => `together-${i}`);
+      const rounds = await takeTurns(sandbox, workspaces, 4, true);
+      expect(rounds.flat()).toHaveLength(24);
+      expect(await backends()).toBeLessThanOrEqual(3);
     } finally {
       await db.close();
     }
