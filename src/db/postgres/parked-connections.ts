@@ -8,8 +8,8 @@ import type pg from 'pg';
  * and opened another on nearly every call (about 5-20 ms each). Kept here instead, a call finds
  * its workspace's own connection again.
  *
- * One per workspace: today's one warm connection, per workspace served lately (a burst's extras
- * close as they always did), and at most `capacity()`, the oldest closing for a newer one. Every
+ * One per workspace (the one warm connection a server kept, per workspace served lately; a
+ * burst's extras still close at once), at most `capacity()`, the oldest closing for a newer. Every
  * connection kept is one of pg-pool's, lent out, so the pool's `max` bounds the kept and the busy
  * together. All but the last close after `idleMs` unused; the last stays while `keepLast()` says
  * so (the database has room for it, connection-room.ts).
@@ -80,12 +80,11 @@ export class ParkedConnections {
   }
 
   #idleTimer(client: pg.PoolClient): NodeJS.Timeout {
-    const timer = setTimeout(() => {
+    return setTimeout(() => {
       const kept = this.#parked.get(client);
       if (!kept) return;
       if (this.#parked.size === 1 && this.keepLast()) kept.timer = this.#idleTimer(client);
       else if (this.#unpark(client)) client.release(true);
     }, this.idleMs);
-    return timer;
   }
 }

@@ -39,8 +39,8 @@ export interface PostgresOptions {
   connectWaitMs?: number;
   /**
    * The server's connection slots are shared with other clients (PostgreSQL, a pooler): keep
-   * the warm connection only while there is room for it. Off for the embedded store's socket,
-   * whose owner queues every client on its one session anyway.
+   * idle connections only while there is room for them, and only one behind a pooler. Off for
+   * the embedded store's socket, whose owner queues every client on its one session anyway.
    */
   sharedSlots?: boolean;
 }
