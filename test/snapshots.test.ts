@@ -45,7 +45,7 @@ async function services(db: Database, snapshotLimits?: SnapshotLimits) {
 
 /** Storage options, grants within the workspace and comments, which a snapshot keeps too. */
 const STORAGE_GRANTS_COMMENTS = [
-  'ALTER TABLE tasks SET (fillfactor = 70, autovacuum_enabled = false, toast.autovacuum_enabled = false)',
+  'ALTER TABLE tasks SET (fillfactor = 70, parallel_workers = 2, toast.vacuum_truncate = false)',
   'CREATE INDEX tasks_title_ff ON tasks (title) WITH (fillfactor = 50)',
   'ALTER INDEX tasks_pkey SET (fillfactor = 60)',
   'ALTER TABLE steps ALTER COLUMN note SET STORAGE EXTERNAL',

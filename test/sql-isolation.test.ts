@@ -370,6 +370,16 @@ const ATTACKS: Attack[] = [
     expect: /not allowed where autovacuum evaluates them \(type .*av_range\)/,
   },
   {
+    name: "a table's own autovacuum cost settings (a worker of the cluster's kept busy for hours)",
+    attack: { tool: 'execute', sql: 'ALTER TABLE notes SET (autovacuum_vacuum_cost_delay = 100, autovacuum_vacuum_cost_limit = 1)' },
+    expect: /autovacuum settings of a table are not the workspace's to make \(on notes\)/,
+  },
+  {
+    name: "a new table's TOAST autovacuum settings",
+    attack: { tool: 'execute', sql: 'CREATE TABLE av_toasted (body text) WITH (toast.autovacuum_vacuum_cost_delay = 100)' },
+    expect: /autovacuum settings of a table are not the workspace's to make \(on av_toasted\)/,
+  },
+  {
     name: 'an index on built-in expressions (allowed: bounded)',
     attack: { tool: 'execute', sql: "CREATE INDEX av_builtin_idx ON notes (lower(body), (length(body) > 3)) WHERE body <> ''" },
     expect: 'bounded',

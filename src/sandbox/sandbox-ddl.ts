@@ -400,6 +400,21 @@ BEGIN
           RAISE EXCEPTION 'grants to roles outside the workspace are not allowed (on %): pg_stats would show the values to them', granted
             USING ERRCODE = '${SANDBOX_LEFTOVER}', HINT = 'Grant nothing to other roles or PUBLIC; REVOKE what was granted (REVOKE ALL ON ... FROM PUBLIC).';
         END IF;
+        -- Autovacuum's workers serve the whole cluster: a table's own cost settings (a delay of
+        -- 100 ms per page or so) would keep one busy on it for hours, and a few such tables
+        -- every worker. Reloptions are the table's pg_class row, or its TOAST table's.
+        SELECT pg_catalog.string_agg(pg_catalog.quote_ident(c.relname), ', ' ORDER BY c.relname) INTO in_background
+          FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.objid
+               LEFT JOIN pg_catalog.pg_class t ON t.oid OPERATOR(pg_catalog.=) c.reltoastrelid
+         WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass
+           AND d.refobjid OPERATOR(pg_catalog.=) schema_name::pg_catalog.regnamespace
+           AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+           AND EXISTS (SELECT FROM pg_catalog.unnest(pg_catalog.array_cat(c.reloptions, t.reloptions)) o
+                        WHERE o OPERATOR(pg_catalog.~~) 'autovacuum\\_%');
+        IF in_background IS NOT NULL THEN
+          RAISE EXCEPTION 'autovacuum settings of a table are not the workspace''s to make (on %): its workers serve every database of the cluster', in_background
+            USING ERRCODE = '${SANDBOX_LEFTOVER}', HINT = 'Leave autovacuum_* and toast.autovacuum_* storage parameters unset; VACUUM and ANALYZE through execute run when you ask.';
+        END IF;
       END IF;
       -- Large objects belong to no schema: one granted to others could be read by them outright.
       IF NOT counting OR pg_catalog.pg_stat_get_xact_tuples_inserted('pg_catalog.pg_largeobject_metadata'::pg_catalog.regclass)
