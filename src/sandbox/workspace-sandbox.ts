@@ -224,13 +224,25 @@ export class WorkspaceSandbox {
    * literals, as the workspace's role in its sandbox, under the statement timeout), in one
    * round trip. All commit or none does. `guard`, a statement of the server's own (no agent code)
    * run first in the same transaction, may lock what the writes depend on and fail to stop them:
-   * its failure is a WriteGuardError. Returns the rows each statement affected.
+   * its failure is a WriteGuardError. `statementTimeoutMs` replaces the server's limit for this
+   * transaction (an index build runs longer than any one call should). Returns the rows each
+   * statement affected.
    */
-  async writeAsWorkspace(
+  writeAsWorkspace(
     projectId: string,
     statements: ReadonlyArray<{ sql: string; params: readonly AgentParam[] }>,
     guard?: { sql: string; params: readonly string[] },
-    retried = false,
+    statementTimeoutMs = this.limits.statementTimeoutMs,
+  ): Promise<number[]> {
+    return this.#write(projectId, statements, guard, statementTimeoutMs, false);
+  }
+
+  async #write(
+    projectId: string,
+    statements: ReadonlyArray<{ sql: string; params: readonly AgentParam[] }>,
+    guard: { sql: string; params: readonly string[] } | undefined,
+    statementTimeoutMs: number,
+    retried: boolean,
   ): Promise<number[]> {
     const prepared = await Promise.all(statements.map((s) => prepareAgentStatement(s.sql, s.params, 'execute')));
     const principal = await this.#principal(projectId);
@@ -238,7 +250,7 @@ export class WorkspaceSandbox {
     const steps: PipelineStep[] = [
       {
         sql: `SELECT pg_catalog.set_config('statement_timeout', $1, true), pg_catalog.set_config('transaction_read_only', 'off', true)`,
-        params: [String(this.limits.statementTimeoutMs)],
+        params: [String(statementTimeoutMs)],
       },
       ...(guard ? [guard] : []),
       ...prepared.map((statement) => ({ sql: `SELECT ${fn}('run', $1, 0, 0)`, params: [statement.sql] })),
@@ -250,7 +262,7 @@ export class WorkspaceSandbox {
       const code = sqlState(outcome.error);
       if ((code === SANDBOX_BROKEN || (code === '42883' && outcome.results.length === firstWrite)) && !retried) {
         this.#principals.delete(projectId);
-        return this.writeAsWorkspace(projectId, statements, guard, true);
+        return this.#write(projectId, statements, guard, statementTimeoutMs, true);
       }
       throw outcome.error;
     }
