@@ -37,15 +37,25 @@ export async function vectorIndexesOf(q: Queryable, schemaName: string, table: s
   );
 }
 
-/** The deferrals of one workspace table (all workspaces' with projectId undefined), oldest first. */
-export async function deferredIndexes(q: Queryable, projectId: string | undefined, table?: string): Promise<DeferredIndexRow[]> {
+/** The deferrals of a workspace (of one table of it, with `table`), oldest first. */
+export async function deferredIndexes(q: Queryable, projectId: string, table?: string): Promise<DeferredIndexRow[]> {
+  return q.query<DeferredIndexRow>(
+    `SELECT ${COLUMNS} FROM project_registry.deferred_indexes
+      WHERE project_id = $1 AND ($2::text IS NULL OR table_name = $2)
+      ORDER BY deferred_at, index_name`,
+    [projectId, table ?? null],
+  );
+}
+
+/**
+ * Every workspace's deferrals whose lease ran out (their load stopped), for doctor and repair;
+ * none on a database installed before deferred_indexes existed.
+ */
+export async function expiredDeferrals(q: Queryable): Promise<DeferredIndexRow[]> {
   const [present] = await q.query<{ exists: boolean }>("SELECT pg_catalog.to_regclass('project_registry.deferred_indexes') IS NOT NULL AS exists");
   if (!present?.exists) return [];
   return q.query<DeferredIndexRow>(
-    `SELECT ${COLUMNS} FROM project_registry.deferred_indexes
-      WHERE ($1::text IS NULL OR project_id = $1) AND ($2::text IS NULL OR table_name = $2)
-      ORDER BY project_id, deferred_at, index_name`,
-    [projectId ?? null, table ?? null],
+    `SELECT ${COLUMNS} FROM project_registry.deferred_indexes WHERE lease_until < pg_catalog.now() ORDER BY project_id, deferred_at, index_name`,
   );
 }
 

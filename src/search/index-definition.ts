@@ -56,7 +56,7 @@ export async function recreateStatement(definition: string, expected: { schemaNa
   const index = tree.stmts?.length === 1 ? tree.stmts[0]?.stmt?.IndexStmt : undefined;
   if (!index) throw refuse('is not one CREATE INDEX statement');
   if (index.idxname !== expected.indexName) throw refuse('names another index');
-  if (index.relation?.relname !== expected.tableName || index.relation.inh === false) throw refuse(`is not on table ${expected.tableName}`);
+  if (index.relation?.relname !== expected.tableName || index.relation.inh !== true) throw refuse(`is not on table ${expected.tableName}`);
   if (!index.accessMethod || !VECTOR_INDEX_METHODS.includes(index.accessMethod)) throw refuse(`uses ${index.accessMethod ?? 'no'} access method, not ${VECTOR_INDEX_METHODS.join(' or ')}`);
   if (index.unique || index.concurrent || index.nulls_not_distinct || index.whereClause || (index.indexIncludingParams?.length ?? 0) > 0) {
     throw refuse('is not a plain index (UNIQUE, CONCURRENTLY, a WHERE clause or INCLUDE columns)');
