@@ -141,6 +141,35 @@ for (const kind of BACKEND_KINDS) {
       expect(await deferrals(db)).toEqual([]);
     }, 120_000);
 
+    it('a table busy with a long read keeps its index: the load goes on without deferring', async (ctx) => {
+      if (kind !== 'postgres') ctx.skip(); // PGlite's one session runs one transaction at a time: no read can hold a lock beside a load
+      const url = (await available(ctx).freshUrl?.()) as string;
+      const db = new PostgresDatabase({ connectionString: url });
+      const reader = new PostgresDatabase({ connectionString: url });
+      try {
+        const { search, embedder } = await services(db);
+        await search.addDocuments({ projectId: 'alpha', documents: [SEED] });
+        let seen: unknown[] = [];
+        embedder.pause = async () => {
+          seen = await hnswIndex(db);
+        };
+        const loaded = await reader.withSession(async (session) => {
+          await session.query('BEGIN');
+          await session.query('SELECT count(*) FROM project_alpha.chunks');
+          try {
+            return await search.addDocuments({ projectId: 'alpha', documents: documents('doc', 40), ...LOAD });
+          } finally {
+            await session.query('ROLLBACK');
+          }
+        });
+        expect(loaded.added).toBe(120);
+        expect(seen).toHaveLength(1);
+        expect(await deferrals(db)).toEqual([]);
+      } finally {
+        await Promise.all([db.close(), reader.close()]);
+      }
+    }, 120_000);
+
     it('a load that stopped leaves the index deferred until its lease runs out; doctor then reports it, the next search or repair builds it again, a tampered definition is refused', async (ctx) => {
       const db = await available(ctx).fresh();
       const { search, sandbox } = await services(db, { deferralLeaseMs: 60_000 });

@@ -33,6 +33,9 @@ export const MIN_DEFERRED_LOAD = 64;
  */
 export const DEFAULT_LEASE_MS = 60_000;
 
+/** How long the drop waits for the table's lock (searches running on it hold it): a busy table keeps its indexes. */
+const DROP_LOCK_TIMEOUT_MS = 2_000;
+
 /** The statement timeout of building deferred indexes again (the server's per-call limit is for agents' statements). */
 export const REBUILD_TIMEOUT_MS = 15 * 60_000;
 
@@ -60,8 +63,18 @@ export class IndexDeferral implements ChunkLoads {
     private readonly leaseMs = DEFAULT_LEASE_MS,
   ) {}
 
+  /** Never fails the load: whatever stops the deferral (a busy table, say) leaves the indexes as they are, logged. */
   async begin(projectId: string, incoming: number): Promise<ChunkLoad> {
     await this.restoreExpired(projectId);
+    try {
+      return await this.#defer(projectId, incoming);
+    } catch (error) {
+      this.log.warn('loading without deferring the vector indexes', { project_id: projectId, table: CHUNKS, error: (error as Error).message });
+      return NO_DEFERRAL;
+    }
+  }
+
+  async #defer(projectId: string, incoming: number): Promise<ChunkLoad> {
     if ((await deferredIndexes(this.db, projectId, CHUNKS)).length > 0) return this.#hold(projectId, []);
     if (incoming < MIN_DEFERRED_LOAD) return NO_DEFERRAL;
     const { rows } = await this.sandbox.readAsWorkspace(projectId, CHUNKS_UP_TO, [incoming + 1], 1);
@@ -71,7 +84,10 @@ export class IndexDeferral implements ChunkLoads {
     if (names.length === 0) return NO_DEFERRAL;
     const drop = `DROP INDEX IF EXISTS ${names.map((n) => `${quoteIdent(schemaName)}.${quoteIdent(n)}`).join(', ')}`;
     try {
-      await this.sandbox.writeAsWorkspace(projectId, [{ sql: drop, params: [] }], recordDeferralGuard(projectId, schemaName, CHUNKS, names, this.leaseMs));
+      // The drop queues for the table's ACCESS EXCLUSIVE lock, and every search of the table behind it: not for long.
+      await this.sandbox.writeAsWorkspace(projectId, [{ sql: drop, params: [] }], recordDeferralGuard(projectId, schemaName, CHUNKS, names, this.leaseMs), {
+        lockMs: DROP_LOCK_TIMEOUT_MS,
+      });
     } catch (error) {
       // Another load recorded them first (its transaction committed before ours could): join it.
       if (error instanceof WriteGuardError && sqlState(error.cause) === '23505') return this.#hold(projectId, []);
@@ -138,7 +154,7 @@ export async function restoreDeferredIndexes(
     rows.map(async (r) => ({ sql: await recreateStatement(r.definition, { schemaName, tableName: r.table_name, indexName: r.index_name }), params: [] })),
   );
   try {
-    await sandbox.writeAsWorkspace(projectId, statements, claimDeferralGuard(projectId, rows.map((r) => r.index_name), expiredOnly), REBUILD_TIMEOUT_MS);
+    await sandbox.writeAsWorkspace(projectId, statements, claimDeferralGuard(projectId, rows.map((r) => r.index_name), expiredOnly), { statementMs: REBUILD_TIMEOUT_MS });
     return true;
   } catch (error) {
     if (error instanceof WriteGuardError) return false;
