@@ -62,10 +62,10 @@ function pausingEmbedder(): Embedder & { pause: (() => Promise<void>) | undefine
 
 async function services(db: Database, options: { deferralLeaseMs?: number } = {}) {
   const report = await install(db, plan);
-  const { sandbox } = sandboxedWorkspaces(db, plan, report.searchPathSchemas, silentLogger);
+  const { sandbox, workspaces } = sandboxedWorkspaces(db, plan, report.searchPathSchemas, silentLogger);
   const embedder = pausingEmbedder();
   const search = new SearchService(db, sandbox, embedder, [], silentLogger, options.deferralLeaseMs ? { deferralLeaseMs: options.deferralLeaseMs } : {});
-  return { search, sandbox, embedder };
+  return { search, sandbox, embedder, workspaces };
 }
 
 const WORDS = ['harbour', 'granite', 'orchard', 'violin', 'glacier', 'lantern', 'meadow', 'copper', 'falcon', 'saffron'];
@@ -248,6 +248,31 @@ for (const kind of BACKEND_KINDS) {
       } finally {
         if (url) await Promise.all([db.close(), otherDb.close()]);
       }
+    }, 120_000);
+
+    it('snapshots, restores and forks of the workspace wait for a load with deferred indexes to end: a copy would keep the state without them', async (ctx) => {
+      const db = await available(ctx).fresh();
+      const { search, embedder, workspaces } = await services(db);
+      await search.addDocuments({ projectId: 'alpha', documents: [SEED] });
+      const first = await workspaces.snapshot('alpha');
+      const refusals: string[] = [];
+      const refused = (attempt: Promise<unknown>) => attempt.then(() => 'done', (error: Error) => refusals.push(error.message));
+      embedder.pause = async () => {
+        await refused(workspaces.snapshot('alpha'));
+        await refused(workspaces.fork('alpha', 'beta'));
+        await refused(workspaces.restore('alpha', first.snapshot));
+      };
+      await search.addDocuments({ projectId: 'alpha', documents: documents('doc', 40), ...LOAD });
+      expect(refusals).toHaveLength(3);
+      for (const message of refusals) expect(message).toMatch(/^A load into workspace "alpha" is running with its vector index\(es\) chunks\.chunks_embedding_hnsw_idx dropped until it ends: .* once the load has ended\. Nothing was changed\.$/);
+      expect((await workspaces.listSnapshots('alpha')).map((x) => x.snapshot)).toEqual([first.snapshot]);
+      // Once it has ended, each goes ahead, and the copies have the index.
+      const second = await workspaces.snapshot('alpha');
+      expect(await hnswIndex(db, second.schema_name)).toHaveLength(1);
+      await workspaces.fork('alpha', 'beta');
+      expect(await hnswIndex(db, 'project_beta')).toHaveLength(1);
+      await workspaces.restore('alpha', first.snapshot);
+      expect(await chunkCount(db)).toBe(1);
     }, 120_000);
 
     it('a server killed mid-load leaves the index deferred; doctor reports it once the lease has run out, repair --restore-indexes builds it again', async (ctx) => {
