@@ -1,3 +1,5 @@
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Database, Queryable } from '../src/db/database.js';
 import { PostgresDatabase } from '../src/db/postgres/postgres-database.js';
@@ -60,11 +62,11 @@ function pausingEmbedder(): Embedder & { pause: (() => Promise<void>) | undefine
   return embedder;
 }
 
-async function services(db: Database, options: { deferralLeaseMs?: number } = {}) {
+async function services(db: Database, options: { deferralLeaseMs?: number; roots?: string[] } = {}) {
   const report = await install(db, plan);
   const { sandbox, workspaces } = sandboxedWorkspaces(db, plan, report.searchPathSchemas, silentLogger);
   const embedder = pausingEmbedder();
-  const search = new SearchService(db, sandbox, embedder, [], silentLogger, options.deferralLeaseMs ? { deferralLeaseMs: options.deferralLeaseMs } : {});
+  const search = new SearchService(db, sandbox, embedder, options.roots ?? [], silentLogger, options.deferralLeaseMs ? { deferralLeaseMs: options.deferralLeaseMs } : {});
   return { search, sandbox, embedder, workspaces };
 }
 
@@ -121,6 +123,28 @@ for (const kind of BACKEND_KINDS) {
       expect(await hnswIndex(db)).toEqual([before]);
       expect(await deferrals(db)).toEqual([]);
       expect(await topHit(search, 'doc 7 part 1 the lantern and the falcon of note 50')).toContain('doc 7 part 1');
+    }, 120_000);
+
+    it("an index_directory run's first pass over a repository defers the index the same way", async (ctx) => {
+      const db = await available(ctx).fresh();
+      const repo = await tempDir('pgw-deferral-repo-');
+      await Promise.all(
+        Array.from({ length: 70 }, (_, i) =>
+          writeFile(path.join(repo, `module${i}.ts`), `export function ${WORDS[i % 10]}${i}(x: number): number {\n  return x + ${i};\n}\n`),
+        ),
+      );
+      const { search, embedder } = await services(db, { roots: [repo] });
+      await search.addDocuments({ projectId: 'alpha', documents: [SEED] });
+      const [before] = await hnswIndex(db);
+      let during: unknown[] | undefined;
+      embedder.pause = async () => {
+        during = await hnswIndex(db);
+      };
+      const { done } = await search.indexDirectory({ projectId: 'alpha', path: repo }, undefined);
+      expect(await done).toMatchObject({ state: 'done', files_changed: 70, chunks_added: 70 });
+      expect(during).toEqual([]);
+      expect(await hnswIndex(db)).toEqual([before]);
+      expect(await deferrals(db)).toEqual([]);
     }, 120_000);
 
     it('leaves the index alone for a small load, and for one smaller than what the table holds', async (ctx) => {
