@@ -27,13 +27,14 @@ describe('embedded store maintenance escape suite on pglite', () => {
         `CREATE FUNCTION slow(n int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $f$ BEGIN
            IF (SELECT on_ FROM project_alpha.armed) THEN PERFORM pg_catalog.pg_sleep(${SLEEP_S}); END IF; RETURN n; END $f$`,
         'CREATE TABLE t (n int)',
-        'CREATE INDEX t_slow ON t (project_alpha.slow(n))',
         'INSERT INTO t SELECT generate_series(1, 500)',
-        'UPDATE armed SET on_ = true',
       ]) {
         const setup = await run('execute', { project_id: 'alpha', sql });
         expect(setup.isError, `${sql}: ${setup.text}`).toBe(false);
       }
+      // The sandbox now refuses an index using the workspace's own functions; one made before that check remains.
+      // Armed by the same hand: the sandbox refuses writes while this backend's statistics count that index as new.
+      await (await mcp.engine.ready(60_000)).db.exec('CREATE INDEX t_slow ON project_alpha.t (project_alpha.slow(n)); UPDATE project_alpha.armed SET on_ = true');
       // Idle now: the next pass analyzes t (500 rows changed) and evaluates slow() as alpha.
       await new Promise((resolve) => setTimeout(resolve, 1000));
       const started = performance.now();
@@ -63,14 +64,16 @@ describe('embedded store maintenance escape suite on pglite', () => {
            END IF; RETURN 1; END $f$`,
         'CREATE FUNCTION idx(v text) RETURNS text LANGUAGE sql IMMUTABLE AS $f$ SELECT v || (project_alpha.share() * 0)::text $f$',
         'CREATE TABLE t (v text)',
-        'CREATE INDEX t_i ON t (project_alpha.idx(v))',
         "INSERT INTO t SELECT 'secret-' || (g % 3) FROM generate_series(1, 300) g",
-        'UPDATE armed SET on_ = true',
       ]) {
         const setup = await run('execute', { project_id: 'alpha', sql });
         expect(setup.isError, `${sql}: ${setup.text}`).toBe(false);
       }
       const db = (await mcp.engine.ready(60_000)).db;
+      // The sandbox now refuses an index using the workspace's own functions; one made before that
+      // check remains. Armed by the same hand: the sandbox refuses writes while this backend's
+      // statistics count that index as new.
+      await db.exec('CREATE INDEX t_i ON project_alpha.t (project_alpha.idx(v)); UPDATE project_alpha.armed SET on_ = true');
       // The store's session is a superuser's: it sees when the code ran (it disarms itself).
       const deadline = Date.now() + 30_000;
       while ((await db.query<{ on_: boolean }>('SELECT on_ FROM project_alpha.armed'))[0]?.on_) {

@@ -7,7 +7,8 @@ import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
  * The escape suite's VACUUM side: an agent attacks through the MCP tools only. VACUUM cannot run
  * in a transaction, so `execute` runs it outside the SQL sandbox (as the workspace's role), and
  * VACUUM (ANALYZE) evaluates the table's index expressions: the agent's code, unchecked by the
- * sandbox's end-of-call checks. Armed after the index was made, it granted the table and a
+ * sandbox's end-of-call checks (the sandbox now refuses such an index; one made before it
+ * remains). Armed after the index was made, it granted the table and a
  * large object to PUBLIC and set a role setting: workspace beta then read alpha's values in
  * pg_stats and the large object's text. The server now undoes those after the VACUUM and says so.
  */
@@ -33,9 +34,12 @@ const ARMED_INDEX = [
   'CREATE FUNCTION idx(v text) RETURNS text LANGUAGE sql IMMUTABLE AS $f$ SELECT v || (project_alpha.share() * 0)::text $f$',
   'CREATE TABLE t (v text)',
   "INSERT INTO t SELECT 'secret-' || (g % 3) FROM generate_series(1, 300) g",
-  'CREATE INDEX t_i ON t (project_alpha.idx(v))',
-  'UPDATE armed SET on_ = true',
 ];
+/**
+ * The sandbox now refuses an index using the workspace's own functions (autovacuum would run
+ * them); one made before that check remains, which an administrator's hand stands for here.
+ */
+const OLD_INDEX = 'CREATE INDEX t_i ON project_alpha.t (project_alpha.idx(v))';
 
 for (const kind of BACKEND_KINDS) {
   describe(`VACUUM escape suite on ${kind}`, () => {
@@ -47,6 +51,9 @@ for (const kind of BACKEND_KINDS) {
           const setup = await server.run('execute', { project_id: 'alpha', sql });
           expect(setup.isError, `${sql}: ${setup.text}`).toBe(false);
         }
+        // Armed by the same hand: the sandbox refuses writes while this backend's statistics count that index as new.
+        await server.asSuperuser(OLD_INDEX);
+        await server.asSuperuser('UPDATE project_alpha.armed SET on_ = true');
         const vacuum = await server.run('execute', { project_id: 'alpha', sql: 'VACUUM (ANALYZE) t' });
         expect(vacuum.isError).toBe(true);
         expect(vacuum.text).toContain('granted to roles outside the workspace or changed the role');
