@@ -261,6 +261,33 @@ for (const kind of BACKEND_KINDS) {
       expect((await manager.listSnapshots('snappy')).map((s) => s.snapshot)).toEqual([taken.snapshot]);
     }, 120_000);
 
+    it("reports an index running the workspace role's own code, made before the SQL tools refused them, until it is dropped", async (ctx) => {
+      const db = await available(ctx).fresh();
+      const v1 = await plan(V1);
+      const { manager, sql } = await services(db, v1);
+      const { schemaName } = await manager.ensure('legacy');
+      await sql.query('legacy', 'SELECT 1', []);
+      const [{ role } = { role: '' }] = await db.query<{ role: string }>(`SELECT role_name AS role FROM project_registry.workspace_config WHERE project_id = 'legacy'`);
+      // As an older server let the agent make it: as the workspace's role, outside the sandbox's check.
+      await db.exec(
+        `SET ROLE ${role};
+         CREATE TABLE ${schemaName}.t (x text);
+         CREATE FUNCTION ${schemaName}.norm(text) RETURNS text LANGUAGE sql IMMUTABLE AS $f$ SELECT lower($1) $f$;
+         CREATE INDEX legacy_idx ON ${schemaName}.t (${schemaName}.norm(x));
+         RESET ROLE;`,
+      );
+      const exposed = async () => (await diagnose(db, v1)).findings.filter((f) => f.code === 'autovacuum-agent-code');
+      const [found, ...more] = await exposed();
+      expect(more).toEqual([]);
+      expect(found?.details).toMatchObject({ project_id: 'legacy', role });
+      expect(String(found?.details['objects'])).toContain('legacy_idx');
+      // The workspace's next index is refused, naming it; once it is dropped, neither.
+      await expect(sql.execute('legacy', 'CREATE INDEX ON t (x)', [])).rejects.toThrow(/legacy_idx/);
+      await sql.execute('legacy', 'DROP INDEX legacy_idx', []);
+      expect(await exposed()).toEqual([]);
+      expect((await sql.execute('legacy', 'CREATE INDEX ON t (x)', [])).command).toBe('CREATE INDEX');
+    }, 120_000);
+
     it('reads in one read-only transaction, so PostgreSQL refuses any write in it', async (ctx) => {
       const backend = available(ctx);
       const db = await backend.fresh();

@@ -34,6 +34,7 @@ export const FINDING_CODES = [
   'reembed-unfinished',
   'snapshot-leftover',
   'index-deferred',
+  'autovacuum-agent-code',
 ] as const;
 
 export type FindingCode = (typeof FINDING_CODES)[number];
@@ -233,6 +234,18 @@ async function inspect(tx: Queryable, plan: InstallPlan, database: string): Prom
         'The next ingest or search of the workspace creates it again; or run `pg-workspace-mcp repair --restore-indexes`, which ' +
         'says why if its recorded definition is refused.',
       details: { project_id: deferred.project_id, table: deferred.table_name, index: deferred.index_name, deferred_at: deferred.deferred_at, lease_until: deferred.lease_until },
+    });
+  }
+  for (const exposed of await registry.autovacuumCode(tx)) {
+    findings.push({
+      code: 'autovacuum-agent-code',
+      severity: 'warning',
+      message:
+        `Workspace "${exposed.project_id}" has ${exposed.objects}, using code of its role ${exposed.role_name}: PostgreSQL's autovacuum runs ` +
+        'that code in a background worker, with no time limit, where it may hold locks others wait for. Made before the SQL tools refused ' +
+        'such objects; the workspace\'s next index, statistics object or range type is refused until they are gone.',
+      fix: 'Drop them (DROP INDEX, DROP STATISTICS, DROP TYPE, as the workspace through `execute`); an index can be made again on built-in expressions, or on a generated column.',
+      details: { project_id: exposed.project_id, role: exposed.role_name, objects: exposed.objects },
     });
   }
   for (const role of await rolesWithoutWorkspace(tx, orphans.map((o) => o.projectId))) {

@@ -1,4 +1,5 @@
 import { firstRow, type Queryable } from '../db/database.js';
+import { autovacuumCodeOf } from '../sandbox/autovacuum-code.js';
 import { dependencySchema } from './registry-sql.js';
 
 /*
@@ -76,6 +77,15 @@ const SHARED_ROLES = `
   HAVING count(DISTINCT w.schema_name) > 1
       OR (count(DISTINCT w.schema_name) = 1 AND count(*) FILTER (WHERE d.dbid NOT IN (0, me.oid)) > 0)
    ORDER BY 1`;
+
+/** Workspaces whose roles' own code autovacuum would run (indexes made before the sandbox refused them; their snapshots' copies). */
+const AUTOVACUUM_CODE = `
+  SELECT w.project_id, r.role_name, c.objects
+    FROM project_registry.workspace_config w
+   CROSS JOIN LATERAL unnest(ARRAY[w.role_name, w.snapshot_role_name]) AS r(role_name)
+   CROSS JOIN LATERAL (${autovacuumCodeOf('r.role_name')}) AS c(objects)
+   WHERE c.objects IS NOT NULL
+   ORDER BY w.project_id, r.role_name`;
 
 const PG_EXTENSIONS = `
   SELECT r.name, a.name IS NOT NULL AS available, a.installed_version IS NOT NULL AS installed
@@ -186,6 +196,8 @@ export interface SharedRole {
 }
 
 export const sharedRoles = (q: Queryable, sandboxSchema: string) => q.query<SharedRole>(SHARED_ROLES, [sandboxSchema]);
+
+export const autovacuumCode = (q: Queryable) => q.query<{ project_id: string; role_name: string; objects: string }>(AUTOVACUUM_CODE);
 
 export const pgExtensionStates = (q: Queryable, names: readonly string[]) => q.query<PgExtensionState>(PG_EXTENSIONS, [names]);
 

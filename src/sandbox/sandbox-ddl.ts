@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { MAX_IDENTIFIER_BYTES, quoteIdent } from '../db/identifiers.js';
 import { RESEED_RANDOM } from '../db/pipeline.js';
+import { autovacuumCodeOf } from './autovacuum-code.js';
 
 /**
  * Each workspace's agent SQL runs as a PostgreSQL role of its own, inside a SECURITY DEFINER
@@ -343,30 +344,13 @@ BEGIN
             USING ERRCODE = '${SANDBOX_LEFTOVER}';
         END IF;
       END IF;
-      -- What autovacuum evaluates runs in a background worker with no time limit, which nobody
-      -- but a superuser may cancel: index expressions and predicates and extended statistics'
-      -- expressions (ANALYZE, BRIN summaries), a range type's subtype_diff (ANALYZE of any column
-      -- of it). Agent code there (the role's functions, operators and domains) could hold
-      -- advisory locks the server and other workspaces wait for, or stall autovacuum for the
-      -- whole cluster. What the role owns, wherever it made it (pg_shdepend's index), then what
-      -- depends on it (pg_depend's).
+      -- What autovacuum evaluates runs in a background worker with no time limit (autovacuum-code.ts):
+      -- the role's code there could hold advisory locks the server and other workspaces wait
+      -- for, or stall autovacuum for the whole cluster.
       IF NOT counting OR pg_catalog.pg_stat_get_xact_tuples_inserted('pg_catalog.pg_index'::pg_catalog.regclass)
            OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_inserted('pg_catalog.pg_statistic_ext'::pg_catalog.regclass)
            OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_inserted('pg_catalog.pg_range'::pg_catalog.regclass) OPERATOR(pg_catalog.>) 0 THEN
-        SELECT pg_catalog.string_agg(DISTINCT pg_catalog.pg_describe_object(u.classid, u.objid, 0), ', ') INTO in_background
-          FROM pg_catalog.pg_shdepend o
-          JOIN pg_catalog.pg_depend u ON u.refclassid OPERATOR(pg_catalog.=) o.classid AND u.refobjid OPERATOR(pg_catalog.=) o.objid
-         WHERE o.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_authid'::pg_catalog.regclass
-           AND o.refobjid OPERATOR(pg_catalog.=) role_name::pg_catalog.regrole AND o.deptype OPERATOR(pg_catalog.=) 'o'
-           AND o.dbid OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
-           AND (o.classid OPERATOR(pg_catalog.=) ANY (ARRAY['pg_catalog.pg_proc'::pg_catalog.regclass, 'pg_catalog.pg_operator'::pg_catalog.regclass])
-                OR (o.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_type'::pg_catalog.regclass
-                    AND (SELECT t.typtype FROM pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.=) o.objid) OPERATOR(pg_catalog.=) ANY (ARRAY['d', 'r', 'm']::pg_catalog.char[])))
-           AND (u.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_statistic_ext'::pg_catalog.regclass
-                OR (u.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
-                    AND (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) u.objid) OPERATOR(pg_catalog.=) ANY (ARRAY['i', 'I']::pg_catalog.char[]))
-                OR (u.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_type'::pg_catalog.regclass AND o.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
-                    AND (SELECT t.typtype FROM pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.=) u.objid) OPERATOR(pg_catalog.=) 'r'));
+        in_background := (${autovacuumCodeOf('role_name')});
         IF in_background IS NOT NULL THEN
           RAISE EXCEPTION 'the workspace''s own functions, operators and domains are not allowed where autovacuum evaluates them (%): it runs them in the background, with no time limit', in_background
             USING ERRCODE = '${SANDBOX_LEFTOVER}',
