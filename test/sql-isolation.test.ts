@@ -20,7 +20,7 @@ const TIMEOUT_MS = 1500;
  * PGlite's statement timeout for the attacks that run into it: the rest of the pglite half needs
  * seconds (the 10 MB error), which each of these would wait out.
  */
-const QUICK_TIMEOUT_MS = 1000;
+const QUICK_TIMEOUT_MS = 500;
 
 type Step = { tool: 'query' | 'execute'; sql: string; params?: unknown[] };
 interface Attack {
