@@ -5,7 +5,7 @@
  * BENCH_ITERATIONS (30), BENCH_FLEET (1000), BENCH_IDLE_ROUNDS (4, of 15 s each), BENCH_ONLY
  * (comma-separated scenario numbers; 8 is the call after idle, 9 the HTTP
  * transport, 10 the shared embedded store, 11 the SQL tools, 12 a fresh embedded store, 13 the
- * workspace cache hit in process),
+ * workspace cache hit in process, 14 queries passing between workspaces),
  * BENCH_DURABLE=1 (fsync and synchronous commit on, as in production).
  */
 import { cp, mkdir, writeFile } from 'node:fs/promises';
@@ -34,12 +34,13 @@ import { distribution, ratio, sample, sampleInterleaved } from './stats.js';
 import { sqlToolsOverStdio } from './sql-tools.js';
 import { bareServerBoot, bootTimes, cacheHitOverStdio } from './stdio-boot.js';
 import { cacheHitInProcess } from './cache-hit.js';
+import { SWITCH_WIDTHS, workspaceSwitching } from './workspace-switching.js';
 
 const LARGE = Number(process.env['BENCH_WORKSPACES'] ?? 10_000);
 const SMALL = 100;
 const ITERATIONS = Number(process.env['BENCH_ITERATIONS'] ?? 30);
 const FLEET = Number(process.env['BENCH_FLEET'] ?? 1000);
-const ONLY = new Set((process.env['BENCH_ONLY'] ?? '1,2,3,4,5,6,7,8,9,10,11,12,13').split(','));
+const ONLY = new Set((process.env['BENCH_ONLY'] ?? '1,2,3,4,5,6,7,8,9,10,11,12,13,14').split(','));
 const IDLE_ROUNDS = Number(process.env['BENCH_IDLE_ROUNDS'] ?? 4);
 // The harness cluster skips fsync: that favours the seed-style baseline, which commits twice per
 // workspace to ours once.
@@ -102,11 +103,20 @@ try {
       ours: w.twoWorkspaces,
       baseline: { name: 'three of one workspace', value: w.sameWorkspace },
       ratio: ratio(w.twoWorkspaces.p50, w.sameWorkspace.p50),
-      note: 'a pooled session never passes between workspaces: each pass opens a connection',
+      note: 'a pooled session never passes between workspaces; each keeps its own idle one (scenario 14)',
     });
     rows.push({ scenario: '11 sql tools', measure: 'server RSS around a 1M-row query (max_rows 100), MB', ours: rss.after, baseline: { name: 'before', value: rss.before }, target: 'flat', met: rss.after - rss.before < 50 });
     rows.push({ scenario: '11 sql tools', measure: `server RSS after 100 rows of 10 MB (byte budget; ${rss.wideRows} rows sent), MB`, ours: rss.afterWide, baseline: { name: 'before', value: rss.before }, target: 'flat', met: rss.afterWide - rss.before < 50 });
     facts['sqlTools'] = { ...f, inProcess: e, switching: w, rss };
+  }
+  if (ONLY.has('14')) {
+    log('scenario 14: query passing between 2, 4 and 8 workspaces vs staying on one, in process');
+    const f = await workspaceSwitching(await cluster.createDatabase('bench'), ITERATIONS);
+    for (const width of SWITCH_WIDTHS) {
+      const across = f[`across${width}`];
+      rows.push({ scenario: '14 workspace switching', measure: `9 queries passing between ${width} workspaces (8 passes)`, ours: across, baseline: { name: '9 queries of one workspace', value: f.one }, ratio: ratio(across.p50, f.one.p50), target: 'report' });
+    }
+    facts['workspaceSwitching'] = f;
   }
   if (ONLY.has('4')) {
     log('scenario 4: boot');

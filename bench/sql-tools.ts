@@ -64,7 +64,7 @@ export async function sqlToolsOverStdio(url: string, iterations: number) {
       pgInsert: () => direct.query('INSERT INTO project_bench_sql.sink VALUES ($1)', [1]),
     });
     // On PostgreSQL a pooled session that ran one workspace's agent code never runs another's
-    // (custom settings' placeholders): passing from one workspace to another opens a connection.
+    // (custom settings' placeholders); each workspace's idle one is kept for its next call.
     // Three calls with two passes against three of one workspace; each ends on the same one.
     const one = () => sql.query('bench-sql-b', 'SELECT 1 AS one', []);
     const switching = await sampleInterleaved(iterations, {

@@ -71,6 +71,7 @@ export type Command =
       dryRun: boolean;
       adoptOrphans: boolean;
       forgetMissing: boolean;
+      restoreIndexes: boolean;
       acceptMigrations: string[];
     }
   | { kind: 'help' }
@@ -125,7 +126,7 @@ export const USAGE = `Usage: pg-workspace-mcp [options]
        pg-workspace-mcp migrate-workspaces [--concurrency N] [--dry-run] [options]
        pg-workspace-mcp db-url [options]
        pg-workspace-mcp doctor [--json] [options]
-       pg-workspace-mcp repair [--adopt-orphans] [--forget-missing] [--accept-migration EXT/NAME]... [--dry-run] [--json] [options]
+       pg-workspace-mcp repair [--adopt-orphans] [--forget-missing] [--restore-indexes] [--accept-migration EXT/NAME]... [--dry-run] [--json] [options]
        pg-workspace-mcp drop-workspace PROJECT_ID [--json] [options]
        pg-workspace-mcp rename-workspace OLD_ID NEW_ID [--json] [options]
        pg-workspace-mcp snapshot-workspace ID [--label TEXT] | list-snapshots ID | restore-workspace ID SNAPSHOT
@@ -142,7 +143,8 @@ lagging workspaces, registry rows without schemas and schemas without rows, Post
 the install lock, privileges. Exit code 0 healthy, 1 findings, 2 could not run.
 repair applies the fixes doctor proposes, only those named: --adopt-orphans registers project_*
 schemas whose tables match the workspace DDL, --forget-missing deletes the registry rows (and roles)
-of workspaces whose schema is gone and drops roles no workspace goes with, --accept-migration re-stamps an edited migration's checksum
+of workspaces whose schema is gone and drops roles no workspace goes with, --restore-indexes creates again
+the vector indexes a stopped ingest left deferred, --accept-migration re-stamps an edited migration's checksum
 after review. Each in its own transaction; --dry-run rolls each back. Exit code 0 done, 1 some fix
 refused or failed, 2 could not run.
 drop-workspace deletes a workspace for good (its schema and everything in it, its registry and ledger
@@ -298,6 +300,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
           ? ({
               'adopt-orphans': { type: 'boolean' },
               'forget-missing': { type: 'boolean' },
+              'restore-indexes': { type: 'boolean' },
               'accept-migration': { type: 'string', multiple: true },
             } as const)
           : {}),
@@ -396,11 +399,12 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
     const fixes = {
       adoptOrphans: values['adopt-orphans'] === true,
       forgetMissing: values['forget-missing'] === true,
+      restoreIndexes: values['restore-indexes'] === true,
       acceptMigrations: (values['accept-migration'] as string[] | undefined) ?? [],
     };
-    if (!fixes.adoptOrphans && !fixes.forgetMissing && fixes.acceptMigrations.length === 0) {
+    if (!fixes.adoptOrphans && !fixes.forgetMissing && !fixes.restoreIndexes && fixes.acceptMigrations.length === 0) {
       throw new ConfigError(
-        'repair changes only what a flag names: give --adopt-orphans, --forget-missing and/or --accept-migration EXT/NAME ' +
+        'repair changes only what a flag names: give --adopt-orphans, --forget-missing, --restore-indexes and/or --accept-migration EXT/NAME ' +
           '(run `pg-workspace-mcp doctor` to see what needs repair).',
       );
     }

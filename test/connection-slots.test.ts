@@ -2,6 +2,9 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { FREE_SLOTS_SQL, NoFreeConnectionError, type SlotCount } from '../src/db/postgres/connection-room.js';
 import { PostgresDatabase } from '../src/db/postgres/postgres-database.js';
+import { silentLogger } from '../src/logger.js';
+import { sandboxedWorkspaces } from '../src/sandboxed-workspaces.js';
+import { install, planFor } from './support/fixtures.js';
 import { startPgBouncer } from './support/pgbouncer.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
 import { startServerProcess, type ServerProcess } from './support/server-process.js';
@@ -152,4 +155,39 @@ describe('connection slots behind PgBouncer in session mode', () => {
       await ample.destroy();
     }
   }, 180_000);
+
+  it("a server passing between workspaces keeps one connection, not one per workspace: the pooler's pool is not PostgreSQL's room", async () => {
+    const ample = await startPgCluster();
+    if (!ample) return;
+    // Two server connections; a client that waits 3 s for one is refused (query_wait_timeout).
+    const bouncer = await startPgBouncer(ample, { poolMode: 'session', poolSize: 2, queryWaitTimeoutS: 3 });
+    let db: PostgresDatabase | undefined;
+    const [holder, other] = [0, 1].map(() => bouncer && new pg.Client({ connectionString: bouncer.url('postgres') }));
+    try {
+      if (!bouncer || !holder || !other) return;
+      db = new PostgresDatabase({ connectionString: bouncer.url(new URL(await ample.createDatabase('passing')).pathname.slice(1)), sharedSlots: true });
+      const plan = await planFor([], ['codebase']);
+      const report = await install(db, plan);
+      const { sandbox } = sandboxedWorkspaces(db, plan, report.searchPathSchemas, silentLogger);
+      const takeTurns = async () => {
+        for (let round = 0; round < 2; round++) {
+          for (const workspace of ['pass-a', 'pass-b', 'pass-c']) await sandbox.query(workspace, 'SELECT 1 AS one', []);
+        }
+      };
+      // With one server connection left, the one kept for the last workspace makes room for the next.
+      await holder.connect();
+      await holder.query('SELECT 1');
+      await takeTurns();
+      await holder.end();
+      // With two, between the calls another server's connection gets the second.
+      await takeTurns();
+      await other.connect();
+      expect((await other.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+    } finally {
+      await Promise.all([holder, other].map((c) => c?.end().catch(() => undefined)));
+      await db?.close();
+      await bouncer?.stop();
+      await ample.destroy();
+    }
+  }, 120_000);
 });

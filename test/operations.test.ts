@@ -50,7 +50,7 @@ async function services(db: Database, p: InstallPlan) {
 
 const codes = (r: DoctorReport) =>
   r.findings.map((f) => `${f.code}:${String(f.details['project_id'] ?? f.details['migration'] ?? f.details['role'] ?? '')}`).sort();
-const FIXES: RepairOptions = { adoptOrphans: false, forgetMissing: false, acceptMigrations: [], dryRun: false };
+const FIXES: RepairOptions = { adoptOrphans: false, forgetMissing: false, restoreIndexes: false, acceptMigrations: [], dryRun: false };
 
 /** Holds the install lock as a booting server would, until `release`. */
 async function holdLock(db: Database, url: string | undefined): Promise<{ pid: number; release(): Promise<void> }> {

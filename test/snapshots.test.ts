@@ -45,7 +45,7 @@ async function services(db: Database, snapshotLimits?: SnapshotLimits) {
 
 /** Storage options, grants within the workspace and comments, which a snapshot keeps too. */
 const STORAGE_GRANTS_COMMENTS = [
-  'ALTER TABLE tasks SET (fillfactor = 70, autovacuum_enabled = false, toast.autovacuum_enabled = false)',
+  'ALTER TABLE tasks SET (fillfactor = 70, parallel_workers = 2, toast.vacuum_truncate = false)',
   'CREATE INDEX tasks_title_ff ON tasks (title) WITH (fillfactor = 50)',
   'ALTER INDEX tasks_pkey SET (fillfactor = 60)',
   'ALTER TABLE steps ALTER COLUMN note SET STORAGE EXTERNAL',
@@ -82,7 +82,7 @@ const AGENT_OBJECTS = [
   'CREATE FUNCTION upper_title() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN NEW.title := upper(NEW.title); RETURN NEW; END $f$',
   'CREATE TRIGGER tasks_upper BEFORE INSERT ON tasks FOR EACH ROW EXECUTE FUNCTION upper_title()',
   'CREATE FUNCTION all_tasks() RETURNS SETOF tasks LANGUAGE sql STABLE AS $f$ SELECT * FROM tasks $f$',
-  'CREATE INDEX tasks_doubled ON tasks (twice(weight))',
+  'CREATE INDEX tasks_doubled ON tasks ((weight * 2))',
   "INSERT INTO tasks (title, m, weight, at, tags) VALUES ('write', 'ok', 2, ROW(1, 2), '{a,b}'), ('read', 'happy', 5, NULL, NULL)",
   'INSERT INTO steps (task_id, note) SELECT id, title || ' + "' step'" + ' FROM tasks',
   "INSERT INTO notes (body) VALUES ('keep me'), ('and me')",
@@ -396,8 +396,9 @@ describe('the snapshot role is the one the registry records (postgres)', () => {
 
 /*
  * The escape suite of snapshots and forks: each trap is agent code in a place a copy might run
- * it (a trigger, a default, an index expression or predicate, a generated column, a check, a
- * domain, a materialized view, a view, a row level security policy). Its function raises, naming
+ * it (a trigger, a default, a generated column, a check, a domain, a materialized view, a view,
+ * a row level security policy; index expressions and predicates cannot hold agent code, see
+ * docs/isolation.md). Its function raises, naming
  * the role it runs as, unless that role is the one trap_config allows. With the workspace's own
  * role allowed, every snapshot and fork succeeds: nothing ran as anyone else, the server's role
  * included. Then no role is allowed: a trap the copy evaluates fails it, naming the workspace's
@@ -406,8 +407,6 @@ describe('the snapshot role is the one the registry records (postgres)', () => {
 const TRAPS: { name: string; setup: string[]; runs: boolean }[] = [
   { name: 'trigger', setup: ['CREATE TABLE t (n int)', "CREATE FUNCTION trap_t() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN PERFORM trap_i('trigger', 0); RETURN NEW; END $f$", 'CREATE TRIGGER t_trap BEFORE INSERT OR UPDATE ON t FOR EACH ROW EXECUTE FUNCTION trap_t()', 'INSERT INTO t VALUES (1)'], runs: false },
   { name: 'default', setup: ["CREATE TABLE t (n int DEFAULT trap_i('default', 0))", 'INSERT INTO t DEFAULT VALUES'], runs: false },
-  { name: 'index expression', setup: ['CREATE TABLE t (n int)', 'INSERT INTO t VALUES (1)', "CREATE INDEX t_trap ON t (trap_i('index expression', n))"], runs: true },
-  { name: 'index predicate', setup: ['CREATE TABLE t (n int)', 'INSERT INTO t VALUES (1)', "CREATE INDEX t_trap ON t (n) WHERE trap_i('index predicate', n) = 1"], runs: true },
   { name: 'generated column', setup: ["CREATE TABLE t (n int, g int GENERATED ALWAYS AS (trap_i('generated column', n)) STORED)", 'INSERT INTO t (n) VALUES (1)'], runs: true },
   { name: 'check constraint', setup: ["CREATE TABLE t (n int CHECK (trap_i('check constraint', n) = 1))", 'INSERT INTO t VALUES (1)'], runs: true },
   { name: 'domain', setup: ["CREATE DOMAIN d AS int CHECK (trap_i('domain', VALUE) = 1)", 'CREATE TABLE t (n d)', 'INSERT INTO t VALUES (1)'], runs: true },

@@ -340,6 +340,57 @@ const ATTACKS: Attack[] = [
     attack: { tool: 'execute', sql: 'CREATE CONSTRAINT TRIGGER late AFTER INSERT ON notes DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION late()' },
     expect: /deferrable triggers are not allowed/,
   },
+  // Code of the workspace's that autovacuum would run in a background worker, with no time limit
+  // (shown on PostgreSQL: an index expression's function took an advisory lock and slept there).
+  {
+    name: "an index expression calling the workspace's own function",
+    setup: [{ tool: 'execute', sql: "CREATE FUNCTION av_norm(text) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $f$ BEGIN PERFORM pg_advisory_lock(42); RETURN lower($1); END $f$" }],
+    attack: { tool: 'execute', sql: 'CREATE INDEX av_norm_idx ON notes (av_norm(body))' },
+    expect: /not allowed where autovacuum evaluates them \(.*av_norm_idx\)/,
+  },
+  {
+    name: "a partial index's predicate calling the workspace's own function",
+    setup: [{ tool: 'execute', sql: 'CREATE FUNCTION av_keep(text) RETURNS boolean LANGUAGE sql IMMUTABLE AS $f$ SELECT $1 IS NOT NULL $f$' }],
+    attack: { tool: 'execute', sql: 'CREATE INDEX av_keep_idx ON notes (id) WHERE av_keep(body)' },
+    expect: /not allowed where autovacuum evaluates them/,
+  },
+  {
+    name: "an index expression through the workspace's own operator and domain",
+    setup: [
+      { tool: 'execute', sql: 'CREATE FUNCTION av_glue(text, text) RETURNS text LANGUAGE sql IMMUTABLE AS $f$ SELECT $1 || $2 $f$' },
+      { tool: 'execute', sql: 'CREATE OPERATOR ~~~ (LEFTARG = text, RIGHTARG = text, FUNCTION = av_glue)' },
+      { tool: 'execute', sql: "CREATE DOMAIN av_short AS text CHECK (length(VALUE) < 100)" },
+    ],
+    attack: { tool: 'execute', sql: "CREATE INDEX av_op_idx ON notes ((body ~~~ 'x'), (body::av_short))" },
+    expect: /not allowed where autovacuum evaluates them/,
+  },
+  {
+    name: "extended statistics on the workspace's own function",
+    setup: [{ tool: 'execute', sql: 'CREATE FUNCTION av_len(text) RETURNS integer LANGUAGE sql IMMUTABLE AS $f$ SELECT length($1) $f$' }],
+    attack: { tool: 'execute', sql: 'CREATE STATISTICS av_stats ON (av_len(body)) FROM notes' },
+    expect: /not allowed where autovacuum evaluates them \(statistics object .*av_stats\)/,
+  },
+  {
+    name: "a range type whose subtype_diff is the workspace's own (ANALYZE of any column of it runs it)",
+    setup: [{ tool: 'execute', sql: 'CREATE FUNCTION av_diff(float8, float8) RETURNS float8 LANGUAGE sql IMMUTABLE AS $f$ SELECT $1 - $2 $f$' }],
+    attack: { tool: 'execute', sql: 'CREATE TYPE av_range AS RANGE (subtype = float8, subtype_diff = av_diff)' },
+    expect: /not allowed where autovacuum evaluates them \(type .*av_range\)/,
+  },
+  {
+    name: "a table's own autovacuum cost settings (a worker of the cluster's kept busy for hours)",
+    attack: { tool: 'execute', sql: 'ALTER TABLE notes SET (autovacuum_vacuum_cost_delay = 100, autovacuum_vacuum_cost_limit = 1)' },
+    expect: /autovacuum settings of a table are not the workspace's to make \(on notes\)/,
+  },
+  {
+    name: "a new table's TOAST autovacuum settings",
+    attack: { tool: 'execute', sql: 'CREATE TABLE av_toasted (body text) WITH (toast.autovacuum_vacuum_cost_delay = 100)' },
+    expect: /autovacuum settings of a table are not the workspace's to make \(on av_toasted\)/,
+  },
+  {
+    name: 'an index on built-in expressions (allowed: bounded)',
+    attack: { tool: 'execute', sql: "CREATE INDEX av_builtin_idx ON notes (lower(body), (length(body) > 3)) WHERE body <> ''" },
+    expect: 'bounded',
+  },
   // Code of the workspace's that others' changes would run: an ON DELETE CASCADE foreign key to a
   // table outside makes its AFTER triggers fire as whoever deletes there (the server included).
   {
@@ -712,7 +763,7 @@ describe('NOTIFY on postgres', () => {
 });
 
 describe('the write-path catalog checks with statistics counting off (postgres)', () => {
-  it('still refuses a deferrable trigger and a role setting: without counts every check runs', async (ctx) => {
+  it('still refuses a deferrable trigger, a role setting and an index on agent code: without counts every check runs', async (ctx) => {
     if (!cluster) return ctx.skip();
     // The sandbox skips a catalog's check when this backend's counts say this transaction wrote no
     // row there; with track_counts off the counts stay 0, so it must fall back to checking.
@@ -731,6 +782,8 @@ describe('the write-path catalog checks with statistics counting off (postgres)'
       expect(trigger.text).toMatch(/deferrable triggers are not allowed/);
       await server.run('execute', { project_id: 'alpha', ...fn('role_set', "EXECUTE 'ALTER ROLE CURRENT_USER SET work_mem = ''1GB'''") });
       expect((await server.run('execute', { project_id: 'alpha', sql: call('role_set') })).text).toMatch(/role settings are the server's/);
+      await server.run('execute', { project_id: 'alpha', sql: 'CREATE FUNCTION av_norm(text) RETURNS text LANGUAGE sql IMMUTABLE AS $f$ SELECT lower($1) $f$' });
+      expect((await server.run('execute', { project_id: 'alpha', sql: 'CREATE INDEX ON notes (av_norm(body))' })).text).toMatch(/not allowed where autovacuum evaluates them/);
     } finally {
       await server.close();
     }

@@ -214,31 +214,23 @@ describe('the built server over stdio', () => {
     expect((await readFile(path.join(dataDir, 'lock'), 'utf8')).trim()).toBe('');
   }, 90_000);
 
-  it("logs an agent's error with its control characters escaped (an ANALYZE of the embedded store ran the agent's index expression)", async () => {
-    // A store of its own: the agent's index keeps failing every maintenance pass of the store.
+  it("logs an agent's table name with its control characters escaped (the embedded store's maintenance names the table it analyzed)", async () => {
+    // A store of its own, maintained as soon as it idles, logging each table it maintains.
     const noisyDir = await tempDir('pgw-stdio-noisy-');
-    const server = rawServer(noisyDir, { PG_WORKSPACE_MAINTENANCE_IDLE_MS: '50' });
+    const server = rawServer(noisyDir, { PG_WORKSPACE_MAINTENANCE_IDLE_MS: '50', PG_WORKSPACE_LOG_LEVEL: 'debug' });
     await server.initialize();
-    // Raises only when maintenance evaluates it: ESC ]0;pwned BEL retitles the window, ESC [2K CR
-    // erases the line, CSI (C1) colours, U+202E reverses what follows. JSON.stringify escapes the
-    // C0 ones in a log line's fields, but not C1 controls nor bidi overrides.
-    const statements = [
-      `CREATE FUNCTION boom(n int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $f$ BEGIN
-         IF current_query() ~* '^(VACUUM|ANALYZE)' THEN
-           RAISE EXCEPTION '%', 'failed' || chr(27) || ']0;pwned' || chr(7) || chr(27) || '[2K' || chr(13) || chr(27) || '[8mhidden'
-                                || chr(155) || '31m' || chr(8238) || 'evil';
-         END IF;
-         RETURN n; END $f$`,
-      'CREATE TABLE t (id int, note text)',
-      'CREATE INDEX ON t ((boom(id)))',
-      "INSERT INTO t SELECT g, 'x' FROM generate_series(1, 2000) g",
-    ];
+    // The agent names its table: ESC ]0;pwned BEL retitles the window, ESC [2K CR erases the line,
+    // CSI (C1) colours, U+202E reverses what follows. JSON.stringify escapes the C0 ones in a log
+    // line's fields, but not C1 controls nor bidi overrides.
+    const table = 'U&"failed\\001B]0;pwned\\0007\\001B[2K\\000D\\001B[8mhidden\\009B31m\\202Eevil"';
+    const statements = [`CREATE TABLE ${table} (id int, note text)`, `INSERT INTO ${table} SELECT g, 'x' FROM generate_series(1, 2000) g`];
     for (const [i, sql] of statements.entries()) {
       server.send({ jsonrpc: '2.0', id: 20 + i, method: 'tools/call', params: { name: 'execute', arguments: { project_id: 'noisy', sql } } });
       expect(await server.waitFor(20 + i)).toMatchObject({ result: { structuredContent: { truncated: false } } });
     }
-    for (let i = 0; i < 400 && !server.stderr().includes('embedded store maintenance failed'); i++) await new Promise((r) => setTimeout(r, 50));
-    const line = server.stderr().split('\n').find((l) => l.includes('embedded store maintenance failed')) ?? '';
+    const analyzed = (l: string) => l.includes('embedded store maintenance') && l.includes('evil');
+    for (let i = 0; i < 400 && !server.stderr().split('\n').some(analyzed); i++) await new Promise((r) => setTimeout(r, 50));
+    const line = server.stderr().split('\n').find(analyzed) ?? '';
     expect(line).toContain('failed\\u001b]0;pwned\\u0007\\u001b[2K\\r\\u001b[8mhidden\\u009b31m\\u202eevil');
     expect(controls(server.stderr(), '\n')).toEqual([]);
     expect(await server.end()).toBe(0);

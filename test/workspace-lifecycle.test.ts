@@ -153,7 +153,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
         await a.manager.ensure('ws-lost');
         await other.exec('DROP SCHEMA project_ws_lost CASCADE');
         const before = await generation(other);
-        const actions = await repair(other, plan, { adoptOrphans: false, forgetMissing: true, acceptMigrations: [], dryRun: false });
+        const actions = await repair(other, plan, { adoptOrphans: false, forgetMissing: true, restoreIndexes: false, acceptMigrations: [], dryRun: false });
         expect(actions).toMatchObject([{ fix: 'forget-missing', subject: 'ws-lost', outcome: 'changed' }]);
         expect(await generation(other)).toBe(before + 1);
         expect(await a.manager.ensure('ws-lost')).toMatchObject({ created: true });

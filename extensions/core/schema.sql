@@ -107,6 +107,21 @@ CREATE TABLE IF NOT EXISTS project_registry.embedding_spaces (
     PRIMARY KEY (project_id, table_name, column_name)
 );
 
+-- Vector indexes (HNSW, IVFFlat) an ingest run dropped to load a workspace table without their
+-- upkeep, to be created again from `definition` (pg_get_indexdef when dropped) once it is loaded
+-- (src/search/index-deferral.ts). The load renews `lease_until` while it runs; a row whose lease
+-- has run out was left by a load that stopped (a crash), and the next ingest or search of the
+-- workspace, or `repair --restore-indexes`, creates its index again. Only the server writes here.
+CREATE TABLE IF NOT EXISTS project_registry.deferred_indexes (
+    project_id   text COLLATE "C" NOT NULL REFERENCES project_registry.workspace_config ON DELETE CASCADE ON UPDATE CASCADE,
+    table_name   text NOT NULL,
+    index_name   text NOT NULL,
+    definition   text NOT NULL,
+    deferred_at  timestamptz NOT NULL DEFAULT now(),
+    lease_until  timestamptz NOT NULL,
+    PRIMARY KEY (project_id, index_name)
+);
+
 -- Finding lagging workspaces is one index scan.
 CREATE INDEX IF NOT EXISTS workspace_config_fingerprint_idx
     ON project_registry.workspace_config (workspace_fingerprint);

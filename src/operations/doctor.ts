@@ -5,6 +5,7 @@ import { privilegeFacts, registryOwnerGrants } from '../db/privilege-advice.js';
 import { INSTALL_LOCK_KEY } from '../installer/install-lock.js';
 import type { InstallPlan } from '../installer/install-plan.js';
 import { describeSpace, pinnedSpaceOf } from '../embeddings/embedding-spaces.js';
+import { expiredDeferrals } from '../registry/deferred-index-sql.js';
 import { columnsBeingReembedded } from '../registry/embedding-space-sql.js';
 import * as lifecycle from '../registry/lifecycle-queries.js';
 import * as registry from '../registry/operations-queries.js';
@@ -32,6 +33,7 @@ export const FINDING_CODES = [
   'privilege-missing',
   'reembed-unfinished',
   'snapshot-leftover',
+  'index-deferred',
 ] as const;
 
 export type FindingCode = (typeof FINDING_CODES)[number];
@@ -217,6 +219,20 @@ async function inspect(tx: Queryable, plan: InstallPlan, database: string): Prom
         'until the move finishes, searches of it are refused.',
       fix: `Run \`pg-workspace-mcp reembed --project ${moving.project_id}\` with the target's settings again: it continues where it stopped.`,
       details: { project_id: moving.project_id, table: moving.table_name, column: moving.column_name, done: Number(moving.reembed_done), total: Number(moving.reembed_total) },
+    });
+  }
+  for (const deferred of await expiredDeferrals(tx)) {
+    findings.push({
+      code: 'index-deferred',
+      severity: 'warning',
+      message:
+        `Index ${deferred.index_name} of table ${deferred.table_name} in workspace "${deferred.project_id}" was dropped for a load at ` +
+        `${deferred.deferred_at} that stopped before creating it again (no running load has renewed it since ${deferred.lease_until}): ` +
+        'vector searches of the table are exact, sequential scans, until it is back.',
+      fix:
+        'The next ingest or search of the workspace creates it again; or run `pg-workspace-mcp repair --restore-indexes`, which ' +
+        'says why if its recorded definition is refused.',
+      details: { project_id: deferred.project_id, table: deferred.table_name, index: deferred.index_name, deferred_at: deferred.deferred_at, lease_until: deferred.lease_until },
     });
   }
   for (const role of await rolesWithoutWorkspace(tx, orphans.map((o) => o.projectId))) {

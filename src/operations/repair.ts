@@ -11,12 +11,20 @@ import { principalScript, roleNameFor, rolePrefixFor, SANDBOX_LOCK_CLASS, SANDBO
 import { projectIdOfSchema, SCHEMA_PREFIX, schemaNameFor } from '../workspaces/project-id.js';
 import { buildWorkspaceScript } from '../workspaces/workspace-ddl.js';
 import { forgetWorkspace } from '../workspaces/workspace-lifecycle.js';
+import { silentLogger } from '../logger.js';
+import { expiredDeferrals, type DeferredIndexRow } from '../registry/deferred-index-sql.js';
+import type { WorkspaceSandbox } from '../sandbox/workspace-sandbox.js';
+import { sandboxedWorkspaces } from '../sandboxed-workspaces.js';
+import { recreateStatement } from '../search/index-definition.js';
+import { restoreDeferredIndexes } from '../search/index-deferral.js';
 import { CannotRunError } from './cannot-run.js';
 import { orphanSchemas, rolesWithoutWorkspace } from './doctor.js';
 
 export interface RepairOptions {
   adoptOrphans: boolean;
   forgetMissing: boolean;
+  /** Create again the vector indexes a stopped ingest left deferred (doctor's index-deferred). */
+  restoreIndexes: boolean;
   /** Migrations to re-stamp, as `extension/name`. */
   acceptMigrations: readonly string[];
   /** Every fix runs, then its transaction is rolled back: what would change, checked for real. */
@@ -25,7 +33,7 @@ export interface RepairOptions {
 
 /** What one fix did (or, in a dry run, would do), or why it was not done. */
 export interface RepairAction {
-  fix: 'adopt-orphan' | 'forget-missing' | 'accept-migration';
+  fix: 'adopt-orphan' | 'forget-missing' | 'restore-indexes' | 'accept-migration';
   /** The workspace's project id, or the migration's `extension/name`. */
   subject: string;
   outcome: 'changed' | 'unchanged' | 'refused' | 'failed';
@@ -83,6 +91,18 @@ export async function repair(db: Database, plan: InstallPlan, options: RepairOpt
       actions.push(await run('forget-missing', role, (tx) => forgetRole(tx, role, orphanIds)));
     }
   }
+  if (options.restoreIndexes) {
+    const { sandbox } = sandboxedWorkspaces(db, plan, state.search_path_schemas, silentLogger, { citus: presence.citus !== null });
+    const expired = await expiredDeferrals(db);
+    for (const projectId of new Set(expired.map((r) => r.project_id))) {
+      const rows = expired.filter((r) => r.project_id === projectId);
+      actions.push(
+        await restoreIndexes(sandbox, projectId, rows, options.dryRun).catch(
+          (error: unknown): RepairAction => ({ fix: 'restore-indexes', subject: projectId, outcome: 'failed', changes: [], reason: explainError(error, db.description) }),
+        ),
+      );
+    }
+  }
   if (options.adoptOrphans) {
     for (const projectId of await orphanIds(db)) {
       if (presence.citus) {
@@ -99,6 +119,22 @@ export async function repair(db: Database, plan: InstallPlan, options: RepairOpt
     }
   }
   return actions;
+}
+
+/**
+ * Creates again, as the workspace's role, the indexes a stopped load deferred (their lease ran
+ * out), from their recorded definitions, each checked first: a refused one fails the fix, saying
+ * why. Its own transaction (the sandbox's): a dry run checks the definitions only.
+ */
+async function restoreIndexes(sandbox: WorkspaceSandbox, projectId: string, rows: DeferredIndexRow[], dryRun: boolean): Promise<RepairAction> {
+  const schemaName = schemaNameFor(projectId);
+  const changes = await Promise.all(
+    rows.map(async (r) => `create index ${r.index_name} again: ${await recreateStatement(r.definition, { schemaName, tableName: r.table_name, indexName: r.index_name })}`),
+  );
+  if (!dryRun && !(await restoreDeferredIndexes(sandbox, projectId, rows, { expiredOnly: true }))) {
+    return { fix: 'restore-indexes', subject: projectId, outcome: 'unchanged', changes: [], reason: 'a load renewed them meanwhile, or another process created them again' };
+  }
+  return { fix: 'restore-indexes', subject: projectId, outcome: 'changed', changes };
 }
 
 /** The fix's transaction: committed, or in a dry run rolled back once the fix has run. */
@@ -330,7 +366,7 @@ async function compareWithWorkspaceAt(tx: Queryable, extensions: readonly Prepar
 /** What a repair did, for a person: one line per fix, then what it changed. */
 export function formatRepair(actions: readonly RepairAction[], dryRun: boolean): string {
   if (actions.length === 0) return 'Nothing to repair for the fixes asked for.\n';
-  const verb = { 'adopt-orphan': 'adopt', 'forget-missing': 'forget', 'accept-migration': 'accept' } as const;
+  const verb = { 'adopt-orphan': 'adopt', 'forget-missing': 'forget', 'restore-indexes': 'restore the deferred indexes of', 'accept-migration': 'accept' } as const;
   const lines = actions.map((a) => {
     const not = { refused: 'not', failed: 'failed to', unchanged: 'nothing to' } as const;
     const head =

@@ -253,6 +253,7 @@ DECLARE
   err_hint text;
   err_context text;
   granted text;
+  in_background text;
 BEGIN
   BEGIN
     PERFORM pg_catalog.set_config('role', 'none', true);
@@ -333,6 +334,36 @@ BEGIN
             USING ERRCODE = '${SANDBOX_LEFTOVER}';
         END IF;
       END IF;
+      -- What autovacuum evaluates runs in a background worker with no time limit, which nobody
+      -- but a superuser may cancel: index expressions and predicates and extended statistics'
+      -- expressions (ANALYZE, BRIN summaries), a range type's subtype_diff (ANALYZE of any column
+      -- of it). Agent code there (the role's functions, operators and domains) could hold
+      -- advisory locks the server and other workspaces wait for, or stall autovacuum for the
+      -- whole cluster. What the role owns, wherever it made it (pg_shdepend's index), then what
+      -- depends on it (pg_depend's).
+      IF NOT counting OR pg_catalog.pg_stat_get_xact_tuples_inserted('pg_catalog.pg_index'::pg_catalog.regclass)
+           OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_inserted('pg_catalog.pg_statistic_ext'::pg_catalog.regclass)
+           OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_inserted('pg_catalog.pg_range'::pg_catalog.regclass) OPERATOR(pg_catalog.>) 0 THEN
+        SELECT pg_catalog.string_agg(DISTINCT pg_catalog.pg_describe_object(u.classid, u.objid, 0), ', ') INTO in_background
+          FROM pg_catalog.pg_shdepend o
+          JOIN pg_catalog.pg_depend u ON u.refclassid OPERATOR(pg_catalog.=) o.classid AND u.refobjid OPERATOR(pg_catalog.=) o.objid
+         WHERE o.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_authid'::pg_catalog.regclass
+           AND o.refobjid OPERATOR(pg_catalog.=) role_name::pg_catalog.regrole AND o.deptype OPERATOR(pg_catalog.=) 'o'
+           AND o.dbid OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+           AND (o.classid OPERATOR(pg_catalog.=) ANY (ARRAY['pg_catalog.pg_proc'::pg_catalog.regclass, 'pg_catalog.pg_operator'::pg_catalog.regclass])
+                OR (o.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_type'::pg_catalog.regclass
+                    AND (SELECT t.typtype FROM pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.=) o.objid) OPERATOR(pg_catalog.=) ANY (ARRAY['d', 'r', 'm']::pg_catalog.char[])))
+           AND (u.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_statistic_ext'::pg_catalog.regclass
+                OR (u.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+                    AND (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) u.objid) OPERATOR(pg_catalog.=) ANY (ARRAY['i', 'I']::pg_catalog.char[]))
+                OR (u.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_type'::pg_catalog.regclass AND o.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+                    AND (SELECT t.typtype FROM pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.=) u.objid) OPERATOR(pg_catalog.=) 'r'));
+        IF in_background IS NOT NULL THEN
+          RAISE EXCEPTION 'the workspace''s own functions, operators and domains are not allowed where autovacuum evaluates them (%): it runs them in the background, with no time limit', in_background
+            USING ERRCODE = '${SANDBOX_LEFTOVER}',
+                  HINT = 'Index built-in expressions only (lower(x), x->>''key''), or store the value in a generated column and index that; give a range type no subtype_diff of the workspace''s.';
+        END IF;
+      END IF;
       -- Every object made in a schema (tables, types, functions, operators, collations, text
       -- search configurations and dictionaries, conversions, statistics) records a dependency
       -- on it: one probe of pg_depend's index finds them all.
@@ -368,6 +399,21 @@ BEGIN
         IF granted IS NOT NULL THEN
           RAISE EXCEPTION 'grants to roles outside the workspace are not allowed (on %): pg_stats would show the values to them', granted
             USING ERRCODE = '${SANDBOX_LEFTOVER}', HINT = 'Grant nothing to other roles or PUBLIC; REVOKE what was granted (REVOKE ALL ON ... FROM PUBLIC).';
+        END IF;
+        -- Autovacuum's workers serve the whole cluster: a table's own cost settings (a delay of
+        -- 100 ms per page or so) would keep one busy on it for hours, and a few such tables
+        -- every worker. Reloptions are the table's pg_class row, or its TOAST table's.
+        SELECT pg_catalog.string_agg(pg_catalog.quote_ident(c.relname), ', ' ORDER BY c.relname) INTO in_background
+          FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.objid
+               LEFT JOIN pg_catalog.pg_class t ON t.oid OPERATOR(pg_catalog.=) c.reltoastrelid
+         WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass
+           AND d.refobjid OPERATOR(pg_catalog.=) schema_name::pg_catalog.regnamespace
+           AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+           AND EXISTS (SELECT FROM pg_catalog.unnest(pg_catalog.array_cat(c.reloptions, t.reloptions)) o
+                        WHERE o OPERATOR(pg_catalog.~~) 'autovacuum\\_%');
+        IF in_background IS NOT NULL THEN
+          RAISE EXCEPTION 'autovacuum settings of a table are not the workspace''s to make (on %): its workers serve every database of the cluster', in_background
+            USING ERRCODE = '${SANDBOX_LEFTOVER}', HINT = 'Leave autovacuum_* and toast.autovacuum_* storage parameters unset; VACUUM and ANALYZE through execute run when you ask.';
         END IF;
       END IF;
       -- Large objects belong to no schema: one granted to others could be read by them outright.

@@ -83,6 +83,12 @@ export class SqlToolsUnavailableError extends Error {
   override name = 'SqlToolsUnavailableError';
 }
 
+/** What writeAsWorkspace may set for its transaction instead of the server's limits. */
+export interface WriteTimeouts {
+  statementMs?: number;
+  lockMs?: number;
+}
+
 /** The guard of writeAsWorkspace failed: nothing was written. */
 export class WriteGuardError extends Error {
   override name = 'WriteGuardError';
@@ -224,21 +230,36 @@ export class WorkspaceSandbox {
    * literals, as the workspace's role in its sandbox, under the statement timeout), in one
    * round trip. All commit or none does. `guard`, a statement of the server's own (no agent code)
    * run first in the same transaction, may lock what the writes depend on and fail to stop them:
-   * its failure is a WriteGuardError. Returns the rows each statement affected.
+   * its failure is a WriteGuardError. `timeouts.statementMs` replaces the server's limit for this
+   * transaction (an index build runs longer than any one call should); `timeouts.lockMs` bounds
+   * the first statement's wait for a lock (the sandbox resets every other setting after each
+   * statement). Returns the rows each statement affected.
    */
-  async writeAsWorkspace(
+  writeAsWorkspace(
     projectId: string,
     statements: ReadonlyArray<{ sql: string; params: readonly AgentParam[] }>,
     guard?: { sql: string; params: readonly string[] },
-    retried = false,
+    timeouts: WriteTimeouts = {},
+  ): Promise<number[]> {
+    return this.#write(projectId, statements, guard, timeouts, false);
+  }
+
+  async #write(
+    projectId: string,
+    statements: ReadonlyArray<{ sql: string; params: readonly AgentParam[] }>,
+    guard: { sql: string; params: readonly string[] } | undefined,
+    timeouts: WriteTimeouts,
+    retried: boolean,
   ): Promise<number[]> {
     const prepared = await Promise.all(statements.map((s) => prepareAgentStatement(s.sql, s.params, 'execute')));
     const principal = await this.#principal(projectId);
     const fn = sandboxFunction(principal.schemaName);
     const steps: PipelineStep[] = [
       {
-        sql: `SELECT pg_catalog.set_config('statement_timeout', $1, true), pg_catalog.set_config('transaction_read_only', 'off', true)`,
-        params: [String(this.limits.statementTimeoutMs)],
+        sql:
+          `SELECT pg_catalog.set_config('statement_timeout', $1, true), pg_catalog.set_config('transaction_read_only', 'off', true)` +
+          (timeouts.lockMs === undefined ? '' : `, pg_catalog.set_config('lock_timeout', $2, true)`),
+        params: [String(timeouts.statementMs ?? this.limits.statementTimeoutMs), ...(timeouts.lockMs === undefined ? [] : [String(timeouts.lockMs)])],
       },
       ...(guard ? [guard] : []),
       ...prepared.map((statement) => ({ sql: `SELECT ${fn}('run', $1, 0, 0)`, params: [statement.sql] })),
@@ -250,7 +271,7 @@ export class WorkspaceSandbox {
       const code = sqlState(outcome.error);
       if ((code === SANDBOX_BROKEN || (code === '42883' && outcome.results.length === firstWrite)) && !retried) {
         this.#principals.delete(projectId);
-        return this.writeAsWorkspace(projectId, statements, guard, true);
+        return this.#write(projectId, statements, guard, timeouts, true);
       }
       throw outcome.error;
     }

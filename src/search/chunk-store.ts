@@ -1,7 +1,7 @@
 import type { Embedder, Embedding } from '../embeddings/embedder.js';
 import type { AgentParam } from '../sandbox/agent-statement.js';
 import { EmbeddingSpaceError } from '../embeddings/embedding-spaces.js';
-import { WriteGuardError, type ExecuteResult, type RowsResult } from '../sandbox/workspace-sandbox.js';
+import { WriteGuardError, type ExecuteResult, type RowsResult, type WriteTimeouts } from '../sandbox/workspace-sandbox.js';
 import type { Chunk } from './chunking.js';
 import {
   EMBEDDED_HASHES,
@@ -23,7 +23,18 @@ export interface WorkspaceWriter {
     projectId: string,
     statements: ReadonlyArray<{ sql: string; params: readonly AgentParam[] }>,
     guard?: { sql: string; params: readonly string[] },
+    timeouts?: WriteTimeouts,
   ): Promise<number[]>;
+}
+
+/** A load of chunks (index-deferral.ts): `end` creates again the indexes deferred for it, and never throws. */
+export interface ChunkLoad {
+  end(): Promise<void>;
+}
+
+export interface ChunkLoads {
+  /** Before writing about `incoming` new chunks into the workspace's chunks table. */
+  begin(projectId: string, incoming: number): Promise<ChunkLoad>;
 }
 
 /** The provider, and the pin of `chunks.embedding` to its space (embedding-spaces.ts) taken before vectors are written. */
@@ -90,6 +101,7 @@ export async function storeFiles(
   repository: Repository,
   files: readonly PreparedFile[],
   signal?: AbortSignal,
+  loads?: ChunkLoads,
 ): Promise<FileOutcome[]> {
   const embedder = embeddings?.embedder;
   const stored = new Map<string, { hash: string; metadata: unknown; chunkHashes: string[]; unembedded: number }>();
@@ -130,6 +142,8 @@ export async function storeFiles(
   const embeddedBy = new Map<string, number>();
   const outcomes = new Map<string, FileOutcome>();
   const groups = groupsOf(changed, CHUNKS_PER_GROUP);
+  const isStored = (f: PreparedFile, c: Chunk) => stored.get(f.path)?.chunkHashes.includes(c.hash) ?? false;
+  const load = loads && changed.length > 0 ? await loads.begin(projectId, changed.reduce((n, f) => n + f.chunks.filter((c) => !isStored(f, c)).length, 0)) : undefined;
   const claimed = new Set<string>();
   const stop = new AbortController();
   const embedSignal = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
@@ -159,6 +173,7 @@ export async function storeFiles(
     // A failure stops the embeddings still running, and they settle before it is thrown: nothing runs on after the call returns.
     stop.abort();
     await Promise.allSettled(embedding);
+    await load?.end();
   }
 
   async function writeGroup(group: readonly PreparedFile[]): Promise<void> {
@@ -169,7 +184,6 @@ export async function storeFiles(
     };
     const paths = group.map((f) => ({ path: f.path }));
     const chunkRow = (f: PreparedFile, c: Chunk) => ({ path: f.path, content: c.content, start_line: c.startLine, end_line: c.endLine, hash: c.hash, embedding: embeddingOf(c.hash) });
-    const isStored = (f: PreparedFile, c: Chunk) => stored.get(f.path)?.chunkHashes.includes(c.hash) ?? false;
     const keptChunks = group.flatMap((f) => f.chunks.filter((c) => isStored(f, c)).map((c) => ({ ...chunkRow(f, c), content: null })));
     const newChunks = group.flatMap((f) => f.chunks.filter((c) => !isStored(f, c)).map((c) => chunkRow(f, c)));
     const statements = [

@@ -5,9 +5,9 @@ import type { Logger } from '../logger.js';
 import { validateProjectId } from '../workspaces/project-id.js';
 import { resolveAllowedDirectory, type AllowedRoots } from './allowed-roots.js';
 import { chunkText, contentHash, DEFAULT_CHUNK_OPTIONS } from './chunking.js';
-import { removeFiles, storeFiles, type ChunkEmbeddings, type PreparedFile, type Repository, type WorkspaceWriter } from './chunk-store.js';
+import { removeFiles, storeFiles, type ChunkEmbeddings, type ChunkLoads, type PreparedFile, type Repository, type WorkspaceWriter } from './chunk-store.js';
 import { REPOSITORY_FILES } from './ingest-sql.js';
-import { walkDirectory } from './directory-walk.js';
+import { walkDirectory, type WalkedFile } from './directory-walk.js';
 
 export const DEFAULT_MAX_FILE_BYTES = 1024 * 1024;
 /** Files written per batch: their chunks go to the provider in one call, each file in its own statement. */
@@ -78,6 +78,8 @@ export class DirectoryIndexer {
     private readonly sandbox: WorkspaceWriter,
     private readonly embeddings: ChunkEmbeddings | undefined,
     private readonly log: Logger,
+    /** Defers the chunks table's vector indexes over a run that loads as many chunks as it holds. */
+    private readonly loads?: ChunkLoads,
   ) {}
 
   /** Starts a run (or joins the one already running for that directory) and returns its status. */
@@ -160,6 +162,29 @@ export class DirectoryIndexer {
       if (rows.length < Math.min(STORED_PAGE, this.sandbox.maxRowsCap)) break;
     }
 
+    // The run's load, estimated before reading: new files' bytes in chunks (changed files replace chunks they had).
+    const incoming = walked.files.reduce((n, f) => n + (stored.has(f.path) ? 0 : Math.ceil(f.sizeBytes / DEFAULT_CHUNK_OPTIONS.size)), 0);
+    const load = await this.loads?.begin(status.project_id, incoming);
+    try {
+      await this.#index(job, walked.files, stored, repository);
+    } finally {
+      await load?.end();
+    }
+
+    // Only after a complete walk: a run stopped earlier must not take files it did not reach for deleted.
+    status.phase = 'removing';
+    const present = new Set(walked.files.map((f) => f.path));
+    const gone = [...stored.keys()].filter((p) => !present.has(p));
+    for (let at = 0; at < gone.length; at += REMOVED_PER_STATEMENT) {
+      signal.throwIfAborted();
+      status.files_removed += await removeFiles(this.sandbox, status.project_id, repository, gone.slice(at, at + REMOVED_PER_STATEMENT));
+    }
+  }
+
+  /** Chunks, embeds and writes the new and changed files, in batches. */
+  async #index(job: Job, files: readonly WalkedFile[], stored: ReadonlyMap<string, string>, repository: Repository): Promise<void> {
+    const { status } = job;
+    const signal = job.abort.signal;
     let batch: PreparedFile[] = [];
     let batchChunks = 0;
     const flush = async () => {
@@ -175,7 +200,7 @@ export class DirectoryIndexer {
       batchChunks = 0;
       this.#report(job);
     };
-    for (const file of walked.files) {
+    for (const file of files) {
       signal.throwIfAborted();
       const text = await readFile(file.absolute, 'utf8').catch(() => undefined);
       if (text === undefined) {
@@ -196,15 +221,6 @@ export class DirectoryIndexer {
       if (batch.length >= FILES_PER_BATCH || batchChunks >= CHUNKS_PER_BATCH) await flush();
     }
     await flush();
-
-    // Only after a complete walk: a run stopped earlier must not take files it did not reach for deleted.
-    status.phase = 'removing';
-    const present = new Set(walked.files.map((f) => f.path));
-    const gone = [...stored.keys()].filter((p) => !present.has(p));
-    for (let at = 0; at < gone.length; at += REMOVED_PER_STATEMENT) {
-      signal.throwIfAborted();
-      status.files_removed += await removeFiles(this.sandbox, status.project_id, repository, gone.slice(at, at + REMOVED_PER_STATEMENT));
-    }
   }
 
   #finish(job: Job, state: IndexJobStatus['state'], error: string | null): IndexJobStatus {

@@ -1,6 +1,6 @@
 import { validateProjectId } from '../workspaces/project-id.js';
 import { checkChunkOptions, chunkText, contentHash, DEFAULT_CHUNK_OPTIONS, type Chunk, type ChunkOptions } from './chunking.js';
-import { storeFiles, type ChunkEmbeddings, type FileOutcome, type Repository, type WorkspaceWriter } from './chunk-store.js';
+import { storeFiles, type ChunkEmbeddings, type ChunkLoads, type FileOutcome, type Repository, type WorkspaceWriter } from './chunk-store.js';
 
 /** add_documents writes into the codebase tables, under this one repository (a path no directory has). */
 export const DOCUMENTS_REPOSITORY: Repository = { path: 'documents:', name: 'documents' };
@@ -48,7 +48,13 @@ export class DocumentInputError extends RangeError {
  * again with other text has its old chunks replaced, and chunks already stored are neither
  * written nor embedded again.
  */
-export async function addDocuments(sandbox: WorkspaceWriter, embeddings: ChunkEmbeddings | undefined, input: AddDocumentsInput, signal?: AbortSignal): Promise<AddDocumentsResult> {
+export async function addDocuments(
+  sandbox: WorkspaceWriter,
+  embeddings: ChunkEmbeddings | undefined,
+  input: AddDocumentsInput,
+  signal?: AbortSignal,
+  loads?: ChunkLoads,
+): Promise<AddDocumentsResult> {
   const embedder = embeddings?.embedder;
   const projectId = validateProjectId(input.projectId);
   const options: ChunkOptions = { size: input.chunkSize ?? DEFAULT_CHUNK_OPTIONS.size, overlap: input.chunkOverlap ?? Math.min(DEFAULT_CHUNK_OPTIONS.overlap, Math.floor((input.chunkSize ?? DEFAULT_CHUNK_OPTIONS.size) / 4)) };
@@ -74,7 +80,7 @@ export async function addDocuments(sandbox: WorkspaceWriter, embeddings: ChunkEm
     duplicates += all.length - chunks.length;
     return { path: source, hash: contentHash(doc.text), sizeBytes: Buffer.byteLength(doc.text), language: null, metadata: doc.metadata ?? null, chunks };
   });
-  const outcomes = await storeFiles(sandbox, embeddings, projectId, DOCUMENTS_REPOSITORY, files, signal);
+  const outcomes = await storeFiles(sandbox, embeddings, projectId, DOCUMENTS_REPOSITORY, files, signal, loads);
   const sum = (pick: (o: FileOutcome) => number) => outcomes.reduce((n, o) => n + pick(o), 0);
   const total = files.reduce((n, f) => n + f.chunks.length, 0);
   return {

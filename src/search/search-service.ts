@@ -6,6 +6,7 @@ import { pin, spaceOf } from '../embeddings/embedding-spaces.js';
 import { holdPinStatement } from '../registry/embedding-space-sql.js';
 import type { AllowedRoots } from './allowed-roots.js';
 import type { ChunkEmbeddings } from './chunk-store.js';
+import { IndexDeferral } from './index-deferral.js';
 import { DirectoryIndexer, type IndexDirectoryInput, type IndexJobStatus, type ProgressListener } from './directory-index.js';
 import { validateProjectId } from '../workspaces/project-id.js';
 import { REPOSITORY_SUMMARY } from './ingest-sql.js';
@@ -33,6 +34,8 @@ export interface RepositorySummary {
 export class SearchService {
   readonly #directories: DirectoryIndexer;
   readonly #embeddings: ChunkEmbeddings | undefined;
+  /** Large loads defer the chunks table's vector indexes: with a provider (without one no vector is written), not on Citus. */
+  readonly #deferral: IndexDeferral | undefined;
 
   constructor(
     private readonly db: Database,
@@ -41,6 +44,7 @@ export class SearchService {
     /** --allow-root: where index_directory may read for clients without MCP roots (and a bound on those with them). */
     readonly serverRoots: readonly string[],
     log: Logger,
+    options: { citus?: boolean; deferralLeaseMs?: number } = {},
   ) {
     this.#embeddings = embedder && {
       embedder,
@@ -48,15 +52,19 @@ export class SearchService {
       pin: (projectId) => db.transaction((tx) => pin(tx, { projectId, ...CHUNKS_EMBEDDING, textColumn: 'content' }, embedder.space)),
       hold: (projectId) => holdPinStatement({ projectId, ...CHUNKS_EMBEDDING }, spaceOf(embedder.space)),
     };
-    this.#directories = new DirectoryIndexer(sandbox, this.#embeddings, log);
+    // On Citus the indexes live on the workspace's shards: their drop and build there are not tested, so never deferred.
+    this.#deferral = embedder && !options.citus ? new IndexDeferral(db, sandbox, log, options.deferralLeaseMs) : undefined;
+    this.#directories = new DirectoryIndexer(sandbox, this.#embeddings, log, this.#deferral);
   }
 
-  search(input: SearchInput, signal?: AbortSignal): Promise<SearchResult> {
+  async search(input: SearchInput, signal?: AbortSignal): Promise<SearchResult> {
+    // A load that stopped (a crash) left its chunks' vector indexes deferred: searches were exact meanwhile, and this one restores them.
+    if ((input.table ?? 'chunks') === 'chunks') await this.#deferral?.restoreExpired(input.projectId);
     return searchWorkspace(this.db, this.sandbox, this.embedder, input, signal);
   }
 
   addDocuments(input: AddDocumentsInput, signal?: AbortSignal): Promise<AddDocumentsResult> {
-    return addDocuments(this.sandbox, this.#embeddings, input, signal);
+    return addDocuments(this.sandbox, this.#embeddings, input, signal, this.#deferral);
   }
 
   /** Starts indexing a directory in the background; `clientRoots`: the MCP client's roots, undefined if it has none. */

@@ -2,6 +2,7 @@ import pg from 'pg';
 import { DEFAULT_MAX_SNAPSHOTS, DEFAULT_SNAPSHOT_BUDGET_BYTES } from '../config.js';
 import type { Queryable } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
+import { deferredIndexes } from '../registry/deferred-index-sql.js';
 import { currentDatabase, roleExists, workspacePresence } from '../registry/lifecycle-queries.js';
 import { readSandboxCapability } from '../sandbox/sandbox-capability.js';
 import { bumpRegistryGeneration, lockWorkspace, markWorkspaceSchema, setSnapshotRole } from '../registry/registry-sql.js';
@@ -74,6 +75,25 @@ async function requireWorkspace(tx: Queryable, projectId: string, schemaName: st
     );
   }
   if (!now.acts_as_owner) throw new WorkspaceLifecycleError(`Schema ${schemaName} belongs to role "${now.owner}", which this server's role cannot act as.`);
+}
+
+/**
+ * Refuses while a large ingest load has the workspace's vector indexes dropped (docs/search.md,
+ * "Deferred indexes"): a copy of that state would keep it without them for good. Called once the
+ * copy holds its locks on the workspace's tables (a deferral's drop waits for them), or before
+ * the state is set aside.
+ */
+async function refuseWhileDeferred(tx: Queryable, projectId: string, what: string): Promise<void> {
+  const deferred = await deferredIndexes(tx, projectId);
+  if (deferred.length === 0) return;
+  const names = deferred.map((d) => `${d.table_name}.${d.index_name}`).join(', ');
+  throw new WorkspaceLifecycleError(
+    deferred.some((d) => d.expired)
+      ? `A load into workspace "${projectId}" stopped before creating its vector index(es) ${names} again: a search of the workspace ` +
+          `(or \`pg-workspace-mcp repair --restore-indexes\`) creates them; then ${what} it. Nothing was changed.`
+      : `A load into workspace "${projectId}" is running with its vector index(es) ${names} dropped until it ends: ${what} it once ` +
+          'the load has ended. Nothing was changed.',
+  );
 }
 
 async function requireSnapshot(tx: Queryable, projectId: string, snapshot: number): Promise<SnapshotRow> {
@@ -152,6 +172,7 @@ export async function takeSnapshot(
         `GRANT USAGE, CREATE ON SCHEMA ${quoteIdent(target)} TO ${quoteIdent(role)}`,
     );
     await c.runner.runAsWorkspace(tx, c.projectId, schemaCopyScript({ source: c.schemaName, target, lockSource: true }));
+    await refuseWhileDeferred(tx, c.projectId, 'snapshot');
     await tx.exec(`REVOKE ALL ON SCHEMA ${quoteIdent(target)} FROM ${quoteIdent(role)};\n${handOver(target, keeper)}`);
     size = await schemaSize(tx, target, false);
     if (totals.bytes + size > limits.budgetBytes) throw budgetRefusal(size);
@@ -223,6 +244,8 @@ export async function restoreSnapshot(
   await lockWorkspace(tx, c.projectId, c.lockTimeoutMs);
   await requireWorkspace(tx, c.projectId, c.schemaName);
   const restored = await requireSnapshot(tx, c.projectId, snapshot);
+  // The state set aside is kept as a snapshot: it must have its indexes.
+  await refuseWhileDeferred(tx, c.projectId, 'restore a snapshot of');
   // Measured first: Citus measures no shard once the transaction sent anything to the workers.
   const keptSize = await schemaSize(tx, c.schemaName, c.citus);
   const { next } = await snapshotTotals(tx, c.projectId);
@@ -352,6 +375,7 @@ export async function forkWorkspace(
     await tx.exec(`GRANT USAGE, CREATE ON SCHEMA ${to} TO ${from}`);
     if (source) await tx.exec(`GRANT USAGE ON SCHEMA ${src} TO ${from};\n${handOver(sourceSchema, fromRole)}`);
     await runner.runAsWorkspace(tx, r.from, schemaCopyScript({ ...copy, target: r.toSchema }));
+    if (!source) await refuseWhileDeferred(tx, r.from, 'fork');
     await tx.exec(`REVOKE ALL ON SCHEMA ${to} FROM ${from}`);
     if (source) {
       const keeper = await snapshotRoleOf(tx, r.from, capability.database);

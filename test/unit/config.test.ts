@@ -133,8 +133,9 @@ describe('parseCommand', () => {
     expect(parseCommand(['doctor'], {})).toMatchObject({ kind: 'doctor', json: false });
     expect(parseCommand(['doctor', '--json', '--data-dir', '/d'], {})).toMatchObject({ kind: 'doctor', json: true, config: { dataDir: '/d' } });
     expect(parseCommand(['repair', '--forget-missing'], {})).toMatchObject({
-      kind: 'repair', json: false, dryRun: false, adoptOrphans: false, forgetMissing: true, acceptMigrations: [],
+      kind: 'repair', json: false, dryRun: false, adoptOrphans: false, forgetMissing: true, restoreIndexes: false, acceptMigrations: [],
     });
+    expect(parseCommand(['repair', '--restore-indexes'], {})).toMatchObject({ kind: 'repair', restoreIndexes: true, forgetMissing: false });
     expect(parseCommand(['repair', '--adopt-orphans', '--accept-migration', 'a/0001_x', '--accept-migration', 'b/0002_y', '--dry-run', '--json'], {}))
       .toMatchObject({ adoptOrphans: true, forgetMissing: false, acceptMigrations: ['a/0001_x', 'b/0002_y'], dryRun: true, json: true });
     expect(failure(['repair'])).toContain('repair changes only what a flag names');

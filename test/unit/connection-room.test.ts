@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { hasRoom, isOutOfSlots, slotWaits } from '../../src/db/postgres/connection-room.js';
+import { hasRoom, isDirect, isOutOfSlots, slotWaits } from '../../src/db/postgres/connection-room.js';
 
 describe('connection room', () => {
   it('keeps a warm connection while 2 slots, or a tenth of them, stay free besides it', () => {
@@ -7,6 +7,16 @@ describe('connection room', () => {
     expect(hasRoom({ slots: 10, free: 1 })).toBe(false);
     expect(hasRoom({ slots: 300, free: 30 })).toBe(true);
     expect(hasRoom({ slots: 300, free: 29 })).toBe(false);
+  });
+
+  it('tells a direct connection from one through a pooler by the port PostgreSQL sees', () => {
+    expect(isDirect(51234, 51234)).toBe(true);
+    // A unix socket has no port at either end.
+    expect(isDirect(null, undefined)).toBe(true);
+    expect(isDirect(40022, 51234)).toBe(false);
+    // A pooler reaching PostgreSQL over its unix socket, reached over TCP.
+    expect(isDirect(null, 51234)).toBe(false);
+    expect(isDirect(51234, undefined)).toBe(false);
   });
 
   it("knows PostgreSQL's and PgBouncer's refusals for want of a slot, and nothing else", () => {

@@ -30,6 +30,18 @@ SELECT s.slots::int AS slots,
                  END AS slots
           FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) s`;
 
+/**
+ * The port PostgreSQL sees this connection come from: the client's own when it connects directly
+ * (NULL for both over a unix socket), a pooler's or proxy's (PgBouncer) when one is in between.
+ * Behind one, the slots others wait for are the pooler's, which PostgreSQL does not report.
+ */
+export const CLIENT_PORT_SQL = 'SELECT pg_catalog.inet_client_port() AS port';
+
+/** Directly connected: PostgreSQL sees the port this end of the connection has. */
+export function isDirect(seenPort: number | null, localPort: number | undefined): boolean {
+  return seenPort === (localPort ?? null);
+}
+
 export interface SlotCount {
   slots: number;
   free: number;

@@ -2,7 +2,8 @@ import pg from 'pg';
 import pgvector from 'pgvector';
 import { inTransaction, SessionDatabase, type LockHolder, type LockTry, type PipelineOutcome, type PipelineStep, type Queryable } from '../database.js';
 import { boundedStream } from '../bounded-messages.js';
-import { FREE_SLOTS_SQL, hasRoom, isOutOfSlots, NoFreeConnectionError, ROOM_CHECK_MS, slotWaits, type SlotCount } from './connection-room.js';
+import { CLIENT_PORT_SQL, FREE_SLOTS_SQL, hasRoom, isDirect, isOutOfSlots, NoFreeConnectionError, ROOM_CHECK_MS, slotWaits, type SlotCount } from './connection-room.js';
+import { ParkedConnections } from './parked-connections.js';
 import { asConnectionBroken } from './pg-connection-errors.js';
 import { afterFailedPipeline, PipelineCollector, writePipeline, type PipelineMessage, type PipelineWriter } from '../pipeline.js';
 import { describePgError } from '../sql-errors.js';
@@ -11,11 +12,12 @@ const APPLICATION_NAME = 'pg-workspace-mcp';
 
 /**
  * Agents call tools seconds to minutes apart: with pg's 10 s default idle timeout the first call
- * after a pause paid a new connection (29-79 ms against ~1 ms warm). One connection is kept warm
- * while the database has room for it (connection-room.ts); an extra one a burst opened closes
- * as soon as no call of this server waits for it, since it is a slot (behind PgBouncer in
- * session mode, a server connection) other servers may be waiting for. The idle timeout only
- * catches what slips past that. TCP keepalive stops middleboxes from dropping the one kept.
+ * after a pause paid a new connection (29-79 ms against ~1 ms warm). While the database has room
+ * (connection-room.ts), one connection is kept warm for good, and one per other workspace served
+ * lately (parked-connections.ts) for this long unused; an extra one a burst opened closes as soon
+ * as no call of this server waits for it, since it is a slot (behind PgBouncer in session mode, a
+ * server connection) other servers may be waiting for. TCP keepalive stops middleboxes from
+ * dropping the ones kept.
  */
 const EXTRA_IDLE_TIMEOUT_MS = 10_000;
 
@@ -37,8 +39,8 @@ export interface PostgresOptions {
   connectWaitMs?: number;
   /**
    * The server's connection slots are shared with other clients (PostgreSQL, a pooler): keep
-   * the warm connection only while there is room for it. Off for the embedded store's socket,
-   * whose owner queues every client on its one session anyway.
+   * idle connections only while there is room for them, and only one behind a pooler. Off for
+   * the embedded store's socket, whose owner queues every client on its one session anyway.
    */
   sharedSlots?: boolean;
 }
@@ -51,25 +53,37 @@ export class PostgresDatabase extends SessionDatabase {
   /** Parsers for pgvector's types by OID, filled once the extension exists; read by every client of the pool. */
   readonly #parsers = new Map<number, (value: string) => unknown>();
   readonly #connectWaitMs: number;
+  readonly #maxConnections: number;
   /** Keeping a connection between calls: true while the database has room for it. */
   #warm = true;
   #lastRoomCheck = 0;
   readonly #roomTimer: NodeJS.Timeout | undefined;
   /** The workspace whose agent code each pooled client has run (see #connectFor). */
   readonly #ranAgentOf = new WeakMap<pg.Client, string>();
+  /** Calls each client served: pg-pool counts only its own checkouts, and a kept client is lent again without one. */
+  readonly #uses = new WeakMap<pg.Client, number>();
+  /**
+   * Whether PostgreSQL itself is at the other end (learnt on the first connection when slots are
+   * shared). Behind a pooler, whose pool others wait for and PostgreSQL does not report, one idle
+   * connection is kept, as ever, not one per workspace; a call of another workspace closes it
+   * before opening one, as it may hold the pooler's last server connection.
+   */
+  #direct: boolean | undefined;
+  /** Idle clients, kept lent out of pg-pool (whose idle list stays empty) so that a call can choose among them. */
+  readonly #parked = new ParkedConnections(EXTRA_IDLE_TIMEOUT_MS, () => this.#warm, () => (this.#direct === false ? 1 : this.#maxConnections));
 
   constructor(options: PostgresOptions) {
     super();
     this.#connectionString = options.connectionString;
     const parsers = this.#parsers;
     this.#connectWaitMs = options.connectWaitMs ?? 0;
+    this.#maxConnections = Math.max(2, options.maxConnections ?? 10);
+    this.#direct = options.sharedSlots ? undefined : true;
     this.#pool = new pg.Pool({
       connectionString: options.connectionString,
-      max: Math.max(2, options.maxConnections ?? 10),
-      // pg-pool reads min live: #setWarm moves it between 1 (keep one) and 0.
-      min: 1,
+      max: this.#maxConnections,
+      // Kept connections are #parked's: anything idle in pg-pool is what slipped past it.
       idleTimeoutMillis: EXTRA_IDLE_TIMEOUT_MS,
-      maxUses: MAX_USES,
       keepAlive: true,
       keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS,
       application_name: APPLICATION_NAME,
@@ -107,6 +121,8 @@ export class PostgresDatabase extends SessionDatabase {
    */
   async #checkout<T>(use: (client: pg.PoolClient, lost: () => Error | undefined) => Promise<T>, agentOf?: string): Promise<T> {
     const client = await this.#connectFor(agentOf);
+    const uses = (this.#uses.get(client) ?? 0) + 1;
+    this.#uses.set(client, uses);
     let lost: Error | undefined;
     const onError = (error: Error) => {
       lost ??= error;
@@ -124,22 +140,35 @@ export class PostgresDatabase extends SessionDatabase {
       if (agentOf !== undefined) this.#ranAgentOf.set(client, agentOf);
       client.removeListener('error', onError);
       const failed = lost ?? broken;
-      if (failed || this.#pool.waitingCount > 0) client.release(failed);
-      else if (this.#warm) client.release(this.#pool.idleCount > 0);
+      if (failed || uses >= MAX_USES) client.release(failed ?? true);
+      // A call of this server waits for a connection: handed to it (#connectFor looks whose code it ran).
+      else if (this.#pool.waitingCount > 0) client.release();
+      else if (this.#warm) this.#park(client);
       else void this.#releaseCold(client);
     }
   }
 
+  #park(client: pg.PoolClient): void {
+    if (!this.#parked.park(client, this.#ranAgentOf.get(client))) client.release(true);
+  }
+
   /**
-   * A pooled client for `agentOf`'s agent code (any client when undefined): one that ran another
-   * workspace's is closed and the next taken, down to a new connection if need be. Its custom
-   * settings' placeholders, which PostgreSQL can neither list nor remove, would otherwise tell
-   * that workspace's agent what another's set (`current_setting('x.y', true)` is '' for one,
-   * NULL for none): a covert channel. The server's own statements use any client.
+   * A pooled client for `agentOf`'s agent code (any client when undefined): never one that ran
+   * another workspace's. Its custom settings' placeholders, which PostgreSQL can neither list nor
+   * remove, would otherwise tell that workspace's agent what another's set
+   * (`current_setting('x.y', true)` is '' for one, NULL for none): a covert channel. So the
+   * workspace's own kept client is taken, else one that never ran agent code, else a new one;
+   * when the pool is full, the least recently used client kept for another workspace is closed
+   * to make room. The server's own statements use any client.
    */
   async #connectFor(agentOf: string | undefined): Promise<pg.PoolClient> {
+    const parked = agentOf === undefined ? this.#parked.takeAny() : this.#parked.takeFor(agentOf);
+    if (parked) return parked;
+    if (this.#direct === false || this.#pool.totalCount >= this.#maxConnections) this.#parked.takeOldest()?.release(true);
+    // A client a finishing call handed on may have run another workspace's code: closed, the next taken.
     for (;;) {
       const client = await this.#connect();
+      if (this.#direct === undefined) this.#direct = await this.#isDirect(client);
       const ran = this.#ranAgentOf.get(client);
       if (agentOf === undefined || ran === undefined || ran === agentOf) return client;
       client.release(true);
@@ -162,6 +191,19 @@ export class PostgresDatabase extends SessionDatabase {
     }
   }
 
+  /** The first statement on a new connection: behind PgBouncer in session mode, where it waits for a server connection. */
+  async #isDirect(client: pg.PoolClient): Promise<boolean> {
+    try {
+      const { rows } = await client.query<{ port: number | null }>(CLIENT_PORT_SQL);
+      const { stream } = (client as unknown as { connection: { stream: { localPort?: number } } }).connection;
+      return isDirect(rows[0]?.port ?? null, stream.localPort);
+    } catch (error) {
+      client.release(error as Error);
+      if (isOutOfSlots(error)) throw this.#noFreeSlot(error, 'PgBouncer waited its query_wait_timeout');
+      throw asConnectionBroken(error);
+    }
+  }
+
   #noFreeSlot(cause: unknown, waited: string): NoFreeConnectionError {
     return new NoFreeConnectionError(
       `The database (${this.description}) has no free connection slot: ${describePgError(cause)}; ${waited}. ` +
@@ -172,21 +214,12 @@ export class PostgresDatabase extends SessionDatabase {
   }
 
   /**
-   * Warm (pg-pool's min 1): one idle connection stays between calls. Cold (min 0): a call's
-   * connection closes when it is done, and the idle ones close now, giving their slots back.
+   * Warm: idle connections are kept between calls (#parked). Cold: a call's connection closes
+   * when it is done, and the kept ones close now, giving their slots back.
    */
   #setWarm(warm: boolean): void {
     this.#warm = warm;
-    this.#pool.options.min = warm ? 1 : 0;
-    if (!warm) void this.#closeIdle();
-  }
-
-  /** pg-pool has no call to close idle clients: each is checked out (it comes at once, being idle) and discarded. */
-  async #closeIdle(): Promise<void> {
-    while (!this.#warm && this.#pool.idleCount > 0 && this.#pool.waitingCount === 0) {
-      const client = await this.#pool.connect().catch(() => undefined);
-      client?.release(true);
-    }
+    if (!warm) for (const client of this.#parked.takeAll()) client.release(true);
   }
 
   async #roomOn(client: pg.PoolClient): Promise<boolean> {
@@ -200,8 +233,9 @@ export class PostgresDatabase extends SessionDatabase {
     if (Date.now() - this.#lastRoomCheck < ROOM_CHECK_MS) return client.release(true);
     try {
       const room = await this.#roomOn(client);
-      if (room) this.#setWarm(true);
-      client.release(!room);
+      if (!room) return client.release(true);
+      this.#setWarm(true);
+      this.#park(client);
     } catch (error) {
       client.release(error as Error);
     }
@@ -209,16 +243,16 @@ export class PostgresDatabase extends SessionDatabase {
 
   /** Warm and idle: gives the connections back when the database runs short of free slots. */
   async #checkIdleRoom(): Promise<void> {
-    if (!this.#warm || this.#pool.idleCount === 0 || this.#pool.waitingCount > 0) return;
-    let client: pg.PoolClient | undefined;
+    if (!this.#warm || this.#pool.waitingCount > 0) return;
+    const client = this.#parked.takeAny();
+    if (!client) return;
     try {
-      client = await this.#pool.connect();
       const room = await this.#roomOn(client);
-      client.release();
-      client = undefined;
-      if (!room) this.#setWarm(false);
+      if (room && this.#warm) return this.#park(client);
+      client.release(true);
+      this.#setWarm(false);
     } catch (error) {
-      client?.release(error as Error);
+      client.release(error as Error);
     }
   }
 
@@ -307,6 +341,7 @@ export class PostgresDatabase extends SessionDatabase {
 
   async close(): Promise<void> {
     clearInterval(this.#roomTimer);
+    for (const client of this.#parked.takeAll()) client.release(true);
     await this.#pool.end();
   }
 }

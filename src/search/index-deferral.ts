@@ -1,0 +1,163 @@
+import type { Queryable } from '../db/database.js';
+import { quoteIdent } from '../db/identifiers.js';
+import { sqlState } from '../db/sql-errors.js';
+import type { Logger } from '../logger.js';
+import {
+  claimDeferralGuard,
+  deferredIndexes,
+  recordDeferralGuard,
+  renewLease,
+  vectorIndexesOf,
+  type DeferredIndexRow,
+} from '../registry/deferred-index-sql.js';
+import { WriteGuardError } from '../sandbox/workspace-sandbox.js';
+import { schemaNameFor } from '../workspaces/project-id.js';
+import type { ChunkLoad, ChunkLoads, WorkspaceWriter } from './chunk-store.js';
+import { recreateStatement, VECTOR_INDEX_METHODS } from './index-definition.js';
+
+/** The table ingest loads, whose vector indexes a large load defers. */
+const CHUNKS = 'chunks';
+
+/**
+ * The smallest load that defers: one write group (chunk-store.ts). Smaller ones are the frequent
+ * calls (an agent adding a note or two), for which the drop and the build again would each take
+ * the table's ACCESS EXCLUSIVE lock and leave dead catalog rows while saving a few milliseconds.
+ */
+export const MIN_DEFERRED_LOAD = 64;
+
+/**
+ * How long a deferral stays a running load's without renewal. A load renews it every quarter of
+ * this while it runs; past it, the load is taken to have stopped (a crash) and the next ingest or
+ * search of the workspace creates the indexes again. A restarted server cannot tell its crashed
+ * load from another server's running one any sooner, so this bounds how long searches stay exact.
+ */
+export const DEFAULT_LEASE_MS = 60_000;
+
+/** How long the drop waits for the table's lock (searches running on it hold it): a busy table keeps its indexes. */
+const DROP_LOCK_TIMEOUT_MS = 2_000;
+
+/** The statement timeout of building deferred indexes again (the server's per-call limit is for agents' statements). */
+export const REBUILD_TIMEOUT_MS = 15 * 60_000;
+
+const NO_DEFERRAL: ChunkLoad = { end: async () => undefined };
+
+/** The chunks present, counted up to $1 (a bounded scan, as the workspace). */
+const CHUNKS_UP_TO = `SELECT pg_catalog.count(*)::int4 FROM (SELECT FROM chunks LIMIT $1) c`;
+
+/**
+ * Deferred vector indexes (docs/search.md, "Deferred indexes"): a load of at least
+ * MIN_DEFERRED_LOAD chunks into a chunks table holding no more than it loads records the table's
+ * HNSW and IVFFlat indexes in the registry (their pg_get_indexdef) and drops them, as the
+ * workspace's role in its sandbox, in one transaction; it loads, then creates them again from the
+ * recorded definitions and deletes the rows, again in one transaction. Building afterwards costs
+ * a third (PostgreSQL) to a sixth (PGlite) of keeping the index up to date per insert, so a load
+ * as large as the table gains even when the build covers the rows already there. Searches meanwhile
+ * are exact (a sequential scan). A second load meanwhile (another call, another server) joins the
+ * deferral, renewing its lease, and leaves the build to the load that deferred.
+ */
+export class IndexDeferral implements ChunkLoads {
+  constructor(
+    private readonly db: Queryable,
+    private readonly sandbox: WorkspaceWriter,
+    private readonly log: Logger,
+    private readonly leaseMs = DEFAULT_LEASE_MS,
+  ) {}
+
+  /** Never fails the load: whatever stops the deferral (a busy table, say) leaves the indexes as they are, logged. */
+  async begin(projectId: string, incoming: number): Promise<ChunkLoad> {
+    await this.restoreExpired(projectId);
+    try {
+      return await this.#defer(projectId, incoming);
+    } catch (error) {
+      this.log.warn('loading without deferring the vector indexes', { project_id: projectId, table: CHUNKS, error: (error as Error).message });
+      return NO_DEFERRAL;
+    }
+  }
+
+  async #defer(projectId: string, incoming: number): Promise<ChunkLoad> {
+    if ((await deferredIndexes(this.db, projectId, CHUNKS)).length > 0) return this.#hold(projectId, []);
+    if (incoming < MIN_DEFERRED_LOAD) return NO_DEFERRAL;
+    const { rows } = await this.sandbox.readAsWorkspace(projectId, CHUNKS_UP_TO, [incoming + 1], 1);
+    if (Number(rows[0]?.[0]) > incoming) return NO_DEFERRAL;
+    const schemaName = schemaNameFor(projectId);
+    const names = (await vectorIndexesOf(this.db, schemaName, CHUNKS, VECTOR_INDEX_METHODS)).map((i) => i.name);
+    if (names.length === 0) return NO_DEFERRAL;
+    const drop = `DROP INDEX IF EXISTS ${names.map((n) => `${quoteIdent(schemaName)}.${quoteIdent(n)}`).join(', ')}`;
+    try {
+      // The drop queues for the table's ACCESS EXCLUSIVE lock, and every search of the table behind it: not for long.
+      await this.sandbox.writeAsWorkspace(projectId, [{ sql: drop, params: [] }], recordDeferralGuard(projectId, schemaName, CHUNKS, names, this.leaseMs), {
+        lockMs: DROP_LOCK_TIMEOUT_MS,
+      });
+    } catch (error) {
+      // Another load recorded them first (its transaction committed before ours could): join it.
+      if (error instanceof WriteGuardError && sqlState(error.cause) === '23505') return this.#hold(projectId, []);
+      throw error;
+    }
+    this.log.info('deferred the vector indexes of a workspace table for a load', { project_id: projectId, table: CHUNKS, indexes: names, incoming });
+    return this.#hold(projectId, names);
+  }
+
+  /** Creates again the indexes of the workspace whose load stopped without doing so (their lease ran out); logs, never throws. */
+  async restoreExpired(projectId: string): Promise<void> {
+    try {
+      const expired = (await deferredIndexes(this.db, projectId)).filter((r) => r.expired);
+      if (expired.length === 0) return;
+      if (await restoreDeferredIndexes(this.sandbox, projectId, expired, { expiredOnly: true })) {
+        this.log.warn('created again the vector indexes a stopped load had deferred', { project_id: projectId, indexes: expired.map((r) => r.index_name) });
+      }
+    } catch (error) {
+      this.log.warn('could not create again the vector indexes a stopped load deferred', { project_id: projectId, error: (error as Error).message });
+    }
+  }
+
+  /** Renews the lease while the load runs; with `owned` names, creates those indexes again at its end. */
+  #hold(projectId: string, owned: readonly string[]): ChunkLoad {
+    const renew = () => renewLease(this.db, projectId, CHUNKS, this.leaseMs).catch((error: unknown) => {
+      this.log.warn('could not renew the lease of deferred indexes', { project_id: projectId, error: (error as Error).message });
+    });
+    const timer = setInterval(() => void renew(), this.leaseMs / 4);
+    timer.unref();
+    return {
+      end: async () => {
+        clearInterval(timer);
+        if (owned.length === 0) return;
+        try {
+          const rows = (await deferredIndexes(this.db, projectId, CHUNKS)).filter((r) => owned.includes(r.index_name));
+          if (rows.length > 0) await restoreDeferredIndexes(this.sandbox, projectId, rows, { expiredOnly: false });
+        } catch (error) {
+          this.log.warn('could not create again the vector indexes deferred for a load: the next ingest or search of the workspace retries once their lease runs out', {
+            project_id: projectId,
+            indexes: owned,
+            error: (error as Error).message,
+          });
+        }
+      },
+    };
+  }
+}
+
+/**
+ * Creates deferred indexes again from their recorded definitions (each checked and rewritten by
+ * recreateStatement), as the workspace's role in its sandbox, and deletes their rows in the same
+ * transaction. With `expiredOnly`, only rows whose lease ran out. False when another process took
+ * them first (or, with `expiredOnly`, a load still renews them): nothing was done. An invalid
+ * definition throws before anything runs.
+ */
+export async function restoreDeferredIndexes(
+  sandbox: Pick<WorkspaceWriter, 'writeAsWorkspace'>,
+  projectId: string,
+  rows: readonly DeferredIndexRow[],
+  { expiredOnly }: { expiredOnly: boolean },
+): Promise<boolean> {
+  const schemaName = schemaNameFor(projectId);
+  const statements = await Promise.all(
+    rows.map(async (r) => ({ sql: await recreateStatement(r.definition, { schemaName, tableName: r.table_name, indexName: r.index_name }), params: [] })),
+  );
+  try {
+    await sandbox.writeAsWorkspace(projectId, statements, claimDeferralGuard(projectId, rows.map((r) => r.index_name), expiredOnly), { statementMs: REBUILD_TIMEOUT_MS });
+    return true;
+  } catch (error) {
+    if (error instanceof WriteGuardError) return false;
+    throw error;
+  }
+}
