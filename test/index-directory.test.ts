@@ -206,7 +206,7 @@ for (const kind of BACKEND_KINDS) {
       if (kind === 'postgres' && !url) ctx.skip();
       const big = path.join(path.dirname(repo.root), 'big');
       await mkdir(big, { recursive: true });
-      const FILES = 400;
+      const FILES = 200;
       await Promise.all(Array.from({ length: FILES }, (_, i) => writeFile(path.join(big, `file${String(i).padStart(3, '0')}.ts`), tsFile(`function${i}`, 40))));
       const first = await connect({ allowedRoots: [big] });
       let stoppedAt: Run;

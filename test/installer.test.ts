@@ -183,7 +183,7 @@ describe('install plan', () => {
 });
 
 describe('extension installer on a database without pgvector', () => {
-  // PGlite's in-memory initdb takes seconds, more on a loaded machine.
+  // Without a built template PGlite's initdb takes seconds, more on a loaded machine.
   it('names the extension that needs pgvector and how to get it', { timeout: 240_000 }, async () => {
     // PGlite without its pgvector bundle lacks `vector`, whatever the machine has installed.
     const db = await pgliteWithoutPgvector();

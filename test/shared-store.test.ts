@@ -3,7 +3,7 @@ import { access, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { SOCKET_FILE } from '../src/db/embedded/pglite-socket-server.js';
 import { dbUrlOf, SharedStore, socketDirOf } from '../src/db/embedded/shared-store.js';
 import { ConnectionLostError, sqlState } from '../src/db/sql-errors.js';
@@ -22,6 +22,19 @@ async function openStore(dataDir: string, options: Parameters<typeof SharedStore
   opened.push(store);
   return store;
 }
+
+/**
+ * One owner for the tests that need a store served to clients but neither open it first, nor
+ * change how it is served, nor close it: each keeps to a table of its own. Every store opened
+ * costs a PGlite start.
+ */
+let sharedStore: Promise<{ dir: string; owner: SharedStore }> | undefined;
+const served = () =>
+  (sharedStore ??= (async () => {
+    const dir = await tempDir('pgw-shared-');
+    return { dir, owner: await SharedStore.open(dir, silentLogger) };
+  })());
+afterAll(async () => (await sharedStore)?.owner.close());
 
 /** A raw `pg` connection through the socket, as psql or a GUI would make. */
 async function connect(dataDir: string): Promise<pg.Client> {
@@ -82,33 +95,31 @@ describe('the shared embedded store (in-process owner and socket clients)', () =
   });
 
   it("keeps a client's transaction to that client: nobody else runs inside it or sees it before the commit", async () => {
-    const dir = await tempDir('pgw-shared-');
-    const owner = await openStore(dir);
-    await owner.exec('CREATE TABLE t (id int)');
+    const { dir, owner } = await served();
+    await owner.exec('CREATE TABLE txn_t (id int)');
     const [a, b] = [await connect(dir), await connect(dir)];
     await a.query('BEGIN');
-    await a.query('INSERT INTO t VALUES ($1)', [1]);
+    await a.query('INSERT INTO txn_t VALUES ($1)', [1]);
     // Extended-protocol queries of another client and this process's own wait for the commit.
-    const fromB = b.query('SELECT count(*)::int AS n FROM t WHERE id > $1', [0]);
-    const fromOwner = owner.query<{ n: number }>('SELECT count(*)::int AS n FROM t');
+    const fromB = b.query('SELECT count(*)::int AS n FROM txn_t WHERE id > $1', [0]);
+    const fromOwner = owner.query<{ n: number }>('SELECT count(*)::int AS n FROM txn_t');
     expect(await settled(fromB)).toBe(false);
     expect(await settled(fromOwner)).toBe(false);
-    await a.query('INSERT INTO t VALUES ($1)', [2]);
+    await a.query('INSERT INTO txn_t VALUES ($1)', [2]);
     await a.query('COMMIT');
     expect((await fromB).rows).toEqual([{ n: 2 }]);
     expect(await fromOwner).toEqual([{ n: 2 }]);
   });
 
   it("keeps this process's own transaction to itself: a client's statement never runs inside it", async () => {
-    const dir = await tempDir('pgw-shared-');
-    const owner = await openStore(dir);
-    await owner.exec('CREATE TABLE t (id int)');
+    const { dir, owner } = await served();
+    await owner.exec('CREATE TABLE own_t (id int)');
     const client = await connect(dir);
     let inserted!: () => void;
     const insertedYet = new Promise<void>((r) => (inserted = r));
     const rolledBack = owner
       .transaction(async (tx) => {
-        await tx.query('INSERT INTO t VALUES (1)');
+        await tx.query('INSERT INTO own_t VALUES (1)');
         inserted();
         await new Promise((r) => setTimeout(r, 500));
         throw new Error('roll back');
@@ -116,13 +127,12 @@ describe('the shared embedded store (in-process owner and socket clients)', () =
       .catch(() => undefined);
     await insertedYet;
     // Run inside the open transaction, this would count a row that is then rolled back.
-    expect((await client.query('SELECT count(*)::int AS n FROM t')).rows).toEqual([{ n: 0 }]);
+    expect((await client.query('SELECT count(*)::int AS n FROM own_t')).rows).toEqual([{ n: 0 }]);
     await rolledBack;
   });
 
   it('interleaves many clients\' parameterised statements without mixing them up', async () => {
-    const dir = await tempDir('pgw-shared-');
-    const owner = await openStore(dir);
+    const { dir, owner } = await served();
     const clients = await Promise.all([1, 2, 3].map(() => connect(dir)));
     const wrong: string[] = [];
     await Promise.all([
@@ -185,34 +195,32 @@ describe('the shared embedded store (in-process owner and socket clients)', () =
   });
 
   it('rolls back what a client left open when it disconnects: a transaction, or an exchange waiting for its Sync', async () => {
-    const dir = await tempDir('pgw-shared-');
-    const owner = await openStore(dir);
-    await owner.exec('CREATE TABLE t (id int)');
+    const { dir, owner } = await served();
+    await owner.exec('CREATE TABLE left_t (id int)');
     const destroy = (c: pg.Client) => (c as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
 
     const a = await connect(dir);
     await a.query('BEGIN');
-    await a.query('INSERT INTO t VALUES (1)');
+    await a.query('INSERT INTO left_t VALUES (1)');
     await a.query('SELECT * FROM no_such_table').catch(() => undefined); // a failed transaction
     destroy(a);
-    expect(await owner.query('SELECT count(*)::int AS n FROM t')).toEqual([{ n: 0 }]);
+    expect(await owner.query('SELECT count(*)::int AS n FROM left_t')).toEqual([{ n: 0 }]);
 
     // Parse, Bind, Execute and no Sync: the INSERT ran in an implicit transaction that a Sync would commit.
     const b = await connect(dir);
     const wire = (b as unknown as { connection: Record<string, (arg?: unknown) => void> }).connection;
-    wire['parse']?.({ text: 'INSERT INTO t VALUES (2)', name: '', types: [] });
+    wire['parse']?.({ text: 'INSERT INTO left_t VALUES (2)', name: '', types: [] });
     wire['bind']?.({ portal: '', statement: '', values: [] });
     wire['execute']?.({ portal: '', rows: 0 });
     wire['flush']?.();
     await new Promise((r) => setTimeout(r, 500));
     destroy(b);
-    expect(await owner.query('SELECT count(*)::int AS n FROM t')).toEqual([{ n: 0 }]);
+    expect(await owner.query('SELECT count(*)::int AS n FROM left_t')).toEqual([{ n: 0 }]);
     expect(await owner.query('SELECT 1 AS ok')).toEqual([{ ok: 1 }]);
   });
 
   it("a client's session settings are everyone's while it is connected and reset when it leaves", async () => {
-    const dir = await tempDir('pgw-shared-');
-    const owner = await openStore(dir);
+    const { dir, owner } = await served();
     const a = await connect(dir);
     await a.query(`SET datestyle = 'SQL, DMY'`);
     expect(await owner.query('SHOW datestyle')).toEqual([{ DateStyle: 'SQL, DMY' }]);
@@ -276,10 +284,9 @@ describe('the shared embedded store (in-process owner and socket clients)', () =
       console.warn('SKIPPED: psql not found');
       ctx.skip();
     }
-    const dir = await tempDir('pgw-shared-');
-    const owner = await openStore(dir);
-    await owner.exec(`CREATE TABLE t (note text); INSERT INTO t VALUES ('hello psql')`);
-    const { stdout } = await run(path.join(bin as string, 'psql'), [dbUrlOf(dir), '-At', '-c', 'SELECT note FROM t']);
+    const { dir, owner } = await served();
+    await owner.exec(`CREATE TABLE psql_t (note text); INSERT INTO psql_t VALUES ('hello psql')`);
+    const { stdout } = await run(path.join(bin as string, 'psql'), [dbUrlOf(dir), '-At', '-c', 'SELECT note FROM psql_t']);
     expect(stdout.trim()).toBe('hello psql');
   });
 });

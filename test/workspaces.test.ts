@@ -50,9 +50,18 @@ for (const kind of ['pglite', 'postgres'] as const) {
       const report = await install(db, p);
       return { db, plan: p, manager: new WorkspaceManager(db, p, report.searchPathSchemas, silentLogger) };
     };
+    /**
+     * One database for the tests that keep to workspaces of their own, on the default plan, and
+     * neither list every workspace nor install another plan: each fresh database costs an install.
+     */
+    let shared: ReturnType<typeof ready> | undefined;
+    const readyShared = (ctx: TestContext) => {
+      if (!backend) ctx.skip();
+      return (shared ??= ready(ctx));
+    };
 
     it('rejects invalid project ids before any SQL, saying what a valid id looks like', async (ctx) => {
-      const { db, plan } = await ready(ctx);
+      const { db, plan } = await readyShared(ctx);
       const recorded = recording(db);
       const manager = new WorkspaceManager(recorded.db, plan, [], silentLogger);
       for (const id of INVALID_IDS) {
@@ -104,7 +113,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
     });
 
     it('creates the schema, its tables and the registry row; later calls hit the cache', async (ctx) => {
-      const { db, plan, manager } = await ready(ctx);
+      const { db, plan, manager } = await readyShared(ctx);
       const first = await manager.ensure('client-a');
       expect(first).toMatchObject({ projectId: 'client-a', schemaName: 'project_client_a', created: true });
       expect(first.tables).toContain('notes');
@@ -246,7 +255,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
     });
 
     it('re-creates a registered workspace whose schema was dropped by hand, with its migrations', async (ctx) => {
-      const { db, plan, manager } = await ready(ctx);
+      const { db, plan, manager } = await readyShared(ctx);
       await manager.ensure('lost');
       await db.exec('DROP SCHEMA project_lost CASCADE');
 
@@ -268,7 +277,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
     });
 
     it('validate_columns beside a creation sees the workspace whole or not at all', async (ctx) => {
-      const { db, plan } = await ready(ctx);
+      const { db, plan } = await readyShared(ctx);
       const searchPath = (await install(db, plan)).searchPathSchemas;
       let whole = 0;
       for (let round = 0; round < 5; round++) {
@@ -310,7 +319,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
     });
 
     it('validates columns through pg_catalog, in a workspace or a qualified table', async (ctx) => {
-      const { manager } = await ready(ctx);
+      const { manager } = await readyShared(ctx);
       await manager.ensure('cols');
       expect(await manager.validateColumns({ projectId: 'cols', table: 'notes', columns: ['id', 'body', 'nope'] })).toEqual({
         schema: 'project_cols',

@@ -4,7 +4,7 @@ import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { ListRootsRequestSchema, type CallToolResult, type Tool } from '@modelcontextprotocol/sdk/types.js';
 import { pathToFileURL } from 'node:url';
 import { parseEmbeddingsConfig, type EmbeddingsConfig } from '../../src/embeddings/embeddings-config.js';
-import { Ajv } from 'ajv';
+import { Ajv, type ValidateFunction } from 'ajv';
 import { expect } from 'vitest';
 import { DEFAULT_LOCK_TIMEOUT_MS } from '../../src/config.js';
 import { ProvisioningEngine } from '../../src/engine.js';
@@ -25,13 +25,28 @@ export function embeddingsAt(openaiUrl: string): EmbeddingsConfig {
   return config;
 }
 
+/**
+ * Output-schema validators by the schema's text: compiling one took 10-50 ms, more than most
+ * calls it checks, and every successful call is checked.
+ */
+const validators = new Map<string, ValidateFunction>();
+function validatorFor(schema: object): ValidateFunction {
+  const key = JSON.stringify(schema);
+  let validate = validators.get(key);
+  if (!validate) {
+    validate = new Ajv({ strict: false }).compile(schema);
+    validators.set(key, validate);
+  }
+  return validate;
+}
+
 /** Calls a tool and, on success, checks structuredContent against the tool's declared output schema. */
 export async function callTool(client: Client, tools: Tool[], name: string, args: Record<string, unknown>) {
   const result = (await client.callTool({ name, arguments: args })) as CallToolResult;
   const text = result.content.map((c) => (c.type === 'text' ? c.text : '')).join('\n');
   if (!result.isError) {
     const tool = tools.find((t) => t.name === name);
-    const validate = new Ajv({ strict: false }).compile(tool?.outputSchema ?? {});
+    const validate = validatorFor(tool?.outputSchema ?? {});
     expect(validate(result.structuredContent), JSON.stringify(validate.errors)).toBe(true);
     expect(text.length).toBeGreaterThan(0);
   }
