@@ -90,7 +90,13 @@ function deliverPending(idle) {
 
 let pglite;
 try {
-  pglite = await PGlite.create({ dataDir: workerData.dataDir, extensions: { vector }, startParams: workerData.startParams });
+  pglite = await PGlite.create({
+    dataDir: workerData.dataDir,
+    extensions: { vector },
+    startParams: workerData.startParams,
+    // Compiled once by the owner's thread for all of its engine threads (pglite-thread.ts).
+    pgliteWasmModule: workerData.wasm,
+  });
   if (!setitimer) throw new Error('this PGlite build has no setitimer import to watch: statement timeouts cannot be enforced');
   parentPort.postMessage({ ready: true });
 } catch (error) {
