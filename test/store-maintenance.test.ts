@@ -1,15 +1,15 @@
 import pg from 'pg';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { dbUrlOf, SharedStore } from '../src/db/embedded/shared-store.js';
 import { silentLogger } from '../src/logger.js';
 import { tempDir } from './support/fixtures.js';
 
 const IDLE_MS = 50;
 /**
- * Index-expression code that takes a session advisory lock wherever it runs, which outlives the
- * statement (PostgreSQL refuses PREPARE there: a security-restricted operation).
+ * Index-expression code, function `name`, that takes a session advisory lock wherever it runs,
+ * which outlives the statement (PostgreSQL refuses PREPARE there: a security-restricted operation).
  */
-const STICKY_CODE = `CREATE FUNCTION sticky(n int) RETURNS int LANGUAGE sql IMMUTABLE
+const stickyCode = (name: string) => `CREATE FUNCTION ${name}(n int) RETURNS int LANGUAGE sql IMMUTABLE
        AS $f$ SELECT n FROM (SELECT pg_catalog.pg_advisory_lock(4242)) AS locked $f$;`;
 const opened: { close(): Promise<void> }[] = [];
 afterEach(async () => {
@@ -23,14 +23,14 @@ async function openStore(): Promise<{ store: SharedStore; dir: string }> {
   return { store, dir };
 }
 
-const vacuums = async (store: SharedStore) =>
-  (await store.query<{ n: number }>(`SELECT pg_catalog.pg_stat_get_vacuum_count('t'::regclass)::int AS n`))[0]?.n ?? 0;
+const vacuums = async (store: SharedStore, table = 't') =>
+  (await store.query<{ n: number }>(`SELECT pg_catalog.pg_stat_get_vacuum_count($1::regclass)::int AS n`, [table]))[0]?.n ?? 0;
 
 /** Polls (leaving the store idle in between) until the table has been vacuumed more than `before` times. */
-async function vacuumedSince(store: SharedStore, before: number): Promise<number> {
+async function vacuumedSince(store: SharedStore, before: number, table = 't'): Promise<number> {
   const deadline = Date.now() + 20_000;
   for (;;) {
-    const now = await vacuums(store);
+    const now = await vacuums(store, table);
     if (now > before) return now;
     if (Date.now() > deadline) throw new Error(`the table was not vacuumed within 20 s of idleness (vacuum count still ${now})`);
     await new Promise((resolve) => setTimeout(resolve, IDLE_MS * 2));
@@ -79,86 +79,100 @@ describe('the embedded store maintains itself (PGlite has no autovacuum)', () =>
     expect(after?.bytes).toBeLessThan(fresh * 8);
   });
 
-  it("leaves no session advisory lock of a table's own code behind on the shared session", async () => {
-    const { store } = await openStore();
-    // Index expressions run during VACUUM and ANALYZE, as the table's owner: a workspace's may do this.
-    await store.exec(
-      `${STICKY_CODE}
-       CREATE TABLE t (id int PRIMARY KEY, note text);
-       CREATE INDEX ON t ((sticky(id)));
-       SELECT pg_catalog.pg_advisory_unlock_all();`,
-    );
-    await store.exec(`INSERT INTO t SELECT g, 'x' FROM generate_series(1, 2000) g; SELECT pg_catalog.pg_advisory_unlock_all();`);
-    const before = await vacuums(store);
-    await store.exec(`UPDATE t SET note = 'y'; SELECT pg_catalog.pg_advisory_unlock_all();`);
-    await vacuumedSince(store, before);
-    expect(await store.query(`SELECT count(*)::int AS n FROM pg_catalog.pg_locks WHERE locktype = 'advisory'`)).toEqual([{ n: 0 }]);
-  });
+  /**
+   * One store for the cases that each watch a table of their own (and name their own functions and
+   * roles): each store is a PGlite start. The first two keep stores of their own, since their
+   * tables' sizes and vacuum timing are what they measure.
+   */
+  describe('on one store, a table each', () => {
+    let shared: { store: SharedStore; dir: string };
+    beforeAll(async () => {
+      const dir = await tempDir('pgw-maintenance-');
+      shared = { store: await SharedStore.open(dir, silentLogger, { maintenanceIdleMs: IDLE_MS }), dir };
+    });
+    afterAll(async () => shared.store.close());
 
-  it("leaves neither random()'s seed nor a sequence's lastval of a table's own code on the shared session", async () => {
-    const { store } = await openStore();
-    // An index expression (IMMUTABLE by its author's word) that seeds random() and draws from a
-    // sequence whenever VACUUM or ANALYZE evaluates it: the next workspace on the session would
-    // draw random() numbers this one decided, and lastval() would name its sequence.
-    await store.exec(
-      `CREATE SEQUENCE drawn;
-       CREATE FUNCTION seeding(n int) RETURNS int LANGUAGE sql IMMUTABLE
-         AS $f$ SELECT n FROM (SELECT pg_catalog.setseed(0.5), pg_catalog.nextval('public.drawn')) AS s $f$;
-       CREATE TABLE t (id int PRIMARY KEY, note text);
-       CREATE INDEX ON t ((seeding(id)));
-       INSERT INTO t SELECT g, 'x' FROM generate_series(1, 2000) g;`,
-    );
-    await store.exec('DISCARD SEQUENCES');
-    const before = await vacuums(store);
-    await store.exec(`UPDATE t SET note = 'y'`);
-    await store.exec('DISCARD SEQUENCES');
-    await vacuumedSince(store, before);
-    const [after] = await store.query<{ r: number }>('SELECT random() AS r');
-    const lastval = await store.query('SELECT lastval()').then(() => 'defined', (error: Error) => error.message);
-    await store.exec('SELECT setseed(0.5)');
-    const [seeded] = await store.query<{ r: number }>('SELECT random() AS r');
-    expect(after?.r).not.toBe(seeded?.r);
-    expect(lastval).toMatch(/lastval is not yet defined in this session/);
-  });
+    it("leaves no session advisory lock of a table's own code behind on the shared session", async () => {
+      const { store } = shared;
+      // Index expressions run during VACUUM and ANALYZE, as the table's owner: a workspace's may do this.
+      await store.exec(
+        `${stickyCode('sticky_locks')}
+         CREATE TABLE t_locks (id int PRIMARY KEY, note text);
+         CREATE INDEX ON t_locks ((sticky_locks(id)));
+         SELECT pg_catalog.pg_advisory_unlock_all();`,
+      );
+      await store.exec(`INSERT INTO t_locks SELECT g, 'x' FROM generate_series(1, 2000) g; SELECT pg_catalog.pg_advisory_unlock_all();`);
+      const before = await vacuums(store, 't_locks');
+      await store.exec(`UPDATE t_locks SET note = 'y'; SELECT pg_catalog.pg_advisory_unlock_all();`);
+      await vacuumedSince(store, before, 't_locks');
+      expect(await store.query(`SELECT count(*)::int AS n FROM pg_catalog.pg_locks WHERE locktype = 'advisory'`)).toEqual([{ n: 0 }]);
+    });
 
-  it("never runs inside a socket client's open transaction: it waits for the commit", async () => {
-    const { store, dir } = await openStore();
-    await store.exec(`CREATE TABLE t (id int PRIMARY KEY, note text); INSERT INTO t SELECT g, 'x' FROM generate_series(1, 2000) g`);
-    const before = await vacuumedSince(store, 0);
-    const client = new pg.Client({ connectionString: dbUrlOf(dir) });
-    client.on('error', () => undefined);
-    await client.connect();
-    opened.push({ close: () => client.end() });
-    await client.query('BEGIN');
-    await client.query(`UPDATE t SET note = 'y'`);
-    // The transaction stays open, idle, for many idle intervals; the count is read inside it.
-    await new Promise((resolve) => setTimeout(resolve, IDLE_MS * 20));
-    await client.query('SET LOCAL stats_fetch_consistency = none');
-    const during = await client.query<{ n: number }>(`SELECT pg_catalog.pg_stat_get_vacuum_count('t'::regclass)::int AS n`);
-    expect(during.rows[0]?.n).toBe(before);
-    await client.query('COMMIT');
-    expect(await vacuumedSince(store, before)).toBe(before + 1);
-  });
+    it("leaves neither random()'s seed nor a sequence's lastval of a table's own code on the shared session", async () => {
+      const { store } = shared;
+      // An index expression (IMMUTABLE by its author's word) that seeds random() and draws from a
+      // sequence whenever VACUUM or ANALYZE evaluates it: the next workspace on the session would
+      // draw random() numbers this one decided, and lastval() would name its sequence.
+      await store.exec(
+        `CREATE SEQUENCE drawn;
+         CREATE FUNCTION seeding(n int) RETURNS int LANGUAGE sql IMMUTABLE
+           AS $f$ SELECT n FROM (SELECT pg_catalog.setseed(0.5), pg_catalog.nextval('public.drawn')) AS s $f$;
+         CREATE TABLE t_seed (id int PRIMARY KEY, note text);
+         CREATE INDEX ON t_seed ((seeding(id)));
+         INSERT INTO t_seed SELECT g, 'x' FROM generate_series(1, 2000) g;`,
+      );
+      await store.exec('DISCARD SEQUENCES');
+      const before = await vacuums(store, 't_seed');
+      await store.exec(`UPDATE t_seed SET note = 'y'`);
+      await store.exec('DISCARD SEQUENCES');
+      await vacuumedSince(store, before, 't_seed');
+      const [after] = await store.query<{ r: number }>('SELECT random() AS r');
+      const lastval = await store.query('SELECT lastval()').then(() => 'defined', (error: Error) => error.message);
+      await store.exec('SELECT setseed(0.5)');
+      const [seeded] = await store.query<{ r: number }>('SELECT random() AS r');
+      expect(after?.r).not.toBe(seeded?.r);
+      expect(lastval).toMatch(/lastval is not yet defined in this session/);
+    });
 
-  it('runs a VACUUM for a workspace role outside any transaction, on the owner and through the socket, and leaves no role behind', async () => {
-    const { store, dir } = await openStore();
-    const client = await SharedStore.open(dir, silentLogger);
-    opened.push(client);
-    expect(client.owner).toBe(false);
-    await store.exec(`${STICKY_CODE}
-      CREATE ROLE w NOLOGIN; CREATE TABLE t (id int); CREATE INDEX ON t ((sticky(id))); ALTER TABLE t OWNER TO w; INSERT INTO t VALUES (1);
-      SELECT pg_catalog.pg_advisory_unlock_all();`);
-    const leftovers = `SELECT count(*)::int AS locks FROM pg_catalog.pg_locks WHERE locktype = 'advisory'`;
-    const before = await vacuums(store);
-    // ANALYZE runs the index expression, as w (the table's owner).
-    await store.runAsRole('w', 'VACUUM (ANALYZE) public.t', 1000);
-    expect(await store.query(leftovers)).toEqual([{ locks: 0 }]);
-    await client.runAsRole('w', 'VACUUM (ANALYZE) public.t', 1000);
-    expect(await client.query(leftovers)).toEqual([{ locks: 0 }]);
-    expect(await vacuums(store)).toBe(before + 2);
-    // A failing statement too: the session is the server's again afterwards.
-    await expect(store.runAsRole('w', 'VACUUM public.missing', 1000)).rejects.toThrow(/does not exist/);
-    expect(await store.query('SELECT current_user AS who')).toEqual([{ who: 'postgres' }]);
-    expect(await client.query('SELECT current_user AS who')).toEqual([{ who: 'postgres' }]);
+    it("never runs inside a socket client's open transaction: it waits for the commit", async () => {
+      const { store, dir } = shared;
+      await store.exec(`CREATE TABLE t_txn (id int PRIMARY KEY, note text); INSERT INTO t_txn SELECT g, 'x' FROM generate_series(1, 2000) g`);
+      const before = await vacuumedSince(store, 0, 't_txn');
+      const client = new pg.Client({ connectionString: dbUrlOf(dir) });
+      client.on('error', () => undefined);
+      await client.connect();
+      opened.push({ close: () => client.end() });
+      await client.query('BEGIN');
+      await client.query(`UPDATE t_txn SET note = 'y'`);
+      // The transaction stays open, idle, for many idle intervals; the count is read inside it.
+      await new Promise((resolve) => setTimeout(resolve, IDLE_MS * 20));
+      await client.query('SET LOCAL stats_fetch_consistency = none');
+      const during = await client.query<{ n: number }>(`SELECT pg_catalog.pg_stat_get_vacuum_count('t_txn'::regclass)::int AS n`);
+      expect(during.rows[0]?.n).toBe(before);
+      await client.query('COMMIT');
+      expect(await vacuumedSince(store, before, 't_txn')).toBe(before + 1);
+    });
+
+    it('runs a VACUUM for a workspace role outside any transaction, on the owner and through the socket, and leaves no role behind', async () => {
+      const { store, dir } = shared;
+      const client = await SharedStore.open(dir, silentLogger);
+      opened.push(client);
+      expect(client.owner).toBe(false);
+      await store.exec(`${stickyCode('sticky_role')}
+        CREATE ROLE w NOLOGIN; CREATE TABLE t_role (id int); CREATE INDEX ON t_role ((sticky_role(id))); ALTER TABLE t_role OWNER TO w; INSERT INTO t_role VALUES (1);
+        SELECT pg_catalog.pg_advisory_unlock_all();`);
+      const leftovers = `SELECT count(*)::int AS locks FROM pg_catalog.pg_locks WHERE locktype = 'advisory'`;
+      const before = await vacuums(store, 't_role');
+      // ANALYZE runs the index expression, as w (the table's owner).
+      await store.runAsRole('w', 'VACUUM (ANALYZE) public.t_role', 1000);
+      expect(await store.query(leftovers)).toEqual([{ locks: 0 }]);
+      await client.runAsRole('w', 'VACUUM (ANALYZE) public.t_role', 1000);
+      expect(await client.query(leftovers)).toEqual([{ locks: 0 }]);
+      expect(await vacuums(store, 't_role')).toBe(before + 2);
+      // A failing statement too: the session is the server's again afterwards.
+      await expect(store.runAsRole('w', 'VACUUM public.missing', 1000)).rejects.toThrow(/does not exist/);
+      expect(await store.query('SELECT current_user AS who')).toEqual([{ who: 'postgres' }]);
+      expect(await client.query('SELECT current_user AS who')).toEqual([{ who: 'postgres' }]);
+    });
   });
 });
