@@ -11,8 +11,13 @@ describe('MCP server in process', () => {
   let tools: Tool[];
   const call = (name: string, args: Record<string, unknown>) => callTool(mcp.client, tools, name, args);
 
+  /** A directory index_directory may read (for the null-arguments case below). */
+  let shared: string;
+
   beforeAll(async () => {
-    mcp = await connect();
+    shared = await tempDir();
+    await writeFile(path.join(shared, 'notes.md'), 'a note\n');
+    mcp = await connect({ allowedRoots: [shared] });
     tools = mcp.tools;
   }, 60_000);
   afterAll(async () => mcp.close());
@@ -99,15 +104,10 @@ describe('MCP server in process', () => {
     expect(noWorkspace.isError).toBe(true);
     expect(noWorkspace.text).toContain('ensure_workspace');
   });
-});
 
-describe('null for an optional argument', () => {
-  it('means "not given" for every optional argument of every tool', async () => {
-    const shared = await tempDir();
-    await writeFile(path.join(shared, 'notes.md'), 'a note\n');
-    const mcp = await connect({ allowedRoots: [shared] });
-    try {
-      const call = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
+  // On this server too: its workspaces (nulls, nulls-snap, nulls-fork) are its own; a server each costs a store.
+  describe('null for an optional argument', () => {
+    it('means "not given" for every optional argument of every tool', async () => {
       expect((await call('ensure_workspace', { project_id: 'nulls' })).isError).toBe(false);
       const vector = Array.from({ length: 768 }, (_, i) => (i % 7) / 7);
       // Only the required arguments: keyed by ToolName, so a new tool does not compile here until it has some.
@@ -152,10 +152,8 @@ describe('null for an optional argument', () => {
       const refused = await call('query', { project_id: 'nulls', sql: null });
       expect(refused.isError).toBe(true);
       expect(refused.text).toMatch(/sql/);
-    } finally {
-      await mcp.close();
-    }
-  }, 60_000);
+    }, 60_000);
+  });
 });
 
 describe('workspace_status over MCP', () => {
