@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, type TestContext } from 'vitest';
 import { sandboxedWorkspaces } from '../src/sandboxed-workspaces.js';
 import type { Database } from '../src/db/database.js';
 import { parseEmbeddingsConfig, type EmbeddingsConfig } from '../src/embeddings/embeddings-config.js';
@@ -50,17 +50,19 @@ function embedder(space: 'old' | 'new', env: Record<string, string> = {}): HttpE
 
 const BODIES = Array.from({ length: 10 }, (_, i) => `document ${i + 1} about ${['tables', 'indexes', 'vectors', 'roles', 'schemas'][i % 5]}`);
 const COLUMN = { projectId: 'alpha', table: 'docs', column: 'embedding' };
+/** The docs column of workspace `projectId`. */
+const docsOf = (projectId: string) => ({ ...COLUMN, projectId });
 
 /** A workspace whose ten docs were embedded in the old space, as an ingest would: pin, then write as the workspace. */
-async function seeded(db: Database, limits = DEFAULT_SQL_LIMITS, extensions = plan) {
+async function seeded(db: Database, limits = DEFAULT_SQL_LIMITS, extensions = plan, projectId = 'alpha') {
   const report = await install(db, extensions);
   const { workspaces: manager, sandbox: sql } = sandboxedWorkspaces(db, extensions, report.searchPathSchemas, silentLogger, { limits });
-  await manager.ensure('alpha');
+  await manager.ensure(projectId);
   const old = embedder('old');
-  await pin(db, { ...COLUMN, textColumn: 'body' }, old.space);
+  await pin(db, { ...docsOf(projectId), textColumn: 'body' }, old.space);
   const vectors = await old.embedDocuments(BODIES);
   await sql.execute(
-    'alpha',
+    projectId,
     'INSERT INTO docs (id, body, embedding) SELECT id, body, vector::vector FROM jsonb_to_recordset($1::jsonb) AS r(id bigint, body text, vector text)',
     [BODIES.map((body, i) => ({ id: i + 1, body, vector: JSON.stringify(vectors[i]?.vector) }))],
   );
@@ -69,8 +71,9 @@ async function seeded(db: Database, limits = DEFAULT_SQL_LIMITS, extensions = pl
 }
 
 /** Which space each row's vector is in, by id: "new", "old" or "?". */
-async function spacesOfRows(db: Database): Promise<string[]> {
-  const rows = await db.query<{ body: string; embedding: string }>('SELECT body, embedding::text FROM project_alpha.docs ORDER BY id');
+async function spacesOfRows(db: Database, projectId = 'alpha'): Promise<string[]> {
+  const schema = `project_${projectId.replaceAll('-', '_')}`;
+  const rows = await db.query<{ body: string; embedding: string }>(`SELECT body, embedding::text FROM ${schema}.docs ORDER BY id`);
   return rows.map((r) => {
     const v = JSON.parse(r.embedding) as number[];
     if (cosine(v, stubEmbedding(`new: ${r.body}`, 8)) > 0.9999) return 'new';
@@ -82,6 +85,18 @@ async function spacesOfRows(db: Database): Promise<string[]> {
 for (const kind of BACKEND_KINDS) {
   describe(`reembed on ${kind}`, () => {
     const available = backendPerKind(kind, () => cluster);
+    /**
+     * One database for the cases that move a column of their own workspace by id and read only
+     * that workspace (each database is a PGlite start and an install). The others keep their own:
+     * the first runs a move over every workspace and asks doctor about the whole database, and
+     * the ingest case installs another plan. (On PostgreSQL the last opens two pools on a
+     * database of its own.)
+     */
+    let shared: Promise<Database> | undefined;
+    const sharedDb = (ctx: TestContext) => {
+      const backend = available(ctx);
+      return (shared ??= backend.fresh());
+    };
 
     it('stops when interrupted, refuses searches meanwhile, and resumes where it stopped; the pin switches at the end', async (ctx) => {
       const db = await available(ctx).fresh();
@@ -136,43 +151,43 @@ for (const kind of BACKEND_KINDS) {
     });
 
     it('keeps its progress when the provider fails mid-run, and refuses a space whose length the column cannot hold', async (ctx) => {
-      const db = await available(ctx).fresh();
-      const { sql } = await seeded(db);
+      const db = await sharedDb(ctx);
+      const { sql } = await seeded(db, DEFAULT_SQL_LIMITS, plan, 'failing');
       const moved = embedder('new', { PG_WORKSPACE_EMBEDDINGS_MAX_RETRIES: '0' });
       stub.fail({ dimensions: 8 }, { status: 400, body: { error: { message: 'bad day' } } });
-      const [failed] = await reembed(db, sql, moved, { projectId: 'alpha', batchRows: 3, maxInputChars: 8000 });
+      const [failed] = await reembed(db, sql, moved, { projectId: 'failing', batchRows: 3, maxInputChars: 8000 });
       expect(failed).toMatchObject({ outcome: 'failed', done: 3, total: 10 });
       expect(failed?.error).toContain('refused the request (HTTP 400: bad day)');
-      expect(await spacesOfRows(db)).toEqual(['new', 'new', 'new', ...Array(7).fill('old')]);
+      expect(await spacesOfRows(db, 'failing')).toEqual(['new', 'new', 'new', ...Array(7).fill('old')]);
 
       stub.reset();
-      expect(await reembed(db, sql, moved, { projectId: 'alpha', batchRows: 3, maxInputChars: 8000 })).toMatchObject([{ outcome: 'moved', embedded: 7 }]);
+      expect(await reembed(db, sql, moved, { projectId: 'failing', batchRows: 3, maxInputChars: 8000 })).toMatchObject([{ outcome: 'moved', embedded: 7 }]);
       expect(stub.requests).toHaveLength(3);
 
       const longer = embedder('old', { PG_WORKSPACE_EMBEDDINGS_DIMENSIONS: '16' });
-      const [refused] = await reembed(db, sql, longer, { projectId: 'alpha', batchRows: 3, maxInputChars: 8000 });
+      const [refused] = await reembed(db, sql, longer, { projectId: 'failing', batchRows: 3, maxInputChars: 8000 });
       expect(refused).toMatchObject({ outcome: 'failed', done: 0 });
       expect(refused?.error).toContain('docs.embedding holds 8 dimensions, but the new space, ollama "stub-embed" (16 dimensions, document prefix "old: "), makes 16');
-      expect(await readPin(db, COLUMN)).toMatchObject({ provider: 'openai', target: null });
+      expect(await readPin(db, docsOf('failing'))).toMatchObject({ provider: 'openai', target: null });
     });
 
     it('reads long texts only as far as the provider takes them, and counts the ones it cut', async (ctx) => {
-      const db = await available(ctx).fresh();
-      const { sql } = await seeded(db);
+      const db = await sharedDb(ctx);
+      const { sql } = await seeded(db, DEFAULT_SQL_LIMITS, plan, 'long-texts');
       const short = embedder('new', { PG_WORKSPACE_EMBEDDINGS_MAX_INPUT_CHARS: '12' });
-      const [moved] = await reembed(db, sql, short, { projectId: 'alpha', batchRows: 5, maxInputChars: 12 });
+      const [moved] = await reembed(db, sql, short, { projectId: 'long-texts', batchRows: 5, maxInputChars: 12 });
       expect(moved).toMatchObject({ outcome: 'moved', embedded: 10, cut: 10 });
       expect(stub.requests.flatMap((r) => r.body['input'] as string[])).toEqual(BODIES.map((b) => `new: ${b.slice(0, 12)}`));
     });
 
     it('fails, rather than finish early, when a row is larger than the byte budget of a read', async (ctx) => {
-      const db = await available(ctx).fresh();
-      const { sql } = await seeded(db, { ...DEFAULT_SQL_LIMITS, maxResultBytes: 1024 });
-      await db.query(`UPDATE project_alpha.docs SET body = repeat('long ', 400) WHERE id = 4`);
-      const [failed] = await reembed(db, sql, embedder('new'), { projectId: 'alpha', batchRows: 3, maxInputChars: 8000 });
+      const db = await sharedDb(ctx);
+      const { sql } = await seeded(db, { ...DEFAULT_SQL_LIMITS, maxResultBytes: 1024 }, plan, 'big-row');
+      await db.query(`UPDATE project_big_row.docs SET body = repeat('long ', 400) WHERE id = 4`);
+      const [failed] = await reembed(db, sql, embedder('new'), { projectId: 'big-row', batchRows: 3, maxInputChars: 8000 });
       expect(failed).toMatchObject({ outcome: 'failed', done: 3, total: 10 });
       expect(failed?.error).toBe("the next row of docs is larger than this server's PG_WORKSPACE_MAX_RESULT_BYTES: raise it for the run.");
-      expect(await readPin(db, COLUMN)).toMatchObject({ provider: 'ollama', reembed_cursor: '3' });
+      expect(await readPin(db, docsOf('big-row'))).toMatchObject({ provider: 'ollama', reembed_cursor: '3' });
     });
 
     it('refuses an ingest write of the old space that reaches the database after a move began: a write in flight holds the move back', async (ctx) => {
@@ -223,24 +238,24 @@ for (const kind of BACKEND_KINDS) {
       const backend = available(ctx);
       // On PostgreSQL two engines (pools) on one database; the embedded store has one engine per data directory.
       const url = await backend.freshUrl?.();
-      const db = url ? new PostgresDatabase({ connectionString: url }) : await backend.fresh();
+      const db = url ? new PostgresDatabase({ connectionString: url }) : await sharedDb(ctx);
       const other = url ? new PostgresDatabase({ connectionString: url }) : db;
       try {
-        const { sql } = await seeded(db);
+        const { sql } = await seeded(db, DEFAULT_SQL_LIMITS, plan, 'one-run');
         const report = await install(other, plan);
         const { sandbox: otherSql } = sandboxedWorkspaces(other, plan, report.searchPathSchemas, silentLogger);
 
         stub.fail({ delayMs: 1500 });
-        const first = reembed(db, sql, embedder('new'), { projectId: 'alpha', batchRows: 3, maxInputChars: 8000 });
+        const first = reembed(db, sql, embedder('new'), { projectId: 'one-run', batchRows: 3, maxInputChars: 8000 });
         while (stub.requests.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
-        const [second] = await reembed(other, otherSql, embedder('new'), { projectId: 'alpha', batchRows: 3, maxInputChars: 8000 });
-        expect(second).toMatchObject({ ...COLUMN, outcome: 'busy', embedded: 0 });
+        const [second] = await reembed(other, otherSql, embedder('new'), { projectId: 'one-run', batchRows: 3, maxInputChars: 8000 });
+        expect(second).toMatchObject({ ...docsOf('one-run'), outcome: 'busy', embedded: 0 });
         expect(second?.error).toMatch(new RegExp(`^another reembed run is moving this column now \\(process ${url ? '\\d+' : process.pid}, for \\d+ s\\); this run left it alone\\.`));
-        expect(await first).toEqual([{ ...COLUMN, outcome: 'moved', done: 10, total: 10, embedded: 10, cut: 0 }]);
+        expect(await first).toEqual([{ ...docsOf('one-run'), outcome: 'moved', done: 10, total: 10, embedded: 10, cut: 0 }]);
         expect(stub.requests).toHaveLength(4);
-        expect(await spacesOfRows(db)).toEqual(Array(10).fill('new'));
+        expect(await spacesOfRows(db, 'one-run')).toEqual(Array(10).fill('new'));
         // Once the first is done, the lock is free: a run finds the column moved.
-        expect(await reembed(other, otherSql, embedder('new'), { projectId: 'alpha', batchRows: 3, maxInputChars: 8000 })).toMatchObject([{ outcome: 'current' }]);
+        expect(await reembed(other, otherSql, embedder('new'), { projectId: 'one-run', batchRows: 3, maxInputChars: 8000 })).toMatchObject([{ outcome: 'current' }]);
       } finally {
         if (url) await Promise.all([db.close(), other.close()]);
       }
