@@ -51,8 +51,10 @@ for (const kind of ['pglite', 'postgres'] as const) {
       return { db, plan: p, manager: new WorkspaceManager(db, p, report.searchPathSchemas, silentLogger) };
     };
     /**
-     * One database for the tests that keep to workspaces of their own, on the default plan, and
-     * neither list every workspace nor install another plan: each fresh database costs an install.
+     * One database for the tests that keep to workspaces of their own, on the default plan or one
+     * with the same global files (another workspace migration or schema: its install finds the
+     * database up to date), and do not list every workspace: each fresh database costs a store
+     * and an install.
      */
     let shared: ReturnType<typeof ready> | undefined;
     const readyShared = (ctx: TestContext) => {
@@ -141,7 +143,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
     });
 
     it('brings a workspace whose workspace migrations lag up to date on ensure', async (ctx) => {
-      const { db, manager } = await ready(ctx);
+      const { db, manager } = await readyShared(ctx);
       await manager.ensure('lagging');
       const newer = await planFor([await notesExtension(await tempDir(), 'ALTER TABLE notes ADD COLUMN IF NOT EXISTS score int;')], disabled);
       const report = await install(db, newer);
@@ -166,7 +168,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
     });
 
     it('servers on older and newer extension versions share a database without re-running migrations', async (ctx) => {
-      const { db } = await ready(ctx);
+      const { db } = await readyShared(ctx);
       const newer = await planFor([await notesExtension(await tempDir(), 'ALTER TABLE notes ADD COLUMN IF NOT EXISTS score int;')], disabled);
       const older = await planFor([await notesExtension(await tempDir())], disabled);
       const managerOn = async (plan: InstallPlan) =>
@@ -193,7 +195,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
     });
 
     it('re-runs the workspace schema files when they change, adding what is new', async (ctx) => {
-      const { db, manager } = await ready(ctx);
+      const { db, manager } = await readyShared(ctx);
       await manager.ensure('reshaped');
       const dir = await notesExtension(await tempDir());
       await writeFile(
