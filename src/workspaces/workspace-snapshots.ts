@@ -159,7 +159,7 @@ export async function takeSnapshot(
   if (totals.bytes + estimate > limits.budgetBytes) throw budgetRefusal(estimate);
   const target = snapshotSchemaName(c.schemaName, totals.next);
   let size: number;
-  let copier: { role: string; keeper: string };
+  let roles: { workspace: string; keeper: string };
   if (c.citus) {
     if (prepared?.target !== target) {
       throw new WorkspaceLifecycleError(`Another snapshot of workspace "${c.projectId}" was taken meanwhile: try again. Nothing was changed.`);
@@ -167,12 +167,12 @@ export async function takeSnapshot(
     await copyOnCitus(tx, prepared, { source: c.schemaName, lockSource: true }, false);
     // Citus measures no shard in a transaction that wrote to shards: the workspace's size it copied.
     size = estimate;
-    copier = { role: prepared.sourceOwner, keeper: prepared.copier };
+    roles = { workspace: prepared.sourceOwner, keeper: prepared.copier };
   } else {
     const database = await currentDatabase(tx);
     const role = await workspaceRoleOf(tx, c.projectId, database);
     const keeper = await snapshotRole(tx, database, c.projectId);
-    copier = { role, keeper };
+    roles = { workspace: role, keeper };
     await c.runner.ensurePrincipal(tx, c.projectId);
     await tx.exec(
       `CREATE SCHEMA ${quoteIdent(target)};\nREVOKE ALL ON SCHEMA ${quoteIdent(target)} FROM PUBLIC;\n` +
@@ -185,7 +185,7 @@ export async function takeSnapshot(
     if (totals.bytes + size > limits.budgetBytes) throw budgetRefusal(size);
   }
   const otherSnapshots = (await listSnapshots(tx, c.projectId)).map((row) => row.schema_name);
-  await refuseSnapshotBridges(tx, { projectId: c.projectId, schema: target, keeper: copier.keeper, workspaceRole: copier.role, otherSnapshots });
+  await refuseSnapshotBridges(tx, { projectId: c.projectId, schema: target, keeper: roles.keeper, workspaceRole: roles.workspace, otherSnapshots });
   return insertSnapshot(tx, c.projectId, {
     snapshot: totals.next,
     schema_name: target,
