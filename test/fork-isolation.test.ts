@@ -12,7 +12,8 @@ import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
  * SECURITY DEFINER function of the source (every row the new workspace's agent writes lands in
  * the source), or a trigger on the source's table calling a function made in the new
  * workspace (which the fork hands to the new workspace's role: the source's agent runs code as
- * it). The fork is refused instead, and nothing of it is left.
+ * it). The fork is refused instead, and nothing of it is left. A snapshot's copy alike: what it
+ * leaves must not let the agent change its snapshots.
  */
 
 let cluster: PgCluster | null = null;
@@ -71,10 +72,67 @@ for (const kind of BACKEND_KINDS) {
         expect(fork.text).toContain('is refused: code the copy ran made objects that would link the two workspaces');
         expect(fork.text).toContain('trigger spy on table project_victim.notes depends on function project_evil.spy()');
         expect(fork.text).toContain('trigger backdoor on table project_evil.door depends on function project_victim.backdoor()');
-        expect(fork.text).toContain('operator project_victim.===(text,text) is nothing a fork copies');
+        expect(fork.text).toContain('operator project_victim.===(text,text) is nothing a copy makes');
         // Nothing of it is left: no new workspace, no trigger on evil's door.
         expect(await server.asSuperuser("SELECT nspname FROM pg_namespace WHERE nspname = 'project_victim'")).toEqual([]);
         expect(await server.asSuperuser("SELECT tgname FROM pg_trigger WHERE tgrelid = 'project_evil.door'::regclass")).toEqual([]);
+      } finally {
+        await server.close();
+      }
+    }, 120_000);
+  });
+}
+
+/**
+ * Workspace "evil" against its own snapshots. The snapshot's copy runs as evil's role with CREATE
+ * on the new snapshot's schema; `plant()`, run as the copy validates bait's CHECK, opens the
+ * snapshot's table to PUBLIC and makes a view over it in evil's schema (bound by OID: no USAGE
+ * on the snapshot's schema is checked when it runs), and opens the snapshot's sequence to PUBLIC
+ * (setval takes its OID). The sandbox refuses such grants in the workspace's own schema only.
+ */
+const TAMPER = [
+  `CREATE FUNCTION plant() RETURNS boolean LANGUAGE plpgsql AS $f$
+   DECLARE target text := (SELECT nspname FROM pg_namespace WHERE nspname LIKE 'project\\_evil\\_\\_snap\\_%'
+                             AND has_schema_privilege(oid, 'CREATE') LIMIT 1);
+   BEGIN
+     IF target IS NULL THEN RETURN true; END IF;
+     EXECUTE format('GRANT SELECT, UPDATE ON %I.notes TO PUBLIC', target);
+     EXECUTE format('GRANT UPDATE ON SEQUENCE %I.notes_id_seq TO PUBLIC', target);
+     EXECUTE format('CREATE VIEW project_evil.peephole AS SELECT id, body FROM %I.notes', target);
+     RETURN true;
+   END $f$`,
+  'CREATE TABLE bait (n int CHECK (plant()))',
+  'INSERT INTO bait VALUES (1)',
+  "INSERT INTO notes (body) VALUES ('as it was')",
+];
+
+for (const kind of BACKEND_KINDS) {
+  describe(`snapshot escape suite on ${kind}`, () => {
+    it("an agent cannot change its own snapshots through what their copy left (undo stays tamper-proof)", async (ctx) => {
+      const server = await startIsolationServer(kind, cluster, { role: 'mcp_snaptamper', databasePrefix: 'iso_snaptamper', statementTimeoutMs: 5000, disabledExtensions: ['codebase'] });
+      if (!server) return ctx.skip();
+      try {
+        for (const sql of TAMPER) {
+          const setup = await server.run('execute', { project_id: 'evil', sql });
+          expect(setup.isError, `${sql}: ${setup.text}`).toBe(false);
+        }
+        const snapshot = await server.run('snapshot_workspace', { project_id: 'evil' });
+        if (!snapshot.isError) {
+          const view = await server.run('execute', { project_id: 'evil', sql: "UPDATE peephole SET body = 'tampered'" });
+          const sequence = await server.run('execute', {
+            project_id: 'evil',
+            sql: "SELECT setval((SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'project_evil__snap_1' AND c.relname = 'notes_id_seq')::regclass, 1000)",
+          });
+          const kept = await server.asSuperuser('SELECT body, (SELECT last_value FROM project_evil__snap_1.notes_id_seq) AS seq FROM project_evil__snap_1.notes');
+          expect.fail(`the snapshot went through: view ${view.text}; setval ${sequence.text}; snapshot 1 now ${JSON.stringify(kept)}`);
+        }
+        expect(snapshot.text).toContain('The snapshot of "evil" is refused');
+        expect(snapshot.text).toContain('depends on column body of table project_evil__snap_1.notes');
+        expect(snapshot.text).toContain('table project_evil__snap_1.notes is granted to PUBLIC');
+        expect(snapshot.text).toContain('sequence project_evil__snap_1.notes_id_seq is granted to PUBLIC');
+        // Nothing of it is left: no snapshot, no view in evil's schema.
+        expect(await server.asSuperuser("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'project\\_evil\\_\\_snap%'")).toEqual([]);
+        expect(await server.asSuperuser("SELECT relname FROM pg_class WHERE relname = 'peephole'")).toEqual([]);
       } finally {
         await server.close();
       }

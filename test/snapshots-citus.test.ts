@@ -259,6 +259,49 @@ describe('snapshots, restores and forks on Citus (coordinator + 2 workers)', () 
     }
   }, 300_000);
 
+  it("a snapshot's copy, run as the snapshot role reading through the workspace's, leaves the agent no hold on its snapshots", async (ctx) => {
+    const { db, manager, sql, database } = await services(ctx);
+    try {
+      await manager.ensure('evil');
+      // Run as the snapshot role while the copy validates bait's CHECK: a SECURITY DEFINER function
+      // in the workspace's schema (made through the membership), owned by the snapshot role, which
+      // owns every snapshot of the workspace; setval takes a sequence by OID (no USAGE checked).
+      for (const statement of [
+        `CREATE FUNCTION plant() RETURNS boolean LANGUAGE plpgsql AS $f$ BEGIN
+           IF current_user::text LIKE '%\\_\\_snapshots' AND NOT EXISTS (SELECT FROM pg_proc WHERE proname = 'tamper') THEN
+             CREATE FUNCTION project_evil.tamper(s regclass, v bigint) RETURNS bigint LANGUAGE sql SECURITY DEFINER
+               AS 'SELECT pg_catalog.setval(s, v)';
+           END IF;
+           RETURN true;
+         END $f$`,
+        'CREATE TABLE bait (n int CHECK (plant()))',
+        'INSERT INTO bait VALUES (1)',
+        "INSERT INTO notes (body) VALUES ('as it was')",
+      ]) {
+        await sql.execute('evil', statement, []);
+      }
+      const snapshot = await manager.snapshot('evil').then(() => 'taken', (e: Error) => e.message);
+      if (snapshot === 'taken') {
+        const tamper = await sql
+          .execute(
+            'evil',
+            `SELECT tamper((SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                             WHERE n.nspname = 'project_evil__snap_1' AND c.relname = 'notes_id_seq')::regclass, 1000)`,
+            [],
+          )
+          .then((r) => JSON.stringify(r.rows), (e: Error) => e.message);
+        const kept = await db.query('SELECT last_value FROM project_evil__snap_1.notes_id_seq');
+        expect.fail(`the snapshot went through; evil changes it through its function: ${tamper}; its sequence now ${JSON.stringify(kept)}`);
+      }
+      expect(snapshot).toContain(`function project_evil.tamper(regclass,bigint) belongs to role ${snapshotRoleNameFor(database, 'evil')}`);
+      expect(await manager.listSnapshots('evil')).toEqual([]);
+      expect(await schemaExists(db, 'project_evil__snap_1')).toBe(false);
+      expect(await db.query("SELECT proname FROM pg_proc WHERE proname = 'tamper'")).toEqual([]);
+    } finally {
+      await db.close();
+    }
+  }, 300_000);
+
   it('a fork stopped between its two steps leaves the new role no way into the source when that id becomes a workspace', async (ctx) => {
     const { db, manager, sql, searchPathSchemas } = await services(ctx);
     try {

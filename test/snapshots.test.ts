@@ -244,6 +244,25 @@ for (const kind of BACKEND_KINDS) {
       expect(await pinned()).toEqual(['model-v2']);
     });
 
+    it("a policy naming the workspace's own role is no bridge: the snapshot keeps it, a restore brings it back", async (ctx) => {
+      const db = await backend(ctx).fresh();
+      const { manager, sql } = await services(db);
+      await manager.ensure('ws-p');
+      for (const statement of [
+        "CREATE FUNCTION make_policy() RETURNS int LANGUAGE plpgsql AS $f$ BEGIN CREATE POLICY mine ON notes FOR SELECT TO CURRENT_USER USING (true); RETURN 1; END $f$",
+        'SELECT make_policy()',
+      ]) {
+        await sql.execute('ws-p', statement, []);
+      }
+      await manager.snapshot('ws-p');
+      await manager.restore('ws-p', 1);
+      const [{ database = '' } = {}] = await db.query<{ database: string }>('SELECT current_database()::text AS database');
+      expect(await db.query("SELECT schemaname, roles::text[] AS roles FROM pg_policies WHERE policyname = 'mine' ORDER BY 1")).toEqual([
+        { schemaname: 'project_ws_p', roles: [roleNameFor(database, 'ws-p')] },
+        { schemaname: 'project_ws_p__snap_2', roles: [roleNameFor(database, 'ws-p')] },
+      ]);
+    });
+
     it('the agent cannot read or write a snapshot, nor destroy it with DROP OWNED; dropping the workspace drops its snapshots and their role', async (ctx) => {
       const db = await backend(ctx).fresh();
       const { manager, sql } = await services(db);

@@ -21,7 +21,7 @@ import {
 import { principalScript, roleNameFor, SANDBOX_SCHEMA } from '../sandbox/sandbox-ddl.js';
 import { snapshotRoleOf, workspaceRoleOf } from '../sandbox/workspace-role.js';
 import { copyOnCitus, prepareCitusCopy, type CitusCopyPlan } from '../snapshots/citus-schema-copy.js';
-import { refuseForkBridges } from '../snapshots/fork-bridges.js';
+import { refuseForkBridges, refuseSnapshotBridges } from '../snapshots/copy-bridges.js';
 import { schemaCopyScript } from '../snapshots/schema-copy.js';
 import { snapshotSchemaName } from './project-id.js';
 import { WorkspaceLifecycleError } from './workspace-lifecycle.js';
@@ -129,7 +129,8 @@ const literal = (value: string) => pg.escapeLiteral(value);
 /**
  * Takes a snapshot: a new schema the copy fills as the workspace's own role (its SQL sandbox),
  * under SHARE locks on the workspace's tables (reads go on, writes wait for the commit), then
- * handed to the snapshot role, with the workspace's role left without any privilege on it.
+ * handed to the snapshot role, with the workspace's role left without any privilege on it;
+ * refused when agent code the copy ran left a way between the two (copy-bridges.ts).
  */
 export async function takeSnapshot(
   tx: Queryable,
@@ -158,6 +159,7 @@ export async function takeSnapshot(
   if (totals.bytes + estimate > limits.budgetBytes) throw budgetRefusal(estimate);
   const target = snapshotSchemaName(c.schemaName, totals.next);
   let size: number;
+  let roles: { workspace: string; keeper: string };
   if (c.citus) {
     if (prepared?.target !== target) {
       throw new WorkspaceLifecycleError(`Another snapshot of workspace "${c.projectId}" was taken meanwhile: try again. Nothing was changed.`);
@@ -165,10 +167,12 @@ export async function takeSnapshot(
     await copyOnCitus(tx, prepared, { source: c.schemaName, lockSource: true }, false);
     // Citus measures no shard in a transaction that wrote to shards: the workspace's size it copied.
     size = estimate;
+    roles = { workspace: prepared.sourceOwner, keeper: prepared.copier };
   } else {
     const database = await currentDatabase(tx);
     const role = await workspaceRoleOf(tx, c.projectId, database);
     const keeper = await snapshotRole(tx, database, c.projectId);
+    roles = { workspace: role, keeper };
     await c.runner.ensurePrincipal(tx, c.projectId);
     await tx.exec(
       `CREATE SCHEMA ${quoteIdent(target)};\nREVOKE ALL ON SCHEMA ${quoteIdent(target)} FROM PUBLIC;\n` +
@@ -180,6 +184,8 @@ export async function takeSnapshot(
     size = await schemaSize(tx, target, false);
     if (totals.bytes + size > limits.budgetBytes) throw budgetRefusal(size);
   }
+  const otherSnapshots = (await listSnapshots(tx, c.projectId)).map((row) => row.schema_name);
+  await refuseSnapshotBridges(tx, { projectId: c.projectId, schema: target, keeper: roles.keeper, workspaceRole: roles.workspace, otherSnapshots });
   return insertSnapshot(tx, c.projectId, {
     snapshot: totals.next,
     schema_name: target,
