@@ -1,4 +1,3 @@
-import { statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { defineConfig } from 'vitest/config';
 import base from './vitest.config.js';
@@ -30,7 +29,7 @@ export default defineConfig({
       'test/store-maintenance.test.ts',
       'test/workspaces.test.ts',
     ],
-    env: { PGW_TEST_LAYER: 'embedded', ...ramTempDir() },
+    env: { ...base.test?.env, PGW_TEST_LAYER: 'embedded' },
     // Vitest's default is one worker fewer than the cores: one on a 2-core machine, which ran these
     // files one after another. They spend their time in PGlite, one core each, so use every core.
     maxWorkers: Math.max(availableParallelism(), 2),
@@ -40,18 +39,3 @@ export default defineConfig({
     isolate: false,
   },
 });
-
-/**
- * The tests' temp dirs (each PGlite store among them) in RAM when TMPDIR is not set and Linux's
- * /dev/shm is there: a new store is a copy of the template's thousand files, and PGlite writes
- * and syncs its WAL and tables as it goes. On the 2-core development VM the template's copy
- * took 0.7 s on its disk and 0.04 s in /dev/shm, and the layer's system CPU time fell by half.
- */
-function ramTempDir(): { TMPDIR?: string } {
-  if (process.env['TMPDIR']) return {};
-  try {
-    return statSync('/dev/shm').isDirectory() ? { TMPDIR: '/dev/shm' } : {};
-  } catch {
-    return {};
-  }
-}
