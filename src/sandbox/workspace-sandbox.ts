@@ -323,7 +323,8 @@ export class WorkspaceSandbox {
     if (undone.length > 0) {
       throw new AgentSqlError(
         `VACUUM ran and committed, but the code of a table it processed (an index expression) granted to roles outside the workspace ` +
-          `or changed the role's settings, which the server undid (${undone.join('; ')}): pg_stats would show the values to them.`,
+          `or changed the role's settings, which the server undid (${undone.join('; ')}): pg_stats would show the values to them. ` +
+          "Drop that index: `pg-workspace-mcp doctor` lists it (autovacuum-agent-code).",
       );
     }
     return done;
@@ -368,10 +369,6 @@ export class WorkspaceSandbox {
   }
 
   /**
-   * Runs server-built SQL (a snapshot's copy) as the workspace's role, inside its sandbox, in the
-   * caller's transaction: whatever agent code it touches runs as the workspace, never as the server.
-   */
-  /**
    * For snapshots, restores and forks: one of the workspace's calls at once (PG_WORKSPACE_MAX_CALLS_PER_WORKSPACE).
    * Each holds a connection, also while it waits for the workspace's lock: twelve forks of one
    * workspace took every pooled connection, and another workspace's query waited for three copies.
@@ -380,6 +377,10 @@ export class WorkspaceSandbox {
     return this.#turns.run(projectId, fn);
   }
 
+  /**
+   * Runs server-built SQL (a snapshot's copy) as the workspace's role, inside its sandbox, in the
+   * caller's transaction: whatever agent code it touches runs as the workspace, never as the server.
+   */
   async runAsWorkspace(tx: Queryable, projectId: string, script: string): Promise<void> {
     await this.ensurePrincipal(tx, projectId);
     await tx.query(`SELECT ${sandboxFunction(schemaNameFor(projectId))}('script', $1, 0, 0)`, [script]);
