@@ -180,6 +180,8 @@ export async function storeFiles(
   try {
     if (loads && changed.length > 0) load = await loads.begin(projectId, changed.reduce((n, f) => n + f.chunks.filter((c) => !isStored(f, c)).length, 0));
     embedAhead(0);
+    // Groups making the repository's row at once would wait for each other's commit (its unique key): made first, alone.
+    if (groups.length > 1) await sandbox.execute(projectId, ENSURE_REPOSITORY, [repository.path, repository.name]);
     for (const [g, group] of groups.entries()) {
       // A chunk's vector comes from the group that claimed its hash, this one or an earlier one.
       await Promise.all(embedding.slice(0, g + 1));
