@@ -58,9 +58,17 @@ export class SearchService {
   }
 
   async search(input: SearchInput, signal?: AbortSignal): Promise<SearchResult> {
-    // A load that stopped (a crash) left its chunks' vector indexes deferred: searches were exact meanwhile, and this one restores them.
-    if ((input.table ?? 'chunks') === 'chunks') await this.#deferral?.restoreExpired(input.projectId);
+    await this.restoreStoppedLoad(input.projectId, input.table ?? 'chunks');
     return searchWorkspace(this.db, this.sandbox, this.embedder, input, signal);
+  }
+
+  /**
+   * A load that stopped (a crash) left the chunks' vector indexes deferred, and searches of the
+   * table were exact meanwhile: once its lease has run out, the first search of the table
+   * (search, search_vectors) builds them again. Never throws (logged).
+   */
+  async restoreStoppedLoad(projectId: string, table: string): Promise<void> {
+    if (table === 'chunks') await this.#deferral?.restoreExpired(projectId);
   }
 
   addDocuments(input: AddDocumentsInput, signal?: AbortSignal): Promise<AddDocumentsResult> {
