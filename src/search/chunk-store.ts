@@ -91,9 +91,10 @@ const CHUNKS_PER_GROUP = 64;
  */
 const EMBEDDING_LOOKAHEAD = 8;
 /**
- * Groups written at once, each in its own transaction on its own session: a group's statements
- * run on PostgreSQL while the next group's are built and sent, and on a second core. More gained
- * nothing measurable on two cores (docs/search.md, Benchmarks).
+ * Groups written at once, each in its own transaction on its own session, so PostgreSQL writes
+ * one while the next is built and sent, or on another core. On the shared two-core development
+ * machine two took a tenth to a quarter off the writes when it had a core to spare, and nothing
+ * measurable when loaded; three were no better (docs/search.md, Benchmarks).
  */
 const WRITERS = 2;
 
