@@ -92,9 +92,9 @@ const CHUNKS_PER_GROUP = 64;
 const EMBEDDING_LOOKAHEAD = 8;
 /**
  * Groups written at once, each in its own transaction on its own session, so PostgreSQL writes
- * one while the next is built and sent, or on another core. On the shared two-core development
- * machine two took a tenth to a quarter off the writes when it had a core to spare, and nothing
- * measurable when loaded; three were no better (docs/search.md, Benchmarks).
+ * one while the next is built and sent, or on another core: its part of the bench's load took a
+ * third less time on two sessions, three no better. (Ingest as a whole measured alike with one
+ * and two on the loaded development machine: docs/search.md, "Writes alone".)
  */
 const WRITERS = 2;
 
