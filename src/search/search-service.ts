@@ -34,7 +34,7 @@ export interface RepositorySummary {
 export class SearchService {
   readonly #directories: DirectoryIndexer;
   readonly #embeddings: ChunkEmbeddings | undefined;
-  /** Large loads defer the chunks table's vector indexes: with a provider (without one no vector is written), not on Citus. */
+  /** Large loads defer the chunks table's vector indexes: with a provider (without one no vector is written). */
   readonly #deferral: IndexDeferral | undefined;
 
   constructor(
@@ -44,7 +44,7 @@ export class SearchService {
     /** --allow-root: where index_directory may read for clients without MCP roots (and a bound on those with them). */
     readonly serverRoots: readonly string[],
     log: Logger,
-    options: { citus?: boolean; deferralLeaseMs?: number } = {},
+    options: { deferralLeaseMs?: number } = {},
   ) {
     this.#embeddings = embedder && {
       embedder,
@@ -52,8 +52,8 @@ export class SearchService {
       pin: (projectId) => db.transaction((tx) => pin(tx, { projectId, ...CHUNKS_EMBEDDING, textColumn: 'content' }, embedder.space)),
       hold: (projectId) => holdPinStatement({ projectId, ...CHUNKS_EMBEDDING }, spaceOf(embedder.space)),
     };
-    // On Citus the indexes live on the workspace's shards: their drop and build there are not tested, so never deferred.
-    this.#deferral = embedder && !options.citus ? new IndexDeferral(db, sandbox, log, options.deferralLeaseMs) : undefined;
+    // On Citus too: the drop and the build, as the workspace's role, reach the workspace's shard (tested).
+    this.#deferral = embedder ? new IndexDeferral(db, sandbox, log, options.deferralLeaseMs) : undefined;
     this.#directories = new DirectoryIndexer(sandbox, this.#embeddings, log, this.#deferral);
   }
 
