@@ -148,6 +148,7 @@ export async function refuseForkBridges(tx: Queryable, r: { from: string; to: st
 export async function refuseSnapshotBridges(
   tx: Queryable,
   s: { projectId: string; schema: string; keeper: string; workspaceRole: string; otherSnapshots: readonly string[] },
+  what = `The snapshot of "${s.projectId}"`,
 ): Promise<void> {
   const problems = await copyBridges(tx, {
     schema: s.schema,
@@ -158,8 +159,8 @@ export async function refuseSnapshotBridges(
   });
   if (!problems) return;
   throw new WorkspaceLifecycleError(
-    `The snapshot of "${s.projectId}" is refused: code the copy ran made objects that would let the workspace reach its snapshots ` +
+    `${what} is refused: code the copy ran made objects that would let the workspace reach its snapshots ` +
       `(${problems}). Find what makes them (a CHECK, domain or materialized view of "${s.projectId}" that runs DDL or GRANT), ` +
-      'remove it, and snapshot again. Nothing was changed.',
+      'remove it, and try again. Nothing was changed.',
   );
 }

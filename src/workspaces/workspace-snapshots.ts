@@ -23,6 +23,7 @@ import { snapshotRoleOf, workspaceRoleOf } from '../sandbox/workspace-role.js';
 import { copyOnCitus, prepareCitusCopy, type CitusCopyPlan } from '../snapshots/citus-schema-copy.js';
 import { refuseForkBridges, refuseSnapshotBridges } from '../snapshots/copy-bridges.js';
 import { schemaCopyScript } from '../snapshots/schema-copy.js';
+import { closeSnapshotReading, openSnapshotForReading } from '../snapshots/snapshot-reader.js';
 import { snapshotSchemaName } from './project-id.js';
 import { WorkspaceLifecycleError } from './workspace-lifecycle.js';
 
@@ -184,7 +185,7 @@ export async function takeSnapshot(
     size = await schemaSize(tx, target, false);
     if (totals.bytes + size > limits.budgetBytes) throw budgetRefusal(size);
   }
-  const otherSnapshots = (await listSnapshots(tx, c.projectId)).map((row) => row.schema_name);
+  const otherSnapshots = await otherSnapshotSchemas(tx, c.projectId, target);
   await refuseSnapshotBridges(tx, { projectId: c.projectId, schema: target, keeper: roles.keeper, workspaceRole: roles.workspace, otherSnapshots });
   return insertSnapshot(tx, c.projectId, {
     snapshot: totals.next,
@@ -213,6 +214,11 @@ export async function prepareSnapshotOnCitus(tx: Queryable, c: SnapshotContext, 
   const plan = { target, copier: keeper, sourceOwner: await workspaceRoleOf(tx, c.projectId, capability.database), near: c.schemaName, searchPath: searchPathSchemas };
   await prepareCitusCopy(tx, plan, capability.role, false);
   return plan;
+}
+
+/** The schemas of a workspace's snapshots other than `schema`. */
+async function otherSnapshotSchemas(tx: Queryable, projectId: string, schema: string): Promise<string[]> {
+  return (await listSnapshots(tx, projectId)).map((row) => row.schema_name).filter((name) => name !== schema);
 }
 
 export async function snapshotsOf(q: Queryable, projectId: string): Promise<SnapshotRow[]> {
@@ -374,21 +380,23 @@ export async function forkWorkspace(
   if (prepared) {
     await copyOnCitus(tx, prepared, copy, true);
   } else {
-    const [to, from, src] = [quoteIdent(r.toSchema), quoteIdent(fromRole), quoteIdent(sourceSchema)];
+    const [to, from] = [quoteIdent(r.toSchema), quoteIdent(fromRole)];
     await tx.exec(`CREATE SCHEMA ${to}`);
     await tx.exec(principalScript({ schemaName: r.toSchema, roleName: toRole, searchPath: searchPathSchemas }, true, capability.role));
     await runner.ensurePrincipal(tx, r.from);
-    // For the copy only: `from`'s role writes into the new schema and owns the snapshot it reads
-    // (an owner reads every row: no policy of the snapshot's filters the copy). Nobody else sees
-    // any of it before the commit, when it is all back.
+    // For the copy only: `from`'s role writes into the new schema and, from a snapshot, reads it
+    // through views owned by the snapshot role and no more (snapshot-reader.ts): the code the copy
+    // runs must not change the snapshot. Nobody else sees any of it before the commit.
     await tx.exec(`GRANT USAGE, CREATE ON SCHEMA ${to} TO ${from}`);
-    if (source) await tx.exec(`GRANT USAGE ON SCHEMA ${src} TO ${from};\n${handOver(sourceSchema, fromRole)}`);
-    await runner.runAsWorkspace(tx, r.from, schemaCopyScript({ ...copy, target: r.toSchema }));
+    const keeper = source ? await snapshotRoleOf(tx, r.from, capability.database) : undefined;
+    const reading = keeper ? await openSnapshotForReading(tx, sourceSchema, keeper, fromRole) : undefined;
+    await runner.runAsWorkspace(tx, r.from, schemaCopyScript({ ...copy, target: r.toSchema, ...(reading ? { readFrom: reading.schema, definers: reading.definers.map((d) => d.oid) } : {}) }));
     if (!source) await refuseWhileDeferred(tx, r.from, 'fork');
     await tx.exec(`REVOKE ALL ON SCHEMA ${to} FROM ${from}`);
-    if (source) {
-      const keeper = await snapshotRoleOf(tx, r.from, capability.database);
-      await tx.exec(`REVOKE ALL ON SCHEMA ${src} FROM ${from};\n${handOver(sourceSchema, keeper)}`);
+    if (reading && keeper) {
+      const what = `The fork of snapshot ${r.snapshot} of "${r.from}" into "${r.to}"`;
+      await closeSnapshotReading(tx, reading, what);
+      await refuseSnapshotBridges(tx, { projectId: r.from, schema: sourceSchema, keeper, workspaceRole: fromRole, otherSnapshots: await otherSnapshotSchemas(tx, r.from, sourceSchema) }, what);
     }
     await tx.exec(`SELECT ${quoteIdent(SANDBOX_SCHEMA)}.adopt_objects(${literal(r.toSchema)}, ${literal(toRole)})`);
   }

@@ -1,0 +1,128 @@
+import { createHash } from 'node:crypto';
+import pg from 'pg';
+import type { Queryable } from '../db/database.js';
+import { quoteIdent } from '../db/identifiers.js';
+import { SANDBOX_SCHEMA } from '../sandbox/sandbox-ddl.js';
+import { WorkspaceLifecycleError } from '../workspaces/workspace-lifecycle.js';
+
+/*
+ * A copy from a snapshot (a fork of one) runs agent code (a CHECK validated as it is added, a
+ * domain, a materialized view) as the copying role, which must read the snapshot. It used to be
+ * handed the snapshot for the copy, and that code rewrote the snapshot's rows, moved its
+ * sequences and altered its tables: a snapshot is the agent's undo and must stay as taken.
+ *
+ * So the copier gets no privilege on the snapshot's objects. It reads rows through views in a
+ * schema made for that transaction, one per table and sequence, owned by the snapshot role: a
+ * view reads its table with its owner's privileges (and so the owner's pass through row level
+ * security, as an owner copying had), and the copier may only SELECT them. PostgreSQL enforces
+ * it: no write, DDL or setval on the snapshot's objects, whatever the copier's code runs.
+ *
+ * The copier still needs USAGE on the snapshot's schema: PostgreSQL's deparsers qualify every
+ * name that is not visible on the current user's search path, and a schema without USAGE is left
+ * out of it, so the copy would replay definitions naming the snapshot. USAGE lets it call the
+ * snapshot's functions (their EXECUTE is PUBLIC's unless the agent took it), which run as the
+ * caller, except SECURITY DEFINER ones: those would run as the snapshot role, which owns every
+ * snapshot of the workspace (setval by OID, DROP OWNED BY CURRENT_USER). They are made SECURITY
+ * INVOKER for the transaction and DEFINER again after it (the copy makes its copies DEFINER).
+ *
+ * What the copier's code could still do is make objects depend on the views or on the
+ * snapshot's objects (a view of its own over them, a column of one of its types): the views'
+ * dependents refuse the copy here, and the caller checks the snapshot's (copy-bridges.ts).
+ */
+
+/** The schema of the views over one snapshot: the server's own name space (no project id maps to it). */
+function readerSchemaName(snapshotSchema: string): string {
+  return `project_registry_copy_${createHash('sha256').update(snapshotSchema).digest('hex').slice(0, 16)}`;
+}
+
+/** The snapshot's SECURITY DEFINER routines, as regprocedure text (qualified as needed). */
+const DEFINERS = `
+  SELECT p.oid::pg_catalog.regprocedure::text AS routine, p.oid::int8 AS oid FROM pg_catalog.pg_proc p
+   WHERE p.pronamespace = (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = $1) AND p.prosecdef
+   ORDER BY p.oid`;
+
+const RELATIONS = `
+  SELECT c.relname::text AS name, c.relkind = 'S' AS sequence
+    FROM pg_catalog.pg_class c
+   WHERE c.relnamespace = (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = $1) AND c.relkind IN ('r', 'S')
+   ORDER BY c.oid`;
+
+/** What depends on the views (or their row types), besides their own parts. */
+const DEPENDENTS = `
+  SELECT DISTINCT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid) AS object
+    FROM pg_catalog.pg_class v
+    JOIN pg_catalog.pg_depend d
+      ON (d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = v.oid)
+      OR (d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass AND d.refobjid = v.reltype)
+   WHERE v.relnamespace = (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = $1)
+     AND d.deptype NOT IN ('i', 'a')
+     AND NOT (d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+              AND (SELECT r.ev_class FROM pg_catalog.pg_rewrite r WHERE r.oid = d.objid) = v.oid)
+   ORDER BY 1 LIMIT 10`;
+
+export interface SnapshotReading {
+  /** The snapshot's schema. */
+  snapshot: string;
+  /** The schema whose views, named as the snapshot's tables and sequences, the copy reads. */
+  schema: string;
+  views: string[];
+  /** The role that reads. */
+  reader: string;
+  /** The SECURITY DEFINER routines made SECURITY INVOKER for the copy: the copy makes its copies of them DEFINER. */
+  definers: { routine: string; oid: string }[];
+}
+
+/**
+ * In the copy's transaction: views over every table and sequence of `snapshotSchema`, owned by
+ * `keeper` (the snapshot's owner), that `reader` may SELECT and nothing else. Making them runs
+ * nothing of the agent's (a view's definition is only parsed).
+ */
+export async function openSnapshotForReading(tx: Queryable, snapshotSchema: string, keeper: string, reader: string): Promise<SnapshotReading> {
+  const schema = readerSchemaName(snapshotSchema);
+  const relations = await tx.query<{ name: string; sequence: boolean }>(RELATIONS, [snapshotSchema]);
+  const definers = await tx.query<{ routine: string; oid: string }>(DEFINERS, [snapshotSchema]);
+  const [into, from] = [quoteIdent(schema), quoteIdent(snapshotSchema)];
+  await tx.exec(
+    [
+      ...definers.map((d) => `ALTER ROUTINE ${d.routine} SECURITY INVOKER`),
+      `GRANT USAGE ON SCHEMA ${from} TO ${quoteIdent(reader)}`,
+      `CREATE SCHEMA ${into}`,
+      ...relations.map((r) =>
+        r.sequence
+          ? `CREATE VIEW ${into}.${quoteIdent(r.name)} AS SELECT last_value, is_called FROM ${from}.${quoteIdent(r.name)}`
+          : `CREATE VIEW ${into}.${quoteIdent(r.name)} AS SELECT * FROM ONLY ${from}.${quoteIdent(r.name)}`,
+      ),
+      `GRANT CREATE ON SCHEMA ${into} TO ${quoteIdent(keeper)}`,
+      `SELECT ${quoteIdent(SANDBOX_SCHEMA)}.adopt_objects(${pg.escapeLiteral(schema)}, ${pg.escapeLiteral(keeper)})`,
+      `REVOKE ALL ON SCHEMA ${into} FROM ${quoteIdent(keeper)}`,
+      `GRANT USAGE ON SCHEMA ${into} TO ${quoteIdent(reader)}`,
+      `GRANT SELECT ON ALL TABLES IN SCHEMA ${into} TO ${quoteIdent(reader)}`,
+    ].join(';\n'),
+  );
+  return { snapshot: snapshotSchema, schema, views: relations.map((r) => r.name), reader, definers };
+}
+
+/**
+ * After the copy: the views and their schema dropped, refusing (the transaction rolls back) when
+ * code the copy ran made anything depend on them, which would otherwise go with them or keep
+ * them; the snapshot's schema closed to the reader again and its routines as they were.
+ */
+export async function closeSnapshotReading(tx: Queryable, reading: SnapshotReading, what: string): Promise<void> {
+  const dependents = (await tx.query<{ object: string }>(DEPENDENTS, [reading.schema])).map((row) => row.object);
+  if (dependents.length > 0) {
+    throw new WorkspaceLifecycleError(
+      `${what} is refused: code the copy ran made objects that depend on the snapshot it read (${dependents.join('; ')}). ` +
+        'Find what makes them (a CHECK, domain or materialized view that runs DDL), remove it, and try again. Nothing was changed.',
+    );
+  }
+  const into = quoteIdent(reading.schema);
+  const views = reading.views.map((name) => `${into}.${quoteIdent(name)}`);
+  await tx.exec(
+    [
+      ...(views.length > 0 ? [`DROP VIEW ${views.join(', ')}`] : []),
+      `DROP SCHEMA ${into}`,
+      `REVOKE ALL ON SCHEMA ${quoteIdent(reading.snapshot)} FROM ${quoteIdent(reading.reader)}`,
+      ...reading.definers.map((d) => `ALTER ROUTINE ${d.routine} SECURITY DEFINER`),
+    ].join(';\n'),
+  );
+}
