@@ -320,3 +320,74 @@ describe('snapshots, restores and forks on Citus (coordinator + 2 workers)', () 
     }
   }, 300_000);
 });
+
+describe('a fork from a snapshot on Citus', () => {
+  it('agent code the copy runs, as the new workspace role reading the snapshot, cannot change that snapshot or the others', async (ctx) => {
+    const { db, manager, sql } = await services(ctx);
+    try {
+      await manager.ensure('evil');
+      // bait's CHECK, validated as the copy adds it to the fork, looks for every snapshot of evil
+      // it can reach: rows rewritten, a column added, sequences moved (also through a SECURITY
+      // DEFINER function of the snapshot's, which would run as its owner).
+      for (const statement of [
+        `CREATE FUNCTION power() RETURNS void LANGUAGE plpgsql SECURITY DEFINER AS $f$
+         DECLARE s oid;
+         BEGIN
+           FOR s IN SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE n.nspname LIKE 'project\\_evil\\_\\_snap\\_%' AND c.relkind = 'S' LOOP
+             PERFORM setval(s, 1000);
+           END LOOP;
+         END $f$`,
+        `CREATE FUNCTION plant() RETURNS boolean LANGUAGE plpgsql AS $f$
+         DECLARE s record;
+         BEGIN
+           -- Only in the fork into "victim" (a shard's query cannot read a table to be told when).
+           IF current_user::text NOT LIKE '%\\_victim' THEN RETURN true; END IF;
+           FOR s IN SELECT n.nspname FROM pg_namespace n WHERE n.nspname LIKE 'project\\_evil\\_\\_snap\\_%' AND has_schema_privilege(n.oid, 'USAGE') LOOP
+             BEGIN EXECUTE format($$UPDATE %I.notes SET body = 'tampered'$$, s.nspname); EXCEPTION WHEN OTHERS THEN NULL; END;
+             BEGIN EXECUTE format('ALTER TABLE %I.notes ADD COLUMN planted int', s.nspname); EXCEPTION WHEN OTHERS THEN NULL; END;
+             BEGIN EXECUTE format('SELECT %I.power()', s.nspname); EXCEPTION WHEN OTHERS THEN NULL; END;
+           END LOOP;
+           FOR s IN SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE n.nspname LIKE 'project\\_evil\\_\\_snap\\_%' AND c.relkind = 'S' LOOP
+             BEGIN PERFORM setval(s.oid, 1000); EXCEPTION WHEN OTHERS THEN NULL; END;
+           END LOOP;
+           RETURN true;
+         END $f$`,
+        'CREATE TABLE bait (n int CHECK (plant()))',
+        'INSERT INTO bait VALUES (1)',
+        "INSERT INTO notes (body) VALUES ('as it was'), ('and this')",
+      ]) {
+        await sql.execute('evil', statement, []);
+      }
+      await manager.snapshot('evil');
+      await manager.snapshot('evil');
+      const kept = async () =>
+        Promise.all(
+          [1, 2].map(async (n) => [
+            await stateOf(db, `project_evil__snap_${n}`),
+            await db.query(`SELECT (SELECT json_agg(x ORDER BY id) FROM project_evil__snap_${n}.notes x)::text AS rows,
+                                   (SELECT last_value FROM project_evil__snap_${n}.notes_id_seq)::int AS seq`),
+          ]),
+        );
+      const taken = await kept();
+      expect(JSON.stringify(taken)).toContain('as it was');
+      const fork = await manager.fork('evil', 'victim', 1).then(() => 'forked', (e: Error) => e.message);
+      expect(await kept(), fork).toEqual(taken);
+      // Into another id, the fork goes through: the snapshot intact, its SECURITY DEFINER function too, in the fork as well.
+      await manager.fork('evil', 'calm', 1);
+      expect(await kept()).toEqual(taken);
+      expect((await sql.query('calm', 'SELECT body FROM notes ORDER BY id', [])).rows).toEqual([['as it was'], ['and this']]);
+      const definers = await db.query<{ schema: string; prosecdef: boolean }>(
+        "SELECT pronamespace::regnamespace::text AS schema, prosecdef FROM pg_proc WHERE proname = 'power' AND pronamespace::regnamespace::text LIKE 'project\\_%' ORDER BY 1",
+      );
+      expect(definers.filter((d) => d.schema !== 'project_victim')).toEqual(
+        ['project_calm', 'project_evil', 'project_evil__snap_1', 'project_evil__snap_2'].map((schema) => ({ schema, prosecdef: true })),
+      );
+      // Nothing of the copy's reading is left: no reader role, no grant on the snapshot.
+      expect(await db.query("SELECT rolname FROM pg_roles WHERE rolname LIKE '%\\_\\_reader'")).toEqual([]);
+    } finally {
+      await db.close();
+    }
+  }, 300_000);
+});

@@ -3,6 +3,7 @@ import type { Queryable } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
 import { distributeNewTables, dropSandboxFunction, principalScript, sandboxFunction } from '../sandbox/sandbox-ddl.js';
 import { schemaCopyScript, type SchemaCopy } from './schema-copy.js';
+import { closeSnapshotReading, finishSnapshotReading, type SnapshotGrants } from './snapshot-reader.js';
 
 /*
  * A schema copy (a snapshot, or a fork's new workspace) on Citus, where every workspace is a
@@ -12,7 +13,8 @@ import { schemaCopyScript, type SchemaCopy } from './schema-copy.js';
  *   (placement_connection.c), nor does one role's connection see what another's made and has not
  *   committed (a schema, a grant). The server cannot make the copy and then hand it to the
  *   snapshot role, as on PostgreSQL: the role that will own the copy makes it, reading the source
- *   through a membership of the source's owner granted (and committed) beforehand;
+ *   through a membership of the source's owner granted (and committed) beforehand, or from a
+ *   snapshot through grants to read it and nothing more (snapshot-reader.ts);
  * - only a top-level CREATE TABLE in a distributed schema makes a tenant table (the copy's run
  *   from PL/pgSQL), and create_distributed_table colocates a table with the schema's group only
  *   through a table already in it: the target schema is made distributed with an empty anchor
@@ -34,10 +36,10 @@ export interface CitusCopyPlan {
   target: string;
   /** The role that makes and owns the copy: the snapshot role, or a fork's new workspace role. */
   copier: string;
-  /** The owner of what is copied, granted to the copier for the copy only. */
-  sourceOwner: string;
-  /** A schema nobody may use (a snapshot's) that sourceOwner may use for the copy only. */
-  sourceSchemaToOpen?: string;
+  /** The owner of what is copied (a workspace's role), granted to the copier for the copy only. */
+  sourceOwner?: string;
+  /** From a snapshot: what the copier was granted to read it, and only read it (snapshot-reader.ts). */
+  snapshotGrants?: SnapshotGrants;
   /** The schema whose worker the copy goes to. */
   near: string;
   /** The schemas after the target on the copier's sandbox search path (as for a workspace). */
@@ -47,7 +49,8 @@ export interface CitusCopyPlan {
 /**
  * First transaction (the caller's, committed before the copy): the target as a distributed schema
  * holding only the anchor, the copier's SQL sandbox on it, and the membership that lets the
- * copier read the source. Nothing of the agent's is touched.
+ * copier read a workspace (a snapshot's reading is granted by the caller, once the copier
+ * exists). Nothing of the agent's is touched.
  */
 export async function prepareCitusCopy(tx: Queryable, plan: CitusCopyPlan, serverRole: string, createCopier: boolean): Promise<void> {
   const target = quoteIdent(plan.target);
@@ -56,17 +59,20 @@ export async function prepareCitusCopy(tx: Queryable, plan: CitusCopyPlan, serve
   await tx.exec(`CREATE TABLE ${target}.${quoteIdent(ANCHOR)} ()`);
   await tx.exec(distributeSchemaSql(plan.target));
   await tx.exec(principalScript({ schemaName: plan.target, roleName: plan.copier, searchPath: plan.searchPath }, createCopier, serverRole, true));
-  // Inheriting, for the copy only: the sandbox refuses every role change.
-  await tx.exec(`GRANT ${quoteIdent(plan.sourceOwner)} TO ${quoteIdent(plan.copier)}`);
-  await tx.exec(`ALTER ROLE ${quoteIdent(plan.copier)} INHERIT`);
-  if (plan.sourceSchemaToOpen) await tx.exec(`GRANT USAGE ON SCHEMA ${quoteIdent(plan.sourceSchemaToOpen)} TO ${quoteIdent(plan.sourceOwner)}`);
+  if (plan.sourceOwner) {
+    // Inheriting, for the copy only: the sandbox refuses every role change.
+    await tx.exec(`GRANT ${quoteIdent(plan.sourceOwner)} TO ${quoteIdent(plan.copier)}`);
+    await tx.exec(`ALTER ROLE ${quoteIdent(plan.copier)} INHERIT`);
+  }
 }
 
-/** The membership (and the source schema's USAGE) granted for the copy, taken back. */
+/** The membership (or the snapshot's reading) granted for the copy, taken back. */
 async function closeSource(tx: Queryable, plan: CitusCopyPlan): Promise<void> {
-  await tx.exec(`REVOKE ${quoteIdent(plan.sourceOwner)} FROM ${quoteIdent(plan.copier)}`);
-  await tx.exec(`ALTER ROLE ${quoteIdent(plan.copier)} NOINHERIT`);
-  if (plan.sourceSchemaToOpen) await tx.exec(`REVOKE ALL ON SCHEMA ${quoteIdent(plan.sourceSchemaToOpen)} FROM ${quoteIdent(plan.sourceOwner)}`);
+  if (plan.sourceOwner) {
+    await tx.exec(`REVOKE ${quoteIdent(plan.sourceOwner)} FROM ${quoteIdent(plan.copier)}`);
+    await tx.exec(`ALTER ROLE ${quoteIdent(plan.copier)} NOINHERIT`);
+  }
+  if (plan.snapshotGrants) await closeSnapshotReading(tx, plan.snapshotGrants, plan.copier);
 }
 
 /**
@@ -86,12 +92,14 @@ export async function placeNearSource(q: Queryable, plan: CitusCopyPlan): Promis
  * membership taken back. With `keepSandbox` false (a snapshot) the copier's sandbox is dropped too,
  * and its privileges on the target.
  */
-export async function copyOnCitus(tx: Queryable, plan: CitusCopyPlan, copy: Omit<SchemaCopy, 'part' | 'target'>, keepSandbox: boolean): Promise<void> {
+export async function copyOnCitus(tx: Queryable, plan: CitusCopyPlan, source: Omit<SchemaCopy, 'part' | 'target'>, keepSandbox: boolean): Promise<void> {
   const sandbox = sandboxFunction(plan.target);
   const run = (script: string) => tx.query(`SELECT ${sandbox}('script', $1, 0, 0)`, [script]);
-  await run(schemaCopyScript({ ...copy, target: plan.target, part: 'before-distribution' }));
+  const reading = plan.snapshotGrants ? { definers: plan.snapshotGrants.definers.map((d) => d.oid), ignoreGrantee: plan.snapshotGrants.reader } : {};
+  const copy = { ...source, target: plan.target, ...reading };
+  await run(schemaCopyScript({ ...copy, part: 'before-distribution' }));
   await run(distributeNewTables(plan.target));
-  await run(schemaCopyScript({ ...copy, target: plan.target, lockSource: false, part: 'after-distribution' }));
+  await run(schemaCopyScript({ ...copy, lockSource: false, part: 'after-distribution' }));
   await run(`DROP TABLE ${quoteIdent(plan.target)}.${quoteIdent(ANCHOR)}`);
   await closeSource(tx, plan);
   if (keepSandbox) return;
@@ -107,4 +115,10 @@ export async function discardCitusCopy(tx: Queryable, plan: CitusCopyPlan): Prom
   await tx.exec(`DROP SCHEMA IF EXISTS ${quoteIdent(plan.target)} CASCADE`);
   await tx.exec(dropSandboxFunction(plan.target));
   await closeSource(tx, plan);
+  await finishCitusCopy(tx, plan);
+}
+
+/** After the copy committed (or with its discarding): what a copy from a snapshot gave its reader, gone (snapshot-reader.ts). */
+export async function finishCitusCopy(tx: Queryable, plan: CitusCopyPlan): Promise<void> {
+  if (plan.snapshotGrants) await finishSnapshotReading(tx, plan.snapshotGrants);
 }

@@ -39,6 +39,8 @@ export interface SchemaCopy {
   readFrom?: string;
   /** Routines of the source (OIDs) the copy makes SECURITY DEFINER, which the source holds as INVOKER for the copy (snapshot-reader.ts). */
   definers?: readonly string[];
+  /** A role whose grants on the source are not copied: a copy's reader of a snapshot (snapshot-reader.ts). */
+  ignoreGrantee?: string;
   /** Takes SHARE locks on the source's tables first: its rows cannot change while they are read, its reads go on. */
   lockSource: boolean;
   /**
@@ -57,6 +59,7 @@ DECLARE
   source text := ${literal(copy.source)};
   target text := ${literal(copy.target)};
   read_from text := ${literal(copy.readFrom ?? copy.source)};
+  ignore_grantee text := ${literal(copy.ignoreGrantee ?? '')};
   definers oid[] := ${literal(`{${(copy.definers ?? []).join(',')}}`)};
   role_map jsonb := ${literal(JSON.stringify(copy.roleMap ?? {}))};
   lock_source boolean := ${copy.lockSource ? 'true' : 'false'};
@@ -425,7 +428,9 @@ BEGIN
                     ELSE pg_catalog.quote_ident(COALESCE(role_map OPERATOR(pg_catalog.->>) pg_catalog.pg_get_userbyid(a.grantee)::text,
                                                          pg_catalog.pg_get_userbyid(a.grantee)::text)) END,
                CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
-        FROM pg_catalog.aclexplode(item.acl) a ORDER BY a.grantee, a.privilege_type);
+        FROM pg_catalog.aclexplode(item.acl) a
+       WHERE a.grantee OPERATOR(pg_catalog.=) 0 OR pg_catalog.pg_get_userbyid(a.grantee)::text OPERATOR(pg_catalog.<>) ignore_grantee
+       ORDER BY a.grantee, a.privilege_type);
   END LOOP;
 
   -- Comments on every object copied (the schema's own stays the server's).

@@ -77,7 +77,7 @@ export interface SnapshotReading {
  * `keeper` (the snapshot's owner), that `reader` may SELECT and nothing else. Making them runs
  * nothing of the agent's (a view's definition is only parsed).
  */
-export async function openSnapshotForReading(tx: Queryable, snapshotSchema: string, keeper: string, reader: string): Promise<SnapshotReading> {
+export async function openSnapshotViews(tx: Queryable, snapshotSchema: string, keeper: string, reader: string): Promise<SnapshotReading> {
   const schema = readerSchemaName(snapshotSchema);
   const relations = await tx.query<{ name: string; sequence: boolean }>(RELATIONS, [snapshotSchema]);
   const definers = await tx.query<{ routine: string; oid: string }>(DEFINERS, [snapshotSchema]);
@@ -107,7 +107,7 @@ export async function openSnapshotForReading(tx: Queryable, snapshotSchema: stri
  * code the copy ran made anything depend on them, which would otherwise go with them or keep
  * them; the snapshot's schema closed to the reader again and its routines as they were.
  */
-export async function closeSnapshotReading(tx: Queryable, reading: SnapshotReading, what: string): Promise<void> {
+export async function closeSnapshotViews(tx: Queryable, reading: SnapshotReading, what: string): Promise<void> {
   const dependents = (await tx.query<{ object: string }>(DEPENDENTS, [reading.schema])).map((row) => row.object);
   if (dependents.length > 0) {
     throw new WorkspaceLifecycleError(
@@ -125,4 +125,82 @@ export async function closeSnapshotReading(tx: Queryable, reading: SnapshotReadi
       ...reading.definers.map((d) => `ALTER ROUTINE ${d.routine} SECURITY DEFINER`),
     ].join(';\n'),
   );
+}
+
+/**
+ * On Citus the views cannot serve: a shard's query runs on its worker as the current user, who
+ * must hold SELECT on the shard itself (a view's owner counts on the coordinator only). And the
+ * copier's reads forbid any DDL on those shards over another connection for the rest of the
+ * transaction: a grant to the copier could not be taken back there. So a role made for the copy,
+ * the reader (NOLOGIN, `<new id>--reader`'s name), is granted SELECT on the snapshot's tables and
+ * sequences (Citus grants it on their shards too) and USAGE on its schema, the snapshot's
+ * SECURITY DEFINER routines are made INVOKER, and the copier becomes a member of the reader, all
+ * in the copy's first transaction (committed: the copier's own connections to the workers must
+ * see it). The copy's transaction takes back the membership, the USAGE and the routines' INVOKER
+ * (no shard DDL), so the copier reads nothing of the snapshot once it commits; the reader's table
+ * grants are revoked and the reader dropped right after (finishSnapshotReading). A reader left by
+ * a process that stopped in between has no member and can do nothing; doctor lists it as an
+ * orphan role. A table with row level security enabled cannot be read by a copier that is not its
+ * owner (row_security is off while copying, so it fails instead of losing rows).
+ */
+export interface SnapshotGrants {
+  snapshot: string;
+  reader: string;
+  relations: { name: string; sequence: boolean }[];
+  definers: { routine: string; oid: string }[];
+}
+
+/** In the committed first transaction of a copy from a snapshot on Citus: the reader, and `copier` its member. */
+export async function grantSnapshotReading(tx: Queryable, snapshotSchema: string, reader: string, copier: string): Promise<SnapshotGrants> {
+  const grants: SnapshotGrants = {
+    snapshot: snapshotSchema,
+    reader,
+    relations: await tx.query<{ name: string; sequence: boolean }>(RELATIONS, [snapshotSchema]),
+    definers: await tx.query<{ routine: string; oid: string }>(DEFINERS, [snapshotSchema]),
+  };
+  const [from, to] = [quoteIdent(snapshotSchema), quoteIdent(reader)];
+  const exists = await tx.query('SELECT FROM pg_catalog.pg_roles WHERE rolname = $1', [reader]);
+  // A statement at a time: Citus forwards DDL on distributed objects as the string it came in.
+  for (const statement of [
+    ...(exists.length > 0 ? [] : [`CREATE ROLE ${to} NOLOGIN NOINHERIT VALID UNTIL '-infinity'`]),
+    ...grants.definers.map((d) => `ALTER ROUTINE ${d.routine} SECURITY INVOKER`),
+    `GRANT USAGE ON SCHEMA ${from} TO ${to}`,
+    ...grants.relations.map((r) => `GRANT SELECT ON ${r.sequence ? 'SEQUENCE' : 'TABLE'} ${from}.${quoteIdent(r.name)} TO ${to}`),
+    // Inheriting, for the copy only: the sandbox refuses every role change.
+    `GRANT ${to} TO ${quoteIdent(copier)}`,
+    `ALTER ROLE ${quoteIdent(copier)} INHERIT`,
+  ]) {
+    await tx.exec(statement);
+  }
+  return grants;
+}
+
+/** In the copy's transaction (or when a failed copy is discarded): the copier reads the snapshot no more, its routines are as they were. */
+export async function closeSnapshotReading(tx: Queryable, grants: SnapshotGrants, copier: string): Promise<void> {
+  const to = quoteIdent(grants.reader);
+  const present = await tx.query<{ schema: boolean; reader: boolean }>(
+    'SELECT pg_catalog.to_regnamespace($1) IS NOT NULL AS schema, pg_catalog.to_regrole($2) IS NOT NULL AS reader',
+    [grants.snapshot, quoteIdent(grants.reader)],
+  );
+  if (present[0]?.reader) {
+    await tx.exec(`REVOKE ${to} FROM ${quoteIdent(copier)}`);
+    await tx.exec(`ALTER ROLE ${quoteIdent(copier)} NOINHERIT`);
+  }
+  if (!present[0]?.schema) return;
+  if (present[0].reader) await tx.exec(`REVOKE ALL ON SCHEMA ${quoteIdent(grants.snapshot)} FROM ${to}`);
+  for (const d of grants.definers) await tx.exec(`ALTER ROUTINE ${d.routine} SECURITY DEFINER`);
+}
+
+/** After the copy's transaction, in one of its own: the reader's grants revoked and the reader dropped. */
+export async function finishSnapshotReading(tx: Queryable, grants: SnapshotGrants): Promise<void> {
+  const [from, to] = [quoteIdent(grants.snapshot), quoteIdent(grants.reader)];
+  const present = await tx.query<{ schema: boolean; reader: boolean }>(
+    'SELECT pg_catalog.to_regnamespace($1) IS NOT NULL AS schema, pg_catalog.to_regrole($2) IS NOT NULL AS reader',
+    [grants.snapshot, quoteIdent(grants.reader)],
+  );
+  if (!present[0]?.reader) return;
+  if (present[0].schema) {
+    for (const r of grants.relations) await tx.exec(`REVOKE ALL ON ${r.sequence ? 'SEQUENCE' : 'TABLE'} ${from}.${quoteIdent(r.name)} FROM ${to}`);
+  }
+  await tx.exec(`DROP ROLE ${to}`);
 }

@@ -23,7 +23,7 @@ import { snapshotRoleOf, workspaceRoleOf } from '../sandbox/workspace-role.js';
 import { copyOnCitus, prepareCitusCopy, type CitusCopyPlan } from '../snapshots/citus-schema-copy.js';
 import { refuseForkBridges, refuseSnapshotBridges } from '../snapshots/copy-bridges.js';
 import { schemaCopyScript } from '../snapshots/schema-copy.js';
-import { closeSnapshotReading, openSnapshotForReading } from '../snapshots/snapshot-reader.js';
+import { closeSnapshotViews, grantSnapshotReading, openSnapshotViews } from '../snapshots/snapshot-reader.js';
 import { snapshotSchemaName } from './project-id.js';
 import { WorkspaceLifecycleError } from './workspace-lifecycle.js';
 
@@ -168,7 +168,7 @@ export async function takeSnapshot(
     await copyOnCitus(tx, prepared, { source: c.schemaName, lockSource: true }, false);
     // Citus measures no shard in a transaction that wrote to shards: the workspace's size it copied.
     size = estimate;
-    roles = { workspace: prepared.sourceOwner, keeper: prepared.copier };
+    roles = { workspace: await workspaceRoleOf(tx, c.projectId, await currentDatabase(tx)), keeper: prepared.copier };
   } else {
     const database = await currentDatabase(tx);
     const role = await workspaceRoleOf(tx, c.projectId, database);
@@ -349,11 +349,11 @@ export async function prepareForkOnCitus(
 ): Promise<CitusCopyPlan> {
   const { source, capability, fromRole, toRole, sourceSchema } = await forkChecks(tx, r, searchPathSchemas, lockTimeoutMs, true);
   await runner.ensurePrincipal(tx, r.from);
-  const plan: CitusCopyPlan = source
-    ? { target: r.toSchema, copier: toRole, sourceOwner: await snapshotRoleOf(tx, r.from, capability.database), sourceSchemaToOpen: sourceSchema, near: sourceSchema, searchPath: searchPathSchemas }
-    : { target: r.toSchema, copier: toRole, sourceOwner: fromRole, near: sourceSchema, searchPath: searchPathSchemas };
+  // From a snapshot, the copier may read it and nothing more: no membership of the snapshot role,
+  // which owns every snapshot of `from` (snapshot-reader.ts).
+  const plan: CitusCopyPlan = { target: r.toSchema, copier: toRole, ...(source ? {} : { sourceOwner: fromRole }), near: sourceSchema, searchPath: searchPathSchemas };
   await prepareCitusCopy(tx, plan, capability.role, !(await roleExists(tx, toRole)));
-  return plan;
+  return source ? { ...plan, snapshotGrants: await grantSnapshotReading(tx, sourceSchema, roleNameFor(capability.database, `${r.to}--reader`), toRole) } : plan;
 }
 
 /**
@@ -379,6 +379,16 @@ export async function forkWorkspace(
   const copy = { source: sourceSchema, roleMap: { [fromRole]: toRole }, lockSource: source === undefined };
   if (prepared) {
     await copyOnCitus(tx, prepared, copy, true);
+    if (source) {
+      const keeper = await snapshotRoleOf(tx, r.from, capability.database);
+      const what = `The fork of snapshot ${r.snapshot} of "${r.from}" into "${r.to}"`;
+      const readerGrants = prepared.snapshotGrants?.reader;
+      await refuseSnapshotBridges(
+        tx,
+        { projectId: r.from, schema: sourceSchema, keeper, workspaceRole: fromRole, otherSnapshots: await otherSnapshotSchemas(tx, r.from, sourceSchema), ...(readerGrants ? { reader: readerGrants } : {}) },
+        what,
+      );
+    }
   } else {
     const [to, from] = [quoteIdent(r.toSchema), quoteIdent(fromRole)];
     await tx.exec(`CREATE SCHEMA ${to}`);
@@ -389,13 +399,13 @@ export async function forkWorkspace(
     // runs must not change the snapshot. Nobody else sees any of it before the commit.
     await tx.exec(`GRANT USAGE, CREATE ON SCHEMA ${to} TO ${from}`);
     const keeper = source ? await snapshotRoleOf(tx, r.from, capability.database) : undefined;
-    const reading = keeper ? await openSnapshotForReading(tx, sourceSchema, keeper, fromRole) : undefined;
+    const reading = keeper ? await openSnapshotViews(tx, sourceSchema, keeper, fromRole) : undefined;
     await runner.runAsWorkspace(tx, r.from, schemaCopyScript({ ...copy, target: r.toSchema, ...(reading ? { readFrom: reading.schema, definers: reading.definers.map((d) => d.oid) } : {}) }));
     if (!source) await refuseWhileDeferred(tx, r.from, 'fork');
     await tx.exec(`REVOKE ALL ON SCHEMA ${to} FROM ${from}`);
     if (reading && keeper) {
       const what = `The fork of snapshot ${r.snapshot} of "${r.from}" into "${r.to}"`;
-      await closeSnapshotReading(tx, reading, what);
+      await closeSnapshotViews(tx, reading, what);
       await refuseSnapshotBridges(tx, { projectId: r.from, schema: sourceSchema, keeper, workspaceRole: fromRole, otherSnapshots: await otherSnapshotSchemas(tx, r.from, sourceSchema) }, what);
     }
     await tx.exec(`SELECT ${quoteIdent(SANDBOX_SCHEMA)}.adopt_objects(${literal(r.toSchema)}, ${literal(toRole)})`);
