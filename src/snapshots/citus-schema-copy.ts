@@ -1,7 +1,8 @@
+import pg from 'pg';
 import { distributeSchemaSql, moveSchema, SHARDING_OFF, workerOfSchema } from '../db/postgres/citus.js';
 import type { Queryable } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
-import { distributeNewTables, dropSandboxFunction, principalScript, sandboxFunction } from '../sandbox/sandbox-ddl.js';
+import { distributeNewTables, dropSandboxFunction, principalScript, SANDBOX_SCHEMA, sandboxFunction } from '../sandbox/sandbox-ddl.js';
 import { schemaCopyScript, type SchemaCopy } from './schema-copy.js';
 import { closeSnapshotReading, finishSnapshotReading, type SnapshotGrants } from './snapshot-reader.js';
 
@@ -40,6 +41,11 @@ export interface CitusCopyPlan {
   sourceOwner?: string;
   /** From a snapshot: what the copier was granted to read it, and only read it (snapshot-reader.ts). */
   snapshotGrants?: SnapshotGrants;
+  /**
+   * A snapshot: the role the copy is handed to once committed (the snapshot role). Its copier is
+   * a role made for it, owning nothing else while the agent's code runs, dropped then.
+   */
+  handTo?: string;
   /** The schema whose worker the copy goes to. */
   near: string;
   /** The schemas after the target on the copier's sandbox search path (as for a workspace). */
@@ -52,10 +58,17 @@ export interface CitusCopyPlan {
  * copier read a workspace (a snapshot's reading is granted by the caller, once the copier
  * exists). Nothing of the agent's is touched.
  */
-export async function prepareCitusCopy(tx: Queryable, plan: CitusCopyPlan, serverRole: string, createCopier: boolean): Promise<void> {
-  const target = quoteIdent(plan.target);
+export async function prepareCitusCopy(
+  tx: Queryable,
+  prepared: Omit<CitusCopyPlan, 'copier'> & { copier: string | ((targetSchemaOid: string) => string) },
+  serverRole: string,
+  createCopier: boolean,
+): Promise<CitusCopyPlan> {
+  const target = quoteIdent(prepared.target);
   await tx.exec(SHARDING_OFF);
   await tx.exec(`CREATE SCHEMA ${target}`);
+  const [made] = await tx.query<{ oid: string }>('SELECT $1::pg_catalog.regnamespace::oid::text AS oid', [target]);
+  const plan = { ...prepared, copier: typeof prepared.copier === 'string' ? prepared.copier : prepared.copier(made?.oid ?? '') };
   await tx.exec(`CREATE TABLE ${target}.${quoteIdent(ANCHOR)} ()`);
   await tx.exec(distributeSchemaSql(plan.target));
   await tx.exec(principalScript({ schemaName: plan.target, roleName: plan.copier, searchPath: plan.searchPath }, createCopier, serverRole, true));
@@ -64,6 +77,7 @@ export async function prepareCitusCopy(tx: Queryable, plan: CitusCopyPlan, serve
     await tx.exec(`GRANT ${quoteIdent(plan.sourceOwner)} TO ${quoteIdent(plan.copier)}`);
     await tx.exec(`ALTER ROLE ${quoteIdent(plan.copier)} INHERIT`);
   }
+  return plan;
 }
 
 /** The membership (or the snapshot's reading) granted for the copy, taken back. */
@@ -118,7 +132,27 @@ export async function discardCitusCopy(tx: Queryable, plan: CitusCopyPlan): Prom
   await finishCitusCopy(tx, plan);
 }
 
-/** After the copy committed (or with its discarding): what a copy from a snapshot gave its reader, gone (snapshot-reader.ts). */
+/**
+ * After the copy committed, under the source's lock (or with its discarding): a snapshot handed
+ * to the snapshot role (an owner changed over the server's connections, which Citus refuses in
+ * the transaction whose copier wrote its shards) and its copier dropped; what a copy from a
+ * snapshot gave its reader, gone (snapshot-reader.ts).
+ */
 export async function finishCitusCopy(tx: Queryable, plan: CitusCopyPlan): Promise<void> {
   if (plan.snapshotGrants) await finishSnapshotReading(tx, plan.snapshotGrants);
+  if (!plan.handTo) return;
+  const [target, keeper, copier] = [quoteIdent(plan.target), quoteIdent(plan.handTo), quoteIdent(plan.copier)];
+  const [present] = await tx.query<{ schema: boolean; copier: boolean }>(
+    'SELECT pg_catalog.to_regnamespace($1) IS NOT NULL AS schema, pg_catalog.to_regrole($2) IS NOT NULL AS copier',
+    [plan.target, copier],
+  );
+  if (!present?.copier) return;
+  // A statement at a time: Citus forwards DDL on distributed objects as the string it came in.
+  if (present.schema) {
+    await tx.exec(`GRANT CREATE ON SCHEMA ${target} TO ${keeper}`);
+    await tx.exec(`SELECT ${quoteIdent(SANDBOX_SCHEMA)}.adopt_objects(${pg.escapeLiteral(plan.target)}, ${pg.escapeLiteral(plan.handTo)})`);
+    await tx.exec(`REVOKE CREATE ON SCHEMA ${target} FROM ${keeper}`);
+  }
+  await tx.exec(`DROP OWNED BY ${copier}`);
+  await tx.exec(`DROP ROLE ${copier}`);
 }

@@ -481,9 +481,14 @@ export class WorkspaceManager {
       try {
         await placeNearSource(this.db, prepared);
         const outcome = await this.db.transaction((tx) => bounded(tx, prepared), agentOf);
-        await this.db.transaction((tx) => finishCitusCopy(tx, prepared)).catch((cleanup: unknown) =>
-          this.log.warn('could not drop the reader of a Citus copy (it has no member; doctor lists it)', { schema: prepared.target, error: String(cleanup) }),
-        );
+        await this.db
+          .transaction(async (tx) => {
+            await lockWorkspace(tx, agentOf, this.#lockTimeoutMs);
+            await finishCitusCopy(tx, prepared);
+          })
+          .catch((cleanup: unknown) =>
+            this.log.warn("could not finish a Citus copy: the workspace's next snapshot does (doctor lists what is left)", { schema: prepared.target, error: String(cleanup) }),
+          );
         return outcome;
       } catch (error) {
         await this.db.transaction((tx) => discardCitusCopy(tx, prepared)).catch((cleanup: unknown) =>

@@ -18,7 +18,7 @@ import {
   workspaceLevel,
   type SnapshotRow,
 } from '../registry/snapshot-queries.js';
-import { principalScript, roleNameFor, SANDBOX_SCHEMA } from '../sandbox/sandbox-ddl.js';
+import { principalScript, roleNameFor, SANDBOX_SCHEMA, snapshotCopierNameFor } from '../sandbox/sandbox-ddl.js';
 import { snapshotRoleOf, workspaceRoleOf } from '../sandbox/workspace-role.js';
 import { copyOnCitus, prepareCitusCopy, type CitusCopyPlan } from '../snapshots/citus-schema-copy.js';
 import { refuseForkBridges, refuseSnapshotBridges } from '../snapshots/copy-bridges.js';
@@ -185,7 +185,8 @@ export async function takeSnapshot(
     size = await schemaSize(tx, target, false);
     if (totals.bytes + size > limits.budgetBytes) throw budgetRefusal(size);
   }
-  const otherSnapshots = await otherSnapshotSchemas(tx, c.projectId, target);
+  // On Citus the copier made this snapshot only; elsewhere the snapshot role owns the others.
+  const otherSnapshots = c.citus ? [] : await otherSnapshotSchemas(tx, c.projectId, target);
   await refuseSnapshotBridges(tx, { projectId: c.projectId, schema: target, keeper: roles.keeper, workspaceRole: roles.workspace, otherSnapshots });
   return insertSnapshot(tx, c.projectId, {
     snapshot: totals.next,
@@ -209,11 +210,36 @@ export async function prepareSnapshotOnCitus(tx: Queryable, c: SnapshotContext, 
   await c.runner.ensurePrincipal(tx, c.projectId);
   const capability = await readSandboxCapability(tx, searchPathSchemas);
   const keeper = await snapshotRole(tx, capability.database, c.projectId);
-  const target = snapshotSchemaName(c.schemaName, (await snapshotTotals(tx, c.projectId)).next);
+  await adoptFromCopiers(tx, c.projectId, keeper, capability.database);
+  const { next } = await snapshotTotals(tx, c.projectId);
+  const target = snapshotSchemaName(c.schemaName, next);
   await tx.exec(`DROP SCHEMA IF EXISTS ${quoteIdent(target)} CASCADE`);
-  const plan = { target, copier: keeper, sourceOwner: await workspaceRoleOf(tx, c.projectId, capability.database), near: c.schemaName, searchPath: searchPathSchemas };
-  await prepareCitusCopy(tx, plan, capability.role, false);
-  return plan;
+  // The copy's own role, owning nothing but what it makes (the snapshot role owns every snapshot
+  // of the workspace, and the agent's code the copy runs runs as the copier), named after the
+  // target schema's OID: never a name used before.
+  const plan = {
+    target,
+    copier: (schemaOid: string) => snapshotCopierNameFor(capability.database, c.projectId, schemaOid),
+    sourceOwner: await workspaceRoleOf(tx, c.projectId, capability.database),
+    handTo: keeper,
+    near: c.schemaName,
+    searchPath: searchPathSchemas,
+  };
+  return prepareCitusCopy(tx, plan, capability.role, true);
+}
+
+/**
+ * On Citus, a snapshot whose process stopped before handing it to the snapshot role (after its
+ * copy committed) still belongs to its copier: handed over now, and the copier dropped.
+ */
+async function adoptFromCopiers(tx: Queryable, projectId: string, keeper: string, database: string): Promise<void> {
+  for (const row of await listSnapshots(tx, projectId)) {
+    const [schema] = await tx.query<{ oid: string | null }>('SELECT pg_catalog.to_regnamespace($1)::oid::text AS oid', [row.schema_name]);
+    const copier = snapshotCopierNameFor(database, projectId, schema?.oid ?? '');
+    if (!schema?.oid || !(await roleExists(tx, copier))) continue;
+    await tx.exec(handOver(row.schema_name, keeper));
+    await tx.exec(`DROP OWNED BY ${quoteIdent(copier)}; DROP ROLE ${quoteIdent(copier)}`);
+  }
 }
 
 /** The schemas of a workspace's snapshots other than `schema`. */
@@ -351,8 +377,12 @@ export async function prepareForkOnCitus(
   await runner.ensurePrincipal(tx, r.from);
   // From a snapshot, the copier may read it and nothing more: no membership of the snapshot role,
   // which owns every snapshot of `from` (snapshot-reader.ts).
-  const plan: CitusCopyPlan = { target: r.toSchema, copier: toRole, ...(source ? {} : { sourceOwner: fromRole }), near: sourceSchema, searchPath: searchPathSchemas };
-  await prepareCitusCopy(tx, plan, capability.role, !(await roleExists(tx, toRole)));
+  const plan = await prepareCitusCopy(
+    tx,
+    { target: r.toSchema, copier: toRole, ...(source ? {} : { sourceOwner: fromRole }), near: sourceSchema, searchPath: searchPathSchemas },
+    capability.role,
+    !(await roleExists(tx, toRole)),
+  );
   return source ? { ...plan, snapshotGrants: await grantSnapshotReading(tx, sourceSchema, roleNameFor(capability.database, `${r.to}--reader`), toRole) } : plan;
 }
 
