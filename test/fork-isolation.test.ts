@@ -147,18 +147,23 @@ for (const kind of BACKEND_KINDS) {
  * table, and leave a view in evil's schema over what it read. None of it may touch the snapshot.
  */
 const FORK_TAMPER = [
-  'CREATE TABLE armed (on_ boolean)',
-  'INSERT INTO armed VALUES (false)',
+  "CREATE TABLE armed (mode text)",
+  "INSERT INTO armed VALUES ('off')",
   `CREATE FUNCTION plant() RETURNS boolean LANGUAGE plpgsql AS $f$
    DECLARE s record;
+   DECLARE mode text := (SELECT a.mode FROM project_evil.armed a);
    BEGIN
-     IF NOT (SELECT on_ FROM project_evil.armed) THEN RETURN true; END IF;
+     IF mode = 'off' THEN RETURN true; END IF;
      FOR s IN SELECT c.oid, n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                WHERE n.nspname NOT IN ('project_evil', 'project_victim') AND c.relname IN ('notes', 'notes_id_seq')
                  AND has_schema_privilege(n.oid, 'USAGE') LOOP
+       -- A column of the snapshot's type: after a restore, ALTER TYPE would reach the kept state.
+       BEGIN EXECUTE format('CREATE TABLE project_evil.hold_mood (m %I.mood)', s.nspname); EXCEPTION WHEN OTHERS THEN NULL; END;
+       CONTINUE WHEN mode = 'type';
        BEGIN EXECUTE format($$UPDATE %I.notes SET body = 'tampered'$$, s.nspname); EXCEPTION WHEN OTHERS THEN NULL; END;
        BEGIN EXECUTE format('ALTER TABLE %I.notes ADD COLUMN planted int', s.nspname); EXCEPTION WHEN OTHERS THEN NULL; END;
-       BEGIN EXECUTE format('CREATE VIEW project_evil.%I AS SELECT * FROM %I.%I', 'hold_' || s.relname, s.nspname, s.relname); EXCEPTION WHEN OTHERS THEN NULL; END;
+       BEGIN EXECUTE format('CREATE VIEW project_evil.%I AS SELECT * FROM %I.%I', format('hold_%s_%s', left(md5(s.nspname), 6), s.relname), s.nspname, s.relname);
+       EXCEPTION WHEN OTHERS THEN NULL; END;
        BEGIN EXECUTE format('SELECT %I.power()', s.nspname); EXCEPTION WHEN OTHERS THEN NULL; END;
      END LOOP;
      FOR s IN SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -176,6 +181,7 @@ const FORK_TAMPER = [
        PERFORM setval(s, 1000);
      END LOOP;
    END $f$`,
+  "CREATE TYPE mood AS ENUM ('ok')",
   'CREATE TABLE bait (n int CHECK (plant()))',
   'INSERT INTO bait VALUES (1)',
   "INSERT INTO notes (body) VALUES ('as it was'), ('and this')",
@@ -204,13 +210,19 @@ for (const kind of BACKEND_KINDS) {
         expect(snapshot.isError, snapshot.text).toBe(false);
         const taken = await server.asSuperuser(SNAPSHOT_1);
         expect(taken).toEqual([{ rows: expect.stringContaining('as it was'), seq: 2, columns: 'id,body', views_on_it: 0, definer: true }]);
-        expect((await server.run('execute', { project_id: 'evil', sql: 'UPDATE armed SET on_ = true' })).isError).toBe(false);
-        const fork = await server.run('fork_workspace', { from: 'evil', to: 'victim', snapshot: 1 });
-        // Refused or not, the snapshot is as it was taken, and nothing of evil's depends on it.
-        expect(await server.asSuperuser(SNAPSHOT_1), fork.text).toEqual(taken);
-        expect(await server.asSuperuser("SELECT relname FROM pg_class WHERE relname LIKE 'hold\\_%'"), fork.text).toEqual([]);
+        const armed = async (mode: string) => {
+          expect((await server.run('execute', { project_id: 'evil', sql: `UPDATE armed SET mode = '${mode}'` })).isError).toBe(false);
+          const fork = await server.run('fork_workspace', { from: 'evil', to: 'victim', snapshot: 1 });
+          // The snapshot is as it was taken, and nothing of evil's depends on it.
+          expect(await server.asSuperuser(SNAPSHOT_1), fork.text).toEqual(taken);
+          expect(await server.asSuperuser("SELECT relname FROM pg_class WHERE relname LIKE 'hold\\_%'"), fork.text).toEqual([]);
+          return fork.text;
+        };
+        // Views over what it read, refused by their dependents; a column of the snapshot's type, by the check of the snapshot.
+        expect(await armed('all')).toMatch(/is refused: code the copy ran made objects that depend on the snapshot it read \(view project_evil\.hold_/);
+        expect(await armed('type')).toContain('column m of table project_evil.hold_mood depends on type project_evil__snap_1.mood');
         // The same fork from an unarmed workspace's snapshot goes through, the snapshot intact.
-        expect((await server.run('execute', { project_id: 'evil', sql: 'UPDATE armed SET on_ = false' })).isError).toBe(false);
+        expect((await server.run('execute', { project_id: 'evil', sql: "UPDATE armed SET mode = 'off'" })).isError).toBe(false);
         const again = await server.run('fork_workspace', { from: 'evil', to: 'victim', snapshot: 1 });
         expect(again.isError, JSON.stringify(again)).toBe(false);
         expect(await server.asSuperuser(SNAPSHOT_1)).toEqual(taken);

@@ -49,7 +49,10 @@ const RELATIONS = `
 
 /** What depends on the views (or their row types), besides their own parts. */
 const DEPENDENTS = `
-  SELECT DISTINCT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid) AS object
+  SELECT DISTINCT CASE WHEN d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+                       THEN pg_catalog.pg_describe_object('pg_catalog.pg_class'::pg_catalog.regclass,
+                                                          (SELECT r.ev_class FROM pg_catalog.pg_rewrite r WHERE r.oid = d.objid), 0)
+                       ELSE pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid) END AS object
     FROM pg_catalog.pg_class v
     JOIN pg_catalog.pg_depend d
       ON (d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = v.oid)
