@@ -109,7 +109,7 @@ export async function placeNearSource(q: Queryable, plan: CitusCopyPlan): Promis
 export async function copyOnCitus(tx: Queryable, plan: CitusCopyPlan, source: Omit<SchemaCopy, 'part' | 'target'>, keepSandbox: boolean): Promise<void> {
   const sandbox = sandboxFunction(plan.target);
   const run = (script: string) => tx.query(`SELECT ${sandbox}('script', $1, 0, 0)`, [script]);
-  const reading = plan.snapshotGrants ? { definers: plan.snapshotGrants.definers.map((d) => d.oid), ignoreGrantee: plan.snapshotGrants.reader } : {};
+  const reading = plan.snapshotGrants ? { definers: plan.snapshotGrants.definers, ignoreGrantee: plan.snapshotGrants.reader } : {};
   const copy = { ...source, target: plan.target, ...reading };
   await run(schemaCopyScript({ ...copy, part: 'before-distribution' }));
   await run(distributeNewTables(plan.target));

@@ -143,32 +143,62 @@ export async function closeSnapshotViews(tx: Queryable, reading: SnapshotReading
  * (no shard DDL), so the copier reads nothing of the snapshot once it commits; the reader's table
  * grants are revoked and the reader dropped right after (finishSnapshotReading). A reader left by
  * a process that stopped in between has no member and can do nothing; doctor lists it as an
- * orphan role. A table with row level security enabled cannot be read by a copier that is not its
+ * orphan role. All of it is taken back by OID, wherever a restore meanwhile renamed the snapshot. A table with row level security enabled cannot be read by a copier that is not its
  * owner (row_security is off while copying, so it fails instead of losing rows).
  */
 export interface SnapshotGrants {
+  /** The snapshot's schema, and its OID: taken back by OID, wherever a restore meanwhile renamed it. */
   snapshot: string;
+  snapshotOid: string;
   reader: string;
-  relations: { name: string; sequence: boolean }[];
-  definers: { routine: string; oid: string }[];
+  /** OIDs of the tables and sequences the reader may SELECT. */
+  relations: string[];
+  /** OIDs of the SECURITY DEFINER routines made INVOKER for the copy. */
+  definers: string[];
+}
+
+const RELATION_OIDS = `
+  SELECT c.oid::int8::text AS oid FROM pg_catalog.pg_class c
+   WHERE c.relnamespace = (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = $1) AND c.relkind IN ('r', 'S')
+   ORDER BY c.oid`;
+
+/** The objects of `grants` still there, named as the server's statements need them now. */
+const CURRENT_NAMES = `
+  SELECT (SELECT pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_namespace n WHERE n.oid = $1::pg_catalog.oid) AS schema,
+         pg_catalog.to_regrole($2) IS NOT NULL AS reader,
+         ARRAY(SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE ' ELSE 'TABLE ' END || c.oid::pg_catalog.regclass::text
+                 FROM pg_catalog.pg_class c WHERE c.oid = ANY ($3::pg_catalog.oid[]) ORDER BY c.oid) AS relations,
+         ARRAY(SELECT p.oid::pg_catalog.regprocedure::text FROM pg_catalog.pg_proc p WHERE p.oid = ANY ($4::pg_catalog.oid[]) ORDER BY p.oid) AS definers`;
+
+async function currentNames(tx: Queryable, grants: SnapshotGrants) {
+  const [now] = await tx.query<{ schema: string | null; reader: boolean; relations: string[]; definers: string[] }>(CURRENT_NAMES, [
+    grants.snapshotOid,
+    quoteIdent(grants.reader),
+    grants.relations,
+    grants.definers,
+  ]);
+  return now ?? { schema: null, reader: false, relations: [], definers: [] };
 }
 
 /** In the committed first transaction of a copy from a snapshot on Citus: the reader, and `copier` its member. */
 export async function grantSnapshotReading(tx: Queryable, snapshotSchema: string, reader: string, copier: string): Promise<SnapshotGrants> {
+  const [schema] = await tx.query<{ oid: string }>('SELECT $1::pg_catalog.regnamespace::pg_catalog.oid::int8::text AS oid', [quoteIdent(snapshotSchema)]);
   const grants: SnapshotGrants = {
     snapshot: snapshotSchema,
+    snapshotOid: schema?.oid ?? '0',
     reader,
-    relations: await tx.query<{ name: string; sequence: boolean }>(RELATIONS, [snapshotSchema]),
-    definers: await tx.query<{ routine: string; oid: string }>(DEFINERS, [snapshotSchema]),
+    relations: (await tx.query<{ oid: string }>(RELATION_OIDS, [snapshotSchema])).map((r) => r.oid),
+    definers: (await tx.query<{ oid: string }>(DEFINERS, [snapshotSchema])).map((d) => d.oid),
   };
-  const [from, to] = [quoteIdent(snapshotSchema), quoteIdent(reader)];
+  const names = await currentNames(tx, grants);
+  const to = quoteIdent(reader);
   const exists = await tx.query('SELECT FROM pg_catalog.pg_roles WHERE rolname = $1', [reader]);
   // A statement at a time: Citus forwards DDL on distributed objects as the string it came in.
   for (const statement of [
     ...(exists.length > 0 ? [] : [`CREATE ROLE ${to} NOLOGIN NOINHERIT VALID UNTIL '-infinity'`]),
-    ...grants.definers.map((d) => `ALTER ROUTINE ${d.routine} SECURITY INVOKER`),
-    `GRANT USAGE ON SCHEMA ${from} TO ${to}`,
-    ...grants.relations.map((r) => `GRANT SELECT ON ${r.sequence ? 'SEQUENCE' : 'TABLE'} ${from}.${quoteIdent(r.name)} TO ${to}`),
+    ...names.definers.map((routine) => `ALTER ROUTINE ${routine} SECURITY INVOKER`),
+    `GRANT USAGE ON SCHEMA ${quoteIdent(snapshotSchema)} TO ${to}`,
+    ...names.relations.map((relation) => `GRANT SELECT ON ${relation} TO ${to}`),
     // Inheriting, for the copy only: the sandbox refuses every role change.
     `GRANT ${to} TO ${quoteIdent(copier)}`,
     `ALTER ROLE ${quoteIdent(copier)} INHERIT`,
@@ -181,29 +211,20 @@ export async function grantSnapshotReading(tx: Queryable, snapshotSchema: string
 /** In the copy's transaction (or when a failed copy is discarded): the copier reads the snapshot no more, its routines are as they were. */
 export async function closeSnapshotReading(tx: Queryable, grants: SnapshotGrants, copier: string): Promise<void> {
   const to = quoteIdent(grants.reader);
-  const present = await tx.query<{ schema: boolean; reader: boolean }>(
-    'SELECT pg_catalog.to_regnamespace($1) IS NOT NULL AS schema, pg_catalog.to_regrole($2) IS NOT NULL AS reader',
-    [grants.snapshot, quoteIdent(grants.reader)],
-  );
-  if (present[0]?.reader) {
+  const now = await currentNames(tx, grants);
+  if (now.reader) {
     await tx.exec(`REVOKE ${to} FROM ${quoteIdent(copier)}`);
     await tx.exec(`ALTER ROLE ${quoteIdent(copier)} NOINHERIT`);
+    if (now.schema) await tx.exec(`REVOKE ALL ON SCHEMA ${now.schema} FROM ${to}`);
   }
-  if (!present[0]?.schema) return;
-  if (present[0].reader) await tx.exec(`REVOKE ALL ON SCHEMA ${quoteIdent(grants.snapshot)} FROM ${to}`);
-  for (const d of grants.definers) await tx.exec(`ALTER ROUTINE ${d.routine} SECURITY DEFINER`);
+  for (const routine of now.definers) await tx.exec(`ALTER ROUTINE ${routine} SECURITY DEFINER`);
 }
 
 /** After the copy's transaction, in one of its own: the reader's grants revoked and the reader dropped. */
 export async function finishSnapshotReading(tx: Queryable, grants: SnapshotGrants): Promise<void> {
-  const [from, to] = [quoteIdent(grants.snapshot), quoteIdent(grants.reader)];
-  const present = await tx.query<{ schema: boolean; reader: boolean }>(
-    'SELECT pg_catalog.to_regnamespace($1) IS NOT NULL AS schema, pg_catalog.to_regrole($2) IS NOT NULL AS reader',
-    [grants.snapshot, quoteIdent(grants.reader)],
-  );
-  if (!present[0]?.reader) return;
-  if (present[0].schema) {
-    for (const r of grants.relations) await tx.exec(`REVOKE ALL ON ${r.sequence ? 'SEQUENCE' : 'TABLE'} ${from}.${quoteIdent(r.name)} FROM ${to}`);
-  }
+  const to = quoteIdent(grants.reader);
+  const now = await currentNames(tx, grants);
+  if (!now.reader) return;
+  for (const relation of now.relations) await tx.exec(`REVOKE ALL ON ${relation} FROM ${to}`);
   await tx.exec(`DROP ROLE ${to}`);
 }
