@@ -10,7 +10,6 @@ import { columnsBeingReembedded } from '../registry/embedding-space-sql.js';
 import * as lifecycle from '../registry/lifecycle-queries.js';
 import * as registry from '../registry/operations-queries.js';
 import { roleNameFor, rolePrefixFor, SANDBOX_SCHEMA, snapshotCopierNameFor, snapshotRoleNameFor } from '../sandbox/sandbox-ddl.js';
-import { listSnapshots } from '../registry/snapshot-queries.js';
 import { projectIdOfSchema, ReservedSchemas, SNAPSHOT_SCHEMA_INFIX } from '../workspaces/project-id.js';
 import { FleetStatusReader, type FleetStatus } from '../workspaces/workspace-fleet.js';
 
@@ -307,15 +306,7 @@ export async function rolesWithoutWorkspace(q: Queryable, orphanIds: readonly st
   // A registered workspace's snapshots have a role of their own (docs/snapshots.md); on Citus a
   // snapshot's copier still owns it when its process stopped before handing it over (the next
   // snapshot does): dropping that role would drop the snapshot.
-  const copiers = (
-    await Promise.all(
-      registered.map(async (w) => {
-        const rows = await listSnapshots(q, w.project_id);
-        const oids = await q.query<{ oid: string | null }>('SELECT pg_catalog.to_regnamespace(s)::oid::text AS oid FROM unnest($1::text[]) s', [rows.map((row) => row.schema_name)]);
-        return oids.flatMap((row) => (row.oid ? [snapshotCopierNameFor(database, w.project_id, row.oid)] : []));
-      }),
-    )
-  ).flat();
+  const copiers = (await registry.snapshotSchemaOids(q)).map((s) => snapshotCopierNameFor(database, s.project_id, s.schema_oid));
   const owned = new Set([
     ...registered.map((w) => w.role_name ?? roleNameFor(database, w.project_id)),
     ...orphanIds.map((id) => roleNameFor(database, id)),

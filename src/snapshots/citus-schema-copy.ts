@@ -35,7 +35,7 @@ const ANCHOR = 'pgw_copy_anchor';
 export interface CitusCopyPlan {
   /** The schema the copy fills: made distributed (with the anchor) by prepareCitusCopy. */
   target: string;
-  /** The role that makes and owns the copy: the snapshot role, or a fork's new workspace role. */
+  /** The role that makes and owns the copy: a role made for a snapshot's copy (handTo), or a fork's new workspace role. */
   copier: string;
   /** The owner of what is copied (a workspace's role), granted to the copier for the copy only. */
   sourceOwner?: string;

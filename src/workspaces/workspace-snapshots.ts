@@ -31,7 +31,9 @@ import { WorkspaceLifecycleError } from './workspace-lifecycle.js';
  * Snapshots, restores and forks of workspaces (docs/snapshots.md), as steps in the caller's
  * transaction under the workspace's lock, like drop and rename (workspace-lifecycle.ts). A
  * snapshot is a schema named so that no workspace can have it, owned by the server, its objects
- * owned by the workspace's snapshot role; the copy into it runs as the workspace's own role.
+ * owned by the workspace's snapshot role; the copy into it runs as the workspace's own role (on
+ * Citus as a role made for it). No copy runs as a role that may write a snapshot already taken:
+ * a fork of one reads it and nothing more (snapshot-reader.ts).
  */
 
 export interface SnapshotLimits {
@@ -200,9 +202,9 @@ export async function takeSnapshot(
 
 /**
  * On Citus, the committed first step of a snapshot (citus-schema-copy.ts): the next snapshot's
- * schema, distributed and empty, with the snapshot role's sandbox on it and a membership of the
- * workspace's role to read it with. Under the workspace's lock; a schema of that name left by a
- * snapshot that never finished (no registry row) is dropped first.
+ * schema, distributed and empty, with the sandbox of a role made for the copy on it and a
+ * membership of the workspace's role to read it with. Under the workspace's lock; a schema of that
+ * name left by a snapshot that never finished (no registry row) is dropped first.
  */
 export async function prepareSnapshotOnCitus(tx: Queryable, c: SnapshotContext, searchPathSchemas: readonly string[]): Promise<CitusCopyPlan> {
   await lockWorkspace(tx, c.projectId, c.lockTimeoutMs);
@@ -409,16 +411,7 @@ export async function forkWorkspace(
   const copy = { source: sourceSchema, roleMap: { [fromRole]: toRole }, lockSource: source === undefined };
   if (prepared) {
     await copyOnCitus(tx, prepared, copy, true);
-    if (source) {
-      const keeper = await snapshotRoleOf(tx, r.from, capability.database);
-      const what = `The fork of snapshot ${r.snapshot} of "${r.from}" into "${r.to}"`;
-      const readerGrants = prepared.snapshotGrants?.reader;
-      await refuseSnapshotBridges(
-        tx,
-        { projectId: r.from, schema: sourceSchema, keeper, workspaceRole: fromRole, otherSnapshots: await otherSnapshotSchemas(tx, r.from, sourceSchema), ...(readerGrants ? { reader: readerGrants } : {}) },
-        what,
-      );
-    }
+    if (source) await refuseSourceBridges(tx, r, sourceSchema, fromRole, await snapshotRoleOf(tx, r.from, capability.database), prepared.snapshotGrants?.reader);
   } else {
     const [to, from] = [quoteIdent(r.toSchema), quoteIdent(fromRole)];
     await tx.exec(`CREATE SCHEMA ${to}`);
@@ -434,9 +427,8 @@ export async function forkWorkspace(
     if (!source) await refuseWhileDeferred(tx, r.from, 'fork');
     await tx.exec(`REVOKE ALL ON SCHEMA ${to} FROM ${from}`);
     if (reading && keeper) {
-      const what = `The fork of snapshot ${r.snapshot} of "${r.from}" into "${r.to}"`;
-      await closeSnapshotViews(tx, reading, what);
-      await refuseSnapshotBridges(tx, { projectId: r.from, schema: sourceSchema, keeper, workspaceRole: fromRole, otherSnapshots: await otherSnapshotSchemas(tx, r.from, sourceSchema) }, what);
+      await closeSnapshotViews(tx, reading, forkOfSnapshot(r));
+      await refuseSourceBridges(tx, r, sourceSchema, fromRole, keeper);
     }
     await tx.exec(`SELECT ${quoteIdent(SANDBOX_SCHEMA)}.adopt_objects(${literal(r.toSchema)}, ${literal(toRole)})`);
   }
@@ -451,6 +443,17 @@ export async function forkWorkspace(
       `registered "${r.to}" at the migration level of what it copied`,
     ],
   };
+}
+
+const forkOfSnapshot = (r: ForkRequest) => `The fork of snapshot ${r.snapshot} of "${r.from}" into "${r.to}"`;
+
+/**
+ * After a fork of a snapshot: nothing the copy's code made may depend on the snapshot (a column of
+ * one of its types, which an ALTER TYPE after a restore would reach), nor hold it otherwise.
+ */
+async function refuseSourceBridges(tx: Queryable, r: ForkRequest, snapshotSchema: string, fromRole: string, keeper: string, reader?: string): Promise<void> {
+  const otherSnapshots = await otherSnapshotSchemas(tx, r.from, snapshotSchema);
+  await refuseSnapshotBridges(tx, { projectId: r.from, schema: snapshotSchema, keeper, workspaceRole: fromRole, otherSnapshots, ...(reader ? { reader } : {}) }, forkOfSnapshot(r));
 }
 
 /** On Citus, after the preparation committed: `from` and its snapshot still there, `to` still unregistered. */
