@@ -395,6 +395,27 @@ describe('a fork from a snapshot on Citus', () => {
   }, 300_000);
 });
 
+describe('a fork from a snapshot with row level security on Citus', () => {
+  it('is refused, saying why and what to do, and leaves nothing; a fork of the current state goes through', async (ctx) => {
+    const { db, manager, sql } = await services(ctx);
+    try {
+      await manager.ensure('sec');
+      for (const statement of ["INSERT INTO notes (body) VALUES ('mine')", 'ALTER TABLE notes ENABLE ROW LEVEL SECURITY']) {
+        await sql.execute('sec', statement, []);
+      }
+      await manager.snapshot('sec');
+      const fork = await manager.fork('sec', 'sec-copy', 1).then(() => 'forked', (e: Error) => e.message);
+      expect(fork).toContain('The fork of snapshot 1 of "sec" into "sec-copy" is refused on Citus: row level security is enabled on its table(s) notes');
+      expect(await schemaExists(db, 'project_sec_copy')).toBe(false);
+      expect(await db.query("SELECT rolname FROM pg_roles WHERE rolname LIKE '%\\_\\_reader'")).toEqual([]);
+      await manager.fork('sec', 'sec-copy');
+      expect(await db.query('SELECT body FROM project_sec_copy.notes')).toEqual([{ body: 'mine' }]);
+    } finally {
+      await db.close();
+    }
+  }, 300_000);
+});
+
 describe("a snapshot's copy on Citus and the workspace's earlier snapshots", () => {
   it('agent code the copy runs, as the role that makes the new snapshot, cannot change the earlier ones', async (ctx) => {
     const { db, manager, sql, database } = await services(ctx);

@@ -143,8 +143,9 @@ export async function closeSnapshotViews(tx: Queryable, reading: SnapshotReading
  * (no shard DDL), so the copier reads nothing of the snapshot once it commits; the reader's table
  * grants are revoked and the reader dropped right after (finishSnapshotReading). A reader left by
  * a process that stopped in between has no member and can do nothing; doctor lists it as an
- * orphan role. All of it is taken back by OID, wherever a restore meanwhile renamed the snapshot. A table with row level security enabled cannot be read by a copier that is not its
- * owner (row_security is off while copying, so it fails instead of losing rows).
+ * orphan role. All of it is taken back by OID, wherever a restore meanwhile renamed the snapshot.
+ * A snapshot with row level security enabled on a table cannot be read so (the reader is not its
+ * owner): such a fork is refused, saying so.
  */
 export interface SnapshotGrants {
   /** The snapshot's schema, and its OID: taken back by OID, wherever a restore meanwhile renamed it. */
@@ -180,8 +181,25 @@ async function currentNames(tx: Queryable, grants: SnapshotGrants) {
   return now ?? { schema: null, reader: false, relations: [], definers: [] };
 }
 
-/** In the committed first transaction of a copy from a snapshot on Citus: the reader, and `copier` its member. */
-export async function grantSnapshotReading(tx: Queryable, snapshotSchema: string, reader: string, copier: string): Promise<SnapshotGrants> {
+const ROW_SECURITY_TABLES = `
+  SELECT pg_catalog.string_agg(pg_catalog.quote_ident(c.relname), ', ' ORDER BY c.relname) AS tables FROM pg_catalog.pg_class c
+   WHERE c.relnamespace = (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = $1) AND c.relkind = 'r' AND c.relrowsecurity`;
+
+/**
+ * In the committed first transaction of a copy from a snapshot on Citus: the reader, and `copier`
+ * its member. Refused (`what` names the copy) when a table of the snapshot has row level security
+ * enabled: the reader is not its owner, so its policies would apply, and the copy fails rather
+ * than lose rows.
+ */
+export async function grantSnapshotReading(tx: Queryable, snapshotSchema: string, reader: string, copier: string, what: string): Promise<SnapshotGrants> {
+  const [secured] = await tx.query<{ tables: string | null }>(ROW_SECURITY_TABLES, [snapshotSchema]);
+  if (secured?.tables) {
+    throw new WorkspaceLifecycleError(
+      `${what} is refused on Citus: row level security is enabled on its table(s) ${secured.tables}, and the copy reads a snapshot ` +
+        'as a role that may only read it, not as its owner, so the policies would apply. Restore the snapshot and fork the workspace ' +
+        '(its current state), or fork another snapshot. Nothing was changed.',
+    );
+  }
   const [schema] = await tx.query<{ oid: string }>('SELECT $1::pg_catalog.regnamespace::pg_catalog.oid::int8::text AS oid', [quoteIdent(snapshotSchema)]);
   const grants: SnapshotGrants = {
     snapshot: snapshotSchema,

@@ -385,7 +385,8 @@ export async function prepareForkOnCitus(
     capability.role,
     !(await roleExists(tx, toRole)),
   );
-  return source ? { ...plan, snapshotGrants: await grantSnapshotReading(tx, sourceSchema, roleNameFor(capability.database, `${r.to}--reader`), toRole) } : plan;
+  if (!source) return plan;
+  return { ...plan, snapshotGrants: await grantSnapshotReading(tx, sourceSchema, roleNameFor(capability.database, `${r.to}--reader`), toRole, forkOfSnapshot(r)) };
 }
 
 /**
