@@ -457,7 +457,7 @@ describe("a snapshot's copy on Citus and the workspace's earlier snapshots", () 
       expect(await db.query("SELECT DISTINCT relowner::regrole::text AS owner FROM pg_class WHERE relnamespace = 'project_evil__snap_2'::regnamespace")).toEqual([
         { owner: snapshotRoleNameFor(database, 'evil') },
       ]);
-      expect(await db.query("SELECT rolname FROM pg_roles WHERE rolname LIKE '%copy%'")).toEqual([]);
+      expect(await db.query("SELECT rolname FROM pg_roles WHERE rolname LIKE '%\\_\\_copy\\_%'")).toEqual([]);
     } finally {
       await db.close();
     }
