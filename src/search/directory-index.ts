@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../logger.js';
 import { validateProjectId } from '../workspaces/project-id.js';
@@ -7,7 +6,7 @@ import { resolveAllowedDirectory, type AllowedRoots } from './allowed-roots.js';
 import { chunkText, contentHash, DEFAULT_CHUNK_OPTIONS } from './chunking.js';
 import { removeFiles, storeFiles, type ChunkEmbeddings, type ChunkLoads, type PreparedFile, type Repository, type WorkspaceWriter } from './chunk-store.js';
 import { REPOSITORY_FILES } from './ingest-sql.js';
-import { walkDirectory, type WalkedFile } from './directory-walk.js';
+import { readWalkedFile, walkDirectory, type WalkedFile, type WalkResult } from './directory-walk.js';
 
 export const DEFAULT_MAX_FILE_BYTES = 1024 * 1024;
 /** Files written per batch: their chunks go to the provider in one call, each file in its own statement. */
@@ -45,6 +44,14 @@ export interface IndexJobStatus {
   started_at: string;
   finished_at: string | null;
 }
+
+/** Where a file the read skipped is listed (the walk's names are camelCase, the tool's snake_case). */
+const SKIPPED_AS: Readonly<Record<keyof WalkResult['skipped'], keyof IndexJobStatus['skipped']>> = {
+  binary: 'binary',
+  oversized: 'oversized',
+  outsideRoot: 'outside_root',
+  unreadable: 'unreadable',
+};
 
 export type ProgressListener = (status: IndexJobStatus) => void;
 
@@ -140,11 +147,8 @@ export class DirectoryIndexer {
     const { status } = job;
     const signal = job.abort.signal;
     const repository: Repository = { path: status.path, name: path.basename(status.path) };
-    const walked = await walkDirectory(
-      status.path,
-      { include: input.include ?? [], exclude: input.exclude ?? [], maxFileBytes: input.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES },
-      signal,
-    );
+    const maxFileBytes = input.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
+    const walked = await walkDirectory(status.path, { include: input.include ?? [], exclude: input.exclude ?? [], maxFileBytes }, signal);
     status.skipped = {
       binary: walked.skipped.binary,
       oversized: walked.skipped.oversized,
@@ -166,7 +170,7 @@ export class DirectoryIndexer {
     const incoming = walked.files.reduce((n, f) => n + (stored.has(f.path) ? 0 : Math.ceil(f.sizeBytes / DEFAULT_CHUNK_OPTIONS.size)), 0);
     const load = await this.loads?.begin(status.project_id, incoming);
     try {
-      await this.#index(job, walked.files, stored, repository);
+      await this.#index(job, walked.files, stored, repository, maxFileBytes);
     } finally {
       await load?.end();
     }
@@ -182,7 +186,7 @@ export class DirectoryIndexer {
   }
 
   /** Chunks, embeds and writes the new and changed files, in batches. */
-  async #index(job: Job, files: readonly WalkedFile[], stored: ReadonlyMap<string, string>, repository: Repository): Promise<void> {
+  async #index(job: Job, files: readonly WalkedFile[], stored: ReadonlyMap<string, string>, repository: Repository, maxFileBytes: number): Promise<void> {
     const { status } = job;
     const signal = job.abort.signal;
     let batch: PreparedFile[] = [];
@@ -202,12 +206,13 @@ export class DirectoryIndexer {
     };
     for (const file of files) {
       signal.throwIfAborted();
-      const text = await readFile(file.absolute, 'utf8').catch(() => undefined);
-      if (text === undefined) {
-        status.skipped.unreadable.push(file.path);
+      const read = await readWalkedFile(file.absolute, status.path, maxFileBytes);
+      if ('skipped' in read) {
+        status.skipped[SKIPPED_AS[read.skipped]].push(file.path);
         status.files_done++;
         continue;
       }
+      const { text } = read;
       const hash = contentHash(text);
       if (stored.get(file.path) === hash) {
         status.files_unchanged++;

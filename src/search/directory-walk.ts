@@ -1,4 +1,4 @@
-import { open, readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { constants, open, readdir, readFile, realpath, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import ignore, { type Ignore } from 'ignore';
 import { isInside } from './allowed-roots.js';
@@ -42,6 +42,11 @@ export async function walkDirectory(root: string, options: WalkOptions, signal?:
   async function visit(directory: string, rules: ReadonlyArray<{ base: string; matcher: Ignore }>): Promise<void> {
     signal?.throwIfAborted();
     const real = await realpath(directory);
+    // A directory swapped for a link out since its parent was read.
+    if (!isInside(real, root)) {
+      result.skipped.outsideRoot.push(path.relative(root, directory).split(path.sep).join('/'));
+      return;
+    }
     if (visited.has(real)) return;
     visited.add(real);
     const own = await readFile(path.join(directory, '.gitignore'), 'utf8').catch(() => undefined);
@@ -97,11 +102,71 @@ function relativeTo(base: string, absolute: string, isDirectory: boolean): strin
 }
 
 async function looksBinary(file: string): Promise<boolean> {
-  const handle = await open(file, 'r');
+  const handle = await openWithoutWaiting(file);
   try {
+    if (!(await handle.stat()).isFile()) return false;
     const buffer = Buffer.alloc(BINARY_PROBE_BYTES);
     const { bytesRead } = await handle.read(buffer, 0, BINARY_PROBE_BYTES, 0);
-    return buffer.subarray(0, bytesRead).includes(0);
+    return isBinary(buffer.subarray(0, bytesRead));
+  } finally {
+    await handle.close();
+  }
+}
+
+function isBinary(start: Buffer): boolean {
+  return start.subarray(0, BINARY_PROBE_BYTES).includes(0);
+}
+
+/** O_NONBLOCK: opening a FIFO with no writer returns at once instead of holding a thread of libuv's pool until one comes. */
+function openWithoutWaiting(file: string): Promise<FileHandle> {
+  return open(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+}
+
+export type ReadOutcome = { text: string } | { skipped: keyof WalkResult['skipped'] };
+
+const READ_CHUNK_BYTES = 64 * 1024;
+
+/**
+ * A walked file's text, read through one handle that is checked to be what the walk allowed: a
+ * regular file (not a FIFO or device), the same inode as the real path its name resolves to now,
+ * that path inside `root`, and at most `maxFileBytes` as read (not as stat said). The walk's own
+ * checks are by name and the reading comes later (after other files' embeddings): a file the
+ * agent replaced meanwhile by a link out of the root (its text stored and then read back through
+ * `query`), a FIFO (the read waited forever) or /dev/zero (read until memory ran out) is skipped
+ * and listed. A hard link is a file like another: one inside the root is read, wherever else it
+ * also appears.
+ */
+export async function readWalkedFile(absolute: string, root: string, maxFileBytes: number): Promise<ReadOutcome> {
+  let handle: FileHandle;
+  try {
+    handle = await openWithoutWaiting(absolute);
+  } catch {
+    return { skipped: 'unreadable' };
+  }
+  try {
+    const opened = await handle.stat();
+    if (!opened.isFile()) return { skipped: 'unreadable' };
+    const real = await realpath(absolute).catch(() => undefined);
+    if (real === undefined) return { skipped: 'unreadable' };
+    if (!isInside(real, root)) return { skipped: 'outsideRoot' };
+    const there = await stat(real).catch(() => undefined);
+    // Changed again between the open and the look at its path: what was opened cannot be told.
+    if (there?.dev !== opened.dev || there.ino !== opened.ino) return { skipped: 'unreadable' };
+    if (opened.size > maxFileBytes) return { skipped: 'oversized' };
+    const parts: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const { bytesRead, buffer } = await handle.read(Buffer.alloc(READ_CHUNK_BYTES), 0, READ_CHUNK_BYTES, null);
+      if (bytesRead === 0) break;
+      total += bytesRead;
+      if (total > maxFileBytes) return { skipped: 'oversized' };
+      parts.push(buffer.subarray(0, bytesRead));
+    }
+    const bytes = Buffer.concat(parts, total);
+    if (isBinary(bytes)) return { skipped: 'binary' };
+    return { text: bytes.toString('utf8') };
+  } catch {
+    return { skipped: 'unreadable' };
   } finally {
     await handle.close();
   }
