@@ -246,6 +246,27 @@ for (const kind of BACKEND_KINDS) {
       }
     }, 120_000);
 
+    it('a .gitignore that is a FIFO or a link to /dev/zero neither holds the walk nor fills memory', async (ctx) => {
+      if (kind === 'postgres' && !url) ctx.skip();
+      const base = path.join(path.dirname(repo.root), 'odd-ignores');
+      await mkdir(path.join(base, 'fifo'), { recursive: true });
+      await mkdir(path.join(base, 'zero'), { recursive: true });
+      await writeFile(path.join(base, 'kept.ts'), tsFile('keptAround'));
+      await promisify(execFile)('mkfifo', [path.join(base, 'fifo', '.gitignore')]);
+      await symlink('/dev/zero', path.join(base, 'zero', '.gitignore'));
+      const mcp = await connect({ allowedRoots: [base] });
+      try {
+        const run = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
+        const started = await run('index_directory', { project_id: 'odd-ignores', path: base });
+        const done = await waitForRun(run, 'odd-ignores', started.data['job_id'] as string, 30_000);
+        expect(done).toMatchObject({ state: 'done', files_total: 1, files_changed: 1 });
+      } finally {
+        await open(path.join(base, 'fifo', '.gitignore'), constants.O_WRONLY | constants.O_NONBLOCK).then((h) => h.close()).catch(() => undefined);
+        await mcp.close();
+        await rm(base, { recursive: true, force: true });
+      }
+    }, 120_000);
+
     it('a restart mid-run leaves whole files only, and the next run goes on from there', async (ctx) => {
       if (kind === 'postgres' && !url) ctx.skip();
       const big = path.join(path.dirname(repo.root), 'big');

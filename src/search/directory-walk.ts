@@ -1,4 +1,4 @@
-import { constants, open, readdir, readFile, realpath, stat, type FileHandle } from 'node:fs/promises';
+import { constants, open, readdir, realpath, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import ignore, { type Ignore } from 'ignore';
 import { isInside } from './allowed-roots.js';
@@ -22,6 +22,9 @@ export interface WalkResult {
   files: WalkedFile[];
   skipped: { binary: string[]; oversized: string[]; outsideRoot: string[]; unreadable: string[] };
 }
+
+/** A .gitignore beyond this is not one (and not read). */
+const MAX_GITIGNORE_BYTES = 1024 * 1024;
 
 /** Bytes read to tell a binary file: Git's own heuristic looks for a NUL in the first 8000. */
 const BINARY_PROBE_BYTES = 8000;
@@ -49,7 +52,9 @@ export async function walkDirectory(root: string, options: WalkOptions, signal?:
     }
     if (visited.has(real)) return;
     visited.add(real);
-    const own = await readFile(path.join(directory, '.gitignore'), 'utf8').catch(() => undefined);
+    // Read as any file is (below): a FIFO held the walk forever, a link to /dev/zero filled memory.
+    const ignoreFile = await readWalkedFile(path.join(directory, '.gitignore'), root, MAX_GITIGNORE_BYTES);
+    const own = 'text' in ignoreFile ? ignoreFile.text : undefined;
     const here = own === undefined ? rules : [...rules, { base: directory, matcher: ignore().add(own) }];
     const entries = await readdir(directory, { withFileTypes: true });
     entries.sort((a, b) => (a.name < b.name ? -1 : 1));
