@@ -6,6 +6,7 @@ import { pin, spaceOf } from '../embeddings/embedding-spaces.js';
 import { holdPinStatement } from '../registry/embedding-space-sql.js';
 import type { AllowedRoots } from './allowed-roots.js';
 import type { ChunkEmbeddings } from './chunk-store.js';
+import { DEFAULT_UPGRADE_TIMEOUT_MS } from '../config.js';
 import { IndexDeferral } from './index-deferral.js';
 import { DirectoryIndexer, type IndexDirectoryInput, type IndexJobStatus, type ProgressListener } from './directory-index.js';
 import { validateProjectId } from '../workspaces/project-id.js';
@@ -44,7 +45,7 @@ export class SearchService {
     /** --allow-root: where index_directory may read for clients without MCP roots (and a bound on those with them). */
     readonly serverRoots: readonly string[],
     log: Logger,
-    options: { citus?: boolean; deferralLeaseMs?: number } = {},
+    options: { citus?: boolean; deferralLeaseMs?: number; rebuildTimeoutMs?: number } = {},
   ) {
     this.#embeddings = embedder && {
       embedder,
@@ -53,7 +54,7 @@ export class SearchService {
       hold: (projectId) => holdPinStatement({ projectId, ...CHUNKS_EMBEDDING }, spaceOf(embedder.space)),
     };
     // On Citus the indexes live on the workspace's shards: their drop and build there are not tested, so never deferred.
-    this.#deferral = embedder && !options.citus ? new IndexDeferral(db, sandbox, log, options.deferralLeaseMs) : undefined;
+    this.#deferral = embedder && !options.citus ? new IndexDeferral(db, sandbox, log, options.rebuildTimeoutMs ?? DEFAULT_UPGRADE_TIMEOUT_MS, options.deferralLeaseMs) : undefined;
     this.#directories = new DirectoryIndexer(sandbox, this.#embeddings, log, this.#deferral);
   }
 
