@@ -7,6 +7,7 @@ import { chunkText, contentHash, DEFAULT_CHUNK_OPTIONS } from './chunking.js';
 import { removeFiles, storeFiles, type ChunkEmbeddings, type ChunkLoads, type PreparedFile, type Repository, type WorkspaceWriter } from './chunk-store.js';
 import { REPOSITORY_FILES } from './ingest-sql.js';
 import { readWalkedFile, walkDirectory, type WalkedFile, type WalkResult } from './directory-walk.js';
+import type { ReadBudget } from './read-budget.js';
 
 export const DEFAULT_MAX_FILE_BYTES = 1024 * 1024;
 /** Files written per batch: their chunks go to the provider in one call, each file in its own statement. */
@@ -86,7 +87,9 @@ export class DirectoryIndexer {
     private readonly embeddings: ChunkEmbeddings | undefined,
     private readonly log: Logger,
     /** Defers the chunks table's vector indexes over a run that loads as many chunks as it holds. */
-    private readonly loads?: ChunkLoads,
+    private readonly loads: ChunkLoads | undefined,
+    /** The file text every run of this server holds at once. */
+    private readonly budget: ReadBudget,
   ) {}
 
   /** Starts a run (or joins the one already running for that directory) and returns its status. */
@@ -191,6 +194,12 @@ export class DirectoryIndexer {
     const signal = job.abort.signal;
     let batch: PreparedFile[] = [];
     let batchChunks = 0;
+    // Bytes of the budget this run holds: the batch's files, and the one being read.
+    let held = 0;
+    const giveBack = (bytes: number) => {
+      held -= bytes;
+      this.budget.give(bytes);
+    };
     const flush = async () => {
       if (batch.length === 0) return;
       const outcomes = await storeFiles(this.sandbox, this.embeddings, status.project_id, repository, batch, signal);
@@ -202,30 +211,49 @@ export class DirectoryIndexer {
       status.files_done += batch.length;
       batch = [];
       batchChunks = 0;
+      giveBack(held);
       this.#report(job);
     };
-    for (const file of files) {
-      signal.throwIfAborted();
-      const read = await readWalkedFile(file.absolute, status.path, maxFileBytes);
-      if ('skipped' in read) {
-        status.skipped[SKIPPED_AS[read.skipped]].push(file.path);
-        status.files_done++;
-        continue;
+    try {
+      for (const file of files) {
+        signal.throwIfAborted();
+        let share = this.budget.tryTake(file.sizeBytes);
+        if (share === undefined) {
+          // Wait holding nothing: written first, the batch's bytes are free for the runs ahead.
+          await flush();
+          share = await this.budget.take(file.sizeBytes, signal);
+        }
+        held += share;
+        const read = await readWalkedFile(file.absolute, status.path, maxFileBytes);
+        if ('skipped' in read) {
+          giveBack(share);
+          status.skipped[SKIPPED_AS[read.skipped]].push(file.path);
+          status.files_done++;
+          continue;
+        }
+        const grown = read.bytes - share;
+        if (grown > 0) {
+          this.budget.force(grown);
+          held += grown;
+        }
+        const { text } = read;
+        const hash = contentHash(text);
+        if (stored.get(file.path) === hash) {
+          giveBack(share + Math.max(grown, 0));
+          status.files_unchanged++;
+          status.files_done++;
+          continue;
+        }
+        status.files_changed++;
+        const chunks = chunkText(text, DEFAULT_CHUNK_OPTIONS, 'code');
+        batch.push({ path: file.path, hash, sizeBytes: file.sizeBytes, language: LANGUAGES[path.extname(file.path).toLowerCase()] ?? null, metadata: null, chunks });
+        batchChunks += chunks.length;
+        if (batch.length >= FILES_PER_BATCH || batchChunks >= CHUNKS_PER_BATCH) await flush();
       }
-      const { text } = read;
-      const hash = contentHash(text);
-      if (stored.get(file.path) === hash) {
-        status.files_unchanged++;
-        status.files_done++;
-        continue;
-      }
-      status.files_changed++;
-      const chunks = chunkText(text, DEFAULT_CHUNK_OPTIONS, 'code');
-      batch.push({ path: file.path, hash, sizeBytes: file.sizeBytes, language: LANGUAGES[path.extname(file.path).toLowerCase()] ?? null, metadata: null, chunks });
-      batchChunks += chunks.length;
-      if (batch.length >= FILES_PER_BATCH || batchChunks >= CHUNKS_PER_BATCH) await flush();
+      await flush();
+    } finally {
+      giveBack(held);
     }
-    await flush();
   }
 
   #finish(job: Job, state: IndexJobStatus['state'], error: string | null): IndexJobStatus {

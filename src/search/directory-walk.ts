@@ -127,7 +127,7 @@ function openWithoutWaiting(file: string): Promise<FileHandle> {
   return open(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
 }
 
-export type ReadOutcome = { text: string } | { skipped: keyof WalkResult['skipped'] };
+export type ReadOutcome = { text: string; bytes: number } | { skipped: keyof WalkResult['skipped'] };
 
 const READ_CHUNK_BYTES = 64 * 1024;
 
@@ -169,7 +169,7 @@ export async function readWalkedFile(absolute: string, root: string, maxFileByte
     }
     const bytes = Buffer.concat(parts, total);
     if (isBinary(bytes)) return { skipped: 'binary' };
-    return { text: bytes.toString('utf8') };
+    return { text: bytes.toString('utf8'), bytes: total };
   } catch {
     return { skipped: 'unreadable' };
   } finally {

@@ -8,6 +8,7 @@ import type { AllowedRoots } from './allowed-roots.js';
 import type { ChunkEmbeddings } from './chunk-store.js';
 import { DEFAULT_UPGRADE_TIMEOUT_MS } from '../config.js';
 import { IndexDeferral } from './index-deferral.js';
+import { ReadBudget } from './read-budget.js';
 import { DirectoryIndexer, type IndexDirectoryInput, type IndexJobStatus, type ProgressListener } from './directory-index.js';
 import { validateProjectId } from '../workspaces/project-id.js';
 import { REPOSITORY_SUMMARY } from './ingest-sql.js';
@@ -45,7 +46,7 @@ export class SearchService {
     /** --allow-root: where index_directory may read for clients without MCP roots (and a bound on those with them). */
     readonly serverRoots: readonly string[],
     log: Logger,
-    options: { citus?: boolean; deferralLeaseMs?: number; rebuildTimeoutMs?: number } = {},
+    options: { citus?: boolean; deferralLeaseMs?: number; rebuildTimeoutMs?: number; readBudgetBytes?: number } = {},
   ) {
     this.#embeddings = embedder && {
       embedder,
@@ -55,7 +56,7 @@ export class SearchService {
     };
     // On Citus the indexes live on the workspace's shards: their drop and build there are not tested, so never deferred.
     this.#deferral = embedder && !options.citus ? new IndexDeferral(db, sandbox, log, options.rebuildTimeoutMs ?? DEFAULT_UPGRADE_TIMEOUT_MS, options.deferralLeaseMs) : undefined;
-    this.#directories = new DirectoryIndexer(sandbox, this.#embeddings, log, this.#deferral);
+    this.#directories = new DirectoryIndexer(sandbox, this.#embeddings, log, this.#deferral, new ReadBudget(options.readBudgetBytes));
   }
 
   async search(input: SearchInput, signal?: AbortSignal): Promise<SearchResult> {
