@@ -143,7 +143,7 @@ for (const kind of BACKEND_KINDS) {
       embedder.pause = async () => {
         during = await hnswIndex(db);
       };
-      const { done } = await search.indexDirectory({ projectId: 'alpha', path: repo }, undefined);
+      const { done } = await search.indexDirectory({ projectId: 'alpha', path: repo }, { roots: undefined, elsewhere: false });
       expect(await done).toMatchObject({ state: 'done', files_changed: 70, chunks_added: 70 });
       expect(during).toEqual([]);
       expect(await hnswIndex(db)).toEqual([before]);

@@ -56,7 +56,7 @@ for (const kind of BACKEND_KINDS) {
       const search = new SearchService(db, sandbox, new HttpEmbedder(config, silentLogger), [base], silentLogger, { readBudgetBytes: 50_000 });
       stub.reset();
       stub.delayMs = 400;
-      const runs = await Promise.all(dirs.map((dir) => search.indexDirectory({ projectId: 'budget', path: dir }, undefined)));
+      const runs = await Promise.all(dirs.map((dir) => search.indexDirectory({ projectId: 'budget', path: dir }, { roots: undefined, elsewhere: false })));
       const done = await Promise.all(runs.map((r) => r.done));
       expect(done).toMatchObject([
         { state: 'done', files_changed: 1 },

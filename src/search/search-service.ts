@@ -69,9 +69,12 @@ export class SearchService {
     return addDocuments(this.sandbox, this.#embeddings, input, signal, this.#deferral);
   }
 
-  /** Starts indexing a directory in the background; `clientRoots`: the MCP client's roots, undefined if it has none. */
-  indexDirectory(input: IndexDirectoryInput, clientRoots: readonly string[] | undefined, listener?: ProgressListener) {
-    const roots: AllowedRoots = { client: clientRoots, server: this.serverRoots };
+  /**
+   * Starts indexing a directory in the background. `client.roots`: the MCP client's roots,
+   * undefined if it has none; `client.elsewhere`: the client may be on another machine (HTTP).
+   */
+  indexDirectory(input: IndexDirectoryInput, client: { roots: readonly string[] | undefined; elsewhere: boolean }, listener?: ProgressListener) {
+    const roots: AllowedRoots = { client: client.roots, server: this.serverRoots, clientElsewhere: client.elsewhere };
     return this.#directories.start(input, roots, listener);
   }
 
