@@ -267,6 +267,26 @@ for (const kind of BACKEND_KINDS) {
       }
     }, 120_000);
 
+    it('a .gitignore whose ** patterns would backtrack for minutes on a deep path stops the run instead of the server', async (ctx) => {
+      if (kind === 'postgres' && !url) ctx.skip();
+      // Issue 27, red team round 3: `ignore` matches with regular expressions on the server's one thread.
+      const base = path.join(path.dirname(repo.root), 'deep-patterns');
+      const deep = path.join(base, ...Array.from({ length: 44 }, () => 'a'));
+      await mkdir(deep, { recursive: true });
+      await writeFile(path.join(deep, 'c.ts'), tsFile('deepDown'));
+      await writeFile(path.join(base, '.gitignore'), `${Array.from({ length: 7 }, () => '**/a').join('/')}/**/b\n`);
+      const mcp = await connect({ allowedRoots: [base] });
+      try {
+        const run = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
+        const started = await run('index_directory', { project_id: 'deep-patterns', path: base });
+        const done = await waitForRun(run, 'deep-patterns', started.data['job_id'] as string, 30_000);
+        expect(done).toMatchObject({ state: 'failed', error: expect.stringMatching(/patterns with several \*\* .* would take too long to match a path \d+ directories deep/) });
+      } finally {
+        await mcp.close();
+        await rm(base, { recursive: true, force: true });
+      }
+    }, 120_000);
+
     it('a restart mid-run leaves whole files only, and the next run goes on from there', async (ctx) => {
       if (kind === 'postgres' && !url) ctx.skip();
       const big = path.join(path.dirname(repo.root), 'big');
