@@ -56,7 +56,7 @@ for (const kind of BACKEND_KINDS) {
       const search = new SearchService(db, sandbox, new HttpEmbedder(config, silentLogger), [base], silentLogger, { readBudgetBytes: 50_000 });
       stub.reset();
       stub.delayMs = 400;
-      const runs = await Promise.all(dirs.map((dir) => search.indexDirectory({ projectId: 'budget', path: dir }, { roots: undefined, elsewhere: false })));
+      const runs = await Promise.all(dirs.map((dir, d) => search.indexDirectory({ projectId: `budget-${d}`, path: dir }, { roots: undefined, elsewhere: false })));
       const done = await Promise.all(runs.map((r) => r.done));
       expect(done).toMatchObject([
         { state: 'done', files_changed: 1 },
@@ -64,6 +64,50 @@ for (const kind of BACKEND_KINDS) {
       ]);
       expect(stub.requests).toHaveLength(2);
       expect(stub.maxInFlight).toBe(1);
+      await search.close();
+    }, 120_000);
+
+    it("runs at once are bounded, two a workspace: one workspace's runs wait their turn while another's goes", async (ctx) => {
+      const db = await available(ctx).fresh();
+      const plan = await planFor([]);
+      const report = await install(db, plan);
+      const { sandbox } = sandboxedWorkspaces(db, plan, report.searchPathSchemas, silentLogger);
+      const config = parseEmbeddingsConfig({}, { ...EMBEDDINGS_ENV, PG_WORKSPACE_EMBEDDINGS_URL: stub.openaiUrl }) as EmbeddingsConfig;
+      const base = await tempDir('pgw-runs-');
+      const dirs = await Promise.all(
+        Array.from({ length: 6 }, async (_, i) => {
+          const dir = path.join(base, `dir${i}`);
+          await mkdir(dir, { recursive: true });
+          await writeFile(path.join(dir, 'note.md'), `note ${i} of the directory\n`);
+          return dir;
+        }),
+      );
+      const search = new SearchService(db, sandbox, new HttpEmbedder(config, silentLogger), [base], silentLogger);
+      stub.reset();
+      stub.delayMs = 300;
+      const phases = new Map<string, { projectId: string; phase: string }>();
+      let mostOfHog = 0;
+      let otherWentWhileHogQueued = false;
+      const watch = (status: { job_id: string; project_id: string; phase: string }) => {
+        phases.set(status.job_id, { projectId: status.project_id, phase: status.phase });
+        const of = (id: string, wanted: (phase: string) => boolean) => [...phases.values()].filter((p) => p.projectId === id && wanted(p.phase)).length;
+        mostOfHog = Math.max(mostOfHog, of('hog', (p) => p !== 'queued' && p !== 'finished'));
+        if (status.project_id === 'other' && status.phase === 'walking' && of('hog', (p) => p === 'queued') > 0) otherWentWhileHogQueued = true;
+      };
+      const start = async (projectId: string, dir: string) => {
+        const run = await search.indexDirectory({ projectId, path: dir }, { roots: undefined, elsewhere: false }, watch);
+        // A run waiting its turn has reported nothing yet.
+        if (!phases.has(run.status.job_id)) watch(run.status);
+        return run;
+      };
+      const hog = [];
+      // One workspace starts five runs (one per directory), then another workspace one.
+      for (const dir of dirs.slice(0, 5)) hog.push(await start('hog', dir));
+      const other = await start('other', dirs[5] as string);
+      const done = await Promise.all([...hog, other].map((r) => r.done));
+      expect(done.every((d) => d.state === 'done')).toBe(true);
+      expect(mostOfHog).toBe(2);
+      expect(otherWentWhileHogQueued).toBe(true);
       await search.close();
     }, 120_000);
   });

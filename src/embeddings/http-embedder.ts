@@ -5,7 +5,7 @@ import type { EmbeddingsConfig } from './embeddings-config.js';
 import { EmbeddingInputError, EmbeddingProviderError, networkProblem, scrubbed, shownEndpoint } from './provider-errors.js';
 import { providerMessage, saysModelUnknown, WIRE_FORMATS, type WireFormat } from './provider-wire.js';
 import { backoffMs, isRetriedStatus, MAX_RETRY_AFTER_MS, retryAfterMs } from './retry-policy.js';
-import { FairLimit } from './fair-limit.js';
+import { FairLimit } from '../fair-limit.js';
 
 /** The server's one embedder, or none when `--embeddings none`. */
 export function createEmbedder(config: EmbeddingsConfig | undefined, log: Logger): Embedder | undefined {
@@ -29,7 +29,7 @@ const GAVE_UP: Record<Transient['failure'], string> = {
  * An embedding provider over HTTP, in either wire format. Texts go in batches of `batchSize`;
  * every caller's batches share one limiter, so the server never has more than `concurrency`
  * requests in flight, whatever the number of tool calls; queries go first, and workspaces'
- * document batches take turns (fair-limit.ts).
+ * document batches take turns (src/fair-limit.ts).
  */
 export class HttpEmbedder implements Embedder {
   readonly space: EmbeddingSpace;
@@ -57,15 +57,15 @@ export class HttpEmbedder implements Embedder {
   }
 
   async embedQuery(text: string, signal?: AbortSignal): Promise<Embedding> {
-    const [embedding] = await this.#embed([text], this.space.queryPrefix, { query: true }, signal);
+    const [embedding] = await this.#embed([text], this.space.queryPrefix, { urgent: true }, signal);
     return embedding as Embedding;
   }
 
   embedDocuments(texts: readonly string[], signal?: AbortSignal, workspace = ''): Promise<Embedding[]> {
-    return this.#embed(texts, this.space.documentPrefix, { documentsOf: workspace }, signal);
+    return this.#embed(texts, this.space.documentPrefix, { workspace }, signal);
   }
 
-  async #embed(texts: readonly string[], prefix: string, lane: { query: true } | { documentsOf: string }, signal: AbortSignal | undefined): Promise<Embedding[]> {
+  async #embed(texts: readonly string[], prefix: string, lane: { urgent: true } | { workspace: string }, signal: AbortSignal | undefined): Promise<Embedding[]> {
     if (texts.length === 0) return [];
     const empty = texts.findIndex((t) => t.length === 0);
     if (empty >= 0) throw new EmbeddingInputError(`Text ${empty + 1} of ${texts.length} is empty: there is nothing to embed.`);

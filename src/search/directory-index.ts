@@ -8,6 +8,7 @@ import { removeFiles, storeFiles, type ChunkEmbeddings, type ChunkLoads, type Pr
 import { REPOSITORY_FILES } from './ingest-sql.js';
 import { readWalkedFile, walkDirectory, type WalkedFile, type WalkResult } from './directory-walk.js';
 import type { ReadBudget } from './read-budget.js';
+import { FairLimit } from '../fair-limit.js';
 
 export const DEFAULT_MAX_FILE_BYTES = 1024 * 1024;
 /** Files written per batch: their chunks go to the provider in one call, each file in its own statement. */
@@ -17,6 +18,14 @@ const STORED_PAGE = 5000;
 const REMOVED_PER_STATEMENT = 500;
 /** Finished jobs kept for index_status, per server. */
 const FINISHED_JOBS_KEPT = 50;
+/**
+ * Runs of a server at once, and of one workspace; the others wait their turn (`phase: queued`),
+ * the workspace with the fewest running first. A run holds its walk's list of files until it
+ * ends, and nothing bounded how many ran: an agent could start one per subdirectory (or one per
+ * workspace on the same directory), and other workspaces' runs went on beside all of them.
+ */
+const RUNS_AT_ONCE = 4;
+const RUNS_PER_WORKSPACE = 2;
 
 export interface IndexDirectoryInput {
   projectId: string;
@@ -31,7 +40,7 @@ export interface IndexJobStatus {
   project_id: string;
   path: string;
   state: 'running' | 'done' | 'failed' | 'cancelled';
-  phase: 'walking' | 'indexing' | 'removing' | 'finished';
+  phase: 'queued' | 'walking' | 'indexing' | 'removing' | 'finished';
   files_total: number;
   files_done: number;
   files_changed: number;
@@ -81,6 +90,7 @@ const LANGUAGES: Readonly<Record<string, string>> = {
  */
 export class DirectoryIndexer {
   readonly #jobs = new Map<string, Job>();
+  readonly #runs = new FairLimit(RUNS_AT_ONCE, RUNS_PER_WORKSPACE);
 
   constructor(
     private readonly sandbox: WorkspaceWriter,
@@ -106,7 +116,7 @@ export class DirectoryIndexer {
       project_id: projectId,
       path: root,
       state: 'running',
-      phase: 'walking',
+      phase: 'queued',
       files_total: 0,
       files_done: 0,
       files_changed: 0,
@@ -121,9 +131,12 @@ export class DirectoryIndexer {
       finished_at: null,
     };
     const job: Job = { status, abort: new AbortController(), listeners: new Set(listener ? [listener] : []), done: Promise.resolve(status) };
-    job.done = this.#run(job, input).then(
-      () => this.#finish(job, 'done', null),
-      (error: unknown) => this.#finish(job, job.abort.signal.aborted ? 'cancelled' : 'failed', (error as Error).message ?? String(error)),
+    // Finished within its turn: the next run starts once this one reads as finished.
+    job.done = this.#runs.run({ workspace: projectId }, () =>
+      this.#run(job, input).then(
+        () => this.#finish(job, 'done', null),
+        (error: unknown) => this.#finish(job, job.abort.signal.aborted ? 'cancelled' : 'failed', (error as Error).message ?? String(error)),
+      ),
     );
     this.#jobs.set(status.job_id, job);
     this.#forgetOldJobs();
@@ -149,6 +162,9 @@ export class DirectoryIndexer {
   async #run(job: Job, input: IndexDirectoryInput): Promise<void> {
     const { status } = job;
     const signal = job.abort.signal;
+    signal.throwIfAborted();
+    status.phase = 'walking';
+    this.#report(job);
     const repository: Repository = { path: status.path, name: path.basename(status.path) };
     const maxFileBytes = input.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
     const walked = await walkDirectory(status.path, { include: input.include ?? [], exclude: input.exclude ?? [], maxFileBytes }, signal);
