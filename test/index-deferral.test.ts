@@ -16,7 +16,8 @@ import type { WorkspaceSandbox } from '../src/sandbox/workspace-sandbox.js';
 import { IndexDeferral } from '../src/search/index-deferral.js';
 import { SearchService } from '../src/search/search-service.js';
 import { BACKEND_KINDS, backendPerKind } from './support/backend-per-kind.js';
-import { startEmbeddingStub, type EmbeddingStub } from './support/embedding-stub.js';
+import { startEmbeddingStub, stubEmbedding, type EmbeddingStub } from './support/embedding-stub.js';
+import { callTool, connectInProcess, embeddingsAt } from './support/mcp.js';
 import { install, planFor, tempDir } from './support/fixtures.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
 import { runCli, startServerProcess } from './support/server-process.js';
@@ -286,6 +287,36 @@ for (const kind of BACKEND_KINDS) {
       expect(await repair(db, plan, fixes)).toMatchObject([{ fix: 'restore-indexes', subject: 'alpha', outcome: 'changed' }]);
       expect(await hnswIndex(db)).toEqual([before]);
       expect(await deferrals(db)).toEqual([]);
+    }, 120_000);
+
+    it('search_vectors on chunks builds the indexes a stopped load left deferred once its lease has run out, as search does', async (ctx) => {
+      const backend = available(ctx);
+      const url = kind === 'postgres' ? await backend.freshUrl?.() : undefined;
+      const mcp = await connectInProcess({ embeddings: embeddingsAt(stub.openaiUrl), ...(url ? { databaseUrl: url } : {}) });
+      try {
+        const run = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
+        const { db, sandbox } = await mcp.engine.ready(60_000);
+        expect((await run('add_documents', { project_id: 'alpha', documents: [SEED] })).isError).toBe(false);
+        const [before] = await hnswIndex(db);
+        // A load that deferred, then stopped: its process gone, nothing renews its lease.
+        let alive = true;
+        const session: Queryable = {
+          query: (sql, params) => (alive ? db.query(sql, params) : Promise.reject(new Error('the process is gone'))),
+          exec: (sql) => (alive ? db.exec(sql) : Promise.reject(new Error('the process is gone'))),
+        };
+        await new IndexDeferral(session, sandbox, silentLogger, 60_000, 60_000).begin('alpha', 100);
+        alive = false;
+        expect(await hnswIndex(db)).toEqual([]);
+        const nearest = () => run('search_vectors', { project_id: 'alpha', table: 'chunks', column: 'embedding', vector: stubEmbedding(SEED.text, 768), k: 1 });
+        expect((await nearest()).data['matches']).toMatchObject([{ row: { content: SEED.text } }]);
+        expect(await hnswIndex(db)).toEqual([]);
+        await db.query(`UPDATE project_registry.deferred_indexes SET lease_until = now() - interval '1 second'`);
+        expect((await nearest()).data['matches']).toMatchObject([{ row: { content: SEED.text } }]);
+        expect(await hnswIndex(db)).toEqual([before]);
+        expect(await deferrals(db)).toEqual([]);
+      } finally {
+        await mcp.close();
+      }
     }, 120_000);
 
     it('a second load (another server) meanwhile joins the first one\'s deferral; the first builds the index once both are done', async (ctx) => {

@@ -36,7 +36,7 @@ export interface RepositorySummary {
 export class SearchService {
   readonly #directories: DirectoryIndexer;
   readonly #embeddings: ChunkEmbeddings | undefined;
-  /** Large loads defer the chunks table's vector indexes: with a provider (without one no vector is written), not on Citus. */
+  /** Large loads defer the chunks table's vector indexes: with a provider (without one no vector is written). */
   readonly #deferral: IndexDeferral | undefined;
 
   constructor(
@@ -46,7 +46,7 @@ export class SearchService {
     /** --allow-root: where index_directory may read for clients without MCP roots (and a bound on those with them). */
     readonly serverRoots: readonly string[],
     log: Logger,
-    options: { citus?: boolean; deferralLeaseMs?: number; rebuildTimeoutMs?: number; readBudgetBytes?: number } = {},
+    options: { deferralLeaseMs?: number; rebuildTimeoutMs?: number; readBudgetBytes?: number } = {},
   ) {
     this.#embeddings = embedder && {
       embedder,
@@ -54,15 +54,23 @@ export class SearchService {
       pin: (projectId) => db.transaction((tx) => pin(tx, { projectId, ...CHUNKS_EMBEDDING, textColumn: 'content' }, embedder.space)),
       hold: (projectId) => holdPinStatement({ projectId, ...CHUNKS_EMBEDDING }, spaceOf(embedder.space)),
     };
-    // On Citus the indexes live on the workspace's shards: their drop and build there are not tested, so never deferred.
-    this.#deferral = embedder && !options.citus ? new IndexDeferral(db, sandbox, log, options.rebuildTimeoutMs ?? DEFAULT_UPGRADE_TIMEOUT_MS, options.deferralLeaseMs) : undefined;
+    // On Citus too: the drop and the build, as the workspace's role, reach the workspace's shard (tested).
+    this.#deferral = embedder ? new IndexDeferral(db, sandbox, log, options.rebuildTimeoutMs ?? DEFAULT_UPGRADE_TIMEOUT_MS, options.deferralLeaseMs) : undefined;
     this.#directories = new DirectoryIndexer(sandbox, this.#embeddings, log, this.#deferral, new ReadBudget(options.readBudgetBytes));
   }
 
   async search(input: SearchInput, signal?: AbortSignal): Promise<SearchResult> {
-    // A load that stopped (a crash) left its chunks' vector indexes deferred: searches were exact meanwhile, and this one restores them.
-    if ((input.table ?? 'chunks') === 'chunks') await this.#deferral?.restoreExpired(input.projectId);
+    await this.restoreStoppedLoad(input.projectId, input.table ?? 'chunks');
     return searchWorkspace(this.db, this.sandbox, this.embedder, input, signal);
+  }
+
+  /**
+   * A load that stopped (a crash) left the chunks' vector indexes deferred, and searches of the
+   * table were exact meanwhile: once its lease has run out, the first search of the table
+   * (search, search_vectors) builds them again. Never throws (logged).
+   */
+  async restoreStoppedLoad(projectId: string, table: string): Promise<void> {
+    if (table === 'chunks') await this.#deferral?.restoreExpired(projectId);
   }
 
   addDocuments(input: AddDocumentsInput, signal?: AbortSignal): Promise<AddDocumentsResult> {
