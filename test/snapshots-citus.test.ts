@@ -7,8 +7,10 @@ import { silentLogger } from '../src/logger.js';
 import { roleNameFor, snapshotCopierNameFor, snapshotRoleNameFor } from '../src/sandbox/sandbox-ddl.js';
 import { sandboxedWorkspaces } from '../src/sandboxed-workspaces.js';
 import { rolesWithoutWorkspace } from '../src/operations/doctor.js';
-import { placeNearSource } from '../src/snapshots/citus-schema-copy.js';
-import { DEFAULT_SNAPSHOT_LIMITS, prepareForkOnCitus, prepareSnapshotOnCitus, takeSnapshot } from '../src/workspaces/workspace-snapshots.js';
+import { snapshotReadings } from '../src/registry/operations-queries.js';
+import { finishCitusCopy, placeNearSource, type CitusCopyPlan } from '../src/snapshots/citus-schema-copy.js';
+import { lockWorkspace } from '../src/registry/registry-sql.js';
+import { DEFAULT_SNAPSHOT_LIMITS, forkWorkspace, prepareForkOnCitus, prepareSnapshotOnCitus, takeSnapshot, type ForkRequest } from '../src/workspaces/workspace-snapshots.js';
 import { install, planFor, tempDir, writeExtension } from './support/fixtures.js';
 import { schemaExists, stateOf } from './support/schema-state.js';
 
@@ -388,7 +390,7 @@ describe('a fork from a snapshot on Citus', () => {
         ['project_calm', 'project_evil', 'project_evil__snap_1', 'project_evil__snap_2'].map((schema) => ({ schema, prosecdef: true })),
       );
       // Nothing of the copy's reading is left: no reader role, no grant on the snapshot.
-      expect(await db.query("SELECT rolname FROM pg_roles WHERE rolname LIKE '%\\_\\_reader'")).toEqual([]);
+      expect(await db.query("SELECT rolname FROM pg_roles WHERE rolname LIKE '%\\_\\_reader\\_%'")).toEqual([]);
     } finally {
       await db.close();
     }
@@ -407,7 +409,7 @@ describe('a fork from a snapshot with row level security on Citus', () => {
       const fork = await manager.fork('sec', 'sec-copy', 1).then(() => 'forked', (e: Error) => e.message);
       expect(fork).toContain('The fork of snapshot 1 of "sec" into "sec-copy" is refused on Citus: row level security is enabled on its table(s) notes');
       expect(await schemaExists(db, 'project_sec_copy')).toBe(false);
-      expect(await db.query("SELECT rolname FROM pg_roles WHERE rolname LIKE '%\\_\\_reader'")).toEqual([]);
+      expect(await db.query("SELECT rolname FROM pg_roles WHERE rolname LIKE '%\\_\\_reader\\_%'")).toEqual([]);
       await manager.fork('sec', 'sec-copy');
       expect(await db.query('SELECT body FROM project_sec_copy.notes')).toEqual([{ body: 'mine' }]);
     } finally {
@@ -480,6 +482,152 @@ describe("a snapshot's copy on Citus and the workspace's earlier snapshots", () 
       expect(await owners()).toEqual([{ owner: snapshotRoleNameFor(database, 'ws') }]);
       expect(await db.query("SELECT rolname FROM pg_roles WHERE rolname LIKE '%\\_\\_copy\\_%'")).toEqual([]);
       expect((await manager.listSnapshots('ws')).map((s) => s.snapshot)).toEqual([1, 2]);
+    } finally {
+      await db.close();
+    }
+  }, 300_000);
+});
+
+/** The routine `name`'s SECURITY DEFINER flag in each project schema that has it. */
+async function definerFlags(q: Queryable, name: string): Promise<Record<string, boolean>> {
+  const rows = await q.query<{ schema: string; prosecdef: boolean }>(
+    "SELECT pronamespace::regnamespace::text AS schema, prosecdef FROM pg_proc WHERE proname = $1 AND pronamespace::regnamespace::text LIKE 'project\\_%' ORDER BY 1",
+    [name],
+  );
+  return Object.fromEntries(rows.map((r) => [r.schema, r.prosecdef]));
+}
+
+const forkRequest = (from: string, to: string, snapshot: number): ForkRequest => ({
+  from,
+  to,
+  fromSchema: `project_${from}`,
+  toSchema: `project_${to}`,
+  snapshot,
+});
+
+describe('forks of a snapshot on Citus between their steps', () => {
+  it("two forks of one snapshot at once: the first to finish does not make the snapshot's routines DEFINER under the second's copy", async (ctx) => {
+    const { db, manager, sql, searchPathSchemas } = await services(ctx);
+    try {
+      await manager.ensure('evil');
+      // power(), run as its owner (in the snapshot the snapshot role, owner of every snapshot of
+      // evil), rewrites the snapshot's shards on the worker and moves its sequences; bait's CHECK
+      // calls it in the fork into "second", on the worker, where the copy validates it.
+      for (const statement of [
+        `CREATE FUNCTION power() RETURNS void LANGUAGE plpgsql SECURITY DEFINER AS $f$
+         DECLARE s oid;
+         BEGIN
+           FOR s IN SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE n.nspname LIKE 'project\\_evil\\_\\_snap\\_%' AND c.relkind = 'r' AND c.relname LIKE 'notes\\_%' LOOP
+             EXECUTE format($$UPDATE %s SET body = 'tampered'$$, s::regclass);
+           END LOOP;
+           FOR s IN SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE n.nspname LIKE 'project\\_evil\\_\\_snap\\_%' AND c.relkind = 'S' LOOP
+             PERFORM setval(s, 1000);
+           END LOOP;
+         END $f$`,
+        `CREATE FUNCTION plant() RETURNS boolean LANGUAGE plpgsql AS $f$
+         DECLARE s record;
+         BEGIN
+           IF current_user::text NOT LIKE '%\\_second' THEN RETURN true; END IF;
+           FOR s IN SELECT n.nspname FROM pg_namespace n WHERE n.nspname LIKE 'project\\_evil\\_\\_snap\\_%' AND has_schema_privilege(n.oid, 'USAGE') LOOP
+             BEGIN EXECUTE format('SELECT %I.power()', s.nspname); EXCEPTION WHEN OTHERS THEN NULL; END;
+           END LOOP;
+           RETURN true;
+         END $f$`,
+        'CREATE TABLE bait (n int CHECK (plant()))',
+        'INSERT INTO bait VALUES (1)',
+        "INSERT INTO notes (body) VALUES ('as it was'), ('and this')",
+      ]) {
+        await sql.execute('evil', statement, []);
+      }
+      await manager.snapshot('evil');
+      const kept = async () => [
+        await stateOf(db, 'project_evil__snap_1'),
+        await db.query(`SELECT (SELECT json_agg(x ORDER BY id) FROM project_evil__snap_1.notes x)::text AS rows,
+                               (SELECT last_value FROM project_evil__snap_1.notes_id_seq)::int AS seq`),
+      ];
+      const taken = await kept();
+      expect(JSON.stringify(taken)).toContain('as it was');
+      // Both first steps commit before either copy runs (two calls at once do so).
+      const [first, second] = [forkRequest('evil', 'first', 1), forkRequest('evil', 'second', 1)];
+      const prepared: CitusCopyPlan[] = [];
+      for (const r of [first, second]) prepared.push(await db.transaction((tx) => prepareForkOnCitus(tx, r, searchPathSchemas, 10_000, sql)));
+      for (const [i, r] of [first, second].entries()) {
+        const plan = prepared[i] as CitusCopyPlan;
+        await placeNearSource(db, plan);
+        const outcome = await db.transaction((tx) => forkWorkspace(tx, r, searchPathSchemas, 10_000, sql, plan)).then(() => 'forked', (e: Error) => e.message);
+        expect(outcome, r.to).toBe('forked');
+        await db.transaction(async (tx) => {
+          await lockWorkspace(tx, 'evil', 10_000);
+          await finishCitusCopy(tx, plan);
+        });
+      }
+      expect(await kept()).toEqual(taken);
+      // Every copy of power() is as the workspace made it, and nothing of the readings is left.
+      expect(await definerFlags(db, 'power')).toEqual({ project_evil: true, project_evil__snap_1: true, project_first: true, project_second: true });
+      expect(await db.query("SELECT rolname FROM pg_roles WHERE rolname LIKE '%\\_\\_reader%'")).toEqual([]);
+      expect(await db.query('SELECT reader FROM project_registry.snapshot_readings')).toEqual([]);
+    } finally {
+      await db.close();
+    }
+  }, 300_000);
+
+  it("a fork stopped after its first step: the snapshot's routines are DEFINER again once its lease ran out, and its reader is never reused", async (ctx) => {
+    const { db, manager, sql, searchPathSchemas } = await services(ctx);
+    try {
+      for (const id of ['owner', 'evil']) {
+        await manager.ensure(id);
+        await sql.execute(id, 'CREATE FUNCTION power() RETURNS int LANGUAGE sql SECURITY DEFINER AS $f$ SELECT 1 $f$', []);
+      }
+      await sql.execute('owner', "INSERT INTO notes (body) VALUES ('owner secret')", []);
+      await manager.snapshot('owner');
+      // A fork of owner's snapshot into "x" committed its first step, then the process stopped.
+      await db.transaction((tx) => prepareForkOnCitus(tx, forkRequest('owner', 'x', 1), searchPathSchemas, 10_000, sql));
+      expect(await definerFlags(db, 'power')).toMatchObject({ project_owner__snap_1: false });
+      // An administrator drops the half-made schema (doctor lists it); "x" is forked into again, from
+      // evil's snapshot, whose copy (bait's CHECK, on the worker, as x's role) reads every
+      // snapshot table it may and says what it read.
+      await db.exec('DROP SCHEMA project_x CASCADE');
+      for (const statement of [
+        `CREATE FUNCTION plant() RETURNS boolean LANGUAGE plpgsql AS $f$
+         DECLARE s oid; got text;
+         BEGIN
+           IF current_user::text NOT LIKE '%\\_x' THEN RETURN true; END IF;
+           FOR s IN SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE n.nspname LIKE 'project\\_owner\\_\\_snap\\_%' AND c.relname LIKE 'notes%' AND has_schema_privilege(n.oid, 'USAGE')
+                       AND has_table_privilege(c.oid, 'SELECT') LOOP
+             EXECUTE format('SELECT string_agg(t::text, '','') FROM %s t', s::regclass) INTO got;
+             RAISE EXCEPTION 'read %: %', s::regclass, got;
+           END LOOP;
+           RETURN true;
+         END $f$`,
+        'CREATE TABLE bait (n int CHECK (plant()))',
+        'INSERT INTO bait VALUES (1)',
+      ]) {
+        await sql.execute('evil', statement, []);
+      }
+      await manager.snapshot('evil');
+      const fork = await manager.fork('evil', 'x', 1).then(() => 'forked', (e: Error) => e.message);
+      expect(fork).toBe('forked');
+
+      // Within its lease it may still be running: another fork of the snapshot leaves its routines
+      // INVOKER, and makes its own copies DEFINER.
+      await manager.fork('owner', 'other', 1);
+      expect(await definerFlags(db, 'power')).toMatchObject({ project_owner__snap_1: false, project_other: true });
+
+      // The lease ran out (the time is moved instead of waited): owner's next snapshot undoes the stopped reading.
+      await db.exec("UPDATE project_registry.snapshot_readings SET lease_until = now() - interval '1 second'");
+      // doctor: the stopped reader is its own finding, no orphan role.
+      expect(await rolesWithoutWorkspace(db, [])).toEqual([]);
+      expect((await snapshotReadings(db)).map((r) => r.stopped)).toEqual([true]);
+      await manager.snapshot('owner');
+      expect(await definerFlags(db, 'power')).toMatchObject({ project_owner__snap_1: true, project_owner__snap_2: true, project_other: true, project_x: true });
+      expect(await db.query("SELECT rolname FROM pg_roles WHERE rolname LIKE '%\\_\\_reader%'")).toEqual([]);
+      expect(await db.query('SELECT reader FROM project_registry.snapshot_readings')).toEqual([]);
+      expect(
+        await db.query("SELECT count(*)::int AS n FROM pg_class WHERE relnamespace = 'project_owner__snap_1'::regnamespace AND relacl::text LIKE '%reader%'"),
+      ).toEqual([{ n: 0 }]);
     } finally {
       await db.close();
     }

@@ -122,6 +122,23 @@ CREATE TABLE IF NOT EXISTS project_registry.deferred_indexes (
     PRIMARY KEY (project_id, index_name)
 );
 
+-- On Citus, what a fork of a snapshot changed so that its copy could read the snapshot
+-- (src/snapshots/snapshot-reader.ts), recorded in the fork's first, committed transaction: the
+-- reader role made for it, the snapshot schema's and the granted relations' OIDs, and the
+-- snapshot's SECURITY DEFINER routines held SECURITY INVOKER for it. The copy's transaction
+-- marks the row closed and the step after it deletes it; a row closed, or whose lease ran out,
+-- was left by a process that stopped in between, and the workspace's next snapshot, fork or
+-- restore undoes what it records. Only the server writes here.
+CREATE TABLE IF NOT EXISTS project_registry.snapshot_readings (
+    reader          text PRIMARY KEY,
+    project_id      text COLLATE "C" NOT NULL REFERENCES project_registry.workspace_config ON DELETE CASCADE ON UPDATE CASCADE,
+    snapshot_schema oid NOT NULL,
+    relations       oid[] NOT NULL,
+    definers        oid[] NOT NULL,
+    closed          boolean NOT NULL DEFAULT false,
+    lease_until     timestamptz NOT NULL
+);
+
 -- Finding lagging workspaces is one index scan.
 CREATE INDEX IF NOT EXISTS workspace_config_fingerprint_idx
     ON project_registry.workspace_config (workspace_fingerprint);

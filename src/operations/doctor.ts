@@ -33,6 +33,7 @@ export const FINDING_CODES = [
   'privilege-missing',
   'reembed-unfinished',
   'snapshot-leftover',
+  'snapshot-reading-stopped',
   'index-deferred',
   'autovacuum-agent-code',
 ] as const;
@@ -209,6 +210,17 @@ async function inspect(tx: Queryable, plan: InstallPlan, database: string): Prom
       details: { project_id: leftover.projectId, schema_name: leftover.schemaName, snapshot: leftover.snapshot },
     });
   }
+  for (const reading of (await registry.snapshotReadings(tx)).filter((r) => r.stopped)) {
+    findings.push({
+      code: 'snapshot-reading-stopped',
+      severity: 'warning',
+      message:
+        `A fork of a snapshot of workspace "${reading.project_id}" stopped between its steps on Citus: its reader role ${reading.reader} may ` +
+        "still hold SELECT on the snapshot, and the snapshot's SECURITY DEFINER routines may still be SECURITY INVOKER.",
+      fix: `The workspace's next snapshot, fork or restore undoes it (\`pg-workspace-mcp snapshot-workspace ${reading.project_id}\`).`,
+      details: { project_id: reading.project_id, reader: reading.reader },
+    });
+  }
   for (const moving of await columnsBeingReembedded(tx)) {
     const target = moving.target as NonNullable<typeof moving.target>;
     findings.push({
@@ -307,11 +319,14 @@ export async function rolesWithoutWorkspace(q: Queryable, orphanIds: readonly st
   // snapshot's copier still owns it when its process stopped before handing it over (the next
   // snapshot does): dropping that role would drop the snapshot.
   const copiers = (await registry.snapshotSchemaOids(q)).map((s) => snapshotCopierNameFor(database, s.project_id, s.schema_oid));
+  // A fork's reader of a snapshot is recorded until it is undone (snapshot-reader.ts; a stopped one is its own finding).
+  const readers = (await registry.snapshotReadings(q)).map((r) => r.reader);
   const owned = new Set([
     ...registered.map((w) => w.role_name ?? roleNameFor(database, w.project_id)),
     ...orphanIds.map((id) => roleNameFor(database, id)),
     ...registered.map((w) => w.snapshot_role_name ?? snapshotRoleNameFor(database, w.project_id)),
     ...copiers,
+    ...readers,
   ]);
   return roles.filter((role) => !owned.has(role));
 }

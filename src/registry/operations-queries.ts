@@ -194,6 +194,23 @@ const SNAPSHOT_SCHEMA_OIDS = `
 
 export const snapshotSchemaOids = (q: Queryable) => q.query<{ project_id: string; schema_oid: string }>(SNAPSHOT_SCHEMA_OIDS);
 
+export interface SnapshotReadingRow {
+  reader: string;
+  project_id: string;
+  /** Closed, or open past its lease: left by a process that stopped between a Citus fork's steps. */
+  stopped: boolean;
+}
+
+/** On Citus, the readers of snapshots that forks recorded (snapshot-reader.ts); none on a database installed before the table existed. */
+export async function snapshotReadings(q: Queryable): Promise<SnapshotReadingRow[]> {
+  const [present] = await q.query<{ exists: boolean }>("SELECT pg_catalog.to_regclass('project_registry.snapshot_readings') IS NOT NULL AS exists");
+  if (!present?.exists) return [];
+  return q.query<SnapshotReadingRow>(
+    `SELECT reader, project_id, (closed OR lease_until < pg_catalog.now()) AS stopped
+       FROM project_registry.snapshot_readings ORDER BY project_id, reader`,
+  );
+}
+
 export const registeredRoles = (q: Queryable) =>
   q.query<{ project_id: string; role_name: string | null; snapshot_role_name: string | null }>(REGISTERED_ROLES);
 

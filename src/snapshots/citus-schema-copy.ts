@@ -4,7 +4,7 @@ import type { Queryable } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
 import { distributeNewTables, dropSandboxFunction, principalScript, SANDBOX_SCHEMA, sandboxFunction } from '../sandbox/sandbox-ddl.js';
 import { schemaCopyScript, type SchemaCopy } from './schema-copy.js';
-import { closeSnapshotReading, finishSnapshotReading, type SnapshotGrants } from './snapshot-reader.js';
+import { closeSnapshotReading, finishSnapshotReading, snapshotReaders, type SnapshotGrants } from './snapshot-reader.js';
 
 /*
  * A schema copy (a snapshot, or a fork's new workspace) on Citus, where every workspace is a
@@ -109,7 +109,7 @@ export async function placeNearSource(q: Queryable, plan: CitusCopyPlan): Promis
 export async function copyOnCitus(tx: Queryable, plan: CitusCopyPlan, source: Omit<SchemaCopy, 'part' | 'target'>, keepSandbox: boolean): Promise<void> {
   const sandbox = sandboxFunction(plan.target);
   const run = (script: string) => tx.query(`SELECT ${sandbox}('script', $1, 0, 0)`, [script]);
-  const reading = plan.snapshotGrants ? { definers: plan.snapshotGrants.definers, ignoreGrantee: plan.snapshotGrants.reader } : {};
+  const reading = plan.snapshotGrants ? { definers: plan.snapshotGrants.definers, ignoreGrantees: await snapshotReaders(tx, plan.snapshotGrants) } : {};
   const copy = { ...source, target: plan.target, ...reading };
   await run(schemaCopyScript({ ...copy, part: 'before-distribution' }));
   await run(distributeNewTables(plan.target));

@@ -39,8 +39,8 @@ export interface SchemaCopy {
   readFrom?: string;
   /** Routines of the source (OIDs) the copy makes SECURITY DEFINER, which the source holds as INVOKER for the copy (snapshot-reader.ts). */
   definers?: readonly string[];
-  /** A role whose grants on the source are not copied: a copy's reader of a snapshot (snapshot-reader.ts). */
-  ignoreGrantee?: string;
+  /** Roles whose grants on the source are not copied: the readers of a snapshot (snapshot-reader.ts). */
+  ignoreGrantees?: readonly string[];
   /** Takes SHARE locks on the source's tables first: its rows cannot change while they are read, its reads go on. */
   lockSource: boolean;
   /**
@@ -59,7 +59,7 @@ DECLARE
   source text := ${literal(copy.source)};
   target text := ${literal(copy.target)};
   read_from text := ${literal(copy.readFrom ?? copy.source)};
-  ignore_grantee text := ${literal(copy.ignoreGrantee ?? '')};
+  ignore_grantees text[] := ARRAY[${(copy.ignoreGrantees ?? []).map(literal).join(', ')}]::text[];
   definers oid[] := ${literal(`{${(copy.definers ?? []).join(',')}}`)};
   role_map jsonb := ${literal(JSON.stringify(copy.roleMap ?? {}))};
   lock_source boolean := ${copy.lockSource ? 'true' : 'false'};
@@ -429,7 +429,7 @@ BEGIN
                                                          pg_catalog.pg_get_userbyid(a.grantee)::text)) END,
                CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
         FROM pg_catalog.aclexplode(item.acl) a
-       WHERE a.grantee OPERATOR(pg_catalog.=) 0 OR pg_catalog.pg_get_userbyid(a.grantee)::text OPERATOR(pg_catalog.<>) ignore_grantee
+       WHERE a.grantee OPERATOR(pg_catalog.=) 0 OR NOT pg_catalog.pg_get_userbyid(a.grantee)::text OPERATOR(pg_catalog.=) ANY (ignore_grantees)
        ORDER BY a.grantee, a.privilege_type);
   END LOOP;
 

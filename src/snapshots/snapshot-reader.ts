@@ -135,17 +135,28 @@ export async function closeSnapshotViews(tx: Queryable, reading: SnapshotReading
  * must hold SELECT on the shard itself (a view's owner counts on the coordinator only). And the
  * copier's reads forbid any DDL on those shards over another connection for the rest of the
  * transaction: a grant to the copier could not be taken back there. So a role made for the copy,
- * the reader (NOLOGIN, `<new id>--reader`'s name), is granted SELECT on the snapshot's tables and
- * sequences (Citus grants it on their shards too) and USAGE on its schema, the snapshot's
- * SECURITY DEFINER routines are made INVOKER, and the copier becomes a member of the reader, all
- * in the copy's first transaction (committed: the copier's own connections to the workers must
- * see it). The copy's transaction takes back the membership, the USAGE and the routines' INVOKER
- * (no shard DDL), so the copier reads nothing of the snapshot once it commits; the reader's table
- * grants are revoked and the reader dropped right after (finishSnapshotReading). A reader left by
- * a process that stopped in between has no member and can do nothing; doctor lists it as an
- * orphan role. All of it is taken back by OID, wherever a restore meanwhile renamed the snapshot.
- * A snapshot with row level security enabled on a table cannot be read so (the reader is not its
- * owner): such a fork is refused, saying so.
+ * the reader (NOLOGIN, `<new id>--reader-<OID of the new schema>`: never a name used before, so
+ * no reader left by a process that stopped is ever handed to another copy), is granted SELECT on
+ * the snapshot's tables and sequences (Citus grants it on their shards too) and USAGE on its
+ * schema, the snapshot's SECURITY DEFINER routines are made INVOKER, and the copier becomes a
+ * member of the reader, all in the copy's first transaction (committed: the copier's own
+ * connections to the workers must see it). The copy's transaction takes back the membership, the
+ * USAGE and the routines' INVOKER (no shard DDL), so the copier reads nothing of the snapshot
+ * once it commits; the reader's table grants are revoked and the reader dropped right after
+ * (finishSnapshotReading). All of it is taken back by OID, wherever a restore meanwhile renamed
+ * the snapshot. A snapshot with row level security enabled on a table cannot be read so (the
+ * reader is not its owner): such a fork is refused, saying so.
+ *
+ * What a reading changed is recorded in project_registry.snapshot_readings in the first
+ * transaction. Two forks of one snapshot may be between their steps at once: the routines the
+ * first made INVOKER are no longer DEFINER when the second looks, so each reading holds (and its
+ * copy makes DEFINER again) the routines of the others still open too, and a reading that
+ * closes makes DEFINER only those no other open reading holds. Otherwise the first to finish made
+ * them DEFINER while the second's copier could still call them, as the snapshot role. A process
+ * that stopped between the steps left its row: closed (after the copy) or past its lease (before
+ * it), the workspace's next snapshot, fork or restore undoes it (settleSnapshotReadings); a copy
+ * that finds its own row gone when it starts is refused, to be tried again. Every change to the
+ * rows of a workspace is made under its lock.
  */
 export interface SnapshotGrants {
   /** The snapshot's schema, and its OID: taken back by OID, wherever a restore meanwhile renamed it. */
@@ -154,31 +165,60 @@ export interface SnapshotGrants {
   reader: string;
   /** OIDs of the tables and sequences the reader may SELECT. */
   relations: string[];
-  /** OIDs of the SECURITY DEFINER routines made INVOKER for the copy. */
+  /** OIDs of the SECURITY DEFINER routines held INVOKER for the copy (by this reading or another open one). */
   definers: string[];
 }
+
+/** How long a reading stays open before its copy begins; past it the workspace's next snapshot, fork or restore undoes it. */
+export const SNAPSHOT_READING_LEASE_MS = 15 * 60_000;
 
 const RELATION_OIDS = `
   SELECT c.oid::int8::text AS oid FROM pg_catalog.pg_class c
    WHERE c.relnamespace = (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = $1) AND c.relkind IN ('r', 'S')
    ORDER BY c.oid`;
 
-/** The objects of `grants` still there, named as the server's statements need them now. */
+/** The objects named by OID still there, named as the server's statements need them now. */
 const CURRENT_NAMES = `
   SELECT (SELECT pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_namespace n WHERE n.oid = $1::pg_catalog.oid) AS schema,
          pg_catalog.to_regrole($2) IS NOT NULL AS reader,
          ARRAY(SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE ' ELSE 'TABLE ' END || c.oid::pg_catalog.regclass::text
                  FROM pg_catalog.pg_class c WHERE c.oid = ANY ($3::pg_catalog.oid[]) ORDER BY c.oid) AS relations,
-         ARRAY(SELECT p.oid::pg_catalog.regprocedure::text FROM pg_catalog.pg_proc p WHERE p.oid = ANY ($4::pg_catalog.oid[]) ORDER BY p.oid) AS definers`;
+         ARRAY(SELECT p.oid::pg_catalog.regprocedure::text FROM pg_catalog.pg_proc p WHERE p.oid = ANY ($4::pg_catalog.oid[]) ORDER BY p.oid) AS definers,
+         ARRAY(SELECT pg_catalog.quote_ident(r.rolname) FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles r ON r.oid = m.member
+                WHERE m.roleid = pg_catalog.to_regrole($2) ORDER BY r.rolname) AS members`;
 
-async function currentNames(tx: Queryable, grants: SnapshotGrants) {
-  const [now] = await tx.query<{ schema: string | null; reader: boolean; relations: string[]; definers: string[] }>(CURRENT_NAMES, [
-    grants.snapshotOid,
-    quoteIdent(grants.reader),
-    grants.relations,
-    grants.definers,
+interface Reading {
+  reader: string;
+  snapshotOid: string;
+  relations: string[];
+  definers: string[];
+}
+
+async function currentNames(tx: Queryable, reading: Reading) {
+  const [now] = await tx.query<{ schema: string | null; reader: boolean; relations: string[]; definers: string[]; members: string[] }>(CURRENT_NAMES, [
+    reading.snapshotOid,
+    quoteIdent(reading.reader),
+    reading.relations,
+    reading.definers,
   ]);
-  return now ?? { schema: null, reader: false, relations: [], definers: [] };
+  return now ?? { schema: null, reader: false, relations: [], definers: [], members: [] };
+}
+
+/** The routines open readings of the snapshot other than `reader` hold INVOKER. */
+async function heldByOthers(tx: Queryable, snapshotOid: string, reader: string): Promise<Set<string>> {
+  const rows = await tx.query<{ oid: string }>(
+    `SELECT DISTINCT unnest(definers)::int8::text AS oid FROM project_registry.snapshot_readings
+      WHERE snapshot_schema = $1::pg_catalog.oid AND reader <> $2 AND NOT closed`,
+    [snapshotOid, reader],
+  );
+  return new Set(rows.map((r) => r.oid));
+}
+
+/** The reading's routines no other open reading holds, made SECURITY DEFINER again. */
+async function restoreDefiners(tx: Queryable, reading: Reading): Promise<void> {
+  const others = await heldByOthers(tx, reading.snapshotOid, reading.reader);
+  const mine = reading.definers.filter((oid) => !others.has(oid));
+  for (const routine of (await currentNames(tx, { ...reading, definers: mine })).definers) await tx.exec(`ALTER ROUTINE ${routine} SECURITY DEFINER`);
 }
 
 const ROW_SECURITY_TABLES = `
@@ -186,12 +226,19 @@ const ROW_SECURITY_TABLES = `
    WHERE c.relnamespace = (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = $1) AND c.relkind = 'r' AND c.relrowsecurity`;
 
 /**
- * In the committed first transaction of a copy from a snapshot on Citus: the reader, and `copier`
- * its member. Refused (`what` names the copy) when a table of the snapshot has row level security
- * enabled: the reader is not its owner, so its policies would apply, and the copy fails rather
- * than lose rows.
+ * In the committed first transaction of a copy from a snapshot of `projectId` on Citus, under its
+ * lock: the reader, and `copier` its member, recorded. Refused (`what` names the copy) when a
+ * table of the snapshot has row level security enabled: the reader is not its owner, so its
+ * policies would apply, and the copy fails rather than lose rows.
  */
-export async function grantSnapshotReading(tx: Queryable, snapshotSchema: string, reader: string, copier: string, what: string): Promise<SnapshotGrants> {
+export async function grantSnapshotReading(
+  tx: Queryable,
+  projectId: string,
+  snapshotSchema: string,
+  reader: string,
+  copier: string,
+  what: string,
+): Promise<SnapshotGrants> {
   const [secured] = await tx.query<{ tables: string | null }>(ROW_SECURITY_TABLES, [snapshotSchema]);
   if (secured?.tables) {
     throw new WorkspaceLifecycleError(
@@ -201,19 +248,27 @@ export async function grantSnapshotReading(tx: Queryable, snapshotSchema: string
     );
   }
   const [schema] = await tx.query<{ oid: string }>('SELECT $1::pg_catalog.regnamespace::pg_catalog.oid::int8::text AS oid', [quoteIdent(snapshotSchema)]);
+  const snapshotOid = schema?.oid ?? '0';
+  const definers = (await tx.query<{ oid: string }>(DEFINERS, [snapshotSchema])).map((d) => d.oid);
+  const held = [...(await heldByOthers(tx, snapshotOid, reader))];
   const grants: SnapshotGrants = {
     snapshot: snapshotSchema,
-    snapshotOid: schema?.oid ?? '0',
+    snapshotOid,
     reader,
     relations: (await tx.query<{ oid: string }>(RELATION_OIDS, [snapshotSchema])).map((r) => r.oid),
-    definers: (await tx.query<{ oid: string }>(DEFINERS, [snapshotSchema])).map((d) => d.oid),
+    definers: [...new Set([...definers, ...held])].sort((a, b) => Number(a) - Number(b)),
   };
-  const names = await currentNames(tx, grants);
+  const names = await currentNames(tx, { ...grants, definers });
   const to = quoteIdent(reader);
-  const exists = await tx.query('SELECT FROM pg_catalog.pg_roles WHERE rolname = $1', [reader]);
+  await tx.query(
+    `INSERT INTO project_registry.snapshot_readings (reader, project_id, snapshot_schema, relations, definers, lease_until)
+     VALUES ($1, $2, $3::pg_catalog.oid, $4::pg_catalog.oid[], $5::pg_catalog.oid[], pg_catalog.now() + $6 * interval '1 millisecond')`,
+    [reader, projectId, snapshotOid, grants.relations, grants.definers, SNAPSHOT_READING_LEASE_MS],
+  );
   // A statement at a time: Citus forwards DDL on distributed objects as the string it came in.
   for (const statement of [
-    ...(exists.length > 0 ? [] : [`CREATE ROLE ${to} NOLOGIN NOINHERIT VALID UNTIL '-infinity'`]),
+    // Never one used before (its name holds the new schema's OID): fails rather than reuse one.
+    `CREATE ROLE ${to} NOLOGIN NOINHERIT VALID UNTIL '-infinity'`,
     ...names.definers.map((routine) => `ALTER ROUTINE ${routine} SECURITY INVOKER`),
     `GRANT USAGE ON SCHEMA ${quoteIdent(snapshotSchema)} TO ${to}`,
     ...names.relations.map((relation) => `GRANT SELECT ON ${relation} TO ${to}`),
@@ -226,8 +281,31 @@ export async function grantSnapshotReading(tx: Queryable, snapshotSchema: string
   return grants;
 }
 
-/** In the copy's transaction (or when a failed copy is discarded): the copier reads the snapshot no more, its routines are as they were. */
+/** Every recorded reader of the snapshot (this copy's and any other's): their grants on it are not copied. */
+export async function snapshotReaders(tx: Queryable, grants: SnapshotGrants): Promise<string[]> {
+  const rows = await tx.query<{ reader: string }>('SELECT reader FROM project_registry.snapshot_readings WHERE snapshot_schema = $1::pg_catalog.oid', [grants.snapshotOid]);
+  return [...new Set([grants.reader, ...rows.map((r) => r.reader)])];
+}
+
+/** The reading's row, locked, if it is still open. */
+async function openRow(tx: Queryable, reader: string): Promise<boolean> {
+  const rows = await tx.query('SELECT FROM project_registry.snapshot_readings WHERE reader = $1 AND NOT closed FOR UPDATE', [reader]);
+  return rows.length > 0;
+}
+
+/**
+ * In the copy's transaction, under the workspace's lock, before the copy: its reading must still
+ * be open. A reading past its lease may have been undone by another snapshot, fork or restore of
+ * the workspace (settleSnapshotReadings): the copy would then read without it.
+ */
+export async function requireSnapshotReading(tx: Queryable, grants: SnapshotGrants, what: string): Promise<void> {
+  if (await openRow(tx, grants.reader)) return;
+  throw new WorkspaceLifecycleError(`${what} took too long to begin its copy and was stopped: try again. Nothing was changed.`);
+}
+
+/** In the copy's transaction (or when a failed copy is discarded), under the workspace's lock: the copier reads the snapshot no more, its routines are as they were. */
 export async function closeSnapshotReading(tx: Queryable, grants: SnapshotGrants, copier: string): Promise<void> {
+  if (!(await openRow(tx, grants.reader))) return;
   const to = quoteIdent(grants.reader);
   const now = await currentNames(tx, grants);
   if (now.reader) {
@@ -235,14 +313,44 @@ export async function closeSnapshotReading(tx: Queryable, grants: SnapshotGrants
     await tx.exec(`ALTER ROLE ${quoteIdent(copier)} NOINHERIT`);
     if (now.schema) await tx.exec(`REVOKE ALL ON SCHEMA ${now.schema} FROM ${to}`);
   }
-  for (const routine of now.definers) await tx.exec(`ALTER ROUTINE ${routine} SECURITY DEFINER`);
+  await restoreDefiners(tx, grants);
+  await tx.query('UPDATE project_registry.snapshot_readings SET closed = true WHERE reader = $1', [grants.reader]);
 }
 
-/** After the copy's transaction, in one of its own: the reader's grants revoked and the reader dropped. */
+/** After the copy's transaction, in one of its own under the workspace's lock: the reader's grants revoked, the reader dropped, its row gone. */
 export async function finishSnapshotReading(tx: Queryable, grants: SnapshotGrants): Promise<void> {
-  const to = quoteIdent(grants.reader);
-  const now = await currentNames(tx, grants);
+  const rows = await tx.query('DELETE FROM project_registry.snapshot_readings WHERE reader = $1 RETURNING reader', [grants.reader]);
+  if (rows.length === 0) return;
+  await dropReader(tx, grants);
+}
+
+async function dropReader(tx: Queryable, reading: Reading): Promise<void> {
+  const to = quoteIdent(reading.reader);
+  const now = await currentNames(tx, reading);
   if (!now.reader) return;
+  for (const member of now.members) await tx.exec(`REVOKE ${to} FROM ${member}`);
+  if (now.schema) await tx.exec(`REVOKE ALL ON SCHEMA ${now.schema} FROM ${to}`);
   for (const relation of now.relations) await tx.exec(`REVOKE ALL ON ${relation} FROM ${to}`);
   await tx.exec(`DROP ROLE ${to}`);
+}
+
+/**
+ * Under the workspace's lock, before its snapshot, fork or restore on Citus: what readings of its
+ * snapshots left by a process that stopped between a copy's steps (a row closed, or open past its
+ * lease) undone, by OID: the reader's membership, grants and role, the routines it held INVOKER
+ * that no open reading holds. Returns the readers undone.
+ */
+export async function settleSnapshotReadings(tx: Queryable, projectId: string): Promise<string[]> {
+  const left = await tx.query<{ reader: string; snapshot_oid: string; relations: string[]; definers: string[] }>(
+    `DELETE FROM project_registry.snapshot_readings
+      WHERE project_id = $1 AND (closed OR lease_until < pg_catalog.now())
+      RETURNING reader, snapshot_schema::int8::text AS snapshot_oid, relations::int8[]::text[] AS relations, definers::int8[]::text[] AS definers`,
+    [projectId],
+  );
+  for (const row of left) {
+    const reading = { reader: row.reader, snapshotOid: row.snapshot_oid, relations: row.relations, definers: row.definers };
+    await restoreDefiners(tx, reading);
+    await dropReader(tx, reading);
+  }
+  return left.map((row) => row.reader);
 }

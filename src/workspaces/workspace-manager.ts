@@ -491,7 +491,12 @@ export class WorkspaceManager {
           );
         return outcome;
       } catch (error) {
-        await this.db.transaction((tx) => discardCitusCopy(tx, prepared)).catch((cleanup: unknown) =>
+        await this.db
+          .transaction(async (tx) => {
+            await lockWorkspace(tx, agentOf, this.#lockTimeoutMs);
+            await discardCitusCopy(tx, prepared);
+          })
+          .catch((cleanup: unknown) =>
           this.log.warn('could not drop a Citus copy that failed', { schema: prepared.target, error: String(cleanup) }),
         );
         throw error;

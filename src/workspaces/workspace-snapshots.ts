@@ -23,7 +23,7 @@ import { snapshotRoleOf, workspaceRoleOf } from '../sandbox/workspace-role.js';
 import { copyOnCitus, prepareCitusCopy, type CitusCopyPlan } from '../snapshots/citus-schema-copy.js';
 import { refuseForkBridges, refuseSnapshotBridges } from '../snapshots/copy-bridges.js';
 import { schemaCopyScript } from '../snapshots/schema-copy.js';
-import { closeSnapshotViews, grantSnapshotReading, openSnapshotViews } from '../snapshots/snapshot-reader.js';
+import { closeSnapshotViews, grantSnapshotReading, openSnapshotViews, requireSnapshotReading, settleSnapshotReadings, snapshotReaders } from '../snapshots/snapshot-reader.js';
 import { snapshotSchemaName } from './project-id.js';
 import { WorkspaceLifecycleError } from './workspace-lifecycle.js';
 
@@ -210,6 +210,7 @@ export async function prepareSnapshotOnCitus(tx: Queryable, c: SnapshotContext, 
   await lockWorkspace(tx, c.projectId, c.lockTimeoutMs);
   await requireWorkspace(tx, c.projectId, c.schemaName);
   await c.runner.ensurePrincipal(tx, c.projectId);
+  await settleSnapshotReadings(tx, c.projectId);
   const capability = await readSandboxCapability(tx, searchPathSchemas);
   const keeper = await snapshotRole(tx, capability.database, c.projectId);
   await adoptFromCopiers(tx, c.projectId, keeper, capability.database);
@@ -287,6 +288,8 @@ export async function restoreSnapshot(
   await lockWorkspace(tx, c.projectId, c.lockTimeoutMs);
   await requireWorkspace(tx, c.projectId, c.schemaName);
   const restored = await requireSnapshot(tx, c.projectId, snapshot);
+  // Routines a stopped fork of a snapshot held INVOKER are DEFINER again before one becomes the workspace.
+  if (c.citus) await settleSnapshotReadings(tx, c.projectId);
   // The state set aside is kept as a snapshot: it must have its indexes.
   await refuseWhileDeferred(tx, c.projectId, 'restore a snapshot of');
   // Measured first: Citus measures no shard once the transaction sent anything to the workers.
@@ -377,6 +380,7 @@ export async function prepareForkOnCitus(
 ): Promise<CitusCopyPlan> {
   const { source, capability, fromRole, toRole, sourceSchema } = await forkChecks(tx, r, searchPathSchemas, lockTimeoutMs, true);
   await runner.ensurePrincipal(tx, r.from);
+  await settleSnapshotReadings(tx, r.from);
   // From a snapshot, the copier may read it and nothing more: no membership of the snapshot role,
   // which owns every snapshot of `from` (snapshot-reader.ts).
   const plan = await prepareCitusCopy(
@@ -386,7 +390,10 @@ export async function prepareForkOnCitus(
     !(await roleExists(tx, toRole)),
   );
   if (!source) return plan;
-  return { ...plan, snapshotGrants: await grantSnapshotReading(tx, sourceSchema, roleNameFor(capability.database, `${r.to}--reader`), toRole, forkOfSnapshot(r)) };
+  // Named after the new schema's OID, as a snapshot's copier is: never a reader's name used before.
+  const [made] = await tx.query<{ oid: string }>('SELECT $1::pg_catalog.regnamespace::pg_catalog.oid::int8::text AS oid', [quoteIdent(r.toSchema)]);
+  const reader = roleNameFor(capability.database, `${r.to}--reader-${made?.oid ?? ''}`);
+  return { ...plan, snapshotGrants: await grantSnapshotReading(tx, r.from, sourceSchema, reader, toRole, forkOfSnapshot(r)) };
 }
 
 /**
@@ -411,8 +418,12 @@ export async function forkWorkspace(
   const level = source ?? (await workspaceLevel(tx, r.from));
   const copy = { source: sourceSchema, roleMap: { [fromRole]: toRole }, lockSource: source === undefined };
   if (prepared) {
+    if (prepared.snapshotGrants) await requireSnapshotReading(tx, prepared.snapshotGrants, forkOfSnapshot(r));
     await copyOnCitus(tx, prepared, copy, true);
-    if (source) await refuseSourceBridges(tx, r, sourceSchema, fromRole, await snapshotRoleOf(tx, r.from, capability.database), prepared.snapshotGrants?.reader);
+    if (source && prepared.snapshotGrants) {
+      const readers = await snapshotReaders(tx, prepared.snapshotGrants);
+      await refuseSourceBridges(tx, r, sourceSchema, fromRole, await snapshotRoleOf(tx, r.from, capability.database), readers);
+    }
   } else {
     const [to, from] = [quoteIdent(r.toSchema), quoteIdent(fromRole)];
     await tx.exec(`CREATE SCHEMA ${to}`);
@@ -452,9 +463,9 @@ const forkOfSnapshot = (r: ForkRequest) => `The fork of snapshot ${r.snapshot} o
  * After a fork of a snapshot: nothing the copy's code made may depend on the snapshot (a column of
  * one of its types, which an ALTER TYPE after a restore would reach), nor hold it otherwise.
  */
-async function refuseSourceBridges(tx: Queryable, r: ForkRequest, snapshotSchema: string, fromRole: string, keeper: string, reader?: string): Promise<void> {
+async function refuseSourceBridges(tx: Queryable, r: ForkRequest, snapshotSchema: string, fromRole: string, keeper: string, readers?: readonly string[]): Promise<void> {
   const otherSnapshots = await otherSnapshotSchemas(tx, r.from, snapshotSchema);
-  await refuseSnapshotBridges(tx, { projectId: r.from, schema: snapshotSchema, keeper, workspaceRole: fromRole, otherSnapshots, ...(reader ? { reader } : {}) }, forkOfSnapshot(r));
+  await refuseSnapshotBridges(tx, { projectId: r.from, schema: snapshotSchema, keeper, workspaceRole: fromRole, otherSnapshots, ...(readers ? { readers } : {}) }, forkOfSnapshot(r));
 }
 
 /** On Citus, after the preparation committed: `from` and its snapshot still there, `to` still unregistered. */
