@@ -585,6 +585,9 @@ describe('forks of a snapshot on Citus between their steps', () => {
       // A fork of owner's snapshot into "x" committed its first step, then the process stopped.
       await db.transaction((tx) => prepareForkOnCitus(tx, forkRequest('owner', 'x', 1), searchPathSchemas, 10_000, sql));
       expect(await definerFlags(db, 'power')).toMatchObject({ project_owner__snap_1: false });
+      // Within its lease it may still be running: the snapshot it reads is not made the workspace.
+      const restore = await manager.restore('owner', 1).then(() => 'restored', (e: Error) => e.message);
+      expect(restore).toContain('Snapshot 1 of "owner" is being read by a fork of it');
       // An administrator drops the half-made schema (doctor lists it); "x" is forked into again, from
       // evil's snapshot, whose copy (bait's CHECK, on the worker, as x's role) reads every
       // snapshot table it may and says what it read.

@@ -287,6 +287,15 @@ export async function snapshotReaders(tx: Queryable, grants: SnapshotGrants): Pr
   return [...new Set([grants.reader, ...rows.map((r) => r.reader)])];
 }
 
+/** Whether a fork's reading of the snapshot is open (under way, or stopped within its lease). */
+export async function snapshotBeingRead(tx: Queryable, snapshotSchema: string): Promise<boolean> {
+  const rows = await tx.query(
+    'SELECT FROM project_registry.snapshot_readings WHERE snapshot_schema = pg_catalog.to_regnamespace($1)::pg_catalog.oid AND NOT closed',
+    [snapshotSchema],
+  );
+  return rows.length > 0;
+}
+
 /** The reading's row, locked, if it is still open. */
 async function openRow(tx: Queryable, reader: string): Promise<boolean> {
   const rows = await tx.query('SELECT FROM project_registry.snapshot_readings WHERE reader = $1 AND NOT closed FOR UPDATE', [reader]);

@@ -23,7 +23,7 @@ import { snapshotRoleOf, workspaceRoleOf } from '../sandbox/workspace-role.js';
 import { copyOnCitus, prepareCitusCopy, type CitusCopyPlan } from '../snapshots/citus-schema-copy.js';
 import { refuseForkBridges, refuseSnapshotBridges } from '../snapshots/copy-bridges.js';
 import { schemaCopyScript } from '../snapshots/schema-copy.js';
-import { closeSnapshotViews, grantSnapshotReading, openSnapshotViews, requireSnapshotReading, settleSnapshotReadings, snapshotReaders } from '../snapshots/snapshot-reader.js';
+import { closeSnapshotViews, grantSnapshotReading, openSnapshotViews, requireSnapshotReading, settleSnapshotReadings, SNAPSHOT_READING_LEASE_MS, snapshotBeingRead, snapshotReaders } from '../snapshots/snapshot-reader.js';
 import { snapshotSchemaName } from './project-id.js';
 import { WorkspaceLifecycleError } from './workspace-lifecycle.js';
 
@@ -290,6 +290,13 @@ export async function restoreSnapshot(
   const restored = await requireSnapshot(tx, c.projectId, snapshot);
   // Routines a stopped fork of a snapshot held INVOKER are DEFINER again before one becomes the workspace.
   if (c.citus) await settleSnapshotReadings(tx, c.projectId);
+  // Made the workspace, a snapshot a fork reads would hand the fork's reader grants on the workspace's tables.
+  if (c.citus && (await snapshotBeingRead(tx, restored.schema_name))) {
+    throw new WorkspaceLifecycleError(
+      `Snapshot ${snapshot} of "${c.projectId}" is being read by a fork of it (or by one that stopped: undone once its lease of ` +
+        `${SNAPSHOT_READING_LEASE_MS / 60_000} minutes has run out): restore it once the fork has ended. Nothing was changed.`,
+    );
+  }
   // The state set aside is kept as a snapshot: it must have its indexes.
   await refuseWhileDeferred(tx, c.projectId, 'restore a snapshot of');
   // Measured first: Citus measures no shard once the transaction sent anything to the workers.
