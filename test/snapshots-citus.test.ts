@@ -7,6 +7,7 @@ import { silentLogger } from '../src/logger.js';
 import { roleNameFor, snapshotCopierNameFor, snapshotRoleNameFor } from '../src/sandbox/sandbox-ddl.js';
 import { sandboxedWorkspaces } from '../src/sandboxed-workspaces.js';
 import { rolesWithoutWorkspace } from '../src/operations/doctor.js';
+import { repair } from '../src/operations/repair.js';
 import { snapshotReadings } from '../src/registry/operations-queries.js';
 import { finishCitusCopy, placeNearSource, type CitusCopyPlan } from '../src/snapshots/citus-schema-copy.js';
 import { lockWorkspace } from '../src/registry/registry-sql.js';
@@ -619,18 +620,31 @@ describe('forks of a snapshot on Citus between their steps', () => {
       await manager.fork('owner', 'other', 1);
       expect(await definerFlags(db, 'power')).toMatchObject({ project_owner__snap_1: false, project_other: true });
 
-      // The lease ran out (the time is moved instead of waited): owner's next snapshot undoes the stopped reading.
-      await db.exec("UPDATE project_registry.snapshot_readings SET lease_until = now() - interval '1 second'");
-      // doctor: the stopped reader is its own finding, no orphan role.
+      // The lease ran out (the time is moved instead of waited): doctor reports it (its reader is no
+      // orphan role), and repair --forget-missing undoes it.
+      const expire = () => db.exec("UPDATE project_registry.snapshot_readings SET lease_until = now() - interval '1 second'");
+      const undone = async () => {
+        expect(await db.query("SELECT rolname FROM pg_roles WHERE rolname LIKE '%\\_\\_reader%'")).toEqual([]);
+        expect(await db.query('SELECT reader FROM project_registry.snapshot_readings')).toEqual([]);
+        expect(
+          await db.query("SELECT count(*)::int AS n FROM pg_class WHERE relnamespace = 'project_owner__snap_1'::regnamespace AND relacl::text LIKE '%reader%'"),
+        ).toEqual([{ n: 0 }]);
+      };
+      await expire();
       expect(await rolesWithoutWorkspace(db, [])).toEqual([]);
       expect((await snapshotReadings(db)).map((r) => r.stopped)).toEqual([true]);
+      const actions = await repair(db, plan, { adoptOrphans: false, forgetMissing: true, restoreIndexes: false, acceptMigrations: [], dryRun: false });
+      expect(actions).toContainEqual(expect.objectContaining({ fix: 'forget-missing', subject: 'owner', outcome: 'changed' }));
+      expect(await definerFlags(db, 'power')).toMatchObject({ project_owner__snap_1: true, project_other: true, project_x: true });
+      await undone();
+
+      // Another fork stops after its first step; once its lease ran out, owner's next snapshot undoes it.
+      await db.transaction((tx) => prepareForkOnCitus(tx, forkRequest('owner', 'y', 1), searchPathSchemas, 10_000, sql));
+      expect(await definerFlags(db, 'power')).toMatchObject({ project_owner__snap_1: false });
+      await expire();
       await manager.snapshot('owner');
-      expect(await definerFlags(db, 'power')).toMatchObject({ project_owner__snap_1: true, project_owner__snap_2: true, project_other: true, project_x: true });
-      expect(await db.query("SELECT rolname FROM pg_roles WHERE rolname LIKE '%\\_\\_reader%'")).toEqual([]);
-      expect(await db.query('SELECT reader FROM project_registry.snapshot_readings')).toEqual([]);
-      expect(
-        await db.query("SELECT count(*)::int AS n FROM pg_class WHERE relnamespace = 'project_owner__snap_1'::regnamespace AND relacl::text LIKE '%reader%'"),
-      ).toEqual([{ n: 0 }]);
+      expect(await definerFlags(db, 'power')).toMatchObject({ project_owner__snap_1: true, project_owner__snap_2: true });
+      await undone();
     } finally {
       await db.close();
     }

@@ -217,7 +217,7 @@ async function inspect(tx: Queryable, plan: InstallPlan, database: string): Prom
       message:
         `A fork of a snapshot of workspace "${reading.project_id}" stopped between its steps on Citus: its reader role ${reading.reader} may ` +
         "still hold SELECT on the snapshot, and the snapshot's SECURITY DEFINER routines may still be SECURITY INVOKER.",
-      fix: `The workspace's next snapshot, fork or restore undoes it (\`pg-workspace-mcp snapshot-workspace ${reading.project_id}\`).`,
+      fix: '`pg-workspace-mcp repair --forget-missing` undoes it; so does the workspace\'s next snapshot, fork or restore.',
       details: { project_id: reading.project_id, reader: reading.reader },
     });
   }

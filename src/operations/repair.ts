@@ -19,6 +19,7 @@ import { recreateStatement } from '../search/index-definition.js';
 import { REPAIR_REBUILD_TIMEOUT_MS, restoreDeferredIndexes } from '../search/index-deferral.js';
 import { CannotRunError } from './cannot-run.js';
 import { orphanSchemas, rolesWithoutWorkspace } from './doctor.js';
+import { settleSnapshotReadings } from '../snapshots/snapshot-reader.js';
 
 export interface RepairOptions {
   adoptOrphans: boolean;
@@ -86,6 +87,10 @@ export async function repair(db: Database, plan: InstallPlan, options: RepairOpt
   if (options.forgetMissing) {
     for (const { project_id } of await registry.lostSchemas(db)) {
       actions.push(await run('forget-missing', project_id, (tx) => forgetMissing(tx, project_id)));
+    }
+    const stopped = (await registry.snapshotReadings(db)).filter((r) => r.stopped);
+    for (const projectId of new Set(stopped.map((r) => r.project_id))) {
+      actions.push(await run('forget-missing', projectId, (tx) => settleReadings(tx, projectId)));
     }
     for (const role of await rolesWithoutWorkspace(db, await orphanIds(db))) {
       actions.push(await run('forget-missing', role, (tx) => forgetRole(tx, role, orphanIds)));
@@ -218,6 +223,19 @@ async function forgetMissing(tx: Queryable, projectId: string): Promise<RepairAc
  * by hand), re-checked in the transaction; under its workspace's lock when the name gives the id
  * (long ids end in a hash instead).
  */
+/** Under the workspace's lock: what forks of its snapshots that stopped between their steps on Citus left, undone (snapshot-reader.ts). */
+async function settleReadings(tx: Queryable, projectId: string): Promise<RepairAction> {
+  await lockWorkspace(tx, projectId);
+  const readers = await settleSnapshotReadings(tx, projectId);
+  if (readers.length === 0) return { fix: 'forget-missing', subject: projectId, outcome: 'unchanged', changes: [], reason: 'undone meanwhile' };
+  return {
+    fix: 'forget-missing',
+    subject: projectId,
+    outcome: 'changed',
+    changes: readers.map((reader) => `undid the reading of a snapshot by ${reader}, left by a fork that stopped: its grants and role dropped, the snapshot's routines as they were`),
+  };
+}
+
 async function forgetRole(tx: Queryable, role: string, orphanIds: (q: Queryable) => Promise<string[]>): Promise<RepairAction> {
   const database = await lifecycle.currentDatabase(tx);
   const projectId = projectIdOfSchema(SCHEMA_PREFIX + role.slice(rolePrefixFor(database).length));
