@@ -154,7 +154,8 @@ export async function closeSnapshotViews(tx: Queryable, reading: SnapshotReading
  * closes makes DEFINER only those no other open reading holds. Otherwise the first to finish made
  * them DEFINER while the second's copier could still call them, as the snapshot role. A process
  * that stopped between the steps left its row: closed (after the copy) or past its lease (before
- * it), the workspace's next snapshot, fork or restore undoes it (settleSnapshotReadings); a copy
+ * it), the workspace's next snapshot, fork or restore (or repair --forget-missing) undoes it
+ * (settleSnapshotReadings), by then no copy's; a copy
  * that finds its own row gone when it starts is refused, to be tried again. Every change to the
  * rows of a workspace is made under its lock.
  */
@@ -169,7 +170,10 @@ export interface SnapshotGrants {
   definers: string[];
 }
 
-/** How long a reading stays open before its copy begins; past it the workspace's next snapshot, fork or restore undoes it. */
+/**
+ * How long a reading stays open before its copy begins (the move of an empty schema, two lock
+ * waits); past it the workspace's next snapshot, fork or restore undoes it.
+ */
 export const SNAPSHOT_READING_LEASE_MS = 15 * 60_000;
 
 const RELATION_OIDS = `

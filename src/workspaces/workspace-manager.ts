@@ -491,14 +491,15 @@ export class WorkspaceManager {
           );
         return outcome;
       } catch (error) {
+        // Under the lock, like every change to the workspace's snapshot readings (snapshot-reader.ts).
         await this.db
           .transaction(async (tx) => {
             await lockWorkspace(tx, agentOf, this.#lockTimeoutMs);
             await discardCitusCopy(tx, prepared);
           })
           .catch((cleanup: unknown) =>
-          this.log.warn('could not drop a Citus copy that failed', { schema: prepared.target, error: String(cleanup) }),
-        );
+            this.log.warn('could not drop a Citus copy that failed', { schema: prepared.target, error: String(cleanup) }),
+          );
         throw error;
       }
     });
