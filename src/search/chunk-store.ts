@@ -169,7 +169,7 @@ export async function storeFiles(
           embeddedBy.set(file.path, (embeddedBy.get(file.path) ?? 0) + 1);
         }
       }
-      const done = embedder && todo.length > 0 ? embedChunks(embedder, todo, vectors, embedSignal) : Promise.resolve();
+      const done = embedder && todo.length > 0 ? embedChunks(embedder, projectId, todo, vectors, embedSignal) : Promise.resolve();
       // Awaited in its turn; until then a failure must not count as unhandled.
       done.catch(() => undefined);
       embedding.push(done);
@@ -261,8 +261,8 @@ export async function storeFiles(
 
 type Vector = { vector: number[]; truncated: FileOutcome['truncated'][number] | undefined };
 
-async function embedChunks(embedder: Embedder, chunks: readonly Chunk[], into: Map<string, Vector>, signal: AbortSignal | undefined): Promise<void> {
-  const embeddings = await embedder.embedDocuments(chunks.map((c) => c.content), signal);
+async function embedChunks(embedder: Embedder, projectId: string, chunks: readonly Chunk[], into: Map<string, Vector>, signal: AbortSignal | undefined): Promise<void> {
+  const embeddings = await embedder.embedDocuments(chunks.map((c) => c.content), signal, projectId);
   if (embeddings.length !== chunks.length) throw new Error(`the embedding provider returned ${embeddings.length} embeddings for ${chunks.length} texts`);
   chunks.forEach((chunk, i) => {
     const { vector, truncated } = embeddings[i] as Embedding;

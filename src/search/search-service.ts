@@ -6,7 +6,9 @@ import { pin, spaceOf } from '../embeddings/embedding-spaces.js';
 import { holdPinStatement } from '../registry/embedding-space-sql.js';
 import type { AllowedRoots } from './allowed-roots.js';
 import type { ChunkEmbeddings } from './chunk-store.js';
+import { DEFAULT_UPGRADE_TIMEOUT_MS } from '../config.js';
 import { IndexDeferral } from './index-deferral.js';
+import { ReadBudget } from './read-budget.js';
 import { DirectoryIndexer, type IndexDirectoryInput, type IndexJobStatus, type ProgressListener } from './directory-index.js';
 import { validateProjectId } from '../workspaces/project-id.js';
 import { REPOSITORY_SUMMARY } from './ingest-sql.js';
@@ -44,7 +46,7 @@ export class SearchService {
     /** --allow-root: where index_directory may read for clients without MCP roots (and a bound on those with them). */
     readonly serverRoots: readonly string[],
     log: Logger,
-    options: { deferralLeaseMs?: number } = {},
+    options: { deferralLeaseMs?: number; rebuildTimeoutMs?: number; readBudgetBytes?: number } = {},
   ) {
     this.#embeddings = embedder && {
       embedder,
@@ -53,8 +55,8 @@ export class SearchService {
       hold: (projectId) => holdPinStatement({ projectId, ...CHUNKS_EMBEDDING }, spaceOf(embedder.space)),
     };
     // On Citus too: the drop and the build, as the workspace's role, reach the workspace's shard (tested).
-    this.#deferral = embedder ? new IndexDeferral(db, sandbox, log, options.deferralLeaseMs) : undefined;
-    this.#directories = new DirectoryIndexer(sandbox, this.#embeddings, log, this.#deferral);
+    this.#deferral = embedder ? new IndexDeferral(db, sandbox, log, options.rebuildTimeoutMs ?? DEFAULT_UPGRADE_TIMEOUT_MS, options.deferralLeaseMs) : undefined;
+    this.#directories = new DirectoryIndexer(sandbox, this.#embeddings, log, this.#deferral, new ReadBudget(options.readBudgetBytes));
   }
 
   async search(input: SearchInput, signal?: AbortSignal): Promise<SearchResult> {
@@ -75,9 +77,12 @@ export class SearchService {
     return addDocuments(this.sandbox, this.#embeddings, input, signal, this.#deferral);
   }
 
-  /** Starts indexing a directory in the background; `clientRoots`: the MCP client's roots, undefined if it has none. */
-  indexDirectory(input: IndexDirectoryInput, clientRoots: readonly string[] | undefined, listener?: ProgressListener) {
-    const roots: AllowedRoots = { client: clientRoots, server: this.serverRoots };
+  /**
+   * Starts indexing a directory in the background. `client.roots`: the MCP client's roots,
+   * undefined if it has none; `client.elsewhere`: the client may be on another machine (HTTP).
+   */
+  indexDirectory(input: IndexDirectoryInput, client: { roots: readonly string[] | undefined; elsewhere: boolean }, listener?: ProgressListener) {
+    const roots: AllowedRoots = { client: client.roots, server: this.serverRoots, clientElsewhere: client.elsewhere };
     return this.#directories.start(input, roots, listener);
   }
 
