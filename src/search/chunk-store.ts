@@ -1,7 +1,7 @@
 import type { Embedder, Embedding } from '../embeddings/embedder.js';
 import type { AgentParam } from '../sandbox/agent-statement.js';
 import { EmbeddingSpaceError } from '../embeddings/embedding-spaces.js';
-import { WriteGuardError, type ExecuteResult, type RowsResult, type WriteTimeouts } from '../sandbox/workspace-sandbox.js';
+import { WriteGuardError, type ExecuteResult, type RowsResult, type WriteSettings } from '../sandbox/workspace-sandbox.js';
 import type { Chunk } from './chunking.js';
 import {
   EMBEDDED_HASHES,
@@ -24,7 +24,7 @@ export interface WorkspaceWriter {
     projectId: string,
     statements: ReadonlyArray<{ sql: string; params: readonly AgentParam[] }>,
     guard?: { sql: string; params: readonly string[] },
-    timeouts?: WriteTimeouts,
+    settings?: WriteSettings,
   ): Promise<number[]>;
 }
 
