@@ -292,7 +292,8 @@ for (const kind of BACKEND_KINDS) {
       const secret = path.join(base, 'outside-secret.txt');
       await mkdir(dir, { recursive: true });
       await writeFile(secret, 'hunter2 is the outside password\n');
-      await Promise.all(Array.from({ length: 32 }, (_, i) => writeFile(path.join(dir, `a${String(i).padStart(2, '0')}.ts`), tsFile(`early${i}`))));
+      // Two batches of 32 before them: the second is read while the first is embedded, then the run waits for the first.
+      await Promise.all(Array.from({ length: 64 }, (_, i) => writeFile(path.join(dir, `a${String(i).padStart(2, '0')}.ts`), tsFile(`early${i}`))));
       for (const late of ['b-link.txt', 'c-grown.txt', 'd-fifo.txt']) await writeFile(path.join(dir, late), 'plain text\n');
       const mcp = await connectInProcess({ ...(url ? { databaseUrl: url } : { dataDir }), allowedRoots: [dir], embeddings: embeddingsAt(stub.openaiUrl) });
       const fifo = path.join(dir, 'd-fifo.txt');
@@ -301,7 +302,7 @@ for (const kind of BACKEND_KINDS) {
         stub.fail({ delayMs: 1500 });
         const started = await run('index_directory', { project_id: 'raced', path: dir, max_file_bytes: 100_000 });
         expect(started.isError, started.text).toBe(false);
-        // The first 32 files went to the provider: the walk is over and the last three are not read yet.
+        // The first 32 files went to the provider (for 1.5 s): the walk is over and the last three are not read yet.
         while (stub.requests.length === 0) await new Promise((r) => setTimeout(r, 10));
         const swap = async (name: string, make: (tmp: string) => Promise<unknown>) => {
           const tmp = path.join(base, `${name}.tmp`);
@@ -312,7 +313,7 @@ for (const kind of BACKEND_KINDS) {
         await swap('c-grown.txt', (tmp) => writeFile(tmp, 'grown '.repeat(40_000)));
         await swap('d-fifo.txt', (tmp) => promisify(execFile)('mkfifo', [tmp]));
         const done = await waitForRun(run, 'raced', started.data['job_id'] as string, 30_000);
-        expect(done).toMatchObject({ state: 'done', files_total: 35, files_changed: 32 });
+        expect(done).toMatchObject({ state: 'done', files_total: 67, files_changed: 64 });
         expect(done.skipped).toEqual({ binary: [], oversized: ['c-grown.txt'], outside_root: ['b-link.txt'], unreadable: ['d-fifo.txt'] });
         const stored = await run('query', { project_id: 'raced', sql: "SELECT count(*)::int FROM chunks WHERE content LIKE '%hunter2%' OR content LIKE '%grown%'" });
         expect(stored.data['rows']).toEqual([[0]]);
