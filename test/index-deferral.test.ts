@@ -304,7 +304,7 @@ for (const kind of BACKEND_KINDS) {
           query: (sql, params) => (alive ? db.query(sql, params) : Promise.reject(new Error('the process is gone'))),
           exec: (sql) => (alive ? db.exec(sql) : Promise.reject(new Error('the process is gone'))),
         };
-        await new IndexDeferral(session, sandbox, silentLogger, { statementMs: 60_000 }).begin('alpha', 100);
+        await new IndexDeferral(session, sandbox, silentLogger, { statementMs: 60_000 }, 60_000).begin('alpha', 100);
         alive = false;
         expect(await hnswIndex(db)).toEqual([]);
         const nearest = () => run('search_vectors', { project_id: 'alpha', table: 'chunks', column: 'embedding', vector: stubEmbedding(SEED.text, 768), k: 1 });
