@@ -60,6 +60,8 @@ export interface StubRequest {
   format: 'openai' | 'ollama';
   body: Record<string, unknown>;
   headers: IncomingHttpHeaders;
+  /** When it arrived (Date.now()). */
+  at: number;
 }
 
 export interface EmbeddingStub {
@@ -138,7 +140,7 @@ export async function startEmbeddingStub(options: StubOptions = {}): Promise<Emb
     } catch {
       return send(res, 400, format === 'openai' ? { error: { message: 'We could not parse the JSON body of your request.', type: 'invalid_request_error' } } : { error: 'invalid character' });
     }
-    stub.requests.push({ format, body, headers });
+    stub.requests.push({ format, body, headers, at: Date.now() });
     const fault = faults.shift();
     const wait = stub.delayMs + (fault && 'delayMs' in fault ? fault.delayMs : 0);
     if (wait > 0) await delay(wait);

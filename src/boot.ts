@@ -1,3 +1,4 @@
+import { DEFAULT_INDEX_BUILD_MEMORY_MB } from './config.js';
 import type { Database } from './db/database.js';
 import type { EngineConfig, Ready } from './services.js';
 import { createEmbedder } from './embeddings/http-embedder.js';
@@ -67,6 +68,8 @@ export async function installAndServe(db: Database, plan: InstallPlan, config: E
   if (embedder) log.info('embedding provider configured', { provider: embedder.space.provider, model: embedder.space.model, dimensions: embedder.space.dimensions });
   const search = new SearchService(db, sandbox, embedder, config.allowedRoots ?? [], log, {
     ...(config.upgradeTimeoutMs ? { rebuildTimeoutMs: config.upgradeTimeoutMs } : {}),
+    // Not on the embedded store: PGlite's WebAssembly heap is bounded, and every workspace shares it.
+    ...(config.databaseUrl ? { indexBuildMemoryKb: (config.indexBuildMemoryMb ?? DEFAULT_INDEX_BUILD_MEMORY_MB) * 1024 } : {}),
   });
   return { report, db, workspaces, fleet: new WorkspaceFleet(db, plan, workspaces, sandbox), sandbox, embedder, search };
 }

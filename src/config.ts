@@ -27,6 +27,8 @@ export interface Config {
   maxCallsPerWorkspace: number;
   /** Statement timeout of each statement of a workspace upgrade (agent triggers may fire in it). */
   upgradeTimeoutMs: number;
+  /** On PostgreSQL: maintenance_work_mem, in MB, of building the vector indexes a large ingest deferred. */
+  indexBuildMemoryMb: number;
   /** Directories index_directory may read (for clients without MCP roots; a bound on those with them). */
   allowedRoots: string[];
   /** The most snapshots one workspace keeps. */
@@ -116,6 +118,14 @@ const MAX_RESULT_BYTES_CAP = 256 * 1024 * 1024;
 export const DEFAULT_MAX_CALLS_PER_WORKSPACE = 4;
 /** Workspace migrations may rewrite big tables: longer than an agent's call, but bounded. */
 export const DEFAULT_UPGRADE_TIMEOUT_MS = 60_000;
+/**
+ * maintenance_work_mem of a deferred HNSW build on PostgreSQL (PG_WORKSPACE_INDEX_BUILD_MEMORY_MB):
+ * past PostgreSQL's default 64 MB a graph of 768 dimensions spills to disk after about 17,000 rows,
+ * and a 25,000-row build took 70-81 s there, 31-38 s at 512 MB (docs/search.md). An agent may
+ * SET as much itself for its own CREATE INDEX; this is per build, and builds at once add up.
+ */
+export const DEFAULT_INDEX_BUILD_MEMORY_MB = 256;
+const MAX_INDEX_BUILD_MEMORY_MB = 65_536;
 /** Snapshots per workspace, and their bytes together, by default (docs/snapshots.md). */
 export const DEFAULT_MAX_SNAPSHOTS = 10;
 export const DEFAULT_SNAPSHOT_BUDGET_BYTES = 1024 * 1024 * 1024;
@@ -223,6 +233,9 @@ Environment:
                                  agent's triggers may fire (ensure_workspace, migrate-workspaces; default ${DEFAULT_UPGRADE_TIMEOUT_MS}),
                                  and of snapshot and fork copies, the embedded store's idle-time
                                  VACUUM and ANALYZE, and building vector indexes an ingest deferred
+  PG_WORKSPACE_INDEX_BUILD_MEMORY_MB  with DATABASE_URL: maintenance_work_mem of building the vector
+                                 indexes a large ingest deferred, never below the server's own
+                                 (default ${DEFAULT_INDEX_BUILD_MEMORY_MB})
   PG_WORKSPACE_MAX_SNAPSHOTS     the most snapshots one workspace keeps (default ${DEFAULT_MAX_SNAPSHOTS})
   PG_WORKSPACE_SNAPSHOT_BUDGET_BYTES  the most bytes one workspace's snapshots take together
                                  (default ${DEFAULT_SNAPSHOT_BUDGET_BYTES}, 1 GiB)
@@ -264,6 +277,11 @@ const schema = z.object({
     .max(MAX_RESULT_BYTES_CAP, `must be at most ${MAX_RESULT_BYTES_CAP} (256 MiB)`),
   maxCallsPerWorkspace: z.coerce.number().int('must be a whole number').min(1, 'must be at least 1').max(1000, 'must be at most 1000'),
   upgradeTimeoutMs: z.coerce.number().int('must be a whole number of milliseconds').min(1).max(86_400_000),
+  indexBuildMemoryMb: z.coerce
+    .number()
+    .int('must be a whole number of megabytes')
+    .min(1, 'must be at least 1')
+    .max(MAX_INDEX_BUILD_MEMORY_MB, `must be at most ${MAX_INDEX_BUILD_MEMORY_MB} (64 GiB)`),
   allowedRoots: z.array(z.string().min(1)),
   maxSnapshots: z.coerce.number().int('must be a whole number').min(0).max(10_000, 'must be at most 10000'),
   snapshotBudgetBytes: z.coerce.number().int('must be a whole number of bytes').min(0).max(Number.MAX_SAFE_INTEGER),
@@ -349,6 +367,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
       ('max-calls-per-workspace' in values ? values['max-calls-per-workspace'] : undefined) ??
       (env['PG_WORKSPACE_MAX_CALLS_PER_WORKSPACE'] || DEFAULT_MAX_CALLS_PER_WORKSPACE),
     upgradeTimeoutMs: env['PG_WORKSPACE_UPGRADE_TIMEOUT_MS'] || DEFAULT_UPGRADE_TIMEOUT_MS,
+    indexBuildMemoryMb: env['PG_WORKSPACE_INDEX_BUILD_MEMORY_MB'] || DEFAULT_INDEX_BUILD_MEMORY_MB,
     allowedRoots: [...splitList(env['PG_WORKSPACE_ALLOWED_ROOTS'], ':'), ...(values['allow-root'] ?? [])].map((d) =>
       path.resolve(d),
     ),
@@ -371,6 +390,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
       maxResultBytes: 'PG_WORKSPACE_MAX_RESULT_BYTES',
       maxCallsPerWorkspace: '--max-calls-per-workspace / PG_WORKSPACE_MAX_CALLS_PER_WORKSPACE',
       upgradeTimeoutMs: 'PG_WORKSPACE_UPGRADE_TIMEOUT_MS',
+      indexBuildMemoryMb: 'PG_WORKSPACE_INDEX_BUILD_MEMORY_MB',
       allowedRoots: '--allow-root / PG_WORKSPACE_ALLOWED_ROOTS',
       maxSnapshots: 'PG_WORKSPACE_MAX_SNAPSHOTS',
       snapshotBudgetBytes: 'PG_WORKSPACE_SNAPSHOT_BUDGET_BYTES',

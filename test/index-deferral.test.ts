@@ -254,7 +254,7 @@ for (const kind of BACKEND_KINDS) {
           query: (sql, params) => (alive ? db.query(sql, params) : Promise.reject(new Error('the process is gone'))),
           exec: (sql) => (alive ? db.exec(sql) : Promise.reject(new Error('the process is gone'))),
         };
-        const load = await new IndexDeferral(session, sandbox as WorkspaceSandbox, silentLogger, 60_000, 1500).begin('alpha', 100);
+        const load = await new IndexDeferral(session, sandbox as WorkspaceSandbox, silentLogger, { statementMs: 60_000 }, 1500).begin('alpha', 100);
         alive = false;
         return load;
       };
@@ -304,7 +304,7 @@ for (const kind of BACKEND_KINDS) {
           query: (sql, params) => (alive ? db.query(sql, params) : Promise.reject(new Error('the process is gone'))),
           exec: (sql) => (alive ? db.exec(sql) : Promise.reject(new Error('the process is gone'))),
         };
-        await new IndexDeferral(session, sandbox, silentLogger, 60_000, 60_000).begin('alpha', 100);
+        await new IndexDeferral(session, sandbox, silentLogger, { statementMs: 60_000 }, 60_000).begin('alpha', 100);
         alive = false;
         expect(await hnswIndex(db)).toEqual([]);
         const nearest = () => run('search_vectors', { project_id: 'alpha', table: 'chunks', column: 'embedding', vector: stubEmbedding(SEED.text, 768), k: 1 });
@@ -314,6 +314,38 @@ for (const kind of BACKEND_KINDS) {
         expect((await nearest()).data['matches']).toMatchObject([{ row: { content: SEED.text } }]);
         expect(await hnswIndex(db)).toEqual([before]);
         expect(await deferrals(db)).toEqual([]);
+      } finally {
+        await mcp.close();
+      }
+    }, 120_000);
+
+    it("builds the deferred index with maintenance_work_mem raised (PG_WORKSPACE_INDEX_BUILD_MEMORY_MB, 256 MB by default) in the build's own transaction: the agent's calls after it see the server's own", async (ctx) => {
+      // PGlite runs PostgreSQL single-user, where no event trigger fires; its builds keep the store's setting (boot.ts).
+      if (kind !== 'postgres') ctx.skip();
+      const url = (await available(ctx).freshUrl?.()) as string;
+      const mcp = await connectInProcess({ embeddings: embeddingsAt(stub.openaiUrl), databaseUrl: url });
+      try {
+        const run = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
+        const { db } = await mcp.engine.ready(60_000);
+        expect((await run('add_documents', { project_id: 'alpha', documents: [SEED] })).isError).toBe(false);
+        // The test's own observer (a superuser's event trigger, out of the agent's reach): the setting inside each CREATE INDEX.
+        await db.exec(`
+          CREATE SCHEMA observer;
+          CREATE TABLE observer.builds (identity text, setting text);
+          CREATE FUNCTION observer.record() RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
+          BEGIN
+            INSERT INTO observer.builds SELECT object_identity, current_setting('maintenance_work_mem') FROM pg_event_trigger_ddl_commands();
+          END $$;
+          CREATE EVENT TRIGGER observe_builds ON ddl_command_end WHEN TAG IN ('CREATE INDEX') EXECUTE FUNCTION observer.record();`);
+        const own = (await db.query<{ m: string }>(`SELECT current_setting('maintenance_work_mem') AS m`))[0]?.m;
+        expect(own).toBe('64MB');
+        const loaded = await run('add_documents', { project_id: 'alpha', documents: documents('doc', 40), chunk_size: 100, chunk_overlap: 0 });
+        expect(loaded.data['added']).toBe(120);
+        expect(await db.query('SELECT identity, setting FROM observer.builds')).toEqual([{ identity: 'project_alpha.chunks_embedding_hnsw_idx', setting: '256MB' }]);
+        for (let i = 0; i < 4; i++) {
+          expect((await run('query', { project_id: 'alpha', sql: `SELECT current_setting('maintenance_work_mem')` })).data['rows']).toEqual([[own]]);
+        }
+        await db.exec('DROP EVENT TRIGGER observe_builds');
       } finally {
         await mcp.close();
       }

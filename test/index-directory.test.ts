@@ -176,6 +176,85 @@ for (const kind of BACKEND_KINDS) {
       }
     }, 120_000);
 
+    it("embeds the next batch of files while the one before is written, and leaves what that one embeds to it", async (ctx) => {
+      if (kind === 'postgres' && !url) ctx.skip();
+      const stub = await startEmbeddingStub();
+      // Long enough that the next batch's files are read, and its reads done, before this batch's write starts.
+      stub.delayMs = 300;
+      const dir = path.join(path.dirname(repo.root), 'pipelined');
+      await mkdir(dir, { recursive: true });
+      // Three batches of 32 one-chunk files; the third's texts are the second's.
+      const text = (i: number) => tsFile(`pipelined${i < 64 ? i : i - 32}`, 1);
+      await Promise.all(Array.from({ length: 96 }, (_, i) => writeFile(path.join(dir, `f${String(i).padStart(3, '0')}.ts`), text(i))));
+      const mcp = await connectInProcess({ ...(url ? { databaseUrl: url } : { dataDir }), allowedRoots: [dir], embeddings: embeddingsAt(stub.openaiUrl) });
+      try {
+        const run = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
+        await run('ensure_workspace', { project_id: 'pipelined' });
+        await run('execute', { project_id: 'pipelined', sql: 'CREATE TABLE chunk_writes (started float8, ended float8)' });
+        // Each write of chunks takes 0.4 s more, and says when it ran.
+        await run('execute', {
+          project_id: 'pipelined',
+          sql: `CREATE FUNCTION slow_write() RETURNS trigger LANGUAGE plpgsql AS $f$
+            DECLARE t0 float8 := extract(epoch FROM clock_timestamp()) * 1000;
+            BEGIN
+              PERFORM pg_sleep(0.4);
+              INSERT INTO chunk_writes VALUES (t0, extract(epoch FROM clock_timestamp()) * 1000);
+              RETURN NULL;
+            END $f$`,
+        });
+        await run('execute', { project_id: 'pipelined', sql: 'CREATE TRIGGER slow_write BEFORE INSERT ON chunks FOR EACH STATEMENT EXECUTE FUNCTION slow_write()' });
+        const started = await run('index_directory', { project_id: 'pipelined', path: dir });
+        expect(await waitForRun(run, 'pipelined', started.data['job_id'] as string)).toMatchObject({ state: 'done', files_changed: 96, files_done: 96, embedded: 64 });
+        const writes = (await run('query', { project_id: 'pipelined', sql: 'SELECT started, ended FROM chunk_writes ORDER BY started' })).data['rows'] as number[][];
+        expect(writes).toHaveLength(3);
+        // The second batch's request came while the first was being written; the third's texts were the second's, embedded once.
+        expect(stub.requests).toHaveLength(2);
+        expect(stub.requests[1]?.at).toBeLessThan(writes[0]?.[1] as number);
+        const chunks = await run('query', { project_id: 'pipelined', sql: 'SELECT count(*)::int, count(embedding)::int FROM chunks' });
+        expect(chunks.data['rows']).toEqual([[96, 96]]);
+      } finally {
+        await mcp.close();
+        await stub.close();
+        await rm(dir, { recursive: true, force: true });
+      }
+    }, 120_000);
+
+    it("a batch the agent's trigger refuses fails the run with the trigger's error: the batch after it, already embedding, writes nothing; the next run stores the rest", async (ctx) => {
+      if (kind === 'postgres' && !url) ctx.skip();
+      const stub = await startEmbeddingStub();
+      const dir = path.join(path.dirname(repo.root), 'refused');
+      await mkdir(dir, { recursive: true });
+      // Three batches of 32 one-chunk files; the second holds the poison.
+      await Promise.all(
+        Array.from({ length: 96 }, (_, i) => writeFile(path.join(dir, `f${String(i).padStart(3, '0')}.ts`), tsFile(i === 40 ? 'poisonPill' : `refused${i}`, 1))),
+      );
+      const mcp = await connectInProcess({ ...(url ? { databaseUrl: url } : { dataDir }), allowedRoots: [dir], embeddings: embeddingsAt(stub.openaiUrl) });
+      try {
+        const run = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
+        await run('ensure_workspace', { project_id: 'refused' });
+        await run('execute', {
+          project_id: 'refused',
+          sql: `CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $f$
+            BEGIN IF NEW.content LIKE '%poisonPill%' THEN RAISE EXCEPTION 'poison refused'; END IF; RETURN NEW; END $f$`,
+        });
+        await run('execute', { project_id: 'refused', sql: 'CREATE TRIGGER refuse_poison BEFORE INSERT ON chunks FOR EACH ROW EXECUTE FUNCTION refuse_poison()' });
+        const first = await run('index_directory', { project_id: 'refused', path: dir });
+        expect(await waitForRun(run, 'refused', first.data['job_id'] as string)).toMatchObject({ state: 'failed', error: expect.stringContaining('poison refused') });
+        const stored = await run('query', { project_id: 'refused', sql: 'SELECT min(f.path), max(f.path), count(*)::int, count(c.id)::int FROM files f LEFT JOIN chunks c ON c.file_id = f.id' });
+        expect(stored.data['rows']).toEqual([['f000.ts', 'f031.ts', 32, 32]]);
+
+        await run('execute', { project_id: 'refused', sql: 'DROP TRIGGER refuse_poison ON chunks' });
+        const second = await run('index_directory', { project_id: 'refused', path: dir });
+        expect(await waitForRun(run, 'refused', second.data['job_id'] as string)).toMatchObject({ state: 'done', files_unchanged: 32, files_changed: 64 });
+        const all = await run('query', { project_id: 'refused', sql: 'SELECT count(*)::int, count(embedding)::int FROM chunks' });
+        expect(all.data['rows']).toEqual([[96, 96]]);
+      } finally {
+        await mcp.close();
+        await stub.close();
+        await rm(dir, { recursive: true, force: true });
+      }
+    }, 120_000);
+
     it('refuses paths outside the roots, and directories with no roots at all', async (ctx) => {
       if (kind === 'postgres' && !url) ctx.skip();
       const withRoots = await connect({ roots: [path.join(repo.root, 'src')] });
@@ -213,7 +292,8 @@ for (const kind of BACKEND_KINDS) {
       const secret = path.join(base, 'outside-secret.txt');
       await mkdir(dir, { recursive: true });
       await writeFile(secret, 'hunter2 is the outside password\n');
-      await Promise.all(Array.from({ length: 32 }, (_, i) => writeFile(path.join(dir, `a${String(i).padStart(2, '0')}.ts`), tsFile(`early${i}`))));
+      // Two batches of 32 before them: the second is read while the first is embedded, then the run waits for the first.
+      await Promise.all(Array.from({ length: 64 }, (_, i) => writeFile(path.join(dir, `a${String(i).padStart(2, '0')}.ts`), tsFile(`early${i}`))));
       for (const late of ['b-link.txt', 'c-grown.txt', 'd-fifo.txt']) await writeFile(path.join(dir, late), 'plain text\n');
       const mcp = await connectInProcess({ ...(url ? { databaseUrl: url } : { dataDir }), allowedRoots: [dir], embeddings: embeddingsAt(stub.openaiUrl) });
       const fifo = path.join(dir, 'd-fifo.txt');
@@ -222,7 +302,7 @@ for (const kind of BACKEND_KINDS) {
         stub.fail({ delayMs: 1500 });
         const started = await run('index_directory', { project_id: 'raced', path: dir, max_file_bytes: 100_000 });
         expect(started.isError, started.text).toBe(false);
-        // The first 32 files went to the provider: the walk is over and the last three are not read yet.
+        // The first 32 files went to the provider (for 1.5 s): the walk is over and the last three are not read yet.
         while (stub.requests.length === 0) await new Promise((r) => setTimeout(r, 10));
         const swap = async (name: string, make: (tmp: string) => Promise<unknown>) => {
           const tmp = path.join(base, `${name}.tmp`);
@@ -233,7 +313,7 @@ for (const kind of BACKEND_KINDS) {
         await swap('c-grown.txt', (tmp) => writeFile(tmp, 'grown '.repeat(40_000)));
         await swap('d-fifo.txt', (tmp) => promisify(execFile)('mkfifo', [tmp]));
         const done = await waitForRun(run, 'raced', started.data['job_id'] as string, 30_000);
-        expect(done).toMatchObject({ state: 'done', files_total: 35, files_changed: 32 });
+        expect(done).toMatchObject({ state: 'done', files_total: 67, files_changed: 64 });
         expect(done.skipped).toEqual({ binary: [], oversized: ['c-grown.txt'], outside_root: ['b-link.txt'], unreadable: ['d-fifo.txt'] });
         const stored = await run('query', { project_id: 'raced', sql: "SELECT count(*)::int FROM chunks WHERE content LIKE '%hunter2%' OR content LIKE '%grown%'" });
         expect(stored.data['rows']).toEqual([[0]]);

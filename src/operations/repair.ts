@@ -30,6 +30,8 @@ export interface RepairOptions {
   acceptMigrations: readonly string[];
   /** Every fix runs, then its transaction is rolled back: what would change, checked for real. */
   dryRun: boolean;
+  /** maintenance_work_mem of the index builds of restoreIndexes, in kB (PostgreSQL; unset: the server's own). */
+  indexBuildMemoryKb?: number | undefined;
 }
 
 /** What one fix did (or, in a dry run, would do), or why it was not done. */
@@ -102,7 +104,7 @@ export async function repair(db: Database, plan: InstallPlan, options: RepairOpt
     for (const projectId of new Set(expired.map((r) => r.project_id))) {
       const rows = expired.filter((r) => r.project_id === projectId);
       actions.push(
-        await restoreIndexes(sandbox, projectId, rows, options.dryRun).catch(
+        await restoreIndexes(sandbox, projectId, rows, options.dryRun, options.indexBuildMemoryKb).catch(
           (error: unknown): RepairAction => ({ fix: 'restore-indexes', subject: projectId, outcome: 'failed', changes: [], reason: explainError(error, db.description) }),
         ),
       );
@@ -131,12 +133,18 @@ export async function repair(db: Database, plan: InstallPlan, options: RepairOpt
  * out), from their recorded definitions, each checked first: a refused one fails the fix, saying
  * why. Its own transaction (the sandbox's): a dry run checks the definitions only.
  */
-async function restoreIndexes(sandbox: WorkspaceSandbox, projectId: string, rows: DeferredIndexRow[], dryRun: boolean): Promise<RepairAction> {
+async function restoreIndexes(
+  sandbox: WorkspaceSandbox,
+  projectId: string,
+  rows: DeferredIndexRow[],
+  dryRun: boolean,
+  maintenanceWorkMemKb: number | undefined,
+): Promise<RepairAction> {
   const schemaName = schemaNameFor(projectId);
   const changes = await Promise.all(
     rows.map(async (r) => `create index ${r.index_name} again: ${await recreateStatement(r.definition, { schemaName, tableName: r.table_name, indexName: r.index_name })}`),
   );
-  if (!dryRun && !(await restoreDeferredIndexes(sandbox, projectId, rows, { expiredOnly: true, statementMs: REPAIR_REBUILD_TIMEOUT_MS }))) {
+  if (!dryRun && !(await restoreDeferredIndexes(sandbox, projectId, rows, { expiredOnly: true, statementMs: REPAIR_REBUILD_TIMEOUT_MS, maintenanceWorkMemKb }))) {
     return { fix: 'restore-indexes', subject: projectId, outcome: 'unchanged', changes: [], reason: 'a load renewed them meanwhile, or another process created them again' };
   }
   return { fix: 'restore-indexes', subject: projectId, outcome: 'changed', changes };

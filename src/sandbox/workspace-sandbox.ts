@@ -85,10 +85,22 @@ export class SqlToolsUnavailableError extends Error {
 }
 
 /** What writeAsWorkspace may set for its transaction instead of the server's limits. */
-export interface WriteTimeouts {
+export interface WriteSettings {
   statementMs?: number;
   lockMs?: number;
+  /**
+   * maintenance_work_mem for each statement (an index build), in kB: raised to it, never lowered
+   * below the session's own nor past the server's maximum. Set before each statement in its
+   * transaction only, since the sandbox resets every setting after each (RESET ALL).
+   */
+  maintenanceWorkMemKb?: number;
 }
+
+/** Raises maintenance_work_mem for the transaction to $1 kB, capped at the server's maximum, never below the session's own. */
+const RAISE_MAINTENANCE_WORK_MEM =
+  `SELECT pg_catalog.set_config('maintenance_work_mem', ` +
+  `GREATEST(LEAST($1::pg_catalog.int8, s.max_val::pg_catalog.int8), s.setting::pg_catalog.int8)::pg_catalog.text, true) ` +
+  `FROM pg_catalog.pg_settings s WHERE s.name OPERATOR(pg_catalog.=) 'maintenance_work_mem'`;
 
 /** The guard of writeAsWorkspace failed: nothing was written. */
 export class WriteGuardError extends Error {
@@ -231,41 +243,45 @@ export class WorkspaceSandbox {
    * literals, as the workspace's role in its sandbox, under the statement timeout), in one
    * round trip. All commit or none does. `guard`, a statement of the server's own (no agent code)
    * run first in the same transaction, may lock what the writes depend on and fail to stop them:
-   * its failure is a WriteGuardError. `timeouts.statementMs` replaces the server's limit for this
-   * transaction (an index build runs longer than any one call should); `timeouts.lockMs` bounds
+   * its failure is a WriteGuardError. `settings.statementMs` replaces the server's limit for this
+   * transaction (an index build runs longer than any one call should); `settings.lockMs` bounds
    * the first statement's wait for a lock (the sandbox resets every other setting after each
-   * statement). Returns the rows each statement affected.
+   * statement); `settings.maintenanceWorkMemKb` is set again before each statement. Returns the
+   * rows each statement affected.
    */
   writeAsWorkspace(
     projectId: string,
     statements: ReadonlyArray<{ sql: string; params: readonly AgentParam[] }>,
     guard?: { sql: string; params: readonly string[] },
-    timeouts: WriteTimeouts = {},
+    settings: WriteSettings = {},
   ): Promise<number[]> {
-    return this.#write(projectId, statements, guard, timeouts, false);
+    return this.#write(projectId, statements, guard, settings, false);
   }
 
   async #write(
     projectId: string,
     statements: ReadonlyArray<{ sql: string; params: readonly AgentParam[] }>,
     guard: { sql: string; params: readonly string[] } | undefined,
-    timeouts: WriteTimeouts,
+    settings: WriteSettings,
     retried: boolean,
   ): Promise<number[]> {
     const prepared = await Promise.all(statements.map((s) => prepareAgentStatement(s.sql, s.params, 'execute')));
     const principal = await this.#principal(projectId);
     const fn = sandboxFunction(principal.schemaName);
+    // Steps before each statement: the sandbox's RESET ALL after one would undo them for the next.
+    const before: PipelineStep[] =
+      settings.maintenanceWorkMemKb === undefined ? [] : [{ sql: RAISE_MAINTENANCE_WORK_MEM, params: [String(settings.maintenanceWorkMemKb)] }];
     const steps: PipelineStep[] = [
       {
         sql:
           `SELECT pg_catalog.set_config('statement_timeout', $1, true), pg_catalog.set_config('transaction_read_only', 'off', true)` +
-          (timeouts.lockMs === undefined ? '' : `, pg_catalog.set_config('lock_timeout', $2, true)`),
-        params: [String(timeouts.statementMs ?? this.limits.statementTimeoutMs), ...(timeouts.lockMs === undefined ? [] : [String(timeouts.lockMs)])],
+          (settings.lockMs === undefined ? '' : `, pg_catalog.set_config('lock_timeout', $2, true)`),
+        params: [String(settings.statementMs ?? this.limits.statementTimeoutMs), ...(settings.lockMs === undefined ? [] : [String(settings.lockMs)])],
       },
       ...(guard ? [guard] : []),
-      ...prepared.map((statement) => ({ sql: `SELECT ${fn}('run', $1, 0, 0)`, params: [statement.sql] })),
+      ...prepared.flatMap((statement) => [...before, { sql: `SELECT ${fn}('run', $1, 0, 0)`, params: [statement.sql] }]),
     ];
-    const firstWrite = guard ? 2 : 1;
+    const firstWrite = (guard ? 2 : 1) + before.length;
     // Within the workspace's limit of calls at once, as execute is: ingest's writes run its triggers.
     const outcome = completeOutcome(await this.#turns.run(projectId, () => this.db.pipeline(steps, projectId)), steps);
     if (outcome.error) {
@@ -273,11 +289,14 @@ export class WorkspaceSandbox {
       const code = sqlState(outcome.error);
       if ((code === SANDBOX_BROKEN || (code === '42883' && outcome.results.length === firstWrite)) && !retried) {
         this.#principals.delete(projectId);
-        return this.#write(projectId, statements, guard, timeouts, true);
+        return this.#write(projectId, statements, guard, settings, true);
       }
       throw outcome.error;
     }
-    return outcome.results.slice(firstWrite).map((r) => readSandboxAnswer(r.rows[0]?.[0] ?? '{}').total);
+    return outcome.results
+      .slice(firstWrite)
+      .filter((_, i) => i % (before.length + 1) === 0)
+      .map((r) => readSandboxAnswer(r.rows[0]?.[0] ?? '{}').total);
   }
 
   /**

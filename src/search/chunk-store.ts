@@ -1,7 +1,7 @@
 import type { Embedder, Embedding } from '../embeddings/embedder.js';
 import type { AgentParam } from '../sandbox/agent-statement.js';
 import { EmbeddingSpaceError } from '../embeddings/embedding-spaces.js';
-import { WriteGuardError, type ExecuteResult, type RowsResult, type WriteTimeouts } from '../sandbox/workspace-sandbox.js';
+import { WriteGuardError, type ExecuteResult, type RowsResult, type WriteSettings } from '../sandbox/workspace-sandbox.js';
 import type { Chunk } from './chunking.js';
 import {
   EMBEDDED_HASHES,
@@ -24,7 +24,7 @@ export interface WorkspaceWriter {
     projectId: string,
     statements: ReadonlyArray<{ sql: string; params: readonly AgentParam[] }>,
     guard?: { sql: string; params: readonly string[] },
-    timeouts?: WriteTimeouts,
+    settings?: WriteSettings,
   ): Promise<number[]>;
 }
 
@@ -36,6 +36,19 @@ export interface ChunkLoad {
 export interface ChunkLoads {
   /** Before writing about `incoming` new chunks into the workspace's chunks table. */
   begin(projectId: string, incoming: number): Promise<ChunkLoad>;
+}
+
+/**
+ * A storeFiles call running before this one over other files of the same run (index_directory's
+ * batches): this call embeds while that one writes, and writes once it is done. A hash it
+ * claimed is not embedded again here: the row it writes carries the vector, which this call's
+ * insert copies (INSERT_NEW_CHUNKS).
+ */
+export interface EarlierStore {
+  /** Settles when the earlier call has ended (rejects when it failed). */
+  written: Promise<unknown>;
+  /** Hashes claimed for embedding by the calls of the run so far; this call adds its own. */
+  claimed: Set<string>;
 }
 
 /** The provider, and the pin of `chunks.embedding` to its space (embedding-spaces.ts) taken before vectors are written. */
@@ -115,6 +128,7 @@ export async function storeFiles(
   files: readonly PreparedFile[],
   signal?: AbortSignal,
   loads?: ChunkLoads,
+  after?: EarlierStore,
 ): Promise<FileOutcome[]> {
   const embedder = embeddings?.embedder;
   const stored = new Map<string, { hash: string; metadata: unknown; chunkHashes: string[]; unembedded: number }>();
@@ -153,7 +167,7 @@ export async function storeFiles(
   const outcomes = new Map<string, FileOutcome>();
   const groups = groupsOf(changed, CHUNKS_PER_GROUP);
   const isStored = (f: PreparedFile, c: Chunk) => stored.get(f.path)?.chunkHashes.includes(c.hash) ?? false;
-  const claimed = new Set<string>();
+  const claimed = after?.claimed ?? new Set<string>();
   const stop = new AbortController();
   const embedSignal = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
   const embedding: Array<Promise<void>> = [];
@@ -181,10 +195,12 @@ export async function storeFiles(
   try {
     if (loads && changed.length > 0) load = await loads.begin(projectId, changed.reduce((n, f) => n + f.chunks.filter((c) => !isStored(f, c)).length, 0));
     embedAhead(0);
+    await after?.written;
     // Groups making the repository's row at once would wait for each other's commit (its unique key): made first, alone.
     if (groups.length > 1) await sandbox.execute(projectId, ENSURE_REPOSITORY, [repository.path, repository.name]);
     for (const [g, group] of groups.entries()) {
-      // A chunk's vector comes from the group that claimed its hash, this one or an earlier one.
+      // A chunk's vector comes from the group that claimed its hash, this one or an earlier one
+      // (or the earlier call's, copied from its rows: written by now).
       await Promise.all(embedding.slice(0, g + 1));
       while (writing.size >= WRITERS) await Promise.race(writing);
       if (failed) break;

@@ -204,39 +204,71 @@ export class DirectoryIndexer {
     }
   }
 
-  /** Chunks, embeds and writes the new and changed files, in batches. */
+  /**
+   * Chunks, embeds and writes the new and changed files, in batches: the next batch is read and
+   * embedded while the one before is written (its writes wait for that one's end), so at most two
+   * batches are held besides the file being read. A failed batch stops the other.
+   */
   async #index(job: Job, files: readonly WalkedFile[], stored: ReadonlyMap<string, string>, repository: Repository, maxFileBytes: number): Promise<void> {
     const { status } = job;
-    const signal = job.abort.signal;
+    const stop = new AbortController();
+    const signal = AbortSignal.any([job.abort.signal, stop.signal]);
     let batch: PreparedFile[] = [];
     let batchChunks = 0;
-    // Bytes of the budget this run holds: the batch's files, and the one being read.
+    // Bytes of the budget this run holds (the batches being stored, the one being read, the file
+    // being read), and of the batch being read.
     let held = 0;
+    let batchBytes = 0;
     const giveBack = (bytes: number) => {
       held -= bytes;
       this.budget.give(bytes);
     };
+    const claimed = new Set<string>();
+    const storing = new Set<Promise<void>>();
+    let previous: Promise<void> = Promise.resolve();
+    let failure: { error: unknown } | undefined;
+    /** Starts storing the batch read so far, then waits for the one before it (at most two at once). */
     const flush = async () => {
       if (batch.length === 0) return;
-      const outcomes = await storeFiles(this.sandbox, this.embeddings, status.project_id, repository, batch, signal);
-      for (const o of outcomes) {
-        status.chunks_added += o.added;
-        status.chunks_removed += o.removed;
-        status.embedded += o.embedded;
-      }
-      status.files_done += batch.length;
+      const [files, bytes, before] = [batch, batchBytes, previous];
       batch = [];
       batchChunks = 0;
-      giveBack(held);
-      this.#report(job);
+      batchBytes = 0;
+      const store = storeFiles(this.sandbox, this.embeddings, status.project_id, repository, files, signal, undefined, { written: before, claimed }).then(
+        async (outcomes) => {
+          await before;
+          for (const o of outcomes) {
+            status.chunks_added += o.added;
+            status.chunks_removed += o.removed;
+            status.embedded += o.embedded;
+          }
+          status.files_done += files.length;
+          giveBack(bytes);
+          this.#report(job);
+        },
+      );
+      // The other batch stops too, and the run fails with this batch's error.
+      store.catch((error: unknown) => {
+        failure ??= { error };
+        stop.abort();
+      });
+      storing.add(store);
+      void store.then(() => storing.delete(store), () => undefined);
+      previous = store;
+      await before;
+    };
+    /** Every batch stored: the run holds nothing but the file being read. */
+    const drain = async () => {
+      await flush();
+      await previous;
     };
     try {
       for (const file of files) {
         signal.throwIfAborted();
         let share = this.budget.tryTake(file.sizeBytes);
         if (share === undefined) {
-          // Wait holding nothing: written first, the batch's bytes are free for the runs ahead.
-          await flush();
+          // Wait holding nothing: written first, the batches' bytes are free for the runs ahead.
+          await drain();
           share = await this.budget.take(file.sizeBytes, signal);
         }
         held += share;
@@ -264,10 +296,17 @@ export class DirectoryIndexer {
         const chunks = chunkText(text, DEFAULT_CHUNK_OPTIONS, 'code');
         batch.push({ path: file.path, hash, sizeBytes: file.sizeBytes, language: LANGUAGES[path.extname(file.path).toLowerCase()] ?? null, metadata: null, chunks });
         batchChunks += chunks.length;
+        batchBytes += share + Math.max(grown, 0);
         if (batch.length >= FILES_PER_BATCH || batchChunks >= CHUNKS_PER_BATCH) await flush();
       }
-      await flush();
+      await drain();
+    } catch (error) {
+      // Not the abort the failed batch caused in the loop: what failed it.
+      throw failure ? failure.error : error;
     } finally {
+      // A failure stops the batch still running, which ends whole or not at all before the run does.
+      stop.abort();
+      await Promise.allSettled([...storing]);
       giveBack(held);
     }
   }

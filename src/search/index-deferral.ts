@@ -44,6 +44,16 @@ const DROP_LOCK_TIMEOUT_MS = 2_000;
  */
 export const REPAIR_REBUILD_TIMEOUT_MS = 15 * 60_000;
 
+/**
+ * How the server builds deferred indexes: `statementMs`, the statement timeout; `maintenanceWorkMemKb`
+ * (PostgreSQL only, PG_WORKSPACE_INDEX_BUILD_MEMORY_MB): an HNSW graph larger than
+ * maintenance_work_mem is built on disk, two to three times slower (docs/search.md).
+ */
+export interface BuildSettings {
+  statementMs: number;
+  maintenanceWorkMemKb?: number | undefined;
+}
+
 const NO_DEFERRAL: ChunkLoad = { end: async () => undefined };
 
 /** The chunks present, counted up to $1 (a bounded scan, as the workspace). */
@@ -65,8 +75,8 @@ export class IndexDeferral implements ChunkLoads {
     private readonly db: Queryable,
     private readonly sandbox: WorkspaceWriter,
     private readonly log: Logger,
-    /** Each build's statement timeout (PG_WORKSPACE_UPGRADE_TIMEOUT_MS). */
-    private readonly rebuildMs: number,
+    /** Each build's statement timeout (PG_WORKSPACE_UPGRADE_TIMEOUT_MS) and, on PostgreSQL, its maintenance_work_mem. */
+    private readonly build: BuildSettings,
     private readonly leaseMs = DEFAULT_LEASE_MS,
   ) {}
 
@@ -110,7 +120,7 @@ export class IndexDeferral implements ChunkLoads {
     try {
       const expired = (await deferredIndexes(this.db, projectId)).filter((r) => r.expired);
       if (expired.length === 0) return;
-      if (await restoreDeferredIndexes(this.sandbox, projectId, expired, { expiredOnly: true, statementMs: this.rebuildMs })) {
+      if (await restoreDeferredIndexes(this.sandbox, projectId, expired, { expiredOnly: true, ...this.build })) {
         this.log.warn('created again the vector indexes a stopped load had deferred', { project_id: projectId, indexes: expired.map((r) => r.index_name) });
       }
     } catch (error) {
@@ -136,7 +146,7 @@ export class IndexDeferral implements ChunkLoads {
         if (owned.length === 0) return;
         try {
           const rows = (await deferredIndexes(this.db, projectId, CHUNKS)).filter((r) => owned.includes(r.index_name));
-          if (rows.length > 0) await restoreDeferredIndexes(this.sandbox, projectId, rows, { expiredOnly: false, statementMs: this.rebuildMs });
+          if (rows.length > 0) await restoreDeferredIndexes(this.sandbox, projectId, rows, { expiredOnly: false, ...this.build });
         } catch (error) {
           this.log.warn('could not create again the vector indexes deferred for a load: the next ingest or search of the workspace retries once their lease runs out', {
             project_id: projectId,
@@ -152,22 +162,25 @@ export class IndexDeferral implements ChunkLoads {
 /**
  * Creates deferred indexes again from their recorded definitions (each checked and rewritten by
  * recreateStatement), as the workspace's role in its sandbox, and deletes their rows in the same
- * transaction, each statement under `statementMs`. With `expiredOnly`, only rows whose lease ran out. False when another process took
- * them first (or, with `expiredOnly`, a load still renews them): nothing was done. An invalid
+ * transaction, each build under BuildSettings. With `expiredOnly`, only rows whose lease ran out.
+ * False when another process took them first (or, with `expiredOnly`, a load still renews them): nothing was done. An invalid
  * definition throws before anything runs.
  */
 export async function restoreDeferredIndexes(
   sandbox: Pick<WorkspaceWriter, 'writeAsWorkspace'>,
   projectId: string,
   rows: readonly DeferredIndexRow[],
-  { expiredOnly, statementMs }: { expiredOnly: boolean; statementMs: number },
+  { expiredOnly, statementMs, maintenanceWorkMemKb }: { expiredOnly: boolean } & BuildSettings,
 ): Promise<boolean> {
   const schemaName = schemaNameFor(projectId);
   const statements = await Promise.all(
     rows.map(async (r) => ({ sql: await recreateStatement(r.definition, { schemaName, tableName: r.table_name, indexName: r.index_name }), params: [] })),
   );
   try {
-    await sandbox.writeAsWorkspace(projectId, statements, claimDeferralGuard(projectId, rows.map((r) => r.index_name), expiredOnly), { statementMs });
+    await sandbox.writeAsWorkspace(projectId, statements, claimDeferralGuard(projectId, rows.map((r) => r.index_name), expiredOnly), {
+      statementMs,
+      ...(maintenanceWorkMemKb === undefined ? {} : { maintenanceWorkMemKb }),
+    });
     return true;
   } catch (error) {
     if (error instanceof WriteGuardError) return false;

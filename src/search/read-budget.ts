@@ -1,7 +1,7 @@
 /**
  * The most bytes of file text all index_directory runs of one server hold at once (read, chunked,
  * waiting for the provider or the workspace's turn to write): the largest `max_file_bytes` a call
- * may ask for. Each run holds about one batch, but nothing bounded the number of runs: an agent
+ * may ask for. Each run holds at most two batches, but nothing bounded the number of runs: an agent
  * could start one per subdirectory (or per workspace), each holding a file of up to 64 MiB and
  * its chunks, until the process ran out of memory, for every session.
  */
@@ -9,7 +9,7 @@ export const READ_BUDGET_BYTES = 64 * 1024 * 1024;
 
 /**
  * Bytes shared by the runs of a server, handed out in the order asked. A run asks only while it
- * holds none (it writes its batch first), so no run waits for bytes another waiting run holds.
+ * holds none (it writes its batches first), so no run waits for bytes another waiting run holds.
  */
 export class ReadBudget {
   #used = 0;

@@ -46,7 +46,7 @@ export class SearchService {
     /** --allow-root: where index_directory may read for clients without MCP roots (and a bound on those with them). */
     readonly serverRoots: readonly string[],
     log: Logger,
-    options: { deferralLeaseMs?: number; rebuildTimeoutMs?: number; readBudgetBytes?: number } = {},
+    options: { deferralLeaseMs?: number; rebuildTimeoutMs?: number; indexBuildMemoryKb?: number; readBudgetBytes?: number } = {},
   ) {
     this.#embeddings = embedder && {
       embedder,
@@ -55,7 +55,13 @@ export class SearchService {
       hold: (projectId) => holdPinStatement({ projectId, ...CHUNKS_EMBEDDING }, spaceOf(embedder.space)),
     };
     // On Citus too: the drop and the build, as the workspace's role, reach the workspace's shard (tested).
-    this.#deferral = embedder ? new IndexDeferral(db, sandbox, log, options.rebuildTimeoutMs ?? DEFAULT_UPGRADE_TIMEOUT_MS, options.deferralLeaseMs) : undefined;
+    this.#deferral = embedder ? new IndexDeferral(
+          db,
+          sandbox,
+          log,
+          { statementMs: options.rebuildTimeoutMs ?? DEFAULT_UPGRADE_TIMEOUT_MS, maintenanceWorkMemKb: options.indexBuildMemoryKb },
+          options.deferralLeaseMs,
+        ) : undefined;
     this.#directories = new DirectoryIndexer(sandbox, this.#embeddings, log, this.#deferral, new ReadBudget(options.readBudgetBytes));
   }
 

@@ -23,7 +23,7 @@ const failure = (argv: string[], env: Record<string, string> = {}): string => {
 describe('parseCommand', () => {
   it('serves with defaults when nothing is set', () => {
     const config = serve([]);
-    expect(config).toMatchObject({ databaseUrl: undefined, extensionDirs: [], disabledExtensions: [], lockTimeoutMs: 60_000, logLevel: 'info' });
+    expect(config).toMatchObject({ databaseUrl: undefined, extensionDirs: [], disabledExtensions: [], lockTimeoutMs: 60_000, logLevel: 'info', indexBuildMemoryMb: 256 });
     expect(path.isAbsolute(config.dataDir)).toBe(true);
   });
 
@@ -41,6 +41,7 @@ describe('parseCommand', () => {
       PG_WORKSPACE_MAX_RESULT_BYTES: '65536',
       PG_WORKSPACE_MAX_CALLS_PER_WORKSPACE: '3',
       PG_WORKSPACE_UPGRADE_TIMEOUT_MS: '90000',
+      PG_WORKSPACE_INDEX_BUILD_MEMORY_MB: '512',
       PG_WORKSPACE_ALLOWED_ROOTS: '/src/a:/src/b',
       PG_WORKSPACE_MAX_SNAPSHOTS: '3',
       PG_WORKSPACE_SNAPSHOT_BUDGET_BYTES: '1048576',
@@ -60,6 +61,7 @@ describe('parseCommand', () => {
       maxResultBytes: 65536,
       maxCallsPerWorkspace: 3,
       upgradeTimeoutMs: 90_000,
+      indexBuildMemoryMb: 512,
       allowedRoots: ['/src/a', '/src/b'],
       maxSnapshots: 3,
       snapshotBudgetBytes: 1048576,
@@ -92,6 +94,7 @@ describe('parseCommand', () => {
     expect(failure([], { PG_WORKSPACE_LOCK_TIMEOUT_MS: '86400001' })).toContain('PG_WORKSPACE_LOCK_TIMEOUT_MS: must be at most 86400000 (one day)');
     expect(failure([], { PG_WORKSPACE_LOCK_TIMEOUT_MS: '-1' })).toContain('PG_WORKSPACE_LOCK_TIMEOUT_MS:');
     expect(failure([], { PG_WORKSPACE_CONNECT_WAIT_MS: '-5' })).toContain('PG_WORKSPACE_CONNECT_WAIT_MS:');
+    expect(failure([], { PG_WORKSPACE_INDEX_BUILD_MEMORY_MB: '65537' })).toContain('PG_WORKSPACE_INDEX_BUILD_MEMORY_MB: must be at most 65536 (64 GiB)');
     expect(failure([], { PG_WORKSPACE_MAINTENANCE_IDLE_MS: '5' })).toContain('PG_WORKSPACE_MAINTENANCE_IDLE_MS: must be at least 10');
     expect(failure([], { PG_WORKSPACE_LOG_LEVEL: 'verbose' })).toMatch(/PG_WORKSPACE_LOG_LEVEL: .*"debug"\|"info"\|"warn"\|"error"\|"silent"/);
     expect(failure(['--disable', 'Bad_Id'])).toContain('--disable / PG_WORKSPACE_DISABLED_EXTENSIONS: an extension id (lower-case, hyphens)');
