@@ -22,6 +22,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { parseCommand } from '../src/config.js';
 import { quoteIdent } from '../src/db/identifiers.js';
 import { PostgresDatabase } from '../src/db/postgres/postgres-database.js';
+import { memberFor } from '../src/db/role-membership.js';
 import { ProvisioningEngine } from '../src/engine.js';
 import type { Ready } from '../src/services.js';
 import { silentLogger } from '../src/logger.js';
@@ -126,10 +127,11 @@ async function buildFleet(r: Ready, prefix: string, count: number): Promise<void
         await r.workspaces.ensure(projectId);
         const p = { schemaName: schemaNameFor(projectId), roleName: roleNameFor(database, projectId), searchPath };
         const path = [p.schemaName, ...searchPath].map(quoteIdent).join(', ');
+        // A member of the role for this transaction only, as the engine is (memberFor).
         await r.db.exec(
           `BEGIN; ${principalScript(p, true, role)};
-           SET LOCAL ROLE ${quoteIdent(p.roleName)}; SET LOCAL search_path TO ${path};
-           ${AGENT.table}; ${AGENT.fn}; ${AGENT.trigger}; ${AGENT.insert.replace('$1', "'first'")}; COMMIT`,
+           ${memberFor(p.roleName, `SET LOCAL ROLE ${quoteIdent(p.roleName)}; SET LOCAL search_path TO ${path};
+           ${AGENT.table}; ${AGENT.fn}; ${AGENT.trigger}; ${AGENT.insert.replace('$1', "'first'")}; RESET ROLE`)}; COMMIT`,
         );
         if (++done % 500 === 0) log(`${prefix}: ${done} of ${count} workspaces, ${Math.round((performance.now() - started) / 1000)} s`);
       }

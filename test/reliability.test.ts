@@ -64,6 +64,7 @@ describe('reliability on a real PostgreSQL server', () => {
           { extension_id: 'core', name: '0004_mark_workspace_schemas', n: 1 },
           { extension_id: 'core', name: '0005_snapshot_role_name', n: 1 },
           { extension_id: 'core', name: '0006_deferred_indexes', n: 1 },
+          { extension_id: 'core', name: '0007_transient_memberships', n: 1 },
           { extension_id: 'relia', name: '0001_first', n: 1 },
           { extension_id: 'relia', name: '0002_second', n: 1 },
         ]);
@@ -433,6 +434,7 @@ describe('through PgBouncer in transaction pooling mode', () => {
         { extension_id: 'core', name: '0004_mark_workspace_schemas', n: 1 },
         { extension_id: 'core', name: '0005_snapshot_role_name', n: 1 },
         { extension_id: 'core', name: '0006_deferred_indexes', n: 1 },
+        { extension_id: 'core', name: '0007_transient_memberships', n: 1 },
       ]);
       expect(await dbs[0]!.query(`SELECT count(*)::int AS n FROM project_registry.workspace_config`)).toEqual([{ n: 13 }]);
     } finally {

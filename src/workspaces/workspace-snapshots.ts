@@ -105,12 +105,11 @@ async function requireSnapshot(tx: Queryable, projectId: string, snapshot: numbe
   return row;
 }
 
-/** The role that keeps a workspace's snapshots, made on first use; the server becomes a member, to hand it objects. */
+/** The role that keeps a workspace's snapshots, made on first use (adopt_objects() makes the server a member to hand it objects). */
 async function snapshotRole(tx: Queryable, database: string, projectId: string): Promise<string> {
   const keeper = await snapshotRoleOf(tx, projectId, database);
   if (!(await roleExists(tx, keeper))) await tx.exec(`CREATE ROLE ${quoteIdent(keeper)} NOLOGIN NOINHERIT`);
   await setSnapshotRole(tx, projectId, keeper);
-  await tx.exec(`GRANT ${quoteIdent(keeper)} TO CURRENT_USER`);
   return keeper;
 }
 
