@@ -23,7 +23,11 @@ afterAll(async () => cluster?.destroy());
 
 const SERVER_ROLE = 'mcp_transient';
 
-async function server(kind: 'pglite' | 'postgres', ctx: TestContext, prefix: string) {
+/**
+ * The server on `kind`; on PostgreSQL as SERVER_ROLE, or with `second` as a role of its own that
+ * acts as SERVER_ROLE (GRANT, ALTER ROLE ... SET role), as docs/isolation.md sets up a second one.
+ */
+async function server(kind: 'pglite' | 'postgres', ctx: TestContext, prefix: string, second?: string) {
   const notes = await writeExtension(await tempDir(), { id: 'notes' }, {
     'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL);',
   });
@@ -35,7 +39,12 @@ async function server(kind: 'pglite' | 'postgres', ctx: TestContext, prefix: str
     const database = new URL(url).pathname.slice(1);
     await cluster.sql(`DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${SERVER_ROLE}') THEN CREATE ROLE ${SERVER_ROLE} LOGIN CREATEROLE; END IF; END $$`);
     await cluster.sql(`GRANT CREATE ON DATABASE ${database} TO ${SERVER_ROLE}`);
-    databaseUrl = cluster.url(database, SERVER_ROLE);
+    if (second) {
+      await cluster.sql(`CREATE ROLE ${second} LOGIN`);
+      await cluster.sql(`GRANT ${SERVER_ROLE} TO ${second}`);
+      await cluster.sql(`ALTER ROLE ${second} SET role = '${SERVER_ROLE}'`);
+    }
+    databaseUrl = cluster.url(database, second ?? SERVER_ROLE);
     admin = new pg.Client({ connectionString: url });
     await admin.connect();
   }
@@ -52,11 +61,11 @@ async function server(kind: 'pglite' | 'postgres', ctx: TestContext, prefix: str
       expect(result.isError, `${name}: ${result.text}`).toBe(false);
       return result;
     },
-    /** The workspace and snapshot roles the server's role is a member of. */
+    /** The workspace and snapshot roles the server's role (or the second role) is a member of. */
     async memberships(): Promise<string[]> {
       const rows = await asSuperuser<{ rolname: string }>(
         `SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid
-          WHERE m.member = '${role}'::regrole AND r.rolname LIKE 'pgw\\_%' ORDER BY 1`,
+          WHERE m.member IN ('${role}'::regrole, '${second ?? role}'::regrole) AND r.rolname LIKE 'pgw\\_%' ORDER BY 1`,
       );
       return rows.map((r) => r.rolname);
     },
@@ -139,3 +148,18 @@ for (const kind of ['pglite', 'postgres'] as const) {
     }, 240_000);
   });
 }
+
+describe('a second server role acting as the first (ALTER ROLE ... SET role), on postgres', () => {
+  it('runs VACUUM as the workspace role and leaves neither role a member of it', async (ctx) => {
+    const s = await server('postgres', ctx, 'transient_second', `second_${Date.now().toString(36)}`);
+    try {
+      expect(s.role).toBe(SERVER_ROLE);
+      await s.call('execute', { project_id: 'alpha', sql: "INSERT INTO notes (body) VALUES ('one')" });
+      await s.call('execute', { project_id: 'alpha', sql: 'VACUUM notes' });
+      expect(await s.memberships()).toEqual([]);
+      await s.call('drop_workspace', { project_id: 'alpha', confirm: 'alpha' });
+    } finally {
+      await s.close();
+    }
+  }, 240_000);
+});

@@ -286,7 +286,7 @@ export class PostgresDatabase extends SessionDatabase {
    * (which a pooler refuses): a SET ROLE on a pooled session could land, behind a transaction
    * pooler such as PgBouncer, on a server connection other than the statement's and stay there.
    * The server is a member of the role only inside the transaction that sets it (see memberFor):
-   * the session's SET outlives the transaction, the SET LOCAL back to the server's own role for
+   * the session's SET ROLE outlives the transaction, the SET LOCAL back to the server's role for
    * the REVOKE does not, and PostgreSQL checks membership when a role is set, not while it is.
    */
   async runAsRole(role: string, sql: string, timeoutMs: number): Promise<void> {
@@ -307,9 +307,10 @@ export class PostgresDatabase extends SessionDatabase {
             'that reaches PostgreSQL itself for it.',
         );
       });
-      await client.query(
-        `BEGIN; GRANT ${quoted} TO CURRENT_USER; SET ROLE ${quoted}; SET LOCAL ROLE NONE; REVOKE ${quoted} FROM CURRENT_USER; COMMIT`,
-      );
+      // Back to the role current before, which need not be the session's (ALTER ROLE ... SET role).
+      const [{ server = '' } = {}] = (await client.query<{ server: string }>('SELECT current_user AS server')).rows;
+      const self = quoteIdent(server);
+      await client.query(`BEGIN; GRANT ${quoted} TO ${self}; SET ROLE ${quoted}; SET LOCAL ROLE ${self}; REVOKE ${quoted} FROM ${self}; COMMIT`);
       await client.query(sql);
     } catch (error) {
       throw asConnectionBroken(error);
