@@ -2,7 +2,9 @@ import { readFile } from 'node:fs/promises';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import type { Database } from '../src/db/database.js';
-import { tempDir, writeExtension } from './support/fixtures.js';
+import { silentLogger } from '../src/logger.js';
+import { sandboxedWorkspaces } from '../src/sandboxed-workspaces.js';
+import { install, pgliteBackend, planFor, tempDir, writeExtension } from './support/fixtures.js';
 import { callTool, connectInProcess } from './support/mcp.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
 
@@ -162,4 +164,46 @@ describe('a second server role acting as the first (ALTER ROLE ... SET role), on
       await s.close();
     }
   }, 240_000);
+});
+
+describe('on PostgreSQL 16 and later (PGlite is 18), as a CREATEROLE role that is no superuser', () => {
+  it('every path works with the ADMIN OPTION PostgreSQL gives a role\'s creator, which stays; the server keeps no grant of its own', async () => {
+    const backend = await pgliteBackend();
+    try {
+      const db = await backend.fresh();
+      const [{ version = 0 } = {}] = await db.query<{ version: number }>(`SELECT current_setting('server_version_num')::int AS version`);
+      expect(version).toBeGreaterThanOrEqual(160000);
+      // PGlite's one session is a superuser's: the whole engine runs as srv from here.
+      await db.exec(`CREATE EXTENSION IF NOT EXISTS vector; CREATE ROLE srv LOGIN CREATEROLE;
+                     GRANT CREATE ON DATABASE postgres TO srv; SET ROLE srv`);
+      const notes = await writeExtension(await tempDir(), { id: 'notes' }, {
+        'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL);',
+      });
+      const plan = await planFor([notes]);
+      const report = await install(db, plan);
+      const { workspaces, sandbox } = sandboxedWorkspaces(db, plan, report.searchPathSchemas, silentLogger);
+      const grants = () =>
+        db.query<{ role: string; grantor: string; admin_option: boolean; inherit_option: boolean; set_option: boolean }>(
+          `SELECT roleid::regrole::text AS role, grantor::regrole::text AS grantor, admin_option, inherit_option, set_option
+             FROM pg_auth_members WHERE member = 'srv'::regrole ORDER BY 1`,
+        );
+      await sandbox.execute('alpha', "INSERT INTO notes (body) VALUES ('one')", []);
+      await workspaces.snapshot('alpha');
+      await sandbox.execute('alpha', "INSERT INTO notes (body) VALUES ('two')", []);
+      await workspaces.restore('alpha', 1);
+      await workspaces.fork('alpha', 'beta');
+      await workspaces.fork('alpha', 'gamma', 2);
+      expect((await sandbox.query('gamma', 'SELECT body FROM notes ORDER BY id', [])).rows).toEqual([['one'], ['two']]);
+      expect((await workspaces.drop('beta')).dropped).toBe(true);
+      expect((await db.query<{ user: string }>('SELECT current_user AS user'))[0]?.user).toBe('srv');
+      // Only PostgreSQL's own grants to the creator: ADMIN, neither SET nor INHERIT.
+      const left = await grants();
+      expect(left.map((g) => g.role)).toEqual(
+        (await db.query<{ rolname: string }>(`SELECT rolname FROM pg_roles WHERE rolname LIKE 'pgw\\_%' ORDER BY 1`)).map((r) => r.rolname),
+      );
+      for (const g of left) expect(g).toMatchObject({ grantor: 'postgres', admin_option: true, inherit_option: false, set_option: false });
+    } finally {
+      await backend.cleanup();
+    }
+  }, 120_000);
 });
