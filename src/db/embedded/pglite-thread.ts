@@ -69,9 +69,9 @@ function pgliteWasm(): Promise<object> {
  * PGlite in a worker thread, one call at a time, with PostgreSQL's statement timeout enforced:
  * PGlite cannot interrupt a running statement (pg_sleep, a cross join by mistake), which held
  * the store and every process sharing it. The worker reports when PostgreSQL arms its timer; if
- * the timer falls due before the call returned, the worker is ended (about 0.2 s), the call
- * fails with PostgreSQL's own timeout error (57014), and the store is reopened: PostgreSQL's
- * recovery keeps what was committed and drops the transaction that was running (about 1 s),
+ * the timer falls due before the call returned, the call fails with PostgreSQL's own timeout
+ * error (57014), the worker is ended and the store reopened: PostgreSQL's recovery keeps what was
+ * committed and drops the transaction that was running (0.2-0.75 s in all, docs/benchmarks.md),
  * and the calls waiting meanwhile then run. A new session: what the old one had SET is gone.
  */
 export class PGliteThread {
