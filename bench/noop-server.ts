@@ -11,7 +11,7 @@ import { createServer } from '../src/mcp/server.js';
 const command = parseCommand(process.argv.slice(2), process.env);
 if (command.kind !== 'serve') throw new Error('noop-server only serves');
 const engine = new ProvisioningEngine(command.config, createStderrLogger(command.config.logLevel));
-const { server, cleanup } = createServer({ engine });
+const { server, cleanup } = createServer({ engine, clientElsewhere: false });
 server.registerTool('noop', { description: 'Does nothing (benchmark baseline).' }, async () => ({ content: [{ type: 'text', text: 'ok' }] }));
 process.stdin.on('close', () => void cleanup().then(() => process.exit(0)));
 await server.connect(new StdioServerTransport());

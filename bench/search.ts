@@ -6,7 +6,9 @@
  *    batch size and concurrency), and with ingest into a workspace whose HNSW index was dropped
  *    (the index's upkeep is most of a write: a load this large into an empty table defers the
  *    index and builds it again inside the timed call); with the stub answering at once, and after
- *    BENCH_STUB_DELAY_MS per request (a provider's own time);
+ *    BENCH_STUB_DELAY_MS per request (a provider's own time); and the writes alone, the same
+ *    add_documents with a provider answering from vectors computed beforehand, in process (no
+ *    HTTP, no stub): what ingest costs whatever the provider, so floor/writes bounds the ratio;
  * 2. search latency on BENCH_SEARCH_CHUNKS chunks (default 100000): hybrid and text against
  *    vector-only, taking turns;
  * 3. HNSW recall@10 (ef_search 40, pgvector's default, and 100) against exact search.
@@ -17,9 +19,11 @@ import path from 'node:path';
 import pg from 'pg';
 import { parseEmbeddingsConfig, type EmbeddingsConfig } from '../src/embeddings/embeddings-config.js';
 import { HttpEmbedder } from '../src/embeddings/http-embedder.js';
+import type { Embedder } from '../src/embeddings/embedder.js';
 import { ProvisioningEngine } from '../src/engine.js';
 import { silentLogger } from '../src/logger.js';
 import { chunkText } from '../src/search/chunking.js';
+import { SearchService } from '../src/search/search-service.js';
 import { startPgCluster } from '../harness/pg-cluster.js';
 import { tempDir } from '../harness/temp-dirs.js';
 import { startEmbeddingStub, stubEmbedding } from '../harness/embedding-stub.js';
@@ -59,7 +63,7 @@ const engine = new ProvisioningEngine(
   silentLogger,
 );
 engine.start();
-const { search } = await engine.ready(120_000);
+const { search, db, sandbox } = await engine.ready(120_000);
 const results: Record<string, unknown> = { sizes: { ingestDocs: INGEST_DOCS, chunks: CHUNKS, iterations: ITERATIONS, stubDelayMs: STUB_DELAY_MS } };
 
 try {
@@ -70,22 +74,34 @@ try {
   }));
   const texts = [...new Set(documents.flatMap((d) => chunkText(d.text).map((c) => c.content)))];
   const direct = new HttpEmbedder(embeddings, silentLogger);
+  // The same space as the stub's, so the pin is the same; vectors computed before the clock starts.
+  const precomputed = new Map(texts.map((t) => [t, stubEmbedding(t, 768)]));
+  const answered: Embedder = {
+    space: direct.space,
+    embedDocuments: async (batch) => batch.map((t) => ({ vector: precomputed.get(t) ?? stubEmbedding(t, 768) })),
+    embedQuery: async (t) => ({ vector: stubEmbedding(t, 768) }),
+  };
+  const writesAlone = new SearchService(db, sandbox, answered, [], silentLogger);
   for (const delay of [0, STUB_DELAY_MS]) {
     stub.delayMs = delay;
-    const rounds = { ingest: 0, unindexed: 0 };
+    const rounds = { ingest: 0, unindexed: 0, writes: 0 };
     // Each round stores the documents into a workspace of its own, made beforehand (its DDL and role are not ingest).
     // The unindexed ones lack the HNSW index: what ingest costs without the index's upkeep.
     for (let r = 0; r < 4; r++) {
-      for (const kind of ['ingest', 'unindexed'] as const) {
+      for (const kind of ['ingest', 'unindexed', 'writes'] as const) {
         await search.addDocuments({ projectId: `${kind}-${delay}-${r}`, documents: [{ source: 'seed.md', text: `seed ${delay} ${r}` }] });
         if (kind === 'unindexed') await admin.query(`DROP INDEX project_unindexed_${delay}_${r}.chunks_embedding_hnsw_idx`);
       }
     }
-    const ingest = (kind: keyof typeof rounds) => async () => {
-      const result = await search.addDocuments({ projectId: `${kind}-${delay}-${rounds[kind]++}`, documents });
+    const ingest = (kind: keyof typeof rounds, service = search) => async () => {
+      const result = await service.addDocuments({ projectId: `${kind}-${delay}-${rounds[kind]++}`, documents });
       if (result.embedded !== texts.length) throw new Error(`ingest embedded ${result.embedded} of ${texts.length}`);
     };
-    const figures = await sampleInterleaved(3, { floor: () => direct.embedDocuments(texts), ingest: ingest('ingest'), unindexed: ingest('unindexed') }, 1);
+    const figures = await sampleInterleaved(
+      3,
+      { floor: () => direct.embedDocuments(texts), ingest: ingest('ingest'), unindexed: ingest('unindexed'), writes: ingest('writes', writesAlone) },
+      1,
+    );
     // A load this large defers the HNSW index and builds it again inside the timed call: each ingest workspace has it back.
     for (let r = 0; r < rounds.ingest; r++) {
       const { rows } = await admin.query(`SELECT count(*)::int AS n FROM pg_indexes WHERE schemaname = $1 AND indexname = 'chunks_embedding_hnsw_idx'`, [`project_ingest_${delay}_${r}`]);
@@ -97,14 +113,17 @@ try {
       floor: figures.floor,
       ingest: figures.ingest,
       unindexed: figures.unindexed,
+      writesAlone: figures.writes,
       floorChunksPerSecond: chunksPerSecond(figures.floor.p50),
       ingestChunksPerSecond: chunksPerSecond(figures.ingest.p50),
       throughputRatio: ratio(figures.floor.p50, figures.ingest.p50),
       throughputRatioWithoutHnsw: ratio(figures.floor.p50, figures.unindexed.p50),
+      floorOverWritesAlone: ratio(figures.floor.p50, figures.writes.p50),
     };
     log(
       `ingest ${texts.length} chunks, stub delay ${delay} ms: floor p50 ${figures.floor.p50} ms, ingest p50 ${figures.ingest.p50} ms, ` +
-        `throughput ${ratio(figures.floor.p50, figures.ingest.p50)} x floor; without the HNSW index ${figures.unindexed.p50} ms, ${ratio(figures.floor.p50, figures.unindexed.p50)} x`,
+        `throughput ${ratio(figures.floor.p50, figures.ingest.p50)} x floor; without the HNSW index ${figures.unindexed.p50} ms, ${ratio(figures.floor.p50, figures.unindexed.p50)} x; ` +
+        `writes alone (vectors computed beforehand) ${figures.writes.p50} ms, ${ratio(figures.floor.p50, figures.writes.p50)} x`,
     );
   }
   stub.delayMs = 0;

@@ -42,7 +42,7 @@ export async function listTools(): Promise<Tool[]> {
     explainFailedCall: async (error: unknown) => String(error),
     close: async () => {},
   };
-  const server = createSessionServer({ engine });
+  const server = createSessionServer({ engine, clientElsewhere: false });
   const client = new Client({ name: 'tools-doc', version: '1' });
   const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
   await server.connect(serverSide);

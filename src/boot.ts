@@ -65,7 +65,9 @@ export async function installAndServe(db: Database, plan: InstallPlan, config: E
   });
   const embedder = createEmbedder(config.embeddings, log);
   if (embedder) log.info('embedding provider configured', { provider: embedder.space.provider, model: embedder.space.model, dimensions: embedder.space.dimensions });
-  const search = new SearchService(db, sandbox, embedder, config.allowedRoots ?? [], log, { citus: report.citus !== null });
+  const search = new SearchService(db, sandbox, embedder, config.allowedRoots ?? [], log, {
+    ...(config.upgradeTimeoutMs ? { rebuildTimeoutMs: config.upgradeTimeoutMs } : {}),
+  });
   return { report, db, workspaces, fleet: new WorkspaceFleet(db, plan, workspaces, sandbox), sandbox, embedder, search };
 }
 

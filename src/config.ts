@@ -221,8 +221,8 @@ Environment:
                                  (default ${DEFAULT_MAX_RESULT_BYTES})
   PG_WORKSPACE_UPGRADE_TIMEOUT_MS  statement timeout of each statement of a workspace upgrade, where an
                                  agent's triggers may fire (ensure_workspace, migrate-workspaces; default ${DEFAULT_UPGRADE_TIMEOUT_MS}),
-                                 and of snapshot and fork copies and the embedded store's idle-time
-                                 VACUUM and ANALYZE
+                                 and of snapshot and fork copies, the embedded store's idle-time
+                                 VACUUM and ANALYZE, and building vector indexes an ingest deferred
   PG_WORKSPACE_MAX_SNAPSHOTS     the most snapshots one workspace keeps (default ${DEFAULT_MAX_SNAPSHOTS})
   PG_WORKSPACE_SNAPSHOT_BUDGET_BYTES  the most bytes one workspace's snapshots take together
                                  (default ${DEFAULT_SNAPSHOT_BUDGET_BYTES}, 1 GiB)

@@ -123,6 +123,20 @@ describe('batching and concurrency', () => {
   });
 });
 
+describe('fair turns at the provider (issue 27, red team round 3)', () => {
+  it("one workspace's queued batches hold neither another's search nor its documents: queries first, then workspaces in turn", async () => {
+    const e = embedder('ollama', { PG_WORKSPACE_EMBEDDINGS_BATCH_SIZE: '1', PG_WORKSPACE_EMBEDDINGS_CONCURRENCY: '1' });
+    stub.delayMs = 20;
+    const flood = e.embedDocuments(Array.from({ length: 12 }, (_, i) => `alpha batch ${i}`), undefined, 'alpha');
+    await new Promise((r) => setTimeout(r, 5));
+    await Promise.all([flood, e.embedQuery('beta question'), e.embedDocuments(['beta note 0', 'beta note 1'], undefined, 'beta')]);
+    const order = stub.requests.map((r) => (r.body['input'] as string[])[0]?.replace(/^search_(query|document): /, ''));
+    // The first of alpha's was in flight; the query went next, then beta's documents took turns with alpha's.
+    expect(order.slice(0, 6)).toEqual(['alpha batch 0', 'beta question', 'alpha batch 1', 'beta note 0', 'alpha batch 2', 'beta note 1']);
+    expect(order).toHaveLength(15);
+  });
+});
+
 describe('retries', () => {
   it('retries 5xx and dropped connections with backoff, then answers', async () => {
     const e = embedder('openai');

@@ -140,6 +140,102 @@ for (const kind of BACKEND_KINDS) {
   });
 }
 
+/**
+ * Workspace "evil" against a snapshot it forks from. The fork's copy reads the snapshot; agent
+ * code it evaluates (bait's CHECK, validated as the copy adds it to the fork) looks for every
+ * snapshot of evil it can reach and tries to rewrite its rows, move its sequence, change its
+ * table, and leave a view in evil's schema over what it read. None of it may touch the snapshot.
+ */
+const FORK_TAMPER = [
+  "CREATE TABLE armed (mode text)",
+  "INSERT INTO armed VALUES ('off')",
+  `CREATE FUNCTION plant() RETURNS boolean LANGUAGE plpgsql AS $f$
+   DECLARE s record;
+   DECLARE mode text := (SELECT a.mode FROM project_evil.armed a);
+   BEGIN
+     IF mode = 'off' THEN RETURN true; END IF;
+     FOR s IN SELECT c.oid, n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE n.nspname NOT IN ('project_evil', 'project_victim') AND c.relname IN ('notes', 'notes_id_seq')
+                 AND has_schema_privilege(n.oid, 'USAGE') LOOP
+       -- A column of the snapshot's type: after a restore, ALTER TYPE would reach the kept state.
+       BEGIN EXECUTE format('CREATE TABLE project_evil.hold_mood (m %I.mood)', s.nspname); EXCEPTION WHEN OTHERS THEN NULL; END;
+       CONTINUE WHEN mode = 'type';
+       BEGIN EXECUTE format($$UPDATE %I.notes SET body = 'tampered'$$, s.nspname); EXCEPTION WHEN OTHERS THEN NULL; END;
+       BEGIN EXECUTE format('ALTER TABLE %I.notes ADD COLUMN planted int', s.nspname); EXCEPTION WHEN OTHERS THEN NULL; END;
+       BEGIN EXECUTE format('CREATE VIEW project_evil.%I AS SELECT * FROM %I.%I', format('hold_%s_%s', left(md5(s.nspname), 6), s.relname), s.nspname, s.relname);
+       EXCEPTION WHEN OTHERS THEN NULL; END;
+       BEGIN EXECUTE format('SELECT %I.power()', s.nspname); EXCEPTION WHEN OTHERS THEN NULL; END;
+     END LOOP;
+     FOR s IN SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE n.nspname LIKE 'project\\_evil\\_\\_snap\\_%' AND c.relkind = 'S' LOOP
+       BEGIN PERFORM setval(s.oid, 1000); EXCEPTION WHEN OTHERS THEN NULL; END;
+     END LOOP;
+     RETURN true;
+   END $f$`,
+  // Run as its owner: in the snapshot, the snapshot role, which owns every snapshot of evil.
+  `CREATE FUNCTION power() RETURNS void LANGUAGE plpgsql SECURITY DEFINER AS $f$
+   DECLARE s oid;
+   BEGIN
+     FOR s IN SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE n.nspname LIKE 'project\\_evil\\_\\_snap\\_%' AND c.relkind = 'S' LOOP
+       PERFORM setval(s, 1000);
+     END LOOP;
+   END $f$`,
+  "CREATE TYPE mood AS ENUM ('ok')",
+  'CREATE TABLE bait (n int CHECK (plant()))',
+  'INSERT INTO bait VALUES (1)',
+  "INSERT INTO notes (body) VALUES ('as it was'), ('and this')",
+];
+
+/** A snapshot's rows, sequence and columns, as a superuser reads them. */
+const SNAPSHOT_1 = `SELECT (SELECT json_agg(n ORDER BY id) FROM project_evil__snap_1.notes n)::text AS rows,
+  (SELECT last_value FROM project_evil__snap_1.notes_id_seq)::int AS seq,
+  (SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'project_evil__snap_1.notes'::regclass AND attnum > 0) AS columns,
+  (SELECT count(*) FROM pg_depend WHERE refobjid IN (SELECT oid FROM pg_class WHERE relnamespace = 'project_evil__snap_1'::regnamespace)
+      AND objid NOT IN (SELECT oid FROM pg_class WHERE relnamespace = 'project_evil__snap_1'::regnamespace)
+      AND classid = 'pg_rewrite'::regclass)::int AS views_on_it,
+  (SELECT prosecdef FROM pg_proc WHERE pronamespace = 'project_evil__snap_1'::regnamespace AND proname = 'power') AS definer`;
+
+for (const kind of BACKEND_KINDS) {
+  describe(`fork from a snapshot escape suite on ${kind}`, () => {
+    it('agent code a fork from a snapshot runs cannot change that snapshot (undo stays as taken)', async (ctx) => {
+      const server = await startIsolationServer(kind, cluster, { role: 'mcp_forksnap', databasePrefix: 'iso_forksnap', statementTimeoutMs: 5000, disabledExtensions: ['codebase'] });
+      if (!server) return ctx.skip();
+      try {
+        for (const sql of FORK_TAMPER) {
+          const setup = await server.run('execute', { project_id: 'evil', sql });
+          expect(setup.isError, `${sql}: ${setup.text}`).toBe(false);
+        }
+        const snapshot = await server.run('snapshot_workspace', { project_id: 'evil' });
+        expect(snapshot.isError, snapshot.text).toBe(false);
+        const taken = await server.asSuperuser(SNAPSHOT_1);
+        expect(taken).toEqual([{ rows: expect.stringContaining('as it was'), seq: 2, columns: 'id,body', views_on_it: 0, definer: true }]);
+        const armed = async (mode: string) => {
+          expect((await server.run('execute', { project_id: 'evil', sql: `UPDATE armed SET mode = '${mode}'` })).isError).toBe(false);
+          const fork = await server.run('fork_workspace', { from: 'evil', to: 'victim', snapshot: 1 });
+          // The snapshot is as it was taken, and nothing of evil's depends on it.
+          expect(await server.asSuperuser(SNAPSHOT_1), fork.text).toEqual(taken);
+          expect(await server.asSuperuser("SELECT relname FROM pg_class WHERE relname LIKE 'hold\\_%'"), fork.text).toEqual([]);
+          return fork.text;
+        };
+        // Views over what it read, refused by their dependents; a column of the snapshot's type, by the check of the snapshot.
+        expect(await armed('all')).toMatch(/is refused: code the copy ran made objects that depend on the snapshot it read \(view project_evil\.hold_/);
+        expect(await armed('type')).toContain('column m of table project_evil.hold_mood depends on type project_evil__snap_1.mood');
+        // The same fork from an unarmed workspace's snapshot goes through, the snapshot intact.
+        expect((await server.run('execute', { project_id: 'evil', sql: "UPDATE armed SET mode = 'off'" })).isError).toBe(false);
+        const again = await server.run('fork_workspace', { from: 'evil', to: 'victim', snapshot: 1 });
+        expect(again.isError, JSON.stringify(again)).toBe(false);
+        expect(await server.asSuperuser(SNAPSHOT_1)).toEqual(taken);
+        const copied = await server.run('query', { project_id: 'victim', sql: 'SELECT body FROM notes ORDER BY id' });
+        expect(copied.text).toContain('as it was');
+        expect(await server.asSuperuser("SELECT prosecdef FROM pg_proc WHERE pronamespace = 'project_victim'::regnamespace AND proname = 'power'")).toEqual([{ prosecdef: true }]);
+      } finally {
+        await server.close();
+      }
+    }, 120_000);
+  });
+}
+
 for (const kind of BACKEND_KINDS) {
   describe(`snapshot and fork time limit on ${kind}`, () => {
     it("agent code a snapshot's copy runs (a fork's alike) is bounded by the upgrade timeout", async (ctx) => {

@@ -1,6 +1,10 @@
 import { spawnSync } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { request, type IncomingHttpHeaders } from 'node:http';
-import { CallToolResultSchema, ErrorCode, McpError, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { CallToolResultSchema, ErrorCode, ListRootsRequestSchema, McpError, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it, vi, type TestContext } from 'vitest';
 import { TOOL_NAMES } from '../src/mcp/tool-registry.js';
 import { holdInstallLock, tempDir } from './support/fixtures.js';
@@ -220,6 +224,59 @@ describe('Streamable HTTP security and lifecycle', () => {
       await client.close();
     } finally {
       await server.stop();
+    }
+  });
+
+  it("reads no directory of the server's machine on a client's roots alone: only --allow-root ones", { timeout: 120_000 }, async () => {
+    // Issue 27, red team round 3: a client's roots are paths on its own machine; over HTTP one
+    // declaring file:/// had the server index any directory it could read (a ~/.pgpass, say) into
+    // a workspace, for the agent to read back through query.
+    const base = await tempDir('pgw-http-roots-');
+    const serverFiles = path.join(base, 'server-home');
+    const shared = path.join(base, 'shared');
+    await mkdir(serverFiles, { recursive: true });
+    await mkdir(shared, { recursive: true });
+    await writeFile(path.join(serverFiles, 'pgpass.txt'), 'db.internal:5432:*:mcp_app:the-server-password\n');
+    await writeFile(path.join(shared, 'notes.md'), 'Shared notes the operator allowed.\n');
+    const connectWithRoots = async (server: HttpServerProcess) => {
+      const client = new Client({ name: 'roots', version: '1' }, { capabilities: { roots: {} } });
+      client.setRequestHandler(ListRootsRequestSchema, async () => ({ roots: [{ uri: 'file:///' }] }));
+      await client.connect(new StreamableHTTPClientTransport(server.url));
+      return client;
+    };
+    const call = async (client: Client, name: string, args: Record<string, unknown>) =>
+      (await client.callTool({ name, arguments: args }, CallToolResultSchema, { timeout: 60_000 })) as CallToolResult & { structuredContent?: Record<string, unknown> };
+    const indexed = async (client: Client, projectId: string, dir: string) => {
+      const started = await call(client, 'index_directory', { project_id: projectId, path: dir });
+      if (started.isError) return started;
+      for (;;) {
+        const status = await call(client, 'index_status', { project_id: projectId });
+        const [run] = status.structuredContent?.['runs'] as Array<{ state: string }>;
+        if (run?.state !== 'running') return status;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+
+    const open = await startHttpServer(['--data-dir', await tempDir('pgw-http-')], {});
+    try {
+      const client = await connectWithRoots(open);
+      const run = await indexed(client, 'roots', serverFiles);
+      expect(run.isError, JSON.stringify(run.content)).toBe(true);
+      expect(JSON.stringify(run.content)).toMatch(/over HTTP.*--allow-root/);
+      const leaked = await call(client, 'query', { project_id: 'roots', sql: "SELECT count(*)::int FROM chunks WHERE content LIKE '%server-password%'" });
+      expect(JSON.stringify(leaked.content)).not.toMatch(/\[\[1\]\]/);
+      await client.close();
+    } finally {
+      await open.stop();
+    }
+    const allowing = await startHttpServer(['--data-dir', await tempDir('pgw-http-'), '--allow-root', shared], {});
+    try {
+      const client = await connectWithRoots(allowing);
+      expect((await indexed(client, 'roots', shared)).isError).toBeFalsy();
+      expect(JSON.stringify((await indexed(client, 'roots', serverFiles)).content)).toMatch(/outside the directories this server allows/);
+      await client.close();
+    } finally {
+      await allowing.stop();
     }
   });
 

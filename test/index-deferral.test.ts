@@ -16,7 +16,8 @@ import type { WorkspaceSandbox } from '../src/sandbox/workspace-sandbox.js';
 import { IndexDeferral } from '../src/search/index-deferral.js';
 import { SearchService } from '../src/search/search-service.js';
 import { BACKEND_KINDS, backendPerKind } from './support/backend-per-kind.js';
-import { startEmbeddingStub, type EmbeddingStub } from './support/embedding-stub.js';
+import { startEmbeddingStub, stubEmbedding, type EmbeddingStub } from './support/embedding-stub.js';
+import { callTool, connectInProcess, embeddingsAt } from './support/mcp.js';
 import { install, planFor, tempDir } from './support/fixtures.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
 import { runCli, startServerProcess } from './support/server-process.js';
@@ -62,11 +63,14 @@ function pausingEmbedder(): Embedder & { pause: (() => Promise<void>) | undefine
   return embedder;
 }
 
-async function services(db: Database, options: { deferralLeaseMs?: number; roots?: string[] } = {}) {
+async function services(db: Database, options: { deferralLeaseMs?: number; rebuildTimeoutMs?: number; roots?: string[] } = {}) {
   const report = await install(db, plan);
   const { sandbox, workspaces } = sandboxedWorkspaces(db, plan, report.searchPathSchemas, silentLogger);
   const embedder = pausingEmbedder();
-  const search = new SearchService(db, sandbox, embedder, options.roots ?? [], silentLogger, options.deferralLeaseMs ? { deferralLeaseMs: options.deferralLeaseMs } : {});
+  const search = new SearchService(db, sandbox, embedder, options.roots ?? [], silentLogger, {
+    ...(options.deferralLeaseMs ? { deferralLeaseMs: options.deferralLeaseMs } : {}),
+    ...(options.rebuildTimeoutMs ? { rebuildTimeoutMs: options.rebuildTimeoutMs } : {}),
+  });
   return { search, sandbox, embedder, workspaces };
 }
 
@@ -140,7 +144,7 @@ for (const kind of BACKEND_KINDS) {
       embedder.pause = async () => {
         during = await hnswIndex(db);
       };
-      const { done } = await search.indexDirectory({ projectId: 'alpha', path: repo }, undefined);
+      const { done } = await search.indexDirectory({ projectId: 'alpha', path: repo }, { roots: undefined, elsewhere: false });
       expect(await done).toMatchObject({ state: 'done', files_changed: 70, chunks_added: 70 });
       expect(during).toEqual([]);
       expect(await hnswIndex(db)).toEqual([before]);
@@ -164,6 +168,49 @@ for (const kind of BACKEND_KINDS) {
       expect(await indexDuring(documents('more', 25))).toBe(1);
       expect(await deferrals(db)).toEqual([]);
     }, 120_000);
+
+    it("a build the agent made costly (its rows, the index's m and ef_construction) stops at the upgrade timeout; a second vector index of the agent's is never deferred", async (ctx) => {
+      // Issue 27, red team round 3: the build ran under a fixed 15 minutes, whatever the agent made it cost; on PGlite every workspace waited for it.
+      const db = await available(ctx).fresh();
+      const { search, sandbox, embedder } = await services(db, { rebuildTimeoutMs: 1000, deferralLeaseMs: 2000 });
+      await search.addDocuments({ projectId: 'alpha', documents: [SEED] });
+      const vectorIndexes = async () =>
+        (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_indexes WHERE schemaname = 'project_alpha' AND tablename = 'chunks' AND indexdef LIKE '%USING hnsw%'`))[0]?.n;
+      let seen: number | undefined;
+      embedder.pause = async () => {
+        seen = await vectorIndexes();
+      };
+      await sandbox.execute('alpha', 'CREATE INDEX agent_idx ON chunks USING hnsw (embedding vector_l2_ops)', []);
+      await search.addDocuments({ projectId: 'alpha', documents: documents('two', 40), ...LOAD });
+      expect(seen).toBe(2);
+      expect(await deferrals(db)).toEqual([]);
+      await sandbox.execute('alpha', 'DELETE FROM chunks WHERE content NOT LIKE $1', [`${SEED.text.slice(0, 20)}%`]);
+      await sandbox.execute('alpha', 'DROP INDEX agent_idx', []);
+
+      // The one index as costly to build as pgvector allows, and the table filled while the load runs without it.
+      await sandbox.execute('alpha', 'ALTER INDEX chunks_embedding_hnsw_idx SET (m = 100, ef_construction = 1000)', []);
+      embedder.pause = async () => {
+        seen = await vectorIndexes();
+        await sandbox.execute(
+          'alpha',
+          `INSERT INTO chunks (file_id, content, start_line, end_line, embedding)
+           SELECT (SELECT min(id) FROM files), 'filler', 1, 1, (SELECT array_agg(random() + g * 0 + i * 0)::vector FROM generate_series(1, 768) i) FROM generate_series(1, 3000) g`,
+          [],
+        );
+      };
+      const started = performance.now();
+      await search.addDocuments({ projectId: 'alpha', documents: documents('doc', 40), ...LOAD });
+      const ms = performance.now() - started;
+      expect(seen).toBe(0);
+      // Stopped and rolled back: still deferred (searches exact), for a later try or repair --restore-indexes.
+      expect(await hnswIndex(db), `the build ran to its end (${Math.round(ms)} ms)`).toEqual([]);
+      expect(await deferrals(db)).toMatchObject([{ index_name: 'chunks_embedding_hnsw_idx' }]);
+      // Once the lease has run out a search tries again, stopped the same way, and leases it anew: not tried on every search.
+      await until(async () => (await deferrals(db))[0]?.expired === true, 'the lease to run out');
+      expect(await topHit(search, 'lighthouse keeper lens')).toBe(SEED.text);
+      expect(await hnswIndex(db)).toEqual([]);
+      expect(await deferrals(db)).toMatchObject([{ index_name: 'chunks_embedding_hnsw_idx', expired: false }]);
+    }, 300_000);
 
     it('a table busy with a long read keeps its index: the load goes on without deferring', async (ctx) => {
       if (kind !== 'postgres') ctx.skip(); // PGlite's one session runs one transaction at a time: no read can hold a lock beside a load
@@ -207,7 +254,7 @@ for (const kind of BACKEND_KINDS) {
           query: (sql, params) => (alive ? db.query(sql, params) : Promise.reject(new Error('the process is gone'))),
           exec: (sql) => (alive ? db.exec(sql) : Promise.reject(new Error('the process is gone'))),
         };
-        const load = await new IndexDeferral(session, sandbox as WorkspaceSandbox, silentLogger, 1500).begin('alpha', 100);
+        const load = await new IndexDeferral(session, sandbox as WorkspaceSandbox, silentLogger, 60_000, 1500).begin('alpha', 100);
         alive = false;
         return load;
       };
@@ -240,6 +287,36 @@ for (const kind of BACKEND_KINDS) {
       expect(await repair(db, plan, fixes)).toMatchObject([{ fix: 'restore-indexes', subject: 'alpha', outcome: 'changed' }]);
       expect(await hnswIndex(db)).toEqual([before]);
       expect(await deferrals(db)).toEqual([]);
+    }, 120_000);
+
+    it('search_vectors on chunks builds the indexes a stopped load left deferred once its lease has run out, as search does', async (ctx) => {
+      const backend = available(ctx);
+      const url = kind === 'postgres' ? await backend.freshUrl?.() : undefined;
+      const mcp = await connectInProcess({ embeddings: embeddingsAt(stub.openaiUrl), ...(url ? { databaseUrl: url } : {}) });
+      try {
+        const run = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
+        const { db, sandbox } = await mcp.engine.ready(60_000);
+        expect((await run('add_documents', { project_id: 'alpha', documents: [SEED] })).isError).toBe(false);
+        const [before] = await hnswIndex(db);
+        // A load that deferred, then stopped: its process gone, nothing renews its lease.
+        let alive = true;
+        const session: Queryable = {
+          query: (sql, params) => (alive ? db.query(sql, params) : Promise.reject(new Error('the process is gone'))),
+          exec: (sql) => (alive ? db.exec(sql) : Promise.reject(new Error('the process is gone'))),
+        };
+        await new IndexDeferral(session, sandbox, silentLogger, 60_000, 60_000).begin('alpha', 100);
+        alive = false;
+        expect(await hnswIndex(db)).toEqual([]);
+        const nearest = () => run('search_vectors', { project_id: 'alpha', table: 'chunks', column: 'embedding', vector: stubEmbedding(SEED.text, 768), k: 1 });
+        expect((await nearest()).data['matches']).toMatchObject([{ row: { content: SEED.text } }]);
+        expect(await hnswIndex(db)).toEqual([]);
+        await db.query(`UPDATE project_registry.deferred_indexes SET lease_until = now() - interval '1 second'`);
+        expect((await nearest()).data['matches']).toMatchObject([{ row: { content: SEED.text } }]);
+        expect(await hnswIndex(db)).toEqual([before]);
+        expect(await deferrals(db)).toEqual([]);
+      } finally {
+        await mcp.close();
+      }
     }, 120_000);
 
     it('a second load (another server) meanwhile joins the first one\'s deferral; the first builds the index once both are done', async (ctx) => {

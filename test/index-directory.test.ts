@@ -1,4 +1,6 @@
-import { mkdir, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { constants, mkdir, open, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import path from 'node:path';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -202,6 +204,89 @@ for (const kind of BACKEND_KINDS) {
       }
     }, 120_000);
 
+    it('reads only what the walk vetted: a file swapped after the walk for a link out, a FIFO or a bigger file is skipped, not read', async (ctx) => {
+      if (kind === 'postgres' && !url) ctx.skip();
+      // The agent writes in the directory it indexes while the run waits for the provider (issue 27, red team round 3).
+      const stub = await startEmbeddingStub({ dimensions: 8 });
+      const base = path.join(path.dirname(repo.root), 'raced');
+      const dir = path.join(base, 'repo');
+      const secret = path.join(base, 'outside-secret.txt');
+      await mkdir(dir, { recursive: true });
+      await writeFile(secret, 'hunter2 is the outside password\n');
+      await Promise.all(Array.from({ length: 32 }, (_, i) => writeFile(path.join(dir, `a${String(i).padStart(2, '0')}.ts`), tsFile(`early${i}`))));
+      for (const late of ['b-link.txt', 'c-grown.txt', 'd-fifo.txt']) await writeFile(path.join(dir, late), 'plain text\n');
+      const mcp = await connectInProcess({ ...(url ? { databaseUrl: url } : { dataDir }), allowedRoots: [dir], embeddings: embeddingsAt(stub.openaiUrl) });
+      const fifo = path.join(dir, 'd-fifo.txt');
+      try {
+        const run = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
+        stub.fail({ delayMs: 1500 });
+        const started = await run('index_directory', { project_id: 'raced', path: dir, max_file_bytes: 100_000 });
+        expect(started.isError, started.text).toBe(false);
+        // The first 32 files went to the provider: the walk is over and the last three are not read yet.
+        while (stub.requests.length === 0) await new Promise((r) => setTimeout(r, 10));
+        const swap = async (name: string, make: (tmp: string) => Promise<unknown>) => {
+          const tmp = path.join(base, `${name}.tmp`);
+          await make(tmp);
+          await rename(tmp, path.join(dir, name));
+        };
+        await swap('b-link.txt', (tmp) => symlink(secret, tmp));
+        await swap('c-grown.txt', (tmp) => writeFile(tmp, 'grown '.repeat(40_000)));
+        await swap('d-fifo.txt', (tmp) => promisify(execFile)('mkfifo', [tmp]));
+        const done = await waitForRun(run, 'raced', started.data['job_id'] as string, 30_000);
+        expect(done).toMatchObject({ state: 'done', files_total: 35, files_changed: 32 });
+        expect(done.skipped).toEqual({ binary: [], oversized: ['c-grown.txt'], outside_root: ['b-link.txt'], unreadable: ['d-fifo.txt'] });
+        const stored = await run('query', { project_id: 'raced', sql: "SELECT count(*)::int FROM chunks WHERE content LIKE '%hunter2%' OR content LIKE '%grown%'" });
+        expect(stored.data['rows']).toEqual([[0]]);
+      } finally {
+        // On a server that opened the FIFO for reading, a writer lets that read end.
+        await open(fifo, constants.O_WRONLY | constants.O_NONBLOCK).then((h) => h.close()).catch(() => undefined);
+        await mcp.close();
+        await stub.close();
+        await rm(base, { recursive: true, force: true });
+      }
+    }, 120_000);
+
+    it('a .gitignore that is a FIFO or a link to /dev/zero neither holds the walk nor fills memory', async (ctx) => {
+      if (kind === 'postgres' && !url) ctx.skip();
+      const base = path.join(path.dirname(repo.root), 'odd-ignores');
+      await mkdir(path.join(base, 'fifo'), { recursive: true });
+      await mkdir(path.join(base, 'zero'), { recursive: true });
+      await writeFile(path.join(base, 'kept.ts'), tsFile('keptAround'));
+      await promisify(execFile)('mkfifo', [path.join(base, 'fifo', '.gitignore')]);
+      await symlink('/dev/zero', path.join(base, 'zero', '.gitignore'));
+      const mcp = await connect({ allowedRoots: [base] });
+      try {
+        const run = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
+        const started = await run('index_directory', { project_id: 'odd-ignores', path: base });
+        const done = await waitForRun(run, 'odd-ignores', started.data['job_id'] as string, 30_000);
+        expect(done).toMatchObject({ state: 'done', files_total: 1, files_changed: 1 });
+      } finally {
+        await open(path.join(base, 'fifo', '.gitignore'), constants.O_WRONLY | constants.O_NONBLOCK).then((h) => h.close()).catch(() => undefined);
+        await mcp.close();
+        await rm(base, { recursive: true, force: true });
+      }
+    }, 120_000);
+
+    it('a .gitignore whose ** patterns would backtrack for minutes on a deep path stops the run instead of the server', async (ctx) => {
+      if (kind === 'postgres' && !url) ctx.skip();
+      // Issue 27, red team round 3: `ignore` matches with regular expressions on the server's one thread.
+      const base = path.join(path.dirname(repo.root), 'deep-patterns');
+      const deep = path.join(base, ...Array.from({ length: 44 }, () => 'a'));
+      await mkdir(deep, { recursive: true });
+      await writeFile(path.join(deep, 'c.ts'), tsFile('deepDown'));
+      await writeFile(path.join(base, '.gitignore'), `${Array.from({ length: 7 }, () => '**/a').join('/')}/**/b\n`);
+      const mcp = await connect({ allowedRoots: [base] });
+      try {
+        const run = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
+        const started = await run('index_directory', { project_id: 'deep-patterns', path: base });
+        const done = await waitForRun(run, 'deep-patterns', started.data['job_id'] as string, 30_000);
+        expect(done).toMatchObject({ state: 'failed', error: expect.stringMatching(/patterns with several \*\* .* would take too long to match a path \d+ directories deep/) });
+      } finally {
+        await mcp.close();
+        await rm(base, { recursive: true, force: true });
+      }
+    }, 120_000);
+
     it('a restart mid-run leaves whole files only, and the next run goes on from there', async (ctx) => {
       if (kind === 'postgres' && !url) ctx.skip();
       const big = path.join(path.dirname(repo.root), 'big');
@@ -253,8 +338,11 @@ async function waitForRun(
   run: (name: string, args: Record<string, unknown>) => Promise<{ data: Record<string, unknown> }>,
   projectId: string,
   jobId: string,
+  withinMs = Number.POSITIVE_INFINITY,
 ): Promise<Run> {
+  const deadline = Date.now() + withinMs;
   for (;;) {
+    if (Date.now() > deadline) throw new Error(`run ${jobId} still running after ${withinMs} ms`);
     const { data } = await run('index_status', { project_id: projectId, job_id: jobId });
     const [status] = data['runs'] as Run[];
     if (status && status['state'] !== 'running') return status;

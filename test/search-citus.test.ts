@@ -9,6 +9,8 @@ import { reembed } from '../src/embeddings/reembed.js';
 import { ProvisioningEngine } from '../src/engine.js';
 import { DEFAULT_LOCK_TIMEOUT_MS } from '../src/config.js';
 import { silentLogger } from '../src/logger.js';
+import type { Embedder } from '../src/embeddings/embedder.js';
+import { SearchService } from '../src/search/search-service.js';
 import { cosine, startEmbeddingStub, stubEmbedding, type EmbeddingStub } from './support/embedding-stub.js';
 import { tempDir } from './support/fixtures.js';
 import { callTool, connectInProcess, embeddingsAt } from './support/mcp.js';
@@ -16,7 +18,7 @@ import { callTool, connectInProcess, embeddingsAt } from './support/mcp.js';
 /*
  * Search and ingest on Citus: the codebase tables' new columns and indexes are distributed with
  * the workspace's schema (on its worker), and add_documents, index_directory and every search
- * mode work there; so do the pinned space and reembed.
+ * mode work there; so do the pinned space, reembed, and a large load's deferred HNSW index.
  */
 
 const EMBEDDINGS_ENV = { PG_WORKSPACE_EMBEDDINGS: 'openai', PG_WORKSPACE_EMBEDDINGS_MODEL: 'stub-embed', PG_WORKSPACE_EMBEDDINGS_DIMENSIONS: '768' };
@@ -90,6 +92,55 @@ describe('search and ingest on Citus (coordinator + 2 workers)', () => {
     } finally {
       await mcp.close();
       await rm(path.dirname(dir), { recursive: true, force: true });
+    }
+  }, 240_000);
+
+  it("defers the HNSW index over a large load there too: gone from the coordinator and the workspace's shard while it loads, back on both after, the registry clean", async (ctx) => {
+    if (!citus) ctx.skip();
+    const c = citus as CitusCluster;
+    const url = await c.createDatabase('deferral');
+    const embeddings = embeddingsAt(stub.openaiUrl);
+    const engine = new ProvisioningEngine(
+      { databaseUrl: url, dataDir: await tempDir('pgw-citus-deferral-'), extensionDirs: [], disabledExtensions: [], lockTimeoutMs: DEFAULT_LOCK_TIMEOUT_MS, embeddings },
+      silentLogger,
+    );
+    engine.start();
+    try {
+      const { db, sandbox } = await engine.ready(120_000);
+      const indexes = async () => ({
+        coordinator: (await sqlOn(url, `SELECT indexdef FROM pg_indexes WHERE schemaname = 'project_dist' AND indexname = 'chunks_embedding_hnsw_idx'`)).map((r) => r['indexdef']),
+        shards: (await Promise.all([0, 1].map((i) => shardIndexes(c.workerUrl(i, url), 'chunks_embedding_hnsw_idx')))).reduce((a, b) => a + b, 0),
+      });
+      // The engine's provider, looking at the indexes before its first request of a call: inside the load, after its deferral.
+      const inner = new HttpEmbedder(embeddings, silentLogger);
+      let during: Awaited<ReturnType<typeof indexes>> | undefined;
+      const embedder: Embedder = {
+        space: inner.space,
+        embedQuery: (text, signal) => inner.embedQuery(text, signal),
+        embedDocuments: async (texts, signal) => {
+          during ??= await indexes();
+          return inner.embedDocuments(texts, signal);
+        },
+      };
+      const search = new SearchService(db, sandbox, embedder, [], silentLogger);
+      await search.addDocuments({ projectId: 'dist', documents: [{ source: 'seed.md', text: 'The lighthouse keeper polishes the great lens every evening.' }] });
+      const before = await indexes();
+      expect(before).toMatchObject({ coordinator: [expect.stringMatching(/USING hnsw \(embedding vector_cosine_ops\)/)], shards: 1 });
+
+      during = undefined;
+      // 40 documents of three chunks each: 120 chunks into a table of one.
+      const documents = Array.from({ length: 40 }, (_, i) => ({
+        source: `doc-${i}.md`,
+        text: [0, 1, 2].map((p) => `doc ${i} part ${p}: words of note ${i * 7 + p}, written out at some length.`).join('\n\n'),
+      }));
+      expect(await search.addDocuments({ projectId: 'dist', documents, chunkSize: 100, chunkOverlap: 0 })).toMatchObject({ added: 120, embedded: 120 });
+      expect(during).toEqual({ coordinator: [], shards: 0 });
+      expect(await indexes()).toEqual(before);
+      expect(await sqlOn(url, 'SELECT index_name FROM project_registry.deferred_indexes')).toEqual([]);
+      const found = await search.search({ projectId: 'dist', query: 'lighthouse keeper lens', mode: 'vector', k: 1 });
+      expect(found.results[0]?.content).toContain('lighthouse keeper');
+    } finally {
+      await engine.close();
     }
   }, 240_000);
 

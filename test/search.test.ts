@@ -165,6 +165,75 @@ for (const kind of BACKEND_KINDS) {
       expect(seen.data['rows']).toEqual([[expect.stringMatching(/^pgw_[0-9a-f]{8}_trig$/), false]]);
     });
 
+    /** `n` documents of three paragraphs: at chunk_size 100, three chunks each, so 64-chunk write groups of 21 documents. */
+    const manyDocuments = (prefix: string, n: number, poisoned?: number) =>
+      Array.from({ length: n }, (_, i) => ({
+        source: `${prefix}-${i}.md`,
+        text: [0, 1, 2].map((p) => `${prefix} ${i} part ${p}: ${i === poisoned && p === 1 ? 'poison' : 'plain'} words of note ${i * 7 + p}, written out at some length.`).join('\n\n'),
+      }));
+    const storedPerSource = async (projectId: string) =>
+      (await run('query', { project_id: projectId, sql: 'SELECT f.path, count(c.id)::int FROM files f LEFT JOIN chunks c ON c.file_id = f.id GROUP BY f.path ORDER BY f.path', max_rows: 1000 }))
+        .data['rows'] as Array<[string, number]>;
+
+    it('a write group that fails leaves its documents unwritten and every other document whole or absent; the call again stores the rest', async (ctx) => {
+      if (!mcp) ctx.skip();
+      await run('ensure_workspace', { project_id: 'groups' });
+      await run('execute', {
+        project_id: 'groups',
+        sql: "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN IF NEW.content LIKE '%poison%' THEN RAISE EXCEPTION 'poisoned chunk'; END IF; RETURN NEW; END $f$",
+      });
+      await run('execute', { project_id: 'groups', sql: 'CREATE TRIGGER refuse_poison BEFORE INSERT ON chunks FOR EACH ROW EXECUTE FUNCTION refuse_poison()' });
+      // Three groups (documents 0-20, 21-41, 42-59); the second fails while the first (and perhaps the third) are written beside it.
+      const documents = manyDocuments('g', 60, 30);
+      const failed = await run('add_documents', { project_id: 'groups', documents, chunk_size: 100, chunk_overlap: 0 });
+      expect(failed.isError).toBe(true);
+      expect(failed.text).toMatch(/poisoned chunk/);
+      const stored = await storedPerSource('groups');
+      for (const [, chunks] of stored) expect(chunks).toBe(3);
+      const paths = stored.map(([path]) => path);
+      for (let i = 21; i < 42; i++) expect(paths).not.toContain(`g-${i}.md`);
+
+      await run('execute', { project_id: 'groups', sql: 'DROP TRIGGER refuse_poison ON chunks' });
+      const again = await run('add_documents', { project_id: 'groups', documents, chunk_size: 100, chunk_overlap: 0 });
+      expect(again.isError, again.text).toBe(false);
+      expect(again.data).toMatchObject({ added: 3 * (60 - stored.length), removed: 0 });
+      const all = await storedPerSource('groups');
+      expect(all).toHaveLength(60);
+      for (const [, chunks] of all) expect(chunks).toBe(3);
+    });
+
+    it('writes two groups at once, each in a transaction of its own (PostgreSQL: one session each)', async (ctx) => {
+      if (!mcp || kind === 'pglite') ctx.skip();
+      await run('ensure_workspace', { project_id: 'overlap' });
+      await run('execute', { project_id: 'overlap', sql: 'CREATE TABLE overlap_seen (sessions int, tx xid8)' });
+      // Each group's INSERT waits (up to 3 s) until another session holds the same shared advisory lock: only groups written at once meet,
+      // written one after the other each sees one session.
+      await run('execute', {
+        project_id: 'overlap',
+        sql: `CREATE FUNCTION note_overlap() RETURNS trigger LANGUAGE plpgsql AS $f$
+          DECLARE n int; deadline timestamptz := clock_timestamp() + interval '3 s';
+          BEGIN
+            PERFORM pg_advisory_xact_lock_shared(7701);
+            LOOP
+              SELECT count(DISTINCT pid) INTO n FROM pg_locks WHERE locktype = 'advisory' AND objid = 7701 AND granted;
+              EXIT WHEN n >= 2 OR clock_timestamp() > deadline;
+              PERFORM pg_sleep(0.01);
+            END LOOP;
+            -- Held a little longer, so the other sees this one too before it commits.
+            PERFORM pg_sleep(0.1);
+            INSERT INTO overlap_seen VALUES (n, pg_current_xact_id());
+            RETURN NULL;
+          END $f$`,
+      });
+      await run('execute', { project_id: 'overlap', sql: 'CREATE TRIGGER note_overlap AFTER INSERT ON chunks FOR EACH STATEMENT EXECUTE FUNCTION note_overlap()' });
+      // Two groups: documents 0-20 and 21-39.
+      const added = await run('add_documents', { project_id: 'overlap', documents: manyDocuments('o', 40), chunk_size: 100, chunk_overlap: 0 });
+      expect(added.isError, added.text).toBe(false);
+      expect(added.data).toMatchObject({ added: 120 });
+      const seen = await run('query', { project_id: 'overlap', sql: 'SELECT max(sessions), count(DISTINCT tx)::int FROM overlap_seen' });
+      expect(seen.data['rows']).toEqual([[2, 2]]);
+    });
+
     it("searches an agent's own table by a text column, and says what is wrong with bad arguments", async (ctx) => {
       if (!mcp) ctx.skip();
       await run('execute', { project_id: 'notes', sql: 'CREATE TABLE notes (id int PRIMARY KEY, title text, body text, n_views bigint)' });

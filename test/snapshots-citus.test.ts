@@ -4,9 +4,11 @@ import type { Queryable } from '../src/db/database.js';
 import { PostgresDatabase } from '../src/db/postgres/postgres-database.js';
 import type { InstallPlan } from '../src/installer/install-plan.js';
 import { silentLogger } from '../src/logger.js';
-import { roleNameFor, snapshotRoleNameFor } from '../src/sandbox/sandbox-ddl.js';
+import { roleNameFor, snapshotCopierNameFor, snapshotRoleNameFor } from '../src/sandbox/sandbox-ddl.js';
 import { sandboxedWorkspaces } from '../src/sandboxed-workspaces.js';
-import { prepareForkOnCitus } from '../src/workspaces/workspace-snapshots.js';
+import { rolesWithoutWorkspace } from '../src/operations/doctor.js';
+import { placeNearSource } from '../src/snapshots/citus-schema-copy.js';
+import { DEFAULT_SNAPSHOT_LIMITS, prepareForkOnCitus, prepareSnapshotOnCitus, takeSnapshot } from '../src/workspaces/workspace-snapshots.js';
 import { install, planFor, tempDir, writeExtension } from './support/fixtures.js';
 import { schemaExists, stateOf } from './support/schema-state.js';
 
@@ -190,7 +192,7 @@ describe('snapshots, restores and forks on Citus (coordinator + 2 workers)', () 
         await sql.execute(
           id,
           `CREATE OR REPLACE FUNCTION trap_i(tag text, n int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $f$ BEGIN
-             IF current_user::text IS DISTINCT FROM '${allowed}' THEN RAISE EXCEPTION 'trap % ran as %', tag, current_user; END IF;
+             IF current_user::text NOT LIKE '${allowed}' THEN RAISE EXCEPTION 'trap % ran as %', tag, current_user; END IF;
              RETURN 1; END $f$`,
           [],
         );
@@ -202,10 +204,10 @@ describe('snapshots, restores and forks on Citus (coordinator + 2 workers)', () 
         for (const statement of trap.setup) await sql.execute(id, statement, []);
         const registry = await db.query('SELECT project_id, schema_name FROM project_registry.workspace_config ORDER BY 1');
 
-        // Armed: the snapshot's copy runs the trap as the snapshot role, the fork's as the new workspace's.
+        // Armed: the snapshot's copy runs the trap as the role made to copy it, the fork's as the new workspace's.
         await arm(id, 'nobody');
         const snapshot = await manager.snapshot(id).then(() => 'copied', (e: Error) => e.message);
-        expect(snapshot, trap.name).toContain(`trap ${trap.name} ran as ${snapshotRoleNameFor(database, id)}`);
+        expect(snapshot, trap.name).toMatch(new RegExp(`trap ${trap.name} ran as ${snapshotCopierNameFor(database, id, '')}\\d+`));
         const fork = await manager.fork(id, `${id}-fork`).then(() => 'copied', (e: Error) => e.message);
         expect(fork, trap.name).toContain(`trap ${trap.name} ran as ${roleNameFor(database, `${id}-fork`)}`);
         for (const outcome of [snapshot, fork]) expect(outcome, trap.name).not.toContain(`ran as ${server}`);
@@ -219,9 +221,10 @@ describe('snapshots, restores and forks on Citus (coordinator + 2 workers)', () 
           [roleNameFor(database, id)],
         );
         expect(members?.n, trap.name).toBe(0);
+        expect(await db.query("SELECT rolname FROM pg_roles WHERE rolname LIKE '%\\_\\_copy\\_%'"), trap.name).toEqual([]);
 
-        // Allowed the snapshot role: the snapshot is taken, and the agent still cannot reach it.
-        await arm(id, snapshotRoleNameFor(database, id));
+        // Allowed the copier: the snapshot is taken (and handed to the snapshot role), and the agent still cannot reach it.
+        await arm(id, `${snapshotCopierNameFor(database, id, '')}%`);
         await expect(manager.snapshot(id), trap.name).resolves.toMatchObject({ snapshot: 1 });
         await expect(sql.query(id, `SELECT * FROM project_trap_${i}__snap_1.t`, [])).rejects.toThrow(/permission denied/);
       }
@@ -265,16 +268,16 @@ describe('snapshots, restores and forks on Citus (coordinator + 2 workers)', () 
     }
   }, 300_000);
 
-  it("a snapshot's copy, run as the snapshot role reading through the workspace's, leaves the agent no hold on its snapshots", async (ctx) => {
+  it("a snapshot's copy, run as a role made for it reading through the workspace's, leaves the agent no hold on its snapshots", async (ctx) => {
     const { db, manager, sql, database } = await services(ctx);
     try {
       await manager.ensure('evil');
-      // Run as the snapshot role while the copy validates bait's CHECK: a SECURITY DEFINER function
-      // in the workspace's schema (made through the membership), owned by the snapshot role, which
-      // owns every snapshot of the workspace; setval takes a sequence by OID (no USAGE checked).
+      // Run as the copier while the copy validates bait's CHECK: a SECURITY DEFINER function in the
+      // workspace's schema (made through the membership), owned by the copier, which owns the new
+      // snapshot until it is handed over; setval takes a sequence by OID (no USAGE checked).
       for (const statement of [
         `CREATE FUNCTION plant() RETURNS boolean LANGUAGE plpgsql AS $f$ BEGIN
-           IF current_user::text LIKE '%\\_\\_snapshots' AND NOT EXISTS (SELECT FROM pg_proc WHERE proname = 'tamper') THEN
+           IF current_user::text LIKE '%\\_\\_copy\\_%' AND NOT EXISTS (SELECT FROM pg_proc WHERE proname = 'tamper') THEN
              CREATE FUNCTION project_evil.tamper(s regclass, v bigint) RETURNS bigint LANGUAGE sql SECURITY DEFINER
                AS 'SELECT pg_catalog.setval(s, v)';
            END IF;
@@ -299,7 +302,7 @@ describe('snapshots, restores and forks on Citus (coordinator + 2 workers)', () 
         const kept = await db.query('SELECT last_value FROM project_evil__snap_1.notes_id_seq');
         expect.fail(`the snapshot went through; evil changes it through its function: ${tamper}; its sequence now ${JSON.stringify(kept)}`);
       }
-      expect(snapshot).toContain(`function project_evil.tamper(regclass,bigint) belongs to role ${snapshotRoleNameFor(database, 'evil')}`);
+      expect(snapshot).toMatch(new RegExp(`function project_evil.tamper\\(regclass,bigint\\) belongs to role ${snapshotCopierNameFor(database, 'evil', '')}\\d+`));
       expect(await manager.listSnapshots('evil')).toEqual([]);
       expect(await schemaExists(db, 'project_evil__snap_1')).toBe(false);
       expect(await db.query("SELECT proname FROM pg_proc WHERE proname = 'tamper'")).toEqual([]);
@@ -321,6 +324,168 @@ describe('snapshots, restores and forks on Citus (coordinator + 2 workers)', () 
       await manager.ensure('dst');
       const read = await sql.query('dst', 'SELECT body FROM project_src.notes', []).then((r) => JSON.stringify(r.rows), (e: Error) => e.message);
       expect(read).toMatch(/permission denied for schema project_src/);
+    } finally {
+      await db.close();
+    }
+  }, 300_000);
+});
+
+describe('a fork from a snapshot on Citus', () => {
+  it('agent code the copy runs, as the new workspace role reading the snapshot, cannot change that snapshot or the others', async (ctx) => {
+    const { db, manager, sql } = await services(ctx);
+    try {
+      await manager.ensure('evil');
+      // bait's CHECK, validated as the copy adds it to the fork, looks for every snapshot of evil
+      // it can reach: rows rewritten, a column added, sequences moved (also through a SECURITY
+      // DEFINER function of the snapshot's, which would run as its owner).
+      for (const statement of [
+        `CREATE FUNCTION power() RETURNS void LANGUAGE plpgsql SECURITY DEFINER AS $f$
+         DECLARE s oid;
+         BEGIN
+           FOR s IN SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE n.nspname LIKE 'project\\_evil\\_\\_snap\\_%' AND c.relkind = 'S' LOOP
+             PERFORM setval(s, 1000);
+           END LOOP;
+         END $f$`,
+        `CREATE FUNCTION plant() RETURNS boolean LANGUAGE plpgsql AS $f$
+         DECLARE s record;
+         BEGIN
+           -- Only in the fork into "victim" (a shard's query cannot read a table to be told when).
+           IF current_user::text NOT LIKE '%\\_victim' THEN RETURN true; END IF;
+           FOR s IN SELECT n.nspname FROM pg_namespace n WHERE n.nspname LIKE 'project\\_evil\\_\\_snap\\_%' AND has_schema_privilege(n.oid, 'USAGE') LOOP
+             BEGIN EXECUTE format($$UPDATE %I.notes SET body = 'tampered'$$, s.nspname); EXCEPTION WHEN OTHERS THEN NULL; END;
+             BEGIN EXECUTE format('ALTER TABLE %I.notes ADD COLUMN planted int', s.nspname); EXCEPTION WHEN OTHERS THEN NULL; END;
+             BEGIN EXECUTE format('SELECT %I.power()', s.nspname); EXCEPTION WHEN OTHERS THEN NULL; END;
+           END LOOP;
+           FOR s IN SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE n.nspname LIKE 'project\\_evil\\_\\_snap\\_%' AND c.relkind = 'S' LOOP
+             BEGIN PERFORM setval(s.oid, 1000); EXCEPTION WHEN OTHERS THEN NULL; END;
+           END LOOP;
+           RETURN true;
+         END $f$`,
+        'CREATE TABLE bait (n int CHECK (plant()))',
+        'INSERT INTO bait VALUES (1)',
+        "INSERT INTO notes (body) VALUES ('as it was'), ('and this')",
+      ]) {
+        await sql.execute('evil', statement, []);
+      }
+      await manager.snapshot('evil');
+      await manager.snapshot('evil');
+      const kept = async () =>
+        Promise.all(
+          [1, 2].map(async (n) => [
+            await stateOf(db, `project_evil__snap_${n}`),
+            await db.query(`SELECT (SELECT json_agg(x ORDER BY id) FROM project_evil__snap_${n}.notes x)::text AS rows,
+                                   (SELECT last_value FROM project_evil__snap_${n}.notes_id_seq)::int AS seq`),
+          ]),
+        );
+      const taken = await kept();
+      expect(JSON.stringify(taken)).toContain('as it was');
+      const fork = await manager.fork('evil', 'victim', 1).then(() => 'forked', (e: Error) => e.message);
+      expect(await kept(), fork).toEqual(taken);
+      // Into another id, the fork goes through: the snapshot intact, its SECURITY DEFINER function too, in the fork as well.
+      await manager.fork('evil', 'calm', 1);
+      expect(await kept()).toEqual(taken);
+      expect((await sql.query('calm', 'SELECT body FROM notes ORDER BY id', [])).rows).toEqual([['as it was'], ['and this']]);
+      const definers = await db.query<{ schema: string; prosecdef: boolean }>(
+        "SELECT pronamespace::regnamespace::text AS schema, prosecdef FROM pg_proc WHERE proname = 'power' AND pronamespace::regnamespace::text LIKE 'project\\_%' ORDER BY 1",
+      );
+      expect(definers.filter((d) => d.schema !== 'project_victim')).toEqual(
+        ['project_calm', 'project_evil', 'project_evil__snap_1', 'project_evil__snap_2'].map((schema) => ({ schema, prosecdef: true })),
+      );
+      // Nothing of the copy's reading is left: no reader role, no grant on the snapshot.
+      expect(await db.query("SELECT rolname FROM pg_roles WHERE rolname LIKE '%\\_\\_reader'")).toEqual([]);
+    } finally {
+      await db.close();
+    }
+  }, 300_000);
+});
+
+describe('a fork from a snapshot with row level security on Citus', () => {
+  it('is refused, saying why and what to do, and leaves nothing; a fork of the current state goes through', async (ctx) => {
+    const { db, manager, sql } = await services(ctx);
+    try {
+      await manager.ensure('sec');
+      for (const statement of ["INSERT INTO notes (body) VALUES ('mine')", 'ALTER TABLE notes ENABLE ROW LEVEL SECURITY']) {
+        await sql.execute('sec', statement, []);
+      }
+      await manager.snapshot('sec');
+      const fork = await manager.fork('sec', 'sec-copy', 1).then(() => 'forked', (e: Error) => e.message);
+      expect(fork).toContain('The fork of snapshot 1 of "sec" into "sec-copy" is refused on Citus: row level security is enabled on its table(s) notes');
+      expect(await schemaExists(db, 'project_sec_copy')).toBe(false);
+      expect(await db.query("SELECT rolname FROM pg_roles WHERE rolname LIKE '%\\_\\_reader'")).toEqual([]);
+      await manager.fork('sec', 'sec-copy');
+      expect(await db.query('SELECT body FROM project_sec_copy.notes')).toEqual([{ body: 'mine' }]);
+    } finally {
+      await db.close();
+    }
+  }, 300_000);
+});
+
+describe("a snapshot's copy on Citus and the workspace's earlier snapshots", () => {
+  it('agent code the copy runs, as the role that makes the new snapshot, cannot change the earlier ones', async (ctx) => {
+    const { db, manager, sql, database } = await services(ctx);
+    try {
+      await manager.ensure('evil');
+      // Run as the new snapshot's owner while the second snapshot's copy validates bait's CHECK:
+      // earlier snapshots' sequences by OID (no USAGE on their schema needed), and their objects
+      // handed to evil's role, whose privileges the copier has for the copy.
+      for (const statement of [
+        `CREATE FUNCTION plant() RETURNS boolean LANGUAGE plpgsql AS $f$
+         DECLARE s oid;
+         BEGIN
+           IF pg_catalog.to_regnamespace('project_evil__snap_2') IS NULL OR current_user::text LIKE '%\\_evil' THEN RETURN true; END IF;
+           FOR s IN SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE n.nspname = 'project_evil__snap_1' AND c.relkind = 'S' LOOP
+             BEGIN PERFORM setval(s, 1000); EXCEPTION WHEN OTHERS THEN NULL; END;
+           END LOOP;
+           BEGIN EXECUTE format('REASSIGN OWNED BY CURRENT_USER TO %I', '${roleNameFor(database, 'evil')}'); EXCEPTION WHEN OTHERS THEN NULL; END;
+           RETURN true;
+         END $f$`,
+        'CREATE TABLE bait (n int CHECK (plant()))',
+        'INSERT INTO bait VALUES (1)',
+        "INSERT INTO notes (body) VALUES ('as it was'), ('and this')",
+      ]) {
+        await sql.execute('evil', statement, []);
+      }
+      await manager.snapshot('evil');
+      const first = async () => [
+        await stateOf(db, 'project_evil__snap_1'),
+        await db.query(`SELECT (SELECT last_value FROM project_evil__snap_1.notes_id_seq)::int AS seq,
+                               (SELECT array_agg(DISTINCT relowner::regrole::text) FROM pg_class WHERE relnamespace = 'project_evil__snap_1'::regnamespace) AS owners`),
+      ];
+      const taken = await first();
+      expect(JSON.stringify(taken)).toContain(snapshotRoleNameFor(database, 'evil'));
+      const second = await manager.snapshot('evil').then(() => 'taken', (e: Error) => e.message);
+      expect(await first(), second).toEqual(taken);
+      expect(second).toBe('taken');
+      // The new snapshot belongs to the snapshot role too, and nothing of the copy's role is left.
+      expect(await db.query("SELECT DISTINCT relowner::regrole::text AS owner FROM pg_class WHERE relnamespace = 'project_evil__snap_2'::regnamespace")).toEqual([
+        { owner: snapshotRoleNameFor(database, 'evil') },
+      ]);
+      expect(await db.query("SELECT rolname FROM pg_roles WHERE rolname LIKE '%\\_\\_copy\\_%'")).toEqual([]);
+    } finally {
+      await db.close();
+    }
+  }, 300_000);
+
+  it('a snapshot whose process stopped before handing it to the snapshot role is handed over by the next, and doctor leaves its copier alone', async (ctx) => {
+    const { db, manager, sql, database, searchPathSchemas } = await services(ctx);
+    try {
+      await manager.ensure('ws');
+      await sql.execute('ws', "INSERT INTO notes (body) VALUES ('kept')", []);
+      // The copy committed, and the process stopped before the step after it.
+      const c = { projectId: 'ws', schemaName: 'project_ws', lockTimeoutMs: 10_000, runner: sql, citus: true };
+      const prepared = await db.transaction((tx) => prepareSnapshotOnCitus(tx, c, searchPathSchemas));
+      await placeNearSource(db, prepared);
+      await db.transaction((tx) => takeSnapshot(tx, c, null, DEFAULT_SNAPSHOT_LIMITS, prepared));
+      const owners = () => db.query("SELECT DISTINCT relowner::regrole::text AS owner FROM pg_class WHERE relnamespace = 'project_ws__snap_1'::regnamespace");
+      expect(await owners()).toEqual([{ owner: prepared.copier }]);
+      expect(await rolesWithoutWorkspace(db, [])).toEqual([]);
+      await manager.snapshot('ws');
+      expect(await owners()).toEqual([{ owner: snapshotRoleNameFor(database, 'ws') }]);
+      expect(await db.query("SELECT rolname FROM pg_roles WHERE rolname LIKE '%\\_\\_copy\\_%'")).toEqual([]);
+      expect((await manager.listSnapshots('ws')).map((s) => s.snapshot)).toEqual([1, 2]);
     } finally {
       await db.close();
     }

@@ -69,5 +69,39 @@ for (const kind of BACKEND_KINDS) {
         await server.close();
       }
     }, 120_000);
+
+    it('VACUUMs of many workspaces open at most two connections of their own at once', async (ctx) => {
+      // Issue 27, red team round 3: each VACUUM opens a connection outside the pool, so with a lock held
+      // in one call and VACUUMs waiting for it in the others, every workspace id added the cap's share.
+      if (kind !== 'postgres') return ctx.skip(); // the embedded store runs VACUUM on its one session
+      const server = await startIsolationServer(kind, cluster, { role: 'mcp_vacuum_conns', databasePrefix: 'iso_vacuum_conns', statementTimeoutMs: 8000, disabledExtensions: ['codebase'] });
+      if (!server) return ctx.skip();
+      try {
+        const ids = ['v1', 'v2', 'v3', 'v4'];
+        for (const id of ids) {
+          for (const sql of [
+            'CREATE TABLE t (v int)',
+            "CREATE FUNCTION hold() RETURNS void LANGUAGE plpgsql AS $f$ BEGIN LOCK TABLE t IN SHARE MODE; PERFORM pg_sleep(2.5); END $f$",
+          ]) {
+            const setup = await server.run('execute', { project_id: id, sql });
+            expect(setup.isError, `${sql}: ${setup.text}`).toBe(false);
+          }
+        }
+        const holds = ids.map((id) => server.run('execute', { project_id: id, sql: 'SELECT hold()' }));
+        await new Promise((r) => setTimeout(r, 500));
+        const vacuums = ids.flatMap((id) => [1, 2, 3].map(() => server.run('execute', { project_id: id, sql: 'VACUUM t' })));
+        let most = 0;
+        for (let i = 0; i < 15; i++) {
+          const [row] = await server.asSuperuser<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'VACUUM%'");
+          most = Math.max(most, row?.n ?? 0);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        for (const done of await Promise.all([...holds, ...vacuums])) expect(done.isError, done.text).toBe(false);
+        expect(most).toBeGreaterThan(0);
+        expect(most).toBeLessThanOrEqual(2);
+      } finally {
+        await server.close();
+      }
+    }, 120_000);
   });
 }

@@ -57,7 +57,7 @@ export function registerIndexDirectoryTool(server: McpServer, deps: ToolDeps): v
               };
         const { status, done } = await service.indexDirectory(
           { projectId: args.project_id, path: args.path, include: args.include, exclude: args.exclude, maxFileBytes: args.max_file_bytes },
-          clientRoots,
+          { roots: clientRoots, elsewhere: deps.clientElsewhere },
           report,
         );
         if (progressToken === undefined) return { ...status };

@@ -8,7 +8,7 @@ export const indexRun = z.object({
   project_id: z.string(),
   path: z.string().describe('the real path of the directory (the repository of its chunks)'),
   state: z.enum(['running', 'done', 'failed', 'cancelled']),
-  phase: z.enum(['walking', 'indexing', 'removing', 'finished']),
+  phase: z.enum(['queued', 'walking', 'indexing', 'removing', 'finished']),
   files_total: count.describe('files to index (after .gitignore, include/exclude, binaries and oversized files)'),
   files_done: count,
   files_changed: count.describe('new or changed files written'),

@@ -61,6 +61,7 @@ export function registerSearchVectorsTool(server: McpServer, deps: ToolDeps): vo
       runTool(
         deps,
         async () => {
+          await (await deps.search(signal)).restoreStoppedLoad(args.project_id, args.table);
           const r = await (await deps.workspaces(signal)).searchVectors({
             projectId: args.project_id,
             table: args.table,

@@ -29,6 +29,8 @@ export interface ToolDeps {
   embedder(signal?: AbortSignal): Promise<Embedder>;
   /** The per-server project allowlist, which every tool obeys. */
   access: ProjectAccess;
+  /** The client may be on another machine (HTTP): its MCP roots name directories of its disk, not of this one. */
+  clientElsewhere: boolean;
   /** Turns a failure into the message the agent sees (e.g. advice when the database is down). */
   explain(error: unknown): Promise<string>;
 }

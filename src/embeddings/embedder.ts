@@ -24,8 +24,11 @@ export interface Embedding {
 /** A configured provider. Batching, bounded concurrency, timeouts and retries happen inside. */
 export interface Embedder {
   readonly space: EmbeddingSpace;
-  /** One embedding per text, in order, each with the document prefix. */
-  embedDocuments(texts: readonly string[], signal?: AbortSignal): Promise<Embedding[]>;
+  /**
+   * One embedding per text, in order, each with the document prefix. `workspace`: whose
+   * documents these are (workspaces' batches take turns at the provider).
+   */
+  embedDocuments(texts: readonly string[], signal?: AbortSignal, workspace?: string): Promise<Embedding[]>;
   /** The query's embedding, with the query prefix. */
   embedQuery(text: string, signal?: AbortSignal): Promise<Embedding>;
 }

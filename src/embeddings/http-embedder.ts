@@ -1,11 +1,11 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import pLimit, { type LimitFunction } from 'p-limit';
 import type { Logger } from '../logger.js';
 import type { Embedder, Embedding, EmbeddingSpace } from './embedder.js';
 import type { EmbeddingsConfig } from './embeddings-config.js';
 import { EmbeddingInputError, EmbeddingProviderError, networkProblem, scrubbed, shownEndpoint } from './provider-errors.js';
 import { providerMessage, saysModelUnknown, WIRE_FORMATS, type WireFormat } from './provider-wire.js';
 import { backoffMs, isRetriedStatus, MAX_RETRY_AFTER_MS, retryAfterMs } from './retry-policy.js';
+import { FairLimit } from '../fair-limit.js';
 
 /** The server's one embedder, or none when `--embeddings none`. */
 export function createEmbedder(config: EmbeddingsConfig | undefined, log: Logger): Embedder | undefined {
@@ -28,7 +28,8 @@ const GAVE_UP: Record<Transient['failure'], string> = {
 /**
  * An embedding provider over HTTP, in either wire format. Texts go in batches of `batchSize`;
  * every caller's batches share one limiter, so the server never has more than `concurrency`
- * requests in flight, whatever the number of tool calls.
+ * requests in flight, whatever the number of tool calls; queries go first, and workspaces'
+ * document batches take turns (src/fair-limit.ts).
  */
 export class HttpEmbedder implements Embedder {
   readonly space: EmbeddingSpace;
@@ -36,7 +37,7 @@ export class HttpEmbedder implements Embedder {
   readonly #wire: WireFormat;
   readonly #endpoint: URL;
   readonly #shown: string;
-  readonly #limit: LimitFunction;
+  readonly #limit: FairLimit;
   readonly #retryBaseMs: number;
 
   constructor(
@@ -51,20 +52,20 @@ export class HttpEmbedder implements Embedder {
     this.#endpoint = new URL(config.url);
     this.#endpoint.pathname = `${this.#endpoint.pathname.replace(/\/+$/, '')}${this.#wire.path}`;
     this.#shown = shownEndpoint(this.#endpoint);
-    this.#limit = pLimit(config.concurrency);
+    this.#limit = new FairLimit(config.concurrency);
     this.#retryBaseMs = options.retryBaseMs ?? 500;
   }
 
   async embedQuery(text: string, signal?: AbortSignal): Promise<Embedding> {
-    const [embedding] = await this.#embed([text], this.space.queryPrefix, signal);
+    const [embedding] = await this.#embed([text], this.space.queryPrefix, { urgent: true }, signal);
     return embedding as Embedding;
   }
 
-  embedDocuments(texts: readonly string[], signal?: AbortSignal): Promise<Embedding[]> {
-    return this.#embed(texts, this.space.documentPrefix, signal);
+  embedDocuments(texts: readonly string[], signal?: AbortSignal, workspace = ''): Promise<Embedding[]> {
+    return this.#embed(texts, this.space.documentPrefix, { workspace }, signal);
   }
 
-  async #embed(texts: readonly string[], prefix: string, signal: AbortSignal | undefined): Promise<Embedding[]> {
+  async #embed(texts: readonly string[], prefix: string, lane: { urgent: true } | { workspace: string }, signal: AbortSignal | undefined): Promise<Embedding[]> {
     if (texts.length === 0) return [];
     const empty = texts.findIndex((t) => t.length === 0);
     if (empty >= 0) throw new EmbeddingInputError(`Text ${empty + 1} of ${texts.length} is empty: there is nothing to embed.`);
@@ -76,7 +77,7 @@ export class HttpEmbedder implements Embedder {
     const siblings = new AbortController();
     const stop = signal ? AbortSignal.any([signal, siblings.signal]) : siblings.signal;
     try {
-      const answers = await Promise.all(batches.map((batch) => this.#limit(() => this.#request(batch, stop))));
+      const answers = await Promise.all(batches.map((batch) => this.#limit.run(lane, () => this.#request(batch, stop))));
       return answers.flat().map((vector, i) => ({ vector, truncated: cut[i]?.truncated }));
     } catch (error) {
       siblings.abort();

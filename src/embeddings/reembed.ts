@@ -172,7 +172,7 @@ async function moveColumn(db: Queryable, rows: WorkspaceRows, embedder: Embedder
       const keys = batch.rows.map((r) => String(r[0]));
       const texts = batch.rows.map((r) => String(r[1]));
       const present = texts.flatMap((t, i) => (t.length > 0 ? [i] : []));
-      const vectors = await embedder.embedDocuments(present.map((i) => texts[i] as string), options.signal);
+      const vectors = await embedder.embedDocuments(present.map((i) => texts[i] as string), options.signal, column.projectId);
       embedded += vectors.length;
       cut += vectors.filter((v) => v.truncated).length;
       // An empty text has no embedding: its vector goes, rather than stay in the old space.

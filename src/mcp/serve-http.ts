@@ -62,7 +62,7 @@ export async function serveHttp(config: Config, http: HttpConfig): Promise<void>
         { 'retry-after': '5' },
       );
     }
-    const server = createSessionServer({ engine, allowedProjects: config.allowedProjects });
+    const server = createSessionServer({ engine, allowedProjects: config.allowedProjects, clientElsewhere: true });
     const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
       sessionIdGenerator: randomUUID,
       onsessioninitialized: (id) => sessions.register(activity, id, { transport, server }),

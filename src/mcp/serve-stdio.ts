@@ -9,7 +9,7 @@ import { StdioLineTransport, UnreadableMessageError } from './stdio-transport.js
 export async function serveStdio(config: Config): Promise<void> {
   const log = createStderrLogger(config.logLevel);
   const engine = new ProvisioningEngine(config, log);
-  const { server, cleanup } = createServer({ engine, allowedProjects: config.allowedProjects });
+  const { server, cleanup } = createServer({ engine, allowedProjects: config.allowedProjects, clientElsewhere: false });
 
   let stopping = false;
   const shutdown = async (reason: string) => {

@@ -18,13 +18,15 @@ export interface ServerDeps {
   readyTimeoutMs?: number;
   /** Only these project ids are served (unset: any). */
   allowedProjects?: readonly string[] | undefined;
+  /** The client may be on another machine (HTTP); stdio's client started this process, on its own. */
+  clientElsewhere: boolean;
 }
 
 /**
  * One MCP server (one client session) around an engine, whose boot never delays `initialize`.
  * Closing it leaves the engine alone: over HTTP many sessions share one engine.
  */
-export function createSessionServer({ engine, readyTimeoutMs = READY_TIMEOUT_MS, allowedProjects }: ServerDeps): McpServer {
+export function createSessionServer({ engine, readyTimeoutMs = READY_TIMEOUT_MS, allowedProjects, clientElsewhere }: ServerDeps): McpServer {
   const server = new McpServer(
     { name: 'pg-workspace-mcp', version: packageVersion },
     {
@@ -59,6 +61,7 @@ export function createSessionServer({ engine, readyTimeoutMs = READY_TIMEOUT_MS,
       return embedder;
     },
     access,
+    clientElsewhere,
     explain: (error) => engine.explainFailedCall(error),
   };
   for (const tool of TOOLS) tool.register(server, deps);

@@ -9,7 +9,7 @@ import { expiredDeferrals } from '../registry/deferred-index-sql.js';
 import { columnsBeingReembedded } from '../registry/embedding-space-sql.js';
 import * as lifecycle from '../registry/lifecycle-queries.js';
 import * as registry from '../registry/operations-queries.js';
-import { roleNameFor, rolePrefixFor, SANDBOX_SCHEMA, snapshotRoleNameFor } from '../sandbox/sandbox-ddl.js';
+import { roleNameFor, rolePrefixFor, SANDBOX_SCHEMA, snapshotCopierNameFor, snapshotRoleNameFor } from '../sandbox/sandbox-ddl.js';
 import { projectIdOfSchema, ReservedSchemas, SNAPSHOT_SCHEMA_INFIX } from '../workspaces/project-id.js';
 import { FleetStatusReader, type FleetStatus } from '../workspaces/workspace-fleet.js';
 
@@ -303,11 +303,15 @@ export async function rolesWithoutWorkspace(q: Queryable, orphanIds: readonly st
   const roles = await registry.rolesStartingWith(q, rolePrefixFor(database));
   if (roles.length === 0) return [];
   const registered = await registry.registeredRoles(q);
-  // A registered workspace's snapshots have a role of their own (docs/snapshots.md).
+  // A registered workspace's snapshots have a role of their own (docs/snapshots.md); on Citus a
+  // snapshot's copier still owns it when its process stopped before handing it over (the next
+  // snapshot does): dropping that role would drop the snapshot.
+  const copiers = (await registry.snapshotSchemaOids(q)).map((s) => snapshotCopierNameFor(database, s.project_id, s.schema_oid));
   const owned = new Set([
     ...registered.map((w) => w.role_name ?? roleNameFor(database, w.project_id)),
     ...orphanIds.map((id) => roleNameFor(database, id)),
     ...registered.map((w) => w.snapshot_role_name ?? snapshotRoleNameFor(database, w.project_id)),
+    ...copiers,
   ]);
   return roles.filter((role) => !owned.has(role));
 }

@@ -16,7 +16,7 @@ import { expiredDeferrals, type DeferredIndexRow } from '../registry/deferred-in
 import type { WorkspaceSandbox } from '../sandbox/workspace-sandbox.js';
 import { sandboxedWorkspaces } from '../sandboxed-workspaces.js';
 import { recreateStatement } from '../search/index-definition.js';
-import { restoreDeferredIndexes } from '../search/index-deferral.js';
+import { REPAIR_REBUILD_TIMEOUT_MS, restoreDeferredIndexes } from '../search/index-deferral.js';
 import { CannotRunError } from './cannot-run.js';
 import { orphanSchemas, rolesWithoutWorkspace } from './doctor.js';
 
@@ -131,7 +131,7 @@ async function restoreIndexes(sandbox: WorkspaceSandbox, projectId: string, rows
   const changes = await Promise.all(
     rows.map(async (r) => `create index ${r.index_name} again: ${await recreateStatement(r.definition, { schemaName, tableName: r.table_name, indexName: r.index_name })}`),
   );
-  if (!dryRun && !(await restoreDeferredIndexes(sandbox, projectId, rows, { expiredOnly: true }))) {
+  if (!dryRun && !(await restoreDeferredIndexes(sandbox, projectId, rows, { expiredOnly: true, statementMs: REPAIR_REBUILD_TIMEOUT_MS }))) {
     return { fix: 'restore-indexes', subject: projectId, outcome: 'unchanged', changes: [], reason: 'a load renewed them meanwhile, or another process created them again' };
   }
   return { fix: 'restore-indexes', subject: projectId, outcome: 'changed', changes };

@@ -186,6 +186,14 @@ export async function rolesStartingWith(q: Queryable, prefix: string): Promise<s
   return (await q.query<{ role_name: string }>(WORKSPACE_ROLES, [prefix])).map((r) => r.role_name);
 }
 
+/** Every registered snapshot's schema OID: on Citus, what names the role that copied it (snapshotCopierNameFor). */
+const SNAPSHOT_SCHEMA_OIDS = `
+  SELECT s.project_id, pg_catalog.to_regnamespace(s.schema_name)::pg_catalog.oid::pg_catalog.int8::text AS schema_oid
+    FROM project_registry.workspace_snapshots s
+   WHERE pg_catalog.to_regnamespace(s.schema_name) IS NOT NULL`;
+
+export const snapshotSchemaOids = (q: Queryable) => q.query<{ project_id: string; schema_oid: string }>(SNAPSHOT_SCHEMA_OIDS);
+
 export const registeredRoles = (q: Queryable) =>
   q.query<{ project_id: string; role_name: string | null; snapshot_role_name: string | null }>(REGISTERED_ROLES);
 

@@ -82,6 +82,17 @@ export function snapshotRoleNameFor(databaseName: string, projectId: string): st
   return roleNameFor(databaseName, `${projectId}--snapshots`);
 }
 
+/**
+ * On Citus, the role made to copy a snapshot of a workspace into the schema of OID
+ * `targetSchemaOid`, which owns the copy until it is handed to the snapshot role and is dropped
+ * then (citus-schema-copy.ts). Never the name of a role dropped before: Citus keeps a session's
+ * connections to the workers by role name, and one opened as a dropped role fails. A project id
+ * never holds `--`, so no workspace has this role's name.
+ */
+export function snapshotCopierNameFor(databaseName: string, projectId: string, targetSchemaOid: number | string): string {
+  return roleNameFor(databaseName, `${projectId}--copy-${targetSchemaOid}`);
+}
+
 /** What every workspace role of the database starts with. */
 export function rolePrefixFor(databaseName: string): string {
   return `pgw_${createHash('sha256').update(databaseName).digest('hex').slice(0, 8)}_`;

@@ -10,11 +10,13 @@ export class PathNotAllowedError extends Error {
  * Where index_directory may read. `client`: the directories the MCP client declared as roots
  * (undefined when it does not support roots); `server`: the --allow-root directories. A path
  * must lie inside one of the client's roots when the client declared any, and inside one of the
- * server's when it lists any; with neither, nothing is allowed.
+ * server's when it lists any; with neither, nothing is allowed. `clientElsewhere`: the client may
+ * be on another machine (HTTP), so its roots, paths of its own disk, never allow anything alone.
  */
 export interface AllowedRoots {
   client: readonly string[] | undefined;
   server: readonly string[];
+  clientElsewhere: boolean;
 }
 
 /** Client roots are file:// URIs; other schemes name nothing on this disk and are ignored. */
@@ -37,6 +39,12 @@ export async function resolveAllowedDirectory(requested: string, roots: AllowedR
     throw new PathNotAllowedError(
       'No directory may be indexed: this client declares no MCP roots and the server was started without --allow-root. ' +
         'Share the directory as a root in your client, or start the server with --allow-root DIR (PG_WORKSPACE_ALLOWED_ROOTS).',
+    );
+  }
+  if (roots.clientElsewhere && roots.server.length === 0) {
+    throw new PathNotAllowedError(
+      'No directory may be indexed: over HTTP only the directories the server was started with (--allow-root DIR, PG_WORKSPACE_ALLOWED_ROOTS) ' +
+        "may be, since a client's roots name directories of its own machine, not of the server's.",
     );
   }
   if (!path.isAbsolute(requested)) throw new PathNotAllowedError(`path must be absolute, got ${JSON.stringify(requested)}.`);

@@ -5,6 +5,7 @@ import { WriteGuardError, type ExecuteResult, type RowsResult, type WriteTimeout
 import type { Chunk } from './chunking.js';
 import {
   EMBEDDED_HASHES,
+  ENSURE_REPOSITORY,
   INSERT_NEW_CHUNKS,
   REMOVE_FILES,
   REMOVE_STALE_CHUNKS,
@@ -83,16 +84,28 @@ const HASHES_PER_LOOKUP = 2000;
 const FILES_PER_LOOKUP = 200;
 /** Chunks written per transaction at most: one provider batch at the default size, so writing starts as soon as the first batch is back. */
 const CHUNKS_PER_GROUP = 64;
-/** Groups embedded beyond the one being written (the provider's concurrency limit bounds the requests). */
-const EMBEDDING_LOOKAHEAD = 4;
+/**
+ * Groups embedded or being embedded beyond those written (the provider's concurrency limit bounds
+ * the requests; this bounds the vectors held): at least the provider's default concurrency plus
+ * the writers, so its requests keep coming while groups are written.
+ */
+const EMBEDDING_LOOKAHEAD = 8;
+/**
+ * Groups written at once, each in its own transaction on its own session, so PostgreSQL writes
+ * one while the next is built and sent, or on another core: its part of the bench's load took a
+ * third less time on two sessions, three no better. (Ingest as a whole measured alike with one
+ * and two on the loaded development machine: docs/search.md, "Writes alone".)
+ */
+const WRITERS = 2;
 
 /**
  * Stores files and their chunks into a workspace's codebase tables: a file whose text, chunks
  * and metadata are stored already is left alone; a chunk whose hash some chunk of the workspace
  * already carries an embedding for is not embedded again; each file is then written in one
  * transaction (see ingest-sql.ts), so it is replaced whole or not at all. Files go in groups of
- * at most CHUNKS_PER_GROUP chunks (a larger file alone); embedding the next groups overlaps with
- * writing one.
+ * at most CHUNKS_PER_GROUP chunks (a larger file alone); the next groups are embedded while
+ * groups are written, WRITERS groups at once. When a write fails, no group starts after it and
+ * the ones running end as they do (each commits whole or not at all), then the failure is thrown.
  */
 export async function storeFiles(
   sandbox: WorkspaceWriter,
@@ -135,48 +148,65 @@ export async function storeFiles(
     }
   }
 
-  // Files go in small groups, embedded up to EMBEDDING_LOOKAHEAD groups ahead of the one being
-  // written: the provider's requests (all callers' share its concurrency limit) keep coming while
-  // each group is written in its own transaction, in order.
   const vectors = new Map<string, Vector>();
   const embeddedBy = new Map<string, number>();
   const outcomes = new Map<string, FileOutcome>();
   const groups = groupsOf(changed, CHUNKS_PER_GROUP);
   const isStored = (f: PreparedFile, c: Chunk) => stored.get(f.path)?.chunkHashes.includes(c.hash) ?? false;
-  const load = loads && changed.length > 0 ? await loads.begin(projectId, changed.reduce((n, f) => n + f.chunks.filter((c) => !isStored(f, c)).length, 0)) : undefined;
   const claimed = new Set<string>();
   const stop = new AbortController();
   const embedSignal = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
   const embedding: Array<Promise<void>> = [];
-  const startEmbedding = (group: readonly PreparedFile[]) => {
-    const todo: Chunk[] = [];
-    for (const file of group) {
-      for (const chunk of file.chunks) {
-        if (!embedder || known.has(chunk.hash) || claimed.has(chunk.hash)) continue;
-        claimed.add(chunk.hash);
-        todo.push(chunk);
-        embeddedBy.set(file.path, (embeddedBy.get(file.path) ?? 0) + 1);
+  /** Starts embedding the groups up to EMBEDDING_LOOKAHEAD beyond `written` (those whose writes have started). */
+  const embedAhead = (written: number) => {
+    while (embedding.length < Math.min(groups.length, written + EMBEDDING_LOOKAHEAD)) {
+      const todo: Chunk[] = [];
+      for (const file of groups[embedding.length] as PreparedFile[]) {
+        for (const chunk of file.chunks) {
+          if (!embedder || known.has(chunk.hash) || claimed.has(chunk.hash)) continue;
+          claimed.add(chunk.hash);
+          todo.push(chunk);
+          embeddedBy.set(file.path, (embeddedBy.get(file.path) ?? 0) + 1);
+        }
       }
+      const done = embedder && todo.length > 0 ? embedChunks(embedder, projectId, todo, vectors, embedSignal) : Promise.resolve();
+      // Awaited in its turn; until then a failure must not count as unhandled.
+      done.catch(() => undefined);
+      embedding.push(done);
     }
-    const done = embedder && todo.length > 0 ? embedChunks(embedder, todo, vectors, embedSignal) : Promise.resolve();
-    // Awaited in its turn; until then a failure must not count as unhandled.
-    done.catch(() => undefined);
-    embedding.push(done);
   };
+  const writing = new Set<Promise<void>>();
+  let failed: { error: unknown } | undefined;
+  let load: ChunkLoad | undefined;
   try {
+    if (loads && changed.length > 0) load = await loads.begin(projectId, changed.reduce((n, f) => n + f.chunks.filter((c) => !isStored(f, c)).length, 0));
+    embedAhead(0);
+    // Groups making the repository's row at once would wait for each other's commit (its unique key): made first, alone.
+    if (groups.length > 1) await sandbox.execute(projectId, ENSURE_REPOSITORY, [repository.path, repository.name]);
     for (const [g, group] of groups.entries()) {
-      while (embedding.length < Math.min(groups.length, g + 1 + EMBEDDING_LOOKAHEAD)) startEmbedding(groups[embedding.length] as PreparedFile[]);
-      await embedding[g];
-      await writeGroup(group);
+      // A chunk's vector comes from the group that claimed its hash, this one or an earlier one.
+      await Promise.all(embedding.slice(0, g + 1));
+      while (writing.size >= WRITERS) await Promise.race(writing);
+      if (failed) break;
+      const write = writeGroup(group, g === groups.length - 1).catch((error: unknown) => {
+        failed ??= { error };
+      });
+      writing.add(write);
+      void write.finally(() => writing.delete(write));
+      embedAhead(g + 1);
     }
+    await Promise.all(writing);
+    if (failed) throw failed.error;
   } finally {
-    // A failure stops the embeddings still running, and they settle before it is thrown: nothing runs on after the call returns.
+    // A failure stops the embeddings still running, and they and the writes running settle before
+    // it is thrown: nothing runs on after the call returns.
     stop.abort();
-    await Promise.allSettled(embedding);
+    await Promise.allSettled([...embedding, ...writing]);
     await load?.end();
   }
 
-  async function writeGroup(group: readonly PreparedFile[]): Promise<void> {
+  /** One group in one transaction; the last also records when the repository was written (the others leave its row unlocked for each other). */
+  async function writeGroup(group: readonly PreparedFile[], last: boolean): Promise<void> {
     signal?.throwIfAborted();
     const embeddingOf = (hash: string) => {
       const vector = vectors.get(hash)?.vector;
@@ -187,7 +217,7 @@ export async function storeFiles(
     const keptChunks = group.flatMap((f) => f.chunks.filter((c) => isStored(f, c)).map((c) => ({ ...chunkRow(f, c), content: null })));
     const newChunks = group.flatMap((f) => f.chunks.filter((c) => !isStored(f, c)).map((c) => chunkRow(f, c)));
     const statements = [
-      { sql: WRITE_REPOSITORY, params: [repository.path, repository.name] },
+      { sql: last ? WRITE_REPOSITORY : ENSURE_REPOSITORY, params: [repository.path, repository.name] },
       {
         sql: WRITE_FILES,
         params: [repository.path, group.map((f) => ({ path: f.path, hash: f.hash, size: f.sizeBytes, language: f.language, metadata: f.metadata }))],
@@ -231,8 +261,8 @@ export async function storeFiles(
 
 type Vector = { vector: number[]; truncated: FileOutcome['truncated'][number] | undefined };
 
-async function embedChunks(embedder: Embedder, chunks: readonly Chunk[], into: Map<string, Vector>, signal: AbortSignal | undefined): Promise<void> {
-  const embeddings = await embedder.embedDocuments(chunks.map((c) => c.content), signal);
+async function embedChunks(embedder: Embedder, projectId: string, chunks: readonly Chunk[], into: Map<string, Vector>, signal: AbortSignal | undefined): Promise<void> {
+  const embeddings = await embedder.embedDocuments(chunks.map((c) => c.content), signal, projectId);
   if (embeddings.length !== chunks.length) throw new Error(`the embedding provider returned ${embeddings.length} embeddings for ${chunks.length} texts`);
   chunks.forEach((chunk, i) => {
     const { vector, truncated } = embeddings[i] as Embedding;

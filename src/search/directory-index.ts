@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../logger.js';
 import { validateProjectId } from '../workspaces/project-id.js';
@@ -7,7 +6,9 @@ import { resolveAllowedDirectory, type AllowedRoots } from './allowed-roots.js';
 import { chunkText, contentHash, DEFAULT_CHUNK_OPTIONS } from './chunking.js';
 import { removeFiles, storeFiles, type ChunkEmbeddings, type ChunkLoads, type PreparedFile, type Repository, type WorkspaceWriter } from './chunk-store.js';
 import { REPOSITORY_FILES } from './ingest-sql.js';
-import { walkDirectory, type WalkedFile } from './directory-walk.js';
+import { readWalkedFile, walkDirectory, type WalkedFile, type WalkResult } from './directory-walk.js';
+import type { ReadBudget } from './read-budget.js';
+import { FairLimit } from '../fair-limit.js';
 
 export const DEFAULT_MAX_FILE_BYTES = 1024 * 1024;
 /** Files written per batch: their chunks go to the provider in one call, each file in its own statement. */
@@ -17,6 +18,14 @@ const STORED_PAGE = 5000;
 const REMOVED_PER_STATEMENT = 500;
 /** Finished jobs kept for index_status, per server. */
 const FINISHED_JOBS_KEPT = 50;
+/**
+ * Runs of a server at once, and of one workspace; the others wait their turn (`phase: queued`),
+ * the workspace with the fewest running first. A run holds its walk's list of files until it
+ * ends, and nothing bounded how many ran: an agent could start one per subdirectory (or one per
+ * workspace on the same directory), and other workspaces' runs went on beside all of them.
+ */
+const RUNS_AT_ONCE = 4;
+const RUNS_PER_WORKSPACE = 2;
 
 export interface IndexDirectoryInput {
   projectId: string;
@@ -31,7 +40,7 @@ export interface IndexJobStatus {
   project_id: string;
   path: string;
   state: 'running' | 'done' | 'failed' | 'cancelled';
-  phase: 'walking' | 'indexing' | 'removing' | 'finished';
+  phase: 'queued' | 'walking' | 'indexing' | 'removing' | 'finished';
   files_total: number;
   files_done: number;
   files_changed: number;
@@ -45,6 +54,14 @@ export interface IndexJobStatus {
   started_at: string;
   finished_at: string | null;
 }
+
+/** Where a file the read skipped is listed (the walk's names are camelCase, the tool's snake_case). */
+const SKIPPED_AS: Readonly<Record<keyof WalkResult['skipped'], keyof IndexJobStatus['skipped']>> = {
+  binary: 'binary',
+  oversized: 'oversized',
+  outsideRoot: 'outside_root',
+  unreadable: 'unreadable',
+};
 
 export type ProgressListener = (status: IndexJobStatus) => void;
 
@@ -73,13 +90,16 @@ const LANGUAGES: Readonly<Record<string, string>> = {
  */
 export class DirectoryIndexer {
   readonly #jobs = new Map<string, Job>();
+  readonly #runs = new FairLimit(RUNS_AT_ONCE, RUNS_PER_WORKSPACE);
 
   constructor(
     private readonly sandbox: WorkspaceWriter,
     private readonly embeddings: ChunkEmbeddings | undefined,
     private readonly log: Logger,
     /** Defers the chunks table's vector indexes over a run that loads as many chunks as it holds. */
-    private readonly loads?: ChunkLoads,
+    private readonly loads: ChunkLoads | undefined,
+    /** The file text every run of this server holds at once. */
+    private readonly budget: ReadBudget,
   ) {}
 
   /** Starts a run (or joins the one already running for that directory) and returns its status. */
@@ -96,7 +116,7 @@ export class DirectoryIndexer {
       project_id: projectId,
       path: root,
       state: 'running',
-      phase: 'walking',
+      phase: 'queued',
       files_total: 0,
       files_done: 0,
       files_changed: 0,
@@ -111,9 +131,12 @@ export class DirectoryIndexer {
       finished_at: null,
     };
     const job: Job = { status, abort: new AbortController(), listeners: new Set(listener ? [listener] : []), done: Promise.resolve(status) };
-    job.done = this.#run(job, input).then(
-      () => this.#finish(job, 'done', null),
-      (error: unknown) => this.#finish(job, job.abort.signal.aborted ? 'cancelled' : 'failed', (error as Error).message ?? String(error)),
+    // Finished within its turn: the next run starts once this one reads as finished.
+    job.done = this.#runs.run({ workspace: projectId }, () =>
+      this.#run(job, input).then(
+        () => this.#finish(job, 'done', null),
+        (error: unknown) => this.#finish(job, job.abort.signal.aborted ? 'cancelled' : 'failed', (error as Error).message ?? String(error)),
+      ),
     );
     this.#jobs.set(status.job_id, job);
     this.#forgetOldJobs();
@@ -139,12 +162,12 @@ export class DirectoryIndexer {
   async #run(job: Job, input: IndexDirectoryInput): Promise<void> {
     const { status } = job;
     const signal = job.abort.signal;
+    signal.throwIfAborted();
+    status.phase = 'walking';
+    this.#report(job);
     const repository: Repository = { path: status.path, name: path.basename(status.path) };
-    const walked = await walkDirectory(
-      status.path,
-      { include: input.include ?? [], exclude: input.exclude ?? [], maxFileBytes: input.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES },
-      signal,
-    );
+    const maxFileBytes = input.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
+    const walked = await walkDirectory(status.path, { include: input.include ?? [], exclude: input.exclude ?? [], maxFileBytes }, signal);
     status.skipped = {
       binary: walked.skipped.binary,
       oversized: walked.skipped.oversized,
@@ -166,7 +189,7 @@ export class DirectoryIndexer {
     const incoming = walked.files.reduce((n, f) => n + (stored.has(f.path) ? 0 : Math.ceil(f.sizeBytes / DEFAULT_CHUNK_OPTIONS.size)), 0);
     const load = await this.loads?.begin(status.project_id, incoming);
     try {
-      await this.#index(job, walked.files, stored, repository);
+      await this.#index(job, walked.files, stored, repository, maxFileBytes);
     } finally {
       await load?.end();
     }
@@ -182,11 +205,17 @@ export class DirectoryIndexer {
   }
 
   /** Chunks, embeds and writes the new and changed files, in batches. */
-  async #index(job: Job, files: readonly WalkedFile[], stored: ReadonlyMap<string, string>, repository: Repository): Promise<void> {
+  async #index(job: Job, files: readonly WalkedFile[], stored: ReadonlyMap<string, string>, repository: Repository, maxFileBytes: number): Promise<void> {
     const { status } = job;
     const signal = job.abort.signal;
     let batch: PreparedFile[] = [];
     let batchChunks = 0;
+    // Bytes of the budget this run holds: the batch's files, and the one being read.
+    let held = 0;
+    const giveBack = (bytes: number) => {
+      held -= bytes;
+      this.budget.give(bytes);
+    };
     const flush = async () => {
       if (batch.length === 0) return;
       const outcomes = await storeFiles(this.sandbox, this.embeddings, status.project_id, repository, batch, signal);
@@ -198,29 +227,49 @@ export class DirectoryIndexer {
       status.files_done += batch.length;
       batch = [];
       batchChunks = 0;
+      giveBack(held);
       this.#report(job);
     };
-    for (const file of files) {
-      signal.throwIfAborted();
-      const text = await readFile(file.absolute, 'utf8').catch(() => undefined);
-      if (text === undefined) {
-        status.skipped.unreadable.push(file.path);
-        status.files_done++;
-        continue;
+    try {
+      for (const file of files) {
+        signal.throwIfAborted();
+        let share = this.budget.tryTake(file.sizeBytes);
+        if (share === undefined) {
+          // Wait holding nothing: written first, the batch's bytes are free for the runs ahead.
+          await flush();
+          share = await this.budget.take(file.sizeBytes, signal);
+        }
+        held += share;
+        const read = await readWalkedFile(file.absolute, status.path, maxFileBytes);
+        if ('skipped' in read) {
+          giveBack(share);
+          status.skipped[SKIPPED_AS[read.skipped]].push(file.path);
+          status.files_done++;
+          continue;
+        }
+        const grown = read.bytes - share;
+        if (grown > 0) {
+          this.budget.force(grown);
+          held += grown;
+        }
+        const { text } = read;
+        const hash = contentHash(text);
+        if (stored.get(file.path) === hash) {
+          giveBack(share + Math.max(grown, 0));
+          status.files_unchanged++;
+          status.files_done++;
+          continue;
+        }
+        status.files_changed++;
+        const chunks = chunkText(text, DEFAULT_CHUNK_OPTIONS, 'code');
+        batch.push({ path: file.path, hash, sizeBytes: file.sizeBytes, language: LANGUAGES[path.extname(file.path).toLowerCase()] ?? null, metadata: null, chunks });
+        batchChunks += chunks.length;
+        if (batch.length >= FILES_PER_BATCH || batchChunks >= CHUNKS_PER_BATCH) await flush();
       }
-      const hash = contentHash(text);
-      if (stored.get(file.path) === hash) {
-        status.files_unchanged++;
-        status.files_done++;
-        continue;
-      }
-      status.files_changed++;
-      const chunks = chunkText(text, DEFAULT_CHUNK_OPTIONS, 'code');
-      batch.push({ path: file.path, hash, sizeBytes: file.sizeBytes, language: LANGUAGES[path.extname(file.path).toLowerCase()] ?? null, metadata: null, chunks });
-      batchChunks += chunks.length;
-      if (batch.length >= FILES_PER_BATCH || batchChunks >= CHUNKS_PER_BATCH) await flush();
+      await flush();
+    } finally {
+      giveBack(held);
     }
-    await flush();
   }
 
   #finish(job: Job, state: IndexJobStatus['state'], error: string | null): IndexJobStatus {

@@ -36,8 +36,13 @@ export const DEFAULT_LEASE_MS = 60_000;
 /** How long the drop waits for the table's lock (searches running on it hold it): a busy table keeps its indexes. */
 const DROP_LOCK_TIMEOUT_MS = 2_000;
 
-/** The statement timeout of building deferred indexes again (the server's per-call limit is for agents' statements). */
-export const REBUILD_TIMEOUT_MS = 15 * 60_000;
+/**
+ * The statement timeout of `repair --restore-indexes`, an operator's command: a large index may
+ * take long to build. Builds the server starts itself (at a load's end, on a later ingest or
+ * search) have the upgrade timeout instead: the agent decides their cost (rows, m,
+ * ef_construction), and on PGlite a build holds the one session every workspace shares.
+ */
+export const REPAIR_REBUILD_TIMEOUT_MS = 15 * 60_000;
 
 const NO_DEFERRAL: ChunkLoad = { end: async () => undefined };
 
@@ -60,6 +65,8 @@ export class IndexDeferral implements ChunkLoads {
     private readonly db: Queryable,
     private readonly sandbox: WorkspaceWriter,
     private readonly log: Logger,
+    /** Each build's statement timeout (PG_WORKSPACE_UPGRADE_TIMEOUT_MS). */
+    private readonly rebuildMs: number,
     private readonly leaseMs = DEFAULT_LEASE_MS,
   ) {}
 
@@ -81,7 +88,8 @@ export class IndexDeferral implements ChunkLoads {
     if (Number(rows[0]?.[0]) > incoming) return NO_DEFERRAL;
     const schemaName = schemaNameFor(projectId);
     const names = (await vectorIndexesOf(this.db, schemaName, CHUNKS, VECTOR_INDEX_METHODS)).map((i) => i.name);
-    if (names.length === 0) return NO_DEFERRAL;
+    // The build is bounded per statement: more than one index (the agent's own besides the server's) would multiply it.
+    if (names.length !== 1) return NO_DEFERRAL;
     const drop = `DROP INDEX IF EXISTS ${names.map((n) => `${quoteIdent(schemaName)}.${quoteIdent(n)}`).join(', ')}`;
     try {
       // The drop queues for the table's ACCESS EXCLUSIVE lock, and every search of the table behind it: not for long.
@@ -102,11 +110,16 @@ export class IndexDeferral implements ChunkLoads {
     try {
       const expired = (await deferredIndexes(this.db, projectId)).filter((r) => r.expired);
       if (expired.length === 0) return;
-      if (await restoreDeferredIndexes(this.sandbox, projectId, expired, { expiredOnly: true })) {
+      if (await restoreDeferredIndexes(this.sandbox, projectId, expired, { expiredOnly: true, statementMs: this.rebuildMs })) {
         this.log.warn('created again the vector indexes a stopped load had deferred', { project_id: projectId, indexes: expired.map((r) => r.index_name) });
       }
     } catch (error) {
-      this.log.warn('could not create again the vector indexes a stopped load deferred', { project_id: projectId, error: (error as Error).message });
+      this.log.warn('could not create again the vector indexes a stopped load deferred: tried again once their lease runs out (or by repair --restore-indexes)', {
+        project_id: projectId,
+        error: (error as Error).message,
+      });
+      // Not on every search: a build that times out would hold a connection (on PGlite, everyone's session) on each.
+      await renewLease(this.db, projectId, CHUNKS, this.leaseMs).catch(() => undefined);
     }
   }
 
@@ -123,7 +136,7 @@ export class IndexDeferral implements ChunkLoads {
         if (owned.length === 0) return;
         try {
           const rows = (await deferredIndexes(this.db, projectId, CHUNKS)).filter((r) => owned.includes(r.index_name));
-          if (rows.length > 0) await restoreDeferredIndexes(this.sandbox, projectId, rows, { expiredOnly: false });
+          if (rows.length > 0) await restoreDeferredIndexes(this.sandbox, projectId, rows, { expiredOnly: false, statementMs: this.rebuildMs });
         } catch (error) {
           this.log.warn('could not create again the vector indexes deferred for a load: the next ingest or search of the workspace retries once their lease runs out', {
             project_id: projectId,
@@ -139,7 +152,7 @@ export class IndexDeferral implements ChunkLoads {
 /**
  * Creates deferred indexes again from their recorded definitions (each checked and rewritten by
  * recreateStatement), as the workspace's role in its sandbox, and deletes their rows in the same
- * transaction. With `expiredOnly`, only rows whose lease ran out. False when another process took
+ * transaction, each statement under `statementMs`. With `expiredOnly`, only rows whose lease ran out. False when another process took
  * them first (or, with `expiredOnly`, a load still renews them): nothing was done. An invalid
  * definition throws before anything runs.
  */
@@ -147,14 +160,14 @@ export async function restoreDeferredIndexes(
   sandbox: Pick<WorkspaceWriter, 'writeAsWorkspace'>,
   projectId: string,
   rows: readonly DeferredIndexRow[],
-  { expiredOnly }: { expiredOnly: boolean },
+  { expiredOnly, statementMs }: { expiredOnly: boolean; statementMs: number },
 ): Promise<boolean> {
   const schemaName = schemaNameFor(projectId);
   const statements = await Promise.all(
     rows.map(async (r) => ({ sql: await recreateStatement(r.definition, { schemaName, tableName: r.table_name, indexName: r.index_name }), params: [] })),
   );
   try {
-    await sandbox.writeAsWorkspace(projectId, statements, claimDeferralGuard(projectId, rows.map((r) => r.index_name), expiredOnly), { statementMs: REBUILD_TIMEOUT_MS });
+    await sandbox.writeAsWorkspace(projectId, statements, claimDeferralGuard(projectId, rows.map((r) => r.index_name), expiredOnly), { statementMs });
     return true;
   } catch (error) {
     if (error instanceof WriteGuardError) return false;

@@ -38,6 +38,14 @@ export const WRITE_REPOSITORY = `
 INSERT INTO repositories (path, name, indexed_at) VALUES ($1, $2, pg_catalog.now())
 ON CONFLICT (path) DO UPDATE SET indexed_at = EXCLUDED.indexed_at`;
 
+/**
+ * The repository row, made if missing but not updated: groups written at once would queue for
+ * the row's lock behind each other's updates (the files' foreign keys only share-lock it).
+ */
+export const ENSURE_REPOSITORY = `
+INSERT INTO repositories (path, name, indexed_at) VALUES ($1, $2, pg_catalog.now())
+ON CONFLICT (path) DO NOTHING`;
+
 export const WRITE_FILES = `
 INSERT INTO files (repository_id, path, content_hash, size_bytes, language, metadata, modified_at)
 SELECT r.id, x.path, x.hash, x.size, x.language, x.metadata, pg_catalog.now()

@@ -6,7 +6,9 @@ import { pin, spaceOf } from '../embeddings/embedding-spaces.js';
 import { holdPinStatement } from '../registry/embedding-space-sql.js';
 import type { AllowedRoots } from './allowed-roots.js';
 import type { ChunkEmbeddings } from './chunk-store.js';
+import { DEFAULT_UPGRADE_TIMEOUT_MS } from '../config.js';
 import { IndexDeferral } from './index-deferral.js';
+import { ReadBudget } from './read-budget.js';
 import { DirectoryIndexer, type IndexDirectoryInput, type IndexJobStatus, type ProgressListener } from './directory-index.js';
 import { validateProjectId } from '../workspaces/project-id.js';
 import { REPOSITORY_SUMMARY } from './ingest-sql.js';
@@ -34,7 +36,7 @@ export interface RepositorySummary {
 export class SearchService {
   readonly #directories: DirectoryIndexer;
   readonly #embeddings: ChunkEmbeddings | undefined;
-  /** Large loads defer the chunks table's vector indexes: with a provider (without one no vector is written), not on Citus. */
+  /** Large loads defer the chunks table's vector indexes: with a provider (without one no vector is written). */
   readonly #deferral: IndexDeferral | undefined;
 
   constructor(
@@ -44,7 +46,7 @@ export class SearchService {
     /** --allow-root: where index_directory may read for clients without MCP roots (and a bound on those with them). */
     readonly serverRoots: readonly string[],
     log: Logger,
-    options: { citus?: boolean; deferralLeaseMs?: number } = {},
+    options: { deferralLeaseMs?: number; rebuildTimeoutMs?: number; readBudgetBytes?: number } = {},
   ) {
     this.#embeddings = embedder && {
       embedder,
@@ -52,24 +54,35 @@ export class SearchService {
       pin: (projectId) => db.transaction((tx) => pin(tx, { projectId, ...CHUNKS_EMBEDDING, textColumn: 'content' }, embedder.space)),
       hold: (projectId) => holdPinStatement({ projectId, ...CHUNKS_EMBEDDING }, spaceOf(embedder.space)),
     };
-    // On Citus the indexes live on the workspace's shards: their drop and build there are not tested, so never deferred.
-    this.#deferral = embedder && !options.citus ? new IndexDeferral(db, sandbox, log, options.deferralLeaseMs) : undefined;
-    this.#directories = new DirectoryIndexer(sandbox, this.#embeddings, log, this.#deferral);
+    // On Citus too: the drop and the build, as the workspace's role, reach the workspace's shard (tested).
+    this.#deferral = embedder ? new IndexDeferral(db, sandbox, log, options.rebuildTimeoutMs ?? DEFAULT_UPGRADE_TIMEOUT_MS, options.deferralLeaseMs) : undefined;
+    this.#directories = new DirectoryIndexer(sandbox, this.#embeddings, log, this.#deferral, new ReadBudget(options.readBudgetBytes));
   }
 
   async search(input: SearchInput, signal?: AbortSignal): Promise<SearchResult> {
-    // A load that stopped (a crash) left its chunks' vector indexes deferred: searches were exact meanwhile, and this one restores them.
-    if ((input.table ?? 'chunks') === 'chunks') await this.#deferral?.restoreExpired(input.projectId);
+    await this.restoreStoppedLoad(input.projectId, input.table ?? 'chunks');
     return searchWorkspace(this.db, this.sandbox, this.embedder, input, signal);
+  }
+
+  /**
+   * A load that stopped (a crash) left the chunks' vector indexes deferred, and searches of the
+   * table were exact meanwhile: once its lease has run out, the first search of the table
+   * (search, search_vectors) builds them again. Never throws (logged).
+   */
+  async restoreStoppedLoad(projectId: string, table: string): Promise<void> {
+    if (table === 'chunks') await this.#deferral?.restoreExpired(projectId);
   }
 
   addDocuments(input: AddDocumentsInput, signal?: AbortSignal): Promise<AddDocumentsResult> {
     return addDocuments(this.sandbox, this.#embeddings, input, signal, this.#deferral);
   }
 
-  /** Starts indexing a directory in the background; `clientRoots`: the MCP client's roots, undefined if it has none. */
-  indexDirectory(input: IndexDirectoryInput, clientRoots: readonly string[] | undefined, listener?: ProgressListener) {
-    const roots: AllowedRoots = { client: clientRoots, server: this.serverRoots };
+  /**
+   * Starts indexing a directory in the background. `client.roots`: the MCP client's roots,
+   * undefined if it has none; `client.elsewhere`: the client may be on another machine (HTTP).
+   */
+  indexDirectory(input: IndexDirectoryInput, client: { roots: readonly string[] | undefined; elsewhere: boolean }, listener?: ProgressListener) {
+    const roots: AllowedRoots = { client: client.roots, server: this.serverRoots, clientElsewhere: client.elsewhere };
     return this.#directories.start(input, roots, listener);
   }
 

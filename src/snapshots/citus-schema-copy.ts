@@ -1,8 +1,10 @@
+import pg from 'pg';
 import { distributeSchemaSql, moveSchema, SHARDING_OFF, workerOfSchema } from '../db/postgres/citus.js';
 import type { Queryable } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
-import { distributeNewTables, dropSandboxFunction, principalScript, sandboxFunction } from '../sandbox/sandbox-ddl.js';
+import { distributeNewTables, dropSandboxFunction, principalScript, SANDBOX_SCHEMA, sandboxFunction } from '../sandbox/sandbox-ddl.js';
 import { schemaCopyScript, type SchemaCopy } from './schema-copy.js';
+import { closeSnapshotReading, finishSnapshotReading, type SnapshotGrants } from './snapshot-reader.js';
 
 /*
  * A schema copy (a snapshot, or a fork's new workspace) on Citus, where every workspace is a
@@ -12,7 +14,8 @@ import { schemaCopyScript, type SchemaCopy } from './schema-copy.js';
  *   (placement_connection.c), nor does one role's connection see what another's made and has not
  *   committed (a schema, a grant). The server cannot make the copy and then hand it to the
  *   snapshot role, as on PostgreSQL: the role that will own the copy makes it, reading the source
- *   through a membership of the source's owner granted (and committed) beforehand;
+ *   through a membership of the source's owner granted (and committed) beforehand, or from a
+ *   snapshot through grants to read it and nothing more (snapshot-reader.ts);
  * - only a top-level CREATE TABLE in a distributed schema makes a tenant table (the copy's run
  *   from PL/pgSQL), and create_distributed_table colocates a table with the schema's group only
  *   through a table already in it: the target schema is made distributed with an empty anchor
@@ -32,12 +35,17 @@ const ANCHOR = 'pgw_copy_anchor';
 export interface CitusCopyPlan {
   /** The schema the copy fills: made distributed (with the anchor) by prepareCitusCopy. */
   target: string;
-  /** The role that makes and owns the copy: the snapshot role, or a fork's new workspace role. */
+  /** The role that makes and owns the copy: a role made for a snapshot's copy (handTo), or a fork's new workspace role. */
   copier: string;
-  /** The owner of what is copied, granted to the copier for the copy only. */
-  sourceOwner: string;
-  /** A schema nobody may use (a snapshot's) that sourceOwner may use for the copy only. */
-  sourceSchemaToOpen?: string;
+  /** The owner of what is copied (a workspace's role), granted to the copier for the copy only. */
+  sourceOwner?: string;
+  /** From a snapshot: what the copier was granted to read it, and only read it (snapshot-reader.ts). */
+  snapshotGrants?: SnapshotGrants;
+  /**
+   * A snapshot: the role the copy is handed to once committed (the snapshot role). Its copier is
+   * a role made for it, owning nothing else while the agent's code runs, dropped then.
+   */
+  handTo?: string;
   /** The schema whose worker the copy goes to. */
   near: string;
   /** The schemas after the target on the copier's sandbox search path (as for a workspace). */
@@ -47,26 +55,38 @@ export interface CitusCopyPlan {
 /**
  * First transaction (the caller's, committed before the copy): the target as a distributed schema
  * holding only the anchor, the copier's SQL sandbox on it, and the membership that lets the
- * copier read the source. Nothing of the agent's is touched.
+ * copier read a workspace (a snapshot's reading is granted by the caller, once the copier
+ * exists). Nothing of the agent's is touched.
  */
-export async function prepareCitusCopy(tx: Queryable, plan: CitusCopyPlan, serverRole: string, createCopier: boolean): Promise<void> {
-  const target = quoteIdent(plan.target);
+export async function prepareCitusCopy(
+  tx: Queryable,
+  prepared: Omit<CitusCopyPlan, 'copier'> & { copier: string | ((targetSchemaOid: string) => string) },
+  serverRole: string,
+  createCopier: boolean,
+): Promise<CitusCopyPlan> {
+  const target = quoteIdent(prepared.target);
   await tx.exec(SHARDING_OFF);
   await tx.exec(`CREATE SCHEMA ${target}`);
+  const [made] = await tx.query<{ oid: string }>('SELECT $1::pg_catalog.regnamespace::oid::text AS oid', [target]);
+  const plan = { ...prepared, copier: typeof prepared.copier === 'string' ? prepared.copier : prepared.copier(made?.oid ?? '') };
   await tx.exec(`CREATE TABLE ${target}.${quoteIdent(ANCHOR)} ()`);
   await tx.exec(distributeSchemaSql(plan.target));
   await tx.exec(principalScript({ schemaName: plan.target, roleName: plan.copier, searchPath: plan.searchPath }, createCopier, serverRole, true));
-  // Inheriting, for the copy only: the sandbox refuses every role change.
-  await tx.exec(`GRANT ${quoteIdent(plan.sourceOwner)} TO ${quoteIdent(plan.copier)}`);
-  await tx.exec(`ALTER ROLE ${quoteIdent(plan.copier)} INHERIT`);
-  if (plan.sourceSchemaToOpen) await tx.exec(`GRANT USAGE ON SCHEMA ${quoteIdent(plan.sourceSchemaToOpen)} TO ${quoteIdent(plan.sourceOwner)}`);
+  if (plan.sourceOwner) {
+    // Inheriting, for the copy only: the sandbox refuses every role change.
+    await tx.exec(`GRANT ${quoteIdent(plan.sourceOwner)} TO ${quoteIdent(plan.copier)}`);
+    await tx.exec(`ALTER ROLE ${quoteIdent(plan.copier)} INHERIT`);
+  }
+  return plan;
 }
 
-/** The membership (and the source schema's USAGE) granted for the copy, taken back. */
+/** The membership (or the snapshot's reading) granted for the copy, taken back. */
 async function closeSource(tx: Queryable, plan: CitusCopyPlan): Promise<void> {
-  await tx.exec(`REVOKE ${quoteIdent(plan.sourceOwner)} FROM ${quoteIdent(plan.copier)}`);
-  await tx.exec(`ALTER ROLE ${quoteIdent(plan.copier)} NOINHERIT`);
-  if (plan.sourceSchemaToOpen) await tx.exec(`REVOKE ALL ON SCHEMA ${quoteIdent(plan.sourceSchemaToOpen)} FROM ${quoteIdent(plan.sourceOwner)}`);
+  if (plan.sourceOwner) {
+    await tx.exec(`REVOKE ${quoteIdent(plan.sourceOwner)} FROM ${quoteIdent(plan.copier)}`);
+    await tx.exec(`ALTER ROLE ${quoteIdent(plan.copier)} NOINHERIT`);
+  }
+  if (plan.snapshotGrants) await closeSnapshotReading(tx, plan.snapshotGrants, plan.copier);
 }
 
 /**
@@ -86,12 +106,14 @@ export async function placeNearSource(q: Queryable, plan: CitusCopyPlan): Promis
  * membership taken back. With `keepSandbox` false (a snapshot) the copier's sandbox is dropped too,
  * and its privileges on the target.
  */
-export async function copyOnCitus(tx: Queryable, plan: CitusCopyPlan, copy: Omit<SchemaCopy, 'part' | 'target'>, keepSandbox: boolean): Promise<void> {
+export async function copyOnCitus(tx: Queryable, plan: CitusCopyPlan, source: Omit<SchemaCopy, 'part' | 'target'>, keepSandbox: boolean): Promise<void> {
   const sandbox = sandboxFunction(plan.target);
   const run = (script: string) => tx.query(`SELECT ${sandbox}('script', $1, 0, 0)`, [script]);
-  await run(schemaCopyScript({ ...copy, target: plan.target, part: 'before-distribution' }));
+  const reading = plan.snapshotGrants ? { definers: plan.snapshotGrants.definers, ignoreGrantee: plan.snapshotGrants.reader } : {};
+  const copy = { ...source, target: plan.target, ...reading };
+  await run(schemaCopyScript({ ...copy, part: 'before-distribution' }));
   await run(distributeNewTables(plan.target));
-  await run(schemaCopyScript({ ...copy, target: plan.target, lockSource: false, part: 'after-distribution' }));
+  await run(schemaCopyScript({ ...copy, lockSource: false, part: 'after-distribution' }));
   await run(`DROP TABLE ${quoteIdent(plan.target)}.${quoteIdent(ANCHOR)}`);
   await closeSource(tx, plan);
   if (keepSandbox) return;
@@ -107,4 +129,30 @@ export async function discardCitusCopy(tx: Queryable, plan: CitusCopyPlan): Prom
   await tx.exec(`DROP SCHEMA IF EXISTS ${quoteIdent(plan.target)} CASCADE`);
   await tx.exec(dropSandboxFunction(plan.target));
   await closeSource(tx, plan);
+  await finishCitusCopy(tx, plan);
+}
+
+/**
+ * After the copy committed, under the source's lock (or with its discarding): a snapshot handed
+ * to the snapshot role (an owner changed over the server's connections, which Citus refuses in
+ * the transaction whose copier wrote its shards) and its copier dropped; what a copy from a
+ * snapshot gave its reader, gone (snapshot-reader.ts).
+ */
+export async function finishCitusCopy(tx: Queryable, plan: CitusCopyPlan): Promise<void> {
+  if (plan.snapshotGrants) await finishSnapshotReading(tx, plan.snapshotGrants);
+  if (!plan.handTo) return;
+  const [target, keeper, copier] = [quoteIdent(plan.target), quoteIdent(plan.handTo), quoteIdent(plan.copier)];
+  const [present] = await tx.query<{ schema: boolean; copier: boolean }>(
+    'SELECT pg_catalog.to_regnamespace($1) IS NOT NULL AS schema, pg_catalog.to_regrole($2) IS NOT NULL AS copier',
+    [plan.target, copier],
+  );
+  if (!present?.copier) return;
+  // A statement at a time: Citus forwards DDL on distributed objects as the string it came in.
+  if (present.schema) {
+    await tx.exec(`GRANT CREATE ON SCHEMA ${target} TO ${keeper}`);
+    await tx.exec(`SELECT ${quoteIdent(SANDBOX_SCHEMA)}.adopt_objects(${pg.escapeLiteral(plan.target)}, ${pg.escapeLiteral(plan.handTo)})`);
+    await tx.exec(`REVOKE CREATE ON SCHEMA ${target} FROM ${keeper}`);
+  }
+  await tx.exec(`DROP OWNED BY ${copier}`);
+  await tx.exec(`DROP ROLE ${copier}`);
 }

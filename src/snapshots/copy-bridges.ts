@@ -37,6 +37,7 @@ WITH RECURSIVE
 target AS (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = $1),
 owner AS (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = $2),
 policy_role AS (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = $4),
+reader AS (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = $6),
 here AS (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()),
 copied (classid, objid) AS (
   SELECT d.classid, d.objid FROM pg_catalog.pg_depend d, target
@@ -90,6 +91,7 @@ found (problem) AS (
      AND (CASE WHEN EXISTS (SELECT FROM copied f WHERE f.classid = s.classid AND f.objid = s.objid)
                THEN s.refobjid <> (SELECT oid FROM owner)
                     AND NOT (s.deptype = 'r' AND s.refobjid IS NOT DISTINCT FROM (SELECT oid FROM policy_role))
+                    AND NOT (s.deptype = 'a' AND s.refobjid IS NOT DISTINCT FROM (SELECT oid FROM reader))
                ELSE s.refobjid = (SELECT oid FROM owner)
                     AND NOT (s.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND s.objid = (SELECT oid FROM target))
                     AND NOT ($5 AND s.classid = 'pg_catalog.pg_largeobject'::pg_catalog.regclass AND s.deptype = 'o')
@@ -123,10 +125,12 @@ interface CopyBoundary {
   policiesMayName: string | null;
   /** The owner's own large objects are fine (a workspace role's are; a snapshot role makes none). */
   ownerLargeObjects: boolean;
+  /** A role its objects may be granted to: on Citus, the reader of a copy from it, dropped once the copy committed (snapshot-reader.ts). */
+  reader?: string;
 }
 
 async function copyBridges(tx: Queryable, b: CopyBoundary): Promise<string> {
-  const rows = await tx.query<{ problem: string }>(BRIDGES, [b.schema, b.owner, [...b.ownerAlsoIn], b.policiesMayName, b.ownerLargeObjects]);
+  const rows = await tx.query<{ problem: string }>(BRIDGES, [b.schema, b.owner, [...b.ownerAlsoIn], b.policiesMayName, b.ownerLargeObjects, b.reader ?? null]);
   return rows.map((row) => row.problem).join('; ');
 }
 
@@ -147,7 +151,8 @@ export async function refuseForkBridges(tx: Queryable, r: { from: string; to: st
  */
 export async function refuseSnapshotBridges(
   tx: Queryable,
-  s: { projectId: string; schema: string; keeper: string; workspaceRole: string; otherSnapshots: readonly string[] },
+  s: { projectId: string; schema: string; keeper: string; workspaceRole: string; otherSnapshots: readonly string[]; reader?: string },
+  what = `The snapshot of "${s.projectId}"`,
 ): Promise<void> {
   const problems = await copyBridges(tx, {
     schema: s.schema,
@@ -155,11 +160,12 @@ export async function refuseSnapshotBridges(
     ownerAlsoIn: s.otherSnapshots,
     policiesMayName: s.workspaceRole,
     ownerLargeObjects: false,
+    ...(s.reader ? { reader: s.reader } : {}),
   });
   if (!problems) return;
   throw new WorkspaceLifecycleError(
-    `The snapshot of "${s.projectId}" is refused: code the copy ran made objects that would let the workspace reach its snapshots ` +
+    `${what} is refused: code the copy ran made objects that would let the workspace reach its snapshots ` +
       `(${problems}). Find what makes them (a CHECK, domain or materialized view of "${s.projectId}" that runs DDL or GRANT), ` +
-      'remove it, and snapshot again. Nothing was changed.',
+      'remove it, and try again. Nothing was changed.',
   );
 }

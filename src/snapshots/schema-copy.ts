@@ -31,6 +31,16 @@ export interface SchemaCopy {
   target: string;
   /** Role names replaced in row level security policies (a fork's policies name the new workspace's role). */
   roleMap?: Readonly<Record<string, string>>;
+  /**
+   * Where rows and sequence values are read, when not from the source itself: a schema of views
+   * named as the source's tables and sequences (snapshot-reader.ts), for a copier that may only
+   * read a snapshot.
+   */
+  readFrom?: string;
+  /** Routines of the source (OIDs) the copy makes SECURITY DEFINER, which the source holds as INVOKER for the copy (snapshot-reader.ts). */
+  definers?: readonly string[];
+  /** A role whose grants on the source are not copied: a copy's reader of a snapshot (snapshot-reader.ts). */
+  ignoreGrantee?: string;
   /** Takes SHARE locks on the source's tables first: its rows cannot change while they are read, its reads go on. */
   lockSource: boolean;
   /**
@@ -48,6 +58,9 @@ export function schemaCopyScript(copy: SchemaCopy): string {
 DECLARE
   source text := ${literal(copy.source)};
   target text := ${literal(copy.target)};
+  read_from text := ${literal(copy.readFrom ?? copy.source)};
+  ignore_grantee text := ${literal(copy.ignoreGrantee ?? '')};
+  definers oid[] := ${literal(`{${(copy.definers ?? []).join(',')}}`)};
   role_map jsonb := ${literal(JSON.stringify(copy.roleMap ?? {}))};
   lock_source boolean := ${copy.lockSource ? 'true' : 'false'};
   part text := ${literal(copy.part ?? 'whole')};
@@ -69,6 +82,7 @@ const COPY_BODY = `
   sequences text[] := '{}';
   tables text[] := '{}';
   late_functions text[] := '{}';
+  definer_flags text[] := '{}';
   rows_copied text[] := '{}';
   keys text[] := '{}';
   views text[] := '{}';
@@ -203,6 +217,10 @@ BEGIN
     END IF;
     definition := pg_catalog.format('CREATE %s %I(', CASE item.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, item.proname)
                   OPERATOR(pg_catalog.||) pg_catalog.substr(definition, pg_catalog.length(prefix) OPERATOR(pg_catalog.+) 1);
+    IF item.oid OPERATOR(pg_catalog.=) ANY (definers) THEN
+      definer_flags := definer_flags OPERATOR(pg_catalog.||) pg_catalog.format('ALTER ROUTINE %I(%s) SECURITY DEFINER', item.proname,
+                                                                                 pg_catalog.pg_get_function_identity_arguments(item.oid));
+    END IF;
     IF item.late THEN
       late_functions := late_functions OPERATOR(pg_catalog.||) definition;
     ELSE
@@ -228,7 +246,7 @@ BEGIN
     -- Every sequence is set to its value; an identity column's is made with its table, under its name.
     sequence_state := sequence_state OPERATOR(pg_catalog.||) pg_catalog.format(
       'SELECT pg_catalog.setval(%L::pg_catalog.regclass, s.last_value, s.is_called) FROM %I.%I s',
-      pg_catalog.format('%I.%I', target, item.relname), source, item.relname);
+      pg_catalog.format('%I.%I', target, item.relname), read_from, item.relname);
     CONTINUE WHEN item.identity;
     sequences := sequences OPERATOR(pg_catalog.||) pg_catalog.format(
       'CREATE SEQUENCE %I AS %s INCREMENT BY %s MINVALUE %s MAXVALUE %s START WITH %s CACHE %s %s',
@@ -294,7 +312,7 @@ BEGIN
                        WHERE EXISTS (SELECT FROM pg_catalog.unnest(a.attoptions) o WHERE o OPERATOR(pg_catalog.~) '^n_distinct(_inherited)?=')) s(setting)
        WHERE a.attrelid OPERATOR(pg_catalog.=) item.oid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped ORDER BY a.attnum);
     rows_copied := rows_copied OPERATOR(pg_catalog.||) (
-      SELECT pg_catalog.format('INSERT INTO %I.%I (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM ONLY %I.%I', target, item.relname, cols, vals, source, item.relname)
+      SELECT pg_catalog.format('INSERT INTO %I.%I (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM ONLY %I.%I', target, item.relname, cols, vals, read_from, item.relname)
         FROM (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum) AS cols,
                      -- A value of one of the source's own types (enum, composite, domain, range, or an array of
                      -- one) becomes the target's through its text form.
@@ -410,7 +428,9 @@ BEGIN
                     ELSE pg_catalog.quote_ident(COALESCE(role_map OPERATOR(pg_catalog.->>) pg_catalog.pg_get_userbyid(a.grantee)::text,
                                                          pg_catalog.pg_get_userbyid(a.grantee)::text)) END,
                CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
-        FROM pg_catalog.aclexplode(item.acl) a ORDER BY a.grantee, a.privilege_type);
+        FROM pg_catalog.aclexplode(item.acl) a
+       WHERE a.grantee OPERATOR(pg_catalog.=) 0 OR pg_catalog.pg_get_userbyid(a.grantee)::text OPERATOR(pg_catalog.<>) ignore_grantee
+       ORDER BY a.grantee, a.privilege_type);
   END LOOP;
 
   -- Comments on every object copied (the schema's own stays the server's).
@@ -453,7 +473,7 @@ BEGIN
   PERFORM pg_catalog.set_config('search_path', pg_catalog.format('%I, pg_catalog, pg_temp', target), true);
   IF part OPERATOR(pg_catalog.<>) 'after-distribution' THEN
     steps := types OPERATOR(pg_catalog.||) early_functions OPERATOR(pg_catalog.||) domain_checks OPERATOR(pg_catalog.||) sequences
-             OPERATOR(pg_catalog.||) tables OPERATOR(pg_catalog.||) storage OPERATOR(pg_catalog.||) sequence_owners OPERATOR(pg_catalog.||) late_functions
+             OPERATOR(pg_catalog.||) tables OPERATOR(pg_catalog.||) storage OPERATOR(pg_catalog.||) sequence_owners OPERATOR(pg_catalog.||) late_functions OPERATOR(pg_catalog.||) definer_flags
              OPERATOR(pg_catalog.||) rows_copied OPERATOR(pg_catalog.||) keys;
   END IF;
   IF part OPERATOR(pg_catalog.<>) 'before-distribution' THEN

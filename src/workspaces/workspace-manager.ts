@@ -48,7 +48,7 @@ import {
   type WorkspaceRunner,
 } from './workspace-snapshots.js';
 import type { SnapshotRow } from '../registry/snapshot-queries.js';
-import { discardCitusCopy, placeNearSource, type CitusCopyPlan } from '../snapshots/citus-schema-copy.js';
+import { discardCitusCopy, finishCitusCopy, placeNearSource, type CitusCopyPlan } from '../snapshots/citus-schema-copy.js';
 import {
   ForeignSchemaError,
   WorkspaceNotFoundError,
@@ -480,7 +480,16 @@ export class WorkspaceManager {
       const prepared = await this.db.transaction(prepare);
       try {
         await placeNearSource(this.db, prepared);
-        return await this.db.transaction((tx) => bounded(tx, prepared), agentOf);
+        const outcome = await this.db.transaction((tx) => bounded(tx, prepared), agentOf);
+        await this.db
+          .transaction(async (tx) => {
+            await lockWorkspace(tx, agentOf, this.#lockTimeoutMs);
+            await finishCitusCopy(tx, prepared);
+          })
+          .catch((cleanup: unknown) =>
+            this.log.warn("could not finish a Citus copy: the workspace's next snapshot does (doctor lists what is left)", { schema: prepared.target, error: String(cleanup) }),
+          );
+        return outcome;
       } catch (error) {
         await this.db.transaction((tx) => discardCitusCopy(tx, prepared)).catch((cleanup: unknown) =>
           this.log.warn('could not drop a Citus copy that failed', { schema: prepared.target, error: String(cleanup) }),

@@ -18,11 +18,12 @@ import {
   workspaceLevel,
   type SnapshotRow,
 } from '../registry/snapshot-queries.js';
-import { principalScript, roleNameFor, SANDBOX_SCHEMA } from '../sandbox/sandbox-ddl.js';
+import { principalScript, roleNameFor, SANDBOX_SCHEMA, snapshotCopierNameFor } from '../sandbox/sandbox-ddl.js';
 import { snapshotRoleOf, workspaceRoleOf } from '../sandbox/workspace-role.js';
 import { copyOnCitus, prepareCitusCopy, type CitusCopyPlan } from '../snapshots/citus-schema-copy.js';
 import { refuseForkBridges, refuseSnapshotBridges } from '../snapshots/copy-bridges.js';
 import { schemaCopyScript } from '../snapshots/schema-copy.js';
+import { closeSnapshotViews, grantSnapshotReading, openSnapshotViews } from '../snapshots/snapshot-reader.js';
 import { snapshotSchemaName } from './project-id.js';
 import { WorkspaceLifecycleError } from './workspace-lifecycle.js';
 
@@ -30,7 +31,9 @@ import { WorkspaceLifecycleError } from './workspace-lifecycle.js';
  * Snapshots, restores and forks of workspaces (docs/snapshots.md), as steps in the caller's
  * transaction under the workspace's lock, like drop and rename (workspace-lifecycle.ts). A
  * snapshot is a schema named so that no workspace can have it, owned by the server, its objects
- * owned by the workspace's snapshot role; the copy into it runs as the workspace's own role.
+ * owned by the workspace's snapshot role; the copy into it runs as the workspace's own role (on
+ * Citus as a role made for it). No copy runs as a role that may write a snapshot already taken:
+ * a fork of one reads it and nothing more (snapshot-reader.ts).
  */
 
 export interface SnapshotLimits {
@@ -166,7 +169,7 @@ export async function takeSnapshot(
     await copyOnCitus(tx, prepared, { source: c.schemaName, lockSource: true }, false);
     // Citus measures no shard in a transaction that wrote to shards: the workspace's size it copied.
     size = estimate;
-    roles = { workspace: prepared.sourceOwner, keeper: prepared.copier };
+    roles = { workspace: await workspaceRoleOf(tx, c.projectId, await currentDatabase(tx)), keeper: prepared.copier };
   } else {
     const database = await currentDatabase(tx);
     const role = await workspaceRoleOf(tx, c.projectId, database);
@@ -183,7 +186,8 @@ export async function takeSnapshot(
     size = await schemaSize(tx, target, false);
     if (totals.bytes + size > limits.budgetBytes) throw budgetRefusal(size);
   }
-  const otherSnapshots = (await listSnapshots(tx, c.projectId)).map((row) => row.schema_name);
+  // On Citus the copier made this snapshot only; elsewhere the snapshot role owns the others.
+  const otherSnapshots = c.citus ? [] : await otherSnapshotSchemas(tx, c.projectId, target);
   await refuseSnapshotBridges(tx, { projectId: c.projectId, schema: target, keeper: roles.keeper, workspaceRole: roles.workspace, otherSnapshots });
   return insertSnapshot(tx, c.projectId, {
     snapshot: totals.next,
@@ -197,9 +201,9 @@ export async function takeSnapshot(
 
 /**
  * On Citus, the committed first step of a snapshot (citus-schema-copy.ts): the next snapshot's
- * schema, distributed and empty, with the snapshot role's sandbox on it and a membership of the
- * workspace's role to read it with. Under the workspace's lock; a schema of that name left by a
- * snapshot that never finished (no registry row) is dropped first.
+ * schema, distributed and empty, with the sandbox of a role made for the copy on it and a
+ * membership of the workspace's role to read it with. Under the workspace's lock; a schema of that
+ * name left by a snapshot that never finished (no registry row) is dropped first.
  */
 export async function prepareSnapshotOnCitus(tx: Queryable, c: SnapshotContext, searchPathSchemas: readonly string[]): Promise<CitusCopyPlan> {
   await lockWorkspace(tx, c.projectId, c.lockTimeoutMs);
@@ -207,11 +211,41 @@ export async function prepareSnapshotOnCitus(tx: Queryable, c: SnapshotContext, 
   await c.runner.ensurePrincipal(tx, c.projectId);
   const capability = await readSandboxCapability(tx, searchPathSchemas);
   const keeper = await snapshotRole(tx, capability.database, c.projectId);
-  const target = snapshotSchemaName(c.schemaName, (await snapshotTotals(tx, c.projectId)).next);
+  await adoptFromCopiers(tx, c.projectId, keeper, capability.database);
+  const { next } = await snapshotTotals(tx, c.projectId);
+  const target = snapshotSchemaName(c.schemaName, next);
   await tx.exec(`DROP SCHEMA IF EXISTS ${quoteIdent(target)} CASCADE`);
-  const plan = { target, copier: keeper, sourceOwner: await workspaceRoleOf(tx, c.projectId, capability.database), near: c.schemaName, searchPath: searchPathSchemas };
-  await prepareCitusCopy(tx, plan, capability.role, false);
-  return plan;
+  // The copy's own role, owning nothing but what it makes (the snapshot role owns every snapshot
+  // of the workspace, and the agent's code the copy runs runs as the copier), named after the
+  // target schema's OID: never a name used before.
+  const plan = {
+    target,
+    copier: (schemaOid: string) => snapshotCopierNameFor(capability.database, c.projectId, schemaOid),
+    sourceOwner: await workspaceRoleOf(tx, c.projectId, capability.database),
+    handTo: keeper,
+    near: c.schemaName,
+    searchPath: searchPathSchemas,
+  };
+  return prepareCitusCopy(tx, plan, capability.role, true);
+}
+
+/**
+ * On Citus, a snapshot whose process stopped before handing it to the snapshot role (after its
+ * copy committed) still belongs to its copier: handed over now, and the copier dropped.
+ */
+async function adoptFromCopiers(tx: Queryable, projectId: string, keeper: string, database: string): Promise<void> {
+  for (const row of await listSnapshots(tx, projectId)) {
+    const [schema] = await tx.query<{ oid: string | null }>('SELECT pg_catalog.to_regnamespace($1)::oid::text AS oid', [row.schema_name]);
+    const copier = snapshotCopierNameFor(database, projectId, schema?.oid ?? '');
+    if (!schema?.oid || !(await roleExists(tx, copier))) continue;
+    await tx.exec(handOver(row.schema_name, keeper));
+    await tx.exec(`DROP OWNED BY ${quoteIdent(copier)}; DROP ROLE ${quoteIdent(copier)}`);
+  }
+}
+
+/** The schemas of a workspace's snapshots other than `schema`. */
+async function otherSnapshotSchemas(tx: Queryable, projectId: string, schema: string): Promise<string[]> {
+  return (await listSnapshots(tx, projectId)).map((row) => row.schema_name).filter((name) => name !== schema);
 }
 
 export async function snapshotsOf(q: Queryable, projectId: string): Promise<SnapshotRow[]> {
@@ -342,11 +376,16 @@ export async function prepareForkOnCitus(
 ): Promise<CitusCopyPlan> {
   const { source, capability, fromRole, toRole, sourceSchema } = await forkChecks(tx, r, searchPathSchemas, lockTimeoutMs, true);
   await runner.ensurePrincipal(tx, r.from);
-  const plan: CitusCopyPlan = source
-    ? { target: r.toSchema, copier: toRole, sourceOwner: await snapshotRoleOf(tx, r.from, capability.database), sourceSchemaToOpen: sourceSchema, near: sourceSchema, searchPath: searchPathSchemas }
-    : { target: r.toSchema, copier: toRole, sourceOwner: fromRole, near: sourceSchema, searchPath: searchPathSchemas };
-  await prepareCitusCopy(tx, plan, capability.role, !(await roleExists(tx, toRole)));
-  return plan;
+  // From a snapshot, the copier may read it and nothing more: no membership of the snapshot role,
+  // which owns every snapshot of `from` (snapshot-reader.ts).
+  const plan = await prepareCitusCopy(
+    tx,
+    { target: r.toSchema, copier: toRole, ...(source ? {} : { sourceOwner: fromRole }), near: sourceSchema, searchPath: searchPathSchemas },
+    capability.role,
+    !(await roleExists(tx, toRole)),
+  );
+  if (!source) return plan;
+  return { ...plan, snapshotGrants: await grantSnapshotReading(tx, sourceSchema, roleNameFor(capability.database, `${r.to}--reader`), toRole, forkOfSnapshot(r)) };
 }
 
 /**
@@ -372,22 +411,24 @@ export async function forkWorkspace(
   const copy = { source: sourceSchema, roleMap: { [fromRole]: toRole }, lockSource: source === undefined };
   if (prepared) {
     await copyOnCitus(tx, prepared, copy, true);
+    if (source) await refuseSourceBridges(tx, r, sourceSchema, fromRole, await snapshotRoleOf(tx, r.from, capability.database), prepared.snapshotGrants?.reader);
   } else {
-    const [to, from, src] = [quoteIdent(r.toSchema), quoteIdent(fromRole), quoteIdent(sourceSchema)];
+    const [to, from] = [quoteIdent(r.toSchema), quoteIdent(fromRole)];
     await tx.exec(`CREATE SCHEMA ${to}`);
     await tx.exec(principalScript({ schemaName: r.toSchema, roleName: toRole, searchPath: searchPathSchemas }, true, capability.role));
     await runner.ensurePrincipal(tx, r.from);
-    // For the copy only: `from`'s role writes into the new schema and owns the snapshot it reads
-    // (an owner reads every row: no policy of the snapshot's filters the copy). Nobody else sees
-    // any of it before the commit, when it is all back.
+    // For the copy only: `from`'s role writes into the new schema and, from a snapshot, reads it
+    // through views owned by the snapshot role and no more (snapshot-reader.ts): the code the copy
+    // runs must not change the snapshot. Nobody else sees any of it before the commit.
     await tx.exec(`GRANT USAGE, CREATE ON SCHEMA ${to} TO ${from}`);
-    if (source) await tx.exec(`GRANT USAGE ON SCHEMA ${src} TO ${from};\n${handOver(sourceSchema, fromRole)}`);
-    await runner.runAsWorkspace(tx, r.from, schemaCopyScript({ ...copy, target: r.toSchema }));
+    const keeper = source ? await snapshotRoleOf(tx, r.from, capability.database) : undefined;
+    const reading = keeper ? await openSnapshotViews(tx, sourceSchema, keeper, fromRole) : undefined;
+    await runner.runAsWorkspace(tx, r.from, schemaCopyScript({ ...copy, target: r.toSchema, ...(reading ? { readFrom: reading.schema, definers: reading.definers.map((d) => d.oid) } : {}) }));
     if (!source) await refuseWhileDeferred(tx, r.from, 'fork');
     await tx.exec(`REVOKE ALL ON SCHEMA ${to} FROM ${from}`);
-    if (source) {
-      const keeper = await snapshotRoleOf(tx, r.from, capability.database);
-      await tx.exec(`REVOKE ALL ON SCHEMA ${src} FROM ${from};\n${handOver(sourceSchema, keeper)}`);
+    if (reading && keeper) {
+      await closeSnapshotViews(tx, reading, forkOfSnapshot(r));
+      await refuseSourceBridges(tx, r, sourceSchema, fromRole, keeper);
     }
     await tx.exec(`SELECT ${quoteIdent(SANDBOX_SCHEMA)}.adopt_objects(${literal(r.toSchema)}, ${literal(toRole)})`);
   }
@@ -402,6 +443,17 @@ export async function forkWorkspace(
       `registered "${r.to}" at the migration level of what it copied`,
     ],
   };
+}
+
+const forkOfSnapshot = (r: ForkRequest) => `The fork of snapshot ${r.snapshot} of "${r.from}" into "${r.to}"`;
+
+/**
+ * After a fork of a snapshot: nothing the copy's code made may depend on the snapshot (a column of
+ * one of its types, which an ALTER TYPE after a restore would reach), nor hold it otherwise.
+ */
+async function refuseSourceBridges(tx: Queryable, r: ForkRequest, snapshotSchema: string, fromRole: string, keeper: string, reader?: string): Promise<void> {
+  const otherSnapshots = await otherSnapshotSchemas(tx, r.from, snapshotSchema);
+  await refuseSnapshotBridges(tx, { projectId: r.from, schema: snapshotSchema, keeper, workspaceRole: fromRole, otherSnapshots, ...(reader ? { reader } : {}) }, forkOfSnapshot(r));
 }
 
 /** On Citus, after the preparation committed: `from` and its snapshot still there, `to` still unregistered. */

@@ -90,7 +90,7 @@ export async function connectInProcess(
     },
     silentLogger,
   );
-  const { server, cleanup } = createServer({ engine, allowedProjects: options.allowedProjects });
+  const { server, cleanup } = createServer({ engine, allowedProjects: options.allowedProjects, clientElsewhere: false });
   const client = new Client({ name: 'test', version: '1' }, options.roots ? { capabilities: { roots: {} } } : {});
   if (options.roots) {
     const roots = options.roots.map((dir) => ({ uri: pathToFileURL(dir).href }));

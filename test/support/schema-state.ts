@@ -1,6 +1,10 @@
 import type { Queryable } from '../../src/db/database.js';
 
-/** An ACL column as its entries, the object owner's written as "owner" (a snapshot's owner is not the workspace's). */
+/**
+ * An ACL column as its entries, the object owner's written as "owner" (a snapshot's owner is not
+ * the workspace's). A relation's ACL written out as its owner's default reads as the default it
+ * is: on Citus a fork of a snapshot grants its reader SELECT and takes it back, which leaves it so.
+ */
 const ACL = (acl: string, owner: string) =>
   `(SELECT json_agg(CASE e.grantee WHEN 0 THEN 'PUBLIC' WHEN ${owner} THEN 'owner' ELSE pg_get_userbyid(e.grantee)::text END || ' ' || e.privilege_type ||
                     CASE WHEN e.is_grantable THEN '*' ELSE '' END ORDER BY 1) FROM aclexplode(${acl}) e)`;
@@ -25,7 +29,7 @@ export async function stateOf(q: Queryable, schema: string): Promise<string> {
                        'policies', (SELECT json_agg(p.polname || ' ' || pg_get_expr(p.polqual, p.polrelid) ORDER BY p.polname) FROM pg_policy p WHERE p.polrelid = c.oid),
                        'rls', c.relrowsecurity,
                        'options', c.reloptions, 'toast_options', (SELECT x.reloptions FROM pg_class x WHERE x.oid = c.reltoastrelid),
-                       'acl', ${ACL('c.relacl', 'c.relowner')}, 'comment', obj_description(c.oid, 'pg_class'),
+                       'acl', ${ACL(`NULLIF(c.relacl, acldefault(CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END::"char", c.relowner))`, 'c.relowner')}, 'comment', obj_description(c.oid, 'pg_class'),
                        'index_comments', (SELECT json_agg(obj_description(i.indexrelid, 'pg_class') ORDER BY i.indexrelid::regclass::text) FROM pg_index i WHERE i.indrelid = c.oid),
                        'constraint_comments', (SELECT json_agg(conname || ' ' || obj_description(k.oid, 'pg_constraint') ORDER BY conname) FROM pg_constraint k WHERE k.conrelid = c.oid),
                        'view', CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END) ORDER BY c.relname)

@@ -1,3 +1,4 @@
+import pLimit from 'p-limit';
 import pg from 'pg';
 import pgvector from 'pgvector';
 import { inTransaction, SessionDatabase, type LockHolder, type LockTry, type PipelineOutcome, type PipelineStep, type Queryable } from '../database.js';
@@ -32,6 +33,14 @@ const EXTRA_IDLE_TIMEOUT_MS = 10_000;
 const MAX_USES = 200;
 const KEEPALIVE_DELAY_MS = 30_000;
 
+/**
+ * Connections of its own (runAsRole: VACUUM) a server opens at once, besides its pool. Each
+ * workspace may run a few calls at once, and a VACUUM waiting for a lock its own workspace holds
+ * in another call holds its connection for the statement timeout: four workspaces of one agent
+ * held twelve such connections, and enough of them every slot of the database, for everyone.
+ */
+const OWN_CONNECTIONS_AT_ONCE = 2;
+
 export interface PostgresOptions {
   connectionString: string;
   /** The installer pins one session for its lock while phases run on others: never below 2. */
@@ -53,6 +62,7 @@ export class PostgresDatabase extends SessionDatabase {
   readonly #connectionString: string;
   /** Parsers for pgvector's types by OID, filled once the extension exists; read by every client of the pool. */
   readonly #parsers = new Map<number, (value: string) => unknown>();
+  readonly #ownConnections = pLimit(OWN_CONNECTIONS_AT_ONCE);
   readonly #connectWaitMs: number;
   readonly #maxConnections: number;
   /** Keeping a connection between calls: true while the database has room for it. */
@@ -290,6 +300,10 @@ export class PostgresDatabase extends SessionDatabase {
    * the REVOKE does not, and PostgreSQL checks membership when a role is set, not while it is.
    */
   async runAsRole(role: string, sql: string, timeoutMs: number): Promise<void> {
+    return this.#ownConnections(() => this.#runAsRole(role, sql, timeoutMs));
+  }
+
+  async #runAsRole(role: string, sql: string, timeoutMs: number): Promise<void> {
     const client = new pg.Client({
       connectionString: this.#connectionString,
       application_name: APPLICATION_NAME,
