@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import pg from 'pg';
 import type { Queryable } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
+import { memberFor } from '../db/role-membership.js';
 import { SANDBOX_SCHEMA } from '../sandbox/sandbox-ddl.js';
 import { WorkspaceLifecycleError } from '../workspaces/workspace-lifecycle.js';
 
@@ -71,6 +72,8 @@ export interface SnapshotReading {
   views: string[];
   /** The role that reads. */
   reader: string;
+  /** The snapshot's owner, whose member the server is for the statements on its objects (memberFor). */
+  keeper: string;
   /** The SECURITY DEFINER routines made SECURITY INVOKER for the copy: the copy makes its copies of them DEFINER. */
   definers: { routine: string; oid: string }[];
 }
@@ -87,7 +90,7 @@ export async function openSnapshotViews(tx: Queryable, snapshotSchema: string, k
   const [into, from] = [quoteIdent(schema), quoteIdent(snapshotSchema)];
   await tx.exec(
     [
-      ...definers.map((d) => `ALTER ROUTINE ${d.routine} SECURITY INVOKER`),
+      ...(definers.length > 0 ? [memberFor(keeper, definers.map((d) => `ALTER ROUTINE ${d.routine} SECURITY INVOKER`).join(';\n'))] : []),
       `GRANT USAGE ON SCHEMA ${from} TO ${quoteIdent(reader)}`,
       `CREATE SCHEMA ${into}`,
       ...relations.map((r) =>
@@ -99,10 +102,10 @@ export async function openSnapshotViews(tx: Queryable, snapshotSchema: string, k
       `SELECT ${quoteIdent(SANDBOX_SCHEMA)}.adopt_objects(${pg.escapeLiteral(schema)}, ${pg.escapeLiteral(keeper)})`,
       `REVOKE ALL ON SCHEMA ${into} FROM ${quoteIdent(keeper)}`,
       `GRANT USAGE ON SCHEMA ${into} TO ${quoteIdent(reader)}`,
-      `GRANT SELECT ON ALL TABLES IN SCHEMA ${into} TO ${quoteIdent(reader)}`,
+      memberFor(keeper, `GRANT SELECT ON ALL TABLES IN SCHEMA ${into} TO ${quoteIdent(reader)}`),
     ].join(';\n'),
   );
-  return { snapshot: snapshotSchema, schema, views: relations.map((r) => r.name), reader, definers };
+  return { snapshot: snapshotSchema, schema, views: relations.map((r) => r.name), reader, keeper, definers };
 }
 
 /**
@@ -125,7 +128,9 @@ export async function closeSnapshotViews(tx: Queryable, reading: SnapshotReading
       ...(views.length > 0 ? [`DROP VIEW ${views.join(', ')}`] : []),
       `DROP SCHEMA ${into}`,
       `REVOKE ALL ON SCHEMA ${quoteIdent(reading.snapshot)} FROM ${quoteIdent(reading.reader)}`,
-      ...reading.definers.map((d) => `ALTER ROUTINE ${d.routine} SECURITY DEFINER`),
+      ...(reading.definers.length > 0
+        ? [memberFor(reading.keeper, reading.definers.map((d) => `ALTER ROUTINE ${d.routine} SECURITY DEFINER`).join(';\n'))]
+        : []),
     ].join(';\n'),
   );
 }
@@ -156,6 +161,8 @@ export interface SnapshotGrants {
   relations: string[];
   /** OIDs of the SECURITY DEFINER routines made INVOKER for the copy. */
   definers: string[];
+  /** The snapshot's owner, whose member the server is for the statements on its objects (memberFor). */
+  owner: string | null;
 }
 
 const RELATION_OIDS = `
@@ -179,6 +186,21 @@ async function currentNames(tx: Queryable, grants: SnapshotGrants) {
     grants.definers,
   ]);
   return now ?? { schema: null, reader: false, relations: [], definers: [] };
+}
+
+/** The owner of the snapshot's tables and sequences (its snapshot role), if any. */
+const OWNER = `
+  SELECT pg_catalog.pg_get_userbyid(c.relowner)::text AS owner FROM pg_catalog.pg_class c
+   WHERE c.relnamespace = (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = $1) AND c.relkind IN ('r', 'S')
+   LIMIT 1`;
+
+/**
+ * `statements` a statement at a time (Citus forwards DDL on distributed objects as the string it
+ * came in), with the server a member of `owner` for them only (memberFor); none: nothing at all.
+ */
+function asOwner(owner: string | null, statements: string[]): string[] {
+  if (statements.length === 0 || !owner) return statements;
+  return [`GRANT ${quoteIdent(owner)} TO CURRENT_USER`, ...statements, `REVOKE ${quoteIdent(owner)} FROM CURRENT_USER`];
 }
 
 const ROW_SECURITY_TABLES = `
@@ -207,6 +229,7 @@ export async function grantSnapshotReading(tx: Queryable, snapshotSchema: string
     reader,
     relations: (await tx.query<{ oid: string }>(RELATION_OIDS, [snapshotSchema])).map((r) => r.oid),
     definers: (await tx.query<{ oid: string }>(DEFINERS, [snapshotSchema])).map((d) => d.oid),
+    owner: (await tx.query<{ owner: string | null }>(OWNER, [snapshotSchema]))[0]?.owner ?? null,
   };
   const names = await currentNames(tx, grants);
   const to = quoteIdent(reader);
@@ -214,9 +237,11 @@ export async function grantSnapshotReading(tx: Queryable, snapshotSchema: string
   // A statement at a time: Citus forwards DDL on distributed objects as the string it came in.
   for (const statement of [
     ...(exists.length > 0 ? [] : [`CREATE ROLE ${to} NOLOGIN NOINHERIT VALID UNTIL '-infinity'`]),
-    ...names.definers.map((routine) => `ALTER ROUTINE ${routine} SECURITY INVOKER`),
+    ...asOwner(grants.owner, [
+      ...names.definers.map((routine) => `ALTER ROUTINE ${routine} SECURITY INVOKER`),
+      ...names.relations.map((relation) => `GRANT SELECT ON ${relation} TO ${to}`),
+    ]),
     `GRANT USAGE ON SCHEMA ${quoteIdent(snapshotSchema)} TO ${to}`,
-    ...names.relations.map((relation) => `GRANT SELECT ON ${relation} TO ${to}`),
     // Inheriting, for the copy only: the sandbox refuses every role change.
     `GRANT ${to} TO ${quoteIdent(copier)}`,
     `ALTER ROLE ${quoteIdent(copier)} INHERIT`,
@@ -235,7 +260,7 @@ export async function closeSnapshotReading(tx: Queryable, grants: SnapshotGrants
     await tx.exec(`ALTER ROLE ${quoteIdent(copier)} NOINHERIT`);
     if (now.schema) await tx.exec(`REVOKE ALL ON SCHEMA ${now.schema} FROM ${to}`);
   }
-  for (const routine of now.definers) await tx.exec(`ALTER ROUTINE ${routine} SECURITY DEFINER`);
+  for (const statement of asOwner(grants.owner, now.definers.map((routine) => `ALTER ROUTINE ${routine} SECURITY DEFINER`))) await tx.exec(statement);
 }
 
 /** After the copy's transaction, in one of its own: the reader's grants revoked and the reader dropped. */
@@ -243,6 +268,6 @@ export async function finishSnapshotReading(tx: Queryable, grants: SnapshotGrant
   const to = quoteIdent(grants.reader);
   const now = await currentNames(tx, grants);
   if (!now.reader) return;
-  for (const relation of now.relations) await tx.exec(`REVOKE ALL ON ${relation} FROM ${to}`);
+  for (const statement of asOwner(grants.owner, now.relations.map((relation) => `REVOKE ALL ON ${relation} FROM ${to}`))) await tx.exec(statement);
   await tx.exec(`DROP ROLE ${to}`);
 }

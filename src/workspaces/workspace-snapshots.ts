@@ -2,6 +2,7 @@ import pg from 'pg';
 import { DEFAULT_MAX_SNAPSHOTS, DEFAULT_SNAPSHOT_BUDGET_BYTES } from '../config.js';
 import type { Queryable } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
+import { dropRoleSql } from '../db/role-membership.js';
 import { deferredIndexes } from '../registry/deferred-index-sql.js';
 import { currentDatabase, roleExists, workspacePresence } from '../registry/lifecycle-queries.js';
 import { readSandboxCapability } from '../sandbox/sandbox-capability.js';
@@ -239,7 +240,7 @@ async function adoptFromCopiers(tx: Queryable, projectId: string, keeper: string
     const copier = snapshotCopierNameFor(database, projectId, schema?.oid ?? '');
     if (!schema?.oid || !(await roleExists(tx, copier))) continue;
     await tx.exec(handOver(row.schema_name, keeper));
-    await tx.exec(`DROP OWNED BY ${quoteIdent(copier)}; DROP ROLE ${quoteIdent(copier)}`);
+    await tx.exec(dropRoleSql(copier));
   }
 }
 
