@@ -22,6 +22,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { parseCommand } from '../src/config.js';
 import { quoteIdent } from '../src/db/identifiers.js';
 import { PostgresDatabase } from '../src/db/postgres/postgres-database.js';
+import { memberFor } from '../src/db/role-membership.js';
 import { ProvisioningEngine } from '../src/engine.js';
 import type { Ready } from '../src/services.js';
 import { silentLogger } from '../src/logger.js';
@@ -43,6 +44,8 @@ const REUSE = process.env['BENCH_FLEET_URLS']?.split(',');
 const SERVER_ROLE = 'mcp_app';
 /** Names the measured workspaces of this run, which a held fleet may have seen runs before. */
 const RUN = REUSE ? `r${Date.now().toString(36)}` : 'measured';
+/** The two whole workspaces made before measuring, this run's own (a held fleet's next run makes its own). */
+const WARM = [0, 1].map((w) => `${RUN}-warm-${w}`);
 const log = (message: string) => process.stderr.write(`[bench:fleet] ${message}\n`);
 
 /** An agent's objects: a table with a foreign key to the workspace's own `files`, a function, a trigger. */
@@ -126,10 +129,11 @@ async function buildFleet(r: Ready, prefix: string, count: number): Promise<void
         await r.workspaces.ensure(projectId);
         const p = { schemaName: schemaNameFor(projectId), roleName: roleNameFor(database, projectId), searchPath };
         const path = [p.schemaName, ...searchPath].map(quoteIdent).join(', ');
+        // A member of the role for this transaction only, as the engine is (memberFor).
         await r.db.exec(
           `BEGIN; ${principalScript(p, true, role)};
-           SET LOCAL ROLE ${quoteIdent(p.roleName)}; SET LOCAL search_path TO ${path};
-           ${AGENT.table}; ${AGENT.fn}; ${AGENT.trigger}; ${AGENT.insert.replace('$1', "'first'")}; COMMIT`,
+           ${memberFor(p.roleName, `SET LOCAL ROLE ${quoteIdent(p.roleName)}; SET LOCAL search_path TO ${path};
+           ${AGENT.table}; ${AGENT.fn}; ${AGENT.trigger}; ${AGENT.insert.replace('$1', "'first'")}; RESET ROLE`)}; COMMIT`,
         );
         if (++done % 500 === 0) log(`${prefix}: ${done} of ${count} workspaces, ${Math.round((performance.now() - started) / 1000)} s`);
       }
@@ -217,7 +221,7 @@ try {
     log(`called the sandbox of each of ${count} workspaces in ${Math.round(performance.now() - touched)} ms`);
   }
   // Two whole workspaces through the tools' engine calls, unmeasured: caches and plans warm.
-  for (const s of [small, large]) for (const w of [0, 1]) await agentWorkspace(s.ready, `warm-${w}`);
+  for (const s of [small, large]) for (const w of WARM) await agentWorkspace(s.ready, w);
   const samples = { small: newSamples(), large: newSamples() };
   for (let i = 0; i < ITERATIONS; i++) {
     // Taking turns, the first of each pair alternating: drift lands on both alike.
@@ -264,8 +268,9 @@ try {
   await writeFile('bench/results/fleet-scale.txt', `${table}\n`);
 } finally {
   for (const s of [small, large]) {
-    // A held fleet keeps its size: this run's workspaces and floor schemas go.
+    // A held fleet keeps its size: this run's workspaces (the warm ones too) and floor schemas go.
     if (REUSE) {
+      for (const w of WARM) await s.ready.workspaces.drop(w);
       for (let i = 0; i < ITERATIONS; i++) {
         await s.ready.workspaces.drop(`${RUN}-${i}`);
         await s.direct.exec(`DROP SCHEMA IF EXISTS ${quoteIdent(`raw_${RUN}_${i}`)} CASCADE`);

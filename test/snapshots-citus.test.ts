@@ -173,6 +173,12 @@ describe('snapshots, restores and forks on Citus (coordinator + 2 workers)', () 
       await sql.execute('ws-c', "INSERT INTO tasks (title, weight) VALUES ('forked', 1)", []);
       expect((await sql.query('ws-a', "SELECT count(*) FROM tasks WHERE title = 'forked'", [])).rows).toEqual([['0']]);
       expect((await manager.list()).workspaces.map((w) => w.projectId)).toEqual(['ws-a', 'ws-b', 'ws-c']);
+      // After all that, the server is a member of no workspace or snapshot role, on the coordinator
+      // nor on the workers (src/db/role-membership.ts).
+      const members = `SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid
+                        WHERE m.member = (SELECT oid FROM pg_roles WHERE rolname = current_user) AND r.rolname LIKE 'pgw\\_%'`;
+      expect(await db.query(`SELECT (${members})::int AS n`)).toEqual([{ n: 0 }]);
+      expect((await db.query<{ result: string }>('SELECT result FROM run_command_on_workers($1)', [members])).map((r) => r.result)).toEqual(['0', '0']);
     } finally {
       await db.close();
     }

@@ -414,13 +414,22 @@ GRANT USAGE ON SCHEMA project_registry_sandbox_body TO PUBLIC;
 -- server, which created them; objects already owned by the role are left alone. Any other
 -- workspace role (pgw_...) loses its privileges on the schema: a role two workspaces shared
 -- under the naming of before 2026-12 keeps nothing of the workspace that gets a role of its own.
+-- PostgreSQL lets a role hand an object over only as a member of the object's owner and of the new
+-- one: the server is a member of those (workspace and snapshot roles, pgw_...) for these
+-- statements only, granted and taken back in its caller's transaction. A member of every
+-- workspace role for good (as until 2026-12) made each role change anywhere in the cluster cost
+-- the server's next check the rebuild of its list of them all, quadratic before PostgreSQL 17
+-- (docs/benchmarks.md, Fleet scale).
 CREATE OR REPLACE FUNCTION project_registry_sandbox.adopt_objects(schema_name text, role_name text)
 RETURNS void LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   ns oid := (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = adopt_objects.schema_name);
   owner oid := (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = adopt_objects.role_name);
-  object record;
   other name;
+  kinds text[];
+  names text[];
+  owners oid[];
+  grantees name[];
 BEGIN
   FOR other IN
     SELECT DISTINCT r.rolname FROM pg_catalog.pg_namespace n, aclexplode(n.nspacl) a JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
@@ -432,13 +441,13 @@ BEGIN
   -- pg_class, pg_proc and pg_type have no index on the namespace alone and grow with every
   -- workspace. Indexes, row types and owned sequences follow their table. A standalone
   -- composite type's namespace dependency is its pg_type row's, not its pg_class row's.
-  FOR object IN
+  SELECT pg_catalog.array_agg(o.kind), pg_catalog.array_agg(o.name), pg_catalog.array_agg(o.was) INTO kinds, names, owners FROM (
     WITH members (catalog, member) AS MATERIALIZED (
       SELECT d.classid, d.objid FROM pg_catalog.pg_depend d
        WHERE d.refclassid = 'pg_catalog.pg_namespace'::regclass AND d.refobjid = ns)
     SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
                           WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END AS kind,
-           format('%I.%I', adopt_objects.schema_name, c.relname) AS name
+           format('%I.%I', adopt_objects.schema_name, c.relname) AS name, c.relowner AS was
       FROM pg_catalog.pg_class c
      WHERE c.oid = ANY (ARRAY(SELECT member FROM members WHERE catalog = 'pg_catalog.pg_class'::regclass))
        AND c.relnamespace = ns AND c.relowner <> owner AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
@@ -446,15 +455,26 @@ BEGIN
                         WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
                           AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.deptype IN ('a', 'i'))
     UNION ALL
-    SELECT 'ROUTINE', p.oid::regprocedure::text FROM pg_catalog.pg_proc p
+    SELECT 'ROUTINE', p.oid::regprocedure::text, p.proowner FROM pg_catalog.pg_proc p
      WHERE p.oid = ANY (ARRAY(SELECT member FROM members WHERE catalog = 'pg_catalog.pg_proc'::regclass))
        AND p.pronamespace = ns AND p.proowner <> owner
     UNION ALL
-    SELECT 'TYPE', format('%I.%I', adopt_objects.schema_name, t.typname) FROM pg_catalog.pg_type t
+    SELECT 'TYPE', format('%I.%I', adopt_objects.schema_name, t.typname), t.typowner FROM pg_catalog.pg_type t
      WHERE t.oid = ANY (ARRAY(SELECT member FROM members WHERE catalog = 'pg_catalog.pg_type'::regclass))
-       AND t.typnamespace = ns AND t.typowner <> owner AND t.typtype IN ('e', 'd', 'r', 'c')
-  LOOP
-    EXECUTE format('ALTER %s %s OWNER TO %I', object.kind, object.name, adopt_objects.role_name);
+       AND t.typnamespace = ns AND t.typowner <> owner AND t.typtype IN ('e', 'd', 'r', 'c')) o;
+  IF kinds IS NULL THEN
+    RETURN;
+  END IF;
+  SELECT pg_catalog.array_agg(r.rolname) INTO grantees FROM pg_catalog.pg_roles r
+   WHERE (r.oid = owner OR r.oid = ANY (owners)) AND r.rolname <> current_user AND r.rolname LIKE 'pgw\_%';
+  FOREACH other IN ARRAY COALESCE(grantees, '{}') LOOP
+    EXECUTE format('GRANT %I TO CURRENT_USER', other);
+  END LOOP;
+  FOR i IN 1 .. pg_catalog.array_length(kinds, 1) LOOP
+    EXECUTE format('ALTER %s %s OWNER TO %I', kinds[i], names[i], adopt_objects.role_name);
+  END LOOP;
+  FOREACH other IN ARRAY COALESCE(grantees, '{}') LOOP
+    EXECUTE format('REVOKE %I FROM CURRENT_USER', other);
   END LOOP;
 END
 $$;

@@ -76,9 +76,9 @@ export interface Database extends Queryable {
    */
   pipeline(steps: readonly PipelineStep[], agentOf?: string): Promise<PipelineOutcome>;
   /**
-   * Runs one statement that cannot run in a transaction (VACUUM) as `role`, a role the server is
-   * a member of, with a statement timeout; the role is never left on a session another caller
-   * may use.
+   * Runs one statement that cannot run in a transaction (VACUUM) as `role`, a workspace role
+   * (the server is a member of it only while it sets it), with a statement timeout; the role is
+   * never left on a session another caller may use.
    */
   runAsRole(role: string, sql: string, timeoutMs: number): Promise<void>;
   /** Called once the `vector` extension exists, so vector columns come back as arrays. */

@@ -1,4 +1,5 @@
 import type { Queryable } from './database.js';
+import { memberFor } from './role-membership.js';
 
 /*
  * VACUUM and ANALYZE run a table's index expressions as the table's owner, and those may call
@@ -43,9 +44,14 @@ SELECT pg_catalog.format('ALTER ROLE %I%s RESET ALL', o.rolname, CASE WHEN s.set
   LEFT JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase
  WHERE s.setdatabase IN (0, (SELECT oid FROM here))`;
 
-/** Undoes what the code of `role`'s tables granted or set (see above); answers the statements it ran, none when there was nothing. */
+/**
+ * Undoes what the code of `role`'s tables granted or set (see above), in the caller's transaction;
+ * answers the statements it ran, none when there was nothing. The REVOKEs run with the server a
+ * member of the role (memberFor): a role that is neither the owner nor a member of it revokes
+ * nothing, with a mere warning.
+ */
 export async function undoTableCodeGrants(q: Queryable, role: string): Promise<string[]> {
   const statements = (await q.query<{ statement: string }>(UNDO_STATEMENTS, [role])).map((r) => r.statement);
-  for (const statement of statements) await q.exec(statement);
+  if (statements.length > 0) await q.exec(memberFor(role, statements.join(';\n')));
   return statements;
 }

@@ -1,6 +1,6 @@
 import type { Database, Queryable } from '../db/database.js';
 import { readSandboxCapability } from '../sandbox/sandbox-capability.js';
-import { quoteIdent } from '../db/identifiers.js';
+import { dropRoleSql } from '../db/role-membership.js';
 import { explainError } from '../db/sql-errors.js';
 import type { InstallPlan } from '../installer/install-plan.js';
 import type { PreparedExtension } from '../installer/prepared-extension.js';
@@ -251,7 +251,7 @@ async function forgetRole(tx: Queryable, role: string, orphanIds: (q: Queryable)
   if (!(await rolesWithoutWorkspace(tx, await orphanIds(tx))).includes(role)) {
     return { fix: 'forget-missing', subject: role, outcome: 'unchanged', changes: [], reason: 'a workspace goes with it again (or it is gone)' };
   }
-  await tx.exec(`DROP OWNED BY ${quoteIdent(role)}; DROP ROLE ${quoteIdent(role)}`);
+  await tx.exec(dropRoleSql(role));
   return { fix: 'forget-missing', subject: role, outcome: 'changed', changes: [`dropped role ${role}, which no workspace goes with, and what it owned`] };
 }
 

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { MAX_IDENTIFIER_BYTES, quoteIdent } from '../db/identifiers.js';
 import { RESEED_RANDOM } from '../db/pipeline.js';
+import { memberFor } from '../db/role-membership.js';
 import { autovacuumCodeOf } from './autovacuum-code.js';
 
 /**
@@ -124,10 +125,10 @@ export function dropSandboxFunction(schemaName: string): string {
  * Makes the workspace's principal: the role (NOLOGIN, no attributes), its privileges (USAGE and
  * CREATE on its schema, which stays the server's, so the role cannot grant access to it), the
  * ownership of every object in the schema (so the agent may ALTER and DROP its tables), and the
- * sandbox function. Idempotent; runs under the workspace's lock. The server role becomes a
- * member of the workspace role: to hand it objects and the function (PostgreSQL asks the new
- * owner for CREATE on the function's schema, granted for that one statement only); it calls the
- * function by a grant of its own.
+ * sandbox function. Idempotent; runs under the workspace's lock. The server role is a member of
+ * the workspace role only for the statements that hand it objects and the function (PostgreSQL
+ * asks the new owner for CREATE on the function's schema, granted for that one statement only),
+ * in this transaction: see memberFor. It calls the function by a grant of its own.
  */
 export function principalScript(p: Principal, createRole: boolean, serverRole: string, citus = false): string {
   const role = quoteIdent(p.roleName);
@@ -145,7 +146,6 @@ export function principalScript(p: Principal, createRole: boolean, serverRole: s
     // its own password, and only a role with CREATEROLE may change VALID UNTIL: expired for
     // good, no password the agent sets ever authenticates, on any backend.
     `ALTER ROLE ${role} ${citus ? 'LOGIN ' : ''}VALID UNTIL '-infinity'`,
-    `GRANT ${role} TO ${quoteIdent(serverRole)}`,
     // A workspace role is a member of no role. On Citus a copy grants its copier the source's
     // role for one transaction; a process that stopped before taking it back left the role
     // inheriting another workspace's privileges, for whatever used that id next.
@@ -164,14 +164,10 @@ RETURNS text LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = ${sandboxS
 AS $sandbox$${sandboxSource(p)}$sandbox$`,
     `REVOKE ALL ON FUNCTION ${fn} FROM PUBLIC`,
     `GRANT CREATE ON SCHEMA ${quoteIdent(SANDBOX_SCHEMA)} TO ${role}`,
-    `ALTER FUNCTION ${fn} OWNER TO ${role}`,
+    // The server's own EXECUTE, found in the function's ACL (it is no member of the role between
+    // transactions), granted as a member of the new owner: the owner's grant.
+    memberFor(p.roleName, `ALTER FUNCTION ${fn} OWNER TO ${role};\nGRANT EXECUTE ON FUNCTION ${fn} TO ${quoteIdent(serverRole)}`),
     `REVOKE CREATE ON SCHEMA ${quoteIdent(SANDBOX_SCHEMA)} FROM ${role}`,
-    // The server's own EXECUTE, found in the function's ACL: through its membership alone, each
-    // call's check walks the list of every role the server belongs to, a list PostgreSQL (before
-    // 17) rebuilds in quadratic time after any role change in the cluster: 13 ms per connection
-    // at 10,000 workspaces (docs/benchmarks.md, Fleet scale). After the owner change, which
-    // would make a grant of the server's the owner's.
-    `GRANT EXECUTE ON FUNCTION ${fn} TO ${quoteIdent(serverRole)}`,
   ]
     .filter(Boolean)
     .join(';\n');

@@ -153,6 +153,8 @@ export async function finishCitusCopy(tx: Queryable, plan: CitusCopyPlan): Promi
     await tx.exec(`SELECT ${quoteIdent(SANDBOX_SCHEMA)}.adopt_objects(${pg.escapeLiteral(plan.target)}, ${pg.escapeLiteral(plan.handTo)})`);
     await tx.exec(`REVOKE CREATE ON SCHEMA ${target} FROM ${keeper}`);
   }
+  // As a member of the copier (DROP OWNED BY asks for that), which DROP ROLE ends.
+  await tx.exec(`GRANT ${copier} TO CURRENT_USER`);
   await tx.exec(`DROP OWNED BY ${copier}`);
   await tx.exec(`DROP ROLE ${copier}`);
 }

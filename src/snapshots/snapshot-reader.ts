@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import pg from 'pg';
 import type { Queryable } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
+import { memberFor } from '../db/role-membership.js';
 import { SANDBOX_SCHEMA } from '../sandbox/sandbox-ddl.js';
 import { WorkspaceLifecycleError } from '../workspaces/workspace-lifecycle.js';
 
@@ -71,6 +72,8 @@ export interface SnapshotReading {
   views: string[];
   /** The role that reads. */
   reader: string;
+  /** The snapshot's owner, whose member the server is for the statements on its objects (memberFor). */
+  keeper: string;
   /** The SECURITY DEFINER routines made SECURITY INVOKER for the copy: the copy makes its copies of them DEFINER. */
   definers: { routine: string; oid: string }[];
 }
@@ -87,7 +90,7 @@ export async function openSnapshotViews(tx: Queryable, snapshotSchema: string, k
   const [into, from] = [quoteIdent(schema), quoteIdent(snapshotSchema)];
   await tx.exec(
     [
-      ...definers.map((d) => `ALTER ROUTINE ${d.routine} SECURITY INVOKER`),
+      ...(definers.length > 0 ? [memberFor(keeper, definers.map((d) => `ALTER ROUTINE ${d.routine} SECURITY INVOKER`).join(';\n'))] : []),
       `GRANT USAGE ON SCHEMA ${from} TO ${quoteIdent(reader)}`,
       `CREATE SCHEMA ${into}`,
       ...relations.map((r) =>
@@ -99,10 +102,10 @@ export async function openSnapshotViews(tx: Queryable, snapshotSchema: string, k
       `SELECT ${quoteIdent(SANDBOX_SCHEMA)}.adopt_objects(${pg.escapeLiteral(schema)}, ${pg.escapeLiteral(keeper)})`,
       `REVOKE ALL ON SCHEMA ${into} FROM ${quoteIdent(keeper)}`,
       `GRANT USAGE ON SCHEMA ${into} TO ${quoteIdent(reader)}`,
-      `GRANT SELECT ON ALL TABLES IN SCHEMA ${into} TO ${quoteIdent(reader)}`,
+      memberFor(keeper, `GRANT SELECT ON ALL TABLES IN SCHEMA ${into} TO ${quoteIdent(reader)}`),
     ].join(';\n'),
   );
-  return { snapshot: snapshotSchema, schema, views: relations.map((r) => r.name), reader, definers };
+  return { snapshot: snapshotSchema, schema, views: relations.map((r) => r.name), reader, keeper, definers };
 }
 
 /**
@@ -125,7 +128,9 @@ export async function closeSnapshotViews(tx: Queryable, reading: SnapshotReading
       ...(views.length > 0 ? [`DROP VIEW ${views.join(', ')}`] : []),
       `DROP SCHEMA ${into}`,
       `REVOKE ALL ON SCHEMA ${quoteIdent(reading.snapshot)} FROM ${quoteIdent(reading.reader)}`,
-      ...reading.definers.map((d) => `ALTER ROUTINE ${d.routine} SECURITY DEFINER`),
+      ...(reading.definers.length > 0
+        ? [memberFor(reading.keeper, reading.definers.map((d) => `ALTER ROUTINE ${d.routine} SECURITY DEFINER`).join(';\n'))]
+        : []),
     ].join(';\n'),
   );
 }
@@ -222,7 +227,27 @@ async function heldByOthers(tx: Queryable, snapshotOid: string, reader: string):
 async function restoreDefiners(tx: Queryable, reading: Reading): Promise<void> {
   const others = await heldByOthers(tx, reading.snapshotOid, reading.reader);
   const mine = reading.definers.filter((oid) => !others.has(oid));
-  for (const routine of (await currentNames(tx, { ...reading, definers: mine })).definers) await tx.exec(`ALTER ROUTINE ${routine} SECURITY DEFINER`);
+  const routines = (await currentNames(tx, { ...reading, definers: mine })).definers.map((routine) => `ALTER ROUTINE ${routine} SECURITY DEFINER`);
+  for (const statement of asOwner(await snapshotOwner(tx, reading.snapshotOid), routines)) await tx.exec(statement);
+}
+
+/** The owner of the snapshot's tables and sequences (its snapshot role), if any: found by the schema's OID, wherever a restore renamed it. */
+async function snapshotOwner(tx: Queryable, snapshotOid: string): Promise<string | null> {
+  const [row] = await tx.query<{ owner: string }>(
+    `SELECT pg_catalog.pg_get_userbyid(c.relowner)::text AS owner FROM pg_catalog.pg_class c
+      WHERE c.relnamespace = $1::pg_catalog.oid AND c.relkind IN ('r', 'S') LIMIT 1`,
+    [snapshotOid],
+  );
+  return row?.owner ?? null;
+}
+
+/**
+ * `statements` a statement at a time (Citus forwards DDL on distributed objects as the string it
+ * came in), with the server a member of `owner` for them only (memberFor); none: nothing at all.
+ */
+function asOwner(owner: string | null, statements: string[]): string[] {
+  if (statements.length === 0 || !owner) return statements;
+  return [`GRANT ${quoteIdent(owner)} TO CURRENT_USER`, ...statements, `REVOKE ${quoteIdent(owner)} FROM CURRENT_USER`];
 }
 
 const ROW_SECURITY_TABLES = `
@@ -253,6 +278,7 @@ export async function grantSnapshotReading(
   }
   const [schema] = await tx.query<{ oid: string }>('SELECT $1::pg_catalog.regnamespace::pg_catalog.oid::int8::text AS oid', [quoteIdent(snapshotSchema)]);
   const snapshotOid = schema?.oid ?? '0';
+  const owner = await snapshotOwner(tx, snapshotOid);
   const definers = (await tx.query<{ oid: string }>(DEFINERS, [snapshotSchema])).map((d) => d.oid);
   const held = [...(await heldByOthers(tx, snapshotOid, reader))];
   const grants: SnapshotGrants = {
@@ -273,9 +299,11 @@ export async function grantSnapshotReading(
   for (const statement of [
     // Never one used before (its name holds the new schema's OID): fails rather than reuse one.
     `CREATE ROLE ${to} NOLOGIN NOINHERIT VALID UNTIL '-infinity'`,
-    ...names.definers.map((routine) => `ALTER ROUTINE ${routine} SECURITY INVOKER`),
+    ...asOwner(owner, [
+      ...names.definers.map((routine) => `ALTER ROUTINE ${routine} SECURITY INVOKER`),
+      ...names.relations.map((relation) => `GRANT SELECT ON ${relation} TO ${to}`),
+    ]),
     `GRANT USAGE ON SCHEMA ${quoteIdent(snapshotSchema)} TO ${to}`,
-    ...names.relations.map((relation) => `GRANT SELECT ON ${relation} TO ${to}`),
     // Inheriting, for the copy only: the sandbox refuses every role change.
     `GRANT ${to} TO ${quoteIdent(copier)}`,
     `ALTER ROLE ${quoteIdent(copier)} INHERIT`,
@@ -343,7 +371,8 @@ async function dropReader(tx: Queryable, reading: Reading): Promise<void> {
   if (!now.reader) return;
   for (const member of now.members) await tx.exec(`REVOKE ${to} FROM ${member}`);
   if (now.schema) await tx.exec(`REVOKE ALL ON SCHEMA ${now.schema} FROM ${to}`);
-  for (const relation of now.relations) await tx.exec(`REVOKE ALL ON ${relation} FROM ${to}`);
+  const owner = await snapshotOwner(tx, reading.snapshotOid);
+  for (const statement of asOwner(owner, now.relations.map((relation) => `REVOKE ALL ON ${relation} FROM ${to}`))) await tx.exec(statement);
   await tx.exec(`DROP ROLE ${to}`);
 }
 

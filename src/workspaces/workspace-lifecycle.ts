@@ -1,5 +1,6 @@
 import type { Queryable } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
+import { dropRoleSql } from '../db/role-membership.js';
 import { describePgError } from '../db/sql-errors.js';
 import {
   deleteWorkspaceRows,
@@ -67,17 +68,17 @@ export async function forgetWorkspace(tx: Queryable, projectId: string, schemaNa
     if (elsewhere && elsewhere.length > 0) {
       changes.push(`kept its role ${role}: it also serves ${elsewhere.join(', ')} (doctor reports it as a shared role)`);
     } else if (elsewhere) {
-      await tx.exec(`DROP OWNED BY ${quoteIdent(role)}; DROP ROLE ${quoteIdent(role)}`);
+      await tx.exec(dropRoleSql(role));
       changes.push(`dropped its role ${role} and sandbox function`);
     }
     if (await roleExists(tx, keeper)) {
-      await tx.exec(`DROP OWNED BY ${quoteIdent(keeper)}; DROP ROLE ${quoteIdent(keeper)}`);
+      await tx.exec(dropRoleSql(keeper));
       changes.push(`dropped its snapshot role ${keeper}`);
     }
     await tx.query('RELEASE SAVEPOINT forget_role');
   } catch (error) {
     await tx.query('ROLLBACK TO SAVEPOINT forget_role');
-    changes.push(`kept its role ${role}: ${describePgError(error)} (drop it as a role with CREATEROLE: DROP OWNED BY ${quoteIdent(role)}; DROP ROLE ${quoteIdent(role)};)`);
+    changes.push(`kept its role ${role}: ${describePgError(error)} (drop it as a role with CREATEROLE: ${dropRoleSql(role)};)`);
   }
   await bumpRegistryGeneration(tx);
   return changes;

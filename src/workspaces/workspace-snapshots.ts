@@ -2,6 +2,7 @@ import pg from 'pg';
 import { DEFAULT_MAX_SNAPSHOTS, DEFAULT_SNAPSHOT_BUDGET_BYTES } from '../config.js';
 import type { Queryable } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
+import { dropRoleSql } from '../db/role-membership.js';
 import { deferredIndexes } from '../registry/deferred-index-sql.js';
 import { currentDatabase, roleExists, workspacePresence } from '../registry/lifecycle-queries.js';
 import { readSandboxCapability } from '../sandbox/sandbox-capability.js';
@@ -108,12 +109,11 @@ async function requireSnapshot(tx: Queryable, projectId: string, snapshot: numbe
   return row;
 }
 
-/** The role that keeps a workspace's snapshots, made on first use; the server becomes a member, to hand it objects. */
+/** The role that keeps a workspace's snapshots, made on first use (adopt_objects() makes the server a member to hand it objects). */
 async function snapshotRole(tx: Queryable, database: string, projectId: string): Promise<string> {
   const keeper = await snapshotRoleOf(tx, projectId, database);
   if (!(await roleExists(tx, keeper))) await tx.exec(`CREATE ROLE ${quoteIdent(keeper)} NOLOGIN NOINHERIT`);
   await setSnapshotRole(tx, projectId, keeper);
-  await tx.exec(`GRANT ${quoteIdent(keeper)} TO CURRENT_USER`);
   return keeper;
 }
 
@@ -241,7 +241,7 @@ async function adoptFromCopiers(tx: Queryable, projectId: string, keeper: string
     const copier = snapshotCopierNameFor(database, projectId, schema?.oid ?? '');
     if (!schema?.oid || !(await roleExists(tx, copier))) continue;
     await tx.exec(handOver(row.schema_name, keeper));
-    await tx.exec(`DROP OWNED BY ${quoteIdent(copier)}; DROP ROLE ${quoteIdent(copier)}`);
+    await tx.exec(dropRoleSql(copier));
   }
 }
 

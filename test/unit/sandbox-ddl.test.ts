@@ -57,9 +57,16 @@ describe('principalScript', () => {
 
         expect(of('CreateRoleStmt').map((n) => n['role'])).toEqual(createRole ? [roleName] : []);
         expect(of('AlterRoleStmt').map((n) => (n['role'] as Node)['rolename'])).toEqual([roleName]);
-        const [grantRole] = of('GrantRoleStmt');
-        expect((grantRole?.['granted_roles'] as Array<{ AccessPriv: { priv_name: string } }>)[0]?.AccessPriv.priv_name).toBe(roleName);
-        expect((grantRole?.['grantee_roles'] as Array<{ RoleSpec: { rolename: string } }>)[0]?.RoleSpec.rolename).toBe(serverRole);
+        // The server a member of the role, then no longer, in the same script (role-membership.ts).
+        const memberships = of('GrantRoleStmt').map((n) => [
+          Boolean(n['is_grant']),
+          (n['granted_roles'] as Array<{ AccessPriv: { priv_name: string } }>)[0]?.AccessPriv.priv_name,
+          (n['grantee_roles'] as Array<{ RoleSpec: { roletype: string } }>)[0]?.RoleSpec.roletype,
+        ]);
+        expect(memberships).toEqual([
+          [true, roleName, 'ROLESPEC_CURRENT_USER'],
+          [false, roleName, 'ROLESPEC_CURRENT_USER'],
+        ]);
         const execute = of('GrantStmt').filter((n) => n['objtype'] === 'OBJECT_FUNCTION' && n['is_grant']);
         expect(execute.map((n) => (n['grantees'] as Array<{ RoleSpec: { rolename: string } }>)[0]?.RoleSpec.rolename)).toEqual([serverRole]);
 
@@ -81,7 +88,7 @@ describe('principalScript', () => {
     );
   });
 
-  it("locks first, gives the function away only after PUBLIC lost EXECUTE, takes back the CREATE it lent for that, then grants the server's EXECUTE", async () => {
+  it("locks first, gives the function away only after PUBLIC lost EXECUTE and grants the server's EXECUTE as a member of the role for those two only, then takes back the CREATE it lent", async () => {
     for (const citus of [false, true]) {
       const script = await statements(principalScript(principalOf('project_a', 'pgw_0_a'), true, 'server', citus));
       const first = script[0]?.node['targetList'] as Array<{ ResTarget: { val: { FuncCall: { funcname: unknown; args: Node[] } } } }>;
@@ -99,14 +106,11 @@ describe('principalScript', () => {
       expect(created).toBeGreaterThan(0);
       // The server's own EXECUTE after the owner change, which would have made it the owner's.
       const serverExecute = index((s) => s.kind === 'GrantStmt' && s.node['objtype'] === 'OBJECT_FUNCTION' && Boolean(s.node['is_grant']));
-      expect([created, revokedFromPublic, lent, givenAway, takenBack, serverExecute]).toEqual([
-        created,
-        created + 1,
-        created + 2,
-        created + 3,
-        created + 4,
-        created + 5,
-      ]);
+      const member = index((s) => s.kind === 'GrantRoleStmt' && Boolean(s.node['is_grant']));
+      const noLongerMember = index((s) => s.kind === 'GrantRoleStmt' && !s.node['is_grant']);
+      expect([created, revokedFromPublic, lent, member, givenAway, serverExecute, noLongerMember, takenBack]).toEqual(
+        Array.from({ length: 8 }, (_, i) => created + i),
+      );
 
       // The role can log in only on Citus (its workers connect as it), and never with a password.
       const alter = script.find((s) => s.kind === 'AlterRoleStmt')?.node['options'] as Array<{ DefElem: { defname: string; arg: unknown } }>;

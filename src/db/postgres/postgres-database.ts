@@ -7,6 +7,7 @@ import { CLIENT_PORT_SQL, FREE_SLOTS_SQL, hasRoom, isDirect, isOutOfSlots, NoFre
 import { ParkedConnections } from './parked-connections.js';
 import { asConnectionBroken } from './pg-connection-errors.js';
 import { afterFailedPipeline, PipelineCollector, writePipeline, type PipelineMessage, type PipelineWriter } from '../pipeline.js';
+import { quoteIdent } from '../identifiers.js';
 import { describePgError } from '../sql-errors.js';
 
 const APPLICATION_NAME = 'pg-workspace-mcp';
@@ -291,13 +292,14 @@ export class PostgresDatabase extends SessionDatabase {
   }
 
   /**
-   * On a connection of its own, closed after the statement, with the role and the timeout as
-   * startup options: a SET ROLE on a pooled session could land, behind a transaction pooler such
-   * as PgBouncer, on a server connection other than the statement's and stay there.
+   * On a connection of its own, closed after the statement, with the timeout as a startup option
+   * (which a pooler refuses): a SET ROLE on a pooled session could land, behind a transaction
+   * pooler such as PgBouncer, on a server connection other than the statement's and stay there.
+   * The server is a member of the role only inside the transaction that sets it (see memberFor):
+   * the session's SET ROLE outlives the transaction, the SET LOCAL back to the server's role for
+   * the REVOKE does not, and PostgreSQL checks membership when a role is set, not while it is.
    */
   async runAsRole(role: string, sql: string, timeoutMs: number): Promise<void> {
-    // Role names are the server's own (roleNameFor): nothing to escape in a startup option.
-    if (!/^[A-Za-z0-9_]+$/.test(role)) throw new RangeError(`not a workspace role name: ${JSON.stringify(role)}`);
     return this.#ownConnections(() => this.#runAsRole(role, sql, timeoutMs));
   }
 
@@ -305,8 +307,9 @@ export class PostgresDatabase extends SessionDatabase {
     const client = new pg.Client({
       connectionString: this.#connectionString,
       application_name: APPLICATION_NAME,
-      options: `-c role=${role} -c statement_timeout=${Math.floor(timeoutMs)}`,
+      options: `-c statement_timeout=${Math.floor(timeoutMs)}`,
     });
+    const quoted = quoteIdent(role);
     client.on('error', () => undefined);
     try {
       await client.connect().catch((error: unknown) => {
@@ -318,6 +321,10 @@ export class PostgresDatabase extends SessionDatabase {
             'that reaches PostgreSQL itself for it.',
         );
       });
+      // Back to the role current before, which need not be the session's (ALTER ROLE ... SET role).
+      const [{ server = '' } = {}] = (await client.query<{ server: string }>('SELECT current_user AS server')).rows;
+      const self = quoteIdent(server);
+      await client.query(`BEGIN; GRANT ${quoted} TO ${self}; SET ROLE ${quoted}; SET LOCAL ROLE ${self}; REVOKE ${quoted} FROM ${self}; COMMIT`);
       await client.query(sql);
     } catch (error) {
       throw asConnectionBroken(error);
