@@ -481,28 +481,24 @@ export class WorkspaceManager {
       try {
         await placeNearSource(this.db, prepared);
         const outcome = await this.db.transaction((tx) => bounded(tx, prepared), agentOf);
-        await this.db
-          .transaction(async (tx) => {
-            await lockWorkspace(tx, agentOf, this.#lockTimeoutMs);
-            await finishCitusCopy(tx, prepared);
-          })
-          .catch((cleanup: unknown) =>
-            this.log.warn("could not finish a Citus copy: the workspace's next snapshot does (doctor lists what is left)", { schema: prepared.target, error: String(cleanup) }),
-          );
+        await this.#underLock(agentOf, (tx) => finishCitusCopy(tx, prepared), "could not finish a Citus copy: the workspace's next snapshot does (doctor lists what is left)", prepared.target);
         return outcome;
       } catch (error) {
         // Under the lock, like every change to the workspace's snapshot readings (snapshot-reader.ts).
-        await this.db
-          .transaction(async (tx) => {
-            await lockWorkspace(tx, agentOf, this.#lockTimeoutMs);
-            await discardCitusCopy(tx, prepared);
-          })
-          .catch((cleanup: unknown) =>
-            this.log.warn('could not drop a Citus copy that failed', { schema: prepared.target, error: String(cleanup) }),
-          );
+        await this.#underLock(agentOf, (tx) => discardCitusCopy(tx, prepared), 'could not drop a Citus copy that failed', prepared.target);
         throw error;
       }
     });
+  }
+
+  /** A Citus copy's last step, in a transaction of its own under the workspace's lock; a failure is logged (`warning`), the copy's outcome stands. */
+  async #underLock(projectId: string, step: (tx: Queryable) => Promise<void>, warning: string, schema: string): Promise<void> {
+    await this.db
+      .transaction(async (tx) => {
+        await lockWorkspace(tx, projectId, this.#lockTimeoutMs);
+        await step(tx);
+      })
+      .catch((error: unknown) => this.log.warn(warning, { schema, error: String(error) }));
   }
 
   async listSnapshots(projectId: string): Promise<SnapshotInfo[]> {
