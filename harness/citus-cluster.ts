@@ -14,6 +14,12 @@ export interface CitusCluster {
   readonly workers: readonly PgCluster[];
   /** A database on every node with Citus set up; returns the coordinator's URL for it. */
   createDatabase(prefix?: string): Promise<string>;
+  /**
+   * A LOGIN CREATEROLE role that is no superuser, with CREATE on the database at `coordinatorUrl`,
+   * as docs/isolation.md has production run the server: made on the coordinator only, Citus
+   * propagating both to the workers. Returns the coordinator's URL for the database as it.
+   */
+  serverRole(coordinatorUrl: string, role: string): Promise<string>;
   /** URL of the same database on worker `i`. */
   workerUrl(i: number, coordinatorUrl: string): string;
   destroy(): Promise<void>;
@@ -79,16 +85,24 @@ export async function startCitusCluster(options: { workers?: number } = {}): Pro
       for (const worker of workers) await sqlOn(url, 'SELECT citus_add_node($1, $2)', [worker.host, worker.port]);
       return url;
     },
+    async serverRole(coordinatorUrl, role) {
+      const name = databaseOf(coordinatorUrl);
+      await sqlOn(coordinatorUrl, `CREATE ROLE "${role}" LOGIN CREATEROLE`);
+      await sqlOn(coordinatorUrl, `GRANT CREATE ON DATABASE "${name}" TO "${role}"`);
+      return coordinator.url(name, role);
+    },
     workerUrl(i, coordinatorUrl) {
       const worker = workers[i];
       if (!worker) throw new RangeError(`no worker ${i}`);
-      return worker.url(decodeURIComponent(new URL(coordinatorUrl).pathname.slice(1)));
+      return worker.url(databaseOf(coordinatorUrl));
     },
     async destroy() {
       await Promise.all(nodes.map((n) => n.destroy()));
     },
   };
 }
+
+const databaseOf = (url: string): string => decodeURIComponent(new URL(url).pathname.slice(1));
 
 /** One statement over a connection of its own. */
 export async function sqlOn(url: string, text: string, params?: unknown[]): Promise<Record<string, unknown>[]> {

@@ -158,15 +158,23 @@ export function principalScript(p: Principal, createRole: boolean, serverRole: s
     `REVOKE ALL ON SCHEMA ${schema} FROM PUBLIC`,
     `GRANT USAGE, CREATE ON SCHEMA ${schema} TO ${role}`,
     `SELECT ${quoteIdent(SANDBOX_SCHEMA)}.adopt_objects(${literal(p.schemaName)}, ${literal(p.roleName)})`,
-    dropSandboxFunction(p.schemaName),
-    `CREATE FUNCTION ${sandboxFunction(p.schemaName)}(step text, statement text, max_rows integer, max_bytes integer)
+    `GRANT CREATE ON SCHEMA ${quoteIdent(SANDBOX_SCHEMA)} TO ${role}`,
+    // As a member of the role from the old function's drop to the new one's hand-over. On Citus
+    // the new function reaches the workers as CREATE OR REPLACE, and the old one, the role's,
+    // may still be there: only its owner may replace it. The server's own EXECUTE, found in the
+    // function's ACL (it is no member of the role between transactions), is the owner's grant.
+    memberFor(
+      p.roleName,
+      [
+        dropSandboxFunction(p.schemaName),
+        `CREATE FUNCTION ${sandboxFunction(p.schemaName)}(step text, statement text, max_rows integer, max_bytes integer)
 RETURNS text LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = ${sandboxSearchPath(p).map(quoteIdent).join(', ')}
 AS $sandbox$${sandboxSource(p)}$sandbox$`,
-    `REVOKE ALL ON FUNCTION ${fn} FROM PUBLIC`,
-    `GRANT CREATE ON SCHEMA ${quoteIdent(SANDBOX_SCHEMA)} TO ${role}`,
-    // The server's own EXECUTE, found in the function's ACL (it is no member of the role between
-    // transactions), granted as a member of the new owner: the owner's grant.
-    memberFor(p.roleName, `ALTER FUNCTION ${fn} OWNER TO ${role};\nGRANT EXECUTE ON FUNCTION ${fn} TO ${quoteIdent(serverRole)}`),
+        `REVOKE ALL ON FUNCTION ${fn} FROM PUBLIC`,
+        `ALTER FUNCTION ${fn} OWNER TO ${role}`,
+        `GRANT EXECUTE ON FUNCTION ${fn} TO ${quoteIdent(serverRole)}`,
+      ].join(';\n'),
+    ),
     `REVOKE CREATE ON SCHEMA ${quoteIdent(SANDBOX_SCHEMA)} FROM ${role}`,
   ]
     .filter(Boolean)

@@ -1,6 +1,6 @@
 import pg from 'pg';
-import { distributeSchemaSql, moveSchema, SHARDING_OFF, workerOfSchema } from '../db/postgres/citus.js';
-import type { Queryable } from '../db/database.js';
+import { distributeSchemaSql, dropSchemaCascade, moveSchema, SHARDING_OFF, workerOfSchema } from '../db/postgres/citus.js';
+import type { Database, Queryable } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
 import { distributeNewTables, dropSandboxFunction, principalScript, SANDBOX_SCHEMA, sandboxFunction } from '../sandbox/sandbox-ddl.js';
 import { schemaCopyScript, type SchemaCopy } from './schema-copy.js';
@@ -19,7 +19,7 @@ import { closeSnapshotReading, finishSnapshotReading, snapshotReaders, type Snap
  * - only a top-level CREATE TABLE in a distributed schema makes a tenant table (the copy's run
  *   from PL/pgSQL), and create_distributed_table colocates a table with the schema's group only
  *   through a table already in it: the target schema is made distributed with an empty anchor
- *   table in it (handed to the copier), before the copy;
+ *   table in it (handed to the copier once moved, see placeNearSource), before the copy;
  * - a new colocation group goes to the worker its id picks: the empty anchor is moved to the
  *   source's worker (citus_schema_move, outside the transaction that makes it), so the copy lives
  *   beside what it copies and the rows never cross workers;
@@ -69,9 +69,10 @@ export async function prepareCitusCopy(
   await tx.exec(`CREATE SCHEMA ${target}`);
   const [made] = await tx.query<{ oid: string }>('SELECT $1::pg_catalog.regnamespace::oid::text AS oid', [target]);
   const plan = { ...prepared, copier: typeof prepared.copier === 'string' ? prepared.copier : prepared.copier(made?.oid ?? '') };
+  await tx.exec(principalScript({ schemaName: plan.target, roleName: plan.copier, searchPath: plan.searchPath }, createCopier, serverRole, true));
+  // Made after the principal, so the anchor stays the server's until placeNearSource moved it.
   await tx.exec(`CREATE TABLE ${target}.${quoteIdent(ANCHOR)} ()`);
   await tx.exec(distributeSchemaSql(plan.target));
-  await tx.exec(principalScript({ schemaName: plan.target, roleName: plan.copier, searchPath: plan.searchPath }, createCopier, serverRole, true));
   if (plan.sourceOwner) {
     // Inheriting, for the copy only: the sandbox refuses every role change.
     await tx.exec(`GRANT ${quoteIdent(plan.sourceOwner)} TO ${quoteIdent(plan.copier)}`);
@@ -91,12 +92,21 @@ async function closeSource(tx: Queryable, plan: CitusCopyPlan): Promise<void> {
 
 /**
  * Between the two transactions: the prepared target (only the empty anchor, so no code of the
- * agent's runs) goes to the source's worker. Citus moves a shard outside a transaction.
+ * agent's runs) goes to the source's worker, then the anchor to the copier, which drops it after
+ * the copy. Citus moves a shard outside a transaction, as the anchor's owner (citus_schema_move
+ * checks ownership on the coordinator, and the shard's copy reads it on the worker over the
+ * mover's own connections, which a membership granted in that transaction does not reach): so
+ * the server keeps the anchor until then.
  */
-export async function placeNearSource(q: Queryable, plan: CitusCopyPlan): Promise<void> {
-  const [source, target] = [await workerOfSchema(q, plan.near), await workerOfSchema(q, plan.target)];
-  if (!source || !target || (source.host === target.host && source.port === target.port)) return;
-  await moveSchema(q, plan.target, source);
+export async function placeNearSource(db: Database, plan: CitusCopyPlan): Promise<void> {
+  const [source, target] = [await workerOfSchema(db, plan.near), await workerOfSchema(db, plan.target)];
+  if (source && target && (source.host !== target.host || source.port !== target.port)) await moveSchema(db, plan.target, source);
+  const [copier, anchor] = [quoteIdent(plan.copier), `${quoteIdent(plan.target)}.${quoteIdent(ANCHOR)}`];
+  // As a member of the copier for this transaction only (src/db/role-membership.ts), a statement
+  // at a time: Citus forwards DDL on distributed tables as the string it came in.
+  await db.transaction(async (tx) => {
+    for (const statement of [`GRANT ${copier} TO CURRENT_USER`, `ALTER TABLE ${anchor} OWNER TO ${copier}`, `REVOKE ${copier} FROM CURRENT_USER`]) await tx.exec(statement);
+  });
 }
 
 /**
@@ -126,7 +136,7 @@ export async function copyOnCitus(tx: Queryable, plan: CitusCopyPlan, source: Om
  * the copier's sandbox on it are dropped and the membership taken back, if still there.
  */
 export async function discardCitusCopy(tx: Queryable, plan: CitusCopyPlan): Promise<void> {
-  await tx.exec(`DROP SCHEMA IF EXISTS ${quoteIdent(plan.target)} CASCADE`);
+  await dropSchemaCascade(tx, plan.target, true);
   await tx.exec(dropSandboxFunction(plan.target));
   await closeSource(tx, plan);
   await finishCitusCopy(tx, plan);

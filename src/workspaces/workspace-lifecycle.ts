@@ -1,5 +1,6 @@
 import type { Queryable } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
+import { dropSchemaCascade } from '../db/postgres/citus.js';
 import { dropRoleSql } from '../db/role-membership.js';
 import { describePgError } from '../db/sql-errors.js';
 import {
@@ -45,11 +46,11 @@ export class WorkspaceLifecycleError extends Error {
  * refused on the workers through other servers' cached connections (until they close); a
  * workspace made again under that id reuses the role. Returns what it changed.
  */
-export async function forgetWorkspace(tx: Queryable, projectId: string, schemaName: string, { keepRole = false } = {}): Promise<string[]> {
+export async function forgetWorkspace(tx: Queryable, projectId: string, schemaName: string, { keepRole = false, citus = false } = {}): Promise<string[]> {
   const role = await workspaceRoleOf(tx, projectId);
   // Read before the registry row goes.
   const keeper = await snapshotRoleOf(tx, projectId);
-  const snapshots = await dropSnapshotSchemas(tx, projectId);
+  const snapshots = await dropSnapshotSchemas(tx, projectId, citus);
   const { ledgerRows, registryRows } = await deleteWorkspaceRows(tx, projectId);
   const changes = registryRows + ledgerRows > 0 ? [`deleted ${registryRows} registry row and ${ledgerRows} ledger row(s) of schema ${schemaName}`] : [];
   changes.push(...snapshots);
@@ -108,10 +109,10 @@ export async function dropWorkspace(
           `drop it as that role (DROP SCHEMA ${quoteIdent(schemaName)} CASCADE), then drop the workspace again to remove the rest.`,
       );
     }
-    await tx.exec(`DROP SCHEMA ${quoteIdent(schemaName)} CASCADE`);
+    await dropSchemaCascade(tx, schemaName, citus);
     changes.push(`dropped schema ${schemaName} and everything in it`);
   }
-  changes.push(...(await forgetWorkspace(tx, projectId, schemaName, { keepRole: citus })));
+  changes.push(...(await forgetWorkspace(tx, projectId, schemaName, { keepRole: citus, citus })));
   return { projectId, schemaName, dropped: true, changes };
 }
 
@@ -200,9 +201,9 @@ export async function renameWorkspace(
  * Drops the schemas of every snapshot of a workspace being forgotten (their rows go with the
  * registry row); forgetWorkspace drops its snapshot role with its own. What it changed.
  */
-async function dropSnapshotSchemas(tx: Queryable, projectId: string): Promise<string[]> {
+async function dropSnapshotSchemas(tx: Queryable, projectId: string, citus: boolean): Promise<string[]> {
   const rows = await listSnapshots(tx, projectId);
-  for (const row of rows) await tx.exec(`DROP SCHEMA IF EXISTS ${quoteIdent(row.schema_name)} CASCADE`);
+  for (const row of rows) await dropSchemaCascade(tx, row.schema_name, citus);
   return rows.length > 0 ? [`dropped its ${rows.length} snapshot(s): ${rows.map((r) => r.schema_name).join(', ')}`] : [];
 }
 

@@ -2,6 +2,7 @@ import pg from 'pg';
 import { DEFAULT_MAX_SNAPSHOTS, DEFAULT_SNAPSHOT_BUDGET_BYTES } from '../config.js';
 import type { Queryable } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
+import { dropSchemaCascade } from '../db/postgres/citus.js';
 import { dropRoleSql } from '../db/role-membership.js';
 import { deferredIndexes } from '../registry/deferred-index-sql.js';
 import { currentDatabase, roleExists, workspacePresence } from '../registry/lifecycle-queries.js';
@@ -216,7 +217,7 @@ export async function prepareSnapshotOnCitus(tx: Queryable, c: SnapshotContext, 
   await adoptFromCopiers(tx, c.projectId, keeper, capability.database);
   const { next } = await snapshotTotals(tx, c.projectId);
   const target = snapshotSchemaName(c.schemaName, next);
-  await tx.exec(`DROP SCHEMA IF EXISTS ${quoteIdent(target)} CASCADE`);
+  await dropSchemaCascade(tx, target, true);
   // The copy's own role, owning nothing but what it makes (the snapshot role owns every snapshot
   // of the workspace, and the agent's code the copy runs runs as the copier), named after the
   // target schema's OID: never a name used before.
@@ -259,7 +260,7 @@ export async function dropSnapshot(tx: Queryable, c: Omit<SnapshotContext, 'runn
   await lockWorkspace(tx, c.projectId, c.lockTimeoutMs);
   const row = await findSnapshot(tx, c.projectId, snapshot);
   if (!row) return false;
-  await tx.exec(`DROP SCHEMA IF EXISTS ${quoteIdent(row.schema_name)} CASCADE`);
+  await dropSchemaCascade(tx, row.schema_name, c.citus);
   await deleteSnapshot(tx, c.projectId, snapshot);
   return true;
 }

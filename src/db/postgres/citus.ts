@@ -1,4 +1,5 @@
 import type { Database, Queryable } from '../database.js';
+import { quoteIdent } from '../identifiers.js';
 import { pgError } from '../sql-errors.js';
 
 /*
@@ -150,7 +151,43 @@ export async function workerOfSchema(q: Queryable, schemaName: string): Promise<
   return row;
 }
 
+/**
+ * The owners of a distributed schema's tables that the current user may not act as. PostgreSQL
+ * lets a schema's owner drop what it holds, but Citus runs worker_drop_distributed_table on each
+ * worker for each of its tables, which asks to own the table: a server that is no superuser
+ * drops the schema as a member of these owners, for that transaction only.
+ */
+async function tableOwnersToActAs(q: Queryable, schemaName: string): Promise<string[]> {
+  const rows = await q.query<{ owner: string }>(
+    `SELECT DISTINCT r.rolname::text AS owner
+       FROM pg_catalog.pg_dist_partition p
+       JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.logicalrelid
+       JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) c.relowner
+      WHERE c.relnamespace OPERATOR(pg_catalog.=) pg_catalog.to_regnamespace($1)
+        AND NOT pg_catalog.pg_has_role(r.oid, 'USAGE')
+      ORDER BY 1`,
+    [schemaName],
+  );
+  return rows.map((r) => r.owner);
+}
+
+/** `statement` as a member of `owners` (each granted and revoked around it, one statement at a time). */
+function asOwners(owners: readonly string[], statement: string): string[] {
+  return [
+    ...owners.map((o) => `GRANT ${quoteIdent(o)} TO CURRENT_USER`),
+    statement,
+    ...owners.map((o) => `REVOKE ${quoteIdent(o)} FROM CURRENT_USER`),
+  ];
+}
+
 /** Moves a distributed schema's shards to `to` (citus_schema_move, copying with writes blocked); outside a transaction. */
 export async function moveSchema(q: Queryable, schemaName: string, to: { host: string; port: number }): Promise<void> {
   await q.query(`SELECT pg_catalog.citus_schema_move($1::pg_catalog.regnamespace, $2, $3, 'block_writes')`, [schemaName, to.host, to.port]);
+}
+
+/** DROP SCHEMA IF EXISTS ... CASCADE of a schema that may be distributed, in the caller's transaction (see tableOwnersToActAs). */
+export async function dropSchemaCascade(tx: Queryable, schemaName: string, citus: boolean): Promise<void> {
+  const drop = `DROP SCHEMA IF EXISTS ${quoteIdent(schemaName)} CASCADE`;
+  // A statement at a time: Citus forwards some DDL to the workers as the string it came in.
+  for (const statement of citus ? asOwners(await tableOwnersToActAs(tx, schemaName), drop) : [drop]) await tx.exec(statement);
 }
