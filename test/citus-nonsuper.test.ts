@@ -27,7 +27,7 @@ afterAll(async () => {
 const SERVER_ROLE = 'mcp_citus_app';
 
 describe('Citus with the server as a CREATEROLE role that is no superuser', () => {
-  it('provisions, runs agent SQL, snapshots, restores, forks, undoes a stopped reading, defers an index, drops; a member of no workspace role after', async (ctx) => {
+  it('provisions, runs agent SQL, snapshots, restores, forks, undoes a stopped reading, defers an index, drops, upgrades; a member of no workspace role after', async (ctx) => {
     if (!citus) return ctx.skip();
     const c = citus;
     const admin = await c.createDatabase('nonsuper');
@@ -44,9 +44,8 @@ describe('Citus with the server as a CREATEROLE role that is no superuser', () =
                       WHERE m.member = '${SERVER_ROLE}'::regrole AND r.rolname LIKE 'pgw\\_%'`;
     const memberships = async () => Promise.all(nodes.map(async (node) => (await sqlOn(node, members))[0]?.['roles']));
 
-    const notes = await writeExtension(await tempDir(), { id: 'notes' }, {
-      'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL);',
-    });
+    const table = 'CREATE TABLE IF NOT EXISTS notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL);';
+    const notes = await writeExtension(await tempDir(), { id: 'notes' }, { 'workspace/schema.sql': table });
     const mcp = await connectInProcess({ extensionDirs: [notes], databaseUrl: url, embeddings: embeddingsAt(stub.openaiUrl) });
     try {
       const { db, sandbox, report } = await mcp.engine.ready(120_000);
@@ -123,6 +122,21 @@ describe('Citus with the server as a CREATEROLE role that is no superuser', () =
       expect(await sqlOn(admin, "SELECT count(*)::int AS n FROM citus_shards WHERE table_name = 'project_alpha.extra'::regclass")).toEqual([{ n: 1 }]);
     } finally {
       await mcp.close();
+    }
+
+    // A newer server upgrades a workspace holding agent code: the migration runs in its sandbox, as its role.
+    const v2 = await writeExtension(await tempDir(), { id: 'notes' }, {
+      'workspace/schema.sql': table,
+      'workspace/migrations/0001_tags.sql': 'ALTER TABLE notes ADD COLUMN IF NOT EXISTS tags text[];\nUPDATE notes SET tags = ARRAY[current_user::text];',
+    });
+    const upgraded = await connectInProcess({ extensionDirs: [v2], databaseUrl: url, embeddings: embeddingsAt(stub.openaiUrl) });
+    try {
+      const ensured = await callTool(upgraded.client, upgraded.tools, 'ensure_workspace', { project_id: 'gamma' });
+      expect(ensured.isError, ensured.text).toBe(false);
+      expect(await sqlOn(admin, 'SELECT DISTINCT tags[1] AS who FROM project_gamma.notes')).toEqual([{ who: expect.stringMatching(/^pgw_\w+_gamma$/) }]);
+      expect(await memberships()).toEqual(['', '', '']);
+    } finally {
+      await upgraded.close();
     }
   }, 600_000);
 });
