@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCitusCluster, sqlOn, type CitusCluster } from '../harness/citus-cluster.js';
+import { repair } from '../src/operations/repair.js';
 import { prepareForkOnCitus } from '../src/workspaces/workspace-snapshots.js';
 import { startEmbeddingStub, type EmbeddingStub } from './support/embedding-stub.js';
-import { tempDir, writeExtension } from './support/fixtures.js';
+import { planFor, tempDir, writeExtension } from './support/fixtures.js';
 import { callTool, connectInProcess, embeddingsAt } from './support/mcp.js';
 
 /*
@@ -134,6 +135,16 @@ describe('Citus with the server as a CREATEROLE role that is no superuser', () =
       const ensured = await callTool(upgraded.client, upgraded.tools, 'ensure_workspace', { project_id: 'gamma' });
       expect(ensured.isError, ensured.text).toBe(false);
       expect(await sqlOn(admin, 'SELECT DISTINCT tags[1] AS who FROM project_gamma.notes')).toEqual([{ who: expect.stringMatching(/^pgw_\w+_gamma$/) }]);
+      expect(await memberships()).toEqual(['', '', '']);
+
+      // A workspace whose schema was dropped by hand, its snapshot left: repair --forget-missing drops the snapshot and forgets it.
+      await callTool(upgraded.client, upgraded.tools, 'snapshot_workspace', { project_id: 'gamma' });
+      await sqlOn(admin, 'DROP SCHEMA project_gamma CASCADE');
+      const { db } = await upgraded.engine.ready(120_000);
+      const options = { adoptOrphans: false, forgetMissing: true, restoreIndexes: false, acceptMigrations: [], dryRun: false };
+      const actions = await repair(db, await planFor([v2]), options);
+      expect(actions).toContainEqual(expect.objectContaining({ fix: 'forget-missing', subject: 'gamma', outcome: 'changed' }));
+      expect(await sqlOn(admin, "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'project\\_gamma%'")).toEqual([]);
       expect(await memberships()).toEqual(['', '', '']);
     } finally {
       await upgraded.close();

@@ -88,7 +88,7 @@ export async function repair(db: Database, plan: InstallPlan, options: RepairOpt
   const orphanIds = async (q: Queryable) => (await orphanSchemas(q, plan, state.search_path_schemas)).map((o) => o.projectId);
   if (options.forgetMissing) {
     for (const { project_id } of await registry.lostSchemas(db)) {
-      actions.push(await run('forget-missing', project_id, (tx) => forgetMissing(tx, project_id)));
+      actions.push(await run('forget-missing', project_id, (tx) => forgetMissing(tx, project_id, presence.citus !== null)));
     }
     const stopped = (await registry.snapshotReadings(db)).filter((r) => r.stopped);
     for (const projectId of new Set(stopped.map((r) => r.project_id))) {
@@ -210,7 +210,7 @@ async function acceptMigration(tx: Queryable, m: AcceptedMigration): Promise<Rep
  * Forgets a workspace whose schema is gone (forgetWorkspace: registry and ledger rows, SQL
  * sandbox function and role, and the registry generation other servers' caches watch).
  */
-async function forgetMissing(tx: Queryable, projectId: string): Promise<RepairAction> {
+async function forgetMissing(tx: Queryable, projectId: string, citus: boolean): Promise<RepairAction> {
   const schemaName = schemaNameFor(projectId);
   await lockWorkspace(tx, projectId);
   const now = await lifecycle.workspacePresence(tx, projectId, schemaName);
@@ -223,7 +223,7 @@ async function forgetMissing(tx: Queryable, projectId: string): Promise<RepairAc
       reason: now.registered ? `its schema ${schemaName} exists again (re-created meanwhile)` : 'it is no longer registered',
     };
   }
-  return { fix: 'forget-missing', subject: projectId, outcome: 'changed', changes: await forgetWorkspace(tx, projectId, schemaName) };
+  return { fix: 'forget-missing', subject: projectId, outcome: 'changed', changes: await forgetWorkspace(tx, projectId, schemaName, { citus }) };
 }
 
 /**
