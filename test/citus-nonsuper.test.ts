@@ -1,3 +1,5 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCitusCluster, sqlOn, type CitusCluster } from '../harness/citus-cluster.js';
 import { repair } from '../src/operations/repair.js';
@@ -5,6 +7,9 @@ import { prepareForkOnCitus } from '../src/workspaces/workspace-snapshots.js';
 import { startEmbeddingStub, type EmbeddingStub } from './support/embedding-stub.js';
 import { planFor, tempDir, writeExtension } from './support/fixtures.js';
 import { callTool, connectInProcess, embeddingsAt } from './support/mcp.js';
+import { MAIN } from './support/server-process.js';
+
+const run = promisify(execFile);
 
 /*
  * The other Citus suites run the server as the cluster's superuser. Here it runs as production
@@ -28,7 +33,7 @@ afterAll(async () => {
 const SERVER_ROLE = 'mcp_citus_app';
 
 describe('Citus with the server as a CREATEROLE role that is no superuser', () => {
-  it('provisions, runs agent SQL, snapshots, restores, forks, undoes a stopped reading, defers an index, drops, upgrades; a member of no workspace role after', async (ctx) => {
+  it('provisions, runs agent SQL, snapshots, restores, forks, undoes a stopped reading, defers an index, drops, upgrades, repairs; a member of no workspace role after', async (ctx) => {
     if (!citus) return ctx.skip();
     const c = citus;
     const admin = await c.createDatabase('nonsuper');
@@ -146,8 +151,28 @@ describe('Citus with the server as a CREATEROLE role that is no superuser', () =
       expect(actions).toContainEqual(expect.objectContaining({ fix: 'forget-missing', subject: 'gamma', outcome: 'changed' }));
       expect(await sqlOn(admin, "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'project\\_gamma%'")).toEqual([]);
       expect(await memberships()).toEqual(['', '', '']);
+
+      // A workspace schema dropped by hand (its role remains) is made again, distributed, and its role works there.
+      await sqlOn(admin, 'DROP SCHEMA project_alpha CASCADE');
+      const again = await callTool(upgraded.client, upgraded.tools, 'execute', { project_id: 'alpha', sql: "INSERT INTO notes (body, tags) VALUES ('again', '{x}') RETURNING body" });
+      expect(again.isError, again.text).toBe(false);
+      expect(await sqlOn(admin, "SELECT count(*)::int AS n FROM pg_dist_schema WHERE schemaid = 'project_alpha'::regnamespace")).toEqual([{ n: 1 }]);
+      expect(await memberships()).toEqual(['', '', '']);
     } finally {
       await upgraded.close();
     }
+
+    // migrate-workspaces, as the operator runs it with the server's DATABASE_URL.
+    const v3 = await writeExtension(await tempDir(), { id: 'notes' }, {
+      'workspace/schema.sql': table,
+      'workspace/migrations/0001_tags.sql': 'ALTER TABLE notes ADD COLUMN IF NOT EXISTS tags text[];\nUPDATE notes SET tags = ARRAY[current_user::text];',
+      'workspace/migrations/0002_score.sql': 'ALTER TABLE notes ADD COLUMN IF NOT EXISTS score int;\nCREATE INDEX IF NOT EXISTS notes_score_idx ON notes (score);',
+    });
+    const migrated = await run(process.execPath, [MAIN, 'migrate-workspaces', '--extensions', v3], { env: { ...process.env, DATABASE_URL: url } }).catch(
+      (error: { stdout: string; stderr: string }) => error,
+    );
+    expect(migrated.stdout, migrated.stderr).toMatch(/^Upgraded 1, skipped 0 \(already current or gone\), failed 0 of 1/);
+    expect(await sqlOn(admin, "SELECT count(*)::int AS n FROM pg_indexes WHERE schemaname = 'project_alpha' AND indexname = 'notes_score_idx'")).toEqual([{ n: 1 }]);
+    expect(await memberships()).toEqual(['', '', '']);
   }, 600_000);
 });
