@@ -175,4 +175,38 @@ describe('Citus with the server as a CREATEROLE role that is no superuser', () =
     expect(await sqlOn(admin, "SELECT count(*)::int AS n FROM pg_indexes WHERE schemaname = 'project_alpha' AND indexname = 'notes_score_idx'")).toEqual([{ n: 1 }]);
     expect(await memberships()).toEqual(['', '', '']);
   }, 600_000);
+
+  it('three servers booting at once provision shared and own ids; a workspace an operator moved keeps working', async (ctx) => {
+    if (!citus) return ctx.skip();
+    const c = citus;
+    const admin = await c.createDatabase('nonsuper_boot');
+    const url = await c.serverRole(admin, 'mcp_citus_boot');
+    const notes = await writeExtension(await tempDir(), { id: 'notes' }, { 'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS notes (id int PRIMARY KEY);' });
+    const servers = await Promise.all([0, 1, 2].map(() => connectInProcess({ extensionDirs: [notes], databaseUrl: url, disabledExtensions: ['codebase'] })));
+    try {
+      const call = (n: number, name: string, args: Record<string, unknown>) => callTool(servers[n]!.client, servers[n]!.tools, name, args);
+      const results = await Promise.all(
+        [0, 1, 2].flatMap((n) => [
+          call(n, 'execute', { project_id: 'shared', sql: `CREATE TABLE IF NOT EXISTS t${n} (id int PRIMARY KEY)` }),
+          call(n, 'execute', { project_id: `own-${n}`, sql: 'CREATE TABLE mine (id int PRIMARY KEY)' }),
+        ]),
+      );
+      expect(results.filter((r) => r.isError).map((r) => r.text)).toEqual([]);
+      const schema = 'project_shared';
+      expect(await sqlOn(admin, `SELECT count(*)::int AS n FROM pg_dist_partition WHERE logicalrelid::text LIKE '${schema}.t%'`)).toEqual([{ n: 3 }]);
+      // An operator (a superuser: Citus asks to own every table it moves) moves it to the other worker.
+      const [before] = await sqlOn(admin, `SELECT nodeport FROM citus_shards WHERE table_name = '${schema}.t0'::regclass`);
+      const target = c.workers.find((w) => w.port !== Number(before?.['nodeport']));
+      await sqlOn(admin, `SELECT citus_schema_move($1::regnamespace, $2::text, $3::int, 'block_writes')`, [schema, target?.host, target?.port]);
+      for (const n of [0, 1, 2]) {
+        const wrote = await call(n, 'execute', { project_id: 'shared', sql: `INSERT INTO t${n} VALUES (${n}) RETURNING id` });
+        expect(wrote.isError, wrote.text).toBe(false);
+      }
+      expect(await sqlOn(admin, `SELECT DISTINCT nodeport FROM citus_shards WHERE table_name::text LIKE '${schema}.%'`)).toEqual([{ nodeport: target?.port }]);
+      const members = `SELECT count(*)::int AS n FROM pg_auth_members WHERE member = 'mcp_citus_boot'::regrole`;
+      for (const node of [admin, c.workerUrl(0, admin), c.workerUrl(1, admin)]) expect(await sqlOn(node, members)).toEqual([{ n: 0 }]);
+    } finally {
+      await Promise.all(servers.map((s) => s.close()));
+    }
+  }, 600_000);
 });
