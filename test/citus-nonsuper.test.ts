@@ -209,4 +209,29 @@ describe('Citus with the server as a CREATEROLE role that is no superuser', () =
       await Promise.all(servers.map((s) => s.close()));
     }
   }, 600_000);
+
+  it("an agent's first table in a workspace whose extensions make none joins its colocation group (an anchor made and dropped as the workspace role)", async (ctx) => {
+    if (!citus) return ctx.skip();
+    const admin = await citus.createDatabase('nonsuper_bare');
+    const url = await citus.serverRole(admin, SERVER_ROLE);
+    const mcp = await connectInProcess({ extensionDirs: [], databaseUrl: url, disabledExtensions: ['codebase'] });
+    try {
+      for (const sql of ['CREATE TABLE kinds (id int PRIMARY KEY)', 'CREATE TABLE items (id int PRIMARY KEY, kind int REFERENCES kinds)']) {
+        const done = await callTool(mcp.client, mcp.tools, 'execute', { project_id: 'bare', sql });
+        expect(done.isError, `${sql}: ${done.text}`).toBe(false);
+      }
+      expect(
+        await sqlOn(
+          admin,
+          `SELECT c.relname::text AS name, p.colocationid IS NOT DISTINCT FROM d.colocationid AS colocated
+             FROM pg_class c JOIN pg_dist_schema d ON d.schemaid = c.relnamespace LEFT JOIN pg_dist_partition p ON p.logicalrelid = c.oid
+            WHERE c.relnamespace = 'project_bare'::regnamespace AND c.relkind = 'r' ORDER BY 1`,
+        ),
+      ).toEqual(['items', 'kinds'].map((name) => ({ name, colocated: true })));
+      const members = await sqlOn(admin, `SELECT count(*)::int AS n FROM pg_auth_members WHERE member = '${SERVER_ROLE}'::regrole AND roleid::regrole::text LIKE 'pgw\\_%'`);
+      expect(members).toEqual([{ n: 0 }]);
+    } finally {
+      await mcp.close();
+    }
+  }, 300_000);
 });

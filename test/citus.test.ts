@@ -401,6 +401,40 @@ describe('Citus: designs it refuses, and the registry', () => {
 });
 
 describe('Citus: an upgrade never runs agent code as the server', () => {
+  it("an agent's tables in a workspace whose extensions make none are distributed in its schema's colocation group", async (ctx) => {
+    const url = await cluster(ctx).createDatabase('no_tables');
+    const mcp = await connectInProcess({ extensionDirs: [], databaseUrl: url, disabledExtensions: ['codebase'] });
+    const call = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
+    try {
+      const ensured = await call('ensure_workspace', { project_id: 'bare' });
+      expect(ensured.data['tables']).toEqual([]);
+      for (const sql of [
+        // No table made: the empty schema stays distributed.
+        'CREATE FUNCTION one() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$',
+        'CREATE TABLE kinds (id int PRIMARY KEY)',
+        'CREATE TABLE items (id int PRIMARY KEY, kind int REFERENCES kinds)',
+        'INSERT INTO kinds VALUES (1)',
+        'INSERT INTO items VALUES (1, one())',
+        'CREATE TABLE copied AS SELECT * FROM items',
+      ]) {
+        const done = await call('execute', { project_id: 'bare', sql });
+        expect(done.isError, `${sql}: ${done.text}`).toBe(false);
+      }
+      const tables = await sqlOn(
+        url,
+        `SELECT c.relname::text AS name, p.colocationid IS NOT DISTINCT FROM d.colocationid AS colocated
+           FROM pg_class c JOIN pg_dist_schema d ON d.schemaid = c.relnamespace LEFT JOIN pg_dist_partition p ON p.logicalrelid = c.oid
+          WHERE c.relnamespace = 'project_bare'::regnamespace AND c.relkind = 'r' ORDER BY 1`,
+      );
+      expect(tables).toEqual(['copied', 'items', 'kinds'].map((name) => ({ name, colocated: true })));
+      const read = await call('query', { project_id: 'bare', sql: 'SELECT i.id, k.id AS kind FROM items i JOIN kinds k ON k.id = i.kind' });
+      expect(read.data).toMatchObject({ rows: [[1, 1]] });
+      await assertCitusInvariants(url);
+    } finally {
+      await mcp.close();
+    }
+  }, 120_000);
+
   it('a view with an ON UPDATE DO INSTEAD rule in place of an extension table runs its function as the workspace role', async (ctx) => {
     const url = await cluster(ctx).createDatabase('upgrade_rule');
     const table = 'CREATE TABLE IF NOT EXISTS notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL);';

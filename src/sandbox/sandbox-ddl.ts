@@ -182,6 +182,31 @@ AS $sandbox$${sandboxSource(p)}$sandbox$`,
 }
 
 /**
+ * On Citus, before an agent's CREATE TABLE in a workspace whose schema's colocation group holds
+ * no table yet (its extensions make none): distributeNewTables colocates a new table with one
+ * already there, and there was none, so the agent's tables stayed local on the coordinator. An
+ * empty table is then made first, top-level in the call's transaction (which Citus makes a table
+ * of the group) and dropped after the agent's tables joined it, both as the workspace's role:
+ * Citus refuses a transaction's placements to a user other than the one that modified them. Runs
+ * nothing of the agent's. Also answers who the server is, to set the role back.
+ */
+export const NEEDS_DISTRIBUTION_ANCHOR = `
+  SELECT current_user::text AS server,
+         NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p JOIN pg_catalog.pg_dist_schema d ON d.colocationid = p.colocationid
+                      WHERE d.schemaid = pg_catalog.to_regnamespace($1)) AS needed`;
+
+/** `statement` (top-level) as the workspace's role, the server its member for it only (as VACUUM's role is set). */
+export function anchorStatements(p: Principal, server: string, statement: string): string[] {
+  const [role, self] = [quoteIdent(p.roleName), quoteIdent(server)];
+  return [`GRANT ${role} TO ${self}`, `SET LOCAL ROLE ${role}`, statement, `SET LOCAL ROLE ${self}`, `REVOKE ${role} FROM ${self}`];
+}
+
+/** The anchor's table in the workspace's schema (see NEEDS_DISTRIBUTION_ANCHOR). */
+export function distributionAnchor(schemaName: string): string {
+  return `${quoteIdent(schemaName)}.pgw_distribution_anchor`;
+}
+
+/**
  * On Citus, run by the sandbox (as the workspace) after an agent's CREATE TABLE: Citus makes
  * a table of a distributed schema a tenant table only when CREATE TABLE is a top-level
  * statement, not one run from PL/pgSQL, so every table of the schema still local is made a

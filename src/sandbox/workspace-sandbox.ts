@@ -26,7 +26,10 @@ import {
   SANDBOX_BODY,
   SANDBOX_BROKEN,
   SANDBOX_SCHEMA,
+  anchorStatements,
   distributeNewTables,
+  distributionAnchor,
+  NEEDS_DISTRIBUTION_ANCHOR,
   sandboxBodySource,
   sandboxFunction,
   sandboxSearchPath,
@@ -448,6 +451,10 @@ export class WorkspaceSandbox {
     // the database's clean-up rolls it back (afterFailedPipeline).
     const steps: PipelineStep[] = options.readOnly ? [{ sql: 'BEGIN' }] : [];
     const settingsStep = steps.push({ sql: `SELECT ${set.join(', ')}`, params }) - 1;
+    const server = options.distribute ? await this.#anchorNeededBy(principal.schemaName) : undefined;
+    const anchor = distributionAnchor(principal.schemaName);
+    if (server) steps.push(...anchorStatements(principal, server, `CREATE TABLE ${anchor} ()`).map((sql) => ({ sql })));
+    const agentStep = steps.length;
     if (options.rows) {
       steps.push(
         { sql: `SELECT ${fn}('open', $1, 0, 0)`, params: [sql] },
@@ -464,6 +471,7 @@ export class WorkspaceSandbox {
     const answered = steps.length - 1;
     // Same implicit transaction: the new table is distributed, or the statement undone.
     if (options.distribute) steps.push({ sql: `SELECT ${fn}('run', $1, 0, 0)`, params: [distributeNewTables(principal.schemaName)] });
+    if (server) steps.push(...anchorStatements(principal, server, `DROP TABLE ${anchor}`).map((sql) => ({ sql })));
     if (options.readOnly) steps.push({ sql: 'ROLLBACK' });
     // Never an empty result for a reply that lost its steps: an agent could not tell it from the truth.
     const outcome = completeOutcome(await this.db.pipeline(steps, projectId), steps);
@@ -483,7 +491,7 @@ export class WorkspaceSandbox {
       throw outcome.error;
     }
     const answer = readSandboxAnswer(outcome.results[answered]?.rows[0]?.[0] ?? '{}');
-    const fields = options.rows ? (outcome.results[settingsStep + 2]?.fields ?? []) : [];
+    const fields = options.rows ? (outcome.results[agentStep + 1]?.fields ?? []) : [];
     const columns = await this.#columns(fields);
     const rows = answer.rows.map((row) => row.map((value, i) => decodeValue(value, fields[i], columns[i])));
     return {
@@ -496,6 +504,12 @@ export class WorkspaceSandbox {
       },
       affected: answer.total,
     };
+  }
+
+  /** On Citus: the server's role when the workspace's colocation group holds no table for an agent's new one to join (NEEDS_DISTRIBUTION_ANCHOR). */
+  async #anchorNeededBy(schemaName: string): Promise<string | undefined> {
+    const [row] = await this.db.query<{ server: string; needed: boolean }>(NEEDS_DISTRIBUTION_ANCHOR, [schemaName]);
+    return row?.needed ? row.server : undefined;
   }
 
   async #columns(fields: readonly PipelineField[]): Promise<Column[]> {
