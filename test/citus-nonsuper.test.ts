@@ -213,7 +213,8 @@ describe('Citus with the server as a CREATEROLE role that is no superuser', () =
   it("an agent's first table in a workspace whose extensions make none joins its colocation group (an anchor made and dropped as the workspace role)", async (ctx) => {
     if (!citus) return ctx.skip();
     const admin = await citus.createDatabase('nonsuper_bare');
-    const url = await citus.serverRole(admin, SERVER_ROLE);
+    const server = 'mcp_citus_bare';
+    const url = await citus.serverRole(admin, server);
     const mcp = await connectInProcess({ extensionDirs: [], databaseUrl: url, disabledExtensions: ['codebase'] });
     try {
       for (const sql of ['CREATE TABLE kinds (id int PRIMARY KEY)', 'CREATE TABLE items (id int PRIMARY KEY, kind int REFERENCES kinds)']) {
@@ -228,7 +229,7 @@ describe('Citus with the server as a CREATEROLE role that is no superuser', () =
             WHERE c.relnamespace = 'project_bare'::regnamespace AND c.relkind = 'r' ORDER BY 1`,
         ),
       ).toEqual(['items', 'kinds'].map((name) => ({ name, colocated: true })));
-      const members = await sqlOn(admin, `SELECT count(*)::int AS n FROM pg_auth_members WHERE member = '${SERVER_ROLE}'::regrole AND roleid::regrole::text LIKE 'pgw\\_%'`);
+      const members = await sqlOn(admin, `SELECT count(*)::int AS n FROM pg_auth_members WHERE member = '${server}'::regrole AND roleid::regrole::text LIKE 'pgw\\_%'`);
       expect(members).toEqual([{ n: 0 }]);
     } finally {
       await mcp.close();
