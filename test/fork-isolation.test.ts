@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BACKEND_KINDS } from './support/backend-per-kind.js';
 import { startIsolationServer } from './support/isolation-snapshot.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
+import { POWER_OVER_SNAPSHOTS } from './support/snapshot-attacks.js';
 
 /*
  * The escape suite's fork side: an agent attacks through the MCP tools only. A fork copies a
@@ -173,14 +174,7 @@ const FORK_TAMPER = [
      RETURN true;
    END $f$`,
   // Run as its owner: in the snapshot, the snapshot role, which owns every snapshot of evil.
-  `CREATE FUNCTION power() RETURNS void LANGUAGE plpgsql SECURITY DEFINER AS $f$
-   DECLARE s oid;
-   BEGIN
-     FOR s IN SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-               WHERE n.nspname LIKE 'project\\_evil\\_\\_snap\\_%' AND c.relkind = 'S' LOOP
-       PERFORM setval(s, 1000);
-     END LOOP;
-   END $f$`,
+  POWER_OVER_SNAPSHOTS,
   "CREATE TYPE mood AS ENUM ('ok')",
   'CREATE TABLE bait (n int CHECK (plant()))',
   'INSERT INTO bait VALUES (1)',

@@ -14,6 +14,7 @@ import { lockWorkspace } from '../src/registry/registry-sql.js';
 import { DEFAULT_SNAPSHOT_LIMITS, forkWorkspace, prepareForkOnCitus, prepareSnapshotOnCitus, takeSnapshot, type ForkRequest } from '../src/workspaces/workspace-snapshots.js';
 import { install, planFor, tempDir, writeExtension } from './support/fixtures.js';
 import { schemaExists, stateOf } from './support/schema-state.js';
+import { POWER_OVER_SNAPSHOTS } from './support/snapshot-attacks.js';
 
 /*
  * Snapshots, restores and forks on Citus (docs/snapshots.md, "On Citus"): a snapshot and a fork
@@ -342,14 +343,7 @@ describe('a fork from a snapshot on Citus', () => {
       // it can reach: rows rewritten, a column added, sequences moved (also through a SECURITY
       // DEFINER function of the snapshot's, which would run as its owner).
       for (const statement of [
-        `CREATE FUNCTION power() RETURNS void LANGUAGE plpgsql SECURITY DEFINER AS $f$
-         DECLARE s oid;
-         BEGIN
-           FOR s IN SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                     WHERE n.nspname LIKE 'project\\_evil\\_\\_snap\\_%' AND c.relkind = 'S' LOOP
-             PERFORM setval(s, 1000);
-           END LOOP;
-         END $f$`,
+        POWER_OVER_SNAPSHOTS,
         `CREATE FUNCTION plant() RETURNS boolean LANGUAGE plpgsql AS $f$
          DECLARE s record;
          BEGIN
