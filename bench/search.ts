@@ -5,7 +5,8 @@
  *    turns with the stub's own floor, the same texts sent directly by the same HttpEmbedder (same
  *    batch size and concurrency), and with ingest into a workspace whose HNSW index was dropped
  *    (the index's upkeep is most of a write: a load this large into an empty table defers the
- *    index and builds it again inside the timed call); with the stub answering at once, and after
+ *    index and builds it again once the call has returned: the build is waited for after each
+ *    sample, untimed, so it never overlaps the next, and timed on its own); with the stub answering at once, and after
  *    BENCH_STUB_DELAY_MS per request (a provider's own time); and the writes alone, the same
  *    add_documents with a provider answering from vectors computed beforehand, in process (no
  *    HTTP, no stub): what ingest costs whatever the provider, so floor/writes bounds the ratio;
@@ -34,6 +35,8 @@ const INGEST_DOCS = Number(process.env['BENCH_INGEST_DOCS'] ?? 200);
 const CHUNKS = Number(process.env['BENCH_SEARCH_CHUNKS'] ?? 100_000);
 const ITERATIONS = Number(process.env['BENCH_ITERATIONS'] ?? 30);
 const STUB_DELAY_MS = Number(process.env['BENCH_STUB_DELAY_MS'] ?? 50);
+/** Timed ingest samples per contender (each into a workspace of its own), after one warm-up. */
+const INGEST_SAMPLES = Number(process.env['BENCH_INGEST_SAMPLES'] ?? 3);
 const RECALL_QUERIES = 50;
 const log = (message: string) => process.stderr.write(`[bench:search] ${message}\n`);
 
@@ -64,7 +67,7 @@ const engine = new ProvisioningEngine(
 );
 engine.start();
 const { search, db, sandbox } = await engine.ready(120_000);
-const results: Record<string, unknown> = { sizes: { ingestDocs: INGEST_DOCS, chunks: CHUNKS, iterations: ITERATIONS, stubDelayMs: STUB_DELAY_MS } };
+const results: Record<string, unknown> = { sizes: { ingestDocs: INGEST_DOCS, chunks: CHUNKS, iterations: ITERATIONS, stubDelayMs: STUB_DELAY_MS, ingestSamples: INGEST_SAMPLES } };
 
 try {
   // 1. Ingest throughput against the stub's floor.
@@ -87,7 +90,7 @@ try {
     const rounds = { ingest: 0, unindexed: 0, writes: 0 };
     // Each round stores the documents into a workspace of its own, made beforehand (its DDL and role are not ingest).
     // The unindexed ones lack the HNSW index: what ingest costs without the index's upkeep.
-    for (let r = 0; r < 4; r++) {
+    for (let r = 0; r < INGEST_SAMPLES + 1; r++) {
       for (const kind of ['ingest', 'unindexed', 'writes'] as const) {
         await search.addDocuments({ projectId: `${kind}-${delay}-${r}`, documents: [{ source: 'seed.md', text: `seed ${delay} ${r}` }] });
         if (kind === 'unindexed') await admin.query(`DROP INDEX project_unindexed_${delay}_${r}.chunks_embedding_hnsw_idx`);
@@ -97,12 +100,21 @@ try {
       const result = await service.addDocuments({ projectId: `${kind}-${delay}-${rounds[kind]++}`, documents });
       if (result.embedded !== texts.length) throw new Error(`ingest embedded ${result.embedded} of ${texts.length}`);
     };
+    // The index build a call leaves running (not in the call's sample): awaited before the next contender starts.
+    const settle = (service: SearchService) => () => service.settled();
     const figures = await sampleInterleaved(
-      3,
-      { floor: () => direct.embedDocuments(texts), ingest: ingest('ingest'), unindexed: ingest('unindexed'), writes: ingest('writes', writesAlone) },
+      INGEST_SAMPLES,
+      {
+        floor: () => direct.embedDocuments(texts),
+        ingest: ingest('ingest'),
+        ingestBuild: settle(search),
+        unindexed: ingest('unindexed'),
+        writes: ingest('writes', writesAlone),
+        writesBuild: settle(writesAlone),
+      },
       1,
     );
-    // A load this large defers the HNSW index and builds it again inside the timed call: each ingest workspace has it back.
+    // A load this large defers the HNSW index and builds it again after the call: each ingest workspace has it back.
     for (let r = 0; r < rounds.ingest; r++) {
       const { rows } = await admin.query(`SELECT count(*)::int AS n FROM pg_indexes WHERE schemaname = $1 AND indexname = 'chunks_embedding_hnsw_idx'`, [`project_ingest_${delay}_${r}`]);
       if (rows[0]?.n !== 1) throw new Error(`workspace ingest-${delay}-${r} lacks its HNSW index after add_documents returned`);
@@ -114,6 +126,7 @@ try {
       ingest: figures.ingest,
       unindexed: figures.unindexed,
       writesAlone: figures.writes,
+      buildAfterCall: figures.ingestBuild,
       floorChunksPerSecond: chunksPerSecond(figures.floor.p50),
       ingestChunksPerSecond: chunksPerSecond(figures.ingest.p50),
       throughputRatio: ratio(figures.floor.p50, figures.ingest.p50),
@@ -123,7 +136,8 @@ try {
     log(
       `ingest ${texts.length} chunks, stub delay ${delay} ms: floor p50 ${figures.floor.p50} ms, ingest p50 ${figures.ingest.p50} ms, ` +
         `throughput ${ratio(figures.floor.p50, figures.ingest.p50)} x floor; without the HNSW index ${figures.unindexed.p50} ms, ${ratio(figures.floor.p50, figures.unindexed.p50)} x; ` +
-        `writes alone (vectors computed beforehand) ${figures.writes.p50} ms, ${ratio(figures.floor.p50, figures.writes.p50)} x`,
+        `writes alone (vectors computed beforehand) ${figures.writes.p50} ms, ${ratio(figures.floor.p50, figures.writes.p50)} x; ` +
+        `the HNSW build after the call ${figures.ingestBuild.p50} ms more`,
     );
   }
   stub.delayMs = 0;

@@ -45,33 +45,46 @@ const EMBEDDINGS_ENV = {
   PG_WORKSPACE_EMBEDDINGS_CONCURRENCY: '1',
 };
 
-/** The stub's embedder, running `pause` (once, then cleared) before its next batch: a point inside a load, after its deferral. */
-function pausingEmbedder(): Embedder & { pause: (() => Promise<void>) | undefined } {
+function stubEmbedder(): Embedder {
   const config = parseEmbeddingsConfig({}, { ...EMBEDDINGS_ENV, PG_WORKSPACE_EMBEDDINGS_URL: stub.openaiUrl }) as EmbeddingsConfig;
-  const inner = new HttpEmbedder(config, silentLogger, { retryBaseMs: 5 });
-  const embedder = {
-    space: inner.space,
-    pause: undefined as (() => Promise<void>) | undefined,
-    embedQuery: (text: string, signal?: AbortSignal) => inner.embedQuery(text, signal),
-    async embedDocuments(texts: readonly string[], signal?: AbortSignal) {
-      const pause = embedder.pause;
-      embedder.pause = undefined;
-      await pause?.();
-      return inner.embedDocuments(texts, signal);
+  return new HttpEmbedder(config, silentLogger, { retryBaseMs: 5 });
+}
+
+/**
+ * The sandbox, running `pause` (once, then cleared) before the next write of chunks: a point
+ * inside a load, after its deferral (embedding starts before the deferral is decided).
+ */
+function pausingWrites(sandbox: WorkspaceSandbox): { sandbox: WorkspaceSandbox; writes: { pause: (() => Promise<void>) | undefined } } {
+  const writes = { pause: undefined as (() => Promise<void>) | undefined };
+  const paused = new Proxy(sandbox, {
+    get(target, key) {
+      if (key === 'writeAsWorkspace') {
+        return async (...args: Parameters<WorkspaceSandbox['writeAsWorkspace']>) => {
+          // Chunk writes stage their rows; the deferral's drop and build do not.
+          if (args[4]) {
+            const pause = writes.pause;
+            writes.pause = undefined;
+            await pause?.();
+          }
+          return target.writeAsWorkspace(...args);
+        };
+      }
+      const value: unknown = Reflect.get(target, key, target);
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
     },
-  };
-  return embedder;
+  });
+  return { sandbox: paused, writes };
 }
 
 async function services(db: Database, options: { deferralLeaseMs?: number; rebuildTimeoutMs?: number; roots?: string[] } = {}) {
   const report = await install(db, plan);
   const { sandbox, workspaces } = sandboxedWorkspaces(db, plan, report.searchPathSchemas, silentLogger);
-  const embedder = pausingEmbedder();
-  const search = new SearchService(db, sandbox, embedder, options.roots ?? [], silentLogger, {
+  const { sandbox: loading, writes } = pausingWrites(sandbox);
+  const search = new SearchService(db, loading, stubEmbedder(), options.roots ?? [], silentLogger, {
     ...(options.deferralLeaseMs ? { deferralLeaseMs: options.deferralLeaseMs } : {}),
     ...(options.rebuildTimeoutMs ? { rebuildTimeoutMs: options.rebuildTimeoutMs } : {}),
   });
-  return { search, sandbox, embedder, workspaces };
+  return { search, sandbox, writes, workspaces };
 }
 
 const WORDS = ['harbour', 'granite', 'orchard', 'violin', 'glacier', 'lantern', 'meadow', 'copper', 'falcon', 'saffron'];
@@ -108,13 +121,13 @@ for (const kind of BACKEND_KINDS) {
 
     it('a large load into a near-empty chunks table drops the HNSW index while it loads (searches exact meanwhile) and builds it again, the registry clean', async (ctx) => {
       const db = await available(ctx).fresh();
-      const { search, embedder } = await services(db);
+      const { search, writes } = await services(db);
       await search.addDocuments({ projectId: 'alpha', documents: [SEED] });
       const [before] = await hnswIndex(db);
       expect(before?.indexdef).toMatch(/USING hnsw \(embedding vector_cosine_ops\)/);
 
       let during: { index: unknown[]; registry: unknown[]; hit: string } | undefined;
-      embedder.pause = async () => {
+      writes.pause = async () => {
         during = { index: await hnswIndex(db), registry: await deferrals(db), hit: await topHit(search, 'lighthouse keeper lens') };
       };
       const loaded = await search.addDocuments({ projectId: 'alpha', documents: documents('doc', 40), ...LOAD });
@@ -124,6 +137,8 @@ for (const kind of BACKEND_KINDS) {
         registry: [{ project_id: 'alpha', index_name: 'chunks_embedding_hnsw_idx', definition: before?.indexdef, expired: false }],
         hit: SEED.text,
       });
+      // Built once the call has returned.
+      await search.settled();
       expect(await hnswIndex(db)).toEqual([before]);
       expect(await deferrals(db)).toEqual([]);
       expect(await topHit(search, 'doc 7 part 1 the lantern and the falcon of note 50')).toContain('doc 7 part 1');
@@ -137,26 +152,27 @@ for (const kind of BACKEND_KINDS) {
           writeFile(path.join(repo, `module${i}.ts`), `export function ${WORDS[i % 10]}${i}(x: number): number {\n  return x + ${i};\n}\n`),
         ),
       );
-      const { search, embedder } = await services(db, { roots: [repo] });
+      const { search, writes } = await services(db, { roots: [repo] });
       await search.addDocuments({ projectId: 'alpha', documents: [SEED] });
       const [before] = await hnswIndex(db);
       let during: unknown[] | undefined;
-      embedder.pause = async () => {
+      writes.pause = async () => {
         during = await hnswIndex(db);
       };
       const { done } = await search.indexDirectory({ projectId: 'alpha', path: repo }, { roots: undefined, elsewhere: false });
       expect(await done).toMatchObject({ state: 'done', files_changed: 70, chunks_added: 70 });
       expect(during).toEqual([]);
+      await search.settled();
       expect(await hnswIndex(db)).toEqual([before]);
       expect(await deferrals(db)).toEqual([]);
     }, 120_000);
 
     it('leaves the index alone for a small load, and for one smaller than what the table holds', async (ctx) => {
       const db = await available(ctx).fresh();
-      const { search, embedder } = await services(db);
+      const { search, writes } = await services(db);
       const indexDuring = async (docs: ReturnType<typeof documents>) => {
         let seen: unknown[] = [];
-        embedder.pause = async () => {
+        writes.pause = async () => {
           seen = await hnswIndex(db);
         };
         await search.addDocuments({ projectId: 'alpha', documents: docs, ...LOAD });
@@ -172,12 +188,12 @@ for (const kind of BACKEND_KINDS) {
     it("a build the agent made costly (its rows, the index's m and ef_construction) stops at the upgrade timeout; a second vector index of the agent's is never deferred", async (ctx) => {
       // Issue 27, red team round 3: the build ran under a fixed 15 minutes, whatever the agent made it cost; on PGlite every workspace waited for it.
       const db = await available(ctx).fresh();
-      const { search, sandbox, embedder } = await services(db, { rebuildTimeoutMs: 1000, deferralLeaseMs: 2000 });
+      const { search, sandbox, writes } = await services(db, { rebuildTimeoutMs: 1000, deferralLeaseMs: 2000 });
       await search.addDocuments({ projectId: 'alpha', documents: [SEED] });
       const vectorIndexes = async () =>
         (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_indexes WHERE schemaname = 'project_alpha' AND tablename = 'chunks' AND indexdef LIKE '%USING hnsw%'`))[0]?.n;
       let seen: number | undefined;
-      embedder.pause = async () => {
+      writes.pause = async () => {
         seen = await vectorIndexes();
       };
       await sandbox.execute('alpha', 'CREATE INDEX agent_idx ON chunks USING hnsw (embedding vector_l2_ops)', []);
@@ -189,7 +205,7 @@ for (const kind of BACKEND_KINDS) {
 
       // The one index as costly to build as pgvector allows, and the table filled while the load runs without it.
       await sandbox.execute('alpha', 'ALTER INDEX chunks_embedding_hnsw_idx SET (m = 100, ef_construction = 1000)', []);
-      embedder.pause = async () => {
+      writes.pause = async () => {
         seen = await vectorIndexes();
         await sandbox.execute(
           'alpha',
@@ -200,6 +216,7 @@ for (const kind of BACKEND_KINDS) {
       };
       const started = performance.now();
       await search.addDocuments({ projectId: 'alpha', documents: documents('doc', 40), ...LOAD });
+      await search.settled();
       const ms = performance.now() - started;
       expect(seen).toBe(0);
       // Stopped and rolled back: still deferred (searches exact), for a later try or repair --restore-indexes.
@@ -218,10 +235,10 @@ for (const kind of BACKEND_KINDS) {
       const db = new PostgresDatabase({ connectionString: url });
       const reader = new PostgresDatabase({ connectionString: url });
       try {
-        const { search, embedder } = await services(db);
+        const { search, writes } = await services(db);
         await search.addDocuments({ projectId: 'alpha', documents: [SEED] });
         let seen: unknown[] = [];
-        embedder.pause = async () => {
+        writes.pause = async () => {
           seen = await hnswIndex(db);
         };
         const loaded = await reader.withSession(async (session) => {
@@ -341,6 +358,7 @@ for (const kind of BACKEND_KINDS) {
         expect(own).toBe('64MB');
         const loaded = await run('add_documents', { project_id: 'alpha', documents: documents('doc', 40), chunk_size: 100, chunk_overlap: 0 });
         expect(loaded.data['added']).toBe(120);
+        await (await mcp.engine.ready(60_000)).search.settled();
         expect(await db.query('SELECT identity, setting FROM observer.builds')).toEqual([{ identity: 'project_alpha.chunks_embedding_hnsw_idx', setting: '256MB' }]);
         for (let i = 0; i < 4; i++) {
           expect((await run('query', { project_id: 'alpha', sql: `SELECT current_setting('maintenance_work_mem')` })).data['rows']).toEqual([[own]]);
@@ -363,8 +381,8 @@ for (const kind of BACKEND_KINDS) {
         const [before] = await hnswIndex(db);
         let secondSaw: unknown[] | undefined;
         let afterSecond: unknown[] | undefined;
-        first.embedder.pause = async () => {
-          second.embedder.pause = async () => {
+        first.writes.pause = async () => {
+          second.writes.pause = async () => {
             secondSaw = await hnswIndex(otherDb);
           };
           const added = await second.search.addDocuments({ projectId: 'alpha', documents: documents('other', 30), ...LOAD });
@@ -375,6 +393,7 @@ for (const kind of BACKEND_KINDS) {
         expect(added.added).toBe(120);
         expect(secondSaw).toEqual([]);
         expect(afterSecond).toEqual([]);
+        await first.search.settled();
         expect(await hnswIndex(db)).toEqual([before]);
         expect(await deferrals(db)).toEqual([]);
         expect(await chunkCount(db)).toBe(1 + 120 + 90);
@@ -385,12 +404,12 @@ for (const kind of BACKEND_KINDS) {
 
     it('snapshots, restores and forks of the workspace wait for a load with deferred indexes to end: a copy would keep the state without them', async (ctx) => {
       const db = await available(ctx).fresh();
-      const { search, embedder, workspaces } = await services(db);
+      const { search, writes, workspaces } = await services(db);
       await search.addDocuments({ projectId: 'alpha', documents: [SEED] });
       const first = await workspaces.snapshot('alpha');
       const refusals: string[] = [];
       const refused = (attempt: Promise<unknown>) => attempt.then(() => 'done', (error: Error) => refusals.push(error.message));
-      embedder.pause = async () => {
+      writes.pause = async () => {
         await refused(workspaces.snapshot('alpha'));
         await refused(workspaces.fork('alpha', 'beta'));
         await refused(workspaces.restore('alpha', first.snapshot));
@@ -399,7 +418,8 @@ for (const kind of BACKEND_KINDS) {
       expect(refusals).toHaveLength(3);
       for (const message of refusals) expect(message).toMatch(/^A load into workspace "alpha" is running with its vector index\(es\) chunks\.chunks_embedding_hnsw_idx dropped until it ends: .* once the load has ended\. Nothing was changed\.$/);
       expect((await workspaces.listSnapshots('alpha')).map((x) => x.snapshot)).toEqual([first.snapshot]);
-      // Once it has ended, each goes ahead, and the copies have the index.
+      // Once it has ended and its index is built, each goes ahead, and the copies have the index.
+      await search.settled('alpha');
       const second = await workspaces.snapshot('alpha');
       expect(await hnswIndex(db, second.schema_name)).toHaveLength(1);
       await workspaces.fork('alpha', 'beta');

@@ -26,6 +26,8 @@ export function registerForkWorkspaceTool(server: McpServer, deps: ToolDeps): vo
         // The allowlist wrapper reads project_id only: both ids are checked here.
         deps.access.check(from);
         deps.access.check(to);
+        // The vector index a load of this server builds after its call (docs/search.md): the copy has it.
+        await (await deps.search(signal)).settled(from);
         const outcome = await (await deps.workspaces(signal)).fork(from, to, snapshot);
         return { from, to, schema_name: outcome.schemaName, created_at: outcome.createdAt.toISOString(), changes: outcome.changes };
       }),

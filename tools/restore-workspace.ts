@@ -38,6 +38,8 @@ export function registerRestoreWorkspaceTool(server: McpServer, deps: ToolDeps):
             `Nothing was restored: confirm must repeat project_id exactly ("${project_id}"), got ${JSON.stringify(confirm.slice(0, 80))}.`,
           );
         }
+        // The vector index a load of this server builds after its call (docs/search.md): the state kept has it.
+        await (await deps.search(signal)).settled(project_id);
         const outcome = await (await deps.workspaces(signal)).restore(project_id, snapshot);
         return { project_id, restored: outcome.restored.snapshot, kept_as: outcome.kept.snapshot, changes: outcome.changes };
       }),

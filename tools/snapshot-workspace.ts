@@ -22,6 +22,10 @@ export function registerSnapshotWorkspaceTool(server: McpServer, deps: ToolDeps)
       annotations: { destructiveHint: false, idempotentHint: false, readOnlyHint: false, openWorldHint: false },
     },
     ({ project_id, label }, { signal }) =>
-      runTool(deps, async () => ({ project_id, ...summarize(await (await deps.workspaces(signal)).snapshot(project_id, label)) })),
+      runTool(deps, async () => {
+        // The vector index a load of this server builds after its call (docs/search.md): the snapshot has it.
+        await (await deps.search(signal)).settled(project_id);
+        return { project_id, ...summarize(await (await deps.workspaces(signal)).snapshot(project_id, label)) };
+      }),
   );
 }

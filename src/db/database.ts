@@ -31,9 +31,10 @@ export interface LockTry {
 
 /**
  * One step of a pipeline: a statement with text parameters, or a Describe of a named portal
- * (a cursor), which reports its columns without running it.
+ * (a cursor), which reports its columns without running it. A `COPY ... FROM STDIN` statement
+ * carries its data in `copyIn`, sent right after it.
  */
-export type PipelineStep = { sql: string; params?: readonly (string | null)[] } | { describePortal: string };
+export type PipelineStep = { sql: string; params?: readonly (string | null)[]; copyIn?: Uint8Array } | { describePortal: string };
 
 export interface PipelineField {
   name: string;

@@ -13,6 +13,8 @@ export interface PipelineWriter {
   bind(opts: { values: (string | null)[] }): void;
   execute(opts: Record<string, never>): void;
   describe(opts: { type: 'P'; name: string }): void;
+  sendCopyFromChunk(chunk: Buffer): void;
+  endCopyFrom(): void;
   sync(): void;
 }
 
@@ -87,6 +89,11 @@ export function writePipeline(steps: readonly PipelineStep[], out: PipelineWrite
       out.parse({ text: step.sql });
       out.bind({ values: [...(step.params ?? [])] });
       out.execute({});
+      // The server reads the data as soon as the COPY starts, before the steps after it: no need to wait for its CopyInResponse.
+      if (step.copyIn) {
+        out.sendCopyFromChunk(Buffer.from(step.copyIn.buffer, step.copyIn.byteOffset, step.copyIn.byteLength));
+        out.endCopyFrom();
+      }
     }
   }
   out.sync();

@@ -105,6 +105,17 @@ const RAISE_MAINTENANCE_WORK_MEM =
   `GREATEST(LEAST($1::pg_catalog.int8, s.max_val::pg_catalog.int8), s.setting::pg_catalog.int8)::pg_catalog.text, true) ` +
   `FROM pg_catalog.pg_settings s WHERE s.name OPERATOR(pg_catalog.=) 'maintenance_work_mem'`;
 
+/**
+ * Rows writeAsWorkspace's statements read, loaded into a table of the server's by `copy` (a
+ * `COPY ... FROM STDIN` as the server, with `data`) after the guard, and deleted by `clear` after
+ * the statements, in the same transaction: the table's rows are never committed.
+ */
+export interface StagedRows {
+  copy: string;
+  data: Uint8Array;
+  clear: string;
+}
+
 /** The guard of writeAsWorkspace failed: nothing was written. */
 export class WriteGuardError extends Error {
   override name = 'WriteGuardError';
@@ -249,16 +260,18 @@ export class WorkspaceSandbox {
    * its failure is a WriteGuardError. `settings.statementMs` replaces the server's limit for this
    * transaction (an index build runs longer than any one call should); `settings.lockMs` bounds
    * the first statement's wait for a lock (the sandbox resets every other setting after each
-   * statement); `settings.maintenanceWorkMemKb` is set again before each statement. Returns the
-   * rows each statement affected.
+   * statement); `settings.maintenanceWorkMemKb` is set again before each statement. `staged`:
+   * rows the statements read, copied in after the guard and deleted after them (StagedRows).
+   * Returns the rows each statement affected.
    */
   writeAsWorkspace(
     projectId: string,
     statements: ReadonlyArray<{ sql: string; params: readonly AgentParam[] }>,
     guard?: { sql: string; params: readonly string[] },
     settings: WriteSettings = {},
+    staged?: StagedRows,
   ): Promise<number[]> {
-    return this.#write(projectId, statements, guard, settings, false);
+    return this.#write(projectId, statements, guard, settings, staged, false);
   }
 
   async #write(
@@ -266,6 +279,7 @@ export class WorkspaceSandbox {
     statements: ReadonlyArray<{ sql: string; params: readonly AgentParam[] }>,
     guard: { sql: string; params: readonly string[] } | undefined,
     settings: WriteSettings,
+    staged: StagedRows | undefined,
     retried: boolean,
   ): Promise<number[]> {
     const prepared = await Promise.all(statements.map((s) => prepareAgentStatement(s.sql, s.params, 'execute')));
@@ -282,9 +296,11 @@ export class WorkspaceSandbox {
         params: [String(settings.statementMs ?? this.limits.statementTimeoutMs), ...(settings.lockMs === undefined ? [] : [String(settings.lockMs)])],
       },
       ...(guard ? [guard] : []),
+      ...(staged ? [{ sql: staged.copy, copyIn: staged.data }] : []),
       ...prepared.flatMap((statement) => [...before, { sql: `SELECT ${fn}('run', $1, 0, 0)`, params: [statement.sql] }]),
+      ...(staged ? [{ sql: staged.clear }] : []),
     ];
-    const firstWrite = (guard ? 2 : 1) + before.length;
+    const firstWrite = (guard ? 2 : 1) + (staged ? 1 : 0) + before.length;
     // Within the workspace's limit of calls at once, as execute is: ingest's writes run its triggers.
     const outcome = completeOutcome(await this.#turns.run(projectId, () => this.db.pipeline(steps, projectId)), steps);
     if (outcome.error) {
@@ -292,12 +308,12 @@ export class WorkspaceSandbox {
       const code = sqlState(outcome.error);
       if ((code === SANDBOX_BROKEN || (code === '42883' && outcome.results.length === firstWrite)) && !retried) {
         this.#principals.delete(projectId);
-        return this.#write(projectId, statements, guard, settings, true);
+        return this.#write(projectId, statements, guard, settings, staged, true);
       }
       throw outcome.error;
     }
     return outcome.results
-      .slice(firstWrite)
+      .slice(firstWrite, firstWrite + prepared.length * (before.length + 1))
       .filter((_, i) => i % (before.length + 1) === 0)
       .map((r) => readSandboxAnswer(r.rows[0]?.[0] ?? '{}').total);
   }

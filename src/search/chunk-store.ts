@@ -1,14 +1,17 @@
 import type { Embedder, Embedding } from '../embeddings/embedder.js';
 import type { AgentParam } from '../sandbox/agent-statement.js';
 import { EmbeddingSpaceError } from '../embeddings/embedding-spaces.js';
-import { WriteGuardError, type ExecuteResult, type RowsResult, type WriteSettings } from '../sandbox/workspace-sandbox.js';
+import { encodeCopyBinary, type CopyField } from '../db/copy-binary.js';
+import { WriteGuardError, type ExecuteResult, type RowsResult, type StagedRows, type WriteSettings } from '../sandbox/workspace-sandbox.js';
 import type { Chunk } from './chunking.js';
 import {
+  CLEAR_STAGED_CHUNKS,
   EMBEDDED_HASHES,
   ENSURE_REPOSITORY,
   INSERT_NEW_CHUNKS,
   REMOVE_FILES,
   REMOVE_STALE_CHUNKS,
+  STAGE_CHUNKS,
   STORED_FILES,
   UPDATE_KEPT_CHUNKS,
   WRITE_FILES,
@@ -25,10 +28,11 @@ export interface WorkspaceWriter {
     statements: ReadonlyArray<{ sql: string; params: readonly AgentParam[] }>,
     guard?: { sql: string; params: readonly string[] },
     settings?: WriteSettings,
+    staged?: StagedRows,
   ): Promise<number[]>;
 }
 
-/** A load of chunks (index-deferral.ts): `end` creates again the indexes deferred for it, and never throws. */
+/** A load of chunks (index-deferral.ts): `end` starts creating again the indexes deferred for it (the build runs on after it), and never throws. */
 export interface ChunkLoad {
   end(): Promise<void>;
 }
@@ -193,8 +197,9 @@ export async function storeFiles(
   let failed: { error: unknown } | undefined;
   let load: ChunkLoad | undefined;
   try {
-    if (loads && changed.length > 0) load = await loads.begin(projectId, changed.reduce((n, f) => n + f.chunks.filter((c) => !isStored(f, c)).length, 0));
+    // The provider's first requests go out before the deferral's round trips, which they need not wait for.
     embedAhead(0);
+    if (loads && changed.length > 0) load = await loads.begin(projectId, changed.reduce((n, f) => n + f.chunks.filter((c) => !isStored(f, c)).length, 0));
     await after?.written;
     // Groups making the repository's row at once would wait for each other's commit (its unique key): made first, alone.
     if (groups.length > 1) await sandbox.execute(projectId, ENSURE_REPOSITORY, [repository.path, repository.name]);
@@ -224,28 +229,34 @@ export async function storeFiles(
   /** One group in one transaction; the last also records when the repository was written (the others leave its row unlocked for each other). */
   async function writeGroup(group: readonly PreparedFile[], last: boolean): Promise<void> {
     signal?.throwIfAborted();
-    const embeddingOf = (hash: string) => {
-      const vector = vectors.get(hash)?.vector;
-      return vector ? `[${vector.join(',')}]` : null;
-    };
     const paths = group.map((f) => ({ path: f.path }));
-    const chunkRow = (f: PreparedFile, c: Chunk) => ({ path: f.path, content: c.content, start_line: c.startLine, end_line: c.endLine, hash: c.hash, embedding: embeddingOf(c.hash) });
-    const keptChunks = group.flatMap((f) => f.chunks.filter((c) => isStored(f, c)).map((c) => ({ ...chunkRow(f, c), content: null })));
-    const newChunks = group.flatMap((f) => f.chunks.filter((c) => !isStored(f, c)).map((c) => chunkRow(f, c)));
+    // Every chunk of the group's files, staged once for the statements below (STAGE_CHUNKS):
+    // the text of new ones only (null marks one the file keeps), and its vector when there is one.
+    const staged = encodeCopyBinary(
+      group.flatMap((f) =>
+        f.chunks.map((c): CopyField[] => [
+          { text: f.path },
+          { text: isStored(f, c) ? null : c.content },
+          { int4: c.startLine },
+          { int4: c.endLine },
+          { text: c.hash },
+          { float4s: vectors.get(c.hash)?.vector ?? null },
+        ]),
+      ),
+    );
     const statements = [
       { sql: last ? WRITE_REPOSITORY : ENSURE_REPOSITORY, params: [repository.path, repository.name] },
       {
         sql: WRITE_FILES,
         params: [repository.path, group.map((f) => ({ path: f.path, hash: f.hash, size: f.sizeBytes, language: f.language, metadata: f.metadata }))],
       },
-      // Each statement gets the chunk fields it reads: the texts and vectors travel once.
-      { sql: REMOVE_STALE_CHUNKS, params: [repository.path, paths, group.flatMap((f) => f.chunks.map((c) => ({ path: f.path, hash: c.hash })))] },
-      { sql: UPDATE_KEPT_CHUNKS, params: [repository.path, paths, keptChunks] },
-      { sql: INSERT_NEW_CHUNKS, params: [repository.path, paths, newChunks] },
+      { sql: REMOVE_STALE_CHUNKS, params: [repository.path, paths] },
+      { sql: UPDATE_KEPT_CHUNKS, params: [repository.path] },
+      { sql: INSERT_NEW_CHUNKS, params: [repository.path] },
     ];
     // A `reembed` may have begun moving the column since the pin was checked: the write then stops, saying why.
     try {
-      await sandbox.writeAsWorkspace(projectId, statements, embeddings?.hold(projectId));
+      await sandbox.writeAsWorkspace(projectId, statements, embeddings?.hold(projectId), {}, { copy: STAGE_CHUNKS, data: staged, clear: CLEAR_STAGED_CHUNKS });
     } catch (error) {
       if (!(error instanceof WriteGuardError) || !embeddings) throw error;
       await embeddings.pin(projectId);

@@ -63,14 +63,18 @@ const CHUNKS_UP_TO = `SELECT pg_catalog.count(*)::int4 FROM (SELECT FROM chunks 
  * Deferred vector indexes (docs/search.md, "Deferred indexes"): a load of at least
  * MIN_DEFERRED_LOAD chunks into a chunks table holding no more than it loads records the table's
  * HNSW and IVFFlat indexes in the registry (their pg_get_indexdef) and drops them, as the
- * workspace's role in its sandbox, in one transaction; it loads, then creates them again from the
- * recorded definitions and deletes the rows, again in one transaction. Building afterwards costs
+ * workspace's role in its sandbox, in one transaction; it loads, then, once the call that loaded has
+ * returned, creates them again from the recorded definitions and deletes the rows, again in one
+ * transaction, renewing the lease until then. Building afterwards costs
  * a third (PostgreSQL) to a sixth (PGlite) of keeping the index up to date per insert, so a load
  * as large as the table gains even when the build covers the rows already there. Searches meanwhile
- * are exact (a sequential scan). A second load meanwhile (another call, another server) joins the
+ * are exact (a sequential scan) until the build commits. A second load meanwhile (another call, another server) joins the
  * deferral, renewing its lease, and leaves the build to the load that deferred.
  */
 export class IndexDeferral implements ChunkLoads {
+  /** Builds started at a load's end and still running, with their workspace. */
+  readonly #builds = new Map<Promise<void>, string>();
+
   constructor(
     private readonly db: Queryable,
     private readonly sandbox: WorkspaceWriter,
@@ -82,6 +86,8 @@ export class IndexDeferral implements ChunkLoads {
 
   /** Never fails the load: whatever stops the deferral (a busy table, say) leaves the indexes as they are, logged. */
   async begin(projectId: string, incoming: number): Promise<ChunkLoad> {
+    // After the build of the load before it: this one decides on the table as that one left it.
+    await this.settled(projectId);
     await this.restoreExpired(projectId);
     try {
       return await this.#defer(projectId, incoming);
@@ -133,7 +139,24 @@ export class IndexDeferral implements ChunkLoads {
     }
   }
 
-  /** Renews the lease while the load runs; with `owned` names, creates those indexes again at its end. */
+  /**
+   * Settles once the builds loads' ends started (of workspace `projectId`, or all) have ended; each
+   * logs its own failure. The server waits for them before it closes its database, a load or a
+   * snapshot of the workspace before it starts, and tests and the bench before they look.
+   */
+  async settled(projectId?: string): Promise<void> {
+    for (;;) {
+      const running = [...this.#builds].filter(([, p]) => projectId === undefined || p === projectId).map(([build]) => build);
+      if (running.length === 0) return;
+      await Promise.allSettled(running);
+    }
+  }
+
+  /**
+   * Renews the lease while the load runs; with `owned` names, starts creating those indexes
+   * again at its end, after the call that loaded returns (searches stay exact until the build
+   * commits), the lease renewed until the build ends.
+   */
   #hold(projectId: string, owned: readonly string[]): ChunkLoad {
     const renew = () => renewLease(this.db, projectId, CHUNKS, this.leaseMs).catch((error: unknown) => {
       this.log.warn('could not renew the lease of deferred indexes', { project_id: projectId, error: (error as Error).message });
@@ -142,20 +165,28 @@ export class IndexDeferral implements ChunkLoads {
     timer.unref();
     return {
       end: async () => {
-        clearInterval(timer);
-        if (owned.length === 0) return;
-        try {
-          const rows = (await deferredIndexes(this.db, projectId, CHUNKS)).filter((r) => owned.includes(r.index_name));
-          if (rows.length > 0) await restoreDeferredIndexes(this.sandbox, projectId, rows, { expiredOnly: false, ...this.build });
-        } catch (error) {
-          this.log.warn('could not create again the vector indexes deferred for a load: the next ingest or search of the workspace retries once their lease runs out', {
-            project_id: projectId,
-            indexes: owned,
-            error: (error as Error).message,
-          });
-        }
+        if (owned.length === 0) return clearInterval(timer);
+        const build = this.#build(projectId, owned).finally(() => {
+          clearInterval(timer);
+          this.#builds.delete(build);
+        });
+        this.#builds.set(build, projectId);
       },
     };
+  }
+
+  /** Creates again the indexes `owned` deferred for a load; logs, never throws. */
+  async #build(projectId: string, owned: readonly string[]): Promise<void> {
+    try {
+      const rows = (await deferredIndexes(this.db, projectId, CHUNKS)).filter((r) => owned.includes(r.index_name));
+      if (rows.length > 0) await restoreDeferredIndexes(this.sandbox, projectId, rows, { expiredOnly: false, ...this.build });
+    } catch (error) {
+      this.log.warn('could not create again the vector indexes deferred for a load: the next ingest or search of the workspace retries once their lease runs out', {
+        project_id: projectId,
+        indexes: owned,
+        error: (error as Error).message,
+      });
+    }
   }
 }
 

@@ -1,7 +1,8 @@
 /**
  * Every statement ingest sends (lists travel as JSON arrays: values are inlined as literals), all run as the workspace's role in its sandbox (the tables, their
- * triggers, rules and defaults are the agent's). Unqualified names: the sandbox's search path is
- * the workspace, then the extension schemas (where `vector` lives).
+ * triggers, rules and defaults are the agent's), but for the staging table's COPY and clean-up,
+ * the server's. Unqualified names: the sandbox's search path is the workspace, then the extension
+ * schemas (where `vector` lives).
  */
 
 /**
@@ -31,8 +32,9 @@ SELECT coalesce(pg_catalog.array_agg(DISTINCT c.content_hash), '{}') FROM chunks
  * in one transaction (WorkspaceSandbox.writeAsWorkspace), so the files are replaced whole or not at
  * all. (One statement of data-modifying CTEs did the same, but Citus refuses its correlated
  * subqueries.) $1 the repository path; $2 the files as a JSON array of {path, hash, size,
- * language, metadata}; $3 their chunks as a JSON array of {path, content, start_line, end_line,
- * hash, embedding} (embedding a vector literal or null).
+ * language, metadata}; their chunks are the rows of the staging table (STAGE_CHUNKS), copied in
+ * first in the same transaction: content null for a chunk the file keeps, embedding null when
+ * there is none to write.
  */
 export const WRITE_REPOSITORY = `
 INSERT INTO repositories (path, name, indexed_at) VALUES ($1, $2, pg_catalog.now())
@@ -55,7 +57,14 @@ ON CONFLICT (repository_id, path) DO UPDATE
    SET content_hash = EXCLUDED.content_hash, size_bytes = EXCLUDED.size_bytes, language = EXCLUDED.language,
        metadata = EXCLUDED.metadata, modified_at = EXCLUDED.modified_at, deleted_at = NULL`;
 
-const INCOMING = `pg_catalog.json_to_recordset($3::json) AS i(path text, content text, start_line int4, end_line int4, hash text, embedding text)`;
+/** Where a write group's chunks are staged (core's schema.sql): every role may read it, and sees its own transaction's rows only. */
+const STAGING_TABLE = 'project_registry_ingest.chunks';
+/** The server's binary COPY of a group's chunks into the staging table (encodeCopyBinary, fields in this order). */
+export const STAGE_CHUNKS = `COPY ${STAGING_TABLE} (path, content, start_line, end_line, hash, embedding) FROM STDIN (FORMAT binary)`;
+/** The server's clean-up of its transaction's staged rows before it commits (other transactions' are invisible to it). */
+export const CLEAR_STAGED_CHUNKS = `DELETE FROM ${STAGING_TABLE}`;
+
+const INCOMING = `${STAGING_TABLE} i`;
 const FILES_OF_GROUP = `files f JOIN repositories r ON r.id OPERATOR(pg_catalog.=) f.repository_id AND r.path OPERATOR(pg_catalog.=) $1
   JOIN pg_catalog.json_to_recordset($2::json) AS x(path text) ON x.path OPERATOR(pg_catalog.=) f.path`;
 
@@ -71,7 +80,7 @@ export const UPDATE_KEPT_CHUNKS = `
 UPDATE chunks c SET start_line = i.start_line, end_line = i.end_line, embedding = coalesce(c.embedding, i.embedding::vector)
   FROM ${INCOMING}, files f, repositories r
  WHERE c.file_id OPERATOR(pg_catalog.=) f.id AND f.repository_id OPERATOR(pg_catalog.=) r.id AND r.path OPERATOR(pg_catalog.=) $1
-   AND f.path OPERATOR(pg_catalog.=) i.path AND c.content_hash OPERATOR(pg_catalog.=) i.hash`;
+   AND f.path OPERATOR(pg_catalog.=) i.path AND c.content_hash OPERATOR(pg_catalog.=) i.hash AND i.content IS NULL`;
 
 /** New ones take their embedding from the array, else from any chunk of the workspace with the same hash. */
 export const INSERT_NEW_CHUNKS = `
@@ -82,7 +91,7 @@ SELECT f.id, i.content, i.start_line, i.end_line, i.hash, coalesce(i.embedding::
   JOIN repositories r ON r.id OPERATOR(pg_catalog.=) f.repository_id AND r.path OPERATOR(pg_catalog.=) $1
   LEFT JOIN chunks c ON c.file_id OPERATOR(pg_catalog.=) f.id AND c.content_hash OPERATOR(pg_catalog.=) i.hash
   LEFT JOIN LATERAL (SELECT x.embedding FROM chunks x WHERE x.content_hash OPERATOR(pg_catalog.=) i.hash AND x.embedding IS NOT NULL LIMIT 1) e ON true
- WHERE c.id IS NULL`;
+ WHERE c.id IS NULL AND i.content IS NOT NULL`;
 
 /** Removes files of a repository ($1) by path ($2), their chunks with them (ON DELETE CASCADE). */
 export const REMOVE_FILES = `

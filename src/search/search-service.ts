@@ -106,7 +106,14 @@ export class SearchService {
     return { runs: this.#directories.status(id, jobId), repositories };
   }
 
-  close(): Promise<void> {
-    return this.#directories.close();
+  /** Settles once the vector index builds that loads' ends started (of workspace `projectId`, or all) have ended (index-deferral.ts). */
+  settled(projectId?: string): Promise<void> {
+    return this.#deferral?.settled(projectId) ?? Promise.resolve();
+  }
+
+  /** Stops the directory runs, then waits for the index builds (bounded by their statement timeout). */
+  async close(): Promise<void> {
+    await this.#directories.close();
+    await this.settled();
   }
 }

@@ -172,6 +172,8 @@ export class PGliteDatabase extends SessionDatabase {
         bind: (o) => parts.push(protocol.serialize.bind(o)),
         execute: (o) => parts.push(protocol.serialize.execute(o)),
         describe: (o) => parts.push(protocol.serialize.describe(o)),
+        sendCopyFromChunk: (chunk) => parts.push(protocol.serialize.copyData(chunk.buffer.slice(chunk.byteOffset, chunk.byteOffset + chunk.byteLength) as ArrayBuffer)),
+        endCopyFrom: () => parts.push(protocol.serialize.copyDone()),
         sync: () => parts.push(protocol.serialize.sync()),
       });
       // Raw, through a MessageBounder (bounded-messages.ts) into the parser: PGlite's own

@@ -426,6 +426,9 @@ class PipelineSubmittable {
 
   handlePortalSuspended(): void {}
 
+  /** The COPY's data went out with the pipeline (writePipeline). */
+  handleCopyInResponse(): void {}
+
   handleError(error: Error): void {
     // pg stops routing messages to a query once it failed (ReadyForQuery included), and holds
     // the client's next query until that ReadyForQuery: the outcome is complete here.
