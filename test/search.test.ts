@@ -150,19 +150,38 @@ for (const kind of BACKEND_KINDS) {
       expect(again.data).toMatchObject({ added: 0, removed: 0, skipped: 1 });
     });
 
-    it("writes as the workspace's role: an agent's trigger on chunks runs as that role, never as the server", async (ctx) => {
+    it("writes as the workspace's role: an agent's triggers on files and chunks run as that role, never as the server, and can only read the staged rows", async (ctx) => {
       if (!mcp) ctx.skip();
       await run('ensure_workspace', { project_id: 'trig' });
-      await run('execute', { project_id: 'trig', sql: 'CREATE TABLE seen (who text, is_super boolean)' });
+      await run('execute', { project_id: 'trig', sql: 'CREATE TABLE seen (tbl text, who text, is_super boolean, staged int, wrote text)' });
+      // The staging table (core's, the server's COPY fills it): its rows of this transaction are readable, and it is not writable.
       await run('execute', {
         project_id: 'trig',
-        sql: "CREATE FUNCTION note_writer() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN INSERT INTO seen SELECT current_user, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user); RETURN NEW; END $f$",
+        sql: `CREATE FUNCTION note_writer() RETURNS trigger LANGUAGE plpgsql AS $f$
+              DECLARE wrote text := 'wrote';
+              BEGIN
+                BEGIN
+                  DELETE FROM project_registry_ingest.chunks;
+                EXCEPTION WHEN OTHERS THEN wrote := SQLERRM;
+                END;
+                INSERT INTO seen SELECT TG_TABLE_NAME, current_user, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
+                                        (SELECT count(*) FROM project_registry_ingest.chunks), wrote;
+                RETURN NEW;
+              END $f$`,
       });
       await run('execute', { project_id: 'trig', sql: 'CREATE TRIGGER note_writer BEFORE INSERT ON chunks FOR EACH ROW EXECUTE FUNCTION note_writer()' });
+      await run('execute', { project_id: 'trig', sql: 'CREATE TRIGGER note_files BEFORE INSERT ON files FOR EACH ROW EXECUTE FUNCTION note_writer()' });
       const added = await run('add_documents', { project_id: 'trig', documents: [{ source: 'a.md', text: 'one paragraph' }] });
       expect(added.isError, added.text).toBe(false);
-      const seen = await run('query', { project_id: 'trig', sql: 'SELECT who, is_super FROM seen' });
-      expect(seen.data['rows']).toEqual([[expect.stringMatching(/^pgw_[0-9a-f]{8}_trig$/), false]]);
+      const seen = await run('query', { project_id: 'trig', sql: 'SELECT tbl, who, is_super, staged, wrote FROM seen ORDER BY tbl' });
+      const role = expect.stringMatching(/^pgw_[0-9a-f]{8}_trig$/);
+      const denied = 'permission denied for table chunks';
+      expect(seen.data['rows']).toEqual([
+        ['chunks', role, false, 1, denied],
+        ['files', role, false, 1, denied],
+      ]);
+      // Nothing staged is left behind once the call has committed.
+      expect((await run('query', { project_id: 'trig', sql: 'SELECT count(*)::int FROM project_registry_ingest.chunks' })).data['rows']).toEqual([[0]]);
     });
 
     /** `n` documents of three paragraphs: at chunk_size 100, three chunks each, so 64-chunk write groups of 21 documents. */
