@@ -9,7 +9,6 @@ import { reembed } from '../src/embeddings/reembed.js';
 import { ProvisioningEngine } from '../src/engine.js';
 import { DEFAULT_LOCK_TIMEOUT_MS } from '../src/config.js';
 import { silentLogger } from '../src/logger.js';
-import type { Embedder } from '../src/embeddings/embedder.js';
 import { SearchService } from '../src/search/search-service.js';
 import { cosine, startEmbeddingStub, stubEmbedding, type EmbeddingStub } from './support/embedding-stub.js';
 import { tempDir } from './support/fixtures.js';
@@ -111,18 +110,22 @@ describe('search and ingest on Citus (coordinator + 2 workers)', () => {
         coordinator: (await sqlOn(url, `SELECT indexdef FROM pg_indexes WHERE schemaname = 'project_dist' AND indexname = 'chunks_embedding_hnsw_idx'`)).map((r) => r['indexdef']),
         shards: (await Promise.all([0, 1].map((i) => shardIndexes(c.workerUrl(i, url), 'chunks_embedding_hnsw_idx')))).reduce((a, b) => a + b, 0),
       });
-      // The engine's provider, looking at the indexes before its first request of a call: inside the load, after its deferral.
-      const inner = new HttpEmbedder(embeddings, silentLogger);
+      // The sandbox, looking at the indexes before a call's first write of chunks: inside the load, after its deferral.
       let during: Awaited<ReturnType<typeof indexes>> | undefined;
-      const embedder: Embedder = {
-        space: inner.space,
-        embedQuery: (text, signal) => inner.embedQuery(text, signal),
-        embedDocuments: async (texts, signal) => {
-          during ??= await indexes();
-          return inner.embedDocuments(texts, signal);
+      const observed = new Proxy(sandbox, {
+        get(target, key) {
+          if (key === 'writeAsWorkspace') {
+            return async (...args: Parameters<typeof sandbox.writeAsWorkspace>) => {
+              // Chunk writes stage their rows; the deferral's drop and build do not.
+              if (args[4]) during ??= await indexes();
+              return target.writeAsWorkspace(...args);
+            };
+          }
+          const value: unknown = Reflect.get(target, key, target);
+          return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
         },
-      };
-      const search = new SearchService(db, sandbox, embedder, [], silentLogger);
+      });
+      const search = new SearchService(db, observed, new HttpEmbedder(embeddings, silentLogger), [], silentLogger);
       await search.addDocuments({ projectId: 'dist', documents: [{ source: 'seed.md', text: 'The lighthouse keeper polishes the great lens every evening.' }] });
       const before = await indexes();
       expect(before).toMatchObject({ coordinator: [expect.stringMatching(/USING hnsw \(embedding vector_cosine_ops\)/)], shards: 1 });
@@ -135,6 +138,8 @@ describe('search and ingest on Citus (coordinator + 2 workers)', () => {
       }));
       expect(await search.addDocuments({ projectId: 'dist', documents, chunkSize: 100, chunkOverlap: 0 })).toMatchObject({ added: 120, embedded: 120 });
       expect(during).toEqual({ coordinator: [], shards: 0 });
+      // Built once the call has returned.
+      await search.settled();
       expect(await indexes()).toEqual(before);
       expect(await sqlOn(url, 'SELECT index_name FROM project_registry.deferred_indexes')).toEqual([]);
       const found = await search.search({ projectId: 'dist', query: 'lighthouse keeper lens', mode: 'vector', k: 1 });
