@@ -1,3 +1,5 @@
+import os from 'node:os';
+
 /**
  * PostgreSQL's binary COPY format (https://www.postgresql.org/docs/current/sql-copy.html, "Binary
  * Format") for rows of text, int4 and float4[] fields: what `COPY ... FROM STDIN (FORMAT binary)`
@@ -49,13 +51,26 @@ export function encodeCopyBinary(rows: ReadonlyArray<readonly CopyField[]>): Buf
         at = out.writeInt32BE(FLOAT4_OID, at);
         at = out.writeInt32BE(values.length, at);
         at = out.writeInt32BE(1, at);
-        for (let k = 0; k < values.length; k++) {
-          at = out.writeInt32BE(4, at);
-          at = out.writeFloatBE(values[k] as number, at);
-        }
+        at += elements(values).copy(out, at);
       }
     });
   });
   out.writeInt16BE(-1, at);
   return out;
+}
+
+/**
+ * An array's elements, each its length (4) and its float4, big-endian: written natively through
+ * typed arrays and byte-swapped at once (writing each number through a Buffer method took most of
+ * the encoding's time).
+ */
+function elements(values: ArrayLike<number>): Buffer {
+  const words = new Uint32Array(values.length * 2);
+  const floats = new Float32Array(words.buffer);
+  for (let k = 0; k < values.length; k++) {
+    words[2 * k] = 4;
+    floats[2 * k + 1] = values[k] as number;
+  }
+  const bytes = Buffer.from(words.buffer);
+  return os.endianness() === 'LE' ? bytes.swap32() : bytes;
 }

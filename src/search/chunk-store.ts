@@ -250,8 +250,9 @@ export async function storeFiles(
         sql: WRITE_FILES,
         params: [repository.path, group.map((f) => ({ path: f.path, hash: f.hash, size: f.sizeBytes, language: f.language, metadata: f.metadata }))],
       },
-      { sql: REMOVE_STALE_CHUNKS, params: [repository.path, paths] },
-      { sql: UPDATE_KEPT_CHUNKS, params: [repository.path] },
+      // Only for files stored before: each scans the staged rows once per file of the repository (a few ms a group).
+      ...(group.some((f) => stored.has(f.path)) ? [{ sql: REMOVE_STALE_CHUNKS, params: [repository.path, paths] }] : []),
+      ...(group.some((f) => f.chunks.some((c) => isStored(f, c))) ? [{ sql: UPDATE_KEPT_CHUNKS, params: [repository.path] }] : []),
       { sql: INSERT_NEW_CHUNKS, params: [repository.path] },
     ];
     // A `reembed` may have begun moving the column since the pin was checked: the write then stops, saying why.
