@@ -19,6 +19,7 @@ const SYNC = new Uint8Array([0x53, 0, 0, 0, 4]);
 const SYNC_TYPE = 0x53;
 const QUERY_TYPE = 0x51;
 const EXECUTE_TYPE = 0x45;
+const RENEW_REASON = "a new session: the last one held another workspace's custom settings";
 const ERROR_TYPE = 0x45;
 const TERMINATE = 0x58;
 
@@ -221,7 +222,7 @@ class SessionTurns {
     if (connection.renew && status === 'I') {
       connection.renew = false;
       try {
-        await this.pglite.renew("a new session: the last one held another workspace's custom settings");
+        await this.pglite.renew(RENEW_REASON);
       } catch (error) {
         this.#release();
         throw error;
@@ -296,6 +297,8 @@ class SessionTurns {
         if ((await this.#internal(SYNC)) !== 'I') await this.#internal(ROLLBACK);
       }
       await this.#internal(RESET);
+      // Its claim was refused and it left before its exchange ended: the session is replaced all the same.
+      if (connection.renew) await this.pglite.renew(RENEW_REASON);
     } finally {
       release();
     }

@@ -68,7 +68,10 @@ interface RanAgentOf {
   identity: string;
 }
 
-/** Thrown out of a checkout whose claim was refused: the client is discarded and the call made again. */
+/** What a claimed call's `use` returns when its claim was refused (nothing after it ran). */
+const REFUSED = Symbol('refused');
+
+/** Thrown out of a checkout whose claim was refused on a PostgreSQL connection: the client is discarded. */
 class ClaimRefused extends Error {}
 
 /** A real PostgreSQL server through a `pg` Pool. */
@@ -145,7 +148,7 @@ export class PostgresDatabase extends SessionDatabase {
         const { rows } = await client.query<{ claimed: unknown }>(`${claim.sql} AS claimed`, [...claim.params]);
         identity = rows[0]?.claimed == null ? undefined : String(rows[0].claimed);
       } catch (error) {
-        if (isSessionTaken(error)) throw new ClaimRefused();
+        if (isSessionTaken(error)) return REFUSED;
         throw error;
       }
       this.#claimedBy(client, agentOf, identity);
@@ -155,27 +158,32 @@ export class PostgresDatabase extends SessionDatabase {
 
   /**
    * Runs `use` on a client claimed for `agentOf`'s agent code (session-claims.ts): `use` sends
-   * `claim` before anything else and throws ClaimRefused when it is refused, and the call is made
-   * again on another client (on the embedded store's socket, its owner has replaced the session).
+   * `claim` before anything else and returns REFUSED when it is refused, and the call is made
+   * again: on PostgreSQL on another connection (the refused one is discarded), on the embedded
+   * store's socket on the same one, whose session its owner replaces once the exchange ends
+   * (ended early, the owner would see the client leave before the exchange's end).
    */
   async #claimed<T>(
     agentOf: string,
-    use: (client: pg.PoolClient, claim: { sql: string; params: readonly (string | null)[] }, lost: () => Error | undefined) => Promise<T>,
+    use: (client: pg.PoolClient, claim: { sql: string; params: readonly (string | null)[] }, lost: () => Error | undefined) => Promise<T | typeof REFUSED>,
   ): Promise<T> {
     const byConnection = this.#claims === 'connection';
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.#checkout((client, lost) => {
+        const result = await this.#checkout(async (client, lost) => {
           const ran = this.#ranAgentOf.get(client);
           const claim = (byConnection ? claimConnection(agentOf, ran?.identity) : claimSession(agentOf)) as { sql: string; params: readonly (string | null)[] };
           // Until its claim answers, the client may have run this workspace's code as of an unknown identity.
           if (byConnection) this.#ranAgentOf.set(client, { projectId: agentOf, identity: '0' });
-          return use(client, claim, lost);
+          const value = await use(client, claim, lost);
+          if (value === REFUSED && byConnection) throw new ClaimRefused();
+          return value;
         }, byConnection ? agentOf : undefined);
+        if (result !== REFUSED) return result;
       } catch (error) {
         if (!(error instanceof ClaimRefused)) throw error;
-        if (attempt === CLAIM_ATTEMPTS) throw new SessionUnavailableError();
       }
+      if (attempt === CLAIM_ATTEMPTS) throw new SessionUnavailableError();
     }
   }
 
@@ -408,7 +416,7 @@ export class PostgresDatabase extends SessionDatabase {
     // The claim in the same round trip: refused, nothing after it ran.
     return this.#claimed(agentOf, async (client, claim) => {
       const outcome = await this.#pipelineOn(client, [claim, ...steps], steps);
-      if (refusedAtClaim(outcome)) throw new ClaimRefused();
+      if (refusedAtClaim(outcome)) return REFUSED;
       this.#claimedBy(client, agentOf, claimedIdentity(outcome));
       return withoutClaim(outcome);
     });
