@@ -12,8 +12,12 @@ import { fileLockHolders, tryFileLock } from './file-locks.js';
 import { Mutex } from '../mutex.js';
 import { openOrCreateStore } from './pglite-store.js';
 import { PGliteThread, StatementTimeoutError } from './pglite-thread.js';
+import { sqlState } from '../sql-errors.js';
 import { CLAIM_ATTEMPTS, claimSession, isSessionTaken, refusedAtClaim, SessionUnavailableError, withoutClaim } from '../session-claims.js';
 import { DEFAULT_MAINTENANCE_IDLE_MS, StoreMaintenance } from './store-maintenance.js';
+
+/** undefined_function, invalid_schema_name: the registry (and its claim_session) is not installed. */
+const NO_REGISTRY = new Set(['42883', '3F000']);
 
 export interface PGliteOptions {
   /** How long the store must be idle before it vacuums and analyzes the tables that need it. */
@@ -146,6 +150,8 @@ export class PGliteDatabase extends SessionDatabase {
         await this.#session.query(sql, params);
         return;
       } catch (error) {
+        // Table code before the registry is installed (a new store's maintenance): no workspace has any yet.
+        if (projectId === undefined && NO_REGISTRY.has(String(sqlState(error)))) return;
         if (!isSessionTaken(error)) throw error;
         if (attempt === CLAIM_ATTEMPTS) throw new SessionUnavailableError();
         await this.#renew();
