@@ -505,7 +505,8 @@ REVOKE ALL ON FUNCTION project_registry.claim_connection(text, oid) FROM PUBLIC;
 
 -- PGlite has one session, so it is watched instead: a new placeholder makes the GUC memory
 -- contexts larger (used bytes, which RESET ALL and changed values leave as they were), and the
--- growth since the last claim is the last claiming workspace's (the server sets no placeholder).
+-- growth since the last claim is the last claiming workspace's (the server sets no placeholder),
+-- so the size is read only when the claiming workspace changes.
 -- The record is kept in sequences, which a rollback (every `query` call ends in one) does not
 -- undo and no workspace role may read or set; it describes the session started at
 -- claim_session_start. `held`: 0 none, 1 several or unknown, else the one workspace whose
@@ -540,8 +541,12 @@ BEGIN
     last := 0;
     held := 0;
   ELSE
-    before := (SELECT s.last_value FROM project_registry.claim_guc_bytes s);
     last := (SELECT s.last_value FROM project_registry.claim_last_workspace s);
+    -- Since its last claim only this workspace's code ran: any growth is its own, seen when another claims.
+    IF last OPERATOR(pg_catalog.=) workspace THEN
+      RETURN pg_catalog.oid(workspace);
+    END IF;
+    before := (SELECT s.last_value FROM project_registry.claim_guc_bytes s);
     held := (SELECT s.last_value FROM project_registry.claim_held s);
   END IF;
   bytes := (SELECT pg_catalog.sum(m.used_bytes) FROM pg_catalog.pg_get_backend_memory_contexts() m
