@@ -7,8 +7,9 @@ import { sampleInterleaved, type Distribution } from './stats.js';
 
 /**
  * Scenario 15: what claiming the session costs a call that runs agent code (session-claims.ts).
- * On one database: a one-statement pipeline claimed for a workspace against the same pipeline
- * unclaimed (the server's own), and, for scale, the `query` tool's call in process, which claims.
+ * On one database: a one-statement pipeline claimed for a workspace (again, or for the other of
+ * two in turn) against the same pipeline unclaimed (the server's own), and, for scale, the
+ * `query` tool's call in process, which claims.
  * On the embedded store also a `query` passing from a workspace that leaves a custom setting to
  * another, which replaces the session first (the worst case: every pass pays it), against passes
  * between two workspaces that leave none.
@@ -25,6 +26,8 @@ export async function sessionClaims(
   const steps = [{ sql: 'SELECT 1' }];
   const figures: Record<string, Distribution> = await sampleInterleaved(iterations, {
     claimed: () => db.pipeline(steps, 'bench-claim-a'),
+    // Each claimed for the other workspace than the last: on the embedded store the claim then reads the session's GUC memory.
+    claimedTurns: (i) => db.pipeline(steps, i % 2 === 0 ? 'bench-claim-a' : 'bench-claim-b'),
     unclaimed: () => db.pipeline(steps),
     query: () => sandbox.query('bench-claim-a', 'SELECT 1 AS one', []),
   });

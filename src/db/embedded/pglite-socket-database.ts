@@ -42,6 +42,15 @@ export class SocketClientDatabase extends SessionDatabase {
     });
   }
 
+  /** The claim of a transaction that runs agent code goes inside it (PostgresDatabase.transaction). */
+  override transaction<T>(fn: (tx: Queryable) => Promise<T>, agentOf?: string): Promise<T> {
+    if (agentOf === undefined) return super.transaction(fn);
+    return this.#connected(async (pg, connected) => {
+      await this.#proveConnected(pg, connected);
+      return pg.transaction(fn, agentOf);
+    });
+  }
+
   /** A pipeline is written on a connection it already has: a failure to connect is NotServingError. */
   pipeline(steps: readonly PipelineStep[], agentOf?: string): Promise<PipelineOutcome> {
     return this.#connected(async (pg, connected) => {

@@ -76,6 +76,10 @@ export class SharedStore extends SessionDatabase {
     return this.#route((db) => db.withSession(fn, agentOf));
   }
 
+  override transaction<T>(fn: (tx: Queryable) => Promise<T>, agentOf?: string): Promise<T> {
+    return this.#route((db) => db.transaction(fn, agentOf));
+  }
+
   pipeline(steps: readonly PipelineStep[], agentOf?: string): Promise<PipelineOutcome> {
     return this.#route((db) => db.pipeline(steps, agentOf));
   }

@@ -157,6 +157,33 @@ export class PostgresDatabase extends SessionDatabase {
   }
 
   /**
+   * Through the embedded store's socket, whose owner keeps its one session for a client only
+   * until the client's transaction ends, the claim goes inside the transaction: a claim of its own
+   * would let another client's call run between it and `fn`.
+   */
+  override transaction<T>(fn: (tx: Queryable) => Promise<T>, agentOf?: string): Promise<T> {
+    if (agentOf === undefined || this.#claims === 'connection') return super.transaction(fn, agentOf);
+    return this.#claimed(agentOf, async (client, claim, lost) => {
+      const session = sessionOf(client, lost);
+      let refused = false;
+      try {
+        return await inTransaction(session, async () => {
+          try {
+            await client.query(claim.sql, [...claim.params]);
+          } catch (error) {
+            refused = isSessionTaken(error);
+            throw error;
+          }
+          return fn(session);
+        });
+      } catch (error) {
+        if (refused) return REFUSED;
+        throw error;
+      }
+    });
+  }
+
+  /**
    * Runs `use` on a client claimed for `agentOf`'s agent code (session-claims.ts): `use` sends
    * `claim` before anything else and returns REFUSED when it is refused, and the call is made
    * again: on PostgreSQL on another connection (the refused one is discarded), on the embedded
