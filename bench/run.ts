@@ -5,7 +5,8 @@
  * BENCH_ITERATIONS (30), BENCH_FLEET (1000), BENCH_IDLE_ROUNDS (4, of 15 s each), BENCH_ONLY
  * (comma-separated scenario numbers; 8 is the call after idle, 9 the HTTP
  * transport, 10 the shared embedded store, 11 the SQL tools, 12 a fresh embedded store, 13 the
- * workspace cache hit in process, 14 queries passing between workspaces),
+ * workspace cache hit in process, 14 queries passing between workspaces, 15 claiming the
+ * session before agent code),
  * BENCH_DURABLE=1 (fsync and synchronous commit on, as in production).
  */
 import { cp, mkdir, writeFile } from 'node:fs/promises';
