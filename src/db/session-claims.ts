@@ -1,4 +1,5 @@
-import type { PipelineOutcome, PipelineStep } from './database.js';
+import type { PipelineOutcome } from './database.js';
+import { sqlState } from './sql-errors.js';
 
 /**
  * The first step of every call that runs a workspace's agent code: the session is claimed for the
@@ -12,22 +13,23 @@ export const SESSION_TAKEN = 'PW030';
 /** How many new sessions one call may ask for before it fails (one is enough unless another call keeps tainting them). */
 export const CLAIM_ATTEMPTS = 3;
 
+/** A claim: a pipeline's first step, or a statement of its own. */
+export interface ClaimStep {
+  sql: string;
+  params: readonly (string | null)[];
+}
+
 /** A pooled PostgreSQL connection: `ran` is the workspace (schema OID) whose code it ran, undefined for none. */
-export const claimConnection = (projectId: string, ran: string | undefined): PipelineStep => ({
+export const claimConnection = (projectId: string, ran: string | undefined): ClaimStep => ({
   sql: 'SELECT project_registry.claim_connection($1, $2)',
   params: [projectId, ran ?? null],
 });
 
 /** PGlite's one session, watched for new placeholders; undefined: the server's own run of table code (maintenance). */
-export const claimSession = (projectId: string | undefined): PipelineStep => ({
+export const claimSession = (projectId: string | undefined): ClaimStep => ({
   sql: 'SELECT project_registry.claim_session($1)',
   params: [projectId ?? null],
 });
-
-/** The SQLSTATE of an error, if it has one. */
-function sqlState(error: unknown): unknown {
-  return (error as { code?: unknown } | undefined)?.code;
-}
 
 /** Whether a pipeline that began with a claim was refused at the claim (nothing after it ran). */
 export function refusedAtClaim(outcome: PipelineOutcome): boolean {

@@ -144,7 +144,7 @@ export class PGliteDatabase extends SessionDatabase {
    * new one first (session-claims.ts).
    */
   async #claim(projectId: string | undefined): Promise<void> {
-    const { sql, params } = claimSession(projectId) as { sql: string; params: readonly (string | null)[] };
+    const { sql, params } = claimSession(projectId);
     for (let attempt = 1; ; attempt++) {
       try {
         await this.#session.query(sql, params);

@@ -8,7 +8,7 @@ import { ParkedConnections } from './parked-connections.js';
 import { asConnectionBroken } from './pg-connection-errors.js';
 import { afterFailedPipeline, PipelineCollector, writePipeline, type PipelineMessage, type PipelineWriter } from '../pipeline.js';
 import { quoteIdent } from '../identifiers.js';
-import { CLAIM_ATTEMPTS, claimConnection, claimedIdentity, claimSession, isSessionTaken, refusedAtClaim, SessionUnavailableError, withoutClaim } from '../session-claims.js';
+import { CLAIM_ATTEMPTS, claimConnection, claimedIdentity, claimSession, isSessionTaken, refusedAtClaim, SessionUnavailableError, withoutClaim, type ClaimStep } from '../session-claims.js';
 import { describePgError } from '../sql-errors.js';
 
 const APPLICATION_NAME = 'pg-workspace-mcp';
@@ -192,14 +192,14 @@ export class PostgresDatabase extends SessionDatabase {
    */
   async #claimed<T>(
     agentOf: string,
-    use: (client: pg.PoolClient, claim: { sql: string; params: readonly (string | null)[] }, lost: () => Error | undefined) => Promise<T | typeof REFUSED>,
+    use: (client: pg.PoolClient, claim: ClaimStep, lost: () => Error | undefined) => Promise<T | typeof REFUSED>,
   ): Promise<T> {
     const byConnection = this.#claims === 'connection';
     for (let attempt = 1; ; attempt++) {
       try {
         const result = await this.#checkout(async (client, lost) => {
           const ran = this.#ranAgentOf.get(client);
-          const claim = (byConnection ? claimConnection(agentOf, ran?.identity) : claimSession(agentOf)) as { sql: string; params: readonly (string | null)[] };
+          const claim = byConnection ? claimConnection(agentOf, ran?.identity) : claimSession(agentOf);
           // Until its claim answers, the client may have run this workspace's code as of an unknown identity.
           if (byConnection) this.#ranAgentOf.set(client, { projectId: agentOf, identity: '0' });
           const value = await use(client, claim, lost);
