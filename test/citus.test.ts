@@ -499,3 +499,51 @@ describe('Citus: an upgrade never runs agent code as the server', () => {
     }
   }, 180_000);
 });
+
+describe('Citus: agent SQL never leaves its session', () => {
+  // Red team round 4 (issue 27): Citus's run_command_on_*() and master_run_on_worker(), which
+  // PUBLIC may call, open connections of their own as the current role: a read-only `query` of
+  // alpha made a large object on every node, committed, and granted it to PUBLIC outside the
+  // sandbox (its checks, its rollback), and beta read alpha's text.
+  const NODE_COMMANDS = 'pg_catalog.master_run_on_worker(text[], integer[], text[], boolean)';
+  it("refuses the SQL tools while PUBLIC may run commands on the nodes; once revoked (every node), an agent's call is refused there, pushed down to a worker too", async (ctx) => {
+    const c = cluster(ctx);
+    const url = await c.createDatabase('node_commands');
+    const nodes = [url, c.workerUrl(0, url), c.workerUrl(1, url)];
+    const table = 'CREATE TABLE IF NOT EXISTS notes (id bigint PRIMARY KEY, body text);';
+    const notes = await writeExtension(await tempDir(), { id: 'notes' }, { 'workspace/schema.sql': table });
+    await sqlOn(url, `GRANT EXECUTE ON FUNCTION ${NODE_COMMANDS} TO PUBLIC`);
+    const open = await connectInProcess({ extensionDirs: [notes], databaseUrl: url, disabledExtensions: ['codebase'] });
+    try {
+      const refused = await callTool(open.client, open.tools, 'query', {
+        project_id: 'alpha',
+        sql: "SELECT result FROM run_command_on_coordinator($$SELECT pg_catalog.lo_from_bytea(0, 'alpha secret')$$)",
+      });
+      expect(refused.isError, refused.text).toBe(true);
+      expect(refused.text).toContain('REVOKE EXECUTE ON FUNCTION master_run_on_worker(text[],integer[],text[],boolean) FROM PUBLIC;');
+    } finally {
+      await open.close();
+    }
+    await sqlOn(url, `REVOKE EXECUTE ON FUNCTION ${NODE_COMMANDS} FROM PUBLIC`);
+    const mcp = await connectInProcess({ extensionDirs: [notes], databaseUrl: url, disabledExtensions: ['codebase'] });
+    try {
+      const wrote = await callTool(mcp.client, mcp.tools, 'execute', { project_id: 'alpha', sql: "INSERT INTO notes VALUES (1, 'one')" });
+      expect(wrote.isError, wrote.text).toBe(false);
+      for (const sql of [
+        "SELECT result FROM run_command_on_coordinator($$SELECT pg_catalog.lo_from_bytea(0, 'alpha secret')$$)",
+        "SELECT result FROM run_command_on_workers($$SELECT pg_catalog.lo_from_bytea(0, 'alpha secret')$$)",
+        "SELECT result FROM run_command_on_all_nodes($$SELECT pg_catalog.lo_from_bytea(0, 'alpha secret')$$)",
+        "SELECT * FROM master_run_on_worker(ARRAY['localhost'], ARRAY[5432], ARRAY['SELECT 1'], false)",
+        // A router query runs on the workspace's worker whole, the function call included.
+        "SELECT (SELECT count(*) FROM run_command_on_coordinator($$SELECT pg_catalog.lo_from_bytea(0, 'alpha secret')$$)) FROM notes WHERE id = 1",
+      ]) {
+        const call = await callTool(mcp.client, mcp.tools, 'query', { project_id: 'alpha', sql });
+        expect(call.isError, `${sql}: ${call.text}`).toBe(true);
+        expect(call.text).toMatch(/permission denied for function (master_run_on_worker|run_command_on_\w+)/);
+      }
+      for (const node of nodes) expect(await sqlOn(node, 'SELECT count(*)::int AS n FROM pg_largeobject_metadata')).toEqual([{ n: 0 }]);
+    } finally {
+      await mcp.close();
+    }
+  }, 120_000);
+});

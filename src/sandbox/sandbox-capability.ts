@@ -1,4 +1,5 @@
 import type { Queryable } from '../db/database.js';
+import { NODE_COMMAND_FUNCTIONS, SERVER_NODE_COMMANDS } from '../db/postgres/citus.js';
 
 /**
  * What the SQL tools need of the database before they run any agent SQL, read in one query and
@@ -13,7 +14,11 @@ import type { Queryable } from '../db/database.js';
  * it, and its AFTER triggers fire as the deleting role, as would a trigger on that table itself.
  * pg_logical_emit_message(), which PUBLIC may call, puts any text into the WAL, where logical
  * decoding (wal_level = logical) hands it to every replication consumer: data leaving by a
- * read-only query.
+ * read-only query. Citus's run_command_on_*() and master_run_on_worker(), which PUBLIC may call,
+ * run any command on the cluster's nodes (the coordinator included) over connections of their
+ * own as the caller: a workspace's SQL would run there outside its sandbox (none of its checks,
+ * committed even from a read-only query), and a large object it granted to PUBLIC there was
+ * read by another workspace.
  */
 const SANDBOX_CAPABILITY = `
   SELECT current_database()::text AS database, current_user::text AS role,
@@ -43,7 +48,14 @@ const SANDBOX_CAPABILITY = `
                   AND current_setting('wal_level') = 'logical'
                   AND EXISTS (SELECT FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) g
                                WHERE g.grantee = 0 AND g.privilege_type = 'EXECUTE')
-                ORDER BY 1) AS open_functions`;
+                ORDER BY 1) AS open_functions,
+         ARRAY(SELECT format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC;', p.oid::regprocedure)
+                 FROM pg_catalog.pg_proc p
+                WHERE p.pronamespace = 'pg_catalog'::regnamespace AND p.proname = ANY ($2::text[])
+                  AND EXISTS (SELECT FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) g
+                               WHERE g.grantee = 0 AND g.privilege_type = 'EXECUTE')
+                ORDER BY 1) AS node_commands`;
+
 
 export interface SandboxCapability {
   database: string;
@@ -56,6 +68,8 @@ export interface SandboxCapability {
   open_tables: string[];
   /** The REVOKE statements for functions that would carry data out (with wal_level = logical). */
   open_functions: string[];
+  /** The REVOKE statements for Citus's functions that run commands on the nodes (NODE_COMMAND_FUNCTIONS). */
+  node_commands: string[];
 }
 
 /** One reason the SQL tools refuse to run, with the statements that lift it. */
@@ -67,7 +81,7 @@ export interface CapabilityProblem {
 }
 
 export async function readSandboxCapability(q: Queryable, searchPathSchemas: readonly string[]): Promise<SandboxCapability> {
-  const [row] = await q.query<SandboxCapability>(SANDBOX_CAPABILITY, [[...searchPathSchemas]]);
+  const [row] = await q.query<SandboxCapability>(SANDBOX_CAPABILITY, [[...searchPathSchemas], [...NODE_COMMAND_FUNCTIONS]]);
   if (!row) throw new Error('capability check returned no row');
   return row;
 }
@@ -109,6 +123,17 @@ export function capabilityProblems(c: SandboxCapability): CapabilityProblem[] {
         'Every role may write messages into the WAL with pg_logical_emit_message(), and with wal_level = logical every logical ' +
         'replication stream of this database carries them: a workspace could send its data out, even from a read-only query.',
       grants: c.open_functions,
+    });
+  }
+  if (c.node_commands.length > 0) {
+    problems.push({
+      privilege: "no EXECUTE for PUBLIC on Citus's run_command_on_*() and master_run_on_worker()",
+      message:
+        "Every role may run commands on the cluster's nodes through Citus's run_command_on_*() and master_run_on_worker(), over " +
+        "connections of their own: a workspace's SQL would run there outside its sandbox, committed even from a read-only query " +
+        '(a large object it granted to PUBLIC there was read by another workspace). Revoke them in the database on every node; ' +
+        'the server asks the workers for their extensions through two of them, granted to its role.',
+      grants: [...c.node_commands, `GRANT EXECUTE ON FUNCTION ${SERVER_NODE_COMMANDS} TO ${quote(c.role)};`],
     });
   }
   return problems;
