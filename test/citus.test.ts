@@ -4,6 +4,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { NODE_COMMAND_FUNCTIONS } from '../src/db/postgres/citus.js';
 import { PostgresDatabase } from '../src/db/postgres/postgres-database.js';
 import type { InstallPlan } from '../src/installer/install-plan.js';
 import { silentLogger } from '../src/logger.js';
@@ -544,6 +545,29 @@ describe('Citus: agent SQL never leaves its session', () => {
       for (const node of nodes) expect(await sqlOn(node, 'SELECT count(*)::int AS n FROM pg_largeobject_metadata')).toEqual([{ n: 0 }]);
     } finally {
       await mcp.close();
+    }
+    // Left open on a worker only, the router query above ran the call there, and it made the large object on the coordinator.
+    const worker = c.workerUrl(0, url);
+    await sqlOn(
+      worker,
+      `DO $$ DECLARE f regprocedure; BEGIN
+         FOR f IN SELECT oid FROM pg_proc WHERE proname = ANY ('{${NODE_COMMAND_FUNCTIONS.join(',')}}') LOOP EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', f); END LOOP;
+       END $$`,
+    );
+    const [{ port } = {}] = await sqlOn(worker, 'SELECT inet_server_port() AS port');
+    const again = await connectInProcess({ extensionDirs: [notes], databaseUrl: url, disabledExtensions: ['codebase'] });
+    try {
+      const refused = await callTool(again.client, again.tools, 'query', {
+        project_id: 'alpha',
+        sql: "SELECT (SELECT count(*) FROM run_command_on_coordinator($$SELECT pg_catalog.lo_from_bytea(0, 'alpha secret')$$)) FROM notes WHERE id = 1",
+      });
+      expect(refused.isError, refused.text).toBe(true);
+      expect(refused.text).toContain(`on worker `);
+      expect(refused.text).toContain(`:${String(port)}`);
+      expect(refused.text).toContain('REVOKE EXECUTE ON FUNCTION run_command_on_coordinator(text,boolean) FROM PUBLIC;');
+      for (const node of nodes) expect(await sqlOn(node, 'SELECT count(*)::int AS n FROM pg_largeobject_metadata')).toEqual([{ n: 0 }]);
+    } finally {
+      await again.close();
     }
   }, 120_000);
 });

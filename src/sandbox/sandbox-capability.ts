@@ -20,6 +20,20 @@ import { NODE_COMMAND_FUNCTIONS, SERVER_NODE_COMMANDS } from '../db/postgres/cit
  * committed even from a read-only query), and a large object it granted to PUBLIC there was
  * read by another workspace.
  */
+/**
+ * The REVOKE statements (one a line) for NODE_COMMAND_FUNCTIONS that PUBLIC may EXECUTE on a node:
+ * asked of the coordinator and, through run_command_on_workers, of every worker (a router query
+ * runs whole on a worker, a call to one of them included, which then connects where it likes).
+ */
+const NODE_COMMANDS_OPEN = `
+  SELECT coalesce(pg_catalog.string_agg(format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC;', p.oid::pg_catalog.regprocedure), E'\\n'
+                                        ORDER BY p.oid::pg_catalog.regprocedure::text), '')
+    FROM pg_catalog.pg_proc p
+   WHERE p.pronamespace = 'pg_catalog'::pg_catalog.regnamespace
+     AND p.proname = ANY ('{${NODE_COMMAND_FUNCTIONS.join(',')}}'::text[])
+     AND EXISTS (SELECT FROM pg_catalog.aclexplode(coalesce(p.proacl, pg_catalog.acldefault('f', p.proowner))) g
+                  WHERE g.grantee = 0 AND g.privilege_type = 'EXECUTE')`;
+
 const SANDBOX_CAPABILITY = `
   SELECT current_database()::text AS database, current_user::text AS role,
          (SELECT rolsuper OR rolcreaterole FROM pg_catalog.pg_roles WHERE rolname = current_user) AS create_role,
@@ -49,12 +63,8 @@ const SANDBOX_CAPABILITY = `
                   AND EXISTS (SELECT FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) g
                                WHERE g.grantee = 0 AND g.privilege_type = 'EXECUTE')
                 ORDER BY 1) AS open_functions,
-         ARRAY(SELECT format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC;', p.oid::regprocedure)
-                 FROM pg_catalog.pg_proc p
-                WHERE p.pronamespace = 'pg_catalog'::regnamespace AND p.proname = ANY ($2::text[])
-                  AND EXISTS (SELECT FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) g
-                               WHERE g.grantee = 0 AND g.privilege_type = 'EXECUTE')
-                ORDER BY 1) AS node_commands`;
+         EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus') AS citus,
+         (${NODE_COMMANDS_OPEN}) AS coordinator_node_commands`;
 
 
 export interface SandboxCapability {
@@ -68,8 +78,8 @@ export interface SandboxCapability {
   open_tables: string[];
   /** The REVOKE statements for functions that would carry data out (with wal_level = logical). */
   open_functions: string[];
-  /** The REVOKE statements for Citus's functions that run commands on the nodes (NODE_COMMAND_FUNCTIONS). */
-  node_commands: string[];
+  /** Per Citus node that lets PUBLIC call its functions that run commands on the nodes (NODE_COMMAND_FUNCTIONS): the REVOKE statements to run there. */
+  node_commands: { node: string; statements: string[] }[];
 }
 
 /** One reason the SQL tools refuse to run, with the statements that lift it. */
@@ -80,10 +90,30 @@ export interface CapabilityProblem {
   grants: string[];
 }
 
-export async function readSandboxCapability(q: Queryable, searchPathSchemas: readonly string[]): Promise<SandboxCapability> {
-  const [row] = await q.query<SandboxCapability>(SANDBOX_CAPABILITY, [[...searchPathSchemas], [...NODE_COMMAND_FUNCTIONS]]);
+type CapabilityRow = Omit<SandboxCapability, 'node_commands'> & { citus: boolean; coordinator_node_commands: string };
+
+/**
+ * With `workers` (the SQL tools' check and doctor), on Citus every worker is asked too; the others
+ * read only what the coordinator says (the database's name, the server's role).
+ */
+export async function readSandboxCapability(q: Queryable, searchPathSchemas: readonly string[], { workers = false } = {}): Promise<SandboxCapability> {
+  const [row] = await q.query<CapabilityRow>(SANDBOX_CAPABILITY, [[...searchPathSchemas]]);
   if (!row) throw new Error('capability check returned no row');
-  return row;
+  const { citus, coordinator_node_commands, ...capability } = row;
+  const asked = [{ node: 'the coordinator', success: true, result: coordinator_node_commands }];
+  if (citus && workers) {
+    // As the server, which the install needs granted these anyway (SERVER_NODE_COMMANDS).
+    const workers = await q.query<{ node: string; success: boolean; result: string }>(
+      `SELECT 'worker ' || nodename || ':' || nodeport AS node, success, result FROM pg_catalog.run_command_on_workers($1)`,
+      [NODE_COMMANDS_OPEN],
+    );
+    asked.push(...workers);
+  }
+  const node_commands = asked.flatMap(({ node, success, result }) => {
+    if (!success) throw new Error(`could not ask Citus ${node} who may run commands on the nodes: ${result}`);
+    return result === '' ? [] : [{ node, statements: result.split('\n') }];
+  });
+  return { ...capability, node_commands };
 }
 
 const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
@@ -125,15 +155,16 @@ export function capabilityProblems(c: SandboxCapability): CapabilityProblem[] {
       grants: c.open_functions,
     });
   }
-  if (c.node_commands.length > 0) {
+  for (const { node, statements } of c.node_commands) {
     problems.push({
-      privilege: "no EXECUTE for PUBLIC on Citus's run_command_on_*() and master_run_on_worker()",
+      privilege: `no EXECUTE for PUBLIC on Citus's run_command_on_*() and master_run_on_worker() on ${node}`,
       message:
         "Every role may run commands on the cluster's nodes through Citus's run_command_on_*() and master_run_on_worker(), over " +
         "connections of their own: a workspace's SQL would run there outside its sandbox, committed even from a read-only query " +
-        '(a large object it granted to PUBLIC there was read by another workspace). Revoke them in the database on every node; ' +
-        'the server asks the workers for their extensions through two of them, granted to its role.',
-      grants: [...c.node_commands, `GRANT EXECUTE ON FUNCTION ${SERVER_NODE_COMMANDS} TO ${quote(c.role)};`],
+        `(a large object it granted to PUBLIC there was read by another workspace). Revoke them in this database on ${node}` +
+        (node === 'the coordinator' ? ", and grant the server's role the two it asks the workers for their extensions through" : '') +
+        ' (docs/citus.md).',
+      grants: node === 'the coordinator' ? [...statements, `GRANT EXECUTE ON FUNCTION ${SERVER_NODE_COMMANDS} TO ${quote(c.role)};`] : statements,
     });
   }
   return problems;
