@@ -570,4 +570,47 @@ describe('Citus: agent SQL never leaves its session', () => {
       await again.close();
     }
   }, 120_000);
+
+  it("a workspace's function run on its worker makes no large object there for another workspace to read", async (ctx) => {
+    // Red team round 4: a router query runs whole on the workspace's worker, where the sandbox's
+    // checks do not look; alpha's function made a large object there and granted it to PUBLIC,
+    // and beta's function, run on the same worker, read it.
+    const c = cluster(ctx);
+    const url = await c.createDatabase('worker_lo');
+    const workers = [c.workerUrl(0, url), c.workerUrl(1, url)];
+    const table = 'CREATE TABLE IF NOT EXISTS notes (id bigint PRIMARY KEY, body text);';
+    const notes = await writeExtension(await tempDir(), { id: 'notes' }, { 'workspace/schema.sql': table });
+    const LEAK = `CREATE FUNCTION leak() RETURNS oid LANGUAGE plpgsql AS $f$ DECLARE lo oid; BEGIN
+        lo := pg_catalog.lo_from_bytea(0, 'alpha secret'::bytea);
+        EXECUTE format('GRANT SELECT ON LARGE OBJECT %s TO PUBLIC', lo);
+        RETURN lo; END $f$`;
+    const READ = "CREATE FUNCTION readlo() RETURNS text LANGUAGE sql AS $f$ SELECT string_agg(convert_from(pg_catalog.lo_get(m.oid), 'UTF8'), ',') FROM pg_catalog.pg_largeobject_metadata m $f$";
+    await sqlOn(workers[1] as string, 'GRANT EXECUTE ON FUNCTION lo_from_bytea(oid, bytea) TO PUBLIC');
+    const open = await connectInProcess({ extensionDirs: [notes], databaseUrl: url, disabledExtensions: ['codebase'] });
+    try {
+      const refused = await callTool(open.client, open.tools, 'execute', { project_id: 'alpha', sql: LEAK });
+      expect(refused.isError, refused.text).toBe(true);
+      expect(refused.text).toContain('REVOKE EXECUTE ON FUNCTION lo_from_bytea(oid,bytea) FROM PUBLIC;');
+      expect(refused.text).toMatch(/on worker [^ ]+:\d+/);
+    } finally {
+      await open.close();
+    }
+    await sqlOn(workers[1] as string, 'REVOKE EXECUTE ON FUNCTION lo_from_bytea(oid, bytea) FROM PUBLIC');
+    const mcp = await connectInProcess({ extensionDirs: [notes], databaseUrl: url, disabledExtensions: ['codebase'] });
+    const call = (id: string, tool: string, sql: string) => callTool(mcp.client, mcp.tools, tool, { project_id: id, sql });
+    try {
+      for (const [id, sql] of [['alpha', "INSERT INTO notes VALUES (1, 'a')"], ['alpha', LEAK], ['beta', "INSERT INTO notes VALUES (1, 'b')"], ['beta', READ]] as const) {
+        const done = await call(id, 'execute', sql);
+        expect(done.isError, `${sql}: ${done.text}`).toBe(false);
+      }
+      const leaked = await call('alpha', 'execute', 'SELECT leak() FROM notes WHERE id = 1');
+      expect(leaked.isError, leaked.text).toBe(true);
+      expect(leaked.text).toMatch(/permission denied for function lo_from_bytea/);
+      const read = await call('beta', 'query', 'SELECT readlo() FROM notes WHERE id = 1');
+      expect(read.data?.['rows'], read.text).toEqual([[null]]);
+      for (const worker of workers) expect(await sqlOn(worker, 'SELECT count(*)::int AS n FROM pg_largeobject_metadata')).toEqual([{ n: 0 }]);
+    } finally {
+      await mcp.close();
+    }
+  }, 120_000);
 });

@@ -1,5 +1,5 @@
 import type { Queryable } from '../db/database.js';
-import { NODE_COMMAND_FUNCTIONS, SERVER_NODE_COMMANDS } from '../db/postgres/citus.js';
+import { NODE_COMMAND_FUNCTIONS, SERVER_NODE_COMMANDS, WORKER_LARGE_OBJECT_MAKERS } from '../db/postgres/citus.js';
 
 /**
  * What the SQL tools need of the database before they run any agent SQL, read in one query and
@@ -21,16 +21,17 @@ import { NODE_COMMAND_FUNCTIONS, SERVER_NODE_COMMANDS } from '../db/postgres/cit
  * read by another workspace.
  */
 /**
- * The REVOKE statements (one a line) for NODE_COMMAND_FUNCTIONS that PUBLIC may EXECUTE on a node:
- * asked of the coordinator and, through run_command_on_workers, of every worker (a router query
- * runs whole on a worker, a call to one of them included, which then connects where it likes).
+ * The REVOKE statements (one a line) for the functions of pg_catalog named `names` that PUBLIC
+ * may EXECUTE on a node: asked of the coordinator (NODE_COMMAND_FUNCTIONS) and, through
+ * run_command_on_workers, of every worker (those and WORKER_LARGE_OBJECT_MAKERS: a call pushed
+ * down to a worker in a router query connects where it likes).
  */
-const NODE_COMMANDS_OPEN = `
+const openOnNode = (names: readonly string[]) => `
   SELECT coalesce(pg_catalog.string_agg(format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC;', p.oid::pg_catalog.regprocedure), E'\\n'
                                         ORDER BY p.oid::pg_catalog.regprocedure::text), '')
     FROM pg_catalog.pg_proc p
    WHERE p.pronamespace = 'pg_catalog'::pg_catalog.regnamespace
-     AND p.proname = ANY ('{${NODE_COMMAND_FUNCTIONS.join(',')}}'::text[])
+     AND p.proname = ANY ('{${names.join(',')}}'::text[])
      AND EXISTS (SELECT FROM pg_catalog.aclexplode(coalesce(p.proacl, pg_catalog.acldefault('f', p.proowner))) g
                   WHERE g.grantee = 0 AND g.privilege_type = 'EXECUTE')`;
 
@@ -64,7 +65,7 @@ const SANDBOX_CAPABILITY = `
                                WHERE g.grantee = 0 AND g.privilege_type = 'EXECUTE')
                 ORDER BY 1) AS open_functions,
          EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus') AS citus,
-         (${NODE_COMMANDS_OPEN}) AS coordinator_node_commands`;
+         (${openOnNode(NODE_COMMAND_FUNCTIONS)}) AS coordinator_node_commands`;
 
 
 export interface SandboxCapability {
@@ -78,7 +79,7 @@ export interface SandboxCapability {
   open_tables: string[];
   /** The REVOKE statements for functions that would carry data out (with wal_level = logical). */
   open_functions: string[];
-  /** Per Citus node that lets PUBLIC call its functions that run commands on the nodes (NODE_COMMAND_FUNCTIONS): the REVOKE statements to run there. */
+  /** Per Citus node that lets PUBLIC call its functions that run commands on the nodes (NODE_COMMAND_FUNCTIONS), or on a worker make large objects: the REVOKE statements to run there. */
   node_commands: { node: string; statements: string[] }[];
 }
 
@@ -105,7 +106,7 @@ export async function readSandboxCapability(q: Queryable, searchPathSchemas: rea
     // As the server, which the install needs granted these anyway (SERVER_NODE_COMMANDS).
     const workers = await q.query<{ node: string; success: boolean; result: string }>(
       `SELECT 'worker ' || nodename || ':' || nodeport AS node, success, result FROM pg_catalog.run_command_on_workers($1)`,
-      [NODE_COMMANDS_OPEN],
+      [openOnNode([...NODE_COMMAND_FUNCTIONS, ...WORKER_LARGE_OBJECT_MAKERS])],
     );
     asked.push(...workers);
   }
@@ -156,15 +157,18 @@ export function capabilityProblems(c: SandboxCapability): CapabilityProblem[] {
     });
   }
   for (const { node, statements } of c.node_commands) {
+    const coordinator = node === 'the coordinator';
     problems.push({
-      privilege: `no EXECUTE for PUBLIC on Citus's run_command_on_*() and master_run_on_worker() on ${node}`,
+      privilege: `no EXECUTE for PUBLIC on Citus's run_command_on_*() and master_run_on_worker()${coordinator ? '' : ', nor on the functions that make large objects,'} on ${node}`,
       message:
         "Every role may run commands on the cluster's nodes through Citus's run_command_on_*() and master_run_on_worker(), over " +
         "connections of their own: a workspace's SQL would run there outside its sandbox, committed even from a read-only query " +
-        `(a large object it granted to PUBLIC there was read by another workspace). Revoke them in this database on ${node}` +
-        (node === 'the coordinator' ? ", and grant the server's role the two it asks the workers for their extensions through" : '') +
+        '(a large object it granted to PUBLIC there was read by another workspace). ' +
+        (coordinator
+          ? "Revoke them in this database on every node, and grant the server's role the two it asks the workers for their extensions through"
+          : `A workspace's function also runs on its worker, where the sandbox's checks do not look: a large object it made there and granted to PUBLIC was read by another workspace's function. Revoke those in this database on ${node}`) +
         ' (docs/citus.md).',
-      grants: node === 'the coordinator' ? [...statements, `GRANT EXECUTE ON FUNCTION ${SERVER_NODE_COMMANDS} TO ${quote(c.role)};`] : statements,
+      grants: coordinator ? [...statements, `GRANT EXECUTE ON FUNCTION ${SERVER_NODE_COMMANDS} TO ${quote(c.role)};`] : statements,
     });
   }
   return problems;

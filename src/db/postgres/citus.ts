@@ -17,6 +17,15 @@ export const NODE_COMMAND_FUNCTIONS = [
   'run_command_on_colocated_placements',
 ] as const;
 
+/**
+ * On a worker a workspace's code runs outside its sandbox too: a router query runs whole on the
+ * workspace's worker, its function calls included, and the sandbox's end-of-call checks see the
+ * coordinator only. Citus refuses DDL there (grants on tables, role settings), but not a large
+ * object granted to PUBLIC, which another workspace's function on the same worker read. Nothing
+ * of the server or Citus makes large objects on a worker.
+ */
+export const WORKER_LARGE_OBJECT_MAKERS = ['lo_create', 'lo_creat', 'lo_from_bytea', 'lo_import'] as const;
+
 /** What the server itself calls of them (asking each worker for its extensions at install): granted to its role. */
 export const SERVER_NODE_COMMANDS = 'pg_catalog.run_command_on_workers(text, boolean), pg_catalog.master_run_on_worker(text[], integer[], text[], boolean)';
 
