@@ -613,4 +613,25 @@ describe('Citus: agent SQL never leaves its session', () => {
       await mcp.close();
     }
   }, 120_000);
+
+  it("a workspace dropped and made again under its id reads none of the first one's large objects (its role is kept on Citus)", async (ctx) => {
+    // Red team round 4: drop_workspace keeps the role on Citus, and its large objects (which belong
+    // to no schema) stayed with it; the next workspace of that id, on the same role, read them.
+    const url = await cluster(ctx).createDatabase('kept_role');
+    const mcp = await connectInProcess({ extensionDirs: [], databaseUrl: url, disabledExtensions: ['codebase'] });
+    const call = async (name: string, args: Record<string, unknown>) => {
+      const done = await callTool(mcp.client, mcp.tools, name, args);
+      expect(done.isError, `${name}: ${done.text}`).toBe(false);
+      return done;
+    };
+    try {
+      await call('execute', { project_id: 'alpha', sql: "SELECT pg_catalog.lo_from_bytea(0, 'first life')" });
+      expect((await call('drop_workspace', { project_id: 'alpha', confirm: 'alpha' })).data).toMatchObject({ dropped: true });
+      const read = await call('query', { project_id: 'alpha', sql: "SELECT convert_from(lo_get(oid), 'UTF8') FROM pg_largeobject_metadata" });
+      expect(read.data['rows']).toEqual([]);
+      expect(await sqlOn(url, 'SELECT count(*)::int AS n FROM pg_largeobject_metadata')).toEqual([{ n: 0 }]);
+    } finally {
+      await mcp.close();
+    }
+  }, 120_000);
 });
