@@ -634,4 +634,47 @@ describe('Citus: agent SQL never leaves its session', () => {
       await mcp.close();
     }
   }, 120_000);
+
+  it('a workspace moved to another worker by a superuser runs none of its code as that superuser: no own or VOLATILE function in a CHECK, a domain or a generated column', async (ctx) => {
+    // Red team round 4: only a superuser may move a workspace (the schema is the server's, its
+    // tables the workspace role's), and the move's COPY evaluated the agent's CHECK as postgres.
+    const c = cluster(ctx);
+    const url = await c.createDatabase('moved_code');
+    const table = 'CREATE TABLE IF NOT EXISTS notes (id bigint PRIMARY KEY, body text);';
+    const notes = await writeExtension(await tempDir(), { id: 'notes' }, { 'workspace/schema.sql': table });
+    const mcp = await connectInProcess({ extensionDirs: [notes], databaseUrl: url, disabledExtensions: ['codebase'] });
+    const run = (sql: string) => callTool(mcp.client, mcp.tools, 'execute', { project_id: 'alpha', sql });
+    try {
+      for (const sql of [
+        "INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, 20) g",
+        `CREATE FUNCTION spy(b text) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $f$ BEGIN
+           IF current_user::text NOT LIKE 'pgw%' THEN RAISE EXCEPTION 'ran as %', current_user; END IF; RETURN true; END $f$`,
+        // Allowed: built-in IMMUTABLE and STABLE functions and operators.
+        'ALTER TABLE notes ADD CONSTRAINT sane CHECK (length(body) > 0 AND id < 1000000)',
+        'ALTER TABLE notes ADD COLUMN at timestamptz DEFAULT now()',
+        "ALTER TABLE notes ADD CONSTRAINT recent CHECK (at <= now() + interval '1 day')",
+        "ALTER TABLE notes ADD COLUMN words tsvector GENERATED ALWAYS AS (to_tsvector('english', body)) STORED",
+      ]) {
+        const done = await run(sql);
+        expect(done.isError, `${sql}: ${done.text}`).toBe(false);
+      }
+      for (const sql of [
+        'ALTER TABLE notes ADD CONSTRAINT spied CHECK (spy(body))',
+        "ALTER TABLE notes ADD CONSTRAINT spied CHECK (current_user::text LIKE 'pgw%' OR query_to_xml('SELECT 1', true, true, '') IS NOT NULL)",
+        'CREATE DOMAIN watched AS text CHECK (spy(VALUE))',
+        'ALTER TABLE notes ADD COLUMN seen boolean GENERATED ALWAYS AS (spy(body)) STORED',
+      ]) {
+        const refused = await run(sql);
+        expect(refused.isError, `${sql}: ${refused.text}`).toBe(true);
+        expect(refused.text).toContain('not allowed in CHECK constraints, domain checks and generated columns');
+      }
+      const [where] = await sqlOn(url, "SELECT nodeport FROM citus_shards WHERE table_name = 'project_alpha.notes'::regclass");
+      const [to] = await sqlOn(url, 'SELECT nodename, nodeport FROM pg_dist_node WHERE groupid > 0 AND nodeport <> $1', [where?.['nodeport']]);
+      await sqlOn(url, "SELECT citus_schema_move('project_alpha', $1, $2, 'block_writes')", [to?.['nodename'], to?.['nodeport']]);
+      const moved = await callTool(mcp.client, mcp.tools, 'query', { project_id: 'alpha', sql: 'SELECT count(*) FROM notes' });
+      expect(moved.data?.['rows'], moved.text).toEqual([['20']]);
+    } finally {
+      await mcp.close();
+    }
+  }, 120_000);
 });
