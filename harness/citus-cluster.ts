@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { findPgBinDir, startPgCluster, type PgCluster } from './pg-cluster.js';
-import { NODE_COMMAND_FUNCTIONS, SERVER_NODE_COMMANDS, WORKER_LARGE_OBJECT_MAKERS } from '../src/db/postgres/citus.js';
+import { NODE_COMMAND_FUNCTIONS, REVOKE_WORKER_STATS, SERVER_NODE_COMMANDS, WORKER_LARGE_OBJECT_MAKERS } from '../src/db/postgres/citus.js';
 
 /**
  * A Citus cluster of throwaway PostgreSQL clusters on loopback: one coordinator and `workers`
@@ -81,8 +81,8 @@ export async function startCitusCluster(options: { workers?: number } = {}): Pro
           await sqlOn(node.url(name), 'REVOKE EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text), pg_logical_emit_message(boolean, text, bytea) FROM PUBLIC');
           // Citus's functions that run commands on the nodes over connections of their own: refused likewise.
           await sqlOn(node.url(name), revokeFromPublic(NODE_COMMAND_FUNCTIONS));
-          // And on a worker, where a workspace's function runs outside the sandbox's checks, making large objects.
-          if (i > 0) await sqlOn(node.url(name), revokeFromPublic(WORKER_LARGE_OBJECT_MAKERS));
+          // And on a worker, where a workspace's function runs outside the sandbox's checks: large objects and pg_stats.
+          if (i > 0) await sqlOn(node.url(name), `${revokeFromPublic(WORKER_LARGE_OBJECT_MAKERS)}; ${REVOKE_WORKER_STATS}`);
         }),
       );
       const url = coordinator.url(name);

@@ -571,10 +571,11 @@ describe('Citus: agent SQL never leaves its session', () => {
     }
   }, 120_000);
 
-  it("a workspace's function run on its worker makes no large object there for another workspace to read", async (ctx) => {
+  it("a workspace's function run on its worker leaves nothing there for another workspace to read: no large object, no statistics", async (ctx) => {
     // Red team round 4: a router query runs whole on the workspace's worker, where the sandbox's
-    // checks do not look; alpha's function made a large object there and granted it to PUBLIC,
-    // and beta's function, run on the same worker, read it.
+    // checks do not look; alpha's function made a large object there and granted it, and its
+    // shard, to PUBLIC, and beta's function on the same worker read the large object's text and
+    // the shard's most common values in pg_stats.
     const c = cluster(ctx);
     const url = await c.createDatabase('worker_lo');
     const workers = [c.workerUrl(0, url), c.workerUrl(1, url)];
@@ -585,30 +586,42 @@ describe('Citus: agent SQL never leaves its session', () => {
         EXECUTE format('GRANT SELECT ON LARGE OBJECT %s TO PUBLIC', lo);
         RETURN lo; END $f$`;
     const READ = "CREATE FUNCTION readlo() RETURNS text LANGUAGE sql AS $f$ SELECT string_agg(convert_from(pg_catalog.lo_get(m.oid), 'UTF8'), ',') FROM pg_catalog.pg_largeobject_metadata m $f$";
-    await sqlOn(workers[1] as string, 'GRANT EXECUTE ON FUNCTION lo_from_bytea(oid, bytea) TO PUBLIC');
+    const PEEK = "CREATE FUNCTION peek() RETURNS text LANGUAGE sql AS $f$ SELECT string_agg(most_common_vals::text, ';') FROM pg_catalog.pg_stats WHERE schemaname = 'project_alpha' $f$";
+    await sqlOn(workers[1] as string, 'GRANT EXECUTE ON FUNCTION lo_from_bytea(oid, bytea) TO PUBLIC; GRANT SELECT ON pg_stats TO PUBLIC');
     const open = await connectInProcess({ extensionDirs: [notes], databaseUrl: url, disabledExtensions: ['codebase'] });
     try {
       const refused = await callTool(open.client, open.tools, 'execute', { project_id: 'alpha', sql: LEAK });
       expect(refused.isError, refused.text).toBe(true);
       expect(refused.text).toContain('REVOKE EXECUTE ON FUNCTION lo_from_bytea(oid,bytea) FROM PUBLIC;');
+      expect(refused.text).toContain('REVOKE SELECT ON pg_catalog.pg_stats FROM PUBLIC;');
       expect(refused.text).toMatch(/on worker [^ ]+:\d+/);
     } finally {
       await open.close();
     }
-    await sqlOn(workers[1] as string, 'REVOKE EXECUTE ON FUNCTION lo_from_bytea(oid, bytea) FROM PUBLIC');
+    await sqlOn(workers[1] as string, 'REVOKE EXECUTE ON FUNCTION lo_from_bytea(oid, bytea) FROM PUBLIC; REVOKE SELECT ON pg_stats FROM PUBLIC');
     const mcp = await connectInProcess({ extensionDirs: [notes], databaseUrl: url, disabledExtensions: ['codebase'] });
     const call = (id: string, tool: string, sql: string) => callTool(mcp.client, mcp.tools, tool, { project_id: id, sql });
     try {
-      for (const [id, sql] of [['alpha', "INSERT INTO notes VALUES (1, 'a')"], ['alpha', LEAK], ['beta', "INSERT INTO notes VALUES (1, 'b')"], ['beta', READ]] as const) {
+      await call('alpha', 'execute', "INSERT INTO notes SELECT g, 'secret-' || (g % 3) FROM generate_series(1, 300) g");
+      const [shard] = await sqlOn(url, "SELECT shard_name FROM citus_shards WHERE table_name = 'project_alpha.notes'::regclass");
+      const SHARE = `CREATE FUNCTION share() RETURNS text LANGUAGE plpgsql AS $f$ BEGIN
+          EXECUTE 'GRANT SELECT ON ${String(shard?.['shard_name'])} TO PUBLIC'; EXECUTE 'ANALYZE ${String(shard?.['shard_name'])}'; RETURN 'shared'; END $f$`;
+      for (const [id, sql] of [['alpha', LEAK], ['alpha', SHARE], ['beta', "INSERT INTO notes VALUES (1, 'b')"], ['beta', READ], ['beta', PEEK]] as const) {
         const done = await call(id, 'execute', sql);
         expect(done.isError, `${sql}: ${done.text}`).toBe(false);
       }
       const leaked = await call('alpha', 'execute', 'SELECT leak() FROM notes WHERE id = 1');
       expect(leaked.isError, leaked.text).toBe(true);
       expect(leaked.text).toMatch(/permission denied for function lo_from_bytea/);
+      for (const worker of workers) expect(await sqlOn(worker, 'SELECT count(*)::int AS n FROM pg_largeobject_metadata')).toEqual([{ n: 0 }]);
       const read = await call('beta', 'query', 'SELECT readlo() FROM notes WHERE id = 1');
       expect(read.data?.['rows'], read.text).toEqual([[null]]);
-      for (const worker of workers) expect(await sqlOn(worker, 'SELECT count(*)::int AS n FROM pg_largeobject_metadata')).toEqual([{ n: 0 }]);
+      // The grant on the shard goes through there, but what it would show is no longer PUBLIC's to read.
+      const shared = await call('alpha', 'execute', 'SELECT share() FROM notes WHERE id = 1');
+      expect(shared.isError, shared.text).toBe(false);
+      const peek = await call('beta', 'query', 'SELECT peek() FROM notes WHERE id = 1');
+      expect(peek.isError, peek.text).toBe(true);
+      expect(peek.text).toMatch(/permission denied for view pg_stats/);
     } finally {
       await mcp.close();
     }

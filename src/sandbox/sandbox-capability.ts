@@ -1,5 +1,5 @@
 import type { Queryable } from '../db/database.js';
-import { NODE_COMMAND_FUNCTIONS, SERVER_NODE_COMMANDS, WORKER_LARGE_OBJECT_MAKERS } from '../db/postgres/citus.js';
+import { NODE_COMMAND_FUNCTIONS, REVOKE_WORKER_STATS, SERVER_NODE_COMMANDS, WORKER_LARGE_OBJECT_MAKERS } from '../db/postgres/citus.js';
 
 /**
  * What the SQL tools need of the database before they run any agent SQL, read in one query and
@@ -22,18 +22,24 @@ import { NODE_COMMAND_FUNCTIONS, SERVER_NODE_COMMANDS, WORKER_LARGE_OBJECT_MAKER
  */
 /**
  * The REVOKE statements (one a line) for the functions of pg_catalog named `names` that PUBLIC
- * may EXECUTE on a node: asked of the coordinator (NODE_COMMAND_FUNCTIONS) and, through
- * run_command_on_workers, of every worker (those and WORKER_LARGE_OBJECT_MAKERS: a call pushed
- * down to a worker in a router query connects where it likes).
+ * may EXECUTE on a node, and on a `worker` for pg_stats if PUBLIC may read it: asked of the
+ * coordinator (NODE_COMMAND_FUNCTIONS) and, through run_command_on_workers, of every worker
+ * (those, a call pushed down to a worker in a router query connecting where it likes, and
+ * WORKER_LARGE_OBJECT_MAKERS and pg_stats, see there).
  */
-const openOnNode = (names: readonly string[]) => `
-  SELECT coalesce(pg_catalog.string_agg(format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC;', p.oid::pg_catalog.regprocedure), E'\\n'
-                                        ORDER BY p.oid::pg_catalog.regprocedure::text), '')
-    FROM pg_catalog.pg_proc p
-   WHERE p.pronamespace = 'pg_catalog'::pg_catalog.regnamespace
-     AND p.proname = ANY ('{${names.join(',')}}'::text[])
-     AND EXISTS (SELECT FROM pg_catalog.aclexplode(coalesce(p.proacl, pg_catalog.acldefault('f', p.proowner))) g
-                  WHERE g.grantee = 0 AND g.privilege_type = 'EXECUTE')`;
+const openOnNode = (names: readonly string[], worker: boolean) => `
+  SELECT coalesce(pg_catalog.string_agg(s.statement, E'\\n' ORDER BY s.statement), '') FROM (
+    SELECT format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC;', p.oid::pg_catalog.regprocedure) AS statement
+      FROM pg_catalog.pg_proc p
+     WHERE p.pronamespace = 'pg_catalog'::pg_catalog.regnamespace
+       AND p.proname = ANY ('{${names.join(',')}}'::text[])
+       AND EXISTS (SELECT FROM pg_catalog.aclexplode(coalesce(p.proacl, pg_catalog.acldefault('f', p.proowner))) g
+                    WHERE g.grantee = 0 AND g.privilege_type = 'EXECUTE')
+    UNION ALL
+    SELECT '${REVOKE_WORKER_STATS}' FROM pg_catalog.pg_class c
+     WHERE ${worker} AND c.oid = 'pg_catalog.pg_stats'::pg_catalog.regclass
+       AND EXISTS (SELECT FROM pg_catalog.aclexplode(coalesce(c.relacl, pg_catalog.acldefault('r', c.relowner))) g
+                    WHERE g.grantee = 0 AND g.privilege_type = 'SELECT')) s`;
 
 const SANDBOX_CAPABILITY = `
   SELECT current_database()::text AS database, current_user::text AS role,
@@ -65,7 +71,7 @@ const SANDBOX_CAPABILITY = `
                                WHERE g.grantee = 0 AND g.privilege_type = 'EXECUTE')
                 ORDER BY 1) AS open_functions,
          EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus') AS citus,
-         (${openOnNode(NODE_COMMAND_FUNCTIONS)}) AS coordinator_node_commands`;
+         (${openOnNode(NODE_COMMAND_FUNCTIONS, false)}) AS coordinator_node_commands`;
 
 
 export interface SandboxCapability {
@@ -106,7 +112,7 @@ export async function readSandboxCapability(q: Queryable, searchPathSchemas: rea
     // As the server, which the install needs granted these anyway (SERVER_NODE_COMMANDS).
     const workers = await q.query<{ node: string; success: boolean; result: string }>(
       `SELECT 'worker ' || nodename || ':' || nodeport AS node, success, result FROM pg_catalog.run_command_on_workers($1)`,
-      [openOnNode([...NODE_COMMAND_FUNCTIONS, ...WORKER_LARGE_OBJECT_MAKERS])],
+      [openOnNode([...NODE_COMMAND_FUNCTIONS, ...WORKER_LARGE_OBJECT_MAKERS], true)],
     );
     asked.push(...workers);
   }
@@ -159,14 +165,14 @@ export function capabilityProblems(c: SandboxCapability): CapabilityProblem[] {
   for (const { node, statements } of c.node_commands) {
     const coordinator = node === 'the coordinator';
     problems.push({
-      privilege: `no EXECUTE for PUBLIC on Citus's run_command_on_*() and master_run_on_worker()${coordinator ? '' : ', nor on the functions that make large objects,'} on ${node}`,
+      privilege: `no EXECUTE for PUBLIC on Citus's run_command_on_*() and master_run_on_worker()${coordinator ? '' : ', nor on the functions that make large objects, nor SELECT on pg_stats,'} on ${node}`,
       message:
         "Every role may run commands on the cluster's nodes through Citus's run_command_on_*() and master_run_on_worker(), over " +
         "connections of their own: a workspace's SQL would run there outside its sandbox, committed even from a read-only query " +
         '(a large object it granted to PUBLIC there was read by another workspace). ' +
         (coordinator
           ? "Revoke them in this database on every node, and grant the server's role the two it asks the workers for their extensions through"
-          : `A workspace's function also runs on its worker, where the sandbox's checks do not look: a large object it made there and granted to PUBLIC was read by another workspace's function. Revoke those in this database on ${node}`) +
+          : `A workspace's function also runs on its worker, where the sandbox's checks do not look: a large object it made there, or its shard, granted to PUBLIC was read by another workspace's function (the shard's values through pg_stats). Revoke those in this database on ${node}`) +
         ' (docs/citus.md).',
       grants: coordinator ? [...statements, `GRANT EXECUTE ON FUNCTION ${SERVER_NODE_COMMANDS} TO ${quote(c.role)};`] : statements,
     });

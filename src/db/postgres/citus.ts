@@ -20,11 +20,15 @@ export const NODE_COMMAND_FUNCTIONS = [
 /**
  * On a worker a workspace's code runs outside its sandbox too: a router query runs whole on the
  * workspace's worker, its function calls included, and the sandbox's end-of-call checks see the
- * coordinator only. Citus refuses DDL there (grants on tables, role settings), but not a large
- * object granted to PUBLIC, which another workspace's function on the same worker read. Nothing
- * of the server or Citus makes large objects on a worker.
+ * coordinator only. Citus refuses DDL on a table's shell there, but not a grant on its shard nor
+ * a large object: alpha's function granted its shard (and a large object) to PUBLIC, and beta's
+ * function on the same worker read the shard's most common values in pg_stats (which needs no
+ * USAGE on the schema) and the large object's text. So on the workers PUBLIC may neither make
+ * large objects nor read pg_stats; nothing of the server or Citus needs either there.
  */
 export const WORKER_LARGE_OBJECT_MAKERS = ['lo_create', 'lo_creat', 'lo_from_bytea', 'lo_import'] as const;
+/** The statement that takes pg_stats from PUBLIC on a worker (see WORKER_LARGE_OBJECT_MAKERS). */
+export const REVOKE_WORKER_STATS = 'REVOKE SELECT ON pg_catalog.pg_stats FROM PUBLIC;';
 
 /** What the server itself calls of them (asking each worker for its extensions at install): granted to its role. */
 export const SERVER_NODE_COMMANDS = 'pg_catalog.run_command_on_workers(text, boolean), pg_catalog.master_run_on_worker(text[], integer[], text[], boolean)';
