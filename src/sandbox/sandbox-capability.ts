@@ -2,25 +2,6 @@ import type { Queryable } from '../db/database.js';
 import { NODE_COMMAND_FUNCTIONS, REVOKE_WORKER_STATS, SERVER_NODE_COMMANDS, WORKER_LARGE_OBJECT_MAKERS } from '../db/postgres/citus.js';
 
 /**
- * What the SQL tools need of the database before they run any agent SQL, read in one query and
- * used by both the tools (WorkspaceSandbox refuses with the first problem) and `doctor` (one finding
- * per problem), so the two can never disagree.
- *
- * Isolation needs roles: the server must create them (CREATEROLE or superuser). An extension
- * schema in the search path where everyone may create objects would let a workspace plant
- * functions or operators there. A table outside the workspaces that every role may reference or
- * put triggers on would run the workspace's code as whoever changes its rows (the server
- * included): a workspace table's foreign key ON DELETE CASCADE makes the deletes cascade into
- * it, and its AFTER triggers fire as the deleting role, as would a trigger on that table itself.
- * pg_logical_emit_message(), which PUBLIC may call, puts any text into the WAL, where logical
- * decoding (wal_level = logical) hands it to every replication consumer: data leaving by a
- * read-only query. Citus's run_command_on_*() and master_run_on_worker(), which PUBLIC may call,
- * run any command on the cluster's nodes (the coordinator included) over connections of their
- * own as the caller: a workspace's SQL would run there outside its sandbox (none of its checks,
- * committed even from a read-only query), and a large object it granted to PUBLIC there was
- * read by another workspace.
- */
-/**
  * The REVOKE statements (one a line) for the functions of pg_catalog named `names` that PUBLIC
  * may EXECUTE on a node, and on a `worker` for pg_stats if PUBLIC may read it: asked of the
  * coordinator (NODE_COMMAND_FUNCTIONS) and, through run_command_on_workers, of every worker
@@ -41,6 +22,25 @@ const openOnNode = (names: readonly string[], worker: boolean) => `
        AND EXISTS (SELECT FROM pg_catalog.aclexplode(coalesce(c.relacl, pg_catalog.acldefault('r', c.relowner))) g
                     WHERE g.grantee = 0 AND g.privilege_type = 'SELECT')) s`;
 
+/**
+ * What the SQL tools need of the database before they run any agent SQL, read in one query and
+ * used by both the tools (WorkspaceSandbox refuses with the first problem) and `doctor` (one finding
+ * per problem), so the two can never disagree.
+ *
+ * Isolation needs roles: the server must create them (CREATEROLE or superuser). An extension
+ * schema in the search path where everyone may create objects would let a workspace plant
+ * functions or operators there. A table outside the workspaces that every role may reference or
+ * put triggers on would run the workspace's code as whoever changes its rows (the server
+ * included): a workspace table's foreign key ON DELETE CASCADE makes the deletes cascade into
+ * it, and its AFTER triggers fire as the deleting role, as would a trigger on that table itself.
+ * pg_logical_emit_message(), which PUBLIC may call, puts any text into the WAL, where logical
+ * decoding (wal_level = logical) hands it to every replication consumer: data leaving by a
+ * read-only query. Citus's run_command_on_*() and master_run_on_worker(), which PUBLIC may call,
+ * run any command on the cluster's nodes (the coordinator included) over connections of their
+ * own as the caller: a workspace's SQL would run there outside its sandbox (none of its checks,
+ * committed even from a read-only query), and a large object it granted to PUBLIC there was
+ * read by another workspace.
+ */
 const SANDBOX_CAPABILITY = `
   SELECT current_database()::text AS database, current_user::text AS role,
          (SELECT rolsuper OR rolcreaterole FROM pg_catalog.pg_roles WHERE rolname = current_user) AS create_role,
@@ -73,7 +73,6 @@ const SANDBOX_CAPABILITY = `
          EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus') AS citus,
          (${openOnNode(NODE_COMMAND_FUNCTIONS, false)}) AS coordinator_node_commands`;
 
-
 export interface SandboxCapability {
   database: string;
   /** The server's role. */
@@ -85,7 +84,7 @@ export interface SandboxCapability {
   open_tables: string[];
   /** The REVOKE statements for functions that would carry data out (with wal_level = logical). */
   open_functions: string[];
-  /** Per Citus node that lets PUBLIC call its functions that run commands on the nodes (NODE_COMMAND_FUNCTIONS), or on a worker make large objects: the REVOKE statements to run there. */
+  /** Per Citus node that lets PUBLIC call its functions that run commands on the nodes (NODE_COMMAND_FUNCTIONS), or on a worker make large objects or read pg_stats: the REVOKE statements to run there. */
   node_commands: { node: string; statements: string[] }[];
 }
 
