@@ -395,7 +395,7 @@ BEGIN
         IF in_background IS NOT NULL THEN
           RAISE EXCEPTION 'the workspace''s own functions, operators and domains are not allowed where autovacuum evaluates them (%): it runs them in the background, with no time limit', in_background
             USING ERRCODE = '${SANDBOX_LEFTOVER}',
-                  HINT = 'Index built-in expressions only (lower(x), x->>''key''), or store the value in a generated column and index that; give a range type no subtype_diff of the workspace''s.';
+                  HINT = 'Index built-in expressions only (lower(x), x->>''key''), or store the value in a generated column and index that (on Citus, of built-in functions only); give a range type no subtype_diff of the workspace''s.';
         END IF;
       END IF;
       -- On Citus whoever moves the workspace between workers (a superuser) copies its rows, and its
