@@ -354,7 +354,7 @@ export class WorkspaceSandbox {
       await this.#run(projectId, principal, text, { readOnly: false, rows: false, maxRows: 0, count: false });
       return done;
     }
-    await this.db.runAsRole(principal.roleName, text, this.limits.statementTimeoutMs);
+    await this.db.runAsRole(principal.roleName, text, this.limits.statementTimeoutMs, projectId);
     // Outside the sandbox, the tables' code (index expressions) ran unchecked: what it granted to
     // other roles, or set on the role, was committed with the VACUUM, and is undone now.
     const undone = await this.db.transaction((tx) => undoTableCodeGrants(tx, principal.roleName));
@@ -556,7 +556,7 @@ export class WorkspaceSandbox {
 
   /** The SQL tools refuse, never a weaker mode, while the database allows an escape (sandbox-capability.ts). */
   async #checkCapability(q: Queryable): Promise<Capability> {
-    const capability = await readSandboxCapability(q, this.searchPathSchemas);
+    const capability = await readSandboxCapability(q, this.searchPathSchemas, { workers: true });
     const [first] = capabilityProblems(capability);
     const problem = first && `${first.message} Run: ${first.grants.join(' ')}`;
     return { database: capability.database, serverRole: capability.role, problem };
