@@ -125,11 +125,26 @@ describe('search and ingest on Citus (coordinator + 2 workers)', () => {
           return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
         },
       });
-      const search = new SearchService(db, observed, new HttpEmbedder(embeddings, silentLogger), [], silentLogger);
+      // As boot makes it on PostgreSQL: builds at PG_WORKSPACE_INDEX_BUILD_MEMORY_MB (256 MB by default).
+      const search = new SearchService(db, observed, new HttpEmbedder(embeddings, silentLogger), [], silentLogger, { indexBuildMemoryKb: 256 * 1024 });
       await search.addDocuments({ projectId: 'dist', documents: [{ source: 'seed.md', text: 'The lighthouse keeper polishes the great lens every evening.' }] });
       const before = await indexes();
       expect(before).toMatchObject({ coordinator: [expect.stringMatching(/USING hnsw \(embedding vector_cosine_ops\)/)], shards: 1 });
 
+      // The test's own observer on each worker (a superuser's event trigger): the setting inside each shard's CREATE INDEX.
+      for (const i of [0, 1]) {
+        await sqlOn(
+          c.workerUrl(i, url),
+          `SET citus.enable_ddl_propagation = off;
+           CREATE SCHEMA observer;
+           CREATE TABLE observer.builds (identity text, setting text);
+           CREATE FUNCTION observer.record() RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
+           BEGIN
+             INSERT INTO observer.builds SELECT object_identity, current_setting('maintenance_work_mem') FROM pg_event_trigger_ddl_commands();
+           END $$;
+           CREATE EVENT TRIGGER observe_builds ON ddl_command_end WHEN TAG IN ('CREATE INDEX') EXECUTE FUNCTION observer.record();`,
+        );
+      }
       during = undefined;
       // 40 documents of three chunks each: 120 chunks into a table of one.
       const documents = Array.from({ length: 40 }, (_, i) => ({
@@ -142,6 +157,9 @@ describe('search and ingest on Citus (coordinator + 2 workers)', () => {
       await search.settled();
       expect(await indexes()).toEqual(before);
       expect(await sqlOn(url, 'SELECT index_name FROM project_registry.deferred_indexes')).toEqual([]);
+      // The shard's index was built on its worker with the memory raised there too (Citus passes on SET LOCAL, not set_config).
+      const built = (await Promise.all([0, 1].map((i) => sqlOn(c.workerUrl(i, url), 'SELECT identity, setting FROM observer.builds')))).flat();
+      expect(built.filter((b) => /_[0-9]+$/.test(String(b['identity'])))).toEqual([{ identity: expect.stringMatching(/^project_dist\.chunks_embedding_hnsw_idx_[0-9]+$/), setting: '256MB' }]);
       const found = await search.search({ projectId: 'dist', query: 'lighthouse keeper lens', mode: 'vector', k: 1 });
       expect(found.results[0]?.content).toContain('lighthouse keeper');
     } finally {

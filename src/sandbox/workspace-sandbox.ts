@@ -99,6 +99,11 @@ export interface WriteSettings {
   maintenanceWorkMemKb?: number;
 }
 
+/** maintenance_work_mem raised to $1 kB, capped at the server's maximum, never below the session's own (kB). */
+const RAISED_MAINTENANCE_WORK_MEM =
+  `SELECT GREATEST(LEAST($1::pg_catalog.int8, s.max_val::pg_catalog.int8), s.setting::pg_catalog.int8)::pg_catalog.int8 AS kb ` +
+  `FROM pg_catalog.pg_settings s WHERE s.name OPERATOR(pg_catalog.=) 'maintenance_work_mem'`;
+
 /** Raises maintenance_work_mem for the transaction to $1 kB, capped at the server's maximum, never below the session's own. */
 const RAISE_MAINTENANCE_WORK_MEM =
   `SELECT pg_catalog.set_config('maintenance_work_mem', ` +
@@ -287,8 +292,11 @@ export class WorkspaceSandbox {
     const fn = sandboxFunction(principal.schemaName);
     // Steps before each statement: the sandbox's RESET ALL after one would undo them for the next.
     const before: PipelineStep[] =
-      settings.maintenanceWorkMemKb === undefined ? [] : [{ sql: RAISE_MAINTENANCE_WORK_MEM, params: [String(settings.maintenanceWorkMemKb)] }];
+      settings.maintenanceWorkMemKb === undefined ? [] : await this.#raiseMaintenanceWorkMem(settings.maintenanceWorkMemKb);
+    // SET LOCAL (Citus's build settings) counts only in a transaction block: the protocol's implicit one is not.
+    const block = before.some((step) => 'sql' in step && step.sql.startsWith('SET LOCAL'));
     const steps: PipelineStep[] = [
+      ...(block ? [{ sql: 'BEGIN' }] : []),
       {
         sql:
           `SELECT pg_catalog.set_config('statement_timeout', $1, true), pg_catalog.set_config('transaction_read_only', 'off', true)` +
@@ -299,12 +307,14 @@ export class WorkspaceSandbox {
       ...(staged ? [{ sql: staged.copy, copyIn: staged.data }] : []),
       ...prepared.flatMap((statement) => [...before, { sql: `SELECT ${fn}('run', $1, 0, 0)`, params: [statement.sql] }]),
       ...(staged ? [{ sql: staged.clear }] : []),
+      ...(block ? [{ sql: 'COMMIT' }] : []),
     ];
-    const firstWrite = (guard ? 2 : 1) + (staged ? 1 : 0) + before.length;
+    const settingsDone = block ? 2 : 1;
+    const firstWrite = settingsDone + (guard ? 1 : 0) + (staged ? 1 : 0) + before.length;
     // Within the workspace's limit of calls at once, as execute is: ingest's writes run its triggers.
     const outcome = completeOutcome(await this.#turns.run(projectId, () => this.db.pipeline(steps, projectId)), steps);
     if (outcome.error) {
-      if (guard && outcome.results.length === 1) throw new WriteGuardError(outcome.error);
+      if (guard && outcome.results.length === settingsDone) throw new WriteGuardError(outcome.error);
       const code = sqlState(outcome.error);
       if ((code === SANDBOX_BROKEN || (code === '42883' && outcome.results.length === firstWrite)) && !retried) {
         this.#principals.delete(projectId);
@@ -316,6 +326,20 @@ export class WorkspaceSandbox {
       .slice(firstWrite, firstWrite + prepared.length * (before.length + 1))
       .filter((_, i) => i % (before.length + 1) === 0)
       .map((r) => readSandboxAnswer(r.rows[0]?.[0] ?? '{}').total);
+  }
+
+  /**
+   * The steps that raise maintenance_work_mem for the next statement. On Citus a shard's index is
+   * built on its worker, which takes a setting from the coordinator's transaction only as a
+   * top-level SET LOCAL with citus.propagate_set_commands 'local', not from set_config() (its
+   * workers built at their own 64 MB): the value raised is read first and set so, as a literal.
+   */
+  async #raiseMaintenanceWorkMem(kb: number): Promise<PipelineStep[]> {
+    if (!this.workspaces.citus) return [{ sql: RAISE_MAINTENANCE_WORK_MEM, params: [String(kb)] }];
+    const [row] = await this.db.query<{ kb: string }>(RAISED_MAINTENANCE_WORK_MEM, [String(kb)]);
+    const raised = Number(row?.kb);
+    if (!Number.isSafeInteger(raised)) throw new Error(`could not read maintenance_work_mem to raise it (got ${String(row?.kb)})`);
+    return [{ sql: `SET LOCAL citus.propagate_set_commands = 'local'` }, { sql: `SET LOCAL maintenance_work_mem = '${raised}kB'` }];
   }
 
   /**
