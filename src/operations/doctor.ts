@@ -36,6 +36,7 @@ export const FINDING_CODES = [
   'snapshot-reading-stopped',
   'index-deferred',
   'autovacuum-agent-code',
+  'move-agent-code',
 ] as const;
 
 export type FindingCode = (typeof FINDING_CODES)[number];
@@ -258,6 +259,23 @@ async function inspect(tx: Queryable, plan: InstallPlan, database: string): Prom
         'such objects; the workspace\'s next index, statistics object or range type is refused until they are gone.',
       fix: 'Drop them (DROP INDEX, DROP STATISTICS, DROP TYPE, as the workspace through `execute`); an index can be made again on built-in expressions, or on a generated column.',
       details: { project_id: exposed.project_id, role: exposed.role_name, objects: exposed.objects },
+    });
+  }
+  for (const exposed of presence.citus ? await registry.copyCode(tx) : []) {
+    findings.push({
+      code: 'move-agent-code',
+      severity: 'error',
+      message:
+        `Workspace "${exposed.project_id}" has ${exposed.objects}, calling its role's own functions or operators or a VOLATILE function: ` +
+        "moving the workspace to another Citus worker (citus_schema_move, the rebalancer, citus_drain_node) copies its rows as the " +
+        'superuser that moves it, which evaluates them as itself. Made before the SQL tools refused them; the SQL tools refuse the ' +
+        "workspace's next constraint or column until they are gone.",
+      fix:
+        'Do not move the workspace until they are gone. Drop them, as an administrator on the coordinator (dropping evaluates ' +
+        'nothing) or as the workspace through `execute`: ALTER TABLE ... DROP CONSTRAINT, ALTER DOMAIN ... DROP CONSTRAINT, ' +
+        'ALTER TABLE ... ALTER COLUMN ... DROP EXPRESSION (through `execute` the drop of one may be refused, naming another, ' +
+        'for a few seconds after the connection made a constraint). Built-in IMMUTABLE or STABLE functions are fine there.',
+      details: { project_id: exposed.project_id, objects: exposed.objects },
     });
   }
   for (const role of await rolesWithoutWorkspace(tx, orphans.map((o) => o.projectId))) {
