@@ -5,6 +5,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { NODE_COMMAND_FUNCTIONS } from '../src/db/postgres/citus.js';
+import { diagnose } from '../src/operations/doctor.js';
 import { WORKER_GUARD } from '../src/sandbox/worker-guard.js';
 import { PostgresDatabase } from '../src/db/postgres/postgres-database.js';
 import type { InstallPlan } from '../src/installer/install-plan.js';
@@ -652,6 +653,7 @@ describe('Citus: agent SQL never leaves its session', () => {
     const mcp = await connectInProcess({ extensionDirs: [notes], databaseUrl: url, disabledExtensions: ['codebase'] });
     const call = (tool: string, sql: string) => callTool(mcp.client, mcp.tools, tool, { project_id: 'alpha', sql });
     let worker = '';
+    let shard = '';
     try {
       // Called from a query of another table of the workspace: a shard in use by the query itself cannot be altered.
       for (const sql of ["INSERT INTO notes VALUES (1, 'one')", 'CREATE TABLE other (id int PRIMARY KEY)', 'INSERT INTO other VALUES (1)']) {
@@ -659,7 +661,7 @@ describe('Citus: agent SQL never leaves its session', () => {
         expect(done.isError, `${sql}: ${done.text}`).toBe(false);
       }
       const [placed] = await sqlOn(url, "SELECT shard_name, nodeport FROM citus_shards WHERE table_name = 'project_alpha.notes'::regclass");
-      const shard = String(placed?.['shard_name']);
+      shard = String(placed?.['shard_name']);
       worker = c.workerUrl(c.workers.findIndex((w) => w.port === placed?.['nodeport']), url);
       // Citus hides shards from pg_class unless asked.
       const armed = () =>
@@ -696,6 +698,29 @@ describe('Citus: agent SQL never leaves its session', () => {
         expect(done.isError, `${sql}: ${done.text}`).toBe(false);
       }
       expect(await armed()).toEqual([{ indexes: 1, options: null }]);
+      // Made before the guard (disabled here; this server checked it once already): execute's call
+      // commits both on the worker, and doctor names them until an administrator drops them there.
+      await sqlOn(worker, `ALTER EVENT TRIGGER ${WORKER_GUARD} DISABLE`);
+      for (const sql of ['SELECT arm() FROM other WHERE id = 1', 'SELECT slowed() FROM other WHERE id = 1']) {
+        const done = await call('execute', sql);
+        expect(done.isError, `${sql}: ${done.text}`).toBe(false);
+      }
+      expect(await armed()).toEqual([{ indexes: 2, options: '{autovacuum_vacuum_cost_delay=100,autovacuum_vacuum_cost_limit=1}' }]);
+      const db = new PostgresDatabase({ connectionString: url });
+      try {
+        const plan = await planFor([notes]);
+        const named = async () => (await diagnose(db, plan)).findings.filter((f) => f.code === 'worker-autovacuum-code').map((f) => f.details);
+        expect(await named()).toEqual([
+          { node: expect.stringMatching(/^worker /), role: expect.stringMatching(/^pgw_/), project_id: 'alpha', objects: `index project_alpha.armed, autovacuum settings on ${shard}` },
+        ]);
+        await shardCatalog(
+          worker,
+          `SET citus.enable_manual_changes_to_shards = on; DROP INDEX project_alpha.armed; ALTER TABLE ${shard} RESET (autovacuum_vacuum_cost_delay, autovacuum_vacuum_cost_limit)`,
+        );
+        expect(await named()).toEqual([]);
+      } finally {
+        await db.close();
+      }
     } finally {
       await mcp.close();
     }

@@ -37,6 +37,7 @@ export const FINDING_CODES = [
   'index-deferred',
   'autovacuum-agent-code',
   'move-agent-code',
+  'worker-autovacuum-code',
 ] as const;
 
 export type FindingCode = (typeof FINDING_CODES)[number];
@@ -277,6 +278,25 @@ async function inspect(tx: Queryable, plan: InstallPlan, database: string): Prom
         'for a few seconds after the connection made a constraint). Built-in IMMUTABLE or STABLE functions are fine there.',
       details: { project_id: exposed.project_id, objects: exposed.objects },
     });
+  }
+  if (presence.citus) {
+    const roles = await registry.registeredRoles(tx);
+    for (const held of await registry.workerAutovacuumCode(tx)) {
+      const owner = roles.find((r) => r.role_name === held.role || r.snapshot_role_name === held.role);
+      findings.push({
+        code: 'worker-autovacuum-code',
+        severity: 'warning',
+        message:
+          `On Citus ${held.node}, role ${held.role}${owner ? ` (workspace "${owner.project_id}")` : ''} has ${held.objects}: ` +
+          "autovacuum there runs that code as the owner, with no time limit, or keeps a worker on the table. Made before the worker's " +
+          'guard (pgw_worker_guard), by a function a router query ran there, or an index made on the coordinator before the SQL tools ' +
+          'refused them (then autovacuum-agent-code too). The workspace cannot be moved to another worker meanwhile.',
+        fix:
+          'An index made on the coordinator: drop it there (autovacuum-agent-code). One on the worker only: as a superuser on that worker, ' +
+          'SET citus.enable_manual_changes_to_shards = on; then DROP INDEX it, or ALTER TABLE <shard> RESET (<the autovacuum_* settings>).',
+        details: { node: held.node, role: held.role, project_id: owner?.project_id ?? null, objects: held.objects },
+      });
+    }
   }
   for (const role of await rolesWithoutWorkspace(tx, orphans.map((o) => o.projectId))) {
     findings.push({

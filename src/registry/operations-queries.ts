@@ -1,6 +1,7 @@
 import { firstRow, type Queryable } from '../db/database.js';
 import { autovacuumCodeOf } from '../sandbox/autovacuum-code.js';
 import { copyEvaluatedCodeOf } from '../sandbox/copy-code.js';
+import { WORKER_AUTOVACUUM_CODE } from '../sandbox/worker-guard.js';
 import { dependencySchema } from './registry-sql.js';
 
 /*
@@ -238,6 +239,21 @@ export interface SharedRole {
 export const sharedRoles = (q: Queryable, sandboxSchema: string) => q.query<SharedRole>(SHARED_ROLES, [sandboxSchema]);
 
 export const autovacuumCode = (q: Queryable) => q.query<{ project_id: string; role_name: string; objects: string }>(AUTOVACUUM_CODE);
+
+/** On Citus, per worker, the workspace roles holding what its guard refuses (worker-guard.ts), asked as the server. */
+export async function workerAutovacuumCode(q: Queryable): Promise<{ node: string; role: string; objects: string }[]> {
+  const rows = await q.query<{ node: string; success: boolean; result: string }>(
+    `SELECT 'worker ' || nodename || ':' || nodeport AS node, success, result FROM pg_catalog.run_command_on_workers($1)`,
+    [WORKER_AUTOVACUUM_CODE],
+  );
+  return rows.flatMap(({ node, success, result }) => {
+    if (!success) throw new Error(`could not ask Citus ${node} for what autovacuum would run there: ${result}`);
+    return result === '' ? [] : result.split('\n').map((line) => {
+      const [role = '', objects = ''] = line.split('\t');
+      return { node, role, objects };
+    });
+  });
+}
 
 export const copyCode = (q: Queryable) => q.query<{ project_id: string; objects: string }>(COPY_CODE);
 

@@ -32,6 +32,22 @@ const TAGS = [
   'SELECT INTO',
 ];
 
+/**
+ * The tables of `role` (an SQL expression for its name) in this database that carry autovacuum
+ * settings, theirs or their TOAST table's (as the sandbox refuses them), by pg_shdepend's index.
+ */
+function autovacuumSettingsOf(role: string): string {
+  return `
+    SELECT pg_catalog.string_agg(c.oid::pg_catalog.regclass::pg_catalog.text, ', ' ORDER BY c.oid)
+      FROM pg_catalog.pg_shdepend o JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) o.objid
+           LEFT JOIN pg_catalog.pg_class t ON t.oid OPERATOR(pg_catalog.=) c.reltoastrelid
+     WHERE o.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_authid'::pg_catalog.regclass
+       AND o.refobjid OPERATOR(pg_catalog.=) pg_catalog.to_regrole(${role}) AND o.deptype OPERATOR(pg_catalog.=) 'o'
+       AND o.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+       AND o.dbid OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+       AND EXISTS (SELECT FROM pg_catalog.unnest(pg_catalog.array_cat(c.reloptions, t.reloptions)) r WHERE r OPERATOR(pg_catalog.~~) 'autovacuum\\_%')`;
+}
+
 /** The guard's body (prosrc), compared by the SQL tools' check with the worker's. */
 export const WORKER_GUARD_SOURCE = `
 DECLARE found text;
@@ -42,20 +58,25 @@ BEGIN
     RAISE EXCEPTION 'the workspace''s own functions, operators and domains are not allowed where autovacuum evaluates them (%), on this Citus worker either', found
       USING ERRCODE = 'PW011';
   END IF;
-  SELECT pg_catalog.string_agg(c.oid::pg_catalog.regclass::pg_catalog.text, ', ') INTO found
-    FROM pg_catalog.pg_shdepend o JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) o.objid
-         LEFT JOIN pg_catalog.pg_class t ON t.oid OPERATOR(pg_catalog.=) c.reltoastrelid
-   WHERE o.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_authid'::pg_catalog.regclass
-     AND o.refobjid OPERATOR(pg_catalog.=) pg_catalog.to_regrole(current_user::text) AND o.deptype OPERATOR(pg_catalog.=) 'o'
-     AND o.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
-     AND o.dbid OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
-     AND EXISTS (SELECT FROM pg_catalog.unnest(pg_catalog.array_cat(c.reloptions, t.reloptions)) r WHERE r OPERATOR(pg_catalog.~~) 'autovacuum\\_%');
+  found := (${autovacuumSettingsOf('current_user::text')});
   IF found IS NOT NULL THEN
     RAISE EXCEPTION 'autovacuum settings of a table are not the workspace''s to make (on %), on this Citus worker either', found
       USING ERRCODE = 'PW011';
   END IF;
 END
 `;
+
+/**
+ * For doctor, asked of each worker: what the guard refuses, held by workspace roles there (made
+ * before it, by a workspace's function a router query pushed down, or by an index made on the
+ * coordinator before the sandbox refused it), one `role<TAB>objects` a line.
+ */
+export const WORKER_AUTOVACUUM_CODE = `
+  SELECT coalesce(pg_catalog.string_agg(r.rolname::text || E'\\t' || pg_catalog.concat_ws(', ', a.objects, 'autovacuum settings on ' || s.objects), E'\\n' ORDER BY r.rolname), '')
+    FROM pg_catalog.pg_roles r
+   CROSS JOIN LATERAL (${autovacuumCodeOf('r.rolname::text')}) a(objects)
+   CROSS JOIN LATERAL (${autovacuumSettingsOf('r.rolname::text')}) s(objects)
+   WHERE r.rolname LIKE 'pgw\\_%' AND (a.objects IS NOT NULL OR s.objects IS NOT NULL)`;
 
 /** What an administrator runs, as a superuser, in the database on every worker (docs/citus.md). */
 export const WORKER_GUARD_STATEMENTS = [
