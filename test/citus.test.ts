@@ -668,7 +668,8 @@ describe('Citus: agent SQL never leaves its session', () => {
         shardCatalog(
           worker,
           `SELECT (SELECT count(*)::int FROM pg_index WHERE indrelid = '${shard}'::regclass AND indexprs IS NOT NULL) AS indexes,
-                  (SELECT reloptions::text FROM pg_class WHERE oid = '${shard}'::regclass) AS options`,
+                  (SELECT reloptions::text FROM pg_class WHERE oid = '${shard}'::regclass) AS options,
+                  (SELECT count(*)::int FROM pg_trigger WHERE tgrelid = '${shard}'::regclass) AS triggers`,
         );
       for (const sql of [
         'CREATE FUNCTION slow(t text) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $f$ BEGIN RETURN t; END $f$',
@@ -676,6 +677,11 @@ describe('Citus: agent SQL never leaves its session', () => {
            EXECUTE 'CREATE INDEX armed ON ${shard} (project_alpha.slow(body))'; RETURN 'armed'; END $f$`,
         `CREATE FUNCTION slowed() RETURNS text LANGUAGE plpgsql AS $f$ BEGIN
            EXECUTE 'ALTER TABLE ${shard} SET (autovacuum_vacuum_cost_delay = 100, autovacuum_vacuum_cost_limit = 1)'; RETURN 'slowed'; END $f$`,
+        // Citus refuses triggers on the coordinator; a deferred one on the shard would fire at the worker's commit.
+        'CREATE FUNCTION late() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN PERFORM pg_sleep(0); RETURN NULL; END $f$',
+        `CREATE FUNCTION hooked() RETURNS text LANGUAGE plpgsql AS $f$ BEGIN
+           EXECUTE 'CREATE CONSTRAINT TRIGGER hook AFTER INSERT ON ${shard} DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION project_alpha.late()';
+           RETURN 'hooked'; END $f$`,
       ]) {
         const done = await call('execute', sql);
         expect(done.isError, `${sql}: ${done.text}`).toBe(false);
@@ -685,27 +691,28 @@ describe('Citus: agent SQL never leaves its session', () => {
         ['query', 'SELECT slowed() FROM other WHERE id = 1'],
         ['execute', 'SELECT arm() FROM other WHERE id = 1'],
         ['execute', 'SELECT slowed() FROM other WHERE id = 1'],
+        ['execute', 'SELECT hooked() FROM other WHERE id = 1'],
       ] as const) {
         // Before the guard, execute's call committed both on the worker (query's rolled back with the coordinator's).
         const refused = await call(tool, sql);
         expect(refused.isError, `${tool} ${sql}: ${refused.text}`).toBe(true);
-        expect(refused.text).toMatch(/not allowed where autovacuum evaluates them \(index project_alpha\.armed\)|autovacuum settings of a table are not the workspace's to make/);
-        expect(await armed()).toEqual([{ indexes: 0, options: null }]);
+        expect(refused.text).toMatch(/not allowed where autovacuum evaluates them \(index project_alpha\.armed\)|autovacuum settings of a table are not the workspace's to make|triggers are not the workspace's to make/);
+        expect(await armed()).toEqual([{ indexes: 0, options: null, triggers: 0 }]);
       }
       // The workspace's own DDL still reaches its shard: built-in expressions, new tables.
       for (const sql of ['CREATE INDEX notes_lower ON notes (lower(body))', 'CREATE TABLE more (id int PRIMARY KEY)']) {
         const done = await call('execute', sql);
         expect(done.isError, `${sql}: ${done.text}`).toBe(false);
       }
-      expect(await armed()).toEqual([{ indexes: 1, options: null }]);
+      expect(await armed()).toEqual([{ indexes: 1, options: null, triggers: 0 }]);
       // Made before the guard (disabled here; this server checked it once already): execute's call
       // commits both on the worker, and doctor names them until an administrator drops them there.
       await sqlOn(worker, `ALTER EVENT TRIGGER ${WORKER_GUARD} DISABLE`);
-      for (const sql of ['SELECT arm() FROM other WHERE id = 1', 'SELECT slowed() FROM other WHERE id = 1']) {
+      for (const sql of ['SELECT arm() FROM other WHERE id = 1', 'SELECT slowed() FROM other WHERE id = 1', 'SELECT hooked() FROM other WHERE id = 1']) {
         const done = await call('execute', sql);
         expect(done.isError, `${sql}: ${done.text}`).toBe(false);
       }
-      expect(await armed()).toEqual([{ indexes: 2, options: '{autovacuum_vacuum_cost_delay=100,autovacuum_vacuum_cost_limit=1}' }]);
+      expect(await armed()).toEqual([{ indexes: 2, options: '{autovacuum_vacuum_cost_delay=100,autovacuum_vacuum_cost_limit=1}', triggers: 1 }]);
       const db = new PostgresDatabase({ connectionString: url });
       try {
         const plan = await planFor([notes]);
@@ -715,7 +722,8 @@ describe('Citus: agent SQL never leaves its session', () => {
         ]);
         await shardCatalog(
           worker,
-          `SET citus.enable_manual_changes_to_shards = on; DROP INDEX project_alpha.armed; ALTER TABLE ${shard} RESET (autovacuum_vacuum_cost_delay, autovacuum_vacuum_cost_limit)`,
+          `SET citus.enable_manual_changes_to_shards = on; DROP INDEX project_alpha.armed; DROP TRIGGER hook ON ${shard};
+           ALTER TABLE ${shard} RESET (autovacuum_vacuum_cost_delay, autovacuum_vacuum_cost_limit)`,
         );
         expect(await named()).toEqual([]);
       } finally {

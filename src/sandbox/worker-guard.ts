@@ -9,7 +9,8 @@ import { autovacuumCodeOf } from './autovacuum-code.js';
  * run DDL on shards. An event trigger fires in the same transaction as the DDL, whichever session
  * runs it, and its error fails the agent's statement, so the whole call rolls back; it fires only
  * on the commands that can make such objects, and checks workspace roles (`pgw_…`) only, never
- * Citus's superuser nor the server. Only a superuser may make or change an event trigger: an
+ * Citus's superuser nor the server. It also refuses them triggers, which Citus refuses on the
+ * coordinator (a deferred one on a shard would fire at the worker's commit, past the sandbox). Only a superuser may make or change an event trigger: an
  * administrator runs WORKER_GUARD_STATEMENTS on every worker, and the SQL tools refuse until
  * each has it, exactly as written (sandbox-capability.ts).
  */
@@ -28,6 +29,7 @@ const TAGS = [
   'CREATE STATISTICS',
   'CREATE TABLE',
   'CREATE TABLE AS',
+  'CREATE TRIGGER',
   'CREATE TYPE',
   'SELECT INTO',
 ];
@@ -53,6 +55,10 @@ export const WORKER_GUARD_SOURCE = `
 DECLARE found text;
 BEGIN
   IF current_user::text NOT LIKE 'pgw\\_%' THEN RETURN; END IF;
+  IF TG_TAG OPERATOR(pg_catalog.=) 'CREATE TRIGGER' THEN
+    RAISE EXCEPTION 'triggers are not the workspace''s to make on a Citus worker: Citus refuses them on its tables'
+      USING ERRCODE = 'PW011';
+  END IF;
   found := (${autovacuumCodeOf('current_user::text')});
   IF found IS NOT NULL THEN
     RAISE EXCEPTION 'the workspace''s own functions, operators and domains are not allowed where autovacuum evaluates them (%), on this Citus worker either', found
