@@ -10,13 +10,14 @@ import { autovacuumCodeOf } from './autovacuum-code.js';
  * runs it, and its error fails the agent's statement, so the whole call rolls back; it fires only
  * on the commands that can make such objects, and checks workspace roles (`pgw_…`) only, never
  * Citus's superuser nor the server. It also refuses them triggers, which Citus refuses on the
- * coordinator (a deferred one on a shard would fire at the worker's commit, past the sandbox). Only a superuser may make or change an event trigger: an
- * administrator runs WORKER_GUARD_STATEMENTS on every worker, and the SQL tools refuse until
- * each has it, exactly as written (sandbox-capability.ts).
+ * coordinator (a deferred one on a shard would fire at the worker's commit, past the sandbox).
+ * Only a superuser may make or change an event trigger: an administrator runs
+ * WORKER_GUARD_STATEMENTS on every worker, and the SQL tools refuse until each has it, exactly as
+ * written (sandbox-capability.ts).
  */
 export const WORKER_GUARD = 'pgw_worker_guard';
 
-/** The commands that can make an index, a statistics object, a range type or a table's reloptions. */
+/** The commands that can make an index, a statistics object, a range type, a table's reloptions or a trigger. */
 const TAGS = [
   'ALTER DOMAIN',
   'ALTER INDEX',
