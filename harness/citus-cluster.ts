@@ -4,6 +4,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { findPgBinDir, startPgCluster, type PgCluster } from './pg-cluster.js';
 import { NODE_COMMAND_FUNCTIONS, REVOKE_WORKER_STATS, SERVER_NODE_COMMANDS, WORKER_LARGE_OBJECT_MAKERS } from '../src/db/postgres/citus.js';
+import { WORKER_GUARD_STATEMENTS } from '../src/sandbox/worker-guard.js';
 
 /**
  * A Citus cluster of throwaway PostgreSQL clusters on loopback: one coordinator and `workers`
@@ -81,8 +82,9 @@ export async function startCitusCluster(options: { workers?: number } = {}): Pro
           await sqlOn(node.url(name), 'REVOKE EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text), pg_logical_emit_message(boolean, text, bytea) FROM PUBLIC');
           // Citus's functions that run commands on the nodes over connections of their own: refused likewise.
           await sqlOn(node.url(name), revokeFromPublic(NODE_COMMAND_FUNCTIONS));
-          // And on a worker, where a workspace's function runs outside the sandbox's checks: large objects and pg_stats.
-          if (i > 0) await sqlOn(node.url(name), `${revokeFromPublic(WORKER_LARGE_OBJECT_MAKERS)}; ${REVOKE_WORKER_STATS}`);
+          // And on a worker, where a workspace's function runs outside the sandbox's checks: large objects and
+          // pg_stats refused, and the sandbox's autovacuum rules enforced by an event trigger (worker-guard.ts).
+          if (i > 0) await sqlOn(node.url(name), `${revokeFromPublic(WORKER_LARGE_OBJECT_MAKERS)}; ${REVOKE_WORKER_STATS} ${WORKER_GUARD_STATEMENTS.join(' ')}`);
         }),
       );
       const url = coordinator.url(name);

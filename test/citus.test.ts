@@ -5,6 +5,8 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { NODE_COMMAND_FUNCTIONS } from '../src/db/postgres/citus.js';
+import { diagnose } from '../src/operations/doctor.js';
+import { WORKER_GUARD } from '../src/sandbox/worker-guard.js';
 import { PostgresDatabase } from '../src/db/postgres/postgres-database.js';
 import type { InstallPlan } from '../src/installer/install-plan.js';
 import { silentLogger } from '../src/logger.js';
@@ -87,6 +89,18 @@ async function assertCitusInvariants(url: string): Promise<Record<string, number
       WHERE citus_table_type = 'schema' GROUP BY 1`,
   );
   return Object.fromEntries(placement.map((r) => [r['node'] as string, r['workspaces'] as number]));
+}
+
+/** A query of a worker's catalog that sees its shards, which Citus hides unless asked. */
+async function shardCatalog(workerUrl: string, text: string): Promise<Record<string, unknown>[]> {
+  const client = new pg.Client({ connectionString: workerUrl });
+  await client.connect();
+  try {
+    await client.query('SET citus.override_table_visibility = off');
+    return (await client.query(text)).rows;
+  } finally {
+    await client.end();
+  }
 }
 
 /** How many shards on a worker have the index: Citus hides shards from the catalog unless asked. */
@@ -624,6 +638,110 @@ describe('Citus: agent SQL never leaves its session', () => {
       expect(peek.text).toMatch(/permission denied for view pg_stats/);
     } finally {
       await mcp.close();
+    }
+  }, 120_000);
+
+  it("a workspace's function run on its worker makes no index of its own code and no autovacuum setting on its shard there", async (ctx) => {
+    // Red team round 4: a router query runs whole on the workspace's worker, where the sandbox's
+    // autovacuum checks do not look; alpha's function made an index of its own function on its
+    // shard there (autovacuum on that worker then runs it as the owner, with no time limit) and
+    // set the shard's autovacuum costs.
+    const c = cluster(ctx);
+    const url = await c.createDatabase('worker_ddl');
+    const table = 'CREATE TABLE IF NOT EXISTS notes (id bigint PRIMARY KEY, body text);';
+    const notes = await writeExtension(await tempDir(), { id: 'notes' }, { 'workspace/schema.sql': table });
+    const mcp = await connectInProcess({ extensionDirs: [notes], databaseUrl: url, disabledExtensions: ['codebase'] });
+    const call = (tool: string, sql: string) => callTool(mcp.client, mcp.tools, tool, { project_id: 'alpha', sql });
+    let worker = '';
+    let shard = '';
+    try {
+      // Called from a query of another table of the workspace: a shard in use by the query itself cannot be altered.
+      for (const sql of ["INSERT INTO notes VALUES (1, 'one')", 'CREATE TABLE other (id int PRIMARY KEY)', 'INSERT INTO other VALUES (1)']) {
+        const done = await call('execute', sql);
+        expect(done.isError, `${sql}: ${done.text}`).toBe(false);
+      }
+      const [placed] = await sqlOn(url, "SELECT shard_name, nodeport FROM citus_shards WHERE table_name = 'project_alpha.notes'::regclass");
+      shard = String(placed?.['shard_name']);
+      worker = c.workerUrl(c.workers.findIndex((w) => w.port === placed?.['nodeport']), url);
+      // Citus hides shards from pg_class unless asked.
+      const armed = () =>
+        shardCatalog(
+          worker,
+          `SELECT (SELECT count(*)::int FROM pg_index WHERE indrelid = '${shard}'::regclass AND indexprs IS NOT NULL) AS indexes,
+                  (SELECT reloptions::text FROM pg_class WHERE oid = '${shard}'::regclass) AS options,
+                  (SELECT count(*)::int FROM pg_trigger WHERE tgrelid = '${shard}'::regclass) AS triggers`,
+        );
+      for (const sql of [
+        'CREATE FUNCTION slow(t text) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $f$ BEGIN RETURN t; END $f$',
+        `CREATE FUNCTION arm() RETURNS text LANGUAGE plpgsql AS $f$ BEGIN
+           EXECUTE 'CREATE INDEX armed ON ${shard} (project_alpha.slow(body))'; RETURN 'armed'; END $f$`,
+        `CREATE FUNCTION slowed() RETURNS text LANGUAGE plpgsql AS $f$ BEGIN
+           EXECUTE 'ALTER TABLE ${shard} SET (autovacuum_vacuum_cost_delay = 100, autovacuum_vacuum_cost_limit = 1)'; RETURN 'slowed'; END $f$`,
+        // Citus refuses triggers on the coordinator; a deferred one on the shard would fire at the worker's commit.
+        'CREATE FUNCTION late() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN PERFORM pg_sleep(0); RETURN NULL; END $f$',
+        `CREATE FUNCTION hooked() RETURNS text LANGUAGE plpgsql AS $f$ BEGIN
+           EXECUTE 'CREATE CONSTRAINT TRIGGER hook AFTER INSERT ON ${shard} DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION project_alpha.late()';
+           RETURN 'hooked'; END $f$`,
+      ]) {
+        const done = await call('execute', sql);
+        expect(done.isError, `${sql}: ${done.text}`).toBe(false);
+      }
+      for (const [tool, sql] of [
+        ['query', 'SELECT arm() FROM other WHERE id = 1'],
+        ['query', 'SELECT slowed() FROM other WHERE id = 1'],
+        ['execute', 'SELECT arm() FROM other WHERE id = 1'],
+        ['execute', 'SELECT slowed() FROM other WHERE id = 1'],
+        ['execute', 'SELECT hooked() FROM other WHERE id = 1'],
+      ] as const) {
+        // Before the guard, execute's call committed both on the worker (query's rolled back with the coordinator's).
+        const refused = await call(tool, sql);
+        expect(refused.isError, `${tool} ${sql}: ${refused.text}`).toBe(true);
+        expect(refused.text).toMatch(/not allowed where autovacuum evaluates them \(index project_alpha\.armed\)|autovacuum settings of a table are not the workspace's to make|triggers are not the workspace's to make/);
+        expect(await armed()).toEqual([{ indexes: 0, options: null, triggers: 0 }]);
+      }
+      // The workspace's own DDL still reaches its shard: built-in expressions, new tables.
+      for (const sql of ['CREATE INDEX notes_lower ON notes (lower(body))', 'CREATE TABLE more (id int PRIMARY KEY)']) {
+        const done = await call('execute', sql);
+        expect(done.isError, `${sql}: ${done.text}`).toBe(false);
+      }
+      expect(await armed()).toEqual([{ indexes: 1, options: null, triggers: 0 }]);
+      // Made before the guard (disabled here; this server checked it once already): execute's call
+      // commits both on the worker, and doctor names them until an administrator drops them there.
+      await sqlOn(worker, `ALTER EVENT TRIGGER ${WORKER_GUARD} DISABLE`);
+      for (const sql of ['SELECT arm() FROM other WHERE id = 1', 'SELECT slowed() FROM other WHERE id = 1', 'SELECT hooked() FROM other WHERE id = 1']) {
+        const done = await call('execute', sql);
+        expect(done.isError, `${sql}: ${done.text}`).toBe(false);
+      }
+      expect(await armed()).toEqual([{ indexes: 2, options: '{autovacuum_vacuum_cost_delay=100,autovacuum_vacuum_cost_limit=1}', triggers: 1 }]);
+      const db = new PostgresDatabase({ connectionString: url });
+      try {
+        const plan = await planFor([notes]);
+        const named = async () => (await diagnose(db, plan)).findings.filter((f) => f.code === 'worker-autovacuum-code').map((f) => f.details);
+        expect(await named()).toEqual([
+          { node: expect.stringMatching(/^worker /), role: expect.stringMatching(/^pgw_/), project_id: 'alpha', objects: `index project_alpha.armed, autovacuum settings on ${shard}` },
+        ]);
+        await shardCatalog(
+          worker,
+          `SET citus.enable_manual_changes_to_shards = on; DROP INDEX project_alpha.armed; DROP TRIGGER hook ON ${shard};
+           ALTER TABLE ${shard} RESET (autovacuum_vacuum_cost_delay, autovacuum_vacuum_cost_limit)`,
+        );
+        expect(await named()).toEqual([]);
+      } finally {
+        await db.close();
+      }
+    } finally {
+      await mcp.close();
+    }
+    // A worker without the guard: the SQL tools are refused, with the statements that make it.
+    await sqlOn(worker, `DROP EVENT TRIGGER ${WORKER_GUARD}`);
+    const open = await connectInProcess({ extensionDirs: [notes], databaseUrl: url, disabledExtensions: ['codebase'] });
+    try {
+      const refused = await callTool(open.client, open.tools, 'query', { project_id: 'alpha', sql: 'SELECT 1' });
+      expect(refused.isError, refused.text).toBe(true);
+      expect(refused.text).toContain(`CREATE EVENT TRIGGER ${WORKER_GUARD} ON ddl_command_end`);
+      expect(refused.text).toMatch(/on worker [^ ]+:\d+/);
+    } finally {
+      await open.close();
     }
   }, 120_000);
 

@@ -84,6 +84,26 @@ describe('embedded PGlite with pgvector', () => {
     await reopened.close();
   });
 
+  it("an engine whose memory a statement grew past 1 GiB is reopened after it, giving the memory back; the answer stands", { timeout: 120_000 }, async () => {
+    // Red team round 4: PostgreSQL's WebAssembly memory never shrinks, and one agent statement
+    // (a sort under the work_mem it raised, as set_config in a query can) left 2 GiB held by the process.
+    const reopened: string[] = [];
+    const log = { ...silentLogger, warn: (_: string, fields?: Record<string, unknown>) => void reopened.push(String(fields?.['reason'])) };
+    const db = await PGliteDatabase.open(await tempDir('pgw-heap-'), log);
+    try {
+      await db.exec('CREATE TABLE kept (x int); INSERT INTO kept VALUES (42)');
+      const [sorted] = await db.query<{ n: number }>(
+        `SELECT count(*) AS n FROM (SELECT pg_catalog.set_config('work_mem', '1900MB', true) w) s,
+                LATERAL (SELECT repeat('x', 100000000) || g AS v FROM generate_series(1, 11) g ORDER BY 1) r`,
+      );
+      expect(Number(sorted?.n)).toBe(11);
+      expect(reopened).toEqual([expect.stringMatching(/^its memory grew to \d+ MiB, which it never gives back$/)]);
+      expect(await db.query('SELECT x FROM kept')).toEqual([{ x: 42 }]);
+    } finally {
+      await db.close();
+    }
+  });
+
   it('makes a new store from the built template, replacing what a crash mid-copy left behind', async () => {
     const manifest = await readFile(path.join(pgliteTemplateDir, TEMPLATE_MANIFEST), 'utf8');
     const dir = await tempDir('pgw-template-');

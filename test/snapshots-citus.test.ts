@@ -6,7 +6,7 @@ import type { InstallPlan } from '../src/installer/install-plan.js';
 import { silentLogger } from '../src/logger.js';
 import { roleNameFor, snapshotCopierNameFor, snapshotRoleNameFor } from '../src/sandbox/sandbox-ddl.js';
 import { sandboxedWorkspaces } from '../src/sandboxed-workspaces.js';
-import { rolesWithoutWorkspace } from '../src/operations/doctor.js';
+import { diagnose, rolesWithoutWorkspace } from '../src/operations/doctor.js';
 import { repair } from '../src/operations/repair.js';
 import { snapshotReadings } from '../src/registry/operations-queries.js';
 import { finishCitusCopy, placeNearSource, type CitusCopyPlan } from '../src/snapshots/citus-schema-copy.js';
@@ -348,6 +348,29 @@ describe('snapshots, restores and forks on Citus (coordinator + 2 workers)', () 
       await db.close();
     }
   }, 300_000);
+});
+
+describe('doctor on Citus', () => {
+  it("names each workspace whose CHECK, domain check or generated column a superuser's move would evaluate as itself, until they are dropped", async (ctx) => {
+    // Red team round 4: moving a workspace copies its rows as the superuser that moves it; the SQL
+    // tools refuse such expressions now, and doctor names those made before (copy-code.ts's rule).
+    const { db, sql } = await services(ctx);
+    try {
+      for (const id of ['legacy', 'clean']) {
+        await sql.execute(id, 'CREATE FUNCTION plant(b text) RETURNS boolean LANGUAGE sql IMMUTABLE AS $f$ SELECT true $f$', []);
+        await sql.execute(id, 'ALTER TABLE notes ADD CONSTRAINT sane CHECK (length(body) > 0)', []);
+      }
+      await madeBefore(db, 'legacy', 'ALTER TABLE notes ADD CONSTRAINT planted CHECK (plant(body))');
+      await madeBefore(db, 'legacy', 'CREATE DOMAIN watched AS text CHECK (plant(VALUE))');
+      const named = async () => (await diagnose(db, plan)).findings.filter((f) => f.code === 'move-agent-code').map((f) => f.details);
+      expect(await named()).toEqual([{ project_id: 'legacy', objects: expect.stringMatching(/^constraint planted on table project_legacy\.notes, constraint watched_check$/) }]);
+      // As doctor says: an administrator drops them (which evaluates nothing).
+      await db.exec('ALTER TABLE project_legacy.notes DROP CONSTRAINT planted; DROP DOMAIN project_legacy.watched');
+      expect(await named()).toEqual([]);
+    } finally {
+      await db.close();
+    }
+  }, 120_000);
 });
 
 describe('a fork from a snapshot on Citus', () => {

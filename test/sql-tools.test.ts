@@ -307,6 +307,37 @@ describe('behind PgBouncer in transaction mode', () => {
       await bouncer.stop();
     }
   }, 120_000);
+
+  it("never lets a workspace meet another's custom setting names on the pooler's server connections", async (ctx) => {
+    if (!cluster) ctx.skip();
+    // Two server connections (boot holds the install lock on one while it works on the other);
+    // PgBouncer hands out the one used last, so calls one after another share a backend.
+    const started = await startPgBouncer(cluster as PgCluster, { poolSize: 2 });
+    if (!started) return ctx.skip();
+    const bouncer = started;
+    const url = await (cluster as PgCluster).createDatabase('bouncer_names');
+    const mcp = await connectInProcess({ databaseUrl: bouncer.url(new URL(url).pathname.slice(1)), disabledExtensions: ['codebase'] });
+    try {
+      const run = async (project: string, name: string, sql: string) => {
+        const result = await callTool(mcp.client, mcp.tools, name, { project_id: project, sql });
+        expect(result.isError, result.text).toBe(false);
+        return result.data['rows'];
+      };
+      const leave = "CREATE FUNCTION leave() RETURNS text LANGUAGE plpgsql AS $$ BEGIN RETURN set_config('x.covert', '1', false); END $$";
+      const read = "SELECT current_setting('x.covert', true) AS seen";
+      await run('teller', 'execute', leave);
+      await run('listener', 'query', 'SELECT 1');
+      for (let round = 0; round < 3; round++) {
+        await run('teller', 'query', 'SELECT leave()');
+        // Its own name stays its own to read (the value does not outlive the call).
+        expect(await run('teller', 'query', read)).toEqual([['']]);
+        expect(await run('listener', 'query', read)).toEqual([[null]]);
+      }
+    } finally {
+      await mcp.close();
+      await bouncer.stop();
+    }
+  }, 120_000);
 });
 
 for (const kind of BACKEND_KINDS) {

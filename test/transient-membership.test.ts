@@ -173,8 +173,9 @@ describe('on PostgreSQL 16 and later (PGlite is 18), as a CREATEROLE role that i
       const db = await backend.fresh();
       const [{ version = 0 } = {}] = await db.query<{ version: number }>(`SELECT current_setting('server_version_num')::int AS version`);
       expect(version).toBeGreaterThanOrEqual(160000);
-      // PGlite's one session is a superuser's: the whole engine runs as srv from here.
-      await db.exec(`CREATE EXTENSION IF NOT EXISTS vector; CREATE ROLE srv LOGIN CREATEROLE;
+      // PGlite's one session is a superuser's: the whole engine runs as srv from here (which reads
+      // the session's GUC memory to claim it, session-claims.ts, as pg_read_all_stats may).
+      await db.exec(`CREATE EXTENSION IF NOT EXISTS vector; CREATE ROLE srv LOGIN CREATEROLE IN ROLE pg_read_all_stats;
                      GRANT CREATE ON DATABASE postgres TO srv; SET ROLE srv`);
       const notes = await writeExtension(await tempDir(), { id: 'notes' }, {
         'workspace/schema.sql': 'CREATE TABLE IF NOT EXISTS notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL);',
@@ -185,7 +186,7 @@ describe('on PostgreSQL 16 and later (PGlite is 18), as a CREATEROLE role that i
       const grants = () =>
         db.query<{ role: string; grantor: string; admin_option: boolean; inherit_option: boolean; set_option: boolean }>(
           `SELECT roleid::regrole::text AS role, grantor::regrole::text AS grantor, admin_option, inherit_option, set_option
-             FROM pg_auth_members WHERE member = 'srv'::regrole ORDER BY 1`,
+             FROM pg_auth_members WHERE member = 'srv'::regrole AND roleid <> 'pg_read_all_stats'::regrole ORDER BY 1`,
         );
       await sandbox.execute('alpha', "INSERT INTO notes (body) VALUES ('one')", []);
       await workspaces.snapshot('alpha');

@@ -508,15 +508,45 @@ $$;
 -- nothing, and the server takes a new session and calls again.
 --
 -- On a pooled PostgreSQL connection the server knows which workspace's code it ran (`ran`, NULL
--- for none): a connection never serves two.
+-- for none), but behind a pooler in transaction mode a connection's transactions land on any of
+-- the pooler's backends: so the backend records it too, in placeholders of its own (which, like
+-- the agent's, outlive a rollback), named with a secret the agent cannot read (claim_marker), so
+-- that it cannot forge them. A backend that ran one workspace's agent code ends itself rather
+-- than run another's (57P01 to the server, which calls again on another). A claim for a project
+-- id with no schema yet (1: its creation, which runs no agent code) marks nothing.
+CREATE TABLE IF NOT EXISTS project_registry.claim_marker (secret text NOT NULL);
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT FROM project_registry.claim_marker) THEN
+    INSERT INTO project_registry.claim_marker (secret)
+    VALUES (pg_catalog.left(pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(pg_catalog.gen_random_uuid()::pg_catalog.text, 'UTF8')), 'hex'), 32));
+  END IF;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION project_registry.claim_connection(project_id text, ran oid)
 RETURNS oid LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   workspace oid := coalesce((SELECT n.oid FROM project_registry.workspace_config c JOIN pg_catalog.pg_namespace n ON n.nspname = c.schema_name
                               WHERE c.project_id = claim_connection.project_id), 1);
+  marker text := 'pgw_' || (SELECT m.secret FROM project_registry.claim_marker m);
 BEGIN
-  IF ran IS NOT NULL AND ran <> workspace THEN
+  IF ran IS NOT NULL AND ran NOT IN (1, workspace) THEN
     RAISE EXCEPTION 'this connection ran the agent code of another workspace' USING ERRCODE = 'PW030';
+  END IF;
+  IF workspace = 1 THEN
+    RETURN workspace;
+  END IF;
+  IF current_setting(marker || '.any', true) IS NULL THEN
+    -- Local values, gone with this function's settings; the names stay with the backend.
+    PERFORM set_config(marker || '.any', 'x', true), set_config(marker || '.w' || workspace, 'x', true);
+  ELSIF current_setting(marker || '.w' || workspace, true) IS NULL THEN
+    BEGIN
+      PERFORM pg_terminate_backend(pg_backend_pid());
+    EXCEPTION WHEN insufficient_privilege THEN
+      NULL; -- a role set by ALTER ROLE ... SET role that is no member of the login role: refused, not ended
+    END;
+    RAISE EXCEPTION 'this backend ran the agent code of another workspace' USING ERRCODE = 'PW030';
   END IF;
   RETURN workspace;
 END
@@ -555,7 +585,11 @@ BEGIN
     FOR library IN SELECT DISTINCT p.probin FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_depend d
                        ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid OPERATOR(pg_catalog.=) p.oid AND d.deptype OPERATOR(pg_catalog.=) 'e'
                     WHERE p.prolang OPERATOR(pg_catalog.=) 13 AND p.probin IS NOT NULL LOOP
-      EXECUTE pg_catalog.format('LOAD %L', library);
+      BEGIN
+        EXECUTE pg_catalog.format('LOAD %L', library);
+      EXCEPTION WHEN insufficient_privilege THEN
+        NULL; -- a server that is no superuser loads none: a library loaded later may cost a new session once
+      END;
     END LOOP;
     before := NULL;
     last := 0;

@@ -9,6 +9,11 @@ import { sqlState } from './sql-errors.js';
  * and nothing else of the call runs: the backend takes a new session and runs the call again.
  */
 export const SESSION_TAKEN = 'PW030';
+/**
+ * A PostgreSQL backend that ran another workspace's code ends itself when claimed (a pooler in
+ * transaction mode would otherwise hand it on to the next client): its claim fails with 57P01.
+ */
+const BACKEND_ENDED = '57P01';
 
 /** How many new sessions one call may ask for before it fails (one is enough unless another call keeps tainting them). */
 export const CLAIM_ATTEMPTS = 3;
@@ -33,11 +38,13 @@ export const claimSession = (projectId: string | undefined): ClaimStep => ({
 
 /** Whether a pipeline that began with a claim was refused at the claim (nothing after it ran). */
 export function refusedAtClaim(outcome: PipelineOutcome): boolean {
-  return outcome.results.length === 0 && sqlState(outcome.error) === SESSION_TAKEN;
+  return outcome.results.length === 0 && isSessionTaken(outcome.error);
 }
 
+/** Whether a claim's error refuses the session (an administrator's end of the backend there too: nothing ran either way). */
 export function isSessionTaken(error: unknown): boolean {
-  return sqlState(error) === SESSION_TAKEN;
+  const state = sqlState(error);
+  return state === SESSION_TAKEN || state === BACKEND_ENDED;
 }
 
 /** The claimed workspace's identity (its schema's OID) from a pipeline that began with a claim. */

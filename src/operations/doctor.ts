@@ -36,6 +36,8 @@ export const FINDING_CODES = [
   'snapshot-reading-stopped',
   'index-deferred',
   'autovacuum-agent-code',
+  'move-agent-code',
+  'worker-autovacuum-code',
 ] as const;
 
 export type FindingCode = (typeof FINDING_CODES)[number];
@@ -259,6 +261,42 @@ async function inspect(tx: Queryable, plan: InstallPlan, database: string): Prom
       fix: 'Drop them (DROP INDEX, DROP STATISTICS, DROP TYPE, as the workspace through `execute`); an index can be made again on built-in expressions, or on a generated column.',
       details: { project_id: exposed.project_id, role: exposed.role_name, objects: exposed.objects },
     });
+  }
+  for (const exposed of presence.citus ? await registry.copyCode(tx) : []) {
+    findings.push({
+      code: 'move-agent-code',
+      severity: 'error',
+      message:
+        `Workspace "${exposed.project_id}" has ${exposed.objects}, calling its role's own functions or operators or a VOLATILE function: ` +
+        "moving the workspace to another Citus worker (citus_schema_move, the rebalancer, citus_drain_node) copies its rows as the " +
+        'superuser that moves it, which evaluates them as itself. Made before the SQL tools refused them; the SQL tools refuse the ' +
+        "workspace's next constraint or column until they are gone.",
+      fix:
+        'Do not move the workspace until they are gone. Drop them, as an administrator on the coordinator (dropping evaluates ' +
+        'nothing) or as the workspace through `execute`: ALTER TABLE ... DROP CONSTRAINT, ALTER DOMAIN ... DROP CONSTRAINT, ' +
+        'ALTER TABLE ... ALTER COLUMN ... DROP EXPRESSION (through `execute` the drop of one may be refused, naming another, ' +
+        'for a few seconds after the connection made a constraint). Built-in IMMUTABLE or STABLE functions are fine there.',
+      details: { project_id: exposed.project_id, objects: exposed.objects },
+    });
+  }
+  if (presence.citus) {
+    const roles = await registry.registeredRoles(tx);
+    for (const held of await registry.workerAutovacuumCode(tx)) {
+      const owner = roles.find((r) => r.role_name === held.role || r.snapshot_role_name === held.role);
+      findings.push({
+        code: 'worker-autovacuum-code',
+        severity: 'warning',
+        message:
+          `On Citus ${held.node}, role ${held.role}${owner ? ` (workspace "${owner.project_id}")` : ''} has ${held.objects}: ` +
+          "autovacuum there runs that code as the owner, with no time limit, or keeps a worker on the table. Made before the worker's " +
+          'guard (pgw_worker_guard), by a function a router query ran there, or an index made on the coordinator before the SQL tools ' +
+          'refused them (then autovacuum-agent-code too). The workspace cannot be moved to another worker meanwhile.',
+        fix:
+          'An index made on the coordinator: drop it there (autovacuum-agent-code). One on the worker only: as a superuser on that worker, ' +
+          'SET citus.enable_manual_changes_to_shards = on; then DROP INDEX it, or ALTER TABLE <shard> RESET (<the autovacuum_* settings>).',
+        details: { node: held.node, role: held.role, project_id: owner?.project_id ?? null, objects: held.objects },
+      });
+    }
   }
   for (const role of await rolesWithoutWorkspace(tx, orphans.map((o) => o.projectId))) {
     findings.push({

@@ -1,5 +1,7 @@
 import { firstRow, type Queryable } from '../db/database.js';
 import { autovacuumCodeOf } from '../sandbox/autovacuum-code.js';
+import { copyEvaluatedCodeOf } from '../sandbox/copy-code.js';
+import { WORKER_AUTOVACUUM_CODE } from '../sandbox/worker-guard.js';
 import { dependencySchema } from './registry-sql.js';
 
 /*
@@ -86,6 +88,20 @@ const AUTOVACUUM_CODE = `
    CROSS JOIN LATERAL (${autovacuumCodeOf('r.role_name')}) AS c(objects)
    WHERE c.objects IS NOT NULL
    ORDER BY w.project_id, r.role_name`;
+
+/**
+ * On Citus, workspaces whose CHECK constraints, domain checks or generated columns call their
+ * role's own code or a VOLATILE function (copy-code.ts), which a superuser's move between workers
+ * evaluates as itself: made before the SQL tools refused them. Workspaces whose schema exists only
+ * (the rule casts its name); the role read through to_jsonb, as REGISTERED_ROLES does.
+ */
+const COPY_CODE = `
+  SELECT w.project_id, c.objects
+    FROM (SELECT r.project_id, r.schema_name, pg_catalog.to_jsonb(r) ->> 'role_name' AS role_name
+            FROM project_registry.workspace_config r JOIN pg_catalog.pg_namespace n ON n.nspname = r.schema_name) w
+   CROSS JOIN LATERAL (${copyEvaluatedCodeOf('w.schema_name', 'w.role_name')}) AS c(objects)
+   WHERE c.objects IS NOT NULL
+   ORDER BY w.project_id`;
 
 const PG_EXTENSIONS = `
   SELECT r.name, a.name IS NOT NULL AS available, a.installed_version IS NOT NULL AS installed
@@ -223,6 +239,23 @@ export interface SharedRole {
 export const sharedRoles = (q: Queryable, sandboxSchema: string) => q.query<SharedRole>(SHARED_ROLES, [sandboxSchema]);
 
 export const autovacuumCode = (q: Queryable) => q.query<{ project_id: string; role_name: string; objects: string }>(AUTOVACUUM_CODE);
+
+/** On Citus, per worker, the workspace roles holding what its guard refuses (worker-guard.ts), asked as the server. */
+export async function workerAutovacuumCode(q: Queryable): Promise<{ node: string; role: string; objects: string }[]> {
+  const rows = await q.query<{ node: string; success: boolean; result: string }>(
+    `SELECT 'worker ' || nodename || ':' || nodeport AS node, success, result FROM pg_catalog.run_command_on_workers($1)`,
+    [WORKER_AUTOVACUUM_CODE],
+  );
+  return rows.flatMap(({ node, success, result }) => {
+    if (!success) throw new Error(`could not ask Citus ${node} for what autovacuum would run there: ${result}`);
+    return result === '' ? [] : result.split('\n').map((line) => {
+      const [role = '', objects = ''] = line.split('\t');
+      return { node, role, objects };
+    });
+  });
+}
+
+export const copyCode = (q: Queryable) => q.query<{ project_id: string; objects: string }>(COPY_CODE);
 
 export const pgExtensionStates = (q: Queryable, names: readonly string[]) => q.query<PgExtensionState>(PG_EXTENSIONS, [names]);
 

@@ -1,12 +1,13 @@
 import type { Queryable } from '../db/database.js';
 import { NODE_COMMAND_FUNCTIONS, REVOKE_WORKER_STATS, SERVER_NODE_COMMANDS, WORKER_LARGE_OBJECT_MAKERS } from '../db/postgres/citus.js';
+import { WORKER_GUARD, WORKER_GUARD_IN_PLACE, WORKER_GUARD_STATEMENTS } from './worker-guard.js';
 
 /**
  * The REVOKE statements (one a line) for the functions of pg_catalog named `names` that PUBLIC
  * may EXECUTE on a node, and on a `worker` for pg_stats if PUBLIC may read it: asked of the
  * coordinator (NODE_COMMAND_FUNCTIONS) and, through run_command_on_workers, of every worker
  * (those, a call pushed down to a worker in a router query connecting where it likes, and
- * WORKER_LARGE_OBJECT_MAKERS and pg_stats, see there).
+ * WORKER_LARGE_OBJECT_MAKERS and pg_stats, see there), and of a worker whether it has its guard.
  */
 const openOnNode = (names: readonly string[], worker: boolean) => `
   SELECT coalesce(pg_catalog.string_agg(s.statement, E'\\n' ORDER BY s.statement), '') FROM (
@@ -20,7 +21,12 @@ const openOnNode = (names: readonly string[], worker: boolean) => `
     SELECT '${REVOKE_WORKER_STATS}' FROM pg_catalog.pg_class c
      WHERE ${worker} AND c.oid = 'pg_catalog.pg_stats'::pg_catalog.regclass
        AND EXISTS (SELECT FROM pg_catalog.aclexplode(coalesce(c.relacl, pg_catalog.acldefault('r', c.relowner))) g
-                    WHERE g.grantee = 0 AND g.privilege_type = 'SELECT')) s`;
+                    WHERE g.grantee = 0 AND g.privilege_type = 'SELECT')
+    UNION ALL
+    SELECT '${UNGUARDED}' WHERE ${worker} AND NOT ${WORKER_GUARD_IN_PLACE}) s`;
+
+/** The line a worker answers when it lacks the guard (worker-guard.ts): its statements are the server's, not one a line. */
+const UNGUARDED = `-- no ${WORKER_GUARD}`;
 
 /**
  * What the SQL tools need of the database before they run any agent SQL, read in one query and
@@ -86,6 +92,8 @@ export interface SandboxCapability {
   open_functions: string[];
   /** Per Citus node that lets PUBLIC call its functions that run commands on the nodes (NODE_COMMAND_FUNCTIONS), or on a worker make large objects or read pg_stats: the REVOKE statements to run there. */
   node_commands: { node: string; statements: string[] }[];
+  /** The Citus workers without the guard that enforces the sandbox's autovacuum rules there (worker-guard.ts). */
+  unguarded_workers: string[];
 }
 
 /** One reason the SQL tools refuse to run, with the statements that lift it. */
@@ -96,7 +104,7 @@ export interface CapabilityProblem {
   grants: string[];
 }
 
-type CapabilityRow = Omit<SandboxCapability, 'node_commands'> & { citus: boolean; coordinator_node_commands: string };
+type CapabilityRow = Omit<SandboxCapability, 'node_commands' | 'unguarded_workers'> & { citus: boolean; coordinator_node_commands: string };
 
 /**
  * With `workers` (the SQL tools' check and doctor), on Citus every worker is asked too; the others
@@ -115,11 +123,15 @@ export async function readSandboxCapability(q: Queryable, searchPathSchemas: rea
     );
     asked.push(...workers);
   }
+  const unguarded_workers: string[] = [];
   const node_commands = asked.flatMap(({ node, success, result }) => {
     if (!success) throw new Error(`could not ask Citus ${node} who may run commands on the nodes: ${result}`);
-    return result === '' ? [] : [{ node, statements: result.split('\n') }];
+    const statements = result === '' ? [] : result.split('\n');
+    if (statements.includes(UNGUARDED)) unguarded_workers.push(node);
+    const revokes = statements.filter((s) => s !== UNGUARDED);
+    return revokes.length === 0 ? [] : [{ node, statements: revokes }];
   });
-  return { ...capability, node_commands };
+  return { ...capability, node_commands, unguarded_workers };
 }
 
 const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
@@ -174,6 +186,16 @@ export function capabilityProblems(c: SandboxCapability): CapabilityProblem[] {
           : `A workspace's function also runs on its worker, where the sandbox's checks do not look: a large object it made there, or its shard, granted to PUBLIC was read by another workspace's function (the shard's values through pg_stats). Revoke those in this database on ${node}`) +
         ' (docs/citus.md).',
       grants: coordinator ? [...statements, `GRANT EXECUTE ON FUNCTION ${SERVER_NODE_COMMANDS} TO ${quote(c.role)};`] : statements,
+    });
+  }
+  for (const node of c.unguarded_workers) {
+    problems.push({
+      privilege: `the event trigger ${WORKER_GUARD} on ${node}`,
+      message:
+        "A workspace's function also runs on its worker when a router query takes it along, where the sandbox's checks do not " +
+        'look: it made an index of its own code on its shard there, which autovacuum runs as the owner with no time limit, and ' +
+        `set the shard's autovacuum costs. As a superuser, make the guard that refuses them in this database on ${node} (docs/citus.md).`,
+      grants: WORKER_GUARD_STATEMENTS,
     });
   }
   return problems;

@@ -34,6 +34,8 @@ let alarmDue;
 let current = 0;
 /** Shared with the owner: the id of the call running here, 0 once it returned (see pglite-thread.ts). */
 const running = workerData.running;
+/** PostgreSQL's WebAssembly memory: it grows as a statement needs and never shrinks (see pglite-thread.ts). */
+let wasmMemory;
 
 // Emscripten instantiates PGlite's module through WebAssembly.instantiate with its imports:
 // the first module with a setitimer import is PostgreSQL's (its dynamic libraries come later).
@@ -55,7 +57,11 @@ WebAssembly.instantiate = async function (source, imports) {
     };
   }
   const result = await instantiate.call(this, source, imports);
-  if (hook) deliverAlarm = (result.instance ?? result).exports._emscripten_timeout;
+  if (hook) {
+    const exports = (result.instance ?? result).exports;
+    deliverAlarm = exports._emscripten_timeout;
+    wasmMemory = env.memory ?? exports.memory;
+  }
   return result;
 };
 
@@ -167,6 +173,11 @@ async function run(request) {
   }
 }
 
+/** The engine's memory now, and whether the session is outside a transaction (a new one loses nothing then). */
+function heap() {
+  return { heap: wasmMemory?.buffer.byteLength ?? 0, idle: status === 'I' };
+}
+
 function finished() {
   current = 0;
   Atomics.store(running, 0, 0);
@@ -184,9 +195,9 @@ parentPort.on('message', async (request) => {
     const value = await run(request);
     finished();
     if (request.op === 'query' || request.op === 'exec') status = pglite.isInTransaction() ? 'T' : 'I';
-    parentPort.postMessage({ id: request.id, done: true, value }, value instanceof Uint8Array ? [value.buffer] : []);
+    parentPort.postMessage({ id: request.id, done: true, value, ...heap() }, value instanceof Uint8Array ? [value.buffer] : []);
   } catch (error) {
     finished();
-    parentPort.postMessage({ id: request.id, done: true, error: plainError(error) });
+    parentPort.postMessage({ id: request.id, done: true, error: plainError(error), ...heap() });
   }
 });

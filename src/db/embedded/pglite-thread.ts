@@ -36,7 +36,15 @@ type Reply =
   | { failed: Record<string, unknown> }
   | { id: number; timer: number }
   | { id: number; data: Uint8Array }
-  | { id: number; done: true; value?: unknown; error?: Record<string, unknown> };
+  | { id: number; done: true; value?: unknown; error?: Record<string, unknown>; heap?: number; idle?: boolean };
+
+/**
+ * PostgreSQL's WebAssembly memory grows as a statement needs, up to PGlite's 2 GiB, and never
+ * shrinks: one agent statement (array_agg of millions of rows, a sort under a work_mem it raised)
+ * left the process holding 2 GiB more for as long as the engine ran (red team round 4). Past this,
+ * the engine is reopened after the call, when no transaction is open, which gives it back.
+ */
+export const ENGINE_HEAP_RESTART_BYTES = 1024 * 1024 * 1024;
 
 /** The worker's error as an Error with PostgreSQL's fields (code, detail, …), as PGlite threw it. */
 function revive(plain: Record<string, unknown>): Error {
@@ -212,10 +220,13 @@ export class PGliteThread {
       this.#watch = reply.timer > 0 ? setTimeout(() => this.#timedOut(pending), reply.timer) : undefined;
     } else if ('data' in reply) {
       pending.onData?.(reply.data);
-    } else if (reply.error) {
-      this.#finish(pending, revive(reply.error));
     } else {
-      this.#finish(pending, undefined, reply.value);
+      // The call is answered after the new engine is on its way, so the calls waiting go to it.
+      if ((reply.heap ?? 0) > ENGINE_HEAP_RESTART_BYTES && reply.idle) {
+        this.#restart(undefined, new Error(`its memory grew to ${Math.round((reply.heap ?? 0) / 1024 ** 2)} MiB, which it never gives back`));
+      }
+      if (reply.error) this.#finish(pending, revive(reply.error));
+      else this.#finish(pending, undefined, reply.value);
     }
   }
 
