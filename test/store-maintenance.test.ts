@@ -1,6 +1,9 @@
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { dbUrlOf, SharedStore } from '../src/db/embedded/shared-store.js';
+import { PGliteDatabase } from '../src/db/embedded/pglite-database.js';
+import { SocketClientDatabase } from '../src/db/embedded/pglite-socket-database.js';
+import { PGliteSocketServer } from '../src/db/embedded/pglite-socket-server.js';
+import { dbUrlOf, SharedStore, socketDirOf } from '../src/db/embedded/shared-store.js';
 import { silentLogger } from '../src/logger.js';
 import { sandboxedWorkspaces } from '../src/sandboxed-workspaces.js';
 import { install, planFor, tempDir } from './support/fixtures.js';
@@ -70,6 +73,82 @@ describe('the embedded store maintains itself (PGlite has no autovacuum)', () =>
       if (Date.now() > deadline) throw new Error('the table was not analyzed within 20 s');
       // Long enough for a pass (which gives way to a call waiting) to finish.
       await new Promise((resolve) => setTimeout(resolve, IDLE_MS * 10));
+    }
+  });
+
+  it("a custom setting a's VACUUM through the socket made is no name to b, whose call ran between a's claim and the VACUUM", async () => {
+    const dir = await tempDir('pgw-vacuum-claim-');
+    const owner = await PGliteDatabase.open(dir, silentLogger, { maintenanceIdleMs: 600_000 });
+    const server = await PGliteSocketServer.listen(owner.shared, socketDirOf(dir));
+    const client = new SocketClientDatabase(dir, socketDirOf(dir));
+    try {
+      const plan = await planFor([], ['codebase']);
+      const report = await install(owner, plan);
+      const { sandbox } = sandboxedWorkspaces(owner, plan, report.searchPathSchemas, silentLogger);
+      const read = "SELECT current_setting('x.covert', true) AS seen";
+      for (const id of ['vac-a', 'vac-b']) expect((await sandbox.query(id, read, [])).rows).toEqual([[null]]);
+      const [a] = await owner.query<{ schema: string; role: string }>(
+        `SELECT format('%I', schema_name) AS schema, role_name AS role FROM project_registry.workspace_config WHERE project_id = 'vac-a'`,
+      );
+      if (!a) throw new Error('no workspace vac-a');
+      // a's tables (made outside the tools, which refuse such an index): VACUUM (ANALYZE) runs their
+      // index expression, as a's role, and leaves a placeholder; the second's then fails the VACUUM.
+      await owner.exec(`CREATE FUNCTION ${a.schema}.mark(n int, fail boolean) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $f$
+          BEGIN
+            IF pg_catalog.current_query() LIKE 'VACUUM%' THEN
+              PERFORM pg_catalog.set_config('x.covert', 'from a', false);
+              IF fail THEN RAISE EXCEPTION 'table code failed'; END IF;
+            END IF;
+            RETURN n;
+          END $f$;
+        CREATE TABLE ${a.schema}.passing (id int); CREATE INDEX ON ${a.schema}.passing ((${a.schema}.mark(id, false)));
+        CREATE TABLE ${a.schema}.failing (id int); CREATE INDEX ON ${a.schema}.failing ((${a.schema}.mark(id, true)));
+        INSERT INTO ${a.schema}.passing SELECT g FROM generate_series(1, 100) g;
+        INSERT INTO ${a.schema}.failing SELECT g FROM generate_series(1, 100) g;
+        ALTER TABLE ${a.schema}.passing OWNER TO ${a.role}; ALTER TABLE ${a.schema}.failing OWNER TO ${a.role}`);
+      const { pglite, turns } = owner.shared;
+      const lastClaimed = async () =>
+        (await pglite.query<{ last: string }>('SELECT last_value::text AS last FROM project_registry.claim_last_workspace'))[0]?.last;
+      for (const table of ['passing', 'failing']) {
+        expect((await sandbox.query('vac-b', read, [])).rows).toEqual([[null]]);
+        const b = await lastClaimed();
+        // The owner's turns, taken one exchange of a's at a time: after the one that claimed for a,
+        // b's call (its claim is what matters) runs before a's VACUUM.
+        let release = () => undefined as void;
+        const take = () => new Promise<void>((taken) => void turns.run(() => new Promise<void>((done) => ((release = done), taken()))));
+        await take();
+        const vacuum = client.runAsRole(a.role, `VACUUM (ANALYZE) ${a.schema}.${table}`, 5000, 'vac-a').then(
+          () => 'ran',
+          (error: Error) => error.message,
+        );
+        for (;;) {
+          const deadline = Date.now() + 10_000;
+          while (turns.pending < 2) {
+            if (Date.now() > deadline) throw new Error(`a's VACUUM sent nothing for 10 s: ${await Promise.race([vacuum, 'pending'])}`);
+            await new Promise((resolve) => setTimeout(resolve, 5));
+          }
+          const current = release;
+          const next = take();
+          current();
+          await next;
+          if ((await lastClaimed()) !== b) break;
+        }
+        await pglite.query(`SELECT project_registry.claim_session('vac-b')`);
+        release();
+        expect(await vacuum).toBe(table === 'passing' ? 'ran' : 'table code failed');
+        expect((await sandbox.query('vac-b', read, [])).rows).toEqual([[null]]);
+      }
+      // Nobody between: the names are a's, on the same session, until another workspace claims it.
+      const started = "SELECT pg_catalog.pg_postmaster_start_time()::text AS started";
+      const [before] = await owner.query(started);
+      await client.runAsRole(a.role, `VACUUM (ANALYZE) ${a.schema}.passing`, 5000, 'vac-a');
+      expect((await sandbox.query('vac-a', read, [])).rows).toEqual([['']]);
+      expect(await owner.query(started)).toEqual([before]);
+      expect((await sandbox.query('vac-b', read, [])).rows).toEqual([[null]]);
+    } finally {
+      await client.close();
+      await server.close();
+      await owner.close();
     }
   });
 

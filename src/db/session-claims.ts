@@ -30,9 +30,12 @@ export const claimConnection = (projectId: string, ran: string | undefined): Cla
   params: [projectId, ran ?? null],
 });
 
+/** The statement of a claim of PGlite's session, as the owner of a shared store recognizes it (pglite-socket-server.ts). */
+export const CLAIM_SESSION_SQL = 'SELECT project_registry.claim_session($1)';
+
 /** PGlite's one session, watched for new placeholders; undefined: the server's own run of table code (maintenance). */
 export const claimSession = (projectId: string | undefined): ClaimStep => ({
-  sql: 'SELECT project_registry.claim_session($1)',
+  sql: CLAIM_SESSION_SQL,
   params: [projectId ?? null],
 });
 

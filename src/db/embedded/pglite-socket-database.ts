@@ -3,6 +3,7 @@ import { SessionDatabase } from '../database.js';
 import { fileLockHolders, tryFileLock } from './file-locks.js';
 import { AFTER_TABLE_CODE_STEPS } from '../pipeline.js';
 import { PostgresDatabase } from '../postgres/postgres-database.js';
+import { claimSession, isSessionTaken } from '../session-claims.js';
 
 /** The connection could not be made: nothing was sent, so the caller may try again. */
 export class NotServingError extends Error {
@@ -93,11 +94,16 @@ export class SocketClientDatabase extends SessionDatabase {
    * own clean-up follows at once.
    */
   async runAsRole(_role: string, sql: string, _timeoutMs: number, agentOf?: string): Promise<void> {
-    // The claim in an exchange of its own (VACUUM must open one): another client's call may run
-    // between the two, a gap left open (docs/isolation.md).
+    // The claim before the statement is an exchange of its own (VACUUM must open one), so another
+    // client's call may claim between the two: a second claim right after the statement, in its
+    // exchange, then gives the placeholders its table code made to that caller and is refused,
+    // and the owner replaces the session when that claim is refused or does not run (the
+    // statement failed), as after any refusal; otherwise they are this workspace's.
     if (agentOf !== undefined) await this.withSession(() => Promise.resolve(), agentOf);
-    const outcome = await this.pipeline([{ sql }, ...AFTER_TABLE_CODE_STEPS.map((step) => ({ sql: step }))]);
-    if (outcome.error) throw outcome.error;
+    const claim = agentOf === undefined ? [] : [claimSession(agentOf)];
+    const outcome = await this.pipeline([{ sql }, ...claim, ...AFTER_TABLE_CODE_STEPS.map((step) => ({ sql: step }))]);
+    // Refused after the statement ran: the statement stands, on a session now replaced.
+    if (outcome.error && !(claim.length > 0 && outcome.results.length === 1 && isSessionTaken(outcome.error))) throw outcome.error;
   }
 
   registerVectorTypes(): Promise<void> {

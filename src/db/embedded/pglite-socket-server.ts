@@ -4,7 +4,7 @@ import path from 'node:path';
 import { PGLiteSocketHandler } from '@electric-sql/pglite-socket';
 import type { Mutex } from '../mutex.js';
 import { StatementTimeoutError, type PGliteThread } from './pglite-thread.js';
-import { SESSION_TAKEN } from '../session-claims.js';
+import { CLAIM_SESSION_SQL, SESSION_TAKEN } from '../session-claims.js';
 
 /** PostgreSQL clients look for `<dir>/.s.PGSQL.<port>`: with this name `psql -h <dir>` finds the socket. */
 export const SOCKET_FILE = '.s.PGSQL.5432';
@@ -19,6 +19,10 @@ const SYNC = new Uint8Array([0x53, 0, 0, 0, 4]);
 const SYNC_TYPE = 0x53;
 const QUERY_TYPE = 0x51;
 const EXECUTE_TYPE = 0x45;
+const PARSE_TYPE = 0x50;
+const CLAIM_TEXT = Buffer.from(CLAIM_SESSION_SQL);
+/** How a claim's Execute ends when it succeeded: CommandComplete "SELECT 1" (an error ends with ErrorResponse). */
+const CLAIM_ANSWERED = Buffer.from('C\0\0\0\x0dSELECT 1\0', 'latin1');
 const RENEW_REASON = "a new session: the last one held another workspace's custom settings";
 const ERROR_TYPE = 0x45;
 const TERMINATE = 0x58;
@@ -56,6 +60,13 @@ export function isErrorWithCode(head: Uint8Array, code: string): boolean {
   return false;
 }
 
+/** Whether `message`, a Parse, is of a claim (session-claims.ts): its statement text, after the statement's name, is the claim's. */
+function parsesClaim(message: Uint8Array): boolean {
+  const bytes = Buffer.from(message.buffer, message.byteOffset, message.length);
+  const text = bytes.indexOf(0, 5) + 1;
+  return text > 0 && bytes[text + CLAIM_TEXT.length] === 0 && bytes.subarray(text, text + CLAIM_TEXT.length).equals(CLAIM_TEXT);
+}
+
 const readyForQuery = (status: string) => Buffer.from([0x5a, 0, 0, 0, 5, status.charCodeAt(0)]);
 
 /** A simple-protocol Query message. */
@@ -90,8 +101,9 @@ const ABORT = (() => {
  * the last message of a response when present, and no other message can end with its 6 bytes.
  */
 function readyStatus(tail: Uint8Array): string | undefined {
-  if (tail.length < 6 || tail[0] !== 0x5a || tail[1] !== 0 || tail[2] !== 0 || tail[3] !== 0 || tail[4] !== 5) return undefined;
-  return String.fromCharCode(tail[5] as number);
+  const at = tail.length - 6;
+  if (at < 0 || tail[at] !== 0x5a || tail[at + 1] !== 0 || tail[at + 2] !== 0 || tail[at + 3] !== 0 || tail[at + 4] !== 5) return undefined;
+  return String.fromCharCode(tail[at + 5] as number);
 }
 
 function lastBytes(previous: Uint8Array, data: Uint8Array, n: number): Uint8Array {
@@ -126,6 +138,14 @@ interface Connection {
    * replaced once the exchange ends, before the client (which calls again) or anyone else goes on.
    */
   renew: boolean;
+  /**
+   * A claim follows a statement in the exchange (a VACUUM's, SocketClientDatabase.runAsRole) and
+   * has not answered yet: unless it does, whose placeholders that statement's table code left is
+   * unknown, and the session is replaced once the exchange ends (a refusal, or a claim never run).
+   */
+  claimDue: boolean;
+  /** The last Parse was that claim's: the next Execute is the claim's. */
+  claimParsed: boolean;
 }
 
 interface Holder {
@@ -156,7 +176,7 @@ class SessionTurns {
   ) {}
 
   add(handler: PGLiteSocketHandler): void {
-    this.#connections.set(handler.handlerId, { handler, chain: Promise.resolve(), gone: false, queried: false, skipToSync: false, executed: false, renew: false });
+    this.#connections.set(handler.handlerId, { handler, chain: Promise.resolve(), gone: false, queried: false, skipToSync: false, executed: false, renew: false, claimDue: false, claimParsed: false });
   }
 
   /** Called by the handler for each complete message of its client, in order. */
@@ -192,11 +212,21 @@ class SessionTurns {
     let tail: Uint8Array = new Uint8Array(0);
     // A claim's answer: the first Execute of the exchange (a refusal fits in its first bytes).
     const claim = message[0] === EXECUTE_TYPE && !connection.executed;
-    if (message[0] === EXECUTE_TYPE) connection.executed = true;
+    // Or a claim after a statement: its Parse is recognized, since the statement before it fails
+    // as it likes (table code raises what it wants) and the claim is then never run.
+    if (message[0] === PARSE_TYPE) {
+      connection.claimParsed = connection.executed && parsesClaim(message);
+      if (connection.claimParsed) connection.claimDue = true;
+    }
+    const claimAfter = message[0] === EXECUTE_TYPE && connection.claimParsed;
+    if (message[0] === EXECUTE_TYPE) {
+      connection.executed = true;
+      connection.claimParsed = false;
+    }
     let head: Uint8Array | undefined;
     const send = (data: Uint8Array) => {
       bytes += data.length;
-      tail = lastBytes(tail, data, 6);
+      tail = lastBytes(tail, data, CLAIM_ANSWERED.length);
       if (claim && head === undefined) head = data.slice(0, 256);
       onData(data);
     };
@@ -207,6 +237,8 @@ class SessionTurns {
       await this.pglite.execRaw(message, send);
     } catch (error) {
       if (error instanceof StatementTimeoutError) {
+        // The store was reopened with a new session already.
+        connection.claimDue = false;
         await this.#timedOut(connection, holder, message, error, send);
       } else {
         // PGlite itself failed (not an SQL error, which is a reply): never keep the others waiting.
@@ -215,10 +247,16 @@ class SessionTurns {
       }
     }
     if (head && isErrorWithCode(head, SESSION_TAKEN)) connection.renew = true;
+    if (claimAfter && Buffer.from(tail.buffer, tail.byteOffset, tail.length).equals(CLAIM_ANSWERED)) connection.claimDue = false;
     const status = readyStatus(tail);
     holder.midExchange = status === undefined;
     if (status) holder.status = status;
-    if (status) connection.executed = false;
+    if (status) {
+      connection.executed = false;
+      connection.claimParsed = false;
+      if (connection.claimDue) connection.renew = true;
+      connection.claimDue = false;
+    }
     if (connection.renew && status === 'I') {
       connection.renew = false;
       try {
@@ -297,8 +335,8 @@ class SessionTurns {
         if ((await this.#internal(SYNC)) !== 'I') await this.#internal(ROLLBACK);
       }
       await this.#internal(RESET);
-      // Its claim was refused and it left before its exchange ended: the session is replaced all the same.
-      if (connection.renew) await this.pglite.renew(RENEW_REASON);
+      // Its claim was refused, or not yet answered, and it left before its exchange ended: the session is replaced all the same.
+      if (connection.renew || connection.claimDue) await this.pglite.renew(RENEW_REASON);
     } finally {
       release();
     }
