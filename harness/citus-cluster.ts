@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { findPgBinDir, startPgCluster, type PgCluster } from './pg-cluster.js';
+import { NODE_COMMAND_FUNCTIONS, REVOKE_WORKER_STATS, SERVER_NODE_COMMANDS, WORKER_LARGE_OBJECT_MAKERS } from '../src/db/postgres/citus.js';
 
 /**
  * A Citus cluster of throwaway PostgreSQL clusters on loopback: one coordinator and `workers`
@@ -73,11 +74,15 @@ export async function startCitusCluster(options: { workers?: number } = {}): Pro
     async createDatabase(prefix = 'citus') {
       const name = `${prefix}_${++databases}`;
       await Promise.all(
-        nodes.map(async (node) => {
+        nodes.map(async (node, i) => {
           await node.sql(`CREATE DATABASE "${name}"`);
           await sqlOn(node.url(name), 'CREATE EXTENSION citus');
           // Citus runs with wal_level = logical: the SQL tools are refused until this is done (docs/isolation.md).
           await sqlOn(node.url(name), 'REVOKE EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text), pg_logical_emit_message(boolean, text, bytea) FROM PUBLIC');
+          // Citus's functions that run commands on the nodes over connections of their own: refused likewise.
+          await sqlOn(node.url(name), revokeFromPublic(NODE_COMMAND_FUNCTIONS));
+          // And on a worker, where a workspace's function runs outside the sandbox's checks: large objects and pg_stats.
+          if (i > 0) await sqlOn(node.url(name), `${revokeFromPublic(WORKER_LARGE_OBJECT_MAKERS)}; ${REVOKE_WORKER_STATS}`);
         }),
       );
       const url = coordinator.url(name);
@@ -89,6 +94,8 @@ export async function startCitusCluster(options: { workers?: number } = {}): Pro
       const name = databaseOf(coordinatorUrl);
       await sqlOn(coordinatorUrl, `CREATE ROLE "${role}" LOGIN CREATEROLE`);
       await sqlOn(coordinatorUrl, `GRANT CREATE ON DATABASE "${name}" TO "${role}"`);
+      // The install asks the workers for their extensions through these (docs/citus.md).
+      await sqlOn(coordinatorUrl, `GRANT EXECUTE ON FUNCTION ${SERVER_NODE_COMMANDS} TO "${role}"`);
       return coordinator.url(name, role);
     },
     workerUrl(i, coordinatorUrl) {
@@ -101,6 +108,12 @@ export async function startCitusCluster(options: { workers?: number } = {}): Pro
     },
   };
 }
+
+/** What docs/citus.md asks of an administrator: EXECUTE on these functions of pg_catalog revoked from PUBLIC. */
+const revokeFromPublic = (names: readonly string[]) => `DO $$ DECLARE f regprocedure; BEGIN
+  FOR f IN SELECT p.oid FROM pg_proc p WHERE p.pronamespace = 'pg_catalog'::regnamespace AND p.proname = ANY ('{${names.join(',')}}') LOOP
+    EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
+  END LOOP; END $$`;
 
 const databaseOf = (url: string): string => decodeURIComponent(new URL(url).pathname.slice(1));
 

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { NODE_COMMAND_FUNCTIONS } from '../src/db/postgres/citus.js';
 import { PostgresDatabase } from '../src/db/postgres/postgres-database.js';
 import type { InstallPlan } from '../src/installer/install-plan.js';
 import { silentLogger } from '../src/logger.js';
@@ -498,4 +499,195 @@ describe('Citus: an upgrade never runs agent code as the server', () => {
       await third.close();
     }
   }, 180_000);
+});
+
+describe('Citus: agent SQL never leaves its session', () => {
+  // Red team round 4 (issue 27): Citus's run_command_on_*() and master_run_on_worker(), which
+  // PUBLIC may call, open connections of their own as the current role: a read-only `query` of
+  // alpha made a large object on every node, committed, and granted it to PUBLIC outside the
+  // sandbox (its checks, its rollback), and beta read alpha's text.
+  const NODE_COMMANDS = 'pg_catalog.master_run_on_worker(text[], integer[], text[], boolean)';
+  it("refuses the SQL tools while PUBLIC may run commands on the nodes; once revoked (every node), an agent's call is refused there, pushed down to a worker too", async (ctx) => {
+    const c = cluster(ctx);
+    const url = await c.createDatabase('node_commands');
+    const nodes = [url, c.workerUrl(0, url), c.workerUrl(1, url)];
+    const table = 'CREATE TABLE IF NOT EXISTS notes (id bigint PRIMARY KEY, body text);';
+    const notes = await writeExtension(await tempDir(), { id: 'notes' }, { 'workspace/schema.sql': table });
+    await sqlOn(url, `GRANT EXECUTE ON FUNCTION ${NODE_COMMANDS} TO PUBLIC`);
+    const open = await connectInProcess({ extensionDirs: [notes], databaseUrl: url, disabledExtensions: ['codebase'] });
+    try {
+      const refused = await callTool(open.client, open.tools, 'query', {
+        project_id: 'alpha',
+        sql: "SELECT result FROM run_command_on_coordinator($$SELECT pg_catalog.lo_from_bytea(0, 'alpha secret')$$)",
+      });
+      expect(refused.isError, refused.text).toBe(true);
+      expect(refused.text).toContain('REVOKE EXECUTE ON FUNCTION master_run_on_worker(text[],integer[],text[],boolean) FROM PUBLIC;');
+    } finally {
+      await open.close();
+    }
+    await sqlOn(url, `REVOKE EXECUTE ON FUNCTION ${NODE_COMMANDS} FROM PUBLIC`);
+    const mcp = await connectInProcess({ extensionDirs: [notes], databaseUrl: url, disabledExtensions: ['codebase'] });
+    try {
+      const wrote = await callTool(mcp.client, mcp.tools, 'execute', { project_id: 'alpha', sql: "INSERT INTO notes VALUES (1, 'one')" });
+      expect(wrote.isError, wrote.text).toBe(false);
+      for (const sql of [
+        "SELECT result FROM run_command_on_coordinator($$SELECT pg_catalog.lo_from_bytea(0, 'alpha secret')$$)",
+        "SELECT result FROM run_command_on_workers($$SELECT pg_catalog.lo_from_bytea(0, 'alpha secret')$$)",
+        "SELECT result FROM run_command_on_all_nodes($$SELECT pg_catalog.lo_from_bytea(0, 'alpha secret')$$)",
+        "SELECT * FROM master_run_on_worker(ARRAY['localhost'], ARRAY[5432], ARRAY['SELECT 1'], false)",
+        // A router query runs on the workspace's worker whole, the function call included.
+        "SELECT (SELECT count(*) FROM run_command_on_coordinator($$SELECT pg_catalog.lo_from_bytea(0, 'alpha secret')$$)) FROM notes WHERE id = 1",
+      ]) {
+        const call = await callTool(mcp.client, mcp.tools, 'query', { project_id: 'alpha', sql });
+        expect(call.isError, `${sql}: ${call.text}`).toBe(true);
+        expect(call.text).toMatch(/permission denied for function (master_run_on_worker|run_command_on_\w+)/);
+      }
+      for (const node of nodes) expect(await sqlOn(node, 'SELECT count(*)::int AS n FROM pg_largeobject_metadata')).toEqual([{ n: 0 }]);
+    } finally {
+      await mcp.close();
+    }
+    // Left open on a worker only, the router query above ran the call there, and it made the large object on the coordinator.
+    const worker = c.workerUrl(0, url);
+    await sqlOn(
+      worker,
+      `DO $$ DECLARE f regprocedure; BEGIN
+         FOR f IN SELECT oid FROM pg_proc WHERE proname = ANY ('{${NODE_COMMAND_FUNCTIONS.join(',')}}') LOOP EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', f); END LOOP;
+       END $$`,
+    );
+    const [{ port } = {}] = await sqlOn(worker, 'SELECT inet_server_port() AS port');
+    const again = await connectInProcess({ extensionDirs: [notes], databaseUrl: url, disabledExtensions: ['codebase'] });
+    try {
+      const refused = await callTool(again.client, again.tools, 'query', {
+        project_id: 'alpha',
+        sql: "SELECT (SELECT count(*) FROM run_command_on_coordinator($$SELECT pg_catalog.lo_from_bytea(0, 'alpha secret')$$)) FROM notes WHERE id = 1",
+      });
+      expect(refused.isError, refused.text).toBe(true);
+      expect(refused.text).toContain(`on worker `);
+      expect(refused.text).toContain(`:${String(port)}`);
+      expect(refused.text).toContain('REVOKE EXECUTE ON FUNCTION run_command_on_coordinator(text,boolean) FROM PUBLIC;');
+      for (const node of nodes) expect(await sqlOn(node, 'SELECT count(*)::int AS n FROM pg_largeobject_metadata')).toEqual([{ n: 0 }]);
+    } finally {
+      await again.close();
+    }
+  }, 120_000);
+
+  it("a workspace's function run on its worker leaves nothing there for another workspace to read: no large object, no statistics", async (ctx) => {
+    // Red team round 4: a router query runs whole on the workspace's worker, where the sandbox's
+    // checks do not look; alpha's function made a large object there and granted it, and its
+    // shard, to PUBLIC, and beta's function on the same worker read the large object's text and
+    // the shard's most common values in pg_stats.
+    const c = cluster(ctx);
+    const url = await c.createDatabase('worker_lo');
+    const workers = [c.workerUrl(0, url), c.workerUrl(1, url)];
+    const table = 'CREATE TABLE IF NOT EXISTS notes (id bigint PRIMARY KEY, body text);';
+    const notes = await writeExtension(await tempDir(), { id: 'notes' }, { 'workspace/schema.sql': table });
+    const LEAK = `CREATE FUNCTION leak() RETURNS oid LANGUAGE plpgsql AS $f$ DECLARE lo oid; BEGIN
+        lo := pg_catalog.lo_from_bytea(0, 'alpha secret'::bytea);
+        EXECUTE format('GRANT SELECT ON LARGE OBJECT %s TO PUBLIC', lo);
+        RETURN lo; END $f$`;
+    const READ = "CREATE FUNCTION readlo() RETURNS text LANGUAGE sql AS $f$ SELECT string_agg(convert_from(pg_catalog.lo_get(m.oid), 'UTF8'), ',') FROM pg_catalog.pg_largeobject_metadata m $f$";
+    const PEEK = "CREATE FUNCTION peek() RETURNS text LANGUAGE sql AS $f$ SELECT string_agg(most_common_vals::text, ';') FROM pg_catalog.pg_stats WHERE schemaname = 'project_alpha' $f$";
+    await sqlOn(workers[1] as string, 'GRANT EXECUTE ON FUNCTION lo_from_bytea(oid, bytea) TO PUBLIC; GRANT SELECT ON pg_stats TO PUBLIC');
+    const open = await connectInProcess({ extensionDirs: [notes], databaseUrl: url, disabledExtensions: ['codebase'] });
+    try {
+      const refused = await callTool(open.client, open.tools, 'execute', { project_id: 'alpha', sql: LEAK });
+      expect(refused.isError, refused.text).toBe(true);
+      expect(refused.text).toContain('REVOKE EXECUTE ON FUNCTION lo_from_bytea(oid,bytea) FROM PUBLIC;');
+      expect(refused.text).toContain('REVOKE SELECT ON pg_catalog.pg_stats FROM PUBLIC;');
+      expect(refused.text).toMatch(/on worker [^ ]+:\d+/);
+    } finally {
+      await open.close();
+    }
+    await sqlOn(workers[1] as string, 'REVOKE EXECUTE ON FUNCTION lo_from_bytea(oid, bytea) FROM PUBLIC; REVOKE SELECT ON pg_stats FROM PUBLIC');
+    const mcp = await connectInProcess({ extensionDirs: [notes], databaseUrl: url, disabledExtensions: ['codebase'] });
+    const call = (id: string, tool: string, sql: string) => callTool(mcp.client, mcp.tools, tool, { project_id: id, sql });
+    try {
+      await call('alpha', 'execute', "INSERT INTO notes SELECT g, 'secret-' || (g % 3) FROM generate_series(1, 300) g");
+      const [shard] = await sqlOn(url, "SELECT shard_name FROM citus_shards WHERE table_name = 'project_alpha.notes'::regclass");
+      const SHARE = `CREATE FUNCTION share() RETURNS text LANGUAGE plpgsql AS $f$ BEGIN
+          EXECUTE 'GRANT SELECT ON ${String(shard?.['shard_name'])} TO PUBLIC'; EXECUTE 'ANALYZE ${String(shard?.['shard_name'])}'; RETURN 'shared'; END $f$`;
+      for (const [id, sql] of [['alpha', LEAK], ['alpha', SHARE], ['beta', "INSERT INTO notes VALUES (1, 'b')"], ['beta', READ], ['beta', PEEK]] as const) {
+        const done = await call(id, 'execute', sql);
+        expect(done.isError, `${sql}: ${done.text}`).toBe(false);
+      }
+      const leaked = await call('alpha', 'execute', 'SELECT leak() FROM notes WHERE id = 1');
+      expect(leaked.isError, leaked.text).toBe(true);
+      expect(leaked.text).toMatch(/permission denied for function lo_from_bytea/);
+      for (const worker of workers) expect(await sqlOn(worker, 'SELECT count(*)::int AS n FROM pg_largeobject_metadata')).toEqual([{ n: 0 }]);
+      const read = await call('beta', 'query', 'SELECT readlo() FROM notes WHERE id = 1');
+      expect(read.data?.['rows'], read.text).toEqual([[null]]);
+      // The grant on the shard goes through there, but what it would show is no longer PUBLIC's to read.
+      const shared = await call('alpha', 'execute', 'SELECT share() FROM notes WHERE id = 1');
+      expect(shared.isError, shared.text).toBe(false);
+      const peek = await call('beta', 'query', 'SELECT peek() FROM notes WHERE id = 1');
+      expect(peek.isError, peek.text).toBe(true);
+      expect(peek.text).toMatch(/permission denied for view pg_stats/);
+    } finally {
+      await mcp.close();
+    }
+  }, 120_000);
+
+  it("a workspace dropped and made again under its id reads none of the first one's large objects (its role is kept on Citus)", async (ctx) => {
+    // Red team round 4: drop_workspace keeps the role on Citus, and its large objects (which belong
+    // to no schema) stayed with it; the next workspace of that id, on the same role, read them.
+    const url = await cluster(ctx).createDatabase('kept_role');
+    const mcp = await connectInProcess({ extensionDirs: [], databaseUrl: url, disabledExtensions: ['codebase'] });
+    const call = async (name: string, args: Record<string, unknown>) => {
+      const done = await callTool(mcp.client, mcp.tools, name, args);
+      expect(done.isError, `${name}: ${done.text}`).toBe(false);
+      return done;
+    };
+    try {
+      await call('execute', { project_id: 'alpha', sql: "SELECT pg_catalog.lo_from_bytea(0, 'first life')" });
+      expect((await call('drop_workspace', { project_id: 'alpha', confirm: 'alpha' })).data).toMatchObject({ dropped: true });
+      const read = await call('query', { project_id: 'alpha', sql: "SELECT convert_from(lo_get(oid), 'UTF8') FROM pg_largeobject_metadata" });
+      expect(read.data['rows']).toEqual([]);
+      expect(await sqlOn(url, 'SELECT count(*)::int AS n FROM pg_largeobject_metadata')).toEqual([{ n: 0 }]);
+    } finally {
+      await mcp.close();
+    }
+  }, 120_000);
+
+  it('a workspace moved to another worker by a superuser runs none of its code as that superuser: no own or VOLATILE function in a CHECK, a domain or a generated column', async (ctx) => {
+    // Red team round 4: only a superuser may move a workspace (the schema is the server's, its
+    // tables the workspace role's), and the move's COPY evaluated the agent's CHECK as postgres.
+    const c = cluster(ctx);
+    const url = await c.createDatabase('moved_code');
+    const table = 'CREATE TABLE IF NOT EXISTS notes (id bigint PRIMARY KEY, body text);';
+    const notes = await writeExtension(await tempDir(), { id: 'notes' }, { 'workspace/schema.sql': table });
+    const mcp = await connectInProcess({ extensionDirs: [notes], databaseUrl: url, disabledExtensions: ['codebase'] });
+    const run = (sql: string) => callTool(mcp.client, mcp.tools, 'execute', { project_id: 'alpha', sql });
+    try {
+      for (const sql of [
+        "INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, 20) g",
+        `CREATE FUNCTION spy(b text) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $f$ BEGIN
+           IF current_user::text NOT LIKE 'pgw%' THEN RAISE EXCEPTION 'ran as %', current_user; END IF; RETURN true; END $f$`,
+        // Allowed: built-in IMMUTABLE and STABLE functions and operators.
+        'ALTER TABLE notes ADD CONSTRAINT sane CHECK (length(body) > 0 AND id < 1000000)',
+        'ALTER TABLE notes ADD COLUMN at timestamptz DEFAULT now()',
+        "ALTER TABLE notes ADD CONSTRAINT recent CHECK (at <= now() + interval '1 day')",
+        "ALTER TABLE notes ADD COLUMN words tsvector GENERATED ALWAYS AS (to_tsvector('english', body)) STORED",
+      ]) {
+        const done = await run(sql);
+        expect(done.isError, `${sql}: ${done.text}`).toBe(false);
+      }
+      for (const sql of [
+        'ALTER TABLE notes ADD CONSTRAINT spied CHECK (spy(body))',
+        "ALTER TABLE notes ADD CONSTRAINT spied CHECK (current_user::text LIKE 'pgw%' OR query_to_xml('SELECT 1', true, true, '') IS NOT NULL)",
+        'CREATE DOMAIN watched AS text CHECK (spy(VALUE))',
+        'ALTER TABLE notes ADD COLUMN seen boolean GENERATED ALWAYS AS (spy(body)) STORED',
+      ]) {
+        const refused = await run(sql);
+        expect(refused.isError, `${sql}: ${refused.text}`).toBe(true);
+        expect(refused.text).toContain('not allowed in CHECK constraints, domain checks and generated columns');
+      }
+      const [where] = await sqlOn(url, "SELECT nodeport FROM citus_shards WHERE table_name = 'project_alpha.notes'::regclass");
+      const [to] = await sqlOn(url, 'SELECT nodename, nodeport FROM pg_dist_node WHERE groupid > 0 AND nodeport <> $1', [where?.['nodeport']]);
+      await sqlOn(url, "SELECT citus_schema_move('project_alpha', $1, $2, 'block_writes')", [to?.['nodename'], to?.['nodeport']]);
+      const moved = await callTool(mcp.client, mcp.tools, 'query', { project_id: 'alpha', sql: 'SELECT count(*) FROM notes' });
+      expect(moved.data?.['rows'], moved.text).toEqual([['20']]);
+    } finally {
+      await mcp.close();
+    }
+  }, 120_000);
 });

@@ -283,6 +283,26 @@ const ATTACKS: Attack[] = [
     expect: /role settings are the server's/,
   },
   { name: 'ALTER ROLE SUPERUSER', attack: { tool: 'execute', sql: 'ALTER ROLE CURRENT_USER SUPERUSER' }, expect: PARSER },
+  // Red team round 4: the server is a member of a workspace role only inside its own transactions
+  // (role-membership.ts); the agent cannot make that membership, nor hand the server its objects.
+  {
+    name: "grant its own role to the server's",
+    setup: [fn('esc_grant_self', "EXECUTE format('GRANT %I TO %I', current_user, session_user)")],
+    attack: { tool: 'execute', sql: call('esc_grant_self') },
+    expect: /permission denied|must have admin option/,
+  },
+  {
+    name: 'hand a table to the server',
+    setup: [fn('esc_give', "EXECUTE format('ALTER TABLE notes OWNER TO %I', session_user)")],
+    attack: { tool: 'execute', sql: call('esc_give') },
+    expect: /must be (able to SET ROLE|member of role)/,
+  },
+  {
+    name: "a function whose SET clause takes the server's role",
+    setup: [fn('esc_set_clause', "EXECUTE format('CREATE FUNCTION back() RETURNS text LANGUAGE sql SET role = %I AS ''SELECT current_user::text''', session_user); PERFORM back()")],
+    attack: { tool: 'execute', sql: call('esc_set_clause') },
+    expect: /cannot set parameter "role" within security-definer function/,
+  },
   { name: 'ALTER SYSTEM', attack: { tool: 'execute', sql: "ALTER SYSTEM SET work_mem = '1GB'" }, expect: PARSER },
   { name: 'LOAD', attack: { tool: 'execute', sql: "LOAD 'auto_explain'" }, expect: PARSER },
   { name: 'CREATE SCHEMA from a function', setup: [fn('esc_schema', 'CREATE SCHEMA evil')], attack: { tool: 'execute', sql: call('esc_schema') }, expect: /permission denied/ },

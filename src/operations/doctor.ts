@@ -413,7 +413,7 @@ async function pgExtensionFindings(tx: Queryable, plan: InstallPlan): Promise<Fi
 /** The privileges a server needs (docs/isolation.md) that the role lacks. */
 async function privilegeFindings(tx: Queryable, searchPathSchemas: readonly string[]): Promise<Finding[]> {
   const facts = await privilegeFacts(tx, searchPathSchemas);
-  const problems = capabilityProblems(await readSandboxCapability(tx, searchPathSchemas));
+  const problems = capabilityProblems(await readSandboxCapability(tx, searchPathSchemas, { workers: true }));
   if (!facts) return [];
   const role = quoteIdent(facts.role);
   const lacks: { privilege: string; why: string; grants: string[] }[] = [];

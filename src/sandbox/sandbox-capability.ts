@@ -1,4 +1,26 @@
 import type { Queryable } from '../db/database.js';
+import { NODE_COMMAND_FUNCTIONS, REVOKE_WORKER_STATS, SERVER_NODE_COMMANDS, WORKER_LARGE_OBJECT_MAKERS } from '../db/postgres/citus.js';
+
+/**
+ * The REVOKE statements (one a line) for the functions of pg_catalog named `names` that PUBLIC
+ * may EXECUTE on a node, and on a `worker` for pg_stats if PUBLIC may read it: asked of the
+ * coordinator (NODE_COMMAND_FUNCTIONS) and, through run_command_on_workers, of every worker
+ * (those, a call pushed down to a worker in a router query connecting where it likes, and
+ * WORKER_LARGE_OBJECT_MAKERS and pg_stats, see there).
+ */
+const openOnNode = (names: readonly string[], worker: boolean) => `
+  SELECT coalesce(pg_catalog.string_agg(s.statement, E'\\n' ORDER BY s.statement), '') FROM (
+    SELECT format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC;', p.oid::pg_catalog.regprocedure) AS statement
+      FROM pg_catalog.pg_proc p
+     WHERE p.pronamespace = 'pg_catalog'::pg_catalog.regnamespace
+       AND p.proname = ANY ('{${names.join(',')}}'::text[])
+       AND EXISTS (SELECT FROM pg_catalog.aclexplode(coalesce(p.proacl, pg_catalog.acldefault('f', p.proowner))) g
+                    WHERE g.grantee = 0 AND g.privilege_type = 'EXECUTE')
+    UNION ALL
+    SELECT '${REVOKE_WORKER_STATS}' FROM pg_catalog.pg_class c
+     WHERE ${worker} AND c.oid = 'pg_catalog.pg_stats'::pg_catalog.regclass
+       AND EXISTS (SELECT FROM pg_catalog.aclexplode(coalesce(c.relacl, pg_catalog.acldefault('r', c.relowner))) g
+                    WHERE g.grantee = 0 AND g.privilege_type = 'SELECT')) s`;
 
 /**
  * What the SQL tools need of the database before they run any agent SQL, read in one query and
@@ -13,7 +35,11 @@ import type { Queryable } from '../db/database.js';
  * it, and its AFTER triggers fire as the deleting role, as would a trigger on that table itself.
  * pg_logical_emit_message(), which PUBLIC may call, puts any text into the WAL, where logical
  * decoding (wal_level = logical) hands it to every replication consumer: data leaving by a
- * read-only query.
+ * read-only query. Citus's run_command_on_*() and master_run_on_worker(), which PUBLIC may call,
+ * run any command on the cluster's nodes (the coordinator included) over connections of their
+ * own as the caller: a workspace's SQL would run there outside its sandbox (none of its checks,
+ * committed even from a read-only query), and a large object it granted to PUBLIC there was
+ * read by another workspace.
  */
 const SANDBOX_CAPABILITY = `
   SELECT current_database()::text AS database, current_user::text AS role,
@@ -43,7 +69,9 @@ const SANDBOX_CAPABILITY = `
                   AND current_setting('wal_level') = 'logical'
                   AND EXISTS (SELECT FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) g
                                WHERE g.grantee = 0 AND g.privilege_type = 'EXECUTE')
-                ORDER BY 1) AS open_functions`;
+                ORDER BY 1) AS open_functions,
+         EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus') AS citus,
+         (${openOnNode(NODE_COMMAND_FUNCTIONS, false)}) AS coordinator_node_commands`;
 
 export interface SandboxCapability {
   database: string;
@@ -56,6 +84,8 @@ export interface SandboxCapability {
   open_tables: string[];
   /** The REVOKE statements for functions that would carry data out (with wal_level = logical). */
   open_functions: string[];
+  /** Per Citus node that lets PUBLIC call its functions that run commands on the nodes (NODE_COMMAND_FUNCTIONS), or on a worker make large objects or read pg_stats: the REVOKE statements to run there. */
+  node_commands: { node: string; statements: string[] }[];
 }
 
 /** One reason the SQL tools refuse to run, with the statements that lift it. */
@@ -66,10 +96,30 @@ export interface CapabilityProblem {
   grants: string[];
 }
 
-export async function readSandboxCapability(q: Queryable, searchPathSchemas: readonly string[]): Promise<SandboxCapability> {
-  const [row] = await q.query<SandboxCapability>(SANDBOX_CAPABILITY, [[...searchPathSchemas]]);
+type CapabilityRow = Omit<SandboxCapability, 'node_commands'> & { citus: boolean; coordinator_node_commands: string };
+
+/**
+ * With `workers` (the SQL tools' check and doctor), on Citus every worker is asked too; the others
+ * read only what the coordinator says (the database's name, the server's role).
+ */
+export async function readSandboxCapability(q: Queryable, searchPathSchemas: readonly string[], { workers = false } = {}): Promise<SandboxCapability> {
+  const [row] = await q.query<CapabilityRow>(SANDBOX_CAPABILITY, [[...searchPathSchemas]]);
   if (!row) throw new Error('capability check returned no row');
-  return row;
+  const { citus, coordinator_node_commands, ...capability } = row;
+  const asked = [{ node: 'the coordinator', success: true, result: coordinator_node_commands }];
+  if (citus && workers) {
+    // As the server, which the install needs granted these anyway (SERVER_NODE_COMMANDS).
+    const workers = await q.query<{ node: string; success: boolean; result: string }>(
+      `SELECT 'worker ' || nodename || ':' || nodeport AS node, success, result FROM pg_catalog.run_command_on_workers($1)`,
+      [openOnNode([...NODE_COMMAND_FUNCTIONS, ...WORKER_LARGE_OBJECT_MAKERS], true)],
+    );
+    asked.push(...workers);
+  }
+  const node_commands = asked.flatMap(({ node, success, result }) => {
+    if (!success) throw new Error(`could not ask Citus ${node} who may run commands on the nodes: ${result}`);
+    return result === '' ? [] : [{ node, statements: result.split('\n') }];
+  });
+  return { ...capability, node_commands };
 }
 
 const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
@@ -109,6 +159,21 @@ export function capabilityProblems(c: SandboxCapability): CapabilityProblem[] {
         'Every role may write messages into the WAL with pg_logical_emit_message(), and with wal_level = logical every logical ' +
         'replication stream of this database carries them: a workspace could send its data out, even from a read-only query.',
       grants: c.open_functions,
+    });
+  }
+  for (const { node, statements } of c.node_commands) {
+    const coordinator = node === 'the coordinator';
+    problems.push({
+      privilege: `no EXECUTE for PUBLIC on Citus's run_command_on_*() and master_run_on_worker()${coordinator ? '' : ', nor on the functions that make large objects, nor SELECT on pg_stats,'} on ${node}`,
+      message:
+        "Every role may run commands on the cluster's nodes through Citus's run_command_on_*() and master_run_on_worker(), over " +
+        "connections of their own: a workspace's SQL would run there outside its sandbox, committed even from a read-only query " +
+        '(a large object it granted to PUBLIC there was read by another workspace). ' +
+        (coordinator
+          ? "Revoke them in this database on every node, and grant the server's role the two it asks the workers for their extensions through"
+          : `A workspace's function also runs on its worker, where the sandbox's checks do not look: a large object it made there, or its shard, granted to PUBLIC was read by another workspace's function (the shard's values through pg_stats). Revoke those in this database on ${node}`) +
+        ' (docs/citus.md).',
+      grants: coordinator ? [...statements, `GRANT EXECUTE ON FUNCTION ${SERVER_NODE_COMMANDS} TO ${quote(c.role)};`] : statements,
     });
   }
   return problems;

@@ -4,6 +4,7 @@ import { MAX_IDENTIFIER_BYTES, quoteIdent } from '../db/identifiers.js';
 import { RESEED_RANDOM } from '../db/pipeline.js';
 import { memberFor } from '../db/role-membership.js';
 import { autovacuumCodeOf } from './autovacuum-code.js';
+import { copyEvaluatedCodeOf } from './copy-code.js';
 
 /**
  * Each workspace's agent SQL runs as a PostgreSQL role of its own, inside a SECURITY DEFINER
@@ -394,7 +395,20 @@ BEGIN
         IF in_background IS NOT NULL THEN
           RAISE EXCEPTION 'the workspace''s own functions, operators and domains are not allowed where autovacuum evaluates them (%): it runs them in the background, with no time limit', in_background
             USING ERRCODE = '${SANDBOX_LEFTOVER}',
-                  HINT = 'Index built-in expressions only (lower(x), x->>''key''), or store the value in a generated column and index that; give a range type no subtype_diff of the workspace''s.';
+                  HINT = 'Index built-in expressions only (lower(x), x->>''key''), or store the value in a generated column and index that (on Citus, of built-in functions only); give a range type no subtype_diff of the workspace''s.';
+        END IF;
+      END IF;
+      -- On Citus whoever moves the workspace between workers (a superuser) copies its rows, and its
+      -- COPY evaluates CHECK constraints, domain checks and generated columns as that role (copy-code.ts).
+      -- The agent's statements only: a script (an upgrade, a copy) makes again what a workspace holds.
+      IF step OPERATOR(pg_catalog.<>) 'script' AND (NOT counting OR pg_catalog.pg_stat_get_xact_tuples_inserted('pg_catalog.pg_constraint'::pg_catalog.regclass)
+           OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_inserted('pg_catalog.pg_attrdef'::pg_catalog.regclass) OPERATOR(pg_catalog.>) 0)
+         AND EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'citus') THEN
+        in_background := (${copyEvaluatedCodeOf('schema_name', 'role_name')});
+        IF in_background IS NOT NULL THEN
+          RAISE EXCEPTION 'on Citus the workspace''s own functions and operators, and VOLATILE functions, are not allowed in CHECK constraints, domain checks and generated columns (%): whoever moves the workspace to another worker (a superuser) copies its rows and evaluates them as itself', in_background
+            USING ERRCODE = '${SANDBOX_LEFTOVER}',
+                  HINT = 'Use built-in IMMUTABLE or STABLE functions and operators there (length(x) > 0, x <= now()), and compute with your own functions in the statements that write the rows.';
         END IF;
       END IF;
       -- Every object made in a schema (tables, types, functions, operators, collations, text

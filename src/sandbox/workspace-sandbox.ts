@@ -540,7 +540,7 @@ export class WorkspaceSandbox {
 
   /** The SQL tools refuse, never a weaker mode, while the database allows an escape (sandbox-capability.ts). */
   async #checkCapability(q: Queryable): Promise<Capability> {
-    const capability = await readSandboxCapability(q, this.searchPathSchemas);
+    const capability = await readSandboxCapability(q, this.searchPathSchemas, { workers: true });
     const [first] = capabilityProblems(capability);
     const problem = first && `${first.message} Run: ${first.grants.join(' ')}`;
     return { database: capability.database, serverRole: capability.role, problem };

@@ -1,7 +1,8 @@
+import pg from 'pg';
 import type { Queryable } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
 import { dropSchemaCascade } from '../db/postgres/citus.js';
-import { dropRoleSql } from '../db/role-membership.js';
+import { dropRoleSql, memberFor } from '../db/role-membership.js';
 import { describePgError } from '../db/sql-errors.js';
 import {
   deleteWorkspaceRows,
@@ -56,7 +57,18 @@ export async function forgetWorkspace(tx: Queryable, projectId: string, schemaNa
   changes.push(...snapshots);
   if (keepRole) {
     await tx.exec(dropSandboxFunction(schemaName));
-    if (await roleExists(tx, role)) changes.push(`dropped its sandbox function and kept its role ${role} (Citus: see docs/citus.md)`);
+    if (await roleExists(tx, role)) {
+      // Large objects belong to no schema: kept with the role, the next workspace of this id read them.
+      const unlinked = await tx.query<{ n: number }>(
+        'SELECT count(*)::int AS n FROM pg_catalog.pg_largeobject_metadata WHERE lomowner = pg_catalog.to_regrole($1)',
+        [quoteIdent(role)],
+      );
+      if ((unlinked[0]?.n ?? 0) > 0) {
+        await tx.exec(memberFor(role, `SELECT pg_catalog.lo_unlink(m.oid) FROM pg_catalog.pg_largeobject_metadata m WHERE m.lomowner = ${pg.escapeLiteral(quoteIdent(role))}::pg_catalog.regrole`));
+        changes.push(`unlinked its ${unlinked[0]?.n} large object(s)`);
+      }
+      changes.push(`dropped its sandbox function and kept its role ${role} (Citus: see docs/citus.md)`);
+    }
     await bumpRegistryGeneration(tx);
     return changes;
   }

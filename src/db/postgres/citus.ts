@@ -2,6 +2,37 @@ import type { Database, Queryable } from '../database.js';
 import { quoteIdent } from '../identifiers.js';
 import { pgError } from '../sql-errors.js';
 
+/**
+ * Citus's functions that run a command on nodes over connections of their own: the wrappers call
+ * master_run_on_worker as their caller, but each is refused on its own, whatever a later Citus
+ * makes of them.
+ */
+export const NODE_COMMAND_FUNCTIONS = [
+  'master_run_on_worker',
+  'run_command_on_workers',
+  'run_command_on_all_nodes',
+  'run_command_on_coordinator',
+  'run_command_on_placements',
+  'run_command_on_shards',
+  'run_command_on_colocated_placements',
+] as const;
+
+/**
+ * On a worker a workspace's code runs outside its sandbox too: a router query runs whole on the
+ * workspace's worker, its function calls included, and the sandbox's end-of-call checks see the
+ * coordinator only. Citus refuses DDL on a table's shell there, but not a grant on its shard nor
+ * a large object: alpha's function granted its shard (and a large object) to PUBLIC, and beta's
+ * function on the same worker read the shard's most common values in pg_stats (which needs no
+ * USAGE on the schema) and the large object's text. So on the workers PUBLIC may neither make
+ * large objects nor read pg_stats; nothing of the server or Citus needs either there.
+ */
+export const WORKER_LARGE_OBJECT_MAKERS = ['lo_create', 'lo_creat', 'lo_from_bytea', 'lo_import'] as const;
+/** The statement that takes pg_stats from PUBLIC on a worker (see WORKER_LARGE_OBJECT_MAKERS). */
+export const REVOKE_WORKER_STATS = 'REVOKE SELECT ON pg_catalog.pg_stats FROM PUBLIC;';
+
+/** What the server itself calls of them (asking each worker for its extensions at install): granted to its role. */
+export const SERVER_NODE_COMMANDS = 'pg_catalog.run_command_on_workers(text, boolean), pg_catalog.master_run_on_worker(text[], integer[], text[], boolean)';
+
 /*
  * Citus schema-based sharding, as the engine uses it: every workspace schema is a distributed
  * ("tenant") schema whose tables live together on one worker, and the registry stays a plain
@@ -92,11 +123,21 @@ export async function extensionsMissingOnWorkers(db: Queryable, names: readonly 
   const missing = new Map<string, string[]>();
   if (names.length === 0) return missing;
   const list = names.map((n) => `'${n.replaceAll("'", "''")}'`).join(', ');
-  const rows = await db.query<{ node: string; success: boolean; result: string }>(
-    `SELECT nodename || ':' || nodeport AS node, success, result
-       FROM pg_catalog.run_command_on_workers($1)`,
-    [`SELECT coalesce(string_agg(name, ','), '') FROM pg_catalog.pg_available_extensions WHERE name IN (${list})`],
-  );
+  const rows = await db
+    .query<{ node: string; success: boolean; result: string }>(
+      `SELECT nodename || ':' || nodeport AS node, success, result
+         FROM pg_catalog.run_command_on_workers($1)`,
+      [`SELECT coalesce(string_agg(name, ','), '') FROM pg_catalog.pg_available_extensions WHERE name IN (${list})`],
+    )
+    .catch(async (error: unknown) => {
+      // Revoked from PUBLIC, as the SQL tools ask (sandbox-capability.ts), and not granted to the server's role.
+      if ((error as { code?: unknown }).code !== '42501') throw error;
+      const [me] = await db.query<{ role: string }>('SELECT current_user AS role');
+      throw new CitusSetupError(
+        `Cannot ask the Citus workers for their extensions: ${(error as Error).message}. As an administrator: ` +
+          `GRANT EXECUTE ON FUNCTION ${SERVER_NODE_COMMANDS} TO ${quoteIdent(me?.role ?? '')}; (docs/citus.md).`,
+      );
+    });
   for (const row of rows) {
     if (!row.success) throw new CitusSetupError(`Cannot ask Citus worker ${row.node} for its extensions: ${row.result}`);
     const available = new Set(row.result.split(','));
