@@ -5,7 +5,8 @@
  * BENCH_ITERATIONS (30), BENCH_FLEET (1000), BENCH_IDLE_ROUNDS (4, of 15 s each), BENCH_ONLY
  * (comma-separated scenario numbers; 8 is the call after idle, 9 the HTTP
  * transport, 10 the shared embedded store, 11 the SQL tools, 12 a fresh embedded store, 13 the
- * workspace cache hit in process, 14 queries passing between workspaces),
+ * workspace cache hit in process, 14 queries passing between workspaces, 15 claiming the
+ * session before agent code),
  * BENCH_DURABLE=1 (fsync and synchronous commit on, as in production).
  */
 import { cp, mkdir, writeFile } from 'node:fs/promises';
@@ -35,12 +36,13 @@ import { sqlToolsOverStdio } from './sql-tools.js';
 import { bareServerBoot, bootTimes, cacheHitOverStdio } from './stdio-boot.js';
 import { cacheHitInProcess } from './cache-hit.js';
 import { SWITCH_WIDTHS, workspaceSwitching } from './workspace-switching.js';
+import { sessionClaims } from './session-claims.js';
 
 const LARGE = Number(process.env['BENCH_WORKSPACES'] ?? 10_000);
 const SMALL = 100;
 const ITERATIONS = Number(process.env['BENCH_ITERATIONS'] ?? 30);
 const FLEET = Number(process.env['BENCH_FLEET'] ?? 1000);
-const ONLY = new Set((process.env['BENCH_ONLY'] ?? '1,2,3,4,5,6,7,8,9,10,11,12,13,14').split(','));
+const ONLY = new Set((process.env['BENCH_ONLY'] ?? '1,2,3,4,5,6,7,8,9,10,11,12,13,14,15').split(','));
 const IDLE_ROUNDS = Number(process.env['BENCH_IDLE_ROUNDS'] ?? 4);
 // The harness cluster skips fsync: that favours the seed-style baseline, which commits twice per
 // workspace to ours once.
@@ -117,6 +119,27 @@ try {
       rows.push({ scenario: '14 workspace switching', measure: `9 queries passing between ${width} workspaces (8 passes)`, ours: across, baseline: { name: '9 queries of one workspace', value: f.one }, ratio: ratio(across.p50, f.one.p50), target: 'report' });
     }
     facts['workspaceSwitching'] = f;
+  }
+  if (ONLY.has('15')) {
+    log('scenario 15: claiming the session before agent code, PGlite and PostgreSQL, in process');
+    const pglite = await PGliteDatabase.open(path.join(await tempDir('pgw-bench-claims-'), 'store'));
+    const postgres = await pgDb();
+    try {
+      for (const [name, db, embedded] of [['pglite', pglite, true], ['postgres', postgres, false]] as const) {
+        const f = await sessionClaims(db, plan, ITERATIONS * 3, embedded);
+        const claimNote = 'the claim is one more statement in the round trip';
+        rows.push({ scenario: '15 session claims', measure: `${name}: SELECT 1 pipeline, claimed`, ours: f['claimed']!, baseline: { name: 'unclaimed', value: f['unclaimed']! }, ratio: ratio(f['claimed']!.p50, f['unclaimed']!.p50), target: 'report', note: claimNote });
+        rows.push({ scenario: '15 session claims', measure: `${name}: SELECT 1 pipeline, claimed for two workspaces in turn`, ours: f['claimedTurns']!, baseline: { name: 'unclaimed', value: f['unclaimed']! }, ratio: ratio(f['claimedTurns']!.p50, f['unclaimed']!.p50), target: 'report', note: embedded ? 'each claim reads the GUC memory' : claimNote });
+        rows.push({ scenario: '15 session claims', measure: `${name}: query tool call, in process (claimed)`, ours: f['query']!, target: 'report' });
+        if (embedded) {
+          rows.push({ scenario: '15 session claims', measure: `${name}: a query of A that leaves a custom setting, then one of B`, ours: f['passMarked']!, baseline: { name: 'A leaving none', value: f['passClean']! }, ratio: ratio(f['passMarked']!.p50, f['passClean']!.p50), target: 'report', note: "B's call replaces the session first" });
+        }
+        facts[`sessionClaims_${name}`] = f;
+      }
+    } finally {
+      await pglite.close();
+      await postgres.close();
+    }
   }
   if (ONLY.has('4')) {
     log('scenario 4: boot');

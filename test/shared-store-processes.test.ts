@@ -191,6 +191,32 @@ describe('one embedded store shared by several processes', () => {
     }
   }, 120_000);
 
+  it("a custom setting one server's workspace made is not even a name to another's, whichever server owns the store", async () => {
+    const dir = await tempDir('pgw-covert-');
+    const servers: ServerProcess[] = [];
+    try {
+      for (let i = 0; i < 2; i++) servers.push(await startServerProcess(serverArgs(dir), {}));
+      const [owner, other] = servers as [ServerProcess, ServerProcess];
+      expect(await ownerPid(dir)).toBe(owner.pid);
+      const leave = "CREATE FUNCTION leave() RETURNS text LANGUAGE plpgsql AS $$ BEGIN RETURN set_config('x.covert', '1', false); END $$";
+      const read = "SELECT current_setting('x.covert', true) AS seen";
+      for (const [from, to] of [[owner, other], [other, owner]] as const) {
+        const a = `covert-a-${from.pid}`;
+        const b = `covert-b-${from.pid}`;
+        expect((await from.call('execute', { project_id: a, sql: leave })).isError).toBe(false);
+        const left = await from.call('query', { project_id: a, sql: 'SELECT leave()' });
+        expect(left.isError, left.text).toBe(false);
+        // The owner's session holds a's placeholder: the other's claim for b is refused, the owner
+        // takes a new session, and b's call runs there (or the owner's own, the other way round).
+        const seen = await to.call('query', { project_id: b, sql: read });
+        expect(seen.isError, seen.text).toBe(false);
+        expect(seen.data['rows']).toEqual([[null]]);
+      }
+    } finally {
+      await Promise.all(servers.map((s) => s.close().catch(() => undefined)));
+    }
+  }, 120_000);
+
   it('migrate-workspaces upgrades the workspaces of a store that a running server owns', async () => {
     const dir = await tempDir('pgw-mig-');
     const v1 = await writeExtension(await tempDir(), { id: 'shared' }, WORKSPACE_FILES);

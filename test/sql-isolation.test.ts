@@ -577,7 +577,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
       }
     });
 
-    it("a custom setting alpha made tells beta nothing: never its value, and on PostgreSQL not even that it exists", async (ctx) => {
+    it('a custom setting alpha made tells beta nothing: neither its value nor that it exists', async (ctx) => {
       if (!server) ctx.skip();
       // From execute (committed) and from query, where the setting outlives the call's transaction.
       expect((await run('execute', { project_id: 'alpha', ...fn('leave_setting', "PERFORM set_config('pgw_test.from_execute', 'alpha secret', false)") })).isError).toBe(false);
@@ -594,11 +594,37 @@ for (const kind of ['pglite', 'postgres'] as const) {
       expect(read.isError, read.text).toBe(false);
       const [betaPid, e, q] = (read.data['rows'] as unknown[][])[0] ?? [];
       expectSharing(betaPid, alphaPid);
-      // PGlite's one session keeps the placeholder, emptied (PostgreSQL can neither list nor
-      // remove one): beta can tell that the name was set, never to what (docs/isolation.md).
-      expect([e, q]).toEqual(kind === 'pglite' ? ['', ''] : [null, null]);
+      // PostgreSQL can neither list nor remove a placeholder: beta runs on a connection that never
+      // ran alpha's code (PostgreSQL), or on a new session (PGlite's one was replaced).
+      expect([e, q]).toEqual([null, null]);
       // alpha's own next call is served as before.
       expect((await run('query', { project_id: 'alpha', sql: 'SELECT 1 AS one' })).isError).toBe(false);
+    });
+
+    it('a workspace keeps its own custom settings across its calls, on the same session', async (ctx) => {
+      if (!server) ctx.skip();
+      const session = "SELECT pg_backend_pid() AS pid, pg_postmaster_start_time()::text AS started, current_setting('pgw_own.mark', true) AS mark";
+      const first = await run('query', { project_id: 'alpha', sql: `${session}, set_config('pgw_own.mark', 'x', false) AS made` });
+      expect(first.isError, first.text).toBe(false);
+      const again = await run('query', { project_id: 'alpha', sql: session });
+      expect(again.isError, again.text).toBe(false);
+      const [pid, started] = (first.data['rows'] as unknown[][])[0] ?? [];
+      // Its own placeholder, emptied: the session was neither replaced (PGlite) nor changed (PostgreSQL).
+      expect((again.data['rows'] as unknown[][])[0]).toEqual([pid, started, '']);
+      const beta = await run('query', { project_id: 'beta', sql: "SELECT current_setting('pgw_own.mark', true) AS mark" });
+      expect(beta.data['rows'], beta.text).toEqual([[null]]);
+    });
+
+    it("a workspace dropped and made again under the same id never meets the old one's custom settings", async (ctx) => {
+      if (!server) ctx.skip();
+      expect((await run('ensure_workspace', { project_id: 'reborn' })).isError).toBe(false);
+      const left = await run('query', { project_id: 'reborn', sql: "SELECT pg_backend_pid() AS pid, set_config('pgw_reborn.mark', 'old life', false) AS v" });
+      expect(left.isError, left.text).toBe(false);
+      expect((await run('drop_workspace', { project_id: 'reborn', confirm: 'reborn' })).isError).toBe(false);
+      expect((await run('ensure_workspace', { project_id: 'reborn' })).isError).toBe(false);
+      const read = await run('query', { project_id: 'reborn', sql: "SELECT pg_backend_pid() AS pid, current_setting('pgw_reborn.mark', true) AS mark" });
+      expect(read.isError, read.text).toBe(false);
+      expect((read.data['rows'] as unknown[][])[0]?.[1]).toBeNull();
     });
 
     it("grants an agent makes to others are refused: beta sees neither alpha's rows nor their statistics", async (ctx) => {

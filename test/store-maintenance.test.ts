@@ -2,7 +2,8 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { dbUrlOf, SharedStore } from '../src/db/embedded/shared-store.js';
 import { silentLogger } from '../src/logger.js';
-import { tempDir } from './support/fixtures.js';
+import { sandboxedWorkspaces } from '../src/sandboxed-workspaces.js';
+import { install, planFor, tempDir } from './support/fixtures.js';
 
 const IDLE_MS = 50;
 /**
@@ -38,6 +39,40 @@ async function vacuumedSince(store: SharedStore, before: number, table = 't'): P
 }
 
 describe('the embedded store maintains itself (PGlite has no autovacuum)', () => {
+  it('a custom setting an index expression made during maintenance is no name to the workspace that called last', async () => {
+    const { store } = await openStore();
+    const plan = await planFor([], ['codebase']);
+    const report = await install(store, plan);
+    const { sandbox } = sandboxedWorkspaces(store, plan, report.searchPathSchemas, silentLogger);
+    // A table whose index expression leaves a placeholder when the store's ANALYZE evaluates it
+    // (not when the rows go in), and counts those runs in a sequence (which no rollback or new
+    // session undoes). The sandbox refuses such an index to an agent; a table made outside the
+    // tools may have one.
+    await store.exec(`CREATE SEQUENCE analyze_runs;
+      CREATE FUNCTION mark(n int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $f$
+        BEGIN
+          IF pg_catalog.current_query() LIKE 'ANALYZE%' THEN
+            PERFORM pg_catalog.set_config('x.from_index', '1', false), pg_catalog.nextval('public.analyze_runs');
+          END IF;
+          RETURN n;
+        END $f$;
+      CREATE TABLE marked (id int); CREATE INDEX ON marked ((mark(id)));`);
+    const read = "SELECT current_setting('x.from_index', true) AS seen";
+    expect((await sandbox.query('maint-a', read, [])).rows).toEqual([[null]]);
+    await store.exec('INSERT INTO marked SELECT g FROM generate_series(1, 500) g');
+    // a calls, the store analyzes the table when idle, a calls again: a is the last to have called
+    // before the ANALYZE, and never reads the name.
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const [runs] = await store.query<{ ran: boolean }>('SELECT is_called AS ran FROM analyze_runs');
+      expect((await sandbox.query('maint-a', read, [])).rows).toEqual([[null]]);
+      if (runs?.ran) break;
+      if (Date.now() > deadline) throw new Error('the table was not analyzed within 20 s');
+      // Long enough for a pass (which gives way to a call waiting) to finish.
+      await new Promise((resolve) => setTimeout(resolve, IDLE_MS * 10));
+    }
+  });
+
   it('vacuums and analyzes a table that keeps being updated, when idle: it stays within about twice its fresh size and has statistics', async () => {
     const { store } = await openStore();
     await store.exec(

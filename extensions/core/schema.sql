@@ -478,3 +478,100 @@ BEGIN
   END LOOP;
 END
 $$;
+
+-- Which workspace's agent code a session may run next (src/db/session-claims.ts). A custom
+-- setting (`SET x.y`, `set_config('x.y', ...)`) leaves its name in the session as a placeholder
+-- that PostgreSQL can neither list nor remove: a later workspace on the session reads
+-- current_setting('x.y', true) as '' instead of NULL. So each call that runs agent code first
+-- claims the session for its workspace, named by its schema's OID (a dropped and re-created
+-- workspace gets a new one), or 1 for a workspace without one; a refused claim (PW030) runs
+-- nothing, and the server takes a new session and calls again.
+--
+-- On a pooled PostgreSQL connection the server knows which workspace's code it ran (`ran`, NULL
+-- for none): a connection never serves two.
+CREATE OR REPLACE FUNCTION project_registry.claim_connection(project_id text, ran oid)
+RETURNS oid LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  workspace oid := coalesce((SELECT n.oid FROM project_registry.workspace_config c JOIN pg_catalog.pg_namespace n ON n.nspname = c.schema_name
+                              WHERE c.project_id = claim_connection.project_id), 1);
+BEGIN
+  IF ran IS NOT NULL AND ran <> workspace THEN
+    RAISE EXCEPTION 'this connection ran the agent code of another workspace' USING ERRCODE = 'PW030';
+  END IF;
+  RETURN workspace;
+END
+$$;
+REVOKE ALL ON FUNCTION project_registry.claim_connection(text, oid) FROM PUBLIC;
+
+-- PGlite has one session, so it is watched instead: a new placeholder makes the GUC memory
+-- contexts larger (used bytes, which RESET ALL and changed values leave as they were), and the
+-- growth since the last claim is the last claiming workspace's (the server sets no placeholder),
+-- so the size is read only when the claiming workspace changes.
+-- The record is kept in sequences, which a rollback (every `query` call ends in one) does not
+-- undo and no workspace role may read or set; it describes the session started at
+-- claim_session_start. `held`: 0 none, 1 several or unknown, else the one workspace whose
+-- placeholders the session holds. The libraries of extensions are loaded when a session is
+-- first claimed, so that the settings they define (hnsw.ef_search) are not taken for an agent's.
+-- NULL project_id: the server's own run of table code (maintenance), whoever's it is.
+CREATE SEQUENCE IF NOT EXISTS project_registry.claim_session_start AS bigint MINVALUE 0 START 0;
+CREATE SEQUENCE IF NOT EXISTS project_registry.claim_guc_bytes AS bigint MINVALUE 0 START 0;
+CREATE SEQUENCE IF NOT EXISTS project_registry.claim_last_workspace AS bigint MINVALUE 0 START 0;
+CREATE SEQUENCE IF NOT EXISTS project_registry.claim_held AS bigint MINVALUE 0 START 0;
+
+CREATE OR REPLACE FUNCTION project_registry.claim_session(project_id text)
+RETURNS oid LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+  workspace bigint := coalesce((SELECT pg_catalog.int8(n.oid) FROM project_registry.workspace_config c JOIN pg_catalog.pg_namespace n ON n.nspname OPERATOR(pg_catalog.=) c.schema_name
+                                 WHERE c.project_id OPERATOR(pg_catalog.=) claim_session.project_id), 1);
+  session bigint := pg_catalog.int8(pg_catalog.date_part('epoch', pg_catalog.pg_postmaster_start_time()) OPERATOR(pg_catalog.*) 1000000);
+  library text;
+  bytes bigint;
+  before bigint;
+  last bigint;
+  held bigint;
+  culprit bigint;
+BEGIN
+  IF (SELECT s.last_value FROM project_registry.claim_session_start s) OPERATOR(pg_catalog.<>) session THEN
+    FOR library IN SELECT DISTINCT p.probin FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_depend d
+                       ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid OPERATOR(pg_catalog.=) p.oid AND d.deptype OPERATOR(pg_catalog.=) 'e'
+                    WHERE p.prolang OPERATOR(pg_catalog.=) 13 AND p.probin IS NOT NULL LOOP
+      EXECUTE pg_catalog.format('LOAD %L', library);
+    END LOOP;
+    before := NULL;
+    last := 0;
+    held := 0;
+  ELSE
+    last := (SELECT s.last_value FROM project_registry.claim_last_workspace s);
+    -- Since its last claim only this workspace's code ran: any growth is its own, seen when another claims.
+    IF last OPERATOR(pg_catalog.=) workspace THEN
+      RETURN pg_catalog.oid(workspace);
+    END IF;
+    before := (SELECT s.last_value FROM project_registry.claim_guc_bytes s);
+    held := (SELECT s.last_value FROM project_registry.claim_held s);
+  END IF;
+  bytes := (SELECT pg_catalog.sum(m.used_bytes) FROM pg_catalog.pg_get_backend_memory_contexts() m
+             WHERE m.name OPERATOR(pg_catalog.=) ANY (ARRAY['GUCMemoryContext', 'GUC hash table']));
+  IF bytes OPERATOR(pg_catalog.>) before THEN
+    culprit := CASE WHEN last OPERATOR(pg_catalog.=) 0 THEN 1 ELSE last END;
+    held := CASE WHEN held OPERATOR(pg_catalog.=) 0 OR held OPERATOR(pg_catalog.=) culprit THEN culprit ELSE 1 END;
+  END IF;
+  IF held OPERATOR(pg_catalog.<>) 0 AND held OPERATOR(pg_catalog.<>) workspace THEN
+    PERFORM pg_catalog.setval('project_registry.claim_held', held);
+    RAISE EXCEPTION 'this session holds custom settings of another workspace' USING ERRCODE = 'PW030';
+  END IF;
+  IF before IS NULL THEN
+    PERFORM pg_catalog.setval('project_registry.claim_session_start', session);
+  END IF;
+  IF before IS DISTINCT FROM bytes THEN
+    PERFORM pg_catalog.setval('project_registry.claim_guc_bytes', bytes);
+  END IF;
+  IF last OPERATOR(pg_catalog.<>) workspace THEN
+    PERFORM pg_catalog.setval('project_registry.claim_last_workspace', workspace);
+  END IF;
+  IF held OPERATOR(pg_catalog.<>) (SELECT s.last_value FROM project_registry.claim_held s) THEN
+    PERFORM pg_catalog.setval('project_registry.claim_held', held);
+  END IF;
+  RETURN pg_catalog.oid(workspace);
+END
+$$;
+REVOKE ALL ON FUNCTION project_registry.claim_session(text) FROM PUBLIC;

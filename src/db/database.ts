@@ -71,16 +71,19 @@ export interface Database extends Queryable {
    * committed when all succeed. The session is clean afterwards (no transaction left open).
    * `agentOf` names the workspace whose agent code the steps may run: a custom setting
    * (`set_config('x.y', ...)`) leaves a placeholder in the session that PostgreSQL can neither
-   * list nor remove, so where there are sessions to choose from (a pool) a session that ran one
-   * workspace's agent code never runs another's; the embedded store has one session only.
+   * list nor remove, so the session is claimed for the workspace first (session-claims.ts): a
+   * pooled connection that ran another workspace's agent code (or an earlier workspace of the
+   * same id) is never used, and the embedded store's one session is replaced by a new one when
+   * it holds another workspace's placeholders.
    */
   pipeline(steps: readonly PipelineStep[], agentOf?: string): Promise<PipelineOutcome>;
   /**
    * Runs one statement that cannot run in a transaction (VACUUM) as `role`, a workspace role
    * (the server is a member of it only while it sets it), with a statement timeout; the role is
-   * never left on a session another caller may use.
+   * never left on a session another caller may use. `agentOf`: as for `pipeline` (the table's
+   * code, index expressions, is the workspace's).
    */
-  runAsRole(role: string, sql: string, timeoutMs: number): Promise<void>;
+  runAsRole(role: string, sql: string, timeoutMs: number, agentOf?: string): Promise<void>;
   /** Called once the `vector` extension exists, so vector columns come back as arrays. */
   registerVectorTypes(): Promise<void>;
   close(): Promise<void>;
@@ -109,7 +112,7 @@ export abstract class SessionDatabase implements Database {
   abstract tryExclusive<T>(key: bigint, attempt: LockTry, body: () => Promise<T>): Promise<T | undefined>;
   abstract lockHolders(key: bigint): Promise<LockHolder[]>;
   abstract registerVectorTypes(): Promise<void>;
-  abstract runAsRole(role: string, sql: string, timeoutMs: number): Promise<void>;
+  abstract runAsRole(role: string, sql: string, timeoutMs: number, agentOf?: string): Promise<void>;
   abstract pipeline(steps: readonly PipelineStep[], agentOf?: string): Promise<PipelineOutcome>;
   abstract close(): Promise<void>;
 

@@ -338,7 +338,7 @@ export class WorkspaceSandbox {
       await this.#run(projectId, principal, text, { readOnly: false, rows: false, maxRows: 0, count: false });
       return done;
     }
-    await this.db.runAsRole(principal.roleName, text, this.limits.statementTimeoutMs);
+    await this.db.runAsRole(principal.roleName, text, this.limits.statementTimeoutMs, projectId);
     // Outside the sandbox, the tables' code (index expressions) ran unchecked: what it granted to
     // other roles, or set on the role, was committed with the VACUUM, and is undone now.
     const undone = await this.db.transaction((tx) => undoTableCodeGrants(tx, principal.roleName));

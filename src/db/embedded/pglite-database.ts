@@ -12,7 +12,12 @@ import { fileLockHolders, tryFileLock } from './file-locks.js';
 import { Mutex } from '../mutex.js';
 import { openOrCreateStore } from './pglite-store.js';
 import { PGliteThread, StatementTimeoutError } from './pglite-thread.js';
+import { sqlState } from '../sql-errors.js';
+import { CLAIM_ATTEMPTS, claimSession, isSessionTaken, refusedAtClaim, SessionUnavailableError, withoutClaim } from '../session-claims.js';
 import { DEFAULT_MAINTENANCE_IDLE_MS, StoreMaintenance } from './store-maintenance.js';
+
+/** undefined_function, invalid_schema_name: the registry (and its claim_session) is not installed. */
+const NO_REGISTRY = new Set(['42883', '3F000']);
 
 export interface PGliteOptions {
   /** How long the store must be idle before it vacuums and analyzes the tables that need it. */
@@ -77,6 +82,7 @@ export class PGliteDatabase extends SessionDatabase {
       db.#maintenance = new StoreMaintenance(
         db.#mutex,
         db.#session,
+        () => db.#claim(undefined),
         options.maintenanceIdleMs ?? DEFAULT_MAINTENANCE_IDLE_MS,
         log,
         options.maintenanceTimeoutMs ?? DEFAULT_UPGRADE_TIMEOUT_MS,
@@ -125,8 +131,36 @@ export class PGliteDatabase extends SessionDatabase {
     }
   }
 
-  withSession<T>(fn: (session: Queryable) => Promise<T>): Promise<T> {
-    return this.#mutex.run(() => fn(this.#session));
+  withSession<T>(fn: (session: Queryable) => Promise<T>, agentOf?: string): Promise<T> {
+    return this.#mutex.run(async () => {
+      if (agentOf !== undefined) await this.#claim(agentOf);
+      return fn(this.#session);
+    });
+  }
+
+  /**
+   * Claims the one session for `projectId`'s agent code (undefined: table code of any workspace),
+   * in the caller's turn: a session holding another workspace's custom settings is replaced by a
+   * new one first (session-claims.ts).
+   */
+  async #claim(projectId: string | undefined): Promise<void> {
+    const { sql, params } = claimSession(projectId);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.#session.query(sql, params);
+        return;
+      } catch (error) {
+        // Table code before the registry is installed (a new store's maintenance): no workspace has any yet.
+        if (projectId === undefined && NO_REGISTRY.has(String(sqlState(error)))) return;
+        if (!isSessionTaken(error)) throw error;
+        if (attempt === CLAIM_ATTEMPTS) throw new SessionUnavailableError();
+        await this.#renew();
+      }
+    }
+  }
+
+  #renew(): Promise<void> {
+    return this.pglite.renew("a new session: the last one held another workspace's custom settings");
   }
 
   /** The processes sharing this store share its one session too: their locks are files. */
@@ -144,8 +178,9 @@ export class PGliteDatabase extends SessionDatabase {
   }
 
   /** The one session is this caller's for the statement. */
-  runAsRole(role: string, sql: string, timeoutMs: number): Promise<void> {
+  runAsRole(role: string, sql: string, timeoutMs: number, agentOf?: string): Promise<void> {
     return this.#mutex.run(async () => {
+      await this.#claim(agentOf);
       await this.#session.query(`SELECT pg_catalog.set_config('role', $1, false), pg_catalog.set_config('statement_timeout', $2, false)`, [role, String(timeoutMs)]);
       try {
         await this.#session.exec(sql);
@@ -164,38 +199,51 @@ export class PGliteDatabase extends SessionDatabase {
     await this.pglite.parseVectors(rows.map((r) => r.oid));
   }
 
-  pipeline(steps: readonly PipelineStep[]): Promise<PipelineOutcome> {
+  pipeline(steps: readonly PipelineStep[], agentOf?: string): Promise<PipelineOutcome> {
     return this.#mutex.run(async () => {
-      const parts: Uint8Array[] = [];
-      writePipeline(steps, {
-        parse: (o) => parts.push(protocol.serialize.parse(o)),
-        bind: (o) => parts.push(protocol.serialize.bind(o)),
-        execute: (o) => parts.push(protocol.serialize.execute(o)),
-        describe: (o) => parts.push(protocol.serialize.describe(o)),
-        sync: () => parts.push(protocol.serialize.sync()),
-      });
-      // Raw, through a MessageBounder (bounded-messages.ts) into the parser: PGlite's own
-      // execProtocol collects and parses a whole answer, an agent's 300 MB notice included.
-      // And never execProtocol: PGlite writes a reply to the callback the last raw stream
-      // installed (it never uninstalls it), and execProtocol only installs its own when there is
-      // none, so after a socket client's exchange (pglite-socket-server.ts) its reply went to that
-      // client's socket and it returned no messages. A raw stream always installs its own.
-      const collector = new PipelineCollector(steps);
-      const parser = new protocol.Parser();
-      const bounder = new MessageBounder();
-      const onMessage = (message: { name: string }) => collector.on(message as PipelineMessage, message.name === 'error' ? message : undefined);
-      try {
-        await this.pglite.execRaw(Buffer.concat(parts), (chunk) =>
-          bounder.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length), (bytes) => parser.parse(bytes, onMessage)),
-        );
-      } catch (error) {
-        // Ended at its timeout: an outcome, as PostgreSQL's own cancel is (a new session, rolled back).
-        if (!(error instanceof StatementTimeoutError)) throw error;
-        collector.on({ name: 'error' }, error);
+      if (agentOf === undefined) return this.#pipeline(steps, steps);
+      // The claim in the same round trip: refused, nothing after it ran, and the call runs again on a new session.
+      for (let attempt = 1; ; attempt++) {
+        const outcome = await this.#pipeline([claimSession(agentOf), ...steps], steps);
+        if (!refusedAtClaim(outcome)) return withoutClaim(outcome);
+        if (attempt === CLAIM_ATTEMPTS) throw new SessionUnavailableError();
+        await this.#renew();
       }
-      if (collector.outcome.error) await this.pglite.exec(afterFailedPipeline(steps));
-      return collector.outcome;
     });
+  }
+
+  /** Sends `sent` (the caller's `steps`, perhaps after a claim) in one round trip, on the session's turn. */
+  async #pipeline(sent: readonly PipelineStep[], steps: readonly PipelineStep[]): Promise<PipelineOutcome> {
+    const parts: Uint8Array[] = [];
+    writePipeline(sent, {
+      parse: (o) => parts.push(protocol.serialize.parse(o)),
+      bind: (o) => parts.push(protocol.serialize.bind(o)),
+      execute: (o) => parts.push(protocol.serialize.execute(o)),
+      describe: (o) => parts.push(protocol.serialize.describe(o)),
+      sync: () => parts.push(protocol.serialize.sync()),
+    });
+    // Raw, through a MessageBounder (bounded-messages.ts) into the parser: PGlite's own
+    // execProtocol collects and parses a whole answer, an agent's 300 MB notice included.
+    // And never execProtocol: PGlite writes a reply to the callback the last raw stream
+    // installed (it never uninstalls it), and execProtocol only installs its own when there is
+    // none, so after a socket client's exchange (pglite-socket-server.ts) its reply went to that
+    // client's socket and it returned no messages. A raw stream always installs its own.
+    const collector = new PipelineCollector(sent);
+    const parser = new protocol.Parser();
+    const bounder = new MessageBounder();
+    const onMessage = (message: { name: string }) => collector.on(message as PipelineMessage, message.name === 'error' ? message : undefined);
+    try {
+      await this.pglite.execRaw(Buffer.concat(parts), (chunk) =>
+        bounder.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length), (bytes) => parser.parse(bytes, onMessage)),
+      );
+    } catch (error) {
+      // Ended at its timeout: an outcome, as PostgreSQL's own cancel is (a new session, rolled back).
+      if (!(error instanceof StatementTimeoutError)) throw error;
+      collector.on({ name: 'error' }, error);
+    }
+    // Refused at the claim: nothing ran, and the session is about to be replaced.
+    if (collector.outcome.error && !(sent !== steps && refusedAtClaim(collector.outcome))) await this.pglite.exec(afterFailedPipeline(steps));
+    return collector.outcome;
   }
 
   async close(): Promise<void> {

@@ -27,27 +27,42 @@ export class SocketClientDatabase extends SessionDatabase {
     super();
     this.description = `embedded PGlite at ${dataDir}`;
     // A handful of connections: they only queue at the owner, which runs one transaction at a time.
-    this.#pg = new PostgresDatabase({ connectionString: socketUrl(socketDir), maxConnections: 4 });
+    // Calls that run agent code claim the owner's session (session-claims.ts), which the owner replaces when refused.
+    this.#pg = new PostgresDatabase({ connectionString: socketUrl(socketDir), maxConnections: 4, claims: 'session' });
   }
 
   /** Fails with NotServingError when no connection could be made, before `fn` ran. */
-  withSession<T>(fn: (session: Queryable) => Promise<T>): Promise<T> {
-    return this.#connected((pg, connected) =>
-      pg.withSession((session) => {
+  withSession<T>(fn: (session: Queryable) => Promise<T>, agentOf?: string): Promise<T> {
+    return this.#connected(async (pg, connected) => {
+      if (agentOf !== undefined) await this.#proveConnected(pg, connected);
+      return pg.withSession((session) => {
         connected();
         return fn(session);
-      }),
-    );
+      }, agentOf);
+    });
+  }
+
+  /** The claim of a transaction that runs agent code goes inside it (PostgresDatabase.transaction). */
+  override transaction<T>(fn: (tx: Queryable) => Promise<T>, agentOf?: string): Promise<T> {
+    if (agentOf === undefined) return super.transaction(fn);
+    return this.#connected(async (pg, connected) => {
+      await this.#proveConnected(pg, connected);
+      return pg.transaction(fn, agentOf);
+    });
   }
 
   /** A pipeline is written on a connection it already has: a failure to connect is NotServingError. */
-  pipeline(steps: readonly PipelineStep[]): Promise<PipelineOutcome> {
+  pipeline(steps: readonly PipelineStep[], agentOf?: string): Promise<PipelineOutcome> {
     return this.#connected(async (pg, connected) => {
-      // The pool connects lazily: a first query proves the owner answers before the steps are sent.
-      await pg.query('SELECT 1');
-      connected();
-      return pg.pipeline(steps);
+      await this.#proveConnected(pg, connected);
+      return pg.pipeline(steps, agentOf);
     });
+  }
+
+  /** The pool connects lazily: a first query proves the owner answers before anything that may not be repeated is sent. */
+  async #proveConnected(pg: PostgresDatabase, connected: () => void): Promise<void> {
+    await pg.query('SELECT 1');
+    connected();
   }
 
   async #connected<T>(run: (pg: PostgresDatabase, connected: () => void) => Promise<T>): Promise<T> {
@@ -77,7 +92,10 @@ export class SocketClientDatabase extends SessionDatabase {
    * follow a statement in one), so no other client runs between; after a failure the pipeline's
    * own clean-up follows at once.
    */
-  async runAsRole(_role: string, sql: string): Promise<void> {
+  async runAsRole(_role: string, sql: string, _timeoutMs: number, agentOf?: string): Promise<void> {
+    // The claim in an exchange of its own (VACUUM must open one): another client's call may run
+    // between the two, a gap left open (docs/isolation.md).
+    if (agentOf !== undefined) await this.withSession(() => Promise.resolve(), agentOf);
     const outcome = await this.pipeline([{ sql }, ...AFTER_TABLE_CODE_STEPS.map((step) => ({ sql: step }))]);
     if (outcome.error) throw outcome.error;
   }

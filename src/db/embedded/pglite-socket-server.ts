@@ -4,6 +4,7 @@ import path from 'node:path';
 import { PGLiteSocketHandler } from '@electric-sql/pglite-socket';
 import type { Mutex } from '../mutex.js';
 import { StatementTimeoutError, type PGliteThread } from './pglite-thread.js';
+import { SESSION_TAKEN } from '../session-claims.js';
 
 /** PostgreSQL clients look for `<dir>/.s.PGSQL.<port>`: with this name `psql -h <dir>` finds the socket. */
 export const SOCKET_FILE = '.s.PGSQL.5432';
@@ -17,6 +18,9 @@ export const IDLE_IN_TRANSACTION_MS = 15_000;
 const SYNC = new Uint8Array([0x53, 0, 0, 0, 4]);
 const SYNC_TYPE = 0x53;
 const QUERY_TYPE = 0x51;
+const EXECUTE_TYPE = 0x45;
+const RENEW_REASON = "a new session: the last one held another workspace's custom settings";
+const ERROR_TYPE = 0x45;
 const TERMINATE = 0x58;
 
 /** An ErrorResponse with PostgreSQL's fields for `error` (severity, SQLSTATE, message, detail). */
@@ -34,6 +38,22 @@ function errorResponse(error: StatementTimeoutError): Buffer {
   header.write('E', 0);
   header.writeInt32BE(body.length + 4, 1);
   return Buffer.concat([header, body]);
+}
+
+/**
+ * Whether `head`, the start of the answer to an Execute, is an ErrorResponse with SQLSTATE
+ * `code` (its fields are type byte and C string each; the SQLSTATE comes within the first few).
+ */
+export function isErrorWithCode(head: Uint8Array, code: string): boolean {
+  if (head[0] !== ERROR_TYPE || head.length < 5) return false;
+  const text = Buffer.from(head.buffer, head.byteOffset, head.length);
+  for (let at = 5; at < text.length && text[at] !== 0; ) {
+    const end = text.indexOf(0, at + 1);
+    if (end < 0) return false;
+    if (text[at] === 0x43) return text.toString('latin1', at + 1, end) === code;
+    at = end + 1;
+  }
+  return false;
 }
 
 const readyForQuery = (status: string) => Buffer.from([0x5a, 0, 0, 0, 5, status.charCodeAt(0)]);
@@ -98,6 +118,14 @@ interface Connection {
   queried: boolean;
   /** Its statement was ended at its timeout mid-way through an exchange: its messages up to Sync are skipped, as PostgreSQL does after an error. */
   skipToSync: boolean;
+  /** An Execute was sent since the last ReadyForQuery. */
+  executed: boolean;
+  /**
+   * The first Execute of its exchange, the claim of a call that runs agent code
+   * (session-claims.ts), was refused: the session holds another workspace's custom settings and is
+   * replaced once the exchange ends, before the client (which calls again) or anyone else goes on.
+   */
+  renew: boolean;
 }
 
 interface Holder {
@@ -128,7 +156,7 @@ class SessionTurns {
   ) {}
 
   add(handler: PGLiteSocketHandler): void {
-    this.#connections.set(handler.handlerId, { handler, chain: Promise.resolve(), gone: false, queried: false, skipToSync: false });
+    this.#connections.set(handler.handlerId, { handler, chain: Promise.resolve(), gone: false, queried: false, skipToSync: false, executed: false, renew: false });
   }
 
   /** Called by the handler for each complete message of its client, in order. */
@@ -162,9 +190,14 @@ class SessionTurns {
     connection.skipToSync = false;
     let bytes = 0;
     let tail: Uint8Array = new Uint8Array(0);
+    // A claim's answer: the first Execute of the exchange (a refusal fits in its first bytes).
+    const claim = message[0] === EXECUTE_TYPE && !connection.executed;
+    if (message[0] === EXECUTE_TYPE) connection.executed = true;
+    let head: Uint8Array | undefined;
     const send = (data: Uint8Array) => {
       bytes += data.length;
       tail = lastBytes(tail, data, 6);
+      if (claim && head === undefined) head = data.slice(0, 256);
       onData(data);
     };
     try {
@@ -181,9 +214,20 @@ class SessionTurns {
         throw error;
       }
     }
+    if (head && isErrorWithCode(head, SESSION_TAKEN)) connection.renew = true;
     const status = readyStatus(tail);
     holder.midExchange = status === undefined;
     if (status) holder.status = status;
+    if (status) connection.executed = false;
+    if (connection.renew && status === 'I') {
+      connection.renew = false;
+      try {
+        await this.pglite.renew(RENEW_REASON);
+      } catch (error) {
+        this.#release();
+        throw error;
+      }
+    }
     if (!holder.midExchange && holder.status === 'I') {
       this.#release();
     } else {
@@ -253,6 +297,8 @@ class SessionTurns {
         if ((await this.#internal(SYNC)) !== 'I') await this.#internal(ROLLBACK);
       }
       await this.#internal(RESET);
+      // Its claim was refused and it left before its exchange ended: the session is replaced all the same.
+      if (connection.renew) await this.pglite.renew(RENEW_REASON);
     } finally {
       release();
     }

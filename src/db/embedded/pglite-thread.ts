@@ -130,6 +130,16 @@ export class PGliteThread {
     await this.#call({ op: 'vector', oids });
   }
 
+  /**
+   * A new session: the engine is ended and the store reopened, as after a timeout (what was
+   * committed stays). For a session that holds another workspace's custom settings
+   * (session-claims.ts); the caller holds the session's turn, so no call is running.
+   */
+  async renew(reason: string): Promise<void> {
+    this.#restart(undefined, new Error(reason));
+    await this.#ready;
+  }
+
   async close(): Promise<void> {
     try {
       await this.#call({ op: 'close' });

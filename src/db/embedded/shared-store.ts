@@ -72,12 +72,16 @@ export class SharedStore extends SessionDatabase {
     return this.#owner !== undefined;
   }
 
-  withSession<T>(fn: (session: Queryable) => Promise<T>): Promise<T> {
-    return this.#route((db) => db.withSession(fn));
+  withSession<T>(fn: (session: Queryable) => Promise<T>, agentOf?: string): Promise<T> {
+    return this.#route((db) => db.withSession(fn, agentOf));
   }
 
-  pipeline(steps: readonly PipelineStep[]): Promise<PipelineOutcome> {
-    return this.#route((db) => db.pipeline(steps));
+  override transaction<T>(fn: (tx: Queryable) => Promise<T>, agentOf?: string): Promise<T> {
+    return this.#route((db) => db.transaction(fn, agentOf));
+  }
+
+  pipeline(steps: readonly PipelineStep[], agentOf?: string): Promise<PipelineOutcome> {
+    return this.#route((db) => db.pipeline(steps, agentOf));
   }
 
   /** Runs `use` on the owner's PGlite or through the socket, waiting for an owner (hand-over). */
@@ -106,8 +110,8 @@ export class SharedStore extends SessionDatabase {
     }
   }
 
-  runAsRole(role: string, sql: string, timeoutMs: number): Promise<void> {
-    return this.#route((db) => db.runAsRole(role, sql, timeoutMs));
+  runAsRole(role: string, sql: string, timeoutMs: number, agentOf?: string): Promise<void> {
+    return this.#route((db) => db.runAsRole(role, sql, timeoutMs, agentOf));
   }
 
   /** The store's processes share its one session: their locks are files in the data directory. */

@@ -73,6 +73,12 @@ export class StoreMaintenance {
   constructor(
     private readonly turns: Mutex,
     private readonly session: Queryable,
+    /**
+     * Claims the session for table code of any workspace (session-claims.ts), in the caller's
+     * turn: one holding a workspace's custom settings is replaced first, since an index expression
+     * could read them (current_setting) into another workspace's index.
+     */
+    private readonly claim: () => Promise<void>,
     private readonly idleMs: number,
     private readonly log: Logger,
     /** Each VACUUM and ANALYZE's statement timeout: a table's index expressions are its owner's code. */
@@ -120,6 +126,7 @@ export class StoreMaintenance {
       // Under a timeout: that code is a workspace's, and an index expression sleeping in ANALYZE
       // held the one session, so every workspace's calls, for as long as it chose.
       await this.turns.run(async () => {
+        await this.claim();
         await this.session.query(`SELECT pg_catalog.set_config('statement_timeout', $1, false)`, [String(this.timeoutMs)]);
         try {
           await this.session.exec(commandFor(table));

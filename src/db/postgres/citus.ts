@@ -109,7 +109,7 @@ export function withShardingOff(db: Database): Database {
     tryExclusive: (key, attempt, body) => db.tryExclusive(key, attempt, body),
     lockHolders: (key) => db.lockHolders(key),
     pipeline: (steps, agentOf) => db.pipeline(steps, agentOf),
-    runAsRole: (role, sql, timeoutMs) => db.runAsRole(role, sql, timeoutMs),
+    runAsRole: (role, sql, timeoutMs, agentOf) => db.runAsRole(role, sql, timeoutMs, agentOf),
     registerVectorTypes: () => db.registerVectorTypes(),
     close: () => db.close(),
   };

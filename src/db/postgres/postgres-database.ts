@@ -8,6 +8,7 @@ import { ParkedConnections } from './parked-connections.js';
 import { asConnectionBroken } from './pg-connection-errors.js';
 import { afterFailedPipeline, PipelineCollector, writePipeline, type PipelineMessage, type PipelineWriter } from '../pipeline.js';
 import { quoteIdent } from '../identifiers.js';
+import { CLAIM_ATTEMPTS, claimConnection, claimedIdentity, claimSession, isSessionTaken, refusedAtClaim, SessionUnavailableError, withoutClaim, type ClaimStep } from '../session-claims.js';
 import { describePgError } from '../sql-errors.js';
 
 const APPLICATION_NAME = 'pg-workspace-mcp';
@@ -53,7 +54,25 @@ export interface PostgresOptions {
    * the embedded store's socket, whose owner queues every client on its one session anyway.
    */
   sharedSlots?: boolean;
+  /**
+   * How a call that runs agent code claims its session (session-claims.ts): 'connection' (a
+   * PostgreSQL server: a pooled connection serves one workspace), or 'session' (the embedded
+   * store's socket: its owner's one session, replaced by the owner when it is refused).
+   */
+  claims?: 'connection' | 'session';
 }
+
+/** Which workspace's agent code a pooled client ran: its project id, and the identity its claim returned ('0' when unknown). */
+interface RanAgentOf {
+  projectId: string;
+  identity: string;
+}
+
+/** What a claimed call's `use` returns when its claim was refused (nothing after it ran). */
+const REFUSED = Symbol('refused');
+
+/** Thrown out of a checkout whose claim was refused on a PostgreSQL connection: the client is discarded. */
+class ClaimRefused extends Error {}
 
 /** A real PostgreSQL server through a `pg` Pool. */
 export class PostgresDatabase extends SessionDatabase {
@@ -70,7 +89,8 @@ export class PostgresDatabase extends SessionDatabase {
   #lastRoomCheck = 0;
   readonly #roomTimer: NodeJS.Timeout | undefined;
   /** The workspace whose agent code each pooled client has run (see #connectFor). */
-  readonly #ranAgentOf = new WeakMap<pg.Client, string>();
+  readonly #ranAgentOf = new WeakMap<pg.Client, RanAgentOf>();
+  readonly #claims: 'connection' | 'session';
   /** Calls each client served: pg-pool counts only its own checkouts, and a kept client is lent again without one. */
   readonly #uses = new WeakMap<pg.Client, number>();
   /**
@@ -90,6 +110,7 @@ export class PostgresDatabase extends SessionDatabase {
     this.#connectWaitMs = options.connectWaitMs ?? 0;
     this.#maxConnections = Math.max(2, options.maxConnections ?? 10);
     this.#direct = options.sharedSlots ? undefined : true;
+    this.#claims = options.claims ?? 'connection';
     this.#pool = new pg.Pool({
       connectionString: options.connectionString,
       max: this.#maxConnections,
@@ -120,7 +141,81 @@ export class PostgresDatabase extends SessionDatabase {
   }
 
   withSession<T>(fn: (session: Queryable) => Promise<T>, agentOf?: string): Promise<T> {
-    return this.#checkout((client, lost) => fn(sessionOf(client, lost)), agentOf);
+    if (agentOf === undefined) return this.#checkout((client, lost) => fn(sessionOf(client, lost)));
+    return this.#claimed(agentOf, async (client, claim, lost) => {
+      let identity: string | undefined;
+      try {
+        const { rows } = await client.query<{ claimed: unknown }>(`${claim.sql} AS claimed`, [...claim.params]);
+        identity = rows[0]?.claimed == null ? undefined : String(rows[0].claimed);
+      } catch (error) {
+        if (isSessionTaken(error)) return REFUSED;
+        throw error;
+      }
+      this.#claimedBy(client, agentOf, identity);
+      return fn(sessionOf(client, lost));
+    });
+  }
+
+  /**
+   * Through the embedded store's socket, whose owner keeps its one session for a client only
+   * until the client's transaction ends, the claim goes inside the transaction: a claim of its own
+   * would let another client's call run between it and `fn`.
+   */
+  override transaction<T>(fn: (tx: Queryable) => Promise<T>, agentOf?: string): Promise<T> {
+    if (agentOf === undefined || this.#claims === 'connection') return super.transaction(fn, agentOf);
+    return this.#claimed(agentOf, async (client, claim, lost) => {
+      const session = sessionOf(client, lost);
+      let refused = false;
+      try {
+        return await inTransaction(session, async () => {
+          try {
+            await client.query(claim.sql, [...claim.params]);
+          } catch (error) {
+            refused = isSessionTaken(error);
+            throw error;
+          }
+          return fn(session);
+        });
+      } catch (error) {
+        if (refused) return REFUSED;
+        throw error;
+      }
+    });
+  }
+
+  /**
+   * Runs `use` on a client claimed for `agentOf`'s agent code (session-claims.ts): `use` sends
+   * `claim` before anything else and returns REFUSED when it is refused, and the call is made
+   * again: on PostgreSQL on another connection (the refused one is discarded), on the embedded
+   * store's socket on the same one, whose session its owner replaces once the exchange ends
+   * (ended early, the owner would see the client leave before the exchange's end).
+   */
+  async #claimed<T>(
+    agentOf: string,
+    use: (client: pg.PoolClient, claim: ClaimStep, lost: () => Error | undefined) => Promise<T | typeof REFUSED>,
+  ): Promise<T> {
+    const byConnection = this.#claims === 'connection';
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const result = await this.#checkout(async (client, lost) => {
+          const ran = this.#ranAgentOf.get(client);
+          const claim = byConnection ? claimConnection(agentOf, ran?.identity) : claimSession(agentOf);
+          // Until its claim answers, the client may have run this workspace's code as of an unknown identity.
+          if (byConnection) this.#ranAgentOf.set(client, { projectId: agentOf, identity: '0' });
+          const value = await use(client, claim, lost);
+          if (value === REFUSED && byConnection) throw new ClaimRefused();
+          return value;
+        }, byConnection ? agentOf : undefined);
+        if (result !== REFUSED) return result;
+      } catch (error) {
+        if (!(error instanceof ClaimRefused)) throw error;
+      }
+      if (attempt === CLAIM_ATTEMPTS) throw new SessionUnavailableError();
+    }
+  }
+
+  #claimedBy(client: pg.PoolClient, projectId: string, identity: string | undefined): void {
+    if (this.#claims === 'connection') this.#ranAgentOf.set(client, { projectId, identity: identity ?? '0' });
   }
 
   /**
@@ -148,7 +243,6 @@ export class PostgresDatabase extends SessionDatabase {
       if (isOutOfSlots(error)) throw this.#noFreeSlot(error, 'PgBouncer waited its query_wait_timeout');
       throw asConnectionBroken(error);
     } finally {
-      if (agentOf !== undefined) this.#ranAgentOf.set(client, agentOf);
       client.removeListener('error', onError);
       const failed = lost ?? broken;
       if (failed || uses >= MAX_USES) client.release(failed ?? true);
@@ -160,7 +254,7 @@ export class PostgresDatabase extends SessionDatabase {
   }
 
   #park(client: pg.PoolClient): void {
-    if (!this.#parked.park(client, this.#ranAgentOf.get(client))) client.release(true);
+    if (!this.#parked.park(client, this.#ranAgentOf.get(client)?.projectId)) client.release(true);
   }
 
   /**
@@ -180,7 +274,7 @@ export class PostgresDatabase extends SessionDatabase {
     for (;;) {
       const client = await this.#connect();
       if (this.#direct === undefined) this.#direct = await this.#isDirect(client);
-      const ran = this.#ranAgentOf.get(client);
+      const ran = this.#ranAgentOf.get(client)?.projectId;
       if (agentOf === undefined || ran === undefined || ran === agentOf) return client;
       client.release(true);
     }
@@ -345,19 +439,30 @@ export class PostgresDatabase extends SessionDatabase {
   }
 
   pipeline(steps: readonly PipelineStep[], agentOf?: string): Promise<PipelineOutcome> {
-    return this.#checkout(async (client) => {
-      const outcome = await new Promise<PipelineOutcome>((resolve, reject) => {
-        void client.query(new PipelineSubmittable(steps, resolve, reject) as unknown as pg.QueryConfig);
+    if (agentOf === undefined) return this.#checkout((client) => this.#pipelineOn(client, steps, steps));
+    // The claim in the same round trip: refused, nothing after it ran.
+    return this.#claimed(agentOf, async (client, claim) => {
+      const outcome = await this.#pipelineOn(client, [claim, ...steps], steps);
+      if (refusedAtClaim(outcome)) return REFUSED;
+      this.#claimedBy(client, agentOf, claimedIdentity(outcome));
+      return withoutClaim(outcome);
+    });
+  }
+
+  /** Sends `sent` (the caller's `steps`, perhaps after a claim) in one round trip on `client`. */
+  async #pipelineOn(client: pg.PoolClient, sent: readonly PipelineStep[], steps: readonly PipelineStep[]): Promise<PipelineOutcome> {
+    const outcome = await new Promise<PipelineOutcome>((resolve, reject) => {
+      void client.query(new PipelineSubmittable(sent, resolve, reject) as unknown as pg.QueryConfig);
+    });
+    // A session the server ended (08xxx, 57Pxx) is gone, and with it whatever it held; one
+    // refused at its claim ran nothing, and is discarded.
+    if (outcome.error && isOrdinarySqlError(outcome.error) && !(sent !== steps && refusedAtClaim(outcome))) {
+      await client.query(afterFailedPipeline(steps)).catch((error: unknown) => {
+        // Not an ordinary SQL error: the session, perhaps not clean, is discarded.
+        throw new Error(`could not clean the session after a failed statement: ${(error as Error).message}`);
       });
-      // A session the server ended (08xxx, 57Pxx) is gone, and with it whatever it held.
-      if (outcome.error && isOrdinarySqlError(outcome.error)) {
-        await client.query(afterFailedPipeline(steps)).catch((error: unknown) => {
-          // Not an ordinary SQL error: the session, perhaps not clean, is discarded.
-          throw new Error(`could not clean the session after a failed statement: ${(error as Error).message}`);
-        });
-      }
-      return outcome;
-    }, agentOf);
+    }
+    return outcome;
   }
 
   async close(): Promise<void> {
