@@ -46,22 +46,6 @@ async function shardIndexes(workerUrl: string, index: string): Promise<number> {
   }
 }
 
-/** A worker's shards of project_dist.chunks: their reloptions and TOAST table size. */
-async function chunkShards(workerUrl: string): Promise<Array<{ options: string | null; toast: number }>> {
-  const client = new pg.Client({ connectionString: workerUrl });
-  await client.connect();
-  try {
-    await client.query('SET citus.override_table_visibility = off');
-    const { rows } = await client.query<{ options: string | null; toast: number }>(
-      `SELECT array_to_string(r.reloptions, ',') AS options, pg_relation_size(r.reltoastrelid)::int AS toast FROM pg_class r
-        WHERE r.relnamespace = 'project_dist'::regnamespace AND r.relname ~ '^chunks_[0-9]+$'`,
-    );
-    return rows;
-  } finally {
-    await client.end();
-  }
-}
-
 describe('search and ingest on Citus (coordinator + 2 workers)', () => {
   it('stores documents and a directory in the distributed workspace and finds them in every mode', async (ctx) => {
     if (!citus) ctx.skip();
@@ -104,22 +88,6 @@ describe('search and ingest on Citus (coordinator + 2 workers)', () => {
       expect(gin.reduce((a, b) => a + b, 0)).toBe(1);
       const [generated] = await sqlOn(url, `SELECT count(*)::int AS n FROM project_dist.chunks WHERE content_tsv IS NOT NULL`);
       expect(generated?.['n']).toBe(3);
-
-      // Embeddings inline (codebase migration 0002): the option is on the worker's shard, whose TOAST table stays empty,
-      // and a workspace distributed before it gets it from migrate-workspaces (ALTER TABLE ... SET (...) reaches the shards).
-      const shardOptions = async () =>
-        (await Promise.all([0, 1].map((i) => chunkShards(c.workerUrl(i, url))))).flat();
-      expect(await shardOptions()).toEqual([{ options: 'toast_tuple_target=8160', toast: 0 }]);
-      for (const sql of [
-        'ALTER TABLE project_dist.chunks RESET (toast_tuple_target)',
-        `DELETE FROM project_registry.workspace_migrations WHERE project_id = 'dist' AND name = '0002_inline_embeddings'`,
-        `UPDATE project_registry.workspace_config SET workspace_fingerprint = 'previous', workspace_schema_fingerprint = NULL WHERE project_id = 'dist'`,
-      ])
-        await sqlOn(url, sql);
-      expect(await shardOptions()).toEqual([{ options: null, toast: 0 }]);
-      const { fleet } = await mcp.engine.ready(30_000);
-      expect(await fleet.upgrade({ concurrency: 1 })).toMatchObject({ failed: 0, upgraded: 1 });
-      expect(await shardOptions()).toEqual([{ options: 'toast_tuple_target=8160', toast: 0 }]);
     } finally {
       await mcp.close();
       await rm(path.dirname(dir), { recursive: true, force: true });
