@@ -170,7 +170,7 @@ describe('workspace_status over MCP', () => {
       const one = await call('workspace_status', { project_id: 'status-a' });
       expect(one.data).toEqual({
         project_id: 'status-a',
-        workspace: { schema_name: 'project_status_a', up_to_date: true, applied: ['codebase/0001_search', 'codebase/0002_inline_embeddings', 'notes/0001_body'], pending: [] },
+        workspace: { schema_name: 'project_status_a', up_to_date: true, applied: ['codebase/0001_search', 'notes/0001_body'], pending: [] },
         fleet: null,
       });
       const all = await call('workspace_status', {});

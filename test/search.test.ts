@@ -127,11 +127,10 @@ for (const kind of BACKEND_KINDS) {
       await db.exec(`
         ALTER TABLE project_legacy.chunks DROP COLUMN content_tsv, DROP COLUMN content_hash;
         ALTER TABLE project_legacy.files DROP COLUMN metadata;
-        ALTER TABLE project_legacy.chunks RESET (toast_tuple_target);
-        DELETE FROM project_registry.workspace_migrations WHERE project_id = 'legacy' AND name IN ('0001_search', '0002_inline_embeddings');
+        DELETE FROM project_registry.workspace_migrations WHERE project_id = 'legacy' AND name = '0001_search';
         UPDATE project_registry.workspace_config SET workspace_fingerprint = 'previous', workspace_schema_fingerprint = NULL WHERE project_id = 'legacy';`);
       const before = await run('workspace_status', { project_id: 'legacy' });
-      expect(before.data['workspace']).toMatchObject({ up_to_date: false, pending: ['codebase/0001_search', 'codebase/0002_inline_embeddings'] });
+      expect(before.data['workspace']).toMatchObject({ up_to_date: false, pending: ['codebase/0001_search'] });
 
       const summary = await fleet.upgrade({ concurrency: 2 });
       expect(summary).toMatchObject({ failed: 0 });
@@ -142,8 +141,6 @@ for (const kind of BACKEND_KINDS) {
       const [chunks] = described.data['tables'] as Array<{ columns: Array<{ name: string; generated: boolean }>; indexes: Array<{ name: string; method: string }> }>;
       expect(chunks?.columns.find((c) => c.name === 'content_tsv')).toMatchObject({ generated: true });
       expect(chunks?.indexes.find((i) => i.name === 'chunks_content_tsv_idx')).toMatchObject({ method: 'gin' });
-      const [options] = await db.query<{ reloptions: string[] | null }>(`SELECT reloptions FROM pg_class WHERE oid = 'project_legacy.chunks'::regclass`);
-      expect(options?.reloptions).toEqual(['toast_tuple_target=8160']);
       const found = await run('search', { project_id: 'legacy', query: 'written before' });
       expect((found.data['results'] as Hit[]).map((r) => r.source.path)).toEqual(['old.md']);
       // Its chunk has no hash yet: adding the document again replaces it once, then skips it.
@@ -151,21 +148,6 @@ for (const kind of BACKEND_KINDS) {
       expect(readded.data).toMatchObject({ added: 1, removed: 1 });
       const again = await run('add_documents', { project_id: 'legacy', documents: [{ source: 'old.md', text: 'Written before full-text search existed.' }] });
       expect(again.data).toMatchObject({ added: 0, removed: 0, skipped: 1 });
-    });
-
-    it("keeps a chunk's embedding in its row: nothing goes to the chunks' TOAST table (codebase migration 0002)", async (ctx) => {
-      if (!mcp) ctx.skip();
-      const { db } = await (mcp as NonNullable<typeof mcp>).engine.ready(30_000);
-      await run('add_documents', { project_id: 'inline', documents: [{ source: 'a.md', text: 'A chunk with a vector of 768 dimensions, about 3 KB.' }] });
-      const wrote = await run('execute', { project_id: 'inline', sql: "UPDATE chunks SET embedding = array_fill(0.5::real, ARRAY[768])::vector" });
-      expect(wrote.isError, wrote.text).toBe(false);
-      const [sizes] = await db.query<{ toast: string; width: number }>(
-        `SELECT pg_relation_size(c.reltoastrelid)::text AS toast, (SELECT pg_column_size(x.*) FROM project_inline.chunks x) AS width
-           FROM pg_class c WHERE c.oid = 'project_inline.chunks'::regclass`,
-      );
-      // The row holds the vector itself (768 x 4 bytes), not an 18-byte pointer to it.
-      expect(sizes?.width).toBeGreaterThan(3072);
-      expect(sizes?.toast).toBe('0');
     });
 
     it("writes as the workspace's role: an agent's triggers on files and chunks run as that role, never as the server, and can only read the staged rows", async (ctx) => {
