@@ -505,6 +505,13 @@ describe('the sandbox function of a workspace', () => {
                  WHERE p.pronamespace = 'project_registry_sandbox'::regnamespace AND p.proname = n.nspname)`,
       );
       expect(strangers).toEqual([]);
+      // A body already exactly this server's is not written again by the next workspace's first call.
+      const bodyVersion = async () =>
+        (await admin.query(`SELECT xmin::text AS v FROM pg_proc WHERE pronamespace = 'project_registry_sandbox_body'::regnamespace AND proname = 'run'`)).rows;
+      const before = await bodyVersion();
+      const next = await callTool(server.client, server.tools, 'execute', { project_id: 'many-8', sql: "INSERT INTO items (body) VALUES ('x')" });
+      expect(next.isError, next.text).toBe(false);
+      expect(await bodyVersion()).toEqual(before);
       const drop = await callTool(server.client, server.tools, 'execute', { project_id: 'many-0', sql: 'DROP TYPE mood' });
       expect(drop.isError, drop.text).toBe(false);
       const { rows: bodies } = await admin.query(
@@ -512,7 +519,7 @@ describe('the sandbox function of a workspace', () => {
           WHERE p.pronamespace IN ('project_registry_sandbox'::regnamespace, 'project_registry_sandbox_body'::regnamespace) GROUP BY 1 ORDER BY 1`,
       );
       // adopt_objects() is the sandbox schema's own function, plpgsql too.
-      expect(bodies).toEqual([{ language: 'plpgsql', n: 2 }, { language: 'sql', n: 8 }]);
+      expect(bodies).toEqual([{ language: 'plpgsql', n: 2 }, { language: 'sql', n: 9 }]);
     } finally {
       await admin.end();
       await server.close();

@@ -131,7 +131,7 @@ export function dropSandboxFunction(schemaName: string): string {
  * asks the new owner for CREATE on the function's schema, granted for that one statement only),
  * in this transaction: see memberFor. It calls the function by a grant of its own.
  */
-export function principalScript(p: Principal, createRole: boolean, serverRole: string, citus = false): string {
+export function principalScript(p: Principal, createRole: boolean, serverRole: string, citus = false, writeBody = true): string {
   const role = quoteIdent(p.roleName);
   const schema = quoteIdent(p.schemaName);
   const fn = `${sandboxFunction(p.schemaName)}(${SANDBOX_ARGUMENTS})`;
@@ -139,8 +139,9 @@ export function principalScript(p: Principal, createRole: boolean, serverRole: s
     // One at a time across workspaces and servers: the body and the sandbox schema's privileges
     // are rows every workspace shares, which two transactions cannot update at once.
     `SELECT pg_catalog.pg_advisory_xact_lock(${SANDBOX_LOCK_CLASS}, 0)`,
-    // The function below is checked against the body when it is made.
-    sandboxBodyScript(),
+    // The function below is checked against the body when it is made. A body already exactly
+    // this server's is left alone: replaced, every session would compile it again at its next call.
+    writeBody ? sandboxBodyScript() : '',
     createRole ? `CREATE ROLE ${role} NOLOGIN NOINHERIT` : '',
     // Citus reaches a workspace's worker over a connection as the current user: the role must
     // be allowed to log in there (it has no password; see docs/citus.md). A role may always set

@@ -681,7 +681,7 @@ export class WorkspaceSandbox {
     if (!state?.intact || !state.body_intact) {
       try {
         // principalScript writes the shared body too, under the sandbox lock.
-        await tx.exec(principalScript(principal, !state?.role_exists, capability.serverRole, this.workspaces.citus));
+        await tx.exec(principalScript(principal, !state?.role_exists, capability.serverRole, this.workspaces.citus, !state?.body_intact));
       } catch (error) {
         if (sqlState(error) === '42501') {
           throw new SqlToolsUnavailableError(
