@@ -21,6 +21,7 @@ import { callTool, connectInProcess, embeddingsAt } from './support/mcp.js';
 import { install, planFor, tempDir } from './support/fixtures.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
 import { runCli, startServerProcess } from './support/server-process.js';
+import { BUILD_OBSERVER_SQL } from './support/build-observer.js';
 
 /*
  * Deferred vector indexes (issue 23's ingest target, docs/search.md): a large load into a small
@@ -345,15 +346,8 @@ for (const kind of BACKEND_KINDS) {
         const run = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
         const { db } = await mcp.engine.ready(60_000);
         expect((await run('add_documents', { project_id: 'alpha', documents: [SEED] })).isError).toBe(false);
-        // The test's own observer (a superuser's event trigger, out of the agent's reach): the setting inside each CREATE INDEX.
-        await db.exec(`
-          CREATE SCHEMA observer;
-          CREATE TABLE observer.builds (identity text, setting text);
-          CREATE FUNCTION observer.record() RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
-          BEGIN
-            INSERT INTO observer.builds SELECT object_identity, current_setting('maintenance_work_mem') FROM pg_event_trigger_ddl_commands();
-          END $$;
-          CREATE EVENT TRIGGER observe_builds ON ddl_command_end WHEN TAG IN ('CREATE INDEX') EXECUTE FUNCTION observer.record();`);
+        // The test's own observer: the setting inside each CREATE INDEX.
+        await db.exec(BUILD_OBSERVER_SQL);
         const own = (await db.query<{ m: string }>(`SELECT current_setting('maintenance_work_mem') AS m`))[0]?.m;
         expect(own).toBe('64MB');
         const loaded = await run('add_documents', { project_id: 'alpha', documents: documents('doc', 40), chunk_size: 100, chunk_overlap: 0 });

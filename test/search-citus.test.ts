@@ -13,6 +13,7 @@ import { SearchService } from '../src/search/search-service.js';
 import { cosine, startEmbeddingStub, stubEmbedding, type EmbeddingStub } from './support/embedding-stub.js';
 import { tempDir } from './support/fixtures.js';
 import { callTool, connectInProcess, embeddingsAt } from './support/mcp.js';
+import { BUILD_OBSERVER_SQL } from './support/build-observer.js';
 
 /*
  * Search and ingest on Citus: the codebase tables' new columns and indexes are distributed with
@@ -135,14 +136,7 @@ describe('search and ingest on Citus (coordinator + 2 workers)', () => {
       for (const i of [0, 1]) {
         await sqlOn(
           c.workerUrl(i, url),
-          `SET citus.enable_ddl_propagation = off;
-           CREATE SCHEMA observer;
-           CREATE TABLE observer.builds (identity text, setting text);
-           CREATE FUNCTION observer.record() RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
-           BEGIN
-             INSERT INTO observer.builds SELECT object_identity, current_setting('maintenance_work_mem') FROM pg_event_trigger_ddl_commands();
-           END $$;
-           CREATE EVENT TRIGGER observe_builds ON ddl_command_end WHEN TAG IN ('CREATE INDEX') EXECUTE FUNCTION observer.record();`,
+          `SET citus.enable_ddl_propagation = off; ${BUILD_OBSERVER_SQL}`,
         );
       }
       during = undefined;
