@@ -4,7 +4,9 @@ import os from 'node:os';
  * PostgreSQL's binary COPY format (https://www.postgresql.org/docs/current/sql-copy.html, "Binary
  * Format") for rows of text, int4 and float4[] fields: what `COPY ... FROM STDIN (FORMAT binary)`
  * reads. Vectors travel as four bytes a number, with nothing to format here nor parse there (a
- * vector as text took about as long to write and to read as the rest of its row).
+ * vector as text took about as long to write and to read as the rest of its row). Written here:
+ * pg-copy-streams-binary encodes through Node streams with six dependencies of its own, for
+ * pg-copy-streams; a group is one buffer of three field types, sent by both backends' pipelines.
  */
 
 export type CopyField = { text: string | null } | { int4: number } | { float4s: ArrayLike<number> | null };
