@@ -17,6 +17,14 @@ const BACKEND_ENDED = '57P01';
 
 /** How many new sessions one call may ask for before it fails (one is enough unless another call keeps tainting them). */
 export const CLAIM_ATTEMPTS = 3;
+/**
+ * The same on PostgreSQL, where each refusal discards its connection and, behind a pooler in
+ * transaction mode, ends a backend another workspace marked: the pooler hands out its idle
+ * backends most recent first, so a call may meet one marked backend after another until it finds
+ * its own or a new one, bounded by the pool's size (with 6 workspaces on a pool of 4, 7 of 60 calls
+ * failed at 3 tries).
+ */
+export const CONNECTION_CLAIM_ATTEMPTS = 64;
 
 /** A claim: a pipeline's first step, or a statement of its own. */
 export interface ClaimStep {
@@ -64,9 +72,9 @@ export function withoutClaim(outcome: PipelineOutcome): PipelineOutcome {
 export class SessionUnavailableError extends Error {
   override name = 'SessionUnavailableError';
 
-  constructor() {
+  constructor(tries: number) {
     super(
-      `No database session free of another workspace's custom settings could be had in ${CLAIM_ATTEMPTS} tries; nothing of this ` +
+      `No database session free of another workspace's custom settings could be had in ${tries} tries; nothing of this ` +
         'call ran. Retry the call.',
     );
   }

@@ -153,7 +153,7 @@ export class PGliteDatabase extends SessionDatabase {
         // Table code before the registry is installed (a new store's maintenance): no workspace has any yet.
         if (projectId === undefined && NO_REGISTRY.has(String(sqlState(error)))) return;
         if (!isSessionTaken(error)) throw error;
-        if (attempt === CLAIM_ATTEMPTS) throw new SessionUnavailableError();
+        if (attempt === CLAIM_ATTEMPTS) throw new SessionUnavailableError(CLAIM_ATTEMPTS);
         await this.#renew();
       }
     }
@@ -206,7 +206,7 @@ export class PGliteDatabase extends SessionDatabase {
       for (let attempt = 1; ; attempt++) {
         const outcome = await this.#pipeline([claimSession(agentOf), ...steps], steps);
         if (!refusedAtClaim(outcome)) return withoutClaim(outcome);
-        if (attempt === CLAIM_ATTEMPTS) throw new SessionUnavailableError();
+        if (attempt === CLAIM_ATTEMPTS) throw new SessionUnavailableError(CLAIM_ATTEMPTS);
         await this.#renew();
       }
     });

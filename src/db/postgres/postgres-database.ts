@@ -8,7 +8,7 @@ import { ParkedConnections } from './parked-connections.js';
 import { asConnectionBroken } from './pg-connection-errors.js';
 import { afterFailedPipeline, PipelineCollector, writePipeline, type PipelineMessage, type PipelineWriter } from '../pipeline.js';
 import { quoteIdent } from '../identifiers.js';
-import { CLAIM_ATTEMPTS, claimConnection, claimedIdentity, claimSession, isSessionTaken, refusedAtClaim, SessionUnavailableError, withoutClaim, type ClaimStep } from '../session-claims.js';
+import { CLAIM_ATTEMPTS, claimConnection, CONNECTION_CLAIM_ATTEMPTS, claimedIdentity, claimSession, isSessionTaken, refusedAtClaim, SessionUnavailableError, withoutClaim, type ClaimStep } from '../session-claims.js';
 import { describePgError } from '../sql-errors.js';
 
 const APPLICATION_NAME = 'pg-workspace-mcp';
@@ -210,7 +210,8 @@ export class PostgresDatabase extends SessionDatabase {
       } catch (error) {
         if (!(error instanceof ClaimRefused)) throw error;
       }
-      if (attempt === CLAIM_ATTEMPTS) throw new SessionUnavailableError();
+      const tries = byConnection ? CONNECTION_CLAIM_ATTEMPTS : CLAIM_ATTEMPTS;
+      if (attempt === tries) throw new SessionUnavailableError(tries);
     }
   }
 
