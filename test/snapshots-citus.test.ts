@@ -40,6 +40,15 @@ async function madeBefore(db: Queryable & Pick<PostgresDatabase, 'transaction'>,
 /** The statements of an attack, one of them made before the check (madeBefore). */
 const BAIT = 'CREATE TABLE bait (n int CHECK (plant()))';
 
+/** Workspace evil's statements, each through its sandbox but BAIT, made before the check. */
+async function asEvil(
+  db: Queryable & Pick<PostgresDatabase, 'transaction'>,
+  sql: Pick<ReturnType<typeof sandboxedWorkspaces>['sandbox'], 'execute'>,
+  statements: readonly string[],
+): Promise<void> {
+  for (const statement of statements) await (statement === BAIT ? madeBefore(db, 'evil', statement) : sql.execute('evil', statement, []));
+}
+
 let citus: CitusCluster | null = null;
 beforeAll(async () => {
   citus = await startCitusCluster({ workers: 2 });
@@ -259,7 +268,7 @@ describe('snapshots, restores and forks on Citus (coordinator + 2 workers)', () 
       await manager.ensure('evil');
       // Run as the fork's role while the copy validates bait's CHECK: a function in the source's
       // schema (made through the membership), owned by the fork's role, reading the fork's table.
-      for (const statement of [
+      await asEvil(db, sql, [
         `CREATE FUNCTION plant() RETURNS boolean LANGUAGE plpgsql AS $f$
          DECLARE target text := (SELECT nspname FROM pg_namespace WHERE nspname LIKE 'project\\_%' AND nspname NOT IN ('project_evil')
                                    AND nspname NOT LIKE 'project\\_registry%' AND has_schema_privilege(oid, 'CREATE') LIMIT 1);
@@ -271,9 +280,7 @@ describe('snapshots, restores and forks on Citus (coordinator + 2 workers)', () 
          END $f$`,
         BAIT,
         'INSERT INTO bait VALUES (1)',
-      ]) {
-        await (statement === BAIT ? madeBefore(db, 'evil', statement) : sql.execute('evil', statement, []));
-      }
+      ]);
       const fork = await manager.fork('evil', 'victim').then(() => 'copied', (e: Error) => e.message);
       if (fork === 'copied') {
         await sql.execute('victim', "INSERT INTO notes (body) VALUES ('victim secret')", []);
@@ -295,7 +302,7 @@ describe('snapshots, restores and forks on Citus (coordinator + 2 workers)', () 
       // Run as the copier while the copy validates bait's CHECK: a SECURITY DEFINER function in the
       // workspace's schema (made through the membership), owned by the copier, which owns the new
       // snapshot until it is handed over; setval takes a sequence by OID (no USAGE checked).
-      for (const statement of [
+      await asEvil(db, sql, [
         `CREATE FUNCTION plant() RETURNS boolean LANGUAGE plpgsql AS $f$ BEGIN
            IF current_user::text LIKE '%\\_\\_copy\\_%' AND NOT EXISTS (SELECT FROM pg_proc WHERE proname = 'tamper') THEN
              CREATE FUNCTION project_evil.tamper(s regclass, v bigint) RETURNS bigint LANGUAGE sql SECURITY DEFINER
@@ -306,9 +313,7 @@ describe('snapshots, restores and forks on Citus (coordinator + 2 workers)', () 
         BAIT,
         'INSERT INTO bait VALUES (1)',
         "INSERT INTO notes (body) VALUES ('as it was')",
-      ]) {
-        await (statement === BAIT ? madeBefore(db, 'evil', statement) : sql.execute('evil', statement, []));
-      }
+      ]);
       const snapshot = await manager.snapshot('evil').then(() => 'taken', (e: Error) => e.message);
       if (snapshot === 'taken') {
         const tamper = await sql
@@ -381,7 +386,7 @@ describe('a fork from a snapshot on Citus', () => {
       // bait's CHECK, validated as the copy adds it to the fork, looks for every snapshot of evil
       // it can reach: rows rewritten, a column added, sequences moved (also through a SECURITY
       // DEFINER function of the snapshot's, which would run as its owner).
-      for (const statement of [
+      await asEvil(db, sql, [
         POWER_OVER_SNAPSHOTS,
         `CREATE FUNCTION plant() RETURNS boolean LANGUAGE plpgsql AS $f$
          DECLARE s record;
@@ -402,9 +407,7 @@ describe('a fork from a snapshot on Citus', () => {
         BAIT,
         'INSERT INTO bait VALUES (1)',
         "INSERT INTO notes (body) VALUES ('as it was'), ('and this')",
-      ]) {
-        await (statement === BAIT ? madeBefore(db, 'evil', statement) : sql.execute('evil', statement, []));
-      }
+      ]);
       await manager.snapshot('evil');
       await manager.snapshot('evil');
       const kept = async () =>
@@ -466,7 +469,7 @@ describe("a snapshot's copy on Citus and the workspace's earlier snapshots", () 
       // Run as the new snapshot's owner while the second snapshot's copy validates bait's CHECK:
       // earlier snapshots' sequences by OID (no USAGE on their schema needed), and their objects
       // handed to evil's role, whose privileges the copier has for the copy.
-      for (const statement of [
+      await asEvil(db, sql, [
         `CREATE FUNCTION plant() RETURNS boolean LANGUAGE plpgsql AS $f$
          DECLARE s oid;
          BEGIN
@@ -481,9 +484,7 @@ describe("a snapshot's copy on Citus and the workspace's earlier snapshots", () 
         BAIT,
         'INSERT INTO bait VALUES (1)',
         "INSERT INTO notes (body) VALUES ('as it was'), ('and this')",
-      ]) {
-        await (statement === BAIT ? madeBefore(db, 'evil', statement) : sql.execute('evil', statement, []));
-      }
+      ]);
       await manager.snapshot('evil');
       const first = async () => [
         await stateOf(db, 'project_evil__snap_1'),
@@ -553,7 +554,7 @@ describe('forks of a snapshot on Citus between their steps', () => {
       // power(), run as its owner (in the snapshot the snapshot role, owner of every snapshot of
       // evil), rewrites the snapshot's shards on the worker and moves its sequences; bait's CHECK
       // calls it in the fork into "second", on the worker, where the copy validates it.
-      for (const statement of [
+      await asEvil(db, sql, [
         `CREATE FUNCTION power() RETURNS void LANGUAGE plpgsql SECURITY DEFINER AS $f$
          DECLARE s oid;
          BEGIN
@@ -578,9 +579,7 @@ describe('forks of a snapshot on Citus between their steps', () => {
         BAIT,
         'INSERT INTO bait VALUES (1)',
         "INSERT INTO notes (body) VALUES ('as it was'), ('and this')",
-      ]) {
-        await (statement === BAIT ? madeBefore(db, 'evil', statement) : sql.execute('evil', statement, []));
-      }
+      ]);
       await manager.snapshot('evil');
       const kept = async () => [
         await stateOf(db, 'project_evil__snap_1'),
@@ -632,7 +631,7 @@ describe('forks of a snapshot on Citus between their steps', () => {
       // evil's snapshot, whose copy (bait's CHECK, on the worker, as x's role) reads every
       // snapshot table it may and says what it read.
       await db.exec('DROP SCHEMA project_x CASCADE');
-      for (const statement of [
+      await asEvil(db, sql, [
         `CREATE FUNCTION plant() RETURNS boolean LANGUAGE plpgsql AS $f$
          DECLARE s oid; got text;
          BEGIN
@@ -647,9 +646,7 @@ describe('forks of a snapshot on Citus between their steps', () => {
          END $f$`,
         BAIT,
         'INSERT INTO bait VALUES (1)',
-      ]) {
-        await (statement === BAIT ? madeBefore(db, 'evil', statement) : sql.execute('evil', statement, []));
-      }
+      ]);
       await manager.snapshot('evil');
       const fork = await manager.fork('evil', 'x', 1).then(() => 'forked', (e: Error) => e.message);
       expect(fork).toBe('forked');
