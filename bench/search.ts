@@ -1,6 +1,7 @@
 /**
  * `npm run bench:search`: search and ingest (issue 23), each figure a ratio taken in one run,
  * against a throwaway PostgreSQL cluster and the loopback stub provider:
+ * The stub runs in a child process (both its floor and the ingest samples talk to it over loopback).
  * 1. ingest throughput: add_documents of BENCH_INGEST_DOCS documents through the engine, taking
  *    turns with the stub's own floor, the same texts sent directly by the same HttpEmbedder (same
  *    batch size and concurrency), and with ingest into a workspace whose HNSW index was dropped
@@ -27,7 +28,8 @@ import { chunkText } from '../src/search/chunking.js';
 import { SearchService } from '../src/search/search-service.js';
 import { startPgCluster } from '../harness/pg-cluster.js';
 import { tempDir } from '../harness/temp-dirs.js';
-import { startEmbeddingStub, stubEmbedding } from '../harness/embedding-stub.js';
+import { stubEmbedding } from '../harness/embedding-stub.js';
+import { startEmbeddingStubProcess } from '../harness/embedding-stub-process.js';
 import { ratio, sampleInterleaved } from './stats.js';
 import { seededRandom } from '../harness/seeded-random.js';
 
@@ -52,7 +54,9 @@ const sentence = (words: number) => Array.from({ length: words }, () => VOCABULA
 
 const cluster = await startPgCluster();
 if (!cluster) throw new Error('The benchmark needs PostgreSQL binaries (see docs/development.md).');
-const stub = await startEmbeddingStub();
+// In a process of its own, as a real provider is: on this thread the engine's work would delay the
+// stub's answers in the ingest samples and not in the floor's.
+const stub = await startEmbeddingStubProcess();
 const url = await cluster.createDatabase('search');
 const admin = new pg.Client({ connectionString: url });
 await admin.connect();
@@ -86,7 +90,7 @@ try {
   };
   const writesAlone = new SearchService(db, sandbox, answered, [], silentLogger);
   for (const delay of [0, STUB_DELAY_MS]) {
-    stub.delayMs = delay;
+    await stub.setDelay(delay);
     const rounds = { ingest: 0, unindexed: 0, writes: 0 };
     // Each round stores the documents into a workspace of its own, made beforehand (its DDL and role are not ingest).
     // The unindexed ones lack the HNSW index: what ingest costs without the index's upkeep.
@@ -140,7 +144,7 @@ try {
         `the HNSW build after the call ${figures.ingestBuild.p50} ms more`,
     );
   }
-  stub.delayMs = 0;
+  await stub.setDelay(0);
 
   // 2. A workspace of CHUNKS chunks, loaded directly (setup, not measured), the HNSW index built after.
   await search.addDocuments({ projectId: 'bench-search', documents: [{ source: 'seed.md', text: 'seed' }] });
