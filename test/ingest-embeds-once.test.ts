@@ -1,0 +1,80 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { Database } from '../src/db/database.js';
+import { parseEmbeddingsConfig, type EmbeddingsConfig } from '../src/embeddings/embeddings-config.js';
+import { HttpEmbedder } from '../src/embeddings/http-embedder.js';
+import type { InstallPlan } from '../src/installer/install-plan.js';
+import { silentLogger } from '../src/logger.js';
+import { sandboxedWorkspaces } from '../src/sandboxed-workspaces.js';
+import { SearchService } from '../src/search/search-service.js';
+import { BACKEND_KINDS, backendPerKind } from './support/backend-per-kind.js';
+import { startEmbeddingStub, type EmbeddingStub } from './support/embedding-stub.js';
+import { install, planFor } from './support/fixtures.js';
+import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
+
+/*
+ * What ingest embeds (issue 23): only chunks no chunk of the workspace has a vector for, whichever
+ * source they came from; a file whose metadata alone changed is written again, nothing embedded.
+ */
+
+let cluster: PgCluster | null = null;
+let stub: EmbeddingStub;
+let plan: InstallPlan;
+beforeAll(async () => {
+  [cluster, stub, plan] = await Promise.all([startPgCluster(), startEmbeddingStub(), planFor([])]);
+}, 120_000);
+afterAll(async () => Promise.all([cluster?.destroy(), stub?.close()]));
+beforeEach(() => stub.reset());
+
+async function service(db: Database) {
+  const report = await install(db, plan);
+  const { sandbox } = sandboxedWorkspaces(db, plan, report.searchPathSchemas, silentLogger);
+  const config = parseEmbeddingsConfig(
+    {},
+    { PG_WORKSPACE_EMBEDDINGS: 'openai', PG_WORKSPACE_EMBEDDINGS_URL: stub.openaiUrl, PG_WORKSPACE_EMBEDDINGS_MODEL: 'stub-embed', PG_WORKSPACE_EMBEDDINGS_DIMENSIONS: '768' },
+  ) as EmbeddingsConfig;
+  return new SearchService(db, sandbox, new HttpEmbedder(config, silentLogger), [], silentLogger);
+}
+
+/** Passages of 60-90 characters: at chunk_size 100, one chunk each. */
+const P = [
+  'The harbour master counts the fishing boats at dawn, one by one, from the pier.',
+  'Granite cliffs hold the old lighthouse above the grey and restless northern sea.',
+  'An orchard of pears and apples grows along the slow river below the mill.',
+  'The violin maker varnishes the spruce tops in thin coats through the winter.',
+];
+const NEW = 'Saffron threads dry on copper trays in the sun of the market square each noon.';
+const LOAD = { chunkSize: 100, chunkOverlap: 0 };
+
+for (const kind of BACKEND_KINDS) {
+  describe(`what ingest reads and embeds on ${kind}`, () => {
+    const available = backendPerKind(kind, () => cluster);
+
+    it('embeds only chunks no chunk of the workspace has a vector for, and nothing for a change of metadata alone', async (ctx) => {
+      const db = await available(ctx).fresh();
+      const search = await service(db);
+      const first = await search.addDocuments({ projectId: 'alpha', documents: [{ source: 'a.md', text: P.slice(0, 3).join('\n\n'), metadata: { v: 1 } }], ...LOAD });
+      expect(first).toMatchObject({ added: 3, embedded: 3 });
+      expect(stub.inputs).toBe(3);
+
+      // Only the metadata changed: the file is written again, nothing embedded.
+      const relabelled = await search.addDocuments({ projectId: 'alpha', documents: [{ source: 'a.md', text: P.slice(0, 3).join('\n\n'), metadata: { v: 2 } }], ...LOAD });
+      expect(relabelled).toMatchObject({ added: 0, embedded: 0, documents: [{ status: 'replaced' }] });
+      // Another source sharing two passages with a.md, and a.md with one passage changed: only the new passages embedded.
+      const more = await search.addDocuments({
+        projectId: 'alpha',
+        documents: [
+          { source: 'b.md', text: [P[0], P[3]].join('\n\n') },
+          { source: 'a.md', text: [P[0], P[1], NEW].join('\n\n'), metadata: { v: 2 } },
+        ],
+        ...LOAD,
+      });
+      expect(more).toMatchObject({ added: 3, removed: 1, embedded: 2, documents: [{ source: 'b.md', embedded: 1 }, { source: 'a.md', embedded: 1 }] });
+      expect(stub.inputs).toBe(5);
+      const again = await search.addDocuments({ projectId: 'alpha', documents: [{ source: 'b.md', text: [P[0], P[3]].join('\n\n') }], ...LOAD });
+      expect(again).toMatchObject({ added: 0, embedded: 0, documents: [{ status: 'unchanged' }] });
+      expect(stub.inputs).toBe(5);
+      const rows = await db.query<{ n: number; unembedded: number }>('SELECT count(*)::int AS n, count(*) FILTER (WHERE embedding IS NULL)::int AS unembedded FROM project_alpha.chunks');
+      expect(rows[0]).toEqual({ n: 5, unembedded: 0 });
+    });
+  });
+}
