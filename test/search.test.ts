@@ -3,6 +3,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callTool, connectInProcess } from './support/mcp.js';
 import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
 import { BACKEND_KINDS } from './support/backend-per-kind.js';
+import { CHUNKS_PER_GROUP } from '../src/search/chunk-store.js';
+
+/** Documents of three chunks (manyDocuments) a write group holds. */
+const PER_GROUP = Math.floor(CHUNKS_PER_GROUP / 3);
 
 /*
  * The default set-up's done-criterion (issue 23): with no embedding provider, an agent adds
@@ -184,7 +188,7 @@ for (const kind of BACKEND_KINDS) {
       expect((await run('query', { project_id: 'trig', sql: 'SELECT count(*)::int FROM project_registry_ingest.chunks' })).data['rows']).toEqual([[0]]);
     });
 
-    /** `n` documents of three paragraphs: at chunk_size 100, three chunks each, so 64-chunk write groups of 21 documents. */
+    /** `n` documents of three paragraphs: at chunk_size 100, three chunks each, so write groups of PER_GROUP documents. */
     const manyDocuments = (prefix: string, n: number, poisoned?: number) =>
       Array.from({ length: n }, (_, i) => ({
         source: `${prefix}-${i}.md`,
@@ -202,22 +206,23 @@ for (const kind of BACKEND_KINDS) {
         sql: "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN IF NEW.content LIKE '%poison%' THEN RAISE EXCEPTION 'poisoned chunk'; END IF; RETURN NEW; END $f$",
       });
       await run('execute', { project_id: 'groups', sql: 'CREATE TRIGGER refuse_poison BEFORE INSERT ON chunks FOR EACH ROW EXECUTE FUNCTION refuse_poison()' });
-      // Three groups (documents 0-20, 21-41, 42-59); the second fails while the first (and perhaps the third) are written beside it.
-      const documents = manyDocuments('g', 60, 30);
+      // Three groups (the third shorter); the second fails while the first (and perhaps the third) are written beside it.
+      const total = 2 * PER_GROUP + 18;
+      const documents = manyDocuments('g', total, PER_GROUP + 9);
       const failed = await run('add_documents', { project_id: 'groups', documents, chunk_size: 100, chunk_overlap: 0 });
       expect(failed.isError).toBe(true);
       expect(failed.text).toMatch(/poisoned chunk/);
       const stored = await storedPerSource('groups');
       for (const [, chunks] of stored) expect(chunks).toBe(3);
       const paths = stored.map(([path]) => path);
-      for (let i = 21; i < 42; i++) expect(paths).not.toContain(`g-${i}.md`);
+      for (let i = PER_GROUP; i < 2 * PER_GROUP; i++) expect(paths).not.toContain(`g-${i}.md`);
 
       await run('execute', { project_id: 'groups', sql: 'DROP TRIGGER refuse_poison ON chunks' });
       const again = await run('add_documents', { project_id: 'groups', documents, chunk_size: 100, chunk_overlap: 0 });
       expect(again.isError, again.text).toBe(false);
-      expect(again.data).toMatchObject({ added: 3 * (60 - stored.length), removed: 0 });
+      expect(again.data).toMatchObject({ added: 3 * (total - stored.length), removed: 0 });
       const all = await storedPerSource('groups');
-      expect(all).toHaveLength(60);
+      expect(all).toHaveLength(total);
       for (const [, chunks] of all) expect(chunks).toBe(3);
     });
 
@@ -245,10 +250,10 @@ for (const kind of BACKEND_KINDS) {
           END $f$`,
       });
       await run('execute', { project_id: 'overlap', sql: 'CREATE TRIGGER note_overlap AFTER INSERT ON chunks FOR EACH STATEMENT EXECUTE FUNCTION note_overlap()' });
-      // Two groups: documents 0-20 and 21-39.
-      const added = await run('add_documents', { project_id: 'overlap', documents: manyDocuments('o', 40), chunk_size: 100, chunk_overlap: 0 });
+      // Two groups, the second shorter.
+      const added = await run('add_documents', { project_id: 'overlap', documents: manyDocuments('o', PER_GROUP + 19), chunk_size: 100, chunk_overlap: 0 });
       expect(added.isError, added.text).toBe(false);
-      expect(added.data).toMatchObject({ added: 120 });
+      expect(added.data).toMatchObject({ added: 3 * (PER_GROUP + 19) });
       const seen = await run('query', { project_id: 'overlap', sql: 'SELECT max(sessions), count(DISTINCT tx)::int FROM overlap_seen' });
       expect(seen.data['rows']).toEqual([[2, 2]]);
     });
