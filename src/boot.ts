@@ -13,6 +13,8 @@ import { WorkspaceFleet } from './workspaces/workspace-fleet.js';
 import { DEFAULT_SNAPSHOT_LIMITS, type SnapshotLimits } from './workspaces/workspace-snapshots.js';
 import { readInstallState } from './registry/registry-sql.js';
 import { SearchService } from './search/search-service.js';
+import { MemberDatabases } from './databases/member-databases.js';
+import { checkCanSpread, MemberDatabaseError, memberDatabases as listMemberDatabases, memberUrl } from './databases/placements.js';
 
 /*
  * Everything boot needs that is heavy to load (the SQL parser, PGlite, pg) is reached from this
@@ -73,6 +75,49 @@ export async function installAndServe(db: Database, plan: InstallPlan, config: E
   });
   return { report, db, workspaces, fleet: new WorkspaceFleet(db, plan, workspaces, sandbox), sandbox, embedder, search };
 }
+
+/**
+ * On PostgreSQL, the member databases workspaces are spread over (databases/member-databases.ts):
+ * with --workspaces-per-database, or while the home database has placements from a run with it.
+ * Refused on Citus, which spreads workspaces over its nodes instead, and without CREATEDB.
+ */
+export async function memberDatabases(home: Ready, plan: InstallPlan, config: EngineConfig, log: Logger): Promise<MemberDatabases | undefined> {
+  const { databaseUrl, workspacesPerDatabase } = config;
+  if (!databaseUrl) return undefined;
+  if (workspacesPerDatabase !== undefined) {
+    if (home.report.citus) {
+      throw new MemberDatabaseError(
+        '--workspaces-per-database is for a single PostgreSQL server: on Citus, workspaces are spread over its worker nodes ' +
+          '(docs/citus.md). Leave --workspaces-per-database (PG_WORKSPACE_WORKSPACES_PER_DATABASE) out.',
+      );
+    }
+    await checkCanSpread(home.db);
+  } else if (home.report.citus || (await listMemberDatabases(home.db)).length === 0) {
+    return undefined;
+  }
+  const { PostgresDatabase } = await import('./db/postgres/postgres-database.js');
+  return new MemberDatabases(home, workspacesPerDatabase, async (database) => {
+    const db = new PostgresDatabase({
+      connectionString: memberUrl(databaseUrl, database),
+      ...(config.maxConnections ? { maxConnections: config.maxConnections } : {}),
+      ...(config.connectWaitMs !== undefined ? { connectWaitMs: config.connectWaitMs } : {}),
+      sharedSlots: true,
+      warmForMs: MEMBER_WARM_MS,
+    });
+    try {
+      return await installAndServe(db, plan, config, log);
+    } catch (error) {
+      await db.close();
+      throw error;
+    }
+  });
+}
+
+/**
+ * A member database's pool keeps its warm connection this long after its last call: a server
+ * spread over a hundred databases would otherwise keep one open in each it ever served.
+ */
+const MEMBER_WARM_MS = 60_000;
 
 /** The per-workspace snapshot limits a configuration sets (docs/snapshots.md). */
 export function snapshotLimits(config: Partial<Pick<EngineConfig, 'maxSnapshots' | 'snapshotBudgetBytes'>>): SnapshotLimits {

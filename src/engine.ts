@@ -1,4 +1,5 @@
 import type { Database } from './db/database.js';
+import type { MemberDatabases } from './databases/member-databases.js';
 import { isRetriedBootFailure } from './boot-failures.js';
 import { explainError, pgError, sqlState } from './db/sql-errors.js';
 import type { InstallReport } from './installer/install-extensions.js';
@@ -27,6 +28,8 @@ export class ProvisioningEngine {
   #boot: Promise<Ready> | undefined;
   /** Set once boot succeeded: the hot path (every tool call) returns it without a timer. */
   #ready: Ready | undefined;
+  /** On PostgreSQL: the databases workspaces are spread over (databases/member-databases.ts), set at boot. */
+  #members: MemberDatabases | undefined;
   #status: EngineStatus = { state: 'booting' };
   #closed = false;
 
@@ -113,6 +116,28 @@ export class ProvisioningEngine {
     }
   }
 
+  /**
+   * The services of the database holding `projectId` (databases/member-databases.ts): the home
+   * database's, unless the server spreads workspaces over databases or did before. Every tool
+   * call that names a workspace comes through here; undefined: the home database's.
+   */
+  async readyFor(projectId: string | undefined, timeoutMs: number): Promise<Ready> {
+    const home = await this.ready(timeoutMs);
+    return projectId === undefined || !this.#members ? home : this.#members.readyFor(projectId);
+  }
+
+  /** The home database's services, then every member database's: what spans every workspace (list_workspaces, commands). */
+  async readyAll(timeoutMs: number): Promise<Ready[]> {
+    const home = await this.ready(timeoutMs);
+    return this.#members ? this.#members.all() : [home];
+  }
+
+  /** The services a fork of `from` to `to` runs on: `to` is placed beside `from` (a fork copies within one database). */
+  async readyForFork(from: string, to: string, timeoutMs: number): Promise<Ready> {
+    const home = await this.ready(timeoutMs);
+    return this.#members ? this.#members.placeBeside(to, from) : home;
+  }
+
   async #bootOnce(): Promise<Ready> {
     this.#status = { state: 'booting' };
     try {
@@ -121,6 +146,8 @@ export class ProvisioningEngine {
       const plan = await this.#plan;
       this.#db ??= await boot.openDatabase(this.config, this.log);
       const ready = await boot.installAndServe(this.#db, plan, this.config, this.log);
+      await this.#members?.close();
+      this.#members = await boot.memberDatabases(ready, plan, this.config, this.log);
       this.#status = { state: 'ready', report: ready.report };
       this.#ready = ready;
       return ready;
@@ -136,6 +163,7 @@ export class ProvisioningEngine {
   async close(): Promise<void> {
     this.#closed = true;
     // Directory runs stop between files first: what they wrote is whole, and the next run resumes.
+    await this.#members?.close();
     await this.#ready?.search.close();
     // A boot still waiting for the install lock fails on the closed database and ends with it.
     await this.#db?.close();

@@ -44,7 +44,7 @@ export function registerWorkspaceStatusTool(server: McpServer, deps: ToolDeps): 
       runTool(
         deps,
         async () => {
-          const fleet = await deps.fleet(signal);
+          const fleet = await deps.fleet(signal, project_id);
           if (project_id === undefined) {
             deps.access.checkUnscoped('The fleet status (workspace_status without project_id)');
             const f = await fleet.fleetStatus();

@@ -60,6 +60,11 @@ export interface PostgresOptions {
    * store's socket: its owner's one session, replaced by the owner when it is refused).
    */
   claims?: 'connection' | 'session';
+  /**
+   * Keep the warm connection only this long after the last call (default: while there is room):
+   * a member database (databases/member-databases.ts) a server may not call again for hours.
+   */
+  warmForMs?: number;
 }
 
 /** Which workspace's agent code a pooled client ran: its project id, and the identity its claim returned ('0' when unknown). */
@@ -101,7 +106,9 @@ export class PostgresDatabase extends SessionDatabase {
    */
   #direct: boolean | undefined;
   /** Idle clients, kept lent out of pg-pool (whose idle list stays empty) so that a call can choose among them. */
-  readonly #parked = new ParkedConnections(EXTRA_IDLE_TIMEOUT_MS, () => this.#warm, () => (this.#direct === false ? 1 : this.#maxConnections));
+  readonly #parked = new ParkedConnections(EXTRA_IDLE_TIMEOUT_MS, () => this.#keepsWarm(), () => (this.#direct === false ? 1 : this.#maxConnections));
+  readonly #warmForMs: number | undefined;
+  #lastCall = Date.now();
 
   constructor(options: PostgresOptions) {
     super();
@@ -111,6 +118,7 @@ export class PostgresDatabase extends SessionDatabase {
     this.#maxConnections = Math.max(2, options.maxConnections ?? 10);
     this.#direct = options.sharedSlots ? undefined : true;
     this.#claims = options.claims ?? 'connection';
+    this.#warmForMs = options.warmForMs;
     this.#pool = new pg.Pool({
       connectionString: options.connectionString,
       max: this.#maxConnections,
@@ -227,6 +235,7 @@ export class PostgresDatabase extends SessionDatabase {
    * statement and discards the client.
    */
   async #checkout<T>(use: (client: pg.PoolClient, lost: () => Error | undefined) => Promise<T>, agentOf?: string): Promise<T> {
+    this.#lastCall = Date.now();
     const client = await this.#connectFor(agentOf);
     const uses = (this.#uses.get(client) ?? 0) + 1;
     this.#uses.set(client, uses);
@@ -252,6 +261,11 @@ export class PostgresDatabase extends SessionDatabase {
       else if (this.#warm) this.#park(client);
       else void this.#releaseCold(client);
     }
+  }
+
+  /** Whether the last idle connection stays: the database has room, and (warmForMs) it was called lately. */
+  #keepsWarm(): boolean {
+    return this.#warm && (this.#warmForMs === undefined || Date.now() - this.#lastCall < this.#warmForMs);
   }
 
   #park(client: pg.PoolClient): void {
