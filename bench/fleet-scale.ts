@@ -18,9 +18,8 @@
  * their size for the next run), BENCH_FLEET_SUPERUSER=1 (the engine as the superuser, not as a
  * CREATEROLE role of its own; a held run and the runs on it must agree), BENCH_FLEET_PER_DATABASE
  * (--workspaces-per-database of both servers, default SUGGESTED_WORKSPACES_PER_DATABASE; `off`:
- * every workspace in one database). Spread, each fleet is built short of its size by the
- * workspaces measured, which then fill its last database: a measured workspace lands beside as
- * many others as in a full database, as the fleet's next workspace would.
+ * every workspace in one database). Spread, a fleet larger than a database is built short of its
+ * size by the workspaces measured, which then fill its last database (builtSize).
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { parseCommand, SUGGESTED_WORKSPACES_PER_DATABASE } from '../src/config.js';
@@ -237,9 +236,7 @@ const rows: Row[] = [];
 try {
   const builtAt = performance.now();
   if (!REUSE) {
-    // Spread, the measured workspaces (and the warm ones) fill the last database of each fleet.
-    const built = (size: number) => (PER_DATABASE === undefined ? size : Math.max(0, size - ITERATIONS - WARM.length));
-    await Promise.all([buildFleet(small, 'fleet', built(SMALL)), buildFleet(large, 'fleet', built(LARGE))]);
+    await Promise.all([buildFleet(small, 'fleet', builtSize(SMALL)), buildFleet(large, 'fleet', builtSize(LARGE))]);
     log(`built both fleets in ${Math.round((performance.now() - builtAt) / 1000)} s; settling (VACUUM ANALYZE)`);
     // On a connection of its own, closed after: ANALYZE leaves its backend an attribute-options
     // cache entry per column analyzed, and PostgreSQL empties that cache by walking its whole hash
@@ -261,7 +258,7 @@ try {
   // A server that has served its whole fleet, as one that made it through the tools has: every
   // workspace's SQL sandbox called once by this engine (its connections' caches hold them).
   for (const [s, size] of [[small, SMALL], [large, LARGE]] as const) {
-    const count = REUSE || PER_DATABASE === undefined ? size : Math.max(0, size - ITERATIONS - WARM.length);
+    const count = REUSE ? size : builtSize(size);
     const touched = performance.now();
     for (let i = 0; i < count; i++) {
       const id = `fleet-${String(i).padStart(6, '0')}`;
@@ -348,6 +345,15 @@ try {
     await s.engine.close();
     await s.cluster?.destroy();
   }
+}
+
+/**
+ * The workspaces built of a fleet of `size`. Spread over databases, a fleet larger than one is
+ * built short by the workspaces a run makes (the warm ones and the measured), which then fill its
+ * last database: the measured ones land beside as many others as a full database holds.
+ */
+function builtSize(size: number): number {
+  return PER_DATABASE === undefined || size < PER_DATABASE ? size : Math.max(0, size - ITERATIONS - WARM.length);
 }
 
 function newSamples(): Record<Step, Samples> {

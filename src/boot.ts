@@ -1,5 +1,6 @@
 import { DEFAULT_INDEX_BUILD_MEMORY_MB } from './config.js';
 import type { Database } from './db/database.js';
+import type { ConnectionShare } from './db/postgres/connection-share.js';
 import type { EngineConfig, Ready } from './services.js';
 import { createEmbedder } from './embeddings/http-embedder.js';
 import { loadExtensions } from './extensions/load-extensions.js';
@@ -27,7 +28,7 @@ export function planInstall(config: EngineConfig): Promise<InstallPlan> {
   return loadExtensions([...builtinExtensionDirs, ...config.extensionDirs], config.disabledExtensions).then(prepareInstallPlan);
 }
 
-export async function openDatabase(config: EngineConfig, log: Logger): Promise<Database> {
+export async function openDatabase(config: EngineConfig, log: Logger, share?: ConnectionShare): Promise<Database> {
   if (!config.databaseUrl) {
     const { SharedStore } = await import('./db/embedded/shared-store.js');
     return SharedStore.open(config.dataDir, log, {
@@ -42,6 +43,7 @@ export async function openDatabase(config: EngineConfig, log: Logger): Promise<D
     ...(config.maxConnections ? { maxConnections: config.maxConnections } : {}),
     ...(config.connectWaitMs !== undefined ? { connectWaitMs: config.connectWaitMs } : {}),
     sharedSlots: true,
+    ...(share ? { share } : {}),
   });
 }
 
@@ -81,7 +83,7 @@ export async function installAndServe(db: Database, plan: InstallPlan, config: E
  * with --workspaces-per-database, or while the home database has placements from a run with it.
  * Refused on Citus, which spreads workspaces over its nodes instead, and without CREATEDB.
  */
-export async function memberDatabases(home: Ready, plan: InstallPlan, config: EngineConfig, log: Logger): Promise<MemberDatabases | undefined> {
+export async function memberDatabases(home: Ready, plan: InstallPlan, config: EngineConfig, log: Logger, share: ConnectionShare): Promise<MemberDatabases | undefined> {
   const { databaseUrl, workspacesPerDatabase } = config;
   if (!databaseUrl) return undefined;
   if (workspacesPerDatabase !== undefined) {
@@ -103,6 +105,7 @@ export async function memberDatabases(home: Ready, plan: InstallPlan, config: En
       ...(config.connectWaitMs !== undefined ? { connectWaitMs: config.connectWaitMs } : {}),
       sharedSlots: true,
       warmForMs: MEMBER_WARM_MS,
+      share,
     });
     try {
       return await installAndServe(db, plan, config, log);

@@ -1,5 +1,6 @@
 import type { Database } from './db/database.js';
 import type { MemberDatabases } from './databases/member-databases.js';
+import { ConnectionShare, DEFAULT_MAX_CONNECTIONS } from './db/postgres/connection-share.js';
 import { isRetriedBootFailure } from './boot-failures.js';
 import { explainError, pgError, sqlState } from './db/sql-errors.js';
 import type { InstallReport } from './installer/install-extensions.js';
@@ -30,13 +31,17 @@ export class ProvisioningEngine {
   #ready: Ready | undefined;
   /** On PostgreSQL: the databases workspaces are spread over (databases/member-databases.ts), set at boot. */
   #members: MemberDatabases | undefined;
+  /** On PostgreSQL, the pool size the home database's pool and the member databases' keep to together. */
+  readonly #share: ConnectionShare;
   #status: EngineStatus = { state: 'booting' };
   #closed = false;
 
   constructor(
     private readonly config: EngineConfig,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.#share = new ConnectionShare(config.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
+  }
 
   get status(): EngineStatus {
     return this.#status;
@@ -144,10 +149,10 @@ export class ProvisioningEngine {
       const boot = await import('./boot.js');
       this.#plan ??= boot.planInstall(this.config);
       const plan = await this.#plan;
-      this.#db ??= await boot.openDatabase(this.config, this.log);
+      this.#db ??= await boot.openDatabase(this.config, this.log, this.#share);
       const ready = await boot.installAndServe(this.#db, plan, this.config, this.log);
       await this.#members?.close();
-      this.#members = await boot.memberDatabases(ready, plan, this.config, this.log);
+      this.#members = await boot.memberDatabases(ready, plan, this.config, this.log, this.#share);
       this.#status = { state: 'ready', report: ready.report };
       this.#ready = ready;
       return ready;
