@@ -132,11 +132,11 @@ export const DEFAULT_UPGRADE_TIMEOUT_MS = 60_000;
 export const DEFAULT_INDEX_BUILD_MEMORY_MB = 256;
 const MAX_INDEX_BUILD_MEMORY_MB = 65_536;
 /**
- * The database size docs and --help suggest for --workspaces-per-database: with 100 workspaces
- * each holding a function of the same name, PostgreSQL's own CREATE FUNCTION and CREATE TRIGGER
- * cost at most 0.1 ms more than with 10, a few percent of the tools' call (docs/benchmarks.md).
+ * The database size docs and --help suggest for --workspaces-per-database: at 10,000 workspaces
+ * 50 to a database kept every per-workspace call within 1.12 of a 10-workspace server's (server
+ * CPU), where 100 left CREATE FUNCTION at 1.24-1.32 (docs/benchmarks.md, Spread over databases).
  */
-export const SUGGESTED_WORKSPACES_PER_DATABASE = 100;
+export const SUGGESTED_WORKSPACES_PER_DATABASE = 50;
 /** Snapshots per workspace, and their bytes together, by default (docs/snapshots.md). */
 export const DEFAULT_MAX_SNAPSHOTS = 10;
 export const DEFAULT_SNAPSHOT_BUDGET_BYTES = 1024 * 1024 * 1024;

@@ -125,7 +125,7 @@ describe('workspaces spread over databases (PostgreSQL)', () => {
       expect((await placements(cluster, 'spread')).filter((p) => p['database_name'] === 'spread_w3').length).toBe(2);
     });
 
-    it('list_workspaces shows the workspaces of every database, in pages', async (ctx) => {
+    it('list_workspaces and the fleet\'s workspace_status cover every database', async (ctx) => {
       if (!cluster || !mcp) return ctx.skip();
       const seen: string[] = [];
       let cursor: string | undefined;
@@ -136,6 +136,8 @@ describe('workspaces spread over databases (PostgreSQL)', () => {
         cursor = (page.data['next_cursor'] as string | null) ?? undefined;
       } while (cursor);
       expect(seen).toEqual(['a', 'b', 'c', 'd', 'e', 'e-copy', 'old']);
+      const status = await call('workspace_status', {});
+      expect(status.data['fleet']).toMatchObject({ workspaces: 7, up_to_date: 7, lagging: 0 });
     });
 
     it('doctor and migrate-workspaces cover every member database', async (ctx) => {
@@ -168,6 +170,28 @@ describe('workspaces spread over databases (PostgreSQL)', () => {
       expect((await placements(cluster, 'race')).map((p) => p['database_name'])).toEqual(['race_w1', 'race_w1']);
     } finally {
       for (const e of engines) await e.close();
+    }
+  }, 120_000);
+
+  it("keeps a server's connections over every database to its pool size", async (ctx) => {
+    if (!cluster) return ctx.skip();
+    const url = await homeDatabase(cluster, 'share');
+    const engine = new ProvisioningEngine(
+      { databaseUrl: url, dataDir: '/nonexistent', extensionDirs: [], disabledExtensions: [], lockTimeoutMs: DEFAULT_LOCK_TIMEOUT_MS, workspacesPerDatabase: 1, maxConnections: 3 },
+      silentLogger,
+    );
+    try {
+      // Six workspaces in six databases, each served once: every database's pool would keep its connections.
+      for (let i = 0; i < 6; i++) {
+        const id = `pooled-${i}`;
+        await (await engine.readyFor(id, 60_000)).sandbox.query(id, 'SELECT 1', []);
+      }
+      const [open] = await cluster.sql(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pg-workspace-mcp' AND datname LIKE 'share%'",
+      );
+      expect(open?.['n']).toBeLessThanOrEqual(3);
+    } finally {
+      await engine.close();
     }
   }, 120_000);
 

@@ -38,7 +38,7 @@ export function registerListWorkspacesTool(server: McpServer, deps: ToolDeps): v
         deps,
         async () => {
           // With an allowlist, the allowed workspaces only: the others are not this agent's to see.
-          const page = await listAcross(await deps.everyDatabase(signal), { limit, cursor, prefix, only: deps.access.allowed });
+          const page = await listAcross((await deps.everyDatabase(signal)).map((d) => d.workspaces), { limit, cursor, prefix, only: deps.access.allowed });
           return {
             workspaces: page.workspaces.map((w) => ({
               project_id: w.projectId,

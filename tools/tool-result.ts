@@ -26,8 +26,8 @@ export interface ToolDeps {
   sandbox(signal?: AbortSignal, projectId?: string): Promise<WorkspaceSandbox>;
   /** Search by text and ingest (search, add_documents, index_directory). */
   search(signal?: AbortSignal, projectId?: string): Promise<SearchService>;
-  /** The workspaces of every database (list_workspaces). */
-  everyDatabase(signal?: AbortSignal): Promise<WorkspaceManager[]>;
+  /** The services of every database (list_workspaces, the fleet's workspace_status). */
+  everyDatabase(signal?: AbortSignal): Promise<{ workspaces: WorkspaceManager; fleet: WorkspaceFleet }[]>;
   /** A fork's services: `to` is placed beside `from`. */
   forkServices(from: string, to: string, signal?: AbortSignal): Promise<{ workspaces: WorkspaceManager; search: SearchService }>;
   /**

@@ -58,7 +58,7 @@ export function createSessionServer({ engine, readyTimeoutMs = READY_TIMEOUT_MS,
     everyDatabase: async (signal) => {
       const all = await engine.readyAll(readyTimeoutMs);
       signal?.throwIfAborted();
-      return all.map((r) => r.workspaces);
+      return all.map((r) => ({ workspaces: r.workspaces, fleet: r.fleet }));
     },
     forkServices: async (from, to, signal) => {
       const r = await engine.readyForFork(from, to, readyTimeoutMs);
