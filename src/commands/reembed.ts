@@ -38,7 +38,7 @@ export async function reembedWorkspaces(config: Config & { embeddings: Embedding
     const outcomes = [];
     for (const { db, sandbox, embedder } of databases) {
       if (!embedder) throw new Error('reembed runs with an embedding provider configured');
-      process.stderr.write(`reembed: moving pinned columns of ${projectId ? `workspace "${projectId}"` : 'every workspace'} in ${db.description} to ${describeSpace(embedder.space)}\n`);
+      process.stderr.write(`reembed: moving pinned columns of ${projectId ? `workspace "${projectId}"` : 'every workspace'}${databases.length > 1 ? ` in ${db.description}` : ''} to ${describeSpace(embedder.space)}\n`);
       const { reembed } = await import('../embeddings/reembed.js');
       outcomes.push(
         ...(await reembed(db, sandbox, embedder, {
