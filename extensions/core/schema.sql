@@ -142,7 +142,7 @@ CREATE UNLOGGED TABLE IF NOT EXISTS project_registry_ingest.chunks (
 REVOKE ALL ON TABLE project_registry_ingest.chunks FROM PUBLIC;
 GRANT SELECT ON TABLE project_registry_ingest.chunks TO PUBLIC;
 
--- Where workspaces live when the server spreads them over databases (migration 0010).
+-- Where workspaces live when the server spreads them over databases (migration 0011).
 CREATE TABLE IF NOT EXISTS project_registry.workspace_databases (
     database_name text COLLATE "C" PRIMARY KEY,
     workspaces    integer NOT NULL DEFAULT 0,

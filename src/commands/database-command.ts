@@ -83,7 +83,7 @@ export async function onMemberDatabases<T>(home: Database, config: Config, work:
   try {
     names = await memberDatabases(home);
   } catch (error) {
-    // An install from before core migration 0010 (doctor reports it): no placements.
+    // An install from before core migration 0011 (doctor reports it): no placements.
     if (sqlState(error) === '42P01' || sqlState(error) === '3F000') return [];
     throw error;
   }

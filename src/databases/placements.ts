@@ -10,7 +10,7 @@ import { sqlState } from '../db/sql-errors.js';
  * workspaces, not beside the whole fleet (docs/benchmarks.md, Fleet scale). Roles are the
  * cluster's: the server's role works in every database.
  *
- * The home database (DATABASE_URL's) records the placements (core migration 0010). A project id
+ * The home database (DATABASE_URL's) records the placements (core migration 0011). A project id
  * without a placement lives in the home database: every workspace made before the setting.
  */
 
