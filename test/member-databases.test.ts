@@ -155,6 +155,13 @@ describe('workspaces spread over databases (PostgreSQL)', () => {
       const migrated = await runCli(['migrate-workspaces'], env);
       expect(migrated.code, migrated.stderr).toBe(0);
       expect(migrated.stdout.match(/^Database /gm)?.length).toBe(4);
+      // A workspace schema of a member database that lost its registry row and its placement
+      // (restored from a backup): adopted there, and placed there, where calls then find it.
+      await rowsIn(cluster, 'spread_w1', "DELETE FROM project_registry.workspace_config WHERE project_id = 'b'");
+      await rowsIn(cluster, 'spread', "DELETE FROM project_registry.workspace_placements WHERE project_id = 'b'");
+      const adopted = await runCli(['repair', '--adopt-orphans', '--json'], env);
+      expect(adopted.code, adopted.stdout + adopted.stderr).toBe(0);
+      expect((await placements(cluster, 'spread')).find((p) => p['project_id'] === 'b')).toEqual({ project_id: 'b', database_name: 'spread_w1' });
     }, 120_000);
   });
 

@@ -1,4 +1,5 @@
 import type { Config } from '../config.js';
+import { placeIn } from '../databases/placements.js';
 import { formatRepair, repair, type RepairOptions } from '../operations/repair.js';
 import { EXIT_FINDINGS, EXIT_HEALTHY, onMemberDatabases, print, withDatabase } from './database-command.js';
 
@@ -11,7 +12,20 @@ export function repairCommand(config: Config, options: RepairOptions & { json: b
     // As a server's builds: on PostgreSQL only (PGlite's WebAssembly heap is bounded).
     const fixes = { ...options, ...(config.databaseUrl ? { indexBuildMemoryKb: config.indexBuildMemoryMb * 1024 } : {}) };
     const actions = await repair(db, plan, fixes);
-    const members = await onMemberDatabases(db, config, (member) => repair(member, plan, fixes));
+    const members = await onMemberDatabases(db, config, async (member, name) => {
+      const done = await repair(member, plan, fixes);
+      // An adopted workspace of a member database is found there by its placement in the home database.
+      for (const a of done) {
+        if (options.dryRun || a.fix !== 'adopt-orphan' || a.outcome !== 'changed') continue;
+        const placed = await placeIn(db, a.subject, name);
+        a.changes.push(
+          placed === name
+            ? `placed in the member database ${name}`
+            : `its id belongs to ${placed ? `the member database ${placed}` : 'the home database'}, where calls go: drop it here, or there first`,
+        );
+      }
+      return done;
+    });
     if (options.json) {
       const memberActions = members.map((m) => ({ database: m.database, actions: m.result }));
       print(`${JSON.stringify({ dry_run: options.dryRun, actions, ...(members.length > 0 ? { member_databases: memberActions } : {}) }, null, 2)}\n`);
