@@ -163,6 +163,35 @@ describe('workspaces spread over databases (PostgreSQL)', () => {
       expect(adopted.code, adopted.stdout + adopted.stderr).toBe(0);
       expect((await placements(cluster, 'spread')).find((p) => p['project_id'] === 'b')).toEqual({ project_id: 'b', database_name: 'spread_w1' });
     }, 120_000);
+
+    it('after a rename or a drop by a command, the running server makes an id again where any other server would', async (ctx) => {
+      if (!cluster || !mcp) return ctx.skip();
+      const env = { DATABASE_URL: url };
+      const schemaIn = async (database: string, schema: string) =>
+        (await rowsIn(cluster!, database, 'SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = $1', [schema]))[0]?.['n'];
+      // The running server knows both ids: 'a' in spread_w1, 'old' in the home database.
+      for (const id of ['a', 'old']) expect((await call('query', { project_id: id, sql: 'SELECT 1' })).isError).toBe(false);
+
+      const renamed = await runCli(['rename-workspace', 'a', 'a-renamed'], env);
+      expect(renamed.code, renamed.stdout + renamed.stderr).toBe(0);
+      expect((await call('query', { project_id: 'a-renamed', sql: 'SELECT 1' })).isError).toBe(false);
+      // The old id keeps its database: made again by the server that had it cached, it is where
+      // its placement says, which is where a server without the cache would make it.
+      expect((await call('ensure_workspace', { project_id: 'a' })).isError).toBe(false);
+      const placed = Object.fromEntries((await placements(cluster, 'spread')).map((p) => [p['project_id'], p['database_name']]));
+      expect([placed['a'], placed['a-renamed']]).toEqual(['spread_w1', 'spread_w1']);
+      expect(await schemaIn('spread_w1', 'project_a')).toBe(1);
+
+      // A workspace of the home database dropped by the command: the server made it again in the
+      // member database it placed it in, as any other server would, not in the home database.
+      const dropped = await runCli(['drop-workspace', 'old'], env);
+      expect(dropped.code, dropped.stdout + dropped.stderr).toBe(0);
+      expect((await call('ensure_workspace', { project_id: 'old' })).isError).toBe(false);
+      const home = (await placements(cluster, 'spread')).find((p) => p['project_id'] === 'old');
+      expect(home?.['database_name']).toMatch(/^spread_w\d+$/);
+      expect(await schemaIn('spread', 'project_old')).toBe(0);
+      expect(await schemaIn(String(home?.['database_name']), 'project_old')).toBe(1);
+    }, 120_000);
   });
 
   it('two servers placing the first workspaces at once make one member database and both succeed', async (ctx) => {

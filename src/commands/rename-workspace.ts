@@ -1,6 +1,6 @@
 import type { Config } from '../config.js';
 import type { Queryable } from '../db/database.js';
-import { movePlacement, placementOf } from '../databases/placements.js';
+import { copyPlacement, placementOf } from '../databases/placements.js';
 import { CannotRunError } from '../operations/cannot-run.js';
 import { EXIT_HEALTHY, installedWorkspaces, onWorkspaceDatabase, print, withDatabase } from './database-command.js';
 
@@ -9,8 +9,8 @@ export function renameWorkspaceCommand(config: Config, options: { from: string; 
   return withDatabase('rename-workspace', config, options.json, (home, plan) =>
     onWorkspaceDatabase(home, config, options.from, async (db) => {
       const workspaces = await installedWorkspaces(db, plan, config, [options.from, options.to]);
-      // The placement moves with the id, in the home database's transaction, committed once the
-      // rename is (databases/placements.ts); a new id placed elsewhere before keeps its database.
+      // The new id is placed where the workspace is, in the home database's transaction, committed
+      // once the rename is (databases/placements.ts); a new id placed elsewhere before is refused.
       const placedElsewhere = async (q: Queryable) => {
         const placed = config.databaseUrl ? await placementOf(q, options.to) : undefined;
         if (placed !== undefined) throw new CannotRunError(`"${options.to}" belongs to the database "${placed}" (it had a workspace there): rename to another id.`);
@@ -21,7 +21,7 @@ export function renameWorkspaceCommand(config: Config, options: { from: string; 
           ? await workspaces.rename(options.from, options.to)
           : await home.transaction(async (tx) => {
               await placedElsewhere(tx);
-              await movePlacement(tx, options.from, options.to);
+              await copyPlacement(tx, options.from, options.to);
               return workspaces.rename(options.from, options.to);
             });
       print(

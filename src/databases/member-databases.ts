@@ -12,7 +12,11 @@ import { ensureMemberDatabase, memberDatabases, place, placeIn } from './placeme
  */
 export class MemberDatabases {
   readonly #members = new Map<string, Promise<Ready>>();
-  /** Where each project id lives ('' for the home database), once known: placements move only by rename-workspace. */
+  /**
+   * The member database of each project id placed in one, once known: a placement never changes
+   * (drop and rename keep it). A workspace of the home database is looked up on each call: dropped
+   * (or renamed away) there, its id is placed in a member database by the next server to make it.
+   */
   readonly #placed = new Map<string, string>();
 
   constructor(
@@ -41,9 +45,8 @@ export class MemberDatabases {
    */
   async placeBeside(to: string, from: string): Promise<Ready> {
     const source = await this.databaseOf(from);
-    const known = this.#placed.get(validateProjectId(to));
-    const target = known !== undefined ? known || undefined : await placeIn(this.home.db, to, source);
-    this.#placed.set(to, target ?? '');
+    const target = this.#placed.get(validateProjectId(to)) ?? (await placeIn(this.home.db, to, source));
+    if (target !== undefined) this.#placed.set(to, target);
     if (target !== source) {
       throw new WorkspaceLifecycleError(
         `Cannot fork "${from}" to "${to}": "${to}" belongs to ${target ? `the database "${target}"` : 'the home database'} ` +
@@ -56,7 +59,7 @@ export class MemberDatabases {
   /** The member database holding `projectId`, or undefined for the home database. */
   async databaseOf(projectId: string): Promise<string | undefined> {
     const known = this.#placed.get(projectId);
-    if (known !== undefined) return known || undefined;
+    if (known !== undefined) return known;
     validateProjectId(projectId);
     const [row] = await this.home.db.query<{ database: string | null; home: boolean }>(
       `SELECT (SELECT database_name FROM project_registry.workspace_placements WHERE project_id = $1) AS database,
@@ -70,7 +73,7 @@ export class MemberDatabases {
       if (this.perDatabase === undefined) return undefined;
       database = await place(this.home.db, projectId, this.perDatabase);
     }
-    this.#placed.set(projectId, database ?? '');
+    if (database !== undefined) this.#placed.set(projectId, database);
     return database;
   }
 

@@ -94,9 +94,20 @@ export async function placeIn(home: Database, projectId: string, database: strin
   });
 }
 
-/** rename-workspace: the placement goes with the id (a no-op for a workspace of the home database). */
-export async function movePlacement(q: Queryable, from: string, to: string): Promise<void> {
-  await q.query('UPDATE project_registry.workspace_placements SET project_id = $2 WHERE project_id = $1', [from, to]);
+/**
+ * rename-workspace: the new id gets the old one's database, and the old id keeps its placement
+ * (a no-op for a workspace of the home database). Kept, like a dropped workspace's: a server that
+ * has the old id cached makes it anew where every other server would look for it.
+ */
+export async function copyPlacement(q: Queryable, from: string, to: string): Promise<void> {
+  await q.query(
+    `WITH placed AS (
+       INSERT INTO project_registry.workspace_placements (project_id, database_name)
+       SELECT $2, database_name FROM project_registry.workspace_placements WHERE project_id = $1
+       RETURNING database_name)
+     UPDATE project_registry.workspace_databases d SET workspaces = workspaces + 1 FROM placed WHERE d.database_name = placed.database_name`,
+    [from, to],
+  );
 }
 
 /**
