@@ -16,10 +16,14 @@
  * BENCH_FLEET_URLS=<small>,<large> (the superuser's URLs a held run printed: measure on its
  * fleets instead of building; the measured workspaces are dropped afterwards, so the fleets keep
  * their size for the next run), BENCH_FLEET_SUPERUSER=1 (the engine as the superuser, not as a
- * CREATEROLE role of its own; a held run and the runs on it must agree).
+ * CREATEROLE role of its own; a held run and the runs on it must agree), BENCH_FLEET_PER_DATABASE
+ * (--workspaces-per-database of both servers, default SUGGESTED_WORKSPACES_PER_DATABASE; `off`:
+ * every workspace in one database). Spread, a fleet larger than a database is built short of its
+ * size by the workspaces measured, which then fill its last database (builtSize).
  */
 import { mkdir, writeFile } from 'node:fs/promises';
-import { parseCommand } from '../src/config.js';
+import { parseCommand, SUGGESTED_WORKSPACES_PER_DATABASE } from '../src/config.js';
+import { memberUrl } from '../src/databases/placements.js';
 import { quoteIdent } from '../src/db/identifiers.js';
 import { PostgresDatabase } from '../src/db/postgres/postgres-database.js';
 import { memberFor } from '../src/db/role-membership.js';
@@ -40,6 +44,7 @@ const LARGE = Number(process.env['BENCH_FLEET_LARGE'] ?? 10_000);
 const ITERATIONS = Number(process.env['BENCH_ITERATIONS'] ?? 20);
 const WORKERS = Number(process.env['BENCH_FLEET_WORKERS'] ?? 2);
 const REUSE = process.env['BENCH_FLEET_URLS']?.split(',');
+const PER_DATABASE = process.env['BENCH_FLEET_PER_DATABASE'] === 'off' ? undefined : Number(process.env['BENCH_FLEET_PER_DATABASE'] ?? SUGGESTED_WORKSPACES_PER_DATABASE);
 /** The engine's role (see serverUrl). */
 const SERVER_ROLE = 'mcp_app';
 /** Names the measured workspaces of this run, which a held fleet may have seen runs before. */
@@ -62,9 +67,12 @@ interface Side {
   cluster: PgCluster | undefined;
   engine: ProvisioningEngine;
   ready: Ready;
+  /** The services of the database holding a workspace (spread, a member database's). */
+  readyFor(projectId: string): Promise<Ready>;
   url: string;
-  /** The floor's own connection, opened after the build: PostgreSQL's cost, not a busy session's. */
-  direct: PostgresDatabase;
+  /** The floor's own connection to the database of `ready`, opened after the build: PostgreSQL's cost, not a busy session's. */
+  direct(ready: Ready): Promise<PostgresDatabase>;
+  directs: Map<string, PostgresDatabase>;
   /** The cluster's CPU time (undefined where it cannot be read). */
   cpu: Awaited<ReturnType<typeof clusterCpu>>;
 }
@@ -79,10 +87,13 @@ async function serverUrl(cluster: PgCluster | undefined, url: string): Promise<s
   const parsed = new URL(url);
   if (cluster) {
     const database = parsed.pathname.slice(1);
-    await cluster.sql(`CREATE ROLE ${SERVER_ROLE} LOGIN CREATEROLE`);
+    // CREATEDB: spread, the server makes the member databases, from template1, where an admin made pgvector.
+    await cluster.sql(`CREATE ROLE ${SERVER_ROLE} LOGIN CREATEROLE${PER_DATABASE === undefined ? '' : ' CREATEDB'}`);
     await cluster.sql(`GRANT CREATE ON DATABASE ${quoteIdent(database)} TO ${SERVER_ROLE}`);
-    const admin = new PostgresDatabase({ connectionString: url, maxConnections: 1 });
-    await admin.exec('CREATE EXTENSION IF NOT EXISTS vector').finally(() => admin.close());
+    for (const db of PER_DATABASE === undefined ? [database] : [database, 'template1']) {
+      const admin = new PostgresDatabase({ connectionString: memberUrl(url, db), maxConnections: 1 });
+      await admin.exec('CREATE EXTENSION IF NOT EXISTS vector').finally(() => admin.close());
+    }
   }
   parsed.username = SERVER_ROLE;
   return parsed.toString();
@@ -92,16 +103,36 @@ async function side(settings: Record<string, string>, heldUrl?: string): Promise
   const cluster = heldUrl ? undefined : ((await startPgCluster({ settings })) ?? undefined);
   if (!heldUrl && !cluster) throw new Error('The benchmarks need PostgreSQL binaries (see docs/development.md).');
   const url = heldUrl ?? (await cluster!.createDatabase('fleet'));
-  const command = parseCommand([], { DATABASE_URL: await serverUrl(cluster, url), HOME: process.env['HOME'] ?? '/tmp' });
+  const command = parseCommand([], {
+    DATABASE_URL: await serverUrl(cluster, url),
+    HOME: process.env['HOME'] ?? '/tmp',
+    ...(PER_DATABASE === undefined ? {} : { PG_WORKSPACE_WORKSPACES_PER_DATABASE: String(PER_DATABASE) }),
+  });
   if (command.kind !== 'serve') throw new Error('expected a serve configuration');
   const engine = new ProvisioningEngine(command.config, silentLogger);
   engine.start();
-  const direct = new PostgresDatabase({ connectionString: url, maxConnections: 2 });
-  return { cluster, engine, ready: await engine.ready(120_000), url, direct, cpu: await clusterCpu(direct) };
+  const directs = new Map<string, PostgresDatabase>();
+  const direct = async (r: Ready) => {
+    const name = await databaseOf(r);
+    let db = directs.get(name);
+    if (!db) directs.set(name, (db = new PostgresDatabase({ connectionString: memberUrl(url, name), maxConnections: 2 })));
+    return db;
+  };
+  const ready = await engine.ready(120_000);
+  return { cluster, engine, ready, readyFor: (id) => engine.readyFor(id, 120_000), url, direct, directs, cpu: await clusterCpu(await direct(ready)) };
+}
+
+const databaseNames = new WeakMap<Ready, Promise<string>>();
+/** The name of the database a Ready serves. */
+function databaseOf(r: Ready): Promise<string> {
+  let name = databaseNames.get(r);
+  if (!name) databaseNames.set(r, (name = r.db.query<{ name: string }>('SELECT current_database() AS name').then(([row]) => row?.name ?? '')));
+  return name;
 }
 
 /** The calls an agent makes on a new workspace, through the engine the tools call. */
-async function agentWorkspace(r: Ready, projectId: string): Promise<void> {
+async function agentWorkspace(s: Side, projectId: string): Promise<void> {
+  const r = await s.readyFor(projectId);
   await r.workspaces.ensure(projectId);
   for (const sql of [AGENT.table, AGENT.fn, AGENT.trigger]) await r.sandbox.execute(projectId, sql, []);
   await r.sandbox.execute(projectId, AGENT.insert, ['first']);
@@ -114,11 +145,9 @@ async function agentWorkspace(r: Ready, projectId: string): Promise<void> {
  * workspace's role (SET ROLE instead of its sandbox function: the same owner, the same catalog
  * rows, without a pipeline per statement).
  */
-async function buildFleet(r: Ready, prefix: string, count: number): Promise<void> {
-  const [{ database, role } = { database: '', role: '' }] = await r.db.query<{ database: string; role: string }>(
-    'SELECT current_database() AS database, current_user AS role',
-  );
-  const searchPath = r.report.searchPathSchemas;
+async function buildFleet(s: Side, prefix: string, count: number): Promise<void> {
+  const [{ role } = { role: '' }] = await s.ready.db.query<{ role: string }>('SELECT current_user AS role');
+  const searchPath = s.ready.report.searchPathSchemas;
   let next = 0;
   let done = 0;
   const started = performance.now();
@@ -126,6 +155,8 @@ async function buildFleet(r: Ready, prefix: string, count: number): Promise<void
     Array.from({ length: WORKERS }, async () => {
       while (next < count) {
         const projectId = `${prefix}-${String(next++).padStart(6, '0')}`;
+        const r = await s.readyFor(projectId);
+        const database = await databaseOf(r);
         await r.workspaces.ensure(projectId);
         const p = { schemaName: schemaNameFor(projectId), roleName: roleNameFor(database, projectId), searchPath };
         const path = [p.schemaName, ...searchPath].map(quoteIdent).join(', ');
@@ -150,7 +181,7 @@ const STEPS: Record<Step, string> = {
   trigger: 'execute CREATE TRIGGER',
   insert: 'execute one-row INSERT',
   describe: 'describe_workspace',
-  rawWorkspace: 'floor: the workspace DDL sent directly (superuser, own connection, one query)',
+  rawWorkspace: 'floor: the workspace DDL sent directly (superuser, own connection to the workspace\'s database, one query)',
   rawTable: 'floor: the same CREATE TABLE sent directly',
   rawFn: 'floor: the same CREATE FUNCTION sent directly',
   rawTrigger: 'floor: the same CREATE TRIGGER sent directly',
@@ -172,9 +203,11 @@ async function measureOnce(s: Side, i: number, samples: Record<Step, Samples>): 
     samples[step].ms.push(performance.now() - t);
     if (c) samples[step].cpu.push(s.cpu!.since(c));
   };
-  const { workspaces, sandbox: sql } = s.ready;
-  const db = s.direct;
-  await timed('ensure', () => workspaces.ensure(projectId));
+  // Where a new workspace goes is part of ensure_workspace's cost (spread, a placement in the home database).
+  await timed('ensure', async () => (await s.readyFor(projectId)).workspaces.ensure(projectId));
+  const r = await s.readyFor(projectId);
+  const { workspaces, sandbox: sql } = r;
+  const db = await s.direct(r);
   await timed('firstCall', () => sql.query(projectId, 'SELECT 1', []));
   await timed('table', () => sql.execute(projectId, AGENT.table, []));
   await timed('fn', () => sql.execute(projectId, AGENT.fn, []));
@@ -182,7 +215,7 @@ async function measureOnce(s: Side, i: number, samples: Record<Step, Samples>): 
   await timed('insert', () => sql.execute(projectId, AGENT.insert, ['x']));
   await timed('describe', () => workspaces.describe(projectId));
   const raw = `raw_${RUN}_${i}`;
-  await timed('rawWorkspace', () => provisionRawFloor(db, plan, RUN, s.ready.report.searchPathSchemas)(i));
+  await timed('rawWorkspace', () => provisionRawFloor(db, plan, RUN, r.report.searchPathSchemas)(i));
   const path = `SET search_path TO ${quoteIdent(raw)}`;
   await db.withSession(async (session) => {
     await session.exec(path);
@@ -197,21 +230,23 @@ async function measureOnce(s: Side, i: number, samples: Record<Step, Samples>): 
 
 const plan = await planFor([]);
 const settings = { shared_preload_libraries: "'pg_stat_statements'" };
-log(`starting two clusters: ${SMALL} and ${LARGE} workspaces`);
+log(`starting two clusters: ${SMALL} and ${LARGE} workspaces, ${PER_DATABASE === undefined ? 'all in one database' : `${PER_DATABASE} to a database`}`);
 const [small, large] = [await side(settings, REUSE?.[0]), await side(settings, REUSE?.[1])];
 const rows: Row[] = [];
 try {
   const builtAt = performance.now();
   if (!REUSE) {
-    await Promise.all([buildFleet(small.ready, 'fleet', SMALL), buildFleet(large.ready, 'fleet', LARGE)]);
+    await Promise.all([buildFleet(small, 'fleet', builtSize(SMALL)), buildFleet(large, 'fleet', builtSize(LARGE))]);
     log(`built both fleets in ${Math.round((performance.now() - builtAt) / 1000)} s; settling (VACUUM ANALYZE)`);
     // On a connection of its own, closed after: ANALYZE leaves its backend an attribute-options
     // cache entry per column analyzed, and PostgreSQL empties that cache by walking its whole hash
     // table on every pg_attribute invalidation. Kept idle beside the 10,000 fleet, that connection
     // cost 5-10 ms of the cluster's CPU each time it caught up on invalidations (every few calls).
     for (const s of [small, large]) {
-      const settle = new PostgresDatabase({ connectionString: s.url, maxConnections: 2 });
-      await settle.exec('VACUUM ANALYZE').finally(() => settle.close());
+      for (const r of await s.engine.readyAll(120_000)) {
+        const settle = new PostgresDatabase({ connectionString: memberUrl(s.url, await databaseOf(r)), maxConnections: 2 });
+        await settle.exec('VACUUM ANALYZE').finally(() => settle.close());
+      }
     }
   }
   const buildSeconds = REUSE ? undefined : Math.round((performance.now() - builtAt) / 1000);
@@ -222,13 +257,31 @@ try {
   }
   // A server that has served its whole fleet, as one that made it through the tools has: every
   // workspace's SQL sandbox called once by this engine (its connections' caches hold them).
-  for (const [s, count] of [[small, SMALL], [large, LARGE]] as const) {
+  for (const [s, size] of [[small, SMALL], [large, LARGE]] as const) {
+    const count = REUSE ? size : builtSize(size);
     const touched = performance.now();
-    for (let i = 0; i < count; i++) await s.ready.sandbox.query(`fleet-${String(i).padStart(6, '0')}`, 'SELECT 1', []);
+    for (let i = 0; i < count; i++) {
+      const id = `fleet-${String(i).padStart(6, '0')}`;
+      await (await s.readyFor(id)).sandbox.query(id, 'SELECT 1', []);
+    }
     log(`called the sandbox of each of ${count} workspaces in ${Math.round(performance.now() - touched)} ms`);
   }
   // Two whole workspaces through the tools' engine calls, unmeasured: caches and plans warm.
-  for (const s of [small, large]) for (const w of WARM) await agentWorkspace(s.ready, w);
+  // And the floor's connection to the database they land in, by the same statements sent directly.
+  for (const s of [small, large]) {
+    for (const [w, id] of WARM.entries()) {
+      await agentWorkspace(s, id);
+      const r = await s.readyFor(id);
+      const db = await s.direct(r);
+      await provisionRawFloor(db, plan, `${RUN}_warm`, r.report.searchPathSchemas)(w);
+      await db.withSession(async (session) => {
+        await session.exec(`SET search_path TO ${quoteIdent(`raw_${RUN}_warm_${w}`)}`);
+        for (const sql of [AGENT.table, AGENT.fn, AGENT.trigger]) await session.query(sql);
+        await session.query(AGENT.insert, ['x']);
+        await session.exec('RESET search_path');
+      });
+    }
+  }
   const samples = { small: newSamples(), large: newSamples() };
   for (let i = 0; i < ITERATIONS; i++) {
     // Taking turns, the first of each pair alternating: drift lands on both alike.
@@ -270,23 +323,37 @@ try {
   ) as Record<'small' | 'large', Record<Step, { ms: Distribution; cpu: Distribution }>>;
   await writeFile(
     'bench/results/fleet-scale.json',
-    JSON.stringify({ at: new Date().toISOString(), node: process.version, sizes: { small: SMALL, large: LARGE, iterations: ITERATIONS }, buildSeconds, raw, rows }, null, 2),
+    JSON.stringify({ at: new Date().toISOString(), node: process.version, sizes: { small: SMALL, large: LARGE, iterations: ITERATIONS, perDatabase: PER_DATABASE ?? null }, buildSeconds, raw, rows }, null, 2),
   );
   await writeFile('bench/results/fleet-scale.txt', `${table}\n`);
 } finally {
   for (const s of [small, large]) {
     // A held fleet keeps its size: this run's workspaces (the warm ones too) and floor schemas go.
     if (REUSE) {
-      for (const w of WARM) await s.ready.workspaces.drop(w);
+      for (const [w, id] of WARM.entries()) {
+        const r = await s.readyFor(id);
+        await r.workspaces.drop(id);
+        await (await s.direct(r)).exec(`DROP SCHEMA IF EXISTS ${quoteIdent(`raw_${RUN}_warm_${w}`)} CASCADE`);
+      }
       for (let i = 0; i < ITERATIONS; i++) {
-        await s.ready.workspaces.drop(`${RUN}-${i}`);
-        await s.direct.exec(`DROP SCHEMA IF EXISTS ${quoteIdent(`raw_${RUN}_${i}`)} CASCADE`);
+        const r = await s.readyFor(`${RUN}-${i}`);
+        await r.workspaces.drop(`${RUN}-${i}`);
+        await (await s.direct(r)).exec(`DROP SCHEMA IF EXISTS ${quoteIdent(`raw_${RUN}_${i}`)} CASCADE`);
       }
     }
-    await s.direct.close();
+    for (const db of s.directs.values()) await db.close();
     await s.engine.close();
     await s.cluster?.destroy();
   }
+}
+
+/**
+ * The workspaces built of a fleet of `size`. Spread over databases, a fleet larger than one is
+ * built short by the workspaces a run makes (the warm ones and the measured), which then fill its
+ * last database: the measured ones land beside as many others as a full database holds.
+ */
+function builtSize(size: number): number {
+  return PER_DATABASE === undefined || size < PER_DATABASE ? size : Math.max(0, size - ITERATIONS - WARM.length);
 }
 
 function newSamples(): Record<Step, Samples> {

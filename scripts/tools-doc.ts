@@ -39,6 +39,9 @@ export async function listTools(): Promise<Tool[]> {
   const engine = {
     start() {},
     ready: () => Promise.reject(new Error('listing tools needs no engine')),
+    readyFor: () => Promise.reject(new Error('listing tools needs no engine')),
+    readyAll: () => Promise.reject(new Error('listing tools needs no engine')),
+    readyForFork: () => Promise.reject(new Error('listing tools needs no engine')),
     explainFailedCall: async (error: unknown) => String(error),
     close: async () => {},
   };

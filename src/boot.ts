@@ -1,5 +1,6 @@
 import { DEFAULT_INDEX_BUILD_MEMORY_MB } from './config.js';
 import type { Database } from './db/database.js';
+import type { ConnectionShare } from './db/postgres/connection-share.js';
 import type { EngineConfig, Ready } from './services.js';
 import { createEmbedder } from './embeddings/http-embedder.js';
 import { loadExtensions } from './extensions/load-extensions.js';
@@ -13,6 +14,8 @@ import { WorkspaceFleet } from './workspaces/workspace-fleet.js';
 import { DEFAULT_SNAPSHOT_LIMITS, type SnapshotLimits } from './workspaces/workspace-snapshots.js';
 import { readInstallState } from './registry/registry-sql.js';
 import { SearchService } from './search/search-service.js';
+import { MemberDatabases } from './databases/member-databases.js';
+import { checkCanSpread, MemberDatabaseError, memberDatabases as listMemberDatabases, memberUrl } from './databases/placements.js';
 
 /*
  * Everything boot needs that is heavy to load (the SQL parser, PGlite, pg) is reached from this
@@ -25,7 +28,7 @@ export function planInstall(config: EngineConfig): Promise<InstallPlan> {
   return loadExtensions([...builtinExtensionDirs, ...config.extensionDirs], config.disabledExtensions).then(prepareInstallPlan);
 }
 
-export async function openDatabase(config: EngineConfig, log: Logger): Promise<Database> {
+export async function openDatabase(config: EngineConfig, log: Logger, share?: ConnectionShare): Promise<Database> {
   if (!config.databaseUrl) {
     const { SharedStore } = await import('./db/embedded/shared-store.js');
     return SharedStore.open(config.dataDir, log, {
@@ -40,6 +43,7 @@ export async function openDatabase(config: EngineConfig, log: Logger): Promise<D
     ...(config.maxConnections ? { maxConnections: config.maxConnections } : {}),
     ...(config.connectWaitMs !== undefined ? { connectWaitMs: config.connectWaitMs } : {}),
     sharedSlots: true,
+    ...(share ? { share } : {}),
   });
 }
 
@@ -73,6 +77,50 @@ export async function installAndServe(db: Database, plan: InstallPlan, config: E
   });
   return { report, db, workspaces, fleet: new WorkspaceFleet(db, plan, workspaces, sandbox), sandbox, embedder, search };
 }
+
+/**
+ * On PostgreSQL, the member databases workspaces are spread over (databases/member-databases.ts):
+ * with --workspaces-per-database, or while the home database has placements from a run with it.
+ * Refused on Citus, which spreads workspaces over its nodes instead, and without CREATEDB.
+ */
+export async function memberDatabases(home: Ready, plan: InstallPlan, config: EngineConfig, log: Logger, share: ConnectionShare): Promise<MemberDatabases | undefined> {
+  const { databaseUrl, workspacesPerDatabase } = config;
+  if (!databaseUrl) return undefined;
+  if (workspacesPerDatabase !== undefined) {
+    if (home.report.citus) {
+      throw new MemberDatabaseError(
+        '--workspaces-per-database is for a single PostgreSQL server: on Citus, workspaces are spread over its worker nodes ' +
+          '(docs/citus.md). Leave --workspaces-per-database (PG_WORKSPACE_WORKSPACES_PER_DATABASE) out.',
+      );
+    }
+    await checkCanSpread(home.db);
+  } else if (home.report.citus || (await listMemberDatabases(home.db)).length === 0) {
+    return undefined;
+  }
+  const { PostgresDatabase } = await import('./db/postgres/postgres-database.js');
+  return new MemberDatabases(home, workspacesPerDatabase, async (database) => {
+    const db = new PostgresDatabase({
+      connectionString: memberUrl(databaseUrl, database),
+      ...(config.maxConnections ? { maxConnections: config.maxConnections } : {}),
+      ...(config.connectWaitMs !== undefined ? { connectWaitMs: config.connectWaitMs } : {}),
+      sharedSlots: true,
+      warmForMs: MEMBER_WARM_MS,
+      share,
+    });
+    try {
+      return await installAndServe(db, plan, config, log);
+    } catch (error) {
+      await db.close();
+      throw error;
+    }
+  });
+}
+
+/**
+ * A member database's pool keeps its warm connection this long after its last call: a server
+ * spread over a hundred databases would otherwise keep one open in each it ever served.
+ */
+const MEMBER_WARM_MS = 60_000;
 
 /** The per-workspace snapshot limits a configuration sets (docs/snapshots.md). */
 export function snapshotLimits(config: Partial<Pick<EngineConfig, 'maxSnapshots' | 'snapshotBudgetBytes'>>): SnapshotLimits {

@@ -39,6 +39,11 @@ export interface Config {
   connectWaitMs: number;
   /** The embedded store vacuums and analyzes the tables that need it once idle this long. */
   maintenanceIdleMs: number;
+  /**
+   * On PostgreSQL (serve): new workspaces are spread over databases of the server, this many to a
+   * database (docs/operations.md, "Many workspaces"); unset: every workspace in DATABASE_URL's.
+   */
+  workspacesPerDatabase?: number | undefined;
   /** The embedding provider (serve only); unset: none. */
   embeddings?: EmbeddingsConfig | undefined;
 }
@@ -126,6 +131,12 @@ export const DEFAULT_UPGRADE_TIMEOUT_MS = 60_000;
  */
 export const DEFAULT_INDEX_BUILD_MEMORY_MB = 256;
 const MAX_INDEX_BUILD_MEMORY_MB = 65_536;
+/**
+ * The database size docs and --help suggest for --workspaces-per-database: at 10,000 workspaces
+ * 50 to a database kept every per-workspace call within 1.12 of a 10-workspace server's (server
+ * CPU), where 100 left CREATE FUNCTION at 1.24-1.32 (docs/benchmarks.md, Spread over databases).
+ */
+export const SUGGESTED_WORKSPACES_PER_DATABASE = 50;
 /** Snapshots per workspace, and their bytes together, by default (docs/snapshots.md). */
 export const DEFAULT_MAX_SNAPSHOTS = 10;
 export const DEFAULT_SNAPSHOT_BUDGET_BYTES = 1024 * 1024 * 1024;
@@ -191,6 +202,12 @@ Options:
                        the most query/execute/search_vectors calls of one workspace that run at
                        once; the rest wait their turn (env PG_WORKSPACE_MAX_CALLS_PER_WORKSPACE;
                        default ${DEFAULT_MAX_CALLS_PER_WORKSPACE}), so one workspace cannot take every pooled connection
+  --workspaces-per-database N
+                       with DATABASE_URL: put new workspaces in databases of their own on the same
+                       server, N to a database (created as <database>_w1, _w2, ...; the server's role
+                       needs CREATEDB), so per-workspace calls stay as fast at 10,000 workspaces as at 10
+                       (env PG_WORKSPACE_WORKSPACES_PER_DATABASE; default: off, every workspace in
+                       DATABASE_URL's database; ${SUGGESTED_WORKSPACES_PER_DATABASE} is the measured size to start from)
   --allow-project ID   accept only these project ids in every tool; repeatable
                        (env PG_WORKSPACE_ALLOWED_PROJECTS, comma-separated; default: any id)
   --allow-root DIR     index_directory may read inside DIR; repeatable (env PG_WORKSPACE_ALLOWED_ROOTS,
@@ -287,6 +304,7 @@ const schema = z.object({
   snapshotBudgetBytes: z.coerce.number().int('must be a whole number of bytes').min(0).max(Number.MAX_SAFE_INTEGER),
   connectWaitMs: z.coerce.number().int('must be a whole number of milliseconds').min(0).max(600_000, 'must be at most 600000 (10 minutes)'),
   maintenanceIdleMs: z.coerce.number().int('must be a whole number of milliseconds').min(10, 'must be at least 10').max(3_600_000, 'must be at most 3600000 (an hour)'),
+  workspacesPerDatabase: z.coerce.number().int('must be a whole number').min(1, 'must be at least 1').max(1_000_000, 'must be at most 1000000').optional(),
 });
 
 const splitList = (value: string | undefined, separator: string) =>
@@ -331,6 +349,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
               'http-session-idle-timeout': { type: 'string' },
               'http-max-sessions': { type: 'string' },
               'max-calls-per-workspace': { type: 'string' },
+              'workspaces-per-database': { type: 'string' },
             } as const)),
         ...(subcommand && !reembed ? {} : EMBEDDINGS_FLAGS),
         ...(reembed ? ({ project: { type: 'string' }, all: { type: 'boolean' } } as const) : {}),
@@ -375,6 +394,11 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
     snapshotBudgetBytes: env['PG_WORKSPACE_SNAPSHOT_BUDGET_BYTES'] || DEFAULT_SNAPSHOT_BUDGET_BYTES,
     connectWaitMs: env['PG_WORKSPACE_CONNECT_WAIT_MS'] || DEFAULT_CONNECT_WAIT_MS,
     maintenanceIdleMs: env['PG_WORKSPACE_MAINTENANCE_IDLE_MS'] || DEFAULT_MAINTENANCE_IDLE_MS,
+    // Serve only: the commands find the member databases in the home database's placements.
+    workspacesPerDatabase: subcommand
+      ? undefined
+      : (('workspaces-per-database' in values ? values['workspaces-per-database'] : undefined) ??
+        (env['PG_WORKSPACE_WORKSPACES_PER_DATABASE'] || undefined)),
   });
   if (!parsed.success) {
     const names: Record<string, string> = {
@@ -396,11 +420,18 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
       snapshotBudgetBytes: 'PG_WORKSPACE_SNAPSHOT_BUDGET_BYTES',
       connectWaitMs: 'PG_WORKSPACE_CONNECT_WAIT_MS',
       maintenanceIdleMs: 'PG_WORKSPACE_MAINTENANCE_IDLE_MS',
+      workspacesPerDatabase: '--workspaces-per-database / PG_WORKSPACE_WORKSPACES_PER_DATABASE',
     };
     const problems = parsed.error.issues.map((i) => `  ${names[String(i.path[0])] ?? i.path.join('.')}: ${i.message}`);
     throw new ConfigError(`Invalid configuration:\n${problems.join('\n')}\n\nRun with --help for the options.`);
   }
   const config = { ...parsed.data, databaseUrl: parsed.data.databaseUrl, allowedProjects: parsed.data.allowedProjects };
+  if (config.workspacesPerDatabase !== undefined && !config.databaseUrl) {
+    throw new ConfigError(
+      '--workspaces-per-database / PG_WORKSPACE_WORKSPACES_PER_DATABASE spreads workspaces over the databases of a PostgreSQL ' +
+        'server: set DATABASE_URL to one, or leave the setting out (the embedded store is a single database).',
+    );
+  }
   if (dbUrl) return { kind: 'db-url', config };
   if (doctor) return { kind: 'doctor', config, json: values.json === true };
   if (drop || rename) {

@@ -1,4 +1,6 @@
 import type { Database } from './db/database.js';
+import type { MemberDatabases } from './databases/member-databases.js';
+import { ConnectionShare, DEFAULT_MAX_CONNECTIONS } from './db/postgres/connection-share.js';
 import { isRetriedBootFailure } from './boot-failures.js';
 import { explainError, pgError, sqlState } from './db/sql-errors.js';
 import type { InstallReport } from './installer/install-extensions.js';
@@ -27,13 +29,19 @@ export class ProvisioningEngine {
   #boot: Promise<Ready> | undefined;
   /** Set once boot succeeded: the hot path (every tool call) returns it without a timer. */
   #ready: Ready | undefined;
+  /** On PostgreSQL: the databases workspaces are spread over (databases/member-databases.ts), set at boot. */
+  #members: MemberDatabases | undefined;
+  /** On PostgreSQL, the pool size the home database's pool and the member databases' keep to together. */
+  readonly #share: ConnectionShare;
   #status: EngineStatus = { state: 'booting' };
   #closed = false;
 
   constructor(
     private readonly config: EngineConfig,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.#share = new ConnectionShare(config.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
+  }
 
   get status(): EngineStatus {
     return this.#status;
@@ -113,14 +121,38 @@ export class ProvisioningEngine {
     }
   }
 
+  /**
+   * The services of the database holding `projectId` (databases/member-databases.ts): the home
+   * database's, unless the server spreads workspaces over databases or did before. Every tool
+   * call that names a workspace comes through here; undefined: the home database's.
+   */
+  async readyFor(projectId: string | undefined, timeoutMs: number): Promise<Ready> {
+    const home = await this.ready(timeoutMs);
+    return projectId === undefined || !this.#members ? home : this.#members.readyFor(projectId);
+  }
+
+  /** The home database's services, then every member database's: what spans every workspace (list_workspaces, commands). */
+  async readyAll(timeoutMs: number): Promise<Ready[]> {
+    const home = await this.ready(timeoutMs);
+    return this.#members ? this.#members.all() : [home];
+  }
+
+  /** The services a fork of `from` to `to` runs on: `to` is placed beside `from` (a fork copies within one database). */
+  async readyForFork(from: string, to: string, timeoutMs: number): Promise<Ready> {
+    const home = await this.ready(timeoutMs);
+    return this.#members ? this.#members.placeBeside(to, from) : home;
+  }
+
   async #bootOnce(): Promise<Ready> {
     this.#status = { state: 'booting' };
     try {
       const boot = await import('./boot.js');
       this.#plan ??= boot.planInstall(this.config);
       const plan = await this.#plan;
-      this.#db ??= await boot.openDatabase(this.config, this.log);
+      this.#db ??= await boot.openDatabase(this.config, this.log, this.#share);
       const ready = await boot.installAndServe(this.#db, plan, this.config, this.log);
+      await this.#members?.close();
+      this.#members = await boot.memberDatabases(ready, plan, this.config, this.log, this.#share);
       this.#status = { state: 'ready', report: ready.report };
       this.#ready = ready;
       return ready;
@@ -136,6 +168,7 @@ export class ProvisioningEngine {
   async close(): Promise<void> {
     this.#closed = true;
     // Directory runs stop between files first: what they wrote is whole, and the next run resumes.
+    await this.#members?.close();
     await this.#ready?.search.close();
     // A boot still waiting for the install lock fails on the closed database and ends with it.
     await this.#db?.close();

@@ -14,7 +14,7 @@ import type { WorkspaceManager } from './workspaces/workspace-manager.js';
  */
 
 export type EngineConfig = Pick<Config, 'databaseUrl' | 'dataDir' | 'extensionDirs' | 'disabledExtensions' | 'lockTimeoutMs'> &
-  Partial<Pick<Config, 'statementTimeoutMs' | 'maxRowsCap' | 'maxResultBytes' | 'maxCallsPerWorkspace' | 'upgradeTimeoutMs' | 'indexBuildMemoryMb' | 'connectWaitMs' | 'maintenanceIdleMs' | 'embeddings' | 'maxSnapshots' | 'snapshotBudgetBytes'>> & {
+  Partial<Pick<Config, 'statementTimeoutMs' | 'maxRowsCap' | 'maxResultBytes' | 'maxCallsPerWorkspace' | 'upgradeTimeoutMs' | 'indexBuildMemoryMb' | 'connectWaitMs' | 'maintenanceIdleMs' | 'embeddings' | 'maxSnapshots' | 'snapshotBudgetBytes' | 'workspacesPerDatabase'>> & {
   /** Pool size on PostgreSQL (default 10); the fleet upgrade needs one per worker. */
   maxConnections?: number;
   /** --allow-root: directories index_directory may read (besides the client's MCP roots). */

@@ -68,6 +68,7 @@ describe('reliability on a real PostgreSQL server', () => {
           { extension_id: 'core', name: '0008_transient_memberships', n: 1 },
           { extension_id: 'core', name: '0009_ingest_staging', n: 1 },
           { extension_id: 'core', name: '0010_ingest_staging_storage', n: 1 },
+          { extension_id: 'core', name: '0011_workspace_databases', n: 1 },
           { extension_id: 'relia', name: '0001_first', n: 1 },
           { extension_id: 'relia', name: '0002_second', n: 1 },
         ]);
@@ -441,6 +442,7 @@ describe('through PgBouncer in transaction pooling mode', () => {
         { extension_id: 'core', name: '0008_transient_memberships', n: 1 },
         { extension_id: 'core', name: '0009_ingest_staging', n: 1 },
         { extension_id: 'core', name: '0010_ingest_staging_storage', n: 1 },
+        { extension_id: 'core', name: '0011_workspace_databases', n: 1 },
       ]);
       expect(await dbs[0]!.query(`SELECT count(*)::int AS n FROM project_registry.workspace_config`)).toEqual([{ n: 13 }]);
     } finally {

@@ -27,8 +27,9 @@ export function registerForkWorkspaceTool(server: McpServer, deps: ToolDeps): vo
         deps.access.check(from);
         deps.access.check(to);
         // The vector index a load of this server builds after its call (docs/search.md): the copy has it.
-        await (await deps.search(signal)).settled(from);
-        const outcome = await (await deps.workspaces(signal)).fork(from, to, snapshot);
+        const { workspaces, search } = await deps.forkServices(from, to, signal);
+        await search.settled(from);
+        const outcome = await workspaces.fork(from, to, snapshot);
         return { from, to, schema_name: outcome.schemaName, created_at: outcome.createdAt.toISOString(), changes: outcome.changes };
       }),
   );

@@ -14,14 +14,22 @@ export function failureOf(result: unknown): unknown {
   return (result as { [FAILURE]?: unknown } | undefined)?.[FAILURE];
 }
 
-/** What the tools need from the engine, once boot has finished. */
+/**
+ * What the tools need from the engine, once boot has finished. `signal`: the call's cancellation;
+ * a call cancelled before its work starts does none. `projectId`: the workspace the call is about,
+ * whose database's services are returned (workspaces may be spread over databases; the engine's
+ * `readyFor`); undefined: the home database's.
+ */
 export interface ToolDeps {
-  /** `signal`: the call's cancellation; a call cancelled before its work starts does none. */
-  workspaces(signal?: AbortSignal): Promise<WorkspaceManager>;
-  fleet(signal?: AbortSignal): Promise<WorkspaceFleet>;
-  sandbox(signal?: AbortSignal): Promise<WorkspaceSandbox>;
+  workspaces(signal?: AbortSignal, projectId?: string): Promise<WorkspaceManager>;
+  fleet(signal?: AbortSignal, projectId?: string): Promise<WorkspaceFleet>;
+  sandbox(signal?: AbortSignal, projectId?: string): Promise<WorkspaceSandbox>;
   /** Search by text and ingest (search, add_documents, index_directory). */
-  search(signal?: AbortSignal): Promise<SearchService>;
+  search(signal?: AbortSignal, projectId?: string): Promise<SearchService>;
+  /** The services of every database (list_workspaces, the fleet's workspace_status). */
+  everyDatabase(signal?: AbortSignal): Promise<{ workspaces: WorkspaceManager; fleet: WorkspaceFleet }[]>;
+  /** A fork's services: `to` is placed beside `from`. */
+  forkServices(from: string, to: string, signal?: AbortSignal): Promise<{ workspaces: WorkspaceManager; search: SearchService }>;
   /**
    * The configured embedding provider (`--embeddings`). Without one it throws
    * EmbeddingsNotConfiguredError, whose message tells the agent how to configure it.

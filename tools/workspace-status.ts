@@ -2,6 +2,7 @@ import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import * as z from 'zod';
 import { validateProjectId } from '../src/workspaces/project-id.js';
 import { WorkspaceNotFoundError } from '../src/workspaces/workspace-errors.js';
+import { fleetStatusAcross } from '../src/workspaces/workspace-fleet.js';
 import { projectId } from './schemas.js';
 import { runTool, type ToolDeps } from './tool-result.js';
 
@@ -44,17 +45,17 @@ export function registerWorkspaceStatusTool(server: McpServer, deps: ToolDeps): 
       runTool(
         deps,
         async () => {
-          const fleet = await deps.fleet(signal);
           if (project_id === undefined) {
             deps.access.checkUnscoped('The fleet status (workspace_status without project_id)');
-            const f = await fleet.fleetStatus();
+            // Every database's workspaces, when they are spread over several (databases/).
+            const f = await fleetStatusAcross((await deps.everyDatabase(signal)).map((d) => d.fleet));
             return {
               project_id: null,
               workspace: null,
               fleet: { workspaces: f.workspaces, up_to_date: f.upToDate, lagging: f.lagging, pending: f.pending },
             };
           }
-          const status = await fleet.status(validateProjectId(project_id));
+          const status = await (await deps.fleet(signal, project_id)).status(validateProjectId(project_id));
           if (!status) throw new WorkspaceNotFoundError(project_id);
           return {
             project_id,

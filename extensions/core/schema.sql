@@ -142,6 +142,18 @@ CREATE UNLOGGED TABLE IF NOT EXISTS project_registry_ingest.chunks (
 REVOKE ALL ON TABLE project_registry_ingest.chunks FROM PUBLIC;
 GRANT SELECT ON TABLE project_registry_ingest.chunks TO PUBLIC;
 
+-- Where workspaces live when the server spreads them over databases (migration 0011).
+CREATE TABLE IF NOT EXISTS project_registry.workspace_databases (
+    database_name text COLLATE "C" PRIMARY KEY,
+    workspaces    integer NOT NULL DEFAULT 0,
+    created_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS project_registry.workspace_placements (
+    project_id    text COLLATE "C" PRIMARY KEY,
+    database_name text COLLATE "C" NOT NULL REFERENCES project_registry.workspace_databases,
+    placed_at     timestamptz NOT NULL DEFAULT now()
+);
+
 -- On Citus, what a fork of a snapshot changed so that its copy could read the snapshot
 -- (src/snapshots/snapshot-reader.ts), recorded in the fork's first, committed transaction: the
 -- reader role made for it, the snapshot schema's and the granted relations' OIDs, and the

@@ -1,9 +1,10 @@
 import path from 'node:path';
 import { planInstall, openDatabase, snapshotLimits } from '../boot.js';
+import { memberDatabases, memberUrl, placementOf } from '../databases/placements.js';
 import type { Config } from '../config.js';
 import type { Database } from '../db/database.js';
 import { storeExists } from '../db/embedded/pglite-store.js';
-import { explainError } from '../db/sql-errors.js';
+import { explainError, sqlState } from '../db/sql-errors.js';
 import type { InstallPlan } from '../installer/install-plan.js';
 import { createStderrLogger } from '../logger.js';
 import { CannotRunError } from '../operations/cannot-run.js';
@@ -70,3 +71,42 @@ export async function installedWorkspaces(db: Database, plan: InstallPlan, confi
   return sandboxedWorkspaces(db, plan, state.search_path_schemas, log, { citus: presence.citus !== null, snapshotLimits: snapshotLimits(config) }).workspaces;
 }
 
+
+/**
+ * Runs `work` on each member database the home database `home` has spread workspaces over
+ * (databases/placements.ts), opened as a server would, one at a time; none on the embedded store
+ * or when the server never spread them.
+ */
+export async function onMemberDatabases<T>(home: Database, config: Config, work: (db: Database, name: string) => Promise<T>): Promise<{ database: string; result: T }[]> {
+  if (!config.databaseUrl) return [];
+  let names: string[];
+  try {
+    names = await memberDatabases(home);
+  } catch (error) {
+    // An install from before core migration 0011 (doctor reports it): no placements.
+    if (sqlState(error) === '42P01' || sqlState(error) === '3F000') return [];
+    throw error;
+  }
+  const results: { database: string; result: T }[] = [];
+  for (const name of names) {
+    const db = await openDatabase({ ...config, databaseUrl: memberUrl(config.databaseUrl, name) }, createStderrLogger('warn'));
+    try {
+      results.push({ database: name, result: await work(db, name) });
+    } finally {
+      await db.close();
+    }
+  }
+  return results;
+}
+
+/** Runs `work` on the database holding `projectId`: the home database `home`, or the member database it was placed in. */
+export async function onWorkspaceDatabase<T>(home: Database, config: Config, projectId: string, work: (db: Database) => Promise<T>): Promise<T> {
+  const database = config.databaseUrl ? await placementOf(home, projectId).catch(() => undefined) : undefined;
+  if (database === undefined || !config.databaseUrl) return work(home);
+  const db = await openDatabase({ ...config, databaseUrl: memberUrl(config.databaseUrl, database) }, createStderrLogger('warn'));
+  try {
+    return await work(db);
+  } finally {
+    await db.close();
+  }
+}

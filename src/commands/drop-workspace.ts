@@ -1,5 +1,5 @@
 import type { Config } from '../config.js';
-import { EXIT_FINDINGS, EXIT_HEALTHY, installedWorkspaces, print, withDatabase } from './database-command.js';
+import { EXIT_FINDINGS, EXIT_HEALTHY, installedWorkspaces, onWorkspaceDatabase, print, withDatabase } from './database-command.js';
 
 /**
  * `pg-workspace-mcp drop-workspace ID`: drops the workspace as the drop_workspace tool does (the
@@ -7,7 +7,7 @@ import { EXIT_FINDINGS, EXIT_HEALTHY, installedWorkspaces, print, withDatabase }
  * not run (a refusal or failure included: nothing was changed then).
  */
 export function dropWorkspaceCommand(config: Config, options: { projectId: string; json: boolean }): Promise<number> {
-  return withDatabase('drop-workspace', config, options.json, async (db, plan) => {
+  return withDatabase('drop-workspace', config, options.json, (home, plan) => onWorkspaceDatabase(home, config, options.projectId, async (db) => {
     const workspaces = await installedWorkspaces(db, plan, config, [options.projectId]);
     const outcome = await workspaces.drop(options.projectId);
     const result = { project_id: outcome.projectId, schema_name: outcome.schemaName, dropped: outcome.dropped, changes: outcome.changes };
@@ -19,5 +19,5 @@ export function dropWorkspaceCommand(config: Config, options: { projectId: strin
           : `workspace ${outcome.projectId} does not exist (no schema ${outcome.schemaName}, registry row or role): nothing dropped\n`,
     );
     return outcome.dropped ? EXIT_HEALTHY : EXIT_FINDINGS;
-  });
+  }));
 }

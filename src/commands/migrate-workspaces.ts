@@ -24,16 +24,23 @@ export async function migrateWorkspaces(config: Config, options: { concurrency: 
   process.on('SIGINT', interrupt);
   process.on('SIGTERM', interrupt);
   try {
-    const { fleet } = await engine.ready(config.lockTimeoutMs + INSTALL_ALLOWANCE_MS);
-    const summary = await fleet.upgrade({
-      concurrency: options.concurrency,
-      dryRun: options.dryRun,
-      signal: abort.signal,
-      onProgress: progressReporter(),
-    });
-    // The failures quote errors that agents' triggers may have raised: escaped for the terminal.
-    process.stdout.write(terminalSafe(formatSummary(summary, options.dryRun)));
-    return summary.failed > 0 || summary.interrupted ? 1 : 0;
+    // The home database, then each member database workspaces are spread over (databases/placements.ts).
+    const databases = await engine.readyAll(config.lockTimeoutMs + INSTALL_ALLOWANCE_MS);
+    let failed = false;
+    for (const [i, { fleet, db }] of databases.entries()) {
+      if (abort.signal.aborted) break;
+      if (databases.length > 1) process.stdout.write(`${i === 0 ? '' : '\n'}Database ${db.description}:\n`);
+      const summary = await fleet.upgrade({
+        concurrency: options.concurrency,
+        dryRun: options.dryRun,
+        signal: abort.signal,
+        onProgress: progressReporter(),
+      });
+      // The failures quote errors that agents' triggers may have raised: escaped for the terminal.
+      process.stdout.write(terminalSafe(formatSummary(summary, options.dryRun)));
+      failed ||= summary.failed > 0 || summary.interrupted;
+    }
+    return failed || abort.signal.aborted ? 1 : 0;
   } catch (error) {
     process.stderr.write(terminalSafe(`pg-workspace-mcp migrate-workspaces: ${engine.explain(error)}\n`));
     return 1;

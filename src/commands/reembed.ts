@@ -26,24 +26,30 @@ export async function reembedWorkspaces(config: Config & { embeddings: Embedding
   process.on('SIGINT', interrupt);
   process.on('SIGTERM', interrupt);
   try {
-    let ready;
+    let databases;
     try {
-      ready = await engine.ready(config.lockTimeoutMs + INSTALL_ALLOWANCE_MS);
+      // One workspace's database, or the home database and each member database (databases/placements.ts).
+      const wait = config.lockTimeoutMs + INSTALL_ALLOWANCE_MS;
+      databases = projectId ? [await engine.readyFor(projectId, wait)] : await engine.readyAll(wait);
     } catch (error) {
       process.stderr.write(`pg-workspace-mcp reembed: ${engine.explain(error)}\n`);
       return 2;
     }
-    const { db, sandbox, embedder } = ready;
-    if (!embedder) throw new Error('reembed runs with an embedding provider configured');
-    process.stderr.write(`reembed: moving pinned columns of ${projectId ? `workspace "${projectId}"` : 'every workspace'} to ${describeSpace(embedder.space)}\n`);
-    const { reembed } = await import('../embeddings/reembed.js');
-    const outcomes = await reembed(db, sandbox, embedder, {
-      projectId,
-      batchRows: Math.min(config.embeddings.batchSize * config.embeddings.concurrency, sandbox.maxRowsCap),
-      maxInputChars: config.embeddings.maxInputChars,
-      signal: abort.signal,
-      onProgress: progressReporter(),
-    });
+    const outcomes = [];
+    for (const { db, sandbox, embedder } of databases) {
+      if (!embedder) throw new Error('reembed runs with an embedding provider configured');
+      process.stderr.write(`reembed: moving pinned columns of ${projectId ? `workspace "${projectId}"` : 'every workspace'}${databases.length > 1 ? ` in ${db.description}` : ''} to ${describeSpace(embedder.space)}\n`);
+      const { reembed } = await import('../embeddings/reembed.js');
+      outcomes.push(
+        ...(await reembed(db, sandbox, embedder, {
+          projectId,
+          batchRows: Math.min(config.embeddings.batchSize * config.embeddings.concurrency, sandbox.maxRowsCap),
+          maxInputChars: config.embeddings.maxInputChars,
+          signal: abort.signal,
+          onProgress: progressReporter(),
+        })),
+      );
+    }
     process.stdout.write(formatSummary(outcomes));
     return outcomes.some((o) => o.outcome === 'failed' || o.outcome === 'interrupted' || o.outcome === 'busy') ? 1 : 0;
   } catch (error) {

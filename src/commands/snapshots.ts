@@ -1,6 +1,8 @@
 import type { Config, SnapshotRequest } from '../config.js';
 import type { SnapshotInfo } from '../workspaces/workspace-manager.js';
-import { EXIT_FINDINGS, EXIT_HEALTHY, installedWorkspaces, print, withDatabase } from './database-command.js';
+import { placeIn } from '../databases/placements.js';
+import { CannotRunError } from '../operations/cannot-run.js';
+import { EXIT_FINDINGS, EXIT_HEALTHY, installedWorkspaces, onWorkspaceDatabase, print, withDatabase } from './database-command.js';
 
 /**
  * The snapshot commands, as the tools of the same names (the copy runs as the workspace's role,
@@ -9,7 +11,13 @@ import { EXIT_FINDINGS, EXIT_HEALTHY, installedWorkspaces, print, withDatabase }
  */
 export function snapshotCommand(config: Config, options: { request: SnapshotRequest; json: boolean }): Promise<number> {
   const r = options.request;
-  return withDatabase(r.action, config, options.json, async (db, plan) => {
+  const subject = r.action === 'fork-workspace' ? r.from : r.projectId;
+  return withDatabase(r.action, config, options.json, (home, plan) => onWorkspaceDatabase(home, config, subject, async (db) => {
+    // A fork goes beside its source, in the same database (databases/member-databases.ts).
+    if (r.action === 'fork-workspace' && db !== home) {
+      const [{ name } = { name: '' }] = await db.query<{ name: string }>('SELECT pg_catalog.current_database() AS name');
+      if ((await placeIn(home, r.to, name)) !== name) throw new CannotRunError(`"${r.to}" belongs to another database (it had a workspace there): fork to another id.`);
+    }
     const workspaces = await installedWorkspaces(db, plan, config, r.action === 'fork-workspace' ? [r.from, r.to] : [r.projectId]);
     // Labels are the agents' to choose: escaped like every report.
     const show = (result: object, text: string) => print(options.json ? `${JSON.stringify(result, null, 2)}\n` : text);
@@ -44,5 +52,5 @@ export function snapshotCommand(config: Config, options: { request: SnapshotRequ
         return EXIT_HEALTHY;
       }
     }
-  });
+  }));
 }

@@ -14,7 +14,7 @@ const READY_TIMEOUT_MS = 45_000;
 
 export interface ServerDeps {
   /** What the server uses of the engine: a tools/list needs none of it, so a unit test can pass a stand-in. */
-  engine: Pick<ProvisioningEngine, 'start' | 'ready' | 'explainFailedCall' | 'close'>;
+  engine: Pick<ProvisioningEngine, 'start' | 'ready' | 'readyFor' | 'readyAll' | 'readyForFork' | 'explainFailedCall' | 'close'>;
   readyTimeoutMs?: number;
   /** Only these project ids are served (unset: any). */
   allowedProjects?: readonly string[] | undefined;
@@ -44,17 +44,27 @@ export function createSessionServer({ engine, readyTimeoutMs = READY_TIMEOUT_MS,
   const access = new ProjectAccess(allowedProjects);
   repeatAfterHandover(server);
   enforceAllowlist(server, access);
-  const ready = async (signal: AbortSignal | undefined) => {
-    const services = await engine.ready(readyTimeoutMs);
+  const ready = async (signal: AbortSignal | undefined, projectId?: string) => {
+    const services = await engine.readyFor(projectId, readyTimeoutMs);
     // A call the client cancelled while boot was running starts no work.
     signal?.throwIfAborted();
     return services;
   };
   const deps: ToolDeps = {
-    workspaces: async (signal) => (await ready(signal)).workspaces,
-    fleet: async (signal) => (await ready(signal)).fleet,
-    sandbox: async (signal) => (await ready(signal)).sandbox,
-    search: async (signal) => (await ready(signal)).search,
+    workspaces: async (signal, projectId) => (await ready(signal, projectId)).workspaces,
+    fleet: async (signal, projectId) => (await ready(signal, projectId)).fleet,
+    sandbox: async (signal, projectId) => (await ready(signal, projectId)).sandbox,
+    search: async (signal, projectId) => (await ready(signal, projectId)).search,
+    everyDatabase: async (signal) => {
+      const all = await engine.readyAll(readyTimeoutMs);
+      signal?.throwIfAborted();
+      return all.map((r) => ({ workspaces: r.workspaces, fleet: r.fleet }));
+    },
+    forkServices: async (from, to, signal) => {
+      const r = await engine.readyForFork(from, to, readyTimeoutMs);
+      signal?.throwIfAborted();
+      return { workspaces: r.workspaces, search: r.search };
+    },
     embedder: async (signal) => {
       const { embedder } = await ready(signal);
       if (!embedder) throw new EmbeddingsNotConfiguredError();

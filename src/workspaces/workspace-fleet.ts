@@ -97,6 +97,19 @@ export class FleetStatusReader {
   }
 }
 
+/** fleetStatus() over the workspaces of several databases (databases/member-databases.ts), added up. */
+export async function fleetStatusAcross(fleets: readonly FleetStatusReader[]): Promise<FleetStatus> {
+  const all = await Promise.all(fleets.map((f) => f.fleetStatus()));
+  const pending = new Map<string, number>();
+  for (const s of all) for (const p of s.pending) pending.set(p.migration, (pending.get(p.migration) ?? 0) + p.workspaces);
+  return {
+    workspaces: all.reduce((n, s) => n + s.workspaces, 0),
+    upToDate: all.reduce((n, s) => n + s.upToDate, 0),
+    lagging: all.reduce((n, s) => n + s.lagging, 0),
+    pending: [...pending].map(([migration, workspaces]) => ({ migration, workspaces })),
+  };
+}
+
 /** The workspaces as a fleet: their status, and bringing them all up to date. */
 export class WorkspaceFleet extends FleetStatusReader {
   constructor(

@@ -652,6 +652,25 @@ class ScriptError extends Error {
   }
 }
 
+/**
+ * list() over the workspaces of several databases (databases/member-databases.ts): each lists its
+ * page after the same cursor, and the page is the first `limit` of their ids together, in the
+ * registry's byte order (project ids are ASCII).
+ */
+export async function listAcross(
+  managers: readonly WorkspaceManager[],
+  options: ListOptions = {},
+): Promise<{ workspaces: WorkspaceSummary[]; nextCursor: string | null }> {
+  if (managers.length === 1) return (managers[0] as WorkspaceManager).list(options);
+  const limit = options.limit ?? LIST_LIMIT_DEFAULT;
+  const pages = await Promise.all(managers.map((m) => m.list(options)));
+  const all = pages.flatMap((p) => p.workspaces).sort((a, b) => (a.projectId < b.projectId ? -1 : a.projectId > b.projectId ? 1 : 0));
+  const page = all.slice(0, limit);
+  const last = page.at(-1);
+  const more = all.length > limit || pages.some((p) => p.nextCursor !== null);
+  return { workspaces: page, nextCursor: more && last ? encodeCursor(last.projectId) : null };
+}
+
 function encodeCursor(projectId: string): string {
   return Buffer.from(projectId, 'utf8').toString('base64url');
 }

@@ -72,6 +72,8 @@ export async function connectInProcess(
     maintenanceIdleMs?: number;
     /** Also the embedded store's maintenance statements' timeout. */
     upgradeTimeoutMs?: number;
+    /** --workspaces-per-database */
+    workspacesPerDatabase?: number;
   } = {},
 ) {
   const dataDir = options.dataDir ?? (await tempDir('pgw-mcp-'));
@@ -87,6 +89,7 @@ export async function connectInProcess(
       embeddings: options.embeddings,
       ...(options.maintenanceIdleMs ? { maintenanceIdleMs: options.maintenanceIdleMs } : {}),
       ...(options.upgradeTimeoutMs ? { upgradeTimeoutMs: options.upgradeTimeoutMs } : {}),
+      ...(options.workspacesPerDatabase ? { workspacesPerDatabase: options.workspacesPerDatabase } : {}),
     },
     silentLogger,
   );

@@ -102,6 +102,18 @@ describe('parseCommand', () => {
     expect(failure([], { PG_WORKSPACE_DISABLED_EXTENSIONS: 'ok,NOPE' })).toContain('--disable / PG_WORKSPACE_DISABLED_EXTENSIONS');
   });
 
+  it('spreads workspaces over databases only with DATABASE_URL, the flag winning over the environment', () => {
+    const pg = { DATABASE_URL: 'postgresql://h/db' };
+    expect(serve([], pg).workspacesPerDatabase).toBeUndefined();
+    expect(serve([], { ...pg, PG_WORKSPACE_WORKSPACES_PER_DATABASE: '50' }).workspacesPerDatabase).toBe(50);
+    expect(serve(['--workspaces-per-database', '7'], { ...pg, PG_WORKSPACE_WORKSPACES_PER_DATABASE: '50' }).workspacesPerDatabase).toBe(7);
+    expect(failure(['--workspaces-per-database', '0'], pg)).toContain('--workspaces-per-database / PG_WORKSPACE_WORKSPACES_PER_DATABASE: must be at least 1');
+    expect(failure(['--workspaces-per-database', '100'])).toContain('set DATABASE_URL');
+    // The commands find the member databases in the home database: the setting is the server's.
+    const doctor = parseCommand(['doctor'], { ...pg, PG_WORKSPACE_WORKSPACES_PER_DATABASE: '50' });
+    expect(doctor.kind === 'doctor' && doctor.config.workspacesPerDatabase).toBeUndefined();
+  });
+
   it('reports every bad setting at once, then points at --help', () => {
     const message = failure([], { DATABASE_URL: 'nope', PG_WORKSPACE_LOG_LEVEL: 'loud' });
     expect(message).toMatch(/^Invalid configuration:\n {2}DATABASE_URL: .*\n {2}PG_WORKSPACE_LOG_LEVEL: .*\n\nRun with --help for the options\.$/s);

@@ -4,6 +4,7 @@ import pgvector from 'pgvector';
 import { inTransaction, SessionDatabase, type LockHolder, type LockTry, type PipelineOutcome, type PipelineStep, type Queryable } from '../database.js';
 import { boundedStream } from '../bounded-messages.js';
 import { CLIENT_PORT_SQL, FREE_SLOTS_SQL, hasRoom, isDirect, isOutOfSlots, NoFreeConnectionError, ROOM_CHECK_MS, slotWaits, type SlotCount } from './connection-room.js';
+import { DEFAULT_MAX_CONNECTIONS, type ConnectionShare, type SharingPool } from './connection-share.js';
 import { ParkedConnections } from './parked-connections.js';
 import { asConnectionBroken } from './pg-connection-errors.js';
 import { afterFailedPipeline, PipelineCollector, writePipeline, type PipelineMessage, type PipelineWriter } from '../pipeline.js';
@@ -60,6 +61,13 @@ export interface PostgresOptions {
    * store's socket: its owner's one session, replaced by the owner when it is refused).
    */
   claims?: 'connection' | 'session';
+  /**
+   * Keep the warm connection only this long after the last call (default: while there is room):
+   * a member database (databases/member-databases.ts) a server may not call again for hours.
+   */
+  warmForMs?: number;
+  /** The server's pools over every database its workspaces are spread over, kept to its pool size together. */
+  share?: ConnectionShare;
 }
 
 /** Which workspace's agent code a pooled client ran: its project id, and the identity its claim returned ('0' when unknown). */
@@ -101,16 +109,31 @@ export class PostgresDatabase extends SessionDatabase {
    */
   #direct: boolean | undefined;
   /** Idle clients, kept lent out of pg-pool (whose idle list stays empty) so that a call can choose among them. */
-  readonly #parked = new ParkedConnections(EXTRA_IDLE_TIMEOUT_MS, () => this.#warm, () => (this.#direct === false ? 1 : this.#maxConnections));
+  readonly #parked = new ParkedConnections(EXTRA_IDLE_TIMEOUT_MS, () => this.#keepsWarm(), () => (this.#direct === false ? 1 : this.#maxConnections));
+  readonly #warmForMs: number | undefined;
+  #lastCall = Date.now();
+  readonly #sharing: SharingPool = {
+    open: () => this.#pool.totalCount,
+    closeIdle: () => {
+      const client = this.#parked.takeOldest();
+      client?.release(true);
+      return client !== undefined;
+    },
+  };
+  readonly #share: ConnectionShare | undefined;
+  readonly #leaveShare: (() => void) | undefined;
 
   constructor(options: PostgresOptions) {
     super();
     this.#connectionString = options.connectionString;
     const parsers = this.#parsers;
     this.#connectWaitMs = options.connectWaitMs ?? 0;
-    this.#maxConnections = Math.max(2, options.maxConnections ?? 10);
+    this.#maxConnections = Math.max(2, options.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
     this.#direct = options.sharedSlots ? undefined : true;
     this.#claims = options.claims ?? 'connection';
+    this.#warmForMs = options.warmForMs;
+    this.#share = options.share;
+    this.#leaveShare = options.share?.join(this.#sharing);
     this.#pool = new pg.Pool({
       connectionString: options.connectionString,
       max: this.#maxConnections,
@@ -227,6 +250,7 @@ export class PostgresDatabase extends SessionDatabase {
    * statement and discards the client.
    */
   async #checkout<T>(use: (client: pg.PoolClient, lost: () => Error | undefined) => Promise<T>, agentOf?: string): Promise<T> {
+    this.#lastCall = Date.now();
     const client = await this.#connectFor(agentOf);
     const uses = (this.#uses.get(client) ?? 0) + 1;
     this.#uses.set(client, uses);
@@ -254,6 +278,11 @@ export class PostgresDatabase extends SessionDatabase {
     }
   }
 
+  /** Whether the last idle connection stays: the database has room, and (warmForMs) it was called lately. */
+  #keepsWarm(): boolean {
+    return this.#warm && (this.#warmForMs === undefined || Date.now() - this.#lastCall < this.#warmForMs);
+  }
+
   #park(client: pg.PoolClient): void {
     if (!this.#parked.park(client, this.#ranAgentOf.get(client)?.projectId)) client.release(true);
   }
@@ -271,6 +300,7 @@ export class PostgresDatabase extends SessionDatabase {
     const parked = agentOf === undefined ? this.#parked.takeAny() : this.#parked.takeFor(agentOf);
     if (parked) return parked;
     if (this.#direct === false || this.#pool.totalCount >= this.#maxConnections) this.#parked.takeOldest()?.release(true);
+    this.#share?.makeRoom(this.#sharing);
     // A client a finishing call handed on may have run another workspace's code: closed, the next taken.
     for (;;) {
       const client = await this.#connect();
@@ -468,6 +498,7 @@ export class PostgresDatabase extends SessionDatabase {
 
   async close(): Promise<void> {
     clearInterval(this.#roomTimer);
+    this.#leaveShare?.();
     for (const client of this.#parked.takeAll()) client.release(true);
     await this.#pool.end();
   }

@@ -1,0 +1,101 @@
+import type { Ready } from '../services.js';
+import { validateProjectId } from '../workspaces/project-id.js';
+import { WorkspaceLifecycleError } from '../workspaces/workspace-lifecycle.js';
+import { ensureMemberDatabase, memberDatabases, place, placeIn } from './placements.js';
+
+/**
+ * The services of each database a PostgreSQL server's workspaces live in (placements.ts): the
+ * home database's, booted by the engine, and a member database's, opened (its extension schemas
+ * installed, under that database's own install lock) the first time a call needs it. Every tool
+ * call reaches its workspace's services through `readyFor`, so the per-workspace services (SQL
+ * sandbox, search and ingest, snapshots, claims) work in a member database as they do at home.
+ */
+export class MemberDatabases {
+  readonly #members = new Map<string, Promise<Ready>>();
+  /**
+   * The member database of each project id placed in one, once known: a placement never changes
+   * (drop and rename keep it). A workspace of the home database is looked up on each call: dropped
+   * (or renamed away) there, its id is placed in a member database by the next server to make it.
+   */
+  readonly #placed = new Map<string, string>();
+
+  constructor(
+    private readonly home: Ready,
+    /** --workspaces-per-database; undefined: placements are followed, none is made. */
+    private readonly perDatabase: number | undefined,
+    private readonly open: (database: string) => Promise<Ready>,
+  ) {}
+
+  /** The services of the database holding `projectId` (placing a new one when spreading). */
+  async readyFor(projectId: string): Promise<Ready> {
+    const database = await this.databaseOf(projectId);
+    return database === undefined ? this.home : this.#member(database);
+  }
+
+  /** The home database's services, then every member database's (list_workspaces, the commands). */
+  async all(): Promise<Ready[]> {
+    const names = await memberDatabases(this.home.db);
+    return [this.home, ...(await Promise.all(names.map((name) => this.#member(name))))];
+  }
+
+  /**
+   * A fork's target goes where its source is, which the copy needs (it runs in one database).
+   * The target's services; refused when the target id was placed elsewhere before (a workspace
+   * dropped there keeps its placement, and its role history, for good).
+   */
+  async placeBeside(to: string, from: string): Promise<Ready> {
+    const source = await this.databaseOf(from);
+    const target = this.#placed.get(validateProjectId(to)) ?? (await placeIn(this.home.db, to, source));
+    if (target !== undefined) this.#placed.set(to, target);
+    if (target !== source) {
+      throw new WorkspaceLifecycleError(
+        `Cannot fork "${from}" to "${to}": "${to}" belongs to ${target ? `the database "${target}"` : 'the home database'} ` +
+          `(it had a workspace there) and "${from}" is in ${source ? `"${source}"` : 'the home database'}; a fork is made beside its source. Fork to another id.`,
+      );
+    }
+    return source === undefined ? this.home : this.#member(source);
+  }
+
+  /** The member database holding `projectId`, or undefined for the home database. */
+  async databaseOf(projectId: string): Promise<string | undefined> {
+    const known = this.#placed.get(projectId);
+    if (known !== undefined) return known;
+    validateProjectId(projectId);
+    const [row] = await this.home.db.query<{ database: string | null; home: boolean }>(
+      `SELECT (SELECT database_name FROM project_registry.workspace_placements WHERE project_id = $1) AS database,
+              EXISTS (SELECT 1 FROM project_registry.workspace_config WHERE project_id = $1) AS home`,
+      [projectId],
+    );
+    let database = row?.database ?? undefined;
+    if (database === undefined && !row?.home) {
+      // Unknown here: a new workspace, placed when spreading, else the home database's (not
+      // remembered: another server spreading may place it first).
+      if (this.perDatabase === undefined) return undefined;
+      database = await place(this.home.db, projectId, this.perDatabase);
+    }
+    if (database !== undefined) this.#placed.set(projectId, database);
+    return database;
+  }
+
+  #member(database: string): Promise<Ready> {
+    let member = this.#members.get(database);
+    if (!member) {
+      member = ensureMemberDatabase(this.home.db, database).then(() => this.open(database));
+      this.#members.set(database, member);
+      // A failed open (the server down, no CREATEDB) is tried again by the next call.
+      member.catch(() => this.#members.delete(database));
+    }
+    return member;
+  }
+
+  /** Closes every member database's services (the engine closes the home database's). */
+  async close(): Promise<void> {
+    const members = await Promise.allSettled(this.#members.values());
+    this.#members.clear();
+    for (const member of members) {
+      if (member.status !== 'fulfilled') continue;
+      await member.value.search.close();
+      await member.value.db.close();
+    }
+  }
+}

@@ -1,0 +1,247 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError, parseCommand } from '../src/config.js';
+import { ProvisioningEngine } from '../src/engine.js';
+import { silentLogger } from '../src/logger.js';
+import { DEFAULT_LOCK_TIMEOUT_MS } from '../src/config.js';
+import { callTool, connectInProcess } from './support/mcp.js';
+import { startPgvectorCluster, type PgCluster } from './support/pg-cluster.js';
+import { runCli } from './support/server-process.js';
+
+/**
+ * Issue 24 item 7: --workspaces-per-database spreads workspaces over databases of one PostgreSQL
+ * server (src/databases/). One cluster for every case; databases of two workspaces each, so a
+ * handful of workspaces already spans several.
+ */
+
+/** The server's role as docs/operations.md sets it up for spreading: CREATEROLE, CREATEDB, pgvector in template1. */
+const SERVER = 'shard_app';
+
+async function rowsIn(cluster: PgCluster, database: string, sql: string, params: unknown[] = []): Promise<Record<string, unknown>[]> {
+  const client = new pg.Client({ connectionString: cluster.url(database) });
+  await client.connect();
+  try {
+    return (await client.query(sql, params)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+/** A home database for the server's role, on the shared cluster (pgvector comes from template1). */
+async function homeDatabase(cluster: PgCluster, name: string, role = SERVER): Promise<string> {
+  await cluster.sql(`CREATE DATABASE ${name}`);
+  await cluster.sql(`GRANT CREATE ON DATABASE ${name} TO ${role}`);
+  return cluster.url(name, role);
+}
+
+const placements = (cluster: PgCluster, home: string) =>
+  rowsIn(cluster, home, 'SELECT project_id, database_name FROM project_registry.workspace_placements ORDER BY project_id');
+
+describe('workspaces spread over databases (PostgreSQL)', () => {
+  let cluster: PgCluster | null;
+
+  beforeAll(async () => {
+    cluster = await startPgvectorCluster('spreading workspaces over databases');
+    if (!cluster) return;
+    await cluster.sql(`CREATE ROLE ${SERVER} LOGIN CREATEROLE CREATEDB`);
+    // Member databases are made from template1: pgvector there, as an admin (vector is not a trusted extension).
+    await rowsIn(cluster, 'template1', 'CREATE EXTENSION vector');
+  }, 120_000);
+  afterAll(async () => cluster?.destroy());
+
+  describe('five workspaces, two to a database', () => {
+    let mcp: Awaited<ReturnType<typeof connectInProcess>> | undefined;
+    let url: string;
+    const call = (name: string, args: Record<string, unknown>) => callTool(mcp!.client, mcp!.tools, name, args);
+
+    beforeAll(async () => {
+      if (!cluster) return;
+      url = await homeDatabase(cluster, 'spread');
+      // A workspace made before the setting stays in the home database.
+      const before = await connectInProcess({ databaseUrl: url });
+      expect((await callTool(before.client, before.tools, 'execute', { project_id: 'old', sql: 'CREATE TABLE t (x int)' })).isError).toBe(false);
+      await before.close();
+      mcp = await connectInProcess({ databaseUrl: url, workspacesPerDatabase: 2 });
+      for (const id of ['a', 'b', 'c', 'd', 'e']) {
+        const made = await call('ensure_workspace', { project_id: id });
+        expect(made.isError, made.text).toBe(false);
+      }
+    }, 240_000);
+    afterAll(async () => mcp?.close());
+
+    it('land in three member databases, placed in the home database; the older one stays home', async (ctx) => {
+      if (!cluster || !mcp) return ctx.skip();
+      expect(await placements(cluster, 'spread')).toEqual([
+        { project_id: 'a', database_name: 'spread_w1' },
+        { project_id: 'b', database_name: 'spread_w1' },
+        { project_id: 'c', database_name: 'spread_w2' },
+        { project_id: 'd', database_name: 'spread_w2' },
+        { project_id: 'e', database_name: 'spread_w3' },
+      ]);
+      for (const [database, ids] of [['spread', ['old']], ['spread_w1', ['a', 'b']], ['spread_w3', ['e']]] as const) {
+        const rows = await rowsIn(cluster, database, 'SELECT project_id FROM project_registry.workspace_config ORDER BY 1');
+        expect(rows.map((r) => r['project_id']), database).toEqual(ids);
+      }
+      const old = await call('query', { project_id: 'old', sql: 'SELECT count(*)::int AS n FROM t' });
+      expect(old.data['rows']).toEqual([[0]]);
+    });
+
+    it('serve every tool on a workspace in a member database', async (ctx) => {
+      if (!cluster || !mcp) return ctx.skip();
+      const ok = async (name: string, args: Record<string, unknown>) => {
+        const r = await call(name, args);
+        expect(r.isError, `${name}: ${r.text}`).toBe(false);
+        return r.data;
+      };
+      await ok('execute', { project_id: 'e', sql: 'CREATE TABLE notes (id int PRIMARY KEY, body text)' });
+      await ok('execute', { project_id: 'e', sql: 'INSERT INTO notes VALUES (1, $1)', params: ['first'] });
+      expect((await ok('query', { project_id: 'e', sql: 'SELECT body FROM notes' }))['rows']).toEqual([['first']]);
+      // The table is in the member database, not the home one.
+      expect(await rowsIn(cluster, 'spread_w3', "SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = 'project_e' AND tablename = 'notes'")).toEqual([{ n: 1 }]);
+      const described = (await ok('describe_workspace', { project_id: 'e' }))['tables'] as { name: string }[];
+      expect(described.map((t) => t.name)).toContain('notes');
+      expect((await ok('validate_columns', { project_id: 'e', table: 'notes', columns: ['id', 'nope'] }))['missing']).toEqual(['nope']);
+      expect((await ok('workspace_status', { project_id: 'e' }))['workspace']).toMatchObject({ up_to_date: true });
+      await ok('add_documents', { project_id: 'e', documents: [{ source: 'guide.md', text: 'Back up the database with pg_dump.' }] });
+      const found = await ok('search', { project_id: 'e', query: 'pg_dump' });
+      expect((found['results'] as { content: string }[])[0]?.content).toContain('pg_dump');
+
+      const snap = await ok('snapshot_workspace', { project_id: 'e', label: 'one row' });
+      await ok('execute', { project_id: 'e', sql: 'DELETE FROM notes' });
+      expect(((await ok('list_snapshots', { project_id: 'e' }))['snapshots'] as unknown[]).length).toBe(1);
+      await ok('restore_workspace', { project_id: 'e', snapshot: snap['snapshot'], confirm: 'e' });
+      expect((await ok('query', { project_id: 'e', sql: 'SELECT count(*)::int AS n FROM notes' }))['rows']).toEqual([[1]]);
+
+      // A fork is made beside its source.
+      await ok('fork_workspace', { from: 'e', to: 'e-copy' });
+      expect((await ok('query', { project_id: 'e-copy', sql: 'SELECT body FROM notes' }))['rows']).toEqual([['first']]);
+      expect((await placements(cluster, 'spread')).find((p) => p['project_id'] === 'e-copy')).toEqual({ project_id: 'e-copy', database_name: 'spread_w3' });
+
+      // Dropped, and made again: back in the database that holds its role's history.
+      await ok('drop_workspace', { project_id: 'e', confirm: 'e' });
+      expect(await rowsIn(cluster, 'spread_w3', "SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = 'project_e'")).toEqual([{ n: 0 }]);
+      await ok('ensure_workspace', { project_id: 'e' });
+      expect(await rowsIn(cluster, 'spread_w3', "SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = 'project_e'")).toEqual([{ n: 1 }]);
+      expect((await placements(cluster, 'spread')).filter((p) => p['database_name'] === 'spread_w3').length).toBe(2);
+    });
+
+    it('list_workspaces and the fleet\'s workspace_status cover every database', async (ctx) => {
+      if (!cluster || !mcp) return ctx.skip();
+      const seen: string[] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await call('list_workspaces', { limit: 2, ...(cursor ? { cursor } : {}) });
+        expect(page.isError, page.text).toBe(false);
+        seen.push(...(page.data['workspaces'] as { project_id: string }[]).map((w) => w.project_id));
+        cursor = (page.data['next_cursor'] as string | null) ?? undefined;
+      } while (cursor);
+      expect(seen).toEqual(['a', 'b', 'c', 'd', 'e', 'e-copy', 'old']);
+      const status = await call('workspace_status', {});
+      expect(status.data['fleet']).toMatchObject({ workspaces: 7, up_to_date: 7, lagging: 0 });
+    });
+
+    it('doctor and migrate-workspaces cover every member database', async (ctx) => {
+      if (!cluster || !mcp) return ctx.skip();
+      const env = { DATABASE_URL: url };
+      const healthy = await runCli(['doctor', '--json'], env);
+      expect(healthy.code, healthy.stderr).toBe(0);
+      const report = JSON.parse(healthy.stdout) as { member_databases: { name: string; report: { healthy: boolean } }[] };
+      expect(report.member_databases.map((m) => m.name)).toEqual(['spread_w1', 'spread_w2', 'spread_w3']);
+      // A registry row whose schema is gone, in a member database: doctor finds it there.
+      await rowsIn(cluster, 'spread_w2', 'DROP SCHEMA project_d CASCADE');
+      const finding = await runCli(['doctor'], env);
+      expect(finding.code).toBe(1);
+      expect(finding.stdout).toMatch(/Member database spread_w2:[\s\S]*project_d/);
+      const migrated = await runCli(['migrate-workspaces'], env);
+      expect(migrated.code, migrated.stderr).toBe(0);
+      expect(migrated.stdout.match(/^Database /gm)?.length).toBe(4);
+      // A workspace schema of a member database that lost its registry row and its placement
+      // (restored from a backup): adopted there, and placed there, where calls then find it.
+      await rowsIn(cluster, 'spread_w1', "DELETE FROM project_registry.workspace_config WHERE project_id = 'b'");
+      await rowsIn(cluster, 'spread', "DELETE FROM project_registry.workspace_placements WHERE project_id = 'b'");
+      const adopted = await runCli(['repair', '--adopt-orphans', '--json'], env);
+      expect(adopted.code, adopted.stdout + adopted.stderr).toBe(0);
+      expect((await placements(cluster, 'spread')).find((p) => p['project_id'] === 'b')).toEqual({ project_id: 'b', database_name: 'spread_w1' });
+    }, 120_000);
+
+    it('after a rename or a drop by a command, the running server makes an id again where any other server would', async (ctx) => {
+      if (!cluster || !mcp) return ctx.skip();
+      const env = { DATABASE_URL: url };
+      const schemaIn = async (database: string, schema: string) =>
+        (await rowsIn(cluster!, database, 'SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = $1', [schema]))[0]?.['n'];
+      // The running server knows both ids: 'a' in spread_w1, 'old' in the home database.
+      for (const id of ['a', 'old']) expect((await call('query', { project_id: id, sql: 'SELECT 1' })).isError).toBe(false);
+
+      const renamed = await runCli(['rename-workspace', 'a', 'a-renamed'], env);
+      expect(renamed.code, renamed.stdout + renamed.stderr).toBe(0);
+      expect((await call('query', { project_id: 'a-renamed', sql: 'SELECT 1' })).isError).toBe(false);
+      // The old id keeps its database: made again by the server that had it cached, it is where
+      // its placement says, which is where a server without the cache would make it.
+      expect((await call('ensure_workspace', { project_id: 'a' })).isError).toBe(false);
+      const placed = Object.fromEntries((await placements(cluster, 'spread')).map((p) => [p['project_id'], p['database_name']]));
+      expect([placed['a'], placed['a-renamed']]).toEqual(['spread_w1', 'spread_w1']);
+      expect(await schemaIn('spread_w1', 'project_a')).toBe(1);
+
+      // A workspace of the home database dropped by the command: the server made it again in the
+      // member database it placed it in, as any other server would, not in the home database.
+      const dropped = await runCli(['drop-workspace', 'old'], env);
+      expect(dropped.code, dropped.stdout + dropped.stderr).toBe(0);
+      expect((await call('ensure_workspace', { project_id: 'old' })).isError).toBe(false);
+      const home = (await placements(cluster, 'spread')).find((p) => p['project_id'] === 'old');
+      expect(home?.['database_name']).toMatch(/^spread_w\d+$/);
+      expect(await schemaIn('spread', 'project_old')).toBe(0);
+      expect(await schemaIn(String(home?.['database_name']), 'project_old')).toBe(1);
+    }, 120_000);
+  });
+
+  it('two servers placing the first workspaces at once make one member database and both succeed', async (ctx) => {
+    if (!cluster) return ctx.skip();
+    const url = await homeDatabase(cluster, 'race');
+    const engines = [0, 1].map(() => new ProvisioningEngine({ databaseUrl: url, dataDir: '/nonexistent', extensionDirs: [], disabledExtensions: [], lockTimeoutMs: DEFAULT_LOCK_TIMEOUT_MS, workspacesPerDatabase: 2 }, silentLogger));
+    try {
+      // Both installed first, so that the placements and the member database race, not the install.
+      await Promise.all(engines.map((e) => e.ready(60_000)));
+      await Promise.all(engines.map(async (e, i) => (await e.readyFor(`racer-${i}`, 60_000)).sandbox.execute(`racer-${i}`, 'CREATE TABLE t (x int)', [])));
+      expect(await rowsIn(cluster, 'postgres', "SELECT datname FROM pg_database WHERE datname LIKE 'race\\_w%' ORDER BY 1")).toEqual([{ datname: 'race_w1' }]);
+      expect((await placements(cluster, 'race')).map((p) => p['database_name'])).toEqual(['race_w1', 'race_w1']);
+    } finally {
+      for (const e of engines) await e.close();
+    }
+  }, 120_000);
+
+  it("keeps a server's connections over every database to its pool size", async (ctx) => {
+    if (!cluster) return ctx.skip();
+    const url = await homeDatabase(cluster, 'share');
+    const engine = new ProvisioningEngine(
+      { databaseUrl: url, dataDir: '/nonexistent', extensionDirs: [], disabledExtensions: [], lockTimeoutMs: DEFAULT_LOCK_TIMEOUT_MS, workspacesPerDatabase: 1, maxConnections: 3 },
+      silentLogger,
+    );
+    try {
+      // Six workspaces in six databases, each served once: every database's pool would keep its connections.
+      for (let i = 0; i < 6; i++) {
+        const id = `pooled-${i}`;
+        await (await engine.readyFor(id, 60_000)).sandbox.query(id, 'SELECT 1', []);
+      }
+      const [open] = await cluster.sql(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pg-workspace-mcp' AND datname LIKE 'share%'",
+      );
+      expect(open?.['n']).toBeLessThanOrEqual(3);
+    } finally {
+      await engine.close();
+    }
+  }, 120_000);
+
+  it('is refused, saying what to do, without CREATEDB and on the embedded store', async (ctx) => {
+    if (!cluster) return ctx.skip();
+    await cluster.sql('CREATE ROLE shard_nocreate LOGIN CREATEROLE');
+    const url = await homeDatabase(cluster, 'nocreate', 'shard_nocreate');
+    const engine = new ProvisioningEngine({ databaseUrl: url, dataDir: '/nonexistent', extensionDirs: [], disabledExtensions: [], lockTimeoutMs: DEFAULT_LOCK_TIMEOUT_MS, workspacesPerDatabase: 2 }, silentLogger);
+    try {
+      await expect(engine.ready(60_000)).rejects.toThrow(/ALTER ROLE "shard_nocreate" CREATEDB/);
+    } finally {
+      await engine.close();
+    }
+    expect(() => parseCommand(['--workspaces-per-database', '2'], { HOME: '/tmp' })).toThrow(ConfigError);
+    expect(() => parseCommand([], { HOME: '/tmp', PG_WORKSPACE_WORKSPACES_PER_DATABASE: '2' })).toThrow(/set DATABASE_URL/);
+  }, 60_000);
+});
