@@ -213,7 +213,7 @@ describe('workspaces spread over databases (PostgreSQL)', () => {
     if (!cluster) return ctx.skip();
     const url = await homeDatabase(cluster, 'share');
     const engine = new ProvisioningEngine(
-      { databaseUrl: url, dataDir: '/nonexistent', extensionDirs: [], disabledExtensions: [], lockTimeoutMs: DEFAULT_LOCK_TIMEOUT_MS, workspacesPerDatabase: 1, maxConnections: 3 },
+      { databaseUrl: url, dataDir: '/nonexistent', extensionDirs: [], disabledExtensions: [], lockTimeoutMs: DEFAULT_LOCK_TIMEOUT_MS, workspacesPerDatabase: 1, maxConnections: 3, connectWaitMs: 20_000 },
       silentLogger,
     );
     try {
@@ -226,6 +226,30 @@ describe('workspaces spread over databases (PostgreSQL)', () => {
         "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pg-workspace-mcp' AND datname LIKE 'share%'",
       );
       expect(open?.['n']).toBeLessThanOrEqual(3);
+
+      // Calls in all six at once: they take turns on the three connections, as in one pool.
+      let most = 0;
+      let running = true;
+      const watch = (async () => {
+        while (running) {
+          const [now] = await cluster!.sql(
+            "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pg-workspace-mcp' AND datname LIKE 'share%'",
+          );
+          most = Math.max(most, Number(now?.['n']));
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      })();
+      const calls = await Promise.all(
+        Array.from({ length: 6 }, async (_, i) => {
+          const id = `pooled-${i}`;
+          return (await engine.readyFor(id, 60_000)).sandbox.query(id, 'SELECT 1 AS one FROM pg_sleep(0.3)', []);
+        }),
+      );
+      running = false;
+      await watch;
+      expect(calls.map((c) => c.rows)).toEqual(Array.from({ length: 6 }, () => [[1]]));
+      expect(most).toBeGreaterThan(0);
+      expect(most).toBeLessThanOrEqual(3);
     } finally {
       await engine.close();
     }

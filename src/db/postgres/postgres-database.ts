@@ -151,6 +151,8 @@ export class PostgresDatabase extends SessionDatabase {
     // An idle client losing its server (restart, failover) must not crash the process;
     // the next query gets a fresh connection.
     this.#pool.on('error', () => undefined);
+    // A connection closed: a call of another database waiting for the server's total may open one.
+    this.#pool.on('remove', () => this.#share?.freed());
     // And no client may ever emit an 'error' nobody hears: pg-pool listens only while a client
     // is idle and #checkout while it is lent, and a burst of terminated sessions still found a
     // moment with neither (seen once in three runs). A client that failed is not queryable, so
@@ -275,6 +277,7 @@ export class PostgresDatabase extends SessionDatabase {
       else if (this.#pool.waitingCount > 0) client.release();
       else if (this.#warm) this.#park(client);
       else void this.#releaseCold(client);
+      this.#share?.freed();
     }
   }
 
@@ -294,13 +297,25 @@ export class PostgresDatabase extends SessionDatabase {
    * (`current_setting('x.y', true)` is '' for one, NULL for none): a covert channel. So the
    * workspace's own kept client is taken, else one that never ran agent code, else a new one;
    * when the pool is full, the least recently used client kept for another workspace is closed
-   * to make room. The server's own statements use any client.
+   * to make room. The server's own statements use any client. Spread over databases, a new
+   * client also waits its turn under the server's pool size over all of them (connection-share.ts).
    */
   async #connectFor(agentOf: string | undefined): Promise<pg.PoolClient> {
-    const parked = agentOf === undefined ? this.#parked.takeAny() : this.#parked.takeFor(agentOf);
-    if (parked) return parked;
-    if (this.#direct === false || this.#pool.totalCount >= this.#maxConnections) this.#parked.takeOldest()?.release(true);
-    this.#share?.makeRoom(this.#sharing);
+    const deadline = Date.now() + this.#connectWaitMs;
+    for (;;) {
+      const parked = agentOf === undefined ? this.#parked.takeAny() : this.#parked.takeFor(agentOf);
+      if (parked) return parked;
+      if (this.#direct === false || this.#pool.totalCount >= this.#maxConnections) this.#parked.takeOldest()?.release(true);
+      if (!this.#share || (await this.#share.makeRoom(this.#sharing, deadline))) break;
+    }
+    try {
+      return await this.#newClientFor(agentOf);
+    } finally {
+      this.#share?.opened();
+    }
+  }
+
+  async #newClientFor(agentOf: string | undefined): Promise<pg.PoolClient> {
     // A client a finishing call handed on may have run another workspace's code: closed, the next taken.
     for (;;) {
       const client = await this.#connect();
