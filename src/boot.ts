@@ -93,6 +93,7 @@ export async function memberDatabases(home: Ready, plan: InstallPlan, config: En
           '(docs/citus.md). Leave --workspaces-per-database (PG_WORKSPACE_WORKSPACES_PER_DATABASE) out.',
       );
     }
+    memberUrl(databaseUrl, 'check'); // a DATABASE_URL that cannot name a member database fails the boot, saying why
     await checkCanSpread(home.db);
   } else if (home.report.citus || (await listMemberDatabases(home.db)).length === 0) {
     return undefined;

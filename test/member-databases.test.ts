@@ -117,6 +117,18 @@ describe('workspaces spread over databases (PostgreSQL)', () => {
       expect((await ok('query', { project_id: 'e-copy', sql: 'SELECT body FROM notes' }))['rows']).toEqual([['first']]);
       expect((await placements(cluster, 'spread')).find((p) => p['project_id'] === 'e-copy')).toEqual({ project_id: 'e-copy', database_name: 'spread_w3' });
 
+      // Inside a member database, PostgreSQL still keeps a workspace to its own: not its
+      // neighbour's schema there, not the member's registry, not the home database's registry.
+      for (const [sql, refusal] of [
+        ['SELECT body FROM project_e.notes', /permission denied for schema project_e/],
+        ['SELECT count(*) FROM project_registry.workspace_config', /permission denied for schema project_registry/],
+        ['SELECT count(*) FROM spread.project_registry.workspace_placements', /cross-database references are not implemented/],
+      ] as const) {
+        const refused = await call('query', { project_id: 'e-copy', sql });
+        expect(refused.isError, sql).toBe(true);
+        expect(refused.text).toMatch(refusal);
+      }
+
       // Dropped, and made again: back in the database that holds its role's history.
       await ok('drop_workspace', { project_id: 'e', confirm: 'e' });
       expect(await rowsIn(cluster, 'spread_w3', "SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = 'project_e'")).toEqual([{ n: 0 }]);

@@ -770,6 +770,8 @@ describe('logical messages on postgres (wal_level = logical)', () => {
       const refused = await server.run('query', { project_id: 'alpha', sql: "SELECT pg_logical_emit_message(false, 'app_jobs', 'alpha data')" });
       expect(refused.isError).toBe(true);
       expect(refused.text).toContain('Run: REVOKE EXECUTE ON FUNCTION pg_logical_emit_message(boolean,text,text) FROM PUBLIC;');
+      // Per database (a server spreading workspaces has several): the refusal names which.
+      expect(refused.text).toMatch(/FROM PUBLIC; \(in database "?\w+"?\)/);
       await server.asSuperuser('REVOKE EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) FROM PUBLIC');
       const denied = await server.run('query', { project_id: 'alpha', sql: "SELECT pg_logical_emit_message(false, 'app_jobs', 'alpha data')" });
       expect(denied.text).toMatch(/permission denied for function pg_logical_emit_message/);

@@ -148,6 +148,14 @@ function createDatabaseAdvice(name: string | undefined, error: unknown, role = '
 
 /** DATABASE_URL with another database: the same server, user, password and options. */
 export function memberUrl(homeUrl: string, database: string): string {
+  if (!URL.canParse(homeUrl) || !/^postgres(ql)?:$/.test(new URL(homeUrl).protocol)) {
+    // Never the value itself in the message: it may hold a password.
+    throw new MemberDatabaseError(
+      '--workspaces-per-database needs DATABASE_URL as a URL (postgresql://user@host:5432/database?options), to reach the ' +
+        'member databases on the same server: the keyword form (host=… dbname=…) cannot name another database. Write it as a URL, ' +
+        'or leave --workspaces-per-database (PG_WORKSPACE_WORKSPACES_PER_DATABASE) out.',
+    );
+  }
   const url = new URL(homeUrl);
   url.pathname = `/${encodeURIComponent(database)}`;
   return url.toString();

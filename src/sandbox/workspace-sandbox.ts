@@ -582,7 +582,7 @@ export class WorkspaceSandbox {
   async #checkCapability(q: Queryable): Promise<Capability> {
     const capability = await readSandboxCapability(q, this.searchPathSchemas, { workers: true });
     const [first] = capabilityProblems(capability);
-    const problem = first && `${first.message} Run: ${first.grants.join(' ')}`;
+    const problem = first && `${first.message} Run: ${first.grants.join(' ')} (in database ${quoteIdent(capability.database)})`;
     return { database: capability.database, serverRole: capability.role, problem };
   }
 
