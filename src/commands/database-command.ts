@@ -71,42 +71,43 @@ export async function installedWorkspaces(db: Database, plan: InstallPlan, confi
   return sandboxedWorkspaces(db, plan, state.search_path_schemas, log, { citus: presence.citus !== null, snapshotLimits: snapshotLimits(config) }).workspaces;
 }
 
-
 /**
  * Runs `work` on each member database the home database `home` has spread workspaces over
  * (databases/placements.ts), opened as a server would, one at a time; none on the embedded store
  * or when the server never spread them.
  */
 export async function onMemberDatabases<T>(home: Database, config: Config, work: (db: Database, name: string) => Promise<T>): Promise<{ database: string; result: T }[]> {
-  if (!config.databaseUrl) return [];
-  let names: string[];
-  try {
-    names = await memberDatabases(home);
-  } catch (error) {
-    // An install from before core migration 0011 (doctor reports it): no placements.
-    if (sqlState(error) === '42P01' || sqlState(error) === '3F000') return [];
-    throw error;
-  }
+  const url = config.databaseUrl;
+  if (!url) return [];
   const results: { database: string; result: T }[] = [];
-  for (const name of names) {
-    const db = await openDatabase({ ...config, databaseUrl: memberUrl(config.databaseUrl, name) }, createStderrLogger('warn'));
-    try {
-      results.push({ database: name, result: await work(db, name) });
-    } finally {
-      await db.close();
-    }
+  for (const name of await beforePlacements(memberDatabases(home), [])) {
+    results.push({ database: name, result: await onMemberDatabase(config, url, name, (db) => work(db, name)) });
   }
   return results;
 }
 
 /** Runs `work` on the database holding `projectId`: the home database `home`, or the member database it was placed in. */
 export async function onWorkspaceDatabase<T>(home: Database, config: Config, projectId: string, work: (db: Database) => Promise<T>): Promise<T> {
-  const database = config.databaseUrl ? await placementOf(home, projectId).catch(() => undefined) : undefined;
-  if (database === undefined || !config.databaseUrl) return work(home);
-  const db = await openDatabase({ ...config, databaseUrl: memberUrl(config.databaseUrl, database) }, createStderrLogger('warn'));
+  const url = config.databaseUrl;
+  const database = url ? await beforePlacements(placementOf(home, projectId), undefined) : undefined;
+  return url && database !== undefined ? onMemberDatabase(config, url, database, work) : work(home);
+}
+
+async function onMemberDatabase<T>(config: Config, homeUrl: string, name: string, work: (db: Database) => Promise<T>): Promise<T> {
+  const db = await openDatabase({ ...config, databaseUrl: memberUrl(homeUrl, name) }, createStderrLogger('warn'));
   try {
     return await work(db);
   } finally {
     await db.close();
+  }
+}
+
+/** `read`, or `none` on an install from before core migration 0011 (no placement tables: doctor reports it). */
+async function beforePlacements<T>(read: Promise<T>, none: T): Promise<T> {
+  try {
+    return await read;
+  } catch (error) {
+    if (sqlState(error) === '42P01' || sqlState(error) === '3F000') return none;
+    throw error;
   }
 }
