@@ -119,7 +119,7 @@ async function side(settings: Record<string, string>, heldUrl?: string): Promise
     return db;
   };
   const ready = await engine.ready(120_000);
-  return { cluster, engine, ready, readyFor: (id) => engine.readyFor(id, 120_000), url, direct, directs, cpu: await clusterCpu(await direct(ready)) };
+  return { cluster, engine, ready, readyFor: (id) => engine.readyFor(id, 'create', 120_000), url, direct, directs, cpu: await clusterCpu(await direct(ready)) };
 }
 
 const databaseNames = new WeakMap<Ready, Promise<string>>();

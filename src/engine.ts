@@ -1,5 +1,5 @@
 import type { Database } from './db/database.js';
-import type { MemberDatabases } from './databases/member-databases.js';
+import type { MemberDatabases, WorkspaceUse } from './databases/member-databases.js';
 import { ConnectionShare, DEFAULT_MAX_CONNECTIONS } from './db/postgres/connection-share.js';
 import { isRetriedBootFailure } from './boot-failures.js';
 import { explainError, pgError, sqlState } from './db/sql-errors.js';
@@ -124,11 +124,12 @@ export class ProvisioningEngine {
   /**
    * The services of the database holding `projectId` (databases/member-databases.ts): the home
    * database's, unless the server spreads workspaces over databases or did before. Every tool
-   * call that names a workspace comes through here; undefined: the home database's.
+   * call that names a workspace comes through here; undefined: the home database's. `use`: only
+   * a call that makes the workspace places a new id in a member database.
    */
-  async readyFor(projectId: string | undefined, timeoutMs: number): Promise<Ready> {
+  async readyFor(projectId: string | undefined, use: WorkspaceUse, timeoutMs: number): Promise<Ready> {
     const home = await this.ready(timeoutMs);
-    return projectId === undefined || !this.#members ? home : this.#members.readyFor(projectId);
+    return projectId === undefined || !this.#members ? home : this.#members.readyFor(projectId, use);
   }
 
   /** The home database's services, then every member database's: what spans every workspace (list_workspaces, commands). */

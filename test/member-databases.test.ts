@@ -1,3 +1,5 @@
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, parseCommand } from '../src/config.js';
@@ -7,6 +9,8 @@ import { DEFAULT_LOCK_TIMEOUT_MS } from '../src/config.js';
 import { callTool, connectInProcess } from './support/mcp.js';
 import { startPgvectorCluster, type PgCluster } from './support/pg-cluster.js';
 import { runCli } from './support/server-process.js';
+import { TOOL_NAMES, type ToolName } from '../src/mcp/tool-registry.js';
+import { tempDir } from './support/fixtures.js';
 
 /**
  * Issue 24 item 7: --workspaces-per-database spreads workspaces over databases of one PostgreSQL
@@ -206,6 +210,68 @@ describe('workspaces spread over databases (PostgreSQL)', () => {
     }, 120_000);
   });
 
+  it('places an unknown id only for a call that makes its workspace; others answer as before and count nothing', async (ctx) => {
+    if (!cluster) return ctx.skip();
+    const url = await homeDatabase(cluster, 'unknown');
+    const dir = await tempDir('pgw-unknown-');
+    await writeFile(path.join(dir, 'notes.md'), 'a note');
+    const mcp = await connectInProcess({ databaseUrl: url, workspacesPerDatabase: 2, allowedRoots: [dir] });
+    const call = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
+    const id = (tool: ToolName) => `u-${tool.replaceAll('_', '-')}`;
+    const missing = /does not exist/;
+    // Every tool on an id nothing knows: what it is called with, and what it answers (a tool that
+    // makes the workspace: true). Keyed by ToolName, so a new tool must say which it is.
+    const unknown: Record<ToolName, [Record<string, unknown>, true | RegExp | Record<string, unknown>]> = {
+      ensure_workspace: [{}, true],
+      list_workspaces: [{}, { workspaces: [] }],
+      validate_columns: [{ table: 't', columns: ['x'] }, missing],
+      workspace_status: [{}, missing],
+      describe_workspace: [{}, missing],
+      search: [{ query: 'note' }, missing],
+      add_documents: [{ documents: [{ source: 'a.md', text: 'a note' }] }, true],
+      index_directory: [{ path: dir }, true],
+      index_status: [{}, true],
+      search_vectors: [{ table: 'chunks', column: 'embedding', vector: Array.from({ length: 768 }, () => 0.1) }, missing],
+      query: [{ sql: 'SELECT 1' }, true],
+      execute: [{ sql: 'CREATE TABLE t (x int)' }, true],
+      drop_workspace: [{ confirm: id('drop_workspace') }, { dropped: false }],
+      snapshot_workspace: [{}, missing],
+      list_snapshots: [{}, { snapshots: [] }],
+      restore_workspace: [{ snapshot: 1, confirm: id('restore_workspace') }, missing],
+      drop_snapshot: [{ snapshot: 1 }, { dropped: false }],
+      fork_workspace: [{ from: id('fork_workspace'), to: `${id('fork_workspace')}-to` }, missing],
+    };
+    try {
+      const made: string[] = [];
+      for (const name of TOOL_NAMES) {
+        const [args, answer] = unknown[name];
+        const scoped = name === 'fork_workspace' ? args : name === 'list_workspaces' ? { prefix: id(name) } : { project_id: id(name), ...args };
+        const result = await call(name, scoped);
+        if (answer === true) {
+          expect(result.isError, `${name}: ${result.text}`).toBe(false);
+          made.push(id(name));
+        } else if (answer instanceof RegExp) {
+          expect(result.isError, name).toBe(true);
+          expect(result.text, name).toMatch(answer);
+        } else {
+          expect(result.isError, `${name}: ${result.text}`).toBe(false);
+          expect(result.data, name).toMatchObject(answer);
+        }
+      }
+      // index_directory made its workspace in the background: its run is over.
+      await expect.poll(async () => (await call('index_status', { project_id: id('index_directory') })).data['runs'], { timeout: 30_000 }).toMatchObject([{ state: 'done' }]);
+      made.sort();
+      expect((await placements(cluster, 'unknown')).map((p) => p['project_id'])).toEqual(made);
+      const [counted] = await rowsIn(cluster, 'unknown', 'SELECT coalesce(sum(workspaces), 0)::int AS n FROM project_registry.workspace_databases');
+      expect(counted?.['n']).toBe(made.length);
+      const listed = await call('list_workspaces', { prefix: 'u-' });
+      expect((listed.data['workspaces'] as { project_id: string }[]).map((w) => w.project_id)).toEqual(made);
+      expect(await rowsIn(cluster, 'unknown', 'SELECT project_id FROM project_registry.workspace_config')).toEqual([]);
+    } finally {
+      await mcp.close();
+    }
+  }, 120_000);
+
   it('two servers placing the first workspaces at once make one member database and both succeed', async (ctx) => {
     if (!cluster) return ctx.skip();
     const url = await homeDatabase(cluster, 'race');
@@ -213,7 +279,7 @@ describe('workspaces spread over databases (PostgreSQL)', () => {
     try {
       // Both installed first, so that the placements and the member database race, not the install.
       await Promise.all(engines.map((e) => e.ready(60_000)));
-      await Promise.all(engines.map(async (e, i) => (await e.readyFor(`racer-${i}`, 60_000)).sandbox.execute(`racer-${i}`, 'CREATE TABLE t (x int)', [])));
+      await Promise.all(engines.map(async (e, i) => (await e.readyFor(`racer-${i}`, 'create', 60_000)).sandbox.execute(`racer-${i}`, 'CREATE TABLE t (x int)', [])));
       expect(await rowsIn(cluster, 'postgres', "SELECT datname FROM pg_database WHERE datname LIKE 'race\\_w%' ORDER BY 1")).toEqual([{ datname: 'race_w1' }]);
       expect((await placements(cluster, 'race')).map((p) => p['database_name'])).toEqual(['race_w1', 'race_w1']);
     } finally {
@@ -232,7 +298,7 @@ describe('workspaces spread over databases (PostgreSQL)', () => {
       // Six workspaces in six databases, each served once: every database's pool would keep its connections.
       for (let i = 0; i < 6; i++) {
         const id = `pooled-${i}`;
-        await (await engine.readyFor(id, 60_000)).sandbox.query(id, 'SELECT 1', []);
+        await (await engine.readyFor(id, 'create', 60_000)).sandbox.query(id, 'SELECT 1', []);
       }
       const [open] = await cluster.sql(
         "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pg-workspace-mcp' AND datname LIKE 'share%'",
@@ -254,7 +320,7 @@ describe('workspaces spread over databases (PostgreSQL)', () => {
       const calls = await Promise.all(
         Array.from({ length: 6 }, async (_, i) => {
           const id = `pooled-${i}`;
-          return (await engine.readyFor(id, 60_000)).sandbox.query(id, 'SELECT 1 AS one FROM pg_sleep(0.3)', []);
+          return (await engine.readyFor(id, 'create', 60_000)).sandbox.query(id, 'SELECT 1 AS one FROM pg_sleep(0.3)', []);
         }),
       );
       running = false;

@@ -67,7 +67,7 @@ export function registerAddDocumentsTool(server: McpServer, deps: ToolDeps): voi
     },
     (args, { signal }) =>
       runTool(deps, async () => {
-        const r = await (await deps.search(signal, args.project_id)).addDocuments(
+        const r = await (await deps.search(signal, args.project_id, 'create')).addDocuments(
           { projectId: args.project_id, documents: args.documents, chunkSize: args.chunk_size, chunkOverlap: args.chunk_overlap },
           signal,
         );

@@ -73,7 +73,7 @@ export function registerDescribeWorkspaceTool(server: McpServer, deps: ToolDeps)
       runTool(
         deps,
         async () => {
-          const workspaces = await deps.workspaces(signal, project_id);
+          const workspaces = await deps.workspaces(signal, project_id, 'existing');
           const tables = await workspaces.describe(project_id, table);
           return { project_id, schema_name: schemaNameFor(project_id), tables };
         },

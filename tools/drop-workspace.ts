@@ -39,7 +39,7 @@ export function registerDropWorkspaceTool(server: McpServer, deps: ToolDeps): vo
             `Nothing was dropped: confirm must repeat project_id exactly ("${project_id}"), got ${JSON.stringify(confirm.slice(0, 80))}.`,
           );
         }
-        const outcome = await (await deps.workspaces(signal, project_id)).drop(project_id);
+        const outcome = await (await deps.workspaces(signal, project_id, 'existing')).drop(project_id);
         return { project_id, schema_name: outcome.schemaName, dropped: outcome.dropped, changes: outcome.changes };
       }),
   );

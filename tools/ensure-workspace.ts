@@ -29,7 +29,7 @@ export function registerEnsureWorkspaceTool(server: McpServer, deps: ToolDeps): 
       runTool(
         deps,
         async () => {
-          const w = await (await deps.workspaces(signal, project_id)).ensure(project_id);
+          const w = await (await deps.workspaces(signal, project_id, 'create')).ensure(project_id);
           return {
             project_id: w.projectId,
             schema_name: w.schemaName,

@@ -34,7 +34,7 @@ export function registerExecuteTool(server: McpServer, deps: ToolDeps): void {
       runTool(
         deps,
         async () => {
-          const sandbox = await deps.sandbox(signal, project_id);
+          const sandbox = await deps.sandbox(signal, project_id, 'create');
           const r = await sandbox.execute(project_id, sql, params ?? []);
           const reason = describeTruncation(
             r.truncatedBy,

@@ -33,7 +33,7 @@ export function registerIndexDirectoryTool(server: McpServer, deps: ToolDeps): v
     },
     (args, extra) =>
       runTool(deps, async () => {
-        const service = await deps.search(extra.signal, args.project_id);
+        const service = await deps.search(extra.signal, args.project_id, 'create');
         // The client's roots, asked for each call: a client may change them at any time.
         const clientRoots = server.server.getClientCapabilities()?.roots
           ? rootPathsOf((await server.server.listRoots(undefined, { signal: extra.signal })).roots.map((r) => r.uri))

@@ -31,6 +31,6 @@ export function registerIndexStatusTool(server: McpServer, deps: ToolDeps): void
       annotations: { readOnlyHint: true, openWorldHint: false },
     },
     (args, { signal }) =>
-      runTool(deps, async () => ({ ...(await (await deps.search(signal, args.project_id)).indexStatus(args.project_id, args.job_id)) })),
+      runTool(deps, async () => ({ ...(await (await deps.search(signal, args.project_id, 'create')).indexStatus(args.project_id, args.job_id)) })),
   );
 }

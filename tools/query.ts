@@ -37,7 +37,7 @@ export function registerQueryTool(server: McpServer, deps: ToolDeps): void {
       runTool(
         deps,
         async () => {
-          const sandbox = await deps.sandbox(signal, project_id);
+          const sandbox = await deps.sandbox(signal, project_id, 'create');
           const maxRows = max_rows ?? DEFAULT_MAX_ROWS;
           const result = await sandbox.query(project_id, sql, params ?? [], maxRows);
           const reason = describeTruncation(

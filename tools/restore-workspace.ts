@@ -39,8 +39,8 @@ export function registerRestoreWorkspaceTool(server: McpServer, deps: ToolDeps):
           );
         }
         // The vector index a load of this server builds after its call (docs/search.md): the state kept has it.
-        await (await deps.search(signal, project_id)).settled(project_id);
-        const outcome = await (await deps.workspaces(signal, project_id)).restore(project_id, snapshot);
+        await (await deps.search(signal, project_id, 'existing')).settled(project_id);
+        const outcome = await (await deps.workspaces(signal, project_id, 'existing')).restore(project_id, snapshot);
         return { project_id, restored: outcome.restored.snapshot, kept_as: outcome.kept.snapshot, changes: outcome.changes };
       }),
   );

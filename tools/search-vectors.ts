@@ -61,8 +61,8 @@ export function registerSearchVectorsTool(server: McpServer, deps: ToolDeps): vo
       runTool(
         deps,
         async () => {
-          await (await deps.search(signal, args.project_id)).restoreStoppedLoad(args.project_id, args.table);
-          const r = await (await deps.workspaces(signal, args.project_id)).searchVectors({
+          await (await deps.search(signal, args.project_id, 'existing')).restoreStoppedLoad(args.project_id, args.table);
+          const r = await (await deps.workspaces(signal, args.project_id, 'existing')).searchVectors({
             projectId: args.project_id,
             table: args.table,
             column: args.column,

@@ -77,7 +77,7 @@ export function registerSearchTool(server: McpServer, deps: ToolDeps): void {
     },
     (args, { signal }) =>
       runTool(deps, async () => {
-        const r = await (await deps.search(signal, args.project_id)).search(
+        const r = await (await deps.search(signal, args.project_id, 'existing')).search(
           {
             projectId: args.project_id,
             query: args.query,

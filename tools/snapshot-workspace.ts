@@ -24,8 +24,8 @@ export function registerSnapshotWorkspaceTool(server: McpServer, deps: ToolDeps)
     ({ project_id, label }, { signal }) =>
       runTool(deps, async () => {
         // The vector index a load of this server builds after its call (docs/search.md): the snapshot has it.
-        await (await deps.search(signal, project_id)).settled(project_id);
-        return { project_id, ...summarize(await (await deps.workspaces(signal, project_id)).snapshot(project_id, label)) };
+        await (await deps.search(signal, project_id, 'existing')).settled(project_id);
+        return { project_id, ...summarize(await (await deps.workspaces(signal, project_id, 'existing')).snapshot(project_id, label)) };
       }),
   );
 }

@@ -1,4 +1,5 @@
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import type { WorkspaceUse } from '../src/databases/member-databases.js';
 import type { Embedder } from '../src/embeddings/embedder.js';
 import type { ProjectAccess } from '../src/project-access.js';
 import type { WorkspaceSandbox } from '../src/sandbox/workspace-sandbox.js';
@@ -18,14 +19,16 @@ export function failureOf(result: unknown): unknown {
  * What the tools need from the engine, once boot has finished. `signal`: the call's cancellation;
  * a call cancelled before its work starts does none. `projectId`: the workspace the call is about,
  * whose database's services are returned (workspaces may be spread over databases; the engine's
- * `readyFor`); undefined: the home database's.
+ * `readyFor`); undefined: the home database's. `use`: whether the call makes the workspace when
+ * it does not exist ('create': ensure_workspace, the SQL tools, ingest, index_status, whose
+ * services do) or only uses one ('existing'); only a call that creates places a new id.
  */
 export interface ToolDeps {
-  workspaces(signal?: AbortSignal, projectId?: string): Promise<WorkspaceManager>;
-  fleet(signal?: AbortSignal, projectId?: string): Promise<WorkspaceFleet>;
-  sandbox(signal?: AbortSignal, projectId?: string): Promise<WorkspaceSandbox>;
+  workspaces(signal: AbortSignal | undefined, projectId: string | undefined, use: WorkspaceUse): Promise<WorkspaceManager>;
+  fleet(signal: AbortSignal | undefined, projectId: string, use: WorkspaceUse): Promise<WorkspaceFleet>;
+  sandbox(signal: AbortSignal | undefined, projectId: string, use: WorkspaceUse): Promise<WorkspaceSandbox>;
   /** Search by text and ingest (search, add_documents, index_directory). */
-  search(signal?: AbortSignal, projectId?: string): Promise<SearchService>;
+  search(signal: AbortSignal | undefined, projectId: string, use: WorkspaceUse): Promise<SearchService>;
   /** The services of every database (list_workspaces, the fleet's workspace_status). */
   everyDatabase(signal?: AbortSignal): Promise<{ workspaces: WorkspaceManager; fleet: WorkspaceFleet }[]>;
   /** A fork's services: `to` is placed beside `from`. */

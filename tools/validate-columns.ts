@@ -36,7 +36,7 @@ export function registerValidateColumnsTool(server: McpServer, deps: ToolDeps): 
         deps,
         async () => {
           if (project_id === undefined) deps.access.checkSchema(table.includes('.') ? (table.split('.')[0] as string) : 'public');
-          const v = await (await deps.workspaces(signal, project_id)).validateColumns({ projectId: project_id, table, columns });
+          const v = await (await deps.workspaces(signal, project_id, 'existing')).validateColumns({ projectId: project_id, table, columns });
           return {
             schema: v.schema,
             table: v.table,

@@ -55,7 +55,7 @@ export function registerWorkspaceStatusTool(server: McpServer, deps: ToolDeps): 
               fleet: { workspaces: f.workspaces, up_to_date: f.upToDate, lagging: f.lagging, pending: f.pending },
             };
           }
-          const status = await (await deps.fleet(signal, project_id)).status(validateProjectId(project_id));
+          const status = await (await deps.fleet(signal, project_id, 'existing')).status(validateProjectId(project_id));
           if (!status) throw new WorkspaceNotFoundError(project_id);
           return {
             project_id,

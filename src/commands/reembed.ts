@@ -30,7 +30,7 @@ export async function reembedWorkspaces(config: Config & { embeddings: Embedding
     try {
       // One workspace's database, or the home database and each member database (databases/placements.ts).
       const wait = config.lockTimeoutMs + INSTALL_ALLOWANCE_MS;
-      databases = projectId ? [await engine.readyFor(projectId, wait)] : await engine.readyAll(wait);
+      databases = projectId ? [await engine.readyFor(projectId, 'existing', wait)] : await engine.readyAll(wait);
     } catch (error) {
       process.stderr.write(`pg-workspace-mcp reembed: ${engine.explain(error)}\n`);
       return 2;

@@ -4,6 +4,14 @@ import { WorkspaceLifecycleError } from '../workspaces/workspace-lifecycle.js';
 import { ensureMemberDatabase, memberDatabases, place, placeIn } from './placements.js';
 
 /**
+ * What a call does with the workspace it names: 'create' makes it when it does not exist
+ * (ensure_workspace, and the tools that create on first use), 'existing' only uses one. Only a
+ * call that creates places a new id: a read or a drop of an id nothing knows would otherwise
+ * count, in a member database, a workspace that is never made.
+ */
+export type WorkspaceUse = 'create' | 'existing';
+
+/**
  * The services of each database a PostgreSQL server's workspaces live in (placements.ts): the
  * home database's, booted by the engine, and a member database's, opened (its extension schemas
  * installed, under that database's own install lock) the first time a call needs it. Every tool
@@ -26,9 +34,9 @@ export class MemberDatabases {
     private readonly open: (database: string) => Promise<Ready>,
   ) {}
 
-  /** The services of the database holding `projectId` (placing a new one when spreading). */
-  async readyFor(projectId: string): Promise<Ready> {
-    const database = await this.databaseOf(projectId);
+  /** The services of the database holding `projectId` (placing a new one when spreading and `use` creates it). */
+  async readyFor(projectId: string, use: WorkspaceUse): Promise<Ready> {
+    const database = await this.databaseOf(projectId, use);
     return database === undefined ? this.home : this.#member(database);
   }
 
@@ -44,7 +52,7 @@ export class MemberDatabases {
    * dropped there keeps its placement, and its role history, for good).
    */
   async placeBeside(to: string, from: string): Promise<Ready> {
-    const source = await this.databaseOf(from);
+    const source = await this.databaseOf(from, 'existing');
     const target = this.#placed.get(validateProjectId(to)) ?? (await placeIn(this.home.db, to, source));
     if (target !== undefined) this.#placed.set(to, target);
     if (target !== source) {
@@ -57,7 +65,7 @@ export class MemberDatabases {
   }
 
   /** The member database holding `projectId`, or undefined for the home database. */
-  async databaseOf(projectId: string): Promise<string | undefined> {
+  async databaseOf(projectId: string, use: WorkspaceUse): Promise<string | undefined> {
     const known = this.#placed.get(projectId);
     if (known !== undefined) return known;
     validateProjectId(projectId);
@@ -68,9 +76,10 @@ export class MemberDatabases {
     );
     let database = row?.database ?? undefined;
     if (database === undefined && !row?.home) {
-      // Unknown here: a new workspace, placed when spreading, else the home database's (not
-      // remembered: another server spreading may place it first).
-      if (this.perDatabase === undefined) return undefined;
+      // Unknown here: a new workspace, placed when spreading and the call makes it; else the
+      // home database's, which answers that it does not exist or, not spreading, makes it there
+      // (not remembered: another server spreading may place it first).
+      if (this.perDatabase === undefined || use === 'existing') return undefined;
       database = await place(this.home.db, projectId, this.perDatabase);
     }
     if (database !== undefined) this.#placed.set(projectId, database);

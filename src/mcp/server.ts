@@ -3,6 +3,7 @@ import type { ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
 import { failureOf, type ToolDeps } from '../../tools/tool-result.js';
 import { isStoreHandover } from '../db/sql-errors.js';
 import { EmbeddingsNotConfiguredError } from '../embeddings/provider-errors.js';
+import type { WorkspaceUse } from '../databases/member-databases.js';
 import type { ProvisioningEngine } from '../engine.js';
 import { packageVersion } from '../package-info.js';
 import { ProjectAccess } from '../project-access.js';
@@ -44,17 +45,17 @@ export function createSessionServer({ engine, readyTimeoutMs = READY_TIMEOUT_MS,
   const access = new ProjectAccess(allowedProjects);
   repeatAfterHandover(server);
   enforceAllowlist(server, access);
-  const ready = async (signal: AbortSignal | undefined, projectId?: string) => {
-    const services = await engine.readyFor(projectId, readyTimeoutMs);
+  const ready = async (signal: AbortSignal | undefined, projectId?: string, use: WorkspaceUse = 'existing') => {
+    const services = await engine.readyFor(projectId, use, readyTimeoutMs);
     // A call the client cancelled while boot was running starts no work.
     signal?.throwIfAborted();
     return services;
   };
   const deps: ToolDeps = {
-    workspaces: async (signal, projectId) => (await ready(signal, projectId)).workspaces,
-    fleet: async (signal, projectId) => (await ready(signal, projectId)).fleet,
-    sandbox: async (signal, projectId) => (await ready(signal, projectId)).sandbox,
-    search: async (signal, projectId) => (await ready(signal, projectId)).search,
+    workspaces: async (signal, projectId, use) => (await ready(signal, projectId, use)).workspaces,
+    fleet: async (signal, projectId, use) => (await ready(signal, projectId, use)).fleet,
+    sandbox: async (signal, projectId, use) => (await ready(signal, projectId, use)).sandbox,
+    search: async (signal, projectId, use) => (await ready(signal, projectId, use)).search,
     everyDatabase: async (signal) => {
       const all = await engine.readyAll(readyTimeoutMs);
       signal?.throwIfAborted();
