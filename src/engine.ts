@@ -2,7 +2,7 @@ import type { Database } from './db/database.js';
 import type { MemberDatabases, WorkspaceUse } from './databases/member-databases.js';
 import { ConnectionShare, DEFAULT_MAX_CONNECTIONS } from './db/postgres/connection-share.js';
 import { isRetriedBootFailure } from './boot-failures.js';
-import { explainError, pgError, sqlState } from './db/sql-errors.js';
+import { explainError, isConnectionFailure, pgError, sqlState } from './db/sql-errors.js';
 import type { InstallReport } from './installer/install-extensions.js';
 import type { InstallPlan } from './installer/install-plan.js';
 import type { Logger } from './logger.js';
@@ -69,6 +69,15 @@ export class ProvisioningEngine {
         `The server's registry (schema project_registry) is gone from the database (${this.description}): it was dropped, ` +
         'or the database restored from before the server installed it. The server is installing it again now: retry the call. ' +
         "Workspace schemas that outlived it are listed by 'pg-workspace-mcp doctor', and 'pg-workspace-mcp repair --adopt-orphans' registers them again."
+      );
+    }
+    const gone = mayNameGoneDatabase(error) ? await this.#members?.remakeGone().catch(() => []) : undefined;
+    if (gone?.length) {
+      return (
+        `The database ${gone.map((name) => `"${name}"`).join(', ')} that this server spreads workspaces over is gone from the PostgreSQL server ` +
+        `(${this.description}): it was dropped, or the server restored from before it was made. The server is making it again now: retry the call. ` +
+        'Its workspaces come back new and empty where they are placed, on their next use; their data is only in a backup of it ' +
+        '(docs/operations.md, Many workspaces: to restore it instead, stop the servers first).'
       );
     }
     return this.explain(error);
@@ -175,6 +184,11 @@ export class ProvisioningEngine {
     await this.#db?.close();
     this.#db = undefined;
   }
+}
+
+/** A database that does not exist (3D000), or a connection it closed as it was dropped: is a member database gone? */
+function mayNameGoneDatabase(error: unknown): boolean {
+  return sqlState(error) === '3D000' || isConnectionFailure(error);
 }
 
 /** Undefined table, schema or function in project_registry: what calls see once the install is gone. */

@@ -272,6 +272,30 @@ describe('workspaces spread over databases (PostgreSQL)', () => {
     }
   }, 120_000);
 
+  it('makes a member database dropped under the running server again on the next call, as it does a vanished registry', async (ctx) => {
+    if (!cluster) return ctx.skip();
+    const url = await homeDatabase(cluster, 'gone');
+    const mcp = await connectInProcess({ databaseUrl: url, workspacesPerDatabase: 2 });
+    const call = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
+    try {
+      for (const id of ['g1', 'g2']) expect((await call('execute', { project_id: id, sql: 'CREATE TABLE t (x int)' })).isError).toBe(false);
+      // An operator drops the member database under the server (its connections closed with it).
+      await cluster.sql('DROP DATABASE gone_w1 WITH (FORCE)');
+      const failed = await call('query', { project_id: 'g1', sql: 'SELECT count(*) FROM t' });
+      expect(failed.isError).toBe(true);
+      expect(failed.text).toMatch(/"gone_w1"[\s\S]*gone[\s\S]*retry/);
+      // The retry finds it made again, installed, and the workspace new and empty where its placement says.
+      const made = await call('ensure_workspace', { project_id: 'g1' });
+      expect(made.isError, made.text).toBe(false);
+      expect(made.data['created']).toBe(true);
+      expect((await call('query', { project_id: 'g2', sql: 'SELECT count(*)::int FROM pg_tables WHERE tablename = $1', params: ['t'] })).data['rows']).toEqual([[0]]);
+      expect(await rowsIn(cluster, 'gone_w1', 'SELECT project_id FROM project_registry.workspace_config ORDER BY 1')).toEqual([{ project_id: 'g1' }, { project_id: 'g2' }]);
+      expect((await placements(cluster, 'gone')).map((p) => p['database_name'])).toEqual(['gone_w1', 'gone_w1']);
+    } finally {
+      await mcp.close();
+    }
+  }, 120_000);
+
   it('two servers placing the first workspaces at once make one member database and both succeed', async (ctx) => {
     if (!cluster) return ctx.skip();
     const url = await homeDatabase(cluster, 'race');

@@ -97,14 +97,40 @@ export class MemberDatabases {
     return member;
   }
 
+  /**
+   * The member databases this server opened that are gone from the PostgreSQL server (an
+   * operator's DROP DATABASE, a restore of the cluster from before them): each is forgotten and
+   * made again at once, installed, as the engine installs a registry gone from the home database
+   * again. Made again rather than refused: it is what a restart does (a placement's database is
+   * created on first use), so refusing would only hold every workspace placed there until one;
+   * their data went with the database either way, and their ids still belong there.
+   */
+  async remakeGone(): Promise<string[]> {
+    const opened = new Map(this.#members);
+    if (opened.size === 0) return [];
+    const gone = await this.home.db.query<{ name: string }>(
+      'SELECT name FROM unnest($1::text[]) AS name WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = name)',
+      [[...opened.keys()]],
+    );
+    for (const { name } of gone) {
+      // Only the first call to see it gone makes it again; a later one finds the new one in the making.
+      if (this.#members.get(name) !== opened.get(name)) continue;
+      this.#members.delete(name);
+      void opened.get(name)?.then(closeServices).catch(() => undefined);
+      this.#member(name).catch(() => undefined);
+    }
+    return gone.map((g) => g.name);
+  }
+
   /** Closes every member database's services (the engine closes the home database's). */
   async close(): Promise<void> {
     const members = await Promise.allSettled(this.#members.values());
     this.#members.clear();
-    for (const member of members) {
-      if (member.status !== 'fulfilled') continue;
-      await member.value.search.close();
-      await member.value.db.close();
-    }
+    for (const member of members) if (member.status === 'fulfilled') await closeServices(member.value);
   }
+}
+
+async function closeServices(ready: Ready): Promise<void> {
+  await ready.search.close();
+  await ready.db.close();
 }
