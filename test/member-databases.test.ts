@@ -302,6 +302,7 @@ describe('workspaces spread over databases (PostgreSQL)', () => {
     const engines = [0, 1].map(() => new ProvisioningEngine({ databaseUrl: url, dataDir: '/nonexistent', extensionDirs: [], disabledExtensions: [], lockTimeoutMs: DEFAULT_LOCK_TIMEOUT_MS, workspacesPerDatabase: 2 }, silentLogger));
     try {
       // Both installed first, so that the placements and the member database race, not the install.
+      // Without the placement lock both name race_w1 and one fails on workspace_databases' key (watched: 6 runs of 6).
       await Promise.all(engines.map((e) => e.ready(60_000)));
       await Promise.all(engines.map(async (e, i) => (await e.readyFor(`racer-${i}`, 'create', 60_000)).sandbox.execute(`racer-${i}`, 'CREATE TABLE t (x int)', [])));
       expect(await rowsIn(cluster, 'postgres', "SELECT datname FROM pg_database WHERE datname LIKE 'race\\_w%' ORDER BY 1")).toEqual([{ datname: 'race_w1' }]);
