@@ -11,6 +11,7 @@ import { startPgvectorCluster, type PgCluster } from './support/pg-cluster.js';
 import { runCli } from './support/server-process.js';
 import { TOOL_NAMES, type ToolName } from '../src/mcp/tool-registry.js';
 import { tempDir } from './support/fixtures.js';
+import { CROWDED_DATABASE_WORKSPACES } from '../src/operations/spreading-advice.js';
 
 /**
  * Issue 24 item 7: --workspaces-per-database spreads workspaces over databases of one PostgreSQL
@@ -295,6 +296,39 @@ describe('workspaces spread over databases (PostgreSQL)', () => {
       await mcp.close();
     }
   }, 120_000);
+
+  it('doctor suggests spreading a crowded home database until servers spread it', async (ctx) => {
+    if (!cluster) return ctx.skip();
+    const url = await homeDatabase(cluster, 'crowded');
+    const engine = new ProvisioningEngine({ databaseUrl: url, dataDir: '/nonexistent', extensionDirs: [], disabledExtensions: [], lockTimeoutMs: DEFAULT_LOCK_TIMEOUT_MS }, silentLogger);
+    const advice = async () => {
+      const doctor = await runCli(['doctor', '--json'], { DATABASE_URL: url });
+      expect(doctor.code, doctor.stdout + doctor.stderr).toBe(0);
+      return (JSON.parse(doctor.stdout) as { findings: { code: string; severity: string; details: unknown }[] }).findings.filter((f) => f.code === 'many-workspaces');
+    };
+    try {
+      const { workspaces } = await engine.ready(60_000);
+      let next = 0;
+      const make = (count: number) =>
+        Promise.all(Array.from({ length: 4 }, async () => {
+          while (next < count) await workspaces.ensure(`w-${next++}`);
+        }));
+      await make(CROWDED_DATABASE_WORKSPACES - 1);
+      expect(await advice()).toEqual([]);
+      await make(CROWDED_DATABASE_WORKSPACES);
+      expect(await advice()).toEqual([{ code: 'many-workspaces', severity: 'info', details: { workspaces: CROWDED_DATABASE_WORKSPACES }, message: expect.any(String), fix: expect.stringMatching(/--workspaces-per-database 50/) }]);
+    } finally {
+      await engine.close();
+    }
+    // Once a server spreads its new workspaces, the home database no longer grows: no advice.
+    const spreading = await connectInProcess({ databaseUrl: url, workspacesPerDatabase: 50 });
+    try {
+      expect((await callTool(spreading.client, spreading.tools, 'ensure_workspace', { project_id: 'spread-1' })).isError).toBe(false);
+    } finally {
+      await spreading.close();
+    }
+    expect(await advice()).toEqual([]);
+  }, 180_000);
 
   it('two servers placing the first workspaces at once make one member database and both succeed', async (ctx) => {
     if (!cluster) return ctx.skip();

@@ -8,7 +8,7 @@ import { EXIT_FINDINGS, EXIT_HEALTHY, onMemberDatabases, print, withDatabase } f
  */
 export function doctorCommand(config: Config, options: { json: boolean }): Promise<number> {
   return withDatabase('doctor', config, options.json, async (db, plan) => {
-    const report = await diagnose(db, plan);
+    const report = await diagnose(db, plan, { home: config.databaseUrl !== undefined });
     const members = await onMemberDatabases(db, config, (member) => diagnose(member, plan));
     if (options.json) {
       const memberReports = members.map((m) => ({ name: m.database, report: m.result }));

@@ -12,6 +12,7 @@ import * as registry from '../registry/operations-queries.js';
 import { roleNameFor, rolePrefixFor, SANDBOX_SCHEMA, snapshotCopierNameFor, snapshotRoleNameFor } from '../sandbox/sandbox-ddl.js';
 import { projectIdOfSchema, ReservedSchemas, SNAPSHOT_SCHEMA_INFIX } from '../workspaces/project-id.js';
 import { FleetStatusReader, type FleetStatus } from '../workspaces/workspace-fleet.js';
+import { spreadingAdvice } from './spreading-advice.js';
 
 /**
  * The finding codes of `doctor --json`: stable, so scripts may match on them. Each finding
@@ -38,6 +39,7 @@ export const FINDING_CODES = [
   'autovacuum-agent-code',
   'move-agent-code',
   'worker-autovacuum-code',
+  'many-workspaces',
 ] as const;
 
 export type FindingCode = (typeof FINDING_CODES)[number];
@@ -78,17 +80,22 @@ const LAGGING_NAMED = 5;
 
 const MIGRATE = 'pg-workspace-mcp migrate-workspaces';
 
+export interface DiagnoseOptions {
+  /** DATABASE_URL's own database on PostgreSQL (not a member database): crowded, doctor suggests spreading its workspaces. */
+  home?: boolean;
+}
+
 /**
  * One read-only look at the database against the extension files: every query runs in one
  * READ ONLY transaction (PostgreSQL refuses any write in it) at one snapshot, so the findings
  * agree with each other. The install lock's holders are read beside it (pg_locks, or the lock
  * file of the embedded store).
  */
-export async function diagnose(db: Database, plan: InstallPlan): Promise<DoctorReport> {
+export async function diagnose(db: Database, plan: InstallPlan, options: DiagnoseOptions = {}): Promise<DoctorReport> {
   const holders = await db.lockHolders(INSTALL_LOCK_KEY);
   const report = await db.transaction(async (tx) => {
     await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
-    return inspect(tx, plan, db.description);
+    return inspect(tx, plan, db.description, options);
   });
   if (holders.length > 0) {
     report.install_lock = { held: true, holders };
@@ -106,7 +113,7 @@ export async function diagnose(db: Database, plan: InstallPlan): Promise<DoctorR
   return report;
 }
 
-async function inspect(tx: Queryable, plan: InstallPlan, database: string): Promise<DoctorReport> {
+async function inspect(tx: Queryable, plan: InstallPlan, database: string, options: DiagnoseOptions): Promise<DoctorReport> {
   const findings: Finding[] = [];
   const presence = await registry.registryPresence(tx);
   const state = presence.registry ? await registry.installState(tx) : undefined;
@@ -175,6 +182,9 @@ async function inspect(tx: Queryable, plan: InstallPlan, database: string): Prom
       details: { count: fleet.lagging, project_ids: lagging.slice(0, LAGGING_LISTED), pending: fleet.pending },
     });
   }
+  const spreadable = options.home === true && presence.citus === null;
+  const crowded = spreadingAdvice({ workspaces: fleet.workspaces, spreadable, spreading: spreadable && (await registry.recordsMemberDatabases(tx)) });
+  if (crowded) findings.push({ code: 'many-workspaces', severity: 'info', ...crowded, details: { workspaces: fleet.workspaces } });
 
   for (const lost of await registry.lostSchemas(tx)) {
     findings.push({

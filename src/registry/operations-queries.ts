@@ -193,6 +193,12 @@ export const workspaceLedgerChecksums = (q: Queryable) => q.query<WorkspaceLedge
 
 export const lostSchemas = (q: Queryable) => q.query<LostSchema>(LOST_SCHEMAS);
 
+/** Whether this database records member databases it spreads workspaces over (core migration 0011's table; none before it). */
+export async function recordsMemberDatabases(q: Queryable): Promise<boolean> {
+  const [table] = await q.query<{ present: boolean }>("SELECT pg_catalog.to_regclass('project_registry.workspace_databases') IS NOT NULL AS present");
+  return table?.present === true && (await q.query('SELECT 1 FROM project_registry.workspace_databases LIMIT 1')).length > 0;
+}
+
 export const unregisteredProjectSchemas = (q: Queryable) => q.query<UnregisteredSchema>(UNREGISTERED_PROJECT_SCHEMAS);
 
 export const unregisteredSnapshotSchemas = async (q: Queryable) =>
