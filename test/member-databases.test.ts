@@ -282,6 +282,12 @@ describe('workspaces spread over databases (PostgreSQL)', () => {
       for (const id of ['g1', 'g2']) expect((await call('execute', { project_id: id, sql: 'CREATE TABLE t (x int)' })).isError).toBe(false);
       // An operator drops the member database under the server (its connections closed with it).
       await cluster.sql('DROP DATABASE gone_w1 WITH (FORCE)');
+      // doctor names it (it ran on, the other databases reported), and what a server will do.
+      const doctor = async () => {
+        const run = await runCli(['doctor', '--json'], { DATABASE_URL: url });
+        return { code: run.code, findings: (JSON.parse(run.stdout) as { findings: { code: string; details: unknown }[] }).findings.filter((f) => f.code === 'member-database-gone') };
+      };
+      expect(await doctor()).toEqual({ code: 1, findings: [expect.objectContaining({ details: { database: 'gone_w1', placed: 2 } })] });
       const failed = await call('query', { project_id: 'g1', sql: 'SELECT count(*) FROM t' });
       expect(failed.isError).toBe(true);
       expect(failed.text).toMatch(/"gone_w1"[\s\S]*gone[\s\S]*retry/);
@@ -292,6 +298,7 @@ describe('workspaces spread over databases (PostgreSQL)', () => {
       expect((await call('query', { project_id: 'g2', sql: 'SELECT count(*)::int FROM pg_tables WHERE tablename = $1', params: ['t'] })).data['rows']).toEqual([[0]]);
       expect(await rowsIn(cluster, 'gone_w1', 'SELECT project_id FROM project_registry.workspace_config ORDER BY 1')).toEqual([{ project_id: 'g1' }, { project_id: 'g2' }]);
       expect((await placements(cluster, 'gone')).map((p) => p['database_name'])).toEqual(['gone_w1', 'gone_w1']);
+      expect(await doctor()).toEqual({ code: 0, findings: [] });
     } finally {
       await mcp.close();
     }

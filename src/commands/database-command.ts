@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { planInstall, openDatabase, snapshotLimits } from '../boot.js';
-import { memberDatabases, memberUrl, placementOf } from '../databases/placements.js';
+import { memberDatabaseStates, memberUrl, placementOf } from '../databases/placements.js';
 import type { Config } from '../config.js';
 import type { Database } from '../db/database.js';
 import { storeExists } from '../db/embedded/pglite-store.js';
@@ -74,17 +74,24 @@ export async function installedWorkspaces(db: Database, plan: InstallPlan, confi
 /**
  * Runs `work` on each member database the home database `home` has spread workspaces over
  * (databases/placements.ts), opened as a server would, one at a time; none on the embedded store
- * or when the server never spread them.
+ * or when the server never spread them. One gone from the server is passed by (goneMemberDatabases).
  */
 export async function onMemberDatabases<T>(home: Database, config: Config, work: (db: Database, name: string) => Promise<T>): Promise<{ database: string; result: T }[]> {
   const url = config.databaseUrl;
   if (!url) return [];
   const results: { database: string; result: T }[] = [];
-  for (const name of await beforePlacements(memberDatabases(home), [])) {
+  for (const { name } of (await memberStates(home)).filter((m) => m.present)) {
     results.push({ database: name, result: await onMemberDatabase(config, url, name, (db) => work(db, name)) });
   }
   return results;
 }
+
+/** The member databases `home` records that the PostgreSQL server no longer has (dropped under it), with the ids placed in each. */
+export async function goneMemberDatabases(home: Database, config: Config): Promise<{ name: string; placed: number }[]> {
+  return config.databaseUrl ? (await memberStates(home)).filter((m) => !m.present) : [];
+}
+
+const memberStates = (home: Database) => beforePlacements(memberDatabaseStates(home), []);
 
 /** Runs `work` on the database holding `projectId`: the home database `home`, or the member database it was placed in. */
 export async function onWorkspaceDatabase<T>(home: Database, config: Config, projectId: string, work: (db: Database) => Promise<T>): Promise<T> {

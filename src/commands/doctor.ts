@@ -1,6 +1,6 @@
 import type { Config } from '../config.js';
-import { diagnose, formatDoctorReport } from '../operations/doctor.js';
-import { EXIT_FINDINGS, EXIT_HEALTHY, onMemberDatabases, print, withDatabase } from './database-command.js';
+import { diagnose, formatDoctorReport, memberDatabaseGone } from '../operations/doctor.js';
+import { EXIT_FINDINGS, EXIT_HEALTHY, goneMemberDatabases, onMemberDatabases, print, withDatabase } from './database-command.js';
 
 /**
  * `pg-workspace-mcp doctor`: the read-only report; 0 healthy, 1 findings, 2 could not run. Each
@@ -9,6 +9,9 @@ import { EXIT_FINDINGS, EXIT_HEALTHY, onMemberDatabases, print, withDatabase } f
 export function doctorCommand(config: Config, options: { json: boolean }): Promise<number> {
   return withDatabase('doctor', config, options.json, async (db, plan) => {
     const report = await diagnose(db, plan, { home: config.databaseUrl !== undefined });
+    const gone = (await goneMemberDatabases(db, config)).map(memberDatabaseGone);
+    report.findings.push(...gone);
+    report.healthy &&= gone.length === 0;
     const members = await onMemberDatabases(db, config, (member) => diagnose(member, plan));
     if (options.json) {
       const memberReports = members.map((m) => ({ name: m.database, report: m.result }));

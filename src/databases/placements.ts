@@ -45,6 +45,19 @@ export async function memberDatabases(q: Queryable): Promise<string[]> {
 }
 
 /**
+ * The member databases the home database records, each with the ids placed there and whether
+ * the PostgreSQL server has it: an operator may have dropped one, which a server makes again on
+ * the next call to one of its workspaces (member-databases.ts, remakeGone).
+ */
+export async function memberDatabaseStates(q: Queryable): Promise<{ name: string; placed: number; present: boolean }[]> {
+  return q.query(
+    `SELECT d.database_name AS name, d.workspaces AS placed,
+            EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = d.database_name) AS present
+       FROM project_registry.workspace_databases d ORDER BY d.database_name`,
+  );
+}
+
+/**
  * Places a project id the home database has no workspace and no placement for: in the member
  * database with the fewest workspaces below `perDatabase`, or in the next one when all are full
  * (only recorded here: `ensureMemberDatabase` makes it). Under a lock in the home database, so

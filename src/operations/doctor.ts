@@ -40,6 +40,7 @@ export const FINDING_CODES = [
   'move-agent-code',
   'worker-autovacuum-code',
   'many-workspaces',
+  'member-database-gone',
 ] as const;
 
 export type FindingCode = (typeof FINDING_CODES)[number];
@@ -333,6 +334,21 @@ async function inspect(tx: Queryable, plan: InstallPlan, database: string, optio
     });
   }
   return report;
+}
+
+/** A member database the home database records, gone from the PostgreSQL server: the home database's report carries it. */
+export function memberDatabaseGone(gone: { name: string; placed: number }): Finding {
+  return {
+    code: 'member-database-gone',
+    severity: 'error',
+    message:
+      `The member database ${quoteIdent(gone.name)}, where ${gone.placed} project id(s) are placed, is not on the PostgreSQL server: ` +
+      'it was dropped, or the server restored from before it was made (or a server placed an id there and stopped before making it).',
+    fix:
+      'A server makes it again, installed, on the next call to a workspace placed there, which comes back new and empty. To bring ' +
+      'its data back instead, stop the servers first and restore the database from its backup under the same name.',
+    details: { database: gone.name, placed: gone.placed },
+  };
 }
 
 /** The `project_*` schemas without a registry row that are named for a project id (reserved ones aside). */
