@@ -138,6 +138,36 @@ for (const kind of BACKEND_KINDS) {
       }
     }, 120_000);
 
+    it('index_status, search and search_vectors on an unknown id say it does not exist and make nothing (issue 23 follow-up)', async (ctx) => {
+      if (kind === 'postgres' && !url) ctx.skip();
+      const mcp = await connect();
+      try {
+        const run = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
+        const vector = Array.from({ length: 768 }, () => 0.1);
+        const reads: [string, Record<string, unknown>][] = [
+          ['index_status', {}],
+          ['index_status', { job_id: '00000000-0000-4000-8000-000000000000' }],
+          ['search', { query: 'anything' }],
+          ['search_vectors', { table: 'chunks', column: 'embedding', vector }],
+        ];
+        for (const [name, args] of reads) {
+          const result = await run(name, { project_id: 'ghost', ...args });
+          expect(result.isError, `${name}: ${result.text}`).toBe(true);
+          // As describe_workspace and workspace_status answer it.
+          expect(result.text, name).toBe('Workspace "ghost" does not exist. Create it first with ensure_workspace.');
+        }
+        // No workspace, no schema, no role was made (the probe's own role is not the ghost's).
+        expect((await run('list_workspaces', { prefix: 'ghost' })).data['workspaces']).toEqual([]);
+        const made = await run('query', {
+          project_id: 'ghost-probe',
+          sql: `SELECT (SELECT count(*)::int FROM pg_namespace WHERE nspname = 'project_ghost'), (SELECT count(*)::int FROM pg_roles WHERE rolname LIKE '%ghost')`,
+        });
+        expect(made.data['rows']).toEqual([[0, 0]]);
+      } finally {
+        await mcp.close();
+      }
+    }, 120_000);
+
     it('with a provider, a re-run sends embedding requests for the changed file only', async (ctx) => {
       if (kind === 'postgres' && !url) ctx.skip();
       const stub = await startEmbeddingStub();

@@ -231,7 +231,7 @@ describe('workspaces spread over databases (PostgreSQL)', () => {
       search: [{ query: 'note' }, missing],
       add_documents: [{ documents: [{ source: 'a.md', text: 'a note' }] }, true],
       index_directory: [{ path: dir }, true],
-      index_status: [{}, true],
+      index_status: [{}, missing],
       search_vectors: [{ table: 'chunks', column: 'embedding', vector: Array.from({ length: 768 }, () => 0.1) }, missing],
       query: [{ sql: 'SELECT 1' }, true],
       execute: [{ sql: 'CREATE TABLE t (x int)' }, true],

@@ -11,7 +11,8 @@ export function registerIndexStatusTool(server: McpServer, deps: ToolDeps): void
       title: 'Index status',
       description:
         "The index_directory runs of a project's workspace on this server (newest first; with job_id, that one), and " +
-        'what its tables hold per repository (files, chunks, chunks still without an embedding), which a restart keeps.',
+        'what its tables hold per repository (files, chunks, chunks still without an embedding), which a restart keeps. ' +
+        'Read-only: makes nothing; a workspace that does not exist (and has no run here) is an error.',
       inputSchema: {
         project_id: projectId,
         job_id: z.string().uuid().optional().describe('the job_id index_directory returned'),
@@ -31,6 +32,6 @@ export function registerIndexStatusTool(server: McpServer, deps: ToolDeps): void
       annotations: { readOnlyHint: true, openWorldHint: false },
     },
     (args, { signal }) =>
-      runTool(deps, async () => ({ ...(await (await deps.search(signal, args.project_id, 'create')).indexStatus(args.project_id, args.job_id)) })),
+      runTool(deps, async () => ({ ...(await (await deps.search(signal, args.project_id, 'existing')).indexStatus(args.project_id, args.job_id)) })),
   );
 }

@@ -20,7 +20,7 @@ export function failureOf(result: unknown): unknown {
  * a call cancelled before its work starts does none. `projectId`: the workspace the call is about,
  * whose database's services are returned (workspaces may be spread over databases; the engine's
  * `readyFor`); undefined: the home database's. `use`: whether the call makes the workspace when
- * it does not exist ('create': ensure_workspace, the SQL tools, ingest, index_status, whose
+ * it does not exist ('create': ensure_workspace, the SQL tools, ingest, whose
  * services do) or only uses one ('existing'); only a call that creates places a new id.
  */
 export interface ToolDeps {

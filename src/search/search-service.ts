@@ -11,6 +11,8 @@ import { IndexDeferral } from './index-deferral.js';
 import { ReadBudget } from './read-budget.js';
 import { DirectoryIndexer, type IndexDirectoryInput, type IndexJobStatus, type ProgressListener } from './directory-index.js';
 import { validateProjectId } from '../workspaces/project-id.js';
+import { WorkspaceNotFoundError } from '../workspaces/workspace-errors.js';
+import { lookupWorkspace } from '../registry/registry-sql.js';
 import { REPOSITORY_SUMMARY } from './ingest-sql.js';
 import { addDocuments, type AddDocumentsInput, type AddDocumentsResult } from './document-ingest.js';
 import { searchWorkspace, type SearchInput, type SearchResult } from './workspace-search.js';
@@ -92,9 +94,19 @@ export class SearchService {
     return this.#directories.start(input, roots, listener);
   }
 
-  /** This server's runs for a workspace, and what its tables hold per repository (which survives restarts). */
+  /**
+   * This server's runs for a workspace, and what its tables hold per repository (which survives
+   * restarts). Makes nothing: an id with no workspace is WorkspaceNotFoundError, unless a run of
+   * index_directory (which makes it) is under way for it here; a schema dropped by hand holds nothing.
+   */
   async indexStatus(projectId: string, jobId?: string): Promise<{ runs: IndexJobStatus[]; repositories: RepositorySummary[] }> {
     const id = validateProjectId(projectId);
+    const runs = this.#directories.status(id, jobId);
+    const registered = await lookupWorkspace(this.db, id);
+    if (!registered?.schema_exists) {
+      if (!registered && runs.length === 0) throw new WorkspaceNotFoundError(id);
+      return { runs, repositories: [] };
+    }
     const { rows } = await this.sandbox.readAsWorkspace(id, REPOSITORY_SUMMARY, [REPOSITORIES_LISTED], REPOSITORIES_LISTED);
     const repositories = rows.map(([path, indexedAt, files, chunks, unembedded]) => ({
       path: path as string,
@@ -103,7 +115,7 @@ export class SearchService {
       chunks: Number(chunks),
       chunks_without_embedding: Number(unembedded),
     }));
-    return { runs: this.#directories.status(id, jobId), repositories };
+    return { runs, repositories };
   }
 
   /** Settles once the vector index builds that loads' ends started (of workspace `projectId`, or all) have ended (index-deferral.ts). */
