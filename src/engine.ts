@@ -61,12 +61,14 @@ export class ProvisioningEngine {
    * What a tool reports for a failed call. A failure that names the registry is checked against
    * the database (an agent's query may name a table there that does not exist): if the install
    * is gone, dropped or restored away under the running server, it is made again at once and the
-   * message says so, instead of every later call failing until a restart.
+   * message says so, instead of every later call failing until a restart. `projectId`: the
+   * workspace the call is about, whose database (a member database's, when spread) is checked.
    */
-  async explainFailedCall(error: unknown): Promise<string> {
-    if (namesMissingRegistryObject(error) && (await this.#reinstallIfGone())) {
+  async explainFailedCall(error: unknown, projectId?: string): Promise<string> {
+    const lost = namesMissingRegistryObject(error) ? await this.#reinstallIfGone(projectId) : undefined;
+    if (lost !== undefined) {
       return (
-        `The server's registry (schema project_registry) is gone from the database (${this.description}): it was dropped, ` +
+        `The server's registry (schema project_registry) is gone from the database ${lost}: it was dropped, ` +
         'or the database restored from before the server installed it. The server is installing it again now: retry the call. ' +
         "Workspace schemas that outlived it are listed by 'pg-workspace-mcp doctor', and 'pg-workspace-mcp repair --adopt-orphans' registers them again."
       );
@@ -83,12 +85,21 @@ export class ProvisioningEngine {
     return this.explain(error);
   }
 
-  /** True when this server's install is no longer in the database; then boots (installs) again. */
-  async #reinstallIfGone(): Promise<boolean> {
+  /**
+   * The database (for the message) when this server's install is no longer in the one of
+   * `projectId`'s workspace, or else in the home database; it is then installed there again (the
+   * home database's by booting again).
+   */
+  async #reinstallIfGone(projectId: string | undefined): Promise<string | undefined> {
     const ready = this.#ready;
-    if (!ready) return false;
+    if (!ready) return undefined;
+    const member = projectId === undefined ? undefined : await this.#members?.databaseOf(projectId, 'existing').catch(() => undefined);
+    if (member !== undefined && (await this.#members?.reinstallIfGone(member))) {
+      this.log.warn('the registry is gone from a member database: installing it again', { database: member });
+      return `"${member}" on the PostgreSQL server (${this.description})`;
+    }
     const { installGone } = await import('./boot.js');
-    if (!(await installGone(ready.db).catch(() => false))) return false;
+    if (!(await installGone(ready.db).catch(() => false))) return undefined;
     // Only the first call to see it starts the boot; tools wait for it through ready().
     if (this.#ready === ready) {
       this.log.warn('the registry is gone from the database: installing it again', { database: this.description });
@@ -96,7 +107,7 @@ export class ProvisioningEngine {
       this.#boot = this.#bootOnce();
       this.#boot.catch(() => undefined);
     }
-    return true;
+    return `(${this.description})`;
   }
 
   /** Starts booting (once); never rejects: the outcome is read through `ready` or `status`. */

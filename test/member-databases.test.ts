@@ -304,6 +304,36 @@ describe('workspaces spread over databases (PostgreSQL)', () => {
     }
   }, 120_000);
 
+  it("installs again a registry dropped in a member database on the next call there, as it does the home database's", async (ctx) => {
+    if (!cluster) return ctx.skip();
+    const url = await homeDatabase(cluster, 'lostreg');
+    const mcp = await connectInProcess({ databaseUrl: url, workspacesPerDatabase: 2 });
+    const call = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
+    try {
+      expect((await call('execute', { project_id: 'r1', sql: "CREATE TABLE notes AS SELECT 'kept' AS body" })).isError).toBe(false);
+      // An agent's query naming a registry table that never was is its own error, nothing more.
+      const typo = await call('query', { project_id: 'r1', sql: 'SELECT * FROM project_registry.no_such_table' });
+      expect(typo.isError).toBe(true);
+      expect(typo.text).not.toMatch(/installing it again/);
+      // An operator drops the registry in the member database (not the home one) under the running server.
+      await rowsIn(cluster, 'lostreg_w1', 'DROP SCHEMA project_registry CASCADE');
+      const failed = await call('ensure_workspace', { project_id: 'r2' });
+      expect(failed.isError).toBe(true);
+      expect(failed.text).toMatch(/registry \(schema project_registry\) is gone from the database "lostreg_w1"[\s\S]*installing it again now: retry the call/);
+      // Retried, as the message says: installed there again, and the workspaces placed there work.
+      const made = await call('ensure_workspace', { project_id: 'r2' });
+      expect(made.isError, made.text).toBe(false);
+      expect(made.data).toMatchObject({ created: true });
+      const kept = await call('query', { project_id: 'r1', sql: 'SELECT body FROM notes' });
+      expect(kept.isError, kept.text).toBe(false);
+      expect(kept.data['rows']).toEqual([['kept']]);
+      expect(await rowsIn(cluster, 'lostreg_w1', 'SELECT project_id FROM project_registry.workspace_config ORDER BY 1')).toEqual([{ project_id: 'r1' }, { project_id: 'r2' }]);
+      expect((await placements(cluster, 'lostreg')).map((p) => p['database_name'])).toEqual(['lostreg_w1', 'lostreg_w1']);
+    } finally {
+      await mcp.close();
+    }
+  }, 120_000);
+
   it('doctor suggests spreading a crowded home database until servers spread it', async (ctx) => {
     if (!cluster) return ctx.skip();
     const url = await homeDatabase(cluster, 'crowded');

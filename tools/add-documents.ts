@@ -66,7 +66,7 @@ export function registerAddDocumentsTool(server: McpServer, deps: ToolDeps): voi
       annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     },
     (args, { signal }) =>
-      runTool(deps, async () => {
+      runTool(deps, args.project_id, async () => {
         const r = await (await deps.search(signal, args.project_id, 'create')).addDocuments(
           { projectId: args.project_id, documents: args.documents, chunkSize: args.chunk_size, chunkOverlap: args.chunk_overlap },
           signal,

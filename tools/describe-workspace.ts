@@ -72,6 +72,7 @@ export function registerDescribeWorkspaceTool(server: McpServer, deps: ToolDeps)
     ({ project_id, table }, { signal }) =>
       runTool(
         deps,
+        project_id,
         async () => {
           const workspaces = await deps.workspaces(signal, project_id, 'existing');
           const tables = await workspaces.describe(project_id, table);

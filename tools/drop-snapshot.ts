@@ -17,6 +17,6 @@ export function registerDropSnapshotTool(server: McpServer, deps: ToolDeps): voi
       annotations: { destructiveHint: true, idempotentHint: true, readOnlyHint: false, openWorldHint: false },
     },
     ({ project_id, snapshot }, { signal }) =>
-      runTool(deps, async () => ({ project_id, snapshot, dropped: await (await deps.workspaces(signal, project_id, 'existing')).dropSnapshot(project_id, snapshot) })),
+      runTool(deps, project_id, async () => ({ project_id, snapshot, dropped: await (await deps.workspaces(signal, project_id, 'existing')).dropSnapshot(project_id, snapshot) })),
   );
 }

@@ -33,7 +33,7 @@ export function registerDropWorkspaceTool(server: McpServer, deps: ToolDeps): vo
       annotations: { destructiveHint: true, idempotentHint: true, readOnlyHint: false, openWorldHint: false },
     },
     ({ project_id, confirm }, { signal }) =>
-      runTool(deps, async () => {
+      runTool(deps, project_id, async () => {
         if (confirm !== project_id) {
           throw new DropNotConfirmedError(
             `Nothing was dropped: confirm must repeat project_id exactly ("${project_id}"), got ${JSON.stringify(confirm.slice(0, 80))}.`,

@@ -28,6 +28,7 @@ export function registerEnsureWorkspaceTool(server: McpServer, deps: ToolDeps): 
     ({ project_id }, { signal }) =>
       runTool(
         deps,
+        project_id,
         async () => {
           const w = await (await deps.workspaces(signal, project_id, 'create')).ensure(project_id);
           return {

@@ -33,6 +33,7 @@ export function registerExecuteTool(server: McpServer, deps: ToolDeps): void {
     ({ project_id, sql, params }, { signal }) =>
       runTool(
         deps,
+        project_id,
         async () => {
           const sandbox = await deps.sandbox(signal, project_id, 'create');
           const r = await sandbox.execute(project_id, sql, params ?? []);

@@ -22,7 +22,7 @@ export function registerForkWorkspaceTool(server: McpServer, deps: ToolDeps): vo
       annotations: { destructiveHint: false, idempotentHint: false, readOnlyHint: false, openWorldHint: false },
     },
     ({ from, to, snapshot }, { signal }) =>
-      runTool(deps, async () => {
+      runTool(deps, from, async () => {
         // The allowlist wrapper reads project_id only: both ids are checked here.
         deps.access.check(from);
         deps.access.check(to);

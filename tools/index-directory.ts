@@ -32,7 +32,7 @@ export function registerIndexDirectoryTool(server: McpServer, deps: ToolDeps): v
       annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     },
     (args, extra) =>
-      runTool(deps, async () => {
+      runTool(deps, args.project_id, async () => {
         const service = await deps.search(extra.signal, args.project_id, 'create');
         // The client's roots, asked for each call: a client may change them at any time.
         const clientRoots = server.server.getClientCapabilities()?.roots

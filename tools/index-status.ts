@@ -32,6 +32,6 @@ export function registerIndexStatusTool(server: McpServer, deps: ToolDeps): void
       annotations: { readOnlyHint: true, openWorldHint: false },
     },
     (args, { signal }) =>
-      runTool(deps, async () => ({ ...(await (await deps.search(signal, args.project_id, 'existing')).indexStatus(args.project_id, args.job_id)) })),
+      runTool(deps, args.project_id, async () => ({ ...(await (await deps.search(signal, args.project_id, 'existing')).indexStatus(args.project_id, args.job_id)) })),
   );
 }

@@ -15,6 +15,6 @@ export function registerListSnapshotsTool(server: McpServer, deps: ToolDeps): vo
       annotations: { destructiveHint: false, idempotentHint: true, readOnlyHint: true, openWorldHint: false },
     },
     ({ project_id }, { signal }) =>
-      runTool(deps, async () => ({ project_id, snapshots: (await (await deps.workspaces(signal, project_id, 'existing')).listSnapshots(project_id)).map(summarize) })),
+      runTool(deps, project_id, async () => ({ project_id, snapshots: (await (await deps.workspaces(signal, project_id, 'existing')).listSnapshots(project_id)).map(summarize) })),
   );
 }

@@ -36,6 +36,7 @@ export function registerListWorkspacesTool(server: McpServer, deps: ToolDeps): v
     ({ limit, cursor, prefix }, { signal }) =>
       runTool(
         deps,
+        undefined,
         async () => {
           // With an allowlist, the allowed workspaces only: the others are not this agent's to see.
           const page = await listAcross((await deps.everyDatabase(signal)).map((d) => d.workspaces), { limit, cursor, prefix, only: deps.access.allowed });

@@ -36,6 +36,7 @@ export function registerQueryTool(server: McpServer, deps: ToolDeps): void {
     ({ project_id, sql, params, max_rows }, { signal }) =>
       runTool(
         deps,
+        project_id,
         async () => {
           const sandbox = await deps.sandbox(signal, project_id, 'create');
           const maxRows = max_rows ?? DEFAULT_MAX_ROWS;

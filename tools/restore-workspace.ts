@@ -32,7 +32,7 @@ export function registerRestoreWorkspaceTool(server: McpServer, deps: ToolDeps):
       annotations: { destructiveHint: true, idempotentHint: false, readOnlyHint: false, openWorldHint: false },
     },
     ({ project_id, snapshot, confirm }, { signal }) =>
-      runTool(deps, async () => {
+      runTool(deps, project_id, async () => {
         if (confirm !== project_id) {
           throw new RestoreNotConfirmedError(
             `Nothing was restored: confirm must repeat project_id exactly ("${project_id}"), got ${JSON.stringify(confirm.slice(0, 80))}.`,

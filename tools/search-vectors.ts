@@ -60,6 +60,7 @@ export function registerSearchVectorsTool(server: McpServer, deps: ToolDeps): vo
     (args, { signal }) =>
       runTool(
         deps,
+        args.project_id,
         async () => {
           await (await deps.search(signal, args.project_id, 'existing')).restoreStoppedLoad(args.project_id, args.table);
           const r = await (await deps.workspaces(signal, args.project_id, 'existing')).searchVectors({

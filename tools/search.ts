@@ -76,7 +76,7 @@ export function registerSearchTool(server: McpServer, deps: ToolDeps): void {
       annotations: { readOnlyHint: true, openWorldHint: false },
     },
     (args, { signal }) =>
-      runTool(deps, async () => {
+      runTool(deps, args.project_id, async () => {
         const r = await (await deps.search(signal, args.project_id, 'existing')).search(
           {
             projectId: args.project_id,

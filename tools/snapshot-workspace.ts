@@ -22,7 +22,7 @@ export function registerSnapshotWorkspaceTool(server: McpServer, deps: ToolDeps)
       annotations: { destructiveHint: false, idempotentHint: false, readOnlyHint: false, openWorldHint: false },
     },
     ({ project_id, label }, { signal }) =>
-      runTool(deps, async () => {
+      runTool(deps, project_id, async () => {
         // The vector index a load of this server builds after its call (docs/search.md): the snapshot has it.
         await (await deps.search(signal, project_id, 'existing')).settled(project_id);
         return { project_id, ...summarize(await (await deps.workspaces(signal, project_id, 'existing')).snapshot(project_id, label)) };

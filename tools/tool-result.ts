@@ -42,18 +42,21 @@ export interface ToolDeps {
   access: ProjectAccess;
   /** The client may be on another machine (HTTP): its MCP roots name directories of its disk, not of this one. */
   clientElsewhere: boolean;
-  /** Turns a failure into the message the agent sees (e.g. advice when the database is down). */
-  explain(error: unknown): Promise<string>;
+  /** Turns a failure of a call about `projectId` into the message the agent sees (e.g. advice when the database is down). */
+  explain(error: unknown, projectId: string | undefined): Promise<string>;
 }
 
 /**
  * Runs a tool body. Success carries the structured result (checked by the SDK against the
  * output schema) and, for clients that read only text, the same object serialized as JSON, so
  * it parses as is (the spec's advice for structured results); any failure becomes an `isError` result with a message
- * that says how to fix it, so one bad call never takes the server down.
+ * that says how to fix it, so one bad call never takes the server down. `projectId`: the workspace
+ * the call is about (undefined: none), whose database a failure is checked against (a registry
+ * dropped there is installed again).
  */
 export async function runTool<T extends Record<string, unknown>>(
   deps: ToolDeps,
+  projectId: string | undefined,
   body: () => Promise<T>,
 ): Promise<CallToolResult> {
   try {
@@ -63,6 +66,6 @@ export async function runTool<T extends Record<string, unknown>>(
       structuredContent: structured,
     };
   } catch (error) {
-    return { isError: true, content: [{ type: 'text', text: await deps.explain(error) }], [FAILURE]: error };
+    return { isError: true, content: [{ type: 'text', text: await deps.explain(error, projectId) }], [FAILURE]: error };
   }
 }

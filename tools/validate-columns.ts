@@ -34,6 +34,7 @@ export function registerValidateColumnsTool(server: McpServer, deps: ToolDeps): 
     ({ project_id, table, columns }, { signal }) =>
       runTool(
         deps,
+        project_id,
         async () => {
           if (project_id === undefined) deps.access.checkSchema(table.includes('.') ? (table.split('.')[0] as string) : 'public');
           const v = await (await deps.workspaces(signal, project_id, 'existing')).validateColumns({ projectId: project_id, table, columns });

@@ -44,6 +44,7 @@ export function registerWorkspaceStatusTool(server: McpServer, deps: ToolDeps): 
     ({ project_id }, { signal }) =>
       runTool(
         deps,
+        project_id,
         async () => {
           if (project_id === undefined) {
             deps.access.checkUnscoped('The fleet status (workspace_status without project_id)');

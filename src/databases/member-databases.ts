@@ -1,3 +1,4 @@
+import { readInstallState } from '../registry/registry-sql.js';
 import type { Ready } from '../services.js';
 import { validateProjectId } from '../workspaces/project-id.js';
 import { WorkspaceLifecycleError } from '../workspaces/workspace-lifecycle.js';
@@ -112,14 +113,30 @@ export class MemberDatabases {
       'SELECT name FROM unnest($1::text[]) AS name WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = name)',
       [[...opened.keys()]],
     );
-    for (const { name } of gone) {
-      // Only the first call to see it gone makes it again; a later one finds the new one in the making.
-      if (this.#members.get(name) !== opened.get(name)) continue;
-      this.#members.delete(name);
-      void opened.get(name)?.then(closeServices).catch(() => undefined);
-      this.#member(name).catch(() => undefined);
-    }
+    for (const { name } of gone) this.#openAgain(name, opened.get(name));
     return gone.map((g) => g.name);
+  }
+
+  /**
+   * True when this server's install is gone from the member database `database` (its registry
+   * dropped there, or the database restored from before it): it is then installed again, as the
+   * engine installs the home database's, so that the calls after the failing one work.
+   */
+  async reinstallIfGone(database: string): Promise<boolean> {
+    const opened = this.#members.get(database);
+    const ready = await opened?.catch(() => undefined);
+    if (!ready || !(await readInstallState(ready.db).then((state) => state === undefined, () => false))) return false;
+    this.#openAgain(database, opened);
+    return true;
+  }
+
+  /** Forgets the services `opened` of `database` and opens it again (made, installed); only the first call to see them fail does. */
+  #openAgain(database: string, opened: Promise<Ready> | undefined): void {
+    // A later call finds the new one in the making.
+    if (this.#members.get(database) !== opened) return;
+    this.#members.delete(database);
+    void opened?.then(closeServices).catch(() => undefined);
+    this.#member(database).catch(() => undefined);
   }
 
   /** Closes every member database's services (the engine closes the home database's). */

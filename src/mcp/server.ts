@@ -73,7 +73,7 @@ export function createSessionServer({ engine, readyTimeoutMs = READY_TIMEOUT_MS,
     },
     access,
     clientElsewhere,
-    explain: (error) => engine.explainFailedCall(error),
+    explain: (error, projectId) => engine.explainFailedCall(error, projectId),
   };
   for (const tool of TOOLS) tool.register(server, deps);
   strictToolCalls(server);
