@@ -163,6 +163,14 @@ for (const kind of BACKEND_KINDS) {
           sql: `SELECT (SELECT count(*)::int FROM pg_namespace WHERE nspname = 'project_ghost'), (SELECT count(*)::int FROM pg_roles WHERE rolname LIKE '%ghost')`,
         });
         expect(made.data['rows']).toEqual([[0, 0]]);
+        // A registered workspace whose schema was dropped by hand holds nothing, and is not made again by a status call.
+        expect((await run('ensure_workspace', { project_id: 'hollow' })).isError).toBe(false);
+        await (await mcp.engine.ready(60_000)).db.exec('DROP SCHEMA project_hollow CASCADE');
+        const hollow = await run('index_status', { project_id: 'hollow' });
+        expect(hollow.isError, hollow.text).toBe(false);
+        expect(hollow.data).toEqual({ runs: [], repositories: [] });
+        const schema = await run('query', { project_id: 'ghost-probe', sql: `SELECT count(*)::int FROM pg_namespace WHERE nspname = 'project_hollow'` });
+        expect(schema.data['rows']).toEqual([[0]]);
       } finally {
         await mcp.close();
       }
