@@ -5,6 +5,7 @@ import { HttpEmbedder } from '../src/embeddings/http-embedder.js';
 import type { InstallPlan } from '../src/installer/install-plan.js';
 import { silentLogger } from '../src/logger.js';
 import { sandboxedWorkspaces } from '../src/sandboxed-workspaces.js';
+import { CHUNKS_PER_GROUP } from '../src/search/chunk-store.js';
 import { SearchService } from '../src/search/search-service.js';
 import { BACKEND_KINDS, backendPerKind } from './support/backend-per-kind.js';
 import { startEmbeddingStub, type EmbeddingStub } from './support/embedding-stub.js';
@@ -26,13 +27,17 @@ afterAll(async () => Promise.all([cluster?.destroy(), stub?.close()]));
 beforeEach(() => stub.reset());
 
 async function service(db: Database) {
+  return (await withSandbox(db)).search;
+}
+
+async function withSandbox(db: Database) {
   const report = await install(db, plan);
   const { sandbox } = sandboxedWorkspaces(db, plan, report.searchPathSchemas, silentLogger);
   const config = parseEmbeddingsConfig(
     {},
     { PG_WORKSPACE_EMBEDDINGS: 'openai', PG_WORKSPACE_EMBEDDINGS_URL: stub.openaiUrl, PG_WORKSPACE_EMBEDDINGS_MODEL: 'stub-embed', PG_WORKSPACE_EMBEDDINGS_DIMENSIONS: '768' },
   ) as EmbeddingsConfig;
-  return new SearchService(db, sandbox, new HttpEmbedder(config, silentLogger), [], silentLogger);
+  return { sandbox, search: new SearchService(db, sandbox, new HttpEmbedder(config, silentLogger), [], silentLogger) };
 }
 
 /** Passages of 60-90 characters: at chunk_size 100, one chunk each. */
@@ -75,6 +80,74 @@ for (const kind of BACKEND_KINDS) {
       expect(stub.inputs).toBe(5);
       const rows = await db.query<{ n: number; unembedded: number }>('SELECT count(*)::int AS n, count(*) FILTER (WHERE embedding IS NULL)::int AS unembedded FROM project_alpha.chunks');
       expect(rows[0]).toEqual({ n: 5, unembedded: 0 });
+    });
+  });
+}
+
+/*
+ * When ingest writes (issue 23): a call of several write groups writes its last group's rows while
+ * the provider still answers, and their vectors after its last answer; a call of one group writes
+ * each row once.
+ */
+const LAST_GROUP = 44;
+/** CHUNKS_PER_GROUP + LAST_GROUP one-chunk documents: two write groups, the second of LAST_GROUP chunks. */
+const TWO_GROUPS = Array.from({ length: CHUNKS_PER_GROUP + LAST_GROUP }, (_, i) => ({
+  source: `n-${i}.md`,
+  text: `Note ${i} of the ledger: ${P[i % P.length]?.slice(0, 60)}`,
+}));
+const chunkState = async (db: Database) =>
+  (await db.query<{ n: number; unembedded: number }>('SELECT count(*)::int AS n, count(*) FILTER (WHERE embedding IS NULL)::int AS unembedded FROM project_alpha.chunks'))[0];
+
+for (const kind of BACKEND_KINDS) {
+  describe(`when ingest writes, on ${kind}`, () => {
+    const available = backendPerKind(kind, () => cluster);
+
+    it("writes a call's last group while the provider answers the groups before, and its vectors after the last answer", async (ctx) => {
+      const db = await available(ctx).fresh();
+      const search = await service(db);
+      // Four requests for the first group, answered at once; the last group's request held.
+      stub.fail({ delayMs: 0 }, { delayMs: 0 }, { delayMs: 0 }, { delayMs: 0 }, { delayMs: 1500 });
+      const adding = search.addDocuments({ projectId: 'alpha', documents: TWO_GROUPS, ...LOAD });
+      let settled = false;
+      void adding.finally(() => (settled = true)).catch(() => undefined);
+      // Before the last answer: every row is there, the last group's without its vectors.
+      let seen: { n: number; unembedded: number } | undefined;
+      while (!settled && !(seen?.n === TWO_GROUPS.length && seen.unembedded === LAST_GROUP)) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        seen = await chunkState(db).catch(() => undefined);
+      }
+      expect(settled).toBe(false);
+      expect(await adding).toMatchObject({ added: TWO_GROUPS.length, embedded: TWO_GROUPS.length });
+      expect(await chunkState(db)).toEqual({ n: TWO_GROUPS.length, unembedded: 0 });
+      expect(stub.inputs).toBe(TWO_GROUPS.length);
+      await search.settled();
+    });
+
+    it('a failure after the last group is written leaves those documents stored without vectors, and the same call again embeds only them', async (ctx) => {
+      const db = await available(ctx).fresh();
+      const search = await service(db);
+      // Four requests for the first group, answered; the last group's refused.
+      stub.fail({ delayMs: 0 }, { delayMs: 0 }, { delayMs: 0 }, { delayMs: 0 }, { status: 400, body: { error: { message: 'refused by the stub' } } });
+      await expect(search.addDocuments({ projectId: 'alpha', documents: TWO_GROUPS, ...LOAD })).rejects.toThrow(/refused by the stub/);
+      expect(await chunkState(db)).toEqual({ n: TWO_GROUPS.length, unembedded: LAST_GROUP });
+      const before = stub.inputs;
+      expect(await search.addDocuments({ projectId: 'alpha', documents: TWO_GROUPS, ...LOAD })).toMatchObject({ added: 0, embedded: LAST_GROUP });
+      expect(stub.inputs - before).toBe(LAST_GROUP);
+      expect(await chunkState(db)).toEqual({ n: TWO_GROUPS.length, unembedded: 0 });
+      await search.settled();
+    });
+
+    it('writes each row of a call of one group once', async (ctx) => {
+      const db = await available(ctx).fresh();
+      const { sandbox, search } = await withSandbox(db);
+      // The agent's own record of every UPDATE of its chunks.
+      await sandbox.execute('alpha', 'CREATE TABLE chunk_updates (n int)', []);
+      await sandbox.execute('alpha', "CREATE FUNCTION note_update() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN INSERT INTO chunk_updates VALUES (1); RETURN NULL; END $f$", []);
+      await sandbox.execute('alpha', 'CREATE TRIGGER note_update AFTER UPDATE ON chunks FOR EACH ROW EXECUTE FUNCTION note_update()', []);
+      await search.addDocuments({ projectId: 'alpha', documents: TWO_GROUPS.slice(0, CHUNKS_PER_GROUP), ...LOAD });
+      expect(await chunkState(db)).toEqual({ n: CHUNKS_PER_GROUP, unembedded: 0 });
+      expect(await db.query('SELECT count(*)::int AS n FROM project_alpha.chunk_updates')).toEqual([{ n: 0 }]);
+      await search.settled();
     });
   });
 }

@@ -140,12 +140,14 @@ describe('search and ingest on Citus (coordinator + 2 workers)', () => {
         );
       }
       during = undefined;
-      // 40 documents of three chunks each: 120 chunks into a table of one.
-      const documents = Array.from({ length: 40 }, (_, i) => ({
+      // 100 documents of three chunks each: 300 chunks into a table of one, in two write groups
+      // (the second's rows written before its vectors, which an UPDATE of the distributed table then fills).
+      const documents = Array.from({ length: 100 }, (_, i) => ({
         source: `doc-${i}.md`,
         text: [0, 1, 2].map((p) => `doc ${i} part ${p}: words of note ${i * 7 + p}, written out at some length.`).join('\n\n'),
       }));
-      expect(await search.addDocuments({ projectId: 'dist', documents, chunkSize: 100, chunkOverlap: 0 })).toMatchObject({ added: 120, embedded: 120 });
+      expect(await search.addDocuments({ projectId: 'dist', documents, chunkSize: 100, chunkOverlap: 0 })).toMatchObject({ added: 300, embedded: 300 });
+      expect(await sqlOn(url, 'SELECT count(*)::int AS n, count(embedding)::int AS embedded FROM project_dist.chunks')).toEqual([{ n: 301, embedded: 301 }]);
       expect(during).toEqual({ coordinator: [], shards: 0 });
       // Built once the call has returned.
       await search.settled();

@@ -8,6 +8,7 @@ import {
   CLEAR_STAGED_CHUNKS,
   EMBEDDED_HASHES,
   ENSURE_REPOSITORY,
+  FILL_EMBEDDINGS,
   INSERT_NEW_CHUNKS,
   REMOVE_FILES,
   REMOVE_STALE_CHUNKS,
@@ -209,17 +210,31 @@ export async function storeFiles(
     await after?.written;
     // Groups making the repository's row at once would wait for each other's commit (its unique key): made first, alone.
     if (groups.length > 1) await sandbox.execute(projectId, ENSURE_REPOSITORY, [repository.path, repository.name]);
+    const start = (write: Promise<void>) => {
+      const settled = write.catch((error: unknown) => {
+        failed ??= { error };
+      });
+      writing.add(settled);
+      void settled.finally(() => writing.delete(settled));
+      return settled;
+    };
+    // The last group's write is what is left to do once the provider's last answer is in. In a
+    // call of several groups its rows go in now, while the provider answers the groups before,
+    // and only their vectors after its last answer (an UPDATE of those rows: about a third of the
+    // insert, whose generated tsvector is most of its cost). Rows written twice: at most one
+    // group's, under half the call's; never in a call of one group (most agent calls, and each
+    // batch of index_directory, whose writes hide under the next batch's embedding).
+    const last = groups.length - 1;
+    const lastToEmbed = embedder !== undefined && last > 0 && (groups[last]?.some((f) => f.chunks.some((c) => !known.has(c.hash))) ?? false);
+    const early = lastToEmbed ? start(writeGroup(groups[last] as PreparedFile[], 'text', false)) : undefined;
     for (const [g, group] of groups.entries()) {
       // A chunk's vector comes from the group that claimed its hash, this one or an earlier one
       // (or the earlier call's, copied from its rows: written by now).
       await Promise.all(embedding.slice(0, g + 1));
+      if (g === last && early) await early;
       while (writing.size >= WRITERS) await Promise.race(writing);
       if (failed) break;
-      const write = writeGroup(group, g === groups.length - 1).catch((error: unknown) => {
-        failed ??= { error };
-      });
-      writing.add(write);
-      void write.finally(() => writing.delete(write));
+      start(writeGroup(group, g === last && early ? 'vectors' : 'whole', g === last));
       embedAhead(g + 1);
     }
     await Promise.all(writing);
@@ -232,9 +247,28 @@ export async function storeFiles(
     await load?.end();
   }
 
-  /** One group in one transaction; the last also records when the repository was written (the others leave its row unlocked for each other). */
-  async function writeGroup(group: readonly PreparedFile[], last: boolean): Promise<void> {
+  /**
+   * One group in one transaction: `whole` its files and chunks with their vectors; `text` the
+   * same without vectors (but those the workspace has for their hashes), `vectors` then the
+   * vectors of those rows. The last write also records when the repository was written (the
+   * others leave its row unlocked for each other).
+   */
+  async function writeGroup(group: readonly PreparedFile[], part: 'whole' | 'text' | 'vectors', last: boolean): Promise<void> {
     signal?.throwIfAborted();
+    const repositoryRow = { sql: last ? WRITE_REPOSITORY : ENSURE_REPOSITORY, params: [repository.path, repository.name] };
+    if (part === 'vectors') {
+      const rows = group.flatMap((f) =>
+        f.chunks.flatMap((c): CopyField[][] => {
+          const vector = vectors.get(c.hash)?.vector;
+          return vector ? [[{ text: f.path }, { text: null }, { int4: c.startLine }, { int4: c.endLine }, { text: c.hash }, { float4s: vector }]] : [];
+        }),
+      );
+      const fill = rows.length > 0 ? [{ sql: FILL_EMBEDDINGS, params: [repository.path] }] : [];
+      const staged = rows.length > 0 ? { copy: STAGE_CHUNKS, data: encodeCopyBinary(rows), clear: CLEAR_STAGED_CHUNKS } : undefined;
+      await guarded(() => sandbox.writeAsWorkspace(projectId, [repositoryRow, ...fill], embeddings?.hold(projectId), {}, staged));
+      recordOutcomes(group);
+      return;
+    }
     const paths = group.map((f) => ({ path: f.path }));
     // Every chunk of the group's files, staged once for the statements below (STAGE_CHUNKS):
     // the text of new ones only (null marks one the file keeps), and its vector when there is one.
@@ -246,12 +280,12 @@ export async function storeFiles(
           { int4: c.startLine },
           { int4: c.endLine },
           { text: c.hash },
-          { float4s: vectors.get(c.hash)?.vector ?? null },
+          { float4s: part === 'whole' ? (vectors.get(c.hash)?.vector ?? null) : null },
         ]),
       ),
     );
     const statements = [
-      { sql: last ? WRITE_REPOSITORY : ENSURE_REPOSITORY, params: [repository.path, repository.name] },
+      repositoryRow,
       {
         sql: WRITE_FILES,
         params: [repository.path, group.map((f) => ({ path: f.path, hash: f.hash, size: f.sizeBytes, language: f.language, metadata: f.metadata }))],
@@ -261,15 +295,14 @@ export async function storeFiles(
       ...(group.some((f) => f.chunks.some((c) => isStored(f, c))) ? [{ sql: UPDATE_KEPT_CHUNKS, params: [repository.path] }] : []),
       { sql: INSERT_NEW_CHUNKS, params: [repository.path] },
     ];
-    // A `reembed` may have begun moving the column since the pin was checked: the write then stops, saying why.
-    try {
-      await sandbox.writeAsWorkspace(projectId, statements, embeddings?.hold(projectId), {}, { copy: STAGE_CHUNKS, data: staged, clear: CLEAR_STAGED_CHUNKS });
-    } catch (error) {
-      if (!(error instanceof WriteGuardError) || !embeddings) throw error;
-      await embeddings.pin(projectId);
-      throw new EmbeddingSpaceError(`The embedding space of workspace "${projectId}"'s chunks changed while this call ran (${error.message}): retry it.`);
-    }
-    // Per file, from what was stored before: the statements above made it so, in one transaction.
+    await guarded(() =>
+      sandbox.writeAsWorkspace(projectId, statements, embeddings?.hold(projectId), {}, { copy: STAGE_CHUNKS, data: staged, clear: CLEAR_STAGED_CHUNKS }),
+    );
+    if (part === 'whole') recordOutcomes(group);
+  }
+
+  /** Per file, from what was stored before: its group's write (and for the last, the vectors' write) made it so. */
+  function recordOutcomes(group: readonly PreparedFile[]): void {
     for (const file of group) {
       const before = new Set(stored.get(file.path)?.chunkHashes ?? []);
       const now = new Set(file.chunks.map((c) => c.hash));
@@ -284,6 +317,17 @@ export async function storeFiles(
         existed: stored.has(file.path),
         truncated: file.chunks.flatMap((c) => vectors.get(c.hash)?.truncated ?? []),
       });
+    }
+  }
+
+  /** A `reembed` may have begun moving the column since the pin was checked: the write then stops, saying why. */
+  async function guarded(write: () => Promise<unknown>): Promise<void> {
+    try {
+      await write();
+    } catch (error) {
+      if (!(error instanceof WriteGuardError) || !embeddings) throw error;
+      await embeddings.pin(projectId);
+      throw new EmbeddingSpaceError(`The embedding space of workspace "${projectId}"'s chunks changed while this call ran (${error.message}): retry it.`);
     }
   }
 

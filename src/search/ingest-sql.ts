@@ -82,6 +82,16 @@ UPDATE chunks c SET start_line = i.start_line, end_line = i.end_line, embedding 
  WHERE c.file_id OPERATOR(pg_catalog.=) f.id AND f.repository_id OPERATOR(pg_catalog.=) r.id AND r.path OPERATOR(pg_catalog.=) $1
    AND f.path OPERATOR(pg_catalog.=) i.path AND c.content_hash OPERATOR(pg_catalog.=) i.hash AND i.content IS NULL`;
 
+/**
+ * A group written before its vectors came (chunk-store.ts): its new chunks get them now, from the
+ * staged rows (only chunks with a vector are staged); a chunk given one meanwhile keeps it.
+ */
+export const FILL_EMBEDDINGS = `
+UPDATE chunks c SET embedding = i.embedding::vector
+  FROM ${INCOMING}, files f, repositories r
+ WHERE c.file_id OPERATOR(pg_catalog.=) f.id AND f.repository_id OPERATOR(pg_catalog.=) r.id AND r.path OPERATOR(pg_catalog.=) $1
+   AND f.path OPERATOR(pg_catalog.=) i.path AND c.content_hash OPERATOR(pg_catalog.=) i.hash AND c.embedding IS NULL`;
+
 /** New ones take their embedding from the array, else from any chunk of the workspace with the same hash. */
 export const INSERT_NEW_CHUNKS = `
 INSERT INTO chunks (file_id, content, start_line, end_line, content_hash, embedding)
