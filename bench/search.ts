@@ -11,12 +11,15 @@
  *    BENCH_STUB_DELAY_MS per request (a provider's own time); and the writes alone, the same
  *    add_documents with a provider answering from vectors computed beforehand, in process (no
  *    HTTP, no stub): what ingest costs whatever the provider, so floor/writes bounds the ratio;
+ *    and the CPU time each floor and ingest sample took in this process, PostgreSQL's and the
+ *    stub's: spread over every core at once, ingest's bounds the ratio this machine allows;
  * 2. search latency on BENCH_SEARCH_CHUNKS chunks (default 100000): hybrid and text against
  *    vector-only, taking turns;
  * 3. HNSW recall@10 (ef_search 40, pgvector's default, and 100) against exact search.
  * Writes bench/results/search.json.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { parseEmbeddingsConfig, type EmbeddingsConfig } from '../src/embeddings/embeddings-config.js';
@@ -30,7 +33,8 @@ import { startPgCluster } from '../harness/pg-cluster.js';
 import { tempDir } from '../harness/temp-dirs.js';
 import { stubEmbedding } from '../harness/embedding-stub.js';
 import { startEmbeddingStubProcess } from '../harness/embedding-stub-process.js';
-import { ratio, sampleInterleaved } from './stats.js';
+import { clusterCpu, type CpuSnapshot } from './server-cpu.js';
+import { distribution, ratio, sampleInterleaved } from './stats.js';
 import { seededRandom } from '../harness/seeded-random.js';
 
 const INGEST_DOCS = Number(process.env['BENCH_INGEST_DOCS'] ?? 200);
@@ -41,6 +45,18 @@ const STUB_DELAY_MS = Number(process.env['BENCH_STUB_DELAY_MS'] ?? 50);
 const INGEST_SAMPLES = Number(process.env['BENCH_INGEST_SAMPLES'] ?? 3);
 const RECALL_QUERIES = 50;
 const log = (message: string) => process.stderr.write(`[bench:search] ${message}\n`);
+const CORES = availableParallelism();
+
+/** CPU time (ms) one sample took in this process (the engine and the floor's client), PostgreSQL's processes, and the stub's. */
+interface CpuSpent {
+  server: number;
+  postgres: number;
+  stub: number;
+}
+const cpuMedians = (samples: readonly CpuSpent[]) => {
+  const p50 = (pick: (c: CpuSpent) => number) => Math.round(distribution(samples.map(pick)).p50);
+  return { server: p50((c) => c.server), postgres: p50((c) => c.postgres), stub: p50((c) => c.stub), total: p50((c) => c.server + c.postgres + c.stub) };
+};
 
 const next = seededRandom(42);
 /** 2000 made-up words, so texts share some and differ in most, as prose does. */
@@ -71,6 +87,14 @@ const engine = new ProvisioningEngine(
 );
 engine.start();
 const { search, db, sandbox } = await engine.ready(120_000);
+// Linux's /proc: without it the bound below is NaN, said as such.
+const pgCpu = await clusterCpu(db);
+async function cpuMark(): Promise<{ server: number; stub: number; postgres: CpuSnapshot }> {
+  const postgres = pgCpu?.now() ?? new Map<number, number>();
+  const stubMs = await stub.cpuMs();
+  const { user, system } = process.cpuUsage();
+  return { server: (user + system) / 1000, stub: stubMs, postgres };
+}
 const results: Record<string, unknown> = { sizes: { ingestDocs: INGEST_DOCS, chunks: CHUNKS, iterations: ITERATIONS, stubDelayMs: STUB_DELAY_MS, ingestSamples: INGEST_SAMPLES } };
 
 try {
@@ -92,25 +116,42 @@ try {
   for (const delay of [0, STUB_DELAY_MS]) {
     await stub.setDelay(delay);
     const rounds = { ingest: 0, unindexed: 0, writes: 0 };
-    // Each round stores the documents into a workspace of its own, made beforehand (its DDL and role are not ingest).
-    // The unindexed ones lack the HNSW index: what ingest costs without the index's upkeep.
-    for (let r = 0; r < INGEST_SAMPLES + 1; r++) {
+    // Each round stores the documents into workspaces of its own, made at the round's start, untimed
+    // (a workspace's DDL and role are not ingest, nor is the first call's warming of its
+    // connection: the engine keeps one per workspace in use). The unindexed ones lack the HNSW
+    // index: what ingest costs without the index's upkeep.
+    const prepare = async () => {
       for (const kind of ['ingest', 'unindexed', 'writes'] as const) {
+        const r = rounds[kind];
         await search.addDocuments({ projectId: `${kind}-${delay}-${r}`, documents: [{ source: 'seed.md', text: `seed ${delay} ${r}` }] });
         if (kind === 'unindexed') await admin.query(`DROP INDEX project_unindexed_${delay}_${r}.chunks_embedding_hnsw_idx`);
       }
-    }
+    };
     const ingest = (kind: keyof typeof rounds, service = search) => async () => {
       const result = await service.addDocuments({ projectId: `${kind}-${delay}-${rounds[kind]++}`, documents });
       if (result.embedded !== texts.length) throw new Error(`ingest embedded ${result.embedded} of ${texts.length}`);
     };
     // The index build a call leaves running (not in the call's sample): awaited before the next contender starts.
     const settle = (service: SearchService) => () => service.settled();
+    // The CPU time every process spent on each floor and ingest sample, taken between them (untimed).
+    const spent: Record<'floor' | 'ingest', CpuSpent[]> = { floor: [], ingest: [] };
+    let mark!: Awaited<ReturnType<typeof cpuMark>>;
+    const cpuOf = (of: keyof typeof spent) => async (i: number) => {
+      const now = await cpuMark();
+      if (i >= 0) spent[of].push({ server: now.server - mark.server, stub: now.stub - mark.stub, postgres: pgCpu?.since(mark.postgres) ?? NaN });
+      mark = now;
+    };
     const figures = await sampleInterleaved(
       INGEST_SAMPLES,
       {
+        prepare,
+        cpuStart: async () => {
+          mark = await cpuMark();
+        },
         floor: () => direct.embedDocuments(texts),
+        cpuFloor: cpuOf('floor'),
         ingest: ingest('ingest'),
+        cpuIngest: cpuOf('ingest'),
         ingestBuild: settle(search),
         unindexed: ingest('unindexed'),
         writes: ingest('writes', writesAlone),
@@ -124,6 +165,9 @@ try {
       if (rows[0]?.n !== 1) throw new Error(`workspace ingest-${delay}-${r} lacks its HNSW index after add_documents returned`);
     }
     const chunksPerSecond = (ms: number) => Math.round((texts.length / ms) * 1000);
+    // What the machine's cores could do at best: ingest's CPU time spread over all of them at once.
+    const ingestCpu = cpuMedians(spent.ingest);
+    const throughputBound = ratio(figures.floor.p50 * CORES, ingestCpu.total);
     results[`ingest_delay_${delay}ms`] = {
       chunks: texts.length,
       floor: figures.floor,
@@ -136,12 +180,15 @@ try {
       throughputRatio: ratio(figures.floor.p50, figures.ingest.p50),
       throughputRatioWithoutHnsw: ratio(figures.floor.p50, figures.unindexed.p50),
       floorOverWritesAlone: ratio(figures.floor.p50, figures.writes.p50),
+      cpu: { cores: CORES, floor: cpuMedians(spent.floor), ingest: ingestCpu, throughputBound },
     };
     log(
       `ingest ${texts.length} chunks, stub delay ${delay} ms: floor p50 ${figures.floor.p50} ms, ingest p50 ${figures.ingest.p50} ms, ` +
         `throughput ${ratio(figures.floor.p50, figures.ingest.p50)} x floor; without the HNSW index ${figures.unindexed.p50} ms, ${ratio(figures.floor.p50, figures.unindexed.p50)} x; ` +
         `writes alone (vectors computed beforehand) ${figures.writes.p50} ms, ${ratio(figures.floor.p50, figures.writes.p50)} x; ` +
-        `the HNSW build after the call ${figures.ingestBuild.p50} ms more`,
+        `the HNSW build after the call ${figures.ingestBuild.p50} ms more; ` +
+        `ingest's CPU ${ingestCpu.total} ms (this process ${ingestCpu.server}, PostgreSQL ${ingestCpu.postgres}, the stub ${ingestCpu.stub}), ` +
+        `so on ${CORES} cores at best ${throughputBound} x floor`,
     );
   }
   await stub.setDelay(0);

@@ -7,6 +7,8 @@ export interface EmbeddingStubProcess {
   readonly ollamaUrl: string;
   /** Every request waits this long before its answer; resolves once the child has it. */
   setDelay(ms: number): Promise<void>;
+  /** The CPU time (ms, user and system) the stub's process has used so far. */
+  cpuMs(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -22,6 +24,11 @@ export async function startEmbeddingStubProcess(): Promise<EmbeddingStubProcess>
       const acknowledged = once(child, 'message');
       child.send({ delayMs: ms });
       await acknowledged;
+    },
+    async cpuMs() {
+      const answered = once(child, 'message') as Promise<[{ cpuMs: number }]>;
+      child.send({ cpu: true });
+      return (await answered)[0].cpuMs;
     },
     async close() {
       if (child.exitCode !== null) return;
