@@ -8,7 +8,8 @@
  *    (the index's upkeep is most of a write: a load this large into an empty table defers the
  *    index and builds it again once the call has returned: the build is waited for after each
  *    sample, untimed, so it never overlaps the next, and timed on its own); with the stub answering at once, and after
- *    BENCH_STUB_DELAY_MS per request (a provider's own time); and the writes alone, the same
+ *    each of BENCH_STUB_DELAYS_MS per request (a provider's own time: 50 and 200 by default, a
+ *    fast local model and about the fastest hosted one); and the writes alone, the same
  *    add_documents with a provider answering from vectors computed beforehand, in process (no
  *    HTTP, no stub): what ingest costs whatever the provider, so floor/writes bounds the ratio;
  *    and the CPU time each floor and ingest sample took in this process, PostgreSQL's and the
@@ -40,7 +41,7 @@ import { seededRandom } from '../harness/seeded-random.js';
 const INGEST_DOCS = Number(process.env['BENCH_INGEST_DOCS'] ?? 200);
 const CHUNKS = Number(process.env['BENCH_SEARCH_CHUNKS'] ?? 100_000);
 const ITERATIONS = Number(process.env['BENCH_ITERATIONS'] ?? 30);
-const STUB_DELAY_MS = Number(process.env['BENCH_STUB_DELAY_MS'] ?? 50);
+const STUB_DELAYS_MS = (process.env['BENCH_STUB_DELAYS_MS'] ?? '50,200').split(',').map(Number);
 /** Timed ingest samples per contender (each into a workspace of its own), after one warm-up. */
 const INGEST_SAMPLES = Number(process.env['BENCH_INGEST_SAMPLES'] ?? 3);
 const RECALL_QUERIES = 50;
@@ -95,7 +96,7 @@ async function cpuMark(): Promise<{ server: number; stub: number; postgres: CpuS
   const { user, system } = process.cpuUsage();
   return { server: (user + system) / 1000, stub: stubMs, postgres };
 }
-const results: Record<string, unknown> = { sizes: { ingestDocs: INGEST_DOCS, chunks: CHUNKS, iterations: ITERATIONS, stubDelayMs: STUB_DELAY_MS, ingestSamples: INGEST_SAMPLES } };
+const results: Record<string, unknown> = { sizes: { ingestDocs: INGEST_DOCS, chunks: CHUNKS, iterations: ITERATIONS, stubDelaysMs: STUB_DELAYS_MS, ingestSamples: INGEST_SAMPLES } };
 
 try {
   // 1. Ingest throughput against the stub's floor.
@@ -113,7 +114,7 @@ try {
     embedQuery: async (t) => ({ vector: stubEmbedding(t, 768) }),
   };
   const writesAlone = new SearchService(db, sandbox, answered, [], silentLogger);
-  for (const delay of [0, STUB_DELAY_MS]) {
+  for (const delay of [0, ...STUB_DELAYS_MS]) {
     await stub.setDelay(delay);
     const rounds = { ingest: 0, unindexed: 0, writes: 0 };
     // Each round stores the documents into workspaces of its own, made at the round's start, untimed
