@@ -39,6 +39,12 @@ async function homeDatabase(cluster: PgCluster, name: string, role = SERVER): Pr
   return cluster.url(name, role);
 }
 
+/** A server on `url` spreading two workspaces to a database, and a caller of its tools. */
+async function spreadingServer(url: string, options: Omit<Parameters<typeof connectInProcess>[0], 'databaseUrl' | 'workspacesPerDatabase'> = {}) {
+  const mcp = await connectInProcess({ ...options, databaseUrl: url, workspacesPerDatabase: 2 });
+  return { mcp, call: (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args) };
+}
+
 const placements = (cluster: PgCluster, home: string) =>
   rowsIn(cluster, home, 'SELECT project_id, database_name FROM project_registry.workspace_placements ORDER BY project_id');
 
@@ -216,8 +222,7 @@ describe('workspaces spread over databases (PostgreSQL)', () => {
     const url = await homeDatabase(cluster, 'unknown');
     const dir = await tempDir('pgw-unknown-');
     await writeFile(path.join(dir, 'notes.md'), 'a note');
-    const mcp = await connectInProcess({ databaseUrl: url, workspacesPerDatabase: 2, allowedRoots: [dir] });
-    const call = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
+    const { mcp, call } = await spreadingServer(url, { allowedRoots: [dir] });
     const id = (tool: ToolName) => `u-${tool.replaceAll('_', '-')}`;
     const missing = /does not exist/;
     // Every tool on an id nothing knows: what it is called with, and what it answers (a tool that
@@ -276,8 +281,7 @@ describe('workspaces spread over databases (PostgreSQL)', () => {
   it('makes a member database dropped under the running server again on the next call, as it does a vanished registry', async (ctx) => {
     if (!cluster) return ctx.skip();
     const url = await homeDatabase(cluster, 'gone');
-    const mcp = await connectInProcess({ databaseUrl: url, workspacesPerDatabase: 2 });
-    const call = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
+    const { mcp, call } = await spreadingServer(url);
     try {
       for (const id of ['g1', 'g2']) expect((await call('execute', { project_id: id, sql: 'CREATE TABLE t (x int)' })).isError).toBe(false);
       // An operator drops the member database under the server (its connections closed with it).
@@ -307,8 +311,7 @@ describe('workspaces spread over databases (PostgreSQL)', () => {
   it("installs again a registry dropped in a member database on the next call there, as it does the home database's", async (ctx) => {
     if (!cluster) return ctx.skip();
     const url = await homeDatabase(cluster, 'lostreg');
-    const mcp = await connectInProcess({ databaseUrl: url, workspacesPerDatabase: 2 });
-    const call = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
+    const { mcp, call } = await spreadingServer(url);
     try {
       expect((await call('execute', { project_id: 'r1', sql: "CREATE TABLE notes AS SELECT 'kept' AS body" })).isError).toBe(false);
       // An agent's query naming a registry table that never was is its own error, nothing more.
