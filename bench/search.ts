@@ -89,7 +89,7 @@ const engine = new ProvisioningEngine(
 engine.start();
 const { search, db, sandbox } = await engine.ready(120_000);
 // Linux's /proc: without it the bound below is NaN, said as such.
-const pgCpu = await clusterCpu(db);
+const pgCpu = await clusterCpu(db, { countEnded: true });
 async function cpuMark(): Promise<{ server: number; stub: number; postgres: CpuSnapshot }> {
   const postgres = pgCpu?.now() ?? new Map<number, number>();
   const stubMs = await stub.cpuMs();

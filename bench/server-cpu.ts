@@ -9,12 +9,15 @@ export type CpuSnapshot = ReadonlyMap<number, number>;
  * CPU, not waiting for one), over the postmaster's children: what a call cost the server, every
  * backend included (idle ones catching up on invalidations too), whatever else the machine runs.
  * `since` sums each process's growth since an earlier snapshot, a new one's whole time. A process
- * that ended meanwhile (a connection the pool closed at once after the call: a burst's extra) is
- * counted through the postmaster's reaped children's time (/proc/<postmaster>/stat cutime and
- * cstime, in clock ticks of 10 ms), less what it had already spent at the earlier snapshot.
+ * that ended meanwhile counts for nothing (its last slice is lost), never for less than nothing
+ * (the pool closes connections between calls); with `countEnded` (spans of hundreds of
+ * milliseconds, where a connection the pool closed at once after the call, a burst's extra,
+ * matters) it counts through the postmaster's reaped children's time (/proc/<postmaster>/stat
+ * cutime and cstime), less what it had spent at the earlier snapshot: read in clock ticks, so
+ * each span is off by up to 10 ms, too coarse for calls of a few milliseconds.
  * Undefined where /proc or the data directory cannot be read.
  */
-export async function clusterCpu(db: Database): Promise<{ now(): CpuSnapshot; since(before: CpuSnapshot): number } | undefined> {
+export async function clusterCpu(db: Database, options: { countEnded?: boolean } = {}): Promise<{ now(): CpuSnapshot; since(before: CpuSnapshot): number } | undefined> {
   const [row] = await db.query<{ dir: string }>(`SELECT pg_catalog.current_setting('data_directory') AS dir`);
   let postmaster: number;
   try {
@@ -39,16 +42,18 @@ export async function clusterCpu(db: Database): Promise<{ now(): CpuSnapshot; si
         // The process ended meanwhile.
       }
     }
-    // cutime and cstime (stat fields 16 and 17, here [13] and [14]): USER_HZ is 100 on Linux.
-    const fields = statFields(postmaster);
-    cpu.set(REAPED, (Number(fields[13]) + Number(fields[14])) * 10);
+    if (options.countEnded) {
+      // cutime and cstime (stat fields 16 and 17, here [13] and [14]): USER_HZ is 100 on Linux.
+      const fields = statFields(postmaster);
+      cpu.set(REAPED, (Number(fields[13]) + Number(fields[14])) * 10);
+    }
     return cpu;
   };
   const since = (before: CpuSnapshot): number => {
     const after = now();
     let total = 0;
     for (const [pid, ms] of after) total += ms - (before.get(pid) ?? 0);
-    for (const [pid, ms] of before) if (!after.has(pid)) total -= ms;
+    if (options.countEnded) for (const [pid, ms] of before) if (!after.has(pid)) total -= ms;
     return total;
   };
   return { now, since };
