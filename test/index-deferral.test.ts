@@ -1,13 +1,12 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Database, Queryable } from '../src/db/database.js';
 import { PostgresDatabase } from '../src/db/postgres/postgres-database.js';
 import { dbUrlOf } from '../src/db/embedded/shared-store.js';
 import type { Embedder } from '../src/embeddings/embedder.js';
 import { parseEmbeddingsConfig, type EmbeddingsConfig } from '../src/embeddings/embeddings-config.js';
 import { HttpEmbedder } from '../src/embeddings/http-embedder.js';
-import type { InstallPlan } from '../src/installer/install-plan.js';
 import { silentLogger } from '../src/logger.js';
 import { diagnose } from '../src/operations/doctor.js';
 import { repair } from '../src/operations/repair.js';
@@ -16,10 +15,10 @@ import type { WorkspaceSandbox } from '../src/sandbox/workspace-sandbox.js';
 import { IndexDeferral } from '../src/search/index-deferral.js';
 import { SearchService } from '../src/search/search-service.js';
 import { BACKEND_KINDS, backendPerKind } from './support/backend-per-kind.js';
-import { startEmbeddingStub, stubEmbedding, type EmbeddingStub } from './support/embedding-stub.js';
+import { stubEmbedding } from './support/embedding-stub.js';
 import { callTool, connectInProcess, embeddingsAt } from './support/mcp.js';
-import { install, planFor, tempDir } from './support/fixtures.js';
-import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
+import { install, tempDir } from './support/fixtures.js';
+import { ingestFixtures } from './support/ingest-fixtures.js';
 import { runCli, startServerProcess } from './support/server-process.js';
 import { BUILD_OBSERVER_SQL } from './support/build-observer.js';
 
@@ -29,14 +28,7 @@ import { BUILD_OBSERVER_SQL } from './support/build-observer.js';
  * that stops leaves it deferred until its lease runs out, then the next search (or repair) builds it.
  */
 
-let cluster: PgCluster | null = null;
-let stub: EmbeddingStub;
-let plan: InstallPlan;
-beforeAll(async () => {
-  [cluster, stub, plan] = await Promise.all([startPgCluster(), startEmbeddingStub(), planFor([])]);
-}, 120_000);
-afterAll(async () => Promise.all([cluster?.destroy(), stub?.close()]));
-beforeEach(() => stub.reset());
+const fx = ingestFixtures();
 
 const EMBEDDINGS_ENV = {
   PG_WORKSPACE_EMBEDDINGS: 'openai',
@@ -47,7 +39,7 @@ const EMBEDDINGS_ENV = {
 };
 
 function stubEmbedder(): Embedder {
-  const config = parseEmbeddingsConfig({}, { ...EMBEDDINGS_ENV, PG_WORKSPACE_EMBEDDINGS_URL: stub.openaiUrl }) as EmbeddingsConfig;
+  const config = parseEmbeddingsConfig({}, { ...EMBEDDINGS_ENV, PG_WORKSPACE_EMBEDDINGS_URL: fx.stub.openaiUrl }) as EmbeddingsConfig;
   return new HttpEmbedder(config, silentLogger, { retryBaseMs: 5 });
 }
 
@@ -78,8 +70,8 @@ function pausingWrites(sandbox: WorkspaceSandbox): { sandbox: WorkspaceSandbox; 
 }
 
 async function services(db: Database, options: { deferralLeaseMs?: number; rebuildTimeoutMs?: number; roots?: string[] } = {}) {
-  const report = await install(db, plan);
-  const { sandbox, workspaces } = sandboxedWorkspaces(db, plan, report.searchPathSchemas, silentLogger);
+  const report = await install(db, fx.plan);
+  const { sandbox, workspaces } = sandboxedWorkspaces(db, fx.plan, report.searchPathSchemas, silentLogger);
   const { sandbox: loading, writes } = pausingWrites(sandbox);
   const search = new SearchService(db, loading, stubEmbedder(), options.roots ?? [], silentLogger, {
     ...(options.deferralLeaseMs ? { deferralLeaseMs: options.deferralLeaseMs } : {}),
@@ -118,7 +110,7 @@ async function until(check: () => Promise<boolean>, what: string, timeoutMs = 30
 
 for (const kind of BACKEND_KINDS) {
   describe(`deferred vector indexes on ${kind}`, () => {
-    const available = backendPerKind(kind, () => cluster);
+    const available = backendPerKind(kind, () => fx.cluster);
 
     it('a large load into a near-empty chunks table drops the HNSW index while it loads (searches exact meanwhile) and builds it again, the registry clean', async (ctx) => {
       const db = await available(ctx).fresh();
@@ -282,13 +274,13 @@ for (const kind of BACKEND_KINDS) {
       expect(await topHit(search, 'lighthouse keeper lens')).toBe(SEED.text);
       expect(await deferrals(db)).toMatchObject([{ index_name: 'chunks_embedding_hnsw_idx' }]);
       await until(async () => (await deferrals(db))[0]?.expired === true, 'the lease to run out');
-      expect((await diagnose(db, plan)).findings.filter((f) => f.code === 'index-deferred')).toMatchObject([
+      expect((await diagnose(db, fx.plan)).findings.filter((f) => f.code === 'index-deferred')).toMatchObject([
         { severity: 'warning', details: { project_id: 'alpha', table: 'chunks', index: 'chunks_embedding_hnsw_idx' } },
       ]);
       expect(await topHit(search, 'lighthouse keeper lens')).toBe(SEED.text);
       expect(await hnswIndex(db)).toEqual([before]);
       expect(await deferrals(db)).toEqual([]);
-      expect((await diagnose(db, plan)).findings.filter((f) => f.code === 'index-deferred')).toEqual([]);
+      expect((await diagnose(db, fx.plan)).findings.filter((f) => f.code === 'index-deferred')).toEqual([]);
       // Its end, should the process come back, finds nothing to do.
       await stopped.end();
 
@@ -297,12 +289,12 @@ for (const kind of BACKEND_KINDS) {
       const fixes = { adoptOrphans: false, forgetMissing: false, restoreIndexes: true, acceptMigrations: [], dryRun: false };
       // A registry row changed behind the server's back is checked before anything of it runs.
       await db.query(`UPDATE project_registry.deferred_indexes SET definition = definition || ' WHERE pg_catalog.pg_sleep(1) IS NULL'`);
-      expect(await repair(db, plan, fixes)).toMatchObject([{ fix: 'restore-indexes', subject: 'alpha', outcome: 'failed', reason: expect.stringMatching(/is not a plain index/) }]);
+      expect(await repair(db, fx.plan, fixes)).toMatchObject([{ fix: 'restore-indexes', subject: 'alpha', outcome: 'failed', reason: expect.stringMatching(/is not a plain index/) }]);
       expect(await hnswIndex(db)).toEqual([]);
       await db.query(`UPDATE project_registry.deferred_indexes SET definition = $1`, [before?.indexdef]);
-      expect(await repair(db, plan, { ...fixes, dryRun: true })).toMatchObject([{ outcome: 'changed' }]);
+      expect(await repair(db, fx.plan, { ...fixes, dryRun: true })).toMatchObject([{ outcome: 'changed' }]);
       expect(await hnswIndex(db)).toEqual([]);
-      expect(await repair(db, plan, fixes)).toMatchObject([{ fix: 'restore-indexes', subject: 'alpha', outcome: 'changed' }]);
+      expect(await repair(db, fx.plan, fixes)).toMatchObject([{ fix: 'restore-indexes', subject: 'alpha', outcome: 'changed' }]);
       expect(await hnswIndex(db)).toEqual([before]);
       expect(await deferrals(db)).toEqual([]);
     }, 120_000);
@@ -310,7 +302,7 @@ for (const kind of BACKEND_KINDS) {
     it('search_vectors on chunks builds the indexes a stopped load left deferred once its lease has run out, as search does', async (ctx) => {
       const backend = available(ctx);
       const url = kind === 'postgres' ? await backend.freshUrl?.() : undefined;
-      const mcp = await connectInProcess({ embeddings: embeddingsAt(stub.openaiUrl), ...(url ? { databaseUrl: url } : {}) });
+      const mcp = await connectInProcess({ embeddings: embeddingsAt(fx.stub.openaiUrl), ...(url ? { databaseUrl: url } : {}) });
       try {
         const run = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
         const { db, sandbox } = await mcp.engine.ready(60_000);
@@ -341,7 +333,7 @@ for (const kind of BACKEND_KINDS) {
       // PGlite runs PostgreSQL single-user, where no event trigger fires; its builds keep the store's setting (boot.ts).
       if (kind !== 'postgres') ctx.skip();
       const url = (await available(ctx).freshUrl?.()) as string;
-      const mcp = await connectInProcess({ embeddings: embeddingsAt(stub.openaiUrl), databaseUrl: url });
+      const mcp = await connectInProcess({ embeddings: embeddingsAt(fx.stub.openaiUrl), databaseUrl: url });
       try {
         const run = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
         const { db } = await mcp.engine.ready(60_000);
@@ -427,23 +419,23 @@ for (const kind of BACKEND_KINDS) {
       const dataDir = kind === 'pglite' ? await tempDir('pgw-deferral-') : undefined;
       const url = kind === 'postgres' ? await backend.freshUrl?.() : undefined;
       const target = dataDir ? ['--data-dir', dataDir] : [];
-      const env: Record<string, string> = { ...EMBEDDINGS_ENV, PG_WORKSPACE_EMBEDDINGS_URL: stub.openaiUrl, ...(url ? { DATABASE_URL: url } : {}) };
+      const env: Record<string, string> = { ...EMBEDDINGS_ENV, PG_WORKSPACE_EMBEDDINGS_URL: fx.stub.openaiUrl, ...(url ? { DATABASE_URL: url } : {}) };
       const sessionUrl = url ?? dbUrlOf(dataDir as string);
 
       const server = await startServerProcess(target, env);
       const watcher = new PostgresDatabase({ connectionString: sessionUrl });
       try {
         expect((await server.call('add_documents', { project_id: 'alpha', documents: [SEED] })).isError).toBe(false);
-        stub.delayMs = 300;
+        fx.stub.delayMs = 300;
         const loading = server.call('add_documents', { project_id: 'alpha', documents: documents('doc', 40), chunk_size: 100, chunk_overlap: 0 });
         loading.catch(() => undefined);
-        await until(async () => (await deferrals(watcher)).length === 1 && stub.requests.length >= 3, 'the load to defer the index and write some');
+        await until(async () => (await deferrals(watcher)).length === 1 && fx.stub.requests.length >= 3, 'the load to defer the index and write some');
         process.kill(server.pid, 'SIGKILL');
       } finally {
         await watcher.close().catch(() => undefined);
         await server.close().catch(() => undefined);
       }
-      stub.delayMs = 0;
+      fx.stub.delayMs = 0;
 
       // The embedded store needs an owner to be reached: a server that touches no workspace.
       const owner = dataDir ? await startServerProcess(target, env) : undefined;

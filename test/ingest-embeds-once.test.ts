@@ -1,41 +1,32 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Database } from '../src/db/database.js';
 import { parseEmbeddingsConfig, type EmbeddingsConfig } from '../src/embeddings/embeddings-config.js';
 import { HttpEmbedder } from '../src/embeddings/http-embedder.js';
-import type { InstallPlan } from '../src/installer/install-plan.js';
 import { silentLogger } from '../src/logger.js';
 import { sandboxedWorkspaces } from '../src/sandboxed-workspaces.js';
 import { CHUNKS_PER_GROUP } from '../src/search/chunk-store.js';
 import { SearchService } from '../src/search/search-service.js';
 import { BACKEND_KINDS, backendPerKind } from './support/backend-per-kind.js';
-import { startEmbeddingStub, type EmbeddingStub } from './support/embedding-stub.js';
-import { install, planFor } from './support/fixtures.js';
-import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
+import { install } from './support/fixtures.js';
+import { ingestFixtures } from './support/ingest-fixtures.js';
 
 /*
  * What ingest embeds (issue 23): only chunks no chunk of the workspace has a vector for, whichever
  * source they came from; a file whose metadata alone changed is written again, nothing embedded.
  */
 
-let cluster: PgCluster | null = null;
-let stub: EmbeddingStub;
-let plan: InstallPlan;
-beforeAll(async () => {
-  [cluster, stub, plan] = await Promise.all([startPgCluster(), startEmbeddingStub(), planFor([])]);
-}, 120_000);
-afterAll(async () => Promise.all([cluster?.destroy(), stub?.close()]));
-beforeEach(() => stub.reset());
+const fx = ingestFixtures();
 
 async function service(db: Database) {
   return (await withSandbox(db)).search;
 }
 
 async function withSandbox(db: Database) {
-  const report = await install(db, plan);
-  const { sandbox } = sandboxedWorkspaces(db, plan, report.searchPathSchemas, silentLogger);
+  const report = await install(db, fx.plan);
+  const { sandbox } = sandboxedWorkspaces(db, fx.plan, report.searchPathSchemas, silentLogger);
   const config = parseEmbeddingsConfig(
     {},
-    { PG_WORKSPACE_EMBEDDINGS: 'openai', PG_WORKSPACE_EMBEDDINGS_URL: stub.openaiUrl, PG_WORKSPACE_EMBEDDINGS_MODEL: 'stub-embed', PG_WORKSPACE_EMBEDDINGS_DIMENSIONS: '768' },
+    { PG_WORKSPACE_EMBEDDINGS: 'openai', PG_WORKSPACE_EMBEDDINGS_URL: fx.stub.openaiUrl, PG_WORKSPACE_EMBEDDINGS_MODEL: 'stub-embed', PG_WORKSPACE_EMBEDDINGS_DIMENSIONS: '768' },
   ) as EmbeddingsConfig;
   return { sandbox, search: new SearchService(db, sandbox, new HttpEmbedder(config, silentLogger), [], silentLogger) };
 }
@@ -52,14 +43,14 @@ const LOAD = { chunkSize: 100, chunkOverlap: 0 };
 
 for (const kind of BACKEND_KINDS) {
   describe(`what ingest reads and embeds on ${kind}`, () => {
-    const available = backendPerKind(kind, () => cluster);
+    const available = backendPerKind(kind, () => fx.cluster);
 
     it('embeds only chunks no chunk of the workspace has a vector for, and nothing for a change of metadata alone', async (ctx) => {
       const db = await available(ctx).fresh();
       const search = await service(db);
       const first = await search.addDocuments({ projectId: 'alpha', documents: [{ source: 'a.md', text: P.slice(0, 3).join('\n\n'), metadata: { v: 1 } }], ...LOAD });
       expect(first).toMatchObject({ added: 3, embedded: 3 });
-      expect(stub.inputs).toBe(3);
+      expect(fx.stub.inputs).toBe(3);
 
       // Only the metadata changed: the file is written again, nothing embedded.
       const relabelled = await search.addDocuments({ projectId: 'alpha', documents: [{ source: 'a.md', text: P.slice(0, 3).join('\n\n'), metadata: { v: 2 } }], ...LOAD });
@@ -74,10 +65,10 @@ for (const kind of BACKEND_KINDS) {
         ...LOAD,
       });
       expect(more).toMatchObject({ added: 3, removed: 1, embedded: 2, documents: [{ source: 'b.md', embedded: 1 }, { source: 'a.md', embedded: 1 }] });
-      expect(stub.inputs).toBe(5);
+      expect(fx.stub.inputs).toBe(5);
       const again = await search.addDocuments({ projectId: 'alpha', documents: [{ source: 'b.md', text: [P[0], P[3]].join('\n\n') }], ...LOAD });
       expect(again).toMatchObject({ added: 0, embedded: 0, documents: [{ status: 'unchanged' }] });
-      expect(stub.inputs).toBe(5);
+      expect(fx.stub.inputs).toBe(5);
       const rows = await db.query<{ n: number; unembedded: number }>('SELECT count(*)::int AS n, count(*) FILTER (WHERE embedding IS NULL)::int AS unembedded FROM project_alpha.chunks');
       expect(rows[0]).toEqual({ n: 5, unembedded: 0 });
     });
@@ -100,13 +91,13 @@ const chunkState = async (db: Database) =>
 
 for (const kind of BACKEND_KINDS) {
   describe(`when ingest writes, on ${kind}`, () => {
-    const available = backendPerKind(kind, () => cluster);
+    const available = backendPerKind(kind, () => fx.cluster);
 
     it("writes a call's last group while the provider answers the groups before, and its vectors after the last answer", async (ctx) => {
       const db = await available(ctx).fresh();
       const search = await service(db);
       // Four requests for the first group, answered at once; the last group's request held.
-      stub.fail({ delayMs: 0 }, { delayMs: 0 }, { delayMs: 0 }, { delayMs: 0 }, { delayMs: 1500 });
+      fx.stub.fail({ delayMs: 0 }, { delayMs: 0 }, { delayMs: 0 }, { delayMs: 0 }, { delayMs: 1500 });
       const adding = search.addDocuments({ projectId: 'alpha', documents: TWO_GROUPS, ...LOAD });
       let settled = false;
       void adding.finally(() => (settled = true)).catch(() => undefined);
@@ -119,7 +110,7 @@ for (const kind of BACKEND_KINDS) {
       expect(settled).toBe(false);
       expect(await adding).toMatchObject({ added: TWO_GROUPS.length, embedded: TWO_GROUPS.length });
       expect(await chunkState(db)).toEqual({ n: TWO_GROUPS.length, unembedded: 0 });
-      expect(stub.inputs).toBe(TWO_GROUPS.length);
+      expect(fx.stub.inputs).toBe(TWO_GROUPS.length);
       await search.settled();
     });
 
@@ -127,12 +118,12 @@ for (const kind of BACKEND_KINDS) {
       const db = await available(ctx).fresh();
       const search = await service(db);
       // Four requests for the first group, answered; the last group's refused.
-      stub.fail({ delayMs: 0 }, { delayMs: 0 }, { delayMs: 0 }, { delayMs: 0 }, { status: 400, body: { error: { message: 'refused by the stub' } } });
+      fx.stub.fail({ delayMs: 0 }, { delayMs: 0 }, { delayMs: 0 }, { delayMs: 0 }, { status: 400, body: { error: { message: 'refused by the stub' } } });
       await expect(search.addDocuments({ projectId: 'alpha', documents: TWO_GROUPS, ...LOAD })).rejects.toThrow(/refused by the stub/);
       expect(await chunkState(db)).toEqual({ n: TWO_GROUPS.length, unembedded: LAST_GROUP });
-      const before = stub.inputs;
+      const before = fx.stub.inputs;
       expect(await search.addDocuments({ projectId: 'alpha', documents: TWO_GROUPS, ...LOAD })).toMatchObject({ added: 0, embedded: LAST_GROUP });
-      expect(stub.inputs - before).toBe(LAST_GROUP);
+      expect(fx.stub.inputs - before).toBe(LAST_GROUP);
       expect(await chunkState(db)).toEqual({ n: TWO_GROUPS.length, unembedded: 0 });
       await search.settled();
     });
