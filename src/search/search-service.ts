@@ -107,7 +107,7 @@ export class SearchService {
       if (!registered && runs.length === 0) throw new WorkspaceNotFoundError(id);
       return { runs, repositories: [] };
     }
-    const { rows } = await this.sandbox.readAsWorkspace(id, REPOSITORY_SUMMARY, [REPOSITORIES_LISTED], REPOSITORIES_LISTED);
+    const { rows } = await this.sandbox.readExisting(id, REPOSITORY_SUMMARY, [REPOSITORIES_LISTED], REPOSITORIES_LISTED);
     const repositories = rows.map(([path, indexedAt, files, chunks, unembedded]) => ({
       path: path as string,
       indexed_at: indexedAt === null ? null : new Date(indexedAt as string).toISOString(),
