@@ -278,6 +278,44 @@ describe('workspaces spread over databases (PostgreSQL)', () => {
     }
   }, 120_000);
 
+  it('a creating call places no id that no workspace can have; one that fails on its way keeps its placement, which the next creation uses', async (ctx) => {
+    if (!cluster) return ctx.skip();
+    const url = await homeDatabase(cluster, 'failing');
+    const { mcp, call } = await spreadingServer(url);
+    const counted = async () =>
+      (await rowsIn(cluster!, 'failing', 'SELECT coalesce(sum(workspaces), 0)::int AS n FROM project_registry.workspace_databases'))[0]?.['n'];
+    try {
+      // Reserved ids (the server's own schemas): refused, and placed nowhere (watched fail: both placed).
+      for (const id of ['registry', 'registry-notes']) {
+        const refused = await call('ensure_workspace', { project_id: id });
+        expect(refused.isError, id).toBe(true);
+        expect(refused.text, id).toMatch(/reserved/);
+      }
+      const forked = await call('fork_workspace', { from: 'nothing-yet', to: 'registry-copy' });
+      expect(forked.isError).toBe(true);
+      expect(await placements(cluster, 'failing')).toEqual([]);
+      // A statement that does not parse fails after its id was placed, before its workspace is made:
+      // the placement stays (member-databases.ts says why), and the id's next creation lands there.
+      const typo = await call('execute', { project_id: 'typo', sql: 'CREATE TABLEE t (x int)' });
+      expect(typo.isError).toBe(true);
+      expect(await placements(cluster, 'failing')).toEqual([{ project_id: 'typo', database_name: 'failing_w1' }]);
+      expect(await counted()).toBe(1);
+      // By another server too, which has not seen it.
+      const other = await spreadingServer(url);
+      try {
+        const made = await other.call('execute', { project_id: 'typo', sql: 'CREATE TABLE t (x int)' });
+        expect(made.isError, made.text).toBe(false);
+      } finally {
+        await other.mcp.close();
+      }
+      expect(await rowsIn(cluster, 'failing_w1', 'SELECT project_id FROM project_registry.workspace_config')).toEqual([{ project_id: 'typo' }]);
+      expect(await placements(cluster, 'failing')).toEqual([{ project_id: 'typo', database_name: 'failing_w1' }]);
+      expect(await counted()).toBe(1);
+    } finally {
+      await mcp.close();
+    }
+  }, 120_000);
+
   it('makes a member database dropped under the running server again on the next call, as it does a vanished registry', async (ctx) => {
     if (!cluster) return ctx.skip();
     const url = await homeDatabase(cluster, 'gone');

@@ -54,7 +54,8 @@ export class MemberDatabases {
    */
   async placeBeside(to: string, from: string): Promise<Ready> {
     const source = await this.databaseOf(from, 'existing');
-    const target = this.#placed.get(validateProjectId(to)) ?? (await placeIn(this.home.db, to, source));
+    this.home.workspaces.schemaNameOf(to);
+    const target = this.#placed.get(to) ?? (await placeIn(this.home.db, to, source));
     if (target !== undefined) this.#placed.set(to, target);
     if (target !== source) {
       throw new WorkspaceLifecycleError(
@@ -81,6 +82,15 @@ export class MemberDatabases {
       // home database's, which answers that it does not exist or, not spreading, makes it there
       // (not remembered: another server spreading may place it first).
       if (this.perDatabase === undefined || use === 'existing') return undefined;
+      // An id no workspace can have is refused before it is placed: its placement would never be used.
+      this.home.workspaces.schemaNameOf(projectId);
+      // A creating call that fails after this (bad SQL, a refused path, the database down) leaves
+      // the placement, by design: every server keeps a placement it has read for good (#placed), so
+      // one taken back could see the workspace made there, unplaced, by a server that read it,
+      // while the others place the id elsewhere: two workspaces of one id. Kept, it is what a
+      // dropped workspace's placement is: the id's next creation, by any server, lands there and
+      // counts nothing more (tested), and its database's count is one higher meanwhile, no more
+      // than that call's ensure_workspace would have made it.
       database = await place(this.home.db, projectId, this.perDatabase);
     }
     if (database !== undefined) this.#placed.set(projectId, database);

@@ -168,6 +168,11 @@ export class WorkspaceManager {
     return this.#citus;
   }
 
+  /** The schema of `projectId`'s workspace; ReservedProjectIdError for an id no workspace can have (its schema is the server's or an extension's). */
+  schemaNameOf(projectId: string): string {
+    return this.#reserved.schemaFor(projectId);
+  }
+
   /**
    * Returns the workspace, creating or upgrading it first when needed. A cache hit sends one
    * read of the registry's generation, which every drop (in any process) bumps as it commits: a
