@@ -93,6 +93,8 @@ export class SqlToolsUnavailableError extends Error {
 export interface WriteSettings {
   statementMs?: number;
   lockMs?: number;
+  /** Aborted, the running statement is cancelled and the transaction rolled back (Database.pipeline). */
+  signal?: AbortSignal | undefined;
   /**
    * maintenance_work_mem for each statement (an index build), in kB: raised to it, never lowered
    * below the session's own nor past the server's maximum. Set before each statement in its
@@ -341,7 +343,7 @@ export class WorkspaceSandbox {
     const settingsDone = block ? 2 : 1;
     const firstWrite = settingsDone + (guard ? 1 : 0) + (staged ? 1 : 0) + before.length;
     // Within the workspace's limit of calls at once, as execute is: ingest's writes run its triggers.
-    const outcome = completeOutcome(await this.#turns.run(projectId, () => this.db.pipeline(steps, projectId)), steps);
+    const outcome = completeOutcome(await this.#turns.run(projectId, () => this.db.pipeline(steps, projectId, settings.signal)), steps);
     if (outcome.error) {
       if (guard && outcome.results.length === settingsDone) throw new WriteGuardError(outcome.error);
       const code = sqlState(outcome.error);

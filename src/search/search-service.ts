@@ -123,9 +123,9 @@ export class SearchService {
     return this.#deferral?.settled(projectId) ?? Promise.resolve();
   }
 
-  /** Stops the directory runs, then waits for the index builds (bounded by their statement timeout). */
+  /** Stops the directory runs, then cancels the index builds (IndexDeferral.close). */
   async close(): Promise<void> {
     await this.#directories.close();
-    await this.settled();
+    await this.#deferral?.close();
   }
 }
