@@ -152,7 +152,16 @@ export class ProvisioningEngine {
     return projectId === undefined || !this.#members ? home : this.#members.readyFor(projectId, use);
   }
 
-  /** The home database's services, then every member database's: what spans every workspace (list_workspaces, commands). */
+  /**
+   * `read` on every database's services, a few at a time, making none: what reads every workspace
+   * (list_workspaces, the fleet's workspace_status; MemberDatabases.readEach).
+   */
+  async readEach<T>(read: (ready: Ready) => Promise<T>, timeoutMs: number): Promise<T[]> {
+    const home = await this.ready(timeoutMs);
+    return this.#members ? this.#members.readEach(read) : [await read(home)];
+  }
+
+  /** The home database's services, then every member database's: what spans every workspace (the commands). */
   async readyAll(timeoutMs: number): Promise<Ready[]> {
     const home = await this.ready(timeoutMs);
     return this.#members ? this.#members.all() : [home];

@@ -316,6 +316,52 @@ describe('workspaces spread over databases (PostgreSQL)', () => {
     }
   }, 120_000);
 
+  it('list_workspaces and the fleet status read every database, a few at a time, and make none: a member database dropped under the servers stays gone', async (ctx) => {
+    if (!cluster) return ctx.skip();
+    const url = await homeDatabase(cluster, 'many');
+    const maker = await connectInProcess({ databaseUrl: url, workspacesPerDatabase: 1 });
+    try {
+      for (let i = 0; i < 8; i++) expect((await callTool(maker.client, maker.tools, 'ensure_workspace', { project_id: `m-${i}` })).isError).toBe(false);
+    } finally {
+      await maker.close();
+    }
+    // An operator drops one: its workspace went with it. A read must not make it again.
+    await cluster.sql('DROP DATABASE many_w8 WITH (FORCE)');
+    // Each other member database's install check waits here for a lock held by the test: the
+    // databases a server reads at once are the checks waiting at once.
+    const holders = await Promise.all(
+      Array.from({ length: 7 }, async (_, i) => {
+        const client = new pg.Client({ connectionString: cluster!.url(`many_w${i + 1}`) });
+        await client.connect();
+        await client.query('BEGIN');
+        await client.query('LOCK TABLE project_registry.install_state IN ACCESS EXCLUSIVE MODE');
+        return client;
+      }),
+    );
+    const { mcp, call } = await spreadingServer(url);
+    try {
+      const waiting = async () =>
+        Number((await cluster!.sql(`SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted AND relation IS NOT NULL AND database IN (SELECT oid FROM pg_database WHERE datname LIKE 'many\\_w%')`))[0]?.['n']);
+      const listing = call('list_workspaces', { limit: 100 });
+      await expect.poll(waiting, { timeout: 30_000 }).toBeGreaterThan(0);
+      await new Promise((r) => setTimeout(r, 1000));
+      const atOnce = await waiting();
+      for (const client of holders) await client.query('COMMIT');
+      // A few at a time (watched fail: all seven at once).
+      expect(atOnce).toBeLessThanOrEqual(4);
+      const listed = await listing;
+      expect(listed.isError, listed.text).toBe(false);
+      expect((listed.data['workspaces'] as { project_id: string }[]).map((w) => w.project_id)).toEqual(['m-0', 'm-1', 'm-2', 'm-3', 'm-4', 'm-5', 'm-6']);
+      const status = await call('workspace_status', {});
+      expect(status.data['fleet'], status.text).toMatchObject({ workspaces: 7, up_to_date: 7 });
+      // Made nothing (watched fail: the list created many_w8 again).
+      expect(await cluster.sql("SELECT datname FROM pg_database WHERE datname = 'many_w8'")).toEqual([]);
+    } finally {
+      for (const client of holders) await client.end();
+      await mcp.close();
+    }
+  }, 180_000);
+
   it('makes a member database dropped under the running server again on the next call, as it does a vanished registry', async (ctx) => {
     if (!cluster) return ctx.skip();
     const url = await homeDatabase(cluster, 'gone');

@@ -658,17 +658,15 @@ class ScriptError extends Error {
 }
 
 /**
- * list() over the workspaces of several databases (databases/member-databases.ts): each lists its
- * page after the same cursor, and the page is the first `limit` of their ids together, in the
- * registry's byte order (project ids are ASCII).
+ * One page of list() from the pages of several databases (databases/member-databases.ts), each
+ * listed after the same cursor: the first `limit` of their ids together, in the registry's byte
+ * order (project ids are ASCII).
  */
-export async function listAcross(
-  managers: readonly WorkspaceManager[],
-  options: ListOptions = {},
-): Promise<{ workspaces: WorkspaceSummary[]; nextCursor: string | null }> {
-  if (managers.length === 1) return (managers[0] as WorkspaceManager).list(options);
-  const limit = options.limit ?? LIST_LIMIT_DEFAULT;
-  const pages = await Promise.all(managers.map((m) => m.list(options)));
+export function mergePages(
+  pages: readonly { workspaces: WorkspaceSummary[]; nextCursor: string | null }[],
+  limit: number,
+): { workspaces: WorkspaceSummary[]; nextCursor: string | null } {
+  if (pages.length === 1) return pages[0] as { workspaces: WorkspaceSummary[]; nextCursor: string | null };
   const all = pages.flatMap((p) => p.workspaces).sort((a, b) => (a.projectId < b.projectId ? -1 : a.projectId > b.projectId ? 1 : 0));
   const page = all.slice(0, limit);
   const last = page.at(-1);
