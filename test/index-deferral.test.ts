@@ -73,10 +73,12 @@ async function services(db: Database, options: { deferralLeaseMs?: number; rebui
   const report = await install(db, fx.plan);
   const { sandbox, workspaces } = sandboxedWorkspaces(db, fx.plan, report.searchPathSchemas, silentLogger);
   const { sandbox: loading, writes } = pausingWrites(sandbox);
-  const search = new SearchService(db, loading, stubEmbedder(), options.roots ?? [], silentLogger, {
-    ...(options.deferralLeaseMs ? { deferralLeaseMs: options.deferralLeaseMs } : {}),
-    ...(options.rebuildTimeoutMs ? { rebuildTimeoutMs: options.rebuildTimeoutMs } : {}),
-  });
+  const search = fx.closedAfterTest(
+    new SearchService(db, loading, stubEmbedder(), options.roots ?? [], silentLogger, {
+      ...(options.deferralLeaseMs ? { deferralLeaseMs: options.deferralLeaseMs } : {}),
+      ...(options.rebuildTimeoutMs ? { rebuildTimeoutMs: options.rebuildTimeoutMs } : {}),
+    }),
+  );
   return { search, sandbox, writes, workspaces };
 }
 
