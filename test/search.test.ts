@@ -216,6 +216,9 @@ for (const kind of BACKEND_KINDS) {
       for (const [, chunks] of stored) expect(chunks).toBe(3);
       const paths = stored.map(([path]) => path);
       for (let i = PER_GROUP; i < 2 * PER_GROUP; i++) expect(paths).not.toContain(`g-${i}.md`);
+      // The failure says what is stored (the first group at least, written beside the second).
+      expect(stored.length).toBeGreaterThan(0);
+      expect(failed.text).toContain(`${stored.length} of the call's ${total} documents are stored as sent; the same call again stores the rest`);
 
       await run('execute', { project_id: 'groups', sql: 'DROP TRIGGER refuse_poison ON chunks' });
       const again = await run('add_documents', { project_id: 'groups', documents, chunk_size: 100, chunk_overlap: 0 });
