@@ -264,16 +264,17 @@ export async function fleetCounts(
   q: Queryable,
   fingerprint: string,
 ): Promise<{ total: number; current: number; applied: Map<string, number> }> {
-  const [counts] = await q.query<{ total: number; current: number }>(
-    `SELECT count(*)::int AS total, count(*) FILTER (WHERE workspace_fingerprint = $1)::int AS current
-       FROM project_registry.workspace_config`,
+  // One round trip: the fleet's workspace_status sends this to every database workspaces are spread over.
+  const [counts] = await q.query<{ total: number; current: number; applied: [string, number][] }>(
+    `SELECT c.total, c.current,
+            (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_array(m.migration, m.n)), '[]')
+               FROM (SELECT extension_id || '/' || name AS migration, count(*)::int AS n
+                       FROM project_registry.workspace_migrations GROUP BY 1) m) AS applied
+       FROM (SELECT count(*)::int AS total, count(*) FILTER (WHERE workspace_fingerprint = $1)::int AS current
+               FROM project_registry.workspace_config) c`,
     [fingerprint],
   );
-  const applied = await q.query<{ migration: string; n: number }>(
-    `SELECT extension_id || '/' || name AS migration, count(*)::int AS n
-       FROM project_registry.workspace_migrations GROUP BY 1`,
-  );
-  return { total: counts?.total ?? 0, current: counts?.current ?? 0, applied: new Map(applied.map((a) => [a.migration, a.n])) };
+  return { total: counts?.total ?? 0, current: counts?.current ?? 0, applied: new Map(counts?.applied ?? []) };
 }
 
 /** Registered workspaces without a function in `sandboxSchema` named for their schema. */
