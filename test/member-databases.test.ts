@@ -362,6 +362,38 @@ describe('workspaces spread over databases (PostgreSQL)', () => {
     }
   }, 180_000);
 
+  it('a server started before any workspace was spread follows the placements once another spreads them: lists them, and makes no placed id at home', async (ctx) => {
+    if (!cluster) return ctx.skip();
+    const url = await homeDatabase(cluster, 'rolling');
+    // Two servers still run without the setting, as during a rolling restart that turns it on.
+    const [listing, making] = await Promise.all([connectInProcess({ databaseUrl: url }), connectInProcess({ databaseUrl: url })]);
+    const on = (server: typeof listing, name: string, args: Record<string, unknown>) => callTool(server.client, server.tools, name, args);
+    try {
+      for (const server of [listing, making]) expect((await on(server, 'ensure_workspace', { project_id: 'before' })).isError).toBe(false);
+      const { mcp, call } = await spreadingServer(url);
+      try {
+        for (const id of ['placed-1', 'placed-2']) expect((await call('execute', { project_id: id, sql: 'CREATE TABLE t (x int)' })).isError).toBe(false);
+      } finally {
+        await mcp.close();
+      }
+      // Listed and counted where they are (watched fail: 'before' alone).
+      const listed = await on(listing, 'list_workspaces', {});
+      expect((listed.data['workspaces'] as { project_id: string }[]).map((w) => w.project_id)).toEqual(['before', 'placed-1', 'placed-2']);
+      expect((await on(listing, 'workspace_status', {})).data['fleet']).toMatchObject({ workspaces: 3, up_to_date: 3 });
+      // A creating call on a placed id is not made at home (watched fail: a second placed-1 there):
+      // it says to retry, and the retry runs where the id is placed.
+      const first = await on(making, 'execute', { project_id: 'placed-1', sql: 'INSERT INTO t VALUES (1)' });
+      expect(first.isError).toBe(true);
+      expect(first.text).toMatch(/"placed-1"[\s\S]*another database[\s\S]*retry/);
+      const retried = await on(making, 'execute', { project_id: 'placed-1', sql: 'INSERT INTO t VALUES (1)' });
+      expect(retried.isError, retried.text).toBe(false);
+      expect(await rowsIn(cluster, 'rolling', 'SELECT project_id FROM project_registry.workspace_config ORDER BY 1')).toEqual([{ project_id: 'before' }]);
+      expect(await rowsIn(cluster, 'rolling_w1', 'SELECT count(*)::int AS n FROM project_placed_1.t')).toEqual([{ n: 1 }]);
+    } finally {
+      await Promise.all([listing.close(), making.close()]);
+    }
+  }, 120_000);
+
   it('makes a member database dropped under the running server again on the next call, as it does a vanished registry', async (ctx) => {
     if (!cluster) return ctx.skip();
     const url = await homeDatabase(cluster, 'gone');

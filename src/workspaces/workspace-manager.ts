@@ -53,6 +53,7 @@ import {
   ForeignSchemaError,
   WorkspaceNotFoundError,
   WorkspacePermissionError,
+  WorkspacePlacedElsewhereError,
   WorkspaceProvisionError,
 } from './workspace-errors.js';
 
@@ -202,8 +203,11 @@ export class WorkspaceManager {
    * anything was decided: the workspace existed at that generation or later.
    */
   async #ensureUncached(projectId: string, schemaName: string): Promise<{ workspace: Workspace; generation: string }> {
-    const { generation, row } = await lookupWorkspaceWithGeneration(this.db, projectId);
+    const { generation, row, placed } = await lookupWorkspaceWithGeneration(this.db, projectId);
     if (row && isCurrent(row, this.plan)) return { workspace: this.#workspace(projectId, schemaName, false, row.created_at), generation };
+    // Its workspace belongs to a member database: made here too, one id would have two. Only a
+    // server that has not followed the placements yet asks here (the engine follows them now).
+    if (!row && placed) throw new WorkspacePlacedElsewhereError(projectId);
     // Unregistered: create in one round trip, unless a concurrent creator registered it at
     // another version meanwhile, which the general path below then upgrades (as it does a
     // lagging workspace, or one whose schema is gone), or its schema exists without a registry
