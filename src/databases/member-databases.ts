@@ -1,8 +1,8 @@
+import pLimit from 'p-limit';
 import { readInstallState } from '../registry/registry-sql.js';
 import type { Ready } from '../services.js';
 import { validateProjectId } from '../workspaces/project-id.js';
 import { WorkspaceLifecycleError } from '../workspaces/workspace-lifecycle.js';
-import pLimit from 'p-limit';
 import { ensureMemberDatabase, memberDatabases, memberDatabaseStates, place, placeIn } from './placements.js';
 
 /**
