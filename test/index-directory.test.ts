@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from './support/fixtures.js';
 import { startEmbeddingStub } from './support/embedding-stub.js';
 import { callTool, connectInProcess, embeddingsAt } from './support/mcp.js';
-import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
+import { createVectorDatabase, startPgvectorCluster, type PgCluster } from './support/pg-cluster.js';
 import { BACKEND_KINDS } from './support/backend-per-kind.js';
 import type { Queryable } from '../src/db/database.js';
 import { lockWorkspace } from '../src/registry/registry-sql.js';
@@ -21,21 +21,9 @@ import { dropWorkspace } from '../src/workspaces/workspace-lifecycle.js';
 
 let cluster: PgCluster | null = null;
 beforeAll(async () => {
-  cluster = await startPgCluster();
+  cluster = await startPgvectorCluster('index_directory');
 }, 120_000);
 afterAll(async () => cluster?.destroy());
-
-async function postgresUrl(c: PgCluster): Promise<string | undefined> {
-  const url = await c.createDatabase('index');
-  const [available] = await c.sql(`SELECT count(*)::int AS n FROM pg_available_extensions WHERE name = 'vector'`);
-  if (available?.['n'] !== 1) return undefined;
-  const pg = await import('pg');
-  const admin = new pg.default.Client({ connectionString: url });
-  await admin.connect();
-  await admin.query('CREATE EXTENSION IF NOT EXISTS vector');
-  await admin.end();
-  return url;
-}
 
 const tsFile = (name: string, lines = 3) =>
   `export function ${name}(input: string): string {\n${Array.from({ length: lines }, (_, i) => `  const step${i} = input.trim(); // ${name} step ${i}`).join('\n')}\n  return input;\n}\n`;
@@ -77,7 +65,7 @@ for (const kind of BACKEND_KINDS) {
     beforeAll(async () => {
       repo = await makeRepository();
       dataDir = await tempDir('pgw-index-store-');
-      if (kind === 'postgres' && cluster) url = await postgresUrl(cluster);
+      if (kind === 'postgres' && cluster) url = await createVectorDatabase(cluster, 'index');
     }, 120_000);
     afterAll(async () => {
       await rm(path.dirname(repo.root), { recursive: true, force: true });
