@@ -28,7 +28,7 @@ async function withSandbox(db: Database) {
     {},
     { PG_WORKSPACE_EMBEDDINGS: 'openai', PG_WORKSPACE_EMBEDDINGS_URL: fx.stub.openaiUrl, PG_WORKSPACE_EMBEDDINGS_MODEL: 'stub-embed', PG_WORKSPACE_EMBEDDINGS_DIMENSIONS: '768' },
   ) as EmbeddingsConfig;
-  return { sandbox, search: new SearchService(db, sandbox, new HttpEmbedder(config, silentLogger), [], silentLogger) };
+  return { sandbox, search: fx.closedAfterTest(new SearchService(db, sandbox, new HttpEmbedder(config, silentLogger), [], silentLogger)) };
 }
 
 /** Passages of 60-90 characters: at chunk_size 100, one chunk each. */
