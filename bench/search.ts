@@ -14,6 +14,7 @@
  *    HTTP, no stub): what ingest costs whatever the provider, so floor/writes bounds the ratio;
  *    and the CPU time each floor and ingest sample took in this process, PostgreSQL's and the
  *    stub's: spread over every core at once, ingest's bounds the ratio this machine allows;
+ *    and the same ingest on the embedded store (PGlite, the default setup) against the same floor;
  * 2. search latency on BENCH_SEARCH_CHUNKS chunks (default 100000): hybrid and text against
  *    vector-only, taking turns;
  * 3. HNSW recall@10 (ef_search 40, pgvector's default, and 100) against exact search.
@@ -191,6 +192,40 @@ try {
         `ingest's CPU ${ingestCpu.total} ms (this process ${ingestCpu.server}, PostgreSQL ${ingestCpu.postgres}, the stub ${ingestCpu.stub}), ` +
         `so on ${CORES} cores at best ${throughputBound} x floor`,
     );
+  }
+  // 1b. The same ingest on the embedded store (PGlite, the default setup), against the same floor.
+  const embedded = new ProvisioningEngine(
+    { databaseUrl: undefined, dataDir: await tempDir('pgw-bench-search-embedded-'), extensionDirs: [], disabledExtensions: [], lockTimeoutMs: 60_000, embeddings },
+    silentLogger,
+  );
+  embedded.start();
+  try {
+    const { search: onPglite } = await embedded.ready(120_000);
+    for (const delay of [0, ...STUB_DELAYS_MS]) {
+      await stub.setDelay(delay);
+      let round = 0;
+      const figures = await sampleInterleaved(
+        INGEST_SAMPLES,
+        {
+          // Each sample's workspace made first, untimed, as in 1.
+          prepare: () => onPglite.addDocuments({ projectId: `embedded-${delay}-${round}`, documents: [{ source: 'seed.md', text: `seed ${delay} ${round}` }] }),
+          floor: () => direct.embedDocuments(texts),
+          ingest: async () => {
+            const result = await onPglite.addDocuments({ projectId: `embedded-${delay}-${round++}`, documents });
+            if (result.embedded !== texts.length) throw new Error(`ingest on PGlite embedded ${result.embedded} of ${texts.length}`);
+          },
+          build: () => onPglite.settled(),
+        },
+        1,
+      );
+      results[`embedded_ingest_delay_${delay}ms`] = { chunks: texts.length, floor: figures.floor, ingest: figures.ingest, throughputRatio: ratio(figures.floor.p50, figures.ingest.p50) };
+      log(
+        `ingest ${texts.length} chunks on the embedded store (PGlite), stub delay ${delay} ms: floor p50 ${figures.floor.p50} ms, ` +
+          `ingest p50 ${figures.ingest.p50} ms, throughput ${ratio(figures.floor.p50, figures.ingest.p50)} x floor`,
+      );
+    }
+  } finally {
+    await embedded.close();
   }
   await stub.setDelay(0);
 

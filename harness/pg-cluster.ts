@@ -211,6 +211,22 @@ async function osUser(name: string): Promise<{ uid: number; gid: number }> {
 }
 
 /**
+ * A new database with pgvector created in it by the superuser, as an administrator prepares one
+ * for the default set-up (the server's role may not create it); its URL.
+ */
+export async function createVectorDatabase(cluster: PgCluster, prefix?: string): Promise<string> {
+  const url = await cluster.createDatabase(prefix);
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query('CREATE EXTENSION IF NOT EXISTS vector');
+  } finally {
+    await client.end();
+  }
+  return url;
+}
+
+/**
  * A cluster whose PostgreSQL has pgvector, or a loud skip (a failure under CI=true): `what`
  * names the tests that need it.
  */

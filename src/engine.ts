@@ -6,6 +6,7 @@ import { explainError, isConnectionFailure, pgError, sqlState } from './db/sql-e
 import type { InstallReport } from './installer/install-extensions.js';
 import type { InstallPlan } from './installer/install-plan.js';
 import type { Logger } from './logger.js';
+import { WorkspacePlacedElsewhereError } from './workspaces/workspace-errors.js';
 import type { EngineConfig, Ready } from './services.js';
 
 export class EngineUnavailableError extends Error {
@@ -31,6 +32,8 @@ export class ProvisioningEngine {
   #ready: Ready | undefined;
   /** On PostgreSQL: the databases workspaces are spread over (databases/member-databases.ts), set at boot. */
   #members: MemberDatabases | undefined;
+  /** #followPlacements at work: one at a time. */
+  #following: Promise<void> | undefined;
   /** On PostgreSQL, the pool size the home database's pool and the member databases' keep to together. */
   readonly #share: ConnectionShare;
   #status: EngineStatus = { state: 'booting' };
@@ -65,6 +68,10 @@ export class ProvisioningEngine {
    * workspace the call is about, whose database (a member database's, when spread) is checked.
    */
   async explainFailedCall(error: unknown, projectId?: string): Promise<string> {
+    if (error instanceof WorkspacePlacedElsewhereError) {
+      await this.#followPlacements();
+      return error.message;
+    }
     const lost = namesMissingRegistryObject(error) ? await this.#reinstallIfGone(projectId) : undefined;
     if (lost !== undefined) {
       return (
@@ -152,7 +159,39 @@ export class ProvisioningEngine {
     return projectId === undefined || !this.#members ? home : this.#members.readyFor(projectId, use);
   }
 
-  /** The home database's services, then every member database's: what spans every workspace (list_workspaces, commands). */
+  /**
+   * `read` on every database's services, a few at a time, making none: what reads every workspace
+   * (list_workspaces, the fleet's workspace_status; MemberDatabases.readEach).
+   */
+  async readEach<T>(read: (ready: Ready) => Promise<T>, timeoutMs: number): Promise<T[]> {
+    const home = await this.ready(timeoutMs);
+    await this.#followPlacements();
+    return this.#members ? this.#members.readEach(read) : [await read(home)];
+  }
+
+  /**
+   * A PostgreSQL server without --workspaces-per-database follows placements only if the home
+   * database had some at its boot: one started before another server spread workspaces (during a
+   * rolling restart that turns the setting on) looked for every workspace at home, so it listed
+   * none of the spread ones and would have made a placed id again at home. It follows them from
+   * the first read over every database (one query while there are none), or the first call the
+   * home database refuses for a placed id (WorkspacePlacedElsewhereError). Routing stays as cheap
+   * as before until then: no placement lookup per call.
+   */
+  async #followPlacements(): Promise<void> {
+    const ready = this.#ready;
+    if (this.#members || !ready || !this.#plan) return;
+    const plan = this.#plan;
+    this.#following ??= (async () => {
+      const boot = await import('./boot.js');
+      const members = await boot.memberDatabases(ready, await plan, this.config, this.log, this.#share);
+      if (this.#ready === ready && !this.#members) this.#members = members;
+      else await members?.close();
+    })().finally(() => (this.#following = undefined));
+    await this.#following;
+  }
+
+  /** The home database's services, then every member database's: what spans every workspace (the commands). */
   async readyAll(timeoutMs: number): Promise<Ready[]> {
     const home = await this.ready(timeoutMs);
     return this.#members ? this.#members.all() : [home];

@@ -73,10 +73,12 @@ async function services(db: Database, options: { deferralLeaseMs?: number; rebui
   const report = await install(db, fx.plan);
   const { sandbox, workspaces } = sandboxedWorkspaces(db, fx.plan, report.searchPathSchemas, silentLogger);
   const { sandbox: loading, writes } = pausingWrites(sandbox);
-  const search = new SearchService(db, loading, stubEmbedder(), options.roots ?? [], silentLogger, {
-    ...(options.deferralLeaseMs ? { deferralLeaseMs: options.deferralLeaseMs } : {}),
-    ...(options.rebuildTimeoutMs ? { rebuildTimeoutMs: options.rebuildTimeoutMs } : {}),
-  });
+  const search = fx.closedAfterTest(
+    new SearchService(db, loading, stubEmbedder(), options.roots ?? [], silentLogger, {
+      ...(options.deferralLeaseMs ? { deferralLeaseMs: options.deferralLeaseMs } : {}),
+      ...(options.rebuildTimeoutMs ? { rebuildTimeoutMs: options.rebuildTimeoutMs } : {}),
+    }),
+  );
   return { search, sandbox, writes, workspaces };
 }
 
@@ -220,6 +222,39 @@ for (const kind of BACKEND_KINDS) {
       expect(await topHit(search, 'lighthouse keeper lens')).toBe(SEED.text);
       expect(await hnswIndex(db)).toEqual([]);
       expect(await deferrals(db)).toMatchObject([{ index_name: 'chunks_embedding_hnsw_idx', expired: false }]);
+    }, 300_000);
+
+    it('closing the service cancels a build that runs: it returns at once, the index stays deferred (nothing half-made) and its lease ended, for the next ingest or search', async (ctx) => {
+      // A server asked to stop waited for the build, under the upgrade timeout; a failing test's afterAll waited 90 s.
+      const db = await available(ctx).fresh();
+      const { search, sandbox, writes } = await services(db, { rebuildTimeoutMs: 600_000, deferralLeaseMs: 60_000 });
+      await search.addDocuments({ projectId: 'alpha', documents: [SEED] });
+      // A build of many seconds (as in the costly-build case above), deterministically.
+      await sandbox.execute('alpha', 'ALTER INDEX chunks_embedding_hnsw_idx SET (m = 100, ef_construction = 1000)', []);
+      writes.pause = async () => {
+        await sandbox.execute(
+          'alpha',
+          `INSERT INTO chunks (file_id, content, start_line, end_line, embedding)
+           SELECT (SELECT min(id) FROM files), 'filler', 1, 1, (SELECT array_agg(random() + g * 0 + i * 0)::vector FROM generate_series(1, 768) i) FROM generate_series(1, 1500) g`,
+          [],
+        );
+      };
+      await search.addDocuments({ projectId: 'alpha', documents: documents('doc', 40), ...LOAD });
+      if (kind === 'postgres') {
+        // Running: PostgreSQL reports its progress.
+        await until(async () => (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_progress_create_index'))[0]?.n === 1, 'the build to start');
+      } else {
+        // The one session is the build's: nothing can look. Started long before this (its first statements take milliseconds).
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+      const started = performance.now();
+      await search.close();
+      const ms = performance.now() - started;
+      expect(ms, 'close waited for the build').toBeLessThan(5000);
+      // Rolled back: no index, the deferral recorded, its lease over (the next ingest or search builds it at once).
+      expect(await hnswIndex(db)).toEqual([]);
+      expect(await deferrals(db)).toMatchObject([{ index_name: 'chunks_embedding_hnsw_idx', expired: true }]);
+      if (kind === 'postgres') expect(await db.query('SELECT pid FROM pg_stat_progress_create_index')).toEqual([]);
     }, 300_000);
 
     it('a table busy with a long read keeps its index: the load goes on without deferring', async (ctx) => {

@@ -7,8 +7,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from './support/fixtures.js';
 import { startEmbeddingStub } from './support/embedding-stub.js';
 import { callTool, connectInProcess, embeddingsAt } from './support/mcp.js';
-import { startPgCluster, type PgCluster } from './support/pg-cluster.js';
+import { createVectorDatabase, startPgvectorCluster, type PgCluster } from './support/pg-cluster.js';
 import { BACKEND_KINDS } from './support/backend-per-kind.js';
+import type { Queryable } from '../src/db/database.js';
+import { lockWorkspace } from '../src/registry/registry-sql.js';
+import { dropWorkspace } from '../src/workspaces/workspace-lifecycle.js';
 
 /*
  * index_directory on a generated repository: .gitignore, binaries, an oversized file and
@@ -18,21 +21,9 @@ import { BACKEND_KINDS } from './support/backend-per-kind.js';
 
 let cluster: PgCluster | null = null;
 beforeAll(async () => {
-  cluster = await startPgCluster();
+  cluster = await startPgvectorCluster('index_directory');
 }, 120_000);
 afterAll(async () => cluster?.destroy());
-
-async function postgresUrl(c: PgCluster): Promise<string | undefined> {
-  const url = await c.createDatabase('index');
-  const [available] = await c.sql(`SELECT count(*)::int AS n FROM pg_available_extensions WHERE name = 'vector'`);
-  if (available?.['n'] !== 1) return undefined;
-  const pg = await import('pg');
-  const admin = new pg.default.Client({ connectionString: url });
-  await admin.connect();
-  await admin.query('CREATE EXTENSION IF NOT EXISTS vector');
-  await admin.end();
-  return url;
-}
 
 const tsFile = (name: string, lines = 3) =>
   `export function ${name}(input: string): string {\n${Array.from({ length: lines }, (_, i) => `  const step${i} = input.trim(); // ${name} step ${i}`).join('\n')}\n  return input;\n}\n`;
@@ -74,7 +65,7 @@ for (const kind of BACKEND_KINDS) {
     beforeAll(async () => {
       repo = await makeRepository();
       dataDir = await tempDir('pgw-index-store-');
-      if (kind === 'postgres' && cluster) url = await postgresUrl(cluster);
+      if (kind === 'postgres' && cluster) url = await createVectorDatabase(cluster, 'index');
     }, 120_000);
     afterAll(async () => {
       await rm(path.dirname(repo.root), { recursive: true, force: true });
@@ -172,6 +163,47 @@ for (const kind of BACKEND_KINDS) {
         const schema = await run('query', { project_id: 'ghost-probe', sql: `SELECT count(*)::int FROM pg_namespace WHERE nspname = 'project_hollow'` });
         expect(schema.data['rows']).toEqual([[0]]);
       } finally {
+        await mcp.close();
+      }
+    }, 120_000);
+
+    it('index_status makes nothing when the workspace is dropped between its existence check and its read (issue 24 follow-up)', async (ctx) => {
+      // Another session holds what the read waits for after its existence check (the workspace's
+      // lock; the registry generation, which a cached workspace's ensure reads), so a drop commits
+      // in between, on cue. The embedded store has one session, so none can hold a lock: PostgreSQL only.
+      if (kind !== 'postgres' || !url) return ctx.skip();
+      const mcp = await connect();
+      const pg = await import('pg');
+      const admin = new pg.default.Client({ connectionString: url });
+      await admin.connect();
+      const tx = {
+        query: async (sql: string, params?: readonly unknown[]) => (await admin.query(sql, params as unknown[])).rows,
+        exec: async (sql: string) => void (await admin.query(sql)),
+      } as Queryable;
+      try {
+        const run = (name: string, args: Record<string, unknown>) => callTool(mcp.client, mcp.tools, name, args);
+        expect((await run('ensure_workspace', { project_id: 'dropped-midway' })).isError).toBe(false);
+        await admin.query('BEGIN');
+        await lockWorkspace(tx, 'dropped-midway');
+        await admin.query('LOCK TABLE project_registry.registry_generation IN ACCESS EXCLUSIVE MODE');
+        const status = run('index_status', { project_id: 'dropped-midway' });
+        // It has passed its existence check once it waits for one of them.
+        await expect
+          .poll(async () => (await admin.query(`SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted AND (locktype = 'advisory' OR relation = 'project_registry.registry_generation'::regclass)`)).rows[0].n, { timeout: 30_000 })
+          .toBe(1);
+        // Another process's drop-workspace (its code), committed now.
+        expect(await dropWorkspace(tx, 'dropped-midway', 'project_dropped_midway', { lockTimeoutMs: 10_000, citus: false })).toMatchObject({ dropped: true });
+        await admin.query('COMMIT');
+        const result = await status;
+        const left = await admin.query(
+          `SELECT (SELECT count(*)::int FROM project_registry.workspace_config WHERE project_id = 'dropped-midway') AS registered,
+                  (SELECT count(*)::int FROM pg_namespace WHERE nspname = 'project_dropped_midway') AS schemas`,
+        );
+        expect(left.rows, result.text).toEqual([{ registered: 0, schemas: 0 }]);
+        expect(result.isError).toBe(true);
+        expect(result.text).toBe('Workspace "dropped-midway" does not exist. Create it first with ensure_workspace.');
+      } finally {
+        await admin.end();
         await mcp.close();
       }
     }, 120_000);

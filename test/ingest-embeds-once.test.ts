@@ -28,7 +28,7 @@ async function withSandbox(db: Database) {
     {},
     { PG_WORKSPACE_EMBEDDINGS: 'openai', PG_WORKSPACE_EMBEDDINGS_URL: fx.stub.openaiUrl, PG_WORKSPACE_EMBEDDINGS_MODEL: 'stub-embed', PG_WORKSPACE_EMBEDDINGS_DIMENSIONS: '768' },
   ) as EmbeddingsConfig;
-  return { sandbox, search: new SearchService(db, sandbox, new HttpEmbedder(config, silentLogger), [], silentLogger) };
+  return { sandbox, search: fx.closedAfterTest(new SearchService(db, sandbox, new HttpEmbedder(config, silentLogger), [], silentLogger)) };
 }
 
 /** Passages of 60-90 characters: at chunk_size 100, one chunk each. */
@@ -119,7 +119,12 @@ for (const kind of BACKEND_KINDS) {
       const search = await service(db);
       // Four requests for the first group, answered; the last group's refused.
       fx.stub.fail({ delayMs: 0 }, { delayMs: 0 }, { delayMs: 0 }, { delayMs: 0 }, { status: 400, body: { error: { message: 'refused by the stub' } } });
-      await expect(search.addDocuments({ projectId: 'alpha', documents: TWO_GROUPS, ...LOAD })).rejects.toThrow(/refused by the stub/);
+      // The message says what is stored: every document, the last group's without their embeddings.
+      await expect(search.addDocuments({ projectId: 'alpha', documents: TWO_GROUPS, ...LOAD })).rejects.toThrow(
+        new RegExp(
+          `refused by the stub.* ${TWO_GROUPS.length} of the call's ${TWO_GROUPS.length} documents are stored as sent \\(${LAST_GROUP} of them without all their embeddings yet: search finds those by text only\\); the same call again stores the rest`,
+        ),
+      );
       expect(await chunkState(db)).toEqual({ n: TWO_GROUPS.length, unembedded: LAST_GROUP });
       const before = fx.stub.inputs;
       expect(await search.addDocuments({ projectId: 'alpha', documents: TWO_GROUPS, ...LOAD })).toMatchObject({ added: 0, embedded: LAST_GROUP });

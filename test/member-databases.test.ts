@@ -278,6 +278,122 @@ describe('workspaces spread over databases (PostgreSQL)', () => {
     }
   }, 120_000);
 
+  it('a creating call places no id that no workspace can have; one that fails on its way keeps its placement, which the next creation uses', async (ctx) => {
+    if (!cluster) return ctx.skip();
+    const url = await homeDatabase(cluster, 'failing');
+    const { mcp, call } = await spreadingServer(url);
+    const counted = async () =>
+      (await rowsIn(cluster!, 'failing', 'SELECT coalesce(sum(workspaces), 0)::int AS n FROM project_registry.workspace_databases'))[0]?.['n'];
+    try {
+      // Reserved ids (the server's own schemas): refused, and placed nowhere (watched fail: both placed).
+      for (const id of ['registry', 'registry-notes']) {
+        const refused = await call('ensure_workspace', { project_id: id });
+        expect(refused.isError, id).toBe(true);
+        expect(refused.text, id).toMatch(/reserved/);
+      }
+      const forked = await call('fork_workspace', { from: 'nothing-yet', to: 'registry-copy' });
+      expect(forked.isError).toBe(true);
+      expect(await placements(cluster, 'failing')).toEqual([]);
+      // A statement that does not parse fails after its id was placed, before its workspace is made:
+      // the placement stays (member-databases.ts says why), and the id's next creation lands there.
+      const typo = await call('execute', { project_id: 'typo', sql: 'CREATE TABLEE t (x int)' });
+      expect(typo.isError).toBe(true);
+      expect(await placements(cluster, 'failing')).toEqual([{ project_id: 'typo', database_name: 'failing_w1' }]);
+      expect(await counted()).toBe(1);
+      // By another server too, which has not seen it.
+      const other = await spreadingServer(url);
+      try {
+        const made = await other.call('execute', { project_id: 'typo', sql: 'CREATE TABLE t (x int)' });
+        expect(made.isError, made.text).toBe(false);
+      } finally {
+        await other.mcp.close();
+      }
+      expect(await rowsIn(cluster, 'failing_w1', 'SELECT project_id FROM project_registry.workspace_config')).toEqual([{ project_id: 'typo' }]);
+      expect(await placements(cluster, 'failing')).toEqual([{ project_id: 'typo', database_name: 'failing_w1' }]);
+      expect(await counted()).toBe(1);
+    } finally {
+      await mcp.close();
+    }
+  }, 120_000);
+
+  it('list_workspaces and the fleet status read every database, a few at a time, and make none: a member database dropped under the servers stays gone', async (ctx) => {
+    if (!cluster) return ctx.skip();
+    const url = await homeDatabase(cluster, 'many');
+    const maker = await connectInProcess({ databaseUrl: url, workspacesPerDatabase: 1 });
+    try {
+      for (let i = 0; i < 8; i++) expect((await callTool(maker.client, maker.tools, 'ensure_workspace', { project_id: `m-${i}` })).isError).toBe(false);
+    } finally {
+      await maker.close();
+    }
+    // An operator drops one: its workspace went with it. A read must not make it again.
+    await cluster.sql('DROP DATABASE many_w8 WITH (FORCE)');
+    // Each other member database's install check waits here for a lock held by the test: the
+    // databases a server reads at once are the checks waiting at once.
+    const holders = await Promise.all(
+      Array.from({ length: 7 }, async (_, i) => {
+        const client = new pg.Client({ connectionString: cluster!.url(`many_w${i + 1}`) });
+        await client.connect();
+        await client.query('BEGIN');
+        await client.query('LOCK TABLE project_registry.install_state IN ACCESS EXCLUSIVE MODE');
+        return client;
+      }),
+    );
+    const { mcp, call } = await spreadingServer(url);
+    try {
+      const waiting = async () =>
+        Number((await cluster!.sql(`SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted AND relation IS NOT NULL AND database IN (SELECT oid FROM pg_database WHERE datname LIKE 'many\\_w%')`))[0]?.['n']);
+      const listing = call('list_workspaces', { limit: 100 });
+      await expect.poll(waiting, { timeout: 30_000 }).toBeGreaterThan(0);
+      await new Promise((r) => setTimeout(r, 1000));
+      const atOnce = await waiting();
+      for (const client of holders) await client.query('COMMIT');
+      // A few at a time (watched fail: all seven at once).
+      expect(atOnce).toBeLessThanOrEqual(4);
+      const listed = await listing;
+      expect(listed.isError, listed.text).toBe(false);
+      expect((listed.data['workspaces'] as { project_id: string }[]).map((w) => w.project_id)).toEqual(['m-0', 'm-1', 'm-2', 'm-3', 'm-4', 'm-5', 'm-6']);
+      const status = await call('workspace_status', {});
+      expect(status.data['fleet'], status.text).toMatchObject({ workspaces: 7, up_to_date: 7 });
+      // Made nothing (watched fail: the list created many_w8 again).
+      expect(await cluster.sql("SELECT datname FROM pg_database WHERE datname = 'many_w8'")).toEqual([]);
+    } finally {
+      for (const client of holders) await client.end();
+      await mcp.close();
+    }
+  }, 180_000);
+
+  it('a server started before any workspace was spread follows the placements once another spreads them: lists them, and makes no placed id at home', async (ctx) => {
+    if (!cluster) return ctx.skip();
+    const url = await homeDatabase(cluster, 'rolling');
+    // Two servers still run without the setting, as during a rolling restart that turns it on.
+    const [listing, making] = await Promise.all([connectInProcess({ databaseUrl: url }), connectInProcess({ databaseUrl: url })]);
+    const on = (server: typeof listing, name: string, args: Record<string, unknown>) => callTool(server.client, server.tools, name, args);
+    try {
+      for (const server of [listing, making]) expect((await on(server, 'ensure_workspace', { project_id: 'before' })).isError).toBe(false);
+      const { mcp, call } = await spreadingServer(url);
+      try {
+        for (const id of ['placed-1', 'placed-2']) expect((await call('execute', { project_id: id, sql: 'CREATE TABLE t (x int)' })).isError).toBe(false);
+      } finally {
+        await mcp.close();
+      }
+      // Listed and counted where they are (watched fail: 'before' alone).
+      const listed = await on(listing, 'list_workspaces', {});
+      expect((listed.data['workspaces'] as { project_id: string }[]).map((w) => w.project_id)).toEqual(['before', 'placed-1', 'placed-2']);
+      expect((await on(listing, 'workspace_status', {})).data['fleet']).toMatchObject({ workspaces: 3, up_to_date: 3 });
+      // A creating call on a placed id is not made at home (watched fail: a second placed-1 there):
+      // it says to retry, and the retry runs where the id is placed.
+      const first = await on(making, 'execute', { project_id: 'placed-1', sql: 'INSERT INTO t VALUES (1)' });
+      expect(first.isError).toBe(true);
+      expect(first.text).toMatch(/"placed-1"[\s\S]*another database[\s\S]*retry/);
+      const retried = await on(making, 'execute', { project_id: 'placed-1', sql: 'INSERT INTO t VALUES (1)' });
+      expect(retried.isError, retried.text).toBe(false);
+      expect(await rowsIn(cluster, 'rolling', 'SELECT project_id FROM project_registry.workspace_config ORDER BY 1')).toEqual([{ project_id: 'before' }]);
+      expect(await rowsIn(cluster, 'rolling_w1', 'SELECT count(*)::int AS n FROM project_placed_1.t')).toEqual([{ n: 1 }]);
+    } finally {
+      await Promise.all([listing.close(), making.close()]);
+    }
+  }, 120_000);
+
   it('makes a member database dropped under the running server again on the next call, as it does a vanished registry', async (ctx) => {
     if (!cluster) return ctx.skip();
     const url = await homeDatabase(cluster, 'gone');

@@ -7,6 +7,7 @@ import type { InstallPlan } from '../src/installer/install-plan.js';
 import { silentLogger } from '../src/logger.js';
 import { WORKSPACE_LOCK_CLASS, WorkspaceLockTimeoutError } from '../src/registry/workspace-lock.js';
 import { ReservedProjectIdError, WorkspaceIdError } from '../src/workspaces/project-id.js';
+import { FleetStatusReader } from '../src/workspaces/workspace-fleet.js';
 import { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
 import { WorkspaceNotFoundError, WorkspacePermissionError, WorkspaceProvisionError } from '../src/workspaces/workspace-errors.js';
 import { install, pgliteBackend, planFor, postgresBackend, recording, tempDir, writeExtension, type Backend } from './support/fixtures.js';
@@ -72,6 +73,17 @@ for (const kind of ['pglite', 'postgres'] as const) {
         expect((failure as Error).message).toContain('lower-case ASCII letters and digits');
       }
       expect(recorded.calls).toEqual([]);
+    });
+
+    it("counts the fleet's status in one query, its pending migrations included (sent to every database workspaces are spread over)", async (ctx) => {
+      const { db, plan, manager } = await readyShared(ctx);
+      await manager.ensure('fleet-counted');
+      const recorded = recording(db);
+      const status = await new FleetStatusReader(recorded.db, plan).fleetStatus();
+      expect(status).toMatchObject({ lagging: 0, pending: [] });
+      expect(status.workspaces).toBeGreaterThan(0);
+      // Watched fail: two (the registry's counts, then the ledger's).
+      expect(recorded.calls).toHaveLength(1);
     });
 
     it('refuses ids whose schema is the server\'s, an extension\'s global schema or a PostgreSQL extension\'s', async (ctx) => {

@@ -29,8 +29,8 @@ export interface ToolDeps {
   sandbox(signal: AbortSignal | undefined, projectId: string, use: WorkspaceUse): Promise<WorkspaceSandbox>;
   /** Search by text and ingest (search, add_documents, index_directory). */
   search(signal: AbortSignal | undefined, projectId: string, use: WorkspaceUse): Promise<SearchService>;
-  /** The services of every database (list_workspaces, the fleet's workspace_status). */
-  everyDatabase(signal?: AbortSignal): Promise<{ workspaces: WorkspaceManager; fleet: WorkspaceFleet }[]>;
+  /** `read` on the services of every database, a few at a time, making none (list_workspaces, the fleet's workspace_status). */
+  readEach<T>(signal: AbortSignal | undefined, read: (services: { workspaces: WorkspaceManager; fleet: WorkspaceFleet }) => Promise<T>): Promise<T[]>;
   /** A fork's services: `to` is placed beside `from`. */
   forkServices(from: string, to: string, signal?: AbortSignal): Promise<{ workspaces: WorkspaceManager; search: SearchService }>;
   /**

@@ -2,7 +2,7 @@ import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import * as z from 'zod';
 import { validateProjectId } from '../src/workspaces/project-id.js';
 import { WorkspaceNotFoundError } from '../src/workspaces/workspace-errors.js';
-import { fleetStatusAcross } from '../src/workspaces/workspace-fleet.js';
+import { addFleetStatuses } from '../src/workspaces/workspace-fleet.js';
 import { projectId } from './schemas.js';
 import { runTool, type ToolDeps } from './tool-result.js';
 
@@ -49,7 +49,7 @@ export function registerWorkspaceStatusTool(server: McpServer, deps: ToolDeps): 
           if (project_id === undefined) {
             deps.access.checkUnscoped('The fleet status (workspace_status without project_id)');
             // Every database's workspaces, when they are spread over several (databases/).
-            const f = await fleetStatusAcross((await deps.everyDatabase(signal)).map((d) => d.fleet));
+            const f = addFleetStatuses(await deps.readEach(signal, (d) => d.fleet.fleetStatus()));
             return {
               project_id: null,
               workspace: null,

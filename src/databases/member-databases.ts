@@ -1,8 +1,9 @@
+import pLimit from 'p-limit';
 import { readInstallState } from '../registry/registry-sql.js';
 import type { Ready } from '../services.js';
 import { validateProjectId } from '../workspaces/project-id.js';
 import { WorkspaceLifecycleError } from '../workspaces/workspace-lifecycle.js';
-import { ensureMemberDatabase, memberDatabases, place, placeIn } from './placements.js';
+import { ensureMemberDatabase, memberDatabases, memberDatabaseStates, place, placeIn } from './placements.js';
 
 /**
  * What a call does with the workspace it names: 'create' makes it when it does not exist
@@ -11,6 +12,15 @@ import { ensureMemberDatabase, memberDatabases, place, placeIn } from './placeme
  * count, in a member database, a workspace that is never made.
  */
 export type WorkspaceUse = 'create' | 'existing';
+
+/**
+ * How many databases a read over all of them (list_workspaces, the fleet's workspace_status) opens
+ * and reads at once. All at once, a server spread over 200 databases opened 200 pools, each
+ * checking its install, and past the pool size each waits its turn only up to the connect wait
+ * before opening anyway (connection-share.ts): hundreds of connections for one list. Each read is
+ * one short query, so a few at a time cost little more than all at once.
+ */
+const DATABASES_READ_AT_ONCE = 4;
 
 /**
  * The services of each database a PostgreSQL server's workspaces live in (placements.ts): the
@@ -41,7 +51,20 @@ export class MemberDatabases {
     return database === undefined ? this.home : this.#member(database);
   }
 
-  /** The home database's services, then every member database's (list_workspaces, the commands). */
+  /**
+   * `read` on the home database's services, then on each member database's, the member databases
+   * DATABASES_READ_AT_ONCE at a time; the results in that order (list_workspaces, the fleet's
+   * workspace_status: one query a database). Makes nothing: a member database dropped under the
+   * servers is left out, not created again by a read (its workspaces went with it; a call to one of
+   * them makes it again, remakeGone).
+   */
+  async readEach<T>(read: (ready: Ready) => Promise<T>): Promise<T[]> {
+    const present = (await memberDatabaseStates(this.home.db)).filter((m) => m.present);
+    const inTurn = pLimit(DATABASES_READ_AT_ONCE);
+    return Promise.all([read(this.home), ...present.map((m) => inTurn(async () => read(await this.#member(m.name, { create: false }))))]);
+  }
+
+  /** The home database's services, then every member database's (the commands: migrate-workspaces, reembed --all). */
   async all(): Promise<Ready[]> {
     const names = await memberDatabases(this.home.db);
     return [this.home, ...(await Promise.all(names.map((name) => this.#member(name))))];
@@ -54,7 +77,8 @@ export class MemberDatabases {
    */
   async placeBeside(to: string, from: string): Promise<Ready> {
     const source = await this.databaseOf(from, 'existing');
-    const target = this.#placed.get(validateProjectId(to)) ?? (await placeIn(this.home.db, to, source));
+    this.home.workspaces.schemaNameOf(to);
+    const target = this.#placed.get(to) ?? (await placeIn(this.home.db, to, source));
     if (target !== undefined) this.#placed.set(to, target);
     if (target !== source) {
       throw new WorkspaceLifecycleError(
@@ -81,16 +105,26 @@ export class MemberDatabases {
       // home database's, which answers that it does not exist or, not spreading, makes it there
       // (not remembered: another server spreading may place it first).
       if (this.perDatabase === undefined || use === 'existing') return undefined;
+      // An id no workspace can have is refused before it is placed: its placement would never be used.
+      this.home.workspaces.schemaNameOf(projectId);
+      // A creating call that fails after this (bad SQL, a refused path, the database down) leaves
+      // the placement, by design: every server keeps a placement it has read for good (#placed), so
+      // one taken back could see the workspace made there, unplaced, by a server that read it,
+      // while the others place the id elsewhere: two workspaces of one id. Kept, it is what a
+      // dropped workspace's placement is: the id's next creation, by any server, lands there and
+      // counts nothing more (tested), and its database's count is one higher meanwhile, no more
+      // than that call's ensure_workspace would have made it.
       database = await place(this.home.db, projectId, this.perDatabase);
     }
     if (database !== undefined) this.#placed.set(projectId, database);
     return database;
   }
 
-  #member(database: string): Promise<Ready> {
+  /** `create`: made first when the PostgreSQL server does not have it (not for a read). */
+  #member(database: string, { create = true } = {}): Promise<Ready> {
     let member = this.#members.get(database);
     if (!member) {
-      member = ensureMemberDatabase(this.home.db, database).then(() => this.open(database));
+      member = (create ? ensureMemberDatabase(this.home.db, database) : Promise.resolve()).then(() => this.open(database));
       this.#members.set(database, member);
       // A failed open (the server down, no CREATEDB) is tried again by the next call.
       member.catch(() => this.#members.delete(database));

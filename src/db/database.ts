@@ -75,9 +75,11 @@ export interface Database extends Queryable {
    * list nor remove, so the session is claimed for the workspace first (session-claims.ts): a
    * pooled connection that ran another workspace's agent code (or an earlier workspace of the
    * same id) is never used, and the embedded store's one session is replaced by a new one when
-   * it holds another workspace's placeholders.
+   * it holds another workspace's placeholders. `signal`: aborted while the steps run, the running
+   * statement is cancelled (57014, as a cancel request ends it) and the transaction rolled back;
+   * aborted before they are sent, none is (a StatementCancelledError).
    */
-  pipeline(steps: readonly PipelineStep[], agentOf?: string): Promise<PipelineOutcome>;
+  pipeline(steps: readonly PipelineStep[], agentOf?: string, signal?: AbortSignal): Promise<PipelineOutcome>;
   /**
    * Runs one statement that cannot run in a transaction (VACUUM) as `role`, a workspace role
    * (the server is a member of it only while it sets it), with a statement timeout; the role is
@@ -114,7 +116,7 @@ export abstract class SessionDatabase implements Database {
   abstract lockHolders(key: bigint): Promise<LockHolder[]>;
   abstract registerVectorTypes(): Promise<void>;
   abstract runAsRole(role: string, sql: string, timeoutMs: number, agentOf?: string): Promise<void>;
-  abstract pipeline(steps: readonly PipelineStep[], agentOf?: string): Promise<PipelineOutcome>;
+  abstract pipeline(steps: readonly PipelineStep[], agentOf?: string, signal?: AbortSignal): Promise<PipelineOutcome>;
   abstract close(): Promise<void>;
 
   query<R = Row>(sql: string, params?: readonly unknown[]): Promise<R[]> {

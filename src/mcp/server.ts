@@ -15,7 +15,7 @@ const READY_TIMEOUT_MS = 45_000;
 
 export interface ServerDeps {
   /** What the server uses of the engine: a tools/list needs none of it, so a unit test can pass a stand-in. */
-  engine: Pick<ProvisioningEngine, 'start' | 'ready' | 'readyFor' | 'readyAll' | 'readyForFork' | 'explainFailedCall' | 'close'>;
+  engine: Pick<ProvisioningEngine, 'start' | 'ready' | 'readyFor' | 'readEach' | 'readyForFork' | 'explainFailedCall' | 'close'>;
   readyTimeoutMs?: number;
   /** Only these project ids are served (unset: any). */
   allowedProjects?: readonly string[] | undefined;
@@ -56,11 +56,12 @@ export function createSessionServer({ engine, readyTimeoutMs = READY_TIMEOUT_MS,
     fleet: async (signal, projectId, use) => (await ready(signal, projectId, use)).fleet,
     sandbox: async (signal, projectId, use) => (await ready(signal, projectId, use)).sandbox,
     search: async (signal, projectId, use) => (await ready(signal, projectId, use)).search,
-    everyDatabase: async (signal) => {
-      const all = await engine.readyAll(readyTimeoutMs);
-      signal?.throwIfAborted();
-      return all.map((r) => ({ workspaces: r.workspaces, fleet: r.fleet }));
-    },
+    readEach: (signal, read) =>
+      engine.readEach((r) => {
+        // A call the client cancelled reads no more databases.
+        signal?.throwIfAborted();
+        return read({ workspaces: r.workspaces, fleet: r.fleet });
+      }, readyTimeoutMs),
     forkServices: async (from, to, signal) => {
       const r = await engine.readyForFork(from, to, readyTimeoutMs);
       signal?.throwIfAborted();

@@ -60,23 +60,25 @@ const GENERATION = "coalesce((SELECT generation FROM project_registry.registry_g
 
 /**
  * lookupWorkspace, with the registry's generation read in the same statement (one snapshot): a
- * workspace found (or made) after this read was current at `generation` at least.
+ * workspace found (or made) after this read was current at `generation` at least. `placed`: the
+ * id has a placement here, in another database (databases/placements.ts; none in a member database).
  */
 export async function lookupWorkspaceWithGeneration(
   q: Queryable,
   projectId: string,
-): Promise<{ generation: string; row: RegisteredWorkspace | undefined }> {
-  const [found] = await q.query<RegisteredWorkspace & { generation: string; registered: boolean }>(
+): Promise<{ generation: string; row: RegisteredWorkspace | undefined; placed: boolean }> {
+  const [found] = await q.query<RegisteredWorkspace & { generation: string; registered: boolean; placed: boolean }>(
     `SELECT ${GENERATION} AS generation, w.project_id IS NOT NULL AS registered,
             w.created_at, w.workspace_fingerprint, w.workspace_schema_fingerprint,
-            EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = w.schema_name) AS schema_exists
+            EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = w.schema_name) AS schema_exists,
+            EXISTS (SELECT 1 FROM project_registry.workspace_placements p WHERE p.project_id = $1) AS placed
        FROM (VALUES (1)) AS one
        LEFT JOIN project_registry.workspace_config w ON w.project_id = $1`,
     [projectId],
   );
   if (!found) throw new Error(`the lookup of workspace ${projectId} returned no row`);
-  const { generation, registered, ...row } = found;
-  return { generation, row: registered ? row : undefined };
+  const { generation, registered, placed, ...row } = found;
+  return { generation, row: registered ? row : undefined, placed };
 }
 
 /**
@@ -264,16 +266,17 @@ export async function fleetCounts(
   q: Queryable,
   fingerprint: string,
 ): Promise<{ total: number; current: number; applied: Map<string, number> }> {
-  const [counts] = await q.query<{ total: number; current: number }>(
-    `SELECT count(*)::int AS total, count(*) FILTER (WHERE workspace_fingerprint = $1)::int AS current
-       FROM project_registry.workspace_config`,
+  // One round trip: the fleet's workspace_status sends this to every database workspaces are spread over.
+  const [counts] = await q.query<{ total: number; current: number; applied: [string, number][] }>(
+    `SELECT c.total, c.current,
+            (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_array(m.migration, m.n)), '[]')
+               FROM (SELECT extension_id || '/' || name AS migration, count(*)::int AS n
+                       FROM project_registry.workspace_migrations GROUP BY 1) m) AS applied
+       FROM (SELECT count(*)::int AS total, count(*) FILTER (WHERE workspace_fingerprint = $1)::int AS current
+               FROM project_registry.workspace_config) c`,
     [fingerprint],
   );
-  const applied = await q.query<{ migration: string; n: number }>(
-    `SELECT extension_id || '/' || name AS migration, count(*)::int AS n
-       FROM project_registry.workspace_migrations GROUP BY 1`,
-  );
-  return { total: counts?.total ?? 0, current: counts?.current ?? 0, applied: new Map(applied.map((a) => [a.migration, a.n])) };
+  return { total: counts?.total ?? 0, current: counts?.current ?? 0, applied: new Map(counts?.applied ?? []) };
 }
 
 /** Registered workspaces without a function in `sandboxSchema` named for their schema. */

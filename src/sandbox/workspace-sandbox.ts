@@ -6,9 +6,11 @@ import { pgError, sqlState } from '../db/sql-errors.js';
 import { undoTableCodeGrants } from '../db/table-code-grants.js';
 import type { Logger } from '../logger.js';
 import { projectIdOfSchema, schemaNameFor } from '../workspaces/project-id.js';
+import { WorkspaceNotFoundError } from '../workspaces/workspace-errors.js';
 import {
   holdsOthersObjects,
   lockWorkspace,
+  lookupWorkspace,
   recordWorkspaceRole,
   roleUsesElsewhere,
   workspaceOfRole,
@@ -91,6 +93,8 @@ export class SqlToolsUnavailableError extends Error {
 export interface WriteSettings {
   statementMs?: number;
   lockMs?: number;
+  /** Aborted, the running statement is cancelled and the transaction rolled back (Database.pipeline). */
+  signal?: AbortSignal | undefined;
   /**
    * maintenance_work_mem for each statement (an index build), in kB: raised to it, never lowered
    * below the session's own nor past the server's maximum. Set before each statement in its
@@ -223,18 +227,45 @@ export class WorkspaceSandbox {
    * server, e.g. `hnsw.ef_search`) are set transaction-locally before the statement, in the
    * same transaction; the sandbox resets them when it finishes.
    */
-  async readAsWorkspace(
+  readAsWorkspace(
     projectId: string,
     sql: string,
     params: readonly AgentParam[] = [],
     maxRows = DEFAULT_MAX_ROWS,
     settings: Readonly<Record<string, string>> = {},
   ): Promise<RowsResult> {
+    return this.#read(projectId, sql, params, maxRows, settings, true);
+  }
+
+  /**
+   * readAsWorkspace for the read-only tools (search, search_vectors, index_status): never makes
+   * the workspace (its role and sandbox only for one that exists). They check that it exists first,
+   * but a drop may commit between that check and this read: made here, it would come back from a
+   * read. Gone by then, the read is WorkspaceNotFoundError, checked under the workspace's lock.
+   */
+  readExisting(
+    projectId: string,
+    sql: string,
+    params: readonly AgentParam[],
+    maxRows: number,
+    settings: Readonly<Record<string, string>> = {},
+  ): Promise<RowsResult> {
+    return this.#read(projectId, sql, params, maxRows, settings, false);
+  }
+
+  async #read(
+    projectId: string,
+    sql: string,
+    params: readonly AgentParam[],
+    maxRows: number,
+    settings: Readonly<Record<string, string>>,
+    ensure: boolean,
+  ): Promise<RowsResult> {
     this.#checkMaxRows(maxRows);
     const statement = await prepareAgentStatement(sql, params, 'query');
-    const principal = await this.#principal(projectId);
+    const principal = await this.#principal(projectId, { ensure });
     const { result } = await this.#turns.run(projectId, () =>
-      this.#run(projectId, principal, statement.sql, { readOnly: true, rows: true, maxRows, count: false, settings }),
+      this.#run(projectId, principal, statement.sql, { readOnly: true, rows: true, maxRows, count: false, settings, ensure }),
     );
     return result;
   }
@@ -312,7 +343,7 @@ export class WorkspaceSandbox {
     const settingsDone = block ? 2 : 1;
     const firstWrite = settingsDone + (guard ? 1 : 0) + (staged ? 1 : 0) + before.length;
     // Within the workspace's limit of calls at once, as execute is: ingest's writes run its triggers.
-    const outcome = completeOutcome(await this.#turns.run(projectId, () => this.db.pipeline(steps, projectId)), steps);
+    const outcome = completeOutcome(await this.#turns.run(projectId, () => this.db.pipeline(steps, projectId, settings.signal)), steps);
     if (outcome.error) {
       if (guard && outcome.results.length === settingsDone) throw new WriteGuardError(outcome.error);
       const code = sqlState(outcome.error);
@@ -475,7 +506,7 @@ export class WorkspaceSandbox {
     projectId: string,
     principal: Principal,
     sql: string,
-    options: { readOnly: boolean; rows: boolean; maxRows: number; count: boolean; settings?: Readonly<Record<string, string>>; distribute?: boolean },
+    options: { readOnly: boolean; rows: boolean; maxRows: number; count: boolean; settings?: Readonly<Record<string, string>>; distribute?: boolean; ensure?: boolean },
     retried = false,
   ): Promise<{ result: RowsResult; affected: number }> {
     const fn = sandboxFunction(principal.schemaName);
@@ -522,7 +553,7 @@ export class WorkspaceSandbox {
       if (sandboxGone && !retried) {
         this.log.warn('re-creating the SQL sandbox of a workspace', { project_id: projectId, code });
         this.#principals.delete(projectId);
-        return this.#run(projectId, await this.#principal(projectId), sql, options, true);
+        return this.#run(projectId, await this.#principal(projectId, { ensure: options.ensure ?? true }), sql, options, true);
       }
       // 57014 is also a cancel on request; only the timeout's wording is the limit's.
       if (code === '57014' && /statement timeout/.test(pgError(outcome.error)?.message ?? '')) {
@@ -610,6 +641,9 @@ export class WorkspaceSandbox {
     }
     const principal = await this.db.transaction(async (tx) => {
       await lockWorkspace(tx, projectId);
+      // Not made by this call: it must exist (a drop may have committed since the caller looked),
+      // or the script below would make its role and sandbox for a workspace that is not there.
+      if (!ensure && !(await lookupWorkspace(tx, projectId))?.schema_exists) throw new WorkspaceNotFoundError(projectId);
       const found = await this.#principalIn(tx, capability, projectId);
       await this.#repairIn(tx, projectId, found, capability);
       return found;

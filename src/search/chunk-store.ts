@@ -142,23 +142,10 @@ export async function storeFiles(
   after?: EarlierStore,
 ): Promise<FileOutcome[]> {
   const embedder = embeddings?.embedder;
-  const stored = new Map<string, { hash: string; metadata: unknown; chunkHashes: string[]; unembedded: number }>();
-  for (let at = 0; at < files.length; at += FILES_PER_LOOKUP) {
-    const paths = files.slice(at, at + FILES_PER_LOOKUP).map((f) => f.path);
-    const { rows } = await sandbox.readAsWorkspace(projectId, STORED_FILES, [repository.path, paths], sandbox.maxRowsCap);
-    for (const [path, hash, metadata, chunkHashes, unembedded] of rows) {
-      stored.set(path as string, { hash: hash as string, metadata, chunkHashes: chunkHashes as string[], unembedded: Number(unembedded) });
-    }
-  }
+  const stored = await readStoredFiles(sandbox, projectId, repository, files);
   const changed = files.filter((file) => {
     const before = stored.get(file.path);
-    return !(
-      before &&
-      before.hash === file.hash &&
-      (before.unembedded === 0 || !embedder) &&
-      sameJson(before.metadata, file.metadata) &&
-      before.chunkHashes.join() === file.chunks.map((c) => c.hash).join()
-    );
+    return !(before && storedAsSent(before, file) && (before.unembedded === 0 || !embedder) && sameJson(before.metadata, file.metadata));
   });
 
   // What needs an embedding: a chunk no chunk of the workspace has one for yet, once per hash.
@@ -335,6 +322,37 @@ export async function storeFiles(
     (file) =>
       outcomes.get(file.path) ?? { path: file.path, added: 0, removed: 0, kept: file.chunks.length, embedded: 0, unchanged: true, existed: true, truncated: [] },
   );
+}
+
+export interface StoredFile {
+  hash: string;
+  metadata: unknown;
+  chunkHashes: string[];
+  /** Its chunks without an embedding. */
+  unembedded: number;
+}
+
+/** What is stored of these files of the repository, by path (a file not stored is absent). */
+export async function readStoredFiles(
+  sandbox: WorkspaceWriter,
+  projectId: string,
+  repository: Repository,
+  files: ReadonlyArray<{ path: string }>,
+): Promise<Map<string, StoredFile>> {
+  const stored = new Map<string, StoredFile>();
+  for (let at = 0; at < files.length; at += FILES_PER_LOOKUP) {
+    const paths = files.slice(at, at + FILES_PER_LOOKUP).map((f) => f.path);
+    const { rows } = await sandbox.readAsWorkspace(projectId, STORED_FILES, [repository.path, paths], sandbox.maxRowsCap);
+    for (const [path, hash, metadata, chunkHashes, unembedded] of rows) {
+      stored.set(path as string, { hash: hash as string, metadata, chunkHashes: chunkHashes as string[], unembedded: Number(unembedded) });
+    }
+  }
+  return stored;
+}
+
+/** The file's text, cut into these chunks, is what is stored (its metadata and embeddings aside). */
+export function storedAsSent(stored: StoredFile, file: PreparedFile): boolean {
+  return stored.hash === file.hash && stored.chunkHashes.join() === file.chunks.map((c) => c.hash).join();
 }
 
 type Vector = { vector: number[]; truncated: FileOutcome['truncated'][number] | undefined };

@@ -1,6 +1,16 @@
 import { validateProjectId } from '../workspaces/project-id.js';
 import { checkChunkOptions, chunkText, contentHash, DEFAULT_CHUNK_OPTIONS, type Chunk, type ChunkOptions } from './chunking.js';
-import { storeFiles, type ChunkEmbeddings, type ChunkLoads, type FileOutcome, type Repository, type WorkspaceWriter } from './chunk-store.js';
+import {
+  readStoredFiles,
+  storedAsSent,
+  storeFiles,
+  type ChunkEmbeddings,
+  type ChunkLoads,
+  type FileOutcome,
+  type PreparedFile,
+  type Repository,
+  type WorkspaceWriter,
+} from './chunk-store.js';
 
 /** add_documents writes into the codebase tables, under this one repository (a path no directory has). */
 export const DOCUMENTS_REPOSITORY: Repository = { path: 'documents:', name: 'documents' };
@@ -80,7 +90,9 @@ export async function addDocuments(
     duplicates += all.length - chunks.length;
     return { path: source, hash: contentHash(doc.text), sizeBytes: Buffer.byteLength(doc.text), language: null, metadata: doc.metadata ?? null, chunks };
   });
-  const outcomes = await storeFiles(sandbox, embeddings, projectId, DOCUMENTS_REPOSITORY, files, signal, loads);
+  const outcomes = await storeFiles(sandbox, embeddings, projectId, DOCUMENTS_REPOSITORY, files, signal, loads).catch(async (error: unknown) => {
+    throw await sayWhatIsStored(error, sandbox, projectId, files, embedder !== undefined, signal);
+  });
   const sum = (pick: (o: FileOutcome) => number) => outcomes.reduce((n, o) => n + pick(o), 0);
   const total = files.reduce((n, f) => n + f.chunks.length, 0);
   return {
@@ -100,4 +112,33 @@ export async function addDocuments(
     embedding_model: embedder?.space.model ?? null,
     ...(embedder ? {} : { note: 'No embedding provider is configured: the chunks are stored without embeddings and found by full-text search (search mode "text").' }),
   };
+}
+
+/**
+ * A failed call may have stored part of its documents (each write group commits whole or not at
+ * all, and a call's last group can be stored before its embeddings): its message then says how
+ * many, so the agent knows what search finds now and that the same call again finishes the rest.
+ * Said only when the workspace can still be read, and not for a cancelled call.
+ */
+async function sayWhatIsStored(
+  error: unknown,
+  sandbox: WorkspaceWriter,
+  projectId: string,
+  files: readonly PreparedFile[],
+  embedding: boolean,
+  signal: AbortSignal | undefined,
+): Promise<unknown> {
+  if (!(error instanceof Error) || signal?.aborted) return error;
+  const stored = await readStoredFiles(sandbox, projectId, DOCUMENTS_REPOSITORY, files).catch(() => undefined);
+  const asSent = files.filter((f) => {
+    const s = stored?.get(f.path);
+    return s !== undefined && storedAsSent(s, f);
+  });
+  if (asSent.length === 0) return error;
+  const unembedded = embedding ? asSent.filter((f) => (stored?.get(f.path)?.unembedded ?? 0) > 0).length : 0;
+  error.message +=
+    ` ${asSent.length} of the call's ${files.length} documents are stored as sent` +
+    (unembedded > 0 ? ` (${unembedded} of them without all their embeddings yet: search finds those by text only)` : '') +
+    '; the same call again stores the rest, embedding only what is missing.';
+  return error;
 }

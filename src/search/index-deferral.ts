@@ -74,6 +74,8 @@ const CHUNKS_UP_TO = `SELECT pg_catalog.count(*)::int4 FROM (SELECT FROM chunks 
 export class IndexDeferral implements ChunkLoads {
   /** Builds started at a load's end and still running, with their workspace. */
   readonly #builds = new Map<Promise<void>, string>();
+  /** Aborted by close: every build, running or to come, is cancelled. */
+  readonly #closing = new AbortController();
 
   constructor(
     private readonly db: Queryable,
@@ -126,7 +128,7 @@ export class IndexDeferral implements ChunkLoads {
     try {
       const expired = (await deferredIndexes(this.db, projectId)).filter((r) => r.expired);
       if (expired.length === 0) return;
-      if (await restoreDeferredIndexes(this.sandbox, projectId, expired, { expiredOnly: true, ...this.build })) {
+      if (await restoreDeferredIndexes(this.sandbox, projectId, expired, { expiredOnly: true, ...this.build, signal: this.#closing.signal })) {
         this.log.warn('created again the vector indexes a stopped load had deferred', { project_id: projectId, indexes: expired.map((r) => r.index_name) });
       }
     } catch (error) {
@@ -141,8 +143,8 @@ export class IndexDeferral implements ChunkLoads {
 
   /**
    * Settles once the builds loads' ends started (of workspace `projectId`, or all) have ended; each
-   * logs its own failure. The server waits for them before it closes its database, a load or a
-   * snapshot of the workspace before it starts, and tests and the bench before they look.
+   * logs its own failure. A load or a snapshot of the workspace waits for them before it starts,
+   * and tests and the bench before they look.
    */
   async settled(projectId?: string): Promise<void> {
     for (;;) {
@@ -150,6 +152,20 @@ export class IndexDeferral implements ChunkLoads {
       if (running.length === 0) return;
       await Promise.allSettled(running);
     }
+  }
+
+  /**
+   * Cancels every build, running or to come, and settles once they have ended: the server closing
+   * its database waits for nothing longer than a cancel. A build runs under the upgrade timeout (a
+   * minute by default; an agent's large table with a high ef_construction takes that long), and a
+   * server asked to stop would otherwise hold its connection, or on the embedded store its one
+   * session, that long. A cancelled build is a rolled-back transaction (a plain CREATE INDEX, never
+   * CONCURRENTLY, so no invalid index is left): the indexes stay deferred, recorded, their lease
+   * ended here so that the next ingest or search of the workspace, by any server, builds them.
+   */
+  async close(): Promise<void> {
+    this.#closing.abort();
+    await this.settled();
   }
 
   /**
@@ -166,26 +182,38 @@ export class IndexDeferral implements ChunkLoads {
     return {
       end: async () => {
         if (owned.length === 0) return clearInterval(timer);
-        const build = this.#build(projectId, owned).finally(() => {
-          clearInterval(timer);
-          this.#builds.delete(build);
-        });
+        const build = this.#build(projectId, owned)
+          .then(async (stopped) => {
+            clearInterval(timer);
+            if (stopped) await renewLease(this.db, projectId, CHUNKS, 0).catch(() => undefined);
+          })
+          .finally(() => {
+            clearInterval(timer);
+            this.#builds.delete(build);
+          });
         this.#builds.set(build, projectId);
       },
     };
   }
 
-  /** Creates again the indexes `owned` deferred for a load; logs, never throws. */
-  async #build(projectId: string, owned: readonly string[]): Promise<void> {
+  /** Creates again the indexes `owned` deferred for a load; logs, never throws. True: close cancelled it. */
+  async #build(projectId: string, owned: readonly string[]): Promise<boolean> {
     try {
+      if (this.#closing.signal.aborted) return true;
       const rows = (await deferredIndexes(this.db, projectId, CHUNKS)).filter((r) => owned.includes(r.index_name));
-      if (rows.length > 0) await restoreDeferredIndexes(this.sandbox, projectId, rows, { expiredOnly: false, ...this.build });
+      if (rows.length > 0) await restoreDeferredIndexes(this.sandbox, projectId, rows, { expiredOnly: false, ...this.build, signal: this.#closing.signal });
+      return false;
     } catch (error) {
+      if (this.#closing.signal.aborted) {
+        this.log.info('left the vector indexes of a load deferred: the server is shutting down; the next ingest or search of the workspace builds them', { project_id: projectId, indexes: owned });
+        return true;
+      }
       this.log.warn('could not create again the vector indexes deferred for a load: the next ingest or search of the workspace retries once their lease runs out', {
         project_id: projectId,
         indexes: owned,
         error: (error as Error).message,
       });
+      return false;
     }
   }
 }
@@ -201,7 +229,7 @@ export async function restoreDeferredIndexes(
   sandbox: Pick<WorkspaceWriter, 'writeAsWorkspace'>,
   projectId: string,
   rows: readonly DeferredIndexRow[],
-  { expiredOnly, statementMs, maintenanceWorkMemKb }: { expiredOnly: boolean } & BuildSettings,
+  { expiredOnly, statementMs, maintenanceWorkMemKb, signal }: { expiredOnly: boolean; signal?: AbortSignal } & BuildSettings,
 ): Promise<boolean> {
   const schemaName = schemaNameFor(projectId);
   const statements = await Promise.all(
@@ -210,6 +238,7 @@ export async function restoreDeferredIndexes(
   try {
     await sandbox.writeAsWorkspace(projectId, statements, claimDeferralGuard(projectId, rows.map((r) => r.index_name), expiredOnly), {
       statementMs,
+      signal,
       ...(maintenanceWorkMemKb === undefined ? {} : { maintenanceWorkMemKb }),
     });
     return true;

@@ -107,7 +107,7 @@ export class SearchService {
       if (!registered && runs.length === 0) throw new WorkspaceNotFoundError(id);
       return { runs, repositories: [] };
     }
-    const { rows } = await this.sandbox.readAsWorkspace(id, REPOSITORY_SUMMARY, [REPOSITORIES_LISTED], REPOSITORIES_LISTED);
+    const { rows } = await this.sandbox.readExisting(id, REPOSITORY_SUMMARY, [REPOSITORIES_LISTED], REPOSITORIES_LISTED);
     const repositories = rows.map(([path, indexedAt, files, chunks, unembedded]) => ({
       path: path as string,
       indexed_at: indexedAt === null ? null : new Date(indexedAt as string).toISOString(),
@@ -123,9 +123,9 @@ export class SearchService {
     return this.#deferral?.settled(projectId) ?? Promise.resolve();
   }
 
-  /** Stops the directory runs, then waits for the index builds (bounded by their statement timeout). */
+  /** Stops the directory runs, then cancels the index builds (IndexDeferral.close). */
   async close(): Promise<void> {
     await this.#directories.close();
-    await this.settled();
+    await this.#deferral?.close();
   }
 }

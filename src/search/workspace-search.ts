@@ -189,7 +189,7 @@ export async function searchWorkspace(db: Database, sandbox: WorkspaceReader | u
   const settings: Record<string, string> = {};
   if (mode !== 'text') settings['hnsw.ef_search'] = String(Math.max(HNSW_DEFAULT_EF_SEARCH, candidates));
   if (mode !== 'text' && catalog.iterative_scan && filterSql.length > 0) settings['hnsw.iterative_scan'] = 'relaxed_order';
-  const result = await sandbox.readAsWorkspace(projectId, searchStatement(relation, mode, filterSql), params, k, settings);
+  const result = await sandbox.readExisting(projectId, searchStatement(relation, mode, filterSql), params, k, settings);
 
   const results = result.rows.map((values): SearchHit => {
     const [score, textRank, textScore, vectorRank, distance] = values.slice(0, SCORE_COLUMNS.length).map((v) => (v === null ? null : Number(v)));

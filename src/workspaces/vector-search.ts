@@ -110,7 +110,8 @@ const CATALOG = `
  */
 export interface WorkspaceReader {
   readonly maxRowsCap: number;
-  readAsWorkspace(
+  /** Never makes the workspace (WorkspaceSandbox.readExisting). */
+  readExisting(
     projectId: string,
     sql: string,
     params: readonly AgentParam[],
@@ -193,7 +194,7 @@ export async function searchVectors(
   if (catalog.iterative_scan && filter.length > 0) settings['hnsw.iterative_scan'] = 'strict_order';
   // Columns by position: the distance is the last one, whatever the table's names.
   const select = returned.map((name) => quoteIdent(name));
-  const result = await sandbox.readAsWorkspace(
+  const result = await sandbox.readExisting(
     input.projectId,
     `SELECT ${[...select, distance].join(', ')}
        FROM ${quoteIdent(schemaName)}.${quoteIdent(table)}

@@ -7,6 +7,20 @@ export class WorkspaceNotFoundError extends Error {
   }
 }
 
+/**
+ * The id is placed in a member database (databases/placements.ts) and the call came to the home
+ * database: its server started before any workspace was spread, and so did not follow placements.
+ */
+export class WorkspacePlacedElsewhereError extends Error {
+  override name = 'WorkspacePlacedElsewhereError';
+  constructor(projectId: string) {
+    super(
+      `The workspace of "${projectId}" belongs to another database of this PostgreSQL server (another server spreads workspaces ` +
+        'over databases, --workspaces-per-database), which this server did not follow since it started before that. It follows them now: retry the call.',
+    );
+  }
+}
+
 /** Like the Python seed: a missing privilege comes back with the GRANTs that fix it (see privilege-advice.ts). */
 export class WorkspacePermissionError extends Error {
   override name = 'WorkspacePermissionError';

@@ -97,9 +97,8 @@ export class FleetStatusReader {
   }
 }
 
-/** fleetStatus() over the workspaces of several databases (databases/member-databases.ts), added up. */
-export async function fleetStatusAcross(fleets: readonly FleetStatusReader[]): Promise<FleetStatus> {
-  const all = await Promise.all(fleets.map((f) => f.fleetStatus()));
+/** fleetStatus() of several databases (databases/member-databases.ts), added up. */
+export function addFleetStatuses(all: readonly FleetStatus[]): FleetStatus {
   const pending = new Map<string, number>();
   for (const s of all) for (const p of s.pending) pending.set(p.migration, (pending.get(p.migration) ?? 0) + p.workspaces);
   return {

@@ -53,6 +53,7 @@ import {
   ForeignSchemaError,
   WorkspaceNotFoundError,
   WorkspacePermissionError,
+  WorkspacePlacedElsewhereError,
   WorkspaceProvisionError,
 } from './workspace-errors.js';
 
@@ -168,6 +169,11 @@ export class WorkspaceManager {
     return this.#citus;
   }
 
+  /** The schema of `projectId`'s workspace; ReservedProjectIdError for an id no workspace can have (its schema is the server's or an extension's). */
+  schemaNameOf(projectId: string): string {
+    return this.#reserved.schemaFor(projectId);
+  }
+
   /**
    * Returns the workspace, creating or upgrading it first when needed. A cache hit sends one
    * read of the registry's generation, which every drop (in any process) bumps as it commits: a
@@ -197,8 +203,11 @@ export class WorkspaceManager {
    * anything was decided: the workspace existed at that generation or later.
    */
   async #ensureUncached(projectId: string, schemaName: string): Promise<{ workspace: Workspace; generation: string }> {
-    const { generation, row } = await lookupWorkspaceWithGeneration(this.db, projectId);
+    const { generation, row, placed } = await lookupWorkspaceWithGeneration(this.db, projectId);
     if (row && isCurrent(row, this.plan)) return { workspace: this.#workspace(projectId, schemaName, false, row.created_at), generation };
+    // Its workspace belongs to a member database: made here too, one id would have two. Only a
+    // server that has not followed the placements yet asks here (the engine follows them now).
+    if (!row && placed) throw new WorkspacePlacedElsewhereError(projectId);
     // Unregistered: create in one round trip, unless a concurrent creator registered it at
     // another version meanwhile, which the general path below then upgrades (as it does a
     // lagging workspace, or one whose schema is gone), or its schema exists without a registry
@@ -653,17 +662,15 @@ class ScriptError extends Error {
 }
 
 /**
- * list() over the workspaces of several databases (databases/member-databases.ts): each lists its
- * page after the same cursor, and the page is the first `limit` of their ids together, in the
- * registry's byte order (project ids are ASCII).
+ * One page of list() from the pages of several databases (databases/member-databases.ts), each
+ * listed after the same cursor: the first `limit` of their ids together, in the registry's byte
+ * order (project ids are ASCII).
  */
-export async function listAcross(
-  managers: readonly WorkspaceManager[],
-  options: ListOptions = {},
-): Promise<{ workspaces: WorkspaceSummary[]; nextCursor: string | null }> {
-  if (managers.length === 1) return (managers[0] as WorkspaceManager).list(options);
-  const limit = options.limit ?? LIST_LIMIT_DEFAULT;
-  const pages = await Promise.all(managers.map((m) => m.list(options)));
+export function mergePages(
+  pages: readonly { workspaces: WorkspaceSummary[]; nextCursor: string | null }[],
+  limit: number,
+): { workspaces: WorkspaceSummary[]; nextCursor: string | null } {
+  if (pages.length === 1) return pages[0] as { workspaces: WorkspaceSummary[]; nextCursor: string | null };
   const all = pages.flatMap((p) => p.workspaces).sort((a, b) => (a.projectId < b.projectId ? -1 : a.projectId > b.projectId ? 1 : 0));
   const page = all.slice(0, limit);
   const last = page.at(-1);

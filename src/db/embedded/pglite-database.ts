@@ -12,6 +12,7 @@ import { fileLockHolders, tryFileLock } from './file-locks.js';
 import { Mutex } from '../mutex.js';
 import { openOrCreateStore } from './pglite-store.js';
 import { PGliteThread, StatementTimeoutError } from './pglite-thread.js';
+import { StatementCancelledError } from '../statement-cancelled.js';
 import { sqlState } from '../sql-errors.js';
 import { CLAIM_ATTEMPTS, claimSession, isSessionTaken, refusedAtClaim, SessionUnavailableError, withoutClaim } from '../session-claims.js';
 import { DEFAULT_MAINTENANCE_IDLE_MS, StoreMaintenance } from './store-maintenance.js';
@@ -199,12 +200,13 @@ export class PGliteDatabase extends SessionDatabase {
     await this.pglite.parseVectors(rows.map((r) => r.oid));
   }
 
-  pipeline(steps: readonly PipelineStep[], agentOf?: string): Promise<PipelineOutcome> {
+  pipeline(steps: readonly PipelineStep[], agentOf?: string, signal?: AbortSignal): Promise<PipelineOutcome> {
     return this.#mutex.run(async () => {
-      if (agentOf === undefined) return this.#pipeline(steps, steps);
+      if (signal?.aborted) throw new StatementCancelledError();
+      if (agentOf === undefined) return this.#pipeline(steps, steps, signal);
       // The claim in the same round trip: refused, nothing after it ran, and the call runs again on a new session.
       for (let attempt = 1; ; attempt++) {
-        const outcome = await this.#pipeline([claimSession(agentOf), ...steps], steps);
+        const outcome = await this.#pipeline([claimSession(agentOf), ...steps], steps, signal);
         if (!refusedAtClaim(outcome)) return withoutClaim(outcome);
         if (attempt === CLAIM_ATTEMPTS) throw new SessionUnavailableError(CLAIM_ATTEMPTS);
         await this.#renew();
@@ -213,7 +215,7 @@ export class PGliteDatabase extends SessionDatabase {
   }
 
   /** Sends `sent` (the caller's `steps`, perhaps after a claim) in one round trip, on the session's turn. */
-  async #pipeline(sent: readonly PipelineStep[], steps: readonly PipelineStep[]): Promise<PipelineOutcome> {
+  async #pipeline(sent: readonly PipelineStep[], steps: readonly PipelineStep[], signal?: AbortSignal): Promise<PipelineOutcome> {
     const parts: Uint8Array[] = [];
     writePipeline(sent, {
       parse: (o) => parts.push(protocol.serialize.parse(o)),
@@ -235,12 +237,14 @@ export class PGliteDatabase extends SessionDatabase {
     const bounder = new MessageBounder();
     const onMessage = (message: { name: string }) => collector.on(message as PipelineMessage, message.name === 'error' ? message : undefined);
     try {
-      await this.pglite.execRaw(Buffer.concat(parts), (chunk) =>
-        bounder.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length), (bytes) => parser.parse(bytes, onMessage)),
+      await this.pglite.execRaw(
+        Buffer.concat(parts),
+        (chunk) => bounder.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length), (bytes) => parser.parse(bytes, onMessage)),
+        signal,
       );
     } catch (error) {
-      // Ended at its timeout: an outcome, as PostgreSQL's own cancel is (a new session, rolled back).
-      if (!(error instanceof StatementTimeoutError)) throw error;
+      // Ended at its timeout or by the caller's signal: an outcome, as PostgreSQL's own cancel is (a new session, rolled back).
+      if (!(error instanceof StatementTimeoutError || error instanceof StatementCancelledError)) throw error;
       collector.on({ name: 'error' }, error);
     }
     // Refused at the claim: nothing ran, and the session is about to be replaced.

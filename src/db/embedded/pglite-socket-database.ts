@@ -53,10 +53,10 @@ export class SocketClientDatabase extends SessionDatabase {
   }
 
   /** A pipeline is written on a connection it already has: a failure to connect is NotServingError. */
-  pipeline(steps: readonly PipelineStep[], agentOf?: string): Promise<PipelineOutcome> {
+  pipeline(steps: readonly PipelineStep[], agentOf?: string, signal?: AbortSignal): Promise<PipelineOutcome> {
     return this.#connected(async (pg, connected) => {
       await this.#proveConnected(pg, connected);
-      return pg.pipeline(steps, agentOf);
+      return pg.pipeline(steps, agentOf, signal);
     });
   }
 

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
 import { PGLITE_START_PARAMS } from './pglite-store.js';
+import { StatementCancelledError } from '../statement-cancelled.js';
 
 /** PostgreSQL's error (SQLSTATE 57014, its words) for a statement the embedded store's watch ended at its timeout. */
 export class StatementTimeoutError extends Error {
@@ -29,6 +30,8 @@ interface Pending {
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
   onData?: (data: Uint8Array) => void;
+  /** Stops listening to the caller's signal. */
+  settled?: () => void;
 }
 
 type Reply =
@@ -126,9 +129,14 @@ export class PGliteThread {
     await this.#call({ op: 'exec', sql });
   }
 
-  /** Protocol messages in, the backend's bytes out to `onData` in order (a large reply in pieces as it comes). */
-  async execRaw(bytes: Uint8Array, onData: (data: Uint8Array) => void): Promise<void> {
-    const rest = (await this.#call({ op: 'raw', bytes }, onData)) as Uint8Array | undefined;
+  /**
+   * Protocol messages in, the backend's bytes out to `onData` in order (a large reply in pieces as
+   * it comes). `signal` aborted while they run ends the engine as a timeout does (the transaction
+   * rolled back, the store reopened) and fails the call with StatementCancelledError; aborted
+   * while the call waits, it never runs.
+   */
+  async execRaw(bytes: Uint8Array, onData: (data: Uint8Array) => void, signal?: AbortSignal): Promise<void> {
+    const rest = (await this.#call({ op: 'raw', bytes }, onData, signal)) as Uint8Array | undefined;
     if (rest) onData(rest);
   }
 
@@ -188,12 +196,29 @@ export class PGliteThread {
     return ready;
   }
 
-  #call(request: Omit<Request, 'id'>, onData?: (data: Uint8Array) => void): Promise<unknown> {
+  #call(request: Omit<Request, 'id'>, onData?: (data: Uint8Array) => void, signal?: AbortSignal): Promise<unknown> {
     if (this.#closed) return Promise.reject(new Error('the embedded store is closed'));
+    if (signal?.aborted) return Promise.reject(new StatementCancelledError());
     return new Promise((resolve, reject) => {
-      this.#queue.push({ request: { ...request, id: this.#nextId++ }, resolve, reject, ...(onData ? { onData } : {}) });
+      const pending: Pending = { request: { ...request, id: this.#nextId++ }, resolve, reject, ...(onData ? { onData } : {}) };
+      const cancel = () => this.#cancel(pending);
+      signal?.addEventListener('abort', cancel, { once: true });
+      pending.settled = () => signal?.removeEventListener('abort', cancel);
+      this.#queue.push(pending);
       this.#next();
     });
+  }
+
+  /** The caller gave `pending` up: taken from the queue, or, running, ended with the engine as at a timeout. */
+  #cancel(pending: Pending): void {
+    const queued = this.#queue.indexOf(pending);
+    if (queued >= 0) {
+      this.#queue.splice(queued, 1);
+      pending.settled?.();
+      pending.reject(new StatementCancelledError());
+    } else if (this.#running === pending) {
+      this.#restart(pending, new StatementCancelledError());
+    }
   }
 
   #next(): void {
@@ -235,6 +260,7 @@ export class PGliteThread {
     clearTimeout(this.#watch);
     this.#watch = undefined;
     this.#running = undefined;
+    pending.settled?.();
     if (error === undefined) pending.resolve(value);
     else pending.reject(error);
     this.#next();

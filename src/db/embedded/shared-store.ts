@@ -80,8 +80,8 @@ export class SharedStore extends SessionDatabase {
     return this.#route((db) => db.transaction(fn, agentOf));
   }
 
-  pipeline(steps: readonly PipelineStep[], agentOf?: string): Promise<PipelineOutcome> {
-    return this.#route((db) => db.pipeline(steps, agentOf));
+  pipeline(steps: readonly PipelineStep[], agentOf?: string, signal?: AbortSignal): Promise<PipelineOutcome> {
+    return this.#route((db) => db.pipeline(steps, agentOf, signal));
   }
 
   /** Runs `use` on the owner's PGlite or through the socket, waiting for an owner (hand-over). */

@@ -108,7 +108,7 @@ export function withShardingOff(db: Database): Database {
     withSession: (fn, agentOf) => db.withSession(fn, agentOf),
     tryExclusive: (key, attempt, body) => db.tryExclusive(key, attempt, body),
     lockHolders: (key) => db.lockHolders(key),
-    pipeline: (steps, agentOf) => db.pipeline(steps, agentOf),
+    pipeline: (steps, agentOf, signal) => db.pipeline(steps, agentOf, signal),
     runAsRole: (role, sql, timeoutMs, agentOf) => db.runAsRole(role, sql, timeoutMs, agentOf),
     registerVectorTypes: () => db.registerVectorTypes(),
     close: () => db.close(),

@@ -11,6 +11,7 @@ import { afterFailedPipeline, PipelineCollector, writePipeline, type PipelineMes
 import { quoteIdent } from '../identifiers.js';
 import { CLAIM_ATTEMPTS, claimConnection, CONNECTION_CLAIM_ATTEMPTS, claimedIdentity, claimSession, isSessionTaken, refusedAtClaim, SessionUnavailableError, withoutClaim, type ClaimStep } from '../session-claims.js';
 import { describePgError } from '../sql-errors.js';
+import { StatementCancelledError } from '../statement-cancelled.js';
 
 const APPLICATION_NAME = 'pg-workspace-mcp';
 
@@ -101,6 +102,8 @@ export class PostgresDatabase extends SessionDatabase {
   readonly #claims: 'connection' | 'session';
   /** Calls each client served: pg-pool counts only its own checkouts, and a kept client is lent again without one. */
   readonly #uses = new WeakMap<pg.Client, number>();
+  /** Clients a cancel request was sent for (pipeline's signal): closed when given back. */
+  readonly #cancelled = new WeakSet<pg.Client>();
   /**
    * Whether PostgreSQL itself is at the other end (learnt on the first connection when slots are
    * shared). Behind a pooler, whose pool others wait for and PostgreSQL does not report, one idle
@@ -272,7 +275,7 @@ export class PostgresDatabase extends SessionDatabase {
     } finally {
       client.removeListener('error', onError);
       const failed = lost ?? broken;
-      if (failed || uses >= MAX_USES) client.release(failed ?? true);
+      if (failed || uses >= MAX_USES || this.#cancelled.has(client)) client.release(failed ?? true);
       // A call of this server waits for a connection: handed to it (#connectFor looks whose code it ran).
       else if (this.#pool.waitingCount > 0) client.release();
       else if (this.#warm) this.#park(client);
@@ -484,11 +487,11 @@ export class PostgresDatabase extends SessionDatabase {
     for (const { oid } of rows) this.#parsers.set(oid, (value) => pgvector.fromSql(value));
   }
 
-  pipeline(steps: readonly PipelineStep[], agentOf?: string): Promise<PipelineOutcome> {
-    if (agentOf === undefined) return this.#checkout((client) => this.#pipelineOn(client, steps, steps));
+  pipeline(steps: readonly PipelineStep[], agentOf?: string, signal?: AbortSignal): Promise<PipelineOutcome> {
+    if (agentOf === undefined) return this.#checkout((client) => this.#pipelineOn(client, steps, steps, signal));
     // The claim in the same round trip: refused, nothing after it ran.
     return this.#claimed(agentOf, async (client, claim) => {
-      const outcome = await this.#pipelineOn(client, [claim, ...steps], steps);
+      const outcome = await this.#pipelineOn(client, [claim, ...steps], steps, signal);
       if (refusedAtClaim(outcome)) return REFUSED;
       this.#claimedBy(client, agentOf, claimedIdentity(outcome));
       return withoutClaim(outcome);
@@ -496,10 +499,24 @@ export class PostgresDatabase extends SessionDatabase {
   }
 
   /** Sends `sent` (the caller's `steps`, perhaps after a claim) in one round trip on `client`. */
-  async #pipelineOn(client: pg.PoolClient, sent: readonly PipelineStep[], steps: readonly PipelineStep[]): Promise<PipelineOutcome> {
-    const outcome = await new Promise<PipelineOutcome>((resolve, reject) => {
-      void client.query(new PipelineSubmittable(sent, resolve, reject) as unknown as pg.QueryConfig);
-    });
+  async #pipelineOn(client: pg.PoolClient, sent: readonly PipelineStep[], steps: readonly PipelineStep[], signal?: AbortSignal): Promise<PipelineOutcome> {
+    if (signal?.aborted) throw new StatementCancelledError();
+    let running: PipelineSubmittable | undefined;
+    const cancel = () => {
+      // A cancel request arriving late would end whatever the client ran next: it is closed after this call.
+      this.#cancelled.add(client);
+      if (running) sendCancelRequest(this.#connectionString, client, running);
+    };
+    signal?.addEventListener('abort', cancel, { once: true });
+    let outcome: PipelineOutcome;
+    try {
+      outcome = await new Promise<PipelineOutcome>((resolve, reject) => {
+        running = new PipelineSubmittable(sent, resolve, reject);
+        void client.query(running as unknown as pg.QueryConfig);
+      });
+    } finally {
+      signal?.removeEventListener('abort', cancel);
+    }
     // A session the server ended (08xxx, 57Pxx) is gone, and with it whatever it held; one
     // refused at its claim ran nothing, and is discarded.
     if (outcome.error && isOrdinarySqlError(outcome.error) && !(sent !== steps && refusedAtClaim(outcome))) {
@@ -517,6 +534,18 @@ export class PostgresDatabase extends SessionDatabase {
     for (const client of this.#parked.takeAll()) client.release(true);
     await this.#pool.end();
   }
+}
+
+/**
+ * PostgreSQL's cancel request for the statement `client` runs now (`query`, its active query): pg
+ * sends it on a connection of its own, as the protocol has it (no slot, no login), through TLS
+ * when the connection string asks for it, and it ends the statement with 57014.
+ */
+function sendCancelRequest(connectionString: string, client: pg.Client, query: unknown): void {
+  const canceller = new pg.Client({ connectionString }) as pg.Client & { cancel(client: pg.Client, query: unknown): void; connection: NodeJS.EventEmitter };
+  // Nobody else listens on its connection: a failure to reach the server must not end the process.
+  canceller.connection.on('error', () => undefined);
+  canceller.cancel(client, query);
 }
 
 /**
