@@ -502,6 +502,61 @@ describe('workspaces spread over databases (PostgreSQL)', () => {
     }
   }, 120_000);
 
+  it('an id is made in one database only when a server not spreading creates it while another places it (issue 24 race)', async (ctx) => {
+    if (!cluster) return ctx.skip();
+    const url = await homeDatabase(cluster, 'twice');
+    const engine = (workspacesPerDatabase?: number) =>
+      new ProvisioningEngine({ databaseUrl: url, dataDir: '/nonexistent', extensionDirs: [], disabledExtensions: [], lockTimeoutMs: DEFAULT_LOCK_TIMEOUT_MS, workspacesPerDatabase }, silentLogger);
+    const [atHome, spreading] = [engine(), engine(2)];
+    const holder = new pg.Client({ connectionString: cluster.url('twice') });
+    await holder.connect();
+    // A table each: the two calls may run at once in one workspace (CREATE TABLE IF NOT EXISTS races).
+    const create = (e: ProvisioningEngine, id: string) =>
+      e.readyFor(id, 'create', 60_000).then((s) => s.sandbox.execute(id, `CREATE TABLE ${e === atHome ? 'mine' : 'theirs'} (x int)`, []));
+    // Until the session holding the id's workspace lock in the home database lets go.
+    const waitingFor = async (id: string, n: number) => {
+      for (;;) {
+        const [{ w }] = await rowsIn(cluster!, 'twice', `SELECT count(*)::int AS w FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = hashtext($1)::oid`, [id]) as [{ w: number }];
+        if (w >= n) return;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    const homeRows = () => rowsIn(cluster!, 'twice', "SELECT project_id FROM project_registry.workspace_config WHERE project_id LIKE 'twin%' ORDER BY 1");
+    try {
+      await Promise.all([atHome.ready(60_000), spreading.ready(60_000)]);
+      await holder.query('BEGIN');
+      await holder.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [0x70677773, 'twin-1']);
+      // The server not spreading has looked twin-1 up (no placement, no workspace) and waits in create_workspace().
+      const first = create(atHome, 'twin-1');
+      await waitingFor('twin-1', 1);
+      // Meanwhile the spreading server places twin-1 (without the fix: in twice_w1, and makes it there at once).
+      const second = create(spreading, 'twin-1');
+      await Promise.race([second.catch(() => undefined), waitingFor('twin-1', 2)]);
+      await holder.query('COMMIT');
+      await Promise.all([first, second]);
+      // One workspace: at home, where the first creator made it (watched fail: twin-1 in twice_w1 too).
+      expect(await placements(cluster, 'twice')).toEqual([]);
+      expect(await homeRows()).toEqual([{ project_id: 'twin-1' }]);
+
+      // The other order: twin-2 is placed (as place() does it, under the id's lock) after the
+      // server not spreading looked it up and before its create_workspace() takes the lock.
+      await holder.query('BEGIN');
+      await holder.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [0x70677773, 'twin-2']);
+      const late = create(atHome, 'twin-2');
+      await waitingFor('twin-2', 1);
+      await holder.query("INSERT INTO project_registry.workspace_databases (database_name) VALUES ('twice_w1') ON CONFLICT DO NOTHING");
+      await holder.query("INSERT INTO project_registry.workspace_placements (project_id, database_name) VALUES ('twin-2', 'twice_w1')");
+      await holder.query('COMMIT');
+      // Refused, saying to retry (watched fail: made at home beside its placement), as the engine says for
+      // a placed id it looked up (the retry following the placement is the test "a server started before...").
+      await expect(late).rejects.toThrow(/"twin-2"[\s\S]*another database[\s\S]*retry/);
+      expect(await homeRows()).toEqual([{ project_id: 'twin-1' }]);
+    } finally {
+      await holder.end();
+      await Promise.all([atHome.close(), spreading.close()]);
+    }
+  }, 120_000);
+
   it("keeps a server's connections over every database to its pool size", async (ctx) => {
     if (!cluster) return ctx.skip();
     const url = await homeDatabase(cluster, 'share');

@@ -317,6 +317,12 @@ BEGIN
   IF FOUND THEN
     RETURN;
   END IF;
+  -- Placed meanwhile in a member database by a server spreading workspaces (src/databases/
+  -- placements.ts places under this same lock): made here too, one id would have two workspaces.
+  -- PW003: the engine follows the placements and says to retry. (A member database has none.)
+  IF EXISTS (SELECT FROM project_registry.workspace_placements p WHERE p.project_id = create_workspace.project_id) THEN
+    RAISE EXCEPTION 'workspace "%" is placed in another database', create_workspace.project_id USING ERRCODE = 'PW003';
+  END IF;
   -- A schema of that name without a registry row is not created here: the engine takes it back
   -- (a workspace schema the server made, its registry row lost) with its script run as the
   -- workspace's role, where agent code may be, or refuses it (a schema the server did not make).

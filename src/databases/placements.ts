@@ -1,6 +1,7 @@
 import type { Database, Queryable } from '../db/database.js';
 import { MAX_IDENTIFIER_BYTES, quoteIdent } from '../db/identifiers.js';
 import { sqlState } from '../db/sql-errors.js';
+import { WORKSPACE_LOCK_CLASS, WORKSPACE_LOCK_TIMEOUT_MS, workspaceLockTimeout } from '../registry/workspace-lock.js';
 
 /*
  * Which database of the PostgreSQL server holds each workspace, when the server spreads them
@@ -58,6 +59,23 @@ export async function memberDatabaseStates(q: Queryable): Promise<{ name: string
 }
 
 /**
+ * The id's workspace lock, then the placement lock. The workspace lock is the one core's
+ * create_workspace() takes in the home database before it re-checks for a placement: a
+ * creation there and a placement of the same id take turns, so each sees the other's row (a
+ * workspace_config row here; a placement there, refused with PW003), never neither. The id's
+ * lock first: a creation holds it for the whole script, and the placement lock, every server's,
+ * is held only while this transaction reads and counts. Nothing takes them the other way round.
+ */
+async function lockPlacing(tx: Queryable, projectId: string): Promise<void> {
+  try {
+    await tx.query('SELECT project_registry.lock_workspace($1, $2, $3)', [projectId, WORKSPACE_LOCK_CLASS, WORKSPACE_LOCK_TIMEOUT_MS]);
+  } catch (error) {
+    throw workspaceLockTimeout(error, projectId, WORKSPACE_LOCK_TIMEOUT_MS) ?? error;
+  }
+  await tx.query(`SELECT pg_catalog.pg_advisory_xact_lock(${PLACEMENT_LOCK_CLASS}, 0)`);
+}
+
+/**
  * Places a project id the home database has no workspace and no placement for: in the member
  * database with the fewest workspaces below `perDatabase`, or in the next one when all are full
  * (only recorded here: `ensureMemberDatabase` makes it). Under a lock in the home database, so
@@ -66,7 +84,7 @@ export async function memberDatabaseStates(q: Queryable): Promise<{ name: string
  */
 export async function place(home: Database, projectId: string, perDatabase: number): Promise<string | undefined> {
   return home.transaction(async (tx) => {
-    await tx.query(`SELECT pg_catalog.pg_advisory_xact_lock(${PLACEMENT_LOCK_CLASS}, 0)`);
+    await lockPlacing(tx, projectId);
     const placed = await placementOf(tx, projectId);
     if (placed !== undefined) return placed;
     const [existing] = await tx.query('SELECT 1 FROM project_registry.workspace_config WHERE project_id = $1', [projectId]);
@@ -96,7 +114,7 @@ export async function place(home: Database, projectId: string, perDatabase: numb
  */
 export async function placeIn(home: Database, projectId: string, database: string | undefined): Promise<string | undefined> {
   return home.transaction(async (tx) => {
-    await tx.query(`SELECT pg_catalog.pg_advisory_xact_lock(${PLACEMENT_LOCK_CLASS}, 0)`);
+    await lockPlacing(tx, projectId);
     const placed = await placementOf(tx, projectId);
     if (placed !== undefined) return placed;
     const [existing] = await tx.query('SELECT 1 FROM project_registry.workspace_config WHERE project_id = $1', [projectId]);

@@ -146,6 +146,9 @@ export async function registerWorkspace(q: Queryable, r: Registration, ledger: L
 /** register_workspace()'s SQLSTATE for required columns missing after the script ran. */
 export const MISSING_COLUMNS = 'PW001';
 
+/** create_workspace()'s SQLSTATE for an id placed in a member database since the engine looked it up. */
+export const PLACED_ELSEWHERE = 'PW003';
+
 export interface CreatedWorkspace {
   created: boolean;
   registered_at: Date;

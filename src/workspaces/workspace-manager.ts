@@ -19,6 +19,7 @@ import {
   markWorkspaceSchema,
   workspaceSchemaState,
   MISSING_COLUMNS,
+  PLACED_ELSEWHERE,
   registryGeneration,
   registerWorkspace,
   type ColumnCheck,
@@ -251,6 +252,8 @@ export class WorkspaceManager {
     } catch (error) {
       // The schema appeared meanwhile: the general path decides whether it is the server's.
       if (sqlState(error) === '42P06') return undefined;
+      // Placed in a member database since the lookup, by a server spreading workspaces (core's PW003).
+      if (sqlState(error) === PLACED_ELSEWHERE) throw new WorkspacePlacedElsewhereError(projectId);
       // An SQL error here is the script's, the required-column check's or the lock's; PostgreSQL
       // gives the position in the script only with the script as internal query.
       const fields = pgError(error);
