@@ -324,6 +324,31 @@ describe('workspaces spread over databases (PostgreSQL)', () => {
     }
   }, 120_000);
 
+  it("refuses a fork to an id placed in another database with a message true of a failed creation's placement and of a workspace there", async (ctx) => {
+    if (!cluster) return ctx.skip();
+    const url = await homeDatabase(cluster, 'refusing');
+    const { mcp, call } = await spreadingServer(url);
+    try {
+      // 'never' is placed in refusing_w1 by a creation that failed: no workspace was ever there.
+      expect((await call('execute', { project_id: 'never', sql: 'CREATE TABLEE t (x int)' })).isError).toBe(true);
+      for (const id of ['beside', 'source']) expect((await call('ensure_workspace', { project_id: id })).isError).toBe(false);
+      expect(await placements(cluster, 'refusing')).toEqual([
+        { project_id: 'beside', database_name: 'refusing_w1' },
+        { project_id: 'never', database_name: 'refusing_w1' },
+        { project_id: 'source', database_name: 'refusing_w2' },
+      ]);
+      for (const to of ['never', 'beside']) {
+        const refused = await call('fork_workspace', { from: 'source', to });
+        expect(refused.isError, to).toBe(true);
+        // Watched fail: "(it had a workspace there)", untrue of 'never'.
+        expect(refused.text, to).not.toMatch(/had a workspace/);
+        expect(refused.text, to).toMatch(new RegExp(`"${to}" is placed in the database "refusing_w1" .*a call making it failed.*Fork to another id`));
+      }
+    } finally {
+      await mcp.close();
+    }
+  }, 120_000);
+
   it('list_workspaces and the fleet status read every database, a few at a time, and make none: a member database dropped under the servers stays gone', async (ctx) => {
     if (!cluster) return ctx.skip();
     const url = await homeDatabase(cluster, 'many');

@@ -3,7 +3,7 @@ import { readInstallState } from '../registry/registry-sql.js';
 import type { Ready } from '../services.js';
 import { validateProjectId } from '../workspaces/project-id.js';
 import { WorkspaceLifecycleError } from '../workspaces/workspace-lifecycle.js';
-import { ensureMemberDatabase, memberDatabases, memberDatabaseStates, place, placeIn } from './placements.js';
+import { ensureMemberDatabase, keptPlacement, memberDatabases, memberDatabaseStates, place, placeIn } from './placements.js';
 
 /**
  * What a call does with the workspace it names: 'create' makes it when it does not exist
@@ -82,8 +82,8 @@ export class MemberDatabases {
     if (target !== undefined) this.#placed.set(to, target);
     if (target !== source) {
       throw new WorkspaceLifecycleError(
-        `Cannot fork "${from}" to "${to}": "${to}" belongs to ${target ? `the database "${target}"` : 'the home database'} ` +
-          `(it had a workspace there) and "${from}" is in ${source ? `"${source}"` : 'the home database'}; a fork is made beside its source. Fork to another id.`,
+        `Cannot fork "${from}" to "${to}": ${keptPlacement(to, target)}, and "${from}" is in ${source ? `"${source}"` : 'the home database'}; ` +
+          'a fork is made beside its source. Fork to another id.',
       );
     }
     return source === undefined ? this.home : this.#member(source);

@@ -108,6 +108,18 @@ export async function placeIn(home: Database, projectId: string, database: strin
 }
 
 /**
+ * Why `projectId` cannot be put in another database, for a refused fork or rename: `database`, its
+ * placement, holds its workspace, a dropped one's role history, or nothing yet (a creating call
+ * that failed after placing it keeps the placement, member-databases.ts); undefined: a workspace
+ * of the home database.
+ */
+export function keptPlacement(projectId: string, database: string | undefined): string {
+  return database === undefined
+    ? `"${projectId}" is a workspace of the home database`
+    : `"${projectId}" is placed in the database "${database}" (an id keeps its database for good: its workspace is there, was dropped there, or a call making it failed)`;
+}
+
+/**
  * rename-workspace: the new id gets the old one's database, and the old id keeps its placement
  * (a no-op for a workspace of the home database). Kept, like a dropped workspace's: a server that
  * has the old id cached makes it anew where every other server would look for it.
