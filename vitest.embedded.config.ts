@@ -1,4 +1,3 @@
-import { availableParallelism } from 'node:os';
 import { defineConfig } from 'vitest/config';
 import base from './vitest.config.js';
 
@@ -30,12 +29,5 @@ export default defineConfig({
       'test/workspaces.test.ts',
     ],
     env: { ...base.test?.env, PGW_TEST_LAYER: 'embedded' },
-    // Vitest's default is one worker fewer than the cores: one on a 2-core machine, which ran these
-    // files one after another. They spend their time in PGlite, one core each, so use every core.
-    maxWorkers: Math.max(availableParallelism(), 2),
-    // Each worker loads the engine, PGlite and the MCP SDK once, not once per file: a fifth of the
-    // layer's CPU time went to loading them again. The files share no state but what they close
-    // (stores, servers, temp dirs) in their own hooks.
-    isolate: false,
   },
 });
