@@ -40,6 +40,7 @@ export async function listTools(): Promise<Tool[]> {
     start() {},
     ready: () => Promise.reject(new Error('listing tools needs no engine')),
     readyFor: () => Promise.reject(new Error('listing tools needs no engine')),
+    list: () => Promise.reject(new Error('listing tools needs no engine')),
     readEach: () => Promise.reject(new Error('listing tools needs no engine')),
     readyForFork: () => Promise.reject(new Error('listing tools needs no engine')),
     explainFailedCall: async (error: unknown) => String(error),

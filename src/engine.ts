@@ -7,6 +7,7 @@ import type { InstallReport } from './installer/install-extensions.js';
 import type { InstallPlan } from './installer/install-plan.js';
 import type { Logger } from './logger.js';
 import { WorkspacePlacedElsewhereError } from './workspaces/workspace-errors.js';
+import type { ListOptions, WorkspacePage } from './workspaces/workspace-manager.js';
 import type { EngineConfig, Ready } from './services.js';
 
 export class EngineUnavailableError extends Error {
@@ -159,9 +160,17 @@ export class ProvisioningEngine {
     return projectId === undefined || !this.#members ? home : this.#members.readyFor(projectId, use);
   }
 
+  /** A page of list_workspaces over every database the workspaces are in (MemberDatabases.list). */
+  async list(options: ListOptions, timeoutMs: number, signal?: AbortSignal): Promise<WorkspacePage> {
+    const home = await this.ready(timeoutMs);
+    await this.#followPlacements();
+    signal?.throwIfAborted();
+    return this.#members ? this.#members.list(options, signal) : home.workspaces.list(options);
+  }
+
   /**
-   * `read` on every database's services, a few at a time, making none: what reads every workspace
-   * (list_workspaces, the fleet's workspace_status; MemberDatabases.readEach).
+   * `read` on every database's services, a few at a time, making none: what counts every
+   * workspace (the fleet's workspace_status; MemberDatabases.readEach).
    */
   async readEach<T>(read: (ready: Ready) => Promise<T>, timeoutMs: number): Promise<T[]> {
     const home = await this.ready(timeoutMs);

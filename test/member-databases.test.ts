@@ -158,9 +158,17 @@ describe('workspaces spread over databases (PostgreSQL)', () => {
         seen.push(...(page.data['workspaces'] as { project_id: string }[]).map((w) => w.project_id));
         cursor = (page.data['next_cursor'] as string | null) ?? undefined;
       } while (cursor);
-      expect(seen).toEqual(['a', 'b', 'c', 'd', 'e', 'e-copy', 'old']);
+      // What each database's registry holds, read there: the same whether the tests before this
+      // one ran (they fork 'e' to 'e-copy') or not.
+      const held: string[] = [];
+      for (const database of ['spread', 'spread_w1', 'spread_w2', 'spread_w3']) {
+        const rows = await rowsIn(cluster, database, 'SELECT project_id FROM project_registry.workspace_config');
+        expect(rows.length, database).toBeGreaterThan(0);
+        held.push(...rows.map((r) => String(r['project_id'])));
+      }
+      expect(seen).toEqual(held.sort());
       const status = await call('workspace_status', {});
-      expect(status.data['fleet']).toMatchObject({ workspaces: 7, up_to_date: 7, lagging: 0 });
+      expect(status.data['fleet']).toMatchObject({ workspaces: held.length, up_to_date: held.length, lagging: 0 });
     });
 
     it('doctor and migrate-workspaces cover every member database', async (ctx) => {
@@ -315,6 +323,151 @@ describe('workspaces spread over databases (PostgreSQL)', () => {
       await mcp.close();
     }
   }, 120_000);
+
+  it("refuses a fork to an id placed in another database with a message true of a failed creation's placement and of a workspace there", async (ctx) => {
+    if (!cluster) return ctx.skip();
+    const url = await homeDatabase(cluster, 'refusing');
+    const { mcp, call } = await spreadingServer(url);
+    try {
+      // 'never' is placed in refusing_w1 by a creation that failed: no workspace was ever there.
+      expect((await call('execute', { project_id: 'never', sql: 'CREATE TABLEE t (x int)' })).isError).toBe(true);
+      for (const id of ['beside', 'source']) expect((await call('ensure_workspace', { project_id: id })).isError).toBe(false);
+      expect(await placements(cluster, 'refusing')).toEqual([
+        { project_id: 'beside', database_name: 'refusing_w1' },
+        { project_id: 'never', database_name: 'refusing_w1' },
+        { project_id: 'source', database_name: 'refusing_w2' },
+      ]);
+      for (const to of ['never', 'beside']) {
+        const refused = await call('fork_workspace', { from: 'source', to });
+        expect(refused.isError, to).toBe(true);
+        // Watched fail: "(it had a workspace there)", untrue of 'never'.
+        expect(refused.text, to).not.toMatch(/had a workspace/);
+        expect(refused.text, to).toMatch(new RegExp(`"${to}" is placed in the database "refusing_w1" .*a call making it failed.*Fork to another id`));
+      }
+    } finally {
+      await mcp.close();
+    }
+  }, 120_000);
+
+  it('list_workspaces pages as it did over every database, and reads only the databases that hold its ids', async (ctx) => {
+    if (!cluster) return ctx.skip();
+    const url = await homeDatabase(cluster, 'paging');
+    // Workspaces of the home database, made before the setting, among the spread ones.
+    const before = await connectInProcess({ databaseUrl: url });
+    try {
+      for (const id of ['h-1', 'p-home', 'z-old']) expect((await callTool(before.client, before.tools, 'ensure_workspace', { project_id: id })).isError).toBe(false);
+    } finally {
+      await before.close();
+    }
+    const maker = await spreadingServer(url);
+    try {
+      // Two ids to a database: 'p-bad' is placed by a creation that fails, 'p-c' is dropped after.
+      for (const id of ['p-a', 'p-bad', 'p-b', 'p-c', 'p-d', 'q-a', 'q-b', 'r-a']) {
+        const made = await maker.call('execute', { project_id: id, sql: id === 'p-bad' ? 'CREATE TABLEE t (x int)' : 'CREATE TABLE t (x int)' });
+        expect(made.isError, id).toBe(id === 'p-bad');
+      }
+      expect((await maker.call('drop_workspace', { project_id: 'p-c', confirm: 'p-c' })).isError).toBe(false);
+    } finally {
+      await maker.mcp.close();
+    }
+    const databases = ['paging', 'paging_w1', 'paging_w2', 'paging_w3', 'paging_w4'];
+    expect(Object.fromEntries((await placements(cluster, 'paging')).map((p) => [p['project_id'], p['database_name']]))).toEqual({
+      'p-a': 'paging_w1', 'p-bad': 'paging_w1', 'p-b': 'paging_w2', 'p-c': 'paging_w2', 'p-d': 'paging_w3', 'q-a': 'paging_w3', 'q-b': 'paging_w4', 'r-a': 'paging_w4',
+    });
+    const all: string[] = [];
+    for (const database of databases) {
+      all.push(...(await rowsIn(cluster, database, 'SELECT project_id FROM project_registry.workspace_config')).map((r) => String(r['project_id'])));
+    }
+    all.sort();
+    expect(all).toEqual(['h-1', 'p-a', 'p-b', 'p-d', 'p-home', 'q-a', 'q-b', 'r-a', 'z-old']);
+
+    // The pages a list over every database gave: full pages of the ids in order, a cursor exactly
+    // when more follow; with an allowlist, the allowed ones only.
+    const pagesOf = async (list: (args: Record<string, unknown>) => Promise<{ isError: boolean; text: string; data: Record<string, unknown> }>, prefix: string, limit: number) => {
+      const pages: string[][] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await list({ prefix, limit, ...(cursor ? { cursor } : {}) });
+        expect(page.isError, page.text).toBe(false);
+        pages.push((page.data['workspaces'] as { project_id: string }[]).map((w) => w.project_id));
+        cursor = (page.data['next_cursor'] as string | null) ?? undefined;
+      } while (cursor);
+      return pages;
+    };
+    const expectedPages = (ids: string[], limit: number) => {
+      const pages: string[][] = [];
+      for (let i = 0; i < ids.length; i += limit) pages.push(ids.slice(i, i + limit));
+      return pages.length > 0 ? pages : [[]];
+    };
+    const allowed = ['p-a', 'p-bad', 'p-c', 'q-b', 'z-old', 'nowhere'];
+    const { mcp, call } = await spreadingServer(url);
+    const restricted = await spreadingServer(url, { allowedProjects: allowed });
+    try {
+      for (const prefix of ['', 'p', 'p-', 'p-b', 'q-', 'r-a', 'x']) {
+        for (const limit of [1, 2, 3, 500]) {
+          const ids = all.filter((id) => id.startsWith(prefix));
+          expect(await pagesOf((args) => call('list_workspaces', args), prefix, limit), `${prefix} ${limit}`).toEqual(expectedPages(ids, limit));
+          expect(await pagesOf((args) => restricted.call('list_workspaces', args), prefix, limit), `allowed ${prefix} ${limit}`).toEqual(
+            expectedPages(ids.filter((id) => allowed.includes(id)), limit),
+          );
+        }
+      }
+    } finally {
+      await restricted.mcp.close();
+      await mcp.close();
+    }
+
+    // A server new to every database: a page reads the databases of its ids, one past the page,
+    // and of the placements without a workspace among them, no other. Each other database's
+    // registry is locked by the test: a read there would wait (watched fail: every page read all).
+    const reader = await spreadingServer(url);
+    const lockedIn = async (names: string[]) => {
+      const clients = await Promise.all(
+        names.map(async (name) => {
+          const client = new pg.Client({ connectionString: cluster!.url(name) });
+          await client.connect();
+          await client.query('BEGIN');
+          await client.query('LOCK TABLE project_registry.workspace_config IN ACCESS EXCLUSIVE MODE');
+          return client;
+        }),
+      );
+      return async () => {
+        for (const client of clients) await client.query('COMMIT').finally(() => client.end());
+      };
+    };
+    const waitingIn = async (names: string[]) =>
+      Number((await cluster!.sql('SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted AND database IN (SELECT oid FROM pg_database WHERE datname = ANY ($1))', [names]))[0]?.['n']);
+    try {
+      const cursorAfter = (id: string) => Buffer.from(id).toString('base64url');
+      for (const [args, ids, untouched] of [
+        // p-a (w1), p-b (w2): the page and the one past it.
+        [{ prefix: 'p-', limit: 1 }, ['p-a'], ['paging_w3', 'paging_w4']],
+        // After p-b: p-bad (w1) and p-c (w2) are placements without a workspace, so it reads on: p-d (w3), p-home (home).
+        [{ prefix: 'p-', limit: 1, cursor: cursorAfter('p-b') }, ['p-d'], ['paging_w4']],
+        // Only home ids: no member database at all.
+        [{ prefix: 'h-' }, ['h-1'], ['paging_w1', 'paging_w2', 'paging_w3', 'paging_w4']],
+        [{ prefix: 'q-', limit: 2 }, ['q-a', 'q-b'], ['paging_w1', 'paging_w2']],
+      ] as const) {
+        const release = await lockedIn([...untouched]);
+        let waited = false;
+        let settled = false;
+        const listing = reader.call('list_workspaces', args).finally(() => (settled = true));
+        try {
+          while (!settled && !waited) {
+            waited = (await waitingIn([...untouched])) > 0;
+            await new Promise((r) => setTimeout(r, 20));
+          }
+        } finally {
+          await release();
+        }
+        const listed = await listing;
+        expect(waited, `${JSON.stringify(args)} read one of ${untouched.join(', ')}`).toBe(false);
+        expect((listed.data['workspaces'] as { project_id: string }[]).map((w) => w.project_id), JSON.stringify(args)).toEqual(ids);
+      }
+    } finally {
+      await reader.mcp.close();
+    }
+  }, 240_000);
 
   it('list_workspaces and the fleet status read every database, a few at a time, and make none: a member database dropped under the servers stays gone', async (ctx) => {
     if (!cluster) return ctx.skip();

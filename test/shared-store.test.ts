@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { access, stat } from 'node:fs/promises';
 import path from 'node:path';
+import net from 'node:net';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -193,6 +194,50 @@ describe('the shared embedded store (in-process owner and socket clients)', () =
     expect((await a.query('SELECT count(*)::int AS n FROM t WHERE id > $1', [0])).rows).toEqual([{ n: 1 }]);
     expect(await other.query('SELECT count(*)::int AS n FROM t')).toEqual([{ n: 1 }]);
   });
+
+  it("cancels another process's statement when its caller's signal is aborted, as PostgreSQL's cancel request does, and only that client's", async () => {
+    // A second server's close aborts its running index build (IndexDeferral.close): the cancel
+    // request pg sends went to the owner's socket, which ignored it, and the close waited.
+    const dir = await tempDir('pgw-shared-');
+    const owner = await openStore(dir);
+    const other = await openStore(dir);
+    await owner.exec('CREATE TABLE cancelled_t (id int)');
+    const bystander = await connect(dir);
+    await bystander.query('BEGIN');
+    await bystander.query('INSERT INTO cancelled_t VALUES ($1)', [1]);
+    await bystander.query('COMMIT');
+    const aborted = new AbortController();
+    const started = Date.now();
+    const running = other.pipeline([{ sql: 'INSERT INTO cancelled_t VALUES (2)' }, { sql: 'SELECT pg_sleep(30)' }], undefined, aborted.signal);
+    // Running: the session is the sleep's (watched with a query that waits its turn).
+    await new Promise((r) => setTimeout(r, 1000));
+    aborted.abort();
+    const outcome = await running.then((o) => o.error, (error: unknown) => error);
+    expect(sqlState(outcome)).toBe('57014');
+    expect(Date.now() - started, 'the cancel was ignored: the sleep ran on').toBeLessThan(10_000);
+    // Rolled back, as PostgreSQL's cancel rolls back the implicit transaction; the others go on.
+    expect(await owner.query('SELECT id FROM cancelled_t ORDER BY id')).toEqual([{ id: 1 }]);
+    expect((await bystander.query('SELECT count(*)::int AS n FROM cancelled_t')).rows).toEqual([{ n: 1 }]);
+    expect(await other.query('SELECT count(*)::int AS n FROM cancelled_t')).toEqual([{ n: 1 }]);
+
+    // Each connection has a key of its own (PGlite gives all the same); a cancel request without
+    // a connection's key ends nothing of it.
+    const keyOf = (c: pg.Client) => c as unknown as { processID: number; secretKey: number };
+    const client = await connect(dir);
+    expect(keyOf(client).processID).not.toBe(keyOf(bystander).processID);
+    const sleeping = client.query('SELECT pg_sleep(1.5) AS slept');
+    await new Promise((r) => setTimeout(r, 300));
+    for (const [id, secret] of [[keyOf(client).processID, keyOf(client).secretKey + 1], [keyOf(bystander).processID, keyOf(bystander).secretKey]]) {
+      const request = Buffer.alloc(16);
+      request.writeInt32BE(16, 0);
+      request.writeInt32BE(80877102, 4);
+      request.writeInt32BE(id as number, 8);
+      request.writeInt32BE(secret as number, 12);
+      const socket = net.connect(path.join(socketDirOf(dir), SOCKET_FILE)).on('error', () => undefined);
+      await new Promise<void>((resolve) => socket.end(request, resolve));
+    }
+    expect((await sleeping).rows).toEqual([{ slept: '' }]);
+  }, 60_000);
 
   it('rolls back what a client left open when it disconnects: a transaction, or an exchange waiting for its Sync', async () => {
     const { dir, owner } = await served();

@@ -1,7 +1,7 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import * as z from 'zod';
 import { PROJECT_ID_MAX_LENGTH } from '../src/workspaces/project-id.js';
-import { LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, mergePages } from '../src/workspaces/workspace-manager.js';
+import { LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX } from '../src/workspaces/workspace-manager.js';
 import { isoTimestamp } from './schemas.js';
 import { runTool, type ToolDeps } from './tool-result.js';
 
@@ -39,7 +39,7 @@ export function registerListWorkspacesTool(server: McpServer, deps: ToolDeps): v
         undefined,
         async () => {
           // With an allowlist, the allowed workspaces only: the others are not this agent's to see.
-          const page = mergePages(await deps.readEach(signal, (d) => d.workspaces.list({ limit, cursor, prefix, only: deps.access.allowed })), limit);
+          const page = await deps.list(signal, { limit, cursor, prefix, only: deps.access.allowed });
           return {
             workspaces: page.workspaces.map((w) => ({
               project_id: w.projectId,

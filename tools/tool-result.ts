@@ -5,7 +5,7 @@ import type { ProjectAccess } from '../src/project-access.js';
 import type { WorkspaceSandbox } from '../src/sandbox/workspace-sandbox.js';
 import type { SearchService } from '../src/search/search-service.js';
 import type { WorkspaceFleet } from '../src/workspaces/workspace-fleet.js';
-import type { WorkspaceManager } from '../src/workspaces/workspace-manager.js';
+import type { ListOptions, WorkspaceManager, WorkspacePage } from '../src/workspaces/workspace-manager.js';
 
 /** The failure behind an `isError` result, for the server's wrapper: a symbol key, so never sent. */
 const FAILURE = Symbol('failure');
@@ -29,7 +29,9 @@ export interface ToolDeps {
   sandbox(signal: AbortSignal | undefined, projectId: string, use: WorkspaceUse): Promise<WorkspaceSandbox>;
   /** Search by text and ingest (search, add_documents, index_directory). */
   search(signal: AbortSignal | undefined, projectId: string, use: WorkspaceUse): Promise<SearchService>;
-  /** `read` on the services of every database, a few at a time, making none (list_workspaces, the fleet's workspace_status). */
+  /** A page of list_workspaces, over every database (reading only those that hold its workspaces). */
+  list(signal: AbortSignal | undefined, options: ListOptions): Promise<WorkspacePage>;
+  /** `read` on the services of every database, a few at a time, making none (the fleet's workspace_status). */
   readEach<T>(signal: AbortSignal | undefined, read: (services: { workspaces: WorkspaceManager; fleet: WorkspaceFleet }) => Promise<T>): Promise<T[]>;
   /** A fork's services: `to` is placed beside `from`. */
   forkServices(from: string, to: string, signal?: AbortSignal): Promise<{ workspaces: WorkspaceManager; search: SearchService }>;

@@ -1,6 +1,6 @@
 import type { Config } from '../config.js';
 import type { Queryable } from '../db/database.js';
-import { copyPlacement, placementOf } from '../databases/placements.js';
+import { copyPlacement, keptPlacement, placementOf } from '../databases/placements.js';
 import { CannotRunError } from '../operations/cannot-run.js';
 import { EXIT_HEALTHY, installedWorkspaces, onWorkspaceDatabase, print, withDatabase } from './database-command.js';
 
@@ -13,7 +13,7 @@ export function renameWorkspaceCommand(config: Config, options: { from: string; 
       // once the rename is (databases/placements.ts); a new id placed elsewhere before is refused.
       const placedElsewhere = async (q: Queryable) => {
         const placed = config.databaseUrl ? await placementOf(q, options.to) : undefined;
-        if (placed !== undefined) throw new CannotRunError(`"${options.to}" belongs to the database "${placed}" (it had a workspace there): rename to another id.`);
+        if (placed !== undefined) throw new CannotRunError(`${keptPlacement(options.to, placed)}: rename to another id.`);
       };
       if (db === home) await placedElsewhere(home);
       const changes =

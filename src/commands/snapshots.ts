@@ -1,6 +1,6 @@
 import type { Config, SnapshotRequest } from '../config.js';
 import type { SnapshotInfo } from '../workspaces/workspace-manager.js';
-import { placeIn } from '../databases/placements.js';
+import { keptPlacement, placeIn } from '../databases/placements.js';
 import { CannotRunError } from '../operations/cannot-run.js';
 import { EXIT_FINDINGS, EXIT_HEALTHY, installedWorkspaces, onWorkspaceDatabase, print, withDatabase } from './database-command.js';
 
@@ -16,7 +16,8 @@ export function snapshotCommand(config: Config, options: { request: SnapshotRequ
     // A fork goes beside its source, in the same database (databases/member-databases.ts).
     if (r.action === 'fork-workspace' && db !== home) {
       const [{ name } = { name: '' }] = await db.query<{ name: string }>('SELECT pg_catalog.current_database() AS name');
-      if ((await placeIn(home, r.to, name)) !== name) throw new CannotRunError(`"${r.to}" belongs to another database (it had a workspace there): fork to another id.`);
+      const placed = await placeIn(home, r.to, name);
+      if (placed !== name) throw new CannotRunError(`${keptPlacement(r.to, placed)}, and a fork is made beside its source: fork to another id.`);
     }
     const workspaces = await installedWorkspaces(db, plan, config, r.action === 'fork-workspace' ? [r.from, r.to] : [r.projectId]);
     // Labels are the agents' to choose: escaped like every report.

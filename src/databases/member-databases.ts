@@ -3,7 +3,8 @@ import { readInstallState } from '../registry/registry-sql.js';
 import type { Ready } from '../services.js';
 import { validateProjectId } from '../workspaces/project-id.js';
 import { WorkspaceLifecycleError } from '../workspaces/workspace-lifecycle.js';
-import { ensureMemberDatabase, memberDatabases, memberDatabaseStates, place, placeIn } from './placements.js';
+import { listRange, pageOf, type ListOptions, type WorkspacePage, type WorkspaceSummary } from '../workspaces/workspace-manager.js';
+import { ensureMemberDatabase, keptPlacement, listCandidates, memberDatabases, memberDatabaseStates, place, placeIn, type ListCandidate } from './placements.js';
 
 /**
  * What a call does with the workspace it names: 'create' makes it when it does not exist
@@ -53,8 +54,8 @@ export class MemberDatabases {
 
   /**
    * `read` on the home database's services, then on each member database's, the member databases
-   * DATABASES_READ_AT_ONCE at a time; the results in that order (list_workspaces, the fleet's
-   * workspace_status: one query a database). Makes nothing: a member database dropped under the
+   * DATABASES_READ_AT_ONCE at a time; the results in that order (the fleet's workspace_status: one
+   * query a database; its counts are only each database's to know). Makes nothing: a member database dropped under the
    * servers is left out, not created again by a read (its workspaces went with it; a call to one of
    * them makes it again, remakeGone).
    */
@@ -62,6 +63,50 @@ export class MemberDatabases {
     const present = (await memberDatabaseStates(this.home.db)).filter((m) => m.present);
     const inTurn = pLimit(DATABASES_READ_AT_ONCE);
     return Promise.all([read(this.home), ...present.map((m) => inTurn(async () => read(await this.#member(m.name, { create: false }))))]);
+  }
+
+  /**
+   * A page of list_workspaces over every database, reading only the databases that hold its ids:
+   * the home database names the candidates (its workspaces and its placements, listCandidates),
+   * and each member database among them is asked for its own, DATABASES_READ_AT_ONCE at a time.
+   * Reading every database instead cost a server over 200 of them 200 queries a page. A placement
+   * whose workspace is gone (dropped, or its creation failed) or whose database is gone yields
+   * nothing: the next candidates are read until the page and one more are found, or none are left.
+   */
+  async list(options: ListOptions, signal?: AbortSignal): Promise<WorkspacePage> {
+    const { after, prefix, limit } = listRange(options);
+    const found: WorkspaceSummary[] = [];
+    for (let from = after; found.length <= limit; ) {
+      const wanted = limit + 1 - found.length;
+      const candidates = await listCandidates(this.home.db, from, prefix, wanted, options.only);
+      found.push(...(await this.#summariesOf(candidates, signal)));
+      const last = candidates.at(-1);
+      if (candidates.length < wanted || !last) break;
+      from = last.project_id;
+    }
+    return pageOf(found, limit);
+  }
+
+  /** The workspaces of `candidates`, in id order; for an id in two databases, the home database's first. */
+  async #summariesOf(candidates: readonly ListCandidate[], signal: AbortSignal | undefined): Promise<WorkspaceSummary[]> {
+    const home: WorkspaceSummary[] = [];
+    const placed = new Map<string, string[]>();
+    for (const c of candidates) {
+      if (c.schema_name !== null && c.created_at !== null) home.push({ projectId: c.project_id, schemaName: c.schema_name, createdAt: c.created_at });
+      if (c.database_name !== null && c.present) placed.set(c.database_name, [...(placed.get(c.database_name) ?? []), c.project_id]);
+    }
+    const inTurn = pLimit(DATABASES_READ_AT_ONCE);
+    const elsewhere = await Promise.all(
+      [...placed].map(([database, ids]) =>
+        inTurn(async () => {
+          // A call the client cancelled reads no more databases.
+          signal?.throwIfAborted();
+          return (await this.#member(database, { create: false })).workspaces.summariesOf(ids);
+        }),
+      ),
+    );
+    // A stable sort: home first on a tie, as before.
+    return [...home, ...elsewhere.flat()].sort((a, b) => (a.projectId < b.projectId ? -1 : a.projectId > b.projectId ? 1 : 0));
   }
 
   /** The home database's services, then every member database's (the commands: migrate-workspaces, reembed --all). */
@@ -82,8 +127,8 @@ export class MemberDatabases {
     if (target !== undefined) this.#placed.set(to, target);
     if (target !== source) {
       throw new WorkspaceLifecycleError(
-        `Cannot fork "${from}" to "${to}": "${to}" belongs to ${target ? `the database "${target}"` : 'the home database'} ` +
-          `(it had a workspace there) and "${from}" is in ${source ? `"${source}"` : 'the home database'}; a fork is made beside its source. Fork to another id.`,
+        `Cannot fork "${from}" to "${to}": ${keptPlacement(to, target)}, and "${from}" is in ${source ? `"${source}"` : 'the home database'}; ` +
+          'a fork is made beside its source. Fork to another id.',
       );
     }
     return source === undefined ? this.home : this.#member(source);

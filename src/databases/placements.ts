@@ -59,6 +59,45 @@ export async function memberDatabaseStates(q: Queryable): Promise<{ name: string
 }
 
 /**
+ * An id a list may show, from the home database: its workspace there (`schema_name`, `created_at`;
+ * null when it has none), and its placement (`database_name`; null when it has none), `present`
+ * when the PostgreSQL server has that database. A placement alone may be a dropped workspace's, or
+ * a failed creation's: only its database knows.
+ */
+export interface ListCandidate {
+  project_id: string;
+  schema_name: string | null;
+  created_at: Date | null;
+  database_name: string | null;
+  present: boolean;
+}
+
+/**
+ * The first `limit` ids after `after` starting with `prefix` (and among `only`, when set) that the
+ * home database has a workspace or a placement for, in id order: each side read along its primary
+ * key, so a page costs the same at any depth.
+ */
+export async function listCandidates(q: Queryable, after: string, prefix: string, limit: number, only?: readonly string[]): Promise<ListCandidate[]> {
+  return q.query<ListCandidate>(
+    `WITH ids AS (
+       (SELECT project_id FROM project_registry.workspace_config
+         WHERE project_id > $1 AND project_id >= $2 AND project_id < $3 AND ($5::text[] IS NULL OR project_id = ANY ($5::text[]))
+         ORDER BY project_id LIMIT $4)
+       UNION
+       (SELECT project_id FROM project_registry.workspace_placements
+         WHERE project_id > $1 AND project_id >= $2 AND project_id < $3 AND ($5::text[] IS NULL OR project_id = ANY ($5::text[]))
+         ORDER BY project_id LIMIT $4))
+     SELECT i.project_id, w.schema_name, w.created_at, p.database_name,
+            EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = p.database_name) AS present
+       FROM (SELECT project_id FROM ids ORDER BY project_id LIMIT $4) i
+       LEFT JOIN project_registry.workspace_config w USING (project_id)
+       LEFT JOIN project_registry.workspace_placements p USING (project_id)
+      ORDER BY i.project_id`,
+    [after, prefix, `${prefix}~`, limit, only ? [...only] : null],
+  );
+}
+
+/**
  * The id's workspace lock, then the placement lock. The workspace lock is the one core's
  * create_workspace() takes in the home database before it re-checks for a placement: a
  * creation there and a placement of the same id take turns, so each sees the other's row (a
@@ -123,6 +162,18 @@ export async function placeIn(home: Database, projectId: string, database: strin
     await tx.query('UPDATE project_registry.workspace_databases SET workspaces = workspaces + 1 WHERE database_name = $1', [database]);
     return database;
   });
+}
+
+/**
+ * Why `projectId` cannot be put in another database, for a refused fork or rename: `database`, its
+ * placement, holds its workspace, a dropped one's role history, or nothing yet (a creating call
+ * that failed after placing it keeps the placement, member-databases.ts); undefined: a workspace
+ * of the home database.
+ */
+export function keptPlacement(projectId: string, database: string | undefined): string {
+  return database === undefined
+    ? `"${projectId}" is a workspace of the home database`
+    : `"${projectId}" is placed in the database "${database}" (an id keeps its database for good: its workspace is there, was dropped there, or a call making it failed)`;
 }
 
 /**

@@ -15,7 +15,7 @@ const READY_TIMEOUT_MS = 45_000;
 
 export interface ServerDeps {
   /** What the server uses of the engine: a tools/list needs none of it, so a unit test can pass a stand-in. */
-  engine: Pick<ProvisioningEngine, 'start' | 'ready' | 'readyFor' | 'readEach' | 'readyForFork' | 'explainFailedCall' | 'close'>;
+  engine: Pick<ProvisioningEngine, 'start' | 'ready' | 'readyFor' | 'list' | 'readEach' | 'readyForFork' | 'explainFailedCall' | 'close'>;
   readyTimeoutMs?: number;
   /** Only these project ids are served (unset: any). */
   allowedProjects?: readonly string[] | undefined;
@@ -56,6 +56,7 @@ export function createSessionServer({ engine, readyTimeoutMs = READY_TIMEOUT_MS,
     fleet: async (signal, projectId, use) => (await ready(signal, projectId, use)).fleet,
     sandbox: async (signal, projectId, use) => (await ready(signal, projectId, use)).sandbox,
     search: async (signal, projectId, use) => (await ready(signal, projectId, use)).search,
+    list: (signal, options) => engine.list(options, readyTimeoutMs, signal),
     readEach: (signal, read) =>
       engine.readEach((r) => {
         // A call the client cancelled reads no more databases.

@@ -26,6 +26,7 @@ import {
   type CreatedWorkspace,
   type RegisteredWorkspace,
   type Registration,
+  type WorkspaceRow,
 } from '../registry/registry-sql.js';
 import { WORKSPACE_LOCK_TIMEOUT_MS } from '../registry/workspace-lock.js';
 import { distributeNewTables } from '../sandbox/sandbox-ddl.js';
@@ -74,6 +75,11 @@ export interface WorkspaceSummary {
   projectId: string;
   schemaName: string;
   createdAt: Date;
+}
+
+export interface WorkspacePage {
+  workspaces: WorkspaceSummary[];
+  nextCursor: string | null;
 }
 
 export interface ListOptions {
@@ -574,25 +580,14 @@ export class WorkspaceManager {
   }
 
   /** Keyset pages over the registry's primary key: the cost does not grow with the registry. */
-  async list(options: ListOptions = {}): Promise<{ workspaces: WorkspaceSummary[]; nextCursor: string | null }> {
-    const limit = options.limit ?? LIST_LIMIT_DEFAULT;
-    if (!Number.isInteger(limit) || limit < 1 || limit > LIST_LIMIT_MAX) {
-      throw new RangeError(`limit must be an integer from 1 to ${LIST_LIMIT_MAX}, got ${limit}.`);
-    }
-    const prefix = options.prefix ?? '';
-    if (!LIST_PREFIX.test(prefix)) {
-      throw new WorkspaceIdError(
-        `Invalid prefix ${JSON.stringify(prefix.slice(0, 80))}: a prefix is the start of a project id (lower-case letters, digits, hyphens; at most ${PROJECT_ID_MAX_LENGTH}).`,
-      );
-    }
-    const after = options.cursor === undefined ? '' : decodeCursor(options.cursor);
-    const rows = await listWorkspaces(this.db, after, prefix, limit + 1, options.only);
-    const page = rows.slice(0, limit);
-    const last = page.at(-1);
-    return {
-      workspaces: page.map((r) => ({ projectId: r.project_id, schemaName: r.schema_name, createdAt: r.created_at })),
-      nextCursor: rows.length > limit && last ? encodeCursor(last.project_id) : null,
-    };
+  async list(options: ListOptions = {}): Promise<WorkspacePage> {
+    const { after, prefix, limit } = listRange(options);
+    return pageOf((await listWorkspaces(this.db, after, prefix, limit + 1, options.only)).map(summaryOf), limit);
+  }
+
+  /** The workspaces of these ids that this database has, in id order (a list over databases, databases/member-databases.ts). */
+  async summariesOf(projectIds: readonly string[]): Promise<WorkspaceSummary[]> {
+    return (await listWorkspaces(this.db, '', '', projectIds.length, projectIds)).map(summaryOf);
   }
 
   /** The relations of a workspace, or one of them, from pg_catalog (see describeWorkspace). */
@@ -664,21 +659,33 @@ class ScriptError extends Error {
   }
 }
 
+/** The paging of list() a call asks for, checked: ids after `after` that start with `prefix`, `limit` of them. */
+export function listRange(options: ListOptions): { after: string; prefix: string; limit: number } {
+  const limit = options.limit ?? LIST_LIMIT_DEFAULT;
+  if (!Number.isInteger(limit) || limit < 1 || limit > LIST_LIMIT_MAX) {
+    throw new RangeError(`limit must be an integer from 1 to ${LIST_LIMIT_MAX}, got ${limit}.`);
+  }
+  const prefix = options.prefix ?? '';
+  if (!LIST_PREFIX.test(prefix)) {
+    throw new WorkspaceIdError(
+      `Invalid prefix ${JSON.stringify(prefix.slice(0, 80))}: a prefix is the start of a project id (lower-case letters, digits, hyphens; at most ${PROJECT_ID_MAX_LENGTH}).`,
+    );
+  }
+  return { after: options.cursor === undefined ? '' : decodeCursor(options.cursor), prefix, limit };
+}
+
 /**
- * One page of list() from the pages of several databases (databases/member-databases.ts), each
- * listed after the same cursor: the first `limit` of their ids together, in the registry's byte
- * order (project ids are ASCII).
+ * The page of `limit` from the workspaces after the cursor, in id order, read one past the page
+ * (or all there are): the cursor is set exactly when a workspace follows the page.
  */
-export function mergePages(
-  pages: readonly { workspaces: WorkspaceSummary[]; nextCursor: string | null }[],
-  limit: number,
-): { workspaces: WorkspaceSummary[]; nextCursor: string | null } {
-  if (pages.length === 1) return pages[0] as { workspaces: WorkspaceSummary[]; nextCursor: string | null };
-  const all = pages.flatMap((p) => p.workspaces).sort((a, b) => (a.projectId < b.projectId ? -1 : a.projectId > b.projectId ? 1 : 0));
-  const page = all.slice(0, limit);
+export function pageOf(found: readonly WorkspaceSummary[], limit: number): WorkspacePage {
+  const page = found.slice(0, limit);
   const last = page.at(-1);
-  const more = all.length > limit || pages.some((p) => p.nextCursor !== null);
-  return { workspaces: page, nextCursor: more && last ? encodeCursor(last.projectId) : null };
+  return { workspaces: page, nextCursor: found.length > limit && last ? encodeCursor(last.projectId) : null };
+}
+
+export function summaryOf(r: WorkspaceRow): WorkspaceSummary {
+  return { projectId: r.project_id, schemaName: r.schema_name, createdAt: r.created_at };
 }
 
 function encodeCursor(projectId: string): string {

@@ -1,8 +1,10 @@
+import { randomInt } from 'node:crypto';
 import { chmod, mkdir, rm } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { PGLiteSocketHandler } from '@electric-sql/pglite-socket';
 import type { Mutex } from '../mutex.js';
+import { StatementCancelledError } from '../statement-cancelled.js';
 import { StatementTimeoutError, type PGliteThread } from './pglite-thread.js';
 import { CLAIM_SESSION_SQL, SESSION_TAKEN } from '../session-claims.js';
 
@@ -26,16 +28,19 @@ const CLAIM_ANSWERED = Buffer.from('C\0\0\0\x0dSELECT 1\0', 'latin1');
 const RENEW_REASON = "a new session: the last one held another workspace's custom settings";
 const ERROR_TYPE = 0x45;
 const TERMINATE = 0x58;
+const BACKEND_KEY_TYPE = 0x4b;
+/** A CancelRequest's length and code (the protocol's), the whole of the first message of a connection made to send it. */
+const CANCEL_REQUEST = { length: 16, code: 80877102 };
 
 /** An ErrorResponse with PostgreSQL's fields for `error` (severity, SQLSTATE, message, detail). */
-function errorResponse(error: StatementTimeoutError): Buffer {
+function errorResponse(error: StatementTimeoutError | StatementCancelledError): Buffer {
   const field = (code: string, value: string) => Buffer.concat([Buffer.from(code), Buffer.from(value), Buffer.from([0])]);
   const body = Buffer.concat([
     field('S', error.severity),
     field('V', error.severity),
     field('C', error.code),
     field('M', error.message),
-    field('D', error.detail),
+    ...('detail' in error ? [field('D', error.detail)] : []),
     Buffer.from([0]),
   ]);
   const header = Buffer.alloc(5);
@@ -65,6 +70,21 @@ function parsesClaim(message: Uint8Array): boolean {
   const bytes = Buffer.from(message.buffer, message.byteOffset, message.length);
   const text = bytes.indexOf(0, 5) + 1;
   return text > 0 && bytes[text + CLAIM_TEXT.length] === 0 && bytes.subarray(text, text + CLAIM_TEXT.length).equals(CLAIM_TEXT);
+}
+
+/**
+ * `data`, an answer to a startup message, with `key` in its BackendKeyData: PGlite gives every
+ * connection the same one (its one backend's), which a cancel request must name a connection by.
+ */
+function withBackendKey(data: Uint8Array, key: { id: number; secret: number }): Uint8Array {
+  const bytes = Buffer.from(data);
+  for (let at = 0; at + 5 <= bytes.length; at += 1 + bytes.readInt32BE(at + 1)) {
+    if (bytes[at] === BACKEND_KEY_TYPE && bytes.readInt32BE(at + 1) === 12 && at + 13 <= bytes.length) {
+      bytes.writeInt32BE(key.id, at + 5);
+      bytes.writeInt32BE(key.secret, at + 9);
+    }
+  }
+  return bytes;
 }
 
 const readyForQuery = (status: string) => Buffer.from([0x5a, 0, 0, 0, 5, status.charCodeAt(0)]);
@@ -123,6 +143,10 @@ function hold(mutex: Mutex): Promise<() => void> {
 
 interface Connection {
   handler: PGLiteSocketHandler;
+  /** What its cancel requests must carry with its handler id, sent to it as its BackendKeyData. */
+  secret: number;
+  /** Ends its message running in PGlite, at its cancel request. */
+  running: AbortController | undefined;
   /** Its messages run in order, one after the other. */
   chain: Promise<unknown>;
   gone: boolean;
@@ -176,7 +200,18 @@ class SessionTurns {
   ) {}
 
   add(handler: PGLiteSocketHandler): void {
-    this.#connections.set(handler.handlerId, { handler, chain: Promise.resolve(), gone: false, queried: false, skipToSync: false, executed: false, renew: false, claimDue: false, claimParsed: false });
+    this.#connections.set(handler.handlerId, { handler, secret: randomInt(2 ** 31), running: undefined, chain: Promise.resolve(), gone: false, queried: false, skipToSync: false, executed: false, renew: false, claimDue: false, claimParsed: false });
+  }
+
+  /**
+   * A cancel request for the connection whose BackendKeyData was `id` and `secret`: its message
+   * running in PGlite is ended as at a statement timeout (the store reopened, the client told
+   * 57014), as PostgreSQL ends the statement. A connection running nothing is left alone, as
+   * PostgreSQL leaves an idle backend.
+   */
+  cancel(id: number, secret: number): void {
+    const connection = this.#connections.get(id);
+    if (connection?.secret === secret) connection.running?.abort();
   }
 
   /** Called by the handler for each complete message of its client, in order. */
@@ -224,7 +259,10 @@ class SessionTurns {
       connection.claimParsed = false;
     }
     let head: Uint8Array | undefined;
-    const send = (data: Uint8Array) => {
+    // The startup message's answer: this connection's own key, for its cancel requests.
+    const startup = message[0] === 0;
+    const send = (answer: Uint8Array) => {
+      const data = startup ? withBackendKey(answer, { id, secret: connection.secret }) : answer;
       bytes += data.length;
       tail = lastBytes(tail, data, CLAIM_ANSWERED.length);
       if (claim && head === undefined) head = data.slice(0, 256);
@@ -234,17 +272,20 @@ class SessionTurns {
       // PGlite keeps this callback installed after the exchange: this process's own calls must
       // parse their replies themselves (query, exec, execProtocolStream; never execProtocol or
       // execProtocolRaw, whose reply would come here, see PGliteDatabase.pipeline).
-      await this.pglite.execRaw(message, send);
+      connection.running = new AbortController();
+      await this.pglite.execRaw(message, send, connection.running.signal);
     } catch (error) {
-      if (error instanceof StatementTimeoutError) {
-        // The store was reopened with a new session already.
+      if (error instanceof StatementTimeoutError || error instanceof StatementCancelledError) {
+        // The store was reopened with a new session already (or, cancelled before PGlite ran it, the message never ran).
         connection.claimDue = false;
-        await this.#timedOut(connection, holder, message, error, send);
+        await this.#ended(connection, holder, message, error, send);
       } else {
         // PGlite itself failed (not an SQL error, which is a reply): never keep the others waiting.
         this.#release();
         throw error;
       }
+    } finally {
+      connection.running = undefined;
     }
     if (head && isErrorWithCode(head, SESSION_TAKEN)) connection.renew = true;
     if (claimAfter && Buffer.from(tail.buffer, tail.byteOffset, tail.length).equals(CLAIM_ANSWERED)) connection.claimDue = false;
@@ -275,12 +316,12 @@ class SessionTurns {
   }
 
   /**
-   * The client's statement was ended at its timeout and the store reopened with a new session:
+   * The client's statement was ended at its timeout, or at its cancel request, and the store reopened with a new session:
    * it is told as PostgreSQL tells it (the error; then ReadyForQuery at once for a simple query,
    * or after skipping to its Sync), and a transaction it had open is failed, as PostgreSQL's
    * would be, so that its next statements are refused until it rolls back rather than run alone.
    */
-  async #timedOut(connection: Connection, holder: Holder, message: Uint8Array, error: StatementTimeoutError, send: (data: Uint8Array) => void): Promise<void> {
+  async #ended(connection: Connection, holder: Holder, message: Uint8Array, error: StatementTimeoutError | StatementCancelledError, send: (data: Uint8Array) => void): Promise<void> {
     send(errorResponse(error));
     let status = 'I';
     if (holder.status !== 'I') status = (await this.#internal(FAILED_TRANSACTION)) ?? 'I';
@@ -394,6 +435,13 @@ export class PGliteSocketServer {
     });
     turns.add(handler);
     this.#handlers.add(handler);
+    // A cancel request comes alone on a connection of its own, which the handler reads and drops
+    // (pglite-socket serves no cancel): heard here first, before the handler's own listener.
+    socket.once('data', (first: Buffer) => {
+      if (first.length === CANCEL_REQUEST.length && first.readInt32BE(0) === CANCEL_REQUEST.length && first.readInt32BE(4) === CANCEL_REQUEST.code) {
+        turns.cancel(first.readInt32BE(8), first.readInt32BE(12));
+      }
+    });
     const forget = () => this.#handlers.delete(handler);
     handler.addEventListener('close', forget);
     handler.addEventListener('error', forget);
